@@ -28,6 +28,8 @@ enum proto_msgid {
 	MSG_PING		= 101,	/* client -> server, any fields */
 	MSG_PONG		= 102,	/* server -> client, echoes "seq" if given */
 	MSG_CHAT_ACK		= 103,	/* {"msgid":103,"cmid":N,"smid":N} */
+	MSG_WHOAMI		= 104,	/* client -> server, any state */
+	MSG_WHOAMI_ACK		= 105,	/* {"msgid":105,"errno":0,"id":N,"worker":N,"pid":N} */
 };
 
 /*
@@ -162,7 +164,7 @@ struct proto_fail {
  *      CREATE_GROUP: "groupname" string; "groupdesc" string optional
  *      ADD_GROUP: "groupid" integer
  *      GROUP_CHAT: "groupid" integer, "msg" string
- *      PING: none
+ *      PING, WHOAMI: none
  *  - "id" when present is an integer in range (checked against the
  *    session by the caller, not here);
  *  - "name" in chats, when present, must be a string;

@@ -1,0 +1,107 @@
+/*
+ * conn.h - one client connection: socket, buffers, framing, timers,
+ * deferred close.  It knows bytes and frames; what a frame means is up
+ * to the handler the worker installs (the chat layer).
+ */
+#ifndef CHATD_CONN_H
+#define CHATD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <ev.h>
+
+#include "buf.h"
+#include "proto.h"
+
+struct conn;
+
+/* What the connection layer calls upward. */
+struct conn_handler {
+	/*
+	 * One frame (FRAME_OK or FRAME_BAD) from the client.  The handler
+	 * may answer, pause the connection or close it.
+	 */
+	void	(*frame)(struct conn *c, const char *p, size_t n,
+		    enum frame_status st);
+	/* The connection is going away (logout); no more output possible. */
+	void	(*closing)(struct conn *c);
+};
+
+/* Worker-wide settings and state of the connection layer. */
+struct conn_env {
+	struct ev_loop		*loop;
+	const struct conn_handler *handler;
+	size_t			 max_frame;
+	size_t			 max_output;
+	double			 idle_timeout;	/* 0: none */
+	double			 login_timeout;
+	/* figures the worker publishes */
+	uint64_t		*open_count;
+};
+
+struct conn {
+	ev_io		 rio;
+	ev_io		 wio;
+	ev_timer	 timer;
+	int		 fd;
+	uint32_t	 id;		/* index in the worker's table */
+	struct buf	 in;		/* unconsumed input (a partial frame) */
+	struct buf	 out;
+	struct frame_scanner fs;
+	struct sockaddr_storage peer;
+	ev_tstamp	 last_active;	/* idle timer is lazy: see conn.c */
+
+	/* chat layer state */
+	int32_t		 uid;		/* 0 until logged in */
+	char		*name;
+	size_t		 name_len;
+	int		 acks;		/* client asked for chat acks */
+
+	int		 jobs;		/* async work in flight holding c */
+	unsigned	 paused:1;	/* a request is in flight: hold input */
+	unsigned	 closing:1;
+	unsigned	 close_after_flush:1;
+	unsigned	 in_flush_list:1;
+	struct conn	*flush_next;
+	struct conn	*free_next;
+};
+
+/* Once per worker process, before accepting. */
+int	conn_env_init(const struct conn_env *env);
+/* Take over an accepted, non-blocking socket.  NULL when out of memory. */
+struct conn *conn_new(int fd, const struct sockaddr_storage *peer);
+/* The connection with this id, or NULL (closed, or never was). */
+struct conn *conn_lookup(uint32_t id);
+size_t	conn_count(void);
+/* Call fn on every open connection (shutdown, kick). */
+void	conn_foreach(void (*fn)(struct conn *c, void *arg), void *arg);
+
+/*
+ * Queue bytes for the client; they are written before the loop sleeps.
+ * -1 when the connection is closing or its output passed max_output (it
+ * is then closed: a client that does not read cannot grow our memory).
+ */
+int	conn_send(struct conn *c, const void *p, size_t n);
+/* The same for what was appended to c->out directly. */
+int	conn_sent(struct conn *c);
+/* Hold further requests until conn_resume (an async answer is due). */
+void	conn_pause(struct conn *c);
+void	conn_resume(struct conn *c);
+/* Close now; the memory is freed once nothing refers to it. */
+void	conn_close(struct conn *c, const char *why);
+/* Stop reading, write what is queued (bounded in time), then close. */
+void	conn_close_after_flush(struct conn *c, const char *why);
+/* The user logged in: switch from the login timeout to the idle timeout. */
+void	conn_logged_in(struct conn *c);
+/* Drop a reference taken with c->jobs++ (async work finished). */
+void	conn_unref(struct conn *c);
+
+/* Write every connection's queued output (ev_prepare, before sleeping). */
+void	conn_flush_all(void);
+/* Free closed connections (safe point, outside callbacks). */
+void	conn_reap(void);
+/* "ADDR:PORT" of the peer into buf. */
+const char *conn_peer_str(const struct conn *c, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,442 @@
+/* worker.c - one worker: privileges, signals, the loop, and the wiring. */
+#include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "auth.h"
+#include "chat.h"
+#include "conn.h"
+#include "log.h"
+#include "store.h"
+#include "worker.h"
+
+#define ACCEPTS_PER_EVENT	64
+#define CHANNEL_MSGS_PER_EVENT	256
+#define STOP_FLUSH_SECONDS	2.0
+
+/* Messages for another worker that its socket could not take yet. */
+struct chanq {
+	ev_io		 wio;
+	int		 slot;
+	struct buf	 q;		/* [chan_hdr][payload]... */
+};
+
+static struct node	*node;
+static int		 my_slot;
+static struct ev_loop	*loop;
+static struct store	*store;
+static struct authpool	*auth;
+static struct chanq	*chanqs;
+static char		*chan_rbuf;
+static ev_io		 accept_io, chan_io, auth_io, master_io;
+static ev_timer		 accept_retry, stop_timer;
+static ev_prepare	 flush_prep;
+static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
+static struct online_slot_stats *stats;
+static int		 stopping;
+
+static const struct conn_handler handler = {
+	.frame = chat_frame,
+	.closing = chat_closing,
+};
+
+/* ---- channel ----------------------------------------------------------- */
+
+static void
+chanq_drain(struct chanq *cq)
+{
+	struct chan_hdr	 h;
+	size_t		 rec;
+	int		 rc;
+
+	while (buf_used(&cq->q) >= sizeof(h)) {
+		memcpy(&h, buf_head(&cq->q), sizeof(h));
+		rec = sizeof(h) + h.len;
+		rc = channel_send(&node->chans, cq->slot, &h,
+		    buf_head(&cq->q) + sizeof(h));
+		if (rc == 1)
+			return;
+		if (rc == -1) {
+			/* never expected: the size was checked when queued */
+			log_warn("channel to worker %d", cq->slot);
+			if (h.type == CHAN_DELIVER) {
+				int32_t uid = h.uid;
+				(void)store_offline_add(store, &uid, 1,
+				    buf_head(&cq->q) + sizeof(h), h.len - 1);
+			}
+		}
+		buf_consume(&cq->q, rec);
+	}
+	ev_io_stop(loop, &cq->wio);
+}
+
+static void
+chanq_write_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	chanq_drain(w->data);
+}
+
+static int
+to_slot(int slot, const struct chan_hdr *h, const void *payload)
+{
+	struct chanq	*cq = &chanqs[slot];
+	int		 rc;
+
+	if (buf_used(&cq->q) == 0) {
+		rc = channel_send(&node->chans, slot, h, payload);
+		if (rc == 0)
+			return 0;
+		if (rc == -1)
+			return -1;
+	}
+	/* keep order behind what already waits; bounded, then store */
+	if (buf_used(&cq->q) + sizeof(*h) + h->len >
+	    node->cfg.channel_queue_bytes)
+		return -1;
+	if (buf_append(&cq->q, h, sizeof(*h)) == -1 ||
+	    buf_append(&cq->q, payload, h->len) == -1)
+		return -1;
+	ev_io_start(loop, &cq->wio);
+	return 0;
+}
+
+static void
+chan_read_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct chan_hdr	 h;
+	int		 i, rc;
+
+	for (i = 0; i < CHANNEL_MSGS_PER_EVENT; i++) {
+		rc = channel_recv(w->fd, &h, chan_rbuf, node->chans.max_msg);
+		if (rc == 0)
+			return;
+		if (rc == -1)
+			fatal("channel");
+		chat_channel_msg(&h, chan_rbuf);
+	}
+}
+
+/* ---- accept ------------------------------------------------------------ */
+
+static uint64_t
+node_connections(void)
+{
+	uint64_t	 sum = 0;
+	int		 i;
+
+	for (i = 0; i < node->nslots; i++)
+		sum += __atomic_load_n(&online_slot_stats(node->online,
+		    i)->connections, __ATOMIC_RELAXED);
+	return sum;
+}
+
+static void
+refuse(int fd)
+{
+	static const char msg[] = "{\"msgid\":100,\"errno\":28,"
+	    "\"errmsg\":\"server full\"}\n";
+
+	(void)!write(fd, msg, sizeof(msg) - 1);
+	close(fd);
+}
+
+static void
+accept_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 slen;
+	struct conn		*c;
+	int			 i, fd, one = 1;
+
+	for (i = 0; i < ACCEPTS_PER_EVENT; i++) {
+		slen = sizeof(ss);
+		fd = accept4(w->fd, (struct sockaddr *)&ss, &slen,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* else the listener stays ready: 100% CPU */
+				log_warn("accept");
+				ev_io_stop(l, w);
+				ev_timer_start(l, &accept_retry);
+			}
+			return;
+		}
+		if (node_connections() >= (uint64_t)node->cfg.max_connections) {
+			refuse(fd);
+			continue;
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+		if ((c = conn_new(fd, &ss)) == NULL) {
+			refuse(fd);
+			continue;
+		}
+		__atomic_add_fetch(&stats->accepted, 1, __ATOMIC_RELAXED);
+	}
+}
+
+static void
+accept_retry_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	if (!stopping)
+		ev_io_start(l, &accept_io);
+}
+
+/* ---- loop housekeeping ------------------------------------------------- */
+
+static void
+flush_cb(struct ev_loop *l, ev_prepare *w, int revents)
+{
+	conn_flush_all();
+	conn_reap();
+	if (stopping && conn_count() == 0)
+		ev_break(l, EVBREAK_ALL);
+}
+
+static void
+auth_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	authpool_complete(auth);
+}
+
+static void
+close_one(struct conn *c, void *arg)
+{
+	conn_close_after_flush(c, arg);
+}
+
+static void
+close_now(struct conn *c, void *arg)
+{
+	conn_close(c, arg);
+}
+
+/* At exit: what other workers never took is kept for its recipients. */
+static void
+chanq_store_all(void)
+{
+	struct chan_hdr	 h;
+	int		 i;
+	int32_t		 uid;
+
+	for (i = 0; i < node->nslots; i++) {
+		chanq_drain(&chanqs[i]);
+		while (buf_used(&chanqs[i].q) >= sizeof(h)) {
+			memcpy(&h, buf_head(&chanqs[i].q), sizeof(h));
+			uid = h.uid;
+			if (h.type == CHAN_DELIVER && h.len > 0 &&
+			    store_offline_add(store, &uid, 1,
+			    buf_head(&chanqs[i].q) + sizeof(h), h.len - 1) !=
+			    STORE_OK)
+				log_warnx("message for %d lost at exit: %s",
+				    (int)uid, store_error(store));
+			buf_consume(&chanqs[i].q, sizeof(h) + h.len);
+		}
+	}
+}
+
+static void
+stop_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	ev_break(l, EVBREAK_ALL);
+}
+
+static void
+worker_stop(const char *why)
+{
+	if (stopping)
+		return;
+	stopping = 1;
+	log_info("stopping: %s", why);
+	ev_io_stop(loop, &accept_io);
+	ev_timer_stop(loop, &accept_retry);
+	conn_foreach(close_one, "server stopping");
+	ev_timer_init(&stop_timer, stop_timer_cb, STOP_FLUSH_SECONDS, 0.);
+	ev_timer_start(loop, &stop_timer);
+}
+
+static void
+master_gone_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	char	 c;
+
+	if (read(w->fd, &c, 1) <= 0) {
+		ev_io_stop(l, w);
+		worker_stop("master exited");
+	}
+}
+
+static void
+reload(void)
+{
+	struct config	 next;
+	struct buf	 errs = BUF_INIT;
+
+	memset(&next, 0, sizeof(next));
+	if (cfg_load(&next, node->config_path, &errs) == -1) {
+		log_warnx("reload: keeping the old configuration: %.*s",
+		    (int)buf_used(&errs), buf_head(&errs));
+	} else {
+		cfg_apply_reload(&node->cfg, &next);
+		log_set_level(node->cfg.log_level);
+		chat_reconfigure(&node->cfg);
+	}
+	cfg_free(&next);
+	buf_free(&errs);
+}
+
+static void
+signal_cb(struct ev_loop *l, ev_signal *w, int revents)
+{
+	switch (w->signum) {
+	case SIGTERM:
+	case SIGINT:
+		worker_stop("signal");
+		break;
+	case SIGHUP:
+		reload();
+		break;
+	case SIGUSR1:
+		if (log_reopen() == -1)
+			log_warn("reopening the log");
+		break;
+	}
+}
+
+/* ---- start ------------------------------------------------------------- */
+
+static void
+worker_init_process(void)
+{
+	sigset_t	 set;
+	int		 i;
+
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
+	/* a master killed with SIGKILL must not leave orphans serving */
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+	close(node->master_pipe[1]);
+	for (i = 0; i < node->nslots; i++)
+		if (i != my_slot)
+			close(node->listen_fds[i]);
+	channel_child_init(&node->chans, my_slot);
+}
+
+void
+worker_main(struct node *n, int slot)
+{
+	struct store_opts	 opts;
+	struct conn_env		 cenv;
+	struct chat_env		 chenv;
+	char			 role[32], err[256];
+	int			 i;
+
+	node = n;
+	my_slot = slot;
+	snprintf(role, sizeof(role), "worker %d", slot);
+	log_set_role(role);
+	worker_init_process();
+	if (getppid() == 1)
+		exit(0);
+
+	stats = online_slot_stats(n->online, slot);
+	loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
+	if (loop == NULL)
+		fatalx("cannot create the event loop");
+
+	memset(&opts, 0, sizeof(opts));
+	opts.pool_init = n->cfg.db_pool_init;
+	opts.pool_max = n->cfg.db_pool_max;
+	opts.pool_idle_sec = n->cfg.db_pool_idle;
+	opts.connect_timeout_ms = n->cfg.db_connect_timeout_ms;
+	opts.query_timeout_ms = n->cfg.db_query_timeout_ms;
+	opts.busy_timeout_ms = n->cfg.sqlite_busy_timeout_ms;
+	opts.password = n->cfg.db_password;
+	if ((store = store_open(n->cfg.storage, &opts, err, sizeof(err))) ==
+	    NULL) {
+		log_warnx("storage: %s", err);
+		exit(CHATD_EXIT_FATAL);
+	}
+	if ((auth = authpool_new(1, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		exit(CHATD_EXIT_FATAL);
+	}
+	if ((chanqs = calloc(n->nslots, sizeof(*chanqs))) == NULL ||
+	    (chan_rbuf = malloc(n->chans.max_msg)) == NULL)
+		fatal("worker");
+	for (i = 0; i < n->nslots; i++) {
+		chanqs[i].slot = i;
+		ev_io_init(&chanqs[i].wio, chanq_write_cb,
+		    n->chans.fds[i][1], EV_WRITE);
+		chanqs[i].wio.data = &chanqs[i];
+	}
+
+	memset(&cenv, 0, sizeof(cenv));
+	cenv.loop = loop;
+	cenv.handler = &handler;
+	cenv.max_frame = n->cfg.max_frame_bytes;
+	cenv.max_output = n->cfg.max_output_bytes;
+	cenv.idle_timeout = n->cfg.idle_timeout;
+	cenv.login_timeout = n->cfg.login_timeout;
+	cenv.open_count = &stats->connections;
+	if (conn_env_init(&cenv) == -1)
+		fatal("conn_env_init");
+
+	memset(&chenv, 0, sizeof(chenv));
+	chenv.cfg = &n->cfg;
+	chenv.store = store;
+	chenv.online = n->online;
+	chenv.auth = auth;
+	chenv.stats = stats;
+	chenv.slot = slot;
+	chenv.node_id = n->cfg.node_id;
+	chenv.to_slot = to_slot;
+	chat_init(&chenv);
+
+	ev_io_init(&accept_io, accept_cb, n->listen_fds[slot], EV_READ);
+	ev_io_start(loop, &accept_io);
+	ev_timer_init(&accept_retry, accept_retry_cb, 0.1, 0.);
+	ev_io_init(&chan_io, chan_read_cb, n->chans.fds[slot][0], EV_READ);
+	ev_io_start(loop, &chan_io);
+	ev_io_init(&auth_io, auth_cb, authpool_fd(auth), EV_READ);
+	ev_io_start(loop, &auth_io);
+	ev_io_init(&master_io, master_gone_cb, n->master_pipe[0], EV_READ);
+	ev_io_start(loop, &master_io);
+	ev_prepare_init(&flush_prep, flush_cb);
+	ev_prepare_start(loop, &flush_prep);
+	ev_signal_init(&sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&sig_int, signal_cb, SIGINT);
+	ev_signal_init(&sig_hup, signal_cb, SIGHUP);
+	ev_signal_init(&sig_usr1, signal_cb, SIGUSR1);
+	ev_signal_start(loop, &sig_term);
+	ev_signal_start(loop, &sig_int);
+	ev_signal_start(loop, &sig_hup);
+	ev_signal_start(loop, &sig_usr1);
+
+	log_info("ready (pid %d)", (int)getpid());
+	ev_run(loop, 0);
+
+	/* whoever is still connected is logged out before we go */
+	conn_foreach(close_now, "exit");
+	conn_reap();
+	chanq_store_all();
+	authpool_free(auth);
+	store_close(store);
+	log_info("exiting");
+	exit(0);
+}
