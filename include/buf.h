@@ -19,7 +19,11 @@ struct buf {
 #define BUF_INIT { NULL, 0, 0, 0 }
 
 static inline size_t buf_used(const struct buf *b) { return b->len - b->off; }
-static inline char *buf_head(const struct buf *b) { return b->data + b->off; }
+/* Never NULL: an empty buffer that owns no memory gives "". */
+static inline char *buf_head(const struct buf *b)
+{
+	return b->data != NULL ? b->data + b->off : (char *)"";
+}
 
 /* Make room for extra more bytes after len; 0 or -1 (ENOMEM). */
 int	buf_reserve(struct buf *b, size_t extra);

@@ -20,6 +20,7 @@ struct node {
 	struct online		*online;
 	struct channel_set	 chans;
 	int			 master_pipe[2];	/* EOF on [0]: master died */
+	char			 boot_id[17];	/* random per run: tells restarts apart */
 };
 
 #endif

@@ -80,8 +80,8 @@ const char *proto_strerror(int code);
  */
 enum frame_status {
 	FRAME_NEED_MORE	= 0,	/* no complete value yet */
-	FRAME_OK	= 1,	/* [*off, *off + *len) is one value */
-	FRAME_BAD	= 2,	/* [*off, *off + *len) is malformed; answer, go on */
+	FRAME_OK	= 1,	/* [*off, *off + *vlen) is one value */
+	FRAME_BAD	= 2,	/* [*off, *off + *vlen) is malformed; answer, go on */
 	FRAME_GARBAGE	= 3,	/* not JSON: close the connection */
 	FRAME_TOO_BIG	= 4,	/* value would exceed max: close */
 };
@@ -100,7 +100,7 @@ void	frame_scanner_init(struct frame_scanner *s);
  * Scan data[0..len).  On every return *consumed is the number of bytes
  * the caller must drop from the front of its input before the next
  * call (separators skipped, plus the value for OK and BAD).  *off is
- * the value's offset from data; *len its length.  max bounds one
+ * the value's offset from data; *vlen its length.  max bounds one
  * value's size.
  */
 enum frame_status frame_next(struct frame_scanner *s, const char *data,

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -199,6 +201,7 @@ main(int argc, char *argv[])
 	sigset_t	 set;
 	char		 err[256];
 	const char	*path = SYSCONFDIR "/chatd.conf";
+	uint64_t	 boot;
 	int		 ch, check_only = 0, verbose = 0, rc;
 
 	memset(&n, 0, sizeof(n));
@@ -269,6 +272,10 @@ main(int argc, char *argv[])
 	}
 	if (pipe2(n.master_pipe, O_CLOEXEC) == -1)
 		fatal("pipe");
+	if (getrandom(&boot, sizeof(boot), 0) != sizeof(boot))
+		boot = ((uint64_t)time(NULL) << 32) ^ (uint64_t)getpid();
+	snprintf(n.boot_id, sizeof(n.boot_id), "%016llx",
+	    (unsigned long long)boot);
 
 	if (!n.foreground)
 		daemonize();
