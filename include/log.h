@@ -2,6 +2,7 @@
 #ifndef CHATD_LOG_H
 #define CHATD_LOG_H
 
+#include <stddef.h>
 #include <syslog.h>
 
 /*
@@ -18,6 +19,13 @@ void	log_set_level(int level);
 int	log_reopen(void);
 /* "debug".."emerg" -> LOG_*; -1 if unknown. */
 int	log_level_parse(const char *name);
+
+/*
+ * Format into a caller's error buffer (err, errlen), as library code
+ * reports problems instead of logging them.  NULL err is allowed.
+ */
+void	err_set(char *err, size_t errlen, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
 
 void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -31,6 +31,12 @@ struct store {
 	char			 err[256];
 };
 
+/*
+ * Make room in *v (n elements used, *cap allocated, each sz bytes) for
+ * one more, doubling.  0 or -1 (out of memory; *v unchanged).
+ */
+int	store_grow(void **v, size_t n, size_t *cap, size_t sz);
+
 /* Fill st->err; returns STORE_ERR. */
 int	store_set_error(struct store *st, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));

@@ -39,6 +39,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "online.h"
 #include "online_test.h"
 
@@ -106,20 +107,6 @@ struct online {
 	char			*name;
 };
 
-static void	seterr(char *, size_t, const char *, ...)
-		    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* murmur3's finalizer: a bijection, so distinct uids never share a hash. */
 static inline uint32_t
@@ -395,7 +382,7 @@ stripes_init(struct online *o, char *err, size_t errlen)
 	pthread_mutexattr_destroy(&attr);
 	return 0;
 fail:
-	seterr(err, errlen, "robust shared mutex: %s", strerror(r));
+	err_set(err, errlen, "robust shared mutex: %s", strerror(r));
 	return -1;
 }
 
@@ -410,24 +397,24 @@ online_create(const char *name, uint32_t capacity, int nslots, char *err,
 	int			 fd, r, i;
 
 	if (!name_valid(name)) {
-		seterr(err, errlen, "online: bad shm name \"%s\": want "
+		err_set(err, errlen, "online: bad shm name \"%s\": want "
 		    "\"/name\", no other '/', at most %d bytes",
 		    name ? name : "(null)", NAME_MAX);
 		return NULL;
 	}
 	if (capacity == 0 || capacity > ONLINE_MAX_CAPACITY) {
-		seterr(err, errlen, "online: capacity %u out of range 1..%u",
+		err_set(err, errlen, "online: capacity %u out of range 1..%u",
 		    capacity, ONLINE_MAX_CAPACITY);
 		return NULL;
 	}
 	if (nslots <= 0 || nslots > ONLINE_MAX_SLOTS) {
-		seterr(err, errlen, "online: %d worker slots out of range "
+		err_set(err, errlen, "online: %d worker slots out of range "
 		    "1..%d", nslots, ONLINE_MAX_SLOTS);
 		return NULL;
 	}
 	if ((o = calloc(1, sizeof(*o))) == NULL ||
 	    (o->name = strdup(name)) == NULL) {
-		seterr(err, errlen, "online: %s", strerror(errno));
+		err_set(err, errlen, "online: %s", strerror(errno));
 		free(o);
 		return NULL;
 	}
@@ -459,28 +446,28 @@ online_create(const char *name, uint32_t capacity, int nslots, char *err,
 
 	/* A stale table of a previous run; absent is fine. */
 	if (shm_unlink(name) == -1 && errno != ENOENT) {
-		seterr(err, errlen, "shm_unlink %s: %s", name,
+		err_set(err, errlen, "shm_unlink %s: %s", name,
 		    strerror(errno));
 		goto fail;
 	}
 	if ((fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600)) == -1) {
-		seterr(err, errlen, "shm_open %s: %s", name, strerror(errno));
+		err_set(err, errlen, "shm_open %s: %s", name, strerror(errno));
 		goto fail;
 	}
 	if (ftruncate(fd, (off_t)o->mapsize) == -1) {
-		seterr(err, errlen, "ftruncate %s to %zu bytes: %s", name,
+		err_set(err, errlen, "ftruncate %s to %zu bytes: %s", name,
 		    o->mapsize, strerror(errno));
 		goto fail_unlink;
 	}
 	/* Reserve the pages now: a full /dev/shm fails here, not as SIGBUS. */
 	if ((r = posix_fallocate(fd, 0, (off_t)o->mapsize)) != 0) {
-		seterr(err, errlen, "posix_fallocate %s, %zu bytes: %s", name,
+		err_set(err, errlen, "posix_fallocate %s, %zu bytes: %s", name,
 		    o->mapsize, strerror(r));
 		goto fail_unlink;
 	}
 	p = mmap(NULL, o->mapsize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
-		seterr(err, errlen, "mmap %s, %zu bytes: %s", name,
+		err_set(err, errlen, "mmap %s, %zu bytes: %s", name,
 		    o->mapsize, strerror(errno));
 		goto fail_unlink;
 	}
@@ -853,7 +840,7 @@ online_test_check(struct online *o, char *err, size_t errlen)
 	for (si = 0; si < o->nstripes && rc == 0; si++) {
 		bk = stripe_buckets(o, si);
 		if (stripe_lock(o, si) == -1) {
-			seterr(err, errlen, "stripe %u: lock lost", si);
+			err_set(err, errlen, "stripe %u: lock lost", si);
 			return -1;
 		}
 		for (i = 0, n = 0; i < o->nbuckets && rc == 0; i++) {
@@ -863,14 +850,14 @@ online_test_check(struct online *o, char *err, size_t errlen)
 			for (j = home_of(o, hash32(bk[i].uid)); j != i;
 			    j = (j + 1) & mask) {
 				if (bk[j].uid == 0) {
-					seterr(err, errlen, "stripe %u: uid %u "
+					err_set(err, errlen, "stripe %u: uid %u "
 					    "at %u unreachable", si, bk[i].uid,
 					    i);
 					rc = -1;
 					break;
 				}
 				if (bk[j].uid == bk[i].uid) {
-					seterr(err, errlen, "stripe %u: uid %u "
+					err_set(err, errlen, "stripe %u: uid %u "
 					    "at %u and %u", si, bk[i].uid, j,
 					    i);
 					rc = -1;
@@ -879,7 +866,7 @@ online_test_check(struct online *o, char *err, size_t errlen)
 			}
 		}
 		if (rc == 0 && n != count_get(o, si)) {
-			seterr(err, errlen, "stripe %u: count %u, %u buckets "
+			err_set(err, errlen, "stripe %u: count %u, %u buckets "
 			    "used", si, count_get(o, si), n);
 			rc = -1;
 		}

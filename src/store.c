@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "log.h"
 #include "store_impl.h"
 
 #define DEF_POOL_INIT		1
@@ -19,21 +20,6 @@
 #define DEF_QUERY_TIMEOUT_MS	5000
 #define DEF_BUSY_TIMEOUT_MS	5000
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 struct store *
 store_open(const char *spec, const struct store_opts *opts, char *err,
@@ -70,7 +56,7 @@ store_open(const char *spec, const struct store_opts *opts, char *err,
 		o.busy_timeout_ms = DEF_BUSY_TIMEOUT_MS;
 
 	if (spec == NULL) {
-		seterr(err, errlen, "no store given");
+		err_set(err, errlen, "no store given");
 		return NULL;
 	}
 	if (strncmp(spec, "sqlite:", 7) == 0)
@@ -78,12 +64,12 @@ store_open(const char *spec, const struct store_opts *opts, char *err,
 	else if (strncmp(spec, "mysql://", 8) == 0)
 		st = store_mysql_open(spec, &o, err, errlen);
 	else {
-		seterr(err, errlen, "unknown store \"%.64s\": expected "
+		err_set(err, errlen, "unknown store \"%.64s\": expected "
 		    "sqlite:PATH or mysql://user:pass@host:port/db", spec);
 		return NULL;
 	}
 	if (st == NULL && err[0] == '\0')
-		seterr(err, errlen, "cannot open store");
+		err_set(err, errlen, "cannot open store");
 	return st;
 }
 
@@ -106,6 +92,22 @@ const char *
 store_kind(const struct store *st)
 {
 	return st->ops->kind;
+}
+
+int
+store_grow(void **v, size_t n, size_t *cap, size_t sz)
+{
+	void	*nv;
+	size_t	 ncap;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 8;
+	if ((nv = reallocarray(*v, ncap, sz)) == NULL)
+		return -1;
+	*v = nv;
+	*cap = ncap;
+	return 0;
 }
 
 int

@@ -705,23 +705,6 @@ my_strdup(const struct mcol *v, char **p, size_t *len)
 	return 0;
 }
 
-/* Grow an array of elements of size sz to hold one more. */
-static int
-my_grow(void **v, size_t n, size_t *cap, size_t sz)
-{
-	void	*nv;
-	size_t	 ncap;
-
-	if (n < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 8;
-	if ((nv = reallocarray(*v, ncap, sz)) == NULL)
-		return -1;
-	*v = nv;
-	*cap = ncap;
-	return 0;
-}
-
 /* Row callback: the first column as an integer, NULL as 0. */
 static int
 row_int(struct my *m, void *arg, struct mcol *v, unsigned int nf)
@@ -948,7 +931,7 @@ row_member(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	ul->rows++;
 	if (v[0].null)
 		return STORE_OK;
-	if (my_grow((void **)&ul->out->v, ul->out->n, &ul->cap,
+	if (store_grow((void **)&ul->out->v, ul->out->n, &ul->cap,
 	    sizeof(*u)) == -1)
 		return my_nomem(m);
 	u = &ul->out->v[ul->out->n];
@@ -1137,7 +1120,7 @@ row_group(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	struct glist		*gl = arg;
 	struct store_group	*g;
 
-	if (my_grow((void **)&gl->out->v, gl->out->n, &gl->cap,
+	if (store_grow((void **)&gl->out->v, gl->out->n, &gl->cap,
 	    sizeof(*g)) == -1)
 		return my_nomem(m);
 	g = &gl->out->v[gl->out->n];
@@ -1167,7 +1150,7 @@ row_group_member(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	if (gl->cur == gl->out->n || gl->out->v[gl->cur].id != v[0].i)
 		return STORE_OK;
 	g = &gl->out->v[gl->cur];
-	if (my_grow((void **)&g->members.v, g->members.n,
+	if (store_grow((void **)&g->members.v, g->members.n,
 	    &gl->ucap[gl->cur], sizeof(*u)) == -1)
 		return my_nomem(m);
 	u = &g->members.v[g->members.n];
@@ -1286,7 +1269,7 @@ row_msg(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	struct mlist		*ml = arg;
 	struct store_msg	*msg;
 
-	if (my_grow((void **)&ml->out->v, ml->out->n, &ml->cap,
+	if (store_grow((void **)&ml->out->v, ml->out->n, &ml->cap,
 	    sizeof(*msg)) == -1)
 		return my_nomem(m);
 	msg = &ml->out->v[ml->out->n];

@@ -276,23 +276,6 @@ sq_col_text(sqlite3_stmt *s, int col, char **p, size_t *len)
 	return 0;
 }
 
-/* Grow an array of elements of size sz to hold one more. */
-static int
-sq_grow(void **v, size_t n, size_t *cap, size_t sz)
-{
-	void	*nv;
-	size_t	 ncap;
-
-	if (n < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 8;
-	if ((nv = reallocarray(*v, ncap, sz)) == NULL)
-		return -1;
-	*v = nv;
-	*cap = ncap;
-	return 0;
-}
-
 static int
 sq_nomem(struct sq *sq, sqlite3_stmt *s)
 {
@@ -518,7 +501,7 @@ members_read(struct sq *sq, sqlite3_stmt *s, int col, int withrole,
 		(*rows)++;
 		if (sqlite3_column_type(s, col) == SQLITE_NULL)
 			continue;
-		if (sq_grow((void **)&out->v, out->n, &cap, sizeof(*u)) == -1)
+		if (store_grow((void **)&out->v, out->n, &cap, sizeof(*u)) == -1)
 			goto nomem;
 		u = &out->v[out->n];
 		memset(u, 0, sizeof(*u));
@@ -747,7 +730,7 @@ user_groups_once(struct sq *sq, int32_t uid, struct store_group_list *out)
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		id = (int32_t)sqlite3_column_int64(s, 0);
 		if (g == NULL || g->id != id) {
-			if (sq_grow((void **)&out->v, out->n, &gcap,
+			if (store_grow((void **)&out->v, out->n, &gcap,
 			    sizeof(*g)) == -1)
 				goto nomem;
 			g = &out->v[out->n++];
@@ -758,7 +741,7 @@ user_groups_once(struct sq *sq, int32_t uid, struct store_group_list *out)
 			    sq_col_text(s, 2, &g->desc, &g->desc_len) == -1)
 				goto nomem;
 		}
-		if (sq_grow((void **)&g->members.v, g->members.n, &ucap,
+		if (store_grow((void **)&g->members.v, g->members.n, &ucap,
 		    sizeof(*u)) == -1)
 			goto nomem;
 		u = &g->members.v[g->members.n];
@@ -868,7 +851,7 @@ offline_fetch_once(struct sq *sq, int32_t uid, size_t max,
 	    (rc = sqlite3_bind_int64(s, 2, limit)) != SQLITE_OK)
 		return sq_fail(sq, s, rc, "fetch messages");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (sq_grow((void **)&out->v, out->n, &cap, sizeof(*m)) == -1)
+		if (store_grow((void **)&out->v, out->n, &cap, sizeof(*m)) == -1)
 			goto nomem;
 		m = &out->v[out->n];
 		m->id = sqlite3_column_int64(s, 0);
