@@ -124,6 +124,23 @@ int	store_user_groups(struct store *st, int32_t uid,
 /* Store msg for each of uids[0..n) in one transaction. */
 int	store_offline_add(struct store *st, const int32_t *uids, size_t n,
 	    const char *msg, size_t len);
+/*
+ * Acknowledged chats (opt-in "cmid").  Claim (sender, cmid): *smid is
+ * its server message id, new or from an earlier claim; *done is 1 when
+ * that earlier claim's message was already stored (a resend: answer
+ * with the same smid, deliver nothing).
+ */
+int	store_ack_claim(struct store *st, int32_t sender, int64_t cmid,
+	    int64_t *smid, int *done);
+/*
+ * Store msg for uids[0..n) tagged with smid and mark the claim done, in
+ * one transaction.  From then on the message is durable.
+ */
+int	store_ack_commit(struct store *st, int64_t smid, const int32_t *uids,
+	    size_t n, const char *msg, size_t len);
+/* Remove uid's copy of smid: it was delivered live. */
+int	store_offline_remove(struct store *st, int32_t uid, int64_t smid);
+
 /* Messages waiting for uid, oldest first, at most max (0: all). */
 int	store_offline_fetch(struct store *st, int32_t uid, size_t max,
 	    struct store_msg_list *out);

@@ -20,7 +20,11 @@ struct store_ops {
 	int	(*group_is_member)(struct store *, int32_t, int32_t);
 	int	(*group_members)(struct store *, int32_t, struct store_user_list *);
 	int	(*user_groups)(struct store *, int32_t, struct store_group_list *);
-	int	(*offline_add)(struct store *, const int32_t *, size_t, const char *, size_t);
+	/* smid > 0: tag the copies and mark that ClientMsg done, atomically */
+	int	(*offline_add)(struct store *, const int32_t *, size_t, const char *,
+		    size_t, int64_t smid);
+	int	(*ack_claim)(struct store *, int32_t, int64_t, int64_t *, int *);
+	int	(*offline_remove)(struct store *, int32_t, int64_t);
 	int	(*offline_fetch)(struct store *, int32_t, size_t, struct store_msg_list *);
 	int	(*offline_delete)(struct store *, int32_t, int64_t);
 };

@@ -63,8 +63,23 @@ CREATE TABLE IF NOT EXISTS OfflineMessage (
 	userid		INT NOT NULL,
 	message		MEDIUMBLOB NOT NULL,
 	created		TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+	smid		BIGINT NOT NULL DEFAULT 0,
 	PRIMARY KEY (id),
 	KEY userid_id (userid, id),
+	KEY userid_smid (userid, smid),
+	FOREIGN KEY (userid) REFERENCES User (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- (sender, client message id) -> server message id for acknowledged
+-- chats; done once the message was stored for its recipients.
+CREATE TABLE IF NOT EXISTS ClientMsg (
+	smid		BIGINT NOT NULL AUTO_INCREMENT,
+	userid		INT NOT NULL,
+	cmid		BIGINT NOT NULL,
+	done		TINYINT NOT NULL DEFAULT 0,
+	created		TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+	PRIMARY KEY (smid),
+	UNIQUE KEY userid_cmid (userid, cmid),
 	FOREIGN KEY (userid) REFERENCES User (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 

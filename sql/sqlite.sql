@@ -47,13 +47,31 @@ CREATE UNIQUE INDEX IF NOT EXISTS GroupUser_joined
 
 -- No length limit on message (the seed's VARCHAR(500) lost data).
 -- AUTOINCREMENT: ids never reused, so "delete id <= n" is safe.
+-- smid: the ClientMsg a copy belongs to (0: none), so a copy kept for a
+-- recipient can be removed once it was delivered live.
 CREATE TABLE IF NOT EXISTS OfflineMessage (
 	id		INTEGER PRIMARY KEY AUTOINCREMENT,
 	userid		INTEGER NOT NULL REFERENCES User(id),
 	message		TEXT NOT NULL,
-	created		INTEGER
+	created		INTEGER,
+	smid		INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS OfflineMessage_userid
     ON OfflineMessage(userid, id);
+CREATE INDEX IF NOT EXISTS OfflineMessage_smid
+    ON OfflineMessage(userid, smid);
+
+-- Chats a client asked to have acknowledged: (sender, client message
+-- id) -> server message id, so a resend after a reconnect is answered
+-- with the same smid instead of being delivered twice.  done: the
+-- message was stored for its recipients.
+CREATE TABLE IF NOT EXISTS ClientMsg (
+	smid		INTEGER PRIMARY KEY AUTOINCREMENT,
+	userid		INTEGER NOT NULL REFERENCES User(id),
+	cmid		INTEGER NOT NULL,
+	done		INTEGER NOT NULL DEFAULT 0,
+	created		INTEGER,
+	UNIQUE (userid, cmid)
+);
 
 PRAGMA user_version = 1;

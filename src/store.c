@@ -202,7 +202,27 @@ int
 store_offline_add(struct store *st, const int32_t *uids, size_t n,
     const char *msg, size_t len)
 {
-	return st->ops->offline_add(st, uids, n, msg, len);
+	return st->ops->offline_add(st, uids, n, msg, len, 0);
+}
+
+int
+store_ack_claim(struct store *st, int32_t sender, int64_t cmid,
+    int64_t *smid, int *done)
+{
+	return st->ops->ack_claim(st, sender, cmid, smid, done);
+}
+
+int
+store_ack_commit(struct store *st, int64_t smid, const int32_t *uids,
+    size_t n, const char *msg, size_t len)
+{
+	return st->ops->offline_add(st, uids, n, msg, len, smid);
+}
+
+int
+store_offline_remove(struct store *st, int32_t uid, int64_t smid)
+{
+	return st->ops->offline_remove(st, uid, smid);
 }
 
 int

@@ -65,7 +65,7 @@
 #define MY_BATCH		16
 #define MY_BATCH_MAXLEN		(64 * 1024)
 
-#define MY_MAXPARAM		(2 * MY_BATCH)
+#define MY_MAXPARAM		(3 * MY_BATCH)
 
 /* libmysqlclient 8 dropped my_bool for bool. */
 #if !defined(MARIADB_BASE_VERSION) && MYSQL_VERSION_ID >= 80000
@@ -98,11 +98,15 @@ enum {
 	Q_OFFLINE_FETCH,
 	Q_OFFLINE_FETCH_ALL,
 	Q_OFFLINE_DELETE,
+	Q_OFFLINE_REMOVE,
+	Q_ACK_CLAIM,
+	Q_ACK_GET,
+	Q_ACK_DONE,
 	Q_MAX
 };
 
-/* Rows of (userid, message) placeholders, MY_BATCH of them. */
-#define ROW	"(?, ?)"
+/* Rows of (userid, message, smid) placeholders, MY_BATCH of them. */
+#define ROW	"(?, ?, ?)"
 #define ROWS4	ROW ", " ROW ", " ROW ", " ROW
 #define ROWS16	ROWS4 ", " ROWS4 ", " ROWS4 ", " ROWS4
 
@@ -158,9 +162,9 @@ static const char *const my_sql[Q_MAX] = {
 	    " JOIN User u ON u.id = m.userid"
 	    " WHERE me.userid = ? ORDER BY m.groupid, m.id",
 	[Q_OFFLINE_ADD] =
-	    "INSERT INTO OfflineMessage (userid, message) VALUES " ROW,
+	    "INSERT INTO OfflineMessage (userid, message, smid) VALUES " ROW,
 	[Q_OFFLINE_ADD_BATCH] =
-	    "INSERT INTO OfflineMessage (userid, message) VALUES " ROWS16,
+	    "INSERT INTO OfflineMessage (userid, message, smid) VALUES " ROWS16,
 	[Q_OFFLINE_FETCH] =
 	    "SELECT id, message FROM OfflineMessage WHERE userid = ?"
 	    " ORDER BY id LIMIT ?",
@@ -169,6 +173,14 @@ static const char *const my_sql[Q_MAX] = {
 	    " ORDER BY id",
 	[Q_OFFLINE_DELETE] =
 	    "DELETE FROM OfflineMessage WHERE userid = ? AND id <= ?",
+	[Q_OFFLINE_REMOVE] =
+	    "DELETE FROM OfflineMessage WHERE userid = ? AND smid = ?",
+	[Q_ACK_CLAIM] =
+	    "INSERT INTO ClientMsg (userid, cmid) VALUES (?, ?)"
+	    " ON DUPLICATE KEY UPDATE cmid = cmid",
+	[Q_ACK_GET] =
+	    "SELECT smid, done FROM ClientMsg WHERE userid = ? AND cmid = ?",
+	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1 WHERE smid = ?",
 };
 
 struct mconn {
@@ -1206,7 +1218,7 @@ mysql_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
 
 static int
 offline_add_once(struct my *m, struct mconn *c, const int32_t *uids,
-    size_t n, const char *msg, size_t len)
+    size_t n, const char *msg, size_t len, int64_t smid)
 {
 	struct mparam	 p[MY_MAXPARAM];
 	size_t		 i, k, rows;
@@ -1224,10 +1236,11 @@ offline_add_once(struct my *m, struct mconn *c, const int32_t *uids,
 			rows = 1;
 		}
 		for (k = 0; k < rows; k++) {
-			p[2 * k] = P_INT(uids[i + k]);
-			p[2 * k + 1] = P_STR(msg, len);
+			p[3 * k] = P_INT(uids[i + k]);
+			p[3 * k + 1] = P_STR(msg, len);
+			p[3 * k + 2] = P_INT(smid);
 		}
-		rc = my_exec(m, c, q, p, 2 * rows, NULL, NULL,
+		rc = my_exec(m, c, q, p, 3 * rows, NULL, NULL,
 		    "store message");
 		if (rc != STORE_OK) {
 			if (rc == STORE_NOTFOUND)
@@ -1235,6 +1248,12 @@ offline_add_once(struct my *m, struct mconn *c, const int32_t *uids,
 				    "no such user");
 			goto fail;
 		}
+	}
+	if (smid > 0) {
+		p[0] = P_INT(smid);
+		if ((rc = my_exec(m, c, Q_ACK_DONE, p, 1, NULL, NULL,
+		    "acknowledge message")) != STORE_OK)
+			goto fail;
 	}
 	if ((rc = my_commit(m, c)) != STORE_OK)
 		goto fail;
@@ -1247,14 +1266,84 @@ offline_add_once(struct my *m, struct mconn *c, const int32_t *uids,
 
 static int
 mysql_offline_add(struct store *st, const int32_t *uids, size_t n,
-    const char *msg, size_t len)
+    const char *msg, size_t len, int64_t smid)
 {
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	if (n == 0)
+	if (n == 0 && smid == 0)
 		return STORE_OK;
-	MY_RUN(m, rc, MY_ONCE, offline_add_once(m, c, uids, n, msg, len));
+	MY_RUN(m, rc, MY_ONCE, offline_add_once(m, c, uids, n, msg, len,
+	    smid));
+	return rc;
+}
+
+/* Row callback: smid and done of a ClientMsg. */
+static int
+row_ack(struct my *m, void *arg, struct mcol *v, unsigned int nf)
+{
+	int64_t	*out = arg;
+
+	out[0] = v[0].i;
+	out[1] = v[1].i;
+	out[2] = 1;
+	return STORE_OK;
+}
+
+static int
+ack_claim_once(struct my *m, struct mconn *c, int32_t sender, int64_t cmid,
+    int64_t *smid, int *done)
+{
+	struct mparam	 p[2];
+	int64_t		 row[3] = { 0, 0, 0 };
+	int		 rc;
+
+	p[0] = P_INT(sender);
+	p[1] = P_INT(cmid);
+	if ((rc = my_exec(m, c, Q_ACK_CLAIM, p, 2, NULL, NULL,
+	    "claim message id")) != STORE_OK)
+		return rc;
+	if ((rc = my_exec(m, c, Q_ACK_GET, p, 2, row_ack, row,
+	    "claim message id")) != STORE_OK)
+		return rc;
+	if (!row[2])
+		return store_set_error(&m->st, "claim message id: no row");
+	*smid = row[0];
+	*done = row[1] != 0;
+	return STORE_OK;
+}
+
+static int
+mysql_ack_claim(struct store *st, int32_t sender, int64_t cmid,
+    int64_t *smid, int *done)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	/* the insert is a no-op the second time: safe to run again */
+	MY_RUN(m, rc, MY_IDEMPOTENT, ack_claim_once(m, c, sender, cmid, smid,
+	    done));
+	return rc;
+}
+
+static int
+offline_remove_once(struct my *m, struct mconn *c, int32_t uid, int64_t smid)
+{
+	struct mparam	 p[2];
+
+	p[0] = P_INT(uid);
+	p[1] = P_INT(smid);
+	return my_exec(m, c, Q_OFFLINE_REMOVE, p, 2, NULL, NULL,
+	    "remove delivered message");
+}
+
+static int
+mysql_offline_remove(struct store *st, int32_t uid, int64_t smid)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	MY_RUN(m, rc, MY_IDEMPOTENT, offline_remove_once(m, c, uid, smid));
 	return rc;
 }
 
@@ -1745,4 +1834,6 @@ static const struct store_ops mysql_ops = {
 	.offline_add = mysql_offline_add,
 	.offline_fetch = mysql_offline_fetch,
 	.offline_delete = mysql_offline_delete,
+	.ack_claim = mysql_ack_claim,
+	.offline_remove = mysql_offline_remove,
 };

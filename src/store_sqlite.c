@@ -56,6 +56,10 @@ enum {
 	Q_OFFLINE_ADD,
 	Q_OFFLINE_FETCH,
 	Q_OFFLINE_DELETE,
+	Q_OFFLINE_REMOVE,
+	Q_ACK_CLAIM,
+	Q_ACK_GET,
+	Q_ACK_DONE,
 	Q_MAX
 };
 
@@ -103,13 +107,21 @@ static const char *const sq_sql[Q_MAX] = {
 	    " JOIN User u ON u.id = m.userid"
 	    " WHERE me.userid = ?1 ORDER BY g.id, m.joined",
 	[Q_OFFLINE_ADD] =
-	    "INSERT INTO OfflineMessage (userid, message, created)"
-	    " VALUES (?1, ?2, ?3)",
+	    "INSERT INTO OfflineMessage (userid, message, created, smid)"
+	    " VALUES (?1, ?2, ?3, ?4)",
 	[Q_OFFLINE_FETCH] =
 	    "SELECT id, message FROM OfflineMessage WHERE userid = ?1"
 	    " ORDER BY id LIMIT ?2",
 	[Q_OFFLINE_DELETE] =
 	    "DELETE FROM OfflineMessage WHERE userid = ?1 AND id <= ?2",
+	[Q_OFFLINE_REMOVE] =
+	    "DELETE FROM OfflineMessage WHERE userid = ?1 AND smid = ?2",
+	[Q_ACK_CLAIM] =
+	    "INSERT INTO ClientMsg (userid, cmid, created) VALUES (?1, ?2, ?3)"
+	    " ON CONFLICT (userid, cmid) DO NOTHING",
+	[Q_ACK_GET] =
+	    "SELECT smid, done FROM ClientMsg WHERE userid = ?1 AND cmid = ?2",
+	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1 WHERE smid = ?1",
 };
 
 struct sq {
@@ -780,7 +792,7 @@ sqlite_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
 
 static int
 offline_add_once(struct sq *sq, const int32_t *uids, size_t n,
-    const char *msg, size_t len)
+    const char *msg, size_t len, int64_t smid)
 {
 	sqlite3_stmt	*s = sq->q[Q_OFFLINE_ADD];
 	size_t		 i;
@@ -790,7 +802,8 @@ offline_add_once(struct sq *sq, const int32_t *uids, size_t n,
 		return rc;
 	/* Text and time stay bound; only the user changes per row. */
 	if ((rc = sq_bind_text(s, 2, msg, len)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 3, time(NULL))) != SQLITE_OK) {
+	    (rc = sqlite3_bind_int64(s, 3, time(NULL))) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 4, smid)) != SQLITE_OK) {
 		rc = sq_fail(sq, s, rc, "store message");
 		goto fail;
 	}
@@ -810,6 +823,15 @@ offline_add_once(struct sq *sq, const int32_t *uids, size_t n,
 		sqlite3_reset(s);
 	}
 	sq_done(s);
+	if (smid > 0) {
+		s = sq->q[Q_ACK_DONE];
+		if ((rc = sqlite3_bind_int64(s, 1, smid)) != SQLITE_OK) {
+			rc = sq_fail(sq, s, rc, "acknowledge message");
+			goto fail;
+		}
+		if ((rc = sq_run(sq, s, "acknowledge message")) != STORE_OK)
+			goto fail;
+	}
 	if ((rc = sq_commit(sq)) != STORE_OK)
 		goto fail;
 	return STORE_OK;
@@ -822,14 +844,14 @@ offline_add_once(struct sq *sq, const int32_t *uids, size_t n,
 
 static int
 sqlite_offline_add(struct store *st, const int32_t *uids, size_t n,
-    const char *msg, size_t len)
+    const char *msg, size_t len, int64_t smid)
 {
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	if (n == 0)
+	if (n == 0 && smid == 0)
 		return STORE_OK;
-	SQ_RETRY(sq, rc, offline_add_once(sq, uids, n, msg, len));
+	SQ_RETRY(sq, rc, offline_add_once(sq, uids, n, msg, len, smid));
 	return rc;
 }
 
@@ -901,6 +923,68 @@ sqlite_offline_delete(struct store *st, int32_t uid, int64_t upto)
 	int		 rc;
 
 	SQ_RETRY(sq, rc, offline_delete_once(sq, uid, upto));
+	return rc;
+}
+
+static int
+ack_claim_once(struct sq *sq, int32_t sender, int64_t cmid, int64_t *smid,
+    int *done)
+{
+	sqlite3_stmt	*s = sq->q[Q_ACK_CLAIM];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, sender)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, cmid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, time(NULL))) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "claim message id");
+	if ((rc = sq_run(sq, s, "claim message id")) != STORE_OK)
+		return rc;
+	s = sq->q[Q_ACK_GET];
+	if ((rc = sqlite3_bind_int64(s, 1, sender)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, cmid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "claim message id");
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		if (rc != SQLITE_DONE)
+			return sq_fail(sq, s, rc, "claim message id");
+		sq_done(s);
+		return store_set_error(&sq->st, "claim message id: no row");
+	}
+	*smid = sqlite3_column_int64(s, 0);
+	*done = sqlite3_column_int(s, 1) != 0;
+	sq_done(s);
+	return STORE_OK;
+}
+
+static int
+sqlite_ack_claim(struct store *st, int32_t sender, int64_t cmid,
+    int64_t *smid, int *done)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, ack_claim_once(sq, sender, cmid, smid, done));
+	return rc;
+}
+
+static int
+offline_remove_once(struct sq *sq, int32_t uid, int64_t smid)
+{
+	sqlite3_stmt	*s = sq->q[Q_OFFLINE_REMOVE];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, smid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "remove delivered message");
+	return sq_run(sq, s, "remove delivered message");
+}
+
+static int
+sqlite_offline_remove(struct store *st, int32_t uid, int64_t smid)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, offline_remove_once(sq, uid, smid));
 	return rc;
 }
 
@@ -1105,4 +1189,6 @@ static const struct store_ops sqlite_ops = {
 	.offline_add = sqlite_offline_add,
 	.offline_fetch = sqlite_offline_fetch,
 	.offline_delete = sqlite_offline_delete,
+	.ack_claim = sqlite_ack_claim,
+	.offline_remove = sqlite_offline_remove,
 };

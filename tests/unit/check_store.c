@@ -416,6 +416,63 @@ START_TEST(test_offline)
 }
 END_TEST
 
+/* Acknowledged chats: claim once, store durably, remove after delivery. */
+START_TEST(test_ack)
+{
+	struct store		*st;
+	struct store_msg_list	 l;
+	int32_t			 from, to[2];
+	int64_t			 smid, smid2, other;
+	int			 done;
+
+	st = open_store();
+	from = mkuser(st, "ka");
+	to[0] = mkuser(st, "kb");
+	to[1] = mkuser(st, "kc");
+
+	ck_assert_int_eq(store_ack_claim(st, from, 7, &smid, &done), STORE_OK);
+	ck_assert_int_gt(smid, 0);
+	ck_assert_int_eq(done, 0);
+	/* claimed but not stored (a crash in between): same smid, not done */
+	ck_assert_int_eq(store_ack_claim(st, from, 7, &smid2, &done),
+	    STORE_OK);
+	ck_assert_int_eq(smid2, smid);
+	ck_assert_int_eq(done, 0);
+	/* another client message id, or another sender: another smid */
+	ck_assert_int_eq(store_ack_claim(st, from, 8, &other, &done),
+	    STORE_OK);
+	ck_assert_int_ne(other, smid);
+	ck_assert_int_eq(store_ack_claim(st, to[0], 7, &other, &done),
+	    STORE_OK);
+	ck_assert_int_ne(other, smid);
+
+	ck_assert_int_eq(store_ack_commit(st, smid, to, 2, "acked", 5),
+	    STORE_OK);
+	ck_assert_int_eq(store_ack_claim(st, from, 7, &smid2, &done),
+	    STORE_OK);
+	ck_assert_int_eq(smid2, smid);
+	ck_assert_int_eq(done, 1);
+	/* a commit with no recipient still marks the claim done */
+	ck_assert_int_eq(store_ack_commit(st, other, to, 0, "x", 1), STORE_OK);
+	ck_assert_int_eq(store_ack_claim(st, to[0], 7, &smid2, &done),
+	    STORE_OK);
+	ck_assert_int_eq(done, 1);
+
+	/* delivered live to to[0]: only its copy goes */
+	ck_assert_int_eq(store_offline_add(st, to, 1, "plain", 5), STORE_OK);
+	ck_assert_int_eq(store_offline_remove(st, to[0], smid), STORE_OK);
+	ck_assert_int_eq(store_offline_fetch(st, to[0], 0, &l), STORE_OK);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_str_eq(l.v[0].text, "plain");
+	store_msg_list_free(&l);
+	ck_assert_int_eq(store_offline_fetch(st, to[1], 0, &l), STORE_OK);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_str_eq(l.v[0].text, "acked");
+	store_msg_list_free(&l);
+	store_close(st);
+}
+END_TEST
+
 /* Store text as a message and as a group name/desc; all must come back. */
 static void
 roundtrip(struct store *st, int32_t uid, const char *text, size_t len)
@@ -738,6 +795,7 @@ store_suite(void)
 	tcase_add_test(tc, test_friend);
 	tcase_add_test(tc, test_group);
 	tcase_add_test(tc, test_offline);
+	tcase_add_test(tc, test_ack);
 	tcase_add_test(tc, test_bytes);
 	tcase_add_test(tc, test_big);
 	tcase_add_test(tc, test_reopen);
