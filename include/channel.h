@@ -27,6 +27,7 @@ struct chan_hdr {
 	uint32_t	gen;		/* slot generation the sender saw */
 	uint32_t	from_slot;
 	uint32_t	len;		/* payload bytes after the header */
+	int64_t		smid;		/* acknowledged chat: already stored */
 };
 
 struct channel_set {

@@ -16,7 +16,9 @@
 #include "proto.h"
 
 struct authpool;
+struct guard;
 struct config;
+struct pubsub;
 struct store;
 
 struct chat_env {
@@ -33,6 +35,10 @@ struct chat_env {
 	 */
 	int	(*to_slot)(int slot, const struct chan_hdr *h,
 		    const void *payload);
+	/* Cluster mode (redis set): other nodes; NULL on a single node. */
+	struct pubsub		*pubsub;
+	/* node-wide failed-login throttling (guard.c); may be NULL */
+	struct guard		*guard;
 };
 
 void	chat_init(const struct chat_env *env);
@@ -40,8 +46,17 @@ void	chat_init(const struct chat_env *env);
 void	chat_frame(struct conn *c, const char *p, size_t n,
 	    enum frame_status st);
 void	chat_closing(struct conn *c);
+void	chat_drained(struct conn *c);
 /* A message from another worker (channel). */
 void	chat_channel_msg(const struct chan_hdr *h, const char *payload);
+/*
+ * pubsub_handler callbacks: a line from another node, a session lost to
+ * another node, messages stored for a user logged in here.
+ */
+void	chat_remote_deliver(void *arg, int32_t uid, const char *line,
+	    size_t len);
+void	chat_presence_lost(void *arg, int32_t uid);
+void	chat_stored(void *arg, int32_t uid);
 /* Apply a reloaded configuration's limits. */
 void	chat_reconfigure(const struct config *cfg);
 

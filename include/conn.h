@@ -15,6 +15,7 @@
 #include "proto.h"
 
 struct conn;
+struct guard;
 
 /* What the connection layer calls upward. */
 struct conn_handler {
@@ -26,6 +27,11 @@ struct conn_handler {
 		    enum frame_status st);
 	/* The connection is going away (logout); no more output possible. */
 	void	(*closing)(struct conn *c);
+	/*
+	 * Everything queued reached the kernel (called only while
+	 * c->want_drained is set; the handler clears or keeps it).
+	 */
+	void	(*drained)(struct conn *c);
 };
 
 /* Worker-wide settings and state of the connection layer. */
@@ -36,6 +42,17 @@ struct conn_env {
 	size_t			 max_output;
 	double			 idle_timeout;	/* 0: none */
 	double			 login_timeout;
+	/*
+	 * Token bucket per connection: rate_rps requests a second, up to
+	 * rate_burst at once (0: no limit).  A request over the limit is
+	 * answered with ERR_RATE and dropped; a client that keeps sending
+	 * at more than CONN_RATE_ABUSE times the rate is disconnected.
+	 */
+	double			 rate_rps;
+	double			 rate_burst;
+	/* node-wide connections per address (guard.c); may be NULL */
+	struct guard		*guard;
+	int			 slot;
 	/* figures the worker publishes */
 	uint64_t		*open_count;
 };
@@ -51,26 +68,50 @@ struct conn {
 	struct frame_scanner fs;
 	struct sockaddr_storage peer;
 	ev_tstamp	 last_active;	/* idle timer is lazy: see conn.c */
+	uint64_t	 akey;		/* guard address key counted, 0: none */
+	double		 rl_tokens;	/* rate limit: requests available */
+	double		 rl_debt;	/* refused requests not yet forgiven */
+	ev_tstamp	 rl_stamp;
 
 	/* chat layer state */
 	int32_t		 uid;		/* 0 until logged in */
 	char		*name;
 	size_t		 name_len;
 	int		 acks;		/* client asked for chat acks */
+	int32_t		 offline_uid;	/* whose backlog batch is in out */
+	int64_t		 offline_upto;	/* remove up to this once drained */
+	unsigned	 offline_more:1;	/* more backlog after this batch */
+	unsigned	 ack_offline:1;	/* client acknowledges offline batches */
+	int64_t		*delivered;	/* acked chats queued here: their */
+	size_t		 ndelivered;	/* stored copies go once drained */
+	size_t		 delivered_cap;
 
 	int		 jobs;		/* async work in flight holding c */
 	unsigned	 paused:1;	/* a request is in flight: hold input */
 	unsigned	 closing:1;
 	unsigned	 close_after_flush:1;
 	unsigned	 in_flush_list:1;
+	unsigned	 want_drained:1;	/* call handler->drained */
 	struct conn	*flush_next;
 	struct conn	*free_next;
 };
 
+#define CONN_RATE_ABUSE	10
+
 /* Once per worker process, before accepting. */
 int	conn_env_init(const struct conn_env *env);
-/* Take over an accepted, non-blocking socket.  NULL when out of memory. */
-struct conn *conn_new(int fd, const struct sockaddr_storage *peer);
+/* New request rate limit (reload); 0 rps: none. */
+void	conn_env_rate(double rps, double burst);
+/* New limits and timeouts (reload); open connections follow them. */
+void	conn_env_reconfigure(size_t max_output, double idle_timeout,
+	    double login_timeout);
+/*
+ * Take over an accepted, non-blocking socket.  akey: the address key
+ * counted with guard_conn_add for it (0: none); it is released when the
+ * connection closes.  NULL when out of memory (nothing taken over).
+ */
+struct conn *conn_new(int fd, const struct sockaddr_storage *peer,
+	    uint64_t akey);
 /* The connection with this id, or NULL (closed, or never was). */
 struct conn *conn_lookup(uint32_t id);
 size_t	conn_count(void);

@@ -45,6 +45,14 @@ struct online_slot_stats {
 	uint64_t	 offline_stored;
 	uint64_t	 errors;
 	uint64_t	 respawns;
+	/*
+	 * Health, for the master's /health and chatctl status.  The
+	 * master sets them to -1 (unknown) and heartbeat to "now" before
+	 * it forks the slot's worker; the worker then refreshes them.
+	 */
+	int32_t		 redis_up;	/* cluster: 1 subscribed, 0 down */
+	int32_t		 store_ok;	/* 1 store_ping answered, 0 not */
+	uint64_t	 heartbeat;	/* CLOCK_MONOTONIC ms, every second */
 };
 
 /*
@@ -60,7 +68,7 @@ void	online_destroy(struct online *o, int unlink_it);
 /*
  * Add uid for (slot, conn) unless it is already online.  Returns 0 when
  * added, 1 when uid is online already (out, if not NULL, receives that
- * entry), -1 when the table is full.
+ * entry), -1 when the table is full or uid is 0 or slot out of range.
  */
 int	online_add(struct online *o, uint32_t uid, uint16_t slot,
 	    uint32_t conn, struct online_entry *out);

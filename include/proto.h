@@ -30,6 +30,8 @@ enum proto_msgid {
 	MSG_CHAT_ACK		= 103,	/* {"msgid":103,"cmid":N,"smid":N} */
 	MSG_WHOAMI		= 104,	/* client -> server, any state */
 	MSG_WHOAMI_ACK		= 105,	/* {"msgid":105,"errno":0,"id":N,"worker":N,"pid":N} */
+	MSG_OFFLINE_ACK		= 106,	/* client: {"msgid":106,"upto":N} read up to N */
+	MSG_OFFLINE_BATCH	= 107,	/* {"msgid":107,"offlinemsg":[...],"offlineupto":N,"offlinemore":B} */
 };
 
 /*
@@ -141,6 +143,21 @@ struct proto_req {
 	struct proto_str	 groupdesc;	/* CREATE_GROUP ("" if absent) */
 	int			 has_cmid;	/* opt-in acknowledgement */
 	int64_t			 cmid;
+	int			 ackoffline;	/* LOGIN: opt-in offline acks */
+	int64_t			 upto;		/* OFFLINE_ACK */
+	/*
+	 * Private to proto.c: a chat's own text when it is exactly what
+	 * json-c would write for root, so proto_put_forward can splice
+	 * the real id and name into it instead of copying and serialising
+	 * root.  Change root only through proto_* calls (they keep this
+	 * in step); a changed key count turns the fast path off.
+	 */
+	char			*fwd;
+	size_t			 fwd_len;
+	size_t			 fwd_id_off, fwd_id_len;	/* len 0: absent */
+	size_t			 fwd_name_off, fwd_name_len;
+	size_t			 fwd_nkeys;
+	int64_t			 fwd_smid;	/* > 0: appended */
 };
 
 /* Where a decoding failure is to be answered. */
@@ -165,6 +182,9 @@ struct proto_fail {
  *      ADD_GROUP: "groupid" integer
  *      GROUP_CHAT: "groupid" integer, "msg" string
  *      PING, WHOAMI: none
+ *      OFFLINE_ACK: "upto" integer >= 0
+ *  - LOGIN may carry "ackoffline": true (boolean): offline messages are
+ *    then removed only when the client acknowledges them (106);
  *  - "id" when present is an integer in range (checked against the
  *    session by the caller, not here);
  *  - "name" in chats, when present, must be a string;
@@ -210,6 +230,10 @@ struct proto_login {
 	size_t			 ngroups;
 	const struct proto_str	*offline;	/* stored forwarded messages */
 	size_t			 noffline;
+	/* for clients that acknowledge offline messages (ackoffline) */
+	int			 ackoffline;
+	int64_t			 offlineupto;	/* acknowledge up to this */
+	int			 offlinemore;	/* another batch follows */
 };
 
 /*
@@ -217,6 +241,17 @@ struct proto_login {
  * the seed client expects; empty lists are omitted.
  */
 int	proto_put_login_ok(struct buf *out, const struct proto_login *l);
+/* MSG_OFFLINE_BATCH: the next offline batch for an ackoffline client. */
+int	proto_put_offline_batch(struct buf *out, const struct proto_str *msgs,
+	    size_t n, int64_t upto, int more);
+/*
+ * The server message id of an acknowledged chat goes into the forwarded
+ * object as "smid"; smid 0 removes a "smid" the client sent, which only
+ * the server may set.  0 or -1.
+ */
+int	proto_req_set_smid(struct proto_req *req, int64_t smid);
+/* The top-level "smid" of a forwarded line (relayed by another node), 0 if none. */
+int64_t	proto_line_smid(const char *line, size_t len);
 
 /*
  * The forwarded form of a chat request: the sender's object with "id"

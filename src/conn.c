@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "guard.h"
 #include "log.h"
 
 /* Reads per readiness event: enough to drain a burst, fair to others. */
@@ -27,6 +28,7 @@ static uint32_t		 nfree;
 static size_t		 nopen;
 static struct conn	*flush_list;
 static struct conn	*reap_list;
+static struct buf	 rate_reply;	/* the ERR_RATE answer, made once */
 
 static void	conn_read_cb(struct ev_loop *, ev_io *, int);
 static void	conn_write_cb(struct ev_loop *, ev_io *, int);
@@ -41,7 +43,40 @@ conn_env_init(const struct conn_env *e)
 	rbuf_size = 64 * 1024;
 	if ((rbuf = malloc(rbuf_size)) == NULL)
 		return -1;
+	if (proto_put_error(&rate_reply, MSG_ERROR, ERR_RATE, 0,
+	    "too many requests (rate_limit_rps): request dropped") == -1)
+		return -1;
 	return 0;
+}
+
+void
+conn_env_rate(double rps, double burst)
+{
+	env.rate_rps = rps;
+	env.rate_burst = burst;
+}
+
+void
+conn_env_reconfigure(size_t max_output, double idle_timeout,
+    double login_timeout)
+{
+	uint32_t	 i;
+	struct conn	*c;
+
+	env.max_output = max_output;
+	env.idle_timeout = idle_timeout;
+	env.login_timeout = login_timeout;
+	/* logged-in connections count their idle time anew */
+	for (i = 0; i < table_size; i++) {
+		if ((c = table[i]) == NULL || c->closing || c->uid == 0 ||
+		    c->close_after_flush)
+			continue;
+		c->timer.repeat = idle_timeout;
+		if (idle_timeout > 0)
+			ev_timer_again(env.loop, &c->timer);
+		else
+			ev_timer_stop(env.loop, &c->timer);
+	}
 }
 
 static int
@@ -71,7 +106,7 @@ conn_id_alloc(uint32_t *id)
 }
 
 struct conn *
-conn_new(int fd, const struct sockaddr_storage *peer)
+conn_new(int fd, const struct sockaddr_storage *peer, uint64_t akey)
 {
 	struct conn	*c;
 
@@ -89,6 +124,9 @@ conn_new(int fd, const struct sockaddr_storage *peer)
 	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
 	c->rio.data = c->wio.data = c->timer.data = c;
 	c->last_active = ev_now(env.loop);
+	c->akey = akey;
+	c->rl_tokens = env.rate_burst;
+	c->rl_stamp = c->last_active;
 	ev_timer_init(&c->timer, conn_timer_cb, 0.,
 	    env.login_timeout > 0 ? env.login_timeout : env.idle_timeout);
 	if (c->timer.repeat > 0)
@@ -234,6 +272,8 @@ conn_close(struct conn *c, const char *why)
 	ev_timer_stop(env.loop, &c->timer);
 	close(c->fd);
 	c->fd = -1;
+	/* c->akey stays: a login answer due later still counts a failure */
+	guard_conn_del(env.guard, env.slot, c->akey);
 	table[c->id] = NULL;
 	free_ids[nfree++] = c->id;
 	nopen--;
@@ -280,6 +320,7 @@ conn_reap(void)
 		}
 		*pp = c->free_next;
 		free(c->name);
+		free(c->delivered);
 		free(c);
 	}
 }
@@ -318,8 +359,16 @@ conn_flush(struct conn *c)
 		buf_consume(&c->out, n);
 	}
 	ev_io_stop(env.loop, &c->wio);
-	if (c->close_after_flush)
+	if (c->close_after_flush) {
 		conn_close(c, "flushed");
+		return;
+	}
+	if (c->want_drained && env.handler->drained != NULL) {
+		env.handler->drained(c);
+		/* the handler may have queued more: write it in this round */
+		if (buf_used(&c->out) > 0 && !c->closing)
+			conn_want_flush(c);
+	}
 }
 
 static void
@@ -342,9 +391,13 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_close(c, "login timeout");
 		return;
 	}
+	if (env.idle_timeout <= 0) {
+		ev_timer_stop(loop, w);
+		return;
+	}
 	/* the timer is not reset on every read; catch up here */
 	idle_for = ev_now(loop) - c->last_active;
-	if (idle_for < w->repeat) {
+	if (idle_for < env.idle_timeout) {
 		w->repeat = env.idle_timeout - idle_for;
 		ev_timer_again(loop, w);
 		w->repeat = env.idle_timeout;
@@ -359,6 +412,49 @@ conn_fatal_input(struct conn *c, int code, const char *text)
 {
 	(void)proto_put_error(&c->out, MSG_ERROR, code, 0, text);
 	conn_close_after_flush(c, text);
+}
+
+/*
+ * The token bucket: 1 when the request may go on.  Refused requests
+ * pile up as debt that is forgiven at (CONN_RATE_ABUSE - 1) times the
+ * rate, so the debt only grows while the client sends faster than
+ * CONN_RATE_ABUSE times the rate; past CONN_RATE_ABUSE bursts of it
+ * the client is cut off.  Refusing costs one copy of a ready answer.
+ */
+static int
+conn_rate_ok(struct conn *c)
+{
+	ev_tstamp	 now, dt;
+	char		 peer[64];
+
+	if (env.rate_rps <= 0)
+		return 1;
+	now = ev_now(env.loop);
+	dt = now - c->rl_stamp;
+	c->rl_stamp = now;
+	if (dt > 0) {
+		c->rl_tokens += dt * env.rate_rps;
+		if (c->rl_tokens > env.rate_burst)
+			c->rl_tokens = env.rate_burst;
+		c->rl_debt -= dt * env.rate_rps * (CONN_RATE_ABUSE - 1);
+		if (c->rl_debt < 0)
+			c->rl_debt = 0;
+	}
+	if (c->rl_tokens >= 1) {
+		c->rl_tokens -= 1;
+		return 1;
+	}
+	if (++c->rl_debt > env.rate_burst * CONN_RATE_ABUSE) {
+		log_notice("%s: requests far over rate_limit_rps (%.0f/s): "
+		    "disconnecting", conn_peer_str(c, peer, sizeof(peer)),
+		    env.rate_rps);
+		(void)proto_put_error(&c->out, MSG_ERROR, ERR_RATE, 0,
+		    "far too many requests; closing the connection");
+		conn_close_after_flush(c, "flood");
+		return 0;
+	}
+	(void)conn_send(c, buf_head(&rate_reply), buf_used(&rate_reply));
+	return 0;
 }
 
 /*
@@ -383,7 +479,8 @@ conn_input(struct conn *c, const char *data, size_t len)
 		switch (st) {
 		case FRAME_OK:
 		case FRAME_BAD:
-			env.handler->frame(c, data + off, vlen, st);
+			if (conn_rate_ok(c))
+				env.handler->frame(c, data + off, vlen, st);
 			break;
 		case FRAME_GARBAGE:
 			conn_fatal_input(c, ERR_MALFORMED,

@@ -33,7 +33,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +105,6 @@ struct online {
 	int			 nslots;
 	char			*name;
 };
-
 
 /* murmur3's finalizer: a bijection, so distinct uids never share a hash. */
 static inline uint32_t
@@ -213,11 +211,11 @@ static void
 bucket_rewrite(struct bucket *b, uint32_t uid, uint16_t slot, uint32_t conn,
     uint32_t gen)
 {
+	/* Release stores keep each write after the ones before it. */
 	__atomic_store_n(&b->gen, 0, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&b->slot, slot, __ATOMIC_RELAXED);
-	__atomic_store_n(&b->conn, conn, __ATOMIC_RELAXED);
-	__atomic_store_n(&b->uid, uid, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->slot, slot, __ATOMIC_RELEASE);
+	__atomic_store_n(&b->conn, conn, __ATOMIC_RELEASE);
+	__atomic_store_n(&b->uid, uid, __ATOMIC_RELEASE);
 	__atomic_store_n(&b->gen, gen, __ATOMIC_RELEASE);
 }
 
@@ -238,9 +236,11 @@ bucket_delete(const struct online *o, struct bucket *bk, uint32_t i)
 	uint32_t	 j, home, n, mask = o->bmask;
 	struct bucket	*b;
 
-	/* Gone for readers at once, even if we die below. */
+	/*
+	 * Stale first: if we die below, the entry stays removed.  Every
+	 * store that follows is a release, so none moves ahead of this.
+	 */
 	__atomic_store_n(&bk[i].gen, 0, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
 	for (j = (i + 1) & mask, n = 1; n < o->nbuckets;
 	    j = (j + 1) & mask, n++) {
 		b = &bk[j];
@@ -365,8 +365,17 @@ stripes_init(struct online *o, char *err, size_t errlen)
 
 	if ((r = pthread_mutexattr_init(&attr)) != 0)
 		goto fail;
+	/*
+	 * Priority inheritance, though no priorities are in play: with a
+	 * plain robust futex, a waiter woken by an unlock and killed before
+	 * it takes the lock loses the wakeup, and the other waiters sleep
+	 * on a free lock until someone else contends.  PI futexes are
+	 * queued and handed over by the kernel, which has no such window.
+	 */
 	if ((r = pthread_mutexattr_setpshared(&attr,
 	    PTHREAD_PROCESS_SHARED)) != 0 ||
+	    (r = pthread_mutexattr_setprotocol(&attr,
+	    PTHREAD_PRIO_INHERIT)) != 0 ||
 	    (r = pthread_mutexattr_setrobust(&attr,
 	    PTHREAD_MUTEX_ROBUST)) != 0) {
 		pthread_mutexattr_destroy(&attr);
@@ -530,7 +539,11 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 	si = stripe_of(o, h);
 	bk = stripe_buckets(o, si);
 	gen = slot_gen(o, slot);
-	/* Outside the lock: it reads other stripes' lines. */
+	/*
+	 * Outside the lock: it reads other stripes' lines.  Adds racing in
+	 * other stripes may all pass, overshooting capacity by at most one
+	 * per concurrent adder; the buckets have room for twice as many.
+	 */
 	full = online_used(o) >= o->capacity;
 
 	if (stripe_lock(o, si) == -1)

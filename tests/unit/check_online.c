@@ -784,6 +784,87 @@ START_TEST(test_kill_chaos)
 }
 END_TEST
 
+static void
+spin_ops(struct online *o, int k, uint64_t seed)
+{
+	uint64_t	r;
+	uint32_t	uid;
+
+	while (!*stop_flag) {
+		r = rnd(&seed);
+		uid = 1 + r % 64;
+		switch ((r >> 32) % 3) {
+		case 0:
+			online_add(o, uid, k, 1, NULL);
+			break;
+		case 1:
+			online_remove(o, uid, k, 1);
+			break;
+		default:
+			online_get(o, uid, NULL);
+			break;
+		}
+	}
+	_exit(0);
+}
+
+/*
+ * Everyone on one stripe, so kills often land on a process queued for
+ * the lock or just woken to take it.  The survivors must all stop when
+ * told: none may sleep on a free lock because its wakeup died.
+ */
+START_TEST(test_kill_waiters)
+{
+	struct online	*o;
+	pid_t		 pid[NPROC];
+	uint64_t	 seed = 42;
+	int		 k, round, victim, status, left, ms;
+
+	o = table_new("waiters", 100, NPROC);
+	stop_flag = shared_alloc(sizeof(*stop_flag));
+	for (round = 0; round < 200; round++) {
+		victim = round % NPROC;
+		*stop_flag = 0;
+		for (k = 0; k < NPROC; k++) {
+			pid[k] = fork();
+			ck_assert_int_ne(pid[k], -1);
+			if (pid[k] == 0)
+				spin_ops(o, k, rnd(&seed) + k);
+		}
+		usleep(200 + rnd(&seed) % 2000);
+		kill(pid[victim], SIGKILL);
+		ck_assert_int_eq(waitpid(pid[victim], &status, 0),
+		    pid[victim]);
+		pid[victim] = 0;
+		*stop_flag = 1;
+		for (ms = 0; ms < 3000; ms++) {
+			for (k = 0, left = 0; k < NPROC; k++) {
+				if (pid[k] == 0)
+					continue;
+				if (waitpid(pid[k], &status, WNOHANG) == pid[k])
+					pid[k] = 0;
+				else
+					left++;
+			}
+			if (left == 0)
+				break;
+			usleep(1000);
+		}
+		for (k = 0; k < NPROC; k++) {
+			if (pid[k] == 0)
+				continue;
+			kill(pid[k], SIGKILL);
+			waitpid(pid[k], &status, 0);
+			ck_abort_msg("round %d: proc %d stuck on a free lock",
+			    round, k);
+		}
+		online_slot_reset(o, victim);
+	}
+	table_ok(o);
+	online_destroy(o, 0);
+}
+END_TEST
+
 /* A child that locks uid's stripe (damaging it) and waits to be killed. */
 static pid_t
 spawn_locker(struct online *o, uint32_t uid, int damage, int *done)
@@ -933,6 +1014,7 @@ online_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_concurrent);
 	tcase_add_test(tc, test_kill_chaos);
+	tcase_add_test(tc, test_kill_waiters);
 	tcase_add_test(tc, test_dead_holder);
 	tcase_add_loop_test(tc, test_dead_holder_damage, 0,
 	    sizeof(damages) / sizeof(damages[0]));

@@ -1123,8 +1123,9 @@ START_TEST(enc_login_full)
 	    m1, 2 };
 	groups[1] = (struct proto_group){ 2, { "empty", 5 }, { NULL, 0 },
 	    NULL, 0 };
-	l = (struct proto_login){ 13, { "zhang san", 9 }, friends, 2,
-	    groups, 2, off, 2 };
+	l = (struct proto_login){ .id = 13, .name = { "zhang san", 9 },
+	    .friends = friends, .nfriends = 2, .groups = groups, .ngroups = 2,
+	    .offline = off, .noffline = 2 };
 	ck_assert_int_eq(proto_put_login_ok(&b, &l), 0);
 
 	AJ(&w, "{'msgid':2,'errno':0,'id':13,'name':'zhang san',"
@@ -1224,6 +1225,60 @@ START_TEST(enc_forward)
 	    ">{'msgid':6,'toid':2,'msg':'a\\u0000b\xf0\x9f\x98\x80"
 	    "\xf0\x9f\x98\x80\\'\\\\//','id':13,'name':'x\\u0000y"
 	    "\xf0\x9f\x8e\x89'}");
+}
+END_TEST
+
+/* Acknowledged chats and offline acknowledgements (extensions). */
+START_TEST(ext_acks)
+{
+	struct buf		 b = BUF_INIT;
+	struct proto_req	 r;
+	struct proto_fail	 f;
+	struct proto_str	 m[2] = { { "{\"a\":1}", 7 }, { "{}", 2 } };
+	const char		*in;
+
+	/* the server sets smid, replacing one the client made up */
+	in = "{\"msgid\":6,\"toid\":2,\"msg\":\"m\",\"smid\":1,\"cmid\":9}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_int_eq(r.has_cmid, 1);
+	ck_assert_int_eq(r.cmid, 9);
+	ck_assert_int_eq(proto_req_set_smid(&r, 77), 0);
+	ck_assert_int_eq(proto_put_forward(&b, &r, 3, "c", 1), 0);
+	out_is(&b, "{'msgid':6,'toid':2,'msg':'m','cmid':9,'smid':77,"
+	    "'id':3,'name':'c'}");
+	/* 0: the made-up one is dropped */
+	ck_assert_int_eq(proto_req_set_smid(&r, 0), 0);
+	ck_assert_int_eq(proto_put_forward(&b, &r, 3, "c", 1), 0);
+	out_is(&b, "{'msgid':6,'toid':2,'msg':'m','cmid':9,'id':3,'name':'c'}");
+	proto_req_clear(&r);
+
+	in = "{\"msgid\":1,\"id\":4,\"password\":\"p\",\"ackoffline\":true}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_int_eq(r.ackoffline, 1);
+	proto_req_clear(&r);
+	in = "{\"msgid\":1,\"id\":4,\"password\":\"p\",\"ackoffline\":1}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_WRONG_TYPE);
+	ck_assert_int_eq(f.reply_msgid, MSG_LOGIN_ACK);
+
+	in = "{\"msgid\":106,\"upto\":12}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_int_eq(r.upto, 12);
+	proto_req_clear(&r);
+	in = "{\"msgid\":106}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_MISSING_FIELD);
+	in = "{\"msgid\":106,\"upto\":\"12\"}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_WRONG_TYPE);
+	in = "{\"msgid\":106,\"upto\":-1}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_BAD_VALUE);
+
+	ck_assert_int_eq(proto_put_offline_batch(&b, m, 2, 41, 1), 0);
+	out_is(&b, "{'msgid':107,'offlinemsg':['{\\'a\\':1}','{}'],"
+	    "'offlineupto':41,'offlinemore':true}\n");
+	buf_free(&b);
 }
 END_TEST
 
@@ -1329,6 +1384,7 @@ proto_suite(void)
 	tcase_add_test(tc, enc_login_full);
 	tcase_add_test(tc, enc_forward);
 	tcase_add_test(tc, enc_forward_roundtrip);
+	tcase_add_test(tc, ext_acks);
 	tcase_add_test(tc, enc_strerror);
 	suite_add_tcase(s, tc);
 
