@@ -35,6 +35,20 @@ struct config {
 	int	 login_timeout;		/* seconds to log in after connecting */
 	size_t	 max_offline_per_login;	/* offline messages in one login reply */
 
+	/* abuse limits and privileges (guard.c, conn.c, chat.c, worker.c) */
+	int	 max_connections_per_ip;	/* node-wide; 0: no limit */
+	char	*per_ip_exempt;		/* CIDRs exempt from per-address limits */
+	int	 rate_limit_rps;	/* requests per second per connection; 0: off */
+	int	 rate_limit_burst;
+	int	 login_fail_max;	/* failed logins in login_fail_window; 0: off */
+	int	 login_fail_window;	/* seconds */
+	int	 login_block;		/* seconds of the first block; doubles */
+	int	 max_friends;		/* per user; 0: no limit */
+	int	 max_groups_per_user;
+	int	 max_group_members;
+	char	*user;			/* workers run as this user */
+	int	 allow_root;		/* workers may run as root */
+
 	/* storage tuning (struct store_opts) */
 	int	 db_pool_init;
 	int	 db_pool_max;
@@ -51,6 +65,12 @@ struct config {
 	int	 redis_port;
 	char	*redis_password;
 	char	*node_id;		/* default: hostname:port */
+
+	/* operations (served by the master) */
+	char	*control_socket;	/* unix socket for chatctl; unset: off */
+	char	*metrics_listen;	/* "host:port" or "port"; unset: off */
+	char	*metrics_host;		/* parsed; "127.0.0.1" for a bare port */
+	int	 metrics_port;
 };
 
 /*

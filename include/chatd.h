@@ -9,6 +9,8 @@
 #include "channel.h"
 #include "online.h"
 
+struct guard;
+
 #define CHATD_EXIT_FATAL	2	/* a worker that exits so is not respawned */
 
 struct node {
@@ -18,6 +20,7 @@ struct node {
 	int			 nslots;
 	int			*listen_fds;	/* one SO_REUSEPORT socket per slot */
 	struct online		*online;
+	struct guard		*guard;		/* per-address and login limits */
 	struct channel_set	 chans;
 	int			 master_pipe[2];	/* EOF on [0]: master died */
 	char			 boot_id[17];	/* random per run: tells restarts apart */

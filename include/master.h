@@ -5,6 +5,12 @@
 #include "chatd.h"
 
 /*
+ * Open the control socket and the metrics listener the configuration
+ * asks for (ctl.h), before daemonizing so that errors reach the
+ * terminal.  0, or -1 after logging why.
+ */
+int	master_init(struct node *n);
+/*
  * Fork the workers and supervise them until told to stop.  Expects
  * SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGUSR1 blocked.  Returns the
  * process exit status.

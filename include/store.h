@@ -121,6 +121,14 @@ int	store_group_members(struct store *st, int32_t gid,
 int	store_user_groups(struct store *st, int32_t uid,
 	    struct store_group_list *out);
 
+/*
+ * Counts behind the limits max_friends, max_groups_per_user and
+ * max_group_members: STORE_OK with *n (0 for an unknown id).
+ */
+int	store_count_friends(struct store *st, int32_t uid, int64_t *n);
+int	store_count_user_groups(struct store *st, int32_t uid, int64_t *n);
+int	store_count_group_members(struct store *st, int32_t gid, int64_t *n);
+
 /* Store msg for each of uids[0..n) in one transaction. */
 int	store_offline_add(struct store *st, const int32_t *uids, size_t n,
 	    const char *msg, size_t len);

@@ -19,9 +19,11 @@
 #include <unistd.h>
 
 #include "chatd.h"
+#include "guard.h"
 #include "log.h"
 #include "master.h"
 #include "store.h"
+#include "worker.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -231,13 +233,19 @@ main(int argc, char *argv[])
 		fprintf(stderr, "%.*s", (int)buf_used(&errs), buf_head(&errs));
 		if (check_only)
 			fprintf(stderr, "configuration has errors\n");
+		buf_free(&errs);
+		cfg_free(&n.cfg);
 		return 1;
 	}
 	buf_free(&errs);
 	if (check_only) {
 		printf("configuration OK\n");
+		cfg_free(&n.cfg);
 		return 0;
 	}
+	/* reloads read it again after daemonize() moved us to "/" */
+	if ((n.config_path = realpath(path, NULL)) == NULL)
+		n.config_path = path;
 	if (verbose)
 		n.cfg.log_level = LOG_DEBUG;
 	if (log_init(n.foreground ? "stderr" : n.cfg.log_file,
@@ -247,14 +255,30 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	log_set_role("master");
+	/* workers run as root only when the configuration says so */
+	if (worker_privileges_check(&n.cfg, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		cfg_free(&n.cfg);
+		return 1;
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	n.nslots = n.cfg.workers;
 	if (pidfile_check(n.cfg.pid_file) == -1)
 		return 1;
-	if (store_preflight(&n.cfg) == -1)
+	/* as the workers' user: the store must be theirs to open */
+	if (worker_as_user(&n.cfg, 1) == -1)
 		return 1;
+	rc = store_preflight(&n.cfg);
+	(void)worker_as_user(&n.cfg, 0);
+	if (rc == -1) {
+		if (n.cfg.user != NULL)
+			log_warnx("the storage must be readable and writable "
+			    "by user %s (an SQLite file and its directory)",
+			    n.cfg.user);
+		return 1;
+	}
 	if (listen_sockets(&n) == -1)
 		return 1;
 	/* the bound port proves no live instance owns this table name */
@@ -264,9 +288,21 @@ main(int argc, char *argv[])
 		log_warnx("session table %s: %s", n.cfg.shm_name, err);
 		return 1;
 	}
+	/* per-address and failed-login limits, shared by the workers */
+	if ((n.guard = guard_create(n.nslots, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		online_destroy(n.online, 1);
+		return 1;
+	}
 	if (channel_create(&n.chans, n.nslots, n.cfg.max_frame_bytes +
 	    n.cfg.max_name_bytes + 256, err, sizeof(err)) == -1) {
 		log_warnx("%s", err);
+		online_destroy(n.online, 1);
+		return 1;
+	}
+	/* control socket and metrics listener: errors still reach stderr */
+	if (master_init(&n) == -1) {
+		channel_destroy(&n.chans);
 		online_destroy(n.online, 1);
 		return 1;
 	}
@@ -298,8 +334,14 @@ main(int argc, char *argv[])
 	rc = master_run(&n);
 
 	online_destroy(n.online, 1);
+	guard_destroy(n.guard);
 	channel_destroy(&n.chans);
 	unlink(n.cfg.pid_file);
+	for (ch = 0; ch < n.nslots; ch++)
+		close(n.listen_fds[ch]);
+	free(n.listen_fds);
 	cfg_free(&n.cfg);
+	if (n.config_path != path)
+		free((char *)n.config_path);	/* from realpath() */
 	return rc;
 }

@@ -16,6 +16,8 @@
 #include <sys/types.h>
 #include <sys/stat.h>
 
+#include <sys/un.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -23,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,7 @@
 
 #include "buf.h"
 #include "cfg.h"
+#include "guard.h"
 #include "log.h"
 
 #ifndef LOCALSTATEDIR
@@ -69,6 +73,10 @@ struct cfg_key {
 
 static int	check_storage(const char *, char *, size_t);
 static int	check_shm_name(const char *, char *, size_t);
+static int	check_nets(const char *, char *, size_t);
+static int	check_user(const char *, char *, size_t);
+static int	check_control_socket(const char *, char *, size_t);
+static int	check_metrics_listen(const char *, char *, size_t);
 
 #define OFF(f)		offsetof(struct config, f)
 #define KiB		1024LL
@@ -107,8 +115,9 @@ static const struct cfg_key cfg_keys[] = {
 	{ "max_online", CFG_INT, OFF(max_online), "262144",
 	    16, 16 * MiB, RESTART, NULL,
 	    "capacity of the shared table of online users" },
+	/* restart: the worker channels are sized from it at start */
 	{ "max_frame_bytes", CFG_SIZE, OFF(max_frame_bytes), "64k",
-	    1 * KiB, 16 * MiB, RELOAD, NULL,
+	    1 * KiB, 16 * MiB, RESTART, NULL,
 	    "largest request a client may send" },
 	{ "max_name_bytes", CFG_SIZE, OFF(max_name_bytes), "64",
 	    1, 1 * KiB, RELOAD, NULL,
@@ -140,6 +149,44 @@ static const struct cfg_key cfg_keys[] = {
 	{ "max_offline_per_login", CFG_SIZE, OFF(max_offline_per_login),
 	    "1000", 1, 1000000, RELOAD, NULL,
 	    "offline messages delivered in one login reply" },
+	/* abuse limits: 0 turns a limit off */
+	{ "max_connections_per_ip", CFG_INT, OFF(max_connections_per_ip),
+	    "64", 0, 1000000, RELOAD, NULL,
+	    "connections from one IPv4 address or IPv6 /64, node-wide" },
+	{ "per_ip_exempt", CFG_STRING, OFF(per_ip_exempt), NULL,
+	    0, 0, RELOAD, check_nets,
+	    "networks (CIDR list) exempt from the per-address limits" },
+	{ "rate_limit_rps", CFG_INT, OFF(rate_limit_rps), "200",
+	    0, 1000000, RELOAD, NULL,
+	    "requests per second per connection; 0: no limit" },
+	{ "rate_limit_burst", CFG_INT, OFF(rate_limit_burst), "400",
+	    1, 10000000, RELOAD, NULL,
+	    "requests a connection may send at once above the rate" },
+	{ "login_fail_max", CFG_INT, OFF(login_fail_max), "5",
+	    0, 1000000, RELOAD, NULL,
+	    "failed logins per user or address before a block; 0: off" },
+	{ "login_fail_window", CFG_INT, OFF(login_fail_window), "60",
+	    1, 86400, RELOAD, NULL,
+	    "seconds in which login_fail_max failures cause a block" },
+	{ "login_block", CFG_INT, OFF(login_block), "60",
+	    1, 86400, RELOAD, NULL,
+	    "seconds of the first block; each repeat doubles it (64x max)" },
+	{ "max_friends", CFG_INT, OFF(max_friends), "1000",
+	    0, 10000000, RELOAD, NULL,
+	    "friends per user; 0: no limit" },
+	{ "max_groups_per_user", CFG_INT, OFF(max_groups_per_user), "500",
+	    0, 10000000, RELOAD, NULL,
+	    "groups a user may create or join; 0: no limit" },
+	{ "max_group_members", CFG_INT, OFF(max_group_members), "5000",
+	    0, 10000000, RELOAD, NULL,
+	    "members per group; 0: no limit" },
+	/* privileges */
+	{ "user", CFG_STRING, OFF(user), NULL,
+	    0, 0, RESTART, check_user,
+	    "workers drop to this user (and its groups) after start" },
+	{ "allow_root", CFG_BOOL, OFF(allow_root), "no",
+	    0, 0, RESTART, NULL,
+	    "let workers run as root when user is not set" },
 	{ "db_pool_init", CFG_INT, OFF(db_pool_init), "1",
 	    0, 256, RESTART, NULL,
 	    "database connections opened at start" },
@@ -170,6 +217,12 @@ static const struct cfg_key cfg_keys[] = {
 	{ "node_id", CFG_STRING, OFF(node_id), NULL,
 	    0, 0, RESTART, NULL,
 	    "this node's name in the cluster; default hostname:port" },
+	{ "control_socket", CFG_STRING, OFF(control_socket), NULL,
+	    0, 0, RESTART, check_control_socket,
+	    "unix socket for chatctl(1); unset: no control socket" },
+	{ "metrics_listen", CFG_STRING, OFF(metrics_listen), NULL,
+	    0, 0, RESTART, check_metrics_listen,
+	    "host:port (or port: loopback) for /metrics and /health" },
 };
 
 #define CFG_NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -426,6 +479,58 @@ check_shm_name(const char *v, char *why, size_t len)
 	return -1;
 }
 
+static int
+check_control_socket(const char *v, char *why, size_t len)
+{
+	struct sockaddr_un	 sun;
+
+	if (v[0] == '/' && strlen(v) < sizeof(sun.sun_path))
+		return 0;
+	snprintf(why, len, "control_socket must be an absolute path shorter "
+	    "than %zu bytes, not \"%.*s\"", sizeof(sun.sun_path), CFG_SHOW,
+	    v);
+	return -1;
+}
+
+/* "port" alone means the loopback address. */
+static int
+check_metrics_listen(const char *v, char *why, size_t len)
+{
+	const char	*hwhy;
+	long long	 n;
+
+	if (strspn(v, "0123456789") == strlen(v)) {
+		if (parse_int(v, &n) == 0 && n >= 1 && n <= 65535)
+			return 0;
+		hwhy = "bad port";
+	} else if (hostport_parse(v, 1, 65535, NULL, NULL, &hwhy) == 0)
+		return 0;
+	snprintf(why, len, "bad host:port for metrics_listen: \"%.*s\" (%s)",
+	    CFG_SHOW, v, hwhy);
+	return -1;
+}
+
+static int
+check_nets(const char *v, char *why, size_t len)
+{
+	char	 pwhy[128];
+
+	if (guard_parse_nets(v, NULL, GUARD_MAX_NETS, pwhy,
+	    sizeof(pwhy)) >= 0)
+		return 0;
+	snprintf(why, len, "per_ip_exempt: %s", pwhy);
+	return -1;
+}
+
+static int
+check_user(const char *v, char *why, size_t len)
+{
+	if (getpwnam(v) != NULL)
+		return 0;
+	snprintf(why, len, "user: no such user \"%.*s\"", CFG_SHOW, v);
+	return -1;
+}
+
 /* Whether a URL has "user:password@" in its authority. */
 static int
 url_has_password(const char *url)
@@ -577,6 +682,22 @@ cfg_derive(struct config *cfg, char *why, size_t len)
 	    &cfg->redis_host, &cfg->redis_port, &hwhy) == -1) {
 		snprintf(why, len, "redis: %s", hwhy);
 		return -1;
+	}
+
+	free(cfg->metrics_host);
+	cfg->metrics_host = NULL;
+	cfg->metrics_port = 0;
+	if (cfg->metrics_listen != NULL) {
+		if (strspn(cfg->metrics_listen, "0123456789") ==
+		    strlen(cfg->metrics_listen)) {
+			cfg->metrics_port = atoi(cfg->metrics_listen);
+			if ((cfg->metrics_host = strdup("127.0.0.1")) == NULL)
+				goto nomem;
+		} else if (hostport_parse(cfg->metrics_listen, 1, 65535,
+		    &cfg->metrics_host, &cfg->metrics_port, &hwhy) == -1) {
+			snprintf(why, len, "metrics_listen: %s", hwhy);
+			return -1;
+		}
 	}
 
 	if (cfg->workers == 0) {
@@ -916,6 +1037,7 @@ cfg_free(struct config *cfg)
 	free(cfg->path);
 	free(cfg->listen_host);
 	free(cfg->redis_host);
+	free(cfg->metrics_host);
 	free_secret(&cfg->db_password);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -199,6 +199,24 @@ store_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
 }
 
 int
+store_count_friends(struct store *st, int32_t uid, int64_t *n)
+{
+	return st->ops->count_friends(st, uid, n);
+}
+
+int
+store_count_user_groups(struct store *st, int32_t uid, int64_t *n)
+{
+	return st->ops->count_user_groups(st, uid, n);
+}
+
+int
+store_count_group_members(struct store *st, int32_t gid, int64_t *n)
+{
+	return st->ops->count_group_members(st, gid, n);
+}
+
+int
 store_offline_add(struct store *st, const int32_t *uids, size_t n,
     const char *msg, size_t len)
 {

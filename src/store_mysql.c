@@ -93,6 +93,9 @@ enum {
 	Q_GROUP_MEMBERS,
 	Q_USER_GROUPS,
 	Q_USER_GROUP_MEMBERS,
+	Q_COUNT_FRIENDS,
+	Q_COUNT_USER_GROUPS,
+	Q_COUNT_GROUP_MEMBERS,
 	Q_OFFLINE_ADD,
 	Q_OFFLINE_ADD_BATCH,
 	Q_OFFLINE_FETCH,
@@ -161,6 +164,11 @@ static const char *const my_sql[Q_MAX] = {
 	    " FROM GroupUser me JOIN GroupUser m ON m.groupid = me.groupid"
 	    " JOIN User u ON u.id = m.userid"
 	    " WHERE me.userid = ? ORDER BY m.groupid, m.id",
+	[Q_COUNT_FRIENDS] = "SELECT COUNT(*) FROM Friend WHERE userid = ?",
+	[Q_COUNT_USER_GROUPS] =
+	    "SELECT COUNT(*) FROM GroupUser WHERE userid = ?",
+	[Q_COUNT_GROUP_MEMBERS] =
+	    "SELECT COUNT(*) FROM GroupUser WHERE groupid = ?",
 	[Q_OFFLINE_ADD] =
 	    "INSERT INTO OfflineMessage (userid, message, smid) VALUES " ROW,
 	[Q_OFFLINE_ADD_BATCH] =
@@ -1092,6 +1100,44 @@ mysql_group_is_member(struct store *st, int32_t gid, int32_t uid)
 	return rc;
 }
 
+/* One "SELECT COUNT(*) ... WHERE x = ?" into *n. */
+static int
+count_once(struct my *m, struct mconn *c, int q, int32_t id, int64_t *n)
+{
+	struct mparam	 p = P_INT(id);
+
+	*n = 0;
+	return my_exec(m, c, q, &p, 1, row_int, n, "count");
+}
+
+static int
+mysql_count(struct store *st, int q, int32_t id, int64_t *n)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	MY_RUN(m, rc, MY_IDEMPOTENT, count_once(m, c, q, id, n));
+	return rc;
+}
+
+static int
+mysql_count_friends(struct store *st, int32_t uid, int64_t *n)
+{
+	return mysql_count(st, Q_COUNT_FRIENDS, uid, n);
+}
+
+static int
+mysql_count_user_groups(struct store *st, int32_t uid, int64_t *n)
+{
+	return mysql_count(st, Q_COUNT_USER_GROUPS, uid, n);
+}
+
+static int
+mysql_count_group_members(struct store *st, int32_t gid, int64_t *n)
+{
+	return mysql_count(st, Q_COUNT_GROUP_MEMBERS, gid, n);
+}
+
 static int
 group_members_once(struct my *m, struct mconn *c, int32_t gid,
     struct store_user_list *out)
@@ -1829,6 +1875,9 @@ static const struct store_ops mysql_ops = {
 	.group_create = mysql_group_create,
 	.group_join = mysql_group_join,
 	.group_is_member = mysql_group_is_member,
+	.count_friends = mysql_count_friends,
+	.count_user_groups = mysql_count_user_groups,
+	.count_group_members = mysql_count_group_members,
 	.group_members = mysql_group_members,
 	.user_groups = mysql_user_groups,
 	.offline_add = mysql_offline_add,

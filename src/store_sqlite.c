@@ -53,6 +53,9 @@ enum {
 	Q_GROUP_IS_MEMBER,
 	Q_GROUP_MEMBERS,
 	Q_USER_GROUPS,
+	Q_COUNT_FRIENDS,
+	Q_COUNT_USER_GROUPS,
+	Q_COUNT_GROUP_MEMBERS,
 	Q_OFFLINE_ADD,
 	Q_OFFLINE_FETCH,
 	Q_OFFLINE_DELETE,
@@ -106,6 +109,11 @@ static const char *const sq_sql[Q_MAX] = {
 	    " JOIN GroupUser m ON m.groupid = g.id"
 	    " JOIN User u ON u.id = m.userid"
 	    " WHERE me.userid = ?1 ORDER BY g.id, m.joined",
+	[Q_COUNT_FRIENDS] = "SELECT count(*) FROM Friend WHERE userid = ?1",
+	[Q_COUNT_USER_GROUPS] =
+	    "SELECT count(*) FROM GroupUser WHERE userid = ?1",
+	[Q_COUNT_GROUP_MEMBERS] =
+	    "SELECT count(*) FROM GroupUser WHERE groupid = ?1",
 	[Q_OFFLINE_ADD] =
 	    "INSERT INTO OfflineMessage (userid, message, created, smid)"
 	    " VALUES (?1, ?2, ?3, ?4)",
@@ -696,6 +704,50 @@ sqlite_group_is_member(struct store *st, int32_t gid, int32_t uid)
 	return rc;
 }
 
+/* One "SELECT count(*) ... WHERE x = ?1" into *n. */
+static int
+count_once(struct sq *sq, int q, int32_t id, int64_t *n)
+{
+	sqlite3_stmt	*s = sq->q[q];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "count");
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW)
+		return sq_fail(sq, s, rc, "count");
+	*n = sqlite3_column_int64(s, 0);
+	sq_done(s);
+	return STORE_OK;
+}
+
+static int
+sqlite_count(struct store *st, int q, int32_t id, int64_t *n)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, count_once(sq, q, id, n));
+	return rc;
+}
+
+static int
+sqlite_count_friends(struct store *st, int32_t uid, int64_t *n)
+{
+	return sqlite_count(st, Q_COUNT_FRIENDS, uid, n);
+}
+
+static int
+sqlite_count_user_groups(struct store *st, int32_t uid, int64_t *n)
+{
+	return sqlite_count(st, Q_COUNT_USER_GROUPS, uid, n);
+}
+
+static int
+sqlite_count_group_members(struct store *st, int32_t gid, int64_t *n)
+{
+	return sqlite_count(st, Q_COUNT_GROUP_MEMBERS, gid, n);
+}
+
 static int
 group_members_once(struct sq *sq, int32_t gid, struct store_user_list *out)
 {
@@ -1184,6 +1236,9 @@ static const struct store_ops sqlite_ops = {
 	.group_create = sqlite_group_create,
 	.group_join = sqlite_group_join,
 	.group_is_member = sqlite_group_is_member,
+	.count_friends = sqlite_count_friends,
+	.count_user_groups = sqlite_count_user_groups,
+	.count_group_members = sqlite_count_group_members,
 	.group_members = sqlite_group_members,
 	.user_groups = sqlite_user_groups,
 	.offline_add = sqlite_offline_add,

@@ -2,7 +2,10 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,7 +21,9 @@
 #include "auth.h"
 #include "chat.h"
 #include "conn.h"
+#include "guard.h"
 #include "log.h"
+#include "pubsub.h"
 #include "store.h"
 #include "worker.h"
 
@@ -38,18 +43,24 @@ static int		 my_slot;
 static struct ev_loop	*loop;
 static struct store	*store;
 static struct authpool	*auth;
+static struct pubsub	*pubsub;	/* cluster mode only */
 static struct chanq	*chanqs;
 static char		*chan_rbuf;
 static ev_io		 accept_io, chan_io, auth_io, master_io;
 static ev_timer		 accept_retry, stop_timer;
+static ev_timer		 health_timer;	/* heartbeat, store and Redis state */
+static int		 health_ticks;
 static ev_prepare	 flush_prep;
 static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
 static struct online_slot_stats *stats;
 static int		 stopping;
+static struct guard_net	 exempt[GUARD_MAX_NETS];	/* per_ip_exempt */
+static int		 nexempt;
 
 static const struct conn_handler handler = {
 	.frame = chat_frame,
 	.closing = chat_closing,
+	.drained = chat_drained,
 };
 
 /* ---- channel ----------------------------------------------------------- */
@@ -142,14 +153,36 @@ node_connections(void)
 	return sum;
 }
 
+/* One error line (ERR_LIMIT) to a connection we do not take. */
 static void
-refuse(int fd)
+refuse(int fd, const char *msg)
 {
-	static const char msg[] = "{\"msgid\":100,\"errno\":28,"
-	    "\"errmsg\":\"server full\"}\n";
-
-	(void)!write(fd, msg, sizeof(msg) - 1);
+	(void)!write(fd, msg, strlen(msg));
 	close(fd);
+}
+
+#define REFUSE_FULL	"{\"msgid\":100,\"errno\":28,\"errmsg\":" \
+	"\"server full\"}\n"
+#define REFUSE_PER_IP	"{\"msgid\":100,\"errno\":28,\"errmsg\":" \
+	"\"too many connections from your address " \
+	"(max_connections_per_ip)\"}\n"
+
+/* The limits that come from the configuration (start and reload). */
+static void
+worker_limits(const struct config *cfg)
+{
+	char	 why[128];
+	int	 n = 0;
+
+	if (cfg->per_ip_exempt != NULL &&
+	    (n = guard_parse_nets(cfg->per_ip_exempt, exempt, GUARD_MAX_NETS,
+	    why, sizeof(why))) == -1) {
+		/* cfg_load checked it: not expected */
+		log_warnx("per_ip_exempt: %s", why);
+		n = 0;
+	}
+	nexempt = n;
+	conn_env_rate(cfg->rate_limit_rps, cfg->rate_limit_burst);
 }
 
 static void
@@ -158,6 +191,7 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 	struct sockaddr_storage	 ss;
 	socklen_t		 slen;
 	struct conn		*c;
+	uint64_t		 akey;
 	int			 i, fd, one = 1;
 
 	for (i = 0; i < ACCEPTS_PER_EVENT; i++) {
@@ -177,13 +211,22 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 			return;
 		}
 		if (node_connections() >= (uint64_t)node->cfg.max_connections) {
-			refuse(fd);
+			refuse(fd, REFUSE_FULL);
+			continue;
+		}
+		/* node-wide, whichever worker the address's others are on */
+		akey = guard_addr_key(node->guard, &ss, exempt, nexempt);
+		if (guard_conn_add(node->guard, my_slot, akey,
+		    node->cfg.max_connections_per_ip) == -1) {
+			__atomic_add_fetch(&stats->errors, 1, __ATOMIC_RELAXED);
+			refuse(fd, REFUSE_PER_IP);
 			continue;
 		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
-		if ((c = conn_new(fd, &ss)) == NULL) {
-			refuse(fd);
+		if ((c = conn_new(fd, &ss, akey)) == NULL) {
+			guard_conn_del(node->guard, my_slot, akey);
+			refuse(fd, REFUSE_FULL);
 			continue;
 		}
 		__atomic_add_fetch(&stats->accepted, 1, __ATOMIC_RELAXED);
@@ -281,20 +324,67 @@ master_gone_cb(struct ev_loop *l, ev_io *w, int revents)
 	}
 }
 
+/* ---- health (read by the master's /health and chatctl status) --------- */
+
+#define HEALTH_INTERVAL		1.0	/* heartbeat */
+#define HEALTH_STORE_TICKS	5	/* store_ping every 5 heartbeats */
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+health_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	int	 ok;
+
+	__atomic_store_n(&stats->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+	if (pubsub != NULL)
+		__atomic_store_n(&stats->redis_up, pubsub_up(pubsub) ? 1 : 0,
+		    __ATOMIC_RELAXED);
+	if (++health_ticks < HEALTH_STORE_TICKS)
+		return;
+	health_ticks = 0;
+	ok = store_ping(store) == 0;
+	if (!ok && __atomic_load_n(&stats->store_ok, __ATOMIC_RELAXED) != 0)
+		log_warnx("storage does not answer: %s", store_error(store));
+	else if (ok && __atomic_load_n(&stats->store_ok,
+	    __ATOMIC_RELAXED) == 0)
+		log_notice("storage answers again");
+	__atomic_store_n(&stats->store_ok, ok, __ATOMIC_RELAXED);
+}
+
 static void
 reload(void)
 {
 	struct config	 next;
 	struct buf	 errs = BUF_INIT;
+	char		*old_log;
 
 	memset(&next, 0, sizeof(next));
 	if (cfg_load(&next, node->config_path, &errs) == -1) {
 		log_warnx("reload: keeping the old configuration: %.*s",
 		    (int)buf_used(&errs), buf_head(&errs));
 	} else {
+		old_log = strdup(node->cfg.log_file);
 		cfg_apply_reload(&node->cfg, &next);
+		/* a new log_file: the master reopened it, so do we (-d: stderr) */
+		if (!node->foreground && old_log != NULL &&
+		    strcmp(old_log, node->cfg.log_file) != 0 &&
+		    log_init(node->cfg.log_file, node->cfg.log_level) == -1)
+			log_warn("log %s", node->cfg.log_file);
+		free(old_log);
 		log_set_level(node->cfg.log_level);
+		conn_env_reconfigure(node->cfg.max_output_bytes,
+		    node->cfg.idle_timeout, node->cfg.login_timeout);
+		worker_limits(&node->cfg);
 		chat_reconfigure(&node->cfg);
+		log_info("configuration reloaded");
 	}
 	cfg_free(&next);
 	buf_free(&errs);
@@ -314,11 +404,118 @@ signal_cb(struct ev_loop *l, ev_signal *w, int revents)
 	case SIGUSR1:
 		if (log_reopen() == -1)
 			log_warn("reopening the log");
+		else
+			log_info("log file reopened");
 		break;
 	}
 }
 
 /* ---- start ------------------------------------------------------------- */
+
+int
+worker_privileges_check(const struct config *cfg, char *err, size_t len)
+{
+	struct passwd	*pw;
+
+	if (cfg->user != NULL) {
+		if ((pw = getpwnam(cfg->user)) == NULL) {
+			snprintf(err, len, "user = %s: no such user",
+			    cfg->user);
+			return -1;
+		}
+		if (geteuid() != 0 && pw->pw_uid != geteuid()) {
+			snprintf(err, len, "user = %s: chatd must be started "
+			    "as root to switch to another user", cfg->user);
+			return -1;
+		}
+		if (pw->pw_uid == 0 && !cfg->allow_root) {
+			snprintf(err, len, "user = %s is root: workers run "
+			    "as root only with allow_root = yes", cfg->user);
+			return -1;
+		}
+		return 0;
+	}
+	if (geteuid() == 0 && !cfg->allow_root) {
+		snprintf(err, len, "refusing to run workers as root: set "
+		    "\"user = NAME\" (an unprivileged user) or "
+		    "\"allow_root = yes\" in %s", cfg->path != NULL ?
+		    cfg->path : "the configuration");
+		return -1;
+	}
+	return 0;
+}
+
+int
+worker_as_user(const struct config *cfg, int on)
+{
+	static gid_t	 saved[NGROUPS_MAX], saved_egid;
+	static int	 nsaved = -1;
+	struct passwd	*pw;
+
+	if (cfg->user == NULL || getuid() != 0)
+		return 0;
+	if (!on) {
+		if (nsaved < 0)
+			return 0;
+		if (seteuid(0) == -1 || setegid(saved_egid) == -1 ||
+		    setgroups(nsaved, saved) == -1)
+			fatal("back to root after acting as %s", cfg->user);
+		nsaved = -1;
+		return 0;
+	}
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		log_warnx("user = %s: no such user", cfg->user);
+		return -1;
+	}
+	saved_egid = getegid();
+	if ((nsaved = getgroups(NGROUPS_MAX, saved)) == -1 ||
+	    initgroups(pw->pw_name, pw->pw_gid) == -1 ||
+	    setegid(pw->pw_gid) == -1 || seteuid(pw->pw_uid) == -1) {
+		log_warn("acting as user %s", cfg->user);
+		if (nsaved >= 0)
+			(void)worker_as_user(cfg, 0);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Become the configured user for good: supplementary groups, group,
+ * user (real, effective and saved), then prove root cannot come back.
+ * What needs root (listening sockets, shared memory, the log file, the
+ * pid file) the master opened before forking.
+ */
+static void
+drop_privileges(void)
+{
+	struct passwd	*pw;
+	uid_t		 uid;
+	gid_t		 gid;
+
+	if (node->cfg.user == NULL)
+		return;
+	if ((pw = getpwnam(node->cfg.user)) == NULL) {
+		log_warnx("user = %s: no such user", node->cfg.user);
+		exit(CHATD_EXIT_FATAL);
+	}
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	if (geteuid() == uid && getegid() == gid)
+		return;		/* started as that user already */
+	if (initgroups(pw->pw_name, gid) == -1 ||
+	    setresgid(gid, gid, gid) == -1 ||
+	    setresuid(uid, uid, uid) == -1) {
+		log_warn("dropping privileges to %s", node->cfg.user);
+		exit(CHATD_EXIT_FATAL);
+	}
+	if (getuid() != uid || geteuid() != uid || getgid() != gid ||
+	    getegid() != gid)
+		fatalx("privileges not dropped to %s", node->cfg.user);
+	if (uid != 0 && (setuid(0) != -1 || seteuid(0) != -1))
+		fatalx("could become root again after dropping privileges");
+	log_debug("running as %s (uid %d, gid %d)", node->cfg.user, (int)uid,
+	    (int)gid);
+}
 
 static void
 worker_init_process(void)
@@ -328,13 +525,19 @@ worker_init_process(void)
 
 	sigemptyset(&set);
 	sigprocmask(SIG_SETMASK, &set, NULL);
-	/* a master killed with SIGKILL must not leave orphans serving */
-	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 	close(node->master_pipe[1]);
 	for (i = 0; i < node->nslots; i++)
 		if (i != my_slot)
 			close(node->listen_fds[i]);
 	channel_child_init(&node->chans, my_slot);
+	/* the previous worker of this slot took its connections with it */
+	guard_slot_reset(node->guard, my_slot);
+	drop_privileges();
+	/*
+	 * A master killed with SIGKILL must not leave orphans serving.
+	 * After the drop: changing credentials clears this setting.
+	 */
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 }
 
 void
@@ -393,9 +596,14 @@ worker_main(struct node *n, int slot)
 	cenv.max_output = n->cfg.max_output_bytes;
 	cenv.idle_timeout = n->cfg.idle_timeout;
 	cenv.login_timeout = n->cfg.login_timeout;
+	cenv.rate_rps = n->cfg.rate_limit_rps;
+	cenv.rate_burst = n->cfg.rate_limit_burst;
+	cenv.guard = n->guard;
+	cenv.slot = slot;
 	cenv.open_count = &stats->connections;
 	if (conn_env_init(&cenv) == -1)
 		fatal("conn_env_init");
+	worker_limits(&n->cfg);
 
 	memset(&chenv, 0, sizeof(chenv));
 	chenv.cfg = &n->cfg;
@@ -406,11 +614,35 @@ worker_main(struct node *n, int slot)
 	chenv.slot = slot;
 	chenv.node_id = n->cfg.node_id;
 	chenv.to_slot = to_slot;
+	chenv.guard = n->guard;
+	if (n->cfg.redis != NULL) {
+		struct pubsub_handler	 psh;
+
+		memset(&psh, 0, sizeof(psh));
+		psh.deliver = chat_remote_deliver;
+		psh.lost = chat_presence_lost;
+		psh.stored = chat_stored;
+		/* a respawned worker has a new generation: its predecessor's
+		 * presence entries are stale at once */
+		pubsub = pubsub_new(loop, &n->cfg, n->boot_id, slot,
+		    online_slot_gen(n->online, slot), &psh, err, sizeof(err));
+		if (pubsub == NULL) {
+			log_warnx("%s", err);
+			exit(CHATD_EXIT_FATAL);
+		}
+	}
+	chenv.pubsub = pubsub;
 	chat_init(&chenv);
 
 	ev_io_init(&accept_io, accept_cb, n->listen_fds[slot], EV_READ);
 	ev_io_start(loop, &accept_io);
 	ev_timer_init(&accept_retry, accept_retry_cb, 0.1, 0.);
+	/* store_open worked: the store answers (the master set "unknown") */
+	__atomic_store_n(&stats->store_ok, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&stats->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+	ev_timer_init(&health_timer, health_cb, HEALTH_INTERVAL,
+	    HEALTH_INTERVAL);
+	ev_timer_start(loop, &health_timer);
 	ev_io_init(&chan_io, chan_read_cb, n->chans.fds[slot][0], EV_READ);
 	ev_io_start(loop, &chan_io);
 	ev_io_init(&auth_io, auth_cb, authpool_fd(auth), EV_READ);
@@ -434,6 +666,9 @@ worker_main(struct node *n, int slot)
 	/* whoever is still connected is logged out before we go */
 	conn_foreach(close_now, "exit");
 	conn_reap();
+	/* the loop runs a little longer for Redis: nothing else may stop it */
+	ev_prepare_stop(loop, &flush_prep);
+	pubsub_free(pubsub);
 	chanq_store_all();
 	authpool_free(auth);
 	store_close(store);
