@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "chatd.h"
+#include "ctl.h"
 #include "guard.h"
 #include "log.h"
 #include "master.h"
@@ -178,7 +179,7 @@ store_preflight(const struct config *cfg)
 {
 	struct store_opts	 opts;
 	struct store		*st;
-	char			 err[256];
+	char			 err[256], spec[256];
 
 	memset(&opts, 0, sizeof(opts));
 	opts.pool_init = 1;
@@ -188,7 +189,8 @@ store_preflight(const struct config *cfg)
 	opts.busy_timeout_ms = cfg->sqlite_busy_timeout_ms;
 	opts.password = cfg->db_password;
 	if ((st = store_open(cfg->storage, &opts, err, sizeof(err))) == NULL) {
-		log_warnx("storage %s: %s", cfg->storage, err);
+		ctl_storage_public(cfg->storage, spec, sizeof(spec));
+		log_warnx("storage %s: %s", spec, err);
 		return -1;
 	}
 	store_close(st);
@@ -319,8 +321,10 @@ main(int argc, char *argv[])
 		online_destroy(n.online, 1);
 		return 1;
 	}
+	/* the spec may hold a password: log it without */
+	ctl_storage_public(n.cfg.storage, err, sizeof(err));
 	log_notice("chatd %s starting: %s, %d workers, storage %s",
-	    PACKAGE_VERSION, n.cfg.listen, n.nslots, n.cfg.storage);
+	    PACKAGE_VERSION, n.cfg.listen, n.nslots, err);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);

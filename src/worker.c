@@ -69,14 +69,17 @@ static void
 chanq_drain(struct chanq *cq)
 {
 	struct chan_hdr	 h;
+	const char	*rec_p;
 	size_t		 rec;
 	int		 rc;
 
 	while (buf_used(&cq->q) >= sizeof(h)) {
-		memcpy(&h, buf_head(&cq->q), sizeof(h));
+		/* not buf_head: the queue holds memory here */
+		rec_p = cq->q.data + cq->q.off;
+		memcpy(&h, rec_p, sizeof(h));
 		rec = sizeof(h) + h.len;
 		rc = channel_send(&node->chans, cq->slot, &h,
-		    buf_head(&cq->q) + sizeof(h));
+		    rec_p + sizeof(h));
 		if (rc == 1)
 			return;
 		if (rc == -1) {
@@ -85,7 +88,7 @@ chanq_drain(struct chanq *cq)
 			if (h.type == CHAN_DELIVER) {
 				int32_t uid = h.uid;
 				(void)store_offline_add(store, &uid, 1,
-				    buf_head(&cq->q) + sizeof(h), h.len - 1);
+				    rec_p + sizeof(h), h.len - 1);
 			}
 		}
 		buf_consume(&cq->q, rec);
