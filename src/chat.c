@@ -1378,22 +1378,29 @@ handle_add_friend(struct conn *c, const struct proto_req *req)
 	}
 }
 
-static void
-handle_create_group(struct conn *c, const struct proto_req *req)
+/* 0 when c may be in one more group; else answered already. */
+static int
+groups_room(struct conn *c, const struct proto_req *req)
 {
 	int64_t	 n = 0;
-	int32_t	 gid;
 	int	 rc;
 
 	rc = store_count_user_groups(env.store, c->uid, &n);
 	rc = at_limit(c, req, rc, n, env.cfg->max_groups_per_user);
-	if (rc == -1)
-		return;
-	if (rc == 1) {
+	if (rc == 1)
 		reply_error(c, MSG_ERROR, ERR_LIMIT, req->msgid,
 		    "you are in too many groups (max_groups_per_user)");
+	return rc == 0 ? 0 : -1;
+}
+
+static void
+handle_create_group(struct conn *c, const struct proto_req *req)
+{
+	int32_t	 gid;
+	int	 rc;
+
+	if (groups_room(c, req) == -1)
 		return;
-	}
 	rc = store_group_create(env.store, c->uid, req->groupname.p,
 	    req->groupname.len, req->groupdesc.p, req->groupdesc.len, &gid);
 	if (rc == STORE_EXISTS)
@@ -1415,15 +1422,8 @@ handle_add_group(struct conn *c, const struct proto_req *req)
 	if ((env.cfg->max_groups_per_user > 0 ||
 	    env.cfg->max_group_members > 0) &&
 	    store_group_is_member(env.store, req->groupid, c->uid) == 0) {
-		rc = store_count_user_groups(env.store, c->uid, &n);
-		rc = at_limit(c, req, rc, n, env.cfg->max_groups_per_user);
-		if (rc == -1)
+		if (groups_room(c, req) == -1)
 			return;
-		if (rc == 1) {
-			reply_error(c, MSG_ERROR, ERR_LIMIT, req->msgid, "you are "
-			    "in too many groups (max_groups_per_user)");
-			return;
-		}
 		rc = store_count_group_members(env.store, req->groupid, &n);
 		rc = at_limit(c, req, rc, n, env.cfg->max_group_members);
 		if (rc == -1)
