@@ -61,4 +61,16 @@ int	channel_send(const struct channel_set *cs, int slot,
  */
 int	channel_recv(int fd, struct chan_hdr *h, void *buf, size_t cap);
 
+/*
+ * Batches: one datagram holding several records, each a chan_hdr and
+ * its payload, back to back (the receiver copies each header out: they
+ * are not aligned).  channel_send_batch sends len bytes (at most
+ * max_msg) as one datagram: 0 sent, 1 would block, -1 error.
+ * channel_recv_batch receives one datagram into buf (cap >= max_msg):
+ * its length, 0 when nothing is waiting, -1 on error.
+ */
+int	channel_send_batch(const struct channel_set *cs, int slot,
+	    const void *p, size_t len);
+ssize_t	channel_recv_batch(int fd, void *buf, size_t cap);
+
 #endif

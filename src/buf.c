@@ -14,6 +14,23 @@
 
 #define BUF_MIN	256
 
+/*
+ * Freed buffers kept for the next buffer that starts from empty: a
+ * connection's output is freed each time it is written out (idle
+ * connections hold nothing) and needed again a moment later, and every
+ * forwarded chat builds its line in a fresh buffer.  Bounded per
+ * thread (BUF_SPARE_MAX buffers of at most BUF_SPARE_CAP bytes), so an
+ * idle server keeps at most that much.
+ */
+#define BUF_SPARE_MAX	64
+#define BUF_SPARE_CAP	(16 * 1024)
+
+static __thread struct {
+	char	*p;
+	size_t	 cap;
+} spare[BUF_SPARE_MAX];
+static __thread int	 nspare;
+
 /* Move the live bytes to the front so [len, cap) is all free. */
 static void
 buf_compact(struct buf *b)
@@ -57,6 +74,13 @@ buf_reserve(struct buf *b, size_t extra)
 	}
 	/* ncap was sized for the live bytes only: they must start at 0 */
 	buf_compact(b);
+	if (b->data == NULL && nspare > 0) {
+		nspare--;
+		b->data = spare[nspare].p;
+		b->cap = spare[nspare].cap;
+		if (b->cap >= need)
+			return 0;
+	}
 	if ((p = realloc(b->data, ncap)) == NULL) {
 		errno = ENOMEM;
 		return -1;
@@ -127,7 +151,13 @@ buf_free(struct buf *b)
 {
 	if (b == NULL)
 		return;
-	free(b->data);
+	if (b->data != NULL && b->cap <= BUF_SPARE_CAP &&
+	    nspare < BUF_SPARE_MAX) {
+		spare[nspare].p = b->data;
+		spare[nspare].cap = b->cap;
+		nspare++;
+	} else
+		free(b->data);
 	b->data = NULL;
 	b->off = b->len = b->cap = 0;
 }

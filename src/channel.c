@@ -129,3 +129,38 @@ channel_recv(int fd, struct chan_hdr *h, void *buf, size_t cap)
 	}
 	return 1;
 }
+
+int
+channel_send_batch(const struct channel_set *cs, int slot, const void *p,
+    size_t len)
+{
+	ssize_t	 n;
+
+	if (slot < 0 || slot >= cs->nslots) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (len > cs->max_msg) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	do {
+		n = send(cs->fds[slot][1], p, len, MSG_DONTWAIT);
+	} while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return (errno == EAGAIN || errno == ENOBUFS) ? 1 : -1;
+	return 0;
+}
+
+ssize_t
+channel_recv_batch(int fd, void *buf, size_t cap)
+{
+	ssize_t	 n;
+
+	do {
+		n = recv(fd, buf, cap, MSG_DONTWAIT);
+	} while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return errno == EAGAIN ? 0 : -1;
+	return n;
+}

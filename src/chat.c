@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -62,6 +63,104 @@ user_known_add(int32_t uid)
 {
 	if (uid > 0)
 		known_users[known_slot(uid)] = uid;
+}
+
+/*
+ * Members of the groups posted to, per worker, so that a group chat
+ * does not query the store each time.  Only on a single node: a join
+ * on another node would not be seen (cluster mode goes to the store).
+ * A worker that changes a group drops its entry and tells the other
+ * workers (CHAN_GROUP, uid = group id); GROUP_CACHE_TTL bounds what a
+ * message still in flight between workers could miss.  Direct-mapped:
+ * a collision costs one query.
+ */
+#define GROUP_CACHE_BITS	10
+#define GROUP_CACHE_TTL		2.0	/* seconds */
+
+struct group_cache {
+	int32_t		 gid;		/* 0: empty */
+	int32_t		*uids;
+	size_t		 n;
+	double		 expires;
+};
+static struct group_cache	 gcache[1 << GROUP_CACHE_BITS];
+
+static double
+mono_now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct group_cache *
+gcache_slot(int32_t gid)
+{
+	return &gcache[((uint32_t)gid * 2654435761u) >>
+	    (32 - GROUP_CACHE_BITS)];
+}
+
+static void
+gcache_drop(int32_t gid)
+{
+	struct group_cache	*g = gcache_slot(gid);
+
+	if (g->gid == gid) {
+		free(g->uids);
+		memset(g, 0, sizeof(*g));
+	}
+}
+
+/* This worker changed gid: drop it here and in the other workers. */
+static void
+gcache_changed(int32_t gid)
+{
+	struct chan_hdr	 h;
+	int		 i;
+
+	if (env.pubsub != NULL)
+		return;
+	gcache_drop(gid);
+	memset(&h, 0, sizeof(h));
+	h.type = CHAN_GROUP;
+	h.uid = (uint32_t)gid;
+	h.from_slot = env.slot;
+	for (i = 0; i < online_nslots(env.online); i++)
+		if (i != env.slot)
+			(void)env.to_slot(i, &h, "");
+}
+
+/* The cached members of gid (*uids, *n), or -1. */
+static int
+gcache_get(int32_t gid, const int32_t **uids, size_t *n)
+{
+	struct group_cache	*g = gcache_slot(gid);
+
+	if (env.pubsub != NULL || g->gid != gid || mono_now() >= g->expires)
+		return -1;
+	*uids = g->uids;
+	*n = g->n;
+	return 0;
+}
+
+static void
+gcache_put(int32_t gid, const struct store_user_list *members)
+{
+	struct group_cache	*g = gcache_slot(gid);
+	int32_t			*v;
+	size_t			 i;
+
+	if (env.pubsub != NULL ||
+	    (v = calloc(members->n + 1, sizeof(*v))) == NULL)
+		return;
+	for (i = 0; i < members->n; i++)
+		v[i] = members->v[i].id;
+	free(g->uids);
+	g->gid = gid;
+	g->uids = v;
+	g->n = members->n;
+	g->expires = mono_now() + GROUP_CACHE_TTL;
 }
 
 void
@@ -191,6 +290,9 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		 * acknowledged one is stored already) */
 		if (h->smid == 0)
 			(void)store_offline(&uid, 1, payload, h->len - 1);
+		break;
+	case CHAN_GROUP:
+		gcache_drop((int32_t)h->uid);
 		break;
 	case CHAN_KICK:
 		c = conn_lookup(h->conn);
@@ -1235,41 +1337,60 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 	struct store_user_list	 members = { NULL, 0 };
 	struct buf		 line = BUF_INIT;
 	struct group_job	*g = NULL;
-	int32_t			*local = NULL, *remote = NULL;
-	size_t			 i, nlocal = 0, nremote = 0;
+	const int32_t		*ids;
+	int32_t			*local = NULL, *remote = NULL, *members_ids = NULL;
+	size_t			 i, n, nlocal = 0, nremote = 0;
 	int			 rc;
 
-	rc = store_group_members(env.store, req->groupid, &members);
-	if (rc == STORE_NOTFOUND) {
-		reply_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, req->msgid, NULL);
-		goto out;
+	if (gcache_get(req->groupid, &ids, &n) == -1) {
+		rc = store_group_members(env.store, req->groupid, &members);
+		if (rc == STORE_NOTFOUND) {
+			reply_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP,
+			    req->msgid, NULL);
+			goto out;
+		}
+		if (rc != STORE_OK) {
+			log_warnx("group chat: %s", store_error(env.store));
+			reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+			    NULL);
+			goto out;
+		}
+		gcache_put(req->groupid, &members);
+		if (gcache_get(req->groupid, &ids, &n) == -1) {
+			/* not cached (cluster mode, or no memory) */
+			if ((members_ids = calloc(members.n + 1,
+			    sizeof(*members_ids))) == NULL) {
+				reply_error(c, MSG_ERROR, ERR_UNAVAILABLE,
+				    req->msgid, NULL);
+				goto out;
+			}
+			for (i = 0; i < members.n; i++)
+				members_ids[i] = members.v[i].id;
+			ids = members_ids;
+			n = members.n;
+		}
 	}
-	if (rc != STORE_OK) {
-		log_warnx("group chat: %s", store_error(env.store));
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		goto out;
-	}
-	for (i = 0; i < members.n; i++)
-		if (members.v[i].id == c->uid)
+	for (i = 0; i < n; i++)
+		if (ids[i] == c->uid)
 			break;
-	if (i == members.n) {
+	if (i == n) {
 		reply_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
 		    "only members may post to a group");
 		goto out;
 	}
 	if (forward_line(c, req, &line) == -1 ||
-	    (local = calloc(members.n, sizeof(*local))) == NULL ||
-	    (remote = calloc(members.n, sizeof(*remote))) == NULL) {
+	    (local = calloc(n, sizeof(*local))) == NULL ||
+	    (remote = calloc(n, sizeof(*remote))) == NULL) {
 		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 		goto out;
 	}
-	for (i = 0; i < members.n; i++) {
-		if (members.v[i].id == c->uid)
+	for (i = 0; i < n; i++) {
+		if (ids[i] == c->uid)
 			continue;
-		if (env.pubsub == NULL || user_online(members.v[i].id))
-			local[nlocal++] = members.v[i].id;
+		if (env.pubsub == NULL || user_online(ids[i]))
+			local[nlocal++] = ids[i];
 		else
-			remote[nremote++] = members.v[i].id;
+			remote[nremote++] = ids[i];
 	}
 	if (nremote == 0) {
 		(void)group_deliver(c, c->uid, req->msgid, buf_head(&line),
@@ -1301,6 +1422,7 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 out:
 	free(local);
 	free(remote);
+	free(members_ids);
 	buf_free(&line);
 	store_user_list_free(&members);
 }
@@ -1435,6 +1557,8 @@ handle_add_group(struct conn *c, const struct proto_req *req)
 		}
 	}
 	rc = store_group_join(env.store, req->groupid, c->uid);
+	if (rc == STORE_OK)
+		gcache_changed(req->groupid);
 	if (rc == STORE_NOTFOUND)
 		reply_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, req->msgid, NULL);
 	else if (rc != STORE_OK) {

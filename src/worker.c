@@ -31,10 +31,14 @@
 #define CHANNEL_MSGS_PER_EVENT	256
 #define STOP_FLUSH_SECONDS	2.0
 
-/* Messages for another worker that its socket could not take yet. */
+/*
+ * Messages for another worker, sent in batches (several records in one
+ * datagram) once per loop iteration, before the loop sleeps.
+ */
 struct chanq {
 	ev_io		 wio;
 	int		 slot;
+	int		 pending;	/* to be flushed */
 	struct buf	 q;		/* [chan_hdr][payload]... */
 };
 
@@ -65,35 +69,58 @@ static const struct conn_handler handler = {
 
 /* ---- channel ----------------------------------------------------------- */
 
+/* Send what cq holds, as few datagrams as fit; stop when it would block. */
 static void
 chanq_drain(struct chanq *cq)
 {
 	struct chan_hdr	 h;
-	const char	*rec_p;
-	size_t		 rec;
+	const char	*q;
+	size_t		 rec, n, used;
 	int		 rc;
 
-	while (buf_used(&cq->q) >= sizeof(h)) {
-		/* not buf_head: the queue holds memory here */
-		rec_p = cq->q.data + cq->q.off;
-		memcpy(&h, rec_p, sizeof(h));
-		rec = sizeof(h) + h.len;
-		rc = channel_send(&node->chans, cq->slot, &h,
-		    rec_p + sizeof(h));
-		if (rc == 1)
+	while ((used = buf_used(&cq->q)) >= sizeof(h)) {
+		q = buf_head(&cq->q);
+		/* whole records, up to the largest datagram */
+		for (n = 0; used - n >= sizeof(h); n += rec) {
+			memcpy(&h, q + n, sizeof(h));
+			rec = sizeof(h) + h.len;
+			if (n + rec > node->chans.max_msg)
+				break;
+		}
+		rc = channel_send_batch(&node->chans, cq->slot, q, n);
+		if (rc == 1) {
+			ev_io_start(loop, &cq->wio);
 			return;
+		}
 		if (rc == -1) {
-			/* never expected: the size was checked when queued */
+			/* never expected: sizes were checked when queued */
 			log_warn("channel to worker %d", cq->slot);
-			if (h.type == CHAN_DELIVER) {
-				int32_t uid = h.uid;
-				(void)store_offline_add(store, &uid, 1,
-				    rec_p + sizeof(h), h.len - 1);
+			for (rec = 0; rec < n; rec += sizeof(h) + h.len) {
+				memcpy(&h, q + rec, sizeof(h));
+				if (h.type == CHAN_DELIVER && h.len > 0) {
+					int32_t uid = h.uid;
+					(void)store_offline_add(store, &uid, 1,
+					    q + rec + sizeof(h), h.len - 1);
+				}
 			}
 		}
-		buf_consume(&cq->q, rec);
+		buf_consume(&cq->q, n);
 	}
 	ev_io_stop(loop, &cq->wio);
+}
+
+/* Before the loop sleeps: send every worker its batch. */
+static void
+chanq_flush_all(void)
+{
+	int	 i;
+
+	for (i = 0; i < node->nslots; i++)
+		if (chanqs[i].pending) {
+			chanqs[i].pending = 0;
+			if (!ev_is_active(&chanqs[i].wio))
+				chanq_drain(&chanqs[i]);
+		}
 }
 
 static void
@@ -106,23 +133,18 @@ static int
 to_slot(int slot, const struct chan_hdr *h, const void *payload)
 {
 	struct chanq	*cq = &chanqs[slot];
-	int		 rc;
 
-	if (buf_used(&cq->q) == 0) {
-		rc = channel_send(&node->chans, slot, h, payload);
-		if (rc == 0)
-			return 0;
-		if (rc == -1)
-			return -1;
-	}
-	/* keep order behind what already waits; bounded, then store */
+	if (sizeof(*h) + h->len > node->chans.max_msg)
+		return -1;
+	/* queued in order; bounded, then the caller stores it */
 	if (buf_used(&cq->q) + sizeof(*h) + h->len >
 	    node->cfg.channel_queue_bytes)
 		return -1;
-	if (buf_append(&cq->q, h, sizeof(*h)) == -1 ||
-	    buf_append(&cq->q, payload, h->len) == -1)
+	if (buf_reserve(&cq->q, sizeof(*h) + h->len) == -1)
 		return -1;
-	ev_io_start(loop, &cq->wio);
+	(void)buf_append(&cq->q, h, sizeof(*h));
+	(void)buf_append(&cq->q, payload, h->len);
+	cq->pending = 1;
 	return 0;
 }
 
@@ -130,15 +152,26 @@ static void
 chan_read_cb(struct ev_loop *l, ev_io *w, int revents)
 {
 	struct chan_hdr	 h;
-	int		 i, rc;
+	ssize_t		 n;
+	size_t		 off;
+	int		 i;
 
 	for (i = 0; i < CHANNEL_MSGS_PER_EVENT; i++) {
-		rc = channel_recv(w->fd, &h, chan_rbuf, node->chans.max_msg);
-		if (rc == 0)
+		n = channel_recv_batch(w->fd, chan_rbuf, node->chans.max_msg);
+		if (n == 0)
 			return;
-		if (rc == -1)
+		if (n == -1)
 			fatal("channel");
-		chat_channel_msg(&h, chan_rbuf);
+		/* records back to back; a bad one is our own bug */
+		for (off = 0; off < (size_t)n; off += sizeof(h) + h.len) {
+			if ((size_t)n - off < sizeof(h))
+				fatalx("channel: short record from a worker");
+			memcpy(&h, chan_rbuf + off, sizeof(h));
+			if (h.len > (size_t)n - off - sizeof(h))
+				fatalx("channel: record longer than its "
+				    "datagram");
+			chat_channel_msg(&h, chan_rbuf + off + sizeof(h));
+		}
 	}
 }
 
@@ -248,6 +281,7 @@ accept_retry_cb(struct ev_loop *l, ev_timer *w, int revents)
 static void
 flush_cb(struct ev_loop *l, ev_prepare *w, int revents)
 {
+	chanq_flush_all();
 	conn_flush_all();
 	conn_reap();
 	if (stopping && conn_count() == 0)
