@@ -87,43 +87,34 @@ is_sep(unsigned char c)
 }
 
 /*
- * The bytes frame_next must look at: [0] between strings (quotes and
- * brackets), [1] inside a string (the quote, the backslash and the
- * bytes that end a broken string).  Runs of other bytes are skipped.
+ * The bytes frame_next must look at inside a string: the quote, the
+ * backslash and the bytes that end a broken string.  Runs of other
+ * bytes are skipped.
  */
-static const unsigned char frame_stop[2][256] = {
-	{ ['"'] = 1, ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1 },
-	{ ['"'] = 1, ['\\'] = 1, ['\0'] = 1, ['\n'] = 1, ['\r'] = 1 },
+static const unsigned char frame_stop[256] = {
+	['"'] = 1, ['\\'] = 1, ['\0'] = 1, ['\n'] = 1, ['\r'] = 1,
 };
 
 #ifdef __SSE2__
 /*
- * How many of the first n bytes at p are not stop bytes, counted 16 at
- * a time; the caller finishes the last partial block.
+ * How many of the first n bytes of a string at p are not stop bytes,
+ * counted 16 at a time; the caller finishes the last partial block.
  */
 static size_t
-frame_skip16(const char *p, size_t n, int in_string)
+frame_skip16(const char *p, size_t n)
 {
-	__m128i		 q = _mm_set1_epi8('"'), a, b, c, d, v, m;
-	size_t		 k = 0;
+	const __m128i	 q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'),
+			 nul = _mm_set1_epi8('\0'), nl = _mm_set1_epi8('\n'),
+			 cr = _mm_set1_epi8('\r');
+	__m128i		 v, m;
+	size_t		 k;
 	int		 bits;
 
-	if (in_string) {
-		a = _mm_set1_epi8('\\');
-		b = _mm_set1_epi8('\0');
-		c = _mm_set1_epi8('\n');
-		d = _mm_set1_epi8('\r');
-	} else {
-		a = _mm_set1_epi8('{');
-		b = _mm_set1_epi8('[');
-		c = _mm_set1_epi8('}');
-		d = _mm_set1_epi8(']');
-	}
-	for (; k + 16 <= n; k += 16) {
+	for (k = 0; k + 16 <= n; k += 16) {
 		v = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
 		m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, q),
-		    _mm_cmpeq_epi8(v, a)), _mm_or_si128(_mm_cmpeq_epi8(v, b),
-		    _mm_or_si128(_mm_cmpeq_epi8(v, c), _mm_cmpeq_epi8(v, d))));
+		    _mm_cmpeq_epi8(v, bs)), _mm_or_si128(_mm_cmpeq_epi8(v, nul),
+		    _mm_or_si128(_mm_cmpeq_epi8(v, nl), _mm_cmpeq_epi8(v, cr))));
 		if ((bits = _mm_movemask_epi8(m)) != 0)
 			return k + (size_t)__builtin_ctz((unsigned)bits);
 	}
@@ -135,8 +126,9 @@ enum frame_status
 frame_next(struct frame_scanner *s, const char *data, size_t len, size_t max,
     size_t *off, size_t *vlen, size_t *consumed)
 {
-	size_t		 start = 0, i;
+	size_t		 start = 0, i, pos;
 	unsigned char	 c;
+	int		 depth, in_string, escape;
 
 	*off = *vlen = *consumed = 0;
 	if (!s->started) {
@@ -164,77 +156,88 @@ frame_next(struct frame_scanner *s, const char *data, size_t len, size_t max,
 		return FRAME_GARBAGE;
 	}
 
-	for (i = start + s->pos; ; i++) {
+	/*
+	 * The state lives in locals while scanning: data is char, so the
+	 * compiler would otherwise store and reload s->... on every byte.
+	 */
+	pos = s->pos;
+	depth = s->depth;
+	in_string = s->in_string;
+	escape = s->escape;
+	for (i = start + pos; ; ) {
 		/*
 		 * Every value needs at least one more byte to end, so one
 		 * that reached max unfinished would exceed it: stop now.
 		 */
-		if (s->pos >= max) {
-			*vlen = s->pos;
+		if (pos >= max) {
+			*vlen = pos;
 			frame_scanner_init(s);
 			return FRAME_TOO_BIG;
 		}
 		if (i >= len)
 			break;
-		/* a run of bytes that change no state is passed at once */
-		if (!s->escape) {
-			const unsigned char *stop = frame_stop[s->in_string];
+		if (in_string && !escape) {
+			/* a run of bytes that change nothing is passed at once */
 			size_t k = 0, lim = len - i;
 
-			if (lim > max - s->pos)
-				lim = max - s->pos;
+			if (lim > max - pos)
+				lim = max - pos;
 #ifdef __SSE2__
-			k = frame_skip16(data + i, lim, s->in_string);
+			k = frame_skip16(data + i, lim);
 #endif
-			while (k < lim && !stop[(unsigned char)data[i + k]])
+			while (k < lim &&
+			    !frame_stop[(unsigned char)data[i + k]])
 				k++;
-			if (k > 0) {
-				s->pos += k;
-				i += k - 1;
+			i += k;
+			pos += k;
+			if (k == lim)
 				continue;
-			}
 		}
-		c = (unsigned char)data[i];
-		s->pos++;
-		if (s->in_string) {
+		c = (unsigned char)data[i++];
+		pos++;
+		if (in_string) {
 			if (c == '\0' || c == '\n' || c == '\r') {
 				/* give the broken value back so the caller can
 				 * answer it and resume after it */
-				*vlen = s->pos;
-				*consumed = start + s->pos;
+				*vlen = pos;
+				*consumed = start + pos;
 				frame_scanner_init(s);
 				return FRAME_BAD;
 			}
-			if (s->escape)
-				s->escape = 0;
+			if (escape)
+				escape = 0;
 			else if (c == '\\')
-				s->escape = 1;
+				escape = 1;
 			else if (c == '"') {
-				s->in_string = 0;
-				if (s->depth == 0)
+				in_string = 0;
+				if (depth == 0)
 					goto done;
 			}
 		} else if (c == '"')
-			s->in_string = 1;
+			in_string = 1;
 		else if (c == '{' || c == '[') {
-			if (s->depth == INT_MAX) {
-				*vlen = s->pos;
+			if (depth == INT_MAX) {
+				*vlen = pos;
 				frame_scanner_init(s);
 				return FRAME_TOO_BIG;
 			}
-			s->depth++;
+			depth++;
 		} else if (c == '}' || c == ']') {
 			/* "{]" just closes: json-c rejects it later */
-			if (--s->depth == 0)
+			if (--depth == 0)
 				goto done;
 		}
 	}
-	*vlen = s->pos;
+	s->pos = pos;
+	s->depth = depth;
+	s->in_string = in_string;
+	s->escape = escape;
+	*vlen = pos;
 	return FRAME_NEED_MORE;
 
  done:
-	*vlen = s->pos;
-	*consumed = start + s->pos;
+	*vlen = pos;
+	*consumed = start + pos;
 	frame_scanner_init(s);
 	return FRAME_OK;
 }
