@@ -11,9 +11,9 @@
  */
 int	master_init(struct node *n);
 /*
- * Fork the workers and supervise them until told to stop.  Expects
- * SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGUSR1 blocked.  Returns the
- * process exit status.
+ * Fork the workers and supervise them until told to stop.  Blocks
+ * SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGQUIT and takes them
+ * from a signalfd.  Returns the process exit status.
  */
 int	master_run(struct node *n);
 

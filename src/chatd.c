@@ -202,7 +202,6 @@ main(int argc, char *argv[])
 {
 	struct node	 n;
 	struct buf	 errs = BUF_INIT;
-	sigset_t	 set;
 	char		 err[256];
 	const char	*path = SYSCONFDIR "/chatd.conf";
 	uint64_t	 boot;
@@ -325,15 +324,6 @@ main(int argc, char *argv[])
 	ctl_storage_public(n.cfg.storage, err, sizeof(err));
 	log_notice("chatd %s starting: %s, %d workers, storage %s",
 	    PACKAGE_VERSION, n.cfg.listen, n.nslots, err);
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGQUIT);
-	sigprocmask(SIG_BLOCK, &set, NULL);
 
 	rc = master_run(&n);
 

@@ -354,7 +354,7 @@ master_run(struct node *n)
 	if ((slots = calloc(n->nslots, sizeof(*slots))) == NULL)
 		fatal("master");
 
-	/* blocked by main; delivered through the signalfd from now on */
+	/* taken from the signalfd only: no handlers, no races */
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
