@@ -4,6 +4,13 @@
 
 #include "store.h"
 
+enum store_count {
+	STORE_COUNT_FRIENDS,		/* of a user */
+	STORE_COUNT_USER_GROUPS,	/* a user is in */
+	STORE_COUNT_GROUP_MEMBERS,	/* of a group */
+	STORE_COUNT_MAX
+};
+
 struct store_ops {
 	const char *kind;
 	void	(*close)(struct store *);
@@ -20,9 +27,8 @@ struct store_ops {
 	int	(*group_is_member)(struct store *, int32_t, int32_t);
 	int	(*group_members)(struct store *, int32_t, struct store_user_list *);
 	int	(*user_groups)(struct store *, int32_t, struct store_group_list *);
-	int	(*count_friends)(struct store *, int32_t, int64_t *);
-	int	(*count_user_groups)(struct store *, int32_t, int64_t *);
-	int	(*count_group_members)(struct store *, int32_t, int64_t *);
+	/* rows counted for a limit: what (enum store_count) of one id */
+	int	(*count)(struct store *, int what, int32_t, int64_t *);
 	/* smid > 0: tag the copies and mark that ClientMsg done, atomically */
 	int	(*offline_add)(struct store *, const int32_t *, size_t, const char *,
 		    size_t, int64_t smid);

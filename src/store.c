@@ -201,19 +201,19 @@ store_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
 int
 store_count_friends(struct store *st, int32_t uid, int64_t *n)
 {
-	return st->ops->count_friends(st, uid, n);
+	return st->ops->count(st, STORE_COUNT_FRIENDS, uid, n);
 }
 
 int
 store_count_user_groups(struct store *st, int32_t uid, int64_t *n)
 {
-	return st->ops->count_user_groups(st, uid, n);
+	return st->ops->count(st, STORE_COUNT_USER_GROUPS, uid, n);
 }
 
 int
 store_count_group_members(struct store *st, int32_t gid, int64_t *n)
 {
-	return st->ops->count_group_members(st, gid, n);
+	return st->ops->count(st, STORE_COUNT_GROUP_MEMBERS, gid, n);
 }
 
 int

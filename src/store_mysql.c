@@ -1111,31 +1111,19 @@ count_once(struct my *m, struct mconn *c, int q, int32_t id, int64_t *n)
 }
 
 static int
-mysql_count(struct store *st, int q, int32_t id, int64_t *n)
+mysql_count(struct store *st, int what, int32_t id, int64_t *n)
 {
+	static const int q_of[STORE_COUNT_MAX] = {
+		[STORE_COUNT_FRIENDS] = Q_COUNT_FRIENDS,
+		[STORE_COUNT_USER_GROUPS] = Q_COUNT_USER_GROUPS,
+		[STORE_COUNT_GROUP_MEMBERS] = Q_COUNT_GROUP_MEMBERS,
+	};
+	int		 q = q_of[what];
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
 	MY_RUN(m, rc, MY_IDEMPOTENT, count_once(m, c, q, id, n));
 	return rc;
-}
-
-static int
-mysql_count_friends(struct store *st, int32_t uid, int64_t *n)
-{
-	return mysql_count(st, Q_COUNT_FRIENDS, uid, n);
-}
-
-static int
-mysql_count_user_groups(struct store *st, int32_t uid, int64_t *n)
-{
-	return mysql_count(st, Q_COUNT_USER_GROUPS, uid, n);
-}
-
-static int
-mysql_count_group_members(struct store *st, int32_t gid, int64_t *n)
-{
-	return mysql_count(st, Q_COUNT_GROUP_MEMBERS, gid, n);
 }
 
 static int
@@ -1875,9 +1863,7 @@ static const struct store_ops mysql_ops = {
 	.group_create = mysql_group_create,
 	.group_join = mysql_group_join,
 	.group_is_member = mysql_group_is_member,
-	.count_friends = mysql_count_friends,
-	.count_user_groups = mysql_count_user_groups,
-	.count_group_members = mysql_count_group_members,
+	.count = mysql_count,
 	.group_members = mysql_group_members,
 	.user_groups = mysql_user_groups,
 	.offline_add = mysql_offline_add,

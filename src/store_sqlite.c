@@ -721,31 +721,19 @@ count_once(struct sq *sq, int q, int32_t id, int64_t *n)
 }
 
 static int
-sqlite_count(struct store *st, int q, int32_t id, int64_t *n)
+sqlite_count(struct store *st, int what, int32_t id, int64_t *n)
 {
+	static const int q_of[STORE_COUNT_MAX] = {
+		[STORE_COUNT_FRIENDS] = Q_COUNT_FRIENDS,
+		[STORE_COUNT_USER_GROUPS] = Q_COUNT_USER_GROUPS,
+		[STORE_COUNT_GROUP_MEMBERS] = Q_COUNT_GROUP_MEMBERS,
+	};
+	int		 q = q_of[what];
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
 	SQ_RETRY(sq, rc, count_once(sq, q, id, n));
 	return rc;
-}
-
-static int
-sqlite_count_friends(struct store *st, int32_t uid, int64_t *n)
-{
-	return sqlite_count(st, Q_COUNT_FRIENDS, uid, n);
-}
-
-static int
-sqlite_count_user_groups(struct store *st, int32_t uid, int64_t *n)
-{
-	return sqlite_count(st, Q_COUNT_USER_GROUPS, uid, n);
-}
-
-static int
-sqlite_count_group_members(struct store *st, int32_t gid, int64_t *n)
-{
-	return sqlite_count(st, Q_COUNT_GROUP_MEMBERS, gid, n);
 }
 
 static int
@@ -1236,9 +1224,7 @@ static const struct store_ops sqlite_ops = {
 	.group_create = sqlite_group_create,
 	.group_join = sqlite_group_join,
 	.group_is_member = sqlite_group_is_member,
-	.count_friends = sqlite_count_friends,
-	.count_user_groups = sqlite_count_user_groups,
-	.count_group_members = sqlite_count_group_members,
+	.count = sqlite_count,
 	.group_members = sqlite_group_members,
 	.user_groups = sqlite_user_groups,
 	.offline_add = sqlite_offline_add,
