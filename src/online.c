@@ -583,11 +583,28 @@ out:
 	return rc;
 }
 
+/* The bucket index of uid on its probe path (stripe locked), or -1. */
+static int64_t
+bucket_find(struct online *o, struct bucket *bk, uint32_t h, uint32_t uid)
+{
+	uint32_t	 i, n;
+
+	for (i = home_of(o, h), n = 0; n < o->nbuckets;
+	    i = (i + 1) & o->bmask, n++) {
+		if (bk[i].uid == 0)
+			break;
+		if (bk[i].uid == uid)
+			return i;
+	}
+	return -1;
+}
+
 int
 online_get(struct online *o, uint32_t uid, struct online_entry *out)
 {
-	struct bucket	*bk, *b;
-	uint32_t	 h, si, i, n;
+	struct bucket	*bk;
+	uint32_t	 h, si;
+	int64_t		 i;
 	int		 rc = -1;
 
 	if (uid == 0)
@@ -598,19 +615,10 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 
 	if (stripe_lock(o, si) == -1)
 		return -1;
-	for (i = home_of(o, h), n = 0; n < o->nbuckets;
-	    i = (i + 1) & o->bmask, n++) {
-		b = &bk[i];
-		if (b->uid == 0)
-			break;
-		if (b->uid == uid) {
-			if (bucket_live(o, b)) {
-				if (out != NULL)
-					bucket_entry(b, out);
-				rc = 0;
-			}
-			break;
-		}
+	if ((i = bucket_find(o, bk, h, uid)) != -1 && bucket_live(o, &bk[i])) {
+		if (out != NULL)
+			bucket_entry(&bk[i], out);
+		rc = 0;
 	}
 	stripe_unlock(o, si);
 	return rc;
@@ -620,7 +628,8 @@ int
 online_remove(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn)
 {
 	struct bucket	*bk, *b;
-	uint32_t	 h, si, i, n;
+	uint32_t	 h, si;
+	int64_t		 i;
 	int		 rc = -1;
 
 	if (uid == 0)
@@ -631,19 +640,13 @@ online_remove(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn)
 
 	if (stripe_lock(o, si) == -1)
 		return -1;
-	for (i = home_of(o, h), n = 0; n < o->nbuckets;
-	    i = (i + 1) & o->bmask, n++) {
+	if ((i = bucket_find(o, bk, h, uid)) != -1) {
 		b = &bk[i];
-		if (b->uid == 0)
-			break;
-		if (b->uid != uid)
-			continue;
 		if (bucket_live(o, b) && b->slot == slot && b->conn == conn) {
-			bucket_delete(o, bk, i);
+			bucket_delete(o, bk, (uint32_t)i);
 			count_set(o, si, count_get(o, si) - 1);
 			rc = 0;
 		}
-		break;
 	}
 	stripe_unlock(o, si);
 	return rc;
