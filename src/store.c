@@ -150,6 +150,8 @@ store_user_by_name(struct store *st, const char *name, size_t name_len,
 int
 store_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
 {
+	if (pwhash == NULL)
+		return store_set_error(st, "set password: no password hash");
 	return st->ops->user_set_pwhash(st, id, pwhash);
 }
 

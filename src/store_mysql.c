@@ -897,8 +897,6 @@ mysql_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	if (pwhash == NULL)
-		return store_set_error(st, "set password: no password hash");
 	MY_RUN(m, rc, MY_IDEMPOTENT, user_set_pwhash_once(m, c, id, pwhash));
 	return rc;
 }

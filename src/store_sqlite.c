@@ -434,8 +434,6 @@ sqlite_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	if (pwhash == NULL)
-		return store_set_error(st, "set password: no password hash");
 	SQ_RETRY(sq, rc, user_set_pwhash_once(sq, id, pwhash));
 	return rc;
 }
