@@ -746,7 +746,7 @@ class Files(unittest.TestCase):
 
     def test_conf_keys_documented(self):
         """Every key in config.c's table has its entry in chatd.conf.5."""
-        with open(os.path.join(SRCDIR, "src", "config.c")) as f:
+        with open(os.path.join(SRCDIR, "src", "server", "config.c")) as f:
             keys = re.findall(r'^\t\{ "(\w+)", CFG_', f.read(), re.M)
         with open(os.path.join(SRCDIR, "man", "chatd.conf.5")) as f:
             conf5 = f.read()
