@@ -85,6 +85,16 @@ class Features(unittest.TestCase):
         for u in users:
             self.assertEqual(u.c.sync(), [])
 
+    def group_of(self, creator, member, prefix):
+        """A new group made by creator, joined by member: its id."""
+        gname = unique(prefix)
+        creator.c.creategroup(creator.id, gname, "")
+        self.quiet(creator)
+        gid = find(creator.relogin()["groups"], groupname=gname)["id"]
+        member.c.addgroup(member.id, gid)
+        self.quiet(member)
+        return gid
+
     # ---- register / login ------------------------------------------
 
     def test_register(self):
@@ -544,12 +554,7 @@ class Features(unittest.TestCase):
         self.assertIs(type(r["offlinemsg"][0]["f"]), float)
         self.assert_forwarded(r["offlinemsg"][0], o, a)
         # group chat, with a wrong name and a custom field
-        gname = unique("fwg")
-        a.c.creategroup(a.id, gname, "")
-        self.quiet(a)
-        gid = find(a.relogin()["groups"], groupname=gname)["id"]
-        b.c.addgroup(b.id, gid)
-        self.quiet(b)
+        gid = self.group_of(a, b, "fwg")
         sent = a.groupchat(gid, "g", name="not a", f2=0.25, tag={"x": 1})
         self.assert_forwarded(b.c.recv_msgid(GROUP_CHAT), sent, a)
 
@@ -579,12 +584,7 @@ class Features(unittest.TestCase):
         a.c.send_obj({"msgid": 6, "toid": b.id, "msg": "ack", "cmid": 1})
         self.assertEqual(a.c.recv()["msgid"], chatlib.CHAT_ACK)
         is_seed_time(b.c.recv_msgid(ONE_CHAT)["time"])
-        gname = unique("tmg")
-        a.c.creategroup(a.id, gname, "")
-        self.quiet(a)
-        gid = find(a.relogin()["groups"], groupname=gname)["id"]
-        b.c.addgroup(b.id, gid)
-        self.quiet(b)
+        gid = self.group_of(a, b, "tmg")
         a.c.send_obj({"msgid": 10, "groupid": gid, "msg": "g", "time": 0})
         is_seed_time(b.c.recv_msgid(GROUP_CHAT)["time"])
         # offline: stored with its time
