@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include "buf.h"
 
 struct json_object;
@@ -75,10 +76,12 @@ const char *proto_strerror(int code);
  * feed it the same unconsumed input again after more bytes arrived and
  * it continues where it stopped, never rescanning.
  *
- * Objects, arrays and strings are delimited; a raw NUL or newline
- * inside a string ends that value as malformed (FRAME_BAD) so the
- * stream can resynchronise after it.  Any other first byte (digits,
- * letters, garbage) cannot be resynchronised: FRAME_GARBAGE.
+ * Objects, arrays and strings are delimited.  A raw NUL anywhere in an
+ * unfinished value, and a raw newline or carriage return inside a
+ * string, end that value as malformed (FRAME_BAD, the bad byte its
+ * last) so the stream resynchronises after it; outside strings a
+ * newline is whitespace.  Any other first byte (digits, letters,
+ * garbage) cannot be resynchronised: FRAME_GARBAGE.
  */
 enum frame_status {
 	FRAME_NEED_MORE	= 0,	/* no complete value yet */
@@ -146,18 +149,13 @@ struct proto_req {
 	int			 ackoffline;	/* LOGIN: opt-in offline acks */
 	int64_t			 upto;		/* OFFLINE_ACK */
 	/*
-	 * Private to proto.c: a chat's own text when it is exactly what
+	 * Private to src/proto: a chat's own text when it is exactly what
 	 * json-c would write for root, so proto_put_forward can splice
-	 * the real id and name into it instead of copying and serialising
-	 * root.  Change root only through proto_* calls (they keep this
-	 * in step); a changed key count turns the fast path off.
+	 * the sender into it instead of copying and serialising root.
+	 * Change root only through proto_* calls (they keep this in
+	 * step); a changed key count turns the fast path off.
 	 */
-	char			*fwd;
-	size_t			 fwd_len;
-	size_t			 fwd_id_off, fwd_id_len;	/* len 0: absent */
-	size_t			 fwd_name_off, fwd_name_len;
-	size_t			 fwd_nkeys;
-	int64_t			 fwd_smid;	/* > 0: appended */
+	struct proto_fwd	*fwd;
 };
 
 /* Where a decoding failure is to be answered. */
@@ -205,6 +203,16 @@ int	proto_put_error(struct buf *out, int reply_msgid, int code,
 int	proto_put_reg_ack(struct buf *out, int32_t id);
 int	proto_put_pong(struct buf *out, const struct proto_req *ping);
 int	proto_put_chat_ack(struct buf *out, int64_t cmid, int64_t smid);
+/* {"msgid":105,"errno":0,"id":id,"worker":worker,"pid":pid} */
+int	proto_put_whoami(struct buf *out, int32_t id, int worker, int pid);
+
+/* Why a new connection is turned away (before it is served). */
+enum proto_refuse {
+	PROTO_REFUSE_FULL,	/* max_connections, or no memory */
+	PROTO_REFUSE_PER_ADDR,	/* max_connections_per_ip */
+};
+/* The one error line (MSG_ERROR, ERR_LIMIT) a refused connection gets. */
+int	proto_put_refuse(struct buf *out, enum proto_refuse why);
 
 struct proto_user {
 	int32_t		 id;
@@ -255,12 +263,18 @@ int64_t	proto_line_smid(const char *line, size_t len);
 
 /*
  * The forwarded form of a chat request: the sender's object with "id"
- * and "name" set to the real sender (added when absent), every other
- * field unchanged in value and JSON type.  Appends without a trailing
- * newline; the caller adds "\n" for live delivery and stores the bare
- * object offline.
+ * and "name" set to the real sender (added when absent), and "time" set
+ * to now as the seed client writes it ("YYYY-MM-DD HH:MM:SS", local
+ * time) when it is absent (added at the end) or not a string (replaced
+ * in place); every other field unchanged in value and JSON type.
+ * Appends without a trailing newline; the caller adds "\n" for live
+ * delivery and stores the bare object offline.  0 or -1.
  */
 int	proto_put_forward(struct buf *out, const struct proto_req *req,
 	    int32_t from_id, const char *from_name, size_t from_name_len);
+/* proto_put_forward with "now" given (tests, replays). */
+int	proto_put_forward_at(struct buf *out, const struct proto_req *req,
+	    int32_t from_id, const char *from_name, size_t from_name_len,
+	    time_t now);
 
 #endif

@@ -19,10 +19,12 @@
 #include <ev.h>
 
 #include "auth.h"
+#include "buf.h"
 #include "chat.h"
 #include "conn.h"
 #include "guard.h"
 #include "log.h"
+#include "proto.h"
 #include "pubsub.h"
 #include "store.h"
 #include "worker.h"
@@ -191,17 +193,15 @@ node_connections(void)
 
 /* One error line (ERR_LIMIT) to a connection we do not take. */
 static void
-refuse(int fd, const char *msg)
+refuse(int fd, enum proto_refuse why)
 {
-	(void)!write(fd, msg, strlen(msg));
+	struct buf	 b = BUF_INIT;
+
+	if (proto_put_refuse(&b, why) == 0)
+		(void)!write(fd, buf_head(&b), buf_used(&b));
+	buf_free(&b);
 	close(fd);
 }
-
-#define REFUSE_FULL	"{\"msgid\":100,\"errno\":28,\"errmsg\":" \
-	"\"server full\"}\n"
-#define REFUSE_PER_IP	"{\"msgid\":100,\"errno\":28,\"errmsg\":" \
-	"\"too many connections from your address " \
-	"(max_connections_per_ip)\"}\n"
 
 /* The limits that come from the configuration (start and reload). */
 static void
@@ -247,7 +247,7 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 			return;
 		}
 		if (node_connections() >= (uint64_t)node->cfg.max_connections) {
-			refuse(fd, REFUSE_FULL);
+			refuse(fd, PROTO_REFUSE_FULL);
 			continue;
 		}
 		/* node-wide, whichever worker the address's others are on */
@@ -255,14 +255,14 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 		if (guard_conn_add(node->guard, my_slot, akey,
 		    node->cfg.max_connections_per_ip) == -1) {
 			__atomic_add_fetch(&stats->errors, 1, __ATOMIC_RELAXED);
-			refuse(fd, REFUSE_PER_IP);
+			refuse(fd, PROTO_REFUSE_PER_ADDR);
 			continue;
 		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
 		if ((c = conn_new(fd, &ss, akey)) == NULL) {
 			guard_conn_del(node->guard, my_slot, akey);
-			refuse(fd, REFUSE_FULL);
+			refuse(fd, PROTO_REFUSE_FULL);
 			continue;
 		}
 		__atomic_add_fetch(&stats->accepted, 1, __ATOMIC_RELAXED);

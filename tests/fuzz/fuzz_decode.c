@@ -3,12 +3,15 @@
  *
  * The input is a stream: every frame frame_next finds is decoded; a
  * failure must be answerable, a success is re-encoded (pong, forward)
- * and a forwarded chat must decode again to the same message.  The
+ * and a forwarded chat must decode again to the same message, with a
+ * string "time" (the sender's when it was one).  The
  * whole input is also decoded as one frame, NULs and all.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "buf.h"
 #include "proto.h"
@@ -28,6 +31,7 @@ one(const char *p, size_t n)
 	struct proto_req	 req, again;
 	struct proto_fail	 fail;
 	struct buf		 out = BUF_INIT;
+	struct json_object	*t, *t0;
 
 	if (proto_decode(p, n, &lim, &req, &fail) == -1) {
 		CHECK(req.root == NULL);
@@ -50,6 +54,18 @@ one(const char *p, size_t n)
 		if (proto_decode(buf_head(&out), buf_used(&out), &lim, &again,
 		    &fail) == -1)
 			abort();
+		/* the seed client reads "time" as a string: always one */
+		CHECK(json_object_object_get_ex(again.root, "time", &t) &&
+		    json_object_is_type(t, json_type_string));
+		if (json_object_object_get_ex(req.root, "time", &t0) &&
+		    json_object_is_type(t0, json_type_string))
+			CHECK(json_object_get_string_len(t) ==
+			    json_object_get_string_len(t0) &&
+			    memcmp(json_object_get_string(t),
+			    json_object_get_string(t0),
+			    (size_t)json_object_get_string_len(t)) == 0);
+		else
+			CHECK(json_object_get_string_len(t) == 19);
 		CHECK(again.msgid == req.msgid);
 		CHECK(again.has_id && again.id == 7);
 		CHECK(again.msg.len == req.msg.len &&

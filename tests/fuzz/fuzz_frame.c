@@ -132,6 +132,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (a.v[i].st == FRAME_BAD)
 			CHECK(strchr("\r\n", p[a.v[i].start + a.v[i].len - 1])
 			    != NULL || p[a.v[i].start + a.v[i].len - 1] == '\0');
+		/* a NUL always ends a frame: never one inside a value */
+		if (a.v[i].st == FRAME_OK || a.v[i].st == FRAME_BAD)
+			CHECK(a.v[i].len == 0 || memchr(p + a.v[i].start, '\0',
+			    a.v[i].len - 1) == NULL);
+		if (a.v[i].st == FRAME_OK)
+			CHECK(p[a.v[i].start + a.v[i].len - 1] != '\0');
 	}
 	chunk = seed % 4 == 0 ? 0 : 1 + seed % 7;
 	lb = scan(p, n, max, chunk, seed, &b);

@@ -309,8 +309,12 @@ class BadInput(unittest.TestCase):
             except OSError:
                 pass
             if data.endswith(b"[") or data.endswith(b"{"):
-                # incomplete: the server waits for more; we hang up
-                c.expect_none(0.3)
+                # unfinished: the NUL ends it as malformed, at once, and
+                # the connection goes on
+                m = c.recv()
+                self.assertEqual((m["msgid"], m["errno"]), (ERROR, 10), m)
+                c.send_raw(b'{"msgid":101,"seq":7}\0')
+                self.assertEqual(c.recv().get("seq"), 7)
                 c.close()
                 continue
             try:

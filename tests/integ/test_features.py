@@ -85,6 +85,16 @@ class Features(unittest.TestCase):
         for u in users:
             self.assertEqual(u.c.sync(), [])
 
+    def group_of(self, creator, member, prefix):
+        """A new group made by creator, joined by member: its id."""
+        gname = unique(prefix)
+        creator.c.creategroup(creator.id, gname, "")
+        self.quiet(creator)
+        gid = find(creator.relogin()["groups"], groupname=gname)["id"]
+        member.c.addgroup(member.id, gid)
+        self.quiet(member)
+        return gid
+
     # ---- register / login ------------------------------------------
 
     def test_register(self):
@@ -544,14 +554,46 @@ class Features(unittest.TestCase):
         self.assertIs(type(r["offlinemsg"][0]["f"]), float)
         self.assert_forwarded(r["offlinemsg"][0], o, a)
         # group chat, with a wrong name and a custom field
-        gname = unique("fwg")
-        a.c.creategroup(a.id, gname, "")
-        self.quiet(a)
-        gid = find(a.relogin()["groups"], groupname=gname)["id"]
-        b.c.addgroup(b.id, gid)
-        self.quiet(b)
+        gid = self.group_of(a, b, "fwg")
         sent = a.groupchat(gid, "g", name="not a", f2=0.25, tag={"x": 1})
         self.assert_forwarded(b.c.recv_msgid(GROUP_CHAT), sent, a)
+
+    def test_forward_sets_time(self):
+        """Forwarded and offline chats always carry a string "time" of
+        the seed's form; a string the sender wrote is kept as it is."""
+        def is_seed_time(t):
+            self.assertIsInstance(t, str)
+            st = time.mktime(time.strptime(t, "%Y-%m-%d %H:%M:%S"))
+            self.assertLess(abs(st - time.time()), 60, t)
+
+        a, b = self.srv.users_on_two_workers("tm")
+        for bad in (None, 5, 1.5, [1], {"t": "x"}, True, "@ABSENT@"):
+            o = {"id": a.id, "msg": "t", "msgid": 6, "name": a.name,
+                 "time": bad, "toid": b.id}
+            if bad == "@ABSENT@":
+                del o["time"]
+            a.c.send_raw(chatlib.seed_bytes(o))
+            got = b.c.recv_msgid(ONE_CHAT)
+            is_seed_time(got["time"])
+            self.assertEqual((got["id"], got["name"], got["msg"]),
+                             (a.id, a.name, "t"))
+        # kept as written when it is a string, even an odd one
+        a.chat(b.id, "k", time="yesterday")
+        self.assertEqual(b.c.recv_msgid(ONE_CHAT)["time"], "yesterday")
+        # acknowledged chats and group chats too
+        a.c.send_obj({"msgid": 6, "toid": b.id, "msg": "ack", "cmid": 1})
+        self.assertEqual(a.c.recv()["msgid"], chatlib.CHAT_ACK)
+        is_seed_time(b.c.recv_msgid(ONE_CHAT)["time"])
+        gid = self.group_of(a, b, "tmg")
+        a.c.send_obj({"msgid": 10, "groupid": gid, "msg": "g", "time": 0})
+        is_seed_time(b.c.recv_msgid(GROUP_CHAT)["time"])
+        # offline: stored with its time
+        cid, _ = self.srv.register("tm")
+        a.c.send_obj({"msgid": 6, "toid": cid, "msg": "off"})
+        self.quiet(a)
+        r = self.srv.client().login(cid, "pw")
+        self.assertEqual(len(r["offlinemsg"]), 1)
+        is_seed_time(r["offlinemsg"][0]["time"])
 
     # ---- identity --------------------------------------------------
 

@@ -81,6 +81,44 @@ class Framing(unittest.TestCase):
         self.expect_pongs(c, [1001])
         c.expect_none(0.2)
 
+    def test_nul_ends_unfinished_value(self):
+        """A NUL ends every frame: an unfinished value before it is a
+        malformed request, answered at once, and the next one is read."""
+        c = self.srv.client()
+        broken = [b'{"id":1,"msgid":1', b'{"msgid":101,"seq":',
+                  b'{"msgid":101,"a":[1,{"b":2}', b'[', b'{"m":"x"',
+                  b'{\n"msgid"\n:\n101\n']
+        t0 = time.monotonic()
+        for i, raw in enumerate(broken):
+            c.send_raw(raw + b"\0" + ping(i) + b"\0")
+            m = c.recv()
+            self.assertEqual((m["msgid"], m["errno"]), (ERROR, 10),
+                             (raw, m))
+            self.expect_pongs(c, [i])
+        # no waiting for more bytes or for a timeout
+        self.assertLess(time.monotonic() - t0, 5)
+        # the NUL in a later read than the value's start
+        c.send_raw(b'{"msgid":101,"seq":[1,')
+        time.sleep(0.05)
+        c.send_raw(b"\0")
+        m = c.recv()
+        self.assertEqual((m["msgid"], m["errno"]), (ERROR, 10), m)
+        c.send_raw(ping(50))
+        self.expect_pongs(c, [50])
+        # newline inside a value is still whitespace
+        c.send_raw(b'{\n"msgid"\n:\n101\n,\n"seq":\n51\n}\n')
+        self.expect_pongs(c, [51])
+        c.expect_none(0.2)
+        # a seed client recovers: a cut-off login, then a whole one
+        u = self.srv.user("nul")
+        c = self.srv.client()
+        c.send_raw(b'{"id":%d,"msgid":1,"password":' % u.id + b"\0")
+        m = c.recv()
+        self.assertEqual((m["msgid"], m["errno"]), (ERROR, 10), m)
+        u.c.close()
+        r = c.login(u.id, u.password)
+        self.assertEqual((r["msgid"], r["errno"]), (LOGIN_ACK, 0), r)
+
     def test_seed_requests_back_to_back(self):
         """Real seed requests, every kind of separator, and none at all."""
         c = self.srv.client()

@@ -1,4 +1,4 @@
-/* check_proto.c - unit tests for buf.c and proto.c. */
+/* check_proto.c - unit tests for buf.c and the protocol (src/proto). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <check.h>
 #include <json-c/json.h>
@@ -16,6 +17,10 @@
 #include "proto.h"
 
 #define S(x)	x, sizeof(x) - 1
+
+/* 2024-06-06 07:08:09 in UTC, the zone main() sets */
+#define T0		((time_t)1717657689)
+#define T0_TEXT		"'2024-06-06 07:08:09'"
 
 static const struct proto_limits lim = {
 	.max_name_bytes = 16,
@@ -412,6 +417,50 @@ START_TEST(frame_bad_resync)
 	/* newlines outside strings are fine */
 	frames_are(S("{\"m\"\n:\n\"a\"\n}"), 1024,
 	    "OK({\"m\"\\x0a:\\x0a\"a\"\\x0a}) rest=0");
+}
+END_TEST
+
+/* A NUL ends every frame: outside strings too, at any depth. */
+START_TEST(frame_nul_ends)
+{
+	/* the seed client's terminator after an unfinished request */
+	frames_are(S("{\"id\":1,\"msgid\":1\0{\"msgid\":101}\0"), 1024,
+	    "BAD({\"id\":1,\"msgid\":1\\x00) OK({\"msgid\":101}) rest=0");
+	frames_are(S("{\"id\":1,\"msgid\":\0{\"msgid\":101}"), 1024,
+	    "BAD({\"id\":1,\"msgid\":\\x00) OK({\"msgid\":101}) rest=0");
+	frames_are(S("{\0{}"), 1024, "BAD({\\x00) OK({}) rest=0");
+	frames_are(S("[\0[1]"), 1024, "BAD([\\x00) OK([1]) rest=0");
+	/* nested: the whole unfinished value goes */
+	frames_are(S("{\"a\":{\"b\":[1,{\"c\":2}\0\0{\"d\":3}"), 1024,
+	    "BAD({\"a\":{\"b\":[1,{\"c\":2}\\x00) OK({\"d\":3}) rest=0");
+	/* right after a string closed, and after an escape */
+	frames_are(S("{\"m\":\"x\"\0{}"), 1024,
+	    "BAD({\"m\":\"x\"\\x00) OK({}) rest=0");
+	frames_are(S("{\"m\":\"x\\\0{}"), 1024,
+	    "BAD({\"m\":\"x\\x5c\\x00) OK({}) rest=0");
+	/* newline stays whitespace inside a value; NUL then still ends it */
+	frames_are(S("{\n\"a\"\n:\n1\n\0\n{\"b\":2}\n"), 1024,
+	    "BAD({\\x0a\"a\"\\x0a:\\x0a1\\x0a\\x00) OK({\"b\":2}) rest=0");
+	/* a finished value is not touched: the NUL after it separates */
+	frames_are(S("{\"a\":1}\0\0"), 1024, "OK({\"a\":1}) rest=0");
+	/* one NUL in every unfinished value of a run */
+	frames_are(S("{\0[\0\"\0{}"), 1024,
+	    "BAD({\\x00) BAD([\\x00) BAD(\"\\x00) OK({}) rest=0");
+	/* the limit still applies before the NUL */
+	frames_are(S("{\"a\":12345678\0{}"), 8, "TOO_BIG");
+}
+END_TEST
+
+/* The decoder answers such a frame as malformed. */
+START_TEST(frame_nul_decodes_bad)
+{
+	struct proto_req	 r;
+	struct proto_fail	 f;
+
+	ck_assert_int_eq(dec(S("{\"id\":1,\"msgid\":1\0"), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_MALFORMED);
+	ck_assert_int_eq(f.reply_msgid, MSG_ERROR);
+	ck_assert_ptr_null(r.root);
 }
 END_TEST
 
@@ -1059,6 +1108,15 @@ START_TEST(enc_small)
 	ck_assert_int_eq(proto_put_chat_ack(&b, 7, 9007199254740993LL), 0);
 	out_is(&b, "{'msgid':103,'cmid':7,'smid':9007199254740993}\n");
 
+	ck_assert_int_eq(proto_put_whoami(&b, 12, 3, 4567), 0);
+	out_is(&b, "{'msgid':105,'errno':0,'id':12,'worker':3,'pid':4567}\n");
+	/* the very bytes worker.c wrote by hand before */
+	ck_assert_int_eq(proto_put_refuse(&b, PROTO_REFUSE_FULL), 0);
+	out_is(&b, "{'msgid':100,'errno':28,'errmsg':'server full'}\n");
+	ck_assert_int_eq(proto_put_refuse(&b, PROTO_REFUSE_PER_ADDR), 0);
+	out_is(&b, "{'msgid':100,'errno':28,'errmsg':'too many connections "
+	    "from your address (max_connections_per_ip)'}\n");
+
 	ck_assert_int_eq(proto_put_pong(&b, NULL), 0);
 	out_is(&b, "{'msgid':102}\n");
 	ck_assert_int_eq(dec(S("{\"msgid\":101}"), &r, &f), 0);
@@ -1192,7 +1250,8 @@ forward_is(const char *in, size_t inlen, int32_t id, const char *name,
 
 	ck_assert_msg(dec(in, inlen, &r, &f) == 0, "%s", f.text);
 	ck_assert_int_eq(buf_append_str(&b, ">"), 0);
-	ck_assert_int_eq(proto_put_forward(&b, &r, id, name, namelen), 0);
+	ck_assert_int_eq(proto_put_forward_at(&b, &r, id, name, namelen, T0),
+	    0);
 	/* req is untouched: its strings still point into root */
 	ck_assert_ptr_nonnull(r.msg.p);
 	proto_req_clear(&r);
@@ -1206,16 +1265,20 @@ START_TEST(enc_forward)
 	    "\"time\":\"2024-05-06 07:08:09\",\"toid\":15}"), 13, S("zhang san"),
 	    ">{'id':13,'msg':'hello','msgid':6,'name':'zhang san',"
 	    "'time':'2024-05-06 07:08:09','toid':15}");
-	/* absent id and name are added at the end */
+	/* absent id, name and time are added at the end */
 	forward_is(S("{\"msgid\":10,\"groupid\":2,\"msg\":\"m\"}"), 13, S("zs"),
-	    ">{'msgid':10,'groupid':2,'msg':'m','id':13,'name':'zs'}");
-	/* every other field keeps its value, type and number text */
+	    ">{'msgid':10,'groupid':2,'msg':'m','id':13,'name':'zs',"
+	    "'time':" T0_TEXT "}");
+	/*
+	 * every other field keeps its value, type and number text; a
+	 * "time" that is not a string is replaced where it was
+	 */
 	forward_is(S("{\"msgid\":6,\"toid\":2,\"msg\":\"m\",\"time\":1.50,"
 	    "\"e\":1E3,\"z\":-0.0,\"f\":1.5e-7,\"u\":18446744073709551615,"
 	    "\"n\":-9223372036854775808,\"b\":[true,false,null],"
 	    "\"o\":{\"k\":[{},[]]},\"s\":\"1\",\"cmid\":5}"), 13, S("zs"),
-	    ">{'msgid':6,'toid':2,'msg':'m','time':1.50,'e':1E3,'z':-0.0,"
-	    "'f':1.5e-7,'u':18446744073709551615,'n':-9223372036854775808,"
+	    ">{'msgid':6,'toid':2,'msg':'m','time':" T0_TEXT ",'e':1E3,"
+	    "'z':-0.0,'f':1.5e-7,'u':18446744073709551615,'n':-9223372036854775808,"
 	    "'b':[true,false,null],'o':{'k':[{},[]]},'s':'1','cmid':5,"
 	    "'id':13,'name':'zs'}");
 	/* NUL, emoji (escaped or raw), quotes and slashes round-trip */
@@ -1224,7 +1287,68 @@ START_TEST(enc_forward)
 	    S("x\0y\xf0\x9f\x8e\x89"),
 	    ">{'msgid':6,'toid':2,'msg':'a\\u0000b\xf0\x9f\x98\x80"
 	    "\xf0\x9f\x98\x80\\'\\\\//','id':13,'name':'x\\u0000y"
-	    "\xf0\x9f\x8e\x89'}");
+	    "\xf0\x9f\x8e\x89','time':" T0_TEXT "}");
+}
+END_TEST
+
+/*
+ * "time" as the seed client reads it: a string is kept whatever it
+ * says; anything else is replaced in place, absent is added; the fast
+ * (spliced) and the slow (json-c) forward write the same bytes.
+ */
+START_TEST(enc_forward_time)
+{
+	static const char *const vals[] = {
+		"5", "-1", "true", "null", "1.5", "[1]", "{\"t\":\"x\"}",
+	};
+	struct buf		 in = BUF_INIT, b = BUF_INIT;
+	struct proto_req	 r;
+	struct proto_fail	 f;
+	const char		*t;
+	char			*w;
+	size_t			 i, sp;
+
+	forward_is(S("{\"msgid\":6,\"toid\":2,\"msg\":\"m\",\"time\":\"\"}"),
+	    3, S("c"), ">{'msgid':6,'toid':2,'msg':'m','time':'','id':3,"
+	    "'name':'c'}");
+	forward_is(S("{\"msgid\":6,\"toid\":2,\"time\":\"yesterday\","
+	    "\"msg\":\"m\"}"), 3, S("c"), ">{'msgid':6,'toid':2,"
+	    "'time':'yesterday','msg':'m','id':3,'name':'c'}");
+	/* before, between and after id and name: spans in any order */
+	forward_is(S("{\"time\":0,\"name\":\"x\",\"msgid\":10,\"groupid\":1,"
+	    "\"msg\":\"m\",\"id\":99}"), 3, S("c\"q"), ">{'time':" T0_TEXT
+	    ",'name':'c\\'q','msgid':10,'groupid':1,'msg':'m','id':3}");
+	forward_is(S("{\"id\":99,\"msgid\":10,\"time\":0,\"groupid\":1,"
+	    "\"msg\":\"m\",\"name\":\"x\"}"), 3, S("c"), ">{'id':3,"
+	    "'msgid':10,'time':" T0_TEXT ",'groupid':1,'msg':'m','name':'c'}");
+	for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		/* sp 0: compact (fast path where it can); 1: blanks (slow) */
+		for (sp = 0; sp < 2; sp++) {
+			in.off = in.len = 0;
+			ck_assert_int_eq(buf_printf(&in, "{\"msgid\":6,"
+			    "\"toid\":2,%s\"time\":%s,\"msg\":\"m\"}",
+			    sp ? " " : "", vals[i]), 0);
+			forward_is(buf_head(&in), buf_used(&in), 4, S("d"),
+			    ">{'msgid':6,'toid':2,'time':" T0_TEXT ",'msg':'m',"
+			    "'id':4,'name':'d'}");
+		}
+	}
+	buf_free(&in);
+	/* the clock's own time: the seed's form, 19 bytes */
+	ck_assert_int_eq(dec(S("{\"msgid\":6,\"toid\":2,\"msg\":\"m\"}"), &r,
+	    &f), 0);
+	ck_assert_int_eq(proto_put_forward(&b, &r, 1, S("a")), 0);
+	proto_req_clear(&r);
+	w = buf_cstr(&b);
+	t = strstr(w, "\"time\":\"");
+	ck_assert_ptr_nonnull(t);
+	t += 8;
+	ck_assert_uint_eq(strlen(t), 21);	/* 19 bytes, '"', '}' */
+	for (i = 0; i < 19; i++)
+		ck_assert_msg(i == 4 || i == 7 ? t[i] == '-' : i == 10 ?
+		    t[i] == ' ' : i == 13 || i == 16 ? t[i] == ':' :
+		    (t[i] >= '0' && t[i] <= '9'), "time %s", t);
+	free(w);
 }
 END_TEST
 
@@ -1243,13 +1367,14 @@ START_TEST(ext_acks)
 	ck_assert_int_eq(r.has_cmid, 1);
 	ck_assert_int_eq(r.cmid, 9);
 	ck_assert_int_eq(proto_req_set_smid(&r, 77), 0);
-	ck_assert_int_eq(proto_put_forward(&b, &r, 3, "c", 1), 0);
+	ck_assert_int_eq(proto_put_forward_at(&b, &r, 3, "c", 1, T0), 0);
 	out_is(&b, "{'msgid':6,'toid':2,'msg':'m','cmid':9,'smid':77,"
-	    "'id':3,'name':'c'}");
+	    "'id':3,'name':'c','time':" T0_TEXT "}");
 	/* 0: the made-up one is dropped */
 	ck_assert_int_eq(proto_req_set_smid(&r, 0), 0);
-	ck_assert_int_eq(proto_put_forward(&b, &r, 3, "c", 1), 0);
-	out_is(&b, "{'msgid':6,'toid':2,'msg':'m','cmid':9,'id':3,'name':'c'}");
+	ck_assert_int_eq(proto_put_forward_at(&b, &r, 3, "c", 1, T0), 0);
+	out_is(&b, "{'msgid':6,'toid':2,'msg':'m','cmid':9,'id':3,'name':'c',"
+	    "'time':" T0_TEXT "}");
 	proto_req_clear(&r);
 
 	in = "{\"msgid\":1,\"id\":4,\"password\":\"p\",\"ackoffline\":true}";
@@ -1295,14 +1420,14 @@ START_TEST(enc_forward_roundtrip)
 	    "\"a\\u0000b\\ud83d\\ude00\\\"\\\\\\u0001\x7f\\uffff"
 	    "\\udbff\\udfff\"}"), &r, &f), 0);
 	ck_assert(str_is(&r.msg, msg, sizeof(msg) - 1));
-	ck_assert_int_eq(proto_put_forward(&b, &r, 13, S("n\0m")), 0);
+	ck_assert_int_eq(proto_put_forward_at(&b, &r, 13, S("n\0m"), T0), 0);
 	ck_assert_int_eq(dec(buf_head(&b), buf_used(&b), &r2, &f), 0);
 	ck_assert(str_is(&r2.msg, msg, sizeof(msg) - 1));
 	ck_assert_int_eq(r2.id, 13);
 	ck_assert_int_eq(r2.toid, 2);
 	proto_req_clear(&r2);
 	/* forwarding twice gives the same bytes */
-	ck_assert_int_eq(proto_put_forward(&b, &r, 13, S("n\0m")), 0);
+	ck_assert_int_eq(proto_put_forward_at(&b, &r, 13, S("n\0m"), T0), 0);
 	ck_assert_uint_eq(buf_used(&b) % 2, 0);
 	ck_assert_int_eq(memcmp(buf_head(&b), buf_head(&b) + buf_used(&b) / 2,
 	    buf_used(&b) / 2), 0);
@@ -1350,6 +1475,8 @@ proto_suite(void)
 	tcase_add_test(tc, frame_strings);
 	tcase_add_test(tc, frame_partial);
 	tcase_add_test(tc, frame_bad_resync);
+	tcase_add_test(tc, frame_nul_ends);
+	tcase_add_test(tc, frame_nul_decodes_bad);
 	tcase_add_test(tc, frame_garbage);
 	tcase_add_test(tc, frame_too_big);
 	tcase_add_test(tc, frame_contract);
@@ -1383,6 +1510,7 @@ proto_suite(void)
 	tcase_add_test(tc, enc_login_empty);
 	tcase_add_test(tc, enc_login_full);
 	tcase_add_test(tc, enc_forward);
+	tcase_add_test(tc, enc_forward_time);
 	tcase_add_test(tc, enc_forward_roundtrip);
 	tcase_add_test(tc, ext_acks);
 	tcase_add_test(tc, enc_strerror);
@@ -1397,6 +1525,9 @@ main(void)
 	SRunner	*sr;
 	int	 failed;
 
+	/* forwarded chats carry local time: make it known */
+	setenv("TZ", "UTC", 1);
+	tzset();
 	sr = srunner_create(proto_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

@@ -1,0 +1,468 @@
+/*
+ * decode.c - proto_decode: one frame to a checked request.  The fast
+ * path (fastparse.c) takes the common flat requests; everything else
+ * is checked by jc_lint and parsed by json-c, which also words the
+ * answers to broken ones.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "proto.h"
+#include "proto_impl.h"
+
+static void fail_set(struct proto_fail *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+fail_set(struct proto_fail *fail, int code, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	fail->code = code;
+	va_start(ap, fmt);
+	vsnprintf(fail->text, sizeof(fail->text), fmt, ap);
+	va_end(ap);
+}
+
+static int
+msgid_known(int64_t m)
+{
+	switch (m) {
+	case MSG_LOGIN:
+	case MSG_LOGINOUT:
+	case MSG_REG:
+	case MSG_ONE_CHAT:
+	case MSG_ADD_FRIEND:
+	case MSG_CREATE_GROUP:
+	case MSG_ADD_GROUP:
+	case MSG_GROUP_CHAT:
+	case MSG_PING:
+	case MSG_WHOAMI:
+	case MSG_OFFLINE_ACK:
+		return 1;
+	}
+	return 0;
+}
+
+static const struct proto_limits no_limits = {
+	SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX
+};
+
+
+/* A request's tree, and what fast_parse learnt of it (NULL: nothing). */
+struct fields {
+	struct json_object	*root;
+	const struct fast_info	*fi;
+};
+
+/* json_object_object_get_ex, answered from the fast_info when it can. */
+static int
+obj_get(const struct fields *f, const char *key, struct json_object **v)
+{
+	unsigned	 j;
+
+	if (f->fi != NULL && (j = fast_key(key, strlen(key))) < NFAST_KEYS) {
+		*v = f->fi->v[j];
+		return (f->fi->present >> j) & 1;
+	}
+	return json_object_object_get_ex(f->root, key, v);
+}
+
+static int
+get_id(const struct fields *f, const char *key, int32_t *out,
+    struct proto_fail *fail)
+{
+	struct json_object	*v;
+	int64_t			 n;
+
+	if (!obj_get(f, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int)) {
+		fail_set(fail, ERR_WRONG_TYPE,
+		    "field \"%s\": expected an integer", key);
+		return -1;
+	}
+	/* values above INT64_MAX read as INT64_MAX: out of range too */
+	n = json_object_get_int64(v);
+	if (n < 1 || n > INT32_MAX) {
+		fail_set(fail, ERR_BAD_VALUE,
+		    "field \"%s\": out of range 1..2147483647", key);
+		return -1;
+	}
+	*out = (int32_t)n;
+	return 1;
+}
+
+static int
+need_id(const struct fields *f, const char *key, int32_t *out,
+    struct proto_fail *fail)
+{
+	int	 rc;
+
+	if ((rc = get_id(f, key, out, fail)) == 0) {
+		fail_set(fail, ERR_MISSING_FIELD, "field \"%s\": missing", key);
+		return -1;
+	}
+	return rc == 1 ? 0 : -1;
+}
+
+static int
+get_str(const struct fields *f, const char *key, struct proto_str *out,
+    struct proto_fail *fail)
+{
+	struct json_object	*v;
+	int			 n;
+
+	if (!obj_get(f, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_string)) {
+		fail_set(fail, ERR_WRONG_TYPE,
+		    "field \"%s\": expected a string", key);
+		return -1;
+	}
+	n = json_object_get_string_len(v);
+	out->p = json_object_get_string(v);
+	out->len = n > 0 ? (size_t)n : 0;
+	return 1;
+}
+
+static int
+need_str(const struct fields *f, const char *key, struct proto_str *out,
+    struct proto_fail *fail)
+{
+	int	 rc;
+
+	if ((rc = get_str(f, key, out, fail)) == 0) {
+		fail_set(fail, ERR_MISSING_FIELD, "field \"%s\": missing", key);
+		return -1;
+	}
+	return rc == 1 ? 0 : -1;
+}
+
+/* Non-empty and within max bytes. */
+static int
+check_len(const char *key, const struct proto_str *s, size_t max,
+    struct proto_fail *fail)
+{
+	if (s->len == 0) {
+		fail_set(fail, ERR_BAD_VALUE, "field \"%s\": empty", key);
+		return -1;
+	}
+	if (s->len > max) {
+		fail_set(fail, ERR_TOO_LONG,
+		    "field \"%s\": longer than %zu bytes", key, max);
+		return -1;
+	}
+	return 0;
+}
+
+/* Names show up in lists and logs: no control characters. */
+static int
+check_name(const char *key, const struct proto_str *s, size_t max,
+    struct proto_fail *fail)
+{
+	size_t		 i;
+	unsigned char	 c;
+
+	if (check_len(key, s, max, fail) == -1)
+		return -1;
+	for (i = 0; i < s->len; i++) {
+		c = (unsigned char)s->p[i];
+		if (c < 0x20 || c == 0x7f) {
+			fail_set(fail, ERR_BAD_VALUE,
+			    "field \"%s\": control character", key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+decode_fields(const struct fields *f, const struct proto_limits *lim,
+    struct proto_req *req, struct proto_fail *fail)
+{
+	struct json_object	*v;
+	struct proto_str	 s;
+	int64_t			 n;
+	int			 rc;
+
+	/* a ping may carry anything */
+	if (req->msgid == MSG_PING)
+		return 0;
+
+	if ((rc = get_id(f, "id", &req->id, fail)) == -1)
+		return -1;
+	req->has_id = rc;
+	if (obj_get(f, "cmid", &v)) {
+		if (!json_object_is_type(v, json_type_int)) {
+			fail_set(fail, ERR_WRONG_TYPE,
+			    "field \"cmid\": expected an integer");
+			return -1;
+		}
+		n = json_object_get_int64(v);
+		/* above INT64_MAX reads as INT64_MAX: tell them apart */
+		if (n < 0 || (n == INT64_MAX &&
+		    json_object_get_uint64(v) != (uint64_t)INT64_MAX)) {
+			fail_set(fail, ERR_BAD_VALUE,
+			    "field \"cmid\": out of range 0..%lld",
+			    (long long)INT64_MAX);
+			return -1;
+		}
+		req->has_cmid = 1;
+		req->cmid = n;
+	}
+
+	switch (req->msgid) {
+	case MSG_LOGIN:
+		if ((rc = get_str(f, "name", &s, fail)) == -1)
+			return -1;
+		/* by id when given; the name then is only type-checked */
+		if (!req->has_id) {
+			if (rc == 0) {
+				fail_set(fail, ERR_MISSING_FIELD,
+				    "field \"id\" or \"name\": missing");
+				return -1;
+			}
+			if (check_name("name", &s, lim->max_name_bytes,
+			    fail) == -1)
+				return -1;
+			req->name = s;
+		}
+		if (need_str(f, "password", &req->password, fail) == -1 ||
+		    check_len("password", &req->password,
+		    lim->max_password_bytes, fail) == -1)
+			return -1;
+		if (obj_get(f, "ackoffline", &v)) {
+			if (!json_object_is_type(v, json_type_boolean)) {
+				fail_set(fail, ERR_WRONG_TYPE, "field "
+				    "\"ackoffline\": expected true or false");
+				return -1;
+			}
+			req->ackoffline = json_object_get_boolean(v);
+		}
+		break;
+	case MSG_OFFLINE_ACK:
+		if (!obj_get(f, "upto", &v)) {
+			fail_set(fail, ERR_MISSING_FIELD,
+			    "field \"upto\": missing");
+			return -1;
+		}
+		if (!json_object_is_type(v, json_type_int)) {
+			fail_set(fail, ERR_WRONG_TYPE,
+			    "field \"upto\": expected an integer");
+			return -1;
+		}
+		req->upto = json_object_get_int64(v);
+		if (req->upto < 0) {
+			fail_set(fail, ERR_BAD_VALUE,
+			    "field \"upto\": must not be negative");
+			return -1;
+		}
+		break;
+	case MSG_REG:
+		if (need_str(f, "name", &req->name, fail) == -1 ||
+		    check_name("name", &req->name, lim->max_name_bytes,
+		    fail) == -1 ||
+		    need_str(f, "password", &req->password, fail) == -1 ||
+		    check_len("password", &req->password,
+		    lim->max_password_bytes, fail) == -1)
+			return -1;
+		break;
+	case MSG_LOGINOUT:
+		break;
+	case MSG_ONE_CHAT:
+	case MSG_GROUP_CHAT:
+		if (req->msgid == MSG_ONE_CHAT)
+			rc = need_id(f, "toid", &req->toid, fail);
+		else
+			rc = need_id(f, "groupid", &req->groupid, fail);
+		if (rc == -1 ||
+		    need_str(f, "msg", &req->msg, fail) == -1 ||
+		    check_len("msg", &req->msg, lim->max_message_bytes,
+		    fail) == -1 ||
+		    get_str(f, "name", &s, fail) == -1)
+			return -1;
+		break;
+	case MSG_ADD_FRIEND:
+		if (need_id(f, "friendid", &req->friendid, fail) == -1)
+			return -1;
+		break;
+	case MSG_CREATE_GROUP:
+		if (need_str(f, "groupname", &req->groupname, fail) == -1 ||
+		    check_name("groupname", &req->groupname,
+		    lim->max_name_bytes, fail) == -1)
+			return -1;
+		req->groupdesc.p = "";
+		req->groupdesc.len = 0;
+		if (get_str(f, "groupdesc", &req->groupdesc, fail) == -1)
+			return -1;
+		if (req->groupdesc.len > lim->max_groupdesc_bytes) {
+			fail_set(fail, ERR_TOO_LONG,
+			    "field \"groupdesc\": longer than %zu bytes",
+			    lim->max_groupdesc_bytes);
+			return -1;
+		}
+		break;
+	case MSG_ADD_GROUP:
+		if (need_id(f, "groupid", &req->groupid, fail) == -1)
+			return -1;
+		break;
+	}
+	return 0;
+}
+
+int
+proto_decode(const char *frame, size_t len, const struct proto_limits *lim,
+    struct proto_req *req, struct proto_fail *fail)
+{
+	struct json_tokener	*tok;
+	struct json_object	*root = NULL, *v;
+	enum json_tokener_error	 jerr;
+	const char		*why = NULL;
+	size_t			 end;
+	int64_t			 m = 0;
+	int			 lcode = 0, flags;
+	struct fast_info	 fi;
+	struct fields		 fl = { NULL, NULL };
+
+	memset(req, 0, sizeof(*req));
+	/* not all of fail: its text is only written on failure */
+	fail->code = ERR_OK;
+	fail->refmsgid = 0;
+	fail->text[0] = '\0';
+	fail->reply_msgid = MSG_ERROR;
+	if (lim == NULL)
+		lim = &no_limits;
+
+	if (len == 0 || len > INT_MAX) {
+		fail_set(fail, ERR_MALFORMED, "malformed JSON: %s",
+		    len == 0 ? "empty request" : "request too big");
+		return -1;
+	}
+	if ((root = fast_parse(frame, len, &fi)) != NULL) {
+		fl.fi = &fi;
+		goto parsed;
+	}
+	if (memchr(frame, '\0', len) != NULL) {
+		fail_set(fail, ERR_MALFORMED, "malformed JSON: raw NUL byte");
+		return -1;
+	}
+	if (jc_lint(frame, len, &lcode, &why) == 0)
+		lcode = 0;
+
+	if ((tok = json_tokener_new()) == NULL) {
+		fail_set(fail, ERR_UNAVAILABLE, "out of memory");
+		return -1;
+	}
+	/* after a lint failure json-c only helps find the msgid */
+	flags = JSON_TOKENER_STRICT;
+	if (lcode == 0)
+		flags |= JSON_TOKENER_VALIDATE_UTF8;
+	json_tokener_set_flags(tok, flags);
+	root = json_tokener_parse_ex(tok, frame, (int)len);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	if (root == NULL && jerr == json_tokener_continue) {
+		/* a bare number only ends at the end of input */
+		root = json_tokener_parse_ex(tok, "", 1);
+		jerr = json_tokener_get_error(tok);
+		end = len;
+	}
+	json_tokener_free(tok);
+
+	if (jerr != json_tokener_success) {
+		json_object_put(root);
+		if (lcode != 0)
+			fail_set(fail, lcode, "%s", why);
+		else if (jerr == json_tokener_error_depth)
+			fail_set(fail, ERR_MALFORMED,
+			    "malformed JSON: nested too deeply");
+		else if (jerr == json_tokener_error_parse_utf8_string)
+			fail_set(fail, ERR_BAD_VALUE, "invalid UTF-8");
+		else
+			fail_set(fail, ERR_MALFORMED, "malformed JSON: %s",
+			    json_tokener_error_desc(jerr));
+		return -1;
+	}
+	for (; end < len; end++) {
+		if (strchr(" \t\r\n", frame[end]) == NULL) {
+			json_object_put(root);
+			fail_set(fail, lcode != 0 ? lcode : ERR_MALFORMED,
+			    "%s", lcode != 0 ? why :
+			    "malformed JSON: more than one value");
+			return -1;
+		}
+	}
+
+ parsed:
+	fl.root = root;
+	/* answer LOGIN and REG with their own ACK as soon as we know */
+	if (json_object_is_type(root, json_type_object) &&
+	    obj_get(&fl, "msgid", &v) &&
+	    json_object_is_type(v, json_type_int)) {
+		m = json_object_get_int64(v);
+		if (m >= 1 && m <= INT32_MAX)
+			fail->refmsgid = (int)m;
+		if (m == MSG_LOGIN)
+			fail->reply_msgid = MSG_LOGIN_ACK;
+		else if (m == MSG_REG)
+			fail->reply_msgid = MSG_REG_ACK;
+	}
+
+	if (lcode != 0) {
+		fail_set(fail, lcode, "%s", why);
+		goto bad;
+	}
+	if (!json_object_is_type(root, json_type_object)) {
+		fail_set(fail, ERR_NOT_OBJECT, "not a JSON object");
+		goto bad;
+	}
+	if (!obj_get(&fl, "msgid", &v)) {
+		fail_set(fail, ERR_MISSING_FIELD, "field \"msgid\": missing");
+		goto bad;
+	}
+	if (!json_object_is_type(v, json_type_int)) {
+		fail_set(fail, ERR_WRONG_TYPE,
+		    "field \"msgid\": expected an integer");
+		goto bad;
+	}
+	if (!msgid_known(m)) {
+		fail_set(fail, ERR_UNKNOWN_MSGID, "unknown msgid %lld",
+		    (long long)json_object_get_int64(v));
+		goto bad;
+	}
+	req->msgid = (int)m;
+	if (decode_fields(&fl, lim, req, fail) == -1)
+		goto bad;
+	req->root = root;
+	if (fl.fi != NULL && fi.canonical && (req->msgid == MSG_ONE_CHAT ||
+	    req->msgid == MSG_GROUP_CHAT) && !fi.has_smid)
+		fwd_keep(req, frame, &fi);
+	return 0;
+
+ bad:
+	json_object_put(root);
+	memset(req, 0, sizeof(*req));
+	return -1;
+}
+
+void
+proto_req_clear(struct proto_req *req)
+{
+	if (req == NULL)
+		return;
+	json_object_put(req->root);
+	fwd_free(req);
+	memset(req, 0, sizeof(*req));
+}
+
