@@ -65,6 +65,7 @@ static const struct conn_handler handler = {
 	.frame = chat_frame,
 	.closing = chat_closing,
 	.drained = chat_drained,
+	.release = chat_release,
 };
 
 /* ---- channel ----------------------------------------------------------- */
