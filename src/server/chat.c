@@ -60,16 +60,16 @@ chat_init(const struct chat_env *e)
 }
 
 void
-stat_add(uint64_t *counter, uint64_t n)
+chat_stat(uint64_t *counter, uint64_t n)
 {
 	__atomic_add_fetch(counter, n, __ATOMIC_RELAXED);
 }
 
 void
-reply_error(struct conn *c, int reply_msgid, int code, int refmsgid,
+chat_error(struct conn *c, int reply_msgid, int code, int refmsgid,
     const char *text)
 {
-	stat_add(&chat.stats->errors, 1);
+	chat_stat(&chat.stats->errors, 1);
 	if (proto_put_error(&c->out, reply_msgid, code, refmsgid,
 	    text != NULL ? text : proto_strerror(code)) == -1) {
 		conn_close(c, "out of memory");
@@ -92,7 +92,7 @@ session_conn(uint32_t conn, int32_t uid)
 }
 
 struct conn *
-local_conn(int32_t uid)
+session_local(int32_t uid)
 {
 	struct online_entry	 e;
 
@@ -133,7 +133,7 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 			break;
 		c = session_conn(h->conn, uid);
 		if (c != NULL && conn_send(c, payload, h->len) == 0) {
-			stat_add(&chat.stats->msgs_out, 1);
+			chat_stat(&chat.stats->msgs_out, 1);
 			if (h->smid > 0)
 				track_delivered(c, h->smid);
 			break;
@@ -141,7 +141,7 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		/* logged out meanwhile: the message must not be lost (an
 		 * acknowledged one is stored already) */
 		if (h->smid == 0)
-			(void)store_offline(&uid, 1, payload, h->len - 1);
+			(void)chat_keep_offline(&uid, 1, payload, h->len - 1);
 		break;
 	case CHAN_GROUP:
 		gcache_drop((int32_t)h->uid);
@@ -163,12 +163,12 @@ chat_presence_lost(void *arg, int32_t uid)
 {
 	struct conn	*c;
 
-	if ((c = local_conn(uid)) != NULL)
+	if ((c = session_local(uid)) != NULL)
 		conn_close(c, "session taken over by a login on another node");
 }
 
 void
-proto_str_set(struct proto_str *s, const char *p, size_t len)
+chat_str_set(struct proto_str *s, const char *p, size_t len)
 {
 	s->p = p;
 	s->len = len;
@@ -200,16 +200,16 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 		return;
 	}
 	if (st == FRAME_BAD) {
-		reply_error(c, MSG_ERROR, ERR_MALFORMED, 0,
+		chat_error(c, MSG_ERROR, ERR_MALFORMED, 0,
 		    "malformed JSON (raw control character in a string?)");
 		return;
 	}
 	if (proto_decode(p, n, &chat_limits, &req, &fail) == -1) {
-		reply_error(c, fail.reply_msgid, fail.code, fail.refmsgid,
+		chat_error(c, fail.reply_msgid, fail.code, fail.refmsgid,
 		    fail.text);
 		return;
 	}
-	stat_add(&chat.stats->msgs_in, 1);
+	chat_stat(&chat.stats->msgs_in, 1);
 	switch (req.msgid) {
 	case MSG_REG:
 		handle_reg(c, &req);
@@ -228,25 +228,25 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 		break;
 	}
 	if (c->sess->uid == 0) {
-		reply_error(c, MSG_ERROR, ERR_NOT_LOGGED_IN, req.msgid,
+		chat_error(c, MSG_ERROR, ERR_NOT_LOGGED_IN, req.msgid,
 		    "log in first");
 		goto done;
 	}
 	if (req.has_id && req.id != c->sess->uid) {
-		reply_error(c, MSG_ERROR, ERR_IDENTITY, req.msgid,
+		chat_error(c, MSG_ERROR, ERR_IDENTITY, req.msgid,
 		    "\"id\" is not the user logged in on this connection");
 		goto done;
 	}
 	switch (req.msgid) {
 	case MSG_LOGINOUT:
-		logout(c);
+		chat_logout(c);
 		break;
 	case MSG_ONE_CHAT:
 	case MSG_GROUP_CHAT:
 		if (req.has_cmid)
 			handle_acked_chat(c, &req);
 		else if (proto_req_set_smid(&req, 0) == -1)
-			reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req.msgid,
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req.msgid,
 			    NULL);
 		else if (req.msgid == MSG_ONE_CHAT)
 			handle_one_chat(c, &req);
@@ -266,7 +266,7 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 		handle_add_group(c, &req);
 		break;
 	default:
-		reply_error(c, MSG_ERROR, ERR_UNKNOWN_MSGID, req.msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_UNKNOWN_MSGID, req.msgid, NULL);
 		break;
 	}
 done:

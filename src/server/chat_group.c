@@ -140,7 +140,7 @@ group_deliver(struct conn *c, int32_t sender, int refmsgid, const char *line,
 		else
 			away[naway++] = remote[i];
 	}
-	if (store_offline(away, naway, line, len - 1) == -1)
+	if (chat_keep_offline(away, naway, line, len - 1) == -1)
 		reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
 	naway = 0;
 	for (i = 0; i < nlocal; i++)
@@ -153,7 +153,7 @@ group_deliver(struct conn *c, int32_t sender, int refmsgid, const char *line,
 		naway += npub;
 		rr = ROUTE_DONE;
 	}
-	if (store_offline(away, naway, line, len - 1) == -1)
+	if (chat_keep_offline(away, naway, line, len - 1) == -1)
 		reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
 out:
 	free(away);
@@ -204,13 +204,13 @@ group_members(struct conn *c, const struct proto_req *req, int cached,
 	if (!cached || gcache_get(req->groupid, ids, n) == -1) {
 		rc = store_group_members(chat.store, req->groupid, &members);
 		if (rc == STORE_NOTFOUND) {
-			reply_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP,
+			chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP,
 			    req->msgid, NULL);
 			return -1;
 		}
 		if (rc != STORE_OK) {
 			log_warnx("group chat: %s", store_error(chat.store));
-			reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 			    errtext);
 			return -1;
 		}
@@ -221,7 +221,7 @@ group_members(struct conn *c, const struct proto_req *req, int cached,
 			if ((*owned = calloc(members.n + 1,
 			    sizeof(**owned))) == NULL) {
 				store_user_list_free(&members);
-				reply_error(c, MSG_ERROR, ERR_UNAVAILABLE,
+				chat_error(c, MSG_ERROR, ERR_UNAVAILABLE,
 				    req->msgid, errtext);
 				return -1;
 			}
@@ -235,7 +235,7 @@ group_members(struct conn *c, const struct proto_req *req, int cached,
 	for (i = 0; i < *n; i++)
 		if ((*ids)[i] == c->sess->uid)
 			return 0;
-	reply_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
+	chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
 	    "only members may post to a group");
 	free(*owned);
 	*owned = NULL;
@@ -257,7 +257,7 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 	if (forward_line(c, req, &line) == -1 ||
 	    (local = calloc(n, sizeof(*local))) == NULL ||
 	    (remote = calloc(n, sizeof(*remote))) == NULL) {
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
@@ -282,7 +282,7 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 	if ((g = calloc(1, sizeof(*g))) == NULL ||
 	    (g->line = malloc(buf_used(&line))) == NULL) {
 		free(g);
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 		goto out;
 	}
 	memcpy(g->line, buf_head(&line), buf_used(&line));
@@ -315,11 +315,11 @@ handle_create_group(struct conn *c, const struct proto_req *req)
 	rc = store_group_create(chat.store, c->sess->uid, req->groupname.p,
 	    req->groupname.len, req->groupdesc.p, req->groupdesc.len, &gid);
 	if (rc == STORE_EXISTS)
-		reply_error(c, MSG_ERROR, ERR_EXISTS, req->msgid,
+		chat_error(c, MSG_ERROR, ERR_EXISTS, req->msgid,
 		    "a group with this name exists");
 	else if (rc != STORE_OK) {
 		log_warnx("create group: %s", store_error(chat.store));
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 	}
 }
 
@@ -334,9 +334,9 @@ handle_add_group(struct conn *c, const struct proto_req *req)
 	if (rc == STORE_OK)
 		gcache_changed(req->groupid);
 	if (rc == STORE_NOTFOUND)
-		reply_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, req->msgid, NULL);
 	else if (rc != STORE_OK) {
 		log_warnx("join group: %s", store_error(chat.store));
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 	}
 }

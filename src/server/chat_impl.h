@@ -47,25 +47,25 @@ enum route_result {
 };
 
 /* chat.c */
-void	stat_add(uint64_t *counter, uint64_t n);
-void	reply_error(struct conn *c, int reply_msgid, int code, int refmsgid,
+void	chat_stat(uint64_t *counter, uint64_t n);
+void	chat_error(struct conn *c, int reply_msgid, int code, int refmsgid,
 	    const char *text);
 /* The connection id conn if uid is logged in on it, else NULL. */
 struct conn *session_conn(uint32_t conn, int32_t uid);
 /* uid's connection if it is logged in on this worker, else NULL. */
-struct conn *local_conn(int32_t uid);
+struct conn *session_local(int32_t uid);
 int	user_online(int32_t uid);
 int	user_known(int32_t uid);
 void	user_known_add(int32_t uid);
-void	proto_str_set(struct proto_str *s, const char *p, size_t len);
+void	chat_str_set(struct proto_str *s, const char *p, size_t len);
 
 /* chat_login.c */
 void	handle_login(struct conn *c, const struct proto_req *req);
 void	handle_reg(struct conn *c, const struct proto_req *req);
-void	logout(struct conn *c);
+void	chat_logout(struct conn *c);
 
 /* chat_route.c */
-int	store_offline(const int32_t *uids, size_t n, const char *line,
+int	chat_keep_offline(const int32_t *uids, size_t n, const char *line,
 	    size_t len);
 /* The forwarded line: sender's object with the real id and name, "\n". */
 int	forward_line(struct conn *c, const struct proto_req *req,

@@ -24,7 +24,7 @@ at_limit(struct conn *c, const struct proto_req *req, int rc, int64_t n,
 {
 	if (rc != STORE_OK) {
 		log_warnx("counting for a limit: %s", store_error(chat.store));
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 		return LIMIT_ERROR;
 	}
 	return max > 0 && n >= max ? LIMIT_AT : LIMIT_BELOW;
@@ -55,7 +55,7 @@ handle_add_friend(struct conn *c, const struct proto_req *req)
 	int			 rc, lim;
 
 	if (req->friendid == s->uid) {
-		reply_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid,
+		chat_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid,
 		    "you cannot befriend yourself");
 		return;
 	}
@@ -75,16 +75,16 @@ handle_add_friend(struct conn *c, const struct proto_req *req)
 		/* at the limit, befriending an old friend stays harmless */
 		if (lr == LIMIT_AT &&
 		    !friends_already(s->uid, req->friendid)) {
-			reply_error(c, MSG_ERROR, ERR_LIMIT, req->msgid, why);
+			chat_error(c, MSG_ERROR, ERR_LIMIT, req->msgid, why);
 			return;
 		}
 	}
 	rc = store_friend_add(chat.store, s->uid, req->friendid);
 	if (rc == STORE_NOTFOUND)
-		reply_error(c, MSG_ERROR, ERR_NO_SUCH_USER, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, req->msgid, NULL);
 	else if (rc != STORE_OK) {
 		log_warnx("add friend: %s", store_error(chat.store));
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 	}
 }
 
@@ -98,7 +98,7 @@ groups_room(struct conn *c, const struct proto_req *req)
 	rc = store_count_user_groups(chat.store, c->sess->uid, &n);
 	lr = at_limit(c, req, rc, n, chat.cfg->max_groups_per_user);
 	if (lr == LIMIT_AT)
-		reply_error(c, MSG_ERROR, ERR_LIMIT, req->msgid,
+		chat_error(c, MSG_ERROR, ERR_LIMIT, req->msgid,
 		    "you are in too many groups (max_groups_per_user)");
 	return lr == LIMIT_BELOW ? 0 : -1;
 }
@@ -121,7 +121,7 @@ group_join_room(struct conn *c, const struct proto_req *req)
 	rc = store_count_group_members(chat.store, req->groupid, &n);
 	lr = at_limit(c, req, rc, n, chat.cfg->max_group_members);
 	if (lr == LIMIT_AT)
-		reply_error(c, MSG_ERROR, ERR_LIMIT, req->msgid, "this "
+		chat_error(c, MSG_ERROR, ERR_LIMIT, req->msgid, "this "
 		    "group is full (max_group_members)");
 	return lr == LIMIT_BELOW ? 0 : -1;
 }

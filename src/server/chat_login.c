@@ -52,7 +52,7 @@ fill_users(struct proto_user *pu, const struct store_user_list *l,
 
 	for (i = 0; i < l->n; i++) {
 		pu[i].id = l->v[i].id;
-		proto_str_set(&pu[i].name, l->v[i].name, l->v[i].name_len);
+		chat_str_set(&pu[i].name, l->v[i].name, l->v[i].name_len);
 		pu[i].online = user_online(l->v[i].id) || (nremote > 0 &&
 		    bsearch(&l->v[i].id, remote, nremote, sizeof(*remote),
 		    cmp_uid) != NULL);
@@ -110,9 +110,9 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	fill_users(fu, friends, remote, nremote);
 	for (i = 0, k = 0; i < groups->n; i++) {
 		pg[i].id = groups->v[i].id;
-		proto_str_set(&pg[i].name, groups->v[i].name,
+		chat_str_set(&pg[i].name, groups->v[i].name,
 		    groups->v[i].name_len);
-		proto_str_set(&pg[i].desc, groups->v[i].desc,
+		chat_str_set(&pg[i].desc, groups->v[i].desc,
 		    groups->v[i].desc_len);
 		fill_users(mu + k, &groups->v[i].members, remote, nremote);
 		pg[i].members = mu + k;
@@ -121,11 +121,11 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	}
 	noff = offline_fits(&msgs);
 	for (i = 0; i < noff; i++)
-		proto_str_set(&om[i], msgs.v[i].text, msgs.v[i].len);
+		chat_str_set(&om[i], msgs.v[i].text, msgs.v[i].len);
 
 	memset(&l, 0, sizeof(l));
 	l.id = c->sess->uid;
-	proto_str_set(&l.name, c->sess->name, c->sess->name_len);
+	chat_str_set(&l.name, c->sess->name, c->sess->name_len);
 	l.friends = fu;
 	l.nfriends = friends->n;
 	l.groups = pg;
@@ -139,7 +139,7 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	}
 	if (proto_put_login_ok(&c->out, &l) == -1 || conn_sent(c) == -1)
 		goto out;
-	stat_add(&chat.stats->msgs_out, noff);
+	chat_stat(&chat.stats->msgs_out, noff);
 	offline_sent(c, &msgs, noff);
 	rc = 0;
 out:
@@ -170,12 +170,12 @@ login_answer(struct conn *c, int32_t uid, char *name, size_t name_len,
 	s->name_len = name_len;
 	user_known_add(uid);
 	conn_logged_in(c);
-	stat_add(&chat.stats->logins, 1);
+	chat_stat(&chat.stats->logins, 1);
 	if (send_login_reply(c, friends, groups, remote, nremote) == -1 &&
 	    !c->closing) {
 		/* undo: a half-answered login helps nobody */
-		logout(c);
-		reply_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		chat_logout(c);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 	}
 }
 
@@ -266,7 +266,7 @@ login_claimed(void *arg, int result)
 	}
 	if (result == 1) {
 		online_remove(chat.online, l->uid, chat.slot, c->id);
-		reply_error(c, MSG_LOGIN_ACK, ERR_ONLINE, MSG_LOGIN,
+		chat_error(c, MSG_LOGIN_ACK, ERR_ONLINE, MSG_LOGIN,
 		    "this user is already online");
 		goto resume;
 	}
@@ -277,7 +277,7 @@ login_claimed(void *arg, int result)
 	 */
 	if (load_lists(l->uid, &l->friends, &l->groups) == -1) {
 		login_undo(l);
-		reply_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 		goto resume;
 	}
 	if (result == 0) {
@@ -332,32 +332,32 @@ login_done(struct chat_job *j)
 	if (j->aj.result != 1 || j->uid == 0) {
 		if (j->aj.result == -1)
 			log_warnx("login: password check failed");
-		reply_error(c, MSG_LOGIN_ACK, ERR_AUTH, MSG_LOGIN,
+		chat_error(c, MSG_LOGIN_ACK, ERR_AUTH, MSG_LOGIN,
 		    "wrong id or password");
 		return LOGIN_ANSWERED;
 	}
 	if (c->sess->uid != 0) {
-		reply_error(c, MSG_LOGIN_ACK, ERR_ALREADY_LOGGED_IN, MSG_LOGIN,
+		chat_error(c, MSG_LOGIN_ACK, ERR_ALREADY_LOGGED_IN, MSG_LOGIN,
 		    NULL);
 		return LOGIN_ANSWERED;
 	}
 	rc = online_add(chat.online, j->uid, chat.slot, c->id, &e);
 	if (rc == 1) {
-		reply_error(c, MSG_LOGIN_ACK, ERR_ONLINE, MSG_LOGIN,
+		chat_error(c, MSG_LOGIN_ACK, ERR_ONLINE, MSG_LOGIN,
 		    "this user is already online");
 		return LOGIN_ANSWERED;
 	}
 	if (rc == -1) {
 		log_warnx("session table full (max_online = %d)",
 		    chat.cfg->max_online);
-		reply_error(c, MSG_LOGIN_ACK, ERR_LIMIT, MSG_LOGIN,
+		chat_error(c, MSG_LOGIN_ACK, ERR_LIMIT, MSG_LOGIN,
 		    "server full");
 		return LOGIN_ANSWERED;
 	}
 	/* the name may have been looked up by id: take the stored one */
 	if (store_user_get(chat.store, j->uid, &u) != STORE_OK) {
 		online_remove(chat.online, j->uid, chat.slot, c->id);
-		reply_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 		return LOGIN_ANSWERED;
 	}
 	if (chat.pubsub == NULL) {
@@ -365,7 +365,7 @@ login_done(struct chat_job *j)
 		if (load_lists(j->uid, &friends, &groups) == -1) {
 			online_remove(chat.online, j->uid, chat.slot, c->id);
 			store_user_clear(&u);
-			reply_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE,
+			chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE,
 			    MSG_LOGIN, NULL);
 			return LOGIN_ANSWERED;
 		}
@@ -381,7 +381,7 @@ login_done(struct chat_job *j)
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		online_remove(chat.online, j->uid, chat.slot, c->id);
 		store_user_clear(&u);
-		reply_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 		return LOGIN_ANSWERED;
 	}
 	l->c = c;
@@ -404,19 +404,19 @@ reg_done(struct chat_job *j)
 
 	if (j->aj.result != 0) {
 		log_warnx("register: hashing the password failed");
-		reply_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
+		chat_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
 		return;
 	}
 	rc = store_user_create(chat.store, j->name, j->name_len, j->aj.hash,
 	    &id);
 	if (rc == STORE_EXISTS) {
-		reply_error(c, MSG_REG_ACK, ERR_AUTH, MSG_REG,
+		chat_error(c, MSG_REG_ACK, ERR_AUTH, MSG_REG,
 		    "this name is taken");
 		return;
 	}
 	if (rc != STORE_OK) {
 		log_warnx("register: %s", store_error(chat.store));
-		reply_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
+		chat_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
 		return;
 	}
 	if (proto_put_reg_ack(&c->out, id) == -1)
@@ -467,7 +467,7 @@ submit_job(struct conn *c, struct chat_job *j, const struct proto_req *req)
 	if ((j->aj.pw = malloc(req->password.len + 1)) == NULL) {
 		free(j->name);
 		free(j);
-		reply_error(c, ack_msgid(req->msgid), ERR_UNAVAILABLE,
+		chat_error(c, ack_msgid(req->msgid), ERR_UNAVAILABLE,
 		    req->msgid, NULL);
 		return;
 	}
@@ -488,7 +488,7 @@ handle_login(struct conn *c, const struct proto_req *req)
 	int			 rc, retry;
 
 	if (c->sess->uid != 0) {
-		reply_error(c, MSG_LOGIN_ACK, ERR_ALREADY_LOGGED_IN, MSG_LOGIN,
+		chat_error(c, MSG_LOGIN_ACK, ERR_ALREADY_LOGGED_IN, MSG_LOGIN,
 		    NULL);
 		return;
 	}
@@ -501,7 +501,7 @@ handle_login(struct conn *c, const struct proto_req *req)
 		    &u);
 	if (rc == STORE_ERR) {
 		log_warnx("login: %s", store_error(chat.store));
-		reply_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 		return;
 	}
 	/*
@@ -519,12 +519,12 @@ handle_login(struct conn *c, const struct proto_req *req)
 		store_user_clear(&u);
 		snprintf(text, sizeof(text), "too many failed logins; try "
 		    "again in %d seconds", retry);
-		reply_error(c, MSG_LOGIN_ACK, ERR_RATE, MSG_LOGIN, text);
+		chat_error(c, MSG_LOGIN_ACK, ERR_RATE, MSG_LOGIN, text);
 		return;
 	}
 	if ((j = calloc(1, sizeof(*j))) == NULL) {
 		store_user_clear(&u);
-		reply_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 		return;
 	}
 	j->aj.kind = AUTH_VERIFY;
@@ -548,14 +548,14 @@ handle_reg(struct conn *c, const struct proto_req *req)
 	struct chat_job	*j;
 
 	if (memchr(req->password.p, '\0', req->password.len) != NULL) {
-		reply_error(c, MSG_REG_ACK, ERR_BAD_VALUE, MSG_REG,
+		chat_error(c, MSG_REG_ACK, ERR_BAD_VALUE, MSG_REG,
 		    "field \"password\": must not contain U+0000");
 		return;
 	}
 	if ((j = calloc(1, sizeof(*j))) == NULL ||
 	    (j->name = malloc(req->name.len + 1)) == NULL) {
 		free(j);
-		reply_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
+		chat_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
 		return;
 	}
 	memcpy(j->name, req->name.p, req->name.len);
@@ -566,7 +566,7 @@ handle_reg(struct conn *c, const struct proto_req *req)
 }
 
 void
-logout(struct conn *c)
+chat_logout(struct conn *c)
 {
 	struct session	*s = c->sess;
 
@@ -585,6 +585,6 @@ logout(struct conn *c)
 void
 chat_closing(struct conn *c)
 {
-	logout(c);
+	chat_logout(c);
 }
 

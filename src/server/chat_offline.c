@@ -20,7 +20,7 @@ chat_stored(void *arg, int32_t uid)
 {
 	struct conn	*c;
 
-	if ((c = local_conn(uid)) == NULL)
+	if ((c = session_local(uid)) == NULL)
 		return;
 	/* a batch on its way: the new message follows with the next one */
 	if (c->sess->offline_upto > 0) {
@@ -96,12 +96,12 @@ handle_offline_ack(struct conn *c, const struct proto_req *req)
 	struct session	*s = c->sess;
 
 	if (!s->ack_offline) {
-		reply_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid,
+		chat_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid,
 		    "log in with \"ackoffline\":true first");
 		return;
 	}
 	if (s->offline_upto == 0 || req->upto < s->offline_upto) {
-		reply_error(c, MSG_ERROR, ERR_BAD_VALUE, req->msgid,
+		chat_error(c, MSG_ERROR, ERR_BAD_VALUE, req->msgid,
 		    "\"upto\" is not the last \"offlineupto\" sent");
 		return;
 	}
@@ -109,7 +109,7 @@ handle_offline_ack(struct conn *c, const struct proto_req *req)
 	    STORE_OK) {
 		log_warnx("offline messages of %d: %s", s->uid,
 		    store_error(chat.store));
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 		return;
 	}
 	s->offline_upto = 0;
@@ -165,7 +165,7 @@ offline_push(struct conn *c)
 		if ((om = calloc(n, sizeof(*om))) == NULL)
 			rc = -1;
 		for (i = 0; rc == 0 && i < n; i++)
-			proto_str_set(&om[i], msgs.v[i].text, msgs.v[i].len);
+			chat_str_set(&om[i], msgs.v[i].text, msgs.v[i].len);
 		if (rc == 0)
 			rc = proto_put_offline_batch(&c->out, om, n,
 			    msgs.v[n - 1].id, offline_more(&msgs, n));
@@ -179,7 +179,7 @@ offline_push(struct conn *c)
 	if (rc == -1)
 		conn_close(c, "out of memory");
 	else if (n > 0 && conn_sent(c) == 0) {
-		stat_add(&chat.stats->msgs_out, n);
+		chat_stat(&chat.stats->msgs_out, n);
 		offline_sent(c, &msgs, n);
 	}
 	free(om);

@@ -13,7 +13,7 @@
 
 /* Keep line (without its newline) for uids until they log in. */
 int
-store_offline(const int32_t *uids, size_t n, const char *line, size_t len)
+chat_keep_offline(const int32_t *uids, size_t n, const char *line, size_t len)
 {
 	if (n == 0)
 		return 0;
@@ -22,7 +22,7 @@ store_offline(const int32_t *uids, size_t n, const char *line, size_t len)
 		    store_error(chat.store));
 		return -1;
 	}
-	stat_add(&chat.stats->offline_stored, n);
+	chat_stat(&chat.stats->offline_stored, n);
 	/*
 	 * Cluster: one of them may have logged in on some node after the
 	 * sender looked and before this store; their worker then fetches.
@@ -72,7 +72,7 @@ deliver_live(int32_t uid, const char *line, size_t len)
 			return DELIVER_AWAY;
 		if (conn_send(c, line, len) == -1)
 			return DELIVER_REFUSED;
-		stat_add(&chat.stats->msgs_out, 1);
+		chat_stat(&chat.stats->msgs_out, 1);
 		return DELIVER_OK;
 	}
 	return deliver_to_slot(&e, uid, 0, line, len) == 0 ? DELIVER_OK :
@@ -102,7 +102,7 @@ deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
 			(void)deliver_to_slot(&e, uid, smid, line, len);
 		else if ((c = session_conn(e.conn, uid)) != NULL &&
 		    conn_send(c, line, len) == 0) {
-			stat_add(&chat.stats->msgs_out, 1);
+			chat_stat(&chat.stats->msgs_out, 1);
 			track_delivered(c, smid);
 		}
 		return;
@@ -142,7 +142,7 @@ reply_sender(uint32_t conn, int32_t sender, int refmsgid, const char *text)
 	struct conn	*c;
 
 	if ((c = session_conn(conn, sender)) != NULL)
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, refmsgid, text);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, refmsgid, text);
 }
 
 static void
@@ -150,7 +150,7 @@ route_unref(struct route *rt)
 {
 	if (--rt->refs > 0)
 		return;
-	if (store_offline(rt->away, rt->naway, rt->line, rt->len - 1) == -1)
+	if (chat_keep_offline(rt->away, rt->naway, rt->line, rt->len - 1) == -1)
 		reply_sender(rt->conn, rt->sender, rt->refmsgid, rt->errtext);
 	if (rt->c != NULL) {
 		conn_unref(rt->c);
@@ -237,7 +237,7 @@ chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
 		return;
 	}
 	if (deliver_live(uid, line, len) != DELIVER_OK)
-		(void)store_offline(&uid, 1, line, len - 1);
+		(void)chat_keep_offline(&uid, 1, line, len - 1);
 }
 
 int
@@ -268,13 +268,13 @@ recipient_exists(struct conn *c, const struct proto_req *req,
 	rc = store_user_get(chat.store, req->toid, &u);
 	store_user_clear(&u);
 	if (rc == STORE_NOTFOUND) {
-		reply_error(c, MSG_ERROR, ERR_NO_SUCH_USER, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, req->msgid, NULL);
 		return -1;
 	}
 	if (rc != STORE_OK) {
 		log_warnx("looking up user %d: %s", (int)req->toid,
 		    store_error(chat.store));
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, errtext);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, errtext);
 		return -1;
 	}
 	user_known_add(req->toid);
@@ -290,7 +290,7 @@ handle_one_chat(struct conn *c, const struct proto_req *req)
 	enum deliver_result	 dr;
 
 	if (forward_line(c, req, &line) == -1) {
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 		goto out;
 	}
 	dr = deliver_live(req->toid, buf_head(&line), buf_used(&line));
@@ -303,22 +303,22 @@ handle_one_chat(struct conn *c, const struct proto_req *req)
 		if (route_publish(c, c->sess->uid, req->msgid, &req->toid, 1,
 		    buf_head(&line), buf_used(&line), ONE_STORE_ERR) ==
 		    ROUTE_FAILED)
-			reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 			    NULL);
 		goto out;
 	}
 	/* offline: only a real user may have messages kept for them */
 	if (recipient_exists(c, req, ONE_STORE_ERR) == -1)
 		goto out;
-	if (store_offline(&req->toid, 1, buf_head(&line),
+	if (chat_keep_offline(&req->toid, 1, buf_head(&line),
 	    buf_used(&line) - 1) == -1)
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ONE_STORE_ERR);
 out:
 	buf_free(&line);
 }
 
-/* ---- acknowledged chats (opt-in "cmid") ------------------------------------ */
+/* ---- acknowledged chats (opt-in "cmid") ------------------------------- */
 
 /*
  * A chat with a client message id is stored for its recipients before
@@ -372,7 +372,7 @@ handle_acked_chat(struct conn *c, struct proto_req *req)
 		    &owned) == -1)
 			goto out;
 		if ((to = calloc(nids + 1, sizeof(*to))) == NULL) {
-			reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 			    ACKED_STORE_ERR);
 			goto out;
 		}
@@ -383,7 +383,7 @@ handle_acked_chat(struct conn *c, struct proto_req *req)
 	if (store_ack_claim(chat.store, c->sess->uid, req->cmid, &smid,
 	    &done) != STORE_OK) {
 		log_warnx("acknowledged chat: %s", store_error(chat.store));
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ACKED_STORE_ERR);
 		goto out;
 	}
@@ -394,11 +394,11 @@ handle_acked_chat(struct conn *c, struct proto_req *req)
 	    store_ack_commit(chat.store, smid, to, n, buf_head(&line),
 	    buf_used(&line) - 1) != STORE_OK) {
 		log_warnx("acknowledged chat: %s", store_error(chat.store));
-		reply_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ACKED_STORE_ERR);
 		goto out;
 	}
-	stat_add(&chat.stats->offline_stored, n);
+	chat_stat(&chat.stats->offline_stored, n);
 	for (i = 0; i < n; i++)
 		deliver_acked(to[i], smid, buf_head(&line), buf_used(&line), 1);
 ack:
