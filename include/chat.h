@@ -42,6 +42,8 @@ struct chat_env {
 };
 
 void	chat_init(const struct chat_env *env);
+/* What the worker installs in the connection layer: the calls below. */
+extern const struct conn_handler chat_conn_handler;
 /* conn_handler callbacks */
 void	chat_frame(struct conn *c, const char *p, size_t n,
 	    enum frame_status st);

@@ -15,6 +15,13 @@
 struct chat_env		chat;
 struct proto_limits	chat_limits;
 
+const struct conn_handler chat_conn_handler = {
+	.frame = chat_frame,
+	.closing = chat_closing,
+	.drained = chat_drained,
+	.release = chat_release,
+};
+
 /*
  * User ids known to exist, so that a chat to a user on another node
  * does not ask the store every time (users are never deleted).  A

@@ -56,15 +56,6 @@ struct client {
 	struct buf	 in;
 };
 
-static double
-now(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void
 auth_cb(struct ev_loop *l, ev_io *w, int revents)
 {
@@ -84,13 +75,6 @@ to_slot(int slot, const struct chan_hdr *h, const void *payload)
 {
 	return -1;
 }
-
-static const struct conn_handler handler = {
-	.frame = chat_frame,
-	.closing = chat_closing,
-	.drained = chat_drained,
-	.release = chat_release,
-};
 
 static void
 dir_make(void)
@@ -146,7 +130,7 @@ setup(void)
 
 	memset(&cenv, 0, sizeof(cenv));
 	cenv.loop = loop;
-	cenv.handler = &handler;
+	cenv.handler = &chat_conn_handler;
 	cenv.max_frame = cfg.max_frame_bytes;
 	cenv.max_output = cfg.max_output_bytes;
 	cenv.idle_timeout = cfg.idle_timeout;
@@ -228,11 +212,11 @@ static void
 pump(struct client *cl, double secs)
 {
 	struct pollfd	 pfd;
-	double		 end = now() + secs;
+	double		 end = ev_time() + secs;
 	char		 tmp[4096];
 	ssize_t		 n;
 
-	while (now() < end) {
+	while (ev_time() < end) {
 		if (cl != NULL && memchr(buf_head(&cl->in), '\n',
 		    buf_used(&cl->in)) != NULL)
 			return;
