@@ -42,11 +42,15 @@ struct chat_env {
 };
 
 void	chat_init(const struct chat_env *env);
+/* What the worker installs in the connection layer: the calls below. */
+extern const struct conn_handler chat_conn_handler;
 /* conn_handler callbacks */
 void	chat_frame(struct conn *c, const char *p, size_t n,
 	    enum frame_status st);
 void	chat_closing(struct conn *c);
 void	chat_drained(struct conn *c);
+/* c's memory goes: free its session (c->sess). */
+void	chat_release(struct conn *c);
 /* A message from another worker (channel). */
 void	chat_channel_msg(const struct chan_hdr *h, const char *payload);
 /*

@@ -16,6 +16,7 @@
 
 struct conn;
 struct guard;
+struct session;
 
 /* What the connection layer calls upward. */
 struct conn_handler {
@@ -32,6 +33,8 @@ struct conn_handler {
 	 * c->want_drained is set; the handler clears or keeps it).
 	 */
 	void	(*drained)(struct conn *c);
+	/* The memory of c goes: free c->sess (may be NULL). */
+	void	(*release)(struct conn *c);
 };
 
 /* Worker-wide settings and state of the connection layer. */
@@ -73,25 +76,15 @@ struct conn {
 	double		 rl_debt;	/* refused requests not yet forgiven */
 	ev_tstamp	 rl_stamp;
 
-	/* chat layer state */
-	int32_t		 uid;		/* 0 until logged in */
-	char		*name;
-	size_t		 name_len;
-	int		 acks;		/* client asked for chat acks */
-	int32_t		 offline_uid;	/* whose backlog batch is in out */
-	int64_t		 offline_upto;	/* remove up to this once drained */
-	unsigned	 offline_more:1;	/* more backlog after this batch */
-	unsigned	 ack_offline:1;	/* client acknowledges offline batches */
-	int64_t		*delivered;	/* acked chats queued here: their */
-	size_t		 ndelivered;	/* stored copies go once drained */
-	size_t		 delivered_cap;
-
+	/* the handler's per-client state; freed by handler->release */
+	struct session	*sess;
 	int		 jobs;		/* async work in flight holding c */
 	unsigned	 paused:1;	/* a request is in flight: hold input */
 	unsigned	 closing:1;
 	unsigned	 close_after_flush:1;
 	unsigned	 in_flush_list:1;
 	unsigned	 want_drained:1;	/* call handler->drained */
+	unsigned	 logged_in:1;	/* idle timeout, not login timeout */
 	struct conn	*flush_next;
 	struct conn	*free_next;
 };
@@ -135,6 +128,8 @@ void	conn_close(struct conn *c, const char *why);
 void	conn_close_after_flush(struct conn *c, const char *why);
 /* The user logged in: switch from the login timeout to the idle timeout. */
 void	conn_logged_in(struct conn *c);
+/* The user logged out: the login timeout applies again. */
+void	conn_logged_out(struct conn *c);
 /* Drop a reference taken with c->jobs++ (async work finished). */
 void	conn_unref(struct conn *c);
 

@@ -68,7 +68,7 @@ conn_env_reconfigure(size_t max_output, double idle_timeout,
 	env.login_timeout = login_timeout;
 	/* logged-in connections count their idle time anew */
 	for (i = 0; i < table_size; i++) {
-		if ((c = table[i]) == NULL || c->closing || c->uid == 0 ||
+		if ((c = table[i]) == NULL || c->closing || !c->logged_in ||
 		    c->close_after_flush)
 			continue;
 		c->timer.repeat = idle_timeout;
@@ -247,11 +247,19 @@ conn_resume(struct conn *c)
 void
 conn_logged_in(struct conn *c)
 {
+	c->logged_in = 1;
 	c->timer.repeat = env.idle_timeout;
 	if (c->timer.repeat > 0)
 		ev_timer_again(env.loop, &c->timer);
 	else
 		ev_timer_stop(env.loop, &c->timer);
+}
+
+void
+conn_logged_out(struct conn *c)
+{
+	/* the running timer closes it unless it logs in again */
+	c->logged_in = 0;
 }
 
 void
@@ -319,8 +327,8 @@ conn_reap(void)
 			continue;
 		}
 		*pp = c->free_next;
-		free(c->name);
-		free(c->delivered);
+		if (env.handler->release != NULL)
+			env.handler->release(c);
 		free(c);
 	}
 }
@@ -387,7 +395,7 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_close(c, "output not drained in time");
 		return;
 	}
-	if (c->uid == 0) {
+	if (!c->logged_in) {
 		conn_close(c, "login timeout");
 		return;
 	}

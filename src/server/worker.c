@@ -63,12 +63,6 @@ static int		 stopping;
 static struct guard_net	 exempt[GUARD_MAX_NETS];	/* per_ip_exempt */
 static int		 nexempt;
 
-static const struct conn_handler handler = {
-	.frame = chat_frame,
-	.closing = chat_closing,
-	.drained = chat_drained,
-};
-
 /* ---- channel ----------------------------------------------------------- */
 
 /* Send what cq holds, as few datagrams as fit; stop when it would block. */
@@ -628,7 +622,7 @@ worker_main(struct node *n, int slot)
 
 	memset(&cenv, 0, sizeof(cenv));
 	cenv.loop = loop;
-	cenv.handler = &handler;
+	cenv.handler = &chat_conn_handler;
 	cenv.max_frame = n->cfg.max_frame_bytes;
 	cenv.max_output = n->cfg.max_output_bytes;
 	cenv.idle_timeout = n->cfg.idle_timeout;

@@ -1,0 +1,342 @@
+/* chat_group.c - groups: create, join, group chat, the member cache. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cfg.h"
+#include "chat_impl.h"
+#include "log.h"
+#include "pubsub.h"
+#include "store.h"
+
+/*
+ * Members of the groups posted to, per worker, so that a group chat
+ * does not query the store each time.  Only on a single node: a join
+ * on another node would not be seen (cluster mode goes to the store).
+ * A worker that changes a group drops its entry and tells the other
+ * workers (CHAN_GROUP, uid = group id); GROUP_CACHE_TTL bounds what a
+ * message still in flight between workers could miss.  Direct-mapped:
+ * a collision costs one query.
+ */
+#define GROUP_CACHE_BITS	10
+#define GROUP_CACHE_TTL		2.0	/* seconds */
+
+struct group_cache {
+	int32_t		 gid;		/* 0: empty */
+	int32_t		*uids;
+	size_t		 n;
+	double		 expires;
+};
+static struct group_cache	 gcache[1 << GROUP_CACHE_BITS];
+
+static double
+mono_now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct group_cache *
+gcache_slot(int32_t gid)
+{
+	return &gcache[((uint32_t)gid * 2654435761u) >>
+	    (32 - GROUP_CACHE_BITS)];
+}
+
+void
+gcache_drop(int32_t gid)
+{
+	struct group_cache	*g = gcache_slot(gid);
+
+	if (g->gid == gid) {
+		free(g->uids);
+		memset(g, 0, sizeof(*g));
+	}
+}
+
+/* This worker changed gid: drop it here and in the other workers. */
+static void
+gcache_changed(int32_t gid)
+{
+	struct chan_hdr	 h;
+	int		 i;
+
+	if (chat.pubsub != NULL)
+		return;
+	gcache_drop(gid);
+	memset(&h, 0, sizeof(h));
+	h.type = CHAN_GROUP;
+	h.uid = (uint32_t)gid;
+	h.from_slot = chat.slot;
+	for (i = 0; i < online_nslots(chat.online); i++)
+		if (i != chat.slot)
+			(void)chat.to_slot(i, &h, "");
+}
+
+/* The cached members of gid (*uids, *n), or -1. */
+static int
+gcache_get(int32_t gid, const int32_t **uids, size_t *n)
+{
+	struct group_cache	*g = gcache_slot(gid);
+
+	if (chat.pubsub != NULL || g->gid != gid || mono_now() >= g->expires)
+		return -1;
+	*uids = g->uids;
+	*n = g->n;
+	return 0;
+}
+
+static void
+gcache_put(int32_t gid, const struct store_user_list *members)
+{
+	struct group_cache	*g = gcache_slot(gid);
+	int32_t			*v;
+	size_t			 i;
+
+	if (chat.pubsub != NULL ||
+	    (v = calloc(members->n + 1, sizeof(*v))) == NULL)
+		return;
+	for (i = 0; i < members->n; i++)
+		v[i] = members->v[i].id;
+	free(g->uids);
+	g->gid = gid;
+	g->uids = v;
+	g->n = members->n;
+	g->expires = mono_now() + GROUP_CACHE_TTL;
+}
+
+#define GROUP_STORE_ERR "message could not be stored for members who are away"
+
+/*
+ * Hand a group line to the members in local (online on this node or
+ * nowhere known) and remote (online on another node when live[i]; live
+ * NULL: Redis could not tell).  Those away elsewhere are stored before
+ * anyone gets the line, so that an answer to it cannot reach their
+ * offline queue first.
+ */
+static enum route_result
+group_deliver(struct conn *c, int32_t sender, int refmsgid, const char *line,
+    size_t len, const int32_t *local, size_t nlocal, const int32_t *remote,
+    const int *live, size_t nremote)
+{
+	int32_t	*away, *pub;
+	size_t	 i, naway = 0, npub = 0;
+	uint32_t conn = c->id;
+	enum route_result rr = ROUTE_DONE;
+
+	away = calloc(nlocal + nremote + 1, sizeof(*away));
+	pub = calloc(nremote + 1, sizeof(*pub));
+	if (away == NULL || pub == NULL) {
+		reply_sender(conn, sender, refmsgid, NULL);
+		goto out;
+	}
+	for (i = 0; i < nremote; i++) {
+		if (live != NULL && live[i])
+			pub[npub++] = remote[i];
+		else
+			away[naway++] = remote[i];
+	}
+	if (chat_keep_offline(away, naway, line, len - 1) == -1)
+		reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
+	naway = 0;
+	for (i = 0; i < nlocal; i++)
+		if (deliver_live(local[i], line, len) != DELIVER_OK)
+			away[naway++] = local[i];
+	/* members on other nodes: one publish each, pipelined */
+	if (npub > 0 && (rr = route_publish(c, sender, refmsgid, pub, npub,
+	    line, len, GROUP_STORE_ERR)) == ROUTE_FAILED) {
+		memcpy(away + naway, pub, npub * sizeof(*away));
+		naway += npub;
+		rr = ROUTE_DONE;
+	}
+	if (chat_keep_offline(away, naway, line, len - 1) == -1)
+		reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
+out:
+	free(away);
+	free(pub);
+	return rr;
+}
+
+/* A group chat waiting for Redis to say which members are online. */
+struct group_job {
+	struct conn	*c;
+	int32_t		 sender;
+	int		 refmsgid;
+	char		*line;
+	size_t		 len;
+	int32_t		*local;
+	size_t		 nlocal;
+};
+
+static void
+group_queried(void *arg, int result, const int32_t *uids, const int *online,
+    size_t n)
+{
+	struct group_job	*g = arg;
+	struct conn		*c = g->c;
+	enum route_result	 rr;
+
+	/* delivered even if the sender left meanwhile: it was accepted */
+	rr = group_deliver(c, g->sender, g->refmsgid, g->line, g->len,
+	    g->local, g->nlocal, uids, result == 0 ? online : NULL, n);
+	conn_unref(c);
+	/* c stays paused while the publishes are under way */
+	if (rr != ROUTE_PENDING && !c->closing)
+		conn_resume(c);
+	free(g->line);
+	free(g->local);
+	free(g);
+}
+
+int
+group_members(struct conn *c, const struct proto_req *req, int cached,
+    const char *errtext, const int32_t **ids, size_t *n, int32_t **owned)
+{
+	struct store_user_list	 members = { NULL, 0 };
+	size_t			 i;
+	int			 rc;
+
+	*owned = NULL;
+	if (!cached || gcache_get(req->groupid, ids, n) == -1) {
+		rc = store_group_members(chat.store, req->groupid, &members);
+		if (rc == STORE_NOTFOUND) {
+			chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP,
+			    req->msgid, NULL);
+			return -1;
+		}
+		if (rc != STORE_OK) {
+			log_warnx("group chat: %s", store_error(chat.store));
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+			    errtext);
+			return -1;
+		}
+		if (cached)
+			gcache_put(req->groupid, &members);
+		if (!cached || gcache_get(req->groupid, ids, n) == -1) {
+			/* not cached (cluster mode, or no memory) */
+			if ((*owned = calloc(members.n + 1,
+			    sizeof(**owned))) == NULL) {
+				store_user_list_free(&members);
+				chat_error(c, MSG_ERROR, ERR_UNAVAILABLE,
+				    req->msgid, errtext);
+				return -1;
+			}
+			for (i = 0; i < members.n; i++)
+				(*owned)[i] = members.v[i].id;
+			*ids = *owned;
+			*n = members.n;
+		}
+		store_user_list_free(&members);
+	}
+	for (i = 0; i < *n; i++)
+		if ((*ids)[i] == c->sess->uid)
+			return 0;
+	chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
+	    "only members may post to a group");
+	free(*owned);
+	*owned = NULL;
+	return -1;
+}
+
+void
+handle_group_chat(struct conn *c, const struct proto_req *req)
+{
+	struct session	*s = c->sess;
+	struct buf		 line = BUF_INIT;
+	struct group_job	*g = NULL;
+	const int32_t		*ids;
+	int32_t			*local = NULL, *remote = NULL, *owned = NULL;
+	size_t			 i, n, nlocal = 0, nremote = 0;
+
+	if (group_members(c, req, 1, NULL, &ids, &n, &owned) == -1)
+		return;
+	if (forward_line(c, req, &line) == -1 ||
+	    (local = calloc(n, sizeof(*local))) == NULL ||
+	    (remote = calloc(n, sizeof(*remote))) == NULL) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (ids[i] == s->uid)
+			continue;
+		if (chat.pubsub == NULL || user_online(ids[i]))
+			local[nlocal++] = ids[i];
+		else
+			remote[nremote++] = ids[i];
+	}
+	if (nremote == 0) {
+		(void)group_deliver(c, s->uid, req->msgid,
+		    buf_head(&line), buf_used(&line), local, nlocal, NULL, NULL,
+		    0);
+		goto out;
+	}
+	/*
+	 * Some members are not on this node: ask Redis who is online
+	 * elsewhere.  The sender's next requests wait, so that its
+	 * messages keep their order.
+	 */
+	if ((g = calloc(1, sizeof(*g))) == NULL ||
+	    (g->line = malloc(buf_used(&line))) == NULL) {
+		free(g);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		goto out;
+	}
+	memcpy(g->line, buf_head(&line), buf_used(&line));
+	g->len = buf_used(&line);
+	g->c = c;
+	g->sender = s->uid;
+	g->refmsgid = req->msgid;
+	g->local = local;
+	g->nlocal = nlocal;
+	local = NULL;
+	c->jobs++;
+	conn_pause(c);
+	pubsub_query_online(chat.pubsub, remote, nremote, group_queried, g);
+out:
+	free(local);
+	free(remote);
+	free(owned);
+	buf_free(&line);
+}
+
+
+void
+handle_create_group(struct conn *c, const struct proto_req *req)
+{
+	int32_t	 gid;
+	int	 rc;
+
+	if (groups_room(c, req) == -1)
+		return;
+	rc = store_group_create(chat.store, c->sess->uid, req->groupname.p,
+	    req->groupname.len, req->groupdesc.p, req->groupdesc.len, &gid);
+	if (rc == STORE_EXISTS)
+		chat_error(c, MSG_ERROR, ERR_EXISTS, req->msgid,
+		    "a group with this name exists");
+	else if (rc != STORE_OK) {
+		log_warnx("create group: %s", store_error(chat.store));
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	}
+}
+
+void
+handle_add_group(struct conn *c, const struct proto_req *req)
+{
+	int	 rc;
+
+	if (group_join_room(c, req) == -1)
+		return;
+	rc = store_group_join(chat.store, req->groupid, c->sess->uid);
+	if (rc == STORE_OK)
+		gcache_changed(req->groupid);
+	if (rc == STORE_NOTFOUND)
+		chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, req->msgid, NULL);
+	else if (rc != STORE_OK) {
+		log_warnx("join group: %s", store_error(chat.store));
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	}
+}

@@ -1,0 +1,118 @@
+/*
+ * chat_impl.h - what the chat files share (chat.c, chat_login.c,
+ * chat_route.c, chat_group.c, chat_offline.c, chat_limits.c).  Private
+ * to the chat layer: the worker sees only chat.h.
+ */
+#ifndef CHATD_CHAT_IMPL_H
+#define CHATD_CHAT_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "chat.h"
+#include "conn.h"
+#include "proto.h"
+
+struct store_msg_list;
+struct store_user_list;
+
+/*
+ * A client's chat-level state, hung on its connection (c->sess) by the
+ * chat layer and freed with it (chat_release).  The connection keeps
+ * only the socket, buffers, framing and timers.
+ */
+struct session {
+	int32_t		 uid;		/* 0 until logged in */
+	char		*name;
+	size_t		 name_len;
+	int32_t		 offline_uid;	/* whose backlog batch is in out */
+	int64_t		 offline_upto;	/* remove up to this once drained */
+	unsigned	 offline_more:1;	/* more backlog after this batch */
+	unsigned	 ack_offline:1;	/* client acknowledges offline batches */
+	int64_t		*delivered;	/* acked chats queued here: their */
+	size_t		 ndelivered;	/* stored copies go once drained */
+	size_t		 delivered_cap;
+};
+
+/* What the worker handed over (chat_init), and the request limits. */
+extern struct chat_env		chat;
+extern struct proto_limits	chat_limits;
+
+/* Whether a route or a group delivery is finished or still waits. */
+enum route_result {
+	ROUTE_DONE,		/* handed over or stored: c goes on */
+	ROUTE_PENDING,		/* publishes under way: c stays paused */
+	ROUTE_FAILED		/* nothing was sent (out of memory) */
+};
+
+/* chat.c */
+void	chat_stat(uint64_t *counter, uint64_t n);
+void	chat_error(struct conn *c, int reply_msgid, int code, int refmsgid,
+	    const char *text);
+/* The connection id conn if uid is logged in on it, else NULL. */
+struct conn *session_conn(uint32_t conn, int32_t uid);
+/* uid's connection if it is logged in on this worker, else NULL. */
+struct conn *session_local(int32_t uid);
+int	user_online(int32_t uid);
+int	user_known(int32_t uid);
+void	user_known_add(int32_t uid);
+void	chat_str_set(struct proto_str *s, const char *p, size_t len);
+
+/* chat_login.c */
+void	handle_login(struct conn *c, const struct proto_req *req);
+void	handle_reg(struct conn *c, const struct proto_req *req);
+void	chat_logout(struct conn *c);
+
+/* chat_route.c */
+int	chat_keep_offline(const int32_t *uids, size_t n, const char *line,
+	    size_t len);
+/* The forwarded line: sender's object with the real id and name, "\n". */
+int	forward_line(struct conn *c, const struct proto_req *req,
+	    struct buf *line);
+enum deliver_result {
+	DELIVER_OK,		/* handed to a connection or a worker */
+	DELIVER_AWAY,		/* not online on this node */
+	DELIVER_REFUSED		/* the connection refused it (closed) */
+};
+enum deliver_result deliver_live(int32_t uid, const char *line, size_t len);
+void	reply_sender(uint32_t conn, int32_t sender, int refmsgid,
+	    const char *text);
+enum route_result route_publish(struct conn *c, int32_t sender,
+	    int refmsgid, const int32_t *uids, size_t n, const char *line,
+	    size_t len, const char *errtext);
+void	track_delivered(struct conn *c, int64_t smid);
+void	handle_one_chat(struct conn *c, const struct proto_req *req);
+void	handle_acked_chat(struct conn *c, struct proto_req *req);
+
+/* chat_group.c */
+void	gcache_drop(int32_t gid);
+/*
+ * The members of req->groupid, c's user among them (*ids, *n; *owned
+ * to free), from the member cache when cached.  -1 answered: no such
+ * group, not a member, or errtext (NULL: the default) when the store
+ * failed.
+ */
+int	group_members(struct conn *c, const struct proto_req *req,
+	    int cached, const char *errtext, const int32_t **ids, size_t *n,
+	    int32_t **owned);
+void	handle_group_chat(struct conn *c, const struct proto_req *req);
+void	handle_create_group(struct conn *c, const struct proto_req *req);
+void	handle_add_group(struct conn *c, const struct proto_req *req);
+
+/* chat_offline.c */
+size_t	offline_fits(const struct store_msg_list *msgs);
+int	offline_more(const struct store_msg_list *msgs, size_t n);
+void	offline_sent(struct conn *c, const struct store_msg_list *msgs,
+	    size_t n);
+void	offline_push(struct conn *c);
+void	handle_offline_ack(struct conn *c, const struct proto_req *req);
+
+/* chat_limits.c */
+void	handle_add_friend(struct conn *c, const struct proto_req *req);
+/* 0 when c may be in one more group; else answered already. */
+int	groups_room(struct conn *c, const struct proto_req *req);
+/* 0 when c may join req->groupid (room on both sides); else answered. */
+int	group_join_room(struct conn *c, const struct proto_req *req);
+
+#endif

@@ -1,0 +1,590 @@
+/* chat_login.c - register, login (with the cluster claim), logout. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "cfg.h"
+#include "guard.h"
+#include "chat_impl.h"
+#include "log.h"
+#include "pubsub.h"
+#include "store.h"
+
+/* An answer that needs the hash pool; holds a reference on its conn. */
+struct chat_job {
+	struct auth_job	 aj;
+	struct conn	*c;
+	int		 msgid;
+	int32_t		 uid;		/* LOGIN: the user found, 0 if none */
+	uint64_t	 ukey;		/* LOGIN: failed-login key of the user */
+	char		*name;		/* REG: the new user's name */
+	size_t		 name_len;
+};
+
+/* The error answer for a request: LOGIN and REG get their own ACK. */
+static int
+ack_msgid(int msgid)
+{
+	if (msgid == MSG_LOGIN)
+		return MSG_LOGIN_ACK;
+	if (msgid == MSG_REG)
+		return MSG_REG_ACK;
+	return MSG_ERROR;
+}
+
+static int
+cmp_uid(const void *a, const void *b)
+{
+	int32_t	 x = *(const int32_t *)a, y = *(const int32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* remote: sorted ids online on other nodes (cluster mode), may be NULL. */
+static void
+fill_users(struct proto_user *pu, const struct store_user_list *l,
+    const int32_t *remote, size_t nremote)
+{
+	size_t	 i;
+
+	for (i = 0; i < l->n; i++) {
+		pu[i].id = l->v[i].id;
+		chat_str_set(&pu[i].name, l->v[i].name, l->v[i].name_len);
+		pu[i].online = user_online(l->v[i].id) || (nremote > 0 &&
+		    bsearch(&l->v[i].id, remote, nremote, sizeof(*remote),
+		    cmp_uid) != NULL);
+		pu[i].creator = l->v[i].creator;
+		user_known_add(l->v[i].id);
+	}
+}
+
+/* uid's friends and groups (with members), for the login answer. */
+static int
+load_lists(int32_t uid, struct store_user_list *friends,
+    struct store_group_list *groups)
+{
+	if (store_friends(chat.store, uid, friends) != STORE_OK ||
+	    store_user_groups(chat.store, uid, groups) != STORE_OK) {
+		log_warnx("login of %d: %s", uid, store_error(chat.store));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Write the login answer with friends, groups and the first offline
+ * messages, then push any further offline messages as live ones.  Each
+ * batch is removed from the store only once it sits in the output
+ * buffer.
+ */
+static int
+send_login_reply(struct conn *c, const struct store_user_list *friends,
+    const struct store_group_list *groups, const int32_t *remote,
+    size_t nremote)
+{
+	struct store_msg_list	 msgs = { NULL, 0 };
+	struct proto_login	 l;
+	struct proto_user	*fu = NULL, *mu = NULL;
+	struct proto_group	*pg = NULL;
+	struct proto_str	*om = NULL;
+	size_t			 i, nmembers = 0, k, noff;
+	int			 rc = -1;
+
+	if (store_offline_fetch(chat.store, c->sess->uid,
+	    chat.cfg->max_offline_per_login, &msgs) != STORE_OK) {
+		log_warnx("login of %d: %s", c->sess->uid,
+		    store_error(chat.store));
+		goto out;
+	}
+	for (i = 0; i < groups->n; i++)
+		nmembers += groups->v[i].members.n;
+	fu = calloc(friends->n + 1, sizeof(*fu));
+	pg = calloc(groups->n + 1, sizeof(*pg));
+	mu = calloc(nmembers + 1, sizeof(*mu));
+	om = calloc(msgs.n + 1, sizeof(*om));
+	if (fu == NULL || pg == NULL || mu == NULL || om == NULL)
+		goto out;
+	fill_users(fu, friends, remote, nremote);
+	for (i = 0, k = 0; i < groups->n; i++) {
+		pg[i].id = groups->v[i].id;
+		chat_str_set(&pg[i].name, groups->v[i].name,
+		    groups->v[i].name_len);
+		chat_str_set(&pg[i].desc, groups->v[i].desc,
+		    groups->v[i].desc_len);
+		fill_users(mu + k, &groups->v[i].members, remote, nremote);
+		pg[i].members = mu + k;
+		pg[i].nmembers = groups->v[i].members.n;
+		k += groups->v[i].members.n;
+	}
+	noff = offline_fits(&msgs);
+	for (i = 0; i < noff; i++)
+		chat_str_set(&om[i], msgs.v[i].text, msgs.v[i].len);
+
+	memset(&l, 0, sizeof(l));
+	l.id = c->sess->uid;
+	chat_str_set(&l.name, c->sess->name, c->sess->name_len);
+	l.friends = fu;
+	l.nfriends = friends->n;
+	l.groups = pg;
+	l.ngroups = groups->n;
+	l.offline = om;
+	l.noffline = noff;
+	if (c->sess->ack_offline) {
+		l.ackoffline = 1;
+		l.offlineupto = noff > 0 ? msgs.v[noff - 1].id : 0;
+		l.offlinemore = offline_more(&msgs, noff);
+	}
+	if (proto_put_login_ok(&c->out, &l) == -1 || conn_sent(c) == -1)
+		goto out;
+	chat_stat(&chat.stats->msgs_out, noff);
+	offline_sent(c, &msgs, noff);
+	rc = 0;
+out:
+	store_msg_list_free(&msgs);
+	free(fu);
+	free(pg);
+	free(mu);
+	free(om);
+	return rc;
+}
+
+/*
+ * The user is in: from here on messages reach c live.  Anything that
+ * arrived while the login was under way was stored and is fetched now.
+ * name (malloc'ed) is taken over.
+ */
+static void
+login_answer(struct conn *c, int32_t uid, char *name, size_t name_len,
+    const struct store_user_list *friends,
+    const struct store_group_list *groups, const int32_t *remote,
+    size_t nremote)
+{
+	struct session	*s = c->sess;
+
+	s->uid = uid;
+	free(s->name);
+	s->name = name;
+	s->name_len = name_len;
+	user_known_add(uid);
+	conn_logged_in(c);
+	chat_stat(&chat.stats->logins, 1);
+	if (send_login_reply(c, friends, groups, remote, nremote) == -1 &&
+	    !c->closing) {
+		/* undo: a half-answered login helps nobody */
+		chat_logout(c);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+	}
+}
+
+/*
+ * Cluster mode: a login between the local session table and the
+ * answer.  The connection stays paused and referenced (c->jobs) while
+ * Redis is asked; c->sess->uid stays 0 until the answer is written.
+ */
+struct login {
+	struct conn		*c;
+	int32_t			 uid;
+	int			 claimed;	/* release when undone */
+	char			*name;
+	size_t			 name_len;
+	struct store_user_list	 friends;
+	struct store_group_list	 groups;
+	int32_t			*remote;	/* sorted: online elsewhere */
+	size_t			 nremote;
+};
+
+static void
+login_free(struct login *l)
+{
+	free(l->name);
+	free(l->remote);
+	store_user_list_free(&l->friends);
+	store_group_list_free(&l->groups);
+	free(l);
+}
+
+/* Take the session back: the connection went away, or no answer. */
+static void
+login_undo(struct login *l)
+{
+	online_remove(chat.online, l->uid, chat.slot, l->c->id);
+	if (l->claimed)
+		pubsub_release(chat.pubsub, l->uid);
+}
+
+static void
+login_finish(struct login *l)
+{
+	struct conn	*c = l->c;
+
+	login_answer(c, l->uid, l->name, l->name_len, &l->friends,
+	    &l->groups, l->remote, l->nremote);
+	l->name = NULL;
+	conn_resume(c);
+	login_free(l);
+}
+
+static void
+login_queried(void *arg, int result, const int32_t *uids, const int *online,
+    size_t n)
+{
+	struct login	*l = arg;
+	struct conn	*c = l->c;
+	size_t		 i;
+
+	conn_unref(c);
+	if (c->closing) {
+		login_undo(l);
+		login_free(l);
+		return;
+	}
+	/* Redis down (result -1): users of other nodes show as offline */
+	if (result == 0 && (l->remote = calloc(n + 1, sizeof(*uids))) != NULL)
+		for (i = 0; i < n; i++)
+			if (online[i])
+				l->remote[l->nremote++] = uids[i];
+	login_finish(l);
+}
+
+static void
+login_claimed(void *arg, int result)
+{
+	struct login	*l = arg;
+	struct conn	*c = l->c;
+	int32_t		*ask = NULL;
+	size_t		 i, j, n = 0, nask = 0;
+
+	conn_unref(c);
+	l->claimed = result != 1;
+	if (c->closing) {
+		login_undo(l);
+		login_free(l);
+		return;
+	}
+	if (result == 1) {
+		online_remove(chat.online, l->uid, chat.slot, c->id);
+		chat_error(c, MSG_LOGIN_ACK, ERR_ONLINE, MSG_LOGIN,
+		    "this user is already online");
+		goto resume;
+	}
+	/*
+	 * result -1: Redis is out of reach.  The user logs in anyway:
+	 * chat with users of this node must go on, and the claim is
+	 * made once Redis is back.
+	 */
+	if (load_lists(l->uid, &l->friends, &l->groups) == -1) {
+		login_undo(l);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		goto resume;
+	}
+	if (result == 0) {
+		/* whose state this node cannot tell: not online here */
+		n = l->friends.n;
+		for (i = 0; i < l->groups.n; i++)
+			n += l->groups.v[i].members.n;
+		if ((ask = calloc(n + 1, sizeof(*ask))) == NULL)
+			n = 0;
+		for (i = 0; i < l->friends.n && n > 0; i++)
+			ask[nask++] = l->friends.v[i].id;
+		for (i = 0; i < l->groups.n && n > 0; i++)
+			for (j = 0; j < l->groups.v[i].members.n; j++)
+				ask[nask++] = l->groups.v[i].members.v[j].id;
+		qsort(ask, nask, sizeof(*ask), cmp_uid);
+		for (i = 0, n = 0; i < nask; i++)
+			if ((n == 0 || ask[n - 1] != ask[i]) &&
+			    ask[i] != l->uid && !user_online(ask[i]))
+				ask[n++] = ask[i];
+		nask = n;
+	}
+	if (nask == 0) {
+		free(ask);
+		login_finish(l);
+		return;
+	}
+	c->jobs++;
+	pubsub_query_online(chat.pubsub, ask, nask, login_queried, l);
+	free(ask);
+	return;
+resume:
+	conn_resume(c);
+	login_free(l);
+}
+
+enum login_result {
+	LOGIN_ANSWERED,		/* c may go on */
+	LOGIN_PENDING		/* the answer follows; c stays paused */
+};
+
+static enum login_result
+login_done(struct chat_job *j)
+{
+	struct conn		*c = j->c;
+	struct store_user	 u;
+	struct store_user_list	 friends = { NULL, 0 };
+	struct store_group_list	 groups = { NULL, 0 };
+	struct online_entry	 e;
+	struct login		*l;
+	int			 rc;
+
+	if (j->aj.result != 1 || j->uid == 0) {
+		if (j->aj.result == -1)
+			log_warnx("login: password check failed");
+		chat_error(c, MSG_LOGIN_ACK, ERR_AUTH, MSG_LOGIN,
+		    "wrong id or password");
+		return LOGIN_ANSWERED;
+	}
+	if (c->sess->uid != 0) {
+		chat_error(c, MSG_LOGIN_ACK, ERR_ALREADY_LOGGED_IN, MSG_LOGIN,
+		    NULL);
+		return LOGIN_ANSWERED;
+	}
+	rc = online_add(chat.online, j->uid, chat.slot, c->id, &e);
+	if (rc == 1) {
+		chat_error(c, MSG_LOGIN_ACK, ERR_ONLINE, MSG_LOGIN,
+		    "this user is already online");
+		return LOGIN_ANSWERED;
+	}
+	if (rc == -1) {
+		log_warnx("session table full (max_online = %d)",
+		    chat.cfg->max_online);
+		chat_error(c, MSG_LOGIN_ACK, ERR_LIMIT, MSG_LOGIN,
+		    "server full");
+		return LOGIN_ANSWERED;
+	}
+	/* the name may have been looked up by id: take the stored one */
+	if (store_user_get(chat.store, j->uid, &u) != STORE_OK) {
+		online_remove(chat.online, j->uid, chat.slot, c->id);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		return LOGIN_ANSWERED;
+	}
+	if (chat.pubsub == NULL) {
+		/* a single node: nothing to ask anyone, answer now */
+		if (load_lists(j->uid, &friends, &groups) == -1) {
+			online_remove(chat.online, j->uid, chat.slot, c->id);
+			store_user_clear(&u);
+			chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE,
+			    MSG_LOGIN, NULL);
+			return LOGIN_ANSWERED;
+		}
+		login_answer(c, j->uid, u.name, u.name_len, &friends, &groups,
+		    NULL, 0);
+		u.name = NULL;
+		store_user_clear(&u);
+		store_user_list_free(&friends);
+		store_group_list_free(&groups);
+		return LOGIN_ANSWERED;
+	}
+	/* one session per user across the cluster: claim it in Redis */
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		online_remove(chat.online, j->uid, chat.slot, c->id);
+		store_user_clear(&u);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		return LOGIN_ANSWERED;
+	}
+	l->c = c;
+	l->uid = j->uid;
+	l->name = u.name;
+	l->name_len = u.name_len;
+	u.name = NULL;
+	store_user_clear(&u);
+	c->jobs++;
+	pubsub_claim(chat.pubsub, l->uid, login_claimed, l);
+	return LOGIN_PENDING;
+}
+
+static void
+reg_done(struct chat_job *j)
+{
+	struct conn	*c = j->c;
+	int32_t		 id;
+	int		 rc;
+
+	if (j->aj.result != 0) {
+		log_warnx("register: hashing the password failed");
+		chat_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
+		return;
+	}
+	rc = store_user_create(chat.store, j->name, j->name_len, j->aj.hash,
+	    &id);
+	if (rc == STORE_EXISTS) {
+		chat_error(c, MSG_REG_ACK, ERR_AUTH, MSG_REG,
+		    "this name is taken");
+		return;
+	}
+	if (rc != STORE_OK) {
+		log_warnx("register: %s", store_error(chat.store));
+		chat_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
+		return;
+	}
+	if (proto_put_reg_ack(&c->out, id) == -1)
+		conn_close(c, "out of memory");
+	else
+		(void)conn_sent(c);
+}
+
+static void
+chat_job_done(struct auth_job *aj)
+{
+	struct chat_job	*j = (struct chat_job *)aj;
+	struct conn	*c = j->c;
+	struct guard_policy pol;
+
+	conn_unref(c);
+	/* counted even when the client left without waiting for the answer */
+	if (j->msgid == MSG_LOGIN && j->aj.result == 1 && j->uid != 0)
+		guard_login_ok(chat.guard, j->ukey);
+	else if (j->msgid == MSG_LOGIN && j->aj.result != -1) {
+		pol.fail_max = chat.cfg->login_fail_max;
+		pol.window = chat.cfg->login_fail_window;
+		pol.block = chat.cfg->login_block;
+		guard_login_failed(chat.guard, j->ukey, c->akey, &pol);
+	}
+	if (!c->closing) {
+		if (j->msgid != MSG_LOGIN) {
+			reg_done(j);
+			conn_resume(c);
+		} else if (login_done(j) == LOGIN_ANSWERED)
+			conn_resume(c);
+	}
+	explicit_bzero(j->aj.pw, j->aj.pwlen);
+	free(j->aj.pw);
+	free(j->name);
+	free(j);
+}
+
+/* Hash or verify off the loop; the connection waits, others go on. */
+static void
+submit_job(struct conn *c, struct chat_job *j, const struct proto_req *req)
+{
+	j->c = c;
+	j->msgid = req->msgid;
+	j->aj.done = chat_job_done;
+	j->aj.cost = chat.cfg->password_cost;
+	j->aj.pwlen = req->password.len;
+	if ((j->aj.pw = malloc(req->password.len + 1)) == NULL) {
+		free(j->name);
+		free(j);
+		chat_error(c, ack_msgid(req->msgid), ERR_UNAVAILABLE,
+		    req->msgid, NULL);
+		return;
+	}
+	memcpy(j->aj.pw, req->password.p, req->password.len);
+	j->aj.pw[req->password.len] = '\0';
+	c->jobs++;
+	conn_pause(c);
+	authpool_submit(chat.auth, &j->aj);
+}
+
+void
+handle_login(struct conn *c, const struct proto_req *req)
+{
+	struct store_user	 u;
+	struct chat_job		*j;
+	uint64_t		 ukey;
+	char			 text[128];
+	int			 rc, retry;
+
+	if (c->sess->uid != 0) {
+		chat_error(c, MSG_LOGIN_ACK, ERR_ALREADY_LOGGED_IN, MSG_LOGIN,
+		    NULL);
+		return;
+	}
+	c->sess->ack_offline = req->ackoffline;
+	memset(&u, 0, sizeof(u));
+	if (req->has_id)
+		rc = store_user_get(chat.store, req->id, &u);
+	else
+		rc = store_user_by_name(chat.store, req->name.p, req->name.len,
+		    &u);
+	if (rc == STORE_ERR) {
+		log_warnx("login: %s", store_error(chat.store));
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		return;
+	}
+	/*
+	 * Too many failures for this user or from this address: refused
+	 * before any hashing, the same way whether the user exists or not
+	 * (by name or by id, a user is one key once found).
+	 */
+	if (rc == STORE_OK)
+		ukey = guard_user_key(chat.guard, u.id);
+	else if (req->has_id)
+		ukey = guard_user_key(chat.guard, req->id);
+	else
+		ukey = guard_name_key(chat.guard, req->name.p, req->name.len);
+	if (guard_login_check(chat.guard, ukey, c->akey, &retry) == -1) {
+		store_user_clear(&u);
+		snprintf(text, sizeof(text), "too many failed logins; try "
+		    "again in %d seconds", retry);
+		chat_error(c, MSG_LOGIN_ACK, ERR_RATE, MSG_LOGIN, text);
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		store_user_clear(&u);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		return;
+	}
+	j->aj.kind = AUTH_VERIFY;
+	j->ukey = ukey;
+	if (rc == STORE_OK && u.pwhash != NULL &&
+	    strlen(u.pwhash) < sizeof(j->aj.hash)) {
+		j->uid = u.id;
+		memcpy(j->aj.hash, u.pwhash, strlen(u.pwhash) + 1);
+	} else {
+		/* no such user: spend the same time, answer the same way */
+		snprintf(j->aj.hash, sizeof(j->aj.hash), "%s",
+		    auth_dummy_hash(chat.cfg->password_cost));
+	}
+	store_user_clear(&u);
+	submit_job(c, j, req);
+}
+
+void
+handle_reg(struct conn *c, const struct proto_req *req)
+{
+	struct chat_job	*j;
+
+	if (memchr(req->password.p, '\0', req->password.len) != NULL) {
+		chat_error(c, MSG_REG_ACK, ERR_BAD_VALUE, MSG_REG,
+		    "field \"password\": must not contain U+0000");
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->name = malloc(req->name.len + 1)) == NULL) {
+		free(j);
+		chat_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
+		return;
+	}
+	memcpy(j->name, req->name.p, req->name.len);
+	j->name[req->name.len] = '\0';
+	j->name_len = req->name.len;
+	j->aj.kind = AUTH_HASH;
+	submit_job(c, j, req);
+}
+
+void
+chat_logout(struct conn *c)
+{
+	struct session	*s = c->sess;
+
+	if (s == NULL || s->uid == 0)
+		return;
+	conn_logged_out(c);
+	online_remove(chat.online, s->uid, chat.slot, c->id);
+	if (chat.pubsub != NULL)
+		pubsub_release(chat.pubsub, s->uid);
+	s->uid = 0;
+	free(s->name);
+	s->name = NULL;
+	s->name_len = 0;
+}
+
+void
+chat_closing(struct conn *c)
+{
+	chat_logout(c);
+}
+

@@ -1,0 +1,188 @@
+/* chat_offline.c - stored messages: batches, offline acks, drained output. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "chat_impl.h"
+#include "log.h"
+#include "store.h"
+
+/*
+ * Messages were stored for uid after it logged in here: hand them over
+ * like the tail of a long backlog at login, each batch removed from the
+ * store once it sits in the output buffer.  A login still under way
+ * (its session's uid not yet set) fetches them itself.
+ */
+void
+chat_stored(void *arg, int32_t uid)
+{
+	struct conn	*c;
+
+	if ((c = session_local(uid)) == NULL)
+		return;
+	/* a batch on its way: the new message follows with the next one */
+	if (c->sess->offline_upto > 0) {
+		c->sess->offline_more = 1;
+		return;
+	}
+	offline_push(c);
+}
+
+/*
+ * An offline backlog goes out in batches of at most
+ * max_offline_per_login messages and a quarter of max_output_bytes, the
+ * next batch when the client has read the last one; a batch is removed
+ * from the store only once it reached the kernel, so a connection that
+ * drops (or a worker that dies) meanwhile loses nothing.
+ */
+size_t
+offline_fits(const struct store_msg_list *msgs)
+{
+	size_t	 i, bytes = 0, cap = chat.cfg->max_output_bytes / 4;
+
+	for (i = 0; i < msgs->n; i++) {
+		bytes += msgs->v[i].len + 1;
+		if (bytes > cap && i > 0)
+			break;
+	}
+	return i;
+}
+
+/* Whether more stored messages follow the first n of msgs. */
+int
+offline_more(const struct store_msg_list *msgs, size_t n)
+{
+	return n < msgs->n || (msgs->n > 0 &&
+	    msgs->n == chat.cfg->max_offline_per_login);
+}
+
+/*
+ * The first n of msgs were queued for c: remember what to remove, when
+ * drained, or for an ackoffline client when it acknowledges them.
+ */
+void
+offline_sent(struct conn *c, const struct store_msg_list *msgs, size_t n)
+{
+	struct session	*s = c->sess;
+
+	s->offline_uid = s->uid;
+	s->offline_upto = n > 0 ? msgs->v[n - 1].id : 0;
+	s->offline_more = offline_more(msgs, n);
+	if (s->offline_upto > 0 && !s->ack_offline)
+		c->want_drained = 1;
+}
+
+/* Remove the stored copies of acknowledged chats that reached c's socket. */
+static void
+remove_delivered(struct conn *c)
+{
+	struct session	*s = c->sess;
+	size_t	 i;
+
+	for (i = 0; i < s->ndelivered; i++)
+		if (store_offline_remove(chat.store, s->uid,
+		    s->delivered[i]) != STORE_OK)
+			log_warnx("removing a delivered message of %d: %s",
+			    s->uid, store_error(chat.store));
+	s->ndelivered = 0;
+}
+
+/* An ackoffline client read offline messages up to req->upto. */
+void
+handle_offline_ack(struct conn *c, const struct proto_req *req)
+{
+	struct session	*s = c->sess;
+
+	if (!s->ack_offline) {
+		chat_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid,
+		    "log in with \"ackoffline\":true first");
+		return;
+	}
+	if (s->offline_upto == 0 || req->upto < s->offline_upto) {
+		chat_error(c, MSG_ERROR, ERR_BAD_VALUE, req->msgid,
+		    "\"upto\" is not the last \"offlineupto\" sent");
+		return;
+	}
+	if (store_offline_delete(chat.store, s->uid, s->offline_upto) !=
+	    STORE_OK) {
+		log_warnx("offline messages of %d: %s", s->uid,
+		    store_error(chat.store));
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	s->offline_upto = 0;
+	if (s->offline_more)
+		offline_push(c);
+}
+
+void
+chat_drained(struct conn *c)
+{
+	struct session	*s = c->sess;
+
+	remove_delivered(c);
+	if (s->ack_offline) {
+		c->want_drained = 0;
+		return;
+	}
+	if (s->offline_upto > 0 && store_offline_delete(chat.store,
+	    s->offline_uid, s->offline_upto) != STORE_OK)
+		log_warnx("removing delivered offline messages of %d: %s",
+		    s->offline_uid, store_error(chat.store));
+	s->offline_upto = 0;
+	if (!s->offline_more || s->uid != s->offline_uid) {
+		c->want_drained = 0;
+		return;
+	}
+	offline_push(c);
+}
+
+/*
+ * Queue c's next batch of stored messages: as plain lines, or as one
+ * OFFLINE_BATCH for a client that acknowledges them.
+ */
+void
+offline_push(struct conn *c)
+{
+	struct session	*s = c->sess;
+	struct store_msg_list	 msgs = { NULL, 0 };
+	struct proto_str	*om = NULL;
+	size_t			 i, n;
+	int			 rc = 0;
+
+	if (store_offline_fetch(chat.store, s->uid,
+	    chat.cfg->max_offline_per_login, &msgs) != STORE_OK) {
+		/* they stay stored for the next login */
+		log_warnx("offline messages of %d: %s", s->uid,
+		    store_error(chat.store));
+		c->want_drained = 0;
+		return;
+	}
+	n = offline_fits(&msgs);
+	if (s->ack_offline && n > 0) {
+		if ((om = calloc(n, sizeof(*om))) == NULL)
+			rc = -1;
+		for (i = 0; rc == 0 && i < n; i++)
+			chat_str_set(&om[i], msgs.v[i].text, msgs.v[i].len);
+		if (rc == 0)
+			rc = proto_put_offline_batch(&c->out, om, n,
+			    msgs.v[n - 1].id, offline_more(&msgs, n));
+	} else {
+		for (i = 0; rc == 0 && i < n; i++)
+			if (buf_append(&c->out, msgs.v[i].text,
+			    msgs.v[i].len) == -1 ||
+			    buf_append(&c->out, "\n", 1) == -1)
+				rc = -1;
+	}
+	if (rc == -1)
+		conn_close(c, "out of memory");
+	else if (n > 0 && conn_sent(c) == 0) {
+		chat_stat(&chat.stats->msgs_out, n);
+		offline_sent(c, &msgs, n);
+	}
+	free(om);
+	store_msg_list_free(&msgs);
+}
+

@@ -1,0 +1,415 @@
+/* chat_route.c - one-to-one chats: live, through another worker or node
+ * (Redis), stored for later; acknowledged chats ("cmid"). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "chat_impl.h"
+#include "log.h"
+#include "pubsub.h"
+#include "store.h"
+
+/* Keep line (without its newline) for uids until they log in. */
+int
+chat_keep_offline(const int32_t *uids, size_t n, const char *line, size_t len)
+{
+	if (n == 0)
+		return 0;
+	if (store_offline_add(chat.store, uids, n, line, len) != STORE_OK) {
+		log_warnx("storing an offline message for %zu user(s): %s", n,
+		    store_error(chat.store));
+		return -1;
+	}
+	chat_stat(&chat.stats->offline_stored, n);
+	/*
+	 * Cluster: one of them may have logged in on some node after the
+	 * sender looked and before this store; their worker then fetches.
+	 */
+	if (chat.pubsub != NULL)
+		pubsub_nudge(chat.pubsub, uids, n);
+	return 0;
+}
+
+/*
+ * Hand line to uid's connection on another worker of this node, which
+ * then owns it.  smid > 0: an acknowledged chat (stored already), whose
+ * stored copy that worker removes once delivered.  0 or -1.
+ */
+static int
+deliver_to_slot(const struct online_entry *e, int32_t uid, int64_t smid,
+    const char *line, size_t len)
+{
+	struct chan_hdr		 h;
+
+	memset(&h, 0, sizeof(h));
+	h.type = CHAN_DELIVER;
+	h.uid = uid;
+	h.conn = e->conn;
+	h.gen = e->gen;
+	h.from_slot = chat.slot;
+	h.len = len;
+	h.smid = smid;
+	return chat.to_slot(e->slot, &h, line);
+}
+
+/*
+ * Deliver one forwarded line (ending in "\n") to uid if it is online on
+ * this node: to this worker's connection, or to another worker that now
+ * owns the message.
+ */
+enum deliver_result
+deliver_live(int32_t uid, const char *line, size_t len)
+{
+	struct online_entry	 e;
+	struct conn		*c;
+
+	if (online_get(chat.online, uid, &e) == -1)
+		return DELIVER_AWAY;
+	if (e.slot == chat.slot) {
+		if ((c = session_conn(e.conn, uid)) == NULL)
+			return DELIVER_AWAY;
+		if (conn_send(c, line, len) == -1)
+			return DELIVER_REFUSED;
+		chat_stat(&chat.stats->msgs_out, 1);
+		return DELIVER_OK;
+	}
+	return deliver_to_slot(&e, uid, 0, line, len) == 0 ? DELIVER_OK :
+	    DELIVER_REFUSED;
+}
+
+/*
+ * pubsub calls back for every publish; an acknowledged chat is stored
+ * already, so whether anyone took it changes nothing.
+ */
+static void
+acked_published(void *arg, int32_t uid, long receivers, const char *line,
+    size_t len)
+{
+}
+
+/* Live delivery of a stored message; failure leaves the stored copy. */
+static void
+deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
+    int may_publish)
+{
+	struct online_entry	 e;
+	struct conn		*c;
+
+	if (online_get(chat.online, uid, &e) == 0) {
+		if (e.slot != chat.slot)
+			(void)deliver_to_slot(&e, uid, smid, line, len);
+		else if ((c = session_conn(e.conn, uid)) != NULL &&
+		    conn_send(c, line, len) == 0) {
+			chat_stat(&chat.stats->msgs_out, 1);
+			track_delivered(c, smid);
+		}
+		return;
+	}
+	if (may_publish && chat.pubsub != NULL)
+		pubsub_publish(chat.pubsub, uid, line, len, acked_published,
+		    NULL);
+}
+
+/*
+ * Cluster mode: lines for users who are not on this node go through
+ * Redis.  One route per chat request, shared by its publishes; the
+ * users nobody took the line for are stored in one go when the last
+ * answer is in.  The sender's connection waits meanwhile (paused and
+ * referenced): its next request is handled once the line was queued
+ * or stored, as on a single node, so its messages keep their order and
+ * a recipient who logs in after that finds them.  Errors go back to
+ * the sender if still there.
+ */
+struct route {
+	struct conn	*c;		/* held while paused, else NULL */
+	uint32_t	 conn;		/* the sender's connection */
+	int32_t		 sender;
+	int		 refmsgid;
+	const char	*errtext;
+	size_t		 refs;
+	int32_t		*away;
+	size_t		 naway;
+	char		*line;		/* with its "\n" */
+	size_t		 len;
+};
+
+/* An error about a chat, for its sender if still connected. */
+void
+reply_sender(uint32_t conn, int32_t sender, int refmsgid, const char *text)
+{
+	struct conn	*c;
+
+	if ((c = session_conn(conn, sender)) != NULL)
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, refmsgid, text);
+}
+
+static void
+route_unref(struct route *rt)
+{
+	if (--rt->refs > 0)
+		return;
+	if (chat_keep_offline(rt->away, rt->naway, rt->line, rt->len - 1) == -1)
+		reply_sender(rt->conn, rt->sender, rt->refmsgid, rt->errtext);
+	if (rt->c != NULL) {
+		conn_unref(rt->c);
+		if (!rt->c->closing)
+			conn_resume(rt->c);
+	}
+	free(rt->away);
+	free(rt->line);
+	free(rt);
+}
+
+/*
+ * receivers 0: online nowhere; -1: Redis is down.  Either way nobody
+ * took the line: it is kept here.  When it was queued for a worker,
+ * that worker delivers or stores it.
+ */
+static void
+route_published(void *arg, int32_t uid, long receivers, const char *line,
+    size_t len)
+{
+	struct route	*rt = arg;
+
+	if (receivers <= 0)
+		rt->away[rt->naway++] = uid;
+	route_unref(rt);
+}
+
+/* Publish line to each of uids[0..n) for the sender on c. */
+enum route_result
+route_publish(struct conn *c, int32_t sender, int refmsgid,
+    const int32_t *uids, size_t n, const char *line, size_t len,
+    const char *errtext)
+{
+	struct route	*rt;
+	size_t		 i;
+
+	if ((rt = calloc(1, sizeof(*rt))) == NULL ||
+	    (rt->away = calloc(n, sizeof(*rt->away))) == NULL ||
+	    (rt->line = malloc(len)) == NULL) {
+		if (rt != NULL)
+			free(rt->away);
+		free(rt);
+		return ROUTE_FAILED;
+	}
+	memcpy(rt->line, line, len);
+	rt->len = len;
+	rt->conn = c->id;
+	rt->sender = sender;
+	rt->refmsgid = refmsgid;
+	rt->errtext = errtext;
+	rt->refs = n + 1;	/* ours until every publish is made */
+	for (i = 0; i < n; i++)
+		pubsub_publish(chat.pubsub, uids[i], line, len,
+		    route_published, rt);
+	if (rt->refs == 1) {
+		/* all answered at once (out of memory): nothing to wait for */
+		route_unref(rt);
+		return ROUTE_DONE;
+	}
+	rt->c = c;
+	c->jobs++;
+	conn_pause(c);
+	route_unref(rt);
+	return ROUTE_PENDING;
+}
+
+/*
+ * A line another node queued for uid's worker: this one, or a dead one
+ * whose queue this one took over.  Only this worker took it, so if uid
+ * is not here it is stored here: exactly once either way.
+ */
+void
+chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
+{
+	int64_t	 smid;
+
+	if (len == 0 || line[len - 1] != '\n') {
+		log_warnx("redis: dropping a malformed line for %d", (int)uid);
+		return;
+	}
+	if ((smid = proto_line_smid(line, len)) > 0) {
+		/* stored by the sending node: only deliver it */
+		deliver_acked(uid, smid, line, len, 0);
+		return;
+	}
+	if (deliver_live(uid, line, len) != DELIVER_OK)
+		(void)chat_keep_offline(&uid, 1, line, len - 1);
+}
+
+int
+forward_line(struct conn *c, const struct proto_req *req, struct buf *line)
+{
+	const struct session	*s = c->sess;
+
+	if (proto_put_forward(line, req, s->uid, s->name, s->name_len) == -1 ||
+	    buf_append(line, "\n", 1) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * Whether req->toid is a user: 0 yes, -1 answered (no such user, or
+ * errtext, NULL for the default, when the store failed).
+ */
+static int
+recipient_exists(struct conn *c, const struct proto_req *req,
+    const char *errtext)
+{
+	struct store_user	 u;
+	int			 rc;
+
+	if (user_known(req->toid))
+		return 0;
+	memset(&u, 0, sizeof(u));
+	rc = store_user_get(chat.store, req->toid, &u);
+	store_user_clear(&u);
+	if (rc == STORE_NOTFOUND) {
+		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, req->msgid, NULL);
+		return -1;
+	}
+	if (rc != STORE_OK) {
+		log_warnx("looking up user %d: %s", (int)req->toid,
+		    store_error(chat.store));
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, errtext);
+		return -1;
+	}
+	user_known_add(req->toid);
+	return 0;
+}
+
+#define ONE_STORE_ERR	"message could not be stored; send it again later"
+
+void
+handle_one_chat(struct conn *c, const struct proto_req *req)
+{
+	struct buf		 line = BUF_INIT;
+	enum deliver_result	 dr;
+
+	if (forward_line(c, req, &line) == -1) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		goto out;
+	}
+	dr = deliver_live(req->toid, buf_head(&line), buf_used(&line));
+	if (dr == DELIVER_OK)
+		goto out;
+	if (dr == DELIVER_AWAY && chat.pubsub != NULL) {
+		/* not on this node: through Redis, if the user exists */
+		if (recipient_exists(c, req, NULL) == -1)
+			goto out;
+		if (route_publish(c, c->sess->uid, req->msgid, &req->toid, 1,
+		    buf_head(&line), buf_used(&line), ONE_STORE_ERR) ==
+		    ROUTE_FAILED)
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+			    NULL);
+		goto out;
+	}
+	/* offline: only a real user may have messages kept for them */
+	if (recipient_exists(c, req, ONE_STORE_ERR) == -1)
+		goto out;
+	if (chat_keep_offline(&req->toid, 1, buf_head(&line),
+	    buf_used(&line) - 1) == -1)
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+		    ONE_STORE_ERR);
+out:
+	buf_free(&line);
+}
+
+/* ---- acknowledged chats (opt-in "cmid") ------------------------------- */
+
+/*
+ * A chat with a client message id is stored for its recipients before
+ * it is acknowledged, so an acknowledged message survives any crash;
+ * live delivery then removes a recipient's stored copy once the line
+ * reached that recipient's socket.  A crash in between delivers the
+ * copy again at the next login, with the same "smid" (clients drop
+ * what they have seen).  A resend of a claimed cmid is answered with
+ * the first smid and not delivered again.
+ */
+
+void
+track_delivered(struct conn *c, int64_t smid)
+{
+	struct session	*s = c->sess;
+	int64_t	*nv;
+	size_t	 ncap;
+
+	if (s->ndelivered == s->delivered_cap) {
+		ncap = s->delivered_cap ? s->delivered_cap * 2 : 4;
+		/* out of memory: the copy stays, the client sees it twice */
+		if ((nv = reallocarray(s->delivered, ncap,
+		    sizeof(*nv))) == NULL)
+			return;
+		s->delivered = nv;
+		s->delivered_cap = ncap;
+	}
+	s->delivered[s->ndelivered++] = smid;
+	c->want_drained = 1;
+}
+
+#define ACKED_STORE_ERR	"not stored; send it again later"
+
+void
+handle_acked_chat(struct conn *c, struct proto_req *req)
+{
+	struct buf		 line = BUF_INIT;
+	const int32_t		*ids;
+	int32_t			*owned = NULL, *to = NULL;
+	int64_t			 smid;
+	size_t			 i, n = 0, nids;
+	int			 done;
+
+	if (req->msgid == MSG_ONE_CHAT) {
+		if (recipient_exists(c, req, ACKED_STORE_ERR) == -1)
+			goto out;
+		to = &req->toid;
+		n = 1;
+	} else {
+		if (group_members(c, req, 0, ACKED_STORE_ERR, &ids, &nids,
+		    &owned) == -1)
+			goto out;
+		if ((to = calloc(nids + 1, sizeof(*to))) == NULL) {
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+			    ACKED_STORE_ERR);
+			goto out;
+		}
+		for (i = 0; i < nids; i++)
+			if (ids[i] != c->sess->uid)
+				to[n++] = ids[i];
+	}
+	if (store_ack_claim(chat.store, c->sess->uid, req->cmid, &smid,
+	    &done) != STORE_OK) {
+		log_warnx("acknowledged chat: %s", store_error(chat.store));
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+		    ACKED_STORE_ERR);
+		goto out;
+	}
+	if (done)
+		goto ack;	/* a resend: stored (and maybe delivered) before */
+	if (proto_req_set_smid(req, smid) == -1 ||
+	    forward_line(c, req, &line) == -1 ||
+	    store_ack_commit(chat.store, smid, to, n, buf_head(&line),
+	    buf_used(&line) - 1) != STORE_OK) {
+		log_warnx("acknowledged chat: %s", store_error(chat.store));
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+		    ACKED_STORE_ERR);
+		goto out;
+	}
+	chat_stat(&chat.stats->offline_stored, n);
+	for (i = 0; i < n; i++)
+		deliver_acked(to[i], smid, buf_head(&line), buf_used(&line), 1);
+ack:
+	if (proto_put_chat_ack(&c->out, req->cmid, smid) == -1)
+		conn_close(c, "out of memory");
+	else
+		(void)conn_sent(c);
+out:
+	if (to != &req->toid)
+		free(to);
+	free(owned);
+	buf_free(&line);
+}
+
