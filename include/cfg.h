@@ -48,6 +48,7 @@ struct config {
 	int	 max_group_members;
 	char	*user;			/* workers run as this user */
 	int	 allow_root;		/* workers may run as root */
+	int	 whoami_anonymous;	/* WHOAMI answered before login */
 
 	/* storage tuning (struct store_opts) */
 	int	 db_pool_init;

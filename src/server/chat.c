@@ -184,9 +184,14 @@ chat_str_set(struct proto_str *s, const char *p, size_t len)
 static void
 handle_whoami(struct conn *c, const struct proto_req *req)
 {
-	if (buf_printf(&c->out, "{\"msgid\":%d,\"errno\":0,\"id\":%d,"
-	    "\"worker\":%d,\"pid\":%d}\n", MSG_WHOAMI_ACK, (int)c->sess->uid,
-	    chat.slot, (int)getpid()) == -1)
+	/* which process serves a connection is nobody's business before login */
+	if (c->sess->uid == 0 && !chat.cfg->whoami_anonymous) {
+		chat_error(c, MSG_ERROR, ERR_NOT_LOGGED_IN, req->msgid,
+		    "log in first");
+		return;
+	}
+	if (proto_put_whoami(&c->out, c->sess->uid, chat.slot,
+	    (int)getpid()) == -1)
 		conn_close(c, "out of memory");
 	else
 		(void)conn_sent(c);
