@@ -1035,6 +1035,8 @@ chat_job_done(struct auth_job *aj)
 		pol.fail_max = env.cfg->login_fail_max;
 		pol.window = env.cfg->login_fail_window;
 		pol.block = env.cfg->login_block;
+		pol.user_max = env.cfg->login_fail_per_user_max;
+		pol.addr_max = env.cfg->login_fail_per_ip_max;
 		guard_login_failed(env.guard, j->ukey, c->akey, &pol);
 	}
 	if (!c->closing) {
@@ -1141,7 +1143,14 @@ static void
 handle_reg(struct conn *c, const struct proto_req *req)
 {
 	struct chat_job	*j;
+	int		 retry;
 
+	if (guard_reg_take(env.guard, c->akey, env.cfg->register_rate_per_ip,
+	    env.cfg->register_burst_per_ip, &retry) == -1) {
+		reply_error(c, MSG_REG_ACK, ERR_RATE, MSG_REG, "too many "
+		    "registrations from your address; try again later");
+		return;
+	}
 	if (memchr(req->password.p, '\0', req->password.len) != NULL) {
 		reply_error(c, MSG_REG_ACK, ERR_BAD_VALUE, MSG_REG,
 		    "field \"password\": must not contain U+0000");
@@ -1172,6 +1181,7 @@ logout(struct conn *c)
 	free(c->name);
 	c->name = NULL;
 	c->name_len = 0;
+	conn_logged_out(c);
 }
 
 void
