@@ -100,6 +100,18 @@ void	guard_login_failed(struct guard *g, uint64_t ukey, uint64_t akey,
 void	guard_login_ok(struct guard *g, uint64_t ukey);
 
 /*
+ * The client address of connection conn_id of worker slot, for
+ * "chatctl online" (the master reads what the workers write; a
+ * connection id above GUARD_PEERS_PER_SLOT is not recorded).
+ */
+#define GUARD_PEERS_PER_SLOT	65536
+void	guard_peer_set(struct guard *g, int slot, uint32_t conn_id,
+	    const struct sockaddr_storage *ss);
+/* "ADDR:PORT" (IPv6 in brackets) into buf; -1 when none is recorded. */
+int	guard_peer_str(struct guard *g, int slot, uint32_t conn_id, char *buf,
+	    size_t len);
+
+/*
  * Before hashing a new user's password: 0 when address akey may
  * register now (a token taken), -1 when its bucket of burst tokens,
  * refilled at per_min a minute, is empty (*retry: seconds to wait).

@@ -149,6 +149,7 @@ conn_new(int fd, const struct sockaddr_storage *peer, uint64_t akey)
 	c->fd = fd;
 	c->peer = *peer;
 	conn_keepalive(fd);
+	guard_peer_set(env.guard, env.slot, c->id, peer);
 	frame_scanner_init(&c->fs);
 	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
 	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
@@ -615,8 +616,10 @@ conn_proxy_input(struct conn *c, const char *data, size_t len)
 	}
 	buf_consume(&c->in, h.len);
 	c->proxy_wait = 0;
-	if (!h.local)
+	if (!h.local) {
 		c->peer = h.src;
+		guard_peer_set(env.guard, env.slot, c->id, &c->peer);
+	}
 	if (env.admit != NULL && env.admit(c) == -1) {
 		conn_close_after_flush(c, "refused after PROXY header");
 		return -1;

@@ -45,8 +45,17 @@ struct reg_ent {
 	double		 stamp;		/* tokens counted up to here */
 };
 
+/* A client address, written by its worker, read by the master. */
+struct peer_ent {
+	uint8_t		 family;	/* 0: none */
+	uint8_t		 pad;
+	uint16_t	 port;		/* network order */
+	uint8_t		 addr[16];
+};
+
 struct guard {
 	size_t		 map_len;
+	struct peer_ent	*peers;		/* [slot][GUARD_PEERS_PER_SLOT] */
 	int		 nslots;
 	uint64_t	 seed[1 + CONN_ROWS];
 	pthread_mutex_t	 mu;		/* fail[] and reg[] */
@@ -103,6 +112,9 @@ guard_create(int nslots, char *err, size_t errlen)
 
 	len = sizeof(*g) + (size_t)nslots * CONN_ROWS * CONN_BUCKETS *
 	    sizeof(uint32_t);
+	/* pages of the peer table are touched only as connections come */
+	len = (len + 63) & ~(size_t)63;
+	len += (size_t)nslots * GUARD_PEERS_PER_SLOT * sizeof(struct peer_ent);
 	g = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 	    -1, 0);
 	if (g == MAP_FAILED) {
@@ -113,6 +125,8 @@ guard_create(int nslots, char *err, size_t errlen)
 	/* the mapping is zeroed: every counter 0, every entry free */
 	g->map_len = len;
 	g->nslots = nslots;
+	g->peers = (struct peer_ent *)(void *)((char *)g + len -
+	    (size_t)nslots * GUARD_PEERS_PER_SLOT * sizeof(struct peer_ent));
 	if (getrandom(g->seed, sizeof(g->seed), 0) != sizeof(g->seed))
 		for (i = 0; i < 1 + CONN_ROWS; i++)
 			g->seed[i] = mix64((uint64_t)time(NULL) ^
@@ -556,4 +570,54 @@ guard_reg_take(struct guard *g, uint64_t akey, int per_min, int burst,
 	}
 	fail_unlock(g);
 	return rc;
+}
+
+/* ---- client addresses for the control socket --------------------------- */
+
+void
+guard_peer_set(struct guard *g, int slot, uint32_t conn_id,
+    const struct sockaddr_storage *ss)
+{
+	struct peer_ent	 p;
+	const struct sockaddr_in	*s4;
+	const struct sockaddr_in6	*s6;
+
+	if (g == NULL || slot < 0 || slot >= g->nslots ||
+	    conn_id >= GUARD_PEERS_PER_SLOT)
+		return;
+	memset(&p, 0, sizeof(p));
+	if (ss->ss_family == AF_INET) {
+		s4 = (const struct sockaddr_in *)(const void *)ss;
+		p.family = 4;
+		p.port = s4->sin_port;
+		memcpy(p.addr, &s4->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		s6 = (const struct sockaddr_in6 *)(const void *)ss;
+		p.family = 6;
+		p.port = s6->sin6_port;
+		memcpy(p.addr, &s6->sin6_addr, 16);
+	}
+	/* a reader may see a torn entry while the id is reused: cosmetic */
+	g->peers[(size_t)slot * GUARD_PEERS_PER_SLOT + conn_id] = p;
+}
+
+int
+guard_peer_str(struct guard *g, int slot, uint32_t conn_id, char *buf,
+    size_t len)
+{
+	struct peer_ent	 p;
+	char		 host[INET6_ADDRSTRLEN];
+
+	if (g == NULL || slot < 0 || slot >= g->nslots ||
+	    conn_id >= GUARD_PEERS_PER_SLOT)
+		return -1;
+	p = g->peers[(size_t)slot * GUARD_PEERS_PER_SLOT + conn_id];
+	if (p.family == 4 && inet_ntop(AF_INET, p.addr, host, sizeof(host)))
+		snprintf(buf, len, "%s:%u", host, ntohs(p.port));
+	else if (p.family == 6 && inet_ntop(AF_INET6, p.addr, host,
+	    sizeof(host)))
+		snprintf(buf, len, "[%s]:%u", host, ntohs(p.port));
+	else
+		return -1;
+	return 0;
 }

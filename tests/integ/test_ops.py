@@ -183,11 +183,15 @@ class Control(unittest.TestCase):
             # online: who is where
             o = ctl_json(self, srv.sock, "online")
             self.assertEqual(o["count"], 2)
-            self.assertEqual(o["users"], sorted(
-                [{"id": a.id, "worker": wa}, {"id": b.id, "worker": wb}],
-                key=lambda u: u["id"]))
+            self.assertEqual(
+                [{"id": u["id"], "worker": u["worker"]} for u in o["users"]],
+                sorted([{"id": a.id, "worker": wa},
+                        {"id": b.id, "worker": wb}], key=lambda u: u["id"]))
+            for u in o["users"]:
+                self.assertRegex(u["addr"], r"^127\.0\.0\.1:\d+$")
             r = ctl(srv.sock, "online")
-            self.assertRegex(r.out, r"(?m)^%d\s+%d$" % (a.id, wa))
+            self.assertRegex(r.out, r"(?m)^%d\s+%d\s+127\.0\.0\.1:\d+$"
+                             % (a.id, wa))
             self.assertIn("2 users online", r.out)
 
             # kick closes exactly that user's connection
