@@ -188,8 +188,8 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg.login_fail_max, 5);
 	ck_assert_int_eq(cfg.login_fail_per_user_max, 50);
 	ck_assert_int_eq(cfg.login_fail_per_ip_max, 100);
-	ck_assert_int_eq(cfg.register_rate_per_ip, 10);
-	ck_assert_int_eq(cfg.register_burst_per_ip, 30);
+	ck_assert_int_eq(cfg.register_rate_per_ip, 30);
+	ck_assert_int_eq(cfg.register_burst_per_ip, 100);
 	ck_assert_ptr_null(cfg.proxy_protocol_from);
 	ck_assert_int_eq(cfg.proxy_protocol_timeout, 5);
 	ck_assert_uint_eq(cfg.max_offline_per_login, 1000);
