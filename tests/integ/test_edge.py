@@ -119,24 +119,11 @@ def setUpModule():
 
 
 def tearDownModule():
-    problems = []
-    for k in ("nginx", "A", "B", "redis", "db"):
-        x = ENV.pop(k, None)
-        if x is None:
-            continue
-        try:
-            if k in ("A", "B"):
-                x.__exit__(None, None, None)
-            elif k == "db":
-                x.stop()
-            else:
-                x.cleanup()
-        except Exception as e:
-            problems.append("%s: %s" % (k, e))
-    for d in ENV.pop("dirs", []):
-        subprocess.run(["rm", "-rf", d])
-    if problems:
-        raise AssertionError("\n".join(problems))
+    try:
+        cluster.stop_all(ENV)
+    finally:
+        for d in ENV.pop("dirs", []):
+            subprocess.run(["rm", "-rf", d])
 
 
 class BehindNginx(unittest.TestCase):

@@ -201,9 +201,9 @@ class Control(unittest.TestCase):
             self.assertTrue(a.c.wait_closed(), "kicked user still connected")
             b.c.ping()
             self.assertFalse(b.c.closed())
-            self.assertTrue(wait_for(lambda: ctl_json(
-                self, srv.sock, "online")["users"] ==
-                [{"id": b.id, "worker": wb}]))
+            self.assertTrue(wait_for(lambda: [
+                (u["id"], u["worker"]) for u in ctl_json(
+                    self, srv.sock, "online")["users"]] == [(b.id, wb)]))
             # a can come back; b's messages to a were never lost
             a.reconnect()
             sent = b.chat(a.id, "after the kick")

@@ -20,31 +20,26 @@ parse(const void *p, size_t n, struct proxy_hdr *h)
 	return proxy_parse(p, n, h, why, sizeof(why));
 }
 
+/* ss holds address ip (of family af) and port. */
 static void
-assert_v4(const struct sockaddr_storage *ss, const char *ip, int port)
+assert_addr(const struct sockaddr_storage *ss, int af, const char *ip,
+    int port)
 {
 	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-	char	 buf[INET_ADDRSTRLEN];
-
-	ck_assert_int_eq(s4->sin_family, AF_INET);
-	ck_assert_ptr_nonnull(inet_ntop(AF_INET, &s4->sin_addr, buf,
-	    sizeof(buf)));
-	ck_assert_str_eq(buf, ip);
-	ck_assert_int_eq(ntohs(s4->sin_port), port);
-}
-
-static void
-assert_v6(const struct sockaddr_storage *ss, const char *ip, int port)
-{
 	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
 	char	 buf[INET6_ADDRSTRLEN];
 
-	ck_assert_int_eq(s6->sin6_family, AF_INET6);
-	ck_assert_ptr_nonnull(inet_ntop(AF_INET6, &s6->sin6_addr, buf,
+	ck_assert_int_eq(ss->ss_family, af);
+	ck_assert_ptr_nonnull(inet_ntop(af, af == AF_INET ?
+	    (const void *)&s4->sin_addr : (const void *)&s6->sin6_addr, buf,
 	    sizeof(buf)));
 	ck_assert_str_eq(buf, ip);
-	ck_assert_int_eq(ntohs(s6->sin6_port), port);
+	ck_assert_int_eq(ntohs(af == AF_INET ? s4->sin_port : s6->sin6_port),
+	    port);
 }
+
+#define assert_v4(ss, ip, port)	assert_addr(ss, AF_INET, ip, port)
+#define assert_v6(ss, ip, port)	assert_addr(ss, AF_INET6, ip, port)
 
 START_TEST(test_v1_tcp4)
 {
