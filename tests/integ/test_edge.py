@@ -16,10 +16,12 @@ people behind one NAT address, and timeouts the seed client lives with.
   TCP keepalive on the accepted socket.
 - Load: 200 clients from one address against a node with the default
   limits (max_connections_per_ip, login and registration limits).
+- Documented: chatd.conf(5) and etc/chatd.conf give the new defaults.
 """
 
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -283,6 +285,39 @@ class Timeouts(unittest.TestCase):
                                     "password": "pw"})["errno"], 0)
             self.assertTrue(s.closed_within(3))
             s.sock.close()
+
+
+# The defaults this change chose (check_config asserts chatd's own).
+DEFAULTS = {"idle_timeout": "0", "login_timeout": "900",
+            "tcp_keepalive_idle": "120", "tcp_keepalive_interval": "30",
+            "tcp_keepalive_count": "4", "max_connections_per_ip": "1024",
+            "login_fail_max": "5", "login_fail_per_user_max": "50",
+            "login_fail_per_ip_max": "100", "register_rate_per_ip": "30",
+            "register_burst_per_ip": "100", "proxy_protocol_timeout": "5"}
+
+
+class Documented(unittest.TestCase):
+    """chatd.conf(5) and etc/chatd.conf state the defaults chatd uses."""
+
+    def read(self, rel):
+        with open(os.path.join(cluster.SRCDIR, rel)) as f:
+            return f.read()
+
+    def test_man_page(self):
+        man = self.read("man/chatd.conf.5")
+        for key, val in DEFAULTS.items():
+            m = re.search(r"^\.It Cm %s No .*?^Default: ([^.\n]+)\.$"
+                          % key, man, re.M | re.S)
+            self.assertIsNotNone(m, key)
+            self.assertNotIn(".It Cm", m.group(0)[4:], key)
+            self.assertEqual(m.group(1), val, key)
+
+    def test_sample_config(self):
+        conf = self.read("etc/chatd.conf")
+        for key, val in DEFAULTS.items():
+            m = re.search(r"^#%s = (\S+)" % key, conf, re.M)
+            self.assertIsNotNone(m, key)
+            self.assertEqual(m.group(1), val, key)
 
 
 class Load(unittest.TestCase):
