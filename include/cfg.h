@@ -32,6 +32,9 @@ struct config {
 	size_t	 channel_queue_bytes;	/* per destination worker */
 	size_t	 max_output_bytes;	/* per connection, then disconnect */
 	int	 idle_timeout;		/* seconds without input, 0: never */
+	int	 tcp_keepalive_idle;	/* seconds before probing; 0: off */
+	int	 tcp_keepalive_interval;	/* seconds between probes */
+	int	 tcp_keepalive_count;	/* unanswered probes before closing */
 	int	 login_timeout;		/* seconds to log in after connecting */
 	size_t	 max_offline_per_login;	/* offline messages in one login reply */
 
@@ -43,6 +46,12 @@ struct config {
 	int	 login_fail_max;	/* failed logins in login_fail_window; 0: off */
 	int	 login_fail_window;	/* seconds */
 	int	 login_block;		/* seconds of the first block; doubles */
+	int	 login_fail_per_user_max;	/* from any address; 0: off */
+	int	 login_fail_per_ip_max;	/* for any users; 0: off */
+	int	 register_rate_per_ip;	/* registrations a minute; 0: off */
+	int	 register_burst_per_ip;
+	char	*proxy_protocol_from;	/* CIDRs that send PROXY headers */
+	int	 proxy_protocol_timeout;	/* seconds for the header */
 	int	 max_friends;		/* per user; 0: no limit */
 	int	 max_groups_per_user;
 	int	 max_group_members;

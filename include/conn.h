@@ -58,6 +58,17 @@ struct conn_env {
 	int			 slot;
 	/* figures the worker publishes */
 	uint64_t		*open_count;
+	/*
+	 * A PROXY header named the client (conn_expect_proxy): count it
+	 * against the per-address limits and set c->akey.  -1 refuses it
+	 * (admit may queue an answer; the connection is then closed).
+	 */
+	int			(*admit)(struct conn *c);
+	double			 proxy_timeout;	/* seconds for the header */
+	/* TCP keepalive on accepted sockets (seconds, probes); 0: off */
+	int			 ka_idle;
+	int			 ka_interval;
+	int			 ka_count;
 };
 
 struct conn {
@@ -85,6 +96,8 @@ struct conn {
 	unsigned	 in_flush_list:1;
 	unsigned	 want_drained:1;	/* call handler->drained */
 	unsigned	 logged_in:1;	/* idle timeout, not login timeout */
+	unsigned	 proxy_wait:1;	/* a PROXY header must come first */
+	unsigned	 seen_input:1;
 	struct conn	*flush_next;
 	struct conn	*free_next;
 };
@@ -105,6 +118,14 @@ void	conn_env_reconfigure(size_t max_output, double idle_timeout,
  */
 struct conn *conn_new(int fd, const struct sockaddr_storage *peer,
 	    uint64_t akey);
+/*
+ * The peer is a trusted balancer (proxy_protocol_from): the first bytes
+ * must be a PROXY header, complete within env.proxy_timeout.  Its
+ * source address then replaces c->peer and env.admit is called.
+ */
+void	conn_expect_proxy(struct conn *c);
+/* New TCP keepalive settings for sockets accepted from now on. */
+void	conn_env_keepalive(int idle, int interval, int count);
 /* The connection with this id, or NULL (closed, or never was). */
 struct conn *conn_lookup(uint32_t id);
 size_t	conn_count(void);
@@ -128,7 +149,7 @@ void	conn_close(struct conn *c, const char *why);
 void	conn_close_after_flush(struct conn *c, const char *why);
 /* The user logged in: switch from the login timeout to the idle timeout. */
 void	conn_logged_in(struct conn *c);
-/* The user logged out: the login timeout applies again. */
+/* The user logged out: the login timeout runs again, from now. */
 void	conn_logged_out(struct conn *c);
 /* Drop a reference taken with c->jobs++ (async work finished). */
 void	conn_unref(struct conn *c);

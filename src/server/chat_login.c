@@ -440,6 +440,8 @@ chat_job_done(struct auth_job *aj)
 		pol.fail_max = chat.cfg->login_fail_max;
 		pol.window = chat.cfg->login_fail_window;
 		pol.block = chat.cfg->login_block;
+		pol.user_max = chat.cfg->login_fail_per_user_max;
+		pol.addr_max = chat.cfg->login_fail_per_ip_max;
 		guard_login_failed(chat.guard, j->ukey, c->akey, &pol);
 	}
 	if (!c->closing) {
@@ -546,7 +548,14 @@ void
 handle_reg(struct conn *c, const struct proto_req *req)
 {
 	struct chat_job	*j;
+	int		 retry;
 
+	if (guard_reg_take(chat.guard, c->akey, chat.cfg->register_rate_per_ip,
+	    chat.cfg->register_burst_per_ip, &retry) == -1) {
+		chat_error(c, MSG_REG_ACK, ERR_RATE, MSG_REG, "too many "
+		    "registrations from your address; try again later");
+		return;
+	}
 	if (memchr(req->password.p, '\0', req->password.len) != NULL) {
 		chat_error(c, MSG_REG_ACK, ERR_BAD_VALUE, MSG_REG,
 		    "field \"password\": must not contain U+0000");

@@ -74,6 +74,7 @@ struct cfg_key {
 static int	check_storage(const char *, char *, size_t);
 static int	check_shm_name(const char *, char *, size_t);
 static int	check_nets(const char *, char *, size_t);
+static int	check_proxy_nets(const char *, char *, size_t);
 static int	check_user(const char *, char *, size_t);
 static int	check_control_socket(const char *, char *, size_t);
 static int	check_metrics_listen(const char *, char *, size_t);
@@ -140,18 +141,30 @@ static const struct cfg_key cfg_keys[] = {
 	{ "max_output_bytes", CFG_SIZE, OFF(max_output_bytes), "4m",
 	    4 * KiB, 1 * GiB, RELOAD, NULL,
 	    "unsent bytes per client before it is dropped" },
-	{ "idle_timeout", CFG_INT, OFF(idle_timeout), "300",
+	/* a reader who only reads is never idle: dead peers are found by
+	 * TCP keepalive instead */
+	{ "idle_timeout", CFG_INT, OFF(idle_timeout), "0",
 	    0, 86400, RELOAD, NULL,
 	    "seconds without input before closing; 0: never" },
-	{ "login_timeout", CFG_INT, OFF(login_timeout), "30",
-	    1, 3600, RELOAD, NULL,
-	    "seconds to log in after connecting" },
+	{ "tcp_keepalive_idle", CFG_INT, OFF(tcp_keepalive_idle), "120",
+	    0, 32767, RELOAD, NULL,
+	    "seconds of silence before TCP keepalive probes; 0: off" },
+	{ "tcp_keepalive_interval", CFG_INT, OFF(tcp_keepalive_interval),
+	    "30", 1, 32767, RELOAD, NULL,
+	    "seconds between TCP keepalive probes" },
+	{ "tcp_keepalive_count", CFG_INT, OFF(tcp_keepalive_count), "4",
+	    1, 127, RELOAD, NULL,
+	    "unanswered keepalive probes before the peer is dead" },
+	/* a person at the seed client's menu, connected, for 10 minutes */
+	{ "login_timeout", CFG_INT, OFF(login_timeout), "900",
+	    1, 86400, RELOAD, NULL,
+	    "seconds to log in after connecting or logging out" },
 	{ "max_offline_per_login", CFG_SIZE, OFF(max_offline_per_login),
 	    "1000", 1, 1000000, RELOAD, NULL,
 	    "offline messages delivered in one login reply" },
 	/* abuse limits: 0 turns a limit off */
 	{ "max_connections_per_ip", CFG_INT, OFF(max_connections_per_ip),
-	    "64", 0, 1000000, RELOAD, NULL,
+	    "1024", 0, 1000000, RELOAD, NULL,
 	    "connections from one IPv4 address or IPv6 /64, node-wide" },
 	{ "per_ip_exempt", CFG_STRING, OFF(per_ip_exempt), NULL,
 	    0, 0, RELOAD, check_nets,
@@ -164,13 +177,31 @@ static const struct cfg_key cfg_keys[] = {
 	    "requests a connection may send at once above the rate" },
 	{ "login_fail_max", CFG_INT, OFF(login_fail_max), "5",
 	    0, 1000000, RELOAD, NULL,
-	    "failed logins per user or address before a block; 0: off" },
+	    "failed logins per user from one address before a block; 0: off" },
 	{ "login_fail_window", CFG_INT, OFF(login_fail_window), "60",
 	    1, 86400, RELOAD, NULL,
 	    "seconds in which login_fail_max failures cause a block" },
 	{ "login_block", CFG_INT, OFF(login_block), "60",
 	    1, 86400, RELOAD, NULL,
 	    "seconds of the first block; each repeat doubles it (64x max)" },
+	{ "login_fail_per_user_max", CFG_INT, OFF(login_fail_per_user_max),
+	    "50", 0, 1000000, RELOAD, NULL,
+	    "failed logins per user from all addresses before a block" },
+	{ "login_fail_per_ip_max", CFG_INT, OFF(login_fail_per_ip_max),
+	    "100", 0, 1000000, RELOAD, NULL,
+	    "failed logins from one address (any users) before a block" },
+	{ "register_rate_per_ip", CFG_INT, OFF(register_rate_per_ip), "30",
+	    0, 1000000, RELOAD, NULL,
+	    "registrations a minute from one address; 0: no limit" },
+	{ "register_burst_per_ip", CFG_INT, OFF(register_burst_per_ip), "100",
+	    1, 1000000, RELOAD, NULL,
+	    "registrations one address may make at once" },
+	{ "proxy_protocol_from", CFG_STRING, OFF(proxy_protocol_from), NULL,
+	    0, 0, RELOAD, check_proxy_nets,
+	    "balancers (CIDR list) whose connections start with a PROXY header" },
+	{ "proxy_protocol_timeout", CFG_INT, OFF(proxy_protocol_timeout),
+	    "5", 1, 3600, RESTART, NULL,
+	    "seconds a balancer has to send the PROXY header" },
 	{ "max_friends", CFG_INT, OFF(max_friends), "1000",
 	    0, 10000000, RELOAD, NULL,
 	    "friends per user; 0: no limit" },
@@ -522,6 +553,18 @@ check_nets(const char *v, char *why, size_t len)
 	    sizeof(pwhy)) >= 0)
 		return 0;
 	snprintf(why, len, "per_ip_exempt: %s", pwhy);
+	return -1;
+}
+
+static int
+check_proxy_nets(const char *v, char *why, size_t len)
+{
+	char	 pwhy[128];
+
+	if (guard_parse_nets(v, NULL, GUARD_MAX_NETS, pwhy,
+	    sizeof(pwhy)) >= 0)
+		return 0;
+	snprintf(why, len, "proxy_protocol_from: %s", pwhy);
 	return -1;
 }
 

@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include "conn.h"
 #include "guard.h"
 #include "log.h"
+#include "proxy.h"
 
 /* Reads per readiness event: enough to drain a burst, fair to others. */
 #define READS_PER_EVENT		8
@@ -29,6 +31,8 @@ static size_t		 nopen;
 static struct conn	*flush_list;
 static struct conn	*reap_list;
 static struct buf	 rate_reply;	/* the ERR_RATE answer, made once */
+static ev_tstamp	 proxy_log_next;	/* PROXY refusals: one line a second */
+static unsigned		 proxy_log_dropped;
 
 static void	conn_read_cb(struct ev_loop *, ev_io *, int);
 static void	conn_write_cb(struct ev_loop *, ev_io *, int);
@@ -54,6 +58,31 @@ conn_env_rate(double rps, double burst)
 {
 	env.rate_rps = rps;
 	env.rate_burst = burst;
+}
+
+void
+conn_env_keepalive(int idle, int interval, int count)
+{
+	env.ka_idle = idle;
+	env.ka_interval = interval;
+	env.ka_count = count;
+}
+
+/* Dead peers of quiet sessions are found by the kernel, not a timeout. */
+static void
+conn_keepalive(int fd)
+{
+	int	 on = env.ka_idle > 0;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	if (!on)
+		return;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &env.ka_idle,
+	    sizeof(env.ka_idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &env.ka_interval,
+	    sizeof(env.ka_interval));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &env.ka_count,
+	    sizeof(env.ka_count));
 }
 
 void
@@ -119,6 +148,8 @@ conn_new(int fd, const struct sockaddr_storage *peer, uint64_t akey)
 	table[c->id] = c;
 	c->fd = fd;
 	c->peer = *peer;
+	conn_keepalive(fd);
+	guard_peer_set(env.guard, env.slot, c->id, peer);
 	frame_scanner_init(&c->fs);
 	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
 	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
@@ -258,8 +289,40 @@ conn_logged_in(struct conn *c)
 void
 conn_logged_out(struct conn *c)
 {
-	/* the running timer closes it unless it logs in again */
+	/* as if it had just connected: the login timeout starts now */
 	c->logged_in = 0;
+	if (c->closing || c->close_after_flush)
+		return;
+	c->last_active = ev_now(env.loop);
+	c->timer.repeat = env.login_timeout;
+	ev_timer_again(env.loop, &c->timer);
+}
+
+void
+conn_expect_proxy(struct conn *c)
+{
+	c->proxy_wait = 1;
+	c->timer.repeat = env.proxy_timeout;
+	ev_timer_again(env.loop, &c->timer);
+}
+
+/* Close for a PROXY header problem, logged at most once a second. */
+static void
+conn_proxy_refuse(struct conn *c, const char *what, const char *why)
+{
+	char		 peer[64];
+	ev_tstamp	 now = ev_now(env.loop);
+
+	if (now >= proxy_log_next) {
+		log_notice("%s: %s%s%s: closing%s", conn_peer_str(c, peer,
+		    sizeof(peer)), what, why != NULL ? ": " : "",
+		    why != NULL ? why : "", proxy_log_dropped > 0 ?
+		    " (and others like it not logged)" : "");
+		proxy_log_next = now + 1;
+		proxy_log_dropped = 0;
+	} else
+		proxy_log_dropped++;
+	conn_close(c, what);
 }
 
 void
@@ -395,6 +458,11 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_close(c, "output not drained in time");
 		return;
 	}
+	if (c->proxy_wait) {
+		conn_proxy_refuse(c, "PROXY header not complete in time",
+		    NULL);
+		return;
+	}
 	if (!c->logged_in) {
 		conn_close(c, "login timeout");
 		return;
@@ -523,9 +591,53 @@ conn_input(struct conn *c, const char *data, size_t len)
 	}
 }
 
+/*
+ * Input of a connection from a trusted balancer, before its PROXY
+ * header is complete (gathered in c->in).  -1 when it was closed.
+ */
+static int
+conn_proxy_input(struct conn *c, const char *data, size_t len)
+{
+	struct proxy_hdr	 h;
+	char			 why[128];
+
+	if (buf_append(&c->in, data, len) == -1) {
+		conn_close(c, "out of memory");
+		return -1;
+	}
+	switch (proxy_parse(buf_head(&c->in), buf_used(&c->in), &h, why,
+	    sizeof(why))) {
+	case PROXY_NEED_MORE:
+		return 0;
+	case PROXY_BAD:
+		conn_proxy_refuse(c, "bad PROXY header from a "
+		    "proxy_protocol_from address", why);
+		return -1;
+	case PROXY_OK:
+		break;
+	}
+	buf_consume(&c->in, h.len);
+	c->proxy_wait = 0;
+	if (!h.local) {
+		c->peer = h.src;
+		guard_peer_set(env.guard, env.slot, c->id, &c->peer);
+	}
+	if (env.admit != NULL && env.admit(c) == -1) {
+		conn_close_after_flush(c, "refused after PROXY header");
+		return -1;
+	}
+	c->last_active = ev_now(env.loop);
+	c->timer.repeat = env.login_timeout;
+	ev_timer_again(env.loop, &c->timer);
+	if (buf_used(&c->in) > 0)
+		conn_input(c, NULL, 0);
+	return c->closing ? -1 : 0;
+}
+
 static void
 conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
+	struct proxy_hdr h;
 	struct conn	*c = w->data;
 	ssize_t		 n;
 	int		 i;
@@ -545,6 +657,19 @@ conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		c->last_active = ev_now(loop);
+		if (c->proxy_wait) {
+			if (conn_proxy_input(c, rbuf, n) == -1)
+				return;
+			continue;
+		}
+		/* a balancer's header from an address not trusted with it */
+		if (!c->seen_input && n >= 5 && proxy_parse(rbuf, n, &h, NULL,
+		    0) != PROXY_BAD) {
+			conn_proxy_refuse(c, "PROXY header from an address "
+			    "not in proxy_protocol_from", NULL);
+			return;
+		}
+		c->seen_input = 1;
 		if (buf_used(&c->in) > 0) {
 			if (buf_append(&c->in, rbuf, n) == -1) {
 				conn_close(c, "out of memory");

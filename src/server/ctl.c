@@ -30,6 +30,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "metrics.h"
+#include "guard.h"
 #include "online.h"
 
 #define CTL_REQUEST_MAX		512	/* one command line */
@@ -639,6 +640,7 @@ put_online(struct buf *out)
 {
 	struct online_list	 l;
 	size_t			 i;
+	char			 addr[64];
 
 	memset(&l, 0, sizeof(l));
 	/* copy under the stripe locks, format after */
@@ -650,9 +652,15 @@ put_online(struct buf *out)
 	}
 	qsort(l.v, l.n, sizeof(*l.v), cmp_entry);
 	buf_printf(out, "{\"ok\":true,\"count\":%zu,\"users\":[", l.n);
-	for (i = 0; i < l.n; i++)
-		buf_printf(out, "%s{\"id\":%u,\"worker\":%u}", i ? "," : "",
+	for (i = 0; i < l.n; i++) {
+		buf_printf(out, "%s{\"id\":%u,\"worker\":%u", i ? "," : "",
 		    l.v[i].uid, (unsigned)l.v[i].slot);
+		/* the client's address (from the PROXY header if any) */
+		if (guard_peer_str(env.node->guard, l.v[i].slot, l.v[i].conn,
+		    addr, sizeof(addr)) == 0)
+			buf_printf(out, ",\"addr\":\"%s\"", addr);
+		buf_append_str(out, "}");
+	}
 	buf_append_str(out, "]}\n");
 	free(l.v);
 }

@@ -27,6 +27,8 @@
 #define FAIL_WAYS	8
 #define FAIL_SETS	1024		/* a power of two: 8192 keys */
 #define FAIL_LEVEL_MAX	7		/* block grows to 64 x the first */
+#define REG_WAYS	8
+#define REG_SETS	512		/* a power of two: 4096 addresses */
 
 struct fail_ent {
 	uint64_t	 key;		/* 0: free */
@@ -37,12 +39,28 @@ struct fail_ent {
 	uint32_t	 level;		/* blocks in a row */
 };
 
+struct reg_ent {
+	uint64_t	 key;		/* 0: free */
+	double		 tokens;
+	double		 stamp;		/* tokens counted up to here */
+};
+
+/* A client address, written by its worker, read by the master. */
+struct peer_ent {
+	uint8_t		 family;	/* 0: none */
+	uint8_t		 pad;
+	uint16_t	 port;		/* network order */
+	uint8_t		 addr[16];
+};
+
 struct guard {
 	size_t		 map_len;
+	struct peer_ent	*peers;		/* [slot][GUARD_PEERS_PER_SLOT] */
 	int		 nslots;
 	uint64_t	 seed[1 + CONN_ROWS];
-	pthread_mutex_t	 mu;		/* fail[] only */
+	pthread_mutex_t	 mu;		/* fail[] and reg[] */
 	struct fail_ent	 fail[FAIL_SETS][FAIL_WAYS];
+	struct reg_ent	 reg[REG_SETS][REG_WAYS];
 	uint32_t	 conn[];	/* [slot][row][bucket] */
 };
 
@@ -94,6 +112,9 @@ guard_create(int nslots, char *err, size_t errlen)
 
 	len = sizeof(*g) + (size_t)nslots * CONN_ROWS * CONN_BUCKETS *
 	    sizeof(uint32_t);
+	/* pages of the peer table are touched only as connections come */
+	len = (len + 63) & ~(size_t)63;
+	len += (size_t)nslots * GUARD_PEERS_PER_SLOT * sizeof(struct peer_ent);
 	g = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 	    -1, 0);
 	if (g == MAP_FAILED) {
@@ -104,6 +125,8 @@ guard_create(int nslots, char *err, size_t errlen)
 	/* the mapping is zeroed: every counter 0, every entry free */
 	g->map_len = len;
 	g->nslots = nslots;
+	g->peers = (struct peer_ent *)(void *)((char *)g + len -
+	    (size_t)nslots * GUARD_PEERS_PER_SLOT * sizeof(struct peer_ent));
 	if (getrandom(g->seed, sizeof(g->seed), 0) != sizeof(g->seed))
 		for (i = 0; i < 1 + CONN_ROWS; i++)
 			g->seed[i] = mix64((uint64_t)time(NULL) ^
@@ -221,38 +244,59 @@ prefix_match(const uint8_t *a, const uint8_t *net, int bits)
 	return (a[full] & mask) == (net[full] & mask);
 }
 
-uint64_t
-guard_addr_key(const struct guard *g, const struct sockaddr_storage *ss,
-    const struct guard_net *exempt, int nexempt)
+/* The IPv4 (IPv4-mapped IPv6 included) or IPv6 bytes of ss; -1: not IP. */
+static int
+addr_bytes(const struct sockaddr_storage *ss, uint8_t a[16], int *fam)
 {
 	static const uint8_t	 v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0,
 	    0, 0xff, 0xff };
 	const struct sockaddr_in	*s4;
 	const struct sockaddr_in6	*s6;
-	uint8_t			 a[16];
-	int			 fam, i;
 
-	if (g == NULL)
-		return 0;
 	if (ss->ss_family == AF_INET) {
 		s4 = (const struct sockaddr_in *)(const void *)ss;
 		memcpy(a, &s4->sin_addr, 4);
-		fam = AF_INET;
+		*fam = AF_INET;
 	} else if (ss->ss_family == AF_INET6) {
 		s6 = (const struct sockaddr_in6 *)(const void *)ss;
 		if (memcmp(&s6->sin6_addr, v4mapped, 12) == 0) {
 			memcpy(a, (const uint8_t *)&s6->sin6_addr + 12, 4);
-			fam = AF_INET;
+			*fam = AF_INET;
 		} else {
 			memcpy(a, &s6->sin6_addr, 16);
-			fam = AF_INET6;
+			*fam = AF_INET6;
 		}
 	} else
+		return -1;
+	return 0;
+}
+
+int
+guard_net_find(const struct sockaddr_storage *ss, const struct guard_net *nets,
+    int n)
+{
+	uint8_t	 a[16];
+	int	 fam, i;
+
+	if (addr_bytes(ss, a, &fam) == -1)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (nets[i].family == fam &&
+		    prefix_match(a, nets[i].addr, nets[i].prefix))
+			return i;
+	return -1;
+}
+
+uint64_t
+guard_addr_key(const struct guard *g, const struct sockaddr_storage *ss,
+    const struct guard_net *exempt, int nexempt)
+{
+	uint8_t	 a[16];
+	int	 fam;
+
+	if (g == NULL || addr_bytes(ss, a, &fam) == -1 ||
+	    guard_net_find(ss, exempt, nexempt) != -1)
 		return 0;
-	for (i = 0; i < nexempt; i++)
-		if (exempt[i].family == fam &&
-		    prefix_match(a, exempt[i].addr, exempt[i].prefix))
-			return 0;
 	/* IPv4 /32, IPv6 /64: a host usually owns a whole /64 */
 	return hash_bytes(g->seed[0], fam == AF_INET ? 4 : 6, a,
 	    fam == AF_INET ? 4 : 8);
@@ -389,12 +433,24 @@ block_len(const struct guard_policy *pol, uint32_t level)
 	return (double)pol->block * (double)(1u << (level - 1));
 }
 
+/* The key of (address, user): neither alone. */
+static uint64_t
+pair_key(uint64_t ukey, uint64_t akey)
+{
+	uint64_t	 k;
+
+	if (ukey == 0 || akey == 0)
+		return 0;
+	k = mix64(ukey ^ mix64(akey ^ 0x70616972ULL));
+	return k != 0 ? k : 1;
+}
+
 int
 guard_login_check(struct guard *g, uint64_t ukey, uint64_t akey, int *retry)
 {
 	struct fail_ent	*e;
 	double		 now, until = 0;
-	uint64_t	 keys[2] = { ukey, akey };
+	uint64_t	 keys[3] = { ukey, akey, pair_key(ukey, akey) };
 	int		 i;
 
 	*retry = 0;
@@ -402,7 +458,7 @@ guard_login_check(struct guard *g, uint64_t ukey, uint64_t akey, int *retry)
 		return 0;
 	now = now_mono();
 	fail_lock(g);
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 3; i++)
 		if (keys[i] != 0 && (e = fail_find(g, keys[i], 0, now)) !=
 		    NULL && e->blocked_until > now && e->blocked_until > until)
 			until = e->blocked_until;
@@ -414,12 +470,12 @@ guard_login_check(struct guard *g, uint64_t ukey, uint64_t akey, int *retry)
 }
 
 static void
-fail_one(struct guard *g, uint64_t key, const struct guard_policy *pol,
-    double now)
+fail_one(struct guard *g, uint64_t key, int max,
+    const struct guard_policy *pol, double now)
 {
 	struct fail_ent	*e;
 
-	if (key == 0)
+	if (key == 0 || max <= 0)
 		return;
 	e = fail_find(g, key, 1, now);
 	/* quiet after its last block for as long again: forgiven */
@@ -431,7 +487,7 @@ fail_one(struct guard *g, uint64_t key, const struct guard_policy *pol,
 	}
 	e->fails++;
 	e->last = now;
-	if (e->fails >= (uint32_t)pol->fail_max) {
+	if (e->fails >= (uint32_t)max) {
 		if (e->level < FAIL_LEVEL_MAX)
 			e->level++;
 		e->blocked_until = now + block_len(pol, e->level);
@@ -446,12 +502,13 @@ guard_login_failed(struct guard *g, uint64_t ukey, uint64_t akey,
 {
 	double	 now;
 
-	if (g == NULL || pol->fail_max <= 0)
+	if (g == NULL)
 		return;
 	now = now_mono();
 	fail_lock(g);
-	fail_one(g, ukey, pol, now);
-	fail_one(g, akey, pol, now);
+	fail_one(g, pair_key(ukey, akey), pol->fail_max, pol, now);
+	fail_one(g, ukey, pol->user_max, pol, now);
+	fail_one(g, akey, pol->addr_max, pol, now);
 	fail_unlock(g);
 }
 
@@ -466,4 +523,101 @@ guard_login_ok(struct guard *g, uint64_t ukey)
 	if ((e = fail_find(g, ukey, 0, 0)) != NULL)
 		memset(e, 0, sizeof(*e));
 	fail_unlock(g);
+}
+
+/* ---- registrations ----------------------------------------------------- */
+
+int
+guard_reg_take(struct guard *g, uint64_t akey, int per_min, int burst,
+    int *retry)
+{
+	struct reg_ent	*set, *e = NULL;
+	double		 now, rate = per_min / 60.0;
+	int		 i, rc = 0;
+
+	*retry = 0;
+	if (g == NULL || akey == 0 || per_min <= 0)
+		return 0;
+	now = now_mono();
+	fail_lock(g);
+	set = g->reg[(akey >> 23) & (REG_SETS - 1)];
+	for (i = 0; i < REG_WAYS && e == NULL; i++)
+		if (set[i].key == akey)
+			e = &set[i];
+	if (e == NULL) {
+		/* a free way, else the one untouched longest (fullest) */
+		for (e = &set[0], i = 0; i < REG_WAYS; i++) {
+			if (set[i].key == 0) {
+				e = &set[i];
+				break;
+			}
+			if (set[i].stamp < e->stamp)
+				e = &set[i];
+		}
+		e->key = akey;
+		e->tokens = burst;
+		e->stamp = now;
+	}
+	e->tokens += (now - e->stamp) * rate;
+	if (e->tokens > burst)
+		e->tokens = burst;
+	e->stamp = now;
+	if (e->tokens >= 1)
+		e->tokens -= 1;
+	else {
+		*retry = (int)((1 - e->tokens) / rate) + 1;
+		rc = -1;
+	}
+	fail_unlock(g);
+	return rc;
+}
+
+/* ---- client addresses for the control socket --------------------------- */
+
+void
+guard_peer_set(struct guard *g, int slot, uint32_t conn_id,
+    const struct sockaddr_storage *ss)
+{
+	struct peer_ent	 p;
+	const struct sockaddr_in	*s4;
+	const struct sockaddr_in6	*s6;
+
+	if (g == NULL || slot < 0 || slot >= g->nslots ||
+	    conn_id >= GUARD_PEERS_PER_SLOT)
+		return;
+	memset(&p, 0, sizeof(p));
+	if (ss->ss_family == AF_INET) {
+		s4 = (const struct sockaddr_in *)(const void *)ss;
+		p.family = 4;
+		p.port = s4->sin_port;
+		memcpy(p.addr, &s4->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		s6 = (const struct sockaddr_in6 *)(const void *)ss;
+		p.family = 6;
+		p.port = s6->sin6_port;
+		memcpy(p.addr, &s6->sin6_addr, 16);
+	}
+	/* a reader may see a torn entry while the id is reused: cosmetic */
+	g->peers[(size_t)slot * GUARD_PEERS_PER_SLOT + conn_id] = p;
+}
+
+int
+guard_peer_str(struct guard *g, int slot, uint32_t conn_id, char *buf,
+    size_t len)
+{
+	struct peer_ent	 p;
+	char		 host[INET6_ADDRSTRLEN];
+
+	if (g == NULL || slot < 0 || slot >= g->nslots ||
+	    conn_id >= GUARD_PEERS_PER_SLOT)
+		return -1;
+	p = g->peers[(size_t)slot * GUARD_PEERS_PER_SLOT + conn_id];
+	if (p.family == 4 && inet_ntop(AF_INET, p.addr, host, sizeof(host)))
+		snprintf(buf, len, "%s:%u", host, ntohs(p.port));
+	else if (p.family == 6 && inet_ntop(AF_INET6, p.addr, host,
+	    sizeof(host)))
+		snprintf(buf, len, "[%s]:%u", host, ntohs(p.port));
+	else
+		return -1;
+	return 0;
 }

@@ -61,6 +61,8 @@ static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
 static struct online_slot_stats *stats;
 static int		 stopping;
 static struct guard_net	 exempt[GUARD_MAX_NETS];	/* per_ip_exempt */
+static struct guard_net	 proxies[GUARD_MAX_NETS];	/* proxy_protocol_from */
+static int		 nproxies;
 static int		 nexempt;
 
 /* ---- channel ----------------------------------------------------------- */
@@ -212,7 +214,35 @@ worker_limits(const struct config *cfg)
 		n = 0;
 	}
 	nexempt = n;
+	n = 0;
+	if (cfg->proxy_protocol_from != NULL &&
+	    (n = guard_parse_nets(cfg->proxy_protocol_from, proxies,
+	    GUARD_MAX_NETS, why, sizeof(why))) == -1) {
+		log_warnx("proxy_protocol_from: %s", why);
+		n = 0;
+	}
+	nproxies = n;
 	conn_env_rate(cfg->rate_limit_rps, cfg->rate_limit_burst);
+	conn_env_keepalive(cfg->tcp_keepalive_idle, cfg->tcp_keepalive_interval,
+	    cfg->tcp_keepalive_count);
+}
+
+/* A balancer's PROXY header named the client: its limits apply. */
+static int
+admit_proxied(struct conn *c)
+{
+	uint64_t	 akey;
+
+	akey = guard_addr_key(node->guard, &c->peer, exempt, nexempt);
+	if (guard_conn_add(node->guard, my_slot, akey,
+	    node->cfg.max_connections_per_ip) == -1) {
+		__atomic_add_fetch(&stats->errors, 1, __ATOMIC_RELAXED);
+		if (proto_put_refuse(&c->out, PROTO_REFUSE_PER_ADDR) == 0)
+			(void)conn_sent(c);
+		return -1;
+	}
+	c->akey = akey;
+	return 0;
 }
 
 static void
@@ -242,6 +272,20 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 		}
 		if (node_connections() >= (uint64_t)node->cfg.max_connections) {
 			refuse(fd, PROTO_REFUSE_FULL);
+			continue;
+		}
+		/* a balancer: the client's address comes in its header */
+		if (nproxies > 0 && guard_net_find(&ss, proxies, nproxies) !=
+		    -1) {
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			    sizeof(one));
+			if ((c = conn_new(fd, &ss, 0)) == NULL) {
+				refuse(fd, PROTO_REFUSE_FULL);
+				continue;
+			}
+			conn_expect_proxy(c);
+			__atomic_add_fetch(&stats->accepted, 1,
+			    __ATOMIC_RELAXED);
 			continue;
 		}
 		/* node-wide, whichever worker the address's others are on */
@@ -632,6 +676,8 @@ worker_main(struct node *n, int slot)
 	cenv.guard = n->guard;
 	cenv.slot = slot;
 	cenv.open_count = &stats->connections;
+	cenv.admit = admit_proxied;
+	cenv.proxy_timeout = n->cfg.proxy_protocol_timeout;
 	if (conn_env_init(&cenv) == -1)
 		fatal("conn_env_init");
 	worker_limits(&n->cfg);

@@ -248,15 +248,17 @@ print_stats(json_object *r)
 static void
 print_online(json_object *r)
 {
-	json_object	*us = get(r, "users"), *u;
+	json_object	*us = get(r, "users"), *u, *a;
 	size_t		 i, n;
 
 	n = us != NULL ? json_object_array_length(us) : 0;
-	printf("%-12s %s\n", "USER", "WORKER");
+	printf("%-12s %-6s %s\n", "USER", "WORKER", "ADDRESS");
 	for (i = 0; i < n; i++) {
 		u = json_object_array_get_idx(us, i);
-		printf("%-12" PRId64 " %" PRId64 "\n", num(u, "id"),
-		    num(u, "worker"));
+		a = get(u, "addr");
+		printf("%-12" PRId64 " %-6" PRId64 " %s\n", num(u, "id"),
+		    num(u, "worker"), a != NULL ? json_object_get_string(a) :
+		    "-");
 	}
 	printf("%zu user%s online\n", n, n == 1 ? "" : "s");
 }

@@ -174,7 +174,7 @@ class Server:
         self.keys["password_cost"] = 1
         # the harness places connections on workers before login
         self.keys["whoami_anonymous"] = "yes"
-        self.keys.update(allow_root="yes", rate_limit_rps=0, max_connections_per_ip=0, login_fail_max=0)  # tests run as root; abuse limits off unless a test sets them (test_hostile.py)
+        self.keys.update(allow_root="yes", rate_limit_rps=0, max_connections_per_ip=0, login_fail_max=0, login_fail_per_user_max=0, login_fail_per_ip_max=0, register_rate_per_ip=0)  # tests run as root; abuse limits off unless a test sets them (test_hostile.py)
         for k, v in (extra or {}).items():
             self.keys[k] = v
         self.start_timeout = start_timeout

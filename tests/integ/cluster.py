@@ -344,6 +344,30 @@ class Nginx:
             return ""
 
 
+# ---- teardown ----------------------------------------------------------
+
+def stop_all(env, keys=("nginx", "A", "B", "redis", "db")):
+    """Stop whatever of env[key] was started (nodes, nginx, Redis,
+    MariaDB), even after a failure half-way; raise once with every
+    problem."""
+    problems = []
+    for k in keys:
+        x = env.pop(k, None)
+        if x is None:
+            continue
+        try:
+            if isinstance(x, chatlib.Server):
+                x.__exit__(None, None, None)    # stops, checks, cleans up
+            elif isinstance(x, MariaDB):
+                x.stop()
+            else:
+                x.cleanup()
+        except Exception as e:
+            problems.append("%s: %s" % (k, e))
+    if problems:
+        raise AssertionError("\n".join(problems))
+
+
 # ---- chatd nodes -------------------------------------------------------
 
 class Node(chatlib.Server):

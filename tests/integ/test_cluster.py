@@ -52,22 +52,7 @@ def start_cluster():
 
 def tearDownModule():
     """Stop whatever was started, even after a failure half-way."""
-    problems = []
-    for k in ("nginx", "A", "B", "redis", "db"):
-        x = ENV.pop(k, None)
-        if x is None:
-            continue
-        try:
-            if k in ("A", "B"):
-                x.__exit__(None, None, None)    # stops, checks, cleans up
-            elif k == "db":
-                x.stop()
-            else:
-                x.cleanup()
-        except Exception as e:
-            problems.append("%s: %s" % (k, e))
-    if problems:
-        raise AssertionError("\n".join(problems))
+    cluster.stop_all(ENV)
 
 
 class Balancer:

@@ -480,8 +480,11 @@ class Connections(HostileBase):
 class Logins(HostileBase):
     """Failed-login throttling per user and per address."""
 
+    # the user's and the address's budgets as low as the pair's, to see
+    # each of them work (test_edge.py checks the NAT-sized defaults)
     extra = {"login_fail_max": 5, "login_fail_window": 60,
-             "login_block": 2}
+             "login_block": 2, "login_fail_per_user_max": 5,
+             "login_fail_per_ip_max": 5}
 
     def fail(self, c, uid, password="wrong"):
         return c.login_raw(uid, password)
@@ -533,6 +536,69 @@ class Logins(HostileBase):
                 self.assertEqual(c.login_raw(users[6], "x")["errno"],
                                  ERR_RATE)
             self.assertLess(time.monotonic() - t0, 1.0)
+
+
+PROXY_FROM = "127.9.9.9"       # the one source trusted with PROXY headers
+
+
+class ProxyHeaders(HostileBase):
+    """PROXY protocol headers: garbage, cut short, slow or untrusted ones
+    close that connection (logged), never harm the others."""
+
+    extra = {"proxy_protocol_from": PROXY_FROM, "proxy_protocol_timeout": 1}
+
+    def balancer(self):
+        return self.raw(PROXY_FROM)
+
+    def test_good_header(self):
+        c = self.balancer()
+        c.send_raw(b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 6000\r\n")
+        self.assertIsInstance(c.whoami(), int)
+
+    def test_garbage_and_truncated(self):
+        cases = [
+            b"GARBAGE\r\n{\"msgid\":101}\x00",
+            b"PROXY TCP4 198.51.100.7 127.0.0.1 40000\r\n",
+            b"PROXY TCP4 999.1.1.1 127.0.0.1 1 2\r\n",
+            b"PROXY " + b"A" * 200,
+            b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04abcd",
+            b"\r\n\r\n\x00\r\nQUIT\n\x99\x11\x00\x0c" + b"x" * 12,
+            b"{\"msgid\":101}\x00",          # no header at all
+        ]
+        with self.steady("bad PROXY headers"):
+            for data in cases:
+                c = self.balancer()
+                c.send_raw(data)
+                self.assertTrue(c.wait_closed(3), "kept open: %r" % data)
+                self.assertEqual(c.lines, collections.deque(),
+                                 "answered: %r" % data)
+        self.assertTrue(chatlib.wait_for(lambda: "bad PROXY header" in
+                                         self.srv.log_text(), 3))
+
+    def test_slow(self):
+        with self.steady("slow PROXY headers"):
+            slow = []
+            for part in (b"PROXY TCP4 198.51", b"\r\n\r\n\x00\r\nQUIT\n"
+                         b"\x21\x11\xff\xff" + b"x" * 100, b""):
+                c = self.balancer()
+                if part:
+                    c.send_raw(part)
+                slow.append((c, time.monotonic()))
+            for c, t0 in slow:
+                self.assertTrue(c.wait_closed(4), "slow header kept open")
+                took = time.monotonic() - t0
+                self.assertGreater(took, 0.8)
+                self.assertLess(took, 3.5)
+        self.assertIn("PROXY header not complete in time",
+                      self.srv.log_text())
+
+    def test_untrusted(self):
+        time.sleep(1.1)         # refusals are logged at most once a second
+        c = self.raw(next_src())
+        c.send_raw(b"PROXY TCP4 10.1.2.3 127.0.0.1 1 2\r\n")
+        self.assertTrue(c.wait_closed(3))
+        self.assertTrue(chatlib.wait_for(
+            lambda: "not in proxy_protocol_from" in self.srv.log_text(), 3))
 
 
 class Authorization(HostileBase):

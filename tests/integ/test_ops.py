@@ -183,11 +183,15 @@ class Control(unittest.TestCase):
             # online: who is where
             o = ctl_json(self, srv.sock, "online")
             self.assertEqual(o["count"], 2)
-            self.assertEqual(o["users"], sorted(
-                [{"id": a.id, "worker": wa}, {"id": b.id, "worker": wb}],
-                key=lambda u: u["id"]))
+            self.assertEqual(
+                [{"id": u["id"], "worker": u["worker"]} for u in o["users"]],
+                sorted([{"id": a.id, "worker": wa},
+                        {"id": b.id, "worker": wb}], key=lambda u: u["id"]))
+            for u in o["users"]:
+                self.assertRegex(u["addr"], r"^127\.0\.0\.1:\d+$")
             r = ctl(srv.sock, "online")
-            self.assertRegex(r.out, r"(?m)^%d\s+%d$" % (a.id, wa))
+            self.assertRegex(r.out, r"(?m)^%d\s+%d\s+127\.0\.0\.1:\d+$"
+                             % (a.id, wa))
             self.assertIn("2 users online", r.out)
 
             # kick closes exactly that user's connection
@@ -197,9 +201,9 @@ class Control(unittest.TestCase):
             self.assertTrue(a.c.wait_closed(), "kicked user still connected")
             b.c.ping()
             self.assertFalse(b.c.closed())
-            self.assertTrue(wait_for(lambda: ctl_json(
-                self, srv.sock, "online")["users"] ==
-                [{"id": b.id, "worker": wb}]))
+            self.assertTrue(wait_for(lambda: [
+                (u["id"], u["worker"]) for u in ctl_json(
+                    self, srv.sock, "online")["users"]] == [(b.id, wb)]))
             # a can come back; b's messages to a were never lost
             a.reconnect()
             sent = b.chat(a.id, "after the kick")

@@ -5,8 +5,8 @@ A self-signed certificate is made with openssl in a temporary directory,
 nginx terminates TLS with the sample configuration (ports and paths
 substituted), and clients using Python's ssl module (certificate and
 host name verified) register, log in and chat through it.  chatd runs
-with per_ip_exempt = 127.0.0.1 and a tiny max_connections_per_ip, as
-the sample tells: every client arrives from nginx's address.
+with proxy_protocol_from = 127.0.0.1, as the sample tells: nginx names
+every client in a PROXY header, which chatd requires from it.
 
 Without nginx, its stream module or openssl the test is skipped (77),
 except in CI (CI=true), where that is a failure.
@@ -109,7 +109,8 @@ class TLS(unittest.TestCase):
         if r.returncode != 0:
             raise AssertionError("openssl: %s" % r.stdout.decode())
         cls.srv = chatlib.Server(workers=2, extra={
-            "per_ip_exempt": "127.0.0.1", "max_connections_per_ip": 2,
+            "proxy_protocol_from": "127.0.0.1",
+            "max_connections_per_ip": 20,
             "rate_limit_rps": 200, "login_fail_max": 5})
         cls.srv.start()
         cls.tls_port = chatlib.free_port()
@@ -118,11 +119,13 @@ class TLS(unittest.TestCase):
         conf = sample.replace("/etc/chatd/tls/fullchain.pem", cls.cert)
         conf = conf.replace("/etc/chatd/tls/privkey.pem", cls.key)
         conf = conf.replace("127.0.0.1:6000", cls.srv.listen)
-        conf = re.sub(r"listen 6443 ssl;",
-                      "listen 127.0.0.1:%d ssl;" % cls.tls_port, conf)
-        # this test opens more than 64 connections from one address
-        conf = conf.replace("limit_conn chatd_addr 64;",
+        conf = re.sub(r"listen 6443 ssl([^;]*);",
+                      r"listen 127.0.0.1:%d ssl\1;" % cls.tls_port, conf)
+        # a small edge limit, to see nginx enforce it
+        conf = conf.replace("limit_conn chatd_addr 1024;",
                             "limit_conn chatd_addr 5;")
+        if "limit_conn chatd_addr 5;" not in conf:
+            raise AssertionError("sample's limit_conn not found")
         cls.nginx_conf = os.path.join(cls.dir, "nginx.conf")
         with open(cls.nginx_conf, "w") as f:
             f.write("load_module %s;\nworker_processes 1;\npid %s/nginx.pid;"
@@ -195,8 +198,9 @@ class TLS(unittest.TestCase):
         self.assertEqual([o["msg"] for o in r["offlinemsg"]], ["while away"])
 
     def test_clients_behind_nginx_are_not_one_address(self):
-        """max_connections_per_ip = 2 in chatd, yet 5 TLS clients chat:
-        nginx's address is exempt; nginx limits per address (5 here)."""
+        """5 TLS clients chat, each named to chatd by nginx's PROXY
+        header (chatd closes a connection from nginx without one); nginx
+        limits per address (5 here)."""
         users = [self.user("many") for _ in range(5)]
         first = users[0]
         for c, uid, name in users[1:]:

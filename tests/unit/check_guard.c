@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -163,12 +164,14 @@ END_TEST
 
 START_TEST(test_login_blocks)
 {
-	struct guard_policy	 pol = { 3, 60, 1 };
+	/* 3 per (address, user), 6 per user, 9 per address; 1 s blocks */
+	struct guard_policy	 pol = { 3, 60, 1, 6, 9 };
 	uint64_t		 u = guard_user_key(g, 42);
 	uint64_t		 v = guard_user_key(g, 43);
 	uint64_t		 a = key("192.0.2.50", NULL, 0);
 	uint64_t		 b = key("192.0.2.51", NULL, 0);
-	int			 retry;
+	char			 ip[32];
+	int			 i, retry;
 
 	ck_assert_uint_ne(u, v);
 	ck_assert_uint_ne(guard_name_key(g, "bob", 3), guard_name_key(g,
@@ -178,48 +181,117 @@ START_TEST(test_login_blocks)
 	guard_login_failed(g, u, a, &pol);
 	ck_assert_int_eq(guard_login_check(g, u, a, &retry), 0);
 	guard_login_failed(g, u, a, &pol);
-	/* the user is blocked from any address, the address for any user */
-	ck_assert_int_eq(guard_login_check(g, u, b, &retry), -1);
+	/* the pair is blocked; the user elsewhere and others here are not */
+	ck_assert_int_eq(guard_login_check(g, u, a, &retry), -1);
 	ck_assert_int_ge(retry, 1);
+	ck_assert_int_eq(guard_login_check(g, u, b, &retry), 0);
+	ck_assert_int_eq(guard_login_check(g, v, a, &retry), 0);
+	/* the address's own budget: 6 more users failing once each */
+	for (i = 0; i < 6; i++)
+		guard_login_failed(g, guard_user_key(g, 1000 + i), a, &pol);
 	ck_assert_int_eq(guard_login_check(g, v, a, &retry), -1);
 	ck_assert_int_eq(guard_login_check(g, v, b, &retry), 0);
-	/* the block ends */
+	/* the user's own budget: 3 more failures from 3 other addresses */
+	for (i = 0; i < 3; i++) {
+		snprintf(ip, sizeof(ip), "198.51.100.%d", 10 + i);
+		guard_login_failed(g, u, key(ip, NULL, 0), &pol);
+	}
+	ck_assert_int_eq(guard_login_check(g, u, key("198.51.100.99", NULL,
+	    0), &retry), -1);
+	/* the blocks end */
 	usleep(1100 * 1000);
 	ck_assert_int_eq(guard_login_check(g, u, a, &retry), 0);
+	ck_assert_int_eq(guard_login_check(g, v, a, &retry), 0);
 	/* a repeat blocks twice as long */
-	guard_login_failed(g, u, b, &pol);
-	guard_login_failed(g, u, b, &pol);
-	guard_login_failed(g, u, b, &pol);
+	guard_login_failed(g, u, a, &pol);
+	guard_login_failed(g, u, a, &pol);
+	guard_login_failed(g, u, a, &pol);
 	usleep(1100 * 1000);
-	ck_assert_int_eq(guard_login_check(g, u, 0, &retry), -1);
+	ck_assert_int_eq(guard_login_check(g, u, a, &retry), -1);
 	usleep(1000 * 1000);
-	ck_assert_int_eq(guard_login_check(g, u, 0, &retry), 0);
-	/* a good password forgets the user's failures, not the address's */
-	guard_login_failed(g, u, a, &pol);
-	guard_login_failed(g, u, a, &pol);
-	guard_login_ok(g, u);
-	guard_login_failed(g, u, a, &pol);
-	ck_assert_int_eq(guard_login_check(g, u, 0, &retry), 0);
-	ck_assert_int_eq(guard_login_check(g, 0, a, &retry), -1);
+	ck_assert_int_eq(guard_login_check(g, u, a, &retry), 0);
+	/* a good password forgets the user's failures */
+	for (i = 0; i < 5; i++) {
+		snprintf(ip, sizeof(ip), "198.51.100.%d", 20 + i);
+		guard_login_failed(g, v, key(ip, NULL, 0), &pol);
+	}
+	guard_login_ok(g, v);
+	guard_login_failed(g, v, key("198.51.100.30", NULL, 0), &pol);
+	ck_assert_int_eq(guard_login_check(g, v, key("198.51.100.31", NULL,
+	    0), &retry), 0);
 	/* off: nothing counted */
-	pol.fail_max = 0;
-	guard_login_failed(g, v, b, &pol);
-	guard_login_failed(g, v, b, &pol);
-	guard_login_failed(g, v, b, &pol);
+	memset(&pol, 0, sizeof(pol));
+	pol.window = pol.block = 60;
+	for (i = 0; i < 20; i++)
+		guard_login_failed(g, v, b, &pol);
 	ck_assert_int_eq(guard_login_check(g, v, b, &retry), 0);
+}
+END_TEST
+
+/* Registrations: a bucket per address, refilled over time. */
+START_TEST(test_reg_bucket)
+{
+	uint64_t	 a = key("192.0.2.60", NULL, 0);
+	uint64_t	 b = key("192.0.2.61", NULL, 0);
+	int		 i, retry;
+
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(guard_reg_take(g, a, 60, 3, &retry), 0);
+	ck_assert_int_eq(guard_reg_take(g, a, 60, 3, &retry), -1);
+	ck_assert_int_ge(retry, 1);
+	/* another address has its own bucket; no address, no limit */
+	ck_assert_int_eq(guard_reg_take(g, b, 60, 3, &retry), 0);
+	ck_assert_int_eq(guard_reg_take(g, 0, 60, 3, &retry), 0);
+	ck_assert_int_eq(guard_reg_take(g, a, 0, 3, &retry), 0);
+	/* one a second comes back */
+	usleep(1100 * 1000);
+	ck_assert_int_eq(guard_reg_take(g, a, 60, 3, &retry), 0);
+	ck_assert_int_eq(guard_reg_take(g, a, 60, 3, &retry), -1);
+}
+END_TEST
+
+/* Membership of a network list (proxy_protocol_from, per_ip_exempt). */
+START_TEST(test_net_find)
+{
+	struct guard_net	 nets[4];
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6	*s6 = (struct sockaddr_in6 *)&ss;
+	char			 why[128];
+
+	ck_assert_int_eq(guard_parse_nets("127.0.0.1, 10.0.0.0/8 fd00::/8",
+	    nets, 4, why, sizeof(why)), 3);
+	memset(&ss, 0, sizeof(ss));
+	s4->sin_family = AF_INET;
+	inet_pton(AF_INET, "127.0.0.1", &s4->sin_addr);
+	ck_assert_int_eq(guard_net_find(&ss, nets, 3), 0);
+	inet_pton(AF_INET, "127.0.0.2", &s4->sin_addr);
+	ck_assert_int_eq(guard_net_find(&ss, nets, 3), -1);
+	inet_pton(AF_INET, "10.200.1.2", &s4->sin_addr);
+	ck_assert_int_eq(guard_net_find(&ss, nets, 3), 1);
+	memset(&ss, 0, sizeof(ss));
+	s6->sin6_family = AF_INET6;
+	inet_pton(AF_INET6, "::ffff:10.1.1.1", &s6->sin6_addr);
+	ck_assert_int_eq(guard_net_find(&ss, nets, 3), 1);
+	inet_pton(AF_INET6, "fd12::1", &s6->sin6_addr);
+	ck_assert_int_eq(guard_net_find(&ss, nets, 3), 2);
+	inet_pton(AF_INET6, "2001:db8::1", &s6->sin6_addr);
+	ck_assert_int_eq(guard_net_find(&ss, nets, 3), -1);
+	ss.ss_family = AF_UNIX;
+	ck_assert_int_eq(guard_net_find(&ss, nets, 3), -1);
 }
 END_TEST
 
 /* Many keys: the table stays bounded and fresh blocks survive. */
 START_TEST(test_login_table_bounded)
 {
-	struct guard_policy	 pol = { 1, 60, 60 };
+	struct guard_policy	 pol = { 1, 60, 60, 1, 1 };
 	uint64_t		 blocked = guard_user_key(g, 7);
 	int			 i, retry;
 
 	guard_login_failed(g, blocked, 0, &pol);
 	ck_assert_int_eq(guard_login_check(g, blocked, 0, &retry), -1);
-	pol.fail_max = 1000;
+	pol.fail_max = pol.user_max = 1000;
 	for (i = 0; i < 200000; i++)
 		guard_login_failed(g, guard_user_key(g, 100000 + i), 0, &pol);
 	/* unblocked entries are evicted first */
@@ -241,6 +313,8 @@ guard_suite(void)
 	tcase_add_test(tc, test_conn_shared);
 	tcase_add_test(tc, test_login_blocks);
 	tcase_add_test(tc, test_login_table_bounded);
+	tcase_add_test(tc, test_reg_bucket);
+	tcase_add_test(tc, test_net_find);
 	suite_add_tcase(s, tc);
 	return s;
 }
