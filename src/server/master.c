@@ -24,6 +24,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "master.h"
+#include "util.h"
 #include "worker.h"
 
 /*
@@ -50,12 +51,6 @@ static int		 sigfd = -1;
 static int		 stopping;
 static double		 stop_deadline;
 
-static double
-now(void)
-{
-	return ctl_now();
-}
-
 static int
 spawn(struct node *n, int i)
 {
@@ -65,7 +60,7 @@ spawn(struct node *n, int i)
 	/* before the fork: the worker overwrites them once it runs */
 	__atomic_store_n(&st->redis_up, -1, __ATOMIC_RELAXED);
 	__atomic_store_n(&st->store_ok, -1, __ATOMIC_RELAXED);
-	__atomic_store_n(&st->heartbeat, ctl_mono_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&st->heartbeat, util_mono_ms(), __ATOMIC_RELAXED);
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork worker %d", i);
@@ -80,7 +75,7 @@ spawn(struct node *n, int i)
 		break;
 	}
 	slots[i].pid = pid;
-	slots[i].started = now();
+	slots[i].started = util_mono();
 	slots[i].respawn_at = 0;
 	__atomic_store_n(&st->pid, pid, __ATOMIC_RELAXED);
 	__atomic_store_n(&st->started, (uint64_t)time(NULL),
@@ -132,7 +127,7 @@ reap(struct node *n)
 			slots[i].fatal = 1;
 			continue;
 		}
-		lived = now() - slots[i].started;
+		lived = util_mono() - slots[i].started;
 		if (lived < QUICK_DEATH_SECONDS)
 			slots[i].quick_deaths++;
 		else
@@ -146,7 +141,7 @@ reap(struct node *n)
 			if (delay > RESPAWN_DELAY_MAX)
 				delay = RESPAWN_DELAY_MAX;
 		}
-		slots[i].respawn_at = now() + delay;
+		slots[i].respawn_at = util_mono() + delay;
 	}
 }
 
@@ -226,7 +221,7 @@ stop(const char *why)
 		return;
 	log_notice("stopping (%s)", why);
 	stopping = 1;
-	stop_deadline = now() + STOP_GRACE_SECONDS;
+	stop_deadline = util_mono() + STOP_GRACE_SECONDS;
 	signal_workers(node, SIGTERM);
 }
 
@@ -368,14 +363,14 @@ master_run(struct node *n)
 
 	for (i = 0; i < n->nslots; i++)
 		if (spawn(n, i) == -1)
-			slots[i].respawn_at = now() + 1;
+			slots[i].respawn_at = util_mono() + 1;
 
 	for (;;) {
 		pfd[0].fd = sigfd;
 		pfd[0].events = POLLIN;
 		pfd[0].revents = 0;
 		nfd = 1 + ctl_pollfds(pfd + 1, CTL_MAX_POLLFDS);
-		rc = poll(pfd, nfd, poll_timeout(n, now()));
+		rc = poll(pfd, nfd, poll_timeout(n, util_mono()));
 		if (rc == -1 && errno != EINTR)
 			fatal("poll");
 		if (rc > 0 && pfd[0].revents != 0)
@@ -386,7 +381,7 @@ master_run(struct node *n)
 			ctl_events(pfd + 1, 0);
 		/* a SIGCHLD may have been merged with another signal */
 		reap(n);
-		t = now();
+		t = util_mono();
 		if (stopping) {
 			if (running(n) == 0)
 				break;

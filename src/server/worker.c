@@ -25,6 +25,7 @@
 #include "log.h"
 #include "pubsub.h"
 #include "store.h"
+#include "util.h"
 #include "worker.h"
 
 #define ACCEPTS_PER_EVENT	64
@@ -366,21 +367,12 @@ master_gone_cb(struct ev_loop *l, ev_io *w, int revents)
 #define HEALTH_INTERVAL		1.0	/* heartbeat */
 #define HEALTH_STORE_TICKS	5	/* store_ping every 5 heartbeats */
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 health_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
 	int	 ok;
 
-	__atomic_store_n(&stats->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&stats->heartbeat, util_mono_ms(), __ATOMIC_RELAXED);
 	if (pubsub != NULL)
 		__atomic_store_n(&stats->redis_up, pubsub_up(pubsub) ? 1 : 0,
 		    __ATOMIC_RELAXED);
@@ -676,7 +668,7 @@ worker_main(struct node *n, int slot)
 	ev_timer_init(&accept_retry, accept_retry_cb, 0.1, 0.);
 	/* store_open worked: the store answers (the master set "unknown") */
 	__atomic_store_n(&stats->store_ok, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&stats->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&stats->heartbeat, util_mono_ms(), __ATOMIC_RELAXED);
 	ev_timer_init(&health_timer, health_cb, HEALTH_INTERVAL,
 	    HEALTH_INTERVAL);
 	ev_timer_start(loop, &health_timer);

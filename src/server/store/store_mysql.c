@@ -52,6 +52,7 @@
 
 #include "store.h"
 #include "store_impl.h"
+#include "util.h"
 #include "mysql_schema.h"	/* generated from sql/mysql.sql */
 
 /* The version sql/mysql.sql writes into SchemaVersion. */
@@ -251,15 +252,6 @@ typedef int (*row_fn)(struct my *, void *, struct mcol *, unsigned int);
 
 static const struct store_ops mysql_ops;
 
-static time_t
-my_now(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
 static int
 my_nomem(struct my *m)
 {
@@ -429,7 +421,7 @@ pool_drain(struct my *m)
 static struct mconn *
 pool_get(struct my *m)
 {
-	time_t	 now = my_now();
+	time_t	 now = (time_t)util_mono();
 	int	 n;
 
 	for (n = 0; n < m->nidle; n++)
@@ -462,7 +454,7 @@ pool_put(struct my *m, struct mconn *c)
 		conn_close(m, c);
 		return;
 	}
-	c->idle_since = my_now();
+	c->idle_since = (time_t)util_mono();
 	m->idle[m->nidle++] = c;
 }
 
@@ -1573,18 +1565,6 @@ my_schema(struct my *m, struct mconn *c)
 	return rc;
 }
 
-static int
-hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode s[0..n) into a new string; NULL on a bad escape. */
 static char *
 pct_decode(const char *s, size_t n, const char *what, char *err,
@@ -1603,8 +1583,8 @@ pct_decode(const char *s, size_t n, const char *what, char *err,
 			*o++ = s[i];
 			continue;
 		}
-		if (i + 2 >= n || (hi = hexval((unsigned char)s[i + 1])) == -1 ||
-		    (lo = hexval((unsigned char)s[i + 2])) == -1 ||
+		if (i + 2 >= n || (hi = util_hexval((unsigned char)s[i + 1])) == -1 ||
+		    (lo = util_hexval((unsigned char)s[i + 2])) == -1 ||
 		    (hi == 0 && lo == 0)) {
 			snprintf(err, errlen, "mysql URL: bad %%-escape in %s "
 			    "(write %% as %%25; %%00 is not allowed)", what);
