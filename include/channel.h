@@ -54,14 +54,6 @@ void	channel_destroy(struct channel_set *cs);
 int	channel_send(const struct channel_set *cs, int slot,
 	    const struct chan_hdr *h, const void *payload);
 /*
- * Receive one message from fd into buf (cap bytes, >= max_msg).
- * Returns 1 with *h filled and the payload at buf, 0 when nothing is
- * waiting, -1 on error.  A short or inconsistent datagram is an error
- * (errno EBADMSG): it can only come from a bug in our own processes.
- */
-int	channel_recv(int fd, struct chan_hdr *h, void *buf, size_t cap);
-
-/*
  * Batches: one datagram holding several records, each a chan_hdr and
  * its payload, back to back (the receiver copies each header out: they
  * are not aligned).  channel_send_batch sends len bytes (at most

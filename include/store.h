@@ -99,8 +99,6 @@ int	store_user_create(struct store *st, const char *name, size_t name_len,
 int	store_user_get(struct store *st, int32_t id, struct store_user *u);
 int	store_user_by_name(struct store *st, const char *name,
 	    size_t name_len, struct store_user *u);
-/* Replace a user's password hash (rehash at a new cost). */
-int	store_user_set_pwhash(struct store *st, int32_t id, const char *pwhash);
 
 /* Mutual friendship; adding an existing one is STORE_OK. NOTFOUND if b is no user. */
 int	store_friend_add(struct store *st, int32_t a, int32_t b);

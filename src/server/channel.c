@@ -109,28 +109,6 @@ channel_send(const struct channel_set *cs, int slot, const struct chan_hdr *h,
 }
 
 int
-channel_recv(int fd, struct chan_hdr *h, void *buf, size_t cap)
-{
-	struct iovec	 iov[2];
-	ssize_t		 n;
-
-	iov[0].iov_base = h;
-	iov[0].iov_len = sizeof(*h);
-	iov[1].iov_base = buf;
-	iov[1].iov_len = cap;
-	do {
-		n = readv(fd, iov, 2);
-	} while (n == -1 && errno == EINTR);
-	if (n == -1)
-		return errno == EAGAIN ? 0 : -1;
-	if ((size_t)n < sizeof(*h) || (size_t)n - sizeof(*h) != h->len) {
-		errno = EBADMSG;
-		return -1;
-	}
-	return 1;
-}
-
-int
 channel_send_batch(const struct channel_set *cs, int slot, const void *p,
     size_t len)
 {

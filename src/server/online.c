@@ -40,7 +40,9 @@
 
 #include "log.h"
 #include "online.h"
+#ifdef CHATD_TEST_HOOKS
 #include "online_test.h"
+#endif
 #include "util.h"
 
 #define ONLINE_MAGIC		0x4f4e4c4eU	/* "ONLN" */
@@ -756,9 +758,11 @@ online_foreach(struct online *o,
 	}
 }
 
+#ifdef CHATD_TEST_HOOKS
 /*
  * Test hooks (online_test.h).  They leave a stripe the way a process
  * killed inside its critical section would, for check_online.
+ * Compiled only into check_online (-DCHATD_TEST_HOOKS), never into chatd.
  */
 
 int
@@ -880,3 +884,4 @@ online_test_check(struct online *o, char *err, size_t errlen)
 	}
 	return rc == 0 ? total : -1;
 }
+#endif /* CHATD_TEST_HOOKS */

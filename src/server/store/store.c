@@ -148,14 +148,6 @@ store_user_by_name(struct store *st, const char *name, size_t name_len,
 }
 
 int
-store_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
-{
-	if (pwhash == NULL)
-		return store_set_error(st, "set password: no password hash");
-	return st->ops->user_set_pwhash(st, id, pwhash);
-}
-
-int
 store_friend_add(struct store *st, int32_t a, int32_t b)
 {
 	return st->ops->friend_add(st, a, b);

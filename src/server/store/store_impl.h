@@ -18,7 +18,6 @@ struct store_ops {
 	int	(*user_create)(struct store *, const char *, size_t, const char *, int32_t *);
 	int	(*user_get)(struct store *, int32_t, struct store_user *);
 	int	(*user_by_name)(struct store *, const char *, size_t, struct store_user *);
-	int	(*user_set_pwhash)(struct store *, int32_t, const char *);
 	int	(*friend_add)(struct store *, int32_t, int32_t);
 	int	(*friends)(struct store *, int32_t, struct store_user_list *);
 	int	(*group_create)(struct store *, int32_t, const char *, size_t,

@@ -84,7 +84,6 @@ enum {
 	Q_USER_CREATE,
 	Q_USER_GET,
 	Q_USER_BY_NAME,
-	Q_USER_SET_PWHASH,
 	Q_FRIEND_ADD,
 	Q_FRIENDS,
 	Q_GROUP_CREATE,
@@ -126,7 +125,6 @@ static const char *const my_sql[Q_MAX] = {
 	[Q_USER_CREATE] = "INSERT INTO User (name, pwhash) VALUES (?, ?)",
 	[Q_USER_GET] = "SELECT id, name, pwhash FROM User WHERE id = ?",
 	[Q_USER_BY_NAME] = "SELECT id, name, pwhash FROM User WHERE name = ?",
-	[Q_USER_SET_PWHASH] = "UPDATE User SET pwhash = ? WHERE id = ?",
 	/*
 	 * Both directions in one statement; an existing row is kept.  Not
 	 * INSERT IGNORE: that would also hide the foreign key error that
@@ -860,36 +858,6 @@ mysql_user_by_name(struct store *st, const char *name, size_t name_len,
 
 	MY_RUN(m, rc, MY_IDEMPOTENT,
 	    user_read_once(m, c, Q_USER_BY_NAME, &p, u));
-	return rc;
-}
-
-static int
-user_set_pwhash_once(struct my *m, struct mconn *c, int32_t id,
-    const char *pwhash)
-{
-	struct mparam	 p[2];
-	int		 rc;
-
-	p[0] = P_STR(pwhash, strlen(pwhash));
-	p[1] = P_INT(id);
-	rc = my_exec(m, c, Q_USER_SET_PWHASH, p, 2, NULL, NULL,
-	    "set password");
-	if (rc != STORE_OK)
-		return rc;
-	if (m->affected == 0) {
-		store_set_error(&m->st, "no such user");
-		return STORE_NOTFOUND;
-	}
-	return STORE_OK;
-}
-
-static int
-mysql_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
-{
-	struct my	*m = (struct my *)st;
-	int		 rc;
-
-	MY_RUN(m, rc, MY_IDEMPOTENT, user_set_pwhash_once(m, c, id, pwhash));
 	return rc;
 }
 
@@ -1835,7 +1803,6 @@ static const struct store_ops mysql_ops = {
 	.user_create = mysql_user_create,
 	.user_get = mysql_user_get,
 	.user_by_name = mysql_user_by_name,
-	.user_set_pwhash = mysql_user_set_pwhash,
 	.friend_add = mysql_friend_add,
 	.friends = mysql_friends,
 	.group_create = mysql_group_create,

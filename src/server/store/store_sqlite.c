@@ -42,7 +42,6 @@ enum {
 	Q_USER_CREATE,
 	Q_USER_GET,
 	Q_USER_BY_NAME,
-	Q_USER_SET_PWHASH,
 	Q_USER_EXISTS,
 	Q_FRIEND_ADD,
 	Q_FRIENDS,
@@ -75,7 +74,6 @@ static const char *const sq_sql[Q_MAX] = {
 	    "INSERT INTO User (name, pwhash, created) VALUES (?1, ?2, ?3)",
 	[Q_USER_GET] = "SELECT id, name, pwhash FROM User WHERE id = ?1",
 	[Q_USER_BY_NAME] = "SELECT id, name, pwhash FROM User WHERE name = ?1",
-	[Q_USER_SET_PWHASH] = "UPDATE User SET pwhash = ?2 WHERE id = ?1",
 	[Q_USER_EXISTS] = "SELECT 1 FROM User WHERE id = ?1",
 	[Q_FRIEND_ADD] =
 	    "INSERT OR IGNORE INTO Friend (userid, friendid) VALUES (?1, ?2)",
@@ -407,34 +405,6 @@ sqlite_user_by_name(struct store *st, const char *name, size_t name_len,
 	int		 rc;
 
 	SQ_RETRY(sq, rc, user_by_name_once(sq, name, name_len, u));
-	return rc;
-}
-
-static int
-user_set_pwhash_once(struct sq *sq, int32_t id, const char *pwhash)
-{
-	sqlite3_stmt	*s = sq->q[Q_USER_SET_PWHASH];
-	int		 rc;
-
-	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK ||
-	    (rc = sq_bind_text(s, 2, pwhash, strlen(pwhash))) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "set password");
-	if ((rc = sq_run(sq, s, "set password")) != STORE_OK)
-		return rc;
-	if (sqlite3_changes(sq->db) == 0) {
-		store_set_error(&sq->st, "no such user");
-		return STORE_NOTFOUND;
-	}
-	return STORE_OK;
-}
-
-static int
-sqlite_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
-{
-	struct sq	*sq = (struct sq *)st;
-	int		 rc;
-
-	SQ_RETRY(sq, rc, user_set_pwhash_once(sq, id, pwhash));
 	return rc;
 }
 
@@ -1216,7 +1186,6 @@ static const struct store_ops sqlite_ops = {
 	.user_create = sqlite_user_create,
 	.user_get = sqlite_user_get,
 	.user_by_name = sqlite_user_by_name,
-	.user_set_pwhash = sqlite_user_set_pwhash,
 	.friend_add = sqlite_friend_add,
 	.friends = sqlite_friends,
 	.group_create = sqlite_group_create,
