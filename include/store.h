@@ -87,6 +87,11 @@ struct store *store_open(const char *spec, const struct store_opts *opts,
 	    char *err, size_t errlen);
 void	store_close(struct store *st);
 const char *store_error(const struct store *st);
+/*
+ * What the backend found at open that weakens durability (MySQL:
+ * innodb_flush_log_at_trx_commit not 1), or "": log it at start.
+ */
+const char *store_warning(const struct store *st);
 /* "sqlite" or "mysql", for status output only. */
 const char *store_kind(const struct store *st);
 /* 0 when the store answers, -1 when not (health check). */

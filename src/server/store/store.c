@@ -89,6 +89,12 @@ store_error(const struct store *st)
 }
 
 const char *
+store_warning(const struct store *st)
+{
+	return st->warning;
+}
+
+const char *
 store_kind(const struct store *st)
 {
 	return st->ops->kind;

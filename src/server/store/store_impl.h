@@ -41,6 +41,7 @@ struct store_ops {
 struct store {
 	const struct store_ops	*ops;
 	char			 err[256];
+	char			 warning[256];	/* set at open; "" when none */
 };
 
 /*

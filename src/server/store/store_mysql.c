@@ -81,6 +81,7 @@ enum {
 	Q_LOCK,
 	Q_UNLOCK,
 	Q_OUR_TABLES,
+	Q_FLUSH_AT_COMMIT,
 	Q_USER_CREATE,
 	Q_USER_GET,
 	Q_USER_BY_NAME,
@@ -122,6 +123,8 @@ static const char *const my_sql[Q_MAX] = {
 	    "SELECT COUNT(*) FROM information_schema.TABLES"
 	    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN"
 	    " ('User', 'Friend', 'AllGroup', 'GroupUser', 'OfflineMessage')",
+	/* 1: the redo log is flushed at every commit (durable) */
+	[Q_FLUSH_AT_COMMIT] = "SELECT @@GLOBAL.innodb_flush_log_at_trx_commit",
 	[Q_USER_CREATE] = "INSERT INTO User (name, pwhash) VALUES (?, ?)",
 	[Q_USER_GET] = "SELECT id, name, pwhash FROM User WHERE id = ?",
 	[Q_USER_BY_NAME] = "SELECT id, name, pwhash FROM User WHERE name = ?",
@@ -1726,6 +1729,7 @@ store_mysql_open(const char *url, const struct store_opts *opts,
 	struct my	*m;
 	struct mconn	*c;
 	unsigned int	 lockwait;
+	int64_t		 flush = 1;
 	int		 i;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
@@ -1780,7 +1784,15 @@ store_mysql_open(const char *url, const struct store_opts *opts,
 		conn_close(m, c);
 		goto fail;
 	}
-	pool_put(m, c);
+	/* a commit we acknowledge must survive a crash of the server */
+	if (my_exec(m, c, Q_FLUSH_AT_COMMIT, NULL, 0, row_int, &flush,
+	    "durability check") == STORE_OK && flush != 1)
+		snprintf(m->st.warning, sizeof(m->st.warning),
+		    "innodb_flush_log_at_trx_commit is %lld, not 1: a crash "
+		    "of the MySQL server can lose commits chatd acknowledged",
+		    (long long)flush);
+	pool_put(m, c);	/* closes c if the check lost it */
+	my_reset(m);
 	for (i = 1; i < opts->pool_init && i < m->pool_max; i++) {
 		if ((c = conn_open(m)) == NULL) {
 			snprintf(err, errlen, "%s", m->st.err);

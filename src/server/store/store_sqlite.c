@@ -1066,7 +1066,7 @@ schema_once(struct sq *sq)
 
 	/* Outside a transaction: these cannot change inside one. */
 	if (sq_exec(sq, "PRAGMA journal_mode = WAL", "journal mode") ||
-	    sq_exec(sq, "PRAGMA synchronous = NORMAL", "synchronous") ||
+	    sq_exec(sq, "PRAGMA synchronous = FULL", "synchronous") ||
 	    sq_exec(sq, "PRAGMA foreign_keys = ON", "foreign keys"))
 		return STORE_ERR;
 
