@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "buf.h"
-#include "chatd.h"
+#include "node.h"
 
 /* ---- a polled server: one request per connection, then close ------- */
 

@@ -85,6 +85,13 @@ struct store_opts {
  */
 struct store *store_open(const char *spec, const struct store_opts *opts,
 	    char *err, size_t errlen);
+/*
+ * The start-up check: open the store (creating the schema in an empty
+ * one, refusing a newer or foreign one) and close it again.  0 with
+ * warn set to store_warning's text (or ""), or -1 with err.
+ */
+int	store_check(const char *spec, const struct store_opts *opts,
+	    char *warn, size_t warnlen, char *err, size_t errlen);
 void	store_close(struct store *st);
 const char *store_error(const struct store *st);
 /*

@@ -73,6 +73,22 @@ store_open(const char *spec, const struct store_opts *opts, char *err,
 	return st;
 }
 
+int
+store_check(const char *spec, const struct store_opts *opts, char *warn,
+    size_t warnlen, char *err, size_t errlen)
+{
+	struct store	*st;
+
+	if (warnlen > 0)
+		warn[0] = '\0';
+	if ((st = store_open(spec, opts, err, errlen)) == NULL)
+		return -1;
+	if (warnlen > 0)
+		snprintf(warn, warnlen, "%s", store_warning(st));
+	store_close(st);
+	return 0;
+}
+
 void
 store_close(struct store *st)
 {
