@@ -400,6 +400,9 @@ class NoBlackHole(unittest.TestCase):
                 "metrics_listen": "127.0.0.1:%d" % mport,
                 "db_connect_timeout_ms": "1000"})
             with srv:
+                # scripts/mariadb-private runs with the setting at 2
+                self.assertIn("innodb_flush_log_at_trx_commit is 2, not 1",
+                              srv.log_text())
                 old = srv.client_on(0).whoami_full()["pid"]
                 subprocess_run([db.script, "halt", db.dir])
                 os.kill(old, signal.SIGKILL)
