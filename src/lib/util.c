@@ -5,13 +5,19 @@
 
 #include "util.h"
 
-double
-util_mono(void)
+static double
+seconds(clockid_t clock)
 {
 	struct timespec	 ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+double
+util_mono(void)
+{
+	return seconds(CLOCK_MONOTONIC);
 }
 
 uint64_t
@@ -35,10 +41,7 @@ util_mono_ns(void)
 double
 util_mono_coarse(void)
 {
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return seconds(CLOCK_MONOTONIC_COARSE);
 }
 
 int

@@ -1115,6 +1115,16 @@ cfg_apply_reload(struct config *cur, const struct config *next)
  * order, an int as int32, a size as uint64, a string as its uint32
  * length (UINT32_MAX: unset) and bytes.  Both ends are the same binary.
  */
+/* The next key SIGHUP may change, from *i on; NULL after the last. */
+static const struct cfg_key *
+reload_key(size_t *i)
+{
+	while (*i < CFG_NKEYS)
+		if (cfg_keys[(*i)++].reload)
+			return &cfg_keys[*i - 1];
+	return NULL;
+}
+
 int
 cfg_pack_reload(const struct config *cfg, struct buf *out)
 {
@@ -1126,10 +1136,7 @@ cfg_pack_reload(const struct config *cfg, struct buf *out)
 	size_t			 i;
 	int			 rc = 0;
 
-	for (i = 0; i < CFG_NKEYS && rc == 0; i++) {
-		k = &cfg_keys[i];
-		if (!k->reload)
-			continue;
+	for (i = 0; rc == 0 && (k = reload_key(&i)) != NULL;) {
 		switch (k->type) {
 		case CFG_STRING:
 		case CFG_HOSTPORT:
@@ -1165,10 +1172,7 @@ cfg_unpack_reload(struct config *cur, const void *msg, size_t len)
 	int			 applied = 0;
 
 	memset(&next, 0, sizeof(next));
-	for (i = 0; i < CFG_NKEYS; i++) {
-		k = &cfg_keys[i];
-		if (!k->reload)
-			continue;
+	for (i = 0; (k = reload_key(&i)) != NULL;) {
 		switch (k->type) {
 		case CFG_STRING:
 		case CFG_HOSTPORT:
