@@ -36,6 +36,7 @@
  */
 #define QUICK_DEATH_SECONDS	0.5
 #define RESPAWN_DELAY_MAX	10.0
+#define LISTENER_CLOSE_SECONDS	1.0	/* a respawn delay that closes it */
 #define STOP_GRACE_SECONDS	10.0
 #define POLL_MAX_MS		1000
 
@@ -206,8 +207,12 @@ reap(struct node *n)
 		if (slots[i].fatal)
 			log_warnx("worker %d failed to start; next try in "
 			    "%.1f s", i, delay);
-		/* not replaced at once: no connection may wait for it */
-		if (delay > 0)
+		/*
+		 * Nobody will serve the slot for a while: its listener goes,
+		 * so that no connection waits for it.  A short throttle keeps
+		 * it, and the connections queued there, for the next worker.
+		 */
+		if (slots[i].fatal || delay >= LISTENER_CLOSE_SECONDS)
 			listener_close(n, i);
 	}
 }
