@@ -50,6 +50,10 @@ class Peer:
         self.sock.setblocking(False)
         self.buf = b""
         self.ready = False
+        # which worker took the new connection is known from its WHOAMI
+        # answer only: until then a drop says nothing about a slot (with
+        # synchronous commits the answer may come a while after the login)
+        self.slot = None
         self.send({"id": self.uid, "msgid": 1, "password": self.password})
         self.send({"msgid": 104})
 
