@@ -99,5 +99,13 @@ void	cfg_free(struct config *cfg);
  * key that changed but needs a restart.  Returns the number applied.
  */
 int	cfg_apply_reload(struct config *cur, const struct config *next);
+/*
+ * The master parses the file once and ships the result: the keys that
+ * may change at runtime, appended to out as one message (0 or -1, out
+ * of memory).  A worker applies such a message to its configuration:
+ * the number of keys changed, or -1 when the message is malformed.
+ */
+int	cfg_pack_reload(const struct config *cfg, struct buf *out);
+int	cfg_unpack_reload(struct config *cur, const void *msg, size_t len);
 
 #endif

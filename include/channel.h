@@ -14,10 +14,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "buf.h"
+
 enum chan_type {
 	CHAN_DELIVER	= 1,	/* payload: one forwarded line for (uid, conn) */
 	CHAN_KICK	= 2,	/* close uid's connection (control tool) */
 	CHAN_GROUP	= 3,	/* group uid's membership changed: drop caches */
+	CHAN_CONFIG	= 4,	/* master: reloaded keys (cfg_pack_reload), gen */
 };
 
 struct chan_hdr {
@@ -54,14 +57,6 @@ void	channel_destroy(struct channel_set *cs);
 int	channel_send(const struct channel_set *cs, int slot,
 	    const struct chan_hdr *h, const void *payload);
 /*
- * Receive one message from fd into buf (cap bytes, >= max_msg).
- * Returns 1 with *h filled and the payload at buf, 0 when nothing is
- * waiting, -1 on error.  A short or inconsistent datagram is an error
- * (errno EBADMSG): it can only come from a bug in our own processes.
- */
-int	channel_recv(int fd, struct chan_hdr *h, void *buf, size_t cap);
-
-/*
  * Batches: one datagram holding several records, each a chan_hdr and
  * its payload, back to back (the receiver copies each header out: they
  * are not aligned).  channel_send_batch sends len bytes (at most
@@ -72,5 +67,42 @@ int	channel_recv(int fd, struct chan_hdr *h, void *buf, size_t cap);
 int	channel_send_batch(const struct channel_set *cs, int slot,
 	    const void *p, size_t len);
 ssize_t	channel_recv_batch(int fd, void *buf, size_t cap);
+
+/*
+ * The sender's batching queue for one destination slot: records are
+ * queued in order during a loop iteration and sent, as few datagrams as
+ * fit, before the loop sleeps.  No event loop here: the caller waits for
+ * the socket to be writable when chanq_drain says CHANQ_AGAIN.
+ */
+struct chan_queue {
+	int		 slot;
+	int		 pending;	/* queued since the last flush */
+	struct buf	 q;		/* [chan_hdr][payload]... */
+};
+
+enum chanq_result {
+	CHANQ_EMPTY,		/* all sent */
+	CHANQ_AGAIN,		/* the socket is full: drain again when writable */
+};
+
+/* Each record a queue could not send (its header and payload). */
+typedef void (*chanq_lost_fn)(const struct chan_hdr *h, const char *payload,
+	    void *arg);
+
+/*
+ * Queue one record for cq->slot, at most limit bytes queued in all.
+ * 0, or -1 when it does not fit (too large, queue full, no memory):
+ * the caller keeps the message some other way.
+ */
+int	chanq_put(const struct channel_set *cs, struct chan_queue *cq,
+	    const struct chan_hdr *h, const void *payload, size_t limit);
+/*
+ * Send what cq holds.  Records the socket refuses for good (never
+ * expected: sizes were checked when queued) go to lost.
+ */
+enum chanq_result chanq_drain(const struct channel_set *cs,
+	    struct chan_queue *cq, chanq_lost_fn lost, void *arg);
+/* Hand every queued record to fn and empty the queue (at exit). */
+void	chanq_take_all(struct chan_queue *cq, chanq_lost_fn fn, void *arg);
 
 #endif

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "buf.h"
-#include "chatd.h"
+#include "node.h"
 
 /* ---- a polled server: one request per connection, then close ------- */
 
@@ -98,9 +98,6 @@ void	ctl_shutdown(void);
 
 /* ---- shared by ctl.c and metrics.c ---------------------------------- */
 
-/* Monotonic clock in seconds, and in ms as workers write heartbeats. */
-double	ctl_now(void);
-uint64_t ctl_mono_ms(void);
 /* s as a JSON string (quoted, escaped) appended to out. */
 int	ctl_json_str(struct buf *out, const char *s);
 /* The storage spec without its password ("mysql://u@h/db"). */

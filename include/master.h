@@ -2,13 +2,20 @@
 #ifndef CHATD_MASTER_H
 #define CHATD_MASTER_H
 
-#include "chatd.h"
+#include "node.h"
 
 /*
  * Open the control socket and the metrics listener the configuration
  * asks for (ctl.h), before daemonizing so that errors reach the
  * terminal.  0, or -1 after logging why.
  */
+/*
+ * One listening socket on cfg's address, SO_REUSEPORT, non-blocking:
+ * the fd, or -1 with err.  The master holds one per slot and closes it
+ * while the slot has no worker, so the kernel hands no connection to a
+ * socket nobody serves.
+ */
+int	master_listen(const struct config *cfg, char *err, size_t errlen);
 int	master_init(struct node *n);
 /*
  * Fork the workers and supervise them until told to stop.  Blocks

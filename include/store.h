@@ -85,8 +85,20 @@ struct store_opts {
  */
 struct store *store_open(const char *spec, const struct store_opts *opts,
 	    char *err, size_t errlen);
+/*
+ * The start-up check: open the store (creating the schema in an empty
+ * one, refusing a newer or foreign one) and close it again.  0 with
+ * warn set to store_warning's text (or ""), or -1 with err.
+ */
+int	store_check(const char *spec, const struct store_opts *opts,
+	    char *warn, size_t warnlen, char *err, size_t errlen);
 void	store_close(struct store *st);
 const char *store_error(const struct store *st);
+/*
+ * What the backend found at open that weakens durability (MySQL:
+ * innodb_flush_log_at_trx_commit not 1), or "": log it at start.
+ */
+const char *store_warning(const struct store *st);
 /* "sqlite" or "mysql", for status output only. */
 const char *store_kind(const struct store *st);
 /* 0 when the store answers, -1 when not (health check). */
@@ -99,8 +111,6 @@ int	store_user_create(struct store *st, const char *name, size_t name_len,
 int	store_user_get(struct store *st, int32_t id, struct store_user *u);
 int	store_user_by_name(struct store *st, const char *name,
 	    size_t name_len, struct store_user *u);
-/* Replace a user's password hash (rehash at a new cost). */
-int	store_user_set_pwhash(struct store *st, int32_t id, const char *pwhash);
 
 /* Mutual friendship; adding an existing one is STORE_OK. NOTFOUND if b is no user. */
 int	store_friend_add(struct store *st, int32_t a, int32_t b);

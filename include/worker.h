@@ -2,7 +2,7 @@
 #ifndef CHATD_WORKER_H
 #define CHATD_WORKER_H
 
-#include "chatd.h"
+#include "node.h"
 
 /*
  * Start-up check in the master: workers will run as cfg->user, and as

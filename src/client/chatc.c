@@ -30,6 +30,7 @@
 
 #include "buf.h"
 #include "proto.h"
+#include "util.h"
 
 #define DEFAULT_HOST		"127.0.0.1"
 #define DEFAULT_PORT		"6000"
@@ -81,15 +82,6 @@ usage(void)
 {
 	fprintf(stderr, "usage: chatc [-s] [-h host] [-p port] [-w ms]\n");
 	exit(2);
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -255,7 +247,7 @@ req_login(struct chatc *cc, int32_t id, const char *pw)
 	send_obj(cc, o);
 	cc->login_id = id;
 	cc->waiting = MSG_LOGIN_ACK;
-	cc->wait_until = now_ms() + ANSWER_TIMEOUT_MS;
+	cc->wait_until = (int64_t)util_mono_ms() + ANSWER_TIMEOUT_MS;
 }
 
 static void
@@ -270,7 +262,7 @@ req_register(struct chatc *cc, const char *name, const char *pw)
 	free(cc->reg_name);
 	cc->reg_name = strdup(name);
 	cc->waiting = MSG_REG_ACK;
-	cc->wait_until = now_ms() + ANSWER_TIMEOUT_MS;
+	cc->wait_until = (int64_t)util_mono_ms() + ANSWER_TIMEOUT_MS;
 }
 
 static void
@@ -860,7 +852,7 @@ script_line(struct chatc *cc, char *line)
 			    line + 6);
 			return;
 		}
-		cc->sleep_until = now_ms() + (int64_t)(secs * 1000);
+		cc->sleep_until = (int64_t)util_mono_ms() + (int64_t)(secs * 1000);
 		return;
 	}
 	if (strncmp(line, "register:", 9) == 0 ||
@@ -1109,7 +1101,7 @@ loop(struct chatc *cc)
 		if (buf_used(&cc->out) > 0)
 			write_server(cc);
 
-		t = now_ms();
+		t = (int64_t)util_mono_ms();
 		timeout = -1;
 		if (cc->waiting != 0) {
 			if (t >= cc->wait_until) {

@@ -23,6 +23,7 @@
 
 #ifdef HAVE_CONFIG_H
 #include "config.h"
+#include "util.h"
 #endif
 
 #include <stdint.h>
@@ -92,17 +93,6 @@ static int
 fast_ws(unsigned char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
 }
 
 /* UTF-8 of code point u into q; returns the length. */
@@ -217,7 +207,7 @@ fast_string(const unsigned char *p, size_t len, size_t *i, const char **s,
 			if (len - k < 6)
 				return -1;
 			for (u = 0, h = 2; h < 6; h++) {
-				int x = hexval(p[k + h]);
+				int x = util_hexval(p[k + h]);
 				if (x < 0)
 					return -1;
 				u = u * 16 + x;
@@ -237,7 +227,7 @@ fast_string(const unsigned char *p, size_t len, size_t *i, const char **s,
 				    p[k + 7] != 'u')
 					return -1;
 				for (lo = 0, h = 8; h < 12; h++) {
-					int x = hexval(p[k + h]);
+					int x = util_hexval(p[k + h]);
 					if (x < 0)
 						return -1;
 					lo = lo * 16 + x;

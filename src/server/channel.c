@@ -109,28 +109,6 @@ channel_send(const struct channel_set *cs, int slot, const struct chan_hdr *h,
 }
 
 int
-channel_recv(int fd, struct chan_hdr *h, void *buf, size_t cap)
-{
-	struct iovec	 iov[2];
-	ssize_t		 n;
-
-	iov[0].iov_base = h;
-	iov[0].iov_len = sizeof(*h);
-	iov[1].iov_base = buf;
-	iov[1].iov_len = cap;
-	do {
-		n = readv(fd, iov, 2);
-	} while (n == -1 && errno == EINTR);
-	if (n == -1)
-		return errno == EAGAIN ? 0 : -1;
-	if ((size_t)n < sizeof(*h) || (size_t)n - sizeof(*h) != h->len) {
-		errno = EBADMSG;
-		return -1;
-	}
-	return 1;
-}
-
-int
 channel_send_batch(const struct channel_set *cs, int slot, const void *p,
     size_t len)
 {
@@ -163,4 +141,71 @@ channel_recv_batch(int fd, void *buf, size_t cap)
 	if (n == -1)
 		return errno == EAGAIN ? 0 : -1;
 	return n;
+}
+
+/* ---- the sender's batching queue ------------------------------------- */
+
+int
+chanq_put(const struct channel_set *cs, struct chan_queue *cq,
+    const struct chan_hdr *h, const void *payload, size_t limit)
+{
+	size_t	 rec = sizeof(*h) + h->len;
+
+	if (rec > cs->max_msg || buf_used(&cq->q) + rec > limit)
+		return -1;
+	if (buf_reserve(&cq->q, rec) == -1)
+		return -1;
+	(void)buf_append(&cq->q, h, sizeof(*h));
+	(void)buf_append(&cq->q, payload, h->len);
+	cq->pending = 1;
+	return 0;
+}
+
+/* Call fn for each record in the first n bytes at p. */
+static void
+chanq_each(const char *p, size_t n, chanq_lost_fn fn, void *arg)
+{
+	struct chan_hdr	 h;
+	size_t		 off;
+
+	for (off = 0; n - off >= sizeof(h); off += sizeof(h) + h.len) {
+		memcpy(&h, p + off, sizeof(h));
+		fn(&h, p + off + sizeof(h), arg);
+	}
+}
+
+enum chanq_result
+chanq_drain(const struct channel_set *cs, struct chan_queue *cq,
+    chanq_lost_fn lost, void *arg)
+{
+	struct chan_hdr	 h;
+	const char	*q;
+	size_t		 rec, n, used;
+	int		 rc;
+
+	while ((used = buf_used(&cq->q)) >= sizeof(h)) {
+		q = buf_head(&cq->q);
+		/* whole records, up to the largest datagram */
+		for (n = 0; used - n >= sizeof(h); n += rec) {
+			memcpy(&h, q + n, sizeof(h));
+			rec = sizeof(h) + h.len;
+			if (n + rec > cs->max_msg)
+				break;
+		}
+		rc = channel_send_batch(cs, cq->slot, q, n);
+		if (rc == 1)
+			return CHANQ_AGAIN;
+		if (rc == -1)
+			chanq_each(q, n, lost, arg);
+		buf_consume(&cq->q, n);
+	}
+	return CHANQ_EMPTY;
+}
+
+void
+chanq_take_all(struct chan_queue *cq, chanq_lost_fn fn, void *arg)
+{
+	chanq_each(buf_head(&cq->q), buf_used(&cq->q), fn, arg);
+	buf_consume(&cq->q, buf_used(&cq->q));
+	cq->pending = 0;
 }

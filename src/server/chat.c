@@ -8,6 +8,7 @@
 
 #include "cfg.h"
 #include "chat_impl.h"
+#include "util.h"
 #include "log.h"
 #include "pubsub.h"
 #include "store.h"
@@ -33,7 +34,7 @@ static int32_t		 known_users[1 << KNOWN_USERS_BITS];
 static size_t
 known_slot(int32_t uid)
 {
-	return ((uint32_t)uid * 2654435761u) >> (32 - KNOWN_USERS_BITS);
+	return util_fib_hash((uint32_t)uid, KNOWN_USERS_BITS);
 }
 
 int

@@ -1,5 +1,6 @@
 /* chat_group.c - groups: create, join, group chat, the member cache. */
 #include "config.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,20 +32,10 @@ struct group_cache {
 };
 static struct group_cache	 gcache[1 << GROUP_CACHE_BITS];
 
-static double
-mono_now(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static struct group_cache *
 gcache_slot(int32_t gid)
 {
-	return &gcache[((uint32_t)gid * 2654435761u) >>
-	    (32 - GROUP_CACHE_BITS)];
+	return &gcache[util_fib_hash((uint32_t)gid, GROUP_CACHE_BITS)];
 }
 
 void
@@ -83,7 +74,7 @@ gcache_get(int32_t gid, const int32_t **uids, size_t *n)
 {
 	struct group_cache	*g = gcache_slot(gid);
 
-	if (chat.pubsub != NULL || g->gid != gid || mono_now() >= g->expires)
+	if (chat.pubsub != NULL || g->gid != gid || util_mono_coarse() >= g->expires)
 		return -1;
 	*uids = g->uids;
 	*n = g->n;
@@ -106,7 +97,7 @@ gcache_put(int32_t gid, const struct store_user_list *members)
 	g->gid = gid;
 	g->uids = v;
 	g->n = members->n;
-	g->expires = mono_now() + GROUP_CACHE_TTL;
+	g->expires = util_mono_coarse() + GROUP_CACHE_TTL;
 }
 
 #define GROUP_STORE_ERR "message could not be stored for members who are away"

@@ -16,9 +16,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include "chatd.h"
+#include "node.h"
 #include "ctl.h"
 #include "guard.h"
 #include "log.h"
@@ -41,49 +42,19 @@ usage(void)
 static int
 listen_sockets(struct node *n)
 {
-	struct addrinfo	 hints, *res, *ai;
-	char		 port[16];
-	int		 i, fd = -1, one = 1, e;
+	char	 err[256];
+	int	 i;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%d", n->cfg.listen_port);
-	e = getaddrinfo(n->cfg.listen_host, port, &hints, &res);
-	if (e != 0) {
-		log_warnx("listen %s: %s", n->cfg.listen, gai_strerror(e));
-		return -1;
-	}
 	if ((n->listen_fds = calloc(n->nslots, sizeof(int))) == NULL)
 		fatal("calloc");
-	for (i = 0; i < n->nslots; i++) {
-		fd = -1;
-		for (ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
-			fd = socket(ai->ai_family, ai->ai_socktype |
-			    SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-			if (fd == -1)
-				continue;
-			if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
-			    sizeof(one)) == -1 ||
-			    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
-			    sizeof(one)) == -1 ||
-			    bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
-			    listen(fd, 4096) == -1) {
-				e = errno;
-				close(fd);
-				fd = -1;
-				errno = e;
-			}
-		}
-		if (fd == -1) {
-			log_warn("listen %s", n->cfg.listen);
-			freeaddrinfo(res);
+	for (i = 0; i < n->nslots; i++)
+		n->listen_fds[i] = -1;
+	for (i = 0; i < n->nslots; i++)
+		if ((n->listen_fds[i] = master_listen(&n->cfg, err,
+		    sizeof(err))) == -1) {
+			log_warnx("%s", err);
 			return -1;
 		}
-		n->listen_fds[i] = fd;
-	}
-	freeaddrinfo(res);
 	return 0;
 }
 
@@ -173,14 +144,36 @@ raise_nofile(void)
 	}
 }
 
-/* Create the schema and find configuration mistakes before forking. */
+/*
+ * Create the schema and find configuration mistakes before the workers
+ * start: in a short-lived child, as the workers' user, so that the
+ * master itself never opens the store.
+ */
 static int
 store_preflight(const struct config *cfg)
 {
 	struct store_opts	 opts;
-	struct store		*st;
-	char			 err[256], spec[256];
+	char			 err[256], warn[256], spec[256];
+	pid_t			 pid;
+	int			 status;
 
+	switch ((pid = fork())) {
+	case -1:
+		log_warn("fork");
+		return -1;
+	case 0:
+		break;
+	default:
+		while (waitpid(pid, &status, 0) == -1)
+			if (errno != EINTR) {
+				log_warn("waitpid");
+				return -1;
+			}
+		return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+	}
+	log_set_role("store check");
+	if (worker_as_user(cfg, 1) == -1)
+		_exit(1);
 	memset(&opts, 0, sizeof(opts));
 	opts.pool_init = 1;
 	opts.pool_max = 1;
@@ -188,13 +181,15 @@ store_preflight(const struct config *cfg)
 	opts.query_timeout_ms = cfg->db_query_timeout_ms;
 	opts.busy_timeout_ms = cfg->sqlite_busy_timeout_ms;
 	opts.password = cfg->db_password;
-	if ((st = store_open(cfg->storage, &opts, err, sizeof(err))) == NULL) {
-		ctl_storage_public(cfg->storage, spec, sizeof(spec));
+	ctl_storage_public(cfg->storage, spec, sizeof(spec));
+	if (store_check(cfg->storage, &opts, warn, sizeof(warn), err,
+	    sizeof(err)) == -1) {
 		log_warnx("storage %s: %s", spec, err);
-		return -1;
+		_exit(1);
 	}
-	store_close(st);
-	return 0;
+	if (warn[0] != '\0')
+		log_warnx("storage %s: %s", spec, warn);
+	_exit(0);
 }
 
 int
@@ -269,11 +264,7 @@ main(int argc, char *argv[])
 	if (pidfile_check(n.cfg.pid_file) == -1)
 		return 1;
 	/* as the workers' user: the store must be theirs to open */
-	if (worker_as_user(&n.cfg, 1) == -1)
-		return 1;
-	rc = store_preflight(&n.cfg);
-	(void)worker_as_user(&n.cfg, 0);
-	if (rc == -1) {
+	if (store_preflight(&n.cfg) == -1) {
 		if (n.cfg.user != NULL)
 			log_warnx("the storage must be readable and writable "
 			    "by user %s (an SQLite file and its directory)",
@@ -332,7 +323,8 @@ main(int argc, char *argv[])
 	channel_destroy(&n.chans);
 	unlink(n.cfg.pid_file);
 	for (ch = 0; ch < n.nslots; ch++)
-		close(n.listen_fds[ch]);
+		if (n.listen_fds[ch] != -1)
+			close(n.listen_fds[ch]);
 	free(n.listen_fds);
 	cfg_free(&n.cfg);
 	if (n.config_path != path)

@@ -1155,3 +1155,111 @@ cfg_apply_reload(struct config *cur, const struct config *next)
 	}
 	return applied;
 }
+
+/*
+ * The reloadable keys as one message, master to workers: each in table
+ * order, an int as int32, a size as uint64, a string as its uint32
+ * length (UINT32_MAX: unset) and bytes.  Both ends are the same binary.
+ */
+/* The next key SIGHUP may change, from *i on; NULL after the last. */
+static const struct cfg_key *
+reload_key(size_t *i)
+{
+	while (*i < CFG_NKEYS)
+		if (cfg_keys[(*i)++].reload)
+			return &cfg_keys[*i - 1];
+	return NULL;
+}
+
+int
+cfg_pack_reload(const struct config *cfg, struct buf *out)
+{
+	const struct cfg_key	*k;
+	const char		*sv;
+	uint64_t		 z;
+	uint32_t		 l;
+	int32_t			 v;
+	size_t			 i;
+	int			 rc = 0;
+
+	for (i = 0; rc == 0 && (k = reload_key(&i)) != NULL;) {
+		switch (k->type) {
+		case CFG_STRING:
+		case CFG_HOSTPORT:
+			sv = *CFIELD(cfg, k, char *);
+			l = sv != NULL ? (uint32_t)strlen(sv) : UINT32_MAX;
+			rc = buf_append(out, &l, sizeof(l));
+			if (rc == 0 && sv != NULL)
+				rc = buf_append(out, sv, l);
+			break;
+		case CFG_SIZE:
+			z = *CFIELD(cfg, k, size_t);
+			rc = buf_append(out, &z, sizeof(z));
+			break;
+		default:
+			v = *CFIELD(cfg, k, int);
+			rc = buf_append(out, &v, sizeof(v));
+			break;
+		}
+	}
+	return rc == 0 ? 0 : -1;
+}
+
+int
+cfg_unpack_reload(struct config *cur, const void *msg, size_t len)
+{
+	const struct cfg_key	*k;
+	const char		*p = msg;
+	struct config		 next;
+	uint64_t		 z;
+	uint32_t		 l;
+	int32_t			 v;
+	size_t			 i, off = 0;
+	int			 applied = 0;
+
+	memset(&next, 0, sizeof(next));
+	for (i = 0; (k = reload_key(&i)) != NULL;) {
+		switch (k->type) {
+		case CFG_STRING:
+		case CFG_HOSTPORT:
+			if (len - off < sizeof(l))
+				goto bad;
+			memcpy(&l, p + off, sizeof(l));
+			off += sizeof(l);
+			if (l == UINT32_MAX)
+				break;
+			if (len - off < l || (*FIELD(&next, k, char *) =
+			    strndup(p + off, l)) == NULL)
+				goto bad;
+			off += l;
+			break;
+		case CFG_SIZE:
+			if (len - off < sizeof(z))
+				goto bad;
+			memcpy(&z, p + off, sizeof(z));
+			off += sizeof(z);
+			*FIELD(&next, k, size_t) = (size_t)z;
+			break;
+		default:
+			if (len - off < sizeof(v))
+				goto bad;
+			memcpy(&v, p + off, sizeof(v));
+			off += sizeof(v);
+			*FIELD(&next, k, int) = v;
+			break;
+		}
+	}
+	if (off != len)
+		goto bad;
+	for (i = 0; i < CFG_NKEYS; i++) {
+		k = &cfg_keys[i];
+		if (k->reload && !cfg_equal(k, cur, &next) &&
+		    cfg_copy(k, cur, &next) == 0)
+			applied++;
+	}
+	cfg_free(&next);
+	return applied;
+ bad:
+	cfg_free(&next);
+	return -1;
+}

@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "guard.h"
 #include "online.h"
+#include "util.h"
 
 #define CTL_REQUEST_MAX		512	/* one command line */
 #define CTL_TIMEOUT		5.0	/* seconds per connection */
@@ -62,24 +63,6 @@ struct ctl_server {
 	int			*map;	/* pollfd i: -1 listener, else client */
 	int			 nmap;
 };
-
-double
-ctl_now(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-uint64_t
-ctl_mono_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 struct ctl_server *
 ctl_server_new(int lfd, const char *name, const struct ctl_server_ops *ops,
@@ -254,7 +237,7 @@ server_accept(struct ctl_server *s)
 		c = &s->clients[i];
 		memset(c, 0, sizeof(*c));
 		c->fd = fd;
-		c->deadline = ctl_now() + s->timeout;
+		c->deadline = util_mono() + s->timeout;
 		s->nclients++;
 		if (s->ops->accept != NULL &&
 		    s->ops->accept(s->arg, fd, &c->out) == -1)
@@ -374,7 +357,7 @@ ctl_health(const struct ctl_env *env, struct buf *why)
 {
 	struct node			*n = env->node;
 	struct online_slot_stats	*st;
-	uint64_t			 now = ctl_mono_ms(), hb;
+	uint64_t			 now = util_mono_ms(), hb;
 	int				 i, bad = 0;
 	pid_t				 pid;
 

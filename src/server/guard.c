@@ -4,6 +4,7 @@
  * logins per user and per address (a set-associative LRU table).
  */
 #include "config.h"
+#include "util.h"
 
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -89,15 +90,6 @@ hash_bytes(uint64_t seed, unsigned tag, const void *p, size_t n)
 		h = mix64(h ^ s[i] ^ ((uint64_t)i << 8));
 	h = mix64(h ^ n);
 	return h != 0 ? h : 1;
-}
-
-static double
-now_mono(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* ---- create ------------------------------------------------------------ */
@@ -456,7 +448,7 @@ guard_login_check(struct guard *g, uint64_t ukey, uint64_t akey, int *retry)
 	*retry = 0;
 	if (g == NULL)
 		return 0;
-	now = now_mono();
+	now = util_mono();
 	fail_lock(g);
 	for (i = 0; i < 3; i++)
 		if (keys[i] != 0 && (e = fail_find(g, keys[i], 0, now)) !=
@@ -504,7 +496,7 @@ guard_login_failed(struct guard *g, uint64_t ukey, uint64_t akey,
 
 	if (g == NULL)
 		return;
-	now = now_mono();
+	now = util_mono();
 	fail_lock(g);
 	fail_one(g, pair_key(ukey, akey), pol->fail_max, pol, now);
 	fail_one(g, ukey, pol->user_max, pol, now);
@@ -538,7 +530,7 @@ guard_reg_take(struct guard *g, uint64_t akey, int per_min, int burst,
 	*retry = 0;
 	if (g == NULL || akey == 0 || per_min <= 0)
 		return 0;
-	now = now_mono();
+	now = util_mono();
 	fail_lock(g);
 	set = g->reg[(akey >> 23) & (REG_SETS - 1)];
 	for (i = 0; i < REG_WAYS && e == NULL; i++)

@@ -10,9 +10,11 @@
 #include "config.h"
 
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "master.h"
+#include "util.h"
 #include "worker.h"
 
 /*
@@ -33,6 +36,7 @@
  */
 #define QUICK_DEATH_SECONDS	0.5
 #define RESPAWN_DELAY_MAX	10.0
+#define LISTENER_CLOSE_SECONDS	1.0	/* a respawn delay that closes it */
 #define STOP_GRACE_SECONDS	10.0
 #define POLL_MAX_MS		1000
 
@@ -41,7 +45,8 @@ struct slot {
 	double	 started;
 	double	 respawn_at;	/* 0: nothing scheduled */
 	int	 quick_deaths;
-	int	 fatal;		/* exited with CHATD_EXIT_FATAL */
+	int	 fatal;		/* last exit CHATD_EXIT_FATAL: could not start */
+	int	 cfg_pending;	/* the last reload is still to be sent */
 };
 
 static struct node	*node;
@@ -49,23 +54,79 @@ static struct slot	*slots;
 static int		 sigfd = -1;
 static int		 stopping;
 static double		 stop_deadline;
+static struct buf	 cfg_msg = BUF_INIT;	/* the last reload, packed */
 
-static double
-now(void)
+int
+master_listen(const struct config *cfg, char *err, size_t errlen)
 {
-	return ctl_now();
+	struct addrinfo	 hints, *res, *ai;
+	char		 port[16];
+	int		 fd = -1, one = 1, e = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", cfg->listen_port);
+	if ((e = getaddrinfo(cfg->listen_host, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "listen %s: %s", cfg->listen,
+		    gai_strerror(e));
+		return -1;
+	}
+	for (ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd == -1) {
+			e = errno;
+			continue;
+		}
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof(one)) == -1 ||
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+		    sizeof(one)) == -1 ||
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
+		    listen(fd, 4096) == -1) {
+			e = errno;
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	if (fd == -1)
+		snprintf(err, errlen, "listen %s: %s", cfg->listen,
+		    strerror(e));
+	return fd;
+}
+
+/* The slot has no worker for a while: connections go to the others. */
+static void
+listener_close(struct node *n, int i)
+{
+	if (n->listen_fds[i] == -1)
+		return;
+	close(n->listen_fds[i]);
+	n->listen_fds[i] = -1;
+	log_info("worker %d: listener closed until it is back", i);
 }
 
 static int
 spawn(struct node *n, int i)
 {
 	struct online_slot_stats	*st = online_slot_stats(n->online, i);
+	char				 err[256];
 	pid_t				 pid;
+
+	if (n->listen_fds[i] == -1 &&
+	    (n->listen_fds[i] = master_listen(&n->cfg, err,
+	    sizeof(err))) == -1) {
+		log_warnx("worker %d: %s", i, err);
+		return -1;
+	}
 
 	/* before the fork: the worker overwrites them once it runs */
 	__atomic_store_n(&st->redis_up, -1, __ATOMIC_RELAXED);
 	__atomic_store_n(&st->store_ok, -1, __ATOMIC_RELAXED);
-	__atomic_store_n(&st->heartbeat, ctl_mono_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&st->heartbeat, util_mono_ms(), __ATOMIC_RELAXED);
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork worker %d", i);
@@ -80,7 +141,7 @@ spawn(struct node *n, int i)
 		break;
 	}
 	slots[i].pid = pid;
-	slots[i].started = now();
+	slots[i].started = util_mono();
 	slots[i].respawn_at = 0;
 	__atomic_store_n(&st->pid, pid, __ATOMIC_RELAXED);
 	__atomic_store_n(&st->started, (uint64_t)time(NULL),
@@ -125,15 +186,11 @@ reap(struct node *n)
 			log_info("worker %d (pid %d) exited", i, (int)pid);
 		if (stopping)
 			continue;
-		if (WIFEXITED(status) &&
-		    WEXITSTATUS(status) == CHATD_EXIT_FATAL) {
-			log_warnx("worker %d failed to start; not respawning",
-			    i);
-			slots[i].fatal = 1;
-			continue;
-		}
-		lived = now() - slots[i].started;
-		if (lived < QUICK_DEATH_SECONDS)
+		lived = util_mono() - slots[i].started;
+		/* could not start (storage down ...): retried, backing off */
+		slots[i].fatal = WIFEXITED(status) &&
+		    WEXITSTATUS(status) == CHATD_EXIT_FATAL;
+		if (lived < QUICK_DEATH_SECONDS || slots[i].fatal)
 			slots[i].quick_deaths++;
 		else
 			slots[i].quick_deaths = 0;
@@ -146,7 +203,17 @@ reap(struct node *n)
 			if (delay > RESPAWN_DELAY_MAX)
 				delay = RESPAWN_DELAY_MAX;
 		}
-		slots[i].respawn_at = now() + delay;
+		slots[i].respawn_at = util_mono() + delay;
+		if (slots[i].fatal)
+			log_warnx("worker %d failed to start; next try in "
+			    "%.1f s", i, delay);
+		/*
+		 * Nobody will serve the slot for a while: its listener goes,
+		 * so that no connection waits for it.  A short throttle keeps
+		 * it, and the connections queued there, for the next worker.
+		 */
+		if (slots[i].fatal || delay >= LISTENER_CLOSE_SECONDS)
+			listener_close(n, i);
 	}
 }
 
@@ -171,8 +238,41 @@ running(struct node *n)
 }
 
 /*
+ * Send the packed configuration to the workers that still wait for it;
+ * one whose channel is full gets it on a later turn of the loop.
+ */
+static void
+send_config(struct node *n)
+{
+	struct chan_hdr	 h;
+	int		 i, rc;
+
+	memset(&h, 0, sizeof(h));
+	h.type = CHAN_CONFIG;
+	h.gen = n->cfg_gen;
+	h.from_slot = UINT32_MAX;
+	h.len = buf_used(&cfg_msg);
+	for (i = 0; i < n->nslots; i++) {
+		if (!slots[i].cfg_pending)
+			continue;
+		if (slots[i].pid == 0) {
+			slots[i].cfg_pending = 0;	/* respawns with it */
+			continue;
+		}
+		rc = channel_send(&n->chans, i, &h, buf_head(&cfg_msg));
+		if (rc == 1)
+			continue;
+		if (rc == -1)
+			log_warn("configuration to worker %d (restart it to "
+			    "apply the reload)", i);
+		slots[i].cfg_pending = 0;
+	}
+}
+
+/*
  * SIGHUP and chatctl reload: read the file again; keep the running
- * configuration if it has errors (then in errs, when not NULL).
+ * configuration if it has errors (then in errs, when not NULL).  The
+ * master parses it, once; the workers get the result over their channel.
  */
 static int
 reload(struct buf *errs_out)
@@ -181,6 +281,7 @@ reload(struct buf *errs_out)
 	struct config	 next;
 	struct buf	 errs = BUF_INIT;
 	char		*old_log;
+	int		 i;
 
 	if (stopping) {
 		if (errs_out != NULL)
@@ -215,7 +316,15 @@ reload(struct buf *errs_out)
 	free(old_log);
 	log_set_level(n->cfg.log_level);
 	log_notice("configuration reloaded");
-	signal_workers(n, SIGHUP);
+	n->cfg_gen++;
+	buf_consume(&cfg_msg, buf_used(&cfg_msg));
+	if (cfg_pack_reload(&n->cfg, &cfg_msg) == -1) {
+		log_warnx("reload: out of memory packing the configuration");
+		return 0;
+	}
+	for (i = 0; i < n->nslots; i++)
+		slots[i].cfg_pending = 1;
+	send_config(n);
 	return 0;
 }
 
@@ -226,7 +335,7 @@ stop(const char *why)
 		return;
 	log_notice("stopping (%s)", why);
 	stopping = 1;
-	stop_deadline = now() + STOP_GRACE_SECONDS;
+	stop_deadline = util_mono() + STOP_GRACE_SECONDS;
 	signal_workers(node, SIGTERM);
 }
 
@@ -243,10 +352,8 @@ slot_state(int i)
 		return "none";
 	if (slots[i].pid > 0)
 		return "running";
-	if (slots[i].fatal)
-		return "failed";
 	if (slots[i].respawn_at > 0 && !stopping)
-		return "respawning";
+		return slots[i].fatal ? "retrying" : "respawning";
 	return "stopped";
 }
 
@@ -327,9 +434,11 @@ poll_timeout(struct node *n, double t)
 
 	if (stopping)
 		next = 0.1;
+	for (i = 0; i < n->nslots && !stopping; i++)
+		if (slots[i].cfg_pending)
+			next = 0.05;	/* a full channel drains soon */
 	for (i = 0; i < n->nslots && !stopping; i++) {
-		if (slots[i].pid != 0 || slots[i].fatal ||
-		    slots[i].respawn_at <= 0)
+		if (slots[i].pid != 0 || slots[i].respawn_at <= 0)
 			continue;
 		d = slots[i].respawn_at - t;
 		if (d < next)
@@ -347,7 +456,7 @@ master_run(struct node *n)
 	struct pollfd	 pfd[1 + CTL_MAX_POLLFDS];
 	sigset_t	 set;
 	double		 t;
-	int		 i, nfd, rc, exit_code = 0;
+	int		 i, nfd, rc, exit_code = 0, ever_ready = 0;
 
 	node = n;
 	log_set_role("master");
@@ -368,14 +477,14 @@ master_run(struct node *n)
 
 	for (i = 0; i < n->nslots; i++)
 		if (spawn(n, i) == -1)
-			slots[i].respawn_at = now() + 1;
+			slots[i].respawn_at = util_mono() + 1;
 
 	for (;;) {
 		pfd[0].fd = sigfd;
 		pfd[0].events = POLLIN;
 		pfd[0].revents = 0;
 		nfd = 1 + ctl_pollfds(pfd + 1, CTL_MAX_POLLFDS);
-		rc = poll(pfd, nfd, poll_timeout(n, now()));
+		rc = poll(pfd, nfd, poll_timeout(n, util_mono()));
 		if (rc == -1 && errno != EINTR)
 			fatal("poll");
 		if (rc > 0 && pfd[0].revents != 0)
@@ -386,7 +495,7 @@ master_run(struct node *n)
 			ctl_events(pfd + 1, 0);
 		/* a SIGCHLD may have been merged with another signal */
 		reap(n);
-		t = now();
+		t = util_mono();
 		if (stopping) {
 			if (running(n) == 0)
 				break;
@@ -398,15 +507,26 @@ master_run(struct node *n)
 			}
 			continue;
 		}
+		send_config(n);
 		for (i = 0; i < n->nslots; i++)
-			if (slots[i].pid == 0 && !slots[i].fatal &&
-			    slots[i].respawn_at > 0 && t >= slots[i].respawn_at)
+			if (slots[i].pid == 0 && slots[i].respawn_at > 0 &&
+			    t >= slots[i].respawn_at)
 				if (spawn(n, i) == -1)
 					slots[i].respawn_at = t + 1;
+		/*
+		 * At start, when no worker could start at all, the operator
+		 * hears it from the exit status; once the node has served,
+		 * workers that fail to start are retried for ever.
+		 */
+		for (i = 0; i < n->nslots && !ever_ready; i++)
+			if (slots[i].pid > 0 && __atomic_load_n(
+			    &online_slot_stats(n->online, i)->store_ok,
+			    __ATOMIC_RELAXED) != -1)
+				ever_ready = 1;
 		for (i = 0; i < n->nslots; i++)
 			if (!slots[i].fatal)
 				break;
-		if (i == n->nslots) {
+		if (i == n->nslots && !ever_ready) {
 			log_warnx("no worker could start; exiting");
 			exit_code = 1;
 			break;
@@ -417,6 +537,7 @@ master_run(struct node *n)
 	sigfd = -1;
 	free(slots);
 	slots = NULL;
+	buf_free(&cfg_msg);
 	log_notice("exiting");
 	return exit_code;
 }

@@ -40,7 +40,10 @@
 
 #include "log.h"
 #include "online.h"
+#ifdef CHATD_TEST_HOOKS
 #include "online_test.h"
+#endif
+#include "util.h"
 
 #define ONLINE_MAGIC		0x4f4e4c4eU	/* "ONLN" */
 #define ONLINE_VERSION		1
@@ -105,18 +108,6 @@ struct online {
 	int			 nslots;
 	char			*name;
 };
-
-/* murmur3's finalizer: a bijection, so distinct uids never share a hash. */
-static inline uint32_t
-hash32(uint32_t x)
-{
-	x ^= x >> 16;
-	x *= 0x85ebca6bU;
-	x ^= x >> 13;
-	x *= 0xc2b2ae35U;
-	x ^= x >> 16;
-	return x;
-}
 
 static inline struct stripe *
 stripe_at(const struct online *o, uint32_t si)
@@ -246,7 +237,7 @@ bucket_delete(const struct online *o, struct bucket *bk, uint32_t i)
 		b = &bk[j];
 		if (b->uid == 0)
 			break;
-		home = home_of(o, hash32(b->uid));
+		home = home_of(o, util_hash32(b->uid));
 		/* It must stay put if its home lies in (i, j]. */
 		if (((j - home) & mask) < ((j - i) & mask))
 			continue;
@@ -281,7 +272,7 @@ stripe_repair(struct online *o, uint32_t si)
 			b = &bk[i];
 			if (b->uid == 0)
 				continue;
-			for (j = home_of(o, hash32(b->uid)); j != i;
+			for (j = home_of(o, util_hash32(b->uid)); j != i;
 			    j = (j + 1) & mask)
 				if (bk[j].uid == 0)
 					break;
@@ -299,7 +290,7 @@ stripe_repair(struct online *o, uint32_t si)
 			i++;
 			continue;
 		}
-		for (j = home_of(o, hash32(b->uid)); j != i;
+		for (j = home_of(o, util_hash32(b->uid)); j != i;
 		    j = (j + 1) & mask)
 			if (bk[j].uid == b->uid)
 				break;
@@ -535,7 +526,7 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 
 	if (uid == 0 || slot >= o->nslots)
 		return -1;
-	h = hash32(uid);
+	h = util_hash32(uid);
 	si = stripe_of(o, h);
 	bk = stripe_buckets(o, si);
 	gen = slot_gen(o, slot);
@@ -609,7 +600,7 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 
 	if (uid == 0)
 		return -1;
-	h = hash32(uid);
+	h = util_hash32(uid);
 	si = stripe_of(o, h);
 	bk = stripe_buckets(o, si);
 
@@ -634,7 +625,7 @@ online_remove(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn)
 
 	if (uid == 0)
 		return -1;
-	h = hash32(uid);
+	h = util_hash32(uid);
 	si = stripe_of(o, h);
 	bk = stripe_buckets(o, si);
 
@@ -767,9 +758,11 @@ online_foreach(struct online *o,
 	}
 }
 
+#ifdef CHATD_TEST_HOOKS
 /*
  * Test hooks (online_test.h).  They leave a stripe the way a process
  * killed inside its critical section would, for check_online.
+ * Compiled only into check_online (-DCHATD_TEST_HOOKS), never into chatd.
  */
 
 int
@@ -781,7 +774,7 @@ online_test_lock_stripe(struct online *o, uint32_t uid, int damage)
 
 	if (uid == 0)
 		return -1;
-	h = hash32(uid);
+	h = util_hash32(uid);
 	si = stripe_of(o, h);
 	bk = stripe_buckets(o, si);
 	if (stripe_lock(o, si) == -1)
@@ -816,7 +809,7 @@ online_test_lock_stripe(struct online *o, uint32_t uid, int damage)
 		for (i = 0; i < o->nbuckets; i++) {
 			if (bk[i].uid == 0)
 				continue;
-			home = home_of(o, hash32(bk[i].uid));
+			home = home_of(o, util_hash32(bk[i].uid));
 			if (home == i)
 				continue;
 			for (j = (i + 1) & mask; bk[j].uid != 0;
@@ -863,7 +856,7 @@ online_test_check(struct online *o, char *err, size_t errlen)
 			if (bk[i].uid == 0)
 				continue;
 			n++;
-			for (j = home_of(o, hash32(bk[i].uid)); j != i;
+			for (j = home_of(o, util_hash32(bk[i].uid)); j != i;
 			    j = (j + 1) & mask) {
 				if (bk[j].uid == 0) {
 					err_set(err, errlen, "stripe %u: uid %u "
@@ -891,3 +884,4 @@ online_test_check(struct online *o, char *err, size_t errlen)
 	}
 	return rc == 0 ? total : -1;
 }
+#endif /* CHATD_TEST_HOOKS */

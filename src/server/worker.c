@@ -27,22 +27,20 @@
 #include "proto.h"
 #include "pubsub.h"
 #include "store.h"
+#include "util.h"
 #include "worker.h"
 
 #define ACCEPTS_PER_EVENT	64
 #define CHANNEL_MSGS_PER_EVENT	256
 #define STOP_FLUSH_SECONDS	2.0
 
-/*
- * Messages for another worker, sent in batches (several records in one
- * datagram) once per loop iteration, before the loop sleeps.
- */
+/* Messages for another worker: channel.c's queue, and when to drain it. */
 struct chanq {
-	ev_io		 wio;
-	int		 slot;
-	int		 pending;	/* to be flushed */
-	struct buf	 q;		/* [chan_hdr][payload]... */
+	ev_io			 wio;
+	struct chan_queue	 cq;
 };
+
+static void	reload(uint32_t, const char *, size_t);
 
 static struct node	*node;
 static int		 my_slot;
@@ -67,44 +65,29 @@ static int		 nexempt;
 
 /* ---- channel ----------------------------------------------------------- */
 
-/* Send what cq holds, as few datagrams as fit; stop when it would block. */
+/* A record the channel refused, or still queued at exit: kept offline. */
 static void
-chanq_drain(struct chanq *cq)
+chanq_keep(const struct chan_hdr *h, const char *payload, void *arg)
 {
-	struct chan_hdr	 h;
-	const char	*q;
-	size_t		 rec, n, used;
-	int		 rc;
+	const char	*why = arg;
+	int32_t		 uid = h->uid;
 
-	while ((used = buf_used(&cq->q)) >= sizeof(h)) {
-		q = buf_head(&cq->q);
-		/* whole records, up to the largest datagram */
-		for (n = 0; used - n >= sizeof(h); n += rec) {
-			memcpy(&h, q + n, sizeof(h));
-			rec = sizeof(h) + h.len;
-			if (n + rec > node->chans.max_msg)
-				break;
-		}
-		rc = channel_send_batch(&node->chans, cq->slot, q, n);
-		if (rc == 1) {
-			ev_io_start(loop, &cq->wio);
-			return;
-		}
-		if (rc == -1) {
-			/* never expected: sizes were checked when queued */
-			log_warn("channel to worker %d", cq->slot);
-			for (rec = 0; rec < n; rec += sizeof(h) + h.len) {
-				memcpy(&h, q + rec, sizeof(h));
-				if (h.type == CHAN_DELIVER && h.len > 0) {
-					int32_t uid = h.uid;
-					(void)store_offline_add(store, &uid, 1,
-					    q + rec + sizeof(h), h.len - 1);
-				}
-			}
-		}
-		buf_consume(&cq->q, n);
-	}
-	ev_io_stop(loop, &cq->wio);
+	if (h->type != CHAN_DELIVER || h->len == 0)
+		return;
+	if (store_offline_add(store, &uid, 1, payload, h->len - 1) !=
+	    STORE_OK)
+		log_warnx("message for %d lost %s: %s", (int)uid, why,
+		    store_error(store));
+}
+
+static void
+chanq_send(struct chanq *c)
+{
+	if (chanq_drain(&node->chans, &c->cq, chanq_keep,
+	    "on the channel") == CHANQ_AGAIN)
+		ev_io_start(loop, &c->wio);
+	else
+		ev_io_stop(loop, &c->wio);
 }
 
 /* Before the loop sleeps: send every worker its batch. */
@@ -114,36 +97,25 @@ chanq_flush_all(void)
 	int	 i;
 
 	for (i = 0; i < node->nslots; i++)
-		if (chanqs[i].pending) {
-			chanqs[i].pending = 0;
+		if (chanqs[i].cq.pending) {
+			chanqs[i].cq.pending = 0;
 			if (!ev_is_active(&chanqs[i].wio))
-				chanq_drain(&chanqs[i]);
+				chanq_send(&chanqs[i]);
 		}
 }
 
 static void
 chanq_write_cb(struct ev_loop *l, ev_io *w, int revents)
 {
-	chanq_drain(w->data);
+	chanq_send(w->data);
 }
 
 static int
 to_slot(int slot, const struct chan_hdr *h, const void *payload)
 {
-	struct chanq	*cq = &chanqs[slot];
-
-	if (sizeof(*h) + h->len > node->chans.max_msg)
-		return -1;
 	/* queued in order; bounded, then the caller stores it */
-	if (buf_used(&cq->q) + sizeof(*h) + h->len >
-	    node->cfg.channel_queue_bytes)
-		return -1;
-	if (buf_reserve(&cq->q, sizeof(*h) + h->len) == -1)
-		return -1;
-	(void)buf_append(&cq->q, h, sizeof(*h));
-	(void)buf_append(&cq->q, payload, h->len);
-	cq->pending = 1;
-	return 0;
+	return chanq_put(&node->chans, &chanqs[slot].cq, h, payload,
+	    node->cfg.channel_queue_bytes);
 }
 
 static void
@@ -168,7 +140,12 @@ chan_read_cb(struct ev_loop *l, ev_io *w, int revents)
 			if (h.len > (size_t)n - off - sizeof(h))
 				fatalx("channel: record longer than its "
 				    "datagram");
-			chat_channel_msg(&h, chan_rbuf + off + sizeof(h));
+			if (h.type == CHAN_CONFIG)
+				reload(h.gen, chan_rbuf + off + sizeof(h),
+				    h.len);
+			else
+				chat_channel_msg(&h, chan_rbuf + off +
+				    sizeof(h));
 		}
 	}
 }
@@ -348,23 +325,12 @@ close_now(struct conn *c, void *arg)
 static void
 chanq_store_all(void)
 {
-	struct chan_hdr	 h;
-	int		 i;
-	int32_t		 uid;
+	int	 i;
 
 	for (i = 0; i < node->nslots; i++) {
-		chanq_drain(&chanqs[i]);
-		while (buf_used(&chanqs[i].q) >= sizeof(h)) {
-			memcpy(&h, buf_head(&chanqs[i].q), sizeof(h));
-			uid = h.uid;
-			if (h.type == CHAN_DELIVER && h.len > 0 &&
-			    store_offline_add(store, &uid, 1,
-			    buf_head(&chanqs[i].q) + sizeof(h), h.len - 1) !=
-			    STORE_OK)
-				log_warnx("message for %d lost at exit: %s",
-				    (int)uid, store_error(store));
-			buf_consume(&chanqs[i].q, sizeof(h) + h.len);
-		}
+		(void)chanq_drain(&node->chans, &chanqs[i].cq, chanq_keep,
+		    "at exit");
+		chanq_take_all(&chanqs[i].cq, chanq_keep, "at exit");
 	}
 }
 
@@ -404,21 +370,12 @@ master_gone_cb(struct ev_loop *l, ev_io *w, int revents)
 #define HEALTH_INTERVAL		1.0	/* heartbeat */
 #define HEALTH_STORE_TICKS	5	/* store_ping every 5 heartbeats */
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 health_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
 	int	 ok;
 
-	__atomic_store_n(&stats->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&stats->heartbeat, util_mono_ms(), __ATOMIC_RELAXED);
 	if (pubsub != NULL)
 		__atomic_store_n(&stats->redis_up, pubsub_up(pubsub) ? 1 : 0,
 		    __ATOMIC_RELAXED);
@@ -434,35 +391,34 @@ health_cb(struct ev_loop *l, ev_timer *w, int revents)
 	__atomic_store_n(&stats->store_ok, ok, __ATOMIC_RELAXED);
 }
 
+/*
+ * The master reloaded: msg holds the keys that may change, as it parsed
+ * them (the file is read once, by the master).  gen tells a message
+ * queued for this slot's previous worker from a newer one.
+ */
 static void
-reload(void)
+reload(uint32_t gen, const char *msg, size_t len)
 {
-	struct config	 next;
-	struct buf	 errs = BUF_INIT;
-	char		*old_log;
+	char	*old_log;
 
-	memset(&next, 0, sizeof(next));
-	if (cfg_load(&next, node->config_path, &errs) == -1) {
-		log_warnx("reload: keeping the old configuration: %.*s",
-		    (int)buf_used(&errs), buf_head(&errs));
-	} else {
-		old_log = strdup(node->cfg.log_file);
-		cfg_apply_reload(&node->cfg, &next);
-		/* a new log_file: the master reopened it, so do we (-d: stderr) */
-		if (!node->foreground && old_log != NULL &&
-		    strcmp(old_log, node->cfg.log_file) != 0 &&
-		    log_init(node->cfg.log_file, node->cfg.log_level) == -1)
-			log_warn("log %s", node->cfg.log_file);
-		free(old_log);
-		log_set_level(node->cfg.log_level);
-		conn_env_reconfigure(node->cfg.max_output_bytes,
-		    node->cfg.idle_timeout, node->cfg.login_timeout);
-		worker_limits(&node->cfg);
-		chat_reconfigure(&node->cfg);
-		log_info("configuration reloaded");
-	}
-	cfg_free(&next);
-	buf_free(&errs);
+	if ((int32_t)(gen - node->cfg_gen) <= 0)
+		return;		/* forked with this one already */
+	old_log = strdup(node->cfg.log_file);
+	if (cfg_unpack_reload(&node->cfg, msg, len) == -1)
+		fatalx("channel: garbled configuration from the master");
+	node->cfg_gen = gen;
+	/* a new log_file: the master reopened it, so do we (-d: stderr) */
+	if (!node->foreground && old_log != NULL &&
+	    strcmp(old_log, node->cfg.log_file) != 0 &&
+	    log_init(node->cfg.log_file, node->cfg.log_level) == -1)
+		log_warn("log %s", node->cfg.log_file);
+	free(old_log);
+	log_set_level(node->cfg.log_level);
+	conn_env_reconfigure(node->cfg.max_output_bytes,
+	    node->cfg.idle_timeout, node->cfg.login_timeout);
+	worker_limits(&node->cfg);
+	chat_reconfigure(&node->cfg);
+	log_info("configuration reloaded");
 }
 
 static void
@@ -474,7 +430,8 @@ signal_cb(struct ev_loop *l, ev_signal *w, int revents)
 		worker_stop("signal");
 		break;
 	case SIGHUP:
-		reload();
+		/* the master reads the file and sends it (CHAN_CONFIG) */
+		log_info("SIGHUP ignored: reload chatd's master instead");
 		break;
 	case SIGUSR1:
 		if (log_reopen() == -1)
@@ -658,7 +615,7 @@ worker_main(struct node *n, int slot)
 	    (chan_rbuf = malloc(n->chans.max_msg)) == NULL)
 		fatal("worker");
 	for (i = 0; i < n->nslots; i++) {
-		chanqs[i].slot = i;
+		chanqs[i].cq.slot = i;
 		ev_io_init(&chanqs[i].wio, chanq_write_cb,
 		    n->chans.fds[i][1], EV_WRITE);
 		chanqs[i].wio.data = &chanqs[i];
@@ -716,7 +673,7 @@ worker_main(struct node *n, int slot)
 	ev_timer_init(&accept_retry, accept_retry_cb, 0.1, 0.);
 	/* store_open worked: the store answers (the master set "unknown") */
 	__atomic_store_n(&stats->store_ok, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&stats->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&stats->heartbeat, util_mono_ms(), __ATOMIC_RELAXED);
 	ev_timer_init(&health_timer, health_cb, HEALTH_INTERVAL,
 	    HEALTH_INTERVAL);
 	ev_timer_start(loop, &health_timer);

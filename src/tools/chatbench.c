@@ -57,6 +57,8 @@
 
 #include <json-c/json.h>
 
+#include "util.h"
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT	24
 #endif
@@ -126,15 +128,6 @@ die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(2);
-}
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void *
@@ -644,7 +637,7 @@ bc_connect(struct bc *c)
 	struct sockaddr_in	 sa;
 	int			 one = 1;
 
-	c->t0 = now_ns();
+	c->t0 = util_mono_ns();
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd == -1) {
 		if (!O.quiet && O.verbose)
@@ -696,7 +689,7 @@ send_login(struct bc *c)
 		n = snprintf(b, sizeof(b), "{\"id\":%d,\"msgid\":1,"
 		    "\"password\":\"%s\"}\n", (int)c->uid, O.password);
 	c->st = CS_LOGIN;
-	c->t0 = now_ns();
+	c->t0 = util_mono_ns();
 	bc_out(c, b, (size_t)n);
 }
 
@@ -924,7 +917,7 @@ on_line(struct bc *c, const char *line, size_t len)
 
 	if (len == 0)
 		return;
-	now = now_ns();
+	now = util_mono_ns();
 	if (c->st == CS_READY) {
 		if (O.raw || (json_int_field(line, len, "msgid", &msgid) == 0 &&
 		    (msgid == 6 || msgid == 10))) {
@@ -1106,7 +1099,7 @@ next_work(struct bc *c)
 		c->uid = uids[c->idx % nuids];
 		c->si = O.nsrc > 0 ? (int)(c->idx % O.nsrc) : -1;
 	}
-	c->t0 = now_ns();
+	c->t0 = util_mono_ns();
 	if (c->fd == -1) {
 		bc_connect(c);
 		if (c->st == CS_DEAD && O.sc == SC_LOGIN)
@@ -1385,17 +1378,17 @@ gen_setup(void)
 	long		 started = 0, inflight;
 
 	setup_pending = nconns;
-	t_end = now_ns() + (uint64_t)(O.setup_timeout * 1e9);
-	last = now_ns();
+	t_end = util_mono_ns() + (uint64_t)(O.setup_timeout * 1e9);
+	last = util_mono_ns();
 	/* connect and log in, a bounded number at a time */
-	while (setup_pending > 0 && now_ns() < t_end) {
+	while (setup_pending > 0 && util_mono_ns() < t_end) {
 		inflight = started - (nconns - setup_pending);
 		while (started < nconns && inflight < O.setup_conc) {
 			bc_connect(conns[started++]);
 			inflight++;
 		}
 		if (nretry > 0) {
-			uint64_t now = now_ns();
+			uint64_t now = util_mono_ns();
 			long i;
 
 			for (i = 0; i < started; i++)
@@ -1407,8 +1400,8 @@ gen_setup(void)
 		}
 		flush_all();
 		loop_once(10);
-		if (now_ns() - last >= 1000000000ull) {
-			last = now_ns();
+		if (util_mono_ns() - last >= 1000000000ull) {
+			last = util_mono_ns();
 			report(M_STATS);
 		}
 	}
@@ -1423,7 +1416,7 @@ wait_go(void)
 {
 	struct pollfd	 pfd;
 	char		 ch;
-	uint64_t	 last = now_ns();
+	uint64_t	 last = util_mono_ns();
 
 	/* keep the connections served while the others get ready */
 	for (;;) {
@@ -1435,8 +1428,8 @@ wait_go(void)
 			return;
 		}
 		loop_once(5);
-		if (now_ns() - last >= 1000000000ull) {
-			last = now_ns();
+		if (util_mono_ns() - last >= 1000000000ull) {
+			last = util_mono_ns();
 			report(M_STATS);
 		}
 	}
@@ -1450,7 +1443,7 @@ gen_run(void)
 	long		 i;
 	int		 rr = 0, timeout;
 
-	t0 = now_ns();
+	t0 = util_mono_ns();
 	t_warm = t0 + (uint64_t)(O.warmup * 1e9);
 	t_end = t_warm + (uint64_t)(O.dur * 1e9);
 	sending = 1;
@@ -1500,7 +1493,7 @@ gen_run(void)
 	flush_all();
 
 	for (;;) {
-		now = now_ns();
+		now = util_mono_ns();
 		if (!measuring && now >= t_warm) {
 			measuring = 1;
 			measure_t0 = now;
@@ -1551,14 +1544,14 @@ gen_run(void)
 			report(M_STATS);
 		}
 	}
-	measure_t1 = now_ns();
+	measure_t1 = util_mono_ns();
 	measuring = 0;
 	sending = 0;
 	ST.measured_ns = measure_t1 - (measure_t0 ? measure_t0 : t0);
 
 	/* drain what is in flight, then count what never came */
-	t_drain = now_ns() + (uint64_t)(DRAIN_SECONDS * 1e9);
-	while (now_ns() < t_drain && O.sc != SC_IDLE && O.sc != SC_REGISTER &&
+	t_drain = util_mono_ns() + (uint64_t)(DRAIN_SECONDS * 1e9);
+	while (util_mono_ns() < t_drain && O.sc != SC_IDLE && O.sc != SC_REGISTER &&
 	    O.sc != SC_LOGIN) {
 		uint64_t out = 0;
 		for (i = 0; i < npairs; i++)
@@ -1571,8 +1564,8 @@ gen_run(void)
 	}
 	if (O.sc == SC_LOGIN || O.sc == SC_REGISTER) {
 		/* let the last answers come in */
-		t_drain = now_ns() + 2000000000ull;
-		while (now_ns() < t_drain) {
+		t_drain = util_mono_ns() + 2000000000ull;
+		while (util_mono_ns() < t_drain) {
 			for (i = 0; i < nconns; i++)
 				if (conns[i]->st != CS_IDLE &&
 				    conns[i]->st != CS_DEAD)
@@ -1862,7 +1855,7 @@ static int
 parent_wait(double limit, int (*pred)(void), const char *phase, double t0)
 {
 	struct pollfd	 pfd[MAX_PROCS];
-	double		 start = now_ns() / 1e9, last = start;
+	double		 start = util_mono_ns() / 1e9, last = start;
 	static uint64_t	 prev;
 	struct stats	 s;
 	int		 i, n;
@@ -1870,7 +1863,7 @@ parent_wait(double limit, int (*pred)(void), const char *phase, double t0)
 	for (;;) {
 		if (pred())
 			return 0;
-		if (now_ns() / 1e9 - start > limit)
+		if (util_mono_ns() / 1e9 - start > limit)
 			return -1;
 		for (i = 0; i < O.procs; i++) {
 			pfd[i].fd = gens[i].fd;
@@ -1887,8 +1880,8 @@ parent_wait(double limit, int (*pred)(void), const char *phase, double t0)
 					fprintf(stderr, "generator %d exited "
 					    "early\n", i);
 			}
-		if (now_ns() / 1e9 - last >= 1.0) {
-			last = now_ns() / 1e9;
+		if (util_mono_ns() / 1e9 - last >= 1.0) {
+			last = util_mono_ns() / 1e9;
 			sum_stats(&s);
 			progress(last - t0, &s, &prev, phase);
 		}
@@ -2492,7 +2485,7 @@ main(int argc, char *argv[])
 	alarm((unsigned)(O.setup_timeout + O.warmup + O.dur + 60 +
 	    (O.sc == SC_GROUP ? O.groups * 2 : 0)));
 
-	t0 = now_ns() / 1e9;
+	t0 = util_mono_ns() / 1e9;
 	if (O.sc == SC_GROUP)
 		setup_groups();
 	server_sample(&sbase);
@@ -2517,7 +2510,7 @@ main(int argc, char *argv[])
 	}
 	if (parent_wait(O.setup_timeout + 10, all_ready, "setup", t0) == -1)
 		fprintf(stderr, "chatbench: set-up did not finish in time\n");
-	setup_s = now_ns() / 1e9 - t0;
+	setup_s = util_mono_ns() / 1e9 - t0;
 	sum_stats(&s);
 	if (!O.quiet && (O.sc == SC_CHAT || O.sc == SC_GROUP ||
 	    O.sc == SC_IDLE))
@@ -2526,7 +2519,7 @@ main(int argc, char *argv[])
 		    setup_s);
 	for (k = 0; k < O.procs; k++)
 		write_all(gens[k].fd, "G", 1);
-	t0 = now_ns() / 1e9;
+	t0 = util_mono_ns() / 1e9;
 	(void)prev;
 	/* the server's CPU is counted from the end of the warm-up */
 	if (O.warmup > 0)

@@ -50,6 +50,10 @@ class Peer:
         self.sock.setblocking(False)
         self.buf = b""
         self.ready = False
+        # which worker took the new connection is known from its WHOAMI
+        # answer only: until then a drop says nothing about a slot (with
+        # synchronous commits the answer may come a while after the login)
+        self.slot = None
         self.send({"id": self.uid, "msgid": 1, "password": self.password})
         self.send({"msgid": 104})
 
@@ -350,6 +354,101 @@ class Faults(unittest.TestCase):
             if info.get("worker") == slot:
                 return info.get("pid")
         return None
+
+
+def probe(port, timeout=3.0):
+    """One connect and WHOAMI: "served" (the worker slot), "refused" or
+    "reset" (the client can go elsewhere at once), or "hung"."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout)
+    except ConnectionRefusedError:
+        return "refused"
+    except socket.timeout:
+        return "hung"
+    try:
+        sock.settimeout(timeout)
+        sock.sendall(json.dumps({"msgid": chatlib.WHOAMI}).encode() + b"\0")
+        data = b""
+        while b"\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return "reset"
+            data += chunk
+        return json.loads(data.split(b"\n", 1)[0]).get("worker")
+    except socket.timeout:
+        return "hung"
+    except (ConnectionResetError, BrokenPipeError):
+        return "reset"
+    finally:
+        sock.close()
+
+
+class NoBlackHole(unittest.TestCase):
+    """A worker that cannot start (its MariaDB is down) is retried with
+    backoff; while its slot has no worker the slot's listener is closed,
+    so that no connect lands on a socket nobody serves; /health names the
+    missing slot; the worker comes back once the database does."""
+
+    def test_worker_cannot_start(self):
+        import cluster
+        if not (cluster.find_prog("mariadbd") or cluster.find_prog("mysqld")):
+            if cluster.in_ci():
+                self.fail("CI=true and no MariaDB server installed")
+            self.skipTest("no MariaDB server installed")
+        import test_ops
+        db = cluster.MariaDB()
+        try:
+            db.start()
+            mport = chatlib.free_port()
+            srv = cluster.Node(db.spec, workers=2, extra={
+                "metrics_listen": "127.0.0.1:%d" % mport,
+                "db_connect_timeout_ms": "1000"})
+            with srv:
+                # scripts/mariadb-private runs with the setting at 2
+                self.assertIn("innodb_flush_log_at_trx_commit is 2, not 1",
+                              srv.log_text())
+                old = srv.client_on(0).whoami_full()["pid"]
+                subprocess_run([db.script, "halt", db.dir])
+                os.kill(old, signal.SIGKILL)
+                # the replacement exits 2 (no database), again and again
+                self.assertTrue(chatlib.wait_for(
+                    lambda: srv.log_text().count("worker 0 failed to "
+                                                 "start; next try") >= 2,
+                    20), srv.log_text()[-3000:])
+                st, body, _ = test_ops.http_get(mport, "/health")
+                self.assertEqual(st, 503, body)
+                self.assertRegex(body, r"worker 0 not running "
+                                       r"\((retrying|respawning)\)")
+                # no connect hangs: worker 1 serves, or the kernel refuses
+                seen = {}
+                for _ in range(60):
+                    r = probe(srv.port)
+                    seen[r] = seen.get(r, 0) + 1
+                print("probes while worker 0 cannot start: %r" % seen)
+                self.assertNotIn("hung", seen, seen)
+                self.assertNotIn(0, seen, seen)
+                self.assertGreater(seen.get(1, 0), 0, seen)
+                # the cause is gone: the slot comes back by itself
+                subprocess_run([db.script, "start", db.dir])
+                t0 = time.monotonic()
+                self.assertTrue(chatlib.wait_for(
+                    lambda: test_ops.http_get(mport, "/health")[0] == 200,
+                    30), srv.log_text()[-3000:])
+                print("worker 0 back %.1f s after the database"
+                      % (time.monotonic() - t0))
+                new = srv.client_on(0).whoami_full()["pid"]
+                self.assertNotEqual(new, old)
+                self.assertTrue(srv.alive())
+        finally:
+            db.stop()
+
+
+def subprocess_run(argv):
+    import subprocess
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=180)
+    if r.returncode != 0:
+        raise AssertionError("%s: %s" % (argv, r.stderr.decode()))
 
 
 if __name__ == "__main__":

@@ -691,6 +691,51 @@ START_TEST(test_reload)
 }
 END_TEST
 
+/* The master's reload as the workers get it: the reloadable keys only. */
+START_TEST(test_reload_message)
+{
+	struct config	 master, worker, next;
+	struct buf	 errs = BUF_INIT, msg = BUF_INIT;
+	char		 text[PATH_MAX + 512];
+
+	cfg_defaults(&master);
+	cfg_defaults(&worker);
+	snprintf(text, sizeof(text),
+	    "log_file = %s/w.log\n"
+	    "per_ip_exempt = 10.0.0.0/8, ::1/128\n"
+	    "max_output_bytes = 8m\n"
+	    "idle_timeout = 77\n"
+	    "workers = 63\n", tdir);
+	ck_assert_int_eq(load_text(text, 0600, &next, &errs, NULL), 0);
+	ck_assert_int_eq(cfg_apply_reload(&master, &next), 4);
+
+	ck_assert_int_eq(cfg_pack_reload(&master, &msg), 0);
+	ck_assert_int_eq(cfg_unpack_reload(&worker, buf_head(&msg),
+	    buf_used(&msg)), 4);
+	ck_assert_str_eq(worker.log_file, next.log_file);
+	ck_assert_str_eq(worker.per_ip_exempt, "10.0.0.0/8, ::1/128");
+	ck_assert_uint_eq(worker.max_output_bytes, 8 << 20);
+	ck_assert_int_eq(worker.idle_timeout, 77);
+	ck_assert_int_eq(worker.workers, master.workers);	/* restart key */
+	/* the same message again changes nothing */
+	ck_assert_int_eq(cfg_unpack_reload(&worker, buf_head(&msg),
+	    buf_used(&msg)), 0);
+	/* a short or long message is refused, the configuration kept */
+	ck_assert_int_eq(cfg_unpack_reload(&worker, buf_head(&msg),
+	    buf_used(&msg) - 1), -1);
+	ck_assert_int_eq(buf_append(&msg, "x", 1), 0);
+	ck_assert_int_eq(cfg_unpack_reload(&worker, buf_head(&msg),
+	    buf_used(&msg)), -1);
+	ck_assert_int_eq(worker.idle_timeout, 77);
+
+	buf_free(&msg);
+	buf_free(&errs);
+	cfg_free(&next);
+	cfg_free(&worker);
+	cfg_free(&master);
+}
+END_TEST
+
 START_TEST(test_log_format)
 {
 	const char	*logf = tpath("chatd.log");
@@ -868,6 +913,7 @@ config_suite(void)
 	tcase_add_test(tc, test_shm_name);
 	tcase_add_test(tc, test_secret_perms);
 	tcase_add_test(tc, test_db_password_file);
+	tcase_add_test(tc, test_reload_message);
 	tcase_add_test(tc, test_reload);
 	suite_add_tcase(s, tc);
 

@@ -18,6 +18,7 @@
 
 #include "online.h"
 #include "online_test.h"
+#include "util.h"
 
 static char	errbuf[256];
 
@@ -313,18 +314,6 @@ START_TEST(test_collisions)
 }
 END_TEST
 
-/* murmur3's finalizer, as in online.c, to aim uids at given buckets. */
-static uint32_t
-fmix32(uint32_t x)
-{
-	x ^= x >> 16;
-	x *= 0x85ebca6bU;
-	x ^= x >> 13;
-	x *= 0xc2b2ae35U;
-	x ^= x >> 16;
-	return x;
-}
-
 START_TEST(test_wrap_cluster)
 {
 	struct online	*o;
@@ -337,8 +326,8 @@ START_TEST(test_wrap_cluster)
 	 */
 	o = table_new("wrap", 100, 1);
 	for (uid = 1; n < 100; uid++)
-		if ((fmix32(uid) & 255) >= 250 || (n >= 60 &&
-		    (fmix32(uid) & 255) < 8))
+		if ((util_hash32(uid) & 255) >= 250 || (n >= 60 &&
+		    (util_hash32(uid) & 255) < 8))
 			v[n++] = uid;
 	for (i = 0; i < n; i++)
 		ck_assert_int_eq(online_add(o, v[i], 0, i + 1, NULL), 0);

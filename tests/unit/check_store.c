@@ -159,15 +159,7 @@ START_TEST(test_user)
 	store_user_clear(&u);
 	ck_assert_ptr_null(u.name);
 
-	ck_assert_int_eq(store_user_set_pwhash(st, id, "$2b$12$new"),
-	    STORE_OK);
-	ck_assert_int_eq(store_user_get(st, id, &u), STORE_OK);
-	ck_assert_str_eq(u.pwhash, "$2b$12$new");
-	store_user_clear(&u);
-
 	ck_assert_int_eq(store_user_get(st, INT32_MAX, &u), STORE_NOTFOUND);
-	ck_assert_int_eq(store_user_set_pwhash(st, INT32_MAX, "x"),
-	    STORE_NOTFOUND);
 	len = uname_make(other, sizeof(other), "nobody");
 	ck_assert_int_eq(store_user_by_name(st, other, len, &u),
 	    STORE_NOTFOUND);

@@ -264,35 +264,55 @@ START_TEST(test_wait_timeout)
 }
 END_TEST
 
+/*
+ * The server's count of chatd's connections, once it equals want or
+ * after `secs` seconds: a closed connection leaves PROCESSLIST some time
+ * after the client returned (sooner or later with the machine's load).
+ */
+static long
+chatd_conns(long want, double secs)
+{
+	double	 end = now() + secs;
+	long	 n;
+
+	for (;;) {
+		n = root_int("SELECT COUNT(*) FROM "
+		    "information_schema.PROCESSLIST WHERE USER = 'chatd'");
+		if (n == want || now() > end)
+			return n;
+		usleep(50 * 1000);
+	}
+}
+
 /* pool_init connections at open; idle ones closed after pool_idle_sec. */
 START_TEST(test_pool_idle)
 {
 	struct store		*st;
 	struct store_opts	 o;
+	double			 t0;
 	int32_t			 id;
 	long			 n;
 
 	memset(&o, 0, sizeof(o));
 	o.pool_init = 3;
 	o.pool_max = 4;
-	o.pool_idle_sec = 1;
-	n = root_int("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-	    "WHERE USER = 'chatd'");
+	o.pool_idle_sec = 2;
+	/* the earlier tests' processes are gone: their connections go too */
+	n = chatd_conns(0, 10);
+	t0 = now();
 	st = open_opts(spec, &o);
-	ck_assert_int_eq(root_int("SELECT COUNT(*) FROM "
-	    "information_schema.PROCESSLIST WHERE USER = 'chatd'"), n + 3);
+	ck_assert_int_eq(chatd_conns(n + 3, 10), n + 3);
 	id = mkuser(st);
 	get_ok(st, id);
-	ck_assert_int_eq(root_int("SELECT COUNT(*) FROM "
-	    "information_schema.PROCESSLIST WHERE USER = 'chatd'"), n + 3);
-	sleep(3);
+	/* on a loaded machine the pool may already have found them idle */
+	if (now() - t0 < o.pool_idle_sec - 0.2)
+		ck_assert_int_eq(chatd_conns(n + 3, 0), n + 3);
+	sleep(o.pool_idle_sec + 2);
 	get_ok(st, id);
 	/* All three idle too long: closed, one new one used. */
-	ck_assert_int_eq(root_int("SELECT COUNT(*) FROM "
-	    "information_schema.PROCESSLIST WHERE USER = 'chatd'"), n + 1);
+	ck_assert_int_eq(chatd_conns(n + 1, 10), n + 1);
 	store_close(st);
-	ck_assert_int_eq(root_int("SELECT COUNT(*) FROM "
-	    "information_schema.PROCESSLIST WHERE USER = 'chatd'"), n);
+	ck_assert_int_eq(chatd_conns(n, 10), n);
 }
 END_TEST
 
@@ -301,17 +321,18 @@ START_TEST(test_lock_wait)
 {
 	struct store_opts	 o;
 	struct store		*st;
-	struct store_user	 u;
 	char			 q[128];
 	double			 t;
 	pid_t			 pid;
 	int			 p[2], status, rc;
-	int32_t			 id;
+	int32_t			 id, other;
+	int64_t			 nf;
 
 	memset(&o, 0, sizeof(o));
 	o.query_timeout_ms = 2000;	/* lock wait timeout 1 s */
 	st = open_opts(spec, &o);
 	id = mkuser(st);
+	other = mkuser(st);
 
 	ck_assert_int_eq(pipe(p), 0);
 	if ((pid = fork()) == 0) {
@@ -338,14 +359,15 @@ START_TEST(test_lock_wait)
 	close(p[1]);
 	ck_assert_int_eq(read(p[0], q, 1), 1);
 	t = now();
-	rc = store_user_set_pwhash(st, id, "locked");
+	/* the foreign key check needs a shared lock on the user row */
+	rc = store_friend_add(st, other, id);
 	t = now() - t;
 	ck_assert_msg(rc == STORE_OK, "%d %s", rc, store_error(st));
-	ck_assert_msg(t > 1.5 && t < 4.5, "took %.2f s", t);
+	/* the upper bound leaves room for a loaded machine */
+	ck_assert_msg(t > 1.5 && t < 8, "took %.2f s", t);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_int_eq(store_user_get(st, id, &u), STORE_OK);
-	ck_assert_str_eq(u.pwhash, "locked");
-	store_user_clear(&u);
+	ck_assert_int_eq(store_count_friends(st, id, &nf), STORE_OK);
+	ck_assert_int_eq(nf, 1);
 	store_close(st);
 }
 END_TEST
@@ -528,7 +550,8 @@ mysql_suite(void)
 
 	s = suite_create("store_mysql");
 	tc = tcase_create("core");
-	tcase_set_timeout(tc, 120);
+	/* MariaDB restarts take seconds more on a loaded machine */
+	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_url);
 	tcase_add_test(tc, test_schema);
 	tcase_add_test(tc, test_offline_many);

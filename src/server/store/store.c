@@ -4,10 +4,13 @@
  * Everything here is backend-neutral: defaults for the options, the
  * error text, and freeing what the backends hand out.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "store.h"
 #include "log.h"
@@ -19,6 +22,8 @@
 #define DEF_CONNECT_TIMEOUT_MS	2000
 #define DEF_QUERY_TIMEOUT_MS	5000
 #define DEF_BUSY_TIMEOUT_MS	5000
+#define STORE_DELAY_MS		5	/* first pause before a retry */
+#define STORE_DELAY_MAX_MS	250
 
 
 struct store *
@@ -70,7 +75,25 @@ store_open(const char *spec, const struct store_opts *opts, char *err,
 	}
 	if (st == NULL && err[0] == '\0')
 		err_set(err, errlen, "cannot open store");
+	if (st != NULL)
+		st->seed = (unsigned int)getpid();
 	return st;
+}
+
+int
+store_check(const char *spec, const struct store_opts *opts, char *warn,
+    size_t warnlen, char *err, size_t errlen)
+{
+	struct store	*st;
+
+	if (warnlen > 0)
+		warn[0] = '\0';
+	if ((st = store_open(spec, opts, err, errlen)) == NULL)
+		return -1;
+	if (warnlen > 0)
+		snprintf(warn, warnlen, "%s", store_warning(st));
+	store_close(st);
+	return 0;
 }
 
 void
@@ -86,6 +109,12 @@ store_error(const struct store *st)
 	if (st == NULL)
 		return "no store";
 	return st->err;
+}
+
+const char *
+store_warning(const struct store *st)
+{
+	return st->warning;
 }
 
 const char *
@@ -121,141 +150,232 @@ store_set_error(struct store *st, const char *fmt, ...)
 	return STORE_ERR;
 }
 
+/* A call, run again while it answers STORE_RETRY and tries are left. */
+#define STORE_RUN(st, rc, call) do {					\
+	for ((st)->attempt = 0;; (st)->attempt++) {			\
+		(rc) = (call);						\
+		if ((rc) != STORE_RETRY)				\
+			break;						\
+		if (store_backoff((st), (st)->attempt) == -1) {		\
+			(rc) = STORE_ERR;				\
+			break;						\
+		}							\
+	}								\
+} while (0)
+
+int
+store_backoff(struct store *st, int try)
+{
+	struct timespec	 ts;
+	char		 msg[sizeof(st->err)];
+	long		 ms;
+
+	if (try + 1 >= st->ops->tries) {
+		snprintf(msg, sizeof(msg), "%s", st->err);
+		store_set_error(st, "%s (still failing after %d tries)", msg,
+		    st->ops->tries);
+		return -1;
+	}
+	ms = (long)STORE_DELAY_MS << try;
+	if (ms > STORE_DELAY_MAX_MS)
+		ms = STORE_DELAY_MAX_MS;
+	/* jitter: processes that collided do not collide again */
+	st->seed = st->seed * 1103515245u + 12345u;
+	ms += (st->seed >> 16) % (ms / 2 + 1);
+	ts.tv_sec = 0;
+	ts.tv_nsec = ms * 1000000L;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	return 0;
+}
+
 int
 store_ping(struct store *st)
 {
-	return st->ops->ping(st) == STORE_OK ? 0 : -1;
+	int	 rc;
+
+	STORE_RUN(st, rc, st->ops->ping(st));
+	return rc == STORE_OK ? 0 : -1;
 }
 
 int
 store_user_create(struct store *st, const char *name, size_t name_len,
     const char *pwhash, int32_t *id)
 {
-	return st->ops->user_create(st, name, name_len, pwhash, id);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->user_create(st, name, name_len, pwhash, id));
+	return rc;
 }
 
 int
 store_user_get(struct store *st, int32_t id, struct store_user *u)
 {
-	return st->ops->user_get(st, id, u);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->user_get(st, id, u));
+	return rc;
 }
 
 int
 store_user_by_name(struct store *st, const char *name, size_t name_len,
     struct store_user *u)
 {
-	return st->ops->user_by_name(st, name, name_len, u);
-}
+	int	rc;
 
-int
-store_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
-{
-	if (pwhash == NULL)
-		return store_set_error(st, "set password: no password hash");
-	return st->ops->user_set_pwhash(st, id, pwhash);
+	STORE_RUN(st, rc, st->ops->user_by_name(st, name, name_len, u));
+	return rc;
 }
 
 int
 store_friend_add(struct store *st, int32_t a, int32_t b)
 {
-	return st->ops->friend_add(st, a, b);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->friend_add(st, a, b));
+	return rc;
 }
 
 int
 store_friends(struct store *st, int32_t uid, struct store_user_list *out)
 {
-	return st->ops->friends(st, uid, out);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->friends(st, uid, out));
+	return rc;
 }
 
 int
 store_group_create(struct store *st, int32_t creator, const char *name,
     size_t name_len, const char *desc, size_t desc_len, int32_t *gid)
 {
-	return st->ops->group_create(st, creator, name, name_len, desc,
-	    desc_len, gid);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->group_create(st, creator, name, name_len, desc,
+	    desc_len, gid));
+	return rc;
 }
 
 int
 store_group_join(struct store *st, int32_t gid, int32_t uid)
 {
-	return st->ops->group_join(st, gid, uid);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->group_join(st, gid, uid));
+	return rc;
 }
 
 int
 store_group_is_member(struct store *st, int32_t gid, int32_t uid)
 {
-	return st->ops->group_is_member(st, gid, uid);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->group_is_member(st, gid, uid));
+	return rc;
 }
 
 int
 store_group_members(struct store *st, int32_t gid,
     struct store_user_list *out)
 {
-	return st->ops->group_members(st, gid, out);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->group_members(st, gid, out));
+	return rc;
 }
 
 int
 store_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
 {
-	return st->ops->user_groups(st, uid, out);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->user_groups(st, uid, out));
+	return rc;
 }
 
 int
 store_count_friends(struct store *st, int32_t uid, int64_t *n)
 {
-	return st->ops->count(st, STORE_COUNT_FRIENDS, uid, n);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->count(st, STORE_COUNT_FRIENDS, uid, n));
+	return rc;
 }
 
 int
 store_count_user_groups(struct store *st, int32_t uid, int64_t *n)
 {
-	return st->ops->count(st, STORE_COUNT_USER_GROUPS, uid, n);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->count(st, STORE_COUNT_USER_GROUPS, uid, n));
+	return rc;
 }
 
 int
 store_count_group_members(struct store *st, int32_t gid, int64_t *n)
 {
-	return st->ops->count(st, STORE_COUNT_GROUP_MEMBERS, gid, n);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->count(st, STORE_COUNT_GROUP_MEMBERS, gid, n));
+	return rc;
 }
 
 int
 store_offline_add(struct store *st, const int32_t *uids, size_t n,
     const char *msg, size_t len)
 {
-	return st->ops->offline_add(st, uids, n, msg, len, 0);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->offline_add(st, uids, n, msg, len, 0));
+	return rc;
 }
 
 int
 store_ack_claim(struct store *st, int32_t sender, int64_t cmid,
     int64_t *smid, int *done)
 {
-	return st->ops->ack_claim(st, sender, cmid, smid, done);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->ack_claim(st, sender, cmid, smid, done));
+	return rc;
 }
 
 int
 store_ack_commit(struct store *st, int64_t smid, const int32_t *uids,
     size_t n, const char *msg, size_t len)
 {
-	return st->ops->offline_add(st, uids, n, msg, len, smid);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->offline_add(st, uids, n, msg, len, smid));
+	return rc;
 }
 
 int
 store_offline_remove(struct store *st, int32_t uid, int64_t smid)
 {
-	return st->ops->offline_remove(st, uid, smid);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->offline_remove(st, uid, smid));
+	return rc;
 }
 
 int
 store_offline_fetch(struct store *st, int32_t uid, size_t max,
     struct store_msg_list *out)
 {
-	return st->ops->offline_fetch(st, uid, max, out);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->offline_fetch(st, uid, max, out));
+	return rc;
 }
 
 int
 store_offline_delete(struct store *st, int32_t uid, int64_t upto)
 {
-	return st->ops->offline_delete(st, uid, upto);
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->offline_delete(st, uid, upto));
+	return rc;
 }
 
 void

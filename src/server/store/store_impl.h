@@ -11,14 +11,23 @@ enum store_count {
 	STORE_COUNT_MAX
 };
 
+/*
+ * One attempt of a call could not finish for a passing reason (a lock
+ * held elsewhere, a connection lost where running it again is safe).
+ * store.c runs the call again, up to ops->tries attempts in all, with a
+ * short jittered pause that doubles: the one retry policy.  Callers of
+ * store.h never see it.
+ */
+#define STORE_RETRY	100
+
 struct store_ops {
 	const char *kind;
+	int	 tries;		/* attempts per call, at most */
 	void	(*close)(struct store *);
 	int	(*ping)(struct store *);
 	int	(*user_create)(struct store *, const char *, size_t, const char *, int32_t *);
 	int	(*user_get)(struct store *, int32_t, struct store_user *);
 	int	(*user_by_name)(struct store *, const char *, size_t, struct store_user *);
-	int	(*user_set_pwhash)(struct store *, int32_t, const char *);
 	int	(*friend_add)(struct store *, int32_t, int32_t);
 	int	(*friends)(struct store *, int32_t, struct store_user_list *);
 	int	(*group_create)(struct store *, int32_t, const char *, size_t,
@@ -42,7 +51,16 @@ struct store_ops {
 struct store {
 	const struct store_ops	*ops;
 	char			 err[256];
+	char			 warning[256];	/* set at open; "" when none */
+	int			 attempt;	/* 0: a call's first attempt (store.c) */
+	unsigned int		 seed;		/* jitter of the pauses */
 };
+
+/*
+ * Before attempt try + 1 of a call that answered STORE_RETRY: pause and
+ * return 0, or -1 (err says so) when the tries are used up.
+ */
+int	store_backoff(struct store *st, int try);
 
 /*
  * Make room in *v (n elements used, *cap allocated, each sz bytes) for

@@ -52,6 +52,8 @@
 
 #include "store.h"
 #include "store_impl.h"
+#include "store_url.h"
+#include "util.h"
 #include "mysql_schema.h"	/* generated from sql/mysql.sql */
 
 /* The version sql/mysql.sql writes into SchemaVersion. */
@@ -59,7 +61,6 @@
 
 /* Whole-transaction runs after a deadlock or lock wait timeout. */
 #define MY_TRIES		4
-#define MY_DELAY_MS		5
 
 /* Offline messages go in rows of MY_BATCH while text is this small. */
 #define MY_BATCH		16
@@ -80,10 +81,10 @@ enum {
 	Q_LOCK,
 	Q_UNLOCK,
 	Q_OUR_TABLES,
+	Q_FLUSH_AT_COMMIT,
 	Q_USER_CREATE,
 	Q_USER_GET,
 	Q_USER_BY_NAME,
-	Q_USER_SET_PWHASH,
 	Q_FRIEND_ADD,
 	Q_FRIENDS,
 	Q_GROUP_CREATE,
@@ -122,10 +123,11 @@ static const char *const my_sql[Q_MAX] = {
 	    "SELECT COUNT(*) FROM information_schema.TABLES"
 	    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN"
 	    " ('User', 'Friend', 'AllGroup', 'GroupUser', 'OfflineMessage')",
+	/* 1: the redo log is flushed at every commit (durable) */
+	[Q_FLUSH_AT_COMMIT] = "SELECT @@GLOBAL.innodb_flush_log_at_trx_commit",
 	[Q_USER_CREATE] = "INSERT INTO User (name, pwhash) VALUES (?, ?)",
 	[Q_USER_GET] = "SELECT id, name, pwhash FROM User WHERE id = ?",
 	[Q_USER_BY_NAME] = "SELECT id, name, pwhash FROM User WHERE name = ?",
-	[Q_USER_SET_PWHASH] = "UPDATE User SET pwhash = ? WHERE id = ?",
 	/*
 	 * Both directions in one statement; an existing row is kept.  Not
 	 * INSERT IGNORE: that would also hide the foreign key error that
@@ -199,12 +201,7 @@ struct mconn {
 
 struct my {
 	struct store	 st;		/* first: we are handed out as it */
-	char		*host;
-	char		*user;
-	char		*pass;
-	char		*db;
-	char		*sock;
-	unsigned int	 port;
+	struct store_url url;		/* where, as whom (store_url.c) */
 	unsigned int	 connect_sec;
 	unsigned int	 query_sec;
 	char		 init_cmd[160];
@@ -223,7 +220,6 @@ struct my {
 	int		 nlost;		/* losses in this call */
 	uint64_t	 affected;
 	uint64_t	 insert_id;
-	unsigned int	 seed;		/* jitter for retries */
 };
 
 /* A bound parameter: an integer, or s[0..len) when s is not NULL. */
@@ -250,15 +246,6 @@ struct mcol {
 typedef int (*row_fn)(struct my *, void *, struct mcol *, unsigned int);
 
 static const struct store_ops mysql_ops;
-
-static time_t
-my_now(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
 
 static int
 my_nomem(struct my *m)
@@ -387,24 +374,24 @@ conn_open(struct my *m)
 	mysql_options(c->my, MYSQL_OPT_WRITE_TIMEOUT, &m->query_sec);
 	mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	mysql_options(c->my, MYSQL_INIT_COMMAND, m->init_cmd);
-	if (m->sock != NULL) {
+	if (m->url.sock != NULL) {
 		proto = MYSQL_PROTOCOL_SOCKET;
 		mysql_options(c->my, MYSQL_OPT_PROTOCOL, &proto);
-	} else if (strcmp(m->host, "localhost") != 0) {
+	} else if (strcmp(m->url.host, "localhost") != 0) {
 		proto = MYSQL_PROTOCOL_TCP;
 		mysql_options(c->my, MYSQL_OPT_PROTOCOL, &proto);
 	}
 	/* FOUND_ROWS: an UPDATE to the same value still counts its row. */
-	if (mysql_real_connect(c->my, m->host, m->user, m->pass, m->db,
-	    m->port, m->sock, CLIENT_FOUND_ROWS) == NULL) {
-		if (m->sock != NULL)
+	if (mysql_real_connect(c->my, m->url.host, m->url.user, m->url.pass, m->url.db,
+	    m->url.port, m->url.sock, CLIENT_FOUND_ROWS) == NULL) {
+		if (m->url.sock != NULL)
 			store_set_error(&m->st, "database unavailable: "
-			    "%s@%s (%s): %s", m->user, m->sock, m->db,
+			    "%s@%s (%s): %s", m->url.user, m->url.sock, m->url.db,
 			    mysql_error(c->my));
 		else
 			store_set_error(&m->st, "database unavailable: "
-			    "%s@%s:%u/%s: %s", m->user, m->host, m->port,
-			    m->db, mysql_error(c->my));
+			    "%s@%s:%u/%s: %s", m->url.user, m->url.host, m->url.port,
+			    m->url.db, mysql_error(c->my));
 		mysql_close(c->my);
 		free(c);
 		return NULL;
@@ -429,7 +416,7 @@ pool_drain(struct my *m)
 static struct mconn *
 pool_get(struct my *m)
 {
-	time_t	 now = my_now();
+	time_t	 now = (time_t)util_mono();
 	int	 n;
 
 	for (n = 0; n < m->nidle; n++)
@@ -462,7 +449,7 @@ pool_put(struct my *m, struct mconn *c)
 		conn_close(m, c);
 		return;
 	}
-	c->idle_since = my_now();
+	c->idle_since = (time_t)util_mono();
 	m->idle[m->nidle++] = c;
 }
 
@@ -477,66 +464,50 @@ my_reset(struct my *m)
 #define MY_ONCE		0	/* run again only if surely not committed */
 
 /*
- * After one attempt on c: return c to the pool and say whether to run
- * the call again.  A lost connection is retried once, on a new
- * connection, and only when the call cannot have taken effect: it is
- * idempotent, or the loss came before its COMMIT (the server rolls back
- * what a vanished client left open).  Lock conflicts are retried a few
- * times with a short, jittered pause.
+ * After one attempt on c: return c to the pool and say whether store.c
+ * should run the call again (STORE_RETRY).  A lost connection is retried
+ * once per call, on a new connection, and only when the call cannot have
+ * taken effect: it is idempotent, or the loss came before its COMMIT
+ * (the server rolls back what a vanished client left open).  Lock
+ * conflicts are retried up to MY_TRIES attempts.
  */
 static int
-my_again(struct my *m, struct mconn *c, int rc, int try, int safe)
+my_result(struct my *m, struct mconn *c, int rc, int safe)
 {
-	struct timespec	 ts;
-	long		 ms;
-
 	if (rc != STORE_ERR) {
 		pool_put(m, c);
-		return 0;
+		return rc;
 	}
 	if (m->lost) {
 		conn_close(m, c);
 		pool_drain(m);
 		if (m->nlost++ > 0)
-			return 0;
+			return rc;
 		if (m->committing && safe != MY_IDEMPOTENT) {
 			store_set_error(&m->st, "database unavailable: "
 			    "connection lost during commit, outcome unknown");
-			return 0;
+			return rc;
 		}
-		return 1;
+		return STORE_RETRY;
 	}
 	pool_put(m, c);
-	if (!m->busy || try + 1 >= MY_TRIES)
-		return 0;
-	ms = (long)MY_DELAY_MS << try;
-	m->seed = m->seed * 1103515245u + 12345u;
-	ms += (m->seed >> 16) % (ms / 2 + 1);
-	ts.tv_sec = 0;
-	ts.tv_nsec = ms * 1000000L;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-	return 1;
+	return m->busy ? STORE_RETRY : rc;
 }
 
 /*
- * Run call (which sets rc) on a pooled connection until it succeeds
- * or my_again() gives up.  call refers to c, the connection taken.
+ * One attempt of call (which sets rc) on a pooled connection; call
+ * refers to c, the connection taken.  store.c runs it again on
+ * STORE_RETRY.
  */
-#define MY_RUN(m, rc, safe, call) do {					\
+#define MY_TRY(m, rc, safe, call) do {					\
 	struct mconn	*c;						\
-	int		 try_;						\
-	(m)->nlost = 0;							\
-	for (try_ = 0;; try_++) {					\
-		my_reset(m);						\
-		if ((c = pool_get(m)) == NULL) {			\
-			(rc) = STORE_ERR;				\
-			break;						\
-		}							\
-		(rc) = (call);						\
-		if (!my_again((m), c, (rc), try_, (safe)))		\
-			break;						\
-	}								\
+	if ((m)->st.attempt == 0)					\
+		(m)->nlost = 0;						\
+	my_reset(m);							\
+	if ((c = pool_get(m)) == NULL)					\
+		(rc) = STORE_ERR;					\
+	else								\
+		(rc) = my_result((m), c, (call), (safe));		\
 } while (0)
 
 /* ---- statements ---- */
@@ -807,7 +778,7 @@ mysql_user_create(struct store *st, const char *name, size_t name_len,
 
 	if (pwhash == NULL)
 		return store_set_error(st, "create user: no password hash");
-	MY_RUN(m, rc, MY_ONCE,
+	MY_TRY(m, rc, MY_ONCE,
 	    user_create_once(m, c, name, name_len, pwhash, id));
 	return rc;
 }
@@ -854,7 +825,7 @@ mysql_user_get(struct store *st, int32_t id, struct store_user *u)
 	struct mparam	 p = P_INT(id);
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, user_read_once(m, c, Q_USER_GET, &p, u));
+	MY_TRY(m, rc, MY_IDEMPOTENT, user_read_once(m, c, Q_USER_GET, &p, u));
 	return rc;
 }
 
@@ -866,38 +837,8 @@ mysql_user_by_name(struct store *st, const char *name, size_t name_len,
 	struct mparam	 p = P_STR(name, name_len);
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT,
+	MY_TRY(m, rc, MY_IDEMPOTENT,
 	    user_read_once(m, c, Q_USER_BY_NAME, &p, u));
-	return rc;
-}
-
-static int
-user_set_pwhash_once(struct my *m, struct mconn *c, int32_t id,
-    const char *pwhash)
-{
-	struct mparam	 p[2];
-	int		 rc;
-
-	p[0] = P_STR(pwhash, strlen(pwhash));
-	p[1] = P_INT(id);
-	rc = my_exec(m, c, Q_USER_SET_PWHASH, p, 2, NULL, NULL,
-	    "set password");
-	if (rc != STORE_OK)
-		return rc;
-	if (m->affected == 0) {
-		store_set_error(&m->st, "no such user");
-		return STORE_NOTFOUND;
-	}
-	return STORE_OK;
-}
-
-static int
-mysql_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
-{
-	struct my	*m = (struct my *)st;
-	int		 rc;
-
-	MY_RUN(m, rc, MY_IDEMPOTENT, user_set_pwhash_once(m, c, id, pwhash));
 	return rc;
 }
 
@@ -929,7 +870,7 @@ mysql_friend_add(struct store *st, int32_t a, int32_t b)
 		return store_set_error(st, "add friend: user %d is "
 		    "themselves", (int)a);
 	/* One statement writes both rows: atomic without BEGIN. */
-	MY_RUN(m, rc, MY_IDEMPOTENT, friend_add_once(m, c, a, b));
+	MY_TRY(m, rc, MY_IDEMPOTENT, friend_add_once(m, c, a, b));
 	return rc;
 }
 
@@ -991,7 +932,7 @@ mysql_friends(struct store *st, int32_t uid, struct store_user_list *out)
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT,
+	MY_TRY(m, rc, MY_IDEMPOTENT,
 	    members_once(m, c, Q_FRIENDS, uid, out, NULL, "list friends"));
 	return rc;
 }
@@ -1042,7 +983,7 @@ mysql_group_create(struct store *st, int32_t creator, const char *name,
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_ONCE, group_create_once(m, c, creator, name,
+	MY_TRY(m, rc, MY_ONCE, group_create_once(m, c, creator, name,
 	    name_len, desc, desc_len, gid));
 	return rc;
 }
@@ -1067,7 +1008,7 @@ mysql_group_join(struct store *st, int32_t gid, int32_t uid)
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, group_join_once(m, c, gid, uid));
+	MY_TRY(m, rc, MY_IDEMPOTENT, group_join_once(m, c, gid, uid));
 	return rc;
 }
 
@@ -1094,7 +1035,7 @@ mysql_group_is_member(struct store *st, int32_t gid, int32_t uid)
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, group_is_member_once(m, c, gid, uid));
+	MY_TRY(m, rc, MY_IDEMPOTENT, group_is_member_once(m, c, gid, uid));
 	return rc;
 }
 
@@ -1120,7 +1061,7 @@ mysql_count(struct store *st, int what, int32_t id, int64_t *n)
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, count_once(m, c, q, id, n));
+	MY_TRY(m, rc, MY_IDEMPOTENT, count_once(m, c, q, id, n));
 	return rc;
 }
 
@@ -1146,7 +1087,7 @@ mysql_group_members(struct store *st, int32_t gid,
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, group_members_once(m, c, gid, out));
+	MY_TRY(m, rc, MY_IDEMPOTENT, group_members_once(m, c, gid, out));
 	return rc;
 }
 
@@ -1242,7 +1183,7 @@ mysql_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, user_groups_once(m, c, uid, out));
+	MY_TRY(m, rc, MY_IDEMPOTENT, user_groups_once(m, c, uid, out));
 	return rc;
 }
 
@@ -1305,7 +1246,7 @@ mysql_offline_add(struct store *st, const int32_t *uids, size_t n,
 
 	if (n == 0 && smid == 0)
 		return STORE_OK;
-	MY_RUN(m, rc, MY_ONCE, offline_add_once(m, c, uids, n, msg, len,
+	MY_TRY(m, rc, MY_ONCE, offline_add_once(m, c, uids, n, msg, len,
 	    smid));
 	return rc;
 }
@@ -1353,7 +1294,7 @@ mysql_ack_claim(struct store *st, int32_t sender, int64_t cmid,
 	int		 rc;
 
 	/* the insert is a no-op the second time: safe to run again */
-	MY_RUN(m, rc, MY_IDEMPOTENT, ack_claim_once(m, c, sender, cmid, smid,
+	MY_TRY(m, rc, MY_IDEMPOTENT, ack_claim_once(m, c, sender, cmid, smid,
 	    done));
 	return rc;
 }
@@ -1375,7 +1316,7 @@ mysql_offline_remove(struct store *st, int32_t uid, int64_t smid)
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, offline_remove_once(m, c, uid, smid));
+	MY_TRY(m, rc, MY_IDEMPOTENT, offline_remove_once(m, c, uid, smid));
 	return rc;
 }
 
@@ -1433,7 +1374,7 @@ mysql_offline_fetch(struct store *st, int32_t uid, size_t max,
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, offline_fetch_once(m, c, uid, max, out));
+	MY_TRY(m, rc, MY_IDEMPOTENT, offline_fetch_once(m, c, uid, max, out));
 	return rc;
 }
 
@@ -1455,7 +1396,7 @@ mysql_offline_delete(struct store *st, int32_t uid, int64_t upto)
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, offline_delete_once(m, c, uid, upto));
+	MY_TRY(m, rc, MY_IDEMPOTENT, offline_delete_once(m, c, uid, upto));
 	return rc;
 }
 
@@ -1475,7 +1416,7 @@ mysql_ping_store(struct store *st)
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_RUN(m, rc, MY_IDEMPOTENT, ping_once(m, c));
+	MY_TRY(m, rc, MY_IDEMPOTENT, ping_once(m, c));
 	return rc;
 }
 
@@ -1557,7 +1498,7 @@ my_schema(struct my *m, struct mconn *c)
 		if (n > 0) {
 			rc = store_set_error(&m->st, "database %s has chatd's "
 			    "tables but no SchemaVersion: not made by this "
-			    "chatd; check them, then apply mysql.sql", m->db);
+			    "chatd; check them, then apply mysql.sql", m->url.db);
 			goto out;
 		}
 		if ((rc = my_schema_apply(m, c)) != STORE_OK ||
@@ -1573,178 +1514,6 @@ my_schema(struct my *m, struct mconn *c)
 	return rc;
 }
 
-static int
-hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decode s[0..n) into a new string; NULL on a bad escape. */
-static char *
-pct_decode(const char *s, size_t n, const char *what, char *err,
-    size_t errlen)
-{
-	char	*d, *o;
-	size_t	 i;
-	int	 hi, lo;
-
-	if ((d = o = malloc(n + 1)) == NULL) {
-		snprintf(err, errlen, "mysql: out of memory");
-		return NULL;
-	}
-	for (i = 0; i < n; i++) {
-		if (s[i] != '%') {
-			*o++ = s[i];
-			continue;
-		}
-		if (i + 2 >= n || (hi = hexval((unsigned char)s[i + 1])) == -1 ||
-		    (lo = hexval((unsigned char)s[i + 2])) == -1 ||
-		    (hi == 0 && lo == 0)) {
-			snprintf(err, errlen, "mysql URL: bad %%-escape in %s "
-			    "(write %% as %%25; %%00 is not allowed)", what);
-			free(d);
-			return NULL;
-		}
-		*o++ = (char)(hi << 4 | lo);
-		i += 2;
-	}
-	*o = '\0';
-	return d;
-}
-
-/* Last c in s[0..n), or NULL. */
-static const char *
-lastchr(const char *s, size_t n, int c)
-{
-	while (n > 0)
-		if (s[--n] == c)
-			return s + n;
-	return NULL;
-}
-
-static int
-my_parse_url(struct my *m, const char *url, char *err, size_t errlen)
-{
-	const char	*p, *end, *at, *colon, *host, *hend, *q, *kv, *kvend;
-	size_t		 hlen;
-	long		 port;
-	char		*ep;
-
-	if (strncmp(url, "mysql://", 8) != 0) {
-		snprintf(err, errlen, "mysql URL must start with mysql://");
-		return -1;
-	}
-	p = url + 8;
-	/* The authority ends at the first '/' or '?'. */
-	end = p + strcspn(p, "/?");
-	if (*end != '/') {
-		snprintf(err, errlen, "mysql URL: no database (expected "
-		    "mysql://user:password@host:port/database)");
-		return -1;
-	}
-
-	/* user[:password]@ -- the last '@' ends it. */
-	host = p;
-	if ((at = lastchr(p, end - p, '@')) != NULL) {
-		colon = memchr(p, ':', at - p);
-		if ((m->user = pct_decode(p, (colon ? colon : at) - p, "user",
-		    err, errlen)) == NULL)
-			return -1;
-		if (colon != NULL && (m->pass = pct_decode(colon + 1,
-		    at - colon - 1, "password", err, errlen)) == NULL)
-			return -1;
-		host = at + 1;
-	}
-	if (m->user == NULL || m->user[0] == '\0') {
-		snprintf(err, errlen, "mysql URL: no user (expected "
-		    "mysql://user:password@host:port/database)");
-		return -1;
-	}
-
-	/* host[:port], [v6addr][:port] */
-	m->port = 3306;
-	if (*host == '[') {
-		if ((hend = memchr(host, ']', end - host)) == NULL) {
-			snprintf(err, errlen, "mysql URL: missing ']' after "
-			    "IPv6 address");
-			return -1;
-		}
-		hlen = hend - host - 1;
-		host++;
-		colon = hend + 1 < end && hend[1] == ':' ? hend + 1 : NULL;
-		if (hend + 1 < end && colon == NULL) {
-			snprintf(err, errlen, "mysql URL: junk after ']'");
-			return -1;
-		}
-	} else {
-		colon = memchr(host, ':', end - host);
-		hlen = (colon ? colon : end) - host;
-	}
-	if (colon != NULL) {
-		errno = 0;
-		port = strtol(colon + 1, &ep, 10);
-		if (ep != end || ep == colon + 1 || errno != 0 || port < 1 ||
-		    port > 65535) {
-			snprintf(err, errlen, "mysql URL: bad port \"%.*s\"",
-			    (int)(end - colon - 1), colon + 1);
-			return -1;
-		}
-		m->port = (unsigned int)port;
-	}
-	if ((m->host = strndup(host, hlen)) == NULL) {
-		snprintf(err, errlen, "mysql: out of memory");
-		return -1;
-	}
-
-	/* /database[?socket=path] */
-	p = end + 1;
-	q = strchr(p, '?');
-	if ((m->db = pct_decode(p, q ? (size_t)(q - p) : strlen(p),
-	    "database", err, errlen)) == NULL)
-		return -1;
-	if (m->db[0] == '\0') {
-		snprintf(err, errlen, "mysql URL: no database name");
-		return -1;
-	}
-	for (kv = q; kv != NULL && *kv != '\0'; kv = kvend) {
-		kv++;
-		kvend = kv + strcspn(kv, "&");
-		if (strncmp(kv, "socket=", 7) != 0) {
-			snprintf(err, errlen, "mysql URL: unknown option "
-			    "\"%.*s\" (known: socket=PATH)", (int)(kvend - kv),
-			    kv);
-			return -1;
-		}
-		free(m->sock);
-		if ((m->sock = pct_decode(kv + 7, kvend - kv - 7, "socket",
-		    err, errlen)) == NULL)
-			return -1;
-		if (m->sock[0] == '\0') {
-			snprintf(err, errlen, "mysql URL: empty socket path");
-			return -1;
-		}
-	}
-
-	if (m->host[0] == '\0') {
-		if (m->sock == NULL) {
-			snprintf(err, errlen, "mysql URL: no host");
-			return -1;
-		}
-		free(m->host);
-		if ((m->host = strdup("localhost")) == NULL) {
-			snprintf(err, errlen, "mysql: out of memory");
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static void
 my_free(struct my *m)
 {
@@ -1754,14 +1523,7 @@ my_free(struct my *m)
 		pool_drain(m);
 		free(m->idle);
 	}
-	free(m->host);
-	free(m->user);
-	if (m->pass != NULL) {
-		explicit_bzero(m->pass, strlen(m->pass));
-		free(m->pass);
-	}
-	free(m->db);
-	free(m->sock);
+	store_url_free(&m->url);
 	free(m);
 }
 
@@ -1778,6 +1540,7 @@ store_mysql_open(const char *url, const struct store_opts *opts,
 	struct my	*m;
 	struct mconn	*c;
 	unsigned int	 lockwait;
+	int64_t		 flush = 1;
 	int		 i;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
@@ -1785,15 +1548,15 @@ store_mysql_open(const char *url, const struct store_opts *opts,
 		return NULL;
 	}
 	m->st.ops = &mysql_ops;
-	m->seed = (unsigned int)getpid();
-	if (my_parse_url(m, url, err, errlen) == -1)
+
+	if (store_url_parse(&m->url, url, err, errlen) == -1)
 		goto fail;
 	if (opts->password != NULL) {
-		if (m->pass != NULL) {
-			explicit_bzero(m->pass, strlen(m->pass));
-			free(m->pass);
+		if (m->url.pass != NULL) {
+			explicit_bzero(m->url.pass, strlen(m->url.pass));
+			free(m->url.pass);
 		}
-		if ((m->pass = strdup(opts->password)) == NULL) {
+		if ((m->url.pass = strdup(opts->password)) == NULL) {
 			snprintf(err, errlen, "mysql: out of memory");
 			goto fail;
 		}
@@ -1828,11 +1591,19 @@ store_mysql_open(const char *url, const struct store_opts *opts,
 	}
 	my_reset(m);
 	if (my_schema(m, c) != STORE_OK) {
-		snprintf(err, errlen, "mysql: %s: %s", m->db, m->st.err);
+		snprintf(err, errlen, "mysql: %s: %s", m->url.db, m->st.err);
 		conn_close(m, c);
 		goto fail;
 	}
-	pool_put(m, c);
+	/* a commit we acknowledge must survive a crash of the server */
+	if (my_exec(m, c, Q_FLUSH_AT_COMMIT, NULL, 0, row_int, &flush,
+	    "durability check") == STORE_OK && flush != 1)
+		snprintf(m->st.warning, sizeof(m->st.warning),
+		    "innodb_flush_log_at_trx_commit is %lld, not 1: a crash "
+		    "of the MySQL server can lose commits chatd acknowledged",
+		    (long long)flush);
+	pool_put(m, c);	/* closes c if the check lost it */
+	my_reset(m);
 	for (i = 1; i < opts->pool_init && i < m->pool_max; i++) {
 		if ((c = conn_open(m)) == NULL) {
 			snprintf(err, errlen, "%s", m->st.err);
@@ -1850,12 +1621,12 @@ store_mysql_open(const char *url, const struct store_opts *opts,
 
 static const struct store_ops mysql_ops = {
 	.kind = "mysql",
+	.tries = MY_TRIES,
 	.close = mysql_close_store,
 	.ping = mysql_ping_store,
 	.user_create = mysql_user_create,
 	.user_get = mysql_user_get,
 	.user_by_name = mysql_user_by_name,
-	.user_set_pwhash = mysql_user_set_pwhash,
 	.friend_add = mysql_friend_add,
 	.friends = mysql_friends,
 	.group_create = mysql_group_create,

@@ -30,9 +30,7 @@
 #define SQ_SCHEMA_VERSION	1
 
 /* Whole-transaction retries after SQLITE_BUSY: <= ~0.9 s of sleep. */
-#define SQ_TRIES		8
-#define SQ_DELAY_MS		5
-#define SQ_DELAY_MAX_MS		250
+#define SQ_TRIES		8	/* attempts of a call that finds the file locked */
 
 enum {
 	Q_BEGIN,
@@ -42,7 +40,6 @@ enum {
 	Q_USER_CREATE,
 	Q_USER_GET,
 	Q_USER_BY_NAME,
-	Q_USER_SET_PWHASH,
 	Q_USER_EXISTS,
 	Q_FRIEND_ADD,
 	Q_FRIENDS,
@@ -75,7 +72,6 @@ static const char *const sq_sql[Q_MAX] = {
 	    "INSERT INTO User (name, pwhash, created) VALUES (?1, ?2, ?3)",
 	[Q_USER_GET] = "SELECT id, name, pwhash FROM User WHERE id = ?1",
 	[Q_USER_BY_NAME] = "SELECT id, name, pwhash FROM User WHERE name = ?1",
-	[Q_USER_SET_PWHASH] = "UPDATE User SET pwhash = ?2 WHERE id = ?1",
 	[Q_USER_EXISTS] = "SELECT 1 FROM User WHERE id = ?1",
 	[Q_FRIEND_ADD] =
 	    "INSERT OR IGNORE INTO Friend (userid, friendid) VALUES (?1, ?2)",
@@ -137,7 +133,6 @@ struct sq {
 	sqlite3		*db;
 	sqlite3_stmt	*q[Q_MAX];
 	int		 busy;		/* last failure was a lock conflict */
-	unsigned int	 seed;		/* jitter for retries */
 };
 
 static const struct store_ops sqlite_ops;
@@ -233,47 +228,14 @@ sq_rollback(struct sq *sq)
 }
 
 /*
- * After a failed attempt: sleep and say whether to try again.  Only a
- * lock conflict is retried, with growing, jittered delays.
+ * One attempt's outcome for store.c: a lock held by another process
+ * (SQLITE_BUSY past the busy timeout) is worth another try.
  */
 static int
-sq_again(struct sq *sq, int rc, int try)
+sq_result(struct sq *sq, int rc)
 {
-	struct timespec	 ts;
-	char		 msg[sizeof(sq->st.err)];
-	long		 ms;
-
-	if (rc != STORE_ERR || !sq->busy)
-		return 0;
-	if (try + 1 >= SQ_TRIES) {
-		snprintf(msg, sizeof(msg), "%s", sq->st.err);
-		store_set_error(&sq->st, "%s (still locked after %d tries)",
-		    msg, SQ_TRIES);
-		return 0;
-	}
-	ms = (long)SQ_DELAY_MS << try;
-	if (ms > SQ_DELAY_MAX_MS)
-		ms = SQ_DELAY_MAX_MS;
-	sq->seed = sq->seed * 1103515245u + 12345u;
-	ms += (sq->seed >> 16) % (ms / 2 + 1);
-	ts.tv_sec = 0;
-	ts.tv_nsec = ms * 1000000L;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-	sq->busy = 0;
-	return 1;
+	return rc == STORE_ERR && sq->busy ? STORE_RETRY : rc;
 }
-
-/* Run call (which sets rc) until it succeeds or stops being busy. */
-#define SQ_RETRY(sq, rc, call) do {					\
-	int	try_;							\
-	for (try_ = 0;; try_++) {					\
-		(sq)->busy = 0;						\
-		(rc) = (call);						\
-		if (!sq_again((sq), (rc), try_))			\
-			break;						\
-	}								\
-} while (0)
 
 /* Copy a text column, any bytes, NUL-terminated; -1 on no memory. */
 static int
@@ -337,7 +299,8 @@ sqlite_user_create(struct store *st, const char *name, size_t name_len,
 
 	if (pwhash == NULL)
 		return store_set_error(st, "create user: no password hash");
-	SQ_RETRY(sq, rc, user_create_once(sq, name, name_len, pwhash, id));
+	sq->busy = 0;
+	rc = sq_result(sq, user_create_once(sq, name, name_len, pwhash, id));
 	return rc;
 }
 
@@ -383,7 +346,8 @@ sqlite_user_get(struct store *st, int32_t id, struct store_user *u)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, user_get_once(sq, id, u));
+	sq->busy = 0;
+	rc = sq_result(sq, user_get_once(sq, id, u));
 	return rc;
 }
 
@@ -406,35 +370,8 @@ sqlite_user_by_name(struct store *st, const char *name, size_t name_len,
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, user_by_name_once(sq, name, name_len, u));
-	return rc;
-}
-
-static int
-user_set_pwhash_once(struct sq *sq, int32_t id, const char *pwhash)
-{
-	sqlite3_stmt	*s = sq->q[Q_USER_SET_PWHASH];
-	int		 rc;
-
-	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK ||
-	    (rc = sq_bind_text(s, 2, pwhash, strlen(pwhash))) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "set password");
-	if ((rc = sq_run(sq, s, "set password")) != STORE_OK)
-		return rc;
-	if (sqlite3_changes(sq->db) == 0) {
-		store_set_error(&sq->st, "no such user");
-		return STORE_NOTFOUND;
-	}
-	return STORE_OK;
-}
-
-static int
-sqlite_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
-{
-	struct sq	*sq = (struct sq *)st;
-	int		 rc;
-
-	SQ_RETRY(sq, rc, user_set_pwhash_once(sq, id, pwhash));
+	sq->busy = 0;
+	rc = sq_result(sq, user_by_name_once(sq, name, name_len, u));
 	return rc;
 }
 
@@ -496,7 +433,8 @@ sqlite_friend_add(struct store *st, int32_t a, int32_t b)
 	if (a == b)
 		return store_set_error(st, "add friend: user %d is "
 		    "themselves", (int)a);
-	SQ_RETRY(sq, rc, friend_add_once(sq, a, b));
+	sq->busy = 0;
+	rc = sq_result(sq, friend_add_once(sq, a, b));
 	return rc;
 }
 
@@ -564,7 +502,8 @@ sqlite_friends(struct store *st, int32_t uid, struct store_user_list *out)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, friends_once(sq, uid, out));
+	sq->busy = 0;
+	rc = sq_result(sq, friends_once(sq, uid, out));
 	return rc;
 }
 
@@ -621,7 +560,8 @@ sqlite_group_create(struct store *st, int32_t creator, const char *name,
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, group_create_once(sq, creator, name, name_len,
+	sq->busy = 0;
+	rc = sq_result(sq, group_create_once(sq, creator, name, name_len,
 	    desc, desc_len, gid));
 	return rc;
 }
@@ -676,7 +616,8 @@ sqlite_group_join(struct store *st, int32_t gid, int32_t uid)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, group_join_once(sq, gid, uid));
+	sq->busy = 0;
+	rc = sq_result(sq, group_join_once(sq, gid, uid));
 	return rc;
 }
 
@@ -698,7 +639,8 @@ sqlite_group_is_member(struct store *st, int32_t gid, int32_t uid)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, group_is_member_once(sq, gid, uid));
+	sq->busy = 0;
+	rc = sq_result(sq, group_is_member_once(sq, gid, uid));
 	return rc;
 }
 
@@ -730,7 +672,8 @@ sqlite_count(struct store *st, int what, int32_t id, int64_t *n)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, count_once(sq, q, id, n));
+	sq->busy = 0;
+	rc = sq_result(sq, count_once(sq, q, id, n));
 	return rc;
 }
 
@@ -757,7 +700,8 @@ sqlite_group_members(struct store *st, int32_t gid,
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, group_members_once(sq, gid, out));
+	sq->busy = 0;
+	rc = sq_result(sq, group_members_once(sq, gid, out));
 	return rc;
 }
 
@@ -822,7 +766,8 @@ sqlite_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, user_groups_once(sq, uid, out));
+	sq->busy = 0;
+	rc = sq_result(sq, user_groups_once(sq, uid, out));
 	return rc;
 }
 
@@ -889,7 +834,8 @@ sqlite_offline_add(struct store *st, const int32_t *uids, size_t n,
 
 	if (n == 0 && smid == 0)
 		return STORE_OK;
-	SQ_RETRY(sq, rc, offline_add_once(sq, uids, n, msg, len, smid));
+	sq->busy = 0;
+	rc = sq_result(sq, offline_add_once(sq, uids, n, msg, len, smid));
 	return rc;
 }
 
@@ -938,7 +884,8 @@ sqlite_offline_fetch(struct store *st, int32_t uid, size_t max,
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, offline_fetch_once(sq, uid, max, out));
+	sq->busy = 0;
+	rc = sq_result(sq, offline_fetch_once(sq, uid, max, out));
 	return rc;
 }
 
@@ -960,7 +907,8 @@ sqlite_offline_delete(struct store *st, int32_t uid, int64_t upto)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, offline_delete_once(sq, uid, upto));
+	sq->busy = 0;
+	rc = sq_result(sq, offline_delete_once(sq, uid, upto));
 	return rc;
 }
 
@@ -1000,7 +948,8 @@ sqlite_ack_claim(struct store *st, int32_t sender, int64_t cmid,
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, ack_claim_once(sq, sender, cmid, smid, done));
+	sq->busy = 0;
+	rc = sq_result(sq, ack_claim_once(sq, sender, cmid, smid, done));
 	return rc;
 }
 
@@ -1022,7 +971,8 @@ sqlite_offline_remove(struct store *st, int32_t uid, int64_t smid)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, offline_remove_once(sq, uid, smid));
+	sq->busy = 0;
+	rc = sq_result(sq, offline_remove_once(sq, uid, smid));
 	return rc;
 }
 
@@ -1034,7 +984,8 @@ sqlite_ping(struct store *st)
 	struct sq	*sq = (struct sq *)st;
 	int		 rc;
 
-	SQ_RETRY(sq, rc, sq_run(sq, sq->q[Q_PING], "ping"));
+	sq->busy = 0;
+	rc = sq_result(sq, sq_run(sq, sq->q[Q_PING], "ping"));
 	return rc;
 }
 
@@ -1096,7 +1047,7 @@ schema_once(struct sq *sq)
 
 	/* Outside a transaction: these cannot change inside one. */
 	if (sq_exec(sq, "PRAGMA journal_mode = WAL", "journal mode") ||
-	    sq_exec(sq, "PRAGMA synchronous = NORMAL", "synchronous") ||
+	    sq_exec(sq, "PRAGMA synchronous = FULL", "synchronous") ||
 	    sq_exec(sq, "PRAGMA foreign_keys = ON", "foreign keys"))
 		return STORE_ERR;
 
@@ -1175,7 +1126,7 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 		return NULL;
 	}
 	sq->st.ops = &sqlite_ops;
-	sq->seed = (unsigned int)getpid();
+	sq->st.seed = (unsigned int)getpid();
 
 	rc = sqlite3_open_v2(path, &sq->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -1187,7 +1138,14 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 	sqlite3_extended_result_codes(sq->db, 1);
 	sqlite3_busy_timeout(sq->db, opts->busy_timeout_ms);
 
-	SQ_RETRY(sq, rc, schema_once(sq));
+	/* several workers may start at once: the same retries as a call */
+	for (sq->st.attempt = 0;; sq->st.attempt++) {
+		sq->busy = 0;
+		rc = sq_result(sq, schema_once(sq));
+		if (rc != STORE_RETRY ||
+		    store_backoff(&sq->st, sq->st.attempt) == -1)
+			break;
+	}
 	if (rc != STORE_OK) {
 		snprintf(err, errlen, "%s: %s", path, sq->st.err);
 		goto fail;
@@ -1211,12 +1169,12 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 
 static const struct store_ops sqlite_ops = {
 	.kind = "sqlite",
+	.tries = SQ_TRIES,
 	.close = sqlite_close,
 	.ping = sqlite_ping,
 	.user_create = sqlite_user_create,
 	.user_get = sqlite_user_get,
 	.user_by_name = sqlite_user_by_name,
-	.user_set_pwhash = sqlite_user_set_pwhash,
 	.friend_add = sqlite_friend_add,
 	.friends = sqlite_friends,
 	.group_create = sqlite_group_create,

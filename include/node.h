@@ -1,9 +1,11 @@
 /*
- * chatd.h - what the master prepares before forking and every worker
- * inherits: configuration, listening sockets, session table, channels.
+ * node.h - one node: what the master prepares before forking and every
+ * worker inherits (configuration, listening sockets, session table,
+ * channels).  The master, ctl and the workers share it; chatd.c (main)
+ * only fills it in.
  */
-#ifndef CHATD_CHATD_H
-#define CHATD_CHATD_H
+#ifndef CHATD_NODE_H
+#define CHATD_NODE_H
 
 #include "cfg.h"
 #include "channel.h"
@@ -15,6 +17,7 @@ struct guard;
 
 struct node {
 	struct config		 cfg;
+	uint32_t		 cfg_gen;	/* bumped by each reload the master makes */
 	const char		*config_path;
 	int			 foreground;
 	int			 nslots;

@@ -1,0 +1,39 @@
+/*
+ * util.h - small helpers every layer shares: the monotonic clock, hex
+ * digits and integer hashes.  No knowledge of chat, sockets or processes.
+ */
+#ifndef CHATD_UTIL_H
+#define CHATD_UTIL_H
+
+#include <stdint.h>
+
+/* CLOCK_MONOTONIC: seconds as a double, milliseconds, nanoseconds. */
+double		util_mono(void);
+uint64_t	util_mono_ms(void);
+uint64_t	util_mono_ns(void);
+/* CLOCK_MONOTONIC_COARSE in seconds: cheap, a few ms of resolution. */
+double		util_mono_coarse(void);
+
+/* Value of one hex digit (either case), or -1. */
+int		util_hexval(int c);
+
+/* murmur3's 32-bit finaliser: a bijection that spreads every bit. */
+static inline uint32_t
+util_hash32(uint32_t x)
+{
+	x ^= x >> 16;
+	x *= 0x85ebca6bU;
+	x ^= x >> 13;
+	x *= 0xc2b2ae35U;
+	x ^= x >> 16;
+	return x;
+}
+
+/* Fibonacci hashing: the top bits (1..32) of x times 2^32/phi. */
+static inline uint32_t
+util_fib_hash(uint32_t x, unsigned bits)
+{
+	return (uint32_t)(x * 2654435761u) >> (32 - bits);
+}
+
+#endif
