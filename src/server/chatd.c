@@ -37,25 +37,29 @@ usage(void)
 	exit(1);
 }
 
-/* One SO_REUSEPORT socket per worker: the kernel spreads connections. */
+/*
+ * One SO_REUSEPORT socket per worker: the kernel spreads connections.
+ * what names the key in messages; *fdsp gets nslots sockets.
+ */
 static int
-listen_sockets(struct node *n)
+listen_sockets(struct node *n, const char *what, const char *host,
+    int portnum, int **fdsp)
 {
 	struct addrinfo	 hints, *res, *ai;
 	char		 port[16];
-	int		 i, fd = -1, one = 1, e;
+	int		 i, fd = -1, one = 1, e, *fds;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%d", n->cfg.listen_port);
-	e = getaddrinfo(n->cfg.listen_host, port, &hints, &res);
+	snprintf(port, sizeof(port), "%d", portnum);
+	e = getaddrinfo(host, port, &hints, &res);
 	if (e != 0) {
-		log_warnx("listen %s: %s", n->cfg.listen, gai_strerror(e));
+		log_warnx("%s %s: %s", what, host, gai_strerror(e));
 		return -1;
 	}
-	if ((n->listen_fds = calloc(n->nslots, sizeof(int))) == NULL)
+	if ((fds = *fdsp = calloc(n->nslots, sizeof(int))) == NULL)
 		fatal("calloc");
 	for (i = 0; i < n->nslots; i++) {
 		fd = -1;
@@ -77,11 +81,11 @@ listen_sockets(struct node *n)
 			}
 		}
 		if (fd == -1) {
-			log_warn("listen %s", n->cfg.listen);
+			log_warn("%s %s:%d", what, host, portnum);
 			freeaddrinfo(res);
 			return -1;
 		}
-		n->listen_fds[i] = fd;
+		fds[i] = fd;
 	}
 	freeaddrinfo(res);
 	return 0;
@@ -280,7 +284,12 @@ main(int argc, char *argv[])
 			    n.cfg.user);
 		return 1;
 	}
-	if (listen_sockets(&n) == -1)
+	if (listen_sockets(&n, "listen", n.cfg.listen_host,
+	    n.cfg.listen_port, &n.listen_fds) == -1)
+		return 1;
+	if (n.cfg.websocket_listen != NULL && listen_sockets(&n,
+	    "websocket_listen", n.cfg.websocket_host, n.cfg.websocket_port,
+	    &n.ws_listen_fds) == -1)
 		return 1;
 	/* the bound port proves no live instance owns this table name */
 	n.online = online_create(n.cfg.shm_name, n.cfg.max_online, n.nslots,
@@ -331,9 +340,13 @@ main(int argc, char *argv[])
 	guard_destroy(n.guard);
 	channel_destroy(&n.chans);
 	unlink(n.cfg.pid_file);
-	for (ch = 0; ch < n.nslots; ch++)
+	for (ch = 0; ch < n.nslots; ch++) {
 		close(n.listen_fds[ch]);
+		if (n.ws_listen_fds != NULL)
+			close(n.ws_listen_fds[ch]);
+	}
 	free(n.listen_fds);
+	free(n.ws_listen_fds);
 	cfg_free(&n.cfg);
 	if (n.config_path != path)
 		free((char *)n.config_path);	/* from realpath() */
