@@ -188,9 +188,22 @@ ws_msg_cb(wslay_event_context_ptr ctx,
 	conn_request(c, (const char *)m->msg, len);
 }
 
+/* wslay counts a message as it arrives: refuse a huge frame at once. */
+static void
+ws_frame_start_cb(wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_start_arg *f, void *arg)
+{
+	struct ws	*w = arg;
+
+	if (f->payload_length > cfg->max_frame_bytes)
+		ws_fail(w, WSLAY_CODE_MESSAGE_TOO_BIG,
+		    "message larger than max_frame_bytes");
+}
+
 static const struct wslay_event_callbacks ws_callbacks = {
 	.recv_callback = ws_recv_cb,
 	.send_callback = ws_send_cb,
+	.on_frame_recv_start_callback = ws_frame_start_cb,
 	.on_msg_recv_callback = ws_msg_cb,
 };
 
@@ -390,6 +403,7 @@ static void
 ws_input(struct conn *c)
 {
 	struct ws	*w = c->tp_data;
+	int		 rc;
 
 	if (w->state == WS_HTTP && ws_http(c, w) == -1)
 		return;
@@ -401,10 +415,13 @@ ws_input(struct conn *c)
 	ws_release_held(c, w);
 	if (c->paused || c->closing || c->close_after_flush)
 		return;
-	if (wslay_event_recv(w->ctx) != 0) {
+	if ((rc = wslay_event_recv(w->ctx)) == WSLAY_ERR_NOMEM) {
 		conn_close(c, "websocket: out of memory");
 		return;
 	}
+	/* a protocol error: wslay may have queued 1002 already */
+	if (rc != 0)
+		ws_fail(w, WSLAY_CODE_PROTOCOL_ERROR, "protocol error");
 	/* pongs, a close answer or a failure's close frame to send */
 	if (!c->closing && wslay_event_want_write(w->ctx))
 		(void)conn_sent(c);
