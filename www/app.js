@@ -53,7 +53,7 @@ function timeNow() {
 /* ---- connection ---------------------------------------------------- */
 
 function connect() {
-  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
+  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
   const ws = new WebSocket(url);
   state.ws = ws;
   ws.onopen = () => {

@@ -707,6 +707,14 @@ cfg_derive(struct config *cfg, char *why, size_t len)
 		snprintf(why, len, "websocket_listen: %s", hwhy);
 		return -1;
 	}
+	/* SO_REUSEPORT would share one port between the two listeners */
+	if (cfg->websocket_host != NULL &&
+	    cfg->websocket_port == cfg->listen_port &&
+	    strcmp(cfg->websocket_host, cfg->listen_host) == 0) {
+		snprintf(why, len, "websocket_listen: the same address as "
+		    "listen");
+		return -1;
+	}
 
 	free(cfg->metrics_host);
 	cfg->metrics_host = NULL;

@@ -11,10 +11,14 @@ keeps chatting undisturbed.
 """
 
 import os
+import re
 import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.dont_write_bytecode = True     # nothing written into the source tree
@@ -387,6 +391,91 @@ class Limits(unittest.TestCase):
             self.assertTrue(chatlib.wait_for(lambda: wsclient.http_request(
                 port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                 src=src).startswith(b"HTTP/1.1 200")))
+
+
+class NginxWss(unittest.TestCase):
+    """etc/nginx-chatd-ws.conf, run for real: wss:// through nginx."""
+
+    SAMPLE = os.path.join(cluster.SRCDIR, "etc", "nginx-chatd-ws.conf")
+
+    def setUp(self):
+        nginx, openssl = cluster.find_prog("nginx"), cluster.find_prog("openssl")
+        if not nginx or not openssl:
+            if cluster.in_ci():
+                self.fail("CI=true and no nginx or openssl")
+            self.skipTest("no nginx or openssl (scripts/deps installs them)")
+        self.dir = tempfile.mkdtemp(prefix="chatd-wss-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        cert = os.path.join(self.dir, "fullchain.pem")
+        key = os.path.join(self.dir, "privkey.pem")
+        r = subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+             "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout.decode())
+        self.port = chatlib.free_port()
+        with open(self.SAMPLE) as f:
+            conf = f.read()
+        conf = conf.replace("/etc/chatd/tls/fullchain.pem", cert)
+        conf = conf.replace("/etc/chatd/tls/privkey.pem", key)
+        conf = conf.replace("127.0.0.1:6080", "127.0.0.1:%d" % WS_PORT)
+        conf = re.sub(r"listen 443 ssl;", "listen 127.0.0.1:%d ssl;"
+                      % self.port, conf)
+        conf = re.sub(r"listen 80;", "listen 127.0.0.1:%d;"
+                      % chatlib.free_port(), conf)
+        path = os.path.join(self.dir, "nginx.conf")
+        with open(path, "w") as f:
+            f.write("worker_processes 1;\npid %s/nginx.pid;\n"
+                    "error_log %s/error.log info;\n"
+                    "events { worker_connections 256; }\n"
+                    "http { access_log off;\n%s\n}\n"
+                    % (self.dir, self.dir, conf))
+        self.nginx = subprocess.Popen(
+            [nginx, "-p", self.dir + "/", "-c", path, "-e",
+             os.path.join(self.dir, "error.log"), "-g", "daemon off;"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT)
+        self.addCleanup(self._stop)
+        cluster.wait_port(self.port, self.nginx, what="nginx")
+        self.ctx = ssl.create_default_context(cafile=cert)
+
+    def _stop(self):
+        if self.nginx.poll() is None:
+            self.nginx.terminate()
+        self.nginx.wait(10)
+
+    def test_wss_through_nginx(self):
+        host = "localhost:%d" % self.port
+        c = WSClient(self.port, ssl_ctx=self.ctx, host_header=host,
+                     origin="https://" + host)
+        S._clients.append(c)
+        name = unique("wss")
+        uid = c.register(name, "pw")
+        c.login(uid, "pw")
+        t = S.user("t")
+        t.chat(uid, "over TLS")
+        self.assertEqual(c.recv_msgid(ONE_CHAT)["msg"], "over TLS")
+        c.chat(uid, name, t.id, "back over TLS")
+        self.assertEqual(t.c.recv_msgid(ONE_CHAT)["msg"], "back over TLS")
+        with self.assertRaises(HandshakeRefused) as cm:
+            WSClient(self.port, ssl_ctx=self.ctx, host_header=host,
+                     origin="https://evil.example")
+        self.assertEqual(cm.exception.status, 403)
+        # the page itself, through nginx
+        raw = socket.create_connection(("127.0.0.1", self.port))
+        s = self.ctx.wrap_socket(raw, server_hostname="localhost")
+        s.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode())
+        data = b""
+        while b"</html>" not in data:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:80])
+        self.assertIn(b"app.js", data)
 
 
 if __name__ == "__main__":

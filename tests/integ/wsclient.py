@@ -12,6 +12,7 @@ import json
 import os
 import select
 import socket
+import ssl
 import struct
 import time
 
@@ -99,16 +100,20 @@ class WSClient(chatlib.Client):
     status once a close frame arrived."""
 
     def __init__(self, port, host="127.0.0.1", timeout=chatlib.TIMEOUT,
-                 origin=None, src="127.0.0.1", path="/", extra=""):
+                 origin=None, src="127.0.0.1", path="/", extra="",
+                 ssl_ctx=None, host_header=None):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((src, 0))
         s.settimeout(timeout)
         s.connect((host, port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_ctx is not None:     # wss:// (through nginx)
+            s = ssl_ctx.wrap_socket(s, server_hostname="localhost")
         key = base64.b64encode(os.urandom(16)).decode()
-        req = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+        req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-               "Sec-WebSocket-Version: 13\r\n" % (path, host, port, key))
+               "Sec-WebSocket-Version: 13\r\n" % (
+                   path, host_header or "%s:%d" % (host, port), key))
         if origin is not None:
             req += "Origin: %s\r\n" % origin
         req += extra + "\r\n"
@@ -190,14 +195,16 @@ class WSClient(chatlib.Client):
     def _fill(self, timeout):
         if self.eof:
             return False
-        r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
-        if not r:
-            return False
+        # decrypted bytes may wait inside the TLS object, unseen by select
+        if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+            r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
+            if not r:
+                return False
         try:
             data = self.sock.recv(1 << 20)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):
             return True
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError):
             data = b""
         if not data:
             self.eof = True
