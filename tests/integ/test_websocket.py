@@ -378,7 +378,7 @@ class Limits(unittest.TestCase):
         port = chatlib.free_port()
         with chatlib.Server(workers=1, extra={
                 "websocket_listen": "127.0.0.1:%d" % port,
-                "www_root": WWW, "max_connections_per_ip": 2}):
+                "www_root": WWW, "max_connections_per_ip": 2}) as s:
             src = "127.0.0.7"
             keep = [WSClient(port, src=src) for _ in range(2)]
             out = wsclient.http_request(
@@ -391,6 +391,12 @@ class Limits(unittest.TestCase):
             self.assertTrue(chatlib.wait_for(lambda: wsclient.http_request(
                 port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                 src=src).startswith(b"HTTP/1.1 200")))
+            # a server that stops says so with a close frame
+            c = WSClient(port)
+            c.ping()
+            self.assertEqual(s.stop(), [])
+            self.assertTrue(c.wait_closed())
+            self.assertEqual(c.close_code, 1000)
 
 
 class NginxWss(unittest.TestCase):
