@@ -47,7 +47,7 @@ const char ws_refuse_full[] =
     "Content-Length: 12\r\nConnection: close\r\n\r\nserver full\n";
 const char ws_refuse_per_ip[] =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-    "Content-Length: 40\r\nConnection: close\r\n\r\n"
+    "Content-Length: 39\r\nConnection: close\r\n\r\n"
     "too many connections from your address\n";
 
 static void		 ws_input(struct conn *);

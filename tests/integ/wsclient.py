@@ -52,7 +52,8 @@ def http_request(port, raw, timeout=chatlib.TIMEOUT, src="127.0.0.1"):
     s.settimeout(timeout)
     s.connect(("127.0.0.1", port))
     try:
-        s.sendall(raw)
+        if raw:
+            s.sendall(raw)
         out = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,50 @@
+/*
+ * auth.h - password hashes, and a small thread pool that computes them
+ * off the worker's event loop so one slow hash never stalls the other
+ * connections of that worker.
+ */
+#ifndef CHATD_AUTH_H
+#define CHATD_AUTH_H
+
+#include <stddef.h>
+
+/* yescrypt ("$y$...") through libxcrypt; cost 1..11. */
+#define AUTH_HASH_MAX	256
+
+/* Hash password into out (NUL-terminated).  0 or -1. */
+int	auth_hash(const char *pw, size_t pwlen, int cost, char *out,
+	    size_t outlen);
+/* 1 match, 0 mismatch, -1 error.  Compares in constant time. */
+int	auth_verify(const char *pw, size_t pwlen, const char *hash);
+/* Something to verify against when the user does not exist, so the
+ * answer takes as long either way. */
+const char *auth_dummy_hash(int cost);
+
+enum auth_kind { AUTH_HASH, AUTH_VERIFY };
+
+struct auth_job {
+	enum auth_kind	 kind;
+	char		*pw;		/* owned by the job's creator */
+	size_t		 pwlen;
+	int		 cost;
+	char		 hash[AUTH_HASH_MAX];	/* in for VERIFY, out for HASH */
+	int		 result;	/* HASH: 0/-1; VERIFY: 1/0/-1 */
+	void		(*done)(struct auth_job *);
+	void		*arg;
+	struct auth_job	*next;
+};
+
+struct authpool;
+
+/* Start nthreads threads (after fork).  NULL with err on failure. */
+struct authpool *authpool_new(int nthreads, char *err, size_t errlen);
+/* Runs what is queued, completes it, then stops the threads. */
+void	authpool_free(struct authpool *p);
+/* Becomes readable when finished jobs are waiting for authpool_complete. */
+int	authpool_fd(const struct authpool *p);
+/* Queue a job; its done() runs later in the loop thread. */
+void	authpool_submit(struct authpool *p, struct auth_job *job);
+/* In the loop thread: run done() of every finished job. */
+void	authpool_complete(struct authpool *p);
+
+#endif

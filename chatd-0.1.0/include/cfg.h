@@ -1,0 +1,100 @@
+/* cfg.h - the configuration file: one "key = value" per line, # comments. */
+#ifndef CHATD_CFG_H
+#define CHATD_CFG_H
+
+#include <stddef.h>
+#include "buf.h"
+
+/*
+ * Every key has one row in the table in config.c (name, type, default,
+ * bounds, whether SIGHUP may change it).  Strings are owned by the
+ * struct and released by cfg_free().
+ */
+struct config {
+	char	*path;			/* file it was read from */
+	char	*listen;		/* "host:port" as written */
+	char	*listen_host;		/* parsed from listen */
+	int	 listen_port;
+	int	 workers;		/* 0 in the file means: number of CPUs */
+	char	*storage;		/* "sqlite:PATH" or "mysql://..." */
+	char	*pid_file;
+	char	*log_file;		/* path, "syslog" or "stderr" */
+	int	 log_level;		/* LOG_* */
+	char	*shm_name;		/* derived from listen when not set */
+	int	 max_connections;	/* per node */
+	int	 max_online;		/* session table capacity */
+	size_t	 max_frame_bytes;
+	size_t	 max_name_bytes;
+	size_t	 max_message_bytes;
+	size_t	 max_groupdesc_bytes;
+	size_t	 max_password_bytes;
+	int	 password_cost;		/* yescrypt cost, 1..11 */
+	size_t	 channel_queue_bytes;	/* per destination worker */
+	size_t	 max_output_bytes;	/* per connection, then disconnect */
+	int	 idle_timeout;		/* seconds without input, 0: never */
+	int	 login_timeout;		/* seconds to log in after connecting */
+	size_t	 max_offline_per_login;	/* offline messages in one login reply */
+
+	/* abuse limits and privileges (guard.c, conn.c, chat.c, worker.c) */
+	int	 max_connections_per_ip;	/* node-wide; 0: no limit */
+	char	*per_ip_exempt;		/* CIDRs exempt from per-address limits */
+	int	 rate_limit_rps;	/* requests per second per connection; 0: off */
+	int	 rate_limit_burst;
+	int	 login_fail_max;	/* failed logins in login_fail_window; 0: off */
+	int	 login_fail_window;	/* seconds */
+	int	 login_block;		/* seconds of the first block; doubles */
+	int	 max_friends;		/* per user; 0: no limit */
+	int	 max_groups_per_user;
+	int	 max_group_members;
+	char	*user;			/* workers run as this user */
+	int	 allow_root;		/* workers may run as root */
+
+	/* storage tuning (struct store_opts) */
+	int	 db_pool_init;
+	int	 db_pool_max;
+	int	 db_pool_idle;		/* seconds */
+	int	 db_connect_timeout_ms;
+	int	 db_query_timeout_ms;
+	char	*db_password_file;	/* password kept out of the URL */
+	char	*db_password;		/* read from db_password_file */
+	int	 sqlite_busy_timeout_ms;
+
+	/* cluster */
+	char	*redis;			/* "host:port"; unset: single node */
+	char	*redis_host;
+	int	 redis_port;
+	char	*redis_password;
+	char	*node_id;		/* default: hostname:port */
+
+	/* operations (served by the master) */
+	char	*control_socket;	/* unix socket for chatctl; unset: off */
+	char	*metrics_listen;	/* "host:port" or "port"; unset: off */
+	char	*metrics_host;		/* parsed; "127.0.0.1" for a bare port */
+	int	 metrics_port;
+
+	/* browsers (ws.c) */
+	char	*websocket_listen;	/* "host:port"; unset: no WebSocket */
+	char	*websocket_host;	/* parsed */
+	int	 websocket_port;
+	char	*websocket_origins;	/* "self", "*" or origins */
+	char	*www_root;		/* static files served on GET */
+};
+
+/*
+ * Set every key to its default, then read path.  Each problem is
+ * appended to errors as "FILE:LINE: reason\n"; returns 0 when there
+ * were none, -1 otherwise (cfg then holds what could be read and must
+ * still be passed to cfg_free).  Derived fields (listen_host, workers
+ * when 0, shm_name) are filled in on success.
+ */
+int	cfg_load(struct config *cfg, const char *path, struct buf *errors);
+/* Defaults only, no file (tests, tools). */
+void	cfg_defaults(struct config *cfg);
+void	cfg_free(struct config *cfg);
+/*
+ * Copy into cur the keys of next that may change at runtime; log each
+ * key that changed but needs a restart.  Returns the number applied.
+ */
+int	cfg_apply_reload(struct config *cur, const struct config *next);
+
+#endif

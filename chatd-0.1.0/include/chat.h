@@ -1,0 +1,63 @@
+/*
+ * chat.h - what requests mean: register, login, friends, groups, chats,
+ * routing to the recipient's connection, worker or node, and offline
+ * storage.  No event loop here: the worker wires conn, channel, the
+ * hash pool and the store to it.
+ */
+#ifndef CHATD_CHAT_H
+#define CHATD_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "channel.h"
+#include "conn.h"
+#include "online.h"
+#include "proto.h"
+
+struct authpool;
+struct guard;
+struct config;
+struct pubsub;
+struct store;
+
+struct chat_env {
+	const struct config	*cfg;
+	struct store		*store;
+	struct online		*online;
+	struct authpool		*auth;
+	struct online_slot_stats *stats;	/* this worker's figures */
+	int			 slot;
+	const char		*node_id;
+	/*
+	 * Hand a message to another worker of this node.  0 when it was
+	 * sent or queued, -1 when it cannot be (the caller stores it).
+	 */
+	int	(*to_slot)(int slot, const struct chan_hdr *h,
+		    const void *payload);
+	/* Cluster mode (redis set): other nodes; NULL on a single node. */
+	struct pubsub		*pubsub;
+	/* node-wide failed-login throttling (guard.c); may be NULL */
+	struct guard		*guard;
+};
+
+void	chat_init(const struct chat_env *env);
+/* conn_handler callbacks */
+void	chat_frame(struct conn *c, const char *p, size_t n,
+	    enum frame_status st);
+void	chat_closing(struct conn *c);
+void	chat_drained(struct conn *c);
+/* A message from another worker (channel). */
+void	chat_channel_msg(const struct chan_hdr *h, const char *payload);
+/*
+ * pubsub_handler callbacks: a line from another node, a session lost to
+ * another node, messages stored for a user logged in here.
+ */
+void	chat_remote_deliver(void *arg, int32_t uid, const char *line,
+	    size_t len);
+void	chat_presence_lost(void *arg, int32_t uid);
+void	chat_stored(void *arg, int32_t uid);
+/* Apply a reloaded configuration's limits. */
+void	chat_reconfigure(const struct config *cfg);
+
+#endif

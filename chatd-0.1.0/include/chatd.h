@@ -1,0 +1,30 @@
+/*
+ * chatd.h - what the master prepares before forking and every worker
+ * inherits: configuration, listening sockets, session table, channels.
+ */
+#ifndef CHATD_CHATD_H
+#define CHATD_CHATD_H
+
+#include "cfg.h"
+#include "channel.h"
+#include "online.h"
+
+struct guard;
+
+#define CHATD_EXIT_FATAL	2	/* a worker that exits so is not respawned */
+
+struct node {
+	struct config		 cfg;
+	const char		*config_path;
+	int			 foreground;
+	int			 nslots;
+	int			*listen_fds;	/* one SO_REUSEPORT socket per slot */
+	int			*ws_listen_fds;	/* the same for websocket_listen, or NULL */
+	struct online		*online;
+	struct guard		*guard;		/* per-address and login limits */
+	struct channel_set	 chans;
+	int			 master_pipe[2];	/* EOF on [0]: master died */
+	char			 boot_id[17];	/* random per run: tells restarts apart */
+};
+
+#endif

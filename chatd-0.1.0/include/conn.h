@@ -1,0 +1,175 @@
+/*
+ * conn.h - one client connection: socket, buffers, framing, timers,
+ * deferred close.  It knows bytes and frames; what a frame means is up
+ * to the handler the worker installs (the chat layer).
+ */
+#ifndef CHATD_CONN_H
+#define CHATD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <ev.h>
+
+#include "buf.h"
+#include "proto.h"
+
+struct conn;
+struct guard;
+
+/* What the connection layer calls upward. */
+struct conn_handler {
+	/*
+	 * One frame (FRAME_OK or FRAME_BAD) from the client.  The handler
+	 * may answer, pause the connection or close it.
+	 */
+	void	(*frame)(struct conn *c, const char *p, size_t n,
+		    enum frame_status st);
+	/* The connection is going away (logout); no more output possible. */
+	void	(*closing)(struct conn *c);
+	/*
+	 * Everything queued reached the kernel (called only while
+	 * c->want_drained is set; the handler clears or keeps it).
+	 */
+	void	(*drained)(struct conn *c);
+};
+
+/*
+ * A transport between the socket and the requests (ws.c); NULL on a
+ * plain TCP connection, whose bytes are JSON values split by frame_next.
+ */
+struct conn_transport {
+	/*
+	 * New bytes were appended to c->in (or the connection resumed):
+	 * consume what is whole, hand each request to conn_request().
+	 */
+	void		(*input)(struct conn *c);
+	/*
+	 * About to write: the bytes for the socket (made from the lines in
+	 * c->out), or NULL to close now.  Called again once they are all
+	 * written, until it gives an empty buffer.
+	 */
+	struct buf	*(*output)(struct conn *c);
+	/* c is being freed (outside any callback): release tp_data. */
+	void		(*free)(struct conn *c);
+};
+
+/* Worker-wide settings and state of the connection layer. */
+struct conn_env {
+	struct ev_loop		*loop;
+	const struct conn_handler *handler;
+	size_t			 max_frame;
+	size_t			 max_output;
+	double			 idle_timeout;	/* 0: none */
+	double			 login_timeout;
+	/*
+	 * Token bucket per connection: rate_rps requests a second, up to
+	 * rate_burst at once (0: no limit).  A request over the limit is
+	 * answered with ERR_RATE and dropped; a client that keeps sending
+	 * at more than CONN_RATE_ABUSE times the rate is disconnected.
+	 */
+	double			 rate_rps;
+	double			 rate_burst;
+	/* node-wide connections per address (guard.c); may be NULL */
+	struct guard		*guard;
+	int			 slot;
+	/* figures the worker publishes */
+	uint64_t		*open_count;
+};
+
+struct conn {
+	ev_io		 rio;
+	ev_io		 wio;
+	ev_timer	 timer;
+	int		 fd;
+	uint32_t	 id;		/* index in the worker's table */
+	struct buf	 in;		/* unconsumed input (a partial frame) */
+	struct buf	 out;
+	struct frame_scanner fs;
+	struct sockaddr_storage peer;
+	ev_tstamp	 last_active;	/* idle timer is lazy: see conn.c */
+	uint64_t	 akey;		/* guard address key counted, 0: none */
+	double		 rl_tokens;	/* rate limit: requests available */
+	double		 rl_debt;	/* refused requests not yet forgiven */
+	ev_tstamp	 rl_stamp;
+	const struct conn_transport *tp;	/* NULL: plain TCP */
+	void		*tp_data;		/* the transport's state */
+
+	/* chat layer state */
+	int32_t		 uid;		/* 0 until logged in */
+	char		*name;
+	size_t		 name_len;
+	int		 acks;		/* client asked for chat acks */
+	int32_t		 offline_uid;	/* whose backlog batch is in out */
+	int64_t		 offline_upto;	/* remove up to this once drained */
+	unsigned	 offline_more:1;	/* more backlog after this batch */
+	unsigned	 ack_offline:1;	/* client acknowledges offline batches */
+	int64_t		*delivered;	/* acked chats queued here: their */
+	size_t		 ndelivered;	/* stored copies go once drained */
+	size_t		 delivered_cap;
+
+	int		 jobs;		/* async work in flight holding c */
+	unsigned	 paused:1;	/* a request is in flight: hold input */
+	unsigned	 closing:1;
+	unsigned	 close_after_flush:1;
+	unsigned	 in_flush_list:1;
+	unsigned	 want_drained:1;	/* call handler->drained */
+	struct conn	*flush_next;
+	struct conn	*free_next;
+};
+
+#define CONN_RATE_ABUSE	10
+
+/* Once per worker process, before accepting. */
+int	conn_env_init(const struct conn_env *env);
+/* New request rate limit (reload); 0 rps: none. */
+void	conn_env_rate(double rps, double burst);
+/* New limits and timeouts (reload); open connections follow them. */
+void	conn_env_reconfigure(size_t max_output, double idle_timeout,
+	    double login_timeout);
+/*
+ * Take over an accepted, non-blocking socket.  akey: the address key
+ * counted with guard_conn_add for it (0: none); it is released when the
+ * connection closes.  NULL when out of memory (nothing taken over).
+ */
+struct conn *conn_new(int fd, const struct sockaddr_storage *peer,
+	    uint64_t akey);
+/* The connection with this id, or NULL (closed, or never was). */
+struct conn *conn_lookup(uint32_t id);
+size_t	conn_count(void);
+/* Call fn on every open connection (shutdown, kick). */
+void	conn_foreach(void (*fn)(struct conn *c, void *arg), void *arg);
+
+/*
+ * Queue bytes for the client; they are written before the loop sleeps.
+ * -1 when the connection is closing or its output passed max_output (it
+ * is then closed: a client that does not read cannot grow our memory).
+ */
+int	conn_send(struct conn *c, const void *p, size_t n);
+/* The same for what was appended to c->out directly. */
+int	conn_sent(struct conn *c);
+/*
+ * One whole request from a transport: the rate limit, then the
+ * handler, as for a frame read on TCP.
+ */
+void	conn_request(struct conn *c, const char *p, size_t n);
+/* Hold further requests until conn_resume (an async answer is due). */
+void	conn_pause(struct conn *c);
+void	conn_resume(struct conn *c);
+/* Close now; the memory is freed once nothing refers to it. */
+void	conn_close(struct conn *c, const char *why);
+/* Stop reading, write what is queued (bounded in time), then close. */
+void	conn_close_after_flush(struct conn *c, const char *why);
+/* The user logged in: switch from the login timeout to the idle timeout. */
+void	conn_logged_in(struct conn *c);
+/* Drop a reference taken with c->jobs++ (async work finished). */
+void	conn_unref(struct conn *c);
+
+/* Write every connection's queued output (ev_prepare, before sleeping). */
+void	conn_flush_all(void);
+/* Free closed connections (safe point, outside callbacks). */
+void	conn_reap(void);
+/* "ADDR:PORT" of the peer into buf. */
+const char *conn_peer_str(const struct conn *c, char *buf, size_t len);
+
+#endif

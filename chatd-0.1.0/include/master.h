@@ -1,0 +1,20 @@
+/* master.h - the supervising process: spawn, reap, respawn, reload, stop. */
+#ifndef CHATD_MASTER_H
+#define CHATD_MASTER_H
+
+#include "chatd.h"
+
+/*
+ * Open the control socket and the metrics listener the configuration
+ * asks for (ctl.h), before daemonizing so that errors reach the
+ * terminal.  0, or -1 after logging why.
+ */
+int	master_init(struct node *n);
+/*
+ * Fork the workers and supervise them until told to stop.  Blocks
+ * SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGQUIT and takes them
+ * from a signalfd.  Returns the process exit status.
+ */
+int	master_run(struct node *n);
+
+#endif

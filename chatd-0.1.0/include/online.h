@@ -1,0 +1,97 @@
+/*
+ * online.h - the node's table of online users in POSIX shared memory:
+ * user id -> (worker slot, connection id, slot generation).
+ *
+ * The master creates it before forking; workers inherit the mapping.
+ * Buckets are split into stripes, each guarded by a robust
+ * process-shared mutex, so a process that dies holding one does not
+ * wedge the node: the next locker repairs the stripe and goes on.
+ * Every entry carries the generation its worker slot had when it was
+ * added; bumping a slot's generation (online_slot_reset) makes all of a
+ * dead worker's entries invisible at once, before they are swept.
+ */
+#ifndef CHATD_ONLINE_H
+#define CHATD_ONLINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ONLINE_MAX_SLOTS	64
+
+struct online;
+
+struct online_entry {
+	uint32_t	uid;
+	uint16_t	slot;		/* worker slot, 0..nslots-1 */
+	uint32_t	conn;		/* connection id within the worker */
+	uint32_t	gen;		/* slot generation at login */
+};
+
+/*
+ * Per worker-slot figures in the same mapping, for the master and the
+ * control tool.  Counters only grow; each field written by its worker
+ * with relaxed atomics.
+ */
+struct online_slot_stats {
+	pid_t		 pid;
+	uint32_t	 gen;
+	uint64_t	 started;	/* unix time of the current process */
+	uint64_t	 connections;	/* currently open */
+	uint64_t	 accepted;
+	uint64_t	 logins;
+	uint64_t	 msgs_in;
+	uint64_t	 msgs_out;
+	uint64_t	 offline_stored;
+	uint64_t	 errors;
+	uint64_t	 respawns;
+	/*
+	 * Health, for the master's /health and chatctl status.  The
+	 * master sets them to -1 (unknown) and heartbeat to "now" before
+	 * it forks the slot's worker; the worker then refreshes them.
+	 */
+	int32_t		 redis_up;	/* cluster: 1 subscribed, 0 down */
+	int32_t		 store_ok;	/* 1 store_ping answered, 0 not */
+	uint64_t	 heartbeat;	/* CLOCK_MONOTONIC ms, every second */
+};
+
+/*
+ * Create the table named name ("/chatd-..."), replacing a stale one of
+ * that name, sized for capacity users and nslots worker slots.  Returns
+ * NULL with err filled on failure.
+ */
+struct online *online_create(const char *name, uint32_t capacity,
+	    int nslots, char *err, size_t errlen);
+/* Unmap; with unlink_it also remove the name (master at exit). */
+void	online_destroy(struct online *o, int unlink_it);
+
+/*
+ * Add uid for (slot, conn) unless it is already online.  Returns 0 when
+ * added, 1 when uid is online already (out, if not NULL, receives that
+ * entry), -1 when the table is full or uid is 0 or slot out of range.
+ */
+int	online_add(struct online *o, uint32_t uid, uint16_t slot,
+	    uint32_t conn, struct online_entry *out);
+/* 0 and *out filled when uid is online, -1 when not. */
+int	online_get(struct online *o, uint32_t uid, struct online_entry *out);
+/*
+ * Remove uid only if it is still the entry of (slot, conn), so a late
+ * logout never removes a newer session.  0 removed, -1 not found.
+ */
+int	online_remove(struct online *o, uint32_t uid, uint16_t slot,
+	    uint32_t conn);
+/* Master: a slot's worker died.  Bumps the generation, drops entries. */
+void	online_slot_reset(struct online *o, uint16_t slot);
+uint32_t online_slot_gen(struct online *o, uint16_t slot);
+struct online_slot_stats *online_slot_stats(struct online *o, uint16_t slot);
+int	online_nslots(const struct online *o);
+/* Users online now (consistent per stripe, not globally). */
+size_t	online_count(struct online *o);
+/*
+ * Call fn for each live entry; stops early when fn returns non-zero.
+ * fn must not call back into the table (a stripe lock is held).
+ */
+void	online_foreach(struct online *o,
+	    int (*fn)(const struct online_entry *e, void *arg), void *arg);
+
+#endif

@@ -1,0 +1,266 @@
+/*
+ * proto.h - the wire protocol: the seed's JSON messages (msgid 1..10)
+ * plus chatd's extensions.  Pure: no I/O, no event loop, no storage.
+ */
+#ifndef CHATD_PROTO_H
+#define CHATD_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "buf.h"
+
+struct json_object;
+
+enum proto_msgid {
+	MSG_LOGIN		= 1,
+	MSG_LOGIN_ACK		= 2,
+	MSG_LOGINOUT		= 3,
+	MSG_REG			= 4,
+	MSG_REG_ACK		= 5,
+	MSG_ONE_CHAT		= 6,
+	MSG_ADD_FRIEND		= 7,
+	MSG_CREATE_GROUP	= 8,
+	MSG_ADD_GROUP		= 9,
+	MSG_GROUP_CHAT		= 10,
+	/* extensions: only ever sent to a client that asked for them,
+	 * except MSG_ERROR in answer to a bad request */
+	MSG_ERROR		= 100,	/* {"msgid":100,"errno":E,"errmsg":S,"refmsgid":N} */
+	MSG_PING		= 101,	/* client -> server, any fields */
+	MSG_PONG		= 102,	/* server -> client, echoes "seq" if given */
+	MSG_CHAT_ACK		= 103,	/* {"msgid":103,"cmid":N,"smid":N} */
+	MSG_WHOAMI		= 104,	/* client -> server, any state */
+	MSG_WHOAMI_ACK		= 105,	/* {"msgid":105,"errno":0,"id":N,"worker":N,"pid":N} */
+	MSG_OFFLINE_ACK		= 106,	/* client: {"msgid":106,"upto":N} read up to N */
+	MSG_OFFLINE_BATCH	= 107,	/* {"msgid":107,"offlinemsg":[...],"offlineupto":N,"offlinemore":B} */
+};
+
+/*
+ * errno values.  1 and 2 keep the seed's meaning in LOGIN_ACK/REG_ACK;
+ * the rest are chatd's and appear in MSG_ERROR, or in LOGIN_ACK/REG_ACK
+ * when the bad request was a login or registration.
+ */
+enum proto_err {
+	ERR_OK			= 0,
+	ERR_AUTH		= 1,	/* LOGIN: wrong id or password; REG: name taken */
+	ERR_ONLINE		= 2,	/* LOGIN: user already online */
+	ERR_MALFORMED		= 10,	/* not valid JSON */
+	ERR_NOT_OBJECT		= 11,	/* valid JSON, but not an object */
+	ERR_UNKNOWN_MSGID	= 12,
+	ERR_MISSING_FIELD	= 13,
+	ERR_WRONG_TYPE		= 14,
+	ERR_BAD_VALUE		= 15,	/* out of range, empty, invalid UTF-8, lone surrogate */
+	ERR_TOO_LONG		= 16,	/* a name, description, password or message over its limit */
+	ERR_NOT_LOGGED_IN	= 17,
+	ERR_IDENTITY		= 18,	/* request claims another user's id */
+	ERR_NO_SUCH_USER	= 19,
+	ERR_NO_SUCH_GROUP	= 20,
+	ERR_NOT_MEMBER		= 21,
+	ERR_NOT_ALLOWED		= 22,	/* e.g. befriending yourself */
+	ERR_EXISTS		= 23,	/* group name taken */
+	ERR_UNAVAILABLE		= 24,	/* storage or another dependency failed; retry later */
+	ERR_RATE		= 25,	/* too many requests */
+	ERR_FRAME_TOO_BIG	= 26,	/* connection is closed after this */
+	ERR_ALREADY_LOGGED_IN	= 27,	/* LOGIN on a connection already logged in */
+	ERR_LIMIT		= 28,	/* a configured count limit was reached */
+};
+
+/* Default text for an errno value; never NULL. */
+const char *proto_strerror(int code);
+
+/* ---- frame splitter ------------------------------------------------ */
+
+/*
+ * A request ends where its JSON value ends.  Separators (NUL, space,
+ * \t, \r, \n) between values are skipped.  The scanner is incremental:
+ * feed it the same unconsumed input again after more bytes arrived and
+ * it continues where it stopped, never rescanning.
+ *
+ * Objects, arrays and strings are delimited; a raw NUL or newline
+ * inside a string ends that value as malformed (FRAME_BAD) so the
+ * stream can resynchronise after it.  Any other first byte (digits,
+ * letters, garbage) cannot be resynchronised: FRAME_GARBAGE.
+ */
+enum frame_status {
+	FRAME_NEED_MORE	= 0,	/* no complete value yet */
+	FRAME_OK	= 1,	/* [*off, *off + *vlen) is one value */
+	FRAME_BAD	= 2,	/* [*off, *off + *vlen) is malformed; answer, go on */
+	FRAME_GARBAGE	= 3,	/* not JSON: close the connection */
+	FRAME_TOO_BIG	= 4,	/* value would exceed max: close */
+};
+
+struct frame_scanner {
+	size_t	 pos;		/* bytes of the current value scanned */
+	int	 depth;		/* bracket nesting */
+	int	 started;	/* a value has begun */
+	int	 in_string;
+	int	 escape;
+	char	 first;		/* '{', '[' or '"' */
+};
+
+void	frame_scanner_init(struct frame_scanner *s);
+/*
+ * Scan data[0..len).  On every return *consumed is the number of bytes
+ * the caller must drop from the front of its input before the next
+ * call (separators skipped, plus the value for OK and BAD).  *off is
+ * the value's offset from data; *vlen its length.  max bounds one
+ * value's size.
+ */
+enum frame_status frame_next(struct frame_scanner *s, const char *data,
+	    size_t len, size_t max, size_t *off, size_t *vlen, size_t *consumed);
+
+/* ---- requests ------------------------------------------------------ */
+
+struct proto_limits {
+	size_t	 max_name_bytes;
+	size_t	 max_message_bytes;
+	size_t	 max_groupdesc_bytes;
+	size_t	 max_password_bytes;
+};
+
+/* A string field: points into the parsed JSON, not NUL-safe, has len. */
+struct proto_str {
+	const char	*p;
+	size_t		 len;
+};
+
+/*
+ * A decoded, validated request.  Which fields are set depends on msgid
+ * (see proto_decode).  Strings point into root and live until
+ * proto_req_clear().  Integers are ids: 1..INT32_MAX.
+ */
+struct proto_req {
+	int			 msgid;
+	struct json_object	*root;		/* owned */
+	int			 has_id;	/* claimed sender, never trusted */
+	int32_t			 id;
+	int32_t			 toid;		/* ONE_CHAT */
+	int32_t			 friendid;	/* ADD_FRIEND */
+	int32_t			 groupid;	/* ADD_GROUP, GROUP_CHAT */
+	struct proto_str	 name;		/* REG, LOGIN by name */
+	struct proto_str	 password;	/* REG, LOGIN */
+	struct proto_str	 msg;		/* ONE_CHAT, GROUP_CHAT */
+	struct proto_str	 groupname;	/* CREATE_GROUP */
+	struct proto_str	 groupdesc;	/* CREATE_GROUP ("" if absent) */
+	int			 has_cmid;	/* opt-in acknowledgement */
+	int64_t			 cmid;
+	int			 ackoffline;	/* LOGIN: opt-in offline acks */
+	int64_t			 upto;		/* OFFLINE_ACK */
+	/*
+	 * Private to proto.c: a chat's own text when it is exactly what
+	 * json-c would write for root, so proto_put_forward can splice
+	 * the real id and name into it instead of copying and serialising
+	 * root.  Change root only through proto_* calls (they keep this
+	 * in step); a changed key count turns the fast path off.
+	 */
+	char			*fwd;
+	size_t			 fwd_len;
+	size_t			 fwd_id_off, fwd_id_len;	/* len 0: absent */
+	size_t			 fwd_name_off, fwd_name_len;
+	size_t			 fwd_nkeys;
+	int64_t			 fwd_smid;	/* > 0: appended */
+};
+
+/* Where a decoding failure is to be answered. */
+struct proto_fail {
+	int		 reply_msgid;	/* MSG_LOGIN_ACK, MSG_REG_ACK or MSG_ERROR */
+	int		 refmsgid;	/* msgid of the bad request, 0 if unknown */
+	int		 code;		/* enum proto_err */
+	char		 text[128];	/* human readable, names the field */
+};
+
+/*
+ * Parse and validate one frame from frame_next.  Rules:
+ *  - valid UTF-8, no lone surrogate escapes, one JSON object;
+ *  - integer "msgid" known;
+ *  - required fields present with the right JSON type (never coerced):
+ *      LOGIN: "password" string, and "id" integer or "name" string
+ *      REG: "name", "password" strings (non-empty, within limits)
+ *      LOGINOUT: none
+ *      ONE_CHAT: "toid" integer, "msg" string
+ *      ADD_FRIEND: "friendid" integer
+ *      CREATE_GROUP: "groupname" string; "groupdesc" string optional
+ *      ADD_GROUP: "groupid" integer
+ *      GROUP_CHAT: "groupid" integer, "msg" string
+ *      PING, WHOAMI: none
+ *      OFFLINE_ACK: "upto" integer >= 0
+ *  - LOGIN may carry "ackoffline": true (boolean): offline messages are
+ *    then removed only when the client acknowledges them (106);
+ *  - "id" when present is an integer in range (checked against the
+ *    session by the caller, not here);
+ *  - "name" in chats, when present, must be a string;
+ *  - "cmid" when present is a non-negative integer.
+ * Returns 0 with req filled (caller calls proto_req_clear), or -1 with
+ * fail filled and req cleared.
+ */
+int	proto_decode(const char *frame, size_t len,
+	    const struct proto_limits *lim, struct proto_req *req,
+	    struct proto_fail *fail);
+void	proto_req_clear(struct proto_req *req);
+
+/* ---- replies (each appended as one JSON object plus "\n") ---------- */
+
+/* {"msgid":reply_msgid,"errno":code,"errmsg":text[,"refmsgid":N]} */
+int	proto_put_error(struct buf *out, int reply_msgid, int code,
+	    int refmsgid, const char *text);
+int	proto_put_reg_ack(struct buf *out, int32_t id);
+int	proto_put_pong(struct buf *out, const struct proto_req *ping);
+int	proto_put_chat_ack(struct buf *out, int64_t cmid, int64_t smid);
+
+struct proto_user {
+	int32_t		 id;
+	struct proto_str name;
+	int		 online;
+	int		 creator;	/* group members only */
+};
+
+struct proto_group {
+	int32_t			 id;
+	struct proto_str	 name;
+	struct proto_str	 desc;
+	const struct proto_user	*members;
+	size_t			 nmembers;
+};
+
+struct proto_login {
+	int32_t			 id;
+	struct proto_str	 name;
+	const struct proto_user	*friends;
+	size_t			 nfriends;
+	const struct proto_group *groups;
+	size_t			 ngroups;
+	const struct proto_str	*offline;	/* stored forwarded messages */
+	size_t			 noffline;
+	/* for clients that acknowledge offline messages (ackoffline) */
+	int			 ackoffline;
+	int64_t			 offlineupto;	/* acknowledge up to this */
+	int			 offlinemore;	/* another batch follows */
+};
+
+/*
+ * LOGIN_MSG_ACK success: the three lists hold JSON-encoded strings, as
+ * the seed client expects; empty lists are omitted.
+ */
+int	proto_put_login_ok(struct buf *out, const struct proto_login *l);
+/* MSG_OFFLINE_BATCH: the next offline batch for an ackoffline client. */
+int	proto_put_offline_batch(struct buf *out, const struct proto_str *msgs,
+	    size_t n, int64_t upto, int more);
+/*
+ * The server message id of an acknowledged chat goes into the forwarded
+ * object as "smid"; smid 0 removes a "smid" the client sent, which only
+ * the server may set.  0 or -1.
+ */
+int	proto_req_set_smid(struct proto_req *req, int64_t smid);
+/* The top-level "smid" of a forwarded line (relayed by another node), 0 if none. */
+int64_t	proto_line_smid(const char *line, size_t len);
+
+/*
+ * The forwarded form of a chat request: the sender's object with "id"
+ * and "name" set to the real sender (added when absent), every other
+ * field unchanged in value and JSON type.  Appends without a trailing
+ * newline; the caller adds "\n" for live delivery and stores the bare
+ * object offline.
+ */
+int	proto_put_forward(struct buf *out, const struct proto_req *req,
+	    int32_t from_id, const char *from_name, size_t from_name_len);
+
+#endif

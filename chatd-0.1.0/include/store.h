@@ -1,0 +1,163 @@
+/*
+ * store.h - durable state: users, friends, groups, offline messages.
+ *
+ * One small interface, two backends chosen by the spec string:
+ *   "sqlite:PATH"                      embedded, the default
+ *   "mysql://user:pass@host:port/db"   the cluster store
+ * Nothing outside store*.c knows which one is in use.  Every call is
+ * synchronous and uses prepared statements with bound parameters.
+ * A handle belongs to one process (open it after fork).
+ *
+ * Calls return STORE_OK (0), a positive STORE_* outcome, or STORE_ERR
+ * (-1) with the reason in store_error().  Lists and strings handed out
+ * are allocated by the store and released with the matching *_free.
+ * Strings carry lengths and may hold any byte; they are also
+ * NUL-terminated for convenience.
+ */
+#ifndef CHATD_STORE_H
+#define CHATD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_OK	0
+#define STORE_ERR	(-1)
+#define STORE_EXISTS	1	/* unique name taken */
+#define STORE_NOTFOUND	2	/* no such user or group */
+
+struct store;
+
+struct store_user {
+	int32_t	 id;
+	char	*name;
+	size_t	 name_len;
+	char	*pwhash;	/* store_user_get/_by_name only, else NULL */
+	int	 creator;	/* group member lists only */
+};
+
+struct store_user_list {
+	struct store_user	*v;
+	size_t			 n;
+};
+
+struct store_group {
+	int32_t			 id;
+	char			*name;
+	size_t			 name_len;
+	char			*desc;
+	size_t			 desc_len;
+	struct store_user_list	 members;	/* ordered by join */
+};
+
+struct store_group_list {
+	struct store_group	*v;
+	size_t			 n;
+};
+
+struct store_msg {
+	int64_t	 id;		/* increasing in the order stored */
+	char	*text;
+	size_t	 len;
+};
+
+struct store_msg_list {
+	struct store_msg	*v;
+	size_t			 n;
+};
+
+/*
+ * Tuning for backends that talk to a server (MySQL); SQLite uses only
+ * busy_timeout_ms.  Zero fields take the defaults in store.c.
+ */
+struct store_opts {
+	int		 pool_init;		/* connections opened at start */
+	int		 pool_max;		/* at most this many */
+	int		 pool_idle_sec;		/* close a connection idle this long */
+	int		 connect_timeout_ms;	/* per connection attempt */
+	int		 query_timeout_ms;	/* read/write timeout of one query */
+	int		 busy_timeout_ms;	/* SQLite: wait for a lock this long */
+	const char	*password;		/* overrides the URL's password */
+};
+
+/*
+ * Open (and on first use create the schema of) the store named by
+ * spec.  opts may be NULL (defaults); err may be NULL.
+ */
+struct store *store_open(const char *spec, const struct store_opts *opts,
+	    char *err, size_t errlen);
+void	store_close(struct store *st);
+const char *store_error(const struct store *st);
+/* "sqlite" or "mysql", for status output only. */
+const char *store_kind(const struct store *st);
+/* 0 when the store answers, -1 when not (health check). */
+int	store_ping(struct store *st);
+
+/* STORE_OK with *id, STORE_EXISTS when the name is taken. */
+int	store_user_create(struct store *st, const char *name, size_t name_len,
+	    const char *pwhash, int32_t *id);
+/* STORE_OK with u filled (name, pwhash), STORE_NOTFOUND. */
+int	store_user_get(struct store *st, int32_t id, struct store_user *u);
+int	store_user_by_name(struct store *st, const char *name,
+	    size_t name_len, struct store_user *u);
+/* Replace a user's password hash (rehash at a new cost). */
+int	store_user_set_pwhash(struct store *st, int32_t id, const char *pwhash);
+
+/* Mutual friendship; adding an existing one is STORE_OK. NOTFOUND if b is no user. */
+int	store_friend_add(struct store *st, int32_t a, int32_t b);
+/* Friends of uid with their names, ordered by id. */
+int	store_friends(struct store *st, int32_t uid, struct store_user_list *out);
+
+/* STORE_OK with *gid (creator joined as creator), STORE_EXISTS. */
+int	store_group_create(struct store *st, int32_t creator, const char *name,
+	    size_t name_len, const char *desc, size_t desc_len, int32_t *gid);
+/* STORE_OK (also when already a member), STORE_NOTFOUND (no group). */
+int	store_group_join(struct store *st, int32_t gid, int32_t uid);
+/* 1 member, 0 not a member (or no group), -1 error. */
+int	store_group_is_member(struct store *st, int32_t gid, int32_t uid);
+/* Members with names and roles; STORE_NOTFOUND when no such group. */
+int	store_group_members(struct store *st, int32_t gid,
+	    struct store_user_list *out);
+/* Groups uid belongs to, each with its members. */
+int	store_user_groups(struct store *st, int32_t uid,
+	    struct store_group_list *out);
+
+/*
+ * Counts behind the limits max_friends, max_groups_per_user and
+ * max_group_members: STORE_OK with *n (0 for an unknown id).
+ */
+int	store_count_friends(struct store *st, int32_t uid, int64_t *n);
+int	store_count_user_groups(struct store *st, int32_t uid, int64_t *n);
+int	store_count_group_members(struct store *st, int32_t gid, int64_t *n);
+
+/* Store msg for each of uids[0..n) in one transaction. */
+int	store_offline_add(struct store *st, const int32_t *uids, size_t n,
+	    const char *msg, size_t len);
+/*
+ * Acknowledged chats (opt-in "cmid").  Claim (sender, cmid): *smid is
+ * its server message id, new or from an earlier claim; *done is 1 when
+ * that earlier claim's message was already stored (a resend: answer
+ * with the same smid, deliver nothing).
+ */
+int	store_ack_claim(struct store *st, int32_t sender, int64_t cmid,
+	    int64_t *smid, int *done);
+/*
+ * Store msg for uids[0..n) tagged with smid and mark the claim done, in
+ * one transaction.  From then on the message is durable.
+ */
+int	store_ack_commit(struct store *st, int64_t smid, const int32_t *uids,
+	    size_t n, const char *msg, size_t len);
+/* Remove uid's copy of smid: it was delivered live. */
+int	store_offline_remove(struct store *st, int32_t uid, int64_t smid);
+
+/* Messages waiting for uid, oldest first, at most max (0: all). */
+int	store_offline_fetch(struct store *st, int32_t uid, size_t max,
+	    struct store_msg_list *out);
+/* Remove uid's messages with id <= upto (after they were handed over). */
+int	store_offline_delete(struct store *st, int32_t uid, int64_t upto);
+
+void	store_user_clear(struct store_user *u);
+void	store_user_list_free(struct store_user_list *l);
+void	store_group_list_free(struct store_group_list *l);
+void	store_msg_list_free(struct store_msg_list *l);
+
+#endif

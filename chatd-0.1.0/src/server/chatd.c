@@ -1,0 +1,354 @@
+/*
+ * chatd.c - main: options, configuration, listening sockets, session
+ * table, channels, pid file; then the master takes over.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chatd.h"
+#include "ctl.h"
+#include "guard.h"
+#include "log.h"
+#include "master.h"
+#include "store.h"
+#include "worker.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: chatd [-dnv] [-f file]\n");
+	exit(1);
+}
+
+/*
+ * One SO_REUSEPORT socket per worker: the kernel spreads connections.
+ * what names the key in messages; *fdsp gets nslots sockets.
+ */
+static int
+listen_sockets(struct node *n, const char *what, const char *host,
+    int portnum, int **fdsp)
+{
+	struct addrinfo	 hints, *res, *ai;
+	char		 port[16];
+	int		 i, fd = -1, one = 1, e, *fds;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", portnum);
+	e = getaddrinfo(host, port, &hints, &res);
+	if (e != 0) {
+		log_warnx("%s %s: %s", what, host, gai_strerror(e));
+		return -1;
+	}
+	if ((fds = *fdsp = calloc(n->nslots, sizeof(int))) == NULL)
+		fatal("calloc");
+	for (i = 0; i < n->nslots; i++) {
+		fd = -1;
+		for (ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype |
+			    SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+			if (fd == -1)
+				continue;
+			if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+			    sizeof(one)) == -1 ||
+			    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+			    sizeof(one)) == -1 ||
+			    bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
+			    listen(fd, 4096) == -1) {
+				e = errno;
+				close(fd);
+				fd = -1;
+				errno = e;
+			}
+		}
+		if (fd == -1) {
+			log_warn("%s %s:%d", what, host, portnum);
+			freeaddrinfo(res);
+			return -1;
+		}
+		fds[i] = fd;
+	}
+	freeaddrinfo(res);
+	return 0;
+}
+
+/* Refuse to start twice with the same pid file. */
+static int
+pidfile_check(const char *path)
+{
+	FILE	*f;
+	long	 pid;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && kill(pid, 0) == 0 &&
+	    pid != getpid()) {
+		fclose(f);
+		log_warnx("already running with pid %ld (%s)", pid, path);
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
+static int
+pidfile_write(const char *path)
+{
+	char	 line[32];
+	int	 fd, len;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		log_warn("pid file %s", path);
+		return -1;
+	}
+	len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+	if (write(fd, line, len) != len) {
+		log_warn("pid file %s", path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static void
+daemonize(void)
+{
+	int	 fd;
+
+	switch (fork()) {
+	case -1:
+		fatal("fork");
+	case 0:
+		break;
+	default:
+		_exit(0);
+	}
+	if (setsid() == -1)
+		fatal("setsid");
+	switch (fork()) {
+	case -1:
+		fatal("fork");
+	case 0:
+		break;
+	default:
+		_exit(0);
+	}
+	if (chdir("/") == -1)
+		fatal("chdir /");
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+}
+
+/* Up to the hard limit: every client is a descriptor. */
+static void
+raise_nofile(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Create the schema and find configuration mistakes before forking. */
+static int
+store_preflight(const struct config *cfg)
+{
+	struct store_opts	 opts;
+	struct store		*st;
+	char			 err[256], spec[256];
+
+	memset(&opts, 0, sizeof(opts));
+	opts.pool_init = 1;
+	opts.pool_max = 1;
+	opts.connect_timeout_ms = cfg->db_connect_timeout_ms;
+	opts.query_timeout_ms = cfg->db_query_timeout_ms;
+	opts.busy_timeout_ms = cfg->sqlite_busy_timeout_ms;
+	opts.password = cfg->db_password;
+	if ((st = store_open(cfg->storage, &opts, err, sizeof(err))) == NULL) {
+		ctl_storage_public(cfg->storage, spec, sizeof(spec));
+		log_warnx("storage %s: %s", spec, err);
+		return -1;
+	}
+	store_close(st);
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct node	 n;
+	struct buf	 errs = BUF_INIT;
+	char		 err[256];
+	const char	*path = SYSCONFDIR "/chatd.conf";
+	uint64_t	 boot;
+	int		 ch, check_only = 0, verbose = 0, rc;
+
+	memset(&n, 0, sizeof(n));
+	while ((ch = getopt(argc, argv, "df:nv")) != -1) {
+		switch (ch) {
+		case 'd':
+			n.foreground = 1;
+			break;
+		case 'f':
+			path = optarg;
+			break;
+		case 'n':
+			check_only = 1;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (argc != optind)
+		usage();
+	n.config_path = path;
+
+	if (cfg_load(&n.cfg, path, &errs) == -1) {
+		fprintf(stderr, "%.*s", (int)buf_used(&errs), buf_head(&errs));
+		if (check_only)
+			fprintf(stderr, "configuration has errors\n");
+		buf_free(&errs);
+		cfg_free(&n.cfg);
+		return 1;
+	}
+	buf_free(&errs);
+	if (check_only) {
+		printf("configuration OK\n");
+		cfg_free(&n.cfg);
+		return 0;
+	}
+	/* reloads read it again after daemonize() moved us to "/" */
+	if ((n.config_path = realpath(path, NULL)) == NULL)
+		n.config_path = path;
+	if (verbose)
+		n.cfg.log_level = LOG_DEBUG;
+	if (log_init(n.foreground ? "stderr" : n.cfg.log_file,
+	    n.cfg.log_level) == -1) {
+		fprintf(stderr, "chatd: log %s: %s\n", n.cfg.log_file,
+		    strerror(errno));
+		return 1;
+	}
+	log_set_role("master");
+	/* workers run as root only when the configuration says so */
+	if (worker_privileges_check(&n.cfg, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		cfg_free(&n.cfg);
+		return 1;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	n.nslots = n.cfg.workers;
+	if (pidfile_check(n.cfg.pid_file) == -1)
+		return 1;
+	/* as the workers' user: the store must be theirs to open */
+	if (worker_as_user(&n.cfg, 1) == -1)
+		return 1;
+	rc = store_preflight(&n.cfg);
+	(void)worker_as_user(&n.cfg, 0);
+	if (rc == -1) {
+		if (n.cfg.user != NULL)
+			log_warnx("the storage must be readable and writable "
+			    "by user %s (an SQLite file and its directory)",
+			    n.cfg.user);
+		return 1;
+	}
+	if (listen_sockets(&n, "listen", n.cfg.listen_host,
+	    n.cfg.listen_port, &n.listen_fds) == -1)
+		return 1;
+	if (n.cfg.websocket_listen != NULL && listen_sockets(&n,
+	    "websocket_listen", n.cfg.websocket_host, n.cfg.websocket_port,
+	    &n.ws_listen_fds) == -1)
+		return 1;
+	/* the bound port proves no live instance owns this table name */
+	n.online = online_create(n.cfg.shm_name, n.cfg.max_online, n.nslots,
+	    err, sizeof(err));
+	if (n.online == NULL) {
+		log_warnx("session table %s: %s", n.cfg.shm_name, err);
+		return 1;
+	}
+	/* per-address and failed-login limits, shared by the workers */
+	if ((n.guard = guard_create(n.nslots, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		online_destroy(n.online, 1);
+		return 1;
+	}
+	if (channel_create(&n.chans, n.nslots, n.cfg.max_frame_bytes +
+	    n.cfg.max_name_bytes + 256, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		online_destroy(n.online, 1);
+		return 1;
+	}
+	/* control socket and metrics listener: errors still reach stderr */
+	if (master_init(&n) == -1) {
+		channel_destroy(&n.chans);
+		online_destroy(n.online, 1);
+		return 1;
+	}
+	if (pipe2(n.master_pipe, O_CLOEXEC) == -1)
+		fatal("pipe");
+	if (getrandom(&boot, sizeof(boot), 0) != sizeof(boot))
+		boot = ((uint64_t)time(NULL) << 32) ^ (uint64_t)getpid();
+	snprintf(n.boot_id, sizeof(n.boot_id), "%016llx",
+	    (unsigned long long)boot);
+
+	if (!n.foreground)
+		daemonize();
+	if (pidfile_write(n.cfg.pid_file) == -1) {
+		online_destroy(n.online, 1);
+		return 1;
+	}
+	/* the spec may hold a password: log it without */
+	ctl_storage_public(n.cfg.storage, err, sizeof(err));
+	log_notice("chatd %s starting: %s, %d workers, storage %s",
+	    PACKAGE_VERSION, n.cfg.listen, n.nslots, err);
+
+	rc = master_run(&n);
+
+	online_destroy(n.online, 1);
+	guard_destroy(n.guard);
+	channel_destroy(&n.chans);
+	unlink(n.cfg.pid_file);
+	for (ch = 0; ch < n.nslots; ch++) {
+		close(n.listen_fds[ch]);
+		if (n.ws_listen_fds != NULL)
+			close(n.ws_listen_fds[ch]);
+	}
+	free(n.listen_fds);
+	free(n.ws_listen_fds);
+	cfg_free(&n.cfg);
+	if (n.config_path != path)
+		free((char *)n.config_path);	/* from realpath() */
+	return rc;
+}

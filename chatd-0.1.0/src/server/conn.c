@@ -1,0 +1,578 @@
+/* conn.c - client connections: read, split frames, queue and write output. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "guard.h"
+#include "log.h"
+
+/* Reads per readiness event: enough to drain a burst, fair to others. */
+#define READS_PER_EVENT		8
+/* How long a closing connection may take to drain its output. */
+#define CLOSE_FLUSH_SECONDS	5.0
+
+static struct conn_env	 env;
+static char		*rbuf;		/* shared read buffer of this worker */
+static size_t		 rbuf_size;
+static struct conn	**table;	/* id -> conn */
+static uint32_t		 table_size;
+static uint32_t		*free_ids;	/* stack of unused ids */
+static uint32_t		 nfree;
+static size_t		 nopen;
+static struct conn	*flush_list;
+static struct conn	*reap_list;
+static struct buf	 rate_reply;	/* the ERR_RATE answer, made once */
+
+static void	conn_read_cb(struct ev_loop *, ev_io *, int);
+static void	conn_write_cb(struct ev_loop *, ev_io *, int);
+static void	conn_timer_cb(struct ev_loop *, ev_timer *, int);
+static void	conn_flush(struct conn *);
+static void	conn_input(struct conn *, const char *, size_t);
+
+int
+conn_env_init(const struct conn_env *e)
+{
+	env = *e;
+	rbuf_size = 64 * 1024;
+	if ((rbuf = malloc(rbuf_size)) == NULL)
+		return -1;
+	if (proto_put_error(&rate_reply, MSG_ERROR, ERR_RATE, 0,
+	    "too many requests (rate_limit_rps): request dropped") == -1)
+		return -1;
+	return 0;
+}
+
+void
+conn_env_rate(double rps, double burst)
+{
+	env.rate_rps = rps;
+	env.rate_burst = burst;
+}
+
+void
+conn_env_reconfigure(size_t max_output, double idle_timeout,
+    double login_timeout)
+{
+	uint32_t	 i;
+	struct conn	*c;
+
+	env.max_output = max_output;
+	env.idle_timeout = idle_timeout;
+	env.login_timeout = login_timeout;
+	/* logged-in connections count their idle time anew */
+	for (i = 0; i < table_size; i++) {
+		if ((c = table[i]) == NULL || c->closing || c->uid == 0 ||
+		    c->close_after_flush)
+			continue;
+		c->timer.repeat = idle_timeout;
+		if (idle_timeout > 0)
+			ev_timer_again(env.loop, &c->timer);
+		else
+			ev_timer_stop(env.loop, &c->timer);
+	}
+}
+
+static int
+conn_id_alloc(uint32_t *id)
+{
+	uint32_t	 n, i;
+	struct conn	**nt;
+	uint32_t	*nf;
+
+	if (nfree == 0) {
+		n = table_size ? table_size * 2 : 1024;
+		if ((nt = reallocarray(table, n, sizeof(*table))) == NULL)
+			return -1;
+		table = nt;
+		if ((nf = reallocarray(free_ids, n, sizeof(*free_ids))) == NULL)
+			return -1;
+		free_ids = nf;
+		/* push in reverse so low ids are used first */
+		for (i = n; i > table_size; i--) {
+			table[i - 1] = NULL;
+			free_ids[nfree++] = i - 1;
+		}
+		table_size = n;
+	}
+	*id = free_ids[--nfree];
+	return 0;
+}
+
+struct conn *
+conn_new(int fd, const struct sockaddr_storage *peer, uint64_t akey)
+{
+	struct conn	*c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if (conn_id_alloc(&c->id) == -1) {
+		free(c);
+		return NULL;
+	}
+	table[c->id] = c;
+	c->fd = fd;
+	c->peer = *peer;
+	frame_scanner_init(&c->fs);
+	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+	c->rio.data = c->wio.data = c->timer.data = c;
+	c->last_active = ev_now(env.loop);
+	c->akey = akey;
+	c->rl_tokens = env.rate_burst;
+	c->rl_stamp = c->last_active;
+	ev_timer_init(&c->timer, conn_timer_cb, 0.,
+	    env.login_timeout > 0 ? env.login_timeout : env.idle_timeout);
+	if (c->timer.repeat > 0)
+		ev_timer_again(env.loop, &c->timer);
+	ev_io_start(env.loop, &c->rio);
+	nopen++;
+	if (env.open_count != NULL)
+		__atomic_store_n(env.open_count, nopen, __ATOMIC_RELAXED);
+	return c;
+}
+
+struct conn *
+conn_lookup(uint32_t id)
+{
+	struct conn	*c;
+
+	if (id >= table_size || (c = table[id]) == NULL || c->closing)
+		return NULL;
+	return c;
+}
+
+size_t
+conn_count(void)
+{
+	return nopen;
+}
+
+void
+conn_foreach(void (*fn)(struct conn *, void *), void *arg)
+{
+	uint32_t	 i;
+
+	for (i = 0; i < table_size; i++)
+		if (table[i] != NULL && !table[i]->closing)
+			fn(table[i], arg);
+}
+
+const char *
+conn_peer_str(const struct conn *c, char *buf, size_t len)
+{
+	char	 host[INET6_ADDRSTRLEN];
+	int	 port = 0;
+
+	host[0] = '\0';
+	if (c->peer.ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)&c->peer;
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		port = ntohs(s4->sin_port);
+	} else if (c->peer.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)&c->peer;
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		port = ntohs(s6->sin6_port);
+	}
+	snprintf(buf, len, "%s:%d", host, port);
+	return buf;
+}
+
+static void
+conn_want_flush(struct conn *c)
+{
+	if (!c->in_flush_list) {
+		c->in_flush_list = 1;
+		c->flush_next = flush_list;
+		flush_list = c;
+	}
+}
+
+int
+conn_sent(struct conn *c)
+{
+	char	 peer[64];
+
+	if (c->closing)
+		return -1;
+	if (env.max_output > 0 && buf_used(&c->out) > env.max_output) {
+		log_notice("%s: output over %zu bytes, client not reading: "
+		    "disconnecting", conn_peer_str(c, peer, sizeof(peer)),
+		    env.max_output);
+		conn_close(c, "output limit");
+		return -1;
+	}
+	conn_want_flush(c);
+	return 0;
+}
+
+int
+conn_send(struct conn *c, const void *p, size_t n)
+{
+	if (c->closing)
+		return -1;
+	if (buf_append(&c->out, p, n) == -1) {
+		conn_close(c, "out of memory");
+		return -1;
+	}
+	return conn_sent(c);
+}
+
+void
+conn_pause(struct conn *c)
+{
+	c->paused = 1;
+	ev_io_stop(env.loop, &c->rio);
+}
+
+void
+conn_resume(struct conn *c)
+{
+	if (c->closing || !c->paused)
+		return;
+	c->paused = 0;
+	/* requests that arrived meanwhile come first, in order */
+	if (buf_used(&c->in) > 0 || c->tp != NULL)
+		conn_input(c, NULL, 0);
+	if (!c->paused && !c->closing && !c->close_after_flush)
+		ev_io_start(env.loop, &c->rio);
+}
+
+void
+conn_logged_in(struct conn *c)
+{
+	c->timer.repeat = env.idle_timeout;
+	if (c->timer.repeat > 0)
+		ev_timer_again(env.loop, &c->timer);
+	else
+		ev_timer_stop(env.loop, &c->timer);
+}
+
+void
+conn_close(struct conn *c, const char *why)
+{
+	char	 peer[64];
+
+	if (c->closing)
+		return;
+	log_debug("%s: closing: %s", conn_peer_str(c, peer, sizeof(peer)),
+	    why);
+	/* the handler may still look the connection up while logging out */
+	if (env.handler->closing != NULL)
+		env.handler->closing(c);
+	c->closing = 1;
+	ev_io_stop(env.loop, &c->rio);
+	ev_io_stop(env.loop, &c->wio);
+	ev_timer_stop(env.loop, &c->timer);
+	close(c->fd);
+	c->fd = -1;
+	/* c->akey stays: a login answer due later still counts a failure */
+	guard_conn_del(env.guard, env.slot, c->akey);
+	table[c->id] = NULL;
+	free_ids[nfree++] = c->id;
+	nopen--;
+	if (env.open_count != NULL)
+		__atomic_store_n(env.open_count, nopen, __ATOMIC_RELAXED);
+	buf_free(&c->in);
+	buf_free(&c->out);
+	c->free_next = reap_list;
+	reap_list = c;
+}
+
+void
+conn_close_after_flush(struct conn *c, const char *why)
+{
+	if (c->closing)
+		return;
+	/* a transport may still have bytes to write (a close frame) */
+	if (buf_used(&c->out) == 0 && c->tp == NULL) {
+		conn_close(c, why);
+		return;
+	}
+	c->close_after_flush = 1;
+	ev_io_stop(env.loop, &c->rio);
+	ev_timer_stop(env.loop, &c->timer);
+	ev_timer_set(&c->timer, CLOSE_FLUSH_SECONDS, 0.);
+	ev_timer_start(env.loop, &c->timer);
+	conn_want_flush(c);
+}
+
+void
+conn_unref(struct conn *c)
+{
+	c->jobs--;
+}
+
+void
+conn_reap(void)
+{
+	struct conn	*c, **pp;
+
+	for (pp = &reap_list; (c = *pp) != NULL;) {
+		if (c->jobs > 0 || c->in_flush_list) {
+			pp = &c->free_next;
+			continue;
+		}
+		*pp = c->free_next;
+		if (c->tp != NULL && c->tp->free != NULL)
+			c->tp->free(c);
+		free(c->name);
+		free(c->delivered);
+		free(c);
+	}
+}
+
+void
+conn_flush_all(void)
+{
+	struct conn	*c;
+
+	while ((c = flush_list) != NULL) {
+		flush_list = c->flush_next;
+		c->in_flush_list = 0;
+		if (!c->closing)
+			conn_flush(c);
+	}
+}
+
+static void
+conn_flush(struct conn *c)
+{
+	struct buf	*ob;
+	ssize_t		 n;
+	size_t		 left;
+
+	/* a transport turns c->out into its own bytes, a batch at a time */
+	while ((ob = c->tp == NULL ? &c->out : c->tp->output(c)) != NULL &&
+	    buf_used(ob) > 0) {
+		while ((left = buf_used(ob)) > 0) {
+			n = write(c->fd, buf_head(ob), left);
+			if (n == -1) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN) {
+					ev_io_start(env.loop, &c->wio);
+					return;
+				}
+				conn_close(c, strerror(errno));
+				return;
+			}
+			buf_consume(ob, n);
+		}
+	}
+	if (ob == NULL || c->closing) {
+		conn_close(c, "transport closed");
+		return;
+	}
+	ev_io_stop(env.loop, &c->wio);
+	if (c->close_after_flush) {
+		conn_close(c, "flushed");
+		return;
+	}
+	if (c->want_drained && env.handler->drained != NULL) {
+		env.handler->drained(c);
+		/* the handler may have queued more: write it in this round */
+		if (buf_used(&c->out) > 0 && !c->closing)
+			conn_want_flush(c);
+	}
+}
+
+static void
+conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	conn_flush(w->data);
+}
+
+static void
+conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn	*c = w->data;
+	ev_tstamp	 idle_for;
+
+	if (c->close_after_flush) {
+		conn_close(c, "output not drained in time");
+		return;
+	}
+	if (c->uid == 0) {
+		conn_close(c, "login timeout");
+		return;
+	}
+	if (env.idle_timeout <= 0) {
+		ev_timer_stop(loop, w);
+		return;
+	}
+	/* the timer is not reset on every read; catch up here */
+	idle_for = ev_now(loop) - c->last_active;
+	if (idle_for < env.idle_timeout) {
+		w->repeat = env.idle_timeout - idle_for;
+		ev_timer_again(loop, w);
+		w->repeat = env.idle_timeout;
+		return;
+	}
+	conn_close(c, "idle timeout");
+}
+
+/* A protocol violation that cannot be resynchronised: answer, then close. */
+static void
+conn_fatal_input(struct conn *c, int code, const char *text)
+{
+	(void)proto_put_error(&c->out, MSG_ERROR, code, 0, text);
+	conn_close_after_flush(c, text);
+}
+
+/*
+ * The token bucket: 1 when the request may go on.  Refused requests
+ * pile up as debt that is forgiven at (CONN_RATE_ABUSE - 1) times the
+ * rate, so the debt only grows while the client sends faster than
+ * CONN_RATE_ABUSE times the rate; past CONN_RATE_ABUSE bursts of it
+ * the client is cut off.  Refusing costs one copy of a ready answer.
+ */
+static int
+conn_rate_ok(struct conn *c)
+{
+	ev_tstamp	 now, dt;
+	char		 peer[64];
+
+	if (env.rate_rps <= 0)
+		return 1;
+	now = ev_now(env.loop);
+	dt = now - c->rl_stamp;
+	c->rl_stamp = now;
+	if (dt > 0) {
+		c->rl_tokens += dt * env.rate_rps;
+		if (c->rl_tokens > env.rate_burst)
+			c->rl_tokens = env.rate_burst;
+		c->rl_debt -= dt * env.rate_rps * (CONN_RATE_ABUSE - 1);
+		if (c->rl_debt < 0)
+			c->rl_debt = 0;
+	}
+	if (c->rl_tokens >= 1) {
+		c->rl_tokens -= 1;
+		return 1;
+	}
+	if (++c->rl_debt > env.rate_burst * CONN_RATE_ABUSE) {
+		log_notice("%s: requests far over rate_limit_rps (%.0f/s): "
+		    "disconnecting", conn_peer_str(c, peer, sizeof(peer)),
+		    env.rate_rps);
+		(void)proto_put_error(&c->out, MSG_ERROR, ERR_RATE, 0,
+		    "far too many requests; closing the connection");
+		conn_close_after_flush(c, "flood");
+		return 0;
+	}
+	(void)conn_send(c, buf_head(&rate_reply), buf_used(&rate_reply));
+	return 0;
+}
+
+void
+conn_request(struct conn *c, const char *p, size_t n)
+{
+	if (!c->closing && !c->close_after_flush && conn_rate_ok(c))
+		env.handler->frame(c, p, n, FRAME_OK);
+}
+
+/*
+ * Split data (or, with data == NULL, c->in) into frames and hand them
+ * to the handler until the input is used up or the connection pauses.
+ * What is left of data is kept in c->in.
+ */
+static void
+conn_input(struct conn *c, const char *data, size_t len)
+{
+	enum frame_status st;
+	size_t		  off, vlen, consumed;
+	int		  from_in = data == NULL;
+
+	if (c->tp != NULL) {
+		if (!from_in && buf_append(&c->in, data, len) == -1) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		c->tp->input(c);
+		return;
+	}
+	if (from_in) {
+		data = buf_head(&c->in);
+		len = buf_used(&c->in);
+	}
+	while (len > 0 && !c->paused && !c->closing && !c->close_after_flush) {
+		st = frame_next(&c->fs, data, len, env.max_frame, &off, &vlen,
+		    &consumed);
+		switch (st) {
+		case FRAME_OK:
+		case FRAME_BAD:
+			if (conn_rate_ok(c))
+				env.handler->frame(c, data + off, vlen, st);
+			break;
+		case FRAME_GARBAGE:
+			conn_fatal_input(c, ERR_MALFORMED,
+			    "not JSON; closing the connection");
+			break;
+		case FRAME_TOO_BIG:
+			conn_fatal_input(c, ERR_FRAME_TOO_BIG,
+			    "request larger than max_frame_bytes; closing "
+			    "the connection");
+			break;
+		case FRAME_NEED_MORE:
+			break;
+		}
+		if (c->closing)
+			return;
+		if (from_in) {
+			buf_consume(&c->in, consumed);
+			/* the handler may have appended nothing to in */
+			data = buf_head(&c->in);
+			len = buf_used(&c->in);
+		} else {
+			data += consumed;
+			len -= consumed;
+		}
+		if (st == FRAME_NEED_MORE || st == FRAME_GARBAGE ||
+		    st == FRAME_TOO_BIG)
+			break;
+	}
+	if (!from_in && len > 0 && !c->closing && !c->close_after_flush) {
+		if (buf_append(&c->in, data, len) == -1)
+			conn_close(c, "out of memory");
+	}
+}
+
+static void
+conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn	*c = w->data;
+	ssize_t		 n;
+	int		 i;
+
+	for (i = 0; i < READS_PER_EVENT && !c->closing && !c->paused &&
+	    !c->close_after_flush; i++) {
+		n = read(c->fd, rbuf, rbuf_size);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				conn_close(c, strerror(errno));
+			return;
+		}
+		if (n == 0) {
+			conn_close(c, "closed by peer");
+			return;
+		}
+		c->last_active = ev_now(loop);
+		if (buf_used(&c->in) > 0) {
+			if (buf_append(&c->in, rbuf, n) == -1) {
+				conn_close(c, "out of memory");
+				return;
+			}
+			conn_input(c, NULL, 0);
+		} else
+			conn_input(c, rbuf, n);
+		if ((size_t)n < rbuf_size)
+			return;
+	}
+}

@@ -1,0 +1,469 @@
+/*
+ * guard.c - node-wide abuse limits in shared memory: connections per
+ * address (a count-min sketch with one row per worker) and failed
+ * logins per user and per address (a set-associative LRU table).
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/random.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guard.h"
+
+#define CONN_ROWS	2		/* hash functions of the sketch */
+#define CONN_BUCKETS	4096		/* per row; a power of two */
+#define FAIL_WAYS	8
+#define FAIL_SETS	1024		/* a power of two: 8192 keys */
+#define FAIL_LEVEL_MAX	7		/* block grows to 64 x the first */
+
+struct fail_ent {
+	uint64_t	 key;		/* 0: free */
+	double		 window_start;
+	double		 blocked_until;
+	double		 last;		/* last failure */
+	uint32_t	 fails;		/* in the current window */
+	uint32_t	 level;		/* blocks in a row */
+};
+
+struct guard {
+	size_t		 map_len;
+	int		 nslots;
+	uint64_t	 seed[1 + CONN_ROWS];
+	pthread_mutex_t	 mu;		/* fail[] only */
+	struct fail_ent	 fail[FAIL_SETS][FAIL_WAYS];
+	uint32_t	 conn[];	/* [slot][row][bucket] */
+};
+
+/* ---- hashing ----------------------------------------------------------- */
+
+static uint64_t
+mix64(uint64_t x)
+{
+	/* splitmix64's finaliser: a bijection that spreads every bit */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t
+hash_bytes(uint64_t seed, unsigned tag, const void *p, size_t n)
+{
+	const unsigned char	*s = p;
+	uint64_t		 h = mix64(seed ^ tag);
+	size_t			 i;
+
+	for (i = 0; i < n; i++)
+		h = mix64(h ^ s[i] ^ ((uint64_t)i << 8));
+	h = mix64(h ^ n);
+	return h != 0 ? h : 1;
+}
+
+static double
+now_mono(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- create ------------------------------------------------------------ */
+
+struct guard *
+guard_create(int nslots, char *err, size_t errlen)
+{
+	pthread_mutexattr_t	 ma;
+	struct guard		*g;
+	size_t			 len;
+	int			 i;
+
+	len = sizeof(*g) + (size_t)nslots * CONN_ROWS * CONN_BUCKETS *
+	    sizeof(uint32_t);
+	g = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+	    -1, 0);
+	if (g == MAP_FAILED) {
+		snprintf(err, errlen, "guard table: mmap %zu bytes: %s", len,
+		    strerror(errno));
+		return NULL;
+	}
+	/* the mapping is zeroed: every counter 0, every entry free */
+	g->map_len = len;
+	g->nslots = nslots;
+	if (getrandom(g->seed, sizeof(g->seed), 0) != sizeof(g->seed))
+		for (i = 0; i < 1 + CONN_ROWS; i++)
+			g->seed[i] = mix64((uint64_t)time(NULL) ^
+			    ((uint64_t)getpid() << 20) ^ (uint64_t)i);
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	i = pthread_mutex_init(&g->mu, &ma);
+	pthread_mutexattr_destroy(&ma);
+	if (i != 0) {
+		snprintf(err, errlen, "guard table: mutex: %s", strerror(i));
+		munmap(g, len);
+		return NULL;
+	}
+	return g;
+}
+
+void
+guard_destroy(struct guard *g)
+{
+	if (g != NULL)
+		munmap(g, g->map_len);
+}
+
+static uint32_t *
+conn_row(struct guard *g, int slot, int row)
+{
+	return g->conn + ((size_t)slot * CONN_ROWS + row) * CONN_BUCKETS;
+}
+
+void
+guard_slot_reset(struct guard *g, int slot)
+{
+	int	 r, b;
+
+	if (g == NULL || slot < 0 || slot >= g->nslots)
+		return;
+	for (r = 0; r < CONN_ROWS; r++)
+		for (b = 0; b < CONN_BUCKETS; b++)
+			__atomic_store_n(&conn_row(g, slot, r)[b], 0,
+			    __ATOMIC_RELAXED);
+}
+
+/* ---- addresses --------------------------------------------------------- */
+
+int
+guard_parse_nets(const char *s, struct guard_net *nets, int max, char *why,
+    size_t whylen)
+{
+	struct guard_net	 n;
+	char			 tok[INET6_ADDRSTRLEN + 8], *slash, *end;
+	size_t			 len;
+	long			 bits;
+	int			 count = 0;
+
+	for (;;) {
+		s += strspn(s, " \t,");
+		if (*s == '\0')
+			break;
+		len = strcspn(s, " \t,");
+		if (len >= sizeof(tok)) {
+			snprintf(why, whylen, "bad network \"%.*s...\"", 40, s);
+			return -1;
+		}
+		memcpy(tok, s, len);
+		tok[len] = '\0';
+		s += len;
+		memset(&n, 0, sizeof(n));
+		if ((slash = strchr(tok, '/')) != NULL)
+			*slash++ = '\0';
+		if (inet_pton(AF_INET, tok, n.addr) == 1) {
+			n.family = AF_INET;
+			n.prefix = 32;
+		} else if (inet_pton(AF_INET6, tok, n.addr) == 1) {
+			n.family = AF_INET6;
+			n.prefix = 128;
+		} else {
+			snprintf(why, whylen, "bad address \"%s\" (want "
+			    "ADDRESS or ADDRESS/BITS)", tok);
+			return -1;
+		}
+		if (slash != NULL) {
+			errno = 0;
+			bits = strtol(slash, &end, 10);
+			if (!isdigit((unsigned char)*slash) || *end != '\0' ||
+			    bits < 0 || bits > n.prefix) {
+				snprintf(why, whylen, "bad prefix length "
+				    "\"/%s\" for %s", slash, tok);
+				return -1;
+			}
+			n.prefix = (int)bits;
+		}
+		if (count >= max) {
+			snprintf(why, whylen, "more than %d networks", max);
+			return -1;
+		}
+		if (nets != NULL)
+			nets[count] = n;
+		count++;
+	}
+	return count;
+}
+
+static int
+prefix_match(const uint8_t *a, const uint8_t *net, int bits)
+{
+	int	 full = bits / 8, rest = bits % 8;
+	uint8_t	 mask;
+
+	if (memcmp(a, net, full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	mask = (uint8_t)(0xff << (8 - rest));
+	return (a[full] & mask) == (net[full] & mask);
+}
+
+uint64_t
+guard_addr_key(const struct guard *g, const struct sockaddr_storage *ss,
+    const struct guard_net *exempt, int nexempt)
+{
+	static const uint8_t	 v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	    0, 0xff, 0xff };
+	const struct sockaddr_in	*s4;
+	const struct sockaddr_in6	*s6;
+	uint8_t			 a[16];
+	int			 fam, i;
+
+	if (g == NULL)
+		return 0;
+	if (ss->ss_family == AF_INET) {
+		s4 = (const struct sockaddr_in *)(const void *)ss;
+		memcpy(a, &s4->sin_addr, 4);
+		fam = AF_INET;
+	} else if (ss->ss_family == AF_INET6) {
+		s6 = (const struct sockaddr_in6 *)(const void *)ss;
+		if (memcmp(&s6->sin6_addr, v4mapped, 12) == 0) {
+			memcpy(a, (const uint8_t *)&s6->sin6_addr + 12, 4);
+			fam = AF_INET;
+		} else {
+			memcpy(a, &s6->sin6_addr, 16);
+			fam = AF_INET6;
+		}
+	} else
+		return 0;
+	for (i = 0; i < nexempt; i++)
+		if (exempt[i].family == fam &&
+		    prefix_match(a, exempt[i].addr, exempt[i].prefix))
+			return 0;
+	/* IPv4 /32, IPv6 /64: a host usually owns a whole /64 */
+	return hash_bytes(g->seed[0], fam == AF_INET ? 4 : 6, a,
+	    fam == AF_INET ? 4 : 8);
+}
+
+uint64_t
+guard_user_key(const struct guard *g, int32_t uid)
+{
+	if (g == NULL)
+		return 0;
+	return hash_bytes(g->seed[0], 'u', &uid, sizeof(uid));
+}
+
+uint64_t
+guard_name_key(const struct guard *g, const char *name, size_t len)
+{
+	if (g == NULL)
+		return 0;
+	return hash_bytes(g->seed[0], 'n', name, len);
+}
+
+/* ---- connections per address ------------------------------------------ */
+
+static size_t
+conn_bucket(const struct guard *g, uint64_t akey, int row)
+{
+	return mix64(akey ^ g->seed[1 + row]) & (CONN_BUCKETS - 1);
+}
+
+uint32_t
+guard_conn_count(struct guard *g, uint64_t akey)
+{
+	uint32_t	 best = UINT32_MAX, sum;
+	size_t		 b;
+	int		 r, s;
+
+	if (g == NULL || akey == 0)
+		return 0;
+	for (r = 0; r < CONN_ROWS; r++) {
+		b = conn_bucket(g, akey, r);
+		for (sum = 0, s = 0; s < g->nslots; s++)
+			sum += __atomic_load_n(&conn_row(g, s, r)[b],
+			    __ATOMIC_RELAXED);
+		if (sum < best)
+			best = sum;
+	}
+	return best;
+}
+
+int
+guard_conn_add(struct guard *g, int slot, uint64_t akey, int limit)
+{
+	int	 r;
+
+	if (g == NULL || akey == 0 || slot < 0 || slot >= g->nslots)
+		return 0;
+	/* two workers may both pass at limit - 1: over by nslots - 1 at most */
+	if (limit > 0 && guard_conn_count(g, akey) >= (uint32_t)limit)
+		return -1;
+	for (r = 0; r < CONN_ROWS; r++)
+		__atomic_add_fetch(&conn_row(g, slot, r)[conn_bucket(g, akey,
+		    r)], 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void
+guard_conn_del(struct guard *g, int slot, uint64_t akey)
+{
+	uint32_t	*p;
+	int		 r;
+
+	if (g == NULL || akey == 0 || slot < 0 || slot >= g->nslots)
+		return;
+	for (r = 0; r < CONN_ROWS; r++) {
+		p = &conn_row(g, slot, r)[conn_bucket(g, akey, r)];
+		/* only this worker writes its row: no race with itself */
+		if (__atomic_load_n(p, __ATOMIC_RELAXED) > 0)
+			__atomic_sub_fetch(p, 1, __ATOMIC_RELAXED);
+	}
+}
+
+/* ---- failed logins ----------------------------------------------------- */
+
+static void
+fail_lock(struct guard *g)
+{
+	/* a worker killed inside: the table is only counters, go on */
+	if (pthread_mutex_lock(&g->mu) == EOWNERDEAD)
+		pthread_mutex_consistent(&g->mu);
+}
+
+static void
+fail_unlock(struct guard *g)
+{
+	pthread_mutex_unlock(&g->mu);
+}
+
+static struct fail_ent *
+fail_find(struct guard *g, uint64_t key, int create, double now)
+{
+	struct fail_ent	*set, *victim = NULL;
+	int		 i;
+
+	set = g->fail[(key >> 17) & (FAIL_SETS - 1)];
+	for (i = 0; i < FAIL_WAYS; i++)
+		if (set[i].key == key)
+			return &set[i];
+	if (!create)
+		return NULL;
+	/* a free way, else the least recently failed unblocked one, else
+	 * the least recently failed */
+	for (i = 0; i < FAIL_WAYS; i++) {
+		if (set[i].key == 0) {
+			victim = &set[i];
+			break;
+		}
+		if (victim == NULL ||
+		    (victim->blocked_until > now) >
+		    (set[i].blocked_until > now) ||
+		    ((victim->blocked_until > now) ==
+		    (set[i].blocked_until > now) &&
+		    set[i].last < victim->last))
+			victim = &set[i];
+	}
+	memset(victim, 0, sizeof(*victim));
+	victim->key = key;
+	victim->window_start = now;
+	return victim;
+}
+
+static double
+block_len(const struct guard_policy *pol, uint32_t level)
+{
+	return (double)pol->block * (double)(1u << (level - 1));
+}
+
+int
+guard_login_check(struct guard *g, uint64_t ukey, uint64_t akey, int *retry)
+{
+	struct fail_ent	*e;
+	double		 now, until = 0;
+	uint64_t	 keys[2] = { ukey, akey };
+	int		 i;
+
+	*retry = 0;
+	if (g == NULL)
+		return 0;
+	now = now_mono();
+	fail_lock(g);
+	for (i = 0; i < 2; i++)
+		if (keys[i] != 0 && (e = fail_find(g, keys[i], 0, now)) !=
+		    NULL && e->blocked_until > now && e->blocked_until > until)
+			until = e->blocked_until;
+	fail_unlock(g);
+	if (until == 0)
+		return 0;
+	*retry = (int)(until - now) + 1;
+	return -1;
+}
+
+static void
+fail_one(struct guard *g, uint64_t key, const struct guard_policy *pol,
+    double now)
+{
+	struct fail_ent	*e;
+
+	if (key == 0)
+		return;
+	e = fail_find(g, key, 1, now);
+	/* quiet after its last block for as long again: forgiven */
+	if (e->level > 0 && now >= e->blocked_until + block_len(pol, e->level))
+		e->level = 0;
+	if (now - e->window_start >= pol->window) {
+		e->window_start = now;
+		e->fails = 0;
+	}
+	e->fails++;
+	e->last = now;
+	if (e->fails >= (uint32_t)pol->fail_max) {
+		if (e->level < FAIL_LEVEL_MAX)
+			e->level++;
+		e->blocked_until = now + block_len(pol, e->level);
+		e->fails = 0;
+		e->window_start = now;
+	}
+}
+
+void
+guard_login_failed(struct guard *g, uint64_t ukey, uint64_t akey,
+    const struct guard_policy *pol)
+{
+	double	 now;
+
+	if (g == NULL || pol->fail_max <= 0)
+		return;
+	now = now_mono();
+	fail_lock(g);
+	fail_one(g, ukey, pol, now);
+	fail_one(g, akey, pol, now);
+	fail_unlock(g);
+}
+
+void
+guard_login_ok(struct guard *g, uint64_t ukey)
+{
+	struct fail_ent	*e;
+
+	if (g == NULL || ukey == 0)
+		return;
+	fail_lock(g);
+	if ((e = fail_find(g, ukey, 0, 0)) != NULL)
+		memset(e, 0, sizeof(*e));
+	fail_unlock(g);
+}

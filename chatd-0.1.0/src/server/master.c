@@ -1,0 +1,422 @@
+/*
+ * master.c - spawn, reap and respawn workers; reload; stop; and serve
+ * the control plane (ctl.c: chatctl socket, metrics and health).
+ *
+ * One poll(2) loop.  Signals are blocked and read from a signalfd, so
+ * they are handled synchronously between two polls, like any other
+ * event: there are no signal handlers at all.  No libev, no database,
+ * no Redis in this process.
+ */
+#include "config.h"
+
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "log.h"
+#include "master.h"
+#include "worker.h"
+
+/*
+ * A worker that dies sooner than this after start is throttled (a crash
+ * at start-up); one that served for longer is replaced at once, even
+ * when killed again and again.
+ */
+#define QUICK_DEATH_SECONDS	0.5
+#define RESPAWN_DELAY_MAX	10.0
+#define STOP_GRACE_SECONDS	10.0
+#define POLL_MAX_MS		1000
+
+struct slot {
+	pid_t	 pid;		/* 0: not running */
+	double	 started;
+	double	 respawn_at;	/* 0: nothing scheduled */
+	int	 quick_deaths;
+	int	 fatal;		/* exited with CHATD_EXIT_FATAL */
+};
+
+static struct node	*node;
+static struct slot	*slots;
+static int		 sigfd = -1;
+static int		 stopping;
+static double		 stop_deadline;
+
+static double
+now(void)
+{
+	return ctl_now();
+}
+
+static int
+spawn(struct node *n, int i)
+{
+	struct online_slot_stats	*st = online_slot_stats(n->online, i);
+	pid_t				 pid;
+
+	/* before the fork: the worker overwrites them once it runs */
+	__atomic_store_n(&st->redis_up, -1, __ATOMIC_RELAXED);
+	__atomic_store_n(&st->store_ok, -1, __ATOMIC_RELAXED);
+	__atomic_store_n(&st->heartbeat, ctl_mono_ms(), __ATOMIC_RELAXED);
+	switch ((pid = fork())) {
+	case -1:
+		log_warn("fork worker %d", i);
+		return -1;
+	case 0:
+		/* the master's descriptors are none of the worker's business */
+		close(sigfd);
+		ctl_child();
+		worker_main(n, i);
+		/* NOTREACHED */
+	default:
+		break;
+	}
+	slots[i].pid = pid;
+	slots[i].started = now();
+	slots[i].respawn_at = 0;
+	__atomic_store_n(&st->pid, pid, __ATOMIC_RELAXED);
+	__atomic_store_n(&st->started, (uint64_t)time(NULL),
+	    __ATOMIC_RELAXED);
+	log_info("worker %d started, pid %d", i, (int)pid);
+	return 0;
+}
+
+static int
+slot_of(struct node *n, pid_t pid)
+{
+	int	 i;
+
+	for (i = 0; i < n->nslots; i++)
+		if (slots[i].pid == pid)
+			return i;
+	return -1;
+}
+
+static void
+reap(struct node *n)
+{
+	pid_t	 pid;
+	int	 status, i;
+	double	 lived, delay;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if ((i = slot_of(n, pid)) == -1)
+			continue;
+		slots[i].pid = 0;
+		__atomic_store_n(&online_slot_stats(n->online, i)->pid, 0,
+		    __ATOMIC_RELAXED);
+		/* its users are offline now, not when someone notices */
+		online_slot_reset(n->online, i);
+		if (WIFSIGNALED(status))
+			log_warnx("worker %d (pid %d) exited on signal %d",
+			    i, (int)pid, WTERMSIG(status));
+		else if (WEXITSTATUS(status) != 0 || !stopping)
+			log_warnx("worker %d (pid %d) exited with code %d",
+			    i, (int)pid, WEXITSTATUS(status));
+		else
+			log_info("worker %d (pid %d) exited", i, (int)pid);
+		if (stopping)
+			continue;
+		if (WIFEXITED(status) &&
+		    WEXITSTATUS(status) == CHATD_EXIT_FATAL) {
+			log_warnx("worker %d failed to start; not respawning",
+			    i);
+			slots[i].fatal = 1;
+			continue;
+		}
+		lived = now() - slots[i].started;
+		if (lived < QUICK_DEATH_SECONDS)
+			slots[i].quick_deaths++;
+		else
+			slots[i].quick_deaths = 0;
+		/* a worker that keeps dying at start is not respawned in a
+		 * tight loop: 0.1 s, 0.2 s, 0.4 s ... up to 10 s */
+		delay = 0;
+		if (slots[i].quick_deaths > 0) {
+			delay = 0.05 * (1 << (slots[i].quick_deaths < 8 ?
+			    slots[i].quick_deaths : 8));
+			if (delay > RESPAWN_DELAY_MAX)
+				delay = RESPAWN_DELAY_MAX;
+		}
+		slots[i].respawn_at = now() + delay;
+	}
+}
+
+static void
+signal_workers(struct node *n, int sig)
+{
+	int	 i;
+
+	for (i = 0; i < n->nslots; i++)
+		if (slots[i].pid > 0)
+			kill(slots[i].pid, sig);
+}
+
+static int
+running(struct node *n)
+{
+	int	 i, r = 0;
+
+	for (i = 0; i < n->nslots; i++)
+		r += slots[i].pid > 0;
+	return r;
+}
+
+/*
+ * SIGHUP and chatctl reload: read the file again; keep the running
+ * configuration if it has errors (then in errs, when not NULL).
+ */
+static int
+reload(struct buf *errs_out)
+{
+	struct node	*n = node;
+	struct config	 next;
+	struct buf	 errs = BUF_INIT;
+	char		*old_log;
+
+	if (stopping) {
+		if (errs_out != NULL)
+			buf_append_str(errs_out, "chatd is stopping");
+		return -1;
+	}
+	memset(&next, 0, sizeof(next));
+	if (cfg_load(&next, n->config_path, &errs) == -1) {
+		while (buf_used(&errs) > 0 &&
+		    buf_head(&errs)[buf_used(&errs) - 1] == '\n')
+			errs.len--;
+		log_warnx("reload failed, keeping the old configuration: %.*s",
+		    (int)buf_used(&errs), buf_head(&errs));
+		if (errs_out != NULL)
+			buf_append(errs_out, buf_head(&errs), buf_used(&errs));
+		cfg_free(&next);
+		buf_free(&errs);
+		return -1;
+	}
+	old_log = strdup(n->cfg.log_file);
+	cfg_apply_reload(&n->cfg, &next);
+	cfg_free(&next);
+	buf_free(&errs);
+	/* a new log_file is opened now (with -d the log stays on stderr) */
+	if (!n->foreground && old_log != NULL &&
+	    strcmp(old_log, n->cfg.log_file) != 0) {
+		log_notice("logging to %s from now on", n->cfg.log_file);
+		if (log_init(n->cfg.log_file, n->cfg.log_level) == -1)
+			log_warn("log %s; still logging to %s",
+			    n->cfg.log_file, old_log);
+	}
+	free(old_log);
+	log_set_level(n->cfg.log_level);
+	log_notice("configuration reloaded");
+	signal_workers(n, SIGHUP);
+	return 0;
+}
+
+static void
+stop(const char *why)
+{
+	if (stopping)
+		return;
+	log_notice("stopping (%s)", why);
+	stopping = 1;
+	stop_deadline = now() + STOP_GRACE_SECONDS;
+	signal_workers(node, SIGTERM);
+}
+
+static void
+ctl_stop(void)
+{
+	stop("chatctl stop");
+}
+
+static const char *
+slot_state(int i)
+{
+	if (i < 0 || i >= node->nslots)
+		return "none";
+	if (slots[i].pid > 0)
+		return "running";
+	if (slots[i].fatal)
+		return "failed";
+	if (slots[i].respawn_at > 0 && !stopping)
+		return "respawning";
+	return "stopped";
+}
+
+static void
+handle_signal(int sig)
+{
+	char	 why[32];
+
+	switch (sig) {
+	case SIGCHLD:
+		break;			/* reaped after every wake-up */
+	case SIGTERM:
+	case SIGINT:
+	case SIGQUIT:
+		snprintf(why, sizeof(why), "signal %d", sig);
+		stop(why);
+		break;
+	case SIGHUP:
+		if (!stopping)
+			(void)reload(NULL);
+		break;
+	case SIGUSR1:
+		if (log_reopen() == -1)
+			log_warn("reopening the log");
+		else
+			log_info("log file reopened");
+		signal_workers(node, SIGUSR1);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+read_signals(void)
+{
+	struct signalfd_siginfo	 si[8];
+	ssize_t			 r;
+	size_t			 i;
+
+	for (;;) {
+		r = read(sigfd, si, sizeof(si));
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return;		/* EAGAIN: all taken */
+		for (i = 0; i < (size_t)r / sizeof(si[0]); i++)
+			handle_signal((int)si[i].ssi_signo);
+	}
+}
+
+int
+master_init(struct node *n)
+{
+	struct ctl_env	 env;
+	char		 err[512];
+
+	node = n;
+	memset(&env, 0, sizeof(env));
+	env.node = n;
+	env.started = time(NULL);
+	env.slot_state = slot_state;
+	env.reload = reload;
+	env.stop = ctl_stop;
+	if (ctl_init(&env, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* ms until the next thing the loop must do by itself. */
+static int
+poll_timeout(struct node *n, double t)
+{
+	double	 next = POLL_MAX_MS / 1000.0, d;
+	int	 i, ms;
+
+	if (stopping)
+		next = 0.1;
+	for (i = 0; i < n->nslots && !stopping; i++) {
+		if (slots[i].pid != 0 || slots[i].fatal ||
+		    slots[i].respawn_at <= 0)
+			continue;
+		d = slots[i].respawn_at - t;
+		if (d < next)
+			next = d > 0 ? d : 0;
+	}
+	ms = (int)(next * 1000) + 1;
+	if ((i = ctl_expire(t)) >= 0 && i < ms)
+		ms = i;
+	return ms;
+}
+
+int
+master_run(struct node *n)
+{
+	struct pollfd	 pfd[1 + CTL_MAX_POLLFDS];
+	sigset_t	 set;
+	double		 t;
+	int		 i, nfd, rc, exit_code = 0;
+
+	node = n;
+	log_set_role("master");
+	if ((slots = calloc(n->nslots, sizeof(*slots))) == NULL)
+		fatal("master");
+
+	/* taken from the signalfd only: no handlers, no races */
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if ((sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+
+	for (i = 0; i < n->nslots; i++)
+		if (spawn(n, i) == -1)
+			slots[i].respawn_at = now() + 1;
+
+	for (;;) {
+		pfd[0].fd = sigfd;
+		pfd[0].events = POLLIN;
+		pfd[0].revents = 0;
+		nfd = 1 + ctl_pollfds(pfd + 1, CTL_MAX_POLLFDS);
+		rc = poll(pfd, nfd, poll_timeout(n, now()));
+		if (rc == -1 && errno != EINTR)
+			fatal("poll");
+		if (rc > 0 && pfd[0].revents != 0)
+			read_signals();
+		if (rc > 0)
+			ctl_events(pfd + 1, nfd - 1);
+		else
+			ctl_events(pfd + 1, 0);
+		/* a SIGCHLD may have been merged with another signal */
+		reap(n);
+		t = now();
+		if (stopping) {
+			if (running(n) == 0)
+				break;
+			if (t > stop_deadline) {
+				log_warnx("workers did not stop in time; "
+				    "killing them");
+				signal_workers(n, SIGKILL);
+				stop_deadline = t + 5;
+			}
+			continue;
+		}
+		for (i = 0; i < n->nslots; i++)
+			if (slots[i].pid == 0 && !slots[i].fatal &&
+			    slots[i].respawn_at > 0 && t >= slots[i].respawn_at)
+				if (spawn(n, i) == -1)
+					slots[i].respawn_at = t + 1;
+		for (i = 0; i < n->nslots; i++)
+			if (!slots[i].fatal)
+				break;
+		if (i == n->nslots) {
+			log_warnx("no worker could start; exiting");
+			exit_code = 1;
+			break;
+		}
+	}
+	ctl_shutdown();
+	close(sigfd);
+	sigfd = -1;
+	free(slots);
+	slots = NULL;
+	log_notice("exiting");
+	return exit_code;
+}

@@ -1,0 +1,63 @@
+/* store_impl.h - what a storage backend provides; only store*.c include it. */
+#ifndef CHATD_STORE_IMPL_H
+#define CHATD_STORE_IMPL_H
+
+#include "store.h"
+
+enum store_count {
+	STORE_COUNT_FRIENDS,		/* of a user */
+	STORE_COUNT_USER_GROUPS,	/* a user is in */
+	STORE_COUNT_GROUP_MEMBERS,	/* of a group */
+	STORE_COUNT_MAX
+};
+
+struct store_ops {
+	const char *kind;
+	void	(*close)(struct store *);
+	int	(*ping)(struct store *);
+	int	(*user_create)(struct store *, const char *, size_t, const char *, int32_t *);
+	int	(*user_get)(struct store *, int32_t, struct store_user *);
+	int	(*user_by_name)(struct store *, const char *, size_t, struct store_user *);
+	int	(*user_set_pwhash)(struct store *, int32_t, const char *);
+	int	(*friend_add)(struct store *, int32_t, int32_t);
+	int	(*friends)(struct store *, int32_t, struct store_user_list *);
+	int	(*group_create)(struct store *, int32_t, const char *, size_t,
+		    const char *, size_t, int32_t *);
+	int	(*group_join)(struct store *, int32_t, int32_t);
+	int	(*group_is_member)(struct store *, int32_t, int32_t);
+	int	(*group_members)(struct store *, int32_t, struct store_user_list *);
+	int	(*user_groups)(struct store *, int32_t, struct store_group_list *);
+	/* rows counted for a limit: what (enum store_count) of one id */
+	int	(*count)(struct store *, int what, int32_t, int64_t *);
+	/* smid > 0: tag the copies and mark that ClientMsg done, atomically */
+	int	(*offline_add)(struct store *, const int32_t *, size_t, const char *,
+		    size_t, int64_t smid);
+	int	(*ack_claim)(struct store *, int32_t, int64_t, int64_t *, int *);
+	int	(*offline_remove)(struct store *, int32_t, int64_t);
+	int	(*offline_fetch)(struct store *, int32_t, size_t, struct store_msg_list *);
+	int	(*offline_delete)(struct store *, int32_t, int64_t);
+};
+
+/* Every backend's handle starts with this. */
+struct store {
+	const struct store_ops	*ops;
+	char			 err[256];
+};
+
+/*
+ * Make room in *v (n elements used, *cap allocated, each sz bytes) for
+ * one more, doubling.  0 or -1 (out of memory; *v unchanged).
+ */
+int	store_grow(void **v, size_t n, size_t *cap, size_t sz);
+
+/* Fill st->err; returns STORE_ERR. */
+int	store_set_error(struct store *st, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+/* opts is never NULL here: store_open fills in the defaults. */
+struct store *store_sqlite_open(const char *path, const struct store_opts *opts,
+	    char *err, size_t errlen);
+struct store *store_mysql_open(const char *url, const struct store_opts *opts,
+	    char *err, size_t errlen);
+
+#endif

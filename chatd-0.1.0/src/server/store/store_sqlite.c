@@ -1,0 +1,1233 @@
+/*
+ * store_sqlite.c - the embedded SQLite backend.
+ *
+ * Several worker processes open the same file, each with its own
+ * handle: WAL lets readers run beside the one writer, writes that touch
+ * several rows take the write lock up front (BEGIN IMMEDIATE), and a
+ * lock conflict that outlasts the busy handler is retried as a whole
+ * transaction a few times before it is reported.  Every statement is
+ * prepared once at open; input is only ever bound, never pasted.
+ */
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+#include "store_impl.h"
+#include "sqlite_schema.h"	/* generated from sql/sqlite.sql */
+
+/* The PRAGMA user_version that sql/sqlite.sql sets. */
+#define SQ_SCHEMA_VERSION	1
+
+/* Whole-transaction retries after SQLITE_BUSY: <= ~0.9 s of sleep. */
+#define SQ_TRIES		8
+#define SQ_DELAY_MS		5
+#define SQ_DELAY_MAX_MS		250
+
+enum {
+	Q_BEGIN,
+	Q_COMMIT,
+	Q_ROLLBACK,
+	Q_PING,
+	Q_USER_CREATE,
+	Q_USER_GET,
+	Q_USER_BY_NAME,
+	Q_USER_SET_PWHASH,
+	Q_USER_EXISTS,
+	Q_FRIEND_ADD,
+	Q_FRIENDS,
+	Q_GROUP_CREATE,
+	Q_GROUP_ADD_CREATOR,
+	Q_GROUP_EXISTS,
+	Q_GROUP_JOIN,
+	Q_GROUP_IS_MEMBER,
+	Q_GROUP_MEMBERS,
+	Q_USER_GROUPS,
+	Q_COUNT_FRIENDS,
+	Q_COUNT_USER_GROUPS,
+	Q_COUNT_GROUP_MEMBERS,
+	Q_OFFLINE_ADD,
+	Q_OFFLINE_FETCH,
+	Q_OFFLINE_DELETE,
+	Q_OFFLINE_REMOVE,
+	Q_ACK_CLAIM,
+	Q_ACK_GET,
+	Q_ACK_DONE,
+	Q_MAX
+};
+
+static const char *const sq_sql[Q_MAX] = {
+	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
+	[Q_ROLLBACK] = "ROLLBACK",
+	[Q_PING] = "SELECT 1",
+	[Q_USER_CREATE] =
+	    "INSERT INTO User (name, pwhash, created) VALUES (?1, ?2, ?3)",
+	[Q_USER_GET] = "SELECT id, name, pwhash FROM User WHERE id = ?1",
+	[Q_USER_BY_NAME] = "SELECT id, name, pwhash FROM User WHERE name = ?1",
+	[Q_USER_SET_PWHASH] = "UPDATE User SET pwhash = ?2 WHERE id = ?1",
+	[Q_USER_EXISTS] = "SELECT 1 FROM User WHERE id = ?1",
+	[Q_FRIEND_ADD] =
+	    "INSERT OR IGNORE INTO Friend (userid, friendid) VALUES (?1, ?2)",
+	[Q_FRIENDS] =
+	    "SELECT u.id, u.name FROM Friend f JOIN User u ON u.id = f.friendid"
+	    " WHERE f.userid = ?1 ORDER BY f.friendid",
+	[Q_GROUP_CREATE] =
+	    "INSERT INTO AllGroup (groupname, groupdesc, creator)"
+	    " VALUES (?1, ?2, ?3)",
+	[Q_GROUP_ADD_CREATOR] =
+	    "INSERT INTO GroupUser (groupid, userid, grouprole, joined)"
+	    " VALUES (?1, ?2, 'creator', 1)",
+	[Q_GROUP_EXISTS] = "SELECT 1 FROM AllGroup WHERE id = ?1",
+	/* joined: next number in this group; we hold the write lock. */
+	[Q_GROUP_JOIN] =
+	    "INSERT OR IGNORE INTO GroupUser (groupid, userid, grouprole, joined)"
+	    " SELECT ?1, ?2, 'normal', coalesce(max(joined), 0) + 1"
+	    " FROM GroupUser WHERE groupid = ?1",
+	[Q_GROUP_IS_MEMBER] =
+	    "SELECT 1 FROM GroupUser WHERE groupid = ?1 AND userid = ?2",
+	/* One row with NULL member for an empty group, none for no group. */
+	[Q_GROUP_MEMBERS] =
+	    "SELECT u.id, u.name, m.grouprole FROM AllGroup g"
+	    " LEFT JOIN GroupUser m ON m.groupid = g.id"
+	    " LEFT JOIN User u ON u.id = m.userid"
+	    " WHERE g.id = ?1 ORDER BY m.joined",
+	/* One statement, so groups and members come from one snapshot. */
+	[Q_USER_GROUPS] =
+	    "SELECT g.id, g.groupname, g.groupdesc, u.id, u.name, m.grouprole"
+	    " FROM GroupUser me JOIN AllGroup g ON g.id = me.groupid"
+	    " JOIN GroupUser m ON m.groupid = g.id"
+	    " JOIN User u ON u.id = m.userid"
+	    " WHERE me.userid = ?1 ORDER BY g.id, m.joined",
+	[Q_COUNT_FRIENDS] = "SELECT count(*) FROM Friend WHERE userid = ?1",
+	[Q_COUNT_USER_GROUPS] =
+	    "SELECT count(*) FROM GroupUser WHERE userid = ?1",
+	[Q_COUNT_GROUP_MEMBERS] =
+	    "SELECT count(*) FROM GroupUser WHERE groupid = ?1",
+	[Q_OFFLINE_ADD] =
+	    "INSERT INTO OfflineMessage (userid, message, created, smid)"
+	    " VALUES (?1, ?2, ?3, ?4)",
+	[Q_OFFLINE_FETCH] =
+	    "SELECT id, message FROM OfflineMessage WHERE userid = ?1"
+	    " ORDER BY id LIMIT ?2",
+	[Q_OFFLINE_DELETE] =
+	    "DELETE FROM OfflineMessage WHERE userid = ?1 AND id <= ?2",
+	[Q_OFFLINE_REMOVE] =
+	    "DELETE FROM OfflineMessage WHERE userid = ?1 AND smid = ?2",
+	[Q_ACK_CLAIM] =
+	    "INSERT INTO ClientMsg (userid, cmid, created) VALUES (?1, ?2, ?3)"
+	    " ON CONFLICT (userid, cmid) DO NOTHING",
+	[Q_ACK_GET] =
+	    "SELECT smid, done FROM ClientMsg WHERE userid = ?1 AND cmid = ?2",
+	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1 WHERE smid = ?1",
+};
+
+struct sq {
+	struct store	 st;		/* first: we are handed out as it */
+	sqlite3		*db;
+	sqlite3_stmt	*q[Q_MAX];
+	int		 busy;		/* last failure was a lock conflict */
+	unsigned int	 seed;		/* jitter for retries */
+};
+
+static const struct store_ops sqlite_ops;
+
+/*
+ * Record why a statement failed and reset it.  A lock conflict marks
+ * the handle busy so the caller retries; constraint failures become the
+ * outcomes the interface promises.
+ */
+static int
+sq_fail(struct sq *sq, sqlite3_stmt *s, int rc, const char *what)
+{
+	store_set_error(&sq->st, "sqlite: %s: %s", what,
+	    sqlite3_errmsg(sq->db));
+	if (s != NULL) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+	switch (rc) {
+	case SQLITE_CONSTRAINT_UNIQUE:
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+		return STORE_EXISTS;
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		return STORE_NOTFOUND;
+	}
+	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+		sq->busy = 1;
+	return STORE_ERR;
+}
+
+static void
+sq_done(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+/* The caller's buffer lives until we reset, so no copy (STATIC). */
+static int
+sq_bind_text(sqlite3_stmt *s, int i, const char *p, size_t len)
+{
+	if (p == NULL)
+		p = "";
+	return sqlite3_bind_text64(s, i, p, len, SQLITE_STATIC, SQLITE_UTF8);
+}
+
+/* Step a statement that returns nothing useful, then reset it. */
+static int
+sq_run(struct sq *sq, sqlite3_stmt *s, const char *what)
+{
+	int	 rc;
+
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return sq_fail(sq, s, rc, what);
+	sq_done(s);
+	return STORE_OK;
+}
+
+/* 1 when the statement yields a row, 0 when not, -1 on error. */
+static int
+sq_exists(struct sq *sq, sqlite3_stmt *s, const char *what)
+{
+	int	 rc;
+
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return sq_fail(sq, s, rc, what) == STORE_ERR ? -1 : 0;
+	sq_done(s);
+	return rc == SQLITE_ROW;
+}
+
+static int
+sq_begin(struct sq *sq)
+{
+	return sq_run(sq, sq->q[Q_BEGIN], "begin");
+}
+
+static int
+sq_commit(struct sq *sq)
+{
+	return sq_run(sq, sq->q[Q_COMMIT], "commit");
+}
+
+/* Undo whatever is open; the error already recorded stays. */
+static void
+sq_rollback(struct sq *sq)
+{
+	if (sqlite3_get_autocommit(sq->db))
+		return;		/* SQLite already rolled back */
+	sqlite3_step(sq->q[Q_ROLLBACK]);
+	sqlite3_reset(sq->q[Q_ROLLBACK]);
+}
+
+/*
+ * After a failed attempt: sleep and say whether to try again.  Only a
+ * lock conflict is retried, with growing, jittered delays.
+ */
+static int
+sq_again(struct sq *sq, int rc, int try)
+{
+	struct timespec	 ts;
+	char		 msg[sizeof(sq->st.err)];
+	long		 ms;
+
+	if (rc != STORE_ERR || !sq->busy)
+		return 0;
+	if (try + 1 >= SQ_TRIES) {
+		snprintf(msg, sizeof(msg), "%s", sq->st.err);
+		store_set_error(&sq->st, "%s (still locked after %d tries)",
+		    msg, SQ_TRIES);
+		return 0;
+	}
+	ms = (long)SQ_DELAY_MS << try;
+	if (ms > SQ_DELAY_MAX_MS)
+		ms = SQ_DELAY_MAX_MS;
+	sq->seed = sq->seed * 1103515245u + 12345u;
+	ms += (sq->seed >> 16) % (ms / 2 + 1);
+	ts.tv_sec = 0;
+	ts.tv_nsec = ms * 1000000L;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	sq->busy = 0;
+	return 1;
+}
+
+/* Run call (which sets rc) until it succeeds or stops being busy. */
+#define SQ_RETRY(sq, rc, call) do {					\
+	int	try_;							\
+	for (try_ = 0;; try_++) {					\
+		(sq)->busy = 0;						\
+		(rc) = (call);						\
+		if (!sq_again((sq), (rc), try_))			\
+			break;						\
+	}								\
+} while (0)
+
+/* Copy a text column, any bytes, NUL-terminated; -1 on no memory. */
+static int
+sq_col_text(sqlite3_stmt *s, int col, char **p, size_t *len)
+{
+	const unsigned char	*t;
+	int			 n;
+
+	t = sqlite3_column_text(s, col);
+	n = sqlite3_column_bytes(s, col);	/* after _text: its length */
+	if (t == NULL && sqlite3_column_type(s, col) != SQLITE_NULL)
+		return -1;
+	if ((*p = malloc((size_t)n + 1)) == NULL)
+		return -1;
+	if (n > 0)
+		memcpy(*p, t, (size_t)n);
+	(*p)[n] = '\0';
+	if (len != NULL)
+		*len = (size_t)n;
+	return 0;
+}
+
+static int
+sq_nomem(struct sq *sq, sqlite3_stmt *s)
+{
+	if (s != NULL)
+		sq_done(s);
+	return store_set_error(&sq->st, "sqlite: out of memory");
+}
+
+/* ---- users ---- */
+
+static int
+user_create_once(struct sq *sq, const char *name, size_t name_len,
+    const char *pwhash, int32_t *id)
+{
+	sqlite3_stmt	*s = sq->q[Q_USER_CREATE];
+	sqlite3_int64	 rowid;
+	int		 rc;
+
+	if ((rc = sq_bind_text(s, 1, name, name_len)) != SQLITE_OK ||
+	    (rc = sq_bind_text(s, 2, pwhash, strlen(pwhash))) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, time(NULL))) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "create user");
+	rc = sq_run(sq, s, "create user");
+	if (rc == STORE_EXISTS)
+		store_set_error(&sq->st, "user name taken");
+	if (rc != STORE_OK)
+		return rc;
+	rowid = sqlite3_last_insert_rowid(sq->db);
+	*id = (int32_t)rowid;	/* the schema keeps ids in range */
+	return STORE_OK;
+}
+
+static int
+sqlite_user_create(struct store *st, const char *name, size_t name_len,
+    const char *pwhash, int32_t *id)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	if (pwhash == NULL)
+		return store_set_error(st, "create user: no password hash");
+	SQ_RETRY(sq, rc, user_create_once(sq, name, name_len, pwhash, id));
+	return rc;
+}
+
+/* Read the one row of a user query (id, name, pwhash) into u. */
+static int
+user_read(struct sq *sq, sqlite3_stmt *s, struct store_user *u)
+{
+	int	 rc;
+
+	memset(u, 0, sizeof(*u));
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		sq_done(s);
+		store_set_error(&sq->st, "no such user");
+		return STORE_NOTFOUND;
+	}
+	if (rc != SQLITE_ROW)
+		return sq_fail(sq, s, rc, "get user");
+	u->id = (int32_t)sqlite3_column_int64(s, 0);
+	if (sq_col_text(s, 1, &u->name, &u->name_len) == -1 ||
+	    sq_col_text(s, 2, &u->pwhash, NULL) == -1) {
+		store_user_clear(u);
+		return sq_nomem(sq, s);
+	}
+	sq_done(s);
+	return STORE_OK;
+}
+
+static int
+user_get_once(struct sq *sq, int32_t id, struct store_user *u)
+{
+	sqlite3_stmt	*s = sq->q[Q_USER_GET];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "get user");
+	return user_read(sq, s, u);
+}
+
+static int
+sqlite_user_get(struct store *st, int32_t id, struct store_user *u)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, user_get_once(sq, id, u));
+	return rc;
+}
+
+static int
+user_by_name_once(struct sq *sq, const char *name, size_t name_len,
+    struct store_user *u)
+{
+	sqlite3_stmt	*s = sq->q[Q_USER_BY_NAME];
+	int		 rc;
+
+	if ((rc = sq_bind_text(s, 1, name, name_len)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "get user");
+	return user_read(sq, s, u);
+}
+
+static int
+sqlite_user_by_name(struct store *st, const char *name, size_t name_len,
+    struct store_user *u)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, user_by_name_once(sq, name, name_len, u));
+	return rc;
+}
+
+static int
+user_set_pwhash_once(struct sq *sq, int32_t id, const char *pwhash)
+{
+	sqlite3_stmt	*s = sq->q[Q_USER_SET_PWHASH];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK ||
+	    (rc = sq_bind_text(s, 2, pwhash, strlen(pwhash))) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "set password");
+	if ((rc = sq_run(sq, s, "set password")) != STORE_OK)
+		return rc;
+	if (sqlite3_changes(sq->db) == 0) {
+		store_set_error(&sq->st, "no such user");
+		return STORE_NOTFOUND;
+	}
+	return STORE_OK;
+}
+
+static int
+sqlite_user_set_pwhash(struct store *st, int32_t id, const char *pwhash)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, user_set_pwhash_once(sq, id, pwhash));
+	return rc;
+}
+
+/* ---- friends ---- */
+
+static int
+user_exists(struct sq *sq, int32_t id)
+{
+	sqlite3_stmt	*s = sq->q[Q_USER_EXISTS];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "find user");
+	return sq_exists(sq, s, "find user");
+}
+
+static int
+friend_insert(struct sq *sq, int32_t a, int32_t b)
+{
+	sqlite3_stmt	*s = sq->q[Q_FRIEND_ADD];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, a)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, b)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "add friend");
+	return sq_run(sq, s, "add friend");
+}
+
+static int
+friend_add_once(struct sq *sq, int32_t a, int32_t b)
+{
+	int	 rc, i;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+	if ((i = user_exists(sq, b)) != 1 ||
+	    (i = user_exists(sq, a)) != 1) {
+		sq_rollback(sq);
+		if (i == -1)
+			return STORE_ERR;
+		store_set_error(&sq->st, "no such user");
+		return STORE_NOTFOUND;
+	}
+	if ((rc = friend_insert(sq, a, b)) != STORE_OK ||
+	    (rc = friend_insert(sq, b, a)) != STORE_OK ||
+	    (rc = sq_commit(sq)) != STORE_OK) {
+		sq_rollback(sq);
+		return rc;
+	}
+	return STORE_OK;
+}
+
+static int
+sqlite_friend_add(struct store *st, int32_t a, int32_t b)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	if (a == b)
+		return store_set_error(st, "add friend: user %d is "
+		    "themselves", (int)a);
+	SQ_RETRY(sq, rc, friend_add_once(sq, a, b));
+	return rc;
+}
+
+/*
+ * Read rows (id, name[, role]) into a member list.  Rows whose id is
+ * NULL (a group without members) are skipped.
+ */
+static int
+members_read(struct sq *sq, sqlite3_stmt *s, int col, int withrole,
+    struct store_user_list *out, int *rows, const char *what)
+{
+	struct store_user	*u;
+	size_t			 cap = 0;
+	int			 rc;
+
+	out->v = NULL;
+	out->n = 0;
+	*rows = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		(*rows)++;
+		if (sqlite3_column_type(s, col) == SQLITE_NULL)
+			continue;
+		if (store_grow((void **)&out->v, out->n, &cap, sizeof(*u)) == -1)
+			goto nomem;
+		u = &out->v[out->n];
+		memset(u, 0, sizeof(*u));
+		u->id = (int32_t)sqlite3_column_int64(s, col);
+		if (sq_col_text(s, col + 1, &u->name, &u->name_len) == -1)
+			goto nomem;
+		out->n++;
+		if (withrole) {
+			const unsigned char *r;
+
+			r = sqlite3_column_text(s, col + 2);
+			u->creator = r != NULL &&
+			    strcmp((const char *)r, "creator") == 0;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		store_user_list_free(out);
+		return sq_fail(sq, s, rc, what);
+	}
+	sq_done(s);
+	return STORE_OK;
+
+ nomem:
+	store_user_list_free(out);
+	return sq_nomem(sq, s);
+}
+
+static int
+friends_once(struct sq *sq, int32_t uid, struct store_user_list *out)
+{
+	sqlite3_stmt	*s = sq->q[Q_FRIENDS];
+	int		 rc, rows;
+
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "list friends");
+	return members_read(sq, s, 0, 0, out, &rows, "list friends");
+}
+
+static int
+sqlite_friends(struct store *st, int32_t uid, struct store_user_list *out)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, friends_once(sq, uid, out));
+	return rc;
+}
+
+/* ---- groups ---- */
+
+static int
+group_create_once(struct sq *sq, int32_t creator, const char *name,
+    size_t name_len, const char *desc, size_t desc_len, int32_t *gid)
+{
+	sqlite3_stmt	*s;
+	int32_t		 id;
+	int		 rc;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+
+	s = sq->q[Q_GROUP_CREATE];
+	if ((rc = sq_bind_text(s, 1, name, name_len)) != SQLITE_OK ||
+	    (rc = sq_bind_text(s, 2, desc, desc_len)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, creator)) != SQLITE_OK) {
+		rc = sq_fail(sq, s, rc, "create group");
+		goto fail;
+	}
+	if ((rc = sq_run(sq, s, "create group")) != STORE_OK) {
+		if (rc == STORE_EXISTS)
+			store_set_error(&sq->st, "group name taken");
+		else if (rc == STORE_NOTFOUND)
+			store_set_error(&sq->st, "no such user");
+		goto fail;
+	}
+	id = (int32_t)sqlite3_last_insert_rowid(sq->db);
+
+	s = sq->q[Q_GROUP_ADD_CREATOR];
+	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, creator)) != SQLITE_OK) {
+		rc = sq_fail(sq, s, rc, "create group");
+		goto fail;
+	}
+	if ((rc = sq_run(sq, s, "create group")) != STORE_OK ||
+	    (rc = sq_commit(sq)) != STORE_OK)
+		goto fail;
+	*gid = id;
+	return STORE_OK;
+
+ fail:
+	sq_rollback(sq);
+	return rc;
+}
+
+static int
+sqlite_group_create(struct store *st, int32_t creator, const char *name,
+    size_t name_len, const char *desc, size_t desc_len, int32_t *gid)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, group_create_once(sq, creator, name, name_len,
+	    desc, desc_len, gid));
+	return rc;
+}
+
+static int
+group_join_once(struct sq *sq, int32_t gid, int32_t uid)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+
+	s = sq->q[Q_GROUP_EXISTS];
+	if ((rc = sqlite3_bind_int64(s, 1, gid)) != SQLITE_OK) {
+		rc = sq_fail(sq, s, rc, "join group");
+		goto fail;
+	}
+	switch (sq_exists(sq, s, "join group")) {
+	case -1:
+		rc = STORE_ERR;
+		goto fail;
+	case 0:
+		store_set_error(&sq->st, "no such group");
+		rc = STORE_NOTFOUND;
+		goto fail;
+	}
+
+	s = sq->q[Q_GROUP_JOIN];
+	if ((rc = sqlite3_bind_int64(s, 1, gid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, uid)) != SQLITE_OK) {
+		rc = sq_fail(sq, s, rc, "join group");
+		goto fail;
+	}
+	if ((rc = sq_run(sq, s, "join group")) != STORE_OK) {
+		if (rc == STORE_NOTFOUND)
+			store_set_error(&sq->st, "no such user");
+		goto fail;
+	}
+	if ((rc = sq_commit(sq)) != STORE_OK)
+		goto fail;
+	return STORE_OK;
+
+ fail:
+	sq_rollback(sq);
+	return rc;
+}
+
+static int
+sqlite_group_join(struct store *st, int32_t gid, int32_t uid)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, group_join_once(sq, gid, uid));
+	return rc;
+}
+
+static int
+group_is_member_once(struct sq *sq, int32_t gid, int32_t uid)
+{
+	sqlite3_stmt	*s = sq->q[Q_GROUP_IS_MEMBER];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, gid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, uid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "group member");
+	return sq_exists(sq, s, "group member");
+}
+
+static int
+sqlite_group_is_member(struct store *st, int32_t gid, int32_t uid)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, group_is_member_once(sq, gid, uid));
+	return rc;
+}
+
+/* One "SELECT count(*) ... WHERE x = ?1" into *n. */
+static int
+count_once(struct sq *sq, int q, int32_t id, int64_t *n)
+{
+	sqlite3_stmt	*s = sq->q[q];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "count");
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW)
+		return sq_fail(sq, s, rc, "count");
+	*n = sqlite3_column_int64(s, 0);
+	sq_done(s);
+	return STORE_OK;
+}
+
+static int
+sqlite_count(struct store *st, int what, int32_t id, int64_t *n)
+{
+	static const int q_of[STORE_COUNT_MAX] = {
+		[STORE_COUNT_FRIENDS] = Q_COUNT_FRIENDS,
+		[STORE_COUNT_USER_GROUPS] = Q_COUNT_USER_GROUPS,
+		[STORE_COUNT_GROUP_MEMBERS] = Q_COUNT_GROUP_MEMBERS,
+	};
+	int		 q = q_of[what];
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, count_once(sq, q, id, n));
+	return rc;
+}
+
+static int
+group_members_once(struct sq *sq, int32_t gid, struct store_user_list *out)
+{
+	sqlite3_stmt	*s = sq->q[Q_GROUP_MEMBERS];
+	int		 rc, rows;
+
+	if ((rc = sqlite3_bind_int64(s, 1, gid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "group members");
+	rc = members_read(sq, s, 0, 1, out, &rows, "group members");
+	if (rc == STORE_OK && rows == 0) {
+		store_set_error(&sq->st, "no such group");
+		return STORE_NOTFOUND;
+	}
+	return rc;
+}
+
+static int
+sqlite_group_members(struct store *st, int32_t gid,
+    struct store_user_list *out)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, group_members_once(sq, gid, out));
+	return rc;
+}
+
+/* Rows come ordered by group, then join order: start a group on change. */
+static int
+user_groups_once(struct sq *sq, int32_t uid, struct store_group_list *out)
+{
+	sqlite3_stmt		*s = sq->q[Q_USER_GROUPS];
+	struct store_group	*g = NULL;
+	struct store_user	*u;
+	const unsigned char	*role;
+	size_t			 gcap = 0, ucap = 0;
+	int32_t			 id;
+	int			 rc;
+
+	out->v = NULL;
+	out->n = 0;
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "user groups");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		id = (int32_t)sqlite3_column_int64(s, 0);
+		if (g == NULL || g->id != id) {
+			if (store_grow((void **)&out->v, out->n, &gcap,
+			    sizeof(*g)) == -1)
+				goto nomem;
+			g = &out->v[out->n++];
+			memset(g, 0, sizeof(*g));
+			g->id = id;
+			ucap = 0;
+			if (sq_col_text(s, 1, &g->name, &g->name_len) == -1 ||
+			    sq_col_text(s, 2, &g->desc, &g->desc_len) == -1)
+				goto nomem;
+		}
+		if (store_grow((void **)&g->members.v, g->members.n, &ucap,
+		    sizeof(*u)) == -1)
+			goto nomem;
+		u = &g->members.v[g->members.n];
+		memset(u, 0, sizeof(*u));
+		u->id = (int32_t)sqlite3_column_int64(s, 3);
+		if (sq_col_text(s, 4, &u->name, &u->name_len) == -1)
+			goto nomem;
+		g->members.n++;
+		role = sqlite3_column_text(s, 5);
+		u->creator = role != NULL &&
+		    strcmp((const char *)role, "creator") == 0;
+	}
+	if (rc != SQLITE_DONE) {
+		store_group_list_free(out);
+		return sq_fail(sq, s, rc, "user groups");
+	}
+	sq_done(s);
+	return STORE_OK;
+
+ nomem:
+	store_group_list_free(out);
+	return sq_nomem(sq, s);
+}
+
+static int
+sqlite_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, user_groups_once(sq, uid, out));
+	return rc;
+}
+
+/* ---- offline messages ---- */
+
+static int
+offline_add_once(struct sq *sq, const int32_t *uids, size_t n,
+    const char *msg, size_t len, int64_t smid)
+{
+	sqlite3_stmt	*s = sq->q[Q_OFFLINE_ADD];
+	size_t		 i;
+	int		 rc;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+	/* Text and time stay bound; only the user changes per row. */
+	if ((rc = sq_bind_text(s, 2, msg, len)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, time(NULL))) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 4, smid)) != SQLITE_OK) {
+		rc = sq_fail(sq, s, rc, "store message");
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		if ((rc = sqlite3_bind_int64(s, 1, uids[i])) != SQLITE_OK) {
+			rc = sq_fail(sq, s, rc, "store message");
+			goto fail;
+		}
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_DONE) {
+			rc = sq_fail(sq, s, rc, "store message");
+			if (rc == STORE_NOTFOUND)
+				store_set_error(&sq->st, "store message: "
+				    "no such user %d", (int)uids[i]);
+			goto fail;
+		}
+		sqlite3_reset(s);
+	}
+	sq_done(s);
+	if (smid > 0) {
+		s = sq->q[Q_ACK_DONE];
+		if ((rc = sqlite3_bind_int64(s, 1, smid)) != SQLITE_OK) {
+			rc = sq_fail(sq, s, rc, "acknowledge message");
+			goto fail;
+		}
+		if ((rc = sq_run(sq, s, "acknowledge message")) != STORE_OK)
+			goto fail;
+	}
+	if ((rc = sq_commit(sq)) != STORE_OK)
+		goto fail;
+	return STORE_OK;
+
+ fail:
+	sq_done(s);
+	sq_rollback(sq);
+	return rc;
+}
+
+static int
+sqlite_offline_add(struct store *st, const int32_t *uids, size_t n,
+    const char *msg, size_t len, int64_t smid)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	if (n == 0 && smid == 0)
+		return STORE_OK;
+	SQ_RETRY(sq, rc, offline_add_once(sq, uids, n, msg, len, smid));
+	return rc;
+}
+
+static int
+offline_fetch_once(struct sq *sq, int32_t uid, size_t max,
+    struct store_msg_list *out)
+{
+	sqlite3_stmt		*s = sq->q[Q_OFFLINE_FETCH];
+	struct store_msg	*m;
+	sqlite3_int64		 limit;
+	size_t			 cap = 0;
+	int			 rc;
+
+	out->v = NULL;
+	out->n = 0;
+	/* LIMIT -1 is no limit. */
+	limit = (max == 0 || max > INT64_MAX) ? -1 : (sqlite3_int64)max;
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, limit)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "fetch messages");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (store_grow((void **)&out->v, out->n, &cap, sizeof(*m)) == -1)
+			goto nomem;
+		m = &out->v[out->n];
+		m->id = sqlite3_column_int64(s, 0);
+		if (sq_col_text(s, 1, &m->text, &m->len) == -1)
+			goto nomem;
+		out->n++;
+	}
+	if (rc != SQLITE_DONE) {
+		store_msg_list_free(out);
+		return sq_fail(sq, s, rc, "fetch messages");
+	}
+	sq_done(s);
+	return STORE_OK;
+
+ nomem:
+	store_msg_list_free(out);
+	return sq_nomem(sq, s);
+}
+
+static int
+sqlite_offline_fetch(struct store *st, int32_t uid, size_t max,
+    struct store_msg_list *out)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, offline_fetch_once(sq, uid, max, out));
+	return rc;
+}
+
+static int
+offline_delete_once(struct sq *sq, int32_t uid, int64_t upto)
+{
+	sqlite3_stmt	*s = sq->q[Q_OFFLINE_DELETE];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, upto)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "delete messages");
+	return sq_run(sq, s, "delete messages");
+}
+
+static int
+sqlite_offline_delete(struct store *st, int32_t uid, int64_t upto)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, offline_delete_once(sq, uid, upto));
+	return rc;
+}
+
+static int
+ack_claim_once(struct sq *sq, int32_t sender, int64_t cmid, int64_t *smid,
+    int *done)
+{
+	sqlite3_stmt	*s = sq->q[Q_ACK_CLAIM];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, sender)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, cmid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, time(NULL))) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "claim message id");
+	if ((rc = sq_run(sq, s, "claim message id")) != STORE_OK)
+		return rc;
+	s = sq->q[Q_ACK_GET];
+	if ((rc = sqlite3_bind_int64(s, 1, sender)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, cmid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "claim message id");
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		if (rc != SQLITE_DONE)
+			return sq_fail(sq, s, rc, "claim message id");
+		sq_done(s);
+		return store_set_error(&sq->st, "claim message id: no row");
+	}
+	*smid = sqlite3_column_int64(s, 0);
+	*done = sqlite3_column_int(s, 1) != 0;
+	sq_done(s);
+	return STORE_OK;
+}
+
+static int
+sqlite_ack_claim(struct store *st, int32_t sender, int64_t cmid,
+    int64_t *smid, int *done)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, ack_claim_once(sq, sender, cmid, smid, done));
+	return rc;
+}
+
+static int
+offline_remove_once(struct sq *sq, int32_t uid, int64_t smid)
+{
+	sqlite3_stmt	*s = sq->q[Q_OFFLINE_REMOVE];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, smid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "remove delivered message");
+	return sq_run(sq, s, "remove delivered message");
+}
+
+static int
+sqlite_offline_remove(struct store *st, int32_t uid, int64_t smid)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, offline_remove_once(sq, uid, smid));
+	return rc;
+}
+
+/* ---- open, close ---- */
+
+static int
+sqlite_ping(struct store *st)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	SQ_RETRY(sq, rc, sq_run(sq, sq->q[Q_PING], "ping"));
+	return rc;
+}
+
+static void
+sq_free(struct sq *sq)
+{
+	int	 i;
+
+	for (i = 0; i < Q_MAX; i++)
+		sqlite3_finalize(sq->q[i]);	/* NULL is harmless */
+	sqlite3_close(sq->db);
+	free(sq);
+}
+
+static void
+sqlite_close(struct store *st)
+{
+	sq_free((struct sq *)st);
+}
+
+/* An integer from a one-value query, -1 on error. */
+static int
+sq_int(struct sq *sq, const char *sql, sqlite3_int64 *v)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((rc = sqlite3_prepare_v2(sq->db, sql, -1, &s, NULL)) != SQLITE_OK)
+		return sq_fail(sq, NULL, rc, sql);
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		sq_fail(sq, NULL, rc, sql);
+		sqlite3_finalize(s);
+		return STORE_ERR;
+	}
+	*v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return STORE_OK;
+}
+
+static int
+sq_exec(struct sq *sq, const char *sql, const char *what)
+{
+	int	 rc;
+
+	if ((rc = sqlite3_exec(sq->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+		return sq_fail(sq, NULL, rc, what);
+	return STORE_OK;
+}
+
+/*
+ * Create or check the schema.  Under BEGIN IMMEDIATE so that of
+ * several processes starting at once one creates it and the others
+ * find it done.
+ */
+static int
+schema_once(struct sq *sq)
+{
+	sqlite3_int64	 v, n;
+
+	/* Outside a transaction: these cannot change inside one. */
+	if (sq_exec(sq, "PRAGMA journal_mode = WAL", "journal mode") ||
+	    sq_exec(sq, "PRAGMA synchronous = NORMAL", "synchronous") ||
+	    sq_exec(sq, "PRAGMA foreign_keys = ON", "foreign keys"))
+		return STORE_ERR;
+
+	if (sq_exec(sq, "BEGIN IMMEDIATE", "begin"))
+		return STORE_ERR;
+	if (sq_int(sq, "PRAGMA user_version", &v))
+		goto fail;
+	if (v > SQ_SCHEMA_VERSION) {
+		store_set_error(&sq->st, "schema version %lld is newer than "
+		    "this chatd knows (%d): upgrade chatd", (long long)v,
+		    SQ_SCHEMA_VERSION);
+		goto fail;
+	}
+	if (v == 0) {
+		/* Not ours (or half made by hand): do not guess. */
+		if (sq_int(sq, "SELECT count(*) FROM sqlite_master", &n))
+			goto fail;
+		if (n > 0) {
+			store_set_error(&sq->st, "file has tables but no "
+			    "chatd schema version (PRAGMA user_version is 0)");
+			goto fail;
+		}
+	}
+	if (sq_exec(sq, sqlite_schema, "create schema") ||
+	    sq_int(sq, "PRAGMA user_version", &v))
+		goto fail;
+	if (v != SQ_SCHEMA_VERSION) {
+		store_set_error(&sq->st, "built-in schema sets version %lld, "
+		    "code expects %d", (long long)v, SQ_SCHEMA_VERSION);
+		goto fail;
+	}
+	if (sq_exec(sq, "COMMIT", "commit"))
+		goto fail;
+	return STORE_OK;
+
+ fail:
+	if (!sqlite3_get_autocommit(sq->db))
+		sqlite3_exec(sq->db, "ROLLBACK", NULL, NULL, NULL);
+	return STORE_ERR;
+}
+
+/* Make the file ourselves so password hashes are not world-readable. */
+static int
+sq_create_file(const char *path, char *err, size_t errlen)
+{
+	int	 fd;
+
+	if (strcmp(path, ":memory:") == 0)
+		return 0;
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		if (errno == EEXIST)
+			return 0;
+		snprintf(err, errlen, "sqlite: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+struct store *
+store_sqlite_open(const char *path, const struct store_opts *opts,
+    char *err, size_t errlen)
+{
+	struct sq	*sq;
+	int		 rc, i;
+
+	if (path[0] == '\0') {
+		snprintf(err, errlen, "sqlite: no file name (sqlite:PATH)");
+		return NULL;
+	}
+	if (sq_create_file(path, err, errlen) == -1)
+		return NULL;
+	if ((sq = calloc(1, sizeof(*sq))) == NULL) {
+		snprintf(err, errlen, "sqlite: out of memory");
+		return NULL;
+	}
+	sq->st.ops = &sqlite_ops;
+	sq->seed = (unsigned int)getpid();
+
+	rc = sqlite3_open_v2(path, &sq->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "sqlite: %s: %s", path, sq->db ?
+		    sqlite3_errmsg(sq->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_extended_result_codes(sq->db, 1);
+	sqlite3_busy_timeout(sq->db, opts->busy_timeout_ms);
+
+	SQ_RETRY(sq, rc, schema_once(sq));
+	if (rc != STORE_OK) {
+		snprintf(err, errlen, "%s: %s", path, sq->st.err);
+		goto fail;
+	}
+
+	for (i = 0; i < Q_MAX; i++) {
+		rc = sqlite3_prepare_v3(sq->db, sq_sql[i], -1,
+		    SQLITE_PREPARE_PERSISTENT, &sq->q[i], NULL);
+		if (rc != SQLITE_OK) {
+			snprintf(err, errlen, "sqlite: %s: prepare \"%s\": %s",
+			    path, sq_sql[i], sqlite3_errmsg(sq->db));
+			goto fail;
+		}
+	}
+	return &sq->st;
+
+ fail:
+	sq_free(sq);
+	return NULL;
+}
+
+static const struct store_ops sqlite_ops = {
+	.kind = "sqlite",
+	.close = sqlite_close,
+	.ping = sqlite_ping,
+	.user_create = sqlite_user_create,
+	.user_get = sqlite_user_get,
+	.user_by_name = sqlite_user_by_name,
+	.user_set_pwhash = sqlite_user_set_pwhash,
+	.friend_add = sqlite_friend_add,
+	.friends = sqlite_friends,
+	.group_create = sqlite_group_create,
+	.group_join = sqlite_group_join,
+	.group_is_member = sqlite_group_is_member,
+	.count = sqlite_count,
+	.group_members = sqlite_group_members,
+	.user_groups = sqlite_user_groups,
+	.offline_add = sqlite_offline_add,
+	.offline_fetch = sqlite_offline_fetch,
+	.offline_delete = sqlite_offline_delete,
+	.ack_claim = sqlite_ack_claim,
+	.offline_remove = sqlite_offline_remove,
+};

@@ -1,0 +1,733 @@
+/* worker.c - one worker: privileges, signals, the loop, and the wiring. */
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "auth.h"
+#include "chat.h"
+#include "conn.h"
+#include "guard.h"
+#include "log.h"
+#include "pubsub.h"
+#include "store.h"
+#include "worker.h"
+#include "ws.h"
+
+#define ACCEPTS_PER_EVENT	64
+#define CHANNEL_MSGS_PER_EVENT	256
+#define STOP_FLUSH_SECONDS	2.0
+
+/*
+ * Messages for another worker, sent in batches (several records in one
+ * datagram) once per loop iteration, before the loop sleeps.
+ */
+struct chanq {
+	ev_io		 wio;
+	int		 slot;
+	int		 pending;	/* to be flushed */
+	struct buf	 q;		/* [chan_hdr][payload]... */
+};
+
+static struct node	*node;
+static int		 my_slot;
+static struct ev_loop	*loop;
+static struct store	*store;
+static struct authpool	*auth;
+static struct pubsub	*pubsub;	/* cluster mode only */
+static struct chanq	*chanqs;
+static char		*chan_rbuf;
+static ev_io		 accept_io, chan_io, auth_io, master_io;
+static ev_io		 ws_accept_io;	/* websocket_listen, if set */
+static ev_timer		 accept_retry, stop_timer;
+static ev_timer		 health_timer;	/* heartbeat, store and Redis state */
+static int		 health_ticks;
+static ev_prepare	 flush_prep;
+static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
+static struct online_slot_stats *stats;
+static int		 stopping;
+static struct guard_net	 exempt[GUARD_MAX_NETS];	/* per_ip_exempt */
+static int		 nexempt;
+
+static const struct conn_handler handler = {
+	.frame = chat_frame,
+	.closing = chat_closing,
+	.drained = chat_drained,
+};
+
+/* ---- channel ----------------------------------------------------------- */
+
+/* Send what cq holds, as few datagrams as fit; stop when it would block. */
+static void
+chanq_drain(struct chanq *cq)
+{
+	struct chan_hdr	 h;
+	const char	*q;
+	size_t		 rec, n, used;
+	int		 rc;
+
+	while ((used = buf_used(&cq->q)) >= sizeof(h)) {
+		q = buf_head(&cq->q);
+		/* whole records, up to the largest datagram */
+		for (n = 0; used - n >= sizeof(h); n += rec) {
+			memcpy(&h, q + n, sizeof(h));
+			rec = sizeof(h) + h.len;
+			if (n + rec > node->chans.max_msg)
+				break;
+		}
+		rc = channel_send_batch(&node->chans, cq->slot, q, n);
+		if (rc == 1) {
+			ev_io_start(loop, &cq->wio);
+			return;
+		}
+		if (rc == -1) {
+			/* never expected: sizes were checked when queued */
+			log_warn("channel to worker %d", cq->slot);
+			for (rec = 0; rec < n; rec += sizeof(h) + h.len) {
+				memcpy(&h, q + rec, sizeof(h));
+				if (h.type == CHAN_DELIVER && h.len > 0) {
+					int32_t uid = h.uid;
+					(void)store_offline_add(store, &uid, 1,
+					    q + rec + sizeof(h), h.len - 1);
+				}
+			}
+		}
+		buf_consume(&cq->q, n);
+	}
+	ev_io_stop(loop, &cq->wio);
+}
+
+/* Before the loop sleeps: send every worker its batch. */
+static void
+chanq_flush_all(void)
+{
+	int	 i;
+
+	for (i = 0; i < node->nslots; i++)
+		if (chanqs[i].pending) {
+			chanqs[i].pending = 0;
+			if (!ev_is_active(&chanqs[i].wio))
+				chanq_drain(&chanqs[i]);
+		}
+}
+
+static void
+chanq_write_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	chanq_drain(w->data);
+}
+
+static int
+to_slot(int slot, const struct chan_hdr *h, const void *payload)
+{
+	struct chanq	*cq = &chanqs[slot];
+
+	if (sizeof(*h) + h->len > node->chans.max_msg)
+		return -1;
+	/* queued in order; bounded, then the caller stores it */
+	if (buf_used(&cq->q) + sizeof(*h) + h->len >
+	    node->cfg.channel_queue_bytes)
+		return -1;
+	if (buf_reserve(&cq->q, sizeof(*h) + h->len) == -1)
+		return -1;
+	(void)buf_append(&cq->q, h, sizeof(*h));
+	(void)buf_append(&cq->q, payload, h->len);
+	cq->pending = 1;
+	return 0;
+}
+
+static void
+chan_read_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct chan_hdr	 h;
+	ssize_t		 n;
+	size_t		 off;
+	int		 i;
+
+	for (i = 0; i < CHANNEL_MSGS_PER_EVENT; i++) {
+		n = channel_recv_batch(w->fd, chan_rbuf, node->chans.max_msg);
+		if (n == 0)
+			return;
+		if (n == -1)
+			fatal("channel");
+		/* records back to back; a bad one is our own bug */
+		for (off = 0; off < (size_t)n; off += sizeof(h) + h.len) {
+			if ((size_t)n - off < sizeof(h))
+				fatalx("channel: short record from a worker");
+			memcpy(&h, chan_rbuf + off, sizeof(h));
+			if (h.len > (size_t)n - off - sizeof(h))
+				fatalx("channel: record longer than its "
+				    "datagram");
+			chat_channel_msg(&h, chan_rbuf + off + sizeof(h));
+		}
+	}
+}
+
+/* ---- accept ------------------------------------------------------------ */
+
+static uint64_t
+node_connections(void)
+{
+	uint64_t	 sum = 0;
+	int		 i;
+
+	for (i = 0; i < node->nslots; i++)
+		sum += __atomic_load_n(&online_slot_stats(node->online,
+		    i)->connections, __ATOMIC_RELAXED);
+	return sum;
+}
+
+/* One error line (ERR_LIMIT) to a connection we do not take. */
+static void
+refuse(int fd, const char *msg)
+{
+	(void)!write(fd, msg, strlen(msg));
+	close(fd);
+}
+
+#define REFUSE_FULL	"{\"msgid\":100,\"errno\":28,\"errmsg\":" \
+	"\"server full\"}\n"
+#define REFUSE_PER_IP	"{\"msgid\":100,\"errno\":28,\"errmsg\":" \
+	"\"too many connections from your address " \
+	"(max_connections_per_ip)\"}\n"
+
+/* The limits that come from the configuration (start and reload). */
+static void
+worker_limits(const struct config *cfg)
+{
+	char	 why[128];
+	int	 n = 0;
+
+	if (cfg->per_ip_exempt != NULL &&
+	    (n = guard_parse_nets(cfg->per_ip_exempt, exempt, GUARD_MAX_NETS,
+	    why, sizeof(why))) == -1) {
+		/* cfg_load checked it: not expected */
+		log_warnx("per_ip_exempt: %s", why);
+		n = 0;
+	}
+	nexempt = n;
+	conn_env_rate(cfg->rate_limit_rps, cfg->rate_limit_burst);
+}
+
+static void
+accept_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 slen;
+	struct conn		*c;
+	uint64_t		 akey;
+	int			 i, fd, one = 1, ws = w == &ws_accept_io;
+
+	for (i = 0; i < ACCEPTS_PER_EVENT; i++) {
+		slen = sizeof(ss);
+		fd = accept4(w->fd, (struct sockaddr *)&ss, &slen,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* else the listener stays ready: 100% CPU */
+				log_warn("accept");
+				ev_io_stop(l, w);
+				ev_timer_start(l, &accept_retry);
+			}
+			return;
+		}
+		if (node_connections() >= (uint64_t)node->cfg.max_connections) {
+			refuse(fd, ws ? ws_refuse_full : REFUSE_FULL);
+			continue;
+		}
+		/* node-wide, whichever worker the address's others are on */
+		akey = guard_addr_key(node->guard, &ss, exempt, nexempt);
+		if (guard_conn_add(node->guard, my_slot, akey,
+		    node->cfg.max_connections_per_ip) == -1) {
+			__atomic_add_fetch(&stats->errors, 1, __ATOMIC_RELAXED);
+			refuse(fd, ws ? ws_refuse_per_ip : REFUSE_PER_IP);
+			continue;
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+		if ((c = conn_new(fd, &ss, akey)) == NULL) {
+			guard_conn_del(node->guard, my_slot, akey);
+			refuse(fd, ws ? ws_refuse_full : REFUSE_FULL);
+			continue;
+		}
+		if (ws && ws_attach(c) == -1) {
+			conn_close(c, "out of memory");
+			continue;
+		}
+		__atomic_add_fetch(&stats->accepted, 1, __ATOMIC_RELAXED);
+	}
+}
+
+static void
+accept_retry_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	if (stopping)
+		return;
+	ev_io_start(l, &accept_io);
+	if (node->ws_listen_fds != NULL)
+		ev_io_start(l, &ws_accept_io);
+}
+
+/* ---- loop housekeeping ------------------------------------------------- */
+
+static void
+flush_cb(struct ev_loop *l, ev_prepare *w, int revents)
+{
+	chanq_flush_all();
+	conn_flush_all();
+	conn_reap();
+	if (stopping && conn_count() == 0)
+		ev_break(l, EVBREAK_ALL);
+}
+
+static void
+auth_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	authpool_complete(auth);
+}
+
+static void
+close_one(struct conn *c, void *arg)
+{
+	conn_close_after_flush(c, arg);
+}
+
+static void
+close_now(struct conn *c, void *arg)
+{
+	conn_close(c, arg);
+}
+
+/* At exit: what other workers never took is kept for its recipients. */
+static void
+chanq_store_all(void)
+{
+	struct chan_hdr	 h;
+	int		 i;
+	int32_t		 uid;
+
+	for (i = 0; i < node->nslots; i++) {
+		chanq_drain(&chanqs[i]);
+		while (buf_used(&chanqs[i].q) >= sizeof(h)) {
+			memcpy(&h, buf_head(&chanqs[i].q), sizeof(h));
+			uid = h.uid;
+			if (h.type == CHAN_DELIVER && h.len > 0 &&
+			    store_offline_add(store, &uid, 1,
+			    buf_head(&chanqs[i].q) + sizeof(h), h.len - 1) !=
+			    STORE_OK)
+				log_warnx("message for %d lost at exit: %s",
+				    (int)uid, store_error(store));
+			buf_consume(&chanqs[i].q, sizeof(h) + h.len);
+		}
+	}
+}
+
+static void
+stop_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	ev_break(l, EVBREAK_ALL);
+}
+
+static void
+worker_stop(const char *why)
+{
+	if (stopping)
+		return;
+	stopping = 1;
+	log_info("stopping: %s", why);
+	ev_io_stop(loop, &accept_io);
+	ev_io_stop(loop, &ws_accept_io);
+	ev_timer_stop(loop, &accept_retry);
+	conn_foreach(close_one, "server stopping");
+	ev_timer_init(&stop_timer, stop_timer_cb, STOP_FLUSH_SECONDS, 0.);
+	ev_timer_start(loop, &stop_timer);
+}
+
+static void
+master_gone_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	char	 c;
+
+	if (read(w->fd, &c, 1) <= 0) {
+		ev_io_stop(l, w);
+		worker_stop("master exited");
+	}
+}
+
+/* ---- health (read by the master's /health and chatctl status) --------- */
+
+#define HEALTH_INTERVAL		1.0	/* heartbeat */
+#define HEALTH_STORE_TICKS	5	/* store_ping every 5 heartbeats */
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+health_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	int	 ok;
+
+	__atomic_store_n(&stats->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+	if (pubsub != NULL)
+		__atomic_store_n(&stats->redis_up, pubsub_up(pubsub) ? 1 : 0,
+		    __ATOMIC_RELAXED);
+	if (++health_ticks < HEALTH_STORE_TICKS)
+		return;
+	health_ticks = 0;
+	ok = store_ping(store) == 0;
+	if (!ok && __atomic_load_n(&stats->store_ok, __ATOMIC_RELAXED) != 0)
+		log_warnx("storage does not answer: %s", store_error(store));
+	else if (ok && __atomic_load_n(&stats->store_ok,
+	    __ATOMIC_RELAXED) == 0)
+		log_notice("storage answers again");
+	__atomic_store_n(&stats->store_ok, ok, __ATOMIC_RELAXED);
+}
+
+static void
+reload(void)
+{
+	struct config	 next;
+	struct buf	 errs = BUF_INIT;
+	char		*old_log;
+
+	memset(&next, 0, sizeof(next));
+	if (cfg_load(&next, node->config_path, &errs) == -1) {
+		log_warnx("reload: keeping the old configuration: %.*s",
+		    (int)buf_used(&errs), buf_head(&errs));
+	} else {
+		old_log = strdup(node->cfg.log_file);
+		cfg_apply_reload(&node->cfg, &next);
+		/* a new log_file: the master reopened it, so do we (-d: stderr) */
+		if (!node->foreground && old_log != NULL &&
+		    strcmp(old_log, node->cfg.log_file) != 0 &&
+		    log_init(node->cfg.log_file, node->cfg.log_level) == -1)
+			log_warn("log %s", node->cfg.log_file);
+		free(old_log);
+		log_set_level(node->cfg.log_level);
+		conn_env_reconfigure(node->cfg.max_output_bytes,
+		    node->cfg.idle_timeout, node->cfg.login_timeout);
+		worker_limits(&node->cfg);
+		chat_reconfigure(&node->cfg);
+		log_info("configuration reloaded");
+	}
+	cfg_free(&next);
+	buf_free(&errs);
+}
+
+static void
+signal_cb(struct ev_loop *l, ev_signal *w, int revents)
+{
+	switch (w->signum) {
+	case SIGTERM:
+	case SIGINT:
+		worker_stop("signal");
+		break;
+	case SIGHUP:
+		reload();
+		break;
+	case SIGUSR1:
+		if (log_reopen() == -1)
+			log_warn("reopening the log");
+		else
+			log_info("log file reopened");
+		break;
+	}
+}
+
+/* ---- start ------------------------------------------------------------- */
+
+int
+worker_privileges_check(const struct config *cfg, char *err, size_t len)
+{
+	struct passwd	*pw;
+
+	if (cfg->user != NULL) {
+		if ((pw = getpwnam(cfg->user)) == NULL) {
+			snprintf(err, len, "user = %s: no such user",
+			    cfg->user);
+			return -1;
+		}
+		if (geteuid() != 0 && pw->pw_uid != geteuid()) {
+			snprintf(err, len, "user = %s: chatd must be started "
+			    "as root to switch to another user", cfg->user);
+			return -1;
+		}
+		if (pw->pw_uid == 0 && !cfg->allow_root) {
+			snprintf(err, len, "user = %s is root: workers run "
+			    "as root only with allow_root = yes", cfg->user);
+			return -1;
+		}
+		return 0;
+	}
+	if (geteuid() == 0 && !cfg->allow_root) {
+		snprintf(err, len, "refusing to run workers as root: set "
+		    "\"user = NAME\" (an unprivileged user) or "
+		    "\"allow_root = yes\" in %s", cfg->path != NULL ?
+		    cfg->path : "the configuration");
+		return -1;
+	}
+	return 0;
+}
+
+int
+worker_as_user(const struct config *cfg, int on)
+{
+	static gid_t	 saved[NGROUPS_MAX], saved_egid;
+	static int	 nsaved = -1;
+	struct passwd	*pw;
+
+	if (cfg->user == NULL || getuid() != 0)
+		return 0;
+	if (!on) {
+		if (nsaved < 0)
+			return 0;
+		if (seteuid(0) == -1 || setegid(saved_egid) == -1 ||
+		    setgroups(nsaved, saved) == -1)
+			fatal("back to root after acting as %s", cfg->user);
+		nsaved = -1;
+		return 0;
+	}
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		log_warnx("user = %s: no such user", cfg->user);
+		return -1;
+	}
+	saved_egid = getegid();
+	if ((nsaved = getgroups(NGROUPS_MAX, saved)) == -1 ||
+	    initgroups(pw->pw_name, pw->pw_gid) == -1 ||
+	    setegid(pw->pw_gid) == -1 || seteuid(pw->pw_uid) == -1) {
+		log_warn("acting as user %s", cfg->user);
+		if (nsaved >= 0)
+			(void)worker_as_user(cfg, 0);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Become the configured user for good: supplementary groups, group,
+ * user (real, effective and saved), then prove root cannot come back.
+ * What needs root (listening sockets, shared memory, the log file, the
+ * pid file) the master opened before forking.
+ */
+static void
+drop_privileges(void)
+{
+	struct passwd	*pw;
+	uid_t		 uid;
+	gid_t		 gid;
+
+	if (node->cfg.user == NULL)
+		return;
+	if ((pw = getpwnam(node->cfg.user)) == NULL) {
+		log_warnx("user = %s: no such user", node->cfg.user);
+		exit(CHATD_EXIT_FATAL);
+	}
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	if (geteuid() == uid && getegid() == gid)
+		return;		/* started as that user already */
+	if (initgroups(pw->pw_name, gid) == -1 ||
+	    setresgid(gid, gid, gid) == -1 ||
+	    setresuid(uid, uid, uid) == -1) {
+		log_warn("dropping privileges to %s", node->cfg.user);
+		exit(CHATD_EXIT_FATAL);
+	}
+	if (getuid() != uid || geteuid() != uid || getgid() != gid ||
+	    getegid() != gid)
+		fatalx("privileges not dropped to %s", node->cfg.user);
+	if (uid != 0 && (setuid(0) != -1 || seteuid(0) != -1))
+		fatalx("could become root again after dropping privileges");
+	log_debug("running as %s (uid %d, gid %d)", node->cfg.user, (int)uid,
+	    (int)gid);
+}
+
+static void
+worker_init_process(void)
+{
+	sigset_t	 set;
+	int		 i;
+
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
+	close(node->master_pipe[1]);
+	for (i = 0; i < node->nslots; i++)
+		if (i != my_slot) {
+			close(node->listen_fds[i]);
+			if (node->ws_listen_fds != NULL)
+				close(node->ws_listen_fds[i]);
+		}
+	channel_child_init(&node->chans, my_slot);
+	/* the previous worker of this slot took its connections with it */
+	guard_slot_reset(node->guard, my_slot);
+	drop_privileges();
+	/*
+	 * A master killed with SIGKILL must not leave orphans serving.
+	 * After the drop: changing credentials clears this setting.
+	 */
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+}
+
+void
+worker_main(struct node *n, int slot)
+{
+	struct store_opts	 opts;
+	struct conn_env		 cenv;
+	struct chat_env		 chenv;
+	char			 role[32], err[256];
+	int			 i;
+
+	node = n;
+	my_slot = slot;
+	snprintf(role, sizeof(role), "worker %d", slot);
+	log_set_role(role);
+	worker_init_process();
+	if (getppid() == 1)
+		exit(0);
+
+	stats = online_slot_stats(n->online, slot);
+	loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
+	if (loop == NULL)
+		fatalx("cannot create the event loop");
+
+	memset(&opts, 0, sizeof(opts));
+	opts.pool_init = n->cfg.db_pool_init;
+	opts.pool_max = n->cfg.db_pool_max;
+	opts.pool_idle_sec = n->cfg.db_pool_idle;
+	opts.connect_timeout_ms = n->cfg.db_connect_timeout_ms;
+	opts.query_timeout_ms = n->cfg.db_query_timeout_ms;
+	opts.busy_timeout_ms = n->cfg.sqlite_busy_timeout_ms;
+	opts.password = n->cfg.db_password;
+	if ((store = store_open(n->cfg.storage, &opts, err, sizeof(err))) ==
+	    NULL) {
+		log_warnx("storage: %s", err);
+		exit(CHATD_EXIT_FATAL);
+	}
+	if ((auth = authpool_new(1, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		exit(CHATD_EXIT_FATAL);
+	}
+	if ((chanqs = calloc(n->nslots, sizeof(*chanqs))) == NULL ||
+	    (chan_rbuf = malloc(n->chans.max_msg)) == NULL)
+		fatal("worker");
+	for (i = 0; i < n->nslots; i++) {
+		chanqs[i].slot = i;
+		ev_io_init(&chanqs[i].wio, chanq_write_cb,
+		    n->chans.fds[i][1], EV_WRITE);
+		chanqs[i].wio.data = &chanqs[i];
+	}
+
+	memset(&cenv, 0, sizeof(cenv));
+	cenv.loop = loop;
+	cenv.handler = &handler;
+	cenv.max_frame = n->cfg.max_frame_bytes;
+	cenv.max_output = n->cfg.max_output_bytes;
+	cenv.idle_timeout = n->cfg.idle_timeout;
+	cenv.login_timeout = n->cfg.login_timeout;
+	cenv.rate_rps = n->cfg.rate_limit_rps;
+	cenv.rate_burst = n->cfg.rate_limit_burst;
+	cenv.guard = n->guard;
+	cenv.slot = slot;
+	cenv.open_count = &stats->connections;
+	if (conn_env_init(&cenv) == -1)
+		fatal("conn_env_init");
+	worker_limits(&n->cfg);
+
+	memset(&chenv, 0, sizeof(chenv));
+	chenv.cfg = &n->cfg;
+	chenv.store = store;
+	chenv.online = n->online;
+	chenv.auth = auth;
+	chenv.stats = stats;
+	chenv.slot = slot;
+	chenv.node_id = n->cfg.node_id;
+	chenv.to_slot = to_slot;
+	chenv.guard = n->guard;
+	if (n->cfg.redis != NULL) {
+		struct pubsub_handler	 psh;
+
+		memset(&psh, 0, sizeof(psh));
+		psh.deliver = chat_remote_deliver;
+		psh.lost = chat_presence_lost;
+		psh.stored = chat_stored;
+		/* a respawned worker has a new generation: its predecessor's
+		 * presence entries are stale at once */
+		pubsub = pubsub_new(loop, &n->cfg, n->boot_id, slot,
+		    online_slot_gen(n->online, slot), &psh, err, sizeof(err));
+		if (pubsub == NULL) {
+			log_warnx("%s", err);
+			exit(CHATD_EXIT_FATAL);
+		}
+	}
+	chenv.pubsub = pubsub;
+	chat_init(&chenv);
+
+	ev_io_init(&accept_io, accept_cb, n->listen_fds[slot], EV_READ);
+	ev_io_start(loop, &accept_io);
+	if (n->ws_listen_fds != NULL) {
+		ws_init(&n->cfg);
+		ev_io_init(&ws_accept_io, accept_cb, n->ws_listen_fds[slot],
+		    EV_READ);
+		ev_io_start(loop, &ws_accept_io);
+	}
+	ev_timer_init(&accept_retry, accept_retry_cb, 0.1, 0.);
+	/* store_open worked: the store answers (the master set "unknown") */
+	__atomic_store_n(&stats->store_ok, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&stats->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+	ev_timer_init(&health_timer, health_cb, HEALTH_INTERVAL,
+	    HEALTH_INTERVAL);
+	ev_timer_start(loop, &health_timer);
+	ev_io_init(&chan_io, chan_read_cb, n->chans.fds[slot][0], EV_READ);
+	ev_io_start(loop, &chan_io);
+	ev_io_init(&auth_io, auth_cb, authpool_fd(auth), EV_READ);
+	ev_io_start(loop, &auth_io);
+	ev_io_init(&master_io, master_gone_cb, n->master_pipe[0], EV_READ);
+	ev_io_start(loop, &master_io);
+	ev_prepare_init(&flush_prep, flush_cb);
+	ev_prepare_start(loop, &flush_prep);
+	ev_signal_init(&sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&sig_int, signal_cb, SIGINT);
+	ev_signal_init(&sig_hup, signal_cb, SIGHUP);
+	ev_signal_init(&sig_usr1, signal_cb, SIGUSR1);
+	ev_signal_start(loop, &sig_term);
+	ev_signal_start(loop, &sig_int);
+	ev_signal_start(loop, &sig_hup);
+	ev_signal_start(loop, &sig_usr1);
+
+	log_info("ready (pid %d)", (int)getpid());
+	ev_run(loop, 0);
+
+	/* whoever is still connected is logged out before we go */
+	conn_foreach(close_now, "exit");
+	conn_reap();
+	/* the loop runs a little longer for Redis: nothing else may stop it */
+	ev_prepare_stop(loop, &flush_prep);
+	pubsub_free(pubsub);
+	chanq_store_all();
+	authpool_free(auth);
+	store_close(store);
+	log_info("exiting");
+	exit(0);
+}

@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""Fault tolerance: workers killed under acknowledged chat load.
+
+Senders send one-to-one chats with a client message id ("cmid"); the
+server acknowledges each (msgid 103, with a server message id "smid")
+once the message is durable.  A worker is SIGKILLed every second.  Every
+client whose connection drops reconnects, logs in again and resends
+what was not acknowledged yet, with the same cmid.  At the end every
+acknowledged message must have reached its receiver (live or at the
+next login), no resend may have become a second message (one smid per
+cmid), and a kill may only disconnect the killed worker's users.
+
+FAULT_SECONDS (default 8) sets how long workers are killed; the figures
+are printed as one JSON line.
+"""
+import errno
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import socket
+import sys
+import time
+import unittest
+
+import chatlib
+
+ACK = 103
+FAULT_SECONDS = float(os.environ.get("FAULT_SECONDS", "8"))
+PAIRS = 12
+INFLIGHT = 4
+
+
+class Peer:
+    """One user on a non-blocking connection that comes back after a drop."""
+
+    def __init__(self, srv, uid, password, role):
+        self.srv, self.uid, self.password, self.role = srv, uid, password, role
+        self.sock = None
+        self.buf = b""
+        self.ready = False          # logged in
+        self.slot = None
+        self.drops = 0
+
+    def connect(self):
+        self.sock = socket.create_connection(("127.0.0.1", self.srv.port), 5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.buf = b""
+        self.ready = False
+        self.send({"id": self.uid, "msgid": 1, "password": self.password})
+        self.send({"msgid": 104})
+
+    def send(self, obj):
+        data = json.dumps(obj, sort_keys=True,
+                          separators=(",", ":")).encode() + b"\0"
+        self.sock.setblocking(True)
+        self.sock.settimeout(5)
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass                    # seen as EOF by the next read
+        finally:
+            self.sock.setblocking(False)
+
+    def read(self):
+        """Complete messages received, or None when the connection dropped."""
+        try:
+            data = self.sock.recv(1 << 20)
+        except BlockingIOError:
+            return []
+        except OSError:
+            data = b""
+        if not data:
+            return None
+        self.buf += data
+        out = []
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            out.append(json.loads(line))
+        return out
+
+
+class Faults(unittest.TestCase):
+
+    def test_kill_workers_under_acked_load(self):
+        with chatlib.Server(workers=2) as srv:
+            users = []
+            c = srv.client()
+            for i in range(2 * PAIRS):
+                name = chatlib.unique("f%d" % i)
+                users.append(c.register(name, "pw"))
+            c.close()
+            senders = [Peer(srv, users[i], "pw", "s") for i in range(PAIRS)]
+            receivers = [Peer(srv, users[PAIRS + i], "pw", "r")
+                         for i in range(PAIRS)]
+            peers = senders + receivers
+            for p in peers:
+                p.connect()
+
+            next_seq = {s.uid: 1 for s in senders}
+            unacked = {s.uid: {} for s in senders}   # cmid -> message
+            acked = {}                               # (from, cmid) -> smid
+            got = {}                                 # (from, cmid) -> [smid]
+            target = {s.uid: receivers[i].uid for i, s in enumerate(senders)}
+            kills, respawn_ms, bad_drops = 0, [], []
+            t_end_faults = time.monotonic() + FAULT_SECONDS
+            next_kill = time.monotonic() + 1.0
+            pending_respawn = None
+
+            def on_message(p, m):
+                if m.get("msgid") == 2:
+                    if m.get("errno") != 0:
+                        # the dead worker's session may still be seen
+                        # for an instant: try again
+                        time.sleep(0.05)
+                        p.sock.close()
+                        p.connect()
+                        return
+                    p.ready = True
+                    for text in m.get("offlinemsg", []):
+                        on_message(p, json.loads(text))
+                    if p.role == "s":
+                        # whatever was not acknowledged goes again
+                        for msg in unacked[p.uid].values():
+                            p.send(msg)
+                elif m.get("msgid") == 105:
+                    p.slot = m["worker"]
+                elif m.get("msgid") == ACK and p.role == "s":
+                    msg = unacked[p.uid].pop(m["cmid"], None)
+                    key = (p.uid, m["cmid"])
+                    if key in acked:
+                        self.assertEqual(acked[key], m["smid"],
+                                         "a resent cmid got a new smid")
+                    acked[key] = m["smid"]
+                elif m.get("msgid") == 6 and p.role == "r":
+                    key = (m["id"], m["cmid"])
+                    got.setdefault(key, []).append(m["smid"])
+                elif m.get("msgid") == 100:
+                    raise AssertionError("error answer: %r" % m)
+
+            def pump(timeout):
+                socks = {p.sock: p for p in peers}
+                r, _, _ = select.select(list(socks), [], [], timeout)
+                for s in r:
+                    p = socks[s]
+                    msgs = p.read()
+                    if msgs is None:
+                        p.drops += 1
+                        if p.slot is not None and (kills == 0 or
+                                                   p.slot != last_killed_slot):
+                            bad_drops.append((p.uid, p.slot))
+                        p.sock.close()
+                        p.connect()
+                        continue
+                    for m in msgs:
+                        on_message(p, m)
+
+            last_killed_slot = None
+            while time.monotonic() < t_end_faults:
+                for s in senders:
+                    if s.ready and len(unacked[s.uid]) < INFLIGHT:
+                        cmid = next_seq[s.uid]
+                        next_seq[s.uid] += 1
+                        msg = {"cmid": cmid, "id": s.uid, "msg":
+                               "m %d %d" % (s.uid, cmid), "msgid": 6,
+                               "name": "x", "time": chatlib.now_str(),
+                               "toid": target[s.uid]}
+                        unacked[s.uid][cmid] = msg
+                        s.send(msg)
+                pump(0.01)
+                now = time.monotonic()
+                if pending_respawn is not None:
+                    old, t0 = pending_respawn
+                    pids = srv.worker_pids()
+                    if len(pids) == 2 and old not in pids:
+                        respawn_ms.append((now - t0) * 1000)
+                        pending_respawn = None
+                if now >= next_kill and pending_respawn is None:
+                    slot = random.choice([0, 1])
+                    pid = self.worker_pid(srv, slot, peers)
+                    if pid:
+                        last_killed_slot = slot
+                        os.kill(pid, signal.SIGKILL)
+                        kills += 1
+                        pending_respawn = (pid, now)
+                    next_kill = now + 1.0
+
+            # no more faults: let everything in flight be acknowledged
+            deadline = time.monotonic() + 20
+            while (any(unacked[s.uid] for s in senders) and
+                   time.monotonic() < deadline):
+                pump(0.05)
+            for s in senders:
+                self.assertEqual(unacked[s.uid], {},
+                                 "never acknowledged: %r" % unacked[s.uid])
+            # receivers pick up what was kept for them
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and len(got) < len(acked):
+                pump(0.05)
+            for r in receivers:
+                r.sock.close()
+                r.connect()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not all(
+                    r.ready for r in receivers):
+                pump(0.05)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                pump(0.05)
+
+            for p in peers:
+                p.sock.close()
+            lost = [k for k in acked if k not in got]
+            smid_dups = [k for k, v in got.items() if len(set(v)) > 1]
+            raw_dups = sum(len(v) - 1 for v in got.values())
+            report = {"acknowledged": len(acked), "delivered": len(got),
+                      "lost": len(lost), "duplicated": len(smid_dups),
+                      "redelivered_same_smid": raw_dups, "kills": kills,
+                      "respawn_ms": [round(x) for x in respawn_ms],
+                      "drops": sum(p.drops for p in peers)}
+            print(json.dumps(report), file=sys.stderr)
+            self.assertGreater(kills, 0)
+            self.assertGreater(len(acked), 100)
+            self.assertEqual(lost, [], report)
+            self.assertEqual(smid_dups, [], report)
+            self.assertEqual(bad_drops, [], "users of a worker that was "
+                             "not killed were disconnected")
+            self.assertTrue(all(x < 1000 for x in respawn_ms), report)
+
+    def test_sigterm_keeps_acknowledged(self):
+        """SIGTERM under acknowledged load: after a restart on the same
+        store, every acknowledged message reaches its receiver."""
+        srv = chatlib.Server(workers=2)
+        srv.start()
+        try:
+            c = srv.client()
+            a = c.register(chatlib.unique("ta"), "pw")
+            b = c.register(chatlib.unique("tb"), "pw")
+            c.close()
+            s = Peer(srv, a, "pw", "s")
+            s.connect()
+            acked, cmid = set(), 0
+            t_stop = time.monotonic() + 1.0
+            stopped = False
+            while True:
+                if not stopped and time.monotonic() >= t_stop:
+                    os.kill(srv.pid, signal.SIGTERM)
+                    stopped = True
+                if not stopped:
+                    cmid += 1
+                    s.send({"cmid": cmid, "id": a, "msg": str(cmid),
+                            "msgid": 6, "toid": b})
+                r, _, _ = select.select([s.sock], [], [], 0.002)
+                if r:
+                    msgs = s.read()
+                    if msgs is None:
+                        break
+                    for m in msgs:
+                        if m.get("msgid") == ACK:
+                            acked.add(m["cmid"])
+            s.sock.close()
+            self.assertEqual(srv.stop(), [])
+        finally:
+            srv.stop()
+        self.assertGreater(len(acked), 50)
+        srv2 = chatlib.Server(workers=2, storage=srv.keys["storage"])
+        with srv2:
+            c = srv2.client()
+            got = set()
+            r = c.login_raw(b, "pw")
+            self.assertEqual(r.get("errno"), 0, r)
+            for text in r.get("offlinemsg", []):
+                got.add(json.loads(text)["cmid"])
+            while True:
+                try:
+                    m = c.recv(1.0)
+                except AssertionError:
+                    break
+                if m.get("msgid") == 6:
+                    got.add(m["cmid"])
+            self.assertEqual(acked - got, set())
+            print(json.dumps({"sigterm_acknowledged": len(acked),
+                              "delivered_after_restart": len(got)}),
+                  file=sys.stderr)
+        shutil.rmtree(srv.dir, ignore_errors=True)
+
+    def test_ackoffline(self):
+        """An ackoffline client keeps its offline messages until it
+        acknowledges them, batch by batch."""
+        with chatlib.Server(workers=2,
+                            extra={"max_offline_per_login": 3}) as srv:
+            c = srv.client()
+            a = c.register(chatlib.unique("oa"), "pw")
+            b = c.register(chatlib.unique("ob"), "pw")
+            c.login(a, "pw")
+            for i in range(5):
+                c.send_obj({"id": a, "msg": "o%d" % i, "msgid": 6,
+                            "toid": b})
+            c.ping()
+            r1 = srv.client()
+            r1.send_obj({"ackoffline": True, "id": b, "msgid": 1,
+                         "password": "pw"})
+            m = r1.recv_msgid(2)
+            self.assertEqual([json.loads(t)["msg"] for t in
+                              m["offlinemsg"]], ["o0", "o1", "o2"])
+            self.assertTrue(m["offlinemore"])
+            upto = m["offlineupto"]
+            r1.close()                  # dropped without acknowledging
+            r2 = srv.client()
+            self.assertTrue(chatlib.wait_for(
+                lambda: self._login_ok(r2, b), 5))
+            m = r2.last
+            self.assertEqual([json.loads(t)["msg"] for t in
+                              m["offlinemsg"]], ["o0", "o1", "o2"])
+            self.assertEqual(m["offlineupto"], upto)
+            r2.send_obj({"msgid": 106, "upto": upto})
+            m = r2.recv_msgid(107)
+            self.assertEqual([json.loads(t)["msg"] for t in
+                              m["offlinemsg"]], ["o3", "o4"])
+            self.assertFalse(m["offlinemore"])
+            r2.send_obj({"msgid": 106, "upto": m["offlineupto"]})
+            r2.ping()
+            r2.close()
+            r3 = srv.client()
+            self.assertTrue(chatlib.wait_for(
+                lambda: self._login_ok(r3, b, ack=False), 5))
+            self.assertNotIn("offlinemsg", r3.last)
+
+    @staticmethod
+    def _login_ok(c, uid, ack=True):
+        o = {"id": uid, "msgid": 1, "password": "pw"}
+        if ack:
+            o["ackoffline"] = True
+        c.send_obj(o)
+        c.last = c.recv_msgid(2)
+        return c.last.get("errno") == 0
+
+    @staticmethod
+    def worker_pid(srv, slot, peers):
+        """The pid of worker slot (asked over a fresh connection)."""
+        for _ in range(40):
+            c = srv.client()
+            try:
+                info = c.whoami_full()
+            finally:
+                c.close()
+            if info.get("worker") == slot:
+                return info.get("pid")
+        return None
+
+
+if __name__ == "__main__":
+    unittest.main()

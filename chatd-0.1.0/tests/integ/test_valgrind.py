@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""chatd under valgrind memcheck through a feature scenario.
+
+The master and its worker (workers = 1) run under
+
+    valgrind --leak-check=full --errors-for-leak-kinds=definite
+             --error-exitcode=9 --trace-children=yes
+
+with one memcheck log per process.  After a clean stop every log must
+say "ERROR SUMMARY: 0 errors" (definite leaks count as errors) and no
+process may have exited with valgrind's code 9.
+
+Skipped (77) in a sanitizer build (ASan and valgrind do not mix) and
+without valgrind, except in CI (CI=true), where no valgrind fails.
+"""
+
+import glob
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import unittest
+
+sys.dont_write_bytecode = True     # nothing written into the source tree
+# everything is ~30 times slower under valgrind
+os.environ.setdefault("CHATD_TEST_TIMEOUT", "30")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chatlib  # noqa: E402
+from chatlib import (ERROR, GROUP_CHAT, ONE_CHAT, PONG,  # noqa: E402
+                     ERR_NOT_MEMBER, ERR_IDENTITY)
+
+SKIP = 77
+
+
+def skip(why):
+    banner = "*" * 72
+    msg = "\n%s\n*** test_valgrind SKIPPED: %s\n%s\n" % (banner, why, banner)
+    sys.stderr.write(msg)
+    sys.stdout.write(msg)
+    sys.exit(SKIP)
+
+
+def require():
+    if os.environ.get("CHATD_SANITIZERS", "").strip():
+        skip("a sanitizer build (valgrind cannot run ASan binaries)")
+    with open(chatlib.chatd_bin(), "rb") as f:
+        if b"__asan_init" in f.read():
+            skip("chatd is built with AddressSanitizer")
+    if not shutil.which("valgrind"):
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            sys.stderr.write("test_valgrind: FAIL: CI=true and no valgrind "
+                             "(apt-get install valgrind)\n")
+            sys.exit(1)
+        skip("no valgrind (apt-get install valgrind)")
+
+
+class Valgrind(unittest.TestCase):
+    def setUp(self):
+        self.vgdir = tempfile.mkdtemp(prefix="chatd-vg-")
+        self.real = chatlib.chatd_bin()
+        wrapper = os.path.join(self.vgdir, "chatd-vg")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec valgrind --leak-check=full "
+                    "--errors-for-leak-kinds=definite --error-exitcode=9 "
+                    "--trace-children=yes --num-callers=30 "
+                    "--log-file=%s/memcheck.%%p.log %s \"$@\"\n"
+                    % (self.vgdir, self.real))
+        os.chmod(wrapper, stat.S_IRWXU)
+        os.environ["CHATD_BIN"] = wrapper
+        self.keep = False
+
+    def tearDown(self):
+        os.environ["CHATD_BIN"] = self.real
+        if self.keep:
+            sys.stderr.write("memcheck logs kept in %s\n" % self.vgdir)
+        else:
+            shutil.rmtree(self.vgdir, ignore_errors=True)
+
+    def scenario(self, srv):
+        a = srv.user("vga")
+        b = srv.user("vgb")
+        cid, cname = srv.register("vgc")
+        # friends, a group, chats live and offline, a bad request
+        a.c.addfriend(a.id, b.id)
+        a.c.creategroup(a.id, chatlib.unique("vg"), "valgrind's group")
+        self.assertEqual(a.c.sync(), [])
+        gid = a.relogin()["groups"][0]["id"]
+        b.c.addgroup(b.id, gid)
+        self.assertEqual(b.c.sync(), [])
+        sent = a.chat(b.id, "hello \U0001F600 \"x\" \\ \u0000")
+        m = b.c.recv_msgid(ONE_CHAT)
+        self.assertEqual(m["msg"], sent["msg"])
+        a.groupchat(gid, "to the group")
+        self.assertEqual(b.c.recv_msgid(GROUP_CHAT)["msg"], "to the group")
+        a.chat(cid, "for later")
+        a.chat(a.id + 1000000, "nobody")
+        self.assertEqual(a.c.recv_msgid(ERROR)["errno"],
+                         chatlib.ERR_NO_SUCH_USER)
+        c = srv.client()
+        r = c.login(cid, "pw")
+        self.assertEqual([o["msg"] for o in r["offlinemsg"]], ["for later"])
+        c.send_obj({"msgid": GROUP_CHAT, "groupid": gid, "msg": "no"})
+        self.assertEqual(c.recv_msgid(ERROR)["errno"], ERR_NOT_MEMBER)
+        c.chat(a.id, "x", b.id, "spoof")
+        self.assertEqual(c.recv_msgid(ERROR)["errno"], ERR_IDENTITY)
+        c.send_raw(b'{"msgid":101,"x":"a\0{"msgid":101,"seq":3}')
+        self.assertEqual(c.recv_msgid(ERROR)["errno"], chatlib.ERR_MALFORMED)
+        self.assertEqual(c.recv_msgid(PONG)["seq"], 3)
+        wrong = srv.client().login_raw(a.id, "wrong")
+        self.assertEqual(wrong["errno"], chatlib.ERR_AUTH)
+        # garbage closes a connection; a dropped one logs its user out
+        g = srv.client()
+        g.send_raw(b"\x16\x03\x01 not json")
+        self.assertTrue(g.wait_closed())
+        b.c.close()
+        self.assertTrue(chatlib.wait_for(
+            lambda: srv.client().login_raw(b.id, "pw")["errno"] == 0))
+
+    def test_memcheck(self):
+        srv = chatlib.Server(workers=1, start_timeout=120, extra={
+            "rate_limit_rps": 100, "login_fail_max": 5,
+            "max_connections_per_ip": 100})
+        try:
+            with srv:
+                self.scenario(srv)
+        except BaseException:
+            self.keep = True
+            raise
+        logs = sorted(glob.glob(os.path.join(self.vgdir, "memcheck.*.log")))
+        # the master and the worker, at least
+        self.assertGreaterEqual(len(logs), 2, logs)
+        bad = []
+        for p in logs:
+            with open(p, errors="replace") as f:
+                text = f.read()
+            m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+            if m is None:
+                bad.append("%s: no ERROR SUMMARY (did it exit?)" % p)
+            elif m.group(1) != "0":
+                bad.append("%s:\n%s" % (p, text[-6000:]))
+            if re.search(r"definitely lost: [1-9]", text):
+                bad.append("%s: definite leak" % p)
+        if "exited with code 9" in srv.log_text():
+            bad.append("a process exited with valgrind's error code 9")
+        if bad:
+            self.keep = True
+        self.assertEqual(bad, [], "\n".join(bad))
+        sys.stderr.write("  [%d memcheck logs, 0 errors, no definite "
+                         "leaks] " % len(logs))
+
+
+if __name__ == "__main__":
+    require()
+    unittest.main(verbosity=2)
