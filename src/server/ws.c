@@ -364,7 +364,7 @@ ws_http(struct conn *c, struct ws *w)
 	case HTTP_WS_UPGRADE:
 		if (http_origin_check(&req, cfg->websocket_origins) !=
 		    HTTP_ORIGIN_OK) {
-			log_info("%s: WebSocket from origin \"%.*s\" refused "
+			log_debug("%s: WebSocket from origin \"%.*s\" refused "
 			    "(websocket_origins)", conn_peer_str(c, peer,
 			    sizeof(peer)), (int)(req.origin.len > 200 ? 200 :
 			    req.origin.len), req.origin.p);
