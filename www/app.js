@@ -28,7 +28,9 @@ const state = {
   seen: new Set(),               // smids shown, to drop a repeat
   nextCmid: Date.now() * 1000,   // unique across reloads of the page
   refreshing: false,
-  retry: 0
+  retry: 0,
+  drops: 0,                      // connections lost (shown in the status)
+  logins: 0                      // successful login answers
 };
 
 function el(tag, cls, text) {
@@ -70,6 +72,7 @@ function connect() {
   };
   ws.onclose = (ev) => {
     state.open = false;
+    state.drops++;
     setConn(false);
     if (state.ws !== ws) return;
     const wait = Math.min(30, 2 ** state.retry++);
@@ -173,6 +176,7 @@ function onLogin(m) {
     return;
   }
   const first = !state.me;
+  state.logins++;
   state.me = { id: m.id, name: m.name };
   state.friends = parseList(m.friends);
   state.groups = parseList(m.groups);

@@ -193,9 +193,11 @@ class Browser(unittest.TestCase):
     def setUpClass(cls):
         cls.browser, cls.driver = require()
         cls.ws_port = chatlib.free_port()
+        cls.ctl_dir = tempfile.mkdtemp(prefix="chatd-ctl-", dir="/tmp")
         cls.S = chatlib.Server(workers=2, extra={
             "websocket_listen": "127.0.0.1:%d" % cls.ws_port,
             "www_root": os.path.join(cluster.SRCDIR, "www"),
+            "control_socket": os.path.join(cls.ctl_dir, "ctl.sock"),
         })
         cls.S.start()
         cls.tmp = tempfile.mkdtemp(prefix="chatd-browser-")
@@ -215,6 +217,7 @@ class Browser(unittest.TestCase):
             p.quit()
         shutil.rmtree(cls.tmp, ignore_errors=True)
         cls.S.__exit__(None, None, None)
+        shutil.rmtree(cls.ctl_dir, ignore_errors=True)
 
     def test_two_browsers_and_a_tcp_user(self):
         a, b = self.pages
@@ -313,6 +316,20 @@ class Browser(unittest.TestCase):
         self.assertTrue(b.js("return document.querySelector("
                              "'#messages > li.offline') !== null;"))
         b.shot("4-offline")
+
+        # the server drops alice (chatctl kick): the page reconnects, logs
+        # in again by itself and goes on
+        ctl = os.environ.get("CHATCTL_BIN") or os.path.join(
+            os.path.dirname(chatlib.chatd_bin()), "chatctl")
+        logins = a.js("return state.logins;")
+        r = chatlib.run([ctl, "-s", os.path.join(self.ctl_dir, "ctl.sock"),
+                         "kick", str(aid)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        a.wait(lambda: a.js("return state.drops;") == 1 and
+               a.js("return state.logins;") > logins and
+               a.text("conn") == "connected", "reconnected and logged in")
+        a.send("alice is back")
+        b.wait_message("alice is back")
         a.shot("4-end")
 
 
