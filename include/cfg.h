@@ -81,6 +81,13 @@ struct config {
 	char	*metrics_listen;	/* "host:port" or "port"; unset: off */
 	char	*metrics_host;		/* parsed; "127.0.0.1" for a bare port */
 	int	 metrics_port;
+
+	/* browsers (ws.c) */
+	char	*websocket_listen;	/* "host:port"; unset: no WebSocket */
+	char	*websocket_host;	/* parsed */
+	int	 websocket_port;
+	char	*websocket_origins;	/* "self", "*" or origins */
+	char	*www_root;		/* static files served on GET */
 };
 
 /*

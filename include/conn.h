@@ -37,6 +37,26 @@ struct conn_handler {
 	void	(*release)(struct conn *c);
 };
 
+/*
+ * A transport between the socket and the requests (ws.c); NULL on a
+ * plain TCP connection, whose bytes are JSON values split by frame_next.
+ */
+struct conn_transport {
+	/*
+	 * New bytes were appended to c->in (or the connection resumed):
+	 * consume what is whole, hand each request to conn_request().
+	 */
+	void		(*input)(struct conn *c);
+	/*
+	 * About to write: the bytes for the socket (made from the lines in
+	 * c->out), or NULL to close now.  Called again once they are all
+	 * written, until it gives an empty buffer.
+	 */
+	struct buf	*(*output)(struct conn *c);
+	/* c is being freed (outside any callback): release tp_data. */
+	void		(*free)(struct conn *c);
+};
+
 /* Worker-wide settings and state of the connection layer. */
 struct conn_env {
 	struct ev_loop		*loop;
@@ -86,6 +106,8 @@ struct conn {
 	double		 rl_tokens;	/* rate limit: requests available */
 	double		 rl_debt;	/* refused requests not yet forgiven */
 	ev_tstamp	 rl_stamp;
+	const struct conn_transport *tp;	/* NULL: plain TCP */
+	void		*tp_data;		/* the transport's state */
 
 	/* the handler's per-client state; freed by handler->release */
 	struct session	*sess;
@@ -140,6 +162,11 @@ void	conn_foreach(void (*fn)(struct conn *c, void *arg), void *arg);
 int	conn_send(struct conn *c, const void *p, size_t n);
 /* The same for what was appended to c->out directly. */
 int	conn_sent(struct conn *c);
+/*
+ * One whole request from a transport: the rate limit, then the
+ * handler, as for a frame read on TCP.
+ */
+void	conn_request(struct conn *c, const char *p, size_t n);
 /* Hold further requests until conn_resume (an async answer is due). */
 void	conn_pause(struct conn *c);
 void	conn_resume(struct conn *c);

@@ -15,7 +15,8 @@
  * while the slot has no worker, so the kernel hands no connection to a
  * socket nobody serves.
  */
-int	master_listen(const struct config *cfg, char *err, size_t errlen);
+int	master_listen(const char *what, const char *host, int port, char *err,
+	    size_t errlen);
 int	master_init(struct node *n);
 /*
  * Fork the workers and supervise them until told to stop.  Blocks

@@ -22,6 +22,7 @@ struct node {
 	int			 foreground;
 	int			 nslots;
 	int			*listen_fds;	/* one SO_REUSEPORT socket per slot */
+	int			*ws_listen_fds;	/* the same for websocket_listen, or NULL */
 	struct online		*online;
 	struct guard		*guard;		/* per-address and login limits */
 	struct channel_set	 chans;

@@ -38,19 +38,23 @@ usage(void)
 	exit(1);
 }
 
-/* One SO_REUSEPORT socket per worker: the kernel spreads connections. */
+/*
+ * One SO_REUSEPORT socket per worker: the kernel spreads connections.
+ * what names the key in messages; *fdsp gets nslots sockets.
+ */
 static int
-listen_sockets(struct node *n)
+listen_sockets(struct node *n, const char *what, const char *host,
+    int portnum, int **fdsp)
 {
 	char	 err[256];
-	int	 i;
+	int	 i, *fds;
 
-	if ((n->listen_fds = calloc(n->nslots, sizeof(int))) == NULL)
+	if ((fds = *fdsp = calloc(n->nslots, sizeof(int))) == NULL)
 		fatal("calloc");
 	for (i = 0; i < n->nslots; i++)
-		n->listen_fds[i] = -1;
+		fds[i] = -1;
 	for (i = 0; i < n->nslots; i++)
-		if ((n->listen_fds[i] = master_listen(&n->cfg, err,
+		if ((fds[i] = master_listen(what, host, portnum, err,
 		    sizeof(err))) == -1) {
 			log_warnx("%s", err);
 			return -1;
@@ -271,7 +275,12 @@ main(int argc, char *argv[])
 			    n.cfg.user);
 		return 1;
 	}
-	if (listen_sockets(&n) == -1)
+	if (listen_sockets(&n, "listen", n.cfg.listen_host,
+	    n.cfg.listen_port, &n.listen_fds) == -1)
+		return 1;
+	if (n.cfg.websocket_listen != NULL && listen_sockets(&n,
+	    "websocket_listen", n.cfg.websocket_host, n.cfg.websocket_port,
+	    &n.ws_listen_fds) == -1)
 		return 1;
 	/* the bound port proves no live instance owns this table name */
 	n.online = online_create(n.cfg.shm_name, n.cfg.max_online, n.nslots,
@@ -322,10 +331,14 @@ main(int argc, char *argv[])
 	guard_destroy(n.guard);
 	channel_destroy(&n.chans);
 	unlink(n.cfg.pid_file);
-	for (ch = 0; ch < n.nslots; ch++)
+	for (ch = 0; ch < n.nslots; ch++) {
 		if (n.listen_fds[ch] != -1)
 			close(n.listen_fds[ch]);
+		if (n.ws_listen_fds != NULL && n.ws_listen_fds[ch] != -1)
+			close(n.ws_listen_fds[ch]);
+	}
 	free(n.listen_fds);
+	free(n.ws_listen_fds);
 	cfg_free(&n.cfg);
 	if (n.config_path != path)
 		free((char *)n.config_path);	/* from realpath() */

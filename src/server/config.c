@@ -42,6 +42,10 @@
 #define LOCALSTATEDIR	"/var"
 #endif
 
+#ifndef DATADIR
+#define DATADIR		"/usr/local/share/chatd"
+#endif
+
 #define CFG_LINE_MAX	4096	/* longest line accepted */
 #define CFG_SECRET_MAX	1024	/* longest db_password accepted */
 #define CFG_WORKERS_MAX	64
@@ -257,6 +261,15 @@ static const struct cfg_key cfg_keys[] = {
 	{ "metrics_listen", CFG_STRING, OFF(metrics_listen), NULL,
 	    0, 0, RESTART, check_metrics_listen,
 	    "host:port (or port: loopback) for /metrics and /health" },
+	{ "websocket_listen", CFG_HOSTPORT, OFF(websocket_listen), NULL,
+	    1, 65535, RESTART, NULL,
+	    "address:port for browsers (WebSocket and the web page)" },
+	{ "websocket_origins", CFG_STRING, OFF(websocket_origins), "self",
+	    0, 0, RELOAD, NULL,
+	    "origins allowed to open a WebSocket: self, * or URLs" },
+	{ "www_root", CFG_STRING, OFF(www_root), DATADIR "/www",
+	    0, 0, RELOAD, NULL,
+	    "directory of the web client served on websocket_listen" },
 };
 
 #define CFG_NKEYS	(sizeof(cfg_keys) / sizeof(cfg_keys[0]))
@@ -730,6 +743,25 @@ cfg_derive(struct config *cfg, char *why, size_t len)
 		return -1;
 	}
 
+	k = cfg_find("websocket_listen");
+	free(cfg->websocket_host);
+	cfg->websocket_host = NULL;
+	cfg->websocket_port = 0;
+	if (cfg->websocket_listen != NULL && hostport_parse(
+	    cfg->websocket_listen, k->min, k->max, &cfg->websocket_host,
+	    &cfg->websocket_port, &hwhy) == -1) {
+		snprintf(why, len, "websocket_listen: %s", hwhy);
+		return -1;
+	}
+	/* SO_REUSEPORT would share one port between the two listeners */
+	if (cfg->websocket_host != NULL &&
+	    cfg->websocket_port == cfg->listen_port &&
+	    strcmp(cfg->websocket_host, cfg->listen_host) == 0) {
+		snprintf(why, len, "websocket_listen: the same address as "
+		    "listen");
+		return -1;
+	}
+
 	free(cfg->metrics_host);
 	cfg->metrics_host = NULL;
 	cfg->metrics_port = 0;
@@ -1084,6 +1116,7 @@ cfg_free(struct config *cfg)
 	free(cfg->listen_host);
 	free(cfg->redis_host);
 	free(cfg->metrics_host);
+	free(cfg->websocket_host);
 	free_secret(&cfg->db_password);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -269,7 +269,7 @@ conn_resume(struct conn *c)
 		return;
 	c->paused = 0;
 	/* requests that arrived meanwhile come first, in order */
-	if (buf_used(&c->in) > 0)
+	if (buf_used(&c->in) > 0 || c->tp != NULL)
 		conn_input(c, NULL, 0);
 	if (!c->paused && !c->closing && !c->close_after_flush)
 		ev_io_start(env.loop, &c->rio);
@@ -361,7 +361,8 @@ conn_close_after_flush(struct conn *c, const char *why)
 {
 	if (c->closing)
 		return;
-	if (buf_used(&c->out) == 0) {
+	/* a transport may still have bytes to write (a close frame) */
+	if (buf_used(&c->out) == 0 && c->tp == NULL) {
 		conn_close(c, why);
 		return;
 	}
@@ -390,6 +391,8 @@ conn_reap(void)
 			continue;
 		}
 		*pp = c->free_next;
+		if (c->tp != NULL && c->tp->free != NULL)
+			c->tp->free(c);
 		if (env.handler->release != NULL)
 			env.handler->release(c);
 		free(c);
@@ -412,22 +415,31 @@ conn_flush_all(void)
 static void
 conn_flush(struct conn *c)
 {
-	ssize_t	 n;
-	size_t	 left;
+	struct buf	*ob;
+	ssize_t		 n;
+	size_t		 left;
 
-	while ((left = buf_used(&c->out)) > 0) {
-		n = write(c->fd, buf_head(&c->out), left);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				ev_io_start(env.loop, &c->wio);
+	/* a transport turns c->out into its own bytes, a batch at a time */
+	while ((ob = c->tp == NULL ? &c->out : c->tp->output(c)) != NULL &&
+	    buf_used(ob) > 0) {
+		while ((left = buf_used(ob)) > 0) {
+			n = write(c->fd, buf_head(ob), left);
+			if (n == -1) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN) {
+					ev_io_start(env.loop, &c->wio);
+					return;
+				}
+				conn_close(c, strerror(errno));
 				return;
 			}
-			conn_close(c, strerror(errno));
-			return;
+			buf_consume(ob, n);
 		}
-		buf_consume(&c->out, n);
+	}
+	if (ob == NULL || c->closing) {
+		conn_close(c, "transport closed");
+		return;
 	}
 	ev_io_stop(env.loop, &c->wio);
 	if (c->close_after_flush) {
@@ -533,6 +545,13 @@ conn_rate_ok(struct conn *c)
 	return 0;
 }
 
+void
+conn_request(struct conn *c, const char *p, size_t n)
+{
+	if (!c->closing && !c->close_after_flush && conn_rate_ok(c))
+		env.handler->frame(c, p, n, FRAME_OK);
+}
+
 /*
  * Split data (or, with data == NULL, c->in) into frames and hand them
  * to the handler until the input is used up or the connection pauses.
@@ -545,6 +564,14 @@ conn_input(struct conn *c, const char *data, size_t len)
 	size_t		  off, vlen, consumed;
 	int		  from_in = data == NULL;
 
+	if (c->tp != NULL) {
+		if (!from_in && buf_append(&c->in, data, len) == -1) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		c->tp->input(c);
+		return;
+	}
 	if (from_in) {
 		data = buf_head(&c->in);
 		len = buf_used(&c->in);

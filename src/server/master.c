@@ -57,7 +57,8 @@ static double		 stop_deadline;
 static struct buf	 cfg_msg = BUF_INIT;	/* the last reload, packed */
 
 int
-master_listen(const struct config *cfg, char *err, size_t errlen)
+master_listen(const char *what, const char *host, int portnum, char *err,
+    size_t errlen)
 {
 	struct addrinfo	 hints, *res, *ai;
 	char		 port[16];
@@ -67,9 +68,9 @@ master_listen(const struct config *cfg, char *err, size_t errlen)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%d", cfg->listen_port);
-	if ((e = getaddrinfo(cfg->listen_host, port, &hints, &res)) != 0) {
-		snprintf(err, errlen, "listen %s: %s", cfg->listen,
+	snprintf(port, sizeof(port), "%d", portnum);
+	if ((e = getaddrinfo(host, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "%s %s:%d: %s", what, host, portnum,
 		    gai_strerror(e));
 		return -1;
 	}
@@ -93,7 +94,7 @@ master_listen(const struct config *cfg, char *err, size_t errlen)
 	}
 	freeaddrinfo(res);
 	if (fd == -1)
-		snprintf(err, errlen, "listen %s: %s", cfg->listen,
+		snprintf(err, errlen, "%s %s:%d: %s", what, host, portnum,
 		    strerror(e));
 	return fd;
 }
@@ -102,6 +103,10 @@ master_listen(const struct config *cfg, char *err, size_t errlen)
 static void
 listener_close(struct node *n, int i)
 {
+	if (n->ws_listen_fds != NULL && n->ws_listen_fds[i] != -1) {
+		close(n->ws_listen_fds[i]);
+		n->ws_listen_fds[i] = -1;
+	}
 	if (n->listen_fds[i] == -1)
 		return;
 	close(n->listen_fds[i]);
@@ -117,7 +122,14 @@ spawn(struct node *n, int i)
 	pid_t				 pid;
 
 	if (n->listen_fds[i] == -1 &&
-	    (n->listen_fds[i] = master_listen(&n->cfg, err,
+	    (n->listen_fds[i] = master_listen("listen", n->cfg.listen_host,
+	    n->cfg.listen_port, err, sizeof(err))) == -1) {
+		log_warnx("worker %d: %s", i, err);
+		return -1;
+	}
+	if (n->ws_listen_fds != NULL && n->ws_listen_fds[i] == -1 &&
+	    (n->ws_listen_fds[i] = master_listen("websocket_listen",
+	    n->cfg.websocket_host, n->cfg.websocket_port, err,
 	    sizeof(err))) == -1) {
 		log_warnx("worker %d: %s", i, err);
 		return -1;

@@ -29,6 +29,7 @@
 #include "store.h"
 #include "util.h"
 #include "worker.h"
+#include "ws.h"
 
 #define ACCEPTS_PER_EVENT	64
 #define CHANNEL_MSGS_PER_EVENT	256
@@ -51,6 +52,7 @@ static struct pubsub	*pubsub;	/* cluster mode only */
 static struct chanq	*chanqs;
 static char		*chan_rbuf;
 static ev_io		 accept_io, chan_io, auth_io, master_io;
+static ev_io		 ws_accept_io;	/* websocket_listen, if set */
 static ev_timer		 accept_retry, stop_timer;
 static ev_timer		 health_timer;	/* heartbeat, store and Redis state */
 static int		 health_ticks;
@@ -166,11 +168,15 @@ node_connections(void)
 
 /* One error line (ERR_LIMIT) to a connection we do not take. */
 static void
-refuse(int fd, enum proto_refuse why)
+refuse(int fd, enum proto_refuse why, int ws)
 {
 	struct buf	 b = BUF_INIT;
 
-	if (proto_put_refuse(&b, why) == 0)
+	if (ws) {	/* an HTTP client: an HTTP answer */
+		const char *t = why == PROTO_REFUSE_PER_ADDR ?
+		    ws_refuse_per_ip : ws_refuse_full;
+		(void)!write(fd, t, strlen(t));
+	} else if (proto_put_refuse(&b, why) == 0)
 		(void)!write(fd, buf_head(&b), buf_used(&b));
 	buf_free(&b);
 	close(fd);
@@ -229,7 +235,7 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 	socklen_t		 slen;
 	struct conn		*c;
 	uint64_t		 akey;
-	int			 i, fd, one = 1;
+	int			 i, fd, one = 1, ws = w == &ws_accept_io;
 
 	for (i = 0; i < ACCEPTS_PER_EVENT; i++) {
 		slen = sizeof(ss);
@@ -248,7 +254,7 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 			return;
 		}
 		if (node_connections() >= (uint64_t)node->cfg.max_connections) {
-			refuse(fd, PROTO_REFUSE_FULL);
+			refuse(fd, PROTO_REFUSE_FULL, ws);
 			continue;
 		}
 		/* a balancer: the client's address comes in its header */
@@ -257,7 +263,11 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 			    sizeof(one));
 			if ((c = conn_new(fd, &ss, 0)) == NULL) {
-				refuse(fd, PROTO_REFUSE_FULL);
+				refuse(fd, PROTO_REFUSE_FULL, ws);
+				continue;
+			}
+			if (ws && ws_attach(c) == -1) {
+				conn_close(c, "out of memory");
 				continue;
 			}
 			conn_expect_proxy(c);
@@ -270,14 +280,18 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 		if (guard_conn_add(node->guard, my_slot, akey,
 		    node->cfg.max_connections_per_ip) == -1) {
 			__atomic_add_fetch(&stats->errors, 1, __ATOMIC_RELAXED);
-			refuse(fd, PROTO_REFUSE_PER_ADDR);
+			refuse(fd, PROTO_REFUSE_PER_ADDR, ws);
 			continue;
 		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
 		if ((c = conn_new(fd, &ss, akey)) == NULL) {
 			guard_conn_del(node->guard, my_slot, akey);
-			refuse(fd, PROTO_REFUSE_FULL);
+			refuse(fd, PROTO_REFUSE_FULL, ws);
+			continue;
+		}
+		if (ws && ws_attach(c) == -1) {
+			conn_close(c, "out of memory");
 			continue;
 		}
 		__atomic_add_fetch(&stats->accepted, 1, __ATOMIC_RELAXED);
@@ -287,8 +301,11 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 static void
 accept_retry_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	if (!stopping)
-		ev_io_start(l, &accept_io);
+	if (stopping)
+		return;
+	ev_io_start(l, &accept_io);
+	if (node->ws_listen_fds != NULL)
+		ev_io_start(l, &ws_accept_io);
 }
 
 /* ---- loop housekeeping ------------------------------------------------- */
@@ -348,6 +365,7 @@ worker_stop(const char *why)
 	stopping = 1;
 	log_info("stopping: %s", why);
 	ev_io_stop(loop, &accept_io);
+	ev_io_stop(loop, &ws_accept_io);
 	ev_timer_stop(loop, &accept_retry);
 	conn_foreach(close_one, "server stopping");
 	ev_timer_init(&stop_timer, stop_timer_cb, STOP_FLUSH_SECONDS, 0.);
@@ -559,8 +577,11 @@ worker_init_process(void)
 	sigprocmask(SIG_SETMASK, &set, NULL);
 	close(node->master_pipe[1]);
 	for (i = 0; i < node->nslots; i++)
-		if (i != my_slot)
+		if (i != my_slot) {
 			close(node->listen_fds[i]);
+			if (node->ws_listen_fds != NULL)
+				close(node->ws_listen_fds[i]);
+		}
 	channel_child_init(&node->chans, my_slot);
 	/* the previous worker of this slot took its connections with it */
 	guard_slot_reset(node->guard, my_slot);
@@ -670,6 +691,12 @@ worker_main(struct node *n, int slot)
 
 	ev_io_init(&accept_io, accept_cb, n->listen_fds[slot], EV_READ);
 	ev_io_start(loop, &accept_io);
+	if (n->ws_listen_fds != NULL) {
+		ws_init(&n->cfg);
+		ev_io_init(&ws_accept_io, accept_cb, n->ws_listen_fds[slot],
+		    EV_READ);
+		ev_io_start(loop, &ws_accept_io);
+	}
 	ev_timer_init(&accept_retry, accept_retry_cb, 0.1, 0.);
 	/* store_open worked: the store answers (the master set "unknown") */
 	__atomic_store_n(&stats->store_ok, 1, __ATOMIC_RELAXED);

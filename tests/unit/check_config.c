@@ -353,6 +353,10 @@ static const struct {
 	    "\"300.1.1.1:6000\" (bad IPv4 address)\n" },
 	{ "listen = bad_-.host!:6000\n", "1: bad host:port for listen: "
 	    "\"bad_-.host!:6000\" (bad host name)\n" },
+	{ "websocket_listen = 8080\n", "1: bad host:port for "
+	    "websocket_listen: \"8080\" (missing port)\n" },
+	{ "listen = 127.0.0.1:6000\nwebsocket_listen = 127.0.0.1:6000\n",
+	    " websocket_listen: the same address as listen\n" },
 	{ "redis = [::1:6379\n",
 	    "1: bad host:port for redis: \"[::1:6379\" (missing ']')\n" },
 	{ "redis = [fe80::zz]:6379\n", "1: bad host:port for redis: "

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""The web client in a real headless Chromium (issue 16).
+
+chatd serves www/ on its WebSocket listener; two Chromium windows
+(selenium + chromedriver) open the page, register two users, make them
+friends and chat both ways, then chat in a group where a TCP user (the
+seed protocol over a plain socket) takes part too.  A message holding
+HTML is shown as text, never run.  Screenshots are kept under the build
+tree in tests/integ/screenshots/ as test artefacts.
+
+Without chromium, chromedriver or python3-selenium the test is SKIPPED
+(exit 77) with a banner, except in CI (CI=true), where it FAILS.
+"""
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+
+sys.dont_write_bytecode = True     # nothing written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chatlib  # noqa: E402
+import cluster  # noqa: E402
+from chatlib import ONE_CHAT, GROUP_CHAT, unique  # noqa: E402
+
+SKIP = 77
+WAIT = 15.0
+XSS = '<img src=x onerror="document.title=\'pwned\';window.__xss=1">'
+
+
+def _import_selenium():
+    try:
+        import selenium.webdriver  # noqa: F401
+    except ImportError:
+        # Debian's python3-selenium, when python3 is not Debian's own
+        sys.path.append("/usr/lib/python3/dist-packages")
+        import selenium.webdriver  # noqa: F401
+    from selenium import webdriver
+    return webdriver
+
+
+def require():
+    missing = []
+    browser = cluster.find_prog("chromium") or cluster.find_prog(
+        "chromium-browser")
+    driver = cluster.find_prog("chromedriver")
+    if not browser:
+        missing.append("chromium (apt-get install chromium)")
+    if not driver:
+        missing.append("chromedriver (apt-get install chromium-driver)")
+    try:
+        _import_selenium()
+    except ImportError:
+        missing.append("selenium (apt-get install python3-selenium)")
+    if not missing:
+        return browser, driver
+    name = os.path.basename(sys.argv[0])
+    if cluster.in_ci():
+        sys.stderr.write("%s: FAIL: CI=true and missing: %s\n"
+                         % (name, "; ".join(missing)))
+        sys.exit(1)
+    banner = "*" * 72
+    sys.stderr.write("\n%s\n*** %s SKIPPED: missing %s\n*** scripts/deps "
+                     "installs them; in CI this is a failure.\n%s\n"
+                     % (banner, name, "; ".join(missing), banner))
+    sys.exit(SKIP)
+
+
+def shots_dir():
+    top = os.environ.get("CHATD_TOP_BUILDDIR") or os.getcwd()
+    d = os.path.join(top, "tests", "integ", "screenshots")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+class Page:
+    """One browser window on the chat page."""
+
+    def __init__(self, tag, url, browser, driver, profile):
+        webdriver = _import_selenium()
+        from selenium.webdriver.chrome.service import Service
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = browser
+        for a in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                  "--disable-dev-shm-usage", "--window-size=1100,760",
+                  "--no-first-run", "--disable-extensions",
+                  "--user-data-dir=" + profile):
+            opts.add_argument(a)
+        self.tag = tag
+        self.d = webdriver.Chrome(service=Service(driver), options=opts)
+        self.d.set_page_load_timeout(WAIT)
+        self.d.get(url)
+        self.wait(lambda: self.text("conn") == "connected", "connected")
+
+    def quit(self):
+        try:
+            self.d.quit()
+        except Exception:       # noqa: BLE001 - best effort at teardown
+            pass
+
+    # ---- small helpers --------------------------------------------
+
+    def by_id(self, i):
+        return self.d.find_element("id", i)
+
+    def text(self, i):
+        return self.by_id(i).text
+
+    def js(self, script, *args):
+        return self.d.execute_script(script, *args)
+
+    def wait(self, pred, what, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if pred():
+                    return
+            except Exception:   # noqa: BLE001 - the page is still changing
+                pass
+            time.sleep(0.05)
+        self.shot("timeout")
+        raise AssertionError("%s: %s not seen within %.0f s (status: %r)"
+                             % (self.tag, what, timeout, self.text("status")))
+
+    def fill(self, i, value):
+        e = self.by_id(i)
+        e.clear()
+        e.send_keys(value)
+
+    def click(self, i):
+        self.by_id(i).click()
+
+    def shot(self, name):
+        p = os.path.join(shots_dir(), "%s-%s.png" % (self.tag, name))
+        self.d.save_screenshot(p)
+        return p
+
+    # ---- what a user does ------------------------------------------
+
+    def register(self, name, password):
+        self.fill("reg-name", name)
+        self.fill("reg-pass", password)
+        self.click("reg-btn")
+        self.wait(lambda: "your id is" in self.text("status"), "registered")
+        return int(re.search(r"your id is (\d+)", self.text("status"))
+                   .group(1))
+
+    def login(self, who, password):
+        self.fill("login-name", str(who))
+        self.fill("login-pass", password)
+        self.click("login-btn")
+        self.wait(lambda: self.by_id("app").is_displayed() and
+                  not self.by_id("auth").is_displayed(), "logged in")
+
+    def list_items(self, list_id):
+        """[(data-id, text)] of #friends or #groups."""
+        return self.js(
+            "return Array.from(document.querySelectorAll('#' + arguments[0]"
+            " + ' > li')).map(li => [li.dataset.id, li.textContent,"
+            " li.dataset.state || '']);", list_id)
+
+    def open(self, list_id, ident):
+        self.wait(lambda: any(i == str(ident) for i, _, _ in
+                              self.list_items(list_id)),
+                  "%s %s in the list" % (list_id, ident))
+        self.d.find_element(
+            "css selector", "#%s > li[data-id='%s']" % (list_id, ident)).click()
+
+    def send(self, text):
+        e = self.by_id("msg-input")
+        e.clear()
+        self.js("arguments[0].value = arguments[1];", e, text)
+        self.click("send-btn")
+
+    def messages(self):
+        """[(text, mine, state)] shown in the open conversation."""
+        return self.js(
+            "return Array.from(document.querySelectorAll('#messages > li'))"
+            ".map(li => [li.querySelector('.text').textContent,"
+            " li.classList.contains('mine'), li.dataset.state || '']);")
+
+    def wait_message(self, text, mine=False):
+        self.wait(lambda: any(t == text and m == mine
+                              for t, m, _ in self.messages()),
+                  "message %r" % text)
+
+
+class Browser(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.browser, cls.driver = require()
+        cls.ws_port = chatlib.free_port()
+        cls.ctl_dir = tempfile.mkdtemp(prefix="chatd-ctl-", dir="/tmp")
+        cls.S = chatlib.Server(workers=2, extra={
+            "websocket_listen": "127.0.0.1:%d" % cls.ws_port,
+            "www_root": os.path.join(cluster.SRCDIR, "www"),
+            "control_socket": os.path.join(cls.ctl_dir, "ctl.sock"),
+        })
+        cls.S.start()
+        cls.tmp = tempfile.mkdtemp(prefix="chatd-browser-")
+        cls.pages = []
+        url = "http://127.0.0.1:%d/" % cls.ws_port
+        try:
+            for tag in ("alice", "bob"):
+                cls.pages.append(Page(tag, url, cls.browser, cls.driver,
+                                      os.path.join(cls.tmp, tag)))
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in cls.pages:
+            p.quit()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        cls.S.__exit__(None, None, None)
+        shutil.rmtree(cls.ctl_dir, ignore_errors=True)
+
+    def test_two_browsers_and_a_tcp_user(self):
+        a, b = self.pages
+        an, bn = unique("alice"), unique("bob")
+        aid = a.register(an, "pw a")
+        bid = b.register(bn, "pw b")
+        a.shot("1-registered")
+        a.login(an, "pw a")             # by name
+        b.login(bid, "pw b")            # by id
+        self.assertIn(an, a.text("me"))
+
+        # friends, with their state
+        a.fill("friend-id", str(bid))
+        a.click("add-friend-btn")
+        a.wait(lambda: [(i, s) for i, _, s in a.list_items("friends")] ==
+               [(str(bid), "online")], "bob online in alice's friends")
+        b.click("refresh-btn")
+        b.wait(lambda: any(i == str(aid) for i, _, _ in
+                           b.list_items("friends")), "alice in bob's list")
+
+        # one to one, both ways, acknowledged
+        a.open("friends", bid)
+        a.send("hello bob")
+        b.open("friends", aid)
+        b.wait_message("hello bob")
+        a.wait(lambda: a.messages()[-1][2] == "delivered",
+               "the chat shown as delivered")
+        b.send("hello alice \u00e9\U0001F600")
+        a.wait_message("hello alice \u00e9\U0001F600")
+
+        # HTML in a message is text
+        a.send(XSS)
+        b.wait_message(XSS)
+        time.sleep(0.3)
+        self.assertEqual(b.js("return document.querySelectorAll("
+                              "'#messages img').length;"), 0)
+        self.assertIsNone(b.js("return window.__xss;"))
+        self.assertNotEqual(b.d.title, "pwned")
+        b.shot("2-html-as-text")
+
+        # a group with a TCP user in it
+        carol = self.S.user("carol")
+        gname = unique("grp")
+        a.fill("group-name", gname)
+        a.fill("group-desc", "<b>not bold</b>")
+        a.click("create-group-btn")
+        a.wait(lambda: any(gname in t for _, t, _ in a.list_items("groups")),
+               "the new group")
+        gid = next(i for i, t, _ in a.list_items("groups") if gname in t)
+        b.fill("group-id", gid)
+        b.click("join-group-btn")
+        b.wait(lambda: any(i == gid for i, _, _ in b.list_items("groups")),
+               "bob in the group")
+        carol.c.addgroup(carol.id, int(gid))
+        carol.c.ping()
+        a.click("refresh-btn")
+        a.wait(lambda: carol.name in next(
+            t for i, t, _ in a.list_items("groups") if i == gid),
+            "carol among the members")
+        a.open("groups", gid)
+        a.send("hello group")
+        b.open("groups", gid)
+        b.wait_message("hello group")
+        m = carol.c.recv_msgid(GROUP_CHAT)
+        self.assertEqual((m["id"], m["msg"]), (aid, "hello group"))
+        carol.groupchat(int(gid), "carol here, over TCP")
+        a.wait_message("carol here, over TCP")
+        b.wait_message("carol here, over TCP")
+        b.send("bob to the group")
+        a.wait_message("bob to the group")
+        m = carol.c.recv_msgid(GROUP_CHAT)
+        self.assertEqual((m["id"], m["msg"]), (bid, "bob to the group"))
+        self.assertIn(carol.name, a.text("chat-members"))
+        a.shot("3-group")
+        b.shot("3-group")
+
+        # the TCP user writes to alice directly, and gets an answer
+        carol.chat(aid, "a word from TCP")
+        a.open("friends", carol.id)
+        a.wait_message("a word from TCP")
+        a.send("answer to TCP")
+        m = carol.c.recv_msgid(ONE_CHAT)
+        self.assertEqual((m["id"], m["name"], m["msg"]),
+                         (aid, an, "answer to TCP"))
+
+        # offline messages at login
+        b.click("logout-btn")
+        b.wait(lambda: b.by_id("auth").is_displayed() and
+               not b.by_id("app").is_displayed(), "bob logged out")
+        a.open("friends", bid)
+        a.send("while you were away")
+        a.wait(lambda: a.messages()[-1][2] == "delivered", "stored")
+        b.login(bn, "pw b")
+        b.open("friends", aid)
+        b.wait_message("while you were away")
+        self.assertTrue(b.js("return document.querySelector("
+                             "'#messages > li.offline') !== null;"))
+        b.shot("4-offline")
+
+        # the server drops alice (chatctl kick): the page reconnects, logs
+        # in again by itself and goes on
+        ctl = os.environ.get("CHATCTL_BIN") or os.path.join(
+            os.path.dirname(chatlib.chatd_bin()), "chatctl")
+        logins = a.js("return state.logins;")
+        r = chatlib.run([ctl, "-s", os.path.join(self.ctl_dir, "ctl.sock"),
+                         "kick", str(aid)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        a.wait(lambda: a.js("return state.drops;") == 1 and
+               a.js("return state.logins;") > logins and
+               a.text("conn") == "connected", "reconnected and logged in")
+        a.send("alice is back")
+        b.wait_message("alice is back")
+        a.shot("4-end")
+
+
+if __name__ == "__main__":
+    require()
+    unittest.main(verbosity=2)

@@ -1,0 +1,189 @@
+/* check_http.c - request heads, the WebSocket handshake, origins, file names. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+#define HS(extra) \
+	"GET /chat HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" \
+	"Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n" \
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" \
+	"Sec-WebSocket-Version: 13\r\n" extra "\r\n"
+
+static enum http_status
+parse(const char *s, struct http_req *r)
+{
+	return http_parse(s, strlen(s), 8192, r);
+}
+
+START_TEST(test_rfc_example)
+{
+	struct http_req	 r;
+	char		 acc[HTTP_ACCEPT_LEN + 1];
+	const char	*s = HS("Origin: http://127.0.0.1:8080\r\n");
+
+	ck_assert_int_eq(parse(s, &r), HTTP_OK);
+	ck_assert_uint_eq(r.head_len, strlen(s));
+	ck_assert_int_eq(http_ws_check(&r), HTTP_WS_UPGRADE);
+	ck_assert_int_eq(http_ws_accept(&r.key, acc), 0);
+	/* RFC 6455 section 1.3 */
+	ck_assert_str_eq(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+	ck_assert_int_eq(r.path.len, 5);
+	ck_assert_int_eq(http_origin_check(&r, "self"), HTTP_ORIGIN_OK);
+	ck_assert_int_eq(http_origin_check(&r, "https://other.example"),
+	    HTTP_ORIGIN_DENIED);
+	ck_assert_int_eq(http_origin_check(&r,
+	    "https://a.example, HTTP://127.0.0.1:8080"), HTTP_ORIGIN_OK);
+	ck_assert_int_eq(http_origin_check(&r, "*"), HTTP_ORIGIN_OK);
+	ck_assert_int_eq(http_origin_check(&r, ""), HTTP_ORIGIN_DENIED);
+}
+END_TEST
+
+START_TEST(test_partial_and_limits)
+{
+	struct http_req	 r;
+	const char	*s = HS("");
+	size_t		 i;
+	char		*big;
+
+	for (i = 0; i < strlen(s); i++)
+		ck_assert_int_eq(http_parse(s, i, 8192, &r), HTTP_NEED_MORE);
+	ck_assert_int_eq(http_parse(s, strlen(s), 20, &r), HTTP_TOO_BIG);
+	big = malloc(9000);
+	memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+	memset(big + 19, 'a', 9000 - 19);
+	ck_assert_int_eq(http_parse(big, 9000, 8192, &r), HTTP_TOO_BIG);
+	free(big);
+	/* LF alone ends lines too */
+	ck_assert_int_eq(parse("GET / HTTP/1.1\nHost: x\n\n", &r), HTTP_OK);
+	ck_assert_int_eq(http_ws_check(&r), HTTP_WS_PLAIN);
+}
+END_TEST
+
+START_TEST(test_bad_heads)
+{
+	static const char *bad[] = {
+		"\r\n\r\n",
+		"GET\r\n\r\n",
+		"GET / HTTP/2.0\r\n\r\n",
+		"GET /  HTTP/1.1\r\n\r\n",
+		"GET / HTTP/1.1 \r\n\r\n",
+		"G(T / HTTP/1.1\r\n\r\n",
+		"GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+		"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+		"GET / HTTP/1.1\r\nA: b\x01\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		"GET /\x7f HTTP/1.1\r\n\r\n",
+	};
+	struct http_req	 r;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(parse(bad[i], &r) == HTTP_BAD, "case %zu", i);
+	ck_assert_int_eq(http_parse("GET / HTTP/1.1\r\nA: \0\r\n\r\n", 24,
+	    8192, &r), HTTP_BAD);
+}
+END_TEST
+
+START_TEST(test_bad_handshakes)
+{
+	struct http_req	 r;
+
+	ck_assert_int_eq(parse("POST / HTTP/1.1\r\nHost: x\r\n\r\n", &r),
+	    HTTP_OK);
+	ck_assert_int_eq(http_ws_check(&r), HTTP_WS_METHOD);
+	ck_assert_int_eq(parse(HS("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+	    &r), HTTP_OK);
+	ck_assert_int_eq(http_ws_check(&r), HTTP_WS_BAD);
+	ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\nSec-WebSocket-Key: short==\r\n"
+	    "Sec-WebSocket-Version: 13\r\n\r\n", &r), HTTP_OK);
+	ck_assert_int_eq(http_ws_check(&r), HTTP_WS_BAD);
+	ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	    "Sec-WebSocket-Version: 13\r\n\r\n", &r), HTTP_OK);
+	ck_assert_int_eq(http_ws_check(&r), HTTP_WS_BAD);	/* no Connection */
+	ck_assert_int_eq(parse("GET / HTTP/1.1\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	    "Sec-WebSocket-Version: 13\r\n\r\n", &r), HTTP_OK);
+	ck_assert_int_eq(http_ws_check(&r), HTTP_WS_BAD);	/* no Host */
+	ck_assert_int_eq(parse("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	    "Sec-WebSocket-Version: 8\r\n\r\n", &r), HTTP_OK);
+	ck_assert_int_eq(http_ws_check(&r), HTTP_WS_VERSION);
+	ck_assert_int_eq(parse(HS("Origin: http://evil.example\r\n"), &r),
+	    HTTP_OK);
+	ck_assert_int_eq(http_origin_check(&r, "self"), HTTP_ORIGIN_DENIED);
+	ck_assert_int_eq(parse(HS(""), &r), HTTP_OK);
+	ck_assert_int_eq(http_origin_check(&r, "self"), HTTP_ORIGIN_OK);
+}
+END_TEST
+
+START_TEST(test_static_names)
+{
+	static const char *no[] = {
+		"", "x", "//", "/../etc/passwd", "/..", "/.hidden",
+		"/a/b", "/%2e%2e/x", "/a\\b", "/www/../x", "/ index",
+	};
+	struct http_str	 p;
+	char		 name[32];
+	size_t		 i;
+
+	for (i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+		p.p = no[i];
+		p.len = strlen(no[i]);
+		ck_assert_msg(http_static_name(&p, name, sizeof(name)) == -1,
+		    "%s accepted", no[i]);
+	}
+	p.p = "/";
+	p.len = 1;
+	ck_assert_int_eq(http_static_name(&p, name, sizeof(name)), 0);
+	ck_assert_str_eq(name, "index.html");
+	p.p = "/app.js";
+	p.len = 7;
+	ck_assert_int_eq(http_static_name(&p, name, sizeof(name)), 0);
+	ck_assert_str_eq(name, "app.js");
+	p.p = "/a-very-long-name-that-does-not-fit.js";
+	p.len = strlen(p.p);
+	ck_assert_int_eq(http_static_name(&p, name, sizeof(name)), -1);
+	ck_assert_str_eq(http_mime("app.js"), "text/javascript; charset=utf-8");
+	ck_assert_str_eq(http_mime("x.bin"), "application/octet-stream");
+}
+END_TEST
+
+static Suite *
+http_suite(void)
+{
+	Suite	*s = suite_create("http");
+	TCase	*tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, test_rfc_example);
+	tcase_add_test(tc, test_partial_and_limits);
+	tcase_add_test(tc, test_bad_heads);
+	tcase_add_test(tc, test_bad_handshakes);
+	tcase_add_test(tc, test_static_names);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner	*sr;
+	int	 failed;
+
+	sr = srunner_create(http_suite());
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
