@@ -419,22 +419,25 @@ route_publish(struct conn *c, int32_t sender, int refmsgid,
  * whose queue this one took over.  Only this worker took it, so if uid
  * is not here it is stored here: exactly once either way.
  */
-void
+enum pubsub_result
 chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
 {
 	if (len == 0 || line[len - 1] != '\n') {
 		log_warnx("redis: dropping a malformed line for %d", (int)uid);
-		return;
+		return PUBSUB_DELIVERED;
 	}
 	int64_t	 smid;
 
 	if ((smid = proto_line_smid(line, len)) > 0) {
 		/* stored by the sending node: only deliver it */
 		deliver_acked(uid, smid, line, len, 0);
-		return;
+		return PUBSUB_DELIVERED;
 	}
-	if (deliver_live(uid, line, len) != 0)
-		(void)store_offline(&uid, 1, line, len - 1);
+	if (deliver_live(uid, line, len) == 0)
+		return PUBSUB_DELIVERED;
+	/* not stored: it stays in Redis and is offered again */
+	return store_offline(&uid, 1, line, len - 1) == 0 ? PUBSUB_STORED :
+	    PUBSUB_RETRY;
 }
 
 /*
