@@ -23,8 +23,8 @@
  *   <64 hex MAC> <node> <ms since epoch> <boot>.<slot>.<seq> <uid>[ <line>]
  * the MAC covering everything after its blank.  "<uid> <line>" is a
  * line to deliver (or store); "<uid>" alone says messages were stored
- * for uid.  A receiver drops, logs (once per source) and counts an item
- * whose MAC fails under both keys (cluster_key_file_old is accepted
+ * for uid; "0" is a wake-up (see reap).  A receiver drops, logs (once
+ * per source) and counts an item whose MAC fails under both keys (cluster_key_file_old is accepted
  * during a rollover), that is older than cluster_max_age or more than a
  * minute in the future, or whose MAC it already handed off (a bounded
  * memory of the last 2^18 items): pubsub_rejected() for the metrics.
@@ -60,7 +60,9 @@
  *             A worker reaps only while its store works (no RETRY
  *             pending).  A login that takes over a dead worker's user
  *             is answered at once; that worker's queue is reaped in
- *             the background, and what is stored nudges the user.
+ *             the background (a "0" item pushed into the reaper's
+ *             own queue ends its BLMOVE wait, so the reap starts at
+ *             once), and what is stored nudges the user.
  * Crash cases: after take (items in P, not handed off): the successor
  * (a respawned worker has the same Q and P) or a reaper hands them off.
  * After the write or store, before the ack: they are handed off again

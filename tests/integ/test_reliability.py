@@ -37,6 +37,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatlib  # noqa: E402
 import cluster  # noqa: E402
+import test_faults  # noqa: E402
 
 ENV = {}
 RATE = 150.0
@@ -96,17 +97,13 @@ def print_table():
 
 # ---- clients ---------------------------------------------------------
 
-class Peer:
-    """A logged-in user whose connection comes back after a drop, on the
+class Peer(test_faults.Peer):
+    """test_faults' user whose connection comes back after a drop, on the
     first node in nodes that takes it."""
 
     def __init__(self, uid, nodes):
-        self.uid = uid
+        super().__init__(None, uid, "pw", "r")
         self.nodes = nodes
-        self.sock = None
-        self.ready = False
-        self.buf = b""
-        self.drops = 0
 
     def connect(self):
         if self.sock is not None:
@@ -127,34 +124,6 @@ class Peer:
             self.send({"id": self.uid, "msgid": 1, "password": "pw"})
             return True
         return False
-
-    def send(self, obj):
-        data = json.dumps(obj, sort_keys=True,
-                          separators=(",", ":")).encode() + b"\0"
-        self.sock.setblocking(True)
-        self.sock.settimeout(5)
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self.sock.setblocking(False)
-
-    def read(self):
-        try:
-            data = self.sock.recv(1 << 20)
-        except BlockingIOError:
-            return []
-        except OSError:
-            data = b""
-        if not data:
-            return None
-        self.buf += data
-        out = []
-        while b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
-            out.append(json.loads(line))
-        return out
 
 
 class Tally:

@@ -135,8 +135,6 @@ presence_req(struct pubsub *ps, enum req_kind kind, int32_t uid)
 	struct req	*r;
 	char		 key[32];
 	const char	*a[5];
-	size_t		 al[5];
-	int		 n;
 
 	if ((r = req_new(ps, kind, kind == REQ_RELEASE ? SCRIPT_RELEASE :
 	    SCRIPT_CLAIM)) == NULL)
@@ -148,10 +146,7 @@ presence_req(struct pubsub *ps, enum req_kind kind, int32_t uid)
 	a[2] = ps->me;
 	a[3] = ps->node_id;
 	a[4] = ps->boot;
-	n = kind == REQ_RELEASE ? 3 : 5;
-	for (int i = 0; i < n; i++)
-		al[i] = strlen(a[i]);
-	if (req_args(r, n, a, al) == -1) {
+	if (req_strs(r, kind == REQ_RELEASE ? 3 : 5, a) == -1) {
 		req_free(r);
 		return NULL;
 	}

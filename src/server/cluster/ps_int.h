@@ -67,6 +67,7 @@ enum req_kind {
 	REQ_QUERY,
 	REQ_PUBLISH,	/* a batch of publishes (and nudges) */
 	REQ_EXIT,
+	REQ_WAKE,	/* a no-op item into our own queue: ends a BLMOVE */
 	/* on the pop connection, in order */
 	REQ_POPAUTH,
 	REQ_RESUME,	/* LRANGE P: what we took and did not hand off */
@@ -181,6 +182,7 @@ struct req	*req_new(struct pubsub *, enum req_kind, enum script);
 void		 req_free(struct req *);
 int		 req_args(struct req *, int, const char *const *,
 		    const size_t *);
+int		 req_strs(struct req *, int, const char *const *);
 int		 req_send(struct pubsub *, struct req *);
 void		 req_fail(struct pubsub *, struct req *);
 void		 send_plain(struct pubsub *, enum req_kind, int,

@@ -95,6 +95,20 @@ req_args(struct req *r, int argc, const char *const *argv,
 	return 0;
 }
 
+/* req_args for C strings. */
+int
+req_strs(struct req *r, int argc, const char *const *argv)
+{
+	size_t	 lens[8];
+	int	 i;
+
+	if (argc > 8)
+		return -1;
+	for (i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	return req_args(r, argc, argv, lens);
+}
+
 static void	reply_cb(redisAsyncContext *, void *, void *);
 
 /* Send r on its connection: 0, or -1 (r untouched, not sent). */
@@ -160,15 +174,11 @@ send_plain(struct pubsub *ps, enum req_kind kind, int argc,
     const char **argv)
 {
 	struct req	*r;
-	size_t		 lens[8];
-	int		 i;
 
 	if ((r = req_new(ps, kind, SCRIPT_NONE)) == NULL)
 		return;
 	r->on_pop = kind == REQ_POPAUTH;
-	for (i = 0; i < argc && i < 8; i++)
-		lens[i] = strlen(argv[i]);
-	if (req_args(r, argc, argv, lens) == -1 || req_send(ps, r) == -1)
+	if (req_strs(r, argc, argv) == -1 || req_send(ps, r) == -1)
 		req_free(r);
 }
 
@@ -227,6 +237,7 @@ dispatch(struct pubsub *ps, struct req *r, redisReply *rep)
 {
 	switch (r->kind) {
 	case REQ_AUTH:
+	case REQ_WAKE:
 	case REQ_EXIT:
 		if (r->kind == REQ_EXIT)
 			ps->exit_done = 1;
@@ -276,7 +287,6 @@ script_load(struct pubsub *ps, enum script s)
 {
 	struct req	*r;
 	const char	*a[3];
-	size_t		 al[3];
 	char		 id[16];
 
 	if ((r = req_new(ps, REQ_LOAD, SCRIPT_NONE)) == NULL)
@@ -285,9 +295,7 @@ script_load(struct pubsub *ps, enum script s)
 	a[0] = "SCRIPT";
 	a[1] = "LOAD";
 	a[2] = ps_scripts[s];
-	for (int i = 0; i < 3; i++)
-		al[i] = strlen(a[i]);
-	if ((r->queue = strdup(id)) == NULL || req_args(r, 3, a, al) == -1 ||
+	if ((r->queue = strdup(id)) == NULL || req_strs(r, 3, a) == -1 ||
 	    req_send(ps, r) == -1)
 		req_free(r);
 }

@@ -222,20 +222,89 @@ pubsub_nudge(struct pubsub *ps, const int32_t *uids, size_t n)
 
 /* ---- taking and handing off --------------------------------------------- */
 
+/*
+ * One batch's ack: argv "1", P, ndel, the items to delete, then the
+ * (old, new) pairs of the items kept; the pairs are gathered apart, from
+ * a[3 + n], and moved behind the deletions when it is sent.
+ */
 struct ack {
 	const char	**a;
 	size_t		 *al;
 	char		**fresh;	/* re-signed items, freed after */
-	size_t		  n, nfresh, ndel;
+	size_t		  n, ndel, nkeep;
 };
 
-/* What an item became: removed from P, or kept re-signed. */
+static int
+ack_init(struct ack *k, size_t n)
+{
+	memset(k, 0, sizeof(*k));
+	k->n = n;
+	k->a = calloc(3 + 3 * n, sizeof(*k->a));
+	k->al = calloc(3 + 3 * n, sizeof(*k->al));
+	k->fresh = calloc(n + 1, sizeof(*k->fresh));
+	return k->a != NULL && k->al != NULL && k->fresh != NULL ? 0 : -1;
+}
+
+static void
+ack_free(struct ack *k)
+{
+	size_t	 i;
+
+	for (i = 0; i < k->nkeep && k->fresh != NULL; i++)
+		free(k->fresh[i]);
+	free(k->fresh);
+	free(k->a);
+	free(k->al);
+}
+
 static void
 ack_del(struct ack *k, const char *item, size_t len)
 {
 	k->a[3 + k->ndel] = item;
 	k->al[3 + k->ndel] = len;
 	k->ndel++;
+}
+
+/* Keep item in P, re-signed (takes fresh). */
+static void
+ack_keep(struct ack *k, const char *item, size_t len, char *fresh,
+    size_t flen)
+{
+	size_t	 at = 3 + k->n + 2 * k->nkeep;
+
+	k->a[at] = item;
+	k->al[at] = len;
+	k->a[at + 1] = fresh;
+	k->al[at + 1] = flen;
+	k->fresh[k->nkeep++] = fresh;
+}
+
+/* Send it on the pop connection, before the next fetch. */
+static void
+ack_send(struct pubsub *ps, struct ack *k)
+{
+	struct req	*r;
+	char		 nd[16];
+
+	if (k->ndel + k->nkeep == 0)
+		return;
+	memmove(k->a + 3 + k->ndel, k->a + 3 + k->n,
+	    2 * k->nkeep * sizeof(*k->a));
+	memmove(k->al + 3 + k->ndel, k->al + 3 + k->n,
+	    2 * k->nkeep * sizeof(*k->al));
+	k->a[0] = "1";
+	k->al[0] = 1;
+	k->a[1] = ps->plist;
+	k->al[1] = strlen(ps->plist);
+	k->a[2] = nd;
+	k->al[2] = snprintf(nd, sizeof(nd), "%zu", k->ndel);
+	if ((r = req_new(ps, REQ_ACK, SCRIPT_ACK)) == NULL)
+		return;
+	r->on_pop = 1;
+	/* unsent, the items stay in P: the next resume offers them again */
+	if (req_args(r, (int)(3 + k->ndel + 2 * k->nkeep), k->a, k->al) ==
+	    -1 || req_send(ps, r) == -1)
+		req_free(r);
 }
 
 static void
@@ -253,7 +322,8 @@ reject(struct pubsub *ps, enum bus_verdict v, const struct bus_item *it)
 
 /*
  * Hand off one good item.  0: remove it from P; -1: keep it (RETRY).
- * "<uid> <line>" is delivered or stored, "<uid>" says stored.
+ * "<uid> <line>" is delivered or stored, "<uid>" says stored, "0" is a
+ * wake-up.
  */
 static int
 hand_off(struct pubsub *ps, const struct bus_item *it)
@@ -263,6 +333,8 @@ hand_off(struct pubsub *ps, const struct bus_item *it)
 
 	while (p < end && *p >= '0' && *p <= '9' && uid <= INT32_MAX)
 		uid = uid * 10 + (*p++ - '0');
+	if (it->blen == 1 && it->body[0] == '0')
+		return 0;		/* a wake-up */
 	if (uid <= 0 || uid > INT32_MAX || (p < end &&
 	    (*p != ' ' || p + 1 == end))) {
 		log_warnx("redis: dropping a malformed item from \"%.*s\"",
@@ -289,30 +361,16 @@ handle_batch(struct pubsub *ps, redisReply **el, size_t n, int resumed)
 	struct ack	 k;
 	struct bus_item	 it;
 	enum bus_verdict v;
-	struct req	*r;
 	int64_t		 now = wall_ms();
-	size_t		 i, j, kept = 0, off;
-	char		 nd[16];
+	size_t		 i, kept = 0, off, flen;
 	char		*fresh;
-	size_t		 flen;
 
-	memset(&k, 0, sizeof(k));
-	k.a = calloc(3 + 2 * n, sizeof(*k.a));
-	k.al = calloc(3 + 2 * n, sizeof(*k.al));
-	k.fresh = calloc(n + 1, sizeof(*k.fresh));
-	if (k.a == NULL || k.al == NULL || k.fresh == NULL) {
+	if (ack_init(&k, n) == -1) {
 		/* nothing handed off: it all stays in P for the next resume */
-		free(k.a);
-		free(k.al);
-		free(k.fresh);
+		ack_free(&k);
 		ps->retry_at = ev_now(ps->loop) + RETRY_SECONDS;
 		return n;
 	}
-	/* the kept pairs go after the deletions: collect them apart */
-	const char	**keep = calloc(2 * n + 1, sizeof(*keep));
-	size_t		 *keepl = calloc(2 * n + 1, sizeof(*keepl));
-	size_t		  nkeep = 0;
-
 	for (i = 0; i < n; i++) {
 		if (el[i]->type != REDIS_REPLY_STRING)
 			continue;
@@ -320,56 +378,52 @@ handle_batch(struct pubsub *ps, redisReply **el, size_t n, int resumed)
 		if (v == BUS_REPLAYED && resumed) {
 			/* handed off by us already; its ack was lost */
 			ack_del(&k, el[i]->str, el[i]->len);
-			continue;
-		}
-		if (v != BUS_OK) {
+		} else if (v != BUS_OK) {
 			reject(ps, v, &it);
 			ack_del(&k, el[i]->str, el[i]->len);
-			continue;
-		}
-		if (hand_off(ps, &it) == 0 || keep == NULL || keepl == NULL) {
+		} else if (hand_off(ps, &it) == 0) {
 			busauth_seen(ps->auth, it.tag);
 			ack_del(&k, el[i]->str, el[i]->len);
-			continue;
+		} else {
+			kept++;
+			/* re-signed, so that it does not age out waiting */
+			if (busauth_sign(ps->auth, now, it.body, it.blen,
+			    &fresh, &flen, &off) == 0)
+				ack_keep(&k, el[i]->str, el[i]->len, fresh,
+				    flen);
 		}
-		kept++;
-		/* re-signed, so that it does not age out while it waits */
-		if (busauth_sign(ps->auth, now, it.body, it.blen, &fresh,
-		    &flen, &off) == -1)
-			continue;
-		k.fresh[k.nfresh++] = fresh;
-		keep[nkeep] = el[i]->str;
-		keepl[nkeep++] = el[i]->len;
-		keep[nkeep] = fresh;
-		keepl[nkeep++] = flen;
 	}
-	for (j = 0; j < nkeep; j++) {
-		k.a[3 + k.ndel + j] = keep[j];
-		k.al[3 + k.ndel + j] = keepl[j];
-	}
-	if (k.ndel + nkeep > 0 &&
-	    (r = req_new(ps, REQ_ACK, SCRIPT_ACK)) != NULL) {
-		r->on_pop = 1;
-		k.a[0] = "1";
-		k.al[0] = 1;
-		k.a[1] = ps->plist;
-		k.al[1] = strlen(ps->plist);
-		k.a[2] = nd;
-		k.al[2] = snprintf(nd, sizeof(nd), "%zu", k.ndel);
-		if (req_args(r, (int)(3 + k.ndel + nkeep), k.a, k.al) == -1 ||
-		    req_send(ps, r) == -1)
-			req_free(r);
-	}
-	for (i = 0; i < k.nfresh; i++)
-		free(k.fresh[i]);
-	free(k.fresh);
-	free(k.a);
-	free(k.al);
-	free(keep);
-	free(keepl);
+	ack_send(ps, &k);
+	ack_free(&k);
 	if (kept > 0 && ps->retry_at == 0)
 		ps->retry_at = ev_now(ps->loop) + RETRY_SECONDS;
 	return kept;
+}
+
+/*
+ * The pop connection may wait in BLMOVE for up to a second: a no-op
+ * item ("0") pushed into our own queue ends the wait at once.
+ */
+static void
+wake(struct pubsub *ps)
+{
+	struct req	*r;
+	const char	*a[3];
+	size_t		 al[3], off;
+	char		*item;
+
+	if (busauth_sign(ps->auth, wall_ms(), "0", 1, &item, &al[2],
+	    &off) == -1)
+		return;
+	a[0] = "RPUSH";
+	a[1] = ps->queue;
+	a[2] = item;
+	al[0] = 5;
+	al[1] = strlen(ps->queue);
+	if ((r = req_new(ps, REQ_WAKE, SCRIPT_NONE)) == NULL ||
+	    req_args(r, 3, a, al) == -1 || req_send(ps, r) == -1)
+		req_free(r);
+	free(item);
 }
 
 /* A dead worker's queue to reap, in the background. */
@@ -378,7 +432,6 @@ queue_reap(struct pubsub *ps, const char *queue)
 {
 	struct req	*r, **rp;
 	const char	*a[4];
-	size_t		 al[4];
 	char		 max[16];
 
 	for (r = ps->reaps; r != NULL; r = r->next)
@@ -395,26 +448,26 @@ queue_reap(struct pubsub *ps, const char *queue)
 	a[2] = ps->plist;
 	a[3] = max;
 	snprintf(max, sizeof(max), "%d", REAP_BATCH_N);
-	for (int i = 0; i < 4; i++)
-		al[i] = strlen(a[i]);
-	if (req_args(r, 4, a, al) == -1) {
+	if (req_strs(r, 4, a) == -1) {
 		req_free(r);
 		return;
 	}
 	for (rp = &ps->reaps; *rp != NULL; rp = &(*rp)->next)
 		;
 	*rp = r;
-	queue_next(ps);
+	if (ps->fetching)
+		wake(ps);
+	else
+		queue_next(ps);
 }
 
 static void
 fetch(struct pubsub *ps, enum req_kind kind)
 {
 	struct req	*r;
-	const char	*a[5];
-	size_t		 al[5];
+	const char	*a[6];
 	char		 max[16];
-	int		 n, i;
+	int		 n;
 
 	snprintf(max, sizeof(max), "%d", kind == REQ_REAPALL ? REAP_BATCH_N :
 	    POP_BATCH_N);
@@ -434,7 +487,8 @@ fetch(struct pubsub *ps, enum req_kind kind)
 		a[2] = ps->plist;
 		a[3] = "LEFT";
 		a[4] = "RIGHT";
-		n = 5;
+		a[5] = "1";	/* timeout, seconds: POP_BLOCK_SECONDS */
+		n = 6;
 		break;
 	case REQ_TAKE:
 		r = req_new(ps, kind, SCRIPT_TAKE);
@@ -456,15 +510,7 @@ fetch(struct pubsub *ps, enum req_kind kind)
 	if (r == NULL)
 		return;
 	r->on_pop = 1;
-	for (i = 0; i < n; i++)
-		al[i] = strlen(a[i]);
-	if (kind == REQ_WAIT) {
-		/* BLMOVE's timeout is its last argument */
-		a[n] = "1";
-		al[n] = 1;
-		n++;
-	}
-	if (req_args(r, n, a, al) == -1 || req_send(ps, r) == -1) {
+	if (req_strs(r, n, a) == -1 || req_send(ps, r) == -1) {
 		req_free(r);
 		return;
 	}
