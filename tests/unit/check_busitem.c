@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "busitem.h"
 
 #define KEY	"0123456789abcdef0123456789abcdef"
@@ -75,6 +78,33 @@ START_TEST(test_roundtrip)
 	}
 	busauth_free(s);
 	busauth_free(r);
+}
+END_TEST
+
+/* The MAC is HMAC-SHA256 of what follows it, as OpenSSL computes it. */
+START_TEST(test_is_hmac)
+{
+	static const char *const keys[] = { KEY, KEY KEY KEY "-longer-than-"
+	    "a-block" };
+	struct busauth	*a;
+	unsigned char	 m[32];
+	unsigned int	 mlen = 0;
+	char		*item, hex[65];
+	size_t		 len, i, k;
+
+	for (k = 0; k < 2; k++) {
+		a = auth(keys[k], NULL, "node-a");
+		item = sign(a, NOW, "42 x\n", &len);
+		ck_assert_ptr_nonnull(HMAC(EVP_sha256(), keys[k],
+		    (int)strlen(keys[k]), (unsigned char *)item + 65, len - 65,
+		    m, &mlen));
+		ck_assert_uint_eq(mlen, 32);
+		for (i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", m[i]);
+		ck_assert_mem_eq(item, hex, 64);
+		free(item);
+		busauth_free(a);
+	}
 }
 END_TEST
 
@@ -200,6 +230,7 @@ busitem_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_is_hmac);
 	tcase_add_test(tc, test_refused);
 	tcase_add_test(tc, test_rollover);
 	tcase_add_test(tc, test_seen_bounded);

@@ -9,9 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * HMAC-SHA256 from SHA-256 states keyed once (RFC 2104): a struct copy
+ * per item.  OpenSSL 3's HMAC() and EVP_MAC fetch or copy contexts each
+ * time, 2.5 to 4.5 us per item here against 0.65; the SHA256_* calls
+ * are deprecated in 3.0 but kept.  check_busitem compares with HMAC().
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/sha.h>
 
 #include "busitem.h"
 
@@ -24,8 +30,7 @@
 #define FUTURE_MS	60000		/* clock skew tolerated */
 
 struct busauth {
-	char		*key, *oldkey;
-	size_t		 keylen, oldkeylen;
+	struct hkey	*key, *oldkey;
 	char		*node;
 	char		*id;
 	uint64_t	 seq;
@@ -37,16 +42,45 @@ struct busauth {
 	size_t		 nsources;
 };
 
-static char *
-dupstr(const char *s, size_t *len)
-{
-	char	*d;
+/* A key as the SHA-256 states after its inner and outer pads. */
+struct hkey {
+	SHA256_CTX	 inner, outer;
+};
 
-	if (s == NULL)
+static struct hkey *
+hkey_new(const char *key)
+{
+	struct hkey	*h;
+	unsigned char	 k[SHA256_CBLOCK], pad[SHA256_CBLOCK];
+	size_t		 i, len = strlen(key);
+
+	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
-	if ((d = strdup(s)) != NULL && len != NULL)
-		*len = strlen(s);
-	return d;
+	memset(k, 0, sizeof(k));
+	if (len > sizeof(k))
+		SHA256((const unsigned char *)key, len, k);
+	else
+		memcpy(k, key, len);
+	for (i = 0; i < sizeof(k); i++)
+		pad[i] = k[i] ^ 0x36;
+	SHA256_Init(&h->inner);
+	SHA256_Update(&h->inner, pad, sizeof(pad));
+	for (i = 0; i < sizeof(k); i++)
+		pad[i] = k[i] ^ 0x5c;
+	SHA256_Init(&h->outer);
+	SHA256_Update(&h->outer, pad, sizeof(pad));
+	OPENSSL_cleanse(k, sizeof(k));
+	OPENSSL_cleanse(pad, sizeof(pad));
+	return h;
+}
+
+static void
+hkey_free(struct hkey *h)
+{
+	if (h == NULL)
+		return;
+	OPENSSL_cleanse(h, sizeof(*h));
+	free(h);
 }
 
 struct busauth *
@@ -63,9 +97,8 @@ busauth_new(const char *key, const char *oldkey, const char *node,
 		return NULL;
 	}
 	if ((a = calloc(1, sizeof(*a))) == NULL ||
-	    (a->key = dupstr(key, &a->keylen)) == NULL ||
-	    (oldkey != NULL &&
-	    (a->oldkey = dupstr(oldkey, &a->oldkeylen)) == NULL) ||
+	    (a->key = hkey_new(key)) == NULL ||
+	    (oldkey != NULL && (a->oldkey = hkey_new(oldkey)) == NULL) ||
 	    (a->node = strdup(node)) == NULL ||
 	    (a->id = strdup(id)) == NULL ||
 	    (a->ring = calloc(SEEN_N, sizeof(*a->ring))) == NULL ||
@@ -85,12 +118,8 @@ busauth_free(struct busauth *a)
 
 	if (a == NULL)
 		return;
-	if (a->key != NULL)
-		OPENSSL_cleanse(a->key, a->keylen);
-	if (a->oldkey != NULL)
-		OPENSSL_cleanse(a->oldkey, a->oldkeylen);
-	free(a->key);
-	free(a->oldkey);
+	hkey_free(a->key);
+	hkey_free(a->oldkey);
 	free(a->node);
 	free(a->id);
 	free(a->ring);
@@ -101,13 +130,17 @@ busauth_free(struct busauth *a)
 }
 
 static int
-mac(const char *key, size_t keylen, const char *p, size_t len,
+mac(const struct hkey *h, const char *p, size_t len,
     unsigned char out[MAC_LEN])
 {
-	unsigned int	 n = MAC_LEN;
+	SHA256_CTX	 c = h->inner;
 
-	return HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)p,
-	    len, out, &n) != NULL && n == MAC_LEN ? 0 : -1;
+	if (SHA256_Update(&c, p, len) != 1 || SHA256_Final(out, &c) != 1)
+		return -1;
+	c = h->outer;
+	if (SHA256_Update(&c, out, MAC_LEN) != 1 || SHA256_Final(out, &c) != 1)
+		return -1;
+	return 0;
 }
 
 static const char hexd[] = "0123456789abcdef";
@@ -136,8 +169,7 @@ busauth_sign(struct busauth *a, int64_t now_ms, const char *body,
 	*bodyoff = i;
 	memcpy(s + i, body, len);
 	s[n] = '\0';
-	if (mac(a->key, a->keylen, s + MAC_HEX + 1, n - MAC_HEX - 1, m) ==
-	    -1) {
+	if (mac(a->key, s + MAC_HEX + 1, n - MAC_HEX - 1, m) == -1) {
 		free(s);
 		return -1;
 	}
@@ -269,11 +301,11 @@ busauth_check(struct busauth *a, int64_t now_ms, const char *item,
 	it->blen = (size_t)(end - it->body);
 	it->ms = ms;
 	p = item + MAC_HEX + 1;
-	ok = mac(a->key, a->keylen, p, (size_t)(end - p), got) == 0 &&
+	ok = mac(a->key, p, (size_t)(end - p), got) == 0 &&
 	    CRYPTO_memcmp(got, want, MAC_LEN) == 0;
 	if (!ok && a->oldkey != NULL)
-		ok = mac(a->oldkey, a->oldkeylen, p, (size_t)(end - p),
-		    got) == 0 && CRYPTO_memcmp(got, want, MAC_LEN) == 0;
+		ok = mac(a->oldkey, p, (size_t)(end - p), got) == 0 &&
+		    CRYPTO_memcmp(got, want, MAC_LEN) == 0;
 	if (!ok)
 		return BUS_FORGED;
 	if (ms < now_ms - a->max_age_ms || ms > now_ms + FUTURE_MS)
