@@ -14,6 +14,7 @@
  *   chatd:q:<node_id>:<boot>:<slot>:p     P: what it took and has not
  *                               handed off yet (its processing list)
  *   chatd:queues                set of the queues, for reaping
+ *   chatd:presence              channel: uids whose presence changed
  * A presence entry whose node key is gone or holds another boot (node
  * died or restarted) or whose slot key holds another generation (worker
  * died and was respawned) is stale: a new login takes it over.
@@ -33,9 +34,17 @@
  *
  * The queue protocol: at-least-once, removed only after a hand-off.
  *   publish   one script looks up the presence and RPUSHes to Q of the
- *             worker it names (no PUBLISH: a message must outlive a
- *             receiver that died a moment ago).  Publishes made in one
- *             loop iteration go in one script call.
+ *             worker it names, and answers with Q (no PUBLISH: a message
+ *             must outlive a receiver that died a moment ago).  Publishes
+ *             made in one loop iteration go in one script call.  Each
+ *             worker caches uid -> Q for 5 s while it is subscribed to
+ *             chatd:presence, where every claim and release publishes
+ *             the uid (PUBLISH as a wake-up for caches, never a copy of
+ *             a message): publishes to cached users go as one RPUSH per
+ *             destination queue per loop iteration.  A stale entry costs
+ *             time, not a message: the worker it names stores what is
+ *             not for it (and nudges), a dead worker's queue is reaped.
+ *             Losing the subscription empties and disables the cache.
  *   take      BLMOVE Q P (waiting up to 1 s), then a script moving up
  *             to 100 more from Q to P: taking never removes an item
  *             from Redis.  A wake-up is implicit: BLMOVE returns as
@@ -146,7 +155,7 @@ struct pubsub *pubsub_new(struct ev_loop *loop, const struct config *cfg,
  * then disconnect.  Outstanding callbacks run with -1.  NULL is fine.
  */
 void	pubsub_free(struct pubsub *ps);
-/* 1 when both connections (commands, queue) are up. */
+/* 1 when the command and queue connections are up. */
 int	pubsub_up(const struct pubsub *ps);
 /* Items refused since start: bad MAC, too old, or seen before. */
 uint64_t pubsub_rejected(const struct pubsub *ps);

@@ -6,6 +6,7 @@
  *               heartbeat, start and exit
  *   presence.c  claims, releases, queries (local users set)
  *   queue.c     the reliable queue: publish, take, hand off, ack, reap
+ *   cache.c     the presence cache (uid -> queue)
  *   scripts.c   the Lua scripts
  *   busitem.c   signatures (no Redis)
  */
@@ -34,6 +35,8 @@
 #define RESEND_SECONDS		10.0	/* unanswered publishes, then -1 */
 #define EXIT_WAIT_SECONDS	1.0
 #define LOG_REPEAT_SECONDS	60.0	/* the same connect error, again */
+#define CACHE_SECONDS		5.0	/* a cached presence is used this long */
+#define CACHE_MAX		65536	/* entries; then it starts afresh */
 
 enum script {
 	SCRIPT_CLAIM,
@@ -66,6 +69,7 @@ enum req_kind {
 	REQ_RELEASE,
 	REQ_QUERY,
 	REQ_PUBLISH,	/* a batch of publishes (and nudges) */
+	REQ_PUSH,	/* the same, into a cached queue: RPUSH */
 	REQ_EXIT,
 	REQ_WAKE,	/* a no-op item into our own queue: ends a BLMOVE */
 	/* on the pop connection, in order */
@@ -114,6 +118,24 @@ struct req {
 	struct req	*next;		/* failed, waiting to be reported */
 };
 
+/*
+ * The presence cache: uid -> the queue its items went to, kept while the
+ * "sub" connection is subscribed to chatd:presence (every claim and
+ * release publishes the uid there) and for CACHE_SECONDS at most.
+ */
+struct pcache_ent {
+	int32_t		 uid;		/* 0: empty */
+	int		 q;		/* index in queues */
+	ev_tstamp	 until;
+};
+struct pcache {
+	struct pcache_ent *v;
+	size_t		 cap, n;	/* cap a power of two */
+	char		**queues;	/* interned queue names */
+	size_t		 nqueues;
+	int		 on;		/* subscribed: invalidations arrive */
+};
+
 struct busauth;
 
 struct pubsub {
@@ -137,6 +159,8 @@ struct pubsub {
 
 	void			*cmd;		/* redisAsyncContext */
 	void			*pop;
+	void			*sub;		/* SUBSCRIBE chatd:presence */
+	struct pcache		 cache;
 	int			 cmd_up;	/* setup answered */
 	int			 pop_up;	/* took from the queue */
 	int			 was_up;	/* for "connection lost" once */
@@ -198,6 +222,13 @@ void		 uidset_del(struct uidset *, int32_t);
 void		 uidset_clear(struct uidset *);
 void		 presence_setup(struct pubsub *);
 void		 presence_done(struct pubsub *, struct req *, void *);
+
+/* cache.c */
+const char	*pcache_get(struct pcache *, int32_t, ev_tstamp);
+void		 pcache_put(struct pcache *, int32_t, const char *, size_t,
+		    ev_tstamp);
+void		 pcache_del(struct pcache *, int32_t);
+void		 pcache_clear(struct pcache *);
 
 /* queue.c */
 void		 queue_next(struct pubsub *);

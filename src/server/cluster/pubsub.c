@@ -1,7 +1,8 @@
 /*
- * pubsub.c - cluster mode over Redis: the links.  Two connections per
+ * pubsub.c - cluster mode over Redis: the links.  Three connections per
  * worker: "cmd" for presence and publishing, "pop" for this worker's
- * queue (queue.c), each with its requests, watchdog and reconnects;
+ * queue (queue.c), "sub" for the presence cache's invalidations
+ * (cache.c), each with its requests, watchdog and reconnects;
  * the heartbeat that keeps the node and slot keys alive; start and
  * exit.  hiredis' async API on the worker's libev loop.
  */
@@ -27,6 +28,7 @@
 
 #define CMD(ps)	((redisAsyncContext *)(ps)->cmd)
 #define POP(ps)	((redisAsyncContext *)(ps)->pop)
+#define SUB(ps)	((redisAsyncContext *)(ps)->sub)
 
 static void	ctx_drop(struct pubsub *, redisAsyncContext *, const char *);
 static void	open_missing(struct pubsub *);
@@ -267,6 +269,7 @@ dispatch(struct pubsub *ps, struct req *r, redisReply *rep)
 		presence_done(ps, r, rep);
 		return;
 	case REQ_PUBLISH:
+	case REQ_PUSH:
 		if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
 			log_conn_error(ps, "command", rep->str);
 			/* the script refused to run: nothing was queued */
@@ -411,6 +414,11 @@ ctx_forget(struct pubsub *ps, const redisAsyncContext *ac)
 		ps->pop_up = 0;
 		ps->pop_pending = 0;
 		ps->fetching = 0;
+	} else if (ac == ps->sub) {
+		/* invalidations may be missed from now on */
+		ps->sub = NULL;
+		ps->cache.on = 0;
+		pcache_clear(&ps->cache);
 	}
 }
 
@@ -440,7 +448,7 @@ connect_cb(const redisAsyncContext *ac, int status)
 	if (status == REDIS_OK)
 		return;
 	/* hiredis frees ac after this */
-	if (ac == ps->cmd || ac == ps->pop) {
+	if (ac == ps->cmd || ac == ps->pop || ac == ps->sub) {
 		ctx_forget(ps, ac);
 		note_down(ps, ac->errstr);
 		schedule_retry(ps);
@@ -453,7 +461,7 @@ disconnect_cb(const redisAsyncContext *ac, int status)
 	struct pubsub	*ps = ac->data;
 
 	/* one we dropped ourselves was already forgotten */
-	if (ac != ps->cmd && ac != ps->pop)
+	if (ac != ps->cmd && ac != ps->pop && ac != ps->sub)
 		return;
 	ctx_forget(ps, ac);
 	note_down(ps, status == REDIS_OK ? "closed" : ac->errstr);
@@ -484,6 +492,34 @@ ctx_open(struct pubsub *ps)
 	return ac;
 }
 
+/*
+ * chatd:presence: the subscription confirmed (the cache may be used),
+ * or a uid whose presence changed (its cached entry goes).
+ */
+static void
+sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct pubsub	*ps = privdata;
+	redisReply	*rep = reply, **e;
+
+	if (rep == NULL || ac != SUB(ps))
+		return;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		log_conn_error(ps, "subscribe", rep->str);
+		ctx_drop(ps, ac, "subscribing failed");
+		return;
+	}
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+		return;
+	e = rep->element;
+	if (e[0]->type == REDIS_REPLY_STRING && strcmp(e[0]->str,
+	    "subscribe") == 0)
+		ps->cache.on = 1;
+	else if (e[0]->type == REDIS_REPLY_STRING && strcmp(e[0]->str,
+	    "message") == 0 && e[2]->type == REDIS_REPLY_STRING)
+		pcache_del(&ps->cache, (int32_t)strtol(e[2]->str, NULL, 10));
+}
+
 static void
 open_missing(struct pubsub *ps)
 {
@@ -510,7 +546,14 @@ open_missing(struct pubsub *ps)
 		ps->more = 1;
 		queue_next(ps);
 	}
-	if (ps->cmd == NULL || ps->pop == NULL)
+	if (ps->sub == NULL && (ps->sub = ctx_open(ps)) != NULL) {
+		if (ps->password != NULL)
+			(void)redisAsyncCommand(SUB(ps), NULL, NULL, "AUTH %s",
+			    ps->password);
+		(void)redisAsyncCommand(SUB(ps), sub_cb, ps,
+		    "SUBSCRIBE chatd:presence");
+	}
+	if (ps->cmd == NULL || ps->pop == NULL || ps->sub == NULL)
 		schedule_retry(ps);
 }
 
@@ -735,6 +778,10 @@ pubsub_free(struct pubsub *ps)
 		ctx_forget(ps, ac);
 		redisAsyncFree(ac);
 	}
+	if ((ac = SUB(ps)) != NULL) {
+		ctx_forget(ps, ac);
+		redisAsyncFree(ac);
+	}
 	if ((ac = CMD(ps)) != NULL) {
 		ctx_forget(ps, ac);
 		redisAsyncFree(ac);
@@ -744,6 +791,7 @@ pubsub_free(struct pubsub *ps)
 		ev_timer_stop(ps->loop, &ps->failt);
 	}
 	queue_free(ps);
+	pcache_clear(&ps->cache);
 	busauth_free(ps->auth);
 	uidset_clear(&ps->local);
 	uidset_clear(&ps->unreleased);

@@ -94,6 +94,85 @@ pub_add(struct pubsub *ps, int32_t uid, const char *line, size_t len,
 	return 0;
 }
 
+/* One RPUSH of k publishes (taken) into queue q, a cached destination. */
+static void
+push(struct pubsub *ps, const char *q, struct pubreq *pubs, size_t k)
+{
+	struct req	 *r;
+	const char	**a;
+	size_t		 *al, i;
+
+	a = calloc(k + 2, sizeof(*a));
+	al = calloc(k + 2, sizeof(*al));
+	if ((r = req_new(ps, REQ_PUSH, SCRIPT_NONE)) == NULL || a == NULL ||
+	    al == NULL) {
+		for (i = 0; i < k; i++)
+			pub_answer(&pubs[i], -1);
+		free(pubs);
+		req_free(r);
+		free(a);
+		free(al);
+		return;
+	}
+	r->pubs = pubs;
+	r->npubs = k;
+	a[0] = "RPUSH";
+	al[0] = 5;
+	a[1] = q;
+	al[1] = strlen(q);
+	for (i = 0; i < k; i++) {
+		a[2 + i] = pubs[i].item;
+		al[2 + i] = pubs[i].ilen;
+	}
+	if (req_args(r, (int)k + 2, a, al) == -1 || req_send(ps, r) == -1)
+		req_fail(ps, r);
+	free(a);
+	free(al);
+}
+
+/*
+ * Publishes to users whose queue is cached go out as one RPUSH per
+ * queue; the others stay in the batch, for the script.
+ */
+static void
+flush_cached(struct pubsub *ps)
+{
+	struct group {
+		const char	*q;	/* interned: compared by address */
+		struct pubreq	*v;
+		size_t		 n, cap;
+	}		*g = NULL, *ng;
+	size_t		 ng_n = 0, i, j, kept = 0;
+	const char	*q;
+	ev_tstamp	 now = ev_now(ps->loop);
+
+	for (i = 0; i < ps->nbatch; i++) {
+		if ((q = pcache_get(&ps->cache, ps->batch[i].uid, now)) ==
+		    NULL)
+			goto keep;
+		for (j = 0; j < ng_n && g[j].q != q; j++)
+			;
+		if (j == ng_n) {
+			if ((ng = reallocarray(g, ng_n + 1, sizeof(*g))) ==
+			    NULL)
+				goto keep;
+			g = ng;
+			memset(&g[j], 0, sizeof(g[j]));
+			g[j].q = q;
+			ng_n++;
+		}
+		if (pub_append(&g[j].v, &g[j].n, &g[j].cap, &ps->batch[i]) ==
+		    0)
+			continue;
+ keep:
+		ps->batch[kept++] = ps->batch[i];
+	}
+	ps->nbatch = kept;
+	for (j = 0; j < ng_n; j++)
+		push(ps, g[j].q, g[j].v, g[j].n);
+	free(g);
+}
+
 /* Send the publishes of this round, PUBLISH_BATCH_N per script call. */
 void
 queue_flush(struct pubsub *ps)
@@ -104,6 +183,7 @@ queue_flush(struct pubsub *ps)
 	char		 *kbuf, nk[16];
 
 	ev_prepare_stop(ps->loop, &ps->flush);
+	flush_cached(ps);
 	while (done < ps->nbatch) {
 		k = ps->nbatch - done;
 		if (k > PUBLISH_BATCH_N)
@@ -156,12 +236,25 @@ queue_publish_done(struct pubsub *ps, struct req *r, void *reply)
 	size_t		 i;
 	int		 lost = 0;
 
-	if (rep != NULL && rep->type == REDIS_REPLY_ARRAY &&
-	    rep->elements == r->npubs) {
+	if (r->kind == REQ_PUSH && rep != NULL &&
+	    rep->type == REDIS_REPLY_INTEGER) {
 		for (i = 0; i < r->npubs; i++)
-			pub_answer(&r->pubs[i],
-			    rep->element[i]->type == REDIS_REPLY_INTEGER ?
-			    (long)rep->element[i]->integer : -1);
+			pub_answer(&r->pubs[i], 1);
+	} else if (r->kind == REQ_PUBLISH && rep != NULL &&
+	    rep->type == REDIS_REPLY_ARRAY && rep->elements == r->npubs) {
+		/* each: the queue it went to (cached), or 0 */
+		for (i = 0; i < r->npubs; i++) {
+			if (rep->element[i]->type == REDIS_REPLY_STRING) {
+				pcache_put(&ps->cache, r->pubs[i].uid,
+				    rep->element[i]->str, rep->element[i]->len,
+				    now);
+				pub_answer(&r->pubs[i], 1);
+			} else
+				pub_answer(&r->pubs[i],
+				    rep->element[i]->type ==
+				    REDIS_REPLY_INTEGER ?
+				    (long)rep->element[i]->integer : -1);
+		}
 	} else if (rep == NULL && r->sent && !ps->exiting) {
 		/* sent, answer lost: maybe queued; send the same bytes again */
 		for (i = 0; i < r->npubs; i++) {

@@ -86,13 +86,20 @@ const char *const ps_scripts[NSCRIPTS] = {
 	"  end\n"
 	"end\n"
 	"redis.call('SET', KEYS[1], ARGV[1])\n"
+	"if v ~= ARGV[1] then\n"
+	"  redis.call('PUBLISH', 'chatd:presence', string.sub(KEYS[1], 10))\n"
+	"end\n"
 	"if q then return {0, q} end\n"
 	"return {0}\n",
 
-	/* KEYS[1] presence key; ARGV[1] our value: delete it if still ours. */
+	/*
+	 * KEYS[1] presence key; ARGV[1] our value: delete it if still ours.
+	 * Claims and releases tell chatd:presence (presence caches).
+	 */
 	[SCRIPT_RELEASE] =
 	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
 	"  redis.call('DEL', KEYS[1])\n"
+	"  redis.call('PUBLISH', 'chatd:presence', string.sub(KEYS[1], 10))\n"
 	"end\n"
 	"return 0\n",
 
@@ -106,16 +113,17 @@ const char *const ps_scripts[NSCRIPTS] = {
 
 	/*
 	 * KEYS presence keys, ARGV one item each: each item is queued for
-	 * the live worker its key names (1) or not (0).  Also the nudges.
+	 * the live worker its key names (its queue's name) or not (0).
+	 * Also the nudges.
 	 */
 	[SCRIPT_PUBLISH] = LUA_LIVE
 	"local r = {}\n"
 	"for i, k in ipairs(KEYS) do\n"
 	"  local ok, n, b, s = live(redis.call('GET', k))\n"
 	"  if ok then\n"
-	"    redis.call('RPUSH', 'chatd:q:' .. n .. ':' .. b .. ':' .. s,\n"
-	"        ARGV[i])\n"
-	"    r[i] = 1\n"
+	"    local q = 'chatd:q:' .. n .. ':' .. b .. ':' .. s\n"
+	"    redis.call('RPUSH', q, ARGV[i])\n"
+	"    r[i] = q\n"
 	"  else\n"
 	"    r[i] = 0\n"
 	"  end\n"
