@@ -74,6 +74,11 @@ struct config {
 	char	*redis_host;
 	int	 redis_port;
 	char	*redis_password;
+	char	*cluster_key_file;	/* mode 600: the key signing bus items */
+	char	*cluster_key_file_old;	/* accepted too, during a rollover */
+	char	*cluster_key;		/* read from cluster_key_file */
+	char	*cluster_key_old;
+	int	 cluster_max_age;	/* seconds an item stays acceptable */
 	char	*node_id;		/* default: hostname:port */
 
 	/* operations (served by the master) */

@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "online.h"
 #include "proto.h"
+#include "pubsub.h"
 
 struct authpool;
 struct guard;
@@ -57,8 +58,8 @@ void	chat_channel_msg(const struct chan_hdr *h, const char *payload);
  * pubsub_handler callbacks: a line from another node, a session lost to
  * another node, messages stored for a user logged in here.
  */
-void	chat_remote_deliver(void *arg, int32_t uid, const char *line,
-	    size_t len);
+enum pubsub_result chat_remote_deliver(void *arg, int32_t uid,
+	    const char *line, size_t len);
 void	chat_presence_lost(void *arg, int32_t uid);
 void	chat_stored(void *arg, int32_t uid);
 /* Apply a reloaded configuration's limits. */

@@ -45,6 +45,7 @@ struct online_slot_stats {
 	uint64_t	 offline_stored;
 	uint64_t	 errors;
 	uint64_t	 respawns;
+	uint64_t	 bus_rejected;	/* cluster: forged/stale/replayed items */
 	/*
 	 * Health, for the master's /health and chatctl status.  The
 	 * master sets them to -1 (unknown) and heartbeat to "now" before

@@ -1,7 +1,7 @@
 /*
  * pubsub.h - cluster mode: presence and delivery between nodes over
  * Redis, with hiredis' async API on the worker's libev loop.  The only
- * module that includes hiredis.
+ * module that includes hiredis (src/server/cluster/).
  *
  * Keys (prefix "chatd:"):
  *   chatd:node:<node_id>        boot id of the live node, SET EX 15,
@@ -10,37 +10,93 @@
  *                               15 by its worker at start and every 5 s
  *   chatd:on:<uid>              "<node_id> <boot> <slot> <gen>" while
  *                               uid is logged in somewhere
- *   chatd:q:<node_id>:<boot>:<slot>
- *                               list: the queue of one worker, items
- *                               "<uid> <line>" for users logged in on
- *                               it, or "<uid>": messages were stored
+ *   chatd:q:<node_id>:<boot>:<slot>       Q: the queue of one worker
+ *   chatd:q:<node_id>:<boot>:<slot>:p     P: what it took and has not
+ *                               handed off yet (its processing list)
  *   chatd:queues                set of the queues, for reaping
+ *   chatd:presence              channel: uids whose presence changed
  * A presence entry whose node key is gone or holds another boot (node
  * died or restarted) or whose slot key holds another generation (worker
- * died and was respawned) is stale: a new login takes it over, so
- * nobody stays "online" after a crash for longer than the keys' expiry.
+ * died and was respawned) is stale: a new login takes it over.
  *
- * Delivery: a publish looks up the recipient's presence and appends to
- * that worker's queue in one script (not PUBLISH: a message must not
- * vanish because its receiver died a moment ago).  The worker takes
- * its queue (BLPOP) and delivers each line, or stores it when the user
- * left meanwhile.  When the presence is stale or missing (receivers 0)
- * or Redis is down (-1), the publisher stores it: exactly one side
- * stores.  The queue of a dead worker is reaped by any live one (every
- * 5 s, and at once by a login that takes over an entry of that worker,
- * before it is answered); a respawned worker takes over its
- * predecessor's queue.  A user who logged in between a publish and its
- * store would find the message only at the next login, so whoever
- * stores nudges (pubsub_nudge): the user's worker then hands the stored
- * messages over.
+ * Items.  Every item a node puts on Redis is signed (HMAC-SHA256 under
+ * the cluster key, cluster_key_file):
+ *   <64 hex MAC> <node> <ms since epoch> <boot>.<slot>.<seq> <uid>[ <line>]
+ * the MAC covering everything after its blank.  "<uid> <line>" is a
+ * line to deliver (or store); "<uid>" alone says messages were stored
+ * for uid; "0" is a wake-up (see reap).  A receiver drops, logs (once
+ * per source) and counts an item whose MAC fails under both keys (cluster_key_file_old is accepted
+ * during a rollover), that is older than cluster_max_age or more than a
+ * minute in the future, or whose MAC it already handed off (a bounded
+ * memory of the last 2^18 items): pubsub_rejected() for the metrics.
+ * The node name and time inside the MAC are the sender's; whoever
+ * holds the key can sign, so the key is what must be kept secret.
+ *
+ * The queue protocol: at-least-once, removed only after a hand-off.
+ *   publish   one script looks up the presence and RPUSHes to Q of the
+ *             worker it names, and answers with Q (no PUBLISH: a message
+ *             must outlive a receiver that died a moment ago).  Publishes
+ *             made in one loop iteration go in one script call.  Each
+ *             worker caches uid -> Q for 5 s while it is subscribed to
+ *             chatd:presence, where every claim and release publishes
+ *             the uid (PUBLISH as a wake-up for caches, never a copy of
+ *             a message): publishes to cached users go as one RPUSH per
+ *             destination queue per loop iteration.  A stale entry costs
+ *             time, not a message: the worker it names stores what is
+ *             not for it (and nudges), a dead worker's queue is reaped.
+ *             Losing the subscription empties and disables the cache.
+ *   take      BLMOVE Q P (waiting up to 1 s), then a script moving up
+ *             to 100 more from Q to P: taking never removes an item
+ *             from Redis.  A wake-up is implicit: BLMOVE returns as
+ *             soon as something is pushed.
+ *   hand off  the handler returns DELIVERED (written to the user's
+ *             connection or passed to the worker that holds it) or
+ *             STORED (committed to the store), or RETRY (neither
+ *             worked, e.g. the database is down).
+ *   ack       one script per batch, on the same connection before the
+ *             next take, removes the handed-off items from P (LREM of
+ *             the exact item, so an ack sent twice is harmless) and
+ *             replaces each RETRY item by a fresh signature of it at
+ *             P's tail (so that it does not age out while it waits).
+ *   resume    at start, after a reconnect and 1 s after a RETRY, the
+ *             worker reads P again (LRANGE) and hands off what is
+ *             there.  An item it already handed off in this process
+ *             (its ack was lost) is only acknowledged again.
+ *   reap      a worker whose queue has no taker (node gone or
+ *             restarted, slot key expired) is reaped by any live one:
+ *             a script moves its P and Q items into the reaper's own
+ *             P, so a reaper that dies leaves them to the next one.
+ *             A worker reaps only while its store works (no RETRY
+ *             pending).  A login that takes over a dead worker's user
+ *             is answered at once; that worker's queue is reaped in
+ *             the background (a "0" item pushed into the reaper's
+ *             own queue ends its BLMOVE wait, so the reap starts at
+ *             once), and what is stored nudges the user.
+ * Crash cases: after take (items in P, not handed off): the successor
+ * (a respawned worker has the same Q and P) or a reaper hands them off.
+ * After the write or store, before the ack: they are handed off again
+ * (a plain client may see a line twice; an acknowledged chat carries
+ * its smid, so a client drops the repeat; a stored copy is stored
+ * twice).  After the ack: gone from Redis, held by the connection or
+ * the store.  Redis itself: with appendonly yes / appendfsync everysec
+ * a Redis crash loses at most the last second of queue changes (items
+ * may reappear or vanish); a clean restart loses nothing.
+ *
+ * Publisher: a publish whose answer never came (connection lost after
+ * sending) is sent again, with the same bytes, once Redis is back (the
+ * receiver drops it if it already handed it off); if Redis is not back
+ * within 10 s the caller is told -1 and stores it: then a copy may be
+ * both queued and stored (logged).  Never sent: -1 at once.
+ *
+ * Liveness: a link is judged dead only after reading what already
+ * arrived on it (a stalled loop runs its overdue timers first).  When
+ * Redis is down, calls fail fast and the module reconnects with backoff
+ * (0.1 s doubling to 5 s), then re-asserts the presence of its local
+ * users and retries the releases it could not send.  A Redis that stops
+ * answering for 3 s counts as down.  Needs Redis >= 6.2 (BLMOVE).
  *
  * Every call is non-blocking and its callback never runs inside the
- * call itself (failures are reported from the loop).  When Redis is
- * down, calls fail fast and the module reconnects with backoff (0.1 s
- * doubling to 5 s), then re-asserts the presence of its local users and
- * retries the releases it could not send.  A Redis that stops answering
- * for 3 s counts as down.  Needs Redis >= 5 (scripts with effects
- * replication).
+ * call itself (failures are reported from the loop).
  */
 #ifndef CHATD_PUBSUB_H
 #define CHATD_PUBSUB_H
@@ -52,14 +108,21 @@
 struct config;
 struct pubsub;
 
+/* What the handler did with a line: only RETRY keeps it in Redis. */
+enum pubsub_result {
+	PUBSUB_DELIVERED,	/* written to uid's connection (or worker) */
+	PUBSUB_STORED,		/* committed to the store */
+	PUBSUB_RETRY		/* neither: keep it, offer it again later */
+};
+
 struct pubsub_handler {
 	/*
 	 * A line published for uid, whose presence named this worker (or
 	 * a dead worker whose queue this one reaped).  The handler
 	 * delivers it or, if uid is not here, stores it.
 	 */
-	void	(*deliver)(void *arg, int32_t uid, const char *line,
-		    size_t len);
+	enum pubsub_result (*deliver)(void *arg, int32_t uid,
+		    const char *line, size_t len);
 	/*
 	 * Optional.  uid, logged in here, was taken over by a login on
 	 * another node while this worker could not reach Redis: one
@@ -78,21 +141,24 @@ struct pubsub_handler {
  * Connect (asynchronously) to cfg->redis_host:redis_port (AUTH with
  * cfg->redis_password when set) as worker slot of node cfg->node_id,
  * started with boot id boot (the same in every worker of one run of
- * the node), with the given slot generation.  NULL with err only for
- * bad arguments or an unresolvable host; an unreachable Redis is
- * retried in the background.
+ * the node), with the given slot generation; items are signed with
+ * cfg->cluster_key.  NULL with err only for bad arguments, a missing
+ * key or an unresolvable host; an unreachable Redis is retried in the
+ * background.
  */
 struct pubsub *pubsub_new(struct ev_loop *loop, const struct config *cfg,
 	    const char *boot, int slot, uint32_t gen,
 	    const struct pubsub_handler *h, char *err, size_t errlen);
 /*
- * Mark this worker's presence entries stale (drop its slot key), take
- * what is left in its queue (the loop runs for at most ~3.5 s), then
- * disconnect.  Outstanding callbacks run with -1.  NULL is fine.
+ * Mark this worker's presence entries stale (drop its slot key), hand
+ * off what is left in its queue (the loop runs for at most ~3.5 s),
+ * then disconnect.  Outstanding callbacks run with -1.  NULL is fine.
  */
 void	pubsub_free(struct pubsub *ps);
-/* 1 when both connections (commands, queue) are up. */
+/* 1 when the command and queue connections are up. */
 int	pubsub_up(const struct pubsub *ps);
+/* Items refused since start: bad MAC, too old, or seen before. */
+uint64_t pubsub_rejected(const struct pubsub *ps);
 
 /*
  * Claim uid for this worker: result 0 claimed, 1 online elsewhere
@@ -116,18 +182,18 @@ void	pubsub_query_online(struct pubsub *ps, const int32_t *uids, size_t n,
 	    pubsub_online_cb *cb, void *arg);
 
 /*
- * Send line to uid's worker.  receivers is 1 when it was queued for a
- * live worker (which then delivers or stores it), 0 when uid is online
- * nowhere (the caller stores the message), -1 when Redis is down (the
- * caller stores it too).  The module keeps its own copy of line and
- * hands it back.
- */
-/*
  * Messages were just stored for uids: tell the workers of those who are
  * online (handler->stored).  Fire and forget; nothing when Redis is down.
  */
 void	pubsub_nudge(struct pubsub *ps, const int32_t *uids, size_t n);
 
+/*
+ * Send line to uid's worker.  receivers is 1 when it was queued for a
+ * live worker (which then delivers or stores it), 0 when uid is online
+ * nowhere (the caller stores the message), -1 when Redis is down or did
+ * not answer within 10 s (the caller stores it too).  The module keeps
+ * its own copy of line and hands it back.
+ */
 typedef void pubsub_publish_cb(void *arg, int32_t uid, long receivers,
 	    const char *line, size_t len);
 void	pubsub_publish(struct pubsub *ps, int32_t uid, const char *line,

@@ -222,22 +222,25 @@ route_publish(struct conn *c, int32_t sender, int refmsgid,
  * whose queue this one took over.  Only this worker took it, so if uid
  * is not here it is stored here: exactly once either way.
  */
-void
+enum pubsub_result
 chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
 {
 	int64_t	 smid;
 
 	if (len == 0 || line[len - 1] != '\n') {
 		log_warnx("redis: dropping a malformed line for %d", (int)uid);
-		return;
+		return PUBSUB_DELIVERED;
 	}
 	if ((smid = proto_line_smid(line, len)) > 0) {
 		/* stored by the sending node: only deliver it */
 		deliver_acked(uid, smid, line, len, 0);
-		return;
+		return PUBSUB_DELIVERED;
 	}
-	if (deliver_live(uid, line, len) != DELIVER_OK)
-		(void)chat_keep_offline(&uid, 1, line, len - 1);
+	if (deliver_live(uid, line, len) == DELIVER_OK)
+		return PUBSUB_DELIVERED;
+	/* not stored: it stays in Redis and is offered again */
+	return chat_keep_offline(&uid, 1, line, len - 1) == 0 ? PUBSUB_STORED :
+	    PUBSUB_RETRY;
 }
 
 int

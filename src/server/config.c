@@ -48,6 +48,7 @@
 
 #define CFG_LINE_MAX	4096	/* longest line accepted */
 #define CFG_SECRET_MAX	1024	/* longest db_password accepted */
+#define CFG_KEY_MIN	32	/* shortest cluster key accepted */
 #define CFG_WORKERS_MAX	64
 #define CFG_SHOW	64	/* bytes of a bad value quoted in errors */
 
@@ -252,6 +253,15 @@ static const struct cfg_key cfg_keys[] = {
 	{ "redis_password", CFG_STRING, OFF(redis_password), NULL,
 	    0, 0, RESTART, NULL,
 	    "Redis AUTH password" },
+	{ "cluster_key_file", CFG_STRING, OFF(cluster_key_file), NULL,
+	    0, 0, RESTART, NULL,
+	    "file (mode 600) with the key that signs items on Redis" },
+	{ "cluster_key_file_old", CFG_STRING, OFF(cluster_key_file_old),
+	    NULL, 0, 0, RESTART, NULL,
+	    "previous cluster key, still accepted during a rollover" },
+	{ "cluster_max_age", CFG_INT, OFF(cluster_max_age), "300",
+	    10, 86400, RESTART, NULL,
+	    "seconds a signed Redis item stays acceptable" },
 	{ "node_id", CFG_STRING, OFF(node_id), NULL,
 	    0, 0, RESTART, NULL,
 	    "this node's name in the cluster; default hostname:port" },
@@ -820,17 +830,29 @@ cfg_derive(struct config *cfg, char *why, size_t len)
 	return -1;
 }
 
-/* Read db_password_file into cfg->db_password, trailing newlines cut. */
+/*
+ * Read the secret in file (named by key) into *out, trailing newlines
+ * cut.  With private set the file must be readable by its owner only:
+ * a cluster key that others can read signs nothing.
+ */
 static int
-cfg_read_password(struct config *cfg, char *why, size_t len)
+cfg_read_secret(const char *key, const char *file, int private, char **out,
+    char *why, size_t len)
 {
-	char	 tmp[CFG_SECRET_MAX + 2];
-	size_t	 n = 0;
-	ssize_t	 r;
-	int	 fd, saved;
+	struct stat	 st;
+	char		 tmp[CFG_SECRET_MAX + 2];
+	size_t		 n = 0;
+	ssize_t		 r;
+	int		 fd, saved;
 
-	if ((fd = open(cfg->db_password_file, O_RDONLY | O_CLOEXEC)) == -1)
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
 		goto syserr;
+	if (private && (fstat(fd, &st) == -1 || (st.st_mode & 077) != 0)) {
+		close(fd);
+		snprintf(why, len, "%s \"%s\": readable by others (chmod 600)",
+		    key, file);
+		return -1;
+	}
 	while (n < sizeof(tmp) - 1) {
 		r = read(fd, tmp + n, sizeof(tmp) - 1 - n);
 		if (r == -1 && errno == EINTR)
@@ -849,28 +871,30 @@ cfg_read_password(struct config *cfg, char *why, size_t len)
 	while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r'))
 		n--;
 	tmp[n] = '\0';
-	if (n > CFG_SECRET_MAX || n == 0 || strlen(tmp) != n) {
-		snprintf(why, len, "db_password_file \"%s\": %s",
-		    cfg->db_password_file, n == 0 ? "empty" :
-		    n > CFG_SECRET_MAX ? "too long" : "contains a NUL byte");
+	if (n > CFG_SECRET_MAX || n == 0 || strlen(tmp) != n ||
+	    (private && n < CFG_KEY_MIN)) {
+		snprintf(why, len, "%s \"%s\": %s", key, file,
+		    n == 0 ? "empty" : n > CFG_SECRET_MAX ? "too long" :
+		    strlen(tmp) != n ? "contains a NUL byte" :
+		    "too short (at least 32 characters, e.g. openssl rand "
+		    "-hex 32)");
 		explicit_bzero(tmp, sizeof(tmp));
 		return -1;
 	}
-	if (cfg->db_password != NULL) {
-		explicit_bzero(cfg->db_password, strlen(cfg->db_password));
-		free(cfg->db_password);
+	if (*out != NULL) {
+		explicit_bzero(*out, strlen(*out));
+		free(*out);
 	}
-	cfg->db_password = strdup(tmp);
+	*out = strdup(tmp);
 	explicit_bzero(tmp, sizeof(tmp));
-	if (cfg->db_password == NULL) {
+	if (*out == NULL) {
 		snprintf(why, len, "out of memory");
 		return -1;
 	}
 	return 0;
 
  syserr:
-	snprintf(why, len, "db_password_file \"%s\": %s",
-	    cfg->db_password_file, strerror(errno));
+	snprintf(why, len, "%s \"%s\": %s", key, file, strerror(errno));
 	return -1;
 }
 
@@ -1084,8 +1108,23 @@ cfg_load(struct config *cfg, const char *path, struct buf *errors)
 		cfg_err(&p, 0, "contains a password but is readable by others "
 		    "(chmod 600)");
 	if (cfg->db_password_file != NULL &&
-	    cfg_read_password(cfg, why, sizeof(why)) == -1)
+	    cfg_read_secret("db_password_file", cfg->db_password_file, 0,
+	    &cfg->db_password, why, sizeof(why)) == -1)
 		cfg_err(&p, cfg_line_of(&p, "db_password_file"), why);
+	if (cfg->cluster_key_file != NULL &&
+	    cfg_read_secret("cluster_key_file", cfg->cluster_key_file, 1,
+	    &cfg->cluster_key, why, sizeof(why)) == -1)
+		cfg_err(&p, cfg_line_of(&p, "cluster_key_file"), why);
+	if (cfg->cluster_key_file_old != NULL &&
+	    cfg_read_secret("cluster_key_file_old",
+	    cfg->cluster_key_file_old, 1, &cfg->cluster_key_old, why,
+	    sizeof(why)) == -1)
+		cfg_err(&p, cfg_line_of(&p, "cluster_key_file_old"), why);
+	/* the bus is trusted only with a key: no unsigned cluster mode */
+	if (cfg->redis != NULL && cfg->cluster_key_file == NULL)
+		cfg_err(&p, cfg_line_of(&p, "redis"), "cluster mode (redis) "
+		    "needs cluster_key_file: every node signs what it puts "
+		    "on Redis");
 
 	if (p.nerr == 0 && cfg_derive(cfg, why, sizeof(why)) == -1)
 		cfg_err(&p, 0, why);
@@ -1118,6 +1157,8 @@ cfg_free(struct config *cfg)
 	free(cfg->metrics_host);
 	free(cfg->websocket_host);
 	free_secret(&cfg->db_password);
+	free_secret(&cfg->cluster_key);
+	free_secret(&cfg->cluster_key_old);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

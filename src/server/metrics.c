@@ -46,6 +46,9 @@ static const struct {
 	    offsetof(struct online_slot_stats, errors) },
 	{ "chatd_respawns_total", "Worker processes that ended and were "
 	    "replaced.", offsetof(struct online_slot_stats, respawns) },
+	{ "chatd_bus_rejected_total", "Redis items refused: bad signature, "
+	    "too old or replayed.",
+	    offsetof(struct online_slot_stats, bus_rejected) },
 };
 #define NTOTALS	(sizeof(totals) / sizeof(totals[0]))
 

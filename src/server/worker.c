@@ -49,6 +49,7 @@ static struct ev_loop	*loop;
 static struct store	*store;
 static struct authpool	*auth;
 static struct pubsub	*pubsub;	/* cluster mode only */
+static uint64_t		 bus_rejected_seen;	/* added to stats already */
 static struct chanq	*chanqs;
 static char		*chan_rbuf;
 static ev_io		 accept_io, chan_io, auth_io, master_io;
@@ -394,9 +395,14 @@ health_cb(struct ev_loop *l, ev_timer *w, int revents)
 	int	 ok;
 
 	__atomic_store_n(&stats->heartbeat, util_mono_ms(), __ATOMIC_RELAXED);
-	if (pubsub != NULL)
+	if (pubsub != NULL) {
 		__atomic_store_n(&stats->redis_up, pubsub_up(pubsub) ? 1 : 0,
 		    __ATOMIC_RELAXED);
+		__atomic_add_fetch(&stats->bus_rejected,
+		    pubsub_rejected(pubsub) - bus_rejected_seen,
+		    __ATOMIC_RELAXED);
+		bus_rejected_seen = pubsub_rejected(pubsub);
+	}
 	if (++health_ticks < HEALTH_STORE_TICKS)
 		return;
 	health_ticks = 0;

@@ -150,11 +150,19 @@ class _Reader:
 class Redis:
     """A private redis-server with a password (chatd must AUTH)."""
 
-    def __init__(self):
+    def __init__(self, appendonly=False):
+        self.appendonly = appendonly
         self.dir = tempfile.mkdtemp(prefix="chatd-redis-")
         self.port = chatlib.free_port()
         self.password = "pw-%d-%d" % (os.getpid(), int(time.time()))
         self.proc = None
+        # the cluster key every node of a test signs its items with
+        self.key = os.urandom(32).hex()
+        self.key_file = os.path.join(self.dir, "cluster.key")
+        fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                     0o600)
+        os.write(fd, (self.key + "\n").encode())
+        os.close(fd)
 
     @property
     def addr(self):
@@ -163,7 +171,8 @@ class Redis:
     def start(self):
         self.proc = subprocess.Popen(
             [find_prog("redis-server"), "--port", str(self.port),
-             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--bind", "127.0.0.1", "--save", "", "--appendonly",
+             "yes" if self.appendonly else "no", "--appendfsync", "everysec",
              "--dir", self.dir, "--requirepass", self.password,
              "--logfile", os.path.join(self.dir, "redis.log"),
              "--daemonize", "no"],
@@ -382,6 +391,7 @@ class Node(chatlib.Server):
             keys["redis"] = redis.addr
             keys["redis_password"] = redis.password
             keys["node_id"] = node_id
+            keys.setdefault("cluster_key_file", redis.key_file)
         super().__init__(workers=workers, storage=storage, extra=keys)
         os.close(os.open(self.conf, os.O_WRONLY | os.O_CREAT, 0o600))
         os.chmod(self.conf, 0o600)

@@ -67,6 +67,9 @@ tpath(const char *name)
 	return p[i];
 }
 
+#define KEY64	"0123456789abcdef0123456789abcdef" \
+		"0123456789abcdef0123456789abcdef"
+
 static const char *
 write_file(const char *name, mode_t mode, const char *text)
 {
@@ -222,10 +225,11 @@ START_TEST(test_full_file)
 {
 	struct config	 cfg;
 	struct buf	 errs = BUF_INIT;
-	const char	*pwf, *path;
+	const char	*pwf, *kf, *path;
 	char		 text[4096];
 
 	pwf = write_file("dbpass", 0600, "s3cret pass\n");
+	kf = write_file("ckey", 0600, KEY64 "\n");
 	snprintf(text, sizeof(text),
 	    "# every key\n"
 	    "\n"
@@ -257,8 +261,9 @@ START_TEST(test_full_file)
 	    "db_password_file = %s\n"
 	    "sqlite_busy_timeout_ms = 100\n"
 	    "redis = redis.example.org:6380\n"
+	    "cluster_key_file = %s\n"
 	    "node_id = node-a\n"
-	    "# end\n", pwf);
+	    "# end\n", pwf, kf);
 	/* 0644: db_password_file is not a password in the file. */
 	ck_assert_int_eq(load_text(text, 0644, &cfg, &errs, &path), 0);
 	ck_assert_uint_eq(buf_used(&errs), 0);
@@ -565,17 +570,63 @@ START_TEST(test_shm_name)
 }
 END_TEST
 
+/* Cluster mode needs a key: private, long enough; the old one too. */
+START_TEST(test_cluster_key)
+{
+	struct config	 cfg;
+	struct buf	 errs = BUF_INIT;
+	char		 text[2 * PATH_MAX + 128], kf[PATH_MAX], old[PATH_MAX];
+
+	ck_assert_int_eq(load_text("redis = 127.0.0.1:6379\n", 0600, &cfg,
+	    &errs, NULL), -1);
+	ck_assert_ptr_nonnull(strstr(errstr(&errs), "needs cluster_key_file"));
+	cfg_free(&cfg);
+	buf_free(&errs);
+
+	snprintf(kf, sizeof(kf), "%s", write_file("ckey", 0644, KEY64 "\n"));
+	snprintf(text, sizeof(text), "redis = 127.0.0.1:6379\n"
+	    "cluster_key_file = %s\n", kf);
+	ck_assert_int_eq(load_text(text, 0600, &cfg, &errs, NULL), -1);
+	ck_assert_ptr_nonnull(strstr(errstr(&errs), "readable by others"));
+	cfg_free(&cfg);
+	buf_free(&errs);
+
+	(void)write_file("ckey", 0600, "short\n");
+	ck_assert_int_eq(chmod(kf, 0600), 0);
+	ck_assert_int_eq(load_text(text, 0600, &cfg, &errs, NULL), -1);
+	ck_assert_ptr_nonnull(strstr(errstr(&errs), "too short"));
+	cfg_free(&cfg);
+	buf_free(&errs);
+
+	(void)write_file("ckey", 0600, KEY64 "\n");
+	snprintf(old, sizeof(old), "%s", write_file("ckey.old", 0600,
+	    "old-" KEY64 "\n"));
+	snprintf(text, sizeof(text), "redis = 127.0.0.1:6379\n"
+	    "cluster_key_file = %s\ncluster_key_file_old = %s\n", kf, old);
+	ck_assert_int_eq(load_text(text, 0600, &cfg, &errs, NULL), 0);
+	ck_assert_str_eq(cfg.cluster_key, KEY64);
+	ck_assert_str_eq(cfg.cluster_key_old, "old-" KEY64);
+	ck_assert_int_eq(cfg.cluster_max_age, 300);
+	cfg_free(&cfg);
+	buf_free(&errs);
+}
+END_TEST
+
 START_TEST(test_secret_perms)
 {
 	struct config	 cfg;
 	struct buf	 errs = BUF_INIT;
 	const char	*path;
 	char		 want[PATH_MAX + 128];
-	static const char *const secret[] = {
-		"storage = mysql://chat:pw@db:3306/chat\n",
-		"redis = 127.0.0.1:6379\nredis_password = pw\n",
-	};
+	char		 rtext[PATH_MAX + 128];
+	const char	*secret[2];
 	size_t		 i;
+
+	secret[0] = "storage = mysql://chat:pw@db:3306/chat\n";
+	snprintf(rtext, sizeof(rtext), "redis = 127.0.0.1:6379\nredis_password"
+	    " = pw\ncluster_key_file = %s\n",
+	    write_file("ckey", 0600, KEY64 "\n"));
+	secret[1] = rtext;
 
 	for (i = 0; i < 2; i++) {
 		ck_assert_int_eq(load_text(secret[i], 0644, &cfg, &errs,
@@ -596,8 +647,7 @@ START_TEST(test_secret_perms)
 		ck_assert_uint_eq(buf_used(&errs), 0);
 		cfg_free(&cfg);
 	}
-	ck_assert_int_eq(load_text("redis = 127.0.0.1:6379\nredis_password = "
-	    "pw\n", 0600, &cfg, &errs, NULL), 0);
+	ck_assert_int_eq(load_text(rtext, 0600, &cfg, &errs, NULL), 0);
 	ck_assert_str_eq(cfg.redis_password, "pw");
 	ck_assert_str_eq(cfg.redis_host, "127.0.0.1");
 	ck_assert_int_eq(cfg.redis_port, 6379);
@@ -907,6 +957,7 @@ config_suite(void)
 	tcase_set_timeout(tc, 10);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_full_file);
+	tcase_add_test(tc, test_cluster_key);
 	tcase_add_loop_test(tc, test_each_error, 0,
 	    (int)(sizeof(bad) / sizeof(bad[0])));
 	tcase_add_test(tc, test_many_errors);

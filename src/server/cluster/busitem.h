@@ -1,0 +1,60 @@
+/*
+ * busitem.h - signing and checking the items chatd puts on Redis
+ * (format and rules in include/pubsub.h).  No Redis, no libev: a pure
+ * module, so the checks can be unit-tested and fuzzed.
+ */
+#ifndef CHATD_BUSITEM_H
+#define CHATD_BUSITEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct busauth;
+
+enum bus_verdict {
+	BUS_OK,
+	BUS_MALFORMED,		/* not "<mac> <node> <ms> <id> <body>" */
+	BUS_FORGED,		/* the MAC fails under every key */
+	BUS_STALE,		/* older than max_age, or in the future */
+	BUS_REPLAYED		/* handed off already */
+};
+
+/* What busauth_check found in a good item; pointers into the item. */
+struct bus_item {
+	const char	*src;		/* the sending node's name */
+	size_t		 srclen;
+	int64_t		 ms;		/* when it was signed */
+	const char	*body;		/* "<uid>[ <line>]" */
+	size_t		 blen;
+	uint64_t	 tag;		/* first bytes of the MAC */
+};
+
+/*
+ * key (and oldkey, may be NULL) as given; node the name signed in;
+ * id "<boot>.<slot>" made unique per item by a counter.  NULL with err.
+ */
+struct busauth *busauth_new(const char *key, const char *oldkey,
+	    const char *node, const char *id, int max_age, char *err,
+	    size_t errlen);
+void	busauth_free(struct busauth *a);
+
+/*
+ * Sign body (len bytes) at time now_ms into a new string (*out,
+ * *outlen; the caller frees it): 0, or -1 out of memory.  *bodyoff is
+ * where body starts in it.
+ */
+int	busauth_sign(struct busauth *a, int64_t now_ms, const char *body,
+	    size_t len, char **out, size_t *outlen, size_t *bodyoff);
+/*
+ * Check item at now_ms.  BUS_OK fills it.  A good item is not yet
+ * "seen": call busauth_seen once it has been handed off.
+ */
+enum bus_verdict busauth_check(struct busauth *a, int64_t now_ms,
+	    const char *item, size_t len, struct bus_item *it);
+void	busauth_seen(struct busauth *a, uint64_t tag);
+/* 1 the first time src is reported (for a log line once per source). */
+int	busauth_first_report(struct busauth *a, const char *src,
+	    size_t srclen);
+const char *bus_verdict_str(enum bus_verdict v);
+
+#endif

@@ -1,0 +1,337 @@
+/*
+ * presence.c - who is logged in where: claims, releases and queries of
+ * chatd:on:<uid>, and the set of users claimed here, re-asserted after
+ * Redis comes back.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "ps_int.h"
+#include "util.h"
+
+/* ---- a set of user ids (open addressing, linear probing) --------------- */
+
+static size_t
+uidset_find(const struct uidset *s, int32_t uid, int *found)
+{
+	size_t	 mask = s->cap - 1, i;
+
+	for (i = util_hash32((uint32_t)uid) & mask; s->v[i] != 0; i = (i + 1) & mask)
+		if (s->v[i] == uid) {
+			*found = 1;
+			return i;
+		}
+	*found = 0;
+	return i;
+}
+
+int
+uidset_has(const struct uidset *s, int32_t uid)
+{
+	int	 found;
+
+	if (s->n == 0)
+		return 0;
+	(void)uidset_find(s, uid, &found);
+	return found;
+}
+
+int
+uidset_add(struct uidset *s, int32_t uid)
+{
+	struct uidset	 t;
+	size_t		 i;
+	int		 found;
+
+	if (uid <= 0)
+		return -1;
+	if ((s->n + 1) * 2 > s->cap) {
+		t.cap = s->cap ? s->cap * 2 : 64;
+		t.n = 0;
+		if ((t.v = calloc(t.cap, sizeof(*t.v))) == NULL)
+			return -1;
+		for (i = 0; i < s->cap; i++)
+			if (s->v[i] != 0)
+				t.v[uidset_find(&t, s->v[i], &found)] =
+				    s->v[i], t.n++;
+		free(s->v);
+		*s = t;
+	}
+	i = uidset_find(s, uid, &found);
+	if (!found) {
+		s->v[i] = uid;
+		s->n++;
+	}
+	return 0;
+}
+
+void
+uidset_del(struct uidset *s, int32_t uid)
+{
+	size_t	 mask, i, j, k;
+	int	 found;
+
+	if (s->n == 0)
+		return;
+	i = uidset_find(s, uid, &found);
+	if (!found)
+		return;
+	mask = s->cap - 1;
+	/* shift back later entries of the run that may no longer be found */
+	for (j = (i + 1) & mask; s->v[j] != 0; j = (j + 1) & mask) {
+		k = util_hash32((uint32_t)s->v[j]) & mask;
+		if ((j > i && (k <= i || k > j)) ||
+		    (j < i && k <= i && k > j)) {
+			s->v[i] = s->v[j];
+			i = j;
+		}
+	}
+	s->v[i] = 0;
+	s->n--;
+}
+
+void
+uidset_clear(struct uidset *s)
+{
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Snapshot of a set (it may change while we walk it). */
+static int32_t *
+uidset_list(const struct uidset *s, size_t *n)
+{
+	int32_t	*v;
+	size_t	 i;
+
+	*n = 0;
+	if (s->n == 0 || (v = calloc(s->n, sizeof(*v))) == NULL)
+		return NULL;
+	for (i = 0; i < s->cap; i++)
+		if (s->v[i] != 0)
+			v[(*n)++] = s->v[i];
+	return v;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+/* A claim (or re-assertion) of uid, or its release, ready to send. */
+static struct req *
+presence_req(struct pubsub *ps, enum req_kind kind, int32_t uid)
+{
+	struct req	*r;
+	char		 key[32];
+	const char	*a[5];
+
+	if ((r = req_new(ps, kind, kind == REQ_RELEASE ? SCRIPT_RELEASE :
+	    SCRIPT_CLAIM)) == NULL)
+		return NULL;
+	r->uid = uid;
+	a[0] = "1";
+	a[1] = key;
+	snprintf(key, sizeof(key), "chatd:on:%d", (int)uid);
+	a[2] = ps->me;
+	a[3] = ps->node_id;
+	a[4] = ps->boot;
+	if (req_strs(r, kind == REQ_RELEASE ? 3 : 5, a) == -1) {
+		req_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+/*
+ * A fresh cmd connection: set Redis right about our users: releases it
+ * never saw, presence it may have lost (restart, expired keys).
+ */
+void
+presence_setup(struct pubsub *ps)
+{
+	struct req	*r;
+	int32_t		*v;
+	size_t		 i, n;
+
+	v = uidset_list(&ps->unreleased, &n);
+	uidset_clear(&ps->unreleased);
+	for (i = 0; i < n; i++) {
+		if ((r = presence_req(ps, REQ_RELEASE, v[i])) == NULL) {
+			(void)uidset_add(&ps->unreleased, v[i]);
+			continue;
+		}
+		if (req_send(ps, r) == -1)
+			req_fail(ps, r);
+	}
+	free(v);
+
+	v = uidset_list(&ps->local, &n);
+	for (i = 0; i < n; i++) {
+		if ((r = presence_req(ps, REQ_REASSERT, v[i])) == NULL)
+			break;
+		if (req_send(ps, r) == -1)
+			req_free(r);
+	}
+	if (n > 0)
+		log_info("redis: re-asserting the presence of %zu user(s)", n);
+	free(v);
+}
+
+/* A claim's answer: {status} or {status, queue to reap}; -1 if neither. */
+static long
+claim_status(const redisReply *rep, const char **queue)
+{
+	*queue = NULL;
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY ||
+	    rep->elements < 1 || rep->element[0]->type != REDIS_REPLY_INTEGER)
+		return -1;
+	if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING)
+		*queue = rep->element[1]->str;
+	return (long)rep->element[0]->integer;
+}
+
+/* Replies to presence requests (takes r). */
+void
+presence_done(struct pubsub *ps, struct req *r, void *reply)
+{
+	redisReply	*rep = reply;
+	const char	*q;
+	int		*online = NULL;
+	size_t		 i;
+	long		 result;
+
+	switch (r->kind) {
+	case REQ_CLAIM:
+		result = claim_status(rep, &q);
+		if (result == 1)
+			uidset_del(&ps->local, r->uid);
+		/*
+		 * The entry of a dead worker that left items: answered now,
+		 * reaped in the background; what gets stored nudges uid.
+		 */
+		if (result == 0 && q != NULL)
+			queue_reap(ps, q);
+		r->cb.claim(r->arg, result == 0 || result == 1 ? (int)result :
+		    -1);
+		break;
+	case REQ_REASSERT:
+		if (claim_status(rep, &q) == 1 &&
+		    uidset_has(&ps->local, r->uid)) {
+			uidset_del(&ps->local, r->uid);
+			log_notice("user %d logged in on another node while "
+			    "Redis was out of reach: ending the session here",
+			    (int)r->uid);
+			if (ps->h.lost != NULL)
+				ps->h.lost(ps->h.arg, r->uid);
+		}
+		break;
+	case REQ_RELEASE:
+		/* not seen by Redis: send it again once it is back */
+		if (rep == NULL && !uidset_has(&ps->local, r->uid))
+			(void)uidset_add(&ps->unreleased, r->uid);
+		break;
+	case REQ_QUERY:
+		result = -1;
+		online = calloc(r->n + 1, sizeof(*online));
+		if (online != NULL && r->n == 0)
+			result = 0;
+		else if (online != NULL && rep != NULL &&
+		    rep->type == REDIS_REPLY_ARRAY && rep->elements == r->n) {
+			result = 0;
+			for (i = 0; i < r->n; i++)
+				online[i] = rep->element[i]->type ==
+				    REDIS_REPLY_INTEGER &&
+				    rep->element[i]->integer == 1;
+		}
+		r->cb.online(r->arg, (int)result, r->uids, online, r->n);
+		free(online);
+		break;
+	default:
+		break;
+	}
+	req_free(r);
+}
+
+/* ---- interface ---------------------------------------------------------- */
+
+/*
+ * Out of memory for the request itself is the one case where a
+ * callback runs inside the call; callers make these calls last.
+ */
+void
+pubsub_claim(struct pubsub *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
+{
+	struct req	*r;
+
+	uidset_del(&ps->unreleased, uid);
+	if (uidset_add(&ps->local, uid) == -1)
+		log_warnx("redis: out of memory: user %d will not be "
+		    "re-asserted after a reconnect", (int)uid);
+	if ((r = presence_req(ps, REQ_CLAIM, uid)) == NULL) {
+		cb(arg, -1);
+		return;
+	}
+	r->cb.claim = cb;
+	r->arg = arg;
+	if (req_send(ps, r) == -1)
+		req_fail(ps, r);
+}
+
+void
+pubsub_release(struct pubsub *ps, int32_t uid)
+{
+	struct req	*r;
+
+	uidset_del(&ps->local, uid);
+	if ((r = presence_req(ps, REQ_RELEASE, uid)) == NULL) {
+		(void)uidset_add(&ps->unreleased, uid);
+		return;
+	}
+	if (req_send(ps, r) == -1) {
+		req_free(r);
+		(void)uidset_add(&ps->unreleased, uid);
+	}
+}
+
+void
+pubsub_query_online(struct pubsub *ps, const int32_t *uids, size_t n,
+    pubsub_online_cb *cb, void *arg)
+{
+	struct req	 *r;
+	const char	**a = NULL;
+	size_t		 *al = NULL, i;
+	char		 *kbuf = NULL, nk[16];
+
+	if ((r = req_new(ps, REQ_QUERY, SCRIPT_QUERY)) == NULL ||
+	    (r->uids = calloc(n + 1, sizeof(*uids))) == NULL ||
+	    (a = calloc(n + 1, sizeof(*a))) == NULL ||
+	    (al = calloc(n + 1, sizeof(*al))) == NULL ||
+	    (kbuf = malloc(n * 24 + 1)) == NULL) {
+		free(a);
+		free(al);
+		req_free(r);
+		cb(arg, -1, uids, NULL, 0);
+		return;
+	}
+	memcpy(r->uids, uids, n * sizeof(*uids));
+	r->n = n;
+	r->cb.online = cb;
+	r->arg = arg;
+	a[0] = nk;
+	al[0] = snprintf(nk, sizeof(nk), "%zu", n);
+	for (i = 0; i < n; i++) {
+		a[i + 1] = kbuf + i * 24;
+		al[i + 1] = snprintf(kbuf + i * 24, 24, "chatd:on:%d",
+		    (int)uids[i]);
+	}
+	if (n == 0 || req_args(r, (int)n + 1, a, al) == -1 ||
+	    req_send(ps, r) == -1)
+		req_fail(ps, r);
+	free(a);
+	free(al);
+	free(kbuf);
+}

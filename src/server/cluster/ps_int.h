@@ -1,0 +1,243 @@
+/*
+ * ps_int.h - what the files of the cluster module share: the module's
+ * state, requests, and the Lua scripts.  Private to src/server/cluster.
+ *
+ *   pubsub.c    the links to Redis: connections, sending, watchdog,
+ *               heartbeat, start and exit
+ *   presence.c  claims, releases, queries (local users set)
+ *   queue.c     the reliable queue: publish, take, hand off, ack, reap
+ *   cache.c     the presence cache (uid -> queue)
+ *   scripts.c   the Lua scripts
+ *   busitem.c   signatures (no Redis)
+ */
+#ifndef CHATD_PS_INT_H
+#define CHATD_PS_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "pubsub.h"
+
+#define BACKOFF_MIN		0.1	/* first reconnect after this */
+#define BACKOFF_MAX		5.0
+#define TICK_SECONDS		1.0	/* watchdog */
+#define HEARTBEAT_SECONDS	5.0
+#define REAP_SECONDS		5.0	/* look for queues of dead workers */
+#define KEY_TTL_SECONDS		15	/* node and slot keys */
+#define REPLY_TIMEOUT		3.0	/* silent this long: Redis is down */
+#define POP_BLOCK_SECONDS	1	/* BLMOVE timeout */
+#define POP_BATCH_N		100	/* items per batch taken */
+#define REAP_BATCH_N		500
+#define PUBLISH_BATCH_N		256	/* publishes per script call */
+#define RETRY_SECONDS		1.0	/* offer a RETRY item again */
+#define RESEND_SECONDS		10.0	/* unanswered publishes, then -1 */
+#define EXIT_WAIT_SECONDS	1.0
+#define LOG_REPEAT_SECONDS	60.0	/* the same connect error, again */
+#define CACHE_SECONDS		5.0	/* a cached presence is used this long */
+#define CACHE_MAX		65536	/* entries; then it starts afresh */
+
+enum script {
+	SCRIPT_CLAIM,
+	SCRIPT_RELEASE,
+	SCRIPT_QUERY,
+	SCRIPT_PUBLISH,
+	SCRIPT_TAKE,
+	SCRIPT_REAP,
+	SCRIPT_REAPALL,
+	SCRIPT_ACK,
+	NSCRIPTS,
+	SCRIPT_NONE = -1
+};
+extern const char *const ps_scripts[NSCRIPTS];
+
+/* a set of user ids (open addressing, linear probing) */
+struct uidset {
+	int32_t	*v;		/* 0: empty */
+	size_t	 cap;		/* power of two */
+	size_t	 n;
+};
+
+enum req_kind {
+	/* on the cmd connection */
+	REQ_AUTH,
+	REQ_LOAD,
+	REQ_HEARTBEAT,
+	REQ_CLAIM,
+	REQ_REASSERT,
+	REQ_RELEASE,
+	REQ_QUERY,
+	REQ_PUBLISH,	/* a batch of publishes (and nudges) */
+	REQ_PUSH,	/* the same, into a cached queue: RPUSH */
+	REQ_EXIT,
+	REQ_WAKE,	/* a no-op item into our own queue: ends a BLMOVE */
+	/* on the pop connection, in order */
+	REQ_POPAUTH,
+	REQ_RESUME,	/* LRANGE P: what we took and did not hand off */
+	REQ_WAIT,	/* BLMOVE Q P */
+	REQ_TAKE,
+	REQ_REAP,	/* one dead worker's queue */
+	REQ_REAPALL,
+	REQ_ACK
+};
+
+/* One publish (or nudge: cb NULL) of a batch. */
+struct pubreq {
+	int32_t			 uid;
+	char			*item;		/* signed */
+	size_t			 ilen;
+	size_t			 off;		/* "<uid> <line>" starts here */
+	size_t			 uidlen;	/* "<uid> " */
+	pubsub_publish_cb	*cb;
+	void			*arg;
+	ev_tstamp		 since;		/* unanswered since */
+};
+
+struct req {
+	struct pubsub	*ps;
+	enum req_kind	 kind;
+	enum script	 script;
+	int		 on_pop;
+	int		 retried;	/* NOSCRIPT once: sent again with EVAL */
+	int		 sent;		/* reached a connection */
+	int		 argc;		/* argv[0..1] set when sent */
+	char		**argv;		/* owned, with argvlen, from [2] */
+	size_t		*argvlen;
+	int32_t		 uid;
+	int32_t		*uids;		/* QUERY */
+	size_t		 n;
+	struct pubreq	*pubs;		/* PUBLISH */
+	size_t		 npubs;
+	char		*queue;		/* REAP */
+	union {
+		pubsub_claim_cb		*claim;
+		pubsub_online_cb	*online;
+	}		 cb;
+	void		*arg;
+	struct req	*next;		/* failed, waiting to be reported */
+};
+
+/*
+ * The presence cache: uid -> the queue its items went to, kept while the
+ * "sub" connection is subscribed to chatd:presence (every claim and
+ * release publishes the uid there) and for CACHE_SECONDS at most.
+ */
+struct pcache_ent {
+	int32_t		 uid;		/* 0: empty */
+	int		 q;		/* index in queues */
+	ev_tstamp	 until;
+};
+struct pcache {
+	struct pcache_ent *v;
+	size_t		 cap, n;	/* cap a power of two */
+	char		**queues;	/* interned queue names */
+	size_t		 nqueues;
+	int		 on;		/* subscribed: invalidations arrive */
+};
+
+struct busauth;
+
+struct pubsub {
+	struct ev_loop		*loop;
+	struct pubsub_handler	 h;
+	struct busauth		*auth;
+	uint64_t		 rejected;
+	char			*host;		/* numeric address */
+	int			 port;
+	char			*password;
+	char			*node_id;
+	char			 boot[32];
+	int			 slot;
+	uint32_t		 gen;
+	char			*me;		/* our presence value */
+	char			*queue;		/* Q: chatd:q:<node>:<boot>:<slot> */
+	char			*plist;		/* P: Q ":p" */
+	char			*node_key;
+	char			*slot_key;
+	char			 gen_str[16];
+
+	void			*cmd;		/* redisAsyncContext */
+	void			*pop;
+	void			*sub;		/* SUBSCRIBE chatd:presence */
+	struct pcache		 cache;
+	int			 cmd_up;	/* setup answered */
+	int			 pop_up;	/* took from the queue */
+	int			 was_up;	/* for "connection lost" once */
+	ev_tstamp		 cmd_wait;	/* oldest unanswered since */
+	size_t			 cmd_pending;
+	ev_tstamp		 pop_wait;
+	size_t			 pop_pending;
+	ev_tstamp		 last_heartbeat;
+	ev_tstamp		 last_reap;
+	char			 sha[NSCRIPTS][41];
+
+	/* the queue */
+	int			 fetching;	/* a take/resume/reap is out */
+	int			 more;		/* the last take was full */
+	int			 resume;	/* read P before taking more */
+	ev_tstamp		 retry_at;	/* RETRY items wait until then */
+	struct req		*reaps;		/* dead queues to reap */
+	struct pubreq		*batch;		/* publishes of this round */
+	size_t			 nbatch, batch_cap;
+	struct pubreq		*resend;	/* answer lost: send again */
+	size_t			 nresend, resend_cap;
+	ev_prepare		 flush;		/* sends the batch */
+
+	struct uidset		 local;		/* claimed here, not released */
+	struct uidset		 unreleased;	/* releases Redis never saw */
+
+	double			 backoff;
+	ev_timer		 retry;
+	ev_timer		 tick;
+	ev_timer		 failt;		/* report failures from the loop */
+	struct req		*failed, **failed_tail;
+
+	char			 last_err[128];	/* rate-limit connect errors */
+	ev_tstamp		 last_err_at;
+	int			 exiting;
+	int			 exit_done;
+	int			 draining;
+	int			 drained;
+};
+
+/* pubsub.c */
+struct req	*req_new(struct pubsub *, enum req_kind, enum script);
+void		 req_free(struct req *);
+int		 req_args(struct req *, int, const char *const *,
+		    const size_t *);
+int		 req_strs(struct req *, int, const char *const *);
+int		 req_send(struct pubsub *, struct req *);
+void		 req_fail(struct pubsub *, struct req *);
+void		 send_plain(struct pubsub *, enum req_kind, int,
+		    const char **);
+void		 log_conn_error(struct pubsub *, const char *, const char *);
+void		 check_up(struct pubsub *);
+void		 ps_drop_pop(struct pubsub *, const char *);
+
+/* presence.c */
+int		 uidset_has(const struct uidset *, int32_t);
+int		 uidset_add(struct uidset *, int32_t);
+void		 uidset_del(struct uidset *, int32_t);
+void		 uidset_clear(struct uidset *);
+void		 presence_setup(struct pubsub *);
+void		 presence_done(struct pubsub *, struct req *, void *);
+
+/* cache.c */
+const char	*pcache_get(struct pcache *, int32_t, ev_tstamp);
+void		 pcache_put(struct pcache *, int32_t, const char *, size_t,
+		    ev_tstamp);
+void		 pcache_del(struct pcache *, int32_t);
+void		 pcache_clear(struct pcache *);
+
+/* queue.c */
+void		 queue_next(struct pubsub *);
+void		 queue_done(struct pubsub *, struct req *, void *);
+void		 queue_publish_done(struct pubsub *, struct req *, void *);
+void		 queue_flush(struct pubsub *);
+void		 queue_resend(struct pubsub *);
+void		 queue_tick(struct pubsub *);
+void		 queue_free(struct pubsub *);
+void		 queue_reap(struct pubsub *, const char *);
+
+#endif

@@ -1,0 +1,778 @@
+/*
+ * queue.c - the reliable cross-node queue (protocol and crash cases in
+ * include/pubsub.h): publishing into another worker's queue, taking our
+ * own into the processing list, handing items off, acknowledging them,
+ * and reaping the queues of dead workers.
+ *
+ * All queue work of this worker runs on its "pop" connection, one
+ * fetch at a time, each batch's ack sent before the next fetch: so an
+ * ack always reaches Redis before the items can be read again.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "busitem.h"
+#include "log.h"
+#include "ps_int.h"
+
+static int64_t
+wall_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- publishing --------------------------------------------------------- */
+
+static void
+pub_answer(struct pubreq *p, long receivers)
+{
+	if (p->cb != NULL)
+		p->cb(p->arg, p->uid, receivers, p->item + p->off + p->uidlen,
+		    p->ilen - p->off - p->uidlen);
+	free(p->item);
+	p->item = NULL;
+}
+
+static int
+pub_append(struct pubreq **v, size_t *n, size_t *cap, const struct pubreq *p)
+{
+	struct pubreq	*nv;
+	size_t		 ncap;
+
+	if (*n == *cap) {
+		ncap = *cap ? *cap * 2 : 64;
+		if ((nv = reallocarray(*v, ncap, sizeof(*nv))) == NULL)
+			return -1;
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = *p;
+	return 0;
+}
+
+/* Sign "<uid>[ <line>]" and add it to this round's batch. */
+static int
+pub_add(struct pubsub *ps, int32_t uid, const char *line, size_t len,
+    pubsub_publish_cb *cb, void *arg)
+{
+	struct pubreq	 p;
+	char		*body;
+	int		 n;
+
+	memset(&p, 0, sizeof(p));
+	n = snprintf(NULL, 0, line != NULL ? "%d " : "%d", (int)uid);
+	if ((body = malloc((size_t)n + len + 1)) == NULL)
+		return -1;
+	snprintf(body, (size_t)n + 1, line != NULL ? "%d " : "%d", (int)uid);
+	if (line != NULL)
+		memcpy(body + n, line, len);
+	p.uid = uid;
+	p.uidlen = (size_t)n;
+	p.cb = cb;
+	p.arg = arg;
+	if (busauth_sign(ps->auth, wall_ms(), body, (size_t)n + len, &p.item,
+	    &p.ilen, &p.off) == -1) {
+		free(body);
+		return -1;
+	}
+	free(body);
+	if (pub_append(&ps->batch, &ps->nbatch, &ps->batch_cap, &p) == -1) {
+		free(p.item);
+		return -1;
+	}
+	if (!ev_is_active(&ps->flush))
+		ev_prepare_start(ps->loop, &ps->flush);
+	return 0;
+}
+
+/* One RPUSH of k publishes (taken) into queue q, a cached destination. */
+static void
+push(struct pubsub *ps, const char *q, struct pubreq *pubs, size_t k)
+{
+	struct req	 *r;
+	const char	**a;
+	size_t		 *al, i;
+
+	a = calloc(k + 2, sizeof(*a));
+	al = calloc(k + 2, sizeof(*al));
+	if ((r = req_new(ps, REQ_PUSH, SCRIPT_NONE)) == NULL || a == NULL ||
+	    al == NULL) {
+		for (i = 0; i < k; i++)
+			pub_answer(&pubs[i], -1);
+		free(pubs);
+		req_free(r);
+		free(a);
+		free(al);
+		return;
+	}
+	r->pubs = pubs;
+	r->npubs = k;
+	a[0] = "RPUSH";
+	al[0] = 5;
+	a[1] = q;
+	al[1] = strlen(q);
+	for (i = 0; i < k; i++) {
+		a[2 + i] = pubs[i].item;
+		al[2 + i] = pubs[i].ilen;
+	}
+	if (req_args(r, (int)k + 2, a, al) == -1 || req_send(ps, r) == -1)
+		req_fail(ps, r);
+	free(a);
+	free(al);
+}
+
+/*
+ * Publishes to users whose queue is cached go out as one RPUSH per
+ * queue; the others stay in the batch, for the script.
+ */
+static void
+flush_cached(struct pubsub *ps)
+{
+	struct group {
+		const char	*q;	/* interned: compared by address */
+		struct pubreq	*v;
+		size_t		 n, cap;
+	}		*g = NULL, *ng;
+	size_t		 ng_n = 0, i, j, kept = 0;
+	const char	*q;
+	ev_tstamp	 now = ev_now(ps->loop);
+
+	for (i = 0; i < ps->nbatch; i++) {
+		if ((q = pcache_get(&ps->cache, ps->batch[i].uid, now)) ==
+		    NULL)
+			goto keep;
+		for (j = 0; j < ng_n && g[j].q != q; j++)
+			;
+		if (j == ng_n) {
+			if ((ng = reallocarray(g, ng_n + 1, sizeof(*g))) ==
+			    NULL)
+				goto keep;
+			g = ng;
+			memset(&g[j], 0, sizeof(g[j]));
+			g[j].q = q;
+			ng_n++;
+		}
+		if (pub_append(&g[j].v, &g[j].n, &g[j].cap, &ps->batch[i]) ==
+		    0)
+			continue;
+ keep:
+		ps->batch[kept++] = ps->batch[i];
+	}
+	ps->nbatch = kept;
+	for (j = 0; j < ng_n; j++)
+		push(ps, g[j].q, g[j].v, g[j].n);
+	free(g);
+}
+
+/* Send the publishes of this round, PUBLISH_BATCH_N per script call. */
+void
+queue_flush(struct pubsub *ps)
+{
+	struct req	 *r;
+	const char	**a;
+	size_t		 *al, i, k, done = 0;
+	char		 *kbuf, nk[16];
+
+	ev_prepare_stop(ps->loop, &ps->flush);
+	flush_cached(ps);
+	while (done < ps->nbatch) {
+		k = ps->nbatch - done;
+		if (k > PUBLISH_BATCH_N)
+			k = PUBLISH_BATCH_N;
+		a = calloc(2 * k + 1, sizeof(*a));
+		al = calloc(2 * k + 1, sizeof(*al));
+		kbuf = malloc(k * 24);
+		r = req_new(ps, REQ_PUBLISH, SCRIPT_PUBLISH);
+		if (r != NULL)
+			r->pubs = calloc(k, sizeof(*r->pubs));
+		if (a == NULL || al == NULL || kbuf == NULL || r == NULL ||
+		    r->pubs == NULL) {
+			free(a);
+			free(al);
+			free(kbuf);
+			req_free(r);
+			for (i = done; i < done + k; i++)
+				pub_answer(&ps->batch[i], -1);
+			done += k;
+			continue;
+		}
+		memcpy(r->pubs, ps->batch + done, k * sizeof(*r->pubs));
+		r->npubs = k;
+		a[0] = nk;
+		al[0] = snprintf(nk, sizeof(nk), "%zu", k);
+		for (i = 0; i < k; i++) {
+			a[1 + i] = kbuf + i * 24;
+			al[1 + i] = snprintf(kbuf + i * 24, 24, "chatd:on:%d",
+			    (int)r->pubs[i].uid);
+			a[1 + k + i] = r->pubs[i].item;
+			al[1 + k + i] = r->pubs[i].ilen;
+		}
+		if (req_args(r, (int)(2 * k + 1), a, al) == -1 ||
+		    req_send(ps, r) == -1)
+			req_fail(ps, r);
+		free(a);
+		free(al);
+		free(kbuf);
+		done += k;
+	}
+	ps->nbatch = 0;
+}
+
+/* Answers to a batch of publishes (takes r). */
+void
+queue_publish_done(struct pubsub *ps, struct req *r, void *reply)
+{
+	redisReply	*rep = reply;
+	ev_tstamp	 now = ev_now(ps->loop);
+	size_t		 i;
+	int		 lost = 0;
+
+	if (r->kind == REQ_PUSH && rep != NULL &&
+	    rep->type == REDIS_REPLY_INTEGER) {
+		for (i = 0; i < r->npubs; i++)
+			pub_answer(&r->pubs[i], 1);
+	} else if (r->kind == REQ_PUBLISH && rep != NULL &&
+	    rep->type == REDIS_REPLY_ARRAY && rep->elements == r->npubs) {
+		/* each: the queue it went to (cached), or 0 */
+		for (i = 0; i < r->npubs; i++) {
+			if (rep->element[i]->type == REDIS_REPLY_STRING) {
+				pcache_put(&ps->cache, r->pubs[i].uid,
+				    rep->element[i]->str, rep->element[i]->len,
+				    now);
+				pub_answer(&r->pubs[i], 1);
+			} else
+				pub_answer(&r->pubs[i],
+				    rep->element[i]->type ==
+				    REDIS_REPLY_INTEGER ?
+				    (long)rep->element[i]->integer : -1);
+		}
+	} else if (rep == NULL && r->sent && !ps->exiting) {
+		/* sent, answer lost: maybe queued; send the same bytes again */
+		for (i = 0; i < r->npubs; i++) {
+			if (r->pubs[i].since == 0)
+				r->pubs[i].since = now;
+			if (pub_append(&ps->resend, &ps->nresend,
+			    &ps->resend_cap, &r->pubs[i]) == 0)
+				r->pubs[i].item = NULL;
+			else
+				lost = 1;
+		}
+		for (i = 0; lost && i < r->npubs; i++)
+			if (r->pubs[i].item != NULL)
+				pub_answer(&r->pubs[i], -1);
+	} else {
+		for (i = 0; i < r->npubs; i++)
+			pub_answer(&r->pubs[i], -1);
+	}
+	req_free(r);
+}
+
+/* The cmd connection is back: publishes whose answer was lost go again. */
+void
+queue_resend(struct pubsub *ps)
+{
+	size_t	 i;
+
+	if (ps->nresend == 0)
+		return;
+	log_info("redis: sending %zu publish(es) again whose answer was lost",
+	    ps->nresend);
+	for (i = 0; i < ps->nresend; i++)
+		if (pub_append(&ps->batch, &ps->nbatch, &ps->batch_cap,
+		    &ps->resend[i]) == -1)
+			pub_answer(&ps->resend[i], -1);
+	ps->nresend = 0;
+	queue_flush(ps);
+}
+
+void
+pubsub_publish(struct pubsub *ps, int32_t uid, const char *line, size_t len,
+    pubsub_publish_cb *cb, void *arg)
+{
+	if (pub_add(ps, uid, line, len, cb, arg) == -1)
+		cb(arg, uid, -1, line, len);
+}
+
+void
+pubsub_nudge(struct pubsub *ps, const int32_t *uids, size_t n)
+{
+	size_t	 i;
+
+	if (ps->cmd == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		(void)pub_add(ps, uids[i], NULL, 0, NULL, NULL);
+}
+
+/* ---- taking and handing off --------------------------------------------- */
+
+/*
+ * One batch's ack: argv "1", P, ndel, the items to delete, then the
+ * (old, new) pairs of the items kept; the pairs are gathered apart, from
+ * a[3 + n], and moved behind the deletions when it is sent.
+ */
+struct ack {
+	const char	**a;
+	size_t		 *al;
+	char		**fresh;	/* re-signed items, freed after */
+	size_t		  n, ndel, nkeep;
+};
+
+static int
+ack_init(struct ack *k, size_t n)
+{
+	memset(k, 0, sizeof(*k));
+	k->n = n;
+	k->a = calloc(3 + 3 * n, sizeof(*k->a));
+	k->al = calloc(3 + 3 * n, sizeof(*k->al));
+	k->fresh = calloc(n + 1, sizeof(*k->fresh));
+	return k->a != NULL && k->al != NULL && k->fresh != NULL ? 0 : -1;
+}
+
+static void
+ack_free(struct ack *k)
+{
+	size_t	 i;
+
+	for (i = 0; i < k->nkeep && k->fresh != NULL; i++)
+		free(k->fresh[i]);
+	free(k->fresh);
+	free(k->a);
+	free(k->al);
+}
+
+static void
+ack_del(struct ack *k, const char *item, size_t len)
+{
+	k->a[3 + k->ndel] = item;
+	k->al[3 + k->ndel] = len;
+	k->ndel++;
+}
+
+/* Keep item in P, re-signed (takes fresh). */
+static void
+ack_keep(struct ack *k, const char *item, size_t len, char *fresh,
+    size_t flen)
+{
+	size_t	 at = 3 + k->n + 2 * k->nkeep;
+
+	k->a[at] = item;
+	k->al[at] = len;
+	k->a[at + 1] = fresh;
+	k->al[at + 1] = flen;
+	k->fresh[k->nkeep++] = fresh;
+}
+
+/* Send it on the pop connection, before the next fetch. */
+static void
+ack_send(struct pubsub *ps, struct ack *k)
+{
+	struct req	*r;
+	char		 nd[16];
+
+	if (k->ndel + k->nkeep == 0)
+		return;
+	memmove(k->a + 3 + k->ndel, k->a + 3 + k->n,
+	    2 * k->nkeep * sizeof(*k->a));
+	memmove(k->al + 3 + k->ndel, k->al + 3 + k->n,
+	    2 * k->nkeep * sizeof(*k->al));
+	k->a[0] = "1";
+	k->al[0] = 1;
+	k->a[1] = ps->plist;
+	k->al[1] = strlen(ps->plist);
+	k->a[2] = nd;
+	k->al[2] = snprintf(nd, sizeof(nd), "%zu", k->ndel);
+	if ((r = req_new(ps, REQ_ACK, SCRIPT_ACK)) == NULL)
+		return;
+	r->on_pop = 1;
+	/* unsent, the items stay in P: the next resume offers them again */
+	if (req_args(r, (int)(3 + k->ndel + 2 * k->nkeep), k->a, k->al) ==
+	    -1 || req_send(ps, r) == -1)
+		req_free(r);
+}
+
+static void
+reject(struct pubsub *ps, enum bus_verdict v, const struct bus_item *it)
+{
+	const char	*src = v == BUS_MALFORMED ? "?" : it->src;
+	size_t		 sl = v == BUS_MALFORMED ? 1 : it->srclen;
+
+	ps->rejected++;
+	if (busauth_first_report(ps->auth, src, sl))
+		log_warnx("redis: refusing an item from \"%.*s\" in %s: %s "
+		    "(further ones from there are only counted)", (int)sl,
+		    src, ps->queue, bus_verdict_str(v));
+}
+
+/*
+ * Hand off one good item.  0: remove it from P; -1: keep it (RETRY).
+ * "<uid> <line>" is delivered or stored, "<uid>" says stored, "0" is a
+ * wake-up.
+ */
+static int
+hand_off(struct pubsub *ps, const struct bus_item *it)
+{
+	const char	*p = it->body, *end = it->body + it->blen;
+	int64_t		 uid = 0;
+
+	while (p < end && *p >= '0' && *p <= '9' && uid <= INT32_MAX)
+		uid = uid * 10 + (*p++ - '0');
+	if (it->blen == 1 && it->body[0] == '0')
+		return 0;		/* a wake-up */
+	if (uid <= 0 || uid > INT32_MAX || (p < end &&
+	    (*p != ' ' || p + 1 == end))) {
+		log_warnx("redis: dropping a malformed item from \"%.*s\"",
+		    (int)it->srclen, it->src);
+		return 0;
+	}
+	if (p == end) {
+		if (ps->h.stored != NULL)
+			ps->h.stored(ps->h.arg, (int32_t)uid);
+		return 0;
+	}
+	p++;
+	return ps->h.deliver(ps->h.arg, (int32_t)uid, p, (size_t)(end - p)) ==
+	    PUBSUB_RETRY ? -1 : 0;
+}
+
+/*
+ * Hand off a batch of items (now in P) and acknowledge it: one script
+ * call, sent before the next fetch.  Returns how many were kept.
+ */
+static size_t
+handle_batch(struct pubsub *ps, redisReply **el, size_t n, int resumed)
+{
+	struct ack	 k;
+	struct bus_item	 it;
+	enum bus_verdict v;
+	int64_t		 now = wall_ms();
+	size_t		 i, kept = 0, off, flen;
+	char		*fresh;
+
+	if (ack_init(&k, n) == -1) {
+		/* nothing handed off: it all stays in P for the next resume */
+		ack_free(&k);
+		ps->retry_at = ev_now(ps->loop) + RETRY_SECONDS;
+		return n;
+	}
+	for (i = 0; i < n; i++) {
+		if (el[i]->type != REDIS_REPLY_STRING)
+			continue;
+		v = busauth_check(ps->auth, now, el[i]->str, el[i]->len, &it);
+		if (v == BUS_REPLAYED && resumed) {
+			/* handed off by us already; its ack was lost */
+			ack_del(&k, el[i]->str, el[i]->len);
+		} else if (v != BUS_OK) {
+			reject(ps, v, &it);
+			ack_del(&k, el[i]->str, el[i]->len);
+		} else if (hand_off(ps, &it) == 0) {
+			busauth_seen(ps->auth, it.tag);
+			ack_del(&k, el[i]->str, el[i]->len);
+		} else {
+			kept++;
+			/* re-signed, so that it does not age out waiting */
+			if (busauth_sign(ps->auth, now, it.body, it.blen,
+			    &fresh, &flen, &off) == 0)
+				ack_keep(&k, el[i]->str, el[i]->len, fresh,
+				    flen);
+		}
+	}
+	ack_send(ps, &k);
+	ack_free(&k);
+	if (kept > 0 && ps->retry_at == 0)
+		ps->retry_at = ev_now(ps->loop) + RETRY_SECONDS;
+	return kept;
+}
+
+/*
+ * The pop connection may wait in BLMOVE for up to a second: a no-op
+ * item ("0") pushed into our own queue ends the wait at once.
+ */
+static void
+wake(struct pubsub *ps)
+{
+	struct req	*r;
+	const char	*a[3];
+	size_t		 al[3], off;
+	char		*item;
+
+	if (busauth_sign(ps->auth, wall_ms(), "0", 1, &item, &al[2],
+	    &off) == -1)
+		return;
+	a[0] = "RPUSH";
+	a[1] = ps->queue;
+	a[2] = item;
+	al[0] = 5;
+	al[1] = strlen(ps->queue);
+	if ((r = req_new(ps, REQ_WAKE, SCRIPT_NONE)) == NULL ||
+	    req_args(r, 3, a, al) == -1 || req_send(ps, r) == -1)
+		req_free(r);
+	free(item);
+}
+
+/* A dead worker's queue to reap, in the background. */
+void
+queue_reap(struct pubsub *ps, const char *queue)
+{
+	struct req	*r, **rp;
+	const char	*a[4];
+	char		 max[16];
+
+	for (r = ps->reaps; r != NULL; r = r->next)
+		if (strcmp(r->queue, queue) == 0)
+			return;
+	if ((r = req_new(ps, REQ_REAP, SCRIPT_REAP)) == NULL ||
+	    (r->queue = strdup(queue)) == NULL) {
+		req_free(r);
+		return;
+	}
+	r->on_pop = 1;
+	a[0] = "2";
+	a[1] = queue;
+	a[2] = ps->plist;
+	a[3] = max;
+	snprintf(max, sizeof(max), "%d", REAP_BATCH_N);
+	if (req_strs(r, 4, a) == -1) {
+		req_free(r);
+		return;
+	}
+	for (rp = &ps->reaps; *rp != NULL; rp = &(*rp)->next)
+		;
+	*rp = r;
+	if (ps->fetching)
+		wake(ps);
+	else
+		queue_next(ps);
+}
+
+static void
+fetch(struct pubsub *ps, enum req_kind kind)
+{
+	struct req	*r;
+	const char	*a[6];
+	char		 max[16];
+	int		 n;
+
+	snprintf(max, sizeof(max), "%d", kind == REQ_REAPALL ? REAP_BATCH_N :
+	    POP_BATCH_N);
+	switch (kind) {
+	case REQ_RESUME:
+		r = req_new(ps, kind, SCRIPT_NONE);
+		a[0] = "LRANGE";
+		a[1] = ps->plist;
+		a[2] = "0";
+		a[3] = "99";	/* POP_BATCH_N - 1 */
+		n = 4;
+		break;
+	case REQ_WAIT:
+		r = req_new(ps, kind, SCRIPT_NONE);
+		a[0] = "BLMOVE";
+		a[1] = ps->queue;
+		a[2] = ps->plist;
+		a[3] = "LEFT";
+		a[4] = "RIGHT";
+		a[5] = "1";	/* timeout, seconds: POP_BLOCK_SECONDS */
+		n = 6;
+		break;
+	case REQ_TAKE:
+		r = req_new(ps, kind, SCRIPT_TAKE);
+		a[0] = "2";
+		a[1] = ps->queue;
+		a[2] = ps->plist;
+		a[3] = max;
+		n = 4;
+		break;
+	default:	/* REQ_REAPALL */
+		r = req_new(ps, kind, SCRIPT_REAPALL);
+		a[0] = "1";
+		a[1] = ps->plist;
+		a[2] = max;
+		a[3] = ps->queue;
+		n = 4;
+		break;
+	}
+	if (r == NULL)
+		return;
+	r->on_pop = 1;
+	if (req_strs(r, n, a) == -1 || req_send(ps, r) == -1) {
+		req_free(r);
+		return;
+	}
+	ps->fetching = 1;
+}
+
+/* The next fetch on the pop connection, if none is out. */
+void
+queue_next(struct pubsub *ps)
+{
+	struct req	*r;
+	ev_tstamp	 now = ev_now(ps->loop);
+
+	if (ps->pop == NULL || ps->fetching)
+		return;
+	if (ps->draining) {
+		if (!ps->drained)
+			fetch(ps, REQ_TAKE);
+		return;
+	}
+	if (ps->retry_at != 0 && now >= ps->retry_at) {
+		ps->retry_at = 0;
+		ps->resume = 1;
+	}
+	if (ps->resume) {
+		fetch(ps, REQ_RESUME);
+		return;
+	}
+	/* reap only with a working store: no RETRY pending here */
+	if (ps->retry_at == 0 && ps->pop_up && (r = ps->reaps) != NULL) {
+		ps->reaps = r->next;
+		r->next = NULL;
+		if (req_send(ps, r) == 0)
+			ps->fetching = 1;
+		else
+			req_free(r);
+		return;
+	}
+	if (ps->retry_at == 0 && ps->pop_up &&
+	    now - ps->last_reap >= REAP_SECONDS) {
+		ps->last_reap = now;
+		fetch(ps, REQ_REAPALL);
+		return;
+	}
+	fetch(ps, ps->more ? REQ_TAKE : REQ_WAIT);
+}
+
+/* Replies on the pop connection (takes r). */
+void
+queue_done(struct pubsub *ps, struct req *r, void *reply)
+{
+	redisReply	*rep = reply;
+	size_t		 n = 0, kept;
+
+	if (r->kind == REQ_ACK || r->kind == REQ_POPAUTH) {
+		if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+			log_conn_error(ps, "queue", rep->str);
+		req_free(r);
+		return;
+	}
+	ps->fetching = 0;
+	if (rep == NULL) {
+		/* the connection is going away; a new one resumes */
+		req_free(r);
+		return;
+	}
+	if (rep->type == REDIS_REPLY_ERROR) {
+		log_conn_error(ps, "queue", rep->str);
+		req_free(r);
+		ps_drop_pop(ps, "taking from the queue failed");
+		return;
+	}
+	if (!ps->pop_up) {
+		ps->pop_up = 1;
+		check_up(ps);
+	}
+	if (rep->type == REDIS_REPLY_STRING) {		/* BLMOVE: one */
+		n = 1;
+		kept = handle_batch(ps, &rep, 1, 0);
+	} else if (rep->type == REDIS_REPLY_ARRAY) {
+		n = rep->elements;
+		kept = handle_batch(ps, rep->element, n, r->kind == REQ_RESUME);
+	} else
+		kept = 0;
+	switch (r->kind) {
+	case REQ_RESUME:
+		/* a full page with nothing kept: read on */
+		ps->resume = n == POP_BATCH_N && kept == 0;
+		break;
+	case REQ_WAIT:
+		ps->more = n == 1;
+		break;
+	case REQ_TAKE:
+		ps->more = n == POP_BATCH_N;
+		if (ps->draining && n < POP_BATCH_N)
+			ps->drained = 1;
+		break;
+	case REQ_REAP:
+		if (n > 0)
+			log_info("redis: took over %zu item(s) left in %s", n,
+			    r->queue);
+		if (n == REAP_BATCH_N) {
+			/* more: again, after what is queued already */
+			r->next = ps->reaps;
+			ps->reaps = r;
+			r = NULL;
+		}
+		break;
+	case REQ_REAPALL:
+		if (n > 0)
+			log_info("redis: took over %zu item(s) left by dead "
+			    "workers", n);
+		if (n == REAP_BATCH_N)
+			ps->last_reap = 0;
+		break;
+	default:
+		break;
+	}
+	req_free(r);
+	queue_next(ps);
+}
+
+/* Once a second: publishes unanswered for too long go back to -1. */
+void
+queue_tick(struct pubsub *ps)
+{
+	ev_tstamp	 now = ev_now(ps->loop);
+	size_t		 i, j = 0, gave_up = 0;
+
+	for (i = 0; i < ps->nresend; i++) {
+		if (now - ps->resend[i].since > RESEND_SECONDS) {
+			pub_answer(&ps->resend[i], -1);
+			gave_up++;
+		} else
+			ps->resend[j++] = ps->resend[i];
+	}
+	ps->nresend = j;
+	if (gave_up > 0)
+		log_warnx("redis: %zu publish(es) unanswered for %.0f s: "
+		    "stored here; a copy may also have been queued", gave_up,
+		    RESEND_SECONDS);
+	/* a RETRY waits for its time even when the queue is idle */
+	if (ps->retry_at != 0 && now >= ps->retry_at && !ps->fetching)
+		queue_next(ps);
+}
+
+/* At exit: every caller still waiting hears -1. */
+void
+queue_free(struct pubsub *ps)
+{
+	struct req	*r;
+	size_t		 i;
+
+	for (i = 0; i < ps->nbatch; i++)
+		pub_answer(&ps->batch[i], -1);
+	for (i = 0; i < ps->nresend; i++)
+		pub_answer(&ps->resend[i], -1);
+	free(ps->batch);
+	free(ps->resend);
+	ps->batch = ps->resend = NULL;
+	ps->nbatch = ps->nresend = 0;
+	while ((r = ps->reaps) != NULL) {
+		ps->reaps = r->next;
+		req_free(r);
+	}
+}
+
+uint64_t
+pubsub_rejected(const struct pubsub *ps)
+{
+	return ps != NULL ? ps->rejected : 0;
+}

@@ -1,0 +1,178 @@
+/*
+ * scripts.c - the Lua scripts chatd runs in Redis (keys and protocol in
+ * include/pubsub.h).  Each runs atomically, so a presence check and the
+ * push it guards, or a take and its move to the processing list, are
+ * one step.
+ */
+#include "config.h"
+
+#include "ps_int.h"
+
+/*
+ * live(v): v is a presence value "<node> <boot> <slot> <gen>" whose
+ * node key still holds boot and whose slot key still holds gen.  It
+ * also gives the node, boot and slot, which name the worker's queue
+ * chatd:q:<node>:<boot>:<slot>.
+ */
+#define LUA_LIVE \
+	"local function live(v)\n" \
+	"  if not v then return false end\n" \
+	"  local n, b, s, g = string.match(v, '^(.*) (%x+) (%d+) (%d+)$')\n" \
+	"  if not n then return false end\n" \
+	"  if redis.call('GET', 'chatd:node:' .. n) ~= b then\n" \
+	"    return false\n" \
+	"  end\n" \
+	"  if redis.call('GET', 'chatd:slot:' .. n .. ':' .. s) ~= g then\n" \
+	"    return false\n" \
+	"  end\n" \
+	"  return true, n, b, s\n" \
+	"end\n"
+
+/*
+ * qdead(n, b, s): the queue of worker slot s of run b of node n has no
+ * taker any more: the node is gone or restarted, or the slot has not
+ * announced itself for KEY_TTL_SECONDS.  (A respawned worker takes its
+ * predecessor's queue over: same node, run and slot.)  qmove moves up
+ * to max items from the head of one list to the tail of another and
+ * returns them: nothing leaves Redis.
+ */
+#define LUA_QDEAD \
+	"local function qdead(n, b, s)\n" \
+	"  return redis.call('GET', 'chatd:node:' .. n) ~= b or\n" \
+	"      redis.call('EXISTS', 'chatd:slot:' .. n .. ':' .. s) == 0\n" \
+	"end\n" \
+	"local function qmove(from, to, max)\n" \
+	"  if max <= 0 then return {} end\n" \
+	"  local r = redis.call('LRANGE', from, 0, max - 1)\n" \
+	"  if #r > 0 then\n" \
+	"    redis.call('LTRIM', from, #r, -1)\n" \
+	"    redis.call('RPUSH', to, unpack(r))\n" \
+	"  end\n" \
+	"  return r\n" \
+	"end\n" \
+	"local function qreap(k, to, max)\n" \
+	"  local out = qmove(k .. ':p', to, max)\n" \
+	"  for _, v in ipairs(qmove(k, to, max - #out)) do\n" \
+	"    out[#out + 1] = v\n" \
+	"  end\n" \
+	"  if redis.call('LLEN', k) + redis.call('LLEN', k .. ':p') == 0 then\n" \
+	"    redis.call('SREM', 'chatd:queues', k)\n" \
+	"  end\n" \
+	"  return out\n" \
+	"end\n"
+
+const char *const ps_scripts[NSCRIPTS] = {
+	/*
+	 * KEYS[1] presence key; ARGV: our value, our node, our boot.
+	 * {1} when live on another node (or another run of ours), else
+	 * taken: {0}, or {0, queue} when the previous holder's worker is
+	 * dead and left items (the caller reaps them in the background).
+	 * Our own node's entries are ours to overwrite: its session table
+	 * already said "not online".
+	 */
+	[SCRIPT_CLAIM] = LUA_LIVE LUA_QDEAD
+	"local v = redis.call('GET', KEYS[1])\n"
+	"local q = nil\n"
+	"if v and v ~= ARGV[1] then\n"
+	"  local ok, n, b = live(v)\n"
+	"  if ok and (n ~= ARGV[2] or b ~= ARGV[3]) then return {1} end\n"
+	"  local n2, b2, s2 = string.match(v, '^(.*) (%x+) (%d+) %d+$')\n"
+	"  if not ok and n2 then\n"
+	"    local k = 'chatd:q:' .. n2 .. ':' .. b2 .. ':' .. s2\n"
+	"    if redis.call('LLEN', k) + redis.call('LLEN', k .. ':p') > 0\n"
+	"        and qdead(n2, b2, s2) then\n"
+	"      q = k\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"redis.call('SET', KEYS[1], ARGV[1])\n"
+	"if v ~= ARGV[1] then\n"
+	"  redis.call('PUBLISH', 'chatd:presence', string.sub(KEYS[1], 10))\n"
+	"end\n"
+	"if q then return {0, q} end\n"
+	"return {0}\n",
+
+	/*
+	 * KEYS[1] presence key; ARGV[1] our value: delete it if still ours.
+	 * Claims and releases tell chatd:presence (presence caches).
+	 */
+	[SCRIPT_RELEASE] =
+	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+	"  redis.call('DEL', KEYS[1])\n"
+	"  redis.call('PUBLISH', 'chatd:presence', string.sub(KEYS[1], 10))\n"
+	"end\n"
+	"return 0\n",
+
+	/* KEYS presence keys: 1 (live) or 0 for each. */
+	[SCRIPT_QUERY] = LUA_LIVE
+	"local r = {}\n"
+	"for i, k in ipairs(KEYS) do\n"
+	"  if live(redis.call('GET', k)) then r[i] = 1 else r[i] = 0 end\n"
+	"end\n"
+	"return r\n",
+
+	/*
+	 * KEYS presence keys, ARGV one item each: each item is queued for
+	 * the live worker its key names (its queue's name) or not (0).
+	 * Also the nudges.
+	 */
+	[SCRIPT_PUBLISH] = LUA_LIVE
+	"local r = {}\n"
+	"for i, k in ipairs(KEYS) do\n"
+	"  local ok, n, b, s = live(redis.call('GET', k))\n"
+	"  if ok then\n"
+	"    local q = 'chatd:q:' .. n .. ':' .. b .. ':' .. s\n"
+	"    redis.call('RPUSH', q, ARGV[i])\n"
+	"    r[i] = q\n"
+	"  else\n"
+	"    r[i] = 0\n"
+	"  end\n"
+	"end\n"
+	"return r\n",
+
+	/* KEYS our queue, our processing list; ARGV[1] at most. */
+	[SCRIPT_TAKE] = LUA_QDEAD
+	"return qmove(KEYS[1], KEYS[2], tonumber(ARGV[1]))\n",
+
+	/* KEYS a queue, our processing list; ARGV[1] at most: if dead. */
+	[SCRIPT_REAP] = LUA_QDEAD
+	"local n, b, s = string.match(KEYS[1], '^chatd:q:(.*):(%x+):(%d+)$')\n"
+	"if not n or not qdead(n, b, s) then return {} end\n"
+	"return qreap(KEYS[1], KEYS[2], tonumber(ARGV[1]))\n",
+
+	/*
+	 * KEYS our processing list; ARGV at most, our queue: items of
+	 * queues whose workers are dead, from a few of the known queues
+	 * picked at random; forgets the emptied ones.
+	 */
+	[SCRIPT_REAPALL] = LUA_QDEAD
+	"local max = tonumber(ARGV[1])\n"
+	"local out = {}\n"
+	"for _, k in ipairs(redis.call('SRANDMEMBER', 'chatd:queues', 16)) do\n"
+	"  local n, b, s = string.match(k, '^chatd:q:(.*):(%x+):(%d+)$')\n"
+	"  if not n then\n"
+	"    redis.call('SREM', 'chatd:queues', k)\n"
+	"  elseif k ~= ARGV[2] and qdead(n, b, s) then\n"
+	"    for _, v in ipairs(qreap(k, KEYS[1], max - #out)) do\n"
+	"      out[#out + 1] = v\n"
+	"    end\n"
+	"  end\n"
+	"  if #out >= max then break end\n"
+	"end\n"
+	"return out\n",
+
+	/*
+	 * KEYS our processing list; ARGV[1] how many to delete, then
+	 * those items, then pairs (old, new): items to keep, re-signed at
+	 * the tail.  LREM of the exact bytes: a repeated ack does nothing.
+	 */
+	[SCRIPT_ACK] =
+	"local nd = tonumber(ARGV[1])\n"
+	"for i = 2, nd + 1 do redis.call('LREM', KEYS[1], 1, ARGV[i]) end\n"
+	"for i = nd + 2, #ARGV - 1, 2 do\n"
+	"  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then\n"
+	"    redis.call('RPUSH', KEYS[1], ARGV[i + 1])\n"
+	"  end\n"
+	"end\n"
+	"return 0\n",
+};

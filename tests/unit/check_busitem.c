@@ -1,0 +1,254 @@
+/*
+ * check_busitem.c - signatures on Redis items: what a node signs is
+ * accepted by another node with the key (or the old key during a
+ * rollover); a forged, altered, truncated, stale, future or replayed
+ * item is refused; the memory of handed-off items is bounded.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "busitem.h"
+
+#define KEY	"0123456789abcdef0123456789abcdef"
+#define KEY2	"fedcba9876543210fedcba9876543210"
+#define NOW	1700000000000LL
+
+static char	 err[256];
+
+static struct busauth *
+auth(const char *key, const char *old, const char *node)
+{
+	struct busauth	*a;
+
+	a = busauth_new(key, old, node, "ab12.0", 300, err, sizeof(err));
+	ck_assert_msg(a != NULL, "%s", err);
+	return a;
+}
+
+static char *
+sign(struct busauth *a, int64_t ms, const char *body, size_t *len)
+{
+	char	*out;
+	size_t	 off;
+
+	ck_assert_int_eq(busauth_sign(a, ms, body, strlen(body), &out, len,
+	    &off), 0);
+	ck_assert_mem_eq(out + off, body, strlen(body));
+	return out;
+}
+
+START_TEST(test_roundtrip)
+{
+	struct busauth	*s = auth(KEY, NULL, "node-a"), *r = auth(KEY, NULL,
+			    "node-b");
+	struct bus_item	 it;
+	char		*item;
+	size_t		 len;
+
+	item = sign(s, NOW, "42 {\"msg\":\"hi\"}\n", &len);
+	ck_assert_int_eq(busauth_check(r, NOW + 1000, item, len, &it),
+	    BUS_OK);
+	ck_assert_int_eq(it.srclen, 6);
+	ck_assert_mem_eq(it.src, "node-a", 6);
+	ck_assert_int_eq(it.ms, NOW);
+	ck_assert_int_eq(it.blen, strlen("42 {\"msg\":\"hi\"}\n"));
+	ck_assert_mem_eq(it.body, "42 {\"msg\":\"hi\"}\n", it.blen);
+	/* not seen until handed off; then a replay */
+	ck_assert_int_eq(busauth_check(r, NOW, item, len, &it), BUS_OK);
+	busauth_seen(r, it.tag);
+	ck_assert_int_eq(busauth_check(r, NOW, item, len, &it),
+	    BUS_REPLAYED);
+	free(item);
+	/* two signatures of one body differ (a counter inside) */
+	{
+		char	*a1, *a2;
+		size_t	 l1, l2;
+
+		a1 = sign(s, NOW, "7", &l1);
+		a2 = sign(s, NOW, "7", &l2);
+		ck_assert(l1 != l2 || memcmp(a1, a2, l1) != 0);
+		free(a1);
+		free(a2);
+	}
+	busauth_free(s);
+	busauth_free(r);
+}
+END_TEST
+
+/* The MAC is HMAC-SHA256 of what follows it, as OpenSSL computes it. */
+START_TEST(test_is_hmac)
+{
+	static const char *const keys[] = { KEY, KEY KEY KEY "-longer-than-"
+	    "a-block" };
+	struct busauth	*a;
+	unsigned char	 m[32];
+	unsigned int	 mlen = 0;
+	char		*item, hex[65];
+	size_t		 len, i, k;
+
+	for (k = 0; k < 2; k++) {
+		a = auth(keys[k], NULL, "node-a");
+		item = sign(a, NOW, "42 x\n", &len);
+		ck_assert_ptr_nonnull(HMAC(EVP_sha256(), keys[k],
+		    (int)strlen(keys[k]), (unsigned char *)item + 65, len - 65,
+		    m, &mlen));
+		ck_assert_uint_eq(mlen, 32);
+		for (i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", m[i]);
+		ck_assert_mem_eq(item, hex, 64);
+		free(item);
+		busauth_free(a);
+	}
+}
+END_TEST
+
+START_TEST(test_refused)
+{
+	struct busauth	*s = auth(KEY, NULL, "node-a"), *r = auth(KEY, NULL,
+			    "node-b"), *x = auth(KEY2, NULL, "node-x");
+	struct bus_item	 it;
+	char		*item;
+	size_t		 len;
+
+	/* another key */
+	item = sign(x, NOW, "42 hello\n", &len);
+	ck_assert_int_eq(busauth_check(r, NOW, item, len, &it), BUS_FORGED);
+	free(item);
+	/* one byte changed anywhere after the MAC, or in it */
+	item = sign(s, NOW, "42 hello\n", &len);
+	for (size_t i = 0; i < len; i++) {
+		char	 c = item[i];
+
+		if (c == ' ')
+			continue;
+		item[i] = c == '1' ? '2' : '1';
+		ck_assert_int_ne(busauth_check(r, NOW, item, len, &it),
+		    BUS_OK);
+		item[i] = c;
+	}
+	/* cut short */
+	for (size_t n = 0; n < len; n++)
+		ck_assert_int_ne(busauth_check(r, NOW, item, n, &it), BUS_OK);
+	ck_assert_int_eq(busauth_check(r, NOW, item, len, &it), BUS_OK);
+	/* too old, or from too far ahead */
+	ck_assert_int_eq(busauth_check(r, NOW + 301000, item, len, &it),
+	    BUS_STALE);
+	ck_assert_int_eq(busauth_check(r, NOW - 61000, item, len, &it),
+	    BUS_STALE);
+	free(item);
+	ck_assert_int_eq(busauth_check(r, NOW, "", 0, &it), BUS_MALFORMED);
+	ck_assert_int_eq(busauth_check(r, NOW, "zz", 2, &it), BUS_MALFORMED);
+	busauth_free(s);
+	busauth_free(r);
+	busauth_free(x);
+}
+END_TEST
+
+START_TEST(test_rollover)
+{
+	struct busauth	*old = auth(KEY, NULL, "node-a"),
+			*new = auth(KEY2, NULL, "node-b"),
+			*both = auth(KEY2, KEY, "node-c");
+	struct bus_item	 it;
+	char		*i1, *i2;
+	size_t		 l1, l2;
+
+	i1 = sign(old, NOW, "1 a\n", &l1);
+	i2 = sign(new, NOW, "1 b\n", &l2);
+	ck_assert_int_eq(busauth_check(both, NOW, i1, l1, &it), BUS_OK);
+	ck_assert_int_eq(busauth_check(both, NOW, i2, l2, &it), BUS_OK);
+	ck_assert_int_eq(busauth_check(new, NOW, i1, l1, &it), BUS_FORGED);
+	free(i1);
+	free(i2);
+	/* the old key never signs */
+	i1 = sign(both, NOW, "1 c\n", &l1);
+	ck_assert_int_eq(busauth_check(new, NOW, i1, l1, &it), BUS_OK);
+	ck_assert_int_eq(busauth_check(old, NOW, i1, l1, &it), BUS_FORGED);
+	free(i1);
+	busauth_free(old);
+	busauth_free(new);
+	busauth_free(both);
+}
+END_TEST
+
+/* The memory of handed-off items keeps the newest 2^18 and no more. */
+START_TEST(test_seen_bounded)
+{
+	struct busauth	*a = auth(KEY, NULL, "n");
+	struct bus_item	 it;
+	char		*first, *last = NULL, *item;
+	size_t		 flen, llen = 0, len, i;
+
+	first = sign(a, NOW, "1", &flen);
+	ck_assert_int_eq(busauth_check(a, NOW, first, flen, &it), BUS_OK);
+	busauth_seen(a, it.tag);
+	for (i = 0; i < (1u << 18) + 10; i++) {
+		item = sign(a, NOW, "2", &len);
+		ck_assert_int_eq(busauth_check(a, NOW, item, len, &it),
+		    BUS_OK);
+		busauth_seen(a, it.tag);
+		free(last);
+		last = item;
+		llen = len;
+	}
+	ck_assert_int_eq(busauth_check(a, NOW, last, llen, &it),
+	    BUS_REPLAYED);
+	ck_assert_int_eq(busauth_check(a, NOW, first, flen, &it), BUS_OK);
+	free(first);
+	free(last);
+	busauth_free(a);
+}
+END_TEST
+
+START_TEST(test_once_per_source)
+{
+	struct busauth	*a = auth(KEY, NULL, "n");
+
+	ck_assert_int_eq(busauth_first_report(a, "x", 1), 1);
+	ck_assert_int_eq(busauth_first_report(a, "x", 1), 0);
+	ck_assert_int_eq(busauth_first_report(a, "xy", 2), 1);
+	ck_assert_ptr_null(busauth_new(NULL, NULL, "n", "i", 300, err,
+	    sizeof(err)));
+	ck_assert_ptr_null(busauth_new(KEY, NULL, "a b", "i", 300, err,
+	    sizeof(err)));
+	busauth_free(a);
+	busauth_free(NULL);
+}
+END_TEST
+
+static Suite *
+busitem_suite(void)
+{
+	Suite	*s = suite_create("busitem");
+	TCase	*tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_is_hmac);
+	tcase_add_test(tc, test_refused);
+	tcase_add_test(tc, test_rollover);
+	tcase_add_test(tc, test_seen_bounded);
+	tcase_add_test(tc, test_once_per_source);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner	*sr;
+	int	 failed;
+
+	sr = srunner_create(busitem_suite());
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
