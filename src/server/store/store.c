@@ -139,6 +139,30 @@ store_grow(void **v, size_t n, size_t *cap, size_t sz)
 	return 0;
 }
 
+const char *
+store_upgrade_step(const char *script, int v, size_t *len)
+{
+	static const char	 mark[] = "-- @version ";
+	const char		*p, *start, *end;
+	char			*numend;
+	long			 n;
+
+	for (p = script; (p = strstr(p, mark)) != NULL; p += sizeof(mark) - 1) {
+		if (p != script && p[-1] != '\n')
+			continue;
+		n = strtol(p + sizeof(mark) - 1, &numend, 10);
+		if (n != v || (*numend != '\n' && *numend != '\0'))
+			continue;
+		start = *numend == '\n' ? numend + 1 : numend;
+		for (end = start; (end = strstr(end, mark)) != NULL; end++)
+			if (end[-1] == '\n')
+				break;
+		*len = end != NULL ? (size_t)(end - start) : strlen(start);
+		return start;
+	}
+	return NULL;
+}
+
 int
 store_set_error(struct store *st, const char *fmt, ...)
 {

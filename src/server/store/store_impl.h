@@ -68,6 +68,13 @@ int	store_backoff(struct store *st, int try);
  */
 int	store_grow(void **v, size_t n, size_t *cap, size_t sz);
 
+/*
+ * The statements of upgrade step "-- @version v" (a line of its own) in
+ * script: the text after that line up to the next marker or the end,
+ * *len bytes; NULL when the script has no such step.
+ */
+const char *store_upgrade_step(const char *script, int v, size_t *len);
+
 /* Fill st->err; returns STORE_ERR. */
 int	store_set_error(struct store *st, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));

@@ -55,9 +55,10 @@
 #include "store_url.h"
 #include "util.h"
 #include "mysql_schema.h"	/* generated from sql/mysql.sql */
+#include "mysql_upgrade.h"	/* generated from sql/mysql-upgrade.sql */
 
 /* The version sql/mysql.sql writes into SchemaVersion. */
-#define MY_SCHEMA_VERSION	1
+#define MY_SCHEMA_VERSION	2
 
 /* Whole-transaction runs after a deadlock or lock wait timeout. */
 #define MY_TRIES		4
@@ -1435,22 +1436,43 @@ my_version(struct my *m, struct mconn *c, int64_t *v)
 	return STORE_ERR;
 }
 
-/* Run the built-in schema, one statement (up to ';') at a time. */
+/* Run len bytes of built-in SQL, one statement (up to ';') at a time. */
 static int
-my_schema_apply(struct my *m, struct mconn *c)
+my_schema_apply(struct my *m, struct mconn *c, const char *p, size_t len,
+    const char *what)
 {
-	const char	*p = mysql_schema, *e;
+	const char	*end = p + len, *e;
 	size_t		 n;
 
-	while (*p != '\0') {
-		e = strchr(p, ';');
-		n = e != NULL ? (size_t)(e - p) : strlen(p);
+	while (p < end) {
+		e = memchr(p, ';', (size_t)(end - p));
+		n = e != NULL ? (size_t)(e - p) : (size_t)(end - p);
 		if (strspn(p, " \t\r\n") < n &&
 		    mysql_real_query(c->my, p, n) != 0)
-			return my_conn_fail(m, c, "create schema");
+			return my_conn_fail(m, c, what);
 		p += n;
-		if (*p == ';')
+		if (p < end && *p == ';')
 			p++;
+	}
+	return STORE_OK;
+}
+
+/* The upgrade steps after version from (each idempotent: DDL commits). */
+static int
+my_upgrade(struct my *m, struct mconn *c, int from)
+{
+	const char	*p;
+	char		 what[64];
+	size_t		 len;
+	int		 v;
+
+	for (v = from + 1; v <= MY_SCHEMA_VERSION; v++) {
+		if ((p = store_upgrade_step(mysql_upgrade, v, &len)) == NULL)
+			return store_set_error(&m->st, "no upgrade step to "
+			    "schema version %d", v);
+		snprintf(what, sizeof(what), "upgrade to schema version %d", v);
+		if (my_schema_apply(m, c, p, len, what) != STORE_OK)
+			return STORE_ERR;
 	}
 	return STORE_OK;
 }
@@ -1501,7 +1523,13 @@ my_schema(struct my *m, struct mconn *c)
 			    "chatd; check them, then apply mysql.sql", m->url.db);
 			goto out;
 		}
-		if ((rc = my_schema_apply(m, c)) != STORE_OK ||
+	} else if (v < MY_SCHEMA_VERSION) {
+		if ((rc = my_upgrade(m, c, (int)v)) != STORE_OK)
+			goto out;
+	}
+	if (v < MY_SCHEMA_VERSION) {
+		if ((rc = my_schema_apply(m, c, mysql_schema,
+		    strlen(mysql_schema), "create schema")) != STORE_OK ||
 		    (rc = my_version(m, c, &v)) != STORE_OK)
 			goto out;
 	}

@@ -25,9 +25,10 @@
 #include "store.h"
 #include "store_impl.h"
 #include "sqlite_schema.h"	/* generated from sql/sqlite.sql */
+#include "sqlite_upgrade.h"	/* generated from sql/sqlite-upgrade.sql */
 
 /* The PRAGMA user_version that sql/sqlite.sql sets. */
-#define SQ_SCHEMA_VERSION	1
+#define SQ_SCHEMA_VERSION	2
 
 /* Whole-transaction retries after SQLITE_BUSY: <= ~0.9 s of sleep. */
 #define SQ_TRIES		8	/* attempts of a call that finds the file locked */
@@ -1035,6 +1036,30 @@ sq_exec(struct sq *sq, const char *sql, const char *what)
 	return STORE_OK;
 }
 
+/* Run the upgrade steps after version from, inside the caller's transaction. */
+static int
+sq_upgrade(struct sq *sq, int from)
+{
+	const char	*p;
+	char		*sql, what[64];
+	size_t		 len;
+	int		 v, rc;
+
+	for (v = from + 1; v <= SQ_SCHEMA_VERSION; v++) {
+		if ((p = store_upgrade_step(sqlite_upgrade, v, &len)) == NULL)
+			return store_set_error(&sq->st, "no upgrade step to "
+			    "schema version %d", v);
+		if ((sql = strndup(p, len)) == NULL)
+			return store_set_error(&sq->st, "out of memory");
+		snprintf(what, sizeof(what), "upgrade to schema version %d", v);
+		rc = sq_exec(sq, sql, what);
+		free(sql);
+		if (rc != STORE_OK)
+			return rc;
+	}
+	return STORE_OK;
+}
+
 /*
  * Create or check the schema.  Under BEGIN IMMEDIATE so that of
  * several processes starting at once one creates it and the others
@@ -1071,6 +1096,9 @@ schema_once(struct sq *sq)
 			goto fail;
 		}
 	}
+	/* an older file: its missing steps first, then the new tables */
+	if (v > 0 && sq_upgrade(sq, (int)v) != STORE_OK)
+		goto fail;
 	if (sq_exec(sq, sqlite_schema, "create schema") ||
 	    sq_int(sq, "PRAGMA user_version", &v))
 		goto fail;
