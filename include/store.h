@@ -33,6 +33,7 @@ struct store_user {
 	size_t	 name_len;
 	char	*pwhash;	/* store_user_get/_by_name only, else NULL */
 	int	 creator;	/* group member lists only */
+	int	 admin;		/* store_group_members only: named an admin */
 };
 
 struct store_user_list {
@@ -127,6 +128,23 @@ int	store_group_is_member(struct store *st, int32_t gid, int32_t uid);
 /* Members with names and roles; STORE_NOTFOUND when no such group. */
 int	store_group_members(struct store *st, int32_t gid,
 	    struct store_user_list *out);
+/* Changes to a group (store_group_update). */
+enum store_group_op {
+	STORE_GROUP_LEAVE,	/* uid is no longer a member */
+	STORE_GROUP_ADMIN,	/* member uid becomes an admin */
+	STORE_GROUP_UNADMIN,	/* member uid is an admin no more */
+	STORE_GROUP_RENAME,	/* the name becomes text */
+	STORE_GROUP_DESCRIBE,	/* the description becomes text */
+	STORE_GROUP_TRANSFER,	/* member uid becomes the creator */
+	STORE_GROUP_DISSOLVE,	/* the group and its memberships go */
+};
+/*
+ * One change, atomically.  uid is used by LEAVE, ADMIN, UNADMIN and
+ * TRANSFER, text by RENAME and DESCRIBE.  STORE_OK, STORE_NOTFOUND (no
+ * such group, or uid is no member), STORE_EXISTS (RENAME: name taken).
+ */
+int	store_group_update(struct store *st, int32_t gid,
+	    enum store_group_op op, int32_t uid, const char *text, size_t len);
 /* Groups uid belongs to, each with its members. */
 int	store_user_groups(struct store *st, int32_t uid,
 	    struct store_group_list *out);

@@ -278,6 +278,12 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 	case MSG_ADD_GROUP:
 		handle_add_group(c, &req);
 		break;
+	case MSG_GROUP_MANAGE:
+		handle_group_manage(c, &req);
+		break;
+	case MSG_GROUP_MEMBERS:
+		handle_group_members(c, &req);
+		break;
 	default:
 		chat_error(c, MSG_ERROR, ERR_UNKNOWN_MSGID, req.msgid, NULL);
 		break;

@@ -87,6 +87,8 @@ void	handle_acked_chat(struct conn *c, struct proto_req *req);
 
 /* chat_group.c */
 void	gcache_drop(int32_t gid);
+/* This worker changed gid's members: drop it here and in the other workers. */
+void	gcache_changed(int32_t gid);
 /*
  * The members of req->groupid, c's user among them (*ids, *n; *owned
  * to free), from the member cache when cached.  -1 answered: no such
@@ -99,6 +101,16 @@ int	group_members(struct conn *c, const struct proto_req *req,
 void	handle_group_chat(struct conn *c, const struct proto_req *req);
 void	handle_create_group(struct conn *c, const struct proto_req *req);
 void	handle_add_group(struct conn *c, const struct proto_req *req);
+
+/* chat_manage.c */
+/*
+ * Push a notice (line: one JSON object, no newline; a newline is
+ * added) to uids on behalf of c: live, via Redis, or stored.
+ */
+void	chat_notify(struct conn *c, int refmsgid, const int32_t *uids,
+	    size_t n, struct buf *line);
+void	handle_group_manage(struct conn *c, const struct proto_req *req);
+void	handle_group_members(struct conn *c, const struct proto_req *req);
 
 /* chat_offline.c */
 size_t	offline_fits(const struct store_msg_list *msgs);

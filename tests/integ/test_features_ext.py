@@ -16,7 +16,14 @@ sys.dont_write_bytecode = True     # nothing written into the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatlib  # noqa: E402
 import cluster  # noqa: E402
-from chatlib import find  # noqa: E402
+from chatlib import (ERROR, ERR_NOT_ALLOWED, ERR_NOT_MEMBER,  # noqa: E402
+                     ERR_EXISTS, ERR_BAD_VALUE, find, unique)
+
+GROUP_MANAGE, DONE, GROUP_MEMBERS, GROUP_MEMBERS_ACK, GROUP_NOTICE = (
+    108, 109, 110, 111, 112)
+FRIEND_REMOVE, BLOCK, UNBLOCK, BLOCK_LIST, BLOCK_LIST_ACK = (
+    113, 114, 115, 116, 117)
+FRIEND_NOTICE = 118
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # yescrypt of "pw", made once with crypt(3): chatd checks it at login
@@ -128,6 +135,221 @@ class Upgrade(unittest.TestCase):
             self.assertEqual(db.sql("SELECT COUNT(*) FROM Block"), [["0"]])
         finally:
             db.stop()
+
+
+class Ext(unittest.TestCase):
+    """Shared helpers; one server for the whole class."""
+    workers = 2
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = chatlib.Server(workers=cls.workers)
+        cls.srv.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.__exit__(None, None, None)
+
+    def quiet(self, *users):
+        for u in users:
+            self.assertEqual(u.c.sync(), [])
+
+    def request(self, u, msgid, **kw):
+        """Send a request and return its answer: DONE or an ERROR."""
+        kw["msgid"] = msgid
+        u.c.send_obj(kw)
+        while True:
+            m = u.c.recv()
+            if m["msgid"] in (DONE, ERROR) and m.get("refmsgid") == msgid:
+                return m
+            if m["msgid"] not in (GROUP_NOTICE, FRIEND_NOTICE):
+                return m
+
+    def ok(self, u, msgid, **kw):
+        m = self.request(u, msgid, **kw)
+        self.assertEqual((m["msgid"], m.get("errno")), (DONE, 0), m)
+        return m
+
+    def refused(self, u, code, msgid, **kw):
+        m = self.request(u, msgid, **kw)
+        self.assertEqual((m["msgid"], m.get("errno")), (ERROR, code), m)
+        return m
+
+    def manage(self, u, gid, op, **kw):
+        return self.request(u, GROUP_MANAGE, groupid=gid, op=op, **kw)
+
+    def notice(self, u, event):
+        m = u.c.recv_msgid(GROUP_NOTICE)
+        self.assertEqual(m["event"], event, m)
+        return m
+
+    def group(self, creator, *members):
+        gname = unique("g")
+        creator.c.creategroup(creator.id, gname, "")
+        self.quiet(creator)
+        gid = find(creator.relogin()["groups"], groupname=gname)["id"]
+        for m in members:
+            m.c.addgroup(m.id, gid)
+            self.quiet(m)
+        return gid
+
+    def members(self, u, gid, **kw):
+        u.c.send_obj(dict(msgid=GROUP_MEMBERS, groupid=gid, **kw))
+        return u.c.recv()
+
+
+class Groups(Ext):
+    def test_leave_and_remove(self):
+        a, b = self.srv.users_on_two_workers("gl")
+        c = self.srv.user("gl")
+        gid = self.group(a, b, c)
+        # the creator cannot leave; a member can
+        m = self.manage(a, gid, "leave")
+        self.assertEqual(m.get("errno"), ERR_NOT_ALLOWED, m)
+        self.assertEqual(self.manage(c, gid, "leave")["msgid"], DONE)
+        n = self.notice(a, "left")
+        self.assertEqual((n["groupid"], n["by"], n["userid"]),
+                         (gid, c.id, c.id))
+        self.notice(b, "left")
+        # a plain member cannot remove; the creator can
+        c.c.addgroup(c.id, gid)
+        self.quiet(c)
+        m = self.manage(b, gid, "remove", userid=c.id)
+        self.assertEqual(m.get("errno"), ERR_NOT_ALLOWED, m)
+        self.assertEqual(self.manage(a, gid, "remove", userid=b.id)["msgid"],
+                         DONE)
+        n = self.notice(b, "removed")
+        self.assertEqual((n["by"], n["userid"]), (a.id, b.id))
+        self.notice(c, "removed")
+        # b (on another worker) gets none of the group's messages now
+        a.groupchat(gid, "after removal")
+        self.assertEqual(c.c.recv_msgid(chatlib.GROUP_CHAT)["msg"],
+                         "after removal")
+        b.c.expect_none(0.5)
+        m = self.request(b, chatlib.GROUP_CHAT, groupid=gid, id=b.id,
+                         msg="still here?", name=b.name)
+        self.assertEqual(m.get("errno"), ERR_NOT_MEMBER, m)
+        c.c.expect_none(0.3)
+        # removing a non-member
+        m = self.manage(a, gid, "remove", userid=b.id)
+        self.assertEqual(m.get("errno"), ERR_NOT_MEMBER, m)
+
+    def test_removed_offline_gets_notice(self):
+        a, b = self.srv.user("go"), self.srv.user("go")
+        gid = self.group(a, b)
+        b.c.close()
+        self.assertEqual(self.manage(a, gid, "remove", userid=b.id)["msgid"],
+                         DONE)
+        a.groupchat(gid, "not for b")
+        self.quiet(a)
+        r = b.reconnect()
+        self.assertEqual([(m["msgid"], m.get("event")) for m in
+                          r["offlinemsg"]], [(GROUP_NOTICE, "removed")])
+        self.assertIsNone(find(r["groups"], id=gid))
+
+    def test_admins(self):
+        a, b, c = (self.srv.user("ga") for _ in range(3))
+        gid = self.group(a, b, c)
+        # only the creator names admins
+        m = self.manage(b, gid, "admin", userid=c.id)
+        self.assertEqual(m.get("errno"), ERR_NOT_ALLOWED, m)
+        self.assertEqual(self.manage(a, gid, "admin", userid=b.id)["msgid"],
+                         DONE)
+        self.notice(b, "admin")
+        self.notice(c, "admin")
+        r = self.members(b, gid)
+        self.assertEqual(r["msgid"], GROUP_MEMBERS_ACK, r)
+        roles = dict((u["id"], u["role"]) for u in r["members"])
+        self.assertEqual(roles, {a.id: "creator", b.id: "admin",
+                                 c.id: "normal"})
+        # an admin renames, describes and removes a plain member
+        name = unique("renamed")
+        self.assertEqual(self.manage(b, gid, "rename", groupname=name)
+                         ["msgid"], DONE)
+        self.assertEqual(self.notice(a, "renamed")["groupname"], name)
+        self.notice(c, "renamed")
+        self.assertEqual(self.manage(b, gid, "describe", groupdesc="new d")
+                         ["msgid"], DONE)
+        self.assertEqual(self.notice(c, "described")["groupdesc"], "new d")
+        self.notice(a, "described")
+        g = find(a.relogin()["groups"], id=gid)
+        self.assertEqual((g["groupname"], g["groupdesc"]), (name, "new d"))
+        # an admin cannot remove the creator, nor name admins
+        m = self.manage(b, gid, "remove", userid=a.id)
+        self.assertEqual(m.get("errno"), ERR_NOT_ALLOWED, m)
+        self.assertEqual(self.manage(b, gid, "remove", userid=c.id)["msgid"],
+                         DONE)
+        self.notice(a, "removed")
+        self.notice(c, "removed")
+        # unadmin: b is a plain member again and cannot rename
+        self.assertEqual(self.manage(a, gid, "unadmin", userid=b.id)
+                         ["msgid"], DONE)
+        self.notice(b, "unadmin")
+        m = self.manage(b, gid, "rename", groupname=unique("x"))
+        self.assertEqual(m.get("errno"), ERR_NOT_ALLOWED, m)
+
+    def test_rename_taken(self):
+        a = self.srv.user("gr")
+        gid = self.group(a)
+        other = unique("taken")
+        a.c.creategroup(a.id, other, "")
+        self.quiet(a)
+        m = self.manage(a, gid, "rename", groupname=other)
+        self.assertEqual(m.get("errno"), ERR_EXISTS, m)
+
+    def test_transfer_and_dissolve(self):
+        a, b, c = (self.srv.user("gt") for _ in range(3))
+        gid = self.group(a, b, c)
+        m = self.manage(b, gid, "dissolve")
+        self.assertEqual(m.get("errno"), ERR_NOT_ALLOWED, m)
+        self.assertEqual(self.manage(a, gid, "transfer", userid=b.id)
+                         ["msgid"], DONE)
+        self.assertEqual(self.notice(b, "owner")["userid"], b.id)
+        self.notice(c, "owner")
+        # the old creator is a plain member now, and may leave
+        m = self.manage(a, gid, "dissolve")
+        self.assertEqual(m.get("errno"), ERR_NOT_ALLOWED, m)
+        roles = dict((u["id"], u["role"]) for u in
+                     self.members(c, gid)["members"])
+        self.assertEqual(roles[b.id], "creator")
+        self.assertEqual(roles[a.id], "normal")
+        self.assertEqual(self.manage(b, gid, "dissolve")["msgid"], DONE)
+        self.notice(a, "dissolved")
+        self.notice(c, "dissolved")
+        self.assertIsNone(find(c.relogin()["groups"], id=gid))
+        m = self.members(c, gid)
+        self.assertEqual(m.get("errno"), chatlib.ERR_NO_SUCH_GROUP, m)
+
+    def test_members_paged(self):
+        users = [self.srv.user("gp") for _ in range(5)]
+        gid = self.group(*users)
+        outsider = self.srv.user("gp")
+        seen = []
+        offset = 0
+        while True:
+            r = self.members(users[2], gid, offset=offset, limit=2)
+            self.assertEqual((r["msgid"], r["total"], r["offset"]),
+                             (GROUP_MEMBERS_ACK, 5, offset), r)
+            self.assertLessEqual(len(r["members"]), 2)
+            if not r["members"]:
+                break
+            seen += [u["id"] for u in r["members"]]
+            offset += len(r["members"])
+        self.assertEqual(seen, [u.id for u in users])
+        m = self.members(outsider, gid)
+        self.assertEqual(m.get("errno"), ERR_NOT_MEMBER, m)
+        m = self.members(users[0], gid, limit=0)
+        self.assertEqual(m.get("errno"), ERR_BAD_VALUE, m)
+
+    def test_bad_requests(self):
+        a = self.srv.user("gb")
+        gid = self.group(a)
+        for req in ({"op": "explode"}, {"op": "remove"},
+                    {"op": "rename"}, {"op": 3}):
+            m = self.request(a, GROUP_MANAGE, groupid=gid, **req)
+            self.assertEqual(m["msgid"], ERROR, (req, m))
+        m = self.manage(a, 999999, "leave")
+        self.assertEqual(m.get("errno"), chatlib.ERR_NO_SUCH_GROUP, m)
 
 
 if __name__ == "__main__":

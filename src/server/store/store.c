@@ -309,6 +309,16 @@ store_group_members(struct store *st, int32_t gid,
 }
 
 int
+store_group_update(struct store *st, int32_t gid, enum store_group_op op,
+    int32_t uid, const char *text, size_t len)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->group_update(st, gid, op, uid, text, len));
+	return rc;
+}
+
+int
 store_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
 {
 	int	rc;

@@ -36,6 +36,8 @@ struct store_ops {
 	int	(*group_is_member)(struct store *, int32_t, int32_t);
 	int	(*group_members)(struct store *, int32_t, struct store_user_list *);
 	int	(*user_groups)(struct store *, int32_t, struct store_group_list *);
+	int	(*group_update)(struct store *, int32_t, enum store_group_op,
+		    int32_t, const char *, size_t);
 	/* rows counted for a limit: what (enum store_count) of one id */
 	int	(*count)(struct store *, int what, int32_t, int64_t *);
 	/* smid > 0: tag the copies and mark that ClientMsg done, atomically */

@@ -107,6 +107,15 @@ enum {
 	Q_ACK_CLAIM,
 	Q_ACK_GET,
 	Q_ACK_DONE,
+	Q_GROUP_LEAVE,
+	Q_GROUP_ADMIN,
+	Q_GROUP_RENAME,
+	Q_GROUP_DESCRIBE,
+	Q_GROUP_DEMOTE,
+	Q_GROUP_PROMOTE,
+	Q_GROUP_SET_CREATOR,
+	Q_GROUP_DROP_MEMBERS,
+	Q_GROUP_DROP,
 	Q_MAX
 };
 
@@ -147,13 +156,16 @@ static const char *const my_sql[Q_MAX] = {
 	    "INSERT INTO GroupUser (groupid, userid, grouprole)"
 	    " VALUES (?, ?, 'creator')",
 	[Q_GROUP_JOIN] =
-	    "INSERT INTO GroupUser (groupid, userid, grouprole)"
-	    " VALUES (?, ?, 'normal') ON DUPLICATE KEY UPDATE userid = userid",
+	    "INSERT INTO GroupUser (groupid, userid, grouprole, joinedat)"
+	    " VALUES (?, ?, 'normal', UNIX_TIMESTAMP())"
+	    " ON DUPLICATE KEY UPDATE userid = userid",
 	[Q_GROUP_IS_MEMBER] =
 	    "SELECT 1 FROM GroupUser WHERE groupid = ? AND userid = ?",
 	/* One row with NULL member for an empty group, none for no group. */
+	/* role: 1 creator, 2 admin, 0 neither */
 	[Q_GROUP_MEMBERS] =
-	    "SELECT u.id, u.name, m.grouprole = 'creator' FROM AllGroup g"
+	    "SELECT u.id, u.name, IF(m.grouprole = 'creator', 1, IF(m.admin, 2, 0))"
+	    " FROM AllGroup g"
 	    " LEFT JOIN GroupUser m ON m.groupid = g.id"
 	    " LEFT JOIN User u ON u.id = m.userid"
 	    " WHERE g.id = ? ORDER BY m.id",
@@ -192,6 +204,22 @@ static const char *const my_sql[Q_MAX] = {
 	[Q_ACK_GET] =
 	    "SELECT smid, done FROM ClientMsg WHERE userid = ? AND cmid = ?",
 	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1 WHERE smid = ?",
+	/* group changes (store_group_update): group, then user or text */
+	[Q_GROUP_LEAVE] =
+	    "DELETE FROM GroupUser WHERE groupid = ? AND userid = ?",
+	[Q_GROUP_ADMIN] =
+	    "UPDATE GroupUser SET admin = ? WHERE groupid = ? AND userid = ?",
+	[Q_GROUP_RENAME] = "UPDATE AllGroup SET groupname = ? WHERE id = ?",
+	[Q_GROUP_DESCRIBE] = "UPDATE AllGroup SET groupdesc = ? WHERE id = ?",
+	[Q_GROUP_DEMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'normal'"
+	    " WHERE groupid = ? AND grouprole = 'creator'",
+	[Q_GROUP_PROMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'creator', admin = 0"
+	    " WHERE groupid = ? AND userid = ?",
+	[Q_GROUP_SET_CREATOR] = "UPDATE AllGroup SET creator = ? WHERE id = ?",
+	[Q_GROUP_DROP_MEMBERS] = "DELETE FROM GroupUser WHERE groupid = ?",
+	[Q_GROUP_DROP] = "DELETE FROM AllGroup WHERE id = ?",
 };
 
 struct mconn {
@@ -899,8 +927,10 @@ row_member(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	u->id = (int32_t)v[0].i;
 	if (my_strdup(&v[1], &u->name, &u->name_len) == -1)
 		return my_nomem(m);
-	if (nf > 2)
-		u->creator = !v[2].null && v[2].i != 0;
+	if (nf > 2) {
+		u->creator = !v[2].null && v[2].i == 1;
+		u->admin = !v[2].null && v[2].i == 2;
+	}
 	ul->out->n++;
 	return STORE_OK;
 }
@@ -1010,6 +1040,95 @@ mysql_group_join(struct store *st, int32_t gid, int32_t uid)
 	int		 rc;
 
 	MY_TRY(m, rc, MY_IDEMPOTENT, group_join_once(m, c, gid, uid));
+	return rc;
+}
+
+/* Run q with params p[0..n); *rows changed (may be NULL). */
+static int
+group_step(struct my *m, struct mconn *c, int q, struct mparam *p,
+    unsigned int n, uint64_t *rows)
+{
+	int	 rc;
+
+	if ((rc = my_exec(m, c, q, p, n, NULL, NULL, "change group"))
+	    == STORE_OK && rows != NULL)
+		*rows = m->affected;
+	return rc;
+}
+
+static int
+group_update_once(struct my *m, struct mconn *c, int32_t gid,
+    enum store_group_op op, int32_t uid, const char *text, size_t len)
+{
+	struct mparam	 p[3];
+	uint64_t	 n = 0;
+	int		 rc;
+
+	if ((rc = my_begin(m, c)) != STORE_OK)
+		return rc;
+	switch (op) {
+	case STORE_GROUP_LEAVE:
+		p[0] = P_INT(gid);
+		p[1] = P_INT(uid);
+		rc = group_step(m, c, Q_GROUP_LEAVE, p, 2, &n);
+		break;
+	case STORE_GROUP_ADMIN:
+	case STORE_GROUP_UNADMIN:
+		p[0] = P_INT(op == STORE_GROUP_ADMIN);
+		p[1] = P_INT(gid);
+		p[2] = P_INT(uid);
+		rc = group_step(m, c, Q_GROUP_ADMIN, p, 3, &n);
+		break;
+	case STORE_GROUP_RENAME:
+	case STORE_GROUP_DESCRIBE:
+		p[0] = P_STR(text, len);
+		p[1] = P_INT(gid);
+		rc = group_step(m, c, op == STORE_GROUP_RENAME ?
+		    Q_GROUP_RENAME : Q_GROUP_DESCRIBE, p, 2, &n);
+		break;
+	case STORE_GROUP_TRANSFER:
+		p[0] = P_INT(gid);
+		p[1] = P_INT(uid);
+		if ((rc = group_step(m, c, Q_GROUP_DEMOTE, p, 1, NULL))
+		    != STORE_OK ||
+		    (rc = group_step(m, c, Q_GROUP_PROMOTE, p, 2, &n))
+		    != STORE_OK || n == 0)
+			break;
+		p[0] = P_INT(uid);
+		p[1] = P_INT(gid);
+		rc = group_step(m, c, Q_GROUP_SET_CREATOR, p, 2, &n);
+		break;
+	case STORE_GROUP_DISSOLVE:
+		p[0] = P_INT(gid);
+		if ((rc = group_step(m, c, Q_GROUP_DROP_MEMBERS, p, 1, NULL))
+		    == STORE_OK)
+			rc = group_step(m, c, Q_GROUP_DROP, p, 1, &n);
+		break;
+	default:
+		rc = store_set_error(&m->st, "unknown group change %d", op);
+		break;
+	}
+	if (rc == STORE_OK && n == 0) {
+		store_set_error(&m->st, "no such group or member");
+		rc = STORE_NOTFOUND;
+	}
+	if (rc != STORE_OK || (rc = my_commit(m, c)) != STORE_OK) {
+		my_rollback(m, c);
+		return rc;
+	}
+	return STORE_OK;
+}
+
+static int
+mysql_group_update(struct store *st, int32_t gid, enum store_group_op op,
+    int32_t uid, const char *text, size_t len)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	/* not again after a lost commit: LEAVE would then find no row */
+	MY_TRY(m, rc, MY_ONCE, group_update_once(m, c, gid, op, uid,
+	    text, len));
 	return rc;
 }
 
@@ -1663,6 +1782,7 @@ static const struct store_ops mysql_ops = {
 	.count = mysql_count,
 	.group_members = mysql_group_members,
 	.user_groups = mysql_user_groups,
+	.group_update = mysql_group_update,
 	.offline_add = mysql_offline_add,
 	.offline_fetch = mysql_offline_fetch,
 	.offline_delete = mysql_offline_delete,

@@ -61,6 +61,15 @@ enum {
 	Q_ACK_CLAIM,
 	Q_ACK_GET,
 	Q_ACK_DONE,
+	Q_GROUP_LEAVE,
+	Q_GROUP_ADMIN,
+	Q_GROUP_RENAME,
+	Q_GROUP_DESCRIBE,
+	Q_GROUP_DEMOTE,
+	Q_GROUP_PROMOTE,
+	Q_GROUP_SET_CREATOR,
+	Q_GROUP_DROP_MEMBERS,
+	Q_GROUP_DROP,
 	Q_MAX
 };
 
@@ -88,14 +97,16 @@ static const char *const sq_sql[Q_MAX] = {
 	[Q_GROUP_EXISTS] = "SELECT 1 FROM AllGroup WHERE id = ?1",
 	/* joined: next number in this group; we hold the write lock. */
 	[Q_GROUP_JOIN] =
-	    "INSERT OR IGNORE INTO GroupUser (groupid, userid, grouprole, joined)"
-	    " SELECT ?1, ?2, 'normal', coalesce(max(joined), 0) + 1"
-	    " FROM GroupUser WHERE groupid = ?1",
+	    "INSERT OR IGNORE INTO GroupUser (groupid, userid, grouprole, joined,"
+	    " joinedat) SELECT ?1, ?2, 'normal', coalesce(max(joined), 0) + 1,"
+	    " CAST(strftime('%s', 'now') AS INTEGER) FROM GroupUser"
+	    " WHERE groupid = ?1",
 	[Q_GROUP_IS_MEMBER] =
 	    "SELECT 1 FROM GroupUser WHERE groupid = ?1 AND userid = ?2",
 	/* One row with NULL member for an empty group, none for no group. */
 	[Q_GROUP_MEMBERS] =
-	    "SELECT u.id, u.name, m.grouprole FROM AllGroup g"
+	    "SELECT u.id, u.name, CASE WHEN m.grouprole = 'normal' AND m.admin"
+	    " THEN 'admin' ELSE m.grouprole END FROM AllGroup g"
 	    " LEFT JOIN GroupUser m ON m.groupid = g.id"
 	    " LEFT JOIN User u ON u.id = m.userid"
 	    " WHERE g.id = ?1 ORDER BY m.joined",
@@ -127,6 +138,22 @@ static const char *const sq_sql[Q_MAX] = {
 	[Q_ACK_GET] =
 	    "SELECT smid, done FROM ClientMsg WHERE userid = ?1 AND cmid = ?2",
 	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1 WHERE smid = ?1",
+	/* group changes (store_group_update): ?1 group, ?2 user or text */
+	[Q_GROUP_LEAVE] =
+	    "DELETE FROM GroupUser WHERE groupid = ?1 AND userid = ?2",
+	[Q_GROUP_ADMIN] =
+	    "UPDATE GroupUser SET admin = ?3 WHERE groupid = ?1 AND userid = ?2",
+	[Q_GROUP_RENAME] = "UPDATE AllGroup SET groupname = ?2 WHERE id = ?1",
+	[Q_GROUP_DESCRIBE] = "UPDATE AllGroup SET groupdesc = ?2 WHERE id = ?1",
+	[Q_GROUP_DEMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'normal'"
+	    " WHERE groupid = ?1 AND grouprole = 'creator'",
+	[Q_GROUP_PROMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'creator', admin = 0"
+	    " WHERE groupid = ?1 AND userid = ?2",
+	[Q_GROUP_SET_CREATOR] = "UPDATE AllGroup SET creator = ?2 WHERE id = ?1",
+	[Q_GROUP_DROP_MEMBERS] = "DELETE FROM GroupUser WHERE groupid = ?1",
+	[Q_GROUP_DROP] = "DELETE FROM AllGroup WHERE id = ?1",
 };
 
 struct sq {
@@ -472,6 +499,8 @@ members_read(struct sq *sq, sqlite3_stmt *s, int col, int withrole,
 			r = sqlite3_column_text(s, col + 2);
 			u->creator = r != NULL &&
 			    strcmp((const char *)r, "creator") == 0;
+			u->admin = r != NULL &&
+			    strcmp((const char *)r, "admin") == 0;
 		}
 	}
 	if (rc != SQLITE_DONE) {
@@ -620,6 +649,88 @@ sqlite_group_join(struct store *st, int32_t gid, int32_t uid)
 	sq->busy = 0;
 	rc = sq_result(sq, group_join_once(sq, gid, uid));
 	return rc;
+}
+
+/* Run statement q with ?1 gid, ?2 a (or text when t), ?3 b; *n rows changed. */
+static int
+group_step(struct sq *sq, int q, int32_t gid, int64_t a, const char *t,
+    size_t len, int64_t b, int *n)
+{
+	sqlite3_stmt	*s = sq->q[q];
+	int		 rc;
+
+	rc = sqlite3_bind_int64(s, 1, gid);
+	if (rc == SQLITE_OK && sqlite3_bind_parameter_count(s) >= 2)
+		rc = t != NULL ? sq_bind_text(s, 2, t, len) :
+		    sqlite3_bind_int64(s, 2, a);
+	if (rc == SQLITE_OK && sqlite3_bind_parameter_count(s) >= 3)
+		rc = sqlite3_bind_int64(s, 3, b);
+	if (rc != SQLITE_OK)
+		return sq_fail(sq, s, rc, "change group");
+	if ((rc = sq_run(sq, s, "change group")) != STORE_OK)
+		return rc;
+	if (n != NULL)
+		*n = sqlite3_changes(sq->db);
+	return STORE_OK;
+}
+
+static int
+group_update_once(struct sq *sq, int32_t gid, enum store_group_op op,
+    int32_t uid, const char *text, size_t len)
+{
+	int	 rc, n = 0;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+	switch (op) {
+	case STORE_GROUP_LEAVE:
+		rc = group_step(sq, Q_GROUP_LEAVE, gid, uid, NULL, 0, 0, &n);
+		break;
+	case STORE_GROUP_ADMIN:
+	case STORE_GROUP_UNADMIN:
+		rc = group_step(sq, Q_GROUP_ADMIN, gid, uid, NULL, 0,
+		    op == STORE_GROUP_ADMIN, &n);
+		break;
+	case STORE_GROUP_RENAME:
+	case STORE_GROUP_DESCRIBE:
+		rc = group_step(sq, op == STORE_GROUP_RENAME ? Q_GROUP_RENAME :
+		    Q_GROUP_DESCRIBE, gid, 0, text, len, 0, &n);
+		break;
+	case STORE_GROUP_TRANSFER:
+		if ((rc = group_step(sq, Q_GROUP_DEMOTE, gid, 0, NULL, 0, 0,
+		    NULL)) == STORE_OK && (rc = group_step(sq, Q_GROUP_PROMOTE,
+		    gid, uid, NULL, 0, 0, &n)) == STORE_OK && n > 0)
+			rc = group_step(sq, Q_GROUP_SET_CREATOR, gid, uid, NULL,
+			    0, 0, &n);
+		break;
+	case STORE_GROUP_DISSOLVE:
+		if ((rc = group_step(sq, Q_GROUP_DROP_MEMBERS, gid, 0, NULL, 0,
+		    0, NULL)) == STORE_OK)
+			rc = group_step(sq, Q_GROUP_DROP, gid, 0, NULL, 0, 0, &n);
+		break;
+	default:
+		rc = store_set_error(&sq->st, "unknown group change %d", op);
+		break;
+	}
+	if (rc == STORE_OK && n == 0) {
+		store_set_error(&sq->st, "no such group or member");
+		rc = STORE_NOTFOUND;
+	}
+	if (rc != STORE_OK || (rc = sq_commit(sq)) != STORE_OK) {
+		sq_rollback(sq);
+		return rc;
+	}
+	return STORE_OK;
+}
+
+static int
+sqlite_group_update(struct store *st, int32_t gid, enum store_group_op op,
+    int32_t uid, const char *text, size_t len)
+{
+	struct sq	*sq = (struct sq *)st;
+
+	sq->busy = 0;
+	return sq_result(sq, group_update_once(sq, gid, op, uid, text, len));
 }
 
 static int
@@ -1211,6 +1322,7 @@ static const struct store_ops sqlite_ops = {
 	.count = sqlite_count,
 	.group_members = sqlite_group_members,
 	.user_groups = sqlite_user_groups,
+	.group_update = sqlite_group_update,
 	.offline_add = sqlite_offline_add,
 	.offline_fetch = sqlite_offline_fetch,
 	.offline_delete = sqlite_offline_delete,
