@@ -283,6 +283,11 @@ struct proto_group_notice {
  */
 int	proto_put_group_notice(struct buf *out,
 	    const struct proto_group_notice *n, time_t now);
+/*
+ * The sender ("id") of a forwarded ONE_CHAT or GROUP_CHAT line, 0 for
+ * any other line (notices) or one that does not parse.
+ */
+int32_t	proto_line_sender(const char *line, size_t len);
 /* MSG_FRIEND_NOTICE {"msgid":118,"event":"removed","userid":U,"time":T}, no newline. */
 int	proto_put_friend_notice(struct buf *out, int32_t userid, time_t now);
 

@@ -118,6 +118,19 @@ int	store_friend_add(struct store *st, int32_t a, int32_t b);
 /* Friends of uid with their names, ordered by id. */
 int	store_friends(struct store *st, int32_t uid, struct store_user_list *out);
 
+/* End a friendship, both directions; STORE_NOTFOUND when there was none. */
+int	store_friend_remove(struct store *st, int32_t a, int32_t b);
+/*
+ * uid blocks other (on) or no longer (!on); STORE_OK also when nothing
+ * changed, STORE_NOTFOUND when other is no user.
+ */
+int	store_block(struct store *st, int32_t uid, int32_t other, int on);
+/* Whom uid blocks, with names, ordered by id. */
+int	store_blocks(struct store *st, int32_t uid, struct store_user_list *out);
+/* Who blocks uid, with names, ordered by id (usually nobody). */
+int	store_blockers(struct store *st, int32_t uid,
+	    struct store_user_list *out);
+
 /* STORE_OK with *gid (creator joined as creator), STORE_EXISTS. */
 int	store_group_create(struct store *st, int32_t creator, const char *name,
 	    size_t name_len, const char *desc, size_t desc_len, int32_t *gid);

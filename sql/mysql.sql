@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS Block (
 	userid		INT NOT NULL,
 	blockedid	INT NOT NULL,
 	PRIMARY KEY (userid, blockedid),
+	KEY blockedid (blockedid),
 	FOREIGN KEY (userid) REFERENCES User (id),
 	FOREIGN KEY (blockedid) REFERENCES User (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -87,5 +87,6 @@ CREATE TABLE IF NOT EXISTS Block (
 	blockedid	INTEGER NOT NULL REFERENCES User(id),
 	PRIMARY KEY (userid, blockedid)
 );
+CREATE INDEX IF NOT EXISTS Block_blockedid ON Block(blockedid);
 
 PRAGMA user_version = 2;

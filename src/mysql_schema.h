@@ -63,6 +63,7 @@ static const char mysql_schema[] =
 	"	userid		INT NOT NULL,\n"
 	"	blockedid	INT NOT NULL,\n"
 	"	PRIMARY KEY (userid, blockedid),\n"
+	"	KEY blockedid (blockedid),\n"
 	"	FOREIGN KEY (userid) REFERENCES User (id),\n"
 	"	FOREIGN KEY (blockedid) REFERENCES User (id)\n"
 	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;\n"

@@ -89,6 +89,7 @@ static const char sqlite_schema[] =
 "	blockedid	INTEGER NOT NULL REFERENCES User(id),\n"
 "	PRIMARY KEY (userid, blockedid)\n"
 ");\n"
+"CREATE INDEX IF NOT EXISTS Block_blockedid ON Block(blockedid);\n"
 "\n"
 "PRAGMA user_version = 2;\n"
 ;

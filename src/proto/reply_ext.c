@@ -6,6 +6,7 @@
 #include "config.h"
 #endif
 
+#include <limits.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -178,4 +179,27 @@ proto_put_friend_notice(struct buf *out, int32_t userid, time_t now)
 		return -1;
 	}
 	return reply_put_json(out, o, 0);
+}
+
+int32_t
+proto_line_sender(const char *line, size_t len)
+{
+	struct json_tokener	*tok;
+	struct json_object	*o, *v;
+	int64_t			 id = 0, m = 0;
+
+	if (len > INT_MAX || (tok = json_tokener_new()) == NULL)
+		return 0;
+	o = json_tokener_parse_ex(tok, line, (int)len);
+	if (o != NULL && json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "msgid", &v) &&
+	    json_object_is_type(v, json_type_int))
+		m = json_object_get_int64(v);
+	if ((m == MSG_ONE_CHAT || m == MSG_GROUP_CHAT) &&
+	    json_object_object_get_ex(o, "id", &v) &&
+	    json_object_is_type(v, json_type_int))
+		id = json_object_get_int64(v);
+	json_object_put(o);
+	json_tokener_free(tok);
+	return id > 0 && id <= INT32_MAX ? (int32_t)id : 0;
 }

@@ -16,6 +16,7 @@ sys.dont_write_bytecode = True     # nothing written into the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatlib  # noqa: E402
 import cluster  # noqa: E402
+from test_features import wait_offline  # noqa: E402
 from chatlib import (ERROR, ERR_NOT_ALLOWED, ERR_NOT_MEMBER,  # noqa: E402
                      ERR_EXISTS, ERR_BAD_VALUE, find, unique)
 
@@ -238,6 +239,7 @@ class Groups(Ext):
         a, b = self.srv.user("go"), self.srv.user("go")
         gid = self.group(a, b)
         b.c.close()
+        self.assertTrue(wait_offline(self.srv, b.id))
         self.assertEqual(self.manage(a, gid, "remove", userid=b.id)["msgid"],
                          DONE)
         a.groupchat(gid, "not for b")
@@ -350,6 +352,88 @@ class Groups(Ext):
             self.assertEqual(m["msgid"], ERROR, (req, m))
         m = self.manage(a, 999999, "leave")
         self.assertEqual(m.get("errno"), chatlib.ERR_NO_SUCH_GROUP, m)
+
+
+class Blocks(Ext):
+    def test_remove_friend(self):
+        a, b = self.srv.users_on_two_workers("fr")
+        a.c.addfriend(a.id, b.id)
+        self.quiet(a)
+        self.ok(a, FRIEND_REMOVE, friendid=b.id)
+        n = b.c.recv_msgid(FRIEND_NOTICE)
+        self.assertEqual((n["event"], n["userid"]), ("removed", a.id))
+        self.assertIsNone(find(a.relogin()["friends"], id=b.id))
+        self.assertIsNone(find(b.relogin()["friends"], id=a.id))
+        self.refused(a, ERR_NOT_ALLOWED, FRIEND_REMOVE, friendid=b.id)
+
+    def test_remove_friend_offline(self):
+        a, b = self.srv.user("fo"), self.srv.user("fo")
+        a.c.addfriend(a.id, b.id)
+        self.quiet(a)
+        b.c.close()
+        self.assertTrue(wait_offline(self.srv, b.id))
+        self.ok(a, FRIEND_REMOVE, friendid=b.id)
+        r = b.reconnect()
+        self.assertEqual([(m["msgid"], m["userid"]) for m in r["offlinemsg"]],
+                         [(FRIEND_NOTICE, a.id)])
+        self.assertEqual(r["friends"], [])
+
+    def check_blocked(self, a, b, same_worker):
+        """a blocks b: b's chats, live and stored, never reach a."""
+        self.ok(a, BLOCK, userid=b.id)
+        b.chat(a.id, "blocked live")
+        b.c.sync()
+        a.c.expect_none(0.4)
+        # acknowledged chats neither; b still gets its ack
+        b.chat(a.id, "blocked acked", cmid=7)
+        self.assertEqual(b.c.recv_msgid(chatlib.CHAT_ACK)["cmid"], 7)
+        a.c.expect_none(0.3)
+        # a group chat from b neither, but c still gets it
+        c = self.srv.user("bc")
+        gid = self.group(a, b, c)
+        b.groupchat(gid, "blocked in group")
+        self.assertEqual(c.c.recv_msgid(chatlib.GROUP_CHAT)["msg"],
+                         "blocked in group")
+        a.c.expect_none(0.3)
+        # nor a friend request
+        b.c.addfriend(b.id, a.id)
+        self.quiet(b)
+        self.assertIsNone(find(a.relogin()["friends"], id=b.id))
+        # stored while a is away: nothing at login
+        a.c.close()
+        self.assertTrue(wait_offline(self.srv, a.id))
+        b.chat(a.id, "blocked offline")
+        b.groupchat(gid, "blocked group offline")
+        b.c.sync()
+        r = a.reconnect()
+        self.assertEqual(r["offlinemsg"], [])
+        # a still talks to b, and lists b
+        a.chat(b.id, "one way")
+        self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "one way")
+        a.c.send_obj({"msgid": BLOCK_LIST})
+        r = a.c.recv_msgid(BLOCK_LIST_ACK)
+        self.assertEqual(r["blocked"], [{"id": b.id, "name": b.name}])
+        # unblocked: chats arrive again
+        self.ok(a, UNBLOCK, userid=b.id)
+        b.chat(a.id, "welcome back")
+        self.assertEqual(a.c.recv_msgid(chatlib.ONE_CHAT)["msg"],
+                         "welcome back")
+        a.c.send_obj({"msgid": BLOCK_LIST})
+        self.assertEqual(a.c.recv_msgid(BLOCK_LIST_ACK)["blocked"], [])
+
+    def test_block_same_worker(self):
+        a, b = self.srv.users_on_one_worker(2, "bs")
+        self.check_blocked(a, b, True)
+
+    def test_block_two_workers(self):
+        a, b = self.srv.users_on_two_workers("bw")
+        self.check_blocked(a, b, False)
+
+    def test_block_bad(self):
+        a = self.srv.user("bb")
+        self.refused(a, ERR_NOT_ALLOWED, BLOCK, userid=a.id)
+        self.refused(a, chatlib.ERR_NO_SUCH_USER, BLOCK, userid=2000000000)
+        self.refused(a, chatlib.ERR_MISSING_FIELD, BLOCK)
 
 
 if __name__ == "__main__":

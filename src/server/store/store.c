@@ -270,6 +270,42 @@ store_friends(struct store *st, int32_t uid, struct store_user_list *out)
 }
 
 int
+store_friend_remove(struct store *st, int32_t a, int32_t b)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->friend_remove(st, a, b));
+	return rc;
+}
+
+int
+store_block(struct store *st, int32_t uid, int32_t other, int on)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->block(st, uid, other, on));
+	return rc;
+}
+
+int
+store_blocks(struct store *st, int32_t uid, struct store_user_list *out)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->blocks(st, uid, 0, out));
+	return rc;
+}
+
+int
+store_blockers(struct store *st, int32_t uid, struct store_user_list *out)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->blocks(st, uid, 1, out));
+	return rc;
+}
+
+int
 store_group_create(struct store *st, int32_t creator, const char *name,
     size_t name_len, const char *desc, size_t desc_len, int32_t *gid)
 {

@@ -30,6 +30,11 @@ struct store_ops {
 	int	(*user_by_name)(struct store *, const char *, size_t, struct store_user *);
 	int	(*friend_add)(struct store *, int32_t, int32_t);
 	int	(*friends)(struct store *, int32_t, struct store_user_list *);
+	int	(*friend_remove)(struct store *, int32_t, int32_t);
+	int	(*block)(struct store *, int32_t, int32_t, int);
+	/* blockers 0: whom uid blocks; 1: who blocks uid */
+	int	(*blocks)(struct store *, int32_t, int blockers,
+		    struct store_user_list *);
 	int	(*group_create)(struct store *, int32_t, const char *, size_t,
 		    const char *, size_t, int32_t *);
 	int	(*group_join)(struct store *, int32_t, int32_t);

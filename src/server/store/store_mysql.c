@@ -116,6 +116,11 @@ enum {
 	Q_GROUP_SET_CREATOR,
 	Q_GROUP_DROP_MEMBERS,
 	Q_GROUP_DROP,
+	Q_FRIEND_REMOVE,
+	Q_BLOCK_ADD,
+	Q_BLOCK_DEL,
+	Q_BLOCKS,
+	Q_BLOCKERS,
 	Q_MAX
 };
 
@@ -220,6 +225,20 @@ static const char *const my_sql[Q_MAX] = {
 	[Q_GROUP_SET_CREATOR] = "UPDATE AllGroup SET creator = ? WHERE id = ?",
 	[Q_GROUP_DROP_MEMBERS] = "DELETE FROM GroupUser WHERE groupid = ?",
 	[Q_GROUP_DROP] = "DELETE FROM AllGroup WHERE id = ?",
+	[Q_FRIEND_REMOVE] =
+	    "DELETE FROM Friend WHERE (userid = ? AND friendid = ?)"
+	    " OR (userid = ? AND friendid = ?)",
+	/* not INSERT IGNORE: the foreign key error says "no such user" */
+	[Q_BLOCK_ADD] =
+	    "INSERT INTO Block (userid, blockedid) VALUES (?, ?)"
+	    " ON DUPLICATE KEY UPDATE blockedid = blockedid",
+	[Q_BLOCK_DEL] = "DELETE FROM Block WHERE userid = ? AND blockedid = ?",
+	[Q_BLOCKS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.blockedid"
+	    " WHERE b.userid = ? ORDER BY b.blockedid",
+	[Q_BLOCKERS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.userid"
+	    " WHERE b.blockedid = ? ORDER BY b.userid",
 };
 
 struct mconn {
@@ -965,6 +984,71 @@ mysql_friends(struct store *st, int32_t uid, struct store_user_list *out)
 
 	MY_TRY(m, rc, MY_IDEMPOTENT,
 	    members_once(m, c, Q_FRIENDS, uid, out, NULL, "list friends"));
+	return rc;
+}
+
+static int
+friend_remove_once(struct my *m, struct mconn *c, int32_t a, int32_t b)
+{
+	struct mparam	 p[4];
+	int		 rc;
+
+	p[0] = P_INT(a);
+	p[1] = P_INT(b);
+	p[2] = P_INT(b);
+	p[3] = P_INT(a);
+	rc = my_exec(m, c, Q_FRIEND_REMOVE, p, 4, NULL, NULL, "remove friend");
+	if (rc == STORE_OK && m->affected == 0)
+		rc = STORE_NOTFOUND;
+	return rc;
+}
+
+static int
+mysql_friend_remove(struct store *st, int32_t a, int32_t b)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	/* not again after a lost commit: it would find nothing to remove */
+	MY_TRY(m, rc, MY_ONCE, friend_remove_once(m, c, a, b));
+	if (rc == STORE_NOTFOUND)
+		store_set_error(st, "not friends");
+	return rc;
+}
+
+static int
+block_once(struct my *m, struct mconn *c, int32_t uid, int32_t other,
+    int on)
+{
+	struct mparam	 p[2];
+
+	p[0] = P_INT(uid);
+	p[1] = P_INT(other);
+	return my_exec(m, c, on ? Q_BLOCK_ADD : Q_BLOCK_DEL, p, 2, NULL, NULL,
+	    on ? "block" : "unblock");
+}
+
+static int
+mysql_block(struct store *st, int32_t uid, int32_t other, int on)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	MY_TRY(m, rc, MY_IDEMPOTENT, block_once(m, c, uid, other, on));
+	if (rc == STORE_NOTFOUND)
+		store_set_error(st, "no such user");
+	return rc;
+}
+
+static int
+mysql_blocks(struct store *st, int32_t uid, int blockers,
+    struct store_user_list *out)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	MY_TRY(m, rc, MY_IDEMPOTENT, members_once(m, c, blockers ? Q_BLOCKERS :
+	    Q_BLOCKS, uid, out, NULL, "list blocks"));
 	return rc;
 }
 
@@ -1782,6 +1866,9 @@ static const struct store_ops mysql_ops = {
 	.count = mysql_count,
 	.group_members = mysql_group_members,
 	.user_groups = mysql_user_groups,
+	.friend_remove = mysql_friend_remove,
+	.block = mysql_block,
+	.blocks = mysql_blocks,
 	.group_update = mysql_group_update,
 	.offline_add = mysql_offline_add,
 	.offline_fetch = mysql_offline_fetch,

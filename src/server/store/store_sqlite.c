@@ -70,6 +70,11 @@ enum {
 	Q_GROUP_SET_CREATOR,
 	Q_GROUP_DROP_MEMBERS,
 	Q_GROUP_DROP,
+	Q_FRIEND_REMOVE,
+	Q_BLOCK_ADD,
+	Q_BLOCK_DEL,
+	Q_BLOCKS,
+	Q_BLOCKERS,
 	Q_MAX
 };
 
@@ -154,6 +159,18 @@ static const char *const sq_sql[Q_MAX] = {
 	[Q_GROUP_SET_CREATOR] = "UPDATE AllGroup SET creator = ?2 WHERE id = ?1",
 	[Q_GROUP_DROP_MEMBERS] = "DELETE FROM GroupUser WHERE groupid = ?1",
 	[Q_GROUP_DROP] = "DELETE FROM AllGroup WHERE id = ?1",
+	[Q_FRIEND_REMOVE] =
+	    "DELETE FROM Friend WHERE (userid = ?1 AND friendid = ?2)"
+	    " OR (userid = ?2 AND friendid = ?1)",
+	[Q_BLOCK_ADD] =
+	    "INSERT OR IGNORE INTO Block (userid, blockedid) VALUES (?1, ?2)",
+	[Q_BLOCK_DEL] = "DELETE FROM Block WHERE userid = ?1 AND blockedid = ?2",
+	[Q_BLOCKS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.blockedid"
+	    " WHERE b.userid = ?1 ORDER BY b.blockedid",
+	[Q_BLOCKERS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.userid"
+	    " WHERE b.blockedid = ?1 ORDER BY b.userid",
 };
 
 struct sq {
@@ -535,6 +552,65 @@ sqlite_friends(struct store *st, int32_t uid, struct store_user_list *out)
 	sq->busy = 0;
 	rc = sq_result(sq, friends_once(sq, uid, out));
 	return rc;
+}
+
+/* Run statement q with ?1 a, ?2 b; *n rows changed. */
+static int
+sq_pair(struct sq *sq, int q, int32_t a, int32_t b, int *n,
+    const char *what)
+{
+	sqlite3_stmt	*s = sq->q[q];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, a)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, b)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, what);
+	if ((rc = sq_run(sq, s, what)) != STORE_OK)
+		return rc;
+	*n = sqlite3_changes(sq->db);
+	return STORE_OK;
+}
+
+static int
+sqlite_friend_remove(struct store *st, int32_t a, int32_t b)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc, n = 0;
+
+	sq->busy = 0;
+	rc = sq_result(sq, sq_pair(sq, Q_FRIEND_REMOVE, a, b, &n,
+	    "remove friend"));
+	if (rc == STORE_OK && n == 0) {
+		store_set_error(st, "not friends");
+		rc = STORE_NOTFOUND;
+	}
+	return rc;
+}
+
+static int
+sqlite_block(struct store *st, int32_t uid, int32_t other, int on)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 n;
+
+	sq->busy = 0;
+	return sq_result(sq, sq_pair(sq, on ? Q_BLOCK_ADD : Q_BLOCK_DEL, uid,
+	    other, &n, on ? "block" : "unblock"));
+}
+
+static int
+sqlite_blocks(struct store *st, int32_t uid, int blockers,
+    struct store_user_list *out)
+{
+	struct sq	*sq = (struct sq *)st;
+	sqlite3_stmt	*s = sq->q[blockers ? Q_BLOCKERS : Q_BLOCKS];
+	int		 rc, rows;
+
+	sq->busy = 0;
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK)
+		return sq_result(sq, sq_fail(sq, s, rc, "list blocks"));
+	return sq_result(sq, members_read(sq, s, 0, 0, out, &rows,
+	    "list blocks"));
 }
 
 /* ---- groups ---- */
@@ -1316,6 +1392,9 @@ static const struct store_ops sqlite_ops = {
 	.user_by_name = sqlite_user_by_name,
 	.friend_add = sqlite_friend_add,
 	.friends = sqlite_friends,
+	.friend_remove = sqlite_friend_remove,
+	.block = sqlite_block,
+	.blocks = sqlite_blocks,
 	.group_create = sqlite_group_create,
 	.group_join = sqlite_group_join,
 	.group_is_member = sqlite_group_is_member,
