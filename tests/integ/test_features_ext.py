@@ -436,5 +436,98 @@ class Blocks(Ext):
         self.refused(a, chatlib.ERR_MISSING_FIELD, BLOCK)
 
 
+# ---- MySQL and two nodes (private MariaDB and Redis) -------------------
+
+ENV = {}
+HAVE_CLUSTER = bool((cluster.find_prog("mariadbd") or
+                     cluster.find_prog("mysqld")) and
+                    cluster.find_prog("redis-server"))
+
+
+def cluster_env():
+    """MariaDB, Redis and two nodes on them, started once for the module."""
+    if "B" not in ENV:
+        try:
+            ENV["redis"] = cluster.Redis()
+            ENV["redis"].start()
+            ENV["db"] = cluster.MariaDB()
+            ENV["db"].start()
+            for k in ("A", "B"):
+                ENV[k] = cluster.Node(ENV["db"].spec, ENV["redis"],
+                                      "ext%s-%d" % (k, os.getpid()))
+                ENV[k].start()
+        except BaseException:
+            cluster.stop_all(ENV)
+            raise
+    return ENV
+
+
+def tearDownModule():
+    cluster.stop_all(ENV)
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class GroupsMySQL(Groups):
+    """The group tests on a node of a cluster (MySQL store, Redis)."""
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cluster_env()["A"]
+
+    @classmethod
+    def tearDownClass(cls):
+        pass
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class BlocksMySQL(Blocks):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cluster_env()["B"]
+
+    @classmethod
+    def tearDownClass(cls):
+        pass
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class CrossNode(Ext):
+    """The sender on node A, the others on node B."""
+    @classmethod
+    def setUpClass(cls):
+        env = cluster_env()
+        cls.srv, cls.srvB = env["A"], env["B"]
+
+    @classmethod
+    def tearDownClass(cls):
+        pass
+
+    def test_removed_member_on_other_node(self):
+        a = self.srv.user("xr")
+        b, c = self.srvB.user("xr"), self.srvB.user("xr")
+        gid = self.group(a, b, c)
+        a.groupchat(gid, "before")
+        self.assertEqual(b.c.recv_msgid(chatlib.GROUP_CHAT)["msg"], "before")
+        self.assertEqual(c.c.recv_msgid(chatlib.GROUP_CHAT)["msg"], "before")
+        self.assertEqual(self.manage(a, gid, "remove", userid=b.id)["msgid"],
+                         DONE)
+        n = b.c.recv_msgid(GROUP_NOTICE)
+        self.assertEqual((n["event"], n["userid"]), ("removed", b.id))
+        self.notice(c, "removed")
+        a.groupchat(gid, "after")
+        self.assertEqual(c.c.recv_msgid(chatlib.GROUP_CHAT)["msg"], "after")
+        b.c.expect_none(0.5)
+
+    def test_block_across_nodes(self):
+        a, b = self.srv.user("xb"), self.srvB.user("xb")
+        self.ok(a, BLOCK, userid=b.id)
+        b.chat(a.id, "blocked across")
+        b.c.sync()
+        a.c.expect_none(0.5)
+        self.ok(a, UNBLOCK, userid=b.id)
+        b.chat(a.id, "across again")
+        self.assertEqual(a.c.recv_msgid(chatlib.ONE_CHAT)["msg"],
+                         "across again")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
