@@ -29,6 +29,7 @@
 #include <json-c/json.h>
 
 #include "buf.h"
+#include "chatc_ext.h"
 #include "proto.h"
 #include "util.h"
 
@@ -509,6 +510,7 @@ show_help(void)
 	    "  groupchat:ID:TEXT             send TEXT to group ID\n"
 	    "  loginout                      log out\n"
 	    "  quit                          exit\n");
+	chatc_ext_help(stdout);
 }
 
 static void
@@ -743,8 +745,10 @@ split(char *s)
 static int
 chat_command(struct chatc *cc, char *line)
 {
-	char	*arg, *rest;
-	int32_t	 id;
+	struct json_object	*o;
+	const char		*usage;
+	char			*arg, *rest;
+	int32_t			 id;
 
 	arg = split(line);
 	if (strcmp(line, "help") == 0 && arg == NULL) {
@@ -788,6 +792,16 @@ chat_command(struct chatc *cc, char *line)
 		}
 		req_creategroup(cc, arg, rest);
 		return 1;
+	}
+	switch (chatc_ext_command(line, arg, cc->uid, &o, &usage)) {
+	case CHATC_EXT_OK:
+		send_obj(cc, o);
+		return 1;
+	case CHATC_EXT_USAGE:
+		warnmsg("usage: %s", usage);
+		return -1;
+	case CHATC_EXT_NONE:
+		break;
 	}
 	if (arg != NULL)
 		arg[-1] = ':';		/* undo the split for the caller */

@@ -7,6 +7,7 @@ The upgrade tests build a database with the previous release's schema
 chatd on it and check that nothing is lost and the new layout is there.
 The MySQL one needs mariadbd and is skipped without it."""
 
+import json
 import os
 import sqlite3
 import sys
@@ -434,6 +435,36 @@ class Blocks(Ext):
         self.refused(a, ERR_NOT_ALLOWED, BLOCK, userid=a.id)
         self.refused(a, chatlib.ERR_NO_SUCH_USER, BLOCK, userid=2000000000)
         self.refused(a, chatlib.ERR_MISSING_FIELD, BLOCK)
+
+
+class Chatc(Ext):
+    def test_chatc_commands(self):
+        """chatc's script mode sends the extension requests."""
+        a = self.srv.user("cc")
+        b, c = self.srv.user("cc"), self.srv.user("cc")
+        gid = self.group(a, b, c)
+        a.c.close()
+        self.assertTrue(wait_offline(self.srv, a.id))
+        script = ("login:%d:pw\nadmin:%d:%d\nmembers:%d:1\nremove:%d:%d\n"
+                  "rename:%d:%s\nblock:%d\nblocks\nunblock:%d\n"
+                  "remove:%d\nmembers:x\nquit\n") % (
+            a.id, gid, b.id, gid, gid, c.id, gid, unique("cc"), c.id, c.id,
+            gid)
+        out = chatlib.run([chatlib.chatc_bin(), "-p", str(self.srv.port),
+                           "-s", "-w", "500"], input=script.encode())
+        self.assertEqual(out.returncode, 0, out.stderr)
+        got = [json.loads(l) for l in out.stdout.decode().splitlines()]
+        self.assertEqual([m["msgid"] for m in got],
+                         [2, DONE, GROUP_MEMBERS_ACK, DONE, DONE, DONE,
+                          BLOCK_LIST_ACK, DONE], got)
+        self.assertEqual([u["id"] for u in got[2]["members"]], [b.id, c.id])
+        self.assertEqual(got[6]["blocked"][0]["id"], c.id)
+        err = out.stderr.decode()
+        self.assertIn("usage: remove:GROUP:USER", err)
+        self.assertIn("usage: members:GROUP[:OFFSET]", err)
+        self.notice(b, "admin")
+        self.assertEqual(self.notice(c, "admin")["userid"], b.id)
+        self.notice(c, "removed")
 
 
 # ---- MySQL and two nodes (private MariaDB and Redis) -------------------
