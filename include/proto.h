@@ -45,6 +45,8 @@ enum proto_msgid {
 	MSG_BLOCK_LIST		= 116,	/* {} */
 	MSG_BLOCK_LIST_ACK	= 117,	/* {"blocked":[{"id":U,"name":S}]} */
 	MSG_FRIEND_NOTICE	= 118,	/* pushed: {"event":"removed","userid":U} */
+	MSG_TYPING		= 119,	/* {"toid":U} or {"groupid":G}; relayed live only */
+	MSG_READ		= 120,	/* {"toid":U,"upto":SMID}; relayed to U */
 };
 
 /* MSG_GROUP_MANAGE "op"; the same words name the notice's "event". */
@@ -284,10 +286,20 @@ struct proto_group_notice {
 int	proto_put_group_notice(struct buf *out,
 	    const struct proto_group_notice *n, time_t now);
 /*
- * The sender ("id") of a forwarded ONE_CHAT or GROUP_CHAT line, 0 for
- * any other line (notices) or one that does not parse.
+ * The sender ("id") of a forwarded ONE_CHAT, GROUP_CHAT, TYPING or READ
+ * line, 0 for any other line (notices) or one that does not parse;
+ * *msgid (may be NULL) its msgid, 0 when it has none.
  */
-int32_t	proto_line_sender(const char *line, size_t len);
+int32_t	proto_line_sender(const char *line, size_t len, int *msgid);
+/*
+ * The relayed TYPING ({"msgid":119,"id":U,"name":S} plus "toid" or
+ * "groupid", whichever is not 0) and READ ({"msgid":120,"id":U,
+ * "name":S,"toid":T,"upto":N}) lines, without newline.
+ */
+int	proto_put_typing(struct buf *out, int32_t from, const char *name,
+	    size_t name_len, int32_t toid, int32_t gid);
+int	proto_put_read(struct buf *out, int32_t from, const char *name,
+	    size_t name_len, int32_t toid, int64_t upto);
 /* MSG_FRIEND_NOTICE {"msgid":118,"event":"removed","userid":U,"time":T}, no newline. */
 int	proto_put_friend_notice(struct buf *out, int32_t userid, time_t now);
 

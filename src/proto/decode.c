@@ -55,6 +55,8 @@ msgid_known(int64_t m)
 	case MSG_BLOCK:
 	case MSG_UNBLOCK:
 	case MSG_BLOCK_LIST:
+	case MSG_TYPING:
+	case MSG_READ:
 		return 1;
 	}
 	return 0;
@@ -435,6 +437,28 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 			return -1;
 		break;
 	case MSG_BLOCK_LIST:
+		break;
+	case MSG_TYPING:
+		if ((rc = get_id(f, "toid", &req->toid, fail)) == -1 ||
+		    (n = get_id(f, "groupid", &req->groupid, fail)) == -1)
+			return -1;
+		if (rc + n != 1) {
+			fail_set(fail, rc ? ERR_BAD_VALUE : ERR_MISSING_FIELD,
+			    "field \"toid\" or \"groupid\": exactly one");
+			return -1;
+		}
+		break;
+	case MSG_READ:
+		if (need_id(f, "toid", &req->toid, fail) == -1)
+			return -1;
+		req->upto = 0;
+		if (get_count(f, "upto", 1, INT64_MAX, &req->upto, fail) == -1)
+			return -1;
+		if (req->upto == 0) {
+			fail_set(fail, ERR_MISSING_FIELD,
+			    "field \"upto\": missing");
+			return -1;
+		}
 		break;
 	}
 	return 0;

@@ -182,12 +182,14 @@ proto_put_friend_notice(struct buf *out, int32_t userid, time_t now)
 }
 
 int32_t
-proto_line_sender(const char *line, size_t len)
+proto_line_sender(const char *line, size_t len, int *msgid)
 {
 	struct json_tokener	*tok;
 	struct json_object	*o, *v;
 	int64_t			 id = 0, m = 0;
 
+	if (msgid != NULL)
+		*msgid = 0;
 	if (len > INT_MAX || (tok = json_tokener_new()) == NULL)
 		return 0;
 	o = json_tokener_parse_ex(tok, line, (int)len);
@@ -195,11 +197,60 @@ proto_line_sender(const char *line, size_t len)
 	    json_object_object_get_ex(o, "msgid", &v) &&
 	    json_object_is_type(v, json_type_int))
 		m = json_object_get_int64(v);
-	if ((m == MSG_ONE_CHAT || m == MSG_GROUP_CHAT) &&
-	    json_object_object_get_ex(o, "id", &v) &&
+	if (msgid != NULL)
+		*msgid = m > 0 && m <= INT_MAX ? (int)m : 0;
+	if ((m == MSG_ONE_CHAT || m == MSG_GROUP_CHAT || m == MSG_TYPING ||
+	    m == MSG_READ) && json_object_object_get_ex(o, "id", &v) &&
 	    json_object_is_type(v, json_type_int))
 		id = json_object_get_int64(v);
 	json_object_put(o);
 	json_tokener_free(tok);
 	return id > 0 && id <= INT32_MAX ? (int32_t)id : 0;
+}
+
+static struct json_object *
+relay_obj(int msgid, int32_t from, const char *name, size_t name_len)
+{
+	struct json_object	*o;
+
+	o = json_object_new_object();
+	if (reply_add(o, "msgid", json_object_new_int(msgid)) == -1 ||
+	    reply_add(o, "id", json_object_new_int(from)) == -1 ||
+	    reply_add(o, "name", reply_str(name, name_len)) == -1) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+int
+proto_put_typing(struct buf *out, int32_t from, const char *name,
+    size_t name_len, int32_t toid, int32_t gid)
+{
+	struct json_object	*o;
+
+	if ((o = relay_obj(MSG_TYPING, from, name, name_len)) == NULL)
+		return -1;
+	if (reply_add(o, gid != 0 ? "groupid" : "toid",
+	    json_object_new_int(gid != 0 ? gid : toid)) == -1) {
+		json_object_put(o);
+		return -1;
+	}
+	return reply_put_json(out, o, 0);
+}
+
+int
+proto_put_read(struct buf *out, int32_t from, const char *name,
+    size_t name_len, int32_t toid, int64_t upto)
+{
+	struct json_object	*o;
+
+	if ((o = relay_obj(MSG_READ, from, name, name_len)) == NULL)
+		return -1;
+	if (reply_add(o, "toid", json_object_new_int(toid)) == -1 ||
+	    reply_add(o, "upto", json_object_new_int64(upto)) == -1) {
+		json_object_put(o);
+		return -1;
+	}
+	return reply_put_json(out, o, 0);
 }

@@ -297,6 +297,12 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 	case MSG_BLOCK_LIST:
 		handle_block_list(c, &req);
 		break;
+	case MSG_TYPING:
+		handle_typing(c, &req);
+		break;
+	case MSG_READ:
+		handle_read(c, &req);
+		break;
 	default:
 		chat_error(c, MSG_ERROR, ERR_UNKNOWN_MSGID, req.msgid, NULL);
 		break;

@@ -70,7 +70,8 @@ session_blocks(struct conn *c, const char *line, size_t len)
 		return 0;
 	if (!s->blocks_loaded && blocks_load(c) == -1)
 		return 0;
-	if (s->nblocked == 0 || (sender = proto_line_sender(line, len)) == 0)
+	if (s->nblocked == 0 ||
+	    (sender = proto_line_sender(line, len, NULL)) == 0)
 		return 0;
 	for (i = 0; i < s->nblocked; i++)
 		if (s->blocked[i] == sender)

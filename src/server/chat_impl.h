@@ -36,6 +36,8 @@ struct session {
 	int32_t		*blocked;	/* whom this user blocks (chat_block.c) */
 	size_t		 nblocked;
 	unsigned	 blocks_loaded:1;	/* blocked read from the store */
+	double		 typing_at;	/* last typing notice relayed */
+	double		 read_at;	/* last read receipt relayed */
 };
 
 /* What the worker handed over (chat_init), and the request limits. */
@@ -127,6 +129,10 @@ void	handle_friend_remove(struct conn *c, const struct proto_req *req);
 /* MSG_BLOCK and MSG_UNBLOCK */
 void	handle_block(struct conn *c, const struct proto_req *req);
 void	handle_block_list(struct conn *c, const struct proto_req *req);
+
+/* chat_live.c */
+void	handle_typing(struct conn *c, const struct proto_req *req);
+void	handle_read(struct conn *c, const struct proto_req *req);
 
 /* chat_offline.c */
 size_t	offline_fits(const struct store_msg_list *msgs);

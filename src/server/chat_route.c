@@ -15,16 +15,20 @@
 int
 chat_keep_offline(const int32_t *uids, size_t n, const char *line, size_t len)
 {
-	int32_t	*to;
-	int	 rc;
+	int32_t	*to, sender;
+	int	 rc, msgid;
 
 	if (n == 0)
 		return 0;
-	/* not for those who block the sender (chat_block.c) */
+	/* typing notices are live only; nothing for those who block the
+	 * sender (chat_block.c) */
+	sender = proto_line_sender(line, len, &msgid);
+	if (msgid == MSG_TYPING)
+		return 0;
 	if ((to = calloc(n, sizeof(*to))) == NULL)
 		return -1;
 	memcpy(to, uids, n * sizeof(*to));
-	if (block_filter(proto_line_sender(line, len), to, &n) == -1) {
+	if (block_filter(sender, to, &n) == -1) {
 		free(to);
 		return -1;
 	}

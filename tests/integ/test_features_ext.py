@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 import unittest
 
 sys.dont_write_bytecode = True     # nothing written into the source tree
@@ -25,7 +26,7 @@ GROUP_MANAGE, DONE, GROUP_MEMBERS, GROUP_MEMBERS_ACK, GROUP_NOTICE = (
     108, 109, 110, 111, 112)
 FRIEND_REMOVE, BLOCK, UNBLOCK, BLOCK_LIST, BLOCK_LIST_ACK = (
     113, 114, 115, 116, 117)
-FRIEND_NOTICE = 118
+FRIEND_NOTICE, TYPING, READ = 118, 119, 120
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # yescrypt of "pw", made once with crypt(3): chatd checks it at login
@@ -435,6 +436,74 @@ class Blocks(Ext):
         self.refused(a, ERR_NOT_ALLOWED, BLOCK, userid=a.id)
         self.refused(a, chatlib.ERR_NO_SUCH_USER, BLOCK, userid=2000000000)
         self.refused(a, chatlib.ERR_MISSING_FIELD, BLOCK)
+
+
+class Live(Ext):
+    def test_typing(self):
+        a, b = self.srv.users_on_two_workers("ty")
+        c = self.srv.user("ty")
+        a.c.send_obj({"msgid": TYPING, "toid": b.id})
+        m = b.c.recv_msgid(TYPING)
+        self.assertEqual((m["id"], m["name"], m["toid"]), (a.id, a.name, b.id))
+        # rate-limited: a second one at once is dropped, silently
+        a.c.send_obj({"msgid": TYPING, "toid": b.id})
+        self.quiet(a)
+        b.c.expect_none(0.3)
+        # never stored: c is away and finds nothing at login
+        c.c.close()
+        self.assertTrue(wait_offline(self.srv, c.id))
+        time.sleep(1.05)
+        a.c.send_obj({"msgid": TYPING, "toid": c.id})
+        self.quiet(a)
+        self.assertEqual(c.reconnect()["offlinemsg"], [])
+        # in a group: the other members, members only
+        gid = self.group(a, b, c)
+        time.sleep(1.05)
+        a.c.send_obj({"msgid": TYPING, "groupid": gid})
+        self.assertEqual(b.c.recv_msgid(TYPING)["groupid"], gid)
+        self.assertEqual(c.c.recv_msgid(TYPING)["groupid"], gid)
+        self.quiet(a)
+        d = self.srv.user("ty")
+        m = self.request(d, TYPING, groupid=gid)
+        self.assertEqual(m.get("errno"), ERR_NOT_MEMBER, m)
+        m = self.request(d, TYPING, toid=a.id, groupid=gid)
+        self.assertEqual(m.get("errno"), ERR_BAD_VALUE, m)
+
+    def test_typing_blocked(self):
+        a, b = self.srv.user("tb"), self.srv.user("tb")
+        self.ok(a, BLOCK, userid=b.id)
+        b.c.send_obj({"msgid": TYPING, "toid": a.id})
+        self.quiet(b)
+        a.c.expect_none(0.3)
+
+    def test_read_receipt(self):
+        a, b = self.srv.users_on_two_workers("rr")
+        a.chat(b.id, "read me", cmid=1, receipt=True)
+        smid = a.c.recv_msgid(chatlib.CHAT_ACK)["smid"]
+        m = b.c.recv_msgid(chatlib.ONE_CHAT)
+        self.assertEqual((m["smid"], m["receipt"]), (smid, True))
+        b.c.send_obj({"msgid": READ, "toid": a.id, "upto": smid})
+        r = a.c.recv_msgid(READ)
+        self.assertEqual((r["id"], r["toid"], r["upto"]), (b.id, a.id, smid))
+        # too fast: refused; the sender away: kept for its login
+        b.c.send_obj({"msgid": READ, "toid": a.id, "upto": smid})
+        m = b.c.recv_msgid(ERROR)
+        self.assertEqual(m["errno"], chatlib.ERR_RATE, m)
+        a.c.close()
+        self.assertTrue(wait_offline(self.srv, a.id))
+        time.sleep(0.25)
+        b.c.send_obj({"msgid": READ, "toid": a.id, "upto": smid + 1})
+        self.quiet(b)
+        r = a.reconnect()
+        self.assertEqual([(m["msgid"], m["upto"]) for m in r["offlinemsg"]],
+                         [(READ, smid + 1)])
+        time.sleep(0.25)
+        for bad in ({"toid": b.id, "upto": 1}, {"toid": a.id},
+                    {"toid": a.id, "upto": 0}, {"toid": 2000000000, "upto": 1}):
+            time.sleep(0.21)
+            b.c.send_obj(dict(msgid=READ, **bad))
+            m = b.c.recv_msgid(ERROR)
+            self.assertNotEqual(m["errno"], chatlib.ERR_RATE, (bad, m))
 
 
 class Chatc(Ext):
