@@ -17,8 +17,8 @@
 #include "proto.h"
 #include "chatc_ext.h"
 
-static int
-ext_id(const char *s, int32_t *id)
+int
+chatc_parse_id(const char *s, int32_t *id)
 {
 	char	*end;
 	long	 v;
@@ -34,9 +34,8 @@ ext_id(const char *s, int32_t *id)
 	return 0;
 }
 
-/* Split "a:b" at the first ':'; returns b or NULL. */
-static char *
-ext_split(char *s)
+char *
+chatc_split(char *s)
 {
 	char	*p;
 
@@ -87,8 +86,8 @@ chatc_ext_command(const char *cmd, char *arg, int32_t uid,
 		if (strcmp(cmd, group_cmds[i].cmd) != 0)
 			continue;
 		*usage = group_cmds[i].usage;
-		rest = ext_split(arg);
-		if (ext_id(arg, &gid) == -1)
+		rest = chatc_split(arg);
+		if (chatc_parse_id(arg, &gid) == -1)
 			return CHATC_EXT_USAGE;
 		o = json_object_new_object();
 		switch (group_cmds[i].op) {
@@ -105,7 +104,7 @@ chatc_ext_command(const char *cmd, char *arg, int32_t uid,
 			    "groupname" : "groupdesc", rest);
 			break;
 		default:
-			if (ext_id(rest, &id) == -1)
+			if (chatc_parse_id(rest, &id) == -1)
 				goto bad;
 			add_int(o, "userid", id);
 			break;
@@ -122,9 +121,9 @@ chatc_ext_command(const char *cmd, char *arg, int32_t uid,
 	}
 	if (strcmp(cmd, "members") == 0) {
 		*usage = "members:GROUP[:OFFSET]";
-		rest = ext_split(arg);
-		if (ext_id(arg, &gid) == -1 || (rest != NULL &&
-		    strcmp(rest, "0") != 0 && ext_id(rest, &id) == -1))
+		rest = chatc_split(arg);
+		if (chatc_parse_id(arg, &gid) == -1 || (rest != NULL &&
+		    strcmp(rest, "0") != 0 && chatc_parse_id(rest, &id) == -1))
 			return CHATC_EXT_USAGE;
 		o = json_object_new_object();
 		add_int(o, "groupid", gid);
@@ -142,7 +141,7 @@ chatc_ext_command(const char *cmd, char *arg, int32_t uid,
 
 		*usage = unfriend ? "unfriend:USER" : block ? "block:USER" :
 		    "unblock:USER";
-		if (ext_id(arg, &id) == -1)
+		if (chatc_parse_id(arg, &id) == -1)
 			return CHATC_EXT_USAGE;
 		o = json_object_new_object();
 		if (unfriend) {

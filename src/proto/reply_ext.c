@@ -18,25 +18,17 @@
 int
 proto_put_done(struct buf *out, const struct proto_req *req)
 {
-	struct json_object	*o, *seq;
+	struct json_object	*o;
 
 	o = json_object_new_object();
 	if (reply_add(o, "msgid", json_object_new_int(MSG_DONE)) == -1 ||
 	    reply_add(o, "errno", json_object_new_int(ERR_OK)) == -1 ||
-	    reply_add(o, "refmsgid", json_object_new_int(req->msgid)) == -1)
-		goto bad;
-	/* shared, not copied, as in a pong */
-	if (req->root != NULL &&
-	    json_object_object_get_ex(req->root, "seq", &seq) &&
-	    json_object_object_add(o, "seq", json_object_get(seq)) != 0) {
-		json_object_put(seq);
-		goto bad;
+	    reply_add(o, "refmsgid", json_object_new_int(req->msgid)) == -1 ||
+	    reply_echo_seq(o, req) == -1) {
+		json_object_put(o);
+		return -1;
 	}
 	return reply_put_json(out, o, 1);
-
- bad:
-	json_object_put(o);
-	return -1;
 }
 
 static struct json_object *
