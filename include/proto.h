@@ -33,7 +33,40 @@ enum proto_msgid {
 	MSG_WHOAMI_ACK		= 105,	/* {"msgid":105,"errno":0,"id":N,"worker":N,"pid":N} */
 	MSG_OFFLINE_ACK		= 106,	/* client: {"msgid":106,"upto":N} read up to N */
 	MSG_OFFLINE_BATCH	= 107,	/* {"msgid":107,"offlinemsg":[...],"offlineupto":N,"offlinemore":B} */
+	/* chat features (chatd-protocol(7), "Groups, friends and blocks") */
+	MSG_GROUP_MANAGE	= 108,	/* {"groupid":G,"op":S[,"userid":U][,"groupname":S][,"groupdesc":S]} */
+	MSG_DONE		= 109,	/* {"msgid":109,"errno":0,"refmsgid":N[,"seq":X]} */
+	MSG_GROUP_MEMBERS	= 110,	/* {"groupid":G[,"offset":N][,"limit":N]} */
+	MSG_GROUP_MEMBERS_ACK	= 111,	/* {"groupid":G,"offset":N,"total":N,"members":[{...}]} */
+	MSG_GROUP_NOTICE	= 112,	/* pushed: {"groupid":G,"event":S,"by":U[,"userid":U]...} */
+	MSG_FRIEND_REMOVE	= 113,	/* {"friendid":F} */
+	MSG_BLOCK		= 114,	/* {"userid":U} */
+	MSG_UNBLOCK		= 115,	/* {"userid":U} */
+	MSG_BLOCK_LIST		= 116,	/* {} */
+	MSG_BLOCK_LIST_ACK	= 117,	/* {"blocked":[{"id":U,"name":S}]} */
+	MSG_FRIEND_NOTICE	= 118,	/* pushed: {"event":"removed","userid":U} */
+	MSG_TYPING		= 119,	/* {"toid":U} or {"groupid":G}; relayed live only */
+	MSG_READ		= 120,	/* {"toid":U,"upto":SMID}; relayed to U */
 };
+
+/* MSG_GROUP_MANAGE "op"; the same words name the notice's "event". */
+enum proto_group_op {
+	GOP_LEAVE,		/* the sender leaves */
+	GOP_REMOVE,		/* "userid" is removed (creator, admins) */
+	GOP_ADMIN,		/* "userid" becomes an admin (creator) */
+	GOP_UNADMIN,		/* "userid" is an admin no more (creator) */
+	GOP_RENAME,		/* "groupname" (creator, admins) */
+	GOP_DESCRIBE,		/* "groupdesc" (creator, admins) */
+	GOP_TRANSFER,		/* "userid" becomes the creator (creator) */
+	GOP_DISSOLVE,		/* the group goes (creator) */
+	GOP_MAX
+};
+/* The op's word ("leave", "remove", ...), NULL when out of range. */
+const char *proto_group_op_name(int op);
+
+/* MSG_GROUP_MEMBERS: the page size when "limit" is absent, and its top. */
+#define PROTO_MEMBERS_LIMIT	50
+#define PROTO_MEMBERS_MAX	500
 
 /*
  * errno values.  1 and 2 keep the seed's meaning in LOGIN_ACK/REG_ACK;
@@ -148,6 +181,10 @@ struct proto_req {
 	int64_t			 cmid;
 	int			 ackoffline;	/* LOGIN: opt-in offline acks */
 	int64_t			 upto;		/* OFFLINE_ACK */
+	int			 op;		/* GROUP_MANAGE: enum proto_group_op */
+	int32_t			 userid;	/* GROUP_MANAGE, BLOCK, UNBLOCK */
+	int64_t			 offset;	/* GROUP_MEMBERS */
+	int64_t			 limit;		/* GROUP_MEMBERS */
 	/*
 	 * Private to src/proto: a chat's own text when it is exactly what
 	 * json-c would write for root, so proto_put_forward can splice
@@ -206,6 +243,12 @@ int	proto_put_chat_ack(struct buf *out, int64_t cmid, int64_t smid);
 /* {"msgid":105,"errno":0,"id":id,"worker":worker,"pid":pid} */
 int	proto_put_whoami(struct buf *out, int32_t id, int worker, int pid);
 
+/*
+ * MSG_DONE: req was carried out.  {"msgid":109,"errno":0,"refmsgid":M}
+ * with the request's "seq" echoed when it has one.
+ */
+int	proto_put_done(struct buf *out, const struct proto_req *req);
+
 /* Why a new connection is turned away (before it is served). */
 enum proto_refuse {
 	PROTO_REFUSE_FULL,	/* max_connections, or no memory */
@@ -219,7 +262,46 @@ struct proto_user {
 	struct proto_str name;
 	int		 online;
 	int		 creator;	/* group members only */
+	int		 admin;		/* MSG_GROUP_MEMBERS_ACK only */
 };
+
+/* MSG_GROUP_MEMBERS_ACK: one page of members, roles "creator", "admin", "normal". */
+int	proto_put_members(struct buf *out, int32_t gid, int64_t offset,
+	    int64_t total, const struct proto_user *v, size_t n);
+/* MSG_BLOCK_LIST_ACK: ids and names (online unused). */
+int	proto_put_blocks(struct buf *out, const struct proto_user *v, size_t n);
+
+/* What a MSG_GROUP_NOTICE says; text is the new name or description. */
+struct proto_group_notice {
+	int32_t			 gid;
+	int			 op;	/* enum proto_group_op: the event */
+	int32_t			 by;	/* who did it */
+	int32_t			 userid;	/* whom it concerns, 0: nobody */
+	struct proto_str	 text;	/* RENAME, DESCRIBE */
+};
+/*
+ * The notice as one JSON object; "time" as in forwarded chats.  No
+ * newline: the caller adds it for live delivery, stores it bare.
+ */
+int	proto_put_group_notice(struct buf *out,
+	    const struct proto_group_notice *n, time_t now);
+/*
+ * The sender ("id") of a forwarded ONE_CHAT, GROUP_CHAT, TYPING or READ
+ * line, 0 for any other line (notices) or one that does not parse;
+ * *msgid (may be NULL) its msgid, 0 when it has none.
+ */
+int32_t	proto_line_sender(const char *line, size_t len, int *msgid);
+/*
+ * The relayed TYPING ({"msgid":119,"id":U,"name":S} plus "toid" or
+ * "groupid", whichever is not 0) and READ ({"msgid":120,"id":U,
+ * "name":S,"toid":T,"upto":N}) lines, without newline.
+ */
+int	proto_put_typing(struct buf *out, int32_t from, const char *name,
+	    size_t name_len, int32_t toid, int32_t gid);
+int	proto_put_read(struct buf *out, int32_t from, const char *name,
+	    size_t name_len, int32_t toid, int64_t upto);
+/* MSG_FRIEND_NOTICE {"msgid":118,"event":"removed","userid":U,"time":T}, no newline. */
+int	proto_put_friend_notice(struct buf *out, int32_t userid, time_t now);
 
 struct proto_group {
 	int32_t			 id;

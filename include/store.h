@@ -33,6 +33,7 @@ struct store_user {
 	size_t	 name_len;
 	char	*pwhash;	/* store_user_get/_by_name only, else NULL */
 	int	 creator;	/* group member lists only */
+	int	 admin;		/* store_group_members only: named an admin */
 };
 
 struct store_user_list {
@@ -117,6 +118,19 @@ int	store_friend_add(struct store *st, int32_t a, int32_t b);
 /* Friends of uid with their names, ordered by id. */
 int	store_friends(struct store *st, int32_t uid, struct store_user_list *out);
 
+/* End a friendship, both directions; STORE_NOTFOUND when there was none. */
+int	store_friend_remove(struct store *st, int32_t a, int32_t b);
+/*
+ * uid blocks other (on) or no longer (!on); STORE_OK also when nothing
+ * changed, STORE_NOTFOUND when other is no user.
+ */
+int	store_block(struct store *st, int32_t uid, int32_t other, int on);
+/* Whom uid blocks, with names, ordered by id. */
+int	store_blocks(struct store *st, int32_t uid, struct store_user_list *out);
+/* Who blocks uid, with names, ordered by id (usually nobody). */
+int	store_blockers(struct store *st, int32_t uid,
+	    struct store_user_list *out);
+
 /* STORE_OK with *gid (creator joined as creator), STORE_EXISTS. */
 int	store_group_create(struct store *st, int32_t creator, const char *name,
 	    size_t name_len, const char *desc, size_t desc_len, int32_t *gid);
@@ -127,6 +141,23 @@ int	store_group_is_member(struct store *st, int32_t gid, int32_t uid);
 /* Members with names and roles; STORE_NOTFOUND when no such group. */
 int	store_group_members(struct store *st, int32_t gid,
 	    struct store_user_list *out);
+/* Changes to a group (store_group_update). */
+enum store_group_op {
+	STORE_GROUP_LEAVE,	/* uid is no longer a member */
+	STORE_GROUP_ADMIN,	/* member uid becomes an admin */
+	STORE_GROUP_UNADMIN,	/* member uid is an admin no more */
+	STORE_GROUP_RENAME,	/* the name becomes text */
+	STORE_GROUP_DESCRIBE,	/* the description becomes text */
+	STORE_GROUP_TRANSFER,	/* member uid becomes the creator */
+	STORE_GROUP_DISSOLVE,	/* the group and its memberships go */
+};
+/*
+ * One change, atomically.  uid is used by LEAVE, ADMIN, UNADMIN and
+ * TRANSFER, text by RENAME and DESCRIBE.  STORE_OK, STORE_NOTFOUND (no
+ * such group, or uid is no member), STORE_EXISTS (RENAME: name taken).
+ */
+int	store_group_update(struct store *st, int32_t gid,
+	    enum store_group_op op, int32_t uid, const char *text, size_t len);
 /* Groups uid belongs to, each with its members. */
 int	store_user_groups(struct store *st, int32_t uid,
 	    struct store_group_list *out);

@@ -1,8 +1,9 @@
--- chatd schema for MySQL / MariaDB, version 1.
+-- chatd schema for MySQL / MariaDB, version 2.
 --
 -- Apply to an existing database (the operator creates it):
 --   mariadb chatd < mysql.sql
--- chatd also applies it by itself when it finds no SchemaVersion table.
+-- chatd also applies it by itself when it finds no SchemaVersion table,
+-- and after the steps of mysql-upgrade.sql when it finds an older version.
 -- Every statement is idempotent (IF NOT EXISTS, INSERT IGNORE), so running
 -- it again does no harm.  Statements end with ';' at the end of a line;
 -- comments are whole lines starting with '--' (the build strips them).
@@ -44,12 +45,15 @@ CREATE TABLE IF NOT EXISTS AllGroup (
 	FOREIGN KEY (creator) REFERENCES User (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- id gives the join order of a group's members.
+-- id gives the join order of a group's members.  admin (version 2): named
+-- by the creator; joinedat (version 2): unix time joined, 0 from before.
 CREATE TABLE IF NOT EXISTS GroupUser (
 	id		BIGINT NOT NULL AUTO_INCREMENT,
 	groupid		INT NOT NULL,
 	userid		INT NOT NULL,
 	grouprole	ENUM('creator', 'normal') NOT NULL DEFAULT 'normal',
+	admin		TINYINT NOT NULL DEFAULT 0,
+	joinedat	BIGINT NOT NULL DEFAULT 0,
 	PRIMARY KEY (id),
 	UNIQUE KEY groupid_userid (groupid, userid),
 	KEY userid (userid),
@@ -83,10 +87,21 @@ CREATE TABLE IF NOT EXISTS ClientMsg (
 	FOREIGN KEY (userid) REFERENCES User (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- Blocks (version 2): userid no longer receives blockedid's chats,
+-- friend requests or group invitations.
+CREATE TABLE IF NOT EXISTS Block (
+	userid		INT NOT NULL,
+	blockedid	INT NOT NULL,
+	PRIMARY KEY (userid, blockedid),
+	KEY blockedid (blockedid),
+	FOREIGN KEY (userid) REFERENCES User (id),
+	FOREIGN KEY (blockedid) REFERENCES User (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
 -- The highest version present is the schema's version.
 CREATE TABLE IF NOT EXISTS SchemaVersion (
 	version		INT NOT NULL,
 	PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-INSERT IGNORE INTO SchemaVersion (version) VALUES (1);
+INSERT IGNORE INTO SchemaVersion (version) VALUES (1), (2);

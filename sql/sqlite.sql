@@ -1,9 +1,11 @@
--- chatd SQLite schema, version 1.
+-- chatd SQLite schema, version 2.
 --
 -- Built into chatd (src/sqlite_schema.h) and run at every start inside
 -- one BEGIN IMMEDIATE, so everything here must be idempotent.  To
--- change the layout: bump user_version and teach store_sqlite.c to
--- migrate; a node refuses a file whose version is newer than it knows.
+-- change the layout: bump user_version here and SQ_SCHEMA_VERSION in
+-- store_sqlite.c; a new table needs nothing more (IF NOT EXISTS), a
+-- change to an existing one a step in sqlite-upgrade.sql, which runs
+-- first.  A node refuses a file whose version is newer than it knows.
 --
 -- Text is stored as given (any bytes, embedded NUL included) and
 -- compared as bytes: a name is unique byte for byte.
@@ -33,12 +35,16 @@ CREATE TABLE IF NOT EXISTS AllGroup (
 );
 
 -- joined numbers a group's members 1, 2, ... in the order they joined.
+-- admin (version 2): named by the creator to manage the group;
+-- joinedat (version 2): unix time of joining, 0 for members from before.
 CREATE TABLE IF NOT EXISTS GroupUser (
 	groupid		INTEGER NOT NULL REFERENCES AllGroup(id),
 	userid		INTEGER NOT NULL REFERENCES User(id),
 	grouprole	TEXT NOT NULL DEFAULT 'normal'
 			    CHECK (grouprole IN ('creator', 'normal')),
 	joined		INTEGER NOT NULL,
+	admin		INTEGER NOT NULL DEFAULT 0,
+	joinedat	INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (groupid, userid)
 );
 CREATE INDEX IF NOT EXISTS GroupUser_userid ON GroupUser(userid);
@@ -74,4 +80,13 @@ CREATE TABLE IF NOT EXISTS ClientMsg (
 	UNIQUE (userid, cmid)
 );
 
-PRAGMA user_version = 1;
+-- Blocks (version 2): userid no longer receives blockedid's chats,
+-- friend requests or group invitations.
+CREATE TABLE IF NOT EXISTS Block (
+	userid		INTEGER NOT NULL REFERENCES User(id),
+	blockedid	INTEGER NOT NULL REFERENCES User(id),
+	PRIMARY KEY (userid, blockedid)
+);
+CREATE INDEX IF NOT EXISTS Block_blockedid ON Block(blockedid);
+
+PRAGMA user_version = 2;

@@ -29,6 +29,7 @@
 #include <json-c/json.h>
 
 #include "buf.h"
+#include "chatc_ext.h"
 #include "proto.h"
 #include "util.h"
 
@@ -509,6 +510,7 @@ show_help(void)
 	    "  groupchat:ID:TEXT             send TEXT to group ID\n"
 	    "  loginout                      log out\n"
 	    "  quit                          exit\n");
+	chatc_ext_help(stdout);
 }
 
 static void
@@ -708,34 +710,6 @@ server_input(struct chatc *cc)
 
 /* ---- commands ------------------------------------------------------- */
 
-/* An id: 1..INT32_MAX, nothing else. */
-static int
-parse_id(const char *s, int32_t *id)
-{
-	char	*end;
-	long	 v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 ||
-	    v < 1 || v > INT32_MAX)
-		return -1;
-	*id = (int32_t)v;
-	return 0;
-}
-
-/* Split "a:b" at the first ':'; returns b or NULL. */
-static char *
-split(char *s)
-{
-	char	*p;
-
-	if ((p = strchr(s, ':')) == NULL)
-		return NULL;
-	*p = '\0';
-	return p + 1;
-}
-
 /*
  * A chat command, shared by the interactive and the script mode.
  * Returns 1 if cmd was one, 0 if not, -1 after reporting a mistake.
@@ -743,10 +717,12 @@ split(char *s)
 static int
 chat_command(struct chatc *cc, char *line)
 {
-	char	*arg, *rest;
-	int32_t	 id;
+	struct json_object	*o;
+	const char		*usage;
+	char			*arg, *rest;
+	int32_t			 id;
 
-	arg = split(line);
+	arg = chatc_split(line);
 	if (strcmp(line, "help") == 0 && arg == NULL) {
 		show_help();
 		return 1;
@@ -756,11 +732,11 @@ chat_command(struct chatc *cc, char *line)
 		return 1;
 	}
 	if (strcmp(line, "chat") == 0 || strcmp(line, "groupchat") == 0) {
-		if (arg == NULL || (rest = split(arg)) == NULL) {
+		if (arg == NULL || (rest = chatc_split(arg)) == NULL) {
 			warnmsg("usage: %s:ID:TEXT", line);
 			return -1;
 		}
-		if (parse_id(arg, &id) == -1) {
+		if (chatc_parse_id(arg, &id) == -1) {
 			warnmsg("%s: bad id \"%s\"", line, arg);
 			return -1;
 		}
@@ -771,7 +747,7 @@ chat_command(struct chatc *cc, char *line)
 		return 1;
 	}
 	if (strcmp(line, "addfriend") == 0 || strcmp(line, "addgroup") == 0) {
-		if (arg == NULL || parse_id(arg, &id) == -1) {
+		if (arg == NULL || chatc_parse_id(arg, &id) == -1) {
 			warnmsg("usage: %s:ID", line);
 			return -1;
 		}
@@ -782,12 +758,22 @@ chat_command(struct chatc *cc, char *line)
 		return 1;
 	}
 	if (strcmp(line, "creategroup") == 0) {
-		if (arg == NULL || (rest = split(arg)) == NULL) {
+		if (arg == NULL || (rest = chatc_split(arg)) == NULL) {
 			warnmsg("usage: creategroup:NAME:DESC");
 			return -1;
 		}
 		req_creategroup(cc, arg, rest);
 		return 1;
+	}
+	switch (chatc_ext_command(line, arg, cc->uid, &o, &usage)) {
+	case CHATC_EXT_OK:
+		send_obj(cc, o);
+		return 1;
+	case CHATC_EXT_USAGE:
+		warnmsg("usage: %s", usage);
+		return -1;
+	case CHATC_EXT_NONE:
+		break;
 	}
 	if (arg != NULL)
 		arg[-1] = ':';		/* undo the split for the caller */
@@ -857,8 +843,8 @@ script_line(struct chatc *cc, char *line)
 	}
 	if (strncmp(line, "register:", 9) == 0 ||
 	    strncmp(line, "login:", 6) == 0) {
-		arg = split(line);
-		if ((rest = split(arg)) == NULL) {
+		arg = chatc_split(line);
+		if ((rest = chatc_split(arg)) == NULL) {
 			warnmsg("line %lu: usage: %s:%s:PASSWORD", cc->lineno,
 			    line, line[0] == 'r' ? "NAME" : "ID");
 			return;
@@ -867,7 +853,7 @@ script_line(struct chatc *cc, char *line)
 			req_register(cc, arg, rest);
 			return;
 		}
-		if (parse_id(arg, &id) == -1) {
+		if (chatc_parse_id(arg, &id) == -1) {
 			warnmsg("line %lu: login: bad id \"%s\"", cc->lineno,
 			    arg);
 			return;
@@ -905,7 +891,7 @@ interactive_line(struct chatc *cc, char *line)
 		}
 		break;
 	case ST_LOGIN_ID:
-		if (parse_id(line, &id) == -1) {
+		if (chatc_parse_id(line, &id) == -1) {
 			printf("invalid user id\n");
 			prompt(cc, ST_MENU);
 		} else

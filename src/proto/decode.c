@@ -49,9 +49,34 @@ msgid_known(int64_t m)
 	case MSG_PING:
 	case MSG_WHOAMI:
 	case MSG_OFFLINE_ACK:
+	case MSG_GROUP_MANAGE:
+	case MSG_GROUP_MEMBERS:
+	case MSG_FRIEND_REMOVE:
+	case MSG_BLOCK:
+	case MSG_UNBLOCK:
+	case MSG_BLOCK_LIST:
+	case MSG_TYPING:
+	case MSG_READ:
 		return 1;
 	}
 	return 0;
+}
+
+static const char *const group_ops[GOP_MAX] = {
+	[GOP_LEAVE] = "leave",
+	[GOP_REMOVE] = "remove",
+	[GOP_ADMIN] = "admin",
+	[GOP_UNADMIN] = "unadmin",
+	[GOP_RENAME] = "rename",
+	[GOP_DESCRIBE] = "describe",
+	[GOP_TRANSFER] = "transfer",
+	[GOP_DISSOLVE] = "dissolve",
+};
+
+const char *
+proto_group_op_name(int op)
+{
+	return op >= 0 && op < GOP_MAX ? group_ops[op] : NULL;
 }
 
 static const struct proto_limits no_limits = {
@@ -187,6 +212,79 @@ check_name(const char *key, const struct proto_str *s, size_t max,
 	return 0;
 }
 
+/* An optional integer in lo..hi into *out (left alone when absent). */
+static int
+get_count(const struct fields *f, const char *key, int64_t lo, int64_t hi,
+    int64_t *out, struct proto_fail *fail)
+{
+	struct json_object	*v;
+	int64_t			 n;
+
+	if (!obj_get(f, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int)) {
+		fail_set(fail, ERR_WRONG_TYPE,
+		    "field \"%s\": expected an integer", key);
+		return -1;
+	}
+	n = json_object_get_int64(v);
+	if (n < lo || n > hi) {
+		fail_set(fail, ERR_BAD_VALUE, "field \"%s\": out of range "
+		    "%lld..%lld", key, (long long)lo, (long long)hi);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+/* MSG_GROUP_MANAGE: "op" and what that op needs. */
+static int
+decode_manage(const struct fields *f, const struct proto_limits *lim,
+    struct proto_req *req, struct proto_fail *fail)
+{
+	struct proto_str	 op;
+	int			 i;
+
+	if (need_id(f, "groupid", &req->groupid, fail) == -1 ||
+	    need_str(f, "op", &op, fail) == -1)
+		return -1;
+	for (i = 0; i < GOP_MAX; i++)
+		if (op.len == strlen(group_ops[i]) &&
+		    memcmp(op.p, group_ops[i], op.len) == 0)
+			break;
+	if (i == GOP_MAX) {
+		fail_set(fail, ERR_BAD_VALUE, "field \"op\": not one of leave, "
+		    "remove, admin, unadmin, rename, describe, transfer, "
+		    "dissolve");
+		return -1;
+	}
+	req->op = i;
+	switch (req->op) {
+	case GOP_REMOVE:
+	case GOP_ADMIN:
+	case GOP_UNADMIN:
+	case GOP_TRANSFER:
+		return need_id(f, "userid", &req->userid, fail);
+	case GOP_RENAME:
+		if (need_str(f, "groupname", &req->groupname, fail) == -1 ||
+		    check_name("groupname", &req->groupname,
+		    lim->max_name_bytes, fail) == -1)
+			return -1;
+		break;
+	case GOP_DESCRIBE:
+		if (need_str(f, "groupdesc", &req->groupdesc, fail) == -1)
+			return -1;
+		if (req->groupdesc.len > lim->max_groupdesc_bytes) {
+			fail_set(fail, ERR_TOO_LONG,
+			    "field \"groupdesc\": longer than %zu bytes",
+			    lim->max_groupdesc_bytes);
+			return -1;
+		}
+		break;
+	}
+	return 0;
+}
+
 static int
 decode_fields(const struct fields *f, const struct proto_limits *lim,
     struct proto_req *req, struct proto_fail *fail)
@@ -316,6 +414,51 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 	case MSG_ADD_GROUP:
 		if (need_id(f, "groupid", &req->groupid, fail) == -1)
 			return -1;
+		break;
+	case MSG_GROUP_MANAGE:
+		return decode_manage(f, lim, req, fail);
+	case MSG_GROUP_MEMBERS:
+		if (need_id(f, "groupid", &req->groupid, fail) == -1 ||
+		    get_count(f, "offset", 0, INT32_MAX, &req->offset,
+		    fail) == -1)
+			return -1;
+		req->limit = PROTO_MEMBERS_LIMIT;
+		if (get_count(f, "limit", 1, PROTO_MEMBERS_MAX, &req->limit,
+		    fail) == -1)
+			return -1;
+		break;
+	case MSG_FRIEND_REMOVE:
+		if (need_id(f, "friendid", &req->friendid, fail) == -1)
+			return -1;
+		break;
+	case MSG_BLOCK:
+	case MSG_UNBLOCK:
+		if (need_id(f, "userid", &req->userid, fail) == -1)
+			return -1;
+		break;
+	case MSG_BLOCK_LIST:
+		break;
+	case MSG_TYPING:
+		if ((rc = get_id(f, "toid", &req->toid, fail)) == -1 ||
+		    (n = get_id(f, "groupid", &req->groupid, fail)) == -1)
+			return -1;
+		if (rc + n != 1) {
+			fail_set(fail, rc ? ERR_BAD_VALUE : ERR_MISSING_FIELD,
+			    "field \"toid\" or \"groupid\": exactly one");
+			return -1;
+		}
+		break;
+	case MSG_READ:
+		if (need_id(f, "toid", &req->toid, fail) == -1)
+			return -1;
+		req->upto = 0;
+		if (get_count(f, "upto", 1, INT64_MAX, &req->upto, fail) == -1)
+			return -1;
+		if (req->upto == 0) {
+			fail_set(fail, ERR_MISSING_FIELD,
+			    "field \"upto\": missing");
+			return -1;
+		}
 		break;
 	}
 	return 0;

@@ -113,6 +113,22 @@ arr_add_text(struct json_object *a, struct json_object *o)
 }
 
 int
+reply_echo_seq(struct json_object *o, const struct proto_req *req)
+{
+	struct json_object	*seq;
+
+	/* shared, not copied: a double keeps its original text */
+	if (req != NULL && req->root != NULL &&
+	    json_object_is_type(req->root, json_type_object) &&
+	    json_object_object_get_ex(req->root, "seq", &seq) &&
+	    json_object_object_add(o, "seq", json_object_get(seq)) != 0) {
+		json_object_put(seq);
+		return -1;
+	}
+	return 0;
+}
+
+int
 reply_put_json(struct buf *out, struct json_object *o, int nl)
 {
 	const char	*s;
@@ -169,19 +185,12 @@ proto_put_reg_ack(struct buf *out, int32_t id)
 int
 proto_put_pong(struct buf *out, const struct proto_req *ping)
 {
-	struct json_object	*o, *seq;
+	struct json_object	*o;
 
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_PONG)) == -1)
+	if (reply_add(o, "msgid", json_object_new_int(MSG_PONG)) == -1 ||
+	    reply_echo_seq(o, ping) == -1)
 		goto bad;
-	/* shared, not copied: a double keeps its original text */
-	if (ping != NULL && ping->root != NULL &&
-	    json_object_is_type(ping->root, json_type_object) &&
-	    json_object_object_get_ex(ping->root, "seq", &seq) &&
-	    json_object_object_add(o, "seq", json_object_get(seq)) != 0) {
-		json_object_put(seq);
-		goto bad;
-	}
 	return reply_put_json(out, o, 1);
 
  bad:

@@ -124,6 +124,7 @@ chat_release(struct conn *c)
 		return;
 	free(c->sess->name);
 	free(c->sess->delivered);
+	session_blocks_free(c->sess);
 	free(c->sess);
 	c->sess = NULL;
 }
@@ -140,6 +141,8 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		if (h->len == 0)
 			break;
 		c = session_conn(h->conn, uid);
+		if (c != NULL && session_blocks(c, payload, h->len))
+			break;		/* blocked: dropped, silently */
 		if (c != NULL && conn_send(c, payload, h->len) == 0) {
 			chat_stat(&chat.stats->msgs_out, 1);
 			if (h->smid > 0)
@@ -277,6 +280,28 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 		break;
 	case MSG_ADD_GROUP:
 		handle_add_group(c, &req);
+		break;
+	case MSG_GROUP_MANAGE:
+		handle_group_manage(c, &req);
+		break;
+	case MSG_GROUP_MEMBERS:
+		handle_group_members(c, &req);
+		break;
+	case MSG_FRIEND_REMOVE:
+		handle_friend_remove(c, &req);
+		break;
+	case MSG_BLOCK:
+	case MSG_UNBLOCK:
+		handle_block(c, &req);
+		break;
+	case MSG_BLOCK_LIST:
+		handle_block_list(c, &req);
+		break;
+	case MSG_TYPING:
+		handle_typing(c, &req);
+		break;
+	case MSG_READ:
+		handle_read(c, &req);
 		break;
 	default:
 		chat_error(c, MSG_ERROR, ERR_UNKNOWN_MSGID, req.msgid, NULL);

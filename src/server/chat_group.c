@@ -50,7 +50,7 @@ gcache_drop(int32_t gid)
 }
 
 /* This worker changed gid: drop it here and in the other workers. */
-static void
+void
 gcache_changed(int32_t gid)
 {
 	struct chan_hdr	 h;

@@ -33,6 +33,11 @@ struct session {
 	int64_t		*delivered;	/* acked chats queued here: their */
 	size_t		 ndelivered;	/* stored copies go once drained */
 	size_t		 delivered_cap;
+	int32_t		*blocked;	/* whom this user blocks (chat_block.c) */
+	size_t		 nblocked;
+	unsigned	 blocks_loaded:1;	/* blocked read from the store */
+	double		 typing_at;	/* last typing notice relayed */
+	double		 read_at;	/* last read receipt relayed */
 };
 
 /* What the worker handed over (chat_init), and the request limits. */
@@ -87,6 +92,8 @@ void	handle_acked_chat(struct conn *c, struct proto_req *req);
 
 /* chat_group.c */
 void	gcache_drop(int32_t gid);
+/* This worker changed gid's members: drop it here and in the other workers. */
+void	gcache_changed(int32_t gid);
 /*
  * The members of req->groupid, c's user among them (*ids, *n; *owned
  * to free), from the member cache when cached.  -1 answered: no such
@@ -99,6 +106,33 @@ int	group_members(struct conn *c, const struct proto_req *req,
 void	handle_group_chat(struct conn *c, const struct proto_req *req);
 void	handle_create_group(struct conn *c, const struct proto_req *req);
 void	handle_add_group(struct conn *c, const struct proto_req *req);
+
+/* chat_manage.c */
+/*
+ * Push a notice (line: one JSON object, no newline; a newline is
+ * added) to uids on behalf of c: live, via Redis, or stored.
+ */
+void	chat_notify(struct conn *c, int refmsgid, const int32_t *uids,
+	    size_t n, struct buf *line);
+void	handle_group_manage(struct conn *c, const struct proto_req *req);
+void	handle_group_members(struct conn *c, const struct proto_req *req);
+
+/* chat_block.c */
+/* Whether c's user blocks the sender of the forwarded chat line. */
+int	session_blocks(struct conn *c, const char *line, size_t len);
+void	session_blocks_free(struct session *s);
+/* Drop from uids[0..*n) those who block sender (order kept); 0 or -1. */
+int	block_filter(int32_t sender, int32_t *uids, size_t *n);
+/* 1 when uid blocks sender, 0 when not, -1 when the store failed. */
+int	blocked_by(int32_t uid, int32_t sender);
+void	handle_friend_remove(struct conn *c, const struct proto_req *req);
+/* MSG_BLOCK and MSG_UNBLOCK */
+void	handle_block(struct conn *c, const struct proto_req *req);
+void	handle_block_list(struct conn *c, const struct proto_req *req);
+
+/* chat_live.c */
+void	handle_typing(struct conn *c, const struct proto_req *req);
+void	handle_read(struct conn *c, const struct proto_req *req);
 
 /* chat_offline.c */
 size_t	offline_fits(const struct store_msg_list *msgs);

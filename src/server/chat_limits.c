@@ -79,6 +79,13 @@ handle_add_friend(struct conn *c, const struct proto_req *req)
 			return;
 		}
 	}
+	/* a blocked user's request does not reach; it is not told */
+	if ((rc = blocked_by(req->friendid, s->uid)) != 0) {
+		if (rc == -1)
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+			    NULL);
+		return;
+	}
 	rc = store_friend_add(chat.store, s->uid, req->friendid);
 	if (rc == STORE_NOTFOUND)
 		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, req->msgid, NULL);

@@ -15,13 +15,33 @@
 int
 chat_keep_offline(const int32_t *uids, size_t n, const char *line, size_t len)
 {
+	int32_t	*to, sender;
+	int	 rc, msgid;
+
 	if (n == 0)
 		return 0;
-	if (store_offline_add(chat.store, uids, n, line, len) != STORE_OK) {
+	/* typing notices are live only; nothing for those who block the
+	 * sender (chat_block.c) */
+	sender = proto_line_sender(line, len, &msgid);
+	if (msgid == MSG_TYPING)
+		return 0;
+	if ((to = calloc(n, sizeof(*to))) == NULL)
+		return -1;
+	memcpy(to, uids, n * sizeof(*to));
+	if (block_filter(sender, to, &n) == -1) {
+		free(to);
+		return -1;
+	}
+	rc = n == 0 ? STORE_OK : store_offline_add(chat.store, to, n, line,
+	    len);
+	free(to);
+	if (rc != STORE_OK) {
 		log_warnx("storing an offline message for %zu user(s): %s", n,
 		    store_error(chat.store));
 		return -1;
 	}
+	if (n == 0)
+		return 0;
 	chat_stat(&chat.stats->offline_stored, n);
 	/*
 	 * Cluster: one of them may have logged in on some node after the
@@ -70,6 +90,8 @@ deliver_live(int32_t uid, const char *line, size_t len)
 	if (e.slot == chat.slot) {
 		if ((c = session_conn(e.conn, uid)) == NULL)
 			return DELIVER_AWAY;
+		if (session_blocks(c, line, len))
+			return DELIVER_OK;	/* blocked: dropped, silently */
 		if (conn_send(c, line, len) == -1)
 			return DELIVER_REFUSED;
 		chat_stat(&chat.stats->msgs_out, 1);
@@ -392,7 +414,8 @@ handle_acked_chat(struct conn *c, struct proto_req *req)
 	}
 	if (done)
 		goto ack;	/* a resend: stored (and maybe delivered) before */
-	if (proto_req_set_smid(req, smid) == -1 ||
+	if (block_filter(c->sess->uid, to, &n) == -1 ||
+	    proto_req_set_smid(req, smid) == -1 ||
 	    forward_line(c, req, &line) == -1 ||
 	    store_ack_commit(chat.store, smid, to, n, buf_head(&line),
 	    buf_used(&line) - 1) != STORE_OK) {

@@ -139,6 +139,30 @@ store_grow(void **v, size_t n, size_t *cap, size_t sz)
 	return 0;
 }
 
+const char *
+store_upgrade_step(const char *script, int v, size_t *len)
+{
+	static const char	 mark[] = "-- @version ";
+	const char		*p, *start, *end;
+	char			*numend;
+	long			 n;
+
+	for (p = script; (p = strstr(p, mark)) != NULL; p += sizeof(mark) - 1) {
+		if (p != script && p[-1] != '\n')
+			continue;
+		n = strtol(p + sizeof(mark) - 1, &numend, 10);
+		if (n != v || (*numend != '\n' && *numend != '\0'))
+			continue;
+		start = *numend == '\n' ? numend + 1 : numend;
+		for (end = start; (end = strstr(end, mark)) != NULL; end++)
+			if (end[-1] == '\n')
+				break;
+		*len = end != NULL ? (size_t)(end - start) : strlen(start);
+		return start;
+	}
+	return NULL;
+}
+
 int
 store_set_error(struct store *st, const char *fmt, ...)
 {
@@ -246,6 +270,42 @@ store_friends(struct store *st, int32_t uid, struct store_user_list *out)
 }
 
 int
+store_friend_remove(struct store *st, int32_t a, int32_t b)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->friend_remove(st, a, b));
+	return rc;
+}
+
+int
+store_block(struct store *st, int32_t uid, int32_t other, int on)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->block(st, uid, other, on));
+	return rc;
+}
+
+int
+store_blocks(struct store *st, int32_t uid, struct store_user_list *out)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->blocks(st, uid, 0, out));
+	return rc;
+}
+
+int
+store_blockers(struct store *st, int32_t uid, struct store_user_list *out)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->blocks(st, uid, 1, out));
+	return rc;
+}
+
+int
 store_group_create(struct store *st, int32_t creator, const char *name,
     size_t name_len, const char *desc, size_t desc_len, int32_t *gid)
 {
@@ -281,6 +341,16 @@ store_group_members(struct store *st, int32_t gid,
 	int	rc;
 
 	STORE_RUN(st, rc, st->ops->group_members(st, gid, out));
+	return rc;
+}
+
+int
+store_group_update(struct store *st, int32_t gid, enum store_group_op op,
+    int32_t uid, const char *text, size_t len)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->group_update(st, gid, op, uid, text, len));
 	return rc;
 }
 

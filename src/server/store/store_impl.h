@@ -30,12 +30,19 @@ struct store_ops {
 	int	(*user_by_name)(struct store *, const char *, size_t, struct store_user *);
 	int	(*friend_add)(struct store *, int32_t, int32_t);
 	int	(*friends)(struct store *, int32_t, struct store_user_list *);
+	int	(*friend_remove)(struct store *, int32_t, int32_t);
+	int	(*block)(struct store *, int32_t, int32_t, int);
+	/* blockers 0: whom uid blocks; 1: who blocks uid */
+	int	(*blocks)(struct store *, int32_t, int blockers,
+		    struct store_user_list *);
 	int	(*group_create)(struct store *, int32_t, const char *, size_t,
 		    const char *, size_t, int32_t *);
 	int	(*group_join)(struct store *, int32_t, int32_t);
 	int	(*group_is_member)(struct store *, int32_t, int32_t);
 	int	(*group_members)(struct store *, int32_t, struct store_user_list *);
 	int	(*user_groups)(struct store *, int32_t, struct store_group_list *);
+	int	(*group_update)(struct store *, int32_t, enum store_group_op,
+		    int32_t, const char *, size_t);
 	/* rows counted for a limit: what (enum store_count) of one id */
 	int	(*count)(struct store *, int what, int32_t, int64_t *);
 	/* smid > 0: tag the copies and mark that ClientMsg done, atomically */
@@ -67,6 +74,13 @@ int	store_backoff(struct store *st, int try);
  * one more, doubling.  0 or -1 (out of memory; *v unchanged).
  */
 int	store_grow(void **v, size_t n, size_t *cap, size_t sz);
+
+/*
+ * The statements of upgrade step "-- @version v" (a line of its own) in
+ * script: the text after that line up to the next marker or the end,
+ * *len bytes; NULL when the script has no such step.
+ */
+const char *store_upgrade_step(const char *script, int v, size_t *len);
 
 /* Fill st->err; returns STORE_ERR. */
 int	store_set_error(struct store *st, const char *fmt, ...)

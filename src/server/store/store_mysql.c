@@ -55,9 +55,10 @@
 #include "store_url.h"
 #include "util.h"
 #include "mysql_schema.h"	/* generated from sql/mysql.sql */
+#include "mysql_upgrade.h"	/* generated from sql/mysql-upgrade.sql */
 
 /* The version sql/mysql.sql writes into SchemaVersion. */
-#define MY_SCHEMA_VERSION	1
+#define MY_SCHEMA_VERSION	2
 
 /* Whole-transaction runs after a deadlock or lock wait timeout. */
 #define MY_TRIES		4
@@ -106,6 +107,20 @@ enum {
 	Q_ACK_CLAIM,
 	Q_ACK_GET,
 	Q_ACK_DONE,
+	Q_GROUP_LEAVE,
+	Q_GROUP_ADMIN,
+	Q_GROUP_RENAME,
+	Q_GROUP_DESCRIBE,
+	Q_GROUP_DEMOTE,
+	Q_GROUP_PROMOTE,
+	Q_GROUP_SET_CREATOR,
+	Q_GROUP_DROP_MEMBERS,
+	Q_GROUP_DROP,
+	Q_FRIEND_REMOVE,
+	Q_BLOCK_ADD,
+	Q_BLOCK_DEL,
+	Q_BLOCKS,
+	Q_BLOCKERS,
 	Q_MAX
 };
 
@@ -146,13 +161,16 @@ static const char *const my_sql[Q_MAX] = {
 	    "INSERT INTO GroupUser (groupid, userid, grouprole)"
 	    " VALUES (?, ?, 'creator')",
 	[Q_GROUP_JOIN] =
-	    "INSERT INTO GroupUser (groupid, userid, grouprole)"
-	    " VALUES (?, ?, 'normal') ON DUPLICATE KEY UPDATE userid = userid",
+	    "INSERT INTO GroupUser (groupid, userid, grouprole, joinedat)"
+	    " VALUES (?, ?, 'normal', UNIX_TIMESTAMP())"
+	    " ON DUPLICATE KEY UPDATE userid = userid",
 	[Q_GROUP_IS_MEMBER] =
 	    "SELECT 1 FROM GroupUser WHERE groupid = ? AND userid = ?",
 	/* One row with NULL member for an empty group, none for no group. */
+	/* role: 1 creator, 2 admin, 0 neither */
 	[Q_GROUP_MEMBERS] =
-	    "SELECT u.id, u.name, m.grouprole = 'creator' FROM AllGroup g"
+	    "SELECT u.id, u.name, IF(m.grouprole = 'creator', 1, IF(m.admin, 2, 0))"
+	    " FROM AllGroup g"
 	    " LEFT JOIN GroupUser m ON m.groupid = g.id"
 	    " LEFT JOIN User u ON u.id = m.userid"
 	    " WHERE g.id = ? ORDER BY m.id",
@@ -191,6 +209,36 @@ static const char *const my_sql[Q_MAX] = {
 	[Q_ACK_GET] =
 	    "SELECT smid, done FROM ClientMsg WHERE userid = ? AND cmid = ?",
 	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1 WHERE smid = ?",
+	/* group changes (store_group_update): group, then user or text */
+	[Q_GROUP_LEAVE] =
+	    "DELETE FROM GroupUser WHERE groupid = ? AND userid = ?",
+	[Q_GROUP_ADMIN] =
+	    "UPDATE GroupUser SET admin = ? WHERE groupid = ? AND userid = ?",
+	[Q_GROUP_RENAME] = "UPDATE AllGroup SET groupname = ? WHERE id = ?",
+	[Q_GROUP_DESCRIBE] = "UPDATE AllGroup SET groupdesc = ? WHERE id = ?",
+	[Q_GROUP_DEMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'normal'"
+	    " WHERE groupid = ? AND grouprole = 'creator'",
+	[Q_GROUP_PROMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'creator', admin = 0"
+	    " WHERE groupid = ? AND userid = ?",
+	[Q_GROUP_SET_CREATOR] = "UPDATE AllGroup SET creator = ? WHERE id = ?",
+	[Q_GROUP_DROP_MEMBERS] = "DELETE FROM GroupUser WHERE groupid = ?",
+	[Q_GROUP_DROP] = "DELETE FROM AllGroup WHERE id = ?",
+	[Q_FRIEND_REMOVE] =
+	    "DELETE FROM Friend WHERE (userid = ? AND friendid = ?)"
+	    " OR (userid = ? AND friendid = ?)",
+	/* not INSERT IGNORE: the foreign key error says "no such user" */
+	[Q_BLOCK_ADD] =
+	    "INSERT INTO Block (userid, blockedid) VALUES (?, ?)"
+	    " ON DUPLICATE KEY UPDATE blockedid = blockedid",
+	[Q_BLOCK_DEL] = "DELETE FROM Block WHERE userid = ? AND blockedid = ?",
+	[Q_BLOCKS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.blockedid"
+	    " WHERE b.userid = ? ORDER BY b.blockedid",
+	[Q_BLOCKERS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.userid"
+	    " WHERE b.blockedid = ? ORDER BY b.userid",
 };
 
 struct mconn {
@@ -898,8 +946,10 @@ row_member(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	u->id = (int32_t)v[0].i;
 	if (my_strdup(&v[1], &u->name, &u->name_len) == -1)
 		return my_nomem(m);
-	if (nf > 2)
-		u->creator = !v[2].null && v[2].i != 0;
+	if (nf > 2) {
+		u->creator = !v[2].null && v[2].i == 1;
+		u->admin = !v[2].null && v[2].i == 2;
+	}
 	ul->out->n++;
 	return STORE_OK;
 }
@@ -934,6 +984,71 @@ mysql_friends(struct store *st, int32_t uid, struct store_user_list *out)
 
 	MY_TRY(m, rc, MY_IDEMPOTENT,
 	    members_once(m, c, Q_FRIENDS, uid, out, NULL, "list friends"));
+	return rc;
+}
+
+static int
+friend_remove_once(struct my *m, struct mconn *c, int32_t a, int32_t b)
+{
+	struct mparam	 p[4];
+	int		 rc;
+
+	p[0] = P_INT(a);
+	p[1] = P_INT(b);
+	p[2] = P_INT(b);
+	p[3] = P_INT(a);
+	rc = my_exec(m, c, Q_FRIEND_REMOVE, p, 4, NULL, NULL, "remove friend");
+	if (rc == STORE_OK && m->affected == 0)
+		rc = STORE_NOTFOUND;
+	return rc;
+}
+
+static int
+mysql_friend_remove(struct store *st, int32_t a, int32_t b)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	/* not again after a lost commit: it would find nothing to remove */
+	MY_TRY(m, rc, MY_ONCE, friend_remove_once(m, c, a, b));
+	if (rc == STORE_NOTFOUND)
+		store_set_error(st, "not friends");
+	return rc;
+}
+
+static int
+block_once(struct my *m, struct mconn *c, int32_t uid, int32_t other,
+    int on)
+{
+	struct mparam	 p[2];
+
+	p[0] = P_INT(uid);
+	p[1] = P_INT(other);
+	return my_exec(m, c, on ? Q_BLOCK_ADD : Q_BLOCK_DEL, p, 2, NULL, NULL,
+	    on ? "block" : "unblock");
+}
+
+static int
+mysql_block(struct store *st, int32_t uid, int32_t other, int on)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	MY_TRY(m, rc, MY_IDEMPOTENT, block_once(m, c, uid, other, on));
+	if (rc == STORE_NOTFOUND)
+		store_set_error(st, "no such user");
+	return rc;
+}
+
+static int
+mysql_blocks(struct store *st, int32_t uid, int blockers,
+    struct store_user_list *out)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	MY_TRY(m, rc, MY_IDEMPOTENT, members_once(m, c, blockers ? Q_BLOCKERS :
+	    Q_BLOCKS, uid, out, NULL, "list blocks"));
 	return rc;
 }
 
@@ -1009,6 +1124,95 @@ mysql_group_join(struct store *st, int32_t gid, int32_t uid)
 	int		 rc;
 
 	MY_TRY(m, rc, MY_IDEMPOTENT, group_join_once(m, c, gid, uid));
+	return rc;
+}
+
+/* Run q with params p[0..n); *rows changed (may be NULL). */
+static int
+group_step(struct my *m, struct mconn *c, int q, struct mparam *p,
+    unsigned int n, uint64_t *rows)
+{
+	int	 rc;
+
+	if ((rc = my_exec(m, c, q, p, n, NULL, NULL, "change group"))
+	    == STORE_OK && rows != NULL)
+		*rows = m->affected;
+	return rc;
+}
+
+static int
+group_update_once(struct my *m, struct mconn *c, int32_t gid,
+    enum store_group_op op, int32_t uid, const char *text, size_t len)
+{
+	struct mparam	 p[3];
+	uint64_t	 n = 0;
+	int		 rc;
+
+	if ((rc = my_begin(m, c)) != STORE_OK)
+		return rc;
+	switch (op) {
+	case STORE_GROUP_LEAVE:
+		p[0] = P_INT(gid);
+		p[1] = P_INT(uid);
+		rc = group_step(m, c, Q_GROUP_LEAVE, p, 2, &n);
+		break;
+	case STORE_GROUP_ADMIN:
+	case STORE_GROUP_UNADMIN:
+		p[0] = P_INT(op == STORE_GROUP_ADMIN);
+		p[1] = P_INT(gid);
+		p[2] = P_INT(uid);
+		rc = group_step(m, c, Q_GROUP_ADMIN, p, 3, &n);
+		break;
+	case STORE_GROUP_RENAME:
+	case STORE_GROUP_DESCRIBE:
+		p[0] = P_STR(text, len);
+		p[1] = P_INT(gid);
+		rc = group_step(m, c, op == STORE_GROUP_RENAME ?
+		    Q_GROUP_RENAME : Q_GROUP_DESCRIBE, p, 2, &n);
+		break;
+	case STORE_GROUP_TRANSFER:
+		p[0] = P_INT(gid);
+		p[1] = P_INT(uid);
+		if ((rc = group_step(m, c, Q_GROUP_DEMOTE, p, 1, NULL))
+		    != STORE_OK ||
+		    (rc = group_step(m, c, Q_GROUP_PROMOTE, p, 2, &n))
+		    != STORE_OK || n == 0)
+			break;
+		p[0] = P_INT(uid);
+		p[1] = P_INT(gid);
+		rc = group_step(m, c, Q_GROUP_SET_CREATOR, p, 2, &n);
+		break;
+	case STORE_GROUP_DISSOLVE:
+		p[0] = P_INT(gid);
+		if ((rc = group_step(m, c, Q_GROUP_DROP_MEMBERS, p, 1, NULL))
+		    == STORE_OK)
+			rc = group_step(m, c, Q_GROUP_DROP, p, 1, &n);
+		break;
+	default:
+		rc = store_set_error(&m->st, "unknown group change %d", op);
+		break;
+	}
+	if (rc == STORE_OK && n == 0) {
+		store_set_error(&m->st, "no such group or member");
+		rc = STORE_NOTFOUND;
+	}
+	if (rc != STORE_OK || (rc = my_commit(m, c)) != STORE_OK) {
+		my_rollback(m, c);
+		return rc;
+	}
+	return STORE_OK;
+}
+
+static int
+mysql_group_update(struct store *st, int32_t gid, enum store_group_op op,
+    int32_t uid, const char *text, size_t len)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	/* not again after a lost commit: LEAVE would then find no row */
+	MY_TRY(m, rc, MY_ONCE, group_update_once(m, c, gid, op, uid,
+	    text, len));
 	return rc;
 }
 
@@ -1435,22 +1639,43 @@ my_version(struct my *m, struct mconn *c, int64_t *v)
 	return STORE_ERR;
 }
 
-/* Run the built-in schema, one statement (up to ';') at a time. */
+/* Run len bytes of built-in SQL, one statement (up to ';') at a time. */
 static int
-my_schema_apply(struct my *m, struct mconn *c)
+my_schema_apply(struct my *m, struct mconn *c, const char *p, size_t len,
+    const char *what)
 {
-	const char	*p = mysql_schema, *e;
+	const char	*end = p + len, *e;
 	size_t		 n;
 
-	while (*p != '\0') {
-		e = strchr(p, ';');
-		n = e != NULL ? (size_t)(e - p) : strlen(p);
+	while (p < end) {
+		e = memchr(p, ';', (size_t)(end - p));
+		n = e != NULL ? (size_t)(e - p) : (size_t)(end - p);
 		if (strspn(p, " \t\r\n") < n &&
 		    mysql_real_query(c->my, p, n) != 0)
-			return my_conn_fail(m, c, "create schema");
+			return my_conn_fail(m, c, what);
 		p += n;
-		if (*p == ';')
+		if (p < end && *p == ';')
 			p++;
+	}
+	return STORE_OK;
+}
+
+/* The upgrade steps after version from (each idempotent: DDL commits). */
+static int
+my_upgrade(struct my *m, struct mconn *c, int from)
+{
+	const char	*p;
+	char		 what[64];
+	size_t		 len;
+	int		 v;
+
+	for (v = from + 1; v <= MY_SCHEMA_VERSION; v++) {
+		if ((p = store_upgrade_step(mysql_upgrade, v, &len)) == NULL)
+			return store_set_error(&m->st, "no upgrade step to "
+			    "schema version %d", v);
+		snprintf(what, sizeof(what), "upgrade to schema version %d", v);
+		if (my_schema_apply(m, c, p, len, what) != STORE_OK)
+			return STORE_ERR;
 	}
 	return STORE_OK;
 }
@@ -1501,7 +1726,13 @@ my_schema(struct my *m, struct mconn *c)
 			    "chatd; check them, then apply mysql.sql", m->url.db);
 			goto out;
 		}
-		if ((rc = my_schema_apply(m, c)) != STORE_OK ||
+	} else if (v < MY_SCHEMA_VERSION) {
+		if ((rc = my_upgrade(m, c, (int)v)) != STORE_OK)
+			goto out;
+	}
+	if (v < MY_SCHEMA_VERSION) {
+		if ((rc = my_schema_apply(m, c, mysql_schema,
+		    strlen(mysql_schema), "create schema")) != STORE_OK ||
 		    (rc = my_version(m, c, &v)) != STORE_OK)
 			goto out;
 	}
@@ -1635,6 +1866,10 @@ static const struct store_ops mysql_ops = {
 	.count = mysql_count,
 	.group_members = mysql_group_members,
 	.user_groups = mysql_user_groups,
+	.friend_remove = mysql_friend_remove,
+	.block = mysql_block,
+	.blocks = mysql_blocks,
+	.group_update = mysql_group_update,
 	.offline_add = mysql_offline_add,
 	.offline_fetch = mysql_offline_fetch,
 	.offline_delete = mysql_offline_delete,

@@ -25,9 +25,10 @@
 #include "store.h"
 #include "store_impl.h"
 #include "sqlite_schema.h"	/* generated from sql/sqlite.sql */
+#include "sqlite_upgrade.h"	/* generated from sql/sqlite-upgrade.sql */
 
 /* The PRAGMA user_version that sql/sqlite.sql sets. */
-#define SQ_SCHEMA_VERSION	1
+#define SQ_SCHEMA_VERSION	2
 
 /* Whole-transaction retries after SQLITE_BUSY: <= ~0.9 s of sleep. */
 #define SQ_TRIES		8	/* attempts of a call that finds the file locked */
@@ -60,6 +61,20 @@ enum {
 	Q_ACK_CLAIM,
 	Q_ACK_GET,
 	Q_ACK_DONE,
+	Q_GROUP_LEAVE,
+	Q_GROUP_ADMIN,
+	Q_GROUP_RENAME,
+	Q_GROUP_DESCRIBE,
+	Q_GROUP_DEMOTE,
+	Q_GROUP_PROMOTE,
+	Q_GROUP_SET_CREATOR,
+	Q_GROUP_DROP_MEMBERS,
+	Q_GROUP_DROP,
+	Q_FRIEND_REMOVE,
+	Q_BLOCK_ADD,
+	Q_BLOCK_DEL,
+	Q_BLOCKS,
+	Q_BLOCKERS,
 	Q_MAX
 };
 
@@ -87,14 +102,16 @@ static const char *const sq_sql[Q_MAX] = {
 	[Q_GROUP_EXISTS] = "SELECT 1 FROM AllGroup WHERE id = ?1",
 	/* joined: next number in this group; we hold the write lock. */
 	[Q_GROUP_JOIN] =
-	    "INSERT OR IGNORE INTO GroupUser (groupid, userid, grouprole, joined)"
-	    " SELECT ?1, ?2, 'normal', coalesce(max(joined), 0) + 1"
-	    " FROM GroupUser WHERE groupid = ?1",
+	    "INSERT OR IGNORE INTO GroupUser (groupid, userid, grouprole, joined,"
+	    " joinedat) SELECT ?1, ?2, 'normal', coalesce(max(joined), 0) + 1,"
+	    " CAST(strftime('%s', 'now') AS INTEGER) FROM GroupUser"
+	    " WHERE groupid = ?1",
 	[Q_GROUP_IS_MEMBER] =
 	    "SELECT 1 FROM GroupUser WHERE groupid = ?1 AND userid = ?2",
 	/* One row with NULL member for an empty group, none for no group. */
 	[Q_GROUP_MEMBERS] =
-	    "SELECT u.id, u.name, m.grouprole FROM AllGroup g"
+	    "SELECT u.id, u.name, CASE WHEN m.grouprole = 'normal' AND m.admin"
+	    " THEN 'admin' ELSE m.grouprole END FROM AllGroup g"
 	    " LEFT JOIN GroupUser m ON m.groupid = g.id"
 	    " LEFT JOIN User u ON u.id = m.userid"
 	    " WHERE g.id = ?1 ORDER BY m.joined",
@@ -126,6 +143,34 @@ static const char *const sq_sql[Q_MAX] = {
 	[Q_ACK_GET] =
 	    "SELECT smid, done FROM ClientMsg WHERE userid = ?1 AND cmid = ?2",
 	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1 WHERE smid = ?1",
+	/* group changes (store_group_update): ?1 group, ?2 user or text */
+	[Q_GROUP_LEAVE] =
+	    "DELETE FROM GroupUser WHERE groupid = ?1 AND userid = ?2",
+	[Q_GROUP_ADMIN] =
+	    "UPDATE GroupUser SET admin = ?3 WHERE groupid = ?1 AND userid = ?2",
+	[Q_GROUP_RENAME] = "UPDATE AllGroup SET groupname = ?2 WHERE id = ?1",
+	[Q_GROUP_DESCRIBE] = "UPDATE AllGroup SET groupdesc = ?2 WHERE id = ?1",
+	[Q_GROUP_DEMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'normal'"
+	    " WHERE groupid = ?1 AND grouprole = 'creator'",
+	[Q_GROUP_PROMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'creator', admin = 0"
+	    " WHERE groupid = ?1 AND userid = ?2",
+	[Q_GROUP_SET_CREATOR] = "UPDATE AllGroup SET creator = ?2 WHERE id = ?1",
+	[Q_GROUP_DROP_MEMBERS] = "DELETE FROM GroupUser WHERE groupid = ?1",
+	[Q_GROUP_DROP] = "DELETE FROM AllGroup WHERE id = ?1",
+	[Q_FRIEND_REMOVE] =
+	    "DELETE FROM Friend WHERE (userid = ?1 AND friendid = ?2)"
+	    " OR (userid = ?2 AND friendid = ?1)",
+	[Q_BLOCK_ADD] =
+	    "INSERT OR IGNORE INTO Block (userid, blockedid) VALUES (?1, ?2)",
+	[Q_BLOCK_DEL] = "DELETE FROM Block WHERE userid = ?1 AND blockedid = ?2",
+	[Q_BLOCKS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.blockedid"
+	    " WHERE b.userid = ?1 ORDER BY b.blockedid",
+	[Q_BLOCKERS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.userid"
+	    " WHERE b.blockedid = ?1 ORDER BY b.userid",
 };
 
 struct sq {
@@ -471,6 +516,8 @@ members_read(struct sq *sq, sqlite3_stmt *s, int col, int withrole,
 			r = sqlite3_column_text(s, col + 2);
 			u->creator = r != NULL &&
 			    strcmp((const char *)r, "creator") == 0;
+			u->admin = r != NULL &&
+			    strcmp((const char *)r, "admin") == 0;
 		}
 	}
 	if (rc != SQLITE_DONE) {
@@ -505,6 +552,65 @@ sqlite_friends(struct store *st, int32_t uid, struct store_user_list *out)
 	sq->busy = 0;
 	rc = sq_result(sq, friends_once(sq, uid, out));
 	return rc;
+}
+
+/* Run statement q with ?1 a, ?2 b; *n rows changed. */
+static int
+sq_pair(struct sq *sq, int q, int32_t a, int32_t b, int *n,
+    const char *what)
+{
+	sqlite3_stmt	*s = sq->q[q];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, a)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, b)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, what);
+	if ((rc = sq_run(sq, s, what)) != STORE_OK)
+		return rc;
+	*n = sqlite3_changes(sq->db);
+	return STORE_OK;
+}
+
+static int
+sqlite_friend_remove(struct store *st, int32_t a, int32_t b)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc, n = 0;
+
+	sq->busy = 0;
+	rc = sq_result(sq, sq_pair(sq, Q_FRIEND_REMOVE, a, b, &n,
+	    "remove friend"));
+	if (rc == STORE_OK && n == 0) {
+		store_set_error(st, "not friends");
+		rc = STORE_NOTFOUND;
+	}
+	return rc;
+}
+
+static int
+sqlite_block(struct store *st, int32_t uid, int32_t other, int on)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 n;
+
+	sq->busy = 0;
+	return sq_result(sq, sq_pair(sq, on ? Q_BLOCK_ADD : Q_BLOCK_DEL, uid,
+	    other, &n, on ? "block" : "unblock"));
+}
+
+static int
+sqlite_blocks(struct store *st, int32_t uid, int blockers,
+    struct store_user_list *out)
+{
+	struct sq	*sq = (struct sq *)st;
+	sqlite3_stmt	*s = sq->q[blockers ? Q_BLOCKERS : Q_BLOCKS];
+	int		 rc, rows;
+
+	sq->busy = 0;
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK)
+		return sq_result(sq, sq_fail(sq, s, rc, "list blocks"));
+	return sq_result(sq, members_read(sq, s, 0, 0, out, &rows,
+	    "list blocks"));
 }
 
 /* ---- groups ---- */
@@ -619,6 +725,88 @@ sqlite_group_join(struct store *st, int32_t gid, int32_t uid)
 	sq->busy = 0;
 	rc = sq_result(sq, group_join_once(sq, gid, uid));
 	return rc;
+}
+
+/* Run statement q with ?1 gid, ?2 a (or text when t), ?3 b; *n rows changed. */
+static int
+group_step(struct sq *sq, int q, int32_t gid, int64_t a, const char *t,
+    size_t len, int64_t b, int *n)
+{
+	sqlite3_stmt	*s = sq->q[q];
+	int		 rc;
+
+	rc = sqlite3_bind_int64(s, 1, gid);
+	if (rc == SQLITE_OK && sqlite3_bind_parameter_count(s) >= 2)
+		rc = t != NULL ? sq_bind_text(s, 2, t, len) :
+		    sqlite3_bind_int64(s, 2, a);
+	if (rc == SQLITE_OK && sqlite3_bind_parameter_count(s) >= 3)
+		rc = sqlite3_bind_int64(s, 3, b);
+	if (rc != SQLITE_OK)
+		return sq_fail(sq, s, rc, "change group");
+	if ((rc = sq_run(sq, s, "change group")) != STORE_OK)
+		return rc;
+	if (n != NULL)
+		*n = sqlite3_changes(sq->db);
+	return STORE_OK;
+}
+
+static int
+group_update_once(struct sq *sq, int32_t gid, enum store_group_op op,
+    int32_t uid, const char *text, size_t len)
+{
+	int	 rc, n = 0;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+	switch (op) {
+	case STORE_GROUP_LEAVE:
+		rc = group_step(sq, Q_GROUP_LEAVE, gid, uid, NULL, 0, 0, &n);
+		break;
+	case STORE_GROUP_ADMIN:
+	case STORE_GROUP_UNADMIN:
+		rc = group_step(sq, Q_GROUP_ADMIN, gid, uid, NULL, 0,
+		    op == STORE_GROUP_ADMIN, &n);
+		break;
+	case STORE_GROUP_RENAME:
+	case STORE_GROUP_DESCRIBE:
+		rc = group_step(sq, op == STORE_GROUP_RENAME ? Q_GROUP_RENAME :
+		    Q_GROUP_DESCRIBE, gid, 0, text, len, 0, &n);
+		break;
+	case STORE_GROUP_TRANSFER:
+		if ((rc = group_step(sq, Q_GROUP_DEMOTE, gid, 0, NULL, 0, 0,
+		    NULL)) == STORE_OK && (rc = group_step(sq, Q_GROUP_PROMOTE,
+		    gid, uid, NULL, 0, 0, &n)) == STORE_OK && n > 0)
+			rc = group_step(sq, Q_GROUP_SET_CREATOR, gid, uid, NULL,
+			    0, 0, &n);
+		break;
+	case STORE_GROUP_DISSOLVE:
+		if ((rc = group_step(sq, Q_GROUP_DROP_MEMBERS, gid, 0, NULL, 0,
+		    0, NULL)) == STORE_OK)
+			rc = group_step(sq, Q_GROUP_DROP, gid, 0, NULL, 0, 0, &n);
+		break;
+	default:
+		rc = store_set_error(&sq->st, "unknown group change %d", op);
+		break;
+	}
+	if (rc == STORE_OK && n == 0) {
+		store_set_error(&sq->st, "no such group or member");
+		rc = STORE_NOTFOUND;
+	}
+	if (rc != STORE_OK || (rc = sq_commit(sq)) != STORE_OK) {
+		sq_rollback(sq);
+		return rc;
+	}
+	return STORE_OK;
+}
+
+static int
+sqlite_group_update(struct store *st, int32_t gid, enum store_group_op op,
+    int32_t uid, const char *text, size_t len)
+{
+	struct sq	*sq = (struct sq *)st;
+
+	sq->busy = 0;
+	return sq_result(sq, group_update_once(sq, gid, op, uid, text, len));
 }
 
 static int
@@ -1035,6 +1223,30 @@ sq_exec(struct sq *sq, const char *sql, const char *what)
 	return STORE_OK;
 }
 
+/* Run the upgrade steps after version from, inside the caller's transaction. */
+static int
+sq_upgrade(struct sq *sq, int from)
+{
+	const char	*p;
+	char		*sql, what[64];
+	size_t		 len;
+	int		 v, rc;
+
+	for (v = from + 1; v <= SQ_SCHEMA_VERSION; v++) {
+		if ((p = store_upgrade_step(sqlite_upgrade, v, &len)) == NULL)
+			return store_set_error(&sq->st, "no upgrade step to "
+			    "schema version %d", v);
+		if ((sql = strndup(p, len)) == NULL)
+			return store_set_error(&sq->st, "out of memory");
+		snprintf(what, sizeof(what), "upgrade to schema version %d", v);
+		rc = sq_exec(sq, sql, what);
+		free(sql);
+		if (rc != STORE_OK)
+			return rc;
+	}
+	return STORE_OK;
+}
+
 /*
  * Create or check the schema.  Under BEGIN IMMEDIATE so that of
  * several processes starting at once one creates it and the others
@@ -1071,6 +1283,9 @@ schema_once(struct sq *sq)
 			goto fail;
 		}
 	}
+	/* an older file: its missing steps first, then the new tables */
+	if (v > 0 && sq_upgrade(sq, (int)v) != STORE_OK)
+		goto fail;
 	if (sq_exec(sq, sqlite_schema, "create schema") ||
 	    sq_int(sq, "PRAGMA user_version", &v))
 		goto fail;
@@ -1177,12 +1392,16 @@ static const struct store_ops sqlite_ops = {
 	.user_by_name = sqlite_user_by_name,
 	.friend_add = sqlite_friend_add,
 	.friends = sqlite_friends,
+	.friend_remove = sqlite_friend_remove,
+	.block = sqlite_block,
+	.blocks = sqlite_blocks,
 	.group_create = sqlite_group_create,
 	.group_join = sqlite_group_join,
 	.group_is_member = sqlite_group_is_member,
 	.count = sqlite_count,
 	.group_members = sqlite_group_members,
 	.user_groups = sqlite_user_groups,
+	.group_update = sqlite_group_update,
 	.offline_add = sqlite_offline_add,
 	.offline_fetch = sqlite_offline_fetch,
 	.offline_delete = sqlite_offline_delete,
