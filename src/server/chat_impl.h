@@ -65,6 +65,12 @@ void	handle_reg(struct conn *c, const struct proto_req *req);
 void	chat_logout(struct conn *c);
 
 /* chat_route.c */
+/*
+ * A server message id for a plain chat of sender (this worker's block,
+ * a new one from the store when used up): 0, or -1 when the store
+ * failed.
+ */
+int	chat_smid(int32_t sender, int64_t *smid);
 int	chat_keep_offline(const int32_t *uids, size_t n, const char *line,
 	    size_t len);
 /* The forwarded line: sender's object with the real id and name, "\n". */

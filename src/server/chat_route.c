@@ -11,6 +11,45 @@
 #include "pubsub.h"
 #include "store.h"
 
+/*
+ * Every chat carries a server message id, unique in the cluster, so
+ * that a client can drop a repeat.  Plain chats take theirs from a
+ * block this worker claimed in the store (one write per
+ * STORE_SMID_BLOCK - 1 chats); acknowledged ones have their claim's.
+ */
+static int64_t	 smid_next, smid_end;
+
+int
+chat_smid(int32_t sender, int64_t *smid)
+{
+	int64_t	 base;
+
+	if (smid_next == smid_end) {
+		if (store_smid_block(chat.store, sender, &base) != STORE_OK) {
+			log_warnx("taking a block of message ids: %s",
+			    store_error(chat.store));
+			return -1;
+		}
+		smid_next = base + 1;
+		smid_end = base + STORE_SMID_BLOCK;
+	}
+	*smid = smid_next++;
+	return 0;
+}
+
+/* Whether a relayed line is an acknowledged chat (stored already). */
+static int64_t
+line_stored_smid(const char *line, size_t len)
+{
+	int64_t	 smid;
+
+	/* only acknowledged chats carry "cmid": most lines skip the parse */
+	if (memmem(line, len, "\"cmid\":", 7) == NULL)
+		return 0;
+	smid = proto_line_smid(line, len);
+	return smid % STORE_SMID_BLOCK == 0 ? smid : 0;
+}
+
 /* Keep line (without its newline) for uids until they log in. */
 int
 chat_keep_offline(const int32_t *uids, size_t n, const char *line, size_t len)
@@ -231,13 +270,15 @@ chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
 		log_warnx("redis: dropping a malformed line for %d", (int)uid);
 		return;
 	}
-	if ((smid = proto_line_smid(line, len)) > 0) {
+	if ((smid = line_stored_smid(line, len)) > 0) {
 		/* stored by the sending node: only deliver it */
 		deliver_acked(uid, smid, line, len, 0);
 		return;
 	}
-	if (deliver_live(uid, line, len) != DELIVER_OK)
-		(void)chat_keep_offline(&uid, 1, line, len - 1);
+	if (deliver_live(uid, line, len) != DELIVER_OK &&
+	    chat_keep_offline(&uid, 1, line, len - 1) == -1)
+		log_warnx("a chat for %d from another node is lost: the store "
+		    "failed", (int)uid);
 }
 
 int
