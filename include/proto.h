@@ -33,6 +33,9 @@ enum proto_msgid {
 	MSG_WHOAMI_ACK		= 105,	/* {"msgid":105,"errno":0,"id":N,"worker":N,"pid":N} */
 	MSG_OFFLINE_ACK		= 106,	/* client: {"msgid":106,"upto":N} read up to N */
 	MSG_OFFLINE_BATCH	= 107,	/* {"msgid":107,"offlinemsg":[...],"offlineupto":N,"offlinemore":B} */
+	MSG_RECEIVED		= 108,	/* client ("acks"): {"msgid":108,"smids":[N,...]} */
+	MSG_GROUP_MEMBERS	= 109,	/* client: {"msgid":109,"groupid":N[,"offset":N]} */
+	MSG_GROUP_MEMBERS_ACK	= 110,	/* {"msgid":110,"errno":0,"groupid":N,"offset":N,"userstotal":N,"users":[...]} */
 };
 
 /*
@@ -147,7 +150,11 @@ struct proto_req {
 	int			 has_cmid;	/* opt-in acknowledgement */
 	int64_t			 cmid;
 	int			 ackoffline;	/* LOGIN: opt-in offline acks */
+	int			 acks;		/* LOGIN: opt-in chat acks (108) */
 	int64_t			 upto;		/* OFFLINE_ACK */
+	int64_t			*smids;		/* RECEIVED: owned */
+	size_t			 nsmids;
+	int32_t			 offset;	/* GROUP_MEMBERS, 0 if absent */
 	/*
 	 * Private to src/proto: a chat's own text when it is exactly what
 	 * json-c would write for root, so proto_put_forward can splice
@@ -181,8 +188,12 @@ struct proto_fail {
  *      GROUP_CHAT: "groupid" integer, "msg" string
  *      PING, WHOAMI: none
  *      OFFLINE_ACK: "upto" integer >= 0
+ *      RECEIVED: "smids" array of 1..PROTO_MAX_SMIDS integers >= 1
+ *      GROUP_MEMBERS: "groupid" integer; "offset" 0..INT32_MAX optional
  *  - LOGIN may carry "ackoffline": true (boolean): offline messages are
- *    then removed only when the client acknowledges them (106);
+ *    then removed only when the client acknowledges them (106); and
+ *    "acks": true (boolean): the same, and stored chats delivered live
+ *    are removed only when acknowledged (108);
  *  - "id" when present is an integer in range (checked against the
  *    session by the caller, not here);
  *  - "name" in chats, when present, must be a string;
@@ -221,12 +232,16 @@ struct proto_user {
 	int		 creator;	/* group members only */
 };
 
+/* At most this many smids in one RECEIVED request. */
+#define PROTO_MAX_SMIDS	1000
+
 struct proto_group {
 	int32_t			 id;
 	struct proto_str	 name;
 	struct proto_str	 desc;
 	const struct proto_user	*members;
 	size_t			 nmembers;
+	size_t			 total;		/* > nmembers: "userstotal" */
 };
 
 struct proto_login {
@@ -249,6 +264,17 @@ struct proto_login {
  * the seed client expects; empty lists are omitted.
  */
 int	proto_put_login_ok(struct buf *out, const struct proto_login *l);
+/*
+ * MSG_GROUP_MEMBERS_ACK: members offset.. of group id (total in all),
+ * each a JSON-encoded string as in the login answer's groups.
+ */
+int	proto_put_group_members(struct buf *out, int32_t gid, size_t offset,
+	    size_t total, const struct proto_user *members, size_t n);
+/*
+ * Bytes one member takes at most in a login answer's group or in a
+ * GROUP_MEMBERS_ACK (a name escaped twice), for budgets.
+ */
+size_t	proto_member_bytes(size_t name_len);
 /* MSG_OFFLINE_BATCH: the next offline batch for an ackoffline client. */
 int	proto_put_offline_batch(struct buf *out, const struct proto_str *msgs,
 	    size_t n, int64_t upto, int more);

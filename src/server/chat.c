@@ -275,6 +275,12 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 	case MSG_OFFLINE_ACK:
 		handle_offline_ack(c, &req);
 		break;
+	case MSG_RECEIVED:
+		handle_received(c, &req);
+		break;
+	case MSG_GROUP_MEMBERS:
+		handle_group_members(c, &req);
+		break;
 	case MSG_ADD_FRIEND:
 		handle_add_friend(c, &req);
 		break;

@@ -331,3 +331,182 @@ handle_add_group(struct conn *c, const struct proto_req *req)
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 	}
 }
+
+/* ---- member lists that fit ------------------------------------------- */
+
+/* Bytes of the first cap members of every group. */
+static size_t
+members_bytes(const struct store_group_list *groups, size_t cap)
+{
+	size_t	 i, j, n, bytes = 0;
+
+	for (i = 0; i < groups->n; i++) {
+		n = groups->v[i].members.n < cap ? groups->v[i].members.n : cap;
+		for (j = 0; j < n; j++)
+			bytes += proto_member_bytes(
+			    groups->v[i].members.v[j].name_len);
+	}
+	return bytes;
+}
+
+size_t
+members_cap(const struct store_group_list *groups, size_t bytes)
+{
+	size_t	 i, lo = 1, hi = 1, mid;
+
+	for (i = 0; i < groups->n; i++)
+		if (groups->v[i].members.n > hi)
+			hi = groups->v[i].members.n;
+	if (members_bytes(groups, hi) <= bytes)
+		return hi;
+	/* the largest cap that fits: lo fits (or is the floor), hi not */
+	while (hi - lo > 1) {
+		mid = lo + (hi - lo) / 2;
+		if (members_bytes(groups, mid) <= bytes)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* A page of members waiting for Redis to say who is online elsewhere. */
+struct members_job {
+	struct conn		*c;
+	int32_t			 gid;
+	size_t			 offset, total;
+	struct store_user_list	 page;
+};
+
+static void
+members_answer(struct conn *c, struct members_job *j, const int32_t *remote,
+    const int *online, size_t nremote)
+{
+	struct proto_user	*pu;
+	size_t			 i, k;
+
+	if ((pu = calloc(j->page.n + 1, sizeof(*pu))) == NULL) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_GROUP_MEMBERS,
+		    NULL);
+		return;
+	}
+	for (i = 0; i < j->page.n; i++) {
+		pu[i].id = j->page.v[i].id;
+		chat_str_set(&pu[i].name, j->page.v[i].name,
+		    j->page.v[i].name_len);
+		pu[i].creator = j->page.v[i].creator;
+		pu[i].online = user_online(pu[i].id);
+		for (k = 0; !pu[i].online && online != NULL && k < nremote; k++)
+			if (remote[k] == pu[i].id && online[k])
+				pu[i].online = 1;
+	}
+	if (proto_put_group_members(&c->out, j->gid, j->offset, j->total, pu,
+	    j->page.n) == -1)
+		conn_close(c, "out of memory");
+	else
+		(void)conn_sent(c);
+	free(pu);
+}
+
+static void
+members_job_free(struct members_job *j)
+{
+	store_user_list_free(&j->page);
+	free(j);
+}
+
+static void
+members_queried(void *arg, int result, const int32_t *uids, const int *online,
+    size_t n)
+{
+	struct members_job	*j = arg;
+	struct conn		*c = j->c;
+
+	conn_unref(c);
+	if (!c->closing) {
+		members_answer(c, j, uids, result == 0 ? online : NULL, n);
+		conn_resume(c);
+	}
+	members_job_free(j);
+}
+
+/*
+ * GROUP_MEMBERS: a page of a group's members, for a member, from
+ * req->offset on, within a quarter of max_output_bytes.
+ */
+void
+handle_group_members(struct conn *c, const struct proto_req *req)
+{
+	struct store_user_list	 all = { NULL, 0 };
+	struct store_group_list	 one;
+	struct store_group	 g;
+	struct members_job	*j;
+	int32_t			*ask = NULL;
+	size_t			 i, n, cap, nask = 0;
+	int			 rc, member = 0;
+
+	rc = store_group_members(chat.store, req->groupid, &all);
+	if (rc == STORE_NOTFOUND) {
+		chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, req->msgid, NULL);
+		return;
+	}
+	if (rc != STORE_OK) {
+		log_warnx("group members: %s", store_error(chat.store));
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	for (i = 0; i < all.n && !member; i++)
+		member = all.v[i].id == c->sess->uid;
+	if (!member) {
+		store_user_list_free(&all);
+		chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
+		    "only members may list a group");
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		store_user_list_free(&all);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	j->gid = req->groupid;
+	j->total = all.n;
+	j->offset = (size_t)req->offset < all.n ? (size_t)req->offset : all.n;
+	/* the page: what follows offset, cut to fit like a login answer */
+	memset(&g, 0, sizeof(g));
+	g.members.v = all.v + j->offset;
+	g.members.n = all.n - j->offset;
+	one.v = &g;
+	one.n = 1;
+	cap = members_cap(&one, chat.cfg->max_output_bytes / 4);
+	n = g.members.n < cap ? g.members.n : cap;
+	/* keep the page, free the rest */
+	if (n > 0 && (j->page.v = calloc(n, sizeof(*j->page.v))) == NULL) {
+		store_user_list_free(&all);
+		free(j);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		j->page.v[i] = all.v[j->offset + i];
+		memset(&all.v[j->offset + i], 0, sizeof(all.v[0]));
+	}
+	j->page.n = n;
+	store_user_list_free(&all);
+	/* cluster: who is online on other nodes */
+	if (chat.pubsub != NULL && n > 0 &&
+	    (ask = calloc(n, sizeof(*ask))) != NULL)
+		for (i = 0; i < n; i++)
+			if (!user_online(j->page.v[i].id))
+				ask[nask++] = j->page.v[i].id;
+	if (nask == 0) {
+		members_answer(c, j, NULL, NULL, 0);
+		members_job_free(j);
+		free(ask);
+		return;
+	}
+	j->c = c;
+	c->jobs++;
+	conn_pause(c);
+	pubsub_query_online(chat.pubsub, ask, nask, members_queried, j);
+	free(ask);
+}

@@ -371,6 +371,8 @@ out:
  * the first smid and not delivered again.
  */
 
+#define ACKS_TRACKED_MAX	4096
+
 void
 track_delivered(struct conn *c, int64_t smid)
 {
@@ -378,6 +380,12 @@ track_delivered(struct conn *c, int64_t smid)
 	int64_t	*nv;
 	size_t	 ncap;
 
+	/*
+	 * An "acks" client that never acknowledges: past this many, the
+	 * copies stay stored and come again at its next login.
+	 */
+	if (s->acks && s->ndelivered >= ACKS_TRACKED_MAX)
+		return;
 	if (s->ndelivered == s->delivered_cap) {
 		ncap = s->delivered_cap ? s->delivered_cap * 2 : 4;
 		/* out of memory: the copy stays, the client sees it twice */
@@ -388,7 +396,8 @@ track_delivered(struct conn *c, int64_t smid)
 		s->delivered_cap = ncap;
 	}
 	s->delivered[s->ndelivered++] = smid;
-	c->want_drained = 1;
+	if (!s->acks)
+		c->want_drained = 1;
 }
 
 #define ACKED_STORE_ERR	"not stored; send it again later"
