@@ -930,6 +930,56 @@ class Features(unittest.TestCase):
                          b'{"msgid":2,"errno":0,"id":7,"name":"bob \\"b\\""}\n')
 
 
+class StoreDown(unittest.TestCase):
+    """A chat the store cannot take is answered with errno 24, never
+    dropped silently; live chats go on meanwhile."""
+
+    def test_store_locked(self):
+        import sqlite3
+        with chatlib.Server(workers=1,
+                            extra={"sqlite_busy_timeout_ms": 100}) as srv:
+            a = srv.user("sd")
+            c = srv.user("sd")
+            bid, _ = srv.register("sd")
+            gid = None
+            a.c.creategroup(a.id, unique("sdg"), "")
+            self.assertEqual(a.c.sync(), [])
+            gid = a.relogin()["groups"][0]["id"]
+            c.c.addgroup(c.id, gid)
+            b = srv.client()
+            b.login(bid, "pw")
+            b.addgroup(bid, gid)
+            self.assertEqual(b.sync(), [])
+            b.close()
+            self.assertTrue(wait_offline(srv, bid))
+            a.chat(c.id, "before")      # this worker has its ids now
+            self.assertIn("smid", c.c.recv_msgid(ONE_CHAT))
+            db = sqlite3.connect(srv.keys["storage"][len("sqlite:"):],
+                                 timeout=0, isolation_level=None)
+            db.execute("BEGIN EXCLUSIVE")
+            try:
+                a.chat(bid, "to someone away")
+                e = a.c.recv_msgid(ERROR, timeout=15)
+                self.assertEqual((e["errno"], e["refmsgid"]),
+                                 (chatlib.ERR_UNAVAILABLE, ONE_CHAT))
+                a.groupchat(gid, "to a group with someone away")
+                e = a.c.recv_msgid(ERROR, timeout=15)
+                self.assertEqual((e["errno"], e["refmsgid"]),
+                                 (chatlib.ERR_UNAVAILABLE, GROUP_CHAT))
+                self.assertEqual(c.c.recv_msgid(GROUP_CHAT)["msg"],
+                                 "to a group with someone away")
+                a.chat(c.id, "live while the store is locked")
+                got = c.c.recv_msgid(ONE_CHAT)
+                self.assertEqual(got["msg"], "live while the store is locked")
+                self.assertIs(type(got["smid"]), int)
+            finally:
+                db.execute("ROLLBACK")
+                db.close()
+            self.assertEqual(a.c.sync(), [])
+            r = srv.client().login(bid, "pw")
+            self.assertEqual(r["offlinemsg"], [])
+
+
 class BoundedLogin(unittest.TestCase):
     """A user in many large groups can always log in: member lists are
     cut to fit max_output_bytes (here 8 KiB) and paged with 109."""
