@@ -1178,9 +1178,9 @@ START_TEST(enc_login_full)
 	m1[0] = (struct proto_user){ 13, { "zhang san", 9 }, 1, 1 };
 	m1[1] = (struct proto_user){ 15, { "li si", 5 }, 0, 0 };
 	groups[0] = (struct proto_group){ 1, { "g1", 2 }, { "desc/1", 6 },
-	    m1, 2 };
+	    m1, 2, 2 };
 	groups[1] = (struct proto_group){ 2, { "empty", 5 }, { NULL, 0 },
-	    NULL, 0 };
+	    NULL, 0, 0 };
 	l = (struct proto_login){ .id = 13, .name = { "zhang san", 9 },
 	    .friends = friends, .nfriends = 2, .groups = groups, .ngroups = 2,
 	    .offline = off, .noffline = 2 };
@@ -1407,6 +1407,123 @@ START_TEST(ext_acks)
 }
 END_TEST
 
+/* 108 RECEIVED, 109 GROUP_MEMBERS, "acks", and the paged answer. */
+START_TEST(dec_received_members)
+{
+	struct proto_user	 u[2];
+	struct proto_group	 g;
+	struct proto_login	 l;
+	struct buf		 b = BUF_INIT;
+	struct proto_req	 r;
+	struct proto_fail	 f;
+	struct json_object	*o, *a, *v;
+	const char		*in;
+	char			*got;
+
+	in = "{\"msgid\":1,\"id\":4,\"password\":\"p\",\"acks\":true}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_int_eq(r.acks, 1);
+	proto_req_clear(&r);
+	in = "{\"msgid\":1,\"id\":4,\"password\":\"p\",\"acks\":\"y\"}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_WRONG_TYPE);
+
+	in = "{\"msgid\":108,\"smids\":[5,9223372036854775807]}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_uint_eq(r.nsmids, 2);
+	ck_assert_int_eq(r.smids[0], 5);
+	ck_assert_int_eq(r.smids[1], INT64_MAX);
+	proto_req_clear(&r);
+	in = "{\"msgid\":108}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_MISSING_FIELD);
+	in = "{\"msgid\":108,\"smids\":[]}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_BAD_VALUE);
+	in = "{\"msgid\":108,\"smids\":[1,0]}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_BAD_VALUE);
+	in = "{\"msgid\":108,\"smids\":[1,\"2\"]}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_WRONG_TYPE);
+	in = "{\"msgid\":108,\"smids\":3}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_WRONG_TYPE);
+
+	in = "{\"msgid\":109,\"groupid\":3,\"offset\":20}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_int_eq(r.groupid, 3);
+	ck_assert_int_eq(r.offset, 20);
+	proto_req_clear(&r);
+	in = "{\"msgid\":109,\"groupid\":3}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_int_eq(r.offset, 0);
+	proto_req_clear(&r);
+	in = "{\"msgid\":109}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_MISSING_FIELD);
+	in = "{\"msgid\":109,\"groupid\":3,\"offset\":-1}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_BAD_VALUE);
+
+	memset(u, 0, sizeof(u));
+	u[0].id = 1;
+	u[0].name.p = "a";
+	u[0].name.len = 1;
+	u[0].creator = 1;
+	u[1].id = 2;
+	u[1].name.p = "b";
+	u[1].name.len = 1;
+	u[1].online = 1;
+	ck_assert_int_eq(proto_put_group_members(&b, 7, 3, 9, u, 2), 0);
+	/* each member's text is within proto_member_bytes */
+	ck_assert_uint_lt(buf_used(&b), 120 + 2 * proto_member_bytes(1));
+	ck_assert_ptr_nonnull(o = json_tokener_parse(got = buf_cstr(&b)));
+	free(got);
+	ck_assert(json_object_object_get_ex(o, "msgid", &v));
+	ck_assert_int_eq(json_object_get_int(v), MSG_GROUP_MEMBERS_ACK);
+	ck_assert(json_object_object_get_ex(o, "offset", &v));
+	ck_assert_int_eq(json_object_get_int(v), 3);
+	ck_assert(json_object_object_get_ex(o, "userstotal", &v));
+	ck_assert_int_eq(json_object_get_int(v), 9);
+	ck_assert(json_object_object_get_ex(o, "users", &a));
+	ck_assert_uint_eq(json_object_array_length(a), 2);
+	/* JSON-encoded strings, as in the login answer */
+	ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(a,
+	    1)), "{\"id\":2,\"name\":\"b\",\"state\":\"online\","
+	    "\"role\":\"normal\"}");
+	json_object_put(o);
+	buf_free(&b);
+
+	/* a cut list in the login answer says how many there are */
+	memset(&g, 0, sizeof(g));
+	g.id = 7;
+	g.name.p = "g";
+	g.name.len = 1;
+	g.desc.p = "";
+	g.members = u;
+	g.nmembers = 1;
+	g.total = 9;
+	memset(&l, 0, sizeof(l));
+	l.id = 1;
+	l.name.p = "a";
+	l.name.len = 1;
+	l.groups = &g;
+	l.ngroups = 1;
+	ck_assert_int_eq(proto_put_login_ok(&b, &l), 0);
+	ck_assert_ptr_nonnull(o = json_tokener_parse(got = buf_cstr(&b)));
+	free(got);
+	ck_assert(json_object_object_get_ex(o, "groups", &a));
+	ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(a,
+	    0)), "{\"id\":7,\"groupname\":\"g\",\"groupdesc\":\"\","
+	    "\"users\":[\"{\\\"id\\\":1,\\\"name\\\":\\\"a\\\","
+	    "\\\"state\\\":\\\"offline\\\",\\\"role\\\":"
+	    "\\\"creator\\\"}\"],\"userstotal\":9}");
+	json_object_put(o);
+	buf_free(&b);
+}
+END_TEST
+
 /* The forwarded text decodes to the very same bytes. */
 START_TEST(enc_forward_roundtrip)
 {
@@ -1512,6 +1629,7 @@ proto_suite(void)
 	tcase_add_test(tc, enc_forward);
 	tcase_add_test(tc, enc_forward_time);
 	tcase_add_test(tc, enc_forward_roundtrip);
+	tcase_add_test(tc, dec_received_members);
 	tcase_add_test(tc, ext_acks);
 	tcase_add_test(tc, enc_strerror);
 	suite_add_tcase(s, tc);
