@@ -275,10 +275,8 @@ chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
 		deliver_acked(uid, smid, line, len, 0);
 		return;
 	}
-	if (deliver_live(uid, line, len) != DELIVER_OK &&
-	    chat_keep_offline(&uid, 1, line, len - 1) == -1)
-		log_warnx("a chat for %d from another node is lost: the store "
-		    "failed", (int)uid);
+	if (deliver_live(uid, line, len) != DELIVER_OK)
+		(void)chat_keep_offline(&uid, 1, line, len - 1);
 }
 
 int
