@@ -47,6 +47,7 @@ enum proto_msgid {
 	MSG_FRIEND_NOTICE	= 118,	/* pushed: {"event":"removed","userid":U} */
 	MSG_TYPING		= 119,	/* {"toid":U} or {"groupid":G}; relayed live only */
 	MSG_READ		= 120,	/* {"toid":U,"upto":SMID}; relayed to U */
+	MSG_RECEIVED		= 121,	/* client ("acks"): {"msgid":121,"smids":[N,...]} */
 };
 
 /* MSG_GROUP_MANAGE "op"; the same words name the notice's "event". */
@@ -180,11 +181,14 @@ struct proto_req {
 	int			 has_cmid;	/* opt-in acknowledgement */
 	int64_t			 cmid;
 	int			 ackoffline;	/* LOGIN: opt-in offline acks */
+	int			 acks;		/* LOGIN: opt-in chat acks (108) */
 	int64_t			 upto;		/* OFFLINE_ACK */
 	int			 op;		/* GROUP_MANAGE: enum proto_group_op */
 	int32_t			 userid;	/* GROUP_MANAGE, BLOCK, UNBLOCK */
 	int64_t			 offset;	/* GROUP_MEMBERS */
 	int64_t			 limit;		/* GROUP_MEMBERS */
+	int64_t			*smids;		/* RECEIVED: owned */
+	size_t			 nsmids;
 	/*
 	 * Private to src/proto: a chat's own text when it is exactly what
 	 * json-c would write for root, so proto_put_forward can splice
@@ -218,8 +222,11 @@ struct proto_fail {
  *      GROUP_CHAT: "groupid" integer, "msg" string
  *      PING, WHOAMI: none
  *      OFFLINE_ACK: "upto" integer >= 0
+ *      RECEIVED: "smids" array of 1..PROTO_MAX_SMIDS integers >= 1
  *  - LOGIN may carry "ackoffline": true (boolean): offline messages are
- *    then removed only when the client acknowledges them (106);
+ *    then removed only when the client acknowledges them (106); and
+ *    "acks": true (boolean): the same, and stored chats delivered live
+ *    are removed only when acknowledged (121);
  *  - "id" when present is an integer in range (checked against the
  *    session by the caller, not here);
  *  - "name" in chats, when present, must be a string;
@@ -303,12 +310,16 @@ int	proto_put_read(struct buf *out, int32_t from, const char *name,
 /* MSG_FRIEND_NOTICE {"msgid":118,"event":"removed","userid":U,"time":T}, no newline. */
 int	proto_put_friend_notice(struct buf *out, int32_t userid, time_t now);
 
+/* At most this many smids in one RECEIVED request. */
+#define PROTO_MAX_SMIDS	1000
+
 struct proto_group {
 	int32_t			 id;
 	struct proto_str	 name;
 	struct proto_str	 desc;
 	const struct proto_user	*members;
 	size_t			 nmembers;
+	size_t			 total;		/* > nmembers: "userstotal" */
 };
 
 struct proto_login {
@@ -331,6 +342,11 @@ struct proto_login {
  * the seed client expects; empty lists are omitted.
  */
 int	proto_put_login_ok(struct buf *out, const struct proto_login *l);
+/*
+ * Bytes one member takes at most in a login answer's group (a name
+ * escaped twice), for budgets.
+ */
+size_t	proto_member_bytes(size_t name_len);
 /* MSG_OFFLINE_BATCH: the next offline batch for an ackoffline client. */
 int	proto_put_offline_batch(struct buf *out, const struct proto_str *msgs,
 	    size_t n, int64_t upto, int more);

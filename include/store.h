@@ -174,10 +174,21 @@ int	store_count_group_members(struct store *st, int32_t gid, int64_t *n);
 int	store_offline_add(struct store *st, const int32_t *uids, size_t n,
 	    const char *msg, size_t len);
 /*
+ * Server message ids ("smid"), one space for the whole cluster: a claim
+ * (a ClientMsg row r) owns the ids r * STORE_SMID_BLOCK up to
+ * r * STORE_SMID_BLOCK + STORE_SMID_BLOCK - 1.  An acknowledged chat's
+ * smid is the first of its claim's (a multiple of STORE_SMID_BLOCK:
+ * that is how a relayed line tells it was stored); the other ids of a
+ * block taken with store_smid_block number plain chats.
+ */
+#define STORE_SMID_BLOCK	1024
+#define STORE_SMID_BLOCK_SQL	"1024"
+/*
  * Acknowledged chats (opt-in "cmid").  Claim (sender, cmid): *smid is
  * its server message id, new or from an earlier claim; *done is 1 when
  * that earlier claim's message was already stored (a resend: answer
- * with the same smid, deliver nothing).
+ * with the same smid, deliver nothing).  cmid >= 0 (negative ones are
+ * store_smid_block's).
  */
 int	store_ack_claim(struct store *st, int32_t sender, int64_t cmid,
 	    int64_t *smid, int *done);
@@ -187,6 +198,12 @@ int	store_ack_claim(struct store *st, int32_t sender, int64_t cmid,
  */
 int	store_ack_commit(struct store *st, int64_t smid, const int32_t *uids,
 	    size_t n, const char *msg, size_t len);
+/*
+ * A fresh block of smids for plain chats, claimed on behalf of uid (an
+ * existing user): *base is a multiple of STORE_SMID_BLOCK; base + 1 up
+ * to base + STORE_SMID_BLOCK - 1 are the caller's, for good.
+ */
+int	store_smid_block(struct store *st, int32_t uid, int64_t *base);
 /* Remove uid's copy of smid: it was delivered live. */
 int	store_offline_remove(struct store *st, int32_t uid, int64_t smid);
 

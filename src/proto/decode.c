@@ -57,6 +57,7 @@ msgid_known(int64_t m)
 	case MSG_BLOCK_LIST:
 	case MSG_TYPING:
 	case MSG_READ:
+	case MSG_RECEIVED:
 		return 1;
 	}
 	return 0;
@@ -285,6 +286,50 @@ decode_manage(const struct fields *f, const struct proto_limits *lim,
 	return 0;
 }
 
+/* RECEIVED: "smids", 1..PROTO_MAX_SMIDS positive integers, copied. */
+static int
+decode_smids(const struct fields *f, struct proto_req *req,
+    struct proto_fail *fail)
+{
+	struct json_object	*v, *e;
+	size_t			 i, n;
+
+	if (!obj_get(f, "smids", &v)) {
+		fail_set(fail, ERR_MISSING_FIELD, "field \"smids\": missing");
+		return -1;
+	}
+	if (!json_object_is_type(v, json_type_array)) {
+		fail_set(fail, ERR_WRONG_TYPE,
+		    "field \"smids\": expected an array");
+		return -1;
+	}
+	n = json_object_array_length(v);
+	if (n == 0 || n > PROTO_MAX_SMIDS) {
+		fail_set(fail, ERR_BAD_VALUE, "field \"smids\": 1 to %d "
+		    "elements", PROTO_MAX_SMIDS);
+		return -1;
+	}
+	if ((req->smids = calloc(n, sizeof(*req->smids))) == NULL) {
+		fail_set(fail, ERR_UNAVAILABLE, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		e = json_object_array_get_idx(v, i);
+		if (!json_object_is_type(e, json_type_int)) {
+			fail_set(fail, ERR_WRONG_TYPE,
+			    "field \"smids\": expected integers");
+			return -1;
+		}
+		if ((req->smids[i] = json_object_get_int64(e)) < 1) {
+			fail_set(fail, ERR_BAD_VALUE,
+			    "field \"smids\": must be positive");
+			return -1;
+		}
+	}
+	req->nsmids = n;
+	return 0;
+}
+
 static int
 decode_fields(const struct fields *f, const struct proto_limits *lim,
     struct proto_req *req, struct proto_fail *fail)
@@ -348,6 +393,18 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 			}
 			req->ackoffline = json_object_get_boolean(v);
 		}
+		if (obj_get(f, "acks", &v)) {
+			if (!json_object_is_type(v, json_type_boolean)) {
+				fail_set(fail, ERR_WRONG_TYPE, "field "
+				    "\"acks\": expected true or false");
+				return -1;
+			}
+			req->acks = json_object_get_boolean(v);
+		}
+		break;
+	case MSG_RECEIVED:
+		if (decode_smids(f, req, fail) == -1)
+			return -1;
 		break;
 	case MSG_OFFLINE_ACK:
 		if (!obj_get(f, "upto", &v)) {
@@ -595,6 +652,7 @@ proto_decode(const char *frame, size_t len, const struct proto_limits *lim,
 
  bad:
 	json_object_put(root);
+	free(req->smids);
 	memset(req, 0, sizeof(*req));
 	return -1;
 }
@@ -605,6 +663,7 @@ proto_req_clear(struct proto_req *req)
 	if (req == NULL)
 		return;
 	json_object_put(req->root);
+	free(req->smids);
 	fwd_free(req);
 	memset(req, 0, sizeof(*req));
 }

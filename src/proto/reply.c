@@ -248,6 +248,10 @@ group_obj(const struct proto_group *g)
 	for (i = 0; i < g->nmembers; i++)
 		if (arr_add_text(users, user_obj(&g->members[i], 1)) == -1)
 			goto bad;
+	/* a cut list says so; the seed client ignores the key */
+	if (g->total > g->nmembers && reply_add(o, "userstotal",
+	    json_object_new_int64((int64_t)g->total)) == -1)
+		goto bad;
 	return o;
 
  bad:
@@ -301,6 +305,17 @@ proto_put_login_ok(struct buf *out, const struct proto_login *l)
  bad:
 	json_object_put(o);
 	return -1;
+}
+
+size_t
+proto_member_bytes(size_t name_len)
+{
+	/*
+	 * {"id":2147483647,"name":"","state":"offline","role":"creator"}
+	 * as a string inside a string (its quotes escaped), a comma; a
+	 * quote in the name takes four bytes once escaped twice.
+	 */
+	return 96 + 4 * name_len;
 }
 
 int

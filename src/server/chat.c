@@ -151,8 +151,11 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		}
 		/* logged out meanwhile: the message must not be lost (an
 		 * acknowledged one is stored already) */
-		if (h->smid == 0)
-			(void)chat_keep_offline(&uid, 1, payload, h->len - 1);
+		if (h->smid == 0 && chat_keep_offline(&uid, 1, payload,
+		    h->len - 1) == -1)
+			log_warnx("a chat for %d from worker %u is lost: its "
+			    "recipient left and the store failed", (int)uid,
+			    h->from_slot);
 		break;
 	case CHAN_GROUP:
 		gcache_drop((int32_t)h->uid);
@@ -208,6 +211,7 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 {
 	struct proto_req	 req;
 	struct proto_fail	 fail;
+	int64_t			 smid;
 
 	/* the session is made with the first frame, freed with c */
 	if (c->sess == NULL && (c->sess = calloc(1, sizeof(*c->sess))) ==
@@ -261,9 +265,11 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 	case MSG_GROUP_CHAT:
 		if (req.has_cmid)
 			handle_acked_chat(c, &req);
-		else if (proto_req_set_smid(&req, 0) == -1)
+		else if (chat_smid(c->sess->uid, &smid) == -1 ||
+		    proto_req_set_smid(&req, smid) == -1)
 			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req.msgid,
-			    NULL);
+			    "no message id: the store is unavailable; send it "
+			    "again later");
 		else if (req.msgid == MSG_ONE_CHAT)
 			handle_one_chat(c, &req);
 		else
@@ -271,6 +277,9 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 		break;
 	case MSG_OFFLINE_ACK:
 		handle_offline_ack(c, &req);
+		break;
+	case MSG_RECEIVED:
+		handle_received(c, &req);
 		break;
 	case MSG_ADD_FRIEND:
 		handle_add_friend(c, &req);

@@ -331,3 +331,42 @@ handle_add_group(struct conn *c, const struct proto_req *req)
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 	}
 }
+
+/* ---- member lists that fit ------------------------------------------- */
+
+/* Bytes of the first cap members of every group. */
+static size_t
+members_bytes(const struct store_group_list *groups, size_t cap)
+{
+	size_t	 i, j, n, bytes = 0;
+
+	for (i = 0; i < groups->n; i++) {
+		n = groups->v[i].members.n < cap ? groups->v[i].members.n : cap;
+		for (j = 0; j < n; j++)
+			bytes += proto_member_bytes(
+			    groups->v[i].members.v[j].name_len);
+	}
+	return bytes;
+}
+
+size_t
+members_cap(const struct store_group_list *groups, size_t bytes)
+{
+	size_t	 i, lo = 1, hi = 1, mid;
+
+	for (i = 0; i < groups->n; i++)
+		if (groups->v[i].members.n > hi)
+			hi = groups->v[i].members.n;
+	if (members_bytes(groups, hi) <= bytes)
+		return hi;
+	/* the largest cap that fits: lo fits (or is the floor), hi not */
+	while (hi - lo > 1) {
+		mid = lo + (hi - lo) / 2;
+		if (members_bytes(groups, mid) <= bytes)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+

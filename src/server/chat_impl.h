@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "proto.h"
 
+struct store_group_list;
 struct store_msg_list;
 struct store_user_list;
 
@@ -30,8 +31,10 @@ struct session {
 	int64_t		 offline_upto;	/* remove up to this once drained */
 	unsigned	 offline_more:1;	/* more backlog after this batch */
 	unsigned	 ack_offline:1;	/* client acknowledges offline batches */
-	int64_t		*delivered;	/* acked chats queued here: their */
-	size_t		 ndelivered;	/* stored copies go once drained */
+	unsigned	 backlog_held:1;	/* the rest waits for the next login */
+	unsigned	 acks:1;		/* stored chats go when acknowledged (108) */
+	int64_t		*delivered;	/* stored chats queued here: their copies */
+	size_t		 ndelivered;	/* go once drained, or acknowledged (acks) */
 	size_t		 delivered_cap;
 	int32_t		*blocked;	/* whom this user blocks (chat_block.c) */
 	size_t		 nblocked;
@@ -70,6 +73,12 @@ void	handle_reg(struct conn *c, const struct proto_req *req);
 void	chat_logout(struct conn *c);
 
 /* chat_route.c */
+/*
+ * A server message id for a plain chat of sender (this worker's block,
+ * a new one from the store when used up): 0, or -1 when the store
+ * failed.
+ */
+int	chat_smid(int32_t sender, int64_t *smid);
 int	chat_keep_offline(const int32_t *uids, size_t n, const char *line,
 	    size_t len);
 /* The forwarded line: sender's object with the real id and name, "\n". */
@@ -106,6 +115,11 @@ int	group_members(struct conn *c, const struct proto_req *req,
 void	handle_group_chat(struct conn *c, const struct proto_req *req);
 void	handle_create_group(struct conn *c, const struct proto_req *req);
 void	handle_add_group(struct conn *c, const struct proto_req *req);
+/*
+ * How many members of each group a login answer (or one page) lists
+ * within bytes: the largest cap that fits, at least 1 (chat_group.c).
+ */
+size_t	members_cap(const struct store_group_list *groups, size_t bytes);
 
 /* chat_manage.c */
 /*
@@ -141,6 +155,7 @@ void	offline_sent(struct conn *c, const struct store_msg_list *msgs,
 	    size_t n);
 void	offline_push(struct conn *c);
 void	handle_offline_ack(struct conn *c, const struct proto_req *req);
+void	handle_received(struct conn *c, const struct proto_req *req);
 
 /* chat_limits.c */
 void	handle_add_friend(struct conn *c, const struct proto_req *req);

@@ -76,9 +76,9 @@ load_lists(int32_t uid, struct store_user_list *friends,
 
 /*
  * Write the login answer with friends, groups and the first offline
- * messages, then push any further offline messages as live ones.  Each
- * batch is removed from the store only once it sits in the output
- * buffer.
+ * messages (the only batch of this login unless the client acknowledges
+ * them: chat_offline.c).  The batch is removed from the store once it
+ * reached the kernel, or when an ackoffline client acknowledges it.
  */
 static int
 send_login_reply(struct conn *c, const struct store_user_list *friends,
@@ -90,9 +90,13 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	struct proto_user	*fu = NULL, *mu = NULL;
 	struct proto_group	*pg = NULL;
 	struct proto_str	*om = NULL;
-	size_t			 i, nmembers = 0, k, noff;
+	size_t			 i, nmembers = 0, k, noff, cap, fb;
 	int			 rc = -1;
 
+	c->sess->backlog_held = 0;
+	/* a previous user's unacknowledged copies stay stored for them */
+	if (c->sess->acks)
+		c->sess->ndelivered = 0;
 	if (store_offline_fetch(chat.store, c->sess->uid,
 	    chat.cfg->max_offline_per_login, &msgs) != STORE_OK) {
 		log_warnx("login of %d: %s", c->sess->uid,
@@ -108,16 +112,30 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	if (fu == NULL || pg == NULL || mu == NULL || om == NULL)
 		goto out;
 	fill_users(fu, friends, remote, nremote);
+	/*
+	 * The answer must fit in max_output_bytes beside its offline batch
+	 * (a quarter): members lists are cut to what half of it holds, a
+	 * cut list says "userstotal", GROUP_MEMBERS pages the rest.
+	 */
+	for (i = 0, fb = 0; i < friends->n; i++)
+		fb += proto_member_bytes(friends->v[i].name_len);
+	cap = members_cap(groups, chat.cfg->max_output_bytes / 2 > fb ?
+	    chat.cfg->max_output_bytes / 2 - fb : 0);
 	for (i = 0, k = 0; i < groups->n; i++) {
+		struct store_user_list	 part = groups->v[i].members;
+
+		if (part.n > cap)
+			part.n = cap;
 		pg[i].id = groups->v[i].id;
 		chat_str_set(&pg[i].name, groups->v[i].name,
 		    groups->v[i].name_len);
 		chat_str_set(&pg[i].desc, groups->v[i].desc,
 		    groups->v[i].desc_len);
-		fill_users(mu + k, &groups->v[i].members, remote, nremote);
+		fill_users(mu + k, &part, remote, nremote);
 		pg[i].members = mu + k;
-		pg[i].nmembers = groups->v[i].members.n;
-		k += groups->v[i].members.n;
+		pg[i].nmembers = part.n;
+		pg[i].total = groups->v[i].members.n;
+		k += part.n;
 	}
 	noff = offline_fits(&msgs);
 	for (i = 0; i < noff; i++)
@@ -494,7 +512,9 @@ handle_login(struct conn *c, const struct proto_req *req)
 		    NULL);
 		return;
 	}
-	c->sess->ack_offline = req->ackoffline;
+	/* "acks" asks for everything "ackoffline" does, and more */
+	c->sess->ack_offline = req->ackoffline || req->acks;
+	c->sess->acks = req->acks;
 	memset(&u, 0, sizeof(u));
 	if (req->has_id)
 		rc = store_user_get(chat.store, req->id, &u);

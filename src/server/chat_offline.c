@@ -22,6 +22,9 @@ chat_stored(void *arg, int32_t uid)
 
 	if ((c = session_local(uid)) == NULL)
 		return;
+	/* behind a backlog kept for the next login: it waits with it */
+	if (c->sess->backlog_held)
+		return;
 	/* a batch on its way: the new message follows with the next one */
 	if (c->sess->offline_upto > 0) {
 		c->sess->offline_more = 1;
@@ -32,10 +35,14 @@ chat_stored(void *arg, int32_t uid)
 
 /*
  * An offline backlog goes out in batches of at most
- * max_offline_per_login messages and a quarter of max_output_bytes, the
- * next batch when the client has read the last one; a batch is removed
- * from the store only once it reached the kernel, so a connection that
- * drops (or a worker that dies) meanwhile loses nothing.
+ * max_offline_per_login messages and a quarter of max_output_bytes.  A
+ * client that acknowledges them (ackoffline) gets the next batch when it
+ * acknowledged the last one; any other client gets one batch per login,
+ * in the login answer (the seed client reads one JSON value per read
+ * and cannot take more lines at once), and the rest at its next logins.
+ * A batch is removed from the store only once it reached the kernel (or
+ * was acknowledged), so a connection that drops (or a worker that dies)
+ * meanwhile loses nothing.
  */
 size_t
 offline_fits(const struct store_msg_list *msgs)
@@ -70,6 +77,8 @@ offline_sent(struct conn *c, const struct store_msg_list *msgs, size_t n)
 	s->offline_uid = s->uid;
 	s->offline_upto = n > 0 ? msgs->v[n - 1].id : 0;
 	s->offline_more = offline_more(msgs, n);
+	if (s->offline_more && !s->ack_offline)
+		s->backlog_held = 1;
 	if (s->offline_upto > 0 && !s->ack_offline)
 		c->want_drained = 1;
 }
@@ -87,6 +96,41 @@ remove_delivered(struct conn *c)
 			log_warnx("removing a delivered message of %d: %s",
 			    s->uid, store_error(chat.store));
 	s->ndelivered = 0;
+}
+
+/*
+ * RECEIVED from an "acks" client: the stored copies of the chats it
+ * names that were delivered here go now.  Other smids (plain chats,
+ * which have no stored copy, or unknown ones) are ignored.
+ */
+void
+handle_received(struct conn *c, const struct proto_req *req)
+{
+	struct session	*s = c->sess;
+	size_t		 i, j;
+
+	if (!s->acks) {
+		chat_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid,
+		    "log in with \"acks\":true first");
+		return;
+	}
+	for (i = 0; i < req->nsmids; i++) {
+		for (j = 0; j < s->ndelivered; j++)
+			if (s->delivered[j] == req->smids[i])
+				break;
+		if (j == s->ndelivered)
+			continue;
+		if (store_offline_remove(chat.store, s->uid,
+		    req->smids[i]) != STORE_OK) {
+			/* kept: the client sees it again at its next login */
+			log_warnx("removing an acknowledged message of %d: %s",
+			    s->uid, store_error(chat.store));
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
+			    NULL);
+			return;
+		}
+		s->delivered[j] = s->delivered[--s->ndelivered];
+	}
 }
 
 /* An ackoffline client read offline messages up to req->upto. */
@@ -122,7 +166,9 @@ chat_drained(struct conn *c)
 {
 	struct session	*s = c->sess;
 
-	remove_delivered(c);
+	/* an "acks" client says itself what it has (RECEIVED) */
+	if (!s->acks)
+		remove_delivered(c);
 	if (s->ack_offline) {
 		c->want_drained = 0;
 		return;
@@ -132,7 +178,7 @@ chat_drained(struct conn *c)
 		log_warnx("removing delivered offline messages of %d: %s",
 		    s->offline_uid, store_error(chat.store));
 	s->offline_upto = 0;
-	if (!s->offline_more || s->uid != s->offline_uid) {
+	if (!s->offline_more || s->uid != s->offline_uid || s->backlog_held) {
 		c->want_drained = 0;
 		return;
 	}

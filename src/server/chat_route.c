@@ -11,6 +11,45 @@
 #include "pubsub.h"
 #include "store.h"
 
+/*
+ * Every chat carries a server message id, unique in the cluster, so
+ * that a client can drop a repeat.  Plain chats take theirs from a
+ * block this worker claimed in the store (one write per
+ * STORE_SMID_BLOCK - 1 chats); acknowledged ones have their claim's.
+ */
+static int64_t	 smid_next, smid_end;
+
+int
+chat_smid(int32_t sender, int64_t *smid)
+{
+	int64_t	 base;
+
+	if (smid_next == smid_end) {
+		if (store_smid_block(chat.store, sender, &base) != STORE_OK) {
+			log_warnx("taking a block of message ids: %s",
+			    store_error(chat.store));
+			return -1;
+		}
+		smid_next = base + 1;
+		smid_end = base + STORE_SMID_BLOCK;
+	}
+	*smid = smid_next++;
+	return 0;
+}
+
+/* Whether a relayed line is an acknowledged chat (stored already). */
+static int64_t
+line_stored_smid(const char *line, size_t len)
+{
+	int64_t	 smid;
+
+	/* only acknowledged chats carry "cmid": most lines skip the parse */
+	if (memmem(line, len, "\"cmid\":", 7) == NULL)
+		return 0;
+	smid = proto_line_smid(line, len);
+	return smid % STORE_SMID_BLOCK == 0 ? smid : 0;
+}
+
 /* Keep line (without its newline) for uids until they log in. */
 int
 chat_keep_offline(const int32_t *uids, size_t n, const char *line, size_t len)
@@ -253,7 +292,7 @@ chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
 		log_warnx("redis: dropping a malformed line for %d", (int)uid);
 		return PUBSUB_DELIVERED;
 	}
-	if ((smid = proto_line_smid(line, len)) > 0) {
+	if ((smid = line_stored_smid(line, len)) > 0) {
 		/* stored by the sending node: only deliver it */
 		deliver_acked(uid, smid, line, len, 0);
 		return PUBSUB_DELIVERED;
@@ -355,6 +394,8 @@ out:
  * the first smid and not delivered again.
  */
 
+#define ACKS_TRACKED_MAX	4096
+
 void
 track_delivered(struct conn *c, int64_t smid)
 {
@@ -362,6 +403,12 @@ track_delivered(struct conn *c, int64_t smid)
 	int64_t	*nv;
 	size_t	 ncap;
 
+	/*
+	 * An "acks" client that never acknowledges: past this many, the
+	 * copies stay stored and come again at its next login.
+	 */
+	if (s->acks && s->ndelivered >= ACKS_TRACKED_MAX)
+		return;
 	if (s->ndelivered == s->delivered_cap) {
 		ncap = s->delivered_cap ? s->delivered_cap * 2 : 4;
 		/* out of memory: the copy stays, the client sees it twice */
@@ -372,7 +419,8 @@ track_delivered(struct conn *c, int64_t smid)
 		s->delivered_cap = ncap;
 	}
 	s->delivered[s->ndelivered++] = smid;
-	c->want_drained = 1;
+	if (!s->acks)
+		c->want_drained = 1;
 }
 
 #define ACKED_STORE_ERR	"not stored; send it again later"

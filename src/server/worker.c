@@ -75,7 +75,8 @@ chanq_keep(const struct chan_hdr *h, const char *payload, void *arg)
 	const char	*why = arg;
 	int32_t		 uid = h->uid;
 
-	if (h->type != CHAN_DELIVER || h->len == 0)
+	/* an acknowledged chat (smid) is stored already */
+	if (h->type != CHAN_DELIVER || h->len == 0 || h->smid > 0)
 		return;
 	if (store_offline_add(store, &uid, 1, payload, h->len - 1) !=
 	    STORE_OK)

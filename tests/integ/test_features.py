@@ -430,12 +430,19 @@ class Features(unittest.TestCase):
         r = b.login(bid, "pw")
         got = [m["msg"] for m in r["offlinemsg"]]
         self.assertLessEqual(len(got), 1000)
-        while len(got) < n:
-            m = b.recv(timeout=10)
-            self.assertEqual(m["msgid"], ONE_CHAT, m)
-            got.append(m["msg"])
-        self.assertEqual(got, ["m%04d" % i for i in range(n)])
+        self.assertNotIn("offlinemore", r)     # the seed client never asked
+        # one batch per login for a client that does not acknowledge:
+        # nothing follows the login answer, the rest waits
         b.expect_none(0.5)
+        for _ in range(5):
+            if len(got) >= n:
+                break
+            b.loginout(bid)
+            r = b.login(bid, "pw")
+            self.assertGreater(len(r["offlinemsg"]), 0)
+            got += [m["msg"] for m in r["offlinemsg"]]
+            b.expect_none(0.3)
+        self.assertEqual(got, ["m%04d" % i for i in range(n)])
         b.loginout(bid)
         r = b.login(bid, "pw")
         self.assertEqual(r["offlinemsg"], [])
@@ -462,13 +469,99 @@ class Features(unittest.TestCase):
                       "closed the connection instead of answering"
                       % (n * 20000 / 1e6))
         got = [m["msg"] for m in r["offlinemsg"]]
-        while len(got) < n:
-            m = b.recv(timeout=10)
-            self.assertEqual(m["msgid"], ONE_CHAT, m)
-            got.append(m["msg"])
+        logins = 1
+        while len(got) < n and logins < 20:
+            b.expect_none(0.2)  # one batch per login, nothing after it
+            b.loginout(bid)
+            r = b.login(bid, "pw")
+            logins += 1
+            self.assertGreater(len(r["offlinemsg"]), 0)
+            got += [m["msg"] for m in r["offlinemsg"]]
         self.assertEqual([g[:4] for g in got], ["%04d" % i for i in range(n)])
         self.assertTrue(all(g[4:] == body for g in got))
         b.expect_none(0.3)
+
+    # ---- server message ids and acknowledgements ----------------------
+
+    def test_smid_on_every_chat(self):
+        """Plain chats, one-to-one and group, live and offline, carry an
+        integer "smid", a different one each, beside the seed's fields."""
+        a, b = self.srv.users_on_two_workers("sm")
+        cid, _ = self.srv.register("sm")
+        gid = self.group_of(a, b, "smg")
+        smids = []
+        sent = a.chat(b.id, "live one")
+        got = b.c.recv_msgid(ONE_CHAT)
+        self.assert_forwarded(got, sent, a)
+        smids.append(got["smid"])
+        sent = a.groupchat(gid, "live group")
+        got = b.c.recv_msgid(GROUP_CHAT)
+        self.assert_forwarded(got, sent, a)
+        smids.append(got["smid"])
+        sent = a.chat(cid, "stored one")
+        self.quiet(a)
+        r = self.srv.client().login(cid, "pw")
+        self.assertEqual(len(r["offlinemsg"]), 1)
+        self.assert_forwarded(r["offlinemsg"][0], sent, a)
+        smids.append(r["offlinemsg"][0]["smid"])
+        sent = a.chat(b.id, "acknowledged", cmid=7)
+        ack = a.c.recv_msgid(103)
+        got = b.c.recv_msgid(ONE_CHAT)
+        self.assertEqual(got["smid"], ack["smid"])
+        smids.append(got["smid"])
+        # a smid sent by a client is replaced
+        a.chat(b.id, "forged", smid=smids[0])
+        got = b.c.recv_msgid(ONE_CHAT)
+        smids.append(got["smid"])
+        for v in smids:
+            self.assertIs(type(v), int)
+            self.assertGreater(v, 0)
+        self.assertEqual(len(set(smids)), len(smids), smids)
+
+    def _login_acks(self, c, uid):
+        c.send_obj({"acks": True, "id": uid, "msgid": 1, "password": "pw"})
+        c.last = chatlib.parse_login(c.recv_msgid(LOGIN_ACK))
+        return c.last.get("errno") == 0
+
+    def test_acks_client(self):
+        """A client that logged in with "acks":true keeps an
+        acknowledged chat stored until it says RECEIVED (121)."""
+        a = self.srv.user("ka")
+        bid, _ = self.srv.register("kb")
+        b1 = self.srv.client()
+        self.assertTrue(self._login_acks(b1, bid))
+        a.chat(bid, "keep me", cmid=1)
+        s1 = a.c.recv_msgid(103)["smid"]
+        self.assertEqual(b1.recv_msgid(ONE_CHAT)["smid"], s1)
+        b1.ping()           # written and read, but not acknowledged
+        b1.close()
+        b2 = self.srv.client()
+        self.assertTrue(chatlib.wait_for(lambda: self._login_acks(b2, bid),
+                                         5))
+        self.assertEqual([m["smid"] for m in b2.last["offlinemsg"]], [s1])
+        self.assertFalse(b2.last["offlinemore"])
+        b2.send_obj({"msgid": 106, "upto": b2.last["offlineupto"]})
+        a.chat(bid, "and me", cmid=2)
+        s2 = a.c.recv_msgid(103)["smid"]
+        self.assertEqual(b2.recv_msgid(ONE_CHAT)["smid"], s2)
+        b2.send_obj({"msgid": 121, "smids": [s2, 12345]})
+        self.assertEqual(b2.sync(), [])
+        b2.close()
+        b3 = self.srv.client()
+        self.assertTrue(chatlib.wait_for(lambda: self._login_acks(b3, bid),
+                                         5))
+        self.assertEqual(b3.last["offlinemsg"], [])
+        # RECEIVED without "acks" at login: refused
+        a.c.send_obj({"msgid": 121, "smids": [s2]})
+        self.assertEqual(a.c.recv_msgid(ERROR)["errno"],
+                         chatlib.ERR_NOT_ALLOWED)
+        # a bad list: an error answer, the connection goes on
+        for bad, code in (([], chatlib.ERR_BAD_VALUE),
+                          (["x"], chatlib.ERR_WRONG_TYPE),
+                          (5, chatlib.ERR_WRONG_TYPE)):
+            b3.send_obj({"msgid": 121, "smids": bad})
+            self.assertEqual(b3.recv_msgid(ERROR)["errno"], code)
+        self.assertEqual(b3.sync(), [])
 
     # ---- text ------------------------------------------------------
 
@@ -808,6 +901,114 @@ class Features(unittest.TestCase):
         self.assertEqual(len(objs), 8)
         self.assertEqual(out.stdout,
                          b'{"msgid":2,"errno":0,"id":7,"name":"bob \\"b\\""}\n')
+
+
+class StoreDown(unittest.TestCase):
+    """A chat the store cannot take is answered with errno 24, never
+    dropped silently; live chats go on meanwhile."""
+
+    def test_store_locked(self):
+        import sqlite3
+        with chatlib.Server(workers=1,
+                            extra={"sqlite_busy_timeout_ms": 100}) as srv:
+            a = srv.user("sd")
+            c = srv.user("sd")
+            bid, _ = srv.register("sd")
+            gid = None
+            a.c.creategroup(a.id, unique("sdg"), "")
+            self.assertEqual(a.c.sync(), [])
+            gid = a.relogin()["groups"][0]["id"]
+            c.c.addgroup(c.id, gid)
+            b = srv.client()
+            b.login(bid, "pw")
+            b.addgroup(bid, gid)
+            self.assertEqual(b.sync(), [])
+            b.close()
+            self.assertTrue(wait_offline(srv, bid))
+            a.chat(c.id, "before")      # this worker has its ids now
+            self.assertIn("smid", c.c.recv_msgid(ONE_CHAT))
+            db = sqlite3.connect(srv.keys["storage"][len("sqlite:"):],
+                                 timeout=0, isolation_level=None)
+            db.execute("BEGIN EXCLUSIVE")
+            try:
+                a.chat(bid, "to someone away")
+                e = a.c.recv_msgid(ERROR, timeout=15)
+                self.assertEqual((e["errno"], e["refmsgid"]),
+                                 (chatlib.ERR_UNAVAILABLE, ONE_CHAT))
+                a.groupchat(gid, "to a group with someone away")
+                e = a.c.recv_msgid(ERROR, timeout=15)
+                self.assertEqual((e["errno"], e["refmsgid"]),
+                                 (chatlib.ERR_UNAVAILABLE, GROUP_CHAT))
+                self.assertEqual(c.c.recv_msgid(GROUP_CHAT)["msg"],
+                                 "to a group with someone away")
+                a.chat(c.id, "live while the store is locked")
+                got = c.c.recv_msgid(ONE_CHAT)
+                self.assertEqual(got["msg"], "live while the store is locked")
+                self.assertIs(type(got["smid"]), int)
+            finally:
+                db.execute("ROLLBACK")
+                db.close()
+            self.assertEqual(a.c.sync(), [])
+            r = srv.client().login(bid, "pw")
+            self.assertEqual(r["offlinemsg"], [])
+
+
+class BoundedLogin(unittest.TestCase):
+    """A user in many large groups can always log in: member lists are
+    cut to fit max_output_bytes (here 8 KiB) and paged with 110."""
+
+    def test_bounded_login_reply(self):
+        with chatlib.Server(workers=1,
+                            extra={"max_output_bytes": "8k"}) as srv:
+            users = []
+            for _ in range(20):
+                name = unique("bl") + "x" * 40    # long names: big lists
+                c = srv.client()
+                uid = c.register(name, "pw")
+                c.login(uid, "pw")
+                users.append((uid, c))
+            owner, oc = users[0]
+            gids = []
+            for i in range(3):
+                gname = unique("blg")
+                oc.creategroup(owner, gname, "d")
+                self.assertEqual(oc.sync(), [])
+                oc.loginout(owner)
+                r = oc.login(owner, "pw")
+                gids.append(find(r["groups"], groupname=gname)["id"])
+            for uid, c in users[1:]:
+                for gid in gids:
+                    c.addgroup(uid, gid)
+                self.assertEqual(c.sync(), [])
+            # the way the seed client reads: the answer is one line
+            oc.loginout(owner)
+            oc.send_obj({"id": owner, "msgid": 1, "password": "pw"})
+            line = oc.recv_line()
+            self.assertLess(len(line), 8 * 1024)
+            r = chatlib.parse_login(json.loads(line))
+            self.assertEqual(r["errno"], 0)
+            self.assertEqual(sorted(g["id"] for g in r["groups"]), gids)
+            for g in r["groups"]:
+                self.assertEqual(g["userstotal"], 20)
+                self.assertGreater(len(g["users"]), 0)
+                self.assertLess(len(g["users"]), 20)
+            # and the rest, page by page
+            want = sorted(u for u, _ in users)
+            got, offset = [], 0
+            for _ in range(25):
+                oc.send_obj({"msgid": 110, "groupid": gids[0],
+                             "offset": offset, "limit": 8})
+                line = oc.recv_line()
+                self.assertLess(len(line), 8 * 1024)
+                p = json.loads(line)
+                self.assertEqual((p["msgid"], p["offset"], p["total"]),
+                                 (111, offset, 20))
+                got += [m["id"] for m in p["members"]]
+                offset += len(p["members"])
+                if offset >= p["total"]:
+                    break
+            self.assertEqual(sorted(got), want)
+            self.assertEqual(oc.sync(), [])
 
 
 def wait_offline(srv, uid, timeout=5.0):

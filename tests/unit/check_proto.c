@@ -1173,14 +1173,14 @@ START_TEST(enc_login_full)
 	off[0].len = strlen(om0);
 	off[1].p = "{\"msgid\":10,\"msg\":\"\\u0000\xf0\x9f\x98\x80\"}";
 	off[1].len = strlen(off[1].p);
-	friends[0] = (struct proto_user){ 15, { "li si", 5 }, 1, 0 };
-	friends[1] = (struct proto_user){ 16, { "wang \"wu\"\0x", 11 }, 0, 0 };
-	m1[0] = (struct proto_user){ 13, { "zhang san", 9 }, 1, 1 };
-	m1[1] = (struct proto_user){ 15, { "li si", 5 }, 0, 0 };
+	friends[0] = (struct proto_user){ 15, { "li si", 5 }, 1, 0, 0 };
+	friends[1] = (struct proto_user){ 16, { "wang \"wu\"\0x", 11 }, 0, 0, 0 };
+	m1[0] = (struct proto_user){ 13, { "zhang san", 9 }, 1, 1, 0 };
+	m1[1] = (struct proto_user){ 15, { "li si", 5 }, 0, 0, 0 };
 	groups[0] = (struct proto_group){ 1, { "g1", 2 }, { "desc/1", 6 },
-	    m1, 2 };
+	    m1, 2, 2 };
 	groups[1] = (struct proto_group){ 2, { "empty", 5 }, { NULL, 0 },
-	    NULL, 0 };
+	    NULL, 0, 0 };
 	l = (struct proto_login){ .id = 13, .name = { "zhang san", 9 },
 	    .friends = friends, .nfriends = 2, .groups = groups, .ngroups = 2,
 	    .offline = off, .noffline = 2 };
@@ -1407,6 +1407,87 @@ START_TEST(ext_acks)
 }
 END_TEST
 
+/* 121 RECEIVED, "acks", and a cut member list in the login answer. */
+START_TEST(dec_received_members)
+{
+	struct proto_user	 u[2];
+	struct proto_group	 g;
+	struct proto_login	 l;
+	struct buf		 b = BUF_INIT;
+	struct proto_req	 r;
+	struct proto_fail	 f;
+	struct json_object	*o, *a;
+	const char		*in;
+	char			*got;
+
+	in = "{\"msgid\":1,\"id\":4,\"password\":\"p\",\"acks\":true}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_int_eq(r.acks, 1);
+	proto_req_clear(&r);
+	in = "{\"msgid\":1,\"id\":4,\"password\":\"p\",\"acks\":\"y\"}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_WRONG_TYPE);
+
+	in = "{\"msgid\":121,\"smids\":[5,9223372036854775807]}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_uint_eq(r.nsmids, 2);
+	ck_assert_int_eq(r.smids[0], 5);
+	ck_assert_int_eq(r.smids[1], INT64_MAX);
+	proto_req_clear(&r);
+	in = "{\"msgid\":121}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_MISSING_FIELD);
+	in = "{\"msgid\":121,\"smids\":[]}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_BAD_VALUE);
+	in = "{\"msgid\":121,\"smids\":[1,0]}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_BAD_VALUE);
+	in = "{\"msgid\":121,\"smids\":[1,\"2\"]}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_WRONG_TYPE);
+	in = "{\"msgid\":121,\"smids\":3}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_WRONG_TYPE);
+
+	memset(u, 0, sizeof(u));
+	u[0].id = 1;
+	u[0].name.p = "a";
+	u[0].name.len = 1;
+	u[0].creator = 1;
+	u[1].id = 2;
+	u[1].name.p = "b";
+	u[1].name.len = 1;
+	u[1].online = 1;
+	/* a cut list in the login answer says how many there are */
+	memset(&g, 0, sizeof(g));
+	g.id = 7;
+	g.name.p = "g";
+	g.name.len = 1;
+	g.desc.p = "";
+	g.members = u;
+	g.nmembers = 1;
+	g.total = 9;
+	memset(&l, 0, sizeof(l));
+	l.id = 1;
+	l.name.p = "a";
+	l.name.len = 1;
+	l.groups = &g;
+	l.ngroups = 1;
+	ck_assert_int_eq(proto_put_login_ok(&b, &l), 0);
+	ck_assert_ptr_nonnull(o = json_tokener_parse(got = buf_cstr(&b)));
+	free(got);
+	ck_assert(json_object_object_get_ex(o, "groups", &a));
+	ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(a,
+	    0)), "{\"id\":7,\"groupname\":\"g\",\"groupdesc\":\"\","
+	    "\"users\":[\"{\\\"id\\\":1,\\\"name\\\":\\\"a\\\","
+	    "\\\"state\\\":\\\"offline\\\",\\\"role\\\":"
+	    "\\\"creator\\\"}\"],\"userstotal\":9}");
+	json_object_put(o);
+	buf_free(&b);
+}
+END_TEST
+
 /* The forwarded text decodes to the very same bytes. */
 START_TEST(enc_forward_roundtrip)
 {
@@ -1512,6 +1593,7 @@ proto_suite(void)
 	tcase_add_test(tc, enc_forward);
 	tcase_add_test(tc, enc_forward_time);
 	tcase_add_test(tc, enc_forward_roundtrip);
+	tcase_add_test(tc, dec_received_members);
 	tcase_add_test(tc, ext_acks);
 	tcase_add_test(tc, enc_strerror);
 	suite_add_tcase(s, tc);

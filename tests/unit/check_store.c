@@ -465,6 +465,37 @@ START_TEST(test_ack)
 }
 END_TEST
 
+/* Blocks of plain-chat ids and claims' ids never overlap. */
+START_TEST(test_smid_block)
+{
+	struct store		*st;
+	int32_t			 u;
+	int64_t			 b1, b2, smid;
+	int			 done;
+
+	st = open_store();
+	u = mkuser(st, "sb");
+	ck_assert_int_eq(store_smid_block(st, u, &b1), STORE_OK);
+	ck_assert_int_gt(b1, 0);
+	ck_assert_int_eq(b1 % STORE_SMID_BLOCK, 0);
+	ck_assert_int_eq(store_smid_block(st, u, &b2), STORE_OK);
+	ck_assert_int_eq(b2 % STORE_SMID_BLOCK, 0);
+	ck_assert_int_ne(b1, b2);
+	/* an acknowledged chat's smid: a block of its own, a multiple too */
+	ck_assert_int_eq(store_ack_claim(st, u, 1, &smid, &done), STORE_OK);
+	ck_assert_int_eq(done, 0);
+	ck_assert_int_eq(smid % STORE_SMID_BLOCK, 0);
+	ck_assert_int_ne(smid, b1);
+	ck_assert_int_ne(smid, b2);
+	/* and its commit marks that claim done */
+	ck_assert_int_eq(store_ack_commit(st, smid, &u, 1, "m", 1), STORE_OK);
+	ck_assert_int_eq(store_ack_claim(st, u, 1, &b1, &done), STORE_OK);
+	ck_assert_int_eq(b1, smid);
+	ck_assert_int_eq(done, 1);
+	store_close(st);
+}
+END_TEST
+
 /* Store text as a message and as a group name/desc; all must come back. */
 static void
 roundtrip(struct store *st, int32_t uid, const char *text, size_t len)
@@ -788,6 +819,7 @@ store_suite(void)
 	tcase_add_test(tc, test_group);
 	tcase_add_test(tc, test_offline);
 	tcase_add_test(tc, test_ack);
+	tcase_add_test(tc, test_smid_block);
 	tcase_add_test(tc, test_bytes);
 	tcase_add_test(tc, test_big);
 	tcase_add_test(tc, test_reopen);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/random.h>
 
 #include "store.h"
 #include "log.h"
@@ -407,7 +408,33 @@ store_ack_claim(struct store *st, int32_t sender, int64_t cmid,
 	int	rc;
 
 	STORE_RUN(st, rc, st->ops->ack_claim(st, sender, cmid, smid, done));
+	if (rc == STORE_OK)
+		*smid *= STORE_SMID_BLOCK;
 	return rc;
+}
+
+int
+store_smid_block(struct store *st, int32_t uid, int64_t *base)
+{
+	uint64_t r;
+	int64_t	 cmid;
+	int	 rc, done, tries;
+
+	/*
+	 * A claim under a random negative cmid (clients' are >= 0), marked
+	 * done at once: one taken before (done) is somebody else's.
+	 */
+	for (tries = 0; tries < 3; tries++) {
+		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+		cmid = -(int64_t)(r >> 2) - 1;
+		if ((rc = store_ack_claim(st, uid, cmid, base, &done)) !=
+		    STORE_OK)
+			return rc;
+		if (!done)
+			return store_ack_commit(st, *base, NULL, 0, "", 0);
+	}
+	return store_set_error(st, "smid block: claims collide");
 }
 
 int

@@ -208,7 +208,9 @@ static const char *const my_sql[Q_MAX] = {
 	    " ON DUPLICATE KEY UPDATE cmid = cmid",
 	[Q_ACK_GET] =
 	    "SELECT smid, done FROM ClientMsg WHERE userid = ? AND cmid = ?",
-	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1 WHERE smid = ?",
+	/* a claim's smid is its row times STORE_SMID_BLOCK (store.h) */
+	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1"
+	    " WHERE smid = ? DIV " STORE_SMID_BLOCK_SQL,
 	/* group changes (store_group_update): group, then user or text */
 	[Q_GROUP_LEAVE] =
 	    "DELETE FROM GroupUser WHERE groupid = ? AND userid = ?",

@@ -142,7 +142,9 @@ static const char *const sq_sql[Q_MAX] = {
 	    " ON CONFLICT (userid, cmid) DO NOTHING",
 	[Q_ACK_GET] =
 	    "SELECT smid, done FROM ClientMsg WHERE userid = ?1 AND cmid = ?2",
-	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1 WHERE smid = ?1",
+	/* a claim's smid is its row times STORE_SMID_BLOCK (store.h) */
+	[Q_ACK_DONE] = "UPDATE ClientMsg SET done = 1"
+	    " WHERE smid = ?1 / " STORE_SMID_BLOCK_SQL,
 	/* group changes (store_group_update): ?1 group, ?2 user or text */
 	[Q_GROUP_LEAVE] =
 	    "DELETE FROM GroupUser WHERE groupid = ?1 AND userid = ?2",
