@@ -87,4 +87,26 @@ int	http_static_name(const struct http_str *path, char *name,
 /* Content-Type for a file name, by its suffix. */
 const char *http_mime(const char *name);
 
+/*
+ * The request line of a small GET/HEAD endpoint (the master's /metrics
+ * and /health): "METHOD target HTTP/1.x", words separated by one or more
+ * spaces, the line at most HTTP_LINE_MAX - 1 bytes.  The head must be
+ * complete (up to a blank line) unless eof.  HTTP_LINE_OK fills line
+ * (path points into p: the target up to '?' or '#').
+ */
+#define HTTP_LINE_MAX	256
+enum http_line {
+	HTTP_LINE_MORE,		/* no blank line yet: read on */
+	HTTP_LINE_EMPTY,	/* eof before any byte: just close */
+	HTTP_LINE_OK,		/* GET or HEAD */
+	HTTP_LINE_METHOD,	/* another method: 405 */
+	HTTP_LINE_BAD		/* NUL, too long, not a request line: 400 */
+};
+struct http_line_req {
+	int		 head;		/* HEAD: no body in the answer */
+	struct http_str	 path;
+};
+enum http_line http_request_line(const char *p, size_t len, int eof,
+	    struct http_line_req *line);
+
 #endif

@@ -341,3 +341,60 @@ http_mime(const char *name)
 	}
 	return "application/octet-stream";
 }
+
+/* Up to max words of p[0..n) separated by runs of spaces; how many, or
+ * max + 1 when there are more (strtok_r's splitting, without a copy). */
+static size_t
+words(const char *p, size_t n, struct http_str *w, size_t max)
+{
+	size_t	 i = 0, k = 0, s;
+
+	for (;;) {
+		while (i < n && p[i] == ' ')
+			i++;
+		if (i == n)
+			return k;
+		if (k == max)
+			return max + 1;
+		for (s = i; i < n && p[i] != ' '; i++)
+			;
+		w[k].p = p + s;
+		w[k++].len = i - s;
+	}
+}
+
+enum http_line
+http_request_line(const char *p, size_t len, int eof,
+    struct http_line_req *line)
+{
+	struct http_str	 w[3];
+	size_t		 llen;
+
+	if (memmem(p, len, "\r\n\r\n", 4) == NULL &&
+	    memmem(p, len, "\n\n", 2) == NULL) {
+		if (!eof)
+			return HTTP_LINE_MORE;
+		if (len == 0)
+			return HTTP_LINE_EMPTY;
+	}
+	for (llen = 0; llen < len && p[llen] != '\r' && p[llen] != '\n';
+	    llen++)
+		;
+	if (memchr(p, '\0', len) != NULL || llen >= HTTP_LINE_MAX)
+		return HTTP_LINE_BAD;
+	if (words(p, llen, w, 3) != 3 || w[2].len < 7 ||
+	    memcmp(w[2].p, "HTTP/1.", 7) != 0 || w[1].p[0] != '/')
+		return HTTP_LINE_BAD;
+	if (w[0].len == 3 && memcmp(w[0].p, "GET", 3) == 0)
+		line->head = 0;
+	else if (w[0].len == 4 && memcmp(w[0].p, "HEAD", 4) == 0)
+		line->head = 1;
+	else
+		return HTTP_LINE_METHOD;
+	line->path.p = w[1].p;
+	for (line->path.len = 0; line->path.len < w[1].len &&
+	    w[1].p[line->path.len] != '?' && w[1].p[line->path.len] != '#';
+	    line->path.len++)
+		;
+	return HTTP_LINE_OK;
+}

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "online.h"
@@ -179,44 +180,28 @@ http_input(void *arg, const char *p, size_t len, int eof, struct buf *out)
 {
 	const struct ctl_env	*env = arg;
 	struct buf		 body = BUF_INIT;
-	char			 line[256], *method, *target, *version, *save;
-	size_t			 llen;
-	int			 get, head_only;
+	struct http_line_req	 req;
+	int			 get;
 
-	/* the whole head, up to the empty line */
-	if (memmem(p, len, "\r\n\r\n", 4) == NULL &&
-	    memmem(p, len, "\n\n", 2) == NULL) {
-		if (!eof)
-			return 0;
-		if (len == 0)
-			return -1;
-	}
-	for (llen = 0; llen < len && p[llen] != '\r' && p[llen] != '\n';
-	    llen++)
-		;
-	if (memchr(p, '\0', len) != NULL || llen >= sizeof(line)) {
+	switch (http_request_line(p, len, eof, &req)) {
+	case HTTP_LINE_MORE:
+		return 0;
+	case HTTP_LINE_EMPTY:
+		return -1;
+	case HTTP_LINE_BAD:
 		respond_text(out, 400, "Bad Request", "bad request\n", 1, NULL);
 		return 1;
-	}
-	memcpy(line, p, llen);
-	line[llen] = '\0';
-	method = strtok_r(line, " ", &save);
-	target = method != NULL ? strtok_r(NULL, " ", &save) : NULL;
-	version = target != NULL ? strtok_r(NULL, " ", &save) : NULL;
-	if (version == NULL || strtok_r(NULL, " ", &save) != NULL ||
-	    strncmp(version, "HTTP/1.", 7) != 0 || target[0] != '/') {
-		respond_text(out, 400, "Bad Request", "bad request\n", 1, NULL);
-		return 1;
-	}
-	get = strcmp(method, "GET") == 0;
-	head_only = strcmp(method, "HEAD") == 0;
-	if (!get && !head_only) {
+	case HTTP_LINE_METHOD:
 		respond_text(out, 405, "Method Not Allowed",
 		    "only GET and HEAD\n", 1, "Allow: GET, HEAD\r\n");
 		return 1;
+	case HTTP_LINE_OK:
+		break;
 	}
-	target[strcspn(target, "?#")] = '\0';
-	if (strcmp(target, "/metrics") == 0) {
+	get = !req.head;
+#define PATH_IS(s)	(req.path.len == strlen(s) && \
+	    memcmp(req.path.p, (s), req.path.len) == 0)
+	if (PATH_IS("/metrics")) {
 		if (metrics_render(env, &body) == -1) {
 			buf_free(&body);
 			respond_text(out, 500, "Internal Server Error",
@@ -225,7 +210,7 @@ http_input(void *arg, const char *p, size_t len, int eof, struct buf *out)
 		}
 		respond(out, 200, "OK", "text/plain; version=0.0.4; "
 		    "charset=utf-8", &body, get, NULL);
-	} else if (strcmp(target, "/health") == 0) {
+	} else if (PATH_IS("/health")) {
 		if (ctl_health(env, &body) == 0) {
 			buf_free(&body);
 			respond_text(out, 200, "OK", "ok\n", get, NULL);
@@ -239,6 +224,7 @@ http_input(void *arg, const char *p, size_t len, int eof, struct buf *out)
 		    "or /health\n", get, NULL);
 	buf_free(&body);
 	return 1;
+#undef PATH_IS
 }
 
 static const struct ctl_server_ops http_ops = {

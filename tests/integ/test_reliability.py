@@ -1,16 +1,27 @@
 #!/usr/bin/env python3
-"""Reliability of the cross-node queue (include/pubsub.h): two nodes of one
-worker each, a private MariaDB and a private Redis with appendonly yes.
+"""Reliability under single faults: two nodes of one worker each, a
+private MariaDB and a private Redis with appendonly yes, and single nodes
+on SQLite.
 
-A sender on node A chats to two users on node B at about 150/s: plain
-seed-style chats to P and acknowledged chats (with a cmid; the server
-answers 103 with an smid) to K.  Faults, one at a time:
+A sender per flow chats at about 150/s: plain seed-style chats to P,
+acknowledged chats (with a cmid; the server answers 103 with an smid) to
+K, acknowledged group chats to a group of P and K, and (where the store is
+the fault) plain chats to O, who logs in only at the end.  Faults, one at
+a time:
   (a) B's worker stopped (SIGSTOP) for 6 s, then continued;
   (b) B's worker SIGKILLed mid-batch, three times;
   (e) Redis stopped and started again (AOF);
-  (f) node B killed as a crashed machine would be (receivers move to A).
-For each: accepted, delivered, lost (must be 0), duplicates seen by the
-acknowledging client by smid (must be 0) and by the plain client (report).
+  (d) MariaDB stopped for 10 s under both nodes (scripts/mariadb-private
+      halt, then start: same data and port);
+  (f) node B killed as a crashed machine would be (receivers move to A);
+  (c) one SQLite node whose database another process holds with BEGIN
+      EXCLUSIVE for 7 s;
+  (g) one SQLite node whose database sits on a 4 MiB tmpfs, filled for
+      4 s then freed (needs root to mount; skipped otherwise, except in CI).
+For each: accepted, delivered, lost (must be 0), duplicates seen by a
+client that drops repeats by smid (must be 0) and by the plain client
+(report), and the error answers ("refused": allowed only where the store
+cannot write; every acknowledged chat must get an ack or an error).
 Then the queue's crash points, with items put straight into Redis:
 after the take (in the processing list, worker killed), after the write
 before the ack (same worker, ack lost), and after a failed store (MariaDB
@@ -29,7 +40,10 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -88,10 +102,10 @@ def tearDownModule():
 
 def print_table():
     head = ("scenario", "accepted", "delivered", "lost", "dup(smid)",
-            "rep(smid)", "dup(plain)")
-    out = ["%-28s %9s %9s %5s %9s %9s %10s" % head]
+            "rep(smid)", "dup(plain)", "refused")
+    out = ["%-28s %9s %9s %5s %9s %9s %10s %7s" % head]
     for r in ROWS:
-        out.append("%-28s %9d %9d %5d %9d %9d %10d" % r)
+        out.append("%-28s %9d %9d %5d %9d %9d %10d %7d" % r)
     print("\n" + "\n".join(out), flush=True)
 
 
@@ -127,14 +141,16 @@ class Peer(test_faults.Peer):
 
 
 class Tally:
-    """What the receivers saw, by text."""
+    """What every peer saw: chats by (receiver, text), acknowledgements and
+    error answers by sender."""
 
     def __init__(self):
-        self.got = {}           # text -> count (plain)
-        self.smids = {}         # text -> [smid] (acked)
-        self.acked = set()      # texts acknowledged to the sender
-        self.refused = []       # error answers to the sender
+        self.got = {}           # (uid, text) -> count (no smid)
+        self.smids = {}         # (uid, text) -> [smid]
+        self.acked = {}         # sender uid -> set of cmids acknowledged
+        self.refused = {}       # sender uid -> error answers about chats
         self.retry_login = []
+        self.first = {}         # (uid, text) or (sender, cmid) -> when
 
     def on(self, p, m):
         mid = m.get("msgid")
@@ -146,16 +162,22 @@ class Tally:
             p.ready = True
             for t in m.get("offlinemsg", []):
                 self.on(p, json.loads(t))
-        elif mid == chatlib.ONE_CHAT:
-            text = m.get("msg", "")
+        elif mid in (chatlib.ONE_CHAT, chatlib.GROUP_CHAT):
+            key = (p.uid, m.get("msg", ""))
+            self.first.setdefault(key, time.monotonic())
             if "smid" in m:
-                self.smids.setdefault(text, []).append(m["smid"])
+                self.smids.setdefault(key, []).append(m["smid"])
             else:
-                self.got[text] = self.got.get(text, 0) + 1
+                self.got[key] = self.got.get(key, 0) + 1
         elif mid == chatlib.CHAT_ACK:
-            self.acked.add(m.get("text") or m.get("cmid"))
-        elif mid == chatlib.ERROR:
-            self.refused.append(m)
+            self.acked.setdefault(p.uid, set()).add(m.get("cmid"))
+            self.first.setdefault((p.uid, m.get("cmid")), time.monotonic())
+        elif mid == chatlib.ERROR and m.get("refmsgid", m.get("errmsgid")) \
+                in (None, chatlib.ONE_CHAT, chatlib.GROUP_CHAT):
+            self.refused.setdefault(p.uid, []).append(m)
+
+    def has(self, uid, text):
+        return (uid, text) in self.got or (uid, text) in self.smids
 
 
 def pump(peers, tally, timeout):
@@ -180,11 +202,31 @@ def pump(peers, tally, timeout):
         p.connect()
 
 
-def users(n):
-    c = chatlib.Client(ENV["A"].port)
+def users(n, node=None):
+    c = chatlib.Client((node or ENV["A"]).port)
     uids = [c.register(chatlib.unique("rel"), "pw") for _ in range(n)]
     c.close()
     return uids
+
+
+def make_group(node, owner, members):
+    """A group of owner and members (uids, password pw), made on node."""
+    c = chatlib.Client(node.port)
+    c.login(owner, "pw")
+    gname = chatlib.unique("g")
+    c.creategroup(owner, gname, "reliability")
+    c.ping()
+    c.loginout(owner)
+    r = c.login(owner, "pw")
+    gid = [g for g in r["groups"] if g.get("groupname") == gname][0]["id"]
+    c.close()
+    for m in members:
+        c = chatlib.Client(node.port)
+        c.login(m, "pw")
+        c.addgroup(m, gid)
+        c.ping()
+        c.close()
+    return gid
 
 
 def worker_pid(node):
@@ -193,15 +235,63 @@ def worker_pid(node):
     return pids[0]
 
 
-def run_traffic(test, name, fault, receivers_nodes=None, settle=25.0):
-    """COUNT chats from A to P (plain) and K (acked) while fault(t) acts;
-    then the table row, asserting nothing accepted was lost."""
-    A, B = ENV["A"], ENV["B"]
-    s_uid, p_uid, k_uid = users(3)
-    rn = receivers_nodes or [B, A]
-    sender = Peer(s_uid, [A])
-    P, K = Peer(p_uid, rn), Peer(k_uid, rn)
-    peers = [sender, P, K]
+class Flow:
+    """One sender's chats: kind plain (one-to-one, seed-style), acked
+    (one-to-one with a cmid), group (with a cmid, to P and K) or offline
+    (plain, to a user who logs in only at the end)."""
+
+    def __init__(self, kind, sender, to, receivers):
+        self.kind, self.sender, self.to = kind, sender, to
+        self.receivers = receivers      # uids that must get each chat
+        self.sent = {}                  # cmid (or sequence) -> text
+        self.when = {}                  # cmid (or sequence) -> sent at
+
+    def send(self, i, text):
+        p = self.sender
+        msg = {"id": p.uid, "msg": text, "name": "s",
+               "time": chatlib.now_str()}
+        if self.kind == "group":
+            msg.update(msgid=chatlib.GROUP_CHAT, groupid=self.to)
+        else:
+            msg.update(msgid=chatlib.ONE_CHAT, toid=self.to)
+        if self.kind in ("acked", "group"):
+            msg["cmid"] = i
+        self.sent[i] = text
+        self.when[i] = time.monotonic()
+        p.send(msg)
+
+    def acking(self):
+        return self.kind in ("acked", "group")
+
+
+def run_traffic(test, name, fault, receivers_nodes=None, settle=25.0,
+                sender_node=None, group=True, offline=False,
+                refusals=False, rate=RATE):
+    """COUNT chats from the sender node (A) to users on the receivers'
+    node (B) while fault(t) acts: plain to P, acknowledged to K, group
+    chats (acknowledged) to P and K when group, plain to an offline O when
+    offline.  Then the table row, asserting that nothing accepted was lost
+    and that every acknowledged chat was answered (ack or error).  Error
+    answers are failures unless refusals (a store that cannot write).
+    A lower rate spreads the chats over a longer fault."""
+    A = sender_node or ENV["A"]
+    rn = receivers_nodes or [ENV["B"], A]
+    kinds = ["plain", "acked"] + (["group"] if group else []) + \
+        (["offline"] if offline else [])
+    uids = users(len(kinds) + 3, A)
+    p_uid, k_uid, o_uid = uids[-3:]
+    P, K, O = Peer(p_uid, rn), Peer(k_uid, rn), Peer(o_uid, rn)
+    gid = None
+    if group:
+        gid = make_group(A, uids[kinds.index("group")], [p_uid, k_uid])
+    flows = []
+    for kind, s_uid in zip(kinds, uids):
+        sender = Peer(s_uid, [A])
+        to, rcv = {"plain": (p_uid, [p_uid]), "acked": (k_uid, [k_uid]),
+                   "group": (gid, [p_uid, k_uid]),
+                   "offline": (o_uid, [o_uid])}[kind]
+        flows.append(Flow(kind, sender, to, rcv))
+    peers = [f.sender for f in flows] + [P, K]
     tally = Tally()
     for p in peers:
         assert p.connect()
@@ -209,68 +299,123 @@ def run_traffic(test, name, fault, receivers_nodes=None, settle=25.0):
     while not all(p.ready for p in peers) and time.monotonic() < deadline:
         pump(peers, tally, 0.05)
     test.assertTrue(all(p.ready for p in peers), "logins")
-    plain, acked = [], {}
     t0 = time.monotonic()
     i = 0
     while i < COUNT or fault(time.monotonic() - t0) is not None:
         now = time.monotonic() - t0
         fault(now)
-        while i < COUNT and i < now * RATE and sender.ready:
-            text = "%s %d" % (name, i)
-            if i % 2 == 0:
-                plain.append(text)
-                sender.send({"id": s_uid, "msg": text, "msgid":
-                             chatlib.ONE_CHAT, "name": "s",
-                             "time": chatlib.now_str(), "toid": p_uid})
-            else:
-                acked[i] = text
-                sender.send({"cmid": i, "id": s_uid, "msg": text,
-                             "msgid": chatlib.ONE_CHAT, "name": "s",
-                             "time": chatlib.now_str(), "toid": k_uid})
+        while i < COUNT and i < now * rate:
+            f = flows[i % len(flows)]
+            if not f.sender.ready:
+                break
+            f.send(i, "%s %s %d" % (name, f.kind, i))
             i += 1
         pump(peers, tally, 0.005)
         if now > 120:
             test.fail("%s: the fault did not end" % name)
-    # acknowledgements, then deliveries (live, or at a login)
-    acked_cmids = tally.acked
+
+    def expected():
+        """(uid, text) pairs that must arrive; plain: all sent."""
+        out = []
+        for f in flows:
+            ok = tally.acked.get(f.sender.uid, set())
+            for c, text in f.sent.items():
+                if f.acking() and c not in ok:
+                    continue
+                out += [(u, text) for u in f.receivers]
+        return out
+
+    def missing():
+        return [k for k in expected() if not tally.has(*k)]
 
     def done():
-        return (all(t in tally.got for t in plain) and
-                all(acked[c] in tally.smids for c in acked_cmids))
+        # plain chats refused are not known one by one: a chat per error
+        n = sum(len(tally.refused.get(f.sender.uid, [])) for f in flows
+                if not f.acking())
+        return len(missing()) <= n
     deadline = time.monotonic() + settle
     while not done() and time.monotonic() < deadline:
         pump(peers, tally, 0.05)
+    # whatever was stored comes at the next login; O logs in only now
+    if offline:
+        O.connect()
+        peers.append(O)
     if not done():
-        # whatever was stored comes at the next login
         for p in (P, K):
             p.connect()
-        end = time.monotonic() + 5
-        while time.monotonic() < end and not (done() and P.ready and
-                                               K.ready):
+    end = time.monotonic() + 5
+    while time.monotonic() < end and not (
+            done() and all(p.ready for p in peers if p.sock is not None)):
+        pump(peers, tally, 0.05)
+    if offline:                         # the rest of O's stored chats
+        end = time.monotonic() + 1
+        while time.monotonic() < end:
             pump(peers, tally, 0.05)
     for p in peers:
         if p.sock is not None:
             p.sock.close()
-    accepted_plain = len(plain) - len(tally.refused)
-    lost_plain = [t for t in plain if t not in tally.got]
-    lost_acked = [acked[c] for c in acked_cmids if acked[c] not in
-                  tally.smids]
+    refused = {f.kind: len(tally.refused.get(f.sender.uid, []))
+               for f in flows}
+    unanswered = {}
+    lost = {}
+    for f in flows:
+        sent = list(f.sent.items())
+        if f.acking():
+            ok = tally.acked.get(f.sender.uid, set())
+            if len(ok) + refused[f.kind] != len(sent):
+                unanswered[f.kind] = len(sent) - len(ok) - refused[f.kind]
+            miss = [(u, t) for c, t in sent if c in ok for u in f.receivers
+                    if not tally.has(u, t)]
+        else:
+            miss = [(u, t) for c, t in sent for u in f.receivers
+                    if not tally.has(u, t)]
+            if len(miss) <= refused[f.kind]:
+                miss = []               # each one refused to its sender
+        if miss:
+            lost[f.kind] = miss
+    exp = expected()
+    n_refused_plain = sum(refused[f.kind] * len(f.receivers)
+                          for f in flows if not f.acking())
+    accepted = len(exp) - n_refused_plain
+    delivered = len([k for k in exp if tally.has(*k)])
+    nlost = sum(len(v) if k in ("acked", "group")
+                else len(v) - refused[k] for k, v in lost.items())
     # a client that drops repeats by smid sees a duplicate only when one
     # chat came with two smids (stored twice); same-smid repeats it drops
     dup_smid = sum(len(set(v)) - 1 for v in tally.smids.values())
     rep_smid = sum(len(v) - len(set(v)) for v in tally.smids.values())
     dup_plain = sum(v - 1 for v in tally.got.values())
-    delivered = (len([t for t in plain if t in tally.got]) +
-                 len([c for c in acked_cmids if acked[c] in tally.smids]))
-    accepted = accepted_plain + len(acked_cmids)
-    ROWS.append((name, accepted, delivered, len(lost_plain) +
-                 len(lost_acked), dup_smid, rep_smid, dup_plain))
-    test.assertEqual(len(tally.refused), 0, "%s: chats refused" % name)
-    test.assertEqual(lost_plain, [], "%s: plain chats lost" % name)
-    test.assertEqual(lost_acked, [], "%s: acknowledged chats lost" % name)
+    ROWS.append((name, accepted, delivered, nlost, dup_smid, rep_smid,
+                 dup_plain, sum(refused.values())))
+    # the slowest answer (acknowledged kinds) or delivery (plain), in s
+    slowest = {}
+    for f in flows:
+        if f.kind == "offline":         # logs in only at the end
+            continue
+        for c, text in f.sent.items():
+            keys = [(f.sender.uid, c)] if f.acking() else \
+                [(u, text) for u in f.receivers]
+            for k in keys:
+                if k in tally.first:
+                    slowest[f.kind] = max(slowest.get(f.kind, 0.0),
+                                          tally.first[k] - f.when[c])
+    print("%s: slowest answer (acked, group) or delivery (plain) in s: %s" % (name, ", ".join(
+              "%s %.2f" % kv for kv in sorted(slowest.items()))),
+          flush=True)
+    if not refusals:
+        test.assertEqual(sum(refused.values()), 0,
+                         "%s: chats refused: %r" % (name, refused))
+    test.assertEqual(unanswered, {}, "%s: acknowledged chats neither "
+                     "acknowledged nor refused" % name)
+    test.assertEqual(lost, {}, "%s: LOSS: accepted chats never delivered "
+                     "(kind: [(receiver, text)]), %d refused" %
+                     (name, sum(refused.values())))
     test.assertEqual(dup_smid, 0, "%s: a chat with two smids" % name)
-    test.assertGreater(len(acked_cmids), COUNT // 2 - 5,
-                       "%s: acknowledgements missing" % name)
+    if not refusals:
+        test.assertGreater(len(tally.acked.get(flows[1].sender.uid, ())),
+                           COUNT // len(flows) - 5,
+                           "%s: acknowledgements missing" % name)
+    return refused, slowest
 
 
 # ---- items straight into Redis -----------------------------------------
@@ -373,6 +518,38 @@ class Reliability(unittest.TestCase):
             return None if "started" in st else True
         run_traffic(self, "(e) redis restarted (AOF)", fault)
 
+    def test_3m_mariadb_stopped(self):
+        """(d) MariaDB stopped 10 s under both nodes, then started again
+        (same data and port); chats for an offline user need the store."""
+        db = ENV["db"]
+        st = {}
+
+        def run(what):
+            r = subprocess.run([db.script, what, db.dir],
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, timeout=90)
+            st[what] = r.returncode
+
+        def fault(t):
+            if t >= 1.0 and "th" not in st:
+                st["th"] = threading.Thread(target=run, args=("halt",))
+                st["th"].start()
+            elif "halt" in st and "t_halt" not in st:
+                st["t_halt"] = t
+            elif "t_halt" in st and t >= st["t_halt"] + 10 and \
+                    "th2" not in st:
+                st["th2"] = threading.Thread(target=run, args=("start",))
+                st["th2"].start()
+            return None if "start" in st else True
+        try:
+            run_traffic(self, "(d) mariadb stopped 10 s", fault,
+                        offline=True, refusals=True, settle=30.0, rate=30)
+        finally:
+            for k in ("th", "th2"):
+                if k in st:
+                    st[k].join(90)
+        self.assertEqual((st.get("halt"), st.get("start")), (0, 0))
+
     def test_4_crash_points(self):
         """Items straight into Redis at each crash point of the queue."""
         B, r = ENV["B"], ENV["redis"]
@@ -445,7 +622,7 @@ class Reliability(unittest.TestCase):
         msgs += collect(c, 1.0)
         self.assertEqual(msgs.count("after-store"), 1, msgs)
         c.close()
-        ROWS.append(("crash points (3 items)", 3, 3, 0, 0, 0, 0))
+        ROWS.append(("crash points (3 items)", 3, 3, 0, 0, 0, 0, 0))
 
     def test_5_forged(self):
         """Forged, stale and replayed items: not delivered, counted."""
@@ -472,7 +649,7 @@ class Reliability(unittest.TestCase):
         self.assertEqual(ENV["B"].log_text().count(
             'refusing an item from "test-node"'), 1)
         c.close()
-        ROWS.append(("forged/altered/stale/replay", 1, 1, 0, 0, 0, 0))
+        ROWS.append(("forged/altered/stale/replay", 1, 1, 0, 0, 0, 0, 0))
 
     def test_6_node_killed(self):
         """(f) node B killed as a crashed machine; receivers go to A."""
@@ -484,6 +661,92 @@ class Reliability(unittest.TestCase):
                 st["killed"] = True
             return None if "killed" in st else True
         run_traffic(self, "(f) node killed", fault, settle=30.0)
+
+    def test_7_sqlite_lock(self):
+        """(c) one node on SQLite; another process holds an exclusive
+        lock on its database for 7 s while chats flow."""
+        with chatlib.Server(workers=2) as S:
+            db = S.keys["storage"].split(":", 1)[1]
+            st = {}
+            holder = ("import sqlite3, sys, time\n"
+                      "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                      "c.execute('BEGIN EXCLUSIVE')\n"
+                      "print('locked', flush=True)\n"
+                      "time.sleep(7)\n"
+                      "c.execute('COMMIT')\n")
+
+            def fault(t):
+                if t >= 1.0 and "p" not in st:
+                    st["p"] = subprocess.Popen(
+                        [sys.executable, "-c", holder, db],
+                        stdout=subprocess.PIPE)
+                    st["line"] = st["p"].stdout.readline()
+                if "p" in st and st["p"].poll() is not None:
+                    st["rc"] = st["p"].returncode
+                    return None
+                if t > 30:
+                    st["p"].kill()
+                return True
+            refused, slowest = run_traffic(self, "(c) sqlite locked 7 s",
+                                           fault,
+                                  sender_node=S, receivers_nodes=[S],
+                                  offline=True, refusals=True, rate=50)
+            self.assertEqual((st["line"], st["rc"]), (b"locked\n", 0))
+            print("(c) refused %r" % refused, flush=True)
+            # the lock held the stores back (acks waited), not live chats
+            self.assertGreater(slowest["acked"], 2.0, "the lock bit nothing")
+
+    def test_8_disk_full(self):
+        """(g) one node on SQLite whose database sits on a 4 MiB tmpfs,
+        filled up for 4 s while chats flow, then freed: the sender of a
+        chat that cannot be stored gets an error, nothing accepted is
+        lost."""
+        if os.geteuid() != 0:
+            if cluster.in_ci():
+                self.fail("(g) needs root to mount a tmpfs")
+            self.skipTest("(g) needs root to mount a tmpfs")
+        mnt = tempfile.mkdtemp(prefix="chatd-full-")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                            "size=4m,mode=0700", "tmpfs", mnt],
+                           stderr=subprocess.PIPE, timeout=20)
+        if r.returncode != 0:
+            os.rmdir(mnt)
+            self.skipTest("(g) mount tmpfs: %s" % r.stderr.decode())
+        fill = os.path.join(mnt, "fill")
+        st = {}
+        try:
+            with chatlib.Server(workers=2, storage="sqlite:%s" %
+                                os.path.join(mnt, "chat.db")) as S:
+
+                def fault(t):
+                    if t >= 1.0 and "full" not in st:
+                        fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
+                        try:
+                            for n in (65536, 4096, 512, 1):
+                                try:
+                                    while os.write(fd, b"\0" * n) > 0:
+                                        pass
+                                except OSError:
+                                    pass
+                        finally:
+                            os.close(fd)
+                        st["full"] = os.statvfs(mnt).f_bavail
+                    elif t >= 5.0 and "freed" not in st:
+                        os.unlink(fill)
+                        st["freed"] = True
+                    return None if "freed" in st else True
+                refused, _ = run_traffic(self, "(g) sqlite disk full 4 s",
+                                      fault, sender_node=S,
+                                      receivers_nodes=[S], offline=True,
+                                      refusals=True, rate=75)
+                print("(g) refused %r" % refused, flush=True)
+                self.assertEqual(st["full"], 0)
+                self.assertGreater(refused["acked"] + refused["offline"],
+                                   0, "no error answer while the disk "
+                                   "was full")
+        finally:
+            subprocess.run(["umount", "-l", mnt], timeout=20)
+            os.rmdir(mnt)
 
 
 if __name__ == "__main__":

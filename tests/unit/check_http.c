@@ -158,6 +158,51 @@ START_TEST(test_static_names)
 }
 END_TEST
 
+/* The request line of /metrics and /health (metrics.c). */
+START_TEST(test_request_line)
+{
+	static const struct {
+		const char	*in;
+		int		 eof;
+		enum http_line	 want;
+		const char	*path;
+	} t[] = {
+		{ "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 0, HTTP_LINE_OK,
+		    "/metrics" },
+		{ "HEAD /health?x=1 HTTP/1.0\n\n", 0, HTTP_LINE_OK, "/health" },
+		{ "GET  /a#b   HTTP/1.1\r\n\r\n", 0, HTTP_LINE_OK, "/a" },
+		{ "GET /metrics HTTP/1.1\r\n", 0, HTTP_LINE_MORE, NULL },
+		{ "GET /metrics HTTP/1.1", 1, HTTP_LINE_OK, "/metrics" },
+		{ "", 1, HTTP_LINE_EMPTY, NULL },
+		{ "POST /metrics HTTP/1.1\r\n\r\n", 0, HTTP_LINE_METHOD, NULL },
+		{ "GET metrics HTTP/1.1\r\n\r\n", 0, HTTP_LINE_BAD, NULL },
+		{ "GET /m HTTP/1.1 x\r\n\r\n", 0, HTTP_LINE_BAD, NULL },
+		{ "GET /m HTTP/2\r\n\r\n", 0, HTTP_LINE_BAD, NULL },
+		{ "GET /m\r\n\r\n", 0, HTTP_LINE_BAD, NULL },
+	};
+	struct http_line_req	 r;
+	char			 big[400];
+	size_t			 i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		ck_assert_msg(http_request_line(t[i].in, strlen(t[i].in),
+		    t[i].eof, &r) == t[i].want, "%s", t[i].in);
+		if (t[i].path != NULL) {
+			ck_assert_uint_eq(r.path.len, strlen(t[i].path));
+			ck_assert(memcmp(r.path.p, t[i].path, r.path.len) == 0);
+			ck_assert_int_eq(r.head, t[i].in[0] == 'H');
+		}
+	}
+	ck_assert_int_eq(http_request_line("GET /\0 HTTP/1.1\n\n", 17, 0, &r),
+	    HTTP_LINE_BAD);
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "GET /", 5);
+	memcpy(big + sizeof(big) - 13, " HTTP/1.1\n\n", 12);
+	ck_assert_int_eq(http_request_line(big, sizeof(big) - 1, 0, &r),
+	    HTTP_LINE_BAD);
+}
+END_TEST
+
 static Suite *
 http_suite(void)
 {
@@ -170,6 +215,7 @@ http_suite(void)
 	tcase_add_test(tc, test_bad_heads);
 	tcase_add_test(tc, test_bad_handshakes);
 	tcase_add_test(tc, test_static_names);
+	tcase_add_test(tc, test_request_line);
 	suite_add_tcase(s, tc);
 	return s;
 }
