@@ -145,8 +145,8 @@ class Tally:
     error answers by sender."""
 
     def __init__(self):
-        self.got = {}           # (uid, text) -> count (no smid)
-        self.smids = {}         # (uid, text) -> [smid]
+        self.got = {}           # (uid, text) -> times received
+        self.smids = {}         # (uid, text) -> [smid], one per receipt
         self.acked = {}         # sender uid -> set of cmids acknowledged
         self.refused = {}       # sender uid -> error answers about chats
         self.retry_login = []
@@ -165,10 +165,10 @@ class Tally:
         elif mid in (chatlib.ONE_CHAT, chatlib.GROUP_CHAT):
             key = (p.uid, m.get("msg", ""))
             self.first.setdefault(key, time.monotonic())
+            # every chat carries an smid now; a plain client ignores it
+            self.got[key] = self.got.get(key, 0) + 1
             if "smid" in m:
                 self.smids.setdefault(key, []).append(m["smid"])
-            else:
-                self.got[key] = self.got.get(key, 0) + 1
         elif mid == chatlib.CHAT_ACK:
             self.acked.setdefault(p.uid, set()).add(m.get("cmid"))
             self.first.setdefault((p.uid, m.get("cmid")), time.monotonic())
