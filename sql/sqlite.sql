@@ -74,4 +74,12 @@ CREATE TABLE IF NOT EXISTS ClientMsg (
 	UNIQUE (userid, cmid)
 );
 
+-- Resume tokens carry their user's generation; bumping it (logout
+-- everywhere, a password change) revokes every token issued before.
+-- No row: generation 0.
+CREATE TABLE IF NOT EXISTS TokenGen (
+	userid		INTEGER PRIMARY KEY REFERENCES User(id),
+	gen		INTEGER NOT NULL DEFAULT 0
+);
+
 PRAGMA user_version = 1;

@@ -76,5 +76,13 @@ static const char sqlite_schema[] =
 "	UNIQUE (userid, cmid)\n"
 ");\n"
 "\n"
+"-- Resume tokens carry their user's generation; bumping it (logout\n"
+"-- everywhere, a password change) revokes every token issued before.\n"
+"-- No row: generation 0.\n"
+"CREATE TABLE IF NOT EXISTS TokenGen (\n"
+"	userid		INTEGER PRIMARY KEY REFERENCES User(id),\n"
+"	gen		INTEGER NOT NULL DEFAULT 0\n"
+");\n"
+"\n"
 "PRAGMA user_version = 1;\n"
 ;

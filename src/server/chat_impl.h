@@ -30,6 +30,9 @@ struct session {
 	int64_t		 offline_upto;	/* remove up to this once drained */
 	unsigned	 offline_more:1;	/* more backlog after this batch */
 	unsigned	 ack_offline:1;	/* client acknowledges offline batches */
+	unsigned	 want_token:1;	/* client asked for resume tokens */
+	unsigned	 has_gen:1;	/* token_gen read from the store */
+	uint64_t	 token_gen;	/* the user's resume token generation */
 	int64_t		*delivered;	/* acked chats queued here: their */
 	size_t		 ndelivered;	/* stored copies go once drained */
 	size_t		 delivered_cap;
@@ -63,6 +66,18 @@ void	chat_str_set(struct proto_str *s, const char *p, size_t len);
 void	handle_login(struct conn *c, const struct proto_req *req);
 void	handle_reg(struct conn *c, const struct proto_req *req);
 void	chat_logout(struct conn *c);
+/* Log c in as uid, already proven (a resume token): no password hash. */
+void	chat_login_as(struct conn *c, int32_t uid);
+
+/* chat_account.c */
+/* A resume token for c's user into out (TOKEN_BUF_LEN); -1: none. */
+int	session_token(struct conn *c, char *out, size_t outlen,
+	    int64_t *expires);
+/* -1 (answered "busy, retry in N ms") when the hash queue is full. */
+int	auth_busy(struct conn *c, const struct proto_req *req);
+void	handle_token_login(struct conn *c, const struct proto_req *req);
+void	handle_logout_all(struct conn *c, const struct proto_req *req);
+void	handle_passwd(struct conn *c, const struct proto_req *req);
 
 /* chat_route.c */
 int	chat_keep_offline(const int32_t *uids, size_t n, const char *line,
