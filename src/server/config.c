@@ -147,7 +147,7 @@ static const struct cfg_key cfg_keys[] = {
 	    0, 0, RESTART, NULL,
 	    "the key before a rotation: its tokens are still accepted" },
 	{ "token_lifetime", CFG_INT, OFF(token_lifetime), "2592000",
-	    60, 366 * 86400, RELOAD, NULL,
+	    1, 366 * 86400, RELOAD, NULL,
 	    "seconds a resume token stays valid" },
 	{ "auth_queue_max", CFG_INT, OFF(auth_queue_max), "512",
 	    1, 1000000, RELOAD, NULL,
