@@ -297,6 +297,55 @@ class Busy(unittest.TestCase):
                 x.close()
 
 
+class ChatcReconnect(unittest.TestCase):
+    """chatc -s against a chatd restarted mid-session."""
+
+    def test_restart(self):
+        import select
+        import subprocess
+        srv = token_server(workers=2)
+        with srv:
+            uid, _ = srv.register(prefix="cr")
+            peer = srv.user("crpeer")
+            p = subprocess.Popen(
+                [chatlib.chatc_bin(), "-p", str(srv.port), "-s", "-w",
+                 "1500"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+            try:
+                p.stdin.write(("login:%d:pw\nsleep:8\nchat:%d:after "
+                               "restart\nquit\n" % (uid, peer.id)).encode())
+                p.stdin.flush()
+                p.stdin.close()
+                p.stdin = None
+                ready, _, _ = select.select([p.stdout], [], [], 10)
+                self.assertTrue(ready, "chatc printed no login answer")
+                first = p.stdout.readline()
+                self.assertIn(b'"token":', first)
+                # the restart: every connection is dropped
+                self.assertEqual(srv.stop(), [])
+                time.sleep(1.5)
+                srv.start()
+                peer.reconnect()
+                peer.chat(uid, "while you were away")
+                stdout, stderr = p.communicate(timeout=40)
+            finally:
+                if p.returncode is None:
+                    p.kill()
+                    p.wait()
+            self.assertEqual(p.returncode, 0, stderr)
+            self.assertIn(b"reconnected as %d" % uid, stderr)
+            # what arrived meanwhile is shown once, stored or live
+            self.assertEqual(stdout.count(b"while you were away"), 1,
+                             stdout)
+            sys.stderr.write("  [%s] " % ("in the login answer" if
+                             b'"offlinemsg"' in stdout else "live"))
+            # a line after the restart went out on the new connection
+            m = peer.c.recv_msgid(chatlib.ONE_CHAT, timeout=10)
+            self.assertEqual((m["id"], m["msg"]), (uid, "after restart"))
+            self.assertNotIn(first.split(b'"token":"')[1][:106],
+                             srv.log_text().encode())
+
+
 class Cluster(unittest.TestCase):
     """Two nodes on one MariaDB and Redis, one key file."""
 
