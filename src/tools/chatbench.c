@@ -58,6 +58,7 @@
 #include <json-c/json.h>
 
 #include "util.h"
+#include "chatbench.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT	24
@@ -111,10 +112,10 @@ static struct opts {
 	int			 setup_conc;
 	int			 verbose;
 	int			 token;		/* login: with resume tokens */
+	const char		*ready;		/* storm: made once all are in */
 } O;
 
-/* login --token: each user's resume token, by index into uids */
-#define BENCH_TOKEN_LEN	106
+/* login --token, storm: each user's resume token, by index into uids */
 static char		(*tokens)[BENCH_TOKEN_LEN + 1];
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -2077,6 +2078,35 @@ fetch_tokens(long n)
 	free(lb);
 }
 
+/* storm -n N [-c C] [--ready FILE] [-d LIMIT]: see chatbench_storm.c */
+static int
+storm_main(long conc)
+{
+	struct rlimit	 rl;
+	double		 t0 = util_mono_ns() / 1e9;
+
+	if (O.n < 1)
+		die("storm: -n N");
+	load_ids(O.n);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    (rlim_t)O.n + 128 > rl.rlim_cur)
+		die("storm: %ld connections over the descriptor limit %lu",
+		    O.n, (unsigned long)rl.rlim_cur);
+	signal(SIGPIPE, SIG_IGN);
+	nuids = O.n;
+	fetch_tokens(O.n);
+	if (!O.quiet)
+		fprintf(stderr, "set-up: %ld resume tokens, %.1f s\n", O.n,
+		    util_mono_ns() / 1e9 - t0);
+	return storm_run(&O.tgt[0], (const char (*)[BENCH_TOKEN_LEN + 1])
+	    tokens, O.n, conc > 0 ? (int)conc : 256, O.ready,
+	    O.dur > 0 ? O.dur : 120, O.quiet) == 0 ? 0 : 1;
+}
+
 static void
 setup_groups(void)
 {
@@ -2335,6 +2365,11 @@ usage(int code)
 "  group -g G -s SIZE [-w W] -d S  G groups of SIZE users; member 0 posts\n"
 "                              with W messages in flight (default 1); a message\n"
 "                              is done when all SIZE-1 others got it\n"
+"  storm -n N [-c C] [--ready FILE] [-d LIMIT]\n"
+"                              N clients log in with resume tokens (C\n"
+"                              at a time, default 256), FILE is made;\n"
+"                              restart the server: the time until all N\n"
+"                              are logged in again\n"
 "  idle -c CONNS -d S          hold CONNS logged-in idle connections; report\n"
 "                              how many stay up and server memory per conn\n"
 "\n"
@@ -2413,6 +2448,7 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ "password", required_argument, NULL, 'X' },
 		{ "token", no_argument, NULL, 'K' },
+		{ "ready", required_argument, NULL, 'Y' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct srv	 sbase, s0, s1, smem;
@@ -2458,6 +2494,7 @@ main(int argc, char *argv[])
 		case 'r': O.rate = num(optarg, "--rate"); break;
 		case 'X': O.password = optarg; break;
 		case 'K': O.token = 1; break;
+		case 'Y': O.ready = optarg; break;
 		case 'n': O.n = (long)num(optarg, "-n"); break;
 		case 'c': cval = (long)num(optarg, "-c"); break;
 		case 'p': O.pairs = (int)num(optarg, "-p"); break;
@@ -2473,6 +2510,8 @@ main(int argc, char *argv[])
 	if (optind != argc - 1)
 		usage(2);
 	scn = argv[optind];
+	if (strcmp(scn, "storm") == 0)
+		return storm_main(cval);
 	for (k = 1; k <= SC_IDLE; k++)
 		if (strcmp(scn, scenario_names[k]) == 0)
 			O.sc = (enum scenario)k;
