@@ -50,6 +50,19 @@ session_token(struct conn *c, char *out, size_t outlen, int64_t *expires)
 	return 0;
 }
 
+void
+chat_login_failed(struct conn *c, uint64_t ukey)
+{
+	struct guard_policy	 pol;
+
+	pol.fail_max = chat.cfg->login_fail_max;
+	pol.window = chat.cfg->login_fail_window;
+	pol.block = chat.cfg->login_block;
+	pol.user_max = chat.cfg->login_fail_per_user_max;
+	pol.addr_max = chat.cfg->login_fail_per_ip_max;
+	guard_login_failed(chat.guard, ukey, c->akey, &pol);
+}
+
 int
 auth_busy(struct conn *c, const struct proto_req *req)
 {
@@ -183,20 +196,13 @@ pw_job_done(struct auth_job *aj)
 {
 	struct pw_job		*j = (struct pw_job *)aj;
 	struct conn		*c = j->c;
-	struct guard_policy	 pol;
 	uint64_t		 gen;
 	int			 rc;
 
 	conn_unref(c);
 	if (j->aj.kind == AUTH_VERIFY) {
-		if (j->aj.result == 0) {
-			pol.fail_max = chat.cfg->login_fail_max;
-			pol.window = chat.cfg->login_fail_window;
-			pol.block = chat.cfg->login_block;
-			pol.user_max = chat.cfg->login_fail_per_user_max;
-			pol.addr_max = chat.cfg->login_fail_per_ip_max;
-			guard_login_failed(chat.guard, j->ukey, c->akey, &pol);
-		}
+		if (j->aj.result == 0)
+			chat_login_failed(c, j->ukey);
 		if (c->closing || j->aj.result != 1 || c->sess->uid != j->uid) {
 			if (!c->closing) {
 				chat_error(c, MSG_ERROR, j->aj.result == -1 ?

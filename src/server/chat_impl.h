@@ -73,6 +73,8 @@ void	chat_login_as(struct conn *c, int32_t uid);
 /* A resume token for c's user into out (TOKEN_BUF_LEN); -1: none. */
 int	session_token(struct conn *c, char *out, size_t outlen,
 	    int64_t *expires);
+/* A wrong password for ukey from c's address: counted by the guard. */
+void	chat_login_failed(struct conn *c, uint64_t ukey);
 /* -1 (answered "busy, retry in N ms") when the hash queue is full. */
 int	auth_busy(struct conn *c, const struct proto_req *req);
 void	handle_token_login(struct conn *c, const struct proto_req *req);

@@ -451,20 +451,13 @@ chat_job_done(struct auth_job *aj)
 {
 	struct chat_job	*j = (struct chat_job *)aj;
 	struct conn	*c = j->c;
-	struct guard_policy pol;
 
 	conn_unref(c);
 	/* counted even when the client left without waiting for the answer */
 	if (j->msgid == MSG_LOGIN && j->aj.result == 1 && j->uid != 0)
 		guard_login_ok(chat.guard, j->ukey);
-	else if (j->msgid == MSG_LOGIN && j->aj.result != -1) {
-		pol.fail_max = chat.cfg->login_fail_max;
-		pol.window = chat.cfg->login_fail_window;
-		pol.block = chat.cfg->login_block;
-		pol.user_max = chat.cfg->login_fail_per_user_max;
-		pol.addr_max = chat.cfg->login_fail_per_ip_max;
-		guard_login_failed(chat.guard, j->ukey, c->akey, &pol);
-	}
+	else if (j->msgid == MSG_LOGIN && j->aj.result != -1)
+		chat_login_failed(c, j->ukey);
 	if (!c->closing) {
 		if (j->msgid != MSG_LOGIN) {
 			reg_done(j);
