@@ -203,14 +203,20 @@ pw_job_done(struct auth_job *aj)
 	if (j->aj.kind == AUTH_VERIFY) {
 		if (j->aj.result == 0)
 			chat_login_failed(c, j->ukey);
-		if (c->closing || j->aj.result != 1 || c->sess->uid != j->uid) {
-			if (!c->closing) {
+		if (c->closing) {
+			pw_job_free(j);
+			return;
+		}
+		if (j->aj.result != 1 || c->sess->uid != j->uid) {
+			if (c->sess->uid != j->uid)
+				chat_error(c, MSG_ERROR, ERR_NOT_LOGGED_IN,
+				    MSG_PASSWD, "logged out meanwhile");
+			else
 				chat_error(c, MSG_ERROR, j->aj.result == -1 ?
 				    ERR_UNAVAILABLE : ERR_AUTH, MSG_PASSWD,
 				    j->aj.result == -1 ? NULL :
 				    "wrong password");
-				conn_resume(c);
-			}
+			conn_resume(c);
 			pw_job_free(j);
 			return;
 		}
