@@ -635,6 +635,7 @@ resume_answered(struct chatc *cc, struct json_object *o)
 			printf("------------- reconnected as %d --------------\n",
 			    (int)cc->uid);
 			each_encoded(o, "offlinemsg", show_offline);
+			fflush(stdout);
 		}
 		return 0;
 	}

@@ -13,6 +13,9 @@
 - With the hash queue full (auth_queue_max) logins are answered "busy,
   retry in N ms" (errno 29, "retryms") at once, not left to time out.
 - Tokens never appear in the log.
+- chatc, in script and interactive mode, logs in again with its token
+  after chatd is restarted mid-session and shows what arrived meanwhile
+  once.
 """
 
 import os
@@ -344,6 +347,55 @@ class ChatcReconnect(unittest.TestCase):
             self.assertEqual((m["id"], m["msg"]), (uid, "after restart"))
             self.assertNotIn(first.split(b'"token":"')[1][:106],
                              srv.log_text().encode())
+
+
+    def test_interactive(self):
+        import select
+        import subprocess
+        srv = token_server(workers=1)
+        with srv:
+            uid, _ = srv.register(prefix="ci")
+            peer = srv.user("cipeer")
+            p = subprocess.Popen([chatlib.chatc_bin(), "-p", str(srv.port)],
+                                 stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            out = b""
+
+            def wait_out(what, timeout=20):
+                nonlocal out
+                deadline = time.monotonic() + timeout
+                while what not in out and time.monotonic() < deadline:
+                    r, _, _ = select.select([p.stdout], [], [], 0.2)
+                    if r:
+                        d = os.read(p.stdout.fileno(), 65536)
+                        if not d:
+                            break
+                        out += d
+                return what in out
+            try:
+                p.stdin.write(b"1\n%d\npw\n" % uid)
+                p.stdin.flush()
+                self.assertTrue(wait_out(b"logged in"), out)
+                self.assertEqual(srv.stop(), [])
+                srv.start()
+                peer.reconnect()
+                peer.chat(uid, "missed you")
+                self.assertTrue(wait_out(b"reconnected as %d" % uid), out)
+                self.assertTrue(wait_out(b"missed you"), out)
+                p.stdin.write(b"chat:%d:back again\n3\n" % peer.id)
+                p.stdin.flush()
+                m = peer.c.recv_msgid(chatlib.ONE_CHAT, timeout=10)
+                self.assertEqual((m["id"], m["msg"]), (uid, "back again"))
+                p.stdin.close()
+                self.assertEqual(p.wait(15), 0)
+                self.assertEqual(out.count(b"missed you"), 1, out)
+            finally:
+                if p.returncode is None:
+                    p.kill()
+                    p.wait()
+                for f in (p.stdout, p.stderr):
+                    f.close()
 
 
 class Cluster(unittest.TestCase):
