@@ -44,6 +44,11 @@ void	authpool_free(struct authpool *p);
 int	authpool_fd(const struct authpool *p);
 /* Queue a job; its done() runs later in the loop thread. */
 void	authpool_submit(struct authpool *p, struct auth_job *job);
+/*
+ * Jobs waiting for a thread (*queued), and about how many milliseconds
+ * a job submitted now would wait for its result.
+ */
+int	authpool_wait_ms(struct authpool *p, size_t *queued);
 /* In the loop thread: run done() of every finished job. */
 void	authpool_complete(struct authpool *p);
 

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include "buf.h"
 
+struct token_key;
+
 /*
  * Every key has one row in the table in config.c (name, type, default,
  * bounds, whether SIGHUP may change it).  Strings are owned by the
@@ -29,6 +31,12 @@ struct config {
 	size_t	 max_groupdesc_bytes;
 	size_t	 max_password_bytes;
 	int	 password_cost;		/* yescrypt cost, 1..11 */
+	char	*token_key_file;	/* resume tokens; unset: none issued */
+	char	*token_key_file_old;	/* accepted during a rotation */
+	int	 token_lifetime;	/* seconds */
+	int	 auth_queue_max;	/* queued hashes per worker, then "busy" */
+	struct token_key *token_key;	/* read from the files; NULL: none */
+	struct token_key *token_key_old;
 	size_t	 channel_queue_bytes;	/* per destination worker */
 	size_t	 max_output_bytes;	/* per connection, then disconnect */
 	int	 idle_timeout;		/* seconds without input, 0: never */

@@ -48,6 +48,9 @@ enum proto_msgid {
 	MSG_TYPING		= 119,	/* {"toid":U} or {"groupid":G}; relayed live only */
 	MSG_READ		= 120,	/* {"toid":U,"upto":SMID}; relayed to U */
 	MSG_RECEIVED		= 121,	/* client ("acks"): {"msgid":121,"smids":[N,...]} */
+	MSG_LOGOUT_ALL		= 122,	/* client: revoke every resume token, log out */
+	MSG_PASSWD		= 123,	/* client: {"msgid":123,"password":OLD,"newpassword":NEW} */
+	MSG_ACCOUNT_ACK		= 124,	/* {"msgid":124,"errno":0,"refmsgid":N[,"token":T,"tokenexpires":E]} */
 };
 
 /* MSG_GROUP_MANAGE "op"; the same words name the notice's "event". */
@@ -97,6 +100,8 @@ enum proto_err {
 	ERR_FRAME_TOO_BIG	= 26,	/* connection is closed after this */
 	ERR_ALREADY_LOGGED_IN	= 27,	/* LOGIN on a connection already logged in */
 	ERR_LIMIT		= 28,	/* a configured count limit was reached */
+	ERR_BUSY		= 29,	/* too many logins queued: retry after "retryms" */
+	ERR_TOKEN		= 30,	/* LOGIN: resume token refused (expired, revoked, altered) */
 };
 
 /* Default text for an errno value; never NULL. */
@@ -182,6 +187,9 @@ struct proto_req {
 	int64_t			 cmid;
 	int			 ackoffline;	/* LOGIN: opt-in offline acks */
 	int			 acks;		/* LOGIN: opt-in chat acks (108) */
+	int			 want_token;	/* LOGIN: "token" true or a string */
+	struct proto_str	 token;		/* LOGIN: resume token (p NULL: none) */
+	struct proto_str	 newpassword;	/* PASSWD */
 	int64_t			 upto;		/* OFFLINE_ACK */
 	int			 op;		/* GROUP_MANAGE: enum proto_group_op */
 	int32_t			 userid;	/* GROUP_MANAGE, BLOCK, UNBLOCK */
@@ -227,6 +235,9 @@ struct proto_fail {
  *    then removed only when the client acknowledges them (106); and
  *    "acks": true (boolean): the same, and stored chats delivered live
  *    are removed only when acknowledged (121);
+ *  - LOGIN may carry "token": true (a resume token in the answer) or a
+ *    token string, which then stands for "id"/"name" and "password";
+ *  - LOGOUT_ALL: none; PASSWD: "password", "newpassword" strings;
  *  - "id" when present is an integer in range (checked against the
  *    session by the caller, not here);
  *  - "name" in chats, when present, must be a string;
@@ -247,6 +258,15 @@ int	proto_put_error(struct buf *out, int reply_msgid, int code,
 int	proto_put_reg_ack(struct buf *out, int32_t id);
 int	proto_put_pong(struct buf *out, const struct proto_req *ping);
 int	proto_put_chat_ack(struct buf *out, int64_t cmid, int64_t smid);
+/*
+ * {"msgid":reply_msgid,"errno":29,"errmsg":"busy, retry in N ms",
+ * "retryms":N,"refmsgid":refmsgid}
+ */
+int	proto_put_busy(struct buf *out, int reply_msgid, int refmsgid,
+	    int retry_ms);
+/* MSG_ACCOUNT_ACK; token NULL: none. */
+int	proto_put_account_ack(struct buf *out, int refmsgid, const char *token,
+	    int64_t expires);
 /* {"msgid":105,"errno":0,"id":id,"worker":worker,"pid":pid} */
 int	proto_put_whoami(struct buf *out, int32_t id, int worker, int pid);
 
@@ -335,6 +355,8 @@ struct proto_login {
 	int			 ackoffline;
 	int64_t			 offlineupto;	/* acknowledge up to this */
 	int			 offlinemore;	/* another batch follows */
+	const char		*token;		/* resume token, NULL: none */
+	int64_t			 tokenexpires;	/* its expiry, Unix time */
 };
 
 /*

@@ -213,6 +213,16 @@ int	store_offline_fetch(struct store *st, int32_t uid, size_t max,
 /* Remove uid's messages with id <= upto (after they were handed over). */
 int	store_offline_delete(struct store *st, int32_t uid, int64_t upto);
 
+/*
+ * Resume tokens: uid's token generation (0 before the first bump).
+ * Bumping revokes every token issued before; a password change bumps
+ * it in the same transaction (STORE_NOTFOUND: no such user).
+ */
+int	store_token_gen(struct store *st, int32_t uid, uint64_t *gen);
+int	store_token_bump(struct store *st, int32_t uid, uint64_t *gen);
+int	store_user_set_password(struct store *st, int32_t uid,
+	    const char *pwhash, uint64_t *gen);
+
 void	store_user_clear(struct store_user *u);
 void	store_user_list_free(struct store_user_list *l);
 void	store_group_list_free(struct store_group_list *l);

@@ -98,6 +98,16 @@ CREATE TABLE IF NOT EXISTS Block (
 	FOREIGN KEY (blockedid) REFERENCES User (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- Resume tokens carry their user's generation; bumping it (logout
+-- everywhere, a password change) revokes every token issued before.
+-- No row: generation 0.
+CREATE TABLE IF NOT EXISTS TokenGen (
+	userid		INT NOT NULL,
+	gen		BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (userid),
+	FOREIGN KEY (userid) REFERENCES User (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
 -- The highest version present is the schema's version.
 CREATE TABLE IF NOT EXISTS SchemaVersion (
 	version		INT NOT NULL,

@@ -89,4 +89,12 @@ CREATE TABLE IF NOT EXISTS Block (
 );
 CREATE INDEX IF NOT EXISTS Block_blockedid ON Block(blockedid);
 
+-- Resume tokens carry their user's generation; bumping it (logout
+-- everywhere, a password change) revokes every token issued before.
+-- No row: generation 0.
+CREATE TABLE IF NOT EXISTS TokenGen (
+	userid		INTEGER PRIMARY KEY REFERENCES User(id),
+	gen		INTEGER NOT NULL DEFAULT 0
+);
+
 PRAGMA user_version = 2;

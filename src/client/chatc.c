@@ -39,6 +39,10 @@
 #define CONNECT_TIMEOUT_MS	10000
 #define ANSWER_TIMEOUT_MS	10000	/* script: wait for LOGIN/REG answers */
 #define MAX_SERVER_FRAME	((size_t)1 << 30)
+/* reconnecting: jittered exponential backoff, then give up */
+#define RECONNECT_FIRST_MS	200
+#define RECONNECT_MAX_MS	15000
+#define RECONNECT_TRIES		12
 
 enum state {
 	ST_MENU,		/* 1. login 2. register 3. quit */
@@ -72,6 +76,15 @@ struct chatc {
 	int64_t			 sleep_until;	/* script "sleep:" */
 	int			 quitting;
 	int64_t			 quit_at;	/* end of the grace period */
+	/* reconnecting (not with -R): the resume token and the schedule */
+	const char		*host, *port;
+	int			 no_resume;	/* -R: the seed's way, no token */
+	char			*token;		/* from the last login answer */
+	int			 resuming;	/* the login under way is a resume */
+	int			 tries;		/* reconnects since the last success */
+	int64_t			 reconnect_at;	/* fd -1: when to try again */
+	int			 drop_ms;	/* > 0: drop, retry no sooner */
+	unsigned int		 seed;
 };
 
 static struct termios	 saved_tio;
@@ -81,7 +94,7 @@ static volatile sig_atomic_t got_signal;
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: chatc [-s] [-h host] [-p port] [-w ms]\n");
+	fprintf(stderr, "usage: chatc [-Rs] [-h host] [-p port] [-w ms]\n");
 	exit(2);
 }
 
@@ -245,7 +258,11 @@ req_login(struct chatc *cc, int32_t id, const char *pw)
 	put_int(o, "id", id);
 	put_int(o, "msgid", MSG_LOGIN);
 	put_str(o, "password", pw);
+	/* a resume token, so a dropped connection can log in again */
+	if (!cc->no_resume)
+		json_object_object_add(o, "token", json_object_new_boolean(1));
 	send_obj(cc, o);
+	cc->resuming = 0;
 	cc->login_id = id;
 	cc->waiting = MSG_LOGIN_ACK;
 	cc->wait_until = (int64_t)util_mono_ms() + ANSWER_TIMEOUT_MS;
@@ -339,6 +356,24 @@ req_loginout(struct chatc *cc)
 	cc->uid = 0;
 	free(cc->name);
 	cc->name = NULL;
+	free(cc->token);
+	cc->token = NULL;
+}
+
+/* Log in again with the resume token after a reconnect. */
+static void
+req_resume(struct chatc *cc)
+{
+	struct json_object	*o = json_object_new_object();
+
+	put_int(o, "id", cc->uid);
+	put_int(o, "msgid", MSG_LOGIN);
+	put_str(o, "token", cc->token);
+	send_obj(cc, o);
+	cc->resuming = 1;
+	cc->login_id = cc->uid;
+	cc->waiting = MSG_LOGIN_ACK;
+	cc->wait_until = (int64_t)util_mono_ms() + ANSWER_TIMEOUT_MS;
 }
 
 /* ---- showing what the server sent ---------------------------------- */
@@ -568,6 +603,64 @@ prompt(struct chatc *cc, enum state st)
 	fflush(stdout);
 }
 
+static void
+keep_token(struct chatc *cc, struct json_object *o)
+{
+	const char	*t = get_str(o, "token");
+
+	if (t == NULL)
+		return;
+	free(cc->token);
+	if ((cc->token = strdup(t)) == NULL) {
+		warnmsg("out of memory");
+		exit(1);
+	}
+}
+
+
+/*
+ * The answer to a resume.  Busy, "still online" (the old session not
+ * yet gone) and unavailable are worth another try; a refused token
+ * ends the session.  1 when the answer was handled here.
+ */
+static int
+resume_answered(struct chatc *cc, struct json_object *o)
+{
+	int64_t	 e = get_int(o, "errno", -1);
+
+	cc->resuming = 0;
+	if (e == 0) {
+		cc->tries = 0;
+		if (cc->script)
+			warnmsg("reconnected as %d", (int)cc->uid);
+		else {
+			printf("------------- reconnected as %d --------------\n",
+			    (int)cc->uid);
+			each_encoded(o, "offlinemsg", show_offline);
+			fflush(stdout);
+		}
+		return 0;
+	}
+	if (e == ERR_BUSY || e == ERR_ONLINE || e == ERR_UNAVAILABLE) {
+		/* dropped by the loop, not here in the middle of the input */
+		cc->drop_ms = (int)get_int(o, "retryms", 1);
+		if (cc->drop_ms < 1)
+			cc->drop_ms = 1;
+		warnmsg("resume: %s", get_str(o, "errmsg") != NULL ?
+		    get_str(o, "errmsg") : "refused for now");
+		return 1;
+	}
+	warnmsg("cannot log in again: %s", get_str(o, "errmsg") != NULL ?
+	    get_str(o, "errmsg") : "refused");
+	free(cc->token);
+	cc->token = NULL;
+	cc->uid = 0;
+	if (cc->script)
+		exit(1);
+	prompt(cc, ST_MENU);
+	return 1;
+}
+
 /* The answer to a login: remember who we are. */
 static void
 login_answered(struct chatc *cc, struct json_object *o)
@@ -576,6 +669,7 @@ login_answered(struct chatc *cc, struct json_object *o)
 
 	if (get_int(o, "errno", -1) != 0)
 		return;
+	keep_token(cc, o);
 	cc->uid = (int32_t)get_int(o, "id", cc->login_id);
 	free(cc->name);
 	name = get_str(o, "name");
@@ -614,8 +708,16 @@ server_msg(struct chatc *cc, const char *p, size_t len)
 		awaited = 1;
 	}
 	e = get_int(o, "errno", 0);
+	if (msgid == MSG_LOGIN_ACK && awaited && cc->resuming) {
+		if (resume_answered(cc, o) == 0)
+			login_answered(cc, o);
+		json_object_put(o);
+		return;
+	}
 	if (msgid == MSG_LOGIN_ACK && awaited)
 		login_answered(cc, o);
+	if (msgid == MSG_ACCOUNT_ACK && e == 0)
+		keep_token(cc, o);
 
 	if (cc->script) {
 		if (e != 0)
@@ -936,7 +1038,8 @@ interactive_line(struct chatc *cc, char *line)
 static int
 want_line(const struct chatc *cc)
 {
-	if (cc->quitting || cc->waiting != 0 || cc->sleep_until != 0)
+	if (cc->quitting || cc->waiting != 0 || cc->sleep_until != 0 ||
+	    cc->fd == -1)
 		return 0;
 	return cc->state != ST_WAIT;
 }
@@ -980,12 +1083,62 @@ run_lines(struct chatc *cc)
 
 /* ---- the loop ------------------------------------------------------- */
 
+/* Try again at a random point of [d/2, d], d doubling per try. */
+static void
+schedule_reconnect(struct chatc *cc, const char *why, int min_ms)
+{
+	int64_t	 d;
+
+	if (cc->fd != -1) {
+		close(cc->fd);
+		cc->fd = -1;
+	}
+	buf_consume(&cc->in, buf_used(&cc->in));
+	frame_scanner_init(&cc->fs);
+	/* half-sent requests cannot be told from unsent ones: drop them */
+	if (buf_used(&cc->out) > 0) {
+		warnmsg("%zu bytes of requests not sent", buf_used(&cc->out));
+		buf_consume(&cc->out, buf_used(&cc->out));
+	}
+	cc->waiting = 0;
+	cc->resuming = 0;
+	if (++cc->tries > RECONNECT_TRIES) {
+		warnmsg("%s; gave up after %d tries", why, RECONNECT_TRIES);
+		exit(1);
+	}
+	d = (int64_t)RECONNECT_FIRST_MS << (cc->tries - 1);
+	if (d > RECONNECT_MAX_MS)
+		d = RECONNECT_MAX_MS;
+	d = d / 2 + rand_r(&cc->seed) % (d / 2 + 1);
+	if (d < min_ms)
+		d = min_ms;
+	cc->reconnect_at = (int64_t)util_mono_ms() + d;
+	warnmsg("%s; reconnecting in %lld ms", why != NULL ? why :
+	    "connection lost", (long long)d);
+}
+
+static void
+reconnect(struct chatc *cc)
+{
+	cc->reconnect_at = 0;
+	if ((cc->fd = connect_to(cc->host, cc->port)) == -1) {
+		schedule_reconnect(cc, "connect failed", 0);
+		return;
+	}
+	req_resume(cc);
+}
+
+/* The connection is gone: log in again with the token, or stop. */
 static void
 lost(struct chatc *cc, const char *why)
 {
 	echo_restore();
 	if (cc->script && cc->quitting)
 		exit(0);
+	if (!cc->no_resume && cc->token != NULL && cc->uid != 0) {
+		schedule_reconnect(cc, why, 0);
+		return;
+	}
 	warnmsg("%s", why);
 	exit(1);
 }
@@ -1005,17 +1158,19 @@ read_server(struct chatc *cc)
 				return;
 			server_input(cc);
 			lost(cc, strerror(errno));
+			return;
 		}
 		if (n == 0) {
 			server_input(cc);
 			lost(cc, "connection closed by the server");
+			return;
 		}
 		if (buf_append(&cc->in, rbuf, (size_t)n) == -1) {
 			warnmsg("out of memory");
 			exit(1);
 		}
 		server_input(cc);
-		if ((size_t)n < sizeof(rbuf))
+		if ((size_t)n < sizeof(rbuf) || cc->drop_ms > 0)
 			return;
 	}
 }
@@ -1034,6 +1189,7 @@ write_server(struct chatc *cc)
 			if (errno == EAGAIN)
 				return;
 			lost(cc, strerror(errno));
+			return;
 		}
 		buf_consume(&cc->out, (size_t)n);
 	}
@@ -1083,12 +1239,26 @@ loop(struct chatc *cc)
 	int		 timeout, n;
 
 	for (;;) {
+		if (cc->drop_ms > 0) {
+			schedule_reconnect(cc, "resume refused for now",
+			    cc->drop_ms);
+			cc->drop_ms = 0;
+		}
+		t = (int64_t)util_mono_ms();
+		if (cc->fd == -1 && t >= cc->reconnect_at)
+			reconnect(cc);
 		run_lines(cc);
-		if (buf_used(&cc->out) > 0)
+		if (buf_used(&cc->out) > 0 && cc->fd != -1)
 			write_server(cc);
 
 		t = (int64_t)util_mono_ms();
 		timeout = -1;
+		if (cc->fd == -1)
+			timeout = until(cc->reconnect_at, t, timeout);
+		if (cc->waiting != 0 && cc->resuming && t >= cc->wait_until) {
+			schedule_reconnect(cc, "no answer to the resume", 0);
+			continue;
+		}
 		if (cc->waiting != 0) {
 			if (t >= cc->wait_until) {
 				warnmsg("no answer from the server");
@@ -1106,7 +1276,7 @@ loop(struct chatc *cc)
 			}
 			timeout = until(cc->sleep_until, t, timeout);
 		}
-		if (cc->quitting && buf_used(&cc->out) == 0) {
+		if (cc->quitting && (buf_used(&cc->out) == 0 || cc->fd == -1)) {
 			if (cc->quit_at == 0)
 				cc->quit_at = t + cc->grace_ms;
 			if (t >= cc->quit_at)
@@ -1156,8 +1326,11 @@ main(int argc, char *argv[])
 
 	memset(&cc, 0, sizeof(cc));
 	cc.grace_ms = DEFAULT_GRACE_MS;
-	while ((ch = getopt(argc, argv, "h:p:sw:")) != -1) {
+	while ((ch = getopt(argc, argv, "h:p:Rsw:")) != -1) {
 		switch (ch) {
+		case 'R':
+			cc.no_resume = 1;
+			break;
 		case 'h':
 			host = optarg;
 			break;
@@ -1191,6 +1364,9 @@ main(int argc, char *argv[])
 	sigaction(SIGHUP, &sa, NULL);
 	atexit(echo_restore);
 
+	cc.host = host;
+	cc.port = port;
+	cc.seed = (unsigned int)getpid() ^ (unsigned int)util_mono_ms();
 	if ((cc.fd = connect_to(host, port)) == -1)
 		return 1;
 	frame_scanner_init(&cc.fs);

@@ -58,6 +58,8 @@ msgid_known(int64_t m)
 	case MSG_TYPING:
 	case MSG_READ:
 	case MSG_RECEIVED:
+	case MSG_LOGOUT_ALL:
+	case MSG_PASSWD:
 		return 1;
 	}
 	return 0;
@@ -330,6 +332,33 @@ decode_smids(const struct fields *f, struct proto_req *req,
 	return 0;
 }
 
+/*
+ * LOGIN's "token": true asks for a resume token in the answer; a
+ * string logs in with one (and asks for a fresh one).
+ */
+static int
+login_token(const struct fields *f, struct proto_req *req,
+    struct proto_fail *fail)
+{
+	struct json_object	*v;
+
+	if (!json_object_object_get_ex(f->root, "token", &v))
+		return 0;
+	if (json_object_is_type(v, json_type_boolean)) {
+		req->want_token = json_object_get_boolean(v);
+		return 0;
+	}
+	if (json_object_is_type(v, json_type_string)) {
+		req->token.p = json_object_get_string(v);
+		req->token.len = (size_t)json_object_get_string_len(v);
+		req->want_token = 1;
+		return 0;
+	}
+	fail_set(fail, ERR_WRONG_TYPE,
+	    "field \"token\": expected true, false or a string");
+	return -1;
+}
+
 static int
 decode_fields(const struct fields *f, const struct proto_limits *lim,
     struct proto_req *req, struct proto_fail *fail)
@@ -367,8 +396,15 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 
 	switch (req->msgid) {
 	case MSG_LOGIN:
-		if ((rc = get_str(f, "name", &s, fail)) == -1)
+		if (login_token(f, req, fail) == -1 ||
+		    (rc = get_str(f, "name", &s, fail)) == -1)
 			return -1;
+		/* a resume token names the user: nothing else is needed */
+		if (req->token.p != NULL) {
+			if (get_str(f, "password", &req->password, fail) == -1)
+				return -1;
+			goto login_opts;
+		}
 		/* by id when given; the name then is only type-checked */
 		if (!req->has_id) {
 			if (rc == 0) {
@@ -385,6 +421,7 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 		    check_len("password", &req->password,
 		    lim->max_password_bytes, fail) == -1)
 			return -1;
+ login_opts:
 		if (obj_get(f, "ackoffline", &v)) {
 			if (!json_object_is_type(v, json_type_boolean)) {
 				fail_set(fail, ERR_WRONG_TYPE, "field "
@@ -434,6 +471,22 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 			return -1;
 		break;
 	case MSG_LOGINOUT:
+	case MSG_LOGOUT_ALL:
+		break;
+	case MSG_PASSWD:
+		if (need_str(f, "password", &req->password, fail) == -1 ||
+		    check_len("password", &req->password,
+		    lim->max_password_bytes, fail) == -1 ||
+		    need_str(f, "newpassword", &req->newpassword, fail) == -1 ||
+		    check_len("newpassword", &req->newpassword,
+		    lim->max_password_bytes, fail) == -1)
+			return -1;
+		if (req->newpassword.len == 0 || memchr(req->newpassword.p,
+		    '\0', req->newpassword.len) != NULL) {
+			fail_set(fail, ERR_BAD_VALUE, "field \"newpassword\": "
+			    "must not be empty nor contain U+0000");
+			return -1;
+		}
 		break;
 	case MSG_ONE_CHAT:
 	case MSG_GROUP_CHAT:

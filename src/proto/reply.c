@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -64,6 +65,10 @@ proto_strerror(int code)
 		return "already logged in";
 	case ERR_LIMIT:
 		return "limit reached";
+	case ERR_BUSY:
+		return "busy, retry later";
+	case ERR_TOKEN:
+		return "resume token refused: log in with the password";
 	}
 	return "unknown error";
 }
@@ -286,6 +291,11 @@ proto_put_login_ok(struct buf *out, const struct proto_login *l)
 	    -1 || reply_add(o, "offlinemore",
 	    json_object_new_boolean(l->offlinemore)) == -1))
 		goto bad;
+	if (l->token != NULL &&
+	    (reply_add(o, "token", json_object_new_string(l->token)) == -1 ||
+	    reply_add(o, "tokenexpires",
+	    json_object_new_int64(l->tokenexpires)) == -1))
+		goto bad;
 	if (l->nfriends > 0) {
 		if (reply_add(o, "friends", a = json_object_new_array()) == -1)
 			goto bad;
@@ -316,6 +326,45 @@ proto_member_bytes(size_t name_len)
 	 * quote in the name takes four bytes once escaped twice.
 	 */
 	return 96 + 4 * name_len;
+}
+
+int
+proto_put_busy(struct buf *out, int reply_msgid, int refmsgid, int retry_ms)
+{
+	struct json_object	*o;
+	char			 text[64];
+
+	snprintf(text, sizeof(text), "busy, retry in %d ms", retry_ms);
+	o = json_object_new_object();
+	if (reply_add(o, "msgid", json_object_new_int(reply_msgid)) == -1 ||
+	    reply_add(o, "errno", json_object_new_int(ERR_BUSY)) == -1 ||
+	    reply_add(o, "errmsg", json_object_new_string(text)) == -1 ||
+	    reply_add(o, "retryms", json_object_new_int(retry_ms)) == -1 ||
+	    reply_add(o, "refmsgid", json_object_new_int(refmsgid)) == -1) {
+		json_object_put(o);
+		return -1;
+	}
+	return reply_put_json(out, o, 1);
+}
+
+int
+proto_put_account_ack(struct buf *out, int refmsgid, const char *token,
+    int64_t expires)
+{
+	struct json_object	*o;
+
+	o = json_object_new_object();
+	if (reply_add(o, "msgid", json_object_new_int(MSG_ACCOUNT_ACK)) == -1 ||
+	    reply_add(o, "errno", json_object_new_int(ERR_OK)) == -1 ||
+	    reply_add(o, "refmsgid", json_object_new_int(refmsgid)) == -1 ||
+	    (token != NULL &&
+	    (reply_add(o, "token", json_object_new_string(token)) == -1 ||
+	    reply_add(o, "tokenexpires", json_object_new_int64(expires)) ==
+	    -1))) {
+		json_object_put(o);
+		return -1;
+	}
+	return reply_put_json(out, o, 1);
 }
 
 int

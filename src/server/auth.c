@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -99,17 +100,28 @@ struct authpool {
 	struct auth_job	 *todo, **todo_tail;
 	struct auth_job	 *finished;		/* LIFO; reversed when completed */
 	int		  stop;
+	size_t		  queued;		/* submitted, not yet started */
+	uint64_t	  avg_us;		/* running mean of one job's time */
 	int		  efd;
 	int		  nthreads;
 	pthread_t	 *threads;
 };
+
+static uint64_t
+now_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 static void *
 authpool_main(void *arg)
 {
 	struct authpool	*p = arg;
 	struct auth_job	*job;
-	uint64_t	 one = 1;
+	uint64_t	 one = 1, t0, t1;
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -121,7 +133,9 @@ authpool_main(void *arg)
 		p->todo = job->next;
 		if (p->todo == NULL)
 			p->todo_tail = &p->todo;
+		p->queued--;
 		pthread_mutex_unlock(&p->mu);
+		t0 = now_us();
 
 		if (job->kind == AUTH_HASH)
 			job->result = auth_hash(job->pw, job->pwlen, job->cost,
@@ -129,7 +143,11 @@ authpool_main(void *arg)
 		else
 			job->result = auth_verify(job->pw, job->pwlen, job->hash);
 
+		t1 = now_us();
 		pthread_mutex_lock(&p->mu);
+		/* a mean over about the last 8 jobs */
+		p->avg_us = p->avg_us == 0 ? t1 - t0 :
+		    (p->avg_us * 7 + (t1 - t0)) / 8;
 		job->next = p->finished;
 		p->finished = job;
 		/* a full counter only means the loop is already woken */
@@ -208,8 +226,23 @@ authpool_submit(struct authpool *p, struct auth_job *job)
 	pthread_mutex_lock(&p->mu);
 	*p->todo_tail = job;
 	p->todo_tail = &job->next;
+	p->queued++;
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
+}
+
+int
+authpool_wait_ms(struct authpool *p, size_t *queued)
+{
+	uint64_t	 us;
+
+	pthread_mutex_lock(&p->mu);
+	*queued = p->queued;
+	/* before the first hash: guess 10 ms (yescrypt at cost 5) */
+	us = (p->avg_us == 0 ? 10000 : p->avg_us) * (p->queued + 1) /
+	    (uint64_t)(p->nthreads > 0 ? p->nthreads : 1);
+	pthread_mutex_unlock(&p->mu);
+	return us / 1000 > INT32_MAX ? INT32_MAX : (int)(us / 1000);
 }
 
 void

@@ -261,6 +261,12 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 	case MSG_LOGINOUT:
 		chat_logout(c);
 		break;
+	case MSG_LOGOUT_ALL:
+		handle_logout_all(c, &req);
+		break;
+	case MSG_PASSWD:
+		handle_passwd(c, &req);
+		break;
 	case MSG_ONE_CHAT:
 	case MSG_GROUP_CHAT:
 		if (req.has_cmid)

@@ -32,7 +32,10 @@ struct session {
 	unsigned	 offline_more:1;	/* more backlog after this batch */
 	unsigned	 ack_offline:1;	/* client acknowledges offline batches */
 	unsigned	 backlog_held:1;	/* the rest waits for the next login */
-	unsigned	 acks:1;		/* stored chats go when acknowledged (108) */
+	unsigned	 acks:1;		/* stored chats go when acknowledged (121) */
+	unsigned	 want_token:1;	/* client asked for resume tokens */
+	unsigned	 has_gen:1;	/* token_gen read from the store */
+	uint64_t	 token_gen;	/* the user's resume token generation */
 	int64_t		*delivered;	/* stored chats queued here: their copies */
 	size_t		 ndelivered;	/* go once drained, or acknowledged (acks) */
 	size_t		 delivered_cap;
@@ -71,6 +74,20 @@ void	chat_str_set(struct proto_str *s, const char *p, size_t len);
 void	handle_login(struct conn *c, const struct proto_req *req);
 void	handle_reg(struct conn *c, const struct proto_req *req);
 void	chat_logout(struct conn *c);
+/* Log c in as uid, already proven (a resume token): no password hash. */
+void	chat_login_as(struct conn *c, int32_t uid);
+
+/* chat_account.c */
+/* A resume token for c's user into out (TOKEN_BUF_LEN); -1: none. */
+int	session_token(struct conn *c, char *out, size_t outlen,
+	    int64_t *expires);
+/* A wrong password for ukey from c's address: counted by the guard. */
+void	chat_login_failed(struct conn *c, uint64_t ukey);
+/* -1 (answered "busy, retry in N ms") when the hash queue is full. */
+int	auth_busy(struct conn *c, const struct proto_req *req);
+void	handle_token_login(struct conn *c, const struct proto_req *req);
+void	handle_logout_all(struct conn *c, const struct proto_req *req);
+void	handle_passwd(struct conn *c, const struct proto_req *req);
 
 /* chat_route.c */
 /*

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "pubsub.h"
 #include "store.h"
+#include "token.h"
 
 /* An answer that needs the hash pool; holds a reference on its conn. */
 struct chat_job {
@@ -90,6 +91,7 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	struct proto_user	*fu = NULL, *mu = NULL;
 	struct proto_group	*pg = NULL;
 	struct proto_str	*om = NULL;
+	char			 tok[TOKEN_BUF_LEN];
 	size_t			 i, nmembers = 0, k, noff, cap, fb;
 	int			 rc = -1;
 
@@ -155,12 +157,16 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 		l.offlineupto = noff > 0 ? msgs.v[noff - 1].id : 0;
 		l.offlinemore = offline_more(&msgs, noff);
 	}
+	if (c->sess->want_token && session_token(c, tok, sizeof(tok),
+	    &l.tokenexpires) == 0)
+		l.token = tok;
 	if (proto_put_login_ok(&c->out, &l) == -1 || conn_sent(c) == -1)
 		goto out;
 	chat_stat(&chat.stats->msgs_out, noff);
 	offline_sent(c, &msgs, noff);
 	rc = 0;
 out:
+	explicit_bzero(tok, sizeof(tok));
 	store_msg_list_free(&msgs);
 	free(fu);
 	free(pg);
@@ -413,6 +419,21 @@ login_done(struct chat_job *j)
 	return LOGIN_PENDING;
 }
 
+void
+chat_login_as(struct conn *c, int32_t uid)
+{
+	struct chat_job	 j;
+
+	memset(&j, 0, sizeof(j));
+	j.c = c;
+	j.msgid = MSG_LOGIN;
+	j.aj.result = 1;
+	j.uid = uid;
+	conn_pause(c);
+	if (login_done(&j) == LOGIN_ANSWERED)
+		conn_resume(c);
+}
+
 static void
 reg_done(struct chat_job *j)
 {
@@ -448,20 +469,13 @@ chat_job_done(struct auth_job *aj)
 {
 	struct chat_job	*j = (struct chat_job *)aj;
 	struct conn	*c = j->c;
-	struct guard_policy pol;
 
 	conn_unref(c);
 	/* counted even when the client left without waiting for the answer */
 	if (j->msgid == MSG_LOGIN && j->aj.result == 1 && j->uid != 0)
 		guard_login_ok(chat.guard, j->ukey);
-	else if (j->msgid == MSG_LOGIN && j->aj.result != -1) {
-		pol.fail_max = chat.cfg->login_fail_max;
-		pol.window = chat.cfg->login_fail_window;
-		pol.block = chat.cfg->login_block;
-		pol.user_max = chat.cfg->login_fail_per_user_max;
-		pol.addr_max = chat.cfg->login_fail_per_ip_max;
-		guard_login_failed(chat.guard, j->ukey, c->akey, &pol);
-	}
+	else if (j->msgid == MSG_LOGIN && j->aj.result != -1)
+		chat_login_failed(c, j->ukey);
 	if (!c->closing) {
 		if (j->msgid != MSG_LOGIN) {
 			reg_done(j);
@@ -515,6 +529,13 @@ handle_login(struct conn *c, const struct proto_req *req)
 	/* "acks" asks for everything "ackoffline" does, and more */
 	c->sess->ack_offline = req->ackoffline || req->acks;
 	c->sess->acks = req->acks;
+	c->sess->want_token = req->want_token;
+	if (req->token.p != NULL) {
+		handle_token_login(c, req);
+		return;
+	}
+	if (auth_busy(c, req) == -1)
+		return;
 	memset(&u, 0, sizeof(u));
 	if (req->has_id)
 		rc = store_user_get(chat.store, req->id, &u);
@@ -570,6 +591,8 @@ handle_reg(struct conn *c, const struct proto_req *req)
 	struct chat_job	*j;
 	int		 retry;
 
+	if (auth_busy(c, req) == -1)
+		return;
 	if (guard_reg_take(chat.guard, c->akey, chat.cfg->register_rate_per_ip,
 	    chat.cfg->register_burst_per_ip, &retry) == -1) {
 		chat_error(c, MSG_REG_ACK, ERR_RATE, MSG_REG, "too many "

@@ -37,6 +37,7 @@
 #include "cfg.h"
 #include "guard.h"
 #include "log.h"
+#include "token.h"
 
 #ifndef LOCALSTATEDIR
 #define LOCALSTATEDIR	"/var"
@@ -140,6 +141,18 @@ static const struct cfg_key cfg_keys[] = {
 	{ "password_cost", CFG_INT, OFF(password_cost), "5",
 	    1, 11, RELOAD, NULL,
 	    "yescrypt cost of new password hashes" },
+	{ "token_key_file", CFG_STRING, OFF(token_key_file), NULL,
+	    0, 0, RESTART, NULL,
+	    "HMAC key for resume tokens (mode 600); unset: no tokens" },
+	{ "token_key_file_old", CFG_STRING, OFF(token_key_file_old), NULL,
+	    0, 0, RESTART, NULL,
+	    "the key before a rotation: its tokens are still accepted" },
+	{ "token_lifetime", CFG_INT, OFF(token_lifetime), "2592000",
+	    1, 366 * 86400, RELOAD, NULL,
+	    "seconds a resume token stays valid" },
+	{ "auth_queue_max", CFG_INT, OFF(auth_queue_max), "512",
+	    1, 1000000, RELOAD, NULL,
+	    "password hashes queued per worker before logins get \"busy\"" },
 	{ "channel_queue_bytes", CFG_SIZE, OFF(channel_queue_bytes), "16m",
 	    64 * KiB, 1 * GiB, RELOAD, NULL,
 	    "queued bytes per destination worker" },
@@ -898,6 +911,30 @@ cfg_read_secret(const char *key, const char *file, int private, char **out,
 	return -1;
 }
 
+static int	cfg_line_of(const struct cfg_parse *, const char *);
+
+/* The token keys, read now so a bad one stops the start. -1: no memory. */
+static int
+cfg_read_token_keys(struct config *cfg, struct cfg_parse *p)
+{
+	char	 why[512];
+
+	if (cfg->token_key_file == NULL)
+		return 0;
+	if ((cfg->token_key = calloc(1, sizeof(*cfg->token_key))) == NULL ||
+	    (cfg->token_key_old = calloc(1,
+	    sizeof(*cfg->token_key_old))) == NULL)
+		return -1;
+	if (token_key_load(cfg->token_key, cfg->token_key_file, why,
+	    sizeof(why)) == -1)
+		cfg_err(p, cfg_line_of(p, "token_key_file"), why);
+	if (cfg->token_key_file_old != NULL &&
+	    token_key_load(cfg->token_key_old, cfg->token_key_file_old, why,
+	    sizeof(why)) == -1)
+		cfg_err(p, cfg_line_of(p, "token_key_file_old"), why);
+	return 0;
+}
+
 /* Cut the value at p: quoted or bare, comments and blanks removed. */
 static int
 cfg_value(char *p, const char **why)
@@ -1125,6 +1162,8 @@ cfg_load(struct config *cfg, const char *path, struct buf *errors)
 		cfg_err(&p, cfg_line_of(&p, "redis"), "cluster mode (redis) "
 		    "needs cluster_key_file: every node signs what it puts "
 		    "on Redis");
+	if (cfg_read_token_keys(cfg, &p) == -1)
+		cfg_err(&p, 0, "out of memory");
 
 	if (p.nerr == 0 && cfg_derive(cfg, why, sizeof(why)) == -1)
 		cfg_err(&p, 0, why);
@@ -1159,6 +1198,12 @@ cfg_free(struct config *cfg)
 	free_secret(&cfg->db_password);
 	free_secret(&cfg->cluster_key);
 	free_secret(&cfg->cluster_key_old);
+	if (cfg->token_key != NULL)
+		token_key_clear(cfg->token_key);
+	if (cfg->token_key_old != NULL)
+		token_key_clear(cfg->token_key_old);
+	free(cfg->token_key);
+	free(cfg->token_key_old);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -58,6 +58,7 @@
 #include <json-c/json.h>
 
 #include "util.h"
+#include "chatbench.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT	24
@@ -110,7 +111,12 @@ static struct opts {
 	double			 setup_timeout;
 	int			 setup_conc;
 	int			 verbose;
+	int			 token;		/* login: with resume tokens */
+	const char		*ready;		/* storm: made once all are in */
 } O;
+
+/* login --token, storm: each user's resume token, by index into uids */
+static char		(*tokens)[BENCH_TOKEN_LEN + 1];
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -685,6 +691,9 @@ send_login(struct bc *c)
 
 	if (O.raw)
 		n = snprintf(b, sizeof(b), "L %d\n", (int)c->uid);
+	else if (O.token && O.sc == SC_LOGIN)
+		n = snprintf(b, sizeof(b), "{\"msgid\":1,\"token\":\"%s\"}\n",
+		    tokens[c->idx % nuids]);
 	else
 		n = snprintf(b, sizeof(b), "{\"id\":%d,\"msgid\":1,"
 		    "\"password\":\"%s\"}\n", (int)c->uid, O.password);
@@ -2007,6 +2016,97 @@ bk_login_find(int fd, struct lbuf *lb, int32_t uid, const char *name)
 	return gid;
 }
 
+/*
+ * login --token: a resume token for each of the first n users, logged
+ * in by password 64 at a time (both workers busy), then logged out.
+ */
+#define FETCH_CONNS	64
+
+static void
+fetch_tokens(long n)
+{
+	struct lbuf		*lb;
+	struct json_object	*o, *v;
+	char			 req[256], *line;
+	int			 fd[FETCH_CONNS];
+	long			 i, j, k;
+
+	lb = xcalloc(FETCH_CONNS, sizeof(*lb));
+	tokens = xcalloc((size_t)n, sizeof(*tokens));
+	for (k = 0; k < FETCH_CONNS; k++)
+		fd[k] = bk_connect((int)(k % O.ntgt));
+	for (i = 0; i < n; i += FETCH_CONNS) {
+		for (k = 0, j = i; k < FETCH_CONNS && j < n; k++, j++) {
+			if (uids[j] == 0)
+				continue;	/* a gap in the id file */
+			snprintf(req, sizeof(req), "{\"id\":%d,\"msgid\":1,"
+			    "\"password\":\"%s\",\"token\":true}\n",
+			    (int)uids[j], O.password);
+			bk_send(fd[k], req);
+		}
+		for (k = 0, j = i; k < FETCH_CONNS && j < n; k++, j++) {
+			if (uids[j] == 0)
+				continue;
+			for (o = NULL;;) {
+				if ((line = bk_readline(fd[k], &lb[k])) ==
+				    NULL)
+					die("token set-up: no login answer "
+					    "for user %d", (int)uids[j]);
+				o = json_tokener_parse(line);
+				if (o != NULL && json_object_object_get_ex(o,
+				    "msgid", &v) && json_object_get_int(v) == 2)
+					break;
+				json_object_put(o);
+				free(line);
+			}
+			if (!json_object_object_get_ex(o, "token", &v) ||
+			    json_object_get_string_len(v) != BENCH_TOKEN_LEN)
+				die("token set-up: login of user %d gave no "
+				    "token (token_key_file set?): %.200s",
+				    (int)uids[j], line);
+			memcpy(tokens[j], json_object_get_string(v),
+			    BENCH_TOKEN_LEN + 1);
+			json_object_put(o);
+			free(line);
+			snprintf(req, sizeof(req), "{\"id\":%d,\"msgid\":3}\n",
+			    (int)uids[j]);
+			bk_send(fd[k], req);
+		}
+	}
+	for (k = 0; k < FETCH_CONNS; k++)
+		close(fd[k]);
+	free(lb);
+}
+
+/* storm -n N [-c C] [--ready FILE] [-d LIMIT]: see chatbench_storm.c */
+static int
+storm_main(long conc)
+{
+	struct rlimit	 rl;
+	double		 t0 = util_mono_ns() / 1e9;
+
+	if (O.n < 1)
+		die("storm: -n N");
+	load_ids(O.n);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    (rlim_t)O.n + 128 > rl.rlim_cur)
+		die("storm: %ld connections over the descriptor limit %lu",
+		    O.n, (unsigned long)rl.rlim_cur);
+	signal(SIGPIPE, SIG_IGN);
+	nuids = O.n;
+	fetch_tokens(O.n);
+	if (!O.quiet)
+		fprintf(stderr, "set-up: %ld resume tokens, %.1f s\n", O.n,
+		    util_mono_ns() / 1e9 - t0);
+	return storm_run(&O.tgt[0], (const char (*)[BENCH_TOKEN_LEN + 1])
+	    tokens, O.n, conc > 0 ? (int)conc : 256, O.ready,
+	    O.dur > 0 ? O.dur : 120, O.quiet) == 0 ? 0 : 1;
+}
+
 static void
 setup_groups(void)
 {
@@ -2251,10 +2351,13 @@ usage(int code)
 "Scenarios:\n"
 "  register -n N [-c C]        create users 0..N-1 (names taken are looked\n"
 "                              up by logging in); writes the id file\n"
-"  login -n N -c C [-k] [-d S] N logins, C at a time, each on a new\n"
+"  login -n N -c C [-k] [--token] [-d S]\n"
+"                              N logins, C at a time, each on a new\n"
 "                              connection (closed with RST) unless -k (log\n"
 "                              out and in again on the same connection);\n"
-"                              latency from connect to LOGIN_ACK\n"
+"                              latency from connect to LOGIN_ACK; --token:\n"
+"                              with resume tokens (fetched by password\n"
+"                              first; chatd needs token_key_file)\n"
 "  chat -p PAIRS -w W -d S     closed loop: pair i is user 2i -> 2i+1 with W\n"
 "                              messages in flight (newline-framed pipelining)\n"
 "  chat -p PAIRS --rate R -d S open loop: R messages/s in total, latency\n"
@@ -2262,6 +2365,11 @@ usage(int code)
 "  group -g G -s SIZE [-w W] -d S  G groups of SIZE users; member 0 posts\n"
 "                              with W messages in flight (default 1); a message\n"
 "                              is done when all SIZE-1 others got it\n"
+"  storm -n N [-c C] [--ready FILE] [-d LIMIT]\n"
+"                              N clients log in with resume tokens (C\n"
+"                              at a time, default 256), FILE is made;\n"
+"                              restart the server: the time until all N\n"
+"                              are logged in again\n"
 "  idle -c CONNS -d S          hold CONNS logged-in idle connections; report\n"
 "                              how many stay up and server memory per conn\n"
 "\n"
@@ -2339,6 +2447,8 @@ main(int argc, char *argv[])
 		{ "rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "password", required_argument, NULL, 'X' },
+		{ "token", no_argument, NULL, 'K' },
+		{ "ready", required_argument, NULL, 'Y' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct srv	 sbase, s0, s1, smem;
@@ -2383,6 +2493,8 @@ main(int argc, char *argv[])
 		case 'R': O.raw = 1; break;
 		case 'r': O.rate = num(optarg, "--rate"); break;
 		case 'X': O.password = optarg; break;
+		case 'K': O.token = 1; break;
+		case 'Y': O.ready = optarg; break;
 		case 'n': O.n = (long)num(optarg, "-n"); break;
 		case 'c': cval = (long)num(optarg, "-c"); break;
 		case 'p': O.pairs = (int)num(optarg, "-p"); break;
@@ -2398,6 +2510,8 @@ main(int argc, char *argv[])
 	if (optind != argc - 1)
 		usage(2);
 	scn = argv[optind];
+	if (strcmp(scn, "storm") == 0)
+		return storm_main(cval);
 	for (k = 1; k <= SC_IDLE; k++)
 		if (strcmp(scn, scenario_names[k]) == 0)
 			O.sc = (enum scenario)k;
@@ -2488,6 +2602,13 @@ main(int argc, char *argv[])
 	t0 = util_mono_ns() / 1e9;
 	if (O.sc == SC_GROUP)
 		setup_groups();
+	if (O.sc == SC_LOGIN && O.token) {
+		fetch_tokens(nuids);
+		if (!O.quiet)
+			fprintf(stderr, "set-up: %ld resume tokens, %.1f s\n",
+			    nuids, util_mono_ns() / 1e9 - t0);
+		t0 = util_mono_ns() / 1e9;
+	}
 	server_sample(&sbase);
 	for (k = 0; k < O.procs; k++) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) ==

@@ -203,6 +203,7 @@ class Server:
             raise AssertionError("no chatd at %s: set CHATD_BIN"
                                  % chatd_bin())
         shm_before = set(os.listdir("/dev/shm"))
+        self.stopped = False        # started again after a stop()
         self._errf = open(self.stderr_file, "ab")
         self.proc = subprocess.Popen([chatd_bin(), "-d", "-f", self.conf],
                                      stdin=subprocess.DEVNULL,

@@ -365,6 +365,34 @@ store_user_groups(struct store *st, int32_t uid, struct store_group_list *out)
 }
 
 int
+store_token_gen(struct store *st, int32_t uid, uint64_t *gen)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->token_gen(st, uid, 0, NULL, gen));
+	return rc;
+}
+
+int
+store_token_bump(struct store *st, int32_t uid, uint64_t *gen)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->token_gen(st, uid, 1, NULL, gen));
+	return rc;
+}
+
+int
+store_user_set_password(struct store *st, int32_t uid, const char *pwhash,
+    uint64_t *gen)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->token_gen(st, uid, 1, pwhash, gen));
+	return rc;
+}
+
+int
 store_count_friends(struct store *st, int32_t uid, int64_t *n)
 {
 	int	rc;

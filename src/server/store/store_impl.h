@@ -52,6 +52,9 @@ struct store_ops {
 	int	(*offline_remove)(struct store *, int32_t, int64_t);
 	int	(*offline_fetch)(struct store *, int32_t, size_t, struct store_msg_list *);
 	int	(*offline_delete)(struct store *, int32_t, int64_t);
+	/* bump: gen + 1 (and pwhash, when not NULL, in one transaction) */
+	int	(*token_gen)(struct store *, int32_t, int, const char *,
+		    uint64_t *);
 };
 
 /* Every backend's handle starts with this. */

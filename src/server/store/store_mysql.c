@@ -121,6 +121,9 @@ enum {
 	Q_BLOCK_DEL,
 	Q_BLOCKS,
 	Q_BLOCKERS,
+	Q_TOKEN_GEN,
+	Q_TOKEN_BUMP,
+	Q_SET_PASSWORD,
 	Q_MAX
 };
 
@@ -241,6 +244,11 @@ static const char *const my_sql[Q_MAX] = {
 	[Q_BLOCKERS] =
 	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.userid"
 	    " WHERE b.blockedid = ? ORDER BY b.userid",
+	[Q_TOKEN_GEN] = "SELECT gen FROM TokenGen WHERE userid = ?",
+	[Q_TOKEN_BUMP] =
+	    "INSERT INTO TokenGen (userid, gen) VALUES (?, 1)"
+	    " ON DUPLICATE KEY UPDATE gen = gen + 1",
+	[Q_SET_PASSWORD] = "UPDATE User SET pwhash = ? WHERE id = ?",
 };
 
 struct mconn {
@@ -1697,8 +1705,10 @@ my_schema(struct my *m, struct mconn *c)
 
 	if (my_version(m, c, &v) != STORE_OK)
 		return STORE_ERR;
+	/* every statement is IF NOT EXISTS: tables added since get made */
 	if (v == MY_SCHEMA_VERSION)
-		return STORE_OK;
+		return my_schema_apply(m, c, mysql_schema, strlen(mysql_schema),
+		    "apply schema");
 	if (v > MY_SCHEMA_VERSION)
 		return store_set_error(&m->st, "schema version %lld is newer "
 		    "than this chatd knows (%d): upgrade chatd", (long long)v,
@@ -1852,6 +1862,70 @@ store_mysql_open(const char *url, const struct store_opts *opts,
 	return NULL;
 }
 
+/* ---- resume token generations (TokenGen) ---- */
+
+static int
+token_gen_once(struct my *m, struct mconn *c, int32_t uid, int bump,
+    const char *pwhash, uint64_t *gen)
+{
+	struct mparam	 p[2];
+	int64_t		 n = 0;
+	int		 rc;
+
+	if (!bump) {
+		p[0] = P_INT(uid);
+		rc = my_exec(m, c, Q_TOKEN_GEN, p, 1, row_int, &n,
+		    "token generation");
+		*gen = (uint64_t)n;
+		return rc;
+	}
+	if ((rc = my_begin(m, c)) != STORE_OK)
+		return rc;
+	if (pwhash != NULL) {
+		p[0] = P_STR(pwhash, strlen(pwhash));
+		p[1] = P_INT(uid);
+		if ((rc = my_exec(m, c, Q_SET_PASSWORD, p, 2, NULL, NULL,
+		    "password")) != STORE_OK)
+			goto fail;
+		/* 0 rows also when the hash is unchanged: ask for the user */
+		if (m->affected == 0) {
+			p[0] = P_INT(uid);
+			if ((rc = my_exec(m, c, Q_USER_GET, p, 1, row_count,
+			    &n, "user")) != STORE_OK)
+				goto fail;
+			if (n == 0) {
+				rc = STORE_NOTFOUND;
+				goto fail;
+			}
+		}
+	}
+	p[0] = P_INT(uid);
+	if ((rc = my_exec(m, c, Q_TOKEN_BUMP, p, 1, NULL, NULL,
+	    "token generation")) != STORE_OK ||
+	    (rc = my_exec(m, c, Q_TOKEN_GEN, p, 1, row_int, &n,
+	    "token generation")) != STORE_OK ||
+	    (rc = my_commit(m, c)) != STORE_OK)
+		goto fail;
+	*gen = (uint64_t)n;
+	return STORE_OK;
+ fail:
+	my_rollback(m, c);
+	return rc;
+}
+
+/* A bump run twice only revokes twice: safe to run again. */
+static int
+mysql_token_gen(struct store *st, int32_t uid, int bump, const char *pwhash,
+    uint64_t *gen)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	MY_TRY(m, rc, MY_IDEMPOTENT,
+	    token_gen_once(m, c, uid, bump, pwhash, gen));
+	return rc;
+}
+
 static const struct store_ops mysql_ops = {
 	.kind = "mysql",
 	.tries = MY_TRIES,
@@ -1877,4 +1951,5 @@ static const struct store_ops mysql_ops = {
 	.offline_delete = mysql_offline_delete,
 	.ack_claim = mysql_ack_claim,
 	.offline_remove = mysql_offline_remove,
+	.token_gen = mysql_token_gen,
 };

@@ -1384,6 +1384,104 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 	return NULL;
 }
 
+/* ---- resume token generations (TokenGen) ---- */
+
+/*
+ * Prepared per call, not in sq->q: a token login makes one such call,
+ * and preparing costs microseconds.
+ */
+static int
+sq_prepare(struct sq *sq, const char *sql, sqlite3_stmt **s)
+{
+	int	 rc;
+
+	if ((rc = sqlite3_prepare_v2(sq->db, sql, -1, s, NULL)) != SQLITE_OK)
+		return sq_fail(sq, NULL, rc, "prepare");
+	return STORE_OK;
+}
+
+/* The user's generation into *gen (0 without a row). */
+static int
+token_gen_read(struct sq *sq, int32_t uid, uint64_t *gen)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((rc = sq_prepare(sq, "SELECT gen FROM TokenGen WHERE userid = ?1",
+	    &s)) != STORE_OK)
+		return rc;
+	sqlite3_bind_int64(s, 1, uid);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		rc = sq_fail(sq, s, rc, "token generation");
+		sqlite3_finalize(s);
+		return rc;
+	}
+	*gen = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+	sqlite3_finalize(s);
+	return STORE_OK;
+}
+
+/* In a transaction: gen + 1, and optionally a new password hash. */
+static int
+token_bump_once(struct sq *sq, int32_t uid, const char *pwhash,
+    uint64_t *gen)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+	if (pwhash != NULL) {
+		if ((rc = sq_prepare(sq, "UPDATE User SET pwhash = ?2 "
+		    "WHERE id = ?1", &s)) != STORE_OK)
+			goto fail;
+		sqlite3_bind_int64(s, 1, uid);
+		sq_bind_text(s, 2, pwhash, strlen(pwhash));
+		if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
+			rc = sq_fail(sq, s, rc, "password");
+			goto fail;
+		}
+		sqlite3_finalize(s);
+		s = NULL;
+		if (sqlite3_changes(sq->db) == 0) {
+			rc = STORE_NOTFOUND;
+			goto fail;
+		}
+	}
+	if ((rc = sq_prepare(sq, "INSERT INTO TokenGen (userid, gen) "
+	    "VALUES (?1, 1) ON CONFLICT (userid) DO UPDATE SET gen = gen + 1",
+	    &s)) != STORE_OK)
+		goto fail;
+	sqlite3_bind_int64(s, 1, uid);
+	if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
+		rc = sq_fail(sq, s, rc, "token generation");
+		goto fail;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if ((rc = token_gen_read(sq, uid, gen)) != STORE_OK ||
+	    (rc = sq_commit(sq)) != STORE_OK)
+		goto fail;
+	return STORE_OK;
+ fail:
+	sqlite3_finalize(s);
+	sq_rollback(sq);
+	return rc;
+}
+
+static int
+sqlite_token_gen(struct store *st, int32_t uid, int bump, const char *pwhash,
+    uint64_t *gen)
+{
+	struct sq	*sq = (struct sq *)st;
+
+	sq->busy = 0;
+	if (!bump)
+		return sq_result(sq, token_gen_read(sq, uid, gen));
+	return sq_result(sq, token_bump_once(sq, uid, pwhash, gen));
+}
+
 static const struct store_ops sqlite_ops = {
 	.kind = "sqlite",
 	.tries = SQ_TRIES,
@@ -1409,4 +1507,5 @@ static const struct store_ops sqlite_ops = {
 	.offline_delete = sqlite_offline_delete,
 	.ack_claim = sqlite_ack_claim,
 	.offline_remove = sqlite_offline_remove,
+	.token_gen = sqlite_token_gen,
 };

@@ -1,0 +1,309 @@
+/*
+ * chat_account.c - resume tokens at login, logout-everywhere, password
+ * changes, and the "busy" answer when the hash queue is long.  Tokens
+ * are never logged.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "cfg.h"
+#include "chat_impl.h"
+#include "guard.h"
+#include "log.h"
+#include "store.h"
+#include "token.h"
+
+static int
+tokens_on(void)
+{
+	return chat.cfg->token_key != NULL && chat.cfg->token_key->len > 0;
+}
+
+int
+session_token(struct conn *c, char *out, size_t outlen, int64_t *expires)
+{
+	struct session		*s = c->sess;
+	struct token_claims	 cl;
+
+	if (!tokens_on() || s->uid == 0)
+		return -1;
+	if (!s->has_gen) {
+		if (store_token_gen(chat.store, s->uid, &s->token_gen) !=
+		    STORE_OK) {
+			log_warnx("token for %d: %s", s->uid,
+			    store_error(chat.store));
+			return -1;
+		}
+		s->has_gen = 1;
+	}
+	cl.uid = s->uid;
+	cl.gen = s->token_gen;
+	cl.expires = (int64_t)time(NULL) + chat.cfg->token_lifetime;
+	if (token_make(chat.cfg->token_key, &cl, out, outlen) == -1)
+		return -1;
+	*expires = cl.expires;
+	return 0;
+}
+
+void
+chat_login_failed(struct conn *c, uint64_t ukey)
+{
+	struct guard_policy	 pol;
+
+	pol.fail_max = chat.cfg->login_fail_max;
+	pol.window = chat.cfg->login_fail_window;
+	pol.block = chat.cfg->login_block;
+	pol.user_max = chat.cfg->login_fail_per_user_max;
+	pol.addr_max = chat.cfg->login_fail_per_ip_max;
+	guard_login_failed(chat.guard, ukey, c->akey, &pol);
+}
+
+int
+auth_busy(struct conn *c, const struct proto_req *req)
+{
+	size_t	 queued;
+	int	 ms, reply;
+
+	ms = authpool_wait_ms(chat.auth, &queued);
+	if (queued < (size_t)chat.cfg->auth_queue_max)
+		return 0;
+	/* spread the retries so they do not come back as one wave */
+	ms += rand() % (ms / 2 + 1);
+	if (ms < 100)
+		ms = 100;
+	reply = req->msgid == MSG_LOGIN ? MSG_LOGIN_ACK :
+	    req->msgid == MSG_REG ? MSG_REG_ACK : MSG_ERROR;
+	if (proto_put_busy(&c->out, reply, req->msgid, ms) == -1)
+		conn_close(c, "out of memory");
+	else
+		(void)conn_sent(c);
+	return -1;
+}
+
+void
+handle_token_login(struct conn *c, const struct proto_req *req)
+{
+	struct session		*s = c->sess;
+	struct token_claims	 cl;
+	enum token_result	 r;
+	uint64_t		 gen;
+	const char		*why = NULL;
+
+	if (!tokens_on()) {
+		chat_error(c, MSG_LOGIN_ACK, ERR_TOKEN, MSG_LOGIN,
+		    "resume tokens are not enabled on this server");
+		return;
+	}
+	r = token_check(chat.cfg->token_key, chat.cfg->token_key_old,
+	    req->token.p, req->token.len, (int64_t)time(NULL), &cl);
+	if (r == TOKEN_BAD)
+		why = "resume token not valid";
+	else if (r == TOKEN_EXPIRED)
+		why = "resume token expired";
+	else if (req->has_id && req->id != cl.uid)
+		why = "resume token is another user's";
+	if (why != NULL) {
+		chat_error(c, MSG_LOGIN_ACK, ERR_TOKEN, MSG_LOGIN, why);
+		return;
+	}
+	if (store_token_gen(chat.store, cl.uid, &gen) != STORE_OK) {
+		log_warnx("token login of %d: %s", cl.uid,
+		    store_error(chat.store));
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		return;
+	}
+	if (gen != cl.gen) {
+		chat_error(c, MSG_LOGIN_ACK, ERR_TOKEN, MSG_LOGIN,
+		    "resume token revoked");
+		return;
+	}
+	s->token_gen = gen;
+	s->has_gen = 1;
+	chat_login_as(c, cl.uid);
+}
+
+/* Answer an account request, with a fresh token when the session wants one. */
+static void
+account_ack(struct conn *c, int refmsgid)
+{
+	char		 tok[TOKEN_BUF_LEN];
+	int64_t		 exp = 0;
+	const char	*t = NULL;
+
+	if (c->sess->want_token && session_token(c, tok, sizeof(tok),
+	    &exp) == 0)
+		t = tok;
+	if (proto_put_account_ack(&c->out, refmsgid, t, exp) == -1)
+		conn_close(c, "out of memory");
+	else
+		(void)conn_sent(c);
+	explicit_bzero(tok, sizeof(tok));
+}
+
+void
+handle_logout_all(struct conn *c, const struct proto_req *req)
+{
+	struct session	*s = c->sess;
+
+	if (store_token_bump(chat.store, s->uid, &s->token_gen) != STORE_OK) {
+		log_warnx("logout everywhere of %d: %s", s->uid,
+		    store_error(chat.store));
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	s->has_gen = 1;
+	log_info("user %d: every resume token revoked", s->uid);
+	/* no token in the answer: the point was to have none */
+	if (proto_put_account_ack(&c->out, req->msgid, NULL, 0) == -1) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	(void)conn_sent(c);
+	chat_logout(c);
+}
+
+/*
+ * A password change: verify the old one, then hash the new one, both
+ * on the hash threads; the connection waits, others go on.
+ */
+struct pw_job {
+	struct auth_job	 aj;
+	struct conn	*c;
+	int32_t		 uid;
+	uint64_t	 ukey;
+	char		*newpw;
+	size_t		 newpw_len;
+};
+
+static void
+pw_job_free(struct pw_job *j)
+{
+	explicit_bzero(j->aj.pw, j->aj.pwlen);
+	free(j->aj.pw);
+	if (j->newpw != NULL)
+		explicit_bzero(j->newpw, j->newpw_len);
+	free(j->newpw);
+	free(j);
+}
+
+static void
+pw_job_done(struct auth_job *aj)
+{
+	struct pw_job		*j = (struct pw_job *)aj;
+	struct conn		*c = j->c;
+	uint64_t		 gen;
+	int			 rc;
+
+	conn_unref(c);
+	if (j->aj.kind == AUTH_VERIFY) {
+		if (j->aj.result == 0)
+			chat_login_failed(c, j->ukey);
+		if (c->closing) {
+			pw_job_free(j);
+			return;
+		}
+		if (j->aj.result != 1 || c->sess->uid != j->uid) {
+			if (c->sess->uid != j->uid)
+				chat_error(c, MSG_ERROR, ERR_NOT_LOGGED_IN,
+				    MSG_PASSWD, "logged out meanwhile");
+			else
+				chat_error(c, MSG_ERROR, j->aj.result == -1 ?
+				    ERR_UNAVAILABLE : ERR_AUTH, MSG_PASSWD,
+				    j->aj.result == -1 ? NULL :
+				    "wrong password");
+			conn_resume(c);
+			pw_job_free(j);
+			return;
+		}
+		/* the old one is right: hash the new one the same way */
+		explicit_bzero(j->aj.pw, j->aj.pwlen);
+		free(j->aj.pw);
+		j->aj.pw = j->newpw;
+		j->aj.pwlen = j->newpw_len;
+		j->newpw = NULL;
+		j->aj.kind = AUTH_HASH;
+		j->aj.cost = chat.cfg->password_cost;
+		c->jobs++;
+		authpool_submit(chat.auth, &j->aj);
+		return;
+	}
+	if (!c->closing) {
+		if (j->aj.result != 0 || c->sess->uid != j->uid) {
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_PASSWD,
+			    NULL);
+		} else if ((rc = store_user_set_password(chat.store, j->uid,
+		    j->aj.hash, &gen)) != STORE_OK) {
+			log_warnx("password change of %d: %s", j->uid,
+			    store_error(chat.store));
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_PASSWD,
+			    NULL);
+		} else {
+			log_info("user %d: password changed, every resume "
+			    "token revoked", j->uid);
+			c->sess->token_gen = gen;
+			c->sess->has_gen = 1;
+			account_ack(c, MSG_PASSWD);
+		}
+		conn_resume(c);
+	}
+	explicit_bzero(j->aj.hash, sizeof(j->aj.hash));
+	pw_job_free(j);
+}
+
+void
+handle_passwd(struct conn *c, const struct proto_req *req)
+{
+	struct store_user	 u;
+	struct pw_job		*j;
+	uint64_t		 ukey;
+	int			 retry;
+	char			 text[128];
+
+	if (auth_busy(c, req) == -1)
+		return;
+	ukey = guard_user_key(chat.guard, c->sess->uid);
+	if (guard_login_check(chat.guard, ukey, c->akey, &retry) == -1) {
+		snprintf(text, sizeof(text), "too many failed logins; try "
+		    "again in %d seconds", retry);
+		chat_error(c, MSG_ERROR, ERR_RATE, req->msgid, text);
+		return;
+	}
+	memset(&u, 0, sizeof(u));
+	if (store_user_get(chat.store, c->sess->uid, &u) != STORE_OK ||
+	    u.pwhash == NULL) {
+		store_user_clear(&u);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    strlen(u.pwhash) >= sizeof(j->aj.hash) ||
+	    (j->aj.pw = malloc(req->password.len + 1)) == NULL ||
+	    (j->newpw = malloc(req->newpassword.len + 1)) == NULL) {
+		if (j != NULL)
+			pw_job_free(j);
+		store_user_clear(&u);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	memcpy(j->aj.hash, u.pwhash, strlen(u.pwhash) + 1);
+	store_user_clear(&u);
+	memcpy(j->aj.pw, req->password.p, req->password.len);
+	j->aj.pw[req->password.len] = '\0';
+	j->aj.pwlen = req->password.len;
+	memcpy(j->newpw, req->newpassword.p, req->newpassword.len);
+	j->newpw[req->newpassword.len] = '\0';
+	j->newpw_len = req->newpassword.len;
+	j->aj.kind = AUTH_VERIFY;
+	j->aj.done = pw_job_done;
+	j->c = c;
+	j->uid = c->sess->uid;
+	j->ukey = ukey;
+	c->jobs++;
+	conn_pause(c);
+	authpool_submit(chat.auth, &j->aj);
+}
