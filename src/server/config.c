@@ -102,7 +102,7 @@ static const struct cfg_key cfg_keys[] = {
 	    "sqlite:" LOCALSTATEDIR "/lib/chatd/chatd.db",
 	    0, 0, RESTART, check_storage,
 	    "sqlite:PATH or mysql://user[:password]@host[:port]/db" },
-	{ "pid_file", CFG_STRING, OFF(pid_file), "/run/chatd.pid",
+	{ "pid_file", CFG_STRING, OFF(pid_file), "/run/chatd/chatd.pid",
 	    0, 0, RESTART, NULL,
 	    "file holding the master's process id" },
 	{ "log_file", CFG_STRING, OFF(log_file), "stderr",
@@ -145,6 +145,10 @@ static const struct cfg_key cfg_keys[] = {
 	{ "max_output_bytes", CFG_SIZE, OFF(max_output_bytes), "4m",
 	    4 * KiB, 1 * GiB, RELOAD, NULL,
 	    "unsent bytes per client before it is dropped" },
+	{ "max_worker_output_bytes", CFG_SIZE, OFF(max_worker_output_bytes),
+	    "0", 0, 1024 * GiB, RELOAD, NULL,
+	    "unsent bytes of all clients of a worker; 0: a quarter of the "
+	    "memory divided by workers" },
 	/* a reader who only reads is never idle: dead peers are found by
 	 * TCP keepalive instead */
 	{ "idle_timeout", CFG_INT, OFF(idle_timeout), "0",
@@ -159,6 +163,9 @@ static const struct cfg_key cfg_keys[] = {
 	{ "tcp_keepalive_count", CFG_INT, OFF(tcp_keepalive_count), "4",
 	    1, 127, RELOAD, NULL,
 	    "unanswered keepalive probes before the peer is dead" },
+	{ "tcp_send_buffer_bytes", CFG_SIZE, OFF(tcp_send_buffer_bytes), "0",
+	    0, 64 * MiB, RELOAD, NULL,
+	    "SO_SNDBUF of client sockets; 0: the kernel's autotuning" },
 	/* a person at the seed client's menu, connected, for 10 minutes */
 	{ "login_timeout", CFG_INT, OFF(login_timeout), "900",
 	    1, 86400, RELOAD, NULL,
@@ -710,6 +717,30 @@ cfg_set_defaults(struct config *cfg)
 		    sizeof(why)) == -1)
 			fatalx("default of %s: %s", cfg_keys[i].name, why);
 	}
+}
+
+/*
+ * max_worker_output_bytes, or when 0 a quarter of the physical memory
+ * shared by the workers, so that slow readers cannot push the machine
+ * into swap; never below 16 MiB nor below one client's max_output_bytes.
+ */
+size_t
+cfg_worker_output(const struct config *cfg)
+{
+	long		 pages = sysconf(_SC_PHYS_PAGES);
+	long		 psize = sysconf(_SC_PAGESIZE);
+	uint64_t	 v = 256 * MiB;
+
+	if (cfg->max_worker_output_bytes > 0)
+		return cfg->max_worker_output_bytes;
+	if (pages > 0 && psize > 0)
+		v = (uint64_t)pages * (uint64_t)psize / 4 /
+		    (uint64_t)(cfg->workers > 0 ? cfg->workers : 1);
+	if (v < 16 * MiB)
+		v = 16 * MiB;
+	if (v < cfg->max_output_bytes)
+		v = cfg->max_output_bytes;
+	return (size_t)v;
 }
 
 /*

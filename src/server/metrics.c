@@ -46,6 +46,9 @@ static const struct {
 	    offsetof(struct online_slot_stats, errors) },
 	{ "chatd_respawns_total", "Worker processes that ended and were "
 	    "replaced.", offsetof(struct online_slot_stats, respawns) },
+	{ "chatd_output_evictions_total", "Slow readers disconnected to "
+	    "keep a worker within max_worker_output_bytes.",
+	    offsetof(struct online_slot_stats, output_evictions) },
 };
 #define NTOTALS	(sizeof(totals) / sizeof(totals[0]))
 
@@ -125,6 +128,12 @@ metrics_render(const struct ctl_env *env, struct buf *out)
 		buf_printf(out, "chatd_worker_connections{slot=\"%d\"} %"
 		    PRIu64 "\n", i, __atomic_load_n(&online_slot_stats(
 		    n->online, i)->connections, __ATOMIC_RELAXED));
+	head(out, "chatd_worker_output_bytes", "gauge",
+	    "Bytes queued for slow clients per worker slot.");
+	for (i = 0; i < n->nslots; i++)
+		buf_printf(out, "chatd_worker_output_bytes{slot=\"%d\"} %"
+		    PRIu64 "\n", i, __atomic_load_n(&online_slot_stats(
+		    n->online, i)->output_bytes, __ATOMIC_RELAXED));
 	for (k = 0; k < NTOTALS; k++) {
 		head(out, totals[k].name, "counter", totals[k].help);
 		for (i = 0, sum = 0; i < n->nslots; i++)
