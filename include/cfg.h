@@ -69,6 +69,10 @@ struct config {
 	int	 db_query_timeout_ms;
 	char	*db_password_file;	/* password kept out of the URL */
 	char	*db_password;		/* read from db_password_file */
+	char	*db_tls;		/* off, required, verify */
+	char	*db_tls_ca;
+	char	*db_tls_cert;
+	char	*db_tls_key;
 	int	 sqlite_busy_timeout_ms;
 
 	/* cluster */

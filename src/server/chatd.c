@@ -303,6 +303,10 @@ store_preflight(const struct config *cfg)
 	opts.query_timeout_ms = cfg->db_query_timeout_ms;
 	opts.busy_timeout_ms = cfg->sqlite_busy_timeout_ms;
 	opts.password = cfg->db_password;
+	opts.tls = store_tls_mode(cfg->db_tls);
+	opts.tls_ca = cfg->db_tls_ca;
+	opts.tls_cert = cfg->db_tls_cert;
+	opts.tls_key = cfg->db_tls_key;
 	ctl_storage_public(cfg->storage, spec, sizeof(spec));
 	if (store_check(cfg->storage, &opts, warn, sizeof(warn), err,
 	    sizeof(err)) == -1) {

@@ -80,6 +80,7 @@ static int	check_shm_name(const char *, char *, size_t);
 static int	check_nets(const char *, char *, size_t);
 static int	check_proxy_nets(const char *, char *, size_t);
 static int	check_user(const char *, char *, size_t);
+static int	check_db_tls(const char *, char *, size_t);
 static int	check_control_socket(const char *, char *, size_t);
 static int	check_metrics_listen(const char *, char *, size_t);
 
@@ -250,6 +251,18 @@ static const struct cfg_key cfg_keys[] = {
 	{ "db_password_file", CFG_STRING, OFF(db_password_file), NULL,
 	    0, 0, RESTART, NULL,
 	    "file holding the database password" },
+	{ "db_tls", CFG_STRING, OFF(db_tls), "off",
+	    0, 0, RESTART, check_db_tls,
+	    "TLS to MySQL: off, required or verify" },
+	{ "db_tls_ca", CFG_STRING, OFF(db_tls_ca), NULL,
+	    0, 0, RESTART, NULL,
+	    "CA certificates (PEM) that sign the MySQL server's" },
+	{ "db_tls_cert", CFG_STRING, OFF(db_tls_cert), NULL,
+	    0, 0, RESTART, NULL,
+	    "client certificate (PEM) for MySQL, with db_tls_key" },
+	{ "db_tls_key", CFG_STRING, OFF(db_tls_key), NULL,
+	    0, 0, RESTART, NULL,
+	    "key of db_tls_cert (PEM)" },
 	{ "sqlite_busy_timeout_ms", CFG_INT, OFF(sqlite_busy_timeout_ms),
 	    "5000", 0, 600000, RESTART, NULL,
 	    "wait for a locked SQLite database, milliseconds" },
@@ -589,6 +602,17 @@ check_proxy_nets(const char *v, char *why, size_t len)
 }
 
 static int
+check_db_tls(const char *v, char *why, size_t len)
+{
+	if (strcmp(v, "off") == 0 || strcmp(v, "required") == 0 ||
+	    strcmp(v, "verify") == 0)
+		return 0;
+	snprintf(why, len, "db_tls must be off, required or verify, not "
+	    "\"%.*s\"", CFG_SHOW, v);
+	return -1;
+}
+
+static int
 check_user(const char *v, char *why, size_t len)
 {
 	if (getpwnam(v) != NULL)
@@ -807,6 +831,16 @@ cfg_derive(struct config *cfg, char *why, size_t len)
 			snprintf(why, len, "metrics_listen: %s", hwhy);
 			return -1;
 		}
+	}
+
+	if (cfg->db_tls != NULL && strcmp(cfg->db_tls, "verify") == 0 &&
+	    cfg->db_tls_ca == NULL) {
+		snprintf(why, len, "db_tls = verify needs db_tls_ca");
+		return -1;
+	}
+	if ((cfg->db_tls_cert == NULL) != (cfg->db_tls_key == NULL)) {
+		snprintf(why, len, "db_tls_cert and db_tls_key go together");
+		return -1;
 	}
 
 	if (cfg->workers == 0) {

@@ -624,6 +624,10 @@ worker_main(struct node *n, int slot)
 	opts.query_timeout_ms = n->cfg.db_query_timeout_ms;
 	opts.busy_timeout_ms = n->cfg.sqlite_busy_timeout_ms;
 	opts.password = n->cfg.db_password;
+	opts.tls = store_tls_mode(n->cfg.db_tls);
+	opts.tls_ca = n->cfg.db_tls_ca;
+	opts.tls_cert = n->cfg.db_tls_cert;
+	opts.tls_key = n->cfg.db_tls_key;
 	if ((store = store_open(n->cfg.storage, &opts, err, sizeof(err))) ==
 	    NULL) {
 		log_warnx("storage: %s", err);
