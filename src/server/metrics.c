@@ -80,6 +80,19 @@ head(struct buf *out, const char *name, const char *type, const char *help)
 	    type);
 }
 
+/* A gauge with one sample per worker slot. */
+static void
+per_slot(struct buf *out, struct node *n, const char *name,
+    const char *help, size_t off)
+{
+	int	 i;
+
+	head(out, name, "gauge", help);
+	for (i = 0; i < n->nslots; i++)
+		buf_printf(out, "%s{slot=\"%d\"} %" PRIu64 "\n", name, i,
+		    field(online_slot_stats(n->online, i), off));
+}
+
 int
 metrics_render(const struct ctl_env *env, struct buf *out)
 {
@@ -122,18 +135,12 @@ metrics_render(const struct ctl_env *env, struct buf *out)
 		buf_printf(out, "chatd_worker_up{slot=\"%d\"} %d\n", i,
 		    __atomic_load_n(&online_slot_stats(n->online, i)->pid,
 		    __ATOMIC_RELAXED) != 0);
-	head(out, "chatd_worker_connections", "gauge",
-	    "Open client connections per worker slot.");
-	for (i = 0; i < n->nslots; i++)
-		buf_printf(out, "chatd_worker_connections{slot=\"%d\"} %"
-		    PRIu64 "\n", i, __atomic_load_n(&online_slot_stats(
-		    n->online, i)->connections, __ATOMIC_RELAXED));
-	head(out, "chatd_worker_output_bytes", "gauge",
-	    "Bytes queued for slow clients per worker slot.");
-	for (i = 0; i < n->nslots; i++)
-		buf_printf(out, "chatd_worker_output_bytes{slot=\"%d\"} %"
-		    PRIu64 "\n", i, __atomic_load_n(&online_slot_stats(
-		    n->online, i)->output_bytes, __ATOMIC_RELAXED));
+	per_slot(out, n, "chatd_worker_connections",
+	    "Open client connections per worker slot.",
+	    offsetof(struct online_slot_stats, connections));
+	per_slot(out, n, "chatd_worker_output_bytes",
+	    "Bytes queued for slow clients per worker slot.",
+	    offsetof(struct online_slot_stats, output_bytes));
 	for (k = 0; k < NTOTALS; k++) {
 		head(out, totals[k].name, "counter", totals[k].help);
 		for (i = 0, sum = 0; i < n->nslots; i++)
