@@ -26,8 +26,8 @@ class TunnelledRedis(cluster.Redis):
     stop()/start() restart only redis-server (test_y_redis_restart): the
     tunnel stays, as it would on a real host."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
         self.enc_port = chatlib.free_port()     # encrypted leg
         self.local_port = chatlib.free_port()   # what the nodes use
         self.key = os.path.join(self.dir, "spiped.key")
@@ -73,17 +73,8 @@ class TunnelledRedis(cluster.Redis):
         super().cleanup()
 
 
-def start_tunnelled():
-    if not cluster.find_prog("spiped"):
-        msg = "test_redis_tunnel: no spiped (apt-get install spiped)"
-        if cluster.in_ci():
-            raise AssertionError(msg)
-        sys.stderr.write("\n*** %s: SKIPPED\n" % msg)
-        sys.exit(cluster.SKIP)
-    r = TunnelledRedis()
-    test_cluster.ENV["redis"] = r
-    r.start()
-    # the encrypted leg speaks no Redis: a plain PING gets no +PONG
+def check_tunnel(r):
+    """The encrypted leg speaks no Redis; the plain end reaches Redis."""
     s = socket.create_connection(("127.0.0.1", r.enc_port), 5)
     try:
         s.settimeout(1)
@@ -95,7 +86,6 @@ def start_tunnelled():
         assert b"PONG" not in data and b"NOAUTH" not in data, data
     finally:
         s.close()
-    # and the plain end reaches Redis through it
     c = socket.create_connection(("127.0.0.1", r.local_port), 5)
     try:
         c.settimeout(5)
@@ -107,17 +97,29 @@ def start_tunnelled():
         assert b"+PONG" in data, data
     finally:
         c.close()
-    # the rest as test_cluster.start_cluster does it
-    env = test_cluster.ENV
-    env["db"] = cluster.MariaDB()
-    env["db"].start()
-    for k in ("A", "B"):
-        env[k] = cluster.Node(env["db"].spec, r, "node%s-%d" % (
-            k, os.getpid()))
-        env[k].start()
-    env["nginx"] = cluster.Nginx([env["A"].port, env["B"].port])
-    env["nginx"].start()
-    print("cluster up with Redis through spiped: %s -> %d -> redis %d"
+
+
+_start_cluster = test_cluster.start_cluster
+
+
+def start_tunnelled():
+    """test_cluster's own start, with a TunnelledRedis for its Redis."""
+    if not cluster.find_prog("spiped"):
+        msg = "test_redis_tunnel: no spiped (apt-get install spiped)"
+        if cluster.in_ci():
+            raise AssertionError(msg)
+        sys.stderr.write("\n*** %s: SKIPPED\n" % msg)
+        sys.exit(cluster.SKIP)
+    plain = cluster.Redis
+    cluster.Redis = TunnelledRedis
+    try:
+        _start_cluster()
+    finally:
+        cluster.Redis = plain
+    r = test_cluster.ENV["redis"]
+    assert isinstance(r, TunnelledRedis)
+    check_tunnel(r)
+    print("Redis through spiped: nodes -> %s -> %d (encrypted) -> redis %d"
           % (r.addr, r.enc_port, r.port), file=sys.stderr)
 
 
