@@ -142,8 +142,6 @@ void	conn_env_rate(double rps, double burst);
 /* New limits and timeouts (reload); open connections follow them. */
 void	conn_env_reconfigure(size_t max_output, size_t max_worker_output,
 	    double idle_timeout, double login_timeout);
-/* Queued output bytes of all connections of this worker. */
-size_t	conn_output_total(void);
 /*
  * Take over an accepted, non-blocking socket.  akey: the address key
  * counted with guard_conn_add for it (0: none); it is released when the

@@ -239,12 +239,6 @@ conn_count_output(struct conn *c)
 	c->out_counted = now;
 }
 
-size_t
-conn_output_total(void)
-{
-	return out_total;
-}
-
 static int
 cmp_pending(const void *a, const void *b)
 {
