@@ -137,12 +137,18 @@ pidfile_remove(int fd, const char *path)
 /*
  * What the master made as root and must still remove as user: the
  * session table in /dev/shm (sticky: only its owner may unlink it) and
- * the control socket.
+ * the control socket; and the log file, which SIGUSR1 reopens (its
+ * group stays).
  */
 static int
-give_to_user(const struct config *cfg, uid_t uid, gid_t gid)
+give_to_user(const struct config *cfg, int log_opened, uid_t uid, gid_t gid)
 {
 	int	 fd;
+
+	if (log_opened && strcmp(cfg->log_file, "stderr") != 0 &&
+	    strcmp(cfg->log_file, "syslog") != 0 &&
+	    lchown(cfg->log_file, uid, (gid_t)-1) == -1)
+		log_warn("log %s: chown", cfg->log_file);
 
 	if (cfg->shm_name != NULL) {
 		if ((fd = shm_open(cfg->shm_name, O_RDWR | O_NOFOLLOW, 0)) ==
@@ -171,7 +177,7 @@ give_to_user(const struct config *cfg, uid_t uid, gid_t gid)
  * later, are the same user: it may signal them.
  */
 static int
-master_drop_privileges(const struct config *cfg)
+master_drop_privileges(const struct config *cfg, int log_opened)
 {
 	struct passwd	*pw;
 	uid_t		 uid;
@@ -187,7 +193,7 @@ master_drop_privileges(const struct config *cfg)
 	gid = pw->pw_gid;
 	if (uid == 0)
 		return 0;		/* allow_root = yes, said so */
-	if (give_to_user(cfg, uid, gid) == -1)
+	if (give_to_user(cfg, log_opened, uid, gid) == -1)
 		return -1;
 	if (initgroups(pw->pw_name, gid) == -1 ||
 	    setresgid(gid, gid, gid) == -1 ||
@@ -440,7 +446,7 @@ main(int argc, char *argv[])
 		daemonize();
 	config_readable_check(&n.cfg, n.config_path);
 	if (pidfile_write(pidfd, n.cfg.pid_file) == -1 ||
-	    master_drop_privileges(&n.cfg) == -1) {
+	    master_drop_privileges(&n.cfg, !n.foreground) == -1) {
 		online_destroy(n.online, 1);
 		goto fail;
 	}
