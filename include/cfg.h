@@ -39,6 +39,8 @@ struct config {
 	struct token_key *token_key_old;
 	size_t	 channel_queue_bytes;	/* per destination worker */
 	size_t	 max_output_bytes;	/* per connection, then disconnect */
+	size_t	 max_worker_output_bytes;	/* all of a worker's clients */
+	size_t	 tcp_send_buffer_bytes;	/* SO_SNDBUF; 0: autotuned */
 	int	 idle_timeout;		/* seconds without input, 0: never */
 	int	 tcp_keepalive_idle;	/* seconds before probing; 0: off */
 	int	 tcp_keepalive_interval;	/* seconds between probes */
@@ -75,6 +77,10 @@ struct config {
 	int	 db_query_timeout_ms;
 	char	*db_password_file;	/* password kept out of the URL */
 	char	*db_password;		/* read from db_password_file */
+	char	*db_tls;		/* off, required, verify */
+	char	*db_tls_ca;
+	char	*db_tls_cert;
+	char	*db_tls_key;
 	int	 sqlite_busy_timeout_ms;
 
 	/* cluster */
@@ -114,6 +120,8 @@ int	cfg_load(struct config *cfg, const char *path, struct buf *errors);
 /* Defaults only, no file (tests, tools). */
 void	cfg_defaults(struct config *cfg);
 void	cfg_free(struct config *cfg);
+/* max_worker_output_bytes, or the default derived from the machine. */
+size_t	cfg_worker_output(const struct config *cfg);
 /*
  * Copy into cur the keys of next that may change at runtime; log each
  * key that changed but needs a restart.  Returns the number applied.

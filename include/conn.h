@@ -63,6 +63,14 @@ struct conn_env {
 	const struct conn_handler *handler;
 	size_t			 max_frame;
 	size_t			 max_output;
+	/*
+	 * Queued output of all connections of the worker (0: no limit).
+	 * Past it the connections with the most pending output (the
+	 * slowest readers) are closed first, down to 3/4 of it.
+	 */
+	size_t			 max_worker_output;
+	uint64_t		*evicted_count;	/* closed so, for the metrics */
+	uint64_t		*output_gauge;	/* the total before each sleep */
 	double			 idle_timeout;	/* 0: none */
 	double			 login_timeout;
 	/*
@@ -99,6 +107,7 @@ struct conn {
 	uint32_t	 id;		/* index in the worker's table */
 	struct buf	 in;		/* unconsumed input (a partial frame) */
 	struct buf	 out;
+	size_t		 out_counted;	/* of out, in the worker's total */
 	struct frame_scanner fs;
 	struct sockaddr_storage peer;
 	ev_tstamp	 last_active;	/* idle timer is lazy: see conn.c */
@@ -131,8 +140,8 @@ int	conn_env_init(const struct conn_env *env);
 /* New request rate limit (reload); 0 rps: none. */
 void	conn_env_rate(double rps, double burst);
 /* New limits and timeouts (reload); open connections follow them. */
-void	conn_env_reconfigure(size_t max_output, double idle_timeout,
-	    double login_timeout);
+void	conn_env_reconfigure(size_t max_output, size_t max_worker_output,
+	    double idle_timeout, double login_timeout);
 /*
  * Take over an accepted, non-blocking socket.  akey: the address key
  * counted with guard_conn_add for it (0: none); it is released when the
@@ -148,6 +157,11 @@ struct conn *conn_new(int fd, const struct sockaddr_storage *peer,
 void	conn_expect_proxy(struct conn *c);
 /* New TCP keepalive settings for sockets accepted from now on. */
 void	conn_env_keepalive(int idle, int interval, int count);
+/*
+ * SO_SNDBUF of sockets accepted from now on (0: the kernel tunes it,
+ * up to net.ipv4.tcp_wmem's maximum, per slow reader).
+ */
+void	conn_env_sndbuf(size_t bytes);
 /* The connection with this id, or NULL (closed, or never was). */
 struct conn *conn_lookup(uint32_t id);
 size_t	conn_count(void);

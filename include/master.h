@@ -18,6 +18,8 @@
 int	master_listen(const char *what, const char *host, int port, char *err,
 	    size_t errlen);
 int	master_init(struct node *n);
+/* A descriptor only the master holds (the pid file lock): children close it. */
+void	master_own_fd(int fd);
 /*
  * Fork the workers and supervise them until told to stop.  Blocks
  * SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGQUIT and takes them

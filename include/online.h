@@ -46,6 +46,8 @@ struct online_slot_stats {
 	uint64_t	 errors;
 	uint64_t	 respawns;
 	uint64_t	 bus_rejected;	/* cluster: forged/stale/replayed items */
+	uint64_t	 output_evictions;	/* max_worker_output_bytes */
+	uint64_t	 output_bytes;	/* queued for clients, when it slept */
 	/*
 	 * Health, for the master's /health and chatctl status.  The
 	 * master sets them to -1 (unknown) and heartbeat to "now" before

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define STORE_OK	0
 #define STORE_ERR	(-1)
@@ -70,6 +71,23 @@ struct store_msg_list {
  * Tuning for backends that talk to a server (MySQL); SQLite uses only
  * busy_timeout_ms.  Zero fields take the defaults in store.c.
  */
+/* TLS to a MySQL server (db_tls). */
+enum store_tls {
+	STORE_TLS_OFF,		/* plain TCP (a unix socket is local anyway) */
+	STORE_TLS_REQUIRED,	/* encrypted, server certificate not checked */
+	STORE_TLS_VERIFY	/* encrypted, certificate and host name checked */
+};
+
+/* db_tls's words (checked by config.c): anything else is "required". */
+static inline enum store_tls
+store_tls_mode(const char *v)
+{
+	if (v == NULL || strcmp(v, "off") == 0)
+		return STORE_TLS_OFF;
+	return strcmp(v, "verify") == 0 ? STORE_TLS_VERIFY :
+	    STORE_TLS_REQUIRED;
+}
+
 struct store_opts {
 	int		 pool_init;		/* connections opened at start */
 	int		 pool_max;		/* at most this many */
@@ -78,6 +96,10 @@ struct store_opts {
 	int		 query_timeout_ms;	/* read/write timeout of one query */
 	int		 busy_timeout_ms;	/* SQLite: wait for a lock this long */
 	const char	*password;		/* overrides the URL's password */
+	enum store_tls	 tls;			/* MySQL: TLS to the server */
+	const char	*tls_ca;		/* CA file (PEM) for verify */
+	const char	*tls_cert;		/* client certificate, or NULL */
+	const char	*tls_key;		/* its key, or NULL */
 };
 
 /*

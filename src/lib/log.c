@@ -64,7 +64,7 @@ log_init(const char *target, int level)
 		dest = LOG_TO_FILE;
 		if ((path = strdup(target)) == NULL)
 			return -1;
-		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
 		    0640);
 		if (fd == -1) {
 			saved = errno;
@@ -113,7 +113,7 @@ log_reopen(void)
 
 	if (log_dest != LOG_TO_FILE)
 		return 0;
-	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
 	if (fd == -1)
 		return -1;		/* keep writing to the old file */
 	close(log_fd);

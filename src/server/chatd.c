@@ -7,11 +7,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <pwd.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -62,44 +66,164 @@ listen_sockets(struct node *n, const char *what, const char *host,
 	return 0;
 }
 
-/* Refuse to start twice with the same pid file. */
+/*
+ * The pid file, opened as root: never through a symbolic link, only a
+ * regular file, and not truncated before its lock is ours, so that a
+ * second chatd (or a planted link) cannot clobber anything.  The lock
+ * lives as long as the master; its descriptor is kept.
+ */
 static int
-pidfile_check(const char *path)
+pidfile_open(const char *path)
 {
-	FILE	*f;
-	long	 pid;
+	struct stat	 st;
+	char		 line[32];
+	ssize_t		 r;
+	int		 fd;
 
-	if ((f = fopen(path, "r")) == NULL)
-		return 0;
-	if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && kill(pid, 0) == 0 &&
-	    pid != getpid()) {
-		fclose(f);
-		log_warnx("already running with pid %ld (%s)", pid, path);
-		return -1;
-	}
-	fclose(f);
-	return 0;
-}
-
-static int
-pidfile_write(const char *path)
-{
-	char	 line[32];
-	int	 fd, len;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+	    O_NONBLOCK, 0644);
 	if (fd == -1) {
-		log_warn("pid file %s", path);
+		if (errno == ELOOP)
+			log_warnx("pid file %s: is a symbolic link; refused",
+			    path);
+		else
+			log_warn("pid file %s", path);
 		return -1;
 	}
-	len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
-	if (write(fd, line, len) != len) {
-		log_warn("pid file %s", path);
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		log_warnx("pid file %s: not a regular file; refused", path);
 		close(fd);
 		return -1;
 	}
-	close(fd);
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		r = pread(fd, line, sizeof(line) - 1, 0);
+		line[r > 0 ? r : 0] = '\0';
+		line[strcspn(line, "\n")] = '\0';
+		log_warnx("already running with pid %s (%s)", line[0] != '\0' ?
+		    line : "?", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+pidfile_write(int fd, const char *path)
+{
+	char	 line[32];
+	int	 len;
+
+	len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, line, len, 0) != len) {
+		log_warn("pid file %s", path);
+		return -1;
+	}
 	return 0;
+}
+
+/*
+ * At exit: the master may no longer be allowed to unlink in the pid
+ * file's directory (it runs as user); an empty file says "not running"
+ * as well, and the lock goes with the descriptor.
+ */
+static void
+pidfile_remove(int fd, const char *path)
+{
+	if (unlink(path) == -1 && ftruncate(fd, 0) == -1)
+		log_warn("pid file %s", path);
+	close(fd);
+}
+
+/*
+ * What the master made as root and must still remove as user: the
+ * session table in /dev/shm (sticky: only its owner may unlink it) and
+ * the control socket; and the log file, which SIGUSR1 reopens (its
+ * group stays).
+ */
+static int
+give_to_user(const struct config *cfg, int log_opened, uid_t uid, gid_t gid)
+{
+	int	 fd;
+
+	if (log_opened && strcmp(cfg->log_file, "stderr") != 0 &&
+	    strcmp(cfg->log_file, "syslog") != 0 &&
+	    lchown(cfg->log_file, uid, (gid_t)-1) == -1)
+		log_warn("log %s: chown", cfg->log_file);
+
+	if (cfg->shm_name != NULL) {
+		if ((fd = shm_open(cfg->shm_name, O_RDWR | O_NOFOLLOW, 0)) ==
+		    -1 || fchown(fd, uid, gid) == -1) {
+			log_warn("session table %s: chown", cfg->shm_name);
+			if (fd != -1)
+				close(fd);
+			return -1;
+		}
+		close(fd);
+	}
+	if (cfg->control_socket != NULL &&
+	    lchown(cfg->control_socket, uid, gid) == -1) {
+		log_warn("control_socket %s: chown", cfg->control_socket);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * OpenBSD style: once everything that needs root is open (listening
+ * sockets, the metrics listener, the control socket, the session
+ * table, the log and pid files), the master becomes the configured
+ * user for good, so nothing that parses network input (HTTP, chatctl,
+ * the clients in the workers) runs as root.  Its workers, forked
+ * later, are the same user: it may signal them.
+ */
+static int
+master_drop_privileges(const struct config *cfg, int log_opened)
+{
+	struct passwd	*pw;
+	uid_t		 uid;
+	gid_t		 gid;
+
+	if (cfg->user == NULL || geteuid() != 0)
+		return 0;
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		log_warnx("user = %s: no such user", cfg->user);
+		return -1;
+	}
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	if (uid == 0)
+		return 0;		/* allow_root = yes, said so */
+	if (give_to_user(cfg, log_opened, uid, gid) == -1)
+		return -1;
+	if (initgroups(pw->pw_name, gid) == -1 ||
+	    setresgid(gid, gid, gid) == -1 ||
+	    setresuid(uid, uid, uid) == -1) {
+		log_warn("dropping privileges to %s", cfg->user);
+		return -1;
+	}
+	if (setuid(0) != -1 || seteuid(0) != -1)
+		fatalx("could become root again after dropping privileges");
+	log_info("master runs as %s (uid %d, gid %d) from now on", cfg->user,
+	    (int)uid, (int)gid);
+	return 0;
+}
+
+/* Reloads read the file as user: say so at start, not at the first HUP. */
+static void
+config_readable_check(const struct config *cfg, const char *path)
+{
+	int	 fd;
+
+	if (cfg->user == NULL || geteuid() != 0 ||
+	    worker_as_user(cfg, 1) == -1)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	(void)worker_as_user(cfg, 0);
+	if (fd == -1)
+		log_warnx("%s is not readable by user %s: reloads will fail "
+		    "(chown %s %s)", path, cfg->user, cfg->user, path);
+	else
+		close(fd);
 }
 
 static void
@@ -185,6 +309,10 @@ store_preflight(const struct config *cfg)
 	opts.query_timeout_ms = cfg->db_query_timeout_ms;
 	opts.busy_timeout_ms = cfg->sqlite_busy_timeout_ms;
 	opts.password = cfg->db_password;
+	opts.tls = store_tls_mode(cfg->db_tls);
+	opts.tls_ca = cfg->db_tls_ca;
+	opts.tls_cert = cfg->db_tls_cert;
+	opts.tls_key = cfg->db_tls_key;
 	ctl_storage_public(cfg->storage, spec, sizeof(spec));
 	if (store_check(cfg->storage, &opts, warn, sizeof(warn), err,
 	    sizeof(err)) == -1) {
@@ -204,7 +332,7 @@ main(int argc, char *argv[])
 	char		 err[256];
 	const char	*path = SYSCONFDIR "/chatd.conf";
 	uint64_t	 boot;
-	int		 ch, check_only = 0, verbose = 0, rc;
+	int		 ch, check_only = 0, verbose = 0, rc, pidfd;
 
 	memset(&n, 0, sizeof(n));
 	while ((ch = getopt(argc, argv, "df:nv")) != -1) {
@@ -265,7 +393,7 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	n.nslots = n.cfg.workers;
-	if (pidfile_check(n.cfg.pid_file) == -1)
+	if ((pidfd = pidfile_open(n.cfg.pid_file)) == -1)
 		return 1;
 	/* as the workers' user: the store must be theirs to open */
 	if (store_preflight(&n.cfg) == -1) {
@@ -273,39 +401,39 @@ main(int argc, char *argv[])
 			log_warnx("the storage must be readable and writable "
 			    "by user %s (an SQLite file and its directory)",
 			    n.cfg.user);
-		return 1;
+		goto fail;
 	}
 	if (listen_sockets(&n, "listen", n.cfg.listen_host,
 	    n.cfg.listen_port, &n.listen_fds) == -1)
-		return 1;
+		goto fail;
 	if (n.cfg.websocket_listen != NULL && listen_sockets(&n,
 	    "websocket_listen", n.cfg.websocket_host, n.cfg.websocket_port,
 	    &n.ws_listen_fds) == -1)
-		return 1;
+		goto fail;
 	/* the bound port proves no live instance owns this table name */
 	n.online = online_create(n.cfg.shm_name, n.cfg.max_online, n.nslots,
 	    err, sizeof(err));
 	if (n.online == NULL) {
 		log_warnx("session table %s: %s", n.cfg.shm_name, err);
-		return 1;
+		goto fail;
 	}
 	/* per-address and failed-login limits, shared by the workers */
 	if ((n.guard = guard_create(n.nslots, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
 		online_destroy(n.online, 1);
-		return 1;
+		goto fail;
 	}
 	if (channel_create(&n.chans, n.nslots, n.cfg.max_frame_bytes +
 	    n.cfg.max_name_bytes + 256, err, sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		online_destroy(n.online, 1);
-		return 1;
+		goto fail;
 	}
 	/* control socket and metrics listener: errors still reach stderr */
 	if (master_init(&n) == -1) {
 		channel_destroy(&n.chans);
 		online_destroy(n.online, 1);
-		return 1;
+		goto fail;
 	}
 	if (pipe2(n.master_pipe, O_CLOEXEC) == -1)
 		fatal("pipe");
@@ -316,10 +444,13 @@ main(int argc, char *argv[])
 
 	if (!n.foreground)
 		daemonize();
-	if (pidfile_write(n.cfg.pid_file) == -1) {
+	config_readable_check(&n.cfg, n.config_path);
+	if (pidfile_write(pidfd, n.cfg.pid_file) == -1 ||
+	    master_drop_privileges(&n.cfg, !n.foreground) == -1) {
 		online_destroy(n.online, 1);
-		return 1;
+		goto fail;
 	}
+	master_own_fd(pidfd);
 	/* the spec may hold a password: log it without */
 	ctl_storage_public(n.cfg.storage, err, sizeof(err));
 	log_notice("chatd %s starting: %s, %d workers, storage %s",
@@ -330,7 +461,7 @@ main(int argc, char *argv[])
 	online_destroy(n.online, 1);
 	guard_destroy(n.guard);
 	channel_destroy(&n.chans);
-	unlink(n.cfg.pid_file);
+	pidfile_remove(pidfd, n.cfg.pid_file);
 	for (ch = 0; ch < n.nslots; ch++) {
 		if (n.listen_fds[ch] != -1)
 			close(n.listen_fds[ch]);
@@ -343,4 +474,7 @@ main(int argc, char *argv[])
 	if (n.config_path != path)
 		free((char *)n.config_path);	/* from realpath() */
 	return rc;
+fail:
+	pidfile_remove(pidfd, n.cfg.pid_file);
+	return 1;
 }

@@ -82,6 +82,7 @@ static int	check_shm_name(const char *, char *, size_t);
 static int	check_nets(const char *, char *, size_t);
 static int	check_proxy_nets(const char *, char *, size_t);
 static int	check_user(const char *, char *, size_t);
+static int	check_db_tls(const char *, char *, size_t);
 static int	check_control_socket(const char *, char *, size_t);
 static int	check_metrics_listen(const char *, char *, size_t);
 
@@ -104,7 +105,7 @@ static const struct cfg_key cfg_keys[] = {
 	    "sqlite:" LOCALSTATEDIR "/lib/chatd/chatd.db",
 	    0, 0, RESTART, check_storage,
 	    "sqlite:PATH or mysql://user[:password]@host[:port]/db" },
-	{ "pid_file", CFG_STRING, OFF(pid_file), "/run/chatd.pid",
+	{ "pid_file", CFG_STRING, OFF(pid_file), "/run/chatd/chatd.pid",
 	    0, 0, RESTART, NULL,
 	    "file holding the master's process id" },
 	{ "log_file", CFG_STRING, OFF(log_file), "stderr",
@@ -159,6 +160,10 @@ static const struct cfg_key cfg_keys[] = {
 	{ "max_output_bytes", CFG_SIZE, OFF(max_output_bytes), "4m",
 	    4 * KiB, 1 * GiB, RELOAD, NULL,
 	    "unsent bytes per client before it is dropped" },
+	{ "max_worker_output_bytes", CFG_SIZE, OFF(max_worker_output_bytes),
+	    "0", 0, 1024 * GiB, RELOAD, NULL,
+	    "unsent bytes of all clients of a worker; 0: a quarter of the "
+	    "memory divided by workers" },
 	/* a reader who only reads is never idle: dead peers are found by
 	 * TCP keepalive instead */
 	{ "idle_timeout", CFG_INT, OFF(idle_timeout), "0",
@@ -173,6 +178,9 @@ static const struct cfg_key cfg_keys[] = {
 	{ "tcp_keepalive_count", CFG_INT, OFF(tcp_keepalive_count), "4",
 	    1, 127, RELOAD, NULL,
 	    "unanswered keepalive probes before the peer is dead" },
+	{ "tcp_send_buffer_bytes", CFG_SIZE, OFF(tcp_send_buffer_bytes), "0",
+	    0, 64 * MiB, RELOAD, NULL,
+	    "SO_SNDBUF of client sockets; 0: the kernel's autotuning" },
 	/* a person at the seed client's menu, connected, for 10 minutes */
 	{ "login_timeout", CFG_INT, OFF(login_timeout), "900",
 	    1, 86400, RELOAD, NULL,
@@ -257,6 +265,18 @@ static const struct cfg_key cfg_keys[] = {
 	{ "db_password_file", CFG_STRING, OFF(db_password_file), NULL,
 	    0, 0, RESTART, NULL,
 	    "file holding the database password" },
+	{ "db_tls", CFG_STRING, OFF(db_tls), "off",
+	    0, 0, RESTART, check_db_tls,
+	    "TLS to MySQL: off, required or verify" },
+	{ "db_tls_ca", CFG_STRING, OFF(db_tls_ca), NULL,
+	    0, 0, RESTART, NULL,
+	    "CA certificates (PEM) that sign the MySQL server's" },
+	{ "db_tls_cert", CFG_STRING, OFF(db_tls_cert), NULL,
+	    0, 0, RESTART, NULL,
+	    "client certificate (PEM) for MySQL, with db_tls_key" },
+	{ "db_tls_key", CFG_STRING, OFF(db_tls_key), NULL,
+	    0, 0, RESTART, NULL,
+	    "key of db_tls_cert (PEM)" },
 	{ "sqlite_busy_timeout_ms", CFG_INT, OFF(sqlite_busy_timeout_ms),
 	    "5000", 0, 600000, RESTART, NULL,
 	    "wait for a locked SQLite database, milliseconds" },
@@ -605,6 +625,17 @@ check_proxy_nets(const char *v, char *why, size_t len)
 }
 
 static int
+check_db_tls(const char *v, char *why, size_t len)
+{
+	if (strcmp(v, "off") == 0 || strcmp(v, "required") == 0 ||
+	    strcmp(v, "verify") == 0)
+		return 0;
+	snprintf(why, len, "db_tls must be off, required or verify, not "
+	    "\"%.*s\"", CFG_SHOW, v);
+	return -1;
+}
+
+static int
 check_user(const char *v, char *why, size_t len)
 {
 	if (getpwnam(v) != NULL)
@@ -736,6 +767,30 @@ cfg_set_defaults(struct config *cfg)
 }
 
 /*
+ * max_worker_output_bytes, or when 0 a quarter of the physical memory
+ * shared by the workers, so that slow readers cannot push the machine
+ * into swap; never below 16 MiB nor below one client's max_output_bytes.
+ */
+size_t
+cfg_worker_output(const struct config *cfg)
+{
+	long		 pages = sysconf(_SC_PHYS_PAGES);
+	long		 psize = sysconf(_SC_PAGESIZE);
+	uint64_t	 v = 256 * MiB;
+
+	if (cfg->max_worker_output_bytes > 0)
+		return cfg->max_worker_output_bytes;
+	if (pages > 0 && psize > 0)
+		v = (uint64_t)pages * (uint64_t)psize / 4 /
+		    (uint64_t)(cfg->workers > 0 ? cfg->workers : 1);
+	if (v < 16 * MiB)
+		v = 16 * MiB;
+	if (v < cfg->max_output_bytes)
+		v = cfg->max_output_bytes;
+	return (size_t)v;
+}
+
+/*
  * Fill in what is computed from the keys: listen_host/port,
  * redis_host/port, workers when 0, shm_name and node_id when unset.
  */
@@ -799,6 +854,16 @@ cfg_derive(struct config *cfg, char *why, size_t len)
 			snprintf(why, len, "metrics_listen: %s", hwhy);
 			return -1;
 		}
+	}
+
+	if (cfg->db_tls != NULL && strcmp(cfg->db_tls, "verify") == 0 &&
+	    cfg->db_tls_ca == NULL) {
+		snprintf(why, len, "db_tls = verify needs db_tls_ca");
+		return -1;
+	}
+	if ((cfg->db_tls_cert == NULL) != (cfg->db_tls_key == NULL)) {
+		snprintf(why, len, "db_tls_cert and db_tls_key go together");
+		return -1;
 	}
 
 	if (cfg->workers == 0) {

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ static struct conn	*reap_list;
 static struct buf	 rate_reply;	/* the ERR_RATE answer, made once */
 static ev_tstamp	 proxy_log_next;	/* PROXY refusals: one line a second */
 static unsigned		 proxy_log_dropped;
+static size_t		 out_total;	/* sum of every out_counted */
+static int		 sndbuf;	/* SO_SNDBUF of new sockets; 0: auto */
 
 static void	conn_read_cb(struct ev_loop *, ev_io *, int);
 static void	conn_write_cb(struct ev_loop *, ev_io *, int);
@@ -68,6 +71,12 @@ conn_env_keepalive(int idle, int interval, int count)
 	env.ka_count = count;
 }
 
+void
+conn_env_sndbuf(size_t bytes)
+{
+	sndbuf = bytes > INT_MAX ? INT_MAX : (int)bytes;
+}
+
 /* Dead peers of quiet sessions are found by the kernel, not a timeout. */
 static void
 conn_keepalive(int fd)
@@ -86,13 +95,14 @@ conn_keepalive(int fd)
 }
 
 void
-conn_env_reconfigure(size_t max_output, double idle_timeout,
-    double login_timeout)
+conn_env_reconfigure(size_t max_output, size_t max_worker_output,
+    double idle_timeout, double login_timeout)
 {
 	uint32_t	 i;
 	struct conn	*c;
 
 	env.max_output = max_output;
+	env.max_worker_output = max_worker_output;
 	env.idle_timeout = idle_timeout;
 	env.login_timeout = login_timeout;
 	/* logged-in connections count their idle time anew */
@@ -149,6 +159,10 @@ conn_new(int fd, const struct sockaddr_storage *peer, uint64_t akey)
 	c->fd = fd;
 	c->peer = *peer;
 	conn_keepalive(fd);
+	/* the kernel's share of a slow reader's backlog, bounded too */
+	if (sndbuf > 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
+		    sizeof(sndbuf));
 	guard_peer_set(env.guard, env.slot, c->id, peer);
 	frame_scanner_init(&c->fs);
 	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
@@ -215,6 +229,89 @@ conn_peer_str(const struct conn *c, char *buf, size_t len)
 	return buf;
 }
 
+/* Bring the worker's total up to date with what c->out holds now. */
+static void
+conn_count_output(struct conn *c)
+{
+	size_t	 now = buf_used(&c->out);
+
+	out_total = out_total - c->out_counted + now;
+	c->out_counted = now;
+}
+
+static int
+cmp_pending(const void *a, const void *b)
+{
+	size_t	 x = (*(struct conn * const *)a)->out_counted;
+	size_t	 y = (*(struct conn * const *)b)->out_counted;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * Before closing a reader that is cut off: requests it sent and we have
+ * not read would make close() reset the connection, dropping what the
+ * kernel still holds for it (lines it counts as delivered).  Without
+ * them the kernel sends that, then a FIN.
+ */
+static void
+conn_discard_input(struct conn *c)
+{
+	int	 i;
+
+	for (i = 0; i < READS_PER_EVENT; i++)
+		if (recv(c->fd, rbuf, rbuf_size, MSG_DONTWAIT) <= 0)
+			break;
+}
+
+/*
+ * The worker holds more queued output than max_worker_output: close the
+ * connections with the most of it (the slowest readers) until it is
+ * down to 3/4 of the budget, so that this sort is rare.  Their stored
+ * messages stay stored (an acknowledged chat leaves the store only once
+ * it reached the socket).  Called at a safe point, not from a handler.
+ */
+static void
+conn_budget_enforce(void)
+{
+	struct conn	**v;
+	size_t		  nv = 0, goal, closed = 0, freed = 0, k;
+	uint32_t	  i;
+	char		  peer[64];
+
+	if (env.max_worker_output == 0 || out_total <= env.max_worker_output)
+		return;
+	goal = env.max_worker_output / 4 * 3;
+	if ((v = calloc(nopen > 0 ? nopen : 1, sizeof(*v))) == NULL) {
+		log_warnx("output budget: out of memory");
+		return;
+	}
+	for (i = 0; i < table_size && nv < nopen; i++)
+		if (table[i] != NULL && !table[i]->closing &&
+		    table[i]->out_counted > 0)
+			v[nv++] = table[i];
+	qsort(v, nv, sizeof(*v), cmp_pending);
+	for (k = 0; k < nv && out_total > goal; k++) {
+		freed += v[k]->out_counted;
+		if (closed == 0)
+			log_notice("%s: %zu bytes queued while the worker holds "
+			    "%zu, over max_worker_output_bytes (%zu): "
+			    "disconnecting the slowest readers",
+			    conn_peer_str(v[k], peer, sizeof(peer)),
+			    v[k]->out_counted, out_total,
+			    env.max_worker_output);
+		conn_discard_input(v[k]);
+		conn_close(v[k], "worker output budget");
+		closed++;
+	}
+	free(v);
+	if (env.evicted_count != NULL)
+		__atomic_add_fetch(env.evicted_count, closed,
+		    __ATOMIC_RELAXED);
+	log_notice("output budget: %zu slow readers disconnected, %zu bytes "
+	    "freed, %zu queued now", closed, freed, out_total);
+}
+
 static void
 conn_want_flush(struct conn *c)
 {
@@ -232,6 +329,7 @@ conn_sent(struct conn *c)
 
 	if (c->closing)
 		return -1;
+	conn_count_output(c);
 	if (env.max_output > 0 && buf_used(&c->out) > env.max_output) {
 		log_notice("%s: output over %zu bytes, client not reading: "
 		    "disconnecting", conn_peer_str(c, peer, sizeof(peer)),
@@ -352,6 +450,7 @@ conn_close(struct conn *c, const char *why)
 		__atomic_store_n(env.open_count, nopen, __ATOMIC_RELAXED);
 	buf_free(&c->in);
 	buf_free(&c->out);
+	conn_count_output(c);
 	c->free_next = reap_list;
 	reap_list = c;
 }
@@ -367,6 +466,7 @@ conn_close_after_flush(struct conn *c, const char *why)
 		return;
 	}
 	c->close_after_flush = 1;
+	conn_count_output(c);
 	ev_io_stop(env.loop, &c->rio);
 	ev_timer_stop(env.loop, &c->timer);
 	ev_timer_set(&c->timer, CLOSE_FLUSH_SECONDS, 0.);
@@ -399,8 +499,8 @@ conn_reap(void)
 	}
 }
 
-void
-conn_flush_all(void)
+static void
+conn_flush_list(void)
 {
 	struct conn	*c;
 
@@ -410,6 +510,21 @@ conn_flush_all(void)
 		if (!c->closing)
 			conn_flush(c);
 	}
+}
+
+void
+conn_flush_all(void)
+{
+	conn_flush_list();
+	/* what is still queued waits on slow readers: bound it */
+	if (env.max_worker_output > 0 &&
+	    out_total > env.max_worker_output) {
+		conn_budget_enforce();
+		conn_flush_list();	/* logouts told others */
+	}
+	if (env.output_gauge != NULL)
+		__atomic_store_n(env.output_gauge, out_total,
+		    __ATOMIC_RELAXED);
 }
 
 static void
@@ -428,6 +543,7 @@ conn_flush(struct conn *c)
 				if (errno == EINTR)
 					continue;
 				if (errno == EAGAIN) {
+					conn_count_output(c);
 					ev_io_start(env.loop, &c->wio);
 					return;
 				}
@@ -437,6 +553,7 @@ conn_flush(struct conn *c)
 			buf_consume(ob, n);
 		}
 	}
+	conn_count_output(c);
 	if (ob == NULL || c->closing) {
 		conn_close(c, "transport closed");
 		return;
@@ -671,6 +788,15 @@ conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	for (i = 0; i < READS_PER_EVENT && !c->closing && !c->paused &&
 	    !c->close_after_flush; i++) {
+		/*
+		 * Over the budget, a client that does not take its answers
+		 * sends no new requests until the loop has cut the slowest
+		 * readers off, before it sleeps (the watcher calls again
+		 * then); the others go on.
+		 */
+		if (env.max_worker_output > 0 && c->out_counted > 0 &&
+		    out_total > env.max_worker_output)
+			return;
 		n = read(c->fd, rbuf, rbuf_size);
 		if (n == -1) {
 			if (errno == EINTR)

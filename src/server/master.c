@@ -55,6 +55,24 @@ static int		 sigfd = -1;
 static int		 stopping;
 static double		 stop_deadline;
 static struct buf	 cfg_msg = BUF_INIT;	/* the last reload, packed */
+static int		 own_fd = -1;	/* the master's alone (pid file lock) */
+
+void
+master_own_fd(int fd)
+{
+	own_fd = fd;
+}
+
+/*
+ * After the privilege drop a port below 1024 cannot be bound again:
+ * such a listener stays open while its slot waits for a worker (the
+ * kernel queues connections there until the backlog is full).
+ */
+static int
+rebindable(int port)
+{
+	return port >= 1024 || geteuid() == 0;
+}
 
 int
 master_listen(const char *what, const char *host, int portnum, char *err,
@@ -103,6 +121,9 @@ master_listen(const char *what, const char *host, int portnum, char *err,
 static void
 listener_close(struct node *n, int i)
 {
+	if (!rebindable(n->cfg.listen_port) || (n->ws_listen_fds != NULL &&
+	    !rebindable(n->cfg.websocket_port)))
+		return;
 	if (n->ws_listen_fds != NULL && n->ws_listen_fds[i] != -1) {
 		close(n->ws_listen_fds[i]);
 		n->ws_listen_fds[i] = -1;
@@ -139,6 +160,7 @@ spawn(struct node *n, int i)
 	__atomic_store_n(&st->redis_up, -1, __ATOMIC_RELAXED);
 	__atomic_store_n(&st->store_ok, -1, __ATOMIC_RELAXED);
 	__atomic_store_n(&st->heartbeat, util_mono_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&st->output_bytes, 0, __ATOMIC_RELAXED);
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork worker %d", i);
@@ -146,6 +168,8 @@ spawn(struct node *n, int i)
 	case 0:
 		/* the master's descriptors are none of the worker's business */
 		close(sigfd);
+		if (own_fd != -1)
+			close(own_fd);
 		ctl_child();
 		worker_main(n, i);
 		/* NOTREACHED */

@@ -50,6 +50,9 @@ static const struct {
 	{ "chatd_bus_rejected_total", "Redis items refused: bad signature, "
 	    "too old or replayed.",
 	    offsetof(struct online_slot_stats, bus_rejected) },
+	{ "chatd_output_evictions_total", "Slow readers disconnected to "
+	    "keep a worker within max_worker_output_bytes.",
+	    offsetof(struct online_slot_stats, output_evictions) },
 };
 #define NTOTALS	(sizeof(totals) / sizeof(totals[0]))
 
@@ -79,6 +82,19 @@ head(struct buf *out, const char *name, const char *type, const char *help)
 {
 	buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
 	    type);
+}
+
+/* A gauge with one sample per worker slot. */
+static void
+per_slot(struct buf *out, struct node *n, const char *name,
+    const char *help, size_t off)
+{
+	int	 i;
+
+	head(out, name, "gauge", help);
+	for (i = 0; i < n->nslots; i++)
+		buf_printf(out, "%s{slot=\"%d\"} %" PRIu64 "\n", name, i,
+		    field(online_slot_stats(n->online, i), off));
 }
 
 int
@@ -123,12 +139,12 @@ metrics_render(const struct ctl_env *env, struct buf *out)
 		buf_printf(out, "chatd_worker_up{slot=\"%d\"} %d\n", i,
 		    __atomic_load_n(&online_slot_stats(n->online, i)->pid,
 		    __ATOMIC_RELAXED) != 0);
-	head(out, "chatd_worker_connections", "gauge",
-	    "Open client connections per worker slot.");
-	for (i = 0; i < n->nslots; i++)
-		buf_printf(out, "chatd_worker_connections{slot=\"%d\"} %"
-		    PRIu64 "\n", i, __atomic_load_n(&online_slot_stats(
-		    n->online, i)->connections, __ATOMIC_RELAXED));
+	per_slot(out, n, "chatd_worker_connections",
+	    "Open client connections per worker slot.",
+	    offsetof(struct online_slot_stats, connections));
+	per_slot(out, n, "chatd_worker_output_bytes",
+	    "Bytes queued for slow clients per worker slot.",
+	    offsetof(struct online_slot_stats, output_bytes));
 	for (k = 0; k < NTOTALS; k++) {
 		head(out, totals[k].name, "counter", totals[k].help);
 		for (i = 0, sum = 0; i < n->nslots; i++)

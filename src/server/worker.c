@@ -210,6 +210,7 @@ worker_limits(const struct config *cfg)
 	conn_env_rate(cfg->rate_limit_rps, cfg->rate_limit_burst);
 	conn_env_keepalive(cfg->tcp_keepalive_idle, cfg->tcp_keepalive_interval,
 	    cfg->tcp_keepalive_count);
+	conn_env_sndbuf(cfg->tcp_send_buffer_bytes);
 }
 
 /* A balancer's PROXY header named the client: its limits apply. */
@@ -440,7 +441,7 @@ reload(uint32_t gen, const char *msg, size_t len)
 	free(old_log);
 	log_set_level(node->cfg.log_level);
 	conn_env_reconfigure(node->cfg.max_output_bytes,
-	    node->cfg.idle_timeout, node->cfg.login_timeout);
+	    cfg_worker_output(&node->cfg), node->cfg.idle_timeout, node->cfg.login_timeout);
 	worker_limits(&node->cfg);
 	chat_reconfigure(&node->cfg);
 	log_info("configuration reloaded");
@@ -630,6 +631,10 @@ worker_main(struct node *n, int slot)
 	opts.query_timeout_ms = n->cfg.db_query_timeout_ms;
 	opts.busy_timeout_ms = n->cfg.sqlite_busy_timeout_ms;
 	opts.password = n->cfg.db_password;
+	opts.tls = store_tls_mode(n->cfg.db_tls);
+	opts.tls_ca = n->cfg.db_tls_ca;
+	opts.tls_cert = n->cfg.db_tls_cert;
+	opts.tls_key = n->cfg.db_tls_key;
 	if ((store = store_open(n->cfg.storage, &opts, err, sizeof(err))) ==
 	    NULL) {
 		log_warnx("storage: %s", err);
@@ -654,6 +659,9 @@ worker_main(struct node *n, int slot)
 	cenv.handler = &chat_conn_handler;
 	cenv.max_frame = n->cfg.max_frame_bytes;
 	cenv.max_output = n->cfg.max_output_bytes;
+	cenv.max_worker_output = cfg_worker_output(&n->cfg);
+	cenv.evicted_count = &stats->output_evictions;
+	cenv.output_gauge = &stats->output_bytes;
 	cenv.idle_timeout = n->cfg.idle_timeout;
 	cenv.login_timeout = n->cfg.login_timeout;
 	cenv.rate_rps = n->cfg.rate_limit_rps;

@@ -28,7 +28,7 @@
 #include "buf.h"
 #include "cfg.h"
 
-#define DEFAULT_SOCKET		"/run/chatd.sock"
+#define DEFAULT_SOCKET		"/run/chatd/chatd.sock"
 #define TIMEOUT_MS		15000
 #define REPLY_MAX		((size_t)256 << 20)
 

@@ -231,15 +231,18 @@ class Redis:
 class MariaDB:
     """scripts/mariadb-private: a throwaway server and an empty database."""
 
-    def __init__(self):
+    def __init__(self, server_opts=()):
         # a Unix socket path must stay short: not under a long TMPDIR
         self.dir = tempfile.mkdtemp(prefix="chatd-mdb-", dir="/tmp")
         self.env = {}
         self.script = os.path.join(SRCDIR, "scripts", "mariadb-private")
+        self.server_opts = list(server_opts)    # more mariadbd options
 
     def start(self):
         t0 = time.monotonic()
-        r = subprocess.run([self.script, "start", self.dir],
+        env = dict(os.environ)
+        env["MARIADB_PRIVATE_OPTS"] = " ".join(self.server_opts)
+        r = subprocess.run([self.script, "start", self.dir], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=180)
         if r.returncode != 0:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 sys.dont_write_bytecode = True     # nothing written into the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -307,6 +308,70 @@ class Process(unittest.TestCase):
             with open(srv.pid_file) as f:
                 self.assertEqual(int(f.read().strip()), srv.pid)
             srv.user("stale")
+
+    def test_least_privilege(self):
+        """Started as root with user = nobody: every chatd process that
+        reads from a socket (master: chatctl and HTTP; workers: clients)
+        runs as nobody, and all it made as root is removed at exit."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        srv = chatlib.Server(workers=2)
+        os.chown(srv.dir, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(srv.dir, 0o755)
+        ctl = os.path.join(srv.dir, "ctl.sock")
+        mport = chatlib.free_port()
+        srv.keys.update(user="nobody", allow_root="no", control_socket=ctl,
+                        metrics_listen="127.0.0.1:%d" % mport)
+        with srv:
+            pids = [srv.pid] + srv.worker_pids()
+            self.assertEqual(len(pids), 3)
+            for pid in pids:
+                with open("/proc/%d/status" % pid) as f:
+                    uids = re.search(r"(?m)^Uid:\s+(.*)$", f.read()).group(1)
+                self.assertEqual(uids.split(), [str(nobody.pw_uid)] * 4,
+                                 "pid %d" % pid)
+            # the master, unprivileged, still serves and supervises
+            chatctl = chatlib._find_bin("CHATCTL_BIN", "chatctl")
+            out = chatlib.run([chatctl, "-s", ctl, "status"])
+            self.assertEqual(out.returncode, 0, out.stderr)
+            with urllib.request.urlopen("http://127.0.0.1:%d/health" % mport,
+                                        timeout=5) as r:
+                self.assertEqual(r.status, 200)
+            os.kill(pids[1], signal.SIGKILL)
+            self.assertTrue(wait_for(lambda: len(srv.worker_pids()) == 2 and
+                                     pids[1] not in srv.worker_pids()))
+            exchange(self, *srv.users_on_one_worker(2, "lp"))
+            self.assertEqual(os.stat(srv.pid_file).st_uid, 0)
+            self.assertIn("master runs as nobody", srv.log_text())
+        # Server.stop checked the pid file and shared memory are gone
+        self.assertFalse(os.path.exists(ctl))
+
+    def test_pid_file_symlink(self):
+        """A pid file path that is a symbolic link is refused (as root it
+        would write through it), and its target is left alone."""
+        srv = chatlib.Server(workers=1)
+        target = os.path.join(srv.dir, "victim")
+        with open(target, "w") as f:
+            f.write("precious\n")
+        os.symlink(target, srv.pid_file)
+        srv.write_config()
+        try:
+            out = chatlib.run([chatlib.chatd_bin(), "-d", "-f", srv.conf],
+                              timeout=10)
+            text = (out.stdout + out.stderr).decode("utf-8", "replace")
+            try:
+                text += open(srv.log_file).read()
+            except OSError:
+                pass
+            self.assertEqual(out.returncode, 1, text)
+            self.assertIn("symbolic link", text)
+            with open(target) as f:
+                self.assertEqual(f.read(), "precious\n")
+            self.assertTrue(os.path.islink(srv.pid_file))
+        finally:
+            shutil.rmtree(srv.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

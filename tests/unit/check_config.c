@@ -168,7 +168,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg.workers, ncpus());
 	ck_assert_int_eq(strncmp(cfg.storage, "sqlite:", 7), 0);
 	ck_assert_ptr_nonnull(strstr(cfg.storage, "/lib/chatd/chatd.db"));
-	ck_assert_str_eq(cfg.pid_file, "/run/chatd.pid");
+	ck_assert_str_eq(cfg.pid_file, "/run/chatd/chatd.pid");
 	ck_assert_str_eq(cfg.log_file, "stderr");
 	ck_assert_int_eq(cfg.log_level, LOG_INFO);
 	ck_assert_str_eq(cfg.shm_name, "/chatd-127_0_0_1_6000");

@@ -265,6 +265,8 @@ struct my {
 	char		 init_cmd[160];
 	int		 pool_max;
 	int		 idle_sec;
+	enum store_tls	 tls;
+	char		*tls_ca, *tls_cert, *tls_key;
 	struct mconn	**idle;		/* idle[nidle - 1] was used last */
 	int		 nidle;
 	int		 nopen;		/* idle and in use */
@@ -402,6 +404,40 @@ conn_close(struct my *m, struct mconn *c)
 	m->nopen--;
 }
 
+/*
+ * db_tls: the server must speak TLS (MYSQL_OPT_SSL_ENFORCE); with
+ * verify its certificate must chain to db_tls_ca and name the host we
+ * connect to.  Set explicitly either way: Connector/C's own default for
+ * verification changed between releases.  With required no CA is
+ * handed over, since Connector/C checks the chain whenever it has one.
+ */
+static void
+tls_options(struct my *m, MYSQL *my)
+{
+	my_bool	 on = 1, verify = m->tls == STORE_TLS_VERIFY;
+
+	if (m->tls == STORE_TLS_OFF)
+		return;
+	mysql_ssl_set(my, m->tls_key, m->tls_cert, verify ? m->tls_ca : NULL,
+	    NULL, NULL);
+	mysql_options(my, MYSQL_OPT_SSL_ENFORCE, &on);
+	mysql_options(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+}
+
+/* Prefix of a connect error: says TLS was in play. */
+static const char *
+tls_what(const struct my *m)
+{
+	switch (m->tls) {
+	case STORE_TLS_VERIFY:
+		return "(db_tls = verify) ";
+	case STORE_TLS_REQUIRED:
+		return "(db_tls = required) ";
+	default:
+		return "";
+	}
+}
+
 static struct mconn *
 conn_open(struct my *m)
 {
@@ -439,17 +475,28 @@ conn_open(struct my *m)
 		proto = MYSQL_PROTOCOL_TCP;
 		mysql_options(c->my, MYSQL_OPT_PROTOCOL, &proto);
 	}
+	tls_options(m, c->my);
 	/* FOUND_ROWS: an UPDATE to the same value still counts its row. */
 	if (mysql_real_connect(c->my, m->url.host, m->url.user, m->url.pass, m->url.db,
 	    m->url.port, m->url.sock, CLIENT_FOUND_ROWS) == NULL) {
 		if (m->url.sock != NULL)
 			store_set_error(&m->st, "database unavailable: "
-			    "%s@%s (%s): %s", m->url.user, m->url.sock, m->url.db,
-			    mysql_error(c->my));
+			    "%s@%s (%s): %s%s", m->url.user, m->url.sock,
+			    m->url.db, tls_what(m), mysql_error(c->my));
 		else
 			store_set_error(&m->st, "database unavailable: "
-			    "%s@%s:%u/%s: %s", m->url.user, m->url.host, m->url.port,
-			    m->url.db, mysql_error(c->my));
+			    "%s@%s:%u/%s: %s%s", m->url.user, m->url.host,
+			    m->url.port, m->url.db, tls_what(m),
+			    mysql_error(c->my));
+		mysql_close(c->my);
+		free(c);
+		return NULL;
+	}
+	/* belt and braces: never carry on in clear when TLS was asked for */
+	if (m->tls != STORE_TLS_OFF && mysql_get_ssl_cipher(c->my) == NULL) {
+		store_set_error(&m->st, "database unavailable: %s@%s:%u/%s: "
+		    "db_tls is set but the connection is not encrypted",
+		    m->url.user, m->url.host, m->url.port, m->url.db);
 		mysql_close(c->my);
 		free(c);
 		return NULL;
@@ -1767,6 +1814,9 @@ my_free(struct my *m)
 		free(m->idle);
 	}
 	store_url_free(&m->url);
+	free(m->tls_ca);
+	free(m->tls_cert);
+	free(m->tls_key);
 	free(m);
 }
 
@@ -1803,6 +1853,17 @@ store_mysql_open(const char *url, const struct store_opts *opts,
 			snprintf(err, errlen, "mysql: out of memory");
 			goto fail;
 		}
+	}
+
+	m->tls = opts->tls;
+	if ((opts->tls_ca != NULL &&
+	    (m->tls_ca = strdup(opts->tls_ca)) == NULL) ||
+	    (opts->tls_cert != NULL &&
+	    (m->tls_cert = strdup(opts->tls_cert)) == NULL) ||
+	    (opts->tls_key != NULL &&
+	    (m->tls_key = strdup(opts->tls_key)) == NULL)) {
+		snprintf(err, errlen, "mysql: out of memory");
+		goto fail;
 	}
 
 	/* The client library counts whole seconds: round up. */
