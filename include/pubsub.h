@@ -159,6 +159,10 @@ void	pubsub_free(struct pubsub *ps);
 int	pubsub_up(const struct pubsub *ps);
 /* Items refused since start: bad MAC, too old, or seen before. */
 uint64_t pubsub_rejected(const struct pubsub *ps);
+/* Sentinel mode: failovers followed (the primary moved) since start. */
+uint64_t pubsub_failovers(const struct pubsub *ps);
+/* Sentinel mode: publish batches no replica confirmed within 1 s. */
+uint64_t pubsub_unreplicated(const struct pubsub *ps);
 
 /*
  * Claim uid for this worker: result 0 claimed, 1 online elsewhere

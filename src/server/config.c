@@ -83,6 +83,7 @@ static int	check_proxy_nets(const char *, char *, size_t);
 static int	check_user(const char *, char *, size_t);
 static int	check_control_socket(const char *, char *, size_t);
 static int	check_metrics_listen(const char *, char *, size_t);
+static int	check_redis(const char *, char *, size_t);
 
 #define OFF(f)		offsetof(struct config, f)
 #define KiB		1024LL
@@ -247,9 +248,10 @@ static const struct cfg_key cfg_keys[] = {
 	{ "sqlite_busy_timeout_ms", CFG_INT, OFF(sqlite_busy_timeout_ms),
 	    "5000", 0, 600000, RESTART, NULL,
 	    "wait for a locked SQLite database, milliseconds" },
-	{ "redis", CFG_HOSTPORT, OFF(redis), NULL,
-	    1, 65535, RESTART, NULL,
-	    "Redis host:port for a cluster; unset: single node" },
+	{ "redis", CFG_STRING, OFF(redis), NULL,
+	    0, 0, RESTART, check_redis,
+	    "Redis host:port, or sentinel://host:port[,host:port...]/name, "
+	    "for a cluster; unset: single node" },
 	{ "redis_password", CFG_STRING, OFF(redis_password), NULL,
 	    0, 0, RESTART, NULL,
 	    "Redis AUTH password" },
@@ -550,6 +552,106 @@ check_control_socket(const char *v, char *why, size_t len)
 }
 
 /* "port" alone means the loopback address. */
+/* cfg's redis fields from "redis" (NULL: none) reset first. */
+static void
+redis_clear(struct config *cfg)
+{
+	int	 i;
+
+	free(cfg->redis_host);
+	cfg->redis_host = NULL;
+	cfg->redis_port = 0;
+	free(cfg->redis_master);
+	cfg->redis_master = NULL;
+	for (i = 0; i < cfg->redis_nsentinels; i++)
+		free(cfg->redis_sentinel_host[i]);
+	free(cfg->redis_sentinel_host);
+	free(cfg->redis_sentinel_port);
+	cfg->redis_sentinel_host = NULL;
+	cfg->redis_sentinel_port = NULL;
+	cfg->redis_nsentinels = 0;
+}
+
+/*
+ * "host:port" or "sentinel://host:port[,host:port...]/name": checked,
+ * and with cfg not NULL stored in its redis fields.  0 or -1 with why.
+ */
+static int
+redis_parse(const char *v, struct config *cfg, char *why, size_t len)
+{
+	const char	*hwhy, *p, *slash, *end;
+	char		*one = NULL, **hosts;
+	int		*ports, n = 0, port;
+
+	if (cfg != NULL)
+		redis_clear(cfg);
+	if (v == NULL)
+		return 0;
+	if (strncmp(v, "sentinel://", 11) != 0) {
+		if (hostport_parse(v, 1, 65535, cfg ? &cfg->redis_host : NULL,
+		    cfg ? &cfg->redis_port : NULL, &hwhy) == -1) {
+			snprintf(why, len, "redis: bad host:port \"%.*s\" (%s)",
+			    CFG_SHOW, v, hwhy);
+			return -1;
+		}
+		return 0;
+	}
+	p = v + 11;
+	if ((slash = strrchr(p, '/')) == NULL || slash[1] == '\0' ||
+	    strpbrk(slash + 1, " \t/") != NULL || slash == p) {
+		snprintf(why, len, "redis: \"%.*s\": want sentinel://host:port"
+		    "[,host:port...]/name", CFG_SHOW, v);
+		return -1;
+	}
+	for (; p < slash; p = end + 1) {
+		if ((end = memchr(p, ',', (size_t)(slash - p))) == NULL)
+			end = slash;
+		if ((one = strndup(p, (size_t)(end - p))) == NULL) {
+			snprintf(why, len, "out of memory");
+			return -1;
+		}
+		if (n == 16 || hostport_parse(one, 1, 65535, NULL, NULL,
+		    &hwhy) == -1) {
+			snprintf(why, len, "redis: sentinel \"%.*s\": %s",
+			    CFG_SHOW, one, n == 16 ? "at most 16" : hwhy);
+			free(one);
+			return -1;
+		}
+		if (cfg != NULL) {
+			hosts = reallocarray(cfg->redis_sentinel_host,
+			    (size_t)n + 1, sizeof(*hosts));
+			if (hosts != NULL)
+				cfg->redis_sentinel_host = hosts;
+			ports = reallocarray(cfg->redis_sentinel_port,
+			    (size_t)n + 1, sizeof(*ports));
+			if (ports != NULL)
+				cfg->redis_sentinel_port = ports;
+			if (hosts == NULL || ports == NULL ||
+			    hostport_parse(one, 1, 65535, &hosts[n], &port,
+			    &hwhy) == -1) {
+				free(one);
+				snprintf(why, len, "out of memory");
+				return -1;
+			}
+			ports[n] = port;
+			cfg->redis_nsentinels = n + 1;
+		}
+		free(one);
+		n++;
+	}
+	if (cfg != NULL && (cfg->redis_master = strdup(slash + 1)) == NULL) {
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_redis(const char *v, char *why, size_t len)
+{
+	return redis_parse(v, NULL, why, len);
+}
+
 static int
 check_metrics_listen(const char *v, char *why, size_t len)
 {
@@ -743,15 +845,8 @@ cfg_derive(struct config *cfg, char *why, size_t len)
 		snprintf(why, len, "listen: %s", hwhy);
 		return -1;
 	}
-	k = cfg_find("redis");
-	free(cfg->redis_host);
-	cfg->redis_host = NULL;
-	cfg->redis_port = 0;
-	if (cfg->redis != NULL && hostport_parse(cfg->redis, k->min, k->max,
-	    &cfg->redis_host, &cfg->redis_port, &hwhy) == -1) {
-		snprintf(why, len, "redis: %s", hwhy);
+	if (redis_parse(cfg->redis, cfg, why, len) == -1)
 		return -1;
-	}
 
 	k = cfg_find("websocket_listen");
 	free(cfg->websocket_host);
@@ -1153,7 +1248,7 @@ cfg_free(struct config *cfg)
 			free_secret(FIELD(cfg, &cfg_keys[i], char *));
 	free(cfg->path);
 	free(cfg->listen_host);
-	free(cfg->redis_host);
+	redis_clear(cfg);
 	free(cfg->metrics_host);
 	free(cfg->websocket_host);
 	free_secret(&cfg->db_password);

@@ -402,6 +402,10 @@ health_cb(struct ev_loop *l, ev_timer *w, int revents)
 		    pubsub_rejected(pubsub) - bus_rejected_seen,
 		    __ATOMIC_RELAXED);
 		bus_rejected_seen = pubsub_rejected(pubsub);
+		__atomic_store_n(&stats->redis_failovers,
+		    pubsub_failovers(pubsub), __ATOMIC_RELAXED);
+		__atomic_store_n(&stats->bus_unreplicated,
+		    pubsub_unreplicated(pubsub), __ATOMIC_RELAXED);
 	}
 	if (++health_ticks < HEALTH_STORE_TICKS)
 		return;

@@ -37,6 +37,8 @@
 #define LOG_REPEAT_SECONDS	60.0	/* the same connect error, again */
 #define CACHE_SECONDS		5.0	/* a cached presence is used this long */
 #define CACHE_MAX		65536	/* entries; then it starts afresh */
+#define SENTINEL_BACKOFF_MAX	0.5	/* a failover takes seconds: look often */
+#define WAIT_REPLICA_MS		1000	/* WAIT 1 this long, then go on */
 
 enum script {
 	SCRIPT_CLAIM,
@@ -72,6 +74,7 @@ enum req_kind {
 	REQ_PUSH,	/* the same, into a cached queue: RPUSH */
 	REQ_EXIT,
 	REQ_WAKE,	/* a no-op item into our own queue: ends a BLMOVE */
+	REQ_WAITREPL,	/* WAIT 1: a publish reached a replica */
 	/* on the pop connection, in order */
 	REQ_POPAUTH,
 	REQ_RESUME,	/* LRANGE P: what we took and did not hand off */
@@ -92,6 +95,7 @@ struct pubreq {
 	pubsub_publish_cb	*cb;
 	void			*arg;
 	ev_tstamp		 since;		/* unanswered since */
+	long			 res;		/* answer, held for WAIT */
 };
 
 struct req {
@@ -110,6 +114,8 @@ struct req {
 	struct pubreq	*pubs;		/* PUBLISH */
 	size_t		 npubs;
 	char		*queue;		/* REAP */
+	struct req	*held;		/* WAITREPL <-> its PUBLISH */
+	int		 outcome;	/* PUBLISH held: enum pub_outcome */
 	union {
 		pubsub_claim_cb		*claim;
 		pubsub_online_cb	*online;
@@ -138,6 +144,14 @@ struct pcache {
 
 struct busauth;
 
+/* A publish's answer while it waits for its WAIT (sentinel mode). */
+enum pub_outcome {
+	PUB_PENDING,
+	PUB_OK,		/* answered: pubreq.res */
+	PUB_LOST,	/* sent, no answer: maybe queued */
+	PUB_FAILED	/* not queued */
+};
+
 struct pubsub {
 	struct ev_loop		*loop;
 	struct pubsub_handler	 h;
@@ -145,6 +159,17 @@ struct pubsub {
 	uint64_t		 rejected;
 	char			*host;		/* numeric address */
 	int			 port;
+	/* sentinel://: the primary of master, as these Sentinels say */
+	char			*master;
+	char			**sentinels;	/* numeric addresses */
+	int			*sentinel_ports;
+	int			 nsentinels;
+	int			 sentinel_i;	/* the one to ask next */
+	void			*sen;		/* the question under way */
+	ev_tstamp		 sen_since;
+	int			 need_primary;	/* ask before connecting */
+	uint64_t		 failovers;	/* primary moved, followed */
+	uint64_t		 unreplicated;	/* WAIT saw no replica */
 	char			*password;
 	char			*node_id;
 	char			 boot[32];
@@ -214,6 +239,7 @@ void		 send_plain(struct pubsub *, enum req_kind, int,
 void		 log_conn_error(struct pubsub *, const char *, const char *);
 void		 check_up(struct pubsub *);
 void		 ps_drop_pop(struct pubsub *, const char *);
+void		 ps_drop_all(struct pubsub *, const char *);
 
 /* presence.c */
 int		 uidset_has(const struct uidset *, int32_t);
@@ -234,6 +260,7 @@ void		 pcache_clear(struct pcache *);
 void		 queue_next(struct pubsub *);
 void		 queue_done(struct pubsub *, struct req *, void *);
 void		 queue_publish_done(struct pubsub *, struct req *, void *);
+void		 queue_wait_done(struct pubsub *, struct req *, void *);
 void		 queue_flush(struct pubsub *);
 void		 queue_resend(struct pubsub *);
 void		 queue_tick(struct pubsub *);

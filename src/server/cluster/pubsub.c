@@ -197,7 +197,10 @@ log_conn_error(struct pubsub *ps, const char *what, const char *why)
 		return;
 	snprintf(ps->last_err, sizeof(ps->last_err), "%s", msg);
 	ps->last_err_at = now;
-	if (strcmp(what, "command") == 0)
+	if (ps->host == NULL)
+		log_warnx("redis %s: %s (cross-node delivery and presence "
+		    "unavailable; retrying)", ps->master, msg);
+	else if (strcmp(what, "command") == 0)
 		log_warnx("redis %s:%d: %s", ps->host, ps->port, msg);
 	else
 		log_warnx("redis %s:%d: %s (cross-node delivery and presence "
@@ -278,6 +281,9 @@ dispatch(struct pubsub *ps, struct req *r, redisReply *rep)
 		}
 		queue_publish_done(ps, r, rep);
 		return;
+	case REQ_WAITREPL:
+		queue_wait_done(ps, r, rep);
+		return;
 	default:
 		queue_done(ps, r, rep);
 		return;
@@ -325,6 +331,16 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 			log_conn_error(ps, "AUTH", rep->str);
 			req_free(r);
 			ctx_drop(ps, ac, "AUTH refused");
+			return;
+		}
+		/*
+		 * A primary demoted by a failover: ask the Sentinels again;
+		 * the request counts as unanswered (a publish is resent).
+		 */
+		if (ps->master != NULL &&
+		    strncmp(rep->str, "READONLY", 8) == 0) {
+			ps_drop_all(ps, "the primary became a replica");
+			dispatch(ps, r, NULL);
 			return;
 		}
 		/* the script cache was flushed: send in full, load again */
@@ -400,11 +416,17 @@ schedule_retry(struct pubsub *ps)
 	ps->backoff *= 2;
 	if (ps->backoff > BACKOFF_MAX)
 		ps->backoff = BACKOFF_MAX;
+	if (ps->master != NULL && ps->backoff > SENTINEL_BACKOFF_MAX)
+		ps->backoff = SENTINEL_BACKOFF_MAX;
 }
 
 static void
 ctx_forget(struct pubsub *ps, const redisAsyncContext *ac)
 {
+	/* a lost link may mean a failover: ask who the primary is now */
+	if (ps->master != NULL && !ps->exiting &&
+	    (ac == ps->cmd || ac == ps->pop || ac == ps->sub))
+		ps->need_primary = 1;
 	if (ac == ps->cmd) {
 		ps->cmd = NULL;
 		ps->cmd_up = 0;
@@ -438,6 +460,126 @@ void
 ps_drop_pop(struct pubsub *ps, const char *why)
 {
 	ctx_drop(ps, POP(ps), why);
+}
+
+void
+ps_drop_all(struct pubsub *ps, const char *why)
+{
+	ctx_drop(ps, CMD(ps), why);
+	ctx_drop(ps, POP(ps), why);
+	ctx_drop(ps, SUB(ps), why);
+}
+
+/* ---- Sentinel ----------------------------------------------------------- */
+
+static void
+sen_next(struct pubsub *ps, const char *why)
+{
+	log_conn_error(ps, "sentinel", why);
+	ps->sentinel_i = (ps->sentinel_i + 1) % ps->nsentinels;
+	schedule_retry(ps);
+}
+
+static void
+sen_connect_cb(const redisAsyncContext *ac, int status)
+{
+	struct pubsub	*ps = ac->data;
+
+	if (status == REDIS_OK || ac != ps->sen)
+		return;
+	ps->sen = NULL;		/* hiredis frees ac */
+	sen_next(ps, ac->errstr);
+}
+
+static void
+sen_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	struct pubsub	*ps = ac->data;
+
+	if (ac != ps->sen)
+		return;
+	ps->sen = NULL;
+	sen_next(ps, status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+/*
+ * SENTINEL get-master-addr-by-name: the primary to connect to.  When it
+ * moved, the links to the old one go (a failover followed).
+ */
+static void
+sen_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct pubsub	*ps = privdata;
+	redisReply	*rep = reply;
+	char		*host;
+	int		 port;
+
+	if (ac != ps->sen || rep == NULL)
+		return;		/* sen_disconnect_cb moves on */
+	ps->sen = NULL;
+	redisAsyncDisconnect(ac);
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+	    rep->element[0]->type != REDIS_REPLY_STRING ||
+	    rep->element[1]->type != REDIS_REPLY_STRING ||
+	    (port = atoi(rep->element[1]->str)) <= 0 || port > 65535) {
+		sen_next(ps, rep->type == REDIS_REPLY_ERROR ? rep->str :
+		    "no primary known by that name");
+		return;
+	}
+	if (ps->host == NULL || strcmp(ps->host, rep->element[0]->str) != 0 ||
+	    ps->port != port) {
+		if ((host = strdup(rep->element[0]->str)) == NULL) {
+			sen_next(ps, "out of memory");
+			return;
+		}
+		if (ps->host != NULL) {
+			ps->failovers++;
+			log_notice("redis %s: primary moved from %s:%d to "
+			    "%s:%d (failover followed)", ps->master, ps->host,
+			    ps->port, host, port);
+			ps_drop_all(ps, "primary moved");
+		} else
+			log_info("redis %s: primary is %s:%d", ps->master,
+			    host, port);
+		free(ps->host);
+		ps->host = host;
+		ps->port = port;
+	}
+	ps->need_primary = 0;
+	open_missing(ps);
+}
+
+static void
+sen_ask(struct pubsub *ps)
+{
+	redisAsyncContext	*ac;
+	int			 i = ps->sentinel_i;
+
+	if (ps->sen != NULL)
+		return;
+	ac = redisAsyncConnect(ps->sentinels[i], ps->sentinel_ports[i]);
+	if (ac == NULL || ac->err) {
+		if (ac != NULL)
+			redisAsyncFree(ac);
+		sen_next(ps, "cannot connect");
+		return;
+	}
+	ac->data = ps;
+	if (redisLibevAttach(ps->loop, ac) != REDIS_OK) {
+		redisAsyncFree(ac);
+		sen_next(ps, "cannot attach");
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, sen_connect_cb);
+	redisAsyncSetDisconnectCallback(ac, sen_disconnect_cb);
+	ps->sen = ac;
+	ps->sen_since = ev_now(ps->loop);
+	if (redisAsyncCommand(ac, sen_cb, ps,
+	    "SENTINEL get-master-addr-by-name %s", ps->master) != REDIS_OK) {
+		ps->sen = NULL;
+		redisAsyncFree(ac);
+		sen_next(ps, "cannot send");
+	}
 }
 
 static void
@@ -527,6 +669,11 @@ open_missing(struct pubsub *ps)
 
 	if (ps->exiting)
 		return;
+	if (ps->master != NULL && (ps->need_primary || ps->host == NULL)) {
+		/* connect once the Sentinels said where (sen_cb) */
+		sen_ask(ps);
+		return;
+	}
 	if (ps->cmd == NULL && (ps->cmd = ctx_open(ps)) != NULL) {
 		ps->cmd_up = 0;
 		ps->cmd_pending = 0;
@@ -586,6 +733,13 @@ tick_cb(struct ev_loop *l, ev_timer *w, int revents)
 	 * there must be handled, not thrown away with the connection.
 	 */
 	read_arrived(ps);
+	if (ps->sen != NULL && now - ps->sen_since > REPLY_TIMEOUT) {
+		redisAsyncContext *sac = ps->sen;
+
+		ps->sen = NULL;
+		redisAsyncFree(sac);
+		sen_next(ps, "no answer for 3 seconds");
+	}
 	if (ps->cmd != NULL && ps->cmd_pending > 0 &&
 	    now - ps->cmd_wait > REPLY_TIMEOUT) {
 		/* a server that hangs holds logins and messages: let go */
@@ -644,8 +798,10 @@ pubsub_new(struct ev_loop *loop, const struct config *cfg, const char *boot,
 {
 	struct pubsub	*ps;
 	char		 addr[NI_MAXHOST], id[64];
+	int		 i;
 
-	if (cfg->redis_host == NULL || cfg->redis_port <= 0 ||
+	if (((cfg->redis_host == NULL || cfg->redis_port <= 0) &&
+	    (cfg->redis_master == NULL || cfg->redis_nsentinels <= 0)) ||
 	    cfg->node_id == NULL || cfg->node_id[0] == '\0' ||
 	    strpbrk(cfg->node_id, " \t\r\n") != NULL ||
 	    boot == NULL || boot[0] == '\0' || strlen(boot) >= 32 ||
@@ -655,10 +811,31 @@ pubsub_new(struct ev_loop *loop, const struct config *cfg, const char *boot,
 		    "be set and hold no blanks)");
 		return NULL;
 	}
-	if (resolve(cfg->redis_host, addr, sizeof(addr), err, errlen) == -1)
+	if (cfg->redis_master == NULL && resolve(cfg->redis_host, addr,
+	    sizeof(addr), err, errlen) == -1)
 		return NULL;
 	if ((ps = calloc(1, sizeof(*ps))) == NULL)
 		goto nomem;
+	if (cfg->redis_master != NULL) {
+		ps->nsentinels = cfg->redis_nsentinels;
+		ps->need_primary = 1;
+		if ((ps->master = strdup(cfg->redis_master)) == NULL ||
+		    (ps->sentinels = calloc((size_t)ps->nsentinels,
+		    sizeof(char *))) == NULL ||
+		    (ps->sentinel_ports = calloc((size_t)ps->nsentinels,
+		    sizeof(int))) == NULL)
+			goto nomem;
+		for (i = 0; i < ps->nsentinels; i++) {
+			if (resolve(cfg->redis_sentinel_host[i], addr,
+			    sizeof(addr), err, errlen) == -1) {
+				pubsub_free(ps);
+				return NULL;
+			}
+			if ((ps->sentinels[i] = strdup(addr)) == NULL)
+				goto nomem;
+			ps->sentinel_ports[i] = cfg->redis_sentinel_port[i];
+		}
+	}
 	ps->loop = loop;
 	ps->failed_tail = &ps->failed;
 	snprintf(id, sizeof(id), "%s.%d", boot, slot);
@@ -669,13 +846,13 @@ pubsub_new(struct ev_loop *loop, const struct config *cfg, const char *boot,
 		return NULL;
 	}
 	ps->h = *h;
-	ps->port = cfg->redis_port;
+	ps->port = cfg->redis_port;	/* sentinel mode: sen_cb sets both */
 	ps->slot = slot;
 	ps->gen = gen;
 	snprintf(ps->boot, sizeof(ps->boot), "%s", boot);
 	snprintf(ps->gen_str, sizeof(ps->gen_str), "%u", gen);
 	ps->backoff = BACKOFF_MIN;
-	if ((ps->host = strdup(addr)) == NULL ||
+	if ((ps->master == NULL && (ps->host = strdup(addr)) == NULL) ||
 	    (ps->node_id = strdup(cfg->node_id)) == NULL ||
 	    (cfg->redis_password != NULL &&
 	    (ps->password = strdup(cfg->redis_password)) == NULL) ||
@@ -748,6 +925,7 @@ pubsub_free(struct pubsub *ps)
 {
 	const char		*argv[2];
 	redisAsyncContext	*ac;
+	int			 i;
 
 	if (ps == NULL)
 		return;
@@ -786,6 +964,10 @@ pubsub_free(struct pubsub *ps)
 		ctx_forget(ps, ac);
 		redisAsyncFree(ac);
 	}
+	if ((ac = ps->sen) != NULL) {
+		ps->sen = NULL;
+		redisAsyncFree(ac);
+	}
 	if (ps->loop != NULL) {
 		fail_cb(ps->loop, &ps->failt, 0);
 		ev_timer_stop(ps->loop, &ps->failt);
@@ -796,6 +978,11 @@ pubsub_free(struct pubsub *ps)
 	uidset_clear(&ps->local);
 	uidset_clear(&ps->unreleased);
 	free(ps->host);
+	for (i = 0; ps->sentinels != NULL && i < ps->nsentinels; i++)
+		free(ps->sentinels[i]);
+	free(ps->sentinels);
+	free(ps->sentinel_ports);
+	free(ps->master);
 	free(ps->node_id);
 	if (ps->password != NULL)
 		explicit_bzero(ps->password, strlen(ps->password));
@@ -812,4 +999,16 @@ int
 pubsub_up(const struct pubsub *ps)
 {
 	return ps != NULL && ps->cmd_up && ps->pop_up;
+}
+
+uint64_t
+pubsub_failovers(const struct pubsub *ps)
+{
+	return ps != NULL ? ps->failovers : 0;
+}
+
+uint64_t
+pubsub_unreplicated(const struct pubsub *ps)
+{
+	return ps != NULL ? ps->unreplicated : 0;
 }

@@ -94,6 +94,8 @@ pub_add(struct pubsub *ps, int32_t uid, const char *line, size_t len,
 	return 0;
 }
 
+static void	pub_send(struct pubsub *, struct req *);
+
 /* One RPUSH of k publishes (taken) into queue q, a cached destination. */
 static void
 push(struct pubsub *ps, const char *q, struct pubreq *pubs, size_t k)
@@ -124,8 +126,10 @@ push(struct pubsub *ps, const char *q, struct pubreq *pubs, size_t k)
 		a[2 + i] = pubs[i].item;
 		al[2 + i] = pubs[i].ilen;
 	}
-	if (req_args(r, (int)k + 2, a, al) == -1 || req_send(ps, r) == -1)
+	if (req_args(r, (int)k + 2, a, al) == -1)
 		req_fail(ps, r);
+	else
+		pub_send(ps, r);
 	free(a);
 	free(al);
 }
@@ -216,9 +220,10 @@ queue_flush(struct pubsub *ps)
 			a[1 + k + i] = r->pubs[i].item;
 			al[1 + k + i] = r->pubs[i].ilen;
 		}
-		if (req_args(r, (int)(2 * k + 1), a, al) == -1 ||
-		    req_send(ps, r) == -1)
+		if (req_args(r, (int)(2 * k + 1), a, al) == -1)
 			req_fail(ps, r);
+		else
+			pub_send(ps, r);
 		free(a);
 		free(al);
 		free(kbuf);
@@ -227,20 +232,20 @@ queue_flush(struct pubsub *ps)
 	ps->nbatch = 0;
 }
 
-/* Answers to a batch of publishes (takes r). */
-void
-queue_publish_done(struct pubsub *ps, struct req *r, void *reply)
+/* What the answer to a batch says: each pubreq's res, and the cache. */
+static enum pub_outcome
+pub_record(struct pubsub *ps, struct req *r, redisReply *rep)
 {
-	redisReply	*rep = reply;
 	ev_tstamp	 now = ev_now(ps->loop);
 	size_t		 i;
-	int		 lost = 0;
 
 	if (r->kind == REQ_PUSH && rep != NULL &&
 	    rep->type == REDIS_REPLY_INTEGER) {
 		for (i = 0; i < r->npubs; i++)
-			pub_answer(&r->pubs[i], 1);
-	} else if (r->kind == REQ_PUBLISH && rep != NULL &&
+			r->pubs[i].res = 1;
+		return PUB_OK;
+	}
+	if (r->kind == REQ_PUBLISH && rep != NULL &&
 	    rep->type == REDIS_REPLY_ARRAY && rep->elements == r->npubs) {
 		/* each: the queue it went to (cached), or 0 */
 		for (i = 0; i < r->npubs; i++) {
@@ -248,14 +253,33 @@ queue_publish_done(struct pubsub *ps, struct req *r, void *reply)
 				pcache_put(&ps->cache, r->pubs[i].uid,
 				    rep->element[i]->str, rep->element[i]->len,
 				    now);
-				pub_answer(&r->pubs[i], 1);
+				r->pubs[i].res = 1;
 			} else
-				pub_answer(&r->pubs[i],
-				    rep->element[i]->type ==
+				r->pubs[i].res = rep->element[i]->type ==
 				    REDIS_REPLY_INTEGER ?
-				    (long)rep->element[i]->integer : -1);
+				    (long)rep->element[i]->integer : -1;
 		}
-	} else if (rep == NULL && r->sent && !ps->exiting) {
+		return PUB_OK;
+	}
+	if (rep == NULL && r->sent && !ps->exiting)
+		return PUB_LOST;
+	return PUB_FAILED;
+}
+
+/* Answer a batch's callers, or keep it to be sent again (takes r). */
+static void
+pub_finish(struct pubsub *ps, struct req *r, enum pub_outcome o)
+{
+	ev_tstamp	 now = ev_now(ps->loop);
+	size_t		 i;
+	int		 lost = 0;
+
+	if (o == PUB_LOST && ps->exiting)
+		o = PUB_FAILED;
+	if (o == PUB_OK) {
+		for (i = 0; i < r->npubs; i++)
+			pub_answer(&r->pubs[i], r->pubs[i].res);
+	} else if (o == PUB_LOST) {
 		/* sent, answer lost: maybe queued; send the same bytes again */
 		for (i = 0; i < r->npubs; i++) {
 			if (r->pubs[i].since == 0)
@@ -274,6 +298,77 @@ queue_publish_done(struct pubsub *ps, struct req *r, void *reply)
 			pub_answer(&r->pubs[i], -1);
 	}
 	req_free(r);
+}
+
+/* Answers to a batch of publishes (takes r, unless a WAIT holds it). */
+void
+queue_publish_done(struct pubsub *ps, struct req *r, void *reply)
+{
+	enum pub_outcome o = pub_record(ps, r, reply);
+
+	if (r->held != NULL) {
+		r->outcome = o;		/* queue_wait_done answers */
+		return;
+	}
+	pub_finish(ps, r, o);
+}
+
+/*
+ * Sentinel mode: a batch counts as queued once a replica has it, so a
+ * failover cannot lose it; until then it is sent again after a lost
+ * link (the receiver drops a copy it already handed off).  A primary
+ * without a replica (WAIT says 0 after 1 s) is counted, not waited for.
+ */
+void
+queue_wait_done(struct pubsub *ps, struct req *w, void *reply)
+{
+	redisReply	*rep = reply;
+	struct req	*r = w->held;
+	enum pub_outcome o;
+
+	w->held = NULL;
+	if (r != NULL) {
+		r->held = NULL;
+		/* a NOSCRIPT retry went behind the WAIT: it answers alone */
+		if ((o = r->outcome) != PUB_PENDING) {
+			if (o == PUB_OK && rep == NULL)
+				o = PUB_LOST;
+			else if (o == PUB_OK &&
+			    rep->type == REDIS_REPLY_INTEGER &&
+			    rep->integer < 1)
+				ps->unreplicated++;
+			pub_finish(ps, r, o);
+		}
+	}
+	req_free(w);
+}
+
+/* Send a batch; in sentinel mode a WAIT for a replica follows it. */
+static void
+pub_send(struct pubsub *ps, struct req *r)
+{
+	struct req	*w;
+	const char	*a[3];
+	char		 ms[16];
+
+	if (req_send(ps, r) == -1) {
+		req_fail(ps, r);
+		return;
+	}
+	if (ps->master == NULL)
+		return;
+	snprintf(ms, sizeof(ms), "%d", WAIT_REPLICA_MS);
+	a[0] = "WAIT";
+	a[1] = "1";
+	a[2] = ms;
+	if ((w = req_new(ps, REQ_WAITREPL, SCRIPT_NONE)) == NULL ||
+	    req_strs(w, 3, a) == -1 || req_send(ps, w) == -1) {
+		req_free(w);
+		return;
+	}
+	r->outcome = PUB_PENDING;
+	r->held = w;
+	w->held = r;
 }
 
 /* The cmd connection is back: publishes whose answer was lost go again. */
