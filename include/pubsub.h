@@ -88,6 +88,20 @@
  * within 10 s the caller is told -1 and stores it: then a copy may be
  * both queued and stored (logged).  Never sent: -1 at once.
  *
+ * Sentinel (redis = sentinel://host:port,.../name): before connecting,
+ * and after any lost link, the worker asks the Sentinels in turn for
+ * the primary of name (SENTINEL get-master-addr-by-name); if it moved,
+ * every link to the old one is dropped (pubsub_failovers() counts it),
+ * and a READONLY answer (a demoted primary) is taken as a lost link.
+ * A publish batch is followed by WAIT 1 (1 s): its callers are answered
+ * only once a replica has it, so an acknowledged promotion of the
+ * replica loses nothing; if the link goes first it is sent again (see
+ * Publisher).  A WAIT that saw no replica lets the batch go on
+ * (pubsub_unreplicated() counts it): availability first when the
+ * replica is gone.  Claims and acks are not waited for: a claim lost in
+ * a failover is re-asserted at the reconnect, a lost ack or take means
+ * a repeat the receiver drops.
+ *
  * Liveness: a link is judged dead only after reading what already
  * arrived on it (a stalled loop runs its overdue timers first).  When
  * Redis is down, calls fail fast and the module reconnects with backoff
@@ -138,7 +152,9 @@ struct pubsub_handler {
 };
 
 /*
- * Connect (asynchronously) to cfg->redis_host:redis_port (AUTH with
+ * Connect (asynchronously) to cfg->redis_host:redis_port, or to the
+ * primary that cfg->redis_sentinel_host/port name for cfg->redis_master
+ * (AUTH with
  * cfg->redis_password when set) as worker slot of node cfg->node_id,
  * started with boot id boot (the same in every worker of one run of
  * the node), with the given slot generation; items are signed with

@@ -590,8 +590,8 @@ redis_parse(const char *v, struct config *cfg, char *why, size_t len)
 	if (strncmp(v, "sentinel://", 11) != 0) {
 		if (hostport_parse(v, 1, 65535, cfg ? &cfg->redis_host : NULL,
 		    cfg ? &cfg->redis_port : NULL, &hwhy) == -1) {
-			snprintf(why, len, "redis: bad host:port \"%.*s\" (%s)",
-			    CFG_SHOW, v, hwhy);
+			snprintf(why, len, "bad host:port for redis: \"%.*s\" "
+			    "(%s)", CFG_SHOW, v, hwhy);
 			return -1;
 		}
 		return 0;
