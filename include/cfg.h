@@ -73,6 +73,10 @@ struct config {
 	char	*redis;			/* "host:port" or "sentinel://..." */
 	char	*redis_host;		/* host:port form */
 	int	 redis_port;
+	int	 redis_n;		/* instances of the bus */
+	char	**redis_hosts;		/* host:port form: each instance */
+	int	*redis_ports;
+	char	**redis_masters;	/* sentinel form: each primary's name */
 	char	*redis_master;		/* sentinel form: the primary's name */
 	char	**redis_sentinel_host;	/* and its Sentinels */
 	int	*redis_sentinel_port;

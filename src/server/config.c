@@ -570,76 +570,182 @@ redis_clear(struct config *cfg)
 	cfg->redis_sentinel_host = NULL;
 	cfg->redis_sentinel_port = NULL;
 	cfg->redis_nsentinels = 0;
+	for (i = 0; i < cfg->redis_n; i++) {
+		if (cfg->redis_hosts != NULL)
+			free(cfg->redis_hosts[i]);
+		if (cfg->redis_masters != NULL)
+			free(cfg->redis_masters[i]);
+	}
+	free(cfg->redis_hosts);
+	free(cfg->redis_ports);
+	free(cfg->redis_masters);
+	cfg->redis_hosts = NULL;
+	cfg->redis_ports = NULL;
+	cfg->redis_masters = NULL;
+	cfg->redis_n = 0;
 }
 
 /*
- * "host:port" or "sentinel://host:port[,host:port...]/name": checked,
- * and with cfg not NULL stored in its redis fields.  0 or -1 with why.
+ * Split s[0..len) at commas: each piece, NUL-terminated, to one(); at
+ * most max pieces.  0 or -1 (one's -1, or too many, with why).
+ */
+static int
+redis_each(const char *s, size_t len, int max, const char *what,
+    int (*one)(struct config *, const char *, char *, size_t),
+    struct config *cfg, char *why, size_t wlen)
+{
+	const char	*p = s, *end = s + len, *comma;
+	char		*piece;
+	int		 n = 0, rc;
+
+	for (; p <= end; p = comma + 1) {
+		if ((comma = memchr(p, ',', (size_t)(end - p))) == NULL)
+			comma = end;
+		if (++n > max) {
+			snprintf(why, wlen, "redis: at most %d %s", max, what);
+			return -1;
+		}
+		if ((piece = strndup(p, (size_t)(comma - p))) == NULL) {
+			snprintf(why, wlen, "out of memory");
+			return -1;
+		}
+		rc = one(cfg, piece, why, wlen);
+		free(piece);
+		if (rc == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* Append v to the array *a of *n (strings or ints). */
+static int
+grow(void **a, size_t size, int n)
+{
+	void	*na;
+
+	if ((na = reallocarray(*a, (size_t)n + 1, size)) == NULL)
+		return -1;
+	*a = na;
+	return 0;
+}
+
+static int
+redis_one_instance(struct config *cfg, const char *v, char *why, size_t len)
+{
+	const char	*hwhy;
+	char		*host;
+	int		 port;
+
+	if (hostport_parse(v, 1, 65535, cfg ? &host : NULL, &port,
+	    &hwhy) == -1) {
+		snprintf(why, len, "bad host:port for redis: \"%.*s\" (%s)",
+		    CFG_SHOW, v, hwhy);
+		return -1;
+	}
+	if (cfg == NULL)
+		return 0;
+	if (grow((void **)&cfg->redis_hosts, sizeof(char *), cfg->redis_n) ==
+	    -1 || grow((void **)&cfg->redis_ports, sizeof(int),
+	    cfg->redis_n) == -1) {
+		free(host);
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	cfg->redis_hosts[cfg->redis_n] = host;
+	cfg->redis_ports[cfg->redis_n++] = port;
+	return 0;
+}
+
+static int
+redis_one_sentinel(struct config *cfg, const char *v, char *why, size_t len)
+{
+	const char	*hwhy;
+	char		*host;
+	int		 port, n;
+
+	if (hostport_parse(v, 1, 65535, cfg ? &host : NULL, &port,
+	    &hwhy) == -1) {
+		snprintf(why, len, "redis: sentinel \"%.*s\": %s", CFG_SHOW, v,
+		    hwhy);
+		return -1;
+	}
+	if (cfg == NULL)
+		return 0;
+	n = cfg->redis_nsentinels;
+	if (grow((void **)&cfg->redis_sentinel_host, sizeof(char *), n) ==
+	    -1 || grow((void **)&cfg->redis_sentinel_port, sizeof(int), n) ==
+	    -1) {
+		free(host);
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	cfg->redis_sentinel_host[n] = host;
+	cfg->redis_sentinel_port[n] = port;
+	cfg->redis_nsentinels = n + 1;
+	return 0;
+}
+
+static int
+redis_one_master(struct config *cfg, const char *v, char *why, size_t len)
+{
+	if (v[0] == '\0' || strpbrk(v, " \t/") != NULL) {
+		snprintf(why, len, "redis: bad primary name \"%.*s\"",
+		    CFG_SHOW, v);
+		return -1;
+	}
+	if (cfg == NULL)
+		return 0;
+	if (grow((void **)&cfg->redis_masters, sizeof(char *), cfg->redis_n) ==
+	    -1 || (cfg->redis_masters[cfg->redis_n] = strdup(v)) == NULL) {
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	cfg->redis_n++;
+	return 0;
+}
+
+/*
+ * "host:port[,host:port...]" or "sentinel://host:port[,host:port...]/
+ * name[,name...]": one bus instance per host:port or per name.  Checked,
+ * and with cfg not NULL stored in its redis fields (redis_host/port or
+ * redis_master: the first instance).  0 or -1 with why.
  */
 static int
 redis_parse(const char *v, struct config *cfg, char *why, size_t len)
 {
-	const char	*hwhy, *p, *slash, *end;
-	char		*one = NULL, **hosts;
-	int		*ports, n = 0, port;
+	const char	*p, *slash;
 
 	if (cfg != NULL)
 		redis_clear(cfg);
 	if (v == NULL)
 		return 0;
 	if (strncmp(v, "sentinel://", 11) != 0) {
-		if (hostport_parse(v, 1, 65535, cfg ? &cfg->redis_host : NULL,
-		    cfg ? &cfg->redis_port : NULL, &hwhy) == -1) {
-			snprintf(why, len, "bad host:port for redis: \"%.*s\" "
-			    "(%s)", CFG_SHOW, v, hwhy);
+		if (redis_each(v, strlen(v), 64, "instances",
+		    redis_one_instance, cfg, why, len) == -1)
 			return -1;
-		}
-		return 0;
-	}
-	p = v + 11;
-	if ((slash = strrchr(p, '/')) == NULL || slash[1] == '\0' ||
-	    strpbrk(slash + 1, " \t/") != NULL || slash == p) {
-		snprintf(why, len, "redis: \"%.*s\": want sentinel://host:port"
-		    "[,host:port...]/name", CFG_SHOW, v);
-		return -1;
-	}
-	for (; p < slash; p = end + 1) {
-		if ((end = memchr(p, ',', (size_t)(slash - p))) == NULL)
-			end = slash;
-		if ((one = strndup(p, (size_t)(end - p))) == NULL) {
+		if (cfg != NULL && (cfg->redis_host =
+		    strdup(cfg->redis_hosts[0])) == NULL) {
 			snprintf(why, len, "out of memory");
 			return -1;
 		}
-		if (n == 16 || hostport_parse(one, 1, 65535, NULL, NULL,
-		    &hwhy) == -1) {
-			snprintf(why, len, "redis: sentinel \"%.*s\": %s",
-			    CFG_SHOW, one, n == 16 ? "at most 16" : hwhy);
-			free(one);
-			return -1;
-		}
-		if (cfg != NULL) {
-			hosts = reallocarray(cfg->redis_sentinel_host,
-			    (size_t)n + 1, sizeof(*hosts));
-			if (hosts != NULL)
-				cfg->redis_sentinel_host = hosts;
-			ports = reallocarray(cfg->redis_sentinel_port,
-			    (size_t)n + 1, sizeof(*ports));
-			if (ports != NULL)
-				cfg->redis_sentinel_port = ports;
-			if (hosts == NULL || ports == NULL ||
-			    hostport_parse(one, 1, 65535, &hosts[n], &port,
-			    &hwhy) == -1) {
-				free(one);
-				snprintf(why, len, "out of memory");
-				return -1;
-			}
-			ports[n] = port;
-			cfg->redis_nsentinels = n + 1;
-		}
-		free(one);
-		n++;
+		if (cfg != NULL)
+			cfg->redis_port = cfg->redis_ports[0];
+		return 0;
 	}
-	if (cfg != NULL && (cfg->redis_master = strdup(slash + 1)) == NULL) {
+	p = v + 11;
+	if ((slash = strchr(p, '/')) == NULL || slash[1] == '\0' ||
+	    slash == p) {
+		snprintf(why, len, "redis: \"%.*s\": want sentinel://host:port"
+		    "[,host:port...]/name[,name...]", CFG_SHOW, v);
+		return -1;
+	}
+	if (redis_each(p, (size_t)(slash - p), 16, "sentinels",
+	    redis_one_sentinel, cfg, why, len) == -1 ||
+	    redis_each(slash + 1, strlen(slash + 1), 64, "instances",
+	    redis_one_master, cfg, why, len) == -1)
+		return -1;
+	if (cfg != NULL && (cfg->redis_master =
+	    strdup(cfg->redis_masters[0])) == NULL) {
 		snprintf(why, len, "out of memory");
 		return -1;
 	}

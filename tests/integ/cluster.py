@@ -230,23 +230,24 @@ class Redis:
 
 class Sentinel:
     """A private Redis Sentinel (redis-server --sentinel) watching the
-    primary named master; quick to judge it down (1 s)."""
+    primaries masters [(name, Redis)]; quick to judge one down (1 s)."""
 
-    def __init__(self, master, primary, quorum):
+    def __init__(self, masters, quorum):
         self.dir = tempfile.mkdtemp(prefix="chatd-sentinel-")
         self.port = chatlib.free_port()
         self.conf = os.path.join(self.dir, "sentinel.conf")
         with open(self.conf, "w") as f:
             f.write("port %d\nbind 127.0.0.1\ndaemonize no\n"
                     "logfile %s\ndir %s\n"
-                    "sentinel monitor %s 127.0.0.1 %d %d\n"
-                    "sentinel auth-pass %s %s\n"
-                    "sentinel down-after-milliseconds %s 1000\n"
-                    "sentinel failover-timeout %s 5000\n"
                     % (self.port, os.path.join(self.dir, "sentinel.log"),
-                       self.dir, master, primary.port, quorum, master,
-                       primary.password, master, master))
-        self.master = master
+                       self.dir))
+            for name, r in masters:
+                f.write("sentinel monitor %s 127.0.0.1 %d %d\n"
+                        "sentinel auth-pass %s %s\n"
+                        "sentinel down-after-milliseconds %s 1000\n"
+                        "sentinel failover-timeout %s 5000\n"
+                        % (name, r.port, quorum, name, r.password, name,
+                           name))
         self.proc = None
 
     def start(self):
@@ -257,12 +258,12 @@ class Sentinel:
         wait_port(self.port, self.proc, what="redis-sentinel")
         return self
 
-    def primary(self):
-        """(host, port) of the primary, as this Sentinel says."""
+    def primary(self, name):
+        """(host, port) of the primary of name, as this Sentinel says."""
         s = socket.create_connection(("127.0.0.1", self.port), 5)
         try:
             s.sendall(_resp_encode(["SENTINEL", "get-master-addr-by-name",
-                                    self.master]))
+                                    name]))
             h, p = _Reader(s).reply()
             return h.decode(), int(p)
         finally:

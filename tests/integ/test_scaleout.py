@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""A cluster on a highly available bus: three chatd nodes (one worker each)
-on a private MariaDB and a Sentinel-monitored Redis (a primary, a replica,
-three Sentinels), configured as redis = sentinel://.../name.
+"""A cluster on a sharded, highly available bus: three chatd nodes (one
+worker each) on a private MariaDB and two Redis instances, each a
+Sentinel-monitored primary with a replica (three Sentinels watch both),
+configured as redis = sentinel://s1,s2,s3/bus0,bus1.
 
-  1. one-to-one chats and group chats between every pair of nodes;
-  2. the Redis primary SIGKILLed under acknowledged load (test_reliability's
-     traffic: plain and acknowledged chats from node 0 to node 1): the
-     Sentinels promote the replica, the nodes follow; accepted, delivered,
+  1. one-to-one chats and group chats between every pair of nodes, with
+     users on both instances (each user's presence is on the instance its
+     id hashes to, and only there);
+  2. both Redis primaries SIGKILLed under acknowledged load
+     (test_reliability's traffic: plain and acknowledged chats from node 0
+     to node 1): the Sentinels promote the replicas, the nodes follow;
+     accepted, delivered,
      lost (must be 0) and duplicated are counted, traffic must resume (the
      node's /health answers 200 again) within 10 s, and the metrics and
      /health say that a failover was followed.
@@ -30,48 +34,75 @@ import test_reliability  # noqa: E402
 from chatlib import GROUP_CHAT, ONE_CHAT  # noqa: E402
 
 NODES = 3
-MASTER = "chatbus"
+INSTANCES = 2
 ENV = {}
 
 
+def shard(uid, n=INSTANCES):
+    """chatd's instance of uid (src/server/cluster/shard.c)."""
+    m = 0xffffffff
+    x = uid & m
+    x ^= x >> 16
+    x = (x * 0x85ebca6b) & m
+    x ^= x >> 13
+    x = (x * 0xc2b2ae35) & m
+    x ^= x >> 16
+    return (x * n) >> 32
+
+
 class Bus:
-    """What cluster.Node needs of its Redis, for a Sentinel-watched pair:
+    """What cluster.Node needs of its Redis, for Sentinel-watched pairs:
     the address chatd is given, the password, the key, and reads from
-    whichever instance is the primary now."""
+    whichever Redis of an instance is its primary now."""
 
-    def __init__(self, primary, replica, sentinels):
-        self.primary, self.replica = primary, replica
+    def __init__(self, pairs, sentinels):
+        self.pairs = pairs              # [(name, primary, replica)]
         self.sentinels = sentinels
-        self.password = primary.password
-        self.key_file = primary.key_file
+        self.password = pairs[0][1].password
+        self.key_file = pairs[0][1].key_file
         self.addr = "sentinel://%s/%s" % (",".join(
-            "127.0.0.1:%d" % s.port for s in sentinels), MASTER)
+            "127.0.0.1:%d" % s.port for s in sentinels),
+            ",".join(p[0] for p in pairs))
 
-    def current(self):
-        _, port = self.sentinels[0].primary()
-        return self.primary if port == self.primary.port else self.replica
+    def current(self, i):
+        name, primary, replica = self.pairs[i]
+        _, port = self.sentinels[0].primary(name)
+        return primary if port == primary.port else replica
 
     def get(self, key):
-        return self.current().get(key)
+        """key's value when every instance has it (slot keys), or None."""
+        vals = [self.current(i).get(key) for i in range(len(self.pairs))]
+        return None if None in vals else vals[0]
 
 
 def setUpModule():
     cluster.require(("redis", "mariadb"))
     try:
         t0 = time.monotonic()
-        primary = cluster.Redis()
-        ENV["primary"] = primary.start()
-        ENV["replica"] = cluster.Redis(
-            password=primary.password,
-            extra=["--replicaof", "127.0.0.1", str(primary.port),
-                   "--masterauth", primary.password]).start()
-        ENV["sentinels"] = [cluster.Sentinel(MASTER, primary, 2).start()
-                            for _ in range(3)]
-        # the replica is in sync before anything depends on it
-        ok = chatlib.wait_for(lambda: b"master_link_status:up" in
-                              ENV["replica"].cmd("INFO", "replication"), 15)
-        assert ok, "the replica did not sync"
-        ENV["bus"] = Bus(primary, ENV["replica"], ENV["sentinels"])
+        ENV["redis"] = []
+        pairs = []
+        pw = None
+        for i in range(INSTANCES):
+            primary = cluster.Redis(password=pw)
+            pw = primary.password
+            ENV["redis"].append(primary)
+            primary.start()
+            replica = cluster.Redis(
+                password=pw, extra=["--replicaof", "127.0.0.1",
+                                    str(primary.port), "--masterauth", pw])
+            ENV["redis"].append(replica)
+            replica.start()
+            pairs.append(("bus%d" % i, primary, replica))
+        ENV["sentinels"] = []
+        for _ in range(3):
+            ENV["sentinels"].append(cluster.Sentinel(
+                [(p[0], p[1]) for p in pairs], 2).start())
+        # the replicas are in sync before anything depends on them
+        for _, _, replica in pairs:
+            ok = chatlib.wait_for(lambda: b"master_link_status:up" in
+                                  replica.cmd("INFO", "replication"), 15)
+            assert ok, "a replica did not sync"
+        ENV["bus"] = Bus(pairs, ENV["sentinels"])
         ENV["db"] = cluster.MariaDB().start()
         extra = {"db_query_timeout_ms": 1500, "db_connect_timeout_ms": 1500}
         ENV["nodes"] = []
@@ -81,8 +112,8 @@ def setUpModule():
                              (i, os.getpid()), workers=1, extra=e)
             n.metrics_port = int(e["metrics_listen"])
             ENV["nodes"].append(n.start())
-        print("cluster up in %.1f s: %d nodes, bus %s" %
-              (time.monotonic() - t0, NODES, ENV["bus"].addr),
+        print("cluster up in %.1f s: %d nodes, %d instances, bus %s" %
+              (time.monotonic() - t0, NODES, INSTANCES, ENV["bus"].addr),
               file=sys.stderr)
         # test_reliability's traffic runs between its ENV's A and B
         test_reliability.ENV["A"] = ENV["nodes"][0]
@@ -96,6 +127,10 @@ def tearDownModule():
     if test_reliability.ROWS:
         test_reliability.print_table()
     problems = []
+    if os.environ.get("SCALEOUT_DEBUG"):
+        for n in ENV.get("nodes", []):
+            sys.stderr.write("---- %s\n%s\n" % (n.node_id,
+                                                  n.log_text()[-4000:]))
     for n in ENV.pop("nodes", []):
         try:
             if not n.stopped:
@@ -104,9 +139,8 @@ def tearDownModule():
             problems.append("node %s: %s" % (n.node_id, e))
     for s in ENV.pop("sentinels", []):
         s.cleanup()
-    for k in ("primary", "replica"):
-        if k in ENV:
-            ENV.pop(k).cleanup()
+    for r in ENV.pop("redis", []):
+        r.cleanup()
     if "db" in ENV:
         ENV.pop("db").stop()
     if problems:
@@ -139,9 +173,22 @@ class ScaleOut(unittest.TestCase):
     assert_forwarded = test_cluster.Cluster.assert_forwarded
 
     def test_1_every_pair(self):
-        nodes = ENV["nodes"]
+        nodes, bus = ENV["nodes"], ENV["bus"]
         us = [test_cluster.login_on(n.client, "so%d" % i)
               for i, n in enumerate(nodes)]
+        # users on every instance (more on node 0 until there are)
+        for _ in range(30):
+            if len({shard(u.id) for u in us}) == INSTANCES:
+                break
+            us.append(test_cluster.login_on(nodes[0].client, "so0"))
+        self.assertEqual(len({shard(u.id) for u in us}), INSTANCES)
+        for u in us:
+            for i in range(INSTANCES):
+                v = bus.current(i).get("chatd:on:%d" % u.id)
+                if i == shard(u.id):
+                    self.assertIsNotNone(v, "presence of %d" % u.id)
+                else:
+                    self.assertIsNone(v, "presence of %d on %d" % (u.id, i))
         for i, a in enumerate(us):
             for j, b in enumerate(us):
                 if i == j:
@@ -159,13 +206,15 @@ class ScaleOut(unittest.TestCase):
 
     def test_2_primary_killed(self):
         bus, B = ENV["bus"], ENV["nodes"][1]
-        self.assertEqual(bus.current(), ENV["primary"])
+        for i, (_, primary, _) in enumerate(bus.pairs):
+            self.assertIs(bus.current(i), primary)
         st = {}
 
         def fault(t):
             if t >= 1.0 and "killed" not in st:
-                ENV["primary"].proc.kill()      # by its pid: SIGKILL
-                ENV["primary"].proc.wait()
+                for _, primary, _ in bus.pairs:
+                    primary.proc.kill()         # by its pid: SIGKILL
+                    primary.proc.wait()
                 st["killed"] = time.monotonic()
                 st["polled"] = 0.0
             if "killed" not in st or "resumed" in st:
@@ -182,7 +231,7 @@ class ScaleOut(unittest.TestCase):
                 st["resumed"] = None
                 return None
             return True
-        test_reliability.run_traffic(self, "redis primary killed, "
+        test_reliability.run_traffic(self, "both redis primaries killed, "
                                      "Sentinel failover", fault,
                                      settle=10.0)
         self.assertIsNotNone(st.get("resumed"), "/health never came back")
@@ -190,12 +239,18 @@ class ScaleOut(unittest.TestCase):
         print("failover: /health of node 1 back %.1f s after the kill" %
               took, file=sys.stderr)
         self.assertLessEqual(took, 10.0)
-        self.assertEqual(bus.current(), ENV["replica"])
+        for i, (_, _, replica) in enumerate(bus.pairs):
+            self.assertIs(bus.current(i), replica)
         for n in ENV["nodes"]:
-            self.assertGreaterEqual(metric(n, "chatd_redis_failovers_total")
-                                    or 0, 1, n.node_id)
+            # one worker per node, which follows each instance's failover
+            self.assertEqual(metric(n, "chatd_redis_failovers_total"),
+                             INSTANCES, n.node_id)
             self.assertIn("failover", http(n, "/health")[1])
             self.assertIn("failover followed", n.log_text())
+        # the new primaries have no replica: the sender's batches go on,
+        # counted
+        self.assertGreater(metric(ENV["nodes"][0],
+                                  "chatd_bus_unreplicated_total") or 0, 0)
         # and traffic flows between every pair again, live
         self.test_1_every_pair()
 

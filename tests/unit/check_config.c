@@ -368,7 +368,7 @@ static const struct {
 	    "\"[fe80::zz]:6379\" (bad IPv6 address)\n" },
 	{ "redis = sentinel://127.0.0.1:26379\n", "1: redis: "
 	    "\"sentinel://127.0.0.1:26379\": want sentinel://host:port"
-	    "[,host:port...]/name\n" },
+	    "[,host:port...]/name[,name...]\n" },
 	{ "redis = sentinel://127.0.0.1:26379,nope/m\n", "1: redis: "
 	    "sentinel \"nope\": missing port\n" },
 	{ "log_level = loud\n", "1: bad log level for log_level: \"loud\" "
