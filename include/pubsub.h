@@ -3,7 +3,15 @@
  * Redis, with hiredis' async API on the worker's libev loop.  The only
  * module that includes hiredis (src/server/cluster/).
  *
- * Keys (prefix "chatd:"):
+ * Several instances (redis = a,b,... or sentinel://.../name1,name2):
+ * each is a complete bus as described here, and each user belongs to
+ * one of them by util_hash32(uid) (its high bits): claims, releases,
+ * queries, nudges and publishes for uid go to that instance only, so
+ * the publish script reads presence and pushes in one step as below.
+ * Each worker holds a queue on every instance; pubsub_up() is 1 when
+ * all are up; the counters are summed.
+ *
+ * Keys (prefix "chatd:", on each instance):
  *   chatd:node:<node_id>        boot id of the live node, SET EX 15,
  *                               refreshed every 5 s by each worker
  *   chatd:slot:<node_id>:<slot> generation of that worker slot, SET EX
@@ -93,12 +101,13 @@
  * the primary of name (SENTINEL get-master-addr-by-name); if it moved,
  * every link to the old one is dropped (pubsub_failovers() counts it),
  * and a READONLY answer (a demoted primary) is taken as a lost link.
- * A publish batch is followed by WAIT 1 (1 s): its callers are answered
- * only once a replica has it, so an acknowledged promotion of the
- * replica loses nothing; if the link goes first it is sent again (see
- * Publisher).  A WAIT that saw no replica lets the batch go on
- * (pubsub_unreplicated() counts it): availability first when the
- * replica is gone.  Claims and acks are not waited for: a claim lost in
+ * A publish batch's callers are answered only once a replica has it
+ * (one WAIT 1 of 0.5 s at a time, covering every batch answered before
+ * it was sent), so the promotion of an in-step replica loses nothing;
+ * if the link goes first the batch is sent again (see Publisher).  A
+ * WAIT that saw no replica lets its batches go on, and no WAIT is sent
+ * for 5 s (pubsub_unreplicated() counts them): availability first when
+ * the replica is gone, as just after a failover.  Claims and acks are not waited for: a claim lost in
  * a failover is re-asserted at the reconnect, a lost ack or take means
  * a repeat the receiver drops.
  *

@@ -2,8 +2,11 @@
  * ps_int.h - what the files of the cluster module share: the module's
  * state, requests, and the Lua scripts.  Private to src/server/cluster.
  *
- *   pubsub.c    the links to Redis: connections, sending, watchdog,
- *               heartbeat, start and exit
+ *   shard.c     pubsub.h over several instances (struct pubsub), each
+ *               one struct bus, chosen by the user id
+ *   pubsub.c    one instance's links to Redis: connections, sending,
+ *               watchdog, heartbeat, Sentinel, start and exit
+ *   sentinel.c  where the primary is (redis = sentinel://...)
  *   presence.c  claims, releases, queries (local users set)
  *   queue.c     the reliable queue: publish, take, hand off, ack, reap
  *   cache.c     the presence cache (uid -> queue)
@@ -262,6 +265,12 @@ void		 log_conn_error(struct bus *, const char *, const char *);
 void		 check_up(struct bus *);
 void		 ps_drop_pop(struct bus *, const char *);
 void		 ps_drop_all(struct bus *, const char *);
+void		 schedule_retry(struct bus *);
+void		 open_missing(struct bus *);
+
+/* sentinel.c */
+void		 sentinel_ask(struct bus *);
+void		 sentinel_tick(struct bus *);
 
 /* presence.c */
 int		 uidset_has(const struct uidset *, int32_t);

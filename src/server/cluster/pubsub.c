@@ -1,10 +1,11 @@
 /*
- * pubsub.c - cluster mode over Redis: the links.  Three connections per
- * worker: "cmd" for presence and publishing, "pop" for this worker's
+ * pubsub.c - cluster mode over Redis: the links of one instance of the
+ * bus (struct bus; shard.c holds one per instance).  Three connections
+ * per worker: "cmd" for presence and publishing, "pop" for this worker's
  * queue (queue.c), "sub" for the presence cache's invalidations
  * (cache.c), each with its requests, watchdog and reconnects;
- * the heartbeat that keeps the node and slot keys alive; start and
- * exit.  hiredis' async API on the worker's libev loop.
+ * the heartbeat that keeps the node and slot keys alive; asking the
+ * Sentinels where the primary is; start and exit.  hiredis' async API on the worker's libev loop.
  */
 #include "config.h"
 
@@ -31,7 +32,6 @@
 #define SUB(ps)	((redisAsyncContext *)(ps)->sub)
 
 static void	ctx_drop(struct bus *, redisAsyncContext *, const char *);
-static void	open_missing(struct bus *);
 static void	heartbeat(struct bus *);
 static void	dispatch(struct bus *, struct req *, redisReply *);
 
@@ -406,7 +406,7 @@ cmd_setup(struct bus *ps)
 
 /* ---- connections -------------------------------------------------------- */
 
-static void
+void
 schedule_retry(struct bus *ps)
 {
 	if (ps->exiting || ev_is_active(&ps->retry))
@@ -468,118 +468,6 @@ ps_drop_all(struct bus *ps, const char *why)
 	ctx_drop(ps, CMD(ps), why);
 	ctx_drop(ps, POP(ps), why);
 	ctx_drop(ps, SUB(ps), why);
-}
-
-/* ---- Sentinel ----------------------------------------------------------- */
-
-static void
-sen_next(struct bus *ps, const char *why)
-{
-	log_conn_error(ps, "sentinel", why);
-	ps->sentinel_i = (ps->sentinel_i + 1) % ps->nsentinels;
-	schedule_retry(ps);
-}
-
-static void
-sen_connect_cb(const redisAsyncContext *ac, int status)
-{
-	struct bus	*ps = ac->data;
-
-	if (status == REDIS_OK || ac != ps->sen)
-		return;
-	ps->sen = NULL;		/* hiredis frees ac */
-	sen_next(ps, ac->errstr);
-}
-
-static void
-sen_disconnect_cb(const redisAsyncContext *ac, int status)
-{
-	struct bus	*ps = ac->data;
-
-	if (ac != ps->sen)
-		return;
-	ps->sen = NULL;
-	sen_next(ps, status == REDIS_OK ? "closed" : ac->errstr);
-}
-
-/*
- * SENTINEL get-master-addr-by-name: the primary to connect to.  When it
- * moved, the links to the old one go (a failover followed).
- */
-static void
-sen_cb(redisAsyncContext *ac, void *reply, void *privdata)
-{
-	struct bus	*ps = privdata;
-	redisReply	*rep = reply;
-	char		*host;
-	int		 port;
-
-	if (ac != ps->sen || rep == NULL)
-		return;		/* sen_disconnect_cb moves on */
-	ps->sen = NULL;
-	redisAsyncDisconnect(ac);
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-	    rep->element[0]->type != REDIS_REPLY_STRING ||
-	    rep->element[1]->type != REDIS_REPLY_STRING ||
-	    (port = atoi(rep->element[1]->str)) <= 0 || port > 65535) {
-		sen_next(ps, rep->type == REDIS_REPLY_ERROR ? rep->str :
-		    "no primary known by that name");
-		return;
-	}
-	if (ps->host == NULL || strcmp(ps->host, rep->element[0]->str) != 0 ||
-	    ps->port != port) {
-		if ((host = strdup(rep->element[0]->str)) == NULL) {
-			sen_next(ps, "out of memory");
-			return;
-		}
-		if (ps->host != NULL) {
-			ps->failovers++;
-			log_notice("redis %s: primary moved from %s:%d to "
-			    "%s:%d (failover followed)", ps->master, ps->host,
-			    ps->port, host, port);
-			ps_drop_all(ps, "primary moved");
-		} else
-			log_info("redis %s: primary is %s:%d", ps->master,
-			    host, port);
-		free(ps->host);
-		ps->host = host;
-		ps->port = port;
-	}
-	ps->need_primary = 0;
-	open_missing(ps);
-}
-
-static void
-sen_ask(struct bus *ps)
-{
-	redisAsyncContext	*ac;
-	int			 i = ps->sentinel_i;
-
-	if (ps->sen != NULL)
-		return;
-	ac = redisAsyncConnect(ps->sentinels[i], ps->sentinel_ports[i]);
-	if (ac == NULL || ac->err) {
-		if (ac != NULL)
-			redisAsyncFree(ac);
-		sen_next(ps, "cannot connect");
-		return;
-	}
-	ac->data = ps;
-	if (redisLibevAttach(ps->loop, ac) != REDIS_OK) {
-		redisAsyncFree(ac);
-		sen_next(ps, "cannot attach");
-		return;
-	}
-	redisAsyncSetConnectCallback(ac, sen_connect_cb);
-	redisAsyncSetDisconnectCallback(ac, sen_disconnect_cb);
-	ps->sen = ac;
-	ps->sen_since = ev_now(ps->loop);
-	if (redisAsyncCommand(ac, sen_cb, ps,
-	    "SENTINEL get-master-addr-by-name %s", ps->master) != REDIS_OK) {
-		ps->sen = NULL;
-		redisAsyncFree(ac);
-		sen_next(ps, "cannot send");
-	}
 }
 
 static void
@@ -662,7 +550,7 @@ sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
 		pcache_del(&ps->cache, (int32_t)strtol(e[2]->str, NULL, 10));
 }
 
-static void
+void
 open_missing(struct bus *ps)
 {
 	const char	*argv[2];
@@ -671,7 +559,7 @@ open_missing(struct bus *ps)
 		return;
 	if (ps->master != NULL && (ps->need_primary || ps->host == NULL)) {
 		/* connect once the Sentinels said where (sen_cb) */
-		sen_ask(ps);
+		sentinel_ask(ps);
 		return;
 	}
 	if (ps->cmd == NULL && (ps->cmd = ctx_open(ps)) != NULL) {
@@ -733,13 +621,7 @@ tick_cb(struct ev_loop *l, ev_timer *w, int revents)
 	 * there must be handled, not thrown away with the connection.
 	 */
 	read_arrived(ps);
-	if (ps->sen != NULL && now - ps->sen_since > REPLY_TIMEOUT) {
-		redisAsyncContext *sac = ps->sen;
-
-		ps->sen = NULL;
-		redisAsyncFree(sac);
-		sen_next(ps, "no answer for 3 seconds");
-	}
+	sentinel_tick(ps);
 	if (ps->cmd != NULL && ps->cmd_pending > 0 &&
 	    now - ps->cmd_wait > REPLY_TIMEOUT) {
 		/* a server that hangs holds logins and messages: let go */
