@@ -93,6 +93,17 @@ def wait_port(port, proc=None, timeout=20.0, what="server"):
 
 # ---- Redis -------------------------------------------------------------
 
+def stop_proc(proc):
+    """TERM a server we started (by its pid), KILL it after 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class RedisError(Exception):
     pass
 
@@ -207,13 +218,7 @@ class Redis:
         return v.decode() if v is not None else None
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_proc(self.proc)
         self.proc = None
 
     def cleanup(self):
@@ -270,13 +275,7 @@ class Sentinel:
             s.close()
 
     def cleanup(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_proc(self.proc)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
