@@ -84,9 +84,17 @@ struct config {
 	int	 sqlite_busy_timeout_ms;
 
 	/* cluster */
-	char	*redis;			/* "host:port"; unset: single node */
-	char	*redis_host;
+	char	*redis;			/* "host:port" or "sentinel://..." */
+	char	*redis_host;		/* host:port form */
 	int	 redis_port;
+	int	 redis_n;		/* instances of the bus */
+	char	**redis_hosts;		/* host:port form: each instance */
+	int	*redis_ports;
+	char	**redis_masters;	/* sentinel form: each primary's name */
+	char	*redis_master;		/* sentinel form: the primary's name */
+	char	**redis_sentinel_host;	/* and its Sentinels */
+	int	*redis_sentinel_port;
+	int	 redis_nsentinels;
 	char	*redis_password;
 	char	*cluster_key_file;	/* mode 600: the key signing bus items */
 	char	*cluster_key_file_old;	/* accepted too, during a rollover */

@@ -48,6 +48,8 @@ struct online_slot_stats {
 	uint64_t	 bus_rejected;	/* cluster: forged/stale/replayed items */
 	uint64_t	 output_evictions;	/* max_worker_output_bytes */
 	uint64_t	 output_bytes;	/* queued for clients, when it slept */
+	uint64_t	 redis_failovers; /* cluster: Sentinel moved the primary */
+	uint64_t	 bus_unreplicated; /* publishes no replica confirmed */
 	/*
 	 * Health, for the master's /health and chatctl status.  The
 	 * master sets them to -1 (unknown) and heartbeat to "now" before

@@ -3,7 +3,15 @@
  * Redis, with hiredis' async API on the worker's libev loop.  The only
  * module that includes hiredis (src/server/cluster/).
  *
- * Keys (prefix "chatd:"):
+ * Several instances (redis = a,b,... or sentinel://.../name1,name2):
+ * each is a complete bus as described here, and each user belongs to
+ * one of them by util_hash32(uid) (its high bits): claims, releases,
+ * queries, nudges and publishes for uid go to that instance only, so
+ * the publish script reads presence and pushes in one step as below.
+ * Each worker holds a queue on every instance; pubsub_up() is 1 when
+ * all are up; the counters are summed.
+ *
+ * Keys (prefix "chatd:", on each instance):
  *   chatd:node:<node_id>        boot id of the live node, SET EX 15,
  *                               refreshed every 5 s by each worker
  *   chatd:slot:<node_id>:<slot> generation of that worker slot, SET EX
@@ -88,6 +96,21 @@
  * within 10 s the caller is told -1 and stores it: then a copy may be
  * both queued and stored (logged).  Never sent: -1 at once.
  *
+ * Sentinel (redis = sentinel://host:port,.../name): before connecting,
+ * and after any lost link, the worker asks the Sentinels in turn for
+ * the primary of name (SENTINEL get-master-addr-by-name); if it moved,
+ * every link to the old one is dropped (pubsub_failovers() counts it),
+ * and a READONLY answer (a demoted primary) is taken as a lost link.
+ * A publish batch's callers are answered only once a replica has it
+ * (one WAIT 1 of 0.5 s at a time, covering every batch answered before
+ * it was sent), so the promotion of an in-step replica loses nothing;
+ * if the link goes first the batch is sent again (see Publisher).  A
+ * WAIT that saw no replica lets its batches go on, and no WAIT is sent
+ * for 5 s (pubsub_unreplicated() counts them): availability first when
+ * the replica is gone, as just after a failover.  Claims and acks are not waited for: a claim lost in
+ * a failover is re-asserted at the reconnect, a lost ack or take means
+ * a repeat the receiver drops.
+ *
  * Liveness: a link is judged dead only after reading what already
  * arrived on it (a stalled loop runs its overdue timers first).  When
  * Redis is down, calls fail fast and the module reconnects with backoff
@@ -138,7 +161,9 @@ struct pubsub_handler {
 };
 
 /*
- * Connect (asynchronously) to cfg->redis_host:redis_port (AUTH with
+ * Connect (asynchronously) to cfg->redis_host:redis_port, or to the
+ * primary that cfg->redis_sentinel_host/port name for cfg->redis_master
+ * (AUTH with
  * cfg->redis_password when set) as worker slot of node cfg->node_id,
  * started with boot id boot (the same in every worker of one run of
  * the node), with the given slot generation; items are signed with
@@ -159,6 +184,10 @@ void	pubsub_free(struct pubsub *ps);
 int	pubsub_up(const struct pubsub *ps);
 /* Items refused since start: bad MAC, too old, or seen before. */
 uint64_t pubsub_rejected(const struct pubsub *ps);
+/* Sentinel mode: failovers followed (the primary moved) since start. */
+uint64_t pubsub_failovers(const struct pubsub *ps);
+/* Sentinel mode: publish batches no replica confirmed within 1 s. */
+uint64_t pubsub_unreplicated(const struct pubsub *ps);
 
 /*
  * Claim uid for this worker: result 0 claimed, 1 online elsewhere

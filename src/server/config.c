@@ -85,6 +85,7 @@ static int	check_user(const char *, char *, size_t);
 static int	check_db_tls(const char *, char *, size_t);
 static int	check_control_socket(const char *, char *, size_t);
 static int	check_metrics_listen(const char *, char *, size_t);
+static int	check_redis(const char *, char *, size_t);
 
 #define OFF(f)		offsetof(struct config, f)
 #define KiB		1024LL
@@ -280,9 +281,10 @@ static const struct cfg_key cfg_keys[] = {
 	{ "sqlite_busy_timeout_ms", CFG_INT, OFF(sqlite_busy_timeout_ms),
 	    "5000", 0, 600000, RESTART, NULL,
 	    "wait for a locked SQLite database, milliseconds" },
-	{ "redis", CFG_HOSTPORT, OFF(redis), NULL,
-	    1, 65535, RESTART, NULL,
-	    "Redis host:port for a cluster; unset: single node" },
+	{ "redis", CFG_STRING, OFF(redis), NULL,
+	    0, 0, RESTART, check_redis,
+	    "Redis host:port, or sentinel://host:port[,host:port...]/name, "
+	    "for a cluster; unset: single node" },
 	{ "redis_password", CFG_STRING, OFF(redis_password), NULL,
 	    0, 0, RESTART, NULL,
 	    "Redis AUTH password" },
@@ -583,6 +585,212 @@ check_control_socket(const char *v, char *why, size_t len)
 }
 
 /* "port" alone means the loopback address. */
+/* cfg's redis fields from "redis" (NULL: none) reset first. */
+static void
+redis_clear(struct config *cfg)
+{
+	int	 i;
+
+	free(cfg->redis_host);
+	cfg->redis_host = NULL;
+	cfg->redis_port = 0;
+	free(cfg->redis_master);
+	cfg->redis_master = NULL;
+	for (i = 0; i < cfg->redis_nsentinels; i++)
+		free(cfg->redis_sentinel_host[i]);
+	free(cfg->redis_sentinel_host);
+	free(cfg->redis_sentinel_port);
+	cfg->redis_sentinel_host = NULL;
+	cfg->redis_sentinel_port = NULL;
+	cfg->redis_nsentinels = 0;
+	for (i = 0; i < cfg->redis_n; i++) {
+		if (cfg->redis_hosts != NULL)
+			free(cfg->redis_hosts[i]);
+		if (cfg->redis_masters != NULL)
+			free(cfg->redis_masters[i]);
+	}
+	free(cfg->redis_hosts);
+	free(cfg->redis_ports);
+	free(cfg->redis_masters);
+	cfg->redis_hosts = NULL;
+	cfg->redis_ports = NULL;
+	cfg->redis_masters = NULL;
+	cfg->redis_n = 0;
+}
+
+/*
+ * Split s[0..len) at commas: each piece, NUL-terminated, to one(); at
+ * most max pieces.  0 or -1 (one's -1, or too many, with why).
+ */
+static int
+redis_each(const char *s, size_t len, int max, const char *what,
+    int (*one)(struct config *, const char *, char *, size_t),
+    struct config *cfg, char *why, size_t wlen)
+{
+	const char	*p = s, *end = s + len, *comma;
+	char		*piece;
+	int		 n = 0, rc;
+
+	for (; p <= end; p = comma + 1) {
+		if ((comma = memchr(p, ',', (size_t)(end - p))) == NULL)
+			comma = end;
+		if (++n > max) {
+			snprintf(why, wlen, "redis: at most %d %s", max, what);
+			return -1;
+		}
+		if ((piece = strndup(p, (size_t)(comma - p))) == NULL) {
+			snprintf(why, wlen, "out of memory");
+			return -1;
+		}
+		rc = one(cfg, piece, why, wlen);
+		free(piece);
+		if (rc == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* Append v to the array *a of *n (strings or ints). */
+static int
+grow(void **a, size_t size, int n)
+{
+	void	*na;
+
+	if ((na = reallocarray(*a, (size_t)n + 1, size)) == NULL)
+		return -1;
+	*a = na;
+	return 0;
+}
+
+static int
+redis_one_instance(struct config *cfg, const char *v, char *why, size_t len)
+{
+	const char	*hwhy;
+	char		*host;
+	int		 port;
+
+	if (hostport_parse(v, 1, 65535, cfg ? &host : NULL, &port,
+	    &hwhy) == -1) {
+		snprintf(why, len, "bad host:port for redis: \"%.*s\" (%s)",
+		    CFG_SHOW, v, hwhy);
+		return -1;
+	}
+	if (cfg == NULL)
+		return 0;
+	if (grow((void **)&cfg->redis_hosts, sizeof(char *), cfg->redis_n) ==
+	    -1 || grow((void **)&cfg->redis_ports, sizeof(int),
+	    cfg->redis_n) == -1) {
+		free(host);
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	cfg->redis_hosts[cfg->redis_n] = host;
+	cfg->redis_ports[cfg->redis_n++] = port;
+	return 0;
+}
+
+static int
+redis_one_sentinel(struct config *cfg, const char *v, char *why, size_t len)
+{
+	const char	*hwhy;
+	char		*host;
+	int		 port, n;
+
+	if (hostport_parse(v, 1, 65535, cfg ? &host : NULL, &port,
+	    &hwhy) == -1) {
+		snprintf(why, len, "redis: sentinel \"%.*s\": %s", CFG_SHOW, v,
+		    hwhy);
+		return -1;
+	}
+	if (cfg == NULL)
+		return 0;
+	n = cfg->redis_nsentinels;
+	if (grow((void **)&cfg->redis_sentinel_host, sizeof(char *), n) ==
+	    -1 || grow((void **)&cfg->redis_sentinel_port, sizeof(int), n) ==
+	    -1) {
+		free(host);
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	cfg->redis_sentinel_host[n] = host;
+	cfg->redis_sentinel_port[n] = port;
+	cfg->redis_nsentinels = n + 1;
+	return 0;
+}
+
+static int
+redis_one_master(struct config *cfg, const char *v, char *why, size_t len)
+{
+	if (v[0] == '\0' || strpbrk(v, " \t/") != NULL) {
+		snprintf(why, len, "redis: bad primary name \"%.*s\"",
+		    CFG_SHOW, v);
+		return -1;
+	}
+	if (cfg == NULL)
+		return 0;
+	if (grow((void **)&cfg->redis_masters, sizeof(char *), cfg->redis_n) ==
+	    -1 || (cfg->redis_masters[cfg->redis_n] = strdup(v)) == NULL) {
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	cfg->redis_n++;
+	return 0;
+}
+
+/*
+ * "host:port[,host:port...]" or "sentinel://host:port[,host:port...]/
+ * name[,name...]": one bus instance per host:port or per name.  Checked,
+ * and with cfg not NULL stored in its redis fields (redis_host/port or
+ * redis_master: the first instance).  0 or -1 with why.
+ */
+static int
+redis_parse(const char *v, struct config *cfg, char *why, size_t len)
+{
+	const char	*p, *slash;
+
+	if (cfg != NULL)
+		redis_clear(cfg);
+	if (v == NULL)
+		return 0;
+	if (strncmp(v, "sentinel://", 11) != 0) {
+		if (redis_each(v, strlen(v), 64, "instances",
+		    redis_one_instance, cfg, why, len) == -1)
+			return -1;
+		if (cfg != NULL && (cfg->redis_host =
+		    strdup(cfg->redis_hosts[0])) == NULL) {
+			snprintf(why, len, "out of memory");
+			return -1;
+		}
+		if (cfg != NULL)
+			cfg->redis_port = cfg->redis_ports[0];
+		return 0;
+	}
+	p = v + 11;
+	if ((slash = strchr(p, '/')) == NULL || slash[1] == '\0' ||
+	    slash == p) {
+		snprintf(why, len, "redis: \"%.*s\": want sentinel://host:port"
+		    "[,host:port...]/name[,name...]", CFG_SHOW, v);
+		return -1;
+	}
+	if (redis_each(p, (size_t)(slash - p), 16, "sentinels",
+	    redis_one_sentinel, cfg, why, len) == -1 ||
+	    redis_each(slash + 1, strlen(slash + 1), 64, "instances",
+	    redis_one_master, cfg, why, len) == -1)
+		return -1;
+	if (cfg != NULL && (cfg->redis_master =
+	    strdup(cfg->redis_masters[0])) == NULL) {
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_redis(const char *v, char *why, size_t len)
+{
+	return redis_parse(v, NULL, why, len);
+}
+
 static int
 check_metrics_listen(const char *v, char *why, size_t len)
 {
@@ -811,15 +1019,8 @@ cfg_derive(struct config *cfg, char *why, size_t len)
 		snprintf(why, len, "listen: %s", hwhy);
 		return -1;
 	}
-	k = cfg_find("redis");
-	free(cfg->redis_host);
-	cfg->redis_host = NULL;
-	cfg->redis_port = 0;
-	if (cfg->redis != NULL && hostport_parse(cfg->redis, k->min, k->max,
-	    &cfg->redis_host, &cfg->redis_port, &hwhy) == -1) {
-		snprintf(why, len, "redis: %s", hwhy);
+	if (redis_parse(cfg->redis, cfg, why, len) == -1)
 		return -1;
-	}
 
 	k = cfg_find("websocket_listen");
 	free(cfg->websocket_host);
@@ -1257,7 +1458,7 @@ cfg_free(struct config *cfg)
 			free_secret(FIELD(cfg, &cfg_keys[i], char *));
 	free(cfg->path);
 	free(cfg->listen_host);
-	free(cfg->redis_host);
+	redis_clear(cfg);
 	free(cfg->metrics_host);
 	free(cfg->websocket_host);
 	free_secret(&cfg->db_password);

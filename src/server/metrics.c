@@ -53,6 +53,12 @@ static const struct {
 	{ "chatd_output_evictions_total", "Slow readers disconnected to "
 	    "keep a worker within max_worker_output_bytes.",
 	    offsetof(struct online_slot_stats, output_evictions) },
+	{ "chatd_redis_failovers_total", "Redis failovers followed (the "
+	    "Sentinels named a new primary), counted by each worker.",
+	    offsetof(struct online_slot_stats, redis_failovers) },
+	{ "chatd_bus_unreplicated_total", "Publish batches that no Redis "
+	    "replica confirmed within 1 s (Sentinel mode).",
+	    offsetof(struct online_slot_stats, bus_unreplicated) },
 };
 #define NTOTALS	(sizeof(totals) / sizeof(totals[0]))
 
@@ -95,6 +101,25 @@ per_slot(struct buf *out, struct node *n, const char *name,
 	for (i = 0; i < n->nslots; i++)
 		buf_printf(out, "%s{slot=\"%d\"} %" PRIu64 "\n", name, i,
 		    field(online_slot_stats(n->online, i), off));
+}
+
+/* "ok", and the failovers followed since start if there were any. */
+static void
+health_ok(const struct ctl_env *env, struct buf *body)
+{
+	uint64_t	 fo = 0, v;
+	int		 i;
+
+	buf_append_str(body, "ok\n");
+	for (i = 0; i < env->node->nslots; i++) {
+		v = __atomic_load_n(&online_slot_stats(env->node->online,
+		    i)->redis_failovers, __ATOMIC_RELAXED);
+		if (v > fo)
+			fo = v;
+	}
+	if (fo > 0)
+		buf_printf(body, "redis: %" PRIu64 " failover(s) followed\n",
+		    fo);
 }
 
 int
@@ -228,8 +253,10 @@ http_input(void *arg, const char *p, size_t len, int eof, struct buf *out)
 		    "charset=utf-8", &body, get, NULL);
 	} else if (PATH_IS("/health")) {
 		if (ctl_health(env, &body) == 0) {
+			health_ok(env, &body);
+			respond(out, 200, "OK", "text/plain; charset=utf-8",
+			    &body, get, NULL);
 			buf_free(&body);
-			respond_text(out, 200, "OK", "ok\n", get, NULL);
 			return 1;
 		}
 		buf_append_str(&body, "\n");

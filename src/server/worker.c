@@ -49,7 +49,8 @@ static struct ev_loop	*loop;
 static struct store	*store;
 static struct authpool	*auth;
 static struct pubsub	*pubsub;	/* cluster mode only */
-static uint64_t		 bus_rejected_seen;	/* added to stats already */
+/* pubsub's counters as last added to the slot's (which outlive us) */
+static uint64_t		 bus_rejected_seen, failovers_seen, unreplicated_seen;
 static struct chanq	*chanqs;
 static char		*chan_rbuf;
 static ev_io		 accept_io, chan_io, auth_io, master_io;
@@ -391,6 +392,14 @@ master_gone_cb(struct ev_loop *l, ev_io *w, int revents)
 #define HEALTH_INTERVAL		1.0	/* heartbeat */
 #define HEALTH_STORE_TICKS	5	/* store_ping every 5 heartbeats */
 
+/* Add what counter grew by since *seen to the slot's total. */
+static void
+add_since(uint64_t *total, uint64_t counter, uint64_t *seen)
+{
+	__atomic_add_fetch(total, counter - *seen, __ATOMIC_RELAXED);
+	*seen = counter;
+}
+
 static void
 health_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
@@ -400,10 +409,12 @@ health_cb(struct ev_loop *l, ev_timer *w, int revents)
 	if (pubsub != NULL) {
 		__atomic_store_n(&stats->redis_up, pubsub_up(pubsub) ? 1 : 0,
 		    __ATOMIC_RELAXED);
-		__atomic_add_fetch(&stats->bus_rejected,
-		    pubsub_rejected(pubsub) - bus_rejected_seen,
-		    __ATOMIC_RELAXED);
-		bus_rejected_seen = pubsub_rejected(pubsub);
+		add_since(&stats->bus_rejected, pubsub_rejected(pubsub),
+		    &bus_rejected_seen);
+		add_since(&stats->redis_failovers, pubsub_failovers(pubsub),
+		    &failovers_seen);
+		add_since(&stats->bus_unreplicated,
+		    pubsub_unreplicated(pubsub), &unreplicated_seen);
 	}
 	if (++health_ticks < HEALTH_STORE_TICKS)
 		return;

@@ -93,6 +93,17 @@ def wait_port(port, proc=None, timeout=20.0, what="server"):
 
 # ---- Redis -------------------------------------------------------------
 
+def stop_proc(proc):
+    """TERM a server we started (by its pid), KILL it after 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class RedisError(Exception):
     pass
 
@@ -150,11 +161,13 @@ class _Reader:
 class Redis:
     """A private redis-server with a password (chatd must AUTH)."""
 
-    def __init__(self, appendonly=False):
+    def __init__(self, appendonly=False, password=None, extra=()):
         self.appendonly = appendonly
+        self.extra = list(extra)        # e.g. --replicaof HOST PORT
         self.dir = tempfile.mkdtemp(prefix="chatd-redis-")
         self.port = chatlib.free_port()
-        self.password = "pw-%d-%d" % (os.getpid(), int(time.time()))
+        self.password = password or "pw-%d-%d" % (os.getpid(),
+                                                  int(time.time()))
         self.proc = None
         # the cluster key every node of a test signs its items with
         self.key = os.urandom(32).hex()
@@ -175,7 +188,7 @@ class Redis:
              "yes" if self.appendonly else "no", "--appendfsync", "everysec",
              "--dir", self.dir, "--requirepass", self.password,
              "--logfile", os.path.join(self.dir, "redis.log"),
-             "--daemonize", "no"],
+             "--daemonize", "no"] + self.extra,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT)
         wait_port(self.port, self.proc, what="redis-server")
@@ -205,13 +218,7 @@ class Redis:
         return v.decode() if v is not None else None
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_proc(self.proc)
         self.proc = None
 
     def cleanup(self):
@@ -224,6 +231,53 @@ class Redis:
                 return f.read()
         except OSError:
             return ""
+
+
+class Sentinel:
+    """A private Redis Sentinel (redis-server --sentinel) watching the
+    primaries masters [(name, Redis)]; quick to judge one down (1 s)."""
+
+    def __init__(self, masters, quorum):
+        self.dir = tempfile.mkdtemp(prefix="chatd-sentinel-")
+        self.port = chatlib.free_port()
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\ndaemonize no\n"
+                    "logfile %s\ndir %s\n"
+                    % (self.port, os.path.join(self.dir, "sentinel.log"),
+                       self.dir))
+            for name, r in masters:
+                f.write("sentinel monitor %s 127.0.0.1 %d %d\n"
+                        "sentinel auth-pass %s %s\n"
+                        "sentinel down-after-milliseconds %s 1000\n"
+                        "sentinel failover-timeout %s 5000\n"
+                        % (name, r.port, quorum, name, r.password, name,
+                           name))
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [find_prog("redis-server"), self.conf, "--sentinel"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc, what="redis-sentinel")
+        return self
+
+    def primary(self, name):
+        """(host, port) of the primary of name, as this Sentinel says."""
+        s = socket.create_connection(("127.0.0.1", self.port), 5)
+        try:
+            s.sendall(_resp_encode(["SENTINEL", "get-master-addr-by-name",
+                                    name]))
+            h, p = _Reader(s).reply()
+            return h.decode(), int(p)
+        finally:
+            s.close()
+
+    def cleanup(self):
+        stop_proc(self.proc)
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---- MariaDB -----------------------------------------------------------

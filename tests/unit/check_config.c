@@ -366,6 +366,11 @@ static const struct {
 	    "1: bad host:port for redis: \"[::1:6379\" (missing ']')\n" },
 	{ "redis = [fe80::zz]:6379\n", "1: bad host:port for redis: "
 	    "\"[fe80::zz]:6379\" (bad IPv6 address)\n" },
+	{ "redis = sentinel://127.0.0.1:26379\n", "1: redis: "
+	    "\"sentinel://127.0.0.1:26379\": want sentinel://host:port"
+	    "[,host:port...]/name[,name...]\n" },
+	{ "redis = sentinel://127.0.0.1:26379,nope/m\n", "1: redis: "
+	    "sentinel \"nope\": missing port\n" },
 	{ "log_level = loud\n", "1: bad log level for log_level: \"loud\" "
 	    "(debug, info, notice, warning, error, crit, alert or emerg)\n" },
 	{ "storage = postgres://db/chat\n", "1: storage must be "
@@ -513,6 +518,28 @@ START_TEST(test_quoting)
 	ck_assert_str_eq(cfg.pid_file, "/tmp/x.pid#not-a-comment");
 	ck_assert_str_eq(cfg.log_file, "/tmp/log file.log");
 	ck_assert_int_eq(cfg.workers, 4);
+	cfg_free(&cfg);
+	buf_free(&errs);
+}
+END_TEST
+
+START_TEST(test_sentinel)
+{
+	struct config	 cfg;
+	struct buf	 errs = BUF_INIT;
+	char		 text[PATH_MAX + 128], kf[PATH_MAX];
+
+	snprintf(kf, sizeof(kf), "%s", write_file("skey", 0600, KEY64 "\n"));
+	snprintf(text, sizeof(text), "redis = sentinel://127.0.0.1:26379,"
+	    "[::1]:26380/chatbus\ncluster_key_file = %s\n", kf);
+	ck_assert_int_eq(load_text(text, 0600, &cfg, &errs, NULL), 0);
+	ck_assert_ptr_null(cfg.redis_host);
+	ck_assert_str_eq(cfg.redis_master, "chatbus");
+	ck_assert_int_eq(cfg.redis_nsentinels, 2);
+	ck_assert_str_eq(cfg.redis_sentinel_host[0], "127.0.0.1");
+	ck_assert_int_eq(cfg.redis_sentinel_port[0], 26379);
+	ck_assert_str_eq(cfg.redis_sentinel_host[1], "::1");
+	ck_assert_int_eq(cfg.redis_sentinel_port[1], 26380);
 	cfg_free(&cfg);
 	buf_free(&errs);
 }
@@ -965,6 +992,7 @@ config_suite(void)
 	tcase_add_test(tc, test_size_suffixes);
 	tcase_add_test(tc, test_quoting);
 	tcase_add_test(tc, test_workers_cpus);
+	tcase_add_test(tc, test_sentinel);
 	tcase_add_test(tc, test_shm_name);
 	tcase_add_test(tc, test_secret_perms);
 	tcase_add_test(tc, test_db_password_file);

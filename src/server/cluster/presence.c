@@ -123,7 +123,7 @@ uidset_list(const struct uidset *s, size_t *n)
 
 /* A claim (or re-assertion) of uid, or its release, ready to send. */
 static struct req *
-presence_req(struct pubsub *ps, enum req_kind kind, int32_t uid)
+presence_req(struct bus *ps, enum req_kind kind, int32_t uid)
 {
 	struct req	*r;
 	char		 key[32];
@@ -151,7 +151,7 @@ presence_req(struct pubsub *ps, enum req_kind kind, int32_t uid)
  * never saw, presence it may have lost (restart, expired keys).
  */
 void
-presence_setup(struct pubsub *ps)
+presence_setup(struct bus *ps)
 {
 	struct req	*r;
 	int32_t		*v;
@@ -196,7 +196,7 @@ claim_status(const redisReply *rep, const char **queue)
 
 /* Replies to presence requests (takes r). */
 void
-presence_done(struct pubsub *ps, struct req *r, void *reply)
+presence_done(struct bus *ps, struct req *r, void *reply)
 {
 	redisReply	*rep = reply;
 	const char	*q;
@@ -263,7 +263,7 @@ presence_done(struct pubsub *ps, struct req *r, void *reply)
  * callback runs inside the call; callers make these calls last.
  */
 void
-pubsub_claim(struct pubsub *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
+bus_claim(struct bus *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
 {
 	struct req	*r;
 
@@ -282,7 +282,7 @@ pubsub_claim(struct pubsub *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
 }
 
 void
-pubsub_release(struct pubsub *ps, int32_t uid)
+bus_release(struct bus *ps, int32_t uid)
 {
 	struct req	*r;
 
@@ -298,7 +298,7 @@ pubsub_release(struct pubsub *ps, int32_t uid)
 }
 
 void
-pubsub_query_online(struct pubsub *ps, const int32_t *uids, size_t n,
+bus_query_online(struct bus *ps, const int32_t *uids, size_t n,
     pubsub_online_cb *cb, void *arg)
 {
 	struct req	 *r;

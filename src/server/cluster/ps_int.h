@@ -2,8 +2,11 @@
  * ps_int.h - what the files of the cluster module share: the module's
  * state, requests, and the Lua scripts.  Private to src/server/cluster.
  *
- *   pubsub.c    the links to Redis: connections, sending, watchdog,
- *               heartbeat, start and exit
+ *   shard.c     pubsub.h over several instances (struct pubsub), each
+ *               one struct bus, chosen by the user id
+ *   pubsub.c    one instance's links to Redis: connections, sending,
+ *               watchdog, heartbeat, Sentinel, start and exit
+ *   sentinel.c  where the primary is (redis = sentinel://...)
  *   presence.c  claims, releases, queries (local users set)
  *   queue.c     the reliable queue: publish, take, hand off, ack, reap
  *   cache.c     the presence cache (uid -> queue)
@@ -37,6 +40,9 @@
 #define LOG_REPEAT_SECONDS	60.0	/* the same connect error, again */
 #define CACHE_SECONDS		5.0	/* a cached presence is used this long */
 #define CACHE_MAX		65536	/* entries; then it starts afresh */
+#define SENTINEL_BACKOFF_MAX	0.5	/* a failover takes seconds: look often */
+#define WAIT_REPLICA_MS		500	/* WAIT 1 this long, then go on */
+#define NO_REPLICA_SECONDS	5.0	/* WAIT saw none: skip WAITs this long */
 
 enum script {
 	SCRIPT_CLAIM,
@@ -72,6 +78,7 @@ enum req_kind {
 	REQ_PUSH,	/* the same, into a cached queue: RPUSH */
 	REQ_EXIT,
 	REQ_WAKE,	/* a no-op item into our own queue: ends a BLMOVE */
+	REQ_WAITREPL,	/* WAIT 1: a publish reached a replica */
 	/* on the pop connection, in order */
 	REQ_POPAUTH,
 	REQ_RESUME,	/* LRANGE P: what we took and did not hand off */
@@ -92,10 +99,11 @@ struct pubreq {
 	pubsub_publish_cb	*cb;
 	void			*arg;
 	ev_tstamp		 since;		/* unanswered since */
+	long			 res;		/* answer, held for WAIT */
 };
 
 struct req {
-	struct pubsub	*ps;
+	struct bus	*ps;
 	enum req_kind	 kind;
 	enum script	 script;
 	int		 on_pop;
@@ -110,6 +118,7 @@ struct req {
 	struct pubreq	*pubs;		/* PUBLISH */
 	size_t		 npubs;
 	char		*queue;		/* REAP */
+	struct req	*held;		/* WAITREPL: the batches it covers */
 	union {
 		pubsub_claim_cb		*claim;
 		pubsub_online_cb	*online;
@@ -138,13 +147,34 @@ struct pcache {
 
 struct busauth;
 
-struct pubsub {
+/* What became of a batch of publishes. */
+enum pub_outcome {
+	PUB_OK,		/* answered: pubreq.res */
+	PUB_LOST,	/* sent, no answer: maybe queued */
+	PUB_FAILED	/* not queued */
+};
+
+struct bus {
 	struct ev_loop		*loop;
 	struct pubsub_handler	 h;
 	struct busauth		*auth;
 	uint64_t		 rejected;
 	char			*host;		/* numeric address */
 	int			 port;
+	/* sentinel://: the primary of master, as these Sentinels say */
+	char			*master;
+	char			**sentinels;	/* numeric addresses */
+	int			*sentinel_ports;
+	int			 nsentinels;
+	int			 sentinel_i;	/* the one to ask next */
+	void			*sen;		/* the question under way */
+	ev_tstamp		 sen_since;
+	int			 need_primary;	/* ask before connecting */
+	uint64_t		 failovers;	/* primary moved, followed */
+	uint64_t		 unreplicated;	/* WAIT saw no replica */
+	struct req		*unconf;	/* answered, no WAIT sent yet */
+	struct req		*wait_out;	/* the WAIT under way */
+	ev_tstamp		 no_replica_until;	/* no WAIT till then */
 	char			*password;
 	char			*node_id;
 	char			 boot[32];
@@ -201,27 +231,54 @@ struct pubsub {
 	int			 drained;
 };
 
+/*
+ * One instance of the bus: the interface of pubsub.h (shard.c spreads
+ * the users over the instances), for cfg's instance inst.
+ */
+struct bus	*bus_new(struct ev_loop *, const struct config *, int,
+		    const char *, int, uint32_t, const struct pubsub_handler *,
+		    char *, size_t);
+void		 bus_free(struct bus *);
+int		 bus_up(const struct bus *);
+uint64_t	 bus_rejected(const struct bus *);
+uint64_t	 bus_failovers(const struct bus *);
+uint64_t	 bus_unreplicated(const struct bus *);
+void		 bus_claim(struct bus *, int32_t, pubsub_claim_cb *, void *);
+void		 bus_release(struct bus *, int32_t);
+void		 bus_query_online(struct bus *, const int32_t *, size_t,
+		    pubsub_online_cb *, void *);
+void		 bus_nudge(struct bus *, const int32_t *, size_t);
+void		 bus_publish(struct bus *, int32_t, const char *, size_t,
+		    pubsub_publish_cb *, void *);
+
 /* pubsub.c */
-struct req	*req_new(struct pubsub *, enum req_kind, enum script);
+struct req	*req_new(struct bus *, enum req_kind, enum script);
 void		 req_free(struct req *);
 int		 req_args(struct req *, int, const char *const *,
 		    const size_t *);
 int		 req_strs(struct req *, int, const char *const *);
-int		 req_send(struct pubsub *, struct req *);
-void		 req_fail(struct pubsub *, struct req *);
-void		 send_plain(struct pubsub *, enum req_kind, int,
+int		 req_send(struct bus *, struct req *);
+void		 req_fail(struct bus *, struct req *);
+void		 send_plain(struct bus *, enum req_kind, int,
 		    const char **);
-void		 log_conn_error(struct pubsub *, const char *, const char *);
-void		 check_up(struct pubsub *);
-void		 ps_drop_pop(struct pubsub *, const char *);
+void		 log_conn_error(struct bus *, const char *, const char *);
+void		 check_up(struct bus *);
+void		 ps_drop_pop(struct bus *, const char *);
+void		 ps_drop_all(struct bus *, const char *);
+void		 schedule_retry(struct bus *);
+void		 open_missing(struct bus *);
+
+/* sentinel.c */
+void		 sentinel_ask(struct bus *);
+void		 sentinel_tick(struct bus *);
 
 /* presence.c */
 int		 uidset_has(const struct uidset *, int32_t);
 int		 uidset_add(struct uidset *, int32_t);
 void		 uidset_del(struct uidset *, int32_t);
 void		 uidset_clear(struct uidset *);
-void		 presence_setup(struct pubsub *);
-void		 presence_done(struct pubsub *, struct req *, void *);
+void		 presence_setup(struct bus *);
+void		 presence_done(struct bus *, struct req *, void *);
 
 /* cache.c */
 const char	*pcache_get(struct pcache *, int32_t, ev_tstamp);
@@ -231,13 +288,14 @@ void		 pcache_del(struct pcache *, int32_t);
 void		 pcache_clear(struct pcache *);
 
 /* queue.c */
-void		 queue_next(struct pubsub *);
-void		 queue_done(struct pubsub *, struct req *, void *);
-void		 queue_publish_done(struct pubsub *, struct req *, void *);
-void		 queue_flush(struct pubsub *);
-void		 queue_resend(struct pubsub *);
-void		 queue_tick(struct pubsub *);
-void		 queue_free(struct pubsub *);
-void		 queue_reap(struct pubsub *, const char *);
+void		 queue_next(struct bus *);
+void		 queue_done(struct bus *, struct req *, void *);
+void		 queue_publish_done(struct bus *, struct req *, void *);
+void		 queue_wait_done(struct bus *, struct req *, void *);
+void		 queue_flush(struct bus *);
+void		 queue_resend(struct bus *);
+void		 queue_tick(struct bus *);
+void		 queue_free(struct bus *);
+void		 queue_reap(struct bus *, const char *);
 
 #endif

@@ -1,10 +1,11 @@
 /*
- * pubsub.c - cluster mode over Redis: the links.  Three connections per
- * worker: "cmd" for presence and publishing, "pop" for this worker's
+ * pubsub.c - cluster mode over Redis: the links of one instance of the
+ * bus (struct bus; shard.c holds one per instance).  Three connections
+ * per worker: "cmd" for presence and publishing, "pop" for this worker's
  * queue (queue.c), "sub" for the presence cache's invalidations
  * (cache.c), each with its requests, watchdog and reconnects;
- * the heartbeat that keeps the node and slot keys alive; start and
- * exit.  hiredis' async API on the worker's libev loop.
+ * the heartbeat that keeps the node and slot keys alive; asking the
+ * Sentinels where the primary is; start and exit.  hiredis' async API on the worker's libev loop.
  */
 #include "config.h"
 
@@ -30,10 +31,9 @@
 #define POP(ps)	((redisAsyncContext *)(ps)->pop)
 #define SUB(ps)	((redisAsyncContext *)(ps)->sub)
 
-static void	ctx_drop(struct pubsub *, redisAsyncContext *, const char *);
-static void	open_missing(struct pubsub *);
-static void	heartbeat(struct pubsub *);
-static void	dispatch(struct pubsub *, struct req *, redisReply *);
+static void	ctx_drop(struct bus *, redisAsyncContext *, const char *);
+static void	heartbeat(struct bus *);
+static void	dispatch(struct bus *, struct req *, redisReply *);
 
 /* ---- requests ----------------------------------------------------------- */
 
@@ -54,7 +54,7 @@ req_free(struct req *r)
 }
 
 struct req *
-req_new(struct pubsub *ps, enum req_kind kind, enum script script)
+req_new(struct bus *ps, enum req_kind kind, enum script script)
 {
 	struct req	*r;
 
@@ -115,7 +115,7 @@ static void	reply_cb(redisAsyncContext *, void *, void *);
 
 /* Send r on its connection: 0, or -1 (r untouched, not sent). */
 int
-req_send(struct pubsub *ps, struct req *r)
+req_send(struct bus *ps, struct req *r)
 {
 	redisAsyncContext	*ac = r->on_pop ? POP(ps) : CMD(ps);
 	int			 sha, off = 2;
@@ -145,7 +145,7 @@ req_send(struct pubsub *ps, struct req *r)
 
 /* Report r's failure from the loop, never inside the caller's call. */
 void
-req_fail(struct pubsub *ps, struct req *r)
+req_fail(struct bus *ps, struct req *r)
 {
 	r->next = NULL;
 	r->sent = 0;
@@ -160,7 +160,7 @@ req_fail(struct pubsub *ps, struct req *r)
 static void
 fail_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	struct pubsub	*ps = w->data;
+	struct bus	*ps = w->data;
 	struct req	*r;
 
 	while ((r = ps->failed) != NULL) {
@@ -172,7 +172,7 @@ fail_cb(struct ev_loop *l, ev_timer *w, int revents)
 
 /* A plain command with no caller waiting for it. */
 void
-send_plain(struct pubsub *ps, enum req_kind kind, int argc,
+send_plain(struct bus *ps, enum req_kind kind, int argc,
     const char **argv)
 {
 	struct req	*r;
@@ -186,7 +186,7 @@ send_plain(struct pubsub *ps, enum req_kind kind, int argc,
 
 /* Errors repeat every backoff period: say each one once a minute. */
 void
-log_conn_error(struct pubsub *ps, const char *what, const char *why)
+log_conn_error(struct bus *ps, const char *what, const char *why)
 {
 	char		 msg[sizeof(ps->last_err)];
 	ev_tstamp	 now = ev_now(ps->loop);
@@ -197,7 +197,10 @@ log_conn_error(struct pubsub *ps, const char *what, const char *why)
 		return;
 	snprintf(ps->last_err, sizeof(ps->last_err), "%s", msg);
 	ps->last_err_at = now;
-	if (strcmp(what, "command") == 0)
+	if (ps->host == NULL)
+		log_warnx("redis %s: %s (cross-node delivery and presence "
+		    "unavailable; retrying)", ps->master, msg);
+	else if (strcmp(what, "command") == 0)
 		log_warnx("redis %s:%d: %s", ps->host, ps->port, msg);
 	else
 		log_warnx("redis %s:%d: %s (cross-node delivery and presence "
@@ -205,7 +208,7 @@ log_conn_error(struct pubsub *ps, const char *what, const char *why)
 }
 
 static void
-note_down(struct pubsub *ps, const char *why)
+note_down(struct bus *ps, const char *why)
 {
 	if (ps->exiting)
 		return;
@@ -219,7 +222,7 @@ note_down(struct pubsub *ps, const char *why)
 }
 
 void
-check_up(struct pubsub *ps)
+check_up(struct bus *ps)
 {
 	if (!ps->cmd_up || !ps->pop_up)
 		return;
@@ -235,7 +238,7 @@ check_up(struct pubsub *ps)
 /* ---- replies ------------------------------------------------------------ */
 
 static void
-dispatch(struct pubsub *ps, struct req *r, redisReply *rep)
+dispatch(struct bus *ps, struct req *r, redisReply *rep)
 {
 	switch (r->kind) {
 	case REQ_AUTH:
@@ -278,6 +281,9 @@ dispatch(struct pubsub *ps, struct req *r, redisReply *rep)
 		}
 		queue_publish_done(ps, r, rep);
 		return;
+	case REQ_WAITREPL:
+		queue_wait_done(ps, r, rep);
+		return;
 	default:
 		queue_done(ps, r, rep);
 		return;
@@ -286,7 +292,7 @@ dispatch(struct pubsub *ps, struct req *r, redisReply *rep)
 }
 
 static void
-script_load(struct pubsub *ps, enum script s)
+script_load(struct bus *ps, enum script s)
 {
 	struct req	*r;
 	const char	*a[3];
@@ -307,7 +313,7 @@ static void
 reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct req	*r = privdata;
-	struct pubsub	*ps = r->ps;
+	struct bus	*ps = r->ps;
 	redisReply	*rep = reply;
 
 	if (ac == CMD(ps)) {
@@ -325,6 +331,16 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 			log_conn_error(ps, "AUTH", rep->str);
 			req_free(r);
 			ctx_drop(ps, ac, "AUTH refused");
+			return;
+		}
+		/*
+		 * A primary demoted by a failover: ask the Sentinels again;
+		 * the request counts as unanswered (a publish is resent).
+		 */
+		if (ps->master != NULL &&
+		    strncmp(rep->str, "READONLY", 8) == 0) {
+			ps_drop_all(ps, "the primary became a replica");
+			dispatch(ps, r, NULL);
 			return;
 		}
 		/* the script cache was flushed: send in full, load again */
@@ -345,7 +361,7 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
 /* We are alive: node, slot, and the queue others may have to reap. */
 static void
-heartbeat(struct pubsub *ps)
+heartbeat(struct bus *ps)
 {
 	const char	*argv[5];
 	char		 ttl[16];
@@ -372,7 +388,7 @@ heartbeat(struct pubsub *ps)
  * and the slot, then set Redis right about our users.
  */
 static void
-cmd_setup(struct pubsub *ps)
+cmd_setup(struct bus *ps)
 {
 	const char	*argv[2];
 	int		 s;
@@ -390,8 +406,8 @@ cmd_setup(struct pubsub *ps)
 
 /* ---- connections -------------------------------------------------------- */
 
-static void
-schedule_retry(struct pubsub *ps)
+void
+schedule_retry(struct bus *ps)
 {
 	if (ps->exiting || ev_is_active(&ps->retry))
 		return;
@@ -400,11 +416,17 @@ schedule_retry(struct pubsub *ps)
 	ps->backoff *= 2;
 	if (ps->backoff > BACKOFF_MAX)
 		ps->backoff = BACKOFF_MAX;
+	if (ps->master != NULL && ps->backoff > SENTINEL_BACKOFF_MAX)
+		ps->backoff = SENTINEL_BACKOFF_MAX;
 }
 
 static void
-ctx_forget(struct pubsub *ps, const redisAsyncContext *ac)
+ctx_forget(struct bus *ps, const redisAsyncContext *ac)
 {
+	/* a lost link may mean a failover: ask who the primary is now */
+	if (ps->master != NULL && !ps->exiting &&
+	    (ac == ps->cmd || ac == ps->pop || ac == ps->sub))
+		ps->need_primary = 1;
 	if (ac == ps->cmd) {
 		ps->cmd = NULL;
 		ps->cmd_up = 0;
@@ -424,7 +446,7 @@ ctx_forget(struct pubsub *ps, const redisAsyncContext *ac)
 
 /* Give up on a connection; its pending callbacks run with no reply. */
 static void
-ctx_drop(struct pubsub *ps, redisAsyncContext *ac, const char *why)
+ctx_drop(struct bus *ps, redisAsyncContext *ac, const char *why)
 {
 	if (ac == NULL)
 		return;
@@ -435,15 +457,23 @@ ctx_drop(struct pubsub *ps, redisAsyncContext *ac, const char *why)
 }
 
 void
-ps_drop_pop(struct pubsub *ps, const char *why)
+ps_drop_pop(struct bus *ps, const char *why)
 {
 	ctx_drop(ps, POP(ps), why);
+}
+
+void
+ps_drop_all(struct bus *ps, const char *why)
+{
+	ctx_drop(ps, CMD(ps), why);
+	ctx_drop(ps, POP(ps), why);
+	ctx_drop(ps, SUB(ps), why);
 }
 
 static void
 connect_cb(const redisAsyncContext *ac, int status)
 {
-	struct pubsub	*ps = ac->data;
+	struct bus	*ps = ac->data;
 
 	if (status == REDIS_OK)
 		return;
@@ -458,7 +488,7 @@ connect_cb(const redisAsyncContext *ac, int status)
 static void
 disconnect_cb(const redisAsyncContext *ac, int status)
 {
-	struct pubsub	*ps = ac->data;
+	struct bus	*ps = ac->data;
 
 	/* one we dropped ourselves was already forgotten */
 	if (ac != ps->cmd && ac != ps->pop && ac != ps->sub)
@@ -469,7 +499,7 @@ disconnect_cb(const redisAsyncContext *ac, int status)
 }
 
 static redisAsyncContext *
-ctx_open(struct pubsub *ps)
+ctx_open(struct bus *ps)
 {
 	redisAsyncContext	*ac;
 
@@ -499,7 +529,7 @@ ctx_open(struct pubsub *ps)
 static void
 sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
-	struct pubsub	*ps = privdata;
+	struct bus	*ps = privdata;
 	redisReply	*rep = reply, **e;
 
 	if (rep == NULL || ac != SUB(ps))
@@ -520,13 +550,18 @@ sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
 		pcache_del(&ps->cache, (int32_t)strtol(e[2]->str, NULL, 10));
 }
 
-static void
-open_missing(struct pubsub *ps)
+void
+open_missing(struct bus *ps)
 {
 	const char	*argv[2];
 
 	if (ps->exiting)
 		return;
+	if (ps->master != NULL && (ps->need_primary || ps->host == NULL)) {
+		/* connect once the Sentinels said where (sen_cb) */
+		sentinel_ask(ps);
+		return;
+	}
 	if (ps->cmd == NULL && (ps->cmd = ctx_open(ps)) != NULL) {
 		ps->cmd_up = 0;
 		ps->cmd_pending = 0;
@@ -565,7 +600,7 @@ retry_cb(struct ev_loop *l, ev_timer *w, int revents)
 
 /* Read what already arrived before judging a link by its silence. */
 static void
-read_arrived(struct pubsub *ps)
+read_arrived(struct bus *ps)
 {
 	if (ps->cmd != NULL && ps->cmd_pending > 0)
 		redisAsyncHandleRead(CMD(ps));
@@ -577,7 +612,7 @@ read_arrived(struct pubsub *ps)
 static void
 tick_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	struct pubsub	*ps = w->data;
+	struct bus	*ps = w->data;
 	ev_tstamp	 now = ev_now(l);
 
 	/*
@@ -586,6 +621,7 @@ tick_cb(struct ev_loop *l, ev_timer *w, int revents)
 	 * there must be handled, not thrown away with the connection.
 	 */
 	read_arrived(ps);
+	sentinel_tick(ps);
 	if (ps->cmd != NULL && ps->cmd_pending > 0 &&
 	    now - ps->cmd_wait > REPLY_TIMEOUT) {
 		/* a server that hangs holds logins and messages: let go */
@@ -637,15 +673,19 @@ resolve(const char *host, char *out, size_t outlen, char *err,
 	return 0;
 }
 
-struct pubsub *
-pubsub_new(struct ev_loop *loop, const struct config *cfg, const char *boot,
-    int slot, uint32_t gen, const struct pubsub_handler *h, char *err,
-    size_t errlen)
+struct bus *
+bus_new(struct ev_loop *loop, const struct config *cfg, int inst,
+    const char *boot, int slot, uint32_t gen, const struct pubsub_handler *h,
+    char *err, size_t errlen)
 {
-	struct pubsub	*ps;
+	struct bus	*ps;
+	const char	*master;
 	char		 addr[NI_MAXHOST], id[64];
+	int		 i;
 
-	if (cfg->redis_host == NULL || cfg->redis_port <= 0 ||
+	if (inst < 0 || inst >= cfg->redis_n ||
+	    (cfg->redis_masters == NULL && cfg->redis_hosts == NULL) ||
+	    (cfg->redis_masters != NULL && cfg->redis_nsentinels <= 0) ||
 	    cfg->node_id == NULL || cfg->node_id[0] == '\0' ||
 	    strpbrk(cfg->node_id, " \t\r\n") != NULL ||
 	    boot == NULL || boot[0] == '\0' || strlen(boot) >= 32 ||
@@ -655,27 +695,50 @@ pubsub_new(struct ev_loop *loop, const struct config *cfg, const char *boot,
 		    "be set and hold no blanks)");
 		return NULL;
 	}
-	if (resolve(cfg->redis_host, addr, sizeof(addr), err, errlen) == -1)
+	master = cfg->redis_masters != NULL ? cfg->redis_masters[inst] : NULL;
+	if (master == NULL && resolve(cfg->redis_hosts[inst], addr,
+	    sizeof(addr), err, errlen) == -1)
 		return NULL;
 	if ((ps = calloc(1, sizeof(*ps))) == NULL)
 		goto nomem;
+	if (master != NULL) {
+		ps->nsentinels = cfg->redis_nsentinels;
+		ps->need_primary = 1;
+		if ((ps->master = strdup(master)) == NULL ||
+		    (ps->sentinels = calloc((size_t)ps->nsentinels,
+		    sizeof(char *))) == NULL ||
+		    (ps->sentinel_ports = calloc((size_t)ps->nsentinels,
+		    sizeof(int))) == NULL)
+			goto nomem;
+		for (i = 0; i < ps->nsentinels; i++) {
+			if (resolve(cfg->redis_sentinel_host[i], addr,
+			    sizeof(addr), err, errlen) == -1) {
+				bus_free(ps);
+				return NULL;
+			}
+			if ((ps->sentinels[i] = strdup(addr)) == NULL)
+				goto nomem;
+			ps->sentinel_ports[i] = cfg->redis_sentinel_port[i];
+		}
+	}
 	ps->loop = loop;
 	ps->failed_tail = &ps->failed;
 	snprintf(id, sizeof(id), "%s.%d", boot, slot);
 	if ((ps->auth = busauth_new(cfg->cluster_key, cfg->cluster_key_old,
 	    cfg->node_id, id, cfg->cluster_max_age > 0 ?
 	    cfg->cluster_max_age : 300, err, errlen)) == NULL) {
-		pubsub_free(ps);
+		bus_free(ps);
 		return NULL;
 	}
 	ps->h = *h;
-	ps->port = cfg->redis_port;
+	/* sentinel mode: sen_cb sets host and port */
+	ps->port = master == NULL ? cfg->redis_ports[inst] : 0;
 	ps->slot = slot;
 	ps->gen = gen;
 	snprintf(ps->boot, sizeof(ps->boot), "%s", boot);
 	snprintf(ps->gen_str, sizeof(ps->gen_str), "%u", gen);
 	ps->backoff = BACKOFF_MIN;
-	if ((ps->host = strdup(addr)) == NULL ||
+	if ((ps->master == NULL && (ps->host = strdup(addr)) == NULL) ||
 	    (ps->node_id = strdup(cfg->node_id)) == NULL ||
 	    (cfg->redis_password != NULL &&
 	    (ps->password = strdup(cfg->redis_password)) == NULL) ||
@@ -704,7 +767,7 @@ pubsub_new(struct ev_loop *loop, const struct config *cfg, const char *boot,
 
  nomem:
 	snprintf(err, errlen, "pubsub: out of memory");
-	pubsub_free(ps);
+	bus_free(ps);
 	return NULL;
 }
 
@@ -715,21 +778,21 @@ exit_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 }
 
 static int
-exit_sent(const struct pubsub *ps)
+exit_sent(const struct bus *ps)
 {
 	return ps->exit_done || ps->cmd == NULL;
 }
 
 static int
-queue_drained(const struct pubsub *ps)
+queue_drained(const struct bus *ps)
 {
 	return ps->pop == NULL || (ps->drained && ps->pop_pending == 0);
 }
 
 /* Run the loop until done(ps) or the time is up (worker exit only). */
 static void
-run_until(struct pubsub *ps, double seconds,
-    int (*done)(const struct pubsub *))
+run_until(struct bus *ps, double seconds,
+    int (*done)(const struct bus *))
 {
 	ev_timer	 t;
 	ev_tstamp	 deadline = ev_time() + seconds;
@@ -744,10 +807,11 @@ run_until(struct pubsub *ps, double seconds,
 }
 
 void
-pubsub_free(struct pubsub *ps)
+bus_free(struct bus *ps)
 {
 	const char		*argv[2];
 	redisAsyncContext	*ac;
+	int			 i;
 
 	if (ps == NULL)
 		return;
@@ -786,6 +850,10 @@ pubsub_free(struct pubsub *ps)
 		ctx_forget(ps, ac);
 		redisAsyncFree(ac);
 	}
+	if ((ac = ps->sen) != NULL) {
+		ps->sen = NULL;
+		redisAsyncFree(ac);
+	}
 	if (ps->loop != NULL) {
 		fail_cb(ps->loop, &ps->failt, 0);
 		ev_timer_stop(ps->loop, &ps->failt);
@@ -796,6 +864,11 @@ pubsub_free(struct pubsub *ps)
 	uidset_clear(&ps->local);
 	uidset_clear(&ps->unreleased);
 	free(ps->host);
+	for (i = 0; ps->sentinels != NULL && i < ps->nsentinels; i++)
+		free(ps->sentinels[i]);
+	free(ps->sentinels);
+	free(ps->sentinel_ports);
+	free(ps->master);
 	free(ps->node_id);
 	if (ps->password != NULL)
 		explicit_bzero(ps->password, strlen(ps->password));
@@ -809,7 +882,19 @@ pubsub_free(struct pubsub *ps)
 }
 
 int
-pubsub_up(const struct pubsub *ps)
+bus_up(const struct bus *ps)
 {
 	return ps != NULL && ps->cmd_up && ps->pop_up;
+}
+
+uint64_t
+bus_failovers(const struct bus *ps)
+{
+	return ps != NULL ? ps->failovers : 0;
+}
+
+uint64_t
+bus_unreplicated(const struct bus *ps)
+{
+	return ps != NULL ? ps->unreplicated : 0;
 }

@@ -61,7 +61,7 @@ pub_append(struct pubreq **v, size_t *n, size_t *cap, const struct pubreq *p)
 
 /* Sign "<uid>[ <line>]" and add it to this round's batch. */
 static int
-pub_add(struct pubsub *ps, int32_t uid, const char *line, size_t len,
+pub_add(struct bus *ps, int32_t uid, const char *line, size_t len,
     pubsub_publish_cb *cb, void *arg)
 {
 	struct pubreq	 p;
@@ -94,9 +94,11 @@ pub_add(struct pubsub *ps, int32_t uid, const char *line, size_t len,
 	return 0;
 }
 
+static void	pub_send(struct bus *, struct req *);
+
 /* One RPUSH of k publishes (taken) into queue q, a cached destination. */
 static void
-push(struct pubsub *ps, const char *q, struct pubreq *pubs, size_t k)
+push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
 {
 	struct req	 *r;
 	const char	**a;
@@ -124,8 +126,10 @@ push(struct pubsub *ps, const char *q, struct pubreq *pubs, size_t k)
 		a[2 + i] = pubs[i].item;
 		al[2 + i] = pubs[i].ilen;
 	}
-	if (req_args(r, (int)k + 2, a, al) == -1 || req_send(ps, r) == -1)
+	if (req_args(r, (int)k + 2, a, al) == -1)
 		req_fail(ps, r);
+	else
+		pub_send(ps, r);
 	free(a);
 	free(al);
 }
@@ -135,7 +139,7 @@ push(struct pubsub *ps, const char *q, struct pubreq *pubs, size_t k)
  * queue; the others stay in the batch, for the script.
  */
 static void
-flush_cached(struct pubsub *ps)
+flush_cached(struct bus *ps)
 {
 	struct group {
 		const char	*q;	/* interned: compared by address */
@@ -175,7 +179,7 @@ flush_cached(struct pubsub *ps)
 
 /* Send the publishes of this round, PUBLISH_BATCH_N per script call. */
 void
-queue_flush(struct pubsub *ps)
+queue_flush(struct bus *ps)
 {
 	struct req	 *r;
 	const char	**a;
@@ -216,9 +220,10 @@ queue_flush(struct pubsub *ps)
 			a[1 + k + i] = r->pubs[i].item;
 			al[1 + k + i] = r->pubs[i].ilen;
 		}
-		if (req_args(r, (int)(2 * k + 1), a, al) == -1 ||
-		    req_send(ps, r) == -1)
+		if (req_args(r, (int)(2 * k + 1), a, al) == -1)
 			req_fail(ps, r);
+		else
+			pub_send(ps, r);
 		free(a);
 		free(al);
 		free(kbuf);
@@ -227,20 +232,20 @@ queue_flush(struct pubsub *ps)
 	ps->nbatch = 0;
 }
 
-/* Answers to a batch of publishes (takes r). */
-void
-queue_publish_done(struct pubsub *ps, struct req *r, void *reply)
+/* What the answer to a batch says: each pubreq's res, and the cache. */
+static enum pub_outcome
+pub_record(struct bus *ps, struct req *r, redisReply *rep)
 {
-	redisReply	*rep = reply;
 	ev_tstamp	 now = ev_now(ps->loop);
 	size_t		 i;
-	int		 lost = 0;
 
 	if (r->kind == REQ_PUSH && rep != NULL &&
 	    rep->type == REDIS_REPLY_INTEGER) {
 		for (i = 0; i < r->npubs; i++)
-			pub_answer(&r->pubs[i], 1);
-	} else if (r->kind == REQ_PUBLISH && rep != NULL &&
+			r->pubs[i].res = 1;
+		return PUB_OK;
+	}
+	if (r->kind == REQ_PUBLISH && rep != NULL &&
 	    rep->type == REDIS_REPLY_ARRAY && rep->elements == r->npubs) {
 		/* each: the queue it went to (cached), or 0 */
 		for (i = 0; i < r->npubs; i++) {
@@ -248,14 +253,33 @@ queue_publish_done(struct pubsub *ps, struct req *r, void *reply)
 				pcache_put(&ps->cache, r->pubs[i].uid,
 				    rep->element[i]->str, rep->element[i]->len,
 				    now);
-				pub_answer(&r->pubs[i], 1);
+				r->pubs[i].res = 1;
 			} else
-				pub_answer(&r->pubs[i],
-				    rep->element[i]->type ==
+				r->pubs[i].res = rep->element[i]->type ==
 				    REDIS_REPLY_INTEGER ?
-				    (long)rep->element[i]->integer : -1);
+				    (long)rep->element[i]->integer : -1;
 		}
-	} else if (rep == NULL && r->sent && !ps->exiting) {
+		return PUB_OK;
+	}
+	if (rep == NULL && r->sent && !ps->exiting)
+		return PUB_LOST;
+	return PUB_FAILED;
+}
+
+/* Answer a batch's callers, or keep it to be sent again (takes r). */
+static void
+pub_finish(struct bus *ps, struct req *r, enum pub_outcome o)
+{
+	ev_tstamp	 now = ev_now(ps->loop);
+	size_t		 i;
+	int		 lost = 0;
+
+	if (o == PUB_LOST && ps->exiting)
+		o = PUB_FAILED;
+	if (o == PUB_OK) {
+		for (i = 0; i < r->npubs; i++)
+			pub_answer(&r->pubs[i], r->pubs[i].res);
+	} else if (o == PUB_LOST) {
 		/* sent, answer lost: maybe queued; send the same bytes again */
 		for (i = 0; i < r->npubs; i++) {
 			if (r->pubs[i].since == 0)
@@ -276,9 +300,97 @@ queue_publish_done(struct pubsub *ps, struct req *r, void *reply)
 	req_free(r);
 }
 
+/*
+ * Sentinel mode: a batch counts as queued once a replica has it, so a
+ * failover cannot lose it; until then it is sent again after a lost
+ * link (the receiver drops a copy it already handed off).  One WAIT at
+ * a time covers every batch answered before it was sent.  A WAIT that
+ * saw no replica (the primary lost its replica, e.g. just after a
+ * failover) lets its batches go on, counted, and no WAIT is sent for
+ * NO_REPLICA_SECONDS: availability first while there is no replica.
+ */
+static void
+wait_kick(struct bus *ps)
+{
+	struct req	*w, *r;
+	const char	*a[3];
+	char		 ms[16];
+
+	if (ps->wait_out != NULL || ps->unconf == NULL)
+		return;
+	snprintf(ms, sizeof(ms), "%d", WAIT_REPLICA_MS);
+	a[0] = "WAIT";
+	a[1] = "1";
+	a[2] = ms;
+	if ((w = req_new(ps, REQ_WAITREPL, SCRIPT_NONE)) == NULL ||
+	    req_strs(w, 3, a) == -1 || req_send(ps, w) == -1) {
+		req_free(w);
+		/* no link to ask on: they may be lost with the primary */
+		while ((r = ps->unconf) != NULL) {
+			ps->unconf = r->next;
+			pub_finish(ps, r, w == NULL ? PUB_OK : PUB_LOST);
+		}
+		return;
+	}
+	w->held = ps->unconf;
+	ps->unconf = NULL;
+	ps->wait_out = w;
+}
+
+/* Answers to a batch of publishes (takes r). */
+void
+queue_publish_done(struct bus *ps, struct req *r, void *reply)
+{
+	enum pub_outcome o = pub_record(ps, r, reply);
+
+	if (ps->master != NULL && o == PUB_OK) {
+		if (ev_now(ps->loop) < ps->no_replica_until)
+			ps->unreplicated++;
+		else {
+			r->next = ps->unconf;
+			ps->unconf = r;
+			wait_kick(ps);
+			return;
+		}
+	}
+	pub_finish(ps, r, o);
+}
+
+void
+queue_wait_done(struct bus *ps, struct req *w, void *reply)
+{
+	redisReply	*rep = reply;
+	struct req	*r;
+	enum pub_outcome o = rep == NULL ? PUB_LOST : PUB_OK;
+
+	if (ps->wait_out == w)
+		ps->wait_out = NULL;
+	if (rep != NULL && rep->type == REDIS_REPLY_INTEGER &&
+	    rep->integer < 1 && !ps->exiting) {
+		ps->no_replica_until = ev_now(ps->loop) + NO_REPLICA_SECONDS;
+		log_conn_error(ps, "command", "no replica confirmed the queue "
+		    "(going on without)");
+	}
+	while ((r = w->held) != NULL) {
+		w->held = r->next;
+		if (o == PUB_OK && ev_now(ps->loop) < ps->no_replica_until)
+			ps->unreplicated++;
+		pub_finish(ps, r, o);
+	}
+	req_free(w);
+	wait_kick(ps);
+}
+
+static void
+pub_send(struct bus *ps, struct req *r)
+{
+	if (req_send(ps, r) == -1)
+		req_fail(ps, r);
+}
+
 /* The cmd connection is back: publishes whose answer was lost go again. */
 void
-queue_resend(struct pubsub *ps)
+queue_resend(struct bus *ps)
 {
 	size_t	 i;
 
@@ -295,7 +407,7 @@ queue_resend(struct pubsub *ps)
 }
 
 void
-pubsub_publish(struct pubsub *ps, int32_t uid, const char *line, size_t len,
+bus_publish(struct bus *ps, int32_t uid, const char *line, size_t len,
     pubsub_publish_cb *cb, void *arg)
 {
 	if (pub_add(ps, uid, line, len, cb, arg) == -1)
@@ -303,7 +415,7 @@ pubsub_publish(struct pubsub *ps, int32_t uid, const char *line, size_t len,
 }
 
 void
-pubsub_nudge(struct pubsub *ps, const int32_t *uids, size_t n)
+bus_nudge(struct bus *ps, const int32_t *uids, size_t n)
 {
 	size_t	 i;
 
@@ -374,7 +486,7 @@ ack_keep(struct ack *k, const char *item, size_t len, char *fresh,
 
 /* Send it on the pop connection, before the next fetch. */
 static void
-ack_send(struct pubsub *ps, struct ack *k)
+ack_send(struct bus *ps, struct ack *k)
 {
 	struct req	*r;
 	char		 nd[16];
@@ -401,7 +513,7 @@ ack_send(struct pubsub *ps, struct ack *k)
 }
 
 static void
-reject(struct pubsub *ps, enum bus_verdict v, const struct bus_item *it)
+reject(struct bus *ps, enum bus_verdict v, const struct bus_item *it)
 {
 	const char	*src = v == BUS_MALFORMED ? "?" : it->src;
 	size_t		 sl = v == BUS_MALFORMED ? 1 : it->srclen;
@@ -419,7 +531,7 @@ reject(struct pubsub *ps, enum bus_verdict v, const struct bus_item *it)
  * wake-up.
  */
 static int
-hand_off(struct pubsub *ps, const struct bus_item *it)
+hand_off(struct bus *ps, const struct bus_item *it)
 {
 	const char	*p = it->body, *end = it->body + it->blen;
 	int64_t		 uid = 0;
@@ -449,7 +561,7 @@ hand_off(struct pubsub *ps, const struct bus_item *it)
  * call, sent before the next fetch.  Returns how many were kept.
  */
 static size_t
-handle_batch(struct pubsub *ps, redisReply **el, size_t n, int resumed)
+handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
 {
 	struct ack	 k;
 	struct bus_item	 it;
@@ -498,7 +610,7 @@ handle_batch(struct pubsub *ps, redisReply **el, size_t n, int resumed)
  * item ("0") pushed into our own queue ends the wait at once.
  */
 static void
-wake(struct pubsub *ps)
+wake(struct bus *ps)
 {
 	struct req	*r;
 	const char	*a[3];
@@ -521,7 +633,7 @@ wake(struct pubsub *ps)
 
 /* A dead worker's queue to reap, in the background. */
 void
-queue_reap(struct pubsub *ps, const char *queue)
+queue_reap(struct bus *ps, const char *queue)
 {
 	struct req	*r, **rp;
 	const char	*a[4];
@@ -555,7 +667,7 @@ queue_reap(struct pubsub *ps, const char *queue)
 }
 
 static void
-fetch(struct pubsub *ps, enum req_kind kind)
+fetch(struct bus *ps, enum req_kind kind)
 {
 	struct req	*r;
 	const char	*a[6];
@@ -612,7 +724,7 @@ fetch(struct pubsub *ps, enum req_kind kind)
 
 /* The next fetch on the pop connection, if none is out. */
 void
-queue_next(struct pubsub *ps)
+queue_next(struct bus *ps)
 {
 	struct req	*r;
 	ev_tstamp	 now = ev_now(ps->loop);
@@ -653,7 +765,7 @@ queue_next(struct pubsub *ps)
 
 /* Replies on the pop connection (takes r). */
 void
-queue_done(struct pubsub *ps, struct req *r, void *reply)
+queue_done(struct bus *ps, struct req *r, void *reply)
 {
 	redisReply	*rep = reply;
 	size_t		 n = 0, kept;
@@ -728,7 +840,7 @@ queue_done(struct pubsub *ps, struct req *r, void *reply)
 
 /* Once a second: publishes unanswered for too long go back to -1. */
 void
-queue_tick(struct pubsub *ps)
+queue_tick(struct bus *ps)
 {
 	ev_tstamp	 now = ev_now(ps->loop);
 	size_t		 i, j = 0, gave_up = 0;
@@ -752,7 +864,7 @@ queue_tick(struct pubsub *ps)
 
 /* At exit: every caller still waiting hears -1. */
 void
-queue_free(struct pubsub *ps)
+queue_free(struct bus *ps)
 {
 	struct req	*r;
 	size_t		 i;
@@ -772,7 +884,7 @@ queue_free(struct pubsub *ps)
 }
 
 uint64_t
-pubsub_rejected(const struct pubsub *ps)
+bus_rejected(const struct bus *ps)
 {
 	return ps != NULL ? ps->rejected : 0;
 }

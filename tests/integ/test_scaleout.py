@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""A cluster on a sharded, highly available bus: three chatd nodes (one
+worker each) on a private MariaDB and two Redis instances, each a
+Sentinel-monitored primary with a replica (three Sentinels watch both),
+configured as redis = sentinel://s1,s2,s3/bus0,bus1.
+
+  1. one-to-one chats and group chats between every pair of nodes, with
+     users on both instances (each user's presence is on the instance its
+     id hashes to, and only there);
+  2. both Redis primaries SIGKILLed under acknowledged load
+     (test_reliability's traffic: plain and acknowledged chats from node 0
+     to node 1): the Sentinels promote the replicas, the nodes follow;
+     accepted, delivered,
+     lost (must be 0) and duplicated are counted, traffic must resume (the
+     node's /health answers 200 again) within 10 s, and the metrics and
+     /health say that a failover was followed.
+
+Three nodes, not five: this 2-core machine is shared with other builds.
+Needs redis-server and mariadbd: without them SKIPPED (exit 77), except in
+CI (CI=true)."""
+
+import os
+import sys
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chatlib  # noqa: E402
+import cluster  # noqa: E402
+import test_cluster  # noqa: E402
+import test_reliability  # noqa: E402
+from chatlib import GROUP_CHAT, ONE_CHAT  # noqa: E402
+
+NODES = 3
+INSTANCES = 2
+ENV = {}
+
+
+def shard(uid, n=INSTANCES):
+    """chatd's instance of uid (src/server/cluster/shard.c)."""
+    m = 0xffffffff
+    x = uid & m
+    x ^= x >> 16
+    x = (x * 0x85ebca6b) & m
+    x ^= x >> 13
+    x = (x * 0xc2b2ae35) & m
+    x ^= x >> 16
+    return (x * n) >> 32
+
+
+class Bus:
+    """What cluster.Node needs of its Redis, for Sentinel-watched pairs:
+    the address chatd is given, the password, the key, and reads from
+    whichever Redis of an instance is its primary now."""
+
+    def __init__(self, pairs, sentinels):
+        self.pairs = pairs              # [(name, primary, replica)]
+        self.sentinels = sentinels
+        self.password = pairs[0][1].password
+        self.key_file = pairs[0][1].key_file
+        self.addr = "sentinel://%s/%s" % (",".join(
+            "127.0.0.1:%d" % s.port for s in sentinels),
+            ",".join(p[0] for p in pairs))
+
+    def current(self, i):
+        name, primary, replica = self.pairs[i]
+        _, port = self.sentinels[0].primary(name)
+        return primary if port == primary.port else replica
+
+    def get(self, key):
+        """key's value when every instance has it (slot keys), or None."""
+        vals = [self.current(i).get(key) for i in range(len(self.pairs))]
+        return None if None in vals else vals[0]
+
+
+def setUpModule():
+    cluster.require(("redis", "mariadb"))
+    try:
+        t0 = time.monotonic()
+        ENV["redis"] = []
+        pairs = []
+        pw = None
+        for i in range(INSTANCES):
+            primary = cluster.Redis(password=pw)
+            pw = primary.password
+            ENV["redis"].append(primary)
+            primary.start()
+            replica = cluster.Redis(
+                password=pw, extra=["--replicaof", "127.0.0.1",
+                                    str(primary.port), "--masterauth", pw])
+            ENV["redis"].append(replica)
+            replica.start()
+            pairs.append(("bus%d" % i, primary, replica))
+        ENV["sentinels"] = []
+        for _ in range(3):
+            ENV["sentinels"].append(cluster.Sentinel(
+                [(p[0], p[1]) for p in pairs], 2).start())
+        # the replicas are in sync before anything depends on them
+        for _, _, replica in pairs:
+            ok = chatlib.wait_for(lambda: b"master_link_status:up" in
+                                  replica.cmd("INFO", "replication"), 15)
+            assert ok, "a replica did not sync"
+        ENV["bus"] = Bus(pairs, ENV["sentinels"])
+        ENV["db"] = cluster.MariaDB().start()
+        extra = {"db_query_timeout_ms": 1500, "db_connect_timeout_ms": 1500}
+        ENV["nodes"] = []
+        for i in range(NODES):
+            e = dict(extra, metrics_listen=str(chatlib.free_port()))
+            n = cluster.Node(ENV["db"].spec, ENV["bus"], "so%d-%d" %
+                             (i, os.getpid()), workers=1, extra=e)
+            n.metrics_port = int(e["metrics_listen"])
+            ENV["nodes"].append(n.start())
+        print("cluster up in %.1f s: %d nodes, %d instances, bus %s" %
+              (time.monotonic() - t0, NODES, INSTANCES, ENV["bus"].addr),
+              file=sys.stderr)
+        # test_reliability's traffic runs between its ENV's A and B
+        test_reliability.ENV["A"] = ENV["nodes"][0]
+        test_reliability.ENV["B"] = ENV["nodes"][1]
+    except BaseException:
+        tearDownModule()
+        raise
+
+
+def tearDownModule():
+    if test_reliability.ROWS:
+        test_reliability.print_table()
+    problems = []
+    if os.environ.get("SCALEOUT_DEBUG"):
+        for n in ENV.get("nodes", []):
+            sys.stderr.write("---- %s\n%s\n" % (n.node_id,
+                                                  n.log_text()[-4000:]))
+    for n in ENV.pop("nodes", []):
+        try:
+            if not n.stopped:
+                n.__exit__(None, None, None)
+        except Exception as e:
+            problems.append("node %s: %s" % (n.node_id, e))
+    for s in ENV.pop("sentinels", []):
+        s.cleanup()
+    for r in ENV.pop("redis", []):
+        r.cleanup()
+    if "db" in ENV:
+        ENV.pop("db").stop()
+    if problems:
+        raise AssertionError("\n".join(problems))
+
+
+def http(node, path):
+    """(status, body) of GET path on node's metrics listener."""
+    url = "http://127.0.0.1:%d%s" % (node.metrics_port, path)
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return None, ""
+
+
+def metric(node, name):
+    _, body = http(node, "/metrics")
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+class ScaleOut(unittest.TestCase):
+    quiet = test_cluster.Cluster.quiet
+    make_group = test_cluster.Cluster.make_group
+    assert_forwarded = test_cluster.Cluster.assert_forwarded
+
+    def test_1_every_pair(self):
+        nodes, bus = ENV["nodes"], ENV["bus"]
+        us = [test_cluster.login_on(n.client, "so%d" % i)
+              for i, n in enumerate(nodes)]
+        # users on every instance (more on node 0 until there are)
+        for _ in range(30):
+            if len({shard(u.id) for u in us}) == INSTANCES:
+                break
+            us.append(test_cluster.login_on(nodes[0].client, "so0"))
+        self.assertEqual(len({shard(u.id) for u in us}), INSTANCES)
+        for u in us:
+            for i in range(INSTANCES):
+                v = bus.current(i).get("chatd:on:%d" % u.id)
+                if i == shard(u.id):
+                    self.assertIsNotNone(v, "presence of %d" % u.id)
+                else:
+                    self.assertIsNone(v, "presence of %d on %d" % (u.id, i))
+        for i, a in enumerate(us):
+            for j, b in enumerate(us):
+                if i == j:
+                    continue
+                sent = a.chat(b.id, "pair %d->%d" % (i, j))
+                self.assert_forwarded(b.c.recv_msgid(ONE_CHAT), sent, a)
+        gid = self.make_group(us[0], us[1:])
+        for i, a in enumerate(us):
+            sent = a.groupchat(gid, "group from %d" % i)
+            for j, b in enumerate(us):
+                if j != i:
+                    self.assert_forwarded(b.c.recv_msgid(GROUP_CHAT), sent,
+                                          a)
+        self.quiet(*us)
+
+    def test_2_primary_killed(self):
+        bus, B = ENV["bus"], ENV["nodes"][1]
+        for i, (_, primary, _) in enumerate(bus.pairs):
+            self.assertIs(bus.current(i), primary)
+        st = {}
+
+        def fault(t):
+            if t >= 1.0 and "killed" not in st:
+                for _, primary, _ in bus.pairs:
+                    primary.proc.kill()         # by its pid: SIGKILL
+                    primary.proc.wait()
+                st["killed"] = time.monotonic()
+                st["polled"] = 0.0
+            if "killed" not in st or "resumed" in st:
+                return None if "resumed" in st else True
+            now = time.monotonic()
+            if now - st["polled"] >= 0.2:
+                st["polled"] = now
+                code, _ = http(B, "/health")
+                if code == 503:
+                    st["down_seen"] = True
+                elif code == 200 and st.get("down_seen"):
+                    st["resumed"] = now
+            if now - st["killed"] > 30:
+                st["resumed"] = None
+                return None
+            return True
+        test_reliability.run_traffic(self, "both redis primaries killed, "
+                                     "Sentinel failover", fault,
+                                     settle=10.0)
+        self.assertIsNotNone(st.get("resumed"), "/health never came back")
+        took = st["resumed"] - st["killed"]
+        print("failover: /health of node 1 back %.1f s after the kill" %
+              took, file=sys.stderr)
+        self.assertLessEqual(took, 10.0)
+        for i, (_, _, replica) in enumerate(bus.pairs):
+            self.assertIs(bus.current(i), replica)
+        for n in ENV["nodes"]:
+            # one worker per node, which follows each instance's failover
+            self.assertEqual(metric(n, "chatd_redis_failovers_total"),
+                             INSTANCES, n.node_id)
+            self.assertIn("failover", http(n, "/health")[1])
+            self.assertIn("failover followed", n.log_text())
+
+        # and traffic flows between every pair again, live
+        self.test_1_every_pair()
+        # the new primaries have no replica: batches go on, counted (the
+        # workers publish their counters every second)
+        self.assertTrue(chatlib.wait_for(lambda: (metric(
+            ENV["nodes"][0], "chatd_bus_unreplicated_total") or 0) > 0, 5))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
