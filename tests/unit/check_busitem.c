@@ -14,6 +14,7 @@
 #include <openssl/hmac.h>
 
 #include "busitem.h"
+#include "check_run.h"
 
 #define KEY	"0123456789abcdef0123456789abcdef"
 #define KEY2	"fedcba9876543210fedcba9876543210"
@@ -242,13 +243,5 @@ busitem_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(busitem_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(busitem_suite());
 }

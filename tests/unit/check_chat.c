@@ -37,6 +37,7 @@
 #include "online.h"
 #include "proto.h"
 #include "store.h"
+#include "check_run.h"
 
 #define WAIT_SECONDS	5.0	/* for an answer that must come */
 #define QUIET_SECONDS	0.2	/* for one that must not */
@@ -619,11 +620,5 @@ chat_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(chat_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(chat_suite());
 }

@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "cfg.h"
 #include "log.h"
+#include "check_run.h"
 
 static char	 tdir[256];
 
@@ -1016,13 +1017,5 @@ config_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(config_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(config_suite());
 }

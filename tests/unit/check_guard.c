@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "guard.h"
+#include "check_run.h"
 
 static struct guard	*g;
 
@@ -322,13 +323,5 @@ guard_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(guard_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(guard_suite());
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "check_run.h"
 
 #define HS(extra) \
 	"GET /chat HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" \
@@ -223,13 +224,5 @@ http_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(http_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(http_suite());
 }

@@ -19,6 +19,7 @@
 #include "online.h"
 #include "online_test.h"
 #include "util.h"
+#include "check_run.h"
 
 static char	errbuf[256];
 
@@ -1015,13 +1016,5 @@ online_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(online_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(online_suite());
 }

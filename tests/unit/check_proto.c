@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "proto.h"
+#include "check_run.h"
 
 #define S(x)	x, sizeof(x) - 1
 
@@ -1604,15 +1605,8 @@ proto_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
 	/* forwarded chats carry local time: make it known */
 	setenv("TZ", "UTC", 1);
 	tzset();
-	sr = srunner_create(proto_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(proto_suite());
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proxy.h"
+#include "check_run.h"
 
 static const char v2sig[] = "\r\n\r\n\0\r\nQUIT\n";
 
@@ -219,12 +220,5 @@ proxy_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(proxy_suite());
-	int	 failed;
-
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(proxy_suite());
 }

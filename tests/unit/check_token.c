@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "token.h"
+#include "check_run.h"
 
 static struct token_key	 k1, k2;
 
@@ -220,13 +221,5 @@ token_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(token_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(token_suite());
 }
