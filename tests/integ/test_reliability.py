@@ -246,7 +246,7 @@ class Flow:
         self.sent = {}                  # cmid (or sequence) -> text
         self.when = {}                  # cmid (or sequence) -> sent at
 
-    def send(self, i, text):
+    def send(self, i, text, again=False):
         p = self.sender
         msg = {"id": p.uid, "msg": text, "name": "s",
                "time": chatlib.now_str()}
@@ -257,7 +257,8 @@ class Flow:
         if self.kind in ("acked", "group"):
             msg["cmid"] = i
         self.sent[i] = text
-        self.when[i] = time.monotonic()
+        if not again:
+            self.when[i] = time.monotonic()
         p.send(msg)
 
     def acking(self):
@@ -351,6 +352,28 @@ def run_traffic(test, name, fault, receivers_nodes=None, settle=25.0,
         end = time.monotonic() + 1
         while time.monotonic() < end:
             pump(peers, tally, 0.05)
+    # A client that acknowledges sends again, with the same cmid, what got
+    # neither an ack nor an error (chatd-protocol(7)): chatd answers a
+    # resend with the first smid and delivers nothing twice.  Counted and
+    # printed: each one is an answer that did not reach the client.
+    def unacked(f):
+        ok = tally.acked.get(f.sender.uid, set())
+        if tally.refused.get(f.sender.uid) or f.sender.sock is None:
+            return []           # which cmids were refused is not known
+        return [c for c in f.sent if c not in ok]
+    resent = 0
+    for f in flows:
+        if f.acking():
+            for c in unacked(f):
+                f.send(c, f.sent[c], again=True)
+                resent += 1
+    if resent:
+        end = time.monotonic() + 15
+        while time.monotonic() < end and any(
+                unacked(f) for f in flows if f.acking()):
+            pump(peers, tally, 0.05)
+        print("%s: %d acknowledged chat(s) without an answer after %.0f s, "
+              "sent again" % (name, resent, settle), flush=True)
     for p in peers:
         if p.sock is not None:
             p.sock.close()
