@@ -755,7 +755,16 @@ worker_main(struct node *n, int slot)
 	conn_reap();
 	/* the loop runs a little longer for Redis: nothing else may stop it */
 	ev_prepare_stop(loop, &flush_prep);
-	pubsub_free(pubsub);
+	{
+		/*
+		 * The loop runs while each Redis instance drains in turn:
+		 * the health timer must not read the ones already freed.
+		 */
+		struct pubsub	*ps = pubsub;
+
+		pubsub = NULL;
+		pubsub_free(ps);
+	}
 	chanq_store_all();
 	authpool_free(auth);
 	store_close(store);
