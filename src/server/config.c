@@ -1613,9 +1613,12 @@ cfg_unpack_reload(struct config *cur, const void *msg, size_t len)
 			off += sizeof(l);
 			if (l == UINT32_MAX)
 				break;
+			/* not strndup: the bytes are not NUL-terminated */
 			if (len - off < l || (*FIELD(&next, k, char *) =
-			    strndup(p + off, l)) == NULL)
+			    malloc((size_t)l + 1)) == NULL)
 				goto bad;
+			memcpy(*FIELD(&next, k, char *), p + off, l);
+			(*FIELD(&next, k, char *))[l] = '\0';
 			off += l;
 			break;
 		case CFG_SIZE:

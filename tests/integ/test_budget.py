@@ -189,8 +189,11 @@ class Budget(unittest.TestCase):
         self.assertGreater(evicted, 0, "no slow reader was disconnected")
         self.assertIn("disconnecting the slowest readers", srv.log_text())
         self.assertLessEqual(peak["out"], BUDGET)
-        self.assertLess(peak["rss"], (BUDGET >> 10) * 8,
-                        "worker RSS far over its budget")
+        # RSS means nothing under AddressSanitizer (shadow memory,
+        # quarantine); the queued bytes above are checked either way
+        if not os.environ.get("CHATD_SANITIZERS"):
+            self.assertLess(peak["rss"], (BUDGET >> 10) * 8,
+                            "worker RSS far over its budget")
         self.assertLess(p99, RTT_MAX)
         self.assertTrue(srv.alive())
         self.assertEqual(len(acked), len(targets))

@@ -246,7 +246,11 @@ cli_recv(struct client *cl)
 	nl = memchr(buf_head(&cl->in), '\n', buf_used(&cl->in));
 	ck_assert_msg(nl != NULL, "no answer within %.0f s", WAIT_SECONDS);
 	len = nl - buf_head(&cl->in);
-	line = strndup(buf_head(&cl->in), len);
+	/* not strndup: the buffer is not NUL-terminated */
+	line = malloc(len + 1);
+	ck_assert_ptr_nonnull(line);
+	memcpy(line, buf_head(&cl->in), len);
+	line[len] = '\0';
 	buf_consume(&cl->in, len + 1);
 	o = json_tokener_parse(line);
 	ck_assert_msg(o != NULL, "not JSON: %s", line);
