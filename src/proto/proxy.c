@@ -105,7 +105,8 @@ parse_v1(const unsigned char *u, size_t n, struct proxy_hdr *h, char *why,
 	unsigned	 sport, dport;
 	int		 family;
 
-	lim = n < PROXY_V1_MAX ? n : PROXY_V1_MAX;
+	/* the CR must leave room for its LF within PROXY_V1_MAX bytes */
+	lim = n < PROXY_V1_MAX - 1 ? n : PROXY_V1_MAX - 1;
 	for (i = sizeof(v1_sig); i < lim; i++) {
 		if (u[i] == '\r')
 			break;
@@ -115,7 +116,7 @@ parse_v1(const unsigned char *u, size_t n, struct proxy_hdr *h, char *why,
 			    u[i]);
 	}
 	if (i >= lim) {
-		if (n >= PROXY_V1_MAX)
+		if (n >= PROXY_V1_MAX - 1)
 			return bad(why, whylen, "v1: no CRLF in %d bytes",
 			    PROXY_V1_MAX);
 		return PROXY_NEED_MORE;

@@ -109,10 +109,14 @@ START_TEST(test_v1_bad)
 		    sizeof(why)) == PROXY_BAD, "accepted: %s", bad[i]);
 		ck_assert_msg(why[0] != '\0', "no reason for %s", bad[i]);
 	}
-	/* no CRLF within 107 bytes: bad, not "need more" forever */
+	/*
+	 * no CRLF within 107 bytes: bad, not "need more" forever; a CR
+	 * must come within 106 bytes, to leave room for its LF
+	 */
 	memset(line, 'A', sizeof(line));
 	memcpy(line, "PROXY TCP4 ", 11);
-	ck_assert_int_eq(parse(line, PROXY_V1_MAX - 1, &h), PROXY_NEED_MORE);
+	ck_assert_int_eq(parse(line, PROXY_V1_MAX - 2, &h), PROXY_NEED_MORE);
+	ck_assert_int_eq(parse(line, PROXY_V1_MAX - 1, &h), PROXY_BAD);
 	ck_assert_int_eq(parse(line, PROXY_V1_MAX, &h), PROXY_BAD);
 	ck_assert_int_eq(parse(line, sizeof(line), &h), PROXY_BAD);
 }
