@@ -104,7 +104,7 @@ uidset_clear(struct uidset *s)
 }
 
 /* Snapshot of a set (it may change while we walk it). */
-static int32_t *
+int32_t *
 uidset_list(const struct uidset *s, size_t *n)
 {
 	int32_t	*v;

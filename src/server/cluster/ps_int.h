@@ -216,6 +216,7 @@ struct bus {
 
 	struct uidset		 local;		/* claimed here, not released */
 	struct uidset		 unreleased;	/* releases Redis never saw */
+	struct uidset		 nudge_later;	/* nudges Redis never saw */
 
 	double			 backoff;
 	ev_timer		 retry;
@@ -277,6 +278,7 @@ int		 uidset_has(const struct uidset *, int32_t);
 int		 uidset_add(struct uidset *, int32_t);
 void		 uidset_del(struct uidset *, int32_t);
 void		 uidset_clear(struct uidset *);
+int32_t		*uidset_list(const struct uidset *, size_t *);
 void		 presence_setup(struct bus *);
 void		 presence_done(struct bus *, struct req *, void *);
 

@@ -863,6 +863,7 @@ bus_free(struct bus *ps)
 	busauth_free(ps->auth);
 	uidset_clear(&ps->local);
 	uidset_clear(&ps->unreleased);
+	uidset_clear(&ps->nudge_later);
 	free(ps->host);
 	for (i = 0; ps->sentinels != NULL && i < ps->nsentinels; i++)
 		free(ps->sentinels[i]);

@@ -42,6 +42,20 @@ pub_answer(struct pubreq *p, long receivers)
 	p->item = NULL;
 }
 
+/*
+ * A publish that failed: its caller hears -1.  A nudge has no caller;
+ * its user is nudged again once Redis is back, or a user online on
+ * another node would find what was stored meanwhile only at the next
+ * login.
+ */
+static void
+pub_fail(struct bus *ps, struct pubreq *p)
+{
+	if (p->cb == NULL && !ps->exiting)
+		(void)uidset_add(&ps->nudge_later, p->uid);
+	pub_answer(p, -1);
+}
+
 static int
 pub_append(struct pubreq **v, size_t *n, size_t *cap, const struct pubreq *p)
 {
@@ -109,7 +123,7 @@ push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
 	if ((r = req_new(ps, REQ_PUSH, SCRIPT_NONE)) == NULL || a == NULL ||
 	    al == NULL) {
 		for (i = 0; i < k; i++)
-			pub_answer(&pubs[i], -1);
+			pub_fail(ps, &pubs[i]);
 		free(pubs);
 		req_free(r);
 		free(a);
@@ -205,7 +219,7 @@ queue_flush(struct bus *ps)
 			free(kbuf);
 			req_free(r);
 			for (i = done; i < done + k; i++)
-				pub_answer(&ps->batch[i], -1);
+				pub_fail(ps, &ps->batch[i]);
 			done += k;
 			continue;
 		}
@@ -292,10 +306,10 @@ pub_finish(struct bus *ps, struct req *r, enum pub_outcome o)
 		}
 		for (i = 0; lost && i < r->npubs; i++)
 			if (r->pubs[i].item != NULL)
-				pub_answer(&r->pubs[i], -1);
+				pub_fail(ps, &r->pubs[i]);
 	} else {
 		for (i = 0; i < r->npubs; i++)
-			pub_answer(&r->pubs[i], -1);
+			pub_fail(ps, &r->pubs[i]);
 	}
 	req_free(r);
 }
@@ -388,12 +402,35 @@ pub_send(struct bus *ps, struct req *r)
 		req_fail(ps, r);
 }
 
-/* The cmd connection is back: publishes whose answer was lost go again. */
+/* Nudges Redis never saw go now. */
+static void
+nudge_flush(struct bus *ps)
+{
+	int32_t	*v;
+	size_t	 i, n;
+
+	if (ps->nudge_later.n == 0 ||
+	    (v = uidset_list(&ps->nudge_later, &n)) == NULL)
+		return;
+	uidset_clear(&ps->nudge_later);
+	log_info("redis: nudging %zu user(s) whose messages were stored while "
+	    "Redis was away", n);
+	for (i = 0; i < n; i++)
+		if (pub_add(ps, v[i], NULL, 0, NULL, NULL) == -1)
+			(void)uidset_add(&ps->nudge_later, v[i]);
+	free(v);
+}
+
+/*
+ * The cmd connection is back: publishes whose answer was lost go again,
+ * and the nudges that could not be sent.
+ */
 void
 queue_resend(struct bus *ps)
 {
 	size_t	 i;
 
+	nudge_flush(ps);
 	if (ps->nresend == 0)
 		return;
 	log_info("redis: sending %zu publish(es) again whose answer was lost",
@@ -401,7 +438,7 @@ queue_resend(struct bus *ps)
 	for (i = 0; i < ps->nresend; i++)
 		if (pub_append(&ps->batch, &ps->nbatch, &ps->batch_cap,
 		    &ps->resend[i]) == -1)
-			pub_answer(&ps->resend[i], -1);
+			pub_fail(ps, &ps->resend[i]);
 	ps->nresend = 0;
 	queue_flush(ps);
 }
@@ -419,10 +456,10 @@ bus_nudge(struct bus *ps, const int32_t *uids, size_t n)
 {
 	size_t	 i;
 
-	if (ps->cmd == NULL)
-		return;
 	for (i = 0; i < n; i++)
-		(void)pub_add(ps, uids[i], NULL, 0, NULL, NULL);
+		if (ps->cmd == NULL || !ps->cmd_up ||
+		    pub_add(ps, uids[i], NULL, 0, NULL, NULL) == -1)
+			(void)uidset_add(&ps->nudge_later, uids[i]);
 }
 
 /* ---- taking and handing off --------------------------------------------- */
@@ -847,7 +884,7 @@ queue_tick(struct bus *ps)
 
 	for (i = 0; i < ps->nresend; i++) {
 		if (now - ps->resend[i].since > RESEND_SECONDS) {
-			pub_answer(&ps->resend[i], -1);
+			pub_fail(ps, &ps->resend[i]);
 			gave_up++;
 		} else
 			ps->resend[j++] = ps->resend[i];
