@@ -62,6 +62,20 @@ enum pubsub_result chat_remote_deliver(void *arg, int32_t uid,
 	    const char *line, size_t len);
 void	chat_presence_lost(void *arg, int32_t uid);
 void	chat_stored(void *arg, int32_t uid);
+/*
+ * Keep a plain chat this worker alone holds (line without its "\n") for
+ * uid until it logs in: stored now, or kept in memory and stored by
+ * chat_retry_stores once the store works again.  -1 only when it is
+ * lost (memory bound reached; logged).
+ */
+int	chat_keep_offline_later(int32_t uid, const char *line, size_t len);
+/*
+ * Store the chats whose store failed (chat_keep_offline_later), oldest
+ * first, until the store fails again: once a second.
+ */
+void	chat_retry_stores(void);
+/* At exit: drop what still waits for the store; how many were dropped. */
+size_t	chat_retry_abandon(void);
 /* Apply a reloaded configuration's limits. */
 void	chat_reconfigure(const struct config *cfg);
 

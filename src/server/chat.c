@@ -151,11 +151,9 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		}
 		/* logged out meanwhile: the message must not be lost (an
 		 * acknowledged one is stored already) */
-		if (h->smid == 0 && chat_keep_offline(&uid, 1, payload,
-		    h->len - 1) == -1)
-			log_warnx("a chat for %d from worker %u is lost: its "
-			    "recipient left and the store failed", (int)uid,
-			    h->from_slot);
+		if (h->smid == 0)
+			(void)chat_keep_offline_later(uid, payload,
+			    h->len - 1);
 		break;
 	case CHAN_GROUP:
 		gcache_drop((int32_t)h->uid);

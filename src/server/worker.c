@@ -69,20 +69,17 @@ static int		 nexempt;
 
 /* ---- channel ----------------------------------------------------------- */
 
-/* A record the channel refused, or still queued at exit: kept offline. */
+/*
+ * A record the channel refused, or still queued at exit: kept offline
+ * (or kept here until the store works).
+ */
 static void
 chanq_keep(const struct chan_hdr *h, const char *payload, void *arg)
 {
-	const char	*why = arg;
-	int32_t		 uid = h->uid;
-
 	/* an acknowledged chat (smid) is stored already */
 	if (h->type != CHAN_DELIVER || h->len == 0 || h->smid > 0)
 		return;
-	if (store_offline_add(store, &uid, 1, payload, h->len - 1) !=
-	    STORE_OK)
-		log_warnx("message for %d lost %s: %s", (int)uid, why,
-		    store_error(store));
+	(void)chat_keep_offline_later(h->uid, payload, h->len - 1);
 }
 
 static void
@@ -346,6 +343,7 @@ close_now(struct conn *c, void *arg)
 static void
 chanq_store_all(void)
 {
+	size_t	 n;
 	int	 i;
 
 	for (i = 0; i < node->nslots; i++) {
@@ -353,6 +351,9 @@ chanq_store_all(void)
 		    "at exit");
 		chanq_take_all(&chanqs[i].cq, chanq_keep, "at exit");
 	}
+	chat_retry_stores();
+	if ((n = chat_retry_abandon()) > 0)
+		log_warnx("%zu chat(s) lost at exit: the store failed", n);
 }
 
 static void
@@ -416,6 +417,7 @@ health_cb(struct ev_loop *l, ev_timer *w, int revents)
 		add_since(&stats->bus_unreplicated,
 		    pubsub_unreplicated(pubsub), &unreplicated_seen);
 	}
+	chat_retry_stores();
 	if (++health_ticks < HEALTH_STORE_TICKS)
 		return;
 	health_ticks = 0;

@@ -28,6 +28,7 @@
 
 #include <ev.h>
 #include <json-c/json.h>
+#include <sqlite3.h>
 
 #include "auth.h"
 #include "buf.h"
@@ -111,12 +112,16 @@ setup(void)
 {
 	struct conn_env	 cenv;
 	struct chat_env	 chenv;
+	struct store_opts opts;
 	char		 spec[256], shm[64], err[256];
 
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(spec, sizeof(spec), "sqlite:%s/chat-%ld.db", dir,
 	    (long)getpid());
-	st = store_open(spec, NULL, err, sizeof(err));
+	/* a locked database fails fast (store_fails_then_recovers) */
+	memset(&opts, 0, sizeof(opts));
+	opts.busy_timeout_ms = 100;
+	st = store_open(spec, &opts, err, sizeof(err));
 	ck_assert_msg(st != NULL, "store_open: %s", err);
 	snprintf(shm, sizeof(shm), "/chatd-check-chat-%ld", (long)getpid());
 	ol = online_create(shm, 1024, 1, err, sizeof(err));
@@ -473,6 +478,57 @@ START_TEST(chat_offline)
 }
 END_TEST
 
+/*
+ * A chat another worker handed over for a user who left meanwhile has
+ * no other copy: while the store fails it waits in memory, and it is
+ * stored once the store works again.
+ */
+START_TEST(store_fails_then_recovers)
+{
+	struct client		*b;
+	struct json_object	*o, *msgs, *m;
+	struct chan_hdr		 h;
+	sqlite3			*db;
+	char			 path[256], *line;
+	int32_t			 idb;
+	int			 n;
+
+	b = cli_new();
+	idb = reg(b, "gina");
+	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL,
+	    NULL), SQLITE_OK);
+	n = asprintf(&line, "{\"id\":1,\"msg\":\"kept for later\","
+	    "\"msgid\":%d,\"name\":\"x\",\"time\":\"t\",\"toid\":%d}\n",
+	    MSG_ONE_CHAT, (int)idb);
+	ck_assert_int_gt(n, 0);
+	memset(&h, 0, sizeof(h));
+	h.type = CHAN_DELIVER;
+	h.uid = (uint32_t)idb;
+	h.conn = 999999;		/* no such connection: gina left */
+	h.len = (uint32_t)n;
+	chat_channel_msg(&h, line);
+	chat_retry_stores();		/* still locked: it waits */
+	ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	chat_retry_stores();
+	ck_assert_uint_eq(chat_retry_abandon(), 0);	/* nothing waits */
+	o = login(b, idb, ERR_OK);
+	ck_assert(json_object_object_get_ex(o, "offlinemsg", &msgs));
+	ck_assert_int_eq(json_object_array_length(msgs), 1);
+	m = json_tokener_parse(json_object_get_string(
+	    json_object_array_get_idx(msgs, 0)));
+	ck_assert_ptr_nonnull(m);
+	ck_assert_str_eq(jstr(m, "msg"), "kept for later");
+	json_object_put(m);
+	json_object_put(o);
+	free(line);
+	cli_free(b);
+}
+END_TEST
+
 START_TEST(group_chat)
 {
 	struct client		*a, *b, *c;
@@ -617,6 +673,7 @@ chat_suite(void)
 	tcase_add_test(tc, add_friend);
 	tcase_add_test(tc, spoofed_sender);
 	tcase_add_test(tc, acked_resend);
+	tcase_add_test(tc, store_fails_then_recovers);
 	suite_add_tcase(s, tc);
 	return s;
 }
