@@ -141,13 +141,17 @@ deliver_live(int32_t uid, const char *line, size_t len)
 }
 
 /*
- * pubsub calls back for every publish; an acknowledged chat is stored
- * already, so whether anyone took it changes nothing.
+ * An acknowledged chat is stored already: whether anyone took it
+ * changes nothing, unless Redis was down (-1).  uid may then be online
+ * on another node, whose worker must be told to fetch: the nudge waits
+ * for Redis to come back.
  */
 static void
 acked_published(void *arg, int32_t uid, long receivers, const char *line,
     size_t len)
 {
+	if (receivers < 0)
+		pubsub_nudge(chat.pubsub, &uid, 1);
 }
 
 /* Live delivery of a stored message; failure leaves the stored copy. */
