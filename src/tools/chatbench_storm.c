@@ -274,7 +274,7 @@ any_down(void)
 }
 
 int
-storm_run(const struct sockaddr_in *tgt, const char (*tokens)[
+storm_run(const struct sockaddr_in *tgt, const char (*toks)[
     BENCH_TOKEN_LEN + 1], long n, int conc, const char *ready,
     double limit_s, int quiet)
 {
@@ -286,7 +286,7 @@ storm_run(const struct sockaddr_in *tgt, const char (*tokens)[
 	S.n = n;
 	S.conc = conc;
 	S.tgt = tgt;
-	S.tokens = tokens;
+	S.tokens = toks;
 	S.seed = (unsigned int)getpid();
 	S.c = calloc((size_t)n, sizeof(*S.c));
 	S.queue = calloc((size_t)n, sizeof(*S.queue));
