@@ -20,6 +20,87 @@ enum store_count {
  */
 #define STORE_RETRY	100
 
+/*
+ * Every statement either backend runs, by number.  A backend's table
+ * holds its dialect's text or NULL; store_sql_common (store_sql.c) the
+ * statements both dialects write alike.  A number neither has is one
+ * the backend does not use.
+ */
+enum store_query {
+	/* SQLite only */
+	Q_BEGIN,
+	Q_COMMIT,
+	Q_ROLLBACK,
+	Q_PING,
+	Q_USER_EXISTS,
+	Q_GROUP_EXISTS,
+	/* MySQL only */
+	Q_VERSION,
+	Q_LOCK,
+	Q_UNLOCK,
+	Q_OUR_TABLES,
+	Q_FLUSH_AT_COMMIT,
+	Q_USER_GROUP_MEMBERS,
+	Q_OFFLINE_ADD_BATCH,
+	Q_OFFLINE_FETCH_ALL,
+	Q_TOKEN_BUMP,
+	Q_SET_PASSWORD,
+	/* both */
+	Q_USER_CREATE,
+	Q_USER_GET,
+	Q_USER_BY_NAME,
+	Q_FRIEND_ADD,
+	Q_FRIENDS,
+	Q_GROUP_CREATE,
+	Q_GROUP_ADD_CREATOR,
+	Q_GROUP_JOIN,
+	Q_GROUP_IS_MEMBER,
+	Q_GROUP_MEMBERS,
+	Q_USER_GROUPS,
+	Q_COUNT_FRIENDS,
+	Q_COUNT_USER_GROUPS,
+	Q_COUNT_GROUP_MEMBERS,
+	Q_OFFLINE_ADD,
+	Q_OFFLINE_FETCH,
+	Q_OFFLINE_DELETE,
+	Q_OFFLINE_REMOVE,
+	Q_ACK_CLAIM,
+	Q_ACK_GET,
+	Q_ACK_DONE,
+	Q_GROUP_LEAVE,
+	Q_GROUP_ADMIN,
+	Q_GROUP_RENAME,
+	Q_GROUP_DESCRIBE,
+	Q_GROUP_DEMOTE,
+	Q_GROUP_PROMOTE,
+	Q_GROUP_SET_CREATOR,
+	Q_GROUP_DROP_MEMBERS,
+	Q_GROUP_DROP,
+	Q_FRIEND_REMOVE,
+	Q_BLOCK_ADD,
+	Q_BLOCK_DEL,
+	Q_BLOCKS,
+	Q_BLOCKERS,
+	Q_TOKEN_GEN,
+	Q_MAX
+};
+
+/* Plain "?" placeholders, each used once, in binding order. */
+extern const char *const store_sql_common[Q_MAX];
+
+/* Statement q in a dialect (its table, else the common one), or NULL. */
+static inline const char *
+store_sql(const char *const *dialect, int q)
+{
+	return dialect[q] != NULL ? dialect[q] : store_sql_common[q];
+}
+
+/*
+ * A NUL-terminated copy of p[0..len) (which need not be terminated),
+ * or NULL when out of memory.  Free it.
+ */
+char	*store_memdup(const char *p, size_t len);
+
 struct store_ops {
 	const char *kind;
 	int	 tries;		/* attempts per call, at most */

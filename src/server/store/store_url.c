@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store_impl.h"
 #include "store_url.h"
 #include "util.h"
 
@@ -128,7 +129,7 @@ store_url_parse(struct store_url *m, const char *url, char *err,
 		}
 		m->port = (unsigned int)port;
 	}
-	if ((m->host = strndup(host, hlen)) == NULL) {
+	if ((m->host = store_memdup(host, hlen)) == NULL) {
 		snprintf(err, errlen, "mysql: out of memory");
 		return -1;
 	}

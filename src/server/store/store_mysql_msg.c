@@ -1,0 +1,213 @@
+/*
+ * store_mysql_msg.c - MySQL: offline messages, acknowledged chats
+ * (smid claims).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store.h"
+#include "store_impl.h"
+#include "store_mysql_impl.h"
+static int
+offline_add_once(struct my *m, struct mconn *c, const int32_t *uids,
+    size_t n, const char *msg, size_t len, int64_t smid)
+{
+	struct mparam	 p[MY_MAXPARAM];
+	size_t		 i, k, rows;
+	int		 rc, q;
+
+	if ((rc = my_begin(m, c)) != STORE_OK)
+		return rc;
+	for (i = 0; i < n; i += rows) {
+		/* Rows of MY_BATCH, each carrying the text once. */
+		if (n - i >= MY_BATCH && len <= MY_BATCH_MAXLEN) {
+			q = Q_OFFLINE_ADD_BATCH;
+			rows = MY_BATCH;
+		} else {
+			q = Q_OFFLINE_ADD;
+			rows = 1;
+		}
+		for (k = 0; k < rows; k++) {
+			p[3 * k] = P_INT(uids[i + k]);
+			p[3 * k + 1] = P_STR(msg, len);
+			p[3 * k + 2] = P_INT(smid);
+		}
+		rc = my_exec(m, c, q, p, 3 * rows, NULL, NULL,
+		    "store message");
+		if (rc != STORE_OK) {
+			if (rc == STORE_NOTFOUND)
+				store_set_error(&m->st, "store message: "
+				    "no such user");
+			goto fail;
+		}
+	}
+	if (smid > 0) {
+		p[0] = P_INT(smid);
+		if ((rc = my_exec(m, c, Q_ACK_DONE, p, 1, NULL, NULL,
+		    "acknowledge message")) != STORE_OK)
+			goto fail;
+	}
+	if ((rc = my_commit(m, c)) != STORE_OK)
+		goto fail;
+	return STORE_OK;
+
+ fail:
+	my_rollback(m, c);
+	return rc;
+}
+
+int
+mysql_offline_add(struct store *st, const int32_t *uids, size_t n,
+    const char *msg, size_t len, int64_t smid)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	if (n == 0 && smid == 0)
+		return STORE_OK;
+	MY_TRY(m, rc, MY_ONCE, offline_add_once(m, c, uids, n, msg, len,
+	    smid));
+	return rc;
+}
+
+/* Row callback: smid and done of a ClientMsg. */
+static int
+row_ack(struct my *m, void *arg, struct mcol *v, unsigned int nf)
+{
+	int64_t	*out = arg;
+
+	out[0] = v[0].i;
+	out[1] = v[1].i;
+	out[2] = 1;
+	return STORE_OK;
+}
+
+static int
+ack_claim_once(struct my *m, struct mconn *c, int32_t sender, int64_t cmid,
+    int64_t *smid, int *done)
+{
+	struct mparam	 p[2];
+	int64_t		 row[3] = { 0, 0, 0 };
+	int		 rc;
+
+	p[0] = P_INT(sender);
+	p[1] = P_INT(cmid);
+	if ((rc = my_exec(m, c, Q_ACK_CLAIM, p, 2, NULL, NULL,
+	    "claim message id")) != STORE_OK)
+		return rc;
+	if ((rc = my_exec(m, c, Q_ACK_GET, p, 2, row_ack, row,
+	    "claim message id")) != STORE_OK)
+		return rc;
+	if (!row[2])
+		return store_set_error(&m->st, "claim message id: no row");
+	*smid = row[0];
+	*done = row[1] != 0;
+	return STORE_OK;
+}
+
+int
+mysql_ack_claim(struct store *st, int32_t sender, int64_t cmid,
+    int64_t *smid, int *done)
+{
+	struct my	*m = (struct my *)st;
+	int		 rc;
+
+	/* the insert is a no-op the second time: safe to run again */
+	MY_TRY(m, rc, MY_IDEMPOTENT, ack_claim_once(m, c, sender, cmid, smid,
+	    done));
+	return rc;
+}
+
+static int
+offline_remove_once(struct my *m, struct mconn *c, int32_t uid, int64_t smid)
+{
+	struct mparam	 p[2];
+
+	p[0] = P_INT(uid);
+	p[1] = P_INT(smid);
+	return my_exec(m, c, Q_OFFLINE_REMOVE, p, 2, NULL, NULL,
+	    "remove delivered message");
+}
+
+int
+mysql_offline_remove(struct store *st, int32_t uid, int64_t smid)
+{
+	MY_CALL(st, MY_IDEMPOTENT, offline_remove_once(m, c, uid, smid));
+}
+
+struct mlist {
+	struct store_msg_list	*out;
+	size_t			 cap;
+};
+
+static int
+row_msg(struct my *m, void *arg, struct mcol *v, unsigned int nf)
+{
+	struct mlist		*ml = arg;
+	struct store_msg	*msg;
+
+	if (store_grow((void **)&ml->out->v, ml->out->n, &ml->cap,
+	    sizeof(*msg)) == -1)
+		return my_nomem(m);
+	msg = &ml->out->v[ml->out->n];
+	msg->id = v[0].i;
+	if (my_strdup(&v[1], &msg->text, &msg->len) == -1)
+		return my_nomem(m);
+	ml->out->n++;
+	return STORE_OK;
+}
+
+static int
+offline_fetch_once(struct my *m, struct mconn *c, int32_t uid, size_t max,
+    struct store_msg_list *out)
+{
+	struct mlist	 ml;
+	struct mparam	 p[2];
+	int		 rc;
+
+	out->v = NULL;
+	out->n = 0;
+	memset(&ml, 0, sizeof(ml));
+	ml.out = out;
+	p[0] = P_INT(uid);
+	p[1] = P_INT(max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	if (max == 0)
+		rc = my_exec(m, c, Q_OFFLINE_FETCH_ALL, p, 1, row_msg, &ml,
+		    "fetch messages");
+	else
+		rc = my_exec(m, c, Q_OFFLINE_FETCH, p, 2, row_msg, &ml,
+		    "fetch messages");
+	if (rc != STORE_OK)
+		store_msg_list_free(out);
+	return rc;
+}
+
+int
+mysql_offline_fetch(struct store *st, int32_t uid, size_t max,
+    struct store_msg_list *out)
+{
+	MY_CALL(st, MY_IDEMPOTENT, offline_fetch_once(m, c, uid, max, out));
+}
+
+static int
+offline_delete_once(struct my *m, struct mconn *c, int32_t uid,
+    int64_t upto)
+{
+	struct mparam	 p[2];
+
+	p[0] = P_INT(uid);
+	p[1] = P_INT(upto);
+	return my_exec(m, c, Q_OFFLINE_DELETE, p, 2, NULL, NULL,
+	    "delete messages");
+}
+
+int
+mysql_offline_delete(struct store *st, int32_t uid, int64_t upto)
+{
+	MY_CALL(st, MY_IDEMPOTENT, offline_delete_once(m, c, uid, upto));
+}
+
+/* ---- ping, schema, URL, open, close ---- */
+

@@ -1,0 +1,69 @@
+/*
+ * store_sql.c - statement text both backends share: SQLite and MySQL
+ * agree on it word for word when the placeholders are plain "?" bound
+ * in order.  The dialect tables (store_sqlite.c, store_mysql.c) hold
+ * the rest.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_impl.h"
+
+const char *const store_sql_common[Q_MAX] = {
+	[Q_USER_GET] = "SELECT id, name, pwhash FROM User WHERE id = ?",
+	[Q_USER_BY_NAME] = "SELECT id, name, pwhash FROM User WHERE name = ?",
+	[Q_FRIENDS] =
+	    "SELECT u.id, u.name FROM Friend f JOIN User u ON u.id = f.friendid"
+	    " WHERE f.userid = ? ORDER BY f.friendid",
+	[Q_GROUP_CREATE] =
+	    "INSERT INTO AllGroup (groupname, groupdesc, creator)"
+	    " VALUES (?, ?, ?)",
+	[Q_GROUP_IS_MEMBER] =
+	    "SELECT 1 FROM GroupUser WHERE groupid = ? AND userid = ?",
+	[Q_COUNT_FRIENDS] = "SELECT COUNT(*) FROM Friend WHERE userid = ?",
+	[Q_COUNT_USER_GROUPS] =
+	    "SELECT COUNT(*) FROM GroupUser WHERE userid = ?",
+	[Q_COUNT_GROUP_MEMBERS] =
+	    "SELECT COUNT(*) FROM GroupUser WHERE groupid = ?",
+	[Q_OFFLINE_FETCH] =
+	    "SELECT id, message FROM OfflineMessage WHERE userid = ?"
+	    " ORDER BY id LIMIT ?",
+	[Q_OFFLINE_DELETE] =
+	    "DELETE FROM OfflineMessage WHERE userid = ? AND id <= ?",
+	[Q_OFFLINE_REMOVE] =
+	    "DELETE FROM OfflineMessage WHERE userid = ? AND smid = ?",
+	[Q_ACK_GET] =
+	    "SELECT smid, done FROM ClientMsg WHERE userid = ? AND cmid = ?",
+	/* group changes (store_group_update) */
+	[Q_GROUP_LEAVE] =
+	    "DELETE FROM GroupUser WHERE groupid = ? AND userid = ?",
+	[Q_GROUP_DEMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'normal'"
+	    " WHERE groupid = ? AND grouprole = 'creator'",
+	[Q_GROUP_PROMOTE] =
+	    "UPDATE GroupUser SET grouprole = 'creator', admin = 0"
+	    " WHERE groupid = ? AND userid = ?",
+	[Q_GROUP_DROP_MEMBERS] = "DELETE FROM GroupUser WHERE groupid = ?",
+	[Q_GROUP_DROP] = "DELETE FROM AllGroup WHERE id = ?",
+	[Q_BLOCK_DEL] = "DELETE FROM Block WHERE userid = ? AND blockedid = ?",
+	[Q_BLOCKS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.blockedid"
+	    " WHERE b.userid = ? ORDER BY b.blockedid",
+	[Q_BLOCKERS] =
+	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.userid"
+	    " WHERE b.blockedid = ? ORDER BY b.userid",
+	[Q_TOKEN_GEN] = "SELECT gen FROM TokenGen WHERE userid = ?",
+};
+
+char *
+store_memdup(const char *p, size_t len)
+{
+	char	*s;
+
+	if ((s = malloc(len + 1)) == NULL)
+		return NULL;
+	if (len > 0)
+		memcpy(s, p, len);
+	s[len] = '\0';
+	return s;
+}

@@ -1,0 +1,199 @@
+/*
+ * store_sqlite_msg.c - SQLite: offline messages, acknowledged chats
+ * (smid claims).  Handle, helpers: store_sqlite.c.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+#include "store_impl.h"
+#include "store_sqlite_impl.h"
+/* ---- offline messages ---- */
+
+static int
+offline_add_once(struct sq *sq, const int32_t *uids, size_t n,
+    const char *msg, size_t len, int64_t smid)
+{
+	sqlite3_stmt	*s = sq->q[Q_OFFLINE_ADD];
+	size_t		 i;
+	int		 rc;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+	/* Text and time stay bound; only the user changes per row. */
+	if ((rc = sq_bind_text(s, 2, msg, len)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, time(NULL))) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 4, smid)) != SQLITE_OK) {
+		rc = sq_fail(sq, s, rc, "store message");
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		if ((rc = sqlite3_bind_int64(s, 1, uids[i])) != SQLITE_OK) {
+			rc = sq_fail(sq, s, rc, "store message");
+			goto fail;
+		}
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_DONE) {
+			rc = sq_fail(sq, s, rc, "store message");
+			if (rc == STORE_NOTFOUND)
+				store_set_error(&sq->st, "store message: "
+				    "no such user %d", (int)uids[i]);
+			goto fail;
+		}
+		sqlite3_reset(s);
+	}
+	sq_done(s);
+	if (smid > 0) {
+		s = sq->q[Q_ACK_DONE];
+		if ((rc = sqlite3_bind_int64(s, 1, smid)) != SQLITE_OK) {
+			rc = sq_fail(sq, s, rc, "acknowledge message");
+			goto fail;
+		}
+		if ((rc = sq_run(sq, s, "acknowledge message")) != STORE_OK)
+			goto fail;
+	}
+	if ((rc = sq_commit(sq)) != STORE_OK)
+		goto fail;
+	return STORE_OK;
+
+ fail:
+	sq_done(s);
+	sq_rollback(sq);
+	return rc;
+}
+
+int
+sqlite_offline_add(struct store *st, const int32_t *uids, size_t n,
+    const char *msg, size_t len, int64_t smid)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	if (n == 0 && smid == 0)
+		return STORE_OK;
+	sq->busy = 0;
+	rc = sq_result(sq, offline_add_once(sq, uids, n, msg, len, smid));
+	return rc;
+}
+
+static int
+offline_fetch_once(struct sq *sq, int32_t uid, size_t max,
+    struct store_msg_list *out)
+{
+	sqlite3_stmt		*s = sq->q[Q_OFFLINE_FETCH];
+	struct store_msg	*m;
+	sqlite3_int64		 limit;
+	size_t			 cap = 0;
+	int			 rc;
+
+	out->v = NULL;
+	out->n = 0;
+	/* LIMIT -1 is no limit. */
+	limit = (max == 0 || max > INT64_MAX) ? -1 : (sqlite3_int64)max;
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, limit)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "fetch messages");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (store_grow((void **)&out->v, out->n, &cap, sizeof(*m)) == -1)
+			goto nomem;
+		m = &out->v[out->n];
+		m->id = sqlite3_column_int64(s, 0);
+		if (sq_col_text(s, 1, &m->text, &m->len) == -1)
+			goto nomem;
+		out->n++;
+	}
+	if (rc != SQLITE_DONE) {
+		store_msg_list_free(out);
+		return sq_fail(sq, s, rc, "fetch messages");
+	}
+	sq_done(s);
+	return STORE_OK;
+
+ nomem:
+	store_msg_list_free(out);
+	return sq_nomem(sq, s);
+}
+
+int
+sqlite_offline_fetch(struct store *st, int32_t uid, size_t max,
+    struct store_msg_list *out)
+{
+	SQ_CALL(st, offline_fetch_once(sq, uid, max, out));
+}
+
+static int
+offline_delete_once(struct sq *sq, int32_t uid, int64_t upto)
+{
+	sqlite3_stmt	*s = sq->q[Q_OFFLINE_DELETE];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, upto)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "delete messages");
+	return sq_run(sq, s, "delete messages");
+}
+
+int
+sqlite_offline_delete(struct store *st, int32_t uid, int64_t upto)
+{
+	SQ_CALL(st, offline_delete_once(sq, uid, upto));
+}
+
+static int
+ack_claim_once(struct sq *sq, int32_t sender, int64_t cmid, int64_t *smid,
+    int *done)
+{
+	sqlite3_stmt	*s = sq->q[Q_ACK_CLAIM];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, sender)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, cmid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, time(NULL))) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "claim message id");
+	if ((rc = sq_run(sq, s, "claim message id")) != STORE_OK)
+		return rc;
+	s = sq->q[Q_ACK_GET];
+	if ((rc = sqlite3_bind_int64(s, 1, sender)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, cmid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "claim message id");
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		if (rc != SQLITE_DONE)
+			return sq_fail(sq, s, rc, "claim message id");
+		sq_done(s);
+		return store_set_error(&sq->st, "claim message id: no row");
+	}
+	*smid = sqlite3_column_int64(s, 0);
+	*done = sqlite3_column_int(s, 1) != 0;
+	sq_done(s);
+	return STORE_OK;
+}
+
+int
+sqlite_ack_claim(struct store *st, int32_t sender, int64_t cmid,
+    int64_t *smid, int *done)
+{
+	SQ_CALL(st, ack_claim_once(sq, sender, cmid, smid, done));
+}
+
+static int
+offline_remove_once(struct sq *sq, int32_t uid, int64_t smid)
+{
+	sqlite3_stmt	*s = sq->q[Q_OFFLINE_REMOVE];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, smid)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "remove delivered message");
+	return sq_run(sq, s, "remove delivered message");
+}
+
+int
+sqlite_offline_remove(struct store *st, int32_t uid, int64_t smid)
+{
+	SQ_CALL(st, offline_remove_once(sq, uid, smid));
+}
+
