@@ -516,16 +516,17 @@ online_destroy(struct online *o, int unlink_it)
 	free(o);
 }
 
-int
+enum online_add_result
 online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
     struct online_entry *out)
 {
 	struct bucket	*bk, *b;
 	uint32_t	 h, si, i, n, gen, reuse = UINT32_MAX;
-	int		 full, rc = -1;
+	enum online_add_result rc = ONLINE_REFUSED;
+	int		 full;
 
 	if (uid == 0 || slot >= o->nslots)
-		return -1;
+		return ONLINE_REFUSED;
 	h = util_hash32(uid);
 	si = stripe_of(o, h);
 	bk = stripe_buckets(o, si);
@@ -538,7 +539,7 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 	full = online_used(o) >= o->capacity;
 
 	if (stripe_lock(o, si) == -1)
-		return -1;
+		return ONLINE_REFUSED;
 	for (i = home_of(o, h), n = 0; n < o->nbuckets;
 	    i = (i + 1) & o->bmask, n++) {
 		b = &bk[i];
@@ -548,11 +549,11 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 			if (bucket_live(o, b)) {
 				if (out != NULL)
 					bucket_entry(b, out);
-				rc = 1;
+				rc = ONLINE_TAKEN;
 			} else {
 				/* A dead worker's session: take it over. */
 				bucket_rewrite(b, uid, slot, conn, gen);
-				rc = 0;
+				rc = ONLINE_ADDED;
 			}
 			goto out;
 		}
@@ -562,12 +563,12 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 	/* uid is absent; a stale bucket on its path can hold it. */
 	if (reuse != UINT32_MAX) {
 		bucket_rewrite(&bk[reuse], uid, slot, conn, gen);
-		rc = 0;
+		rc = ONLINE_ADDED;
 	} else if (n < o->nbuckets && !full &&
 	    count_get(o, si) < o->limit) {
 		bucket_fill(&bk[i], uid, slot, conn, gen);
 		count_set(o, si, count_get(o, si) + 1);
-		rc = 0;
+		rc = ONLINE_ADDED;
 	}
 out:
 	stripe_unlock(o, si);
