@@ -226,7 +226,8 @@ void	pubsub_nudge(struct pubsub *ps, const int32_t *uids, size_t n);
  * live worker (which then delivers or stores it), 0 when uid is online
  * nowhere (the caller stores the message), -1 when Redis is down or did
  * not answer within 10 s (the caller stores it too).  The module keeps
- * its own copy of line and hands it back.
+ * its own copy of line and hands it back.  cb may be NULL: nobody
+ * needs to know.
  */
 typedef void pubsub_publish_cb(void *arg, int32_t uid, long receivers,
 	    const char *line, size_t len);

@@ -140,16 +140,6 @@ deliver_live(int32_t uid, const char *line, size_t len)
 	    DELIVER_REFUSED;
 }
 
-/*
- * pubsub calls back for every publish; an acknowledged chat is stored
- * already, so whether anyone took it changes nothing.
- */
-static void
-acked_published(void *arg, int32_t uid, long receivers, const char *line,
-    size_t len)
-{
-}
-
 /* Live delivery of a stored message; failure leaves the stored copy. */
 static void
 deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
@@ -168,9 +158,9 @@ deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
 		}
 		return;
 	}
+	/* stored already: whether anyone takes it changes nothing */
 	if (may_publish && chat.pubsub != NULL)
-		pubsub_publish(chat.pubsub, uid, line, len, acked_published,
-		    NULL);
+		pubsub_publish(chat.pubsub, uid, line, len, NULL, NULL);
 }
 
 /*

@@ -410,7 +410,7 @@ void
 bus_publish(struct bus *ps, int32_t uid, const char *line, size_t len,
     pubsub_publish_cb *cb, void *arg)
 {
-	if (pub_add(ps, uid, line, len, cb, arg) == -1)
+	if (pub_add(ps, uid, line, len, cb, arg) == -1 && cb != NULL)
 		cb(arg, uid, -1, line, len);
 }
 
