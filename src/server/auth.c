@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "util.h"
 
 int
 auth_hash(const char *pw, size_t pwlen, int cost, char *out, size_t outlen)
@@ -29,7 +30,7 @@ auth_hash(const char *pw, size_t pwlen, int cost, char *out, size_t outlen)
 		return -1;
 	if ((cd = calloc(1, sizeof(*cd))) == NULL)
 		return -1;
-	if ((pwz = strndup(pw, pwlen)) == NULL) {
+	if ((pwz = util_memdupz(pw, pwlen)) == NULL) {
 		free(cd);
 		return -1;
 	}
@@ -58,7 +59,7 @@ auth_verify(const char *pw, size_t pwlen, const char *hash)
 		return AUTH_MISMATCH;
 	if ((cd = calloc(1, sizeof(*cd))) == NULL)
 		return AUTH_FAIL;
-	if ((pwz = strndup(pw, pwlen)) == NULL) {
+	if ((pwz = util_memdupz(pw, pwlen)) == NULL) {
 		free(cd);
 		return AUTH_FAIL;
 	}
