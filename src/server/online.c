@@ -591,6 +591,19 @@ bucket_find(struct online *o, struct bucket *bk, uint32_t h, uint32_t uid)
 	return -1;
 }
 
+/* Lock uid's stripe: its hash, stripe and buckets.  -1: uid 0 or no lock. */
+static int
+stripe_enter(struct online *o, uint32_t uid, uint32_t *h, uint32_t *si,
+    struct bucket **bk)
+{
+	if (uid == 0)
+		return -1;
+	*h = util_hash32(uid);
+	*si = stripe_of(o, *h);
+	*bk = stripe_buckets(o, *si);
+	return stripe_lock(o, *si);
+}
+
 int
 online_get(struct online *o, uint32_t uid, struct online_entry *out)
 {
@@ -599,13 +612,7 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 	int64_t		 i;
 	int		 rc = -1;
 
-	if (uid == 0)
-		return -1;
-	h = util_hash32(uid);
-	si = stripe_of(o, h);
-	bk = stripe_buckets(o, si);
-
-	if (stripe_lock(o, si) == -1)
+	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
 	if ((i = bucket_find(o, bk, h, uid)) != -1 && bucket_live(o, &bk[i])) {
 		if (out != NULL)
@@ -624,13 +631,7 @@ online_remove(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn)
 	int64_t		 i;
 	int		 rc = -1;
 
-	if (uid == 0)
-		return -1;
-	h = util_hash32(uid);
-	si = stripe_of(o, h);
-	bk = stripe_buckets(o, si);
-
-	if (stripe_lock(o, si) == -1)
+	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
 	if ((i = bucket_find(o, bk, h, uid)) != -1) {
 		b = &bk[i];
@@ -773,12 +774,7 @@ online_test_lock_stripe(struct online *o, uint32_t uid, int damage)
 	uint32_t	 h, si, i, j, k, p, home, mask = o->bmask;
 	int		 done = 0;
 
-	if (uid == 0)
-		return -1;
-	h = util_hash32(uid);
-	si = stripe_of(o, h);
-	bk = stripe_buckets(o, si);
-	if (stripe_lock(o, si) == -1)
+	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
 	if (damage == 0)
 		return 0;
