@@ -11,11 +11,18 @@
 /* yescrypt ("$y$...") through libxcrypt; cost 1..11. */
 #define AUTH_HASH_MAX	256
 
+enum auth_result {
+	AUTH_OK,		/* hashed; or the password matches */
+	AUTH_MISMATCH,		/* verify: the password does not match */
+	AUTH_FAIL		/* out of memory or a bad hash: no answer */
+};
+
 /* Hash password into out (NUL-terminated).  0 or -1. */
 int	auth_hash(const char *pw, size_t pwlen, int cost, char *out,
 	    size_t outlen);
-/* 1 match, 0 mismatch, -1 error.  Compares in constant time. */
-int	auth_verify(const char *pw, size_t pwlen, const char *hash);
+/* Compares in constant time. */
+enum auth_result auth_verify(const char *pw, size_t pwlen,
+	    const char *hash);
 /* Something to verify against when the user does not exist, so the
  * answer takes as long either way. */
 const char *auth_dummy_hash(int cost);
@@ -28,7 +35,7 @@ struct auth_job {
 	size_t		 pwlen;
 	int		 cost;
 	char		 hash[AUTH_HASH_MAX];	/* in for VERIFY, out for HASH */
-	int		 result;	/* HASH: 0/-1; VERIFY: 1/0/-1 */
+	enum auth_result result;	/* HASH: AUTH_OK or AUTH_FAIL */
 	void		(*done)(struct auth_job *);
 	void		*arg;
 	struct auth_job	*next;

@@ -25,6 +25,13 @@
 
 struct ctl_server;
 
+/* What a server's input callback made of the bytes received so far. */
+enum ctl_input {
+	CTL_MORE,		/* need more */
+	CTL_REPLY,		/* the reply is in out: written, then closed */
+	CTL_CLOSE		/* close at once */
+};
+
 struct ctl_server_ops {
 	/*
 	 * A new connection.  0 to serve it; -1 to refuse it: what was
@@ -32,13 +39,11 @@ struct ctl_server_ops {
 	 */
 	int	(*accept)(void *arg, int fd, struct buf *out);
 	/*
-	 * The bytes received so far (never more than max_request).
-	 * Returns 0 for "need more", 1 when the reply is in out (written,
-	 * then the connection closes), -1 to close at once.  eof is set
-	 * when the peer will send nothing more.
+	 * The bytes received so far (never more than max_request).  eof
+	 * is set when the peer will send nothing more.
 	 */
-	int	(*input)(void *arg, const char *p, size_t len, int eof,
-		    struct buf *out);
+	enum ctl_input (*input)(void *arg, const char *p, size_t len,
+		    int eof, struct buf *out);
 	/* The request did not fit in max_request bytes: reply in out. */
 	void	(*too_big)(void *arg, struct buf *out);
 };

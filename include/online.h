@@ -70,12 +70,17 @@ struct online *online_create(const char *name, uint32_t capacity,
 /* Unmap; with unlink_it also remove the name (master at exit). */
 void	online_destroy(struct online *o, int unlink_it);
 
+enum online_add_result {
+	ONLINE_ADDED,		/* uid is now (slot, conn)'s */
+	ONLINE_TAKEN,		/* uid is online already */
+	ONLINE_REFUSED		/* table full, uid 0 or slot out of range */
+};
+
 /*
- * Add uid for (slot, conn) unless it is already online.  Returns 0 when
- * added, 1 when uid is online already (out, if not NULL, receives that
- * entry), -1 when the table is full or uid is 0 or slot out of range.
+ * Add uid for (slot, conn) unless it is already online.  When it is
+ * (ONLINE_TAKEN), out, if not NULL, receives that entry.
  */
-int	online_add(struct online *o, uint32_t uid, uint16_t slot,
+enum online_add_result online_add(struct online *o, uint32_t uid, uint16_t slot,
 	    uint32_t conn, struct online_entry *out);
 /* 0 and *out filled when uid is online, -1 when not. */
 int	online_get(struct online *o, uint32_t uid, struct online_entry *out);

@@ -189,13 +189,18 @@ uint64_t pubsub_failovers(const struct pubsub *ps);
 /* Sentinel mode: publish batches no replica confirmed within 1 s. */
 uint64_t pubsub_unreplicated(const struct pubsub *ps);
 
+enum pubsub_claim_result {
+	PUBSUB_CLAIMED,		/* uid is this worker's */
+	PUBSUB_ELSEWHERE,	/* online on another live worker or node */
+	PUBSUB_UNREACHABLE	/* Redis unavailable: uid is still remembered
+				   as local and claimed when Redis is back */
+};
+
 /*
- * Claim uid for this worker: result 0 claimed, 1 online elsewhere
- * (live), -1 Redis unavailable (uid is still remembered as local and
- * claimed when Redis is back).  Unless the result is 1 the caller
- * calls pubsub_release when uid leaves.
+ * Claim uid for this worker.  Unless the result is PUBSUB_ELSEWHERE
+ * the caller calls pubsub_release when uid leaves.
  */
-typedef void pubsub_claim_cb(void *arg, int result);
+typedef void pubsub_claim_cb(void *arg, enum pubsub_claim_result result);
 void	pubsub_claim(struct pubsub *ps, int32_t uid, pubsub_claim_cb *cb,
 	    void *arg);
 /* uid logged out here: drop the presence entry if it is still ours. */
@@ -221,7 +226,8 @@ void	pubsub_nudge(struct pubsub *ps, const int32_t *uids, size_t n);
  * live worker (which then delivers or stores it), 0 when uid is online
  * nowhere (the caller stores the message), -1 when Redis is down or did
  * not answer within 10 s (the caller stores it too).  The module keeps
- * its own copy of line and hands it back.
+ * its own copy of line and hands it back.  cb may be NULL: nobody
+ * needs to know.
  */
 typedef void pubsub_publish_cb(void *arg, int32_t uid, long receivers,
 	    const char *line, size_t len);

@@ -5,6 +5,7 @@
 #ifndef CHATD_UTIL_H
 #define CHATD_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* CLOCK_MONOTONIC: seconds as a double, milliseconds, nanoseconds. */
@@ -16,6 +17,13 @@ double		util_mono_coarse(void);
 
 /* Value of one hex digit (either case), or -1. */
 int		util_hexval(int c);
+
+/*
+ * The len bytes at p, which need not be NUL-terminated, copied and
+ * terminated (malloc'd; NULL when out of memory).  Not strndup: it may
+ * read past them (AddressSanitizer's strict_string_checks does).
+ */
+char		*util_memdupz(const void *p, size_t len);
 
 /* murmur3's 32-bit finaliser: a bijection that spreads every bit. */
 static inline uint32_t

@@ -19,11 +19,14 @@
 #include "util.h"
 
 
-/*
- * A chat command, shared by the interactive and the script mode.
- * Returns 1 if cmd was one, 0 if not, -1 after reporting a mistake.
- */
-static int
+enum command_result {
+	CMD_DONE,		/* it was one: done (a request queued) */
+	CMD_UNKNOWN,		/* not a chat command */
+	CMD_MISTAKE		/* reported on stderr, nothing sent */
+};
+
+/* A chat command, shared by the interactive and the script mode. */
+static enum command_result
 chat_command(struct chatc *cc, char *line)
 {
 	struct json_object	*o;
@@ -34,59 +37,59 @@ chat_command(struct chatc *cc, char *line)
 	arg = chatc_split(line);
 	if (strcmp(line, "help") == 0 && arg == NULL) {
 		show_help();
-		return 1;
+		return CMD_DONE;
 	}
 	if (strcmp(line, "loginout") == 0 && arg == NULL) {
 		req_loginout(cc);
-		return 1;
+		return CMD_DONE;
 	}
 	if (strcmp(line, "chat") == 0 || strcmp(line, "groupchat") == 0) {
 		if (arg == NULL || (rest = chatc_split(arg)) == NULL) {
 			warnmsg("usage: %s:ID:TEXT", line);
-			return -1;
+			return CMD_MISTAKE;
 		}
 		if (chatc_parse_id(arg, &id) == -1) {
 			warnmsg("%s: bad id \"%s\"", line, arg);
-			return -1;
+			return CMD_MISTAKE;
 		}
 		if (line[0] == 'c')
 			req_chat(cc, id, rest);
 		else
 			req_groupchat(cc, id, rest);
-		return 1;
+		return CMD_DONE;
 	}
 	if (strcmp(line, "addfriend") == 0 || strcmp(line, "addgroup") == 0) {
 		if (arg == NULL || chatc_parse_id(arg, &id) == -1) {
 			warnmsg("usage: %s:ID", line);
-			return -1;
+			return CMD_MISTAKE;
 		}
 		if (strcmp(line, "addfriend") == 0)
 			req_addfriend(cc, id);
 		else
 			req_addgroup(cc, id);
-		return 1;
+		return CMD_DONE;
 	}
 	if (strcmp(line, "creategroup") == 0) {
 		if (arg == NULL || (rest = chatc_split(arg)) == NULL) {
 			warnmsg("usage: creategroup:NAME:DESC");
-			return -1;
+			return CMD_MISTAKE;
 		}
 		req_creategroup(cc, arg, rest);
-		return 1;
+		return CMD_DONE;
 	}
 	switch (chatc_ext_command(line, arg, cc->uid, &o, &usage)) {
 	case CHATC_EXT_OK:
 		send_obj(cc, o);
-		return 1;
+		return CMD_DONE;
 	case CHATC_EXT_USAGE:
 		warnmsg("usage: %s", usage);
-		return -1;
+		return CMD_MISTAKE;
 	case CHATC_EXT_NONE:
 		break;
 	}
 	if (arg != NULL)
 		arg[-1] = ':';		/* undo the split for the caller */
-	return 0;
+	return CMD_UNKNOWN;
 }
 
 static void
@@ -95,7 +98,7 @@ script_line(struct chatc *cc, char *line)
 	char	*arg, *rest, *end;
 	double	 secs;
 	int32_t	 id;
-	int	 rc;
+	enum command_result rc;
 
 	if (line[0] == '\0' || line[0] == '#')
 		return;
@@ -144,10 +147,11 @@ script_line(struct chatc *cc, char *line)
 		return;
 	}
 	/* stdout carries the server's messages only */
-	rc = strcmp(line, "help") == 0 ? 0 : chat_command(cc, line);
-	if (rc == 0)
+	rc = strcmp(line, "help") == 0 ? CMD_UNKNOWN :
+	    chat_command(cc, line);
+	if (rc == CMD_UNKNOWN)
 		warnmsg("line %lu: unknown command \"%s\"", cc->lineno, line);
-	else if (rc == -1)
+	else if (rc == CMD_MISTAKE)
 		warnmsg("line %lu: not sent", cc->lineno);
 }
 
@@ -156,7 +160,7 @@ interactive_line(struct chatc *cc, char *line)
 {
 	static char	 name[1024];
 	static int32_t	 id;
-	int		 rc;
+	enum command_result rc;
 
 	switch (cc->state) {
 	case ST_MENU:
@@ -203,9 +207,9 @@ interactive_line(struct chatc *cc, char *line)
 		if (strcmp(line, "quit") == 0)
 			quit_now(cc, 0);
 		rc = chat_command(cc, line);
-		if (rc == 0)
+		if (rc == CMD_UNKNOWN)
 			printf("invalid command, \"help\" lists them\n");
-		else if (rc == 1 && cc->uid == 0)
+		else if (rc == CMD_DONE && cc->uid == 0)
 			prompt(cc, ST_MENU);	/* after loginout */
 		break;
 	default:

@@ -16,6 +16,7 @@
 
 #include "proto.h"
 #include "chatc_ext.h"
+#include "chatc_impl.h"
 
 int
 chatc_parse_id(const char *s, int32_t *id)
@@ -43,18 +44,6 @@ chatc_split(char *s)
 		return NULL;
 	*p = '\0';
 	return p + 1;
-}
-
-static void
-add_int(struct json_object *o, const char *k, int64_t v)
-{
-	json_object_object_add(o, k, json_object_new_int64(v));
-}
-
-static void
-add_str(struct json_object *o, const char *k, const char *v)
-{
-	json_object_object_add(o, k, json_object_new_string(v));
 }
 
 static const struct {
@@ -100,19 +89,19 @@ chatc_ext_command(const char *cmd, char *arg, int32_t uid,
 		case GOP_DESCRIBE:
 			if (rest == NULL)
 				goto bad;
-			add_str(o, group_cmds[i].op == GOP_RENAME ?
+			put_str(o, group_cmds[i].op == GOP_RENAME ?
 			    "groupname" : "groupdesc", rest);
 			break;
 		default:
 			if (chatc_parse_id(rest, &id) == -1)
 				goto bad;
-			add_int(o, "userid", id);
+			put_int(o, "userid", id);
 			break;
 		}
-		add_int(o, "groupid", gid);
-		add_int(o, "id", uid);
-		add_int(o, "msgid", MSG_GROUP_MANAGE);
-		add_str(o, "op", proto_group_op_name(group_cmds[i].op));
+		put_int(o, "groupid", gid);
+		put_int(o, "id", uid);
+		put_int(o, "msgid", MSG_GROUP_MANAGE);
+		put_str(o, "op", proto_group_op_name(group_cmds[i].op));
 		*req = o;
 		return CHATC_EXT_OK;
  bad:
@@ -126,11 +115,11 @@ chatc_ext_command(const char *cmd, char *arg, int32_t uid,
 		    strcmp(rest, "0") != 0 && chatc_parse_id(rest, &id) == -1))
 			return CHATC_EXT_USAGE;
 		o = json_object_new_object();
-		add_int(o, "groupid", gid);
-		add_int(o, "id", uid);
-		add_int(o, "msgid", MSG_GROUP_MEMBERS);
+		put_int(o, "groupid", gid);
+		put_int(o, "id", uid);
+		put_int(o, "msgid", MSG_GROUP_MEMBERS);
 		if (rest != NULL)
-			add_int(o, "offset", strcmp(rest, "0") == 0 ? 0 : id);
+			put_int(o, "offset", strcmp(rest, "0") == 0 ? 0 : id);
 		*req = o;
 		return CHATC_EXT_OK;
 	}
@@ -145,13 +134,13 @@ chatc_ext_command(const char *cmd, char *arg, int32_t uid,
 			return CHATC_EXT_USAGE;
 		o = json_object_new_object();
 		if (unfriend) {
-			add_int(o, "friendid", id);
-			add_int(o, "id", uid);
-			add_int(o, "msgid", MSG_FRIEND_REMOVE);
+			put_int(o, "friendid", id);
+			put_int(o, "id", uid);
+			put_int(o, "msgid", MSG_FRIEND_REMOVE);
 		} else {
-			add_int(o, "id", uid);
-			add_int(o, "msgid", block ? MSG_BLOCK : MSG_UNBLOCK);
-			add_int(o, "userid", id);
+			put_int(o, "id", uid);
+			put_int(o, "msgid", block ? MSG_BLOCK : MSG_UNBLOCK);
+			put_int(o, "userid", id);
 		}
 		*req = o;
 		return CHATC_EXT_OK;
@@ -161,8 +150,8 @@ chatc_ext_command(const char *cmd, char *arg, int32_t uid,
 		if (arg != NULL)
 			return CHATC_EXT_USAGE;
 		o = json_object_new_object();
-		add_int(o, "id", uid);
-		add_int(o, "msgid", MSG_BLOCK_LIST);
+		put_int(o, "id", uid);
+		put_int(o, "msgid", MSG_BLOCK_LIST);
 		*req = o;
 		return CHATC_EXT_OK;
 	}

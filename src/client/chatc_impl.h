@@ -69,6 +69,8 @@ void	quit_now(struct chatc *cc, int code);
 void	start_quit(struct chatc *cc);
 
 /* chatc_req.c */
+void	put_int(struct json_object *o, const char *key, int64_t v);
+void	put_str(struct json_object *o, const char *key, const char *s);
 void	send_obj(struct chatc *cc, struct json_object *o);
 void	req_login(struct chatc *cc, int32_t id, const char *pw);
 void	req_register(struct chatc *cc, const char *name, const char *pw);

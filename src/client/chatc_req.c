@@ -18,13 +18,13 @@
 #include "util.h"
 
 
-static void
+void
 put_int(struct json_object *o, const char *key, int64_t v)
 {
 	json_object_object_add(o, key, json_object_new_int64(v));
 }
 
-static void
+void
 put_str(struct json_object *o, const char *key, const char *s)
 {
 	json_object_object_add(o, key, json_object_new_string(s));

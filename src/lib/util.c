@@ -1,6 +1,8 @@
 /* util.c - the monotonic clock and hex digits (util.h). */
 #include "config.h"
 
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "util.h"
@@ -54,4 +56,16 @@ util_hexval(int c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+char *
+util_memdupz(const void *p, size_t len)
+{
+	char	*s;
+
+	if (len == SIZE_MAX || (s = malloc(len + 1)) == NULL)
+		return NULL;
+	memcpy(s, p, len);
+	s[len] = '\0';
+	return s;
 }

@@ -106,7 +106,14 @@ obj_get(const struct fields *f, const char *key, struct json_object **v)
 	return json_object_object_get_ex(f->root, key, v);
 }
 
-static int
+/* What get_id and get_str found. */
+enum field_get {
+	FIELD_ABSENT,
+	FIELD_FOUND,		/* *out set */
+	FIELD_BAD		/* the wrong type or out of range: in fail */
+};
+
+static enum field_get
 get_id(const struct fields *f, const char *key, int32_t *out,
     struct proto_fail *fail)
 {
@@ -114,37 +121,37 @@ get_id(const struct fields *f, const char *key, int32_t *out,
 	int64_t			 n;
 
 	if (!obj_get(f, key, &v))
-		return 0;
+		return FIELD_ABSENT;
 	if (!json_object_is_type(v, json_type_int)) {
 		fail_set(fail, ERR_WRONG_TYPE,
 		    "field \"%s\": expected an integer", key);
-		return -1;
+		return FIELD_BAD;
 	}
 	/* values above INT64_MAX read as INT64_MAX: out of range too */
 	n = json_object_get_int64(v);
 	if (n < 1 || n > INT32_MAX) {
 		fail_set(fail, ERR_BAD_VALUE,
 		    "field \"%s\": out of range 1..2147483647", key);
-		return -1;
+		return FIELD_BAD;
 	}
 	*out = (int32_t)n;
-	return 1;
+	return FIELD_FOUND;
 }
 
 static int
 need_id(const struct fields *f, const char *key, int32_t *out,
     struct proto_fail *fail)
 {
-	int	 rc;
+	enum field_get	 got;
 
-	if ((rc = get_id(f, key, out, fail)) == 0) {
+	if ((got = get_id(f, key, out, fail)) == FIELD_ABSENT) {
 		fail_set(fail, ERR_MISSING_FIELD, "field \"%s\": missing", key);
 		return -1;
 	}
-	return rc == 1 ? 0 : -1;
+	return got == FIELD_FOUND ? 0 : -1;
 }
 
-static int
+static enum field_get
 get_str(const struct fields *f, const char *key, struct proto_str *out,
     struct proto_fail *fail)
 {
@@ -152,29 +159,29 @@ get_str(const struct fields *f, const char *key, struct proto_str *out,
 	int			 n;
 
 	if (!obj_get(f, key, &v))
-		return 0;
+		return FIELD_ABSENT;
 	if (!json_object_is_type(v, json_type_string)) {
 		fail_set(fail, ERR_WRONG_TYPE,
 		    "field \"%s\": expected a string", key);
-		return -1;
+		return FIELD_BAD;
 	}
 	n = json_object_get_string_len(v);
 	out->p = json_object_get_string(v);
 	out->len = n > 0 ? (size_t)n : 0;
-	return 1;
+	return FIELD_FOUND;
 }
 
 static int
 need_str(const struct fields *f, const char *key, struct proto_str *out,
     struct proto_fail *fail)
 {
-	int	 rc;
+	enum field_get	 got;
 
-	if ((rc = get_str(f, key, out, fail)) == 0) {
+	if ((got = get_str(f, key, out, fail)) == FIELD_ABSENT) {
 		fail_set(fail, ERR_MISSING_FIELD, "field \"%s\": missing", key);
 		return -1;
 	}
-	return rc == 1 ? 0 : -1;
+	return got == FIELD_FOUND ? 0 : -1;
 }
 
 /* Non-empty and within max bytes. */
@@ -365,6 +372,7 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 {
 	struct json_object	*v;
 	struct proto_str	 s;
+	enum field_get		 got, got2;
 	int64_t			 n;
 	int			 rc;
 
@@ -372,9 +380,9 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 	if (req->msgid == MSG_PING)
 		return 0;
 
-	if ((rc = get_id(f, "id", &req->id, fail)) == -1)
+	if ((got = get_id(f, "id", &req->id, fail)) == FIELD_BAD)
 		return -1;
-	req->has_id = rc;
+	req->has_id = got == FIELD_FOUND;
 	if (obj_get(f, "cmid", &v)) {
 		if (!json_object_is_type(v, json_type_int)) {
 			fail_set(fail, ERR_WRONG_TYPE,
@@ -397,17 +405,18 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 	switch (req->msgid) {
 	case MSG_LOGIN:
 		if (login_token(f, req, fail) == -1 ||
-		    (rc = get_str(f, "name", &s, fail)) == -1)
+		    (got = get_str(f, "name", &s, fail)) == FIELD_BAD)
 			return -1;
 		/* a resume token names the user: nothing else is needed */
 		if (req->token.p != NULL) {
-			if (get_str(f, "password", &req->password, fail) == -1)
+			if (get_str(f, "password", &req->password, fail) ==
+			    FIELD_BAD)
 				return -1;
 			goto login_opts;
 		}
 		/* by id when given; the name then is only type-checked */
 		if (!req->has_id) {
-			if (rc == 0) {
+			if (got == FIELD_ABSENT) {
 				fail_set(fail, ERR_MISSING_FIELD,
 				    "field \"id\" or \"name\": missing");
 				return -1;
@@ -498,7 +507,7 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 		    need_str(f, "msg", &req->msg, fail) == -1 ||
 		    check_len("msg", &req->msg, lim->max_message_bytes,
 		    fail) == -1 ||
-		    get_str(f, "name", &s, fail) == -1)
+		    get_str(f, "name", &s, fail) == FIELD_BAD)
 			return -1;
 		break;
 	case MSG_ADD_FRIEND:
@@ -512,7 +521,8 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 			return -1;
 		req->groupdesc.p = "";
 		req->groupdesc.len = 0;
-		if (get_str(f, "groupdesc", &req->groupdesc, fail) == -1)
+		if (get_str(f, "groupdesc", &req->groupdesc, fail) ==
+		    FIELD_BAD)
 			return -1;
 		if (req->groupdesc.len > lim->max_groupdesc_bytes) {
 			fail_set(fail, ERR_TOO_LONG,
@@ -549,11 +559,13 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 	case MSG_BLOCK_LIST:
 		break;
 	case MSG_TYPING:
-		if ((rc = get_id(f, "toid", &req->toid, fail)) == -1 ||
-		    (n = get_id(f, "groupid", &req->groupid, fail)) == -1)
+		if ((got = get_id(f, "toid", &req->toid, fail)) == FIELD_BAD ||
+		    (got2 = get_id(f, "groupid", &req->groupid, fail)) ==
+		    FIELD_BAD)
 			return -1;
-		if (rc + n != 1) {
-			fail_set(fail, rc ? ERR_BAD_VALUE : ERR_MISSING_FIELD,
+		if ((got == FIELD_FOUND) + (got2 == FIELD_FOUND) != 1) {
+			fail_set(fail, got == FIELD_FOUND ? ERR_BAD_VALUE :
+			    ERR_MISSING_FIELD,
 			    "field \"toid\" or \"groupid\": exactly one");
 			return -1;
 		}

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "util.h"
 
 int
 auth_hash(const char *pw, size_t pwlen, int cost, char *out, size_t outlen)
@@ -29,7 +30,7 @@ auth_hash(const char *pw, size_t pwlen, int cost, char *out, size_t outlen)
 		return -1;
 	if ((cd = calloc(1, sizeof(*cd))) == NULL)
 		return -1;
-	if ((pwz = strndup(pw, pwlen)) == NULL) {
+	if ((pwz = util_memdupz(pw, pwlen)) == NULL) {
 		free(cd);
 		return -1;
 	}
@@ -45,22 +46,22 @@ auth_hash(const char *pw, size_t pwlen, int cost, char *out, size_t outlen)
 	return rc;
 }
 
-int
+enum auth_result
 auth_verify(const char *pw, size_t pwlen, const char *hash)
 {
 	struct crypt_data	*cd;
 	char			*pwz, *h;
 	size_t			 i, hl;
 	unsigned char		 diff = 0;
-	int			 rc = -1;
+	enum auth_result	 rc = AUTH_FAIL;
 
 	if (memchr(pw, '\0', pwlen) != NULL)
-		return 0;
+		return AUTH_MISMATCH;
 	if ((cd = calloc(1, sizeof(*cd))) == NULL)
-		return -1;
-	if ((pwz = strndup(pw, pwlen)) == NULL) {
+		return AUTH_FAIL;
+	if ((pwz = util_memdupz(pw, pwlen)) == NULL) {
 		free(cd);
-		return -1;
+		return AUTH_FAIL;
 	}
 	h = crypt_r(pwz, hash, cd);
 	if (h != NULL && h[0] == '$') {
@@ -70,7 +71,7 @@ auth_verify(const char *pw, size_t pwlen, const char *hash)
 		else
 			for (i = 0; i < hl; i++)
 				diff |= (unsigned char)(h[i] ^ hash[i]);
-		rc = diff == 0;
+		rc = diff == 0 ? AUTH_OK : AUTH_MISMATCH;
 	}
 	explicit_bzero(pwz, pwlen);
 	free(pwz);
@@ -139,7 +140,8 @@ authpool_main(void *arg)
 
 		if (job->kind == AUTH_HASH)
 			job->result = auth_hash(job->pw, job->pwlen, job->cost,
-			    job->hash, sizeof(job->hash));
+			    job->hash, sizeof(job->hash)) == 0 ? AUTH_OK :
+			    AUTH_FAIL;
 		else
 			job->result = auth_verify(job->pw, job->pwlen, job->hash);
 

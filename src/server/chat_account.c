@@ -201,20 +201,20 @@ pw_job_done(struct auth_job *aj)
 
 	conn_unref(c);
 	if (j->aj.kind == AUTH_VERIFY) {
-		if (j->aj.result == 0)
+		if (j->aj.result == AUTH_MISMATCH)
 			chat_login_failed(c, j->ukey);
 		if (c->closing) {
 			pw_job_free(j);
 			return;
 		}
-		if (j->aj.result != 1 || c->sess->uid != j->uid) {
+		if (j->aj.result != AUTH_OK || c->sess->uid != j->uid) {
 			if (c->sess->uid != j->uid)
 				chat_error(c, MSG_ERROR, ERR_NOT_LOGGED_IN,
 				    MSG_PASSWD, "logged out meanwhile");
 			else
-				chat_error(c, MSG_ERROR, j->aj.result == -1 ?
-				    ERR_UNAVAILABLE : ERR_AUTH, MSG_PASSWD,
-				    j->aj.result == -1 ? NULL :
+				chat_error(c, MSG_ERROR, j->aj.result ==
+				    AUTH_FAIL ? ERR_UNAVAILABLE : ERR_AUTH,
+				    MSG_PASSWD, j->aj.result == AUTH_FAIL ? NULL :
 				    "wrong password");
 			conn_resume(c);
 			pw_job_free(j);
@@ -233,7 +233,7 @@ pw_job_done(struct auth_job *aj)
 		return;
 	}
 	if (!c->closing) {
-		if (j->aj.result != 0 || c->sess->uid != j->uid) {
+		if (j->aj.result != AUTH_OK || c->sess->uid != j->uid) {
 			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_PASSWD,
 			    NULL);
 		} else if ((rc = store_user_set_password(chat.store, j->uid,

@@ -104,15 +104,15 @@ block_filter(int32_t sender, int32_t *uids, size_t *n)
 	return 0;
 }
 
-int
+enum blocked
 blocked_by(int32_t uid, int32_t sender)
 {
 	int32_t	 one = uid;
 	size_t	 n = 1;
 
 	if (block_filter(sender, &one, &n) == -1)
-		return -1;
-	return n == 0;
+		return BLOCKED_UNKNOWN;
+	return n == 0 ? BLOCKED : BLOCKED_NOT;
 }
 
 static void

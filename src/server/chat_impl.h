@@ -154,8 +154,12 @@ int	session_blocks(struct conn *c, const char *line, size_t len);
 void	session_blocks_free(struct session *s);
 /* Drop from uids[0..*n) those who block sender (order kept); 0 or -1. */
 int	block_filter(int32_t sender, int32_t *uids, size_t *n);
-/* 1 when uid blocks sender, 0 when not, -1 when the store failed. */
-int	blocked_by(int32_t uid, int32_t sender);
+enum blocked {
+	BLOCKED_NOT,		/* uid does not block sender */
+	BLOCKED,		/* uid blocks sender */
+	BLOCKED_UNKNOWN		/* the store failed */
+};
+enum blocked blocked_by(int32_t uid, int32_t sender);
 void	handle_friend_remove(struct conn *c, const struct proto_req *req);
 /* MSG_BLOCK and MSG_UNBLOCK */
 void	handle_block(struct conn *c, const struct proto_req *req);

@@ -51,6 +51,7 @@ handle_add_friend(struct conn *c, const struct proto_req *req)
 {
 	struct session	*s = c->sess;
 	enum limit_result	 lr;
+	enum blocked		 bl;
 	int64_t			 n = 0;
 	int			 rc, lim;
 
@@ -80,8 +81,8 @@ handle_add_friend(struct conn *c, const struct proto_req *req)
 		}
 	}
 	/* a blocked user's request does not reach; it is not told */
-	if ((rc = blocked_by(req->friendid, s->uid)) != 0) {
-		if (rc == -1)
+	if ((bl = blocked_by(req->friendid, s->uid)) != BLOCKED_NOT) {
+		if (bl == BLOCKED_UNKNOWN)
 			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 			    NULL);
 		return;

@@ -274,7 +274,7 @@ login_queried(void *arg, int result, const int32_t *uids, const int *online,
 }
 
 static void
-login_claimed(void *arg, int result)
+login_claimed(void *arg, enum pubsub_claim_result result)
 {
 	struct login	*l = arg;
 	struct conn	*c = l->c;
@@ -282,20 +282,20 @@ login_claimed(void *arg, int result)
 	size_t		 i, j, n = 0, nask = 0;
 
 	conn_unref(c);
-	l->claimed = result != 1;
+	l->claimed = result != PUBSUB_ELSEWHERE;
 	if (c->closing) {
 		login_undo(l);
 		login_free(l);
 		return;
 	}
-	if (result == 1) {
+	if (result == PUBSUB_ELSEWHERE) {
 		online_remove(chat.online, l->uid, chat.slot, c->id);
 		chat_error(c, MSG_LOGIN_ACK, ERR_ONLINE, MSG_LOGIN,
 		    "this user is already online");
 		goto resume;
 	}
 	/*
-	 * result -1: Redis is out of reach.  The user logs in anyway:
+	 * PUBSUB_UNREACHABLE: Redis is out of reach.  The user logs in anyway:
 	 * chat with users of this node must go on, and the claim is
 	 * made once Redis is back.
 	 */
@@ -304,7 +304,7 @@ login_claimed(void *arg, int result)
 		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 		goto resume;
 	}
-	if (result == 0) {
+	if (result == PUBSUB_CLAIMED) {
 		/* whose state this node cannot tell: not online here */
 		n = l->friends.n;
 		for (i = 0; i < l->groups.n; i++)
@@ -351,10 +351,10 @@ login_done(struct chat_job *j)
 	struct store_group_list	 groups = { NULL, 0 };
 	struct online_entry	 e;
 	struct login		*l;
-	int			 rc;
+	enum online_add_result	 added;
 
-	if (j->aj.result != 1 || j->uid == 0) {
-		if (j->aj.result == -1)
+	if (j->aj.result != AUTH_OK || j->uid == 0) {
+		if (j->aj.result == AUTH_FAIL)
 			log_warnx("login: password check failed");
 		chat_error(c, MSG_LOGIN_ACK, ERR_AUTH, MSG_LOGIN,
 		    "wrong id or password");
@@ -365,13 +365,13 @@ login_done(struct chat_job *j)
 		    NULL);
 		return LOGIN_ANSWERED;
 	}
-	rc = online_add(chat.online, j->uid, chat.slot, c->id, &e);
-	if (rc == 1) {
+	added = online_add(chat.online, j->uid, chat.slot, c->id, &e);
+	if (added == ONLINE_TAKEN) {
 		chat_error(c, MSG_LOGIN_ACK, ERR_ONLINE, MSG_LOGIN,
 		    "this user is already online");
 		return LOGIN_ANSWERED;
 	}
-	if (rc == -1) {
+	if (added == ONLINE_REFUSED) {
 		log_warnx("session table full (max_online = %d)",
 		    chat.cfg->max_online);
 		chat_error(c, MSG_LOGIN_ACK, ERR_LIMIT, MSG_LOGIN,
@@ -427,7 +427,7 @@ chat_login_as(struct conn *c, int32_t uid)
 	memset(&j, 0, sizeof(j));
 	j.c = c;
 	j.msgid = MSG_LOGIN;
-	j.aj.result = 1;
+	j.aj.result = AUTH_OK;
 	j.uid = uid;
 	conn_pause(c);
 	if (login_done(&j) == LOGIN_ANSWERED)
@@ -441,7 +441,7 @@ reg_done(struct chat_job *j)
 	int32_t		 id;
 	int		 rc;
 
-	if (j->aj.result != 0) {
+	if (j->aj.result != AUTH_OK) {
 		log_warnx("register: hashing the password failed");
 		chat_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
 		return;
@@ -472,9 +472,9 @@ chat_job_done(struct auth_job *aj)
 
 	conn_unref(c);
 	/* counted even when the client left without waiting for the answer */
-	if (j->msgid == MSG_LOGIN && j->aj.result == 1 && j->uid != 0)
+	if (j->msgid == MSG_LOGIN && j->aj.result == AUTH_OK && j->uid != 0)
 		guard_login_ok(chat.guard, j->ukey);
-	else if (j->msgid == MSG_LOGIN && j->aj.result != -1)
+	else if (j->msgid == MSG_LOGIN && j->aj.result != AUTH_FAIL)
 		chat_login_failed(c, j->ukey);
 	if (!c->closing) {
 		if (j->msgid != MSG_LOGIN) {

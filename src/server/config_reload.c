@@ -15,6 +15,7 @@
 #include "cfg.h"
 #include "config_impl.h"
 #include "log.h"
+#include "util.h"
 
 static int
 cfg_equal(const struct cfg_key *k, const struct config *a,
@@ -156,12 +157,10 @@ cfg_unpack_reload(struct config *cur, const void *msg, size_t len)
 			off += sizeof(l);
 			if (l == UINT32_MAX)
 				break;
-			/* not strndup: the bytes are not NUL-terminated */
+			/* the bytes are not NUL-terminated */
 			if (len - off < l || (*FIELD(&next, k, char *) =
-			    malloc((size_t)l + 1)) == NULL)
+			    util_memdupz(p + off, l)) == NULL)
 				goto bad;
-			memcpy(*FIELD(&next, k, char *), p + off, l);
-			(*FIELD(&next, k, char *))[l] = '\0';
 			off += l;
 			break;
 		case CFG_SIZE:

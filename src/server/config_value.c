@@ -91,18 +91,23 @@ parse_size(const char *s, long long *out)
 	return 0;
 }
 
+/* *out 1 or 0; -1 when s is neither. */
 static int
-parse_bool(const char *s)
+parse_bool(const char *s, int *out)
 {
 	static const char *const yes[] = { "yes", "on", "true", "1" };
 	static const char *const no[] = { "no", "off", "false", "0" };
 	size_t	 i;
 
 	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		if (strcasecmp(s, yes[i]) == 0)
-			return 1;
-		if (strcasecmp(s, no[i]) == 0)
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = 1;
 			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
 	}
 	return -1;
 }
@@ -481,7 +486,7 @@ cfg_set(struct config *cfg, const struct cfg_key *k, const char *v,
 			*FIELD(cfg, k, size_t) = (size_t)n;
 		return 0;
 	case CFG_BOOL:
-		if ((r = parse_bool(v)) == -1) {
+		if (parse_bool(v, &r) == -1) {
 			snprintf(why, len, "bad value for %s: \"%.*s\" "
 			    "(yes or no)", k->name, CFG_SHOW, v);
 			return -1;

@@ -181,9 +181,9 @@ client_reply(struct ctl_server *s, struct ctl_client *c)
 static void
 client_read(struct ctl_server *s, struct ctl_client *c)
 {
-	ssize_t	 n;
-	size_t	 want;
-	int	 rc;
+	enum ctl_input	 in;
+	ssize_t		 n;
+	size_t		 want;
 
 	for (;;) {
 		want = s->max_request + 1 - buf_used(&c->in);
@@ -209,11 +209,11 @@ client_read(struct ctl_server *s, struct ctl_client *c)
 		client_reply(s, c);
 		return;
 	}
-	rc = s->ops->input(s->arg, buf_head(&c->in), buf_used(&c->in),
+	in = s->ops->input(s->arg, buf_head(&c->in), buf_used(&c->in),
 	    c->eof, &c->out);
-	if (rc == 1)
+	if (in == CTL_REPLY)
 		client_reply(s, c);
-	else if (rc == -1 || c->eof)
+	else if (in == CTL_CLOSE || c->eof)
 		client_close(s, c);
 }
 
@@ -690,7 +690,7 @@ do_kick(struct buf *out, const char *arg)
 	    e.slot);
 }
 
-static int
+static enum ctl_input
 control_input(void *arg, const char *p, size_t len, int eof,
     struct buf *out)
 {
@@ -699,12 +699,12 @@ control_input(void *arg, const char *p, size_t len, int eof,
 	struct buf	 errs = BUF_INIT;
 
 	if ((nl = memchr(p, '\n', len)) == NULL && !eof)
-		return 0;
+		return CTL_MORE;
 	if (nl != NULL)
 		len = (size_t)(nl - p);
 	if (memchr(p, '\0', len) != NULL) {
 		reply_error(out, "NUL byte in request");
-		return 1;
+		return CTL_REPLY;
 	}
 	memcpy(line, p, len);
 	line[len] = '\0';
@@ -713,11 +713,11 @@ control_input(void *arg, const char *p, size_t len, int eof,
 	a2 = a1 != NULL ? strtok_r(NULL, " \t\r", &save) : NULL;
 	if (cmd == NULL) {
 		reply_error(out, "empty request");
-		return 1;
+		return CTL_REPLY;
 	}
 	if (strcmp(cmd, "kick") == 0 ? a2 != NULL : a1 != NULL) {
 		reply_error(out, "too many arguments for %s", cmd);
-		return 1;
+		return CTL_REPLY;
 	}
 	if (strcmp(cmd, "status") == 0)
 		put_status(out);
@@ -744,7 +744,7 @@ control_input(void *arg, const char *p, size_t len, int eof,
 	} else
 		reply_error(out, "unknown command \"%.64s\" (status, stats, "
 		    "online, kick, reload, stop)", cmd);
-	return 1;
+	return CTL_REPLY;
 }
 
 static const struct ctl_server_ops control_ops = {

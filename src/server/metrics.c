@@ -216,7 +216,7 @@ http_too_big(void *arg, struct buf *out)
 	    "request too large\n", 1, NULL);
 }
 
-static int
+static enum ctl_input
 http_input(void *arg, const char *p, size_t len, int eof, struct buf *out)
 {
 	const struct ctl_env	*env = arg;
@@ -226,16 +226,16 @@ http_input(void *arg, const char *p, size_t len, int eof, struct buf *out)
 
 	switch (http_request_line(p, len, eof, &req)) {
 	case HTTP_LINE_MORE:
-		return 0;
+		return CTL_MORE;
 	case HTTP_LINE_EMPTY:
-		return -1;
+		return CTL_CLOSE;
 	case HTTP_LINE_BAD:
 		respond_text(out, 400, "Bad Request", "bad request\n", 1, NULL);
-		return 1;
+		return CTL_REPLY;
 	case HTTP_LINE_METHOD:
 		respond_text(out, 405, "Method Not Allowed",
 		    "only GET and HEAD\n", 1, "Allow: GET, HEAD\r\n");
-		return 1;
+		return CTL_REPLY;
 	case HTTP_LINE_OK:
 		break;
 	}
@@ -247,7 +247,7 @@ http_input(void *arg, const char *p, size_t len, int eof, struct buf *out)
 			buf_free(&body);
 			respond_text(out, 500, "Internal Server Error",
 			    "out of memory\n", get, NULL);
-			return 1;
+			return CTL_REPLY;
 		}
 		respond(out, 200, "OK", "text/plain; version=0.0.4; "
 		    "charset=utf-8", &body, get, NULL);
@@ -257,7 +257,7 @@ http_input(void *arg, const char *p, size_t len, int eof, struct buf *out)
 			respond(out, 200, "OK", "text/plain; charset=utf-8",
 			    &body, get, NULL);
 			buf_free(&body);
-			return 1;
+			return CTL_REPLY;
 		}
 		buf_append_str(&body, "\n");
 		respond(out, 503, "Service Unavailable",
@@ -266,7 +266,7 @@ http_input(void *arg, const char *p, size_t len, int eof, struct buf *out)
 		respond_text(out, 404, "Not Found", "not found: try /metrics "
 		    "or /health\n", get, NULL);
 	buf_free(&body);
-	return 1;
+	return CTL_REPLY;
 #undef PATH_IS
 }
 

@@ -516,16 +516,17 @@ online_destroy(struct online *o, int unlink_it)
 	free(o);
 }
 
-int
+enum online_add_result
 online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
     struct online_entry *out)
 {
 	struct bucket	*bk, *b;
 	uint32_t	 h, si, i, n, gen, reuse = UINT32_MAX;
-	int		 full, rc = -1;
+	enum online_add_result rc = ONLINE_REFUSED;
+	int		 full;
 
 	if (uid == 0 || slot >= o->nslots)
-		return -1;
+		return ONLINE_REFUSED;
 	h = util_hash32(uid);
 	si = stripe_of(o, h);
 	bk = stripe_buckets(o, si);
@@ -538,7 +539,7 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 	full = online_used(o) >= o->capacity;
 
 	if (stripe_lock(o, si) == -1)
-		return -1;
+		return ONLINE_REFUSED;
 	for (i = home_of(o, h), n = 0; n < o->nbuckets;
 	    i = (i + 1) & o->bmask, n++) {
 		b = &bk[i];
@@ -548,11 +549,11 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 			if (bucket_live(o, b)) {
 				if (out != NULL)
 					bucket_entry(b, out);
-				rc = 1;
+				rc = ONLINE_TAKEN;
 			} else {
 				/* A dead worker's session: take it over. */
 				bucket_rewrite(b, uid, slot, conn, gen);
-				rc = 0;
+				rc = ONLINE_ADDED;
 			}
 			goto out;
 		}
@@ -562,12 +563,12 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 	/* uid is absent; a stale bucket on its path can hold it. */
 	if (reuse != UINT32_MAX) {
 		bucket_rewrite(&bk[reuse], uid, slot, conn, gen);
-		rc = 0;
+		rc = ONLINE_ADDED;
 	} else if (n < o->nbuckets && !full &&
 	    count_get(o, si) < o->limit) {
 		bucket_fill(&bk[i], uid, slot, conn, gen);
 		count_set(o, si, count_get(o, si) + 1);
-		rc = 0;
+		rc = ONLINE_ADDED;
 	}
 out:
 	stripe_unlock(o, si);
@@ -590,6 +591,19 @@ bucket_find(struct online *o, struct bucket *bk, uint32_t h, uint32_t uid)
 	return -1;
 }
 
+/* Lock uid's stripe: its hash, stripe and buckets.  -1: uid 0 or no lock. */
+static int
+stripe_enter(struct online *o, uint32_t uid, uint32_t *h, uint32_t *si,
+    struct bucket **bk)
+{
+	if (uid == 0)
+		return -1;
+	*h = util_hash32(uid);
+	*si = stripe_of(o, *h);
+	*bk = stripe_buckets(o, *si);
+	return stripe_lock(o, *si);
+}
+
 int
 online_get(struct online *o, uint32_t uid, struct online_entry *out)
 {
@@ -598,13 +612,7 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 	int64_t		 i;
 	int		 rc = -1;
 
-	if (uid == 0)
-		return -1;
-	h = util_hash32(uid);
-	si = stripe_of(o, h);
-	bk = stripe_buckets(o, si);
-
-	if (stripe_lock(o, si) == -1)
+	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
 	if ((i = bucket_find(o, bk, h, uid)) != -1 && bucket_live(o, &bk[i])) {
 		if (out != NULL)
@@ -623,13 +631,7 @@ online_remove(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn)
 	int64_t		 i;
 	int		 rc = -1;
 
-	if (uid == 0)
-		return -1;
-	h = util_hash32(uid);
-	si = stripe_of(o, h);
-	bk = stripe_buckets(o, si);
-
-	if (stripe_lock(o, si) == -1)
+	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
 	if ((i = bucket_find(o, bk, h, uid)) != -1) {
 		b = &bk[i];
@@ -772,12 +774,7 @@ online_test_lock_stripe(struct online *o, uint32_t uid, int damage)
 	uint32_t	 h, si, i, j, k, p, home, mask = o->bmask;
 	int		 done = 0;
 
-	if (uid == 0)
-		return -1;
-	h = util_hash32(uid);
-	si = stripe_of(o, h);
-	bk = stripe_buckets(o, si);
-	if (stripe_lock(o, si) == -1)
+	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
 	if (damage == 0)
 		return 0;

@@ -108,6 +108,35 @@ count_delivery(uint64_t t, uint64_t now)
 	}
 }
 
+/* The "cb FROM SEQ T" of a line; -1 (counted as an error) if none. */
+static int
+parse_cb_counted(const char *line, size_t len, uint64_t *from, uint64_t *seq,
+    uint64_t *t)
+{
+	if (parse_cb(line, len, from, seq, t) == 0)
+		return 0;
+	ST.errors++;
+	if (O.verbose)
+		fprintf(stderr, "unexpected: %.*s\n", (int)len, line);
+	return -1;
+}
+
+/* seq against *next, the next expected: -1 for a duplicate (counted). */
+static int
+seq_check(uint64_t seq, uint64_t *next)
+{
+	if (seq == *next)
+		(*next)++;
+	else if (seq < *next) {
+		ST.dup++;
+		return -1;
+	} else {
+		ST.reordered++;
+		*next = seq + 1;
+	}
+	return 0;
+}
+
 static void
 on_pair_line(struct bc *c, const char *line, size_t len, uint64_t now)
 {
@@ -115,27 +144,16 @@ on_pair_line(struct bc *c, const char *line, size_t len, uint64_t now)
 	uint64_t	 from, seq, t;
 	int64_t		 id;
 
-	if (parse_cb(line, len, &from, &seq, &t) == -1) {
-		ST.errors++;
-		if (O.verbose)
-			fprintf(stderr, "unexpected: %.*s\n", (int)len, line);
+	if (parse_cb_counted(line, len, &from, &seq, &t) == -1)
 		return;
-	}
 	if (c->role != 1 || from != (uint64_t)p->a->uid ||
 	    (!O.raw && (json_int_field(line, len, "id", &id) == -1 ||
 	    id != p->a->uid))) {
 		ST.misrouted++;
 		return;
 	}
-	if (seq == p->recv_next)
-		p->recv_next++;
-	else if (seq < p->recv_next) {
-		ST.dup++;
+	if (seq_check(seq, &p->recv_next) == -1)
 		return;
-	} else {
-		ST.reordered++;
-		p->recv_next = seq + 1;
-	}
 	p->got++;
 	if (p->outstanding > 0)
 		p->outstanding--;
@@ -152,27 +170,16 @@ on_group_line(struct bc *c, const char *line, size_t len, uint64_t now)
 	int64_t		 gid;
 	int		*rem;
 
-	if (parse_cb(line, len, &from, &seq, &t) == -1) {
-		ST.errors++;
-		if (O.verbose)
-			fprintf(stderr, "unexpected: %.*s\n", (int)len, line);
+	if (parse_cb_counted(line, len, &from, &seq, &t) == -1)
 		return;
-	}
 	if (c->member == 0 || from != (uint64_t)g->m[0]->uid ||
 	    json_int_field(line, len, "groupid", &gid) == -1 ||
 	    gid != g->gid) {
 		ST.misrouted++;
 		return;
 	}
-	if (seq == c->expect)
-		c->expect++;
-	else if (seq < c->expect) {
-		ST.dup++;
+	if (seq_check(seq, &c->expect) == -1)
 		return;
-	} else {
-		ST.reordered++;
-		c->expect = seq + 1;
-	}
 	count_delivery(t, now);
 	if (seq + (uint64_t)O.inflight < g->next_seq)
 		return;		/* its slot was reused: too late to count */

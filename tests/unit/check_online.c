@@ -129,8 +129,8 @@ START_TEST(test_create_args)
 	o = online_create(name, 1, ONLINE_MAX_SLOTS, errbuf, sizeof(errbuf));
 	ck_assert_msg(o != NULL, "%s", errbuf);
 	ck_assert_int_eq(online_nslots(o), ONLINE_MAX_SLOTS);
-	ck_assert_int_eq(online_add(o, 1, ONLINE_MAX_SLOTS - 1, 1, NULL), 0);
-	ck_assert_int_eq(online_add(o, 2, 0, 1, NULL), -1);
+	ck_assert_int_eq(online_add(o, 1, ONLINE_MAX_SLOTS - 1, 1, NULL), ONLINE_ADDED);
+	ck_assert_int_eq(online_add(o, 2, 0, 1, NULL), ONLINE_REFUSED);
 	online_destroy(o, 1);
 	online_destroy(NULL, 1);
 }
@@ -144,7 +144,7 @@ START_TEST(test_basic)
 	o = table_new("basic", 1000, 4);
 	ck_assert_uint_eq(online_count(o), 0);
 	ck_assert_int_eq(online_get(o, 42, &e), -1);
-	ck_assert_int_eq(online_add(o, 42, 2, 7, NULL), 0);
+	ck_assert_int_eq(online_add(o, 42, 2, 7, NULL), ONLINE_ADDED);
 	memset(&e, 0, sizeof(e));
 	ck_assert_int_eq(online_get(o, 42, &e), 0);
 	ck_assert_uint_eq(e.uid, 42);
@@ -155,11 +155,11 @@ START_TEST(test_basic)
 	ck_assert_uint_eq(online_count(o), 1);
 
 	/* uid 0 is the empty marker; slots are bounded. */
-	ck_assert_int_eq(online_add(o, 0, 0, 1, NULL), -1);
+	ck_assert_int_eq(online_add(o, 0, 0, 1, NULL), ONLINE_REFUSED);
 	ck_assert_int_eq(online_get(o, 0, &e), -1);
 	ck_assert_int_eq(online_remove(o, 0, 0, 1), -1);
-	ck_assert_int_eq(online_add(o, 43, 4, 1, NULL), -1);
-	ck_assert_int_eq(online_add(o, UINT32_MAX, 3, 1, NULL), 0);
+	ck_assert_int_eq(online_add(o, 43, 4, 1, NULL), ONLINE_REFUSED);
+	ck_assert_int_eq(online_add(o, UINT32_MAX, 3, 1, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_get(o, UINT32_MAX, &e), 0);
 	ck_assert_uint_eq(online_count(o), 2);
 
@@ -178,13 +178,13 @@ START_TEST(test_duplicate)
 	struct online_entry	 e;
 
 	o = table_new("dup", 1000, 4);
-	ck_assert_int_eq(online_add(o, 5, 1, 100, NULL), 0);
+	ck_assert_int_eq(online_add(o, 5, 1, 100, NULL), ONLINE_ADDED);
 	memset(&e, 0, sizeof(e));
-	ck_assert_int_eq(online_add(o, 5, 3, 200, &e), 1);
+	ck_assert_int_eq(online_add(o, 5, 3, 200, &e), ONLINE_TAKEN);
 	ck_assert_uint_eq(e.uid, 5);
 	ck_assert_uint_eq(e.slot, 1);
 	ck_assert_uint_eq(e.conn, 100);
-	ck_assert_int_eq(online_add(o, 5, 1, 100, NULL), 1);
+	ck_assert_int_eq(online_add(o, 5, 1, 100, NULL), ONLINE_TAKEN);
 	ck_assert_int_eq(online_get(o, 5, &e), 0);
 	ck_assert_uint_eq(e.slot, 1);
 	ck_assert_uint_eq(online_count(o), 1);
@@ -198,7 +198,7 @@ START_TEST(test_remove_match)
 	struct online_entry	 e;
 
 	o = table_new("rmmatch", 1000, 4);
-	ck_assert_int_eq(online_add(o, 9, 1, 100, NULL), 0);
+	ck_assert_int_eq(online_add(o, 9, 1, 100, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_remove(o, 9, 1, 101), -1);
 	ck_assert_int_eq(online_remove(o, 9, 2, 100), -1);
 	ck_assert_int_eq(online_remove(o, 10, 1, 100), -1);
@@ -207,7 +207,7 @@ START_TEST(test_remove_match)
 	ck_assert_int_eq(online_get(o, 9, &e), -1);
 
 	/* A late logout of an old session leaves the new one alone. */
-	ck_assert_int_eq(online_add(o, 9, 2, 300, NULL), 0);
+	ck_assert_int_eq(online_add(o, 9, 2, 300, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_remove(o, 9, 1, 100), -1);
 	ck_assert_int_eq(online_get(o, 9, &e), 0);
 	ck_assert_uint_eq(e.conn, 300);
@@ -223,15 +223,15 @@ START_TEST(test_full)
 
 	o = table_new("full", 100, 2);
 	for (uid = 1; uid <= 100; uid++)
-		ck_assert_int_eq(online_add(o, uid, 0, uid, NULL), 0);
-	ck_assert_int_eq(online_add(o, 101, 0, 1, NULL), -1);
-	ck_assert_int_eq(online_add(o, 101, 1, 1, NULL), -1);
+		ck_assert_int_eq(online_add(o, uid, 0, uid, NULL), ONLINE_ADDED);
+	ck_assert_int_eq(online_add(o, 101, 0, 1, NULL), ONLINE_REFUSED);
+	ck_assert_int_eq(online_add(o, 101, 1, 1, NULL), ONLINE_REFUSED);
 	/* Already online is still reported as such. */
-	ck_assert_int_eq(online_add(o, 50, 1, 1, &e), 1);
+	ck_assert_int_eq(online_add(o, 50, 1, 1, &e), ONLINE_TAKEN);
 	ck_assert_uint_eq(e.conn, 50);
 	ck_assert_int_eq(online_remove(o, 50, 0, 50), 0);
-	ck_assert_int_eq(online_add(o, 101, 1, 1, NULL), 0);
-	ck_assert_int_eq(online_add(o, 102, 1, 1, NULL), -1);
+	ck_assert_int_eq(online_add(o, 101, 1, 1, NULL), ONLINE_ADDED);
+	ck_assert_int_eq(online_add(o, 102, 1, 1, NULL), ONLINE_REFUSED);
 	ck_assert_uint_eq(online_count(o), 100);
 	table_ok(o);
 
@@ -239,17 +239,17 @@ START_TEST(test_full)
 	online_slot_reset(o, 0);
 	ck_assert_uint_eq(online_count(o), 1);
 	for (uid = 1000; uid < 1099; uid++)
-		ck_assert_int_eq(online_add(o, uid, 1, uid, NULL), 0);
-	ck_assert_int_eq(online_add(o, 2000, 1, 1, NULL), -1);
+		ck_assert_int_eq(online_add(o, uid, 1, uid, NULL), ONLINE_ADDED);
+	ck_assert_int_eq(online_add(o, 2000, 1, 1, NULL), ONLINE_REFUSED);
 	table_ok(o);
 	online_destroy(o, 0);
 
 	/* The smallest table. */
 	o = table_new("full1", 1, 1);
-	ck_assert_int_eq(online_add(o, 3, 0, 1, NULL), 0);
-	ck_assert_int_eq(online_add(o, 4, 0, 1, NULL), -1);
+	ck_assert_int_eq(online_add(o, 3, 0, 1, NULL), ONLINE_ADDED);
+	ck_assert_int_eq(online_add(o, 4, 0, 1, NULL), ONLINE_REFUSED);
 	ck_assert_int_eq(online_remove(o, 3, 0, 1), 0);
-	ck_assert_int_eq(online_add(o, 4, 0, 1, NULL), 0);
+	ck_assert_int_eq(online_add(o, 4, 0, 1, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_get(o, 4, NULL), 0);
 	online_destroy(o, 0);
 }
@@ -268,7 +268,7 @@ churn(struct online *o, uint32_t n, uint32_t base, uint64_t seed)
 	for (i = 0; i < n; i++)
 		v[i] = base + i * 7919;		/* spread, not sequential */
 	for (i = 0; i < n; i++)
-		ck_assert_int_eq(online_add(o, v[i], i % 4, v[i], NULL), 0);
+		ck_assert_int_eq(online_add(o, v[i], i % 4, v[i], NULL), ONLINE_ADDED);
 	ck_assert_uint_eq(online_count(o), n);
 	table_ok(o);
 
@@ -292,7 +292,7 @@ churn(struct online *o, uint32_t n, uint32_t base, uint64_t seed)
 		table_ok(o);
 		for (i = 0; i < n / 2; i++)
 			ck_assert_int_eq(online_add(o, v[i], i % 4, v[i],
-			    NULL), 0);
+			    NULL), ONLINE_ADDED);
 		ck_assert_uint_eq(online_count(o), n);
 	}
 	for (i = 0; i < n; i++)
@@ -331,7 +331,7 @@ START_TEST(test_wrap_cluster)
 		    (util_hash32(uid) & 255) < 8))
 			v[n++] = uid;
 	for (i = 0; i < n; i++)
-		ck_assert_int_eq(online_add(o, v[i], 0, i + 1, NULL), 0);
+		ck_assert_int_eq(online_add(o, v[i], 0, i + 1, NULL), ONLINE_ADDED);
 	table_ok(o);
 	shuffle(v, n, 3);
 	for (i = 0; i < n; i++) {
@@ -379,7 +379,7 @@ START_TEST(test_foreach)
 
 	o = table_new("each", 1000, 2);
 	for (uid = 1; uid <= 500; uid++)
-		ck_assert_int_eq(online_add(o, uid, uid % 2, 1, NULL), 0);
+		ck_assert_int_eq(online_add(o, uid, uid % 2, 1, NULL), ONLINE_ADDED);
 	memset(&v, 0, sizeof(v));
 	online_foreach(o, visit_cb, &v);
 	ck_assert_uint_eq(v.n, 500);
@@ -412,9 +412,9 @@ START_TEST(test_slot_gen)
 	ck_assert_uint_ne(g, 0);
 	ck_assert_uint_eq(online_slot_gen(o, 3), 0);
 	for (uid = 1; uid <= 1000; uid++)
-		ck_assert_int_eq(online_add(o, uid, 1, uid, NULL), 0);
+		ck_assert_int_eq(online_add(o, uid, 1, uid, NULL), ONLINE_ADDED);
 	for (uid = 1001; uid <= 1500; uid++)
-		ck_assert_int_eq(online_add(o, uid, 2, uid, NULL), 0);
+		ck_assert_int_eq(online_add(o, uid, 2, uid, NULL), ONLINE_ADDED);
 
 	/* The bump alone hides slot 1 before any sweep. */
 	online_test_gen_bump(o, 1);
@@ -426,14 +426,14 @@ START_TEST(test_slot_gen)
 	ck_assert_msg(used == 1500, "%d: %s", used, errbuf);
 
 	/* Another worker takes over a stale session at once. */
-	ck_assert_int_eq(online_add(o, 5, 2, 77, NULL), 0);
+	ck_assert_int_eq(online_add(o, 5, 2, 77, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_get(o, 5, &e), 0);
 	ck_assert_uint_eq(e.slot, 2);
 	ck_assert_uint_eq(e.conn, 77);
 	/* A stale entry is not there to remove. */
 	ck_assert_int_eq(online_remove(o, 6, 1, 6), -1);
 	/* The slot's new worker logs in with the new generation. */
-	ck_assert_int_eq(online_add(o, 6, 1, 600, NULL), 0);
+	ck_assert_int_eq(online_add(o, 6, 1, 600, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_get(o, 6, &e), 0);
 	ck_assert_uint_eq(e.gen, g + 1);
 	ck_assert_uint_eq(online_count(o), 502);
@@ -463,7 +463,7 @@ START_TEST(test_slot_reset)
 	ck_assert_uint_eq(st->gen, g);
 
 	for (uid = 1; uid <= 1000; uid++)
-		ck_assert_int_eq(online_add(o, uid, uid % 3, uid, NULL), 0);
+		ck_assert_int_eq(online_add(o, uid, uid % 3, uid, NULL), ONLINE_ADDED);
 	online_slot_reset(o, 1);
 	ck_assert_uint_eq(online_slot_gen(o, 1), g + 1);
 	ck_assert_uint_eq(st->gen, g + 1);
@@ -481,8 +481,8 @@ START_TEST(test_slot_reset)
 	/* Swept, not just hidden: table_ok compares buckets used. */
 	table_ok(o);
 	ck_assert_uint_eq(online_count(o), 1000 - 334);
-	ck_assert_int_eq(online_add(o, 1, 2, 11, NULL), 0);
-	ck_assert_int_eq(online_add(o, 4, 1, 44, NULL), 0);
+	ck_assert_int_eq(online_add(o, 1, 2, 11, NULL), ONLINE_ADDED);
+	ck_assert_int_eq(online_add(o, 4, 1, 44, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_get(o, 4, &e), 0);
 	ck_assert_uint_eq(e.gen, g + 1);
 	online_slot_reset(o, 1);
@@ -506,7 +506,7 @@ START_TEST(test_stats_shared)
 	if ((pid = fork()) == 0) {
 		for (i = 0; i < 1000; i++)
 			__atomic_fetch_add(&st->msgs_out, 1, __ATOMIC_RELAXED);
-		_exit(online_add(o, 3, 1, 1, NULL) == 0 ? 0 : 1);
+		_exit(online_add(o, 3, 1, 1, NULL) == ONLINE_ADDED ? 0 : 1);
 	}
 	ck_assert_int_ne(pid, -1);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -530,9 +530,9 @@ START_TEST(test_two_tables)
 	ck_assert_msg(a != NULL, "%s", errbuf);
 	b = online_create(nb, 100, 2, errbuf, sizeof(errbuf));
 	ck_assert_msg(b != NULL, "%s", errbuf);
-	ck_assert_int_eq(online_add(a, 1, 0, 10, NULL), 0);
+	ck_assert_int_eq(online_add(a, 1, 0, 10, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_get(b, 1, &e), -1);
-	ck_assert_int_eq(online_add(b, 1, 1, 20, NULL), 0);
+	ck_assert_int_eq(online_add(b, 1, 1, 20, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_get(a, 1, &e), 0);
 	ck_assert_uint_eq(e.slot, 0);
 	ck_assert_uint_eq(e.conn, 10);
@@ -582,6 +582,7 @@ hammer(struct online *o, int k, struct proc_book *bk, long ops, uint64_t seed)
 	uint32_t		 uid, idx, conn = 1, *have;
 	uint64_t		 r;
 	long			 n;
+	enum online_add_result	 added;
 	int			 rc, op;
 
 	for (n = 0; ops < 0 ? !*stop_flag : n < ops; n++) {
@@ -599,18 +600,18 @@ hammer(struct online *o, int k, struct proc_book *bk, long ops, uint64_t seed)
 		}
 		switch (op) {
 		case 0:
-			rc = online_add(o, uid, k, conn, &e);
-			if (*have != 0 ? rc == 1 && e.uid == uid &&
-			    e.slot == k && e.conn == *have :
-			    rc == 0 || (rc == 1 && uid >= SHARED_BASE &&
-			    e.uid == uid && e.slot != k)) {
-				if (rc == 0)
+			added = online_add(o, uid, k, conn, &e);
+			if (*have != 0 ? added == ONLINE_TAKEN &&
+			    e.uid == uid && e.slot == k && e.conn == *have :
+			    added == ONLINE_ADDED || (added == ONLINE_TAKEN &&
+			    uid >= SHARED_BASE && e.uid == uid && e.slot != k)) {
+				if (added == ONLINE_ADDED)
 					*have = conn;
 				break;
 			}
 			snprintf(bk->why, sizeof(bk->why), "add %u: rc %d, "
-			    "have %u, got slot %u conn %u", uid, rc, *have,
-			    e.slot, e.conn);
+			    "have %u, got slot %u conn %u", uid, (int)added,
+			    *have, e.slot, e.conn);
 			return -1;
 		case 1:
 			rc = online_get(o, uid, &e);
@@ -901,7 +902,7 @@ START_TEST(test_dead_holder)
 
 	o = table_new("dead", 1000, 2);
 	for (uid = 1; uid <= 999; uid++)
-		ck_assert_int_eq(online_add(o, uid, 0, uid, NULL), 0);
+		ck_assert_int_eq(online_add(o, uid, 0, uid, NULL), ONLINE_ADDED);
 
 	/* Killed while holding the lock, nobody waiting. */
 	locker = spawn_locker(o, 7, 0, &done);
@@ -910,7 +911,7 @@ START_TEST(test_dead_holder)
 	ck_assert_int_eq(online_get(o, 7, &e), 0);
 	ck_assert_uint_eq(e.conn, 7);
 	ck_assert_int_eq(online_remove(o, 7, 0, 7), 0);
-	ck_assert_int_eq(online_add(o, 7, 1, 70, NULL), 0);
+	ck_assert_int_eq(online_add(o, 7, 1, 70, NULL), ONLINE_ADDED);
 	for (uid = 1; uid <= 999; uid++)
 		ck_assert_int_eq(online_get(o, uid, NULL), 0);
 	table_ok(o);
@@ -921,7 +922,7 @@ START_TEST(test_dead_holder)
 	ck_assert_int_ne(waiter, -1);
 	if (waiter == 0)
 		_exit(online_get(o, 8, &e) == 0 && e.conn == 8 &&
-		    online_add(o, 1000, 1, 1, NULL) == 0 ? 0 : 1);
+		    online_add(o, 1000, 1, 1, NULL) == ONLINE_ADDED ? 0 : 1);
 	usleep(50000);
 	ck_assert_int_eq(waitpid(waiter, &status, WNOHANG), 0);
 	kill_wait(locker);
@@ -949,7 +950,7 @@ START_TEST(test_dead_holder_damage)
 
 	o = table_new("damage", 4000, 2);
 	for (uid = 1; uid <= 4000; uid++)
-		ck_assert_int_eq(online_add(o, uid, uid % 2, uid, NULL), 0);
+		ck_assert_int_eq(online_add(o, uid, uid % 2, uid, NULL), ONLINE_ADDED);
 	locker = spawn_locker(o, target, damage, &done);
 	kill_wait(locker);
 	ck_assert_int_eq(done, damage);
@@ -965,8 +966,8 @@ START_TEST(test_dead_holder_damage)
 	ck_assert_uint_eq(online_count(o), 4000);
 	ck_assert_int_eq(online_remove(o, target, target % 2, target), 0);
 	ck_assert_int_eq(online_get(o, target, &e), -1);
-	ck_assert_int_eq(online_add(o, target, 0, 1, NULL), 0);
-	ck_assert_int_eq(online_add(o, 4001, 0, 1, NULL), -1);
+	ck_assert_int_eq(online_add(o, target, 0, 1, NULL), ONLINE_ADDED);
+	ck_assert_int_eq(online_add(o, 4001, 0, 1, NULL), ONLINE_REFUSED);
 	table_ok(o);
 	online_destroy(o, 0);
 }

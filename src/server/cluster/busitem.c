@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "busitem.h"
+#include "util.h"
 
 #define MAC_LEN		32
 #define MAC_HEX		(2 * MAC_LEN)
@@ -327,7 +328,7 @@ busauth_first_report(struct busauth *a, const char *src, size_t srclen)
 			return 0;
 	if (a->nsources == SOURCES_MAX)
 		return 0;
-	if ((a->sources[a->nsources] = strndup(src, srclen)) == NULL)
+	if ((a->sources[a->nsources] = util_memdupz(src, srclen)) == NULL)
 		return 0;
 	a->nsources++;
 	return 1;

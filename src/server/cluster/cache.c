@@ -65,7 +65,7 @@ pcache_put(struct pcache *c, int32_t uid, const char *queue, size_t len,
 		    sizeof(*nq))) == NULL)
 			return;
 		c->queues = nq;
-		if ((nq[c->nqueues] = strndup(queue, len)) == NULL)
+		if ((nq[c->nqueues] = util_memdupz(queue, len)) == NULL)
 			return;
 		q = (int)c->nqueues++;
 	}

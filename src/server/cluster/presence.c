@@ -215,8 +215,8 @@ presence_done(struct bus *ps, struct req *r, void *reply)
 		 */
 		if (result == 0 && q != NULL)
 			queue_reap(ps, q);
-		r->cb.claim(r->arg, result == 0 || result == 1 ? (int)result :
-		    -1);
+		r->cb.claim(r->arg, result == 0 ? PUBSUB_CLAIMED :
+		    result == 1 ? PUBSUB_ELSEWHERE : PUBSUB_UNREACHABLE);
 		break;
 	case REQ_REASSERT:
 		if (claim_status(rep, &q) == 1 &&
@@ -272,7 +272,7 @@ bus_claim(struct bus *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
 		log_warnx("redis: out of memory: user %d will not be "
 		    "re-asserted after a reconnect", (int)uid);
 	if ((r = presence_req(ps, REQ_CLAIM, uid)) == NULL) {
-		cb(arg, -1);
+		cb(arg, PUBSUB_UNREACHABLE);
 		return;
 	}
 	r->cb.claim = cb;

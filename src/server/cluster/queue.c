@@ -43,15 +43,16 @@ pub_answer(struct pubreq *p, long receivers)
 }
 
 /*
- * A publish that failed: its caller hears -1.  A nudge has no caller;
- * its user is nudged again once Redis is back, or a user online on
- * another node would find what was stored meanwhile only at the next
- * login.
+ * A publish that failed: its caller hears -1.  A nudge (a uid and no
+ * line) has no caller: its user is nudged again once Redis is back, or
+ * a user online on another node would find what was stored meanwhile
+ * only at the next login.
  */
 static void
 pub_fail(struct bus *ps, struct pubreq *p)
 {
-	if (p->cb == NULL && !ps->exiting)
+	if (p->item != NULL && p->ilen == p->off + p->uidlen &&
+	    !ps->exiting)
 		(void)uidset_add(&ps->nudge_later, p->uid);
 	pub_answer(p, -1);
 }
@@ -447,7 +448,7 @@ void
 bus_publish(struct bus *ps, int32_t uid, const char *line, size_t len,
     pubsub_publish_cb *cb, void *arg)
 {
-	if (pub_add(ps, uid, line, len, cb, arg) == -1)
+	if (pub_add(ps, uid, line, len, cb, arg) == -1 && cb != NULL)
 		cb(arg, uid, -1, line, len);
 }
 
