@@ -82,6 +82,13 @@ enum online_add_result {
  */
 enum online_add_result online_add(struct online *o, uint32_t uid, uint16_t slot,
 	    uint32_t conn, struct online_entry *out);
+/*
+ * Give old->uid's entry to (slot, conn) if it is still exactly *old: a
+ * resumed session takes over a stale one, whose later removal then
+ * finds nothing of its own.  0, or -1 when the entry changed meanwhile.
+ */
+int	online_replace(struct online *o, const struct online_entry *old,
+	    uint16_t slot, uint32_t conn);
 /* 0 and *out filled when uid is online, -1 when not. */
 int	online_get(struct online *o, uint32_t uid, struct online_entry *out);
 /*

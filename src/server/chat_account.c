@@ -124,7 +124,7 @@ handle_token_login(struct conn *c, const struct proto_req *req)
 	}
 	s->token_gen = gen;
 	s->has_gen = 1;
-	chat_login_as(c, cl.uid);
+	chat_login_resumed(c, cl.uid);
 }
 
 /* Answer an account request, with a fresh token when the session wants one. */

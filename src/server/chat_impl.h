@@ -74,8 +74,12 @@ void	chat_str_set(struct proto_str *s, const char *p, size_t len);
 void	handle_login(struct conn *c, const struct proto_req *req);
 void	handle_reg(struct conn *c, const struct proto_req *req);
 void	chat_logout(struct conn *c);
-/* Log c in as uid, already proven (a resume token): no password hash. */
-void	chat_login_as(struct conn *c, int32_t uid);
+/*
+ * Log c in as uid, already proven (a resume token): no password hash.
+ * A session of uid on this node is taken over (closed, no logout); one
+ * on another node is answered errno 2, as for a password login.
+ */
+void	chat_login_resumed(struct conn *c, int32_t uid);
 
 /* chat_account.c */
 /* A resume token for c's user into out (TOKEN_BUF_LEN); -1: none. */

@@ -23,6 +23,7 @@ struct chat_job {
 	uint64_t	 ukey;		/* LOGIN: failed-login key of the user */
 	char		*name;		/* REG: the new user's name */
 	size_t		 name_len;
+	int		 resumed;	/* LOGIN with a token: may take over */
 };
 
 /* The error answer for a request: LOGIN and REG get their own ACK. */
@@ -342,6 +343,43 @@ enum login_result {
 	LOGIN_PENDING		/* the answer follows; c stays paused */
 };
 
+/*
+ * A resumed session (token login) takes over the user's session e on
+ * this node: most often the same client, whose old connection is not
+ * yet known dead (a network change sends no FIN).  The old connection
+ * is closed without a logout: the user stays online, now on c.  0, or
+ * -1 when e changed meanwhile.
+ */
+static int
+take_over(struct conn *c, const struct online_entry *e)
+{
+	struct conn	*old;
+	struct chan_hdr	 h;
+
+	if (online_replace(chat.online, e, chat.slot, c->id) == -1)
+		return -1;
+	if (e->slot == chat.slot) {
+		/* detached first, so that closing it releases nothing */
+		if ((old = session_conn(e->conn, (int32_t)e->uid)) != NULL) {
+			conn_logged_out(old);
+			old->sess->uid = 0;
+			conn_close(old, "taken over by a resumed session");
+		}
+	} else {
+		/* that worker's logout finds the entry and presence ours */
+		memset(&h, 0, sizeof(h));
+		h.type = CHAN_KICK;
+		h.uid = e->uid;
+		h.conn = e->conn;
+		h.gen = e->gen;
+		h.from_slot = chat.slot;
+		(void)chat.to_slot(e->slot, &h, "");
+	}
+	log_info("user %u resumed on a new connection; its connection %u of "
+	    "worker %u is closed", e->uid, e->conn, e->slot);
+	return 0;
+}
+
 static enum login_result
 login_done(struct chat_job *j)
 {
@@ -366,6 +404,8 @@ login_done(struct chat_job *j)
 		return LOGIN_ANSWERED;
 	}
 	added = online_add(chat.online, j->uid, chat.slot, c->id, &e);
+	if (added == ONLINE_TAKEN && j->resumed && take_over(c, &e) == 0)
+		added = ONLINE_ADDED;
 	if (added == ONLINE_TAKEN) {
 		chat_error(c, MSG_LOGIN_ACK, ERR_ONLINE, MSG_LOGIN,
 		    "this user is already online");
@@ -420,7 +460,7 @@ login_done(struct chat_job *j)
 }
 
 void
-chat_login_as(struct conn *c, int32_t uid)
+chat_login_resumed(struct conn *c, int32_t uid)
 {
 	struct chat_job	 j;
 
@@ -429,6 +469,7 @@ chat_login_as(struct conn *c, int32_t uid)
 	j.msgid = MSG_LOGIN;
 	j.aj.result = AUTH_OK;
 	j.uid = uid;
+	j.resumed = 1;
 	conn_pause(c);
 	if (login_done(&j) == LOGIN_ANSWERED)
 		conn_resume(c);

@@ -624,6 +624,30 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 }
 
 int
+online_replace(struct online *o, const struct online_entry *old,
+    uint16_t slot, uint32_t conn)
+{
+	struct bucket	*bk, *b;
+	uint32_t	 h, si;
+	int64_t		 i;
+	int		 rc = -1;
+
+	if (slot >= o->nslots || stripe_enter(o, old->uid, &h, &si, &bk) == -1)
+		return -1;
+	if ((i = bucket_find(o, bk, h, old->uid)) != -1) {
+		b = &bk[i];
+		if (bucket_live(o, b) && b->slot == old->slot &&
+		    b->conn == old->conn && b->gen == old->gen) {
+			bucket_rewrite(b, old->uid, slot, conn,
+			    slot_gen(o, slot));
+			rc = 0;
+		}
+	}
+	stripe_unlock(o, si);
+	return rc;
+}
+
+int
 online_remove(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn)
 {
 	struct bucket	*bk, *b;

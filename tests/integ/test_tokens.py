@@ -12,6 +12,9 @@
 - A key file readable by others stops chatd at start.
 - With the hash queue full (auth_queue_max) logins are answered "busy,
   retry in N ms" (errno 29, "retryms") at once, not left to time out.
+- A token login takes over the user's session on the same node (the
+  old connection, not yet known dead, is closed); a password login while
+  online is still refused with errno 2.
 - Tokens never appear in the log.
 - chatc, in script and interactive mode, logs in again with its token
   after chatd is restarted mid-session and shows what arrived meanwhile
@@ -118,6 +121,40 @@ class Tokens(unittest.TestCase):
             x.close()
         self.assertNotIn(r["token"], self.srv.log_text())
         self.assertNotIn(r2["token"], self.srv.log_text())
+
+    def test_resume_takes_over_a_stale_session(self):
+        """A client whose old connection the server still holds (a network
+        change sends no FIN) resumes with its token: the new connection
+        takes the session over, on the same worker or another, and the
+        old one is closed; chats reach the new one.  A password login
+        while online still gets errno 2, as the seed expects."""
+        uid, _ = self.new_user()
+        peer, peer_name = self.new_user()
+        p = self.srv.client()
+        self.assertEqual(p.login_raw(peer, "pw")["errno"], 0)
+        old = self.srv.client_on(0)
+        tok = login_token(old, uid, "pw")["token"]
+        c = self.srv.client()
+        self.assertEqual(c.login_raw(uid, "pw")["errno"],
+                         chatlib.ERR_ONLINE)
+        c.close()
+        for slot in (0, 1, 1, 0):       # same worker, other, same, other
+            new = self.srv.client_on(slot)
+            r = resume(new, tok)
+            self.assertEqual(r["errno"], 0, r)
+            tok = r["token"]
+            self.assertTrue(old.wait_closed(), "old connection kept")
+            p.chat(peer, peer_name, uid, "to worker %d" % slot)
+            self.assertEqual(new.recv_msgid(chatlib.ONE_CHAT)["msg"],
+                             "to worker %d" % slot)
+            old.close()
+            old = new
+        # the user is online once: a password login is still refused
+        c = self.srv.client()
+        self.assertEqual(c.login_raw(uid, "pw")["errno"],
+                         chatlib.ERR_ONLINE)
+        for x in (c, old, p):
+            x.close()
 
     def test_one_bit_altered(self):
         uid, _ = self.new_user()

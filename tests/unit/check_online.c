@@ -215,6 +215,32 @@ START_TEST(test_remove_match)
 }
 END_TEST
 
+/* A resumed session takes the entry over only while it is unchanged. */
+START_TEST(test_replace)
+{
+	struct online		*o;
+	struct online_entry	 old, e;
+
+	o = table_new("replace", 1000, 4);
+	ck_assert_int_eq(online_add(o, 9, 1, 100, NULL), ONLINE_ADDED);
+	ck_assert_int_eq(online_add(o, 9, 2, 200, &old), ONLINE_TAKEN);
+	ck_assert_int_eq(online_replace(o, &old, 2, 200), 0);
+	ck_assert_int_eq(online_get(o, 9, &e), 0);
+	ck_assert_uint_eq(e.slot, 2);
+	ck_assert_uint_eq(e.conn, 200);
+	/* the old session's late logout finds nothing of its own */
+	ck_assert_int_eq(online_remove(o, 9, 1, 100), -1);
+	/* a second taker with the same stale view loses */
+	ck_assert_int_eq(online_replace(o, &old, 3, 300), -1);
+	ck_assert_int_eq(online_get(o, 9, &e), 0);
+	ck_assert_uint_eq(e.conn, 200);
+	ck_assert_uint_eq(online_count(o), 1);
+	ck_assert_int_eq(online_remove(o, 9, 2, 200), 0);
+	ck_assert_int_eq(online_replace(o, &e, 3, 300), -1);	/* gone */
+	online_destroy(o, 0);
+}
+END_TEST
+
 START_TEST(test_full)
 {
 	struct online		*o;
@@ -986,6 +1012,7 @@ online_suite(void)
 	tcase_add_test(tc, test_create_args);
 	tcase_add_test(tc, test_basic);
 	tcase_add_test(tc, test_duplicate);
+	tcase_add_test(tc, test_replace);
 	tcase_add_test(tc, test_remove_match);
 	tcase_add_test(tc, test_full);
 	tcase_add_test(tc, test_foreach);
