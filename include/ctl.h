@@ -28,7 +28,7 @@ struct ctl_server;
 /* What a server's input callback made of the bytes received so far. */
 enum ctl_input {
 	CTL_MORE,		/* need more */
-	CTL_REPLY,		/* the reply is in out: written, then closed */
+	CTL_REPLY,		/* the reply is in out: written, closed */
 	CTL_CLOSE		/* close at once */
 };
 

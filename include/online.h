@@ -73,7 +73,7 @@ void	online_destroy(struct online *o, int unlink_it);
 enum online_add_result {
 	ONLINE_ADDED,		/* uid is now (slot, conn)'s */
 	ONLINE_TAKEN,		/* uid is online already */
-	ONLINE_REFUSED		/* table full, uid 0 or slot out of range */
+	ONLINE_REFUSED		/* table full, uid 0 or a bad slot */
 };
 
 /*

@@ -214,8 +214,8 @@ pw_job_done(struct auth_job *aj)
 			else
 				chat_error(c, MSG_ERROR, j->aj.result ==
 				    AUTH_FAIL ? ERR_UNAVAILABLE : ERR_AUTH,
-				    MSG_PASSWD, j->aj.result == AUTH_FAIL ? NULL :
-				    "wrong password");
+				    MSG_PASSWD, j->aj.result == AUTH_FAIL ?
+				    NULL : "wrong password");
 			conn_resume(c);
 			pw_job_free(j);
 			return;

@@ -202,8 +202,8 @@ void		*xcalloc(size_t n, size_t sz);
 void		*xrealloc(void *p, size_t sz);
 size_t		 fmt_u64(char *p, uint64_t v);
 int		 scan_u64(const char **pp, const char *end, uint64_t *out);
-int		 json_int_field(const char *line, size_t len, const char *key,
-		    int64_t *out);
+int		 json_int_field(const char *line, size_t len,
+		    const char *key, int64_t *out);
 const char	*idfile_path(void);
 void		 load_ids(long need);
 int		 user_name(char *p, size_t len, long idx);
@@ -289,8 +289,8 @@ void		 server_sample(struct srv *s);
 void		 sum_stats(struct stats *s);
 void		 progress(double t, const struct stats *s, uint64_t *prev,
 		    const char *phase);
-int		 parent_wait(double limit, int (*pred)(void), const char *phase,
-		    double t0);
+int		 parent_wait(double limit, int (*pred)(void),
+		    const char *phase, double t0);
 int		 all_ready(void);
 int		 all_done(void);
 void		 fetch_tokens(long n);

@@ -129,7 +129,8 @@ START_TEST(test_create_args)
 	o = online_create(name, 1, ONLINE_MAX_SLOTS, errbuf, sizeof(errbuf));
 	ck_assert_msg(o != NULL, "%s", errbuf);
 	ck_assert_int_eq(online_nslots(o), ONLINE_MAX_SLOTS);
-	ck_assert_int_eq(online_add(o, 1, ONLINE_MAX_SLOTS - 1, 1, NULL), ONLINE_ADDED);
+	ck_assert_int_eq(online_add(o, 1, ONLINE_MAX_SLOTS - 1, 1, NULL),
+	    ONLINE_ADDED);
 	ck_assert_int_eq(online_add(o, 2, 0, 1, NULL), ONLINE_REFUSED);
 	online_destroy(o, 1);
 	online_destroy(NULL, 1);
@@ -249,7 +250,8 @@ START_TEST(test_full)
 
 	o = table_new("full", 100, 2);
 	for (uid = 1; uid <= 100; uid++)
-		ck_assert_int_eq(online_add(o, uid, 0, uid, NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, uid, 0, uid, NULL),
+		    ONLINE_ADDED);
 	ck_assert_int_eq(online_add(o, 101, 0, 1, NULL), ONLINE_REFUSED);
 	ck_assert_int_eq(online_add(o, 101, 1, 1, NULL), ONLINE_REFUSED);
 	/* Already online is still reported as such. */
@@ -265,7 +267,8 @@ START_TEST(test_full)
 	online_slot_reset(o, 0);
 	ck_assert_uint_eq(online_count(o), 1);
 	for (uid = 1000; uid < 1099; uid++)
-		ck_assert_int_eq(online_add(o, uid, 1, uid, NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, uid, 1, uid, NULL),
+		    ONLINE_ADDED);
 	ck_assert_int_eq(online_add(o, 2000, 1, 1, NULL), ONLINE_REFUSED);
 	table_ok(o);
 	online_destroy(o, 0);
@@ -294,7 +297,8 @@ churn(struct online *o, uint32_t n, uint32_t base, uint64_t seed)
 	for (i = 0; i < n; i++)
 		v[i] = base + i * 7919;		/* spread, not sequential */
 	for (i = 0; i < n; i++)
-		ck_assert_int_eq(online_add(o, v[i], i % 4, v[i], NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, v[i], i % 4, v[i], NULL),
+		    ONLINE_ADDED);
 	ck_assert_uint_eq(online_count(o), n);
 	table_ok(o);
 
@@ -357,7 +361,8 @@ START_TEST(test_wrap_cluster)
 		    (util_hash32(uid) & 255) < 8))
 			v[n++] = uid;
 	for (i = 0; i < n; i++)
-		ck_assert_int_eq(online_add(o, v[i], 0, i + 1, NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, v[i], 0, i + 1, NULL),
+		    ONLINE_ADDED);
 	table_ok(o);
 	shuffle(v, n, 3);
 	for (i = 0; i < n; i++) {
@@ -405,7 +410,8 @@ START_TEST(test_foreach)
 
 	o = table_new("each", 1000, 2);
 	for (uid = 1; uid <= 500; uid++)
-		ck_assert_int_eq(online_add(o, uid, uid % 2, 1, NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, uid, uid % 2, 1, NULL),
+		    ONLINE_ADDED);
 	memset(&v, 0, sizeof(v));
 	online_foreach(o, visit_cb, &v);
 	ck_assert_uint_eq(v.n, 500);
@@ -438,9 +444,11 @@ START_TEST(test_slot_gen)
 	ck_assert_uint_ne(g, 0);
 	ck_assert_uint_eq(online_slot_gen(o, 3), 0);
 	for (uid = 1; uid <= 1000; uid++)
-		ck_assert_int_eq(online_add(o, uid, 1, uid, NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, uid, 1, uid, NULL),
+		    ONLINE_ADDED);
 	for (uid = 1001; uid <= 1500; uid++)
-		ck_assert_int_eq(online_add(o, uid, 2, uid, NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, uid, 2, uid, NULL),
+		    ONLINE_ADDED);
 
 	/* The bump alone hides slot 1 before any sweep. */
 	online_test_gen_bump(o, 1);
@@ -489,7 +497,8 @@ START_TEST(test_slot_reset)
 	ck_assert_uint_eq(st->gen, g);
 
 	for (uid = 1; uid <= 1000; uid++)
-		ck_assert_int_eq(online_add(o, uid, uid % 3, uid, NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, uid, uid % 3, uid, NULL),
+		    ONLINE_ADDED);
 	online_slot_reset(o, 1);
 	ck_assert_uint_eq(online_slot_gen(o, 1), g + 1);
 	ck_assert_uint_eq(st->gen, g + 1);
@@ -630,7 +639,8 @@ hammer(struct online *o, int k, struct proc_book *bk, long ops, uint64_t seed)
 			if (*have != 0 ? added == ONLINE_TAKEN &&
 			    e.uid == uid && e.slot == k && e.conn == *have :
 			    added == ONLINE_ADDED || (added == ONLINE_TAKEN &&
-			    uid >= SHARED_BASE && e.uid == uid && e.slot != k)) {
+			    uid >= SHARED_BASE && e.uid == uid &&
+			    e.slot != k)) {
 				if (added == ONLINE_ADDED)
 					*have = conn;
 				break;
@@ -928,7 +938,8 @@ START_TEST(test_dead_holder)
 
 	o = table_new("dead", 1000, 2);
 	for (uid = 1; uid <= 999; uid++)
-		ck_assert_int_eq(online_add(o, uid, 0, uid, NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, uid, 0, uid, NULL),
+		    ONLINE_ADDED);
 
 	/* Killed while holding the lock, nobody waiting. */
 	locker = spawn_locker(o, 7, 0, &done);
@@ -976,7 +987,8 @@ START_TEST(test_dead_holder_damage)
 
 	o = table_new("damage", 4000, 2);
 	for (uid = 1; uid <= 4000; uid++)
-		ck_assert_int_eq(online_add(o, uid, uid % 2, uid, NULL), ONLINE_ADDED);
+		ck_assert_int_eq(online_add(o, uid, uid % 2, uid, NULL),
+		    ONLINE_ADDED);
 	locker = spawn_locker(o, target, damage, &done);
 	kill_wait(locker);
 	ck_assert_int_eq(done, damage);
