@@ -60,6 +60,8 @@ msgid_known(int64_t m)
 	case MSG_RECEIVED:
 	case MSG_LOGOUT_ALL:
 	case MSG_PASSWD:
+	case MSG_HISTORY:
+	case MSG_DELETE_ACCOUNT:
 		return 1;
 	}
 	return 0;
@@ -359,6 +361,24 @@ login_token(const struct fields *f, struct proto_req *req,
 	return -1;
 }
 
+/* TYPING, HISTORY: exactly one of "toid" and "groupid". */
+static int
+one_target(const struct fields *f, struct proto_req *req,
+    struct proto_fail *fail)
+{
+	int	 t, g;
+
+	if ((t = get_id(f, "toid", &req->toid, fail)) == -1 ||
+	    (g = get_id(f, "groupid", &req->groupid, fail)) == -1)
+		return -1;
+	if (t + g != 1) {
+		fail_set(fail, t ? ERR_BAD_VALUE : ERR_MISSING_FIELD,
+		    "field \"toid\" or \"groupid\": exactly one");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 decode_fields(const struct fields *f, const struct proto_limits *lim,
     struct proto_req *req, struct proto_fail *fail)
@@ -549,14 +569,22 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 	case MSG_BLOCK_LIST:
 		break;
 	case MSG_TYPING:
-		if ((rc = get_id(f, "toid", &req->toid, fail)) == -1 ||
-		    (n = get_id(f, "groupid", &req->groupid, fail)) == -1)
+		return one_target(f, req, fail);
+	case MSG_HISTORY:
+		if (one_target(f, req, fail) == -1 ||
+		    get_count(f, "before", 1, INT64_MAX, &req->before,
+		    fail) == -1)
 			return -1;
-		if (rc + n != 1) {
-			fail_set(fail, rc ? ERR_BAD_VALUE : ERR_MISSING_FIELD,
-			    "field \"toid\" or \"groupid\": exactly one");
+		req->limit = PROTO_HISTORY_LIMIT;
+		if (get_count(f, "limit", 1, PROTO_HISTORY_MAX, &req->limit,
+		    fail) == -1)
 			return -1;
-		}
+		break;
+	case MSG_DELETE_ACCOUNT:
+		if (need_str(f, "password", &req->password, fail) == -1 ||
+		    check_len("password", &req->password,
+		    lim->max_password_bytes, fail) == -1)
+			return -1;
 		break;
 	case MSG_READ:
 		if (need_id(f, "toid", &req->toid, fail) == -1)
