@@ -396,28 +396,8 @@ class Upgrade(unittest.TestCase):
 
 
 # ---- MySQL and two nodes (private MariaDB and Redis) -------------------
-
-ENV = {}
-HAVE_CLUSTER = bool((cluster.find_prog("mariadbd") or
-                     cluster.find_prog("mysqld")) and
-                    cluster.find_prog("redis-server"))
-
-
-def cluster_env():
-    if "B" not in ENV:
-        try:
-            ENV["redis"] = cluster.Redis()
-            ENV["redis"].start()
-            ENV["db"] = cluster.MariaDB()
-            ENV["db"].start()
-            for k in ("A", "B"):
-                ENV[k] = cluster.Node(ENV["db"].spec, ENV["redis"],
-                                      "hist%s-%d" % (k, os.getpid()))
-                ENV[k].start()
-        except BaseException:
-            cluster.stop_all(ENV)
-            raise
-    return ENV
+# The nodes of test_features_ext (its cluster_env), started here afresh.
+from test_features_ext import ENV, HAVE_CLUSTER, cluster_env  # noqa: E402
 
 
 def tearDownModule():
