@@ -314,7 +314,7 @@ accept_retry_cb(struct ev_loop *l, ev_timer *w, int revents)
 static void
 flush_cb(struct ev_loop *l, ev_prepare *w, int revents)
 {
-	chat_history_flush();
+	chat_history_flush_due();
 	chanq_flush_all();
 	conn_flush_all();
 	conn_reap();
