@@ -65,6 +65,7 @@ struct config {
 	int	 max_friends;		/* per user; 0: no limit */
 	int	 max_groups_per_user;
 	int	 max_group_members;
+	int	 history_days;		/* chats kept this long; 0: none */
 	char	*user;			/* workers run as this user */
 	int	 allow_root;		/* workers may run as root */
 	int	 whoami_anonymous;	/* WHOAMI answered before login */

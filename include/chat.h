@@ -76,6 +76,11 @@ int	chat_keep_offline_later(int32_t uid, const char *line, size_t len);
 void	chat_retry_stores(void);
 /* At exit: drop what still waits for the store; how many were dropped. */
 size_t	chat_retry_abandon(void);
+/* History rows this worker holds go to the store: all, or when due. */
+void	chat_history_flush(void);
+void	chat_history_flush_due(void);
+/* From the heartbeat: remove history older than history_days (slot 0). */
+void	chat_history_tick(void);
 /* Apply a reloaded configuration's limits. */
 void	chat_reconfigure(const struct config *cfg);
 

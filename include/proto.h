@@ -51,7 +51,14 @@ enum proto_msgid {
 	MSG_LOGOUT_ALL		= 122,	/* client: revoke every resume token, log out */
 	MSG_PASSWD		= 123,	/* client: {"msgid":123,"password":OLD,"newpassword":NEW} */
 	MSG_ACCOUNT_ACK		= 124,	/* {"msgid":124,"errno":0,"refmsgid":N[,"token":T,"tokenexpires":E]} */
+	MSG_HISTORY		= 125,	/* {"toid":U} or {"groupid":G}[,"before":SMID][,"limit":N] */
+	MSG_HISTORY_ACK		= 126,	/* {"msgid":126,"errno":0,"toid"|"groupid":N,"messages":[S,...],"more":B} */
+	MSG_DELETE_ACCOUNT	= 127,	/* client: {"msgid":127,"password":PW}; answered by 124 */
 };
+
+/* MSG_HISTORY: the page size when "limit" is absent, and its top. */
+#define PROTO_HISTORY_LIMIT	50
+#define PROTO_HISTORY_MAX	200
 
 /* MSG_GROUP_MANAGE "op"; the same words name the notice's "event". */
 enum proto_group_op {
@@ -194,7 +201,9 @@ struct proto_req {
 	int			 op;		/* GROUP_MANAGE: enum proto_group_op */
 	int32_t			 userid;	/* GROUP_MANAGE, BLOCK, UNBLOCK */
 	int64_t			 offset;	/* GROUP_MEMBERS */
-	int64_t			 limit;		/* GROUP_MEMBERS */
+	int64_t			 limit;		/* GROUP_MEMBERS, HISTORY */
+	int64_t			 before;	/* HISTORY: older than this smid, 0 none */
+	int64_t			 smid;		/* chats: set by proto_req_set_smid */
 	int64_t			*smids;		/* RECEIVED: owned */
 	size_t			 nsmids;
 	/*
@@ -238,6 +247,9 @@ struct proto_fail {
  *  - LOGIN may carry "token": true (a resume token in the answer) or a
  *    token string, which then stands for "id"/"name" and "password";
  *  - LOGOUT_ALL: none; PASSWD: "password", "newpassword" strings;
+ *  - HISTORY: exactly one of "toid", "groupid" (ids); "before" integer
+ *    >= 1 and "limit" 1..PROTO_HISTORY_MAX optional;
+ *  - DELETE_ACCOUNT: "password" string;
  *  - "id" when present is an integer in range (checked against the
  *    session by the caller, not here);
  *  - "name" in chats, when present, must be a string;
@@ -264,6 +276,13 @@ int	proto_put_chat_ack(struct buf *out, int64_t cmid, int64_t smid);
  */
 int	proto_put_busy(struct buf *out, int reply_msgid, int refmsgid,
 	    int retry_ms);
+/*
+ * MSG_HISTORY_ACK: one page, newest first; msgs are the stored chats
+ * (forwarded objects), sent as JSON-encoded strings like offline ones.
+ * toid 0: a group's page (gid).
+ */
+int	proto_put_history(struct buf *out, int32_t toid, int32_t gid,
+	    const struct proto_str *msgs, size_t n, int more);
 /* MSG_ACCOUNT_ACK; token NULL: none. */
 int	proto_put_account_ack(struct buf *out, int refmsgid, const char *token,
 	    int64_t expires);

@@ -245,6 +245,45 @@ int	store_token_bump(struct store *st, int32_t uid, uint64_t *gen);
 int	store_user_set_password(struct store *st, int32_t uid,
 	    const char *pwhash, uint64_t *gen);
 
+/*
+ * History (history_days): every delivered chat, one row per message
+ * (a group message once, not per member), keyed by its smid.  A
+ * conversation is two users (peer) or a group (gid, peer 0).
+ */
+struct store_hist {
+	int64_t		 smid;
+	int32_t		 sender;
+	int32_t		 peer;		/* one-to-one: the recipient, else 0 */
+	int32_t		 gid;		/* group chat: the group, else 0 */
+	int64_t		 created;	/* Unix time in milliseconds */
+	const char	*text;		/* the forwarded object, no newline */
+	size_t		 len;
+};
+/* Keep v[0..n) in one transaction; a smid kept before is left as it is. */
+int	store_history_add(struct store *st, const struct store_hist *v,
+	    size_t n);
+/*
+ * A page of uid's conversation with peer (gid 0) or of group gid (peer
+ * 0), newest first by the time kept (smid breaks ties): at most max
+ * messages older than the one whose smid is before (0: from the
+ * newest; one not in the history: an empty page), each as id = smid
+ * and the forwarded object.  In a group only what was sent since uid
+ * joined (to the second); never what users uid blocks sent.  A
+ * non-member gets an empty page (check membership first).
+ */
+int	store_history_fetch(struct store *st, int32_t uid, int32_t peer,
+	    int32_t gid, int64_t before, size_t max, struct store_msg_list *out);
+/* Remove at most max rows created before t (ms); *n: how many went. */
+int	store_history_prune(struct store *st, int64_t t, size_t max,
+	    size_t *n);
+/*
+ * Account deletion: uid's messages in history, its offline messages,
+ * friendships (both ways), blocks (both ways) and memberships go, in
+ * one transaction.  The user row stays (its id and name are not given
+ * out again); store_user_set_password makes it unusable.
+ */
+int	store_account_purge(struct store *st, int32_t uid);
+
 void	store_user_clear(struct store_user *u);
 void	store_user_list_free(struct store_user_list *l);
 void	store_group_list_free(struct store_group_list *l);

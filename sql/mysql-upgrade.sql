@@ -13,3 +13,6 @@
 -- group admins, and when a member joined (history shows it what came after)
 ALTER TABLE GroupUser ADD COLUMN IF NOT EXISTS admin TINYINT NOT NULL DEFAULT 0;
 ALTER TABLE GroupUser ADD COLUMN IF NOT EXISTS joinedat BIGINT NOT NULL DEFAULT 0;
+
+-- @version 3
+-- History is a new table (mysql.sql makes it): nothing existing changes.

@@ -1,4 +1,4 @@
--- chatd schema for MySQL / MariaDB, version 2.
+-- chatd schema for MySQL / MariaDB, version 3.
 --
 -- Apply to an existing database (the operator creates it):
 --   mariadb chatd < mysql.sql
@@ -109,9 +109,26 @@ CREATE TABLE IF NOT EXISTS TokenGen (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- The highest version present is the schema's version.
+-- History (version 3): every delivered chat, one row per message (a
+-- group message once), kept history_days.  conv: (low id << 32) | high
+-- id for two users, -groupid for a group; created: Unix time in ms (a
+-- member reads what came at or after its joinedat); pages go by it.  No foreign keys: rows
+-- outlive a group until pruned; account deletion removes a sender's own.
+CREATE TABLE IF NOT EXISTS History (
+	smid		BIGINT NOT NULL,
+	conv		BIGINT NOT NULL,
+	sender		INT NOT NULL,
+	created		BIGINT NOT NULL,
+	message		MEDIUMBLOB NOT NULL,
+	PRIMARY KEY (smid),
+	KEY conv_created (conv, created, smid),
+	KEY sender (sender),
+	KEY created (created)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
 CREATE TABLE IF NOT EXISTS SchemaVersion (
 	version		INT NOT NULL,
 	PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-INSERT IGNORE INTO SchemaVersion (version) VALUES (1), (2);
+INSERT IGNORE INTO SchemaVersion (version) VALUES (1), (2), (3);

@@ -11,3 +11,6 @@
 -- group admins, and when a member joined (history shows it what came after)
 ALTER TABLE GroupUser ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE GroupUser ADD COLUMN joinedat INTEGER NOT NULL DEFAULT 0;
+
+-- @version 3
+-- History is a new table (sqlite.sql makes it): nothing existing changes.

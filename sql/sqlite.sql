@@ -1,4 +1,4 @@
--- chatd SQLite schema, version 2.
+-- chatd SQLite schema, version 3.
 --
 -- Built into chatd (src/sqlite_schema.h) and run at every start inside
 -- one BEGIN IMMEDIATE, so everything here must be idempotent.  To
@@ -97,4 +97,21 @@ CREATE TABLE IF NOT EXISTS TokenGen (
 	gen		INTEGER NOT NULL DEFAULT 0
 );
 
-PRAGMA user_version = 2;
+-- History (version 3): every delivered chat, one row per message (a
+-- group message once), kept history_days.  smid: its server message
+-- id; conv: the conversation, (low id << 32) | high id for two users,
+-- -groupid for a group; created: Unix time in ms (a member reads what
+-- came at or after its joinedat); pages go by it, smid breaks ties.  No foreign keys: rows outlive a group
+-- until pruned, and account deletion removes a sender's own.
+CREATE TABLE IF NOT EXISTS History (
+	smid		INTEGER PRIMARY KEY,
+	conv		INTEGER NOT NULL,
+	sender		INTEGER NOT NULL,
+	created		INTEGER NOT NULL,
+	message		TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS History_conv ON History(conv, created, smid);
+CREATE INDEX IF NOT EXISTS History_sender ON History(sender);
+CREATE INDEX IF NOT EXISTS History_created ON History(created);
+
+PRAGMA user_version = 3;

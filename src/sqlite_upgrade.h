@@ -13,4 +13,7 @@ static const char sqlite_upgrade[] =
 "-- group admins, and when a member joined (history shows it what came after)\n"
 "ALTER TABLE GroupUser ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;\n"
 "ALTER TABLE GroupUser ADD COLUMN joinedat INTEGER NOT NULL DEFAULT 0;\n"
+"\n"
+"-- @version 3\n"
+"-- History is a new table (sqlite.sql makes it): nothing existing changes.\n"
 ;

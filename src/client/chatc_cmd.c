@@ -33,6 +33,7 @@ chat_command(struct chatc *cc, char *line)
 	const char		*usage;
 	char			*arg, *rest;
 	int32_t			 id;
+	enum chatc_ext_result	 rc;
 
 	arg = chatc_split(line);
 	if (strcmp(line, "help") == 0 && arg == NULL) {
@@ -77,7 +78,10 @@ chat_command(struct chatc *cc, char *line)
 		req_creategroup(cc, arg, rest);
 		return CMD_DONE;
 	}
-	switch (chatc_ext_command(line, arg, cc->uid, &o, &usage)) {
+	rc = chatc_ext_command(line, arg, cc->uid, &o, &usage);
+	if (rc == CHATC_EXT_NONE)
+		rc = chatc_history_command(line, arg, cc->uid, &o, &usage);
+	switch (rc) {
 	case CHATC_EXT_OK:
 		send_obj(cc, o);
 		return CMD_DONE;

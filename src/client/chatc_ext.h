@@ -20,6 +20,10 @@ enum chatc_ext_result {
 enum chatc_ext_result chatc_ext_command(const char *cmd, char *arg,
 	    int32_t uid, struct json_object **req, const char **usage);
 void	chatc_ext_help(FILE *fp);
+/* History and account deletion (chatc_history.c), the same way. */
+enum chatc_ext_result chatc_history_command(const char *cmd, char *arg,
+	    int32_t uid, struct json_object **req, const char **usage);
+void	chatc_history_help(FILE *fp);
 /* An id: 1..INT32_MAX, nothing else; NULL is none.  0 or -1. */
 int	chatc_parse_id(const char *s, int32_t *id);
 /* Split "a:b" at the first ':'; returns b, or NULL (also for s NULL). */

@@ -189,6 +189,7 @@ show_help(void)
 	    "  loginout                      log out\n"
 	    "  quit                          exit\n");
 	chatc_ext_help(stdout);
+	chatc_history_help(stdout);
 }
 
 static void
@@ -324,7 +325,7 @@ static void
 server_msg(struct chatc *cc, const char *p, size_t len)
 {
 	struct json_tokener	*tok;
-	struct json_object	*o;
+	struct json_object	*o, *v;
 	int			 msgid, awaited = 0;
 	int64_t			 e;
 
@@ -399,6 +400,12 @@ server_msg(struct chatc *cc, const char *p, size_t len)
 		}
 		if (awaited)
 			prompt(cc, ST_MENU);
+		break;
+	case MSG_HISTORY_ACK:
+		each_encoded(o, "messages", show_chat);
+		printf("%s\n", json_object_object_get_ex(o, "more", &v) &&
+		    json_object_get_boolean(v) ? "(older messages: add "
+		    ":BEFORE, the oldest smid here)" : "(no older messages)");
 		break;
 	case MSG_ERROR:
 		printf("error %lld: ", (long long)e);

@@ -60,6 +60,8 @@ msgid_known(int64_t m)
 	case MSG_RECEIVED:
 	case MSG_LOGOUT_ALL:
 	case MSG_PASSWD:
+	case MSG_HISTORY:
+	case MSG_DELETE_ACCOUNT:
 		return 1;
 	}
 	return 0;
@@ -366,13 +368,32 @@ login_token(const struct fields *f, struct proto_req *req,
 	return -1;
 }
 
+/* TYPING, HISTORY: exactly one of "toid" and "groupid". */
+static int
+one_target(const struct fields *f, struct proto_req *req,
+    struct proto_fail *fail)
+{
+	enum field_get	 t, g;
+
+	if ((t = get_id(f, "toid", &req->toid, fail)) == FIELD_BAD ||
+	    (g = get_id(f, "groupid", &req->groupid, fail)) == FIELD_BAD)
+		return -1;
+	if ((t == FIELD_FOUND) + (g == FIELD_FOUND) != 1) {
+		fail_set(fail, t == FIELD_FOUND ? ERR_BAD_VALUE :
+		    ERR_MISSING_FIELD,
+		    "field \"toid\" or \"groupid\": exactly one");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 decode_fields(const struct fields *f, const struct proto_limits *lim,
     struct proto_req *req, struct proto_fail *fail)
 {
 	struct json_object	*v;
 	struct proto_str	 s;
-	enum field_get		 got, got2;
+	enum field_get		 got;
 	int64_t			 n;
 	int			 rc;
 
@@ -559,16 +580,22 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 	case MSG_BLOCK_LIST:
 		break;
 	case MSG_TYPING:
-		if ((got = get_id(f, "toid", &req->toid, fail)) == FIELD_BAD ||
-		    (got2 = get_id(f, "groupid", &req->groupid, fail)) ==
-		    FIELD_BAD)
+		return one_target(f, req, fail);
+	case MSG_HISTORY:
+		if (one_target(f, req, fail) == -1 ||
+		    get_count(f, "before", 1, INT64_MAX, &req->before,
+		    fail) == -1)
 			return -1;
-		if ((got == FIELD_FOUND) + (got2 == FIELD_FOUND) != 1) {
-			fail_set(fail, got == FIELD_FOUND ? ERR_BAD_VALUE :
-			    ERR_MISSING_FIELD,
-			    "field \"toid\" or \"groupid\": exactly one");
+		req->limit = PROTO_HISTORY_LIMIT;
+		if (get_count(f, "limit", 1, PROTO_HISTORY_MAX, &req->limit,
+		    fail) == -1)
 			return -1;
-		}
+		break;
+	case MSG_DELETE_ACCOUNT:
+		if (need_str(f, "password", &req->password, fail) == -1 ||
+		    check_len("password", &req->password,
+		    lim->max_password_bytes, fail) == -1)
+			return -1;
 		break;
 	case MSG_READ:
 		if (need_id(f, "toid", &req->toid, fail) == -1)

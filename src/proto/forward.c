@@ -284,6 +284,7 @@ proto_req_set_smid(struct proto_req *req, int64_t smid)
 		if (smid > 0)
 			req->fwd->nkeys++;
 	}
+	req->smid = smid > 0 ? smid : 0;
 	json_object_object_del(req->root, "smid");
 	if (smid > 0 && reply_add(req->root, "smid",
 	    json_object_new_int64(smid)) == -1)

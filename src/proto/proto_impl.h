@@ -103,6 +103,8 @@ void	fwd_free(struct proto_req *req);
 
 /* A json-c string of len bytes (NUL-safe); NULL without memory. */
 struct json_object *reply_str(const char *p, size_t len);
+/* Append v to array a (v is freed on failure, or when a is NULL): 0 or -1. */
+int	reply_arr_add(struct json_object *a, struct json_object *v);
 /* Adds v to o, taking ownership of v either way; 0 or -1. */
 int	reply_add(struct json_object *o, const char *key,
 	    struct json_object *v);

@@ -92,8 +92,8 @@ reply_add(struct json_object *o, const char *key, struct json_object *v)
 	return 0;
 }
 
-static int
-arr_add(struct json_object *a, struct json_object *v)
+int
+reply_arr_add(struct json_object *a, struct json_object *v)
 {
 	if (a == NULL || v == NULL || json_object_array_add(a, v) != 0) {
 		json_object_put(v);
@@ -112,7 +112,7 @@ arr_add_text(struct json_object *a, struct json_object *o)
 
 	if (o != NULL &&
 	    (s = json_object_to_json_string_length(o, JSON_OUT, &n)) != NULL)
-		rc = arr_add(a, reply_str(s, n));
+		rc = reply_arr_add(a, reply_str(s, n));
 	json_object_put(o);
 	return rc;
 }
@@ -282,7 +282,7 @@ proto_put_login_ok(struct buf *out, const struct proto_login *l)
 			goto bad;
 		/* stored as the forwarded object's text: pass it as is */
 		for (i = 0; i < l->noffline; i++)
-			if (arr_add(a, reply_str(l->offline[i].p,
+			if (reply_arr_add(a, reply_str(l->offline[i].p,
 			    l->offline[i].len)) == -1)
 				goto bad;
 	}
@@ -379,7 +379,7 @@ proto_put_offline_batch(struct buf *out, const struct proto_str *msgs,
 	    reply_add(o, "offlinemsg", a = json_object_new_array()) == -1)
 		goto bad;
 	for (i = 0; i < n; i++)
-		if (arr_add(a, reply_str(msgs[i].p, msgs[i].len)) == -1)
+		if (reply_arr_add(a, reply_str(msgs[i].p, msgs[i].len)) == -1)
 			goto bad;
 	if (reply_add(o, "offlineupto", json_object_new_int64(upto)) == -1 ||
 	    reply_add(o, "offlinemore", json_object_new_boolean(more)) == -1)

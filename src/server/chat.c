@@ -316,6 +316,12 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 	case MSG_READ:
 		handle_read(c, &req);
 		break;
+	case MSG_HISTORY:
+		handle_history(c, &req);
+		break;
+	case MSG_DELETE_ACCOUNT:
+		handle_delete_account(c, &req);
+		break;
 	default:
 		chat_error(c, MSG_ERROR, ERR_UNKNOWN_MSGID, req.msgid, NULL);
 		break;

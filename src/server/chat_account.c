@@ -1,7 +1,7 @@
 /*
  * chat_account.c - resume tokens at login, logout-everywhere, password
- * changes, and the "busy" answer when the hash queue is long.  Tokens
- * are never logged.
+ * changes, account deletion, and the "busy" answer when the hash queue
+ * is long.  Tokens are never logged.
  */
 #include "config.h"
 
@@ -174,6 +174,7 @@ handle_logout_all(struct conn *c, const struct proto_req *req)
 struct pw_job {
 	struct auth_job	 aj;
 	struct conn	*c;
+	int		 refmsgid;	/* MSG_PASSWD or MSG_DELETE_ACCOUNT */
 	int32_t		 uid;
 	uint64_t	 ukey;
 	char		*newpw;
@@ -189,6 +190,74 @@ pw_job_free(struct pw_job *j)
 		explicit_bzero(j->newpw, j->newpw_len);
 	free(j->newpw);
 	free(j);
+}
+
+/*
+ * Groups uid created go to their longest-standing other member, or are
+ * dissolved when uid is alone; *out keeps the list (its members' caches
+ * are dropped once uid is gone).  0 or -1.
+ */
+static int
+account_groups(int32_t uid, struct store_group_list *out)
+{
+	struct store_group	*g;
+	int32_t			 heir;
+	size_t			 i, k;
+	int			 creator;
+
+	if (store_user_groups(chat.store, uid, out) != STORE_OK)
+		return -1;
+	for (i = 0; i < out->n; i++) {
+		g = &out->v[i];
+		creator = 0;
+		heir = 0;
+		for (k = 0; k < g->members.n; k++)
+			if (g->members.v[k].id == uid)
+				creator = g->members.v[k].creator;
+			else if (heir == 0)
+				heir = g->members.v[k].id;
+		if (creator && store_group_update(chat.store, g->id, heir != 0 ?
+		    STORE_GROUP_TRANSFER : STORE_GROUP_DISSOLVE, heir, NULL,
+		    0) != STORE_OK)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The password was right: uid's history, memberships, friendships and
+ * blocks go, the account can no longer log in ("!" is no crypt(3) hash:
+ * no password matches it) and every resume token is revoked; then c is
+ * logged out.  Its id and name are not given out again.
+ */
+static void
+account_delete(struct conn *c, int32_t uid)
+{
+	struct store_group_list	 gl = { NULL, 0 };
+	uint64_t		 gen;
+	size_t			 i;
+
+	chat_history_flush();	/* its last chats are purged too */
+	if (account_groups(uid, &gl) == -1 ||
+	    store_account_purge(chat.store, uid) != STORE_OK ||
+	    store_user_set_password(chat.store, uid, "!", &gen) != STORE_OK) {
+		log_warnx("deleting account %d: %s", (int)uid,
+		    store_error(chat.store));
+		store_group_list_free(&gl);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_DELETE_ACCOUNT,
+		    "not deleted (or only in part): send it again later");
+		return;
+	}
+	for (i = 0; i < gl.n; i++)
+		gcache_changed(gl.v[i].id);
+	store_group_list_free(&gl);
+	log_info("user %d: account deleted", (int)uid);
+	if (proto_put_account_ack(&c->out, MSG_DELETE_ACCOUNT, NULL, 0) == -1) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	(void)conn_sent(c);
+	chat_logout(c);
 }
 
 static void
@@ -210,13 +279,20 @@ pw_job_done(struct auth_job *aj)
 		if (j->aj.result != AUTH_OK || c->sess->uid != j->uid) {
 			if (c->sess->uid != j->uid)
 				chat_error(c, MSG_ERROR, ERR_NOT_LOGGED_IN,
-				    MSG_PASSWD, "logged out meanwhile");
+				    j->refmsgid, "logged out meanwhile");
 			else
 				chat_error(c, MSG_ERROR, j->aj.result ==
 				    AUTH_FAIL ? ERR_UNAVAILABLE : ERR_AUTH,
-				    MSG_PASSWD, j->aj.result == AUTH_FAIL ?
+				    j->refmsgid, j->aj.result == AUTH_FAIL ?
 				    NULL : "wrong password");
 			conn_resume(c);
+			pw_job_free(j);
+			return;
+		}
+		if (j->refmsgid == MSG_DELETE_ACCOUNT) {
+			account_delete(c, j->uid);
+			if (!c->closing)
+				conn_resume(c);
 			pw_job_free(j);
 			return;
 		}
@@ -234,20 +310,20 @@ pw_job_done(struct auth_job *aj)
 	}
 	if (!c->closing) {
 		if (j->aj.result != AUTH_OK || c->sess->uid != j->uid) {
-			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_PASSWD,
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->refmsgid,
 			    NULL);
 		} else if ((rc = store_user_set_password(chat.store, j->uid,
 		    j->aj.hash, &gen)) != STORE_OK) {
 			log_warnx("password change of %d: %s", j->uid,
 			    store_error(chat.store));
-			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_PASSWD,
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->refmsgid,
 			    NULL);
 		} else {
 			log_info("user %d: password changed, every resume "
 			    "token revoked", j->uid);
 			c->sess->token_gen = gen;
 			c->sess->has_gen = 1;
-			account_ack(c, MSG_PASSWD);
+			account_ack(c, j->refmsgid);
 		}
 		conn_resume(c);
 	}
@@ -255,8 +331,9 @@ pw_job_done(struct auth_job *aj)
 	pw_job_free(j);
 }
 
-void
-handle_passwd(struct conn *c, const struct proto_req *req)
+/* Verify req's password on the hash threads, then go on in pw_job_done. */
+static void
+pw_start(struct conn *c, const struct proto_req *req)
 {
 	struct store_user	 u;
 	struct pw_job		*j;
@@ -283,7 +360,8 @@ handle_passwd(struct conn *c, const struct proto_req *req)
 	if ((j = calloc(1, sizeof(*j))) == NULL ||
 	    strlen(u.pwhash) >= sizeof(j->aj.hash) ||
 	    (j->aj.pw = malloc(req->password.len + 1)) == NULL ||
-	    (j->newpw = malloc(req->newpassword.len + 1)) == NULL) {
+	    (req->msgid == MSG_PASSWD &&
+	    (j->newpw = malloc(req->newpassword.len + 1)) == NULL)) {
 		if (j != NULL)
 			pw_job_free(j);
 		store_user_clear(&u);
@@ -295,9 +373,12 @@ handle_passwd(struct conn *c, const struct proto_req *req)
 	memcpy(j->aj.pw, req->password.p, req->password.len);
 	j->aj.pw[req->password.len] = '\0';
 	j->aj.pwlen = req->password.len;
-	memcpy(j->newpw, req->newpassword.p, req->newpassword.len);
-	j->newpw[req->newpassword.len] = '\0';
-	j->newpw_len = req->newpassword.len;
+	if (j->newpw != NULL) {
+		memcpy(j->newpw, req->newpassword.p, req->newpassword.len);
+		j->newpw[req->newpassword.len] = '\0';
+		j->newpw_len = req->newpassword.len;
+	}
+	j->refmsgid = req->msgid;
 	j->aj.kind = AUTH_VERIFY;
 	j->aj.done = pw_job_done;
 	j->c = c;
@@ -306,4 +387,16 @@ handle_passwd(struct conn *c, const struct proto_req *req)
 	c->jobs++;
 	conn_pause(c);
 	authpool_submit(chat.auth, &j->aj);
+}
+
+void
+handle_passwd(struct conn *c, const struct proto_req *req)
+{
+	pw_start(c, req);
+}
+
+void
+handle_delete_account(struct conn *c, const struct proto_req *req)
+{
+	pw_start(c, req);
 }

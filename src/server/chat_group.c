@@ -251,6 +251,8 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 		goto out;
 	}
+	/* once per group message, whoever gets it */
+	chat_history_keep(c, req, &line);
 	for (i = 0; i < n; i++) {
 		if (ids[i] == s->uid)
 			continue;

@@ -44,6 +44,8 @@ struct session {
 	unsigned	 blocks_loaded:1;	/* blocked read from the store */
 	double		 typing_at;	/* last typing notice relayed */
 	double		 read_at;	/* last read receipt relayed */
+	double		 hist_at;	/* last HISTORY request (chat_history.c) */
+	double		 hist_tokens;	/* HISTORY requests it may still make */
 };
 
 /* What the worker handed over (chat_init), and the request limits. */
@@ -92,6 +94,13 @@ int	auth_busy(struct conn *c, const struct proto_req *req);
 void	handle_token_login(struct conn *c, const struct proto_req *req);
 void	handle_logout_all(struct conn *c, const struct proto_req *req);
 void	handle_passwd(struct conn *c, const struct proto_req *req);
+void	handle_delete_account(struct conn *c, const struct proto_req *req);
+
+/* chat_history.c */
+/* Keep the chat req (smid set) sent on c as line, in its conversation. */
+void	chat_history_keep(struct conn *c, const struct proto_req *req,
+	    const struct buf *line);
+void	handle_history(struct conn *c, const struct proto_req *req);
 
 /* chat_route.c */
 /*

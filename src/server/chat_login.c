@@ -613,7 +613,8 @@ handle_login(struct conn *c, const struct proto_req *req)
 	}
 	j->aj.kind = AUTH_VERIFY;
 	j->ukey = ukey;
-	if (rc == STORE_OK && u.pwhash != NULL &&
+	/* a deleted account's "!" is no hash: it is answered as unknown */
+	if (rc == STORE_OK && u.pwhash != NULL && u.pwhash[0] == '$' &&
 	    strlen(u.pwhash) < sizeof(j->aj.hash)) {
 		j->uid = u.id;
 		memcpy(j->aj.hash, u.pwhash, strlen(u.pwhash) + 1);

@@ -363,25 +363,31 @@ handle_one_chat(struct conn *c, const struct proto_req *req)
 	}
 	dr = deliver_live(req->toid, buf_head(&line), buf_used(&line));
 	if (dr == DELIVER_OK)
-		goto out;
+		goto kept;
 	if (dr == DELIVER_AWAY && chat.pubsub != NULL) {
 		/* not on this node: through Redis, if the user exists */
 		if (recipient_exists(c, req, NULL) == -1)
 			goto out;
 		if (route_publish(c, c->sess->uid, req->msgid, &req->toid, 1,
 		    buf_head(&line), buf_used(&line), ONE_STORE_ERR) ==
-		    ROUTE_FAILED)
+		    ROUTE_FAILED) {
 			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 			    NULL);
-		goto out;
+			goto out;
+		}
+		goto kept;
 	}
 	/* offline: only a real user may have messages kept for them */
 	if (recipient_exists(c, req, ONE_STORE_ERR) == -1)
 		goto out;
 	if (chat_keep_offline(&req->toid, 1, buf_head(&line),
-	    buf_used(&line) - 1) == -1)
+	    buf_used(&line) - 1) == -1) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ONE_STORE_ERR);
+		goto out;
+	}
+kept:
+	chat_history_keep(c, req, &line);
 out:
 	buf_free(&line);
 }
@@ -477,6 +483,7 @@ handle_acked_chat(struct conn *c, struct proto_req *req)
 		goto out;
 	}
 	chat_stat(&chat.stats->offline_stored, n);
+	chat_history_keep(c, req, &line);
 	for (i = 0; i < n; i++)
 		deliver_acked(to[i], smid, buf_head(&line), buf_used(&line), 1);
 ack:

@@ -189,6 +189,9 @@ const struct cfg_key cfg_keys[] = {
 	{ "max_group_members", CFG_INT, OFF(max_group_members), "5000",
 	    0, 10000000, RELOAD, NULL,
 	    "members per group; 0: no limit" },
+	{ "history_days", CFG_INT, OFF(history_days), "30",
+	    0, 36500, RELOAD, NULL,
+	    "days a conversation's messages are kept; 0: none" },
 	/* privileges */
 	{ "user", CFG_STRING, OFF(user), NULL,
 	    0, 0, RESTART, check_user,

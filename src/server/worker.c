@@ -314,6 +314,7 @@ accept_retry_cb(struct ev_loop *l, ev_timer *w, int revents)
 static void
 flush_cb(struct ev_loop *l, ev_prepare *w, int revents)
 {
+	chat_history_flush_due();
 	chanq_flush_all();
 	conn_flush_all();
 	conn_reap();
@@ -418,6 +419,7 @@ health_cb(struct ev_loop *l, ev_timer *w, int revents)
 		    pubsub_unreplicated(pubsub), &unreplicated_seen);
 	}
 	chat_retry_stores();
+	chat_history_tick();
 	if (++health_ticks < HEALTH_STORE_TICKS)
 		return;
 	health_ticks = 0;
@@ -768,6 +770,7 @@ worker_main(struct node *n, int slot)
 		pubsub_free(ps);
 	}
 	chanq_store_all();
+	chat_history_flush();
 	authpool_free(auth);
 	store_close(store);
 	log_info("exiting");

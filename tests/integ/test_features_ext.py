@@ -82,7 +82,7 @@ class Upgrade(unittest.TestCase):
         with srv:
             self.check_upgraded(srv)
             db = sqlite3.connect(path)
-            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 2)
+            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 3)
             cols = [r[1] for r in db.execute("PRAGMA table_info(GroupUser)")]
             self.assertIn("admin", cols)
             self.assertIn("joinedat", cols)
@@ -136,7 +136,7 @@ class Upgrade(unittest.TestCase):
             with srv:
                 self.check_upgraded(srv)
             self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
-                             [["2"]])
+                             [["3"]])
             self.assertEqual(db.sql(
                 "SELECT userid, grouprole, admin, joinedat FROM GroupUser "
                 "WHERE groupid = 1 AND userid <= 2 ORDER BY userid"),

@@ -803,6 +803,101 @@ START_TEST(test_version)
 }
 END_TEST
 
+/* History: one row per message, pages newest first, prune, purge. */
+START_TEST(test_history)
+{
+	struct store		*st;
+	struct store_hist	 h[12];
+	struct store_msg_list	 l;
+	struct store_user_list	 ul;
+	char			 text[12][16], gname[128];
+	int64_t			 blk, t0 = 1700000000000LL, smid0;
+	int32_t			 a, b, c, gid;
+	size_t			 i, n, glen;
+
+	st = open_store();
+	a = mkuser(st, "ha");
+	b = mkuser(st, "hb");
+	c = mkuser(st, "hc");
+	ck_assert_int_eq(store_smid_block(st, a, &blk), STORE_OK);
+	smid0 = blk + 1;
+	glen = uname_make(gname, sizeof(gname), "hg");
+	ck_assert_int_eq(store_group_create(st, a, gname, glen, "", 0, &gid),
+	    STORE_OK);
+	ck_assert_int_eq(store_group_join(st, gid, b), STORE_OK);
+	/* 10 one-to-one a <-> b, then 2 in the group; times 1 s apart */
+	for (i = 0; i < 12; i++) {
+		snprintf(text[i], sizeof(text[i]), "m%zu", i);
+		h[i].smid = smid0 + (int64_t)i;
+		h[i].sender = i % 2 ? b : a;
+		h[i].peer = i < 10 ? (i % 2 ? a : b) : 0;
+		h[i].gid = i < 10 ? 0 : gid;
+		/* the group's after b joined (now): b reads them */
+		h[i].created = i < 10 ? t0 + (int64_t)i * 1000 :
+		    ((int64_t)time(NULL) + 5) * 1000 + (int64_t)i;
+		h[i].text = text[i];
+		h[i].len = strlen(text[i]);
+	}
+	ck_assert_int_eq(store_history_add(st, h, 12), STORE_OK);
+	/* again: kept once */
+	ck_assert_int_eq(store_history_add(st, h, 3), STORE_OK);
+	ck_assert_int_eq(store_history_fetch(st, b, a, 0, 0, 4, &l), STORE_OK);
+	ck_assert_uint_eq(l.n, 4);
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(l.v[i].id, smid0 + 9 - (int64_t)i);
+		ck_assert_str_eq(l.v[i].text, text[9 - i]);
+	}
+	blk = l.v[3].id;
+	store_msg_list_free(&l);
+	ck_assert_int_eq(store_history_fetch(st, a, b, 0, blk, 100, &l),
+	    STORE_OK);
+	ck_assert_uint_eq(l.n, 6);
+	ck_assert_str_eq(l.v[0].text, "m5");
+	ck_assert_str_eq(l.v[5].text, "m0");
+	store_msg_list_free(&l);
+	/* c is in neither conversation */
+	ck_assert_int_eq(store_history_fetch(st, c, a, 0, 0, 100, &l),
+	    STORE_OK);
+	ck_assert_uint_eq(l.n, 0);
+	store_msg_list_free(&l);
+	ck_assert_int_eq(store_history_fetch(st, c, 0, gid, 0, 100, &l),
+	    STORE_OK);
+	ck_assert_uint_eq(l.n, 0);
+	store_msg_list_free(&l);
+	ck_assert_int_eq(store_history_fetch(st, b, 0, gid, 0, 100, &l),
+	    STORE_OK);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_str_eq(l.v[0].text, "m11");
+	store_msg_list_free(&l);
+	/* b blocks a: a's messages leave b's pages */
+	ck_assert_int_eq(store_block(st, b, a, 1), STORE_OK);
+	ck_assert_int_eq(store_history_fetch(st, b, a, 0, 0, 100, &l),
+	    STORE_OK);
+	ck_assert_uint_eq(l.n, 5);
+	for (i = 0; i < l.n; i++)
+		ck_assert_int_eq((l.v[i].text[1] - '0') % 2, 1);
+	store_msg_list_free(&l);
+	ck_assert_int_eq(store_block(st, b, a, 0), STORE_OK);
+	/* prune the first three, two at a time */
+	ck_assert_int_eq(store_history_prune(st, t0 + 2500, 2, &n), STORE_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(store_history_prune(st, t0 + 2500, 2, &n), STORE_OK);
+	ck_assert_uint_eq(n, 1);
+	/* a goes: its messages, friendships and memberships */
+	ck_assert_int_eq(store_friend_add(st, a, b), STORE_OK);
+	ck_assert_int_eq(store_account_purge(st, a), STORE_OK);
+	ck_assert_int_eq(store_history_fetch(st, b, a, 0, 0, 100, &l),
+	    STORE_OK);
+	ck_assert_uint_eq(l.n, 4);	/* m3 m5 m7 m9: b's own */
+	store_msg_list_free(&l);
+	ck_assert_int_eq(store_friends(st, b, &ul), STORE_OK);
+	ck_assert_uint_eq(ul.n, 0);
+	store_user_list_free(&ul);
+	ck_assert_int_eq(store_group_is_member(st, gid, a), 0);
+	store_close(st);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -824,6 +919,7 @@ store_suite(void)
 	tcase_add_test(tc, test_big);
 	tcase_add_test(tc, test_reopen);
 	tcase_add_test(tc, test_version);
+	tcase_add_test(tc, test_history);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");

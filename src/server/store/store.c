@@ -557,3 +557,45 @@ store_msg_list_free(struct store_msg_list *l)
 	l->v = NULL;
 	l->n = 0;
 }
+
+int
+store_history_add(struct store *st, const struct store_hist *v, size_t n)
+{
+	int	rc;
+
+	if (n == 0)
+		return STORE_OK;
+	STORE_RUN(st, rc, st->ops->history_add(st, v, n));
+	return rc;
+}
+
+int
+store_history_fetch(struct store *st, int32_t uid, int32_t peer, int32_t gid,
+    int64_t before, size_t max, struct store_msg_list *out)
+{
+	int	rc;
+
+	if (before <= 0)
+		before = INT64_MAX;
+	STORE_RUN(st, rc, st->ops->history_fetch(st, uid, peer, gid, before,
+	    max, out));
+	return rc;
+}
+
+int
+store_history_prune(struct store *st, int64_t t, size_t max, size_t *n)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->history_prune(st, t, max, n));
+	return rc;
+}
+
+int
+store_account_purge(struct store *st, int32_t uid)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->account_purge(st, uid));
+	return rc;
+}

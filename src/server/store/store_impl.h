@@ -45,6 +45,7 @@ enum store_query {
 	Q_OFFLINE_FETCH_ALL,
 	Q_TOKEN_BUMP,
 	Q_SET_PASSWORD,
+	Q_HISTORY_ADD_BATCH,
 	/* both */
 	Q_USER_CREATE,
 	Q_USER_GET,
@@ -82,11 +83,40 @@ enum store_query {
 	Q_BLOCKS,
 	Q_BLOCKERS,
 	Q_TOKEN_GEN,
+	Q_HISTORY_ADD,
+	Q_HISTORY_AT,
+	Q_HISTORY_PAIR,
+	Q_HISTORY_GROUP,
+	Q_HISTORY_PRUNE,
+	Q_PURGE_HISTORY,
+	Q_PURGE_OFFLINE,
+	Q_PURGE_FRIENDS,
+	Q_PURGE_BLOCKS,
+	Q_PURGE_GROUPS,
 	Q_MAX
 };
 
 /* Plain "?" placeholders, each used once, in binding order. */
 extern const char *const store_sql_common[Q_MAX];
+
+/* A conversation's key in History: two users, low id first, or -gid. */
+static inline int64_t
+store_conv(int32_t a, int32_t b, int32_t gid)
+{
+	if (gid != 0)
+		return -(int64_t)gid;
+	if (a > b)
+		return ((int64_t)b << 32) | (uint32_t)a;
+	return ((int64_t)a << 32) | (uint32_t)b;
+}
+
+/* Account deletion's statements, in order, each binding uid nuid times. */
+struct store_purge {
+	int	 q;
+	int	 nuid;
+};
+#define STORE_PURGE_N	5
+extern const struct store_purge store_purge[STORE_PURGE_N];
 
 /* Statement q in a dialect (its table, else the common one), or NULL. */
 static inline const char *
@@ -133,6 +163,11 @@ struct store_ops {
 	int	(*offline_remove)(struct store *, int32_t, int64_t);
 	int	(*offline_fetch)(struct store *, int32_t, size_t, struct store_msg_list *);
 	int	(*offline_delete)(struct store *, int32_t, int64_t);
+	int	(*history_add)(struct store *, const struct store_hist *, size_t);
+	int	(*history_fetch)(struct store *, int32_t, int32_t, int32_t,
+		    int64_t, size_t, struct store_msg_list *);
+	int	(*history_prune)(struct store *, int64_t, size_t, size_t *);
+	int	(*account_purge)(struct store *, int32_t);
 	/* bump: gen + 1 (and pwhash, when not NULL, in one transaction) */
 	int	(*token_gen)(struct store *, int32_t, int, const char *,
 		    uint64_t *);

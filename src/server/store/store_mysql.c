@@ -59,12 +59,16 @@
 #include "mysql_upgrade.h"	/* generated from sql/mysql-upgrade.sql */
 
 /* The version sql/mysql.sql writes into SchemaVersion. */
-#define MY_SCHEMA_VERSION	2
+#define MY_SCHEMA_VERSION	3
 
 /* Rows of (userid, message, smid) placeholders, MY_BATCH of them. */
 #define ROW	"(?, ?, ?)"
 #define ROWS4	ROW ", " ROW ", " ROW ", " ROW
 #define ROWS16	ROWS4 ", " ROWS4 ", " ROWS4 ", " ROWS4
+/* History rows (smid, conv, sender, created, message), 8 of them. */
+#define HROW	"(?, ?, ?, ?, ?)"
+#define HROWS4	HROW ", " HROW ", " HROW ", " HROW
+#define HROWS8	HROWS4 ", " HROWS4
 
 /* MySQL's own statements; the shared ones are in store_sql.c. */
 const char *const my_sql[Q_MAX] = {
@@ -142,6 +146,13 @@ const char *const my_sql[Q_MAX] = {
 	    "INSERT INTO TokenGen (userid, gen) VALUES (?, 1)"
 	    " ON DUPLICATE KEY UPDATE gen = gen + 1",
 	[Q_SET_PASSWORD] = "UPDATE User SET pwhash = ? WHERE id = ?",
+	[Q_HISTORY_ADD] =
+	    "INSERT INTO History (smid, conv, sender, created, message)"
+	    " VALUES " HROW " ON DUPLICATE KEY UPDATE smid = smid",
+	[Q_HISTORY_ADD_BATCH] =
+	    "INSERT INTO History (smid, conv, sender, created, message)"
+	    " VALUES " HROWS8 " ON DUPLICATE KEY UPDATE smid = smid",
+	[Q_HISTORY_PRUNE] = "DELETE FROM History WHERE created < ? LIMIT ?",
 };
 
 static const struct store_ops mysql_ops;
@@ -487,4 +498,8 @@ static const struct store_ops mysql_ops = {
 	.ack_claim = mysql_ack_claim,
 	.offline_remove = mysql_offline_remove,
 	.token_gen = mysql_token_gen,
+	.history_add = mysql_history_add,
+	.history_fetch = mysql_history_fetch,
+	.history_prune = mysql_history_prune,
+	.account_purge = mysql_account_purge,
 };

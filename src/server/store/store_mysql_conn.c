@@ -18,6 +18,7 @@
 #include "store.h"
 #include "store_impl.h"
 #include "store_mysql_impl.h"
+
 #include "util.h"
 
 int

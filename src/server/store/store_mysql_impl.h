@@ -161,6 +161,13 @@ int	mysql_offline_remove(struct store *st, int32_t uid, int64_t smid);
 int	mysql_offline_fetch(struct store *st, int32_t uid, size_t max,
 	struct store_msg_list *out);
 int	mysql_offline_delete(struct store *st, int32_t uid, int64_t upto);
+int	mysql_history_add(struct store *st, const struct store_hist *v,
+	    size_t n);
+int	mysql_history_fetch(struct store *st, int32_t uid, int32_t peer,
+	    int32_t gid, int64_t before, size_t max, struct store_msg_list *out);
+int	mysql_history_prune(struct store *st, int64_t t, size_t max,
+	    size_t *n);
+int	mysql_account_purge(struct store *st, int32_t uid);
 
 /* store_mysql.c */
 

@@ -10,6 +10,7 @@
 #include "store.h"
 #include "store_impl.h"
 #include "store_mysql_impl.h"
+
 static int
 offline_add_once(struct my *m, struct mconn *c, const int32_t *uids,
     size_t n, const char *msg, size_t len, int64_t smid)
@@ -211,3 +212,151 @@ mysql_offline_delete(struct store *st, int32_t uid, int64_t upto)
 
 /* ---- ping, schema, URL, open, close ---- */
 
+/* ---- history ---- */
+
+/* History rows go MY_HISTORY_BATCH to a statement. */
+#define MY_HISTORY_BATCH	8
+
+static int
+history_add_once(struct my *m, struct mconn *c, const struct store_hist *v,
+    size_t n)
+{
+	struct mparam	 p[5 * MY_HISTORY_BATCH];
+	size_t		 i, k, rows;
+	int		 rc;
+
+	if ((rc = my_begin(m, c)) != STORE_OK)
+		return rc;
+	for (i = 0; i < n; i += rows) {
+		rows = n - i >= MY_HISTORY_BATCH ? MY_HISTORY_BATCH : 1;
+		for (k = 0; k < rows; k++) {
+			p[5 * k] = P_INT(v[i + k].smid);
+			p[5 * k + 1] = P_INT(store_conv(v[i + k].sender,
+			    v[i + k].peer, v[i + k].gid));
+			p[5 * k + 2] = P_INT(v[i + k].sender);
+			p[5 * k + 3] = P_INT(v[i + k].created);
+			p[5 * k + 4] = P_STR(v[i + k].text, v[i + k].len);
+		}
+		if ((rc = my_exec(m, c, rows > 1 ? Q_HISTORY_ADD_BATCH :
+		    Q_HISTORY_ADD, p, 5 * rows, NULL, NULL, "keep history")) !=
+		    STORE_OK)
+			goto fail;
+	}
+	if ((rc = my_commit(m, c)) != STORE_OK)
+		goto fail;
+	return STORE_OK;
+
+ fail:
+	my_rollback(m, c);
+	return rc;
+}
+
+int
+mysql_history_add(struct store *st, const struct store_hist *v, size_t n)
+{
+	/* a row kept before is left alone: safe to run again */
+	MY_CALL(st, MY_IDEMPOTENT, history_add_once(m, c, v, n));
+}
+
+static int
+history_fetch_once(struct my *m, struct mconn *c, int32_t uid, int32_t peer,
+    int32_t gid, int64_t before, size_t max, struct store_msg_list *out)
+{
+	struct mlist	 ml;
+	struct mparam	 p[8];
+	size_t		 np = 0;
+	int64_t		 at = INT64_MAX;
+	int		 rc;
+
+	out->v = NULL;
+	out->n = 0;
+	memset(&ml, 0, sizeof(ml));
+	ml.out = out;
+	if (before != INT64_MAX) {
+		/* the cursor: when the message before was kept */
+		p[0] = P_INT(before);
+		at = -1;
+		if ((rc = my_exec(m, c, Q_HISTORY_AT, p, 1, my_row_int, &at,
+		    "read history")) != STORE_OK)
+			return rc;
+		if (at < 0)
+			return STORE_OK;	/* not in the history: nothing older */
+	}
+	p[np++] = P_INT(store_conv(uid, peer, gid));
+	p[np++] = P_INT(at);
+	p[np++] = P_INT(at);
+	p[np++] = P_INT(before);
+	if (gid != 0) {
+		p[np++] = P_INT(gid);
+		p[np++] = P_INT(uid);
+	}
+	p[np++] = P_INT(uid);
+	p[np++] = P_INT(max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	rc = my_exec(m, c, gid != 0 ? Q_HISTORY_GROUP : Q_HISTORY_PAIR, p, np,
+	    row_msg, &ml, "read history");
+	if (rc != STORE_OK)
+		store_msg_list_free(out);
+	return rc;
+}
+
+int
+mysql_history_fetch(struct store *st, int32_t uid, int32_t peer,
+    int32_t gid, int64_t before, size_t max, struct store_msg_list *out)
+{
+	MY_CALL(st, MY_IDEMPOTENT, history_fetch_once(m, c, uid, peer, gid,
+	    before, max, out));
+}
+
+static int
+history_prune_once(struct my *m, struct mconn *c, int64_t t, size_t max,
+    size_t *n)
+{
+	struct mparam	 p[2];
+	int		 rc;
+
+	*n = 0;
+	p[0] = P_INT(t);
+	p[1] = P_INT(max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	if ((rc = my_exec(m, c, Q_HISTORY_PRUNE, p, 2, NULL, NULL,
+	    "prune history")) == STORE_OK)
+		*n = (size_t)m->affected;
+	return rc;
+}
+
+int
+mysql_history_prune(struct store *st, int64_t t, size_t max, size_t *n)
+{
+	MY_CALL(st, MY_IDEMPOTENT, history_prune_once(m, c, t, max, n));
+}
+
+static int
+account_purge_once(struct my *m, struct mconn *c, int32_t uid)
+{
+	struct mparam	 p[2];
+	size_t		 i;
+	int		 rc;
+
+	p[0] = P_INT(uid);
+	p[1] = P_INT(uid);
+	if ((rc = my_begin(m, c)) != STORE_OK)
+		return rc;
+	for (i = 0; i < STORE_PURGE_N; i++)
+		if ((rc = my_exec(m, c, store_purge[i].q, p,
+		    (size_t)store_purge[i].nuid, NULL, NULL,
+		    "delete account")) != STORE_OK)
+			goto fail;
+	if ((rc = my_commit(m, c)) != STORE_OK)
+		goto fail;
+	return STORE_OK;
+
+ fail:
+	my_rollback(m, c);
+	return rc;
+}
+
+int
+mysql_account_purge(struct store *st, int32_t uid)
+{
+	/* deleting what is gone already changes nothing: safe again */
+	MY_CALL(st, MY_IDEMPOTENT, account_purge_once(m, c, uid));
+}

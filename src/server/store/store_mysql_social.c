@@ -10,6 +10,7 @@
 #include "store.h"
 #include "store_impl.h"
 #include "store_mysql_impl.h"
+
 static int
 user_create_once(struct my *m, struct mconn *c, const char *name,
     size_t name_len, const char *pwhash, int32_t *id)

@@ -53,6 +53,36 @@ const char *const store_sql_common[Q_MAX] = {
 	    "SELECT u.id, u.name FROM Block b JOIN User u ON u.id = b.userid"
 	    " WHERE b.blockedid = ? ORDER BY b.userid",
 	[Q_TOKEN_GEN] = "SELECT gen FROM TokenGen WHERE userid = ?",
+	/*
+	 * History pages, newest first by arrival (History_conv): ?: conv,
+	 * then the cursor (created twice, smid), a group's group and
+	 * reader (what came after it joined), the reader (its blocks), max.
+	 */
+	[Q_HISTORY_AT] = "SELECT created FROM History WHERE smid = ?",
+	[Q_HISTORY_PAIR] =
+	    "SELECT smid, message FROM History WHERE conv = ?"
+	    " AND (created < ? OR (created = ? AND smid < ?))"
+	    " AND sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
+	    " ORDER BY created DESC, smid DESC LIMIT ?",
+	[Q_HISTORY_GROUP] =
+	    "SELECT h.smid, h.message FROM GroupUser m JOIN History h"
+	    " ON h.conv = ? AND (h.created < ? OR (h.created = ? AND h.smid < ?))"
+	    " AND h.created >= m.joinedat * 1000"
+	    " WHERE m.groupid = ? AND m.userid = ?"
+	    " AND h.sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
+	    " ORDER BY h.created DESC, h.smid DESC LIMIT ?",
+	/* account deletion (store_purge) */
+	[Q_PURGE_HISTORY] = "DELETE FROM History WHERE sender = ?",
+	[Q_PURGE_OFFLINE] = "DELETE FROM OfflineMessage WHERE userid = ?",
+	[Q_PURGE_FRIENDS] =
+	    "DELETE FROM Friend WHERE userid = ? OR friendid = ?",
+	[Q_PURGE_BLOCKS] = "DELETE FROM Block WHERE userid = ? OR blockedid = ?",
+	[Q_PURGE_GROUPS] = "DELETE FROM GroupUser WHERE userid = ?",
+};
+
+const struct store_purge store_purge[STORE_PURGE_N] = {
+	{ Q_PURGE_HISTORY, 1 }, { Q_PURGE_OFFLINE, 1 }, { Q_PURGE_FRIENDS, 2 },
+	{ Q_PURGE_BLOCKS, 2 }, { Q_PURGE_GROUPS, 1 }
 };
 
 char *

@@ -29,7 +29,7 @@
 #include "sqlite_upgrade.h"	/* generated from sql/sqlite-upgrade.sql */
 
 /* The PRAGMA user_version that sql/sqlite.sql sets. */
-#define SQ_SCHEMA_VERSION	2
+#define SQ_SCHEMA_VERSION	3
 
 /* Whole-transaction retries after SQLITE_BUSY: <= ~0.9 s of sleep. */
 #define SQ_TRIES		8	/* attempts of a call that finds the file locked */
@@ -89,6 +89,13 @@ static const char *const sq_sql[Q_MAX] = {
 	    " OR (userid = ?2 AND friendid = ?1)",
 	[Q_BLOCK_ADD] =
 	    "INSERT OR IGNORE INTO Block (userid, blockedid) VALUES (?1, ?2)",
+	[Q_HISTORY_ADD] =
+	    "INSERT OR IGNORE INTO History (smid, conv, sender, created,"
+	    " message) VALUES (?1, ?2, ?3, ?4, ?5)",
+	/* SQLite's DELETE takes no LIMIT unless built to */
+	[Q_HISTORY_PRUNE] =
+	    "DELETE FROM History WHERE smid IN (SELECT smid FROM History"
+	    " WHERE created < ?1 LIMIT ?2)",
 };
 
 static const struct store_ops sqlite_ops;
@@ -562,4 +569,8 @@ static const struct store_ops sqlite_ops = {
 	.ack_claim = sqlite_ack_claim,
 	.offline_remove = sqlite_offline_remove,
 	.token_gen = sqlite_token_gen,
+	.history_add = sqlite_history_add,
+	.history_fetch = sqlite_history_fetch,
+	.history_prune = sqlite_history_prune,
+	.account_purge = sqlite_account_purge,
 };

@@ -68,5 +68,12 @@ int	sqlite_offline_delete(struct store *st, int32_t uid, int64_t upto);
 int	sqlite_ack_claim(struct store *st, int32_t sender, int64_t cmid,
 	    int64_t *smid, int *done);
 int	sqlite_offline_remove(struct store *st, int32_t uid, int64_t smid);
+int	sqlite_history_add(struct store *st, const struct store_hist *v,
+	    size_t n);
+int	sqlite_history_fetch(struct store *st, int32_t uid, int32_t peer,
+	    int32_t gid, int64_t before, size_t max, struct store_msg_list *out);
+int	sqlite_history_prune(struct store *st, int64_t t, size_t max,
+	    size_t *n);
+int	sqlite_account_purge(struct store *st, int32_t uid);
 
 #endif

@@ -12,6 +12,7 @@
 #include "store.h"
 #include "store_impl.h"
 #include "store_sqlite_impl.h"
+
 /* ---- offline messages ---- */
 
 static int
@@ -80,23 +81,15 @@ sqlite_offline_add(struct store *st, const int32_t *uids, size_t n,
 	return rc;
 }
 
+/* Step s (bound) into out: (id, text) rows.  s is reset either way. */
 static int
-offline_fetch_once(struct sq *sq, int32_t uid, size_t max,
-    struct store_msg_list *out)
+msg_rows(struct sq *sq, sqlite3_stmt *s, struct store_msg_list *out,
+    const char *what)
 {
-	sqlite3_stmt		*s = sq->q[Q_OFFLINE_FETCH];
 	struct store_msg	*m;
-	sqlite3_int64		 limit;
 	size_t			 cap = 0;
 	int			 rc;
 
-	out->v = NULL;
-	out->n = 0;
-	/* LIMIT -1 is no limit. */
-	limit = (max == 0 || max > INT64_MAX) ? -1 : (sqlite3_int64)max;
-	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, limit)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "fetch messages");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (store_grow((void **)&out->v, out->n, &cap, sizeof(*m)) == -1)
 			goto nomem;
@@ -108,7 +101,7 @@ offline_fetch_once(struct sq *sq, int32_t uid, size_t max,
 	}
 	if (rc != SQLITE_DONE) {
 		store_msg_list_free(out);
-		return sq_fail(sq, s, rc, "fetch messages");
+		return sq_fail(sq, s, rc, what);
 	}
 	sq_done(s);
 	return STORE_OK;
@@ -116,6 +109,24 @@ offline_fetch_once(struct sq *sq, int32_t uid, size_t max,
  nomem:
 	store_msg_list_free(out);
 	return sq_nomem(sq, s);
+}
+
+static int
+offline_fetch_once(struct sq *sq, int32_t uid, size_t max,
+    struct store_msg_list *out)
+{
+	sqlite3_stmt		*s = sq->q[Q_OFFLINE_FETCH];
+	sqlite3_int64		 limit;
+	int			 rc;
+
+	out->v = NULL;
+	out->n = 0;
+	/* LIMIT -1 is no limit. */
+	limit = (max == 0 || max > INT64_MAX) ? -1 : (sqlite3_int64)max;
+	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, limit)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "fetch messages");
+	return msg_rows(sq, s, out, "fetch messages");
 }
 
 int
@@ -197,3 +208,169 @@ sqlite_offline_remove(struct store *st, int32_t uid, int64_t smid)
 	SQ_CALL(st, offline_remove_once(sq, uid, smid));
 }
 
+/* ---- history ---- */
+
+static int
+history_add_once(struct sq *sq, const struct store_hist *v, size_t n)
+{
+	sqlite3_stmt	*s = sq->q[Q_HISTORY_ADD];
+	size_t		 i;
+	int		 rc;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+	for (i = 0; i < n; i++) {
+		if ((rc = sqlite3_bind_int64(s, 1, v[i].smid)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(s, 2, store_conv(v[i].sender,
+		    v[i].peer, v[i].gid))) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(s, 3, v[i].sender)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(s, 4, v[i].created)) != SQLITE_OK ||
+		    (rc = sq_bind_text(s, 5, v[i].text, v[i].len)) !=
+		    SQLITE_OK) {
+			rc = sq_fail(sq, s, rc, "keep history");
+			goto fail;
+		}
+		if ((rc = sq_run(sq, s, "keep history")) != STORE_OK)
+			goto fail;
+	}
+	if ((rc = sq_commit(sq)) != STORE_OK)
+		goto fail;
+	return STORE_OK;
+
+ fail:
+	sq_done(s);
+	sq_rollback(sq);
+	return rc;
+}
+
+/*
+ * History is a convenience, not a delivery: its commits skip the fsync
+ * (WAL, synchronous NORMAL: a power loss may take the last ones, the
+ * file stays whole).  The next FULL commit of this handle syncs them.
+ */
+int
+sqlite_history_add(struct store *st, const struct store_hist *v, size_t n)
+{
+	struct sq	*sq = (struct sq *)st;
+	int		 rc;
+
+	sq->busy = 0;
+	sqlite3_exec(sq->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+	rc = sq_result(sq, history_add_once(sq, v, n));
+	sqlite3_exec(sq->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+	return rc;
+}
+
+/* When the message before was kept (ms): 0, or STORE_NOTFOUND. */
+static int
+history_at(struct sq *sq, int64_t before, int64_t *at)
+{
+	sqlite3_stmt	*s = sq->q[Q_HISTORY_AT];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, before)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "read history");
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sq_fail(sq, s, rc, "read history");
+	if (rc == SQLITE_ROW)
+		*at = sqlite3_column_int64(s, 0);
+	sq_done(s);
+	return rc == SQLITE_ROW ? STORE_OK : STORE_NOTFOUND;
+}
+
+static int
+history_fetch_once(struct sq *sq, int32_t uid, int32_t peer, int32_t gid,
+    int64_t before, size_t max, struct store_msg_list *out)
+{
+	sqlite3_stmt	*s = sq->q[gid != 0 ? Q_HISTORY_GROUP : Q_HISTORY_PAIR];
+	int64_t		 at = INT64_MAX;
+	int		 i = 1, rc;
+
+	out->v = NULL;
+	out->n = 0;
+	if (before != INT64_MAX && (rc = history_at(sq, before, &at)) !=
+	    STORE_OK)
+		return rc == STORE_NOTFOUND ? STORE_OK : rc;
+	if ((rc = sqlite3_bind_int64(s, i++, store_conv(uid, peer, gid))) !=
+	    SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, i++, at)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, i++, at)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, i++, before)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "read history");
+	if (gid != 0 &&
+	    ((rc = sqlite3_bind_int64(s, i++, gid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, i++, uid)) != SQLITE_OK))
+		return sq_fail(sq, s, rc, "read history");
+	if ((rc = sqlite3_bind_int64(s, i++, uid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, i, max > INT64_MAX ? INT64_MAX :
+	    (sqlite3_int64)max)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "read history");
+	return msg_rows(sq, s, out, "read history");
+}
+
+int
+sqlite_history_fetch(struct store *st, int32_t uid, int32_t peer,
+    int32_t gid, int64_t before, size_t max, struct store_msg_list *out)
+{
+	SQ_CALL(st, history_fetch_once(sq, uid, peer, gid, before, max, out));
+}
+
+static int
+history_prune_once(struct sq *sq, int64_t t, size_t max, size_t *n)
+{
+	sqlite3_stmt	*s = sq->q[Q_HISTORY_PRUNE];
+	int		 rc;
+
+	*n = 0;
+	if ((rc = sqlite3_bind_int64(s, 1, t)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, max > INT64_MAX ? INT64_MAX :
+	    (sqlite3_int64)max)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "prune history");
+	if ((rc = sq_run(sq, s, "prune history")) != STORE_OK)
+		return rc;
+	*n = (size_t)sqlite3_changes(sq->db);
+	return STORE_OK;
+}
+
+int
+sqlite_history_prune(struct store *st, int64_t t, size_t max, size_t *n)
+{
+	SQ_CALL(st, history_prune_once(sq, t, max, n));
+}
+
+static int
+account_purge_once(struct sq *sq, int32_t uid)
+{
+	sqlite3_stmt	*s = NULL;
+	size_t		 i;
+	int		 j, rc;
+
+	if ((rc = sq_begin(sq)) != STORE_OK)
+		return rc;
+	for (i = 0; i < STORE_PURGE_N; i++) {
+		s = sq->q[store_purge[i].q];
+		for (j = 1; j <= store_purge[i].nuid; j++)
+			if ((rc = sqlite3_bind_int64(s, j, uid)) != SQLITE_OK) {
+				rc = sq_fail(sq, s, rc, "delete account");
+				goto fail;
+			}
+		if ((rc = sq_run(sq, s, "delete account")) != STORE_OK)
+			goto fail;
+	}
+	if ((rc = sq_commit(sq)) != STORE_OK)
+		goto fail;
+	return STORE_OK;
+
+ fail:
+	if (s != NULL)
+		sq_done(s);
+	sq_rollback(sq);
+	return rc;
+}
+
+int
+sqlite_account_purge(struct store *st, int32_t uid)
+{
+	SQ_CALL(st, account_purge_once(sq, uid));
+}

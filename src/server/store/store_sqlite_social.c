@@ -12,6 +12,7 @@
 #include "store.h"
 #include "store_impl.h"
 #include "store_sqlite_impl.h"
+
 /* ---- users ---- */
 
 static int

@@ -1,0 +1,208 @@
+/*
+ * chat_history.c - conversation history (history_days, chatd-protocol(7)
+ * HISTORY).  Every chat this worker accepts is kept once per
+ * conversation (a group message once, not per member), keyed by its
+ * smid.  Rows wait in memory and reach the store in one transaction
+ * HIST_FLUSH_SEC after the first of them (a second when the worker is
+ * idle), or at HIST_QUEUE_MAX rows: live delivery pays a copy, not a
+ * commit (one per chat cut one-to-one throughput five-fold).  A crash
+ * loses at most that much history, never a delivery.  Slot 0 prunes
+ * what is older than history_days.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cfg.h"
+#include "chat_impl.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define HIST_QUEUE_MAX	4096	/* rows held before a flush is forced */
+#define HIST_FLUSH_SEC	0.25	/* the first row waits this long at most */
+#define HIST_RATE	5.0	/* HISTORY requests per second, sustained */
+#define HIST_BURST	20.0	/* and at once */
+#define PRUNE_INTERVAL	3600.0	/* seconds between two prunes */
+#define PRUNE_ROWS	10000	/* rows per prune statement */
+#define PRUNE_ROUNDS	10	/* prune statements per round, at most */
+
+/* Wall-clock milliseconds: history is timed across nodes. */
+static int64_t
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct store_hist	*hq;	/* waiting for the next flush */
+static size_t			 hq_n, hq_cap;
+static double			 hq_since;	/* when hq[0] was queued */
+static double			 prune_at;	/* 0: at the first tick */
+
+void
+chat_history_keep(struct conn *c, const struct proto_req *req,
+    const struct buf *line)
+{
+	struct store_hist	*h, *nv;
+	char			*text;
+	size_t			 len, ncap;
+
+	if (chat.cfg->history_days == 0 || req->smid <= 0)
+		return;
+	len = buf_used(line);
+	if (len > 0 && buf_head(line)[len - 1] == '\n')
+		len--;
+	if (hq_n == hq_cap) {
+		ncap = hq_cap ? hq_cap * 2 : 64;
+		if ((nv = reallocarray(hq, ncap, sizeof(*nv))) == NULL)
+			goto nomem;
+		hq = nv;
+		hq_cap = ncap;
+	}
+	if ((text = malloc(len + 1)) == NULL)
+		goto nomem;
+	memcpy(text, buf_head(line), len);
+	text[len] = '\0';
+	if (hq_n == 0)
+		hq_since = util_mono_coarse();
+	h = &hq[hq_n++];
+	h->smid = req->smid;
+	h->sender = c->sess->uid;
+	h->peer = req->msgid == MSG_ONE_CHAT ? req->toid : 0;
+	h->gid = req->msgid == MSG_GROUP_CHAT ? req->groupid : 0;
+	h->created = now_ms();
+	h->text = text;
+	h->len = len;
+	if (hq_n >= HIST_QUEUE_MAX)
+		chat_history_flush();
+	return;
+ nomem:
+	log_warnx("history: out of memory, message %lld not kept",
+	    (long long)req->smid);
+}
+
+void
+chat_history_flush_due(void)
+{
+	if (hq_n > 0 && util_mono_coarse() - hq_since >= HIST_FLUSH_SEC)
+		chat_history_flush();
+}
+
+void
+chat_history_flush(void)
+{
+	size_t	 i;
+
+	if (hq_n == 0)
+		return;
+	if (store_history_add(chat.store, hq, hq_n) != STORE_OK)
+		log_warnx("history: %zu messages not kept: %s", hq_n,
+		    store_error(chat.store));
+	for (i = 0; i < hq_n; i++)
+		free((char *)hq[i].text);
+	hq_n = 0;
+}
+
+/*
+ * From the worker's heartbeat: slot 0 removes what history_days no
+ * longer keeps (everything when it is 0), a bounded amount per round.
+ */
+void
+chat_history_tick(void)
+{
+	double	 now = util_mono_coarse();
+	int64_t	 cutoff;
+	size_t	 n, total = 0;
+	int	 i, days = chat.cfg->history_days;
+
+	if (chat.slot != 0 || (prune_at != 0 && now < prune_at))
+		return;
+	prune_at = now + PRUNE_INTERVAL;
+	cutoff = days == 0 ? INT64_MAX : now_ms() - days * 86400000LL;
+	for (i = 0; i < PRUNE_ROUNDS; i++) {
+		if (store_history_prune(chat.store, cutoff, PRUNE_ROWS, &n) !=
+		    STORE_OK) {
+			log_warnx("history: prune: %s", store_error(chat.store));
+			return;
+		}
+		total += n;
+		if (n < PRUNE_ROWS)
+			break;
+	}
+	if (total > 0)
+		log_info("history: %zu messages older than %d days removed",
+		    total, days);
+}
+
+/* A token bucket per session: -1 when this request is one too many. */
+static int
+history_rate(struct session *s)
+{
+	double	 now = util_mono_coarse();
+
+	if (s->hist_at == 0)
+		s->hist_tokens = HIST_BURST;
+	else
+		s->hist_tokens += (now - s->hist_at) * HIST_RATE;
+	if (s->hist_tokens > HIST_BURST)
+		s->hist_tokens = HIST_BURST;
+	s->hist_at = now;
+	if (s->hist_tokens < 1)
+		return -1;
+	s->hist_tokens -= 1;
+	return 0;
+}
+
+void
+handle_history(struct conn *c, const struct proto_req *req)
+{
+	struct session		*s = c->sess;
+	struct store_msg_list	 l = { NULL, 0 };
+	struct proto_str	*v = NULL;
+	const int32_t		*ids;
+	int32_t			*owned = NULL;
+	size_t			 i, n, nids, limit = (size_t)req->limit;
+	int			 more;
+
+	if (history_rate(s) == -1) {
+		chat_error(c, MSG_ERROR, ERR_RATE, req->msgid,
+		    "history requests too fast");
+		return;
+	}
+	/* a member only: no such group, not a member are answered */
+	if (req->groupid != 0 &&
+	    group_members(c, req, 1, NULL, &ids, &nids, &owned) == -1)
+		return;
+	free(owned);
+	chat_history_flush();	/* what this worker holds is readable too */
+	if (chat.cfg->history_days > 0 && store_history_fetch(chat.store,
+	    s->uid, req->toid, req->groupid, req->before, limit + 1, &l) !=
+	    STORE_OK) {
+		log_warnx("history of %d: %s", (int)s->uid,
+		    store_error(chat.store));
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	more = l.n > limit;
+	n = more ? limit : l.n;
+	if ((v = calloc(n + 1, sizeof(*v))) == NULL) {
+		store_msg_list_free(&l);
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		chat_str_set(&v[i], l.v[i].text, l.v[i].len);
+	if (proto_put_history(&c->out, req->toid, req->groupid, v, n,
+	    more) == -1)
+		conn_close(c, "out of memory");
+	else
+		(void)conn_sent(c);
+	free(v);
+	store_msg_list_free(&l);
+}

@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""Conversation history and account deletion (issue 17), over TCP.
+
+HISTORY (125) pages through a one-to-one or group conversation, newest
+first (126); a group member sees only what came after it joined; a
+non-member is refused.  DELETE_ACCOUNT (127) removes the user's messages,
+memberships and friendships and logs it out.  Same node (SQLite, two
+workers), the schema upgrade from version 2 (both backends), and two
+nodes on a private MariaDB and Redis (skipped without them)."""
+
+import os
+import sqlite3
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True     # nothing written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chatlib  # noqa: E402
+import cluster  # noqa: E402
+from chatlib import (ERROR, ERR_AUTH, ERR_BAD_VALUE, ERR_MISSING_FIELD,  # noqa: E402
+                     ERR_NOT_MEMBER, ERR_RATE, find, unique, wait_for)
+
+HISTORY, HISTORY_ACK, DELETE_ACCOUNT, ACCOUNT_ACK = 125, 126, 127, 124
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+PW_HASH = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$U4SOHmDd8SvW5vCUKSMR6N835VPwFAtgYNhQ9mFFeL5"
+SLOW = 4 * chatlib.TIMEOUT     # generous: the sanitizer build is slow
+
+
+def history(u, **kw):
+    """One HISTORY answer (or error) for u; messages decoded."""
+    kw["msgid"] = HISTORY
+    u.c.send_obj(kw)
+    while True:
+        m = u.c.recv()
+        if m["msgid"] == HISTORY_ACK:
+            m["messages"] = [chatlib.json.loads(t) for t in m["messages"]]
+            return m
+        if m["msgid"] == ERROR and m.get("refmsgid") == HISTORY:
+            return m
+
+
+def texts(m):
+    return [x["msg"] for x in m["messages"]]
+
+
+class Base(unittest.TestCase):
+    workers = 2
+    extra = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = chatlib.Server(workers=cls.workers, extra=cls.extra)
+        cls.srv.start()
+        cls.srvB = cls.srv
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.__exit__(None, None, None)
+
+    def until(self, u, want, **kw):
+        """The history page once it holds want (other workers flush at
+        their next loop iteration)."""
+        last = []
+
+        def page():
+            last[:] = [history(u, **kw)]
+            return last[0].get("messages") is not None and \
+                texts(last[0]) == want
+        # 4 a second: within the rate limit (5 a second)
+        wait_for(page, timeout=SLOW, interval=0.25)
+        self.assertTrue(page(), "history of %d never became %r: %r" % (
+            u.id, want, last))
+        return last[0]
+
+    def group(self, creator, *members):
+        gname = unique("hg")
+        creator.c.creategroup(creator.id, gname, "")
+        creator.c.sync()
+        gid = find(creator.relogin()["groups"], groupname=gname)["id"]
+        for m in members:
+            m.c.addgroup(m.id, gid)
+            m.c.sync()
+        return gid
+
+
+class Conversations(Base):
+    def test_one_to_one_pages(self):
+        a, b = self.srv.user("h1"), self.srvB.user("h1")
+        for i in range(3):
+            a.chat(b.id, "a%d" % i)
+            self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"],
+                             "a%d" % i)
+        b.chat(a.id, "b0")
+        self.assertEqual(a.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "b0")
+        # an acknowledged chat is kept too, with its smid
+        a.chat(b.id, "acked", cmid=7)
+        ack = a.c.recv_msgid(chatlib.CHAT_ACK)
+        self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "acked")
+        # newest first by arrival, whichever worker or node numbered it
+        want = ["acked", "b0", "a2", "a1", "a0"]
+        page = self.until(a, want, toid=b.id)
+        self.assertIs(page["more"], False)
+        self.assertEqual(page["toid"], b.id)
+        self.assertEqual(page["messages"][0]["smid"], ack["smid"])
+        # both sides read the same conversation
+        self.assertEqual(texts(history(b, toid=a.id)), want)
+        # pages: newest first, "before" the oldest smid seen
+        p1 = history(a, toid=b.id, limit=2)
+        self.assertEqual((texts(p1), p1["more"]), (want[:2], True))
+        p2 = history(a, toid=b.id, limit=2,
+                     before=p1["messages"][-1]["smid"])
+        self.assertEqual((texts(p2), p2["more"]), (want[2:4], True))
+        p3 = history(a, toid=b.id, limit=2,
+                     before=p2["messages"][-1]["smid"])
+        self.assertEqual((texts(p3), p3["more"]), (want[4:], False))
+        # a third user reads nothing of it
+        c = self.srv.user("h1")
+        self.assertEqual(texts(history(c, toid=a.id)), [])
+
+    def test_group_since_joined(self):
+        a, b = self.srv.user("hg"), self.srvB.user("hg")
+        gid = self.group(a, b)
+        a.groupchat(gid, "before c")
+        self.assertEqual(b.c.recv_msgid(chatlib.GROUP_CHAT)["msg"],
+                         "before c")
+        self.until(b, ["before c"], groupid=gid)
+        time.sleep(1.1)     # joins and messages are timed in seconds
+        c = self.srvB.user("hg")
+        c.c.addgroup(c.id, gid)
+        c.c.sync()
+        time.sleep(1.1)
+        b.groupchat(gid, "after c")
+        self.assertEqual(c.c.recv_msgid(chatlib.GROUP_CHAT)["msg"],
+                         "after c")
+        page = self.until(a, ["after c", "before c"], groupid=gid)
+        self.assertEqual(page["groupid"], gid)
+        self.until(c, ["after c"], groupid=gid)
+        # a non-member is refused, whatever the group holds
+        d = self.srv.user("hg")
+        m = history(d, groupid=gid)
+        self.assertEqual((m["msgid"], m["errno"]), (ERROR, ERR_NOT_MEMBER))
+
+    def test_bad_requests(self):
+        a = self.srv.user("hb")
+        for kw, code in (({}, ERR_MISSING_FIELD),
+                         ({"toid": 1, "groupid": 1}, ERR_BAD_VALUE),
+                         ({"toid": 1, "limit": 201}, ERR_BAD_VALUE),
+                         ({"toid": 1, "limit": 0}, ERR_BAD_VALUE),
+                         ({"toid": 1, "before": 0}, ERR_BAD_VALUE),
+                         ({"toid": "1"}, chatlib.ERR_WRONG_TYPE)):
+            m = history(a, **kw)
+            self.assertEqual((m["msgid"], m["errno"]), (ERROR, code), kw)
+        # the connection still works
+        self.assertEqual(texts(history(a, toid=a.id)), [])
+
+    def test_rate_limited(self):
+        a = self.srv.user("hr")
+        codes = []
+        for _ in range(40):
+            m = history(a, toid=a.id, limit=1)
+            codes.append(m.get("errno"))
+        self.assertIn(ERR_RATE, codes)
+        self.assertEqual(codes[0], 0)
+
+    def test_delete_account(self):
+        a, b = self.srv.user("hd"), self.srvB.user("hd")
+        a.c.addfriend(a.id, b.id)
+        a.c.sync()
+        gid = self.group(a, b)
+        a.chat(b.id, "from a")
+        b.c.recv_msgid(chatlib.ONE_CHAT)
+        b.chat(a.id, "from b")
+        a.c.recv_msgid(chatlib.ONE_CHAT)
+        a.groupchat(gid, "a in group")
+        b.c.recv_msgid(chatlib.GROUP_CHAT)
+        self.until(b, ["from b", "from a"], toid=a.id)
+        a.c.send_obj({"msgid": DELETE_ACCOUNT, "password": "wrong"})
+        m = a.c.recv_msgid(ERROR)
+        self.assertEqual((m["errno"], m["refmsgid"]), (ERR_AUTH,
+                                                       DELETE_ACCOUNT))
+        a.c.send_obj({"msgid": DELETE_ACCOUNT, "password": "pw"})
+        m = a.c.recv_msgid(ACCOUNT_ACK)
+        self.assertEqual((m["errno"], m["refmsgid"]), (0, DELETE_ACCOUNT))
+        # logged out: the next request is refused
+        a.c.send_obj({"msgid": HISTORY, "toid": b.id})
+        self.assertEqual(a.c.recv_msgid(ERROR)["errno"],
+                         chatlib.ERR_NOT_LOGGED_IN)
+        # gone for good: its password no longer works
+        r = self.srv.client().login_raw(a.id, "pw")
+        self.assertEqual(r["errno"], ERR_AUTH)
+        # its messages left the history, b's stay; no friend, b owns the group
+        self.assertEqual(texts(history(b, toid=a.id)), ["from b"])
+        self.assertEqual(texts(history(b, groupid=gid)), [])
+        r = b.relogin()
+        self.assertEqual(r["friends"], [])
+        g = find(r["groups"], id=gid)
+        self.assertEqual([u["id"] for u in g["users"]], [b.id])
+
+
+class KeepsNothing(Base):
+    extra = {"history_days": 0}
+
+    def test_zero_days(self):
+        a, b = self.srv.user("h0"), self.srv.user("h0")
+        a.chat(b.id, "not kept")
+        b.c.recv_msgid(chatlib.ONE_CHAT)
+        b.c.sync()
+        a.c.sync()
+        m = history(a, toid=b.id)
+        self.assertEqual((m["msgid"], m["messages"], m["more"]),
+                         (HISTORY_ACK, [], False))
+        db = sqlite3.connect(os.path.join(self.srv.dir, "chat.db"))
+        self.assertEqual(db.execute("SELECT count(*) FROM History")
+                         .fetchone(), (0,))
+        db.close()
+
+
+class Prune(unittest.TestCase):
+    def test_old_rows_removed_at_start(self):
+        srv = chatlib.Server(workers=2)
+        path = os.path.join(srv.dir, "chat.db")
+        srv.start()
+        try:
+            a, b = srv.user("hp"), srv.user("hp")
+            a.chat(b.id, "old")
+            b.c.recv_msgid(chatlib.ONE_CHAT)
+            a.chat(b.id, "new")
+            b.c.recv_msgid(chatlib.ONE_CHAT)
+            a.c.sync()
+            b.c.sync()
+        finally:
+            srv.stop()
+        db = sqlite3.connect(path)
+        self.assertEqual(db.execute("SELECT count(*) FROM History")
+                         .fetchone(), (2,))
+        db.execute("UPDATE History SET created = created - 31 * 86400000 "
+                   "WHERE message LIKE '%\"old\"%'")
+        db.commit()
+        db.close()
+        with srv:
+            def left():
+                d = sqlite3.connect(path)
+                try:
+                    return d.execute("SELECT count(*) FROM History"
+                                     ).fetchone()[0]
+                finally:
+                    d.close()
+            self.assertEqual(wait_for(lambda: left() == 1, timeout=SLOW), True)
+            c = srv.client()
+            c.login(a.id, "pw")
+            a.c = c
+            self.assertEqual(texts(history(a, toid=b.id)), ["new"])
+
+
+class Chatc(Base):
+    def test_commands(self):
+        a, b = self.srv.user("hc"), self.srv.user("hc")
+        a.chat(b.id, "for chatc")
+        b.c.recv_msgid(chatlib.ONE_CHAT)
+        a.c.sync()
+        a.c.close()
+        wait_for(lambda: True, timeout=0.2)
+        script = ("login:%d:pw\nhistory:%d\nhistory:%d::1\nghistory:x\n"
+                  "deleteaccount:pw\nquit\n") % (a.id, b.id, b.id)
+        # a's old session may linger a moment: retry until logged in
+        for _ in range(20):
+            out = chatlib.run([chatlib.chatc_bin(), "-p",
+                               str(self.srv.port), "-s", "-w", "500"],
+                              input=script.encode())
+            got = [chatlib.json.loads(l)
+                   for l in out.stdout.decode().splitlines()]
+            if got and got[0].get("errno") == 0:
+                break
+            time.sleep(0.2)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual([m["msgid"] for m in got],
+                         [2, HISTORY_ACK, HISTORY_ACK, ACCOUNT_ACK], got)
+        self.assertEqual(chatlib.json.loads(got[1]["messages"][0])["msg"],
+                         "for chatc")
+        self.assertEqual(len(got[2]["messages"]), 1)
+        self.assertIn("usage: ghistory:GROUP[:BEFORE[:LIMIT]]",
+                      out.stderr.decode())
+
+
+# ---- the schema upgrade from version 2 ----------------------------------
+
+def v2_rows(q):
+    for uid, name in ((1, "alice"), (2, "bob")):
+        q("INSERT INTO User (id, name, pwhash) VALUES (?, ?, ?)",
+          (uid, name, PW_HASH))
+    for a, b in ((1, 2), (2, 1)):
+        q("INSERT INTO Friend (userid, friendid) VALUES (?, ?)", (a, b))
+    q("INSERT INTO AllGroup (id, groupname, groupdesc, creator) "
+      "VALUES (1, 'v2 group', 'made by v2', 1)", ())
+    q("INSERT INTO Block (userid, blockedid) VALUES (2, 1)", ())
+
+
+class Upgrade(unittest.TestCase):
+    def until_page(self, u, want, **kw):
+        # let the other worker flush, then the page must still be want
+        time.sleep(0.5)
+        self.assertEqual(texts(history(u, **kw)), want)
+
+    def check(self, srv):
+        a = srv.client()
+        r = a.login(1, "pw")
+        self.assertEqual([(f["id"], f["name"]) for f in r["friends"]],
+                         [(2, "bob")])
+        g = find(r["groups"], groupname="v2 group")
+        self.assertEqual(sorted(u["id"] for u in g["users"]), [1, 2])
+        b = srv.client()
+        r = b.login(2, "pw")
+        self.assertEqual([m["msg"] for m in r["offlinemsg"]], ["kept by v2"])
+        # the new table works on the upgraded store (bob blocks alice,
+        # so bob speaks)
+        bu = chatlib.User(srv, b, 2, "bob", "pw")
+        bu.groupchat(1, "after upgrade")
+        self.assertEqual(a.recv_msgid(chatlib.GROUP_CHAT)["msg"],
+                         "after upgrade")
+        au = chatlib.User(srv, a, 1, "alice", "pw")
+        got = wait_for(lambda: texts(history(au, groupid=1)) ==
+                       ["after upgrade"], timeout=SLOW, interval=0.25)
+        self.assertTrue(got, history(au, groupid=1))
+        # what alice (blocked by bob) says is not in bob's history
+        au.groupchat(1, "unseen by bob")
+        a.sync()
+        self.until_page(bu, ["after upgrade"], groupid=1)
+
+    def test_sqlite_v2(self):
+        srv = chatlib.Server(workers=2)
+        path = os.path.join(srv.dir, "chat.db")
+        db = sqlite3.connect(path)
+        with open(os.path.join(DATA, "schema-v2-sqlite.sql")) as f:
+            db.executescript(f.read())
+        v2_rows(lambda s, p: db.execute(s, p))
+        db.execute("INSERT INTO GroupUser (groupid, userid, grouprole, "
+                   "joined, admin, joinedat) VALUES (1, 1, 'creator', 1, 0, "
+                   "0), (1, 2, 'normal', 2, 1, 5)")
+        db.execute("INSERT INTO OfflineMessage (userid, message, created, "
+                   "smid) VALUES (2, ?, 0, 0)",
+                   ('{"id":1,"msg":"kept by v2","msgid":6,"name":"alice",'
+                    '"time":"2026-01-01 00:00:00","toid":2}',))
+        db.commit()
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 2)
+        db.close()
+        with srv:
+            self.check(srv)
+            db = sqlite3.connect(path)
+            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0],
+                             3)
+            self.assertEqual(db.execute(
+                "SELECT userid, grouprole, joined, admin, joinedat FROM "
+                "GroupUser WHERE groupid = 1 ORDER BY userid").fetchall(),
+                [(1, "creator", 1, 0, 0), (2, "normal", 2, 1, 5)])
+            self.assertEqual(db.execute("SELECT userid, blockedid FROM Block"
+                                        ).fetchall(), [(2, 1)])
+            idx = [r[1] for r in db.execute("PRAGMA index_list(History)")]
+            self.assertIn("History_conv", idx)
+            db.close()
+
+    @unittest.skipUnless(cluster.find_prog("mariadbd")
+                         or cluster.find_prog("mysqld"), "no mariadbd")
+    def test_mysql_v2(self):
+        db = cluster.MariaDB().start()
+        try:
+            with open(os.path.join(DATA, "schema-v2-mysql.sql")) as f:
+                db.sql(f.read())
+
+            def q(s, p):
+                db.sql(s.replace("?", "%s") % tuple(
+                    "'%s'" % x if isinstance(x, str)
+                    else str(x) for x in p))
+            v2_rows(q)
+            db.sql("INSERT INTO GroupUser (groupid, userid, grouprole, admin,"
+                   " joinedat) VALUES (1, 1, 'creator', 0, 0),"
+                   " (1, 2, 'normal', 1, 5)")
+            db.sql("INSERT INTO OfflineMessage (userid, message) VALUES (2, "
+                   "'{\"id\":1,\"msg\":\"kept by v2\",\"msgid\":6,\"name\":"
+                   "\"alice\",\"time\":\"2026-01-01 00:00:00\",\"toid\":2}')")
+            self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
+                             [["2"]])
+            srv = cluster.Node(db.spec, workers=2)
+            with srv:
+                self.check(srv)
+            self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
+                             [["3"]])
+            self.assertEqual(db.sql(
+                "SELECT userid, grouprole, admin, joinedat FROM GroupUser "
+                "WHERE groupid = 1 ORDER BY userid"),
+                [["1", "creator", "0", "0"], ["2", "normal", "1", "5"]])
+            self.assertEqual(db.sql("SELECT userid, blockedid FROM Block"),
+                             [["2", "1"]])
+        finally:
+            db.stop()
+
+
+# ---- MySQL and two nodes (private MariaDB and Redis) -------------------
+# The nodes of test_features_ext (its cluster_env), started here afresh.
+from test_features_ext import ENV, HAVE_CLUSTER, cluster_env  # noqa: E402
+
+
+def tearDownModule():
+    cluster.stop_all(ENV)
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class CrossNode(Conversations):
+    """The same, MySQL store: the first user on node A, the other on B."""
+    @classmethod
+    def setUpClass(cls):
+        env = cluster_env()
+        cls.srv, cls.srvB = env["A"], env["B"]
+
+    @classmethod
+    def tearDownClass(cls):
+        pass
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
