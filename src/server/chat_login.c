@@ -472,8 +472,11 @@ chat_job_done(struct auth_job *aj)
 
 	conn_unref(c);
 	/* counted even when the client left without waiting for the answer */
-	if (j->msgid == MSG_LOGIN && j->aj.result == 1 && j->uid != 0)
+	if (j->msgid == MSG_LOGIN && j->aj.result == 1 && j->uid != 0) {
 		guard_login_ok(chat.guard, j->ukey);
+		if (chat.pubsub != NULL)
+			pubsub_login_ok(chat.pubsub, j->ukey);
+	}
 	else if (j->msgid == MSG_LOGIN && j->aj.result != -1)
 		chat_login_failed(c, j->ukey);
 	if (!c->closing) {
