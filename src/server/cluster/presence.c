@@ -288,86 +288,6 @@ presence_done(struct bus *ps, struct req *r, void *reply)
 	req_free(r);
 }
 
-/* ---- interface ---------------------------------------------------------- */
-
-/*
- * Out of memory for the request itself is the one case where a
- * callback runs inside the call; callers make these calls last.
- */
-void
-bus_claim(struct bus *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
-{
-	struct req	*r;
-
-	uidset_del(&ps->unreleased, uid);
-	if (uidset_add(&ps->local, uid) == -1)
-		log_warnx("redis: out of memory: user %d will not be "
-		    "re-asserted after a reconnect", (int)uid);
-	if ((r = presence_req(ps, REQ_CLAIM, uid)) == NULL) {
-		cb(arg, -1);
-		return;
-	}
-	r->cb.claim = cb;
-	r->arg = arg;
-	if (req_send(ps, r) == -1)
-		req_fail(ps, r);
-}
-
-void
-bus_release(struct bus *ps, int32_t uid)
-{
-	struct req	*r;
-
-	uidset_del(&ps->local, uid);
-	if ((r = presence_req(ps, REQ_RELEASE, uid)) == NULL) {
-		(void)uidset_add(&ps->unreleased, uid);
-		return;
-	}
-	if (req_send(ps, r) == -1) {
-		req_free(r);
-		(void)uidset_add(&ps->unreleased, uid);
-	}
-}
-
-void
-bus_query_online(struct bus *ps, const int32_t *uids, size_t n,
-    pubsub_online_cb *cb, void *arg)
-{
-	struct req	 *r;
-	const char	**a = NULL;
-	size_t		 *al = NULL, i;
-	char		 *kbuf = NULL, nk[16];
-
-	if ((r = req_new(ps, REQ_QUERY, SCRIPT_QUERY)) == NULL ||
-	    (r->uids = calloc(n + 1, sizeof(*uids))) == NULL ||
-	    (a = calloc(n + 1, sizeof(*a))) == NULL ||
-	    (al = calloc(n + 1, sizeof(*al))) == NULL ||
-	    (kbuf = malloc(n * 24 + 1)) == NULL) {
-		free(a);
-		free(al);
-		req_free(r);
-		cb(arg, -1, uids, NULL, 0);
-		return;
-	}
-	memcpy(r->uids, uids, n * sizeof(*uids));
-	r->n = n;
-	r->cb.online = cb;
-	r->arg = arg;
-	a[0] = nk;
-	al[0] = snprintf(nk, sizeof(nk), "%zu", n);
-	for (i = 0; i < n; i++) {
-		a[i + 1] = kbuf + i * 24;
-		al[i + 1] = snprintf(kbuf + i * 24, 24, "chatd:on:%d",
-		    (int)uids[i]);
-	}
-	if (n == 0 || req_args(r, (int)n + 1, a, al) == -1 ||
-	    req_send(ps, r) == -1)
-		req_fail(ps, r);
-	free(a);
-	free(al);
-	free(kbuf);
-}
-
 /*
  * A request with n presence keys of uids, then extra arguments (one
  * script call); r->uids keeps a copy.  NULL: out of memory.
@@ -410,6 +330,65 @@ fail:
 	return NULL;
 }
 
+/* ---- interface ---------------------------------------------------------- */
+
+/*
+ * Out of memory for the request itself is the one case where a
+ * callback runs inside the call; callers make these calls last.
+ */
+void
+bus_claim(struct bus *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
+{
+	struct req	*r;
+
+	uidset_del(&ps->unreleased, uid);
+	if (uidset_add(&ps->local, uid) == -1)
+		log_warnx("redis: out of memory: user %d will not be "
+		    "re-asserted after a reconnect", (int)uid);
+	if ((r = presence_req(ps, REQ_CLAIM, uid)) == NULL) {
+		cb(arg, -1);
+		return;
+	}
+	r->cb.claim = cb;
+	r->arg = arg;
+	if (req_send(ps, r) == -1)
+		req_fail(ps, r);
+}
+
+void
+bus_release(struct bus *ps, int32_t uid)
+{
+	struct req	*r;
+
+	uidset_del(&ps->local, uid);
+	if ((r = presence_req(ps, REQ_RELEASE, uid)) == NULL) {
+		(void)uidset_add(&ps->unreleased, uid);
+		return;
+	}
+	if (req_send(ps, r) == -1) {
+		req_free(r);
+		(void)uidset_add(&ps->unreleased, uid);
+	}
+}
+
+
+void
+bus_query_online(struct bus *ps, const int32_t *uids, size_t n,
+    pubsub_online_cb *cb, void *arg)
+{
+	struct req	*r;
+
+	if ((r = keyed_req(ps, REQ_QUERY, SCRIPT_QUERY, uids, n)) == NULL) {
+		cb(arg, -1, uids, NULL, 0);
+		return;
+	}
+	r->cb.online = cb;
+	r->arg = arg;
+	/* no users: answered from the loop */
+	if (n == 0 || req_send(ps, r) == -1)
+		req_fail(ps, r);
+}
+
 /* Where uids are (the group fan-out): one script, two MGETs in it. */
 void
 bus_locate(struct bus *ps, const int32_t *uids, size_t n, bus_locate_cb *cb,
@@ -417,21 +396,13 @@ bus_locate(struct bus *ps, const int32_t *uids, size_t n, bus_locate_cb *cb,
 {
 	struct req	*r;
 
-	if (n == 0 || (r = keyed_req(ps, REQ_LOCATE, SCRIPT_LOCATE, uids,
-	    n)) == NULL) {
-		/* from the loop, never from here: a request with no keys */
-		if ((r = req_new(ps, REQ_LOCATE, SCRIPT_NONE)) == NULL) {
-			cb(arg, -1, uids, NULL, n);
-			return;
-		}
-		r->cb.locate = cb;
-		r->arg = arg;
-		req_fail(ps, r);
+	if ((r = keyed_req(ps, REQ_LOCATE, SCRIPT_LOCATE, uids, n)) == NULL) {
+		cb(arg, -1, uids, NULL, 0);
 		return;
 	}
 	r->cb.locate = cb;
 	r->arg = arg;
-	if (req_send(ps, r) == -1)
+	if (n == 0 || req_send(ps, r) == -1)
 		req_fail(ps, r);
 }
 
