@@ -35,6 +35,7 @@
 #define REAP_BATCH_N		500
 #define PUBLISH_BATCH_N		256	/* publishes per script call */
 #define LOCATE_BATCH_N		1000	/* users per fan-out lookup */
+#define WAIT_BURST_SECONDS	0.001	/* a BLMOVE answered faster: a burst */
 #define RETRY_SECONDS		1.0	/* offer a RETRY item again */
 #define RESEND_SECONDS		10.0	/* unanswered publishes, then -1 */
 #define EXIT_WAIT_SECONDS	1.0
@@ -220,7 +221,7 @@ struct bus {
 	/* the queue */
 	int			 fetching;	/* a take/resume/reap is out */
 	int			 more;		/* the last take was full */
-	int			 wait_hit;	/* the last BLMOVE gave an item */
+	ev_tstamp		 wait_sent;	/* the last BLMOVE went out */
 	int			 resume;	/* read P before taking more */
 	ev_tstamp		 retry_at;	/* RETRY items wait until then */
 	struct req		*reaps;		/* dead queues to reap */

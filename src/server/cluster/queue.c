@@ -880,6 +880,8 @@ fetch(struct bus *ps, enum req_kind kind)
 		req_free(r);
 		return;
 	}
+	if (kind == REQ_WAIT)
+		ps->wait_sent = ev_time();
 	ps->fetching = 1;
 }
 
@@ -968,15 +970,15 @@ queue_done(struct bus *ps, struct req *r, void *reply)
 		break;
 	case REQ_WAIT:
 		/*
-		 * One item: wait again (it returns at once if more came);
-		 * two in a row look like a burst: take them in batches.
+		 * One item after a wait: wait again (a TAKE would cost a
+		 * script call to find nothing).  One that was there at
+		 * once looks like a burst: take the rest in batches.
 		 */
-		ps->more = n == 1 && ps->wait_hit;
-		ps->wait_hit = n == 1;
+		ps->more = n == 1 && ev_time() - ps->wait_sent <
+		    WAIT_BURST_SECONDS;
 		break;
 	case REQ_TAKE:
 		ps->more = n == POP_BATCH_N;
-		ps->wait_hit = 0;
 		if (ps->draining && n < POP_BATCH_N)
 			ps->drained = 1;
 		break;
