@@ -61,6 +61,11 @@ void	chat_channel_msg(const struct chan_hdr *h, const char *payload);
 enum pubsub_result chat_remote_deliver(void *arg, int32_t uid,
 	    const char *line, size_t len);
 void	chat_presence_lost(void *arg, int32_t uid);
+/* A group item for uids from another node (pubsub.h deliver_many). */
+void	chat_remote_deliver_many(void *arg, const int32_t *uids, size_t n,
+	    const char *line, size_t len, int32_t *keep, size_t *nkeep);
+/* A failed-login key blocked cluster-wide (pubsub.h login_blocked). */
+void	chat_login_blocked(void *arg, uint64_t key, int seconds);
 void	chat_stored(void *arg, int32_t uid);
 /*
  * Keep a plain chat this worker alone holds (line without its "\n") for

@@ -70,6 +70,7 @@ struct conn_env {
 	 */
 	size_t			 max_worker_output;
 	uint64_t		*evicted_count;	/* closed so, for the metrics */
+	uint64_t		*proxy_refused_count;	/* PROXY refusals */
 	uint64_t		*output_gauge;	/* the total before each sleep */
 	double			 idle_timeout;	/* 0: none */
 	double			 login_timeout;

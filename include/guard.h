@@ -95,6 +95,13 @@ int	guard_login_check(struct guard *g, uint64_t ukey, uint64_t akey,
  * user and the address, each against its own threshold in pol. */
 void	guard_login_failed(struct guard *g, uint64_t ukey, uint64_t akey,
 	    const struct guard_policy *pol);
+/* The key of the pair (address, user), 0 when either is 0. */
+uint64_t guard_pair_key(uint64_t ukey, uint64_t akey);
+/*
+ * Another node counted key's failures to its limit (the cluster-wide
+ * counters in Redis): blocked here too for seconds.
+ */
+void	guard_login_block(struct guard *g, uint64_t key, int seconds);
 /* After a good password: the user's failures are forgotten (not the
  * address's: one valid account must not reset a guessing address). */
 void	guard_login_ok(struct guard *g, uint64_t ukey);

@@ -50,6 +50,8 @@ struct online_slot_stats {
 	uint64_t	 output_bytes;	/* queued for clients, when it slept */
 	uint64_t	 redis_failovers; /* cluster: Sentinel moved the primary */
 	uint64_t	 bus_unreplicated; /* publishes no replica confirmed */
+	uint64_t	 proxy_refused;	/* PROXY headers refused */
+	uint64_t	 login_blocks_shared; /* blocks learned from Redis */
 	/*
 	 * Health, for the master's /health and chatctl status.  The
 	 * master sets them to -1 (unknown) and heartbeat to "now" before

@@ -157,6 +157,20 @@ struct pubsub_handler {
 	 * this worker: if uid is logged in here, hand them over now.
 	 */
 	void	(*stored)(void *arg, int32_t uid);
+	/*
+	 * Optional (else deliver, one by one).  A group line for uids
+	 * [0..n), all named to this worker by one item: deliver it to
+	 * each, or store it for those not here.  Those neither delivered
+	 * nor stored go into keep (room for n), *nkeep of them: the item
+	 * stays in Redis for them alone.
+	 */
+	void	(*deliver_many)(void *arg, const int32_t *uids, size_t n,
+		    const char *line, size_t len, int32_t *keep, size_t *nkeep);
+	/*
+	 * Optional.  A failed-login key (see pubsub_login_failed) reached
+	 * its limit somewhere in the cluster: blocked for seconds.
+	 */
+	void	(*login_blocked)(void *arg, uint64_t key, int seconds);
 	void	*arg;
 };
 
@@ -233,5 +247,49 @@ typedef void pubsub_publish_cb(void *arg, int32_t uid, long receivers,
 	    const char *line, size_t len);
 void	pubsub_publish(struct pubsub *ps, int32_t uid, const char *line,
 	    size_t len, pubsub_publish_cb *cb, void *arg);
+
+/*
+ * Group fan-out: send line to every one of uids (none of them on this
+ * node) with one item per destination worker queue, not one per user.
+ * Where each user is comes from the presence cache, else from one
+ * script per instance (SCRIPT_LOCATE: two MGETs however many users);
+ * then the users are grouped by queue and each queue gets one signed
+ * item "<uid>,<uid>,... <line>" (one RPUSH per queue and loop
+ * iteration).  The receiving worker delivers to each listed user or
+ * stores for those who left it (deliver_many), exactly once: the item
+ * is acknowledged, or re-signed for the users not yet handled.
+ *   located  called once when it is known who is online nowhere (or
+ *            every user, Redis being down): away[0..naway); the caller
+ *            stores for them before anything is queued, so that an
+ *            answer cannot reach their offline queue first.
+ *   done     called once at the end: failed[0..nfailed) could not be
+ *            queued after all (the caller stores for them).  A copy
+ *            whose answer was lost may be both queued and stored, as
+ *            with pubsub_publish.
+ * Both may run inside the call (everything cached, out of memory).
+ * A rolling upgrade: older nodes drop a list item as malformed (logged).
+ */
+struct pubsub_fanout {
+	void	(*located)(void *arg, const int32_t *away, size_t naway);
+	void	(*done)(void *arg, const int32_t *failed, size_t nfailed);
+};
+void	pubsub_fanout(struct pubsub *ps, const int32_t *uids, size_t n,
+	    const char *line, size_t len, const struct pubsub_fanout *cb,
+	    void *arg);
+
+/*
+ * Failed logins counted cluster-wide, beside guard.c's node-local
+ * counters: keys are guard.c's (the same on every node), counted on the
+ * instance of keys[0] with INCR and EXPIRE window in one script.  A key
+ * that reaches max[i] failures is blocked there for block seconds,
+ * doubling for each block in a row (up to 64 times), and every worker
+ * of every node is told (handler->login_blocked).  Fire and forget: when
+ * Redis is down only the node-local counters count.
+ */
+typedef void pubsub_login_cb(void *arg, int result, long value);
+void	pubsub_login_failed(struct pubsub *ps, const uint64_t *keys,
+	    const int *max, int n, int window, int block);
+/* keys[0] logged in: its counter starts afresh. */
+void	pubsub_login_ok(struct pubsub *ps, uint64_t key);
 
 #endif

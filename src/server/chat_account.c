@@ -15,6 +15,7 @@
 #include "chat_impl.h"
 #include "guard.h"
 #include "log.h"
+#include "pubsub.h"
 #include "store.h"
 #include "token.h"
 
@@ -61,6 +62,25 @@ chat_login_failed(struct conn *c, uint64_t ukey)
 	pol.user_max = chat.cfg->login_fail_per_user_max;
 	pol.addr_max = chat.cfg->login_fail_per_ip_max;
 	guard_login_failed(chat.guard, ukey, c->akey, &pol);
+	if (chat.pubsub != NULL) {
+		/* the same user and pair, counted over the whole cluster */
+		uint64_t	 keys[2];
+		int		 max[2];
+
+		keys[0] = ukey;
+		max[0] = pol.user_max;
+		keys[1] = guard_pair_key(ukey, c->akey);
+		max[1] = pol.fail_max;
+		pubsub_login_failed(chat.pubsub, keys, max, 2, pol.window,
+		    pol.block);
+	}
+}
+
+void
+chat_login_blocked(void *arg, uint64_t key, int seconds)
+{
+	guard_login_block(chat.guard, key, seconds);
+	chat_stat(&chat.stats->login_blocks_shared, 1);
 }
 
 int

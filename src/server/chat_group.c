@@ -102,59 +102,35 @@ gcache_put(int32_t gid, const struct store_user_list *members)
 
 #define GROUP_STORE_ERR "message could not be stored for members who are away"
 
-/*
- * Hand a group line to the members in local (online on this node or
- * nowhere known) and remote (online on another node when live[i]; live
- * NULL: Redis could not tell).  Those away elsewhere are stored before
- * anyone gets the line, so that an answer to it cannot reach their
- * offline queue first.
- */
-static enum route_result
-group_deliver(struct conn *c, int32_t sender, int refmsgid, const char *line,
-    size_t len, const int32_t *local, size_t nlocal, const int32_t *remote,
-    const int *live, size_t nremote)
+/* Deliver to the members on this node; store for those not reached. */
+static void
+group_local(uint32_t conn, int32_t sender, int refmsgid, const char *line,
+    size_t len, const int32_t *local, size_t nlocal)
 {
-	int32_t	*away, *pub;
-	size_t	 i, naway = 0, npub = 0;
-	uint32_t conn = c->id;
-	enum route_result rr = ROUTE_DONE;
+	int32_t	*away;
+	size_t	 i, naway = 0;
 
-	away = calloc(nlocal + nremote + 1, sizeof(*away));
-	pub = calloc(nremote + 1, sizeof(*pub));
-	if (away == NULL || pub == NULL) {
+	if ((away = calloc(nlocal + 1, sizeof(*away))) == NULL) {
 		reply_sender(conn, sender, refmsgid, NULL);
-		goto out;
+		return;
 	}
-	for (i = 0; i < nremote; i++) {
-		if (live != NULL && live[i])
-			pub[npub++] = remote[i];
-		else
-			away[naway++] = remote[i];
-	}
-	if (chat_keep_offline(away, naway, line, len - 1) == -1)
-		reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
-	naway = 0;
 	for (i = 0; i < nlocal; i++)
 		if (deliver_live(local[i], line, len) != DELIVER_OK)
 			away[naway++] = local[i];
-	/* members on other nodes: one publish each, pipelined */
-	if (npub > 0 && (rr = route_publish(c, sender, refmsgid, pub, npub,
-	    line, len, GROUP_STORE_ERR)) == ROUTE_FAILED) {
-		memcpy(away + naway, pub, npub * sizeof(*away));
-		naway += npub;
-		rr = ROUTE_DONE;
-	}
 	if (chat_keep_offline(away, naway, line, len - 1) == -1)
 		reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
-out:
 	free(away);
-	free(pub);
-	return rr;
 }
 
-/* A group chat waiting for Redis to say which members are online. */
+/*
+ * A group chat with members on other nodes (cluster mode): one item
+ * per destination worker (pubsub_fanout).  The sender's next requests
+ * wait until it is queued or stored, so that its messages keep their
+ * order.
+ */
 struct group_job {
 	struct conn	*c;
+	uint32_t	 conn;
 	int32_t		 sender;
 	int		 refmsgid;
 	char		*line;
@@ -163,24 +139,76 @@ struct group_job {
 	size_t		 nlocal;
 };
 
+/*
+ * Those away elsewhere are stored before anyone gets the line, so that
+ * an answer to it cannot reach their offline queue first; then the
+ * members here get it, then (after this) those on other nodes.
+ */
 static void
-group_queried(void *arg, int result, const int32_t *uids, const int *online,
-    size_t n)
+group_located(void *arg, const int32_t *away, size_t naway)
+{
+	struct group_job	*g = arg;
+
+	if (chat_keep_offline(away, naway, g->line, g->len - 1) == -1)
+		reply_sender(g->conn, g->sender, g->refmsgid, GROUP_STORE_ERR);
+	group_local(g->conn, g->sender, g->refmsgid, g->line, g->len,
+	    g->local, g->nlocal);
+}
+
+/* Members whose item could not be queued: stored here. */
+static void
+group_fanned(void *arg, const int32_t *failed, size_t nfailed)
 {
 	struct group_job	*g = arg;
 	struct conn		*c = g->c;
-	enum route_result	 rr;
 
-	/* delivered even if the sender left meanwhile: it was accepted */
-	rr = group_deliver(c, g->sender, g->refmsgid, g->line, g->len,
-	    g->local, g->nlocal, uids, result == 0 ? online : NULL, n);
+	if (chat_keep_offline(failed, nfailed, g->line, g->len - 1) == -1)
+		reply_sender(g->conn, g->sender, g->refmsgid, GROUP_STORE_ERR);
+	/* c stayed paused while the items were under way */
 	conn_unref(c);
-	/* c stays paused while the publishes are under way */
-	if (rr != ROUTE_PENDING && !c->closing)
+	if (!c->closing)
 		conn_resume(c);
 	free(g->line);
 	free(g->local);
 	free(g);
+}
+
+static const struct pubsub_fanout group_fanout = {
+	group_located,
+	group_fanned
+};
+
+/*
+ * Another node's group item for uids, all named to this worker: each
+ * gets it here or, no longer here, has it stored here, exactly once.
+ */
+void
+chat_remote_deliver_many(void *arg, const int32_t *uids, size_t n,
+    const char *line, size_t len, int32_t *keep, size_t *nkeep)
+{
+	int32_t	*away;
+	size_t	 i, naway = 0;
+
+	*nkeep = 0;
+	/* an acknowledged line (stored by its sender): one at a time */
+	if (len == 0 || line[len - 1] != '\n' ||
+	    memmem(line, len, "\"cmid\":", 7) != NULL ||
+	    (away = calloc(n + 1, sizeof(*away))) == NULL) {
+		for (i = 0; i < n; i++)
+			if (chat_remote_deliver(arg, uids[i], line, len) ==
+			    PUBSUB_RETRY)
+				keep[(*nkeep)++] = uids[i];
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if (deliver_live(uids[i], line, len) != DELIVER_OK)
+			away[naway++] = uids[i];
+	/* not stored: it stays in Redis for them and is offered again */
+	if (chat_keep_offline(away, naway, line, len - 1) == -1) {
+		memcpy(keep, away, naway * sizeof(*keep));
+		*nkeep = naway;
+	}
+	free(away);
 }
 
 int
@@ -246,8 +274,8 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 	if (group_members(c, req, 1, NULL, &ids, &n, &owned) == -1)
 		return;
 	if (forward_line(c, req, &line) == -1 ||
-	    (local = calloc(n, sizeof(*local))) == NULL ||
-	    (remote = calloc(n, sizeof(*remote))) == NULL) {
+	    (local = calloc(n + 1, sizeof(*local))) == NULL ||
+	    (remote = calloc(n + 1, sizeof(*remote))) == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 		goto out;
 	}
@@ -262,16 +290,10 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 			remote[nremote++] = ids[i];
 	}
 	if (nremote == 0) {
-		(void)group_deliver(c, s->uid, req->msgid,
-		    buf_head(&line), buf_used(&line), local, nlocal, NULL, NULL,
-		    0);
+		group_local(c->id, s->uid, req->msgid, buf_head(&line),
+		    buf_used(&line), local, nlocal);
 		goto out;
 	}
-	/*
-	 * Some members are not on this node: ask Redis who is online
-	 * elsewhere.  The sender's next requests wait, so that its
-	 * messages keep their order.
-	 */
 	if ((g = calloc(1, sizeof(*g))) == NULL ||
 	    (g->line = malloc(buf_used(&line))) == NULL) {
 		free(g);
@@ -281,6 +303,7 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 	memcpy(g->line, buf_head(&line), buf_used(&line));
 	g->len = buf_used(&line);
 	g->c = c;
+	g->conn = c->id;
 	g->sender = s->uid;
 	g->refmsgid = req->msgid;
 	g->local = local;
@@ -288,7 +311,9 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 	local = NULL;
 	c->jobs++;
 	conn_pause(c);
-	pubsub_query_online(chat.pubsub, remote, nremote, group_queried, g);
+	/* last: its callbacks may run inside it */
+	pubsub_fanout(chat.pubsub, remote, nremote, g->line, g->len,
+	    &group_fanout, g);
 out:
 	free(local);
 	free(remote);

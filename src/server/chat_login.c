@@ -513,9 +513,11 @@ chat_job_done(struct auth_job *aj)
 
 	conn_unref(c);
 	/* counted even when the client left without waiting for the answer */
-	if (j->msgid == MSG_LOGIN && j->aj.result == AUTH_OK && j->uid != 0)
+	if (j->msgid == MSG_LOGIN && j->aj.result == AUTH_OK && j->uid != 0) {
 		guard_login_ok(chat.guard, j->ukey);
-	else if (j->msgid == MSG_LOGIN && j->aj.result != AUTH_FAIL)
+		if (chat.pubsub != NULL)
+			pubsub_login_ok(chat.pubsub, j->ukey);
+	} else if (j->msgid == MSG_LOGIN && j->aj.result != AUTH_FAIL)
 		chat_login_failed(c, j->ukey);
 	if (!c->closing) {
 		if (j->msgid != MSG_LOGIN) {

@@ -411,6 +411,9 @@ conn_proxy_refuse(struct conn *c, const char *what, const char *why)
 	char		 peer[64];
 	ev_tstamp	 now = ev_now(env.loop);
 
+	if (env.proxy_refused_count != NULL)
+		__atomic_add_fetch(env.proxy_refused_count, 1,
+		    __ATOMIC_RELAXED);
 	if (now >= proxy_log_next) {
 		log_notice("%s: %s%s%s: closing%s", conn_peer_str(c, peer,
 		    sizeof(peer)), what, why != NULL ? ": " : "",

@@ -30,6 +30,14 @@
 #define FAIL_LEVEL_MAX	7		/* block grows to 64 x the first */
 #define REG_WAYS	8
 #define REG_SETS	512		/* a power of two: 4096 addresses */
+/*
+ * The keys of users, names and addresses are hashed with a fixed seed,
+ * not a random one: every node of a cluster must name them alike, for
+ * the failed-login counters kept in Redis (pubsub_login_failed).  The
+ * tables are indexed with random seeds (seed[1..]), so the fixed one
+ * gives no way to aim at a bucket.
+ */
+#define KEY_SEED	0x63686174645f6b31ULL	/* "chatd_k1" */
 
 struct fail_ent {
 	uint64_t	 key;		/* 0: free */
@@ -290,7 +298,7 @@ guard_addr_key(const struct guard *g, const struct sockaddr_storage *ss,
 	    guard_net_find(ss, exempt, nexempt) != -1)
 		return 0;
 	/* IPv4 /32, IPv6 /64: a host usually owns a whole /64 */
-	return hash_bytes(g->seed[0], fam == AF_INET ? 4 : 6, a,
+	return hash_bytes(KEY_SEED, fam == AF_INET ? 4 : 6, a,
 	    fam == AF_INET ? 4 : 8);
 }
 
@@ -299,7 +307,7 @@ guard_user_key(const struct guard *g, int32_t uid)
 {
 	if (g == NULL)
 		return 0;
-	return hash_bytes(g->seed[0], 'u', &uid, sizeof(uid));
+	return hash_bytes(KEY_SEED, 'u', &uid, sizeof(uid));
 }
 
 uint64_t
@@ -307,7 +315,7 @@ guard_name_key(const struct guard *g, const char *name, size_t len)
 {
 	if (g == NULL)
 		return 0;
-	return hash_bytes(g->seed[0], 'n', name, len);
+	return hash_bytes(KEY_SEED, 'n', name, len);
 }
 
 /* ---- connections per address ------------------------------------------ */
@@ -392,7 +400,7 @@ fail_find(struct guard *g, uint64_t key, int create, double now)
 	struct fail_ent	*set, *victim = NULL;
 	int		 i;
 
-	set = g->fail[(key >> 17) & (FAIL_SETS - 1)];
+	set = g->fail[mix64(key ^ g->seed[0]) & (FAIL_SETS - 1)];
 	for (i = 0; i < FAIL_WAYS; i++)
 		if (set[i].key == key)
 			return &set[i];
@@ -426,8 +434,8 @@ block_len(const struct guard_policy *pol, uint32_t level)
 }
 
 /* The key of (address, user): neither alone. */
-static uint64_t
-pair_key(uint64_t ukey, uint64_t akey)
+uint64_t
+guard_pair_key(uint64_t ukey, uint64_t akey)
 {
 	uint64_t	 k;
 
@@ -442,7 +450,7 @@ guard_login_check(struct guard *g, uint64_t ukey, uint64_t akey, int *retry)
 {
 	struct fail_ent	*e;
 	double		 now, until = 0;
-	uint64_t	 keys[3] = { ukey, akey, pair_key(ukey, akey) };
+	uint64_t	 keys[3] = { ukey, akey, guard_pair_key(ukey, akey) };
 	int		 i;
 
 	*retry = 0;
@@ -498,9 +506,26 @@ guard_login_failed(struct guard *g, uint64_t ukey, uint64_t akey,
 		return;
 	now = util_mono();
 	fail_lock(g);
-	fail_one(g, pair_key(ukey, akey), pol->fail_max, pol, now);
+	fail_one(g, guard_pair_key(ukey, akey), pol->fail_max, pol, now);
 	fail_one(g, ukey, pol->user_max, pol, now);
 	fail_one(g, akey, pol->addr_max, pol, now);
+	fail_unlock(g);
+}
+
+void
+guard_login_block(struct guard *g, uint64_t key, int seconds)
+{
+	struct fail_ent	*e;
+	double		 now;
+
+	if (g == NULL || key == 0 || seconds <= 0)
+		return;
+	now = util_mono();
+	fail_lock(g);
+	e = fail_find(g, key, 1, now);
+	e->last = now;
+	if (e->blocked_until < now + seconds)
+		e->blocked_until = now + seconds;
 	fail_unlock(g);
 }
 
@@ -532,7 +557,7 @@ guard_reg_take(struct guard *g, uint64_t akey, int per_min, int burst,
 		return 0;
 	now = util_mono();
 	fail_lock(g);
-	set = g->reg[(akey >> 23) & (REG_SETS - 1)];
+	set = g->reg[(mix64(akey ^ g->seed[0]) >> 23) & (REG_SETS - 1)];
 	for (i = 0; i < REG_WAYS && e == NULL; i++)
 		if (set[i].key == akey)
 			e = &set[i];

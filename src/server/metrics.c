@@ -59,6 +59,13 @@ static const struct {
 	{ "chatd_bus_unreplicated_total", "Publish batches that no Redis "
 	    "replica confirmed within 1 s (Sentinel mode).",
 	    offsetof(struct online_slot_stats, bus_unreplicated) },
+	{ "chatd_proxy_refused_total", "Connections closed for their PROXY "
+	    "protocol header: from an address not in proxy_protocol_from, "
+	    "malformed, or not complete in time.",
+	    offsetof(struct online_slot_stats, proxy_refused) },
+	{ "chatd_login_blocks_shared_total", "Failed-login blocks learned "
+	    "from another node through Redis, counted by each worker.",
+	    offsetof(struct online_slot_stats, login_blocks_shared) },
 };
 #define NTOTALS	(sizeof(totals) / sizeof(totals[0]))
 

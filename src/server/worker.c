@@ -676,6 +676,7 @@ worker_main(struct node *n, int slot)
 	cenv.max_output = n->cfg.max_output_bytes;
 	cenv.max_worker_output = cfg_worker_output(&n->cfg);
 	cenv.evicted_count = &stats->output_evictions;
+	cenv.proxy_refused_count = &stats->proxy_refused;
 	cenv.output_gauge = &stats->output_bytes;
 	cenv.idle_timeout = n->cfg.idle_timeout;
 	cenv.login_timeout = n->cfg.login_timeout;
@@ -707,6 +708,8 @@ worker_main(struct node *n, int slot)
 		psh.deliver = chat_remote_deliver;
 		psh.lost = chat_presence_lost;
 		psh.stored = chat_stored;
+		psh.deliver_many = chat_remote_deliver_many;
+		psh.login_blocked = chat_login_blocked;
 		/* a respawned worker has a new generation: its predecessor's
 		 * presence entries are stale at once */
 		pubsub = pubsub_new(loop, &n->cfg, n->boot_id, slot,

@@ -30,12 +30,27 @@ pcache_get(struct pcache *c, int32_t uid, ev_tstamp now)
 {
 	struct pcache_ent	*e;
 
-	if (!c->on || (e = find(c, uid)) == NULL || e->until < now)
+	if (!c->on || (e = find(c, uid)) == NULL || e->until < now ||
+	    e->q < 0)
 		return NULL;
 	return c->queues[e->q];
 }
 
-/* Remember that uid's items go to queue (len bytes). */
+/*
+ * Whether uid was online nowhere a moment ago (a lookup said so, and no
+ * claim since): a stale answer stores a message its user could have had
+ * live, and the nudge that goes with storing hands it over.
+ */
+int
+pcache_away(struct pcache *c, int32_t uid, ev_tstamp now)
+{
+	struct pcache_ent	*e;
+
+	return c->on && (e = find(c, uid)) != NULL && e->until >= now &&
+	    e->q < 0;
+}
+
+/* Remember that uid's items go to queue (len bytes; NULL: nowhere). */
 void
 pcache_put(struct pcache *c, int32_t uid, const char *queue, size_t len,
     ev_tstamp now)
@@ -52,11 +67,13 @@ pcache_put(struct pcache *c, int32_t uid, const char *queue, size_t len,
 			return;
 		c->cap = 2 * CACHE_MAX;
 	}
-	for (q = 0; (size_t)q < c->nqueues; q++)
+	for (q = 0; queue != NULL && (size_t)q < c->nqueues; q++)
 		if (strlen(c->queues[q]) == len &&
 		    memcmp(c->queues[q], queue, len) == 0)
 			break;
-	if ((size_t)q == c->nqueues) {
+	if (queue == NULL)
+		q = -1;
+	else if ((size_t)q == c->nqueues) {
 		if (c->nqueues >= 4096) {
 			pcache_clear(c);	/* many restarts: start afresh */
 			return;

@@ -194,6 +194,28 @@ claim_status(const redisReply *rep, const char **queue)
 	return (long)rep->element[0]->integer;
 }
 
+/* A locate's answer: each user's queue (cached), or none. */
+static void
+locate_done(struct bus *ps, struct req *r, const redisReply *rep)
+{
+	const char	**q;
+	size_t		 i;
+	int		 result = -1;
+
+	if ((q = calloc(r->n + 1, sizeof(*q))) != NULL && rep != NULL &&
+	    rep->type == REDIS_REPLY_ARRAY && rep->elements == r->n) {
+		result = 0;
+		for (i = 0; i < r->n; i++) {
+			if (rep->element[i]->type == REDIS_REPLY_STRING)
+				q[i] = rep->element[i]->str;
+			pcache_put(&ps->cache, r->uids[i], q[i], q[i] != NULL ?
+			    rep->element[i]->len : 0, ev_now(ps->loop));
+		}
+	}
+	r->cb.locate(r->arg, result, r->uids, result == 0 ? q : NULL, r->n);
+	free(q);
+}
+
 /* Replies to presence requests (takes r). */
 void
 presence_done(struct bus *ps, struct req *r, void *reply)
@@ -250,10 +272,62 @@ presence_done(struct bus *ps, struct req *r, void *reply)
 		r->cb.online(r->arg, (int)result, r->uids, online, r->n);
 		free(online);
 		break;
+	case REQ_LOCATE:
+		locate_done(ps, r, rep);
+		break;
+	case REQ_LOGIN:
+		if (r->cb.login != NULL)
+			r->cb.login(r->arg, rep != NULL &&
+			    rep->type == REDIS_REPLY_INTEGER ? 0 : -1,
+			    rep != NULL && rep->type == REDIS_REPLY_INTEGER ?
+			    (long)rep->integer : 0);
+		break;
 	default:
 		break;
 	}
 	req_free(r);
+}
+
+/*
+ * A request with n presence keys of uids, then extra arguments (one
+ * script call); r->uids keeps a copy.  NULL: out of memory.
+ */
+static struct req *
+keyed_req(struct bus *ps, enum req_kind kind, enum script script,
+    const int32_t *uids, size_t n)
+{
+	struct req	 *r;
+	const char	**a = NULL;
+	size_t		 *al = NULL, i;
+	char		 *kbuf = NULL, nk[16];
+
+	if ((r = req_new(ps, kind, script)) == NULL ||
+	    (r->uids = calloc(n + 1, sizeof(*uids))) == NULL ||
+	    (a = calloc(n + 1, sizeof(*a))) == NULL ||
+	    (al = calloc(n + 1, sizeof(*al))) == NULL ||
+	    (kbuf = malloc(n * 24 + 1)) == NULL)
+		goto fail;
+	memcpy(r->uids, uids, n * sizeof(*uids));
+	r->n = n;
+	a[0] = nk;
+	al[0] = snprintf(nk, sizeof(nk), "%zu", n);
+	for (i = 0; i < n; i++) {
+		a[i + 1] = kbuf + i * 24;
+		al[i + 1] = snprintf(kbuf + i * 24, 24, "chatd:on:%d",
+		    (int)uids[i]);
+	}
+	if (req_args(r, (int)n + 1, a, al) == -1)
+		goto fail;
+	free(a);
+	free(al);
+	free(kbuf);
+	return r;
+fail:
+	free(a);
+	free(al);
+	free(kbuf);
+	req_free(r);
+	return NULL;
 }
 
 /* ---- interface ---------------------------------------------------------- */
@@ -297,41 +371,70 @@ bus_release(struct bus *ps, int32_t uid)
 	}
 }
 
+
 void
 bus_query_online(struct bus *ps, const int32_t *uids, size_t n,
     pubsub_online_cb *cb, void *arg)
 {
-	struct req	 *r;
-	const char	**a = NULL;
-	size_t		 *al = NULL, i;
-	char		 *kbuf = NULL, nk[16];
+	struct req	*r;
 
-	if ((r = req_new(ps, REQ_QUERY, SCRIPT_QUERY)) == NULL ||
-	    (r->uids = calloc(n + 1, sizeof(*uids))) == NULL ||
-	    (a = calloc(n + 1, sizeof(*a))) == NULL ||
-	    (al = calloc(n + 1, sizeof(*al))) == NULL ||
-	    (kbuf = malloc(n * 24 + 1)) == NULL) {
-		free(a);
-		free(al);
-		req_free(r);
+	if ((r = keyed_req(ps, REQ_QUERY, SCRIPT_QUERY, uids, n)) == NULL) {
 		cb(arg, -1, uids, NULL, 0);
 		return;
 	}
-	memcpy(r->uids, uids, n * sizeof(*uids));
-	r->n = n;
 	r->cb.online = cb;
 	r->arg = arg;
-	a[0] = nk;
-	al[0] = snprintf(nk, sizeof(nk), "%zu", n);
-	for (i = 0; i < n; i++) {
-		a[i + 1] = kbuf + i * 24;
-		al[i + 1] = snprintf(kbuf + i * 24, 24, "chatd:on:%d",
-		    (int)uids[i]);
-	}
-	if (n == 0 || req_args(r, (int)n + 1, a, al) == -1 ||
-	    req_send(ps, r) == -1)
+	/* no users: answered from the loop */
+	if (n == 0 || req_send(ps, r) == -1)
 		req_fail(ps, r);
-	free(a);
-	free(al);
-	free(kbuf);
+}
+
+/* Where uids are (the group fan-out): one script, two MGETs in it. */
+void
+bus_locate(struct bus *ps, const int32_t *uids, size_t n, bus_locate_cb *cb,
+    void *arg)
+{
+	struct req	*r;
+
+	if ((r = keyed_req(ps, REQ_LOCATE, SCRIPT_LOCATE, uids, n)) == NULL) {
+		cb(arg, -1, uids, NULL, 0);
+		return;
+	}
+	r->cb.locate = cb;
+	r->arg = arg;
+	if (n == 0 || req_send(ps, r) == -1)
+		req_fail(ps, r);
+}
+
+/*
+ * Failed-login counters: script (SCRIPT_LOGIN_FAILED) over
+ * keys with integer arguments; cb (may be NULL) gets its answer.
+ */
+void
+bus_login(struct bus *ps, int script, const char *const *keys, int nkeys,
+    const int *args, int nargs, pubsub_login_cb *cb, void *arg)
+{
+	struct req	*r;
+	const char	*a[16];
+	char		 nb[16], ab[8][16];
+	int		 i, argc = 0;
+
+	if (nkeys + nargs + 1 > 16 || nargs > 8 ||
+	    (r = req_new(ps, REQ_LOGIN, script)) == NULL) {
+		if (cb != NULL)
+			cb(arg, -1, 0);
+		return;
+	}
+	r->cb.login = cb;
+	r->arg = arg;
+	snprintf(nb, sizeof(nb), "%d", nkeys);
+	a[argc++] = nb;
+	for (i = 0; i < nkeys; i++)
+		a[argc++] = keys[i];
+	for (i = 0; i < nargs; i++) {
+		snprintf(ab[i], sizeof(ab[i]), "%d", args[i]);
+		a[argc++] = ab[i];
+	}
+	if (req_strs(r, argc, a) == -1 || req_send(ps, r) == -1)
+		req_fail(ps, r);
 }

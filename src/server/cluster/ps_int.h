@@ -34,6 +34,8 @@
 #define POP_BATCH_N		100	/* items per batch taken */
 #define REAP_BATCH_N		500
 #define PUBLISH_BATCH_N		256	/* publishes per script call */
+#define LOCATE_BATCH_N		1000	/* users per fan-out lookup */
+#define WAIT_BURST_SECONDS	0.001	/* a BLMOVE answered faster: a burst */
 #define RETRY_SECONDS		1.0	/* offer a RETRY item again */
 #define RESEND_SECONDS		10.0	/* unanswered publishes, then -1 */
 #define EXIT_WAIT_SECONDS	1.0
@@ -53,6 +55,8 @@ enum script {
 	SCRIPT_REAP,
 	SCRIPT_REAPALL,
 	SCRIPT_ACK,
+	SCRIPT_LOCATE,
+	SCRIPT_LOGIN_FAILED,
 	NSCRIPTS,
 	SCRIPT_NONE = -1
 };
@@ -74,6 +78,8 @@ enum req_kind {
 	REQ_REASSERT,
 	REQ_RELEASE,
 	REQ_QUERY,
+	REQ_LOCATE,	/* which live queue holds each of these users */
+	REQ_LOGIN,	/* cluster-wide failed-login counters */
 	REQ_PUBLISH,	/* a batch of publishes (and nudges) */
 	REQ_PUSH,	/* the same, into a cached queue: RPUSH */
 	REQ_EXIT,
@@ -95,12 +101,20 @@ struct pubreq {
 	char			*item;		/* signed */
 	size_t			 ilen;
 	size_t			 off;		/* "<uid> <line>" starts here */
-	size_t			 uidlen;	/* "<uid> " */
+	size_t			 uidlen;	/* "<uid> " (or "<uid>,...,<uid> ") */
+	char			*queue;		/* a fan-out item: its queue (owned) */
 	pubsub_publish_cb	*cb;
 	void			*arg;
 	ev_tstamp		 since;		/* unanswered since */
 	long			 res;		/* answer, held for WAIT */
 };
+
+/*
+ * Where users are: queues[i] the live queue of uids[i] (valid during the
+ * call), or NULL: online nowhere.  result -1: Redis could not tell.
+ */
+typedef void bus_locate_cb(void *arg, int result, const int32_t *uids,
+	    const char *const *queues, size_t n);
 
 struct req {
 	struct bus	*ps;
@@ -122,6 +136,8 @@ struct req {
 	union {
 		pubsub_claim_cb		*claim;
 		pubsub_online_cb	*online;
+		bus_locate_cb		*locate;
+		pubsub_login_cb		*login;
 	}		 cb;
 	void		*arg;
 	struct req	*next;		/* failed, waiting to be reported */
@@ -134,7 +150,7 @@ struct req {
  */
 struct pcache_ent {
 	int32_t		 uid;		/* 0: empty */
-	int		 q;		/* index in queues */
+	int		 q;		/* index in queues; -1: online nowhere */
 	ev_tstamp	 until;
 };
 struct pcache {
@@ -205,6 +221,7 @@ struct bus {
 	/* the queue */
 	int			 fetching;	/* a take/resume/reap is out */
 	int			 more;		/* the last take was full */
+	ev_tstamp		 wait_sent;	/* the last BLMOVE went out */
 	int			 resume;	/* read P before taking more */
 	ev_tstamp		 retry_at;	/* RETRY items wait until then */
 	struct req		*reaps;		/* dead queues to reap */
@@ -252,6 +269,22 @@ void		 bus_nudge(struct bus *, const int32_t *, size_t);
 void		 bus_publish(struct bus *, int32_t, const char *, size_t,
 		    pubsub_publish_cb *, void *);
 
+void		 bus_locate(struct bus *, const int32_t *, size_t,
+		    bus_locate_cb *, void *);
+int		 bus_push(struct bus *, const char *, const int32_t *, size_t,
+		    const char *, size_t, pubsub_publish_cb *, void *);
+void		 bus_login(struct bus *, int, const char *const *, int,
+		    const int *, int, pubsub_login_cb *, void *);
+
+/*
+ * The instances (shard.c): each user belongs to v[shard_of(n, uid)].
+ */
+struct pubsub {
+	struct bus	**v;
+	int		 n;
+};
+int		 shard_of(int, int32_t);
+
 /* pubsub.c */
 struct req	*req_new(struct bus *, enum req_kind, enum script);
 void		 req_free(struct req *);
@@ -286,6 +319,7 @@ void		 presence_done(struct bus *, struct req *, void *);
 const char	*pcache_get(struct pcache *, int32_t, ev_tstamp);
 void		 pcache_put(struct pcache *, int32_t, const char *, size_t,
 		    ev_tstamp);
+int		 pcache_away(struct pcache *, int32_t, ev_tstamp);
 void		 pcache_del(struct pcache *, int32_t);
 void		 pcache_clear(struct pcache *);
 

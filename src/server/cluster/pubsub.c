@@ -46,8 +46,10 @@ req_free(struct req *r)
 		return;
 	free(r->argv);
 	free(r->uids);
-	for (i = 0; i < r->npubs; i++)
+	for (i = 0; i < r->npubs; i++) {
 		free(r->pubs[i].item);
+		free(r->pubs[i].queue);
+	}
 	free(r->pubs);
 	free(r->queue);
 	free(r);
@@ -265,6 +267,8 @@ dispatch(struct bus *ps, struct req *r, redisReply *rep)
 	case REQ_REASSERT:
 	case REQ_RELEASE:
 	case REQ_QUERY:
+	case REQ_LOCATE:
+	case REQ_LOGIN:
 		if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
 			log_conn_error(ps, "command", rep->str);
 			rep = NULL;
@@ -524,8 +528,24 @@ ctx_open(struct bus *ps)
 
 /*
  * chatd:presence: the subscription confirmed (the cache may be used),
- * or a uid whose presence changed (its cached entry goes).
+ * or a uid whose presence changed (its cached entry goes).  chatd:lf:
+ * a failed-login key blocked cluster-wide ("<16 hex> <seconds>").
  */
+static void
+login_blocked(struct bus *ps, const char *msg)
+{
+	unsigned long long	 key;
+	long			 secs;
+	char			*end;
+
+	key = strtoull(msg, &end, 16);
+	if (end != msg + 16 || *end != ' ' || ps->h.login_blocked == NULL)
+		return;
+	secs = strtol(end + 1, &end, 10);
+	if (*end == '\0' && secs > 0 && key != 0)
+		ps->h.login_blocked(ps->h.arg, (uint64_t)key, (int)secs);
+}
+
 static void
 sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -542,12 +562,20 @@ sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
 		return;
 	e = rep->element;
-	if (e[0]->type == REDIS_REPLY_STRING && strcmp(e[0]->str,
-	    "subscribe") == 0)
+	if (e[0]->type != REDIS_REPLY_STRING ||
+	    e[1]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(e[0]->str, "subscribe") == 0 &&
+	    strcmp(e[1]->str, "chatd:presence") == 0)
 		ps->cache.on = 1;
-	else if (e[0]->type == REDIS_REPLY_STRING && strcmp(e[0]->str,
-	    "message") == 0 && e[2]->type == REDIS_REPLY_STRING)
-		pcache_del(&ps->cache, (int32_t)strtol(e[2]->str, NULL, 10));
+	else if (strcmp(e[0]->str, "message") == 0 &&
+	    e[2]->type == REDIS_REPLY_STRING) {
+		if (strcmp(e[1]->str, "chatd:lf") == 0)
+			login_blocked(ps, e[2]->str);
+		else
+			pcache_del(&ps->cache, (int32_t)strtol(e[2]->str,
+			    NULL, 10));
+	}
 }
 
 void
@@ -586,7 +614,7 @@ open_missing(struct bus *ps)
 			(void)redisAsyncCommand(SUB(ps), NULL, NULL, "AUTH %s",
 			    ps->password);
 		(void)redisAsyncCommand(SUB(ps), sub_cb, ps,
-		    "SUBSCRIBE chatd:presence");
+		    "SUBSCRIBE chatd:presence chatd:lf");
 	}
 	if (ps->cmd == NULL || ps->pop == NULL || ps->sub == NULL)
 		schedule_retry(ps);

@@ -39,7 +39,9 @@ pub_answer(struct pubreq *p, long receivers)
 		p->cb(p->arg, p->uid, receivers, p->item + p->off + p->uidlen,
 		    p->ilen - p->off - p->uidlen);
 	free(p->item);
+	free(p->queue);
 	p->item = NULL;
+	p->queue = NULL;
 }
 
 /*
@@ -110,6 +112,7 @@ pub_add(struct bus *ps, int32_t uid, const char *line, size_t len,
 }
 
 static void	pub_send(struct bus *, struct req *);
+static void	wait_kick(struct bus *);
 
 /* One RPUSH of k publishes (taken) into queue q, a cached destination. */
 static void
@@ -150,14 +153,15 @@ push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
 }
 
 /*
- * Publishes to users whose queue is cached go out as one RPUSH per
- * queue; the others stay in the batch, for the script.
+ * Publishes to users whose queue is cached, and fan-out items (their
+ * queue is known), go out as one RPUSH per queue; the others stay in
+ * the batch, for the script.
  */
 static void
 flush_cached(struct bus *ps)
 {
 	struct group {
-		const char	*q;	/* interned: compared by address */
+		const char	*q;
 		struct pubreq	*v;
 		size_t		 n, cap;
 	}		*g = NULL, *ng;
@@ -166,10 +170,13 @@ flush_cached(struct bus *ps)
 	ev_tstamp	 now = ev_now(ps->loop);
 
 	for (i = 0; i < ps->nbatch; i++) {
-		if ((q = pcache_get(&ps->cache, ps->batch[i].uid, now)) ==
-		    NULL)
+		q = ps->batch[i].queue;
+		if (q == NULL && (q = pcache_get(&ps->cache, ps->batch[i].uid,
+		    now)) == NULL)
 			goto keep;
-		for (j = 0; j < ng_n && g[j].q != q; j++)
+		/* cached names are interned; fan-out ones are not */
+		for (j = 0; j < ng_n && g[j].q != q && strcmp(g[j].q, q) != 0;
+		    j++)
 			;
 		if (j == ng_n) {
 			if ((ng = reallocarray(g, ng_n + 1, sizeof(*g))) ==
@@ -184,7 +191,11 @@ flush_cached(struct bus *ps)
 		    0)
 			continue;
  keep:
-		ps->batch[kept++] = ps->batch[i];
+		/* a fan-out item has no presence key for the script */
+		if (ps->batch[i].queue != NULL)
+			pub_answer(&ps->batch[i], -1);
+		else
+			ps->batch[kept++] = ps->batch[i];
 	}
 	ps->nbatch = kept;
 	for (j = 0; j < ng_n; j++)
@@ -202,6 +213,7 @@ queue_flush(struct bus *ps)
 	char		 *kbuf, nk[16];
 
 	ev_prepare_stop(ps->loop, &ps->flush);
+	wait_kick(ps);
 	flush_cached(ps);
 	while (done < ps->nbatch) {
 		k = ps->nbatch - done;
@@ -300,8 +312,10 @@ pub_finish(struct bus *ps, struct req *r, enum pub_outcome o)
 			if (r->pubs[i].since == 0)
 				r->pubs[i].since = now;
 			if (pub_append(&ps->resend, &ps->nresend,
-			    &ps->resend_cap, &r->pubs[i]) == 0)
+			    &ps->resend_cap, &r->pubs[i]) == 0) {
 				r->pubs[i].item = NULL;
+				r->pubs[i].queue = NULL;
+			}
 			else
 				lost = 1;
 		}
@@ -362,9 +376,14 @@ queue_publish_done(struct bus *ps, struct req *r, void *reply)
 		if (ev_now(ps->loop) < ps->no_replica_until)
 			ps->unreplicated++;
 		else {
+			/*
+			 * WAIT from the flush, once every answer read with
+			 * this one is in: one WAIT covers them all
+			 */
 			r->next = ps->unconf;
 			ps->unconf = r;
-			wait_kick(ps);
+			if (!ev_is_active(&ps->flush))
+				ev_prepare_start(ps->loop, &ps->flush);
 			return;
 		}
 	}
@@ -463,6 +482,50 @@ bus_nudge(struct bus *ps, const int32_t *uids, size_t n)
 			(void)uidset_add(&ps->nudge_later, uids[i]);
 }
 
+/*
+ * A fan-out item for uids[0..n), all held by the worker of queue: one
+ * signed "<uid>,<uid>,... <line>", pushed with this round's others.
+ * cb hears once, for uids[0] (the caller knows the rest).  0 or -1.
+ */
+int
+bus_push(struct bus *ps, const char *queue, const int32_t *uids, size_t n,
+    const char *line, size_t len, pubsub_publish_cb *cb, void *arg)
+{
+	struct pubreq	 p;
+	char		*body, *at;
+	size_t		 i, hlen;
+
+	if (n == 0)
+		return -1;
+	memset(&p, 0, sizeof(p));
+	if ((body = malloc(n * 12 + len + 1)) == NULL)
+		return -1;
+	for (at = body, i = 0; i < n; i++)
+		at += sprintf(at, i + 1 < n ? "%d," : "%d ", (int)uids[i]);
+	hlen = (size_t)(at - body);
+	memcpy(at, line, len);
+	p.uid = uids[0];
+	p.uidlen = hlen;
+	p.cb = cb;
+	p.arg = arg;
+	if ((p.queue = strdup(queue)) == NULL ||
+	    busauth_sign(ps->auth, wall_ms(), body, hlen + len, &p.item,
+	    &p.ilen, &p.off) == -1) {
+		free(p.queue);
+		free(body);
+		return -1;
+	}
+	free(body);
+	if (pub_append(&ps->batch, &ps->nbatch, &ps->batch_cap, &p) == -1) {
+		free(p.item);
+		free(p.queue);
+		return -1;
+	}
+	if (!ev_is_active(&ps->flush))
+		ev_prepare_start(ps->loop, &ps->flush);
+	return 0;
+}
+
 /* ---- taking and handing off --------------------------------------------- */
 
 /*
@@ -531,6 +594,21 @@ ack_send(struct bus *ps, struct ack *k)
 
 	if (k->ndel + k->nkeep == 0)
 		return;
+	if (k->ndel == 1 && k->nkeep == 0) {
+		/* the common case of one item: a plain LREM, no script */
+		k->a[0] = "LREM";
+		k->al[0] = 4;
+		k->a[1] = ps->plist;
+		k->al[1] = strlen(ps->plist);
+		k->a[2] = "1";
+		k->al[2] = 1;
+		if ((r = req_new(ps, REQ_ACK, SCRIPT_NONE)) == NULL)
+			return;
+		r->on_pop = 1;
+		if (req_args(r, 4, k->a, k->al) == -1 || req_send(ps, r) == -1)
+			req_free(r);
+		return;
+	}
 	memmove(k->a + 3 + k->ndel, k->a + 3 + k->n,
 	    2 * k->nkeep * sizeof(*k->a));
 	memmove(k->al + 3 + k->ndel, k->al + 3 + k->n,
@@ -564,20 +642,96 @@ reject(struct bus *ps, enum bus_verdict v, const struct bus_item *it)
 }
 
 /*
- * Hand off one good item.  0: remove it from P; -1: keep it (RETRY).
- * "<uid> <line>" is delivered or stored, "<uid>" says stored, "0" is a
- * wake-up.
+ * A list item "<uid>,<uid>,... <line>" (p at the first comma): deliver
+ * to each (handler->deliver_many, else one by one).  0: all handed off;
+ * -1: *rebody (malloc'd, *rblen) is the item to keep for the others.
  */
 static int
-hand_off(struct bus *ps, const struct bus_item *it)
+hand_off_list(struct bus *ps, const struct bus_item *it, int64_t first,
+    const char *p, char **rebody, size_t *rblen)
+{
+	const char	*end = it->body + it->blen, *line;
+	int32_t		*uids = NULL, *keep = NULL;
+	size_t		 n = 1, cap = 1, nkeep = 0, i;
+	int64_t		 uid;
+	char		*at;
+	int		 rc = 0;
+
+	for (line = p; line < end && *line != ' '; line++)
+		if (*line == ',')
+			cap++;
+	if (line + 1 >= end)
+		goto bad;
+	if ((uids = calloc(cap, sizeof(*uids))) == NULL ||
+	    (keep = calloc(cap, sizeof(*keep))) == NULL) {
+		free(uids);
+		*rebody = NULL;
+		return -1;	/* kept whole: offered again later */
+	}
+	uids[0] = (int32_t)first;
+	while (p < line) {
+		if (*p++ != ',')
+			goto bad;
+		for (uid = 0; p < line && *p >= '0' && *p <= '9' &&
+		    uid <= INT32_MAX; p++)
+			uid = uid * 10 + (*p - '0');
+		if (uid <= 0 || uid > INT32_MAX || n == cap)
+			goto bad;
+		uids[n++] = (int32_t)uid;
+	}
+	line++;
+	if (ps->h.deliver_many != NULL)
+		ps->h.deliver_many(ps->h.arg, uids, n, line,
+		    (size_t)(end - line), keep, &nkeep);
+	else
+		for (i = 0; i < n; i++)
+			if (ps->h.deliver(ps->h.arg, uids[i], line,
+			    (size_t)(end - line)) == PUBSUB_RETRY)
+				keep[nkeep++] = uids[i];
+	if (nkeep > 0) {
+		rc = -1;
+		*rebody = NULL;
+		if ((at = malloc(nkeep * 12 + (size_t)(end - line) + 1)) !=
+		    NULL) {
+			*rebody = at;
+			for (i = 0; i < nkeep; i++)
+				at += sprintf(at, i + 1 < nkeep ? "%d," : "%d ",
+				    (int)keep[i]);
+			memcpy(at, line, (size_t)(end - line));
+			*rblen = (size_t)(at - *rebody) + (size_t)(end - line);
+		}
+	}
+	free(uids);
+	free(keep);
+	return rc;
+bad:
+	free(uids);
+	free(keep);
+	log_warnx("redis: dropping a malformed item from \"%.*s\"",
+	    (int)it->srclen, it->src);
+	return 0;
+}
+
+/*
+ * Hand off one good item.  0: remove it from P; -1: keep it (RETRY),
+ * as *rebody when that is set (a list item some of whose users are
+ * done).  "<uid> <line>" is delivered or stored, "<uid>,<uid>,...
+ * <line>" the same for each, "<uid>" says stored, "0" is a wake-up.
+ */
+static int
+hand_off(struct bus *ps, const struct bus_item *it, char **rebody,
+    size_t *rblen)
 {
 	const char	*p = it->body, *end = it->body + it->blen;
 	int64_t		 uid = 0;
 
+	*rebody = NULL;
 	while (p < end && *p >= '0' && *p <= '9' && uid <= INT32_MAX)
 		uid = uid * 10 + (*p++ - '0');
 	if (it->blen == 1 && it->body[0] == '0')
 		return 0;		/* a wake-up */
+	if (uid > 0 && uid <= INT32_MAX && p < end && *p == ',')
+		return hand_off_list(ps, it, uid, p, rebody, rblen);
 	if (uid <= 0 || uid > INT32_MAX || (p < end &&
 	    (*p != ' ' || p + 1 == end))) {
 		log_warnx("redis: dropping a malformed item from \"%.*s\"",
@@ -605,8 +759,8 @@ handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
 	struct bus_item	 it;
 	enum bus_verdict v;
 	int64_t		 now = wall_ms();
-	size_t		 i, kept = 0, off, flen;
-	char		*fresh;
+	size_t		 i, kept = 0, off, flen, rblen = 0;
+	char		*fresh, *rebody;
 
 	if (ack_init(&k, n) == -1) {
 		/* nothing handed off: it all stays in P for the next resume */
@@ -624,16 +778,23 @@ handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
 		} else if (v != BUS_OK) {
 			reject(ps, v, &it);
 			ack_del(&k, el[i]->str, el[i]->len);
-		} else if (hand_off(ps, &it) == 0) {
+		} else if (hand_off(ps, &it, &rebody, &rblen) == 0) {
 			busauth_seen(ps->auth, it.tag);
 			ack_del(&k, el[i]->str, el[i]->len);
 		} else {
 			kept++;
-			/* re-signed, so that it does not age out waiting */
-			if (busauth_sign(ps->auth, now, it.body, it.blen,
-			    &fresh, &flen, &off) == 0)
+			/*
+			 * re-signed, so that it does not age out waiting;
+			 * a list item for those not handed off yet (an ack
+			 * that is lost offers the whole item again: a
+			 * repeat for the others, as after any lost ack)
+			 */
+			if (busauth_sign(ps->auth, now, rebody != NULL ?
+			    rebody : it.body, rebody != NULL ? rblen :
+			    it.blen, &fresh, &flen, &off) == 0)
 				ack_keep(&k, el[i]->str, el[i]->len, fresh,
 				    flen);
+			free(rebody);
 		}
 	}
 	ack_send(ps, &k);
@@ -757,6 +918,8 @@ fetch(struct bus *ps, enum req_kind kind)
 		req_free(r);
 		return;
 	}
+	if (kind == REQ_WAIT)
+		ps->wait_sent = ev_time();
 	ps->fetching = 1;
 }
 
@@ -844,7 +1007,13 @@ queue_done(struct bus *ps, struct req *r, void *reply)
 		ps->resume = n == POP_BATCH_N && kept == 0;
 		break;
 	case REQ_WAIT:
-		ps->more = n == 1;
+		/*
+		 * One item after a wait: wait again (a TAKE would cost a
+		 * script call to find nothing).  One that was there at
+		 * once looks like a burst: take the rest in batches.
+		 */
+		ps->more = n == 1 && ev_time() - ps->wait_sent <
+		    WAIT_BURST_SECONDS;
 		break;
 	case REQ_TAKE:
 		ps->more = n == POP_BATCH_N;

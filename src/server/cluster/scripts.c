@@ -29,6 +29,42 @@
 	"end\n"
 
 /*
+ * where(keys): for each presence key the queue of the live worker it
+ * names, or false.  Two MGETs however many keys (presence, then the
+ * node and slot keys they name), where live() costs two GETs a key.
+ */
+#define LUA_WHERE \
+	"local function where(keys)\n" \
+	"  local vals = redis.call('MGET', unpack(keys))\n" \
+	"  local need, idx, parsed = {}, {}, {}\n" \
+	"  local function want(k)\n" \
+	"    if not idx[k] then need[#need + 1] = k; idx[k] = #need end\n" \
+	"  end\n" \
+	"  for i, v in ipairs(vals) do\n" \
+	"    if v then\n" \
+	"      local n, b, s, g = string.match(v, '^(.*) (%x+) (%d+) (%d+)$')\n" \
+	"      if n then\n" \
+	"        parsed[i] = {n, b, s, g}\n" \
+	"        want('chatd:node:' .. n)\n" \
+	"        want('chatd:slot:' .. n .. ':' .. s)\n" \
+	"      end\n" \
+	"    end\n" \
+	"  end\n" \
+	"  local live = {}\n" \
+	"  if #need > 0 then live = redis.call('MGET', unpack(need)) end\n" \
+	"  local r = {}\n" \
+	"  for i = 1, #keys do\n" \
+	"    local p = parsed[i]\n" \
+	"    r[i] = false\n" \
+	"    if p and live[idx['chatd:node:' .. p[1]]] == p[2] and\n" \
+	"        live[idx['chatd:slot:' .. p[1] .. ':' .. p[3]]] == p[4] then\n" \
+	"      r[i] = 'chatd:q:' .. p[1] .. ':' .. p[2] .. ':' .. p[3]\n" \
+	"    end\n" \
+	"  end\n" \
+	"  return r\n" \
+	"end\n"
+
+/*
  * qdead(n, b, s): the queue of worker slot s of run b of node n has no
  * taker any more: the node is gone or restarted, or the slot has not
  * announced itself for KEY_TTL_SECONDS.  (A respawned worker takes its
@@ -114,20 +150,20 @@ const char *const ps_scripts[NSCRIPTS] = {
 	/*
 	 * KEYS presence keys, ARGV one item each: each item is queued for
 	 * the live worker its key names (its queue's name) or not (0).
-	 * Also the nudges.
+	 * Also the nudges.  One RPUSH per queue, the items in order.
 	 */
-	[SCRIPT_PUBLISH] = LUA_LIVE
-	"local r = {}\n"
-	"for i, k in ipairs(KEYS) do\n"
-	"  local ok, n, b, s = live(redis.call('GET', k))\n"
-	"  if ok then\n"
-	"    local q = 'chatd:q:' .. n .. ':' .. b .. ':' .. s\n"
-	"    redis.call('RPUSH', q, ARGV[i])\n"
-	"    r[i] = q\n"
+	[SCRIPT_PUBLISH] = LUA_WHERE
+	"local r, byq, order = where(KEYS), {}, {}\n"
+	"for i = 1, #KEYS do\n"
+	"  local q = r[i]\n"
+	"  if q then\n"
+	"    if not byq[q] then byq[q] = {}; order[#order + 1] = q end\n"
+	"    byq[q][#byq[q] + 1] = ARGV[i]\n"
 	"  else\n"
 	"    r[i] = 0\n"
 	"  end\n"
 	"end\n"
+	"for _, q in ipairs(order) do redis.call('RPUSH', q, unpack(byq[q])) end\n"
 	"return r\n",
 
 	/* KEYS our queue, our processing list; ARGV[1] at most. */
@@ -175,4 +211,40 @@ const char *const ps_scripts[NSCRIPTS] = {
 	"  end\n"
 	"end\n"
 	"return 0\n",
+	/* KEYS presence keys: the live queue of each, or 0 (fan-out). */
+	[SCRIPT_LOCATE] = LUA_WHERE
+	"local r = where(KEYS)\n"
+	"for i = 1, #KEYS do if not r[i] then r[i] = 0 end end\n"
+	"return r\n",
+
+	/*
+	 * KEYS failed-login counters; ARGV window, block (seconds), then
+	 * the limit of each key (0: not counted).  INCR, with its EXPIRE
+	 * on the first failure of a window; at the limit the key is
+	 * blocked for block seconds, doubling with each block in a row up
+	 * to 64 times (level key k:l, forgotten after twice the block),
+	 * and every node is told on chatd:lf ("<key> <seconds>").
+	 */
+	[SCRIPT_LOGIN_FAILED] =
+	"local w, b = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+	"local out = 0\n"
+	"for i, k in ipairs(KEYS) do\n"
+	"  local max = tonumber(ARGV[2 + i])\n"
+	"  if max and max > 0 then\n"
+	"    local n = redis.call('INCR', k)\n"
+	"    if n == 1 then redis.call('EXPIRE', k, w) end\n"
+	"    if n >= max then\n"
+	"      local lv = redis.call('INCR', k .. ':l')\n"
+	"      if lv > 7 then lv = 7 end\n"
+	"      local len = b\n"
+	"      for _ = 2, lv do len = len * 2 end\n"
+	"      redis.call('SET', k .. ':b', '1', 'EX', len)\n"
+	"      redis.call('EXPIRE', k .. ':l', 2 * len)\n"
+	"      redis.call('DEL', k)\n"
+	"      redis.call('PUBLISH', 'chatd:lf', string.sub(k, 10) .. ' ' .. len)\n"
+	"      if len > out then out = len end\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"return out\n",
 };

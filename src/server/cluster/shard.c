@@ -19,17 +19,12 @@
 #include "ps_int.h"
 #include "util.h"
 
-struct pubsub {
-	struct bus	**v;
-	int		 n;
-};
-
 /*
  * The instance of uid: stable while the list of instances is.  From the
  * hash's high bits: the uid sets and the cache of each instance index
  * by its low bits, which must stay spread.
  */
-static int
+int
 shard_of(int n, int32_t uid)
 {
 	return (int)(((uint64_t)util_hash32((uint32_t)uid) * (uint32_t)n) >>
