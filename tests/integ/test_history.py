@@ -258,9 +258,9 @@ class Chatc(Base):
         a, b = self.srv.user("hc"), self.srv.user("hc")
         a.chat(b.id, "for chatc")
         b.c.recv_msgid(chatlib.ONE_CHAT)
-        a.c.sync()
+        # kept (a's worker may hold it a moment) before chatc reads it
+        self.until(b, ["for chatc"], toid=a.id)
         a.c.close()
-        wait_for(lambda: True, timeout=0.2)
         script = ("login:%d:pw\nhistory:%d\nhistory:%d::1\nghistory:x\n"
                   "deleteaccount:pw\nquit\n") % (a.id, b.id, b.id)
         # a's old session may linger a moment: retry until logged in
