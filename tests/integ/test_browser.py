@@ -464,14 +464,29 @@ class Browser(unittest.TestCase):
         carol = self.S.user("carol")
         carol.c.addgroup(carol.id, gid)
         carol.c.ping()
+        # 20 more members: the list comes in pages of 20
+        c = self.S.client()
+        for _ in range(20):
+            uid = c.register(unique("extra"), "pw")
+            c.login(uid, "pw")
+            c.addgroup(uid, gid)
+            c.loginout(uid)
+        c.ping()
+        c.close()
         a.login(an, "pw")
         b.login(bn, "pw")
         a.open("groups", gid)
         b.open("groups", gid)
-        a.wait(lambda: a.members() == {str(aid): "creator",
-                                       str(bid): "normal",
-                                       str(carol.id): "normal"},
-               "three members")
+        a.wait(lambda: len(a.members()) == 20 and
+               a.text("members-info") == "1\u201320 of 23", "a full page")
+        self.assertEqual([a.members()[str(i)] for i in (aid, bid, carol.id)],
+                         ["creator", "normal", "normal"])
+        a.click("members-next")
+        a.wait(lambda: len(a.members()) == 3 and
+               a.text("members-info") == "21\u201323 of 23", "page two")
+        self.assertTrue(a.by_id("members-next").get_attribute("disabled"))
+        a.click("members-prev")
+        a.wait(lambda: str(carol.id) in a.members(), "page one again")
 
         # a plain member may not remove anyone
         b.wait(lambda: str(carol.id) in b.members(), "carol listed")
@@ -508,7 +523,8 @@ class Browser(unittest.TestCase):
         b.click("leave-btn")
         b.wait(lambda: str(gid) not in b.group_ids(), "group gone at bob")
         a.wait_message("%s left" % bn)
-        a.wait(lambda: list(a.members()) == [str(aid)], "alice alone")
+        a.wait(lambda: str(bid) not in a.members() and
+               len(a.members()) == 20, "bob gone from the list")
 
         # the creator dissolves it
         a.click("dissolve-btn")
@@ -535,6 +551,16 @@ class Browser(unittest.TestCase):
         a.wait(lambda: "%s read up to" % bn in a.text("read-mark") and
                "please read" in a.text("read-mark"), "read up to")
         a.shot("7-read")
+
+        # the friendship ended from alice's side: bob is told
+        a.click("unfriend-btn")
+        a.wait(lambda: a.list_items("friends") == [] or all(
+            s == "" for _, _, s in a.list_items("friends")),
+            "bob no longer a friend")
+        b.wait_status(lambda t: t == "%s removed you as a friend" % an,
+                      "the notice")
+        b.wait(lambda: all(s == "" for _, _, s in b.list_items("friends")),
+               "alice no longer a friend")
 
 
 if __name__ == "__main__":
