@@ -1,7 +1,7 @@
 /*
  * manage.js - the web client's controls for groups (leave, members page by
- * page, remove, admins, rename, describe, dissolve), friends (remove) and
- * blocks, and the notices the server pushes about them (112, 118).  Loaded
+ * page, remove, admins, rename, describe, hand over, dissolve), friends
+ * (remove) and blocks, and the notices the server pushes about them (112, 118).  Loaded
  * after app.js, whose state and helpers it uses.  The server decides who
  * may do what: a refused action shows its error in the status line.
  */
@@ -61,7 +61,17 @@ function membersShow(m) {
       const op = u.role === 'admin' ? 'unadmin' : 'admin';
       adm.addEventListener('click', () => groupOp(members.gid, op, { userid: u.id },
         `${op} ${u.name}`, () => { status(`${u.name}: ${op} done`); membersReload(); }));
-      li.append(rm, adm);
+      const own = el('button', 'owner-btn', 'Hand over');
+      own.type = 'button';
+      own.title = 'make this member the creator (creator only)';
+      own.addEventListener('click', () => groupOp(members.gid, 'transfer', { userid: u.id },
+        `hand over to ${u.name}`, () => {
+          handedOver(members.gid, state.me.id, u.id);
+          status(`${u.name} now owns the group`);
+          showConv();
+          membersReload();
+        }));
+      li.append(rm, adm, own);
     }
     ul.append(li);
   }
@@ -113,6 +123,14 @@ onSubmit('describe-form', () => {
   });
 });
 
+/* The creator's role went from one member to another. */
+function handedOver(gid, from, to) {
+  const g = state.groups.find((x) => x.id === gid);
+  if (!g) return;
+  g.users = parseList(g.users).map((u) =>
+    u.id === from ? Object.assign(u, { role: 'normal' }) : u.id === to ? Object.assign(u, { role: 'creator' }) : u);
+}
+
 const NOTICE_TEXT = {
   left: (by) => `${by} left`,
   removed: (by, who) => `${by} removed ${who}`,
@@ -137,6 +155,7 @@ function groupNotice(m, offline) {
   if (g && m.event === 'described' && typeof m.groupdesc === 'string') g.groupdesc = m.groupdesc;
   if (g && (m.event === 'removed' || m.event === 'left'))
     g.users = parseList(g.users).filter((u) => u.id !== (m.event === 'left' ? m.by : m.userid));
+  if (m.event === 'owner' && typeof m.userid === 'number') handedOver(gid, m.by, m.userid);
   const label = g ? g.groupname : `group #${gid}`;
   status(`${label}: ${text}`);
   if (gone) { dropGroup(gid); return; }

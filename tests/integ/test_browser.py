@@ -6,8 +6,9 @@ chatd serves www/ on its WebSocket listener; two Chromium windows
 friends and chat both ways, then chat in a group where a TCP user (the
 seed protocol over a plain socket) takes part too.  A message holding
 HTML is shown as text, never run.  The page's controls for the
-extensions: leaving a group, removing a member (refused to a plain
-member), admins, renaming, dissolving; blocking; typing notices and read
+extensions: member pages, leaving a group, removing a member (refused
+to a plain member), admins, renaming, handing over, dissolving; removing
+a friend; blocking; typing notices and read
 receipts.  After the server kicks a page it comes back with its resume
 token, never its password.  Screenshots are kept under the build tree in
 tests/integ/screenshots/ as test artefacts.
@@ -519,17 +520,27 @@ class Browser(unittest.TestCase):
                "the description at bob, as text")
         b.shot("6-managed")
 
-        # bob leaves: gone from his list, alice is told
-        b.click("leave-btn")
-        b.wait(lambda: str(gid) not in b.group_ids(), "group gone at bob")
-        a.wait_message("%s left" % bn)
-        a.wait(lambda: str(bid) not in a.members() and
-               len(a.members()) == 20, "bob gone from the list")
+        # alice hands the group to bob and may then no longer dissolve it
+        a.click_css("#members-list > li[data-id='%d'] .owner-btn" % bid)
+        a.wait(lambda: a.members().get(str(bid)) == "creator" and
+               a.members().get(str(aid)) == "normal", "bob the creator")
+        b.wait_message("%s handed the group to %s" % (an, bn))
+        a.click("dissolve-btn")
+        a.wait_status(lambda t: t.startswith("dissolve: error 22"),
+                      "the refusal")
+        self.assertIn(str(gid), a.group_ids())
+
+        # alice leaves: gone from her list, bob is told
+        a.click("leave-btn")
+        a.wait(lambda: str(gid) not in a.group_ids(), "group gone at alice")
+        b.wait_message("%s left" % an)
+        b.wait(lambda: str(aid) not in b.members() and
+               len(b.members()) == 20, "alice gone from the list")
 
         # the creator dissolves it
-        a.click("dissolve-btn")
-        a.wait(lambda: str(gid) not in a.group_ids(), "group dissolved")
-        a.wait_status(lambda t: "dissolved" in t, "dissolved")
+        b.click("dissolve-btn")
+        b.wait(lambda: str(gid) not in b.group_ids(), "group dissolved")
+        b.wait_status(lambda t: "dissolved" in t, "dissolved")
 
     def test_typing_and_read(self):
         a, b = self.pages
