@@ -23,6 +23,7 @@ const TYPING_EVERY_MS = 3000;    // we send at most one notice per this
 const TYPING_SHOWN_MS = 5000;    // a notice is shown this long
 const READ_EVERY_MS = 400;       // the server takes one receipt per 0.2 s
 const BACKOFF_MAX_MS = 30000;
+const LOGIN_RETRIES = 5;         // token logins tried again on "already online"
 const TOKEN_KEY = 'chatd.token';
 
 const $ = (id) => document.getElementById(id);
@@ -48,6 +49,7 @@ const state = {
   nextCmid: Date.now() * 1000,   // unique across reloads of the page
   refreshing: false,
   retry: 0,
+  loginRetries: 0,               // token logins refused for a while
   drops: 0,                      // connections lost (shown in the status)
   logins: 0                      // successful login answers
 };
@@ -186,8 +188,9 @@ function loginFailed(m) {
   if (kind === 'token' && m.errno === ERR_TOKEN) {
     saveToken(null);
     if (state.creds) { login(); return; }
-  } else if (kind === 'token' && state.me && [2, 24, 25, 29].includes(m.errno)) {
-    // a reconnect racing the old session's end, or a busy server
+  } else if (kind === 'token' && [2, 24, 25, 29].includes(m.errno) &&
+      state.loginRetries++ < LOGIN_RETRIES) {
+    // a reconnect or reload racing the old session's end, or a busy server
     setTimeout(() => { if (state.open && !state.loginKind) login(); }, 500 + Math.random() * 1000);
     return;
   } else if (m.errno === 29 && typeof m.retryms === 'number' && state.creds) {
@@ -213,6 +216,7 @@ function onLogin(m) {
   const first = !state.me;
   state.logins++;
   state.retry = 0;
+  state.loginRetries = 0;
   state.loginKind = null;
   if (typeof m.token === 'string') saveToken(m.token);
   state.me = { id: m.id, name: m.name };
@@ -477,6 +481,14 @@ function userName(id) {
   return state.me && state.me.id === id ? state.me.name : `user #${id}`;
 }
 
+/* A group's first members, then how many more (the page lists them all). */
+function shortList(g, n, fmt) {
+  const users = parseList(g.users);
+  const total = Math.max(users.length, typeof g.userstotal === 'number' ? g.userstotal : 0);
+  const shown = users.slice(0, n).map(fmt).join(', ');
+  return total > n ? `${shown} and ${total - n} more` : shown;
+}
+
 function nameOf(key) {
   const id = Number(key.slice(1));
   if (key[0] === 'u') {
@@ -511,7 +523,7 @@ function showConv() {
   $('chat-title').textContent = nameOf(key);
   $('chat-desc').textContent = g && g.groupdesc ? g.groupdesc : '';
   $('chat-members').textContent = g
-    ? 'members: ' + parseList(g.users).map((u) => `${u.name} (${u.state}${u.role === 'creator' ? ', creator' : ''})`).join(', ')
+    ? 'members: ' + shortList(g, 8, (u) => `${u.name} (${u.state}${u.role === 'creator' ? ', creator' : ''})`)
     : '';
   $('user-actions').hidden = key[0] !== 'u';
   $('unfriend-btn').hidden = !state.friends.some((f) => `u${f.id}` === key);
@@ -561,9 +573,8 @@ function renderLists() {
     if (key[0] === 'u' && !keys.has(key)) fl.append(item(key, nameOf(key)));
   gl.replaceChildren();
   for (const g of state.groups) {
-    const users = parseList(g.users);
     const li = item(`g${g.id}`, `${g.groupname} #${g.id}`,
-      el('span', 'members', users.map((u) => u.name).join(', ')));
+      el('span', 'members', shortList(g, 4, (u) => u.name)));
     gl.append(li);
   }
   if (state.current) $('chat-title').textContent = nameOf(state.current);

@@ -418,6 +418,19 @@ class Browser(unittest.TestCase):
         b.wait_message("alice is back")
         a.shot("4-end")
 
+        # a reload in the same tab resumes with the token as well: the
+        # password was never stored
+        kept = a.js("return Object.keys(sessionStorage).map("
+                    "k => sessionStorage.getItem(k));")
+        self.assertEqual(len(kept), 1)          # the token, nothing else
+        self.assertNotIn("pw a", kept)
+        a.d.get(self.url)
+        a.wait(lambda: a.by_id("app").is_displayed() and
+               an in a.text("me"), "resumed after a reload")
+        a.open("friends", bid)
+        a.send("after a reload")
+        b.wait_message("after a reload")
+
     def test_block(self):
         a, b = self.pages
         (aid, an), (bid, bn) = self.fresh()
