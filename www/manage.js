@@ -223,12 +223,17 @@ function unblock(id) {
   }, 'unblock');
 }
 
-onSubmit('block-form', () => {
-  const id = Number($('block-id').value);
-  if (!Number.isInteger(id) || id < 1) { status('a user id is a number', true); return; }
-  $('block-id').value = '';
-  block(id);
-});
+/* A form of one id field: fn(id) once it holds a number. */
+function idForm(form, input, what, fn) {
+  onSubmit(form, () => {
+    const id = Number($(input).value);
+    if (!Number.isInteger(id) || id < 1) { status(`a ${what} id is a number`, true); return; }
+    $(input).value = '';
+    fn(id);
+  });
+}
+
+idForm('block-form', 'block-id', 'user', block);
 $('blocks-refresh-btn').addEventListener('click', blocksLoad);
 $('block-btn').addEventListener('click', () => {
   if (state.current && state.current[0] === 'u') block(Number(state.current.slice(1)));
@@ -237,18 +242,12 @@ $('block-btn').addEventListener('click', () => {
 /* ---- joining and creating (no answer on success: the lists come with
  * a login answer) ------------------------------------------------------ */
 
-onSubmit('friend-form', () => {
-  const id = Number($('friend-id').value);
-  if (!Number.isInteger(id) || id < 1) { status('a user id is a number', true); return; }
+idForm('friend-form', 'friend-id', 'user', (id) => {
   send({ msgid: MSG.ADD_FRIEND, id: state.me.id, friendid: id });
-  $('friend-id').value = '';
   refresh();
 });
-onSubmit('join-form', () => {
-  const id = Number($('group-id').value);
-  if (!Number.isInteger(id) || id < 1) { status('a group id is a number', true); return; }
+idForm('join-form', 'group-id', 'group', (id) => {
   send({ msgid: MSG.ADD_GROUP, id: state.me.id, groupid: id });
-  $('group-id').value = '';
   refresh();
 });
 onSubmit('group-form', () => {
