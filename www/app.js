@@ -1,17 +1,30 @@
 /*
- * app.js - chatd's web client.  One WebSocket to the server that served
- * this page; one JSON request per text message (see chatd-protocol(7)).
- * Everything shown comes from the network or the user and goes into the
- * page as text (textContent), never as HTML.
+ * app.js - chatd's web client: the connection, logging in (with a resume
+ * token), chats, typing notices and read receipts.  manage.js holds the
+ * group, friend and block controls.  One WebSocket to the server that
+ * served this page; one JSON request per text message (see
+ * chatd-protocol(7)).  Everything shown comes from the network or the user
+ * and goes into the page as text (textContent), never as HTML.
  */
 'use strict';
 
 const MSG = {
   LOGIN: 1, LOGIN_ACK: 2, LOGOUT: 3, REG: 4, REG_ACK: 5, ONE_CHAT: 6,
   ADD_FRIEND: 7, CREATE_GROUP: 8, ADD_GROUP: 9, GROUP_CHAT: 10,
-  ERROR: 100, PING: 101, PONG: 102, CHAT_ACK: 103
+  ERROR: 100, PING: 101, PONG: 102, CHAT_ACK: 103,
+  GROUP_MANAGE: 108, DONE: 109, GROUP_MEMBERS: 110, GROUP_MEMBERS_ACK: 111,
+  GROUP_NOTICE: 112, FRIEND_REMOVE: 113, BLOCK: 114, UNBLOCK: 115,
+  BLOCK_LIST: 116, BLOCK_LIST_ACK: 117, FRIEND_NOTICE: 118, TYPING: 119,
+  READ: 120, LOGOUT_ALL: 122, ACCOUNT_ACK: 124
 };
+const ERR_TOKEN = 30;
 const PING_SECONDS = 60;         // below the server's idle_timeout
+const TYPING_EVERY_MS = 3000;    // we send at most one notice per this
+const TYPING_SHOWN_MS = 5000;    // a notice is shown this long
+const READ_EVERY_MS = 400;       // the server takes one receipt per 0.2 s
+const BACKOFF_MAX_MS = 30000;
+const LOGIN_RETRIES = 5;         // token logins tried again on "already online"
+const TOKEN_KEY = 'chatd.token';
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,19 +32,38 @@ const state = {
   ws: null,
   open: false,
   me: null,                      // {id, name} once logged in
-  creds: null,                   // what to log in with again (refresh, reconnect)
+  creds: null,                   // {who, password}: memory only, the fallback
+  token: loadToken(),            // resume token (sessionStorage, see README)
+  loginKind: null,               // 'token' or 'password': the login in flight
   friends: [],                   // [{id, name, state}]
   groups: [],                    // [{id, groupname, groupdesc, users:[...]}]
-  convs: new Map(),              // "u12" / "g3" -> {msgs: [], unread}
+  convs: new Map(),              // "u12" / "g3" -> {msgs: [], unread, ...}
   current: null,                 // key of the conversation shown
   pending: new Map(),            // cmid -> {msg, req}
   seen: new Set(),               // smids shown, to drop a repeat
+  ops: [],                       // requests awaiting one answer, in order
+  typing: new Map(),             // key -> Map(user id -> {name, until})
+  reads: new Map(),              // uid -> smid to acknowledge as read
+  readTimer: null,
+  lastRead: 0,
   nextCmid: Date.now() * 1000,   // unique across reloads of the page
   refreshing: false,
   retry: 0,
+  loginRetries: 0,               // token logins refused for a while
   drops: 0,                      // connections lost (shown in the status)
   logins: 0                      // successful login answers
 };
+
+function loadToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY); } catch (e) { return null; }
+}
+
+function saveToken(t) {
+  state.token = t;
+  try {
+    if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (e) { /* storage refused: the token lives in memory only */ }
+}
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -60,24 +92,28 @@ function connect() {
   state.ws = ws;
   ws.onopen = () => {
     state.open = true;
-    state.retry = 0;
     setConn(true);
     status('connected');
-    if (state.creds) login(state.creds);   // after a reconnect
+    if (state.token || state.creds) login();   // a reconnect or a reload
   };
   ws.onmessage = (ev) => {
     let m;
     try { m = JSON.parse(ev.data); } catch (e) { status('bad message from server', true); return; }
-    if (m && typeof m === 'object') handle(m);
+    if (m && typeof m === 'object') handle(m, false);
   };
   ws.onclose = (ev) => {
     state.open = false;
     state.drops++;
+    state.ops = [];              // their answers will not come
     setConn(false);
     if (state.ws !== ws) return;
-    const wait = Math.min(30, 2 ** state.retry++);
-    status(`disconnected (${ev.code}${ev.reason ? ': ' + ev.reason : ''}); retrying in ${wait} s`, true);
-    setTimeout(connect, wait * 1000);
+    // jittered exponential backoff: many pages dropped at once by a
+    // restarting server do not come back in step
+    const base = Math.min(BACKOFF_MAX_MS, 500 * 2 ** state.retry++);
+    const wait = Math.round(base / 2 + Math.random() * base / 2);
+    status(`disconnected (${ev.code}${ev.reason ? ': ' + ev.reason : ''}); ` +
+      `retrying in ${(wait / 1000).toFixed(1)} s`, true);
+    setTimeout(connect, wait);
   };
 }
 
@@ -94,37 +130,111 @@ function send(obj) {
   return true;
 }
 
+/* A request answered by exactly one message (DONE, a list or an error);
+ * answers come in the order of the requests. */
+function request(obj, onDone, what) {
+  if (!send(obj)) { status(`${what}: not connected`, true); return; }
+  state.ops.push({ msgid: obj.msgid, onDone, what });
+}
+
+function answered(refmsgid, m) {
+  const i = state.ops.findIndex((o) => o.msgid === refmsgid);
+  if (i < 0) return false;
+  const op = state.ops.splice(i, 1)[0];
+  if (m.msgid === MSG.ERROR) status(`${op.what}: ${explain(m)}`, true);
+  else if (op.onDone) op.onDone(m);
+  return true;
+}
+
+function explain(m) {
+  const why = {
+    19: 'no such user', 20: 'no such group', 21: 'not a member of the group',
+    22: 'not allowed', 23: 'a group with this name exists', 25: 'too many requests'
+  }[m.errno];
+  return `error ${m.errno}: ${why || m.errmsg || ''}`;
+}
+
 setInterval(() => { if (state.open) send({ msgid: MSG.PING }); }, PING_SECONDS * 1000);
 
-/* ---- requests ------------------------------------------------------ */
+/* ---- logging in ---------------------------------------------------- */
 
-function login(creds) {
-  const req = { msgid: MSG.LOGIN, password: creds.password };
-  if (/^[0-9]+$/.test(creds.who)) req.id = Number(creds.who); else req.name = creds.who;
-  state.creds = creds;
+/* With a token when there is one; the password only when the token is
+ * refused (or there is none yet).  Either way a fresh token is asked for. */
+function login() {
+  let req;
+  if (state.token) {
+    req = { msgid: MSG.LOGIN, token: state.token };
+    state.loginKind = 'token';
+  } else if (state.creds) {
+    req = { msgid: MSG.LOGIN, password: state.creds.password, token: true };
+    if (/^[0-9]+$/.test(state.creds.who)) req.id = Number(state.creds.who);
+    else req.name = state.creds.who;
+    state.loginKind = 'password';
+  } else return;
   send(req);
 }
 
 /* The lists come only with a login answer: log out and in again. */
 function refresh() {
-  if (!state.me || !state.creds) return;
+  if (!state.me) return;
   state.refreshing = true;
   send({ msgid: MSG.LOGOUT });
-  login(state.creds);
+  login();
 }
 
-function sendChat(text) {
-  const key = state.current;
-  if (!key || !state.me) return;
-  const id = Number(key.slice(1));
-  const cmid = state.nextCmid++;
-  const req = key[0] === 'u'
-    ? { msgid: MSG.ONE_CHAT, id: state.me.id, name: state.me.name, toid: id, msg: text, time: timeNow(), cmid }
-    : { msgid: MSG.GROUP_CHAT, id: state.me.id, name: state.me.name, groupid: id, msg: text, time: timeNow(), cmid };
-  const msg = { mine: true, from: state.me.name, text, time: req.time, state: 'sending', cmid };
-  state.pending.set(cmid, { msg, req });
-  addMsg(key, msg);
-  if (send(req)) setMsgState(msg, 'sent');
+function loginFailed(m) {
+  const kind = state.loginKind;
+  state.loginKind = null;
+  if (kind === 'token' && m.errno === ERR_TOKEN) {
+    saveToken(null);
+    if (state.creds) { login(); return; }
+  } else if (kind === 'token' && [2, 24, 25, 29].includes(m.errno) &&
+      state.loginRetries++ < LOGIN_RETRIES) {
+    // a reconnect or reload racing the old session's end, or a busy server
+    setTimeout(() => { if (state.open && !state.loginKind) login(); }, 500 + Math.random() * 1000);
+    return;
+  } else if (m.errno === 29 && typeof m.retryms === 'number' && state.creds) {
+    setTimeout(() => { if (state.open && !state.loginKind) login(); }, m.retryms);
+    return;
+  }
+  if (!state.refreshing || kind === 'token') { state.creds = null; showAuth(); }
+  state.refreshing = false;
+  status(`login failed: ${m.errmsg || 'error ' + m.errno}`, true);
+}
+
+function showAuth() {
+  state.me = null;
+  $('app').hidden = true;
+  $('auth').hidden = false;
+  $('refresh-btn').hidden = true;
+  $('logout-btn').hidden = true;
+  $('me').textContent = '';
+}
+
+function onLogin(m) {
+  if (m.errno !== 0) { loginFailed(m); return; }
+  const first = !state.me;
+  state.logins++;
+  state.retry = 0;
+  state.loginRetries = 0;
+  state.loginKind = null;
+  if (typeof m.token === 'string') saveToken(m.token);
+  state.me = { id: m.id, name: m.name };
+  state.friends = parseList(m.friends);
+  state.groups = parseList(m.groups);
+  $('auth').hidden = true;
+  $('app').hidden = false;
+  $('refresh-btn').hidden = false;
+  $('logout-btn').hidden = false;
+  $('me').textContent = `${m.name} (id ${m.id})`;
+  for (const o of parseList(m.offlinemsg)) handle(o, true);
+  // chats not acknowledged before a reconnect go again: the same cmid
+  // is acknowledged once and never delivered twice
+  if (!state.refreshing) for (const p of state.pending.values()) send(p.req);
+  state.refreshing = false;
+  renderLists();
+  if (state.current) showConv();
+  if (first) status(`logged in as ${m.name}`);
 }
 
 /* ---- answers and pushed messages ----------------------------------- */
@@ -137,7 +247,7 @@ function parseList(list) {
   return out;
 }
 
-function handle(m) {
+function handle(m, offline) {
   switch (m.msgid) {
     case MSG.REG_ACK:
       if (m.errno === 0) {
@@ -150,51 +260,49 @@ function handle(m) {
       onLogin(m);
       break;
     case MSG.ONE_CHAT:
-      incoming(`u${m.id}`, m, false);
+      incoming(`u${m.id}`, m, offline);
       break;
     case MSG.GROUP_CHAT:
-      incoming(`g${m.groupid}`, m, false);
+      incoming(`g${m.groupid}`, m, offline);
       break;
     case MSG.CHAT_ACK: {
       const p = state.pending.get(m.cmid);
-      if (p) { state.pending.delete(m.cmid); setMsgState(p.msg, 'delivered'); }
+      if (p) {
+        state.pending.delete(m.cmid);
+        p.msg.smid = m.smid;
+        setMsgState(p.msg, 'delivered');
+      }
       break;
     }
     case MSG.ERROR:
-      status(`error ${m.errno}: ${m.errmsg || ''}`, true);
+      if (answered(m.refmsgid, m)) break;
+      if (m.refmsgid === MSG.READ) break;      // a later receipt covers it
+      status(explain(m), true);
+      break;
+    case MSG.DONE:
+      answered(m.refmsgid, m);
+      break;
+    case MSG.GROUP_MEMBERS_ACK:
+      answered(MSG.GROUP_MEMBERS, m);
+      break;
+    case MSG.BLOCK_LIST_ACK:
+      answered(MSG.BLOCK_LIST, m);
+      break;
+    case MSG.GROUP_NOTICE:
+      groupNotice(m, offline);
+      break;
+    case MSG.FRIEND_NOTICE:
+      friendNotice(m);
+      break;
+    case MSG.TYPING:
+      typingSeen(m);
+      break;
+    case MSG.READ:
+      readSeen(m);
       break;
     default:
-      break;          // PONG and anything newer
+      break;          // PONG, ACCOUNT_ACK and anything newer
   }
-}
-
-function onLogin(m) {
-  if (m.errno !== 0) {
-    if (!state.refreshing) { state.creds = null; state.me = null; }
-    state.refreshing = false;
-    status(`login failed: ${m.errmsg || 'error ' + m.errno}`, true);
-    return;
-  }
-  const first = !state.me;
-  state.logins++;
-  state.me = { id: m.id, name: m.name };
-  state.friends = parseList(m.friends);
-  state.groups = parseList(m.groups);
-  $('auth').hidden = true;
-  $('app').hidden = false;
-  $('refresh-btn').hidden = false;
-  $('logout-btn').hidden = false;
-  $('me').textContent = `${m.name} (id ${m.id})`;
-  for (const o of parseList(m.offlinemsg)) {
-    if (o.msgid === MSG.ONE_CHAT) incoming(`u${o.id}`, o, true);
-    else if (o.msgid === MSG.GROUP_CHAT) incoming(`g${o.groupid}`, o, true);
-  }
-  // chats not acknowledged before a reconnect go again: the same cmid
-  // is acknowledged once and never delivered twice
-  if (!state.refreshing) for (const p of state.pending.values()) send(p.req);
-  state.refreshing = false;
-  renderLists();
-  if (first) status(`logged in as ${m.name}`);
 }
 
 function incoming(key, o, offline) {
@@ -202,7 +310,118 @@ function incoming(key, o, offline) {
     if (state.seen.has(o.smid)) return;
     state.seen.add(o.smid);
   }
-  addMsg(key, { mine: false, from: o.name, text: o.msg, time: o.time, offline });
+  typingGone(key, o.id);
+  addMsg(key, { mine: false, from: o.name, text: o.msg, time: o.time, offline,
+    smid: o.smid, receipt: o.receipt === true && key[0] === 'u' });
+  if (key === state.current) readNow();
+}
+
+/* ---- typing notices: live only, never kept with the messages -------- */
+
+function typingSend() {
+  const key = state.current;
+  if (!key || !state.me || $('msg-input').value === '') return;
+  const c = conv(key), now = Date.now();
+  if (now - (c.typingSent || 0) < TYPING_EVERY_MS) return;
+  c.typingSent = now;
+  const id = Number(key.slice(1));
+  send(key[0] === 'u' ? { msgid: MSG.TYPING, toid: id } : { msgid: MSG.TYPING, groupid: id });
+}
+
+function typingSeen(m) {
+  if (typeof m.id !== 'number' || (state.me && m.id === state.me.id)) return;
+  const key = typeof m.groupid === 'number' ? `g${m.groupid}` : `u${m.id}`;
+  if (!state.typing.has(key)) state.typing.set(key, new Map());
+  state.typing.get(key).set(m.id, { name: String(m.name), until: Date.now() + TYPING_SHOWN_MS });
+  showTyping();
+  setTimeout(showTyping, TYPING_SHOWN_MS + 50);
+}
+
+function typingGone(key, id) {
+  const t = state.typing.get(key);
+  if (t && t.delete(id)) showTyping();
+}
+
+function showTyping() {
+  const t = state.current && state.typing.get(state.current);
+  const now = Date.now(), names = [];
+  if (t) {
+    for (const [id, v] of t) {
+      if (v.until > now) names.push(v.name); else t.delete(id);
+    }
+  }
+  $('typing').textContent = names.length === 0 ? ''
+    : `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} typing…`;
+}
+
+/* ---- read receipts: one-to-one chats that asked for one ------------- */
+
+/* The open conversation, when the page is visible, is read up to its
+ * latest chat that asked for a receipt. */
+function readNow() {
+  const key = state.current;
+  if (!key || key[0] !== 'u' || document.visibilityState !== 'visible') return;
+  const c = conv(key);
+  for (let i = c.msgs.length - 1; i >= 0; i--) {
+    const msg = c.msgs[i];
+    if (msg.mine || typeof msg.smid !== 'number') continue;
+    if (!msg.receipt || c.readSent === msg.smid) return;
+    c.readSent = msg.smid;
+    state.reads.set(Number(key.slice(1)), msg.smid);
+    flushReads();
+    return;
+  }
+}
+
+/* The server takes one receipt per 0.2 s: send them spaced, the latest
+ * per user only. */
+function flushReads() {
+  if (state.readTimer) return;
+  const wait = Math.max(0, state.lastRead + READ_EVERY_MS - Date.now());
+  state.readTimer = setTimeout(() => {
+    state.readTimer = null;
+    const first = state.reads.entries().next();
+    if (first.done) return;
+    const [uid, upto] = first.value;
+    state.reads.delete(uid);
+    state.lastRead = Date.now();
+    send({ msgid: MSG.READ, toid: uid, upto });
+    if (state.reads.size > 0) flushReads();
+  }, wait);
+}
+
+/* Our chats to the reader, up to the one with smid upto, are read. */
+function readSeen(m) {
+  if (typeof m.id !== 'number' || typeof m.upto !== 'number') return;
+  const key = `u${m.id}`, c = conv(key);
+  let last = -1;
+  c.msgs.forEach((msg, i) => { if (msg.mine && msg.smid === m.upto) last = i; });
+  let shown = null;
+  c.msgs.forEach((msg, i) => {
+    if (!msg.mine || typeof msg.smid !== 'number') return;
+    if (last >= 0 ? i <= last : msg.smid <= m.upto) { setMsgState(msg, 'read'); shown = msg; }
+  });
+  if (shown) c.readMark = `${m.name || 'user #' + m.id} read up to “${shown.text}” (${shown.time})`;
+  if (key === state.current) $('read-mark').textContent = c.readMark || '';
+}
+
+document.addEventListener('visibilitychange', readNow);
+
+/* ---- chats --------------------------------------------------------- */
+
+function sendChat(text) {
+  const key = state.current;
+  if (!key || !state.me) return;
+  const id = Number(key.slice(1));
+  const cmid = state.nextCmid++;
+  const req = key[0] === 'u'
+    ? { msgid: MSG.ONE_CHAT, id: state.me.id, name: state.me.name, toid: id, msg: text, time: timeNow(), cmid, receipt: true }
+    : { msgid: MSG.GROUP_CHAT, id: state.me.id, name: state.me.name, groupid: id, msg: text, time: timeNow(), cmid };
+  const msg = { mine: true, from: state.me.name, text, time: req.time, state: 'sending', cmid };
+  state.pending.set(cmid, { msg, req });
+  conv(key).typingSent = 0;
+  addMsg(key, msg);
+  if (send(req)) setMsgState(msg, 'sent');
 }
 
 /* ---- the page ------------------------------------------------------ */
@@ -216,24 +435,33 @@ function addMsg(key, msg) {
   const c = conv(key);
   c.msgs.push(msg);
   if (key === state.current) $('messages').append(msgNode(msg));
-  else c.unread++;
+  else if (!msg.notice) c.unread++;
   if (key === state.current) $('messages').scrollTop = $('messages').scrollHeight;
   renderLists();
 }
 
+/* A line in a conversation that is no chat: a group's change. */
+function addNotice(key, text, time) {
+  addMsg(key, { notice: true, text, time });
+}
+
+const STATE_TEXT = { sending: 'sending…', sent: 'sent ✓', delivered: 'delivered ✓✓', read: 'read ✓✓' };
+
 function setMsgState(msg, s) {
+  if (msg.state === 'read' && s !== 'read') return;
   msg.state = s;
   if (msg.node) {
     const st = msg.node.querySelector('.state');
-    st.textContent = s === 'delivered' ? 'delivered ✓✓' : s === 'sent' ? 'sent ✓' : 'sending…';
+    st.textContent = STATE_TEXT[s] || s;
     st.className = 'state ' + s;
     msg.node.dataset.state = s;
   }
 }
 
 function msgNode(msg) {
-  const li = el('li', 'msg' + (msg.mine ? ' mine' : '') + (msg.offline ? ' offline' : ''));
-  if (!msg.mine) li.append(el('span', 'from', msg.from === undefined ? '?' : msg.from));
+  const li = el('li', 'msg' + (msg.mine ? ' mine' : '') + (msg.offline ? ' offline' : '') +
+    (msg.notice ? ' notice' : ''));
+  if (!msg.mine && !msg.notice) li.append(el('span', 'from', msg.from === undefined ? '?' : msg.from));
   li.append(el('span', 'text', msg.text === undefined ? '' : msg.text));
   const meta = el('span', 'meta', msg.time ? String(msg.time) + ' ' : '');
   if (msg.mine) meta.append(el('span', 'state ' + msg.state));
@@ -241,6 +469,24 @@ function msgNode(msg) {
   msg.node = li;
   if (msg.mine) setMsgState(msg, msg.state);
   return li;
+}
+
+function userName(id) {
+  const f = state.friends.find((x) => x.id === id);
+  if (f) return f.name;
+  for (const g of state.groups) {
+    const u = parseList(g.users).find((x) => x.id === id);
+    if (u) return u.name;
+  }
+  return state.me && state.me.id === id ? state.me.name : `user #${id}`;
+}
+
+/* A group's first members, then how many more (the page lists them all). */
+function shortList(g, n, fmt) {
+  const users = parseList(g.users);
+  const total = Math.max(users.length, typeof g.userstotal === 'number' ? g.userstotal : 0);
+  const shown = users.slice(0, n).map(fmt).join(', ');
+  return total > n ? `${shown} and ${total - n} more` : shown;
 }
 
 function nameOf(key) {
@@ -255,20 +501,48 @@ function nameOf(key) {
 
 function open(key) {
   state.current = key;
-  const c = conv(key);
-  c.unread = 0;
-  $('chat-title').textContent = nameOf(key);
-  const g = key[0] === 'g' ? state.groups.find((x) => x.id === Number(key.slice(1))) : null;
-  $('chat-members').textContent = g
-    ? 'members: ' + parseList(g.users).map((u) => `${u.name} (${u.state}${u.role === 'creator' ? ', creator' : ''})`).join(', ')
-    : '';
+  conv(key).unread = 0;
   const list = $('messages');
-  list.replaceChildren(...c.msgs.map(msgNode));
+  list.replaceChildren(...conv(key).msgs.map(msgNode));
   list.scrollTop = list.scrollHeight;
   $('msg-input').disabled = false;
   $('send-btn').disabled = false;
   $('msg-input').focus();
+  showConv();
+  if (key[0] === 'g') membersLoad(Number(key.slice(1)), 0);
   renderLists();
+  readNow();
+}
+
+/* The header of the open conversation: title, group details, controls. */
+function showConv() {
+  const key = state.current;
+  if (!key) return;
+  const c = conv(key);
+  const g = key[0] === 'g' ? state.groups.find((x) => x.id === Number(key.slice(1))) : null;
+  $('chat-title').textContent = nameOf(key);
+  $('chat-desc').textContent = g && g.groupdesc ? g.groupdesc : '';
+  $('chat-members').textContent = g
+    ? 'members: ' + shortList(g, 8, (u) => `${u.name} (${u.state}${u.role === 'creator' ? ', creator' : ''})`)
+    : '';
+  $('user-actions').hidden = key[0] !== 'u';
+  $('unfriend-btn').hidden = !state.friends.some((f) => `u${f.id}` === key);
+  $('group-panel').hidden = !g;
+  $('read-mark').textContent = c.readMark || '';
+  showTyping();
+}
+
+function closeConv(key) {
+  state.convs.delete(key);
+  if (state.current !== key) return;
+  state.current = null;
+  $('chat-title').textContent = 'Pick a friend or a group';
+  for (const id of ['chat-desc', 'chat-members', 'read-mark', 'typing']) $(id).textContent = '';
+  $('messages').replaceChildren();
+  $('user-actions').hidden = true;
+  $('group-panel').hidden = true;
+  $('msg-input').disabled = true;
+  $('send-btn').disabled = true;
 }
 
 function item(key, label, extra) {
@@ -299,9 +573,8 @@ function renderLists() {
     if (key[0] === 'u' && !keys.has(key)) fl.append(item(key, nameOf(key)));
   gl.replaceChildren();
   for (const g of state.groups) {
-    const users = parseList(g.users);
     const li = item(`g${g.id}`, `${g.groupname} #${g.id}`,
-      el('span', 'members', users.map((u) => u.name).join(', ')));
+      el('span', 'members', shortList(g, 4, (u) => u.name)));
     gl.append(li);
   }
   if (state.current) $('chat-title').textContent = nameOf(state.current);
@@ -318,28 +591,9 @@ onSubmit('reg-form', () => {
 });
 onSubmit('login-form', () => {
   state.me = null;
-  login({ who: $('login-name').value.trim(), password: $('login-pass').value });
-});
-onSubmit('friend-form', () => {
-  const id = Number($('friend-id').value);
-  if (!Number.isInteger(id) || id < 1) { status('a user id is a number', true); return; }
-  send({ msgid: MSG.ADD_FRIEND, id: state.me.id, friendid: id });
-  $('friend-id').value = '';
-  refresh();
-});
-onSubmit('join-form', () => {
-  const id = Number($('group-id').value);
-  if (!Number.isInteger(id) || id < 1) { status('a group id is a number', true); return; }
-  send({ msgid: MSG.ADD_GROUP, id: state.me.id, groupid: id });
-  $('group-id').value = '';
-  refresh();
-});
-onSubmit('group-form', () => {
-  send({ msgid: MSG.CREATE_GROUP, id: state.me.id, groupname: $('group-name').value,
-    groupdesc: $('group-desc').value });
-  $('group-name').value = '';
-  $('group-desc').value = '';
-  refresh();
+  saveToken(null);
+  state.creds = { who: $('login-name').value.trim(), password: $('login-pass').value };
+  login();
 });
 onSubmit('send-form', () => {
   const text = $('msg-input').value;
@@ -347,20 +601,19 @@ onSubmit('send-form', () => {
   $('msg-input').value = '';
   sendChat(text);
 });
+$('msg-input').addEventListener('input', typingSend);
 $('refresh-btn').addEventListener('click', refresh);
+/* Logging out ends every resume token of the user (122), so a token
+ * left behind in this tab is worth nothing. */
 $('logout-btn').addEventListener('click', () => {
-  send({ msgid: MSG.LOGOUT });
-  state.me = null;
+  send(state.token ? { msgid: MSG.LOGOUT_ALL } : { msgid: MSG.LOGOUT });
+  saveToken(null);
   state.creds = null;
   state.pending.clear();
   state.convs.clear();
-  state.current = null;
-  $('app').hidden = true;
-  $('auth').hidden = false;
-  $('refresh-btn').hidden = true;
-  $('logout-btn').hidden = true;
-  $('me').textContent = '';
+  closeConv(state.current);
+  showAuth();
   status('logged out');
 });
 
-connect();
+document.addEventListener('DOMContentLoaded', connect);

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""The web client in a real headless Chromium (issue 16).
+"""The web client in a real headless Chromium (issues 16 and 17).
 
 chatd serves www/ on its WebSocket listener; two Chromium windows
 (selenium + chromedriver) open the page, register two users, make them
 friends and chat both ways, then chat in a group where a TCP user (the
 seed protocol over a plain socket) takes part too.  A message holding
-HTML is shown as text, never run.  Screenshots are kept under the build
-tree in tests/integ/screenshots/ as test artefacts.
+HTML is shown as text, never run.  The page's controls for the
+extensions: member pages, leaving a group, removing a member (refused
+to a plain member), admins, renaming, handing over, dissolving; removing
+a friend; blocking; typing notices and read
+receipts.  After the server kicks a page it comes back with its resume
+token, never its password.  Screenshots are kept under the build tree in
+tests/integ/screenshots/ as test artefacts.
 
 Without chromium, chromedriver or python3-selenium the test is SKIPPED
 (exit 77) with a banner, except in CI (CI=true), where it FAILS.
@@ -25,6 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatlib  # noqa: E402
 import cluster  # noqa: E402
 from chatlib import ONE_CHAT, GROUP_CHAT, unique  # noqa: E402
+from test_tokens import key_file  # noqa: E402
+
+GROUP_NOTICE = 112
 
 SKIP = 77
 WAIT = 15.0
@@ -166,8 +174,15 @@ class Page:
         self.wait(lambda: any(i == str(ident) for i, _, _ in
                               self.list_items(list_id)),
                   "%s %s in the list" % (list_id, ident))
-        self.d.find_element(
-            "css selector", "#%s > li[data-id='%s']" % (list_id, ident)).click()
+        self.click_css("#%s > li[data-id='%s']" % (list_id, ident))
+
+    def click_css(self, selector):
+        """Click what the selector finds, again if the page redrew it in
+        between (the lists are redrawn as messages come)."""
+        def once():
+            self.d.find_element("css selector", selector).click()
+            return True
+        self.wait(once, "a click on %s" % selector)
 
     def send(self, text):
         e = self.by_id("msg-input")
@@ -187,6 +202,40 @@ class Page:
                               for t, m, _ in self.messages()),
                   "message %r" % text)
 
+    def reset(self, url):
+        """The page loaded afresh, nobody logged in, no token kept."""
+        self.js("sessionStorage.clear();")
+        self.d.get(url)
+        self.wait(lambda: self.text("conn") == "connected", "connected")
+
+    def members(self):
+        """{id: role} in the open group's member list."""
+        return dict(self.js(
+            "return Array.from(document.querySelectorAll('#members-list >"
+            " li')).map(li => [li.dataset.id, li.dataset.role]);"))
+
+    def wait_status(self, pred, what):
+        self.wait(lambda: pred(self.text("status")), what)
+
+    def group_ids(self):
+        return [i for i, _, _ in self.list_items("groups")]
+
+    def shown_anywhere(self, text):
+        """Whether a chat with this text is held in any conversation."""
+        return self.js(
+            "return Array.from(state.convs.values()).some(c => c.msgs.some("
+            "m => m.text === arguments[0]));", text)
+
+    def worker(self):
+        """The worker slot serving the page (WHOAMI on its socket)."""
+        self.js("window.__worker = null; state.ws.addEventListener("
+                "'message', ev => { const m = JSON.parse(ev.data);"
+                " if (m.msgid === 105) window.__worker = m.worker; });"
+                " send({msgid: 104});")
+        self.wait(lambda: self.js("return window.__worker;") is not None,
+                  "the WHOAMI answer")
+        return self.js("return window.__worker;")
+
 
 class Browser(unittest.TestCase):
     @classmethod
@@ -199,10 +248,11 @@ class Browser(unittest.TestCase):
             "www_root": os.path.join(cluster.SRCDIR, "www"),
             "control_socket": os.path.join(cls.ctl_dir, "ctl.sock"),
         })
+        cls.S.keys["token_key_file"] = key_file(cls.S.dir, "token.key")
         cls.S.start()
         cls.tmp = tempfile.mkdtemp(prefix="chatd-browser-")
         cls.pages = []
-        url = "http://127.0.0.1:%d/" % cls.ws_port
+        url = cls.url = "http://127.0.0.1:%d/" % cls.ws_port
         try:
             for tag in ("alice", "bob"):
                 cls.pages.append(Page(tag, url, cls.browser, cls.driver,
@@ -219,7 +269,29 @@ class Browser(unittest.TestCase):
         cls.S.__exit__(None, None, None)
         shutil.rmtree(cls.ctl_dir, ignore_errors=True)
 
+    def fresh(self, n=2):
+        """Both pages reset; n users registered (not logged in)."""
+        for p in self.pages:
+            p.reset(self.url)
+        return [self.S.register("web") for _ in range(n)]
+
+    def tcp(self, uid, *requests):
+        """Requests sent as uid over TCP, then logged out; the login answer
+        (its groups) is returned."""
+        c = self.S.client()
+        c.login(uid, "pw")
+        for r in requests:
+            c.send_obj(r)
+        c.loginout(uid)
+        r = c.login(uid, "pw")
+        c.loginout(uid)
+        c.ping()
+        c.close()
+        return r
+
     def test_two_browsers_and_a_tcp_user(self):
+        for p in self.pages:
+            p.reset(self.url)
         a, b = self.pages
         an, bn = unique("alice"), unique("bob")
         aid = a.register(an, "pw a")
@@ -243,7 +315,7 @@ class Browser(unittest.TestCase):
         a.send("hello bob")
         b.open("friends", aid)
         b.wait_message("hello bob")
-        a.wait(lambda: a.messages()[-1][2] == "delivered",
+        a.wait(lambda: a.messages()[-1][2] in ("delivered", "read"),
                "the chat shown as delivered")
         b.send("hello alice \u00e9\U0001F600")
         a.wait_message("hello alice \u00e9\U0001F600")
@@ -321,6 +393,15 @@ class Browser(unittest.TestCase):
         # in again by itself and goes on
         ctl = os.environ.get("CHATCTL_BIN") or os.path.join(
             os.path.dirname(chatlib.chatd_bin()), "chatctl")
+        self.assertTrue(a.js("return typeof sessionStorage.getItem("
+                             "'chatd.token') === 'string';"))
+        self.assertEqual(a.js("return localStorage.length;"), 0)
+        # every LOGIN frame the page sends from here on is recorded
+        a.js("window.__logins = []; const send0 = WebSocket.prototype.send;"
+             " WebSocket.prototype.send = function (d) {"
+             " try { const o = JSON.parse(d);"
+             " if (o.msgid === 1) window.__logins.push(o); } catch (e) {}"
+             " return send0.call(this, d); };")
         logins = a.js("return state.logins;")
         r = chatlib.run([ctl, "-s", os.path.join(self.ctl_dir, "ctl.sock"),
                          "kick", str(aid)])
@@ -328,9 +409,182 @@ class Browser(unittest.TestCase):
         a.wait(lambda: a.js("return state.drops;") == 1 and
                a.js("return state.logins;") > logins and
                a.text("conn") == "connected", "reconnected and logged in")
+        sent = a.js("return window.__logins;")
+        self.assertGreaterEqual(len(sent), 1)
+        for o in sent:      # the token, never the password
+            self.assertIsInstance(o.get("token"), str, o)
+            self.assertNotIn("password", o)
         a.send("alice is back")
         b.wait_message("alice is back")
         a.shot("4-end")
+
+        # a reload in the same tab resumes with the token as well: the
+        # password was never stored
+        kept = a.js("return Object.keys(sessionStorage).map("
+                    "k => sessionStorage.getItem(k));")
+        self.assertEqual(len(kept), 1)          # the token, nothing else
+        self.assertNotIn("pw a", kept)
+        a.d.get(self.url)
+        a.wait(lambda: a.by_id("app").is_displayed() and
+               an in a.text("me"), "resumed after a reload")
+        a.open("friends", bid)
+        a.send("after a reload")
+        b.wait_message("after a reload")
+
+    def test_block(self):
+        a, b = self.pages
+        (aid, an), (bid, bn) = self.fresh()
+        a.login(an, "pw")
+        b.login(bn, "pw")
+        # a TCP user on alice's worker: its chat to bob follows hers on
+        # the same path, so once it is shown hers was handled
+        carol = self.S.user("carol", worker=a.worker())
+        b.fill("block-id", str(aid))
+        b.click("block-add-btn")
+        b.wait_status(lambda t: t.startswith("blocked"), "blocked")
+        b.wait(lambda: b.d.find_elements(
+            "css selector", "#blocks > li[data-id='%d']" % aid) != [],
+            "alice in the block list")
+
+        a.js("open(arguments[0]);", "u%d" % bid)
+        a.send("you will not see this")
+        a.wait(lambda: a.messages()[-1][2] == "delivered",
+               "the blocked chat acknowledged as if delivered")
+        carol.chat(bid, "carol after alice")
+        b.open("friends", carol.id)
+        b.wait_message("carol after alice")
+        self.assertFalse(b.shown_anywhere("you will not see this"))
+        self.assertNotIn(str(aid), [i for i, _, _ in b.list_items("friends")])
+        b.shot("5-blocked")
+
+        b.click_css("#blocks > li[data-id='%d'] .unblock-btn" % aid)
+        b.wait_status(lambda t: t.startswith("unblocked"), "unblocked")
+        b.wait(lambda: b.d.find_elements(
+            "css selector", "#blocks > li[data-id='%d']" % aid) == [],
+            "alice out of the block list")
+        a.send("now you do")
+        b.open("friends", aid)
+        b.wait_message("now you do")
+        self.assertFalse(b.shown_anywhere("you will not see this"))
+
+    def test_group_controls(self):
+        a, b = self.pages
+        (aid, an), (bid, bn) = self.fresh()
+        gname = unique("g")
+        r = self.tcp(aid, {"msgid": 8, "id": aid, "groupname": gname,
+                           "groupdesc": "first"})
+        gid = next(g["id"] for g in r["groups"] if g["groupname"] == gname)
+        self.tcp(bid, {"msgid": 9, "id": bid, "groupid": gid})
+        carol = self.S.user("carol")
+        carol.c.addgroup(carol.id, gid)
+        carol.c.ping()
+        # 20 more members: the list comes in pages of 20
+        c = self.S.client()
+        for _ in range(20):
+            uid = c.register(unique("extra"), "pw")
+            c.login(uid, "pw")
+            c.addgroup(uid, gid)
+            c.loginout(uid)
+        c.ping()
+        c.close()
+        a.login(an, "pw")
+        b.login(bn, "pw")
+        a.open("groups", gid)
+        b.open("groups", gid)
+        a.wait(lambda: len(a.members()) == 20 and
+               a.text("members-info") == "1\u201320 of 23", "a full page")
+        self.assertEqual([a.members()[str(i)] for i in (aid, bid, carol.id)],
+                         ["creator", "normal", "normal"])
+        a.click("members-next")
+        a.wait(lambda: len(a.members()) == 3 and
+               a.text("members-info") == "21\u201323 of 23", "page two")
+        self.assertTrue(a.by_id("members-next").get_attribute("disabled"))
+        a.click("members-prev")
+        a.wait(lambda: str(carol.id) in a.members(), "page one again")
+
+        # a plain member may not remove anyone
+        b.wait(lambda: str(carol.id) in b.members(), "carol listed")
+        b.click_css("#members-list > li[data-id='%d'] .remove-btn"
+                    % carol.id)
+        b.wait_status(lambda t: "error 22" in t, "the refusal")
+        self.assertIn("remove", b.text("status"))
+        b.shot("6-refused")
+
+        # the creator may: carol is told, bob sees the notice
+        a.click_css("#members-list > li[data-id='%d'] .remove-btn"
+                    % carol.id)
+        a.wait(lambda: str(carol.id) not in a.members(), "carol removed")
+        m = carol.c.recv_msgid(GROUP_NOTICE)
+        self.assertEqual((m["event"], m["groupid"], m["by"], m["userid"]),
+                         ("removed", gid, aid, carol.id))
+        b.wait_message("%s removed %s" % (an, carol.name))
+
+        # an admin, a new name and description, pushed to bob
+        a.click_css("#members-list > li[data-id='%d'] .admin-btn" % bid)
+        a.wait(lambda: a.members().get(str(bid)) == "admin", "bob admin")
+        b.wait_message("%s made %s an admin" % (an, bn))
+        new = unique("renamed")
+        a.fill("rename-input", new)
+        a.click("rename-btn")
+        b.wait(lambda: new in b.text("chat-title"), "the new name at bob")
+        a.fill("describe-input", "<i>second</i>")
+        a.click("describe-btn")
+        b.wait(lambda: b.text("chat-desc") == "<i>second</i>",
+               "the description at bob, as text")
+        b.shot("6-managed")
+
+        # alice hands the group to bob and may then no longer dissolve it
+        a.click_css("#members-list > li[data-id='%d'] .owner-btn" % bid)
+        a.wait(lambda: a.members().get(str(bid)) == "creator" and
+               a.members().get(str(aid)) == "normal", "bob the creator")
+        b.wait_message("%s handed the group to %s" % (an, bn))
+        a.click("dissolve-btn")
+        a.wait_status(lambda t: t.startswith("dissolve: error 22"),
+                      "the refusal")
+        self.assertIn(str(gid), a.group_ids())
+
+        # alice leaves: gone from her list, bob is told
+        a.click("leave-btn")
+        a.wait(lambda: str(gid) not in a.group_ids(), "group gone at alice")
+        b.wait_message("%s left" % an)
+        b.wait(lambda: str(aid) not in b.members() and
+               len(b.members()) == 20, "alice gone from the list")
+
+        # the creator dissolves it
+        b.click("dissolve-btn")
+        b.wait(lambda: str(gid) not in b.group_ids(), "group dissolved")
+        b.wait_status(lambda t: "dissolved" in t, "dissolved")
+
+    def test_typing_and_read(self):
+        a, b = self.pages
+        (aid, an), (bid, bn) = self.fresh()
+        self.tcp(aid, {"msgid": 7, "id": aid, "friendid": bid})
+        a.login(an, "pw")
+        b.login(bn, "pw")
+        a.open("friends", bid)
+        b.open("friends", aid)
+        a.by_id("msg-input").send_keys("hel")
+        b.wait(lambda: b.text("typing") == "%s is typing\u2026" % an,
+               "the typing notice")
+        self.assertEqual(b.messages(), [])          # never kept as a chat
+        b.shot("7-typing")
+        a.send("please read")
+        b.wait_message("please read")
+        b.wait(lambda: b.text("typing") == "", "the notice gone")
+        a.wait(lambda: a.messages()[-1][2] == "read", "shown as read")
+        a.wait(lambda: "%s read up to" % bn in a.text("read-mark") and
+               "please read" in a.text("read-mark"), "read up to")
+        a.shot("7-read")
+
+        # the friendship ended from alice's side: bob is told
+        a.click("unfriend-btn")
+        a.wait(lambda: a.list_items("friends") == [] or all(
+            s == "" for _, _, s in a.list_items("friends")),
+            "bob no longer a friend")
+        b.wait_status(lambda t: t == "%s removed you as a friend" % an,
+                      "the notice")
+        b.wait(lambda: all(s == "" for _, _, s in b.list_items("friends")),
+               "alice no longer a friend")
 
 
 if __name__ == "__main__":
