@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <check.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -209,6 +210,40 @@ START_TEST(test_down)
 }
 END_TEST
 
+/*
+ * Whether every thread of pid is stopped: kill() returns before they
+ * all are, and a thread still running would answer the next query.
+ */
+static int
+all_stopped(pid_t pid)
+{
+	char		 path[300], line[512], *p;
+	DIR		*d;
+	struct dirent	*de;
+	FILE		*f;
+	int		 stopped = 1;
+
+	snprintf(path, sizeof(path), "/proc/%ld/task", (long)pid);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while (stopped && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/task/%.20s/stat",
+		    (long)pid, de->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;		/* the thread ended */
+		/* the state follows the command's closing parenthesis */
+		if (fgets(line, sizeof(line), f) != NULL &&
+		    (p = strrchr(line, ')')) != NULL && p[1] == ' ' &&
+		    p[2] != 'T' && p[2] != 't')
+			stopped = 0;
+		fclose(f);
+	}
+	closedir(d);
+	return stopped;
+}
+
 /* A hung server (SIGSTOP) costs at most about the timeouts. */
 START_TEST(test_hung)
 {
@@ -228,6 +263,9 @@ START_TEST(test_hung)
 
 	pid = server_pid();
 	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+	for (t = now(); !all_stopped(pid) && now() - t < 5;)
+		usleep(1000);
+	ck_assert_msg(all_stopped(pid), "the server did not stop");
 	t = now();
 	rc = store_user_get(st, id, &u);
 	t = now() - t;
