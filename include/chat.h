@@ -21,10 +21,13 @@ struct guard;
 struct config;
 struct pubsub;
 struct store;
+struct storeq;
 
 struct chat_env {
 	const struct config	*cfg;
 	struct store		*store;
+	/* the same store in threads: calls that may wait (storeq.h) */
+	struct storeq		*storeq;
 	struct online		*online;
 	struct authpool		*auth;
 	struct online_slot_stats *stats;	/* this worker's figures */
@@ -76,6 +79,8 @@ int	chat_keep_offline_later(int32_t uid, const char *line, size_t len);
 void	chat_retry_stores(void);
 /* At exit: drop what still waits for the store; how many were dropped. */
 size_t	chat_retry_abandon(void);
+/* At exit, once pubsub_free ran: nothing more goes to other nodes. */
+void	chat_pubsub_gone(void);
 /* Apply a reloaded configuration's limits. */
 void	chat_reconfigure(const struct config *cfg);
 

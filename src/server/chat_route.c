@@ -150,8 +150,7 @@ acked_published(void *arg, int32_t uid, long receivers, const char *line,
 {
 }
 
-/* Live delivery of a stored message; failure leaves the stored copy. */
-static void
+void
 deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
     int may_publish)
 {
@@ -209,13 +208,23 @@ reply_sender(uint32_t conn, int32_t sender, int refmsgid, const char *text)
 static void
 route_unref(struct route *rt)
 {
+	enum keep_result	 kr = KEEP_DONE;
+
 	if (--rt->refs > 0)
 		return;
-	if (chat_keep_offline(rt->away, rt->naway, rt->line, rt->len - 1) == -1)
+	/* stored in a store thread; the sender (if held) waits for it */
+	if (rt->c == NULL) {
+		if (chat_keep_offline(rt->away, rt->naway, rt->line,
+		    rt->len - 1) == -1)
+			kr = KEEP_FAILED;
+	} else
+		kr = keep_submit(rt->c, rt->conn, rt->sender, rt->refmsgid,
+		    rt->errtext, rt->away, rt->naway, 0, rt->line, rt->len - 1);
+	if (kr == KEEP_FAILED)
 		reply_sender(rt->conn, rt->sender, rt->refmsgid, rt->errtext);
 	if (rt->c != NULL) {
 		conn_unref(rt->c);
-		if (!rt->c->closing)
+		if (!rt->c->closing && kr != KEEP_PENDING)
 			conn_resume(rt->c);
 	}
 	free(rt->away);
@@ -345,8 +354,6 @@ recipient_exists(struct conn *c, const struct proto_req *req,
 	return 0;
 }
 
-#define ONE_STORE_ERR	"message could not be stored; send it again later"
-
 void
 handle_one_chat(struct conn *c, const struct proto_req *req)
 {
@@ -371,11 +378,13 @@ handle_one_chat(struct conn *c, const struct proto_req *req)
 			    NULL);
 		goto out;
 	}
-	/* offline: only a real user may have messages kept for them */
-	if (recipient_exists(c, req, ONE_STORE_ERR) == -1)
-		goto out;
-	if (chat_keep_offline(&req->toid, 1, buf_head(&line),
-	    buf_used(&line) - 1) == -1)
+	/*
+	 * offline: only a real user may have messages kept for them; both
+	 * checked and stored in a store thread while c waits
+	 */
+	if (keep_submit(c, c->id, c->sess->uid, req->msgid, ONE_STORE_ERR,
+	    &req->toid, 1, 1, buf_head(&line), buf_used(&line) - 1) ==
+	    KEEP_FAILED)
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ONE_STORE_ERR);
 out:
@@ -423,67 +432,34 @@ track_delivered(struct conn *c, int64_t smid)
 		c->want_drained = 1;
 }
 
-#define ACKED_STORE_ERR	"not stored; send it again later"
-
+/*
+ * The store calls (recipient check, claim, block filter, commit) run
+ * in a store thread (chat_storejob.c): c waits, the worker goes on.
+ */
 void
 handle_acked_chat(struct conn *c, struct proto_req *req)
 {
-	struct buf		 line = BUF_INIT;
 	const int32_t		*ids;
-	int32_t			*owned = NULL, *to = NULL;
-	int64_t			 smid;
+	int32_t			*owned = NULL, *to;
 	size_t			 i, n = 0, nids;
-	int			 done;
 
 	if (req->msgid == MSG_ONE_CHAT) {
-		if (recipient_exists(c, req, ACKED_STORE_ERR) == -1)
-			goto out;
-		to = &req->toid;
-		n = 1;
+		if ((to = malloc(sizeof(*to))) != NULL)
+			to[n++] = req->toid;
 	} else {
 		if (group_members(c, req, 0, ACKED_STORE_ERR, &ids, &nids,
 		    &owned) == -1)
-			goto out;
-		if ((to = calloc(nids + 1, sizeof(*to))) == NULL) {
-			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
-			    ACKED_STORE_ERR);
-			goto out;
-		}
-		for (i = 0; i < nids; i++)
-			if (ids[i] != c->sess->uid)
-				to[n++] = ids[i];
+			return;
+		if ((to = calloc(nids + 1, sizeof(*to))) != NULL)
+			for (i = 0; i < nids; i++)
+				if (ids[i] != c->sess->uid)
+					to[n++] = ids[i];
+		free(owned);
 	}
-	if (store_ack_claim(chat.store, c->sess->uid, req->cmid, &smid,
-	    &done) != STORE_OK) {
-		log_warnx("acknowledged chat: %s", store_error(chat.store));
+	if (to == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ACKED_STORE_ERR);
-		goto out;
+		return;
 	}
-	if (done)
-		goto ack;	/* a resend: stored (and maybe delivered) before */
-	if (block_filter(c->sess->uid, to, &n) == -1 ||
-	    proto_req_set_smid(req, smid) == -1 ||
-	    forward_line(c, req, &line) == -1 ||
-	    store_ack_commit(chat.store, smid, to, n, buf_head(&line),
-	    buf_used(&line) - 1) != STORE_OK) {
-		log_warnx("acknowledged chat: %s", store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
-		    ACKED_STORE_ERR);
-		goto out;
-	}
-	chat_stat(&chat.stats->offline_stored, n);
-	for (i = 0; i < n; i++)
-		deliver_acked(to[i], smid, buf_head(&line), buf_used(&line), 1);
-ack:
-	if (proto_put_chat_ack(&c->out, req->cmid, smid) == -1)
-		conn_close(c, "out of memory");
-	else
-		(void)conn_sent(c);
-out:
-	if (to != &req->toid)
-		free(to);
-	free(owned);
-	buf_free(&line);
+	(void)acked_submit(c, req, to, n);
 }
-
