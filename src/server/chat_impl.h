@@ -97,6 +97,8 @@ void	handle_passwd(struct conn *c, const struct proto_req *req);
  * failed.
  */
 int	chat_smid(int32_t sender, int64_t *smid);
+/* The next block of smids claimed in a store thread (base 0: failed). */
+void	chat_smid_spare(int64_t base);
 int	chat_keep_offline(const int32_t *uids, size_t n, const char *line,
 	    size_t len);
 /* The forwarded line: sender's object with the real id and name, "\n". */
@@ -215,6 +217,9 @@ enum keep_result keep_submit(struct conn *c, uint32_t conn, int32_t sender,
  */
 void	delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
 	    const int64_t *smids, size_t n);
+
+/* Claim the next block of smids for chat_smid, for uid, in a store thread. */
+void	smid_block_submit(int32_t uid);
 
 /* chat_limits.c */
 void	handle_add_friend(struct conn *c, const struct proto_req *req);

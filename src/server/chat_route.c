@@ -18,6 +18,8 @@
  * STORE_SMID_BLOCK - 1 chats); acknowledged ones have their claim's.
  */
 static int64_t	 smid_next, smid_end;
+static int64_t	 smid_spare;		/* the next block's base, 0: none */
+static int	 smid_fetching;		/* a store thread claims it */
 
 int
 chat_smid(int32_t sender, int64_t *smid)
@@ -25,7 +27,11 @@ chat_smid(int32_t sender, int64_t *smid)
 	int64_t	 base;
 
 	if (smid_next == smid_end) {
-		if (store_smid_block(chat.store, sender, &base) != STORE_OK) {
+		if (smid_spare > 0) {
+			base = smid_spare;
+			smid_spare = 0;
+		} else if (store_smid_block(chat.store, sender, &base) !=
+		    STORE_OK) {
 			log_warnx("taking a block of message ids: %s",
 			    store_error(chat.store));
 			return -1;
@@ -33,8 +39,21 @@ chat_smid(int32_t sender, int64_t *smid)
 		smid_next = base + 1;
 		smid_end = base + STORE_SMID_BLOCK;
 	}
+	/* half used: the next block is claimed off the loop meanwhile */
+	if (smid_spare == 0 && !smid_fetching &&
+	    smid_end - smid_next < STORE_SMID_BLOCK / 2) {
+		smid_fetching = 1;
+		smid_block_submit(sender);
+	}
 	*smid = smid_next++;
 	return 0;
+}
+
+void
+chat_smid_spare(int64_t base)
+{
+	smid_fetching = 0;
+	smid_spare = base;
 }
 
 /* Whether a relayed line is an acknowledged chat (stored already). */

@@ -419,3 +419,51 @@ delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
 	job_hold(c);
 	storeq_submit(chat.storeq, &j->sj);
 }
+
+/* ---- message ids ------------------------------------------------------- */
+
+struct smid_job {
+	struct storeq_job	 sj;
+	int32_t			 uid;
+	int64_t			 base;		/* 0: failed */
+	char			*err;
+};
+
+static void
+smid_run(struct storeq_job *sj, struct store *st)
+{
+	struct smid_job	*j = (struct smid_job *)sj;
+
+	if (store_smid_block(st, j->uid, &j->base) != STORE_OK) {
+		job_fail(&j->err, "taking a block of message ids", st);
+		j->base = 0;
+	}
+}
+
+static void
+smid_done(struct storeq_job *sj)
+{
+	struct smid_job	*j = (struct smid_job *)sj;
+
+	/* none: chat_smid takes one itself when the block runs out */
+	if (j->err != NULL)
+		log_warnx("%s", j->err);
+	chat_smid_spare(j->base);
+	free(j->err);
+	free(j);
+}
+
+void
+smid_block_submit(int32_t uid)
+{
+	struct smid_job	*j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		chat_smid_spare(0);
+		return;
+	}
+	j->uid = uid;
+	j->sj.run = smid_run;
+	j->sj.done = smid_done;
+	storeq_submit(chat.storeq, &j->sj);
+}
