@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "workq.h"
+
 /* yescrypt ("$y$...") through libxcrypt; cost 1..11. */
 #define AUTH_HASH_MAX	256
 
@@ -23,6 +25,7 @@ const char *auth_dummy_hash(int cost);
 enum auth_kind { AUTH_HASH, AUTH_VERIFY };
 
 struct auth_job {
+	struct workq_job wj;		/* authpool's */
 	enum auth_kind	 kind;
 	char		*pw;		/* owned by the job's creator */
 	size_t		 pwlen;
@@ -31,7 +34,6 @@ struct auth_job {
 	int		 result;	/* HASH: 0/-1; VERIFY: 1/0/-1 */
 	void		(*done)(struct auth_job *);
 	void		*arg;
-	struct auth_job	*next;
 };
 
 struct authpool;

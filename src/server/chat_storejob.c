@@ -57,19 +57,6 @@ job_hold(struct conn *c)
 	conn_pause(c);
 }
 
-/* Whether uid is a user, in a store thread: STORE_OK, STORE_NOTFOUND, STORE_ERR. */
-static int
-user_exists_in(struct store *st, int32_t uid)
-{
-	struct store_user	 u;
-	int			 rc;
-
-	memset(&u, 0, sizeof(u));
-	rc = store_user_get(st, uid, &u);
-	store_user_clear(&u);
-	return rc;
-}
-
 enum job_result {
 	JOB_OK,
 	JOB_NO_USER,		/* the recipient is no user */
@@ -77,10 +64,30 @@ enum job_result {
 	JOB_FAILED		/* the store (or memory) failed */
 };
 
+/* Whether uid is a user (*found then set), in a store thread. */
+static enum job_result
+recipient_in(struct store *st, int32_t uid, int *found, char **err)
+{
+	struct store_user	 u;
+	int			 rc;
+
+	memset(&u, 0, sizeof(u));
+	rc = store_user_get(st, uid, &u);
+	store_user_clear(&u);
+	if (rc == STORE_NOTFOUND)
+		return JOB_NO_USER;
+	if (rc != STORE_OK) {
+		job_fail(err, "looking up a recipient", st);
+		return JOB_FAILED;
+	}
+	*found = 1;
+	return JOB_OK;
+}
+
 /* ---- acknowledged chats ------------------------------------------------ */
 
 struct acked_job {
-	struct storeq_job	 sj;
+	struct workq_job	 sj;
 	struct conn		*c;
 	struct proto_req	 req;		/* the chat request, owned */
 	int32_t			 sender;
@@ -97,23 +104,15 @@ struct acked_job {
 };
 
 static void
-acked_run(struct storeq_job *sj, struct store *st)
+acked_run(struct workq_job *sj, void *ctx)
 {
 	struct acked_job	*j = (struct acked_job *)sj;
-	int			 rc, done;
+	struct store		*st = ctx;
+	int			 done;
 
-	if (j->check_to) {
-		if ((rc = user_exists_in(st, j->req.toid)) == STORE_NOTFOUND) {
-			j->result = JOB_NO_USER;
-			return;
-		}
-		if (rc != STORE_OK) {
-			job_fail(&j->err, "looking up a recipient", st);
-			j->result = JOB_FAILED;
-			return;
-		}
-		j->user_found = 1;
-	}
+	if (j->check_to && (j->result = recipient_in(st, j->req.toid,
+	    &j->user_found, &j->err)) != JOB_OK)
+		return;
 	if (store_ack_claim(st, j->sender, j->req.cmid, &j->smid, &done) !=
 	    STORE_OK) {
 		job_fail(&j->err, "acknowledged chat", st);
@@ -147,7 +146,7 @@ acked_run(struct storeq_job *sj, struct store *st)
 }
 
 static void
-acked_done(struct storeq_job *sj)
+acked_done(struct workq_job *sj)
 {
 	struct acked_job	*j = (struct acked_job *)sj;
 	struct conn		*c = j->c;
@@ -229,7 +228,7 @@ acked_submit(struct conn *c, struct proto_req *req, int32_t *to, size_t n)
 /* ---- chats kept for later ---------------------------------------------- */
 
 struct keep_job {
-	struct storeq_job	 sj;
+	struct workq_job	 sj;
 	struct conn		*c;		/* held paused, or NULL */
 	uint32_t		 conn;		/* the sender's connection */
 	int32_t			 sender;
@@ -248,23 +247,14 @@ struct keep_job {
 };
 
 static void
-keep_run(struct storeq_job *sj, struct store *st)
+keep_run(struct workq_job *sj, void *ctx)
 {
 	struct keep_job	*j = (struct keep_job *)sj;
-	int		 rc;
+	struct store	*st = ctx;
 
-	if (j->check_to) {
-		if ((rc = user_exists_in(st, j->to[0])) == STORE_NOTFOUND) {
-			j->result = JOB_NO_USER;
-			return;
-		}
-		if (rc != STORE_OK) {
-			job_fail(&j->err, "looking up a recipient", st);
-			j->result = JOB_FAILED;
-			return;
-		}
-		j->user_found = 1;
-	}
+	if (j->check_to && (j->result = recipient_in(st, j->to[0],
+	    &j->user_found, &j->err)) != JOB_OK)
+		return;
 	if (block_filter_in(st, j->sender, j->to, &j->n) == -1) {
 		job_fail(&j->err, "who blocks a sender", st);
 		j->result = JOB_FAILED;
@@ -280,7 +270,7 @@ keep_run(struct storeq_job *sj, struct store *st)
 }
 
 static void
-keep_done(struct storeq_job *sj)
+keep_done(struct workq_job *sj)
 {
 	struct keep_job	*j = (struct keep_job *)sj;
 	struct conn	*c;
@@ -354,7 +344,7 @@ keep_submit(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
 /* ---- delivered copies -------------------------------------------------- */
 
 struct remove_job {
-	struct storeq_job	 sj;
+	struct workq_job	 sj;
 	struct conn		*c;		/* RECEIVED: waits, or NULL */
 	int			 refmsgid;
 	int32_t			 uid;
@@ -364,9 +354,10 @@ struct remove_job {
 };
 
 static void
-remove_run(struct storeq_job *sj, struct store *st)
+remove_run(struct workq_job *sj, void *ctx)
 {
 	struct remove_job	*j = (struct remove_job *)sj;
+	struct store		*st = ctx;
 	size_t			 i;
 
 	for (i = 0; i < j->n; i++)
@@ -378,7 +369,7 @@ remove_run(struct storeq_job *sj, struct store *st)
 }
 
 static void
-remove_done(struct storeq_job *sj)
+remove_done(struct workq_job *sj)
 {
 	struct remove_job	*j = (struct remove_job *)sj;
 
@@ -423,16 +414,17 @@ delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
 /* ---- message ids ------------------------------------------------------- */
 
 struct smid_job {
-	struct storeq_job	 sj;
+	struct workq_job	 sj;
 	int32_t			 uid;
 	int64_t			 base;		/* 0: failed */
 	char			*err;
 };
 
 static void
-smid_run(struct storeq_job *sj, struct store *st)
+smid_run(struct workq_job *sj, void *ctx)
 {
 	struct smid_job	*j = (struct smid_job *)sj;
+	struct store	*st = ctx;
 
 	if (store_smid_block(st, j->uid, &j->base) != STORE_OK) {
 		job_fail(&j->err, "taking a block of message ids", st);
@@ -441,7 +433,7 @@ smid_run(struct storeq_job *sj, struct store *st)
 }
 
 static void
-smid_done(struct storeq_job *sj)
+smid_done(struct workq_job *sj)
 {
 	struct smid_job	*j = (struct smid_job *)sj;
 

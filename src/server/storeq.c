@@ -2,66 +2,18 @@
 #include "config.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "store.h"
 #include "storeq.h"
 
-struct storeq_thread {
-	struct storeq	*q;
-	struct store	*st;
-	pthread_t	 tid;
-};
-
 struct storeq {
-	pthread_mutex_t		 mu;
-	pthread_cond_t		 cv;
-	struct storeq_job	*todo, **todo_tail;
-	struct storeq_job	*finished;	/* LIFO; reversed when completed */
-	int			 stop;
-	int			 efd;
-	int			 nthreads;
-	struct storeq_thread	*threads;
-	size_t			 pending;	/* loop thread only */
+	struct workq	*wq;
+	struct store	**st;		/* one per thread */
+	int		 n;
 };
-
-static void *
-storeq_main(void *arg)
-{
-	struct storeq_thread	*t = arg;
-	struct storeq		*q = t->q;
-	struct storeq_job	*job;
-	uint64_t		 one = 1;
-
-	pthread_mutex_lock(&q->mu);
-	for (;;) {
-		while (q->todo == NULL && !q->stop)
-			pthread_cond_wait(&q->cv, &q->mu);
-		if (q->todo == NULL && q->stop)
-			break;
-		job = q->todo;
-		q->todo = job->next;
-		if (q->todo == NULL)
-			q->todo_tail = &q->todo;
-		pthread_mutex_unlock(&q->mu);
-
-		job->run(job, t->st);
-
-		pthread_mutex_lock(&q->mu);
-		job->next = q->finished;
-		q->finished = job;
-		/* a full counter only means the loop is already woken */
-		(void)!write(q->efd, &one, sizeof(one));
-	}
-	pthread_mutex_unlock(&q->mu);
-	return NULL;
-}
 
 struct storeq *
 storeq_new(const char *spec, const struct store_opts *opts, int nthreads,
@@ -70,23 +22,12 @@ storeq_new(const char *spec, const struct store_opts *opts, int nthreads,
 	struct storeq		*q;
 	struct store_opts	 o;
 	char			 serr[256];
-	int			 i, e;
 
 	if (nthreads < 1)
 		nthreads = 1;
 	if ((q = calloc(1, sizeof(*q))) == NULL ||
-	    (q->threads = calloc(nthreads, sizeof(*q->threads))) == NULL) {
+	    (q->st = calloc(nthreads, sizeof(*q->st))) == NULL) {
 		snprintf(err, errlen, "store queue: %s", strerror(errno));
-		free(q);
-		return NULL;
-	}
-	pthread_mutex_init(&q->mu, NULL);
-	pthread_cond_init(&q->cv, NULL);
-	q->todo_tail = &q->todo;
-	if ((q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
-		snprintf(err, errlen, "store queue eventfd: %s",
-		    strerror(errno));
-		free(q->threads);
 		free(q);
 		return NULL;
 	}
@@ -96,23 +37,16 @@ storeq_new(const char *spec, const struct store_opts *opts, int nthreads,
 	else
 		memset(&o, 0, sizeof(o));
 	o.pool_init = o.pool_max = 1;
-	for (i = 0; i < nthreads; i++) {
-		q->threads[i].q = q;
-		if ((q->threads[i].st = store_open(spec, &o, serr,
+	for (q->n = 0; q->n < nthreads; q->n++)
+		if ((q->st[q->n] = store_open(spec, &o, serr,
 		    sizeof(serr))) == NULL) {
 			snprintf(err, errlen, "store queue: %s", serr);
-			break;
+			storeq_free(q);
+			return NULL;
 		}
-		if ((e = pthread_create(&q->threads[i].tid, NULL, storeq_main,
-		    &q->threads[i])) != 0) {
-			snprintf(err, errlen, "store queue thread: %s",
-			    strerror(e));
-			store_close(q->threads[i].st);
-			break;
-		}
-	}
-	q->nthreads = i;
-	if (i < nthreads) {
+	if ((q->wq = workq_new(nthreads, (void *const *)q->st, serr,
+	    sizeof(serr))) == NULL) {
+		snprintf(err, errlen, "store queue: %s", serr);
 		storeq_free(q);
 		return NULL;
 	}
@@ -122,85 +56,31 @@ storeq_new(const char *spec, const struct store_opts *opts, int nthreads,
 void
 storeq_free(struct storeq *q)
 {
-	struct storeq_job	*job;
-	int			 i;
+	int	 i;
 
 	if (q == NULL)
 		return;
-	pthread_mutex_lock(&q->mu);
-	q->stop = 1;
-	pthread_cond_broadcast(&q->cv);
-	pthread_mutex_unlock(&q->mu);
-	for (i = 0; i < q->nthreads; i++)
-		pthread_join(q->threads[i].tid, NULL);
-	/* a done() may still submit: run that here, in order */
-	for (;;) {
-		storeq_complete(q);
-		if (q->todo == NULL || q->nthreads == 0)
-			break;
-		while ((job = q->todo) != NULL) {
-			q->todo = job->next;
-			job->run(job, q->threads[0].st);
-			job->next = q->finished;
-			q->finished = job;
-		}
-		q->todo_tail = &q->todo;
-	}
-	for (i = 0; i < q->nthreads; i++)
-		store_close(q->threads[i].st);
-	close(q->efd);
-	pthread_mutex_destroy(&q->mu);
-	pthread_cond_destroy(&q->cv);
-	free(q->threads);
+	workq_free(q->wq);
+	for (i = 0; i < q->n; i++)
+		store_close(q->st[i]);
+	free(q->st);
 	free(q);
 }
 
 int
 storeq_fd(const struct storeq *q)
 {
-	return q->efd;
+	return workq_fd(q->wq);
 }
 
 void
-storeq_submit(struct storeq *q, struct storeq_job *job)
+storeq_submit(struct storeq *q, struct workq_job *job)
 {
-	job->next = NULL;
-	q->pending++;
-	pthread_mutex_lock(&q->mu);
-	*q->todo_tail = job;
-	q->todo_tail = &job->next;
-	pthread_cond_signal(&q->cv);
-	pthread_mutex_unlock(&q->mu);
+	workq_submit(q->wq, job);
 }
 
 void
 storeq_complete(struct storeq *q)
 {
-	struct storeq_job	*list, *rev = NULL, *job;
-	uint64_t		 n;
-
-	(void)!read(q->efd, &n, sizeof(n));
-	pthread_mutex_lock(&q->mu);
-	list = q->finished;
-	q->finished = NULL;
-	pthread_mutex_unlock(&q->mu);
-	/* finish in submission order as far as the threads allow */
-	while (list != NULL) {
-		job = list;
-		list = job->next;
-		job->next = rev;
-		rev = job;
-	}
-	while (rev != NULL) {
-		job = rev;
-		rev = job->next;
-		q->pending--;
-		job->done(job);
-	}
-}
-
-size_t
-storeq_pending(const struct storeq *q)
-{
-	return q->pending;
+	workq_complete(q->wq);
 }
