@@ -232,6 +232,7 @@ struct keep_job {
 	struct conn		*c;		/* held paused, or NULL */
 	uint32_t		 conn;		/* the sender's connection */
 	int32_t			 sender;
+	int32_t			 from;		/* the line's sender, 0: none */
 	int			 refmsgid;
 	const char		*errtext;
 	int32_t			*to;		/* owned */
@@ -255,7 +256,7 @@ keep_run(struct workq_job *sj, void *ctx)
 	if (j->check_to && (j->result = recipient_in(st, j->to[0],
 	    &j->user_found, &j->err)) != JOB_OK)
 		return;
-	if (block_filter_in(st, j->sender, j->to, &j->n) == -1) {
+	if (block_filter_in(st, j->from, j->to, &j->n) == -1) {
 		job_fail(&j->err, "who blocks a sender", st);
 		j->result = JOB_FAILED;
 		return;
@@ -307,12 +308,14 @@ keep_submit(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
     const char *line, size_t len)
 {
 	struct keep_job	*j;
+	int32_t		 from;
 	int		 msgid;
 
 	if (n == 0)
 		return KEEP_DONE;
-	/* typing notices are live only */
-	(void)proto_line_sender(line, len, &msgid);
+	/* typing notices are live only; the block filter goes by the
+	 * line's sender (a notice may name none) */
+	from = proto_line_sender(line, len, &msgid);
 	if (msgid == MSG_TYPING)
 		return KEEP_DONE;
 	if ((j = calloc(1, sizeof(*j) + len)) == NULL ||
@@ -331,6 +334,7 @@ keep_submit(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
 	j->c = c;
 	j->conn = conn;
 	j->sender = sender;
+	j->from = from;
 	j->refmsgid = refmsgid;
 	j->errtext = errtext;
 	j->check_to = check && n == 1 && !user_known(uids[0]);
