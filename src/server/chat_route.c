@@ -231,8 +231,12 @@ route_unref(struct route *rt)
 
 	if (--rt->refs > 0)
 		return;
-	/* stored in a store thread; the sender (if held) waits for it */
-	if (rt->c == NULL) {
+	/*
+	 * A chat is stored in a store thread, its held sender waiting.  A
+	 * notice (no errtext) was answered already (DONE): it is stored at
+	 * once, so a recipient who logs in right after that answer finds it.
+	 */
+	if (rt->c == NULL || rt->errtext == NULL) {
 		if (chat_keep_offline(rt->away, rt->naway, rt->line,
 		    rt->len - 1) == -1)
 			kr = KEEP_FAILED;
