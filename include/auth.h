@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "workq.h"
+
 /* yescrypt ("$y$...") through libxcrypt; cost 1..11. */
 #define AUTH_HASH_MAX	256
 
@@ -30,6 +32,7 @@ const char *auth_dummy_hash(int cost);
 enum auth_kind { AUTH_HASH, AUTH_VERIFY };
 
 struct auth_job {
+	struct workq_job wj;		/* authpool's */
 	enum auth_kind	 kind;
 	char		*pw;		/* owned by the job's creator */
 	size_t		 pwlen;
@@ -38,7 +41,6 @@ struct auth_job {
 	enum auth_result result;	/* HASH: AUTH_OK or AUTH_FAIL */
 	void		(*done)(struct auth_job *);
 	void		*arg;
-	struct auth_job	*next;
 };
 
 struct authpool;

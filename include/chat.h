@@ -21,10 +21,13 @@ struct guard;
 struct config;
 struct pubsub;
 struct store;
+struct storeq;
 
 struct chat_env {
 	const struct config	*cfg;
 	struct store		*store;
+	/* the same store in threads: calls that may wait (storeq.h) */
+	struct storeq		*storeq;
 	struct online		*online;
 	struct authpool		*auth;
 	struct online_slot_stats *stats;	/* this worker's figures */
@@ -86,6 +89,8 @@ void	chat_history_flush(void);
 void	chat_history_flush_due(void);
 /* From the heartbeat: remove history older than history_days (slot 0). */
 void	chat_history_tick(void);
+/* At exit, once pubsub_free ran: nothing more goes to other nodes. */
+void	chat_pubsub_gone(void);
 /* Apply a reloaded configuration's limits. */
 void	chat_reconfigure(const struct config *cfg);
 

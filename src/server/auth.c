@@ -3,14 +3,10 @@
 
 #include <crypt.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "auth.h"
 #include "util.h"
@@ -95,179 +91,87 @@ auth_dummy_hash(int cost)
 	return dummy;
 }
 
+/* A thin layer on workq.h: hash jobs in, done() back on the loop. */
 struct authpool {
-	pthread_mutex_t	  mu;
-	pthread_cond_t	  cv;
-	struct auth_job	 *todo, **todo_tail;
-	struct auth_job	 *finished;		/* LIFO; reversed when completed */
-	int		  stop;
-	size_t		  queued;		/* submitted, not yet started */
-	uint64_t	  avg_us;		/* running mean of one job's time */
-	int		  efd;
-	int		  nthreads;
-	pthread_t	 *threads;
+	struct workq	*wq;
 };
 
-static uint64_t
-now_us(void)
+static void
+auth_run(struct workq_job *wj, void *ctx)
 {
-	struct timespec	 ts;
+	struct auth_job	*job = (struct auth_job *)wj;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	if (job->kind == AUTH_HASH)
+		job->result = auth_hash(job->pw, job->pwlen, job->cost,
+		    job->hash, sizeof(job->hash)) == 0 ? AUTH_OK : AUTH_FAIL;
+	else
+		job->result = auth_verify(job->pw, job->pwlen, job->hash);
 }
 
-static void *
-authpool_main(void *arg)
+static void
+auth_done(struct workq_job *wj)
 {
-	struct authpool	*p = arg;
-	struct auth_job	*job;
-	uint64_t	 one = 1, t0, t1;
+	struct auth_job	*job = (struct auth_job *)wj;
 
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (p->todo == NULL && !p->stop)
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->todo == NULL && p->stop)
-			break;
-		job = p->todo;
-		p->todo = job->next;
-		if (p->todo == NULL)
-			p->todo_tail = &p->todo;
-		p->queued--;
-		pthread_mutex_unlock(&p->mu);
-		t0 = now_us();
-
-		if (job->kind == AUTH_HASH)
-			job->result = auth_hash(job->pw, job->pwlen, job->cost,
-			    job->hash, sizeof(job->hash)) == 0 ? AUTH_OK :
-			    AUTH_FAIL;
-		else
-			job->result = auth_verify(job->pw, job->pwlen, job->hash);
-
-		t1 = now_us();
-		pthread_mutex_lock(&p->mu);
-		/* a mean over about the last 8 jobs */
-		p->avg_us = p->avg_us == 0 ? t1 - t0 :
-		    (p->avg_us * 7 + (t1 - t0)) / 8;
-		job->next = p->finished;
-		p->finished = job;
-		/* a full counter only means the loop is already woken */
-		(void)!write(p->efd, &one, sizeof(one));
-	}
-	pthread_mutex_unlock(&p->mu);
-	return NULL;
+	job->done(job);
 }
 
 struct authpool *
 authpool_new(int nthreads, char *err, size_t errlen)
 {
 	struct authpool	*p;
-	int		 i, e;
+	char		 werr[128];
 
-	if ((p = calloc(1, sizeof(*p))) == NULL ||
-	    (p->threads = calloc(nthreads, sizeof(pthread_t))) == NULL) {
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		snprintf(err, errlen, "authpool: %s", strerror(errno));
+		return NULL;
+	}
+	if ((p->wq = workq_new(nthreads, NULL, werr, sizeof(werr))) == NULL) {
+		snprintf(err, errlen, "authpool: %s", werr);
 		free(p);
 		return NULL;
 	}
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
-	p->todo_tail = &p->todo;
-	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
-		snprintf(err, errlen, "authpool eventfd: %s", strerror(errno));
-		free(p->threads);
-		free(p);
-		return NULL;
-	}
-	for (i = 0; i < nthreads; i++) {
-		if ((e = pthread_create(&p->threads[i], NULL, authpool_main,
-		    p)) != 0) {
-			snprintf(err, errlen, "authpool thread: %s",
-			    strerror(e));
-			p->nthreads = i;
-			authpool_free(p);
-			return NULL;
-		}
-	}
-	p->nthreads = nthreads;
 	return p;
 }
 
 void
 authpool_free(struct authpool *p)
 {
-	int	 i;
-
 	if (p == NULL)
 		return;
-	pthread_mutex_lock(&p->mu);
-	p->stop = 1;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	for (i = 0; i < p->nthreads; i++)
-		pthread_join(p->threads[i], NULL);
-	authpool_complete(p);
-	close(p->efd);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->cv);
-	free(p->threads);
+	workq_free(p->wq);
 	free(p);
 }
 
 int
 authpool_fd(const struct authpool *p)
 {
-	return p->efd;
+	return workq_fd(p->wq);
 }
 
 void
 authpool_submit(struct authpool *p, struct auth_job *job)
 {
-	job->next = NULL;
-	pthread_mutex_lock(&p->mu);
-	*p->todo_tail = job;
-	p->todo_tail = &job->next;
-	p->queued++;
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	job->wj.run = auth_run;
+	job->wj.done = auth_done;
+	workq_submit(p->wq, &job->wj);
 }
 
 int
 authpool_wait_ms(struct authpool *p, size_t *queued)
 {
-	uint64_t	 us;
+	uint64_t	 us, avg;
+	int		 n;
 
-	pthread_mutex_lock(&p->mu);
-	*queued = p->queued;
+	n = workq_load(p->wq, queued, &avg);
 	/* before the first hash: guess 10 ms (yescrypt at cost 5) */
-	us = (p->avg_us == 0 ? 10000 : p->avg_us) * (p->queued + 1) /
-	    (uint64_t)(p->nthreads > 0 ? p->nthreads : 1);
-	pthread_mutex_unlock(&p->mu);
+	us = (avg == 0 ? 10000 : avg) * (*queued + 1) /
+	    (uint64_t)(n > 0 ? n : 1);
 	return us / 1000 > INT32_MAX ? INT32_MAX : (int)(us / 1000);
 }
 
 void
 authpool_complete(struct authpool *p)
 {
-	struct auth_job	*list, *rev = NULL, *job;
-	uint64_t	 n;
-
-	(void)!read(p->efd, &n, sizeof(n));
-	pthread_mutex_lock(&p->mu);
-	list = p->finished;
-	p->finished = NULL;
-	pthread_mutex_unlock(&p->mu);
-	/* finish in submission order as far as the threads allow */
-	while (list != NULL) {
-		job = list;
-		list = job->next;
-		job->next = rev;
-		rev = job;
-	}
-	while (rev != NULL) {
-		job = rev;
-		rev = job->next;
-		job->done(job);
-	}
+	workq_complete(p->wq);
 }

@@ -68,6 +68,12 @@ chat_init(const struct chat_env *e)
 }
 
 void
+chat_pubsub_gone(void)
+{
+	chat.pubsub = NULL;
+}
+
+void
 chat_stat(uint64_t *counter, uint64_t n)
 {
 	__atomic_add_fetch(counter, n, __ATOMIC_RELAXED);

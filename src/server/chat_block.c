@@ -80,18 +80,15 @@ session_blocks(struct conn *c, const char *line, size_t len)
 }
 
 int
-block_filter(int32_t sender, int32_t *uids, size_t *n)
+block_filter_in(struct store *st, int32_t sender, int32_t *uids, size_t *n)
 {
 	struct store_user_list	 l = { NULL, 0 };
 	size_t			 i, j, k = 0;
 
 	if (*n == 0 || sender == 0)
 		return 0;
-	if (store_blockers(chat.store, sender, &l) != STORE_OK) {
-		log_warnx("who blocks %d: %s", (int)sender,
-		    store_error(chat.store));
+	if (store_blockers(st, sender, &l) != STORE_OK)
 		return -1;
-	}
 	for (i = 0; i < *n; i++) {
 		for (j = 0; j < l.n; j++)
 			if (l.v[j].id == uids[i])
@@ -101,6 +98,17 @@ block_filter(int32_t sender, int32_t *uids, size_t *n)
 	}
 	*n = k;
 	store_user_list_free(&l);
+	return 0;
+}
+
+int
+block_filter(int32_t sender, int32_t *uids, size_t *n)
+{
+	if (block_filter_in(chat.store, sender, uids, n) == -1) {
+		log_warnx("who blocks %d: %s", (int)sender,
+		    store_error(chat.store));
+		return -1;
+	}
 	return 0;
 }
 

@@ -46,7 +46,7 @@ static double			 hq_since;	/* when hq[0] was queued */
 static double			 prune_at;	/* 0: at the first tick */
 
 void
-chat_history_keep(struct conn *c, const struct proto_req *req,
+chat_history_keep(int32_t sender, const struct proto_req *req,
     const struct buf *line)
 {
 	struct store_hist	*h, *nv;
@@ -73,7 +73,7 @@ chat_history_keep(struct conn *c, const struct proto_req *req,
 		hq_since = util_mono_coarse();
 	h = &hq[hq_n++];
 	h->smid = req->smid;
-	h->sender = c->sess->uid;
+	h->sender = sender;
 	h->peer = req->msgid == MSG_ONE_CHAT ? req->toid : 0;
 	h->gid = req->msgid == MSG_GROUP_CHAT ? req->groupid : 0;
 	h->created = now_ms();

@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "proto.h"
 
+struct store;
 struct store_group_list;
 struct store_msg_list;
 struct store_user_list;
@@ -97,8 +98,8 @@ void	handle_passwd(struct conn *c, const struct proto_req *req);
 void	handle_delete_account(struct conn *c, const struct proto_req *req);
 
 /* chat_history.c */
-/* Keep the chat req (smid set) sent on c as line, in its conversation. */
-void	chat_history_keep(struct conn *c, const struct proto_req *req,
+/* Keep the chat req (smid set) of sender, as line, in its conversation. */
+void	chat_history_keep(int32_t sender, const struct proto_req *req,
 	    const struct buf *line);
 void	handle_history(struct conn *c, const struct proto_req *req);
 
@@ -109,6 +110,8 @@ void	handle_history(struct conn *c, const struct proto_req *req);
  * failed.
  */
 int	chat_smid(int32_t sender, int64_t *smid);
+/* The next block of smids claimed in a store thread (base 0: failed). */
+void	chat_smid_spare(int64_t base);
 int	chat_keep_offline(const int32_t *uids, size_t n, const char *line,
 	    size_t len);
 /* The forwarded line: sender's object with the real id and name, "\n". */
@@ -126,6 +129,11 @@ enum route_result route_publish(struct conn *c, int32_t sender,
 	    int refmsgid, const int32_t *uids, size_t n, const char *line,
 	    size_t len, const char *errtext);
 void	track_delivered(struct conn *c, int64_t smid);
+/* Live delivery of a stored chat; failure leaves the stored copy. */
+void	deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
+	    int may_publish);
+#define ONE_STORE_ERR	"message could not be stored; send it again later"
+#define ACKED_STORE_ERR	"not stored; send it again later"
 void	handle_one_chat(struct conn *c, const struct proto_req *req);
 void	handle_acked_chat(struct conn *c, struct proto_req *req);
 
@@ -167,6 +175,9 @@ int	session_blocks(struct conn *c, const char *line, size_t len);
 void	session_blocks_free(struct session *s);
 /* Drop from uids[0..*n) those who block sender (order kept); 0 or -1. */
 int	block_filter(int32_t sender, int32_t *uids, size_t *n);
+/* The same with the store st, logging nothing (a store thread's). */
+int	block_filter_in(struct store *st, int32_t sender, int32_t *uids,
+	    size_t *n);
 enum blocked {
 	BLOCKED_NOT,		/* uid does not block sender */
 	BLOCKED,		/* uid blocks sender */
@@ -190,6 +201,42 @@ void	offline_sent(struct conn *c, const struct store_msg_list *msgs,
 void	offline_push(struct conn *c);
 void	handle_offline_ack(struct conn *c, const struct proto_req *req);
 void	handle_received(struct conn *c, const struct proto_req *req);
+
+/* chat_storejob.c: store calls in the worker's store queue (storeq.h) */
+/*
+ * An acknowledged chat (req, taken over: the caller's is left empty)
+ * from c's user to to[0..n) (owned by the job; a ONE_CHAT's req->toid
+ * is checked to be a user): claimed, filtered, stored in a store
+ * thread, then delivered and acknowledged.  c waits meanwhile.  0, or
+ * -1 answered.
+ */
+int	acked_submit(struct conn *c, struct proto_req *req, int32_t *to,
+	    size_t n);
+enum keep_result {
+	KEEP_DONE,		/* nothing to store */
+	KEEP_PENDING,		/* in the store queue; c (if any) waits */
+	KEEP_FAILED		/* not queued (out of memory) */
+};
+/*
+ * chat_keep_offline in a store thread: line (without its "\n") for
+ * uids[0..n) from sender, whose connection c (may be NULL) waits till
+ * it is stored.  check: uids[0] must be a user.  Errors are answered
+ * (refmsgid, errtext) on connection conn if sender is still there.
+ */
+enum keep_result keep_submit(struct conn *c, uint32_t conn, int32_t sender,
+	    int refmsgid, const char *errtext, const int32_t *uids, size_t n,
+	    int check, const char *line, size_t len);
+/*
+ * Remove uid's stored copies of smids[0..n) (delivered) in a store
+ * thread.  c: a RECEIVED's connection, which waits and is answered
+ * refmsgid's error if one fails; NULL: only logged.  The copies that
+ * stay come again (same smid) at the next login.
+ */
+void	delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
+	    const int64_t *smids, size_t n);
+
+/* Claim the next block of smids for chat_smid, for uid, in a store thread. */
+void	smid_block_submit(int32_t uid);
 
 /* chat_limits.c */
 void	handle_add_friend(struct conn *c, const struct proto_req *req);

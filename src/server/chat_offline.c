@@ -88,13 +88,8 @@ static void
 remove_delivered(struct conn *c)
 {
 	struct session	*s = c->sess;
-	size_t	 i;
 
-	for (i = 0; i < s->ndelivered; i++)
-		if (store_offline_remove(chat.store, s->uid,
-		    s->delivered[i]) != STORE_OK)
-			log_warnx("removing a delivered message of %d: %s",
-			    s->uid, store_error(chat.store));
+	delivered_remove_submit(NULL, 0, s->uid, s->delivered, s->ndelivered);
 	s->ndelivered = 0;
 }
 
@@ -107,30 +102,24 @@ void
 handle_received(struct conn *c, const struct proto_req *req)
 {
 	struct session	*s = c->sess;
-	size_t		 i, j;
+	size_t		 i, j, k = 0;
 
 	if (!s->acks) {
 		chat_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid,
 		    "log in with \"acks\":true first");
 		return;
 	}
+	/* the ones delivered here, taken off the list, go in a store thread */
 	for (i = 0; i < req->nsmids; i++) {
 		for (j = 0; j < s->ndelivered; j++)
 			if (s->delivered[j] == req->smids[i])
 				break;
 		if (j == s->ndelivered)
 			continue;
-		if (store_offline_remove(chat.store, s->uid,
-		    req->smids[i]) != STORE_OK) {
-			/* kept: the client sees it again at its next login */
-			log_warnx("removing an acknowledged message of %d: %s",
-			    s->uid, store_error(chat.store));
-			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
-			    NULL);
-			return;
-		}
+		req->smids[k++] = req->smids[i];
 		s->delivered[j] = s->delivered[--s->ndelivered];
 	}
+	delivered_remove_submit(c, req->msgid, s->uid, req->smids, k);
 }
 
 /* An ackoffline client read offline messages up to req->upto. */

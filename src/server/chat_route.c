@@ -18,6 +18,8 @@
  * STORE_SMID_BLOCK - 1 chats); acknowledged ones have their claim's.
  */
 static int64_t	 smid_next, smid_end;
+static int64_t	 smid_spare;		/* the next block's base, 0: none */
+static int	 smid_fetching;		/* a store thread claims it */
 
 int
 chat_smid(int32_t sender, int64_t *smid)
@@ -25,7 +27,11 @@ chat_smid(int32_t sender, int64_t *smid)
 	int64_t	 base;
 
 	if (smid_next == smid_end) {
-		if (store_smid_block(chat.store, sender, &base) != STORE_OK) {
+		if (smid_spare > 0) {
+			base = smid_spare;
+			smid_spare = 0;
+		} else if (store_smid_block(chat.store, sender, &base) !=
+		    STORE_OK) {
 			log_warnx("taking a block of message ids: %s",
 			    store_error(chat.store));
 			return -1;
@@ -33,8 +39,21 @@ chat_smid(int32_t sender, int64_t *smid)
 		smid_next = base + 1;
 		smid_end = base + STORE_SMID_BLOCK;
 	}
+	/* half used: the next block is claimed off the loop meanwhile */
+	if (smid_spare == 0 && !smid_fetching &&
+	    smid_end - smid_next < STORE_SMID_BLOCK / 2) {
+		smid_fetching = 1;
+		smid_block_submit(sender);
+	}
 	*smid = smid_next++;
 	return 0;
+}
+
+void
+chat_smid_spare(int64_t base)
+{
+	smid_fetching = 0;
+	smid_spare = base;
 }
 
 /* Whether a relayed line is an acknowledged chat (stored already). */
@@ -154,8 +173,7 @@ acked_published(void *arg, int32_t uid, long receivers, const char *line,
 		pubsub_nudge(chat.pubsub, &uid, 1);
 }
 
-/* Live delivery of a stored message; failure leaves the stored copy. */
-static void
+void
 deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
     int may_publish)
 {
@@ -213,13 +231,27 @@ reply_sender(uint32_t conn, int32_t sender, int refmsgid, const char *text)
 static void
 route_unref(struct route *rt)
 {
+	enum keep_result	 kr = KEEP_DONE;
+
 	if (--rt->refs > 0)
 		return;
-	if (chat_keep_offline(rt->away, rt->naway, rt->line, rt->len - 1) == -1)
+	/*
+	 * A chat is stored in a store thread, its held sender waiting.  A
+	 * notice (no errtext) was answered already (DONE): it is stored at
+	 * once, so a recipient who logs in right after that answer finds it.
+	 */
+	if (rt->c == NULL || rt->errtext == NULL) {
+		if (chat_keep_offline(rt->away, rt->naway, rt->line,
+		    rt->len - 1) == -1)
+			kr = KEEP_FAILED;
+	} else
+		kr = keep_submit(rt->c, rt->conn, rt->sender, rt->refmsgid,
+		    rt->errtext, rt->away, rt->naway, 0, rt->line, rt->len - 1);
+	if (kr == KEEP_FAILED)
 		reply_sender(rt->conn, rt->sender, rt->refmsgid, rt->errtext);
 	if (rt->c != NULL) {
 		conn_unref(rt->c);
-		if (!rt->c->closing)
+		if (!rt->c->closing && kr != KEEP_PENDING)
 			conn_resume(rt->c);
 	}
 	free(rt->away);
@@ -349,8 +381,6 @@ recipient_exists(struct conn *c, const struct proto_req *req,
 	return 0;
 }
 
-#define ONE_STORE_ERR	"message could not be stored; send it again later"
-
 void
 handle_one_chat(struct conn *c, const struct proto_req *req)
 {
@@ -377,17 +407,19 @@ handle_one_chat(struct conn *c, const struct proto_req *req)
 		}
 		goto kept;
 	}
-	/* offline: only a real user may have messages kept for them */
-	if (recipient_exists(c, req, ONE_STORE_ERR) == -1)
-		goto out;
-	if (chat_keep_offline(&req->toid, 1, buf_head(&line),
-	    buf_used(&line) - 1) == -1) {
+	/*
+	 * offline: only a real user may have messages kept for them; both
+	 * checked and stored in a store thread while c waits
+	 */
+	if (keep_submit(c, c->id, c->sess->uid, req->msgid, ONE_STORE_ERR,
+	    &req->toid, 1, 1, buf_head(&line), buf_used(&line) - 1) ==
+	    KEEP_FAILED) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ONE_STORE_ERR);
 		goto out;
 	}
 kept:
-	chat_history_keep(c, req, &line);
+	chat_history_keep(c->sess->uid, req, &line);
 out:
 	buf_free(&line);
 }
@@ -433,68 +465,34 @@ track_delivered(struct conn *c, int64_t smid)
 		c->want_drained = 1;
 }
 
-#define ACKED_STORE_ERR	"not stored; send it again later"
-
+/*
+ * The store calls (recipient check, claim, block filter, commit) run
+ * in a store thread (chat_storejob.c): c waits, the worker goes on.
+ */
 void
 handle_acked_chat(struct conn *c, struct proto_req *req)
 {
-	struct buf		 line = BUF_INIT;
 	const int32_t		*ids;
-	int32_t			*owned = NULL, *to = NULL;
-	int64_t			 smid;
+	int32_t			*owned = NULL, *to;
 	size_t			 i, n = 0, nids;
-	int			 done;
 
 	if (req->msgid == MSG_ONE_CHAT) {
-		if (recipient_exists(c, req, ACKED_STORE_ERR) == -1)
-			goto out;
-		to = &req->toid;
-		n = 1;
+		if ((to = malloc(sizeof(*to))) != NULL)
+			to[n++] = req->toid;
 	} else {
 		if (group_members(c, req, 0, ACKED_STORE_ERR, &ids, &nids,
 		    &owned) == -1)
-			goto out;
-		if ((to = calloc(nids + 1, sizeof(*to))) == NULL) {
-			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
-			    ACKED_STORE_ERR);
-			goto out;
-		}
-		for (i = 0; i < nids; i++)
-			if (ids[i] != c->sess->uid)
-				to[n++] = ids[i];
+			return;
+		if ((to = calloc(nids + 1, sizeof(*to))) != NULL)
+			for (i = 0; i < nids; i++)
+				if (ids[i] != c->sess->uid)
+					to[n++] = ids[i];
+		free(owned);
 	}
-	if (store_ack_claim(chat.store, c->sess->uid, req->cmid, &smid,
-	    &done) != STORE_OK) {
-		log_warnx("acknowledged chat: %s", store_error(chat.store));
+	if (to == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ACKED_STORE_ERR);
-		goto out;
+		return;
 	}
-	if (done)
-		goto ack;	/* a resend: stored (and maybe delivered) before */
-	if (block_filter(c->sess->uid, to, &n) == -1 ||
-	    proto_req_set_smid(req, smid) == -1 ||
-	    forward_line(c, req, &line) == -1 ||
-	    store_ack_commit(chat.store, smid, to, n, buf_head(&line),
-	    buf_used(&line) - 1) != STORE_OK) {
-		log_warnx("acknowledged chat: %s", store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
-		    ACKED_STORE_ERR);
-		goto out;
-	}
-	chat_stat(&chat.stats->offline_stored, n);
-	chat_history_keep(c, req, &line);
-	for (i = 0; i < n; i++)
-		deliver_acked(to[i], smid, buf_head(&line), buf_used(&line), 1);
-ack:
-	if (proto_put_chat_ack(&c->out, req->cmid, smid) == -1)
-		conn_close(c, "out of memory");
-	else
-		(void)conn_sent(c);
-out:
-	if (to != &req->toid)
-		free(to);
-	free(owned);
-	buf_free(&line);
+	(void)acked_submit(c, req, to, n);
 }
-

@@ -27,6 +27,7 @@
 #include "proto.h"
 #include "pubsub.h"
 #include "store.h"
+#include "storeq.h"
 #include "util.h"
 #include "worker.h"
 #include "ws.h"
@@ -34,6 +35,7 @@
 #define ACCEPTS_PER_EVENT	64
 #define CHANNEL_MSGS_PER_EVENT	256
 #define STOP_FLUSH_SECONDS	2.0
+#define STOREQ_THREADS		1	/* store threads (and connections) per worker */
 
 /* Messages for another worker: channel.c's queue, and when to drain it. */
 struct chanq {
@@ -48,12 +50,13 @@ static int		 my_slot;
 static struct ev_loop	*loop;
 static struct store	*store;
 static struct authpool	*auth;
+static struct storeq	*storeq;	/* store calls off the loop */
 static struct pubsub	*pubsub;	/* cluster mode only */
 /* pubsub's counters as last added to the slot's (which outlive us) */
 static uint64_t		 bus_rejected_seen, failovers_seen, unreplicated_seen;
 static struct chanq	*chanqs;
 static char		*chan_rbuf;
-static ev_io		 accept_io, chan_io, auth_io, master_io;
+static ev_io		 accept_io, chan_io, auth_io, storeq_io, master_io;
 static ev_io		 ws_accept_io;	/* websocket_listen, if set */
 static ev_timer		 accept_retry, stop_timer;
 static ev_timer		 health_timer;	/* heartbeat, store and Redis state */
@@ -326,6 +329,12 @@ static void
 auth_cb(struct ev_loop *l, ev_io *w, int revents)
 {
 	authpool_complete(auth);
+}
+
+static void
+storeq_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	storeq_complete(storeq);
 }
 
 static void
@@ -655,6 +664,11 @@ worker_main(struct node *n, int slot)
 		log_warnx("storage: %s", err);
 		exit(CHATD_EXIT_FATAL);
 	}
+	if ((storeq = storeq_new(n->cfg.storage, &opts, STOREQ_THREADS, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("storage: %s", err);
+		exit(CHATD_EXIT_FATAL);
+	}
 	if ((auth = authpool_new(1, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
 		exit(CHATD_EXIT_FATAL);
@@ -694,6 +708,7 @@ worker_main(struct node *n, int slot)
 	memset(&chenv, 0, sizeof(chenv));
 	chenv.cfg = &n->cfg;
 	chenv.store = store;
+	chenv.storeq = storeq;
 	chenv.online = n->online;
 	chenv.auth = auth;
 	chenv.stats = stats;
@@ -741,6 +756,8 @@ worker_main(struct node *n, int slot)
 	ev_io_start(loop, &chan_io);
 	ev_io_init(&auth_io, auth_cb, authpool_fd(auth), EV_READ);
 	ev_io_start(loop, &auth_io);
+	ev_io_init(&storeq_io, storeq_cb, storeq_fd(storeq), EV_READ);
+	ev_io_start(loop, &storeq_io);
 	ev_io_init(&master_io, master_gone_cb, n->master_pipe[0], EV_READ);
 	ev_io_start(loop, &master_io);
 	ev_prepare_init(&flush_prep, flush_cb);
@@ -771,7 +788,11 @@ worker_main(struct node *n, int slot)
 
 		pubsub = NULL;
 		pubsub_free(ps);
+		chat_pubsub_gone();
 	}
+	/* jobs still in the store queue finish; their connections go */
+	storeq_free(storeq);
+	conn_reap();
 	chanq_store_all();
 	chat_history_flush();
 	authpool_free(auth);

@@ -38,6 +38,7 @@
 #include "online.h"
 #include "proto.h"
 #include "store.h"
+#include "storeq.h"
 #include "check_run.h"
 
 #define WAIT_SECONDS	5.0	/* for an answer that must come */
@@ -49,8 +50,9 @@ static struct ev_loop	*loop;
 static struct store	*st;
 static struct online	*ol;
 static struct authpool	*ap;
+static struct storeq	*sq;
 static struct config	 cfg;
-static ev_io		 auth_io;
+static ev_io		 auth_io, storeq_io;
 static ev_prepare	 flush_prep;
 
 struct client {
@@ -62,6 +64,12 @@ static void
 auth_cb(struct ev_loop *l, ev_io *w, int revents)
 {
 	authpool_complete(ap);
+}
+
+static void
+storeq_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	storeq_complete(sq);
 }
 
 static void
@@ -123,6 +131,10 @@ setup(void)
 	opts.busy_timeout_ms = 100;
 	st = store_open(spec, &opts, err, sizeof(err));
 	ck_assert_msg(st != NULL, "store_open: %s", err);
+	/* the store thread waits for a lock as long as a test holds it */
+	opts.busy_timeout_ms = 30000;
+	sq = storeq_new(spec, &opts, 1, err, sizeof(err));
+	ck_assert_msg(sq != NULL, "storeq_new: %s", err);
 	snprintf(shm, sizeof(shm), "/chatd-check-chat-%ld", (long)getpid());
 	ol = online_create(shm, 1024, 1, err, sizeof(err));
 	ck_assert_msg(ol != NULL, "online_create: %s", err);
@@ -146,6 +158,7 @@ setup(void)
 	memset(&chenv, 0, sizeof(chenv));
 	chenv.cfg = &cfg;
 	chenv.store = st;
+	chenv.storeq = sq;
 	chenv.online = ol;
 	chenv.auth = ap;
 	chenv.stats = online_slot_stats(ol, 0);
@@ -156,6 +169,8 @@ setup(void)
 
 	ev_io_init(&auth_io, auth_cb, authpool_fd(ap), EV_READ);
 	ev_io_start(loop, &auth_io);
+	ev_io_init(&storeq_io, storeq_cb, storeq_fd(sq), EV_READ);
+	ev_io_start(loop, &storeq_io);
 	ev_prepare_init(&flush_prep, flush_cb);
 	ev_prepare_start(loop, &flush_prep);
 }
@@ -172,6 +187,8 @@ teardown(void)
 {
 	conn_foreach(close_now, NULL);
 	conn_reap();
+	storeq_free(sq);
+	conn_reap();		/* those whose jobs just finished */
 	authpool_free(ap);
 	store_close(st);
 	online_destroy(ol, 0);
@@ -656,6 +673,169 @@ START_TEST(acked_resend)
 }
 END_TEST
 
+/*
+ * A store write that waits for a lock (another process holds the
+ * SQLite file) holds up only the connection whose request needs it:
+ * its later requests wait their turn, other connections go on.
+ */
+START_TEST(locked_store_stalls_only_its_sender)
+{
+	struct client		*a, *b, *c, *d, *e;
+	struct json_object	*o;
+	sqlite3			*db;
+	char			 path[256];
+	int32_t			 ida, idb, idc, idd, ide;
+
+	a = user_new("olga", &ida);
+	b = user_new("pete", &idb);
+	c = user_new("quin", &idc);
+	d = user_new("rosa", &idd);
+	e = cli_new();
+	ide = reg(e, "sven");		/* offline */
+	/* a plain chat first: its block of message ids is claimed now */
+	chat_to(c, idc, idd, "warm");
+	json_object_put(expect(d, MSG_ONE_CHAT, -1));
+
+	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL,
+	    NULL), SQLITE_OK);
+	cli_send(a, "{\"cmid\":1,\"id\":%d,\"msg\":\"stored\",\"msgid\":%d,"
+	    "\"toid\":%d}", (int)ida, MSG_ONE_CHAT, (int)idb);
+	cli_send(a, "{\"msgid\":%d,\"seq\":1}", MSG_PING);
+	pump(NULL, 0.1);		/* a's job is queued first */
+	chat_to(b, idb, ide, "for later");	/* an offline store */
+	cli_send(b, "{\"msgid\":%d,\"seq\":2}", MSG_PING);
+	/* live chats and pings of others go on while the lock is held */
+	chat_to(c, idc, idd, "live");
+	o = expect(d, MSG_ONE_CHAT, -1);
+	ck_assert_str_eq(jstr(o, "msg"), "live");
+	json_object_put(o);
+	sync_ok(c);
+	/* the waiting senders' answers (and next requests) wait */
+	cli_quiet(a);
+	cli_quiet(b);
+
+	ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	o = expect(a, MSG_CHAT_ACK, -1);
+	ck_assert_int_eq(jint(o, "cmid"), 1);
+	json_object_put(o);
+	expect_free(a, MSG_PONG, -1);	/* in order, after the ack */
+	o = expect(b, MSG_ONE_CHAT, -1);
+	ck_assert_str_eq(jstr(o, "msg"), "stored");
+	json_object_put(o);
+	o = expect(b, MSG_PONG, -1);	/* stored, then answered */
+	ck_assert_int_eq(jint(o, "seq"), 2);
+	json_object_put(o);
+	o = login(e, ide, ERR_OK);
+	ck_assert_msg(strstr(json_object_to_json_string(o), "for later") !=
+	    NULL, "not stored: %s", json_object_to_json_string(o));
+	json_object_put(o);
+	cli_free(a);
+	cli_free(b);
+	cli_free(c);
+	cli_free(d);
+	cli_free(e);
+}
+END_TEST
+
+/*
+ * A sender that leaves while its acknowledged chat waits for the store:
+ * the chat is stored and delivered all the same, the answer dropped.
+ */
+START_TEST(sender_leaves_while_storing)
+{
+	struct client		*a, *b;
+	struct json_object	*o;
+	sqlite3			*db;
+	char			 path[256];
+	int32_t			 ida, idb;
+
+	a = user_new("tara", &ida);
+	b = user_new("ugo", &idb);
+	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL,
+	    NULL), SQLITE_OK);
+	cli_send(a, "{\"cmid\":5,\"id\":%d,\"msg\":\"orphan\",\"msgid\":%d,"
+	    "\"toid\":%d}", (int)ida, MSG_ONE_CHAT, (int)idb);
+	pump(NULL, 0.1);		/* the job is queued */
+	cli_free(a);			/* gone before the store answers */
+	ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	o = expect(b, MSG_ONE_CHAT, -1);
+	ck_assert_str_eq(jstr(o, "msg"), "orphan");
+	ck_assert_int_gt(jint(o, "smid"), 0);
+	json_object_put(o);
+	cli_free(b);
+}
+END_TEST
+
+/* Lines cl received within secs, read as they come (up to want). */
+static size_t
+count_lines(struct client *cl, size_t want, double secs)
+{
+	double	 end = ev_time() + secs;
+	size_t	 n = 0;
+	char	*nl;
+
+	while (n < want && ev_time() < end) {
+		pump(cl, 0.05);
+		while ((nl = memchr(buf_head(&cl->in), '\n',
+		    buf_used(&cl->in))) != NULL) {
+			buf_consume(&cl->in, nl - buf_head(&cl->in) + 1);
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * Plain chats take their ids from a block the worker claims in the
+ * store; the next block is claimed in a store thread while half of
+ * the current one is left, so a locked store does not stop them at a
+ * block's end (the loop's own claim would fail: its busy timeout is
+ * 0.1 s here).
+ */
+START_TEST(smid_blocks_claimed_ahead)
+{
+	struct client	*c, *d;
+	sqlite3		*db;
+	char		 path[256];
+	int32_t		 idc, idd;
+	size_t		 i, first = STORE_SMID_BLOCK * 3 / 4;
+
+	c = user_new("vera", &idc);
+	d = user_new("walt", &idd);
+	for (i = 0; i < first; i++) {
+		chat_to(c, idc, idd, "n");
+		if (i % 64 == 63)
+			ck_assert_uint_eq(count_lines(d, 64, WAIT_SECONDS), 64);
+	}
+	ck_assert_uint_eq(count_lines(d, first % 64, WAIT_SECONDS),
+	    first % 64);
+	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL,
+	    NULL), SQLITE_OK);
+	/* past the first block's end while the store is locked */
+	for (i = 0; i < STORE_SMID_BLOCK / 2; i++) {
+		chat_to(c, idc, idd, "n");
+		if (i % 64 == 63)
+			ck_assert_uint_eq(count_lines(d, 64, WAIT_SECONDS), 64);
+	}
+	ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	cli_quiet(c);		/* no error: every chat had its id */
+	cli_free(c);
+	cli_free(d);
+}
+END_TEST
+
 static Suite *
 chat_suite(void)
 {
@@ -674,6 +854,9 @@ chat_suite(void)
 	tcase_add_test(tc, spoofed_sender);
 	tcase_add_test(tc, acked_resend);
 	tcase_add_test(tc, store_fails_then_recovers);
+	tcase_add_test(tc, locked_store_stalls_only_its_sender);
+	tcase_add_test(tc, sender_leaves_while_storing);
+	tcase_add_test(tc, smid_blocks_claimed_ahead);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,40 @@
+/*
+ * storeq.h - a worker's store queue: store calls that may wait (a
+ * locked SQLite file, a slow MySQL server) run in a thread of the
+ * worker with its own store handle, so that the worker's event loop
+ * goes on serving every other connection meanwhile.
+ *
+ * Jobs are workq.h's: submitted from the loop thread, run(job, ctx) in
+ * a store thread with ctx that thread's struct store, then done() back
+ * in the loop thread (storeq_complete, when storeq_fd is readable).
+ * run() may use only the job's own memory and the store: no libev, no
+ * connection, no chat state, no logging.  With more than one thread a
+ * caller that needs order waits for done() before it submits the next
+ * (the chat layer pauses the connection meanwhile).
+ */
+#ifndef CHATD_STOREQ_H
+#define CHATD_STOREQ_H
+
+#include <stddef.h>
+
+#include "workq.h"
+
+struct store_opts;
+struct storeq;
+
+/*
+ * Start nthreads threads (after fork), each with its own store opened
+ * with spec and opts (one connection each: pool settings are ignored).
+ * NULL with err when a thread or a store cannot start.
+ */
+struct storeq *storeq_new(const char *spec, const struct store_opts *opts,
+	    int nthreads, char *err, size_t errlen);
+/* Runs what is queued, completes it (done()), then closes the stores. */
+void	storeq_free(struct storeq *q);
+/* Readable when finished jobs wait for storeq_complete. */
+int	storeq_fd(const struct storeq *q);
+void	storeq_submit(struct storeq *q, struct workq_job *job);
+/* In the loop thread: done() of every finished job, in submission order. */
+void	storeq_complete(struct storeq *q);
+
+#endif
