@@ -257,7 +257,7 @@ account_delete(struct conn *c, int32_t uid)
 	uint64_t		 gen;
 	size_t			 i;
 
-	chat_history_flush();	/* its last chats are purged too */
+	chat_history_flush_sync();	/* its last chats are purged too */
 	if (account_groups(uid, &gl) == -1 ||
 	    store_account_purge(chat.store, uid) != STORE_OK ||
 	    store_user_set_password(chat.store, uid, "!", &gen) != STORE_OK) {

@@ -20,6 +20,7 @@
 #include "chat_impl.h"
 #include "log.h"
 #include "store.h"
+#include "storeq.h"
 #include "util.h"
 
 #define HIST_QUEUE_MAX	4096	/* rows held before a flush is forced */
@@ -94,19 +95,86 @@ chat_history_flush_due(void)
 		chat_history_flush();
 }
 
-void
-chat_history_flush(void)
+/* A batch of history rows written by a store thread (storeq.h). */
+struct hist_job {
+	struct workq_job	 sj;
+	struct store_hist	*rows;
+	size_t			 n;
+	char			*err;		/* the store's error, or NULL */
+};
+
+static void
+hist_rows_free(struct store_hist *rows, size_t n)
 {
 	size_t	 i;
 
+	for (i = 0; i < n; i++)
+		free((char *)rows[i].text);
+}
+
+static void
+hist_run(struct workq_job *sj, void *ctx)
+{
+	struct hist_job	*j = (struct hist_job *)sj;
+	struct store	*st = ctx;
+
+	if (store_history_add(st, j->rows, j->n) != STORE_OK)
+		j->err = strdup(store_error(st));
+}
+
+static void
+hist_done(struct workq_job *sj)
+{
+	struct hist_job	*j = (struct hist_job *)sj;
+
+	if (j->err != NULL)
+		log_warnx("history: %zu messages not kept: %s", j->n, j->err);
+	hist_rows_free(j->rows, j->n);
+	free(j->rows);
+	free(j->err);
+	free(j);
+}
+
+/*
+ * The rows held go to the store: in a store thread when there is one
+ * and the caller does not need them written on return (sync), so that
+ * a slow or locked store never holds up live chats.
+ */
+static void
+history_flush(int sync)
+{
+	struct hist_job	*j;
+
 	if (hq_n == 0)
 		return;
+	if (!sync && chat.storeq != NULL &&
+	    (j = calloc(1, sizeof(*j))) != NULL) {
+		j->rows = hq;
+		j->n = hq_n;
+		j->sj.run = hist_run;
+		j->sj.done = hist_done;
+		hq = NULL;
+		hq_n = hq_cap = 0;
+		storeq_submit(chat.storeq, &j->sj);
+		return;
+	}
 	if (store_history_add(chat.store, hq, hq_n) != STORE_OK)
 		log_warnx("history: %zu messages not kept: %s", hq_n,
 		    store_error(chat.store));
-	for (i = 0; i < hq_n; i++)
-		free((char *)hq[i].text);
+	hist_rows_free(hq, hq_n);
 	hq_n = 0;
+}
+
+void
+chat_history_flush(void)
+{
+	history_flush(0);
+}
+
+void
+chat_history_flush_sync(void)
+{
+	history_flush(1);
 }
 
 /*
@@ -180,7 +248,7 @@ handle_history(struct conn *c, const struct proto_req *req)
 	    group_members(c, req, 1, NULL, &ids, &nids, &owned) == -1)
 		return;
 	free(owned);
-	chat_history_flush();	/* what this worker holds is readable too */
+	chat_history_flush_sync();	/* what this worker holds is readable */
 	if (chat.cfg->history_days > 0 && store_history_fetch(chat.store,
 	    s->uid, req->toid, req->groupid, req->before, limit + 1, &l) !=
 	    STORE_OK) {

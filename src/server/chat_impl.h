@@ -102,6 +102,8 @@ void	handle_delete_account(struct conn *c, const struct proto_req *req);
 void	chat_history_keep(int32_t sender, const struct proto_req *req,
 	    const struct buf *line);
 void	handle_history(struct conn *c, const struct proto_req *req);
+/* Write the rows this worker holds now, on the loop (a reader needs them). */
+void	chat_history_flush_sync(void);
 
 /* chat_route.c */
 /*

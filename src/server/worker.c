@@ -790,11 +790,11 @@ worker_main(struct node *n, int slot)
 		pubsub_free(ps);
 		chat_pubsub_gone();
 	}
-	/* jobs still in the store queue finish; their connections go */
+	/* the last history rows join the store queue, whose jobs finish */
+	chat_history_flush();
 	storeq_free(storeq);
 	conn_reap();
 	chanq_store_all();
-	chat_history_flush();
 	authpool_free(auth);
 	store_close(store);
 	log_info("exiting");
