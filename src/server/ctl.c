@@ -417,6 +417,10 @@ static const struct {
 	{ "offline_stored",	offsetof(struct online_slot_stats, offline_stored) },
 	{ "errors",		offsetof(struct online_slot_stats, errors) },
 	{ "respawns",		offsetof(struct online_slot_stats, respawns) },
+	{ "handovers",		offsetof(struct online_slot_stats, handovers) },
+	{ "adopted",		offsetof(struct online_slot_stats, adopted) },
+	{ "handover_failed",	offsetof(struct online_slot_stats,
+	    handover_failed) },
 };
 #define NCOUNTERS	(sizeof(counters) / sizeof(counters[0]))
 

@@ -211,12 +211,13 @@ print_status(json_object *r)
 
 static const char *const counters[] = {
 	"accepted", "connections", "logins", "msgs_in", "msgs_out",
-	"offline_stored", "errors", "respawns"
+	"offline_stored", "errors", "respawns", "handovers", "adopted",
+	"handover_failed"
 };
 /* column heads for people, in the same order */
 static const char *const heads[] = {
 	"ACCEPTED", "CONNS", "LOGINS", "MSGS_IN", "MSGS_OUT", "OFFLINE",
-	"ERRORS", "RESPAWNS"
+	"ERRORS", "RESPAWNS", "HANDOVERS", "ADOPTED", "HO_FAILED"
 };
 #define NCOUNTERS	(sizeof(counters) / sizeof(counters[0]))
 
