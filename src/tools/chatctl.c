@@ -195,6 +195,12 @@ print_status(json_object *r)
 		printf("health:   ok\n");
 	else
 		printf("health:   FAILING: %s\n", str(h, "reason"));
+	if (get(r, "handover") != NULL)
+		printf("handover: %" PRId64 " dead workers' connections kept, "
+		    "%" PRId64 " adopted, %" PRId64 " closed instead\n",
+		    num(get(r, "handover"), "handovers"),
+		    num(get(r, "handover"), "adopted"),
+		    num(get(r, "handover"), "failed"));
 	nw = ws != NULL ? json_object_array_length(ws) : 0;
 	printf("workers:  %zu\n", nw);
 	printf("  %-4s %-8s %-10s %6s  %-19s  %-7s %s\n", "SLOT", "PID",
