@@ -70,7 +70,13 @@ adopt_claimed(void *arg, int result)
 	if (result == 1) {
 		/* logged in on another node while nobody held the claim */
 		conn_close(c, "adopted session taken by a login elsewhere");
+		return;
 	}
+	/*
+	 * Only now: a sender that found the user away (no claim) stored
+	 * before this fetch; one that stores after it nudges the claim.
+	 */
+	offline_push(c);
 }
 
 int
@@ -131,10 +137,15 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 		return -1;
 	}
 	if (chat.pubsub != NULL) {
+		/* the fetch follows the claim, as at login */
 		c->jobs++;
 		pubsub_claim(chat.pubsub, s->uid, adopt_claimed, c);
+		return 0;
 	}
-	/* what was stored for the user meanwhile, or not yet delivered */
+	/*
+	 * What was stored for the user meanwhile, or not yet delivered: a
+	 * sender that found the user away stored before online_add above.
+	 */
 	offline_push(c);
 	return c->closing ? -1 : 0;
 }
