@@ -48,11 +48,10 @@ struct slot_table {
 	double		 adopt_at;	/* a worker adopting started, 0: none */
 };
 
+/* A record the worker could not send yet: its own duplicate and copy. */
 struct qrec {
 	struct ho_msg	 m;
-	int		 fd;	/* our own duplicate, or -1 */
-	char		*state;
-	size_t		 len;
+	struct held	 h;
 };
 
 static int		  nslots;
@@ -399,11 +398,11 @@ send_one(const struct qrec *q)
 	memset(&mh, 0, sizeof(mh));
 	iov[0].iov_base = (void *)&q->m;
 	iov[0].iov_len = sizeof(q->m);
-	iov[1].iov_base = q->state;
-	iov[1].iov_len = q->len;
+	iov[1].iov_base = q->h.rec;
+	iov[1].iov_len = q->h.len;
 	mh.msg_iov = iov;
-	mh.msg_iovlen = q->len > 0 ? 2 : 1;
-	if (q->fd != -1) {
+	mh.msg_iovlen = q->h.len > 0 ? 2 : 1;
+	if (q->h.fd != -1) {
 		memset(&cbuf, 0, sizeof(cbuf));
 		mh.msg_control = cbuf.b;
 		mh.msg_controllen = sizeof(cbuf.b);
@@ -411,7 +410,7 @@ send_one(const struct qrec *q)
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &q->fd, sizeof(int));
+		memcpy(CMSG_DATA(cm), &q->h.fd, sizeof(int));
 	}
 	for (;;) {
 		if (sendmsg(my_fd, &mh, MSG_NOSIGNAL) != -1)
@@ -426,23 +425,13 @@ send_one(const struct qrec *q)
 	}
 }
 
-static void
-qrec_free(struct qrec *q)
-{
-	if (q->fd != -1)
-		close(q->fd);
-	free(q->state);
-	q->fd = -1;
-	q->state = NULL;
-}
-
 enum ho_send
 handover_flush(void)
 {
 	while (qhead < qlen) {
 		if (send_one(&queue[qhead]) == 1)
 			return HO_QUEUED;
-		qrec_free(&queue[qhead]);
+		held_clear(&queue[qhead].h);
 		qhead++;
 	}
 	qhead = qlen = 0;
@@ -468,18 +457,17 @@ enqueue(const struct qrec *q, int fd)
 		queue = nq;
 		qcap = ncap;
 	}
-	r.fd = -1;
-	r.state = NULL;
+	r.h.fd = -1;
+	r.h.rec = NULL;
 	/* our own reference: the connection may close before it is sent */
-	if (fd != -1 && (r.fd = dup(fd)) == -1)
+	if (fd != -1 && (r.h.fd = dup(fd)) == -1)
 		return HO_FAILED;
-	if (q->len > 0 && (r.state = malloc(q->len)) == NULL) {
-		if (r.fd != -1)
-			close(r.fd);
+	if (q->h.len > 0 && (r.h.rec = malloc(q->h.len)) == NULL) {
+		held_clear(&r.h);
 		return HO_FAILED;
 	}
-	if (q->len > 0)
-		memcpy(r.state, q->state, q->len);
+	if (q->h.len > 0)
+		memcpy(r.h.rec, q->h.rec, q->h.len);
 	queue[qlen++] = r;
 	return HO_QUEUED;
 }
@@ -497,9 +485,9 @@ post(uint32_t type, uint32_t conn, int fd, const void *state, size_t len)
 	memset(&q, 0, sizeof(q));
 	q.m.type = type;
 	q.m.conn = conn;
-	q.fd = fd;
-	q.state = (char *)(uintptr_t)state;
-	q.len = len;
+	q.h.fd = fd;
+	q.h.rec = (char *)(uintptr_t)state;
+	q.h.len = len;
 	/* in order: behind what already waits */
 	if (qhead < qlen || (rc = send_one(&q)) == 1)
 		return enqueue(&q, fd);
