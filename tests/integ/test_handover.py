@@ -364,6 +364,63 @@ class Handover(unittest.TestCase):
             self.assertGreaterEqual(counters["handovers"], KILLS, figures)
             self.assertGreaterEqual(counters["adopted"], len(kept), figures)
 
+    def test_half_written_line(self):
+        """A worker killed in the middle of writing a line: the client
+        reads the cut line as one line that does not parse (never as part
+        of the next message), then every acknowledged chat again."""
+        count, size = 40, 3000
+        with chatlib.Server(workers=2, extra={
+                "tcp_send_buffer_bytes": 16384}) as srv:
+            a, b = srv.users_on_two_workers("half")
+            b_pid = b.c.whoami_full()["pid"]
+            # b reads nothing for now, through small buffers: the worker
+            # writes part of what it has and keeps the rest
+            b.c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            texts = ["half %03d %s" % (i, "x" * size) for i in range(count)]
+            for i, t in enumerate(texts):
+                a.chat(b.id, t, cmid=i + 1)
+            acks = set()
+            deadline = time.monotonic() + 60
+            while len(acks) < count and time.monotonic() < deadline:
+                m = a.c.recv(timeout=max(0.1, deadline - time.monotonic()))
+                if m["msgid"] == 103:
+                    acks.add(m["cmid"])
+            self.assertEqual(len(acks), count, "not all acknowledged")
+            time.sleep(0.5)
+            os.kill(b_pid, signal.SIGKILL)
+            got, broken, blank, after_mark = set(), 0, 0, 0
+            deadline = time.monotonic() + 60
+            while len(got) < count and time.monotonic() < deadline:
+                line = b.c.recv_line(timeout=max(0.1, deadline -
+                                                 time.monotonic()))
+                if not line.strip():
+                    blank += 1
+                    b.c.send_raw(b"\0")
+                    continue
+                try:
+                    m = json.loads(line)
+                except ValueError:
+                    broken += 1
+                    # the cut line ends where the adopter's newline is
+                    b.c.send_raw(b"\0")
+                    continue
+                if blank + broken > 0:
+                    after_mark += 1
+                self.assertEqual(m.get("msgid"), 6, line[:200])
+                self.assertIn(m["msg"], texts)
+                got.add(m["msg"])
+            print(json.dumps({"broken": broken, "blank": blank,
+                              "after_mark": after_mark,
+                              "received": len(got)}), file=sys.stderr)
+            self.assertEqual(len(got), count, "acknowledged chats lost")
+            # exactly one mark: the cut line, or a blank one when the
+            # cut fell on a line boundary
+            self.assertEqual(broken + blank, 1)
+            self.assertGreater(after_mark, 0)
+            info = b.c.whoami_full()
+            self.assertEqual(info["id"], b.id)
+            self.assertNotEqual(info["pid"], b_pid)
+
     def setup_clients(self, srv):
         # register over one connection, pipelined
         reg = srv.client(timeout=60)
