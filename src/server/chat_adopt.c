@@ -12,6 +12,9 @@
  */
 #include "config.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +43,11 @@ chat_handover_keep(struct conn *c)
 	st.uid = s->uid;
 	st.flags = (s->ack_offline ? HO_F_ACK_OFFLINE : 0) |
 	    (s->acks ? HO_F_ACKS : 0) | (s->want_token ? HO_F_TOKEN : 0);
-	st.peer_len = sizeof(c->peer);
-	st.peer = c->peer;
+	/* only what accept() wrote: the rest of the storage is undefined */
+	st.peer_len = c->peer.ss_family == AF_INET ? sizeof(struct
+	    sockaddr_in) : c->peer.ss_family == AF_INET6 ? sizeof(struct
+	    sockaddr_in6) : 0;
+	memcpy(&st.peer, &c->peer, st.peer_len);
 	st.name_len = s->name_len;
 	if (buf_append(&b, &st, sizeof(st)) == -1 ||
 	    buf_append(&b, s->name, s->name_len) == -1 ||
