@@ -421,6 +421,43 @@ class Handover(unittest.TestCase):
             self.assertEqual(info["id"], b.id)
             self.assertNotEqual(info["pid"], b_pid)
 
+    def test_crash_again_closes(self):
+        """A worker that dies again soon after adopting (a poison request)
+        does not pass the connections on: they are closed, counted, and
+        the node goes on serving."""
+        ctl_dir = tempfile.mkdtemp(prefix="chatd-ho-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, ctl_dir, True)
+        with chatlib.Server(workers=2, extra={
+                "control_socket": os.path.join(ctl_dir, "ctl.sock")}) as srv:
+            a, b = srv.users_on_two_workers("poison")
+            first = a.c.whoami_full()["pid"]
+            t0 = time.monotonic()
+            os.kill(first, signal.SIGKILL)
+            self.assertEqual(a.c.recv_line(timeout=30).strip(), b"")
+            a.c.send_raw(b"\0")
+            info = a.c.whoami_full()
+            self.assertEqual(info["id"], a.id)
+            if time.monotonic() - t0 > RETRY_SECONDS - 1:
+                self.skipTest("the node took %.1f s to adopt: too slow to "
+                              "kill it again within the retry window"
+                              % (time.monotonic() - t0))
+            os.kill(info["pid"], signal.SIGKILL)
+            self.assertTrue(a.c.wait_closed(30), "handed over again")
+            # the other worker's user did not notice
+            self.assertEqual(b.c.whoami_full()["id"], b.id)
+            # a logs in again (its dead session may linger an instant)
+            def relogin():
+                c = srv.client()
+                r = c.login_raw(a.id, "pw")
+                c.close()
+                return r.get("errno") == 0
+            self.assertTrue(chatlib.wait_for(relogin, 30, interval=0.2))
+            counters = self.counters(srv)
+            self.assertEqual(counters["handovers"], 1, counters)
+            self.assertGreaterEqual(counters["handover_failed"], 1, counters)
+            self.assertIn("instead of handing them over again",
+                          srv.log_text())
+
     def setup_clients(self, srv):
         # register over one connection, pipelined
         reg = srv.client(timeout=60)
