@@ -43,6 +43,14 @@ struct chat_env {
 	struct pubsub		*pubsub;
 	/* node-wide failed-login throttling (guard.c); may be NULL */
 	struct guard		*guard;
+	/*
+	 * Crash handover (worker.c, handover.h); NULL: none.  keep passes
+	 * c's socket and its session's state (len bytes) to the master,
+	 * 0 or -1; drop lets the master's copy go.
+	 */
+	int	(*handover_keep)(struct conn *c, const void *state,
+		    size_t len);
+	void	(*handover_drop)(struct conn *c);
 };
 
 void	chat_init(const struct chat_env *env);
@@ -91,6 +99,14 @@ void	chat_history_flush_due(void);
 void	chat_history_tick(void);
 /* At exit, once pubsub_free ran: nothing more goes to other nodes. */
 void	chat_pubsub_gone(void);
+/*
+ * Take up the session of a connection adopted from a dead worker
+ * (state: what chat_handover_keep packed): log it in again without a
+ * login, end any half-written line, deliver what was stored meanwhile.
+ * 0, or -1 with why (the caller closes c).
+ */
+int	chat_adopt(struct conn *c, const char *state, size_t len, char *why,
+	    size_t whylen);
 /* Apply a reloaded configuration's limits. */
 void	chat_reconfigure(const struct config *cfg);
 

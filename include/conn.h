@@ -130,6 +130,9 @@ struct conn {
 	unsigned	 logged_in:1;	/* idle timeout, not login timeout */
 	unsigned	 proxy_wait:1;	/* a PROXY header must come first */
 	unsigned	 seen_input:1;
+	unsigned	 handed:1;	/* the master holds a copy (handover.h) */
+	unsigned	 resync:1;	/* adopted: skip input up to a NUL */
+	size_t		 resync_skipped;
 	struct conn	*flush_next;
 	struct conn	*free_next;
 };
@@ -150,6 +153,14 @@ void	conn_env_reconfigure(size_t max_output, size_t max_worker_output,
  */
 struct conn *conn_new(int fd, const struct sockaddr_storage *peer,
 	    uint64_t akey);
+/*
+ * Take over a connection a dead worker served (handover.h) under the
+ * same id: its input is skipped up to the next NUL, then read as
+ * usual; closing it shuts the socket down (the master holds a copy).
+ * NULL when out of memory or the id is in use (nothing taken over).
+ */
+struct conn *conn_adopt(int fd, const struct sockaddr_storage *peer,
+	    uint64_t akey, uint32_t id);
 /*
  * The peer is a trusted balancer (proxy_protocol_from): the first bytes
  * must be a PROXY header, complete within env.proxy_timeout.  Its

@@ -52,6 +52,11 @@ struct online_slot_stats {
 	uint64_t	 bus_unreplicated; /* publishes no replica confirmed */
 	uint64_t	 proxy_refused;	/* PROXY headers refused */
 	uint64_t	 login_blocks_shared; /* blocks learned from Redis */
+	/* crash handover (handover.h): the master counts the first and
+	 * the closings, the adopting worker the adopted and its failures */
+	uint64_t	 handovers;	/* dead workers' connections passed on */
+	uint64_t	 adopted;	/* connections adopted by a new worker */
+	uint64_t	 handover_failed; /* connections closed instead */
 	/*
 	 * Health, for the master's /health and chatctl status.  The
 	 * master sets them to -1 (unknown) and heartbeat to "now" before

@@ -84,6 +84,12 @@ void	chat_logout(struct conn *c);
  */
 void	chat_login_resumed(struct conn *c, int32_t uid);
 
+/* chat_adopt.c */
+/* c's user logged in: the master keeps a copy (crash handover). */
+void	chat_handover_keep(struct conn *c);
+/* c's session ends: the master lets its copy go. */
+void	chat_handover_drop(struct conn *c);
+
 /* chat_account.c */
 /* A resume token for c's user into out (TOKEN_BUF_LEN); -1: none. */
 int	session_token(struct conn *c, char *out, size_t outlen,

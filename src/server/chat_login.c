@@ -201,7 +201,8 @@ login_answer(struct conn *c, int32_t uid, char *name, size_t name_len,
 		/* undo: a half-answered login helps nobody */
 		chat_logout(c);
 		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
-	}
+	} else if (!c->closing)
+		chat_handover_keep(c);	/* survives a crash of this worker */
 }
 
 /*
@@ -669,6 +670,7 @@ chat_logout(struct conn *c)
 	if (s == NULL || s->uid == 0)
 		return;
 	conn_logged_out(c);
+	chat_handover_drop(c);
 	online_remove(chat.online, s->uid, chat.slot, c->id);
 	if (chat.pubsub != NULL)
 		pubsub_release(chat.pubsub, s->uid);

@@ -118,31 +118,60 @@ conn_env_reconfigure(size_t max_output, size_t max_worker_output,
 	}
 }
 
+/* Twice as many ids (1024 at first), the new ones free. */
 static int
-conn_id_alloc(uint32_t *id)
+conn_table_grow(void)
 {
 	uint32_t	 n, i;
 	struct conn	**nt;
 	uint32_t	*nf;
 
-	if (nfree == 0) {
-		n = table_size ? table_size * 2 : 1024;
-		if ((nt = reallocarray(table, n, sizeof(*table))) == NULL)
-			return -1;
-		table = nt;
-		if ((nf = reallocarray(free_ids, n, sizeof(*free_ids))) == NULL)
-			return -1;
-		free_ids = nf;
-		/* push in reverse so low ids are used first */
-		for (i = n; i > table_size; i--) {
-			table[i - 1] = NULL;
-			free_ids[nfree++] = i - 1;
-		}
-		table_size = n;
+	n = table_size ? table_size * 2 : 1024;
+	if ((nt = reallocarray(table, n, sizeof(*table))) == NULL)
+		return -1;
+	table = nt;
+	if ((nf = reallocarray(free_ids, n, sizeof(*free_ids))) == NULL)
+		return -1;
+	free_ids = nf;
+	/* push in reverse so low ids are used first */
+	for (i = n; i > table_size; i--) {
+		table[i - 1] = NULL;
+		free_ids[nfree++] = i - 1;
 	}
+	table_size = n;
+	return 0;
+}
+
+static int
+conn_id_alloc(uint32_t *id)
+{
+	if (nfree == 0 && conn_table_grow() == -1)
+		return -1;
 	*id = free_ids[--nfree];
 	return 0;
 }
+
+/* Take this id off the free stack (an adopted connection keeps its id). */
+static int
+conn_id_claim(uint32_t id)
+{
+	uint32_t	 i;
+
+	while (id >= table_size)
+		if (conn_table_grow() == -1)
+			return -1;
+	for (i = nfree; i > 0; i--)
+		if (free_ids[i - 1] == id) {
+			memmove(free_ids + i - 1, free_ids + i,
+			    (nfree - i) * sizeof(*free_ids));
+			nfree--;
+			return 0;
+		}
+	return -1;		/* in use */
+}
+
+static struct conn *conn_setup(struct conn *c, int fd,
+	    const struct sockaddr_storage *peer, uint64_t akey);
 
 struct conn *
 conn_new(int fd, const struct sockaddr_storage *peer, uint64_t akey)
@@ -155,6 +184,35 @@ conn_new(int fd, const struct sockaddr_storage *peer, uint64_t akey)
 		free(c);
 		return NULL;
 	}
+	return conn_setup(c, fd, peer, akey);
+}
+
+struct conn *
+conn_adopt(int fd, const struct sockaddr_storage *peer, uint64_t akey,
+    uint32_t id)
+{
+	struct conn	*c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if (conn_id_claim(id) == -1) {
+		free(c);
+		return NULL;
+	}
+	c->id = id;
+	if (conn_setup(c, fd, peer, akey) == NULL)
+		return NULL;
+	/* a PROXY header was read long ago; what comes is mid-stream */
+	c->seen_input = 1;
+	c->resync = 1;
+	c->handed = 1;
+	return c;
+}
+
+static struct conn *
+conn_setup(struct conn *c, int fd, const struct sockaddr_storage *peer,
+    uint64_t akey)
+{
 	table[c->id] = c;
 	c->fd = fd;
 	c->peer = *peer;
@@ -442,6 +500,9 @@ conn_close(struct conn *c, const char *why)
 	ev_io_stop(env.loop, &c->rio);
 	ev_io_stop(env.loop, &c->wio);
 	ev_timer_stop(env.loop, &c->timer);
+	/* the master's copy must not keep the client connected */
+	if (c->handed)
+		(void)shutdown(c->fd, SHUT_RDWR);
 	close(c->fd);
 	c->fd = -1;
 	/* c->akey stays: a login answer due later still counts a failure */
@@ -786,6 +847,7 @@ conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct proxy_hdr h;
 	struct conn	*c = w->data;
+	const char	*p, *nul;
 	ssize_t		 n;
 	int		 i;
 
@@ -818,8 +880,35 @@ conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 				return;
 			continue;
 		}
+		p = rbuf;
+		if (c->resync) {
+			/*
+			 * Adopted after a crash: the stream may start inside
+			 * a request the dead worker had begun to read.  A raw
+			 * NUL is never inside a request: resume after it.
+			 */
+			if ((nul = memchr(rbuf, '\0', n)) == NULL) {
+				c->resync_skipped += n;
+				if (c->resync_skipped > env.max_frame) {
+					conn_close(c, "no request separator "
+					    "(NUL) after a handover");
+					return;
+				}
+				continue;
+			}
+			c->resync = 0;
+			c->resync_skipped += nul + 1 - rbuf;
+			if (c->resync_skipped > 1)
+				log_debug("connection %u: %zu bytes of an "
+				    "unfinished request discarded after the "
+				    "handover", c->id, c->resync_skipped);
+			n -= nul + 1 - rbuf;
+			p = nul + 1;
+			if (n == 0)
+				continue;
+		}
 		/* a balancer's header from an address not trusted with it */
-		if (!c->seen_input && n >= 5 && proxy_parse(rbuf, n, &h, NULL,
+		if (!c->seen_input && n >= 5 && proxy_parse(p, n, &h, NULL,
 		    0) != PROXY_BAD) {
 			conn_proxy_refuse(c, "PROXY header from an address "
 			    "not in proxy_protocol_from", NULL);
@@ -827,14 +916,14 @@ conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		c->seen_input = 1;
 		if (buf_used(&c->in) > 0) {
-			if (buf_append(&c->in, rbuf, n) == -1) {
+			if (buf_append(&c->in, p, n) == -1) {
 				conn_close(c, "out of memory");
 				return;
 			}
 			conn_input(c, NULL, 0);
 		} else
-			conn_input(c, rbuf, n);
-		if ((size_t)n < rbuf_size)
+			conn_input(c, p, n);
+		if (p == rbuf && (size_t)n < rbuf_size)
 			return;
 	}
 }

@@ -417,6 +417,10 @@ static const struct {
 	{ "offline_stored",	offsetof(struct online_slot_stats, offline_stored) },
 	{ "errors",		offsetof(struct online_slot_stats, errors) },
 	{ "respawns",		offsetof(struct online_slot_stats, respawns) },
+	{ "handovers",		offsetof(struct online_slot_stats, handovers) },
+	{ "adopted",		offsetof(struct online_slot_stats, adopted) },
+	{ "handover_failed",	offsetof(struct online_slot_stats,
+	    handover_failed) },
 };
 #define NCOUNTERS	(sizeof(counters) / sizeof(counters[0]))
 
@@ -483,6 +487,24 @@ control_too_big(void *arg, struct buf *out)
 	reply_error(out, "request too long");
 }
 
+/* Crash handover (handover.h), summed over the slots. */
+static void
+put_handover(struct buf *out)
+{
+	struct online_slot_stats	*st;
+	uint64_t			 h = 0, a = 0, f = 0;
+	int				 i;
+
+	for (i = 0; i < env.node->nslots; i++) {
+		st = online_slot_stats(env.node->online, i);
+		h += __atomic_load_n(&st->handovers, __ATOMIC_RELAXED);
+		a += __atomic_load_n(&st->adopted, __ATOMIC_RELAXED);
+		f += __atomic_load_n(&st->handover_failed, __ATOMIC_RELAXED);
+	}
+	buf_printf(out, ",\"handover\":{\"handovers\":%" PRIu64 ","
+	    "\"adopted\":%" PRIu64 ",\"failed\":%" PRIu64 "}", h, a, f);
+}
+
 static void
 put_status(struct buf *out)
 {
@@ -536,6 +558,7 @@ put_status(struct buf *out)
 		buf_append_str(out, "}");
 	}
 	buf_free(&why);
+	put_handover(out);
 	buf_append_str(out, ",\"workers\":[");
 	for (i = 0; i < n->nslots; i++) {
 		st = online_slot_stats(n->online, i);

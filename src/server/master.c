@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "handover.h"
 #include "log.h"
 #include "master.h"
 #include "util.h"
@@ -171,6 +172,7 @@ spawn(struct node *n, int i)
 		if (own_fd != -1)
 			close(own_fd);
 		ctl_child();
+		handover_child(i);
 		worker_main(n, i);
 		/* NOTREACHED */
 	default:
@@ -178,6 +180,7 @@ spawn(struct node *n, int i)
 	}
 	slots[i].pid = pid;
 	slots[i].started = util_mono();
+	handover_spawned(i, slots[i].started);
 	slots[i].respawn_at = 0;
 	__atomic_store_n(&st->pid, pid, __ATOMIC_RELAXED);
 	__atomic_store_n(&st->started, (uint64_t)time(NULL),
@@ -210,7 +213,8 @@ reap(struct node *n)
 		slots[i].pid = 0;
 		__atomic_store_n(&online_slot_stats(n->online, i)->pid, 0,
 		    __ATOMIC_RELAXED);
-		/* its users are offline now, not when someone notices */
+		/* its users are offline now, not when someone notices; the
+		 * replacement adds those it adopts again */
 		online_slot_reset(n->online, i);
 		if (WIFSIGNALED(status))
 			log_warnx("worker %d (pid %d) exited on signal %d",
@@ -220,6 +224,8 @@ reap(struct node *n)
 			    i, (int)pid, WEXITSTATUS(status));
 		else
 			log_info("worker %d (pid %d) exited", i, (int)pid);
+		(void)handover_worker_died(i, stopping, util_mono(),
+		    online_slot_stats(n->online, i));
 		if (stopping)
 			continue;
 		lived = util_mono() - slots[i].started;
@@ -489,10 +495,11 @@ poll_timeout(struct node *n, double t)
 int
 master_run(struct node *n)
 {
-	struct pollfd	 pfd[1 + CTL_MAX_POLLFDS];
+	struct pollfd	 pfd[1 + ONLINE_MAX_SLOTS + CTL_MAX_POLLFDS];
 	sigset_t	 set;
 	double		 t;
-	int		 i, nfd, rc, exit_code = 0, ever_ready = 0;
+	char		 err[256];
+	int		 i, nfd, nho, rc, exit_code = 0, ever_ready = 0;
 
 	node = n;
 	log_set_role("master");
@@ -511,24 +518,41 @@ master_run(struct node *n)
 	if ((sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
 		fatal("signalfd");
 
+	/* the workers pass their client sockets here (crash handover) */
+	if (handover_init(n->nslots, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		free(slots);
+		slots = NULL;
+		return 1;
+	}
 	for (i = 0; i < n->nslots; i++)
 		if (spawn(n, i) == -1)
 			slots[i].respawn_at = util_mono() + 1;
 
+	nho = n->nslots;
 	for (;;) {
 		pfd[0].fd = sigfd;
 		pfd[0].events = POLLIN;
 		pfd[0].revents = 0;
-		nfd = 1 + ctl_pollfds(pfd + 1, CTL_MAX_POLLFDS);
+		for (i = 0; i < nho; i++) {
+			pfd[1 + i].fd = handover_fd(i);
+			pfd[1 + i].events = POLLIN;
+			pfd[1 + i].revents = 0;
+		}
+		nfd = 1 + nho + ctl_pollfds(pfd + 1 + nho, CTL_MAX_POLLFDS);
 		rc = poll(pfd, nfd, poll_timeout(n, util_mono()));
 		if (rc == -1 && errno != EINTR)
 			fatal("poll");
 		if (rc > 0 && pfd[0].revents != 0)
 			read_signals();
+		for (i = 0; rc > 0 && i < nho; i++)
+			if (pfd[1 + i].revents != 0)
+				handover_read(i, online_slot_stats(n->online,
+				    i));
 		if (rc > 0)
-			ctl_events(pfd + 1, nfd - 1);
+			ctl_events(pfd + 1 + nho, nfd - 1 - nho);
 		else
-			ctl_events(pfd + 1, 0);
+			ctl_events(pfd + 1 + nho, 0);
 		/* a SIGCHLD may have been merged with another signal */
 		reap(n);
 		t = util_mono();
@@ -569,6 +593,7 @@ master_run(struct node *n)
 		}
 	}
 	ctl_shutdown();
+	handover_shutdown();
 	close(sigfd);
 	sigfd = -1;
 	free(slots);

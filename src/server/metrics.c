@@ -47,6 +47,16 @@ static const struct {
 	    offsetof(struct online_slot_stats, errors) },
 	{ "chatd_respawns_total", "Worker processes that ended and were "
 	    "replaced.", offsetof(struct online_slot_stats, respawns) },
+	{ "chatd_handovers_total", "Dead workers whose connections were "
+	    "kept open for their replacement.",
+	    offsetof(struct online_slot_stats, handovers) },
+	{ "chatd_adopted_total", "Connections a new worker adopted, with "
+	    "their sessions, from a dead one.",
+	    offsetof(struct online_slot_stats, adopted) },
+	{ "chatd_handover_failed_total", "Connections of a dead worker "
+	    "closed instead of adopted (it died again soon after adopting, "
+	    "or adoption failed).",
+	    offsetof(struct online_slot_stats, handover_failed) },
 	{ "chatd_bus_rejected_total", "Redis items refused: bad signature, "
 	    "too old or replayed.",
 	    offsetof(struct online_slot_stats, bus_rejected) },

@@ -23,6 +23,7 @@
 #include "chat.h"
 #include "conn.h"
 #include "guard.h"
+#include "handover.h"
 #include "log.h"
 #include "proto.h"
 #include "pubsub.h"
@@ -58,6 +59,7 @@ static struct chanq	*chanqs;
 static char		*chan_rbuf;
 static ev_io		 accept_io, chan_io, auth_io, storeq_io, master_io;
 static ev_io		 ws_accept_io;	/* websocket_listen, if set */
+static ev_io		 ho_io;		/* the master's socket, when full */
 static ev_timer		 accept_retry, stop_timer;
 static ev_timer		 health_timer;	/* heartbeat, store and Redis state */
 static int		 health_ticks;
@@ -153,6 +155,112 @@ chan_read_cb(struct ev_loop *l, ev_io *w, int revents)
 				    sizeof(h));
 		}
 	}
+}
+
+/* ---- crash handover (handover.h) -------------------------------------- */
+
+static void
+ho_write_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	if (handover_flush() != HO_QUEUED)
+		ev_io_stop(l, w);
+}
+
+static int
+ho_keep(struct conn *c, const void *state, size_t len)
+{
+	switch (handover_keep(c->id, c->fd, state, len)) {
+	case HO_QUEUED:
+		ev_io_start(loop, &ho_io);
+		/* FALLTHROUGH */
+	case HO_SENT:
+		c->handed = 1;
+		return 0;
+	case HO_FAILED:
+		break;
+	}
+	return -1;
+}
+
+static void
+ho_drop(struct conn *c)
+{
+	switch (handover_drop(c->id)) {
+	case HO_QUEUED:
+		ev_io_start(loop, &ho_io);
+		break;
+	case HO_FAILED:
+		/* the socket is shut down on close: the copy is harmless */
+		log_warnx("handover: connection %u not dropped by the master",
+		    c->id);
+		break;
+	case HO_SENT:
+		break;
+	}
+}
+
+/*
+ * The previous worker of this slot died: take its connections over,
+ * under the same ids (messages other workers sent it find them).
+ */
+static void
+adopt_all(void)
+{
+	const struct ho_inherit	*v;
+	struct ho_state		 st;
+	struct conn		*c;
+	uint64_t		 akey;
+	size_t			 n, i, ok = 0, failed = 0;
+	char			 why[128];
+
+	n = handover_inherited(&v);
+	for (i = 0; i < n; i++) {
+		if (v[i].len < sizeof(st)) {
+			close(v[i].fd);
+			(void)handover_drop(v[i].conn);
+			failed++;
+			continue;
+		}
+		memcpy(&st, v[i].state, sizeof(st));
+		akey = guard_addr_key(node->guard, &st.peer, exempt, nexempt);
+		(void)guard_conn_add(node->guard, my_slot, akey, 0);
+		if ((c = conn_adopt(v[i].fd, &st.peer, akey, v[i].conn)) ==
+		    NULL) {
+			log_warnx("connection %u (user %d) not adopted: out "
+			    "of memory", v[i].conn, (int)st.uid);
+			guard_conn_del(node->guard, my_slot, akey);
+			(void)shutdown(v[i].fd, SHUT_RDWR);
+			close(v[i].fd);
+			(void)handover_drop(v[i].conn);
+			failed++;
+			continue;
+		}
+		if (chat_adopt(c, v[i].state, v[i].len, why, sizeof(why)) ==
+		    -1) {
+			log_notice("connection %u (user %d) not adopted, "
+			    "closed: %s", c->id, (int)st.uid, why);
+			ho_drop(c);
+			conn_close(c, why);
+			failed++;
+			continue;
+		}
+		log_debug("connection %u (user %d) adopted: the request in "
+		    "flight, if any, is lost; input resumes after the next "
+		    "NUL", c->id, (int)st.uid);
+		ok++;
+	}
+	handover_inherited_done();
+	if (handover_flush() == HO_QUEUED)
+		ev_io_start(loop, &ho_io);
+	if (n == 0)
+		return;
+	__atomic_add_fetch(&stats->adopted, ok, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&stats->handover_failed, failed, __ATOMIC_RELAXED);
+	log_notice("adopted %zu connections of the previous worker of this "
+	    "slot%s", ok, failed > 0 ? "; some closed" : "");
+	if (failed > 0)
+		log_notice("%zu connections of the previous worker closed",
+		    failed);
 }
 
 /* ---- accept ------------------------------------------------------------ */
@@ -716,6 +824,8 @@ worker_main(struct node *n, int slot)
 	chenv.node_id = n->cfg.node_id;
 	chenv.to_slot = to_slot;
 	chenv.guard = n->guard;
+	chenv.handover_keep = ho_keep;
+	chenv.handover_drop = ho_drop;
 	if (n->cfg.redis != NULL) {
 		struct pubsub_handler	 psh;
 
@@ -771,12 +881,16 @@ worker_main(struct node *n, int slot)
 	ev_signal_start(loop, &sig_hup);
 	ev_signal_start(loop, &sig_usr1);
 
+	ev_io_init(&ho_io, ho_write_cb, handover_worker_fd(), EV_WRITE);
+	adopt_all();
+
 	log_info("ready (pid %d)", (int)getpid());
 	ev_run(loop, 0);
 
 	/* whoever is still connected is logged out before we go */
 	conn_foreach(close_now, "exit");
 	conn_reap();
+	(void)handover_flush();		/* best effort: the sockets are shut */
 	/* the loop runs a little longer for Redis: nothing else may stop it */
 	ev_prepare_stop(loop, &flush_prep);
 	{

@@ -195,6 +195,12 @@ print_status(json_object *r)
 		printf("health:   ok\n");
 	else
 		printf("health:   FAILING: %s\n", str(h, "reason"));
+	if (get(r, "handover") != NULL)
+		printf("handover: %" PRId64 " dead workers' connections kept, "
+		    "%" PRId64 " adopted, %" PRId64 " closed instead\n",
+		    num(get(r, "handover"), "handovers"),
+		    num(get(r, "handover"), "adopted"),
+		    num(get(r, "handover"), "failed"));
 	nw = ws != NULL ? json_object_array_length(ws) : 0;
 	printf("workers:  %zu\n", nw);
 	printf("  %-4s %-8s %-10s %6s  %-19s  %-7s %s\n", "SLOT", "PID",
@@ -211,12 +217,13 @@ print_status(json_object *r)
 
 static const char *const counters[] = {
 	"accepted", "connections", "logins", "msgs_in", "msgs_out",
-	"offline_stored", "errors", "respawns"
+	"offline_stored", "errors", "respawns", "handovers", "adopted",
+	"handover_failed"
 };
 /* column heads for people, in the same order */
 static const char *const heads[] = {
 	"ACCEPTED", "CONNS", "LOGINS", "MSGS_IN", "MSGS_OUT", "OFFLINE",
-	"ERRORS", "RESPAWNS"
+	"ERRORS", "RESPAWNS", "HANDOVERS", "ADOPTED", "HO_FAILED"
 };
 #define NCOUNTERS	(sizeof(counters) / sizeof(counters[0]))
 

@@ -28,8 +28,11 @@ import unittest
 import chatlib
 
 ACK = 103
+HANDOVER_MARK = -1      # not a msgid: what Peer.read makes of the mark
 FAULT_SECONDS = float(os.environ.get("FAULT_SECONDS", "8"))
 PAIRS = 12
+# kill to new pid; an AddressSanitizer process takes long to tear down
+RESPAWN_MS = 3000 if os.environ.get("CHATD_SANITIZERS", "").strip() else 1000
 INFLIGHT = 4
 
 
@@ -43,6 +46,7 @@ class Peer:
         self.ready = False          # logged in
         self.slot = None
         self.drops = 0
+        self.handovers = 0
 
     def connect(self):
         self.sock = socket.create_connection(("127.0.0.1", self.srv.port), 5)
@@ -83,7 +87,14 @@ class Peer:
         out = []
         while b"\n" in self.buf:
             line, self.buf = self.buf.split(b"\n", 1)
-            out.append(json.loads(line))
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                # a blank or cut line: the mark of a crash handover
+                # (chatd(8)); must not be anything but that
+                if line.strip() and not line.startswith(b"{"):
+                    raise
+                out.append({"msgid": HANDOVER_MARK})
         return out
 
 
@@ -115,6 +126,18 @@ class Faults(unittest.TestCase):
             pending_respawn = None
 
             def on_message(p, m):
+                if m.get("msgid") == HANDOVER_MARK:
+                    # the connection outlived its worker: its input
+                    # resumes after a NUL; what went unanswered goes again
+                    p.handovers += 1
+                    try:
+                        p.sock.send(b"\0")
+                    except OSError:
+                        pass
+                    if p.role == "s":
+                        for msg in unacked[p.uid].values():
+                            p.send(msg)
+                    return
                 if m.get("msgid") == 2:
                     if m.get("errno") != 0:
                         # the dead worker's session may still be seen
@@ -153,8 +176,11 @@ class Faults(unittest.TestCase):
                     msgs = p.read()
                     if msgs is None:
                         p.drops += 1
-                        if p.slot is not None and (kills == 0 or
-                                                   p.slot != last_killed_slot):
+                        # the closing may be seen after the next kill
+                        # (a handover closed at the reap, or a worker
+                        # that took long to die): any recent one counts
+                        if p.slot is not None and time.monotonic() - \
+                                killed_at.get(p.slot, -99) > 3.0:
                             bad_drops.append((p.uid, p.slot))
                         p.sock.close()
                         p.connect()
@@ -162,7 +188,7 @@ class Faults(unittest.TestCase):
                     for m in msgs:
                         on_message(p, m)
 
-            last_killed_slot = None
+            killed_at = {}          # slot -> when it was last killed
             while time.monotonic() < t_end_faults:
                 for s in senders:
                     if s.ready and len(unacked[s.uid]) < INFLIGHT:
@@ -186,7 +212,7 @@ class Faults(unittest.TestCase):
                     slot = random.choice([0, 1])
                     pid = self.worker_pid(srv, slot, peers)
                     if pid:
-                        last_killed_slot = slot
+                        killed_at[slot] = time.monotonic()
                         os.kill(pid, signal.SIGKILL)
                         kills += 1
                         pending_respawn = (pid, now)
@@ -224,7 +250,8 @@ class Faults(unittest.TestCase):
                       "lost": len(lost), "duplicated": len(smid_dups),
                       "redelivered_same_smid": raw_dups, "kills": kills,
                       "respawn_ms": [round(x) for x in respawn_ms],
-                      "drops": sum(p.drops for p in peers)}
+                      "drops": sum(p.drops for p in peers),
+                      "handovers": sum(p.handovers for p in peers)}
             print(json.dumps(report), file=sys.stderr)
             self.assertGreater(kills, 0)
             self.assertGreater(len(acked), 100)
@@ -232,7 +259,7 @@ class Faults(unittest.TestCase):
             self.assertEqual(smid_dups, [], report)
             self.assertEqual(bad_drops, [], "users of a worker that was "
                              "not killed were disconnected")
-            self.assertTrue(all(x < 1000 for x in respawn_ms), report)
+            self.assertTrue(all(x < RESPAWN_MS for x in respawn_ms), report)
 
     def test_sigterm_keeps_acknowledged(self):
         """SIGTERM under acknowledged load: after a restart on the same

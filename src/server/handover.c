@@ -1,0 +1,507 @@
+/*
+ * handover.c - the master's copies of the workers' client sockets, and
+ * the messages that keep them in step (see handover.h).
+ *
+ * Worker -> master, one datagram each:
+ *   HO_KEEP  conn, state record, the socket (SCM_RIGHTS)
+ *   HO_DROP  conn
+ * The master holds, per slot and connection id, the descriptor and the
+ * record.  Nothing flows back: the replacement worker inherits the
+ * descriptors and records through fork(), and keeps the connection ids,
+ * so the table stays valid for it as it is.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "handover.h"
+#include "log.h"
+#include "online.h"
+
+#define HO_KEEP		1
+#define HO_DROP		2
+/* a record's size bound: the state with a name of any configured size */
+#define HO_MAX_RECORD	(64 * 1024)
+#define HO_SOCKBUF	(1024 * 1024)
+
+struct ho_msg {
+	uint32_t	type;
+	uint32_t	conn;
+};
+
+struct held {
+	int	 fd;		/* -1: none */
+	char	*rec;
+	size_t	 len;
+};
+
+struct slot_table {
+	struct held	*v;	/* indexed by connection id */
+	size_t		 cap;
+	size_t		 n;	/* held */
+	double		 adopt_at;	/* a worker adopting started, 0: none */
+};
+
+/* A record the worker could not send yet: its own duplicate and copy. */
+struct qrec {
+	struct ho_msg	 m;
+	struct held	 h;
+};
+
+static int		  nslots;
+static int		(*pairs)[2];	/* [slot][0] master, [1] worker */
+static struct slot_table *tables;
+static char		 *rbuf;
+/* in a worker */
+static int		  my_fd = -1;
+static struct ho_inherit *inherit;
+static size_t		  ninherit;
+static struct qrec	 *queue;
+static size_t		  qhead, qlen, qcap;
+
+int
+handover_init(int n, char *err, size_t errlen)
+{
+	int	 i, sz = HO_SOCKBUF;
+
+	nslots = n;
+	if ((pairs = calloc(n, sizeof(*pairs))) == NULL ||
+	    (tables = calloc(n, sizeof(*tables))) == NULL ||
+	    (rbuf = malloc(sizeof(struct ho_msg) + HO_MAX_RECORD)) == NULL) {
+		snprintf(err, errlen, "handover: out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0, pairs[i]) == -1) {
+			snprintf(err, errlen, "handover socketpair: %s",
+			    strerror(errno));
+			return -1;
+		}
+		/* best effort: a full socket only queues in the worker */
+		(void)setsockopt(pairs[i][1], SOL_SOCKET, SO_SNDBUF, &sz,
+		    sizeof(sz));
+		(void)setsockopt(pairs[i][0], SOL_SOCKET, SO_RCVBUF, &sz,
+		    sizeof(sz));
+	}
+	return 0;
+}
+
+int
+handover_fd(int slot)
+{
+	return pairs[slot][0];
+}
+
+static void
+held_clear(struct held *h)
+{
+	if (h->fd != -1)
+		close(h->fd);
+	free(h->rec);
+	h->fd = -1;
+	h->rec = NULL;
+	h->len = 0;
+}
+
+static int
+table_room(struct slot_table *t, uint32_t conn)
+{
+	struct held	*nv;
+	size_t		 ncap, i;
+
+	if (conn < t->cap)
+		return 0;
+	ncap = t->cap ? t->cap : 1024;
+	while (ncap <= conn)
+		ncap *= 2;
+	if ((nv = reallocarray(t->v, ncap, sizeof(*nv))) == NULL)
+		return -1;
+	for (i = t->cap; i < ncap; i++) {
+		nv[i].fd = -1;
+		nv[i].rec = NULL;
+		nv[i].len = 0;
+	}
+	t->v = nv;
+	t->cap = ncap;
+	return 0;
+}
+
+/* One datagram from slot's worker. */
+static void
+master_record(int slot, const struct ho_msg *m, const char *rec, size_t len,
+    int fd)
+{
+	struct slot_table	*t = &tables[slot];
+	struct held		*h;
+	char			*copy = NULL;
+
+	if (m->type == HO_DROP) {
+		if (m->conn < t->cap && t->v[m->conn].fd != -1) {
+			held_clear(&t->v[m->conn]);
+			t->n--;
+		}
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	if (m->type != HO_KEEP || fd == -1 || len == 0) {
+		log_warnx("handover: bad record (type %u) from worker %d",
+		    m->type, slot);
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	if (table_room(t, m->conn) == -1 || (copy = malloc(len)) == NULL) {
+		/* this one is not handed over if the worker dies */
+		log_warnx("handover: out of memory holding a connection of "
+		    "worker %d", slot);
+		free(copy);
+		close(fd);
+		return;
+	}
+	memcpy(copy, rec, len);
+	h = &t->v[m->conn];
+	if (h->fd != -1)
+		held_clear(h);
+	else
+		t->n++;
+	h->fd = fd;
+	h->rec = copy;
+	h->len = len;
+}
+
+void
+handover_read(int slot, struct online_slot_stats *st)
+{
+	union {
+		struct cmsghdr	 h;
+		char		 b[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	struct msghdr	 mh;
+	struct cmsghdr	*cm;
+	struct iovec	 iov;
+	struct ho_msg	 m;
+	ssize_t		 r;
+	int		 fd;
+
+	for (;;) {
+		memset(&mh, 0, sizeof(mh));
+		iov.iov_base = rbuf;
+		iov.iov_len = sizeof(m) + HO_MAX_RECORD;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = cbuf.b;
+		mh.msg_controllen = sizeof(cbuf.b);
+		r = recvmsg(pairs[slot][0], &mh, MSG_CMSG_CLOEXEC);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			if (errno != EAGAIN)
+				log_warn("handover: reading from worker %d",
+				    slot);
+			return;
+		}
+		fd = -1;
+		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
+		    cm = CMSG_NXTHDR(&mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET &&
+			    cm->cmsg_type == SCM_RIGHTS &&
+			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+		if ((size_t)r < sizeof(m) ||
+		    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+			log_warnx("handover: truncated record from worker %d",
+			    slot);
+			if (fd != -1)
+				close(fd);
+			__atomic_add_fetch(&st->handover_failed, 1,
+			    __ATOMIC_RELAXED);
+			continue;
+		}
+		memcpy(&m, rbuf, sizeof(m));
+		master_record(slot, &m, rbuf + sizeof(m), r - sizeof(m), fd);
+	}
+}
+
+/* Close every copy of slot: nobody will adopt them. */
+static size_t
+table_close(struct slot_table *t)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < t->cap; i++)
+		if (t->v[i].fd != -1) {
+			held_clear(&t->v[i]);
+			n++;
+		}
+	t->n = 0;
+	return n;
+}
+
+size_t
+handover_worker_died(int slot, int stopping, double now,
+    struct online_slot_stats *st)
+{
+	struct slot_table	*t = &tables[slot];
+	size_t			 n;
+
+	handover_read(slot, st);
+	if (stopping) {
+		(void)table_close(t);
+		return 0;
+	}
+	if (t->n == 0) {
+		t->adopt_at = 0;
+		return 0;
+	}
+	if (t->adopt_at > 0 && now - t->adopt_at < HANDOVER_RETRY_SECONDS) {
+		n = table_close(t);
+		log_warnx("worker %d died %.1f s after adopting connections: "
+		    "closing its %zu connections instead of handing them "
+		    "over again", slot, now - t->adopt_at, n);
+		__atomic_add_fetch(&st->handover_failed, n, __ATOMIC_RELAXED);
+		t->adopt_at = 0;
+		return 0;
+	}
+	log_notice("worker %d: %zu connections wait for its replacement; "
+	    "requests it had read and not answered are lost (clients "
+	    "resend), its unwritten output too", slot, t->n);
+	__atomic_add_fetch(&st->handovers, 1, __ATOMIC_RELAXED);
+	return t->n;
+}
+
+void
+handover_spawned(int slot, double now)
+{
+	tables[slot].adopt_at = tables[slot].n > 0 ? now : 0;
+}
+
+void
+handover_shutdown(void)
+{
+	int	 i;
+
+	for (i = 0; i < nslots; i++) {
+		(void)table_close(&tables[i]);
+		free(tables[i].v);
+		close(pairs[i][0]);
+		close(pairs[i][1]);
+	}
+	free(tables);
+	free(pairs);
+	free(rbuf);
+	tables = NULL;
+	pairs = NULL;
+	rbuf = NULL;
+}
+
+/* ---- worker ------------------------------------------------------------ */
+
+void
+handover_child(int slot)
+{
+	struct slot_table	*t;
+	size_t			 k;
+	int			 i;
+
+	for (i = 0; i < nslots; i++) {
+		close(pairs[i][0]);
+		if (i != slot)
+			close(pairs[i][1]);
+	}
+	my_fd = pairs[slot][1];
+	/* the copies of the other slots' sockets are theirs */
+	for (i = 0; i < nslots; i++) {
+		t = &tables[i];
+		if (i == slot)
+			continue;
+		for (k = 0; k < t->cap; k++)
+			if (t->v[k].fd != -1)
+				close(t->v[k].fd);
+	}
+	t = &tables[slot];
+	if (t->n > 0 && (inherit = calloc(t->n, sizeof(*inherit))) != NULL)
+		for (k = 0; k < t->cap; k++) {
+			if (t->v[k].fd == -1)
+				continue;
+			inherit[ninherit].conn = k;
+			inherit[ninherit].fd = t->v[k].fd;
+			inherit[ninherit].state = t->v[k].rec;
+			inherit[ninherit].len = t->v[k].len;
+			ninherit++;
+		}
+	else if (t->n > 0) {
+		/* the master still holds them: closed when this one dies */
+		log_warnx("handover: out of memory; %zu connections not "
+		    "adopted", t->n);
+		for (k = 0; k < t->cap; k++)
+			if (t->v[k].fd != -1)
+				close(t->v[k].fd);
+	}
+}
+
+int
+handover_worker_fd(void)
+{
+	return my_fd;
+}
+
+size_t
+handover_inherited(const struct ho_inherit **v)
+{
+	*v = inherit;
+	return ninherit;
+}
+
+void
+handover_inherited_done(void)
+{
+	int	 i;
+	size_t	 k;
+
+	/* the records were the master's memory, copied by fork */
+	for (i = 0; tables != NULL && i < nslots; i++) {
+		for (k = 0; k < tables[i].cap; k++)
+			free(tables[i].v[k].rec);
+		free(tables[i].v);
+	}
+	free(tables);
+	tables = NULL;
+	free(pairs);
+	pairs = NULL;
+	free(rbuf);
+	rbuf = NULL;
+	free(inherit);
+	inherit = NULL;
+	ninherit = 0;
+}
+
+/* 0 sent, 1 the socket is full, -1 failed for good. */
+static int
+send_one(const struct qrec *q)
+{
+	union {
+		struct cmsghdr	 h;
+		char		 b[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	struct msghdr	 mh;
+	struct cmsghdr	*cm;
+	struct iovec	 iov[2];
+
+	memset(&mh, 0, sizeof(mh));
+	iov[0].iov_base = (void *)&q->m;
+	iov[0].iov_len = sizeof(q->m);
+	iov[1].iov_base = q->h.rec;
+	iov[1].iov_len = q->h.len;
+	mh.msg_iov = iov;
+	mh.msg_iovlen = q->h.len > 0 ? 2 : 1;
+	if (q->h.fd != -1) {
+		memset(&cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf.b;
+		mh.msg_controllen = sizeof(cbuf.b);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &q->h.fd, sizeof(int));
+	}
+	for (;;) {
+		if (sendmsg(my_fd, &mh, MSG_NOSIGNAL) != -1)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == ENOBUFS)
+			return 1;
+		log_warn("handover: passing connection %u to the master",
+		    q->m.conn);
+		return -1;
+	}
+}
+
+enum ho_send
+handover_flush(void)
+{
+	while (qhead < qlen) {
+		if (send_one(&queue[qhead]) == 1)
+			return HO_QUEUED;
+		held_clear(&queue[qhead].h);
+		qhead++;
+	}
+	qhead = qlen = 0;
+	return HO_SENT;
+}
+
+/* Queue a copy of the record (the socket was full, or others wait). */
+static enum ho_send
+enqueue(const struct qrec *q, int fd)
+{
+	struct qrec	*nq, r = *q;
+
+	if (qhead > 0 && qlen == qcap) {
+		memmove(queue, queue + qhead, (qlen - qhead) * sizeof(*queue));
+		qlen -= qhead;
+		qhead = 0;
+	}
+	if (qlen == qcap) {
+		size_t ncap = qcap ? qcap * 2 : 64;
+
+		if ((nq = reallocarray(queue, ncap, sizeof(*nq))) == NULL)
+			return HO_FAILED;
+		queue = nq;
+		qcap = ncap;
+	}
+	r.h.fd = -1;
+	r.h.rec = NULL;
+	/* our own reference: the connection may close before it is sent */
+	if (fd != -1 && (r.h.fd = dup(fd)) == -1)
+		return HO_FAILED;
+	if (q->h.len > 0 && (r.h.rec = malloc(q->h.len)) == NULL) {
+		held_clear(&r.h);
+		return HO_FAILED;
+	}
+	if (q->h.len > 0)
+		memcpy(r.h.rec, q->h.rec, q->h.len);
+	queue[qlen++] = r;
+	return HO_QUEUED;
+}
+
+static enum ho_send
+post(uint32_t type, uint32_t conn, int fd, const void *state, size_t len)
+{
+	struct qrec	 q;
+	int		 rc;
+
+	if (my_fd == -1)
+		return HO_FAILED;
+	if (len > HO_MAX_RECORD)
+		return HO_FAILED;
+	memset(&q, 0, sizeof(q));
+	q.m.type = type;
+	q.m.conn = conn;
+	q.h.fd = fd;
+	q.h.rec = (char *)(uintptr_t)state;
+	q.h.len = len;
+	/* in order: behind what already waits */
+	if (qhead < qlen || (rc = send_one(&q)) == 1)
+		return enqueue(&q, fd);
+	return rc == 0 ? HO_SENT : HO_FAILED;
+}
+
+enum ho_send
+handover_keep(uint32_t conn, int fd, const void *state, size_t len)
+{
+	return post(HO_KEEP, conn, fd, state, len);
+}
+
+enum ho_send
+handover_drop(uint32_t conn)
+{
+	return post(HO_DROP, conn, -1, NULL, 0);
+}

@@ -1,0 +1,108 @@
+/*
+ * handover.h - connections outlive their worker (private to src/server).
+ *
+ * Every logged-in plain-TCP connection of a worker is also held by the
+ * master: the worker passes a duplicate of the socket (SCM_RIGHTS) with
+ * a small state record when the user logs in, and tells the master to
+ * drop it when the session ends.  When the worker dies, the master's
+ * copies keep the sockets open; the replacement inherits them (fork)
+ * with their records and adopts them under the same connection ids.
+ * The master does no client I/O and knows nothing of what a record
+ * means beyond its length.
+ *
+ * One SOCK_SEQPACKET socketpair per slot, both ends kept by the master:
+ * what a worker sent before it died waits there to be read.
+ */
+#ifndef CHATD_HANDOVER_H
+#define CHATD_HANDOVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct online_slot_stats;
+
+/*
+ * A worker that dies again within this many seconds of adopting
+ * connections does not pass them on: they are closed (a request that
+ * crashes every worker must not take the node down in a loop).
+ */
+#define HANDOVER_RETRY_SECONDS	5.0
+
+/*
+ * The state passed with one connection: a fixed part, then name_len
+ * bytes of the user's name.  Written and read by the chat layer
+ * (chat_adopt.c); the master only stores it.
+ */
+#define HANDOVER_STATE_VERSION	1
+#define HO_F_ACK_OFFLINE	0x1	/* "ackoffline" */
+#define HO_F_ACKS		0x2	/* "acks" */
+#define HO_F_TOKEN		0x4	/* asked for resume tokens */
+
+struct ho_state {
+	uint32_t		 version;
+	uint32_t		 conn;		/* id in the worker's table */
+	int32_t			 uid;
+	uint32_t		 flags;
+	uint32_t		 peer_len;	/* of peer */
+	struct sockaddr_storage	 peer;
+	uint32_t		 name_len;	/* bytes after this struct */
+};
+
+/* One connection a new worker inherits. */
+struct ho_inherit {
+	uint32_t	 conn;
+	int		 fd;
+	const char	*state;		/* struct ho_state, then the name */
+	size_t		 len;
+};
+
+/* ---- master ------------------------------------------------------------ */
+
+/* Before the first fork: the socketpairs.  0 or -1 with err. */
+int	handover_init(int nslots, char *err, size_t errlen);
+/* The master's end of slot's pair, to poll for reading. */
+int	handover_fd(int slot);
+/* Read what slot's worker sent (all of it, or as much as is there). */
+void	handover_read(int slot, struct online_slot_stats *st);
+/*
+ * Slot's worker died (stopping: the node is going down).  Reads what it
+ * sent last, then either keeps its connections for the replacement or,
+ * when it died soon after adopting, closes them.  Returns how many the
+ * replacement will adopt.
+ */
+size_t	handover_worker_died(int slot, int stopping, double now,
+	    struct online_slot_stats *st);
+/* A worker was forked for slot (in the master): it adopts what is held. */
+void	handover_spawned(int slot, double now);
+/* The master exits: every copy is closed. */
+void	handover_shutdown(void);
+
+/* ---- worker ------------------------------------------------------------ */
+
+/*
+ * In the freshly forked worker of slot: close what belongs to the
+ * master and the other slots; keep this slot's inheritance.
+ */
+void	handover_child(int slot);
+/* The worker's end (to wait for it to be writable when HO_QUEUED). */
+int	handover_worker_fd(void);
+/* The connections to adopt (valid until handover_inherited_done). */
+size_t	handover_inherited(const struct ho_inherit **v);
+void	handover_inherited_done(void);
+
+enum ho_send {
+	HO_SENT,		/* with the master, or nothing to send */
+	HO_QUEUED,		/* the socket is full: flush when writable */
+	HO_FAILED		/* not passed (no memory, too large) */
+};
+
+/* Pass conn's socket and state to the master (replacing any before). */
+enum ho_send handover_keep(uint32_t conn, int fd, const void *state,
+	    size_t len);
+/* conn's session ended: the master closes its copy. */
+enum ho_send handover_drop(uint32_t conn);
+/* Send what is queued. */
+enum ho_send handover_flush(void);
+
+#endif
