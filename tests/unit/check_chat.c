@@ -460,10 +460,30 @@ START_TEST(chat_live)
 }
 END_TEST
 
+/* Log cl in as id: its login answer holds one offline chat, text from. */
+static void
+login_one_offline(struct client *cl, int32_t id, const char *text,
+    int32_t from)
+{
+	struct json_object	*o, *msgs, *m;
+
+	o = login(cl, id, ERR_OK);
+	ck_assert(json_object_object_get_ex(o, "offlinemsg", &msgs));
+	ck_assert_int_eq(json_object_array_length(msgs), 1);
+	/* each one the forwarded object's text */
+	m = json_tokener_parse(json_object_get_string(
+	    json_object_array_get_idx(msgs, 0)));
+	ck_assert_ptr_nonnull(m);
+	ck_assert_str_eq(jstr(m, "msg"), text);
+	ck_assert_int_eq(jint(m, "id"), from);
+	json_object_put(m);
+	json_object_put(o);
+}
+
 START_TEST(chat_offline)
 {
 	struct client		*a, *b;
-	struct json_object	*o, *msgs, *m;
+	struct json_object	*o, *msgs;
 	int32_t			 ida, idb;
 
 	a = user_new("erin", &ida);
@@ -471,17 +491,7 @@ START_TEST(chat_offline)
 	idb = reg(b, "frank");
 	chat_to(a, ida, idb, "while you were out");
 	sync_ok(a);		/* stored: no error */
-	o = login(b, idb, ERR_OK);
-	ck_assert(json_object_object_get_ex(o, "offlinemsg", &msgs));
-	ck_assert_int_eq(json_object_array_length(msgs), 1);
-	/* each one the forwarded object's text */
-	m = json_tokener_parse(json_object_get_string(
-	    json_object_array_get_idx(msgs, 0)));
-	ck_assert_ptr_nonnull(m);
-	ck_assert_str_eq(jstr(m, "msg"), "while you were out");
-	ck_assert_int_eq(jint(m, "id"), ida);
-	json_object_put(m);
-	json_object_put(o);
+	login_one_offline(b, idb, "while you were out", ida);
 	/* once delivered the stored copy goes: a new login finds none */
 	pump(NULL, 0.1);
 	cli_send(b, "{\"id\":%d,\"msgid\":%d}", (int)idb, MSG_LOGINOUT);
@@ -503,7 +513,6 @@ END_TEST
 START_TEST(store_fails_then_recovers)
 {
 	struct client		*b;
-	struct json_object	*o, *msgs, *m;
 	struct chan_hdr		 h;
 	sqlite3			*db;
 	char			 path[256], *line;
@@ -532,15 +541,7 @@ START_TEST(store_fails_then_recovers)
 	sqlite3_close(db);
 	chat_retry_stores();
 	ck_assert_uint_eq(chat_retry_abandon(), 0);	/* nothing waits */
-	o = login(b, idb, ERR_OK);
-	ck_assert(json_object_object_get_ex(o, "offlinemsg", &msgs));
-	ck_assert_int_eq(json_object_array_length(msgs), 1);
-	m = json_tokener_parse(json_object_get_string(
-	    json_object_array_get_idx(msgs, 0)));
-	ck_assert_ptr_nonnull(m);
-	ck_assert_str_eq(jstr(m, "msg"), "kept for later");
-	json_object_put(m);
-	json_object_put(o);
+	login_one_offline(b, idb, "kept for later", 1);
 	free(line);
 	cli_free(b);
 }
