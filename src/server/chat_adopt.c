@@ -33,14 +33,9 @@ chat_handover_keep(struct conn *c)
 	struct ho_state	 st;
 	struct buf	 b = BUF_INIT;
 
-	/*
-	 * A websocket's framing state is not passed: it is not adopted.
-	 * Nor, for now, a session of a cluster node: test_reliability's
-	 * repeated kills lost an acknowledged group chat there (not yet
-	 * understood), so those connections die with their worker as before.
-	 */
+	/* a websocket's framing state is not passed: it is not adopted */
 	if (chat.handover_keep == NULL || c->tp != NULL || s == NULL ||
-	    s->uid == 0 || chat.pubsub != NULL)
+	    s->uid == 0)
 		return;
 	memset(&st, 0, sizeof(st));
 	st.version = HANDOVER_STATE_VERSION;
