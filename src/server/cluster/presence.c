@@ -178,6 +178,35 @@ presence_setup(struct bus *ps)
 	}
 	if (n > 0)
 		log_info("redis: re-asserting the presence of %zu user(s)", n);
+	/*
+	 * While our presence was unknown (Redis restarted, or away), a node
+	 * that stored a message for one of them could not nudge us: each
+	 * fetches what is stored once the re-assertions are in.
+	 */
+	for (i = 0; ps->h.stored != NULL && i < n; i++)
+		(void)uidset_add(&ps->refetch, v[i]);
+	ps->refetch_at = ev_now(ps->loop) + REFETCH_DELAY;
+	free(v);
+}
+
+/* Once a second: some of the refetches presence_setup asked for. */
+void
+presence_tick(struct bus *ps)
+{
+	int32_t	*v;
+	size_t	 i, n;
+
+	if (ps->refetch.n == 0 || ev_now(ps->loop) < ps->refetch_at ||
+	    (v = uidset_list(&ps->refetch, &n)) == NULL)
+		return;
+	/* bounded per second: each is a store query on the loop */
+	if (n > REFETCH_PER_TICK)
+		n = REFETCH_PER_TICK;
+	for (i = 0; i < n; i++) {
+		uidset_del(&ps->refetch, v[i]);
+		if (uidset_has(&ps->local, v[i]))
+			ps->h.stored(ps->h.arg, v[i]);
+	}
 	free(v);
 }
 

@@ -30,6 +30,8 @@
 #define REAP_SECONDS		5.0	/* look for queues of dead workers */
 #define KEY_TTL_SECONDS		15	/* node and slot keys */
 #define REPLY_TIMEOUT		3.0	/* silent this long: Redis is down */
+#define REFETCH_DELAY		1.0	/* after re-asserting: fetch for local users */
+#define REFETCH_PER_TICK	2000	/* of them per second */
 #define POP_BLOCK_SECONDS	1	/* BLMOVE timeout */
 #define POP_BATCH_N		100	/* items per batch taken */
 #define REAP_BATCH_N		500
@@ -234,6 +236,8 @@ struct bus {
 	struct uidset		 local;		/* claimed here, not released */
 	struct uidset		 unreleased;	/* releases Redis never saw */
 	struct uidset		 nudge_later;	/* nudges Redis never saw */
+	struct uidset		 refetch;	/* local users to fetch for */
+	ev_tstamp		 refetch_at;	/* after a reconnect, from then */
 
 	double			 backoff;
 	ev_timer		 retry;
@@ -313,6 +317,7 @@ void		 uidset_del(struct uidset *, int32_t);
 void		 uidset_clear(struct uidset *);
 int32_t		*uidset_list(const struct uidset *, size_t *);
 void		 presence_setup(struct bus *);
+void		 presence_tick(struct bus *);
 void		 presence_done(struct bus *, struct req *, void *);
 
 /* cache.c */

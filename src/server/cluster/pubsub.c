@@ -664,6 +664,7 @@ tick_cb(struct ev_loop *l, ev_timer *w, int revents)
 	    now - ps->last_heartbeat >= HEARTBEAT_SECONDS - 0.05)
 		heartbeat(ps);
 	queue_tick(ps);
+	presence_tick(ps);
 }
 
 static void
@@ -892,6 +893,7 @@ bus_free(struct bus *ps)
 	uidset_clear(&ps->local);
 	uidset_clear(&ps->unreleased);
 	uidset_clear(&ps->nudge_later);
+	uidset_clear(&ps->refetch);
 	free(ps->host);
 	for (i = 0; ps->sentinels != NULL && i < ps->nsentinels; i++)
 		free(ps->sentinels[i]);
