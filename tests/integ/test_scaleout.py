@@ -253,7 +253,12 @@ class ScaleOut(unittest.TestCase):
         for i, (_, _, replica) in enumerate(bus.pairs):
             self.assertIs(bus.current(i), replica)
         for n in ENV["nodes"]:
-            # one worker per node, which follows each instance's failover
+            # one worker per node, which follows each instance's failover;
+            # a worker learns of an instance's failover at its next lost
+            # link or Sentinel poll, and publishes its counters once a
+            # second: wait for it (bounded)
+            chatlib.wait_for(lambda: metric(
+                n, "chatd_redis_failovers_total") >= INSTANCES, 20, 0.2)
             self.assertEqual(metric(n, "chatd_redis_failovers_total"),
                              INSTANCES, n.node_id)
             self.assertIn("failover", http(n, "/health")[1])
