@@ -49,22 +49,24 @@ int	channel_create(struct channel_set *cs, int nslots, size_t max_msg,
 void	channel_child_init(struct channel_set *cs, int slot);
 void	channel_destroy(struct channel_set *cs);
 
-/*
- * Send one message to slot without blocking.  0 sent, 1 would block
- * (queue it and retry when writable), -1 error (errno; EMSGSIZE when
- * the message can never fit).
- */
-int	channel_send(const struct channel_set *cs, int slot,
+enum chan_send {
+	CHANSEND_OK,		/* sent */
+	CHANSEND_AGAIN,		/* would block: queue it, retry when writable */
+	CHANSEND_ERR		/* errno; EMSGSIZE when it can never fit */
+};
+
+/* Send one message to slot without blocking. */
+enum chan_send channel_send(const struct channel_set *cs, int slot,
 	    const struct chan_hdr *h, const void *payload);
 /*
  * Batches: one datagram holding several records, each a chan_hdr and
  * its payload, back to back (the receiver copies each header out: they
  * are not aligned).  channel_send_batch sends len bytes (at most
- * max_msg) as one datagram: 0 sent, 1 would block, -1 error.
+ * max_msg) as one datagram.
  * channel_recv_batch receives one datagram into buf (cap >= max_msg):
  * its length, 0 when nothing is waiting, -1 on error.
  */
-int	channel_send_batch(const struct channel_set *cs, int slot,
+enum chan_send channel_send_batch(const struct channel_set *cs, int slot,
 	    const void *p, size_t len);
 ssize_t	channel_recv_batch(int fd, void *buf, size_t cap);
 

@@ -14,6 +14,8 @@ uint64_t	util_mono_ms(void);
 uint64_t	util_mono_ns(void);
 /* CLOCK_MONOTONIC_COARSE in seconds: cheap, a few ms of resolution. */
 double		util_mono_coarse(void);
+/* CLOCK_REALTIME in milliseconds: times compared across nodes. */
+int64_t		util_wall_ms(void);
 
 /* Value of one hex digit (either case), or -1. */
 int		util_hexval(int c);

@@ -81,7 +81,7 @@ channel_destroy(struct channel_set *cs)
 	memset(cs, 0, sizeof(*cs));
 }
 
-int
+enum chan_send
 channel_send(const struct channel_set *cs, int slot, const struct chan_hdr *h,
     const void *payload)
 {
@@ -90,11 +90,11 @@ channel_send(const struct channel_set *cs, int slot, const struct chan_hdr *h,
 
 	if (slot < 0 || slot >= cs->nslots) {
 		errno = EINVAL;
-		return -1;
+		return CHANSEND_ERR;
 	}
 	if (sizeof(*h) + h->len > cs->max_msg) {
 		errno = EMSGSIZE;
-		return -1;
+		return CHANSEND_ERR;
 	}
 	iov[0].iov_base = (void *)h;
 	iov[0].iov_len = sizeof(*h);
@@ -104,11 +104,12 @@ channel_send(const struct channel_set *cs, int slot, const struct chan_hdr *h,
 		n = writev(cs->fds[slot][1], iov, h->len ? 2 : 1);
 	} while (n == -1 && errno == EINTR);
 	if (n == -1)
-		return (errno == EAGAIN || errno == ENOBUFS) ? 1 : -1;
-	return 0;
+		return (errno == EAGAIN || errno == ENOBUFS) ? CHANSEND_AGAIN :
+		    CHANSEND_ERR;
+	return CHANSEND_OK;
 }
 
-int
+enum chan_send
 channel_send_batch(const struct channel_set *cs, int slot, const void *p,
     size_t len)
 {
@@ -116,18 +117,19 @@ channel_send_batch(const struct channel_set *cs, int slot, const void *p,
 
 	if (slot < 0 || slot >= cs->nslots) {
 		errno = EINVAL;
-		return -1;
+		return CHANSEND_ERR;
 	}
 	if (len > cs->max_msg) {
 		errno = EMSGSIZE;
-		return -1;
+		return CHANSEND_ERR;
 	}
 	do {
 		n = send(cs->fds[slot][1], p, len, MSG_DONTWAIT);
 	} while (n == -1 && errno == EINTR);
 	if (n == -1)
-		return (errno == EAGAIN || errno == ENOBUFS) ? 1 : -1;
-	return 0;
+		return (errno == EAGAIN || errno == ENOBUFS) ? CHANSEND_AGAIN :
+		    CHANSEND_ERR;
+	return CHANSEND_OK;
 }
 
 ssize_t
@@ -181,7 +183,7 @@ chanq_drain(const struct channel_set *cs, struct chan_queue *cq,
 	struct chan_hdr	 h;
 	const char	*q;
 	size_t		 rec, n, used;
-	int		 rc;
+	enum chan_send	 rc;
 
 	while ((used = buf_used(&cq->q)) >= sizeof(h)) {
 		q = buf_head(&cq->q);
@@ -193,9 +195,9 @@ chanq_drain(const struct channel_set *cs, struct chan_queue *cq,
 				break;
 		}
 		rc = channel_send_batch(cs, cq->slot, q, n);
-		if (rc == 1)
+		if (rc == CHANSEND_AGAIN)
 			return CHANQ_AGAIN;
-		if (rc == -1)
+		if (rc == CHANSEND_ERR)
 			chanq_each(q, n, lost, arg);
 		buf_consume(&cq->q, n);
 	}

@@ -31,16 +31,6 @@
 #define PRUNE_ROWS	10000	/* rows per prune statement */
 #define PRUNE_ROUNDS	10	/* prune statements per round, at most */
 
-/* Wall-clock milliseconds: history is timed across nodes. */
-static int64_t
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct store_hist	*hq;	/* waiting for the next flush */
 static size_t			 hq_n, hq_cap;
 static double			 hq_since;	/* when hq[0] was queued */
@@ -77,7 +67,7 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 	h->sender = sender;
 	h->peer = req->msgid == MSG_ONE_CHAT ? req->toid : 0;
 	h->gid = req->msgid == MSG_GROUP_CHAT ? req->groupid : 0;
-	h->created = now_ms();
+	h->created = util_wall_ms();
 	h->text = text;
 	h->len = len;
 	if (hq_n >= HIST_QUEUE_MAX)
@@ -192,7 +182,7 @@ chat_history_tick(void)
 	if (chat.slot != 0 || (prune_at != 0 && now < prune_at))
 		return;
 	prune_at = now + PRUNE_INTERVAL;
-	cutoff = days == 0 ? INT64_MAX : now_ms() - days * 86400000LL;
+	cutoff = days == 0 ? INT64_MAX : util_wall_ms() - days * 86400000LL;
 	for (i = 0; i < PRUNE_ROUNDS; i++) {
 		if (store_history_prune(chat.store, cutoff, PRUNE_ROWS, &n) !=
 		    STORE_OK) {

@@ -678,7 +678,7 @@ do_kick(struct buf *out, const char *arg)
 	struct chan_hdr		 h;
 	char			*end;
 	long			 uid;
-	int			 rc;
+	enum chan_send		 rc;
 
 	errno = 0;
 	uid = arg != NULL ? strtol(arg, &end, 10) : 0;
@@ -699,11 +699,11 @@ do_kick(struct buf *out, const char *arg)
 	h.from_slot = (uint32_t)env.node->nslots;	/* the master */
 	h.len = 0;
 	rc = channel_send(&env.node->chans, e.slot, &h, "");
-	if (rc == 1) {
+	if (rc == CHANSEND_AGAIN) {
 		reply_error(out, "worker %u is busy; try again", e.slot);
 		return;
 	}
-	if (rc == -1) {
+	if (rc == CHANSEND_ERR) {
 		reply_error(out, "channel to worker %u: %s", e.slot,
 		    strerror(errno));
 		return;

@@ -383,8 +383,8 @@ handover_inherited_done(void)
 	ninherit = 0;
 }
 
-/* 0 sent, 1 the socket is full, -1 failed for good. */
-static int
+/* HO_SENT, HO_QUEUED (the socket is full: not sent yet) or HO_FAILED. */
+static enum ho_send
 send_one(const struct qrec *q)
 {
 	union {
@@ -414,14 +414,14 @@ send_one(const struct qrec *q)
 	}
 	for (;;) {
 		if (sendmsg(my_fd, &mh, MSG_NOSIGNAL) != -1)
-			return 0;
+			return HO_SENT;
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == ENOBUFS)
-			return 1;
+			return HO_QUEUED;
 		log_warn("handover: passing connection %u to the master",
 		    q->m.conn);
-		return -1;
+		return HO_FAILED;
 	}
 }
 
@@ -429,7 +429,7 @@ enum ho_send
 handover_flush(void)
 {
 	while (qhead < qlen) {
-		if (send_one(&queue[qhead]) == 1)
+		if (send_one(&queue[qhead]) == HO_QUEUED)
 			return HO_QUEUED;
 		held_clear(&queue[qhead].h);
 		qhead++;
@@ -476,7 +476,7 @@ static enum ho_send
 post(uint32_t type, uint32_t conn, int fd, const void *state, size_t len)
 {
 	struct qrec	 q;
-	int		 rc;
+	enum ho_send	 rc;
 
 	if (my_fd == -1)
 		return HO_FAILED;
@@ -489,9 +489,9 @@ post(uint32_t type, uint32_t conn, int fd, const void *state, size_t len)
 	q.h.rec = (char *)(uintptr_t)state;
 	q.h.len = len;
 	/* in order: behind what already waits */
-	if (qhead < qlen || (rc = send_one(&q)) == 1)
+	if (qhead < qlen || (rc = send_one(&q)) == HO_QUEUED)
 		return enqueue(&q, fd);
-	return rc == 0 ? HO_SENT : HO_FAILED;
+	return rc;
 }
 
 enum ho_send

@@ -287,7 +287,8 @@ static void
 send_config(struct node *n)
 {
 	struct chan_hdr	 h;
-	int		 i, rc;
+	enum chan_send	 rc;
+	int		 i;
 
 	memset(&h, 0, sizeof(h));
 	h.type = CHAN_CONFIG;
@@ -302,9 +303,9 @@ send_config(struct node *n)
 			continue;
 		}
 		rc = channel_send(&n->chans, i, &h, buf_head(&cfg_msg));
-		if (rc == 1)
+		if (rc == CHANSEND_AGAIN)
 			continue;
-		if (rc == -1)
+		if (rc == CHANSEND_ERR)
 			log_warn("configuration to worker %d (restart it to "
 			    "apply the reload)", i);
 		slots[i].cfg_pending = 0;

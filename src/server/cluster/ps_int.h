@@ -335,6 +335,9 @@ void		 queue_publish_done(struct bus *, struct req *, void *);
 void		 queue_wait_done(struct bus *, struct req *, void *);
 void		 queue_flush(struct bus *);
 void		 queue_resend(struct bus *);
+/* publish.c: once a second, and at exit */
+void		 publish_tick(struct bus *);
+void		 publish_free(struct bus *);
 void		 queue_tick(struct bus *);
 void		 queue_free(struct bus *);
 void		 queue_reap(struct bus *, const char *);

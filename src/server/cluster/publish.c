@@ -1,0 +1,552 @@
+/*
+ * publish.c - publishing into other workers' queues (protocol in
+ * include/pubsub.h): the publishes of one loop iteration batched per
+ * destination, their answers, the ones sent again after a lost answer,
+ * and the nudges kept while Redis is away.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "busitem.h"
+#include "log.h"
+#include "ps_int.h"
+#include "util.h"
+
+/* ---- publishing --------------------------------------------------------- */
+
+static void
+pub_answer(struct pubreq *p, long receivers)
+{
+	if (p->cb != NULL)
+		p->cb(p->arg, p->uid, receivers, p->item + p->off + p->uidlen,
+		    p->ilen - p->off - p->uidlen);
+	free(p->item);
+	free(p->queue);
+	p->item = NULL;
+	p->queue = NULL;
+}
+
+/*
+ * A publish that failed: its caller hears -1.  A nudge (a uid and no
+ * line) has no caller: its user is nudged again once Redis is back, or
+ * a user online on another node would find what was stored meanwhile
+ * only at the next login.
+ */
+static void
+pub_fail(struct bus *ps, struct pubreq *p)
+{
+	if (p->item != NULL && p->ilen == p->off + p->uidlen &&
+	    !ps->exiting)
+		(void)uidset_add(&ps->nudge_later, p->uid);
+	pub_answer(p, -1);
+}
+
+static int
+pub_append(struct pubreq **v, size_t *n, size_t *cap, const struct pubreq *p)
+{
+	struct pubreq	*nv;
+	size_t		 ncap;
+
+	if (*n == *cap) {
+		ncap = *cap ? *cap * 2 : 64;
+		if ((nv = reallocarray(*v, ncap, sizeof(*nv))) == NULL)
+			return -1;
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = *p;
+	return 0;
+}
+
+/* Sign "<uid>[ <line>]" and add it to this round's batch. */
+static int
+pub_add(struct bus *ps, int32_t uid, const char *line, size_t len,
+    pubsub_publish_cb *cb, void *arg)
+{
+	struct pubreq	 p;
+	char		*body;
+	int		 n;
+
+	memset(&p, 0, sizeof(p));
+	n = snprintf(NULL, 0, line != NULL ? "%d " : "%d", (int)uid);
+	if ((body = malloc((size_t)n + len + 1)) == NULL)
+		return -1;
+	snprintf(body, (size_t)n + 1, line != NULL ? "%d " : "%d", (int)uid);
+	if (line != NULL)
+		memcpy(body + n, line, len);
+	p.uid = uid;
+	p.uidlen = (size_t)n;
+	p.cb = cb;
+	p.arg = arg;
+	if (busauth_sign(ps->auth, util_wall_ms(), body, (size_t)n + len, &p.item,
+	    &p.ilen, &p.off) == -1) {
+		free(body);
+		return -1;
+	}
+	free(body);
+	if (pub_append(&ps->batch, &ps->nbatch, &ps->batch_cap, &p) == -1) {
+		free(p.item);
+		return -1;
+	}
+	if (!ev_is_active(&ps->flush))
+		ev_prepare_start(ps->loop, &ps->flush);
+	return 0;
+}
+
+static void	pub_send(struct bus *, struct req *);
+static void	wait_kick(struct bus *);
+
+/* One RPUSH of k publishes (taken) into queue q, a cached destination. */
+static void
+push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
+{
+	struct req	 *r;
+	const char	**a;
+	size_t		 *al, i;
+
+	a = calloc(k + 2, sizeof(*a));
+	al = calloc(k + 2, sizeof(*al));
+	if ((r = req_new(ps, REQ_PUSH, SCRIPT_NONE)) == NULL || a == NULL ||
+	    al == NULL) {
+		for (i = 0; i < k; i++)
+			pub_fail(ps, &pubs[i]);
+		free(pubs);
+		req_free(r);
+		free(a);
+		free(al);
+		return;
+	}
+	r->pubs = pubs;
+	r->npubs = k;
+	a[0] = "RPUSH";
+	al[0] = 5;
+	a[1] = q;
+	al[1] = strlen(q);
+	for (i = 0; i < k; i++) {
+		a[2 + i] = pubs[i].item;
+		al[2 + i] = pubs[i].ilen;
+	}
+	if (req_args(r, (int)k + 2, a, al) == -1)
+		req_fail(ps, r);
+	else
+		pub_send(ps, r);
+	free(a);
+	free(al);
+}
+
+/*
+ * Publishes to users whose queue is cached, and fan-out items (their
+ * queue is known), go out as one RPUSH per queue; the others stay in
+ * the batch, for the script.
+ */
+static void
+flush_cached(struct bus *ps)
+{
+	struct group {
+		const char	*q;
+		struct pubreq	*v;
+		size_t		 n, cap;
+	}		*g = NULL, *ng;
+	size_t		 ng_n = 0, i, j, kept = 0;
+	const char	*q;
+	ev_tstamp	 now = ev_now(ps->loop);
+
+	for (i = 0; i < ps->nbatch; i++) {
+		q = ps->batch[i].queue;
+		if (q == NULL && (q = pcache_get(&ps->cache, ps->batch[i].uid,
+		    now)) == NULL)
+			goto keep;
+		/* cached names are interned; fan-out ones are not */
+		for (j = 0; j < ng_n && g[j].q != q && strcmp(g[j].q, q) != 0;
+		    j++)
+			;
+		if (j == ng_n) {
+			if ((ng = reallocarray(g, ng_n + 1, sizeof(*g))) ==
+			    NULL)
+				goto keep;
+			g = ng;
+			memset(&g[j], 0, sizeof(g[j]));
+			g[j].q = q;
+			ng_n++;
+		}
+		if (pub_append(&g[j].v, &g[j].n, &g[j].cap, &ps->batch[i]) ==
+		    0)
+			continue;
+ keep:
+		/* a fan-out item has no presence key for the script */
+		if (ps->batch[i].queue != NULL)
+			pub_answer(&ps->batch[i], -1);
+		else
+			ps->batch[kept++] = ps->batch[i];
+	}
+	ps->nbatch = kept;
+	for (j = 0; j < ng_n; j++)
+		push(ps, g[j].q, g[j].v, g[j].n);
+	free(g);
+}
+
+/* Send the publishes of this round, PUBLISH_BATCH_N per script call. */
+void
+queue_flush(struct bus *ps)
+{
+	struct req	 *r;
+	const char	**a;
+	size_t		 *al, i, k, done = 0;
+	char		 *kbuf, nk[16];
+
+	ev_prepare_stop(ps->loop, &ps->flush);
+	wait_kick(ps);
+	flush_cached(ps);
+	while (done < ps->nbatch) {
+		k = ps->nbatch - done;
+		if (k > PUBLISH_BATCH_N)
+			k = PUBLISH_BATCH_N;
+		a = calloc(2 * k + 1, sizeof(*a));
+		al = calloc(2 * k + 1, sizeof(*al));
+		kbuf = malloc(k * 24);
+		r = req_new(ps, REQ_PUBLISH, SCRIPT_PUBLISH);
+		if (r != NULL)
+			r->pubs = calloc(k, sizeof(*r->pubs));
+		if (a == NULL || al == NULL || kbuf == NULL || r == NULL ||
+		    r->pubs == NULL) {
+			free(a);
+			free(al);
+			free(kbuf);
+			req_free(r);
+			for (i = done; i < done + k; i++)
+				pub_fail(ps, &ps->batch[i]);
+			done += k;
+			continue;
+		}
+		memcpy(r->pubs, ps->batch + done, k * sizeof(*r->pubs));
+		r->npubs = k;
+		a[0] = nk;
+		al[0] = snprintf(nk, sizeof(nk), "%zu", k);
+		for (i = 0; i < k; i++) {
+			a[1 + i] = kbuf + i * 24;
+			al[1 + i] = snprintf(kbuf + i * 24, 24, "chatd:on:%d",
+			    (int)r->pubs[i].uid);
+			a[1 + k + i] = r->pubs[i].item;
+			al[1 + k + i] = r->pubs[i].ilen;
+		}
+		if (req_args(r, (int)(2 * k + 1), a, al) == -1)
+			req_fail(ps, r);
+		else
+			pub_send(ps, r);
+		free(a);
+		free(al);
+		free(kbuf);
+		done += k;
+	}
+	ps->nbatch = 0;
+}
+
+/* What the answer to a batch says: each pubreq's res, and the cache. */
+static enum pub_outcome
+pub_record(struct bus *ps, struct req *r, redisReply *rep)
+{
+	ev_tstamp	 now = ev_now(ps->loop);
+	size_t		 i;
+
+	if (r->kind == REQ_PUSH && rep != NULL &&
+	    rep->type == REDIS_REPLY_INTEGER) {
+		for (i = 0; i < r->npubs; i++)
+			r->pubs[i].res = 1;
+		return PUB_OK;
+	}
+	if (r->kind == REQ_PUBLISH && rep != NULL &&
+	    rep->type == REDIS_REPLY_ARRAY && rep->elements == r->npubs) {
+		/* each: the queue it went to (cached), or 0 */
+		for (i = 0; i < r->npubs; i++) {
+			if (rep->element[i]->type == REDIS_REPLY_STRING) {
+				pcache_put(&ps->cache, r->pubs[i].uid,
+				    rep->element[i]->str, rep->element[i]->len,
+				    now);
+				r->pubs[i].res = 1;
+			} else
+				r->pubs[i].res = rep->element[i]->type ==
+				    REDIS_REPLY_INTEGER ?
+				    (long)rep->element[i]->integer : -1;
+		}
+		return PUB_OK;
+	}
+	if (rep == NULL && r->sent && !ps->exiting)
+		return PUB_LOST;
+	return PUB_FAILED;
+}
+
+/* Answer a batch's callers, or keep it to be sent again (takes r). */
+static void
+pub_finish(struct bus *ps, struct req *r, enum pub_outcome o)
+{
+	ev_tstamp	 now = ev_now(ps->loop);
+	size_t		 i;
+	int		 lost = 0;
+
+	if (o == PUB_LOST && ps->exiting)
+		o = PUB_FAILED;
+	if (o == PUB_OK) {
+		for (i = 0; i < r->npubs; i++)
+			pub_answer(&r->pubs[i], r->pubs[i].res);
+	} else if (o == PUB_LOST) {
+		/* sent, answer lost: maybe queued; send the same bytes again */
+		for (i = 0; i < r->npubs; i++) {
+			if (r->pubs[i].since == 0)
+				r->pubs[i].since = now;
+			if (pub_append(&ps->resend, &ps->nresend,
+			    &ps->resend_cap, &r->pubs[i]) == 0) {
+				r->pubs[i].item = NULL;
+				r->pubs[i].queue = NULL;
+			}
+			else
+				lost = 1;
+		}
+		for (i = 0; lost && i < r->npubs; i++)
+			if (r->pubs[i].item != NULL)
+				pub_fail(ps, &r->pubs[i]);
+	} else {
+		for (i = 0; i < r->npubs; i++)
+			pub_fail(ps, &r->pubs[i]);
+	}
+	req_free(r);
+}
+
+/*
+ * Sentinel mode: a batch counts as queued once a replica has it, so a
+ * failover cannot lose it; until then it is sent again after a lost
+ * link (the receiver drops a copy it already handed off).  One WAIT at
+ * a time covers every batch answered before it was sent.  A WAIT that
+ * saw no replica (the primary lost its replica, e.g. just after a
+ * failover) lets its batches go on, counted, and no WAIT is sent for
+ * NO_REPLICA_SECONDS: availability first while there is no replica.
+ */
+static void
+wait_kick(struct bus *ps)
+{
+	struct req	*w, *r;
+	const char	*a[3];
+	char		 ms[16];
+
+	if (ps->wait_out != NULL || ps->unconf == NULL)
+		return;
+	snprintf(ms, sizeof(ms), "%d", WAIT_REPLICA_MS);
+	a[0] = "WAIT";
+	a[1] = "1";
+	a[2] = ms;
+	if ((w = req_new(ps, REQ_WAITREPL, SCRIPT_NONE)) == NULL ||
+	    req_strs(w, 3, a) == -1 || req_send(ps, w) == -1) {
+		req_free(w);
+		/* no link to ask on: they may be lost with the primary */
+		while ((r = ps->unconf) != NULL) {
+			ps->unconf = r->next;
+			pub_finish(ps, r, w == NULL ? PUB_OK : PUB_LOST);
+		}
+		return;
+	}
+	w->held = ps->unconf;
+	ps->unconf = NULL;
+	ps->wait_out = w;
+}
+
+/* Answers to a batch of publishes (takes r). */
+void
+queue_publish_done(struct bus *ps, struct req *r, void *reply)
+{
+	enum pub_outcome o = pub_record(ps, r, reply);
+
+	if (ps->master != NULL && o == PUB_OK) {
+		if (ev_now(ps->loop) < ps->no_replica_until)
+			ps->unreplicated++;
+		else {
+			/*
+			 * WAIT from the flush, once every answer read with
+			 * this one is in: one WAIT covers them all
+			 */
+			r->next = ps->unconf;
+			ps->unconf = r;
+			if (!ev_is_active(&ps->flush))
+				ev_prepare_start(ps->loop, &ps->flush);
+			return;
+		}
+	}
+	pub_finish(ps, r, o);
+}
+
+void
+queue_wait_done(struct bus *ps, struct req *w, void *reply)
+{
+	redisReply	*rep = reply;
+	struct req	*r;
+	enum pub_outcome o = rep == NULL ? PUB_LOST : PUB_OK;
+
+	if (ps->wait_out == w)
+		ps->wait_out = NULL;
+	if (rep != NULL && rep->type == REDIS_REPLY_INTEGER &&
+	    rep->integer < 1 && !ps->exiting) {
+		ps->no_replica_until = ev_now(ps->loop) + NO_REPLICA_SECONDS;
+		log_conn_error(ps, "command", "no replica confirmed the queue "
+		    "(going on without)");
+	}
+	while ((r = w->held) != NULL) {
+		w->held = r->next;
+		if (o == PUB_OK && ev_now(ps->loop) < ps->no_replica_until)
+			ps->unreplicated++;
+		pub_finish(ps, r, o);
+	}
+	req_free(w);
+	wait_kick(ps);
+}
+
+static void
+pub_send(struct bus *ps, struct req *r)
+{
+	if (req_send(ps, r) == -1)
+		req_fail(ps, r);
+}
+
+/* Nudges Redis never saw go now. */
+static void
+nudge_flush(struct bus *ps)
+{
+	int32_t	*v;
+	size_t	 i, n;
+
+	if (ps->nudge_later.n == 0 ||
+	    (v = uidset_list(&ps->nudge_later, &n)) == NULL)
+		return;
+	uidset_clear(&ps->nudge_later);
+	log_info("redis: nudging %zu user(s) whose messages were stored while "
+	    "Redis was away", n);
+	for (i = 0; i < n; i++)
+		if (pub_add(ps, v[i], NULL, 0, NULL, NULL) == -1)
+			(void)uidset_add(&ps->nudge_later, v[i]);
+	free(v);
+}
+
+/*
+ * The cmd connection is back: publishes whose answer was lost go again,
+ * and the nudges that could not be sent.
+ */
+void
+queue_resend(struct bus *ps)
+{
+	size_t	 i;
+
+	nudge_flush(ps);
+	if (ps->nresend == 0)
+		return;
+	log_info("redis: sending %zu publish(es) again whose answer was lost",
+	    ps->nresend);
+	for (i = 0; i < ps->nresend; i++)
+		if (pub_append(&ps->batch, &ps->nbatch, &ps->batch_cap,
+		    &ps->resend[i]) == -1)
+			pub_fail(ps, &ps->resend[i]);
+	ps->nresend = 0;
+	queue_flush(ps);
+}
+
+void
+bus_publish(struct bus *ps, int32_t uid, const char *line, size_t len,
+    pubsub_publish_cb *cb, void *arg)
+{
+	if (pub_add(ps, uid, line, len, cb, arg) == -1 && cb != NULL)
+		cb(arg, uid, -1, line, len);
+}
+
+void
+bus_nudge(struct bus *ps, const int32_t *uids, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (ps->cmd == NULL || !ps->cmd_up ||
+		    pub_add(ps, uids[i], NULL, 0, NULL, NULL) == -1)
+			(void)uidset_add(&ps->nudge_later, uids[i]);
+}
+
+/*
+ * A fan-out item for uids[0..n), all held by the worker of queue: one
+ * signed "<uid>,<uid>,... <line>", pushed with this round's others.
+ * cb hears once, for uids[0] (the caller knows the rest).  0 or -1.
+ */
+int
+bus_push(struct bus *ps, const char *queue, const int32_t *uids, size_t n,
+    const char *line, size_t len, pubsub_publish_cb *cb, void *arg)
+{
+	struct pubreq	 p;
+	char		*body, *at;
+	size_t		 i, hlen;
+
+	if (n == 0)
+		return -1;
+	memset(&p, 0, sizeof(p));
+	if ((body = malloc(n * 12 + len + 1)) == NULL)
+		return -1;
+	for (at = body, i = 0; i < n; i++)
+		at += sprintf(at, i + 1 < n ? "%d," : "%d ", (int)uids[i]);
+	hlen = (size_t)(at - body);
+	memcpy(at, line, len);
+	p.uid = uids[0];
+	p.uidlen = hlen;
+	p.cb = cb;
+	p.arg = arg;
+	if ((p.queue = strdup(queue)) == NULL ||
+	    busauth_sign(ps->auth, util_wall_ms(), body, hlen + len, &p.item,
+	    &p.ilen, &p.off) == -1) {
+		free(p.queue);
+		free(body);
+		return -1;
+	}
+	free(body);
+	if (pub_append(&ps->batch, &ps->nbatch, &ps->batch_cap, &p) == -1) {
+		free(p.item);
+		free(p.queue);
+		return -1;
+	}
+	if (!ev_is_active(&ps->flush))
+		ev_prepare_start(ps->loop, &ps->flush);
+	return 0;
+}
+
+/* Once a second: publishes unanswered for too long go back to -1. */
+void
+publish_tick(struct bus *ps)
+{
+	ev_tstamp	 now = ev_now(ps->loop);
+	size_t		 i, j = 0, gave_up = 0;
+
+	for (i = 0; i < ps->nresend; i++) {
+		if (now - ps->resend[i].since > RESEND_SECONDS) {
+			pub_fail(ps, &ps->resend[i]);
+			gave_up++;
+		} else
+			ps->resend[j++] = ps->resend[i];
+	}
+	ps->nresend = j;
+	if (gave_up > 0)
+		log_warnx("redis: %zu publish(es) unanswered for %.0f s: "
+		    "stored here; a copy may also have been queued", gave_up,
+		    RESEND_SECONDS);
+}
+
+/* At exit: every publisher still waiting hears -1. */
+void
+publish_free(struct bus *ps)
+{
+	size_t	 i;
+
+	for (i = 0; i < ps->nbatch; i++)
+		pub_answer(&ps->batch[i], -1);
+	for (i = 0; i < ps->nresend; i++)
+		pub_answer(&ps->resend[i], -1);
+	free(ps->batch);
+	free(ps->resend);
+	ps->batch = ps->resend = NULL;
+	ps->nbatch = ps->nresend = 0;
+}
