@@ -363,6 +363,7 @@ take_over(struct conn *c, const struct online_entry *e)
 		/* detached first, so that closing it releases nothing */
 		if ((old = session_conn(e->conn, (int32_t)e->uid)) != NULL) {
 			conn_logged_out(old);
+			chat_handover_drop(old);	/* the master's copy */
 			old->sess->uid = 0;
 			conn_close(old, "taken over by a resumed session");
 		}
