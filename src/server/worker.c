@@ -535,7 +535,9 @@ health_cb(struct ev_loop *l, ev_timer *w, int revents)
 		add_since(&stats->bus_unreplicated,
 		    pubsub_unreplicated(pubsub), &unreplicated_seen);
 	}
-	chat_retry_stores();
+	/* not while the last ping failed: each try would wait its timeout */
+	if (__atomic_load_n(&stats->store_ok, __ATOMIC_RELAXED) != 0)
+		chat_retry_stores();
 	chat_history_tick();
 	if (++health_ticks < HEALTH_STORE_TICKS)
 		return;
