@@ -102,6 +102,7 @@ struct config {
 	char	*cluster_key;		/* read from cluster_key_file */
 	char	*cluster_key_old;
 	int	 cluster_max_age;	/* seconds an item stays acceptable */
+	int	 cluster_item_version;	/* newest bus item format written */
 	char	*node_id;		/* default: hostname:port */
 
 	/* operations (served by the master) */

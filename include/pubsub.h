@@ -39,6 +39,14 @@
  * memory of the last 2^18 items): pubsub_rejected() for the metrics.
  * The node name and time inside the MAC are the sender's; whoever
  * holds the key can sign, so the key is what must be kept secret.
+ * Versions: such an item is version 1; "v2 " then "<len>:<item>" for
+ * each of several version 1 items is a version 2 batch (one list
+ * element: pushed, taken and acknowledged as one; each item inside is
+ * checked, handed off and remembered on its own, and when some must
+ * wait, the batch is replaced in P by a batch of those, re-signed).  A
+ * receiver drops (counts, logs once) an item of a version newer than
+ * it reads.  cluster_item_version = 1 writes neither batches nor member
+ * lists, for a cluster that still has nodes of an older release.
  *
  * The queue protocol: at-least-once, removed only after a hand-off.
  *   publish   one script looks up the presence and RPUSHes to Q of the
@@ -49,7 +57,8 @@
  *             chatd:presence, where every claim and release publishes
  *             the uid (PUBLISH as a wake-up for caches, never a copy of
  *             a message): publishes to cached users go as one RPUSH per
- *             destination queue per loop iteration.  A stale entry costs
+ *             destination queue per loop iteration, of one version 2
+ *             batch when there are several.  A stale entry costs
  *             time, not a message: the worker it names stores what is
  *             not for it (and nudges), a dead worker's queue is reaped.
  *             Losing the subscription empties and disables the cache.
@@ -267,7 +276,9 @@ void	pubsub_publish(struct pubsub *ps, int32_t uid, const char *line,
  *            whose answer was lost may be both queued and stored, as
  *            with pubsub_publish.
  * Both may run inside the call (everything cached, out of memory).
- * A rolling upgrade: older nodes drop a list item as malformed (logged).
+ * A rolling upgrade: older nodes drop a list item as malformed (logged);
+ * with cluster_item_version = 1 each user gets an item of its own
+ * instead (all in one RPUSH: one outcome, heard once).
  */
 struct pubsub_fanout {
 	void	(*located)(void *arg, const int32_t *away, size_t naway);

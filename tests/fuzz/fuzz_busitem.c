@@ -6,7 +6,9 @@
  * parsing, age and replay rules behind the MAC are reached; and as a
  * body signed by busauth_sign, which must check as BUS_OK with the same
  * body, then as BUS_REPLAYED once seen.  What a good item points at lies
- * inside the item.
+ * inside the item.  The input is also walked as a version 2 batch
+ * (bus_batch_next): every item it yields lies inside the input, the
+ * walk moves forward and ends.
  */
 #include "config.h"
 
@@ -70,6 +72,24 @@ with_mac(const char *key, const uint8_t *rest, size_t n, size_t *len)
 	return out;
 }
 
+static void
+walk(const char *p, size_t n)
+{
+	const char		*item;
+	size_t			 pos = 0, last = 0, il;
+	enum bus_batch_step	 st;
+
+	CHECK(bus_item_version(p, n) >= 0);
+	while ((st = bus_batch_next(p, n, &pos, &item, &il)) ==
+	    BUS_BATCH_ITEM) {
+		CHECK(item > p && il > 0 && item + il <= p + n);
+		CHECK(pos > last && pos <= n);
+		last = pos;
+		(void)check(item, il);
+	}
+	CHECK(st == BUS_BATCH_END || st == BUS_BATCH_BAD);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {
@@ -87,6 +107,7 @@ LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 	memcpy(p, d, n);
 	CHECK(n >= 64 || check(p, n) == BUS_MALFORMED);
 	(void)check(p, n);
+	walk(p, n);
 	free(p);
 
 	/* behind a good MAC, under the current key and the old one */

@@ -480,6 +480,11 @@ def sign(body, ms=None, key=None, node="test-node"):
     return mac + " " + rest
 
 
+def batch(items):
+    """A version 2 batch (include/pubsub.h) of signed items."""
+    return "v2 " + "".join("%d:%s" % (len(i.encode()), i) for i in items)
+
+
 def chat_line(to, text, frm=1):
     return json.dumps({"id": frm, "msg": text, "msgid": chatlib.ONE_CHAT,
                        "name": "inj", "time": chatlib.now_str(),
@@ -665,31 +670,47 @@ class Reliability(unittest.TestCase):
         self.assertEqual(rejected_total(), before)
 
         # after a failed store: the recipient is not here and MariaDB
-        # does not answer; the item stays in Redis until it is stored
+        # does not answer; the item stays in Redis until it is stored.
+        # The same inside a batch whose other item is handed off at
+        # once: only the waiting one stays (the batch is replaced), so
+        # the live one is not delivered again.
         c.close()
-        off, = users(1)
+        off, off2, live = users(3)
+        c = chatlib.Client(B.port)
+        c.login(live, "pw")
         with open(os.path.join(ENV["db"].dir, "pid")) as f:
             pid = int(f.read())
         os.kill(pid, signal.SIGSTOP)
         try:
             r.cmd("RPUSH", b_queue(), sign("%d %s" % (off, chat_line(
                 off, "after-store"))))
+            r.cmd("RPUSH", b_queue(), batch([
+                sign("%d %s" % (off2, chat_line(off2, "batch-store"))),
+                sign("%d %s" % (live, chat_line(live, "batch-live")))]))
             time.sleep(3.5)
             left = r.cmd("LRANGE", b_queue() + ":p", 0, -1) + \
                 r.cmd("LRANGE", b_queue(), 0, -1)
             self.assertTrue(any(b"after-store" in x for x in left),
                             "the item left Redis without being stored")
+            self.assertTrue(any(b"batch-store" in x for x in left),
+                            "the batch left Redis without being stored")
+            self.assertFalse(any(b"batch-live" in x for x in left),
+                             "the batch's handed-off item was kept")
         finally:
             os.kill(pid, signal.SIGCONT)
         self.assertTrue(chatlib.wait_for(
             lambda: r.cmd("LLEN", b_queue() + ":p") == 0, 15))
-        c = chatlib.Client(ENV["A"].port)
-        r_ = c.login_raw(off, "pw")
-        msgs = [json.loads(t)["msg"] for t in r_.get("offlinemsg", [])]
-        msgs += collect(c, 1.0)
-        self.assertEqual(msgs.count("after-store"), 1, msgs)
+        got = collect(c, 1.0)
+        self.assertEqual(got, ["batch-live"])
         c.close()
-        ROWS.append(("crash points (3 items)", 3, 3, 0, 0, 0, 0, 0))
+        for who, text in ((off, "after-store"), (off2, "batch-store")):
+            c = chatlib.Client(ENV["A"].port)
+            r_ = c.login_raw(who, "pw")
+            msgs = [json.loads(t)["msg"] for t in r_.get("offlinemsg", [])]
+            msgs += collect(c, 1.0)
+            self.assertEqual(msgs.count(text), 1, msgs)
+            c.close()
+        ROWS.append(("crash points (5 items)", 5, 5, 0, 0, 0, 0, 0))
 
     def test_5_forged(self):
         """Forged, stale and replayed items: not delivered, counted."""
@@ -717,6 +738,35 @@ class Reliability(unittest.TestCase):
             'refusing an item from "test-node"'), 1)
         c.close()
         ROWS.append(("forged/altered/stale/replay", 1, 1, 0, 0, 0, 0, 0))
+
+    def test_5f_formats(self):
+        """A batch: each item checked on its own; a newer format dropped."""
+        r = ENV["redis"]
+        uid, = users(1)
+        c = chatlib.Client(ENV["B"].port)
+        c.login(uid, "pw")
+        before = rejected_total()
+        q = b_queue()
+        one = sign("%d %s" % (uid, chat_line(uid, "b-one")))
+        r.cmd("RPUSH", q, batch([
+            one,
+            sign("%d %s" % (uid, chat_line(uid, "b-forged")),
+                 key="not-the-cluster-key-" + "y" * 20),
+            sign("%d %s" % (uid, chat_line(uid, "b-two"))),
+            one]))                                      # replayed inside
+        r.cmd("RPUSH", q, "v9 " + one)                  # a newer release's
+        r.cmd("RPUSH", q, "v2 99999:" + one)            # cut short
+        r.cmd("RPUSH", q, batch([sign("%d %s" % (uid, chat_line(
+            uid, "b-three")))]))
+        got = collect(c, 2.0)
+        self.assertEqual(got, ["b-one", "b-two", "b-three"])
+        self.assertTrue(chatlib.wait_for(
+            lambda: rejected_total() - before == 4, 5),
+            "rejected: %d" % (rejected_total() - before))
+        self.assertEqual(ENV["B"].log_text().count(
+            "format version 9"), 1)
+        self.assertEqual(r.cmd("LLEN", q + ":p"), 0)
+        c.close()
 
     def test_6_node_killed(self):
         """(f) node B killed as a crashed machine; receivers go to A."""

@@ -223,6 +223,78 @@ START_TEST(test_once_per_source)
 }
 END_TEST
 
+/*
+ * Version 2 batches: the items packed come out as they went in, each
+ * still checked on its own; the versions are told apart; a batch cut
+ * short or with a bad length is refused, not read past its end.
+ */
+START_TEST(test_batch)
+{
+	struct busauth	*s = auth(KEY, NULL, "node-a"), *r = auth(KEY, NULL,
+			    "node-b");
+	struct bus_item	 it;
+	const char	*bodies[3] = { "1 {\"a\":1}", "22 x:y 3:z", "7" };
+	const char	*items[3], *p;
+	char		*signed_[3], *batch;
+	size_t		 lens[3], blen, pos = 0, il, i;
+
+	for (i = 0; i < 3; i++) {
+		signed_[i] = sign(s, NOW, bodies[i], &lens[i]);
+		items[i] = signed_[i];
+		ck_assert_int_eq(bus_item_version(items[i], lens[i]), 1);
+	}
+	ck_assert_int_eq(bus_batch_pack(items, lens, 3, &batch, &blen), 0);
+	ck_assert_int_eq(bus_item_version(batch, blen), 2);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(bus_batch_next(batch, blen, &pos, &p, &il),
+		    BUS_BATCH_ITEM);
+		ck_assert_uint_eq(il, lens[i]);
+		ck_assert_mem_eq(p, items[i], il);
+		ck_assert_int_eq(busauth_check(r, NOW, p, il, &it), BUS_OK);
+		ck_assert_mem_eq(it.body, bodies[i], strlen(bodies[i]));
+	}
+	ck_assert_int_eq(bus_batch_next(batch, blen, &pos, &p, &il),
+	    BUS_BATCH_END);
+	/* every cut of the batch: never an item reaching past the cut */
+	for (i = 0; i < blen; i++) {
+		enum bus_batch_step st;
+
+		pos = 0;
+		while ((st = bus_batch_next(batch, i, &pos, &p, &il)) ==
+		    BUS_BATCH_ITEM)
+			ck_assert(p + il <= batch + i);
+	}
+	/* a length beyond the end, none, zero, not a number */
+	pos = 0;
+	ck_assert_int_eq(bus_batch_next("v2 99:abc", 9, &pos, &p, &il),
+	    BUS_BATCH_BAD);
+	pos = 0;
+	ck_assert_int_eq(bus_batch_next("v2 :abc", 7, &pos, &p, &il),
+	    BUS_BATCH_BAD);
+	pos = 0;
+	ck_assert_int_eq(bus_batch_next("v2 0:", 5, &pos, &p, &il),
+	    BUS_BATCH_BAD);
+	pos = 0;
+	ck_assert_int_eq(bus_batch_next("v2 3x", 5, &pos, &p, &il),
+	    BUS_BATCH_BAD);
+	pos = 0;
+	ck_assert_int_eq(bus_batch_next("v3 3:abc", 8, &pos, &p, &il),
+	    BUS_BATCH_BAD);
+	/* versions: newer ones named, junk is 0 */
+	ck_assert_int_eq(bus_item_version("v3 x", 4), 3);
+	ck_assert_int_eq(bus_item_version("v12 x", 5), 12);
+	ck_assert_int_eq(bus_item_version("v x", 3), 0);
+	ck_assert_int_eq(bus_item_version("v3", 2), 0);
+	ck_assert_int_eq(bus_item_version("zz", 2), 0);
+	ck_assert_int_eq(bus_item_version("", 0), 0);
+	for (i = 0; i < 3; i++)
+		free(signed_[i]);
+	free(batch);
+	busauth_free(s);
+	busauth_free(r);
+}
+END_TEST
+
 static Suite *
 busitem_suite(void)
 {
@@ -236,6 +308,7 @@ busitem_suite(void)
 	tcase_add_test(tc, test_rollover);
 	tcase_add_test(tc, test_seen_bounded);
 	tcase_add_test(tc, test_once_per_source);
+	tcase_add_test(tc, test_batch);
 	suite_add_tcase(s, tc);
 	return s;
 }

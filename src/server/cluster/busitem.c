@@ -351,3 +351,78 @@ bus_verdict_str(enum bus_verdict v)
 	}
 	return "?";
 }
+
+/*
+ * Versioned items.  A signed item begins with its hex MAC: the format
+ * of the first releases, read by every release (version 1).  Later
+ * formats begin with "v<n> ", never a hex digit, so that a reader can
+ * tell a newer item (which it leaves to an upgraded node, logged) from
+ * a malformed one.  Version 2, a batch: "v2 " then "<len>:<item>" for
+ * each of its items, every one a version 1 item with its own MAC: one
+ * list element carries a loop iteration's items for one queue, and
+ * each item keeps its identity (a repeat of one is still seen as one).
+ */
+int
+bus_item_version(const char *item, size_t len)
+{
+	int	 v = 0;
+	size_t	 i;
+
+	if (len > 0 && ((item[0] >= '0' && item[0] <= '9') ||
+	    (item[0] >= 'a' && item[0] <= 'f')))
+		return 1;
+	if (len < 3 || item[0] != 'v')
+		return 0;
+	for (i = 1; i < len && i < 6 && item[i] >= '0' && item[i] <= '9'; i++)
+		v = v * 10 + (item[i] - '0');
+	return i > 1 && i < len && item[i] == ' ' ? v : 0;
+}
+
+int
+bus_batch_pack(const char *const *items, const size_t *lens, size_t n, char **out,
+    size_t *outlen)
+{
+	size_t	 i, total = 3, at;
+	char	*s;
+
+	for (i = 0; i < n; i++)
+		total += 21 + lens[i];
+	if ((s = malloc(total + 1)) == NULL)
+		return -1;
+	memcpy(s, "v2 ", 3);
+	at = 3;
+	for (i = 0; i < n; i++) {
+		at += (size_t)sprintf(s + at, "%zu:", lens[i]);
+		memcpy(s + at, items[i], lens[i]);
+		at += lens[i];
+	}
+	s[at] = '\0';
+	*out = s;
+	*outlen = at;
+	return 0;
+}
+
+enum bus_batch_step
+bus_batch_next(const char *batch, size_t len, size_t *pos, const char **item,
+    size_t *ilen)
+{
+	size_t	 p = *pos, n = 0, start;
+
+	if (p == 0) {
+		if (bus_item_version(batch, len) != 2)
+			return BUS_BATCH_BAD;
+		p = 3;
+	}
+	if (p >= len)
+		return BUS_BATCH_END;
+	for (start = p; p < len && batch[p] >= '0' && batch[p] <= '9' &&
+	    n <= len; p++)
+		n = n * 10 + (size_t)(batch[p] - '0');
+	if (p == start || p >= len || batch[p] != ':' || n == 0 ||
+	    n > len - p - 1)
+		return BUS_BATCH_BAD;
+	*item = batch + p + 1;
+	*ilen = n;
+	*pos = p + 1 + n;
+	return BUS_BATCH_ITEM;
+}

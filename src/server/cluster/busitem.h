@@ -11,6 +11,9 @@
 
 struct busauth;
 
+/* The newest item format this release writes and reads (busitem.c). */
+#define BUS_ITEM_VERSION	2
+
 enum bus_verdict {
 	BUS_OK,
 	BUS_MALFORMED,		/* not "<mac> <node> <ms> <id> <body>" */
@@ -56,5 +59,22 @@ void	busauth_seen(struct busauth *a, uint64_t tag);
 int	busauth_first_report(struct busauth *a, const char *src,
 	    size_t srclen);
 const char *bus_verdict_str(enum bus_verdict v);
+
+/*
+ * An item's format version (see busitem.c): 1 for "<mac> ...", n for
+ * "v<n> ...", 0 for neither (malformed).
+ */
+int	bus_item_version(const char *item, size_t len);
+/* A version 2 batch of n signed items, in a new string: 0 or -1. */
+int	bus_batch_pack(const char *const *items, const size_t *lens, size_t n,
+	    char **out, size_t *outlen);
+enum bus_batch_step {
+	BUS_BATCH_ITEM,		/* *item, *ilen: the next one */
+	BUS_BATCH_END,
+	BUS_BATCH_BAD		/* not a version 2 batch, or cut short */
+};
+/* Walk a batch: *pos 0 at first, then as this leaves it. */
+enum bus_batch_step bus_batch_next(const char *batch, size_t len,
+	    size_t *pos, const char **item, size_t *ilen);
 
 #endif

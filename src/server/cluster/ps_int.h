@@ -247,6 +247,7 @@ struct bus {
 
 	char			 last_err[128];	/* rate-limit connect errors */
 	ev_tstamp		 last_err_at;
+	int			 item_version;	/* written: cluster_item_version */
 	int			 exiting;
 	int			 exit_done;
 	int			 draining;

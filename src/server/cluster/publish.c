@@ -102,6 +102,28 @@ pub_add(struct bus *ps, int32_t uid, const char *line, size_t len,
 static void	pub_send(struct bus *, struct req *);
 static void	wait_kick(struct bus *);
 
+/*
+ * The k items of a push (a[2..], al[2..]) as one version 2 batch, one
+ * list element whatever k (so Redis works per batch, not per message),
+ * unless the cluster still has nodes that read only version 1
+ * (cluster_item_version).  *packed is freed by the caller.
+ */
+static int
+pack(struct bus *ps, const char **a, size_t *al, size_t *k, char **packed)
+{
+	size_t	 len;
+
+	if (*k < 2 || ps->item_version < 2)
+		return 0;
+	if (bus_batch_pack(a + 2, al + 2, *k, packed, &len) ==
+	    -1)
+		return -1;
+	a[2] = *packed;
+	al[2] = len;
+	*k = 1;
+	return 0;
+}
+
 /* One RPUSH of k publishes (taken) into queue q, a cached destination. */
 static void
 push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
@@ -109,6 +131,7 @@ push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
 	struct req	 *r;
 	const char	**a;
 	size_t		 *al, i;
+	char		 *packed = NULL;
 
 	a = calloc(k + 2, sizeof(*a));
 	al = calloc(k + 2, sizeof(*al));
@@ -132,10 +155,12 @@ push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
 		a[2 + i] = pubs[i].item;
 		al[2 + i] = pubs[i].ilen;
 	}
-	if (req_args(r, (int)k + 2, a, al) == -1)
+	if (pack(ps, a, al, &k, &packed) == -1 ||
+	    req_args(r, (int)k + 2, a, al) == -1)
 		req_fail(ps, r);
 	else
 		pub_send(ps, r);
+	free(packed);
 	free(a);
 	free(al);
 }
@@ -470,40 +495,24 @@ bus_nudge(struct bus *ps, const int32_t *uids, size_t n)
 			(void)uidset_add(&ps->nudge_later, uids[i]);
 }
 
-/*
- * A fan-out item for uids[0..n), all held by the worker of queue: one
- * signed "<uid>,<uid>,... <line>", pushed with this round's others.
- * cb hears once, for uids[0] (the caller knows the rest).  0 or -1.
- */
-int
-bus_push(struct bus *ps, const char *queue, const int32_t *uids, size_t n,
-    const char *line, size_t len, pubsub_publish_cb *cb, void *arg)
+/* Sign body (the first hlen bytes name uid) for queue, into the batch. */
+static int
+push_add(struct bus *ps, const char *queue, int32_t uid, const char *body,
+    size_t hlen, size_t len, pubsub_publish_cb *cb, void *arg)
 {
 	struct pubreq	 p;
-	char		*body, *at;
-	size_t		 i, hlen;
 
-	if (n == 0)
-		return -1;
 	memset(&p, 0, sizeof(p));
-	if ((body = malloc(n * 12 + len + 1)) == NULL)
-		return -1;
-	for (at = body, i = 0; i < n; i++)
-		at += sprintf(at, i + 1 < n ? "%d," : "%d ", (int)uids[i]);
-	hlen = (size_t)(at - body);
-	memcpy(at, line, len);
-	p.uid = uids[0];
+	p.uid = uid;
 	p.uidlen = hlen;
 	p.cb = cb;
 	p.arg = arg;
 	if ((p.queue = strdup(queue)) == NULL ||
-	    busauth_sign(ps->auth, util_wall_ms(), body, hlen + len, &p.item,
+	    busauth_sign(ps->auth, util_wall_ms(), body, len, &p.item,
 	    &p.ilen, &p.off) == -1) {
 		free(p.queue);
-		free(body);
 		return -1;
 	}
-	free(body);
 	if (pub_append(&ps->batch, &ps->nbatch, &ps->batch_cap, &p) == -1) {
 		free(p.item);
 		free(p.queue);
@@ -512,6 +521,45 @@ bus_push(struct bus *ps, const char *queue, const int32_t *uids, size_t n,
 	if (!ev_is_active(&ps->flush))
 		ev_prepare_start(ps->loop, &ps->flush);
 	return 0;
+}
+
+/*
+ * A fan-out item for uids[0..n), all held by the worker of queue: one
+ * signed "<uid>,<uid>,... <line>", pushed with this round's others.
+ * cb hears once, for uids[0] (the caller knows the rest).  0 or -1.
+ * Writing version 1 only (older nodes in the cluster, which drop member
+ * lists): one "<uid> <line>" each instead, pushed together, cb on the
+ * first (they share one RPUSH, so one outcome).
+ */
+int
+bus_push(struct bus *ps, const char *queue, const int32_t *uids, size_t n,
+    const char *line, size_t len, pubsub_publish_cb *cb, void *arg)
+{
+	char		*body, *at;
+	size_t		 i, hlen;
+	int		 rc = 0;
+
+	if (n == 0)
+		return -1;
+	if ((body = malloc(n * 12 + len + 1)) == NULL)
+		return -1;
+	if (ps->item_version < 2 && n > 1) {
+		for (i = 0; i < n && rc == 0; i++) {
+			hlen = (size_t)sprintf(body, "%d ", (int)uids[i]);
+			memcpy(body + hlen, line, len);
+			rc = push_add(ps, queue, uids[i], body, hlen,
+			    hlen + len, i == 0 ? cb : NULL, arg);
+		}
+		free(body);
+		return rc;
+	}
+	for (at = body, i = 0; i < n; i++)
+		at += sprintf(at, i + 1 < n ? "%d," : "%d ", (int)uids[i]);
+	hlen = (size_t)(at - body);
+	memcpy(at, line, len);
+	rc = push_add(ps, queue, uids[0], body, hlen, hlen + len, cb, arg);
+	free(body);
+	return rc;
 }
 
 /* Once a second: publishes unanswered for too long go back to -1. */

@@ -760,6 +760,8 @@ bus_new(struct ev_loop *loop, const struct config *cfg, int inst,
 		return NULL;
 	}
 	ps->h = *h;
+	ps->item_version = cfg->cluster_item_version > 0 ?
+	    cfg->cluster_item_version : BUS_ITEM_VERSION;
 	/* sentinel mode: sen_cb sets host and port */
 	ps->port = master == NULL ? cfg->redis_ports[inst] : 0;
 	ps->slot = slot;

@@ -127,14 +127,30 @@ ack_send(struct bus *ps, struct ack *k)
 static void
 reject(struct bus *ps, enum bus_verdict v, const struct bus_item *it)
 {
-	const char	*src = v == BUS_MALFORMED ? "?" : it->src;
-	size_t		 sl = v == BUS_MALFORMED ? 1 : it->srclen;
+	const char	*src = v == BUS_MALFORMED || it == NULL ? "?" : it->src;
+	size_t		 sl = v == BUS_MALFORMED || it == NULL ? 1 : it->srclen;
 
 	ps->rejected++;
 	if (busauth_first_report(ps->auth, src, sl))
 		log_warnx("redis: refusing an item from \"%.*s\" in %s: %s "
 		    "(further ones from there are only counted)", (int)sl,
 		    src, ps->queue, bus_verdict_str(v));
+}
+
+/*
+ * An item of a later format than this release reads: dropped, counted,
+ * and said once (a mixed cluster whose newer nodes were not told to
+ * write the older format: cluster_item_version).
+ */
+static void
+newer(struct bus *ps, int v)
+{
+	ps->rejected++;
+	if (busauth_first_report(ps->auth, "\n newer", 7))
+		log_warnx("redis: dropping an item of format version %d in %s "
+		    "(this node reads up to %d): upgrade this node, or set "
+		    "cluster_item_version = %d on the newer ones until it is",
+		    v, ps->queue, BUS_ITEM_VERSION, BUS_ITEM_VERSION);
 }
 
 /*
@@ -245,6 +261,89 @@ hand_off(struct bus *ps, const struct bus_item *it, char **rebody,
 }
 
 /*
+ * Check and hand off one signed (version 1) item.  0: done with it
+ * (handed off, refused, or handed off by us already when resumed);
+ * -1: keep it, as *fresh (re-signed, so that it does not age out
+ * waiting; a list item for those not handed off yet; NULL when out of
+ * memory: then it stays as it is).
+ */
+static int
+take_item(struct bus *ps, const char *s, size_t len, int64_t now,
+    int resumed, char **fresh, size_t *flen)
+{
+	struct bus_item	 it;
+	enum bus_verdict v;
+	char		*rebody;
+	size_t		 rblen = 0, off;
+
+	*fresh = NULL;
+	v = busauth_check(ps->auth, now, s, len, &it);
+	if (v == BUS_REPLAYED && resumed)
+		return 0;	/* its ack was lost */
+	if (v != BUS_OK) {
+		reject(ps, v, &it);
+		return 0;
+	}
+	if (hand_off(ps, &it, &rebody, &rblen) == 0) {
+		busauth_seen(ps->auth, it.tag);
+		return 0;
+	}
+	/* a lost ack offers a whole list item again: a repeat for some */
+	if (busauth_sign(ps->auth, now, rebody != NULL ? rebody : it.body,
+	    rebody != NULL ? rblen : it.blen, fresh, flen, &off) == -1)
+		*fresh = NULL;
+	free(rebody);
+	return -1;
+}
+
+/*
+ * A version 2 batch: each of its items as take_item; -1 with *fresh a
+ * new batch of those kept (or NULL: keep the batch as it is, and its
+ * items already handed off are only acknowledged when offered again).
+ */
+static int
+take_batch(struct bus *ps, const char *s, size_t len, int64_t now,
+    int resumed, char **fresh, size_t *flen)
+{
+	char		**keep = NULL, **nk, *f;
+	size_t		 *klen = NULL, *nl, n = 0, pos = 0, il, fl, i;
+	const char	 *item;
+	enum bus_batch_step st;
+	int		  whole = 0;
+
+	*fresh = NULL;
+	while ((st = bus_batch_next(s, len, &pos, &item, &il)) ==
+	    BUS_BATCH_ITEM) {
+		if (take_item(ps, item, il, now, resumed, &f, &fl) == 0)
+			continue;
+		nk = f != NULL ? reallocarray(keep, n + 1, sizeof(*keep)) :
+		    NULL;
+		if (nk != NULL)
+			keep = nk;
+		nl = nk != NULL ? reallocarray(klen, n + 1, sizeof(*klen)) :
+		    NULL;
+		if (nl == NULL) {
+			free(f);
+			whole = 1;
+			continue;
+		}
+		klen = nl;
+		keep[n] = f;
+		klen[n++] = fl;
+	}
+	if (st == BUS_BATCH_BAD)
+		reject(ps, BUS_MALFORMED, NULL);
+	if (!whole && n > 0 && bus_batch_pack((const char *const *)keep, klen, n, fresh, flen) ==
+	    -1)
+		whole = 1;
+	for (i = 0; i < n; i++)
+		free(keep[i]);
+	free(keep);
+	free(klen);
+	return whole || n > 0 ? -1 : 0;
+}
+
+/*
  * Hand off a batch of items (now in P) and acknowledge it: one script
  * call, sent before the next fetch.  Returns how many were kept.
  */
@@ -252,11 +351,10 @@ static size_t
 handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
 {
 	struct ack	 k;
-	struct bus_item	 it;
-	enum bus_verdict v;
 	int64_t		 now = util_wall_ms();
-	size_t		 i, kept = 0, off, flen, rblen = 0;
-	char		*fresh, *rebody;
+	size_t		 i, kept = 0, flen = 0;
+	char		*fresh;
+	int		 v, rc;
 
 	if (ack_init(&k, n) == -1) {
 		/* nothing handed off: it all stays in P for the next resume */
@@ -267,30 +365,22 @@ handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
 	for (i = 0; i < n; i++) {
 		if (el[i]->type != REDIS_REPLY_STRING)
 			continue;
-		v = busauth_check(ps->auth, now, el[i]->str, el[i]->len, &it);
-		if (v == BUS_REPLAYED && resumed) {
-			/* handed off by us already; its ack was lost */
+		v = bus_item_version(el[i]->str, el[i]->len);
+		if (v > BUS_ITEM_VERSION) {
+			newer(ps, v);
 			ack_del(&k, el[i]->str, el[i]->len);
-		} else if (v != BUS_OK) {
-			reject(ps, v, &it);
+			continue;
+		}
+		rc = v == 2 ? take_batch(ps, el[i]->str, el[i]->len, now,
+		    resumed, &fresh, &flen) : take_item(ps, el[i]->str,
+		    el[i]->len, now, resumed, &fresh, &flen);
+		if (rc == 0)
 			ack_del(&k, el[i]->str, el[i]->len);
-		} else if (hand_off(ps, &it, &rebody, &rblen) == 0) {
-			busauth_seen(ps->auth, it.tag);
-			ack_del(&k, el[i]->str, el[i]->len);
-		} else {
+		else {
 			kept++;
-			/*
-			 * re-signed, so that it does not age out waiting;
-			 * a list item for those not handed off yet (an ack
-			 * that is lost offers the whole item again: a
-			 * repeat for the others, as after any lost ack)
-			 */
-			if (busauth_sign(ps->auth, now, rebody != NULL ?
-			    rebody : it.body, rebody != NULL ? rblen :
-			    it.blen, &fresh, &flen, &off) == 0)
+			if (fresh != NULL)
 				ack_keep(&k, el[i]->str, el[i]->len, fresh,
 				    flen);
-			free(rebody);
 		}
 	}
 	ack_send(ps, &k);
