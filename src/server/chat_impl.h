@@ -140,6 +140,8 @@ void	track_delivered(struct conn *c, int64_t smid);
 /* Live delivery of a stored chat; failure leaves the stored copy. */
 void	deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
 	    int may_publish);
+void	deliver_acked_many(const int32_t *uids, size_t n, int64_t smid,
+	    const char *line, size_t len);
 #define ONE_STORE_ERR	"message could not be stored; send it again later"
 #define ACKED_STORE_ERR	"not stored; send it again later"
 void	handle_one_chat(struct conn *c, const struct proto_req *req);

@@ -195,6 +195,55 @@ deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
 		    NULL);
 }
 
+/* Stored already: whoever is online nowhere finds it at login. */
+static void
+acked_located(void *arg, const int32_t *away, size_t naway)
+{
+}
+
+/* Not queued: told to fetch once Redis is back (acked_published). */
+static void
+acked_fanned(void *arg, const int32_t *failed, size_t nfailed)
+{
+	if (nfailed > 0)
+		pubsub_nudge(chat.pubsub, failed, nfailed);
+}
+
+static const struct pubsub_fanout acked_fanout = {
+	acked_located,
+	acked_fanned
+};
+
+/*
+ * deliver_acked for each of uids[0..n) (an acknowledged group chat):
+ * those on other nodes get one item per destination worker, not one
+ * per member.
+ */
+void
+deliver_acked_many(const int32_t *uids, size_t n, int64_t smid,
+    const char *line, size_t len)
+{
+	struct online_entry	 e;
+	int32_t			*remote = NULL;
+	size_t			 i, nremote = 0;
+
+	if (chat.pubsub != NULL && n > 1)
+		remote = calloc(n, sizeof(*remote));
+	for (i = 0; i < n; i++) {
+		if (remote != NULL && online_get(chat.online, uids[i], &e) !=
+		    0)
+			remote[nremote++] = uids[i];
+		else
+			deliver_acked(uids[i], smid, line, len, 1);
+	}
+	if (nremote == 1)
+		deliver_acked(remote[0], smid, line, len, 1);
+	else if (nremote > 1)
+		pubsub_fanout(chat.pubsub, remote, nremote, line, len,
+		    &acked_fanout, NULL);
+	free(remote);
+}
+
 /*
  * Cluster mode: lines for users who are not on this node go through
  * Redis.  One route per chat request, shared by its publishes; the
@@ -275,7 +324,38 @@ route_published(void *arg, int32_t uid, long receivers, const char *line,
 	route_unref(rt);
 }
 
-/* Publish line to each of uids[0..n) for the sender on c. */
+/*
+ * Several users (a group-management notice): one item per destination
+ * worker (pubsub_fanout).  Those online nowhere, and those whose item
+ * could not be queued, are kept with the route's others, at its end.
+ */
+static void
+route_located(void *arg, const int32_t *away, size_t naway)
+{
+	struct route	*rt = arg;
+
+	memcpy(rt->away + rt->naway, away, naway * sizeof(*away));
+	rt->naway += naway;
+}
+
+static void
+route_fanned(void *arg, const int32_t *failed, size_t nfailed)
+{
+	struct route	*rt = arg;
+
+	route_located(rt, failed, nfailed);
+	route_unref(rt);
+}
+
+static const struct pubsub_fanout route_fanout = {
+	route_located,
+	route_fanned
+};
+
+/*
+ * Publish line to each of uids[0..n) (none of them on this node) for
+ * the sender on c.
+ */
 enum route_result
 route_publish(struct conn *c, int32_t sender, int refmsgid,
     const int32_t *uids, size_t n, const char *line, size_t len,
@@ -298,10 +378,17 @@ route_publish(struct conn *c, int32_t sender, int refmsgid,
 	rt->sender = sender;
 	rt->refmsgid = refmsgid;
 	rt->errtext = errtext;
-	rt->refs = n + 1;	/* ours until every publish is made */
-	for (i = 0; i < n; i++)
-		pubsub_publish(chat.pubsub, uids[i], line, len,
-		    route_published, rt);
+	if (n > 1) {
+		/* away and failed are apart: rt->away has room for both */
+		rt->refs = 2;	/* ours, and the fan-out's end */
+		pubsub_fanout(chat.pubsub, uids, n, line, len, &route_fanout,
+		    rt);
+	} else {
+		rt->refs = n + 1;	/* ours until every publish is made */
+		for (i = 0; i < n; i++)
+			pubsub_publish(chat.pubsub, uids[i], line, len,
+			    route_published, rt);
+	}
 	if (rt->refs == 1) {
 		/* all answered at once (out of memory): nothing to wait for */
 		route_unref(rt);

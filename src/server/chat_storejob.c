@@ -150,7 +150,6 @@ acked_done(struct workq_job *sj)
 {
 	struct acked_job	*j = (struct acked_job *)sj;
 	struct conn		*c = j->c;
-	size_t			 i;
 
 	if (j->err != NULL)
 		log_warnx("%s", j->err);
@@ -160,9 +159,8 @@ acked_done(struct workq_job *sj)
 		/* stored: delivered whether or not the sender is still here */
 		chat_stat(&chat.stats->offline_stored, j->n);
 		chat_history_keep(j->sender, &j->req, &j->line);
-		for (i = 0; i < j->n; i++)
-			deliver_acked(j->to[i], j->smid, buf_head(&j->line),
-			    buf_used(&j->line), 1);
+		deliver_acked_many(j->to, j->n, j->smid, buf_head(&j->line),
+		    buf_used(&j->line));
 	}
 	if (!c->closing) {
 		switch (j->result) {

@@ -23,11 +23,17 @@ configured as redis = sentinel://s1,s2,s3/bus0,bus1.
      each chat once, every offline member finds each stored once; and a
      list item put straight into a worker's queue is delivered to the
      member there and stored for the one who is not, once each.
+  4. a rolling upgrade: a sixth node with cluster_item_version = 1 puts
+     only single-user version 1 items (what older releases read) into
+     another worker's queue, for a group chat and one-to-one chats alike,
+     and each arrives once.
 Needs redis-server and mariadbd: without them SKIPPED (exit 77), except in
 CI (CI=true)."""
 
 import os
 import json
+import re
+import signal
 import sys
 import time
 import unittest
@@ -415,6 +421,73 @@ class FanOut(unittest.TestCase):
         self.assertEqual([t for t in u.backlog if t == "listed"],
                          ["listed"])
         u.c.close()
+
+
+class Compat(unittest.TestCase):
+    """A node with cluster_item_version = 1 (a rolling upgrade) writes
+    only what releases before the fan-out read: one version 1 item per
+    message and per group member, no batch and no member list; every
+    chat still arrives once."""
+
+    ITEM = re.compile(rb"^[0-9a-f]{64} \S+ \d+ \S+ (\d+) ")
+
+    quiet = test_cluster.Cluster.quiet
+    make_group = test_cluster.Cluster.make_group
+
+    @classmethod
+    def setUpClass(cls):
+        e = {"db_query_timeout_ms": 1500, "db_connect_timeout_ms": 1500,
+             "register_rate_per_ip": 0, "cluster_item_version": 1}
+        cls.v1 = cluster.Node(ENV["db"].spec, ENV["bus"], "sov1-%d" %
+                              os.getpid(), workers=1, extra=e)
+        ENV["nodes"].append(cls.v1.start())
+
+    def test_1_one_item_per_member(self):
+        bus, B = ENV["bus"], ENV["nodes"][1]
+        sender = test_cluster.login_on(self.v1.client, "v1s")
+        rcpt = [test_cluster.login_on(B.client, "v1r") for _ in range(3)]
+        gid = self.make_group(sender, rcpt)
+        pres = bus.current(shard(rcpt[0].id)).get("chatd:on:%d" %
+                                                  rcpt[0].id)
+        node, boot, slot, _ = pres.rsplit(" ", 3)
+        q = "chatd:q:%s:%s:%s" % (node, boot, slot)
+        # B's worker holds still (well within its keys' 15 s) so that
+        # the items can be read where it would take them
+        pid = test_reliability.worker_pid(B)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            sent = sender.groupchat(gid, "v1 group")
+            chats = [sender.chat(u.id, "v1 to %d" % u.id) for u in rcpt]
+            want = len(rcpt) * 2
+
+            def items():
+                out = []
+                for i in range(INSTANCES):
+                    out += bus.current(i).cmd("LRANGE", q, 0, -1)
+                return out
+            chatlib.wait_for(lambda: len(items()) >= want, 10)
+            got = items()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assertEqual(len(got), want, got)
+        uids = []
+        for it in got:
+            m = self.ITEM.match(it)
+            self.assertIsNotNone(m, it[:120])
+            body = it[m.end():]
+            uids.append(int(body.split(b" ", 1)[0]))   # one uid, no list
+        self.assertEqual(sorted(uids), sorted([u.id for u in rcpt] * 2))
+        for u, c in zip(rcpt, chats):
+            got = {}
+            for _ in range(2):
+                m = u.c.recv_line(10)
+                m = u.c.parse(m)
+                got[m["msgid"]] = m["msg"]
+            self.assertEqual(got, {GROUP_CHAT: sent["msg"],
+                                   ONE_CHAT: c["msg"]}, u.id)
+        self.quiet(sender, *rcpt)
+        for u in [sender] + rcpt:
+            u.c.close()
 
 
 if __name__ == "__main__":
