@@ -58,7 +58,10 @@
  *             the uid (PUBLISH as a wake-up for caches, never a copy of
  *             a message): publishes to cached users go as one RPUSH per
  *             destination queue per loop iteration, of one version 2
- *             batch when there are several.  A stale entry costs
+ *             batch when there are several; while a push into a queue
+ *             is unanswered, what comes for that queue is held for the
+ *             next (one push out per queue: under load a push carries
+ *             several iterations' publishes, idle nothing waits).  A stale entry costs
  *             time, not a message: the worker it names stores what is
  *             not for it (and nudges), a dead worker's queue is reaped.
  *             Losing the subscription empties and disables the cache.

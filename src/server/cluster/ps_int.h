@@ -165,6 +165,12 @@ struct pcache {
 
 struct busauth;
 
+/* A queue with n pushes unanswered (publish.c). */
+struct pushing {
+	char		*q;
+	int		 n;
+};
+
 /* What became of a batch of publishes. */
 enum pub_outcome {
 	PUB_OK,		/* answered: pubreq.res */
@@ -229,6 +235,10 @@ struct bus {
 	struct req		*reaps;		/* dead queues to reap */
 	struct pubreq		*batch;		/* publishes of this round */
 	size_t			 nbatch, batch_cap;
+	struct pubreq		*held;		/* for a queue whose push is out */
+	size_t			 nheld, held_cap;
+	struct pushing		*pushing;	/* queues with a push out */
+	size_t			 npushing;
 	struct pubreq		*resend;	/* answer lost: send again */
 	size_t			 nresend, resend_cap;
 	ev_prepare		 flush;		/* sends the batch */

@@ -124,6 +124,81 @@ pack(struct bus *ps, const char **a, size_t *al, size_t *k, char **packed)
 	return 0;
 }
 
+/*
+ * At most one push per queue is out at a time: what comes for a queue
+ * meanwhile is held and goes in the next push, when the answer is in.
+ * Under load a push then carries what many loop iterations made (one
+ * Redis command, not one per iteration); when idle nothing waits.
+ */
+static struct pushing *
+pushing_find(struct bus *ps, const char *q)
+{
+	size_t	 i;
+
+	for (i = 0; i < ps->npushing; i++)
+		if (strcmp(ps->pushing[i].q, q) == 0)
+			return &ps->pushing[i];
+	return NULL;
+}
+
+/* 0, or -1 (out of memory: then nothing is held for q). */
+static int
+pushing_add(struct bus *ps, const char *q)
+{
+	struct pushing	*p;
+
+	if ((p = pushing_find(ps, q)) != NULL) {
+		p->n++;
+		return 0;
+	}
+	if ((p = reallocarray(ps->pushing, ps->npushing + 1,
+	    sizeof(*p))) == NULL)
+		return -1;
+	ps->pushing = p;
+	if ((p[ps->npushing].q = strdup(q)) == NULL)
+		return -1;
+	p[ps->npushing++].n = 1;
+	return 0;
+}
+
+/* A push into q was answered (or failed): send what was held for it. */
+static void
+pushing_done(struct bus *ps, const char *q)
+{
+	struct pushing	*p;
+
+	if ((p = pushing_find(ps, q)) == NULL || --p->n > 0)
+		return;
+	free(p->q);
+	*p = ps->pushing[--ps->npushing];
+	if (ps->nheld > 0 && !ev_is_active(&ps->flush))
+		ev_prepare_start(ps->loop, &ps->flush);
+}
+
+/* The held publishes go first (they are older), then this round's. */
+static int
+unhold(struct bus *ps)
+{
+	struct pubreq	*nv;
+	size_t		 ncap;
+
+	if (ps->nheld == 0)
+		return 0;
+	if (ps->nbatch + ps->nheld > ps->batch_cap) {
+		ncap = ps->nbatch + ps->nheld + 64;
+		if ((nv = reallocarray(ps->batch, ncap, sizeof(*nv))) == NULL)
+			return -1;
+		ps->batch = nv;
+		ps->batch_cap = ncap;
+	}
+	memmove(ps->batch + ps->nheld, ps->batch, ps->nbatch *
+	    sizeof(*ps->batch));
+	memcpy(ps->batch, ps->held, ps->nheld * sizeof(*ps->batch));
+	ps->nbatch += ps->nheld;
+	ps->nheld = 0;
+	return 0;
+}
+
 /* One RPUSH of k publishes (taken) into queue q, a cached destination. */
 static void
 push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
@@ -147,6 +222,11 @@ push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
 	}
 	r->pubs = pubs;
 	r->npubs = k;
+	/* its answer (or failure) releases what is held for q */
+	if ((r->queue = strdup(q)) == NULL || pushing_add(ps, q) == -1) {
+		free(r->queue);
+		r->queue = NULL;
+	}
 	a[0] = "RPUSH";
 	al[0] = 5;
 	a[1] = q;
@@ -182,11 +262,17 @@ flush_cached(struct bus *ps)
 	const char	*q;
 	ev_tstamp	 now = ev_now(ps->loop);
 
+	/* held ones stay held if they cannot go first (out of memory) */
+	if (unhold(ps) == -1)
+		return;
 	for (i = 0; i < ps->nbatch; i++) {
 		q = ps->batch[i].queue;
 		if (q == NULL && (q = pcache_get(&ps->cache, ps->batch[i].uid,
 		    now)) == NULL)
 			goto keep;
+		if (pushing_find(ps, q) != NULL && pub_append(&ps->held,
+		    &ps->nheld, &ps->held_cap, &ps->batch[i]) == 0)
+			continue;
 		/* cached names are interned; fan-out ones are not */
 		for (j = 0; j < ng_n && g[j].q != q && strcmp(g[j].q, q) != 0;
 		    j++)
@@ -384,6 +470,12 @@ void
 queue_publish_done(struct bus *ps, struct req *r, void *reply)
 {
 	enum pub_outcome o = pub_record(ps, r, reply);
+
+	if (r->kind == REQ_PUSH && r->queue != NULL) {
+		pushing_done(ps, r->queue);
+		free(r->queue);
+		r->queue = NULL;
+	}
 
 	if (ps->master != NULL && o == PUB_OK) {
 		if (ev_now(ps->loop) < ps->no_replica_until)
@@ -591,10 +683,17 @@ publish_free(struct bus *ps)
 
 	for (i = 0; i < ps->nbatch; i++)
 		pub_answer(&ps->batch[i], -1);
+	for (i = 0; i < ps->nheld; i++)
+		pub_answer(&ps->held[i], -1);
 	for (i = 0; i < ps->nresend; i++)
 		pub_answer(&ps->resend[i], -1);
+	for (i = 0; i < ps->npushing; i++)
+		free(ps->pushing[i].q);
 	free(ps->batch);
+	free(ps->held);
 	free(ps->resend);
-	ps->batch = ps->resend = NULL;
-	ps->nbatch = ps->nresend = 0;
+	free(ps->pushing);
+	ps->batch = ps->resend = ps->held = NULL;
+	ps->pushing = NULL;
+	ps->nbatch = ps->nresend = ps->nheld = ps->npushing = 0;
 }
