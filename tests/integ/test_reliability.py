@@ -716,14 +716,18 @@ class Reliability(unittest.TestCase):
             c.close()
         ROWS.append(("crash points (5 items)", 5, 5, 0, 0, 0, 0, 0))
 
-    def test_5_forged(self):
-        """Forged, stale and replayed items: not delivered, counted."""
-        r = ENV["redis"]
+    @staticmethod
+    def straight_in():
+        """Redis, a user logged in on B, its client, the rejected count
+        so far, B's queue: for items written straight into Redis."""
         uid, = users(1)
         c = chatlib.Client(ENV["B"].port)
         c.login(uid, "pw")
-        before = rejected_total()
-        q = b_queue()
+        return ENV["redis"], uid, c, rejected_total(), b_queue()
+
+    def test_5_forged(self):
+        """Forged, stale and replayed items: not delivered, counted."""
+        r, uid, c, before, q = self.straight_in()
         good = sign("%d %s" % (uid, chat_line(uid, "genuine")))
         r.cmd("RPUSH", q, sign("%d %s" % (uid, chat_line(uid, "forged")),
                                key="not-the-cluster-key-" + "x" * 20))
@@ -745,12 +749,7 @@ class Reliability(unittest.TestCase):
 
     def test_5f_formats(self):
         """A batch: each item checked on its own; a newer format dropped."""
-        r = ENV["redis"]
-        uid, = users(1)
-        c = chatlib.Client(ENV["B"].port)
-        c.login(uid, "pw")
-        before = rejected_total()
-        q = b_queue()
+        r, uid, c, before, q = self.straight_in()
         one = sign("%d %s" % (uid, chat_line(uid, "b-one")))
         r.cmd("RPUSH", q, batch([
             one,
