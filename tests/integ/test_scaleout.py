@@ -480,10 +480,9 @@ class Compat(unittest.TestCase):
         self.assertEqual(len(got), want, got)
         uids = []
         for it in got:
-            m = self.ITEM.match(it)
+            m = self.ITEM.match(it)                 # one uid, no list
             self.assertIsNotNone(m, it[:120])
-            body = it[m.end():]
-            uids.append(int(body.split(b" ", 1)[0]))   # one uid, no list
+            uids.append(int(m.group(1)))
         self.assertEqual(sorted(uids), sorted([u.id for u in rcpt] * 2))
         for u, c in zip(rcpt, chats):
             got = {}
