@@ -385,8 +385,14 @@ handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
 	}
 	ack_send(ps, &k);
 	ack_free(&k);
+	/*
+	 * From the clock, not the loop's time: a failed store may have
+	 * waited out its timeout (more than RETRY_SECONDS), and a retry
+	 * due at once would read P again before taking anything new from
+	 * Q, so that live users' items would wait for the store.
+	 */
 	if (kept > 0 && ps->retry_at == 0)
-		ps->retry_at = ev_now(ps->loop) + RETRY_SECONDS;
+		ps->retry_at = ev_time() + RETRY_SECONDS;
 	return kept;
 }
 
