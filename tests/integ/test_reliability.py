@@ -692,6 +692,10 @@ class Reliability(unittest.TestCase):
         # B's live worker's queue (chatd:queues may still list a dead
         # one of B's, whose items wait for a reaper with a working store)
         bq = queue_of(live)
+        # a live delivery looks up who blocks the sender (kept once
+        # read): read it now, while the database answers
+        r.cmd("RPUSH", bq, sign("%d %s" % (live, chat_line(live, "warm"))))
+        self.assertEqual(collect(c, 1.0), ["warm"])
         os.kill(pid, signal.SIGSTOP)
         try:
             r.cmd("RPUSH", bq, sign("%d %s" % (off, chat_line(
@@ -713,7 +717,8 @@ class Reliability(unittest.TestCase):
             # each failed store waits out the database's timeout first
             self.assertTrue(chatlib.wait_for(lambda: not any(
                 b"batch-live" in x for x in left()), 20),
-                "the batch's handed-off item was kept")
+                "the batch's handed-off item was kept: %r\n%s" % (
+                    left(), B.log_text()[-3000:]))
             self.assertTrue(any(b"batch-store" in x for x in left()),
                             "the batch left Redis without being stored")
         finally:
