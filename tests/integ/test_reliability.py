@@ -502,6 +502,12 @@ def b_queue():
     raise AssertionError("no queue of node B in chatd:queues")
 
 
+def proc_state(pid):
+    """The state letter of /proc/pid/stat (T: stopped)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def queue_of(uid):
     """The queue of the worker uid is logged in on, from its presence."""
     v = ENV["redis"].get("chatd:on:%d" % uid)
@@ -698,6 +704,12 @@ class Reliability(unittest.TestCase):
         self.assertEqual(collect(c, 1.0), ["warm"])
         os.kill(pid, signal.SIGSTOP)
         try:
+            # the database that answers is the one stopped (it was
+            # restarted by test_3m): else this case proves nothing
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                self.assertIn(b"mariadbd", f.read())
+            self.assertTrue(chatlib.wait_for(lambda: proc_state(pid) in
+                                             "Tt", 5), proc_state(pid))
             r.cmd("RPUSH", bq, sign("%d %s" % (off, chat_line(
                 off, "after-store"))))
             r.cmd("RPUSH", bq, batch([
@@ -713,7 +725,8 @@ class Reliability(unittest.TestCase):
                     out += r.cmd("LRANGE", k, 0, -1)
                 return out
             self.assertTrue(any(b"after-store" in x for x in left()),
-                            "the item left Redis without being stored")
+                            "the item left Redis without being stored\n%s"
+                            % B.log_text()[-3000:])
             # each failed store waits out the database's timeout first
             self.assertTrue(chatlib.wait_for(lambda: not any(
                 b"batch-live" in x for x in left()), 20),
