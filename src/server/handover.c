@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +24,11 @@
 #include "handover.h"
 #include "log.h"
 #include "online.h"
+#include "util.h"
 
-#define HO_KEEP		1
+#define HO_KEEP		HANDOVER_MSG_KEEP
 #define HO_DROP		2
-/* a record's size bound: the state with a name of any configured size */
-#define HO_MAX_RECORD	(64 * 1024)
+#define HO_MAX_RECORD	HANDOVER_MAX_RECORD
 #define HO_SOCKBUF	(1024 * 1024)
 
 struct ho_msg {
@@ -53,6 +54,9 @@ struct qrec {
 	struct ho_msg	 m;
 	struct held	 h;
 };
+
+static ssize_t	ho_sendmsg(int, const struct ho_msg *, const char *, size_t,
+		    int);
 
 static int		  nslots;
 static int		(*pairs)[2];	/* [slot][0] master, [1] worker */
@@ -302,6 +306,62 @@ handover_shutdown(void)
 	rbuf = NULL;
 }
 
+size_t
+handover_held(int slot)
+{
+	return tables[slot].n;
+}
+
+/* ---- binary upgrade (upgrade.c) ---------------------------------------- */
+
+ssize_t
+handover_pass_slot(int slot, int sock, double deadline)
+{
+	struct slot_table	*t = &tables[slot];
+	struct pollfd		 pfd;
+	struct ho_msg		 m;
+	size_t			 k;
+	ssize_t			 sent = 0;
+	double			 left;
+
+	for (k = 0; k < t->cap; k++) {
+		if (t->v[k].fd == -1)
+			continue;
+		m.type = HO_KEEP;
+		m.conn = (uint32_t)k;
+		while (ho_sendmsg(sock, &m, t->v[k].rec, t->v[k].len,
+		    t->v[k].fd) == -1) {
+			left = deadline - util_mono();
+			if ((errno != EAGAIN && errno != ENOBUFS) || left <= 0) {
+				log_warn("upgrade: passing connection %zu of "
+				    "worker %d to the new master", k, slot);
+				(void)table_close(t);
+				return -1;
+			}
+			pfd.fd = sock;
+			pfd.events = POLLOUT;
+			(void)poll(&pfd, 1, (int)(left * 1000) + 1);
+		}
+		/* the new master has its own reference now */
+		held_clear(&t->v[k]);
+		t->n--;
+		sent++;
+	}
+	return sent;
+}
+
+int
+handover_hold(int slot, uint32_t conn, const char *rec, size_t len, int fd)
+{
+	struct slot_table	*t = &tables[slot];
+	struct ho_msg		 m;
+
+	m.type = HO_KEEP;
+	m.conn = conn;
+	master_record(slot, &m, rec, len, fd);
+	return fd != -1 && conn < t->cap && t->v[conn].fd == fd ? 0 : -1;
+}
+
 /* ---- worker ------------------------------------------------------------ */
 
 void
@@ -383,9 +443,13 @@ handover_inherited_done(void)
 	ninherit = 0;
 }
 
-/* HO_SENT, HO_QUEUED (the socket is full: not sent yet) or HO_FAILED. */
-static enum ho_send
-send_one(const struct qrec *q)
+/*
+ * One datagram: m, then len bytes of rec, with fd (-1: none) as
+ * SCM_RIGHTS.  sendmsg's result (errno on -1).
+ */
+static ssize_t
+ho_sendmsg(int sock, const struct ho_msg *m, const char *rec, size_t len,
+    int fd)
 {
 	union {
 		struct cmsghdr	 h;
@@ -394,15 +458,16 @@ send_one(const struct qrec *q)
 	struct msghdr	 mh;
 	struct cmsghdr	*cm;
 	struct iovec	 iov[2];
+	ssize_t		 r;
 
 	memset(&mh, 0, sizeof(mh));
-	iov[0].iov_base = (void *)&q->m;
-	iov[0].iov_len = sizeof(q->m);
-	iov[1].iov_base = q->h.rec;
-	iov[1].iov_len = q->h.len;
+	iov[0].iov_base = (void *)(uintptr_t)m;
+	iov[0].iov_len = sizeof(*m);
+	iov[1].iov_base = (void *)(uintptr_t)rec;
+	iov[1].iov_len = len;
 	mh.msg_iov = iov;
-	mh.msg_iovlen = q->h.len > 0 ? 2 : 1;
-	if (q->h.fd != -1) {
+	mh.msg_iovlen = len > 0 ? 2 : 1;
+	if (fd != -1) {
 		memset(&cbuf, 0, sizeof(cbuf));
 		mh.msg_control = cbuf.b;
 		mh.msg_controllen = sizeof(cbuf.b);
@@ -410,19 +475,23 @@ send_one(const struct qrec *q)
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &q->h.fd, sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	for (;;) {
-		if (sendmsg(my_fd, &mh, MSG_NOSIGNAL) != -1)
-			return HO_SENT;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == ENOBUFS)
-			return HO_QUEUED;
-		log_warn("handover: passing connection %u to the master",
-		    q->m.conn);
-		return HO_FAILED;
-	}
+	while ((r = sendmsg(sock, &mh, MSG_NOSIGNAL)) == -1 && errno == EINTR)
+		;
+	return r;
+}
+
+/* HO_SENT, HO_QUEUED (the socket is full: not sent yet) or HO_FAILED. */
+static enum ho_send
+send_one(const struct qrec *q)
+{
+	if (ho_sendmsg(my_fd, &q->m, q->h.rec, q->h.len, q->h.fd) != -1)
+		return HO_SENT;
+	if (errno == EAGAIN || errno == ENOBUFS)
+		return HO_QUEUED;
+	log_warn("handover: passing connection %u to the master", q->m.conn);
+	return HO_FAILED;
 }
 
 enum ho_send

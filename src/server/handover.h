@@ -35,9 +35,24 @@ struct online_slot_stats;
  * (chat_adopt.c); the master only stores it.
  */
 #define HANDOVER_STATE_VERSION	1
+/*
+ * A record's size bound: the state with a name of any configured size
+ * (and, HO_F_CLEAN, a partial request; a larger one is not clean).
+ */
+#define HANDOVER_MAX_RECORD	(64 * 1024)
+/* The datagram type of a connection: {type, conn} + record + socket. */
+#define HANDOVER_MSG_KEEP	1
 #define HO_F_ACK_OFFLINE	0x1	/* "ackoffline" */
 #define HO_F_ACKS		0x2	/* "acks" */
 #define HO_F_TOKEN		0x4	/* asked for resume tokens */
+/*
+ * Handed over on purpose (binary upgrade, upgrade.h): the worker had
+ * stopped reading, answered what it had read and written all of its
+ * output, so the streams are at frame boundaries.  The record ends with
+ * the bytes of a partial request it had read (after the name): the
+ * adopter reads on from them, skips nothing and ends no line.
+ */
+#define HO_F_CLEAN		0x8
 
 struct ho_state {
 	uint32_t		 version;
@@ -77,6 +92,24 @@ size_t	handover_worker_died(int slot, int stopping, double now,
 void	handover_spawned(int slot, double now);
 /* The master exits: every copy is closed. */
 void	handover_shutdown(void);
+/* Connections held for slot. */
+size_t	handover_held(int slot);
+
+/*
+ * Binary upgrade (upgrade.c): the old master passes slot's held
+ * connections to the new master over sock (SOCK_SEQPACKET), each as
+ * {type, conn} + record + the socket, closing its copies; waits for a
+ * full socket until deadline (util_mono).  How many were passed, or -1
+ * (then what was not passed is closed: those clients reconnect).
+ */
+ssize_t	handover_pass_slot(int slot, int sock, double deadline);
+/*
+ * In the new master: one datagram from the old master (already
+ * received: m is its {type, conn}, rec what follows, fd the socket).
+ * 0 when it was a connection (now held for slot), -1 when not.
+ */
+int	handover_hold(int slot, uint32_t conn, const char *rec, size_t len,
+	    int fd);
 
 /* ---- worker ------------------------------------------------------------ */
 

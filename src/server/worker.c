@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include "pubsub.h"
 #include "store.h"
 #include "storeq.h"
+#include "upgrade.h"
 #include "util.h"
 #include "worker.h"
 #include "ws.h"
@@ -64,7 +66,9 @@ static ev_timer		 accept_retry, stop_timer;
 static ev_timer		 health_timer;	/* heartbeat, store and Redis state */
 static int		 health_ticks;
 static ev_prepare	 flush_prep;
-static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
+static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1, sig_usr2;
+static ev_timer		 handoff_timer;	/* upgrade: is everything answered? */
+static double		 handoff_deadline;
 static struct online_slot_stats *stats;
 static int		 stopping;
 static struct guard_net	 exempt[GUARD_MAX_NETS];	/* per_ip_exempt */
@@ -244,9 +248,18 @@ adopt_all(void)
 			failed++;
 			continue;
 		}
-		log_debug("connection %u (user %d) adopted: the request in "
-		    "flight, if any, is lost; input resumes after the next "
-		    "NUL", c->id, (int)st.uid);
+		if ((st.flags & HO_F_CLEAN) != 0) {
+			/* an upgrade: at a frame boundary, nothing lost */
+			if (conn_adopt_input(c, v[i].state + sizeof(st) +
+			    st.name_len, v[i].len - sizeof(st) -
+			    st.name_len) == -1) {
+				failed++;
+				continue;
+			}
+		} else
+			log_debug("connection %u (user %d) adopted: the "
+			    "request in flight, if any, is lost; input resumes "
+			    "after the next NUL", c->id, (int)st.uid);
 		ok++;
 	}
 	handover_inherited_done();
@@ -451,6 +464,16 @@ close_one(struct conn *c, void *arg)
 	conn_close_after_flush(c, arg);
 }
 
+/* A websocket's framing state is not handed over: it closes cleanly. */
+static void
+close_ws(struct conn *c, void *arg)
+{
+	if (c->tp != NULL && !c->closing) {
+		conn_close_after_flush(c, "server upgrading");
+		(*(size_t *)arg)++;
+	}
+}
+
 static void
 close_now(struct conn *c, void *arg)
 {
@@ -493,6 +516,141 @@ worker_stop(const char *why)
 	conn_foreach(close_one, "server stopping");
 	ev_timer_init(&stop_timer, stop_timer_cb, STOP_FLUSH_SECONDS, 0.);
 	ev_timer_start(loop, &stop_timer);
+}
+
+/* ---- binary upgrade: hand every connection to the master -------------- */
+
+#define HANDOFF_SECONDS		10.0	/* then the rest as after a crash */
+#define HANDOFF_CHECK		0.01
+
+struct handoff_count {
+	size_t	 busy;		/* answers or output still due */
+	size_t	 clean, unclean, closed;
+	int	 final;
+};
+
+/* Answered all it read, wrote all it had: at a frame boundary. */
+static int
+conn_quiet(const struct conn *c)
+{
+	return c->jobs == 0 && !c->paused && buf_used(&c->out) == 0;
+}
+
+static void
+handoff_one(struct conn *c, void *arg)
+{
+	struct handoff_count	*n = arg;
+	int			 quiet;
+
+	if (c->closing)
+		return;
+	quiet = conn_quiet(c);
+	if (c->close_after_flush) {	/* going anyway: write, then close */
+		if (!n->final)
+			n->busy += !quiet;
+		else {
+			n->closed++;
+			conn_close(c, "server upgrading");
+		}
+		return;
+	}
+	if (!n->final) {
+		n->busy += !quiet;
+		return;
+	}
+	if (chat_handover_final(c, quiet) == 0) {
+		if (quiet)
+			n->clean++;
+		else
+			n->unclean++;
+		return;
+	}
+	/* not logged in, or a websocket: its client connects again */
+	n->closed++;
+	conn_close(c, "server upgrading");
+}
+
+/* Everything queued for other workers went out. */
+static int
+chanqs_empty(void)
+{
+	int	 i;
+
+	for (i = 0; i < node->nslots; i++)
+		if (buf_used(&chanqs[i].cq.q) > 0)
+			return 0;
+	return 1;
+}
+
+/* The master's socket takes the last records: bounded, then we go. */
+static void
+handoff_flush_master(void)
+{
+	struct pollfd	 pfd;
+	double		 end = util_mono() + 5;
+
+	while (handover_flush() == HO_QUEUED && util_mono() < end) {
+		pfd.fd = handover_worker_fd();
+		pfd.events = POLLOUT;
+		(void)poll(&pfd, 1, 100);
+	}
+}
+
+static void
+handoff_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	struct handoff_count	 n;
+
+	memset(&n, 0, sizeof(n));
+	conn_foreach(handoff_one, &n);
+	if ((n.busy > 0 || storeq_pending(storeq) > 0 || !chanqs_empty()) &&
+	    util_mono() < handoff_deadline)
+		return;		/* the loop answers and writes meanwhile */
+	ev_timer_stop(l, w);
+	if (!chanqs_empty())
+		chanq_store_all();
+	chat_retry_stores();
+	n.final = 1;
+	conn_foreach(handoff_one, &n);
+	conn_reap();
+	handoff_flush_master();
+	log_notice("upgrade: %zu connections handed over at a frame boundary, "
+	    "%zu as after a crash (answers or output still due), %zu closed "
+	    "(not logged in, or websocket)", n.clean, n.unclean, n.closed);
+	/*
+	 * As a crash would, but at a quiet moment: nothing logs the users
+	 * out, not here nor in Redis; the next worker of this slot adopts
+	 * them from the master.
+	 */
+	_exit(CHATD_EXIT_HANDED);
+}
+
+/*
+ * SIGUSR2 from the master (upgrade): stop accepting and reading, finish
+ * what was read (answers, store jobs, chats for other workers), write
+ * all output, then pass every session to the master and exit.  What
+ * other workers send this slot waits in its channel for the next one.
+ */
+static void
+worker_handoff(void)
+{
+	size_t	 ws = 0;
+
+	if (stopping)
+		return;
+	stopping = 1;
+	log_info("upgrade: handing over; no more reading");
+	ev_io_stop(loop, &accept_io);
+	ev_io_stop(loop, &ws_accept_io);
+	ev_timer_stop(loop, &accept_retry);
+	ev_io_stop(loop, &chan_io);
+	conn_freeze();
+	conn_foreach(close_ws, &ws);
+	chat_history_flush();
+	handoff_deadline = util_mono() + HANDOFF_SECONDS;
+	ev_timer_init(&handoff_timer, handoff_timer_cb, HANDOFF_CHECK,
+	    HANDOFF_CHECK);
+	ev_timer_start(loop, &handoff_timer);
 }
 
 static void
@@ -598,6 +756,9 @@ signal_cb(struct ev_loop *l, ev_signal *w, int revents)
 			log_warn("reopening the log");
 		else
 			log_info("log file reopened");
+		break;
+	case SIGUSR2:
+		worker_handoff();
 		break;
 	}
 }
@@ -878,6 +1039,8 @@ worker_main(struct node *n, int slot)
 	ev_signal_init(&sig_int, signal_cb, SIGINT);
 	ev_signal_init(&sig_hup, signal_cb, SIGHUP);
 	ev_signal_init(&sig_usr1, signal_cb, SIGUSR1);
+	ev_signal_init(&sig_usr2, signal_cb, SIGUSR2);
+	ev_signal_start(loop, &sig_usr2);
 	ev_signal_start(loop, &sig_term);
 	ev_signal_start(loop, &sig_int);
 	ev_signal_start(loop, &sig_hup);
