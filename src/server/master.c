@@ -77,6 +77,7 @@ static int		 up_slot;
 static enum up_wait	 up_wait;
 static int		 up_new, up_left, upgraded;
 static pid_t		 up_old_pid;
+static double		 up_eof_at;	/* old: the new master's socket ended */
 static char		*up_rbuf;
 
 void
@@ -240,6 +241,7 @@ up_failed(const char *fmt, ...)
 	up.state = "failed";
 	up.failed++;
 	up_close();
+	up_eof_at = 0;
 	if (up_pid > 0)
 		kill(up_pid, SIGKILL);	/* our child: reaped later */
 	for (i = 0; i < node->nslots; i++)
@@ -370,9 +372,8 @@ up_read_old(void)
 		if (r == -1 && errno == EAGAIN)
 			return;
 		if (r <= 0) {
-			up_failed("the new master closed its socket%s%s",
-			    r == -1 ? ": " : "", r == -1 ? strerror(errno) :
-			    "");
+			/* its exit status, when it comes soon, says more */
+			up_eof_at = util_mono();
 			return;
 		}
 		if ((size_t)r < sizeof(m))
@@ -411,6 +412,10 @@ up_read_old(void)
 static void
 up_tick(double t)
 {
+	if (up_sock != -1 && !up_new && up_eof_at > 0 && t > up_eof_at + 2) {
+		up_failed("the new master closed its socket");
+		return;
+	}
 	if (up_sock == -1 || up_new || t < up_deadline)
 		return;
 	if (strcmp(up.state, "starting") == 0)
@@ -987,7 +992,7 @@ master_run(struct node *n)
 		}
 		base = 1 + nho;
 		upi = -1;
-		if (up_sock != -1) {
+		if (up_sock != -1 && up_eof_at == 0) {
 			upi = base++;
 			pfd[upi].fd = up_sock;
 			pfd[upi].events = POLLIN;
