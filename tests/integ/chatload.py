@@ -69,7 +69,8 @@ class ChatLoad:
         self.sel = selectors.DefaultSelector()
         self.stats = {"bad_after_kill": 0, "bad_unexpected": [],
                       "malformed": [], "errors": [], "closed": [],
-                      "plain_sent": 0, "acked_sent": 0, "resends": 0}
+                      "plain_sent": 0, "acked_sent": 0, "resends": 0,
+                      "dups": 0, "dups_smid": 0}
 
     def tearDown(self):
         for c in getattr(self, "clients", []):
@@ -163,6 +164,10 @@ class ChatLoad:
                 for text in m.get("offlinemsg", []):
                     self.on_line(c, text.encode())
         elif mid == 6:
+            if m["msg"] in c.got:
+                # a chat stored first may come twice, with its smid
+                self.stats["dups" if "smid" not in m else
+                           "dups_smid"] += 1
             c.got.add(m["msg"])
         elif mid == 103:
             c.pending.pop(m["cmid"], None)
@@ -339,6 +344,8 @@ class ChatLoad:
                 "acked": len(self.acked),
                 "plain_sent": self.stats["plain_sent"],
                 "resends": self.stats["resends"],
+                "dups": self.stats["dups"],
+                "dups_smid": self.stats["dups_smid"],
                 "bad_after_kill": self.stats["bad_after_kill"],
                 "bad_unexpected": len(self.stats["bad_unexpected"]),
                 "malformed": len(self.stats["malformed"]),

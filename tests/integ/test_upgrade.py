@@ -245,6 +245,10 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         self.assertEqual(self.stats["closed"], [], figures)
         self.assertEqual(len(moved), N, figures)
         self.assertEqual(self.missing(), [], figures)
+        # nothing written twice; a chat stored first that waited in the
+        # channel may come again from the adopter's fetch, with the same
+        # smid (as at a login: chatd(8))
+        self.assertEqual(self.stats["dups"], 0, figures)
         # handed over at frame boundaries: not even a handover mark
         self.assertEqual(self.stats["bad_unexpected"], [], figures)
         self.assertEqual(self.stats["malformed"], [], figures)
