@@ -182,6 +182,13 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 		snprintf(why, whylen, "cannot write");
 		return -1;
 	}
+	/*
+	 * The master's record of an upgrade says "at a boundary, with this
+	 * partial request": true once.  A crash of ours must be adopted by
+	 * the crash rules: replace it with a plain one.
+	 */
+	if ((st.flags & HO_F_CLEAN) != 0)
+		chat_handover_keep(c);
 	if (chat.pubsub != NULL) {
 		/* the fetch follows the claim, as at login */
 		c->jobs++;

@@ -5,10 +5,13 @@
  * Worker -> master, one datagram each:
  *   HO_KEEP  conn, state record, the socket (SCM_RIGHTS)
  *   HO_DROP  conn
+ *   HO_READY a worker started early for an upgrade is ready to adopt
  * The master holds, per slot and connection id, the descriptor and the
- * record.  Nothing flows back: the replacement worker inherits the
- * descriptors and records through fork(), and keeps the connection ids,
- * so the table stays valid for it as it is.
+ * record.  After a crash nothing flows back: the replacement worker
+ * inherits the descriptors and records through fork(), and keeps the
+ * connection ids, so the table stays valid for it as it is.  In an
+ * upgrade the worker is started before the connections arrive; the
+ * master then sends it each as HO_KEEP, and HO_GO after the last.
  */
 #include "config.h"
 
@@ -28,6 +31,8 @@
 
 #define HO_KEEP		HANDOVER_MSG_KEEP
 #define HO_DROP		2
+#define HO_READY	3
+#define HO_GO		4
 #define HO_MAX_RECORD	HANDOVER_MAX_RECORD
 #define HO_SOCKBUF	(1024 * 1024)
 
@@ -47,6 +52,8 @@ struct slot_table {
 	size_t		 cap;
 	size_t		 n;	/* held */
 	double		 adopt_at;	/* a worker adopting started, 0: none */
+	int		 prepare;	/* the next worker waits for HO_GO */
+	int		 ready;		/* HO_READY came */
 };
 
 /* A record the worker could not send yet: its own duplicate and copy. */
@@ -65,7 +72,9 @@ static char		 *rbuf;
 /* in a worker */
 static int		  my_fd = -1;
 static struct ho_inherit *inherit;
-static size_t		  ninherit;
+static size_t		  ninherit, inherit_cap;
+static int		  prepared;	/* waits for HO_GO (upgrade) */
+static int		  inherit_owned;	/* the records are our copies */
 static struct qrec	 *queue;
 static size_t		  qhead, qlen, qcap;
 
@@ -146,6 +155,12 @@ master_record(int slot, const struct ho_msg *m, const char *rec, size_t len,
 	struct held		*h;
 	char			*copy = NULL;
 
+	if (m->type == HO_READY) {
+		t->ready = 1;
+		if (fd != -1)
+			close(fd);
+		return;
+	}
 	if (m->type == HO_DROP) {
 		if (m->conn < t->cap && t->v[m->conn].fd != -1) {
 			held_clear(&t->v[m->conn]);
@@ -377,6 +392,7 @@ handover_child(int slot)
 			close(pairs[i][1]);
 	}
 	my_fd = pairs[slot][1];
+	prepared = tables[slot].prepare;
 	/* the copies of the other slots' sockets are theirs */
 	for (i = 0; i < nslots; i++) {
 		t = &tables[i];
@@ -426,6 +442,11 @@ handover_inherited_done(void)
 	int	 i;
 	size_t	 k;
 
+	/* received after the start (upgrade): ours; the fds are taken */
+	for (k = 0; inherit_owned && k < ninherit; k++)
+		free((char *)(uintptr_t)inherit[k].state);
+	inherit_owned = 0;
+	inherit_cap = 0;
 	/* the records were the master's memory, copied by fork */
 	for (i = 0; tables != NULL && i < nslots; i++) {
 		for (k = 0; k < tables[i].cap; k++)
@@ -573,4 +594,156 @@ enum ho_send
 handover_drop(uint32_t conn)
 {
 	return post(HO_DROP, conn, -1, NULL, 0);
+}
+
+/* ---- a worker started before its connections (upgrade) ---------------- */
+
+void
+handover_prepare(int slot, int on)
+{
+	tables[slot].prepare = on;
+	tables[slot].ready = 0;
+}
+
+int
+handover_take_ready(int slot)
+{
+	int	 r = tables[slot].ready;
+
+	tables[slot].ready = 0;
+	return r;
+}
+
+ssize_t
+handover_forward(int slot, double deadline)
+{
+	struct slot_table	*t = &tables[slot];
+	struct pollfd		 pfd;
+	struct ho_msg		 m;
+	size_t			 k;
+	ssize_t			 sent = 0;
+	double			 left;
+
+	for (k = 0; k <= t->cap; k++) {
+		if (k < t->cap && t->v[k].fd == -1)
+			continue;
+		m.type = k < t->cap ? HO_KEEP : HO_GO;
+		m.conn = (uint32_t)k;
+		while (ho_sendmsg(pairs[slot][0], &m, k < t->cap ?
+		    t->v[k].rec : NULL, k < t->cap ? t->v[k].len : 0,
+		    k < t->cap ? t->v[k].fd : -1) == -1) {
+			left = deadline - util_mono();
+			if ((errno != EAGAIN && errno != ENOBUFS) || left <= 0)
+				return -1;
+			pfd.fd = pairs[slot][0];
+			pfd.events = POLLOUT;
+			(void)poll(&pfd, 1, (int)(left * 1000) + 1);
+		}
+		sent += k < t->cap;
+	}
+	return sent;
+}
+
+int
+handover_prepared(void)
+{
+	return prepared;
+}
+
+enum ho_send
+handover_worker_ready(void)
+{
+	return post(HO_READY, 0, -1, NULL, 0);
+}
+
+/* One connection the master sent: our own copy of its record. */
+static int
+inherit_add(uint32_t conn, const char *rec, size_t len, int fd)
+{
+	struct ho_inherit	*nv;
+	char			*copy;
+	size_t			 ncap;
+
+	if (ninherit == inherit_cap) {
+		ncap = inherit_cap ? inherit_cap * 2 : 256;
+		if ((nv = reallocarray(inherit, ncap, sizeof(*nv))) == NULL)
+			return -1;
+		inherit = nv;
+		inherit_cap = ncap;
+	}
+	if ((copy = malloc(len)) == NULL)
+		return -1;
+	memcpy(copy, rec, len);
+	inherit[ninherit].conn = conn;
+	inherit[ninherit].fd = fd;
+	inherit[ninherit].state = copy;
+	inherit[ninherit].len = len;
+	ninherit++;
+	inherit_owned = 1;
+	return 0;
+}
+
+int
+handover_worker_recv(void)
+{
+	union {
+		struct cmsghdr	 h;
+		char		 b[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	struct msghdr	 mh;
+	struct cmsghdr	*cm;
+	struct iovec	 iov;
+	struct ho_msg	 m;
+	char		*b;
+	ssize_t		 r;
+	int		 fd;
+
+	if ((b = malloc(sizeof(m) + HO_MAX_RECORD)) == NULL)
+		return -1;
+	for (;;) {
+		memset(&mh, 0, sizeof(mh));
+		iov.iov_base = b;
+		iov.iov_len = sizeof(m) + HO_MAX_RECORD;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = cbuf.b;
+		mh.msg_controllen = sizeof(cbuf.b);
+		r = recvmsg(my_fd, &mh, MSG_CMSG_CLOEXEC);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(b);
+			return r == -1 && errno == EAGAIN ? 0 : -1;
+		}
+		fd = -1;
+		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
+		    cm = CMSG_NXTHDR(&mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET &&
+			    cm->cmsg_type == SCM_RIGHTS &&
+			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+		if ((size_t)r < sizeof(m) ||
+		    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+			if (fd != -1)
+				close(fd);
+			continue;
+		}
+		memcpy(&m, b, sizeof(m));
+		if (m.type == HO_GO) {
+			if (fd != -1)
+				close(fd);
+			free(b);
+			prepared = 0;
+			return 1;
+		}
+		if (m.type != HO_KEEP || fd == -1 ||
+		    inherit_add(m.conn, b + sizeof(m), (size_t)r - sizeof(m),
+		    fd) == -1) {
+			/* the master keeps its copy: a crash hands it on */
+			log_warnx("handover: connection %u from the master not "
+			    "taken", m.conn);
+			if (fd != -1)
+				close(fd);
+		}
+	}
 }

@@ -111,6 +111,17 @@ ssize_t	handover_pass_slot(int slot, int sock, double deadline);
 int	handover_hold(int slot, uint32_t conn, const char *rec, size_t len,
 	    int fd);
 
+/*
+ * Upgrade, in the new master: the next worker forked for slot (on)
+ * starts without accepting and waits for its connections; it says
+ * HO_READY (handover_take_ready: 1 once it did).  handover_forward
+ * sends it a copy of every connection held for slot, then HO_GO; the
+ * master keeps its copies.  How many, or -1.
+ */
+void	handover_prepare(int slot, int on);
+int	handover_take_ready(int slot);
+ssize_t	handover_forward(int slot, double deadline);
+
 /* ---- worker ------------------------------------------------------------ */
 
 /*
@@ -137,5 +148,15 @@ enum ho_send handover_keep(uint32_t conn, int fd, const void *state,
 enum ho_send handover_drop(uint32_t conn);
 /* Send what is queued. */
 enum ho_send handover_flush(void);
+/*
+ * Started early for an upgrade (handover_prepare): do not accept or
+ * read the channel before the master's HO_GO.  handover_worker_ready
+ * tells the master we are; handover_worker_recv reads what it sends
+ * (when handover_worker_fd is readable): 1 after HO_GO (the connections
+ * are then handover_inherited's), 0 for more, -1 on error.
+ */
+int	handover_prepared(void);
+enum ho_send handover_worker_ready(void);
+int	handover_worker_recv(void);
 
 #endif

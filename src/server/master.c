@@ -68,7 +68,7 @@ static int		 own_fd = -1;	/* the master's alone (pid file lock) */
  * master (up_new): the socket to the old one and the slots it has not
  * passed yet.
  */
-enum up_wait { UPW_WORKER, UPW_TAKEN };
+enum up_wait { UPW_PREPARED, UPW_WORKER, UPW_TAKEN };
 static struct up_stats	 up = { .state = "none" };
 static pid_t		 up_pid;
 static int		 up_sock = -1;
@@ -348,13 +348,33 @@ up_next_slot(void)
 	}
 	i = up_slot;
 	if (slots[i].pid > 0) {
-		log_info("upgrade: worker %d (pid %d) stops reading and hands "
-		    "over its connections", i, (int)slots[i].pid);
-		kill(slots[i].pid, SIGUSR2);
-		up_wait = UPW_WORKER;
+		/* its successor starts first: the clients wait less */
+		if (upgrade_send(up_sock, UP_PREPARE, (uint32_t)i, NULL) ==
+		    -1) {
+			up_failed("to the new master: %s", strerror(errno));
+			return;
+		}
+		up_wait = UPW_PREPARED;
 		up_deadline = util_mono() + UPGRADE_SLOT_SECONDS;
 	} else
 		up_pass_slot(i);	/* what waits for a respawn */
+}
+
+/* The new worker of up_slot is ready: the old one hands over. */
+static void
+up_prepared(void)
+{
+	int	 i = up_slot;
+
+	if (slots[i].pid == 0) {
+		up_pass_slot(i);
+		return;
+	}
+	log_info("upgrade: worker %d (pid %d) stops reading and hands over "
+	    "its connections", i, (int)slots[i].pid);
+	kill(slots[i].pid, SIGUSR2);
+	up_wait = UPW_WORKER;
+	up_deadline = util_mono() + UPGRADE_SLOT_SECONDS;
 }
 
 /* Messages from the new master. */
@@ -396,6 +416,11 @@ up_read_old(void)
 		case UP_FAIL:
 			up_failed("%s", b + sizeof(m));
 			return;
+		case UP_PREPARED:
+			if (m.arg == (uint32_t)up_slot &&
+			    up_wait == UPW_PREPARED)
+				up_prepared();
+			break;
 		case UP_TAKEN:
 			if (m.arg != (uint32_t)up_slot || up_wait != UPW_TAKEN)
 				break;
@@ -421,6 +446,9 @@ up_tick(double t)
 	if (strcmp(up.state, "starting") == 0)
 		up_failed("the new binary did not report ready within %.0f s",
 		    UPGRADE_READY_SECONDS);
+	else if (up_wait == UPW_PREPARED)
+		up_failed("the new master did not start worker %d within %.0f "
+		    "s", up_slot, UPGRADE_SLOT_SECONDS);
 	else if (up_wait == UPW_WORKER && slots[up_slot].pid > 0) {
 		log_warnx("upgrade: worker %d did not hand over within %.0f s; "
 		    "killing it (its connections are passed as after a "
@@ -498,6 +526,23 @@ up_complete(int ok)
 	}
 }
 
+/* Slot's connections to the worker waiting for them, or a new one. */
+static void
+up_forward(struct node *n, int i)
+{
+	if (slots[i].pid == 0) {
+		if (spawn(n, i) == -1)
+			slots[i].respawn_at = util_mono() + 1;
+		return;
+	}
+	if (handover_forward(i, util_mono() + 10) == -1) {
+		/* its replacement adopts them from us, as after a crash */
+		log_warn("upgrade: passing worker %d its connections", i);
+		kill(slots[i].pid, SIGKILL);
+	}
+	handover_spawned(i, util_mono());
+}
+
 /* Messages and connections from the old master. */
 static void
 up_read_new(struct node *n)
@@ -563,14 +608,23 @@ up_read_new(struct node *n)
 		case UP_BEGIN:
 			up_slot = m.arg < (uint32_t)n->nslots ? i : -1;
 			break;
+		case UP_PREPARE:
+			if (m.arg >= (uint32_t)n->nslots || !slots[i].waiting)
+				break;
+			/* it waits for the connections (handover.h) */
+			handover_prepare(i, 1);
+			if (slots[i].pid != 0 || spawn(n, i) == -1)
+				(void)upgrade_send(up_sock, UP_PREPARED,
+				    m.arg, NULL);
+			handover_prepare(i, 0);
+			break;
 		case UP_DONE:
 			if (m.arg >= (uint32_t)n->nslots || !slots[i].waiting)
 				break;
 			slots[i].waiting = 0;
 			log_notice("upgrade: worker %d: %zu connections taken "
 			    "over from the old master", i, handover_held(i));
-			if (spawn(n, i) == -1)
-				slots[i].respawn_at = util_mono() + 1;
+			up_forward(n, i);
 			(void)upgrade_send(up_sock, UP_TAKEN, m.arg, NULL);
 			if (--up_left == 0)
 				up_complete(1);
@@ -641,6 +695,14 @@ reap(struct node *n)
 		    online_slot_stats(n->online, i));
 		if (stopping)
 			continue;
+		if (up_new && slots[i].waiting) {
+			/* started early, died early: one is forked at the end */
+			slots[i].respawn_at = 0;
+			if (up_sock != -1)
+				(void)upgrade_send(up_sock, UP_PREPARED,
+				    (uint32_t)i, NULL);
+			continue;
+		}
 		lived = util_mono() - slots[i].started;
 		/* could not start (storage down ...): retried, backing off */
 		slots[i].fatal = WIFEXITED(status) &&
@@ -1005,9 +1067,15 @@ master_run(struct node *n)
 		if (rc > 0 && pfd[0].revents != 0)
 			read_signals();
 		for (i = 0; rc > 0 && i < nho; i++)
-			if (pfd[1 + i].revents != 0)
+			if (pfd[1 + i].revents != 0) {
 				handover_read(i, online_slot_stats(n->online,
 				    i));
+				/* a worker started early is ready (upgrade) */
+				if (handover_take_ready(i) && up_new &&
+				    up_sock != -1 && slots[i].waiting)
+					(void)upgrade_send(up_sock,
+					    UP_PREPARED, (uint32_t)i, NULL);
+			}
 		if (rc > 0 && upi != -1 && pfd[upi].revents != 0 &&
 		    pfd[upi].fd == up_sock) {
 			if (up_new)

@@ -12,9 +12,17 @@
  * the old session table by name (online_attach).
  *
  * Over the socketpair, each datagram is {type, arg} and a payload:
- *	new -> old	UP_READY, UP_FAIL (payload: why), UP_TAKEN (slot)
- *	old -> new	UP_BEGIN (slot), HANDOVER_MSG_KEEP (conn; record
- *			and socket, handover.c), UP_DONE (slot)
+ *	new -> old	UP_READY, UP_FAIL (payload: why), UP_PREPARED
+ *			(slot), UP_TAKEN (slot)
+ *	old -> new	UP_PREPARE (slot), UP_BEGIN (slot),
+ *			HANDOVER_MSG_KEEP (conn; record and socket,
+ *			handover.c), UP_DONE (slot)
+ * Per slot: PREPARE starts the new worker, which opens its store and
+ * all and waits; once PREPARED, the old worker hands over (SIGUSR2) and
+ * exits; BEGIN, the connections, DONE go to the new master, which
+ * forwards them to its waiting worker (TAKEN).  The connections wait
+ * only for the old worker's last writes and the passing, not for a
+ * worker's start.
  */
 #ifndef CHATD_UPGRADE_H
 #define CHATD_UPGRADE_H
@@ -37,6 +45,8 @@ enum up_type {
 	UP_TAKEN	= 0x103,
 	UP_BEGIN	= 0x104,
 	UP_DONE		= 0x105,
+	UP_PREPARE	= 0x106,
+	UP_PREPARED	= 0x107,
 };
 
 struct up_msg {

@@ -62,6 +62,7 @@ static char		*chan_rbuf;
 static ev_io		 accept_io, chan_io, auth_io, storeq_io, master_io;
 static ev_io		 ws_accept_io;	/* websocket_listen, if set */
 static ev_io		 ho_io;		/* the master's socket, when full */
+static ev_io		 ho_rio;	/* upgrade: connections from the master */
 static ev_timer		 accept_retry, stop_timer;
 static ev_timer		 health_timer;	/* heartbeat, store and Redis state */
 static int		 health_ticks;
@@ -274,6 +275,36 @@ adopt_all(void)
 	if (failed > 0)
 		log_notice("%zu connections of the previous worker closed",
 		    failed);
+}
+
+/* Accept, and read what other workers send. */
+static void
+serve_start(void)
+{
+	ev_io_start(loop, &accept_io);
+	if (node->ws_listen_fds != NULL)
+		ev_io_start(loop, &ws_accept_io);
+	ev_io_start(loop, &chan_io);
+}
+
+/* Upgrade: the old worker's connections, then HO_GO. */
+static void
+ho_read_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	switch (handover_worker_recv()) {
+	case 0:
+		return;
+	case 1:
+		ev_io_stop(l, w);
+		adopt_all();
+		serve_start();
+		break;
+	default:
+		/* the master is gone: master_io ends us */
+		ev_io_stop(l, w);
+		log_warnx("handover: reading the master's socket failed");
+		break;
+	}
 }
 
 /* ---- accept ------------------------------------------------------------ */
@@ -1011,12 +1042,10 @@ worker_main(struct node *n, int slot)
 	chat_init(&chenv);
 
 	ev_io_init(&accept_io, accept_cb, n->listen_fds[slot], EV_READ);
-	ev_io_start(loop, &accept_io);
 	if (n->ws_listen_fds != NULL) {
 		ws_init(&n->cfg);
 		ev_io_init(&ws_accept_io, accept_cb, n->ws_listen_fds[slot],
 		    EV_READ);
-		ev_io_start(loop, &ws_accept_io);
 	}
 	ev_timer_init(&accept_retry, accept_retry_cb, 0.1, 0.);
 	/* store_open worked: the store answers (the master set "unknown") */
@@ -1026,7 +1055,6 @@ worker_main(struct node *n, int slot)
 	    HEALTH_INTERVAL);
 	ev_timer_start(loop, &health_timer);
 	ev_io_init(&chan_io, chan_read_cb, n->chans.fds[slot][0], EV_READ);
-	ev_io_start(loop, &chan_io);
 	ev_io_init(&auth_io, auth_cb, authpool_fd(auth), EV_READ);
 	ev_io_start(loop, &auth_io);
 	ev_io_init(&storeq_io, storeq_cb, storeq_fd(storeq), EV_READ);
@@ -1048,8 +1076,18 @@ worker_main(struct node *n, int slot)
 
 	ev_io_init(&ho_io, ho_write_cb, handover_worker_fd(), EV_WRITE);
 	adopt_all();
-
-	log_info("ready (pid %d)", (int)getpid());
+	if (handover_prepared()) {
+		/* an upgrade: the connections come once the old one let go */
+		ev_io_init(&ho_rio, ho_read_cb, handover_worker_fd(), EV_READ);
+		ev_io_start(loop, &ho_rio);
+		if (handover_worker_ready() == HO_QUEUED)
+			ev_io_start(loop, &ho_io);
+		log_info("ready (pid %d); waiting for the connections of the "
+		    "old binary's worker", (int)getpid());
+	} else {
+		serve_start();
+		log_info("ready (pid %d)", (int)getpid());
+	}
 	ev_run(loop, 0);
 
 	/* whoever is still connected is logged out before we go */

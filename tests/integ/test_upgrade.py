@@ -276,6 +276,40 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
                                     timeout=30) as r:
             return r.read().decode()
 
+    def test_crash_after_upgrade(self):
+        """A new worker that crashes after the upgrade: its replacement
+        adopts the connections by the crash rules (a blank line ends a
+        half-written one), not as handed over at a frame boundary."""
+        srv = self.server()
+        start_from(srv, self.binary)
+        try:
+            a, b = srv.users_on_two_workers("crash")
+            r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
+                             "upgrade"], timeout=UPGRADE_SECONDS)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(chatlib.wait_for(
+                lambda: srv.proc.poll() is not None, 60))
+            self.new_master = status(srv)["pid"]
+            info = a.c.whoami_full()
+            self.assertEqual(info["id"], a.id)
+            # past the window in which a crash closes adopted connections
+            # (HANDOVER_RETRY_SECONDS: a new binary that crashes on them)
+            time.sleep(5.5)
+            os.kill(info["pid"], signal.SIGKILL)
+            self.assertEqual(a.c.recv_line(timeout=60).strip(), b"")
+            a.c.send_raw(b"\0")
+            again = a.c.whoami_full()
+            self.assertEqual(again["id"], a.id)
+            self.assertNotEqual(again["pid"], info["pid"])
+            a.chat(b.id, "after the crash", cmid=7)
+            self.assertEqual(a.c.recv_msgid(103)["cmid"], 7)
+            self.assertEqual(b.c.recv_msgid(6)["msg"], "after the crash")
+        finally:
+            if self.new_master is not None:
+                self.assertTrue(stop_master(self.new_master))
+            problems = srv.stop()
+        self.assertEqual(problems, [], srv.log_text()[-3000:])
+
     def test_failed_start_keeps_serving(self):
         srv = self.server()
         start_from(srv, self.binary)
