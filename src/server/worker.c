@@ -33,6 +33,7 @@
 #include "upgrade.h"
 #include "util.h"
 #include "worker.h"
+#include "worker_impl.h"
 #include "ws.h"
 
 #define ACCEPTS_PER_EVENT	64
@@ -205,76 +206,16 @@ ho_drop(struct conn *c)
 }
 
 /*
- * The previous worker of this slot died: take its connections over,
- * under the same ids (messages other workers sent it find them).
+ * The previous worker of this slot died (or, in an upgrade, let go):
+ * take its connections over, under the same ids (messages other
+ * workers sent it find them).
  */
 static void
 adopt_all(void)
 {
-	const struct ho_inherit	*v;
-	struct ho_state		 st;
-	struct conn		*c;
-	uint64_t		 akey;
-	size_t			 n, i, ok = 0, failed = 0;
-	char			 why[128];
-
-	n = handover_inherited(&v);
-	for (i = 0; i < n; i++) {
-		if (v[i].len < sizeof(st)) {
-			close(v[i].fd);
-			(void)handover_drop(v[i].conn);
-			failed++;
-			continue;
-		}
-		memcpy(&st, v[i].state, sizeof(st));
-		akey = guard_addr_key(node->guard, &st.peer, exempt, nexempt);
-		(void)guard_conn_add(node->guard, my_slot, akey, 0);
-		if ((c = conn_adopt(v[i].fd, &st.peer, akey, v[i].conn)) ==
-		    NULL) {
-			log_warnx("connection %u (user %d) not adopted: out "
-			    "of memory", v[i].conn, (int)st.uid);
-			guard_conn_del(node->guard, my_slot, akey);
-			(void)shutdown(v[i].fd, SHUT_RDWR);
-			close(v[i].fd);
-			(void)handover_drop(v[i].conn);
-			failed++;
-			continue;
-		}
-		if (chat_adopt(c, v[i].state, v[i].len, why, sizeof(why)) ==
-		    -1) {
-			log_notice("connection %u (user %d) not adopted, "
-			    "closed: %s", c->id, (int)st.uid, why);
-			ho_drop(c);
-			conn_close(c, why);
-			failed++;
-			continue;
-		}
-		if ((st.flags & HO_F_CLEAN) != 0) {
-			/* an upgrade: at a frame boundary, nothing lost */
-			if (conn_adopt_input(c, v[i].state + sizeof(st) +
-			    st.name_len, v[i].len - sizeof(st) -
-			    st.name_len) == -1) {
-				failed++;
-				continue;
-			}
-		} else
-			log_debug("connection %u (user %d) adopted: the "
-			    "request in flight, if any, is lost; input resumes "
-			    "after the next NUL", c->id, (int)st.uid);
-		ok++;
-	}
-	handover_inherited_done();
-	if (handover_flush() == HO_QUEUED)
+	if (worker_adopt(node->guard, my_slot, exempt, nexempt, stats,
+	    ho_drop) == HO_QUEUED)
 		ev_io_start(loop, &ho_io);
-	if (n == 0)
-		return;
-	__atomic_add_fetch(&stats->adopted, ok, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&stats->handover_failed, failed, __ATOMIC_RELAXED);
-	log_notice("adopted %zu connections of the previous worker of this "
-	    "slot%s", ok, failed > 0 ? "; some closed" : "");
-	if (failed > 0)
-		log_notice("%zu connections of the previous worker closed",
-		    failed);
 }
 
 /* Accept, and read what other workers send. */
@@ -495,16 +436,6 @@ close_one(struct conn *c, void *arg)
 	conn_close_after_flush(c, arg);
 }
 
-/* A websocket's framing state is not handed over: it closes cleanly. */
-static void
-close_ws(struct conn *c, void *arg)
-{
-	if (c->tp != NULL && !c->closing) {
-		conn_close_after_flush(c, "server upgrading");
-		(*(size_t *)arg)++;
-	}
-}
-
 static void
 close_now(struct conn *c, void *arg)
 {
@@ -554,53 +485,6 @@ worker_stop(const char *why)
 #define HANDOFF_SECONDS		10.0	/* then the rest as after a crash */
 #define HANDOFF_CHECK		0.01
 
-struct handoff_count {
-	size_t	 busy;		/* answers or output still due */
-	size_t	 clean, unclean, closed;
-	int	 final;
-};
-
-/* Answered all it read, wrote all it had: at a frame boundary. */
-static int
-conn_quiet(const struct conn *c)
-{
-	return c->jobs == 0 && !c->paused && buf_used(&c->out) == 0;
-}
-
-static void
-handoff_one(struct conn *c, void *arg)
-{
-	struct handoff_count	*n = arg;
-	int			 quiet;
-
-	if (c->closing)
-		return;
-	quiet = conn_quiet(c);
-	if (c->close_after_flush) {	/* going anyway: write, then close */
-		if (!n->final)
-			n->busy += !quiet;
-		else {
-			n->closed++;
-			conn_close(c, "server upgrading");
-		}
-		return;
-	}
-	if (!n->final) {
-		n->busy += !quiet;
-		return;
-	}
-	if (chat_handover_final(c, quiet) == 0) {
-		if (quiet)
-			n->clean++;
-		else
-			n->unclean++;
-		return;
-	}
-	/* not logged in, or a websocket: its client connects again */
-	n->closed++;
-	conn_close(c, "server upgrading");
-}
-
 /* Everything queued for other workers went out. */
 static int
 chanqs_empty(void)
@@ -611,20 +495,6 @@ chanqs_empty(void)
 		if (buf_used(&chanqs[i].cq.q) > 0)
 			return 0;
 	return 1;
-}
-
-/* The master's socket takes the last records: bounded, then we go. */
-static void
-handoff_flush_master(void)
-{
-	struct pollfd	 pfd;
-	double		 end = util_mono() + 5;
-
-	while (handover_flush() == HO_QUEUED && util_mono() < end) {
-		pfd.fd = handover_worker_fd();
-		pfd.events = POLLOUT;
-		(void)poll(&pfd, 1, 100);
-	}
 }
 
 static void
@@ -665,7 +535,7 @@ handoff_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 static void
 worker_handoff(void)
 {
-	size_t	 ws = 0;
+	size_t	 ws;
 
 	if (stopping)
 		return;
@@ -676,7 +546,9 @@ worker_handoff(void)
 	ev_timer_stop(loop, &accept_retry);
 	ev_io_stop(loop, &chan_io);
 	conn_freeze();
-	conn_foreach(close_ws, &ws);
+	if ((ws = handoff_close_ws()) > 0)
+		log_info("upgrade: %zu websocket connections closed (their "
+		    "framing state is not handed over)", ws);
 	chat_history_flush();
 	handoff_deadline = util_mono() + HANDOFF_SECONDS;
 	ev_timer_init(&handoff_timer, handoff_timer_cb, HANDOFF_CHECK,
