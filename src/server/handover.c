@@ -6,6 +6,7 @@
  *   HO_KEEP  conn, state record, the socket (SCM_RIGHTS)
  *   HO_DROP  conn
  *   HO_READY a worker started early for an upgrade is ready to adopt
+ *   HO_HANDED a worker handing over for an upgrade sent its last record
  * The master holds, per slot and connection id, the descriptor and the
  * record.  After a crash nothing flows back: the replacement worker
  * inherits the descriptors and records through fork(), and keeps the
@@ -33,6 +34,7 @@
 #define HO_DROP		2
 #define HO_READY	3
 #define HO_GO		4
+#define HO_HANDED	5
 #define HO_MAX_RECORD	HANDOVER_MAX_RECORD
 #define HO_SOCKBUF	(1024 * 1024)
 
@@ -54,6 +56,7 @@ struct slot_table {
 	double		 adopt_at;	/* a worker adopting started, 0: none */
 	int		 prepare;	/* the next worker waits for HO_GO */
 	int		 ready;		/* HO_READY came */
+	int		 handed;	/* HO_HANDED came */
 };
 
 /* A record the worker could not send yet: its own duplicate and copy. */
@@ -155,8 +158,11 @@ master_record(int slot, const struct ho_msg *m, const char *rec, size_t len,
 	struct held		*h;
 	char			*copy = NULL;
 
-	if (m->type == HO_READY) {
-		t->ready = 1;
+	if (m->type == HO_READY || m->type == HO_HANDED) {
+		if (m->type == HO_READY)
+			t->ready = 1;
+		else
+			t->handed = 1;
 		if (fd != -1)
 			close(fd);
 		return;
@@ -606,6 +612,15 @@ handover_prepare(int slot, int on)
 }
 
 int
+handover_take_handed(int slot)
+{
+	int	 r = tables[slot].handed;
+
+	tables[slot].handed = 0;
+	return r;
+}
+
+int
 handover_take_ready(int slot)
 {
 	int	 r = tables[slot].ready;
@@ -654,6 +669,12 @@ enum ho_send
 handover_worker_ready(void)
 {
 	return post(HO_READY, 0, -1, NULL, 0);
+}
+
+enum ho_send
+handover_worker_handed(void)
+{
+	return post(HO_HANDED, 0, -1, NULL, 0);
 }
 
 /* One connection the master sent: our own copy of its record. */

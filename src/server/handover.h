@@ -120,6 +120,8 @@ int	handover_hold(int slot, uint32_t conn, const char *rec, size_t len,
  */
 void	handover_prepare(int slot, int on);
 int	handover_take_ready(int slot);
+/* Old master: slot's worker sent its last record (HO_HANDED): 1 once. */
+int	handover_take_handed(int slot);
 ssize_t	handover_forward(int slot, double deadline);
 
 /* ---- worker ------------------------------------------------------------ */
@@ -157,6 +159,8 @@ enum ho_send handover_flush(void);
  */
 int	handover_prepared(void);
 enum ho_send handover_worker_ready(void);
+/* Handing over for an upgrade: every record is sent (it exits next). */
+enum ho_send handover_worker_handed(void);
 int	handover_worker_recv(void);
 
 #endif

@@ -208,11 +208,13 @@ reap(struct node *n)
 		if ((i = slot_of(n, pid)) == -1)
 			continue;
 		slots[i].pid = 0;
-		__atomic_store_n(&online_slot_stats(n->online, i)->pid, 0,
-		    __ATOMIC_RELAXED);
 		/* its users are offline now, not when someone notices; the
 		 * replacement adds those it adopts again */
-		online_slot_reset(n->online, i);
+		if (!up_slot_moving(i)) {
+			__atomic_store_n(&online_slot_stats(n->online, i)->pid,
+			    0, __ATOMIC_RELAXED);
+			online_slot_reset(n->online, i);
+		}
 		if (WIFSIGNALED(status))
 			log_warnx("worker %d (pid %d) exited on signal %d",
 			    i, (int)pid, WTERMSIG(status));
@@ -592,7 +594,7 @@ master_run(struct node *n)
 				handover_read(i, online_slot_stats(n->online,
 				    i));
 				/* a worker started early is ready (upgrade) */
-				up_worker_ready(i);
+				up_worker_said(i);
 			}
 		if (rc > 0 && upi != -1 && pfd[upi].revents != 0 &&
 		    pfd[upi].fd == up_pollfd())

@@ -43,8 +43,17 @@ int	up_reaped(pid_t pid, int status);
 int	up_worker_gone(int i, int status);
 /* New master: slot i's early worker died before its connections: 1. */
 int	up_prepared_gone(int i);
-/* After handover_read(i): an early worker may have said it is ready. */
-void	up_worker_ready(int i);
+/*
+ * After handover_read(i): an early worker may have said it is ready,
+ * an old one that it handed everything over.
+ */
+void	up_worker_said(int i);
+/*
+ * Old master: slot i is (being) handed to the new master, whose worker
+ * has the slot's figures and table entries: its old worker's exit
+ * touches neither.
+ */
+int	up_slot_moving(int i);
 /* Give up an upgrade in progress (old master): stop, exit. */
 void	up_abort(const char *why);
 /* The upgrade socket to poll, or -1; its events; the timeouts. */

@@ -162,6 +162,8 @@ up_pass_slot(int i)
 
 	slots[i].handed = 1;
 	slots[i].respawn_at = 0;
+	/* its users are away until the new worker adopts them */
+	online_slot_reset(node->online, i);
 	if (upgrade_send(up_sock, UP_BEGIN, (uint32_t)i, NULL) == -1) {
 		up_failed("to the new master: %s", strerror(errno));
 		return;
@@ -511,8 +513,18 @@ up_reaped(pid_t pid, int status)
 }
 
 int
+up_slot_moving(int i)
+{
+	return !up_new && (slots[i].handed || (up_sock != -1 &&
+	    i == up_slot && (up_wait == UPW_WORKER ||
+	    up_wait == UPW_PREPARED)));
+}
+
+int
 up_worker_gone(int i, int status)
 {
+	if (!up_new && slots[i].handed)
+		return 1;	/* passed on already, on its word (HO_HANDED) */
 	if (up_sock == -1 || up_new || i != up_slot || up_wait != UPW_WORKER)
 		return 0;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != CHATD_EXIT_HANDED)
@@ -536,11 +548,16 @@ up_prepared_gone(int i)
 }
 
 void
-up_worker_ready(int i)
+up_worker_said(int i)
 {
 	if (handover_take_ready(i) && up_new && up_sock != -1 &&
 	    slots[i].waiting)
 		(void)upgrade_send(up_sock, UP_PREPARED, (uint32_t)i, NULL);
+	if (handover_take_handed(i) && !up_new && up_sock != -1 &&
+	    i == up_slot && up_wait == UPW_WORKER && !slots[i].handed) {
+		log_info("upgrade: worker %d sent its last record", i);
+		up_pass_slot(i);
+	}
 }
 
 void

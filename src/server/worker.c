@@ -514,6 +514,8 @@ handoff_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 	n.final = 1;
 	conn_foreach(handoff_one, &n);
 	conn_reap();
+	/* the master passes them on at once: our exit may take a while */
+	(void)handover_worker_handed();
 	handoff_flush_master();
 	log_notice("upgrade: %zu connections handed over at a frame boundary, "
 	    "%zu as after a crash (answers or output still due), %zu closed "
