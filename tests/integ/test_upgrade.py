@@ -14,8 +14,9 @@ Goals checked:
 - every client is served by a new worker afterwards, under the same
   session (WHOAMI: same user, no new login);
 - the node answers a PING throughout: the worst round trip is printed
-  and bounded generously (UPGRADE_PING_BOUND, default 2 s: the machine
-  may be loaded, and a sanitizer build starts its workers slowly);
+  and bounded generously (UPGRADE_PING_BOUND, default 2 s, 5 s in the
+  sanitizer build: the pause is the old worker finishing its store
+  jobs, and the machine may be loaded);
 - new TCP connections are never refused during the upgrade;
 - the old master exits (status 0), the new one serves, owns the pid
   file and counts the upgrade and the handed connections.
@@ -38,7 +39,11 @@ import chatlib
 import chatload
 
 N = int(os.environ.get("UPGRADE_CLIENTS", "300"))
-PING_BOUND = float(os.environ.get("UPGRADE_PING_BOUND", "2.0"))
+SANITIZERS = bool(os.environ.get("CHATD_SANITIZERS", "").strip())
+# the pause is the old worker finishing its store jobs: an
+# AddressSanitizer build on a loaded machine takes seconds for them
+PING_BOUND = float(os.environ.get("UPGRADE_PING_BOUND",
+                                  "5.0" if SANITIZERS else "2.0"))
 PING_EVERY = 0.05
 UPGRADE_SECONDS = 600       # chatctl's own bound is larger than ours
 
@@ -82,7 +87,8 @@ def stop_master(pid, timeout=60):
 class Upgrade(chatload.ChatLoad, unittest.TestCase):
 
     n_clients = N
-    chats_per_second = 400
+    # within what a sanitizer build's store thread keeps up with
+    chats_per_second = 150 if SANITIZERS else 400
 
     def setUp(self):
         self.init_load()
