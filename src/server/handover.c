@@ -202,8 +202,8 @@ master_record(int slot, const struct ho_msg *m, const char *rec, size_t len,
 	h->len = len;
 }
 
-void
-handover_read(int slot, struct online_slot_stats *st)
+ssize_t
+handover_recv(int sock, char *buf, size_t cap, int *fd)
 {
 	union {
 		struct cmsghdr	 h;
@@ -212,36 +212,53 @@ handover_read(int slot, struct online_slot_stats *st)
 	struct msghdr	 mh;
 	struct cmsghdr	*cm;
 	struct iovec	 iov;
+	ssize_t		 r;
+
+	*fd = -1;
+	memset(&mh, 0, sizeof(mh));
+	iov.iov_base = buf;
+	iov.iov_len = cap;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf.b;
+	mh.msg_controllen = sizeof(cbuf.b);
+	while ((r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) == -1 &&
+	    errno == EINTR)
+		;
+	if (r == -1)
+		return -1;
+	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET &&
+		    cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(fd, CMSG_DATA(cm), sizeof(int));
+	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+		if (*fd != -1)
+			close(*fd);
+		*fd = -1;
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return r;
+}
+
+void
+handover_read(int slot, struct online_slot_stats *st)
+{
 	struct ho_msg	 m;
 	ssize_t		 r;
 	int		 fd;
 
 	for (;;) {
-		memset(&mh, 0, sizeof(mh));
-		iov.iov_base = rbuf;
-		iov.iov_len = sizeof(m) + HO_MAX_RECORD;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf.b;
-		mh.msg_controllen = sizeof(cbuf.b);
-		r = recvmsg(pairs[slot][0], &mh, MSG_CMSG_CLOEXEC);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
+		r = handover_recv(pairs[slot][0], rbuf, sizeof(m) +
+		    HO_MAX_RECORD, &fd);
+		if (r == -1 && errno != EMSGSIZE) {
 			if (errno != EAGAIN)
 				log_warn("handover: reading from worker %d",
 				    slot);
 			return;
 		}
-		fd = -1;
-		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
-		    cm = CMSG_NXTHDR(&mh, cm))
-			if (cm->cmsg_level == SOL_SOCKET &&
-			    cm->cmsg_type == SCM_RIGHTS &&
-			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-		if ((size_t)r < sizeof(m) ||
-		    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+		if (r < (ssize_t)sizeof(m)) {
 			log_warnx("handover: truncated record from worker %d",
 			    slot);
 			if (fd != -1)
@@ -707,13 +724,6 @@ inherit_add(uint32_t conn, const char *rec, size_t len, int fd)
 int
 handover_worker_recv(void)
 {
-	union {
-		struct cmsghdr	 h;
-		char		 b[CMSG_SPACE(sizeof(int))];
-	} cbuf;
-	struct msghdr	 mh;
-	struct cmsghdr	*cm;
-	struct iovec	 iov;
 	struct ho_msg	 m;
 	char		*b;
 	ssize_t		 r;
@@ -722,29 +732,12 @@ handover_worker_recv(void)
 	if ((b = malloc(sizeof(m) + HO_MAX_RECORD)) == NULL)
 		return -1;
 	for (;;) {
-		memset(&mh, 0, sizeof(mh));
-		iov.iov_base = b;
-		iov.iov_len = sizeof(m) + HO_MAX_RECORD;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf.b;
-		mh.msg_controllen = sizeof(cbuf.b);
-		r = recvmsg(my_fd, &mh, MSG_CMSG_CLOEXEC);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r <= 0) {
+		r = handover_recv(my_fd, b, sizeof(m) + HO_MAX_RECORD, &fd);
+		if (r == 0 || (r == -1 && errno != EMSGSIZE)) {
 			free(b);
 			return r == -1 && errno == EAGAIN ? 0 : -1;
 		}
-		fd = -1;
-		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
-		    cm = CMSG_NXTHDR(&mh, cm))
-			if (cm->cmsg_level == SOL_SOCKET &&
-			    cm->cmsg_type == SCM_RIGHTS &&
-			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-		if ((size_t)r < sizeof(m) ||
-		    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+		if (r < (ssize_t)sizeof(m)) {
 			if (fd != -1)
 				close(fd);
 			continue;

@@ -92,6 +92,13 @@ size_t	handover_worker_died(int slot, int stopping, double now,
 void	handover_spawned(int slot, double now);
 /* The master exits: every copy is closed. */
 void	handover_shutdown(void);
+/*
+ * One datagram of these sockets from sock into buf (cap bytes), with
+ * the descriptor it carries in *fd (-1: none): its length, 0 at the
+ * end, -1 with errno (EAGAIN: nothing waits; EMSGSIZE: it did not fit
+ * and was dropped, its descriptor closed).
+ */
+ssize_t	handover_recv(int sock, char *buf, size_t cap, int *fd);
 /* Connections held for slot. */
 size_t	handover_held(int slot);
 

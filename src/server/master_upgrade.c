@@ -398,43 +398,20 @@ up_forward(struct node *n, int i)
 static void
 up_read_new(void)
 {
-	union {
-		struct cmsghdr	 h;
-		char		 b[CMSG_SPACE(sizeof(int))];
-	} cbuf;
-	struct msghdr	 mh;
-	struct cmsghdr	*cm;
-	struct iovec	 iov;
 	struct up_msg	 m;
 	ssize_t		 r;
 	int		 fd, i;
 
 	while (up_sock != -1) {
-		memset(&mh, 0, sizeof(mh));
-		iov.iov_base = up_rbuf;
-		iov.iov_len = sizeof(m) + HANDOVER_MAX_RECORD;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf.b;
-		mh.msg_controllen = sizeof(cbuf.b);
-		r = recvmsg(up_sock, &mh, MSG_CMSG_CLOEXEC);
-		if (r == -1 && errno == EINTR)
-			continue;
+		r = handover_recv(up_sock, up_rbuf, sizeof(m) +
+		    HANDOVER_MAX_RECORD, &fd);
 		if (r == -1 && errno == EAGAIN)
 			return;
-		if (r <= 0) {
+		if (r == 0 || (r == -1 && errno != EMSGSIZE)) {
 			up_complete(0);
 			return;
 		}
-		fd = -1;
-		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
-		    cm = CMSG_NXTHDR(&mh, cm))
-			if (cm->cmsg_level == SOL_SOCKET &&
-			    cm->cmsg_type == SCM_RIGHTS &&
-			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-		if ((size_t)r < sizeof(m) || (mh.msg_flags & (MSG_TRUNC |
-		    MSG_CTRUNC)) != 0) {
+		if (r < (ssize_t)sizeof(m)) {
 			log_warnx("upgrade: truncated message from the old "
 			    "master");
 			if (fd != -1)

@@ -309,6 +309,24 @@ class ChatLoad:
         self.assertEqual(self.stats["closed"], [])
         return clients
 
+    def settle(self, deliver_s=60):
+        """Wait until every acknowledged chat is acknowledged (asserted)
+        and delivered, then ask every open client WHOAMI; returns the
+        clients still served on the same socket as the same user."""
+        self.wait(lambda: not any(c.pending for c in self.live()), 120)
+        unacked = [(c.uid, k) for c in self.live() for k in c.pending]
+        self.assertEqual(unacked, [], "never acknowledged")
+        for c in self.live():
+            c.resync = False
+        self.wait(lambda: not self.missing(), deliver_s)
+        for c in self.live():
+            c.who = None
+            self.whoami(c)
+        self.wait(lambda: all(c.closed or c.who is not None
+                              for c in self.clients), 120)
+        return [c for c in self.clients if not c.closed and
+                c.who is not None and c.who.get("id") == c.uid]
+
     def missing(self):
         return [(s, cmid) for (s, cmid) in self.acked
                 if not self.sent_acked[(s, cmid)][0].closed and

@@ -97,22 +97,9 @@ class Handover(chatload.ChatLoad, unittest.TestCase):
                 recover_s.append(time.monotonic() - t0)
                 last_done[slot] = time.monotonic()
 
-            # no more kills: everything acknowledged, then delivered
-            self.wait(lambda: not any(c.pending for c in self.live()), 120)
-            unacked = [(c.uid, k) for c in self.live() for k in c.pending]
-            self.assertEqual(unacked, [], "never acknowledged")
-            for c in self.live():
-                c.resync = False
-            self.wait(lambda: not self.missing(), 30)
-
-            # the same socket, the same session: no new login
-            for c in self.live():
-                c.who = None
-                self.whoami(c)
-            self.wait(lambda: all(c.closed or c.who is not None
-                                  for c in self.clients), 120)
-            kept = [c for c in self.clients if not c.closed and
-                    c.who is not None and c.who.get("id") == c.uid]
+            # no more kills: everything acknowledged, then delivered; the
+            # same socket, the same session: no new login
+            kept = self.settle(deliver_s=30)
 
             # what was stored for a recipient (the documented window) it
             # gets at its next login: log out and in on the same socket

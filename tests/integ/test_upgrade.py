@@ -222,21 +222,9 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         with open(srv.pid_file) as f:
             self.assertEqual(int(f.read()), st["pid"])
 
-        # everything acknowledged, then delivered
-        self.wait(lambda: not any(c.pending for c in self.live()), 120)
-        unacked = [(c.uid, k) for c in self.live() for k in c.pending]
-        self.assertEqual(unacked, [], "never acknowledged")
-        self.wait(lambda: not self.missing(), 60)
-
-        # the same socket, the same session, a new worker
-        for c in self.live():
-            c.who = None
-            self.whoami(c)
-        self.wait(lambda: all(c.closed or c.who is not None
-                              for c in self.clients), 120)
-        moved = [c for c in self.clients if not c.closed and
-                 c.who is not None and c.who.get("id") == c.uid and
-                 c.pid not in old_workers]
+        # everything acknowledged, then delivered; the same socket, the
+        # same session, a new worker
+        moved = [c for c in self.settle() if c.pid not in old_workers]
         st = status(srv)
         metrics = self.metrics(mport)
         figures = self.figures(0, [])
