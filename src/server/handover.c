@@ -352,8 +352,13 @@ handover_held(int slot)
 
 /* ---- binary upgrade (upgrade.c) ---------------------------------------- */
 
-ssize_t
-handover_pass_slot(int slot, int sock, double deadline)
+/*
+ * Send every connection held for slot over sock, each with its socket;
+ * then, with go, HO_GO.  keep: the master keeps its copies (else they
+ * are closed as they go).  How many, or -1 (what was not sent stays).
+ */
+static ssize_t
+send_table(int slot, int sock, double deadline, int keep, int go)
 {
 	struct slot_table	*t = &tables[slot];
 	struct pollfd		 pfd;
@@ -361,31 +366,46 @@ handover_pass_slot(int slot, int sock, double deadline)
 	size_t			 k;
 	ssize_t			 sent = 0;
 	double			 left;
+	int			 last;
 
-	for (k = 0; k < t->cap; k++) {
-		if (t->v[k].fd == -1)
+	for (k = 0; k <= t->cap; k++) {
+		last = k == t->cap;
+		if ((last && !go) || (!last && t->v[k].fd == -1))
 			continue;
-		m.type = HO_KEEP;
+		m.type = last ? HO_GO : HO_KEEP;
 		m.conn = (uint32_t)k;
-		while (ho_sendmsg(sock, &m, t->v[k].rec, t->v[k].len,
-		    t->v[k].fd) == -1) {
+		while (ho_sendmsg(sock, &m, last ? NULL : t->v[k].rec,
+		    last ? 0 : t->v[k].len, last ? -1 : t->v[k].fd) == -1) {
 			left = deadline - util_mono();
-			if ((errno != EAGAIN && errno != ENOBUFS) || left <= 0) {
-				log_warn("upgrade: passing connection %zu of "
-				    "worker %d to the new master", k, slot);
-				(void)table_close(t);
+			if ((errno != EAGAIN && errno != ENOBUFS) || left <= 0)
 				return -1;
-			}
 			pfd.fd = sock;
 			pfd.events = POLLOUT;
 			(void)poll(&pfd, 1, (int)(left * 1000) + 1);
 		}
-		/* the new master has its own reference now */
-		held_clear(&t->v[k]);
-		t->n--;
+		if (last)
+			break;
 		sent++;
+		if (!keep) {
+			/* the receiver has its own reference now */
+			held_clear(&t->v[k]);
+			t->n--;
+		}
 	}
 	return sent;
+}
+
+ssize_t
+handover_pass_slot(int slot, int sock, double deadline)
+{
+	ssize_t	 n;
+
+	if ((n = send_table(slot, sock, deadline, 0, 0)) == -1) {
+		log_warn("upgrade: passing worker %d's connections to the new "
+		    "master", slot);
+		(void)table_close(&tables[slot]);
+	}
+	return n;
 }
 
 int
@@ -649,31 +669,7 @@ handover_take_ready(int slot)
 ssize_t
 handover_forward(int slot, double deadline)
 {
-	struct slot_table	*t = &tables[slot];
-	struct pollfd		 pfd;
-	struct ho_msg		 m;
-	size_t			 k;
-	ssize_t			 sent = 0;
-	double			 left;
-
-	for (k = 0; k <= t->cap; k++) {
-		if (k < t->cap && t->v[k].fd == -1)
-			continue;
-		m.type = k < t->cap ? HO_KEEP : HO_GO;
-		m.conn = (uint32_t)k;
-		while (ho_sendmsg(pairs[slot][0], &m, k < t->cap ?
-		    t->v[k].rec : NULL, k < t->cap ? t->v[k].len : 0,
-		    k < t->cap ? t->v[k].fd : -1) == -1) {
-			left = deadline - util_mono();
-			if ((errno != EAGAIN && errno != ENOBUFS) || left <= 0)
-				return -1;
-			pfd.fd = pairs[slot][0];
-			pfd.events = POLLOUT;
-			(void)poll(&pfd, 1, (int)(left * 1000) + 1);
-		}
-		sent += k < t->cap;
-	}
-	return sent;
+	return send_table(slot, pairs[slot][0], deadline, 1, 1);
 }
 
 int

@@ -327,6 +327,15 @@ class ChatLoad:
         return [c for c in self.clients if not c.closed and
                 c.who is not None and c.who.get("id") == c.uid]
 
+    def assert_clean(self, figures):
+        """No line a client could not take, no session lost, a load."""
+        self.assertEqual(self.stats["bad_unexpected"], [], figures)
+        self.assertEqual(self.stats["malformed"], [], figures)
+        self.assertEqual([e for c, e in self.stats["errors"]
+                          if e.get("errno") == chatlib.ERR_NOT_LOGGED_IN],
+                         [], "a session was lost")
+        self.assertGreater(len(self.acked), 100, figures)
+
     def missing(self):
         return [(s, cmid) for (s, cmid) in self.acked
                 if not self.sent_acked[(s, cmid)][0].closed and
