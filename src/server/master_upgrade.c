@@ -360,6 +360,8 @@ up_complete(int ok)
 	up_close();
 	free(up_rbuf);
 	up_rbuf = NULL;
+	/* from now on an ordinary master, which may be upgraded in turn */
+	up_new = 0;
 	/* the control socket's path is this master's to remove now */
 	ctl_keep_path(0);
 	pid_write();

@@ -293,6 +293,17 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
             a.chat(b.id, "after the crash", cmid=7)
             self.assertEqual(a.c.recv_msgid(103)["cmid"], 7)
             self.assertEqual(b.c.recv_msgid(6)["msg"], "after the crash")
+            # the new master is upgraded in turn (SIGUSR2 this time)
+            first = self.new_master
+            os.kill(first, signal.SIGUSR2)
+            self.assertTrue(chatlib.wait_for(
+                lambda: not chatlib.pid_alive(first), 120, interval=0.1),
+                "the first new master did not hand over")
+            st = status(srv)
+            self.new_master = st["pid"]
+            self.assertEqual(st["upgrade"]["upgrades"], 2, st["upgrade"])
+            self.assertEqual(a.c.whoami_full()["id"], a.id)
+            self.assertEqual(b.c.whoami_full()["id"], b.id)
         finally:
             if self.new_master is not None:
                 self.assertTrue(stop_master(self.new_master))
