@@ -107,6 +107,13 @@ void	chat_pubsub_gone(void);
  */
 int	chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	    size_t whylen);
+/*
+ * Binary upgrade: pass c's session to the master once more, with
+ * HO_F_CLEAN and the partial request in c->in when clean (the worker
+ * answered all it had read and wrote all of its output).  0 or -1 (not
+ * handed: a websocket, not logged in, or the master has no copy).
+ */
+int	chat_handover_final(struct conn *c, int clean);
 /* Apply a reloaded configuration's limits. */
 void	chat_reconfigure(const struct config *cfg);
 

@@ -162,6 +162,14 @@ struct conn *conn_new(int fd, const struct sockaddr_storage *peer,
 struct conn *conn_adopt(int fd, const struct sockaddr_storage *peer,
 	    uint64_t akey, uint32_t id);
 /*
+ * The connection was handed over at a frame boundary (binary upgrade,
+ * HO_F_CLEAN): nothing is skipped; p holds a partial request the
+ * previous worker had read.  -1 when it was closed.
+ */
+int	conn_adopt_input(struct conn *c, const void *p, size_t n);
+/* Stop reading every connection for good (the worker hands them over). */
+void	conn_freeze(void);
+/*
  * The peer is a trusted balancer (proxy_protocol_from): the first bytes
  * must be a PROXY header, complete within env.proxy_timeout.  Its
  * source address then replaces c->peer and env.admit is called.

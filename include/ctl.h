@@ -5,7 +5,7 @@
  * the descriptors handed out here in its own loop (master.c).
  *
  * Control protocol (control_socket): the client sends one line,
- *	status | stats | online | kick UID | reload | stop
+ *	status | stats | online | kick UID | reload | upgrade | stop
  * and reads one JSON object, {"ok":true,...} or {"ok":false,"error":S},
  * until the server closes the connection.  Only uid 0 and the uid the
  * master runs as are served (SO_PEERCRED).
@@ -24,6 +24,7 @@
 /* ---- a polled server: one request per connection, then close ------- */
 
 struct ctl_server;
+struct up_stats;
 
 /* What a server's input callback made of the bytes received so far. */
 enum ctl_input {
@@ -78,6 +79,12 @@ struct ctl_env {
 	int		(*reload)(struct buf *errs);
 	/* The SIGTERM path. */
 	void		(*stop)(void);
+	/* chatctl upgrade (upgrade.h): 0 started, -1 with why in errs. */
+	int		(*upgrade)(struct buf *errs);
+	const struct up_stats *(*upgrade_stats)(void);
+	/* listeners inherited from an upgrade's old master, or -1: bind */
+	int		 ctl_fd;
+	int		 http_fd;
 };
 
 /*
@@ -96,6 +103,12 @@ int	ctl_expire(double now);
 void	ctl_child(void);
 /* The master exits: close everything, remove the control socket. */
 void	ctl_shutdown(void);
+/* The listening sockets (an upgrade passes them on); -1: none. */
+void	ctl_listen_fds(int *ctl_fd, int *http_fd);
+/* Stop (1) or resume (0) accepting: the new master of an upgrade does. */
+void	ctl_pause(int on);
+/* Leave the control socket's path at exit (it is another master's). */
+void	ctl_keep_path(int keep);
 
 #define CTL_MAX_CLIENTS		16	/* control connections at once */
 #define CTL_HTTP_MAX_CLIENTS	32	/* metrics connections at once */

@@ -17,14 +17,23 @@
  */
 int	master_listen(const char *what, const char *host, int port, char *err,
 	    size_t errlen);
-int	master_init(struct node *n);
+/* ctl_fd, http_fd: listeners an upgrade's new master inherits, or -1. */
+int	master_init(struct node *n, int ctl_fd, int http_fd);
 /* A descriptor only the master holds (the pid file lock): children close it. */
 void	master_own_fd(int fd);
 /*
  * Fork the workers and supervise them until told to stop.  Blocks
- * SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGQUIT and takes them
+ * SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 and SIGQUIT and takes them
  * from a signalfd.  Returns the process exit status.
  */
 int	master_run(struct node *n);
+/*
+ * Before master_run, in a new master started by an upgrade (upgrade.h):
+ * sock reaches the old master; the counters go on from its figures.
+ */
+void	master_upgrading(int sock, pid_t old_pid, uint64_t upgrades,
+	    uint64_t failed, uint64_t handed);
+/* After master_run: the node was handed to a new master (keep its files). */
+int	master_upgraded(void);
 
 #endif

@@ -75,6 +75,12 @@ struct online_slot_stats {
 struct online *online_create(const char *name, uint32_t capacity,
 	    int nslots, char *err, size_t errlen);
 /* Unmap; with unlink_it also remove the name (master at exit). */
+/*
+ * Map the table an older master of this node made (binary upgrade);
+ * NULL with err when it is missing or of another layout or size.
+ */
+struct online *online_attach(const char *name, uint32_t capacity,
+	    int nslots, char *err, size_t errlen);
 void	online_destroy(struct online *o, int unlink_it);
 
 enum online_add_result {

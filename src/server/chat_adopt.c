@@ -26,22 +26,22 @@
 #include "pubsub.h"
 #include "store.h"
 
-void
-chat_handover_keep(struct conn *c)
+/*
+ * conn's record: the state, the name, then (HO_F_CLEAN) in, the bytes
+ * of a partial request.  0, or -1 when it cannot be packed.
+ */
+static int
+handover_pack(struct conn *c, uint32_t flags, const void *in, size_t inlen,
+    struct buf *b)
 {
 	struct session	*s = c->sess;
 	struct ho_state	 st;
-	struct buf	 b = BUF_INIT;
 
-	/* a websocket's framing state is not passed: it is not adopted */
-	if (chat.handover_keep == NULL || c->tp != NULL || s == NULL ||
-	    s->uid == 0)
-		return;
 	memset(&st, 0, sizeof(st));
 	st.version = HANDOVER_STATE_VERSION;
 	st.conn = c->id;
 	st.uid = s->uid;
-	st.flags = (s->ack_offline ? HO_F_ACK_OFFLINE : 0) |
+	st.flags = flags | (s->ack_offline ? HO_F_ACK_OFFLINE : 0) |
 	    (s->acks ? HO_F_ACKS : 0) | (s->want_token ? HO_F_TOKEN : 0);
 	/* only what accept() wrote: the rest of the storage is undefined */
 	st.peer_len = c->peer.ss_family == AF_INET ? sizeof(struct
@@ -49,12 +49,50 @@ chat_handover_keep(struct conn *c)
 	    sockaddr_in6) : 0;
 	memcpy(&st.peer, &c->peer, st.peer_len);
 	st.name_len = s->name_len;
-	if (buf_append(&b, &st, sizeof(st)) == -1 ||
-	    buf_append(&b, s->name, s->name_len) == -1 ||
+	if (buf_append(b, &st, sizeof(st)) == -1 ||
+	    buf_append(b, s->name, s->name_len) == -1 ||
+	    (inlen > 0 && buf_append(b, in, inlen) == -1))
+		return -1;
+	return 0;
+}
+
+void
+chat_handover_keep(struct conn *c)
+{
+	struct session	*s = c->sess;
+	struct buf	 b = BUF_INIT;
+
+	/* a websocket's framing state is not passed: it is not adopted */
+	if (chat.handover_keep == NULL || c->tp != NULL || s == NULL ||
+	    s->uid == 0)
+		return;
+	if (handover_pack(c, 0, NULL, 0, &b) == -1 ||
 	    chat.handover_keep(c, buf_head(&b), buf_used(&b)) == -1)
 		log_info("connection %u (user %d) is not kept by the master: "
 		    "a crash of this worker closes it", c->id, (int)s->uid);
 	buf_free(&b);
+}
+
+int
+chat_handover_final(struct conn *c, int clean)
+{
+	struct session	*s = c->sess;
+	struct buf	 b = BUF_INIT;
+	int		 rc;
+
+	if (chat.handover_keep == NULL || c->tp != NULL || s == NULL ||
+	    s->uid == 0 || !c->handed)
+		return -1;
+	/* a partial request too large for a record: crash rules instead */
+	if (clean && sizeof(struct ho_state) + s->name_len +
+	    buf_used(&c->in) > HANDOVER_MAX_RECORD)
+		clean = 0;
+	rc = handover_pack(c, clean ? HO_F_CLEAN : 0, buf_head(&c->in),
+	    clean ? buf_used(&c->in) : 0, &b);
+	if (rc == 0)
+		rc = chat.handover_keep(c, buf_head(&b), buf_used(&b));
+	buf_free(&b);
+	return rc;
 }
 
 void
@@ -99,8 +137,10 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 		return -1;
 	}
 	memcpy(&st, state, sizeof(st));
+	/* HO_F_CLEAN: a partial request follows the name */
 	if (st.version != HANDOVER_STATE_VERSION || st.uid <= 0 ||
-	    st.name_len != len - sizeof(st) || st.conn != c->id) {
+	    st.name_len > len - sizeof(st) || ((st.flags & HO_F_CLEAN) == 0 &&
+	    st.name_len != len - sizeof(st)) || st.conn != c->id) {
 		snprintf(why, whylen, "bad state record");
 		return -1;
 	}
@@ -138,10 +178,17 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	 * client's parser drops it as one bad line instead of merging it
 	 * with the next.
 	 */
-	if (conn_send(c, "\n", 1) == -1) {
+	if ((st.flags & HO_F_CLEAN) == 0 && conn_send(c, "\n", 1) == -1) {
 		snprintf(why, whylen, "cannot write");
 		return -1;
 	}
+	/*
+	 * The master's record of an upgrade says "at a boundary, with this
+	 * partial request": true once.  A crash of ours must be adopted by
+	 * the crash rules: replace it with a plain one.
+	 */
+	if ((st.flags & HO_F_CLEAN) != 0)
+		chat_handover_keep(c);
 	if (chat.pubsub != NULL) {
 		/* the fetch follows the claim, as at login */
 		c->jobs++;

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "master.h"
 #include "store.h"
+#include "upgrade.h"
 #include "worker.h"
 
 #ifndef SYSCONFDIR
@@ -324,15 +325,125 @@ store_preflight(const struct config *cfg)
 	_exit(0);
 }
 
+/*
+ * The new master of a binary upgrade (upgrade.h): the running node's
+ * listeners, channels, control sockets and pid file come from the old
+ * master, which is our parent; the session table is mapped as it is.
+ *
+ * Why the table is adopted, not rebuilt from the handed sessions: old
+ * and new workers serve side by side while the slots move one at a
+ * time, and each routes chats by looking the recipient up in the
+ * table and writing to that slot's channel.  One table and the same
+ * channels keep every user reachable through the whole upgrade (a
+ * slot's channel keeps what is sent to it while its worker changes,
+ * as after a crash); two tables would hide each half's users from the
+ * other.  The price: the table's layout must not change between the
+ * two binaries (online_attach checks magic, version and sizes and
+ * refuses, and the upgrade fails, leaving the old node serving).
+ * Start-up failures are told to the old master before exiting.
+ */
+static int
+upgraded_main(struct node *n, struct up_inherit *up)
+{
+	char	 err[256];
+	int	 i, rc;
+
+	log_set_role("master");
+	if (log_init(n->foreground ? "stderr" : n->cfg.log_file,
+	    n->cfg.log_level) == -1) {
+		upgrade_fail(up->sock, "log %s: %s", n->cfg.log_file,
+		    strerror(errno));
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	n->nslots = n->cfg.workers;
+	if (n->nslots != up->nslots) {
+		upgrade_fail(up->sock, "workers = %d, the running node has %d: "
+		    "changing it needs a restart", n->nslots, up->nslots);
+		return 1;
+	}
+	if (worker_privileges_check(&n->cfg, err, sizeof(err)) == -1) {
+		upgrade_fail(up->sock, "%s", err);
+		return 1;
+	}
+	if (store_preflight(&n->cfg) == -1) {
+		upgrade_fail(up->sock, "the storage check failed (see the log)");
+		return 1;
+	}
+	n->listen_fds = up->listen_fds;
+	n->ws_listen_fds = up->ws_fds;
+	if ((n->cfg.websocket_listen != NULL) != (up->ws_fds != NULL)) {
+		upgrade_fail(up->sock, "websocket_listen was added or removed: "
+		    "that needs a restart");
+		return 1;
+	}
+	n->online = online_attach(n->cfg.shm_name, n->cfg.max_online,
+	    n->nslots, err, sizeof(err));
+	if (n->online == NULL) {
+		upgrade_fail(up->sock, "%s", err);
+		return 1;
+	}
+	if ((n->guard = guard_create(n->nslots, err, sizeof(err))) == NULL) {
+		upgrade_fail(up->sock, "%s", err);
+		online_destroy(n->online, 0);
+		return 1;
+	}
+	n->chans.nslots = n->nslots;
+	n->chans.fds = up->chan_fds;
+	n->chans.max_msg = n->cfg.max_frame_bytes + n->cfg.max_name_bytes + 256;
+	if (master_init(n, up->ctl_fd, up->http_fd) == -1) {
+		upgrade_fail(up->sock, "control or metrics listener");
+		online_destroy(n->online, 0);
+		return 1;
+	}
+	/* the control socket's path stays the old master's until the end */
+	ctl_keep_path(1);
+	if (pipe2(n->master_pipe, O_CLOEXEC) == -1) {
+		upgrade_fail(up->sock, "pipe: %s", strerror(errno));
+		online_destroy(n->online, 0);
+		return 1;
+	}
+	snprintf(n->boot_id, sizeof(n->boot_id), "%s", up->boot_id);
+	master_own_fd(up->pidfd);
+	ctl_storage_public(n->cfg.storage, err, sizeof(err));
+	log_notice("chatd %s starting as an upgrade of pid %d: %s, %d "
+	    "workers, storage %s", PACKAGE_VERSION, (int)up->old_pid,
+	    n->cfg.listen, n->nslots, err);
+	master_upgrading(up->sock, up->old_pid, up->upgrades, up->failed,
+	    up->handed);
+
+	rc = master_run(n);
+
+	online_destroy(n->online, !master_upgraded());
+	guard_destroy(n->guard);
+	channel_destroy(&n->chans);
+	if (master_upgraded())
+		close(up->pidfd);
+	else
+		pidfile_remove(up->pidfd, n->cfg.pid_file);
+	for (i = 0; i < n->nslots; i++) {
+		if (n->listen_fds[i] != -1)
+			close(n->listen_fds[i]);
+		if (n->ws_listen_fds != NULL && n->ws_listen_fds[i] != -1)
+			close(n->ws_listen_fds[i]);
+	}
+	free(n->listen_fds);
+	free(n->ws_listen_fds);
+	cfg_free(&n->cfg);
+	return rc;
+}
+
 int
 main(int argc, char *argv[])
 {
 	struct node	 n;
+	struct up_inherit up;
 	struct buf	 errs = BUF_INIT;
 	char		 err[256];
 	const char	*path = SYSCONFDIR "/chatd.conf";
 	uint64_t	 boot;
-	int		 ch, check_only = 0, verbose = 0, rc, pidfd;
+	int		 ch, check_only = 0, verbose = 0, rc, pidfd, upgrading;
 
 	memset(&n, 0, sizeof(n));
 	while ((ch = getopt(argc, argv, "df:nv")) != -1) {
@@ -357,8 +468,16 @@ main(int argc, char *argv[])
 		usage();
 	n.config_path = path;
 
+	/* started by chatctl upgrade: the old master's descriptors */
+	if ((upgrading = upgrade_inherited(&up, err, sizeof(err))) == -1) {
+		fprintf(stderr, "chatd: %s\n", err);
+		return 1;
+	}
 	if (cfg_load(&n.cfg, path, &errs) == -1) {
 		fprintf(stderr, "%.*s", (int)buf_used(&errs), buf_head(&errs));
+		if (upgrading)
+			upgrade_fail(up.sock, "the configuration has errors: "
+			    "%.*s", (int)buf_used(&errs), buf_head(&errs));
 		if (check_only)
 			fprintf(stderr, "configuration has errors\n");
 		buf_free(&errs);
@@ -374,6 +493,16 @@ main(int argc, char *argv[])
 	/* reloads read it again after daemonize() moved us to "/" */
 	if ((n.config_path = realpath(path, NULL)) == NULL)
 		n.config_path = path;
+	if (upgrade_remember(argv[0], n.foreground, verbose,
+	    n.config_path) == -1)
+		fprintf(stderr, "chatd: %s not found: upgrades will fail\n",
+		    argv[0]);
+	if (upgrading) {
+		rc = upgraded_main(&n, &up);
+		if (n.config_path != path)
+			free((char *)n.config_path);	/* from realpath() */
+		return rc;
+	}
 	if (verbose)
 		n.cfg.log_level = LOG_DEBUG;
 	if (log_init(n.foreground ? "stderr" : n.cfg.log_file,
@@ -430,7 +559,7 @@ main(int argc, char *argv[])
 		goto fail;
 	}
 	/* control socket and metrics listener: errors still reach stderr */
-	if (master_init(&n) == -1) {
+	if (master_init(&n, -1, -1) == -1) {
 		channel_destroy(&n.chans);
 		online_destroy(n.online, 1);
 		goto fail;
@@ -458,10 +587,14 @@ main(int argc, char *argv[])
 
 	rc = master_run(&n);
 
-	online_destroy(n.online, 1);
+	/* handed to a new master: its table, pid file and sockets now */
+	online_destroy(n.online, !master_upgraded());
 	guard_destroy(n.guard);
 	channel_destroy(&n.chans);
-	pidfile_remove(pidfd, n.cfg.pid_file);
+	if (master_upgraded())
+		close(pidfd);
+	else
+		pidfile_remove(pidfd, n.cfg.pid_file);
 	for (ch = 0; ch < n.nslots; ch++) {
 		if (n.listen_fds[ch] != -1)
 			close(n.listen_fds[ch]);

@@ -42,6 +42,7 @@ static void	conn_write_cb(struct ev_loop *, ev_io *, int);
 static void	conn_timer_cb(struct ev_loop *, ev_timer *, int);
 static void	conn_flush(struct conn *);
 static void	conn_input(struct conn *, const char *, size_t);
+static int	frozen;		/* handing over: no socket is read */
 
 int
 conn_env_init(const struct conn_env *e)
@@ -185,6 +186,30 @@ conn_new(int fd, const struct sockaddr_storage *peer, uint64_t akey)
 		return NULL;
 	}
 	return conn_setup(c, fd, peer, akey);
+}
+
+void
+conn_freeze(void)
+{
+	uint32_t	 i;
+
+	frozen = 1;
+	for (i = 0; i < table_size; i++)
+		if (table[i] != NULL && !table[i]->closing)
+			ev_io_stop(env.loop, &table[i]->rio);
+}
+
+int
+conn_adopt_input(struct conn *c, const void *p, size_t n)
+{
+	c->resync = 0;
+	if (n > 0 && buf_append(&c->in, p, n) == -1) {
+		conn_close(c, "out of memory");
+		return -1;
+	}
+	if (buf_used(&c->in) > 0)
+		conn_input(c, NULL, 0);
+	return c->closing ? -1 : 0;
 }
 
 struct conn *
@@ -851,6 +876,10 @@ conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t		 n;
 	int		 i;
 
+	if (frozen) {
+		ev_io_stop(loop, w);
+		return;
+	}
 	for (i = 0; i < READS_PER_EVENT && !c->closing && !c->paused &&
 	    !c->close_after_flush; i++) {
 		/*

@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "guard.h"
 #include "online.h"
+#include "upgrade.h"
 #include "util.h"
 
 #define CTL_REQUEST_MAX		512	/* one command line */
@@ -58,6 +59,7 @@ struct ctl_server {
 	size_t			 max_request;
 	double			 timeout;
 	int			 max_clients;
+	int			 paused;	/* the listener is not polled */
 	int			 nclients;
 	struct ctl_client	*clients;
 	int			*map;	/* pollfd i: -1 listener, else client */
@@ -129,7 +131,7 @@ ctl_server_pollfds(struct ctl_server *s, struct pollfd *pfd, int room)
 
 	if (s == NULL)
 		return 0;
-	if (s->nclients < s->max_clients && n < room) {
+	if (s->nclients < s->max_clients && n < room && !s->paused) {
 		pfd[n].fd = s->lfd;
 		pfd[n].events = POLLIN;
 		pfd[n].revents = 0;
@@ -400,6 +402,7 @@ ctl_health(const struct ctl_env *env, struct buf *why)
 static struct ctl_env		 env;
 static struct ctl_server	*control, *http;
 static char			*control_path;
+static int			 keep_path;	/* another master's too */
 static int			 ncontrol_fds, nhttp_fds;
 static time_t			 last_refusal;
 static unsigned			 refusals;
@@ -505,6 +508,25 @@ put_handover(struct buf *out)
 	    "\"adopted\":%" PRIu64 ",\"failed\":%" PRIu64 "}", h, a, f);
 }
 
+/* Binary upgrades (upgrade.h): this master's view. */
+static void
+put_upgrade(struct buf *out)
+{
+	const struct up_stats	*u;
+
+	if (env.upgrade_stats == NULL)
+		return;
+	u = env.upgrade_stats();
+	buf_printf(out, ",\"upgrade\":{\"state\":\"%s\",\"upgrades\":%"
+	    PRIu64 ",\"failed\":%" PRIu64 ",\"handed\":%" PRIu64
+	    ",\"error\":", u->state, u->upgrades, u->failed, u->handed);
+	if (u->error[0] != '\0')
+		ctl_json_str(out, u->error);
+	else
+		buf_append_str(out, "null");
+	buf_append_str(out, "}");
+}
+
 static void
 put_status(struct buf *out)
 {
@@ -559,6 +581,7 @@ put_status(struct buf *out)
 	}
 	buf_free(&why);
 	put_handover(out);
+	put_upgrade(out);
 	buf_append_str(out, ",\"workers\":[");
 	for (i = 0; i < n->nslots; i++) {
 		st = online_slot_stats(n->online, i);
@@ -759,6 +782,17 @@ control_input(void *arg, const char *p, size_t len, int eof,
 			reply_error(out, "%s", buf_head(&errs));
 		}
 		buf_free(&errs);
+	} else if (strcmp(cmd, "upgrade") == 0) {
+		log_notice("control: upgrade requested");
+		if (env.upgrade == NULL || env.upgrade(&errs) == -1) {
+			buf_append(&errs, "", 1);
+			reply_error(out, "%s", buf_used(&errs) > 1 ?
+			    buf_head(&errs) : "upgrade not possible");
+		} else
+			/* chatctl follows it with status */
+			buf_printf(out, "{\"ok\":true,\"pid\":%d}\n",
+			    (int)getpid());
+		buf_free(&errs);
 	} else if (strcmp(cmd, "stop") == 0) {
 		log_notice("control: stop requested");
 		/* answer first: the connection is served until the end */
@@ -766,7 +800,7 @@ control_input(void *arg, const char *p, size_t len, int eof,
 		env.stop();
 	} else
 		reply_error(out, "unknown command \"%.64s\" (status, stats, "
-		    "online, kick, reload, stop)", cmd);
+		    "online, kick, reload, upgrade, stop)", cmd);
 	return CTL_REPLY;
 }
 
@@ -853,9 +887,11 @@ ctl_init(const struct ctl_env *e, char *err, size_t errlen)
 
 	env = *e;
 	if (cfg->control_socket != NULL) {
-		if ((fd = control_listen(cfg->control_socket, err,
-		    errlen)) == -1)
+		/* an upgrade's new master serves its predecessor's socket */
+		if ((fd = e->ctl_fd) == -1 && (fd = control_listen(
+		    cfg->control_socket, err, errlen)) == -1)
 			return -1;
+		keep_path = e->ctl_fd != -1;
 		control_path = strdup(cfg->control_socket);
 		control = ctl_server_new(fd, "control", &control_ops, NULL,
 		    CTL_REQUEST_MAX, CTL_TIMEOUT, CTL_MAX_CLIENTS);
@@ -924,8 +960,30 @@ ctl_shutdown(void)
 	ctl_server_free(control);
 	ctl_server_free(http);
 	control = http = NULL;
-	if (control_path != NULL)
+	if (control_path != NULL && !keep_path)
 		unlink(control_path);
 	free(control_path);
 	control_path = NULL;
+}
+
+void
+ctl_listen_fds(int *ctl_fd, int *http_fd)
+{
+	*ctl_fd = control != NULL ? control->lfd : -1;
+	*http_fd = http != NULL ? http->lfd : -1;
+}
+
+void
+ctl_pause(int on)
+{
+	if (control != NULL)
+		control->paused = on;
+	if (http != NULL)
+		http->paused = on;
+}
+
+void
+ctl_keep_path(int keep)
+{
+	keep_path = keep;
 }

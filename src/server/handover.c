@@ -5,16 +5,21 @@
  * Worker -> master, one datagram each:
  *   HO_KEEP  conn, state record, the socket (SCM_RIGHTS)
  *   HO_DROP  conn
+ *   HO_READY a worker started early for an upgrade is ready to adopt
+ *   HO_HANDED a worker handing over for an upgrade sent its last record
  * The master holds, per slot and connection id, the descriptor and the
- * record.  Nothing flows back: the replacement worker inherits the
- * descriptors and records through fork(), and keeps the connection ids,
- * so the table stays valid for it as it is.
+ * record.  After a crash nothing flows back: the replacement worker
+ * inherits the descriptors and records through fork(), and keeps the
+ * connection ids, so the table stays valid for it as it is.  In an
+ * upgrade the worker is started before the connections arrive; the
+ * master then sends it each as HO_KEEP, and HO_GO after the last.
  */
 #include "config.h"
 
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +28,14 @@
 #include "handover.h"
 #include "log.h"
 #include "online.h"
+#include "util.h"
 
-#define HO_KEEP		1
+#define HO_KEEP		HANDOVER_MSG_KEEP
 #define HO_DROP		2
-/* a record's size bound: the state with a name of any configured size */
-#define HO_MAX_RECORD	(64 * 1024)
+#define HO_READY	3
+#define HO_GO		4
+#define HO_HANDED	5
+#define HO_MAX_RECORD	HANDOVER_MAX_RECORD
 #define HO_SOCKBUF	(1024 * 1024)
 
 struct ho_msg {
@@ -46,6 +54,9 @@ struct slot_table {
 	size_t		 cap;
 	size_t		 n;	/* held */
 	double		 adopt_at;	/* a worker adopting started, 0: none */
+	int		 prepare;	/* the next worker waits for HO_GO */
+	int		 ready;		/* HO_READY came */
+	int		 handed;	/* HO_HANDED came */
 };
 
 /* A record the worker could not send yet: its own duplicate and copy. */
@@ -54,6 +65,9 @@ struct qrec {
 	struct held	 h;
 };
 
+static ssize_t	ho_sendmsg(int, const struct ho_msg *, const char *, size_t,
+		    int);
+
 static int		  nslots;
 static int		(*pairs)[2];	/* [slot][0] master, [1] worker */
 static struct slot_table *tables;
@@ -61,7 +75,9 @@ static char		 *rbuf;
 /* in a worker */
 static int		  my_fd = -1;
 static struct ho_inherit *inherit;
-static size_t		  ninherit;
+static size_t		  ninherit, inherit_cap;
+static int		  prepared;	/* waits for HO_GO (upgrade) */
+static int		  inherit_owned;	/* the records are our copies */
 static struct qrec	 *queue;
 static size_t		  qhead, qlen, qcap;
 
@@ -142,6 +158,15 @@ master_record(int slot, const struct ho_msg *m, const char *rec, size_t len,
 	struct held		*h;
 	char			*copy = NULL;
 
+	if (m->type == HO_READY || m->type == HO_HANDED) {
+		if (m->type == HO_READY)
+			t->ready = 1;
+		else
+			t->handed = 1;
+		if (fd != -1)
+			close(fd);
+		return;
+	}
 	if (m->type == HO_DROP) {
 		if (m->conn < t->cap && t->v[m->conn].fd != -1) {
 			held_clear(&t->v[m->conn]);
@@ -177,8 +202,8 @@ master_record(int slot, const struct ho_msg *m, const char *rec, size_t len,
 	h->len = len;
 }
 
-void
-handover_read(int slot, struct online_slot_stats *st)
+ssize_t
+handover_recv(int sock, char *buf, size_t cap, int *fd)
 {
 	union {
 		struct cmsghdr	 h;
@@ -187,36 +212,53 @@ handover_read(int slot, struct online_slot_stats *st)
 	struct msghdr	 mh;
 	struct cmsghdr	*cm;
 	struct iovec	 iov;
+	ssize_t		 r;
+
+	*fd = -1;
+	memset(&mh, 0, sizeof(mh));
+	iov.iov_base = buf;
+	iov.iov_len = cap;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf.b;
+	mh.msg_controllen = sizeof(cbuf.b);
+	while ((r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) == -1 &&
+	    errno == EINTR)
+		;
+	if (r == -1)
+		return -1;
+	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET &&
+		    cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(fd, CMSG_DATA(cm), sizeof(int));
+	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+		if (*fd != -1)
+			close(*fd);
+		*fd = -1;
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return r;
+}
+
+void
+handover_read(int slot, struct online_slot_stats *st)
+{
 	struct ho_msg	 m;
 	ssize_t		 r;
 	int		 fd;
 
 	for (;;) {
-		memset(&mh, 0, sizeof(mh));
-		iov.iov_base = rbuf;
-		iov.iov_len = sizeof(m) + HO_MAX_RECORD;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf.b;
-		mh.msg_controllen = sizeof(cbuf.b);
-		r = recvmsg(pairs[slot][0], &mh, MSG_CMSG_CLOEXEC);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
+		r = handover_recv(pairs[slot][0], rbuf, sizeof(m) +
+		    HO_MAX_RECORD, &fd);
+		if (r == -1 && errno != EMSGSIZE) {
 			if (errno != EAGAIN)
 				log_warn("handover: reading from worker %d",
 				    slot);
 			return;
 		}
-		fd = -1;
-		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
-		    cm = CMSG_NXTHDR(&mh, cm))
-			if (cm->cmsg_level == SOL_SOCKET &&
-			    cm->cmsg_type == SCM_RIGHTS &&
-			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-		if ((size_t)r < sizeof(m) ||
-		    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+		if (r < (ssize_t)sizeof(m)) {
 			log_warnx("handover: truncated record from worker %d",
 			    slot);
 			if (fd != -1)
@@ -302,6 +344,82 @@ handover_shutdown(void)
 	rbuf = NULL;
 }
 
+size_t
+handover_held(int slot)
+{
+	return tables[slot].n;
+}
+
+/* ---- binary upgrade (upgrade.c) ---------------------------------------- */
+
+/*
+ * Send every connection held for slot over sock, each with its socket;
+ * then, with go, HO_GO.  keep: the master keeps its copies (else they
+ * are closed as they go).  How many, or -1 (what was not sent stays).
+ */
+static ssize_t
+send_table(int slot, int sock, double deadline, int keep, int go)
+{
+	struct slot_table	*t = &tables[slot];
+	struct pollfd		 pfd;
+	struct ho_msg		 m;
+	size_t			 k;
+	ssize_t			 sent = 0;
+	double			 left;
+	int			 last;
+
+	for (k = 0; k <= t->cap; k++) {
+		last = k == t->cap;
+		if ((last && !go) || (!last && t->v[k].fd == -1))
+			continue;
+		m.type = last ? HO_GO : HO_KEEP;
+		m.conn = (uint32_t)k;
+		while (ho_sendmsg(sock, &m, last ? NULL : t->v[k].rec,
+		    last ? 0 : t->v[k].len, last ? -1 : t->v[k].fd) == -1) {
+			left = deadline - util_mono();
+			if ((errno != EAGAIN && errno != ENOBUFS) || left <= 0)
+				return -1;
+			pfd.fd = sock;
+			pfd.events = POLLOUT;
+			(void)poll(&pfd, 1, (int)(left * 1000) + 1);
+		}
+		if (last)
+			break;
+		sent++;
+		if (!keep) {
+			/* the receiver has its own reference now */
+			held_clear(&t->v[k]);
+			t->n--;
+		}
+	}
+	return sent;
+}
+
+ssize_t
+handover_pass_slot(int slot, int sock, double deadline)
+{
+	ssize_t	 n;
+
+	if ((n = send_table(slot, sock, deadline, 0, 0)) == -1) {
+		log_warn("upgrade: passing worker %d's connections to the new "
+		    "master", slot);
+		(void)table_close(&tables[slot]);
+	}
+	return n;
+}
+
+int
+handover_hold(int slot, uint32_t conn, const char *rec, size_t len, int fd)
+{
+	struct slot_table	*t = &tables[slot];
+	struct ho_msg		 m;
+
+	m.type = HO_KEEP;
+	m.conn = conn;
+	master_record(slot, &m, rec, len, fd);
+	return fd != -1 && conn < t->cap && t->v[conn].fd == fd ? 0 : -1;
+}
+
 /* ---- worker ------------------------------------------------------------ */
 
 void
@@ -317,6 +435,7 @@ handover_child(int slot)
 			close(pairs[i][1]);
 	}
 	my_fd = pairs[slot][1];
+	prepared = tables[slot].prepare;
 	/* the copies of the other slots' sockets are theirs */
 	for (i = 0; i < nslots; i++) {
 		t = &tables[i];
@@ -366,6 +485,11 @@ handover_inherited_done(void)
 	int	 i;
 	size_t	 k;
 
+	/* received after the start (upgrade): ours; the fds are taken */
+	for (k = 0; inherit_owned && k < ninherit; k++)
+		free((char *)(uintptr_t)inherit[k].state);
+	inherit_owned = 0;
+	inherit_cap = 0;
 	/* the records were the master's memory, copied by fork */
 	for (i = 0; tables != NULL && i < nslots; i++) {
 		for (k = 0; k < tables[i].cap; k++)
@@ -383,9 +507,13 @@ handover_inherited_done(void)
 	ninherit = 0;
 }
 
-/* HO_SENT, HO_QUEUED (the socket is full: not sent yet) or HO_FAILED. */
-static enum ho_send
-send_one(const struct qrec *q)
+/*
+ * One datagram: m, then len bytes of rec, with fd (-1: none) as
+ * SCM_RIGHTS.  sendmsg's result (errno on -1).
+ */
+static ssize_t
+ho_sendmsg(int sock, const struct ho_msg *m, const char *rec, size_t len,
+    int fd)
 {
 	union {
 		struct cmsghdr	 h;
@@ -394,15 +522,16 @@ send_one(const struct qrec *q)
 	struct msghdr	 mh;
 	struct cmsghdr	*cm;
 	struct iovec	 iov[2];
+	ssize_t		 r;
 
 	memset(&mh, 0, sizeof(mh));
-	iov[0].iov_base = (void *)&q->m;
-	iov[0].iov_len = sizeof(q->m);
-	iov[1].iov_base = q->h.rec;
-	iov[1].iov_len = q->h.len;
+	iov[0].iov_base = (void *)(uintptr_t)m;
+	iov[0].iov_len = sizeof(*m);
+	iov[1].iov_base = (void *)(uintptr_t)rec;
+	iov[1].iov_len = len;
 	mh.msg_iov = iov;
-	mh.msg_iovlen = q->h.len > 0 ? 2 : 1;
-	if (q->h.fd != -1) {
+	mh.msg_iovlen = len > 0 ? 2 : 1;
+	if (fd != -1) {
 		memset(&cbuf, 0, sizeof(cbuf));
 		mh.msg_control = cbuf.b;
 		mh.msg_controllen = sizeof(cbuf.b);
@@ -410,19 +539,23 @@ send_one(const struct qrec *q)
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &q->h.fd, sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	for (;;) {
-		if (sendmsg(my_fd, &mh, MSG_NOSIGNAL) != -1)
-			return HO_SENT;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == ENOBUFS)
-			return HO_QUEUED;
-		log_warn("handover: passing connection %u to the master",
-		    q->m.conn);
-		return HO_FAILED;
-	}
+	while ((r = sendmsg(sock, &mh, MSG_NOSIGNAL)) == -1 && errno == EINTR)
+		;
+	return r;
+}
+
+/* HO_SENT, HO_QUEUED (the socket is full: not sent yet) or HO_FAILED. */
+static enum ho_send
+send_one(const struct qrec *q)
+{
+	if (ho_sendmsg(my_fd, &q->m, q->h.rec, q->h.len, q->h.fd) != -1)
+		return HO_SENT;
+	if (errno == EAGAIN || errno == ENOBUFS)
+		return HO_QUEUED;
+	log_warn("handover: passing connection %u to the master", q->m.conn);
+	return HO_FAILED;
 }
 
 enum ho_send
@@ -504,4 +637,123 @@ enum ho_send
 handover_drop(uint32_t conn)
 {
 	return post(HO_DROP, conn, -1, NULL, 0);
+}
+
+/* ---- a worker started before its connections (upgrade) ---------------- */
+
+void
+handover_prepare(int slot, int on)
+{
+	tables[slot].prepare = on;
+	tables[slot].ready = 0;
+}
+
+int
+handover_take_handed(int slot)
+{
+	int	 r = tables[slot].handed;
+
+	tables[slot].handed = 0;
+	return r;
+}
+
+int
+handover_take_ready(int slot)
+{
+	int	 r = tables[slot].ready;
+
+	tables[slot].ready = 0;
+	return r;
+}
+
+ssize_t
+handover_forward(int slot, double deadline)
+{
+	return send_table(slot, pairs[slot][0], deadline, 1, 1);
+}
+
+int
+handover_prepared(void)
+{
+	return prepared;
+}
+
+enum ho_send
+handover_worker_ready(void)
+{
+	return post(HO_READY, 0, -1, NULL, 0);
+}
+
+enum ho_send
+handover_worker_handed(void)
+{
+	return post(HO_HANDED, 0, -1, NULL, 0);
+}
+
+/* One connection the master sent: our own copy of its record. */
+static int
+inherit_add(uint32_t conn, const char *rec, size_t len, int fd)
+{
+	struct ho_inherit	*nv;
+	char			*copy;
+	size_t			 ncap;
+
+	if (ninherit == inherit_cap) {
+		ncap = inherit_cap ? inherit_cap * 2 : 256;
+		if ((nv = reallocarray(inherit, ncap, sizeof(*nv))) == NULL)
+			return -1;
+		inherit = nv;
+		inherit_cap = ncap;
+	}
+	if ((copy = malloc(len)) == NULL)
+		return -1;
+	memcpy(copy, rec, len);
+	inherit[ninherit].conn = conn;
+	inherit[ninherit].fd = fd;
+	inherit[ninherit].state = copy;
+	inherit[ninherit].len = len;
+	ninherit++;
+	inherit_owned = 1;
+	return 0;
+}
+
+int
+handover_worker_recv(void)
+{
+	struct ho_msg	 m;
+	char		*b;
+	ssize_t		 r;
+	int		 fd;
+
+	if ((b = malloc(sizeof(m) + HO_MAX_RECORD)) == NULL)
+		return -1;
+	for (;;) {
+		r = handover_recv(my_fd, b, sizeof(m) + HO_MAX_RECORD, &fd);
+		if (r == 0 || (r == -1 && errno != EMSGSIZE)) {
+			free(b);
+			return r == -1 && errno == EAGAIN ? 0 : -1;
+		}
+		if (r < (ssize_t)sizeof(m)) {
+			if (fd != -1)
+				close(fd);
+			continue;
+		}
+		memcpy(&m, b, sizeof(m));
+		if (m.type == HO_GO) {
+			if (fd != -1)
+				close(fd);
+			free(b);
+			prepared = 0;
+			return 1;
+		}
+		if (m.type != HO_KEEP || fd == -1 ||
+		    inherit_add(m.conn, b + sizeof(m), (size_t)r - sizeof(m),
+		    fd) == -1) {
+			/* the master keeps its copy: a crash hands it on */
+			log_warnx("handover: connection %u from the master not "
+			    "taken", m.conn);
+			if (fd != -1)
+				close(fd);
+		}
+	}
 }

@@ -35,9 +35,24 @@ struct online_slot_stats;
  * (chat_adopt.c); the master only stores it.
  */
 #define HANDOVER_STATE_VERSION	1
+/*
+ * A record's size bound: the state with a name of any configured size
+ * (and, HO_F_CLEAN, a partial request; a larger one is not clean).
+ */
+#define HANDOVER_MAX_RECORD	(64 * 1024)
+/* The datagram type of a connection: {type, conn} + record + socket. */
+#define HANDOVER_MSG_KEEP	1
 #define HO_F_ACK_OFFLINE	0x1	/* "ackoffline" */
 #define HO_F_ACKS		0x2	/* "acks" */
 #define HO_F_TOKEN		0x4	/* asked for resume tokens */
+/*
+ * Handed over on purpose (binary upgrade, upgrade.h): the worker had
+ * stopped reading, answered what it had read and written all of its
+ * output, so the streams are at frame boundaries.  The record ends with
+ * the bytes of a partial request it had read (after the name): the
+ * adopter reads on from them, skips nothing and ends no line.
+ */
+#define HO_F_CLEAN		0x8
 
 struct ho_state {
 	uint32_t		 version;
@@ -77,6 +92,44 @@ size_t	handover_worker_died(int slot, int stopping, double now,
 void	handover_spawned(int slot, double now);
 /* The master exits: every copy is closed. */
 void	handover_shutdown(void);
+/*
+ * One datagram of these sockets from sock into buf (cap bytes), with
+ * the descriptor it carries in *fd (-1: none): its length, 0 at the
+ * end, -1 with errno (EAGAIN: nothing waits; EMSGSIZE: it did not fit
+ * and was dropped, its descriptor closed).
+ */
+ssize_t	handover_recv(int sock, char *buf, size_t cap, int *fd);
+/* Connections held for slot. */
+size_t	handover_held(int slot);
+
+/*
+ * Binary upgrade (upgrade.c): the old master passes slot's held
+ * connections to the new master over sock (SOCK_SEQPACKET), each as
+ * {type, conn} + record + the socket, closing its copies; waits for a
+ * full socket until deadline (util_mono).  How many were passed, or -1
+ * (then what was not passed is closed: those clients reconnect).
+ */
+ssize_t	handover_pass_slot(int slot, int sock, double deadline);
+/*
+ * In the new master: one datagram from the old master (already
+ * received: m is its {type, conn}, rec what follows, fd the socket).
+ * 0 when it was a connection (now held for slot), -1 when not.
+ */
+int	handover_hold(int slot, uint32_t conn, const char *rec, size_t len,
+	    int fd);
+
+/*
+ * Upgrade, in the new master: the next worker forked for slot (on)
+ * starts without accepting and waits for its connections; it says
+ * HO_READY (handover_take_ready: 1 once it did).  handover_forward
+ * sends it a copy of every connection held for slot, then HO_GO; the
+ * master keeps its copies.  How many, or -1.
+ */
+void	handover_prepare(int slot, int on);
+int	handover_take_ready(int slot);
+/* Old master: slot's worker sent its last record (HO_HANDED): 1 once. */
+int	handover_take_handed(int slot);
+ssize_t	handover_forward(int slot, double deadline);
 
 /* ---- worker ------------------------------------------------------------ */
 
@@ -104,5 +157,17 @@ enum ho_send handover_keep(uint32_t conn, int fd, const void *state,
 enum ho_send handover_drop(uint32_t conn);
 /* Send what is queued. */
 enum ho_send handover_flush(void);
+/*
+ * Started early for an upgrade (handover_prepare): do not accept or
+ * read the channel before the master's HO_GO.  handover_worker_ready
+ * tells the master we are; handover_worker_recv reads what it sends
+ * (when handover_worker_fd is readable): 1 after HO_GO (the connections
+ * are then handover_inherited's), 0 for more, -1 on error.
+ */
+int	handover_prepared(void);
+enum ho_send handover_worker_ready(void);
+/* Handing over for an upgrade: every record is sent (it exits next). */
+enum ho_send handover_worker_handed(void);
+int	handover_worker_recv(void);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@
 #include "handover.h"
 #include "log.h"
 #include "master.h"
+#include "master_impl.h"
+#include "upgrade.h"
 #include "util.h"
 #include "worker.h"
 
@@ -40,15 +43,6 @@
 #define LISTENER_CLOSE_SECONDS	1.0	/* a respawn delay that closes it */
 #define STOP_GRACE_SECONDS	10.0
 #define POLL_MAX_MS		1000
-
-struct slot {
-	pid_t	 pid;		/* 0: not running */
-	double	 started;
-	double	 respawn_at;	/* 0: nothing scheduled */
-	int	 quick_deaths;
-	int	 fatal;		/* last exit CHATD_EXIT_FATAL: could not start */
-	int	 cfg_pending;	/* the last reload is still to be sent */
-};
 
 static struct node	*node;
 static struct slot	*slots;
@@ -171,6 +165,7 @@ spawn(struct node *n, int i)
 		close(sigfd);
 		if (own_fd != -1)
 			close(own_fd);
+		up_child();
 		ctl_child();
 		handover_child(i);
 		worker_main(n, i);
@@ -208,25 +203,36 @@ reap(struct node *n)
 	double	 lived, delay;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (up_reaped(pid, status))
+			continue;
 		if ((i = slot_of(n, pid)) == -1)
 			continue;
 		slots[i].pid = 0;
-		__atomic_store_n(&online_slot_stats(n->online, i)->pid, 0,
-		    __ATOMIC_RELAXED);
 		/* its users are offline now, not when someone notices; the
 		 * replacement adds those it adopts again */
-		online_slot_reset(n->online, i);
+		if (!up_slot_moving(i)) {
+			__atomic_store_n(&online_slot_stats(n->online, i)->pid,
+			    0, __ATOMIC_RELAXED);
+			online_slot_reset(n->online, i);
+		}
 		if (WIFSIGNALED(status))
 			log_warnx("worker %d (pid %d) exited on signal %d",
 			    i, (int)pid, WTERMSIG(status));
+		else if (WEXITSTATUS(status) == CHATD_EXIT_HANDED)
+			log_info("worker %d (pid %d) handed its connections "
+			    "over and exited", i, (int)pid);
 		else if (WEXITSTATUS(status) != 0 || !stopping)
 			log_warnx("worker %d (pid %d) exited with code %d",
 			    i, (int)pid, WEXITSTATUS(status));
 		else
 			log_info("worker %d (pid %d) exited", i, (int)pid);
+		if (!stopping && up_worker_gone(i, status))
+			continue;	/* its connections went to the new master */
 		(void)handover_worker_died(i, stopping, util_mono(),
 		    online_slot_stats(n->online, i));
 		if (stopping)
+			continue;
+		if (up_prepared_gone(i))
 			continue;
 		lived = util_mono() - slots[i].started;
 		/* could not start (storage down ...): retried, backing off */
@@ -377,6 +383,7 @@ stop(const char *why)
 	if (stopping)
 		return;
 	log_notice("stopping (%s)", why);
+	up_abort("chatd is stopping");
 	stopping = 1;
 	stop_deadline = util_mono() + STOP_GRACE_SECONDS;
 	signal_workers(node, SIGTERM);
@@ -395,9 +402,25 @@ slot_state(int i)
 		return "none";
 	if (slots[i].pid > 0)
 		return "running";
+	if (slots[i].handed)
+		return "handed over";
+	if (slots[i].waiting)
+		return "taking over";
 	if (slots[i].respawn_at > 0 && !stopping)
 		return slots[i].fatal ? "retrying" : "respawning";
 	return "stopped";
+}
+
+/* chatctl upgrade and SIGUSR2 (master_upgrade.c). */
+static int
+upgrade_request(struct buf *errs)
+{
+	if (!stopping)
+		return up_begin(errs);
+	log_warnx("upgrade not started: chatd is stopping");
+	if (errs != NULL)
+		buf_append_str(errs, "chatd is stopping");
+	return -1;
 }
 
 static void
@@ -417,6 +440,10 @@ handle_signal(int sig)
 	case SIGHUP:
 		if (!stopping)
 			(void)reload(NULL);
+		break;
+	case SIGUSR2:
+		log_notice("upgrade requested (SIGUSR2)");
+		(void)upgrade_request(NULL);
 		break;
 	case SIGUSR1:
 		if (log_reopen() == -1)
@@ -449,7 +476,7 @@ read_signals(void)
 }
 
 int
-master_init(struct node *n)
+master_init(struct node *n, int ctl_fd, int http_fd)
 {
 	struct ctl_env	 env;
 	char		 err[512];
@@ -461,6 +488,10 @@ master_init(struct node *n)
 	env.slot_state = slot_state;
 	env.reload = reload;
 	env.stop = ctl_stop;
+	env.upgrade = upgrade_request;
+	env.upgrade_stats = up_stats_get;
+	env.ctl_fd = ctl_fd;
+	env.http_fd = http_fd;
 	if (ctl_init(&env, err, sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return -1;
@@ -496,11 +527,12 @@ poll_timeout(struct node *n, double t)
 int
 master_run(struct node *n)
 {
-	struct pollfd	 pfd[1 + ONLINE_MAX_SLOTS + CTL_MAX_POLLFDS];
+	struct pollfd	 pfd[2 + ONLINE_MAX_SLOTS + CTL_MAX_POLLFDS];
 	sigset_t	 set;
 	double		 t;
 	char		 err[256];
 	int		 i, nfd, nho, rc, exit_code = 0, ever_ready = 0;
+	int		 upi, base;
 
 	node = n;
 	log_set_role("master");
@@ -515,6 +547,7 @@ master_run(struct node *n)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	if ((sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
 		fatal("signalfd");
@@ -526,8 +559,10 @@ master_run(struct node *n)
 		slots = NULL;
 		return 1;
 	}
+	up_init(n, slots, own_fd, spawn);
+	up_run_start();
 	for (i = 0; i < n->nslots; i++)
-		if (spawn(n, i) == -1)
+		if (!slots[i].waiting && spawn(n, i) == -1)
 			slots[i].respawn_at = util_mono() + 1;
 
 	nho = n->nslots;
@@ -540,23 +575,40 @@ master_run(struct node *n)
 			pfd[1 + i].events = POLLIN;
 			pfd[1 + i].revents = 0;
 		}
-		nfd = 1 + nho + ctl_pollfds(pfd + 1 + nho, CTL_MAX_POLLFDS);
+		base = 1 + nho;
+		upi = -1;
+		if (up_pollfd() != -1) {
+			upi = base++;
+			pfd[upi].fd = up_pollfd();
+			pfd[upi].events = POLLIN;
+			pfd[upi].revents = 0;
+		}
+		nfd = base + ctl_pollfds(pfd + base, CTL_MAX_POLLFDS);
 		rc = poll(pfd, nfd, poll_timeout(n, util_mono()));
 		if (rc == -1 && errno != EINTR)
 			fatal("poll");
 		if (rc > 0 && pfd[0].revents != 0)
 			read_signals();
 		for (i = 0; rc > 0 && i < nho; i++)
-			if (pfd[1 + i].revents != 0)
+			if (pfd[1 + i].revents != 0) {
 				handover_read(i, online_slot_stats(n->online,
 				    i));
+				/* a worker started early is ready (upgrade) */
+				up_worker_said(i);
+			}
+		if (rc > 0 && upi != -1 && pfd[upi].revents != 0 &&
+		    pfd[upi].fd == up_pollfd())
+			up_events();
 		if (rc > 0)
-			ctl_events(pfd + 1 + nho, nfd - 1 - nho);
+			ctl_events(pfd + base, nfd - base);
 		else
-			ctl_events(pfd + 1 + nho, 0);
+			ctl_events(pfd + base, 0);
 		/* a SIGCHLD may have been merged with another signal */
 		reap(n);
 		t = util_mono();
+		up_tick(t);
+		if (master_upgraded() && running(n) == 0)
+			break;		/* the new master serves */
 		if (stopping) {
 			if (running(n) == 0)
 				break;
@@ -587,12 +639,13 @@ master_run(struct node *n)
 		for (i = 0; i < n->nslots; i++)
 			if (!slots[i].fatal)
 				break;
-		if (i == n->nslots && !ever_ready) {
+		if (i == n->nslots && !ever_ready && !up_is_new()) {
 			log_warnx("no worker could start; exiting");
 			exit_code = 1;
 			break;
 		}
 	}
+	up_end();
 	ctl_shutdown();
 	handover_shutdown();
 	close(sigfd);

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "online.h"
+#include "upgrade.h"
 
 #define HTTP_REQUEST_MAX	4096
 #define HTTP_TIMEOUT		5.0
@@ -194,6 +195,22 @@ metrics_render(const struct ctl_env *env, struct buf *out)
 			    totals[k].off);
 		buf_printf(out, "%s %" PRIu64 "\n", totals[k].name, sum);
 	}
+	if (env->upgrade_stats != NULL) {
+		const struct up_stats *u = env->upgrade_stats();
+
+		head(out, "chatd_upgrades_total", "counter", "Binary upgrades "
+		    "completed (chatctl upgrade, SIGUSR2).");
+		buf_printf(out, "chatd_upgrades_total %" PRIu64 "\n",
+		    u->upgrades);
+		head(out, "chatd_upgrade_failed_total", "counter", "Binary "
+		    "upgrades that failed (the old binary kept serving).");
+		buf_printf(out, "chatd_upgrade_failed_total %" PRIu64 "\n",
+		    u->failed);
+		head(out, "chatd_upgrade_handed_total", "counter", "Client "
+		    "connections passed with their sessions to a new binary.");
+		buf_printf(out, "chatd_upgrade_handed_total %" PRIu64 "\n",
+		    u->handed);
+	}
 	return 0;
 }
 
@@ -302,6 +319,9 @@ metrics_open(const struct ctl_env *env, char *err, size_t errlen)
 	char			 port[16];
 	int			 fd = -1, one = 1, e, saved = 0;
 
+	/* an upgrade's new master serves its predecessor's listener */
+	if ((fd = env->http_fd) != -1)
+		goto serve;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -334,6 +354,7 @@ metrics_open(const struct ctl_env *env, char *err, size_t errlen)
 		    cfg->metrics_listen, strerror(saved));
 		return NULL;
 	}
+serve:
 	/* env outlives the server: it is ctl.c's static copy */
 	s = ctl_server_new(fd, "metrics", &http_ops, (void *)env,
 	    HTTP_REQUEST_MAX, HTTP_TIMEOUT, CTL_HTTP_MAX_CLIENTS);

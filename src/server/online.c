@@ -504,6 +504,85 @@ fail:
 	return NULL;
 }
 
+/*
+ * Binary upgrade: the new master maps the table the old one made, as
+ * it is (see upgrade.c for why it is not rebuilt).  Only a table of
+ * this layout, for the same capacity and number of slots, is taken.
+ */
+struct online *
+online_attach(const char *name, uint32_t capacity, int nslots, char *err,
+    size_t errlen)
+{
+	struct online		*o;
+	struct online_hdr	 h;
+	struct stat		 st;
+	void			*p;
+	int			 fd;
+
+	if (!name_valid(name)) {
+		err_set(err, errlen, "online: bad shm name");
+		return NULL;
+	}
+	if ((fd = shm_open(name, O_RDWR | O_NOFOLLOW, 0)) == -1) {
+		err_set(err, errlen, "shm_open %s: %s", name, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1 || (size_t)st.st_size < sizeof(h) ||
+	    pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		err_set(err, errlen, "session table %s: unreadable", name);
+		close(fd);
+		return NULL;
+	}
+	if (h.magic != ONLINE_MAGIC || h.version != ONLINE_VERSION ||
+	    h.capacity != capacity || h.nslots != (uint32_t)nslots ||
+	    h.nstripes == 0 || h.nstripes > ONLINE_MAX_STRIPES ||
+	    (h.nstripes & (h.nstripes - 1)) != 0 || h.stripe_buckets == 0 ||
+	    (h.stripe_buckets & (h.stripe_buckets - 1)) != 0) {
+		err_set(err, errlen, "session table %s: another layout or "
+		    "size (max_online, workers): a restart is needed", name);
+		close(fd);
+		return NULL;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL ||
+	    (o->name = strdup(name)) == NULL) {
+		err_set(err, errlen, "online: %s", strerror(errno));
+		free(o);
+		close(fd);
+		return NULL;
+	}
+	o->capacity = capacity;
+	o->nslots = nslots;
+	o->nstripes = h.nstripes;
+	for (o->shift = 0; (1U << o->shift) < o->nstripes; o->shift++)
+		;
+	o->nbuckets = h.stripe_buckets;
+	o->bmask = o->nbuckets - 1;
+	o->limit = h.stripe_limit;
+	o->hdrsize = ROUNDUP(sizeof(struct online_hdr), CACHELINE);
+	o->stripesize = ROUNDUP(STRIPE_HDRSIZE +
+	    (size_t)o->nbuckets * sizeof(struct bucket), CACHELINE);
+	o->mapsize = o->hdrsize + (size_t)o->nstripes * o->stripesize;
+	if ((size_t)st.st_size != o->mapsize) {
+		err_set(err, errlen, "session table %s: %lld bytes, not %zu",
+		    name, (long long)st.st_size, o->mapsize);
+		goto fail;
+	}
+	p = mmap(NULL, o->mapsize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		err_set(err, errlen, "mmap %s: %s", name, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	o->base = p;
+	o->hdr = p;
+	return o;
+fail:
+	close(fd);
+	free(o->name);
+	free(o);
+	return NULL;
+}
+
 void
 online_destroy(struct online *o, int unlink_it)
 {

@@ -84,3 +84,9 @@ storeq_complete(struct storeq *q)
 {
 	workq_complete(q->wq);
 }
+
+size_t
+storeq_pending(const struct storeq *q)
+{
+	return workq_pending(q->wq);
+}

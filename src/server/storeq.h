@@ -36,5 +36,7 @@ int	storeq_fd(const struct storeq *q);
 void	storeq_submit(struct storeq *q, struct workq_job *job);
 /* In the loop thread: done() of every finished job, in submission order. */
 void	storeq_complete(struct storeq *q);
+/* Jobs submitted and not yet completed (loop thread). */
+size_t	storeq_pending(const struct storeq *q);
 
 #endif

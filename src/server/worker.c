@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +30,10 @@
 #include "pubsub.h"
 #include "store.h"
 #include "storeq.h"
+#include "upgrade.h"
 #include "util.h"
 #include "worker.h"
+#include "worker_impl.h"
 #include "ws.h"
 
 #define ACCEPTS_PER_EVENT	64
@@ -60,11 +63,14 @@ static char		*chan_rbuf;
 static ev_io		 accept_io, chan_io, auth_io, storeq_io, master_io;
 static ev_io		 ws_accept_io;	/* websocket_listen, if set */
 static ev_io		 ho_io;		/* the master's socket, when full */
+static ev_io		 ho_rio;	/* upgrade: connections from the master */
 static ev_timer		 accept_retry, stop_timer;
 static ev_timer		 health_timer;	/* heartbeat, store and Redis state */
 static int		 health_ticks;
 static ev_prepare	 flush_prep;
-static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
+static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1, sig_usr2;
+static ev_timer		 handoff_timer;	/* upgrade: is everything answered? */
+static double		 handoff_deadline;
 static struct online_slot_stats *stats;
 static int		 stopping;
 static struct guard_net	 exempt[GUARD_MAX_NETS];	/* per_ip_exempt */
@@ -200,67 +206,46 @@ ho_drop(struct conn *c)
 }
 
 /*
- * The previous worker of this slot died: take its connections over,
- * under the same ids (messages other workers sent it find them).
+ * The previous worker of this slot died (or, in an upgrade, let go):
+ * take its connections over, under the same ids (messages other
+ * workers sent it find them).
  */
 static void
 adopt_all(void)
 {
-	const struct ho_inherit	*v;
-	struct ho_state		 st;
-	struct conn		*c;
-	uint64_t		 akey;
-	size_t			 n, i, ok = 0, failed = 0;
-	char			 why[128];
-
-	n = handover_inherited(&v);
-	for (i = 0; i < n; i++) {
-		if (v[i].len < sizeof(st)) {
-			close(v[i].fd);
-			(void)handover_drop(v[i].conn);
-			failed++;
-			continue;
-		}
-		memcpy(&st, v[i].state, sizeof(st));
-		akey = guard_addr_key(node->guard, &st.peer, exempt, nexempt);
-		(void)guard_conn_add(node->guard, my_slot, akey, 0);
-		if ((c = conn_adopt(v[i].fd, &st.peer, akey, v[i].conn)) ==
-		    NULL) {
-			log_warnx("connection %u (user %d) not adopted: out "
-			    "of memory", v[i].conn, (int)st.uid);
-			guard_conn_del(node->guard, my_slot, akey);
-			(void)shutdown(v[i].fd, SHUT_RDWR);
-			close(v[i].fd);
-			(void)handover_drop(v[i].conn);
-			failed++;
-			continue;
-		}
-		if (chat_adopt(c, v[i].state, v[i].len, why, sizeof(why)) ==
-		    -1) {
-			log_notice("connection %u (user %d) not adopted, "
-			    "closed: %s", c->id, (int)st.uid, why);
-			ho_drop(c);
-			conn_close(c, why);
-			failed++;
-			continue;
-		}
-		log_debug("connection %u (user %d) adopted: the request in "
-		    "flight, if any, is lost; input resumes after the next "
-		    "NUL", c->id, (int)st.uid);
-		ok++;
-	}
-	handover_inherited_done();
-	if (handover_flush() == HO_QUEUED)
+	if (worker_adopt(node->guard, my_slot, exempt, nexempt, stats,
+	    ho_drop) == HO_QUEUED)
 		ev_io_start(loop, &ho_io);
-	if (n == 0)
+}
+
+/* Accept, and read what other workers send. */
+static void
+serve_start(void)
+{
+	ev_io_start(loop, &accept_io);
+	if (node->ws_listen_fds != NULL)
+		ev_io_start(loop, &ws_accept_io);
+	ev_io_start(loop, &chan_io);
+}
+
+/* Upgrade: the old worker's connections, then HO_GO. */
+static void
+ho_read_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	switch (handover_worker_recv()) {
+	case 0:
 		return;
-	__atomic_add_fetch(&stats->adopted, ok, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&stats->handover_failed, failed, __ATOMIC_RELAXED);
-	log_notice("adopted %zu connections of the previous worker of this "
-	    "slot%s", ok, failed > 0 ? "; some closed" : "");
-	if (failed > 0)
-		log_notice("%zu connections of the previous worker closed",
-		    failed);
+	case 1:
+		ev_io_stop(l, w);
+		adopt_all();
+		serve_start();
+		break;
+	default:
+		/* the master is gone: master_io ends us */
+		ev_io_stop(l, w);
+		log_warnx("handover: reading the master's socket failed");
+		break;
+	}
 }
 
 /* ---- accept ------------------------------------------------------------ */
@@ -495,6 +480,84 @@ worker_stop(const char *why)
 	ev_timer_start(loop, &stop_timer);
 }
 
+/* ---- binary upgrade: hand every connection to the master -------------- */
+
+#define HANDOFF_SECONDS		10.0	/* then the rest as after a crash */
+#define HANDOFF_CHECK		0.01
+
+/* Everything queued for other workers went out. */
+static int
+chanqs_empty(void)
+{
+	int	 i;
+
+	for (i = 0; i < node->nslots; i++)
+		if (buf_used(&chanqs[i].cq.q) > 0)
+			return 0;
+	return 1;
+}
+
+static void
+handoff_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	struct handoff_count	 n;
+
+	memset(&n, 0, sizeof(n));
+	conn_foreach(handoff_one, &n);
+	if ((n.busy > 0 || storeq_pending(storeq) > 0 || !chanqs_empty()) &&
+	    util_mono() < handoff_deadline)
+		return;		/* the loop answers and writes meanwhile */
+	ev_timer_stop(l, w);
+	if (!chanqs_empty())
+		chanq_store_all();
+	chat_retry_stores();
+	n.final = 1;
+	conn_foreach(handoff_one, &n);
+	conn_reap();
+	/* the master passes them on at once: our exit may take a while */
+	(void)handover_worker_handed();
+	handoff_flush_master();
+	log_notice("upgrade: %zu connections handed over at a frame boundary, "
+	    "%zu as after a crash (answers or output still due), %zu closed "
+	    "(not logged in, or websocket)", n.clean, n.unclean, n.closed);
+	/*
+	 * As a crash would, but at a quiet moment: nothing logs the users
+	 * out, not here nor in Redis; the next worker of this slot adopts
+	 * them from the master.
+	 */
+	_exit(CHATD_EXIT_HANDED);
+}
+
+/*
+ * SIGUSR2 from the master (upgrade): stop accepting and reading, finish
+ * what was read (answers, store jobs, chats for other workers), write
+ * all output, then pass every session to the master and exit.  What
+ * other workers send this slot waits in its channel for the next one.
+ */
+static void
+worker_handoff(void)
+{
+	size_t	 ws;
+
+	if (stopping)
+		return;
+	stopping = 1;
+	log_info("upgrade: handing over; no more reading");
+	ev_io_stop(loop, &accept_io);
+	ev_io_stop(loop, &ws_accept_io);
+	ev_timer_stop(loop, &accept_retry);
+	ev_io_stop(loop, &chan_io);
+	conn_freeze();
+	if ((ws = handoff_close_ws()) > 0)
+		log_info("upgrade: %zu websocket connections closed (their "
+		    "framing state is not handed over)", ws);
+	chat_history_flush();
+	handoff_deadline = util_mono() + HANDOFF_SECONDS;
+	ev_timer_init(&handoff_timer, handoff_timer_cb, HANDOFF_CHECK,
+	    HANDOFF_CHECK);
+	ev_timer_start(loop, &handoff_timer);
+}
+
 static void
 master_gone_cb(struct ev_loop *l, ev_io *w, int revents)
 {
@@ -598,6 +661,9 @@ signal_cb(struct ev_loop *l, ev_signal *w, int revents)
 			log_warn("reopening the log");
 		else
 			log_info("log file reopened");
+		break;
+	case SIGUSR2:
+		worker_handoff();
 		break;
 	}
 }
@@ -850,12 +916,10 @@ worker_main(struct node *n, int slot)
 	chat_init(&chenv);
 
 	ev_io_init(&accept_io, accept_cb, n->listen_fds[slot], EV_READ);
-	ev_io_start(loop, &accept_io);
 	if (n->ws_listen_fds != NULL) {
 		ws_init(&n->cfg);
 		ev_io_init(&ws_accept_io, accept_cb, n->ws_listen_fds[slot],
 		    EV_READ);
-		ev_io_start(loop, &ws_accept_io);
 	}
 	ev_timer_init(&accept_retry, accept_retry_cb, 0.1, 0.);
 	/* store_open worked: the store answers (the master set "unknown") */
@@ -865,7 +929,6 @@ worker_main(struct node *n, int slot)
 	    HEALTH_INTERVAL);
 	ev_timer_start(loop, &health_timer);
 	ev_io_init(&chan_io, chan_read_cb, n->chans.fds[slot][0], EV_READ);
-	ev_io_start(loop, &chan_io);
 	ev_io_init(&auth_io, auth_cb, authpool_fd(auth), EV_READ);
 	ev_io_start(loop, &auth_io);
 	ev_io_init(&storeq_io, storeq_cb, storeq_fd(storeq), EV_READ);
@@ -878,6 +941,8 @@ worker_main(struct node *n, int slot)
 	ev_signal_init(&sig_int, signal_cb, SIGINT);
 	ev_signal_init(&sig_hup, signal_cb, SIGHUP);
 	ev_signal_init(&sig_usr1, signal_cb, SIGUSR1);
+	ev_signal_init(&sig_usr2, signal_cb, SIGUSR2);
+	ev_signal_start(loop, &sig_usr2);
 	ev_signal_start(loop, &sig_term);
 	ev_signal_start(loop, &sig_int);
 	ev_signal_start(loop, &sig_hup);
@@ -885,8 +950,18 @@ worker_main(struct node *n, int slot)
 
 	ev_io_init(&ho_io, ho_write_cb, handover_worker_fd(), EV_WRITE);
 	adopt_all();
-
-	log_info("ready (pid %d)", (int)getpid());
+	if (handover_prepared()) {
+		/* an upgrade: the connections come once the old one let go */
+		ev_io_init(&ho_rio, ho_read_cb, handover_worker_fd(), EV_READ);
+		ev_io_start(loop, &ho_rio);
+		if (handover_worker_ready() == HO_QUEUED)
+			ev_io_start(loop, &ho_io);
+		log_info("ready (pid %d); waiting for the connections of the "
+		    "old binary's worker", (int)getpid());
+	} else {
+		serve_start();
+		log_info("ready (pid %d)", (int)getpid());
+	}
 	ev_run(loop, 0);
 
 	/* whoever is still connected is logged out before we go */

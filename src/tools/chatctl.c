@@ -2,7 +2,7 @@
  * chatctl.c - control a running chatd over its control socket.
  *
  *	chatctl [-j] [-s socket | -f config] status|stats|online|kick USER|
- *	    reload|stop
+ *	    reload|upgrade|stop
  *
  * Sends one line, reads one JSON object (ctl.h), and prints it for
  * people, or as it is with -j.  Exit status: 0 done, 1 chatd refused or
@@ -31,12 +31,15 @@
 #define DEFAULT_SOCKET		"/run/chatd/chatd.sock"
 #define TIMEOUT_MS		15000
 #define REPLY_MAX		((size_t)256 << 20)
+/* the old master waits 60 s for ready and 60 s per worker: bounded */
+#define UPGRADE_WAIT_SECONDS	900
+#define UPGRADE_POLL_MS		200
 
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: chatctl [-j] [-s socket | -f config] "
-	    "status | stats | online | kick user | reload | stop\n");
+	    "status | stats | online | kick user | reload | upgrade | stop\n");
 	exit(2);
 }
 
@@ -53,9 +56,13 @@ die(const char *fmt, ...)
 	exit(2);
 }
 
-/* Send line, read the whole answer until the server closes. */
-static void
-request(const char *path, const char *line, struct buf *reply)
+/*
+ * Send line, read the whole answer until the server closes.  With
+ * tolerant, a failed connection returns -1 (an upgrade moves the
+ * socket between two masters) instead of ending chatctl.
+ */
+static int
+request(const char *path, const char *line, struct buf *reply, int tolerant)
 {
 	struct sockaddr_un	 sun;
 	struct pollfd		 pfd;
@@ -70,10 +77,15 @@ request(const char *path, const char *line, struct buf *reply)
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		die("socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		if (tolerant) {
+			close(fd);
+			return -1;
+		}
 		die("%s: %s%s", path, strerror(errno), errno == ENOENT ||
 		    errno == ECONNREFUSED ? " (is chatd running with "
 		    "control_socket set?)" : "");
+	}
 	while (off < len) {
 		n = send(fd, line + off, len - off, MSG_NOSIGNAL);
 		if (n == -1 && errno == EINTR)
@@ -92,6 +104,10 @@ request(const char *path, const char *line, struct buf *reply)
 			continue;
 		if (rc == -1)
 			die("poll: %s", strerror(errno));
+		if (rc == 0 && tolerant) {
+			close(fd);
+			return -1;
+		}
 		if (rc == 0)
 			die("%s: no answer within %d s", path,
 			    TIMEOUT_MS / 1000);
@@ -102,6 +118,10 @@ request(const char *path, const char *line, struct buf *reply)
 			continue;
 		if (n == -1 && errno == ECONNRESET && buf_used(reply) > 0)
 			break;
+		if (n == -1 && tolerant) {
+			close(fd);
+			return -1;
+		}
 		if (n == -1)
 			die("%s: %s", path, strerror(errno));
 		if (n == 0)
@@ -111,6 +131,25 @@ request(const char *path, const char *line, struct buf *reply)
 			die("%s: answer too long", path);
 	}
 	close(fd);
+	return 0;
+}
+
+/* One JSON object from the answer, or NULL. */
+static json_object *
+parse_reply(const struct buf *reply)
+{
+	json_tokener	*tok;
+	json_object	*r;
+
+	if ((tok = json_tokener_new()) == NULL)
+		die("out of memory");
+	r = json_tokener_parse_ex(tok, buf_head(reply), (int)buf_used(reply));
+	json_tokener_free(tok);
+	if (r != NULL && !json_object_is_type(r, json_type_object)) {
+		json_object_put(r);
+		r = NULL;
+	}
+	return r;
 }
 
 static json_object *
@@ -201,6 +240,16 @@ print_status(json_object *r)
 		    num(get(r, "handover"), "handovers"),
 		    num(get(r, "handover"), "adopted"),
 		    num(get(r, "handover"), "failed"));
+	if (get(r, "upgrade") != NULL) {
+		json_object *u = get(r, "upgrade");
+
+		printf("upgrade:  %s; %" PRId64 " done, %" PRId64 " failed, %"
+		    PRId64 " connections handed over", str(u, "state"),
+		    num(u, "upgrades"), num(u, "failed"), num(u, "handed"));
+		if (strcmp(str(u, "error"), "-") != 0)
+			printf("; last error: %s", str(u, "error"));
+		printf("\n");
+	}
 	nw = ws != NULL ? json_object_array_length(ws) : 0;
 	printf("workers:  %zu\n", nw);
 	printf("  %-4s %-8s %-10s %6s  %-19s  %-7s %s\n", "SLOT", "PID",
@@ -270,14 +319,71 @@ print_online(json_object *r)
 	printf("%zu user%s online\n", n, n == 1 ? "" : "s");
 }
 
+/*
+ * The old master (old_pid) started the new binary: follow chatd's
+ * status until a new master says the upgrade is done, or the old one
+ * says it failed.  The exit status of chatctl.
+ */
+static int
+upgrade_wait(const char *sock, int64_t old_pid, int64_t handed0, int json)
+{
+	struct buf	 reply = BUF_INIT;
+	json_object	*r, *u;
+	const char	*state;
+	int64_t		 pid;
+	time_t		 end = time(NULL) + UPGRADE_WAIT_SECONDS;
+
+	while (time(NULL) < end) {
+		poll(NULL, 0, UPGRADE_POLL_MS);
+		buf_consume(&reply, buf_used(&reply));
+		if (request(sock, "status\n", &reply, 1) == -1 ||
+		    (r = parse_reply(&reply)) == NULL)
+			continue;	/* between the two masters */
+		pid = num(r, "pid");
+		u = get(r, "upgrade");
+		state = u != NULL ? str(u, "state") : "-";
+		if (pid != old_pid && strcmp(state, "done") == 0) {
+			if (json)
+				printf("%s\n", json_object_to_json_string_ext(
+				    u, JSON_C_TO_STRING_PRETTY));
+			else
+				printf("upgraded: master pid %" PRId64 " -> %"
+				    PRId64 ", %" PRId64 " connections handed "
+				    "over%s%s\n", old_pid, pid,
+				    num(u, "handed") - handed0,
+				    strcmp(str(u, "error"), "-") != 0 ? "; " :
+				    "", strcmp(str(u, "error"), "-") != 0 ?
+				    str(u, "error") : "");
+			json_object_put(r);
+			buf_free(&reply);
+			return strcmp(str(u, "error"), "-") != 0;
+		}
+		if (pid == old_pid && strcmp(state, "failed") == 0) {
+			if (json)
+				printf("%s\n", json_object_to_json_string_ext(
+				    u, JSON_C_TO_STRING_PRETTY));
+			fprintf(stderr, "chatctl: upgrade failed, chatd (pid "
+			    "%" PRId64 ") goes on serving: %s\n", old_pid,
+			    str(u, "error"));
+			json_object_put(r);
+			buf_free(&reply);
+			return 1;
+		}
+		json_object_put(r);
+	}
+	buf_free(&reply);
+	die("upgrade: no outcome within %d s (see chatctl status and the log)",
+	    UPGRADE_WAIT_SECONDS);
+}
+
 int
 main(int argc, char *argv[])
 {
 	struct buf	 reply = BUF_INIT, errs = BUF_INIT;
 	struct config	 cfg;
-	json_object	*r;
-	json_tokener	*tok;
+	json_object	*r, *u;
 	const char	*sock = NULL, *conf = NULL, *cmd;
+	int64_t		 handed0 = 0;
 	char		 line[256];
 	int		 ch, json = 0, nargs;
 
@@ -305,7 +411,8 @@ main(int argc, char *argv[])
 	if (argc != nargs ||
 	    (nargs == 1 && strcmp(cmd, "status") != 0 &&
 	    strcmp(cmd, "stats") != 0 && strcmp(cmd, "online") != 0 &&
-	    strcmp(cmd, "reload") != 0 && strcmp(cmd, "stop") != 0))
+	    strcmp(cmd, "reload") != 0 && strcmp(cmd, "upgrade") != 0 &&
+	    strcmp(cmd, "stop") != 0))
 		usage();
 	if (nargs == 2 && (strlen(argv[1]) == 0 ||
 	    strspn(argv[1], "0123456789") != strlen(argv[1]) ||
@@ -328,13 +435,19 @@ main(int argc, char *argv[])
 
 	snprintf(line, sizeof(line), "%s%s%s\n", cmd, nargs == 2 ? " " : "",
 	    nargs == 2 ? argv[1] : "");
-	request(sock, line, &reply);
-
-	tok = json_tokener_new();
-	r = json_tokener_parse_ex(tok, buf_head(&reply), (int)buf_used(&reply));
-	if (r == NULL || !json_object_is_type(r, json_type_object))
+	/* the count before, to report how many this upgrade handed over */
+	if (strcmp(cmd, "upgrade") == 0) {
+		request(sock, "status\n", &reply, 0);
+		if ((r = parse_reply(&reply)) != NULL) {
+			if ((u = get(r, "upgrade")) != NULL)
+				handed0 = num(u, "handed");
+			json_object_put(r);
+		}
+		buf_consume(&reply, buf_used(&reply));
+	}
+	request(sock, line, &reply, 0);
+	if ((r = parse_reply(&reply)) == NULL)
 		die("%s: unexpected answer: %.200s", sock, buf_head(&reply));
-	json_tokener_free(tok);
 
 	if (!json_object_get_boolean(get(r, "ok"))) {
 		if (json)
@@ -344,10 +457,16 @@ main(int argc, char *argv[])
 		fprintf(stderr, "chatctl: %s\n", str(r, "error"));
 		exit(1);
 	}
-	if (json)
+	if (json && strcmp(cmd, "upgrade") != 0)
 		printf("%s\n", json_object_to_json_string_ext(r,
 		    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-	else if (strcmp(cmd, "status") == 0)
+	else if (strcmp(cmd, "upgrade") == 0) {
+		ch = upgrade_wait(sock, num(r, "pid"), handed0, json);
+		json_object_put(r);
+		buf_free(&reply);
+		cfg_free(&cfg);
+		return ch;
+	} else if (strcmp(cmd, "status") == 0)
 		print_status(r);
 	else if (strcmp(cmd, "stats") == 0)
 		print_stats(r);

@@ -1,0 +1,173 @@
+/*
+ * worker_handover.c - a worker's side of moving connections between
+ * processes: adopting those of a dead predecessor or of an upgrade's
+ * old worker, and handing its own over for an upgrade (the parts that
+ * need no event loop; worker.c drives them).
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "conn.h"
+#include "guard.h"
+#include "handover.h"
+#include "log.h"
+#include "online.h"
+#include "util.h"
+#include "worker_impl.h"
+
+/*
+ * The previous worker of this slot died: take its connections over,
+ * under the same ids (messages other workers sent it find them).
+ */
+enum ho_send
+worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
+    int nexempt, struct online_slot_stats *stats,
+    void (*drop)(struct conn *))
+{
+	enum ho_send		 rc;
+	const struct ho_inherit	*v;
+	struct ho_state		 st;
+	struct conn		*c;
+	uint64_t		 akey;
+	size_t			 n, i, ok = 0, failed = 0;
+	char			 why[128];
+
+	n = handover_inherited(&v);
+	for (i = 0; i < n; i++) {
+		if (v[i].len < sizeof(st)) {
+			close(v[i].fd);
+			(void)handover_drop(v[i].conn);
+			failed++;
+			continue;
+		}
+		memcpy(&st, v[i].state, sizeof(st));
+		akey = guard_addr_key(guard, &st.peer, exempt, nexempt);
+		(void)guard_conn_add(guard, slot, akey, 0);
+		if ((c = conn_adopt(v[i].fd, &st.peer, akey, v[i].conn)) ==
+		    NULL) {
+			log_warnx("connection %u (user %d) not adopted: out "
+			    "of memory", v[i].conn, (int)st.uid);
+			guard_conn_del(guard, slot, akey);
+			(void)shutdown(v[i].fd, SHUT_RDWR);
+			close(v[i].fd);
+			(void)handover_drop(v[i].conn);
+			failed++;
+			continue;
+		}
+		if (chat_adopt(c, v[i].state, v[i].len, why, sizeof(why)) ==
+		    -1) {
+			log_notice("connection %u (user %d) not adopted, "
+			    "closed: %s", c->id, (int)st.uid, why);
+			drop(c);
+			conn_close(c, why);
+			failed++;
+			continue;
+		}
+		if ((st.flags & HO_F_CLEAN) != 0) {
+			/* an upgrade: at a frame boundary, nothing lost */
+			if (conn_adopt_input(c, v[i].state + sizeof(st) +
+			    st.name_len, v[i].len - sizeof(st) -
+			    st.name_len) == -1) {
+				failed++;
+				continue;
+			}
+		} else
+			log_debug("connection %u (user %d) adopted: the "
+			    "request in flight, if any, is lost; input resumes "
+			    "after the next NUL", c->id, (int)st.uid);
+		ok++;
+	}
+	handover_inherited_done();
+	rc = handover_flush();
+	if (n == 0)
+		return rc;
+	__atomic_add_fetch(&stats->adopted, ok, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&stats->handover_failed, failed, __ATOMIC_RELAXED);
+	log_notice("adopted %zu connections of the previous worker of this "
+	    "slot%s", ok, failed > 0 ? "; some closed" : "");
+	if (failed > 0)
+		log_notice("%zu connections of the previous worker closed",
+		    failed);
+	return rc;
+}
+
+/* Answered all it read, wrote all it had: at a frame boundary. */
+static int
+conn_quiet(const struct conn *c)
+{
+	return c->jobs == 0 && !c->paused && buf_used(&c->out) == 0;
+}
+
+void
+handoff_one(struct conn *c, void *arg)
+{
+	struct handoff_count	*n = arg;
+	int			 quiet;
+
+	if (c->closing)
+		return;
+	quiet = conn_quiet(c);
+	if (c->close_after_flush) {	/* going anyway: write, then close */
+		if (!n->final)
+			n->busy += !quiet;
+		else {
+			n->closed++;
+			conn_close(c, "server upgrading");
+		}
+		return;
+	}
+	if (!n->final) {
+		n->busy += !quiet;
+		return;
+	}
+	if (chat_handover_final(c, quiet) == 0) {
+		if (quiet)
+			n->clean++;
+		else
+			n->unclean++;
+		return;
+	}
+	/* not logged in, or a websocket: its client connects again */
+	n->closed++;
+	conn_close(c, "server upgrading");
+}
+
+/* The master's socket takes the last records: bounded, then we go. */
+void
+handoff_flush_master(void)
+{
+	struct pollfd	 pfd;
+	double		 end = util_mono() + 5;
+
+	while (handover_flush() == HO_QUEUED && util_mono() < end) {
+		pfd.fd = handover_worker_fd();
+		pfd.events = POLLOUT;
+		(void)poll(&pfd, 1, 100);
+	}
+}
+
+/* A websocket's framing state is not handed over: it closes cleanly. */
+static void
+close_ws(struct conn *c, void *arg)
+{
+	if (c->tp != NULL && !c->closing) {
+		conn_close_after_flush(c, "server upgrading");
+		(*(size_t *)arg)++;
+	}
+}
+
+size_t
+handoff_close_ws(void)
+{
+	size_t	 n = 0;
+
+	conn_foreach(close_ws, &n);
+	return n;
+}
