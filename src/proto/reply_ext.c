@@ -272,3 +272,28 @@ proto_put_history(struct buf *out, int32_t toid, int32_t gid,
 	json_object_put(o);
 	return -1;
 }
+
+int
+proto_put_resume(struct buf *out, const char *key, int64_t smid,
+    const struct proto_str *msgs, size_t n, int more)
+{
+	struct json_object	*o, *a;
+	size_t			 i;
+
+	o = json_object_new_object();
+	if (reply_add(o, "msgid", json_object_new_int(MSG_RESUME_ACK)) == -1 ||
+	    reply_add(o, "errno", json_object_new_int(ERR_OK)) == -1 ||
+	    reply_add(o, key, json_object_new_int64(smid)) == -1 ||
+	    reply_add(o, "messages", a = json_object_new_array()) == -1)
+		goto bad;
+	for (i = 0; i < n; i++)
+		if (reply_arr_add(a, reply_str(msgs[i].p, msgs[i].len)) == -1)
+			goto bad;
+	if (reply_add(o, "more", json_object_new_boolean(more)) == -1)
+		goto bad;
+	return reply_put_json(out, o, 1);
+
+ bad:
+	json_object_put(o);
+	return -1;
+}
