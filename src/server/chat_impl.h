@@ -85,7 +85,8 @@ void	chat_logout(struct conn *c);
 /*
  * Log c in as uid, already proven (a resume token): no password hash.
  * A session of uid on this node is taken over (closed, no logout); one
- * on another node is answered errno 2, as for a password login.
+ * on another node too: the claim in Redis displaces it, and that node
+ * closes it when it hears (pubsub_take_over).
  */
 void	chat_login_resumed(struct conn *c, int32_t uid);
 

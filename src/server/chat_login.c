@@ -459,7 +459,10 @@ login_done(struct chat_job *j)
 	u.name = NULL;
 	store_user_clear(&u);
 	c->jobs++;
-	pubsub_claim(chat.pubsub, l->uid, login_claimed, l);
+	if (j->resumed)		/* a session on another node is taken over */
+		pubsub_take_over(chat.pubsub, l->uid, login_claimed, l);
+	else
+		pubsub_claim(chat.pubsub, l->uid, login_claimed, l);
 	return LOGIN_PENDING;
 }
 
