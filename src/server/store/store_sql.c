@@ -72,14 +72,15 @@ const char *const store_sql_common[Q_MAX] = {
 	    " AND h.sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
 	    " ORDER BY h.created DESC, h.smid DESC LIMIT ?",
 	/*
-	 * Resume (store_resume_fetch): the cursor (created twice, smid),
+	 * Resume (store_resume_fetch): the cursor (created twice, smid:
+	 * the first bound alone is a range History_created can serve),
 	 * the anchor, then the reader six times (not its own; its pairs,
 	 * either half of conv; its groups since it joined; not whom it
 	 * blocks), max.  Rides History_created: the range is short.
 	 */
 	[Q_RESUME] =
 	    "SELECT h.smid, h.message FROM History h"
-	    " WHERE (h.created > ? OR (h.created = ? AND h.smid > ?))"
+	    " WHERE h.created >= ? AND (h.created > ? OR h.smid > ?)"
 	    " AND h.smid <> ? AND h.sender <> ?"
 	    " AND ((h.conv >= 0 AND ((h.conv >> 32) = ?"
 	    " OR (h.conv & 4294967295) = ?))"
