@@ -64,6 +64,7 @@ struct chatc {
 	int			 resume_wait;	/* a RESUME is answered */
 	char			**held;		/* chats held meanwhile */
 	size_t			 nheld, held_cap;
+	int64_t			 page_last;	/* last smid of a RESUME_ACK page */
 };
 
 
@@ -92,6 +93,13 @@ void	req_resume(struct chatc *cc);
 
 /* chatc_show.c */
 void	show_chat(struct json_object *o);
+/*
+ * fn(arg, in, el) for each element el of the list key of o, in the
+ * object it holds (each is a JSON text); unreadable ones are reported.
+ */
+void	each_encoded_arg(struct json_object *o, const char *key,
+	    void (*fn)(void *, struct json_object *, struct json_object *),
+	    void *arg);
 void	show_help(void);
 void	prompt(struct chatc *cc, enum state st);
 void	server_input(struct chatc *cc);

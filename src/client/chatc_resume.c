@@ -142,46 +142,66 @@ resume_chat(struct chatc *cc, struct json_object *o, const char *p,
 		show_new(cc, o, p, len);
 }
 
-/* Each chat in the array key of o (JSON texts), as if it came alone. */
-static void
-each_chat(struct chatc *cc, struct json_object *o, const char *key)
-{
-	struct json_object	*list, *el;
-	size_t			 i, n;
+/* A chat of a list in an answer: o parsed, el its JSON text. */
+typedef void listed_fn(struct chatc *, struct json_object *o,
+    const char *p, size_t len);
 
-	if (!json_object_object_get_ex(o, key, &list) ||
-	    !json_object_is_type(list, json_type_array))
-		return;
-	n = json_object_array_length(list);
-	for (i = 0; i < n; i++) {
-		el = json_object_array_get_idx(list, i);
-		if (json_object_is_type(el, json_type_string))
-			chat_text(cc, json_object_get_string(el),
-			    (size_t)json_object_get_string_len(el));
-	}
+struct listed {
+	struct chatc	*cc;
+	listed_fn	*fn;
+};
+
+static void
+listed_one(void *arg, struct json_object *o, struct json_object *el)
+{
+	struct listed	*l = arg;
+
+	if (json_object_is_type(el, json_type_string))
+		l->fn(l->cc, o, json_object_get_string(el),
+		    (size_t)json_object_get_string_len(el));
+}
+
+/* fn on each chat of the list key of o (JSON texts). */
+static void
+each_text(struct chatc *cc, struct json_object *o, const char *key,
+    listed_fn *fn)
+{
+	struct listed	 l = { cc, fn };
+
+	each_encoded_arg(o, key, listed_one, &l);
+}
+
+/* A chat shown by the first login's answer itself: only remembered. */
+static void
+remember(struct chatc *cc, struct json_object *o, const char *p, size_t len)
+{
+	(void)p;
+	(void)len;
+	if (smid_of(o) > 0 && !seen(cc, smid_of(o)))
+		mark(cc, smid_of(o));
+}
+
+/* A chat of the login's answer: shown, or held while a resume is answered. */
+static void
+offline_chat(struct chatc *cc, struct json_object *o, const char *p,
+    size_t len)
+{
+	(void)o;
+	chat_text(cc, p, len);
 }
 
 void
 resume_login_chats(struct chatc *cc, struct json_object *o)
 {
-	struct json_object	*list, *el, *in;
-	size_t			 i, n;
+	each_text(cc, o, "offlinemsg", remember);
+}
 
-	/* a first login shows them itself: only remembered here */
-	if (!json_object_object_get_ex(o, "offlinemsg", &list) ||
-	    !json_object_is_type(list, json_type_array))
-		return;
-	n = json_object_array_length(list);
-	for (i = 0; i < n; i++) {
-		el = json_object_array_get_idx(list, i);
-		if (!json_object_is_type(el, json_type_string) ||
-		    (in = json_tokener_parse(json_object_get_string(el))) ==
-		    NULL)
-			continue;
-		if (smid_of(in) > 0 && !seen(cc, smid_of(in)))
-			mark(cc, smid_of(in));
-		json_object_put(in);
-	}
+/* A RESUME_ACK page's chat: shown unless seen; cc->page_last follows. */
+static void
+page_chat(struct chatc *cc, struct json_object *o, const char *p, size_t len)
+{
+	cc->page_last = smid_of(o);
+	show_new(cc, o, p, len);
 }
 
 static void
@@ -207,15 +227,13 @@ resume_start(struct chatc *cc, struct json_object *o)
 
 	if (!resume_will_ask(cc)) {
 		/* nothing to name: what the login brought, as it came */
-		if (cc->script)
-			resume_login_chats(cc, o);
-		else
-			each_chat(cc, o, "offlinemsg");
+		each_text(cc, o, "offlinemsg", cc->script ? remember :
+		    offline_chat);
 		return;
 	}
 	cc->resume_wait = 1;
 	if (json_object_object_get_ex(o, "offlinemsg", &list)) {
-		each_chat(cc, o, "offlinemsg");	/* held */
+		each_text(cc, o, "offlinemsg", offline_chat);
 		json_object_object_del(o, "offlinemsg");
 	}
 	if (cc->script) {
@@ -229,30 +247,15 @@ resume_start(struct chatc *cc, struct json_object *o)
 void
 resume_answer(struct chatc *cc, struct json_object *o)
 {
-	struct json_object	*list, *el, *in, *v;
-	int64_t			 last = 0;
-	size_t			 i, n;
+	struct json_object	*v;
 
 	if (!cc->resume_wait)
 		return;
-	if (json_object_object_get_ex(o, "messages", &list) &&
-	    json_object_is_type(list, json_type_array)) {
-		n = json_object_array_length(list);
-		for (i = 0; i < n; i++) {
-			el = json_object_array_get_idx(list, i);
-			if (!json_object_is_type(el, json_type_string) ||
-			    (in = json_tokener_parse(
-			    json_object_get_string(el))) == NULL)
-				continue;
-			last = smid_of(in);
-			show_new(cc, in, json_object_get_string(el),
-			    (size_t)json_object_get_string_len(el));
-			json_object_put(in);
-		}
-	}
+	cc->page_last = 0;
+	each_text(cc, o, "messages", page_chat);
 	if (json_object_object_get_ex(o, "more", &v) &&
-	    json_object_get_boolean(v) && last > 0) {
-		ask(cc, "after", last);
+	    json_object_get_boolean(v) && cc->page_last > 0) {
+		ask(cc, "after", cc->page_last);
 		return;
 	}
 	release_held(cc);

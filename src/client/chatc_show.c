@@ -102,10 +102,10 @@ show_chat(struct json_object *o)
 	fputs("\n", stdout);
 }
 
-/* Each element of the list key is itself a JSON text; call fn on it. */
-static void
-each_encoded(struct json_object *o, const char *key,
-    void (*fn)(struct json_object *))
+void
+each_encoded_arg(struct json_object *o, const char *key,
+    void (*fn)(void *, struct json_object *, struct json_object *),
+    void *arg)
 {
 	struct json_object	*list, *el, *in;
 	size_t			 i, n;
@@ -125,9 +125,30 @@ each_encoded(struct json_object *o, const char *key,
 			json_object_put(in);
 			continue;
 		}
-		fn(in);
+		fn(arg, in, el);
 		json_object_put(in);
 	}
+}
+
+struct show_fn {
+	void	(*fn)(struct json_object *);
+};
+
+static void
+show_one(void *arg, struct json_object *in, struct json_object *el)
+{
+	(void)el;
+	((struct show_fn *)arg)->fn(in);
+}
+
+/* Each element of the list key is itself a JSON text; call fn on it. */
+static void
+each_encoded(struct json_object *o, const char *key,
+    void (*fn)(struct json_object *))
+{
+	struct show_fn	 f = { fn };
+
+	each_encoded_arg(o, key, show_one, &f);
 }
 
 static void

@@ -28,7 +28,7 @@ import cluster  # noqa: E402
 from chatlib import (ERROR, GROUP_CHAT, LOGIN, LOGIN_ACK, ONE_CHAT,  # noqa
                      ERR_BAD_VALUE, ERR_MISSING_FIELD, ERR_ONLINE, find,
                      unique, wait_for)
-from test_tokens import key_file, login_token  # noqa: E402
+from test_tokens import key_file, login_token, token_server  # noqa: E402
 
 RESUME, RESUME_ACK, ERR_RESUME_GONE = 128, 129, 31
 SLOW = 6 * chatlib.TIMEOUT          # generous: the sanitizer build is slow
@@ -103,12 +103,6 @@ class Reader:
             self.show(m)
         self.held = []
         return pages
-
-
-def token_server(workers=2, **extra):
-    srv = chatlib.Server(workers=workers, extra=extra)
-    srv.keys["token_key_file"] = key_file(srv.dir, "token.key")
-    return srv
 
 
 class Base(unittest.TestCase):
@@ -241,23 +235,13 @@ ENV = {}
 
 
 def cluster_env():
-    if "B" not in ENV:
-        try:
-            ENV["redis"] = cluster.Redis()
-            ENV["redis"].start()
-            ENV["db"] = cluster.MariaDB()
-            ENV["db"].start()
-            key = None
-            for k in ("A", "B"):
-                ENV[k] = cluster.Node(ENV["db"].spec, ENV["redis"],
-                                      "res%s-%d" % (k, os.getpid()))
-                key = key or key_file(ENV[k].dir, "token.key")
-                ENV[k].keys["token_key_file"] = key
-                ENV[k].start()
-        except BaseException:
-            cluster.stop_all(ENV)
-            raise
-    return ENV
+    key = []
+
+    def setup(node):
+        # one key file for both nodes
+        key[:] = key or [key_file(node.dir, "token.key")]
+        node.keys["token_key_file"] = key[0]
+    return cluster.two_nodes(ENV, "res", setup)
 
 
 def tearDownModule():
