@@ -95,6 +95,8 @@ size_t	chat_retry_abandon(void);
 /* History rows this worker holds go to the store: all, or when due. */
 void	chat_history_flush(void);
 void	chat_history_flush_due(void);
+/* Answer the RESUME requests whose settle time is over (chat_resume.c). */
+void	chat_resume_due(void);
 /* From the heartbeat: remove history older than history_days (slot 0). */
 void	chat_history_tick(void);
 /* At exit, once pubsub_free ran: nothing more goes to other nodes. */

@@ -54,7 +54,24 @@ enum proto_msgid {
 	MSG_HISTORY		= 125,	/* {"toid":U} or {"groupid":G}[,"before":SMID][,"limit":N] */
 	MSG_HISTORY_ACK		= 126,	/* {"msgid":126,"errno":0,"toid"|"groupid":N,"messages":[S,...],"more":B} */
 	MSG_DELETE_ACCOUNT	= 127,	/* client: {"msgid":127,"password":PW}; answered by 124 */
+	MSG_RESUME		= 128,	/* {"since":SMID} or {"after":SMID}[,"limit":N] */
+	MSG_RESUME_ACK		= 129,	/* {"msgid":129,"errno":0,"since"|"after":N,"messages":[S,...],"more":B} */
 };
+
+/*
+ * MSG_RESUME: what reached the user (one-to-one and group chats, not
+ * its own) after the chat "since", from the history (history_days),
+ * oldest first by arrival (smid breaks ties).  The first page starts
+ * PROTO_RESUME_WINDOW_MS before "since" arrived (clocks of the nodes,
+ * deliveries overtaking each other): the client drops smids it has.
+ * Later pages ("after": the last smid of the page before) follow
+ * exactly.  "since" older than PROTO_RESUME_MAX_AGE_MS or no longer in
+ * the history: ERR_RESUME_GONE.
+ */
+#define PROTO_RESUME_LIMIT	200
+#define PROTO_RESUME_MAX	500
+#define PROTO_RESUME_WINDOW_MS	10000
+#define PROTO_RESUME_MAX_AGE_MS	(24 * 3600 * 1000LL)
 
 /* MSG_HISTORY: the page size when "limit" is absent, and its top. */
 #define PROTO_HISTORY_LIMIT	50
@@ -109,6 +126,7 @@ enum proto_err {
 	ERR_LIMIT		= 28,	/* a configured count limit was reached */
 	ERR_BUSY		= 29,	/* too many logins queued: retry after "retryms" */
 	ERR_TOKEN		= 30,	/* LOGIN: resume token refused (expired, revoked, altered) */
+	ERR_RESUME_GONE		= 31,	/* RESUME: too late (or history off): use HISTORY */
 };
 
 /* Default text for an errno value; never NULL. */
@@ -203,6 +221,8 @@ struct proto_req {
 	int64_t			 offset;	/* GROUP_MEMBERS */
 	int64_t			 limit;		/* GROUP_MEMBERS, HISTORY */
 	int64_t			 before;	/* HISTORY: older than this smid, 0 none */
+	int64_t			 since;		/* RESUME: window before this smid, or 0 */
+	int64_t			 after;		/* RESUME: exactly after this smid, or 0 */
 	int64_t			 smid;		/* chats: set by proto_req_set_smid */
 	int64_t			*smids;		/* RECEIVED: owned */
 	size_t			 nsmids;
@@ -250,6 +270,8 @@ struct proto_fail {
  *  - HISTORY: exactly one of "toid", "groupid" (ids); "before" integer
  *    >= 1 and "limit" 1..PROTO_HISTORY_MAX optional;
  *  - DELETE_ACCOUNT: "password" string;
+ *  - RESUME: exactly one of "since", "after" (integers >= 1); "limit"
+ *    1..PROTO_RESUME_MAX optional;
  *  - "id" when present is an integer in range (checked against the
  *    session by the caller, not here);
  *  - "name" in chats, when present, must be a string;
@@ -282,6 +304,12 @@ int	proto_put_busy(struct buf *out, int reply_msgid, int refmsgid,
  * toid 0: a group's page (gid).
  */
 int	proto_put_history(struct buf *out, int32_t toid, int32_t gid,
+	    const struct proto_str *msgs, size_t n, int more);
+/*
+ * MSG_RESUME_ACK: one page, oldest first, msgs as HISTORY_ACK's; key
+ * "since" or "after" with its value, as asked.
+ */
+int	proto_put_resume(struct buf *out, const char *key, int64_t smid,
 	    const struct proto_str *msgs, size_t n, int more);
 /* MSG_ACCOUNT_ACK; token NULL: none. */
 int	proto_put_account_ack(struct buf *out, int refmsgid, const char *token,

@@ -229,6 +229,14 @@ enum pubsub_claim_result {
 typedef void pubsub_claim_cb(void *arg, enum pubsub_claim_result result);
 void	pubsub_claim(struct pubsub *ps, int32_t uid, pubsub_claim_cb *cb,
 	    void *arg);
+/*
+ * The same for a resumed session (token login): a live holder on
+ * another node is displaced, never PUBSUB_ELSEWHERE.  That holder hears
+ * of it on chatd:presence ("<uid> <new value>"), checks with Redis and
+ * ends its session there (handler->lost), without a release.
+ */
+void	pubsub_take_over(struct pubsub *ps, int32_t uid, pubsub_claim_cb *cb,
+	    void *arg);
 /* uid logged out here: drop the presence entry if it is still ours. */
 void	pubsub_release(struct pubsub *ps, int32_t uid);
 

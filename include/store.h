@@ -273,6 +273,17 @@ int	store_history_add(struct store *st, const struct store_hist *v,
  */
 int	store_history_fetch(struct store *st, int32_t uid, int32_t peer,
 	    int32_t gid, int64_t before, size_t max, struct store_msg_list *out);
+/*
+ * Resume (chatd-protocol(7) RESUME): at most max chats uid received
+ * (one-to-one, or in its groups since it joined; not its own, not from
+ * users it blocks), oldest first by the time kept (smid breaks ties),
+ * after the message anchor: from window_ms before it was kept, or when
+ * window_ms < 0 exactly after it; never anchor itself.  *at: when
+ * anchor was kept (ms).  STORE_NOTFOUND: anchor is not in the history.
+ */
+int	store_resume_fetch(struct store *st, int32_t uid, int64_t anchor,
+	    int64_t window_ms, size_t max, struct store_msg_list *out,
+	    int64_t *at);
 /* Remove at most max rows created before t (ms); *n: how many went. */
 int	store_history_prune(struct store *st, int64_t t, size_t max,
 	    size_t *n);

@@ -194,6 +194,7 @@ schedule_reconnect(struct chatc *cc, const char *why, int min_ms)
 	}
 	cc->waiting = 0;
 	cc->resuming = 0;
+	resume_lost(cc);
 	if (++cc->tries > RECONNECT_TRIES) {
 		warnmsg("%s; gave up after %d tries", why, RECONNECT_TRIES);
 		exit(1);

@@ -57,6 +57,14 @@ struct chatc {
 	int64_t			 reconnect_at;	/* fd -1: when to try again */
 	int			 drop_ms;	/* > 0: drop, retry no sooner */
 	unsigned int		 seed;
+	/* gap-free resume (chatc_resume.c) */
+	int64_t			 last_smid;	/* of the last chat shown */
+	int64_t			*seen;		/* smids shown, a ring */
+	size_t			 nseen, seen_next;
+	int			 resume_wait;	/* a RESUME is answered */
+	char			**held;		/* chats held meanwhile */
+	size_t			 nheld, held_cap;
+	int64_t			 page_last;	/* last smid of a RESUME_ACK page */
 };
 
 
@@ -84,9 +92,31 @@ void	req_loginout(struct chatc *cc);
 void	req_resume(struct chatc *cc);
 
 /* chatc_show.c */
+void	show_chat(struct json_object *o);
+/*
+ * fn(arg, in, el) for each element el of the list key of o, in the
+ * object it holds (each is a JSON text); unreadable ones are reported.
+ */
+void	each_encoded_arg(struct json_object *o, const char *key,
+	    void (*fn)(void *, struct json_object *, struct json_object *),
+	    void *arg);
 void	show_help(void);
 void	prompt(struct chatc *cc, enum state st);
 void	server_input(struct chatc *cc);
+
+/* chatc_resume.c */
+/* A chat (o, its text p, len) from the server: shown once, or held. */
+void	resume_chat(struct chatc *cc, struct json_object *o, const char *p,
+	    size_t len);
+/* Whether the resume login answered now is followed by a RESUME. */
+int	resume_will_ask(const struct chatc *cc);
+/* A resume login (o) succeeded: its offline chats, and the RESUME. */
+void	resume_start(struct chatc *cc, struct json_object *o);
+/* A first login's offline chats (o): remembered as shown. */
+void	resume_login_chats(struct chatc *cc, struct json_object *o);
+void	resume_answer(struct chatc *cc, struct json_object *o);
+void	resume_refused(struct chatc *cc, struct json_object *o);
+void	resume_lost(struct chatc *cc);
 
 /* chatc_cmd.c */
 int	want_line(const struct chatc *cc);

@@ -83,7 +83,7 @@ get_str(struct json_object *o, const char *key)
 }
 
 /* A chat as the seed client shows it, a little more readable. */
-static void
+void
 show_chat(struct json_object *o)
 {
 	if (get_int(o, "msgid", 0) == MSG_GROUP_CHAT) {
@@ -102,10 +102,10 @@ show_chat(struct json_object *o)
 	fputs("\n", stdout);
 }
 
-/* Each element of the list key is itself a JSON text; call fn on it. */
-static void
-each_encoded(struct json_object *o, const char *key,
-    void (*fn)(struct json_object *))
+void
+each_encoded_arg(struct json_object *o, const char *key,
+    void (*fn)(void *, struct json_object *, struct json_object *),
+    void *arg)
 {
 	struct json_object	*list, *el, *in;
 	size_t			 i, n;
@@ -125,9 +125,30 @@ each_encoded(struct json_object *o, const char *key,
 			json_object_put(in);
 			continue;
 		}
-		fn(in);
+		fn(arg, in, el);
 		json_object_put(in);
 	}
+}
+
+struct show_fn {
+	void	(*fn)(struct json_object *);
+};
+
+static void
+show_one(void *arg, struct json_object *in, struct json_object *el)
+{
+	(void)el;
+	((struct show_fn *)arg)->fn(in);
+}
+
+/* Each element of the list key is itself a JSON text; call fn on it. */
+static void
+each_encoded(struct json_object *o, const char *key,
+    void (*fn)(struct json_object *))
+{
+	struct show_fn	 f = { fn };
+
+	each_encoded_arg(o, key, show_one, &f);
 }
 
 static void
@@ -280,9 +301,9 @@ resume_answered(struct chatc *cc, struct json_object *o)
 		else {
 			printf("------------- reconnected as %d --------------\n",
 			    (int)cc->uid);
-			each_encoded(o, "offlinemsg", show_offline);
 			fflush(stdout);
 		}
+		resume_start(cc, o);	/* shows what arrived meanwhile */
 		return 0;
 	}
 	if (e == ERR_BUSY || e == ERR_ONLINE || e == ERR_UNAVAILABLE) {
@@ -314,6 +335,7 @@ login_answered(struct chatc *cc, struct json_object *o)
 	if (get_int(o, "errno", -1) != 0)
 		return;
 	keep_token(cc, o);
+	resume_login_chats(cc, o);
 	cc->uid = (int32_t)get_int(o, "id", cc->login_id);
 	free(cc->name);
 	name = get_str(o, "name");
@@ -329,11 +351,6 @@ server_msg(struct chatc *cc, const char *p, size_t len)
 	int			 msgid, awaited = 0;
 	int64_t			 e;
 
-	if (cc->script) {
-		fwrite(p, 1, len, stdout);
-		fputc('\n', stdout);
-		fflush(stdout);
-	}
 	if ((tok = json_tokener_new()) == NULL) {
 		warnmsg("out of memory");
 		exit(1);
@@ -341,6 +358,11 @@ server_msg(struct chatc *cc, const char *p, size_t len)
 	o = json_tokener_parse_ex(tok, p, (int)(len > INT_MAX ? INT_MAX : len));
 	json_tokener_free(tok);
 	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+		if (cc->script) {
+			fwrite(p, 1, len, stdout);
+			fputc('\n', stdout);
+			fflush(stdout);
+		}
 		warnmsg("unreadable message from the server: %.*s",
 		    (int)(len > 200 ? 200 : len), p);
 		json_object_put(o);
@@ -352,6 +374,27 @@ server_msg(struct chatc *cc, const char *p, size_t len)
 		awaited = 1;
 	}
 	e = get_int(o, "errno", 0);
+	if (msgid == MSG_ONE_CHAT || msgid == MSG_GROUP_CHAT) {
+		/* shown once (script: the line as received), or held */
+		resume_chat(cc, o, p, len);
+		json_object_put(o);
+		return;
+	}
+	if (msgid == MSG_RESUME_ACK) {
+		resume_answer(cc, o);
+		json_object_put(o);
+		return;
+	}
+	if (msgid == MSG_ERROR && get_int(o, "refmsgid", 0) == MSG_RESUME)
+		resume_refused(cc, o);
+	/* a resume's answer that a RESUME follows is printed without its
+	 * offline chats (resume_start): they come once, in order */
+	if (cc->script && !(msgid == MSG_LOGIN_ACK && awaited &&
+	    cc->resuming && e == 0 && resume_will_ask(cc))) {
+		fwrite(p, 1, len, stdout);
+		fputc('\n', stdout);
+		fflush(stdout);
+	}
 	if (msgid == MSG_LOGIN_ACK && awaited && cc->resuming) {
 		if (resume_answered(cc, o) == 0)
 			login_answered(cc, o);
@@ -372,10 +415,6 @@ server_msg(struct chatc *cc, const char *p, size_t len)
 	}
 
 	switch (msgid) {
-	case MSG_ONE_CHAT:
-	case MSG_GROUP_CHAT:
-		show_chat(o);
-		break;
 	case MSG_LOGIN_ACK:
 		if (e != 0) {
 			printf("login failed: ");

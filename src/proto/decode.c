@@ -62,6 +62,7 @@ msgid_known(int64_t m)
 	case MSG_PASSWD:
 	case MSG_HISTORY:
 	case MSG_DELETE_ACCOUNT:
+	case MSG_RESUME:
 		return 1;
 	}
 	return 0;
@@ -588,6 +589,23 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 			return -1;
 		req->limit = PROTO_HISTORY_LIMIT;
 		if (get_count(f, "limit", 1, PROTO_HISTORY_MAX, &req->limit,
+		    fail) == -1)
+			return -1;
+		break;
+	case MSG_RESUME:
+		if (get_count(f, "since", 1, INT64_MAX, &req->since,
+		    fail) == -1 ||
+		    get_count(f, "after", 1, INT64_MAX, &req->after,
+		    fail) == -1)
+			return -1;
+		if ((req->since == 0) == (req->after == 0)) {
+			fail_set(fail, req->since == 0 ? ERR_MISSING_FIELD :
+			    ERR_BAD_VALUE, "exactly one of \"since\" and "
+			    "\"after\" is needed");
+			return -1;
+		}
+		req->limit = PROTO_RESUME_LIMIT;
+		if (get_count(f, "limit", 1, PROTO_RESUME_MAX, &req->limit,
 		    fail) == -1)
 			return -1;
 		break;

@@ -69,6 +69,9 @@ proto_strerror(int code)
 		return "busy, retry later";
 	case ERR_TOKEN:
 		return "resume token refused: log in with the password";
+	case ERR_RESUME_GONE:
+		return "too late to resume from that message: page back "
+		    "with HISTORY";
 	}
 	return "unknown error";
 }

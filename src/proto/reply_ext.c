@@ -247,18 +247,18 @@ proto_put_read(struct buf *out, int32_t from, const char *name,
 	return reply_put_json(out, o, 0);
 }
 
-int
-proto_put_history(struct buf *out, int32_t toid, int32_t gid,
+/* A page of stored chats (HISTORY_ACK, RESUME_ACK): key's value, then them. */
+static int
+put_page(struct buf *out, int msgid, const char *key, int64_t v,
     const struct proto_str *msgs, size_t n, int more)
 {
 	struct json_object	*o, *a;
 	size_t			 i;
 
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_HISTORY_ACK)) == -1 ||
+	if (reply_add(o, "msgid", json_object_new_int(msgid)) == -1 ||
 	    reply_add(o, "errno", json_object_new_int(ERR_OK)) == -1 ||
-	    reply_add(o, toid != 0 ? "toid" : "groupid",
-	    json_object_new_int(toid != 0 ? toid : gid)) == -1 ||
+	    reply_add(o, key, json_object_new_int64(v)) == -1 ||
 	    reply_add(o, "messages", a = json_object_new_array()) == -1)
 		goto bad;
 	for (i = 0; i < n; i++)
@@ -271,4 +271,19 @@ proto_put_history(struct buf *out, int32_t toid, int32_t gid,
  bad:
 	json_object_put(o);
 	return -1;
+}
+
+int
+proto_put_history(struct buf *out, int32_t toid, int32_t gid,
+    const struct proto_str *msgs, size_t n, int more)
+{
+	return put_page(out, MSG_HISTORY_ACK, toid != 0 ? "toid" : "groupid",
+	    toid != 0 ? toid : gid, msgs, n, more);
+}
+
+int
+proto_put_resume(struct buf *out, const char *key, int64_t smid,
+    const struct proto_str *msgs, size_t n, int more)
+{
+	return put_page(out, MSG_RESUME_ACK, key, smid, msgs, n, more);
 }

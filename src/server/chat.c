@@ -325,6 +325,9 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 	case MSG_HISTORY:
 		handle_history(c, &req);
 		break;
+	case MSG_RESUME:
+		handle_resume(c, &req);
+		break;
 	case MSG_DELETE_ACCOUNT:
 		handle_delete_account(c, &req);
 		break;

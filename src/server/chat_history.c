@@ -199,8 +199,8 @@ chat_history_tick(void)
 }
 
 /* A token bucket per session: -1 when this request is one too many. */
-static int
-history_rate(struct session *s)
+int
+chat_history_rate(struct session *s)
 {
 	double	 now = util_mono_coarse();
 
@@ -228,7 +228,7 @@ handle_history(struct conn *c, const struct proto_req *req)
 	size_t			 i, n, nids, limit = (size_t)req->limit;
 	int			 more;
 
-	if (history_rate(s) == -1) {
+	if (chat_history_rate(s) == -1) {
 		chat_error(c, MSG_ERROR, ERR_RATE, req->msgid,
 		    "history requests too fast");
 		return;

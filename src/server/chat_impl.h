@@ -47,6 +47,11 @@ struct session {
 	double		 read_at;	/* last read receipt relayed */
 	double		 hist_at;	/* last HISTORY request (chat_history.c) */
 	double		 hist_tokens;	/* HISTORY requests it may still make */
+	double		 login_at;	/* monotonic, when logged in */
+	unsigned	 resume_pending:1;	/* a RESUME waits (chat_resume.c) */
+	unsigned	 resume_exact:1;	/* "after", not "since" */
+	int64_t		 resume_smid;
+	size_t		 resume_limit;
 };
 
 /* What the worker handed over (chat_init), and the request limits. */
@@ -80,7 +85,8 @@ void	chat_logout(struct conn *c);
 /*
  * Log c in as uid, already proven (a resume token): no password hash.
  * A session of uid on this node is taken over (closed, no logout); one
- * on another node is answered errno 2, as for a password login.
+ * on another node too: the claim in Redis displaces it, and that node
+ * closes it when it hears (pubsub_take_over).
  */
 void	chat_login_resumed(struct conn *c, int32_t uid);
 
@@ -110,6 +116,11 @@ void	chat_history_keep(int32_t sender, const struct proto_req *req,
 void	handle_history(struct conn *c, const struct proto_req *req);
 /* Write the rows this worker holds now, on the loop (a reader needs them). */
 void	chat_history_flush_sync(void);
+/* HISTORY and RESUME requests share a bucket: -1 when one too many. */
+int	chat_history_rate(struct session *s);
+
+/* chat_resume.c */
+void	handle_resume(struct conn *c, const struct proto_req *req);
 
 /* chat_route.c */
 /*

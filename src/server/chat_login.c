@@ -13,6 +13,7 @@
 #include "pubsub.h"
 #include "store.h"
 #include "token.h"
+#include "util.h"
 
 /* An answer that needs the hash pool; holds a reference on its conn. */
 struct chat_job {
@@ -190,6 +191,7 @@ login_answer(struct conn *c, int32_t uid, char *name, size_t name_len,
 	struct session	*s = c->sess;
 
 	s->uid = uid;
+	s->login_at = util_mono_coarse();	/* RESUME waits from here */
 	free(s->name);
 	s->name = name;
 	s->name_len = name_len;
@@ -457,7 +459,10 @@ login_done(struct chat_job *j)
 	u.name = NULL;
 	store_user_clear(&u);
 	c->jobs++;
-	pubsub_claim(chat.pubsub, l->uid, login_claimed, l);
+	if (j->resumed)		/* a session on another node is taken over */
+		pubsub_take_over(chat.pubsub, l->uid, login_claimed, l);
+	else
+		pubsub_claim(chat.pubsub, l->uid, login_claimed, l);
 	return LOGIN_PENDING;
 }
 

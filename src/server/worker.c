@@ -411,6 +411,7 @@ static void
 flush_cb(struct ev_loop *l, ev_prepare *w, int revents)
 {
 	chat_history_flush_due();
+	chat_resume_due();
 	chanq_flush_all();
 	conn_flush_all();
 	conn_reap();

@@ -412,6 +412,28 @@ class Nginx:
 
 # ---- teardown ----------------------------------------------------------
 
+def two_nodes(env, prefix, setup=None):
+    """MariaDB, Redis and nodes A and B on them, started once into env (a
+    module's dict; stop_all(env) ends them).  setup(node) runs before a
+    node starts (more configuration)."""
+    if "B" not in env:
+        try:
+            env["redis"] = Redis()
+            env["redis"].start()
+            env["db"] = MariaDB()
+            env["db"].start()
+            for k in ("A", "B"):
+                env[k] = Node(env["db"].spec, env["redis"],
+                              "%s%s-%d" % (prefix, k, os.getpid()))
+                if setup is not None:
+                    setup(env[k])
+                env[k].start()
+        except BaseException:
+            stop_all(env)
+            raise
+    return env
+
+
 def stop_all(env, keys=("nginx", "A", "B", "redis", "db")):
     """Stop whatever of env[key] was started (nodes, nginx, Redis,
     MariaDB), even after a failure half-way; raise once with every

@@ -552,20 +552,7 @@ HAVE_CLUSTER = bool((cluster.find_prog("mariadbd") or
 
 def cluster_env():
     """MariaDB, Redis and two nodes on them, started once for the module."""
-    if "B" not in ENV:
-        try:
-            ENV["redis"] = cluster.Redis()
-            ENV["redis"].start()
-            ENV["db"] = cluster.MariaDB()
-            ENV["db"].start()
-            for k in ("A", "B"):
-                ENV[k] = cluster.Node(ENV["db"].spec, ENV["redis"],
-                                      "ext%s-%d" % (k, os.getpid()))
-                ENV[k].start()
-        except BaseException:
-            cluster.stop_all(ENV)
-            raise
-    return ENV
+    return cluster.two_nodes(ENV, "ext")
 
 
 def tearDownModule():

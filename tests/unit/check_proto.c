@@ -1409,6 +1409,56 @@ START_TEST(ext_acks)
 END_TEST
 
 /* 121 RECEIVED, "acks", and a cut member list in the login answer. */
+/* RESUME: one of "since" and "after", a bounded "limit"; 129's shape. */
+START_TEST(dec_resume)
+{
+	struct proto_req	 r;
+	struct proto_fail	 f;
+	struct proto_str	 m[1];
+	struct buf		 b = BUF_INIT;
+	const char		*in, *want;
+
+	in = "{\"msgid\":128,\"since\":4100}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_int_eq(r.since, 4100);
+	ck_assert_int_eq(r.after, 0);
+	ck_assert_int_eq(r.limit, PROTO_RESUME_LIMIT);
+	proto_req_clear(&r);
+	in = "{\"msgid\":128,\"after\":7,\"limit\":500}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), 0);
+	ck_assert_int_eq(r.after, 7);
+	ck_assert_int_eq(r.limit, PROTO_RESUME_MAX);
+	proto_req_clear(&r);
+	in = "{\"msgid\":128}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_MISSING_FIELD);
+	in = "{\"msgid\":128,\"since\":1,\"after\":2}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_BAD_VALUE);
+	in = "{\"msgid\":128,\"since\":0}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_BAD_VALUE);
+	in = "{\"msgid\":128,\"since\":\"5\"}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_WRONG_TYPE);
+	in = "{\"msgid\":128,\"since\":5,\"limit\":501}";
+	ck_assert_int_eq(dec(in, strlen(in), &r, &f), -1);
+	ck_assert_int_eq(f.code, ERR_BAD_VALUE);
+
+	m[0].p = "{\"msgid\":6,\"smid\":9}";
+	m[0].len = strlen(m[0].p);
+	ck_assert_int_eq(proto_put_resume(&b, "since", 8, m, 1, 0), 0);
+	want = "{\"msgid\":129,\"errno\":0,\"since\":8,\"messages\":"
+	    "[\"{\\\"msgid\\\":6,\\\"smid\\\":9}\"],\"more\":false}\n";
+	ck_assert_msg(buf_used(&b) == strlen(want) &&
+	    memcmp(buf_head(&b), want, strlen(want)) == 0, "%.*s",
+	    (int)buf_used(&b), buf_head(&b));
+	buf_free(&b);
+	ck_assert_str_eq(proto_strerror(ERR_RESUME_GONE),
+	    "too late to resume from that message: page back with HISTORY");
+}
+END_TEST
+
 START_TEST(dec_received_members)
 {
 	struct proto_user	 u[2];
@@ -1595,6 +1645,7 @@ proto_suite(void)
 	tcase_add_test(tc, enc_forward_time);
 	tcase_add_test(tc, enc_forward_roundtrip);
 	tcase_add_test(tc, dec_received_members);
+	tcase_add_test(tc, dec_resume);
 	tcase_add_test(tc, ext_acks);
 	tcase_add_test(tc, enc_strerror);
 	suite_add_tcase(s, tc);

@@ -127,11 +127,12 @@ presence_req(struct bus *ps, enum req_kind kind, int32_t uid)
 {
 	struct req	*r;
 	char		 key[32];
-	const char	*a[5];
+	const char	*a[6];
 
 	if ((r = req_new(ps, kind, kind == REQ_RELEASE ? SCRIPT_RELEASE :
 	    SCRIPT_CLAIM)) == NULL)
 		return NULL;
+	a[5] = "1";		/* REQ_TAKEOVER */
 	r->uid = uid;
 	a[0] = "1";
 	a[1] = key;
@@ -139,7 +140,8 @@ presence_req(struct bus *ps, enum req_kind kind, int32_t uid)
 	a[2] = ps->me;
 	a[3] = ps->node_id;
 	a[4] = ps->boot;
-	if (req_strs(r, kind == REQ_RELEASE ? 3 : 5, a) == -1) {
+	if (req_strs(r, kind == REQ_RELEASE ? 3 : kind == REQ_TAKEOVER ? 6 :
+	    5, a) == -1) {
 		req_free(r);
 		return NULL;
 	}
@@ -257,6 +259,7 @@ presence_done(struct bus *ps, struct req *r, void *reply)
 
 	switch (r->kind) {
 	case REQ_CLAIM:
+	case REQ_TAKEOVER:
 		result = claim_status(rep, &q);
 		if (result == 1)
 			uidset_del(&ps->local, r->uid);
@@ -273,8 +276,9 @@ presence_done(struct bus *ps, struct req *r, void *reply)
 		if (claim_status(rep, &q) == 1 &&
 		    uidset_has(&ps->local, r->uid)) {
 			uidset_del(&ps->local, r->uid);
-			log_notice("user %d logged in on another node while "
-			    "Redis was out of reach: ending the session here",
+			log_notice("user %d is now logged in on another "
+			    "node (taken over, or logged in while Redis was "
+			    "out of reach): ending the session here",
 			    (int)r->uid);
 			if (ps->h.lost != NULL)
 				ps->h.lost(ps->h.arg, r->uid);
@@ -365,8 +369,9 @@ fail:
  * Out of memory for the request itself is the one case where a
  * callback runs inside the call; callers make these calls last.
  */
-void
-bus_claim(struct bus *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
+static void
+claim(struct bus *ps, enum req_kind kind, int32_t uid, pubsub_claim_cb *cb,
+    void *arg)
 {
 	struct req	*r;
 
@@ -374,7 +379,7 @@ bus_claim(struct bus *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
 	if (uidset_add(&ps->local, uid) == -1)
 		log_warnx("redis: out of memory: user %d will not be "
 		    "re-asserted after a reconnect", (int)uid);
-	if ((r = presence_req(ps, REQ_CLAIM, uid)) == NULL) {
+	if ((r = presence_req(ps, kind, uid)) == NULL) {
 		cb(arg, PUBSUB_UNREACHABLE);
 		return;
 	}
@@ -382,6 +387,38 @@ bus_claim(struct bus *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
 	r->arg = arg;
 	if (req_send(ps, r) == -1)
 		req_fail(ps, r);
+}
+
+void
+bus_claim(struct bus *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
+{
+	claim(ps, REQ_CLAIM, uid, cb, arg);
+}
+
+void
+bus_take_over(struct bus *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
+{
+	claim(ps, REQ_TAKEOVER, uid, cb, arg);
+}
+
+/*
+ * A claim of uid by another worker (value: its presence value) while
+ * uid is ours: most often a resumed session that took it over.  Redis
+ * decides (a re-assertion answers "elsewhere" when the other holder is
+ * live); then the session here ends (handler lost).  Our own claims
+ * and releases come back here too and are ignored.
+ */
+void
+presence_changed(struct bus *ps, int32_t uid, const char *value)
+{
+	struct req	*r;
+
+	if (value == NULL || strcmp(value, ps->me) == 0 ||
+	    !uidset_has(&ps->local, uid))
+		return;
+	if ((r = presence_req(ps, REQ_REASSERT, uid)) != NULL &&
+	    req_send(ps, r) == -1)
+		req_free(r);
 }
 
 void

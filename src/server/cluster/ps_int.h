@@ -77,6 +77,7 @@ enum req_kind {
 	REQ_LOAD,
 	REQ_HEARTBEAT,
 	REQ_CLAIM,
+	REQ_TAKEOVER,	/* a claim that displaces a live holder (resume) */
 	REQ_REASSERT,
 	REQ_RELEASE,
 	REQ_QUERY,
@@ -277,6 +278,10 @@ uint64_t	 bus_rejected(const struct bus *);
 uint64_t	 bus_failovers(const struct bus *);
 uint64_t	 bus_unreplicated(const struct bus *);
 void		 bus_claim(struct bus *, int32_t, pubsub_claim_cb *, void *);
+void		 bus_take_over(struct bus *, int32_t, pubsub_claim_cb *,
+		    void *);
+/* Someone claimed uid (value: theirs; NULL: a release). */
+void		 presence_changed(struct bus *, int32_t, const char *);
 void		 bus_release(struct bus *, int32_t);
 void		 bus_query_online(struct bus *, const int32_t *, size_t,
 		    pubsub_online_cb *, void *);

@@ -264,6 +264,7 @@ dispatch(struct bus *ps, struct req *r, redisReply *rep)
 		}
 		break;
 	case REQ_CLAIM:
+	case REQ_TAKEOVER:
 	case REQ_REASSERT:
 	case REQ_RELEASE:
 	case REQ_QUERY:
@@ -551,6 +552,8 @@ sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct bus	*ps = privdata;
 	redisReply	*rep = reply, **e;
+	char		*end;
+	int32_t		 uid;
 
 	if (rep == NULL || ac != SUB(ps))
 		return;
@@ -572,9 +575,13 @@ sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	    e[2]->type == REDIS_REPLY_STRING) {
 		if (strcmp(e[1]->str, "chatd:lf") == 0)
 			login_blocked(ps, e[2]->str);
-		else
-			pcache_del(&ps->cache, (int32_t)strtol(e[2]->str,
-			    NULL, 10));
+		else {
+			/* "<uid>[ <new holder's value>]" */
+			uid = (int32_t)strtol(e[2]->str, &end, 10);
+			pcache_del(&ps->cache, uid);
+			presence_changed(ps, uid, *end == ' ' ? end + 1 :
+			    NULL);
+		}
 	}
 }
 

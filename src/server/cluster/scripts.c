@@ -99,19 +99,24 @@
 
 const char *const ps_scripts[NSCRIPTS] = {
 	/*
-	 * KEYS[1] presence key; ARGV: our value, our node, our boot.
-	 * {1} when live on another node (or another run of ours), else
-	 * taken: {0}, or {0, queue} when the previous holder's worker is
-	 * dead and left items (the caller reaps them in the background).
-	 * Our own node's entries are ours to overwrite: its session table
-	 * already said "not online".
+	 * KEYS[1] presence key; ARGV: our value, our node, our boot[, "1":
+	 * take over].  {1} when live on another node (or another run of
+	 * ours) and not taken over, else taken: {0}, or {0, queue} when
+	 * the previous holder's worker is dead and left items (the caller
+	 * reaps them in the background).  Our own node's entries are ours
+	 * to overwrite: its session table already said "not online".  The
+	 * PUBLISH names the new holder after the uid: a live holder that
+	 * was taken over learns it there (presence_changed) and closes its
+	 * session.
 	 */
 	[SCRIPT_CLAIM] = LUA_LIVE LUA_QDEAD
 	"local v = redis.call('GET', KEYS[1])\n"
 	"local q = nil\n"
 	"if v and v ~= ARGV[1] then\n"
 	"  local ok, n, b = live(v)\n"
-	"  if ok and (n ~= ARGV[2] or b ~= ARGV[3]) then return {1} end\n"
+	"  if ok and (n ~= ARGV[2] or b ~= ARGV[3]) and ARGV[4] ~= '1' then\n"
+	"    return {1}\n"
+	"  end\n"
 	"  local n2, b2, s2 = string.match(v, '^(.*) (%x+) (%d+) %d+$')\n"
 	"  if not ok and n2 then\n"
 	"    local k = 'chatd:q:' .. n2 .. ':' .. b2 .. ':' .. s2\n"
@@ -123,7 +128,8 @@ const char *const ps_scripts[NSCRIPTS] = {
 	"end\n"
 	"redis.call('SET', KEYS[1], ARGV[1])\n"
 	"if v ~= ARGV[1] then\n"
-	"  redis.call('PUBLISH', 'chatd:presence', string.sub(KEYS[1], 10))\n"
+	"  redis.call('PUBLISH', 'chatd:presence',\n"
+	"      string.sub(KEYS[1], 10) .. ' ' .. ARGV[1])\n"
 	"end\n"
 	"if q then return {0, q} end\n"
 	"return {0}\n",

@@ -126,6 +126,13 @@ pubsub_claim(struct pubsub *ps, int32_t uid, pubsub_claim_cb *cb, void *arg)
 }
 
 void
+pubsub_take_over(struct pubsub *ps, int32_t uid, pubsub_claim_cb *cb,
+    void *arg)
+{
+	bus_take_over(of(ps, uid), uid, cb, arg);
+}
+
+void
 pubsub_release(struct pubsub *ps, int32_t uid)
 {
 	bus_release(of(ps, uid), uid);

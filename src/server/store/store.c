@@ -583,6 +583,17 @@ store_history_fetch(struct store *st, int32_t uid, int32_t peer, int32_t gid,
 }
 
 int
+store_resume_fetch(struct store *st, int32_t uid, int64_t anchor,
+    int64_t window_ms, size_t max, struct store_msg_list *out, int64_t *at)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->resume_fetch(st, uid, anchor, window_ms,
+	    max, out, at));
+	return rc;
+}
+
+int
 store_history_prune(struct store *st, int64_t t, size_t max, size_t *n)
 {
 	int	rc;

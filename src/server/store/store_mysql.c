@@ -501,5 +501,6 @@ static const struct store_ops mysql_ops = {
 	.history_add = mysql_history_add,
 	.history_fetch = mysql_history_fetch,
 	.history_prune = mysql_history_prune,
+	.resume_fetch = mysql_resume_fetch,
 	.account_purge = mysql_account_purge,
 };

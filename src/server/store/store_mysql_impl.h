@@ -165,6 +165,9 @@ int	mysql_history_add(struct store *st, const struct store_hist *v,
 	    size_t n);
 int	mysql_history_fetch(struct store *st, int32_t uid, int32_t peer,
 	    int32_t gid, int64_t before, size_t max, struct store_msg_list *out);
+int	mysql_resume_fetch(struct store *st, int32_t uid, int64_t anchor,
+	    int64_t window_ms, size_t max, struct store_msg_list *out,
+	    int64_t *at);
 int	mysql_history_prune(struct store *st, int64_t t, size_t max,
 	    size_t *n);
 int	mysql_account_purge(struct store *st, int32_t uid);

@@ -308,6 +308,46 @@ mysql_history_fetch(struct store *st, int32_t uid, int32_t peer,
 }
 
 static int
+resume_fetch_once(struct my *m, struct mconn *c, int32_t uid, int64_t anchor,
+    int64_t window_ms, size_t max, struct store_msg_list *out, int64_t *at)
+{
+	struct mlist	 ml;
+	struct mparam	 p[10];
+	int		 i, rc;
+
+	out->v = NULL;
+	out->n = 0;
+	memset(&ml, 0, sizeof(ml));
+	ml.out = out;
+	p[0] = P_INT(anchor);
+	*at = -1;
+	if ((rc = my_exec(m, c, Q_HISTORY_AT, p, 1, my_row_int, at,
+	    "resume")) != STORE_OK)
+		return rc;
+	if (*at < 0)
+		return STORE_NOTFOUND;
+	p[0] = P_INT(window_ms < 0 ? *at : *at - window_ms);
+	p[1] = p[0];
+	p[2] = P_INT(window_ms < 0 ? anchor : 0);
+	p[3] = P_INT(anchor);
+	for (i = 4; i < 9; i++)
+		p[i] = P_INT(uid);
+	p[9] = P_INT(max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	rc = my_exec(m, c, Q_RESUME, p, 10, row_msg, &ml, "resume");
+	if (rc != STORE_OK)
+		store_msg_list_free(out);
+	return rc;
+}
+
+int
+mysql_resume_fetch(struct store *st, int32_t uid, int64_t anchor,
+    int64_t window_ms, size_t max, struct store_msg_list *out, int64_t *at)
+{
+	MY_CALL(st, MY_IDEMPOTENT, resume_fetch_once(m, c, uid, anchor,
+	    window_ms, max, out, at));
+}
+
+static int
 history_prune_once(struct my *m, struct mconn *c, int64_t t, size_t max,
     size_t *n)
 {

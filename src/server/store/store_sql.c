@@ -71,6 +71,24 @@ const char *const store_sql_common[Q_MAX] = {
 	    " WHERE m.groupid = ? AND m.userid = ?"
 	    " AND h.sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
 	    " ORDER BY h.created DESC, h.smid DESC LIMIT ?",
+	/*
+	 * Resume (store_resume_fetch): the cursor (created twice, smid:
+	 * the first bound alone is a range History_created can serve),
+	 * the anchor, then the reader six times (not its own; its pairs,
+	 * either half of conv; its groups since it joined; not whom it
+	 * blocks), max.  Rides History_created: the range is short.
+	 */
+	[Q_RESUME] =
+	    "SELECT h.smid, h.message FROM History h"
+	    " WHERE h.created >= ? AND (h.created > ? OR h.smid > ?)"
+	    " AND h.smid <> ? AND h.sender <> ?"
+	    " AND ((h.conv >= 0 AND ((h.conv >> 32) = ?"
+	    " OR (h.conv & 4294967295) = ?))"
+	    " OR (h.conv < 0 AND EXISTS (SELECT 1 FROM GroupUser m"
+	    " WHERE m.groupid = -h.conv AND m.userid = ?"
+	    " AND h.created >= m.joinedat * 1000)))"
+	    " AND h.sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
+	    " ORDER BY h.created, h.smid LIMIT ?",
 	/* account deletion (store_purge) */
 	[Q_PURGE_HISTORY] = "DELETE FROM History WHERE sender = ?",
 	[Q_PURGE_OFFLINE] = "DELETE FROM OfflineMessage WHERE userid = ?",

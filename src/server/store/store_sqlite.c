@@ -572,5 +572,6 @@ static const struct store_ops sqlite_ops = {
 	.history_add = sqlite_history_add,
 	.history_fetch = sqlite_history_fetch,
 	.history_prune = sqlite_history_prune,
+	.resume_fetch = sqlite_resume_fetch,
 	.account_purge = sqlite_account_purge,
 };

@@ -317,6 +317,42 @@ sqlite_history_fetch(struct store *st, int32_t uid, int32_t peer,
 }
 
 static int
+resume_fetch_once(struct sq *sq, int32_t uid, int64_t anchor,
+    int64_t window_ms, size_t max, struct store_msg_list *out, int64_t *at)
+{
+	sqlite3_stmt	*s = sq->q[Q_RESUME];
+	int64_t		 lo, lo_smid;
+	int		 i, rc;
+
+	out->v = NULL;
+	out->n = 0;
+	if ((rc = history_at(sq, anchor, at)) != STORE_OK)
+		return rc;
+	lo = window_ms < 0 ? *at : *at - window_ms;
+	lo_smid = window_ms < 0 ? anchor : 0;
+	if ((rc = sqlite3_bind_int64(s, 1, lo)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, lo)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, lo_smid)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 4, anchor)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "resume");
+	for (i = 5; i <= 9; i++)
+		if ((rc = sqlite3_bind_int64(s, i, uid)) != SQLITE_OK)
+			return sq_fail(sq, s, rc, "resume");
+	if ((rc = sqlite3_bind_int64(s, 10, max > INT64_MAX ? INT64_MAX :
+	    (sqlite3_int64)max)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "resume");
+	return msg_rows(sq, s, out, "resume");
+}
+
+int
+sqlite_resume_fetch(struct store *st, int32_t uid, int64_t anchor,
+    int64_t window_ms, size_t max, struct store_msg_list *out, int64_t *at)
+{
+	SQ_CALL(st, resume_fetch_once(sq, uid, anchor, window_ms, max, out,
+	    at));
+}
+
+static int
 history_prune_once(struct sq *sq, int64_t t, size_t max, size_t *n)
 {
 	sqlite3_stmt	*s = sq->q[Q_HISTORY_PRUNE];
