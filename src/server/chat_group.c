@@ -102,10 +102,15 @@ gcache_put(int32_t gid, const struct store_user_list *members)
 
 #define GROUP_STORE_ERR "message could not be stored for members who are away"
 
-/* Deliver to the members on this node; store for those not reached. */
+/*
+ * Deliver to the members on this node; store for those not reached.
+ * c: the sender's connection, which then waits (paused) while they are
+ * stored in a store thread, so that a slow store holds up only it and
+ * its next requests keep their order; NULL: stored here, on the loop.
+ */
 static void
-group_local(uint32_t conn, int32_t sender, int refmsgid, const char *line,
-    size_t len, const int32_t *local, size_t nlocal)
+group_local(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
+    const char *line, size_t len, const int32_t *local, size_t nlocal)
 {
 	int32_t	*away;
 	size_t	 i, naway = 0;
@@ -117,7 +122,11 @@ group_local(uint32_t conn, int32_t sender, int refmsgid, const char *line,
 	for (i = 0; i < nlocal; i++)
 		if (deliver_live(local[i], line, len) != DELIVER_OK)
 			away[naway++] = local[i];
-	if (chat_keep_offline(away, naway, line, len - 1) == -1)
+	if (c != NULL) {
+		if (keep_submit(c, conn, sender, refmsgid, GROUP_STORE_ERR,
+		    away, naway, 0, line, len - 1) == KEEP_FAILED)
+			reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
+	} else if (chat_keep_offline(away, naway, line, len - 1) == -1)
 		reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
 	free(away);
 }
@@ -151,7 +160,7 @@ group_located(void *arg, const int32_t *away, size_t naway)
 
 	if (chat_keep_offline(away, naway, g->line, g->len - 1) == -1)
 		reply_sender(g->conn, g->sender, g->refmsgid, GROUP_STORE_ERR);
-	group_local(g->conn, g->sender, g->refmsgid, g->line, g->len,
+	group_local(NULL, g->conn, g->sender, g->refmsgid, g->line, g->len,
 	    g->local, g->nlocal);
 }
 
@@ -290,7 +299,7 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 			remote[nremote++] = ids[i];
 	}
 	if (nremote == 0) {
-		group_local(c->id, s->uid, req->msgid, buf_head(&line),
+		group_local(c, c->id, s->uid, req->msgid, buf_head(&line),
 		    buf_used(&line), local, nlocal);
 		goto out;
 	}
