@@ -74,6 +74,12 @@ chat_pubsub_gone(void)
 }
 
 void
+chat_storeq_closed(void)
+{
+	chat.storeq = NULL;
+}
+
+void
 chat_stat(uint64_t *counter, uint64_t n)
 {
 	__atomic_add_fetch(counter, n, __ATOMIC_RELAXED);

@@ -276,6 +276,7 @@ keep_done(struct workq_job *sj)
 {
 	struct keep_job	*j = (struct keep_job *)sj;
 	struct conn	*c;
+	size_t		 i;
 
 	if (j->err != NULL)
 		log_warnx("%s (%zu user(s))", j->err, j->nnudge);
@@ -284,12 +285,15 @@ keep_done(struct workq_job *sj)
 	if (j->result == JOB_OK && j->n > 0) {
 		chat_stat(&chat.stats->offline_stored, j->n);
 		/*
-		 * Cluster: one of them may have logged in on some node after
-		 * the sender looked and before this store; their worker
-		 * then fetches.
+		 * One of them may have logged in (on some node) after the
+		 * sender looked and before this store: their worker then
+		 * fetches.  A single node nudges only its own sessions.
 		 */
 		if (chat.pubsub != NULL)
 			pubsub_nudge(chat.pubsub, j->nudge, j->nnudge);
+		else
+			for (i = 0; i < j->nnudge; i++)
+				chat_stored(NULL, j->nudge[i]);
 	}
 	if (j->result == JOB_NO_USER &&
 	    (c = session_conn(j->conn, j->sender)) != NULL)

@@ -909,6 +909,7 @@ worker_main(struct node *n, int slot)
 	/* the last history rows join the store queue, whose jobs finish */
 	chat_history_flush();
 	storeq_free(storeq);
+	chat_storeq_closed();
 	conn_reap();
 	chanq_store_all();
 	authpool_free(auth);
