@@ -28,6 +28,12 @@ struct chat_env {
 	struct store		*store;
 	/* the same store in threads: calls that may wait (storeq.h) */
 	struct storeq		*storeq;
+	/*
+	 * Another store thread for a login's reads, so that they do not
+	 * queue behind writes waiting for a lock (SQLite readers go on
+	 * meanwhile); NULL: storeq serves them too.
+	 */
+	struct storeq		*storeq_read;
 	struct online		*online;
 	struct authpool		*auth;
 	struct online_slot_stats *stats;	/* this worker's figures */

@@ -77,6 +77,7 @@ void
 chat_storeq_closed(void)
 {
 	chat.storeq = NULL;
+	chat.storeq_read = NULL;
 }
 
 void

@@ -13,6 +13,7 @@
 #include "chat.h"
 #include "conn.h"
 #include "proto.h"
+#include "store.h"
 
 struct store;
 struct store_group_list;
@@ -245,6 +246,46 @@ void	delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
 
 /* Claim the next block of smids for chat_smid, for uid, in a store thread. */
 void	smid_block_submit(int32_t uid);
+
+/*
+ * What a login reads from the store, in the read store thread
+ * (chat.storeq_read) so that it does not wait behind writes.  The
+ * want_ flags choose; rc is STORE_OK, STORE_NOTFOUND (want_user: no
+ * such user) or STORE_ERR (logged).  name: looked up by name, else uid.
+ */
+struct login_data {
+	int32_t			 uid;
+	unsigned		 want_user:1;
+	unsigned		 want_lists:1;	/* friends and groups */
+	unsigned		 want_gen:1;	/* token generation */
+	unsigned		 want_msgs:1;	/* offline messages */
+	size_t			 max_msgs;
+	char			*name;		/* the job's copy */
+	size_t			 name_len;
+	int			 rc;
+	struct store_user	 user;
+	struct store_user_list	 friends;
+	struct store_group_list	 groups;
+	struct store_msg_list	 msgs;
+	uint64_t		 gen;
+	uint64_t		 stores_seen;	/* chat_stores_done() at submit */
+};
+/*
+ * Back on the loop: c no longer held by the job (c->jobs), still
+ * paused; cb resumes it or hands it on, and checks c->closing.  What cb
+ * leaves in d (set to NULL/0 what it takes) is freed after it.
+ */
+typedef void login_data_cb(struct conn *c, struct login_data *d, void *arg);
+/* 0, or -1 (out of memory: nothing submitted, c untouched). */
+int	login_data_submit(struct conn *c, const struct login_data *want,
+	    const char *name, size_t name_len, login_data_cb *cb, void *arg);
+/*
+ * How many store jobs stored something so far: a login whose reads saw
+ * fewer than now fetches again once answered (it may have looked before
+ * a copy for it was stored).
+ */
+uint64_t chat_stores_done(void);
+void	chat_stores_note(void);
 
 /* chat_limits.c */
 void	handle_add_friend(struct conn *c, const struct proto_req *req);
