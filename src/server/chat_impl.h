@@ -98,7 +98,7 @@ int	session_token(struct conn *c, char *out, size_t outlen,
 /* A wrong password for ukey from c's address: counted by the guard. */
 void	chat_login_failed(struct conn *c, uint64_t ukey);
 /* -1 (answered "busy, retry in N ms") when the hash queue is full. */
-int	auth_busy(struct conn *c, const struct proto_req *req);
+int	auth_busy(struct conn *c, int msgid);
 void	handle_token_login(struct conn *c, const struct proto_req *req);
 void	handle_logout_all(struct conn *c, const struct proto_req *req);
 void	handle_passwd(struct conn *c, const struct proto_req *req);

@@ -630,6 +630,9 @@ login_looked_up(struct conn *c, struct login_data *d, void *arg)
 		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 		goto resume;
 	}
+	/* the hash queue may have filled while the user was looked up */
+	if (auth_busy(c, MSG_LOGIN) == -1)
+		goto resume;
 	/*
 	 * Too many failures for this user or from this address: refused
 	 * before any hashing, the same way whether the user exists or not
@@ -692,7 +695,7 @@ handle_login(struct conn *c, const struct proto_req *req)
 		handle_token_login(c, req);
 		return;
 	}
-	if (auth_busy(c, req) == -1)
+	if (auth_busy(c, req->msgid) == -1)
 		return;
 	/* looked up in the read store thread while c waits */
 	if ((p = calloc(1, sizeof(*p) + req->password.len)) == NULL) {
@@ -720,7 +723,7 @@ handle_reg(struct conn *c, const struct proto_req *req)
 	struct chat_job	*j;
 	int		 retry;
 
-	if (auth_busy(c, req) == -1)
+	if (auth_busy(c, req->msgid) == -1)
 		return;
 	if (guard_reg_take(chat.guard, c->akey, chat.cfg->register_rate_per_ip,
 	    chat.cfg->register_burst_per_ip, &retry) == -1) {
