@@ -34,6 +34,9 @@ struct session {
 	unsigned	 offline_more:1;	/* more backlog after this batch */
 	unsigned	 ack_offline:1;	/* client acknowledges offline batches */
 	unsigned	 backlog_held:1;	/* the rest waits for the next login */
+	unsigned	 offline_busy:1;	/* a batch removed or fetched (storeq) */
+	unsigned	 offline_again:1;	/* stored meanwhile: fetch again */
+	uint32_t	 offline_gen;	/* a logout ends its batches' jobs */
 	unsigned	 acks:1;		/* stored chats go when acknowledged (121) */
 	unsigned	 want_token:1;	/* client asked for resume tokens */
 	unsigned	 has_gen:1;	/* token_gen read from the store */

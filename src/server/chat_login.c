@@ -762,6 +762,10 @@ chat_logout(struct conn *c)
 	if (chat.pubsub != NULL)
 		pubsub_release(chat.pubsub, s->uid);
 	s->uid = 0;
+	/* a batch's jobs under way (chat_offline.c) no longer apply */
+	s->offline_gen++;
+	s->offline_busy = 0;
+	s->offline_again = 0;
 	free(s->name);
 	s->name = NULL;
 	s->name_len = 0;
