@@ -162,7 +162,8 @@ void	gcache_changed(int32_t gid);
 int	group_members(struct conn *c, const struct proto_req *req,
 	    int cached, const char *errtext, const int32_t **ids, size_t *n,
 	    int32_t **owned);
-void	handle_group_chat(struct conn *c, const struct proto_req *req);
+/* A plain group chat; c may wait (members read in a store thread). */
+void	handle_group_chat(struct conn *c, struct proto_req *req);
 void	handle_create_group(struct conn *c, const struct proto_req *req);
 void	handle_add_group(struct conn *c, const struct proto_req *req);
 /*
