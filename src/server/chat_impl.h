@@ -248,6 +248,13 @@ enum keep_result keep_submit(struct conn *c, uint32_t conn, int32_t sender,
 void	delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
 	    const int64_t *smids, size_t n);
 
+/*
+ * Copies for uids[0..n) were just stored: a recipient who logged in
+ * meanwhile (its login may have looked before) fetches them, told
+ * through Redis (cluster) or here (a single node: this worker's only).
+ */
+void	stored_nudge(const int32_t *uids, size_t n);
+
 /* Claim the next block of smids for chat_smid, for uid, in a store thread. */
 void	smid_block_submit(int32_t uid);
 

@@ -6,7 +6,6 @@
 
 #include "chat_impl.h"
 #include "log.h"
-#include "pubsub.h"
 #include "store.h"
 #include "storeq.h"
 
@@ -171,10 +170,7 @@ retry_done(struct workq_job *sj)
 	/* a recipient who logged in meanwhile (its login may have looked
 	 * before this store) fetches it: here, or on its node */
 	for (i = 0, r = retry_head; i < j->done; i++, r = r->next)
-		if (chat.pubsub != NULL)
-			pubsub_nudge(chat.pubsub, &r->uid, 1);
-		else
-			chat_stored(NULL, r->uid);
+		stored_nudge(&r->uid, 1);
 	retry_busy = 0;
 	retry_dropped(j->done);
 	retry_log(j->done);

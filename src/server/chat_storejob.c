@@ -274,12 +274,23 @@ keep_run(struct workq_job *sj, void *ctx)
 	j->result = JOB_OK;
 }
 
+void
+stored_nudge(const int32_t *uids, size_t n)
+{
+	size_t	 i;
+
+	if (chat.pubsub != NULL)
+		pubsub_nudge(chat.pubsub, uids, n);
+	else
+		for (i = 0; i < n; i++)
+			chat_stored(NULL, uids[i]);
+}
+
 static void
 keep_done(struct workq_job *sj)
 {
 	struct keep_job	*j = (struct keep_job *)sj;
 	struct conn	*c;
-	size_t		 i;
 
 	if (j->err != NULL)
 		log_warnx("%s (%zu user(s))", j->err, j->nnudge);
@@ -293,11 +304,7 @@ keep_done(struct workq_job *sj)
 		 * sender looked and before this store: their worker then
 		 * fetches.  A single node nudges only its own sessions.
 		 */
-		if (chat.pubsub != NULL)
-			pubsub_nudge(chat.pubsub, j->nudge, j->nnudge);
-		else
-			for (i = 0; i < j->nnudge; i++)
-				chat_stored(NULL, j->nudge[i]);
+		stored_nudge(j->nudge, j->nnudge);
 	}
 	if (j->result == JOB_NO_USER &&
 	    (c = session_conn(j->conn, j->sender)) != NULL)
