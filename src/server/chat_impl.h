@@ -16,6 +16,7 @@
 #include "store.h"
 
 struct store;
+struct storeq;
 struct store_group_list;
 struct store_msg_list;
 struct store_user_list;
@@ -208,6 +209,11 @@ void	handle_read(struct conn *c, const struct proto_req *req);
 
 /* chat_offline.c */
 size_t	offline_fits(const struct store_msg_list *msgs);
+/*
+ * Where uid's next offline batch is fetched: the read store thread, or
+ * the write one while a removal of its last batch is under way there.
+ */
+struct storeq *offline_fetch_queue(int32_t uid);
 int	offline_more(const struct store_msg_list *msgs, size_t n);
 void	offline_sent(struct conn *c, const struct store_msg_list *msgs,
 	    size_t n);

@@ -145,6 +145,53 @@ struct offline_job {
 	struct store_msg_list	 msgs;		/* fetch */
 };
 
+/*
+ * Users whose batch removal is under way: their next fetch goes to the
+ * write store thread behind it, or a quick new login could be handed
+ * the same batch again (the read thread does not wait for writes).
+ */
+static int32_t	*deleting;
+static size_t	 ndeleting, deleting_cap;
+
+static int
+deleting_add(int32_t uid)
+{
+	int32_t	*v;
+
+	if (ndeleting == deleting_cap) {
+		if ((v = reallocarray(deleting, deleting_cap * 2 + 8,
+		    sizeof(*v))) == NULL)
+			return -1;
+		deleting = v;
+		deleting_cap = deleting_cap * 2 + 8;
+	}
+	deleting[ndeleting++] = uid;
+	return 0;
+}
+
+static void
+deleting_remove(int32_t uid)
+{
+	size_t	 i;
+
+	for (i = 0; i < ndeleting; i++)
+		if (deleting[i] == uid) {
+			deleting[i] = deleting[--ndeleting];
+			return;
+		}
+}
+
+struct storeq *
+offline_fetch_queue(int32_t uid)
+{
+	size_t	 i;
+
+	for (i = 0; i < ndeleting; i++)
+		if (deleting[i] == uid)
+			return chat.storeq;
+	return chat.storeq_read != NULL ? chat.storeq_read : chat.storeq;
+}
+
 static struct offline_job *
 offline_job_new(struct conn *c, int32_t uid, void (*run)(struct workq_job *,
     void *), void (*done)(struct workq_job *))
@@ -208,6 +255,7 @@ delete_done(struct workq_job *sj)
 	if (j->failed)
 		log_warnx("removing delivered offline messages of %d: %s",
 		    (int)j->uid, j->err != NULL ? j->err : "out of memory");
+	deleting_remove(j->uid);
 	conn_unref(c);
 	if (c->closing)
 		goto out;
@@ -241,8 +289,12 @@ delete_submit(struct conn *c, int refmsgid, int32_t uid, int64_t upto)
 {
 	struct offline_job	*j;
 
-	if ((j = offline_job_new(c, uid, delete_run, delete_done)) == NULL)
+	if (deleting_add(uid) == -1)
 		return -1;
+	if ((j = offline_job_new(c, uid, delete_run, delete_done)) == NULL) {
+		deleting_remove(uid);
+		return -1;
+	}
 	j->refmsgid = refmsgid;
 	j->upto = upto;
 	if (refmsgid != 0)
@@ -400,6 +452,5 @@ offline_push(struct conn *c)
 		c->want_drained = 0;
 		return;
 	}
-	storeq_submit(chat.storeq_read != NULL ? chat.storeq_read :
-	    chat.storeq, &j->sj);
+	storeq_submit(offline_fetch_queue(s->uid), &j->sj);
 }

@@ -585,7 +585,9 @@ login_data_submit(struct conn *c, const struct login_data *want,
 	j->sj.run = login_data_run;
 	j->sj.done = login_data_done;
 	job_hold(c);
-	storeq_submit(chat.storeq_read != NULL ? chat.storeq_read :
-	    chat.storeq, &j->sj);
+	/* a batch: behind a removal of the last one still under way */
+	storeq_submit(want->want_msgs ? offline_fetch_queue(want->uid) :
+	    chat.storeq_read != NULL ? chat.storeq_read : chat.storeq,
+	    &j->sj);
 	return 0;
 }
