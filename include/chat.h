@@ -28,6 +28,12 @@ struct chat_env {
 	struct store		*store;
 	/* the same store in threads: calls that may wait (storeq.h) */
 	struct storeq		*storeq;
+	/*
+	 * Another store thread for a login's reads, so that they do not
+	 * queue behind writes waiting for a lock (SQLite readers go on
+	 * meanwhile); NULL: storeq serves them too.
+	 */
+	struct storeq		*storeq_read;
 	struct online		*online;
 	struct authpool		*auth;
 	struct online_slot_stats *stats;	/* this worker's figures */
@@ -87,9 +93,16 @@ void	chat_stored(void *arg, int32_t uid);
 int	chat_keep_offline_later(int32_t uid, const char *line, size_t len);
 /*
  * Store the chats whose store failed (chat_keep_offline_later), oldest
- * first, until the store fails again: once a second.
+ * first, until the store fails again: once a second, in a pass in the
+ * store thread (one at a time), or here when there is none.
  */
 void	chat_retry_stores(void);
+/* The same on the loop (at exit, without a store thread). */
+void	chat_retry_stores_sync(void);
+/* How many chats wait (or are being stored by a pass). */
+size_t	chat_retry_pending(void);
+/* The worker closed its store queue (storeq_free): store on the loop. */
+void	chat_storeq_closed(void);
 /* At exit: drop what still waits for the store; how many were dropped. */
 size_t	chat_retry_abandon(void);
 /* History rows this worker holds go to the store: all, or when due. */

@@ -74,6 +74,13 @@ chat_pubsub_gone(void)
 }
 
 void
+chat_storeq_closed(void)
+{
+	chat.storeq = NULL;
+	chat.storeq_read = NULL;
+}
+
+void
 chat_stat(uint64_t *counter, uint64_t n)
 {
 	__atomic_add_fetch(counter, n, __ATOMIC_RELAXED);

@@ -84,7 +84,7 @@ chat_login_blocked(void *arg, uint64_t key, int seconds)
 }
 
 int
-auth_busy(struct conn *c, const struct proto_req *req)
+auth_busy(struct conn *c, int msgid)
 {
 	size_t	 queued;
 	int	 ms, reply;
@@ -96,9 +96,9 @@ auth_busy(struct conn *c, const struct proto_req *req)
 	ms += rand() % (ms / 2 + 1);
 	if (ms < 100)
 		ms = 100;
-	reply = req->msgid == MSG_LOGIN ? MSG_LOGIN_ACK :
-	    req->msgid == MSG_REG ? MSG_REG_ACK : MSG_ERROR;
-	if (proto_put_busy(&c->out, reply, req->msgid, ms) == -1)
+	reply = msgid == MSG_LOGIN ? MSG_LOGIN_ACK :
+	    msgid == MSG_REG ? MSG_REG_ACK : MSG_ERROR;
+	if (proto_put_busy(&c->out, reply, msgid, ms) == -1)
 		conn_close(c, "out of memory");
 	else
 		(void)conn_sent(c);
@@ -361,7 +361,7 @@ pw_start(struct conn *c, const struct proto_req *req)
 	int			 retry;
 	char			 text[128];
 
-	if (auth_busy(c, req) == -1)
+	if (auth_busy(c, req->msgid) == -1)
 		return;
 	ukey = guard_user_key(chat.guard, c->sess->uid);
 	if (guard_login_check(chat.guard, ukey, c->akey, &retry) == -1) {

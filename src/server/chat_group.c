@@ -11,6 +11,7 @@
 #include "log.h"
 #include "pubsub.h"
 #include "store.h"
+#include "storeq.h"
 
 /*
  * Members of the groups posted to, per worker, so that a group chat
@@ -102,24 +103,36 @@ gcache_put(int32_t gid, const struct store_user_list *members)
 
 #define GROUP_STORE_ERR "message could not be stored for members who are away"
 
-/* Deliver to the members on this node; store for those not reached. */
-static void
-group_local(uint32_t conn, int32_t sender, int refmsgid, const char *line,
-    size_t len, const int32_t *local, size_t nlocal)
+/*
+ * Deliver to the members on this node; store for those not reached.
+ * c: the sender's connection, which then waits (paused) while they are
+ * stored in a store thread, so that a slow store holds up only it and
+ * its next requests keep their order; NULL: stored here, on the loop.
+ */
+static enum keep_result
+group_local(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
+    const char *line, size_t len, const int32_t *local, size_t nlocal)
 {
-	int32_t	*away;
-	size_t	 i, naway = 0;
+	enum keep_result	 kr = KEEP_DONE;
+	int32_t			*away;
+	size_t			 i, naway = 0;
 
 	if ((away = calloc(nlocal + 1, sizeof(*away))) == NULL) {
 		reply_sender(conn, sender, refmsgid, NULL);
-		return;
+		return KEEP_FAILED;
 	}
 	for (i = 0; i < nlocal; i++)
 		if (deliver_live(local[i], line, len) != DELIVER_OK)
 			away[naway++] = local[i];
-	if (chat_keep_offline(away, naway, line, len - 1) == -1)
+	if (c != NULL)
+		kr = keep_submit(c, conn, sender, refmsgid, GROUP_STORE_ERR,
+		    away, naway, 0, line, len - 1);
+	else if (chat_keep_offline(away, naway, line, len - 1) == -1)
+		kr = KEEP_FAILED;
+	if (kr == KEEP_FAILED)
 		reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
 	free(away);
+	return kr;
 }
 
 /*
@@ -151,8 +164,8 @@ group_located(void *arg, const int32_t *away, size_t naway)
 
 	if (chat_keep_offline(away, naway, g->line, g->len - 1) == -1)
 		reply_sender(g->conn, g->sender, g->refmsgid, GROUP_STORE_ERR);
-	group_local(g->conn, g->sender, g->refmsgid, g->line, g->len,
-	    g->local, g->nlocal);
+	(void)group_local(NULL, g->conn, g->sender, g->refmsgid, g->line,
+	    g->len, g->local, g->nlocal);
 }
 
 /* Members whose item could not be queued: stored here. */
@@ -261,18 +274,21 @@ group_members(struct conn *c, const struct proto_req *req, int cached,
 	return -1;
 }
 
-void
-handle_group_chat(struct conn *c, const struct proto_req *req)
+/*
+ * Send the plain group chat req of c's user to the members ids[0..n).
+ * ROUTE_PENDING: c waits (paused) for a store or the fan-out.
+ */
+static enum route_result
+group_send(struct conn *c, const struct proto_req *req, const int32_t *ids,
+    size_t n)
 {
-	struct session	*s = c->sess;
+	struct session		*s = c->sess;
 	struct buf		 line = BUF_INIT;
 	struct group_job	*g = NULL;
-	const int32_t		*ids;
-	int32_t			*local = NULL, *remote = NULL, *owned = NULL;
-	size_t			 i, n, nlocal = 0, nremote = 0;
+	enum route_result	 rr = ROUTE_DONE;
+	int32_t			*local = NULL, *remote = NULL;
+	size_t			 i, nlocal = 0, nremote = 0;
 
-	if (group_members(c, req, 1, NULL, &ids, &n, &owned) == -1)
-		return;
 	if (forward_line(c, req, &line) == -1 ||
 	    (local = calloc(n + 1, sizeof(*local))) == NULL ||
 	    (remote = calloc(n + 1, sizeof(*remote))) == NULL) {
@@ -290,8 +306,9 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 			remote[nremote++] = ids[i];
 	}
 	if (nremote == 0) {
-		group_local(c->id, s->uid, req->msgid, buf_head(&line),
-		    buf_used(&line), local, nlocal);
+		if (group_local(c, c->id, s->uid, req->msgid, buf_head(&line),
+		    buf_used(&line), local, nlocal) == KEEP_PENDING)
+			rr = ROUTE_PENDING;
 		goto out;
 	}
 	if ((g = calloc(1, sizeof(*g))) == NULL ||
@@ -311,14 +328,121 @@ handle_group_chat(struct conn *c, const struct proto_req *req)
 	local = NULL;
 	c->jobs++;
 	conn_pause(c);
+	rr = ROUTE_PENDING;
 	/* last: its callbacks may run inside it */
 	pubsub_fanout(chat.pubsub, remote, nremote, g->line, g->len,
 	    &group_fanout, g);
 out:
 	free(local);
 	free(remote);
-	free(owned);
 	buf_free(&line);
+	return rr;
+}
+
+static int
+has_member(const int32_t *ids, size_t n, int32_t uid)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (ids[i] == uid)
+			return 1;
+	return 0;
+}
+
+/*
+ * A plain group chat whose members are not cached: read in the read
+ * store thread while its sender waits (its later requests keep their
+ * order), then sent.
+ */
+struct gread_job {
+	struct workq_job	 sj;
+	struct conn		*c;
+	struct proto_req	 req;		/* owned */
+	int			 rc;
+	struct store_user_list	 members;
+	char			*err;
+};
+
+static void
+gread_run(struct workq_job *sj, void *ctx)
+{
+	struct gread_job	*j = (struct gread_job *)sj;
+	struct store		*st = ctx;
+
+	j->rc = store_group_members(st, j->req.groupid, &j->members);
+	if (j->rc != STORE_OK && j->rc != STORE_NOTFOUND)
+		j->err = strdup(store_error(st));
+}
+
+static void
+gread_done(struct workq_job *sj)
+{
+	struct gread_job	*j = (struct gread_job *)sj;
+	struct conn		*c = j->c;
+	int32_t			*ids = NULL;
+	size_t			 i;
+
+	conn_unref(c);
+	if (c->closing || c->sess->uid == 0)
+		goto out;
+	if (j->rc == STORE_NOTFOUND)
+		chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, j->req.msgid, NULL);
+	else if (j->rc != STORE_OK) {
+		log_warnx("group chat: %s", j->err != NULL ? j->err :
+		    "out of memory");
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->req.msgid, NULL);
+	} else if ((ids = calloc(j->members.n + 1, sizeof(*ids))) == NULL)
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->req.msgid, NULL);
+	else {
+		gcache_put(j->req.groupid, &j->members);
+		for (i = 0; i < j->members.n; i++)
+			ids[i] = j->members.v[i].id;
+		if (!has_member(ids, j->members.n, c->sess->uid))
+			chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, j->req.msgid,
+			    "only members may post to a group");
+		else if (group_send(c, &j->req, ids, j->members.n) ==
+		    ROUTE_PENDING)
+			goto out;	/* what it waits for resumes it */
+	}
+	conn_resume(c);
+out:
+	free(ids);
+	proto_req_clear(&j->req);
+	store_user_list_free(&j->members);
+	free(j->err);
+	free(j);
+}
+
+void
+handle_group_chat(struct conn *c, struct proto_req *req)
+{
+	struct gread_job	*j;
+	const int32_t		*ids;
+	size_t			 n;
+
+	if (gcache_get(req->groupid, &ids, &n) == 0) {
+		if (!has_member(ids, n, c->sess->uid))
+			chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
+			    "only members may post to a group");
+		else
+			(void)group_send(c, req, ids, n);
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	/* the request is the job's now: the caller's clear frees nothing */
+	j->req = *req;
+	memset(req, 0, sizeof(*req));
+	j->c = c;
+	j->sj.run = gread_run;
+	j->sj.done = gread_done;
+	c->jobs++;
+	conn_pause(c);
+	storeq_submit(chat.storeq_read != NULL ? chat.storeq_read :
+	    chat.storeq, &j->sj);
 }
 
 

@@ -13,8 +13,10 @@
 #include "chat.h"
 #include "conn.h"
 #include "proto.h"
+#include "store.h"
 
 struct store;
+struct storeq;
 struct store_group_list;
 struct store_msg_list;
 struct store_user_list;
@@ -33,6 +35,9 @@ struct session {
 	unsigned	 offline_more:1;	/* more backlog after this batch */
 	unsigned	 ack_offline:1;	/* client acknowledges offline batches */
 	unsigned	 backlog_held:1;	/* the rest waits for the next login */
+	unsigned	 offline_busy:1;	/* a batch removed or fetched (storeq) */
+	unsigned	 offline_again:1;	/* stored meanwhile: fetch again */
+	uint32_t	 offline_gen;	/* a logout ends its batches' jobs */
 	unsigned	 acks:1;		/* stored chats go when acknowledged (121) */
 	unsigned	 want_token:1;	/* client asked for resume tokens */
 	unsigned	 has_gen:1;	/* token_gen read from the store */
@@ -103,7 +108,7 @@ int	session_token(struct conn *c, char *out, size_t outlen,
 /* A wrong password for ukey from c's address: counted by the guard. */
 void	chat_login_failed(struct conn *c, uint64_t ukey);
 /* -1 (answered "busy, retry in N ms") when the hash queue is full. */
-int	auth_busy(struct conn *c, const struct proto_req *req);
+int	auth_busy(struct conn *c, int msgid);
 void	handle_token_login(struct conn *c, const struct proto_req *req);
 void	handle_logout_all(struct conn *c, const struct proto_req *req);
 void	handle_passwd(struct conn *c, const struct proto_req *req);
@@ -171,7 +176,8 @@ void	gcache_changed(int32_t gid);
 int	group_members(struct conn *c, const struct proto_req *req,
 	    int cached, const char *errtext, const int32_t **ids, size_t *n,
 	    int32_t **owned);
-void	handle_group_chat(struct conn *c, const struct proto_req *req);
+/* A plain group chat; c may wait (members read in a store thread). */
+void	handle_group_chat(struct conn *c, struct proto_req *req);
 void	handle_create_group(struct conn *c, const struct proto_req *req);
 void	handle_add_group(struct conn *c, const struct proto_req *req);
 /*
@@ -216,6 +222,11 @@ void	handle_read(struct conn *c, const struct proto_req *req);
 
 /* chat_offline.c */
 size_t	offline_fits(const struct store_msg_list *msgs);
+/*
+ * Where uid's next offline batch is fetched: the read store thread, or
+ * the write one while a removal of its last batch is under way there.
+ */
+struct storeq *offline_fetch_queue(int32_t uid);
 int	offline_more(const struct store_msg_list *msgs, size_t n);
 void	offline_sent(struct conn *c, const struct store_msg_list *msgs,
 	    size_t n);
@@ -256,8 +267,56 @@ enum keep_result keep_submit(struct conn *c, uint32_t conn, int32_t sender,
 void	delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
 	    const int64_t *smids, size_t n);
 
+/*
+ * Copies for uids[0..n) were just stored: a recipient who logged in
+ * meanwhile (its login may have looked before) fetches them, told
+ * through Redis (cluster) or here (a single node: this worker's only).
+ */
+void	stored_nudge(const int32_t *uids, size_t n);
+
 /* Claim the next block of smids for chat_smid, for uid, in a store thread. */
 void	smid_block_submit(int32_t uid);
+
+/*
+ * What a login reads from the store, in the read store thread
+ * (chat.storeq_read) so that it does not wait behind writes.  The
+ * want_ flags choose; rc is STORE_OK, STORE_NOTFOUND (want_user: no
+ * such user) or STORE_ERR (logged).  name: looked up by name, else uid.
+ */
+struct login_data {
+	int32_t			 uid;
+	unsigned		 want_user:1;
+	unsigned		 want_lists:1;	/* friends and groups */
+	unsigned		 want_gen:1;	/* token generation */
+	unsigned		 want_msgs:1;	/* offline messages */
+	unsigned		 take_over:1;	/* token login: displace another node's session */
+	size_t			 max_msgs;
+	char			*name;		/* the job's copy */
+	size_t			 name_len;
+	int			 rc;
+	struct store_user	 user;
+	struct store_user_list	 friends;
+	struct store_group_list	 groups;
+	struct store_msg_list	 msgs;
+	uint64_t		 gen;
+	uint64_t		 stores_seen;	/* chat_stores_done() at submit */
+};
+/*
+ * Back on the loop: c no longer held by the job (c->jobs), still
+ * paused; cb resumes it or hands it on, and checks c->closing.  What cb
+ * leaves in d (set to NULL/0 what it takes) is freed after it.
+ */
+typedef void login_data_cb(struct conn *c, struct login_data *d, void *arg);
+/* 0, or -1 (out of memory: nothing submitted, c untouched). */
+int	login_data_submit(struct conn *c, const struct login_data *want,
+	    const char *name, size_t name_len, login_data_cb *cb, void *arg);
+/*
+ * How many store jobs stored something so far: a login whose reads saw
+ * fewer than now fetches again once answered (it may have looked before
+ * a copy for it was stored).
+ */
+uint64_t chat_stores_done(void);
+void	chat_stores_note(void);
 
 /* chat_limits.c */
 void	handle_add_friend(struct conn *c, const struct proto_req *req);

@@ -64,19 +64,6 @@ fill_users(struct proto_user *pu, const struct store_user_list *l,
 	}
 }
 
-/* uid's friends and groups (with members), for the login answer. */
-static int
-load_lists(int32_t uid, struct store_user_list *friends,
-    struct store_group_list *groups)
-{
-	if (store_friends(chat.store, uid, friends) != STORE_OK ||
-	    store_user_groups(chat.store, uid, groups) != STORE_OK) {
-		log_warnx("login of %d: %s", uid, store_error(chat.store));
-		return -1;
-	}
-	return 0;
-}
-
 /*
  * Write the login answer with friends, groups and the first offline
  * messages (the only batch of this login unless the client acknowledges
@@ -86,9 +73,9 @@ load_lists(int32_t uid, struct store_user_list *friends,
 static int
 send_login_reply(struct conn *c, const struct store_user_list *friends,
     const struct store_group_list *groups, const int32_t *remote,
-    size_t nremote)
+    size_t nremote, const struct store_msg_list *batch)
 {
-	struct store_msg_list	 msgs = { NULL, 0 };
+	const struct store_msg_list	 msgs = *batch;
 	struct proto_login	 l;
 	struct proto_user	*fu = NULL, *mu = NULL;
 	struct proto_group	*pg = NULL;
@@ -101,12 +88,6 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	/* a previous user's unacknowledged copies stay stored for them */
 	if (c->sess->acks)
 		c->sess->ndelivered = 0;
-	if (store_offline_fetch(chat.store, c->sess->uid,
-	    chat.cfg->max_offline_per_login, &msgs) != STORE_OK) {
-		log_warnx("login of %d: %s", c->sess->uid,
-		    store_error(chat.store));
-		goto out;
-	}
 	for (i = 0; i < groups->n; i++)
 		nmembers += groups->v[i].members.n;
 	fu = calloc(friends->n + 1, sizeof(*fu));
@@ -169,7 +150,6 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	rc = 0;
 out:
 	explicit_bzero(tok, sizeof(tok));
-	store_msg_list_free(&msgs);
 	free(fu);
 	free(pg);
 	free(mu);
@@ -179,14 +159,16 @@ out:
 
 /*
  * The user is in: from here on messages reach c live.  Anything that
- * arrived while the login was under way was stored and is fetched now.
- * name (malloc'ed) is taken over.
+ * arrived while the login was under way was stored and was fetched (d,
+ * read last, after the session was in the table and claimed); a copy
+ * stored since the read began is fetched once more.  name (malloc'ed)
+ * is taken over.
  */
 static void
 login_answer(struct conn *c, int32_t uid, char *name, size_t name_len,
     const struct store_user_list *friends,
     const struct store_group_list *groups, const int32_t *remote,
-    size_t nremote)
+    size_t nremote, const struct login_data *d)
 {
 	struct session	*s = c->sess;
 
@@ -195,16 +177,34 @@ login_answer(struct conn *c, int32_t uid, char *name, size_t name_len,
 	free(s->name);
 	s->name = name;
 	s->name_len = name_len;
+	if (d->want_gen) {
+		s->token_gen = d->gen;
+		s->has_gen = 1;
+	}
 	user_known_add(uid);
 	conn_logged_in(c);
 	chat_stat(&chat.stats->logins, 1);
-	if (send_login_reply(c, friends, groups, remote, nremote) == -1 &&
-	    !c->closing) {
+	if (send_login_reply(c, friends, groups, remote, nremote,
+	    &d->msgs) == -1 && !c->closing) {
 		/* undo: a half-answered login helps nobody */
 		chat_logout(c);
 		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
-	} else if (!c->closing)
+	} else if (!c->closing) {
 		chat_handover_keep(c);	/* survives a crash of this worker */
+		if (chat_stores_done() != d->stores_seen)
+			chat_stored(NULL, uid);
+	}
+}
+
+/* What a login reads last: its offline batch and token generation. */
+static void
+want_batch(struct conn *c, int32_t uid, struct login_data *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->uid = uid;
+	w->want_msgs = 1;
+	w->max_msgs = chat.cfg->max_offline_per_login;
+	w->want_gen = c->sess->want_token;
 }
 
 /*
@@ -244,13 +244,39 @@ login_undo(struct login *l)
 }
 
 static void
+login_fetched(struct conn *c, struct login_data *d, void *arg)
+{
+	struct login	*l = arg;
+
+	if (c->closing) {
+		login_undo(l);
+		login_free(l);
+		return;
+	}
+	if (d->rc != STORE_OK) {
+		login_undo(l);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+	} else {
+		login_answer(c, l->uid, l->name, l->name_len, &l->friends,
+		    &l->groups, l->remote, l->nremote, d);
+		l->name = NULL;
+	}
+	conn_resume(c);
+	login_free(l);
+}
+
+/* Claimed and asked: the batch is read last, then the answer. */
+static void
 login_finish(struct login *l)
 {
-	struct conn	*c = l->c;
+	struct conn		*c = l->c;
+	struct login_data	 w;
 
-	login_answer(c, l->uid, l->name, l->name_len, &l->friends,
-	    &l->groups, l->remote, l->nremote);
-	l->name = NULL;
+	want_batch(c, l->uid, &w);
+	if (login_data_submit(c, &w, NULL, 0, login_fetched, l) == 0)
+		return;
+	login_undo(l);
+	chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 	conn_resume(c);
 	login_free(l);
 }
@@ -303,11 +329,6 @@ login_claimed(void *arg, enum pubsub_claim_result result)
 	 * chat with users of this node must go on, and the claim is
 	 * made once Redis is back.
 	 */
-	if (load_lists(l->uid, &l->friends, &l->groups) == -1) {
-		login_undo(l);
-		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
-		goto resume;
-	}
 	if (result == PUBSUB_CLAIMED) {
 		/* whose state this node cannot tell: not online here */
 		n = l->friends.n;
@@ -384,15 +405,60 @@ take_over(struct conn *c, const struct online_entry *e)
 	return 0;
 }
 
+/* The user's name, friends and groups (single node: and the batch). */
+static void
+login_read(struct conn *c, struct login_data *d, void *arg)
+{
+	struct login	*l;
+
+	(void)arg;
+	if (c->closing) {
+		online_remove(chat.online, d->uid, chat.slot, c->id);
+		return;
+	}
+	if (d->rc != STORE_OK) {
+		online_remove(chat.online, d->uid, chat.slot, c->id);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		conn_resume(c);
+		return;
+	}
+	if (chat.pubsub == NULL) {
+		/* a single node: nothing to ask anyone, answer now */
+		login_answer(c, d->uid, d->user.name, d->user.name_len,
+		    &d->friends, &d->groups, NULL, 0, d);
+		d->user.name = NULL;
+		conn_resume(c);
+		return;
+	}
+	/* one session per user across the cluster: claim it in Redis */
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		online_remove(chat.online, d->uid, chat.slot, c->id);
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		conn_resume(c);
+		return;
+	}
+	l->c = c;
+	l->uid = d->uid;
+	l->name = d->user.name;
+	l->name_len = d->user.name_len;
+	d->user.name = NULL;
+	l->friends = d->friends;
+	l->groups = d->groups;
+	memset(&d->friends, 0, sizeof(d->friends));
+	memset(&d->groups, 0, sizeof(d->groups));
+	c->jobs++;
+	if (d->take_over)	/* a session on another node is displaced */
+		pubsub_take_over(chat.pubsub, l->uid, login_claimed, l);
+	else
+		pubsub_claim(chat.pubsub, l->uid, login_claimed, l);
+}
+
 static enum login_result
 login_done(struct chat_job *j)
 {
 	struct conn		*c = j->c;
-	struct store_user	 u;
-	struct store_user_list	 friends = { NULL, 0 };
-	struct store_group_list	 groups = { NULL, 0 };
 	struct online_entry	 e;
-	struct login		*l;
+	struct login_data	 w;
 	enum online_add_result	 added;
 
 	if (j->aj.result != AUTH_OK || j->uid == 0) {
@@ -422,47 +488,23 @@ login_done(struct chat_job *j)
 		    "server full");
 		return LOGIN_ANSWERED;
 	}
-	/* the name may have been looked up by id: take the stored one */
-	if (store_user_get(chat.store, j->uid, &u) != STORE_OK) {
+	/*
+	 * The stored name (it may have been looked up by id), friends and
+	 * groups; on a single node the batch too: read in the read store
+	 * thread while c waits.  A cluster claims the user in Redis next.
+	 */
+	memset(&w, 0, sizeof(w));
+	if (chat.pubsub == NULL)
+		want_batch(c, j->uid, &w);
+	w.uid = j->uid;
+	w.want_user = 1;
+	w.want_lists = 1;
+	w.take_over = j->resumed;
+	if (login_data_submit(c, &w, NULL, 0, login_read, NULL) == -1) {
 		online_remove(chat.online, j->uid, chat.slot, c->id);
 		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 		return LOGIN_ANSWERED;
 	}
-	if (chat.pubsub == NULL) {
-		/* a single node: nothing to ask anyone, answer now */
-		if (load_lists(j->uid, &friends, &groups) == -1) {
-			online_remove(chat.online, j->uid, chat.slot, c->id);
-			store_user_clear(&u);
-			chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE,
-			    MSG_LOGIN, NULL);
-			return LOGIN_ANSWERED;
-		}
-		login_answer(c, j->uid, u.name, u.name_len, &friends, &groups,
-		    NULL, 0);
-		u.name = NULL;
-		store_user_clear(&u);
-		store_user_list_free(&friends);
-		store_group_list_free(&groups);
-		return LOGIN_ANSWERED;
-	}
-	/* one session per user across the cluster: claim it in Redis */
-	if ((l = calloc(1, sizeof(*l))) == NULL) {
-		online_remove(chat.online, j->uid, chat.slot, c->id);
-		store_user_clear(&u);
-		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
-		return LOGIN_ANSWERED;
-	}
-	l->c = c;
-	l->uid = j->uid;
-	l->name = u.name;
-	l->name_len = u.name_len;
-	u.name = NULL;
-	store_user_clear(&u);
-	c->jobs++;
-	if (j->resumed)		/* a session on another node is taken over */
-		pubsub_take_over(chat.pubsub, l->uid, login_claimed, l);
-	else
-		pubsub_claim(chat.pubsub, l->uid, login_claimed, l);
 	return LOGIN_PENDING;
 }
 
@@ -539,37 +581,112 @@ chat_job_done(struct auth_job *aj)
 	free(j);
 }
 
-/* Hash or verify off the loop; the connection waits, others go on. */
-static void
-submit_job(struct conn *c, struct chat_job *j, const struct proto_req *req)
+/*
+ * Hash or verify pw off the loop; the connection waits, others go on.
+ * -1: answered (j freed).
+ */
+static int
+submit_job(struct conn *c, struct chat_job *j, int msgid, const char *pw,
+    size_t pwlen)
 {
 	j->c = c;
-	j->msgid = req->msgid;
+	j->msgid = msgid;
 	j->aj.done = chat_job_done;
 	j->aj.cost = chat.cfg->password_cost;
-	j->aj.pwlen = req->password.len;
-	if ((j->aj.pw = malloc(req->password.len + 1)) == NULL) {
+	j->aj.pwlen = pwlen;
+	if ((j->aj.pw = malloc(pwlen + 1)) == NULL) {
 		free(j->name);
 		free(j);
-		chat_error(c, ack_msgid(req->msgid), ERR_UNAVAILABLE,
-		    req->msgid, NULL);
-		return;
+		chat_error(c, ack_msgid(msgid), ERR_UNAVAILABLE, msgid, NULL);
+		return -1;
 	}
-	memcpy(j->aj.pw, req->password.p, req->password.len);
-	j->aj.pw[req->password.len] = '\0';
+	memcpy(j->aj.pw, pw, pwlen);
+	j->aj.pw[pwlen] = '\0';
 	c->jobs++;
 	conn_pause(c);
 	authpool_submit(chat.auth, &j->aj);
+	return 0;
+}
+
+/* A LOGIN while its user is looked up (read store thread). */
+struct login_pw {
+	int	 has_id;
+	int32_t	 id;
+	size_t	 pwlen;
+	char	 pw[];
+};
+
+/*
+ * The user looked up (or not): checked against the failed-login limits,
+ * then its password verified.
+ */
+static void
+login_looked_up(struct conn *c, struct login_data *d, void *arg)
+{
+	struct login_pw		*p = arg;
+	struct store_user	*u = &d->user;
+	struct chat_job		*j;
+	uint64_t		 ukey;
+	char			 text[128];
+	int			 retry;
+
+	if (c->closing)
+		goto out;
+	if (d->rc == STORE_ERR) {
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		goto resume;
+	}
+	/* the hash queue may have filled while the user was looked up */
+	if (auth_busy(c, MSG_LOGIN) == -1)
+		goto resume;
+	/*
+	 * Too many failures for this user or from this address: refused
+	 * before any hashing, the same way whether the user exists or not
+	 * (by name or by id, a user is one key once found).
+	 */
+	if (d->rc == STORE_OK)
+		ukey = guard_user_key(chat.guard, u->id);
+	else if (p->has_id)
+		ukey = guard_user_key(chat.guard, p->id);
+	else
+		ukey = guard_name_key(chat.guard, d->name, d->name_len);
+	if (guard_login_check(chat.guard, ukey, c->akey, &retry) == -1) {
+		snprintf(text, sizeof(text), "too many failed logins; try "
+		    "again in %d seconds", retry);
+		chat_error(c, MSG_LOGIN_ACK, ERR_RATE, MSG_LOGIN, text);
+		goto resume;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		goto resume;
+	}
+	j->aj.kind = AUTH_VERIFY;
+	j->ukey = ukey;
+	/* a deleted account's "!" is no hash: it is answered as unknown */
+	if (d->rc == STORE_OK && u->pwhash != NULL && u->pwhash[0] == '$' &&
+	    strlen(u->pwhash) < sizeof(j->aj.hash)) {
+		j->uid = u->id;
+		memcpy(j->aj.hash, u->pwhash, strlen(u->pwhash) + 1);
+	} else {
+		/* no such user: spend the same time, answer the same way */
+		snprintf(j->aj.hash, sizeof(j->aj.hash), "%s",
+		    auth_dummy_hash(chat.cfg->password_cost));
+	}
+	/* c stays paused for the hash */
+	if (submit_job(c, j, MSG_LOGIN, p->pw, p->pwlen) == 0)
+		goto out;
+resume:
+	conn_resume(c);
+out:
+	explicit_bzero(p->pw, p->pwlen);
+	free(p);
 }
 
 void
 handle_login(struct conn *c, const struct proto_req *req)
 {
-	struct store_user	 u;
-	struct chat_job		*j;
-	uint64_t		 ukey;
-	char			 text[128];
-	int			 rc, retry;
+	struct login_data	 w;
+	struct login_pw		*p;
 
 	if (c->sess->uid != 0) {
 		chat_error(c, MSG_LOGIN_ACK, ERR_ALREADY_LOGGED_IN, MSG_LOGIN,
@@ -584,56 +701,26 @@ handle_login(struct conn *c, const struct proto_req *req)
 		handle_token_login(c, req);
 		return;
 	}
-	if (auth_busy(c, req) == -1)
+	if (auth_busy(c, req->msgid) == -1)
 		return;
-	memset(&u, 0, sizeof(u));
-	if (req->has_id)
-		rc = store_user_get(chat.store, req->id, &u);
-	else
-		rc = store_user_by_name(chat.store, req->name.p, req->name.len,
-		    &u);
-	if (rc == STORE_ERR) {
-		log_warnx("login: %s", store_error(chat.store));
+	/* looked up in the read store thread while c waits */
+	if ((p = calloc(1, sizeof(*p) + req->password.len)) == NULL) {
 		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
 		return;
 	}
-	/*
-	 * Too many failures for this user or from this address: refused
-	 * before any hashing, the same way whether the user exists or not
-	 * (by name or by id, a user is one key once found).
-	 */
-	if (rc == STORE_OK)
-		ukey = guard_user_key(chat.guard, u.id);
-	else if (req->has_id)
-		ukey = guard_user_key(chat.guard, req->id);
-	else
-		ukey = guard_name_key(chat.guard, req->name.p, req->name.len);
-	if (guard_login_check(chat.guard, ukey, c->akey, &retry) == -1) {
-		store_user_clear(&u);
-		snprintf(text, sizeof(text), "too many failed logins; try "
-		    "again in %d seconds", retry);
-		chat_error(c, MSG_LOGIN_ACK, ERR_RATE, MSG_LOGIN, text);
-		return;
-	}
-	if ((j = calloc(1, sizeof(*j))) == NULL) {
-		store_user_clear(&u);
+	p->has_id = req->has_id;
+	p->id = req->id;
+	p->pwlen = req->password.len;
+	memcpy(p->pw, req->password.p, req->password.len);
+	memset(&w, 0, sizeof(w));
+	w.want_user = 1;
+	w.uid = req->has_id ? req->id : 0;
+	if (login_data_submit(c, &w, req->has_id ? NULL : req->name.p,
+	    req->name.len, login_looked_up, p) == -1) {
+		explicit_bzero(p->pw, p->pwlen);
+		free(p);
 		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
-		return;
 	}
-	j->aj.kind = AUTH_VERIFY;
-	j->ukey = ukey;
-	/* a deleted account's "!" is no hash: it is answered as unknown */
-	if (rc == STORE_OK && u.pwhash != NULL && u.pwhash[0] == '$' &&
-	    strlen(u.pwhash) < sizeof(j->aj.hash)) {
-		j->uid = u.id;
-		memcpy(j->aj.hash, u.pwhash, strlen(u.pwhash) + 1);
-	} else {
-		/* no such user: spend the same time, answer the same way */
-		snprintf(j->aj.hash, sizeof(j->aj.hash), "%s",
-		    auth_dummy_hash(chat.cfg->password_cost));
-	}
-	store_user_clear(&u);
-	submit_job(c, j, req);
 }
 
 void
@@ -642,7 +729,7 @@ handle_reg(struct conn *c, const struct proto_req *req)
 	struct chat_job	*j;
 	int		 retry;
 
-	if (auth_busy(c, req) == -1)
+	if (auth_busy(c, req->msgid) == -1)
 		return;
 	if (guard_reg_take(chat.guard, c->akey, chat.cfg->register_rate_per_ip,
 	    chat.cfg->register_burst_per_ip, &retry) == -1) {
@@ -665,7 +752,7 @@ handle_reg(struct conn *c, const struct proto_req *req)
 	j->name[req->name.len] = '\0';
 	j->name_len = req->name.len;
 	j->aj.kind = AUTH_HASH;
-	submit_job(c, j, req);
+	(void)submit_job(c, j, req->msgid, req->password.p, req->password.len);
 }
 
 void
@@ -681,6 +768,10 @@ chat_logout(struct conn *c)
 	if (chat.pubsub != NULL)
 		pubsub_release(chat.pubsub, s->uid);
 	s->uid = 0;
+	/* a batch's jobs under way (chat_offline.c) no longer apply */
+	s->offline_gen++;
+	s->offline_busy = 0;
+	s->offline_again = 0;
 	free(s->name);
 	s->name = NULL;
 	s->name_len = 0;

@@ -8,6 +8,7 @@
 #include "chat_impl.h"
 #include "log.h"
 #include "store.h"
+#include "storeq.h"
 
 /*
  * Messages were stored for uid after it logged in here: hand them over
@@ -28,6 +29,11 @@ chat_stored(void *arg, int32_t uid)
 	/* a batch on its way: the new message follows with the next one */
 	if (c->sess->offline_upto > 0) {
 		c->sess->offline_more = 1;
+		return;
+	}
+	/* a fetch under way may have looked before it was stored */
+	if (c->sess->offline_busy) {
+		c->sess->offline_again = 1;
 		return;
 	}
 	offline_push(c);
@@ -122,6 +128,181 @@ handle_received(struct conn *c, const struct proto_req *req)
 	delivered_remove_submit(c, req->msgid, s->uid, req->smids, k);
 }
 
+/*
+ * Stored batches are removed (write store thread) and fetched (read
+ * store thread) off the loop; s->offline_busy while one of them is
+ * under way, which keeps its batch's offline_upto set meanwhile.
+ */
+struct offline_job {
+	struct workq_job	 sj;
+	struct conn		*c;
+	int			 refmsgid;	/* OFFLINE_ACK: c waits */
+	int32_t			 uid;
+	uint32_t		 gen;		/* s->offline_gen at submit */
+	int64_t			 upto;		/* delete: up to this */
+	int			 failed;
+	char			*err;
+	struct store_msg_list	 msgs;		/* fetch */
+};
+
+/*
+ * Users whose batch removal is under way: their next fetch goes to the
+ * write store thread behind it, or a quick new login could be handed
+ * the same batch again (the read thread does not wait for writes).
+ */
+static int32_t	*deleting;
+static size_t	 ndeleting, deleting_cap;
+
+static int
+deleting_add(int32_t uid)
+{
+	int32_t	*v;
+
+	if (ndeleting == deleting_cap) {
+		if ((v = reallocarray(deleting, deleting_cap * 2 + 8,
+		    sizeof(*v))) == NULL)
+			return -1;
+		deleting = v;
+		deleting_cap = deleting_cap * 2 + 8;
+	}
+	deleting[ndeleting++] = uid;
+	return 0;
+}
+
+static void
+deleting_remove(int32_t uid)
+{
+	size_t	 i;
+
+	for (i = 0; i < ndeleting; i++)
+		if (deleting[i] == uid) {
+			deleting[i] = deleting[--ndeleting];
+			return;
+		}
+}
+
+struct storeq *
+offline_fetch_queue(int32_t uid)
+{
+	size_t	 i;
+
+	for (i = 0; i < ndeleting; i++)
+		if (deleting[i] == uid)
+			return chat.storeq;
+	return chat.storeq_read != NULL ? chat.storeq_read : chat.storeq;
+}
+
+static struct offline_job *
+offline_job_new(struct conn *c, int32_t uid, void (*run)(struct workq_job *,
+    void *), void (*done)(struct workq_job *))
+{
+	struct offline_job	*j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return NULL;
+	j->c = c;
+	j->uid = uid;
+	j->gen = c->sess->offline_gen;
+	j->sj.run = run;
+	j->sj.done = done;
+	c->jobs++;
+	c->sess->offline_busy = 1;
+	return j;
+}
+
+static void
+offline_job_free(struct offline_job *j)
+{
+	store_msg_list_free(&j->msgs);
+	free(j->err);
+	free(j);
+}
+
+static void
+delete_run(struct workq_job *sj, void *ctx)
+{
+	struct offline_job	*j = (struct offline_job *)sj;
+	struct store		*st = ctx;
+
+	if (store_offline_delete(st, j->uid, j->upto) != STORE_OK) {
+		j->failed = 1;
+		j->err = strdup(store_error(st));
+	}
+}
+
+/* What follows a removed batch (or none) for a client that drained it. */
+static void
+offline_next(struct conn *c)
+{
+	struct session	*s = c->sess;
+
+	s->offline_upto = 0;
+	if (!s->offline_more || s->uid != s->offline_uid || s->backlog_held) {
+		c->want_drained = 0;
+		return;
+	}
+	offline_push(c);
+}
+
+static void
+delete_done(struct workq_job *sj)
+{
+	struct offline_job	*j = (struct offline_job *)sj;
+	struct conn		*c = j->c;
+	struct session		*s = c->sess;
+
+	/* not removed: the batch comes again (same ids) at the next login */
+	if (j->failed)
+		log_warnx("removing delivered offline messages of %d: %s",
+		    (int)j->uid, j->err != NULL ? j->err : "out of memory");
+	deleting_remove(j->uid);
+	conn_unref(c);
+	if (c->closing)
+		goto out;
+	/* the session logged out meanwhile: nothing here is its business */
+	if (j->gen != s->offline_gen) {
+		if (j->refmsgid != 0)
+			conn_resume(c);
+		goto out;
+	}
+	s->offline_busy = 0;
+	if (j->refmsgid == 0)
+		offline_next(c);
+	else {
+		if (j->failed)
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->refmsgid,
+			    NULL);
+		else {
+			s->offline_upto = 0;
+			if (s->offline_more)
+				offline_push(c);
+		}
+		conn_resume(c);
+	}
+out:
+	offline_job_free(j);
+}
+
+/* Remove uid's batch up to upto; refmsgid: an OFFLINE_ACK's (c waits). */
+static int
+delete_submit(struct conn *c, int refmsgid, int32_t uid, int64_t upto)
+{
+	struct offline_job	*j;
+
+	if (deleting_add(uid) == -1)
+		return -1;
+	if ((j = offline_job_new(c, uid, delete_run, delete_done)) == NULL) {
+		deleting_remove(uid);
+		return -1;
+	}
+	j->refmsgid = refmsgid;
+	j->upto = upto;
+	if (refmsgid != 0)
+		conn_pause(c);
+	storeq_submit(chat.storeq, &j->sj);
+	return 0;
+}
+
 /* An ackoffline client read offline messages up to req->upto. */
 void
 handle_offline_ack(struct conn *c, const struct proto_req *req)
@@ -138,16 +319,14 @@ handle_offline_ack(struct conn *c, const struct proto_req *req)
 		    "\"upto\" is not the last \"offlineupto\" sent");
 		return;
 	}
-	if (store_offline_delete(chat.store, s->uid, s->offline_upto) !=
-	    STORE_OK) {
-		log_warnx("offline messages of %d: %s", s->uid,
-		    store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	if (s->offline_busy) {
+		/* the batch is still being fetched: cannot be this one */
+		chat_error(c, MSG_ERROR, ERR_BAD_VALUE, req->msgid,
+		    "\"upto\" is not the last \"offlineupto\" sent");
 		return;
 	}
-	s->offline_upto = 0;
-	if (s->offline_more)
-		offline_push(c);
+	if (delete_submit(c, req->msgid, s->uid, s->offline_upto) == -1)
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 }
 
 void
@@ -162,52 +341,39 @@ chat_drained(struct conn *c)
 		c->want_drained = 0;
 		return;
 	}
-	if (s->offline_upto > 0 && store_offline_delete(chat.store,
-	    s->offline_uid, s->offline_upto) != STORE_OK)
-		log_warnx("removing delivered offline messages of %d: %s",
-		    s->offline_uid, store_error(chat.store));
-	s->offline_upto = 0;
-	if (!s->offline_more || s->uid != s->offline_uid || s->backlog_held) {
-		c->want_drained = 0;
+	if (s->offline_busy)
+		return;		/* its done() goes on from there */
+	if (s->offline_upto > 0 && delete_submit(c, 0, s->offline_uid,
+	    s->offline_upto) == 0)
 		return;
-	}
-	offline_push(c);
+	offline_next(c);
 }
 
 /*
- * Queue c's next batch of stored messages: as plain lines, or as one
- * OFFLINE_BATCH for a client that acknowledges them.
+ * Queue c's next batch of stored messages (msgs): as plain lines, or as
+ * one OFFLINE_BATCH for a client that acknowledges them.
  */
-void
-offline_push(struct conn *c)
+static void
+offline_write(struct conn *c, const struct store_msg_list *msgs)
 {
-	struct session	*s = c->sess;
-	struct store_msg_list	 msgs = { NULL, 0 };
+	struct session		*s = c->sess;
 	struct proto_str	*om = NULL;
 	size_t			 i, n;
 	int			 rc = 0;
 
-	if (store_offline_fetch(chat.store, s->uid,
-	    chat.cfg->max_offline_per_login, &msgs) != STORE_OK) {
-		/* they stay stored for the next login */
-		log_warnx("offline messages of %d: %s", s->uid,
-		    store_error(chat.store));
-		c->want_drained = 0;
-		return;
-	}
-	n = offline_fits(&msgs);
+	n = offline_fits(msgs);
 	if (s->ack_offline && n > 0) {
 		if ((om = calloc(n, sizeof(*om))) == NULL)
 			rc = -1;
 		for (i = 0; rc == 0 && i < n; i++)
-			chat_str_set(&om[i], msgs.v[i].text, msgs.v[i].len);
+			chat_str_set(&om[i], msgs->v[i].text, msgs->v[i].len);
 		if (rc == 0)
 			rc = proto_put_offline_batch(&c->out, om, n,
-			    msgs.v[n - 1].id, offline_more(&msgs, n));
+			    msgs->v[n - 1].id, offline_more(msgs, n));
 	} else {
 		for (i = 0; rc == 0 && i < n; i++)
-			if (buf_append(&c->out, msgs.v[i].text,
-			    msgs.v[i].len) == -1 ||
+			if (buf_append(&c->out, msgs->v[i].text,
+			    msgs->v[i].len) == -1 ||
 			    buf_append(&c->out, "\n", 1) == -1)
 				rc = -1;
 	}
@@ -215,9 +381,76 @@ offline_push(struct conn *c)
 		conn_close(c, "out of memory");
 	else if (n > 0 && conn_sent(c) == 0) {
 		chat_stat(&chat.stats->msgs_out, n);
-		offline_sent(c, &msgs, n);
+		offline_sent(c, msgs, n);
 	}
 	free(om);
-	store_msg_list_free(&msgs);
 }
 
+static void
+fetch_run(struct workq_job *sj, void *ctx)
+{
+	struct offline_job	*j = (struct offline_job *)sj;
+	struct store		*st = ctx;
+
+	if (store_offline_fetch(st, j->uid, chat.cfg->max_offline_per_login,
+	    &j->msgs) != STORE_OK) {
+		j->failed = 1;
+		j->err = strdup(store_error(st));
+	}
+}
+
+static void
+fetch_done(struct workq_job *sj)
+{
+	struct offline_job	*j = (struct offline_job *)sj;
+	struct conn		*c = j->c;
+	struct session		*s = c->sess;
+	int			 again;
+
+	conn_unref(c);
+	/* gone, or logged out since: they stay stored for the next login */
+	if (c->closing || j->gen != s->offline_gen)
+		goto out;
+	again = s->offline_again;
+	s->offline_busy = 0;
+	s->offline_again = 0;
+	if (j->failed) {
+		log_warnx("offline messages of %d: %s", (int)j->uid,
+		    j->err != NULL ? j->err : "out of memory");
+		c->want_drained = 0;
+		goto out;
+	}
+	offline_write(c, &j->msgs);
+	/* stored while this fetch was under way: next, or with the next */
+	if (again && !c->closing) {
+		if (s->offline_upto > 0)
+			s->offline_more = 1;
+		else
+			offline_push(c);
+	}
+out:
+	offline_job_free(j);
+}
+
+/*
+ * Fetch c's next batch in the read store thread, then queue it
+ * (offline_write).  c goes on meanwhile: live chats may reach it first.
+ */
+void
+offline_push(struct conn *c)
+{
+	struct session		*s = c->sess;
+	struct offline_job	*j;
+
+	if (s->offline_busy) {
+		s->offline_again = 1;
+		return;
+	}
+	if ((j = offline_job_new(c, s->uid, fetch_run, fetch_done)) == NULL) {
+		/* they stay stored for the next login */
+		log_warnx("offline messages of %d: out of memory", s->uid);
+		c->want_drained = 0;
+		return;
+	}
+	storeq_submit(offline_fetch_queue(s->uid), &j->sj);
+}

@@ -25,6 +25,8 @@
 #include "store.h"
 #include "storeq.h"
 
+static uint64_t	stores_done;	/* store jobs that stored something */
+
 /* What went wrong in a store thread, for the log in the loop thread. */
 static void
 job_fail(char **err, const char *what, struct store *st)
@@ -156,6 +158,7 @@ acked_done(struct workq_job *sj)
 	if (j->user_found)
 		user_known_add(j->req.toid);
 	if (j->result == JOB_OK) {
+		stores_done++;
 		/* stored: delivered whether or not the sender is still here */
 		chat_stat(&chat.stats->offline_stored, j->n);
 		chat_history_keep(j->sender, &j->req, &j->line);
@@ -269,6 +272,18 @@ keep_run(struct workq_job *sj, void *ctx)
 	j->result = JOB_OK;
 }
 
+void
+stored_nudge(const int32_t *uids, size_t n)
+{
+	size_t	 i;
+
+	if (chat.pubsub != NULL)
+		pubsub_nudge(chat.pubsub, uids, n);
+	else
+		for (i = 0; i < n; i++)
+			chat_stored(NULL, uids[i]);
+}
+
 static void
 keep_done(struct workq_job *sj)
 {
@@ -280,14 +295,14 @@ keep_done(struct workq_job *sj)
 	if (j->user_found)
 		user_known_add(j->nudge[0]);
 	if (j->result == JOB_OK && j->n > 0) {
+		stores_done++;
 		chat_stat(&chat.stats->offline_stored, j->n);
 		/*
-		 * Cluster: one of them may have logged in on some node after
-		 * the sender looked and before this store; their worker
-		 * then fetches.
+		 * One of them may have logged in (on some node) after the
+		 * sender looked and before this store: their worker then
+		 * fetches.  A single node nudges only its own sessions.
 		 */
-		if (chat.pubsub != NULL)
-			pubsub_nudge(chat.pubsub, j->nudge, j->nnudge);
+		stored_nudge(j->nudge, j->nnudge);
 	}
 	if (j->result == JOB_NO_USER &&
 	    (c = session_conn(j->conn, j->sender)) != NULL)
@@ -461,4 +476,116 @@ smid_block_submit(int32_t uid)
 	j->sj.run = smid_run;
 	j->sj.done = smid_done;
 	storeq_submit(chat.storeq, &j->sj);
+}
+
+/* ---- what a login reads ------------------------------------------------ */
+
+uint64_t
+chat_stores_done(void)
+{
+	return stores_done;
+}
+
+void
+chat_stores_note(void)
+{
+	stores_done++;
+}
+
+struct login_job {
+	struct workq_job	 sj;
+	struct conn		*c;
+	login_data_cb		*cb;
+	void			*arg;
+	struct login_data	 d;
+	char			*err;
+};
+
+static void
+login_data_run(struct workq_job *sj, void *ctx)
+{
+	struct login_job	*j = (struct login_job *)sj;
+	struct login_data	*d = &j->d;
+	struct store		*st = ctx;
+	const char		*what = "login";
+
+	d->rc = STORE_OK;
+	if (d->want_user) {
+		what = "looking up a user";
+		d->rc = d->name != NULL ? store_user_by_name(st, d->name,
+		    d->name_len, &d->user) : store_user_get(st, d->uid,
+		    &d->user);
+		if (d->rc == STORE_NOTFOUND)
+			return;
+	}
+	if (d->rc == STORE_OK && d->want_lists) {
+		what = "friends and groups";
+		if ((d->rc = store_friends(st, d->uid, &d->friends)) ==
+		    STORE_OK)
+			d->rc = store_user_groups(st, d->uid, &d->groups);
+	}
+	if (d->rc == STORE_OK && d->want_gen) {
+		what = "token generation";
+		d->rc = store_token_gen(st, d->uid, &d->gen);
+	}
+	if (d->rc == STORE_OK && d->want_msgs) {
+		what = "offline messages";
+		d->rc = store_offline_fetch(st, d->uid, d->max_msgs, &d->msgs);
+	}
+	if (d->rc != STORE_OK) {
+		job_fail(&j->err, what, st);
+		d->rc = STORE_ERR;
+	}
+}
+
+static void
+login_data_done(struct workq_job *sj)
+{
+	struct login_job	*j = (struct login_job *)sj;
+	struct login_data	*d = &j->d;
+
+	if (j->err != NULL)
+		log_warnx("login of %d: %s", (int)d->uid, j->err);
+	/* the callback resumes c (or hands it to the next step) */
+	conn_unref(j->c);
+	j->cb(j->c, d, j->arg);
+	store_user_clear(&d->user);
+	store_user_list_free(&d->friends);
+	store_group_list_free(&d->groups);
+	store_msg_list_free(&d->msgs);
+	free(d->name);
+	free(j->err);
+	free(j);
+}
+
+int
+login_data_submit(struct conn *c, const struct login_data *want,
+    const char *name, size_t name_len, login_data_cb *cb, void *arg)
+{
+	struct login_job	*j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return -1;
+	j->d = *want;
+	if (name != NULL) {
+		if ((j->d.name = malloc(name_len + 1)) == NULL) {
+			free(j);
+			return -1;
+		}
+		memcpy(j->d.name, name, name_len);
+		j->d.name[name_len] = '\0';
+		j->d.name_len = name_len;
+	}
+	j->d.stores_seen = stores_done;
+	j->c = c;
+	j->cb = cb;
+	j->arg = arg;
+	j->sj.run = login_data_run;
+	j->sj.done = login_data_done;
+	job_hold(c);
+	/* a batch: behind a removal of the last one still under way */
+	storeq_submit(want->want_msgs ? offline_fetch_queue(want->uid) :
+	    chat.storeq_read != NULL ? chat.storeq_read : chat.storeq,
+	    &j->sj);
+	return 0;
 }

@@ -11,6 +11,12 @@
  * connection, no chat state, no logging.  With more than one thread a
  * caller that needs order waits for done() before it submits the next
  * (the chat layer pauses the connection meanwhile).
+ *
+ * A worker runs two, one thread each (worker.c): chat.storeq for writes
+ * and chat.storeq_read for what logins and offline batches read, so that
+ * reads do not queue behind writes waiting for a lock.  Jobs of the two
+ * are not ordered with each other: a read may run before a write
+ * submitted earlier (chat_stores_done, stored_nudge cover a login).
  */
 #ifndef CHATD_STOREQ_H
 #define CHATD_STOREQ_H

@@ -55,12 +55,14 @@ static struct ev_loop	*loop;
 static struct store	*store;
 static struct authpool	*auth;
 static struct storeq	*storeq;	/* store calls off the loop */
+static struct storeq	*storeq_rd;	/* reads that must not queue behind them */
 static struct pubsub	*pubsub;	/* cluster mode only */
 /* pubsub's counters as last added to the slot's (which outlive us) */
 static uint64_t		 bus_rejected_seen, failovers_seen, unreplicated_seen;
 static struct chanq	*chanqs;
 static char		*chan_rbuf;
-static ev_io		 accept_io, chan_io, auth_io, storeq_io, master_io;
+static ev_io		 accept_io, chan_io, auth_io, storeq_io, storeq_rd_io;
+static ev_io		 master_io;
 static ev_io		 ws_accept_io;	/* websocket_listen, if set */
 static ev_io		 ho_io;		/* the master's socket, when full */
 static ev_io		 ho_rio;	/* upgrade: connections from the master */
@@ -428,7 +430,7 @@ auth_cb(struct ev_loop *l, ev_io *w, int revents)
 static void
 storeq_cb(struct ev_loop *l, ev_io *w, int revents)
 {
-	storeq_complete(storeq);
+	storeq_complete(w == &storeq_rd_io ? storeq_rd : storeq);
 }
 
 static void
@@ -842,7 +844,9 @@ worker_main(struct node *n, int slot)
 		exit(CHATD_EXIT_FATAL);
 	}
 	if ((storeq = storeq_new(n->cfg.storage, &opts, STOREQ_THREADS, err,
-	    sizeof(err))) == NULL) {
+	    sizeof(err))) == NULL ||
+	    (storeq_rd = storeq_new(n->cfg.storage, &opts, STOREQ_THREADS,
+	    err, sizeof(err))) == NULL) {
 		log_warnx("storage: %s", err);
 		exit(CHATD_EXIT_FATAL);
 	}
@@ -886,6 +890,7 @@ worker_main(struct node *n, int slot)
 	chenv.cfg = &n->cfg;
 	chenv.store = store;
 	chenv.storeq = storeq;
+	chenv.storeq_read = storeq_rd;
 	chenv.online = n->online;
 	chenv.auth = auth;
 	chenv.stats = stats;
@@ -934,6 +939,8 @@ worker_main(struct node *n, int slot)
 	ev_io_start(loop, &auth_io);
 	ev_io_init(&storeq_io, storeq_cb, storeq_fd(storeq), EV_READ);
 	ev_io_start(loop, &storeq_io);
+	ev_io_init(&storeq_rd_io, storeq_cb, storeq_fd(storeq_rd), EV_READ);
+	ev_io_start(loop, &storeq_rd_io);
 	ev_io_init(&master_io, master_gone_cb, n->master_pipe[0], EV_READ);
 	ev_io_start(loop, &master_io);
 	ev_prepare_init(&flush_prep, flush_cb);
@@ -984,7 +991,9 @@ worker_main(struct node *n, int slot)
 	}
 	/* the last history rows join the store queue, whose jobs finish */
 	chat_history_flush();
+	storeq_free(storeq_rd);
 	storeq_free(storeq);
+	chat_storeq_closed();
 	conn_reap();
 	chanq_store_all();
 	authpool_free(auth);

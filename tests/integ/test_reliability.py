@@ -243,8 +243,10 @@ def worker_pid(node):
 
 class Flow:
     """One sender's chats: kind plain (one-to-one, seed-style), acked
-    (one-to-one with a cmid), group (with a cmid, to P and K) or offline
-    (plain, to a user who logs in only at the end)."""
+    (one-to-one with a cmid), group (with a cmid, to P and K), pgroup
+    (seed-style group chat, no cmid, to P and K, and stored for Q, who
+    never logs in), lgroup (seed-style, to P and K only: nothing to store)
+    or offline (plain, to a user who logs in only at the end)."""
 
     def __init__(self, kind, sender, to, receivers):
         self.kind, self.sender, self.to = kind, sender, to
@@ -256,7 +258,7 @@ class Flow:
         p = self.sender
         msg = {"id": p.uid, "msg": text, "name": "s",
                "time": chatlib.now_str()}
-        if self.kind == "group":
+        if self.kind in ("group", "pgroup", "lgroup"):
             msg.update(msgid=chatlib.GROUP_CHAT, groupid=self.to)
         else:
             msg.update(msgid=chatlib.ONE_CHAT, toid=self.to)
@@ -273,29 +275,34 @@ class Flow:
 
 def run_traffic(test, name, fault, receivers_nodes=None, settle=25.0,
                 sender_node=None, group=True, offline=False,
-                refusals=False, rate=RATE):
+                refusals=False, rate=RATE, plain_group=False):
     """COUNT chats from the sender node (A) to users on the receivers'
     node (B) while fault(t) acts: plain to P, acknowledged to K, group
-    chats (acknowledged) to P and K when group, plain to an offline O when
-    offline.  Then the table row, asserting that nothing accepted was lost
+    chats (acknowledged) to P and K when group, seed-style group chats to
+    P and K (pgroup: and stored for Q; lgroup: nothing stored) when
+    plain_group, plain to an offline O when offline.  Then
+    the table row, asserting that nothing accepted was lost
     and that every acknowledged chat was answered (ack or error).  Error
     answers are failures unless refusals (a store that cannot write).
     A lower rate spreads the chats over a longer fault."""
     A = sender_node or ENV["A"]
     rn = receivers_nodes or [ENV["B"], A]
     kinds = ["plain", "acked"] + (["group"] if group else []) + \
-        (["offline"] if offline else [])
-    uids = users(len(kinds) + 3, A)
-    p_uid, k_uid, o_uid = uids[-3:]
+        (["offline"] if offline else []) + \
+        (["pgroup", "lgroup"] if plain_group else [])
+    uids = users(len(kinds) + 4, A)
+    p_uid, k_uid, o_uid, q_uid = uids[-4:]
     P, K, O = Peer(p_uid, rn), Peer(k_uid, rn), Peer(o_uid, rn)
-    gid = None
-    if group:
-        gid = make_group(A, uids[kinds.index("group")], [p_uid, k_uid])
+    gids = {g: make_group(A, uids[kinds.index(g)], [p_uid, k_uid] +
+                          ([q_uid] if g == "pgroup" else []))
+            for g in ("group", "pgroup", "lgroup") if g in kinds}
     flows = []
     for kind, s_uid in zip(kinds, uids):
         sender = Peer(s_uid, [A])
         to, rcv = {"plain": (p_uid, [p_uid]), "acked": (k_uid, [k_uid]),
-                   "group": (gid, [p_uid, k_uid]),
+                   "group": (gids.get("group"), [p_uid, k_uid]),
+                   "pgroup": (gids.get("pgroup"), [p_uid, k_uid]),
+                   "lgroup": (gids.get("lgroup"), [p_uid, k_uid]),
                    "offline": (o_uid, [o_uid])}[kind]
         flows.append(Flow(kind, sender, to, rcv))
     peers = [f.sender for f in flows] + [P, K]
@@ -465,6 +472,54 @@ def run_traffic(test, name, fault, receivers_nodes=None, settle=25.0,
                            COUNT // len(flows) - 5,
                            "%s: acknowledgements missing" % name)
     return refused, slowest
+
+
+LOGIN_PROBES = 12
+
+
+class Prober:
+    """Logins of users, one every 0.4 s, each on its own connection in its
+    own thread: (seconds to the LOGIN_ACK, its errno) per login."""
+
+    def __init__(self, srv, uids):
+        self.srv, self.uids = srv, uids
+        self.out = []
+        self.threads = []
+        self.lock = threading.Lock()
+        self.starter = threading.Thread(target=self.run, daemon=True)
+
+    def start(self):
+        self.starter.start()
+
+    def one(self, uid):
+        t0 = time.monotonic()
+        try:
+            c = chatlib.Client(self.srv.port)
+            try:
+                c.send_obj({"id": uid, "msgid": chatlib.LOGIN,
+                            "password": "pw"})
+                r = c.recv_msgid(chatlib.LOGIN_ACK, timeout=20)
+                res = (time.monotonic() - t0, r.get("errno"))
+            finally:
+                c.close()
+        except Exception as e:      # a timeout (20 s) or a dropped socket
+            res = (time.monotonic() - t0, repr(e))
+        with self.lock:
+            self.out.append(res)
+
+    def run(self):
+        for uid in self.uids:
+            t = threading.Thread(target=self.one, args=(uid,), daemon=True)
+            t.start()
+            self.threads.append(t)
+            time.sleep(0.4)
+
+    def join(self):
+        if self.starter.is_alive() or self.starter.ident is not None:
+            self.starter.join(30)
+        for t in self.threads:
+            t.join(60)
+        return self.out
 
 
 # ---- items straight into Redis -----------------------------------------
@@ -829,24 +884,48 @@ class Reliability(unittest.TestCase):
                       "time.sleep(7)\n"
                       "c.execute('COMMIT')\n")
 
+            # users who log in while the lock is held: nothing stored
+            # for them, so their logins only read (WAL readers go on)
+            probe = Prober(S, users(LOGIN_PROBES, S))
+
             def fault(t):
                 if t >= 1.0 and "p" not in st:
                     st["p"] = subprocess.Popen(
                         [sys.executable, "-c", holder, db],
                         stdout=subprocess.PIPE)
                     st["line"] = st["p"].stdout.readline()
+                    probe.start()
                 if "p" in st and st["p"].poll() is not None:
                     st["rc"] = st["p"].returncode
                     return None
                 if t > 30:
                     st["p"].kill()
                 return True
-            refused, slowest = run_traffic(self, "(c) sqlite locked 7 s",
-                                           fault,
-                                  sender_node=S, receivers_nodes=[S],
-                                  offline=True, refusals=True, rate=50)
+            try:
+                refused, slowest = run_traffic(
+                    self, "(c) sqlite locked 7 s", fault, sender_node=S,
+                    receivers_nodes=[S], offline=True, refusals=True,
+                    rate=50, plain_group=True)
+            finally:
+                logins = probe.join()
             self.assertEqual((st["line"], st["rc"]), (b"locked\n", 0))
             print("(c) refused %r" % refused, flush=True)
+            print("(c) logins during the lock: %d, slowest answer %.2f s, "
+                  "errors %r" % (len(logins), max(x[0] for x in logins),
+                                 [x[1] for x in logins if x[1] != 0]),
+                  flush=True)
+            # a login reads only (WAL readers are not locked out): it
+            # must not wait behind the stores that wait for the lock
+            self.assertEqual(len(logins), LOGIN_PROBES, "logins unanswered")
+            self.assertEqual([x[1] for x in logins], [0] * LOGIN_PROBES,
+                             "logins refused during the lock")
+            self.assertLess(max(x[0] for x in logins), 3.0, "logins waited "
+                            "for the locked store")
+            # a plain group chat with a member away waits (its sender
+            # does) for that member's copy; one with every member online
+            # stores nothing and must not wait behind it
+            self.assertLess(slowest["lgroup"], 3.0, "plain group chats "
+                            "waited for the locked store")
             # the lock held the stores back (acks waited), not live chats:
             # the stores wait in a store thread, the worker's loop goes
             # on (the lock lasts 7 s; live chats took 7.2 s when the loop

@@ -535,11 +535,17 @@ START_TEST(store_fails_then_recovers)
 	h.conn = 999999;		/* no such connection: gina left */
 	h.len = (uint32_t)n;
 	chat_channel_msg(&h, line);
-	chat_retry_stores();		/* still locked: it waits */
+	/* stored in the store thread, which waits for the lock; the loop
+	 * goes on meanwhile and the chat is kept */
+	pump(NULL, 0.3);
+	chat_retry_stores();		/* one pass at a time: no second */
+	ck_assert_uint_eq(chat_retry_pending(), 1);
 	ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
-	chat_retry_stores();
+	for (n = 0; n < 1000 && chat_retry_pending() > 0; n++)
+		pump(NULL, 0.01);
+	ck_assert_uint_eq(chat_retry_pending(), 0);
 	ck_assert_uint_eq(chat_retry_abandon(), 0);	/* nothing waits */
 	login_one_offline(b, idb, "kept for later", 1);
 	free(line);
