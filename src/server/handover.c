@@ -177,13 +177,29 @@ master_record(int slot, const struct ho_msg *m, const char *rec, size_t len,
 	h->len = len;
 }
 
+/* Room for one passed descriptor (SCM_RIGHTS). */
+union ho_cbuf {
+	struct cmsghdr	 h;
+	char		 b[CMSG_SPACE(sizeof(int))];
+};
+
+/* mh over iov[0..niov), its control room cb (zeroed). */
+static void
+ho_msghdr(struct msghdr *mh, struct iovec *iov, size_t niov,
+    union ho_cbuf *cb)
+{
+	memset(mh, 0, sizeof(*mh));
+	memset(cb, 0, sizeof(*cb));
+	mh->msg_iov = iov;
+	mh->msg_iovlen = niov;
+	mh->msg_control = cb->b;
+	mh->msg_controllen = sizeof(cb->b);
+}
+
 void
 handover_read(int slot, struct online_slot_stats *st)
 {
-	union {
-		struct cmsghdr	 h;
-		char		 b[CMSG_SPACE(sizeof(int))];
-	} cbuf;
+	union ho_cbuf	 cbuf;
 	struct msghdr	 mh;
 	struct cmsghdr	*cm;
 	struct iovec	 iov;
@@ -192,13 +208,9 @@ handover_read(int slot, struct online_slot_stats *st)
 	int		 fd;
 
 	for (;;) {
-		memset(&mh, 0, sizeof(mh));
 		iov.iov_base = rbuf;
 		iov.iov_len = sizeof(m) + HO_MAX_RECORD;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf.b;
-		mh.msg_controllen = sizeof(cbuf.b);
+		ho_msghdr(&mh, &iov, 1, &cbuf);
 		r = recvmsg(pairs[slot][0], &mh, MSG_CMSG_CLOEXEC);
 		if (r == -1 && errno == EINTR)
 			continue;
@@ -387,30 +399,25 @@ handover_inherited_done(void)
 static enum ho_send
 send_one(const struct qrec *q)
 {
-	union {
-		struct cmsghdr	 h;
-		char		 b[CMSG_SPACE(sizeof(int))];
-	} cbuf;
+	union ho_cbuf	 cbuf;
 	struct msghdr	 mh;
 	struct cmsghdr	*cm;
 	struct iovec	 iov[2];
 
-	memset(&mh, 0, sizeof(mh));
 	iov[0].iov_base = (void *)&q->m;
 	iov[0].iov_len = sizeof(q->m);
 	iov[1].iov_base = q->h.rec;
 	iov[1].iov_len = q->h.len;
-	mh.msg_iov = iov;
-	mh.msg_iovlen = q->h.len > 0 ? 2 : 1;
+	ho_msghdr(&mh, iov, q->h.len > 0 ? 2 : 1, &cbuf);
 	if (q->h.fd != -1) {
-		memset(&cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf.b;
-		mh.msg_controllen = sizeof(cbuf.b);
 		cm = CMSG_FIRSTHDR(&mh);
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &q->h.fd, sizeof(int));
+	} else {
+		mh.msg_control = NULL;	/* no descriptor this time */
+		mh.msg_controllen = 0;
 	}
 	for (;;) {
 		if (sendmsg(my_fd, &mh, MSG_NOSIGNAL) != -1)

@@ -333,6 +333,33 @@ class MariaDB:
         subprocess.run([self.script, "stop", self.dir],
                        stdout=subprocess.DEVNULL, timeout=120)
 
+    def insert(self, query, params):
+        """query with "?" placeholders filled from params (test data
+        only: strings are quoted, not escaped)."""
+        self.sql(query.replace("?", "%s") % tuple(
+            "'%s'" % x if isinstance(x, str) else str(x) for x in params))
+
+
+def mysql_upgrade(test, schema_file, fill, old_version, check):
+    """A private MariaDB on an older schema: schema_file, then fill(db)
+    writes the rows; the schema must read old_version.  A node started
+    on it upgrades it, then check(node) runs.  Returns the database,
+    still running (the caller asserts what the upgrade left and stops
+    it); stopped here when anything fails."""
+    db = MariaDB().start()
+    try:
+        with open(schema_file) as f:
+            db.sql(f.read())
+        fill(db)
+        test.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
+                         [[str(old_version)]])
+        with Node(db.spec, workers=2) as srv:
+            check(srv)
+    except BaseException:
+        db.stop()
+        raise
+    return db
+
 
 # ---- nginx -------------------------------------------------------------
 

@@ -116,25 +116,16 @@ class Upgrade(unittest.TestCase):
     @unittest.skipUnless(cluster.find_prog("mariadbd")
                          or cluster.find_prog("mysqld"), "no mariadbd")
     def test_mysql_v1(self):
-        db = cluster.MariaDB().start()
-        try:
-            with open(os.path.join(DATA, "schema-v1-mysql.sql")) as f:
-                db.sql(f.read())
-
-            def q(s, p):
-                db.sql(s.replace("?", "%s") % tuple(
-                    "'%s'" % x if isinstance(x, str)
-                    else str(x) for x in p))
-            v1_rows(q)
+        def fill(db):
+            v1_rows(db.insert)
             db.sql("INSERT INTO GroupUser (groupid, userid, grouprole) "
                    "VALUES (1, 1, 'creator'), (1, 2, 'normal')")
             db.sql("INSERT INTO OfflineMessage (userid, message) VALUES "
                    "(3, '%s')" % OLD_MSG)
-            self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
-                             [["1"]])
-            srv = cluster.Node(db.spec, workers=2)
-            with srv:
-                self.check_upgraded(srv)
+        db = cluster.mysql_upgrade(
+            self, os.path.join(DATA, "schema-v1-mysql.sql"), fill, 1,
+            self.check_upgraded)
+        try:
             self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
                              [["3"]])
             self.assertEqual(db.sql(

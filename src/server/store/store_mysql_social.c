@@ -432,7 +432,7 @@ group_is_member_once(struct my *m, struct mconn *c, int32_t gid,
 	    "group member");
 	if (rc != STORE_OK)
 		return STORE_ERR;
-	return n > 0;
+	return n > 0 ? STORE_MEMBER : STORE_NOT_MEMBER;
 }
 
 int

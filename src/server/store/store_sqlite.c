@@ -155,17 +155,18 @@ sq_run(struct sq *sq, sqlite3_stmt *s, const char *what)
 	return STORE_OK;
 }
 
-/* 1 when the statement yields a row, 0 when not, -1 on error. */
-int
+/* SQ_ROW when the statement yields a row, SQ_NOROW when not, STORE_ERR. */
+enum sq_exists
 sq_exists(struct sq *sq, sqlite3_stmt *s, const char *what)
 {
 	int	 rc;
 
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return sq_fail(sq, s, rc, what) == STORE_ERR ? -1 : 0;
+		return sq_fail(sq, s, rc, what) == STORE_ERR ? SQ_ERR :
+		    SQ_NOROW;
 	sq_done(s);
-	return rc == SQLITE_ROW;
+	return rc == SQLITE_ROW ? SQ_ROW : SQ_NOROW;
 }
 
 int

@@ -114,14 +114,16 @@ sqlite_user_by_name(struct store *st, const char *name, size_t name_len,
 
 /* ---- friends ---- */
 
-static int
+static enum sq_exists
 user_exists(struct sq *sq, int32_t id)
 {
 	sqlite3_stmt	*s = sq->q[Q_USER_EXISTS];
 	int		 rc;
 
-	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "find user");
+	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK) {
+		(void)sq_fail(sq, s, rc, "find user");
+		return SQ_ERR;
+	}
 	return sq_exists(sq, s, "find user");
 }
 
@@ -140,14 +142,15 @@ friend_insert(struct sq *sq, int32_t a, int32_t b)
 static int
 friend_add_once(struct sq *sq, int32_t a, int32_t b)
 {
-	int	 rc, i;
+	enum sq_exists	 i;
+	int		 rc;
 
 	if ((rc = sq_begin(sq)) != STORE_OK)
 		return rc;
-	if ((i = user_exists(sq, b)) != 1 ||
-	    (i = user_exists(sq, a)) != 1) {
+	if ((i = user_exists(sq, b)) != SQ_ROW ||
+	    (i = user_exists(sq, a)) != SQ_ROW) {
 		sq_rollback(sq);
-		if (i == -1)
+		if (i == SQ_ERR)
 			return STORE_ERR;
 		store_set_error(&sq->st, "no such user");
 		return STORE_NOTFOUND;
@@ -369,10 +372,12 @@ group_join_once(struct sq *sq, int32_t gid, int32_t uid)
 		goto fail;
 	}
 	switch (sq_exists(sq, s, "join group")) {
-	case -1:
+	case SQ_ERR:
 		rc = STORE_ERR;
 		goto fail;
-	case 0:
+	case SQ_ROW:
+		break;
+	case SQ_NOROW:
 		store_set_error(&sq->st, "no such group");
 		rc = STORE_NOTFOUND;
 		goto fail;
@@ -495,7 +500,14 @@ group_is_member_once(struct sq *sq, int32_t gid, int32_t uid)
 	if ((rc = sqlite3_bind_int64(s, 1, gid)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 2, uid)) != SQLITE_OK)
 		return sq_fail(sq, s, rc, "group member");
-	return sq_exists(sq, s, "group member");
+	switch (sq_exists(sq, s, "group member")) {
+	case SQ_ROW:
+		return STORE_MEMBER;
+	case SQ_NOROW:
+		return STORE_NOT_MEMBER;
+	default:
+		return STORE_ERR;
+	}
 }
 
 int
