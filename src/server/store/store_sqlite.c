@@ -169,6 +169,41 @@ sq_exists(struct sq *sq, sqlite3_stmt *s, const char *what)
 	return rc == SQLITE_ROW ? SQ_ROW : SQ_NOROW;
 }
 
+/* Bind v[0..n) to s's parameters 1..n: STORE_OK, or sq_fail's outcome. */
+int
+sq_bind_ints(struct sq *sq, sqlite3_stmt *s, const int64_t *v, int n,
+    const char *what)
+{
+	int	 i, rc;
+
+	for (i = 0; i < n; i++)
+		if ((rc = sqlite3_bind_int64(s, i + 1, v[i])) != SQLITE_OK)
+			return sq_fail(sq, s, rc, what);
+	return STORE_OK;
+}
+
+/* Run statement q (no rows wanted) with the integers v[0..n) bound. */
+int
+sq_exec_ints(struct sq *sq, int q, const int64_t *v, int n,
+    const char *what)
+{
+	int	 rc;
+
+	if ((rc = sq_bind_ints(sq, sq->q[q], v, n, what)) != STORE_OK)
+		return rc;
+	return sq_run(sq, sq->q[q], what);
+}
+
+/* The end of a transaction: commit if rc is STORE_OK, else roll back. */
+int
+sq_end(struct sq *sq, int rc)
+{
+	if (rc == STORE_OK && (rc = sq_commit(sq)) == STORE_OK)
+		return STORE_OK;
+	sq_rollback(sq);
+	return rc;
+}
+
 int
 sq_begin(struct sq *sq)
 {

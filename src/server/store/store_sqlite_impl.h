@@ -35,6 +35,11 @@ enum sq_exists {
 	SQ_ROW = 1
 };
 enum sq_exists sq_exists(struct sq *sq, sqlite3_stmt *s, const char *what);
+int	sq_bind_ints(struct sq *sq, sqlite3_stmt *s, const int64_t *v, int n,
+	    const char *what);
+int	sq_exec_ints(struct sq *sq, int q, const int64_t *v, int n,
+	    const char *what);
+int	sq_end(struct sq *sq, int rc);
 int	sq_begin(struct sq *sq);
 int	sq_commit(struct sq *sq);
 void	sq_rollback(struct sq *sq);
