@@ -110,6 +110,7 @@ int	reply_add(struct json_object *o, const char *key,
 	    struct json_object *v);
 /* Appends o's text (and "\n" if nl) all or nothing; puts o; 0 or -1. */
 int	reply_put_json(struct buf *out, struct json_object *o, int nl);
+int	reply_end(struct buf *out, struct json_object *o, int nl, int bad);
 /* Copy req's "seq" (if any) into o, as pong and DONE do; 0 or -1. */
 int	reply_echo_seq(struct json_object *o, const struct proto_req *req);
 
