@@ -419,10 +419,7 @@ handle_signal(int sig)
 			(void)reload(NULL);
 		break;
 	case SIGUSR1:
-		if (log_reopen() == -1)
-			log_warn("reopening the log");
-		else
-			log_info("log file reopened");
+		log_reopen_said();
 		signal_workers(node, SIGUSR1);
 		break;
 	default:
