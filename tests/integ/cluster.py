@@ -158,8 +158,25 @@ class _Reader:
         raise RedisError("bad reply %r" % line)
 
 
-class Redis:
+class _Private:
+    """A private server in self.dir writing self.log_name there."""
+    log_name = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.dir, self.log_name)) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class Redis(_Private):
     """A private redis-server with a password (chatd must AUTH)."""
+    log_name = "redis.log"
 
     def __init__(self, appendonly=False, password=None, extra=()):
         self.appendonly = appendonly
@@ -220,17 +237,6 @@ class Redis:
     def stop(self):
         stop_proc(self.proc)
         self.proc = None
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_text(self):
-        try:
-            with open(os.path.join(self.dir, "redis.log")) as f:
-                return f.read()
-        except OSError:
-            return ""
 
 
 class Sentinel:
@@ -386,8 +392,9 @@ stream {
 """
 
 
-class Nginx:
+class Nginx(_Private):
     """nginx in the foreground with a stream upstream of the nodes."""
+    log_name = "error.log"
 
     def __init__(self, ports):
         self.dir = tempfile.mkdtemp(prefix="chatd-nginx-")
@@ -424,17 +431,6 @@ class Nginx:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_text(self):
-        try:
-            with open(os.path.join(self.dir, "error.log")) as f:
-                return f.read()
-        except OSError:
-            return ""
 
 
 # ---- teardown ----------------------------------------------------------

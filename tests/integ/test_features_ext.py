@@ -563,40 +563,34 @@ def tearDownModule():
     cluster.stop_all(ENV)
 
 
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
-class GroupsMySQL(Groups):
-    """The group tests on a node of a cluster (MySQL store, Redis)."""
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cluster_env()["A"]
+class OnNodes:
+    """A test class on cluster_env's nodes (put first among the bases):
+    cls.srv is node `node`, cls.srvB node B; the module stops them."""
+    node = "A"
 
-    @classmethod
-    def tearDownClass(cls):
-        pass
-
-
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
-class BlocksMySQL(Blocks):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cluster_env()["B"]
-
-    @classmethod
-    def tearDownClass(cls):
-        pass
-
-
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
-class CrossNode(Ext):
-    """The sender on node A, the others on node B."""
     @classmethod
     def setUpClass(cls):
         env = cluster_env()
-        cls.srv, cls.srvB = env["A"], env["B"]
+        cls.srv, cls.srvB = env[cls.node], env["B"]
 
     @classmethod
     def tearDownClass(cls):
         pass
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class GroupsMySQL(OnNodes, Groups):
+    """The group tests on a node of a cluster (MySQL store, Redis)."""
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class BlocksMySQL(OnNodes, Blocks):
+    node = "B"
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class CrossNode(OnNodes, Ext):
+    """The sender on node A, the others on node B."""
 
     def test_removed_member_on_other_node(self):
         a = self.srv.user("xr")

@@ -388,7 +388,7 @@ class Upgrade(unittest.TestCase):
 
 # ---- MySQL and two nodes (private MariaDB and Redis) -------------------
 # The nodes of test_features_ext (its cluster_env), started here afresh.
-from test_features_ext import ENV, HAVE_CLUSTER, cluster_env  # noqa: E402
+from test_features_ext import ENV, HAVE_CLUSTER, OnNodes  # noqa: E402
 
 
 def tearDownModule():
@@ -396,16 +396,8 @@ def tearDownModule():
 
 
 @unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
-class CrossNode(Conversations):
+class CrossNode(OnNodes, Conversations):
     """The same, MySQL store: the first user on node A, the other on B."""
-    @classmethod
-    def setUpClass(cls):
-        env = cluster_env()
-        cls.srv, cls.srvB = env["A"], env["B"]
-
-    @classmethod
-    def tearDownClass(cls):
-        pass
 
 
 if __name__ == "__main__":
