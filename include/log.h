@@ -17,6 +17,8 @@ void	log_set_role(const char *role);
 void	log_set_level(int level);
 /* Reopen the log file (SIGUSR1, logrotate); 0 or -1. */
 int	log_reopen(void);
+/* The same, its outcome logged (SIGUSR1 in the master and the workers). */
+void	log_reopen_said(void);
 /* "debug".."emerg" -> LOG_*; -1 if unknown. */
 int	log_level_parse(const char *name);
 

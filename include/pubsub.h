@@ -256,14 +256,17 @@ void	pubsub_query_online(struct pubsub *ps, const int32_t *uids, size_t n,
 void	pubsub_nudge(struct pubsub *ps, const int32_t *uids, size_t n);
 
 /*
- * Send line to uid's worker.  receivers is 1 when it was queued for a
- * live worker (which then delivers or stores it), 0 when uid is online
- * nowhere (the caller stores the message), -1 when Redis is down or did
- * not answer within 10 s (the caller stores it too).  The module keeps
- * its own copy of line and hands it back.  cb may be NULL: nobody
- * needs to know.
+ * Send line to uid's worker.  The callback hears what became of it (see
+ * enum pubsub_sent).  The module keeps its own copy of line and hands it
+ * back.  cb may be NULL: nobody needs to know.
  */
-typedef void pubsub_publish_cb(void *arg, int32_t uid, long receivers,
+enum pubsub_sent {
+	PUBSUB_QUEUED,	/* queued for a live worker: it delivers or stores */
+	PUBSUB_AWAY,	/* uid is online nowhere: the caller stores it */
+	PUBSUB_DOWN	/* Redis is down or did not answer within 10 s: the
+			   caller stores it too */
+};
+typedef void pubsub_publish_cb(void *arg, int32_t uid, enum pubsub_sent sent,
 	    const char *line, size_t len);
 void	pubsub_publish(struct pubsub *ps, int32_t uid, const char *line,
 	    size_t len, pubsub_publish_cb *cb, void *arg);

@@ -158,7 +158,9 @@ int	store_group_create(struct store *st, int32_t creator, const char *name,
 	    size_t name_len, const char *desc, size_t desc_len, int32_t *gid);
 /* STORE_OK (also when already a member), STORE_NOTFOUND (no group). */
 int	store_group_join(struct store *st, int32_t gid, int32_t uid);
-/* 1 member, 0 not a member (or no group), -1 error. */
+/* STORE_MEMBER, STORE_NOT_MEMBER (also: no group), or STORE_ERR. */
+#define STORE_NOT_MEMBER	0
+#define STORE_MEMBER		1
 int	store_group_is_member(struct store *st, int32_t gid, int32_t uid);
 /* Members with names and roles; STORE_NOTFOUND when no such group. */
 int	store_group_members(struct store *st, int32_t gid,

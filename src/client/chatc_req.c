@@ -135,15 +135,22 @@ req_groupchat(struct chatc *cc, int32_t gid, const char *text)
 	send_obj(cc, o);
 }
 
-void
-req_addfriend(struct chatc *cc, int32_t fid)
+/* {key: v, "id", "msgid"}: the requests naming one user or group. */
+static void
+req_about(struct chatc *cc, const char *key, int32_t v, int msgid)
 {
 	struct json_object	*o = json_object_new_object();
 
-	put_int(o, "friendid", fid);
+	put_int(o, key, v);
 	put_id(cc, o);
-	put_int(o, "msgid", MSG_ADD_FRIEND);
+	put_int(o, "msgid", msgid);
 	send_obj(cc, o);
+}
+
+void
+req_addfriend(struct chatc *cc, int32_t fid)
+{
+	req_about(cc, "friendid", fid, MSG_ADD_FRIEND);
 }
 
 void
@@ -161,12 +168,7 @@ req_creategroup(struct chatc *cc, const char *name, const char *desc)
 void
 req_addgroup(struct chatc *cc, int32_t gid)
 {
-	struct json_object	*o = json_object_new_object();
-
-	put_int(o, "groupid", gid);
-	put_id(cc, o);
-	put_int(o, "msgid", MSG_ADD_GROUP);
-	send_obj(cc, o);
+	req_about(cc, "groupid", gid, MSG_ADD_GROUP);
 }
 
 void

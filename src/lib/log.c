@@ -121,6 +121,15 @@ log_reopen(void)
 	return 0;
 }
 
+void
+log_reopen_said(void)
+{
+	if (log_reopen() == -1)
+		log_warn("reopening the log");
+	else
+		log_info("log file reopened");
+}
+
 int
 log_level_parse(const char *name)
 {

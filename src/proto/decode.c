@@ -116,20 +116,41 @@ enum field_get {
 	FIELD_BAD		/* the wrong type or out of range: in fail */
 };
 
+/* key, of type t ("expected <what>" otherwise), into *v. */
+static enum field_get
+get_typed(const struct fields *f, const char *key, json_type t,
+    const char *what, struct json_object **v, struct proto_fail *fail)
+{
+	if (!obj_get(f, key, v))
+		return FIELD_ABSENT;
+	if (!json_object_is_type(*v, t)) {
+		fail_set(fail, ERR_WRONG_TYPE, "field \"%s\": expected %s", key,
+		    what);
+		return FIELD_BAD;
+	}
+	return FIELD_FOUND;
+}
+
+/* What a get_* found, for a field that must be there: 0 or -1. */
+static int
+need(enum field_get got, const char *key, struct proto_fail *fail)
+{
+	if (got == FIELD_ABSENT)
+		fail_set(fail, ERR_MISSING_FIELD, "field \"%s\": missing", key);
+	return got == FIELD_FOUND ? 0 : -1;
+}
+
 static enum field_get
 get_id(const struct fields *f, const char *key, int32_t *out,
     struct proto_fail *fail)
 {
 	struct json_object	*v;
+	enum field_get		 got;
 	int64_t			 n;
 
-	if (!obj_get(f, key, &v))
-		return FIELD_ABSENT;
-	if (!json_object_is_type(v, json_type_int)) {
-		fail_set(fail, ERR_WRONG_TYPE,
-		    "field \"%s\": expected an integer", key);
-		return FIELD_BAD;
-	}
+	if ((got = get_typed(f, key, json_type_int, "an integer", &v,
+	    fail)) != FIELD_FOUND)
+		return got;
 	/* values above INT64_MAX read as INT64_MAX: out of range too */
 	n = json_object_get_int64(v);
 	if (n < 1 || n > INT32_MAX) {
@@ -145,13 +166,7 @@ static int
 need_id(const struct fields *f, const char *key, int32_t *out,
     struct proto_fail *fail)
 {
-	enum field_get	 got;
-
-	if ((got = get_id(f, key, out, fail)) == FIELD_ABSENT) {
-		fail_set(fail, ERR_MISSING_FIELD, "field \"%s\": missing", key);
-		return -1;
-	}
-	return got == FIELD_FOUND ? 0 : -1;
+	return need(get_id(f, key, out, fail), key, fail);
 }
 
 static enum field_get
@@ -159,15 +174,12 @@ get_str(const struct fields *f, const char *key, struct proto_str *out,
     struct proto_fail *fail)
 {
 	struct json_object	*v;
+	enum field_get		 got;
 	int			 n;
 
-	if (!obj_get(f, key, &v))
-		return FIELD_ABSENT;
-	if (!json_object_is_type(v, json_type_string)) {
-		fail_set(fail, ERR_WRONG_TYPE,
-		    "field \"%s\": expected a string", key);
-		return FIELD_BAD;
-	}
+	if ((got = get_typed(f, key, json_type_string, "a string", &v,
+	    fail)) != FIELD_FOUND)
+		return got;
 	n = json_object_get_string_len(v);
 	out->p = json_object_get_string(v);
 	out->len = n > 0 ? (size_t)n : 0;
@@ -178,13 +190,7 @@ static int
 need_str(const struct fields *f, const char *key, struct proto_str *out,
     struct proto_fail *fail)
 {
-	enum field_get	 got;
-
-	if ((got = get_str(f, key, out, fail)) == FIELD_ABSENT) {
-		fail_set(fail, ERR_MISSING_FIELD, "field \"%s\": missing", key);
-		return -1;
-	}
-	return got == FIELD_FOUND ? 0 : -1;
+	return need(get_str(f, key, out, fail), key, fail);
 }
 
 /* Non-empty and within max bytes. */
@@ -231,15 +237,12 @@ get_count(const struct fields *f, const char *key, int64_t lo, int64_t hi,
     int64_t *out, struct proto_fail *fail)
 {
 	struct json_object	*v;
+	enum field_get		 got;
 	int64_t			 n;
 
-	if (!obj_get(f, key, &v))
-		return 0;
-	if (!json_object_is_type(v, json_type_int)) {
-		fail_set(fail, ERR_WRONG_TYPE,
-		    "field \"%s\": expected an integer", key);
-		return -1;
-	}
+	if ((got = get_typed(f, key, json_type_int, "an integer", &v,
+	    fail)) != FIELD_FOUND)
+		return got == FIELD_ABSENT ? 0 : -1;
 	n = json_object_get_int64(v);
 	if (n < lo || n > hi) {
 		fail_set(fail, ERR_BAD_VALUE, "field \"%s\": out of range "
@@ -306,15 +309,9 @@ decode_smids(const struct fields *f, struct proto_req *req,
 	struct json_object	*v, *e;
 	size_t			 i, n;
 
-	if (!obj_get(f, "smids", &v)) {
-		fail_set(fail, ERR_MISSING_FIELD, "field \"smids\": missing");
+	if (need(get_typed(f, "smids", json_type_array, "an array", &v, fail),
+	    "smids", fail) == -1)
 		return -1;
-	}
-	if (!json_object_is_type(v, json_type_array)) {
-		fail_set(fail, ERR_WRONG_TYPE,
-		    "field \"smids\": expected an array");
-		return -1;
-	}
 	n = json_object_array_length(v);
 	if (n == 0 || n > PROTO_MAX_SMIDS) {
 		fail_set(fail, ERR_BAD_VALUE, "field \"smids\": 1 to %d "
@@ -405,12 +402,10 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 	if ((got = get_id(f, "id", &req->id, fail)) == FIELD_BAD)
 		return -1;
 	req->has_id = got == FIELD_FOUND;
-	if (obj_get(f, "cmid", &v)) {
-		if (!json_object_is_type(v, json_type_int)) {
-			fail_set(fail, ERR_WRONG_TYPE,
-			    "field \"cmid\": expected an integer");
-			return -1;
-		}
+	if ((got = get_typed(f, "cmid", json_type_int, "an integer", &v,
+	    fail)) == FIELD_BAD)
+		return -1;
+	if (got == FIELD_FOUND) {
 		n = json_object_get_int64(v);
 		/* above INT64_MAX reads as INT64_MAX: tell them apart */
 		if (n < 0 || (n == INT64_MAX &&
@@ -475,16 +470,9 @@ decode_fields(const struct fields *f, const struct proto_limits *lim,
 			return -1;
 		break;
 	case MSG_OFFLINE_ACK:
-		if (!obj_get(f, "upto", &v)) {
-			fail_set(fail, ERR_MISSING_FIELD,
-			    "field \"upto\": missing");
+		if (need(get_typed(f, "upto", json_type_int, "an integer",
+		    &v, fail), "upto", fail) == -1)
 			return -1;
-		}
-		if (!json_object_is_type(v, json_type_int)) {
-			fail_set(fail, ERR_WRONG_TYPE,
-			    "field \"upto\": expected an integer");
-			return -1;
-		}
 		req->upto = json_object_get_int64(v);
 		if (req->upto < 0) {
 			fail_set(fail, ERR_BAD_VALUE,
@@ -737,15 +725,9 @@ proto_decode(const char *frame, size_t len, const struct proto_limits *lim,
 		fail_set(fail, ERR_NOT_OBJECT, "not a JSON object");
 		goto bad;
 	}
-	if (!obj_get(&fl, "msgid", &v)) {
-		fail_set(fail, ERR_MISSING_FIELD, "field \"msgid\": missing");
+	if (need(get_typed(&fl, "msgid", json_type_int, "an integer", &v,
+	    fail), "msgid", fail) == -1)
 		goto bad;
-	}
-	if (!json_object_is_type(v, json_type_int)) {
-		fail_set(fail, ERR_WRONG_TYPE,
-		    "field \"msgid\": expected an integer");
-		goto bad;
-	}
 	if (!msgid_known(m)) {
 		fail_set(fail, ERR_UNKNOWN_MSGID, "unknown msgid %lld",
 		    (long long)json_object_get_int64(v));

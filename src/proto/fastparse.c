@@ -23,7 +23,6 @@
 
 #ifdef HAVE_CONFIG_H
 #include "config.h"
-#include "util.h"
 #endif
 
 #include <stdint.h>
@@ -133,7 +132,7 @@ fast_string(const unsigned char *p, size_t len, size_t *i, const char **s,
 {
 	size_t		 k = *i + 1, start = k, q;
 	long		 u, lo;
-	int		 esc = 0, h;
+	int		 esc = 0;
 	char		*d;
 
 	/* a plain run first: most strings end here */
@@ -204,14 +203,8 @@ fast_string(const unsigned char *p, size_t len, size_t *i, const char **s,
 		case 't':  d[q++] = '\t'; break;
 		case '/':  d[q++] = '/'; *canon = 0; break;
 		case 'u':
-			if (len - k < 6)
+			if ((u = jc_u_escape(p, len, k)) == -1)
 				return -1;
-			for (u = 0, h = 2; h < 6; h++) {
-				int x = util_hexval(p[k + h]);
-				if (x < 0)
-					return -1;
-				u = u * 16 + x;
-			}
 			/* json-c writes \u00xx, lower case, for the
 			 * control characters without a short escape */
 			if (u >= 0x20 || u == '\b' || u == '\f' || u == '\n' ||
@@ -223,15 +216,8 @@ fast_string(const unsigned char *p, size_t len, size_t *i, const char **s,
 			if (u >= 0xdc00 && u <= 0xdfff)
 				return -1;
 			if (u >= 0xd800 && u <= 0xdbff) {
-				if (len - k < 12 || p[k + 6] != '\\' ||
-				    p[k + 7] != 'u')
-					return -1;
-				for (lo = 0, h = 8; h < 12; h++) {
-					int x = util_hexval(p[k + h]);
-					if (x < 0)
-						return -1;
-					lo = lo * 16 + x;
-				}
+				/* len - k >= 6 here: k + 6 is within p */
+				lo = jc_u_escape(p, len, k + 6);
 				if (lo < 0xdc00 || lo > 0xdfff)
 					return -1;
 				u = 0x10000 + ((u - 0xd800) << 10) +

@@ -19,9 +19,8 @@ is_hex(unsigned char c)
 	    (c >= 'A' && c <= 'F');
 }
 
-/* The code unit of "\uXXXX" at p[i]; -1 if there is none. */
-static long
-u_escape(const unsigned char *p, size_t len, size_t i)
+long
+jc_u_escape(const unsigned char *p, size_t len, size_t i)
 {
 	long	 v = 0;
 	size_t	 k;
@@ -100,7 +99,7 @@ lint_string(const unsigned char *p, size_t len, size_t *i, int *code,
 				    "bad escape in a string");
 			k += 2;
 		} else if (p[k] == '\\') {
-			if ((u = u_escape(p, len, k)) == -1)
+			if ((u = jc_u_escape(p, len, k)) == -1)
 				LINT_FAIL(ERR_MALFORMED,
 				    "bad \\u escape in a string");
 			k += 6;
@@ -108,7 +107,7 @@ lint_string(const unsigned char *p, size_t len, size_t *i, int *code,
 				LINT_FAIL(ERR_BAD_VALUE,
 				    "lone low surrogate escape");
 			if (u >= 0xd800 && u <= 0xdbff) {
-				u = u_escape(p, len, k);
+				u = jc_u_escape(p, len, k);
 				if (u < 0xdc00 || u > 0xdfff)
 					LINT_FAIL(ERR_BAD_VALUE,
 					    "lone high surrogate escape");

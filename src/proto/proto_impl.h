@@ -41,6 +41,8 @@ jc_is_word(unsigned char c)
 
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629), 0 if none. */
 size_t	jc_utf8_seq(const unsigned char *p, size_t n);
+/* The code unit of "\uXXXX" at p[i] (i <= len); -1 if there is none. */
+long	jc_u_escape(const unsigned char *p, size_t len, size_t i);
 /*
  * Checks frame against RFC 8259's lexical rules, which json-c's strict
  * mode does not all apply: 0, or -1 with *code (enum proto_err) and
@@ -110,6 +112,7 @@ int	reply_add(struct json_object *o, const char *key,
 	    struct json_object *v);
 /* Appends o's text (and "\n" if nl) all or nothing; puts o; 0 or -1. */
 int	reply_put_json(struct buf *out, struct json_object *o, int nl);
+int	reply_end(struct buf *out, struct json_object *o, int nl, int bad);
 /* Copy req's "seq" (if any) into o, as pong and DONE do; 0 or -1. */
 int	reply_echo_seq(struct json_object *o, const struct proto_req *req);
 

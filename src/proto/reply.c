@@ -155,6 +155,17 @@ reply_put_json(struct buf *out, struct json_object *o, int nl)
 	return rc;
 }
 
+/* o (taken) into out, or only freed when bad: building it failed. */
+int
+reply_end(struct buf *out, struct json_object *o, int nl, int bad)
+{
+	if (bad) {
+		json_object_put(o);
+		return -1;
+	}
+	return reply_put_json(out, o, nl);
+}
+
 int
 proto_put_error(struct buf *out, int reply_msgid, int code, int refmsgid,
     const char *text)
@@ -164,15 +175,12 @@ proto_put_error(struct buf *out, int reply_msgid, int code, int refmsgid,
 	if (text == NULL)
 		text = proto_strerror(code);
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(reply_msgid)) == -1 ||
+	return reply_end(out, o, 1,
+	    reply_add(o, "msgid", json_object_new_int(reply_msgid)) == -1 ||
 	    reply_add(o, "errno", json_object_new_int(code)) == -1 ||
 	    reply_add(o, "errmsg", reply_str(text, strlen(text))) == -1 ||
 	    (refmsgid > 0 && reply_msgid == MSG_ERROR &&
-	    reply_add(o, "refmsgid", json_object_new_int(refmsgid)) == -1)) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 1);
+	    reply_add(o, "refmsgid", json_object_new_int(refmsgid)) == -1));
 }
 
 int
@@ -181,13 +189,10 @@ proto_put_reg_ack(struct buf *out, int32_t id)
 	struct json_object	*o;
 
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_REG_ACK)) == -1 ||
+	return reply_end(out, o, 1,
+	    reply_add(o, "msgid", json_object_new_int(MSG_REG_ACK)) == -1 ||
 	    reply_add(o, "errno", json_object_new_int(ERR_OK)) == -1 ||
-	    reply_add(o, "id", json_object_new_int(id)) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 1);
+	    reply_add(o, "id", json_object_new_int(id)) == -1);
 }
 
 int
@@ -212,13 +217,10 @@ proto_put_chat_ack(struct buf *out, int64_t cmid, int64_t smid)
 	struct json_object	*o;
 
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_CHAT_ACK)) == -1 ||
+	return reply_end(out, o, 1,
+	    reply_add(o, "msgid", json_object_new_int(MSG_CHAT_ACK)) == -1 ||
 	    reply_add(o, "cmid", json_object_new_int64(cmid)) == -1 ||
-	    reply_add(o, "smid", json_object_new_int64(smid)) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 1);
+	    reply_add(o, "smid", json_object_new_int64(smid)) == -1);
 }
 
 /* {"id","name","state"[,"role"]} */
@@ -339,15 +341,12 @@ proto_put_busy(struct buf *out, int reply_msgid, int refmsgid, int retry_ms)
 
 	snprintf(text, sizeof(text), "busy, retry in %d ms", retry_ms);
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(reply_msgid)) == -1 ||
+	return reply_end(out, o, 1,
+	    reply_add(o, "msgid", json_object_new_int(reply_msgid)) == -1 ||
 	    reply_add(o, "errno", json_object_new_int(ERR_BUSY)) == -1 ||
 	    reply_add(o, "errmsg", json_object_new_string(text)) == -1 ||
 	    reply_add(o, "retryms", json_object_new_int(retry_ms)) == -1 ||
-	    reply_add(o, "refmsgid", json_object_new_int(refmsgid)) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 1);
+	    reply_add(o, "refmsgid", json_object_new_int(refmsgid)) == -1);
 }
 
 int
@@ -357,17 +356,14 @@ proto_put_account_ack(struct buf *out, int refmsgid, const char *token,
 	struct json_object	*o;
 
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_ACCOUNT_ACK)) == -1 ||
+	return reply_end(out, o, 1,
+	    reply_add(o, "msgid", json_object_new_int(MSG_ACCOUNT_ACK)) == -1 ||
 	    reply_add(o, "errno", json_object_new_int(ERR_OK)) == -1 ||
 	    reply_add(o, "refmsgid", json_object_new_int(refmsgid)) == -1 ||
 	    (token != NULL &&
 	    (reply_add(o, "token", json_object_new_string(token)) == -1 ||
 	    reply_add(o, "tokenexpires", json_object_new_int64(expires)) ==
-	    -1))) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 1);
+	    -1)));
 }
 
 int

@@ -21,14 +21,11 @@ proto_put_done(struct buf *out, const struct proto_req *req)
 	struct json_object	*o;
 
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_DONE)) == -1 ||
+	return reply_end(out, o, 1,
+	    reply_add(o, "msgid", json_object_new_int(MSG_DONE)) == -1 ||
 	    reply_add(o, "errno", json_object_new_int(ERR_OK)) == -1 ||
 	    reply_add(o, "refmsgid", json_object_new_int(req->msgid)) == -1 ||
-	    reply_echo_seq(o, req) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 1);
+	    reply_echo_seq(o, req) == -1);
 }
 
 static struct json_object *
@@ -76,17 +73,14 @@ proto_put_members(struct buf *out, int32_t gid, int64_t offset,
 	struct json_object	*o;
 
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_GROUP_MEMBERS_ACK))
+	return reply_end(out, o, 1,
+	    reply_add(o, "msgid", json_object_new_int(MSG_GROUP_MEMBERS_ACK))
 	    == -1 ||
 	    reply_add(o, "errno", json_object_new_int(ERR_OK)) == -1 ||
 	    reply_add(o, "groupid", json_object_new_int(gid)) == -1 ||
 	    reply_add(o, "offset", json_object_new_int64(offset)) == -1 ||
 	    reply_add(o, "total", json_object_new_int64(total)) == -1 ||
-	    put_users(o, "members", v, n, 1) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 1);
+	    put_users(o, "members", v, n, 1) == -1);
 }
 
 int
@@ -95,14 +89,11 @@ proto_put_blocks(struct buf *out, const struct proto_user *v, size_t n)
 	struct json_object	*o;
 
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_BLOCK_LIST_ACK))
+	return reply_end(out, o, 1,
+	    reply_add(o, "msgid", json_object_new_int(MSG_BLOCK_LIST_ACK))
 	    == -1 ||
 	    reply_add(o, "errno", json_object_new_int(ERR_OK)) == -1 ||
-	    put_users(o, "blocked", v, n, 0) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 1);
+	    put_users(o, "blocked", v, n, 0) == -1);
 }
 
 /* "YYYY-MM-DD HH:MM:SS", local time, as the seed client writes it. */
@@ -139,7 +130,8 @@ proto_put_group_notice(struct buf *out, const struct proto_group_notice *n,
 	if (n->op < 0 || n->op >= GOP_MAX)
 		return -1;
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_GROUP_NOTICE)) == -1 ||
+	return reply_end(out, o, 0,
+	    reply_add(o, "msgid", json_object_new_int(MSG_GROUP_NOTICE)) == -1 ||
 	    reply_add(o, "groupid", json_object_new_int(n->gid)) == -1 ||
 	    reply_add(o, "event", json_object_new_string(group_events[n->op]))
 	    == -1 ||
@@ -150,11 +142,7 @@ proto_put_group_notice(struct buf *out, const struct proto_group_notice *n,
 	    reply_add(o, "groupname", reply_str(n->text.p, n->text.len)) == -1) ||
 	    (n->op == GOP_DESCRIBE &&
 	    reply_add(o, "groupdesc", reply_str(n->text.p, n->text.len)) == -1) ||
-	    reply_add(o, "time", time_str(now)) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 0);
+	    reply_add(o, "time", time_str(now)) == -1);
 }
 
 int
@@ -163,14 +151,11 @@ proto_put_friend_notice(struct buf *out, int32_t userid, time_t now)
 	struct json_object	*o;
 
 	o = json_object_new_object();
-	if (reply_add(o, "msgid", json_object_new_int(MSG_FRIEND_NOTICE)) == -1 ||
+	return reply_end(out, o, 0,
+	    reply_add(o, "msgid", json_object_new_int(MSG_FRIEND_NOTICE)) == -1 ||
 	    reply_add(o, "event", json_object_new_string("removed")) == -1 ||
 	    reply_add(o, "userid", json_object_new_int(userid)) == -1 ||
-	    reply_add(o, "time", time_str(now)) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 0);
+	    reply_add(o, "time", time_str(now)) == -1);
 }
 
 int32_t
@@ -223,12 +208,9 @@ proto_put_typing(struct buf *out, int32_t from, const char *name,
 
 	if ((o = relay_obj(MSG_TYPING, from, name, name_len)) == NULL)
 		return -1;
-	if (reply_add(o, gid != 0 ? "groupid" : "toid",
-	    json_object_new_int(gid != 0 ? gid : toid)) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 0);
+	return reply_end(out, o, 0,
+	    reply_add(o, gid != 0 ? "groupid" : "toid",
+	    json_object_new_int(gid != 0 ? gid : toid)) == -1);
 }
 
 int
@@ -239,12 +221,9 @@ proto_put_read(struct buf *out, int32_t from, const char *name,
 
 	if ((o = relay_obj(MSG_READ, from, name, name_len)) == NULL)
 		return -1;
-	if (reply_add(o, "toid", json_object_new_int(toid)) == -1 ||
-	    reply_add(o, "upto", json_object_new_int64(upto)) == -1) {
-		json_object_put(o);
-		return -1;
-	}
-	return reply_put_json(out, o, 0);
+	return reply_end(out, o, 0,
+	    reply_add(o, "toid", json_object_new_int(toid)) == -1 ||
+	    reply_add(o, "upto", json_object_new_int64(upto)) == -1);
 }
 
 /* A page of stored chats (HISTORY_ACK, RESUME_ACK): key's value, then them. */

@@ -122,7 +122,7 @@ group_join_room(struct conn *c, const struct proto_req *req)
 	if ((chat.cfg->max_groups_per_user <= 0 &&
 	    chat.cfg->max_group_members <= 0) ||
 	    store_group_is_member(chat.store, req->groupid,
-	    c->sess->uid) != 0)
+	    c->sess->uid) != STORE_NOT_MEMBER)
 		return 0;
 	if (groups_room(c, req) == -1)
 		return -1;

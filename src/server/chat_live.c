@@ -20,8 +20,8 @@
 
 /* A typing notice Redis could not hand over is simply gone. */
 static void
-typing_published(void *arg, int32_t uid, long receivers, const char *line,
-    size_t len)
+typing_published(void *arg, int32_t uid, enum pubsub_sent sent,
+    const char *line, size_t len)
 {
 }
 

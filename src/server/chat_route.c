@@ -161,15 +161,15 @@ deliver_live(int32_t uid, const char *line, size_t len)
 
 /*
  * An acknowledged chat is stored already: whether anyone took it
- * changes nothing, unless Redis was down (-1).  uid may then be online
+ * changes nothing, unless Redis was down.  uid may then be online
  * on another node, whose worker must be told to fetch: the nudge waits
  * for Redis to come back.
  */
 static void
-acked_published(void *arg, int32_t uid, long receivers, const char *line,
-    size_t len)
+acked_published(void *arg, int32_t uid, enum pubsub_sent sent,
+    const char *line, size_t len)
 {
-	if (receivers < 0)
+	if (sent == PUBSUB_DOWN)
 		pubsub_nudge(chat.pubsub, &uid, 1);
 }
 
@@ -309,17 +309,17 @@ route_unref(struct route *rt)
 }
 
 /*
- * receivers 0: online nowhere; -1: Redis is down.  Either way nobody
- * took the line: it is kept here.  When it was queued for a worker,
+ * PUBSUB_AWAY: online nowhere; PUBSUB_DOWN: Redis is down.  Either way
+ * nobody took the line: it is kept here.  When it was queued for a worker,
  * that worker delivers or stores it.
  */
 static void
-route_published(void *arg, int32_t uid, long receivers, const char *line,
-    size_t len)
+route_published(void *arg, int32_t uid, enum pubsub_sent sent,
+    const char *line, size_t len)
 {
 	struct route	*rt = arg;
 
-	if (receivers <= 0)
+	if (sent != PUBSUB_QUEUED)
 		rt->away[rt->naway++] = uid;
 	route_unref(rt);
 }

@@ -230,25 +230,20 @@ config_readable_check(const struct config *cfg, const char *path)
 static void
 daemonize(void)
 {
-	int	 fd;
+	int	 fd, i;
 
-	switch (fork()) {
-	case -1:
-		fatal("fork");
-	case 0:
-		break;
-	default:
-		_exit(0);
-	}
-	if (setsid() == -1)
-		fatal("setsid");
-	switch (fork()) {
-	case -1:
-		fatal("fork");
-	case 0:
-		break;
-	default:
-		_exit(0);
+	/* fork, setsid, fork again: no controlling terminal, ever */
+	for (i = 0; i < 2; i++) {
+		switch (fork()) {
+		case -1:
+			fatal("fork");
+		case 0:
+			break;
+		default:
+			_exit(0);
+		}
+		if (i == 0 && setsid() == -1)
+			fatal("setsid");
 	}
 	if (chdir("/") == -1)
 		fatal("chdir /");

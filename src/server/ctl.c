@@ -736,34 +736,23 @@ do_kick(struct buf *out, const char *arg)
 	    e.slot);
 }
 
-static enum ctl_input
-control_input(void *arg, const char *p, size_t len, int eof,
-    struct buf *out)
+/* One command line (NUL-terminated, modified by strtok_r) answered. */
+static void
+control_command(char *line, struct buf *out)
 {
-	char		 line[CTL_REQUEST_MAX + 1], *cmd, *a1, *a2, *save;
-	const char	*nl;
+	char		*cmd, *a1, *a2, *save;
 	struct buf	 errs = BUF_INIT;
 
-	if ((nl = memchr(p, '\n', len)) == NULL && !eof)
-		return CTL_MORE;
-	if (nl != NULL)
-		len = (size_t)(nl - p);
-	if (memchr(p, '\0', len) != NULL) {
-		reply_error(out, "NUL byte in request");
-		return CTL_REPLY;
-	}
-	memcpy(line, p, len);
-	line[len] = '\0';
 	cmd = strtok_r(line, " \t\r", &save);
 	a1 = cmd != NULL ? strtok_r(NULL, " \t\r", &save) : NULL;
 	a2 = a1 != NULL ? strtok_r(NULL, " \t\r", &save) : NULL;
 	if (cmd == NULL) {
 		reply_error(out, "empty request");
-		return CTL_REPLY;
+		return;
 	}
 	if (strcmp(cmd, "kick") == 0 ? a2 != NULL : a1 != NULL) {
 		reply_error(out, "too many arguments for %s", cmd);
-		return CTL_REPLY;
+		return;
 	}
 	if (strcmp(cmd, "status") == 0)
 		put_status(out);
@@ -801,6 +790,30 @@ control_input(void *arg, const char *p, size_t len, int eof,
 	} else
 		reply_error(out, "unknown command \"%.64s\" (status, stats, "
 		    "online, kick, reload, upgrade, stop)", cmd);
+}
+
+static enum ctl_input
+control_input(void *arg, const char *p, size_t len, int eof,
+    struct buf *out)
+{
+	const char	*nl;
+	char		*line;
+
+	if ((nl = memchr(p, '\n', len)) == NULL && !eof)
+		return CTL_MORE;
+	if (nl != NULL)
+		len = (size_t)(nl - p);
+	if (memchr(p, '\0', len) != NULL) {
+		reply_error(out, "NUL byte in request");
+		return CTL_REPLY;
+	}
+	/* a copy of the request's own length: strtok_r writes into it */
+	if ((line = util_memdupz(p, len)) == NULL) {
+		reply_error(out, "out of memory");
+		return CTL_REPLY;
+	}
+	control_command(line, out);
+	free(line);
 	return CTL_REPLY;
 }
 

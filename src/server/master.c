@@ -446,10 +446,7 @@ handle_signal(int sig)
 		(void)upgrade_request(NULL);
 		break;
 	case SIGUSR1:
-		if (log_reopen() == -1)
-			log_warn("reopening the log");
-		else
-			log_info("log file reopened");
+		log_reopen_said();
 		signal_workers(node, SIGUSR1);
 		break;
 	default:

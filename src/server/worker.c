@@ -660,10 +660,7 @@ signal_cb(struct ev_loop *l, ev_signal *w, int revents)
 		log_info("SIGHUP ignored: reload chatd's master instead");
 		break;
 	case SIGUSR1:
-		if (log_reopen() == -1)
-			log_warn("reopening the log");
-		else
-			log_info("log file reopened");
+		log_reopen_said();
 		break;
 	case SIGUSR2:
 		worker_handoff();

@@ -37,6 +37,7 @@
 #include <json-c/json.h>
 
 #include "util.h"
+#include "epoll_mod.h"
 #include "chatbench.h"
 
 int		 ep = -1;
@@ -99,14 +100,7 @@ bc_out(struct bc *c, const char *p, size_t n)
 void
 bc_epoll(struct bc *c, int out)
 {
-	struct epoll_event	 ev;
-
-	if (c->epout == out)
-		return;
-	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLIN | (out ? EPOLLOUT : 0);
-	ev.data.ptr = c;
-	if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+	if (c->epout != out && epoll_mod(ep, c->fd, c, out) == 0)
 		c->epout = out;
 }
 

@@ -452,6 +452,20 @@ reg_reconnect(struct bc *c)
 		bc_connect(c);
 }
 
+/* c's connection ended or failed: what the scenario does then. */
+static void
+conn_lost(struct bc *c)
+{
+	if (O.sc == SC_REGISTER)
+		reg_reconnect(c);
+	else if (O.sc == SC_LOGIN) {
+		ST.conns_failed++;
+		bc_drop(c);
+		next_work(c);
+	} else
+		bc_close(c, 0);
+}
+
 static void
 on_readable(struct bc *c)
 {
@@ -466,27 +480,12 @@ on_readable(struct bc *c)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			if (errno != EAGAIN) {
-				if (O.sc == SC_REGISTER)
-					reg_reconnect(c);
-				else if (O.sc == SC_LOGIN) {
-					ST.conns_failed++;
-					bc_drop(c);
-					next_work(c);
-				} else
-					bc_close(c, 0);
-			}
+			if (errno != EAGAIN)
+				conn_lost(c);
 			return;
 		}
 		if (n == 0) {
-			if (O.sc == SC_REGISTER)
-				reg_reconnect(c);
-			else if (O.sc == SC_LOGIN) {
-				ST.conns_failed++;
-				bc_drop(c);
-				next_work(c);
-			} else
-				bc_close(c, 0);
+			conn_lost(c);
 			return;
 		}
 		if (c->rlen > 0) {

@@ -43,6 +43,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "epoll_mod.h"
+
 #define MAX_THREADS	16
 #define RBUF_SIZE	(64 * 1024)
 
@@ -87,14 +89,7 @@ fatal(const char *what)
 static void
 arm(struct rconn *c, int out)
 {
-	struct epoll_event	 ev;
-
-	if (c->epout == out)
-		return;
-	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLIN | (out ? EPOLLOUT : 0);
-	ev.data.ptr = c;
-	if (epoll_ctl(threads[c->th].ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+	if (c->epout != out && epoll_mod(threads[c->th].ep, c->fd, c, out) == 0)
 		c->epout = out;
 }
 

@@ -18,6 +18,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -423,6 +424,31 @@ class Closed(Exception):
     pass
 
 
+
+def fill(client, timeout, take):
+    """A client's read (plain or TLS): take(data) gets what arrived
+    within timeout; False at timeout or EOF (client.eof set)."""
+    if client.eof:
+        return False
+    # decrypted bytes may wait inside the TLS object, unseen by select
+    sock = client.sock
+    if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        r, _, _ = select.select([sock], [], [], max(timeout, 0))
+        if not r:
+            return False
+    try:
+        data = sock.recv(1 << 20)
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return True
+    except (ConnectionResetError, ssl.SSLEOFError):
+        data = b""
+    if not data:
+        client.eof = True
+        return False
+    take(data)
+    return True
+
+
 class Client:
     """One connection.  recv() returns the next JSON object received."""
 
@@ -453,26 +479,14 @@ class Client:
 
     def _fill(self, timeout):
         """Read what arrives within timeout; False at timeout or EOF."""
-        if self.eof:
-            return False
-        r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
-        if not r:
-            return False
-        try:
-            data = self.sock.recv(1 << 20)
-        except BlockingIOError:
-            return True
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
+        return fill(self, timeout, self._take)
+
+    def _take(self, data):
         self.buf += data
         while b"\n" in self.buf:
             line, self.buf = self.buf.split(b"\n", 1)
             self.raw_log.append(line + b"\n")
             self.lines.append(line)
-        return True
 
     def recv_line(self, timeout=TIMEOUT):
         """The next raw line (without its newline)."""

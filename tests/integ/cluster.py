@@ -158,8 +158,25 @@ class _Reader:
         raise RedisError("bad reply %r" % line)
 
 
-class Redis:
+class _Private:
+    """A private server in self.dir writing self.log_name there."""
+    log_name = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.dir, self.log_name)) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class Redis(_Private):
     """A private redis-server with a password (chatd must AUTH)."""
+    log_name = "redis.log"
 
     def __init__(self, appendonly=False, password=None, extra=()):
         self.appendonly = appendonly
@@ -220,17 +237,6 @@ class Redis:
     def stop(self):
         stop_proc(self.proc)
         self.proc = None
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_text(self):
-        try:
-            with open(os.path.join(self.dir, "redis.log")) as f:
-                return f.read()
-        except OSError:
-            return ""
 
 
 class Sentinel:
@@ -333,6 +339,33 @@ class MariaDB:
         subprocess.run([self.script, "stop", self.dir],
                        stdout=subprocess.DEVNULL, timeout=120)
 
+    def insert(self, query, params):
+        """query with "?" placeholders filled from params (test data
+        only: strings are quoted, not escaped)."""
+        self.sql(query.replace("?", "%s") % tuple(
+            "'%s'" % x if isinstance(x, str) else str(x) for x in params))
+
+
+def mysql_upgrade(test, schema_file, fill, old_version, check):
+    """A private MariaDB on an older schema: schema_file, then fill(db)
+    writes the rows; the schema must read old_version.  A node started
+    on it upgrades it, then check(node) runs.  Returns the database,
+    still running (the caller asserts what the upgrade left and stops
+    it); stopped here when anything fails."""
+    db = MariaDB().start()
+    try:
+        with open(schema_file) as f:
+            db.sql(f.read())
+        fill(db)
+        test.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
+                         [[str(old_version)]])
+        with Node(db.spec, workers=2) as srv:
+            check(srv)
+    except BaseException:
+        db.stop()
+        raise
+    return db
+
 
 # ---- nginx -------------------------------------------------------------
 
@@ -359,8 +392,9 @@ stream {
 """
 
 
-class Nginx:
+class Nginx(_Private):
     """nginx in the foreground with a stream upstream of the nodes."""
+    log_name = "error.log"
 
     def __init__(self, ports):
         self.dir = tempfile.mkdtemp(prefix="chatd-nginx-")
@@ -397,17 +431,6 @@ class Nginx:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_text(self):
-        try:
-            with open(os.path.join(self.dir, "error.log")) as f:
-                return f.read()
-        except OSError:
-            return ""
 
 
 # ---- teardown ----------------------------------------------------------

@@ -116,25 +116,16 @@ class Upgrade(unittest.TestCase):
     @unittest.skipUnless(cluster.find_prog("mariadbd")
                          or cluster.find_prog("mysqld"), "no mariadbd")
     def test_mysql_v1(self):
-        db = cluster.MariaDB().start()
-        try:
-            with open(os.path.join(DATA, "schema-v1-mysql.sql")) as f:
-                db.sql(f.read())
-
-            def q(s, p):
-                db.sql(s.replace("?", "%s") % tuple(
-                    "'%s'" % x if isinstance(x, str)
-                    else str(x) for x in p))
-            v1_rows(q)
+        def fill(db):
+            v1_rows(db.insert)
             db.sql("INSERT INTO GroupUser (groupid, userid, grouprole) "
                    "VALUES (1, 1, 'creator'), (1, 2, 'normal')")
             db.sql("INSERT INTO OfflineMessage (userid, message) VALUES "
                    "(3, '%s')" % OLD_MSG)
-            self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
-                             [["1"]])
-            srv = cluster.Node(db.spec, workers=2)
-            with srv:
-                self.check_upgraded(srv)
+        db = cluster.mysql_upgrade(
+            self, os.path.join(DATA, "schema-v1-mysql.sql"), fill, 1,
+            self.check_upgraded)
+        try:
             self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
                              [["3"]])
             self.assertEqual(db.sql(
@@ -559,40 +550,34 @@ def tearDownModule():
     cluster.stop_all(ENV)
 
 
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
-class GroupsMySQL(Groups):
-    """The group tests on a node of a cluster (MySQL store, Redis)."""
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cluster_env()["A"]
+class OnNodes:
+    """A test class on cluster_env's nodes (put first among the bases):
+    cls.srv is node `node`, cls.srvB node B; the module stops them."""
+    node = "A"
 
-    @classmethod
-    def tearDownClass(cls):
-        pass
-
-
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
-class BlocksMySQL(Blocks):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = cluster_env()["B"]
-
-    @classmethod
-    def tearDownClass(cls):
-        pass
-
-
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
-class CrossNode(Ext):
-    """The sender on node A, the others on node B."""
     @classmethod
     def setUpClass(cls):
         env = cluster_env()
-        cls.srv, cls.srvB = env["A"], env["B"]
+        cls.srv, cls.srvB = env[cls.node], env["B"]
 
     @classmethod
     def tearDownClass(cls):
         pass
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class GroupsMySQL(OnNodes, Groups):
+    """The group tests on a node of a cluster (MySQL store, Redis)."""
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class BlocksMySQL(OnNodes, Blocks):
+    node = "B"
+
+
+@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class CrossNode(OnNodes, Ext):
+    """The sender on node A, the others on node B."""
 
     def test_removed_member_on_other_node(self):
         a = self.srv.user("xr")

@@ -365,27 +365,18 @@ class Upgrade(unittest.TestCase):
     @unittest.skipUnless(cluster.find_prog("mariadbd")
                          or cluster.find_prog("mysqld"), "no mariadbd")
     def test_mysql_v2(self):
-        db = cluster.MariaDB().start()
-        try:
-            with open(os.path.join(DATA, "schema-v2-mysql.sql")) as f:
-                db.sql(f.read())
-
-            def q(s, p):
-                db.sql(s.replace("?", "%s") % tuple(
-                    "'%s'" % x if isinstance(x, str)
-                    else str(x) for x in p))
-            v2_rows(q)
+        def fill(db):
+            v2_rows(db.insert)
             db.sql("INSERT INTO GroupUser (groupid, userid, grouprole, admin,"
                    " joinedat) VALUES (1, 1, 'creator', 0, 0),"
                    " (1, 2, 'normal', 1, 5)")
             db.sql("INSERT INTO OfflineMessage (userid, message) VALUES (2, "
                    "'{\"id\":1,\"msg\":\"kept by v2\",\"msgid\":6,\"name\":"
                    "\"alice\",\"time\":\"2026-01-01 00:00:00\",\"toid\":2}')")
-            self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
-                             [["2"]])
-            srv = cluster.Node(db.spec, workers=2)
-            with srv:
-                self.check(srv)
+        db = cluster.mysql_upgrade(
+            self, os.path.join(DATA, "schema-v2-mysql.sql"), fill, 2,
+            self.check)
+        try:
             self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
                              [["3"]])
             self.assertEqual(db.sql(
@@ -400,7 +391,7 @@ class Upgrade(unittest.TestCase):
 
 # ---- MySQL and two nodes (private MariaDB and Redis) -------------------
 # The nodes of test_features_ext (its cluster_env), started here afresh.
-from test_features_ext import ENV, HAVE_CLUSTER, cluster_env  # noqa: E402
+from test_features_ext import ENV, HAVE_CLUSTER, OnNodes  # noqa: E402
 
 
 def tearDownModule():
@@ -408,16 +399,8 @@ def tearDownModule():
 
 
 @unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
-class CrossNode(Conversations):
+class CrossNode(OnNodes, Conversations):
     """The same, MySQL store: the first user on node A, the other on B."""
-    @classmethod
-    def setUpClass(cls):
-        env = cluster_env()
-        cls.srv, cls.srvB = env["A"], env["B"]
-
-    @classmethod
-    def tearDownClass(cls):
-        pass
 
 
 if __name__ == "__main__":

@@ -80,24 +80,7 @@ def setUpModule():
 def tearDownModule():
     if ROWS:
         print_table()
-    problems = []
-    for k in ("A", "B", "redis", "db"):
-        x = ENV.pop(k, None)
-        if x is None:
-            continue
-        try:
-            if k in ("A", "B"):
-                if x.stopped:
-                    continue
-                x.__exit__(None, None, None)
-            elif k == "db":
-                x.stop()
-            else:
-                x.cleanup()
-        except Exception as e:
-            problems.append("%s: %s" % (k, e))
-    if problems:
-        raise AssertionError("\n".join(problems))
+    cluster.stop_all(ENV, ("A", "B", "redis", "db"))
 
 
 def print_table():

@@ -16,7 +16,6 @@ import collections
 import itertools
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -68,29 +67,6 @@ class TLSClient(chatlib.Client):
         self.raw_log = []
         self._seq = itertools.count(1)
 
-    def _fill(self, timeout):
-        if self.eof:
-            return False
-        # decrypted bytes may wait inside the TLS object, unseen by select
-        if not self.sock.pending():
-            r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
-            if not r:
-                return False
-        try:
-            data = self.sock.recv(1 << 20)
-        except (ssl.SSLWantReadError, BlockingIOError):
-            return True
-        except (ConnectionResetError, ssl.SSLEOFError):
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        while b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
-            self.raw_log.append(line + b"\n")
-            self.lines.append(line)
-        return True
 
 
 class TLS(unittest.TestCase):

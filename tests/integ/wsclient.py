@@ -10,9 +10,7 @@ import base64
 import hashlib
 import json
 import os
-import select
 import socket
-import ssl
 import struct
 import time
 
@@ -194,22 +192,8 @@ class WSClient(chatlib.Client):
         self.wbuf = b
 
     def _fill(self, timeout):
-        if self.eof:
-            return False
-        # decrypted bytes may wait inside the TLS object, unseen by select
-        if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
-            r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
-            if not r:
-                return False
-        try:
-            data = self.sock.recv(1 << 20)
-        except (BlockingIOError, ssl.SSLWantReadError):
-            return True
-        except (ConnectionResetError, ssl.SSLEOFError):
-            data = b""
-        if not data:
-            self.eof = True
-            return False
+        return chatlib.fill(self, timeout, self._take)
+
+    def _take(self, data):
         self.wbuf += data
         self._parse()
-        return True

@@ -284,10 +284,11 @@ START_TEST(test_group)
 	ck_assert_int_eq(store_group_join(st, gid, a), STORE_OK);
 	ck_assert_int_eq(store_group_join(st, INT32_MAX, b), STORE_NOTFOUND);
 
-	ck_assert_int_eq(store_group_is_member(st, gid, a), 1);
-	ck_assert_int_eq(store_group_is_member(st, gid, d), 1);
-	ck_assert_int_eq(store_group_is_member(st, gid, c), 0);
-	ck_assert_int_eq(store_group_is_member(st, INT32_MAX, a), 0);
+	ck_assert_int_eq(store_group_is_member(st, gid, a), STORE_MEMBER);
+	ck_assert_int_eq(store_group_is_member(st, gid, d), STORE_MEMBER);
+	ck_assert_int_eq(store_group_is_member(st, gid, c), STORE_NOT_MEMBER);
+	ck_assert_int_eq(store_group_is_member(st, INT32_MAX, a),
+	    STORE_NOT_MEMBER);
 
 	ck_assert_int_eq(store_group_members(st, gid, &l), STORE_OK);
 	ck_assert_uint_eq(l.n, 3);
@@ -893,7 +894,7 @@ START_TEST(test_history)
 	ck_assert_int_eq(store_friends(st, b, &ul), STORE_OK);
 	ck_assert_uint_eq(ul.n, 0);
 	store_user_list_free(&ul);
-	ck_assert_int_eq(store_group_is_member(st, gid, a), 0);
+	ck_assert_int_eq(store_group_is_member(st, gid, a), STORE_NOT_MEMBER);
 	store_close(st);
 }
 END_TEST

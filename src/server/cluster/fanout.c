@@ -90,12 +90,13 @@ fan_failed(struct fan *f, const size_t *pos, size_t n)
 }
 
 static void
-pushed(void *arg, int32_t uid, long receivers, const char *line, size_t len)
+pushed(void *arg, int32_t uid, enum pubsub_sent sent, const char *line,
+    size_t len)
 {
 	struct dest	*d = arg;
 	struct fan	*f = d->f;
 
-	if (receivers <= 0)
+	if (sent != PUBSUB_QUEUED)
 		fan_failed(f, d->pos, d->n);
 	free(d->pos);
 	free(d);
@@ -150,7 +151,7 @@ fan_push(struct fan *f)
 		f->refs++;
 		if (bus_push(f->ps->v[f->inst], f->where[i], ids, d->n,
 		    f->line, f->len, pushed, d) == -1)
-			pushed(d, ids[0], -1, NULL, 0);
+			pushed(d, ids[0], PUBSUB_DOWN, NULL, 0);
 	}
 out:
 	free(away);

@@ -109,7 +109,7 @@ struct pubreq {
 	pubsub_publish_cb	*cb;
 	void			*arg;
 	ev_tstamp		 since;		/* unanswered since */
-	long			 res;		/* answer, held for WAIT */
+	enum pubsub_sent	 res;		/* answer, held for WAIT */
 };
 
 /*

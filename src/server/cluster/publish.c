@@ -21,10 +21,10 @@
 /* ---- publishing --------------------------------------------------------- */
 
 static void
-pub_answer(struct pubreq *p, long receivers)
+pub_answer(struct pubreq *p, enum pubsub_sent sent)
 {
 	if (p->cb != NULL)
-		p->cb(p->arg, p->uid, receivers, p->item + p->off + p->uidlen,
+		p->cb(p->arg, p->uid, sent, p->item + p->off + p->uidlen,
 		    p->ilen - p->off - p->uidlen);
 	free(p->item);
 	free(p->queue);
@@ -33,7 +33,7 @@ pub_answer(struct pubreq *p, long receivers)
 }
 
 /*
- * A publish that failed: its caller hears -1.  A nudge (a uid and no
+ * A publish that failed: its caller hears PUBSUB_DOWN.  A nudge (a uid and no
  * line) has no caller: its user is nudged again once Redis is back, or
  * a user online on another node would find what was stored meanwhile
  * only at the next login.
@@ -44,7 +44,7 @@ pub_fail(struct bus *ps, struct pubreq *p)
 	if (p->item != NULL && p->ilen == p->off + p->uidlen &&
 	    !ps->exiting)
 		(void)uidset_add(&ps->nudge_later, p->uid);
-	pub_answer(p, -1);
+	pub_answer(p, PUBSUB_DOWN);
 }
 
 static int
@@ -292,7 +292,7 @@ flush_cached(struct bus *ps)
  keep:
 		/* a fan-out item has no presence key for the script */
 		if (ps->batch[i].queue != NULL)
-			pub_answer(&ps->batch[i], -1);
+			pub_answer(&ps->batch[i], PUBSUB_DOWN);
 		else
 			ps->batch[kept++] = ps->batch[i];
 	}
@@ -368,7 +368,7 @@ pub_record(struct bus *ps, struct req *r, redisReply *rep)
 	if (r->kind == REQ_PUSH && rep != NULL &&
 	    rep->type == REDIS_REPLY_INTEGER) {
 		for (i = 0; i < r->npubs; i++)
-			r->pubs[i].res = 1;
+			r->pubs[i].res = PUBSUB_QUEUED;
 		return PUB_OK;
 	}
 	if (r->kind == REQ_PUBLISH && rep != NULL &&
@@ -379,11 +379,11 @@ pub_record(struct bus *ps, struct req *r, redisReply *rep)
 				pcache_put(&ps->cache, r->pubs[i].uid,
 				    rep->element[i]->str, rep->element[i]->len,
 				    now);
-				r->pubs[i].res = 1;
-			} else
+				r->pubs[i].res = PUBSUB_QUEUED;
+			} else	/* the script's 0: online nowhere */
 				r->pubs[i].res = rep->element[i]->type ==
-				    REDIS_REPLY_INTEGER ?
-				    (long)rep->element[i]->integer : -1;
+				    REDIS_REPLY_INTEGER ? PUBSUB_AWAY :
+				    PUBSUB_DOWN;
 		}
 		return PUB_OK;
 	}
@@ -682,11 +682,11 @@ publish_free(struct bus *ps)
 	size_t	 i;
 
 	for (i = 0; i < ps->nbatch; i++)
-		pub_answer(&ps->batch[i], -1);
+		pub_answer(&ps->batch[i], PUBSUB_DOWN);
 	for (i = 0; i < ps->nheld; i++)
-		pub_answer(&ps->held[i], -1);
+		pub_answer(&ps->held[i], PUBSUB_DOWN);
 	for (i = 0; i < ps->nresend; i++)
-		pub_answer(&ps->resend[i], -1);
+		pub_answer(&ps->resend[i], PUBSUB_DOWN);
 	for (i = 0; i < ps->npushing; i++)
 		free(ps->pushing[i].q);
 	free(ps->batch);

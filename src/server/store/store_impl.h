@@ -21,6 +21,14 @@ enum store_count {
 #define STORE_RETRY	100
 
 /*
+ * Integer parameters and their count, for the backends' runners
+ * (sq_exec_ints, my_exec_ints): run(..., STORE_INTS(uid, smid), ...).
+ */
+#define STORE_INTS(...)							\
+	(const int64_t[]){ __VA_ARGS__ },				\
+	(int)(sizeof((const int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t))
+
+/*
  * Every statement either backend runs, by number.  A backend's table
  * holds its dialect's text or NULL; store_sql_common (store_sql.c) the
  * statements both dialects write alike.  A number neither has is one

@@ -424,9 +424,8 @@ token_gen_once(struct my *m, struct mconn *c, int32_t uid, int bump,
 	int		 rc;
 
 	if (!bump) {
-		p[0] = P_INT(uid);
-		rc = my_exec(m, c, Q_TOKEN_GEN, p, 1, my_row_int, &n,
-		    "token generation");
+		rc = my_exec_ints(m, c, Q_TOKEN_GEN, STORE_INTS(uid), my_row_int,
+		    &n, "token generation");
 		*gen = (uint64_t)n;
 		return rc;
 	}
@@ -440,9 +439,9 @@ token_gen_once(struct my *m, struct mconn *c, int32_t uid, int bump,
 			goto fail;
 		/* 0 rows also when the hash is unchanged: ask for the user */
 		if (m->affected == 0) {
-			p[0] = P_INT(uid);
-			if ((rc = my_exec(m, c, Q_USER_GET, p, 1, my_row_count,
-			    &n, "user")) != STORE_OK)
+			if ((rc = my_exec_ints(m, c, Q_USER_GET,
+			    STORE_INTS(uid), my_row_count, &n, "user")) !=
+			    STORE_OK)
 				goto fail;
 			if (n == 0) {
 				rc = STORE_NOTFOUND;
@@ -450,18 +449,15 @@ token_gen_once(struct my *m, struct mconn *c, int32_t uid, int bump,
 			}
 		}
 	}
-	p[0] = P_INT(uid);
-	if ((rc = my_exec(m, c, Q_TOKEN_BUMP, p, 1, NULL, NULL,
-	    "token generation")) != STORE_OK ||
-	    (rc = my_exec(m, c, Q_TOKEN_GEN, p, 1, my_row_int, &n,
-	    "token generation")) != STORE_OK ||
-	    (rc = my_commit(m, c)) != STORE_OK)
-		goto fail;
-	*gen = (uint64_t)n;
-	return STORE_OK;
- fail:
-	my_rollback(m, c);
+	if ((rc = my_exec_ints(m, c, Q_TOKEN_BUMP, STORE_INTS(uid), NULL, NULL,
+	    "token generation")) == STORE_OK)
+		rc = my_exec_ints(m, c, Q_TOKEN_GEN, STORE_INTS(uid),
+		    my_row_int, &n, "token generation");
+	if ((rc = my_end(m, c, rc)) == STORE_OK)
+		*gen = (uint64_t)n;
 	return rc;
+ fail:
+	return my_end(m, c, rc);
 }
 
 /* A bump run twice only revokes twice: safe to run again. */

@@ -543,5 +543,31 @@ my_rollback(struct my *m, struct mconn *c)
 		m->bad = 1;
 }
 
+/* The end of a transaction: commit if rc is STORE_OK, else roll back. */
+int
+my_end(struct my *m, struct mconn *c, int rc)
+{
+	if (rc == STORE_OK && (rc = my_commit(m, c)) == STORE_OK)
+		return STORE_OK;
+	my_rollback(m, c);
+	return rc;
+}
+
+/* my_exec with the integer parameters v[0..n). */
+int
+my_exec_ints(struct my *m, struct mconn *c, int q, const int64_t *v, int n,
+    row_fn fn, void *arg, const char *what)
+{
+	struct mparam	 p[MY_MAXPARAM];
+	int		 i;
+
+	if (n > MY_MAXPARAM)
+		return store_set_error(&m->st, "mysql: %s: %d parameters",
+		    what, n);
+	for (i = 0; i < n; i++)
+		p[i] = P_INT(v[i]);
+	return my_exec(m, c, q, p, (size_t)n, fn, arg, what);
+}
+
 /* ---- users ---- */
 

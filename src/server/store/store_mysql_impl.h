@@ -128,6 +128,9 @@ int	my_row_count(struct my *m, void *arg, struct mcol *v, unsigned int nf);
 int	my_begin(struct my *m, struct mconn *c);
 int	my_commit(struct my *m, struct mconn *c);
 void	my_rollback(struct my *m, struct mconn *c);
+int	my_end(struct my *m, struct mconn *c, int rc);
+int	my_exec_ints(struct my *m, struct mconn *c, int q, const int64_t *v,
+	    int n, row_fn fn, void *arg, const char *what);
 
 /* store_mysql_social.c */
 int	mysql_user_create(struct store *st, const char *name, size_t name_len,

@@ -44,19 +44,11 @@ offline_add_once(struct my *m, struct mconn *c, const int32_t *uids,
 			goto fail;
 		}
 	}
-	if (smid > 0) {
-		p[0] = P_INT(smid);
-		if ((rc = my_exec(m, c, Q_ACK_DONE, p, 1, NULL, NULL,
-		    "acknowledge message")) != STORE_OK)
-			goto fail;
-	}
-	if ((rc = my_commit(m, c)) != STORE_OK)
-		goto fail;
-	return STORE_OK;
-
+	if (smid > 0)
+		rc = my_exec_ints(m, c, Q_ACK_DONE, STORE_INTS(smid), NULL, NULL,
+		    "acknowledge message");
  fail:
-	my_rollback(m, c);
-	return rc;
+	return my_end(m, c, rc);
 }
 
 int
@@ -89,17 +81,13 @@ static int
 ack_claim_once(struct my *m, struct mconn *c, int32_t sender, int64_t cmid,
     int64_t *smid, int *done)
 {
-	struct mparam	 p[2];
 	int64_t		 row[3] = { 0, 0, 0 };
 	int		 rc;
 
-	p[0] = P_INT(sender);
-	p[1] = P_INT(cmid);
-	if ((rc = my_exec(m, c, Q_ACK_CLAIM, p, 2, NULL, NULL,
-	    "claim message id")) != STORE_OK)
-		return rc;
-	if ((rc = my_exec(m, c, Q_ACK_GET, p, 2, row_ack, row,
-	    "claim message id")) != STORE_OK)
+	if ((rc = my_exec_ints(m, c, Q_ACK_CLAIM, STORE_INTS(sender, cmid),
+	    NULL, NULL, "claim message id")) != STORE_OK ||
+	    (rc = my_exec_ints(m, c, Q_ACK_GET, STORE_INTS(sender, cmid),
+	    row_ack, row, "claim message id")) != STORE_OK)
 		return rc;
 	if (!row[2])
 		return store_set_error(&m->st, "claim message id: no row");
@@ -121,21 +109,11 @@ mysql_ack_claim(struct store *st, int32_t sender, int64_t cmid,
 	return rc;
 }
 
-static int
-offline_remove_once(struct my *m, struct mconn *c, int32_t uid, int64_t smid)
-{
-	struct mparam	 p[2];
-
-	p[0] = P_INT(uid);
-	p[1] = P_INT(smid);
-	return my_exec(m, c, Q_OFFLINE_REMOVE, p, 2, NULL, NULL,
-	    "remove delivered message");
-}
-
 int
 mysql_offline_remove(struct store *st, int32_t uid, int64_t smid)
 {
-	MY_CALL(st, MY_IDEMPOTENT, offline_remove_once(m, c, uid, smid));
+	MY_CALL(st, MY_IDEMPOTENT, my_exec_ints(m, c, Q_OFFLINE_REMOVE,
+	    STORE_INTS(uid, smid), NULL, NULL, "remove delivered message"));
 }
 
 struct mlist {
@@ -192,22 +170,11 @@ mysql_offline_fetch(struct store *st, int32_t uid, size_t max,
 	MY_CALL(st, MY_IDEMPOTENT, offline_fetch_once(m, c, uid, max, out));
 }
 
-static int
-offline_delete_once(struct my *m, struct mconn *c, int32_t uid,
-    int64_t upto)
-{
-	struct mparam	 p[2];
-
-	p[0] = P_INT(uid);
-	p[1] = P_INT(upto);
-	return my_exec(m, c, Q_OFFLINE_DELETE, p, 2, NULL, NULL,
-	    "delete messages");
-}
-
 int
 mysql_offline_delete(struct store *st, int32_t uid, int64_t upto)
 {
-	MY_CALL(st, MY_IDEMPOTENT, offline_delete_once(m, c, uid, upto));
+	MY_CALL(st, MY_IDEMPOTENT, my_exec_ints(m, c, Q_OFFLINE_DELETE,
+	    STORE_INTS(uid, upto), NULL, NULL, "delete messages"));
 }
 
 /* ---- ping, schema, URL, open, close ---- */
@@ -240,15 +207,9 @@ history_add_once(struct my *m, struct mconn *c, const struct store_hist *v,
 		if ((rc = my_exec(m, c, rows > 1 ? Q_HISTORY_ADD_BATCH :
 		    Q_HISTORY_ADD, p, 5 * rows, NULL, NULL, "keep history")) !=
 		    STORE_OK)
-			goto fail;
+			break;
 	}
-	if ((rc = my_commit(m, c)) != STORE_OK)
-		goto fail;
-	return STORE_OK;
-
- fail:
-	my_rollback(m, c);
-	return rc;
+	return my_end(m, c, rc);
 }
 
 int
@@ -372,26 +333,16 @@ mysql_history_prune(struct store *st, int64_t t, size_t max, size_t *n)
 static int
 account_purge_once(struct my *m, struct mconn *c, int32_t uid)
 {
-	struct mparam	 p[2];
+	const int64_t	 v[] = { uid, uid };	/* nuid of them */
 	size_t		 i;
 	int		 rc;
 
-	p[0] = P_INT(uid);
-	p[1] = P_INT(uid);
 	if ((rc = my_begin(m, c)) != STORE_OK)
 		return rc;
-	for (i = 0; i < STORE_PURGE_N; i++)
-		if ((rc = my_exec(m, c, store_purge[i].q, p,
-		    (size_t)store_purge[i].nuid, NULL, NULL,
-		    "delete account")) != STORE_OK)
-			goto fail;
-	if ((rc = my_commit(m, c)) != STORE_OK)
-		goto fail;
-	return STORE_OK;
-
- fail:
-	my_rollback(m, c);
-	return rc;
+	for (i = 0; i < STORE_PURGE_N && rc == STORE_OK; i++)
+		rc = my_exec_ints(m, c, store_purge[i].q, v,
+		    store_purge[i].nuid, NULL, NULL, "delete account");
+	return my_end(m, c, rc);
 }
 
 int

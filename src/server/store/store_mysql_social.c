@@ -114,14 +114,10 @@ mysql_user_by_name(struct store *st, const char *name, size_t name_len,
 static int
 friend_add_once(struct my *m, struct mconn *c, int32_t a, int32_t b)
 {
-	struct mparam	 p[4];
-	int		 rc;
+	int	 rc;
 
-	p[0] = P_INT(a);
-	p[1] = P_INT(b);
-	p[2] = P_INT(b);
-	p[3] = P_INT(a);
-	rc = my_exec(m, c, Q_FRIEND_ADD, p, 4, NULL, NULL, "add friend");
+	rc = my_exec_ints(m, c, Q_FRIEND_ADD, STORE_INTS(a, b, b, a), NULL,
+	    NULL, "add friend");
 	if (rc == STORE_NOTFOUND)
 		store_set_error(&m->st, "no such user");
 	return rc;
@@ -178,14 +174,13 @@ members_once(struct my *m, struct mconn *c, int q, int32_t id,
     struct store_user_list *out, int *rows, const char *what)
 {
 	struct ulist	 ul;
-	struct mparam	 p = P_INT(id);
 	int		 rc;
 
 	out->v = NULL;
 	out->n = 0;
 	memset(&ul, 0, sizeof(ul));
 	ul.out = out;
-	rc = my_exec(m, c, q, &p, 1, row_member, &ul, what);
+	rc = my_exec_ints(m, c, q, STORE_INTS(id), row_member, &ul, what);
 	if (rc != STORE_OK) {
 		store_user_list_free(out);
 		return rc;
@@ -204,14 +199,10 @@ mysql_friends(struct store *st, int32_t uid, struct store_user_list *out)
 static int
 friend_remove_once(struct my *m, struct mconn *c, int32_t a, int32_t b)
 {
-	struct mparam	 p[4];
-	int		 rc;
+	int	 rc;
 
-	p[0] = P_INT(a);
-	p[1] = P_INT(b);
-	p[2] = P_INT(b);
-	p[3] = P_INT(a);
-	rc = my_exec(m, c, Q_FRIEND_REMOVE, p, 4, NULL, NULL, "remove friend");
+	rc = my_exec_ints(m, c, Q_FRIEND_REMOVE, STORE_INTS(a, b, b, a), NULL,
+	    NULL, "remove friend");
 	if (rc == STORE_OK && m->affected == 0)
 		rc = STORE_NOTFOUND;
 	return rc;
@@ -230,25 +221,15 @@ mysql_friend_remove(struct store *st, int32_t a, int32_t b)
 	return rc;
 }
 
-static int
-block_once(struct my *m, struct mconn *c, int32_t uid, int32_t other,
-    int on)
-{
-	struct mparam	 p[2];
-
-	p[0] = P_INT(uid);
-	p[1] = P_INT(other);
-	return my_exec(m, c, on ? Q_BLOCK_ADD : Q_BLOCK_DEL, p, 2, NULL, NULL,
-	    on ? "block" : "unblock");
-}
-
 int
 mysql_block(struct store *st, int32_t uid, int32_t other, int on)
 {
 	struct my	*m = (struct my *)st;
 	int		 rc;
 
-	MY_TRY(m, rc, MY_IDEMPOTENT, block_once(m, c, uid, other, on));
+	MY_TRY(m, rc, MY_IDEMPOTENT, my_exec_ints(m, c, on ? Q_BLOCK_ADD :
+	    Q_BLOCK_DEL, STORE_INTS(uid, other), NULL, NULL,
+	    on ? "block" : "unblock"));
 	if (rc == STORE_NOTFOUND)
 		store_set_error(st, "no such user");
 	return rc;
@@ -287,18 +268,14 @@ group_create_once(struct my *m, struct mconn *c, int32_t creator,
 		goto fail;
 	}
 	id = (int32_t)m->insert_id;
-	p[0] = P_INT(id);
-	p[1] = P_INT(creator);
-	if ((rc = my_exec(m, c, Q_GROUP_ADD_CREATOR, p, 2, NULL, NULL,
-	    "create group")) != STORE_OK ||
-	    (rc = my_commit(m, c)) != STORE_OK)
-		goto fail;
-	*gid = id;
-	return STORE_OK;
+	rc = my_exec_ints(m, c, Q_GROUP_ADD_CREATOR, STORE_INTS(id, creator),
+	    NULL, NULL, "create group");
+	if ((rc = my_end(m, c, rc)) == STORE_OK)
+		*gid = id;
+	return rc;
 
  fail:
-	my_rollback(m, c);
-	return rc;
+	return my_end(m, c, rc);
 }
 
 int
@@ -312,12 +289,10 @@ mysql_group_create(struct store *st, int32_t creator, const char *name,
 static int
 group_join_once(struct my *m, struct mconn *c, int32_t gid, int32_t uid)
 {
-	struct mparam	 p[2];
-	int		 rc;
+	int	 rc;
 
-	p[0] = P_INT(gid);
-	p[1] = P_INT(uid);
-	rc = my_exec(m, c, Q_GROUP_JOIN, p, 2, NULL, NULL, "join group");
+	rc = my_exec_ints(m, c, Q_GROUP_JOIN, STORE_INTS(gid, uid), NULL, NULL,
+	    "join group");
 	if (rc == STORE_NOTFOUND)
 		store_set_error(&m->st, "no such group or user");
 	return rc;
@@ -398,11 +373,7 @@ group_update_once(struct my *m, struct mconn *c, int32_t gid,
 		store_set_error(&m->st, "no such group or member");
 		rc = STORE_NOTFOUND;
 	}
-	if (rc != STORE_OK || (rc = my_commit(m, c)) != STORE_OK) {
-		my_rollback(m, c);
-		return rc;
-	}
-	return STORE_OK;
+	return my_end(m, c, rc);
 }
 
 int
@@ -422,17 +393,14 @@ static int
 group_is_member_once(struct my *m, struct mconn *c, int32_t gid,
     int32_t uid)
 {
-	struct mparam	 p[2];
 	int64_t		 n = 0;
 	int		 rc;
 
-	p[0] = P_INT(gid);
-	p[1] = P_INT(uid);
-	rc = my_exec(m, c, Q_GROUP_IS_MEMBER, p, 2, my_row_count, &n,
-	    "group member");
+	rc = my_exec_ints(m, c, Q_GROUP_IS_MEMBER, STORE_INTS(gid, uid),
+	    my_row_count, &n, "group member");
 	if (rc != STORE_OK)
 		return STORE_ERR;
-	return n > 0;
+	return n > 0 ? STORE_MEMBER : STORE_NOT_MEMBER;
 }
 
 int
@@ -445,10 +413,8 @@ mysql_group_is_member(struct store *st, int32_t gid, int32_t uid)
 static int
 count_once(struct my *m, struct mconn *c, int q, int32_t id, int64_t *n)
 {
-	struct mparam	 p = P_INT(id);
-
 	*n = 0;
-	return my_exec(m, c, q, &p, 1, my_row_int, n, "count");
+	return my_exec_ints(m, c, q, STORE_INTS(id), my_row_int, n, "count");
 }
 
 int

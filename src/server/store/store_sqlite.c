@@ -155,17 +155,53 @@ sq_run(struct sq *sq, sqlite3_stmt *s, const char *what)
 	return STORE_OK;
 }
 
-/* 1 when the statement yields a row, 0 when not, -1 on error. */
-int
+/* SQ_ROW when the statement yields a row, SQ_NOROW when not, STORE_ERR. */
+enum sq_exists
 sq_exists(struct sq *sq, sqlite3_stmt *s, const char *what)
 {
 	int	 rc;
 
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return sq_fail(sq, s, rc, what) == STORE_ERR ? -1 : 0;
+		return sq_fail(sq, s, rc, what) == STORE_ERR ? SQ_ERR :
+		    SQ_NOROW;
 	sq_done(s);
-	return rc == SQLITE_ROW;
+	return rc == SQLITE_ROW ? SQ_ROW : SQ_NOROW;
+}
+
+/* Bind v[0..n) to s's parameters 1..n: STORE_OK, or sq_fail's outcome. */
+int
+sq_bind_ints(struct sq *sq, sqlite3_stmt *s, const int64_t *v, int n,
+    const char *what)
+{
+	int	 i, rc;
+
+	for (i = 0; i < n; i++)
+		if ((rc = sqlite3_bind_int64(s, i + 1, v[i])) != SQLITE_OK)
+			return sq_fail(sq, s, rc, what);
+	return STORE_OK;
+}
+
+/* Run statement q (no rows wanted) with the integers v[0..n) bound. */
+int
+sq_exec_ints(struct sq *sq, int q, const int64_t *v, int n,
+    const char *what)
+{
+	int	 rc;
+
+	if ((rc = sq_bind_ints(sq, sq->q[q], v, n, what)) != STORE_OK)
+		return rc;
+	return sq_run(sq, sq->q[q], what);
+}
+
+/* The end of a transaction: commit if rc is STORE_OK, else roll back. */
+int
+sq_end(struct sq *sq, int rc)
+{
+	if (rc == STORE_OK && (rc = sq_commit(sq)) == STORE_OK)
+		return STORE_OK;
+	sq_rollback(sq);
+	return rc;
 }
 
 int

@@ -28,7 +28,18 @@ int	sq_fail(struct sq *sq, sqlite3_stmt *s, int rc, const char *what);
 void	sq_done(sqlite3_stmt *s);
 int	sq_bind_text(sqlite3_stmt *s, int i, const char *p, size_t len);
 int	sq_run(struct sq *sq, sqlite3_stmt *s, const char *what);
-int	sq_exists(struct sq *sq, sqlite3_stmt *s, const char *what);
+/* Whether a query yields a row. */
+enum sq_exists {
+	SQ_ERR = STORE_ERR,
+	SQ_NOROW = 0,
+	SQ_ROW = 1
+};
+enum sq_exists sq_exists(struct sq *sq, sqlite3_stmt *s, const char *what);
+int	sq_bind_ints(struct sq *sq, sqlite3_stmt *s, const int64_t *v, int n,
+	    const char *what);
+int	sq_exec_ints(struct sq *sq, int q, const int64_t *v, int n,
+	    const char *what);
+int	sq_end(struct sq *sq, int rc);
 int	sq_begin(struct sq *sq);
 int	sq_commit(struct sq *sq);
 void	sq_rollback(struct sq *sq);

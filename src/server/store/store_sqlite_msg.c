@@ -48,23 +48,13 @@ offline_add_once(struct sq *sq, const int32_t *uids, size_t n,
 		sqlite3_reset(s);
 	}
 	sq_done(s);
-	if (smid > 0) {
-		s = sq->q[Q_ACK_DONE];
-		if ((rc = sqlite3_bind_int64(s, 1, smid)) != SQLITE_OK) {
-			rc = sq_fail(sq, s, rc, "acknowledge message");
-			goto fail;
-		}
-		if ((rc = sq_run(sq, s, "acknowledge message")) != STORE_OK)
-			goto fail;
-	}
-	if ((rc = sq_commit(sq)) != STORE_OK)
-		goto fail;
-	return STORE_OK;
+	rc = smid > 0 ? sq_exec_ints(sq, Q_ACK_DONE, STORE_INTS(smid),
+	    "acknowledge message") : STORE_OK;
+	return sq_end(sq, rc);
 
  fail:
 	sq_done(s);
-	sq_rollback(sq);
-	return rc;
+	return sq_end(sq, rc);
 }
 
 int
@@ -123,9 +113,9 @@ offline_fetch_once(struct sq *sq, int32_t uid, size_t max,
 	out->n = 0;
 	/* LIMIT -1 is no limit. */
 	limit = (max == 0 || max > INT64_MAX) ? -1 : (sqlite3_int64)max;
-	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, limit)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "fetch messages");
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(uid, limit),
+	    "fetch messages")) != STORE_OK)
+		return rc;
 	return msg_rows(sq, s, out, "fetch messages");
 }
 
@@ -136,41 +126,25 @@ sqlite_offline_fetch(struct store *st, int32_t uid, size_t max,
 	SQ_CALL(st, offline_fetch_once(sq, uid, max, out));
 }
 
-static int
-offline_delete_once(struct sq *sq, int32_t uid, int64_t upto)
-{
-	sqlite3_stmt	*s = sq->q[Q_OFFLINE_DELETE];
-	int		 rc;
-
-	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, upto)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "delete messages");
-	return sq_run(sq, s, "delete messages");
-}
-
 int
 sqlite_offline_delete(struct store *st, int32_t uid, int64_t upto)
 {
-	SQ_CALL(st, offline_delete_once(sq, uid, upto));
+	SQ_CALL(st, sq_exec_ints(sq, Q_OFFLINE_DELETE, STORE_INTS(uid, upto),
+	    "delete messages"));
 }
 
 static int
 ack_claim_once(struct sq *sq, int32_t sender, int64_t cmid, int64_t *smid,
     int *done)
 {
-	sqlite3_stmt	*s = sq->q[Q_ACK_CLAIM];
+	sqlite3_stmt	*s = sq->q[Q_ACK_GET];
 	int		 rc;
 
-	if ((rc = sqlite3_bind_int64(s, 1, sender)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, cmid)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 3, time(NULL))) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "claim message id");
-	if ((rc = sq_run(sq, s, "claim message id")) != STORE_OK)
+	if ((rc = sq_exec_ints(sq, Q_ACK_CLAIM, STORE_INTS(sender, cmid,
+	    time(NULL)), "claim message id")) != STORE_OK ||
+	    (rc = sq_bind_ints(sq, s, STORE_INTS(sender, cmid),
+	    "claim message id")) != STORE_OK)
 		return rc;
-	s = sq->q[Q_ACK_GET];
-	if ((rc = sqlite3_bind_int64(s, 1, sender)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, cmid)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "claim message id");
 	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
 		if (rc != SQLITE_DONE)
 			return sq_fail(sq, s, rc, "claim message id");
@@ -190,22 +164,11 @@ sqlite_ack_claim(struct store *st, int32_t sender, int64_t cmid,
 	SQ_CALL(st, ack_claim_once(sq, sender, cmid, smid, done));
 }
 
-static int
-offline_remove_once(struct sq *sq, int32_t uid, int64_t smid)
-{
-	sqlite3_stmt	*s = sq->q[Q_OFFLINE_REMOVE];
-	int		 rc;
-
-	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, smid)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "remove delivered message");
-	return sq_run(sq, s, "remove delivered message");
-}
-
 int
 sqlite_offline_remove(struct store *st, int32_t uid, int64_t smid)
 {
-	SQ_CALL(st, offline_remove_once(sq, uid, smid));
+	SQ_CALL(st, sq_exec_ints(sq, Q_OFFLINE_REMOVE, STORE_INTS(uid, smid),
+	    "remove delivered message"));
 }
 
 /* ---- history ---- */
@@ -233,14 +196,11 @@ history_add_once(struct sq *sq, const struct store_hist *v, size_t n)
 		if ((rc = sq_run(sq, s, "keep history")) != STORE_OK)
 			goto fail;
 	}
-	if ((rc = sq_commit(sq)) != STORE_OK)
-		goto fail;
-	return STORE_OK;
+	return sq_end(sq, STORE_OK);
 
  fail:
 	sq_done(s);
-	sq_rollback(sq);
-	return rc;
+	return sq_end(sq, rc);
 }
 
 /*
@@ -378,31 +338,16 @@ sqlite_history_prune(struct store *st, int64_t t, size_t max, size_t *n)
 static int
 account_purge_once(struct sq *sq, int32_t uid)
 {
-	sqlite3_stmt	*s = NULL;
+	const int64_t	 v[] = { uid, uid };	/* nuid of them */
 	size_t		 i;
-	int		 j, rc;
+	int		 rc;
 
 	if ((rc = sq_begin(sq)) != STORE_OK)
 		return rc;
-	for (i = 0; i < STORE_PURGE_N; i++) {
-		s = sq->q[store_purge[i].q];
-		for (j = 1; j <= store_purge[i].nuid; j++)
-			if ((rc = sqlite3_bind_int64(s, j, uid)) != SQLITE_OK) {
-				rc = sq_fail(sq, s, rc, "delete account");
-				goto fail;
-			}
-		if ((rc = sq_run(sq, s, "delete account")) != STORE_OK)
-			goto fail;
-	}
-	if ((rc = sq_commit(sq)) != STORE_OK)
-		goto fail;
-	return STORE_OK;
-
- fail:
-	if (s != NULL)
-		sq_done(s);
-	sq_rollback(sq);
-	return rc;
+	for (i = 0; i < STORE_PURGE_N && rc == STORE_OK; i++)
+		rc = sq_exec_ints(sq, store_purge[i].q, v, store_purge[i].nuid,
+		    "delete account");
+	return sq_end(sq, rc);
 }
 
 int

@@ -82,8 +82,8 @@ user_get_once(struct sq *sq, int32_t id, struct store_user *u)
 	sqlite3_stmt	*s = sq->q[Q_USER_GET];
 	int		 rc;
 
-	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "get user");
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(id), "get user")) != STORE_OK)
+		return rc;
 	return user_read(sq, s, u);
 }
 
@@ -114,51 +114,36 @@ sqlite_user_by_name(struct store *st, const char *name, size_t name_len,
 
 /* ---- friends ---- */
 
-static int
+static enum sq_exists
 user_exists(struct sq *sq, int32_t id)
 {
 	sqlite3_stmt	*s = sq->q[Q_USER_EXISTS];
-	int		 rc;
 
-	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "find user");
+	if (sq_bind_ints(sq, s, STORE_INTS(id), "find user") != STORE_OK)
+		return SQ_ERR;
 	return sq_exists(sq, s, "find user");
-}
-
-static int
-friend_insert(struct sq *sq, int32_t a, int32_t b)
-{
-	sqlite3_stmt	*s = sq->q[Q_FRIEND_ADD];
-	int		 rc;
-
-	if ((rc = sqlite3_bind_int64(s, 1, a)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, b)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "add friend");
-	return sq_run(sq, s, "add friend");
 }
 
 static int
 friend_add_once(struct sq *sq, int32_t a, int32_t b)
 {
-	int	 rc, i;
+	enum sq_exists	 i;
+	int		 rc;
 
 	if ((rc = sq_begin(sq)) != STORE_OK)
 		return rc;
-	if ((i = user_exists(sq, b)) != 1 ||
-	    (i = user_exists(sq, a)) != 1) {
+	if ((i = user_exists(sq, b)) != SQ_ROW ||
+	    (i = user_exists(sq, a)) != SQ_ROW) {
 		sq_rollback(sq);
-		if (i == -1)
+		if (i == SQ_ERR)
 			return STORE_ERR;
 		store_set_error(&sq->st, "no such user");
 		return STORE_NOTFOUND;
 	}
-	if ((rc = friend_insert(sq, a, b)) != STORE_OK ||
-	    (rc = friend_insert(sq, b, a)) != STORE_OK ||
-	    (rc = sq_commit(sq)) != STORE_OK) {
-		sq_rollback(sq);
-		return rc;
-	}
-	return STORE_OK;
+	if ((rc = sq_exec_ints(sq, Q_FRIEND_ADD, STORE_INTS(a, b), "add friend")) ==
+	    STORE_OK)
+		rc = sq_exec_ints(sq, Q_FRIEND_ADD, STORE_INTS(b, a), "add friend");
+	return sq_end(sq, rc);
 }
 
 int
@@ -230,8 +215,9 @@ friends_once(struct sq *sq, int32_t uid, struct store_user_list *out)
 	sqlite3_stmt	*s = sq->q[Q_FRIENDS];
 	int		 rc, rows;
 
-	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "list friends");
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(uid), "list friends")) !=
+	    STORE_OK)
+		return rc;
 	return members_read(sq, s, 0, 0, out, &rows, "list friends");
 }
 
@@ -246,13 +232,9 @@ static int
 sq_pair(struct sq *sq, int q, int32_t a, int32_t b, int *n,
     const char *what)
 {
-	sqlite3_stmt	*s = sq->q[q];
-	int		 rc;
+	int	 rc;
 
-	if ((rc = sqlite3_bind_int64(s, 1, a)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, b)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, what);
-	if ((rc = sq_run(sq, s, what)) != STORE_OK)
+	if ((rc = sq_exec_ints(sq, q, STORE_INTS(a, b), what)) != STORE_OK)
 		return rc;
 	*n = sqlite3_changes(sq->db);
 	return STORE_OK;
@@ -294,8 +276,9 @@ sqlite_blocks(struct store *st, int32_t uid, int blockers,
 	int		 rc, rows;
 
 	sq->busy = 0;
-	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK)
-		return sq_result(sq, sq_fail(sq, s, rc, "list blocks"));
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(uid), "list blocks")) !=
+	    STORE_OK)
+		return sq_result(sq, rc);
 	return sq_result(sq, members_read(sq, s, 0, 0, out, &rows,
 	    "list blocks"));
 }
@@ -328,22 +311,14 @@ group_create_once(struct sq *sq, int32_t creator, const char *name,
 		goto fail;
 	}
 	id = (int32_t)sqlite3_last_insert_rowid(sq->db);
-
-	s = sq->q[Q_GROUP_ADD_CREATOR];
-	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, creator)) != SQLITE_OK) {
-		rc = sq_fail(sq, s, rc, "create group");
-		goto fail;
-	}
-	if ((rc = sq_run(sq, s, "create group")) != STORE_OK ||
-	    (rc = sq_commit(sq)) != STORE_OK)
-		goto fail;
-	*gid = id;
-	return STORE_OK;
+	rc = sq_exec_ints(sq, Q_GROUP_ADD_CREATOR, STORE_INTS(id, creator),
+	    "create group");
+	if ((rc = sq_end(sq, rc)) == STORE_OK)
+		*gid = id;
+	return rc;
 
  fail:
-	sq_rollback(sq);
-	return rc;
+	return sq_end(sq, rc);
 }
 
 int
@@ -364,38 +339,26 @@ group_join_once(struct sq *sq, int32_t gid, int32_t uid)
 		return rc;
 
 	s = sq->q[Q_GROUP_EXISTS];
-	if ((rc = sqlite3_bind_int64(s, 1, gid)) != SQLITE_OK) {
-		rc = sq_fail(sq, s, rc, "join group");
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(gid), "join group")) !=
+	    STORE_OK)
 		goto fail;
-	}
 	switch (sq_exists(sq, s, "join group")) {
-	case -1:
+	case SQ_ERR:
 		rc = STORE_ERR;
 		goto fail;
-	case 0:
+	case SQ_ROW:
+		break;
+	case SQ_NOROW:
 		store_set_error(&sq->st, "no such group");
 		rc = STORE_NOTFOUND;
 		goto fail;
 	}
 
-	s = sq->q[Q_GROUP_JOIN];
-	if ((rc = sqlite3_bind_int64(s, 1, gid)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, uid)) != SQLITE_OK) {
-		rc = sq_fail(sq, s, rc, "join group");
-		goto fail;
-	}
-	if ((rc = sq_run(sq, s, "join group")) != STORE_OK) {
-		if (rc == STORE_NOTFOUND)
-			store_set_error(&sq->st, "no such user");
-		goto fail;
-	}
-	if ((rc = sq_commit(sq)) != STORE_OK)
-		goto fail;
-	return STORE_OK;
-
+	rc = sq_exec_ints(sq, Q_GROUP_JOIN, STORE_INTS(gid, uid), "join group");
+	if (rc == STORE_NOTFOUND)
+		store_set_error(&sq->st, "no such user");
  fail:
-	sq_rollback(sq);
-	return rc;
+	return sq_end(sq, rc);
 }
 
 int
@@ -469,11 +432,7 @@ group_update_once(struct sq *sq, int32_t gid, enum store_group_op op,
 		store_set_error(&sq->st, "no such group or member");
 		rc = STORE_NOTFOUND;
 	}
-	if (rc != STORE_OK || (rc = sq_commit(sq)) != STORE_OK) {
-		sq_rollback(sq);
-		return rc;
-	}
-	return STORE_OK;
+	return sq_end(sq, rc);
 }
 
 int
@@ -492,10 +451,17 @@ group_is_member_once(struct sq *sq, int32_t gid, int32_t uid)
 	sqlite3_stmt	*s = sq->q[Q_GROUP_IS_MEMBER];
 	int		 rc;
 
-	if ((rc = sqlite3_bind_int64(s, 1, gid)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, uid)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "group member");
-	return sq_exists(sq, s, "group member");
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(gid, uid), "group member")) !=
+	    STORE_OK)
+		return rc;
+	switch (sq_exists(sq, s, "group member")) {
+	case SQ_ROW:
+		return STORE_MEMBER;
+	case SQ_NOROW:
+		return STORE_NOT_MEMBER;
+	default:
+		return STORE_ERR;
+	}
 }
 
 int
@@ -511,8 +477,8 @@ count_once(struct sq *sq, int q, int32_t id, int64_t *n)
 	sqlite3_stmt	*s = sq->q[q];
 	int		 rc;
 
-	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "count");
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(id), "count")) != STORE_OK)
+		return rc;
 	if ((rc = sqlite3_step(s)) != SQLITE_ROW)
 		return sq_fail(sq, s, rc, "count");
 	*n = sqlite3_column_int64(s, 0);
@@ -543,8 +509,9 @@ group_members_once(struct sq *sq, int32_t gid, struct store_user_list *out)
 	sqlite3_stmt	*s = sq->q[Q_GROUP_MEMBERS];
 	int		 rc, rows;
 
-	if ((rc = sqlite3_bind_int64(s, 1, gid)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "group members");
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(gid), "group members")) !=
+	    STORE_OK)
+		return rc;
 	rc = members_read(sq, s, 0, 1, out, &rows, "group members");
 	if (rc == STORE_OK && rows == 0) {
 		store_set_error(&sq->st, "no such group");
@@ -574,8 +541,9 @@ user_groups_once(struct sq *sq, int32_t uid, struct store_group_list *out)
 
 	out->v = NULL;
 	out->n = 0;
-	if ((rc = sqlite3_bind_int64(s, 1, uid)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "user groups");
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(uid), "user groups")) !=
+	    STORE_OK)
+		return rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		id = (int32_t)sqlite3_column_int64(s, 0);
 		if (g == NULL || g->id != id) {
