@@ -101,7 +101,9 @@ CREATE TABLE IF NOT EXISTS TokenGen (
 -- group message once), kept history_days.  smid: its server message
 -- id; conv: the conversation, (low id << 32) | high id for two users,
 -- -groupid for a group; created: Unix time in ms (a member reads what
--- came at or after its joinedat); pages go by it, smid breaks ties.  No foreign keys: rows outlive a group
+-- came at or after its joinedat); pages go by it, smid breaks ties.
+-- sender < 0: a one-to-one chat sent while the recipient blocked
+-- -sender, readable by its sender only.  No foreign keys: rows outlive a group
 -- until pruned, and account deletion removes a sender's own.
 CREATE TABLE IF NOT EXISTS History (
 	smid		INTEGER PRIMARY KEY,

@@ -167,6 +167,60 @@ chat_history_flush_sync(void)
 	history_flush(1);
 }
 
+/* A dissolved group's history, removed by a store thread. */
+struct forget_job {
+	struct workq_job	 sj;
+	int32_t			 gid;
+	char			*err;
+};
+
+static void
+forget_run(struct workq_job *sj, void *ctx)
+{
+	struct forget_job	*j = (struct forget_job *)sj;
+	struct store		*st = ctx;
+
+	if (store_history_forget(st, j->gid) != STORE_OK)
+		j->err = strdup(store_error(st));
+}
+
+static void
+forget_done(struct workq_job *sj)
+{
+	struct forget_job	*j = (struct forget_job *)sj;
+
+	if (j->err != NULL)
+		log_warnx("history of dissolved group %d: %s", (int)j->gid,
+		    j->err);
+	free(j->err);
+	free(j);
+}
+
+/*
+ * gid was dissolved: its history goes, behind the rows this worker
+ * holds or queued (they go first, in the same store thread).  Rows kept
+ * later, by any worker, are refused by the store (no such group); a
+ * failure leaves them to history_days' prune.
+ */
+void
+chat_history_forget(int32_t gid)
+{
+	struct forget_job	*j;
+
+	chat_history_flush();
+	if (chat.storeq != NULL && (j = calloc(1, sizeof(*j))) != NULL) {
+		j->gid = gid;
+		j->sj.run = forget_run;
+		j->sj.done = forget_done;
+		storeq_submit(chat.storeq, &j->sj);
+		return;
+	}
+	chat_history_flush_sync();
+	if (store_history_forget(chat.store, gid) != STORE_OK)
+		log_warnx("history of dissolved group %d: %s", (int)gid,
+		    store_error(chat.store));
+}
+
 /*
  * From the worker's heartbeat: slot 0 removes what history_days no
  * longer keeps (everything when it is 0), a bounded amount per round.

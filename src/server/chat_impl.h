@@ -110,6 +110,7 @@ void	chat_history_keep(int32_t sender, const struct proto_req *req,
 void	handle_history(struct conn *c, const struct proto_req *req);
 /* Write the rows this worker holds now, on the loop (a reader needs them). */
 void	chat_history_flush_sync(void);
+void	chat_history_forget(int32_t gid);
 
 /* chat_route.c */
 /*

@@ -44,6 +44,19 @@ def texts(m):
     return [x["msg"] for x in m["messages"]]
 
 
+BLOCK, UNBLOCK, GROUP_MANAGE, DONE, GROUP_NOTICE = 114, 115, 108, 109, 112
+
+
+def request(u, msgid, **kw):
+    """A request answered by DONE or ERROR (notices skipped)."""
+    kw["msgid"] = msgid
+    u.c.send_obj(kw)
+    while True:
+        m = u.c.recv()
+        if m["msgid"] in (DONE, ERROR) and m.get("refmsgid") == msgid:
+            return m
+
+
 class Base(unittest.TestCase):
     workers = 2
     extra = None
@@ -72,6 +85,24 @@ class Base(unittest.TestCase):
         self.assertTrue(page(), "history of %d never became %r: %r" % (
             u.id, want, last))
         return last[0]
+
+    def rows(self, where):
+        """History rows matching where, straight from the store."""
+        db = sqlite3.connect(os.path.join(self.srv.dir, "chat.db"))
+        try:
+            return db.execute("SELECT count(*) FROM History WHERE " +
+                              where).fetchone()[0]
+        finally:
+            db.close()
+
+    def stays(self, where, n):
+        """rows(where) is n, and still n after every worker's batch and
+        queued store job had time to land (HIST_FLUSH_SEC is 0.25 s)."""
+        self.assertTrue(wait_for(lambda: self.rows(where) == n,
+                                 timeout=SLOW, interval=0.25),
+                        "%s: %d rows, not %d" % (where, self.rows(where), n))
+        time.sleep(1.5)
+        self.assertEqual(self.rows(where), n, where)
 
     def group(self, creator, *members):
         gname = unique("hg")
@@ -162,6 +193,54 @@ class Conversations(Base):
             codes.append(m.get("errno"))
         self.assertIn(ERR_RATE, codes)
         self.assertEqual(codes[0], 0)
+
+    def test_blocked_not_kept_for_receiver(self):
+        a, b = self.srv.user("hk"), self.srvB.user("hk")
+        a.chat(b.id, "before")
+        self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "before")
+        # kept before the block (a block decides for rows kept after it)
+        self.until(b, ["before"], toid=a.id)
+        m = request(b, BLOCK, userid=a.id)
+        self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
+        a.chat(b.id, "while blocked")
+        # the sender keeps its copy (it is not told of the block) ...
+        self.until(a, ["while blocked", "before"], toid=b.id)
+        self.assertEqual(texts(history(b, toid=a.id)), [])
+        m = request(b, UNBLOCK, userid=a.id)
+        self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
+        a.chat(b.id, "after")
+        self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "after")
+        # ... the receiver never reads it, not even once unblocked
+        self.until(b, ["after", "before"], toid=a.id)
+        self.until(a, ["after", "while blocked", "before"], toid=b.id)
+        self.assertEqual(b.c.sync(), [])
+
+    def test_dissolved_group_history_gone(self):
+        a, b = self.srv.user("hx"), self.srvB.user("hx")
+        gid = self.group(a, b)
+        for i in range(5):
+            a.groupchat(gid, "g%d" % i)
+            b.c.recv_msgid(chatlib.GROUP_CHAT)
+        self.until(b, ["g4", "g3", "g2", "g1", "g0"], groupid=gid)
+        b.groupchat(gid, "last")     # maybe still held by b's worker
+        m = request(a, GROUP_MANAGE, groupid=gid, op="dissolve")
+        self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
+        self.stays("conv = %d" % -gid, 0)
+
+    def test_delete_after_burst(self):
+        a, b = self.srv.user("hz"), self.srvB.user("hz")
+        gid = self.group(b, a)
+        b.chat(a.id, "b stays")
+        a.c.recv_msgid(chatlib.ONE_CHAT)
+        for i in range(100):
+            a.chat(b.id, "burst %d" % i)
+            a.groupchat(gid, "gburst %d" % i)
+        # deleted while its burst is held or queued for the store
+        a.c.send_obj({"msgid": DELETE_ACCOUNT, "password": "pw"})
+        m = a.c.recv_msgid(ACCOUNT_ACK)
+        self.assertEqual((m["errno"], m["refmsgid"]), (0, DELETE_ACCOUNT))
+        self.stays("sender IN (%d, %d)" % (a.id, -a.id), 0)
+        self.until(b, ["b stays"], toid=a.id)
 
     def test_delete_account(self):
         a, b = self.srv.user("hd"), self.srvB.user("hd")
@@ -415,6 +494,10 @@ class CrossNode(Conversations):
     @classmethod
     def tearDownClass(cls):
         pass
+
+    def rows(self, where):
+        return int(ENV["db"].sql("SELECT count(*) FROM History WHERE " +
+                                 where)[0][0])
 
 
 if __name__ == "__main__":

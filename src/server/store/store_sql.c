@@ -57,11 +57,15 @@ const char *const store_sql_common[Q_MAX] = {
 	 * History pages, newest first by arrival (History_conv): ?: conv,
 	 * then the cursor (created twice, smid), a group's group and
 	 * reader (what came after it joined), the reader (its blocks), max.
+	 * A pair's row with a negated sender was sent while the recipient
+	 * blocked the sender: the sender alone reads it (one more ?: the
+	 * reader).
 	 */
 	[Q_HISTORY_AT] = "SELECT created FROM History WHERE smid = ?",
 	[Q_HISTORY_PAIR] =
 	    "SELECT smid, message FROM History WHERE conv = ?"
 	    " AND (created < ? OR (created = ? AND smid < ?))"
+	    " AND (sender > 0 OR sender = -?)"
 	    " AND sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
 	    " ORDER BY created DESC, smid DESC LIMIT ?",
 	[Q_HISTORY_GROUP] =
@@ -71,8 +75,10 @@ const char *const store_sql_common[Q_MAX] = {
 	    " WHERE m.groupid = ? AND m.userid = ?"
 	    " AND h.sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
 	    " ORDER BY h.created DESC, h.smid DESC LIMIT ?",
+	/* a dissolved group's history: ?: its conv (-groupid) */
+	[Q_HISTORY_FORGET] = "DELETE FROM History WHERE conv = ?",
 	/* account deletion (store_purge) */
-	[Q_PURGE_HISTORY] = "DELETE FROM History WHERE sender = ?",
+	[Q_PURGE_HISTORY] = "DELETE FROM History WHERE sender IN (?, -?)",
 	[Q_PURGE_OFFLINE] = "DELETE FROM OfflineMessage WHERE userid = ?",
 	[Q_PURGE_FRIENDS] =
 	    "DELETE FROM Friend WHERE userid = ? OR friendid = ?",
@@ -81,7 +87,7 @@ const char *const store_sql_common[Q_MAX] = {
 };
 
 const struct store_purge store_purge[STORE_PURGE_N] = {
-	{ Q_PURGE_HISTORY, 1 }, { Q_PURGE_OFFLINE, 1 }, { Q_PURGE_FRIENDS, 2 },
+	{ Q_PURGE_HISTORY, 2 }, { Q_PURGE_OFFLINE, 1 }, { Q_PURGE_FRIENDS, 2 },
 	{ Q_PURGE_BLOCKS, 2 }, { Q_PURGE_GROUPS, 1 }
 };
 

@@ -72,6 +72,7 @@ int	sqlite_history_add(struct store *st, const struct store_hist *v,
 	    size_t n);
 int	sqlite_history_fetch(struct store *st, int32_t uid, int32_t peer,
 	    int32_t gid, int64_t before, size_t max, struct store_msg_list *out);
+int	sqlite_history_forget(struct store *st, int32_t gid);
 int	sqlite_history_prune(struct store *st, int64_t t, size_t max,
 	    size_t *n);
 int	sqlite_account_purge(struct store *st, int32_t uid);
