@@ -31,8 +31,15 @@
 #define PRUNE_ROWS	10000	/* rows per prune statement */
 #define PRUNE_ROUNDS	10	/* prune statements per round, at most */
 
-static struct store_hist	*hq;	/* waiting for the next flush */
+/*
+ * Rows waiting for the next flush; their texts one after another in
+ * hq_text (no allocation per chat): each row's text pointer is set
+ * when the batch leaves (history_take), the buffer may move till then.
+ */
+static struct store_hist	*hq;
 static size_t			 hq_n, hq_cap;
+static char			*hq_text;
+static size_t			 hq_tlen, hq_tcap;
 static double			 hq_since;	/* when hq[0] was queued */
 static double			 prune_at;	/* 0: at the first tick */
 
@@ -41,7 +48,7 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
     const struct buf *line)
 {
 	struct store_hist	*h, *nv;
-	char			*text;
+	char			*nt;
 	size_t			 len, ncap;
 
 	if (chat.cfg->history_days == 0 || req->smid <= 0)
@@ -56,10 +63,17 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 		hq = nv;
 		hq_cap = ncap;
 	}
-	if ((text = malloc(len + 1)) == NULL)
-		goto nomem;
-	memcpy(text, buf_head(line), len);
-	text[len] = '\0';
+	if (len > hq_tcap - hq_tlen) {
+		for (ncap = hq_tcap ? hq_tcap : 16384; ncap - hq_tlen < len;
+		    ncap *= 2)
+			;
+		if ((nt = realloc(hq_text, ncap)) == NULL)
+			goto nomem;
+		hq_text = nt;
+		hq_tcap = ncap;
+	}
+	memcpy(hq_text + hq_tlen, buf_head(line), len);
+	hq_tlen += len;
 	if (hq_n == 0)
 		hq_since = util_mono_coarse();
 	h = &hq[hq_n++];
@@ -68,7 +82,7 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 	h->peer = req->msgid == MSG_ONE_CHAT ? req->toid : 0;
 	h->gid = req->msgid == MSG_GROUP_CHAT ? req->groupid : 0;
 	h->created = util_wall_ms();
-	h->text = text;
+	h->text = NULL;		/* set by history_take */
 	h->len = len;
 	if (hq_n >= HIST_QUEUE_MAX)
 		chat_history_flush();
@@ -90,16 +104,26 @@ struct hist_job {
 	struct workq_job	 sj;
 	struct store_hist	*rows;
 	size_t			 n;
+	char			*text;		/* the rows' texts */
 	char			*err;		/* the store's error, or NULL */
 };
 
+/* The rows held leave: their texts pointed at; the caller frees both. */
 static void
-hist_rows_free(struct store_hist *rows, size_t n)
+history_take(struct store_hist **rows, size_t *n, char **text)
 {
-	size_t	 i;
+	size_t	 i, off = 0;
 
-	for (i = 0; i < n; i++)
-		free((char *)rows[i].text);
+	for (i = 0; i < hq_n; i++) {
+		hq[i].text = hq_text + off;
+		off += hq[i].len;
+	}
+	*rows = hq;
+	*n = hq_n;
+	*text = hq_text;
+	hq = NULL;
+	hq_text = NULL;
+	hq_n = hq_cap = hq_tlen = hq_tcap = 0;
 }
 
 static void
@@ -119,8 +143,8 @@ hist_done(struct workq_job *sj)
 
 	if (j->err != NULL)
 		log_warnx("history: %zu messages not kept: %s", j->n, j->err);
-	hist_rows_free(j->rows, j->n);
 	free(j->rows);
+	free(j->text);
 	free(j->err);
 	free(j);
 }
@@ -133,26 +157,27 @@ hist_done(struct workq_job *sj)
 static void
 history_flush(int sync)
 {
-	struct hist_job	*j;
+	struct hist_job		*j;
+	struct store_hist	*rows;
+	size_t			 n;
+	char			*text;
 
 	if (hq_n == 0)
 		return;
 	if (!sync && chat.storeq != NULL &&
 	    (j = calloc(1, sizeof(*j))) != NULL) {
-		j->rows = hq;
-		j->n = hq_n;
+		history_take(&j->rows, &j->n, &j->text);
 		j->sj.run = hist_run;
 		j->sj.done = hist_done;
-		hq = NULL;
-		hq_n = hq_cap = 0;
 		storeq_submit(chat.storeq, &j->sj);
 		return;
 	}
-	if (store_history_add(chat.store, hq, hq_n) != STORE_OK)
-		log_warnx("history: %zu messages not kept: %s", hq_n,
+	history_take(&rows, &n, &text);
+	if (store_history_add(chat.store, rows, n) != STORE_OK)
+		log_warnx("history: %zu messages not kept: %s", n,
 		    store_error(chat.store));
-	hist_rows_free(hq, hq_n);
-	hq_n = 0;
+	free(rows);
+	free(text);
 }
 
 void

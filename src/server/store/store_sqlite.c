@@ -103,6 +103,17 @@ static const char *const sq_sql[Q_MAX] = {
 	    " WHERE NOT EXISTS (SELECT 1 FROM User WHERE id = ?3"
 	    " AND pwhash = '!')"
 	    " AND (?2 >= 0 OR EXISTS (SELECT 1 FROM AllGroup WHERE id = -?2))",
+	/*
+	 * Account deletion: ?1 = ?2 = the user.  No index on sender (one
+	 * cost every chat kept): its rows are sought by conversation, with
+	 * every user (either side of the pair) and every group; a
+	 * dissolved group's history is gone already.
+	 */
+	[Q_PURGE_HISTORY] =
+	    "DELETE FROM History WHERE sender IN (?1, -?2) AND conv IN"
+	    " (SELECT (?1 << 32) | id FROM User WHERE id >= ?1"
+	    " UNION ALL SELECT (id << 32) | ?1 FROM User WHERE id < ?1"
+	    " UNION ALL SELECT -id FROM AllGroup)",
 	/* SQLite's DELETE takes no LIMIT unless built to */
 	[Q_HISTORY_PRUNE] =
 	    "DELETE FROM History WHERE smid IN (SELECT smid FROM History"
