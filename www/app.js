@@ -619,13 +619,18 @@ $('refresh-btn').addEventListener('click', refresh);
  * left behind in this tab is worth nothing. */
 $('logout-btn').addEventListener('click', () => {
   send(state.token ? { msgid: MSG.LOGOUT_ALL } : { msgid: MSG.LOGOUT });
+  signedOut('logged out');
+});
+
+/* Nothing of the session is kept in the page: token, password, chats. */
+function signedOut(text) {
   saveToken(null);
   state.creds = null;
   state.pending.clear();
   state.convs.clear();
   closeConv(state.current);
   showAuth();
-  status('logged out');
-});
+  status(text);
+}
 
 document.addEventListener('DOMContentLoaded', connect);

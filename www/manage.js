@@ -321,13 +321,7 @@ onSubmit('delete-form', () => {
   request({ msgid: MSG.DELETE_ACCOUNT, password }, () => {
     // the server logged this connection out; nothing of it is kept here
     $('delete-pass').value = '';
-    saveToken(null);
-    state.creds = null;
     state.me = null;
-    state.pending.clear();
-    state.convs.clear();
-    closeConv(state.current);
-    showAuth();
-    status('account deleted');
+    signedOut('account deleted');
   }, 'delete account');
 });

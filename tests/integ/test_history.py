@@ -18,6 +18,7 @@ sys.dont_write_bytecode = True     # nothing written into the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatlib  # noqa: E402
 import cluster  # noqa: E402
+import test_features_ext  # noqa: E402
 from chatlib import (ERROR, ERR_AUTH, ERR_BAD_VALUE, ERR_MISSING_FIELD,  # noqa: E402
                      ERR_NOT_MEMBER, ERR_RATE, find, unique, wait_for)
 
@@ -44,22 +45,14 @@ def texts(m):
     return [x["msg"] for x in m["messages"]]
 
 
-BLOCK, UNBLOCK, GROUP_MANAGE, DONE, GROUP_NOTICE = 114, 115, 108, 109, 112
-
-
-def request(u, msgid, **kw):
-    """A request answered by DONE or ERROR (notices skipped)."""
-    kw["msgid"] = msgid
-    u.c.send_obj(kw)
-    while True:
-        m = u.c.recv()
-        if m["msgid"] in (DONE, ERROR) and m.get("refmsgid") == msgid:
-            return m
+BLOCK, UNBLOCK, GROUP_MANAGE, DONE = 114, 115, 108, 109
 
 
 class Base(unittest.TestCase):
     workers = 2
     extra = None
+    # a request answered by DONE or ERROR (group and friend notices skipped)
+    request = test_features_ext.Ext.request
 
     @classmethod
     def setUpClass(cls):
@@ -200,13 +193,13 @@ class Conversations(Base):
         self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "before")
         # kept before the block (a block decides for rows kept after it)
         self.until(b, ["before"], toid=a.id)
-        m = request(b, BLOCK, userid=a.id)
+        m = self.request(b, BLOCK, userid=a.id)
         self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
         a.chat(b.id, "while blocked")
         # the sender keeps its copy (it is not told of the block) ...
         self.until(a, ["while blocked", "before"], toid=b.id)
         self.assertEqual(texts(history(b, toid=a.id)), [])
-        m = request(b, UNBLOCK, userid=a.id)
+        m = self.request(b, UNBLOCK, userid=a.id)
         self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
         a.chat(b.id, "after")
         self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "after")
@@ -223,7 +216,8 @@ class Conversations(Base):
             b.c.recv_msgid(chatlib.GROUP_CHAT)
         self.until(b, ["g4", "g3", "g2", "g1", "g0"], groupid=gid)
         b.groupchat(gid, "last")     # maybe still held by b's worker
-        m = request(a, GROUP_MANAGE, groupid=gid, op="dissolve")
+        self.assertEqual(a.c.recv_msgid(chatlib.GROUP_CHAT)["msg"], "last")
+        m = self.request(a, GROUP_MANAGE, groupid=gid, op="dissolve")
         self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
         self.stays("conv = %d" % -gid, 0)
 
