@@ -226,6 +226,11 @@ class Conversations(Base):
         gid = self.group(b, a)
         b.chat(a.id, "b stays")
         a.c.recv_msgid(chatlib.ONE_CHAT)
+        for i in range(20):          # kept in batches: 20 rows stay
+            b.chat(a.id, "b burst %d" % i)
+        for i in range(20):
+            self.assertEqual(a.c.recv_msgid(chatlib.ONE_CHAT)["msg"],
+                             "b burst %d" % i)
         for i in range(100):
             a.chat(b.id, "burst %d" % i)
             a.groupchat(gid, "gburst %d" % i)
@@ -234,7 +239,7 @@ class Conversations(Base):
         m = a.c.recv_msgid(ACCOUNT_ACK)
         self.assertEqual((m["errno"], m["refmsgid"]), (0, DELETE_ACCOUNT))
         self.stays("sender IN (%d, %d)" % (a.id, -a.id), 0)
-        self.until(b, ["b stays"], toid=a.id)
+        self.stays("sender = %d" % b.id, 21)
 
     def test_delete_account(self):
         a, b = self.srv.user("hd"), self.srvB.user("hd")

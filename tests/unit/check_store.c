@@ -838,7 +838,8 @@ START_TEST(test_history)
 		h[i].text = text[i];
 		h[i].len = strlen(text[i]);
 	}
-	ck_assert_int_eq(store_history_add(st, h, 12), STORE_OK);
+	ck_assert_msg(store_history_add(st, h, 12) == STORE_OK, "%s",
+	    store_error(st));
 	/* again: kept once */
 	ck_assert_int_eq(store_history_add(st, h, 3), STORE_OK);
 	ck_assert_int_eq(store_history_fetch(st, b, a, 0, 0, 4, &l), STORE_OK);

@@ -70,8 +70,8 @@
  * three times, created, message, sender, conv twice.  As in SQLite
  * (store_sqlite.c): a chat to one who blocks its sender is kept for the
  * sender only (sender negated); none of a deleted sender, none for a
- * group no longer there.  8 of them to a statement; HROW_NP parameters
- * each (store_mysql_impl.h).
+ * group no longer there.  4 of them to a statement (MY_HISTORY_BATCH);
+ * HROW_NP parameters each (store_mysql_impl.h).
  */
 #define HROW	"SELECT ?, ?, IF(? <> 0 AND EXISTS (SELECT 1 FROM Block" \
 	" WHERE userid = ? AND blockedid = ?), -?, ?), ?, ? FROM DUAL" \
@@ -79,7 +79,6 @@
 	" AND pwhash = '!') AND (? >= 0 OR EXISTS (SELECT 1 FROM AllGroup" \
 	" WHERE id = -?))"
 #define HROWS4	HROW " UNION ALL " HROW " UNION ALL " HROW " UNION ALL " HROW
-#define HROWS8	HROWS4 " UNION ALL " HROWS4
 
 /* MySQL's own statements; the shared ones are in store_sql.c. */
 const char *const my_sql[Q_MAX] = {
@@ -163,7 +162,7 @@ const char *const my_sql[Q_MAX] = {
 	    HROW,
 	[Q_HISTORY_ADD_BATCH] =
 	    "INSERT IGNORE INTO History (smid, conv, sender, created, message) "
-	    HROWS8,
+	    HROWS4,
 	[Q_HISTORY_PRUNE] = "DELETE FROM History WHERE created < ? LIMIT ?",
 };
 

@@ -214,8 +214,10 @@ mysql_offline_delete(struct store *st, int32_t uid, int64_t upto)
 
 /* ---- history ---- */
 
-/* History rows go MY_HISTORY_BATCH to a statement. */
-#define MY_HISTORY_BATCH	8
+/* History rows go MY_HISTORY_BATCH to a statement (HROWS4). */
+#define MY_HISTORY_BATCH	4
+_Static_assert(HROW_NP * MY_HISTORY_BATCH <= MY_MAXPARAM,
+    "a history batch binds more than my_exec takes");
 
 static int
 history_add_once(struct my *m, struct mconn *c, const struct store_hist *v,
