@@ -45,7 +45,7 @@ static double			 prune_at;	/* 0: at the first tick */
 
 void
 chat_history_keep(int32_t sender, const struct proto_req *req,
-    const struct buf *line)
+    const struct buf *line, int64_t created)
 {
 	struct store_hist	*h, *nv;
 	char			*nt;
@@ -81,7 +81,7 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 	h->sender = sender;
 	h->peer = req->msgid == MSG_ONE_CHAT ? req->toid : 0;
 	h->gid = req->msgid == MSG_GROUP_CHAT ? req->groupid : 0;
-	h->created = util_wall_ms();
+	h->created = created;
 	h->text = NULL;		/* set by history_take */
 	h->len = len;
 	if (hq_n >= HIST_QUEUE_MAX)

@@ -104,9 +104,13 @@ void	handle_passwd(struct conn *c, const struct proto_req *req);
 void	handle_delete_account(struct conn *c, const struct proto_req *req);
 
 /* chat_history.c */
-/* Keep the chat req (smid set) of sender, as line, in its conversation. */
+/*
+ * Keep the chat req (smid set) of sender, as line, in its conversation,
+ * as of created (Unix ms; taken before the chat was delivered, so that
+ * an answer to it is never kept as older).
+ */
 void	chat_history_keep(int32_t sender, const struct proto_req *req,
-	    const struct buf *line);
+	    const struct buf *line, int64_t created);
 void	handle_history(struct conn *c, const struct proto_req *req);
 /* Write the rows this worker holds now, on the loop (a reader needs them). */
 void	chat_history_flush_sync(void);

@@ -24,6 +24,7 @@
 #include "pubsub.h"
 #include "store.h"
 #include "storeq.h"
+#include "util.h"
 
 /* What went wrong in a store thread, for the log in the loop thread. */
 static void
@@ -159,7 +160,8 @@ acked_done(struct workq_job *sj)
 	if (j->result == JOB_OK) {
 		/* stored: delivered whether or not the sender is still here */
 		chat_stat(&chat.stats->offline_stored, j->n);
-		chat_history_keep(j->sender, &j->req, &j->line);
+		chat_history_keep(j->sender, &j->req, &j->line,
+		    util_wall_ms());
 		for (i = 0; i < j->n; i++)
 			deliver_acked(j->to[i], j->smid, buf_head(&j->line),
 			    buf_used(&j->line), 1);
