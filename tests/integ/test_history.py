@@ -115,9 +115,13 @@ class Conversations(Base):
             a.chat(b.id, "a%d" % i)
             self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"],
                              "a%d" % i)
+        # kept in the same millisecond, chats are ordered by smid, not by
+        # cause (smids are per worker): a reply comes a tick later here
+        time.sleep(0.01)
         b.chat(a.id, "b0")
         self.assertEqual(a.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "b0")
         # an acknowledged chat is kept too, with its smid
+        time.sleep(0.01)
         a.chat(b.id, "acked", cmid=7)
         ack = a.c.recv_msgid(chatlib.CHAT_ACK)
         self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "acked")
