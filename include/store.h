@@ -289,6 +289,8 @@ int	store_resume_fetch(struct store *st, int32_t uid, int64_t anchor,
 /* Remove at most max rows created before t (ms); *n: how many went. */
 int	store_history_prune(struct store *st, int64_t t, size_t max,
 	    size_t *n);
+/* A dissolved group's history goes (rows kept later are refused). */
+int	store_history_forget(struct store *st, int32_t gid);
 /*
  * Account deletion: uid's messages in history, its offline messages,
  * friendships (both ways), blocks (both ways) and memberships go, in

@@ -112,7 +112,9 @@ CREATE TABLE IF NOT EXISTS TokenGen (
 -- History (version 3): every delivered chat, one row per message (a
 -- group message once), kept history_days.  conv: (low id << 32) | high
 -- id for two users, -groupid for a group; created: Unix time in ms (a
--- member reads what came at or after its joinedat); pages go by it.  No foreign keys: rows
+-- member reads what came at or after its joinedat); pages go by it.
+-- sender < 0: a one-to-one chat sent while the recipient blocked
+-- -sender, readable by its sender only.  No foreign keys: rows
 -- outlive a group until pruned; account deletion removes a sender's own.
 CREATE TABLE IF NOT EXISTS History (
 	smid		BIGINT NOT NULL,

@@ -101,7 +101,9 @@ CREATE TABLE IF NOT EXISTS TokenGen (
 -- group message once), kept history_days.  smid: its server message
 -- id; conv: the conversation, (low id << 32) | high id for two users,
 -- -groupid for a group; created: Unix time in ms (a member reads what
--- came at or after its joinedat); pages go by it, smid breaks ties.  No foreign keys: rows outlive a group
+-- came at or after its joinedat); pages go by it, smid breaks ties.
+-- sender < 0: a one-to-one chat sent while the recipient blocked
+-- -sender, readable by its sender only.  No foreign keys: rows outlive a group
 -- until pruned, and account deletion removes a sender's own.
 CREATE TABLE IF NOT EXISTS History (
 	smid		INTEGER PRIMARY KEY,
@@ -111,7 +113,9 @@ CREATE TABLE IF NOT EXISTS History (
 	message		TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS History_conv ON History(conv, created, smid);
-CREATE INDEX IF NOT EXISTS History_sender ON History(sender);
+-- No index on sender: one cost every chat a third of its insert; account
+-- deletion finds a sender's rows through History_conv (store_sqlite.c).
+DROP INDEX IF EXISTS History_sender;
 CREATE INDEX IF NOT EXISTS History_created ON History(created);
 
 PRAGMA user_version = 3;

@@ -15,7 +15,8 @@ const MSG = {
   GROUP_MANAGE: 108, DONE: 109, GROUP_MEMBERS: 110, GROUP_MEMBERS_ACK: 111,
   GROUP_NOTICE: 112, FRIEND_REMOVE: 113, BLOCK: 114, UNBLOCK: 115,
   BLOCK_LIST: 116, BLOCK_LIST_ACK: 117, FRIEND_NOTICE: 118, TYPING: 119,
-  READ: 120, LOGOUT_ALL: 122, ACCOUNT_ACK: 124
+  READ: 120, LOGOUT_ALL: 122, ACCOUNT_ACK: 124, HISTORY: 125,
+  HISTORY_ACK: 126, DELETE_ACCOUNT: 127
 };
 const ERR_TOKEN = 30;
 const PING_SECONDS = 60;         // below the server's idle_timeout
@@ -208,6 +209,8 @@ function showAuth() {
   $('auth').hidden = false;
   $('refresh-btn').hidden = true;
   $('logout-btn').hidden = true;
+  $('delete-account-btn').hidden = true;
+  $('delete-form').hidden = true;
   $('me').textContent = '';
 }
 
@@ -226,6 +229,7 @@ function onLogin(m) {
   $('app').hidden = false;
   $('refresh-btn').hidden = false;
   $('logout-btn').hidden = false;
+  $('delete-account-btn').hidden = false;
   $('me').textContent = `${m.name} (id ${m.id})`;
   for (const o of parseList(m.offlinemsg)) handle(o, true);
   // chats not acknowledged before a reconnect go again: the same cmid
@@ -288,6 +292,12 @@ function handle(m, offline) {
     case MSG.BLOCK_LIST_ACK:
       answered(MSG.BLOCK_LIST, m);
       break;
+    case MSG.HISTORY_ACK:
+      answered(MSG.HISTORY, m);
+      break;
+    case MSG.ACCOUNT_ACK:
+      answered(m.refmsgid, m);  // DELETE_ACCOUNT's; LOGOUT_ALL's has none waiting
+      break;
     case MSG.GROUP_NOTICE:
       groupNotice(m, offline);
       break;
@@ -301,7 +311,7 @@ function handle(m, offline) {
       readSeen(m);
       break;
     default:
-      break;          // PONG, ACCOUNT_ACK and anything newer
+      break;          // PONG and anything newer
   }
 }
 
@@ -528,6 +538,7 @@ function showConv() {
   $('user-actions').hidden = key[0] !== 'u';
   $('unfriend-btn').hidden = !state.friends.some((f) => `u${f.id}` === key);
   $('group-panel').hidden = !g;
+  historyButton(c);
   $('read-mark').textContent = c.readMark || '';
   showTyping();
 }
@@ -541,6 +552,7 @@ function closeConv(key) {
   $('messages').replaceChildren();
   $('user-actions').hidden = true;
   $('group-panel').hidden = true;
+  $('history-btn').hidden = true;
   $('msg-input').disabled = true;
   $('send-btn').disabled = true;
 }
@@ -607,13 +619,18 @@ $('refresh-btn').addEventListener('click', refresh);
  * left behind in this tab is worth nothing. */
 $('logout-btn').addEventListener('click', () => {
   send(state.token ? { msgid: MSG.LOGOUT_ALL } : { msgid: MSG.LOGOUT });
+  signedOut('logged out');
+});
+
+/* Nothing of the session is kept in the page: token, password, chats. */
+function signedOut(text) {
   saveToken(null);
   state.creds = null;
   state.pending.clear();
   state.convs.clear();
   closeConv(state.current);
   showAuth();
-  status('logged out');
-});
+  status(text);
+}
 
 document.addEventListener('DOMContentLoaded', connect);

@@ -1,7 +1,9 @@
 /*
  * manage.js - the web client's controls for groups (leave, members page by
  * page, remove, admins, rename, describe, hand over, dissolve), friends
- * (remove) and blocks, and the notices the server pushes about them (112, 118).  Loaded
+ * (remove) and blocks, and the notices the server pushes about them (112, 118);
+ * a conversation's history, page by page backwards (125), and deleting the
+ * account with its password (127).  Loaded
  * after app.js, whose state and helpers it uses.  The server decides who
  * may do what: a refused action shows its error in the status line.
  */
@@ -256,4 +258,70 @@ onSubmit('group-form', () => {
   $('group-name').value = '';
   $('group-desc').value = '';
   refresh();
+});
+
+/* ---- history: earlier messages, a page at a time --------------------- */
+
+const HISTORY_PAGE = 50;
+
+/* The button offers older messages until the server said there are none. */
+function historyButton(c) {
+  const b = $('history-btn');
+  b.hidden = false;
+  b.disabled = c.histDone === true;
+  b.textContent = c.histDone ? 'No earlier messages' : 'Earlier messages';
+}
+
+/* A page (newest first) goes before what the conversation shows; a
+ * message shown already (by its smid) is not shown twice. */
+function historyShow(key, m) {
+  const c = conv(key);
+  const have = new Set(c.msgs.map((x) => x.smid).filter((x) => typeof x === 'number'));
+  const older = [];
+  for (const o of parseList(m.messages)) {
+    if (typeof o.smid === 'number') {
+      c.histBefore = o.smid;           // the oldest so far: the next page's cursor
+      if (have.has(o.smid)) continue;
+      state.seen.add(o.smid);
+    }
+    const mine = state.me && o.id === state.me.id;
+    older.unshift({ mine, from: o.name, text: o.msg, time: o.time, smid: o.smid,
+      history: true, state: mine ? 'sent' : undefined });
+  }
+  c.histDone = m.more !== true;
+  c.msgs = older.concat(c.msgs);
+  if (key !== state.current) return;
+  const list = $('messages');
+  list.prepend(...older.map(msgNode));
+  historyButton(c);
+  status(older.length ? `${older.length} earlier messages` : 'no earlier messages');
+}
+
+$('history-btn').addEventListener('click', () => {
+  const key = state.current;
+  if (!key) return;
+  const c = conv(key), id = Number(key.slice(1));
+  const req = { msgid: MSG.HISTORY, limit: HISTORY_PAGE };
+  if (key[0] === 'u') req.toid = id; else req.groupid = id;
+  if (c.histBefore !== undefined) req.before = c.histBefore;
+  request(req, (m) => historyShow(key, m), 'history');
+});
+
+/* ---- deleting the account ------------------------------------------ */
+
+$('delete-account-btn').addEventListener('click', () => {
+  $('delete-form').hidden = false;
+  $('delete-pass').value = '';
+  $('delete-pass').focus();
+});
+$('delete-cancel-btn').addEventListener('click', () => { $('delete-form').hidden = true; });
+onSubmit('delete-form', () => {
+  const password = $('delete-pass').value;
+  if (password === '') return;
+  request({ msgid: MSG.DELETE_ACCOUNT, password }, () => {
+    // the server logged this connection out; nothing of it is kept here
+    $('delete-pass').value = '';
+    state.me = null;
+    signedOut('account deleted');
+  }, 'delete account');
 });

@@ -240,6 +240,8 @@ account_groups(int32_t uid, struct store_group_list *out)
 		    STORE_GROUP_TRANSFER : STORE_GROUP_DISSOLVE, heir, NULL,
 		    0) != STORE_OK)
 			return -1;
+		if (creator && heir == 0)
+			chat_history_forget(g->id);
 	}
 	return 0;
 }
@@ -257,10 +259,17 @@ account_delete(struct conn *c, int32_t uid)
 	uint64_t		 gen;
 	size_t			 i;
 
-	chat_history_flush_sync();	/* its last chats are purged too */
+	/*
+	 * Its chats held here, queued in a store thread or on another
+	 * worker may be kept after the first purge: the store keeps none
+	 * of a sender whose password is "!", and the second purge takes
+	 * those kept in between.
+	 */
+	chat_history_flush_sync();
 	if (account_groups(uid, &gl) == -1 ||
 	    store_account_purge(chat.store, uid) != STORE_OK ||
-	    store_user_set_password(chat.store, uid, "!", &gen) != STORE_OK) {
+	    store_user_set_password(chat.store, uid, "!", &gen) != STORE_OK ||
+	    store_account_purge(chat.store, uid) != STORE_OK) {
 		log_warnx("deleting account %d: %s", (int)uid,
 		    store_error(chat.store));
 		store_group_list_free(&gl);

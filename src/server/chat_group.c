@@ -296,7 +296,7 @@ group_send(struct conn *c, const struct proto_req *req, const int32_t *ids,
 		goto out;
 	}
 	/* once per group message, whoever gets it */
-	chat_history_keep(c->sess->uid, req, &line);
+	chat_history_keep(c->sess->uid, req, &line, util_wall_ms());
 	for (i = 0; i < n; i++) {
 		if (ids[i] == s->uid)
 			continue;

@@ -31,17 +31,24 @@
 #define PRUNE_ROWS	10000	/* rows per prune statement */
 #define PRUNE_ROUNDS	10	/* prune statements per round, at most */
 
-static struct store_hist	*hq;	/* waiting for the next flush */
+/*
+ * Rows waiting for the next flush; their texts one after another in
+ * hq_text (no allocation per chat): each row's text pointer is set
+ * when the batch leaves (history_take), the buffer may move till then.
+ */
+static struct store_hist	*hq;
 static size_t			 hq_n, hq_cap;
+static char			*hq_text;
+static size_t			 hq_tlen, hq_tcap;
 static double			 hq_since;	/* when hq[0] was queued */
 static double			 prune_at;	/* 0: at the first tick */
 
 void
 chat_history_keep(int32_t sender, const struct proto_req *req,
-    const struct buf *line)
+    const struct buf *line, int64_t created)
 {
 	struct store_hist	*h, *nv;
-	char			*text;
+	char			*nt;
 	size_t			 len, ncap;
 
 	if (chat.cfg->history_days == 0 || req->smid <= 0)
@@ -56,10 +63,17 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 		hq = nv;
 		hq_cap = ncap;
 	}
-	if ((text = malloc(len + 1)) == NULL)
-		goto nomem;
-	memcpy(text, buf_head(line), len);
-	text[len] = '\0';
+	if (len > hq_tcap - hq_tlen) {
+		for (ncap = hq_tcap ? hq_tcap : 16384; ncap - hq_tlen < len;
+		    ncap *= 2)
+			;
+		if ((nt = realloc(hq_text, ncap)) == NULL)
+			goto nomem;
+		hq_text = nt;
+		hq_tcap = ncap;
+	}
+	memcpy(hq_text + hq_tlen, buf_head(line), len);
+	hq_tlen += len;
 	if (hq_n == 0)
 		hq_since = util_mono_coarse();
 	h = &hq[hq_n++];
@@ -67,8 +81,8 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 	h->sender = sender;
 	h->peer = req->msgid == MSG_ONE_CHAT ? req->toid : 0;
 	h->gid = req->msgid == MSG_GROUP_CHAT ? req->groupid : 0;
-	h->created = util_wall_ms();
-	h->text = text;
+	h->created = created;
+	h->text = NULL;		/* set by history_take */
 	h->len = len;
 	if (hq_n >= HIST_QUEUE_MAX)
 		chat_history_flush();
@@ -90,16 +104,26 @@ struct hist_job {
 	struct workq_job	 sj;
 	struct store_hist	*rows;
 	size_t			 n;
+	char			*text;		/* the rows' texts */
 	char			*err;		/* the store's error, or NULL */
 };
 
+/* The rows held leave: their texts pointed at; the caller frees both. */
 static void
-hist_rows_free(struct store_hist *rows, size_t n)
+history_take(struct store_hist **rows, size_t *n, char **text)
 {
-	size_t	 i;
+	size_t	 i, off = 0;
 
-	for (i = 0; i < n; i++)
-		free((char *)rows[i].text);
+	for (i = 0; i < hq_n; i++) {
+		hq[i].text = hq_text + off;
+		off += hq[i].len;
+	}
+	*rows = hq;
+	*n = hq_n;
+	*text = hq_text;
+	hq = NULL;
+	hq_text = NULL;
+	hq_n = hq_cap = hq_tlen = hq_tcap = 0;
 }
 
 static void
@@ -119,8 +143,8 @@ hist_done(struct workq_job *sj)
 
 	if (j->err != NULL)
 		log_warnx("history: %zu messages not kept: %s", j->n, j->err);
-	hist_rows_free(j->rows, j->n);
 	free(j->rows);
+	free(j->text);
 	free(j->err);
 	free(j);
 }
@@ -133,26 +157,27 @@ hist_done(struct workq_job *sj)
 static void
 history_flush(int sync)
 {
-	struct hist_job	*j;
+	struct hist_job		*j;
+	struct store_hist	*rows;
+	size_t			 n;
+	char			*text;
 
 	if (hq_n == 0)
 		return;
 	if (!sync && chat.storeq != NULL &&
 	    (j = calloc(1, sizeof(*j))) != NULL) {
-		j->rows = hq;
-		j->n = hq_n;
+		history_take(&j->rows, &j->n, &j->text);
 		j->sj.run = hist_run;
 		j->sj.done = hist_done;
-		hq = NULL;
-		hq_n = hq_cap = 0;
 		storeq_submit(chat.storeq, &j->sj);
 		return;
 	}
-	if (store_history_add(chat.store, hq, hq_n) != STORE_OK)
-		log_warnx("history: %zu messages not kept: %s", hq_n,
+	history_take(&rows, &n, &text);
+	if (store_history_add(chat.store, rows, n) != STORE_OK)
+		log_warnx("history: %zu messages not kept: %s", n,
 		    store_error(chat.store));
-	hist_rows_free(hq, hq_n);
-	hq_n = 0;
+	free(rows);
+	free(text);
 }
 
 void
@@ -165,6 +190,60 @@ void
 chat_history_flush_sync(void)
 {
 	history_flush(1);
+}
+
+/* A dissolved group's history, removed by a store thread. */
+struct forget_job {
+	struct workq_job	 sj;
+	int32_t			 gid;
+	char			*err;
+};
+
+static void
+forget_run(struct workq_job *sj, void *ctx)
+{
+	struct forget_job	*j = (struct forget_job *)sj;
+	struct store		*st = ctx;
+
+	if (store_history_forget(st, j->gid) != STORE_OK)
+		j->err = strdup(store_error(st));
+}
+
+static void
+forget_done(struct workq_job *sj)
+{
+	struct forget_job	*j = (struct forget_job *)sj;
+
+	if (j->err != NULL)
+		log_warnx("history of dissolved group %d: %s", (int)j->gid,
+		    j->err);
+	free(j->err);
+	free(j);
+}
+
+/*
+ * gid was dissolved: its history goes, behind the rows this worker
+ * holds or queued (they go first, in the same store thread).  Rows kept
+ * later, by any worker, are refused by the store (no such group); a
+ * failure leaves them to history_days' prune.
+ */
+void
+chat_history_forget(int32_t gid)
+{
+	struct forget_job	*j;
+
+	chat_history_flush();
+	if (chat.storeq != NULL && (j = calloc(1, sizeof(*j))) != NULL) {
+		j->gid = gid;
+		j->sj.run = forget_run;
+		j->sj.done = forget_done;
+		storeq_submit(chat.storeq, &j->sj);
+		return;
+	}
+	chat_history_flush_sync();
+	if (store_history_forget(chat.store, gid) != STORE_OK)
+		log_warnx("history of dissolved group %d: %s", (int)gid,
+		    store_error(chat.store));
 }
 
 /*

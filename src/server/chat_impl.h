@@ -115,9 +115,13 @@ void	handle_passwd(struct conn *c, const struct proto_req *req);
 void	handle_delete_account(struct conn *c, const struct proto_req *req);
 
 /* chat_history.c */
-/* Keep the chat req (smid set) of sender, as line, in its conversation. */
+/*
+ * Keep the chat req (smid set) of sender, as line, in its conversation,
+ * as of created (Unix ms; taken before the chat was delivered, so that
+ * an answer to it is never kept as older).
+ */
 void	chat_history_keep(int32_t sender, const struct proto_req *req,
-	    const struct buf *line);
+	    const struct buf *line, int64_t created);
 void	handle_history(struct conn *c, const struct proto_req *req);
 /* Write the rows this worker holds now, on the loop (a reader needs them). */
 void	chat_history_flush_sync(void);
@@ -126,6 +130,7 @@ int	chat_history_rate(struct session *s);
 
 /* chat_resume.c */
 void	handle_resume(struct conn *c, const struct proto_req *req);
+void	chat_history_forget(int32_t gid);
 
 /* chat_route.c */
 /*

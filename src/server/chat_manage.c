@@ -181,6 +181,8 @@ handle_group_manage(struct conn *c, const struct proto_req *req)
 	if (req->op == GOP_LEAVE || req->op == GOP_REMOVE ||
 	    req->op == GOP_DISSOLVE)
 		gcache_changed(req->groupid);
+	if (req->op == GOP_DISSOLVE)
+		chat_history_forget(req->groupid);
 	if (proto_put_done(&c->out, req) == -1) {
 		conn_close(c, "out of memory");
 		goto out;

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "pubsub.h"
 #include "store.h"
+#include "util.h"
 
 /*
  * Every chat carries a server message id, unique in the cluster, so
@@ -473,6 +474,7 @@ handle_one_chat(struct conn *c, const struct proto_req *req)
 {
 	struct buf		 line = BUF_INIT;
 	enum deliver_result	 dr;
+	int64_t			 at = util_wall_ms();	/* before delivery */
 
 	if (forward_line(c, req, &line) == -1) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
@@ -506,7 +508,7 @@ handle_one_chat(struct conn *c, const struct proto_req *req)
 		goto out;
 	}
 kept:
-	chat_history_keep(c->sess->uid, req, &line);
+	chat_history_keep(c->sess->uid, req, &line, at);
 out:
 	buf_free(&line);
 }

@@ -24,6 +24,7 @@
 #include "pubsub.h"
 #include "store.h"
 #include "storeq.h"
+#include "util.h"
 
 static uint64_t	stores_done;	/* store jobs that stored something */
 
@@ -161,7 +162,8 @@ acked_done(struct workq_job *sj)
 		stores_done++;
 		/* stored: delivered whether or not the sender is still here */
 		chat_stat(&chat.stats->offline_stored, j->n);
-		chat_history_keep(j->sender, &j->req, &j->line);
+		chat_history_keep(j->sender, &j->req, &j->line,
+		    util_wall_ms());
 		deliver_acked_many(j->to, j->n, j->smid, buf_head(&j->line),
 		    buf_used(&j->line));
 	}

@@ -9,7 +9,8 @@ HTML is shown as text, never run.  The page's controls for the
 extensions: member pages, leaving a group, removing a member (refused
 to a plain member), admins, renaming, handing over, dissolving; removing
 a friend; blocking; typing notices and read
-receipts.  After the server kicks a page it comes back with its resume
+receipts; paging back through a conversation's history; deleting the
+account (a wrong password refused first).  After the server kicks a page it comes back with its resume
 token, never its password.  Screenshots are kept under the build tree in
 tests/integ/screenshots/ as test artefacts.
 
@@ -466,6 +467,59 @@ class Browser(unittest.TestCase):
         b.open("friends", aid)
         b.wait_message("now you do")
         self.assertFalse(b.shown_anywhere("you will not see this"))
+
+    def test_history_and_delete_account(self):
+        a, b = self.pages
+        (aid, an), (bid, bn) = self.fresh()
+        a.login(an, "pw")
+        b.login(bn, "pw")
+        b.js("open(arguments[0]);", "u%d" % aid)
+        for t in ("h one", "h two", "h three"):
+            b.send(t)
+            a.open("friends", bid)
+            a.wait_message(t)
+        a.send("h reply")
+        b.wait_message("h reply")
+        db = os.path.join(self.S.dir, "chat.db")
+
+        def kept():
+            import sqlite3
+            d = sqlite3.connect(db)
+            try:
+                return d.execute("SELECT count(*) FROM History WHERE sender"
+                                 " IN (?, ?)", (aid, bid)).fetchone()[0]
+            finally:
+                d.close()
+        a.wait(lambda: kept() == 4, "the four chats in the history",
+               timeout=4 * WAIT)
+        # a new page (as on another device) shows nothing until asked
+        a.reset(self.url)
+        a.login(an, "pw")
+        a.js("open(arguments[0]);", "u%d" % bid)
+        self.assertEqual(a.messages(), [])
+        a.click("history-btn")
+        want = [("h one", False), ("h two", False), ("h three", False),
+                ("h reply", True)]
+        a.wait(lambda: [(t, m) for t, m, _ in a.messages()] == want,
+               "the history page")
+        a.wait(lambda: a.by_id("history-btn").get_attribute("disabled")
+               is not None, "no earlier messages")
+        a.shot("7-history")
+
+        b.click("delete-account-btn")
+        b.fill("delete-pass", "not it")
+        b.click("delete-confirm-btn")
+        b.wait_status(lambda t: t.startswith("delete account: error 1"),
+                      "a wrong password refused")
+        self.assertTrue(b.by_id("app").is_displayed())
+        b.fill("delete-pass", "pw")
+        b.click("delete-confirm-btn")
+        b.wait_status(lambda t: t == "account deleted", "account deleted")
+        b.wait(lambda: b.by_id("auth").is_displayed(), "the login form")
+        r = self.S.client().login_raw(bid, "pw")
+        self.assertEqual(r["errno"], chatlib.ERR_AUTH)
+        a.wait(lambda: kept() == 1, "bob's chats out of the history",
+               timeout=4 * WAIT)
 
     def test_group_controls(self):
         a, b = self.pages

@@ -18,6 +18,7 @@ sys.dont_write_bytecode = True     # nothing written into the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatlib  # noqa: E402
 import cluster  # noqa: E402
+import test_features_ext  # noqa: E402
 from chatlib import (ERROR, ERR_AUTH, ERR_BAD_VALUE, ERR_MISSING_FIELD,  # noqa: E402
                      ERR_NOT_MEMBER, ERR_RATE, find, unique, wait_for)
 
@@ -44,9 +45,14 @@ def texts(m):
     return [x["msg"] for x in m["messages"]]
 
 
+BLOCK, UNBLOCK, GROUP_MANAGE, DONE = 114, 115, 108, 109
+
+
 class Base(unittest.TestCase):
     workers = 2
     extra = None
+    # a request answered by DONE or ERROR (group and friend notices skipped)
+    request = test_features_ext.Ext.request
 
     @classmethod
     def setUpClass(cls):
@@ -73,6 +79,24 @@ class Base(unittest.TestCase):
             u.id, want, last))
         return last[0]
 
+    def rows(self, where):
+        """History rows matching where, straight from the store."""
+        db = sqlite3.connect(os.path.join(self.srv.dir, "chat.db"))
+        try:
+            return db.execute("SELECT count(*) FROM History WHERE " +
+                              where).fetchone()[0]
+        finally:
+            db.close()
+
+    def stays(self, where, n):
+        """rows(where) is n, and still n after every worker's batch and
+        queued store job had time to land (HIST_FLUSH_SEC is 0.25 s)."""
+        self.assertTrue(wait_for(lambda: self.rows(where) == n,
+                                 timeout=SLOW, interval=0.25),
+                        "%s: %d rows, not %d" % (where, self.rows(where), n))
+        time.sleep(1.5)
+        self.assertEqual(self.rows(where), n, where)
+
     def group(self, creator, *members):
         gname = unique("hg")
         creator.c.creategroup(creator.id, gname, "")
@@ -91,12 +115,13 @@ class Conversations(Base):
             a.chat(b.id, "a%d" % i)
             self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"],
                              "a%d" % i)
-        # not in a2's millisecond: a tie goes by smid, not time-ordered
-        # across workers (seen: a2 2053 and b0 1028 in one ms)
-        time.sleep(0.005)
+        # kept in the same millisecond, chats are ordered by smid, not by
+        # cause (smids are per worker): a reply comes a tick later here
+        time.sleep(0.01)
         b.chat(a.id, "b0")
         self.assertEqual(a.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "b0")
         # an acknowledged chat is kept too, with its smid
+        time.sleep(0.01)
         a.chat(b.id, "acked", cmid=7)
         ack = a.c.recv_msgid(chatlib.CHAT_ACK)
         self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "acked")
@@ -165,6 +190,60 @@ class Conversations(Base):
             codes.append(m.get("errno"))
         self.assertIn(ERR_RATE, codes)
         self.assertEqual(codes[0], 0)
+
+    def test_blocked_not_kept_for_receiver(self):
+        a, b = self.srv.user("hk"), self.srvB.user("hk")
+        a.chat(b.id, "before")
+        self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "before")
+        # kept before the block (a block decides for rows kept after it)
+        self.until(b, ["before"], toid=a.id)
+        m = self.request(b, BLOCK, userid=a.id)
+        self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
+        a.chat(b.id, "while blocked")
+        # the sender keeps its copy (it is not told of the block) ...
+        self.until(a, ["while blocked", "before"], toid=b.id)
+        self.assertEqual(texts(history(b, toid=a.id)), [])
+        m = self.request(b, UNBLOCK, userid=a.id)
+        self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
+        a.chat(b.id, "after")
+        self.assertEqual(b.c.recv_msgid(chatlib.ONE_CHAT)["msg"], "after")
+        # ... the receiver never reads it, not even once unblocked
+        self.until(b, ["after", "before"], toid=a.id)
+        self.until(a, ["after", "while blocked", "before"], toid=b.id)
+        self.assertEqual(b.c.sync(), [])
+
+    def test_dissolved_group_history_gone(self):
+        a, b = self.srv.user("hx"), self.srvB.user("hx")
+        gid = self.group(a, b)
+        for i in range(5):
+            a.groupchat(gid, "g%d" % i)
+            b.c.recv_msgid(chatlib.GROUP_CHAT)
+        self.until(b, ["g4", "g3", "g2", "g1", "g0"], groupid=gid)
+        b.groupchat(gid, "last")     # maybe still held by b's worker
+        self.assertEqual(a.c.recv_msgid(chatlib.GROUP_CHAT)["msg"], "last")
+        m = self.request(a, GROUP_MANAGE, groupid=gid, op="dissolve")
+        self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
+        self.stays("conv = %d" % -gid, 0)
+
+    def test_delete_after_burst(self):
+        a, b = self.srv.user("hz"), self.srvB.user("hz")
+        gid = self.group(b, a)
+        b.chat(a.id, "b stays")
+        a.c.recv_msgid(chatlib.ONE_CHAT)
+        for i in range(20):          # kept in batches: 20 rows stay
+            b.chat(a.id, "b burst %d" % i)
+        for i in range(20):
+            self.assertEqual(a.c.recv_msgid(chatlib.ONE_CHAT)["msg"],
+                             "b burst %d" % i)
+        for i in range(100):
+            a.chat(b.id, "burst %d" % i)
+            a.groupchat(gid, "gburst %d" % i)
+        # deleted while its burst is held or queued for the store
+        a.c.send_obj({"msgid": DELETE_ACCOUNT, "password": "pw"})
+        m = a.c.recv_msgid(ACCOUNT_ACK)
+        self.assertEqual((m["errno"], m["refmsgid"]), (0, DELETE_ACCOUNT))
+        self.stays("sender IN (%d, %d)" % (a.id, -a.id), 0)
+        self.stays("sender = %d" % b.id, 21)
 
     def test_delete_account(self):
         a, b = self.srv.user("hd"), self.srvB.user("hd")
@@ -401,6 +480,10 @@ def tearDownModule():
 @unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
 class CrossNode(OnNodes, Conversations):
     """The same, MySQL store: the first user on node A, the other on B."""
+
+    def rows(self, where):
+        return int(ENV["db"].sql("SELECT count(*) FROM History WHERE " +
+                                 where)[0][0])
 
 
 if __name__ == "__main__":

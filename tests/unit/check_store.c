@@ -839,7 +839,8 @@ START_TEST(test_history)
 		h[i].text = text[i];
 		h[i].len = strlen(text[i]);
 	}
-	ck_assert_int_eq(store_history_add(st, h, 12), STORE_OK);
+	ck_assert_msg(store_history_add(st, h, 12) == STORE_OK, "%s",
+	    store_error(st));
 	/* again: kept once */
 	ck_assert_int_eq(store_history_add(st, h, 3), STORE_OK);
 	ck_assert_int_eq(store_history_fetch(st, b, a, 0, 0, 4, &l), STORE_OK);
@@ -899,6 +900,81 @@ START_TEST(test_history)
 }
 END_TEST
 
+/* How many messages uid's page of its conversation with peer or gid holds. */
+static size_t
+hist_count(struct store *st, int32_t uid, int32_t peer, int32_t gid)
+{
+	struct store_msg_list	 l;
+	size_t			 n;
+
+	ck_assert_int_eq(store_history_fetch(st, uid, peer, gid, 0, 100, &l),
+	    STORE_OK);
+	n = l.n;
+	store_msg_list_free(&l);
+	return n;
+}
+
+/*
+ * Kept for the sender only while blocked, a group's history forgotten,
+ * nothing kept of a deleted sender.
+ */
+START_TEST(test_history_guards)
+{
+	struct store		*st;
+	struct store_hist	 h;
+	char			 gname[128];
+	int64_t			 blk;
+	uint64_t		 gen;
+	int32_t			 a, b, gid;
+	size_t			 glen;
+
+	st = open_store();
+	a = mkuser(st, "ga");
+	b = mkuser(st, "gb");
+	ck_assert_int_eq(store_smid_block(st, a, &blk), STORE_OK);
+	glen = uname_make(gname, sizeof(gname), "gg");
+	ck_assert_int_eq(store_group_create(st, a, gname, glen, "", 0, &gid),
+	    STORE_OK);
+	ck_assert_int_eq(store_group_join(st, gid, b), STORE_OK);
+	memset(&h, 0, sizeof(h));
+	h.sender = a;
+	h.peer = b;
+	h.created = ((int64_t)time(NULL) + 5) * 1000;
+	h.text = "x";
+	h.len = 1;
+	/* b blocks a: a's copy only, even once b unblocks */
+	ck_assert_int_eq(store_block(st, b, a, 1), STORE_OK);
+	h.smid = ++blk;
+	ck_assert_int_eq(store_history_add(st, &h, 1), STORE_OK);
+	ck_assert_int_eq(store_block(st, b, a, 0), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, b, a, 0), 0);
+	ck_assert_uint_eq(hist_count(st, a, b, 0), 1);
+	h.smid = ++blk;
+	ck_assert_int_eq(store_history_add(st, &h, 1), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, b, a, 0), 1);
+	ck_assert_uint_eq(hist_count(st, a, b, 0), 2);
+	/* the group's rows go */
+	h.peer = 0;
+	h.gid = gid;
+	h.smid = ++blk;
+	ck_assert_int_eq(store_history_add(st, &h, 1), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, b, 0, gid), 1);
+	ck_assert_int_eq(store_history_forget(st, gid), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, b, 0, gid), 0);
+	/* a deleted sender ("!"): nothing more kept, the purge takes all */
+	ck_assert_int_eq(store_user_set_password(st, a, "!", &gen), STORE_OK);
+	h.peer = b;
+	h.gid = 0;
+	h.smid = ++blk;
+	ck_assert_int_eq(store_history_add(st, &h, 1), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, b, a, 0), 1);
+	ck_assert_int_eq(store_account_purge(st, a), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, b, a, 0), 0);
+	ck_assert_uint_eq(hist_count(st, a, b, 0), 0);
+	store_close(st);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -921,6 +997,7 @@ store_suite(void)
 	tcase_add_test(tc, test_reopen);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_history);
+	tcase_add_test(tc, test_history_guards);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");

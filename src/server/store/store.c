@@ -603,6 +603,15 @@ store_history_prune(struct store *st, int64_t t, size_t max, size_t *n)
 }
 
 int
+store_history_forget(struct store *st, int32_t gid)
+{
+	int	rc;
+
+	STORE_RUN(st, rc, st->ops->history_forget(st, gid));
+	return rc;
+}
+
+int
 store_account_purge(struct store *st, int32_t uid)
 {
 	int	rc;

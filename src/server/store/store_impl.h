@@ -97,6 +97,7 @@ enum store_query {
 	Q_HISTORY_GROUP,
 	Q_HISTORY_PRUNE,
 	Q_RESUME,
+	Q_HISTORY_FORGET,
 	Q_PURGE_HISTORY,
 	Q_PURGE_OFFLINE,
 	Q_PURGE_FRIENDS,
@@ -178,6 +179,7 @@ struct store_ops {
 	int	(*history_prune)(struct store *, int64_t, size_t, size_t *);
 	int	(*resume_fetch)(struct store *, int32_t, int64_t, int64_t,
 		    size_t, struct store_msg_list *, int64_t *);
+	int	(*history_forget)(struct store *, int32_t);
 	int	(*account_purge)(struct store *, int32_t);
 	/* bump: gen + 1 (and pwhash, when not NULL, in one transaction) */
 	int	(*token_gen)(struct store *, int32_t, int, const char *,

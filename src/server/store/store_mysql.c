@@ -65,10 +65,20 @@
 #define ROW	"(?, ?, ?)"
 #define ROWS4	ROW ", " ROW ", " ROW ", " ROW
 #define ROWS16	ROWS4 ", " ROWS4 ", " ROWS4 ", " ROWS4
-/* History rows (smid, conv, sender, created, message), 8 of them. */
-#define HROW	"(?, ?, ?, ?, ?)"
-#define HROWS4	HROW ", " HROW ", " HROW ", " HROW
-#define HROWS8	HROWS4 ", " HROWS4
+/*
+ * A history row: smid, conv, recipient twice (0 in a group), sender
+ * three times, created, message, sender, conv twice.  As in SQLite
+ * (store_sqlite.c): a chat to one who blocks its sender is kept for the
+ * sender only (sender negated); none of a deleted sender, none for a
+ * group no longer there.  4 of them to a statement (MY_HISTORY_BATCH);
+ * HROW_NP parameters each (store_mysql_impl.h).
+ */
+#define HROW	"SELECT ?, ?, IF(? <> 0 AND EXISTS (SELECT 1 FROM Block" \
+	" WHERE userid = ? AND blockedid = ?), -?, ?), ?, ? FROM DUAL" \
+	" WHERE NOT EXISTS (SELECT 1 FROM User WHERE id = ?" \
+	" AND pwhash = '!') AND (? >= 0 OR EXISTS (SELECT 1 FROM AllGroup" \
+	" WHERE id = -?))"
+#define HROWS4	HROW " UNION ALL " HROW " UNION ALL " HROW " UNION ALL " HROW
 
 /* MySQL's own statements; the shared ones are in store_sql.c. */
 const char *const my_sql[Q_MAX] = {
@@ -146,12 +156,13 @@ const char *const my_sql[Q_MAX] = {
 	    "INSERT INTO TokenGen (userid, gen) VALUES (?, 1)"
 	    " ON DUPLICATE KEY UPDATE gen = gen + 1",
 	[Q_SET_PASSWORD] = "UPDATE User SET pwhash = ? WHERE id = ?",
+	/* IGNORE: a smid kept before stays as it is */
 	[Q_HISTORY_ADD] =
-	    "INSERT INTO History (smid, conv, sender, created, message)"
-	    " VALUES " HROW " ON DUPLICATE KEY UPDATE smid = smid",
+	    "INSERT IGNORE INTO History (smid, conv, sender, created, message) "
+	    HROW,
 	[Q_HISTORY_ADD_BATCH] =
-	    "INSERT INTO History (smid, conv, sender, created, message)"
-	    " VALUES " HROWS8 " ON DUPLICATE KEY UPDATE smid = smid",
+	    "INSERT IGNORE INTO History (smid, conv, sender, created, message) "
+	    HROWS4,
 	[Q_HISTORY_PRUNE] = "DELETE FROM History WHERE created < ? LIMIT ?",
 };
 
@@ -498,5 +509,6 @@ static const struct store_ops mysql_ops = {
 	.history_fetch = mysql_history_fetch,
 	.history_prune = mysql_history_prune,
 	.resume_fetch = mysql_resume_fetch,
+	.history_forget = mysql_history_forget,
 	.account_purge = mysql_account_purge,
 };

@@ -67,6 +67,8 @@ struct mparam {
 	size_t		 len;
 };
 
+/* Parameters of one history row (store_mysql.c, HROW). */
+#define HROW_NP		12
 #define P_INT(v)	((struct mparam){ .i = (v) })
 #define P_STR(p, l)	((struct mparam){ .s = (p) != NULL ? (p) : "", \
 			    .len = (p) != NULL ? (l) : 0 })
@@ -171,6 +173,7 @@ int	mysql_history_fetch(struct store *st, int32_t uid, int32_t peer,
 int	mysql_resume_fetch(struct store *st, int32_t uid, int64_t anchor,
 	    int64_t window_ms, size_t max, struct store_msg_list *out,
 	    int64_t *at);
+int	mysql_history_forget(struct store *st, int32_t gid);
 int	mysql_history_prune(struct store *st, int64_t t, size_t max,
 	    size_t *n);
 int	mysql_account_purge(struct store *st, int32_t uid);

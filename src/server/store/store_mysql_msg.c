@@ -181,15 +181,18 @@ mysql_offline_delete(struct store *st, int32_t uid, int64_t upto)
 
 /* ---- history ---- */
 
-/* History rows go MY_HISTORY_BATCH to a statement. */
-#define MY_HISTORY_BATCH	8
+/* History rows go MY_HISTORY_BATCH to a statement (HROWS4). */
+#define MY_HISTORY_BATCH	4
+_Static_assert(HROW_NP * MY_HISTORY_BATCH <= MY_MAXPARAM,
+    "a history batch binds more than my_exec takes");
 
 static int
 history_add_once(struct my *m, struct mconn *c, const struct store_hist *v,
     size_t n)
 {
-	struct mparam	 p[5 * MY_HISTORY_BATCH];
+	struct mparam	 p[HROW_NP * MY_HISTORY_BATCH], *q;
 	size_t		 i, k, rows;
+	int64_t		 conv;
 	int		 rc;
 
 	if ((rc = my_begin(m, c)) != STORE_OK)
@@ -197,15 +200,21 @@ history_add_once(struct my *m, struct mconn *c, const struct store_hist *v,
 	for (i = 0; i < n; i += rows) {
 		rows = n - i >= MY_HISTORY_BATCH ? MY_HISTORY_BATCH : 1;
 		for (k = 0; k < rows; k++) {
-			p[5 * k] = P_INT(v[i + k].smid);
-			p[5 * k + 1] = P_INT(store_conv(v[i + k].sender,
-			    v[i + k].peer, v[i + k].gid));
-			p[5 * k + 2] = P_INT(v[i + k].sender);
-			p[5 * k + 3] = P_INT(v[i + k].created);
-			p[5 * k + 4] = P_STR(v[i + k].text, v[i + k].len);
+			q = &p[HROW_NP * k];
+			conv = store_conv(v[i + k].sender, v[i + k].peer,
+			    v[i + k].gid);
+			q[0] = P_INT(v[i + k].smid);
+			q[1] = P_INT(conv);
+			q[2] = q[3] = P_INT(v[i + k].peer);
+			q[4] = q[5] = q[6] = P_INT(v[i + k].sender);
+			q[7] = P_INT(v[i + k].created);
+			q[8] = P_STR(v[i + k].text, v[i + k].len);
+			q[9] = P_INT(v[i + k].sender);
+			q[10] = q[11] = P_INT(conv);
 		}
 		if ((rc = my_exec(m, c, rows > 1 ? Q_HISTORY_ADD_BATCH :
-		    Q_HISTORY_ADD, p, 5 * rows, NULL, NULL, "keep history")) !=
+		    Q_HISTORY_ADD, p, HROW_NP * rows, NULL, NULL,
+		    "keep history")) !=
 		    STORE_OK)
 			break;
 	}
@@ -247,6 +256,8 @@ history_fetch_once(struct my *m, struct mconn *c, int32_t uid, int32_t peer,
 	p[np++] = P_INT(at);
 	p[np++] = P_INT(at);
 	p[np++] = P_INT(before);
+	if (gid == 0)
+		p[np++] = P_INT(uid);	/* rows kept for their sender only */
 	if (gid != 0) {
 		p[np++] = P_INT(gid);
 		p[np++] = P_INT(uid);
@@ -328,6 +339,22 @@ int
 mysql_history_prune(struct store *st, int64_t t, size_t max, size_t *n)
 {
 	MY_CALL(st, MY_IDEMPOTENT, history_prune_once(m, c, t, max, n));
+}
+
+static int
+history_forget_once(struct my *m, struct mconn *c, int32_t gid)
+{
+	struct mparam	 p[1];
+
+	p[0] = P_INT(store_conv(0, 0, gid));
+	return my_exec(m, c, Q_HISTORY_FORGET, p, 1, NULL, NULL,
+	    "forget group history");
+}
+
+int
+mysql_history_forget(struct store *st, int32_t gid)
+{
+	MY_CALL(st, MY_IDEMPOTENT, history_forget_once(m, c, gid));
 }
 
 static int

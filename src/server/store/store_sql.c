@@ -57,11 +57,15 @@ const char *const store_sql_common[Q_MAX] = {
 	 * History pages, newest first by arrival (History_conv): ?: conv,
 	 * then the cursor (created twice, smid), a group's group and
 	 * reader (what came after it joined), the reader (its blocks), max.
+	 * A pair's row with a negated sender was sent while the recipient
+	 * blocked the sender: the sender alone reads it (one more ?: the
+	 * reader).
 	 */
 	[Q_HISTORY_AT] = "SELECT created FROM History WHERE smid = ?",
 	[Q_HISTORY_PAIR] =
 	    "SELECT smid, message FROM History WHERE conv = ?"
 	    " AND (created < ? OR (created = ? AND smid < ?))"
+	    " AND (sender > 0 OR sender = -?)"
 	    " AND sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
 	    " ORDER BY created DESC, smid DESC LIMIT ?",
 	[Q_HISTORY_GROUP] =
@@ -76,12 +80,14 @@ const char *const store_sql_common[Q_MAX] = {
 	 * the first bound alone is a range History_created can serve),
 	 * the anchor, then the reader six times (not its own; its pairs,
 	 * either half of conv; its groups since it joined; not whom it
-	 * blocks), max.  Rides History_created: the range is short.
+	 * blocks), max.  Rides History_created: the range is short.  A
+	 * negative sender is a chat its receiver blocked, kept for its
+	 * sender only: never resumed (own chats are not either).
 	 */
 	[Q_RESUME] =
 	    "SELECT h.smid, h.message FROM History h"
 	    " WHERE h.created >= ? AND (h.created > ? OR h.smid > ?)"
-	    " AND h.smid <> ? AND h.sender <> ?"
+	    " AND h.smid <> ? AND h.sender <> ? AND h.sender > 0"
 	    " AND ((h.conv >= 0 AND ((h.conv >> 32) = ?"
 	    " OR (h.conv & 4294967295) = ?))"
 	    " OR (h.conv < 0 AND EXISTS (SELECT 1 FROM GroupUser m"
@@ -89,8 +95,10 @@ const char *const store_sql_common[Q_MAX] = {
 	    " AND h.created >= m.joinedat * 1000)))"
 	    " AND h.sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
 	    " ORDER BY h.created, h.smid LIMIT ?",
+	/* a dissolved group's history: ?: its conv (-groupid) */
+	[Q_HISTORY_FORGET] = "DELETE FROM History WHERE conv = ?",
 	/* account deletion (store_purge) */
-	[Q_PURGE_HISTORY] = "DELETE FROM History WHERE sender = ?",
+	[Q_PURGE_HISTORY] = "DELETE FROM History WHERE sender IN (?, -?)",
 	[Q_PURGE_OFFLINE] = "DELETE FROM OfflineMessage WHERE userid = ?",
 	[Q_PURGE_FRIENDS] =
 	    "DELETE FROM Friend WHERE userid = ? OR friendid = ?",
@@ -99,7 +107,7 @@ const char *const store_sql_common[Q_MAX] = {
 };
 
 const struct store_purge store_purge[STORE_PURGE_N] = {
-	{ Q_PURGE_HISTORY, 1 }, { Q_PURGE_OFFLINE, 1 }, { Q_PURGE_FRIENDS, 2 },
+	{ Q_PURGE_HISTORY, 2 }, { Q_PURGE_OFFLINE, 1 }, { Q_PURGE_FRIENDS, 2 },
 	{ Q_PURGE_BLOCKS, 2 }, { Q_PURGE_GROUPS, 1 }
 };
 

@@ -89,9 +89,31 @@ static const char *const sq_sql[Q_MAX] = {
 	    " OR (userid = ?2 AND friendid = ?1)",
 	[Q_BLOCK_ADD] =
 	    "INSERT OR IGNORE INTO Block (userid, blockedid) VALUES (?1, ?2)",
+	/*
+	 * ?6: the recipient of a one-to-one chat (0 in a group).  A chat
+	 * to one who blocks its sender is kept for the sender only (sender
+	 * negated); none is kept of a deleted sender ("!") or for a group
+	 * no longer there, whichever batch comes late.
+	 */
 	[Q_HISTORY_ADD] =
 	    "INSERT OR IGNORE INTO History (smid, conv, sender, created,"
-	    " message) VALUES (?1, ?2, ?3, ?4, ?5)",
+	    " message) SELECT ?1, ?2, CASE WHEN ?6 <> 0 AND EXISTS (SELECT 1"
+	    " FROM Block WHERE userid = ?6 AND blockedid = ?3) THEN -?3"
+	    " ELSE ?3 END, ?4, ?5"
+	    " WHERE NOT EXISTS (SELECT 1 FROM User WHERE id = ?3"
+	    " AND pwhash = '!')"
+	    " AND (?2 >= 0 OR EXISTS (SELECT 1 FROM AllGroup WHERE id = -?2))",
+	/*
+	 * Account deletion: ?1 = ?2 = the user.  No index on sender (one
+	 * cost every chat kept): its rows are sought by conversation, with
+	 * every user (either side of the pair) and every group; a
+	 * dissolved group's history is gone already.
+	 */
+	[Q_PURGE_HISTORY] =
+	    "DELETE FROM History WHERE sender IN (?1, -?2) AND conv IN"
+	    " (SELECT (?1 << 32) | id FROM User WHERE id >= ?1"
+	    " UNION ALL SELECT (id << 32) | ?1 FROM User WHERE id < ?1"
+	    " UNION ALL SELECT -id FROM AllGroup)",
 	/* SQLite's DELETE takes no LIMIT unless built to */
 	[Q_HISTORY_PRUNE] =
 	    "DELETE FROM History WHERE smid IN (SELECT smid FROM History"
@@ -609,5 +631,6 @@ static const struct store_ops sqlite_ops = {
 	.history_fetch = sqlite_history_fetch,
 	.history_prune = sqlite_history_prune,
 	.resume_fetch = sqlite_resume_fetch,
+	.history_forget = sqlite_history_forget,
 	.account_purge = sqlite_account_purge,
 };

@@ -86,6 +86,7 @@ int	sqlite_history_fetch(struct store *st, int32_t uid, int32_t peer,
 int	sqlite_resume_fetch(struct store *st, int32_t uid, int64_t anchor,
 	    int64_t window_ms, size_t max, struct store_msg_list *out,
 	    int64_t *at);
+int	sqlite_history_forget(struct store *st, int32_t gid);
 int	sqlite_history_prune(struct store *st, int64_t t, size_t max,
 	    size_t *n);
 int	sqlite_account_purge(struct store *st, int32_t uid);

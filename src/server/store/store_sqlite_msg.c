@@ -189,7 +189,8 @@ history_add_once(struct sq *sq, const struct store_hist *v, size_t n)
 		    (rc = sqlite3_bind_int64(s, 3, v[i].sender)) != SQLITE_OK ||
 		    (rc = sqlite3_bind_int64(s, 4, v[i].created)) != SQLITE_OK ||
 		    (rc = sq_bind_text(s, 5, v[i].text, v[i].len)) !=
-		    SQLITE_OK) {
+		    SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(s, 6, v[i].peer)) != SQLITE_OK) {
 			rc = sq_fail(sq, s, rc, "keep history");
 			goto fail;
 		}
@@ -257,6 +258,9 @@ history_fetch_once(struct sq *sq, int32_t uid, int32_t peer, int32_t gid,
 	    (rc = sqlite3_bind_int64(s, i++, at)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, i++, at)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, i++, before)) != SQLITE_OK)
+		return sq_fail(sq, s, rc, "read history");
+	/* a pair's rows kept for their sender only (store_sql.c) */
+	if (gid == 0 && (rc = sqlite3_bind_int64(s, i++, uid)) != SQLITE_OK)
 		return sq_fail(sq, s, rc, "read history");
 	if (gid != 0 &&
 	    ((rc = sqlite3_bind_int64(s, i++, gid)) != SQLITE_OK ||
@@ -333,6 +337,24 @@ int
 sqlite_history_prune(struct store *st, int64_t t, size_t max, size_t *n)
 {
 	SQ_CALL(st, history_prune_once(sq, t, max, n));
+}
+
+static int
+history_forget_once(struct sq *sq, int32_t gid)
+{
+	sqlite3_stmt	*s = sq->q[Q_HISTORY_FORGET];
+	int		 rc;
+
+	if ((rc = sqlite3_bind_int64(s, 1, store_conv(0, 0, gid))) !=
+	    SQLITE_OK)
+		return sq_fail(sq, s, rc, "forget group history");
+	return sq_run(sq, s, "forget group history");
+}
+
+int
+sqlite_history_forget(struct store *st, int32_t gid)
+{
+	SQ_CALL(st, history_forget_once(sq, gid));
 }
 
 static int
