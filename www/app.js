@@ -1,6 +1,7 @@
 /*
  * app.js - chatd's web client: the connection, logging in (with a resume
- * token), chats, typing notices and read receipts.  manage.js holds the
+ * token), a gap-free resume after a reconnect (RESUME, 128), chats, typing
+ * notices and read receipts.  manage.js holds the
  * group, friend and block controls.  One WebSocket to the server that
  * served this page; one JSON request per text message (see
  * chatd-protocol(7)).  Everything shown comes from the network or the user
@@ -16,9 +17,13 @@ const MSG = {
   GROUP_NOTICE: 112, FRIEND_REMOVE: 113, BLOCK: 114, UNBLOCK: 115,
   BLOCK_LIST: 116, BLOCK_LIST_ACK: 117, FRIEND_NOTICE: 118, TYPING: 119,
   READ: 120, LOGOUT_ALL: 122, ACCOUNT_ACK: 124, HISTORY: 125,
-  HISTORY_ACK: 126, DELETE_ACCOUNT: 127
+  HISTORY_ACK: 126, DELETE_ACCOUNT: 127, RESUME: 128, RESUME_ACK: 129
 };
 const ERR_TOKEN = 30;
+const ERR_RATE = 25;
+const ERR_RESUME_GONE = 31;      // RESUME too late: what was missed may be lost
+const RESUME_WAIT_MS = 30000;    // a resume unanswered this long is given up
+const RESUME_RETRIES = 3;        // RESUME refused as too fast: tried again
 const PING_SECONDS = 60;         // below the server's idle_timeout
 const TYPING_EVERY_MS = 3000;    // we send at most one notice per this
 const TYPING_SHOWN_MS = 5000;    // a notice is shown this long
@@ -42,6 +47,13 @@ const state = {
   current: null,                 // key of the conversation shown
   pending: new Map(),            // cmid -> {msg, req}
   seen: new Set(),               // smids shown, to drop a repeat
+  lastSmid: 0,                   // smid of the last chat shown live: RESUME's "since"
+  resuming: false,               // a RESUME asked, its last page not in yet
+  held: [],                      // chats that came meanwhile: [{key, o, offline}]
+  resumeTimer: null,
+  resumeRetries: 0,
+  resumeReq: null,               // the RESUME in flight, asked again on errno 25
+  resumeLimit: 200,              // chats per RESUME page (the server's default)
   ops: [],                       // requests awaiting one answer, in order
   typing: new Map(),             // key -> Map(user id -> {name, until})
   reads: new Map(),              // uid -> smid to acknowledge as read
@@ -106,6 +118,7 @@ function connect() {
     state.open = false;
     state.drops++;
     state.ops = [];              // their answers will not come
+    resumeLost();
     setConn(false);
     if (state.ws !== ws) return;
     // jittered exponential backoff: many pages dropped at once by a
@@ -217,6 +230,9 @@ function showAuth() {
 function onLogin(m) {
   if (m.errno !== 0) { loginFailed(m); return; }
   const first = !state.me;
+  // a token login on a new connection asks for what the old one missed
+  // (after a drop: the token's, or the password's when it was refused)
+  const resume = !first && !state.refreshing && state.lastSmid > 0;
   state.logins++;
   state.retry = 0;
   state.loginRetries = 0;
@@ -231,6 +247,8 @@ function onLogin(m) {
   $('logout-btn').hidden = false;
   $('delete-account-btn').hidden = false;
   $('me').textContent = `${m.name} (id ${m.id})`;
+  if (resume) resumeStart();
+  else if (!state.resuming) releaseHeld();
   for (const o of parseList(m.offlinemsg)) handle(o, true);
   // chats not acknowledged before a reconnect go again: the same cmid
   // is acknowledged once and never delivered twice
@@ -264,10 +282,10 @@ function handle(m, offline) {
       onLogin(m);
       break;
     case MSG.ONE_CHAT:
-      incoming(`u${m.id}`, m, offline);
+      chatIn(`u${m.id}`, m, offline);
       break;
     case MSG.GROUP_CHAT:
-      incoming(`g${m.groupid}`, m, offline);
+      chatIn(`g${m.groupid}`, m, offline);
       break;
     case MSG.CHAT_ACK: {
       const p = state.pending.get(m.cmid);
@@ -278,7 +296,11 @@ function handle(m, offline) {
       }
       break;
     }
+    case MSG.RESUME_ACK:
+      resumePage(m);
+      break;
     case MSG.ERROR:
+      if (m.refmsgid === MSG.RESUME) { resumeRefused(m); break; }
       if (answered(m.refmsgid, m)) break;
       if (m.refmsgid === MSG.READ) break;      // a later receipt covers it
       status(explain(m), true);
@@ -315,15 +337,86 @@ function handle(m, offline) {
   }
 }
 
+/* A chat pushed or brought by the login: held while a resume is answered. */
+function chatIn(key, o, offline) {
+  if (state.resuming) state.held.push({ key, o, offline });
+  else incoming(key, o, offline);
+}
+
 function incoming(key, o, offline) {
   if (typeof o.smid === 'number') {
     if (state.seen.has(o.smid)) return;
     state.seen.add(o.smid);
+    state.lastSmid = o.smid;
   }
   typingGone(key, o.id);
   addMsg(key, { mine: false, from: o.name, text: o.msg, time: o.time, offline,
     smid: o.smid, receipt: o.receipt === true && key[0] === 'u' });
   if (key === state.current) readNow();
+}
+
+/* ---- resuming: every chat once, in order, after a reconnect ---------
+ * The answer's pages list what reached us after the last chat shown
+ * (the first page repeats a window before it: dropped by smid); chats
+ * pushed meanwhile and the login's offline ones are held until the last
+ * page is shown, then shown unless a page had them. */
+
+function resumeStart() {
+  state.resuming = true;
+  state.resumeRetries = 0;
+  resumeAsk({ msgid: MSG.RESUME, since: state.lastSmid, limit: state.resumeLimit });
+}
+
+function resumeAsk(req) {
+  clearTimeout(state.resumeTimer);
+  state.resumeTimer = setTimeout(() => {
+    if (!state.resuming) return;
+    status('no answer to the resume: showing what came since', true);
+    releaseHeld();
+  }, RESUME_WAIT_MS);
+  state.resumeReq = req;
+  if (!send(req)) resumeLost();
+}
+
+function resumePage(m) {
+  if (!state.resuming) return;
+  let last = 0;
+  for (const o of parseList(m.messages)) {
+    if (typeof o.smid === 'number') last = o.smid;
+    if (o.msgid === MSG.ONE_CHAT) incoming(`u${o.id}`, o, true);
+    else if (o.msgid === MSG.GROUP_CHAT) incoming(`g${o.groupid}`, o, true);
+  }
+  if (m.more === true && last > 0) resumeAsk({ msgid: MSG.RESUME, after: last, limit: state.resumeLimit });
+  else releaseHeld();
+}
+
+function resumeRefused(m) {
+  if (!state.resuming) return;
+  if (m.errno === ERR_RATE && state.resumeRetries++ < RESUME_RETRIES) {
+    const req = state.resumeReq;
+    setTimeout(() => { if (state.resuming) resumeAsk(req); }, 1000);
+    return;
+  }
+  status(m.errno === ERR_RESUME_GONE
+    ? 'some earlier messages may be missing: use Earlier messages'
+    : `resume: ${m.errmsg || 'error ' + m.errno}`, true);
+  releaseHeld();
+}
+
+/* The resume is over: what was held, in the order it came. */
+function releaseHeld() {
+  clearTimeout(state.resumeTimer);
+  state.resuming = false;
+  const held = state.held;
+  state.held = [];
+  for (const h of held) incoming(h.key, h.o, h.offline);
+}
+
+/* The connection went mid-resume: the held chats stay held, and the
+ * next resume names the last chat shown. */
+function resumeLost() {
+  clearTimeout(state.resumeTimer);
+  state.resuming = false;
 }
 
 /* ---- typing notices: live only, never kept with the messages -------- */
@@ -625,6 +718,9 @@ $('logout-btn').addEventListener('click', () => {
 /* Nothing of the session is kept in the page: token, password, chats. */
 function signedOut(text) {
   saveToken(null);
+  resumeLost();
+  state.held = [];
+  state.lastSmid = 0;
   state.creds = null;
   state.pending.clear();
   state.convs.clear();

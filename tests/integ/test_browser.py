@@ -11,7 +11,8 @@ to a plain member), admins, renaming, handing over, dissolving; removing
 a friend; blocking; typing notices and read
 receipts; paging back through a conversation's history; deleting the
 account (a wrong password refused first).  After the server kicks a page it comes back with its resume
-token, never its password.  Screenshots are kept under the build tree in
+token, never its password, and resumes: a burst of chats that straddles
+the drop is shown once and in order (issue 13).  Screenshots are kept under the build tree in
 tests/integ/screenshots/ as test artefacts.
 
 Without chromium, chromedriver or python3-selenium the test is SKIPPED
@@ -639,6 +640,74 @@ class Browser(unittest.TestCase):
                       "the notice")
         b.wait(lambda: all(s == "" for _, _, s in b.list_items("friends")),
                "alice no longer a friend")
+
+
+    def test_resume_gap_free(self):
+        """The page is dropped in the middle of a burst of one-to-one chats;
+        after its resume (RESUME, 128) it shows every chat once, in order:
+        the ones the old connection had in flight, the ones stored while
+        it was away and the ones pushed live before the resume was in."""
+        a = self.pages[0]
+        a.reset(self.url)
+        (aid, an), = [self.S.register("web")]
+        a.login(an, "pw")
+        s = self.S.user("sender")
+        s.chat(aid, "before the drop")
+        a.open("friends", s.id)
+        a.wait_message("before the drop")
+        since = a.js("return state.lastSmid;")
+        self.assertGreater(since, 0)
+        # small pages, so the page has to follow "more" with "after"
+        a.js("state.resumeLimit = 15;")
+        # every RESUME the page sends and every page it gets is recorded
+        a.js("window.__resumes = []; window.__pages = [];"
+             " const send0 = WebSocket.prototype.send;"
+             " WebSocket.prototype.send = function (d) {"
+             " try { const o = JSON.parse(d);"
+             " if (o.msgid === 128) window.__resumes.push(o); } catch (e) {}"
+             " return send0.call(this, d); };"
+             " const page0 = resumePage; resumePage = function (m) {"
+             " window.__pages.push(m); return page0(m); };")
+        drops, logins = a.js("return [state.drops, state.logins];")
+        n = 40
+        texts = ["burst %02d" % i for i in range(n)]
+        ctl = os.environ.get("CHATCTL_BIN") or os.path.join(
+            os.path.dirname(chatlib.chatd_bin()), "chatctl")
+        for t in texts[:15]:
+            s.chat(aid, t)
+        r = chatlib.run([ctl, "-s", os.path.join(self.ctl_dir, "ctl.sock"),
+                         "kick", str(aid)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for t in texts[15:30]:          # stored while the page is away
+            s.chat(aid, t)
+        s.c.ping()
+        a.wait(lambda: a.js("return state.logins;") > logins,
+               "logged in again", timeout=60)
+        for t in texts[30:]:            # live, before the resume is in
+            s.chat(aid, t)
+        s.c.ping()
+
+        def burst():
+            return [t for t, _, _ in a.messages() if t.startswith("burst ")]
+        a.wait(lambda: len(burst()) >= n and
+               not a.js("return state.resuming;"),
+               "the whole burst after the resume", timeout=60)
+        self.assertGreaterEqual(a.js("return state.drops;"), drops + 1)
+        self.assertEqual(burst(), texts)
+        kept = a.js("return state.convs.get('u' + arguments[0]).msgs.map("
+                    "m => [m.text, m.smid]);", s.id)
+        self.assertEqual([t for t, _ in kept], ["before the drop"] + texts)
+        # "since" names the last chat shown before the drop: one sent
+        # before the kick (the old connection may have shown several)
+        sent = a.js("return window.__resumes;")
+        self.assertEqual(sorted(sent[0]), ["limit", "msgid", "since"])
+        self.assertEqual(sent[0]["limit"], 15)
+        self.assertIn(sent[0]["since"], [m for _, m in kept[:16]])
+        self.assertTrue(any("after" in o for o in sent[1:]), sent)
+        pages = a.js("return window.__pages;")
+        self.assertGreaterEqual(len(pages), 2)
+        self.assertFalse(pages[-1]["more"])
+        a.shot("8-resumed")
 
 
 if __name__ == "__main__":
