@@ -272,6 +272,19 @@ void	pubsub_publish(struct pubsub *ps, int32_t uid, const char *line,
 	    size_t len, pubsub_publish_cb *cb, void *arg);
 
 /*
+ * How a publish to uid would travel now.  KNOWN: uid's queue is in the
+ * presence cache, so the item is pushed into that queue behind every
+ * earlier publish to it (one queue keeps its order); a caller may go
+ * on before the answer.  LOOKUP: a script finds the queue (its push may
+ * overtake publishes still held for a push in flight).
+ */
+enum pubsub_route {
+	PUBSUB_ROUTE_LOOKUP,
+	PUBSUB_ROUTE_KNOWN
+};
+enum pubsub_route pubsub_route(struct pubsub *ps, int32_t uid);
+
+/*
  * Group fan-out: send line to every one of uids (none of them on this
  * node) with one item per destination worker queue, not one per user.
  * Where each user is comes from the presence cache, else from one

@@ -26,6 +26,8 @@ struct store_user_list;
  * chat layer and freed with it (chat_release).  The connection keeps
  * only the socket, buffers, framing and timers.
  */
+struct route;
+
 struct session {
 	int32_t		 uid;		/* 0 until logged in */
 	char		*name;
@@ -57,6 +59,8 @@ struct session {
 	unsigned	 resume_exact:1;	/* "after", not "since" */
 	int64_t		 resume_smid;
 	size_t		 resume_limit;
+	size_t		 routes_out;	/* chats sent on, unanswered (route) */
+	struct route	*route_wait;	/* waits for them (chat_route.c) */
 };
 
 /* What the worker handed over (chat_init), and the request limits. */

@@ -249,14 +249,29 @@ deliver_acked_many(const int32_t *uids, size_t n, int64_t smid,
  * Cluster mode: lines for users who are not on this node go through
  * Redis.  One route per chat request, shared by its publishes; the
  * users nobody took the line for are stored in one go when the last
- * answer is in.  The sender's connection waits meanwhile (paused and
- * referenced): its next request is handled once the line was queued
- * or stored, as on a single node, so its messages keep their order and
- * a recipient who logs in after that finds them.  Errors go back to
- * the sender if still there.
+ * answer is in.  Errors go back to the sender if still there.
+ *
+ * A one-to-one chat whose recipient's queue is known (the presence
+ * cache: pubsub_route) lets its sender go on at once ("sent on"): the
+ * item goes into that queue behind everything published to it before,
+ * so the sender's messages keep their order, and the sender's next
+ * request is read while the push is out (up to ROUTES_OUT_MAX such
+ * chats per sender).  A plain chat has no answer; if the push fails,
+ * the line is stored (a store thread) and only a failed store answers
+ * with an error.  Any other route (the queue is looked up, or several
+ * users) holds its sender (paused and referenced) until the lines were
+ * queued or stored, as on a single node, and starts only once the
+ * sender's chats sent on are answered, so that its looked-up push
+ * cannot overtake them.  Order is kept per sender and recipient while
+ * the recipient stays where it is; a recipient who moves gets what went
+ * to the old place through the store (the old worker stores, nudges).
  */
+#define ROUTES_OUT_MAX	64
+
 struct route {
-	struct conn	*c;		/* held while paused, else NULL */
+	struct conn	*c;		/* referenced (and held, unless sent
+					   on), else NULL */
+	unsigned	 sent_on:1;	/* the sender went on meanwhile */
 	uint32_t	 conn;		/* the sender's connection */
 	int32_t		 sender;
 	int		 refmsgid;
@@ -264,6 +279,8 @@ struct route {
 	size_t		 refs;
 	int32_t		*away;
 	size_t		 naway;
+	int32_t		*to;		/* waiting to start: whom for */
+	size_t		 nto;
 	char		*line;		/* with its "\n" */
 	size_t		 len;
 };
@@ -278,6 +295,21 @@ reply_sender(uint32_t conn, int32_t sender, int refmsgid, const char *text)
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, refmsgid, text);
 }
 
+static void	route_start(struct route *, const int32_t *, size_t);
+
+/* A chat sent on was answered: a route waiting for that may start. */
+static void
+route_sent_on_done(struct conn *c)
+{
+	struct route	*rt;
+
+	if (c->sess == NULL || --c->sess->routes_out > 0 ||
+	    (rt = c->sess->route_wait) == NULL)
+		return;
+	c->sess->route_wait = NULL;
+	route_start(rt, rt->to, rt->nto);
+}
+
 static void
 route_unref(struct route *rt)
 {
@@ -286,25 +318,31 @@ route_unref(struct route *rt)
 	if (--rt->refs > 0)
 		return;
 	/*
-	 * A chat is stored in a store thread, its held sender waiting.  A
-	 * notice (no errtext) was answered already (DONE): it is stored at
-	 * once, so a recipient who logs in right after that answer finds it.
+	 * A chat is stored in a store thread, its held sender waiting (or,
+	 * sent on, not).  A notice (no errtext) was answered already
+	 * (DONE): it is stored at once, so a recipient who logs in right
+	 * after that answer finds it.
 	 */
 	if (rt->c == NULL || rt->errtext == NULL) {
 		if (chat_keep_offline(rt->away, rt->naway, rt->line,
 		    rt->len - 1) == -1)
 			kr = KEEP_FAILED;
 	} else
-		kr = keep_submit(rt->c, rt->conn, rt->sender, rt->refmsgid,
-		    rt->errtext, rt->away, rt->naway, 0, rt->line, rt->len - 1);
+		kr = keep_submit(rt->sent_on ? NULL : rt->c, rt->conn,
+		    rt->sender, rt->refmsgid, rt->errtext, rt->away, rt->naway,
+		    0, rt->line, rt->len - 1);
 	if (kr == KEEP_FAILED)
 		reply_sender(rt->conn, rt->sender, rt->refmsgid, rt->errtext);
-	if (rt->c != NULL) {
+	if (rt->c != NULL && rt->sent_on) {
+		route_sent_on_done(rt->c);
+		conn_unref(rt->c);
+	} else if (rt->c != NULL) {
 		conn_unref(rt->c);
 		if (!rt->c->closing && kr != KEEP_PENDING)
 			conn_resume(rt->c);
 	}
 	free(rt->away);
+	free(rt->to);
 	free(rt->line);
 	free(rt);
 }
@@ -353,6 +391,27 @@ static const struct pubsub_fanout route_fanout = {
 	route_fanned
 };
 
+/* Publish rt's line to uids[0..n); rt holds one reference of its own,
+ * dropped here (the route may be gone when this returns). */
+static void
+route_start(struct route *rt, const int32_t *uids, size_t n)
+{
+	size_t	 i;
+
+	if (n > 1) {
+		/* away and failed are apart: rt->away has room for both */
+		rt->refs++;	/* the fan-out's end */
+		pubsub_fanout(chat.pubsub, uids, n, rt->line, rt->len,
+		    &route_fanout, rt);
+	} else {
+		rt->refs += n;
+		for (i = 0; i < n; i++)
+			pubsub_publish(chat.pubsub, uids[i], rt->line, rt->len,
+			    route_published, rt);
+	}
+	route_unref(rt);
+}
+
 /*
  * Publish line to each of uids[0..n) (none of them on this node) for
  * the sender on c.
@@ -362,8 +421,8 @@ route_publish(struct conn *c, int32_t sender, int refmsgid,
     const int32_t *uids, size_t n, const char *line, size_t len,
     const char *errtext)
 {
+	struct session	*s = c->sess;
 	struct route	*rt;
-	size_t		 i;
 
 	if ((rt = calloc(1, sizeof(*rt))) == NULL ||
 	    (rt->away = calloc(n, sizeof(*rt->away))) == NULL ||
@@ -379,17 +438,34 @@ route_publish(struct conn *c, int32_t sender, int refmsgid,
 	rt->sender = sender;
 	rt->refmsgid = refmsgid;
 	rt->errtext = errtext;
-	if (n > 1) {
-		/* away and failed are apart: rt->away has room for both */
-		rt->refs = 2;	/* ours, and the fan-out's end */
-		pubsub_fanout(chat.pubsub, uids, n, line, len, &route_fanout,
-		    rt);
-	} else {
-		rt->refs = n + 1;	/* ours until every publish is made */
-		for (i = 0; i < n; i++)
-			pubsub_publish(chat.pubsub, uids[i], line, len,
-			    route_published, rt);
+	rt->refs = 1;		/* ours until every publish is made */
+	if (errtext != NULL && n == 1 && s->routes_out < ROUTES_OUT_MAX &&
+	    pubsub_route(chat.pubsub, uids[0]) == PUBSUB_ROUTE_KNOWN) {
+		rt->c = c;
+		rt->sent_on = 1;
+		c->jobs++;
+		s->routes_out++;
+		route_start(rt, uids, n);
+		return ROUTE_DONE;
 	}
+	if (s->routes_out > 0) {
+		/* after the chats sent on: held until they are answered */
+		if ((rt->to = calloc(n, sizeof(*rt->to))) == NULL) {
+			free(rt->away);
+			free(rt->line);
+			free(rt);
+			return ROUTE_FAILED;
+		}
+		memcpy(rt->to, uids, n * sizeof(*uids));
+		rt->nto = n;
+		rt->c = c;
+		c->jobs++;
+		conn_pause(c);
+		s->route_wait = rt;
+		return ROUTE_PENDING;
+	}
+	rt->refs++;		/* kept over route_start, to see if it ended */
+	route_start(rt, uids, n);
 	if (rt->refs == 1) {
 		/* all answered at once (out of memory): nothing to wait for */
 		route_unref(rt);

@@ -286,6 +286,7 @@ void		 bus_release(struct bus *, int32_t);
 void		 bus_query_online(struct bus *, const int32_t *, size_t,
 		    pubsub_online_cb *, void *);
 void		 bus_nudge(struct bus *, const int32_t *, size_t);
+enum pubsub_route bus_route(struct bus *, int32_t);
 void		 bus_publish(struct bus *, int32_t, const char *, size_t,
 		    pubsub_publish_cb *, void *);
 

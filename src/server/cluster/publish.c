@@ -576,6 +576,15 @@ bus_publish(struct bus *ps, int32_t uid, const char *line, size_t len,
 		cb(arg, uid, -1, line, len);
 }
 
+enum pubsub_route
+bus_route(struct bus *ps, int32_t uid)
+{
+	if (ps->cmd == NULL || !ps->cmd_up ||
+	    pcache_get(&ps->cache, uid, ev_now(ps->loop)) == NULL)
+		return PUBSUB_ROUTE_LOOKUP;
+	return PUBSUB_ROUTE_KNOWN;
+}
+
 void
 bus_nudge(struct bus *ps, const int32_t *uids, size_t n)
 {

@@ -145,6 +145,12 @@ pubsub_publish(struct pubsub *ps, int32_t uid, const char *line, size_t len,
 	bus_publish(of(ps, uid), uid, line, len, cb, arg);
 }
 
+enum pubsub_route
+pubsub_route(struct pubsub *ps, int32_t uid)
+{
+	return bus_route(of(ps, uid), uid);
+}
+
 /* uids split by instance: idx[k] lists the positions of instance k's. */
 struct split {
 	int32_t		*uids;		/* n, grouped by instance */
