@@ -107,6 +107,10 @@
  * receiver drops it if it already handed it off); if Redis is not back
  * within 10 s the caller is told -1 and stores it: then a copy may be
  * both queued and stored (logged).  Never sent: -1 at once.
+ * A caller need not wait for the answer to go on (chat_route.c lets a
+ * sender's next request in while its chat to a KNOWN queue, see
+ * pubsub_route, is out): what it owes the client (a stored copy when
+ * the answer is DOWN or AWAY) it does when the answer comes.
  *
  * Sentinel (redis = sentinel://host:port,.../name): before connecting,
  * and after any lost link, the worker asks the Sentinels in turn for

@@ -256,9 +256,9 @@ deliver_acked_many(const int32_t *uids, size_t n, int64_t smid,
  * item goes into that queue behind everything published to it before,
  * so the sender's messages keep their order, and the sender's next
  * request is read while the push is out (up to ROUTES_OUT_MAX such
- * chats per sender).  A plain chat has no answer; if the push fails,
- * the line is stored (a store thread) and only a failed store answers
- * with an error.  Any other route (the queue is looked up, or several
+ * chats per sender, SENT_ON_BYTES_MAX bytes per worker).  A plain chat
+ * has no answer; if the push fails, the line is stored (a store
+ * thread) and only a failed store answers with an error.  Any other route (the queue is looked up, or several
  * users) holds its sender (paused and referenced) until the lines were
  * queued or stored, as on a single node, and starts only once the
  * sender's chats sent on are answered, so that its looked-up push
@@ -267,6 +267,11 @@ deliver_acked_many(const int32_t *uids, size_t n, int64_t smid,
  * to the old place through the store (the old worker stores, nudges).
  */
 #define ROUTES_OUT_MAX	64
+/* and at most this many bytes of them per worker: memory stays bounded
+ * however many senders there are (past it, senders wait as for a lookup) */
+#define SENT_ON_BYTES_MAX	(16u << 20)
+
+static size_t	 sent_on_bytes;
 
 struct route {
 	struct conn	*c;		/* referenced (and held, unless sent
@@ -334,6 +339,7 @@ route_unref(struct route *rt)
 	if (kr == KEEP_FAILED)
 		reply_sender(rt->conn, rt->sender, rt->refmsgid, rt->errtext);
 	if (rt->c != NULL && rt->sent_on) {
+		sent_on_bytes -= rt->len;
 		route_sent_on_done(rt->c);
 		conn_unref(rt->c);
 	} else if (rt->c != NULL) {
@@ -440,11 +446,13 @@ route_publish(struct conn *c, int32_t sender, int refmsgid,
 	rt->errtext = errtext;
 	rt->refs = 1;		/* ours until every publish is made */
 	if (errtext != NULL && n == 1 && s->routes_out < ROUTES_OUT_MAX &&
+	    sent_on_bytes + len <= SENT_ON_BYTES_MAX &&
 	    pubsub_route(chat.pubsub, uids[0]) == PUBSUB_ROUTE_KNOWN) {
 		rt->c = c;
 		rt->sent_on = 1;
 		c->jobs++;
 		s->routes_out++;
+		sent_on_bytes += len;
 		route_start(rt, uids, n);
 		return ROUTE_DONE;
 	}

@@ -8,6 +8,7 @@ them this test is SKIPPED (exit 77), except in CI (CI=true), where that is
 a failure."""
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -213,6 +214,56 @@ class Cluster(unittest.TestCase):
         self.assertEqual(got, ["n%d" % i for i in range(50)])
         self.quiet(a, b)
 
+    def test_sent_on_keeps_order(self):
+        """Chats to a known queue let the sender go on; chats whose queue
+        is looked up wait for them: each recipient sees its chats in the
+        order sent, none lost or doubled."""
+        a = login_on(self.A.client, "so")
+        b = login_on(self.B.client, "so")
+        cs = [login_on(self.B.client, "so") for _ in range(4)]
+        sent = a.chat(b.id, "warm")      # b's queue is cached on A now
+        self.assert_forwarded(b.c.recv_msgid(ONE_CHAT), sent, a)
+        want = {u.id: [] for u in [b] + cs}
+        for i in range(200):
+            # every 50th goes to a user not cached yet (looked up)
+            u = cs[i // 50] if i % 50 == 0 else b
+            a.chat(u.id, "o%d" % i)
+            want[u.id].append("o%d" % i)
+        for u in [b] + cs:
+            got = [u.c.recv_msgid(ONE_CHAT)["msg"]
+                   for _ in range(len(want[u.id]))]
+            self.assertEqual(got, want[u.id])
+        self.quiet(a, b, *cs)
+
+    def test_sent_on_while_redis_stalls(self):
+        """A chat to a cached queue does not hold its sender: with Redis
+        stopped (SIGSTOP) the sender's next chat, to a user on its own
+        node, arrives while the push is unanswered; the push then goes
+        through once Redis runs again, exactly once."""
+        a = login_on(self.A.client, "st")
+        a2 = login_on(self.A.client, "st")
+        b = login_on(self.B.client, "st")
+        sent = a.chat(b.id, "warm")
+        self.assert_forwarded(b.c.recv_msgid(ONE_CHAT), sent, a)
+        pid = self.redis.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            far = a.chat(b.id, "while redis stalls")
+            near = a.chat(a2.id, "same node meanwhile")
+            # before, a waited for the push's answer (10 s at most)
+            got = a2.c.recv_msgid(ONE_CHAT, timeout=8)
+            self.assert_forwarded(got, near, a)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assert_forwarded(b.c.recv_msgid(ONE_CHAT, timeout=20), far, a)
+        self.assertTrue(chatlib.wait_for(
+            lambda: self.A.joined() and self.B.joined(), 20),
+            "nodes did not reconnect to Redis")
+        self.quiet(a, a2, b)
+        b.c.loginout(b.id)
+        r = b.c.login(b.id, "pw")
+        self.assertEqual(backlog(r, b.c), [])     # once, not stored too
+
     def test_no_such_user_across_cluster(self):
         a = login_on(self.A.client, "nsu")
         a.chat(2147480000, "nobody")
@@ -304,8 +355,8 @@ class Cluster(unittest.TestCase):
         for _ in range(6):
             seen.add(lb_node(self.lb))
         self.assertEqual(seen, {"A", "B"}, "round robin reaches both nodes")
-        x = login_on(self.lb.client, "nx", node="A")
-        y = login_on(self.lb.client, "ny", node="B")
+        x = login_on(self.lb.client, "nx")
+        y = login_on(self.lb.client, "ny")
         sent = x.chat(y.id, "through nginx, A to B")
         self.assert_forwarded(y.c.recv_msgid(ONE_CHAT), sent, x)
         sent = y.chat(x.id, "through nginx, B to A")
@@ -401,7 +452,7 @@ class Cluster(unittest.TestCase):
 
     def test_z_node_killed(self):
         x = login_on(self.A.client, "kx")
-        x2 = login_on(self.lb.client, "kx2", node="A")
+        x2 = login_on(self.lb.client, "kx2")
         y = login_on(self.B.client, "ky")
         y.c.addfriend(y.id, x.id)
         self.quiet(y)
