@@ -258,13 +258,14 @@ deliver_acked_many(const int32_t *uids, size_t n, int64_t smid,
  * request is read while the push is out (up to ROUTES_OUT_MAX such
  * chats per sender, SENT_ON_BYTES_MAX bytes per worker).  A plain chat
  * has no answer; if the push fails, the line is stored (a store
- * thread) and only a failed store answers with an error.  Any other route (the queue is looked up, or several
- * users) holds its sender (paused and referenced) until the lines were
- * queued or stored, as on a single node, and starts only once the
- * sender's chats sent on are answered, so that its looked-up push
- * cannot overtake them.  Order is kept per sender and recipient while
- * the recipient stays where it is; a recipient who moves gets what went
- * to the old place through the store (the old worker stores, nudges).
+ * thread) and only a failed store answers with an error.  Any other
+ * route (the queue is looked up, or several users) holds its sender
+ * (paused and referenced) until the lines were queued or stored, as on
+ * a single node, and starts only once the sender's chats sent on are
+ * answered, so that its looked-up push cannot overtake them.  Order
+ * is kept per sender and recipient while the recipient stays where it
+ * is; a recipient who moves gets what went to the old place through the
+ * store (the old worker stores, nudges).
  */
 #define ROUTES_OUT_MAX	64
 /* and at most this many bytes of them per worker: memory stays bounded
