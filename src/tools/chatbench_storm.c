@@ -51,6 +51,7 @@ static struct {
 	const char	(*tokens)[BENCH_TOKEN_LEN + 1];
 	unsigned int	 seed;
 	uint64_t	 retries, refused, busy;
+	uint64_t	 t_first;	/* ms: the first login after the drop */
 } S;
 
 static uint64_t
@@ -202,6 +203,8 @@ readable(long i)
 			c->st = SS_UP;
 			c->tries = 0;
 			S.up++;
+			if (S.t_first == 0)
+				S.t_first = now_ms();
 		} else if (e == 29 || e == 2 || e == 24) {
 			/* busy, the old session not gone yet, store away */
 			S.busy++;
@@ -315,16 +318,19 @@ storm_run(const struct sockaddr_in *tgt, const char (*toks)[
 	if (all_up()) {
 		run_until(any_down, deadline);
 		t_drop = now_ms();
+		S.t_first = 0;
 		run_until(all_up, deadline);
 		t_back = now_ms();
 	}
 	ok = all_up() && t_drop != 0 && S.failed == 0;
 	printf("{\"scenario\":\"storm\",\"n\":%ld,\"concurrency\":%d,"
-	    "\"first_login_s\":%.3f,\"back_s\":%.3f,\"per_s\":%.0f,"
+	    "\"first_login_s\":%.3f,\"back_s\":%.3f,\"first_back_s\":%.3f,"
+	    "\"per_s\":%.0f,"
 	    "\"logged_in\":%ld,\"failed\":%ld,\"retries\":%llu,"
 	    "\"connects_refused\":%llu,\"busy_or_online\":%llu,"
 	    "\"ok\":%s}\n", n, conc, (t_up - t0) / 1e3,
 	    ok ? (t_back - t_drop) / 1e3 : -1.0,
+	    ok && S.t_first > t_drop ? (S.t_first - t_drop) / 1e3 : -1.0,
 	    ok && t_back > t_drop ? n * 1000.0 / (double)(t_back - t_drop) :
 	    0, S.up, S.failed, (unsigned long long)S.retries,
 	    (unsigned long long)S.refused, (unsigned long long)S.busy,
