@@ -510,9 +510,14 @@ login_data_run(struct workq_job *sj, void *ctx)
 	struct login_data	*d = &j->d;
 	struct store		*st = ctx;
 	const char		*what = "login";
+	int			 snap;
 
+	/* two reads or more: one snapshot, one set of locks */
+	snap = d->check_gen + d->want_user + 2 * d->want_lists +
+	    (d->want_gen && !d->check_gen) + d->want_msgs > 1;
 	d->rc = STORE_OK;
-	store_read_begin(st);		/* one snapshot, one set of locks */
+	if (snap)
+		store_read_begin(st);
 	if (d->check_gen) {
 		/* first: a revoked token reads nothing else */
 		what = "token generation";
@@ -549,7 +554,8 @@ login_data_run(struct workq_job *sj, void *ctx)
 		d->rc = STORE_ERR;
 	}
 out:
-	store_read_end(st);
+	if (snap)
+		store_read_end(st);
 }
 
 static void
