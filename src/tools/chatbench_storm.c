@@ -99,14 +99,13 @@ start(long i)
 {
 	struct sc		*c = &S.c[i];
 	struct epoll_event	 ev;
-	int			 one = 1;
 
+	/* one request per connection: no TCP_NODELAY needed */
 	if ((c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0)) == -1) {
 		fprintf(stderr, "chatbench: socket: %s\n", strerror(errno));
 		exit(2);
 	}
-	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->st = SS_CONNECTING;
 	S.inflight++;
 	if (connect(c->fd, (const struct sockaddr *)S.tgt, sizeof(*S.tgt)) ==
@@ -115,8 +114,12 @@ start(long i)
 		retry(i, 0);
 		return;
 	}
+	/*
+	 * Edge-triggered: EPOLLOUT comes once, when connected, so no
+	 * EPOLL_CTL_MOD follows; readable() reads until EAGAIN.
+	 */
 	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLOUT | EPOLLIN;
+	ev.events = EPOLLOUT | EPOLLIN | EPOLLET;
 	ev.data.u64 = (uint64_t)i;
 	if (epoll_ctl(S.ep, EPOLL_CTL_ADD, c->fd, &ev) == -1) {
 		fprintf(stderr, "chatbench: epoll_ctl: %s\n", strerror(errno));
@@ -124,17 +127,20 @@ start(long i)
 	}
 }
 
+/* events: epoll's; the error is asked for only when the connect failed. */
 static void
-connected(long i)
+connected(long i, uint32_t events)
 {
 	struct sc		*c = &S.c[i];
-	struct epoll_event	 ev;
 	char			 req[256];
 	socklen_t		 sl = sizeof(int);
 	int			 err = 0, n;
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) == -1 ||
-	    err != 0) {
+	if ((events & (EPOLLERR | EPOLLHUP)) != 0 &&
+	    (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) == -1 ||
+	    err == 0))
+		err = ECONNRESET;
+	if (err != 0) {
 		S.refused++;
 		retry(i, 0);
 		return;
@@ -146,11 +152,7 @@ connected(long i)
 		retry(i, 0);
 		return;
 	}
-	c->st = SS_LOGIN;
-	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLIN;
-	ev.data.u64 = (uint64_t)i;
-	(void)epoll_ctl(S.ep, EPOLL_CTL_MOD, c->fd, &ev);
+	c->st = SS_LOGIN;	/* the answer comes as a new edge */
 }
 
 /* The value of "key": in line as an integer, or dflt. */
@@ -257,7 +259,7 @@ run_until(int (*done)(void), uint64_t deadline)
 			if (S.c[i].fd == -1)
 				continue;
 			if (S.c[i].st == SS_CONNECTING)
-				connected(i);
+				connected(i, evs[k].events);
 			else
 				readable(i);
 		}
