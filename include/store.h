@@ -243,6 +243,13 @@ int	store_offline_delete(struct store *st, int32_t uid, int64_t upto);
  * it in the same transaction (STORE_NOTFOUND: no such user).
  */
 int	store_token_gen(struct store *st, int32_t uid, uint64_t *gen);
+/*
+ * Several reads as one snapshot (a login's user, lists, generation and
+ * batch): one read transaction instead of one per statement, where the
+ * backend has it (SQLite; a no-op on MySQL).  Always end what began.
+ */
+void	store_read_begin(struct store *st);
+void	store_read_end(struct store *st);
 int	store_token_bump(struct store *st, int32_t uid, uint64_t *gen);
 int	store_user_set_password(struct store *st, int32_t uid,
 	    const char *pwhash, uint64_t *gen);

@@ -108,10 +108,8 @@ auth_busy(struct conn *c, int msgid)
 void
 handle_token_login(struct conn *c, const struct proto_req *req)
 {
-	struct session		*s = c->sess;
 	struct token_claims	 cl;
 	enum token_result	 r;
-	uint64_t		 gen;
 	const char		*why = NULL;
 
 	if (!tokens_on()) {
@@ -131,20 +129,8 @@ handle_token_login(struct conn *c, const struct proto_req *req)
 		chat_error(c, MSG_LOGIN_ACK, ERR_TOKEN, MSG_LOGIN, why);
 		return;
 	}
-	if (store_token_gen(chat.store, cl.uid, &gen) != STORE_OK) {
-		log_warnx("token login of %d: %s", cl.uid,
-		    store_error(chat.store));
-		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
-		return;
-	}
-	if (gen != cl.gen) {
-		chat_error(c, MSG_LOGIN_ACK, ERR_TOKEN, MSG_LOGIN,
-		    "resume token revoked");
-		return;
-	}
-	s->token_gen = gen;
-	s->has_gen = 1;
-	chat_login_resumed(c, cl.uid);
+	/* its generation is checked off the loop, with the login's reads */
+	chat_login_resumed(c, cl.uid, cl.gen);
 }
 
 /* Answer an account request, with a fresh token when the session wants one. */

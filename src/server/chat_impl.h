@@ -97,7 +97,7 @@ void	chat_logout(struct conn *c);
  * on another node too: the claim in Redis displaces it, and that node
  * closes it when it hears (pubsub_take_over).
  */
-void	chat_login_resumed(struct conn *c, int32_t uid);
+void	chat_login_resumed(struct conn *c, int32_t uid, uint64_t gen);
 
 /* chat_adopt.c */
 /* c's user logged in: the master keeps a copy (crash handover). */
@@ -299,6 +299,9 @@ struct login_data {
 	unsigned		 want_gen:1;	/* token generation */
 	unsigned		 want_msgs:1;	/* offline messages */
 	unsigned		 take_over:1;	/* token login: displace another node's session */
+	unsigned		 check_gen:1;	/* token login: gen must equal token_gen */
+	unsigned		 revoked:1;	/* check_gen: it did not (nothing else read) */
+	uint64_t		 token_gen;	/* check_gen: the token's generation */
 	size_t			 max_msgs;
 	char			*name;		/* the job's copy */
 	size_t			 name_len;

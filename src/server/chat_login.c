@@ -25,6 +25,8 @@ struct chat_job {
 	char		*name;		/* REG: the new user's name */
 	size_t		 name_len;
 	int		 resumed;	/* LOGIN with a token: may take over */
+	uint64_t	 token_gen;	/* resumed: the token's generation */
+	int		 gen_checked;	/* resumed: token_gen is still current */
 };
 
 /* The error answer for a request: LOGIN and REG get their own ACK. */
@@ -177,7 +179,7 @@ login_answer(struct conn *c, int32_t uid, char *name, size_t name_len,
 	free(s->name);
 	s->name = name;
 	s->name_len = name_len;
-	if (d->want_gen) {
+	if (d->want_gen || d->check_gen) {
 		s->token_gen = d->gen;
 		s->has_gen = 1;
 	}
@@ -405,6 +407,17 @@ take_over(struct conn *c, const struct online_entry *e)
 	return 0;
 }
 
+/* A token login's generation check failed (d->revoked) or could not be made. */
+static void
+token_refused(struct conn *c, const struct login_data *d)
+{
+	if (d->rc != STORE_OK)
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+	else
+		chat_error(c, MSG_LOGIN_ACK, ERR_TOKEN, MSG_LOGIN,
+		    "resume token revoked");
+}
+
 /* The user's name, friends and groups (single node: and the batch). */
 static void
 login_read(struct conn *c, struct login_data *d, void *arg)
@@ -416,9 +429,9 @@ login_read(struct conn *c, struct login_data *d, void *arg)
 		online_remove(chat.online, d->uid, chat.slot, c->id);
 		return;
 	}
-	if (d->rc != STORE_OK) {
+	if (d->rc != STORE_OK || d->revoked) {
 		online_remove(chat.online, d->uid, chat.slot, c->id);
-		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		token_refused(c, d);
 		conn_resume(c);
 		return;
 	}
@@ -453,6 +466,8 @@ login_read(struct conn *c, struct login_data *d, void *arg)
 		pubsub_claim(chat.pubsub, l->uid, login_claimed, l);
 }
 
+static void	take_over_checked(struct conn *, struct login_data *, void *);
+
 static enum login_result
 login_done(struct chat_job *j)
 {
@@ -474,6 +489,18 @@ login_done(struct chat_job *j)
 		return LOGIN_ANSWERED;
 	}
 	added = online_add(chat.online, j->uid, chat.slot, c->id, &e);
+	if (added == ONLINE_TAKEN && j->resumed && !j->gen_checked) {
+		/* a revoked token must not displace anyone: check first */
+		memset(&w, 0, sizeof(w));
+		w.uid = j->uid;
+		w.check_gen = 1;
+		w.token_gen = j->token_gen;
+		if (login_data_submit(c, &w, NULL, 0, take_over_checked,
+		    NULL) == 0)
+			return LOGIN_PENDING;
+		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
+		return LOGIN_ANSWERED;
+	}
 	if (added == ONLINE_TAKEN && j->resumed && take_over(c, &e) == 0)
 		added = ONLINE_ADDED;
 	if (added == ONLINE_TAKEN) {
@@ -500,6 +527,9 @@ login_done(struct chat_job *j)
 	w.want_user = 1;
 	w.want_lists = 1;
 	w.take_over = j->resumed;
+	/* the generation check of a token login rides along (read first) */
+	w.check_gen = j->resumed;
+	w.token_gen = j->token_gen;
 	if (login_data_submit(c, &w, NULL, 0, login_read, NULL) == -1) {
 		online_remove(chat.online, j->uid, chat.slot, c->id);
 		chat_error(c, MSG_LOGIN_ACK, ERR_UNAVAILABLE, MSG_LOGIN, NULL);
@@ -508,8 +538,8 @@ login_done(struct chat_job *j)
 	return LOGIN_PENDING;
 }
 
-void
-chat_login_resumed(struct conn *c, int32_t uid)
+static enum login_result
+login_resumed(struct conn *c, int32_t uid, uint64_t gen, int gen_checked)
 {
 	struct chat_job	 j;
 
@@ -519,8 +549,35 @@ chat_login_resumed(struct conn *c, int32_t uid)
 	j.aj.result = AUTH_OK;
 	j.uid = uid;
 	j.resumed = 1;
+	j.token_gen = gen;
+	j.gen_checked = gen_checked;
+	return login_done(&j);
+}
+
+/* The user is online already and the token's generation was read. */
+static void
+take_over_checked(struct conn *c, struct login_data *d, void *arg)
+{
+	(void)arg;
+	if (c->closing)
+		return;
+	if (d->rc != STORE_OK || d->revoked)
+		token_refused(c, d);
+	else if (login_resumed(c, d->uid, d->token_gen, 1) == LOGIN_PENDING)
+		return;
+	conn_resume(c);
+}
+
+/*
+ * A token whose signature and expiry were checked: its generation is
+ * read in the read store thread with the rest of the login (one job),
+ * so that a token login makes no store call on the loop.
+ */
+void
+chat_login_resumed(struct conn *c, int32_t uid, uint64_t gen)
+{
 	conn_pause(c);
-	if (login_done(&j) == LOGIN_ANSWERED)
+	if (login_resumed(c, uid, gen, 0) == LOGIN_ANSWERED)
 		conn_resume(c);
 }
 

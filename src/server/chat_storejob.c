@@ -510,15 +510,30 @@ login_data_run(struct workq_job *sj, void *ctx)
 	struct login_data	*d = &j->d;
 	struct store		*st = ctx;
 	const char		*what = "login";
+	int			 snap;
 
+	/* two reads or more: one snapshot, one set of locks */
+	snap = d->check_gen + d->want_user + 2 * d->want_lists +
+	    (d->want_gen && !d->check_gen) + d->want_msgs > 1;
 	d->rc = STORE_OK;
-	if (d->want_user) {
+	if (snap)
+		store_read_begin(st);
+	if (d->check_gen) {
+		/* first: a revoked token reads nothing else */
+		what = "token generation";
+		if ((d->rc = store_token_gen(st, d->uid, &d->gen)) ==
+		    STORE_OK && d->gen != d->token_gen) {
+			d->revoked = 1;
+			goto out;
+		}
+	}
+	if (d->rc == STORE_OK && d->want_user) {
 		what = "looking up a user";
 		d->rc = d->name != NULL ? store_user_by_name(st, d->name,
 		    d->name_len, &d->user) : store_user_get(st, d->uid,
 		    &d->user);
 		if (d->rc == STORE_NOTFOUND)
-			return;
+			goto out;
 	}
 	if (d->rc == STORE_OK && d->want_lists) {
 		what = "friends and groups";
@@ -526,7 +541,7 @@ login_data_run(struct workq_job *sj, void *ctx)
 		    STORE_OK)
 			d->rc = store_user_groups(st, d->uid, &d->groups);
 	}
-	if (d->rc == STORE_OK && d->want_gen) {
+	if (d->rc == STORE_OK && d->want_gen && !d->check_gen) {
 		what = "token generation";
 		d->rc = store_token_gen(st, d->uid, &d->gen);
 	}
@@ -538,6 +553,9 @@ login_data_run(struct workq_job *sj, void *ctx)
 		job_fail(&j->err, what, st);
 		d->rc = STORE_ERR;
 	}
+out:
+	if (snap)
+		store_read_end(st);
 }
 
 static void

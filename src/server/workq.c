@@ -71,10 +71,15 @@ workq_main(void *arg)
 		/* a mean over about the last 8 jobs */
 		q->avg_us = q->avg_us == 0 ? t1 - t0 :
 		    (q->avg_us * 7 + (t1 - t0)) / 8;
+		/*
+		 * Only the first of a run of finished jobs wakes the loop:
+		 * the loop takes the whole list after reading the counter,
+		 * so a list that was not empty has its wake-up pending.
+		 */
 		job->next = q->finished;
 		q->finished = job;
-		/* a full counter only means the loop is already woken */
-		(void)!write(q->efd, &one, sizeof(one));
+		if (job->next == NULL)
+			(void)!write(q->efd, &one, sizeof(one));
 	}
 	pthread_mutex_unlock(&q->mu);
 	return NULL;

@@ -146,6 +146,7 @@ struct bc {
 	size_t		 woff, wlen, wcap;
 	int		 in_flush;
 	int		 epout;
+	int		 edge;		/* EPOLLET: a one-request login connection */
 	struct bc	*fnext;
 	uint64_t	 expect;	/* group member: next seq */
 	uint64_t	 retry_at;	/* CS_RETRY: when */

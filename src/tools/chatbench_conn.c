@@ -163,8 +163,7 @@ bc_close(struct bc *c, int failed)
 		ST.conns_failed++;
 	c->st = CS_DEAD;
 	if (c->fd != -1) {
-		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-		close(c->fd);
+		close(c->fd);	/* leaves the epoll set: the only copy */
 		c->fd = -1;
 	}
 	free(c->rb);
@@ -181,7 +180,6 @@ bc_drop(struct bc *c)
 
 	if (c->fd != -1) {
 		(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
 		c->fd = -1;
 	}
@@ -206,7 +204,14 @@ bc_connect(struct bc *c)
 		bc_close(c, 1);
 		return;
 	}
-	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/*
+	 * A fresh login sends one request and waits: Nagle cannot delay
+	 * it, and the login scenario saves the calls it can (see below).
+	 */
+	c->edge = O.sc == SC_LOGIN && !O.keep;
+	if (!c->edge)
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
 	if (c->si >= 0) {
 		(void)setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT,
 		    &one, sizeof(one));
@@ -229,7 +234,12 @@ bc_connect(struct bc *c)
 	}
 	c->st = CS_CONNECTING;
 	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLIN | EPOLLOUT;
+	/*
+	 * Edge-triggered, a one-request connection needs no EPOLL_CTL_MOD
+	 * once connected: EPOLLOUT is reported once, and a reply is read in
+	 * one read (RBUF_SIZE) that drains the socket.
+	 */
+	ev.events = EPOLLIN | EPOLLOUT | (c->edge ? EPOLLET : 0);
 	ev.data.ptr = c;
 	c->epout = 1;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) == -1)

@@ -228,6 +228,37 @@ class Tokens(unittest.TestCase):
                          chatlib.ERR_NOT_LOGGED_IN)
         d.close()
 
+    def test_revoked_token_takes_nothing_over(self):
+        """A token revoked while its user is online (a password change
+        keeps the session) is refused on either worker, and the live
+        session stays: the generation is checked before a take-over."""
+        uid, _ = self.new_user("old")
+        peer, peer_name = self.new_user()
+        p = self.srv.client()
+        self.assertEqual(p.login_raw(peer, "pw")["errno"], 0)
+        holder = self.srv.client_on(0)
+        tok = login_token(holder, uid, "old")["token"]
+        holder.send_obj({"msgid": PASSWD, "password": "old",
+                         "newpassword": "new"})
+        r = holder.recv_msgid(ACCOUNT_ACK, timeout=10)
+        self.assertEqual(r["errno"], 0, r)
+        fresh = r["token"]
+        for slot in (0, 1, 0):
+            x = self.srv.client_on(slot)
+            r = resume(x, tok)
+            self.assertEqual(r["errno"], ERR_TOKEN, r)
+            self.assertIn("revoked", r["errmsg"])
+            x.close()
+            p.chat(peer, peer_name, uid, "still yours %d" % slot)
+            self.assertEqual(holder.recv_msgid(chatlib.ONE_CHAT)["msg"],
+                             "still yours %d" % slot)
+        # the token handed out with the change takes the session over
+        new = self.srv.client_on(1)
+        self.assertEqual(resume(new, fresh)["errno"], 0)
+        self.assertTrue(holder.wait_closed(), "old connection kept")
+        for x in (new, holder, p):
+            x.close()
+
 
 class Lifetime(unittest.TestCase):
     def test_expiry(self):

@@ -373,6 +373,20 @@ store_token_gen(struct store *st, int32_t uid, uint64_t *gen)
 	return rc;
 }
 
+void
+store_read_begin(struct store *st)
+{
+	if (st->ops->read_snapshot != NULL)
+		st->ops->read_snapshot(st, 1);
+}
+
+void
+store_read_end(struct store *st)
+{
+	if (st->ops->read_snapshot != NULL)
+		st->ops->read_snapshot(st, 0);
+}
+
 int
 store_token_bump(struct store *st, int32_t uid, uint64_t *gen)
 {

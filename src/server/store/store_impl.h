@@ -37,6 +37,7 @@ enum store_count {
 enum store_query {
 	/* SQLite only */
 	Q_BEGIN,
+	Q_BEGIN_READ,
 	Q_COMMIT,
 	Q_ROLLBACK,
 	Q_PING,
@@ -184,6 +185,8 @@ struct store_ops {
 	/* bump: gen + 1 (and pwhash, when not NULL, in one transaction) */
 	int	(*token_gen)(struct store *, int32_t, int, const char *,
 		    uint64_t *);
+	/* optional: begin (1) or end (0) a read snapshot */
+	void	(*read_snapshot)(struct store *, int);
 };
 
 /* Every backend's handle starts with this. */

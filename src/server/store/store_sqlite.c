@@ -37,6 +37,7 @@
 /* SQLite's own statements; the shared ones are in store_sql.c. */
 static const char *const sq_sql[Q_MAX] = {
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_BEGIN_READ] = "BEGIN",	/* deferred: a snapshot at the first read */
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
 	[Q_PING] = "SELECT 1",
@@ -505,10 +506,6 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 
 /* ---- resume token generations (TokenGen) ---- */
 
-/*
- * Prepared per call, not in sq->q: a token login makes one such call,
- * and preparing costs microseconds.
- */
 static int
 sq_prepare(struct sq *sq, const char *sql, sqlite3_stmt **s)
 {
@@ -523,21 +520,17 @@ sq_prepare(struct sq *sq, const char *sql, sqlite3_stmt **s)
 static int
 token_gen_read(struct sq *sq, int32_t uid, uint64_t *gen)
 {
-	sqlite3_stmt	*s;
+	sqlite3_stmt	*s = sq->q[Q_TOKEN_GEN];	/* every token login */
 	int		 rc;
 
-	if ((rc = sq_prepare(sq, store_sql_common[Q_TOKEN_GEN], &s)) !=
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(uid), "token generation")) !=
 	    STORE_OK)
 		return rc;
-	sqlite3_bind_int64(s, 1, uid);
 	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		rc = sq_fail(sq, s, rc, "token generation");
-		sqlite3_finalize(s);
-		return rc;
-	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sq_fail(sq, s, rc, "token generation");
 	*gen = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
-	sqlite3_finalize(s);
+	sq_done(s);
 	return STORE_OK;
 }
 
@@ -601,6 +594,25 @@ sqlite_token_gen(struct store *st, int32_t uid, int bump, const char *pwhash,
 	return sq_result(sq, token_bump_once(sq, uid, pwhash, gen));
 }
 
+/*
+ * A login's reads in one read transaction: SQLite takes and drops its
+ * locks (fcntl calls and the WAL read mark) once, not per statement.
+ * Nothing to do when a transaction is already open or was rolled back.
+ */
+static void
+sqlite_read_snapshot(struct store *st, int on)
+{
+	struct sq	*sq = (struct sq *)st;
+
+	if (on) {
+		if (sqlite3_get_autocommit(sq->db)) {
+			(void)sqlite3_step(sq->q[Q_BEGIN_READ]);
+			sqlite3_reset(sq->q[Q_BEGIN_READ]);
+		}
+	} else
+		sq_rollback(sq);	/* it only read: the same as COMMIT */
+}
+
 static const struct store_ops sqlite_ops = {
 	.kind = "sqlite",
 	.tries = SQ_TRIES,
@@ -633,4 +645,5 @@ static const struct store_ops sqlite_ops = {
 	.resume_fetch = sqlite_resume_fetch,
 	.history_forget = sqlite_history_forget,
 	.account_purge = sqlite_account_purge,
+	.read_snapshot = sqlite_read_snapshot,
 };
