@@ -44,7 +44,8 @@ SANITIZERS = bool(os.environ.get("CHATD_SANITIZERS", "").strip())
 # AddressSanitizer build on a loaded machine takes seconds for them
 PING_BOUND = float(os.environ.get("UPGRADE_PING_BOUND",
                                   "5.0" if SANITIZERS else "2.0"))
-PING_EVERY = 0.05
+PING_EVERY = 0.02
+PINGERS = 3                 # per worker
 UPGRADE_SECONDS = 600       # chatctl's own bound is larger than ours
 
 
@@ -72,6 +73,31 @@ def status(srv):
     if r.returncode != 0:
         raise AssertionError("chatctl status: %r" % r.stderr)
     return json.loads(r.stdout)
+
+
+def log_time(line):
+    """The monotonic-free time of a log line, in seconds of the day."""
+    t = line.split(" ", 1)[0]          # 2026-12-07T06:02:18.120Z
+    h, m, sec = t[11:-1].split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+def stalls(log):
+    """Per slot, how long its clients went unserved (ms): from the old
+    worker's last read to the end of the new worker's adoption, by the
+    log's clock (the node's own stall, without the test client's)."""
+    stop, done = {}, {}
+    for line in log.splitlines():
+        for slot in range(16):
+            tag = "worker %d " % slot
+            if tag not in line:
+                continue
+            if "upgrade: handing over; no more reading" in line:
+                stop.setdefault(slot, log_time(line))
+            elif "connections of the previous worker of this slot" in line \
+                    and slot in stop and slot not in done:
+                done[slot] = log_time(line)
+    return {s: round((done[s] - stop[s]) * 1000) for s in done}
 
 
 def stop_master(pid, timeout=60):
@@ -117,9 +143,11 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         if c in self.pingers and b'"msgid":102' in line.replace(b" ", b""):
             m = json.loads(line)
             if m.get("seq") == self.pingers[c][0]:
-                rtt = time.monotonic() - self.pingers[c][1]
+                sent = self.pingers[c][1]
+                rtt = time.monotonic() - sent
                 self.worst = max(self.worst, rtt)
                 self.npings += 1
+                self.rtts.append((sent, rtt))
                 self.pingers[c] = (None, None)
             return
         chatload.ChatLoad.on_line(self, c, line)
@@ -136,6 +164,22 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
             self.pingers[c] = (self.seq, now)
             self.last_ping[c] = now
             self.send(c, {"msgid": 101, "seq": self.seq})
+
+    def window(self, start, end):
+        """Worst and 99th percentile round trip (ms) of the pings sent
+        in [start, end), and how many; one still unanswered counts from
+        when it was sent."""
+        rtts = sorted(r for t, r in self.rtts if start <= t < end)
+        now = time.monotonic()
+        rtts += sorted(now - sent for seq, sent in self.pingers.values()
+                       if seq is not None and start <= sent < end)
+        rtts.sort()
+        if not rtts:
+            return {"n": 0}
+        return {"n": len(rtts), "worst_ms": round(rtts[-1] * 1000, 1),
+                "p99_ms": round(rtts[min(len(rtts) - 1,
+                                         int(len(rtts) * 0.99))] * 1000, 1),
+                "median_ms": round(rtts[len(rtts) // 2] * 1000, 1)}
 
     def probe_connect(self):
         """A new TCP connection: accepted (by an old or a new worker)."""
@@ -183,14 +227,19 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         self.nchat = 0
         self.pingers, self.last_ping = {}, {}
         self.seq, self.worst, self.npings = 0, 0.0, 0
+        self.rtts = []
         self.refused, self.connects = [], 0
         self.clients = self.setup_clients(srv)
         self.assertEqual({c.slot for c in self.clients}, {0, 1})
         old_workers = {c.pid for c in self.clients}
         for slot in (0, 1):
-            c = next(c for c in self.clients if c.slot == slot)
-            self.pingers[c] = (None, None)
+            for c in [c for c in self.clients if c.slot == slot][:PINGERS]:
+                self.pingers[c] = (None, None)
+        # warm up, then a control window under the same load
+        self.run_load(1.0)
+        c0 = time.monotonic()
         self.run_load(3.0)
+        control = self.window(c0, time.monotonic())
         before_worst, self.worst = self.worst, 0.0
 
         tool = chatlib.subprocess.Popen(
@@ -199,7 +248,8 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         t0 = time.monotonic()
         done = self.run_load(UPGRADE_SECONDS,
                              until=lambda: tool.poll() is not None)
-        took = time.monotonic() - t0
+        t1 = time.monotonic()
+        took = t1 - t0
         if not done:
             tool.kill()
         out, err = tool.communicate(timeout=30)
@@ -210,6 +260,7 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         # the load goes on, on the new binary
         self.run_load(2.0)
         worst = self.worst
+        during = self.window(t0, t1)
 
         # the old master is gone (status 0), a new one serves
         self.assertTrue(chatlib.wait_for(lambda: srv.proc.poll() is not None,
@@ -233,8 +284,13 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
             "lost": len(self.missing()), "worst_ping_s": round(worst, 3),
             "worst_ping_before_s": round(before_worst, 3),
             "pings": self.npings, "connects": self.connects,
+            "ping_control": control, "ping_upgrade": during,
+            "stall_ms": stalls(srv.log_text()),
             "refused": len(self.refused), "upgrade": st["upgrade"]})
         print(json.dumps(figures), file=sys.stderr)
+        if os.environ.get("UPGRADE_TIMELINE"):
+            with open(os.environ["UPGRADE_TIMELINE"], "w") as f:
+                f.write(srv.log_text())
 
         self.assertEqual(self.stats["closed"], [], figures)
         self.assertEqual(len(moved), N, figures)
