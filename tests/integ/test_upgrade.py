@@ -3,20 +3,24 @@
 dropping a connection.
 
 A node with two workers is started from a copy of chatd in a temporary
-directory; UPGRADE_CLIENTS (default 300) logged-in clients chat, plain
-and acknowledged ("cmid"), and one client on each worker pings every
-50 ms, while `chatctl upgrade` starts the binary at that path again.
-Goals checked:
+directory; UPGRADE_CLIENTS (default 1000, the issue's size) logged-in
+clients chat, plain and acknowledged ("cmid"), and three clients on
+each worker ping every 20 ms, while `chatctl upgrade` starts the binary
+at that path again.  Goals checked:
 
 - 0 disconnects, and no mark of a handover: an upgrade hands each
   connection over at a frame boundary (nothing to resynchronise);
 - 0 acknowledged chats lost: every one reaches its recipient;
 - every client is served by a new worker afterwards, under the same
   session (WHOAMI: same user, no new login);
-- the node answers a PING throughout: the worst round trip is printed
-  and bounded generously (UPGRADE_PING_BOUND, default 2 s, 5 s in the
-  sanitizer build: the pause is the old worker finishing its store
-  jobs, and the machine may be loaded);
+- the node answers a PING throughout: worst, 99th percentile and median
+  round trip are printed for a control window (3 s under the same load
+  just before) and for the upgrade (command to 2 s after it returned),
+  with each slot's own stall by the node's log (old worker's last read
+  to the end of the new worker's adoption).  The assertion is generous
+  (UPGRADE_PING_BOUND, default 5 s, 10 s in the sanitizer build): the
+  pause is mostly the old worker finishing its store jobs, an fsync
+  each, and the machine may be loaded;
 - new TCP connections are never refused during the upgrade;
 - the old master exits (status 0), the new one serves, owns the pid
   file and counts the upgrade and the handed connections.
@@ -38,12 +42,12 @@ import unittest
 import chatlib
 import chatload
 
-N = int(os.environ.get("UPGRADE_CLIENTS", "300"))
+N = int(os.environ.get("UPGRADE_CLIENTS", "1000"))
 SANITIZERS = bool(os.environ.get("CHATD_SANITIZERS", "").strip())
-# the pause is the old worker finishing its store jobs: an
-# AddressSanitizer build on a loaded machine takes seconds for them
+# the pause is mostly the old worker finishing its store jobs (an fsync
+# each): on a loaded machine, and in an AddressSanitizer build, seconds
 PING_BOUND = float(os.environ.get("UPGRADE_PING_BOUND",
-                                  "5.0" if SANITIZERS else "2.0"))
+                                  "10.0" if SANITIZERS else "5.0"))
 PING_EVERY = 0.02
 PINGERS = 3                 # per worker
 UPGRADE_SECONDS = 600       # chatctl's own bound is larger than ours
@@ -114,7 +118,8 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
 
     n_clients = N
     # within what a sanitizer build's store thread keeps up with
-    chats_per_second = 150 if SANITIZERS else 400
+    chats_per_second = float(os.environ.get(
+        "CHATLOAD_RATE", "150" if SANITIZERS else "400"))
 
     def setUp(self):
         self.init_load()
@@ -169,14 +174,16 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         """Worst and 99th percentile round trip (ms) of the pings sent
         in [start, end), and how many; one still unanswered counts from
         when it was sent."""
-        rtts = sorted(r for t, r in self.rtts if start <= t < end)
         now = time.monotonic()
-        rtts += sorted(now - sent for seq, sent in self.pingers.values()
-                       if seq is not None and start <= sent < end)
-        rtts.sort()
-        if not rtts:
+        pings = [(r, t) for t, r in self.rtts if start <= t < end]
+        pings += [(now - sent, sent) for seq, sent in self.pingers.values()
+                  if seq is not None and start <= sent < end]
+        pings.sort()
+        if not pings:
             return {"n": 0}
+        rtts = [r for r, t in pings]
         return {"n": len(rtts), "worst_ms": round(rtts[-1] * 1000, 1),
+                "worst_at_s": round(pings[-1][1] - start, 2),
                 "p99_ms": round(rtts[min(len(rtts) - 1,
                                          int(len(rtts) * 0.99))] * 1000, 1),
                 "median_ms": round(rtts[len(rtts) // 2] * 1000, 1)}
@@ -246,6 +253,8 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
             [ctl_tool(), "-s", srv.keys["control_socket"], "upgrade"],
             stdout=chatlib.subprocess.PIPE, stderr=chatlib.subprocess.PIPE)
         t0 = time.monotonic()
+        t0_wall = time.strftime("%H:%M:%S", time.gmtime()) + \
+            ".%03d" % (time.time() % 1 * 1000)
         done = self.run_load(UPGRADE_SECONDS,
                              until=lambda: tool.poll() is not None)
         t1 = time.monotonic()
@@ -260,7 +269,8 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         # the load goes on, on the new binary
         self.run_load(2.0)
         worst = self.worst
-        during = self.window(t0, t1)
+        # the upgrade and its aftermath (the adopters' offline fetches)
+        during = self.window(t0, t1 + 2.0)
 
         # the old master is gone (status 0), a new one serves
         self.assertTrue(chatlib.wait_for(lambda: srv.proc.poll() is not None,
@@ -281,6 +291,7 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         figures = self.figures(0, [])
         figures.update({
             "upgrade_s": round(took, 2), "moved": len(moved),
+            "began_utc": t0_wall,
             "lost": len(self.missing()), "worst_ping_s": round(worst, 3),
             "worst_ping_before_s": round(before_worst, 3),
             "pings": self.npings, "connects": self.connects,
