@@ -161,6 +161,9 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	s->acks = (st.flags & HO_F_ACKS) != 0;
 	s->want_token = (st.flags & HO_F_TOKEN) != 0;
 	added = online_add(chat.online, st.uid, chat.slot, c->id, &e);
+	/* an upgrade's entry, kept valid while it moved: ours already */
+	if (added == ONLINE_TAKEN && e.slot == chat.slot && e.conn == c->id)
+		added = ONLINE_ADDED;
 	if (added == ONLINE_TAKEN) {
 		snprintf(why, whylen, "user %d logged in again meanwhile",
 		    (int)st.uid);

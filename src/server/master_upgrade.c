@@ -100,6 +100,8 @@ up_failed(const char *fmt, ...)
 		if (slots[i].handed) {
 			slots[i].handed = 0;
 			slots[i].respawn_at = util_mono();
+			/* kept valid while they moved: nobody serves them now */
+			online_slot_reset(node->online, i);
 			lost = 1;
 		}
 	ctl_pause(0);
@@ -154,16 +156,25 @@ up_begin(struct buf *errs)
 	return -1;
 }
 
-/* Slot's worker is gone: its connections go to the new master. */
+/*
+ * Slot's worker is gone: its connections go to the new master.  live:
+ * it handed them over at a frame boundary, so their session table
+ * entries stay valid (chats for them wait in the slot's channel for
+ * the new worker, rather than being stored for away users and fetched
+ * again); else (it died, or was gone) they are away until adopted.
+ */
 static void
-up_pass_slot(int i)
+up_pass_slot(int i, int live)
 {
 	ssize_t	 n;
 
 	slots[i].handed = 1;
 	slots[i].respawn_at = 0;
-	/* its users are away until the new worker adopts them */
-	online_slot_reset(node->online, i);
+	if (live)	/* the adopter counts them again */
+		__atomic_store_n(&online_slot_stats(node->online,
+		    i)->connections, 0, __ATOMIC_RELAXED);
+	else
+		online_slot_reset(node->online, i);
 	if (upgrade_send(up_sock, UP_BEGIN, (uint32_t)i, NULL) == -1) {
 		up_failed("to the new master: %s", strerror(errno));
 		return;
@@ -208,7 +219,7 @@ up_next_slot(void)
 		up_wait = UPW_PREPARED;
 		up_deadline = util_mono() + UPGRADE_SLOT_SECONDS;
 	} else
-		up_pass_slot(i);	/* what waits for a respawn */
+		up_pass_slot(i, 0);	/* what waits for a respawn */
 }
 
 /* The new worker of up_slot is ready: the old one hands over. */
@@ -218,7 +229,7 @@ up_prepared(void)
 	int	 i = up_slot;
 
 	if (slots[i].pid == 0) {
-		up_pass_slot(i);
+		up_pass_slot(i, 0);
 		return;
 	}
 	log_info("upgrade: worker %d (pid %d) stops reading and hands over "
@@ -502,15 +513,18 @@ up_slot_moving(int i)
 int
 up_worker_gone(int i, int status)
 {
+	int	 handed;
+
 	if (!up_new && slots[i].handed)
 		return 1;	/* passed on already, on its word (HO_HANDED) */
 	if (up_sock == -1 || up_new || i != up_slot || up_wait != UPW_WORKER)
 		return 0;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != CHATD_EXIT_HANDED)
+	handed = WIFEXITED(status) && WEXITSTATUS(status) == CHATD_EXIT_HANDED;
+	if (!handed)
 		log_warnx("upgrade: worker %d died while handing over: its "
 		    "connections are passed as after a crash", i);
 	handover_read(i, online_slot_stats(node->online, i));
-	up_pass_slot(i);
+	up_pass_slot(i, handed);
 	return 1;
 }
 
@@ -535,7 +549,7 @@ up_worker_said(int i)
 	if (handover_take_handed(i) && !up_new && up_sock != -1 &&
 	    i == up_slot && up_wait == UPW_WORKER && !slots[i].handed) {
 		log_info("upgrade: worker %d sent its last record", i);
-		up_pass_slot(i);
+		up_pass_slot(i, 1);
 	}
 }
 

@@ -48,6 +48,7 @@ struct chanq {
 };
 
 static void	reload(uint32_t, const char *, size_t);
+static void	handoff_timer_cb(struct ev_loop *, ev_timer *, int);
 
 static struct node	*node;
 static int		 my_slot;
@@ -417,6 +418,8 @@ flush_cb(struct ev_loop *l, ev_prepare *w, int revents)
 	chanq_flush_all();
 	conn_flush_all();
 	conn_reap();
+	if (ev_is_active(&handoff_timer))	/* upgrade: at once when quiet */
+		handoff_timer_cb(l, &handoff_timer, 0);
 	if (stopping && conn_count() == 0)
 		ev_break(l, EVBREAK_ALL);
 }
@@ -514,28 +517,13 @@ handoff_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 	if (!chanqs_empty())
 		chanq_store_all();
 	chat_retry_stores();
-	n.final = 1;
-	conn_foreach(handoff_one, &n);
-	conn_reap();
-	/* the master passes them on at once: our exit may take a while */
-	(void)handover_worker_handed();
-	handoff_flush_master();
-	log_notice("upgrade: %zu connections handed over at a frame boundary, "
-	    "%zu as after a crash (answers or output still due), %zu closed "
-	    "(not logged in, or websocket)", n.clean, n.unclean, n.closed);
-	/*
-	 * As a crash would, but at a quiet moment: nothing logs the users
-	 * out, not here nor in Redis; the next worker of this slot adopts
-	 * them from the master.
-	 */
-	_exit(CHATD_EXIT_HANDED);
+	handoff_finish(handoff_deadline - HANDOFF_SECONDS);
 }
 
 /*
- * SIGUSR2 from the master (upgrade): stop accepting and reading, finish
- * what was read (answers, store jobs, chats for other workers), write
- * all output, then pass every session to the master and exit.  What
- * other workers send this slot waits in its channel for the next one.
+ * SIGUSR2 (upgrade): stop reading, finish what was read, write all
+ * output, pass every session to the master, exit.  What other workers
+ * send meanwhile waits in this slot's channel for the next worker.
  */
 static void
 worker_handoff(void)
@@ -545,7 +533,8 @@ worker_handoff(void)
 	if (stopping)
 		return;
 	stopping = 1;
-	log_info("upgrade: handing over; no more reading");
+	log_info("upgrade: handing over; no more reading (%zu store jobs "
+	    "queued)", storeq_pending(storeq));
 	ev_io_stop(loop, &accept_io);
 	ev_io_stop(loop, &ws_accept_io);
 	ev_timer_stop(loop, &accept_retry);

@@ -19,6 +19,7 @@
 #include "handover.h"
 #include "log.h"
 #include "online.h"
+#include "upgrade.h"
 #include "util.h"
 #include "worker_impl.h"
 
@@ -37,6 +38,7 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 	struct conn		*c;
 	uint64_t		 akey;
 	size_t			 n, i, ok = 0, failed = 0;
+	double			 began = util_mono();
 	char			 why[128];
 
 	n = handover_inherited(&v);
@@ -91,7 +93,8 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 	__atomic_add_fetch(&stats->adopted, ok, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&stats->handover_failed, failed, __ATOMIC_RELAXED);
 	log_notice("adopted %zu connections of the previous worker of this "
-	    "slot%s", ok, failed > 0 ? "; some closed" : "");
+	    "slot in %.0f ms%s", ok, (util_mono() - began) * 1000,
+	    failed > 0 ? "; some closed" : "");
 	if (failed > 0)
 		log_notice("%zu connections of the previous worker closed",
 		    failed);
@@ -140,8 +143,8 @@ handoff_one(struct conn *c, void *arg)
 }
 
 /* The master's socket takes the last records: bounded, then we go. */
-void
-handoff_flush_master(void)
+static void
+flush_master(void)
 {
 	struct pollfd	 pfd;
 	double		 end = util_mono() + 5;
@@ -151,6 +154,30 @@ handoff_flush_master(void)
 		pfd.events = POLLOUT;
 		(void)poll(&pfd, 1, 100);
 	}
+}
+
+void
+handoff_finish(double began)
+{
+	struct handoff_count	 n;
+
+	memset(&n, 0, sizeof(n));
+	n.final = 1;
+	conn_foreach(handoff_one, &n);
+	conn_reap();
+	/* the master passes them on at once: our exit may take a while */
+	(void)handover_worker_handed();
+	flush_master();
+	log_notice("upgrade: %zu connections handed over at a frame boundary, "
+	    "%zu as after a crash (answers or output still due), %zu closed "
+	    "(not logged in, or websocket), %.0f ms after the last read",
+	    n.clean, n.unclean, n.closed, (util_mono() - began) * 1000);
+	/*
+	 * As a crash would, but at a quiet moment: nothing logs the users
+	 * out, not here nor in Redis; the next worker of this slot adopts
+	 * them from the master.
+	 */
+	_exit(CHATD_EXIT_HANDED);
 }
 
 /* A websocket's framing state is not handed over: it closes cleanly. */

@@ -33,7 +33,10 @@ struct handoff_count {
 void	handoff_one(struct conn *c, void *arg);
 /* Websockets close cleanly (their framing state is not handed over). */
 size_t	handoff_close_ws(void);
-/* The master's socket takes the last records: bounded, then we go. */
-void	handoff_flush_master(void);
+/*
+ * Everything is answered and written (or the time is up): hand every
+ * session to the master and exit (began: when reading stopped).
+ */
+void	handoff_finish(double began) __attribute__((noreturn));
 
 #endif

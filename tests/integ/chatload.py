@@ -21,7 +21,8 @@ import time
 
 import chatlib
 
-CHATS_PER_SECOND = 150
+# CHATLOAD_RATE lowers it for a run under valgrind
+CHATS_PER_SECOND = float(os.environ.get("CHATLOAD_RATE", "150"))
 RESEND_SECONDS = 4.0
 KNOWN = {2, 6, 100, 102, 103, 105}
 ERR_BUSY = 29
