@@ -21,6 +21,7 @@ enum chan_type {
 	CHAN_KICK	= 2,	/* close uid's connection (control tool) */
 	CHAN_GROUP	= 3,	/* group uid's membership changed: drop caches */
 	CHAN_CONFIG	= 4,	/* master: reloaded keys (cfg_pack_reload), gen */
+	CHAN_STORED	= 5,	/* something was stored for uid: fetch it */
 };
 
 struct chan_hdr {

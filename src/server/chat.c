@@ -175,6 +175,11 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		if ((c = session_conn(h->conn, uid)) != NULL)
 			conn_close(c, "kicked");
 		break;
+	case CHAN_STORED:
+		/* a login still reading here looks again when it answers */
+		chat_stores_note();
+		chat_stored(NULL, uid);
+		break;
 	default:
 		log_warnx("channel: unknown message type %u from worker %u",
 		    h->type, h->from_slot);

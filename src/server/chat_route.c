@@ -102,12 +102,9 @@ chat_keep_offline(const int32_t *uids, size_t n, const char *line, size_t len)
 	if (n == 0)
 		return 0;
 	chat_stat(&chat.stats->offline_stored, n);
-	/*
-	 * Cluster: one of them may have logged in on some node after the
-	 * sender looked and before this store; their worker then fetches.
-	 */
-	if (chat.pubsub != NULL)
-		pubsub_nudge(chat.pubsub, uids, n);
+	/* one of them may have logged in after the sender looked */
+	chat_stores_note();
+	stored_nudge(uids, n);
 	return 0;
 }
 

@@ -19,8 +19,10 @@
 #include <string.h>
 
 #include "cfg.h"
+#include "channel.h"
 #include "chat_impl.h"
 #include "log.h"
+#include "online.h"
 #include "pubsub.h"
 #include "store.h"
 #include "storeq.h"
@@ -274,16 +276,37 @@ keep_run(struct workq_job *sj, void *ctx)
 	j->result = JOB_OK;
 }
 
+/*
+ * Something was stored for uids after the sender found them away: one
+ * may have logged in since, and its login may have read before this
+ * store committed (the read and write lanes are not ordered, nor are two
+ * workers).  Its worker is told to fetch: over Redis in a cluster, over
+ * the channel on a single node.
+ */
 void
 stored_nudge(const int32_t *uids, size_t n)
 {
-	size_t	 i;
+	struct online_entry	 e;
+	struct chan_hdr		 h;
+	size_t			 i;
 
-	if (chat.pubsub != NULL)
+	if (chat.pubsub != NULL) {
 		pubsub_nudge(chat.pubsub, uids, n);
-	else
-		for (i = 0; i < n; i++)
+		return;
+	}
+	memset(&h, 0, sizeof(h));
+	h.type = CHAN_STORED;
+	h.from_slot = chat.slot;
+	for (i = 0; i < n; i++) {
+		if (online_get(chat.online, uids[i], &e) == -1)
+			continue;	/* away: its next login fetches */
+		if (e.slot == chat.slot) {
 			chat_stored(NULL, uids[i]);
+			continue;
+		}
+		h.uid = (uint32_t)uids[i];
+		(void)chat.to_slot(e.slot, &h, "");
+	}
 }
 
 static void

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatlib  # noqa: E402
 import cluster  # noqa: E402
 from chatlib import ONE_CHAT  # noqa: E402
+from test_features import wait_offline  # noqa: E402
 
 
 def openssl(*args, cwd):
@@ -96,6 +97,9 @@ class DbTls(unittest.TestCase):
             self.assertEqual(m["msg"], "over TLS")
             # stored in MariaDB, read back at login: the link works
             b.c.close()
+            # away for sure: a chat written to the dropped connection
+            # would be the seed's own loss window, not this test's point
+            self.assertTrue(wait_offline(srv, b.id))
             a.chat(b.id, "stored")
             a.c.sync()
             r = b.reconnect()
