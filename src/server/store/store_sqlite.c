@@ -467,12 +467,6 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 	}
 	sq->st.ops = &sqlite_ops;
 	sq->st.seed = (unsigned int)getpid();
-	/*
-	 * No allocation statistics: they take a global mutex per malloc,
-	 * which the store threads of a worker contend for.  Only before
-	 * SQLite's first use; later calls fail harmlessly.
-	 */
-	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 
 	rc = sqlite3_open_v2(path, &sq->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);

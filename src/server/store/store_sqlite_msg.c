@@ -173,8 +173,6 @@ sqlite_offline_remove(struct store *st, int32_t uid, int64_t smid)
 
 /* ---- history ---- */
 
-#define SQ_HIST_CACHE_KB	"32768"	/* a history writer's page cache */
-
 /* The batch's one-to-one conversations into HistoryConv (store_impl.h). */
 static int
 hconv_add(struct sq *sq, const struct store_hist *v, size_t n)
@@ -235,16 +233,6 @@ sqlite_history_add(struct store *st, const struct store_hist *v, size_t n)
 	int		 rc;
 
 	sq->busy = 0;
-	/*
-	 * A handle that writes history (a store thread) gets a page cache
-	 * that holds the hot part of History's indexes: with SQLite's 2 MB
-	 * each batch re-read and re-wrote most of the pages it touched.
-	 */
-	if (!sq->hist_tuned) {
-		sqlite3_exec(sq->db, "PRAGMA cache_size = -" SQ_HIST_CACHE_KB,
-		    NULL, NULL, NULL);
-		sq->hist_tuned = 1;
-	}
 	sqlite3_exec(sq->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
 	rc = sq_result(sq, history_add_once(sq, v, n));
 	sqlite3_exec(sq->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
