@@ -412,22 +412,18 @@ class Upgrade(unittest.TestCase):
         self.until_page(bu, ["after upgrade"], groupid=1)
 
     def test_sqlite_v2(self):
+        def fill(q):
+            v2_rows(q)
+            q("INSERT INTO GroupUser (groupid, userid, grouprole, joined, "
+              "admin, joinedat) VALUES (1, 1, 'creator', 1, 0, 0), "
+              "(1, 2, 'normal', 2, 1, 5)")
+            q("INSERT INTO OfflineMessage (userid, message, created, smid) "
+              "VALUES (2, ?, 0, 0)",
+              ('{"id":1,"msg":"kept by v2","msgid":6,"name":"alice",'
+               '"time":"2026-01-01 00:00:00","toid":2}',))
         srv = chatlib.Server(workers=2)
-        path = os.path.join(srv.dir, "chat.db")
-        db = sqlite3.connect(path)
-        with open(os.path.join(DATA, "schema-v2-sqlite.sql")) as f:
-            db.executescript(f.read())
-        v2_rows(lambda s, p: db.execute(s, p))
-        db.execute("INSERT INTO GroupUser (groupid, userid, grouprole, "
-                   "joined, admin, joinedat) VALUES (1, 1, 'creator', 1, 0, "
-                   "0), (1, 2, 'normal', 2, 1, 5)")
-        db.execute("INSERT INTO OfflineMessage (userid, message, created, "
-                   "smid) VALUES (2, ?, 0, 0)",
-                   ('{"id":1,"msg":"kept by v2","msgid":6,"name":"alice",'
-                    '"time":"2026-01-01 00:00:00","toid":2}',))
-        db.commit()
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 2)
-        db.close()
+        path = cluster.sqlite_old(self, srv, os.path.join(
+            DATA, "schema-v2-sqlite.sql"), fill, 2)
         with srv:
             self.check(srv)
             db = sqlite3.connect(path)
@@ -532,17 +528,13 @@ class UpgradeV3(unittest.TestCase):
             c.close()
 
     def test_sqlite_v3(self):
+        def fill(q):
+            v3_rows(q)
+            q("INSERT INTO GroupUser (groupid, userid, grouprole, joined) "
+              "VALUES (1, 1, 'creator', 1), (1, 2, 'normal', 2)")
         srv = chatlib.Server(workers=2)
-        path = os.path.join(srv.dir, "chat.db")
-        db = sqlite3.connect(path)
-        with open(os.path.join(DATA, "schema-v3-sqlite.sql")) as f:
-            db.executescript(f.read())
-        v3_rows(lambda s, p: db.execute(s, p))
-        db.execute("INSERT INTO GroupUser (groupid, userid, grouprole, "
-                   "joined) VALUES (1, 1, 'creator', 1), (1, 2, 'normal', 2)")
-        db.commit()
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 3)
-        db.close()
+        path = cluster.sqlite_old(self, srv, os.path.join(
+            DATA, "schema-v3-sqlite.sql"), fill, 3)
         with srv:
             self.check(srv)
             db = sqlite3.connect(path)
