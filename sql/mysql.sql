@@ -1,4 +1,4 @@
--- chatd schema for MySQL / MariaDB, version 3.
+-- chatd schema for MySQL / MariaDB, version 4.
 --
 -- Apply to an existing database (the operator creates it):
 --   mariadb chatd < mysql.sql
@@ -128,9 +128,21 @@ CREATE TABLE IF NOT EXISTS History (
 	KEY created (created)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- HistoryConv (version 4): the one-to-one conversations userid received
+-- chats in (conv as in History) and when the latest came (ms).  RESUME
+-- reads History's conv_created for these and the user's groups only,
+-- not every user's traffic since "since".  Written once per
+-- conversation and history batch; pruned with History.
+CREATE TABLE IF NOT EXISTS HistoryConv (
+	userid		INT NOT NULL,
+	conv		BIGINT NOT NULL,
+	last		BIGINT NOT NULL,
+	PRIMARY KEY (userid, conv)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
 CREATE TABLE IF NOT EXISTS SchemaVersion (
 	version		INT NOT NULL,
 	PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-INSERT IGNORE INTO SchemaVersion (version) VALUES (1), (2), (3);
+INSERT IGNORE INTO SchemaVersion (version) VALUES (1), (2), (3), (4);

@@ -13,4 +13,26 @@ ALTER TABLE GroupUser ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE GroupUser ADD COLUMN joinedat INTEGER NOT NULL DEFAULT 0;
 
 -- @version 3
--- History is a new table (sqlite.sql makes it): nothing existing changes.
+-- History is a new table; made here as version 3 had it so that later
+-- steps can read it (sqlite.sql adds its indexes).
+CREATE TABLE IF NOT EXISTS History (
+	smid		INTEGER PRIMARY KEY,
+	conv		INTEGER NOT NULL,
+	sender		INTEGER NOT NULL,
+	created		INTEGER NOT NULL,
+	message		TEXT NOT NULL
+);
+
+-- @version 4
+-- HistoryConv (see sqlite.sql), filled from the history kept so far: a
+-- row's recipient is the half of conv that did not send it.
+CREATE TABLE IF NOT EXISTS HistoryConv (
+	userid		INTEGER NOT NULL,
+	conv		INTEGER NOT NULL,
+	last		INTEGER NOT NULL,
+	PRIMARY KEY (userid, conv)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO HistoryConv (userid, conv, last)
+    SELECT CASE WHEN abs(sender) = (conv >> 32) THEN conv & 4294967295
+    ELSE conv >> 32 END, conv, max(created) FROM History WHERE conv >= 0
+    GROUP BY 1, 2;

@@ -1,4 +1,4 @@
--- chatd SQLite schema, version 3.
+-- chatd SQLite schema, version 4.
 --
 -- Built into chatd (src/sqlite_schema.h) and run at every start inside
 -- one BEGIN IMMEDIATE, so everything here must be idempotent.  To
@@ -118,4 +118,17 @@ CREATE INDEX IF NOT EXISTS History_conv ON History(conv, created, smid);
 DROP INDEX IF EXISTS History_sender;
 CREATE INDEX IF NOT EXISTS History_created ON History(created);
 
-PRAGMA user_version = 3;
+-- HistoryConv (version 4): the one-to-one conversations userid received
+-- chats in (conv as in History) and when the latest came (ms).  RESUME
+-- reads History_conv for these and the user's groups only, not every
+-- user's traffic since "since".  Written once per conversation and
+-- history batch (cheaper than an index entry per chat); pruned with
+-- History.
+CREATE TABLE IF NOT EXISTS HistoryConv (
+	userid		INTEGER NOT NULL,
+	conv		INTEGER NOT NULL,
+	last		INTEGER NOT NULL,
+	PRIMARY KEY (userid, conv)
+) WITHOUT ROWID;
+
+PRAGMA user_version = 4;

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sqlite3
 import sys
 import tempfile
 import time
@@ -344,6 +345,24 @@ class MariaDB:
         only: strings are quoted, not escaped)."""
         self.sql(query.replace("?", "%s") % tuple(
             "'%s'" % x if isinstance(x, str) else str(x) for x in params))
+
+
+def sqlite_old(test, srv, schema_file, fill, old_version):
+    """srv's SQLite store made by an older schema: schema_file, then
+    fill(execute) writes the rows; the schema must read old_version.
+    Returns the file's path (srv, started, upgrades it)."""
+    path = os.path.join(srv.dir, "chat.db")
+    db = sqlite3.connect(path)
+    try:
+        with open(schema_file) as f:
+            db.executescript(f.read())
+        fill(db.execute)
+        db.commit()
+        test.assertEqual(db.execute("PRAGMA user_version").fetchone()[0],
+                         old_version)
+    finally:
+        db.close()
+    return path
 
 
 def mysql_upgrade(test, schema_file, fill, old_version, check):

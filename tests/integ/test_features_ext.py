@@ -82,7 +82,7 @@ class Upgrade(unittest.TestCase):
         with srv:
             self.check_upgraded(srv)
             db = sqlite3.connect(path)
-            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 3)
+            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 4)
             cols = [r[1] for r in db.execute("PRAGMA table_info(GroupUser)")]
             self.assertIn("admin", cols)
             self.assertIn("joinedat", cols)
@@ -127,7 +127,7 @@ class Upgrade(unittest.TestCase):
             self.check_upgraded)
         try:
             self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
-                             [["3"]])
+                             [["4"]])
             self.assertEqual(db.sql(
                 "SELECT userid, grouprole, admin, joinedat FROM GroupUser "
                 "WHERE groupid = 1 AND userid <= 2 ORDER BY userid"),

@@ -5,7 +5,8 @@ HISTORY (125) pages through a one-to-one or group conversation, newest
 first (126); a group member sees only what came after it joined; a
 non-member is refused.  DELETE_ACCOUNT (127) removes the user's messages,
 memberships and friendships and logs it out.  Same node (SQLite, two
-workers), the schema upgrade from version 2 (both backends), and two
+workers), the schema upgrades from versions 2 and 3 (both backends; from
+3 RESUME finds the history kept before), and two
 nodes on a private MariaDB and Redis (skipped without them)."""
 
 import os
@@ -20,7 +21,8 @@ import chatlib  # noqa: E402
 import cluster  # noqa: E402
 import test_features_ext  # noqa: E402
 from chatlib import (ERROR, ERR_AUTH, ERR_BAD_VALUE, ERR_MISSING_FIELD,  # noqa: E402
-                     ERR_NOT_MEMBER, ERR_RATE, find, unique, wait_for)
+                     ERR_NOT_MEMBER, ERR_RATE, GROUP_CHAT, ONE_CHAT, find,
+                     unique, wait_for)
 
 HISTORY, HISTORY_ACK, DELETE_ACCOUNT, ACCOUNT_ACK = 125, 126, 127, 124
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -410,27 +412,23 @@ class Upgrade(unittest.TestCase):
         self.until_page(bu, ["after upgrade"], groupid=1)
 
     def test_sqlite_v2(self):
+        def fill(q):
+            v2_rows(q)
+            q("INSERT INTO GroupUser (groupid, userid, grouprole, joined, "
+              "admin, joinedat) VALUES (1, 1, 'creator', 1, 0, 0), "
+              "(1, 2, 'normal', 2, 1, 5)")
+            q("INSERT INTO OfflineMessage (userid, message, created, smid) "
+              "VALUES (2, ?, 0, 0)",
+              ('{"id":1,"msg":"kept by v2","msgid":6,"name":"alice",'
+               '"time":"2026-01-01 00:00:00","toid":2}',))
         srv = chatlib.Server(workers=2)
-        path = os.path.join(srv.dir, "chat.db")
-        db = sqlite3.connect(path)
-        with open(os.path.join(DATA, "schema-v2-sqlite.sql")) as f:
-            db.executescript(f.read())
-        v2_rows(lambda s, p: db.execute(s, p))
-        db.execute("INSERT INTO GroupUser (groupid, userid, grouprole, "
-                   "joined, admin, joinedat) VALUES (1, 1, 'creator', 1, 0, "
-                   "0), (1, 2, 'normal', 2, 1, 5)")
-        db.execute("INSERT INTO OfflineMessage (userid, message, created, "
-                   "smid) VALUES (2, ?, 0, 0)",
-                   ('{"id":1,"msg":"kept by v2","msgid":6,"name":"alice",'
-                    '"time":"2026-01-01 00:00:00","toid":2}',))
-        db.commit()
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 2)
-        db.close()
+        path = cluster.sqlite_old(self, srv, os.path.join(
+            DATA, "schema-v2-sqlite.sql"), fill, 2)
         with srv:
             self.check(srv)
             db = sqlite3.connect(path)
             self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0],
-                             3)
+                             4)
             self.assertEqual(db.execute(
                 "SELECT userid, grouprole, joined, admin, joinedat FROM "
                 "GroupUser WHERE groupid = 1 ORDER BY userid").fetchall(),
@@ -457,13 +455,116 @@ class Upgrade(unittest.TestCase):
             self.check)
         try:
             self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
-                             [["3"]])
+                             [["4"]])
             self.assertEqual(db.sql(
                 "SELECT userid, grouprole, admin, joinedat FROM GroupUser "
                 "WHERE groupid = 1 ORDER BY userid"),
                 [["1", "creator", "0", "0"], ["2", "normal", "1", "5"]])
             self.assertEqual(db.sql("SELECT userid, blockedid FROM Block"),
                              [["2", "1"]])
+        finally:
+            db.stop()
+
+
+# ---- the schema upgrade from version 3 ----------------------------------
+# Version 4 adds HistoryConv, which RESUME reads instead of everyone's
+# traffic since "since"; the upgrade fills it from the history kept.
+
+RESUME, RESUME_ACK = 128, 129
+T0 = int(time.time() * 1000) - 600000      # ten minutes ago (ms)
+# smid, sender, peer (user) or -group, seconds after T0, text.  Alice (1)
+# blocks carol (3): carol's chat to alice was kept for carol only
+# (negative sender).  99 lies more than RESUME's 10 s before 100.
+V3_HISTORY = ((99, 1, 2, -60, "old"), (100, 1, 2, 0, "a1"),
+              (101, 3, 2, 20, "c1"), (102, 2, 1, 30, "b1"),
+              (103, 1, -1, 40, "g1"), (104, 3, 1, 50, "c2"),
+              (105, 1, 2, 60, "a2"), (106, -3, 1, 70, "blocked"))
+
+
+def conv(a, b):
+    return b if b < 0 else (min(a, b) << 32) | max(a, b)   # b < 0: -group
+
+
+def v3_rows(q):
+    for uid, name in ((1, "alice"), (2, "bob"), (3, "carol")):
+        q("INSERT INTO User (id, name, pwhash) VALUES (?, ?, ?)",
+          (uid, name, PW_HASH))
+    q("INSERT INTO AllGroup (id, groupname, groupdesc, creator) "
+      "VALUES (1, 'v3 group', '', 1)", ())
+    q("INSERT INTO Block (userid, blockedid) VALUES (1, 3)", ())
+    for smid, sender, to, sec, text in V3_HISTORY:
+        obj = ('{"msg":"%s","msgid":%d,"smid":%d}' %
+               (text, GROUP_CHAT if to < 0 else ONE_CHAT, smid))
+        q("INSERT INTO History (smid, conv, sender, created, message) "
+          "VALUES (?, ?, ?, ?, ?)",
+          (smid, conv(abs(sender), to), sender, T0 + sec * 1000, obj))
+
+
+# what each user's RESUME since 100 finds: received, not blocked, in order
+V3_RESUMED = {1: ["b1"], 2: ["c1", "g1", "a2"]}     # alice blocks carol
+V3_CONVS = sorted([(2, conv(1, 2)), (2, conv(2, 3)), (1, conv(1, 2)),
+                   (1, conv(1, 3))])
+
+
+class UpgradeV3(unittest.TestCase):
+    def check(self, srv):
+        for uid, name in ((1, "alice"), (2, "bob")):
+            c = srv.client()
+            c.login(uid, "pw")
+            c.send_obj({"msgid": RESUME, "since": 100})
+            while True:
+                m = c.recv(timeout=SLOW)
+                if m["msgid"] in (RESUME_ACK, ERROR):
+                    break
+            self.assertEqual(m["msgid"], RESUME_ACK, m)
+            got = [chatlib.json.loads(t)["msg"] for t in m["messages"]]
+            self.assertEqual(got, V3_RESUMED[uid], name)
+            # nothing lost: every page as before
+            u = chatlib.User(srv, c, uid, name, "pw")
+            if uid == 2:
+                self.assertEqual(texts(history(u, toid=1)),
+                                 ["a2", "b1", "a1", "old"])
+                self.assertEqual(texts(history(u, groupid=1)), ["g1"])
+            c.close()
+
+    def test_sqlite_v3(self):
+        def fill(q):
+            v3_rows(q)
+            q("INSERT INTO GroupUser (groupid, userid, grouprole, joined) "
+              "VALUES (1, 1, 'creator', 1), (1, 2, 'normal', 2)")
+        srv = chatlib.Server(workers=2)
+        path = cluster.sqlite_old(self, srv, os.path.join(
+            DATA, "schema-v3-sqlite.sql"), fill, 3)
+        with srv:
+            self.check(srv)
+            db = sqlite3.connect(path)
+            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0],
+                             4)
+            self.assertEqual(db.execute("SELECT count(*) FROM History"
+                                        ).fetchone()[0], len(V3_HISTORY))
+            self.assertEqual(sorted(db.execute(
+                "SELECT userid, conv FROM HistoryConv").fetchall()),
+                V3_CONVS)
+            db.close()
+
+    @unittest.skipUnless(cluster.find_prog("mariadbd")
+                         or cluster.find_prog("mysqld"), "no mariadbd")
+    def test_mysql_v3(self):
+        def fill(db):
+            v3_rows(db.insert)
+            db.sql("INSERT INTO GroupUser (groupid, userid, grouprole) "
+                   "VALUES (1, 1, 'creator'), (1, 2, 'normal')")
+        db = cluster.mysql_upgrade(
+            self, os.path.join(DATA, "schema-v3-mysql.sql"), fill, 3,
+            self.check)
+        try:
+            self.assertEqual(db.sql("SELECT MAX(version) FROM SchemaVersion"),
+                             [["4"]])
+            self.assertEqual(db.sql("SELECT COUNT(*) FROM History"),
+                             [[str(len(V3_HISTORY))]])
+            self.assertEqual(sorted(
+                (int(u), int(c)) for u, c in db.sql(
+                    "SELECT userid, conv FROM HistoryConv")), V3_CONVS)
         finally:
             db.stop()
 

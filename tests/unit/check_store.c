@@ -871,6 +871,19 @@ START_TEST(test_history)
 	ck_assert_uint_eq(l.n, 2);
 	ck_assert_str_eq(l.v[0].text, "m11");
 	store_msg_list_free(&l);
+	/* resume after m0: what b received (HistoryConv, its group), in order */
+	ck_assert_int_eq(store_resume_fetch(st, b, smid0, -1, 100, &l, &blk),
+	    STORE_OK);
+	ck_assert_int_eq(blk, t0);
+	ck_assert_uint_eq(l.n, 5);
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(l.v[i].id, smid0 + 2 + 2 * (int64_t)i);
+	store_msg_list_free(&l);
+	/* c received nothing: none of a's or b's traffic */
+	ck_assert_int_eq(store_resume_fetch(st, c, smid0, -1, 100, &l, &blk),
+	    STORE_OK);
+	ck_assert_uint_eq(l.n, 0);
+	store_msg_list_free(&l);
 	/* b blocks a: a's messages leave b's pages */
 	ck_assert_int_eq(store_block(st, b, a, 1), STORE_OK);
 	ck_assert_int_eq(store_history_fetch(st, b, a, 0, 0, 100, &l),

@@ -527,7 +527,7 @@ START_TEST(test_schema)
 	st = open_opts(s, NULL);
 	store_close(st);
 	ck_assert_int_eq(root_int("SELECT MAX(version) FROM "
-	    "chatd_schema.SchemaVersion"), 3);
+	    "chatd_schema.SchemaVersion"), 4);
 	st = open_opts(s, NULL);	/* again: nothing to do */
 	store_close(st);
 

@@ -99,13 +99,38 @@ enum store_query {
 	Q_HISTORY_PRUNE,
 	Q_RESUME,
 	Q_HISTORY_FORGET,
+	Q_HCONV_ADD,
+	Q_HCONV_PRUNE,
 	Q_PURGE_HISTORY,
 	Q_PURGE_OFFLINE,
 	Q_PURGE_FRIENDS,
 	Q_PURGE_BLOCKS,
 	Q_PURGE_GROUPS,
+	Q_PURGE_HCONV,
 	Q_MAX
 };
+
+/*
+ * Resume (store_resume_fetch): the reader's conversations (one-to-
+ * one ones from HistoryConv that had a chat for it since the
+ * cursor, its groups since it joined: ?: reader, cursor, reader),
+ * then History_conv per conversation from the cursor (created
+ * twice, smid), the anchor, the reader twice (not its own; not
+ * whom it blocks), max.  A negative sender is a chat its receiver
+ * blocked, kept for its sender only: never resumed (own chats are
+ * not either).  The dialects name the join that keeps the
+ * conversations outside (store_sqlite.c, store_mysql.c).
+ */
+#define STORE_SQL_RESUME(join)						\
+    "SELECT h.smid, h.message FROM (SELECT conv, 0 AS since"	\
+    " FROM HistoryConv WHERE userid = ? AND last >= ?"		\
+    " UNION ALL SELECT -groupid, joinedat * 1000 FROM GroupUser"	\
+    " WHERE userid = ?) c " join " History h"			\
+    " ON h.conv = c.conv AND h.created >= c.since"			\
+    " WHERE h.created >= ? AND (h.created > ? OR h.smid > ?)"	\
+    " AND h.smid <> ? AND h.sender <> ? AND h.sender > 0"		\
+    " AND h.sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)" \
+    " ORDER BY h.created, h.smid LIMIT ?"
 
 /* Plain "?" placeholders, each used once, in binding order. */
 extern const char *const store_sql_common[Q_MAX];
@@ -121,12 +146,28 @@ store_conv(int32_t a, int32_t b, int32_t gid)
 	return ((int64_t)a << 32) | (uint32_t)b;
 }
 
+/*
+ * HistoryConv (schema version 4): the one-to-one conversations a user
+ * received chats in, and when the latest came, so RESUME reads its own
+ * conversations rather than everyone's traffic.  A batch of history
+ * rows yields each (recipient, conversation) once: one upsert per
+ * conversation and batch, not an index entry per chat.
+ */
+struct store_hconv {
+	int32_t		 userid;	/* the recipient */
+	int64_t		 conv;
+	int64_t		 last;		/* created of its latest row, ms */
+};
+/* v[0..n)'s one-to-one (recipient, conv) pairs, each once: 0, or -1. */
+int	store_hist_convs(const struct store_hist *v, size_t n,
+	    struct store_hconv **out, size_t *nout);
+
 /* Account deletion's statements, in order, each binding uid nuid times. */
 struct store_purge {
 	int	 q;
 	int	 nuid;
 };
-#define STORE_PURGE_N	5
+#define STORE_PURGE_N	6
 extern const struct store_purge store_purge[STORE_PURGE_N];
 
 /* Statement q in a dialect (its table, else the common one), or NULL. */

@@ -59,7 +59,7 @@
 #include "mysql_upgrade.h"	/* generated from sql/mysql-upgrade.sql */
 
 /* The version sql/mysql.sql writes into SchemaVersion. */
-#define MY_SCHEMA_VERSION	3
+#define MY_SCHEMA_VERSION	4
 
 /* Rows of (userid, message, smid) placeholders, MY_BATCH of them. */
 #define ROW	"(?, ?, ?)"
@@ -164,6 +164,11 @@ const char *const my_sql[Q_MAX] = {
 	    "INSERT IGNORE INTO History (smid, conv, sender, created, message) "
 	    HROWS4,
 	[Q_HISTORY_PRUNE] = "DELETE FROM History WHERE created < ? LIMIT ?",
+	[Q_HCONV_ADD] =
+	    "INSERT INTO HistoryConv (userid, conv, last) VALUES (?, ?, ?)"
+	    " ON DUPLICATE KEY UPDATE last = GREATEST(last, VALUES(last))",
+	/* STRAIGHT_JOIN: the conversations first, then History per one */
+	[Q_RESUME] = STORE_SQL_RESUME("STRAIGHT_JOIN"),
 };
 
 static const struct store_ops mysql_ops;

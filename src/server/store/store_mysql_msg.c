@@ -186,6 +186,24 @@ mysql_offline_delete(struct store *st, int32_t uid, int64_t upto)
 _Static_assert(HROW_NP * MY_HISTORY_BATCH <= MY_MAXPARAM,
     "a history batch binds more than my_exec takes");
 
+/* The batch's one-to-one conversations into HistoryConv (store_impl.h). */
+static int
+hconv_add(struct my *m, struct mconn *c, const struct store_hist *v,
+    size_t n)
+{
+	struct store_hconv	*hc;
+	size_t			 i, nc;
+	int			 rc = STORE_OK;
+
+	if (store_hist_convs(v, n, &hc, &nc) == -1)
+		return store_set_error(&m->st, "mysql: out of memory");
+	for (i = 0; i < nc && rc == STORE_OK; i++)
+		rc = my_exec_ints(m, c, Q_HCONV_ADD, STORE_INTS(hc[i].userid,
+		    hc[i].conv, hc[i].last), NULL, NULL, "keep history");
+	free(hc);
+	return rc;
+}
+
 static int
 history_add_once(struct my *m, struct mconn *c, const struct store_hist *v,
     size_t n)
@@ -218,6 +236,8 @@ history_add_once(struct my *m, struct mconn *c, const struct store_hist *v,
 		    STORE_OK)
 			break;
 	}
+	if (rc == STORE_OK)
+		rc = hconv_add(m, c, v, n);
 	return my_end(m, c, rc);
 }
 
@@ -285,7 +305,7 @@ resume_fetch_once(struct my *m, struct mconn *c, int32_t uid, int64_t anchor,
 {
 	struct mlist	 ml;
 	struct mparam	 p[10];
-	int		 i, rc;
+	int		 rc;
 
 	out->v = NULL;
 	out->n = 0;
@@ -298,12 +318,11 @@ resume_fetch_once(struct my *m, struct mconn *c, int32_t uid, int64_t anchor,
 		return rc;
 	if (*at < 0)
 		return STORE_NOTFOUND;
-	p[0] = P_INT(window_ms < 0 ? *at : *at - window_ms);
-	p[1] = p[0];
-	p[2] = P_INT(window_ms < 0 ? anchor : 0);
-	p[3] = P_INT(anchor);
-	for (i = 4; i < 9; i++)
-		p[i] = P_INT(uid);
+	/* in STORE_SQL_RESUME's order */
+	p[0] = p[2] = p[7] = p[8] = P_INT(uid);
+	p[1] = p[3] = p[4] = P_INT(window_ms < 0 ? *at : *at - window_ms);
+	p[5] = P_INT(window_ms < 0 ? anchor : 0);
+	p[6] = P_INT(anchor);
 	p[9] = P_INT(max > INT64_MAX ? INT64_MAX : (int64_t)max);
 	rc = my_exec(m, c, Q_RESUME, p, 10, row_msg, &ml, "resume");
 	if (rc != STORE_OK)
@@ -330,9 +349,14 @@ history_prune_once(struct my *m, struct mconn *c, int64_t t, size_t max,
 	p[0] = P_INT(t);
 	p[1] = P_INT(max > INT64_MAX ? INT64_MAX : (int64_t)max);
 	if ((rc = my_exec(m, c, Q_HISTORY_PRUNE, p, 2, NULL, NULL,
-	    "prune history")) == STORE_OK)
-		*n = (size_t)m->affected;
-	return rc;
+	    "prune history")) != STORE_OK)
+		return rc;
+	*n = (size_t)m->affected;
+	/* the last round: conversations with nothing left since t */
+	if (*n < max)
+		return my_exec_ints(m, c, Q_HCONV_PRUNE, STORE_INTS(t), NULL,
+		    NULL, "prune history");
+	return STORE_OK;
 }
 
 int

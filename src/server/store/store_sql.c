@@ -75,26 +75,6 @@ const char *const store_sql_common[Q_MAX] = {
 	    " WHERE m.groupid = ? AND m.userid = ?"
 	    " AND h.sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
 	    " ORDER BY h.created DESC, h.smid DESC LIMIT ?",
-	/*
-	 * Resume (store_resume_fetch): the cursor (created twice, smid:
-	 * the first bound alone is a range History_created can serve),
-	 * the anchor, then the reader six times (not its own; its pairs,
-	 * either half of conv; its groups since it joined; not whom it
-	 * blocks), max.  Rides History_created: the range is short.  A
-	 * negative sender is a chat its receiver blocked, kept for its
-	 * sender only: never resumed (own chats are not either).
-	 */
-	[Q_RESUME] =
-	    "SELECT h.smid, h.message FROM History h"
-	    " WHERE h.created >= ? AND (h.created > ? OR h.smid > ?)"
-	    " AND h.smid <> ? AND h.sender <> ? AND h.sender > 0"
-	    " AND ((h.conv >= 0 AND ((h.conv >> 32) = ?"
-	    " OR (h.conv & 4294967295) = ?))"
-	    " OR (h.conv < 0 AND EXISTS (SELECT 1 FROM GroupUser m"
-	    " WHERE m.groupid = -h.conv AND m.userid = ?"
-	    " AND h.created >= m.joinedat * 1000)))"
-	    " AND h.sender NOT IN (SELECT blockedid FROM Block WHERE userid = ?)"
-	    " ORDER BY h.created, h.smid LIMIT ?",
 	/* a dissolved group's history: ?: its conv (-groupid) */
 	[Q_HISTORY_FORGET] = "DELETE FROM History WHERE conv = ?",
 	/* account deletion (store_purge) */
@@ -104,11 +84,14 @@ const char *const store_sql_common[Q_MAX] = {
 	    "DELETE FROM Friend WHERE userid = ? OR friendid = ?",
 	[Q_PURGE_BLOCKS] = "DELETE FROM Block WHERE userid = ? OR blockedid = ?",
 	[Q_PURGE_GROUPS] = "DELETE FROM GroupUser WHERE userid = ?",
+	[Q_PURGE_HCONV] = "DELETE FROM HistoryConv WHERE userid = ?",
+	/* conversations with nothing kept since t (history_prune) */
+	[Q_HCONV_PRUNE] = "DELETE FROM HistoryConv WHERE last < ?",
 };
 
 const struct store_purge store_purge[STORE_PURGE_N] = {
 	{ Q_PURGE_HISTORY, 2 }, { Q_PURGE_OFFLINE, 1 }, { Q_PURGE_FRIENDS, 2 },
-	{ Q_PURGE_BLOCKS, 2 }, { Q_PURGE_GROUPS, 1 }
+	{ Q_PURGE_BLOCKS, 2 }, { Q_PURGE_GROUPS, 1 }, { Q_PURGE_HCONV, 1 }
 };
 
 char *
@@ -122,4 +105,50 @@ store_memdup(const char *p, size_t len)
 		memcpy(s, p, len);
 	s[len] = '\0';
 	return s;
+}
+
+static int
+hconv_cmp(const void *a, const void *b)
+{
+	const struct store_hconv *x = a, *y = b;
+
+	if (x->userid != y->userid)
+		return x->userid < y->userid ? -1 : 1;
+	if (x->conv != y->conv)
+		return x->conv < y->conv ? -1 : 1;
+	return 0;
+}
+
+int
+store_hist_convs(const struct store_hist *v, size_t n,
+    struct store_hconv **out, size_t *nout)
+{
+	struct store_hconv	*c;
+	size_t			 i, k = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (n == 0)
+		return 0;
+	if ((c = calloc(n, sizeof(*c))) == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (v[i].gid != 0 || v[i].peer == 0)
+			continue;
+		c[k].userid = v[i].peer;
+		c[k].conv = store_conv(v[i].sender, v[i].peer, 0);
+		c[k].last = v[i].created;
+		k++;
+	}
+	qsort(c, k, sizeof(*c), hconv_cmp);
+	for (i = 0; i < k; i++) {
+		if (*nout > 0 && hconv_cmp(&c[*nout - 1], &c[i]) == 0) {
+			if (c[i].last > c[*nout - 1].last)
+				c[*nout - 1].last = c[i].last;
+			continue;
+		}
+		c[(*nout)++] = c[i];
+	}
+	*out = c;
+	return 0;
 }

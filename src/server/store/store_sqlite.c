@@ -29,7 +29,7 @@
 #include "sqlite_upgrade.h"	/* generated from sql/sqlite-upgrade.sql */
 
 /* The PRAGMA user_version that sql/sqlite.sql sets. */
-#define SQ_SCHEMA_VERSION	3
+#define SQ_SCHEMA_VERSION	4
 
 /* Whole-transaction retries after SQLITE_BUSY: <= ~0.9 s of sleep. */
 #define SQ_TRIES		8	/* attempts of a call that finds the file locked */
@@ -115,6 +115,12 @@ static const char *const sq_sql[Q_MAX] = {
 	    " (SELECT (?1 << 32) | id FROM User WHERE id >= ?1"
 	    " UNION ALL SELECT (id << 32) | ?1 FROM User WHERE id < ?1"
 	    " UNION ALL SELECT -id FROM AllGroup)",
+	[Q_HCONV_ADD] =
+	    "INSERT INTO HistoryConv (userid, conv, last) VALUES (?1, ?2, ?3)"
+	    " ON CONFLICT (userid, conv) DO UPDATE"
+	    " SET last = max(last, excluded.last)",
+	/* CROSS JOIN: SQLite keeps the left table outside */
+	[Q_RESUME] = STORE_SQL_RESUME("CROSS JOIN"),
 	/* SQLite's DELETE takes no LIMIT unless built to */
 	[Q_HISTORY_PRUNE] =
 	    "DELETE FROM History WHERE smid IN (SELECT smid FROM History"

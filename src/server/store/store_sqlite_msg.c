@@ -173,6 +173,23 @@ sqlite_offline_remove(struct store *st, int32_t uid, int64_t smid)
 
 /* ---- history ---- */
 
+/* The batch's one-to-one conversations into HistoryConv (store_impl.h). */
+static int
+hconv_add(struct sq *sq, const struct store_hist *v, size_t n)
+{
+	struct store_hconv	*c;
+	size_t			 i, nc;
+	int			 rc = STORE_OK;
+
+	if (store_hist_convs(v, n, &c, &nc) == -1)
+		return sq_nomem(sq, NULL);
+	for (i = 0; i < nc && rc == STORE_OK; i++)
+		rc = sq_exec_ints(sq, Q_HCONV_ADD, STORE_INTS(c[i].userid,
+		    c[i].conv, c[i].last), "keep history");
+	free(c);
+	return rc;
+}
+
 static int
 history_add_once(struct sq *sq, const struct store_hist *v, size_t n)
 {
@@ -197,7 +214,7 @@ history_add_once(struct sq *sq, const struct store_hist *v, size_t n)
 		if ((rc = sq_run(sq, s, "keep history")) != STORE_OK)
 			goto fail;
 	}
-	return sq_end(sq, STORE_OK);
+	return sq_end(sq, hconv_add(sq, v, n));
 
  fail:
 	sq_done(s);
@@ -286,7 +303,7 @@ resume_fetch_once(struct sq *sq, int32_t uid, int64_t anchor,
 {
 	sqlite3_stmt	*s = sq->q[Q_RESUME];
 	int64_t		 lo, lo_smid;
-	int		 i, rc;
+	int		 rc;
 
 	out->v = NULL;
 	out->n = 0;
@@ -294,17 +311,11 @@ resume_fetch_once(struct sq *sq, int32_t uid, int64_t anchor,
 		return rc;
 	lo = window_ms < 0 ? *at : *at - window_ms;
 	lo_smid = window_ms < 0 ? anchor : 0;
-	if ((rc = sqlite3_bind_int64(s, 1, lo)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 2, lo)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 3, lo_smid)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 4, anchor)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "resume");
-	for (i = 5; i <= 9; i++)
-		if ((rc = sqlite3_bind_int64(s, i, uid)) != SQLITE_OK)
-			return sq_fail(sq, s, rc, "resume");
-	if ((rc = sqlite3_bind_int64(s, 10, max > INT64_MAX ? INT64_MAX :
-	    (sqlite3_int64)max)) != SQLITE_OK)
-		return sq_fail(sq, s, rc, "resume");
+	/* in STORE_SQL_RESUME's order */
+	if ((rc = sq_bind_ints(sq, s, STORE_INTS(uid, lo, uid, lo, lo,
+	    lo_smid, anchor, uid, uid, max > INT64_MAX ? INT64_MAX :
+	    (int64_t)max), "resume")) != STORE_OK)
+		return rc;
 	return msg_rows(sq, s, out, "resume");
 }
 
@@ -330,6 +341,10 @@ history_prune_once(struct sq *sq, int64_t t, size_t max, size_t *n)
 	if ((rc = sq_run(sq, s, "prune history")) != STORE_OK)
 		return rc;
 	*n = (size_t)sqlite3_changes(sq->db);
+	/* the last round: conversations with nothing left since t */
+	if (*n < max)
+		return sq_exec_ints(sq, Q_HCONV_PRUNE, STORE_INTS(t),
+		    "prune history");
 	return STORE_OK;
 }
 
