@@ -14,9 +14,11 @@
 #include "conn.h"
 #include "proto.h"
 #include "store.h"
+#include "workq.h"
 
 struct store;
 struct storeq;
+struct chat_call;
 struct store_group_list;
 struct store_msg_list;
 struct store_user_list;
@@ -122,9 +124,14 @@ void	handle_delete_account(struct conn *c, const struct proto_req *req);
  */
 void	chat_history_keep(int32_t sender, const struct proto_req *req,
 	    const struct buf *line, int64_t created);
-void	handle_history(struct conn *c, const struct proto_req *req);
+void	handle_history(struct conn *c, struct proto_req *req);
 /* Write the rows this worker holds now, on the loop (a reader needs them). */
 void	chat_history_flush_sync(void);
+/*
+ * The rows held now leave for the write thread; 0: k is kept and goes
+ * (chat_call_go) once they are written, -1: nothing in flight, go now.
+ */
+int	chat_history_hold(struct chat_call *k);
 /* HISTORY and RESUME requests share a bucket: -1 when one too many. */
 int	chat_history_rate(struct session *s);
 
@@ -183,8 +190,8 @@ int	group_members(struct conn *c, const struct proto_req *req,
 	    int32_t **owned);
 /* A plain group chat; c may wait (members read in a store thread). */
 void	handle_group_chat(struct conn *c, struct proto_req *req);
-void	handle_create_group(struct conn *c, const struct proto_req *req);
-void	handle_add_group(struct conn *c, const struct proto_req *req);
+void	handle_create_group(struct conn *c, struct proto_req *req);
+void	handle_add_group(struct conn *c, struct proto_req *req);
 /*
  * How many members of each group a login answer (or one page) lists
  * within bytes: the largest cap that fits, at least 1 (chat_group.c).
@@ -216,10 +223,10 @@ enum blocked {
 	BLOCKED_UNKNOWN		/* the store failed */
 };
 enum blocked blocked_by(int32_t uid, int32_t sender);
-void	handle_friend_remove(struct conn *c, const struct proto_req *req);
+void	handle_friend_remove(struct conn *c, struct proto_req *req);
 /* MSG_BLOCK and MSG_UNBLOCK */
-void	handle_block(struct conn *c, const struct proto_req *req);
-void	handle_block_list(struct conn *c, const struct proto_req *req);
+void	handle_block(struct conn *c, struct proto_req *req);
+void	handle_block_list(struct conn *c, struct proto_req *req);
 
 /* chat_live.c */
 void	handle_typing(struct conn *c, const struct proto_req *req);
@@ -323,11 +330,59 @@ int	login_data_submit(struct conn *c, const struct login_data *want,
 uint64_t chat_stores_done(void);
 void	chat_stores_note(void);
 
+/* chat_call.c: a request answered from store calls in a store thread */
+enum call_lane {
+	CALL_READ,		/* chat.storeq_read: reads only */
+	CALL_WRITE,		/* chat.storeq: behind the writes queued */
+	CALL_HISTORY		/* a read once this worker's history rows
+				 * held now are written (chat_history_hold) */
+};
+/*
+ * Embedded first in a request's own job.  run(k, st) in a store thread
+ * (the job's memory and st only) sets code/text for an error answer
+ * (reply_msgid, default MSG_ERROR); back on the loop the error is
+ * answered, then answer(c, k) runs (c NULL: the session that asked is
+ * gone; undo or drop), then c resumes and release (NULL: free) frees k.
+ */
+struct chat_call {
+	struct workq_job	 sj;
+	void	(*run)(struct chat_call *k, struct store *st);
+	void	(*answer)(struct conn *c, struct chat_call *k);
+	void	(*release)(struct chat_call *k);
+	struct conn		*c;
+	int32_t			 uid;		/* the session that asked */
+	struct proto_req	 req;		/* the request, owned */
+	int			 refmsgid;	/* its msgid */
+	int			 reply_msgid;
+	int			 code;		/* error answer; 0: none */
+	const char		*text;		/* static, or NULL */
+	char			*err;		/* logged on the loop */
+	enum call_lane		 lane;
+	unsigned		 paused:1;
+};
+/* In run: answer code, log what with st's error (st NULL: memory). */
+void	chat_call_fail(struct chat_call *k, struct store *st, int code,
+	    const char *what);
+/*
+ * Hold c (and pause it, so its next requests wait: pause) and run k in
+ * lane; without store threads k runs at once on the loop.  req (NULL:
+ * k->refmsgid set by the caller) is taken over: the caller's is left
+ * empty.
+ */
+void	chat_call_submit(struct conn *c, struct chat_call *k,
+	    struct proto_req *req, enum call_lane lane, int pause);
+/* Run k in its lane now (held already; a read for a closing c: dropped). */
+void	chat_call_go(struct chat_call *k);
+
 /* chat_limits.c */
-void	handle_add_friend(struct conn *c, const struct proto_req *req);
-/* 0 when c may be in one more group; else answered already. */
-int	groups_room(struct conn *c, const struct proto_req *req);
-/* 0 when c may join req->groupid (room on both sides); else answered. */
-int	group_join_room(struct conn *c, const struct proto_req *req);
+void	handle_add_friend(struct conn *c, struct proto_req *req);
+/*
+ * In a store thread (chat_call.c): 0 when k's user may be in one more
+ * group (max_groups, 0: no limit); -1 with k's answer set.
+ */
+int	groups_room(struct chat_call *k, struct store *st, int max_groups);
+/* 0 when k's user may join gid (room on both sides); -1 answered. */
+int	group_join_room(struct chat_call *k, struct store *st, int32_t gid,
+	    int max_groups, int max_members);
 
 #endif
