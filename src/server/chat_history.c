@@ -238,12 +238,6 @@ chat_history_flush(void)
 	history_flush(0);
 }
 
-void
-chat_history_flush_sync(void)
-{
-	history_flush(1);
-}
-
 /* A dissolved group's history, removed by a store thread. */
 struct forget_job {
 	struct workq_job	 sj;
@@ -292,7 +286,7 @@ chat_history_forget(int32_t gid)
 		storeq_submit(chat.storeq, &j->sj);
 		return;
 	}
-	chat_history_flush_sync();
+	history_flush(1);
 	if (store_history_forget(chat.store, gid) != STORE_OK)
 		log_warnx("history of dissolved group %d: %s", (int)gid,
 		    store_error(chat.store));
@@ -379,8 +373,9 @@ hist_call_run(struct chat_call *k, struct store *st)
 		}
 		for (i = 0; i < m.n && m.v[i].id != k->uid; i++)
 			;
+		rc = i == m.n ? STORE_NOT_MEMBER : STORE_MEMBER;
 		store_user_list_free(&m);
-		if (i == m.n) {
+		if (rc == STORE_NOT_MEMBER) {
 			k->code = ERR_NOT_MEMBER;
 			k->text = "only members may post to a group";
 			return;

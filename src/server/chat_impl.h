@@ -113,8 +113,8 @@ void	chat_login_failed(struct conn *c, uint64_t ukey);
 int	auth_busy(struct conn *c, int msgid);
 void	handle_token_login(struct conn *c, const struct proto_req *req);
 void	handle_logout_all(struct conn *c, const struct proto_req *req);
-void	handle_passwd(struct conn *c, const struct proto_req *req);
-void	handle_delete_account(struct conn *c, const struct proto_req *req);
+void	handle_passwd(struct conn *c, struct proto_req *req);
+void	handle_delete_account(struct conn *c, struct proto_req *req);
 
 /* chat_history.c */
 /*
@@ -125,8 +125,6 @@ void	handle_delete_account(struct conn *c, const struct proto_req *req);
 void	chat_history_keep(int32_t sender, const struct proto_req *req,
 	    const struct buf *line, int64_t created);
 void	handle_history(struct conn *c, struct proto_req *req);
-/* Write the rows this worker holds now, on the loop (a reader needs them). */
-void	chat_history_flush_sync(void);
 /*
  * The rows held now leave for the write thread; 0: k is kept and goes
  * (chat_call_go) once they are written, -1: nothing in flight, go now.
