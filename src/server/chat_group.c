@@ -69,8 +69,7 @@ gcache_changed(int32_t gid)
 			(void)chat.to_slot(i, &h, "");
 }
 
-/* The cached members of gid (*uids, *n), or -1. */
-static int
+int
 gcache_get(int32_t gid, const int32_t **uids, size_t *n)
 {
 	struct group_cache	*g = gcache_slot(gid);
@@ -82,7 +81,7 @@ gcache_get(int32_t gid, const int32_t **uids, size_t *n)
 	return 0;
 }
 
-static void
+void
 gcache_put(int32_t gid, const struct store_user_list *members)
 {
 	struct group_cache	*g = gcache_slot(gid);

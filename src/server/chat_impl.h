@@ -175,6 +175,9 @@ void	handle_acked_chat(struct conn *c, struct proto_req *req);
 
 /* chat_group.c */
 void	gcache_drop(int32_t gid);
+/* The cached members of gid (*uids, *n), or -1. */
+int	gcache_get(int32_t gid, const int32_t **uids, size_t *n);
+void	gcache_put(int32_t gid, const struct store_user_list *members);
 /* This worker changed gid's members: drop it here and in the other workers. */
 void	gcache_changed(int32_t gid);
 /*
@@ -203,8 +206,8 @@ size_t	members_cap(const struct store_group_list *groups, size_t bytes);
  */
 void	chat_notify(struct conn *c, int refmsgid, const int32_t *uids,
 	    size_t n, struct buf *line);
-void	handle_group_manage(struct conn *c, const struct proto_req *req);
-void	handle_group_members(struct conn *c, const struct proto_req *req);
+void	handle_group_manage(struct conn *c, struct proto_req *req);
+void	handle_group_members(struct conn *c, struct proto_req *req);
 
 /* chat_block.c */
 /* Whether c's user blocks the sender of the forwarded chat line. */
@@ -227,8 +230,8 @@ void	handle_block(struct conn *c, struct proto_req *req);
 void	handle_block_list(struct conn *c, struct proto_req *req);
 
 /* chat_live.c */
-void	handle_typing(struct conn *c, const struct proto_req *req);
-void	handle_read(struct conn *c, const struct proto_req *req);
+void	handle_typing(struct conn *c, struct proto_req *req);
+void	handle_read(struct conn *c, struct proto_req *req);
 
 /* chat_offline.c */
 size_t	offline_fits(const struct store_msg_list *msgs);

@@ -48,8 +48,12 @@ chat_notify(struct conn *c, int refmsgid, const int32_t *uids, size_t n,
 		memcpy(away + naway, pub, npub * sizeof(*away));
 		naway += npub;
 	}
-	(void)chat_keep_offline(away, naway, buf_head(line),
-	    buf_used(line) - 1);
+	/* stored in the write store thread; a failure answered on c */
+	if (chat.storeq == NULL || keep_submit(NULL, c->id, c->sess->uid,
+	    refmsgid, NULL, away, naway, 0, buf_head(line),
+	    buf_used(line) - 1) == KEEP_FAILED)
+		(void)chat_keep_offline(away, naway, buf_head(line),
+		    buf_used(line) - 1);
 out:
 	free(away);
 	free(pub);
@@ -119,42 +123,52 @@ static const enum store_group_op store_ops[GOP_MAX] = {
 	[GOP_DISSOLVE] = STORE_GROUP_DISSOLVE,
 };
 
-void
-handle_group_manage(struct conn *c, const struct proto_req *req)
+/* A group management request, in the write store thread. */
+struct manage_call {
+	struct chat_call	 k;
+	struct store_user_list	 members;	/* before the change */
+	int32_t			 uid;		/* whom it names */
+	int			 target;	/* uid is a member named */
+	int			 done;		/* the store changed */
+};
+
+static void
+manage_run(struct chat_call *k, struct store *st)
 {
-	struct store_user_list	 members = { NULL, 0 };
+	struct manage_call	*m = (struct manage_call *)k;
+	const struct proto_req	*req = &k->req;
 	const struct store_user	*me, *target = NULL;
-	struct proto_group_notice note;
-	struct buf		 line = BUF_INIT;
-	const char		*why, *text = NULL;
-	int32_t			*uids = NULL, uid;
-	size_t			 i, n = 0, len = 0;
+	const char		*text = NULL;
+	size_t			 len = 0;
 	int			 rc;
 
-	rc = store_group_members(chat.store, req->groupid, &members);
+	rc = store_group_members(st, req->groupid, &m->members);
 	if (rc == STORE_NOTFOUND) {
-		chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, req->msgid, NULL);
+		k->code = ERR_NO_SUCH_GROUP;
 		return;
 	}
-	if (rc != STORE_OK)
-		goto unavailable;
-	if ((me = member_find(&members, c->sess->uid)) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
-		    "only members manage a group");
-		goto out;
+	if (rc != STORE_OK) {
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "manage group");
+		return;
 	}
-	uid = req->op == GOP_LEAVE ? c->sess->uid : req->userid;
+	if ((me = member_find(&m->members, k->uid)) == NULL) {
+		k->code = ERR_NOT_MEMBER;
+		k->text = "only members manage a group";
+		return;
+	}
+	m->uid = req->op == GOP_LEAVE ? k->uid : req->userid;
 	if (req->op == GOP_REMOVE || req->op == GOP_ADMIN ||
 	    req->op == GOP_UNADMIN || req->op == GOP_TRANSFER) {
-		if ((target = member_find(&members, uid)) == NULL) {
-			chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
-			    "\"userid\" is not a member of the group");
-			goto out;
+		if ((target = member_find(&m->members, m->uid)) == NULL) {
+			k->code = ERR_NOT_MEMBER;
+			k->text = "\"userid\" is not a member of the group";
+			return;
 		}
+		m->target = 1;
 	}
-	if ((why = manage_refused(req, me, target)) != NULL) {
-		chat_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid, why);
-		goto out;
+	if ((k->text = manage_refused(req, me, target)) != NULL) {
+		k->code = ERR_NOT_ALLOWED;
+		return;
 	}
 	if (req->op == GOP_RENAME) {
 		text = req->groupname.p;
@@ -163,29 +177,43 @@ handle_group_manage(struct conn *c, const struct proto_req *req)
 		text = req->groupdesc.p;
 		len = req->groupdesc.len;
 	}
-	rc = store_group_update(chat.store, req->groupid, store_ops[req->op],
-	    uid, text, len);
+	rc = store_group_update(st, req->groupid, store_ops[req->op], m->uid,
+	    text, len);
 	if (rc == STORE_EXISTS) {
-		chat_error(c, MSG_ERROR, ERR_EXISTS, req->msgid,
-		    "a group with this name exists");
-		goto out;
-	}
-	if (rc == STORE_NOTFOUND) {
-		/* changed by someone else meanwhile */
-		chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid, NULL);
-		goto out;
-	}
-	if (rc != STORE_OK)
-		goto unavailable;
+		k->code = ERR_EXISTS;
+		k->text = "a group with this name exists";
+	} else if (rc == STORE_NOTFOUND)
+		k->code = ERR_NOT_MEMBER;	/* changed by someone meanwhile */
+	else if (rc != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "manage group");
+	else
+		m->done = 1;
+}
+
+/* Changed: caches and history follow; c answered, the others told. */
+static void
+manage_answer(struct conn *c, struct chat_call *k)
+{
+	struct manage_call	*m = (struct manage_call *)k;
+	const struct proto_req	*req = &k->req;
+	struct proto_group_notice note;
+	struct buf		 line = BUF_INIT;
+	int32_t			*uids;
+	size_t			 i, n = 0;
+
+	if (!m->done)
+		return;
 	/* who gets the group's chats changed: not one more to the removed */
 	if (req->op == GOP_LEAVE || req->op == GOP_REMOVE ||
 	    req->op == GOP_DISSOLVE)
 		gcache_changed(req->groupid);
 	if (req->op == GOP_DISSOLVE)
 		chat_history_forget(req->groupid);
+	if (c == NULL)
+		return;		/* the notice goes with its sender */
 	if (proto_put_done(&c->out, req) == -1) {
 		conn_close(c, "out of memory");
-		goto out;
+		return;
 	}
 	(void)conn_sent(c);
 
@@ -193,63 +221,88 @@ handle_group_manage(struct conn *c, const struct proto_req *req)
 	memset(&note, 0, sizeof(note));
 	note.gid = req->groupid;
 	note.op = req->op;
-	note.by = c->sess->uid;
-	note.userid = target != NULL ? uid : req->op == GOP_LEAVE ? uid : 0;
-	chat_str_set(&note.text, text, len);
-	if ((uids = calloc(members.n + 1, sizeof(*uids))) == NULL ||
+	note.by = k->uid;
+	note.userid = m->target || req->op == GOP_LEAVE ? m->uid : 0;
+	if (req->op == GOP_RENAME)
+		chat_str_set(&note.text, req->groupname.p, req->groupname.len);
+	else if (req->op == GOP_DESCRIBE)
+		chat_str_set(&note.text, req->groupdesc.p, req->groupdesc.len);
+	if ((uids = calloc(m->members.n + 1, sizeof(*uids))) == NULL ||
 	    proto_put_group_notice(&line, &note, time(NULL)) == -1) {
 		log_warnx("group notice: out of memory");
 		goto out;
 	}
-	for (i = 0; i < members.n; i++)
-		if (members.v[i].id != c->sess->uid)
-			uids[n++] = members.v[i].id;
-	chat_notify(c, req->msgid, uids, n, &line);
-	goto out;
-
-unavailable:
-	log_warnx("manage group: %s", store_error(chat.store));
-	chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	for (i = 0; i < m->members.n; i++)
+		if (m->members.v[i].id != k->uid)
+			uids[n++] = m->members.v[i].id;
+	chat_notify(c, k->refmsgid, uids, n, &line);
 out:
 	free(uids);
 	buf_free(&line);
-	store_user_list_free(&members);
+}
+
+static void
+manage_release(struct chat_call *k)
+{
+	struct manage_call	*m = (struct manage_call *)k;
+
+	store_user_list_free(&m->members);
+	free(m);
 }
 
 void
-handle_group_members(struct conn *c, const struct proto_req *req)
+handle_group_manage(struct conn *c, struct proto_req *req)
 {
-	struct store_user_list	 members = { NULL, 0 };
-	struct proto_user	*v = NULL;
-	size_t			 i, first, n = 0;
-	int			 rc;
+	struct manage_call	*m;
 
-	rc = store_group_members(chat.store, req->groupid, &members);
-	if (rc == STORE_NOTFOUND) {
-		chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, req->msgid, NULL);
-		return;
-	}
-	if (rc != STORE_OK) {
-		log_warnx("group members: %s", store_error(chat.store));
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 		return;
 	}
-	if (member_find(&members, c->sess->uid) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
-		    "only members list a group's members");
-		goto out;
+	m->k.run = manage_run;
+	m->k.answer = manage_answer;
+	m->k.release = manage_release;
+	chat_call_submit(c, &m->k, req, CALL_WRITE, 1);
+}
+
+static void
+members_run(struct chat_call *k, struct store *st)
+{
+	struct manage_call	*m = (struct manage_call *)k;
+	int			 rc;
+
+	rc = store_group_members(st, k->req.groupid, &m->members);
+	if (rc == STORE_NOTFOUND)
+		k->code = ERR_NO_SUCH_GROUP;
+	else if (rc != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "group members");
+	else if (member_find(&m->members, k->uid) == NULL) {
+		k->code = ERR_NOT_MEMBER;
+		k->text = "only members list a group's members";
 	}
-	first = (size_t)req->offset < members.n ? (size_t)req->offset :
-	    members.n;
-	n = members.n - first;
+}
+
+static void
+members_answer(struct conn *c, struct chat_call *k)
+{
+	struct manage_call	*m = (struct manage_call *)k;
+	const struct proto_req	*req = &k->req;
+	struct proto_user	*v;
+	size_t			 i, first, n;
+
+	if (c == NULL || k->code != 0)
+		return;
+	first = (size_t)req->offset < m->members.n ? (size_t)req->offset :
+	    m->members.n;
+	n = m->members.n - first;
 	if (n > (size_t)req->limit)
 		n = (size_t)req->limit;
 	if ((v = calloc(n + 1, sizeof(*v))) == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		goto out;
+		return;
 	}
 	for (i = 0; i < n; i++) {
-		const struct store_user *u = &members.v[first + i];
+		const struct store_user *u = &m->members.v[first + i];
 
 		v[i].id = u->id;
 		chat_str_set(&v[i].name, u->name, u->name_len);
@@ -259,11 +312,24 @@ handle_group_members(struct conn *c, const struct proto_req *req)
 		v[i].admin = u->admin;
 	}
 	if (proto_put_members(&c->out, req->groupid, req->offset,
-	    (int64_t)members.n, v, n) == -1)
+	    (int64_t)m->members.n, v, n) == -1)
 		conn_close(c, "out of memory");
 	else
 		(void)conn_sent(c);
-out:
 	free(v);
-	store_user_list_free(&members);
+}
+
+void
+handle_group_members(struct conn *c, struct proto_req *req)
+{
+	struct manage_call	*m;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+		return;
+	}
+	m->k.run = members_run;
+	m->k.answer = members_answer;
+	m->k.release = manage_release;
+	chat_call_submit(c, &m->k, req, CALL_READ, 1);
 }
