@@ -22,9 +22,8 @@
 
 #define CHAT_MAX_BLOCKS	1000	/* users one user may block */
 
-/* s's block list is l's users now; -1 (no memory) leaves it as it was. */
-static int
-blocks_set(struct session *s, const struct store_user_list *l)
+int
+session_blocks_set(struct session *s, const struct store_user_list *l)
 {
 	int32_t	*v;
 	size_t	 i;
@@ -40,7 +39,10 @@ blocks_set(struct session *s, const struct store_user_list *l)
 	return 0;
 }
 
-/* Read c's block list into its session; -1 leaves it to be read again. */
+/*
+ * Read c's block list into its session; -1 leaves it to be read again.
+ * A login reads it (login_data); this is for when that failed.
+ */
 static int
 blocks_load(struct conn *c)
 {
@@ -53,7 +55,7 @@ blocks_load(struct conn *c)
 		    store_error(chat.store));
 		return -1;
 	}
-	rc = blocks_set(s, &l);
+	rc = session_blocks_set(s, &l);
 	store_user_list_free(&l);
 	return rc;
 }
@@ -244,7 +246,7 @@ blocked_now(struct conn *c, struct chat_call *k)
 	if (c == NULL || !b->loaded)
 		return;
 	/* deliveries to c check the new list from now on */
-	if (blocks_set(c->sess, &b->l) == -1)
+	if (session_blocks_set(c->sess, &b->l) == -1)
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, k->refmsgid, NULL);
 	else
 		done(c, &k->req);

@@ -422,6 +422,8 @@ login_read(struct conn *c, struct login_data *d, void *arg)
 		conn_resume(c);
 		return;
 	}
+	if (d->blocks_read)	/* else read at the first delivery */
+		(void)session_blocks_set(c->sess, &d->blocks);
 	if (chat.pubsub == NULL) {
 		/* a single node: nothing to ask anyone, answer now */
 		login_answer(c, d->uid, d->user.name, d->user.name_len,
@@ -818,6 +820,7 @@ chat_logout(struct conn *c)
 	free(s->name);
 	s->name = NULL;
 	s->name_len = 0;
+	session_blocks_free(s);		/* the next login's user has its own */
 }
 
 void
