@@ -192,13 +192,16 @@ static void
 friend_removed(struct conn *c, struct chat_call *k)
 {
 	struct buf	 line = BUF_INIT;
+	int32_t		 fid = k->req.friendid;
 
 	if (c == NULL || k->code != 0)
 		return;
-	done(c, &k->req);
-	/* the other side sees it too, now or at its next login */
+	/* the other side sees it too, now or at its next login; answered
+	 * once it is stored */
 	if (proto_put_friend_notice(&line, k->uid, time(NULL)) == 0)
-		chat_notify(c, k->refmsgid, &k->req.friendid, 1, &line);
+		chat_notify(c, k->refmsgid, &fid, 1, &line, &k->req);
+	else
+		done(c, &k->req);
 	buf_free(&line);
 }
 

@@ -48,7 +48,7 @@ call_done(struct workq_job *sj)
 {
 	struct chat_call	*k = (struct chat_call *)sj;
 	struct conn		*c = k->c;
-	int			 here;
+	int			 here, held;
 
 	if (k->err != NULL)
 		log_warnx("%s", k->err);
@@ -56,9 +56,12 @@ call_done(struct workq_job *sj)
 	here = !c->closing && c->sess != NULL && c->sess->uid == k->uid;
 	if (here && k->code != 0)
 		chat_error(c, k->reply_msgid, k->code, k->refmsgid, k->text);
+	held = c->jobs;
 	if (k->answer != NULL)
 		k->answer(here ? c : NULL, k);
-	if (!c->closing && k->paused)
+	/* an answer that handed c on (a hash, a store, a publish) leaves
+	 * it paused: what it waits for resumes it */
+	if (!c->closing && k->paused && c->jobs == held)
 		conn_resume(c);
 	free(k->err);
 	proto_req_clear(&k->req);

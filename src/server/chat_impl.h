@@ -202,10 +202,12 @@ size_t	members_cap(const struct store_group_list *groups, size_t bytes);
 /* chat_manage.c */
 /*
  * Push a notice (line: one JSON object, no newline; a newline is
- * added) to uids on behalf of c: live, via Redis, or stored.
+ * added) to uids on behalf of c: live, via Redis, or stored (c waits
+ * for that).  done (NULL: none) is taken over and answered DONE once
+ * the notice is stored.
  */
 void	chat_notify(struct conn *c, int refmsgid, const int32_t *uids,
-	    size_t n, struct buf *line);
+	    size_t n, struct buf *line, struct proto_req *done);
 void	handle_group_manage(struct conn *c, struct proto_req *req);
 void	handle_group_members(struct conn *c, struct proto_req *req);
 
@@ -347,7 +349,8 @@ enum call_lane {
  * (the job's memory and st only) sets code/text for an error answer
  * (reply_msgid, default MSG_ERROR); back on the loop the error is
  * answered, then answer(c, k) runs (c NULL: the session that asked is
- * gone; undo or drop), then c resumes and release (NULL: free) frees k.
+ * gone; undo or drop), then c resumes (unless answer handed it to more
+ * work that holds it: c->jobs grew) and release (NULL: free) frees k.
  */
 struct chat_call {
 	struct workq_job	 sj;

@@ -155,7 +155,7 @@ read_send(struct conn *c, const struct proto_req *req)
 	    req->upto) == -1)
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 	else
-		chat_notify(c, req->msgid, &req->toid, 1, &line);
+		chat_notify(c, req->msgid, &req->toid, 1, &line, NULL);
 	buf_free(&line);
 }
 

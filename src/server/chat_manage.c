@@ -14,20 +14,106 @@
 #include "log.h"
 #include "store.h"
 
+static void
+answer_done(struct conn *c, const struct proto_req *req)
+{
+	if (proto_put_done(&c->out, req) == -1)
+		conn_close(c, "out of memory");
+	else
+		(void)conn_sent(c);
+}
+
+/* A notice's copies for those away, stored in the write store thread. */
+struct notice_call {
+	struct chat_call	 k;	/* k.req: answered DONE after, if any */
+	int			 want_done;
+	int32_t			 from;	/* the line's sender (block filter) */
+	int32_t			*to;
+	size_t			 n;
+	size_t			 len;
+	char			 line[];
+};
+
+static void
+notice_run(struct chat_call *k, struct store *st)
+{
+	struct notice_call	*nc = (struct notice_call *)k;
+
+	/* what was changed stays changed: logged, not refused */
+	if (block_filter_in(st, nc->from, nc->to, &nc->n) == -1 ||
+	    (nc->n > 0 && store_offline_add(st, nc->to, nc->n, nc->line,
+	    nc->len) != STORE_OK)) {
+		chat_call_fail(k, st, 0, "storing a notice");
+		nc->n = 0;
+	}
+}
+
+static void
+notice_answer(struct conn *c, struct chat_call *k)
+{
+	struct notice_call	*nc = (struct notice_call *)k;
+
+	if (nc->n > 0) {
+		chat_stat(&chat.stats->offline_stored, nc->n);
+		stored_nudge(nc->to, nc->n);
+	}
+	if (c != NULL && nc->want_done)
+		answer_done(c, &k->req);
+}
+
+static void
+notice_release(struct chat_call *k)
+{
+	free(((struct notice_call *)k)->to);
+	free(k);
+}
+
+/* -1: not queued (no store thread, no memory), nothing taken over. */
+static int
+notice_store(struct conn *c, int refmsgid, const int32_t *away,
+    size_t naway, const struct buf *line, struct proto_req *done)
+{
+	struct notice_call	*nc;
+	size_t			 len = buf_used(line) - 1;
+
+	if (chat.storeq == NULL ||
+	    (nc = calloc(1, sizeof(*nc) + len)) == NULL)
+		return -1;
+	if ((nc->to = calloc(naway + 1, sizeof(*nc->to))) == NULL) {
+		free(nc);
+		return -1;
+	}
+	memcpy(nc->to, away, naway * sizeof(*away));
+	nc->n = naway;
+	memcpy(nc->line, buf_head(line), len);
+	nc->len = len;
+	nc->from = proto_line_sender(nc->line, len, NULL);
+	nc->want_done = done != NULL;
+	nc->k.refmsgid = refmsgid;
+	nc->k.run = notice_run;
+	nc->k.answer = notice_answer;
+	nc->k.release = notice_release;
+	chat_call_submit(c, &nc->k, done, CALL_WRITE, 1);
+	return 0;
+}
+
 /*
  * Send a notice (one JSON object, no newline, in line) to uids: live on
  * this node, through Redis to other nodes, else stored until they log
- * in, like a chat.  c waits while publishes are under way.
+ * in, like a chat.  c waits while publishes are under way, and while
+ * the copies for those away are stored; done (NULL: none; taken over)
+ * is answered DONE after that, so that one of them who logs in after
+ * the answer finds the notice.
  */
 void
 chat_notify(struct conn *c, int refmsgid, const int32_t *uids, size_t n,
-    struct buf *line)
+    struct buf *line, struct proto_req *done)
 {
 	int32_t		*away = NULL, *pub = NULL;
 	size_t		 i, naway = 0, npub = 0;
 
 	if (n == 0)
-		return;
+		goto out;
 	if (buf_append(line, "\n", 1) == -1 ||
 	    (away = calloc(n, sizeof(*away))) == NULL ||
 	    (pub = calloc(n, sizeof(*pub))) == NULL) {
@@ -47,14 +133,23 @@ chat_notify(struct conn *c, int refmsgid, const int32_t *uids, size_t n,
 	    buf_head(line), buf_used(line), NULL) == ROUTE_FAILED) {
 		memcpy(away + naway, pub, npub * sizeof(*away));
 		naway += npub;
+		npub = 0;
 	}
-	/* stored in the write store thread; a failure answered on c */
-	if (chat.storeq == NULL || keep_submit(NULL, c->id, c->sess->uid,
-	    refmsgid, NULL, away, naway, 0, buf_head(line),
-	    buf_used(line) - 1) == KEEP_FAILED)
-		(void)chat_keep_offline(away, naway, buf_head(line),
-		    buf_used(line) - 1);
+	/*
+	 * In the write store thread; not while publishes hold c (their end
+	 * resumes it), there as before the answer, on the loop.
+	 */
+	if (naway > 0 && npub == 0 && notice_store(c, refmsgid, away, naway,
+	    line, done) == 0) {
+		free(away);
+		free(pub);
+		return;
+	}
+	(void)chat_keep_offline(away, naway, buf_head(line),
+	    buf_used(line) - 1);
 out:
+	if (done != NULL)
+		answer_done(c, done);
 	free(away);
 	free(pub);
 }
@@ -211,12 +306,6 @@ manage_answer(struct conn *c, struct chat_call *k)
 		chat_history_forget(req->groupid);
 	if (c == NULL)
 		return;		/* the notice goes with its sender */
-	if (proto_put_done(&c->out, req) == -1) {
-		conn_close(c, "out of memory");
-		return;
-	}
-	(void)conn_sent(c);
-
 	/* everyone who was a member, but the one who did it */
 	memset(&note, 0, sizeof(note));
 	note.gid = req->groupid;
@@ -230,12 +319,14 @@ manage_answer(struct conn *c, struct chat_call *k)
 	if ((uids = calloc(m->members.n + 1, sizeof(*uids))) == NULL ||
 	    proto_put_group_notice(&line, &note, time(NULL)) == -1) {
 		log_warnx("group notice: out of memory");
+		answer_done(c, req);
 		goto out;
 	}
 	for (i = 0; i < m->members.n; i++)
 		if (m->members.v[i].id != k->uid)
 			uids[n++] = m->members.v[i].id;
-	chat_notify(c, k->refmsgid, uids, n, &line);
+	/* answered once the notice is stored for those away */
+	chat_notify(c, k->refmsgid, uids, n, &line, &k->req);
 out:
 	free(uids);
 	buf_free(&line);
