@@ -191,17 +191,8 @@ acct_new(struct conn *c, int refmsgid,
     void (*run)(struct chat_call *, struct store *),
     void (*answer)(struct conn *, struct chat_call *))
 {
-	struct acct_call	*a;
-
-	if ((a = calloc(1, sizeof(*a))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, refmsgid, NULL);
-		return NULL;
-	}
-	a->k.refmsgid = refmsgid;
-	a->k.run = run;
-	a->k.answer = answer;
-	a->k.release = acct_release;
-	return a;
+	return (struct acct_call *)chat_call_new(c, refmsgid,
+	    sizeof(struct acct_call), run, answer, acct_release);
 }
 
 static void
@@ -540,14 +531,10 @@ pw_start(struct conn *c, struct proto_req *req)
 		chat_error(c, MSG_ERROR, ERR_RATE, req->msgid, text);
 		return;
 	}
-	if ((p = calloc(1, sizeof(*p))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	if ((p = (struct pwread_call *)chat_call_new(c, req->msgid,
+	    sizeof(*p), pwread_run, pwread_answer, pwread_release)) == NULL)
 		return;
-	}
 	p->ukey = ukey;
-	p->k.run = pwread_run;
-	p->k.answer = pwread_answer;
-	p->k.release = pwread_release;
 	chat_call_submit(c, &p->k, req, CALL_READ, 1);
 }
 

@@ -122,26 +122,6 @@ block_filter(int32_t sender, int32_t *uids, size_t *n)
 	return 0;
 }
 
-enum blocked
-blocked_by(int32_t uid, int32_t sender)
-{
-	int32_t	 one = uid;
-	size_t	 n = 1;
-
-	if (block_filter(sender, &one, &n) == -1)
-		return BLOCKED_UNKNOWN;
-	return n == 0 ? BLOCKED : BLOCKED_NOT;
-}
-
-static void
-done(struct conn *c, const struct proto_req *req)
-{
-	if (proto_put_done(&c->out, req) == -1)
-		conn_close(c, "out of memory");
-	else
-		(void)conn_sent(c);
-}
-
 /* Removing a friend, blocking, block lists: in a store thread. */
 struct block_call {
 	struct chat_call	 k;
@@ -163,16 +143,8 @@ block_call_new(struct conn *c, const struct proto_req *req,
     void (*run)(struct chat_call *, struct store *),
     void (*answer)(struct conn *, struct chat_call *))
 {
-	struct block_call	*b;
-
-	if ((b = calloc(1, sizeof(*b))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return NULL;
-	}
-	b->k.run = run;
-	b->k.answer = answer;
-	b->k.release = block_call_release;
-	return b;
+	return (struct block_call *)chat_call_new(c, req->msgid,
+	    sizeof(struct block_call), run, answer, block_call_release);
 }
 
 static void
@@ -201,7 +173,7 @@ friend_removed(struct conn *c, struct chat_call *k)
 	if (proto_put_friend_notice(&line, k->uid, time(NULL)) == 0)
 		chat_notify(c, k->refmsgid, &fid, 1, &line, &k->req);
 	else
-		done(c, &k->req);
+		chat_done(c, &k->req);
 	buf_free(&line);
 }
 
@@ -252,7 +224,7 @@ blocked_now(struct conn *c, struct chat_call *k)
 	if (session_blocks_set(c->sess, &b->l) == -1)
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, k->refmsgid, NULL);
 	else
-		done(c, &k->req);
+		chat_done(c, &k->req);
 }
 
 void

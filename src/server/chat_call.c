@@ -71,6 +71,25 @@ call_done(struct workq_job *sj)
 		free(k);
 }
 
+struct chat_call *
+chat_call_new(struct conn *c, int refmsgid, size_t size,
+    void (*run)(struct chat_call *, struct store *),
+    void (*answer)(struct conn *, struct chat_call *),
+    void (*release)(struct chat_call *))
+{
+	struct chat_call	*k;
+
+	if ((k = calloc(1, size)) == NULL) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, refmsgid, NULL);
+		return NULL;
+	}
+	k->refmsgid = refmsgid;
+	k->run = run;
+	k->answer = answer;
+	k->release = release;
+	return k;
+}
+
 void
 chat_call_submit(struct conn *c, struct chat_call *k, struct proto_req *req,
     enum call_lane lane, int pause)

@@ -504,14 +504,11 @@ gjoin_submit(struct conn *c, struct proto_req *req,
 {
 	struct gjoin_call	*g;
 
-	if ((g = calloc(1, sizeof(*g))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	if ((g = (struct gjoin_call *)chat_call_new(c, req->msgid,
+	    sizeof(*g), run, join_answer, NULL)) == NULL)
 		return;
-	}
 	g->max_groups = chat.cfg->max_groups_per_user;
 	g->max_members = chat.cfg->max_group_members;
-	g->k.run = run;
-	g->k.answer = join_answer;
 	chat_call_submit(c, &g->k, req, CALL_WRITE, 1);
 }
 

@@ -386,24 +386,36 @@ hist_call_run(struct chat_call *k, struct store *st)
 		chat_call_fail(k, st, ERR_UNAVAILABLE, "history");
 }
 
+struct proto_str *
+chat_history_page(const struct store_msg_list *l, size_t limit, size_t *n,
+    int *more)
+{
+	struct proto_str	*v;
+	size_t			 i;
+
+	*more = l->n > limit;
+	*n = *more ? limit : l->n;
+	if ((v = calloc(*n + 1, sizeof(*v))) == NULL)
+		return NULL;
+	for (i = 0; i < *n; i++)
+		chat_str_set(&v[i], l->v[i].text, l->v[i].len);
+	return v;
+}
+
 static void
 hist_call_answer(struct conn *c, struct chat_call *k)
 {
 	struct hist_call	*h = (struct hist_call *)k;
 	struct proto_str	*v;
-	size_t			 i, n;
+	size_t			 n;
 	int			 more;
 
 	if (c == NULL || k->code != 0)
 		return;
-	more = h->l.n > h->limit;
-	n = more ? h->limit : h->l.n;
-	if ((v = calloc(n + 1, sizeof(*v))) == NULL) {
+	if ((v = chat_history_page(&h->l, h->limit, &n, &more)) == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, k->refmsgid, NULL);
 		return;
 	}
-	for (i = 0; i < n; i++)
-		chat_str_set(&v[i], h->l.v[i].text, h->l.v[i].len);
 	if (proto_put_history(&c->out, h->toid, h->gid, v, n, more) == -1)
 		conn_close(c, "out of memory");
 	else
@@ -434,17 +446,13 @@ handle_history(struct conn *c, struct proto_req *req)
 		    "history requests too fast");
 		return;
 	}
-	if ((h = calloc(1, sizeof(*h))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	if ((h = (struct hist_call *)chat_call_new(c, req->msgid, sizeof(*h),
+	    hist_call_run, hist_call_answer, hist_call_release)) == NULL)
 		return;
-	}
 	h->toid = req->toid;
 	h->gid = req->groupid;
 	h->before = req->before;
 	h->limit = (size_t)req->limit;
 	h->kept = chat.cfg->history_days > 0;
-	h->k.run = hist_call_run;
-	h->k.answer = hist_call_answer;
-	h->k.release = hist_call_release;
 	chat_call_submit(c, &h->k, req, CALL_HISTORY, 1);
 }

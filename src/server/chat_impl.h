@@ -130,6 +130,12 @@ void	handle_history(struct conn *c, struct proto_req *req);
  * (chat_call_go) once they are written, -1: nothing in flight, go now.
  */
 int	chat_history_hold(struct chat_call *k);
+/*
+ * The first *n (at most limit) texts of l (*more: l has more), to be
+ * freed by the caller; NULL: no memory.
+ */
+struct proto_str *chat_history_page(const struct store_msg_list *l,
+	    size_t limit, size_t *n, int *more);
 /* HISTORY and RESUME requests share a bucket: -1 when one too many. */
 int	chat_history_rate(struct session *s);
 
@@ -208,6 +214,8 @@ size_t	members_cap(const struct store_group_list *groups, size_t bytes);
  */
 void	chat_notify(struct conn *c, int refmsgid, const int32_t *uids,
 	    size_t n, struct buf *line, struct proto_req *done);
+/* Answer req DONE (109). */
+void	chat_done(struct conn *c, const struct proto_req *req);
 void	handle_group_manage(struct conn *c, struct proto_req *req);
 void	handle_group_members(struct conn *c, struct proto_req *req);
 
@@ -222,12 +230,6 @@ int	block_filter(int32_t sender, int32_t *uids, size_t *n);
 /* The same with the store st, logging nothing (a store thread's). */
 int	block_filter_in(struct store *st, int32_t sender, int32_t *uids,
 	    size_t *n);
-enum blocked {
-	BLOCKED_NOT,		/* uid does not block sender */
-	BLOCKED,		/* uid blocks sender */
-	BLOCKED_UNKNOWN		/* the store failed */
-};
-enum blocked blocked_by(int32_t uid, int32_t sender);
 void	handle_friend_remove(struct conn *c, struct proto_req *req);
 /* MSG_BLOCK and MSG_UNBLOCK */
 void	handle_block(struct conn *c, struct proto_req *req);
@@ -368,6 +370,14 @@ struct chat_call {
 	enum call_lane		 lane;
 	unsigned		 paused:1;
 };
+/*
+ * A zeroed call of size bytes (a struct whose first member is the
+ * struct chat_call) for refmsgid; NULL answered (no memory).
+ */
+struct chat_call *chat_call_new(struct conn *c, int refmsgid, size_t size,
+	    void (*run)(struct chat_call *, struct store *),
+	    void (*answer)(struct conn *, struct chat_call *),
+	    void (*release)(struct chat_call *));
 /* In run: answer code, log what with st's error (st NULL: memory). */
 void	chat_call_fail(struct chat_call *k, struct store *st, int code,
 	    const char *what);

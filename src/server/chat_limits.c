@@ -106,12 +106,10 @@ handle_add_friend(struct conn *c, struct proto_req *req)
 		    "you cannot befriend yourself");
 		return;
 	}
-	if ((f = calloc(1, sizeof(*f))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	if ((f = (struct friend_call *)chat_call_new(c, req->msgid,
+	    sizeof(*f), friend_add_run, NULL, NULL)) == NULL)
 		return;
-	}
 	f->max = chat.cfg->max_friends;
-	f->k.run = friend_add_run;
 	chat_call_submit(c, &f->k, req, CALL_WRITE, 1);
 }
 

@@ -54,16 +54,11 @@ live_submit(struct conn *c, struct proto_req *req,
     void (*run)(struct chat_call *, struct store *),
     void (*answer)(struct conn *, struct chat_call *))
 {
-	struct live_call	*l;
+	struct chat_call	*k;
 
-	if ((l = calloc(1, sizeof(*l))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
-	}
-	l->k.run = run;
-	l->k.answer = answer;
-	l->k.release = live_release;
-	chat_call_submit(c, &l->k, req, CALL_READ, 1);
+	if ((k = chat_call_new(c, req->msgid, sizeof(struct live_call), run,
+	    answer, live_release)) != NULL)
+		chat_call_submit(c, k, req, CALL_READ, 1);
 }
 
 static void

@@ -14,8 +14,8 @@
 #include "log.h"
 #include "store.h"
 
-static void
-answer_done(struct conn *c, const struct proto_req *req)
+void
+chat_done(struct conn *c, const struct proto_req *req)
 {
 	if (proto_put_done(&c->out, req) == -1)
 		conn_close(c, "out of memory");
@@ -58,7 +58,7 @@ notice_answer(struct conn *c, struct chat_call *k)
 		stored_nudge(nc->to, nc->n);
 	}
 	if (c != NULL && nc->want_done)
-		answer_done(c, &k->req);
+		chat_done(c, &k->req);
 }
 
 static void
@@ -149,7 +149,7 @@ chat_notify(struct conn *c, int refmsgid, const int32_t *uids, size_t n,
 	    buf_used(line) - 1);
 out:
 	if (done != NULL)
-		answer_done(c, done);
+		chat_done(c, done);
 	free(away);
 	free(pub);
 }
@@ -319,7 +319,7 @@ manage_answer(struct conn *c, struct chat_call *k)
 	if ((uids = calloc(m->members.n + 1, sizeof(*uids))) == NULL ||
 	    proto_put_group_notice(&line, &note, time(NULL)) == -1) {
 		log_warnx("group notice: out of memory");
-		answer_done(c, req);
+		chat_done(c, req);
 		goto out;
 	}
 	for (i = 0; i < m->members.n; i++)
@@ -344,16 +344,11 @@ manage_release(struct chat_call *k)
 void
 handle_group_manage(struct conn *c, struct proto_req *req)
 {
-	struct manage_call	*m;
+	struct chat_call	*k;
 
-	if ((m = calloc(1, sizeof(*m))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
-	}
-	m->k.run = manage_run;
-	m->k.answer = manage_answer;
-	m->k.release = manage_release;
-	chat_call_submit(c, &m->k, req, CALL_WRITE, 1);
+	if ((k = chat_call_new(c, req->msgid, sizeof(struct manage_call),
+	    manage_run, manage_answer, manage_release)) != NULL)
+		chat_call_submit(c, k, req, CALL_WRITE, 1);
 }
 
 static void
@@ -413,14 +408,9 @@ members_answer(struct conn *c, struct chat_call *k)
 void
 handle_group_members(struct conn *c, struct proto_req *req)
 {
-	struct manage_call	*m;
+	struct chat_call	*k;
 
-	if ((m = calloc(1, sizeof(*m))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
-	}
-	m->k.run = members_run;
-	m->k.answer = members_answer;
-	m->k.release = manage_release;
-	chat_call_submit(c, &m->k, req, CALL_READ, 1);
+	if ((k = chat_call_new(c, req->msgid, sizeof(struct manage_call),
+	    members_run, members_answer, manage_release)) != NULL)
+		chat_call_submit(c, k, req, CALL_READ, 1);
 }

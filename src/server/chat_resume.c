@@ -60,7 +60,7 @@ resume_reply(struct conn *c, struct chat_call *k)
 {
 	struct resume_call	*r = (struct resume_call *)k;
 	struct proto_str	*v;
-	size_t			 i, n;
+	size_t			 n;
 	int			 more;
 
 	if (c == NULL || c->sess->offline_gen != r->gen)
@@ -72,14 +72,10 @@ resume_reply(struct conn *c, struct chat_call *k)
 		chat_error(c, MSG_ERROR, ERR_RESUME_GONE, MSG_RESUME, NULL);
 		return;
 	}
-	more = r->l.n > r->limit;
-	n = more ? r->limit : r->l.n;
-	if ((v = calloc(n + 1, sizeof(*v))) == NULL) {
+	if ((v = chat_history_page(&r->l, r->limit, &n, &more)) == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_RESUME, NULL);
 		return;
 	}
-	for (i = 0; i < n; i++)
-		chat_str_set(&v[i], r->l.v[i].text, r->l.v[i].len);
 	if (proto_put_resume(&c->out, r->exact ? "after" : "since",
 	    r->anchor, v, n, more) == -1)
 		conn_close(c, "out of memory");
@@ -109,9 +105,9 @@ resume_answer(struct conn *c, int pause)
 	struct session		*s = c->sess;
 	struct resume_call	*r;
 
-	if ((r = calloc(1, sizeof(*r))) == NULL) {
+	if ((r = (struct resume_call *)chat_call_new(c, MSG_RESUME,
+	    sizeof(*r), resume_run, resume_reply, resume_release)) == NULL) {
 		s->resume_pending = 0;
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_RESUME, NULL);
 		return;
 	}
 	s->resume_pending = 1;
@@ -120,10 +116,6 @@ resume_answer(struct conn *c, int pause)
 	r->anchor = s->resume_smid;
 	r->window = s->resume_exact ? -1 : PROTO_RESUME_WINDOW_MS;
 	r->limit = s->resume_limit;
-	r->k.run = resume_run;
-	r->k.answer = resume_reply;
-	r->k.release = resume_release;
-	r->k.refmsgid = MSG_RESUME;
 	chat_call_submit(c, &r->k, NULL, CALL_HISTORY, pause);
 }
 
