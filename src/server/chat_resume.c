@@ -63,11 +63,11 @@ resume_reply(struct conn *c, struct chat_call *k)
 	size_t			 n;
 	int			 more;
 
-	if (c == NULL || c->sess->offline_gen != r->gen)
+	if (c == NULL)
 		return;
 	c->sess->resume_pending = 0;
-	if (k->code != 0)
-		return;
+	if (c->sess->offline_gen != r->gen || k->code != 0)
+		return;		/* logged out meanwhile, or answered */
 	if (r->at < util_wall_ms() - PROTO_RESUME_MAX_AGE_MS) {
 		chat_error(c, MSG_ERROR, ERR_RESUME_GONE, MSG_RESUME, NULL);
 		return;

@@ -984,6 +984,10 @@ class Reliability(unittest.TestCase):
             for k, (secs, errs) in answers.items():
                 self.assertTrue(set(errs) <= {0, chatlib.ERR_UNAVAILABLE},
                                 "%s during the lock: %r" % (k, errs))
+                # answered in order: before the PING sent after it
+                if k in ("history", "register", "block"):
+                    self.assertEqual(len(errs), 1, "%s: no answer before "
+                                     "the next request's" % k)
             # ... while the worker's loop went on: pings on the side fast
             self.assertGreater(len(pings), 10, "pings during the lock")
             self.assertLess(max(pings), 3.0, "pings waited for the "
