@@ -22,7 +22,8 @@
 
 #define CHAT_MAX_BLOCKS	1000	/* users one user may block */
 
-int
+/* s's block list is l's users now; -1 (no memory) leaves it as it was. */
+static int
 session_blocks_set(struct session *s, const struct store_user_list *l)
 {
 	int32_t	*v;
@@ -39,10 +40,7 @@ session_blocks_set(struct session *s, const struct store_user_list *l)
 	return 0;
 }
 
-/*
- * Read c's block list into its session; -1 leaves it to be read again.
- * A login reads it (login_data); this is for when that failed.
- */
+/* Read c's block list into its session; -1 leaves it to be read again. */
 static int
 blocks_load(struct conn *c)
 {

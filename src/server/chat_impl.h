@@ -223,8 +223,6 @@ void	handle_group_members(struct conn *c, struct proto_req *req);
 /* Whether c's user blocks the sender of the forwarded chat line. */
 int	session_blocks(struct conn *c, const char *line, size_t len);
 void	session_blocks_free(struct session *s);
-/* s's block list is l's users now; -1 (no memory) leaves it as it was. */
-int	session_blocks_set(struct session *s, const struct store_user_list *l);
 /* Drop from uids[0..*n) those who block sender (order kept); 0 or -1. */
 int	block_filter(int32_t sender, int32_t *uids, size_t *n);
 /* The same with the store st, logging nothing (a store thread's). */
@@ -309,7 +307,6 @@ struct login_data {
 	unsigned		 want_gen:1;	/* token generation */
 	unsigned		 want_msgs:1;	/* offline messages */
 	unsigned		 take_over:1;	/* token login: displace another node's session */
-	unsigned		 blocks_read:1;	/* blocks is the user's list */
 	size_t			 max_msgs;
 	char			*name;		/* the job's copy */
 	size_t			 name_len;
@@ -317,7 +314,6 @@ struct login_data {
 	struct store_user	 user;
 	struct store_user_list	 friends;
 	struct store_group_list	 groups;
-	struct store_user_list	 blocks;	/* want_lists: whom it blocks */
 	struct store_msg_list	 msgs;
 	uint64_t		 gen;
 	uint64_t		 stores_seen;	/* chat_stores_done() at submit */

@@ -525,10 +525,6 @@ login_data_run(struct workq_job *sj, void *ctx)
 		if ((d->rc = store_friends(st, d->uid, &d->friends)) ==
 		    STORE_OK)
 			d->rc = store_user_groups(st, d->uid, &d->groups);
-		/* read on the first delivery otherwise, on the loop */
-		if (d->rc == STORE_OK)
-			d->blocks_read = store_blocks(st, d->uid,
-			    &d->blocks) == STORE_OK;
 	}
 	if (d->rc == STORE_OK && d->want_gen) {
 		what = "token generation";
@@ -558,7 +554,6 @@ login_data_done(struct workq_job *sj)
 	store_user_clear(&d->user);
 	store_user_list_free(&d->friends);
 	store_group_list_free(&d->groups);
-	store_user_list_free(&d->blocks);
 	store_msg_list_free(&d->msgs);
 	free(d->name);
 	free(j->err);
