@@ -151,26 +151,71 @@ account_ack(struct conn *c, int refmsgid)
 	explicit_bzero(tok, sizeof(tok));
 }
 
-void
-handle_logout_all(struct conn *c, const struct proto_req *req)
-{
-	struct session	*s = c->sess;
+/* Account requests' store calls, in the write store thread. */
+struct acct_call {
+	struct chat_call	 k;
+	char			 hash[AUTH_HASH_MAX];	/* PASSWD: the new one */
+	uint64_t		 gen;		/* the token generation after */
+	struct store_group_list	 gl;		/* DELETE: uid's groups */
+	int32_t			*gone;		/* DELETE: groups dissolved */
+	size_t			 ngone;
+};
 
-	if (store_token_bump(chat.store, s->uid, &s->token_gen) != STORE_OK) {
-		log_warnx("logout everywhere of %d: %s", s->uid,
-		    store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+static void
+acct_release(struct chat_call *k)
+{
+	struct acct_call	*a = (struct acct_call *)k;
+
+	explicit_bzero(a->hash, sizeof(a->hash));
+	store_group_list_free(&a->gl);
+	free(a->gone);
+	free(a);
+}
+
+static struct acct_call *
+acct_new(struct conn *c, int refmsgid,
+    void (*run)(struct chat_call *, struct store *),
+    void (*answer)(struct conn *, struct chat_call *))
+{
+	return (struct acct_call *)chat_call_new(c, refmsgid,
+	    sizeof(struct acct_call), run, answer, acct_release);
+}
+
+static void
+logout_all_run(struct chat_call *k, struct store *st)
+{
+	if (store_token_bump(st, k->uid, &((struct acct_call *)k)->gen) !=
+	    STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "logout everywhere");
+}
+
+static void
+logout_all_answer(struct conn *c, struct chat_call *k)
+{
+	if (k->code != 0)
 		return;
-	}
-	s->has_gen = 1;
-	log_info("user %d: every resume token revoked", s->uid);
+	log_info("user %d: every resume token revoked", (int)k->uid);
+	if (c == NULL)
+		return;
+	c->sess->token_gen = ((struct acct_call *)k)->gen;
+	c->sess->has_gen = 1;
 	/* no token in the answer: the point was to have none */
-	if (proto_put_account_ack(&c->out, req->msgid, NULL, 0) == -1) {
+	if (proto_put_account_ack(&c->out, k->refmsgid, NULL, 0) == -1) {
 		conn_close(c, "out of memory");
 		return;
 	}
 	(void)conn_sent(c);
 	chat_logout(c);
+}
+
+void
+handle_logout_all(struct conn *c, const struct proto_req *req)
+{
+	struct acct_call	*a;
+
+	if ((a = acct_new(c, req->msgid, logout_all_run,
+	    logout_all_answer)) != NULL)
+		chat_call_submit(c, &a->k, NULL, CALL_WRITE, 1);
 }
 
 /*
@@ -199,22 +244,24 @@ pw_job_free(struct pw_job *j)
 }
 
 /*
- * Groups uid created go to their longest-standing other member, or are
- * dissolved when uid is alone; *out keeps the list (its members' caches
- * are dropped once uid is gone).  0 or -1.
+ * In the write store thread: groups uid created go to their
+ * longest-standing other member, or are dissolved when uid is alone
+ * (a->gone, their history removed on the loop after); a->gl keeps the
+ * list (its members' caches are dropped once uid is gone).  0 or -1.
  */
 static int
-account_groups(int32_t uid, struct store_group_list *out)
+account_groups(struct acct_call *a, struct store *st, int32_t uid)
 {
 	struct store_group	*g;
 	int32_t			 heir;
 	size_t			 i, k;
 	int			 creator;
 
-	if (store_user_groups(chat.store, uid, out) != STORE_OK)
+	if (store_user_groups(st, uid, &a->gl) != STORE_OK ||
+	    (a->gone = calloc(a->gl.n + 1, sizeof(*a->gone))) == NULL)
 		return -1;
-	for (i = 0; i < out->n; i++) {
-		g = &out->v[i];
+	for (i = 0; i < a->gl.n; i++) {
+		g = &a->gl.v[i];
 		creator = 0;
 		heir = 0;
 		for (k = 0; k < g->members.n; k++)
@@ -222,12 +269,12 @@ account_groups(int32_t uid, struct store_group_list *out)
 				creator = g->members.v[k].creator;
 			else if (heir == 0)
 				heir = g->members.v[k].id;
-		if (creator && store_group_update(chat.store, g->id, heir != 0 ?
+		if (creator && store_group_update(st, g->id, heir != 0 ?
 		    STORE_GROUP_TRANSFER : STORE_GROUP_DISSOLVE, heir, NULL,
 		    0) != STORE_OK)
 			return -1;
 		if (creator && heir == 0)
-			chat_history_forget(g->id);
+			a->gone[a->ngone++] = g->id;
 	}
 	return 0;
 }
@@ -235,39 +282,44 @@ account_groups(int32_t uid, struct store_group_list *out)
 /*
  * The password was right: uid's history, memberships, friendships and
  * blocks go, the account can no longer log in ("!" is no crypt(3) hash:
- * no password matches it) and every resume token is revoked; then c is
- * logged out.  Its id and name are not given out again.
+ * no password matches it) and every resume token is revoked.
+ *
+ * Its chats held here, queued in a store thread or on another worker
+ * may be kept after the first purge: the store keeps none of a sender
+ * whose password is "!", and the second purge takes those kept in
+ * between.
  */
 static void
-account_delete(struct conn *c, int32_t uid)
+delete_run(struct chat_call *k, struct store *st)
 {
-	struct store_group_list	 gl = { NULL, 0 };
-	uint64_t		 gen;
+	struct acct_call	*a = (struct acct_call *)k;
+
+	if (account_groups(a, st, k->uid) == -1 ||
+	    store_account_purge(st, k->uid) != STORE_OK ||
+	    store_user_set_password(st, k->uid, "!", &a->gen) != STORE_OK ||
+	    store_account_purge(st, k->uid) != STORE_OK) {
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "deleting an account");
+		k->text = "not deleted (or only in part): send it again later";
+	}
+}
+
+/* Done (in part, perhaps): caches and histories follow; c is logged out. */
+static void
+delete_answer(struct conn *c, struct chat_call *k)
+{
+	struct acct_call	*a = (struct acct_call *)k;
 	size_t			 i;
 
-	/*
-	 * Its chats held here, queued in a store thread or on another
-	 * worker may be kept after the first purge: the store keeps none
-	 * of a sender whose password is "!", and the second purge takes
-	 * those kept in between.
-	 */
-	chat_history_flush_sync();
-	if (account_groups(uid, &gl) == -1 ||
-	    store_account_purge(chat.store, uid) != STORE_OK ||
-	    store_user_set_password(chat.store, uid, "!", &gen) != STORE_OK ||
-	    store_account_purge(chat.store, uid) != STORE_OK) {
-		log_warnx("deleting account %d: %s", (int)uid,
-		    store_error(chat.store));
-		store_group_list_free(&gl);
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_DELETE_ACCOUNT,
-		    "not deleted (or only in part): send it again later");
+	for (i = 0; i < a->ngone; i++)
+		chat_history_forget(a->gone[i]);
+	for (i = 0; i < a->gl.n; i++)
+		gcache_changed(a->gl.v[i].id);
+	if (k->code != 0)
 		return;
-	}
-	for (i = 0; i < gl.n; i++)
-		gcache_changed(gl.v[i].id);
-	store_group_list_free(&gl);
-	log_info("user %d: account deleted", (int)uid);
-	if (proto_put_account_ack(&c->out, MSG_DELETE_ACCOUNT, NULL, 0) == -1) {
+	log_info("user %d: account deleted", (int)k->uid);
+	if (c == NULL)
+		return;
+	if (proto_put_account_ack(&c->out, k->refmsgid, NULL, 0) == -1) {
 		conn_close(c, "out of memory");
 		return;
 	}
@@ -276,12 +328,35 @@ account_delete(struct conn *c, int32_t uid)
 }
 
 static void
+passwd_run(struct chat_call *k, struct store *st)
+{
+	struct acct_call	*a = (struct acct_call *)k;
+
+	if (store_user_set_password(st, k->uid, a->hash, &a->gen) !=
+	    STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "password change");
+}
+
+static void
+passwd_answer(struct conn *c, struct chat_call *k)
+{
+	if (k->code != 0)
+		return;
+	log_info("user %d: password changed, every resume token revoked",
+	    (int)k->uid);
+	if (c == NULL)
+		return;
+	c->sess->token_gen = ((struct acct_call *)k)->gen;
+	c->sess->has_gen = 1;
+	account_ack(c, k->refmsgid);
+}
+
+static void
 pw_job_done(struct auth_job *aj)
 {
 	struct pw_job		*j = (struct pw_job *)aj;
 	struct conn		*c = j->c;
-	uint64_t		 gen;
-	int			 rc;
+	struct acct_call	*a;
 
 	conn_unref(c);
 	if (j->aj.kind == AUTH_VERIFY) {
@@ -305,8 +380,12 @@ pw_job_done(struct auth_job *aj)
 			return;
 		}
 		if (j->refmsgid == MSG_DELETE_ACCOUNT) {
-			account_delete(c, j->uid);
-			if (!c->closing)
+			/* the rows held here go first, in the same thread */
+			chat_history_flush();
+			if ((a = acct_new(c, j->refmsgid, delete_run,
+			    delete_answer)) != NULL)
+				chat_call_submit(c, &a->k, NULL, CALL_WRITE, 1);
+			else
 				conn_resume(c);
 			pw_job_free(j);
 			return;
@@ -327,64 +406,40 @@ pw_job_done(struct auth_job *aj)
 		if (j->aj.result != AUTH_OK || c->sess->uid != j->uid) {
 			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->refmsgid,
 			    NULL);
-		} else if ((rc = store_user_set_password(chat.store, j->uid,
-		    j->aj.hash, &gen)) != STORE_OK) {
-			log_warnx("password change of %d: %s", j->uid,
-			    store_error(chat.store));
-			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->refmsgid,
-			    NULL);
-		} else {
-			log_info("user %d: password changed, every resume "
-			    "token revoked", j->uid);
-			c->sess->token_gen = gen;
-			c->sess->has_gen = 1;
-			account_ack(c, j->refmsgid);
+			conn_resume(c);
+		} else if ((a = acct_new(c, j->refmsgid, passwd_run,
+		    passwd_answer)) == NULL)
+			conn_resume(c);
+		else {
+			memcpy(a->hash, j->aj.hash, sizeof(a->hash));
+			chat_call_submit(c, &a->k, NULL, CALL_WRITE, 1);
 		}
-		conn_resume(c);
 	}
 	explicit_bzero(j->aj.hash, sizeof(j->aj.hash));
 	pw_job_free(j);
 }
 
-/* Verify req's password on the hash threads, then go on in pw_job_done. */
-static void
-pw_start(struct conn *c, const struct proto_req *req)
+/*
+ * Verify req's password against pwhash on the hash threads, then go on
+ * in pw_job_done; c stays paused.  -1: answered.
+ */
+static int
+pw_verify(struct conn *c, const struct proto_req *req, const char *pwhash,
+    uint64_t ukey)
 {
-	struct store_user	 u;
-	struct pw_job		*j;
-	uint64_t		 ukey;
-	int			 retry;
-	char			 text[128];
+	struct pw_job	*j;
 
-	if (auth_busy(c, req->msgid) == -1)
-		return;
-	ukey = guard_user_key(chat.guard, c->sess->uid);
-	if (guard_login_check(chat.guard, ukey, c->akey, &retry) == -1) {
-		snprintf(text, sizeof(text), "too many failed logins; try "
-		    "again in %d seconds", retry);
-		chat_error(c, MSG_ERROR, ERR_RATE, req->msgid, text);
-		return;
-	}
-	memset(&u, 0, sizeof(u));
-	if (store_user_get(chat.store, c->sess->uid, &u) != STORE_OK ||
-	    u.pwhash == NULL) {
-		store_user_clear(&u);
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
-	}
 	if ((j = calloc(1, sizeof(*j))) == NULL ||
-	    strlen(u.pwhash) >= sizeof(j->aj.hash) ||
+	    strlen(pwhash) >= sizeof(j->aj.hash) ||
 	    (j->aj.pw = malloc(req->password.len + 1)) == NULL ||
 	    (req->msgid == MSG_PASSWD &&
 	    (j->newpw = malloc(req->newpassword.len + 1)) == NULL)) {
 		if (j != NULL)
 			pw_job_free(j);
-		store_user_clear(&u);
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
+		return -1;
 	}
-	memcpy(j->aj.hash, u.pwhash, strlen(u.pwhash) + 1);
-	store_user_clear(&u);
+	memcpy(j->aj.hash, pwhash, strlen(pwhash) + 1);
 	memcpy(j->aj.pw, req->password.p, req->password.len);
 	j->aj.pw[req->password.len] = '\0';
 	j->aj.pwlen = req->password.len;
@@ -402,16 +457,81 @@ pw_start(struct conn *c, const struct proto_req *req)
 	c->jobs++;
 	conn_pause(c);
 	authpool_submit(chat.auth, &j->aj);
+	return 0;
+}
+
+/* The user's password hash, read in the read store thread. */
+struct pwread_call {
+	struct chat_call	 k;
+	uint64_t		 ukey;
+	struct store_user	 u;
+};
+
+static void
+pwread_run(struct chat_call *k, struct store *st)
+{
+	struct pwread_call	*p = (struct pwread_call *)k;
+
+	if (store_user_get(st, k->uid, &p->u) != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "password check");
+	else if (p->u.pwhash == NULL)
+		k->code = ERR_UNAVAILABLE;
+}
+
+/* c goes on to the hash threads, still paused: the hash job resumes it
+ * (chat_call.c leaves a connection handed on paused). */
+static void
+pwread_answer(struct conn *c, struct chat_call *k)
+{
+	struct pwread_call	*p = (struct pwread_call *)k;
+
+	if (c == NULL || k->code != 0)
+		return;
+	(void)pw_verify(c, &k->req, p->u.pwhash, p->ukey);
+}
+
+static void
+pwread_release(struct chat_call *k)
+{
+	struct pwread_call	*p = (struct pwread_call *)k;
+
+	store_user_clear(&p->u);
+	free(p);
+}
+
+/* PASSWD, DELETE_ACCOUNT: the hash read, verified, then the change. */
+static void
+pw_start(struct conn *c, struct proto_req *req)
+{
+	struct pwread_call	*p;
+	uint64_t		 ukey;
+	int			 retry;
+	char			 text[128];
+
+	if (auth_busy(c, req->msgid) == -1)
+		return;
+	ukey = guard_user_key(chat.guard, c->sess->uid);
+	if (guard_login_check(chat.guard, ukey, c->akey, &retry) == -1) {
+		snprintf(text, sizeof(text), "too many failed logins; try "
+		    "again in %d seconds", retry);
+		chat_error(c, MSG_ERROR, ERR_RATE, req->msgid, text);
+		return;
+	}
+	if ((p = (struct pwread_call *)chat_call_new(c, req->msgid,
+	    sizeof(*p), pwread_run, pwread_answer, pwread_release)) == NULL)
+		return;
+	p->ukey = ukey;
+	chat_call_submit(c, &p->k, req, CALL_READ, 1);
 }
 
 void
-handle_passwd(struct conn *c, const struct proto_req *req)
+handle_passwd(struct conn *c, struct proto_req *req)
 {
 	pw_start(c, req);
 }
 
 void
-handle_delete_account(struct conn *c, const struct proto_req *req)
+handle_delete_account(struct conn *c, struct proto_req *req)
 {
 	pw_start(c, req);
 }

@@ -22,32 +22,40 @@
 
 #define CHAT_MAX_BLOCKS	1000	/* users one user may block */
 
+/* s's block list is l's users now; -1 (no memory) leaves it as it was. */
+static int
+session_blocks_set(struct session *s, const struct store_user_list *l)
+{
+	int32_t	*v;
+	size_t	 i;
+
+	if ((v = calloc(l->n + 1, sizeof(*v))) == NULL)
+		return -1;
+	for (i = 0; i < l->n; i++)
+		v[i] = l->v[i].id;
+	free(s->blocked);
+	s->blocked = v;
+	s->nblocked = l->n;
+	s->blocks_loaded = 1;
+	return 0;
+}
+
 /* Read c's block list into its session; -1 leaves it to be read again. */
 static int
 blocks_load(struct conn *c)
 {
 	struct session		*s = c->sess;
 	struct store_user_list	 l = { NULL, 0 };
-	int32_t			*v;
-	size_t			 i;
+	int			 rc;
 
 	if (store_blocks(chat.store, s->uid, &l) != STORE_OK) {
 		log_warnx("block list of %d: %s", (int)s->uid,
 		    store_error(chat.store));
 		return -1;
 	}
-	if ((v = calloc(l.n + 1, sizeof(*v))) == NULL) {
-		store_user_list_free(&l);
-		return -1;
-	}
-	for (i = 0; i < l.n; i++)
-		v[i] = l.v[i].id;
-	free(s->blocked);
-	s->blocked = v;
-	s->nblocked = l.n;
-	s->blocks_loaded = 1;
+	rc = session_blocks_set(s, &l);
 	store_user_list_free(&l);
-	return 0;
+	return rc;
 }
 
 void
@@ -112,109 +120,165 @@ block_filter(int32_t sender, int32_t *uids, size_t *n)
 	return 0;
 }
 
-enum blocked
-blocked_by(int32_t uid, int32_t sender)
-{
-	int32_t	 one = uid;
-	size_t	 n = 1;
+/* Removing a friend, blocking, block lists: in a store thread. */
+struct block_call {
+	struct chat_call	 k;
+	struct store_user_list	 l;	/* the user's blocks, after */
+	int			 loaded;	/* l read */
+};
 
-	if (block_filter(sender, &one, &n) == -1)
-		return BLOCKED_UNKNOWN;
-	return n == 0 ? BLOCKED : BLOCKED_NOT;
+static void
+block_call_release(struct chat_call *k)
+{
+	struct block_call	*b = (struct block_call *)k;
+
+	store_user_list_free(&b->l);
+	free(b);
+}
+
+static struct block_call *
+block_call_new(struct conn *c, const struct proto_req *req,
+    void (*run)(struct chat_call *, struct store *),
+    void (*answer)(struct conn *, struct chat_call *))
+{
+	return (struct block_call *)chat_call_new(c, req->msgid,
+	    sizeof(struct block_call), run, answer, block_call_release);
 }
 
 static void
-done(struct conn *c, const struct proto_req *req)
+friend_remove_run(struct chat_call *k, struct store *st)
 {
-	if (proto_put_done(&c->out, req) == -1)
-		conn_close(c, "out of memory");
-	else
-		(void)conn_sent(c);
+	int	 rc;
+
+	rc = store_friend_remove(st, k->uid, k->req.friendid);
+	if (rc == STORE_NOTFOUND) {
+		k->code = ERR_NOT_ALLOWED;
+		k->text = "not friends";
+	} else if (rc != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "remove friend");
 }
 
-void
-handle_friend_remove(struct conn *c, const struct proto_req *req)
+static void
+friend_removed(struct conn *c, struct chat_call *k)
 {
 	struct buf	 line = BUF_INIT;
-	int		 rc;
+	int32_t		 fid = k->req.friendid;
 
-	rc = store_friend_remove(chat.store, c->sess->uid, req->friendid);
-	if (rc == STORE_NOTFOUND) {
-		chat_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid,
-		    "not friends");
+	if (c == NULL || k->code != 0)
 		return;
-	}
-	if (rc != STORE_OK) {
-		log_warnx("remove friend: %s", store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
-	}
-	done(c, req);
-	/* the other side sees it too, now or at its next login */
-	if (proto_put_friend_notice(&line, c->sess->uid, time(NULL)) == 0)
-		chat_notify(c, req->msgid, &req->friendid, 1, &line);
+	/* the other side sees it too, now or at its next login; answered
+	 * once it is stored */
+	if (proto_put_friend_notice(&line, k->uid, time(NULL)) == 0)
+		chat_notify(c, k->refmsgid, &fid, 1, &line, &k->req);
+	else
+		chat_done(c, &k->req);
 	buf_free(&line);
 }
 
 void
-handle_block(struct conn *c, const struct proto_req *req)
+handle_friend_remove(struct conn *c, struct proto_req *req)
 {
-	int	 rc;
+	struct block_call	*b;
+
+	if ((b = block_call_new(c, req, friend_remove_run,
+	    friend_removed)) != NULL)
+		chat_call_submit(c, &b->k, req, CALL_WRITE, 1);
+}
+
+static void
+block_run(struct chat_call *k, struct store *st)
+{
+	struct block_call	*b = (struct block_call *)k;
+	int			 rc, on = k->refmsgid == MSG_BLOCK;
+
+	if (store_blocks(st, k->uid, &b->l) != STORE_OK) {
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "block");
+		return;
+	}
+	/* the list is searched on every delivery: keep it short */
+	if (on && b->l.n >= CHAT_MAX_BLOCKS) {
+		k->code = ERR_LIMIT;
+		k->text = "too many blocked users";
+		return;
+	}
+	store_user_list_free(&b->l);
+	rc = store_block(st, k->uid, k->req.userid, on);
+	if (rc == STORE_NOTFOUND)
+		k->code = ERR_NO_SUCH_USER;
+	else if (rc != STORE_OK || store_blocks(st, k->uid, &b->l) != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "block");
+	else
+		b->loaded = 1;
+}
+
+static void
+blocked_now(struct conn *c, struct chat_call *k)
+{
+	struct block_call	*b = (struct block_call *)k;
+
+	if (c == NULL || !b->loaded)
+		return;
+	/* deliveries to c check the new list from now on */
+	if (session_blocks_set(c->sess, &b->l) == -1)
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, k->refmsgid, NULL);
+	else
+		chat_done(c, &k->req);
+}
+
+void
+handle_block(struct conn *c, struct proto_req *req)
+{
+	struct block_call	*b;
 
 	if (req->userid == c->sess->uid) {
 		chat_error(c, MSG_ERROR, ERR_NOT_ALLOWED, req->msgid,
 		    "you cannot block yourself");
 		return;
 	}
-	if (!c->sess->blocks_loaded && blocks_load(c) == -1) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
-	}
-	/* the list is searched on every delivery to c: keep it short */
-	if (req->msgid == MSG_BLOCK && c->sess->nblocked >= CHAT_MAX_BLOCKS) {
-		chat_error(c, MSG_ERROR, ERR_LIMIT, req->msgid,
-		    "too many blocked users");
-		return;
-	}
-	rc = store_block(chat.store, c->sess->uid, req->userid,
-	    req->msgid == MSG_BLOCK);
-	if (rc == STORE_NOTFOUND) {
-		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, req->msgid, NULL);
-		return;
-	}
-	if (rc != STORE_OK || blocks_load(c) == -1) {
-		log_warnx("block: %s", store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
-	}
-	done(c, req);
+	if ((b = block_call_new(c, req, block_run, blocked_now)) != NULL)
+		chat_call_submit(c, &b->k, req, CALL_WRITE, 1);
 }
 
-void
-handle_block_list(struct conn *c, const struct proto_req *req)
+static void
+block_list_run(struct chat_call *k, struct store *st)
 {
-	struct store_user_list	 l = { NULL, 0 };
+	struct block_call	*b = (struct block_call *)k;
+
+	if (store_blocks(st, k->uid, &b->l) != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "block list");
+}
+
+static void
+block_list_answer(struct conn *c, struct chat_call *k)
+{
+	struct block_call	*b = (struct block_call *)k;
 	struct proto_user	*v;
 	size_t			 i;
 
-	if (store_blocks(chat.store, c->sess->uid, &l) != STORE_OK) {
-		log_warnx("block list: %s", store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	if (c == NULL || k->code != 0)
+		return;
+	if ((v = calloc(b->l.n + 1, sizeof(*v))) == NULL) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, k->refmsgid, NULL);
 		return;
 	}
-	if ((v = calloc(l.n + 1, sizeof(*v))) == NULL) {
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		goto out;
+	for (i = 0; i < b->l.n; i++) {
+		v[i].id = b->l.v[i].id;
+		chat_str_set(&v[i].name, b->l.v[i].name, b->l.v[i].name_len);
 	}
-	for (i = 0; i < l.n; i++) {
-		v[i].id = l.v[i].id;
-		chat_str_set(&v[i].name, l.v[i].name, l.v[i].name_len);
-	}
-	if (proto_put_blocks(&c->out, v, l.n) == -1)
+	if (proto_put_blocks(&c->out, v, b->l.n) == -1)
 		conn_close(c, "out of memory");
 	else
 		(void)conn_sent(c);
 	free(v);
-out:
-	store_user_list_free(&l);
+}
+
+void
+handle_block_list(struct conn *c, struct proto_req *req)
+{
+	struct block_call	*b;
+
+	/* c waits for each of its block requests: they come first */
+	if ((b = block_call_new(c, req, block_list_run,
+	    block_list_answer)) != NULL)
+		chat_call_submit(c, &b->k, req, CALL_READ, 1);
 }

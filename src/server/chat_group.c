@@ -69,8 +69,7 @@ gcache_changed(int32_t gid)
 			(void)chat.to_slot(i, &h, "");
 }
 
-/* The cached members of gid (*uids, *n), or -1. */
-static int
+int
 gcache_get(int32_t gid, const int32_t **uids, size_t *n)
 {
 	struct group_cache	*g = gcache_slot(gid);
@@ -82,7 +81,7 @@ gcache_get(int32_t gid, const int32_t **uids, size_t *n)
 	return 0;
 }
 
-static void
+void
 gcache_put(int32_t gid, const struct store_user_list *members)
 {
 	struct group_cache	*g = gcache_slot(gid);
@@ -446,41 +445,83 @@ handle_group_chat(struct conn *c, struct proto_req *req)
 }
 
 
-void
-handle_create_group(struct conn *c, const struct proto_req *req)
-{
-	int32_t	 gid;
-	int	 rc;
+/* Creating or joining a group, in the write store thread. */
+struct gjoin_call {
+	struct chat_call	 k;
+	int			 max_groups, max_members;
+	int			 joined;
+};
 
-	if (groups_room(c, req) == -1)
+static void
+create_run(struct chat_call *k, struct store *st)
+{
+	struct gjoin_call	*g = (struct gjoin_call *)k;
+	int32_t			 gid;
+	int			 rc;
+
+	if (groups_room(k, st, g->max_groups) == -1)
 		return;
-	rc = store_group_create(chat.store, c->sess->uid, req->groupname.p,
-	    req->groupname.len, req->groupdesc.p, req->groupdesc.len, &gid);
-	if (rc == STORE_EXISTS)
-		chat_error(c, MSG_ERROR, ERR_EXISTS, req->msgid,
-		    "a group with this name exists");
-	else if (rc != STORE_OK) {
-		log_warnx("create group: %s", store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-	}
+	rc = store_group_create(st, k->uid, k->req.groupname.p,
+	    k->req.groupname.len, k->req.groupdesc.p, k->req.groupdesc.len,
+	    &gid);
+	if (rc == STORE_EXISTS) {
+		k->code = ERR_EXISTS;
+		k->text = "a group with this name exists";
+	} else if (rc != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "create group");
+}
+
+static void
+join_run(struct chat_call *k, struct store *st)
+{
+	struct gjoin_call	*g = (struct gjoin_call *)k;
+	int			 rc;
+
+	if (group_join_room(k, st, k->req.groupid, g->max_groups,
+	    g->max_members) == -1)
+		return;
+	rc = store_group_join(st, k->req.groupid, k->uid);
+	if (rc == STORE_OK)
+		g->joined = 1;
+	else if (rc == STORE_NOTFOUND)
+		k->code = ERR_NO_SUCH_GROUP;
+	else
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "join group");
+}
+
+/* Joined: the member caches go, whether or not the joiner still waits. */
+static void
+join_answer(struct conn *c, struct chat_call *k)
+{
+	(void)c;
+	if (((struct gjoin_call *)k)->joined)
+		gcache_changed(k->req.groupid);
+}
+
+static void
+gjoin_submit(struct conn *c, struct proto_req *req,
+    void (*run)(struct chat_call *, struct store *))
+{
+	struct gjoin_call	*g;
+
+	if ((g = (struct gjoin_call *)chat_call_new(c, req->msgid,
+	    sizeof(*g), run, join_answer, NULL)) == NULL)
+		return;
+	g->max_groups = chat.cfg->max_groups_per_user;
+	g->max_members = chat.cfg->max_group_members;
+	chat_call_submit(c, &g->k, req, CALL_WRITE, 1);
 }
 
 void
-handle_add_group(struct conn *c, const struct proto_req *req)
+handle_create_group(struct conn *c, struct proto_req *req)
 {
-	int	 rc;
+	gjoin_submit(c, req, create_run);
+}
 
-	if (group_join_room(c, req) == -1)
-		return;
-	rc = store_group_join(chat.store, req->groupid, c->sess->uid);
-	if (rc == STORE_OK)
-		gcache_changed(req->groupid);
-	if (rc == STORE_NOTFOUND)
-		chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP, req->msgid, NULL);
-	else if (rc != STORE_OK) {
-		log_warnx("join group: %s", store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-	}
+void
+handle_add_group(struct conn *c, struct proto_req *req)
+{
+	gjoin_submit(c, req, join_run);
 }
 
 /* ---- member lists that fit ------------------------------------------- */

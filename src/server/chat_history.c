@@ -43,6 +43,19 @@ static size_t			 hq_tlen, hq_tcap;
 static double			 hq_since;	/* when hq[0] was queued */
 static double			 prune_at;	/* 0: at the first tick */
 
+/*
+ * Reads that wait for the batches queued before them (HISTORY, RESUME
+ * see what this worker accepted): batches queued and written so far,
+ * and each waiting read with the count it waits for.  The write thread
+ * completes in order, so the waits are released in order too.
+ */
+static uint64_t			 hb_queued, hb_written;
+static struct hist_wait {
+	struct chat_call	*k;
+	uint64_t		 upto;
+}				*hw;
+static size_t			 hw_n, hw_cap;
+
 void
 chat_history_keep(int32_t sender, const struct proto_req *req,
     const struct buf *line, int64_t created)
@@ -99,6 +112,43 @@ chat_history_flush_due(void)
 		chat_history_flush();
 }
 
+/* One more batch written (or failed): the reads behind it go. */
+static void
+history_written(void)
+{
+	size_t	 i, k;
+
+	hb_written++;
+	for (i = 0; i < hw_n && hw[i].upto <= hb_written; i++)
+		chat_call_go(hw[i].k);
+	for (k = 0; i < hw_n; )
+		hw[k++] = hw[i++];
+	hw_n = k;
+}
+
+int
+chat_history_hold(struct chat_call *k)
+{
+	struct hist_wait	*nv;
+	size_t			 ncap;
+
+	chat_history_flush();
+	if (hb_written == hb_queued)
+		return -1;
+	if (hw_n == hw_cap) {
+		ncap = hw_cap ? hw_cap * 2 : 16;
+		/* no memory: read now, without the newest rows */
+		if ((nv = reallocarray(hw, ncap, sizeof(*nv))) == NULL)
+			return -1;
+		hw = nv;
+		hw_cap = ncap;
+	}
+	hw[hw_n].k = k;
+	hw[hw_n].upto = hb_queued;
+	hw_n++;
+	return 0;
+}
+
 /* A batch of history rows written by a store thread (storeq.h). */
 struct hist_job {
 	struct workq_job	 sj;
@@ -147,6 +197,7 @@ hist_done(struct workq_job *sj)
 	free(j->text);
 	free(j->err);
 	free(j);
+	history_written();
 }
 
 /*
@@ -169,6 +220,7 @@ history_flush(int sync)
 		history_take(&j->rows, &j->n, &j->text);
 		j->sj.run = hist_run;
 		j->sj.done = hist_done;
+		hb_queued++;
 		storeq_submit(chat.storeq, &j->sj);
 		return;
 	}
@@ -184,12 +236,6 @@ void
 chat_history_flush(void)
 {
 	history_flush(0);
-}
-
-void
-chat_history_flush_sync(void)
-{
-	history_flush(1);
 }
 
 /* A dissolved group's history, removed by a store thread. */
@@ -240,7 +286,7 @@ chat_history_forget(int32_t gid)
 		storeq_submit(chat.storeq, &j->sj);
 		return;
 	}
-	chat_history_flush_sync();
+	history_flush(1);
 	if (store_history_forget(chat.store, gid) != STORE_OK)
 		log_warnx("history of dissolved group %d: %s", (int)gid,
 		    store_error(chat.store));
@@ -296,50 +342,117 @@ chat_history_rate(struct session *s)
 	return 0;
 }
 
-void
-handle_history(struct conn *c, const struct proto_req *req)
+/* A HISTORY request's fetch, in the read store thread. */
+struct hist_call {
+	struct chat_call	 k;
+	int32_t			 toid, gid;
+	int64_t			 before;
+	size_t			 limit;
+	int			 kept;		/* history_days > 0 */
+	struct store_msg_list	 l;
+};
+
+static void
+hist_call_run(struct chat_call *k, struct store *st)
 {
-	struct session		*s = c->sess;
-	struct store_msg_list	 l = { NULL, 0 };
-	struct proto_str	*v = NULL;
-	const int32_t		*ids;
-	int32_t			*owned = NULL;
-	size_t			 i, n, nids, limit = (size_t)req->limit;
+	struct hist_call	*h = (struct hist_call *)k;
+	struct store_user_list	 m = { NULL, 0 };
+	size_t			 i;
+	int			 rc;
+
+	/* a member only: no such group, not a member are answered */
+	if (h->gid != 0) {
+		if ((rc = store_group_members(st, h->gid, &m)) ==
+		    STORE_NOTFOUND) {
+			k->code = ERR_NO_SUCH_GROUP;
+			return;
+		}
+		if (rc != STORE_OK) {
+			chat_call_fail(k, st, ERR_UNAVAILABLE, "history");
+			return;
+		}
+		for (i = 0; i < m.n && m.v[i].id != k->uid; i++)
+			;
+		rc = i == m.n ? STORE_NOT_MEMBER : STORE_MEMBER;
+		store_user_list_free(&m);
+		if (rc == STORE_NOT_MEMBER) {
+			k->code = ERR_NOT_MEMBER;
+			k->text = "only members may post to a group";
+			return;
+		}
+	}
+	if (h->kept && store_history_fetch(st, k->uid,
+	    h->toid, h->gid, h->before, h->limit + 1, &h->l) != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "history");
+}
+
+struct proto_str *
+chat_history_page(const struct store_msg_list *l, size_t limit, size_t *n,
+    int *more)
+{
+	struct proto_str	*v;
+	size_t			 i;
+
+	*more = l->n > limit;
+	*n = *more ? limit : l->n;
+	if ((v = calloc(*n + 1, sizeof(*v))) == NULL)
+		return NULL;
+	for (i = 0; i < *n; i++)
+		chat_str_set(&v[i], l->v[i].text, l->v[i].len);
+	return v;
+}
+
+static void
+hist_call_answer(struct conn *c, struct chat_call *k)
+{
+	struct hist_call	*h = (struct hist_call *)k;
+	struct proto_str	*v;
+	size_t			 n;
 	int			 more;
 
-	if (chat_history_rate(s) == -1) {
-		chat_error(c, MSG_ERROR, ERR_RATE, req->msgid,
-		    "history requests too fast");
+	if (c == NULL || k->code != 0)
+		return;
+	if ((v = chat_history_page(&h->l, h->limit, &n, &more)) == NULL) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, k->refmsgid, NULL);
 		return;
 	}
-	/* a member only: no such group, not a member are answered */
-	if (req->groupid != 0 &&
-	    group_members(c, req, 1, NULL, &ids, &nids, &owned) == -1)
-		return;
-	free(owned);
-	chat_history_flush_sync();	/* what this worker holds is readable */
-	if (chat.cfg->history_days > 0 && store_history_fetch(chat.store,
-	    s->uid, req->toid, req->groupid, req->before, limit + 1, &l) !=
-	    STORE_OK) {
-		log_warnx("history of %d: %s", (int)s->uid,
-		    store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
-	}
-	more = l.n > limit;
-	n = more ? limit : l.n;
-	if ((v = calloc(n + 1, sizeof(*v))) == NULL) {
-		store_msg_list_free(&l);
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-		return;
-	}
-	for (i = 0; i < n; i++)
-		chat_str_set(&v[i], l.v[i].text, l.v[i].len);
-	if (proto_put_history(&c->out, req->toid, req->groupid, v, n,
-	    more) == -1)
+	if (proto_put_history(&c->out, h->toid, h->gid, v, n, more) == -1)
 		conn_close(c, "out of memory");
 	else
 		(void)conn_sent(c);
 	free(v);
-	store_msg_list_free(&l);
+}
+
+static void
+hist_call_release(struct chat_call *k)
+{
+	struct hist_call	*h = (struct hist_call *)k;
+
+	store_msg_list_free(&h->l);
+	free(h);
+}
+
+/*
+ * HISTORY: read in the read store thread once the rows this worker
+ * holds are written (c waits; its next requests after it).
+ */
+void
+handle_history(struct conn *c, struct proto_req *req)
+{
+	struct hist_call	*h;
+
+	if (chat_history_rate(c->sess) == -1) {
+		chat_error(c, MSG_ERROR, ERR_RATE, req->msgid,
+		    "history requests too fast");
+		return;
+	}
+	if ((h = (struct hist_call *)chat_call_new(c, req->msgid, sizeof(*h),
+	    hist_call_run, hist_call_answer, hist_call_release)) == NULL)
+		return;
+	h->toid = req->toid;
+	h->gid = req->groupid;
+	h->before = req->before;
+	h->limit = (size_t)req->limit;
+	h->kept = chat.cfg->history_days > 0;
+	chat_call_submit(c, &h->k, req, CALL_HISTORY, 1);
 }

@@ -14,9 +14,11 @@
 #include "conn.h"
 #include "proto.h"
 #include "store.h"
+#include "workq.h"
 
 struct store;
 struct storeq;
+struct chat_call;
 struct store_group_list;
 struct store_msg_list;
 struct store_user_list;
@@ -115,8 +117,8 @@ void	chat_login_failed(struct conn *c, uint64_t ukey);
 int	auth_busy(struct conn *c, int msgid);
 void	handle_token_login(struct conn *c, const struct proto_req *req);
 void	handle_logout_all(struct conn *c, const struct proto_req *req);
-void	handle_passwd(struct conn *c, const struct proto_req *req);
-void	handle_delete_account(struct conn *c, const struct proto_req *req);
+void	handle_passwd(struct conn *c, struct proto_req *req);
+void	handle_delete_account(struct conn *c, struct proto_req *req);
 
 /* chat_history.c */
 /*
@@ -126,9 +128,18 @@ void	handle_delete_account(struct conn *c, const struct proto_req *req);
  */
 void	chat_history_keep(int32_t sender, const struct proto_req *req,
 	    const struct buf *line, int64_t created);
-void	handle_history(struct conn *c, const struct proto_req *req);
-/* Write the rows this worker holds now, on the loop (a reader needs them). */
-void	chat_history_flush_sync(void);
+void	handle_history(struct conn *c, struct proto_req *req);
+/*
+ * The rows held now leave for the write thread; 0: k is kept and goes
+ * (chat_call_go) once they are written, -1: nothing in flight, go now.
+ */
+int	chat_history_hold(struct chat_call *k);
+/*
+ * The first *n (at most limit) texts of l (*more: l has more), to be
+ * freed by the caller; NULL: no memory.
+ */
+struct proto_str *chat_history_page(const struct store_msg_list *l,
+	    size_t limit, size_t *n, int *more);
 /* HISTORY and RESUME requests share a bucket: -1 when one too many. */
 int	chat_history_rate(struct session *s);
 
@@ -174,6 +185,9 @@ void	handle_acked_chat(struct conn *c, struct proto_req *req);
 
 /* chat_group.c */
 void	gcache_drop(int32_t gid);
+/* The cached members of gid (*uids, *n), or -1. */
+int	gcache_get(int32_t gid, const int32_t **uids, size_t *n);
+void	gcache_put(int32_t gid, const struct store_user_list *members);
 /* This worker changed gid's members: drop it here and in the other workers. */
 void	gcache_changed(int32_t gid);
 /*
@@ -187,8 +201,8 @@ int	group_members(struct conn *c, const struct proto_req *req,
 	    int32_t **owned);
 /* A plain group chat; c may wait (members read in a store thread). */
 void	handle_group_chat(struct conn *c, struct proto_req *req);
-void	handle_create_group(struct conn *c, const struct proto_req *req);
-void	handle_add_group(struct conn *c, const struct proto_req *req);
+void	handle_create_group(struct conn *c, struct proto_req *req);
+void	handle_add_group(struct conn *c, struct proto_req *req);
 /*
  * How many members of each group a login answer (or one page) lists
  * within bytes: the largest cap that fits, at least 1 (chat_group.c).
@@ -198,12 +212,16 @@ size_t	members_cap(const struct store_group_list *groups, size_t bytes);
 /* chat_manage.c */
 /*
  * Push a notice (line: one JSON object, no newline; a newline is
- * added) to uids on behalf of c: live, via Redis, or stored.
+ * added) to uids on behalf of c: live, via Redis, or stored (c waits
+ * for that).  done (NULL: none) is taken over and answered DONE once
+ * the notice is stored.
  */
 void	chat_notify(struct conn *c, int refmsgid, const int32_t *uids,
-	    size_t n, struct buf *line);
-void	handle_group_manage(struct conn *c, const struct proto_req *req);
-void	handle_group_members(struct conn *c, const struct proto_req *req);
+	    size_t n, struct buf *line, struct proto_req *done);
+/* Answer req DONE (109). */
+void	chat_done(struct conn *c, const struct proto_req *req);
+void	handle_group_manage(struct conn *c, struct proto_req *req);
+void	handle_group_members(struct conn *c, struct proto_req *req);
 
 /* chat_block.c */
 /* Whether c's user blocks the sender of the forwarded chat line. */
@@ -214,20 +232,14 @@ int	block_filter(int32_t sender, int32_t *uids, size_t *n);
 /* The same with the store st, logging nothing (a store thread's). */
 int	block_filter_in(struct store *st, int32_t sender, int32_t *uids,
 	    size_t *n);
-enum blocked {
-	BLOCKED_NOT,		/* uid does not block sender */
-	BLOCKED,		/* uid blocks sender */
-	BLOCKED_UNKNOWN		/* the store failed */
-};
-enum blocked blocked_by(int32_t uid, int32_t sender);
-void	handle_friend_remove(struct conn *c, const struct proto_req *req);
+void	handle_friend_remove(struct conn *c, struct proto_req *req);
 /* MSG_BLOCK and MSG_UNBLOCK */
-void	handle_block(struct conn *c, const struct proto_req *req);
-void	handle_block_list(struct conn *c, const struct proto_req *req);
+void	handle_block(struct conn *c, struct proto_req *req);
+void	handle_block_list(struct conn *c, struct proto_req *req);
 
 /* chat_live.c */
-void	handle_typing(struct conn *c, const struct proto_req *req);
-void	handle_read(struct conn *c, const struct proto_req *req);
+void	handle_typing(struct conn *c, struct proto_req *req);
+void	handle_read(struct conn *c, struct proto_req *req);
 
 /* chat_offline.c */
 size_t	offline_fits(const struct store_msg_list *msgs);
@@ -330,11 +342,68 @@ int	login_data_submit(struct conn *c, const struct login_data *want,
 uint64_t chat_stores_done(void);
 void	chat_stores_note(void);
 
+/* chat_call.c: a request answered from store calls in a store thread */
+enum call_lane {
+	CALL_READ,		/* chat.storeq_read: reads only */
+	CALL_WRITE,		/* chat.storeq: behind the writes queued */
+	CALL_HISTORY		/* a read once this worker's history rows
+				 * held now are written (chat_history_hold) */
+};
+/*
+ * Embedded first in a request's own job.  run(k, st) in a store thread
+ * (the job's memory and st only) sets code/text for an error answer
+ * (reply_msgid, default MSG_ERROR); back on the loop the error is
+ * answered, then answer(c, k) runs (c NULL: the session that asked is
+ * gone; undo or drop), then c resumes (unless answer handed it to more
+ * work that holds it: c->jobs grew) and release (NULL: free) frees k.
+ */
+struct chat_call {
+	struct workq_job	 sj;
+	void	(*run)(struct chat_call *k, struct store *st);
+	void	(*answer)(struct conn *c, struct chat_call *k);
+	void	(*release)(struct chat_call *k);
+	struct conn		*c;
+	int32_t			 uid;		/* the session that asked */
+	struct proto_req	 req;		/* the request, owned */
+	int			 refmsgid;	/* its msgid */
+	int			 reply_msgid;
+	int			 code;		/* error answer; 0: none */
+	const char		*text;		/* static, or NULL */
+	char			*err;		/* logged on the loop */
+	enum call_lane		 lane;
+	unsigned		 paused:1;
+};
+/*
+ * A zeroed call of size bytes (a struct whose first member is the
+ * struct chat_call) for refmsgid; NULL answered (no memory).
+ */
+struct chat_call *chat_call_new(struct conn *c, int refmsgid, size_t size,
+	    void (*run)(struct chat_call *, struct store *),
+	    void (*answer)(struct conn *, struct chat_call *),
+	    void (*release)(struct chat_call *));
+/* In run: answer code, log what with st's error (st NULL: memory). */
+void	chat_call_fail(struct chat_call *k, struct store *st, int code,
+	    const char *what);
+/*
+ * Hold c (and pause it, so its next requests wait: pause) and run k in
+ * lane; without store threads k runs at once on the loop.  req (NULL:
+ * k->refmsgid set by the caller) is taken over: the caller's is left
+ * empty.
+ */
+void	chat_call_submit(struct conn *c, struct chat_call *k,
+	    struct proto_req *req, enum call_lane lane, int pause);
+/* Run k in its lane now (held already; a read for a closing c: dropped). */
+void	chat_call_go(struct chat_call *k);
+
 /* chat_limits.c */
-void	handle_add_friend(struct conn *c, const struct proto_req *req);
-/* 0 when c may be in one more group; else answered already. */
-int	groups_room(struct conn *c, const struct proto_req *req);
-/* 0 when c may join req->groupid (room on both sides); else answered. */
-int	group_join_room(struct conn *c, const struct proto_req *req);
+void	handle_add_friend(struct conn *c, struct proto_req *req);
+/*
+ * In a store thread (chat_call.c): 0 when k's user may be in one more
+ * group (max_groups, 0: no limit); -1 with k's answer set.
+ */
+int	groups_room(struct chat_call *k, struct store *st, int max_groups);
+/* 0 when k's user may join gid (room on both sides); -1 answered. */
+int	group_join_room(struct chat_call *k, struct store *st, int32_t gid,
+	    int max_groups, int max_members);
 
 #endif

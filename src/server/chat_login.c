@@ -581,34 +581,78 @@ chat_login_resumed(struct conn *c, int32_t uid, uint64_t gen)
 		conn_resume(c);
 }
 
+/* A registration's new user, stored in the write store thread. */
+struct reg_call {
+	struct chat_call	 k;
+	char			*name;
+	size_t			 name_len;
+	char			 hash[AUTH_HASH_MAX];
+	int32_t			 id;
+};
+
+static void
+reg_run(struct chat_call *k, struct store *st)
+{
+	struct reg_call	*r = (struct reg_call *)k;
+	int		 rc;
+
+	rc = store_user_create(st, r->name, r->name_len, r->hash, &r->id);
+	if (rc == STORE_EXISTS) {
+		k->code = ERR_AUTH;
+		k->text = "this name is taken";
+	} else if (rc != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "register");
+}
+
+static void
+reg_answer(struct conn *c, struct chat_call *k)
+{
+	if (c == NULL || k->code != 0)
+		return;
+	if (proto_put_reg_ack(&c->out, ((struct reg_call *)k)->id) == -1)
+		conn_close(c, "out of memory");
+	else
+		(void)conn_sent(c);
+}
+
+static void
+reg_release(struct chat_call *k)
+{
+	struct reg_call	*r = (struct reg_call *)k;
+
+	free(r->name);
+	explicit_bzero(r->hash, sizeof(r->hash));
+	free(r);
+}
+
+/* The password hashed: the user is stored; c stays paused till then. */
 static void
 reg_done(struct chat_job *j)
 {
 	struct conn	*c = j->c;
-	int32_t		 id;
-	int		 rc;
+	struct reg_call	*r;
 
 	if (j->aj.result != AUTH_OK) {
 		log_warnx("register: hashing the password failed");
 		chat_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
+		conn_resume(c);
 		return;
 	}
-	rc = store_user_create(chat.store, j->name, j->name_len, j->aj.hash,
-	    &id);
-	if (rc == STORE_EXISTS) {
-		chat_error(c, MSG_REG_ACK, ERR_AUTH, MSG_REG,
-		    "this name is taken");
-		return;
-	}
-	if (rc != STORE_OK) {
-		log_warnx("register: %s", store_error(chat.store));
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		chat_error(c, MSG_REG_ACK, ERR_UNAVAILABLE, MSG_REG, NULL);
+		conn_resume(c);
 		return;
 	}
-	if (proto_put_reg_ack(&c->out, id) == -1)
-		conn_close(c, "out of memory");
-	else
-		(void)conn_sent(c);
+	r->name = j->name;
+	r->name_len = j->name_len;
+	j->name = NULL;
+	memcpy(r->hash, j->aj.hash, sizeof(r->hash));
+	r->k.run = reg_run;
+	r->k.answer = reg_answer;
+	r->k.release = reg_release;
+	r->k.refmsgid = MSG_REG;
+	r->k.reply_msgid = MSG_REG_ACK;
+	chat_call_submit(c, &r->k, NULL, CALL_WRITE, 1);
 }
 
 static void
@@ -626,10 +670,9 @@ chat_job_done(struct auth_job *aj)
 	} else if (j->msgid == MSG_LOGIN && j->aj.result != AUTH_FAIL)
 		chat_login_failed(c, j->ukey);
 	if (!c->closing) {
-		if (j->msgid != MSG_LOGIN) {
+		if (j->msgid != MSG_LOGIN)
 			reg_done(j);
-			conn_resume(c);
-		} else if (login_done(j) == LOGIN_ANSWERED)
+		else if (login_done(j) == LOGIN_ANSWERED)
 			conn_resume(c);
 	}
 	explicit_bzero(j->aj.pw, j->aj.pwlen);
@@ -832,6 +875,7 @@ chat_logout(struct conn *c)
 	free(s->name);
 	s->name = NULL;
 	s->name_len = 0;
+	session_blocks_free(s);		/* the next login's user has its own */
 }
 
 void

@@ -31,49 +31,92 @@ struct resume_wait {
 static struct resume_wait	*rw;
 static size_t			 rw_n, rw_cap;
 
-static void
-resume_answer(struct conn *c)
-{
-	struct session		*s = c->sess;
-	struct store_msg_list	 l = { NULL, 0 };
-	struct proto_str	*v;
-	int64_t			 at = 0, window;
-	size_t			 i, n, limit = s->resume_limit;
-	int			 rc, more;
+/* A RESUME's fetch, in the read store thread. */
+struct resume_call {
+	struct chat_call	 k;
+	uint32_t		 gen;		/* the session's offline_gen */
+	int64_t			 anchor, window, at;
+	size_t			 limit;
+	int			 exact;
+	struct store_msg_list	 l;
+};
 
-	s->resume_pending = 0;
-	chat_history_flush_sync();	/* what this worker holds is readable */
-	window = s->resume_exact ? -1 : PROTO_RESUME_WINDOW_MS;
-	rc = store_resume_fetch(chat.store, s->uid, s->resume_smid, window,
-	    limit + 1, &l, &at);
-	if (rc == STORE_NOTFOUND || (rc == STORE_OK &&
-	    at < util_wall_ms() - PROTO_RESUME_MAX_AGE_MS)) {
-		store_msg_list_free(&l);
+static void
+resume_run(struct chat_call *k, struct store *st)
+{
+	struct resume_call	*r = (struct resume_call *)k;
+	int			 rc;
+
+	rc = store_resume_fetch(st, k->uid, r->anchor, r->window,
+	    r->limit + 1, &r->l, &r->at);
+	if (rc == STORE_NOTFOUND)
+		k->code = ERR_RESUME_GONE;
+	else if (rc != STORE_OK)
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "resume");
+}
+
+static void
+resume_reply(struct conn *c, struct chat_call *k)
+{
+	struct resume_call	*r = (struct resume_call *)k;
+	struct proto_str	*v;
+	size_t			 n;
+	int			 more;
+
+	if (c == NULL)
+		return;
+	c->sess->resume_pending = 0;
+	if (c->sess->offline_gen != r->gen || k->code != 0)
+		return;		/* logged out meanwhile, or answered */
+	if (r->at < util_wall_ms() - PROTO_RESUME_MAX_AGE_MS) {
 		chat_error(c, MSG_ERROR, ERR_RESUME_GONE, MSG_RESUME, NULL);
 		return;
 	}
-	if (rc != STORE_OK) {
-		log_warnx("resume of %d: %s", (int)s->uid,
-		    store_error(chat.store));
+	if ((v = chat_history_page(&r->l, r->limit, &n, &more)) == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_RESUME, NULL);
 		return;
 	}
-	more = l.n > limit;
-	n = more ? limit : l.n;
-	if ((v = calloc(n + 1, sizeof(*v))) == NULL) {
-		store_msg_list_free(&l);
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, MSG_RESUME, NULL);
-		return;
-	}
-	for (i = 0; i < n; i++)
-		chat_str_set(&v[i], l.v[i].text, l.v[i].len);
-	if (proto_put_resume(&c->out, s->resume_exact ? "after" : "since",
-	    s->resume_smid, v, n, more) == -1)
+	if (proto_put_resume(&c->out, r->exact ? "after" : "since",
+	    r->anchor, v, n, more) == -1)
 		conn_close(c, "out of memory");
 	else
 		(void)conn_sent(c);
 	free(v);
-	store_msg_list_free(&l);
+}
+
+static void
+resume_release(struct chat_call *k)
+{
+	struct resume_call	*r = (struct resume_call *)k;
+
+	store_msg_list_free(&r->l);
+	free(r);
+}
+
+/*
+ * Fetch c's resume in the read store thread, once the rows this worker
+ * holds are written.  pause: c was answering this request now, so its
+ * next requests wait; a resume due later (settle time) leaves c going.
+ * resume_pending stays set till the answer.
+ */
+static void
+resume_answer(struct conn *c, int pause)
+{
+	struct session		*s = c->sess;
+	struct resume_call	*r;
+
+	if ((r = (struct resume_call *)chat_call_new(c, MSG_RESUME,
+	    sizeof(*r), resume_run, resume_reply, resume_release)) == NULL) {
+		s->resume_pending = 0;
+		return;
+	}
+	s->resume_pending = 1;
+	r->gen = s->offline_gen;
+	r->exact = s->resume_exact;
+	r->anchor = s->resume_smid;
+	r->window = s->resume_exact ? -1 : PROTO_RESUME_WINDOW_MS;
+	r->limit = s->resume_limit;
+	chat_call_submit(c, &r->k, NULL, CALL_HISTORY, pause);
 }
 
 void
@@ -98,7 +141,7 @@ handle_resume(struct conn *c, const struct proto_req *req)
 	s->resume_smid = req->after != 0 ? req->after : req->since;
 	s->resume_limit = (size_t)req->limit;
 	if (util_mono_coarse() >= s->login_at + RESUME_SETTLE_SEC) {
-		resume_answer(c);
+		resume_answer(c, 1);
 		return;
 	}
 	if (rw_n == rw_cap) {
@@ -133,7 +176,7 @@ chat_resume_due(void)
 		    !c->sess->resume_pending || c->closing)
 			continue;
 		if (now >= c->sess->login_at + RESUME_SETTLE_SEC)
-			resume_answer(c);
+			resume_answer(c, 0);
 		else
 			rw[k++] = rw[i];
 	}

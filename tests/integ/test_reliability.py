@@ -505,6 +505,82 @@ class Prober:
         return self.out
 
 
+class RequestProber:
+    """While the store is locked: one request of each kind a worker
+    answers from the store (HISTORY, a registration, a friend request, a
+    group creation, a block), each on its own connection and followed by
+    a PING there (answered only after the request is), and pings on one
+    more connection.  out: kind -> (seconds to the pong, [errno seen]);
+    pings: the round trips."""
+
+    KINDS = ("history", "register", "friend", "group", "block")
+
+    def __init__(self, srv):
+        self.srv = srv
+        u = users(len(self.KINDS) + 1, srv)
+        self.target, self.uids = u[0], dict(zip(self.KINDS, u[1:]))
+        self.out, self.pings = {}, []
+        self.lock = threading.Lock()
+        self.conns = {}
+        for kind in self.KINDS + ("pinger",):
+            c = chatlib.Client(srv.port)
+            if kind != "register":
+                c.login(self.uids.get(kind, self.target), "pw")
+            self.conns[kind] = c
+        self.threads = [threading.Thread(target=self.one, args=(k,),
+                                         daemon=True) for k in self.KINDS]
+        self.threads.append(threading.Thread(target=self.ping_loop,
+                                             daemon=True))
+
+    def request(self, kind):
+        t = self.target
+        return {"history": {"msgid": 125, "toid": t},
+                "register": {"msgid": chatlib.REG, "password": "pw",
+                             "name": chatlib.unique("relreg")},
+                "friend": {"msgid": chatlib.ADD_FRIEND, "friendid": t},
+                "group": {"msgid": chatlib.CREATE_GROUP,
+                          "groupname": chatlib.unique("relgrp")},
+                "block": {"msgid": 114, "userid": t}}[kind]
+
+    def one(self, kind):
+        c = self.conns[kind]
+        t0 = time.monotonic()
+        try:
+            c.send_obj(self.request(kind))
+            seen = c.ping(timeout=40)
+            res = (time.monotonic() - t0,
+                   [m.get("errno") for m in seen if "errno" in m])
+        except Exception as e:      # no answer in 40 s, or a dropped socket
+            res = (time.monotonic() - t0, [repr(e)])
+        with self.lock:
+            self.out[kind] = res
+
+    def ping_loop(self):
+        c = self.conns["pinger"]
+        end = time.monotonic() + 8.0
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            try:
+                c.ping(timeout=20)
+                self.pings.append(time.monotonic() - t0)
+            except Exception:       # counted as one very slow ping
+                self.pings.append(99.0)
+                return
+            time.sleep(0.2)
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def join(self):
+        for t in self.threads:
+            if t.ident is not None:
+                t.join(60)
+        for c in self.conns.values():
+            c.close()
+        return self.out, self.pings
+
+
 # ---- items straight into Redis -----------------------------------------
 
 _seq = itertools.count(1)
@@ -870,6 +946,7 @@ class Reliability(unittest.TestCase):
             # users who log in while the lock is held: nothing stored
             # for them, so their logins only read (WAL readers go on)
             probe = Prober(S, users(LOGIN_PROBES, S))
+            reqs = RequestProber(S)
 
             def fault(t):
                 if t >= 1.0 and "p" not in st:
@@ -878,6 +955,7 @@ class Reliability(unittest.TestCase):
                         stdout=subprocess.PIPE)
                     st["line"] = st["p"].stdout.readline()
                     probe.start()
+                    reqs.start()
                 if "p" in st and st["p"].poll() is not None:
                     st["rc"] = st["p"].returncode
                     return None
@@ -891,7 +969,29 @@ class Reliability(unittest.TestCase):
                     rate=50, plain_group=True)
             finally:
                 logins = probe.join()
+                answers, pings = reqs.join()
             self.assertEqual((st["line"], st["rc"]), (b"locked\n", 0))
+            print("(c) requests during the lock (s to the answer, errnos): "
+                  "%s; pings: %d, slowest %.2f s" % (", ".join(
+                      "%s %.2f %r" % (k, v[0], v[1])
+                      for k, v in sorted(answers.items())),
+                      len(pings), max(pings or [99.0])), flush=True)
+            # the requests answered from the store wait for it in a store
+            # thread (a write until the lock goes, a HISTORY until this
+            # worker's rows are written): answered, or refused cleanly
+            self.assertEqual(sorted(answers), sorted(RequestProber.KINDS),
+                             "requests unanswered")
+            for k, (secs, errs) in answers.items():
+                self.assertTrue(set(errs) <= {0, chatlib.ERR_UNAVAILABLE},
+                                "%s during the lock: %r" % (k, errs))
+                # answered in order: before the PING sent after it
+                if k in ("history", "register", "block"):
+                    self.assertEqual(len(errs), 1, "%s: no answer before "
+                                     "the next request's" % k)
+            # ... while the worker's loop went on: pings on the side fast
+            self.assertGreater(len(pings), 10, "pings during the lock")
+            self.assertLess(max(pings), 3.0, "pings waited for the "
+                            "locked store")
             print("(c) refused %r" % refused, flush=True)
             print("(c) logins during the lock: %d, slowest answer %.2f s, "
                   "errors %r" % (len(logins), max(x[0] for x in logins),

@@ -523,6 +523,8 @@ START_TEST(store_fails_then_recovers)
 	idb = reg(b, "gina");
 	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	/* a store thread may be writing (history, an smid block) */
+	sqlite3_busy_timeout(db, 5000);
 	ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL,
 	    NULL), SQLITE_OK);
 	n = asprintf(&line, "{\"id\":1,\"msg\":\"kept for later\","
@@ -705,6 +707,8 @@ START_TEST(locked_store_stalls_only_its_sender)
 
 	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	/* a store thread may be writing (history, an smid block) */
+	sqlite3_busy_timeout(db, 5000);
 	ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL,
 	    NULL), SQLITE_OK);
 	cli_send(a, "{\"cmid\":1,\"id\":%d,\"msg\":\"stored\",\"msgid\":%d,"
@@ -764,6 +768,8 @@ START_TEST(sender_leaves_while_storing)
 	b = user_new("ugo", &idb);
 	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	/* a store thread may be writing (history, an smid block) */
+	sqlite3_busy_timeout(db, 5000);
 	ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL,
 	    NULL), SQLITE_OK);
 	cli_send(a, "{\"cmid\":5,\"id\":%d,\"msg\":\"orphan\",\"msgid\":%d,"
@@ -826,6 +832,8 @@ START_TEST(smid_blocks_claimed_ahead)
 	    first % 64);
 	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	/* a store thread may be writing (history, an smid block) */
+	sqlite3_busy_timeout(db, 5000);
 	ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL,
 	    NULL), SQLITE_OK);
 	/* past the first block's end while the store is locked */
