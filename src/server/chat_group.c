@@ -104,33 +104,57 @@ gcache_put(int32_t gid, const struct store_user_list *members)
 
 /*
  * Deliver to the members on this node; store for those not reached.
- * c: the sender's connection, which then waits (paused) while they are
- * stored in a store thread, so that a slow store holds up only it and
- * its next requests keep their order; NULL: stored here, on the loop.
+ * c: the sender's connection, which then waits (paused) while the
+ * members away are stored in a store thread, so that a slow store holds
+ * up only it and its next requests keep their order; those online get
+ * the line once that store is done (keep_submit_then).  NULL: stored
+ * here, on the loop, after the live deliveries.
  */
 static enum keep_result
 group_local(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
     const char *line, size_t len, const int32_t *local, size_t nlocal)
 {
 	enum keep_result	 kr = KEEP_DONE;
-	int32_t			*away;
-	size_t			 i, naway = 0;
+	int32_t			*away, *online;
+	size_t			 i, naway = 0, nonline = 0;
 
-	if ((away = calloc(nlocal + 1, sizeof(*away))) == NULL) {
+	if ((away = calloc(nlocal + 1, sizeof(*away))) == NULL ||
+	    (online = calloc(nlocal + 1, sizeof(*online))) == NULL) {
+		free(away);
 		reply_sender(conn, sender, refmsgid, NULL);
 		return KEEP_FAILED;
 	}
-	for (i = 0; i < nlocal; i++)
-		if (deliver_live(local[i], line, len) != DELIVER_OK)
-			away[naway++] = local[i];
-	if (c != NULL)
-		kr = keep_submit(c, conn, sender, refmsgid, GROUP_STORE_ERR,
-		    away, naway, 0, line, len - 1);
-	else if (chat_keep_offline(away, naway, line, len - 1) == -1)
-		kr = KEEP_FAILED;
+	if (c != NULL) {
+		for (i = 0; i < nlocal; i++)
+			if (user_online(local[i]))
+				online[nonline++] = local[i];
+			else
+				away[naway++] = local[i];
+		if (naway == 0) {
+			/* nothing to store first: the live copies at once */
+			for (i = 0; i < nonline; i++)
+				if (deliver_live(online[i], line, len) !=
+				    DELIVER_OK)
+					away[naway++] = online[i];
+			nonline = 0;
+		}
+		kr = keep_submit_then(c, conn, sender, refmsgid,
+		    GROUP_STORE_ERR, away, naway, 0, line, len - 1, online,
+		    nonline);
+		/* nothing queued (live only, or no memory): live now */
+		for (i = 0; kr != KEEP_PENDING && i < nonline; i++)
+			(void)deliver_live(online[i], line, len);
+	} else {
+		for (i = 0; i < nlocal; i++)
+			if (deliver_live(local[i], line, len) != DELIVER_OK)
+				away[naway++] = local[i];
+		if (chat_keep_offline(away, naway, line, len - 1) == -1)
+			kr = KEEP_FAILED;
+	}
 	if (kr == KEEP_FAILED)
 		reply_sender(conn, sender, refmsgid, GROUP_STORE_ERR);
 	free(away);
+	free(online);
 	return kr;
 }
 

@@ -280,6 +280,16 @@ enum keep_result keep_submit(struct conn *c, uint32_t conn, int32_t sender,
 	    int refmsgid, const char *errtext, const int32_t *uids, size_t n,
 	    int check, const char *line, size_t len);
 /*
+ * The same, then line to then[0..nthen) live once it is stored (whether
+ * or not the store worked): a plain group chat reaches nobody before the
+ * copies for its members who are away are stored, so that an answer to
+ * it cannot be stored for them first.
+ */
+enum keep_result keep_submit_then(struct conn *c, uint32_t conn,
+	    int32_t sender, int refmsgid, const char *errtext,
+	    const int32_t *uids, size_t n, int check, const char *line,
+	    size_t len, const int32_t *then, size_t nthen);
+/*
  * Remove uid's stored copies of smids[0..n) (delivered) in a store
  * thread.  c: a RECEIVED's connection, which waits and is answered
  * refmsgid's error if one fails; NULL: only logged.  The copies that

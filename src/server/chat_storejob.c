@@ -245,6 +245,8 @@ struct keep_job {
 	size_t			 n;		/* after the block filter */
 	int32_t			*nudge;		/* the recipients as given */
 	size_t			 nnudge;
+	int32_t			*then;		/* live once stored, owned */
+	size_t			 nthen;
 	int			 check_to;
 	int			 user_found;
 	enum job_result		 result;
@@ -314,6 +316,7 @@ keep_done(struct workq_job *sj)
 {
 	struct keep_job	*j = (struct keep_job *)sj;
 	struct conn	*c;
+	size_t		 i;
 
 	if (j->err != NULL)
 		log_warnx("%s (%zu user(s))", j->err, j->nnudge);
@@ -329,6 +332,12 @@ keep_done(struct workq_job *sj)
 		 */
 		stored_nudge(j->nudge, j->nnudge);
 	}
+	/* the line (with its "\n" kept after len) to those online */
+	for (i = 0; i < j->nthen; i++)
+		if (deliver_live(j->then[i], j->line, j->len + 1) !=
+		    DELIVER_OK)
+			(void)chat_keep_offline_later(j->then[i], j->line,
+			    j->len);
 	if (j->result == JOB_NO_USER &&
 	    (c = session_conn(j->conn, j->sender)) != NULL)
 		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, j->refmsgid, NULL);
@@ -337,14 +346,16 @@ keep_done(struct workq_job *sj)
 	job_release(j->c);
 	free(j->to);
 	free(j->nudge);
+	free(j->then);
 	free(j->err);
 	free(j);
 }
 
 enum keep_result
-keep_submit(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
-    const char *errtext, const int32_t *uids, size_t n, int check,
-    const char *line, size_t len)
+keep_submit_then(struct conn *c, uint32_t conn, int32_t sender,
+    int refmsgid, const char *errtext, const int32_t *uids, size_t n,
+    int check, const char *line, size_t len, const int32_t *then,
+    size_t nthen)
 {
 	struct keep_job	*j;
 	int32_t		 from;
@@ -357,18 +368,24 @@ keep_submit(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
 	from = proto_line_sender(line, len, &msgid);
 	if (msgid == MSG_TYPING)
 		return KEEP_DONE;
-	if ((j = calloc(1, sizeof(*j) + len)) == NULL ||
+	if ((j = calloc(1, sizeof(*j) + len + 1)) == NULL ||
 	    (j->to = calloc(n, sizeof(*j->to))) == NULL ||
-	    (j->nudge = calloc(n, sizeof(*j->nudge))) == NULL) {
-		if (j != NULL)
+	    (j->nudge = calloc(n, sizeof(*j->nudge))) == NULL ||
+	    (j->then = calloc(nthen + 1, sizeof(*j->then))) == NULL) {
+		if (j != NULL) {
 			free(j->to);
+			free(j->nudge);
+		}
 		free(j);
 		return KEEP_FAILED;
 	}
 	memcpy(j->to, uids, n * sizeof(*uids));
 	memcpy(j->nudge, uids, n * sizeof(*uids));
 	j->n = j->nnudge = n;
+	memcpy(j->then, then, nthen * sizeof(*then));
+	j->nthen = nthen;
 	memcpy(j->line, line, len);
+	j->line[len] = '\n';
 	j->len = len;
 	j->c = c;
 	j->conn = conn;
@@ -382,6 +399,15 @@ keep_submit(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
 	job_hold(c);
 	storeq_submit(chat.storeq, &j->sj);
 	return KEEP_PENDING;
+}
+
+enum keep_result
+keep_submit(struct conn *c, uint32_t conn, int32_t sender, int refmsgid,
+    const char *errtext, const int32_t *uids, size_t n, int check,
+    const char *line, size_t len)
+{
+	return keep_submit_then(c, conn, sender, refmsgid, errtext, uids, n,
+	    check, line, len, NULL, 0);
 }
 
 /* ---- delivered copies -------------------------------------------------- */
