@@ -23,6 +23,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import unittest
 
 import chatlib
 
@@ -35,6 +36,20 @@ SKIP = 77
 
 def in_ci():
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def have_mariadb():
+    return bool(find_prog("mariadbd") or find_prog("mysqld"))
+
+
+def have_cluster():
+    return have_mariadb() and bool(find_prog("redis-server"))
+
+
+def skip_unless(have, why):
+    """unittest.skipUnless, but never in CI: there a missing server is a
+    failure (the test runs and fails when it starts the server)."""
+    return unittest.skipUnless(have or in_ci(), why)
 
 
 def find_prog(name):

@@ -113,8 +113,7 @@ class Upgrade(unittest.TestCase):
         self.assertIn("newer", said)
         srv.stop()
 
-    @unittest.skipUnless(cluster.find_prog("mariadbd")
-                         or cluster.find_prog("mysqld"), "no mariadbd")
+    @cluster.skip_unless(cluster.have_mariadb(), "no mariadbd")
     def test_mysql_v1(self):
         def fill(db):
             v1_rows(db.insert)
@@ -536,9 +535,7 @@ class Chatc(Ext):
 # ---- MySQL and two nodes (private MariaDB and Redis) -------------------
 
 ENV = {}
-HAVE_CLUSTER = bool((cluster.find_prog("mariadbd") or
-                     cluster.find_prog("mysqld")) and
-                    cluster.find_prog("redis-server"))
+HAVE_CLUSTER = cluster.have_cluster()
 
 
 def cluster_env():
@@ -565,17 +562,17 @@ class OnNodes:
         pass
 
 
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+@cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
 class GroupsMySQL(OnNodes, Groups):
     """The group tests on a node of a cluster (MySQL store, Redis)."""
 
 
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+@cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
 class BlocksMySQL(OnNodes, Blocks):
     node = "B"
 
 
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+@cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
 class CrossNode(OnNodes, Ext):
     """The sender on node A, the others on node B."""
 

@@ -439,8 +439,7 @@ class Upgrade(unittest.TestCase):
             self.assertIn("History_conv", idx)
             db.close()
 
-    @unittest.skipUnless(cluster.find_prog("mariadbd")
-                         or cluster.find_prog("mysqld"), "no mariadbd")
+    @cluster.skip_unless(cluster.have_mariadb(), "no mariadbd")
     def test_mysql_v2(self):
         def fill(db):
             v2_rows(db.insert)
@@ -547,8 +546,7 @@ class UpgradeV3(unittest.TestCase):
                 V3_CONVS)
             db.close()
 
-    @unittest.skipUnless(cluster.find_prog("mariadbd")
-                         or cluster.find_prog("mysqld"), "no mariadbd")
+    @cluster.skip_unless(cluster.have_mariadb(), "no mariadbd")
     def test_mysql_v3(self):
         def fill(db):
             v3_rows(db.insert)
@@ -578,7 +576,7 @@ def tearDownModule():
     cluster.stop_all(ENV)
 
 
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+@cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
 class CrossNode(OnNodes, Conversations):
     """The same, MySQL store: the first user on node A, the other on B."""
 

@@ -34,9 +34,7 @@ RESUME, RESUME_ACK, ERR_RESUME_GONE = 128, 129, 31
 SLOW = 6 * chatlib.TIMEOUT          # generous: the sanitizer build is slow
 N = 150                             # chats in a burst
 HAD = 30                            # read before the drop
-HAVE_CLUSTER = bool(cluster.find_prog("redis-server") and
-                    (cluster.find_prog("mariadbd") or
-                     cluster.find_prog("mysqld")))
+HAVE_CLUSTER = cluster.have_cluster()
 
 
 def text(i):
@@ -248,7 +246,7 @@ def tearDownModule():
     cluster.stop_all(ENV)
 
 
-@unittest.skipUnless(HAVE_CLUSTER, "no mariadbd or redis-server")
+@cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
 class CrossNode(Base):
     """The receiver starts on node A and resumes on node B (the sender
     on B), its session on A taken over (closed by A when it hears) or
