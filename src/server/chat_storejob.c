@@ -382,7 +382,8 @@ keep_submit_then(struct conn *c, uint32_t conn, int32_t sender,
 	memcpy(j->to, uids, n * sizeof(*uids));
 	memcpy(j->nudge, uids, n * sizeof(*uids));
 	j->n = j->nnudge = n;
-	memcpy(j->then, then, nthen * sizeof(*then));
+	if (nthen > 0)
+		memcpy(j->then, then, nthen * sizeof(*then));
 	j->nthen = nthen;
 	memcpy(j->line, line, len);
 	j->line[len] = '\n';
