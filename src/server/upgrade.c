@@ -186,7 +186,7 @@ upgrade_spawn(const struct node *n, int pidfd, int ctl_fd, int http_fd,
 static int
 parse_fds(const char *s, int *out, int want)
 {
-	char	*end;
+	char	*end = (char *)s;	/* want == 0: s must be empty */
 	long	 v;
 	int	 i;
 
