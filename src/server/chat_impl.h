@@ -300,8 +300,9 @@ void	delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
 
 /*
  * Copies for uids[0..n) were just stored: a recipient who logged in
- * meanwhile (its login may have looked before) fetches them, told
- * through Redis (cluster) or here (a single node: this worker's only).
+ * meanwhile (its login may have looked before) fetches them: a login
+ * under way here reads again (chat_stores_done), a session on another
+ * worker or node is told, over the channel or Redis.
  */
 void	stored_nudge(const int32_t *uids, size_t n);
 

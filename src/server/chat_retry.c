@@ -165,8 +165,6 @@ retry_done(struct workq_job *sj)
 		    "here, stored again every second", (int)retry_head_uid(j),
 		    j->err, retry_count - j->done);
 	chat_stat(&chat.stats->offline_stored, j->stored);
-	if (j->done > 0)
-		chat_stores_note();
 	/* a recipient who logged in meanwhile (its login may have looked
 	 * before this store) fetches it: here, or on its node */
 	for (i = 0, r = retry_head; i < j->done; i++, r = r->next)

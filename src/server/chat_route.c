@@ -103,7 +103,6 @@ chat_keep_offline(const int32_t *uids, size_t n, const char *line, size_t len)
 		return 0;
 	chat_stat(&chat.stats->offline_stored, n);
 	/* one of them may have logged in after the sender looked */
-	chat_stores_note();
 	stored_nudge(uids, n);
 	return 0;
 }

@@ -282,8 +282,9 @@ keep_run(struct workq_job *sj, void *ctx)
  * Something was stored for uids after the sender found them away: one
  * may have logged in since, and its login may have read before this
  * store committed (the read and write lanes are not ordered, nor are two
- * workers).  Its worker is told to fetch: over Redis in a cluster, over
- * the channel on a single node.
+ * workers).  A login under way here reads again (stores_done); another
+ * worker is told to fetch: over Redis in a cluster, over the channel on a
+ * single node.
  */
 void
 stored_nudge(const int32_t *uids, size_t n)
@@ -292,6 +293,7 @@ stored_nudge(const int32_t *uids, size_t n)
 	struct chan_hdr		 h;
 	size_t			 i;
 
+	stores_done++;
 	if (chat.pubsub != NULL) {
 		pubsub_nudge(chat.pubsub, uids, n);
 		return;
@@ -323,13 +325,7 @@ keep_done(struct workq_job *sj)
 	if (j->user_found)
 		user_known_add(j->nudge[0]);
 	if (j->result == JOB_OK && j->n > 0) {
-		stores_done++;
 		chat_stat(&chat.stats->offline_stored, j->n);
-		/*
-		 * One of them may have logged in (on some node) after the
-		 * sender looked and before this store: their worker then
-		 * fetches.  A single node nudges only its own sessions.
-		 */
 		stored_nudge(j->nudge, j->nnudge);
 	}
 	/* the line (with its "\n" kept after len) to those online */
