@@ -414,6 +414,17 @@ def probe(port, timeout=3.0):
         sock.close()
 
 
+def listeners(port):
+    """The sockets listening on port (ss -ltnp), for a failure message."""
+    import subprocess
+    try:
+        return subprocess.run(["ss", "-ltnpH", "sport = :%d" % port],
+                              capture_output=True, text=True,
+                              timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return "ss: %s" % e
+
+
 class NoBlackHole(unittest.TestCase):
     """A worker that cannot start (its MariaDB is down) is retried with
     backoff; while its slot has no worker the slot's listener is closed,
@@ -456,9 +467,12 @@ class NoBlackHole(unittest.TestCase):
                     r = probe(srv.port)
                     seen[r] = seen.get(r, 0) + 1
                 print("probes while worker 0 cannot start: %r" % seen)
-                self.assertNotIn("hung", seen, seen)
-                self.assertNotIn(0, seen, seen)
-                self.assertGreater(seen.get(1, 0), 0, seen)
+                # a failure says what the listeners and workers were doing
+                why = "%r\n%s\n%s" % (seen, listeners(srv.port),
+                                        srv.log_text()[-3000:])
+                self.assertNotIn("hung", seen, why)
+                self.assertNotIn(0, seen, why)
+                self.assertGreater(seen.get(1, 0), 0, why)
                 # the cause is gone: the slot comes back by itself
                 subprocess_run([db.script, "start", db.dir])
                 t0 = time.monotonic()
