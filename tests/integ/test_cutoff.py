@@ -349,7 +349,9 @@ class CutOff(unittest.TestCase):
             for t in threads:
                 t.join(300)
         if os.environ.get("CUTOFF_DEBUG"):
-            sys.stderr.write(N0.log_text()[-6000:])
+            for n in ENV["nodes"]:
+                sys.stderr.write("---- %s\n%s\n" % (n.node_id,
+                                                      n.log_text()[-6000:]))
         self.assertFalse([t.name for t in threads if t.is_alive()],
                          "traffic threads did not end")
         if errors:
