@@ -148,12 +148,7 @@ def tearDownModule():
         for n in ENV.get("nodes", []):
             sys.stderr.write("---- %s\n%s\n" % (n.node_id,
                                                   n.log_text()[-4000:]))
-    for n in ENV.pop("nodes", []):
-        try:
-            if not n.stopped:
-                n.__exit__(None, None, None)
-        except Exception as e:
-            problems.append("node %s: %s" % (n.node_id, e))
+    problems += cluster.stop_nodes(ENV.pop("nodes", []))
     for s in ENV.pop("sentinels", []):
         s.cleanup()
     for r in ENV.pop("redis", []):
