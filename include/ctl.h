@@ -120,14 +120,6 @@ void	ctl_keep_path(int keep);
 int	ctl_json_str(struct buf *out, const char *s);
 /* The storage spec without its password ("mysql://u@h/db"). */
 void	ctl_storage_public(const char *spec, char *out, size_t len);
-/*
- * Whether the node can deliver: 0 when healthy, -1 with the reasons
- * ("; "-separated) appended to why.  Unhealthy: a worker slot without
- * a running process, or whose heartbeat is older than
- * CTL_STALL_SECONDS, a worker whose store_ping failed, or (cluster)
- * whose Redis connection or subscription is down.
- */
-int	ctl_health(const struct ctl_env *env, struct buf *why);
 
 #define CTL_STALL_SECONDS	10
 

@@ -1,6 +1,7 @@
 /*
  * metrics.h - the master's HTTP endpoint (metrics_listen): GET /metrics
- * in the Prometheus text format, GET /health answering 200 "ok" or 503
+ * in the Prometheus text format, GET /health answering 200 "ok" (or
+ * "degraded: ..." when Redis is unreachable: health.h) or 503
  * with the reason.  HTTP/1.0 style: one request per connection, a
  * bounded request, a deadline, never blocking the master.
  */

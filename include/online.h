@@ -65,6 +65,9 @@ struct online_slot_stats {
 	int32_t		 redis_up;	/* cluster: 1 subscribed, 0 down */
 	int32_t		 store_ok;	/* 1 store_ping answered, 0 not */
 	uint64_t	 heartbeat;	/* CLOCK_MONOTONIC ms, every second */
+	/* wall-clock s of the first "down" (health.h); 0 while up */
+	int64_t		 redis_down_since;
+	int64_t		 store_down_since;
 };
 
 /*

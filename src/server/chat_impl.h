@@ -190,15 +190,6 @@ int	gcache_get(int32_t gid, const int32_t **uids, size_t *n);
 void	gcache_put(int32_t gid, const struct store_user_list *members);
 /* This worker changed gid's members: drop it here and in the other workers. */
 void	gcache_changed(int32_t gid);
-/*
- * The members of req->groupid, c's user among them (*ids, *n; *owned
- * to free), from the member cache when cached.  -1 answered: no such
- * group, not a member, or errtext (NULL: the default) when the store
- * failed.
- */
-int	group_members(struct conn *c, const struct proto_req *req,
-	    int cached, const char *errtext, const int32_t **ids, size_t *n,
-	    int32_t **owned);
 /* A plain group chat; c may wait (members read in a store thread). */
 void	handle_group_chat(struct conn *c, struct proto_req *req);
 void	handle_create_group(struct conn *c, struct proto_req *req);

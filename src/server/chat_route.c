@@ -642,27 +642,18 @@ track_delivered(struct conn *c, int64_t smid)
 void
 handle_acked_chat(struct conn *c, struct proto_req *req)
 {
-	const int32_t		*ids;
-	int32_t			*owned = NULL, *to;
-	size_t			 i, n = 0, nids;
+	int32_t		*to;
 
-	if (req->msgid == MSG_ONE_CHAT) {
-		if ((to = malloc(sizeof(*to))) != NULL)
-			to[n++] = req->toid;
-	} else {
-		if (group_members(c, req, 0, ACKED_STORE_ERR, &ids, &nids,
-		    &owned) == -1)
-			return;
-		if ((to = calloc(nids + 1, sizeof(*to))) != NULL)
-			for (i = 0; i < nids; i++)
-				if (ids[i] != c->sess->uid)
-					to[n++] = ids[i];
-		free(owned);
+	/* a group's members are read in the store thread (to NULL) */
+	if (req->msgid != MSG_ONE_CHAT) {
+		(void)acked_submit(c, req, NULL, 0);
+		return;
 	}
-	if (to == NULL) {
+	if ((to = malloc(sizeof(*to))) == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ACKED_STORE_ERR);
 		return;
 	}
-	(void)acked_submit(c, req, to, n);
+	to[0] = req->toid;
+	(void)acked_submit(c, req, to, 1);
 }

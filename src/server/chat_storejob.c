@@ -66,7 +66,9 @@ enum job_result {
 	JOB_OK,
 	JOB_NO_USER,		/* the recipient is no user */
 	JOB_RESEND,		/* acknowledged chat stored before */
-	JOB_FAILED		/* the store (or memory) failed */
+	JOB_FAILED,		/* the store (or memory) failed */
+	JOB_NO_GROUP,		/* group chat: no such group */
+	JOB_NOT_MEMBER		/* group chat: the sender is no member */
 };
 
 /* Whether uid is a user (*found then set), in a store thread. */
@@ -102,11 +104,46 @@ struct acked_job {
 	size_t			 n;
 	int			 check_to;	/* req.toid may be no user */
 	int			 user_found;	/* check_to: it is one */
+	int			 read_members;	/* group chat: to is NULL */
 	enum job_result		 result;
 	int64_t			 smid;
 	struct buf		 line;		/* forwarded, with "\n" */
 	char			*err;
 };
+
+/*
+ * A group chat's recipients, the sender excepted, read here rather than
+ * on the loop: a database that does not answer must not stop the
+ * worker's other connections (test_cutoff).
+ */
+static enum job_result
+members_in(struct store *st, struct acked_job *j)
+{
+	struct store_user_list	 m = { NULL, 0 };
+	enum job_result		 r = JOB_NOT_MEMBER;
+	size_t			 i;
+	int			 rc;
+
+	rc = store_group_members(st, j->req.groupid, &m);
+	if (rc == STORE_NOTFOUND)
+		return JOB_NO_GROUP;
+	if (rc != STORE_OK) {
+		job_fail(&j->err, "group chat", st);
+		return JOB_FAILED;
+	}
+	if ((j->to = calloc(m.n + 1, sizeof(*j->to))) == NULL) {
+		store_user_list_free(&m);
+		job_fail(&j->err, "group chat", NULL);
+		return JOB_FAILED;
+	}
+	for (i = 0, j->n = 0; i < m.n; i++)
+		if (m.v[i].id == j->sender)
+			r = JOB_OK;
+		else
+			j->to[j->n++] = m.v[i].id;
+	store_user_list_free(&m);
+	return r;
+}
 
 static void
 acked_run(struct workq_job *sj, void *ctx)
@@ -115,6 +152,8 @@ acked_run(struct workq_job *sj, void *ctx)
 	struct store		*st = ctx;
 	int			 done;
 
+	if (j->read_members && (j->result = members_in(st, j)) != JOB_OK)
+		return;
 	if (j->check_to && (j->result = recipient_in(st, j->req.toid,
 	    &j->user_found, &j->err)) != JOB_OK)
 		return;
@@ -187,6 +226,14 @@ acked_done(struct workq_job *sj)
 			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->req.msgid,
 			    ACKED_STORE_ERR);
 			break;
+		case JOB_NO_GROUP:
+			chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP,
+			    j->req.msgid, NULL);
+			break;
+		case JOB_NOT_MEMBER:
+			chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, j->req.msgid,
+			    "only members may post to a group");
+			break;
 		}
 	}
 	job_release(c);
@@ -218,6 +265,7 @@ acked_submit(struct conn *c, struct proto_req *req, int32_t *to, size_t n)
 	j->sender = s->uid;
 	j->to = to;
 	j->n = n;
+	j->read_members = to == NULL;
 	j->check_to = req->msgid == MSG_ONE_CHAT && !user_known(req->toid);
 	/* the request is the job's now: the caller's clear frees nothing */
 	j->req = *req;

@@ -28,6 +28,7 @@
 
 #include "channel.h"
 #include "ctl.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "guard.h"
@@ -348,55 +349,6 @@ ctl_storage_public(const char *spec, char *out, size_t len)
 	snprintf(out, len, "%.*s%s", (int)(colon - spec), spec, at);
 }
 
-static const char *
-state_word(int32_t v, const char *yes, const char *no)
-{
-	return v == 1 ? yes : v == 0 ? no : "unknown";
-}
-
-int
-ctl_health(const struct ctl_env *env, struct buf *why)
-{
-	struct node			*n = env->node;
-	struct online_slot_stats	*st;
-	uint64_t			 now = util_mono_ms(), hb;
-	int				 i, bad = 0;
-	pid_t				 pid;
-
-#define REASON(...) do {						\
-	if (why != NULL) {						\
-		if (bad > 0)						\
-			buf_append_str(why, "; ");			\
-		buf_printf(why, __VA_ARGS__);				\
-	}								\
-	bad++;								\
-} while (0)
-
-	for (i = 0; i < n->nslots; i++) {
-		st = online_slot_stats(n->online, i);
-		pid = __atomic_load_n(&st->pid, __ATOMIC_RELAXED);
-		hb = __atomic_load_n(&st->heartbeat, __ATOMIC_RELAXED);
-		if (pid == 0) {
-			REASON("worker %d not running (%s)", i,
-			    env->slot_state(i));
-			continue;
-		}
-		if (hb != 0 && now > hb &&
-		    now - hb > CTL_STALL_SECONDS * 1000)
-			REASON("worker %d (pid %d) not responding for %" PRIu64
-			    " s", i, (int)pid, (now - hb) / 1000);
-		if (__atomic_load_n(&st->store_ok, __ATOMIC_RELAXED) == 0)
-			REASON("worker %d: storage unreachable", i);
-		if (n->cfg.redis != NULL &&
-		    __atomic_load_n(&st->redis_up, __ATOMIC_RELAXED) != 1)
-			REASON("worker %d: redis %s", i, state_word(
-			    __atomic_load_n(&st->redis_up, __ATOMIC_RELAXED),
-			    "up", "down"));
-	}
-#undef REASON
-	return bad == 0 ? 0 : -1;
-}
-
 /* ---- the control socket -------------------------------------------- */
 
 static struct ctl_env		 env;
@@ -532,7 +484,6 @@ put_status(struct buf *out)
 {
 	struct node			*n = env.node;
 	struct online_slot_stats	*st;
-	struct buf			 why = BUF_INIT;
 	char				 spec[1024];
 	const char			*redis_state = "none";
 	uint64_t			 conns = 0;
@@ -569,17 +520,8 @@ put_status(struct buf *out)
 	ctl_json_str(out, spec);
 	buf_append_str(out, "},\"redis\":{\"addr\":");
 	ctl_json_str(out, n->cfg.redis);
-	buf_printf(out, ",\"state\":\"%s\"},\"health\":{\"ok\":",
-	    redis_state);
-	if (ctl_health(&env, &why) == 0)
-		buf_append_str(out, "true,\"reason\":null}");
-	else {
-		buf_append_str(out, "false,\"reason\":");
-		buf_append(&why, "", 1);
-		ctl_json_str(out, buf_head(&why));
-		buf_append_str(out, "}");
-	}
-	buf_free(&why);
+	buf_printf(out, ",\"state\":\"%s\"}", redis_state);
+	health_json(&env, out);
 	put_handover(out);
 	put_upgrade(out);
 	buf_append_str(out, ",\"workers\":[");
@@ -592,9 +534,9 @@ put_status(struct buf *out)
 		    env.slot_state(i),
 		    __atomic_load_n(&st->connections, __ATOMIC_RELAXED),
 		    __atomic_load_n(&st->started, __ATOMIC_RELAXED),
-		    state_word(__atomic_load_n(&st->store_ok,
+		    health_word(__atomic_load_n(&st->store_ok,
 		    __ATOMIC_RELAXED), "ok", "down"),
-		    n->cfg.redis == NULL ? "none" : state_word(
+		    n->cfg.redis == NULL ? "none" : health_word(
 		    __atomic_load_n(&st->redis_up, __ATOMIC_RELAXED), "up",
 		    "down"));
 	}

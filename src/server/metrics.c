@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "health.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -121,14 +122,23 @@ per_slot(struct buf *out, struct node *n, const char *name,
 		    field(online_slot_stats(n->online, i), off));
 }
 
-/* "ok", and the failovers followed since start if there were any. */
+/*
+ * 200's body: "ok", or "degraded: " and why (Redis down: the node still
+ * serves its users and stores what it cannot forward, so a load
+ * balancer keeps it), then the failovers followed since start if any.
+ */
 static void
 health_ok(const struct ctl_env *env, struct buf *body)
 {
 	uint64_t	 fo = 0, v;
 	int		 i;
 
-	buf_append_str(body, "ok\n");
+	if (health_degraded(env, NULL) > 0) {
+		buf_append_str(body, "degraded: ");
+		health_degraded(env, body);
+		buf_append_str(body, "\n");
+	} else
+		buf_append_str(body, "ok\n");
 	for (i = 0; i < env->node->nslots; i++) {
 		v = __atomic_load_n(&online_slot_stats(env->node->online,
 		    i)->redis_failovers, __ATOMIC_RELAXED);
@@ -138,6 +148,35 @@ health_ok(const struct ctl_env *env, struct buf *body)
 	if (fo > 0)
 		buf_printf(body, "redis: %" PRIu64 " failover(s) followed\n",
 		    fo);
+}
+
+/* The links a node depends on, for alerts on the degraded state. */
+static void
+up_gauges(const struct ctl_env *env, struct buf *out)
+{
+	struct node			*n = env->node;
+	struct online_slot_stats	*st;
+	int				 i, store = 1, bus = 1;
+
+	for (i = 0; i < n->nslots; i++) {
+		st = online_slot_stats(n->online, i);
+		if (__atomic_load_n(&st->pid, __ATOMIC_RELAXED) == 0)
+			continue;
+		store &= __atomic_load_n(&st->store_ok, __ATOMIC_RELAXED) != 0;
+		bus &= __atomic_load_n(&st->redis_up, __ATOMIC_RELAXED) == 1;
+	}
+	head(out, "chatd_degraded", "gauge", "1 when /health answers 200 "
+	    "\"degraded\" (Redis unreachable: chats to other nodes are "
+	    "stored until it is back).");
+	buf_printf(out, "chatd_degraded %d\n", health_degraded(env, NULL) > 0);
+	if (n->cfg.redis != NULL) {
+		head(out, "chatd_bus_up", "gauge", "1 when every running "
+		    "worker reaches Redis.");
+		buf_printf(out, "chatd_bus_up %d\n", bus);
+	}
+	head(out, "chatd_store_up", "gauge", "1 when every running "
+	    "worker's last storage check was answered.");
+	buf_printf(out, "chatd_store_up %d\n", store);
 }
 
 int
@@ -158,6 +197,7 @@ metrics_render(const struct ctl_env *env, struct buf *out)
 	buf_append_str(out, "chatd_up 1\n");
 	head(out, "chatd_healthy", "gauge", "1 when /health answers 200.");
 	buf_printf(out, "chatd_healthy %d\n", ctl_health(env, NULL) == 0);
+	up_gauges(env, out);
 	head(out, "chatd_info", "gauge", "Version and identity of the node.");
 	buf_printf(out, "chatd_info{version=\"%s\",node_id=\"",
 	    PACKAGE_VERSION);

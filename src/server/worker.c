@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "guard.h"
 #include "handover.h"
+#include "health.h"
 #include "log.h"
 #include "proto.h"
 #include "pubsub.h"
@@ -69,7 +70,6 @@ static ev_io		 ho_io;		/* the master's socket, when full */
 static ev_io		 ho_rio;	/* upgrade: connections from the master */
 static ev_timer		 accept_retry, stop_timer;
 static ev_timer		 health_timer;	/* heartbeat, store and Redis state */
-static int		 health_ticks;
 static ev_prepare	 flush_prep;
 static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1, sig_usr2;
 static ev_timer		 handoff_timer;	/* upgrade: is everything answered? */
@@ -564,7 +564,6 @@ master_gone_cb(struct ev_loop *l, ev_io *w, int revents)
 /* ---- health (read by the master's /health and chatctl status) --------- */
 
 #define HEALTH_INTERVAL		1.0	/* heartbeat */
-#define HEALTH_STORE_TICKS	5	/* store_ping every 5 heartbeats */
 
 /* Add what counter grew by since *seen to the slot's total. */
 static void
@@ -577,12 +576,10 @@ add_since(uint64_t *total, uint64_t counter, uint64_t *seen)
 static void
 health_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	int	 ok;
-
 	__atomic_store_n(&stats->heartbeat, util_mono_ms(), __ATOMIC_RELAXED);
 	if (pubsub != NULL) {
-		__atomic_store_n(&stats->redis_up, pubsub_up(pubsub) ? 1 : 0,
-		    __ATOMIC_RELAXED);
+		health_note(&stats->redis_up, &stats->redis_down_since,
+		    pubsub_up(pubsub));
 		add_since(&stats->bus_rejected, pubsub_rejected(pubsub),
 		    &bus_rejected_seen);
 		add_since(&stats->redis_failovers, pubsub_failovers(pubsub),
@@ -594,16 +591,7 @@ health_cb(struct ev_loop *l, ev_timer *w, int revents)
 	if (__atomic_load_n(&stats->store_ok, __ATOMIC_RELAXED) != 0)
 		chat_retry_stores();
 	chat_history_tick();
-	if (++health_ticks < HEALTH_STORE_TICKS)
-		return;
-	health_ticks = 0;
-	ok = store_ping(store) == 0;
-	if (!ok && __atomic_load_n(&stats->store_ok, __ATOMIC_RELAXED) != 0)
-		log_warnx("storage does not answer: %s", store_error(store));
-	else if (ok && __atomic_load_n(&stats->store_ok,
-	    __ATOMIC_RELAXED) == 0)
-		log_notice("storage answers again");
-	__atomic_store_n(&stats->store_ok, ok, __ATOMIC_RELAXED);
+	health_store_check(stats, storeq_rd);	/* in a thread */
 }
 
 /*

@@ -214,6 +214,7 @@ print_status(json_object *r)
 	json_object	*h = get(r, "health"), *ws = get(r, "workers"), *w;
 	char		 t1[64], t2[64];
 	size_t		 i, nw;
+	int		 degraded;
 
 	printf("chatd %s, node %s, boot id %s\n", str(r, "version"),
 	    str(r, "node_id"), str(r, "boot_id"));
@@ -230,10 +231,15 @@ print_status(json_object *r)
 	else
 		printf("redis:    %s (%s)\n", str(rd, "state"),
 		    str(rd, "addr"));
-	if (json_object_get_boolean(get(h, "ok")))
-		printf("health:   ok\n");
-	else
+	degraded = get(h, "degraded") != NULL &&
+	    !json_object_is_type(get(h, "degraded"), json_type_null);
+	if (!json_object_get_boolean(get(h, "ok")))
 		printf("health:   FAILING: %s\n", str(h, "reason"));
+	else if (!degraded)
+		printf("health:   ok\n");
+	/* serving its users, but cut off from the other nodes */
+	if (degraded)
+		printf("health:   degraded: %s\n", str(h, "degraded"));
 	if (get(r, "handover") != NULL)
 		printf("handover: %" PRId64 " dead workers' connections kept, "
 		    "%" PRId64 " adopted, %" PRId64 " closed instead\n",

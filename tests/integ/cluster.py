@@ -491,6 +491,19 @@ def two_nodes(env, prefix, setup=None):
     return env
 
 
+def stop_nodes(nodes):
+    """Stop (and check, clean up) each node not stopped yet; the problems
+    as a list of strings, so that every node is stopped."""
+    problems = []
+    for n in nodes:
+        try:
+            if not n.stopped:
+                n.__exit__(None, None, None)
+        except Exception as e:
+            problems.append("node %s: %s" % (n.node_id, e))
+    return problems
+
+
 def stop_all(env, keys=("nginx", "A", "B", "redis", "db")):
     """Stop whatever of env[key] was started (nodes, nginx, Redis,
     MariaDB), even after a failure half-way; raise once with every

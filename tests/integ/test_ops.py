@@ -157,7 +157,8 @@ class Control(unittest.TestCase):
             self.assertEqual(st["storage"]["kind"], "sqlite")
             self.assertEqual(st["storage"]["spec"], srv.keys["storage"])
             self.assertEqual(st["redis"], {"addr": None, "state": "none"})
-            self.assertEqual(st["health"], {"ok": True, "reason": None})
+            self.assertEqual(st["health"], {"ok": True, "reason": None,
+                                            "degraded": None})
             self.assertEqual([w["slot"] for w in st["workers"]], [0, 1])
             self.assertEqual(sorted(w["pid"] for w in st["workers"]),
                              srv.worker_pids())
@@ -467,16 +468,28 @@ class Dependencies(unittest.TestCase):
                                  {"up"})
                 self.assertNotIn(redis.password, json.dumps(st))
                 redis.stop()
-                self.assertTrue(wait_for(
-                    lambda: http_get(port, "/health")[0] == 503, 15, 0.2))
-                body = http_get(port, "/health")[1]
-                self.assertIn("redis down", body)
-                self.assertEqual(ctl_json(self, sock, "status")["redis"]
-                                 ["state"], "down")
+                # degraded, not unhealthy: the node serves its users and
+                # stores what it cannot forward (chatd(8))
+                self.assertTrue(wait_for(lambda: http_get(
+                    port, "/health")[1].startswith("degraded"), 15, 0.2))
+                st, body, _ = http_get(port, "/health")
+                self.assertEqual(st, 200, body)
+                self.assertRegex(body, r"^degraded: redis unreachable "
+                                 r"since \S+Z \(\d+ s\), [12] of 2 workers")
+                st = ctl_json(self, sock, "status")
+                self.assertEqual(st["redis"]["state"], "down")
+                self.assertTrue(st["health"]["ok"])
+                self.assertIn("redis unreachable", st["health"]["degraded"])
+                m = scrape(node)
+                self.assertEqual((m["chatd_degraded"], m["chatd_bus_up"],
+                                  m["chatd_healthy"]), (1, 0, 1))
                 redis.start()
                 self.assertTrue(wait_for(
-                    lambda: http_get(port, "/health")[0] == 200, 20, 0.2),
+                    lambda: http_get(port, "/health")[1] == "ok\n", 20, 0.2),
                     "health did not recover with Redis")
+                self.assertIsNone(ctl_json(self, sock, "status")["health"]
+                                  ["degraded"])
+                self.assertEqual(scrape(node)["chatd_bus_up"], 1)
         finally:
             redis.cleanup()
 
