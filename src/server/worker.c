@@ -506,8 +506,8 @@ static void
 handoff_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
 	/* hand over when quiet; then the store jobs end in the background */
-	if (handoff_step(storeq_pending(storeq), !chanqs_empty(),
-	    handoff_deadline) == HANDOFF_WAIT)
+	if (handoff_step(storeq, !chanqs_empty(), handoff_deadline) ==
+	    HANDOFF_WAIT)
 		return;
 	ev_timer_stop(l, w);
 	if (!chanqs_empty())

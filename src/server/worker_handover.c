@@ -20,6 +20,7 @@
 #include "handover.h"
 #include "log.h"
 #include "online.h"
+#include "storeq.h"
 #include "upgrade.h"
 #include "util.h"
 #include "worker_impl.h"
@@ -210,7 +211,7 @@ hand_over(double began)
 }
 
 enum handoff_state
-handoff_step(size_t jobs, int queued, double deadline)
+handoff_step(struct storeq *q, int queued, double deadline)
 {
 	struct handoff_count	 n;
 	size_t			 waiting;
@@ -224,8 +225,9 @@ handoff_step(size_t jobs, int queued, double deadline)
 		answer_deadline = util_mono() + HANDOFF_SECONDS;
 	}
 	/* the store thread goes on; what it answers follows the sockets */
+	chat_history_flush();	/* rows its chats kept meanwhile: stored too */
 	waiting = chat_forward_answers(0);
-	if ((waiting > 0 || jobs > 0 || queued) &&
+	if ((waiting > 0 || storeq_pending(q) > 0 || queued) &&
 	    util_mono() < answer_deadline)
 		return HANDOFF_WAIT;
 	if (waiting > 0)

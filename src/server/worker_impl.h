@@ -13,6 +13,7 @@ struct conn;
 struct guard;
 struct guard_net;
 struct online_slot_stats;
+struct storeq;
 
 /*
  * Adopt what handover_inherited() holds (a dead worker's connections,
@@ -41,7 +42,7 @@ size_t	handoff_close_ws(void);
  * Once every pass of the loop after SIGUSR2.  First, until every
  * connection is answered and written, or waits only for acknowledged
  * chats being stored (or the deadline passed): then every session goes
- * to the master.  After that, until the store jobs (jobs) ended, their
+ * to the master.  After that, until q's store jobs ended, their
  * answers passed on and the channel queues (queued) emptied, for at most
  * HANDOFF_SECONDS more.  HANDOFF_DONE: the caller stores what the queues
  * hold and calls handoff_exit.
@@ -50,7 +51,8 @@ enum handoff_state {
 	HANDOFF_WAIT,
 	HANDOFF_DONE
 };
-enum handoff_state handoff_step(size_t jobs, int queued, double deadline);
+enum handoff_state handoff_step(struct storeq *q, int queued,
+	    double deadline);
 void	handoff_exit(void) __attribute__((noreturn));
 
 #endif
