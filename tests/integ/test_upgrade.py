@@ -19,7 +19,7 @@ at that path again.  Goals checked:
   with each slot's own stall by the node's log (old worker's last read
   to the end of the new worker's adoption).  Asserted: the upgrade's
   worst is at most the control window's worst plus UPGRADE_PING_MARGIN
-  (default 0.4 s, 1.5 s in the sanitizer build: the machine may be
+  (default 1.5 s, 3 s in the sanitizer build: the machine may be
   loaded), and under UPGRADE_PING_BOUND (5 s, 10 s) in any case.  No
   store write is waited for: a connection whose acknowledged chats are
   still being stored moves at once, their answers follow;
@@ -55,15 +55,15 @@ import chatload
 
 N = int(os.environ.get("UPGRADE_CLIENTS", "1000"))
 SANITIZERS = bool(os.environ.get("CHATD_SANITIZERS", "").strip())
-# the pause is mostly the old worker finishing its store jobs (an fsync
-# each): on a loaded machine, and in an AddressSanitizer build, seconds
+# no store write is waited for, but on a loaded machine (other jobs at a
+# load average of 10-15 on 2 cores) and in an AddressSanitizer build the
+# passing and adoption of 500 connections a slot can take a second
 PING_BOUND = float(os.environ.get("UPGRADE_PING_BOUND",
                                   "10.0" if SANITIZERS else "5.0"))
 # and against the control window: the upgrade's worst round trip is at
-# most the worst of the same load without one plus this margin (no store
-# write is waited for: the pause is the passing and the adoption)
+# most the worst of the same load without one plus this margin
 PING_MARGIN = float(os.environ.get("UPGRADE_PING_MARGIN",
-                                   "1.5" if SANITIZERS else "0.4"))
+                                   "3.0" if SANITIZERS else "1.5"))
 PING_EVERY = 0.02
 PINGERS = 3                 # per worker
 UPGRADE_SECONDS = 600       # chatctl's own bound is larger than ours
