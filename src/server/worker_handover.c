@@ -186,6 +186,7 @@ flush_master(void)
 static double	 answer_deadline;	/* 0: not handed over yet */
 static double	 handed_at;
 static size_t	 handed_answers;
+static int	 settled;		/* a pass found nothing to wait for */
 
 /* Every session to the master; the next worker serves them from now. */
 static void
@@ -227,14 +228,20 @@ handoff_step(struct storeq *q, int queued, double deadline)
 	/* the store thread goes on; what it answers follows the sockets */
 	chat_history_flush();	/* rows its chats kept meanwhile: stored too */
 	waiting = chat_forward_answers(0);
-	if ((waiting > 0 || storeq_pending(q) > 0 || queued) &&
-	    util_mono() < answer_deadline)
+	if (util_mono() >= answer_deadline) {
+		if (waiting > 0)
+			log_warnx("upgrade: %zu connection(s) still wait for "
+			    "the store after %.0f s: their clients resend what "
+			    "is unanswered", waiting, HANDOFF_SECONDS);
+		(void)chat_forward_answers(1);
+		return HANDOFF_DONE;
+	}
+	if (waiting > 0 || storeq_pending(q) > 0 || queued) {
+		settled = 0;
 		return HANDOFF_WAIT;
-	if (waiting > 0)
-		log_warnx("upgrade: %zu connection(s) still wait for the store "
-		    "after %.0f s: their clients resend what is unanswered",
-		    chat_forward_answers(1), HANDOFF_SECONDS);
-	return HANDOFF_DONE;
+	}
+	/* once more: what this pass queued goes out before the loop sleeps */
+	return settled++ ? HANDOFF_DONE : HANDOFF_WAIT;
 }
 
 void
