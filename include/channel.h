@@ -22,6 +22,14 @@ enum chan_type {
 	CHAN_GROUP	= 3,	/* group uid's membership changed: drop caches */
 	CHAN_CONFIG	= 4,	/* master: reloaded keys (cfg_pack_reload), gen */
 	CHAN_STORED	= 5,	/* something was stored for uid: fetch it */
+	/*
+	 * Upgrade (HO_F_ANSWERS): the old worker of this slot to the new one.
+	 * ANSWER: output for (uid, conn), whole lines (acknowledgements of
+	 * chats now stored).  ANSWERED: none follows; gen 1: some were lost
+	 * (the old worker's time was up), the client must resend.
+	 */
+	CHAN_ANSWER	= 9,
+	CHAN_ANSWERED	= 10,
 };
 
 struct chan_hdr {

@@ -125,10 +125,31 @@ int	chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 /*
  * Binary upgrade: pass c's session to the master once more, with
  * HO_F_CLEAN and the partial request in c->in when clean (the worker
- * answered all it had read and wrote all of its output).  0 or -1 (not
- * handed: a websocket, not logged in, or the master has no copy).
+ * answered all it had read and wrote all of its output), and
+ * HO_F_ANSWERS too when answers (chat_answers_due: acknowledgements
+ * still to come from the store).  0 or -1 (not handed: a websocket, not
+ * logged in, or the master has no copy).
  */
-int	chat_handover_final(struct conn *c, int clean);
+int	chat_handover_final(struct conn *c, int clean, int answers);
+/*
+ * c waits for nothing but acknowledged chats being stored, and wrote all
+ * its output: it may be handed over now, its answers passed on later.
+ */
+int	chat_answers_due(const struct conn *c);
+/*
+ * The old worker of an upgrade after the hand over: its own slot's
+ * users are the next worker's.  chat_forward_answers passes what the
+ * moved connections' jobs answered (final: the time is up, the rest is
+ * lost) and says how many still wait.
+ */
+void	chat_slot_handed(void);
+size_t	chat_forward_answers(int final);
+/*
+ * The new worker: connections adopted with HO_F_ANSWERS still waiting,
+ * and ending that wait as lost (the old worker died or ran out of time).
+ */
+size_t	chat_answers_awaited(void);
+void	chat_answers_expire(void);
 /* Apply a reloaded configuration's limits. */
 void	chat_reconfigure(const struct config *cfg);
 

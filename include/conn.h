@@ -132,6 +132,8 @@ struct conn {
 	unsigned	 seen_input:1;
 	unsigned	 handed:1;	/* the master holds a copy (handover.h) */
 	unsigned	 resync:1;	/* adopted: skip input up to a NUL */
+	unsigned	 moved:1;	/* upgrade: the next worker's socket now */
+	unsigned	 forward:1;	/* moved: its answers go over the channel */
 	size_t		 resync_skipped;
 	struct conn	*flush_next;
 	struct conn	*free_next;
@@ -169,6 +171,13 @@ struct conn *conn_adopt(int fd, const struct sockaddr_storage *peer,
 int	conn_adopt_input(struct conn *c, const void *p, size_t n);
 /* Stop reading every connection for good (the worker hands them over). */
 void	conn_freeze(void);
+/*
+ * c was handed over (upgrade): its socket is the next worker's.  It is
+ * never read, written or shut down here again, nor logged out; what is
+ * queued on it stays in c->out for the caller to pass on, and a close
+ * only marks it.
+ */
+void	conn_move(struct conn *c);
 /*
  * The peer is a trusted balancer (proxy_protocol_from): the first bytes
  * must be a PROXY header, complete within env.proxy_timeout.  Its

@@ -106,8 +106,9 @@ session_conn(uint32_t conn, int32_t uid)
 {
 	struct conn	*c;
 
+	/* moved (upgrade): the next worker's, whatever is sent here */
 	if ((c = conn_lookup(conn)) == NULL || c->sess == NULL ||
-	    c->sess->uid != uid)
+	    c->sess->uid != uid || c->moved)
 		return NULL;
 	return c;
 }
@@ -179,6 +180,10 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		/* a login still reading here looks again when it answers */
 		chat_stores_note();
 		chat_stored(NULL, uid);
+		break;
+	case CHAN_ANSWER:
+	case CHAN_ANSWERED:
+		chat_old_answer(h, payload);
 		break;
 	default:
 		log_warnx("channel: unknown message type %u from worker %u",

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channel.h"
 #include "chat_impl.h"
 #include "handover.h"
 #include "log.h"
@@ -74,10 +75,11 @@ chat_handover_keep(struct conn *c)
 }
 
 int
-chat_handover_final(struct conn *c, int clean)
+chat_handover_final(struct conn *c, int clean, int answers)
 {
 	struct session	*s = c->sess;
 	struct buf	 b = BUF_INIT;
+	uint32_t	 flags;
 	int		 rc;
 
 	if (chat.handover_keep == NULL || c->tp != NULL || s == NULL ||
@@ -87,12 +89,201 @@ chat_handover_final(struct conn *c, int clean)
 	if (clean && sizeof(struct ho_state) + s->name_len +
 	    buf_used(&c->in) > HANDOVER_MAX_RECORD)
 		clean = 0;
-	rc = handover_pack(c, clean ? HO_F_CLEAN : 0, buf_head(&c->in),
+	flags = !clean ? 0 : answers ? HO_F_CLEAN | HO_F_ANSWERS : HO_F_CLEAN;
+	rc = handover_pack(c, flags, buf_head(&c->in),
 	    clean ? buf_used(&c->in) : 0, &b);
 	if (rc == 0)
 		rc = chat.handover_keep(c, buf_head(&b), buf_used(&b));
 	buf_free(&b);
+	/* from now on, nothing here touches the socket */
+	if (rc == 0) {
+		conn_move(c);
+		c->forward = (flags & HO_F_ANSWERS) != 0;
+	}
 	return rc;
+}
+
+/* ---- upgrade: answers that come after the hand over -------------------- */
+
+/*
+ * A connection whose only work under way is acknowledged chats being
+ * stored can move at once: the store thread goes on here, and each
+ * answer follows over the slot's channel once its chat committed (never
+ * before: an acknowledgement means stored).  A chat stored whose answer
+ * never arrives (this worker dies) is resent by the client and found by
+ * its cmid, as after a crash.
+ */
+int
+chat_answers_due(const struct conn *c)
+{
+	const struct session	*s = c->sess;
+
+	return s != NULL && s->uid != 0 && c->tp == NULL && c->handed &&
+	    c->jobs > 0 && (size_t)c->jobs == s->acked_jobs &&
+	    !c->close_after_flush && buf_used(&c->out) == 0;
+}
+
+static int	slot_moved;		/* old worker: handed over */
+
+void
+chat_slot_handed(void)
+{
+	slot_moved = 1;
+}
+
+int
+chat_slot_moved(void)
+{
+	return slot_moved;
+}
+
+struct fwd_count {
+	size_t	 waiting;
+	int	 final;
+};
+
+static int
+answer_send(const struct conn *c, uint32_t type, uint32_t gen,
+    const void *p, size_t len)
+{
+	struct chan_hdr	 h;
+
+	memset(&h, 0, sizeof(h));
+	h.type = type;
+	h.uid = (uint32_t)c->sess->uid;
+	h.conn = c->id;
+	h.gen = gen;
+	h.from_slot = chat.slot;
+	h.len = len;
+	return chat.to_slot(chat.slot, &h, p);
+}
+
+static void
+forward_one(struct conn *c, void *arg)
+{
+	struct fwd_count	*n = arg;
+
+	if (!c->forward || c->sess == NULL)
+		return;
+	/* whole lines: a job's answer is appended in one piece */
+	if (buf_used(&c->out) > 0 && answer_send(c, CHAN_ANSWER, 0,
+	    buf_head(&c->out), buf_used(&c->out)) == 0) {
+		buf_consume(&c->out, buf_used(&c->out));
+		(void)conn_sent(c);
+	}
+	if ((c->jobs > 0 || buf_used(&c->out) > 0) && !n->final) {
+		n->waiting++;
+		return;
+	}
+	if (answer_send(c, CHAN_ANSWERED, c->jobs > 0 ||
+	    buf_used(&c->out) > 0, "", 0) == 0)
+		c->forward = 0;
+	else
+		n->waiting++;	/* the channel is full: again next pass */
+}
+
+size_t
+chat_forward_answers(int final)
+{
+	struct fwd_count	 n;
+
+	n.waiting = 0;
+	n.final = final;
+	conn_foreach(forward_one, &n);
+	return n.waiting;
+}
+
+/*
+ * The new worker: adopted connections still waiting for the old
+ * worker's answers.  Each is referenced (c->jobs) and paused meanwhile;
+ * closed ones stay listed until their answers end.
+ */
+static struct conn	**awaiting;
+static size_t		  nawaiting, awaiting_cap;
+
+static int
+await_answers(struct conn *c)
+{
+	struct conn	**v;
+
+	if (nawaiting == awaiting_cap) {
+		awaiting_cap = awaiting_cap ? 2 * awaiting_cap : 64;
+		if ((v = realloc(awaiting, awaiting_cap * sizeof(*v))) ==
+		    NULL) {
+			awaiting_cap = nawaiting;
+			return -1;
+		}
+		awaiting = v;
+	}
+	awaiting[nawaiting++] = c;
+	c->sess->old_answers = 1;
+	c->jobs++;
+	conn_pause(c);
+	return 0;
+}
+
+/* The wait is over (lost: an answer may be missing, the client resends). */
+static void
+answers_end(size_t i, int lost)
+{
+	struct conn	*c = awaiting[i];
+
+	awaiting[i] = awaiting[--nawaiting];
+	if (c->sess != NULL)
+		c->sess->old_answers = 0;
+	conn_unref(c);
+	if (c->closing)
+		return;
+	/* the mark of a handover, as after a crash: resend what is due */
+	if (lost && conn_send(c, "\n", 1) == -1)
+		return;
+	conn_resume(c);
+}
+
+void
+chat_old_answer(const struct chan_hdr *h, const char *payload)
+{
+	struct conn	*c;
+	size_t		 i;
+
+	for (i = 0; i < nawaiting; i++)
+		if (awaiting[i]->id == h->conn)	/* closed ones too */
+			break;
+	if (i == nawaiting) {
+		log_info("upgrade: an answer of the old worker for connection "
+		    "%u (user %d) came late: its client resends", h->conn,
+		    (int)h->uid);
+		return;
+	}
+	c = awaiting[i];
+	if (h->type == CHAN_ANSWERED) {
+		if (h->gen != 0)
+			log_notice("upgrade: connection %u (user %d): the old "
+			    "worker could not answer everything; its client "
+			    "resends", h->conn, (int)h->uid);
+		answers_end(i, h->gen != 0);
+	} else if (!c->closing && h->len > 0)
+		(void)conn_send(c, payload, h->len);
+}
+
+size_t
+chat_answers_awaited(void)
+{
+	return nawaiting;
+}
+
+void
+chat_answers_expire(void)
+{
+	if (nawaiting > 0)
+		log_notice("upgrade: %zu connection(s) had no word from the "
+		    "old worker: their clients resend what is unanswered",
+		    nawaiting);
+	while (nawaiting > 0)
+		answers_end(nawaiting - 1, 1);
+	free(awaiting);
+	awaiting = NULL;
+	awaiting_cap = 0;
 }
 
 void
@@ -187,11 +378,16 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	}
 	/*
 	 * The master's record of an upgrade says "at a boundary, with this
-	 * partial request": true once.  A crash of ours must be adopted by
-	 * the crash rules: replace it with a plain one.
+	 * partial request": true once.  The master made its copy a plain
+	 * one when it passed it on (held_plain): a crash of ours is adopted
+	 * by the crash rules.
 	 */
-	if ((st.flags & HO_F_CLEAN) != 0)
-		chat_handover_keep(c);
+	/* its input waits for the old worker's answers (chat_old_answer) */
+	if ((st.flags & (HO_F_CLEAN | HO_F_ANSWERS)) == (HO_F_CLEAN |
+	    HO_F_ANSWERS) && await_answers(c) == -1) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
 	if (chat.pubsub != NULL) {
 		/* the fetch follows the claim, as at login */
 		c->jobs++;

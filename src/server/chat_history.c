@@ -292,33 +292,87 @@ chat_history_forget(int32_t gid)
 		    store_error(chat.store));
 }
 
+/* What history_days no longer keeps, removed by a store thread. */
+struct prune_job {
+	struct workq_job	 sj;
+	int64_t			 cutoff;
+	int			 days;
+	size_t			 total;
+	char			*err;
+};
+
+/* A bounded amount per round; 0 or -1 with the store's error. */
+static int
+prune_rounds(struct store *st, int64_t cutoff, size_t *total)
+{
+	size_t	 n;
+	int	 i;
+
+	for (i = 0; i < PRUNE_ROUNDS; i++) {
+		if (store_history_prune(st, cutoff, PRUNE_ROWS, &n) !=
+		    STORE_OK)
+			return -1;
+		*total += n;
+		if (n < PRUNE_ROWS)
+			break;
+	}
+	return 0;
+}
+
+static void
+prune_run(struct workq_job *sj, void *ctx)
+{
+	struct prune_job	*j = (struct prune_job *)sj;
+	struct store		*st = ctx;
+
+	if (prune_rounds(st, j->cutoff, &j->total) == -1)
+		j->err = strdup(store_error(st));
+}
+
+static void
+prune_done(struct workq_job *sj)
+{
+	struct prune_job	*j = (struct prune_job *)sj;
+
+	if (j->err != NULL)
+		log_warnx("history: prune: %s", j->err);
+	if (j->total > 0)
+		log_info("history: %zu messages older than %d days removed",
+		    j->total, j->days);
+	free(j->err);
+	free(j);
+}
+
 /*
  * From the worker's heartbeat: slot 0 removes what history_days no
- * longer keeps (everything when it is 0), a bounded amount per round.
+ * longer keeps (everything when it is 0).  In a store thread: a delete
+ * waits for the write lock, which the event loop must not (a worker
+ * started by an upgrade prunes at once, while it takes connections).
  */
 void
 chat_history_tick(void)
 {
-	double	 now = util_mono_coarse();
-	int64_t	 cutoff;
-	size_t	 n, total = 0;
-	int	 i, days = chat.cfg->history_days;
+	double			 now = util_mono_coarse();
+	struct prune_job	*j;
+	int64_t			 cutoff;
+	size_t			 total = 0;
+	int			 days = chat.cfg->history_days;
 
 	if (chat.slot != 0 || (prune_at != 0 && now < prune_at))
 		return;
 	prune_at = now + PRUNE_INTERVAL;
 	cutoff = days == 0 ? INT64_MAX : util_wall_ms() - days * 86400000LL;
-	for (i = 0; i < PRUNE_ROUNDS; i++) {
-		if (store_history_prune(chat.store, cutoff, PRUNE_ROWS, &n) !=
-		    STORE_OK) {
-			log_warnx("history: prune: %s", store_error(chat.store));
-			return;
-		}
-		total += n;
-		if (n < PRUNE_ROWS)
-			break;
+	if (chat.storeq != NULL && (j = calloc(1, sizeof(*j))) != NULL) {
+		j->cutoff = cutoff;
+		j->days = days;
+		j->sj.run = prune_run;
+		j->sj.done = prune_done;
+		storeq_submit(chat.storeq, &j->sj);
+		return;
 	}
-	if (total > 0)
+	if (prune_rounds(chat.store, cutoff, &total) == -1)
+		log_warnx("history: prune: %s", store_error(chat.store));
+	else if (total > 0)
 		log_info("history: %zu messages older than %d days removed",
 		    total, days);
 }

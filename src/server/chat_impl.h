@@ -62,6 +62,8 @@ struct session {
 	int64_t		 resume_smid;
 	size_t		 resume_limit;
 	size_t		 routes_out;	/* chats sent on, unanswered (route) */
+	size_t		 acked_jobs;	/* of c->jobs: acknowledged chats */
+	unsigned	 old_answers:1;	/* upgrade: the old worker answers */
 	struct route	*route_wait;	/* waits for them (chat_route.c) */
 };
 
@@ -106,6 +108,10 @@ void	chat_login_resumed(struct conn *c, int32_t uid, uint64_t gen);
 void	chat_handover_keep(struct conn *c);
 /* c's session ends: the master lets its copy go. */
 void	chat_handover_drop(struct conn *c);
+/* Upgrade: this worker handed its slot over (own slot via the channel). */
+int	chat_slot_moved(void);
+/* CHAN_ANSWER and CHAN_ANSWERED from the old worker of this slot. */
+void	chat_old_answer(const struct chan_hdr *h, const char *payload);
 
 /* chat_account.c */
 /* A resume token for c's user into out (TOKEN_BUF_LEN); -1: none. */

@@ -178,7 +178,8 @@ deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
 	struct conn		*c;
 
 	if (online_get(chat.online, uid, &e) == 0) {
-		if (e.slot != chat.slot)
+		/* after an upgrade's hand over, ours are the next worker's */
+		if (e.slot != chat.slot || chat_slot_moved())
 			(void)deliver_to_slot(&e, uid, smid, line, len);
 		else if ((c = session_conn(e.conn, uid)) != NULL &&
 		    conn_send(c, line, len) == 0) {

@@ -236,6 +236,8 @@ acked_done(struct workq_job *sj)
 			break;
 		}
 	}
+	if (c->sess != NULL && c->sess->acked_jobs > 0)
+		c->sess->acked_jobs--;
 	job_release(c);
 	proto_req_clear(&j->req);
 	buf_free(&j->line);
@@ -275,6 +277,7 @@ acked_submit(struct conn *c, struct proto_req *req, int32_t *to, size_t n)
 	j->sj.run = acked_run;
 	j->sj.done = acked_done;
 	job_hold(c);
+	c->sess->acked_jobs++;	/* an upgrade may hand c over meanwhile */
 	storeq_submit(chat.storeq, &j->sj);
 	return 0;
 }
@@ -352,7 +355,7 @@ stored_nudge(const int32_t *uids, size_t n)
 	for (i = 0; i < n; i++) {
 		if (online_get(chat.online, uids[i], &e) == -1)
 			continue;	/* away: its next login fetches */
-		if (e.slot == chat.slot) {
+		if (e.slot == chat.slot && !chat_slot_moved()) {
 			chat_stored(NULL, uids[i]);
 			continue;
 		}

@@ -199,6 +199,17 @@ conn_freeze(void)
 			ev_io_stop(env.loop, &table[i]->rio);
 }
 
+void
+conn_move(struct conn *c)
+{
+	c->moved = 1;
+	ev_io_stop(env.loop, &c->rio);
+	ev_io_stop(env.loop, &c->wio);
+	ev_timer_stop(env.loop, &c->timer);
+	/* a partial request went with the record: the next worker's */
+	buf_consume(&c->in, buf_used(&c->in));
+}
+
 int
 conn_adopt_input(struct conn *c, const void *p, size_t n)
 {
@@ -449,6 +460,8 @@ conn_resume(struct conn *c)
 	if (c->closing || !c->paused)
 		return;
 	c->paused = 0;
+	if (c->moved)
+		return;		/* its requests are the next worker's */
 	/* requests that arrived meanwhile come first, in order */
 	if (buf_used(&c->in) > 0 || c->tp != NULL)
 		conn_input(c, NULL, 0);
@@ -518,6 +531,11 @@ conn_close(struct conn *c, const char *why)
 		return;
 	log_debug("%s: closing: %s", conn_peer_str(c, peer, sizeof(peer)),
 	    why);
+	if (c->moved) {
+		/* the session lives on in the next worker: only let go */
+		c->closing = 1;
+		return;
+	}
 	/* the handler may still look the connection up while logging out */
 	if (env.handler->closing != NULL)
 		env.handler->closing(c);
@@ -550,7 +568,7 @@ conn_close_after_flush(struct conn *c, const char *why)
 	if (c->closing)
 		return;
 	/* a transport may still have bytes to write (a close frame) */
-	if (buf_used(&c->out) == 0 && c->tp == NULL) {
+	if (c->moved || (buf_used(&c->out) == 0 && c->tp == NULL)) {
 		conn_close(c, why);
 		return;
 	}
@@ -623,6 +641,8 @@ conn_flush(struct conn *c)
 	ssize_t		 n;
 	size_t		 left;
 
+	if (c->moved)
+		return;		/* the caller passes c->out on */
 	/* a transport turns c->out into its own bytes, a batch at a time */
 	while ((ob = c->tp == NULL ? &c->out : c->tp->output(c)) != NULL &&
 	    buf_used(ob) > 0) {

@@ -353,6 +353,27 @@ handover_held(int slot)
 /* ---- binary upgrade (upgrade.c) ---------------------------------------- */
 
 /*
+ * An upgrade's record (HO_F_CLEAN) is true once, for the worker it goes
+ * to: the copy kept for a crash of that worker says "adopt by the crash
+ * rules" (no partial request, no answers to wait for).  Done here, so
+ * that the adopter need not send every socket back.
+ */
+static void
+held_plain(struct held *h)
+{
+	struct ho_state	 st;
+
+	if (h->len < sizeof(st))
+		return;
+	memcpy(&st, h->rec, sizeof(st));
+	if ((st.flags & HO_F_CLEAN) == 0 || st.name_len > h->len - sizeof(st))
+		return;
+	st.flags &= ~(uint32_t)(HO_F_CLEAN | HO_F_ANSWERS);
+	memcpy(h->rec, &st, sizeof(st));
+	h->len = sizeof(st) + st.name_len;
+}
+
+/*
  * Send every connection held for slot over sock, each with its socket;
  * then, with go, HO_GO.  keep: the master keeps its copies (else they
  * are closed as they go).  How many, or -1 (what was not sent stays).
@@ -386,6 +407,8 @@ send_table(int slot, int sock, double deadline, int keep, int go)
 		if (last)
 			break;
 		sent++;
+		if (keep)
+			held_plain(&t->v[k]);
 		if (!keep) {
 			/* the receiver has its own reference now */
 			held_clear(&t->v[k]);

@@ -53,6 +53,13 @@ struct online_slot_stats;
  * adopter reads on from them, skips nothing and ends no line.
  */
 #define HO_F_CLEAN		0x8
+/*
+ * With HO_F_CLEAN: acknowledged chats the old worker had read are still
+ * being stored there.  It sends their answers over the slot's channel
+ * when they commit (CHAN_ANSWER), then CHAN_ANSWERED; the adopter holds
+ * the connection's input until then, so its requests keep their order.
+ */
+#define HO_F_ANSWERS		0x10
 
 struct ho_state {
 	uint32_t		 version;

@@ -47,6 +47,8 @@ static enum up_wait	 up_wait;
 static int		 up_new, up_left, upgraded;
 static pid_t		 up_old_pid;
 static double		 up_eof_at;	/* old: the new master's socket ended */
+/* old: the new master's worker for the slot is ready (UP_PREPARED) */
+static unsigned char	 up_prep[ONLINE_MAX_SLOTS];
 static char		*up_rbuf;
 
 void
@@ -68,6 +70,7 @@ up_stats_get(void)
 /* ---- old master -------------------------------------------------------- */
 
 static void	up_next_slot(void);
+static void	up_prepared(void);
 
 static void
 up_close(void)
@@ -210,16 +213,33 @@ up_next_slot(void)
 	}
 	i = up_slot;
 	if (slots[i].pid > 0) {
-		/* its successor starts first: the clients wait less */
-		if (upgrade_send(up_sock, UP_PREPARE, (uint32_t)i, NULL) ==
-		    -1) {
-			up_failed("to the new master: %s", strerror(errno));
-			return;
-		}
+		/* its successor was started first (up_prepare_all) */
 		up_wait = UPW_PREPARED;
 		up_deadline = util_mono() + UPGRADE_SLOT_SECONDS;
+		if (up_prep[i])
+			up_prepared();
 	} else
 		up_pass_slot(i, 0);	/* what waits for a respawn */
+}
+
+/*
+ * Every successor starts before the first slot moves: a worker starting
+ * (its store opened, its threads) takes the CPU from the one adopting
+ * connections, and from the clients that wait for it.
+ */
+static int
+up_prepare_all(void)
+{
+	int	 i;
+
+	memset(up_prep, 0, sizeof(up_prep));
+	for (i = 0; i < node->nslots; i++)
+		if (slots[i].pid > 0 && upgrade_send(up_sock, UP_PREPARE,
+		    (uint32_t)i, NULL) == -1) {
+			up_failed("to the new master: %s", strerror(errno));
+			return -1;
+		}
+	return 0;
 }
 
 /* The new worker of up_slot is ready: the old one hands over. */
@@ -273,12 +293,15 @@ up_read_old(void)
 			/* chatctl and /metrics: the new master answers */
 			ctl_pause(1);
 			up_slot = -1;
-			up_next_slot();
+			if (up_prepare_all() == 0)
+				up_next_slot();
 			break;
 		case UP_FAIL:
 			up_failed("%s", b + sizeof(m));
 			return;
 		case UP_PREPARED:
+			if (m.arg < (uint32_t)node->nslots)
+				up_prep[m.arg] = 1;
 			if (m.arg == (uint32_t)up_slot &&
 			    up_wait == UPW_PREPARED)
 				up_prepared();

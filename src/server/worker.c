@@ -488,7 +488,6 @@ worker_stop(const char *why)
 
 /* ---- binary upgrade: hand every connection to the master -------------- */
 
-#define HANDOFF_SECONDS		10.0	/* then the rest as after a crash */
 #define HANDOFF_CHECK		0.01
 
 /* Everything queued for other workers went out. */
@@ -506,18 +505,15 @@ chanqs_empty(void)
 static void
 handoff_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	struct handoff_count	 n;
-
-	memset(&n, 0, sizeof(n));
-	conn_foreach(handoff_one, &n);
-	if ((n.busy > 0 || storeq_pending(storeq) > 0 || !chanqs_empty()) &&
-	    util_mono() < handoff_deadline)
-		return;		/* the loop answers and writes meanwhile */
+	/* hand over when quiet; then the store jobs end in the background */
+	if (handoff_step(storeq, !chanqs_empty(), handoff_deadline) ==
+	    HANDOFF_WAIT)
+		return;
 	ev_timer_stop(l, w);
 	if (!chanqs_empty())
 		chanq_store_all();
 	chat_retry_stores();
-	handoff_finish(handoff_deadline - HANDOFF_SECONDS);
+	handoff_exit();
 }
 
 /*

@@ -8,6 +8,7 @@
 
 #include <sys/socket.h>
 
+#include <ev.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,9 +20,30 @@
 #include "handover.h"
 #include "log.h"
 #include "online.h"
+#include "storeq.h"
 #include "upgrade.h"
 #include "util.h"
 #include "worker_impl.h"
+
+/* The new worker: the old one died or ran out of time before answering. */
+static ev_timer	 answers_timer;
+
+static void
+answers_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	chat_answers_expire();
+}
+
+static void
+answers_wait(void)
+{
+	if (chat_answers_awaited() == 0)
+		return;
+	ev_timer_stop(EV_DEFAULT, &answers_timer);
+	ev_timer_init(&answers_timer, answers_timer_cb, ANSWERS_WAIT_SECONDS,
+	    0.);
+	ev_timer_start(EV_DEFAULT, &answers_timer);
+}
 
 /*
  * The previous worker of this slot died: take its connections over,
@@ -87,6 +109,7 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 		ok++;
 	}
 	handover_inherited_done();
+	answers_wait();
 	rc = handover_flush();
 	if (n == 0)
 		return rc;
@@ -112,11 +135,13 @@ void
 handoff_one(struct conn *c, void *arg)
 {
 	struct handoff_count	*n = arg;
-	int			 quiet;
+	int			 quiet, due;
 
-	if (c->closing)
+	if (c->closing || c->moved)
 		return;
 	quiet = conn_quiet(c);
+	/* only acknowledged chats being stored: their answers follow it */
+	due = !quiet && chat_answers_due(c);
 	if (c->close_after_flush) {	/* going anyway: write, then close */
 		if (!n->final)
 			n->busy += !quiet;
@@ -127,11 +152,13 @@ handoff_one(struct conn *c, void *arg)
 		return;
 	}
 	if (!n->final) {
-		n->busy += !quiet;
+		n->busy += !quiet && !due;
 		return;
 	}
-	if (chat_handover_final(c, quiet) == 0) {
-		if (quiet)
+	if (chat_handover_final(c, quiet || due, due) == 0) {
+		if (due)
+			n->answers++;
+		else if (quiet)
 			n->clean++;
 		else
 			n->unclean++;
@@ -156,8 +183,14 @@ flush_master(void)
 	}
 }
 
-void
-handoff_finish(double began)
+static double	 answer_deadline;	/* 0: not handed over yet */
+static double	 handed_at;
+static size_t	 handed_answers;
+static int	 settled;		/* a pass found nothing to wait for */
+
+/* Every session to the master; the next worker serves them from now. */
+static void
+hand_over(double began)
 {
 	struct handoff_count	 n;
 
@@ -165,16 +198,61 @@ handoff_finish(double began)
 	n.final = 1;
 	conn_foreach(handoff_one, &n);
 	conn_reap();
+	chat_slot_handed();
 	/* the master passes them on at once: our exit may take a while */
 	(void)handover_worker_handed();
 	flush_master();
-	log_notice("upgrade: %zu connections handed over at a frame boundary, "
-	    "%zu as after a crash (answers or output still due), %zu closed "
-	    "(not logged in, or websocket), %.0f ms after the last read",
-	    n.clean, n.unclean, n.closed, (util_mono() - began) * 1000);
+	handed_at = util_mono();
+	handed_answers = n.answers;
+	log_notice("upgrade: %zu connections handed over at a frame boundary "
+	    "(%zu with answers to follow), %zu as after a crash (answers or "
+	    "output still due), %zu closed (not logged in, or websocket), "
+	    "%.0f ms after the last read", n.clean + n.answers, n.answers,
+	    n.unclean, n.closed, (handed_at - began) * 1000);
+}
+
+enum handoff_state
+handoff_step(struct storeq *q, int queued, double deadline)
+{
+	struct handoff_count	 n;
+	size_t			 waiting;
+
+	if (answer_deadline == 0) {
+		memset(&n, 0, sizeof(n));
+		conn_foreach(handoff_one, &n);
+		if ((n.busy > 0 || queued) && util_mono() < deadline)
+			return HANDOFF_WAIT;	/* the loop answers, writes */
+		hand_over(deadline - HANDOFF_SECONDS);
+		answer_deadline = util_mono() + HANDOFF_SECONDS;
+	}
+	/* the store thread goes on; what it answers follows the sockets */
+	chat_history_flush();	/* rows its chats kept meanwhile: stored too */
+	waiting = chat_forward_answers(0);
+	if (util_mono() >= answer_deadline) {
+		if (waiting > 0)
+			log_warnx("upgrade: %zu connection(s) still wait for "
+			    "the store after %.0f s: their clients resend what "
+			    "is unanswered", waiting, HANDOFF_SECONDS);
+		(void)chat_forward_answers(1);
+		return HANDOFF_DONE;
+	}
+	if (waiting > 0 || storeq_pending(q) > 0 || queued) {
+		settled = 0;
+		return HANDOFF_WAIT;
+	}
+	/* once more: what this pass queued goes out before the loop sleeps */
+	return settled++ ? HANDOFF_DONE : HANDOFF_WAIT;
+}
+
+void
+handoff_exit(void)
+{
+	log_notice("upgrade: the store jobs ended %.0f ms after the hand "
+	    "over (%zu connections had answers to follow)",
+	    (util_mono() - handed_at) * 1000, handed_answers);
 	/*
 	 * As a crash would, but at a quiet moment: nothing logs the users
-	 * out, not here nor in Redis; the next worker of this slot adopts
+	 * out, not here nor in Redis; the next worker of this slot adopted
 	 * them from the master.
 	 */
 	_exit(CHATD_EXIT_HANDED);

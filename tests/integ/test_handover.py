@@ -22,6 +22,7 @@ The figures are printed as one JSON line.  Every wait is bounded; the
 kill pace follows the node (each kill waits until the previous one was
 recovered from), so a slow (sanitizer) build takes longer, not fails.
 """
+import functools
 import json
 import os
 import shutil
@@ -41,6 +42,25 @@ RETRY_SECONDS = 5.0         # HANDOVER_RETRY_SECONDS in handover.h
 RECOVER_SECONDS = 120.0     # bound for one kill's recovery (sanitizer)
 
 
+def log_on_failure(test):
+    """A failure prints the node's log: a CI run keeps no temp dir (the
+    server keeps its files when the test fails; self.srv names it)."""
+    @functools.wraps(test)
+    def run(self):
+        try:
+            return test(self)
+        except unittest.SkipTest:
+            raise
+        except BaseException:
+            srv = getattr(self, "srv", None)
+            if srv is not None:
+                sys.stderr.write("--- chatd log (%s), last 60000 "
+                                 "characters ---\n%s\n--- end ---\n" % (
+                                     srv.dir, srv.log_text()[-60000:]))
+            raise
+    return run
+
+
 class Handover(chatload.ChatLoad, unittest.TestCase):
 
     n_clients = N
@@ -50,6 +70,7 @@ class Handover(chatload.ChatLoad, unittest.TestCase):
 
     # ---- the test -----------------------------------------------------
 
+    @log_on_failure
     def test_kill_workers_under_load(self):
         ctl_dir = tempfile.mkdtemp(prefix="chatd-ho-", dir="/tmp")
         self.addCleanup(shutil.rmtree, ctl_dir, True)
@@ -118,6 +139,7 @@ class Handover(chatload.ChatLoad, unittest.TestCase):
             self.assertGreaterEqual(counters["handovers"], KILLS, figures)
             self.assertGreaterEqual(counters["adopted"], len(kept), figures)
 
+    @log_on_failure
     def test_half_written_line(self):
         """A worker killed in the middle of writing a line: the client
         reads the cut line as one line that does not parse (never as part
@@ -125,6 +147,7 @@ class Handover(chatload.ChatLoad, unittest.TestCase):
         count, size = 40, 3000
         with chatlib.Server(workers=2, extra={
                 "tcp_send_buffer_bytes": 16384}) as srv:
+            self.srv = srv
             a, b = srv.users_on_two_workers("half")
             b_pid = b.c.whoami_full()["pid"]
             # b reads nothing for now, through small buffers: the worker
@@ -175,6 +198,7 @@ class Handover(chatload.ChatLoad, unittest.TestCase):
             self.assertEqual(info["id"], b.id)
             self.assertNotEqual(info["pid"], b_pid)
 
+    @log_on_failure
     def test_crash_again_closes(self):
         """A worker that dies again soon after adopting (a poison request)
         does not pass the connections on: they are closed, counted, and
@@ -183,6 +207,7 @@ class Handover(chatload.ChatLoad, unittest.TestCase):
         self.addCleanup(shutil.rmtree, ctl_dir, True)
         with chatlib.Server(workers=2, extra={
                 "control_socket": os.path.join(ctl_dir, "ctl.sock")}) as srv:
+            self.srv = srv
             a, b = srv.users_on_two_workers("poison")
             first = a.c.whoami_full()["pid"]
             t0 = time.monotonic()
