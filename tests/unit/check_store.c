@@ -988,6 +988,64 @@ START_TEST(test_history_guards)
 }
 END_TEST
 
+/*
+ * One batch mixing every check (a blocked pair, a deleted sender, a
+ * group that is not there, plain rows): each row gets its own outcome,
+ * whatever rows beside it got.
+ */
+START_TEST(test_history_batch_checks)
+{
+	struct store		*st;
+	struct store_hist	 h[8];
+	char			 gname[128];
+	int64_t			 blk, t;
+	uint64_t		 gen;
+	int32_t			 a, b, c, d, gid;
+	size_t			 glen, i;
+
+	st = open_store();
+	a = mkuser(st, "ba");
+	b = mkuser(st, "bb");
+	c = mkuser(st, "bc");
+	d = mkuser(st, "bd");
+	ck_assert_int_eq(store_smid_block(st, a, &blk), STORE_OK);
+	glen = uname_make(gname, sizeof(gname), "bg");
+	ck_assert_int_eq(store_group_create(st, a, gname, glen, "", 0, &gid),
+	    STORE_OK);
+	ck_assert_int_eq(store_group_join(st, gid, b), STORE_OK);
+	ck_assert_int_eq(store_block(st, c, a, 1), STORE_OK);
+	ck_assert_int_eq(store_user_set_password(st, d, "!", &gen), STORE_OK);
+	t = ((int64_t)time(NULL) + 5) * 1000;
+	memset(h, 0, sizeof(h));
+	h[0].sender = a; h[0].peer = b;		/* kept */
+	h[1].sender = a; h[1].peer = c;		/* c blocks a: a's copy */
+	h[2].sender = d; h[2].peer = b;		/* deleted sender: none */
+	h[3].sender = a; h[3].gid = gid;	/* kept */
+	h[4].sender = b; h[4].gid = gid + 1000;	/* no such group: none */
+	h[5].sender = b; h[5].peer = a;		/* kept */
+	h[6].sender = d; h[6].gid = gid;	/* deleted sender: none */
+	h[7].sender = c; h[7].peer = a;		/* c blocks a, not a c */
+	for (i = 0; i < 8; i++) {
+		h[i].smid = ++blk;
+		h[i].created = t + (int64_t)i;
+		h[i].text = "x";
+		h[i].len = 1;
+	}
+	ck_assert_int_eq(store_history_add(st, h, 8), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, b, a, 0), 2);
+	ck_assert_uint_eq(hist_count(st, a, b, 0), 2);
+	ck_assert_uint_eq(hist_count(st, a, c, 0), 2);
+	ck_assert_uint_eq(hist_count(st, c, a, 0), 1);
+	ck_assert_uint_eq(hist_count(st, b, d, 0), 0);
+	ck_assert_uint_eq(hist_count(st, b, 0, gid), 1);
+	/* the same batch again: nothing doubles */
+	ck_assert_int_eq(store_history_add(st, h, 8), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, a, b, 0), 2);
+	ck_assert_uint_eq(hist_count(st, b, 0, gid), 1);
+	store_close(st);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -1011,6 +1069,7 @@ store_suite(void)
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_history);
 	tcase_add_test(tc, test_history_guards);
+	tcase_add_test(tc, test_history_batch_checks);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");

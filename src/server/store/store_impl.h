@@ -43,6 +43,8 @@ enum store_query {
 	Q_PING,
 	Q_USER_EXISTS,
 	Q_GROUP_EXISTS,
+	Q_USER_GONE,
+	Q_IS_BLOCKED,
 	/* MySQL only */
 	Q_VERSION,
 	Q_LOCK,

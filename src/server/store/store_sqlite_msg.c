@@ -190,33 +190,131 @@ hconv_add(struct sq *sq, const struct store_hist *v, size_t n)
 	return rc;
 }
 
+/*
+ * What a batch's rows are checked for, each distinct key once: the
+ * sender deleted (USER_GONE), the group dissolved (GROUP_EXISTS), the
+ * recipient blocking the sender (IS_BLOCKED; the row is then kept for
+ * its sender only, sender negated).  Once per row in the INSERT these
+ * cost about 0.4 us a row (BENCHMARKS.md); a batch has a few hundred
+ * distinct keys for thousands of rows.
+ */
+struct hcheck {
+	int		 q;		/* Q_USER_GONE, Q_GROUP_EXISTS, Q_IS_BLOCKED */
+	int64_t		 a, b;		/* its parameters (b: IS_BLOCKED only) */
+	enum sq_exists	 found;
+};
+
+static int
+hcheck_cmp(const void *x, const void *y)
+{
+	const struct hcheck	*p = x, *q = y;
+
+	if (p->q != q->q)
+		return p->q < q->q ? -1 : 1;
+	if (p->a != q->a)
+		return p->a < q->a ? -1 : 1;
+	return p->b < q->b ? -1 : p->b > q->b;
+}
+
+/* Whether key (q, a, b) of the checked set c[0..n) found a row. */
+static int
+hcheck_found(const struct hcheck *c, size_t n, int q, int64_t a, int64_t b)
+{
+	const struct hcheck	 key = { q, a, b, SQ_NOROW };
+	const struct hcheck	*f;
+
+	f = bsearch(&key, c, n, sizeof(*c), hcheck_cmp);
+	return f != NULL && f->found == SQ_ROW;
+}
+
+/* The checks of v[0..n), each once, run: *out (free it), *nout. */
+static int
+hcheck_run(struct sq *sq, const struct store_hist *v, size_t n,
+    struct hcheck **out, size_t *nout)
+{
+	struct hcheck	*c;
+	size_t		 i, k = 0, u = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if ((c = calloc(2 * n + 1, sizeof(*c))) == NULL)
+		return sq_nomem(sq, NULL);
+	for (i = 0; i < n; i++) {
+		c[k++] = (struct hcheck){ Q_USER_GONE, v[i].sender, 0,
+		    SQ_NOROW };
+		if (v[i].gid != 0)
+			c[k++] = (struct hcheck){ Q_GROUP_EXISTS, v[i].gid, 0,
+			    SQ_NOROW };
+		else if (v[i].peer != 0)
+			c[k++] = (struct hcheck){ Q_IS_BLOCKED, v[i].peer,
+			    v[i].sender, SQ_NOROW };
+	}
+	qsort(c, k, sizeof(*c), hcheck_cmp);
+	for (i = 0; i < k; i++)
+		if (u == 0 || hcheck_cmp(&c[u - 1], &c[i]) != 0)
+			c[u++] = c[i];
+	for (i = 0; i < u; i++) {
+		sqlite3_stmt	*s = sq->q[c[i].q];
+		int		 rc;
+
+		if (c[i].q == Q_IS_BLOCKED)
+			rc = sq_bind_ints(sq, s, STORE_INTS(c[i].a, c[i].b),
+			    "keep history");
+		else
+			rc = sq_bind_ints(sq, s, STORE_INTS(c[i].a),
+			    "keep history");
+		if (rc != STORE_OK ||
+		    (c[i].found = sq_exists(sq, s, "keep history")) == SQ_ERR) {
+			free(c);
+			return rc != STORE_OK ? rc : STORE_ERR;
+		}
+	}
+	*out = c;
+	*nout = u;
+	return STORE_OK;
+}
+
 static int
 history_add_once(struct sq *sq, const struct store_hist *v, size_t n)
 {
 	sqlite3_stmt	*s = sq->q[Q_HISTORY_ADD];
-	size_t		 i;
+	struct hcheck	*c;
+	size_t		 i, nc;
+	int64_t		 sender;
 	int		 rc;
 
 	if ((rc = sq_begin(sq)) != STORE_OK)
 		return rc;
+	if ((rc = hcheck_run(sq, v, n, &c, &nc)) != STORE_OK)
+		return sq_end(sq, rc);
 	for (i = 0; i < n; i++) {
+		/* none of a deleted sender, none for a group no longer there */
+		if (hcheck_found(c, nc, Q_USER_GONE, v[i].sender, 0) ||
+		    (v[i].gid != 0 &&
+		    !hcheck_found(c, nc, Q_GROUP_EXISTS, v[i].gid, 0)))
+			continue;
+		sender = v[i].sender;
+		if (v[i].gid == 0 && v[i].peer != 0 &&
+		    hcheck_found(c, nc, Q_IS_BLOCKED, v[i].peer, v[i].sender))
+			sender = -sender;
 		if ((rc = sqlite3_bind_int64(s, 1, v[i].smid)) != SQLITE_OK ||
 		    (rc = sqlite3_bind_int64(s, 2, store_conv(v[i].sender,
 		    v[i].peer, v[i].gid))) != SQLITE_OK ||
-		    (rc = sqlite3_bind_int64(s, 3, v[i].sender)) != SQLITE_OK ||
+		    (rc = sqlite3_bind_int64(s, 3, sender)) != SQLITE_OK ||
 		    (rc = sqlite3_bind_int64(s, 4, v[i].created)) != SQLITE_OK ||
 		    (rc = sq_bind_text(s, 5, v[i].text, v[i].len)) !=
-		    SQLITE_OK ||
-		    (rc = sqlite3_bind_int64(s, 6, v[i].peer)) != SQLITE_OK) {
+		    SQLITE_OK) {
 			rc = sq_fail(sq, s, rc, "keep history");
 			goto fail;
 		}
 		if ((rc = sq_run(sq, s, "keep history")) != STORE_OK)
 			goto fail;
 	}
+	free(c);
 	return sq_end(sq, hconv_add(sq, v, n));
 
  fail:
+	free(c);
 	sq_done(s);
 	return sq_end(sq, rc);
 }
