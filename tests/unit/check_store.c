@@ -1046,6 +1046,47 @@ START_TEST(test_history_batch_checks)
 }
 END_TEST
 
+/*
+ * A conversation's HistoryConv row is not rewritten for every batch
+ * (SQLite: once its time moved a minute): RESUME still finds a chat
+ * kept after its cursor in a conversation whose row is older.
+ */
+START_TEST(test_history_hconv_slack)
+{
+	struct store		*st;
+	struct store_hist	 h[3];
+	struct store_msg_list	 l;
+	int64_t			 blk, at, t1 = 1700000100000LL;
+	int32_t			 a, b, c;
+	size_t			 i;
+
+	st = open_store();
+	a = mkuser(st, "sa");
+	b = mkuser(st, "sb");
+	c = mkuser(st, "sc");
+	ck_assert_int_eq(store_smid_block(st, a, &blk), STORE_OK);
+	memset(h, 0, sizeof(h));
+	h[0].sender = a; h[0].peer = b; h[0].created = t1;
+	h[1].sender = c; h[1].peer = b; h[1].created = t1 + 20000;
+	h[2].sender = a; h[2].peer = b; h[2].created = t1 + 30000;
+	for (i = 0; i < 3; i++) {
+		h[i].smid = blk + 1 + (int64_t)i;
+		h[i].text = "y";
+		h[i].len = 1;
+	}
+	ck_assert_int_eq(store_history_add(st, h, 1), STORE_OK);
+	ck_assert_int_eq(store_history_add(st, h + 1, 2), STORE_OK);
+	/* b resumes after c's chat: a's second one follows it */
+	ck_assert_int_eq(store_resume_fetch(st, b, h[1].smid, -1, 100, &l,
+	    &at), STORE_OK);
+	ck_assert_int_eq(at, t1 + 20000);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_int_eq(l.v[0].id, h[2].smid);
+	store_msg_list_free(&l);
+	store_close(st);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -1070,6 +1111,7 @@ store_suite(void)
 	tcase_add_test(tc, test_history);
 	tcase_add_test(tc, test_history_guards);
 	tcase_add_test(tc, test_history_batch_checks);
+	tcase_add_test(tc, test_history_hconv_slack);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");

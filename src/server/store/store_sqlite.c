@@ -306,6 +306,7 @@ sq_free(struct sq *sq)
 
 	for (i = 0; i < Q_MAX; i++)
 		sqlite3_finalize(sq->q[i]);	/* NULL is harmless */
+	sq_hconv_free(sq);
 	sqlite3_close(sq->db);
 	free(sq);
 }
