@@ -928,6 +928,28 @@ hist_count(struct store *st, int32_t uid, int32_t peer, int32_t gid)
 }
 
 /*
+ * Users a and b (tags <t>a, <t>b), a's smid block in *blk, a group of
+ * a's that b joined.
+ */
+static void
+hist_setup(struct store *st, char t, int32_t *a, int32_t *b, int32_t *gid,
+    int64_t *blk)
+{
+	char	 tag[3] = { t, 'a', '\0' }, gname[128];
+	size_t	 glen;
+
+	*a = mkuser(st, tag);
+	tag[1] = 'b';
+	*b = mkuser(st, tag);
+	ck_assert_int_eq(store_smid_block(st, *a, blk), STORE_OK);
+	tag[1] = 'g';
+	glen = uname_make(gname, sizeof(gname), tag);
+	ck_assert_int_eq(store_group_create(st, *a, gname, glen, "", 0, gid),
+	    STORE_OK);
+	ck_assert_int_eq(store_group_join(st, *gid, *b), STORE_OK);
+}
+
+/*
  * Kept for the sender only while blocked, a group's history forgotten,
  * nothing kept of a deleted sender.
  */
@@ -935,20 +957,12 @@ START_TEST(test_history_guards)
 {
 	struct store		*st;
 	struct store_hist	 h;
-	char			 gname[128];
 	int64_t			 blk;
 	uint64_t		 gen;
 	int32_t			 a, b, gid;
-	size_t			 glen;
 
 	st = open_store();
-	a = mkuser(st, "ga");
-	b = mkuser(st, "gb");
-	ck_assert_int_eq(store_smid_block(st, a, &blk), STORE_OK);
-	glen = uname_make(gname, sizeof(gname), "gg");
-	ck_assert_int_eq(store_group_create(st, a, gname, glen, "", 0, &gid),
-	    STORE_OK);
-	ck_assert_int_eq(store_group_join(st, gid, b), STORE_OK);
+	hist_setup(st, 'g', &a, &b, &gid, &blk);
 	memset(&h, 0, sizeof(h));
 	h.sender = a;
 	h.peer = b;
@@ -997,22 +1011,15 @@ START_TEST(test_history_batch_checks)
 {
 	struct store		*st;
 	struct store_hist	 h[8];
-	char			 gname[128];
 	int64_t			 blk, t;
 	uint64_t		 gen;
 	int32_t			 a, b, c, d, gid;
-	size_t			 glen, i;
+	size_t			 i;
 
 	st = open_store();
-	a = mkuser(st, "ba");
-	b = mkuser(st, "bb");
+	hist_setup(st, 'b', &a, &b, &gid, &blk);
 	c = mkuser(st, "bc");
 	d = mkuser(st, "bd");
-	ck_assert_int_eq(store_smid_block(st, a, &blk), STORE_OK);
-	glen = uname_make(gname, sizeof(gname), "bg");
-	ck_assert_int_eq(store_group_create(st, a, gname, glen, "", 0, &gid),
-	    STORE_OK);
-	ck_assert_int_eq(store_group_join(st, gid, b), STORE_OK);
 	ck_assert_int_eq(store_block(st, c, a, 1), STORE_OK);
 	ck_assert_int_eq(store_user_set_password(st, d, "!", &gen), STORE_OK);
 	t = ((int64_t)time(NULL) + 5) * 1000;
