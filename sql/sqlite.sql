@@ -122,8 +122,10 @@ CREATE INDEX IF NOT EXISTS History_created ON History(created);
 -- chats in (conv as in History) and when the latest came (ms).  RESUME
 -- reads History_conv for these and the user's groups only, not every
 -- user's traffic since "since".  Written once per conversation and
--- history batch (cheaper than an index entry per chat); pruned with
--- History.
+-- history batch (cheaper than an index entry per chat), and by a writer
+-- that wrote it less than a minute before only once "last" has moved a
+-- minute: RESUME reads the rows a minute before its cursor
+-- (SQ_HCONV_SLACK_MS).  Pruned with History.
 CREATE TABLE IF NOT EXISTS HistoryConv (
 	userid		INTEGER NOT NULL,
 	conv		INTEGER NOT NULL,

@@ -928,6 +928,28 @@ hist_count(struct store *st, int32_t uid, int32_t peer, int32_t gid)
 }
 
 /*
+ * Users a and b (tags <t>a, <t>b), a's smid block in *blk, a group of
+ * a's that b joined.
+ */
+static void
+hist_setup(struct store *st, char t, int32_t *a, int32_t *b, int32_t *gid,
+    int64_t *blk)
+{
+	char	 tag[3] = { t, 'a', '\0' }, gname[128];
+	size_t	 glen;
+
+	*a = mkuser(st, tag);
+	tag[1] = 'b';
+	*b = mkuser(st, tag);
+	ck_assert_int_eq(store_smid_block(st, *a, blk), STORE_OK);
+	tag[1] = 'g';
+	glen = uname_make(gname, sizeof(gname), tag);
+	ck_assert_int_eq(store_group_create(st, *a, gname, glen, "", 0, gid),
+	    STORE_OK);
+	ck_assert_int_eq(store_group_join(st, *gid, *b), STORE_OK);
+}
+
+/*
  * Kept for the sender only while blocked, a group's history forgotten,
  * nothing kept of a deleted sender.
  */
@@ -935,20 +957,12 @@ START_TEST(test_history_guards)
 {
 	struct store		*st;
 	struct store_hist	 h;
-	char			 gname[128];
 	int64_t			 blk;
 	uint64_t		 gen;
 	int32_t			 a, b, gid;
-	size_t			 glen;
 
 	st = open_store();
-	a = mkuser(st, "ga");
-	b = mkuser(st, "gb");
-	ck_assert_int_eq(store_smid_block(st, a, &blk), STORE_OK);
-	glen = uname_make(gname, sizeof(gname), "gg");
-	ck_assert_int_eq(store_group_create(st, a, gname, glen, "", 0, &gid),
-	    STORE_OK);
-	ck_assert_int_eq(store_group_join(st, gid, b), STORE_OK);
+	hist_setup(st, 'g', &a, &b, &gid, &blk);
 	memset(&h, 0, sizeof(h));
 	h.sender = a;
 	h.peer = b;
@@ -988,6 +1002,98 @@ START_TEST(test_history_guards)
 }
 END_TEST
 
+/*
+ * One batch mixing every check (a blocked pair, a deleted sender, a
+ * group that is not there, plain rows): each row gets its own outcome,
+ * whatever rows beside it got.
+ */
+START_TEST(test_history_batch_checks)
+{
+	struct store		*st;
+	struct store_hist	 h[8];
+	int64_t			 blk, t;
+	uint64_t		 gen;
+	int32_t			 a, b, c, d, gid;
+	size_t			 i;
+
+	st = open_store();
+	hist_setup(st, 'b', &a, &b, &gid, &blk);
+	c = mkuser(st, "bc");
+	d = mkuser(st, "bd");
+	ck_assert_int_eq(store_block(st, c, a, 1), STORE_OK);
+	ck_assert_int_eq(store_user_set_password(st, d, "!", &gen), STORE_OK);
+	t = ((int64_t)time(NULL) + 5) * 1000;
+	memset(h, 0, sizeof(h));
+	h[0].sender = a; h[0].peer = b;		/* kept */
+	h[1].sender = a; h[1].peer = c;		/* c blocks a: a's copy */
+	h[2].sender = d; h[2].peer = b;		/* deleted sender: none */
+	h[3].sender = a; h[3].gid = gid;	/* kept */
+	h[4].sender = b; h[4].gid = gid + 1000;	/* no such group: none */
+	h[5].sender = b; h[5].peer = a;		/* kept */
+	h[6].sender = d; h[6].gid = gid;	/* deleted sender: none */
+	h[7].sender = c; h[7].peer = a;		/* c blocks a, not a c */
+	for (i = 0; i < 8; i++) {
+		h[i].smid = ++blk;
+		h[i].created = t + (int64_t)i;
+		h[i].text = "x";
+		h[i].len = 1;
+	}
+	ck_assert_int_eq(store_history_add(st, h, 8), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, b, a, 0), 2);
+	ck_assert_uint_eq(hist_count(st, a, b, 0), 2);
+	ck_assert_uint_eq(hist_count(st, a, c, 0), 2);
+	ck_assert_uint_eq(hist_count(st, c, a, 0), 1);
+	ck_assert_uint_eq(hist_count(st, b, d, 0), 0);
+	ck_assert_uint_eq(hist_count(st, b, 0, gid), 1);
+	/* the same batch again: nothing doubles */
+	ck_assert_int_eq(store_history_add(st, h, 8), STORE_OK);
+	ck_assert_uint_eq(hist_count(st, a, b, 0), 2);
+	ck_assert_uint_eq(hist_count(st, b, 0, gid), 1);
+	store_close(st);
+}
+END_TEST
+
+/*
+ * A conversation's HistoryConv row is not rewritten for every batch
+ * (SQLite: once its time moved a minute): RESUME still finds a chat
+ * kept after its cursor in a conversation whose row is older.
+ */
+START_TEST(test_history_hconv_slack)
+{
+	struct store		*st;
+	struct store_hist	 h[3];
+	struct store_msg_list	 l;
+	int64_t			 blk, at, t1 = 1700000100000LL;
+	int32_t			 a, b, c;
+	size_t			 i;
+
+	st = open_store();
+	a = mkuser(st, "sa");
+	b = mkuser(st, "sb");
+	c = mkuser(st, "sc");
+	ck_assert_int_eq(store_smid_block(st, a, &blk), STORE_OK);
+	memset(h, 0, sizeof(h));
+	h[0].sender = a; h[0].peer = b; h[0].created = t1;
+	h[1].sender = c; h[1].peer = b; h[1].created = t1 + 20000;
+	h[2].sender = a; h[2].peer = b; h[2].created = t1 + 30000;
+	for (i = 0; i < 3; i++) {
+		h[i].smid = blk + 1 + (int64_t)i;
+		h[i].text = "y";
+		h[i].len = 1;
+	}
+	ck_assert_int_eq(store_history_add(st, h, 1), STORE_OK);
+	ck_assert_int_eq(store_history_add(st, h + 1, 2), STORE_OK);
+	/* b resumes after c's chat: a's second one follows it */
+	ck_assert_int_eq(store_resume_fetch(st, b, h[1].smid, -1, 100, &l,
+	    &at), STORE_OK);
+	ck_assert_int_eq(at, t1 + 20000);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_int_eq(l.v[0].id, h[2].smid);
+	store_msg_list_free(&l);
+	store_close(st);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -1011,6 +1117,8 @@ store_suite(void)
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_history);
 	tcase_add_test(tc, test_history_guards);
+	tcase_add_test(tc, test_history_batch_checks);
+	tcase_add_test(tc, test_history_hconv_slack);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");

@@ -43,6 +43,8 @@ enum store_query {
 	Q_PING,
 	Q_USER_EXISTS,
 	Q_GROUP_EXISTS,
+	Q_USER_GONE,
+	Q_IS_BLOCKED,
 	/* MySQL only */
 	Q_VERSION,
 	Q_LOCK,
@@ -151,7 +153,9 @@ store_conv(int32_t a, int32_t b, int32_t gid)
  * received chats in, and when the latest came, so RESUME reads its own
  * conversations rather than everyone's traffic.  A batch of history
  * rows yields each (recipient, conversation) once: one upsert per
- * conversation and batch, not an index entry per chat.
+ * conversation and batch, not an index entry per chat (SQLite: fewer,
+ * "last" may lag by SQ_HCONV_SLACK_MS, and its RESUME reads that much
+ * before the cursor).
  */
 struct store_hconv {
 	int32_t		 userid;	/* the recipient */

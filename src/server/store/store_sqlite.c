@@ -91,19 +91,16 @@ static const char *const sq_sql[Q_MAX] = {
 	[Q_BLOCK_ADD] =
 	    "INSERT OR IGNORE INTO Block (userid, blockedid) VALUES (?1, ?2)",
 	/*
-	 * ?6: the recipient of a one-to-one chat (0 in a group).  A chat
-	 * to one who blocks its sender is kept for the sender only (sender
-	 * negated); none is kept of a deleted sender ("!") or for a group
-	 * no longer there, whichever batch comes late.
+	 * History rows go in as they are: the checks (a blocked sender, a
+	 * deleted one, a dissolved group) are made once per batch with
+	 * the two statements after it (store_sqlite_msg.c).
 	 */
 	[Q_HISTORY_ADD] =
 	    "INSERT OR IGNORE INTO History (smid, conv, sender, created,"
-	    " message) SELECT ?1, ?2, CASE WHEN ?6 <> 0 AND EXISTS (SELECT 1"
-	    " FROM Block WHERE userid = ?6 AND blockedid = ?3) THEN -?3"
-	    " ELSE ?3 END, ?4, ?5"
-	    " WHERE NOT EXISTS (SELECT 1 FROM User WHERE id = ?3"
-	    " AND pwhash = '!')"
-	    " AND (?2 >= 0 OR EXISTS (SELECT 1 FROM AllGroup WHERE id = -?2))",
+	    " message) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_USER_GONE] = "SELECT 1 FROM User WHERE id = ?1 AND pwhash = '!'",
+	[Q_IS_BLOCKED] =
+	    "SELECT 1 FROM Block WHERE userid = ?1 AND blockedid = ?2",
 	/*
 	 * Account deletion: ?1 = ?2 = the user.  No index on sender (one
 	 * cost every chat kept): its rows are sought by conversation, with
@@ -309,6 +306,7 @@ sq_free(struct sq *sq)
 
 	for (i = 0; i < Q_MAX; i++)
 		sqlite3_finalize(sq->q[i]);	/* NULL is harmless */
+	sq_hconv_free(sq);
 	sqlite3_close(sq->db);
 	free(sq);
 }

@@ -11,6 +11,7 @@ struct sq {
 	sqlite3		*db;
 	sqlite3_stmt	*q[Q_MAX];	/* NULL: not a SQLite statement */
 	int		 busy;		/* last failure was a lock conflict */
+	struct hconv_seen *seen;	/* HistoryConv rows written (msg.c) */
 };
 
 /*
@@ -71,6 +72,13 @@ int	sqlite_group_members(struct store *st, int32_t gid,
 int	sqlite_user_groups(struct store *st, int32_t uid, struct store_group_list *out);
 
 /* store_sqlite_msg.c */
+/*
+ * A (recipient, conversation) HistoryConv row is written again only
+ * once its "last" has moved this much since this handle wrote it; RESUME
+ * reads the rows this much before its cursor, so it misses none.
+ */
+#define SQ_HCONV_SLACK_MS	60000
+void	sq_hconv_free(struct sq *sq);
 int	sqlite_offline_add(struct store *st, const int32_t *uids, size_t n,
 	    const char *msg, size_t len, int64_t smid);
 int	sqlite_offline_fetch(struct store *st, int32_t uid, size_t max,
