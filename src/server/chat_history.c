@@ -294,33 +294,73 @@ chat_history_forget(int32_t gid)
 
 /*
  * From the worker's heartbeat: slot 0 removes what history_days no
- * longer keeps (everything when it is 0), a bounded amount per round.
+ * longer keeps (everything when it is 0), a bounded amount per round,
+ * in the write store thread (a locked store must not stall the loop).
  */
+struct prune_job {
+	struct workq_job	 sj;
+	int64_t			 cutoff;
+	int			 days;
+	size_t			 total;
+	char			*err;
+};
+
+static void
+prune_run(struct workq_job *sj, void *ctx)
+{
+	struct prune_job	*j = (struct prune_job *)sj;
+	struct store		*st = ctx;
+	size_t			 n;
+	int			 i;
+
+	for (i = 0; i < PRUNE_ROUNDS; i++) {
+		if (store_history_prune(st, j->cutoff, PRUNE_ROWS, &n) !=
+		    STORE_OK) {
+			j->err = strdup(store_error(st));
+			return;
+		}
+		j->total += n;
+		if (n < PRUNE_ROWS)
+			break;
+	}
+}
+
+static void
+prune_done(struct workq_job *sj)
+{
+	struct prune_job	*j = (struct prune_job *)sj;
+
+	if (j->err != NULL)
+		log_warnx("history: prune: %s", j->err);
+	if (j->total > 0)
+		log_info("history: %zu messages older than %d days removed",
+		    j->total, j->days);
+	free(j->err);
+	free(j);
+}
+
 void
 chat_history_tick(void)
 {
-	double	 now = util_mono_coarse();
-	int64_t	 cutoff;
-	size_t	 n, total = 0;
-	int	 i, days = chat.cfg->history_days;
+	double			 now = util_mono_coarse();
+	struct prune_job	*j;
 
 	if (chat.slot != 0 || (prune_at != 0 && now < prune_at))
 		return;
 	prune_at = now + PRUNE_INTERVAL;
-	cutoff = days == 0 ? INT64_MAX : util_wall_ms() - days * 86400000LL;
-	for (i = 0; i < PRUNE_ROUNDS; i++) {
-		if (store_history_prune(chat.store, cutoff, PRUNE_ROWS, &n) !=
-		    STORE_OK) {
-			log_warnx("history: prune: %s", store_error(chat.store));
-			return;
-		}
-		total += n;
-		if (n < PRUNE_ROWS)
-			break;
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return;		/* the next round */
+	j->days = chat.cfg->history_days;
+	j->cutoff = j->days == 0 ? INT64_MAX : util_wall_ms() -
+	    j->days * 86400000LL;
+	j->sj.run = prune_run;
+	j->sj.done = prune_done;
+	if (chat.storeq != NULL) {
+		storeq_submit(chat.storeq, &j->sj);
+		return;
 	}
-	if (total > 0)
-		log_info("history: %zu messages older than %d days removed",
-		    total, days);
+	prune_run(&j->sj, chat.store);	/* no store thread (a tool) */
+	prune_done(&j->sj);
 }
 
 /* A token bucket per session: -1 when this request is one too many. */
