@@ -247,56 +247,6 @@ chat_remote_deliver_many(void *arg, const int32_t *uids, size_t n,
 	free(away);
 }
 
-int
-group_members(struct conn *c, const struct proto_req *req, int cached,
-    const char *errtext, const int32_t **ids, size_t *n, int32_t **owned)
-{
-	struct store_user_list	 members = { NULL, 0 };
-	size_t			 i;
-	int			 rc;
-
-	*owned = NULL;
-	if (!cached || gcache_get(req->groupid, ids, n) == -1) {
-		rc = store_group_members(chat.store, req->groupid, &members);
-		if (rc == STORE_NOTFOUND) {
-			chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP,
-			    req->msgid, NULL);
-			return -1;
-		}
-		if (rc != STORE_OK) {
-			log_warnx("group chat: %s", store_error(chat.store));
-			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
-			    errtext);
-			return -1;
-		}
-		if (cached)
-			gcache_put(req->groupid, &members);
-		if (!cached || gcache_get(req->groupid, ids, n) == -1) {
-			/* not cached (cluster mode, or no memory) */
-			if ((*owned = calloc(members.n + 1,
-			    sizeof(**owned))) == NULL) {
-				store_user_list_free(&members);
-				chat_error(c, MSG_ERROR, ERR_UNAVAILABLE,
-				    req->msgid, errtext);
-				return -1;
-			}
-			for (i = 0; i < members.n; i++)
-				(*owned)[i] = members.v[i].id;
-			*ids = *owned;
-			*n = members.n;
-		}
-		store_user_list_free(&members);
-	}
-	for (i = 0; i < *n; i++)
-		if ((*ids)[i] == c->sess->uid)
-			return 0;
-	chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, req->msgid,
-	    "only members may post to a group");
-	free(*owned);
-	*owned = NULL;
-	return -1;
-}
-
 /*
  * Send the plain group chat req of c's user to the members ids[0..n).
  * ROUTE_PENDING: c waits (paused) for a store or the fan-out.

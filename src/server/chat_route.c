@@ -17,28 +17,24 @@
  * that a client can drop a repeat.  Plain chats take theirs from a
  * block this worker claimed in the store (one write per
  * STORE_SMID_BLOCK - 1 chats); acknowledged ones have their claim's.
+ * The next block is claimed in a store thread when one is half used;
+ * a chat that finds none (the first ones, or the store slow) waits
+ * for its own claim there (smid_call), its sender paused.
  */
 static int64_t	 smid_next, smid_end;
 static int64_t	 smid_spare;		/* the next block's base, 0: none */
 static int	 smid_fetching;		/* a store thread claims it */
 
-int
-chat_smid(int32_t sender, int64_t *smid)
+/* An smid from the blocks at hand: 0, or -1 when there is none. */
+static int
+smid_take(int32_t sender, int64_t *smid)
 {
-	int64_t	 base;
-
 	if (smid_next == smid_end) {
-		if (smid_spare > 0) {
-			base = smid_spare;
-			smid_spare = 0;
-		} else if (store_smid_block(chat.store, sender, &base) !=
-		    STORE_OK) {
-			log_warnx("taking a block of message ids: %s",
-			    store_error(chat.store));
+		if (smid_spare == 0)
 			return -1;
-		}
-		smid_next = base + 1;
-		smid_end = base + STORE_SMID_BLOCK;
+		smid_next = smid_spare + 1;
+		smid_end = smid_spare + STORE_SMID_BLOCK;
+		smid_spare = 0;
 	}
 	/* half used: the next block is claimed off the loop meanwhile */
 	if (smid_spare == 0 && !smid_fetching &&
@@ -50,11 +46,100 @@ chat_smid(int32_t sender, int64_t *smid)
 	return 0;
 }
 
+/* A block claimed (base > 0): in use when none is, else the spare. */
+static void
+smid_put(int64_t base)
+{
+	if (base <= 0)
+		return;
+	if (smid_next == smid_end) {
+		smid_next = base + 1;
+		smid_end = base + STORE_SMID_BLOCK;
+	} else if (smid_spare == 0)
+		smid_spare = base;
+	/* else a block more than needed: its ids are never used */
+}
+
 void
 chat_smid_spare(int64_t base)
 {
 	smid_fetching = 0;
-	smid_spare = base;
+	smid_put(base);
+}
+
+#define SMID_ERR	"no message id: the store is unavailable; send it " \
+			"again later"
+
+/* A plain chat sent with its smid (one-to-one or group). */
+static void
+plain_chat_send(struct conn *c, struct proto_req *req, int64_t smid)
+{
+	if (proto_req_set_smid(req, smid) == -1)
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	else if (req->msgid == MSG_ONE_CHAT)
+		handle_one_chat(c, req);
+	else
+		handle_group_chat(c, req);
+}
+
+struct smid_call {
+	struct chat_call	 k;
+	int64_t			 base;		/* claimed, 0: failed */
+};
+
+static void
+smid_call_run(struct chat_call *k, struct store *st)
+{
+	struct smid_call	*m = (struct smid_call *)k;
+
+	if (store_smid_block(st, k->uid, &m->base) != STORE_OK) {
+		m->base = 0;
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "taking a block of "
+		    "message ids");
+		k->text = SMID_ERR;
+	}
+}
+
+static void
+smid_call_answer(struct conn *c, struct chat_call *k)
+{
+	struct smid_call	*m = (struct smid_call *)k;
+	int64_t			 smid;
+
+	smid_put(m->base);
+	if (c == NULL || k->code != 0)
+		return;
+	if (smid_take(k->uid, &smid) == -1) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, k->refmsgid,
+		    SMID_ERR);
+		return;
+	}
+	/*
+	 * Sent as if just read: unpaused, so that whatever it waits for
+	 * next (a store, a publish) pauses it again; if nothing does,
+	 * chat_call resumes it (k->go_on).
+	 */
+	c->paused = 0;
+	plain_chat_send(c, &k->req, smid);
+	if (!c->closing && !c->paused) {
+		conn_pause(c);
+		k->go_on = 1;
+	}
+}
+
+void
+handle_plain_chat(struct conn *c, struct proto_req *req)
+{
+	struct chat_call	*k;
+	int64_t			 smid;
+
+	if (smid_take(c->sess->uid, &smid) == 0) {
+		plain_chat_send(c, req, smid);
+		return;
+	}
+	if ((k = chat_call_new(c, req->msgid, sizeof(struct smid_call),
+	    smid_call_run, smid_call_answer, NULL)) != NULL)
+		chat_call_submit(c, k, req, CALL_WRITE, 1);
 }
 
 /* Whether a relayed line is an acknowledged chat (stored already). */
@@ -636,30 +721,20 @@ track_delivered(struct conn *c, int64_t smid)
 }
 
 /*
- * The store calls (recipient check, claim, block filter, commit) run
- * in a store thread (chat_storejob.c): c waits, the worker goes on.
+ * The store calls (recipient check or group members, claim, block
+ * filter, commit) run in a store thread (chat_storejob.c): c waits, the
+ * worker goes on.
  */
 void
 handle_acked_chat(struct conn *c, struct proto_req *req)
 {
-	const int32_t		*ids;
-	int32_t			*owned = NULL, *to;
-	size_t			 i, n = 0, nids;
+	int32_t		*to = NULL;
+	size_t		 n = 0;
 
-	if (req->msgid == MSG_ONE_CHAT) {
-		if ((to = malloc(sizeof(*to))) != NULL)
-			to[n++] = req->toid;
-	} else {
-		if (group_members(c, req, 0, ACKED_STORE_ERR, &ids, &nids,
-		    &owned) == -1)
-			return;
-		if ((to = calloc(nids + 1, sizeof(*to))) != NULL)
-			for (i = 0; i < nids; i++)
-				if (ids[i] != c->sess->uid)
-					to[n++] = ids[i];
-		free(owned);
-	}
-	if (to == NULL) {
+	/* a group's members are read by the job */
+	if (req->msgid == MSG_ONE_CHAT && (to = malloc(sizeof(*to))) != NULL)
+		to[n++] = req->toid;
+	if (req->msgid == MSG_ONE_CHAT && to == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ACKED_STORE_ERR);
 		return;

@@ -66,6 +66,8 @@ enum job_result {
 	JOB_OK,
 	JOB_NO_USER,		/* the recipient is no user */
 	JOB_RESEND,		/* acknowledged chat stored before */
+	JOB_NO_GROUP,		/* the group is no group */
+	JOB_NOT_MEMBER,		/* the sender is not one of its members */
 	JOB_FAILED		/* the store (or memory) failed */
 };
 
@@ -91,6 +93,36 @@ recipient_in(struct store *st, int32_t uid, int *found, char **err)
 
 /* ---- acknowledged chats ------------------------------------------------ */
 
+/* The members of gid but sender, who must be one, into j->to. */
+static enum job_result
+members_in(struct store *st, int32_t gid, int32_t sender, int32_t **to,
+    size_t *n, char **err)
+{
+	struct store_user_list	 m = { NULL, 0 };
+	enum job_result		 r = JOB_NOT_MEMBER;
+	size_t			 i;
+	int			 rc;
+
+	*n = 0;
+	if ((rc = store_group_members(st, gid, &m)) == STORE_NOTFOUND)
+		return JOB_NO_GROUP;
+	if (rc != STORE_OK) {
+		job_fail(err, "acknowledged group chat: its members", st);
+		return JOB_FAILED;
+	}
+	if ((*to = calloc(m.n + 1, sizeof(**to))) == NULL) {
+		job_fail(err, "acknowledged group chat", NULL);
+		r = JOB_FAILED;
+	} else
+		for (i = 0; i < m.n; i++)
+			if (m.v[i].id == sender)
+				r = JOB_OK;
+			else
+				(*to)[(*n)++] = m.v[i].id;
+	store_user_list_free(&m);
+	return r;
+}
+
 struct acked_job {
 	struct workq_job	 sj;
 	struct conn		*c;
@@ -100,6 +132,7 @@ struct acked_job {
 	size_t			 name_len;
 	int32_t			*to;		/* recipients, owned */
 	size_t			 n;
+	int32_t			 gid;		/* a group's: to read here */
 	int			 check_to;	/* req.toid may be no user */
 	int			 user_found;	/* check_to: it is one */
 	enum job_result		 result;
@@ -117,6 +150,10 @@ acked_run(struct workq_job *sj, void *ctx)
 
 	if (j->check_to && (j->result = recipient_in(st, j->req.toid,
 	    &j->user_found, &j->err)) != JOB_OK)
+		return;
+	/* read in the write thread, so a join just made is seen */
+	if (j->gid != 0 && (j->result = members_in(st, j->gid, j->sender,
+	    &j->to, &j->n, &j->err)) != JOB_OK)
 		return;
 	if (store_ack_claim(st, j->sender, j->req.cmid, &j->smid, &done) !=
 	    STORE_OK) {
@@ -183,6 +220,14 @@ acked_done(struct workq_job *sj)
 			chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER,
 			    j->req.msgid, NULL);
 			break;
+		case JOB_NO_GROUP:
+			chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP,
+			    j->req.msgid, NULL);
+			break;
+		case JOB_NOT_MEMBER:
+			chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, j->req.msgid,
+			    "only members may post to a group");
+			break;
 		case JOB_FAILED:
 			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->req.msgid,
 			    ACKED_STORE_ERR);
@@ -218,6 +263,8 @@ acked_submit(struct conn *c, struct proto_req *req, int32_t *to, size_t n)
 	j->sender = s->uid;
 	j->to = to;
 	j->n = n;
+	if (req->msgid != MSG_ONE_CHAT)
+		j->gid = req->groupid;
 	j->check_to = req->msgid == MSG_ONE_CHAT && !user_known(req->toid);
 	/* the request is the job's now: the caller's clear frees nothing */
 	j->req = *req;
@@ -503,7 +550,7 @@ smid_done(struct workq_job *sj)
 {
 	struct smid_job	*j = (struct smid_job *)sj;
 
-	/* none: chat_smid takes one itself when the block runs out */
+	/* none: a chat that finds no block claims its own (chat_route.c) */
 	if (j->err != NULL)
 		log_warnx("%s", j->err);
 	chat_smid_spare(j->base);
@@ -559,7 +606,7 @@ login_data_run(struct workq_job *sj, void *ctx)
 	int			 snap;
 
 	/* two reads or more: one snapshot, one set of locks */
-	snap = d->check_gen + d->want_user + 2 * d->want_lists +
+	snap = d->check_gen + d->want_user + 3 * d->want_lists +
 	    (d->want_gen && !d->check_gen) + d->want_msgs > 1;
 	d->rc = STORE_OK;
 	if (snap)
@@ -586,6 +633,13 @@ login_data_run(struct workq_job *sj, void *ctx)
 		if ((d->rc = store_friends(st, d->uid, &d->friends)) ==
 		    STORE_OK)
 			d->rc = store_user_groups(st, d->uid, &d->groups);
+		/* the block list too: deliveries then never read it on the
+		 * loop */
+		if (d->rc == STORE_OK) {
+			what = "block list";
+			d->rc = store_blocks(st, d->uid, &d->blocks);
+			d->blocks_read = d->rc == STORE_OK;
+		}
 	}
 	if (d->rc == STORE_OK && d->want_gen && !d->check_gen) {
 		what = "token generation";
@@ -618,6 +672,7 @@ login_data_done(struct workq_job *sj)
 	store_user_clear(&d->user);
 	store_user_list_free(&d->friends);
 	store_group_list_free(&d->groups);
+	store_user_list_free(&d->blocks);
 	store_msg_list_free(&d->msgs);
 	free(d->name);
 	free(j->err);
