@@ -151,8 +151,27 @@ struct pubsub;
 enum pubsub_result {
 	PUBSUB_DELIVERED,	/* written to uid's connection (or worker) */
 	PUBSUB_STORED,		/* committed to the store */
-	PUBSUB_RETRY		/* neither: keep it, offer it again later */
+	PUBSUB_RETRY,		/* neither: keep it, offer it again later */
+	PUBSUB_PENDING		/* a store is under way (pubsub_pending) */
 };
+
+/*
+ * A store under way for the item being handed off.  Inside deliver or
+ * deliver_many only (else NULL, as when out of memory): the handler
+ * takes one token, starts its store (a store thread) and answers
+ * PUBSUB_PENDING; the item's batch is acknowledged only once every
+ * token is back, and this worker takes nothing more from its queue
+ * meanwhile (a user's later items cannot overtake the stored ones; the
+ * worker's loop goes on).  pubsub_pending_done gives it back:
+ * PUBSUB_STORED (committed: the item may go), PUBSUB_RETRY (failed: the
+ * item stays in Redis, re-signed, and is offered again; for a list item
+ * whole, so those it reached live see it again), or PUBSUB_DELIVERED at
+ * once, inside the handler's call, when no store was started after all
+ * (the handler's answer then decides).
+ */
+struct pubsub_pending;
+struct pubsub_pending *pubsub_pending(void);
+void	pubsub_pending_done(struct pubsub_pending *, enum pubsub_result);
 
 struct pubsub_handler {
 	/*

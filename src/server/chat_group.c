@@ -239,8 +239,11 @@ chat_remote_deliver_many(void *arg, const int32_t *uids, size_t n,
 	for (i = 0; i < n; i++)
 		if (deliver_live(uids[i], line, len) != DELIVER_OK)
 			away[naway++] = uids[i];
-	/* not stored: it stays in Redis for them and is offered again */
-	if (chat_keep_offline(away, naway, line, len - 1) == -1) {
+	/*
+	 * stored in a store thread, the item held in Redis till then; not
+	 * started: it stays in Redis for them and is offered again
+	 */
+	if (keep_remote(away, naway, line, len) == PUBSUB_RETRY) {
 		memcpy(keep, away, naway * sizeof(*keep));
 		*nkeep = naway;
 	}

@@ -13,6 +13,7 @@
 #include "chat.h"
 #include "conn.h"
 #include "proto.h"
+#include "pubsub.h"
 #include "store.h"
 #include "workq.h"
 
@@ -181,7 +182,8 @@ void	deliver_acked_many(const int32_t *uids, size_t n, int64_t smid,
 	    const char *line, size_t len);
 #define ONE_STORE_ERR	"message could not be stored; send it again later"
 #define ACKED_STORE_ERR	"not stored; send it again later"
-void	handle_one_chat(struct conn *c, const struct proto_req *req);
+/* req may be taken over (a recipient looked up in a store thread). */
+void	handle_one_chat(struct conn *c, struct proto_req *req);
 void	handle_acked_chat(struct conn *c, struct proto_req *req);
 
 /* chat_group.c */
@@ -290,6 +292,14 @@ enum keep_result keep_submit_then(struct conn *c, uint32_t conn,
 	    int32_t sender, int refmsgid, const char *errtext,
 	    const int32_t *uids, size_t n, int check, const char *line,
 	    size_t len, const int32_t *then, size_t nthen);
+/*
+ * A line from Redis (with its "\n", in len) for uids[0..n), who are not
+ * here: stored in the write store thread, its item acknowledged once
+ * that committed.  PUBSUB_PENDING, PUBSUB_STORED (nothing to store), or
+ * PUBSUB_RETRY (not started: the item is offered again).
+ */
+enum pubsub_result keep_remote(const int32_t *uids, size_t n,
+	    const char *line, size_t len);
 /*
  * Remove uid's stored copies of smids[0..n) (delivered) in a store
  * thread.  c: a RECEIVED's connection, which waits and is answered

@@ -571,7 +571,8 @@ route_publish(struct conn *c, int32_t sender, int refmsgid,
 /*
  * A line another node queued for uid's worker: this one, or a dead one
  * whose queue this one took over.  Only this worker took it, so if uid
- * is not here it is stored here: exactly once either way.
+ * is not here it is stored here (a store thread; the item leaves Redis
+ * once that committed): exactly once either way.
  */
 enum pubsub_result
 chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
@@ -589,9 +590,8 @@ chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
 	}
 	if (deliver_live(uid, line, len) == DELIVER_OK)
 		return PUBSUB_DELIVERED;
-	/* not stored: it stays in Redis and is offered again */
-	return chat_keep_offline(&uid, 1, line, len - 1) == 0 ? PUBSUB_STORED :
-	    PUBSUB_RETRY;
+	/* stored in a store thread; until then it stays in Redis */
+	return keep_remote(&uid, 1, line, len);
 }
 
 int
@@ -606,39 +606,56 @@ forward_line(struct conn *c, const struct proto_req *req, struct buf *line)
 }
 
 /*
- * Whether req->toid is a user: 0 yes, -1 answered (no such user, or
- * errtext, NULL for the default, when the store failed).
+ * Cluster mode: a chat for a user not on this node goes through Redis
+ * only if that user exists, which is read in the read store thread (the
+ * first chat to it; then it is known) while c waits; then the chat is
+ * sent as if just read.
  */
-static int
-recipient_exists(struct conn *c, const struct proto_req *req,
-    const char *errtext)
+struct exists_call {
+	struct chat_call	 k;
+	int			 found;
+};
+
+static void
+exists_run(struct chat_call *k, struct store *st)
 {
+	struct exists_call	*x = (struct exists_call *)k;
 	struct store_user	 u;
 	int			 rc;
 
-	if (user_known(req->toid))
-		return 0;
 	memset(&u, 0, sizeof(u));
-	rc = store_user_get(chat.store, req->toid, &u);
+	rc = store_user_get(st, k->req.toid, &u);
 	store_user_clear(&u);
-	if (rc == STORE_NOTFOUND) {
-		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, req->msgid, NULL);
-		return -1;
+	if (rc == STORE_OK)
+		x->found = 1;
+	else if (rc == STORE_NOTFOUND)
+		k->code = ERR_NO_SUCH_USER;
+	else
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "looking up a recipient");
+}
+
+static void
+exists_answer(struct conn *c, struct chat_call *k)
+{
+	if (!((struct exists_call *)k)->found)
+		return;
+	user_known_add(k->req.toid);
+	if (c == NULL)
+		return;
+	/* as in smid_call_answer: whatever it waits for pauses c again */
+	c->paused = 0;
+	handle_one_chat(c, &k->req);
+	if (!c->closing && !c->paused) {
+		conn_pause(c);
+		k->go_on = 1;
 	}
-	if (rc != STORE_OK) {
-		log_warnx("looking up user %d: %s", (int)req->toid,
-		    store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, errtext);
-		return -1;
-	}
-	user_known_add(req->toid);
-	return 0;
 }
 
 void
-handle_one_chat(struct conn *c, const struct proto_req *req)
+handle_one_chat(struct conn *c, struct proto_req *req)
 {
 	struct buf		 line = BUF_INIT;
+	struct chat_call	*k;
 	enum deliver_result	 dr;
 	int64_t			 at = util_wall_ms();	/* before delivery */
 
@@ -651,8 +668,13 @@ handle_one_chat(struct conn *c, const struct proto_req *req)
 		goto kept;
 	if (dr == DELIVER_AWAY && chat.pubsub != NULL) {
 		/* not on this node: through Redis, if the user exists */
-		if (recipient_exists(c, req, NULL) == -1)
+		if (!user_known(req->toid)) {
+			if ((k = chat_call_new(c, req->msgid,
+			    sizeof(struct exists_call), exists_run,
+			    exists_answer, NULL)) != NULL)
+				chat_call_submit(c, k, req, CALL_READ, 1);
 			goto out;
+		}
 		if (route_publish(c, c->sess->uid, req->msgid, &req->toid, 1,
 		    buf_head(&line), buf_used(&line), ONE_STORE_ERR) ==
 		    ROUTE_FAILED) {

@@ -294,6 +294,7 @@ struct keep_job {
 	size_t			 nnudge;
 	int32_t			*then;		/* live once stored, owned */
 	size_t			 nthen;
+	struct pubsub_pending	*pend;		/* a Redis item waits for it */
 	int			 check_to;
 	int			 user_found;
 	enum job_result		 result;
@@ -384,8 +385,12 @@ keep_done(struct workq_job *sj)
 	if (j->result == JOB_NO_USER &&
 	    (c = session_conn(j->conn, j->sender)) != NULL)
 		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, j->refmsgid, NULL);
-	else if (j->result == JOB_FAILED)
+	else if (j->result == JOB_FAILED && j->sender != 0)
 		reply_sender(j->conn, j->sender, j->refmsgid, j->errtext);
+	/* stored: the item leaves Redis; not: it is offered again */
+	if (j->pend != NULL)
+		pubsub_pending_done(j->pend, j->result == JOB_OK ?
+		    PUBSUB_STORED : PUBSUB_RETRY);
 	job_release(j->c);
 	free(j->to);
 	free(j->nudge);
@@ -394,11 +399,11 @@ keep_done(struct workq_job *sj)
 	free(j);
 }
 
-enum keep_result
-keep_submit_then(struct conn *c, uint32_t conn, int32_t sender,
+static enum keep_result
+keep_submit_full(struct conn *c, uint32_t conn, int32_t sender,
     int refmsgid, const char *errtext, const int32_t *uids, size_t n,
     int check, const char *line, size_t len, const int32_t *then,
-    size_t nthen)
+    size_t nthen, struct pubsub_pending *pend)
 {
 	struct keep_job	*j;
 	int32_t		 from;
@@ -438,11 +443,48 @@ keep_submit_then(struct conn *c, uint32_t conn, int32_t sender,
 	j->refmsgid = refmsgid;
 	j->errtext = errtext;
 	j->check_to = check && n == 1 && !user_known(uids[0]);
+	j->pend = pend;
 	j->sj.run = keep_run;
 	j->sj.done = keep_done;
 	job_hold(c);
 	storeq_submit(chat.storeq, &j->sj);
 	return KEEP_PENDING;
+}
+
+enum keep_result
+keep_submit_then(struct conn *c, uint32_t conn, int32_t sender,
+    int refmsgid, const char *errtext, const int32_t *uids, size_t n,
+    int check, const char *line, size_t len, const int32_t *then,
+    size_t nthen)
+{
+	return keep_submit_full(c, conn, sender, refmsgid, errtext, uids, n,
+	    check, line, len, then, nthen, NULL);
+}
+
+/*
+ * A line from Redis (with its "\n", len counting it) for uids[0..n),
+ * not here: stored in the write store thread, its item acknowledged to
+ * Redis only once that committed (pubsub_pending).  PUBSUB_PENDING, or
+ * PUBSUB_STORED when there was nothing to store (a typing notice), or
+ * PUBSUB_RETRY (no memory, no store thread: offered again).  Never a
+ * store on the loop.
+ */
+enum pubsub_result
+keep_remote(const int32_t *uids, size_t n, const char *line, size_t len)
+{
+	struct pubsub_pending	*t;
+	enum keep_result	 kr;
+
+	if (n == 0)
+		return PUBSUB_STORED;
+	if (chat.storeq == NULL || (t = pubsub_pending()) == NULL)
+		return PUBSUB_RETRY;
+	kr = keep_submit_full(NULL, 0, 0, 0, NULL, uids, n, 0, line, len - 1,
+	    NULL, 0, t);
+	if (kr == KEEP_PENDING)
+		return PUBSUB_PENDING;
+	pubsub_pending_done(t, PUBSUB_DELIVERED);	/* not used */
+	return kr == KEEP_DONE ? PUBSUB_STORED : PUBSUB_RETRY;
 }
 
 enum keep_result

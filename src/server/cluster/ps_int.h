@@ -179,6 +179,8 @@ enum pub_outcome {
 	PUB_FAILED	/* not queued */
 };
 
+struct qhold;
+
 struct bus {
 	struct ev_loop		*loop;
 	struct pubsub_handler	 h;
@@ -234,6 +236,8 @@ struct bus {
 	int			 resume;	/* read P before taking more */
 	ev_tstamp		 retry_at;	/* RETRY items wait until then */
 	struct req		*reaps;		/* dead queues to reap */
+	struct qhold		*hold;		/* a batch whose stores are
+						   under way: no fetch */
 	struct pubreq		*batch;		/* publishes of this round */
 	size_t			 nbatch, batch_cap;
 	struct pubreq		*held;		/* for a queue whose push is out */
