@@ -72,7 +72,11 @@
  *   hand off  the handler returns DELIVERED (written to the user's
  *             connection or passed to the worker that holds it) or
  *             STORED (committed to the store), or RETRY (neither
- *             worked, e.g. the database is down).
+ *             worked, e.g. the database is down), or PENDING (a store
+ *             thread is storing it: the batch's ack and the next take
+ *             wait until it says STORED or RETRY; the loop goes on).
+ *             A crash meanwhile leaves the batch in P: taken again,
+ *             stored again if it had committed (a repeat, same smid).
  *   ack       one script per batch, on the same connection before the
  *             next take, removes the handed-off items from P (LREM of
  *             the exact item, so an ack sent twice is harmless) and
@@ -337,6 +341,15 @@ struct pubsub_fanout {
 void	pubsub_fanout(struct pubsub *ps, const int32_t *uids, size_t n,
 	    const char *line, size_t len, const struct pubsub_fanout *cb,
 	    void *arg);
+/*
+ * Inside located only (else NULL): the items wait until the caller,
+ * having stored for those away in a store thread, calls
+ * pubsub_fanout_go (exactly once; inside located it takes the hold back
+ * unused).  The store then still comes first, off the loop.
+ */
+struct pubsub_fanout_wait;
+struct pubsub_fanout_wait *pubsub_fanout_hold(void);
+void	pubsub_fanout_go(struct pubsub_fanout_wait *);
 
 /*
  * Failed logins counted cluster-wide, beside guard.c's node-local

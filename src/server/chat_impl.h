@@ -293,6 +293,15 @@ enum keep_result keep_submit_then(struct conn *c, uint32_t conn,
 	    const int32_t *uids, size_t n, int check, const char *line,
 	    size_t len, const int32_t *then, size_t nthen);
 /*
+ * keep_submit_then for a group chat's fan-out to other nodes, nobody
+ * held (the fan-out holds the sender): its pushes (fanw) go once the
+ * copies for uids are stored and then[] got the line.
+ */
+enum keep_result keep_submit_fan(uint32_t conn, int32_t sender,
+	    int refmsgid, const char *errtext, const int32_t *uids, size_t n,
+	    const char *line, size_t len, const int32_t *then, size_t nthen,
+	    struct pubsub_fanout_wait *fanw);
+/*
  * A line from Redis (with its "\n", in len) for uids[0..n), who are not
  * here: stored in the write store thread, its item acknowledged once
  * that committed.  PUBSUB_PENDING, PUBSUB_STORED (nothing to store), or

@@ -405,19 +405,13 @@ route_unref(struct route *rt)
 	if (--rt->refs > 0)
 		return;
 	/*
-	 * A chat is stored in a store thread, its held sender waiting (or,
-	 * sent on, not).  A notice (no errtext) was answered already
-	 * (DONE): it is stored at once, so a recipient who logs in right
-	 * after that answer finds it.
+	 * Stored in a store thread, its held sender waiting (or, sent on,
+	 * not).  A notice (no errtext) too: a recipient whose login read
+	 * before the store committed is told to fetch (stored_nudge).
 	 */
-	if (rt->c == NULL || rt->errtext == NULL) {
-		if (chat_keep_offline(rt->away, rt->naway, rt->line,
-		    rt->len - 1) == -1)
-			kr = KEEP_FAILED;
-	} else
-		kr = keep_submit(rt->sent_on ? NULL : rt->c, rt->conn,
-		    rt->sender, rt->refmsgid, rt->errtext, rt->away, rt->naway,
-		    0, rt->line, rt->len - 1);
+	kr = keep_submit(rt->sent_on ? NULL : rt->c, rt->conn, rt->sender,
+	    rt->refmsgid, rt->errtext, rt->away, rt->naway, 0, rt->line,
+	    rt->len - 1);
 	if (kr == KEEP_FAILED)
 		reply_sender(rt->conn, rt->sender, rt->refmsgid, rt->errtext);
 	if (rt->c != NULL && rt->sent_on) {

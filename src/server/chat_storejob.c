@@ -295,6 +295,7 @@ struct keep_job {
 	int32_t			*then;		/* live once stored, owned */
 	size_t			 nthen;
 	struct pubsub_pending	*pend;		/* a Redis item waits for it */
+	struct pubsub_fanout_wait *fanw;	/* a fan-out's pushes wait */
 	int			 check_to;
 	int			 user_found;
 	enum job_result		 result;
@@ -387,6 +388,9 @@ keep_done(struct workq_job *sj)
 		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, j->refmsgid, NULL);
 	else if (j->result == JOB_FAILED && j->sender != 0)
 		reply_sender(j->conn, j->sender, j->refmsgid, j->errtext);
+	/* then the members on other nodes (a group chat's fan-out) */
+	if (j->fanw != NULL)
+		pubsub_fanout_go(j->fanw);
 	/* stored: the item leaves Redis; not: it is offered again */
 	if (j->pend != NULL)
 		pubsub_pending_done(j->pend, j->result == JOB_OK ?
@@ -403,7 +407,8 @@ static enum keep_result
 keep_submit_full(struct conn *c, uint32_t conn, int32_t sender,
     int refmsgid, const char *errtext, const int32_t *uids, size_t n,
     int check, const char *line, size_t len, const int32_t *then,
-    size_t nthen, struct pubsub_pending *pend)
+    size_t nthen, struct pubsub_pending *pend,
+    struct pubsub_fanout_wait *fanw)
 {
 	struct keep_job	*j;
 	int32_t		 from;
@@ -444,6 +449,7 @@ keep_submit_full(struct conn *c, uint32_t conn, int32_t sender,
 	j->errtext = errtext;
 	j->check_to = check && n == 1 && !user_known(uids[0]);
 	j->pend = pend;
+	j->fanw = fanw;
 	j->sj.run = keep_run;
 	j->sj.done = keep_done;
 	job_hold(c);
@@ -458,7 +464,17 @@ keep_submit_then(struct conn *c, uint32_t conn, int32_t sender,
     size_t nthen)
 {
 	return keep_submit_full(c, conn, sender, refmsgid, errtext, uids, n,
-	    check, line, len, then, nthen, NULL);
+	    check, line, len, then, nthen, NULL, NULL);
+}
+
+enum keep_result
+keep_submit_fan(uint32_t conn, int32_t sender, int refmsgid,
+    const char *errtext, const int32_t *uids, size_t n, const char *line,
+    size_t len, const int32_t *then, size_t nthen,
+    struct pubsub_fanout_wait *fanw)
+{
+	return keep_submit_full(NULL, conn, sender, refmsgid, errtext, uids,
+	    n, 0, line, len, then, nthen, NULL, fanw);
 }
 
 /*
@@ -480,7 +496,7 @@ keep_remote(const int32_t *uids, size_t n, const char *line, size_t len)
 	if (chat.storeq == NULL || (t = pubsub_pending()) == NULL)
 		return PUBSUB_RETRY;
 	kr = keep_submit_full(NULL, 0, 0, 0, NULL, uids, n, 0, line, len - 1,
-	    NULL, 0, t);
+	    NULL, 0, t, NULL);
 	if (kr == KEEP_PENDING)
 		return PUBSUB_PENDING;
 	pubsub_pending_done(t, PUBSUB_DELIVERED);	/* not used */

@@ -81,6 +81,16 @@ class Pinger(threading.Thread):
 
 
 class Lanes(unittest.TestCase):
+    def group_of(self, a, b):
+        """A new group of a (its creator) and b: its id."""
+        gname = unique("lane")
+        a.c.creategroup(a.id, gname, "")
+        self.assertEqual(a.c.sync(), [])
+        gid = find(a.relogin()["groups"], groupname=gname)["id"]
+        b.c.addgroup(b.id, gid)
+        self.assertEqual(b.c.sync(), [])
+        return gid
+
     def test_stored_during_login_arrives(self):
         with chatlib.Server(workers=2) as srv:
             sender = srv.user("lane")
@@ -122,12 +132,7 @@ class Lanes(unittest.TestCase):
         with chatlib.Server(workers=2) as srv:
             a, b = srv.users_on_two_workers("glane")
             cid, _ = srv.register("glane")
-            gname = unique("glane")
-            a.c.creategroup(a.id, gname, "")
-            self.assertEqual(a.c.sync(), [])
-            gid = find(a.relogin()["groups"], groupname=gname)["id"]
-            b.c.addgroup(b.id, gid)
-            self.assertEqual(b.c.sync(), [])
+            gid = self.group_of(a, b)
             c = srv.client()
             c.login(cid, "pw")
             c.addgroup(cid, gid)
@@ -165,12 +170,7 @@ class Lanes(unittest.TestCase):
         user of that worker gets its pongs at once."""
         with chatlib.Server(workers=1) as srv:
             a, b, p = srv.users_on_one_worker(3, "aglane")
-            gname = unique("aglane")
-            a.c.creategroup(a.id, gname, "")
-            self.assertEqual(a.c.sync(), [])
-            gid = find(a.relogin()["groups"], groupname=gname)["id"]
-            b.c.addgroup(b.id, gid)
-            self.assertEqual(b.c.sync(), [])
+            gid = self.group_of(a, b)
             pinger = Pinger(p.c)
             with read_lock(srv):
                 pinger.start()
