@@ -29,6 +29,7 @@ struct fan {
 	size_t		 nfailed;
 	int		 refs;		/* lookups or pushes out, + ours */
 	int		 located;	/* cb->located was called */
+	struct fan	*held_next;	/* held: on the list of those */
 };
 
 /* One destination queue: uids[] of the fan (positions), one item. */
@@ -63,10 +64,24 @@ fan_free(struct fan *f)
 static void	fan_push(struct fan *);
 static void	fan_push_items(struct fan *);
 static void	fan_unref(struct fan *);
+static void	fan_failed(struct fan *, const size_t *, size_t);
 
 /* located running: the fan it is about, and whether it held the pushes */
 static struct fan	*fan_locating;
 static int		 fan_held;
+/* the fans whose pushes are held (pubsub_fanout_hold), till they go */
+static struct fan	*held_fans;
+
+void
+fanout_forget(const struct pubsub *ps)
+{
+	struct fan	*f;
+
+	/* their pushes fail when they go: the caller stores for them */
+	for (f = held_fans; f != NULL; f = f->held_next)
+		if (f->ps == ps)
+			f->ps = NULL;
+}
 
 struct pubsub_fanout_wait *
 pubsub_fanout_hold(void)
@@ -80,13 +95,24 @@ pubsub_fanout_hold(void)
 void
 pubsub_fanout_go(struct pubsub_fanout_wait *w)
 {
-	struct fan	*f = (struct fan *)w;
+	struct fan	*f = (struct fan *)w, **fp;
+	size_t		 i;
 
 	if (f == fan_locating) {
 		fan_held = 0;	/* inside located: taken back, unused */
 		return;
 	}
-	fan_push_items(f);
+	for (fp = &held_fans; *fp != NULL; fp = &(*fp)->held_next)
+		if (*fp == f) {
+			*fp = f->held_next;
+			break;
+		}
+	if (f->ps != NULL)
+		fan_push_items(f);
+	else	/* the module went away meanwhile (exit) */
+		for (i = 0; i < f->n; i++)
+			if (f->where[i] != NULL)
+				fan_failed(f, &i, 1);
 	fan_unref(f);
 }
 
@@ -160,6 +186,8 @@ fan_push(struct fan *f)
 	free(away);
 	if (fan_held) {
 		f->refs++;	/* till pubsub_fanout_go */
+		f->held_next = held_fans;
+		held_fans = f;
 		return;
 	}
 	fan_push_items(f);

@@ -349,6 +349,9 @@ int		 pcache_away(struct pcache *, int32_t, ev_tstamp);
 void		 pcache_del(struct pcache *, int32_t);
 void		 pcache_clear(struct pcache *);
 
+/* fanout.c: ps goes away; fans whose pushes are held then fail them */
+void		 fanout_forget(const struct pubsub *);
+
 /* queue.c */
 void		 queue_next(struct bus *);
 void		 queue_done(struct bus *, struct req *, void *);
