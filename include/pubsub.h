@@ -72,7 +72,11 @@
  *   hand off  the handler returns DELIVERED (written to the user's
  *             connection or passed to the worker that holds it) or
  *             STORED (committed to the store), or RETRY (neither
- *             worked, e.g. the database is down).
+ *             worked, e.g. the database is down), or PENDING (a store
+ *             thread is storing it: the batch's ack and the next take
+ *             wait until it says STORED or RETRY; the loop goes on).
+ *             A crash meanwhile leaves the batch in P: taken again,
+ *             stored again if it had committed (a repeat, same smid).
  *   ack       one script per batch, on the same connection before the
  *             next take, removes the handed-off items from P (LREM of
  *             the exact item, so an ack sent twice is harmless) and
@@ -151,8 +155,27 @@ struct pubsub;
 enum pubsub_result {
 	PUBSUB_DELIVERED,	/* written to uid's connection (or worker) */
 	PUBSUB_STORED,		/* committed to the store */
-	PUBSUB_RETRY		/* neither: keep it, offer it again later */
+	PUBSUB_RETRY,		/* neither: keep it, offer it again later */
+	PUBSUB_PENDING		/* a store is under way (pubsub_pending) */
 };
+
+/*
+ * A store under way for the item being handed off.  Inside deliver or
+ * deliver_many only (else NULL, as when out of memory): the handler
+ * takes one token, starts its store (a store thread) and answers
+ * PUBSUB_PENDING; the item's batch is acknowledged only once every
+ * token is back, and this worker takes nothing more from its queue
+ * meanwhile (a user's later items cannot overtake the stored ones; the
+ * worker's loop goes on).  pubsub_pending_done gives it back:
+ * PUBSUB_STORED (committed: the item may go), PUBSUB_RETRY (failed: the
+ * item stays in Redis, re-signed, and is offered again; for a list item
+ * whole, so those it reached live see it again), or PUBSUB_DELIVERED at
+ * once, inside the handler's call, when no store was started after all
+ * (the handler's answer then decides).
+ */
+struct pubsub_pending;
+struct pubsub_pending *pubsub_pending(void);
+void	pubsub_pending_done(struct pubsub_pending *, enum pubsub_result);
 
 struct pubsub_handler {
 	/*
@@ -318,6 +341,15 @@ struct pubsub_fanout {
 void	pubsub_fanout(struct pubsub *ps, const int32_t *uids, size_t n,
 	    const char *line, size_t len, const struct pubsub_fanout *cb,
 	    void *arg);
+/*
+ * Inside located only (else NULL): the items wait until the caller,
+ * having stored for those away in a store thread, calls
+ * pubsub_fanout_go (exactly once; inside located it takes the hold back
+ * unused).  The store then still comes first, off the loop.
+ */
+struct pubsub_fanout_wait;
+struct pubsub_fanout_wait *pubsub_fanout_hold(void);
+void	pubsub_fanout_go(struct pubsub_fanout_wait *);
 
 /*
  * Failed logins counted cluster-wide, beside guard.c's node-local

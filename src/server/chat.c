@@ -232,7 +232,6 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 {
 	struct proto_req	 req;
 	struct proto_fail	 fail;
-	int64_t			 smid;
 
 	/* the session is made with the first frame, freed with c */
 	if (c->sess == NULL && (c->sess = calloc(1, sizeof(*c->sess))) ==
@@ -292,15 +291,8 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 	case MSG_GROUP_CHAT:
 		if (req.has_cmid)
 			handle_acked_chat(c, &req);
-		else if (chat_smid(c->sess->uid, &smid) == -1 ||
-		    proto_req_set_smid(&req, smid) == -1)
-			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req.msgid,
-			    "no message id: the store is unavailable; send it "
-			    "again later");
-		else if (req.msgid == MSG_ONE_CHAT)
-			handle_one_chat(c, &req);
 		else
-			handle_group_chat(c, &req);
+			handle_plain_chat(c, &req);
 		break;
 	case MSG_OFFLINE_ACK:
 		handle_offline_ack(c, &req);

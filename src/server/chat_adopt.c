@@ -367,6 +367,7 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	s->uid = st.uid;
 	user_known_add(s->uid);
 	conn_logged_in(c);
+	session_blocks_fetch(c);
 	/*
 	 * The dead worker may have written part of a line: end it, so the
 	 * client's parser drops it as one bad line instead of merging it

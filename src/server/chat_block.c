@@ -22,8 +22,7 @@
 
 #define CHAT_MAX_BLOCKS	1000	/* users one user may block */
 
-/* s's block list is l's users now; -1 (no memory) leaves it as it was. */
-static int
+int
 session_blocks_set(struct session *s, const struct store_user_list *l)
 {
 	int32_t	*v;
@@ -40,7 +39,12 @@ session_blocks_set(struct session *s, const struct store_user_list *l)
 	return 0;
 }
 
-/* Read c's block list into its session; -1 leaves it to be read again. */
+/*
+ * Read c's block list into its session, on the loop: only when the
+ * login's read could not keep it (no memory) or an adopted session's
+ * read (session_blocks_fetch) is not back yet.  -1 leaves it to be
+ * read again.
+ */
 static int
 blocks_load(struct conn *c)
 {
@@ -270,6 +274,43 @@ block_list_answer(struct conn *c, struct chat_call *k)
 	else
 		(void)conn_sent(c);
 	free(v);
+}
+
+/* code 0: a failure is only logged (the first delivery reads again) */
+static void
+blocks_fetch_run(struct chat_call *k, struct store *st)
+{
+	struct block_call	*b = (struct block_call *)k;
+
+	if (store_blocks(st, k->uid, &b->l) != STORE_OK)
+		chat_call_fail(k, st, 0, "block list");
+	else
+		b->loaded = 1;
+}
+
+/* The list read, unless a block request of c's set a newer one. */
+static void
+blocks_fetched(struct conn *c, struct chat_call *k)
+{
+	struct block_call	*b = (struct block_call *)k;
+
+	if (c != NULL && b->loaded && !c->sess->blocks_loaded)
+		(void)session_blocks_set(c->sess, &b->l);
+}
+
+void
+session_blocks_fetch(struct conn *c)
+{
+	struct block_call	*b;
+
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return;		/* read at the first delivery */
+	b->k.run = blocks_fetch_run;
+	b->k.answer = blocks_fetched;
+	b->k.release = block_call_release;
+	b->k.refmsgid = MSG_BLOCK_LIST;
+	/* nobody waits: c is not paused, and a failure is only logged */
+	chat_call_submit(c, &b->k, NULL, CALL_READ, 0);
 }
 
 void

@@ -60,8 +60,8 @@ call_done(struct workq_job *sj)
 	if (k->answer != NULL)
 		k->answer(here ? c : NULL, k);
 	/* an answer that handed c on (a hash, a store, a publish) leaves
-	 * it paused: what it waits for resumes it */
-	if (!c->closing && k->paused && c->jobs == held)
+	 * it paused: what it waits for resumes it; go_on: nothing will */
+	if (!c->closing && k->paused && (c->jobs == held || k->go_on))
 		conn_resume(c);
 	free(k->err);
 	proto_req_clear(&k->req);

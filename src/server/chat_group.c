@@ -178,31 +178,63 @@ struct group_job {
 /*
  * Those away elsewhere are stored before anyone gets the line, so that
  * an answer to it cannot reach their offline queue first; then the
- * members here get it, then (after this) those on other nodes.
+ * members here get it, then those on other nodes: in the write store
+ * thread, the fan-out's pushes held till then (pubsub_fanout_hold).
  */
 static void
 group_located(void *arg, const int32_t *away, size_t naway)
 {
-	struct group_job	*g = arg;
+	struct group_job		*g = arg;
+	struct pubsub_fanout_wait	*w;
+	enum keep_result		 kr = KEEP_FAILED;
+	int32_t				*keep, *online;
+	size_t				 i, nkeep = 0, nonline = 0;
 
+	keep = calloc(naway + g->nlocal + 1, sizeof(*keep));
+	online = calloc(g->nlocal + 1, sizeof(*online));
+	if (keep != NULL && online != NULL) {
+		memcpy(keep, away, naway * sizeof(*away));
+		nkeep = naway;
+		for (i = 0; i < g->nlocal; i++)
+			if (user_online(g->local[i]))
+				online[nonline++] = g->local[i];
+			else
+				keep[nkeep++] = g->local[i];
+	}
+	if (nkeep > 0 && (w = pubsub_fanout_hold()) != NULL) {
+		kr = keep_submit_fan(g->conn, g->sender, g->refmsgid,
+		    GROUP_STORE_ERR, keep, nkeep, g->line, g->len - 1, online,
+		    nonline, w);
+		if (kr != KEEP_PENDING)
+			pubsub_fanout_go(w);	/* taken back */
+	}
+	free(keep);
+	free(online);
+	if (kr == KEEP_PENDING)
+		return;
+	/* nothing to store (or no memory): here, on the loop */
 	if (chat_keep_offline(away, naway, g->line, g->len - 1) == -1)
 		reply_sender(g->conn, g->sender, g->refmsgid, GROUP_STORE_ERR);
 	(void)group_local(NULL, g->conn, g->sender, g->refmsgid, g->line,
 	    g->len, g->local, g->nlocal);
 }
 
-/* Members whose item could not be queued: stored here. */
+/* Members whose item could not be queued: stored (c waits for it). */
 static void
 group_fanned(void *arg, const int32_t *failed, size_t nfailed)
 {
 	struct group_job	*g = arg;
 	struct conn		*c = g->c;
+	enum keep_result	 kr;
 
-	if (chat_keep_offline(failed, nfailed, g->line, g->len - 1) == -1)
+	kr = keep_submit(c, g->conn, g->sender, g->refmsgid, GROUP_STORE_ERR,
+	    failed, nfailed, 0, g->line, g->len - 1);
+	if (kr == KEEP_FAILED)
 		reply_sender(g->conn, g->sender, g->refmsgid, GROUP_STORE_ERR);
-	/* c stayed paused while the items were under way */
+	/* c stayed paused while the items were under way; a store resumes
+	 * it when done */
 	conn_unref(c);
-	if (!c->closing)
+	if (!c->closing && kr != KEEP_PENDING)
 		conn_resume(c);
 	free(g->line);
 	free(g->local);
@@ -239,8 +271,11 @@ chat_remote_deliver_many(void *arg, const int32_t *uids, size_t n,
 	for (i = 0; i < n; i++)
 		if (deliver_live(uids[i], line, len) != DELIVER_OK)
 			away[naway++] = uids[i];
-	/* not stored: it stays in Redis for them and is offered again */
-	if (chat_keep_offline(away, naway, line, len - 1) == -1) {
+	/*
+	 * stored in a store thread, the item held in Redis till then; not
+	 * started: it stays in Redis for them and is offered again
+	 */
+	if (keep_remote(away, naway, line, len) == PUBSUB_RETRY) {
 		memcpy(keep, away, naway * sizeof(*keep));
 		*nkeep = naway;
 	}

@@ -292,7 +292,11 @@ chat_history_forget(int32_t gid)
 		    store_error(chat.store));
 }
 
-/* What history_days no longer keeps, removed by a store thread. */
+/*
+ * From the worker's heartbeat: slot 0 removes what history_days no
+ * longer keeps (everything when it is 0), a bounded amount per round,
+ * in the write store thread (a locked store must not stall the loop).
+ */
 struct prune_job {
 	struct workq_job	 sj;
 	int64_t			 cutoff;
@@ -301,32 +305,24 @@ struct prune_job {
 	char			*err;
 };
 
-/* A bounded amount per round; 0 or -1 with the store's error. */
-static int
-prune_rounds(struct store *st, int64_t cutoff, size_t *total)
-{
-	size_t	 n;
-	int	 i;
-
-	for (i = 0; i < PRUNE_ROUNDS; i++) {
-		if (store_history_prune(st, cutoff, PRUNE_ROWS, &n) !=
-		    STORE_OK)
-			return -1;
-		*total += n;
-		if (n < PRUNE_ROWS)
-			break;
-	}
-	return 0;
-}
-
 static void
 prune_run(struct workq_job *sj, void *ctx)
 {
 	struct prune_job	*j = (struct prune_job *)sj;
 	struct store		*st = ctx;
+	size_t			 n;
+	int			 i;
 
-	if (prune_rounds(st, j->cutoff, &j->total) == -1)
-		j->err = strdup(store_error(st));
+	for (i = 0; i < PRUNE_ROUNDS; i++) {
+		if (store_history_prune(st, j->cutoff, PRUNE_ROWS, &n) !=
+		    STORE_OK) {
+			j->err = strdup(store_error(st));
+			return;
+		}
+		j->total += n;
+		if (n < PRUNE_ROWS)
+			break;
+	}
 }
 
 static void
@@ -343,38 +339,28 @@ prune_done(struct workq_job *sj)
 	free(j);
 }
 
-/*
- * From the worker's heartbeat: slot 0 removes what history_days no
- * longer keeps (everything when it is 0).  In a store thread: a delete
- * waits for the write lock, which the event loop must not (a worker
- * started by an upgrade prunes at once, while it takes connections).
- */
 void
 chat_history_tick(void)
 {
 	double			 now = util_mono_coarse();
 	struct prune_job	*j;
-	int64_t			 cutoff;
-	size_t			 total = 0;
-	int			 days = chat.cfg->history_days;
 
 	if (chat.slot != 0 || (prune_at != 0 && now < prune_at))
 		return;
 	prune_at = now + PRUNE_INTERVAL;
-	cutoff = days == 0 ? INT64_MAX : util_wall_ms() - days * 86400000LL;
-	if (chat.storeq != NULL && (j = calloc(1, sizeof(*j))) != NULL) {
-		j->cutoff = cutoff;
-		j->days = days;
-		j->sj.run = prune_run;
-		j->sj.done = prune_done;
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return;		/* the next round */
+	j->days = chat.cfg->history_days;
+	j->cutoff = j->days == 0 ? INT64_MAX : util_wall_ms() -
+	    j->days * 86400000LL;
+	j->sj.run = prune_run;
+	j->sj.done = prune_done;
+	if (chat.storeq != NULL) {
 		storeq_submit(chat.storeq, &j->sj);
 		return;
 	}
-	if (prune_rounds(chat.store, cutoff, &total) == -1)
-		log_warnx("history: prune: %s", store_error(chat.store));
-	else if (total > 0)
-		log_info("history: %zu messages older than %d days removed",
-		    total, days);
+	prune_run(&j->sj, chat.store);	/* no store thread (a tool) */
+	prune_done(&j->sj);
 }
 
 /* A token bucket per session: -1 when this request is one too many. */

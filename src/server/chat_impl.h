@@ -13,6 +13,7 @@
 #include "chat.h"
 #include "conn.h"
 #include "proto.h"
+#include "pubsub.h"
 #include "store.h"
 #include "workq.h"
 
@@ -155,11 +156,12 @@ void	chat_history_forget(int32_t gid);
 
 /* chat_route.c */
 /*
- * A server message id for a plain chat of sender (this worker's block,
- * a new one from the store when used up): 0, or -1 when the store
- * failed.
+ * A plain chat (no cmid): its server message id from this worker's
+ * block, or, with none at hand, after a block is claimed in the write
+ * store thread while c waits; then sent (handle_one_chat or
+ * handle_group_chat).  req may be taken over.
  */
-int	chat_smid(int32_t sender, int64_t *smid);
+void	handle_plain_chat(struct conn *c, struct proto_req *req);
 /* The next block of smids claimed in a store thread (base 0: failed). */
 void	chat_smid_spare(int64_t base);
 int	chat_keep_offline(const int32_t *uids, size_t n, const char *line,
@@ -186,7 +188,8 @@ void	deliver_acked_many(const int32_t *uids, size_t n, int64_t smid,
 	    const char *line, size_t len);
 #define ONE_STORE_ERR	"message could not be stored; send it again later"
 #define ACKED_STORE_ERR	"not stored; send it again later"
-void	handle_one_chat(struct conn *c, const struct proto_req *req);
+/* req may be taken over (a recipient looked up in a store thread). */
+void	handle_one_chat(struct conn *c, struct proto_req *req);
 void	handle_acked_chat(struct conn *c, struct proto_req *req);
 
 /* chat_group.c */
@@ -224,6 +227,14 @@ void	handle_group_members(struct conn *c, struct proto_req *req);
 /* Whether c's user blocks the sender of the forwarded chat line. */
 int	session_blocks(struct conn *c, const char *line, size_t len);
 void	session_blocks_free(struct session *s);
+/* s's block list is l's users now; -1 (no memory) leaves it as it was. */
+int	session_blocks_set(struct session *s, const struct store_user_list *l);
+/*
+ * An adopted session's block list, read in the read store thread (a
+ * login reads it with its lists); a delivery before it is in reads it
+ * on the loop.
+ */
+void	session_blocks_fetch(struct conn *c);
 /* Drop from uids[0..*n) those who block sender (order kept); 0 or -1. */
 int	block_filter(int32_t sender, int32_t *uids, size_t *n);
 /* The same with the store st, logging nothing (a store thread's). */
@@ -256,7 +267,8 @@ void	handle_received(struct conn *c, const struct proto_req *req);
 /*
  * An acknowledged chat (req, taken over: the caller's is left empty)
  * from c's user to to[0..n) (owned by the job; a ONE_CHAT's req->toid
- * is checked to be a user): claimed, filtered, stored in a store
+ * is checked to be a user; a group chat's to is NULL: the job reads
+ * the members and checks c's user is one): claimed, filtered, stored in a store
  * thread, then delivered and acknowledged.  c waits meanwhile.  0, or
  * -1 answered.
  */
@@ -287,6 +299,23 @@ enum keep_result keep_submit_then(struct conn *c, uint32_t conn,
 	    const int32_t *uids, size_t n, int check, const char *line,
 	    size_t len, const int32_t *then, size_t nthen);
 /*
+ * keep_submit_then for a group chat's fan-out to other nodes, nobody
+ * held (the fan-out holds the sender): its pushes (fanw) go once the
+ * copies for uids are stored and then[] got the line.
+ */
+enum keep_result keep_submit_fan(uint32_t conn, int32_t sender,
+	    int refmsgid, const char *errtext, const int32_t *uids, size_t n,
+	    const char *line, size_t len, const int32_t *then, size_t nthen,
+	    struct pubsub_fanout_wait *fanw);
+/*
+ * A line from Redis (with its "\n", in len) for uids[0..n), who are not
+ * here: stored in the write store thread, its item acknowledged once
+ * that committed.  PUBSUB_PENDING, PUBSUB_STORED (nothing to store), or
+ * PUBSUB_RETRY (not started: the item is offered again).
+ */
+enum pubsub_result keep_remote(const int32_t *uids, size_t n,
+	    const char *line, size_t len);
+/*
  * Remove uid's stored copies of smids[0..n) (delivered) in a store
  * thread.  c: a RECEIVED's connection, which waits and is answered
  * refmsgid's error if one fails; NULL: only logged.  The copies that
@@ -303,7 +332,7 @@ void	delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
  */
 void	stored_nudge(const int32_t *uids, size_t n);
 
-/* Claim the next block of smids for chat_smid, for uid, in a store thread. */
+/* Claim the next block of smids, for uid, in a store thread. */
 void	smid_block_submit(int32_t uid);
 
 /*
@@ -319,6 +348,7 @@ struct login_data {
 	unsigned		 want_gen:1;	/* token generation */
 	unsigned		 want_msgs:1;	/* offline messages */
 	unsigned		 take_over:1;	/* token login: displace another node's session */
+	unsigned		 blocks_read:1;	/* want_lists: blocks is the user's */
 	unsigned		 check_gen:1;	/* token login: gen must equal token_gen */
 	unsigned		 revoked:1;	/* check_gen: it did not (nothing else read) */
 	uint64_t		 token_gen;	/* check_gen: the token's generation */
@@ -329,6 +359,7 @@ struct login_data {
 	struct store_user	 user;
 	struct store_user_list	 friends;
 	struct store_group_list	 groups;
+	struct store_user_list	 blocks;	/* want_lists: whom it blocks */
 	struct store_msg_list	 msgs;
 	uint64_t		 gen;
 	uint64_t		 stores_seen;	/* chat_stores_done() at submit */
@@ -380,6 +411,7 @@ struct chat_call {
 	char			*err;		/* logged on the loop */
 	enum call_lane		 lane;
 	unsigned		 paused:1;
+	unsigned		 go_on:1;	/* answer: resume c, handed on or not */
 };
 /*
  * A zeroed call of size bytes (a struct whose first member is the

@@ -435,6 +435,10 @@ login_read(struct conn *c, struct login_data *d, void *arg)
 		conn_resume(c);
 		return;
 	}
+	/* this user's blocks (a logout drops them); no memory: read at
+	 * the first delivery */
+	if (!d->blocks_read || session_blocks_set(c->sess, &d->blocks) == -1)
+		session_blocks_free(c->sess);
 	if (chat.pubsub == NULL) {
 		/* a single node: nothing to ask anyone, answer now */
 		login_answer(c, d->uid, d->user.name, d->user.name_len,

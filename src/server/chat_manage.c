@@ -136,8 +136,8 @@ chat_notify(struct conn *c, int refmsgid, const int32_t *uids, size_t n,
 		npub = 0;
 	}
 	/*
-	 * In the write store thread; not while publishes hold c (their end
-	 * resumes it), there as before the answer, on the loop.
+	 * In the write store thread, c waiting; while publishes hold c
+	 * (their end resumes it) without holding it.
 	 */
 	if (naway > 0 && npub == 0 && notice_store(c, refmsgid, away, naway,
 	    line, done) == 0) {
@@ -145,8 +145,11 @@ chat_notify(struct conn *c, int refmsgid, const int32_t *uids, size_t n,
 		free(pub);
 		return;
 	}
-	(void)chat_keep_offline(away, naway, buf_head(line),
-	    buf_used(line) - 1);
+	/* c is held by the publishes: nobody else holds it */
+	if (keep_submit(NULL, c->id, c->sess->uid, refmsgid, NULL, away,
+	    naway, 0, buf_head(line), buf_used(line) - 1) == KEEP_FAILED)
+		log_warnx("notice for %zu user(s) not stored: out of memory",
+		    naway);
 out:
 	if (done != NULL)
 		chat_done(c, done);

@@ -17,28 +17,24 @@
  * that a client can drop a repeat.  Plain chats take theirs from a
  * block this worker claimed in the store (one write per
  * STORE_SMID_BLOCK - 1 chats); acknowledged ones have their claim's.
+ * The next block is claimed in a store thread when one is half used;
+ * a chat that finds none (the first ones, or the store slow) waits
+ * for its own claim there (smid_call), its sender paused.
  */
 static int64_t	 smid_next, smid_end;
 static int64_t	 smid_spare;		/* the next block's base, 0: none */
 static int	 smid_fetching;		/* a store thread claims it */
 
-int
-chat_smid(int32_t sender, int64_t *smid)
+/* An smid from the blocks at hand: 0, or -1 when there is none. */
+static int
+smid_take(int32_t sender, int64_t *smid)
 {
-	int64_t	 base;
-
 	if (smid_next == smid_end) {
-		if (smid_spare > 0) {
-			base = smid_spare;
-			smid_spare = 0;
-		} else if (store_smid_block(chat.store, sender, &base) !=
-		    STORE_OK) {
-			log_warnx("taking a block of message ids: %s",
-			    store_error(chat.store));
+		if (smid_spare == 0)
 			return -1;
-		}
-		smid_next = base + 1;
-		smid_end = base + STORE_SMID_BLOCK;
+		smid_next = smid_spare + 1;
+		smid_end = smid_spare + STORE_SMID_BLOCK;
+		smid_spare = 0;
 	}
 	/* half used: the next block is claimed off the loop meanwhile */
 	if (smid_spare == 0 && !smid_fetching &&
@@ -50,11 +46,100 @@ chat_smid(int32_t sender, int64_t *smid)
 	return 0;
 }
 
+/* A block claimed (base > 0): in use when none is, else the spare. */
+static void
+smid_put(int64_t base)
+{
+	if (base <= 0)
+		return;
+	if (smid_next == smid_end) {
+		smid_next = base + 1;
+		smid_end = base + STORE_SMID_BLOCK;
+	} else if (smid_spare == 0)
+		smid_spare = base;
+	/* else a block more than needed: its ids are never used */
+}
+
 void
 chat_smid_spare(int64_t base)
 {
 	smid_fetching = 0;
-	smid_spare = base;
+	smid_put(base);
+}
+
+#define SMID_ERR	"no message id: the store is unavailable; send it " \
+			"again later"
+
+/* A plain chat sent with its smid (one-to-one or group). */
+static void
+plain_chat_send(struct conn *c, struct proto_req *req, int64_t smid)
+{
+	if (proto_req_set_smid(req, smid) == -1)
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	else if (req->msgid == MSG_ONE_CHAT)
+		handle_one_chat(c, req);
+	else
+		handle_group_chat(c, req);
+}
+
+struct smid_call {
+	struct chat_call	 k;
+	int64_t			 base;		/* claimed, 0: failed */
+};
+
+static void
+smid_call_run(struct chat_call *k, struct store *st)
+{
+	struct smid_call	*m = (struct smid_call *)k;
+
+	if (store_smid_block(st, k->uid, &m->base) != STORE_OK) {
+		m->base = 0;
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "taking a block of "
+		    "message ids");
+		k->text = SMID_ERR;
+	}
+}
+
+static void
+smid_call_answer(struct conn *c, struct chat_call *k)
+{
+	struct smid_call	*m = (struct smid_call *)k;
+	int64_t			 smid;
+
+	smid_put(m->base);
+	if (c == NULL || k->code != 0)
+		return;
+	if (smid_take(k->uid, &smid) == -1) {
+		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, k->refmsgid,
+		    SMID_ERR);
+		return;
+	}
+	/*
+	 * Sent as if just read: unpaused, so that whatever it waits for
+	 * next (a store, a publish) pauses it again; if nothing does,
+	 * chat_call resumes it (k->go_on).
+	 */
+	c->paused = 0;
+	plain_chat_send(c, &k->req, smid);
+	if (!c->closing && !c->paused) {
+		conn_pause(c);
+		k->go_on = 1;
+	}
+}
+
+void
+handle_plain_chat(struct conn *c, struct proto_req *req)
+{
+	struct chat_call	*k;
+	int64_t			 smid;
+
+	if (smid_take(c->sess->uid, &smid) == 0) {
+		plain_chat_send(c, req, smid);
+		return;
+	}
+	if ((k = chat_call_new(c, req->msgid, sizeof(struct smid_call),
+	    smid_call_run, smid_call_answer, NULL)) != NULL)
+		chat_call_submit(c, k, req, CALL_WRITE, 1);
 }
 
 /* Whether a relayed line is an acknowledged chat (stored already). */
@@ -321,19 +406,13 @@ route_unref(struct route *rt)
 	if (--rt->refs > 0)
 		return;
 	/*
-	 * A chat is stored in a store thread, its held sender waiting (or,
-	 * sent on, not).  A notice (no errtext) was answered already
-	 * (DONE): it is stored at once, so a recipient who logs in right
-	 * after that answer finds it.
+	 * Stored in a store thread, its held sender waiting (or, sent on,
+	 * not).  A notice (no errtext) too: a recipient whose login read
+	 * before the store committed is told to fetch (stored_nudge).
 	 */
-	if (rt->c == NULL || rt->errtext == NULL) {
-		if (chat_keep_offline(rt->away, rt->naway, rt->line,
-		    rt->len - 1) == -1)
-			kr = KEEP_FAILED;
-	} else
-		kr = keep_submit(rt->sent_on ? NULL : rt->c, rt->conn,
-		    rt->sender, rt->refmsgid, rt->errtext, rt->away, rt->naway,
-		    0, rt->line, rt->len - 1);
+	kr = keep_submit(rt->sent_on ? NULL : rt->c, rt->conn, rt->sender,
+	    rt->refmsgid, rt->errtext, rt->away, rt->naway, 0, rt->line,
+	    rt->len - 1);
 	if (kr == KEEP_FAILED)
 		reply_sender(rt->conn, rt->sender, rt->refmsgid, rt->errtext);
 	if (rt->c != NULL && rt->sent_on) {
@@ -487,7 +566,8 @@ route_publish(struct conn *c, int32_t sender, int refmsgid,
 /*
  * A line another node queued for uid's worker: this one, or a dead one
  * whose queue this one took over.  Only this worker took it, so if uid
- * is not here it is stored here: exactly once either way.
+ * is not here it is stored here (a store thread; the item leaves Redis
+ * once that committed): exactly once either way.
  */
 enum pubsub_result
 chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
@@ -505,9 +585,8 @@ chat_remote_deliver(void *arg, int32_t uid, const char *line, size_t len)
 	}
 	if (deliver_live(uid, line, len) == DELIVER_OK)
 		return PUBSUB_DELIVERED;
-	/* not stored: it stays in Redis and is offered again */
-	return chat_keep_offline(&uid, 1, line, len - 1) == 0 ? PUBSUB_STORED :
-	    PUBSUB_RETRY;
+	/* stored in a store thread; until then it stays in Redis */
+	return keep_remote(&uid, 1, line, len);
 }
 
 int
@@ -522,39 +601,56 @@ forward_line(struct conn *c, const struct proto_req *req, struct buf *line)
 }
 
 /*
- * Whether req->toid is a user: 0 yes, -1 answered (no such user, or
- * errtext, NULL for the default, when the store failed).
+ * Cluster mode: a chat for a user not on this node goes through Redis
+ * only if that user exists, which is read in the read store thread (the
+ * first chat to it; then it is known) while c waits; then the chat is
+ * sent as if just read.
  */
-static int
-recipient_exists(struct conn *c, const struct proto_req *req,
-    const char *errtext)
+struct exists_call {
+	struct chat_call	 k;
+	int			 found;
+};
+
+static void
+exists_run(struct chat_call *k, struct store *st)
 {
+	struct exists_call	*x = (struct exists_call *)k;
 	struct store_user	 u;
 	int			 rc;
 
-	if (user_known(req->toid))
-		return 0;
 	memset(&u, 0, sizeof(u));
-	rc = store_user_get(chat.store, req->toid, &u);
+	rc = store_user_get(st, k->req.toid, &u);
 	store_user_clear(&u);
-	if (rc == STORE_NOTFOUND) {
-		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, req->msgid, NULL);
-		return -1;
+	if (rc == STORE_OK)
+		x->found = 1;
+	else if (rc == STORE_NOTFOUND)
+		k->code = ERR_NO_SUCH_USER;
+	else
+		chat_call_fail(k, st, ERR_UNAVAILABLE, "looking up a recipient");
+}
+
+static void
+exists_answer(struct conn *c, struct chat_call *k)
+{
+	if (!((struct exists_call *)k)->found)
+		return;
+	user_known_add(k->req.toid);
+	if (c == NULL)
+		return;
+	/* as in smid_call_answer: whatever it waits for pauses c again */
+	c->paused = 0;
+	handle_one_chat(c, &k->req);
+	if (!c->closing && !c->paused) {
+		conn_pause(c);
+		k->go_on = 1;
 	}
-	if (rc != STORE_OK) {
-		log_warnx("looking up user %d: %s", (int)req->toid,
-		    store_error(chat.store));
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, errtext);
-		return -1;
-	}
-	user_known_add(req->toid);
-	return 0;
 }
 
 void
-handle_one_chat(struct conn *c, const struct proto_req *req)
+handle_one_chat(struct conn *c, struct proto_req *req)
 {
 	struct buf		 line = BUF_INIT;
+	struct chat_call	*k;
 	enum deliver_result	 dr;
 	int64_t			 at = util_wall_ms();	/* before delivery */
 
@@ -567,8 +663,13 @@ handle_one_chat(struct conn *c, const struct proto_req *req)
 		goto kept;
 	if (dr == DELIVER_AWAY && chat.pubsub != NULL) {
 		/* not on this node: through Redis, if the user exists */
-		if (recipient_exists(c, req, NULL) == -1)
+		if (!user_known(req->toid)) {
+			if ((k = chat_call_new(c, req->msgid,
+			    sizeof(struct exists_call), exists_run,
+			    exists_answer, NULL)) != NULL)
+				chat_call_submit(c, k, req, CALL_READ, 1);
 			goto out;
+		}
 		if (route_publish(c, c->sess->uid, req->msgid, &req->toid, 1,
 		    buf_head(&line), buf_used(&line), ONE_STORE_ERR) ==
 		    ROUTE_FAILED) {
@@ -637,24 +738,23 @@ track_delivered(struct conn *c, int64_t smid)
 }
 
 /*
- * The store calls (recipient check, claim, block filter, commit) run
- * in a store thread (chat_storejob.c): c waits, the worker goes on.
+ * The store calls (recipient check or group members, claim, block
+ * filter, commit) run in a store thread (chat_storejob.c): c waits, the
+ * worker goes on.
  */
 void
 handle_acked_chat(struct conn *c, struct proto_req *req)
 {
-	int32_t		*to;
+	int32_t		*to = NULL;
+	size_t		 n = 0;
 
-	/* a group's members are read in the store thread (to NULL) */
-	if (req->msgid != MSG_ONE_CHAT) {
-		(void)acked_submit(c, req, NULL, 0);
-		return;
-	}
-	if ((to = malloc(sizeof(*to))) == NULL) {
+	/* a group's members are read by the job */
+	if (req->msgid == MSG_ONE_CHAT && (to = malloc(sizeof(*to))) != NULL)
+		to[n++] = req->toid;
+	if (req->msgid == MSG_ONE_CHAT && to == NULL) {
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid,
 		    ACKED_STORE_ERR);
 		return;
 	}
-	to[0] = req->toid;
-	(void)acked_submit(c, req, to, 1);
+	(void)acked_submit(c, req, to, n);
 }

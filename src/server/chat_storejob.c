@@ -66,9 +66,9 @@ enum job_result {
 	JOB_OK,
 	JOB_NO_USER,		/* the recipient is no user */
 	JOB_RESEND,		/* acknowledged chat stored before */
-	JOB_FAILED,		/* the store (or memory) failed */
-	JOB_NO_GROUP,		/* group chat: no such group */
-	JOB_NOT_MEMBER		/* group chat: the sender is no member */
+	JOB_NO_GROUP,		/* the group is no group */
+	JOB_NOT_MEMBER,		/* the sender is not one of its members */
+	JOB_FAILED		/* the store (or memory) failed */
 };
 
 /* Whether uid is a user (*found then set), in a store thread. */
@@ -93,6 +93,36 @@ recipient_in(struct store *st, int32_t uid, int *found, char **err)
 
 /* ---- acknowledged chats ------------------------------------------------ */
 
+/* The members of gid but sender, who must be one, into j->to. */
+static enum job_result
+members_in(struct store *st, int32_t gid, int32_t sender, int32_t **to,
+    size_t *n, char **err)
+{
+	struct store_user_list	 m = { NULL, 0 };
+	enum job_result		 r = JOB_NOT_MEMBER;
+	size_t			 i;
+	int			 rc;
+
+	*n = 0;
+	if ((rc = store_group_members(st, gid, &m)) == STORE_NOTFOUND)
+		return JOB_NO_GROUP;
+	if (rc != STORE_OK) {
+		job_fail(err, "acknowledged group chat: its members", st);
+		return JOB_FAILED;
+	}
+	if ((*to = calloc(m.n + 1, sizeof(**to))) == NULL) {
+		job_fail(err, "acknowledged group chat", NULL);
+		r = JOB_FAILED;
+	} else
+		for (i = 0; i < m.n; i++)
+			if (m.v[i].id == sender)
+				r = JOB_OK;
+			else
+				(*to)[(*n)++] = m.v[i].id;
+	store_user_list_free(&m);
+	return r;
+}
+
 struct acked_job {
 	struct workq_job	 sj;
 	struct conn		*c;
@@ -102,48 +132,14 @@ struct acked_job {
 	size_t			 name_len;
 	int32_t			*to;		/* recipients, owned */
 	size_t			 n;
+	int32_t			 gid;		/* a group's: to read here */
 	int			 check_to;	/* req.toid may be no user */
 	int			 user_found;	/* check_to: it is one */
-	int			 read_members;	/* group chat: to is NULL */
 	enum job_result		 result;
 	int64_t			 smid;
 	struct buf		 line;		/* forwarded, with "\n" */
 	char			*err;
 };
-
-/*
- * A group chat's recipients, the sender excepted, read here rather than
- * on the loop: a database that does not answer must not stop the
- * worker's other connections (test_cutoff).
- */
-static enum job_result
-members_in(struct store *st, struct acked_job *j)
-{
-	struct store_user_list	 m = { NULL, 0 };
-	enum job_result		 r = JOB_NOT_MEMBER;
-	size_t			 i;
-	int			 rc;
-
-	rc = store_group_members(st, j->req.groupid, &m);
-	if (rc == STORE_NOTFOUND)
-		return JOB_NO_GROUP;
-	if (rc != STORE_OK) {
-		job_fail(&j->err, "group chat", st);
-		return JOB_FAILED;
-	}
-	if ((j->to = calloc(m.n + 1, sizeof(*j->to))) == NULL) {
-		store_user_list_free(&m);
-		job_fail(&j->err, "group chat", NULL);
-		return JOB_FAILED;
-	}
-	for (i = 0, j->n = 0; i < m.n; i++)
-		if (m.v[i].id == j->sender)
-			r = JOB_OK;
-		else
-			j->to[j->n++] = m.v[i].id;
-	store_user_list_free(&m);
-	return r;
-}
 
 static void
 acked_run(struct workq_job *sj, void *ctx)
@@ -152,10 +148,12 @@ acked_run(struct workq_job *sj, void *ctx)
 	struct store		*st = ctx;
 	int			 done;
 
-	if (j->read_members && (j->result = members_in(st, j)) != JOB_OK)
-		return;
 	if (j->check_to && (j->result = recipient_in(st, j->req.toid,
 	    &j->user_found, &j->err)) != JOB_OK)
+		return;
+	/* read in the write thread, so a join just made is seen */
+	if (j->gid != 0 && (j->result = members_in(st, j->gid, j->sender,
+	    &j->to, &j->n, &j->err)) != JOB_OK)
 		return;
 	if (store_ack_claim(st, j->sender, j->req.cmid, &j->smid, &done) !=
 	    STORE_OK) {
@@ -222,10 +220,6 @@ acked_done(struct workq_job *sj)
 			chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER,
 			    j->req.msgid, NULL);
 			break;
-		case JOB_FAILED:
-			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->req.msgid,
-			    ACKED_STORE_ERR);
-			break;
 		case JOB_NO_GROUP:
 			chat_error(c, MSG_ERROR, ERR_NO_SUCH_GROUP,
 			    j->req.msgid, NULL);
@@ -233,6 +227,10 @@ acked_done(struct workq_job *sj)
 		case JOB_NOT_MEMBER:
 			chat_error(c, MSG_ERROR, ERR_NOT_MEMBER, j->req.msgid,
 			    "only members may post to a group");
+			break;
+		case JOB_FAILED:
+			chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, j->req.msgid,
+			    ACKED_STORE_ERR);
 			break;
 		}
 	}
@@ -267,7 +265,8 @@ acked_submit(struct conn *c, struct proto_req *req, int32_t *to, size_t n)
 	j->sender = s->uid;
 	j->to = to;
 	j->n = n;
-	j->read_members = to == NULL;
+	if (req->msgid != MSG_ONE_CHAT)
+		j->gid = req->groupid;
 	j->check_to = req->msgid == MSG_ONE_CHAT && !user_known(req->toid);
 	/* the request is the job's now: the caller's clear frees nothing */
 	j->req = *req;
@@ -298,6 +297,8 @@ struct keep_job {
 	size_t			 nnudge;
 	int32_t			*then;		/* live once stored, owned */
 	size_t			 nthen;
+	struct pubsub_pending	*pend;		/* a Redis item waits for it */
+	struct pubsub_fanout_wait *fanw;	/* a fan-out's pushes wait */
 	int			 check_to;
 	int			 user_found;
 	enum job_result		 result;
@@ -388,8 +389,15 @@ keep_done(struct workq_job *sj)
 	if (j->result == JOB_NO_USER &&
 	    (c = session_conn(j->conn, j->sender)) != NULL)
 		chat_error(c, MSG_ERROR, ERR_NO_SUCH_USER, j->refmsgid, NULL);
-	else if (j->result == JOB_FAILED)
+	else if (j->result == JOB_FAILED && j->sender != 0)
 		reply_sender(j->conn, j->sender, j->refmsgid, j->errtext);
+	/* then the members on other nodes (a group chat's fan-out) */
+	if (j->fanw != NULL)
+		pubsub_fanout_go(j->fanw);
+	/* stored: the item leaves Redis; not: it is offered again */
+	if (j->pend != NULL)
+		pubsub_pending_done(j->pend, j->result == JOB_OK ?
+		    PUBSUB_STORED : PUBSUB_RETRY);
 	job_release(j->c);
 	free(j->to);
 	free(j->nudge);
@@ -398,11 +406,12 @@ keep_done(struct workq_job *sj)
 	free(j);
 }
 
-enum keep_result
-keep_submit_then(struct conn *c, uint32_t conn, int32_t sender,
+static enum keep_result
+keep_submit_full(struct conn *c, uint32_t conn, int32_t sender,
     int refmsgid, const char *errtext, const int32_t *uids, size_t n,
     int check, const char *line, size_t len, const int32_t *then,
-    size_t nthen)
+    size_t nthen, struct pubsub_pending *pend,
+    struct pubsub_fanout_wait *fanw)
 {
 	struct keep_job	*j;
 	int32_t		 from;
@@ -442,11 +451,59 @@ keep_submit_then(struct conn *c, uint32_t conn, int32_t sender,
 	j->refmsgid = refmsgid;
 	j->errtext = errtext;
 	j->check_to = check && n == 1 && !user_known(uids[0]);
+	j->pend = pend;
+	j->fanw = fanw;
 	j->sj.run = keep_run;
 	j->sj.done = keep_done;
 	job_hold(c);
 	storeq_submit(chat.storeq, &j->sj);
 	return KEEP_PENDING;
+}
+
+enum keep_result
+keep_submit_then(struct conn *c, uint32_t conn, int32_t sender,
+    int refmsgid, const char *errtext, const int32_t *uids, size_t n,
+    int check, const char *line, size_t len, const int32_t *then,
+    size_t nthen)
+{
+	return keep_submit_full(c, conn, sender, refmsgid, errtext, uids, n,
+	    check, line, len, then, nthen, NULL, NULL);
+}
+
+enum keep_result
+keep_submit_fan(uint32_t conn, int32_t sender, int refmsgid,
+    const char *errtext, const int32_t *uids, size_t n, const char *line,
+    size_t len, const int32_t *then, size_t nthen,
+    struct pubsub_fanout_wait *fanw)
+{
+	return keep_submit_full(NULL, conn, sender, refmsgid, errtext, uids,
+	    n, 0, line, len, then, nthen, NULL, fanw);
+}
+
+/*
+ * A line from Redis (with its "\n", len counting it) for uids[0..n),
+ * not here: stored in the write store thread, its item acknowledged to
+ * Redis only once that committed (pubsub_pending).  PUBSUB_PENDING, or
+ * PUBSUB_STORED when there was nothing to store (a typing notice), or
+ * PUBSUB_RETRY (no memory, no store thread: offered again).  Never a
+ * store on the loop.
+ */
+enum pubsub_result
+keep_remote(const int32_t *uids, size_t n, const char *line, size_t len)
+{
+	struct pubsub_pending	*t;
+	enum keep_result	 kr;
+
+	if (n == 0)
+		return PUBSUB_STORED;
+	if (chat.storeq == NULL || (t = pubsub_pending()) == NULL)
+		return PUBSUB_RETRY;
+	kr = keep_submit_full(NULL, 0, 0, 0, NULL, uids, n, 0, line, len - 1,
+	    NULL, 0, t, NULL);
+	if (kr == KEEP_PENDING)
+		return PUBSUB_PENDING;
+	pubsub_pending_done(t, PUBSUB_DELIVERED);	/* not used */
+	return kr == KEEP_DONE ? PUBSUB_STORED : PUBSUB_RETRY;
 }
 
 enum keep_result
@@ -554,7 +611,7 @@ smid_done(struct workq_job *sj)
 {
 	struct smid_job	*j = (struct smid_job *)sj;
 
-	/* none: chat_smid takes one itself when the block runs out */
+	/* none: a chat that finds no block claims its own (chat_route.c) */
 	if (j->err != NULL)
 		log_warnx("%s", j->err);
 	chat_smid_spare(j->base);
@@ -610,7 +667,7 @@ login_data_run(struct workq_job *sj, void *ctx)
 	int			 snap;
 
 	/* two reads or more: one snapshot, one set of locks */
-	snap = d->check_gen + d->want_user + 2 * d->want_lists +
+	snap = d->check_gen + d->want_user + 3 * d->want_lists +
 	    (d->want_gen && !d->check_gen) + d->want_msgs > 1;
 	d->rc = STORE_OK;
 	if (snap)
@@ -637,6 +694,13 @@ login_data_run(struct workq_job *sj, void *ctx)
 		if ((d->rc = store_friends(st, d->uid, &d->friends)) ==
 		    STORE_OK)
 			d->rc = store_user_groups(st, d->uid, &d->groups);
+		/* the block list too: deliveries then never read it on the
+		 * loop */
+		if (d->rc == STORE_OK) {
+			what = "block list";
+			d->rc = store_blocks(st, d->uid, &d->blocks);
+			d->blocks_read = d->rc == STORE_OK;
+		}
 	}
 	if (d->rc == STORE_OK && d->want_gen && !d->check_gen) {
 		what = "token generation";
@@ -669,6 +733,7 @@ login_data_done(struct workq_job *sj)
 	store_user_clear(&d->user);
 	store_user_list_free(&d->friends);
 	store_group_list_free(&d->groups);
+	store_user_list_free(&d->blocks);
 	store_msg_list_free(&d->msgs);
 	free(d->name);
 	free(j->err);

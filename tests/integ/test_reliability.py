@@ -56,6 +56,7 @@ import test_faults  # noqa: E402
 ENV = {}
 RATE = 150.0
 COUNT = 450                 # chats per scenario (half plain, half acked)
+STALL_PONG = 1.2            # a failed store takes db_query_timeout_ms
 ROWS = []
 
 
@@ -817,6 +818,13 @@ class Reliability(unittest.TestCase):
         off, off2, live = users(3)
         c = chatlib.Client(B.port)
         c.login(live, "pw")
+        pc = chatlib.Client(B.port)     # pings, on B's only worker
+        pc.login(users(1)[0], "pw")
+        # a chat to a user B's worker has not seen: whether it is one is
+        # read in a store thread (the sender waits, the worker not)
+        sc = chatlib.Client(B.port)
+        sid, off3 = users(2)
+        sc.login(sid, "pw")
         with open(os.path.join(ENV["db"].dir, "pid")) as f:
             pid = int(f.read())
         # B's live worker's queue (chatd:queues may still list a dead
@@ -839,7 +847,21 @@ class Reliability(unittest.TestCase):
             r.cmd("RPUSH", bq, batch([
                 sign("%d %s" % (off2, chat_line(off2, "batch-store"))),
                 sign("%d %s" % (live, chat_line(live, "batch-live")))]))
-            time.sleep(3.5)
+            # the stores wait in a store thread, not the worker's loop:
+            # its users get their pongs meanwhile (the loop waited out
+            # each failed store's timeouts before)
+            sc.chat(sid, "s", off3, "lookup")
+            pings = []
+            end = time.monotonic() + 3.5
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                pc.ping(timeout=30)
+                pings.append(time.monotonic() - t0)
+                time.sleep(0.1)
+            print("(crash points) pongs while the stores fail: %d, "
+                  "slowest %.2f s" % (len(pings), max(pings)), flush=True)
+            self.assertLess(max(pings), STALL_PONG, "pongs waited for the "
+                            "store")
 
             def left():
                 # every queue and processing list (a reaper's included),
@@ -865,7 +887,15 @@ class Reliability(unittest.TestCase):
         got = collect(c, 1.0)
         self.assertEqual(got, ["batch-live"])
         c.close()
-        for who, text in ((off, "after-store"), (off2, "batch-store")):
+        pc.close()
+        # refused (errno 24: the database did not answer), or sent on
+        errs = [m.get("errno") for m in sc.sync(timeout=30)]
+        self.assertIn(errs, ([], [chatlib.ERR_UNAVAILABLE]))
+        sc.close()
+        for who, text in ((off, "after-store"), (off2, "batch-store"),
+                          (off3, "lookup")):
+            if text == "lookup" and errs:
+                continue
             c = chatlib.Client(ENV["A"].port)
             r_ = c.login_raw(who, "pw")
             msgs = [json.loads(t)["msg"] for t in r_.get("offlinemsg", [])]

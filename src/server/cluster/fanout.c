@@ -29,6 +29,7 @@ struct fan {
 	size_t		 nfailed;
 	int		 refs;		/* lookups or pushes out, + ours */
 	int		 located;	/* cb->located was called */
+	struct fan	*held_next;	/* held: on the list of those */
 };
 
 /* One destination queue: uids[] of the fan (positions), one item. */
@@ -61,6 +62,59 @@ fan_free(struct fan *f)
 }
 
 static void	fan_push(struct fan *);
+static void	fan_push_items(struct fan *);
+static void	fan_unref(struct fan *);
+static void	fan_failed(struct fan *, const size_t *, size_t);
+
+/* located running: the fan it is about, and whether it held the pushes */
+static struct fan	*fan_locating;
+static int		 fan_held;
+/* the fans whose pushes are held (pubsub_fanout_hold), till they go */
+static struct fan	*held_fans;
+
+void
+fanout_forget(const struct pubsub *ps)
+{
+	struct fan	*f;
+
+	/* their pushes fail when they go: the caller stores for them */
+	for (f = held_fans; f != NULL; f = f->held_next)
+		if (f->ps == ps)
+			f->ps = NULL;
+}
+
+struct pubsub_fanout_wait *
+pubsub_fanout_hold(void)
+{
+	if (fan_locating == NULL || fan_held)
+		return NULL;
+	fan_held = 1;
+	return (struct pubsub_fanout_wait *)fan_locating;
+}
+
+void
+pubsub_fanout_go(struct pubsub_fanout_wait *w)
+{
+	struct fan	*f = (struct fan *)w, **fp;
+	size_t		 i;
+
+	if (f == fan_locating) {
+		fan_held = 0;	/* inside located: taken back, unused */
+		return;
+	}
+	for (fp = &held_fans; *fp != NULL; fp = &(*fp)->held_next)
+		if (*fp == f) {
+			*fp = f->held_next;
+			break;
+		}
+	if (f->ps != NULL)
+		fan_push_items(f);
+	else	/* the module went away meanwhile (exit) */
+		for (i = 0; i < f->n; i++)
+			if (f->where[i] != NULL)
+				fan_failed(f, &i, 1);
+	fan_unref(f);
+}
 
 static void
 fan_unref(struct fan *f)
@@ -105,34 +159,57 @@ pushed(void *arg, int32_t uid, enum pubsub_sent sent, const char *line,
 
 /*
  * Tell the caller who is away, then one item per queue, all on one
- * instance (of the first user): one round trip and one WAIT.
+ * instance (of the first user): one round trip and one WAIT.  The
+ * caller may hold the pushes until it stored for those away
+ * (pubsub_fanout_hold).
  */
 static void
 fan_push(struct fan *f)
 {
-	struct dest	*d;
-	int32_t		*away, *ids;
-	char		*taken;
-	size_t		 i, j, naway = 0;
+	int32_t		*away;
+	size_t		 i, naway = 0;
 
-	away = calloc(f->n + 1, sizeof(*away));
-	ids = calloc(f->n + 1, sizeof(*ids));
-	taken = calloc(f->n + 1, 1);
-	if (away == NULL || ids == NULL || taken == NULL) {
+	if ((away = calloc(f->n + 1, sizeof(*away))) == NULL) {
 		/* nothing is queued: every user is stored at the end */
 		f->cb->located(f->arg, NULL, 0);
 		for (i = 0; i < f->n; i++)
 			f->failed[f->nfailed++] = f->uids[i];
-		goto out;
+		return;
 	}
 	for (i = 0; i < f->n; i++)
 		if (f->where[i] == NULL)
 			away[naway++] = f->uids[i];
+	fan_locating = f;
+	fan_held = 0;
 	f->cb->located(f->arg, away, naway);
+	fan_locating = NULL;
+	free(away);
+	if (fan_held) {
+		f->refs++;	/* till pubsub_fanout_go */
+		f->held_next = held_fans;
+		held_fans = f;
+		return;
+	}
+	fan_push_items(f);
+}
+
+/* The items, one per destination queue. */
+static void
+fan_push_items(struct fan *f)
+{
+	struct dest	*d;
+	int32_t		*ids;
+	char		*taken;
+	size_t		 i, j;
+
+	ids = calloc(f->n + 1, sizeof(*ids));
+	taken = calloc(f->n + 1, 1);
 	for (i = 0; i < f->n; i++) {
-		if (f->where[i] == NULL || taken[i])
+		if (f->where[i] == NULL || (taken != NULL && taken[i]))
 			continue;
-		if ((d = calloc(1, sizeof(*d))) == NULL ||
+		d = NULL;
+		if (ids == NULL || taken == NULL ||
+		    (d = calloc(1, sizeof(*d))) == NULL ||
 		    (d->pos = calloc(f->n, sizeof(*d->pos))) == NULL) {
 			free(d);
 			fan_failed(f, &i, 1);
@@ -153,8 +230,6 @@ fan_push(struct fan *f)
 		    f->line, f->len, pushed, d) == -1)
 			pushed(d, ids[0], PUBSUB_DOWN, NULL, 0);
 	}
-out:
-	free(away);
 	free(ids);
 	free(taken);
 }

@@ -179,6 +179,8 @@ enum pub_outcome {
 	PUB_FAILED	/* not queued */
 };
 
+struct qhold;
+
 struct bus {
 	struct ev_loop		*loop;
 	struct pubsub_handler	 h;
@@ -234,6 +236,8 @@ struct bus {
 	int			 resume;	/* read P before taking more */
 	ev_tstamp		 retry_at;	/* RETRY items wait until then */
 	struct req		*reaps;		/* dead queues to reap */
+	struct qhold		*hold;		/* a batch whose stores are
+						   under way: no fetch */
 	struct pubreq		*batch;		/* publishes of this round */
 	size_t			 nbatch, batch_cap;
 	struct pubreq		*held;		/* for a queue whose push is out */
@@ -344,6 +348,9 @@ void		 pcache_put(struct pcache *, int32_t, const char *, size_t,
 int		 pcache_away(struct pcache *, int32_t, ev_tstamp);
 void		 pcache_del(struct pcache *, int32_t);
 void		 pcache_clear(struct pcache *);
+
+/* fanout.c: ps goes away; fans whose pushes are held then fail them */
+void		 fanout_forget(const struct pubsub *);
 
 /* queue.c */
 void		 queue_next(struct bus *);

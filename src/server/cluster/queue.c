@@ -261,6 +261,80 @@ hand_off(struct bus *ps, const struct bus_item *it, char **rebody,
 }
 
 /*
+ * Items whose store is under way (PUBSUB_PENDING, include/pubsub.h): the
+ * batch is held (ps->hold) until every store is back, and only then
+ * acknowledged; no fetch is made meanwhile, so that nothing taken later
+ * (for the same user, maybe) is handed off before them, and P is not
+ * read again while they are under way.  An item whose store failed
+ * stays in P, re-signed, and is offered again, as a RETRY.
+ */
+struct qelem {
+	char		*s;		/* the element (owned once held) */
+	size_t		 len;
+	int		 v;		/* its format version; 0: no string */
+	int		 rc;		/* 0: delete it, -1: keep it */
+	char		*fresh;		/* rc -1: as this; NULL: as it is */
+	size_t		 flen;
+	size_t		 pending;	/* stores under way for its items */
+	int		 failed;	/* one of them failed */
+};
+
+struct qhold {
+	struct bus	*ps;		/* NULL: the bus went away */
+	struct qelem	*el;
+	size_t		 n;
+	size_t		 refs;		/* stores under way, +1 handing off */
+	int		 owned;		/* the elements are copies */
+};
+
+struct pubsub_pending {
+	struct qhold	*h;
+	size_t		 elem;
+	uint64_t	 tag;
+};
+
+static struct qhold	*cur_hold;	/* the batch being handed off */
+static size_t		 cur_elem;	/* its element */
+static uint64_t		 cur_tag;	/* the item being handed off */
+static size_t		 cur_pending;	/* tokens its handler took */
+static int		 resigning;	/* take_item: re-sign, hand nothing */
+
+struct pubsub_pending *
+pubsub_pending(void)
+{
+	struct pubsub_pending	*t;
+
+	if (cur_hold == NULL || (t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	t->h = cur_hold;
+	t->elem = cur_elem;
+	t->tag = cur_tag;
+	cur_hold->refs++;
+	cur_hold->el[cur_elem].pending++;
+	cur_pending++;
+	return t;
+}
+
+static size_t	hold_finish(struct qhold *, int);
+
+void
+pubsub_pending_done(struct pubsub_pending *t, enum pubsub_result r)
+{
+	struct qhold	*h = t->h;
+
+	if (r == PUBSUB_STORED && h->ps != NULL)
+		busauth_seen(h->ps->auth, t->tag);
+	else if (r == PUBSUB_RETRY)
+		h->el[t->elem].failed = 1;
+	else if (r == PUBSUB_DELIVERED && h == cur_hold && cur_pending > 0)
+		cur_pending--;	/* taken back at once: unused */
+	h->el[t->elem].pending--;
+	free(t);
+	if (--h->refs == 0)
+		(void)hold_finish(h, 1);
+}
+
+/*
  * Check and hand off one signed (version 1) item.  0: done with it
  * (handed off, refused, or handed off by us already when resumed);
  * -1: keep it, as *fresh (re-signed, so that it does not age out
@@ -284,8 +358,14 @@ take_item(struct bus *ps, const char *s, size_t len, int64_t now,
 		reject(ps, v, &it);
 		return 0;
 	}
-	if (hand_off(ps, &it, &rebody, &rblen) == 0) {
-		busauth_seen(ps->auth, it.tag);
+	rebody = NULL;
+	cur_tag = it.tag;
+	cur_pending = 0;
+	/* resigning: what is not handed off is kept, nothing handed off */
+	if (!resigning && hand_off(ps, &it, &rebody, &rblen) == 0) {
+		/* a store under way marks it when it committed */
+		if (!cur_pending)
+			busauth_seen(ps->auth, it.tag);
 		return 0;
 	}
 	/* a lost ack offers a whole list item again: a repeat for some */
@@ -344,55 +424,142 @@ take_batch(struct bus *ps, const char *s, size_t len, int64_t now,
 }
 
 /*
- * Hand off a batch of items (now in P) and acknowledge it: one script
- * call, sent before the next fetch.  Returns how many were kept.
+ * The elements handed off are acknowledged: deleted from P, or kept
+ * (re-signed) for those not handed off; one whose store failed is
+ * re-signed now, without what was handed off.  later: the batch was
+ * held, so fetch on.  Returns how many were kept.
  */
 static size_t
-handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
+hold_finish(struct qhold *h, int later)
 {
+	struct bus	*ps = h->ps;
+	struct qelem	*e;
 	struct ack	 k;
 	int64_t		 now = util_wall_ms();
-	size_t		 i, kept = 0, flen = 0;
-	char		*fresh;
-	int		 v, rc;
+	size_t		 i, kept = 0;
+	int		 acked;
 
-	if (ack_init(&k, n) == -1) {
-		/* nothing handed off: it all stays in P for the next resume */
-		ack_free(&k);
-		ps->retry_at = ev_now(ps->loop) + RETRY_SECONDS;
-		return n;
-	}
-	for (i = 0; i < n; i++) {
-		if (el[i]->type != REDIS_REPLY_STRING)
+	if (ps != NULL && ps->hold == h)
+		ps->hold = NULL;
+	acked = ps != NULL && ack_init(&k, h->n) == 0;
+	for (i = 0; i < h->n && ps != NULL; i++) {
+		e = &h->el[i];
+		if (e->v == 0)
 			continue;
-		v = bus_item_version(el[i]->str, el[i]->len);
-		if (v > BUS_ITEM_VERSION) {
-			newer(ps, v);
-			ack_del(&k, el[i]->str, el[i]->len);
+		if (e->s == NULL || !acked) {
+			/* no copy, or no ack: it stays, read again */
+			kept++;
+			ps->resume = 1;
 			continue;
 		}
-		rc = v == 2 ? take_batch(ps, el[i]->str, el[i]->len, now,
-		    resumed, &fresh, &flen) : take_item(ps, el[i]->str,
-		    el[i]->len, now, resumed, &fresh, &flen);
-		if (rc == 0)
-			ack_del(&k, el[i]->str, el[i]->len);
+		if (e->failed) {
+			free(e->fresh);
+			resigning = 1;
+			e->rc = e->v == 2 ? take_batch(ps, e->s, e->len, now, 1,
+			    &e->fresh, &e->flen) : take_item(ps, e->s, e->len,
+			    now, 1, &e->fresh, &e->flen);
+			resigning = 0;
+		}
+		if (e->rc == 0)
+			ack_del(&k, e->s, e->len);
 		else {
 			kept++;
-			if (fresh != NULL)
-				ack_keep(&k, el[i]->str, el[i]->len, fresh,
-				    flen);
+			if (e->fresh != NULL)
+				ack_keep(&k, e->s, e->len, e->fresh, e->flen);
+			e->fresh = NULL;	/* k's now */
 		}
 	}
-	ack_send(ps, &k);
-	ack_free(&k);
+	if (acked)
+		ack_send(ps, &k);
+	if (ps != NULL)
+		ack_free(&k);
 	/*
 	 * From the clock, not the loop's time: a failed store may have
 	 * waited out its timeout (more than RETRY_SECONDS), and a retry
 	 * due at once would read P again before taking anything new from
 	 * Q, so that live users' items would wait for the store.
 	 */
-	if (kept > 0 && ps->retry_at == 0)
+	if (ps != NULL && kept > 0 && ps->retry_at == 0)
 		ps->retry_at = ev_time() + RETRY_SECONDS;
+	for (i = 0; i < h->n; i++) {
+		free(h->el[i].fresh);
+		if (h->owned)
+			free(h->el[i].s);
+	}
+	free(h->el);
+	free(h);
+	if (ps != NULL && later)
+		queue_next(ps);
+	return kept;
+}
+
+/* The elements outlive the reply: copies (NULL: left in P, read again). */
+static void
+hold_own(struct qhold *h)
+{
+	struct qelem	*e;
+	char		*s;
+	size_t		 i;
+
+	for (i = 0; i < h->n; i++) {
+		e = &h->el[i];
+		s = e->v != 0 ? malloc(e->len + 1) : NULL;
+		if (s != NULL)
+			memcpy(s, e->s, e->len);
+		e->s = s;
+	}
+	h->owned = 1;
+}
+
+/*
+ * Hand off a batch of items (now in P) and acknowledge it: one script
+ * call, sent before the next fetch (held until the stores under way for
+ * its items are back).  Returns how many were kept.
+ */
+static size_t
+handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
+{
+	struct qhold	*h;
+	struct qelem	*e;
+	int64_t		 now = util_wall_ms();
+	size_t		 i, kept = 0;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL ||
+	    (h->el = calloc(n + 1, sizeof(*h->el))) == NULL) {
+		/* nothing handed off: it all stays in P for the next resume */
+		free(h);
+		ps->retry_at = ev_now(ps->loop) + RETRY_SECONDS;
+		return n;
+	}
+	h->ps = ps;
+	h->n = n;
+	h->refs = 1;
+	cur_hold = h;
+	for (i = 0; i < n; i++) {
+		e = &h->el[i];
+		if (el[i]->type != REDIS_REPLY_STRING)
+			continue;
+		e->s = el[i]->str;
+		e->len = el[i]->len;
+		e->v = bus_item_version(e->s, e->len);
+		cur_elem = i;
+		if (e->v > BUS_ITEM_VERSION) {
+			newer(ps, e->v);
+			continue;
+		}
+		e->rc = e->v == 2 ? take_batch(ps, e->s, e->len, now, resumed,
+		    &e->fresh, &e->flen) : take_item(ps, e->s, e->len, now,
+		    resumed, &e->fresh, &e->flen);
+	}
+	cur_hold = NULL;
+	if (--h->refs == 0)
+		return hold_finish(h, 0);
+	/* stores under way: the ack (and the next fetch) waits for them */
+	for (i = 0; i < n; i++)
+		if (h->el[i].v != 0 && h->el[i].rc != 0)
+			kept++;
+	hold_own(h);
+	ps->hold = h;
 	return kept;
 }
 
@@ -522,7 +689,8 @@ queue_next(struct bus *ps)
 	struct req	*r;
 	ev_tstamp	 now = ev_now(ps->loop);
 
-	if (ps->pop == NULL || ps->fetching)
+	/* a held batch fetches on when its stores are back */
+	if (ps->pop == NULL || ps->fetching || ps->hold != NULL)
 		return;
 	if (ps->draining) {
 		if (!ps->drained)
@@ -656,6 +824,11 @@ queue_free(struct bus *ps)
 	struct req	*r;
 
 	publish_free(ps);
+	/* its stores end later: then nothing is acknowledged (P keeps it) */
+	if (ps->hold != NULL) {
+		ps->hold->ps = NULL;
+		ps->hold = NULL;
+	}
 	while ((r = ps->reaps) != NULL) {
 		ps->reaps = r->next;
 		req_free(r);

@@ -75,6 +75,7 @@ pubsub_free(struct pubsub *ps)
 		return;
 	for (i = 0; i < ps->n; i++)
 		bus_free(ps->v[i]);
+	fanout_forget(ps);
 	free(ps->v);
 	free(ps);
 }
