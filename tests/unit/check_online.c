@@ -684,6 +684,17 @@ seen_cb(const struct online_entry *e, void *arg)
 	return 0;
 }
 
+/*
+ * Check records every ck_assert it passes (a write each), and the books
+ * hold ~400,000 items a round: only a failure goes through Check here,
+ * or test_kill_chaos spends its time writing (25 s idle, over its 120 s
+ * timeout at load 13).
+ */
+#define BOOK_EXPECT(cond, ...) do {					\
+	if (!(cond))							\
+		ck_abort_msg(__VA_ARGS__);				\
+} while (0)
+
 /* The table holds exactly what the books say, for the live slots. */
 static void
 check_books(struct online *o, struct proc_book *books, int dead)
@@ -691,24 +702,24 @@ check_books(struct online *o, struct proc_book *books, int dead)
 	struct online_entry	 e;
 	uint8_t			*seen;
 	size_t			 expect = 0, i;
-	uint32_t		 idx;
+	uint32_t		 idx, uid, want;
 	int			 k, holder, rc;
 
 	for (k = 0; k < NPROC; k++) {
 		for (idx = 0; idx < OWN; idx++) {
-			rc = online_get(o, OWN_BASE(k) + idx, &e);
-			if (k == dead) {
-				ck_assert_int_eq(rc, -1);
-				continue;
-			}
-			if (books[k].own[idx] == 0) {
-				ck_assert_int_eq(rc, -1);
+			uid = OWN_BASE(k) + idx;
+			rc = online_get(o, uid, &e);
+			want = k == dead ? 0 : books[k].own[idx];
+			if (want == 0) {
+				BOOK_EXPECT(rc == -1, "own %u of %d (dead %d): "
+				    "still in the table", uid, k, dead);
 				continue;
 			}
 			expect++;
-			ck_assert_int_eq(rc, 0);
-			ck_assert_uint_eq(e.slot, k);
-			ck_assert_uint_eq(e.conn, books[k].own[idx]);
+			BOOK_EXPECT(rc == 0 && e.slot == (uint32_t)k &&
+			    e.conn == want, "own %u of %d: rc %d slot %u "
+			    "conn %u, want conn %u", uid, k, rc, e.slot,
+			    e.conn, want);
 		}
 	}
 	for (idx = 0; idx < SHARED; idx++) {
@@ -716,19 +727,21 @@ check_books(struct online *o, struct proc_book *books, int dead)
 		for (k = 0; k < NPROC; k++) {
 			if (k == dead || books[k].mine[idx] == 0)
 				continue;
-			ck_assert_msg(holder == -1, "shared %u held by %d "
+			BOOK_EXPECT(holder == -1, "shared %u held by %d "
 			    "and %d", idx, holder, k);
 			holder = k;
 		}
 		rc = online_get(o, SHARED_BASE + idx, &e);
 		if (holder == -1) {
-			ck_assert_int_eq(rc, -1);
+			BOOK_EXPECT(rc == -1, "shared %u: held by nobody, "
+			    "still in the table", idx);
 			continue;
 		}
 		expect++;
-		ck_assert_int_eq(rc, 0);
-		ck_assert_uint_eq(e.slot, holder);
-		ck_assert_uint_eq(e.conn, books[holder].mine[idx]);
+		BOOK_EXPECT(rc == 0 && e.slot == (uint32_t)holder &&
+		    e.conn == books[holder].mine[idx], "shared %u of %d: "
+		    "rc %d slot %u conn %u, want conn %u", idx, holder, rc,
+		    e.slot, e.conn, books[holder].mine[idx]);
 	}
 	ck_assert_uint_eq(online_count(o), expect);
 	table_ok(o);
@@ -737,7 +750,7 @@ check_books(struct online *o, struct proc_book *books, int dead)
 	ck_assert_ptr_nonnull(seen);
 	online_foreach(o, seen_cb, seen);
 	for (i = 0; i < OWN_BASE(NPROC) + SHARED; i++)
-		ck_assert_msg(seen[i] <= 1, "seen %zu twice", i);
+		BOOK_EXPECT(seen[i] <= 1, "seen %zu twice", i);
 	free(seen);
 }
 
