@@ -72,8 +72,8 @@
  * Block, User and AllGroup.  As in SQLite (store_sqlite.c): a chat to
  * one who blocks its sender is kept for the sender only (sender
  * negated); none of a deleted sender, none for a group no longer there.
- * One join per statement, not dependent subqueries per row: a sixth of
- * the database's time per row.
+ * One join per statement, not three dependent subqueries per row: a
+ * third of MariaDB's CPU per row (BENCHMARKS.md).
  */
 #define HROW1	"SELECT ? AS smid, ? AS conv, ? AS peer, ? AS sender," \
 	" ? AS created, ? AS msg"
