@@ -214,6 +214,25 @@ class Conversations(Base):
         self.until(a, ["after", "while blocked", "before"], toid=b.id)
         self.assertEqual(b.c.sync(), [])
 
+    def test_burst_rows(self):
+        """A burst is kept in statements of many rows (MySQL: 32): each
+        row keeps its own text whole and its own block rule."""
+        a, b, c = (self.srv.user("hw"), self.srvB.user("hw"),
+                   self.srvB.user("hw"))
+        m = self.request(b, BLOCK, userid=a.id)
+        self.assertEqual((m["msgid"], m["errno"]), (DONE, 0), m)
+        tb = ["b%02d " % i + "x" * (3000 + i) for i in range(40)]
+        tc = ["c%02d " % i + "y" * (3000 + i) for i in range(40)]
+        for x, y in zip(tb, tc):
+            a.chat(b.id, x)         # b blocks a: kept for a only
+            a.chat(c.id, y)
+        for y in tc:
+            self.assertEqual(c.c.recv_msgid(chatlib.ONE_CHAT)["msg"], y)
+        self.until(a, tb[::-1], toid=b.id, limit=100)
+        self.until(c, tc[::-1], toid=a.id, limit=100)
+        self.assertEqual(texts(history(b, toid=a.id)), [])
+        self.assertEqual(b.c.sync(), [])
+
     def test_dissolved_group_history_gone(self):
         a, b = self.srv.user("hx"), self.srvB.user("hx")
         gid = self.group(a, b)

@@ -57,6 +57,7 @@ enum store_query {
 	Q_TOKEN_BUMP,
 	Q_SET_PASSWORD,
 	Q_HISTORY_ADD_BATCH,
+	Q_HCONV_ADD_BATCH,
 	/* both */
 	Q_USER_CREATE,
 	Q_USER_GET,

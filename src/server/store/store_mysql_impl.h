@@ -16,7 +16,14 @@
 #define MY_BATCH		16
 #define MY_BATCH_MAXLEN		(64 * 1024)
 
-#define MY_MAXPARAM		(3 * MY_BATCH)
+/* History rows go this many to a statement while their text is small. */
+#define MY_HISTORY_BATCH	32
+#define MY_HISTORY_MAXLEN	(1024 * 1024)
+
+/* Parameters of one history row (store_mysql.c, HROW). */
+#define HROW_NP			6
+
+#define MY_MAXPARAM		(HROW_NP * MY_HISTORY_BATCH)
 
 /* libmysqlclient 8 dropped my_bool for bool. */
 #if !defined(MARIADB_BASE_VERSION) && MYSQL_VERSION_ID >= 80000
@@ -67,8 +74,6 @@ struct mparam {
 	size_t		 len;
 };
 
-/* Parameters of one history row (store_mysql.c, HROW). */
-#define HROW_NP		12
 #define P_INT(v)	((struct mparam){ .i = (v) })
 #define P_STR(p, l)	((struct mparam){ .s = (p) != NULL ? (p) : "", \
 			    .len = (p) != NULL ? (l) : 0 })

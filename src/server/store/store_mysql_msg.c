@@ -181,27 +181,50 @@ mysql_offline_delete(struct store *st, int32_t uid, int64_t upto)
 
 /* ---- history ---- */
 
-/* History rows go MY_HISTORY_BATCH to a statement (HROWS4). */
-#define MY_HISTORY_BATCH	4
-_Static_assert(HROW_NP * MY_HISTORY_BATCH <= MY_MAXPARAM,
-    "a history batch binds more than my_exec takes");
+_Static_assert(3 * MY_BATCH <= MY_MAXPARAM,
+    "a HistoryConv batch binds more than my_exec takes");
 
-/* The batch's one-to-one conversations into HistoryConv (store_impl.h). */
+/*
+ * The batch's one-to-one conversations into HistoryConv (store_impl.h),
+ * MY_BATCH to a statement.
+ */
 static int
 hconv_add(struct my *m, struct mconn *c, const struct store_hist *v,
     size_t n)
 {
 	struct store_hconv	*hc;
-	size_t			 i, nc;
+	struct mparam		 p[3 * MY_BATCH];
+	size_t			 i, k, rows, nc;
 	int			 rc = STORE_OK;
 
 	if (store_hist_convs(v, n, &hc, &nc) == -1)
 		return store_set_error(&m->st, "mysql: out of memory");
-	for (i = 0; i < nc && rc == STORE_OK; i++)
-		rc = my_exec_ints(m, c, Q_HCONV_ADD, STORE_INTS(hc[i].userid,
-		    hc[i].conv, hc[i].last), NULL, NULL, "keep history");
+	for (i = 0; i < nc && rc == STORE_OK; i += rows) {
+		rows = nc - i >= MY_BATCH ? MY_BATCH : 1;
+		for (k = 0; k < rows; k++) {
+			p[3 * k] = P_INT(hc[i + k].userid);
+			p[3 * k + 1] = P_INT(hc[i + k].conv);
+			p[3 * k + 2] = P_INT(hc[i + k].last);
+		}
+		rc = my_exec(m, c, rows > 1 ? Q_HCONV_ADD_BATCH : Q_HCONV_ADD,
+		    p, 3 * rows, NULL, NULL, "keep history");
+	}
 	free(hc);
 	return rc;
+}
+
+/* How many of v[0..n) go in the next statement: a batch, or one. */
+static size_t
+history_rows(const struct store_hist *v, size_t n)
+{
+	size_t	 k, len = 0;
+
+	if (n < MY_HISTORY_BATCH)
+		return 1;
+	for (k = 0; k < MY_HISTORY_BATCH; k++)
+		if ((len += v[k].len) > MY_HISTORY_MAXLEN)
+			return 1;
+	return MY_HISTORY_BATCH;
 }
 
 static int
@@ -210,30 +233,25 @@ history_add_once(struct my *m, struct mconn *c, const struct store_hist *v,
 {
 	struct mparam	 p[HROW_NP * MY_HISTORY_BATCH], *q;
 	size_t		 i, k, rows;
-	int64_t		 conv;
 	int		 rc;
 
 	if ((rc = my_begin(m, c)) != STORE_OK)
 		return rc;
 	for (i = 0; i < n; i += rows) {
-		rows = n - i >= MY_HISTORY_BATCH ? MY_HISTORY_BATCH : 1;
+		rows = history_rows(v + i, n - i);
 		for (k = 0; k < rows; k++) {
 			q = &p[HROW_NP * k];
-			conv = store_conv(v[i + k].sender, v[i + k].peer,
-			    v[i + k].gid);
 			q[0] = P_INT(v[i + k].smid);
-			q[1] = P_INT(conv);
-			q[2] = q[3] = P_INT(v[i + k].peer);
-			q[4] = q[5] = q[6] = P_INT(v[i + k].sender);
-			q[7] = P_INT(v[i + k].created);
-			q[8] = P_STR(v[i + k].text, v[i + k].len);
-			q[9] = P_INT(v[i + k].sender);
-			q[10] = q[11] = P_INT(conv);
+			q[1] = P_INT(store_conv(v[i + k].sender, v[i + k].peer,
+			    v[i + k].gid));
+			q[2] = P_INT(v[i + k].peer);
+			q[3] = P_INT(v[i + k].sender);
+			q[4] = P_INT(v[i + k].created);
+			q[5] = P_STR(v[i + k].text, v[i + k].len);
 		}
 		if ((rc = my_exec(m, c, rows > 1 ? Q_HISTORY_ADD_BATCH :
 		    Q_HISTORY_ADD, p, HROW_NP * rows, NULL, NULL,
-		    "keep history")) !=
-		    STORE_OK)
+		    "keep history")) != STORE_OK)
 			break;
 	}
 	if (rc == STORE_OK)
