@@ -387,12 +387,16 @@ ws_http(struct conn *c, struct ws *w)
 static void
 ws_release_held(struct conn *c, struct ws *w)
 {
-	size_t	 len;
+	const char	*rec;
+	size_t		 len;
 
 	while (buf_used(&w->held) > 0 && !c->paused && !c->closing &&
 	    !c->close_after_flush) {
-		memcpy(&len, buf_head(&w->held), sizeof(len));
-		conn_request(c, buf_head(&w->held) + sizeof(len), len);
+		/* not buf_head(): its "" for an empty buffer makes GCC's
+		 * -Warray-bounds see an 8-byte read of a 1-byte array */
+		rec = w->held.data + w->held.off;
+		memcpy(&len, rec, sizeof(len));
+		conn_request(c, rec + sizeof(len), len);
 		if (c->closing)
 			return;
 		buf_consume(&w->held, sizeof(len) + len);
