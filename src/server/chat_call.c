@@ -71,6 +71,19 @@ call_done(struct workq_job *sj)
 		free(k);
 }
 
+void
+chat_call_replay(struct conn *c, struct chat_call *k,
+    void (*handle)(struct conn *, struct proto_req *))
+{
+	/* unpaused, so that whatever it waits for next pauses it again */
+	c->paused = 0;
+	handle(c, &k->req);
+	if (!c->closing && !c->paused) {
+		conn_pause(c);
+		k->go_on = 1;	/* nothing did: call_done resumes it */
+	}
+}
+
 struct chat_call *
 chat_call_new(struct conn *c, int refmsgid, size_t size,
     void (*run)(struct chat_call *, struct store *),

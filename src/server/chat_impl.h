@@ -434,6 +434,12 @@ void	chat_call_submit(struct conn *c, struct chat_call *k,
 	    struct proto_req *req, enum call_lane lane, int pause);
 /* Run k in its lane now (held already; a read for a closing c: dropped). */
 void	chat_call_go(struct chat_call *k);
+/*
+ * From k's answer: handle k's request now, as if just read (a plain
+ * chat that had to wait for its smid or its recipient's lookup).
+ */
+void	chat_call_replay(struct conn *c, struct chat_call *k,
+	    void (*handle)(struct conn *, struct proto_req *));
 
 /* chat_limits.c */
 void	handle_add_friend(struct conn *c, struct proto_req *req);

@@ -70,16 +70,24 @@ chat_smid_spare(int64_t base)
 #define SMID_ERR	"no message id: the store is unavailable; send it " \
 			"again later"
 
-/* A plain chat sent with its smid (one-to-one or group). */
+/* A plain chat that has its smid (one-to-one or group). */
 static void
-plain_chat_send(struct conn *c, struct proto_req *req, int64_t smid)
+plain_chat_route(struct conn *c, struct proto_req *req)
 {
-	if (proto_req_set_smid(req, smid) == -1)
-		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
-	else if (req->msgid == MSG_ONE_CHAT)
+	if (req->msgid == MSG_ONE_CHAT)
 		handle_one_chat(c, req);
 	else
 		handle_group_chat(c, req);
+}
+
+/* A plain chat sent with smid: 0, or -1 answered (no memory). */
+static int
+plain_chat_stamp(struct conn *c, struct proto_req *req, int64_t smid)
+{
+	if (proto_req_set_smid(req, smid) == 0)
+		return 0;
+	chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
+	return -1;
 }
 
 struct smid_call {
@@ -114,17 +122,8 @@ smid_call_answer(struct conn *c, struct chat_call *k)
 		    SMID_ERR);
 		return;
 	}
-	/*
-	 * Sent as if just read: unpaused, so that whatever it waits for
-	 * next (a store, a publish) pauses it again; if nothing does,
-	 * chat_call resumes it (k->go_on).
-	 */
-	c->paused = 0;
-	plain_chat_send(c, &k->req, smid);
-	if (!c->closing && !c->paused) {
-		conn_pause(c);
-		k->go_on = 1;
-	}
+	if (plain_chat_stamp(c, &k->req, smid) == 0)
+		chat_call_replay(c, k, plain_chat_route);
 }
 
 void
@@ -134,7 +133,8 @@ handle_plain_chat(struct conn *c, struct proto_req *req)
 	int64_t			 smid;
 
 	if (smid_take(c->sess->uid, &smid) == 0) {
-		plain_chat_send(c, req, smid);
+		if (plain_chat_stamp(c, req, smid) == 0)
+			plain_chat_route(c, req);
 		return;
 	}
 	if ((k = chat_call_new(c, req->msgid, sizeof(struct smid_call),
@@ -635,15 +635,8 @@ exists_answer(struct conn *c, struct chat_call *k)
 	if (!((struct exists_call *)k)->found)
 		return;
 	user_known_add(k->req.toid);
-	if (c == NULL)
-		return;
-	/* as in smid_call_answer: whatever it waits for pauses c again */
-	c->paused = 0;
-	handle_one_chat(c, &k->req);
-	if (!c->closing && !c->paused) {
-		conn_pause(c);
-		k->go_on = 1;
-	}
+	if (c != NULL)
+		chat_call_replay(c, k, handle_one_chat);
 }
 
 void

@@ -423,6 +423,15 @@ take_batch(struct bus *ps, const char *s, size_t len, int64_t now,
 	return whole || n > 0 ? -1 : 0;
 }
 
+/* One element of P: a version 2 batch or a version 1 item. */
+static int
+take_elem(struct bus *ps, struct qelem *e, int64_t now, int resumed)
+{
+	return e->v == 2 ? take_batch(ps, e->s, e->len, now, resumed,
+	    &e->fresh, &e->flen) : take_item(ps, e->s, e->len, now, resumed,
+	    &e->fresh, &e->flen);
+}
+
 /*
  * The elements handed off are acknowledged: deleted from P, or kept
  * (re-signed) for those not handed off; one whose store failed is
@@ -455,9 +464,7 @@ hold_finish(struct qhold *h, int later)
 		if (e->failed) {
 			free(e->fresh);
 			resigning = 1;
-			e->rc = e->v == 2 ? take_batch(ps, e->s, e->len, now, 1,
-			    &e->fresh, &e->flen) : take_item(ps, e->s, e->len,
-			    now, 1, &e->fresh, &e->flen);
+			e->rc = take_elem(ps, e, now, 1);
 			resigning = 0;
 		}
 		if (e->rc == 0)
@@ -547,9 +554,7 @@ handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
 			newer(ps, e->v);
 			continue;
 		}
-		e->rc = e->v == 2 ? take_batch(ps, e->s, e->len, now, resumed,
-		    &e->fresh, &e->flen) : take_item(ps, e->s, e->len, now,
-		    resumed, &e->fresh, &e->flen);
+		e->rc = take_elem(ps, e, now, resumed);
 	}
 	cur_hold = NULL;
 	if (--h->refs == 0)
