@@ -118,6 +118,14 @@ void	online_slot_reset(struct online *o, uint16_t slot);
 uint32_t online_slot_gen(struct online *o, uint16_t slot);
 struct online_slot_stats *online_slot_stats(struct online *o, uint16_t slot);
 int	online_nslots(const struct online *o);
+/*
+ * Upgrade to more workers (master, before forking): slots up to nslots
+ * become valid in this mapping and in the header, so the next attach
+ * expects nslots.  Processes mapped earlier keep their own bound: they
+ * see entries of the new slots as away.  0, or -1 when nslots shrinks
+ * or exceeds ONLINE_MAX_SLOTS.
+ */
+int	online_grow_slots(struct online *o, int nslots);
 /* Users online now (consistent per stripe, not globally). */
 size_t	online_count(struct online *o);
 /*

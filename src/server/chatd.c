@@ -352,12 +352,6 @@ upgraded_main(struct node *n, struct up_inherit *up)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
-	n->nslots = n->cfg.workers;
-	if (n->nslots != up->nslots) {
-		upgrade_fail(up->sock, "workers = %d, the running node has %d: "
-		    "changing it needs a restart", n->nslots, up->nslots);
-		return 1;
-	}
 	if (worker_privileges_check(&n->cfg, err, sizeof(err)) == -1) {
 		upgrade_fail(up->sock, "%s", err);
 		return 1;
@@ -366,16 +360,8 @@ upgraded_main(struct node *n, struct up_inherit *up)
 		upgrade_fail(up->sock, "the storage check failed (see the log)");
 		return 1;
 	}
-	n->listen_fds = up->listen_fds;
-	n->ws_listen_fds = up->ws_fds;
-	if ((n->cfg.websocket_listen != NULL) != (up->ws_fds != NULL)) {
-		upgrade_fail(up->sock, "websocket_listen was added or removed: "
-		    "that needs a restart");
-		return 1;
-	}
-	n->online = online_attach(n->cfg.shm_name, n->cfg.max_online,
-	    n->nslots, err, sizeof(err));
-	if (n->online == NULL) {
+	/* listeners, channels and table for a file that may have changed */
+	if (upgrade_cfg_apply(n, up, err, sizeof(err)) == -1) {
 		upgrade_fail(up->sock, "%s", err);
 		return 1;
 	}
@@ -384,9 +370,6 @@ upgraded_main(struct node *n, struct up_inherit *up)
 		online_destroy(n->online, 0);
 		return 1;
 	}
-	n->chans.nslots = n->nslots;
-	n->chans.fds = up->chan_fds;
-	n->chans.max_msg = n->cfg.max_frame_bytes + n->cfg.max_name_bytes + 256;
 	if (master_init(n, up->ctl_fd, up->http_fd) == -1) {
 		upgrade_fail(up->sock, "control or metrics listener");
 		online_destroy(n->online, 0);
@@ -405,8 +388,8 @@ upgraded_main(struct node *n, struct up_inherit *up)
 	log_notice("chatd %s starting as an upgrade of pid %d: %s, %d "
 	    "workers, storage %s", PACKAGE_VERSION, (int)up->old_pid,
 	    n->cfg.listen, n->nslots, err);
-	master_upgrading(up->sock, up->old_pid, up->upgrades, up->failed,
-	    up->handed);
+	master_upgrading(up->sock, up->old_pid, up->nslots, up->upgrades,
+	    up->failed, up->handed);
 
 	rc = master_run(n);
 

@@ -45,6 +45,7 @@ static double		 up_deadline;
 static int		 up_slot;
 static enum up_wait	 up_wait;
 static int		 up_new, up_left, upgraded;
+static int		 up_old_nslots;	/* new: the slots the old master hands */
 static pid_t		 up_old_pid;
 static double		 up_eof_at;	/* old: the new master's socket ended */
 /* old: the new master's worker for the slot is ready (UP_PREPARED) */
@@ -348,10 +349,11 @@ up_tick(double t)
 /* ---- new master -------------------------------------------------------- */
 
 void
-master_upgrading(int sock, pid_t old_pid, uint64_t upgrades, uint64_t failed,
-    uint64_t handed)
+master_upgrading(int sock, pid_t old_pid, int old_nslots, uint64_t upgrades,
+    uint64_t failed, uint64_t handed)
 {
 	up_new = 1;
+	up_old_nslots = old_nslots;
 	up_sock = sock;
 	up_old_pid = old_pid;
 	up.upgrades = upgrades;
@@ -389,6 +391,9 @@ up_complete(int ok)
 		if (slots[i].waiting) {
 			slots[i].waiting = 0;
 			slots[i].respawn_at = util_mono();
+			if (i >= up_old_nslots)
+				log_notice("upgrade: worker %d is new (workers "
+				    "= %d): it starts empty", i, node->nslots);
 		}
 	up_left = 0;
 	up_close();
@@ -473,7 +478,7 @@ up_read_new(void)
 			up_slot = m.arg < (uint32_t)node->nslots ? i : -1;
 			break;
 		case UP_PREPARE:
-			if (m.arg >= (uint32_t)node->nslots || !slots[i].waiting)
+			if (m.arg >= (uint32_t)up_old_nslots || !slots[i].waiting)
 				break;
 			/* it waits for the connections (handover.h) */
 			handover_prepare(i, 1);
@@ -483,7 +488,7 @@ up_read_new(void)
 			handover_prepare(i, 0);
 			break;
 		case UP_DONE:
-			if (m.arg >= (uint32_t)node->nslots || !slots[i].waiting)
+			if (m.arg >= (uint32_t)up_old_nslots || !slots[i].waiting)
 				break;
 			slots[i].waiting = 0;
 			log_notice("upgrade: worker %d: %zu connections taken "
@@ -590,10 +595,14 @@ up_run_start(void)
 
 	if (!up_new)
 		return;
-	/* each slot starts when the old master has passed it */
+	/*
+	 * Each slot starts when the old master has passed it.  Slots the
+	 * old node did not have (more workers) start at the end: the old
+	 * workers have no channel to them and would not see their users.
+	 */
 	for (i = 0; i < node->nslots; i++)
 		slots[i].waiting = 1;
-	up_left = node->nslots;
+	up_left = up_old_nslots;
 	up_slot = -1;
 	if ((up_rbuf = malloc(sizeof(struct up_msg) +
 	    HANDOVER_MAX_RECORD)) == NULL ||
