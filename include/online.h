@@ -126,6 +126,15 @@ int	online_nslots(const struct online *o);
  * or exceeds ONLINE_MAX_SLOTS.
  */
 int	online_grow_slots(struct online *o, int nslots);
+/*
+ * online_copy.c: create the table name (capacity, nslots) and add every
+ * live entry of from to it, same slot and conn, with the per-slot
+ * figures; *copied says how many.  NULL with err (nothing is left
+ * behind), also when the users online do not fit.
+ */
+struct online *online_copy(struct online *from, const char *name,
+	    uint32_t capacity, int nslots, size_t *copied, char *err,
+	    size_t errlen);
 /* Users online now (consistent per stripe, not globally). */
 size_t	online_count(struct online *o);
 /*

@@ -367,19 +367,19 @@ upgraded_main(struct node *n, struct up_inherit *up)
 	}
 	if ((n->guard = guard_create(n->nslots, err, sizeof(err))) == NULL) {
 		upgrade_fail(up->sock, "%s", err);
-		online_destroy(n->online, 0);
+		online_destroy(n->online, upgrade_cfg_new_table());
 		return 1;
 	}
 	if (master_init(n, up->ctl_fd, up->http_fd) == -1) {
 		upgrade_fail(up->sock, "control or metrics listener");
-		online_destroy(n->online, 0);
+		online_destroy(n->online, upgrade_cfg_new_table());
 		return 1;
 	}
 	/* the control socket's path stays the old master's until the end */
 	ctl_keep_path(1);
 	if (pipe2(n->master_pipe, O_CLOEXEC) == -1) {
 		upgrade_fail(up->sock, "pipe: %s", strerror(errno));
-		online_destroy(n->online, 0);
+		online_destroy(n->online, upgrade_cfg_new_table());
 		return 1;
 	}
 	snprintf(n->boot_id, sizeof(n->boot_id), "%s", up->boot_id);

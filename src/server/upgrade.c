@@ -114,7 +114,8 @@ child_exec(const struct node *n, int pidfd, int ctl_fd, int http_fd,
 	/* the names a changed file no longer gives (upgrade_cfg.c) */
 	if (strchr(n->cfg.shm_name, ' ') == NULL)
 		buf_printf(&env, " shm=%s", n->cfg.shm_name);
-	buf_printf(&env, " frame=%zu", n->cfg.max_frame_bytes);
+	buf_printf(&env, " frame=%zu cap=%d", n->cfg.max_frame_bytes,
+	    n->cfg.max_online);
 	put_fds(&env, "listen", n->listen_fds, n->nslots);
 	if (n->ws_listen_fds != NULL)
 		put_fds(&env, "ws", n->ws_listen_fds, n->nslots);
@@ -265,6 +266,8 @@ upgrade_inherited(struct up_inherit *in, char *err, size_t errlen)
 			snprintf(in->shm_name, sizeof(in->shm_name), "%s", val);
 		else if (strcmp(tok, "frame") == 0)
 			in->max_frame = (size_t)strtoull(val, NULL, 10);
+		else if (strcmp(tok, "cap") == 0)
+			in->capacity = (uint32_t)strtoul(val, NULL, 10);
 		else if (strcmp(tok, "listen") == 0)
 			listen = val;
 		else if (strcmp(tok, "ws") == 0)

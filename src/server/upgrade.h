@@ -67,6 +67,7 @@ struct up_inherit {
 	char		 boot_id[17];
 	char		 shm_name[256];	/* the running table; "" from older binaries */
 	size_t		 max_frame;	/* the running max_frame_bytes; 0: unknown */
+	uint32_t	 capacity;	/* the running table's max_online; 0: unknown */
 	pid_t		 old_pid;
 	uint64_t	 upgrades, failed, handed;	/* counters so far */
 };
@@ -109,6 +110,13 @@ int	upgrade_inherited(struct up_inherit *in, char *err, size_t errlen);
  */
 int	upgrade_cfg_apply(struct node *n, struct up_inherit *up, char *err,
 	    size_t errlen);
+/*
+ * Whether upgrade_cfg_apply made a new session table (max_online or
+ * shm_name changed): a failed start removes it.  upgrade_cfg_done, once
+ * every old worker has handed over, removes the old table's name.
+ */
+int	upgrade_cfg_new_table(void);
+void	upgrade_cfg_done(void);
 /* One message; 0 or -1 (errno). */
 int	upgrade_send(int sock, uint32_t type, uint32_t arg, const char *text);
 /* A start-up failure of the new master, told to the old one. */

@@ -17,10 +17,12 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +35,9 @@
 #include "master.h"
 #include "online.h"
 #include "upgrade.h"
+
+static int	 new_table;	/* n->online was made here */
+static char	*old_table;	/* the running table's name, to remove */
 
 /*
  * Whether listening socket fd is bound to host:port as master_listen
@@ -181,6 +186,118 @@ ops_listeners(struct config *cfg, struct up_inherit *up, char *err,
 	return 0;
 }
 
+/*
+ * The name of a new table when the file keeps the name but changes the
+ * size: the running name with '~' added, or without it when it has one
+ * (the two alternate from one upgrade to the next).  -1: too long.
+ */
+static int
+alt_name(const char *running, const char *base, char *out, size_t len)
+{
+	size_t	 n = strlen(base);
+
+	if (strncmp(running, base, n) == 0 && strcmp(running + n, "~") == 0)
+		return snprintf(out, len, "%s", base) < (int)len ? 0 : -1;
+	if (n + 1 > NAME_MAX || n + 2 > len)
+		return -1;
+	snprintf(out, len, "%s~", base);
+	return 0;
+}
+
+/*
+ * The session table.  Old and new workers serve side by side while the
+ * slots move, each routing by the table it maps (chatd.c): the running
+ * table is kept, its slot bound grown for more workers, unless the file
+ * asks for another size (max_online) or name (shm_name): then a new one
+ * is filled from it (online_copy.c) and the old name goes at the end.
+ */
+static int
+table(struct node *n, struct up_inherit *up, int nold, char *err,
+    size_t errlen)
+{
+	struct config	*cfg = &n->cfg;
+	struct online	*from;
+	const char	*running = up->shm_name[0] != '\0' ? up->shm_name :
+			    cfg->shm_name;
+	uint32_t	 cap = up->capacity > 0 ? up->capacity :
+			    (uint32_t)cfg->max_online;
+	char		 alt[NAME_MAX + 2], *name;
+	size_t		 copied = 0;
+	int		 same;
+
+	same = strcmp(running, cfg->shm_name) == 0 ||
+	    (alt_name(running, cfg->shm_name, alt, sizeof(alt)) == 0 &&
+	    strcmp(alt, cfg->shm_name) == 0);
+	if ((from = online_attach(running, cap, nold, err, errlen)) == NULL)
+		return -1;
+	if (same && cap == (uint32_t)cfg->max_online) {
+		n->online = from;
+		if (n->nslots > nold &&
+		    online_grow_slots(n->online, n->nslots) == -1) {
+			snprintf(err, errlen, "workers = %d: more than the "
+			    "session table holds", n->nslots);
+			return -1;
+		}
+		name = strdup(running);
+	} else {
+		if (same && alt_name(running, cfg->shm_name, alt,
+		    sizeof(alt)) == -1) {
+			online_destroy(from, 0);
+			snprintf(err, errlen, "shm_name %s: too long to make a "
+			    "new table beside it: a restart is needed",
+			    cfg->shm_name);
+			return -1;
+		}
+		name = strdup(same ? alt : cfg->shm_name);
+		n->online = name == NULL ? NULL : online_copy(from, name,
+		    (uint32_t)cfg->max_online, n->nslots, &copied, err,
+		    errlen);
+		online_destroy(from, 0);
+		if (n->online == NULL) {
+			free(name);
+			return -1;
+		}
+		new_table = 1;
+		if ((old_table = strdup(running)) == NULL)
+			log_warnx("upgrade: out of memory: %s stays", running);
+		log_notice("upgrade: a new session table %s (max_online = %d) "
+		    "replaces %s (%u): %zu users online copied", name,
+		    cfg->max_online, running, cap, copied);
+	}
+	if (name == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (strcmp(name, cfg->shm_name) != 0)
+		log_notice("upgrade: the session table keeps its name %s; "
+		    "shm_name %s is used from the next restart", name,
+		    cfg->shm_name);
+	free(cfg->shm_name);
+	cfg->shm_name = name;	/* the name this master removes at exit */
+	return 0;
+}
+
+int
+upgrade_cfg_new_table(void)
+{
+	return new_table;
+}
+
+void
+upgrade_cfg_done(void)
+{
+	if (old_table == NULL)
+		return;
+	if (shm_unlink(old_table) == -1 && errno != ENOENT)
+		log_warn("upgrade: removing the old session table %s",
+		    old_table);
+	else
+		log_info("upgrade: the old session table %s removed",
+		    old_table);
+	free(old_table);
+	old_table = NULL;
+}
+
 int
 upgrade_cfg_apply(struct node *n, struct up_inherit *up, char *err,
     size_t errlen)
@@ -209,18 +326,6 @@ upgrade_cfg_apply(struct node *n, struct up_inherit *up, char *err,
 	}
 	if (up->max_frame > max_frame)
 		max_frame = up->max_frame;	/* what the old ones send */
-	/* one table for old and new workers (chatd.c): the running one */
-	if (up->shm_name[0] != '\0' &&
-	    strcmp(up->shm_name, cfg->shm_name) != 0) {
-		log_notice("upgrade: shm_name %s is used from the next "
-		    "restart; the running table %s stays", cfg->shm_name,
-		    up->shm_name);
-		free(cfg->shm_name);
-		if ((cfg->shm_name = strdup(up->shm_name)) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-	}
 	if (ops_listeners(cfg, up, err, errlen) == -1)
 		return -1;
 
@@ -239,16 +344,8 @@ upgrade_cfg_apply(struct node *n, struct up_inherit *up, char *err,
 	free(up->ws_fds);
 	up->listen_fds = up->ws_fds = NULL;
 
-	n->online = online_attach(cfg->shm_name, cfg->max_online, nold, err,
-	    errlen);
-	if (n->online == NULL)
+	if (table(n, up, nold, err, errlen) == -1)
 		return -1;
-	if (n->nslots > nold &&
-	    online_grow_slots(n->online, n->nslots) == -1) {
-		snprintf(err, errlen, "workers = %d: more than the session "
-		    "table holds", n->nslots);
-		return -1;
-	}
 
 	/* the old slots' channels, and new ones for the added slots */
 	n->chans.nslots = n->nslots;

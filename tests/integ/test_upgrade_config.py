@@ -15,6 +15,9 @@ times in a row on the same node:
 2. (UPCFG_CLIENTS / 5 more clients join, over the three workers)
    listen moved to another port: the clients connected to the old port
    stay, new ones connect to the new port, the old port refuses;
+   then max_online changed: a new session table is made, the users online
+   are copied into it, the old one is removed once the old workers are
+   gone;
 3. workers 3 -> 2: refused (fewer workers need a restart, chatd.conf(5)):
    chatctl upgrade exits 1 and the node goes on with three workers.
 
@@ -223,6 +226,16 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
 
             # the upgrade moved slot 2's clients with the others
             self.assertEqual({c.slot for c in self.settle()}, {0, 1, 2})
+
+            # 2b. another session table size: a new table, users copied
+            shm = "/dev/shm/" + srv.shm_name.lstrip("/")
+            srv.write_config(max_online=4096)
+            self.upgrade_ok("max_online changed", 3)
+            self.assertIn("users online copied", srv.log_text())
+            self.assertTrue(os.path.exists(shm + "~"), "no new table")
+            self.assertTrue(chatlib.wait_for(
+                lambda: not os.path.exists(shm), 30), "old table left")
+            self.assertEqual(status(srv)["online"], len(self.clients))
 
             # 3. fewer workers: refused, the node goes on as it is
             srv.write_config(workers=2)
