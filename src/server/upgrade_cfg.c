@@ -19,6 +19,7 @@
 
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -145,6 +146,34 @@ unix_path(int fd, char *path, size_t len)
 	    sun.sun_family == AF_UNIX)
 		snprintf(path, len, "%.*s", (int)sizeof(sun.sun_path),
 		    sun.sun_path);
+}
+
+/*
+ * The pid file stays the running one: its lock came with its descriptor,
+ * and the path it has is the one to remove at exit.
+ */
+static int
+pid_file(struct config *cfg, int pidfd, char *err, size_t errlen)
+{
+	struct stat	 a, b;
+	char		 link[64], path[PATH_MAX];
+	ssize_t		 n;
+
+	if (fstat(pidfd, &a) == -1 || (stat(cfg->pid_file, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino))
+		return 0;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", pidfd);
+	if ((n = readlink(link, path, sizeof(path) - 1)) <= 0)
+		return 0;	/* no /proc: the file's name is trusted */
+	path[n] = '\0';
+	log_warnx("upgrade: pid_file changed to %s: %s is kept until a "
+	    "restart", cfg->pid_file, path);
+	free(cfg->pid_file);
+	if ((cfg->pid_file = strdup(path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 /* Control socket and metrics listener: keep, replace, add or drop. */
@@ -326,7 +355,8 @@ upgrade_cfg_apply(struct node *n, struct up_inherit *up, char *err,
 	}
 	if (up->max_frame > max_frame)
 		max_frame = up->max_frame;	/* what the old ones send */
-	if (ops_listeners(cfg, up, err, errlen) == -1)
+	if (ops_listeners(cfg, up, err, errlen) == -1 ||
+	    pid_file(cfg, up->pidfd, err, errlen) == -1)
 		return -1;
 
 	if (listeners("listen", cfg->listen_host, cfg->listen_port,
