@@ -14,7 +14,9 @@ times in a row on the same node:
    answer, the old metrics port no longer does;
 2. (UPCFG_CLIENTS / 5 more clients join, over the three workers)
    listen moved to another port: the clients connected to the old port
-   stay, new ones connect to the new port, the old port refuses;
+   stay, new ones connect to the new port, the old port refuses (a new
+   pid_file and control_socket path in the same file are left for a
+   restart: the running ones are kept, and the log says so);
    then max_online changed: a new session table is made, the users online
    are copied into it, the old one is removed once the old workers are
    gone;
@@ -214,9 +216,24 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             self.assertIn(2, {c.slot for c in self.clients})
 
             # 2. listen moves to another port
+            # (a new pid_file and control_socket path are left for a
+            # restart: the running ones are kept, and it is logged)
             old_port, new_port = srv.port, chatlib.free_port()
-            srv.write_config(listen="127.0.0.1:%d" % new_port)
+            kept = dict(srv.keys)
+            srv.write_config(listen="127.0.0.1:%d" % new_port,
+                             pid_file=os.path.join(self.tmp, "other.pid"),
+                             control_socket=os.path.join(self.tmp,
+                                                         "other.sock"))
+            srv.keys.update(pid_file=kept["pid_file"],
+                            control_socket=kept["control_socket"])
             self.upgrade_ok("listen moved", 3)
+            log = srv.log_text()
+            self.assertIn("pid_file changed to %s" % os.path.join(
+                self.tmp, "other.pid"), log)
+            self.assertIn("control_socket changed to %s" % os.path.join(
+                self.tmp, "other.sock"), log)
+            self.assertFalse(os.path.exists(os.path.join(self.tmp,
+                                                         "other.sock")))
             self.assertTrue(chatlib.wait_for(lambda: refused(old_port), 30),
                             "the old listen port still accepts")
             srv.port = new_port
@@ -229,7 +246,7 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
 
             # 2b. another session table size: a new table, users copied
             shm = "/dev/shm/" + srv.shm_name.lstrip("/")
-            srv.write_config(max_online=4096)
+            srv.write_config(max_online=4096)    # and the paths as before
             self.upgrade_ok("max_online changed", 3)
             self.assertIn("users online copied", srv.log_text())
             self.assertTrue(os.path.exists(shm + "~"), "no new table")
