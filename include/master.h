@@ -17,8 +17,12 @@
  */
 int	master_listen(const char *what, const char *host, int port, char *err,
 	    size_t errlen);
-/* ctl_fd, http_fd: listeners an upgrade's new master inherits, or -1. */
-int	master_init(struct node *n, int ctl_fd, int http_fd);
+/*
+ * ctl_fd, http_fd: listeners an upgrade's new master inherits, or -1.
+ * 0, or -1 with err (also logged).
+ */
+int	master_init(struct node *n, int ctl_fd, int http_fd, char *err,
+	    size_t errlen);
 /* A descriptor only the master holds (the pid file lock): children close it. */
 void	master_own_fd(int fd);
 /*

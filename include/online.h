@@ -122,10 +122,11 @@ int	online_nslots(const struct online *o);
  * Upgrade to more workers (master, before forking): slots up to nslots
  * become valid in this mapping and in the header, so the next attach
  * expects nslots.  Processes mapped earlier keep their own bound: they
- * see entries of the new slots as away.  0, or -1 when nslots shrinks
- * or exceeds ONLINE_MAX_SLOTS.
+ * see entries of the new slots as away.  The old master sets its own
+ * count back when the upgrade fails.  0, or -1 when nslots is not
+ * 1..ONLINE_MAX_SLOTS.
  */
-int	online_grow_slots(struct online *o, int nslots);
+int	online_set_slots(struct online *o, int nslots);
 /*
  * online_copy.c: create the table name (capacity, nslots) and add every
  * live entry of from to it, same slot and conn, with the per-slot

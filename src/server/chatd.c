@@ -370,8 +370,8 @@ upgraded_main(struct node *n, struct up_inherit *up)
 		online_destroy(n->online, upgrade_cfg_new_table());
 		return 1;
 	}
-	if (master_init(n, up->ctl_fd, up->http_fd) == -1) {
-		upgrade_fail(up->sock, "control or metrics listener");
+	if (master_init(n, up->ctl_fd, up->http_fd, err, sizeof(err)) == -1) {
+		upgrade_fail(up->sock, "%s", err);
 		online_destroy(n->online, upgrade_cfg_new_table());
 		return 1;
 	}
@@ -537,7 +537,7 @@ main(int argc, char *argv[])
 		goto fail;
 	}
 	/* control socket and metrics listener: errors still reach stderr */
-	if (master_init(&n, -1, -1) == -1) {
+	if (master_init(&n, -1, -1, err, sizeof(err)) == -1) {
 		channel_destroy(&n.chans);
 		online_destroy(n.online, 1);
 		goto fail;

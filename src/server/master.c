@@ -473,10 +473,10 @@ read_signals(void)
 }
 
 int
-master_init(struct node *n, int ctl_fd, int http_fd)
+master_init(struct node *n, int ctl_fd, int http_fd, char *err,
+    size_t errlen)
 {
 	struct ctl_env	 env;
-	char		 err[512];
 
 	node = n;
 	memset(&env, 0, sizeof(env));
@@ -489,7 +489,7 @@ master_init(struct node *n, int ctl_fd, int http_fd)
 	env.upgrade_stats = up_stats_get;
 	env.ctl_fd = ctl_fd;
 	env.http_fd = http_fd;
-	if (ctl_init(&env, err, sizeof(err)) == -1) {
+	if (ctl_init(&env, err, errlen) == -1) {
 		log_warnx("%s", err);
 		return -1;
 	}

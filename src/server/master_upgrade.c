@@ -108,6 +108,8 @@ up_failed(const char *fmt, ...)
 			online_slot_reset(node->online, i);
 			lost = 1;
 		}
+	/* a new master that grew the table's slot bound (more workers) */
+	(void)online_set_slots(node->online, node->nslots);
 	ctl_pause(0);
 	log_warnx("upgrade failed, the running binary goes on serving: %s%s",
 	    up.error, lost ? " (the connections already passed to the new "

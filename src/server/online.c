@@ -822,9 +822,9 @@ online_nslots(const struct online *o)
 }
 
 int
-online_grow_slots(struct online *o, int nslots)
+online_set_slots(struct online *o, int nslots)
 {
-	if (nslots < o->nslots || nslots > ONLINE_MAX_SLOTS)
+	if (nslots < 1 || nslots > ONLINE_MAX_SLOTS)
 		return -1;
 	/* gens and stats exist for every slot: only the bound moves */
 	__atomic_store_n(&o->hdr->nslots, (uint32_t)nslots, __ATOMIC_RELEASE);

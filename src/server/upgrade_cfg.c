@@ -262,7 +262,7 @@ table(struct node *n, struct up_inherit *up, int nold, char *err,
 	if (same && cap == (uint32_t)cfg->max_online) {
 		n->online = from;
 		if (n->nslots > nold &&
-		    online_grow_slots(n->online, n->nslots) == -1) {
+		    online_set_slots(n->online, n->nslots) == -1) {
 			snprintf(err, errlen, "workers = %d: more than the "
 			    "session table holds", n->nslots);
 			return -1;

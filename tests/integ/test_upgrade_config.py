@@ -30,9 +30,11 @@ could not take; every client still the same user on the same socket
 are clients on the new third worker, and step 2 moves them too.
 
 A second test gives the upgrade configurations it cannot apply: a
-syntax error, and a websocket_listen port another socket holds.  Each
-time chatctl upgrade exits 1 with the reason, the log says it, and the
-old master goes on serving the same sessions.
+syntax error, a websocket_listen port another socket holds, and three
+workers with a metrics port another socket holds (it fails after the new
+master grew the session table's slot bound).  Each time chatctl upgrade
+exits 1 with the reason, the log says it, and the old master goes on
+serving the same sessions; then three workers go through.
 """
 import json
 import sys
@@ -131,6 +133,10 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
         finally:
             self.n_clients = N
         self.clients = old + new
+
+    def reset_config(self, keys):
+        self.srv.keys.clear()
+        self.srv.write_config(**keys)
 
     def workers_of(self, pid, n):
         """Wait until master pid has n workers; their pids."""
@@ -279,19 +285,22 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             holder.bind(("127.0.0.1", 0))
             holder.listen(1)
             self.addCleanup(holder.close)
+            held = "127.0.0.1:%d" % holder.getsockname()[1]
             cases = [
-                ("a syntax error", "no_such_key = 1\n",
+                ("a syntax error", {}, "no_such_key = 1\n",
                  "configuration has errors"),
-                ("a port in use", None, "Address already in use"),
+                ("a port in use", {"websocket_listen": held}, "",
+                 "Address already in use"),
+                # fails after the new master grew the table's slot bound
+                ("more workers, metrics port in use",
+                 {"workers": 3, "metrics_listen": held}, "",
+                 "Address already in use"),
             ]
-            for n, (what, extra_line, why) in enumerate(cases, 1):
-                srv.write_config(**good)
-                if extra_line is not None:
-                    with open(srv.conf, "a") as f:
-                        f.write(extra_line)
-                else:
-                    srv.write_config(websocket_listen="127.0.0.1:%d"
-                                     % holder.getsockname()[1])
+            for n, (what, keys, extra_line, why) in enumerate(cases, 1):
+                self.reset_config(good)
+                srv.write_config(**keys)
+                with open(srv.conf, "a") as f:
+                    f.write(extra_line)
                 r = chatlib.run([ctl_tool(), "-s",
                                  srv.keys["control_socket"], "upgrade"],
                                 timeout=UPGRADE_SECONDS)
@@ -311,8 +320,21 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
                 self.assertEqual(a.c.recv_msgid(103)["cmid"], n, what)
                 self.assertEqual(b.c.recv_msgid(6)["msg"],
                                  "still here %d" % n, what)
+            # the failures left the node as it was: this one goes through
+            self.reset_config(good)
+            srv.write_config(workers=3)
+            r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
+                             "upgrade"], timeout=UPGRADE_SECONDS)
+            self.assertEqual(r.returncode, 0, (r.stdout, r.stderr,
+                                               srv.log_text()[-3000:]))
+            self.master = status(srv)["pid"]
+            self.workers_of(self.master, 3)
+            self.assertEqual(a.c.whoami_full()["id"], a.id)
+            a.chat(b.id, "after", cmid=99)
+            self.assertEqual(a.c.recv_msgid(103)["cmid"], 99)
+            self.assertEqual(b.c.recv_msgid(6)["msg"], "after")
         finally:
-            srv.write_config(**good)
+            self.reset_config(good)
             self.finish()
 
 
