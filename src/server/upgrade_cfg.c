@@ -148,6 +148,21 @@ unix_path(int fd, char *path, size_t len)
 		    sun.sun_path);
 }
 
+/* *field (key) changed to what a restart applies: the running one stays. */
+static int
+keep_running(const char *key, char **field, const char *running, char *err,
+    size_t errlen)
+{
+	log_warnx("upgrade: %s changed to %s: %s is kept until a restart",
+	    key, *field, running);
+	free(*field);
+	if ((*field = strdup(running)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * The pid file stays the running one: its lock came with its descriptor,
  * and the path it has is the one to remove at exit.
@@ -166,14 +181,7 @@ pid_file(struct config *cfg, int pidfd, char *err, size_t errlen)
 	if ((n = readlink(link, path, sizeof(path) - 1)) <= 0)
 		return 0;	/* no /proc: the file's name is trusted */
 	path[n] = '\0';
-	log_warnx("upgrade: pid_file changed to %s: %s is kept until a "
-	    "restart", cfg->pid_file, path);
-	free(cfg->pid_file);
-	if ((cfg->pid_file = strdup(path)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
+	return keep_running("pid_file", &cfg->pid_file, path, err, errlen);
 }
 
 /* Control socket and metrics listener: keep, replace, add or drop. */
@@ -204,13 +212,8 @@ ops_listeners(struct config *cfg, struct up_inherit *up, char *err,
 		 * running one stays, named as it is (its path is what is
 		 * removed at exit).
 		 */
-		log_warnx("upgrade: control_socket changed to %s: %s is kept "
-		    "until a restart", cfg->control_socket, path);
-		free(cfg->control_socket);
-		if ((cfg->control_socket = strdup(path)) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
+		return keep_running("control_socket", &cfg->control_socket,
+		    path, err, errlen);
 	}
 	return 0;
 }
