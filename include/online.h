@@ -130,7 +130,8 @@ int	online_set_slots(struct online *o, int nslots);
 /*
  * online_copy.c: create the table name (capacity, nslots) and add every
  * live entry of from to it, same slot and conn, with the per-slot
- * figures; *copied says how many.  NULL with err (nothing is left
+ * figures; *copied says how many.  Entries of slots from nslots on are
+ * left out.  NULL with err (nothing is left
  * behind), also when the users online do not fit.
  */
 struct online *online_copy(struct online *from, const char *name,

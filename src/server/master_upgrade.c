@@ -396,7 +396,11 @@ up_complete(int ok)
 			if (i >= up_old_nslots)
 				log_notice("upgrade: worker %d is new (workers "
 				    "= %d): it starts empty", i, node->nslots);
+			merge_relay_start(i);
 		}
+	/* fewer workers: the next upgrade attaches with this many */
+	if (up_old_nslots > node->nslots)
+		(void)online_set_slots(node->online, node->nslots);
 	up_left = 0;
 	up_close();
 	/* a replaced session table: nobody maps it by name any more */
@@ -439,13 +443,41 @@ up_forward(struct node *n, int i)
 	handover_spawned(i, util_mono());
 }
 
+/*
+ * Old slot i is all here, for remaining slot j (i itself, unless there
+ * are fewer workers now).  Slot j's worker gets what is held once the
+ * last old slot that joins it is here.
+ */
+static void
+up_slot_done(int i, int j)
+{
+	if (i != j) {
+		/* its users are away until j's worker claims them */
+		online_slot_reset(node->online, (uint16_t)i);
+		log_notice("upgrade: worker %d (removed): its connections "
+		    "join worker %d", i, j);
+	}
+	if (merge_last(j) != i) {
+		log_notice("upgrade: worker %d: %zu connections taken over, "
+		    "held until those of worker %d join them", j,
+		    handover_held(j), merge_last(j));
+		return;
+	}
+	slots[j].waiting = 0;
+	log_notice("upgrade: worker %d: %zu connections taken over from the "
+	    "old master", j, handover_held(j));
+	up_forward(node, j);
+	merge_relay_start(j);
+}
+
 /* Messages and connections from the old master. */
 static void
 up_read_new(void)
 {
 	struct up_msg	 m;
 	ssize_t		 r;
-	int		 fd, i;
+	uint32_t	 conn;
+	int		 fd, i, j;
 
 	while (up_sock != -1) {
 		r = handover_recv(up_sock, up_rbuf, sizeof(m) +
@@ -467,23 +499,33 @@ up_read_new(void)
 		i = (int)m.arg;
 		switch (m.type) {
 		case HANDOVER_MSG_KEEP:
-			if (up_slot < 0 || up_slot >= node->nslots ||
-			    !slots[up_slot].waiting || fd == -1) {
+			/* a removed slot's join another (upgrade_merge.c) */
+			j = up_slot < 0 ? -1 : merge_target(up_slot);
+			if (j < 0 || !slots[j].waiting || fd == -1 ||
+			    (conn = merge_conn(up_slot, m.arg, up_rbuf +
+			    sizeof(m), (size_t)r - sizeof(m))) == UINT32_MAX) {
 				if (fd != -1)
 					close(fd);
 				break;
 			}
-			if (handover_hold(up_slot, m.arg, up_rbuf + sizeof(m),
+			if (handover_hold(j, conn, up_rbuf + sizeof(m),
 			    (size_t)r - sizeof(m), fd) == 0)
 				up.handed++;
 			fd = -1;
 			break;
 		case UP_BEGIN:
-			up_slot = m.arg < (uint32_t)node->nslots ? i : -1;
+			up_slot = m.arg < (uint32_t)up_old_nslots ? i : -1;
 			break;
 		case UP_PREPARE:
-			if (m.arg >= (uint32_t)up_old_nslots || !slots[i].waiting)
+			if (m.arg >= (uint32_t)up_old_nslots)
 				break;
+			if (i >= node->nslots || !slots[i].waiting) {
+				/* removed: its connections join another */
+				if (i >= node->nslots)
+					(void)upgrade_send(up_sock, UP_PREPARED,
+					    m.arg, NULL);
+				break;
+			}
 			/* it waits for the connections (handover.h) */
 			handover_prepare(i, 1);
 			if (slots[i].pid != 0 || spawn(node, i) == -1)
@@ -492,12 +534,10 @@ up_read_new(void)
 			handover_prepare(i, 0);
 			break;
 		case UP_DONE:
-			if (m.arg >= (uint32_t)up_old_nslots || !slots[i].waiting)
+			if (m.arg >= (uint32_t)up_old_nslots ||
+			    !slots[j = merge_target(i)].waiting)
 				break;
-			slots[i].waiting = 0;
-			log_notice("upgrade: worker %d: %zu connections taken "
-			    "over from the old master", i, handover_held(i));
-			up_forward(node, i);
+			up_slot_done(i, j);
 			(void)upgrade_send(up_sock, UP_TAKEN, m.arg, NULL);
 			if (--up_left == 0)
 				up_complete(1);
@@ -523,6 +563,7 @@ up_child(void)
 {
 	if (up_sock != -1)
 		close(up_sock);
+	merge_child();
 }
 
 int

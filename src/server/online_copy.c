@@ -20,6 +20,7 @@
 
 struct copy {
 	struct online	*to;
+	int		 nslots;
 	size_t		 copied, refused;
 };
 
@@ -28,6 +29,9 @@ copy_one(const struct online_entry *e, void *arg)
 {
 	struct copy	*cp = arg;
 
+	/* a removed slot's (fewer workers): claimed where they go */
+	if (e->slot >= cp->nslots)
+		return 0;
 	if (online_add(cp->to, e->uid, e->slot, e->conn, NULL) ==
 	    ONLINE_REFUSED)
 		cp->refused++;
@@ -49,6 +53,7 @@ online_copy(struct online *from, const char *name, uint32_t capacity,
 	if ((cp.to = online_create(name, capacity, nslots, err,
 	    errlen)) == NULL)
 		return NULL;
+	cp.nslots = nslots;
 	online_foreach(from, copy_one, &cp);
 	if (cp.refused > 0) {
 		snprintf(err, errlen, "session table %s: %zu of %zu users "

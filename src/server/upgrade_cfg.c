@@ -34,6 +34,7 @@
 #include "channel.h"
 #include "log.h"
 #include "master.h"
+#include "master_impl.h"
 #include "online.h"
 #include "upgrade.h"
 
@@ -110,9 +111,10 @@ listeners(const char *what, const char *host, int port, int *old, int nold,
 	for (i = 0; i < nslots; i++)
 		fds[i] = -1;
 	keep = old != NULL && same_addr(old[0], host, port);
-	for (i = 0; i < nold; i++) {
+	for (i = 0; i < nold && i < nslots; i++) {
 		if (keep) {
 			fds[i] = old[i];
+			old[i] = -1;
 			continue;
 		}
 		if ((fds[i] = master_listen(what, host, port, err,
@@ -122,12 +124,13 @@ listeners(const char *what, const char *host, int port, int *old, int nold,
 			return -1;
 		}
 	}
-	if (!keep && old != NULL) {
+	/* a removed slot's copy: the old worker accepts there until it ends */
+	close_all(old, nold);
+	if (!keep && old != NULL)
 		log_notice("upgrade: %s moves to %s:%d: the old address "
 		    "closes with the old workers; their connections stay",
 		    what, host, port);
-		close_all(old, nold);
-	} else if (!keep)
+	else if (!keep)
 		log_notice("upgrade: %s %s:%d added", what, host, port);
 	*out = fds;
 	return 0;
@@ -340,12 +343,6 @@ upgrade_cfg_apply(struct node *n, struct up_inherit *up, char *err,
 	int			 i, nold = up->nslots;
 
 	n->nslots = cfg->workers;
-	if (n->nslots < nold) {
-		snprintf(err, errlen, "workers = %d, the running node has %d: "
-		    "fewer workers need a restart (chatd.conf(5))", n->nslots,
-		    nold);
-		return -1;
-	}
 	/*
 	 * The old workers' channel buffers and reads are sized for their
 	 * max_frame_bytes: a new worker must not send them more.
@@ -389,10 +386,19 @@ upgrade_cfg_apply(struct node *n, struct up_inherit *up, char *err,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	for (i = 0; i < nold; i++) {
+	for (i = 0; i < nold && i < n->nslots; i++) {
 		n->chans.fds[i][0] = up->chan_fds[i][0];
 		n->chans.fds[i][1] = up->chan_fds[i][1];
 	}
+	/* fewer workers: the removed slots' channels are relayed */
+	if (merge_setup(n->nslots, nold, up->chan_fds, &n->chans) == -1) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (nold > n->nslots)
+		log_notice("upgrade: workers %d -> %d: the connections of the "
+		    "removed workers join the remaining ones", nold,
+		    n->nslots);
 	free(up->chan_fds);
 	up->chan_fds = NULL;
 	if (n->nslots > nold) {

@@ -260,18 +260,22 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
                 lambda: not os.path.exists(shm), 30), "old table left")
             self.assertEqual(status(srv)["online"], len(self.clients))
 
-            # 3. fewer workers: refused, the node goes on as it is
+            # 3. back to two workers: slot 2's connections join slot 1
+            on2 = {c for c in self.clients if c.slot == 2}
+            self.assertTrue(on2)
             srv.write_config(workers=2)
-            rc, out, err = self.upgrade()
-            self.assertEqual(rc, 1, (out, err))
-            self.assertIn("fewer workers need a restart", err)
-            self.assertEqual(status(srv)["pid"], self.master)
-            self.workers_of(self.master, 3)
-            self.wait(lambda: False, 1.0, chat=True)
-            served = self.settle()
-            self.assertEqual(self.stats["closed"], [])
-            self.assertEqual(self.missing(), [])
-            self.assertEqual(len(served), len(self.clients))
+            served = self.upgrade_ok("workers 3 -> 2", 2)
+            self.assertEqual({c.slot for c in served}, {0, 1})
+            self.assertEqual({c.slot for c in on2}, {1})
+            self.assertIn("worker 2 (removed): its connections join "
+                          "worker 1", srv.log_text())
+            # and again, with another table size: a copy without slot 2
+            srv.write_config(workers=3)
+            self.upgrade_ok("workers 2 -> 3 again", 3)
+            self.add_clients(srv, EXTRA)
+            srv.write_config(workers=2, max_online=8192)
+            served = self.upgrade_ok("workers 3 -> 2, max_online", 2)
+            self.assertEqual({c.slot for c in served}, {0, 1})
         finally:
             self.finish()
 
