@@ -20,8 +20,10 @@ times in a row on the same node:
    then max_online changed: a new session table is made, the users online
    are copied into it, the old one is removed once the old workers are
    gone;
-3. workers 3 -> 2: refused (fewer workers need a restart, chatd.conf(5)):
-   chatctl upgrade exits 1 and the node goes on with three workers.
+3. workers 3 -> 2: the connections of the removed third worker join the
+   second one, with their sessions; then 2 -> 3 again, more clients, and
+   3 -> 2 with another max_online (a new table, without the removed
+   slot's entries: its users are claimed where they go).
 
 Goals, asserted after each: chatctl upgrade exits 0; 0 disconnects,
 0 acknowledged chats lost, nothing received twice, no line a client
