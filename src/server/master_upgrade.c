@@ -398,9 +398,7 @@ up_complete(int ok)
 				    "= %d): it starts empty", i, node->nslots);
 			merge_relay_start(i);
 		}
-	/* fewer workers: the next upgrade attaches with this many */
-	if (up_old_nslots > node->nslots)
-		(void)online_set_slots(node->online, node->nslots);
+
 	up_left = 0;
 	up_close();
 	/* a replaced session table: nobody maps it by name any more */
@@ -452,8 +450,7 @@ static void
 up_slot_done(int i, int j)
 {
 	if (i != j) {
-		/* its users are away until j's worker claims them */
-		online_slot_reset(node->online, (uint16_t)i);
+		/* (the new table has no entries of it: upgrade_cfg.c) */
 		log_notice("upgrade: worker %d (removed): its connections "
 		    "join worker %d", i, j);
 	}

@@ -243,8 +243,9 @@ alt_name(const char *running, const char *base, char *out, size_t len)
  * The session table.  Old and new workers serve side by side while the
  * slots move, each routing by the table it maps (chatd.c): the running
  * table is kept, its slot bound grown for more workers, unless the file
- * asks for another size (max_online) or name (shm_name): then a new one
- * is filled from it (online_copy.c) and the old name goes at the end.
+ * asks for another size (max_online) or name (shm_name), or for fewer
+ * workers: then a new one is filled from it (online_copy.c) and the old
+ * name goes at the end.
  */
 static int
 table(struct node *n, struct up_inherit *up, int nold, char *err,
@@ -265,7 +266,12 @@ table(struct node *n, struct up_inherit *up, int nold, char *err,
 	    strcmp(alt, cfg->shm_name) == 0);
 	if ((from = online_attach(running, cap, nold, err, errlen)) == NULL)
 		return -1;
-	if (same && cap == (uint32_t)cfg->max_online) {
+	/*
+	 * Fewer workers take a new table too: the new workers have channels
+	 * only to the remaining slots, so they must not see the removed
+	 * slots' users (away for them until adopted under a remaining slot).
+	 */
+	if (same && cap == (uint32_t)cfg->max_online && n->nslots >= nold) {
 		n->online = from;
 		if (n->nslots > nold &&
 		    online_set_slots(n->online, n->nslots) == -1) {

@@ -14,12 +14,15 @@
  *   it is told to go (handover_forward): its own connections wait in
  *   the master until the last removed slot that joins it has been
  *   handed over too (each slot takes milliseconds).
- * - Session table.  When a removed slot has been handed over its slot is
- *   reset: its users are away (what is sent to them is stored) until
- *   slot j's worker adopts them, claims them under slot j and fetches
- *   what was stored meanwhile, as after a crash.
- * - Channel.  What the other workers wrote to the removed slot's
- *   channel before the reset, and the acknowledgements its old worker
+ * - Session table.  The new master makes a new table without the
+ *   removed slots' entries (upgrade_cfg.c: the new workers have no
+ *   channel to those slots): for the new workers those users are away
+ *   (what is sent to them is stored) until slot j's worker adopts them,
+ *   claims them under slot j and fetches what was stored meanwhile, as
+ *   after a crash.  The old workers still route to them by the old
+ *   table, through the removed slot's channel.
+ * - Channel.  What the old workers wrote to the removed slot's
+ *   channel, and the acknowledgements its old worker
  *   sends when its store jobs commit (CHAN_ANSWER, "answers to
  *   follow"), are relayed to slot j's channel with the new ids, for as
  *   long as this master runs.  A record for a connection not known is
