@@ -199,7 +199,7 @@ relay_one(int i, size_t len)
 {
 	struct removed	*r = &rm[i - nnew];
 	struct chan_hdr	 h;
-	size_t		 off = 0;
+	size_t		 off = 0, n = 0;
 
 	memcpy(wbuf, rbuf, len);
 	while (off + sizeof(h) <= len) {
@@ -209,9 +209,13 @@ relay_one(int i, size_t len)
 		h.conn = h.conn < r->cap ? r->map[h.conn] : NO_CONN;
 		memcpy(wbuf + off, &h, sizeof(h));
 		off += sizeof(h) + h.len;
+		n++;
 	}
-	if (channel_send_batch(chans, merge_target(i), wbuf, len) !=
+	if (channel_send_batch(chans, merge_target(i), wbuf, len) ==
 	    CHANSEND_OK)
+		log_info("upgrade: %zu records of worker %d's channel relayed "
+		    "to worker %d", n, i, merge_target(i));
+	else
 		log_warnx("upgrade: %zu bytes of worker %d's channel not "
 		    "relayed to worker %d: %s", len, i, merge_target(i),
 		    strerror(errno));
