@@ -398,7 +398,6 @@ up_complete(int ok)
 				    "= %d): it starts empty", i, node->nslots);
 			merge_relay_start(i);
 		}
-
 	up_left = 0;
 	up_close();
 	/* a replaced session table: nobody maps it by name any more */
@@ -531,8 +530,10 @@ up_read_new(void)
 			handover_prepare(i, 0);
 			break;
 		case UP_DONE:
-			if (m.arg >= (uint32_t)up_old_nslots ||
-			    !slots[j = merge_target(i)].waiting)
+			if (m.arg >= (uint32_t)up_old_nslots)
+				break;
+			j = merge_target(i);
+			if (!slots[j].waiting)
 				break;
 			up_slot_done(i, j);
 			(void)upgrade_send(up_sock, UP_TAKEN, m.arg, NULL);
