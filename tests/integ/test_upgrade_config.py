@@ -112,6 +112,7 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
                             "the new master did not stop")
         problems = srv.stop()
         self.assertEqual(problems, [], srv.log_text()[-3000:])
+        shutil.rmtree(srv.dir, True)    # kept when something failed
 
     def upgrade(self):
         """chatctl upgrade while the clients chat: (status, stdout,
