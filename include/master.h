@@ -17,8 +17,12 @@
  */
 int	master_listen(const char *what, const char *host, int port, char *err,
 	    size_t errlen);
-/* ctl_fd, http_fd: listeners an upgrade's new master inherits, or -1. */
-int	master_init(struct node *n, int ctl_fd, int http_fd);
+/*
+ * ctl_fd, http_fd: listeners an upgrade's new master inherits, or -1.
+ * 0, or -1 with err (also logged).
+ */
+int	master_init(struct node *n, int ctl_fd, int http_fd, char *err,
+	    size_t errlen);
 /* A descriptor only the master holds (the pid file lock): children close it. */
 void	master_own_fd(int fd);
 /*
@@ -29,10 +33,12 @@ void	master_own_fd(int fd);
 int	master_run(struct node *n);
 /*
  * Before master_run, in a new master started by an upgrade (upgrade.h):
- * sock reaches the old master; the counters go on from its figures.
+ * sock reaches the old master, which hands its old_nslots slots (this
+ * node may have more: they start once it is done); the counters go on
+ * from its figures.
  */
-void	master_upgrading(int sock, pid_t old_pid, uint64_t upgrades,
-	    uint64_t failed, uint64_t handed);
+void	master_upgrading(int sock, pid_t old_pid, int old_nslots,
+	    uint64_t upgrades, uint64_t failed, uint64_t handed);
 /* After master_run: the node was handed to a new master (keep its files). */
 int	master_upgraded(void);
 

@@ -118,6 +118,25 @@ void	online_slot_reset(struct online *o, uint16_t slot);
 uint32_t online_slot_gen(struct online *o, uint16_t slot);
 struct online_slot_stats *online_slot_stats(struct online *o, uint16_t slot);
 int	online_nslots(const struct online *o);
+/*
+ * Upgrade to more workers (master, before forking): slots up to nslots
+ * become valid in this mapping and in the header, so the next attach
+ * expects nslots.  Processes mapped earlier keep their own bound: they
+ * see entries of the new slots as away.  The old master sets its own
+ * count back when the upgrade fails.  0, or -1 when nslots is not
+ * 1..ONLINE_MAX_SLOTS.
+ */
+int	online_set_slots(struct online *o, int nslots);
+/*
+ * online_copy.c: create the table name (capacity, nslots) and add every
+ * live entry of from to it, same slot and conn, with the per-slot
+ * figures; *copied says how many.  Entries of slots from nslots on are
+ * left out.  NULL with err (nothing is left
+ * behind), also when the users online do not fit.
+ */
+struct online *online_copy(struct online *from, const char *name,
+	    uint32_t capacity, int nslots, size_t *copied, char *err,
+	    size_t errlen);
 /* Users online now (consistent per stripe, not globally). */
 size_t	online_count(struct online *o);
 /*

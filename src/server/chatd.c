@@ -352,12 +352,6 @@ upgraded_main(struct node *n, struct up_inherit *up)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
-	n->nslots = n->cfg.workers;
-	if (n->nslots != up->nslots) {
-		upgrade_fail(up->sock, "workers = %d, the running node has %d: "
-		    "changing it needs a restart", n->nslots, up->nslots);
-		return 1;
-	}
 	if (worker_privileges_check(&n->cfg, err, sizeof(err)) == -1) {
 		upgrade_fail(up->sock, "%s", err);
 		return 1;
@@ -366,37 +360,26 @@ upgraded_main(struct node *n, struct up_inherit *up)
 		upgrade_fail(up->sock, "the storage check failed (see the log)");
 		return 1;
 	}
-	n->listen_fds = up->listen_fds;
-	n->ws_listen_fds = up->ws_fds;
-	if ((n->cfg.websocket_listen != NULL) != (up->ws_fds != NULL)) {
-		upgrade_fail(up->sock, "websocket_listen was added or removed: "
-		    "that needs a restart");
-		return 1;
-	}
-	n->online = online_attach(n->cfg.shm_name, n->cfg.max_online,
-	    n->nslots, err, sizeof(err));
-	if (n->online == NULL) {
+	/* listeners, channels and table for a file that may have changed */
+	if (upgrade_cfg_apply(n, up, err, sizeof(err)) == -1) {
 		upgrade_fail(up->sock, "%s", err);
 		return 1;
 	}
 	if ((n->guard = guard_create(n->nslots, err, sizeof(err))) == NULL) {
 		upgrade_fail(up->sock, "%s", err);
-		online_destroy(n->online, 0);
+		online_destroy(n->online, upgrade_cfg_new_table());
 		return 1;
 	}
-	n->chans.nslots = n->nslots;
-	n->chans.fds = up->chan_fds;
-	n->chans.max_msg = n->cfg.max_frame_bytes + n->cfg.max_name_bytes + 256;
-	if (master_init(n, up->ctl_fd, up->http_fd) == -1) {
-		upgrade_fail(up->sock, "control or metrics listener");
-		online_destroy(n->online, 0);
+	if (master_init(n, up->ctl_fd, up->http_fd, err, sizeof(err)) == -1) {
+		upgrade_fail(up->sock, "%s", err);
+		online_destroy(n->online, upgrade_cfg_new_table());
 		return 1;
 	}
 	/* the control socket's path stays the old master's until the end */
 	ctl_keep_path(1);
 	if (pipe2(n->master_pipe, O_CLOEXEC) == -1) {
 		upgrade_fail(up->sock, "pipe: %s", strerror(errno));
-		online_destroy(n->online, 0);
+		online_destroy(n->online, upgrade_cfg_new_table());
 		return 1;
 	}
 	snprintf(n->boot_id, sizeof(n->boot_id), "%s", up->boot_id);
@@ -405,8 +388,8 @@ upgraded_main(struct node *n, struct up_inherit *up)
 	log_notice("chatd %s starting as an upgrade of pid %d: %s, %d "
 	    "workers, storage %s", PACKAGE_VERSION, (int)up->old_pid,
 	    n->cfg.listen, n->nslots, err);
-	master_upgrading(up->sock, up->old_pid, up->upgrades, up->failed,
-	    up->handed);
+	master_upgrading(up->sock, up->old_pid, up->nslots, up->upgrades,
+	    up->failed, up->handed);
 
 	rc = master_run(n);
 
@@ -554,7 +537,7 @@ main(int argc, char *argv[])
 		goto fail;
 	}
 	/* control socket and metrics listener: errors still reach stderr */
-	if (master_init(&n, -1, -1) == -1) {
+	if (master_init(&n, -1, -1, err, sizeof(err)) == -1) {
 		channel_destroy(&n.chans);
 		online_destroy(n.online, 1);
 		goto fail;

@@ -73,7 +73,7 @@ cfg_apply_reload(struct config *cur, const struct config *next)
 		if (cfg_equal(k, cur, next))
 			continue;
 		if (!k->reload) {
-			log_notice("%s changed: restart needed", k->name);
+			log_notice("%s changed: upgrade or restart needed", k->name);
 			continue;
 		}
 		if (cfg_copy(k, cur, next) == -1) {

@@ -473,10 +473,10 @@ read_signals(void)
 }
 
 int
-master_init(struct node *n, int ctl_fd, int http_fd)
+master_init(struct node *n, int ctl_fd, int http_fd, char *err,
+    size_t errlen)
 {
 	struct ctl_env	 env;
-	char		 err[512];
 
 	node = n;
 	memset(&env, 0, sizeof(env));
@@ -489,7 +489,7 @@ master_init(struct node *n, int ctl_fd, int http_fd)
 	env.upgrade_stats = up_stats_get;
 	env.ctl_fd = ctl_fd;
 	env.http_fd = http_fd;
-	if (ctl_init(&env, err, sizeof(err)) == -1) {
+	if (ctl_init(&env, err, errlen) == -1) {
 		log_warnx("%s", err);
 		return -1;
 	}
@@ -524,12 +524,12 @@ poll_timeout(struct node *n, double t)
 int
 master_run(struct node *n)
 {
-	struct pollfd	 pfd[2 + ONLINE_MAX_SLOTS + CTL_MAX_POLLFDS];
+	struct pollfd	 pfd[3 + ONLINE_MAX_SLOTS + CTL_MAX_POLLFDS];
 	sigset_t	 set;
 	double		 t;
 	char		 err[256];
 	int		 i, nfd, nho, rc, exit_code = 0, ever_ready = 0;
-	int		 upi, base;
+	int		 upi, mi, base;
 
 	node = n;
 	log_set_role("master");
@@ -580,6 +580,13 @@ master_run(struct node *n)
 			pfd[upi].events = POLLIN;
 			pfd[upi].revents = 0;
 		}
+		mi = -1;
+		if (merge_pollfd() != -1) {	/* fewer workers (upgrade) */
+			mi = base++;
+			pfd[mi].fd = merge_pollfd();
+			pfd[mi].events = POLLIN;
+			pfd[mi].revents = 0;
+		}
 		nfd = base + ctl_pollfds(pfd + base, CTL_MAX_POLLFDS);
 		rc = poll(pfd, nfd, poll_timeout(n, util_mono()));
 		if (rc == -1 && errno != EINTR)
@@ -596,6 +603,8 @@ master_run(struct node *n)
 		if (rc > 0 && upi != -1 && pfd[upi].revents != 0 &&
 		    pfd[upi].fd == up_pollfd())
 			up_events();
+		if (rc > 0 && mi != -1 && pfd[mi].revents != 0)
+			merge_relay();
 		if (rc > 0)
 			ctl_events(pfd + base, nfd - base);
 		else

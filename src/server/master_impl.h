@@ -63,4 +63,32 @@ void	up_tick(double now);
 /* master_run ends. */
 void	up_end(void);
 
+/* ---- upgrade_merge.c: an upgrade to fewer workers, new master --------- */
+
+struct channel_set;
+
+/*
+ * slots now, old_slots before; old_chan: the old node's channels (those
+ * of the removed slots are kept here), cs the node's.  0 or -1.
+ */
+int	merge_setup(int slots, int old_slots, int (*old_chan)[2],
+	    const struct channel_set *cs);
+/* The remaining slot an old slot's connections go to. */
+int	merge_target(int slot);
+/* The last old slot whose connections go to remaining slot j. */
+int	merge_last(int j);
+/*
+ * A connection of old slot passed by the old master: the id to hold it
+ * under (its record rec, len bytes, renumbered when slot was removed),
+ * UINT32_MAX when it cannot be held.
+ */
+uint32_t merge_conn(int slot, uint32_t conn, char *rec, size_t len);
+/* Slot j's worker has what was held: relay its removed slots' channels. */
+void	merge_relay_start(int j);
+/* The descriptor to poll (-1: none), and what to do when it is ready. */
+int	merge_pollfd(void);
+void	merge_relay(void);
+/* In a forked worker: close the removed slots' channels. */
+void	merge_child(void);
+
 #endif

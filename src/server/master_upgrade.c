@@ -45,6 +45,7 @@ static double		 up_deadline;
 static int		 up_slot;
 static enum up_wait	 up_wait;
 static int		 up_new, up_left, upgraded;
+static int		 up_old_nslots;	/* new: the slots the old master hands */
 static pid_t		 up_old_pid;
 static double		 up_eof_at;	/* old: the new master's socket ended */
 /* old: the new master's worker for the slot is ready (UP_PREPARED) */
@@ -107,6 +108,8 @@ up_failed(const char *fmt, ...)
 			online_slot_reset(node->online, i);
 			lost = 1;
 		}
+	/* a new master that grew the table's slot bound (more workers) */
+	(void)online_set_slots(node->online, node->nslots);
 	ctl_pause(0);
 	log_warnx("upgrade failed, the running binary goes on serving: %s%s",
 	    up.error, lost ? " (the connections already passed to the new "
@@ -348,10 +351,11 @@ up_tick(double t)
 /* ---- new master -------------------------------------------------------- */
 
 void
-master_upgrading(int sock, pid_t old_pid, uint64_t upgrades, uint64_t failed,
-    uint64_t handed)
+master_upgrading(int sock, pid_t old_pid, int old_nslots, uint64_t upgrades,
+    uint64_t failed, uint64_t handed)
 {
 	up_new = 1;
+	up_old_nslots = old_nslots;
 	up_sock = sock;
 	up_old_pid = old_pid;
 	up.upgrades = upgrades;
@@ -389,9 +393,15 @@ up_complete(int ok)
 		if (slots[i].waiting) {
 			slots[i].waiting = 0;
 			slots[i].respawn_at = util_mono();
+			if (i >= up_old_nslots)
+				log_notice("upgrade: worker %d is new (workers "
+				    "= %d): it starts empty", i, node->nslots);
+			merge_relay_start(i);
 		}
 	up_left = 0;
 	up_close();
+	/* a replaced session table: nobody maps it by name any more */
+	upgrade_cfg_done();
 	free(up_rbuf);
 	up_rbuf = NULL;
 	/* from now on an ordinary master, which may be upgraded in turn */
@@ -430,13 +440,40 @@ up_forward(struct node *n, int i)
 	handover_spawned(i, util_mono());
 }
 
+/*
+ * Old slot i is all here, for remaining slot j (i itself, unless there
+ * are fewer workers now).  Slot j's worker gets what is held once the
+ * last old slot that joins it is here.
+ */
+static void
+up_slot_done(int i, int j)
+{
+	if (i != j) {
+		/* (the new table has no entries of it: upgrade_cfg.c) */
+		log_notice("upgrade: worker %d (removed): its connections "
+		    "join worker %d", i, j);
+	}
+	if (merge_last(j) != i) {
+		log_notice("upgrade: worker %d: %zu connections taken over, "
+		    "held until those of worker %d join them", j,
+		    handover_held(j), merge_last(j));
+		return;
+	}
+	slots[j].waiting = 0;
+	log_notice("upgrade: worker %d: %zu connections taken over from the "
+	    "old master", j, handover_held(j));
+	up_forward(node, j);
+	merge_relay_start(j);
+}
+
 /* Messages and connections from the old master. */
 static void
 up_read_new(void)
 {
 	struct up_msg	 m;
 	ssize_t		 r;
-	int		 fd, i;
+	uint32_t	 conn;
+	int		 fd, i, j;
 
 	while (up_sock != -1) {
 		r = handover_recv(up_sock, up_rbuf, sizeof(m) +
@@ -458,23 +495,33 @@ up_read_new(void)
 		i = (int)m.arg;
 		switch (m.type) {
 		case HANDOVER_MSG_KEEP:
-			if (up_slot < 0 || up_slot >= node->nslots ||
-			    !slots[up_slot].waiting || fd == -1) {
+			/* a removed slot's join another (upgrade_merge.c) */
+			j = up_slot < 0 ? -1 : merge_target(up_slot);
+			if (j < 0 || !slots[j].waiting || fd == -1 ||
+			    (conn = merge_conn(up_slot, m.arg, up_rbuf +
+			    sizeof(m), (size_t)r - sizeof(m))) == UINT32_MAX) {
 				if (fd != -1)
 					close(fd);
 				break;
 			}
-			if (handover_hold(up_slot, m.arg, up_rbuf + sizeof(m),
+			if (handover_hold(j, conn, up_rbuf + sizeof(m),
 			    (size_t)r - sizeof(m), fd) == 0)
 				up.handed++;
 			fd = -1;
 			break;
 		case UP_BEGIN:
-			up_slot = m.arg < (uint32_t)node->nslots ? i : -1;
+			up_slot = m.arg < (uint32_t)up_old_nslots ? i : -1;
 			break;
 		case UP_PREPARE:
-			if (m.arg >= (uint32_t)node->nslots || !slots[i].waiting)
+			if (m.arg >= (uint32_t)up_old_nslots)
 				break;
+			if (i >= node->nslots || !slots[i].waiting) {
+				/* removed: its connections join another */
+				if (i >= node->nslots)
+					(void)upgrade_send(up_sock, UP_PREPARED,
+					    m.arg, NULL);
+				break;
+			}
 			/* it waits for the connections (handover.h) */
 			handover_prepare(i, 1);
 			if (slots[i].pid != 0 || spawn(node, i) == -1)
@@ -483,12 +530,12 @@ up_read_new(void)
 			handover_prepare(i, 0);
 			break;
 		case UP_DONE:
-			if (m.arg >= (uint32_t)node->nslots || !slots[i].waiting)
+			if (m.arg >= (uint32_t)up_old_nslots)
 				break;
-			slots[i].waiting = 0;
-			log_notice("upgrade: worker %d: %zu connections taken "
-			    "over from the old master", i, handover_held(i));
-			up_forward(node, i);
+			j = merge_target(i);
+			if (!slots[j].waiting)
+				break;
+			up_slot_done(i, j);
 			(void)upgrade_send(up_sock, UP_TAKEN, m.arg, NULL);
 			if (--up_left == 0)
 				up_complete(1);
@@ -514,6 +561,7 @@ up_child(void)
 {
 	if (up_sock != -1)
 		close(up_sock);
+	merge_child();
 }
 
 int
@@ -590,10 +638,14 @@ up_run_start(void)
 
 	if (!up_new)
 		return;
-	/* each slot starts when the old master has passed it */
+	/*
+	 * Each slot starts when the old master has passed it.  Slots the
+	 * old node did not have (more workers) start at the end: the old
+	 * workers have no channel to them and would not see their users.
+	 */
 	for (i = 0; i < node->nslots; i++)
 		slots[i].waiting = 1;
-	up_left = node->nslots;
+	up_left = up_old_nslots;
 	up_slot = -1;
 	if ((up_rbuf = malloc(sizeof(struct up_msg) +
 	    HANDOVER_MAX_RECORD)) == NULL ||

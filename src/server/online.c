@@ -821,6 +821,17 @@ online_nslots(const struct online *o)
 	return o->nslots;
 }
 
+int
+online_set_slots(struct online *o, int nslots)
+{
+	if (nslots < 1 || nslots > ONLINE_MAX_SLOTS)
+		return -1;
+	/* gens and stats exist for every slot: only the bound moves */
+	__atomic_store_n(&o->hdr->nslots, (uint32_t)nslots, __ATOMIC_RELEASE);
+	o->nslots = nslots;
+	return 0;
+}
+
 size_t
 online_count(struct online *o)
 {

@@ -111,6 +111,11 @@ child_exec(const struct node *n, int pidfd, int ctl_fd, int http_fd,
 	    "boot=%s upgrades=%" PRIu64 " failed=%" PRIu64 " handed=%"
 	    PRIu64, (int)getppid(), sock, pidfd, ctl_fd, http_fd, n->nslots,
 	    n->boot_id, st->upgrades, st->failed, st->handed);
+	/* the names a changed file no longer gives (upgrade_cfg.c) */
+	if (strchr(n->cfg.shm_name, ' ') == NULL)
+		buf_printf(&env, " shm=%s", n->cfg.shm_name);
+	buf_printf(&env, " frame=%zu cap=%d", n->cfg.max_frame_bytes,
+	    n->cfg.max_online);
 	put_fds(&env, "listen", n->listen_fds, n->nslots);
 	if (n->ws_listen_fds != NULL)
 		put_fds(&env, "ws", n->ws_listen_fds, n->nslots);
@@ -257,6 +262,12 @@ upgrade_inherited(struct up_inherit *in, char *err, size_t errlen)
 			in->failed = strtoull(val, NULL, 10);
 		else if (strcmp(tok, "handed") == 0)
 			in->handed = strtoull(val, NULL, 10);
+		else if (strcmp(tok, "shm") == 0)
+			snprintf(in->shm_name, sizeof(in->shm_name), "%s", val);
+		else if (strcmp(tok, "frame") == 0)
+			in->max_frame = (size_t)strtoull(val, NULL, 10);
+		else if (strcmp(tok, "cap") == 0)
+			in->capacity = (uint32_t)strtoul(val, NULL, 10);
 		else if (strcmp(tok, "listen") == 0)
 			listen = val;
 		else if (strcmp(tok, "ws") == 0)

@@ -65,6 +65,9 @@ struct up_inherit {
 	int		*ws_fds;	/* nslots, or NULL */
 	int		(*chan_fds)[2];	/* nslots */
 	char		 boot_id[17];
+	char		 shm_name[256];	/* the running table; "" from older binaries */
+	size_t		 max_frame;	/* the running max_frame_bytes; 0: unknown */
+	uint32_t	 capacity;	/* the running table's max_online; 0: unknown */
 	pid_t		 old_pid;
 	uint64_t	 upgrades, failed, handed;	/* counters so far */
 };
@@ -98,6 +101,22 @@ pid_t	upgrade_spawn(const struct node *n, int pidfd, int ctl_fd,
  * is removed), 0 when not, -1 with err when it is garbled.
  */
 int	upgrade_inherited(struct up_inherit *in, char *err, size_t errlen);
+/*
+ * New master (upgrade_cfg.c): fit what up holds to n->cfg, which may
+ * come from a changed file.  Fills n->nslots, listen_fds, ws_listen_fds,
+ * online and chans, taking the descriptors of up it keeps and closing
+ * those the file no longer wants; control and metrics descriptors left
+ * in up are for master_init.  0, or -1 with err (the upgrade fails).
+ */
+int	upgrade_cfg_apply(struct node *n, struct up_inherit *up, char *err,
+	    size_t errlen);
+/*
+ * Whether upgrade_cfg_apply made a new session table (max_online or
+ * shm_name changed): a failed start removes it.  upgrade_cfg_done, once
+ * every old worker has handed over, removes the old table's name.
+ */
+int	upgrade_cfg_new_table(void);
+void	upgrade_cfg_done(void);
 /* One message; 0 or -1 (errno). */
 int	upgrade_send(int sock, uint32_t type, uint32_t arg, const char *text);
 /* A start-up failure of the new master, told to the old one. */

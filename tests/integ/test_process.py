@@ -202,7 +202,7 @@ class Process(unittest.TestCase):
             pat = re.compile(r"reloaded")
             self.assertTrue(wait_for(lambda: pat.search(srv.log_text()), 5))
             self.assertTrue(wait_for(lambda: re.search(
-                r"max_frame_bytes changed: restart needed",
+                r"max_frame_bytes changed: upgrade or restart needed",
                 srv.log_text()), 5), srv.log_text()[-2000:])
             time.sleep(0.3)
             # max_frame_bytes kept its running value: 3 KB still passes

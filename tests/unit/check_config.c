@@ -754,13 +754,15 @@ START_TEST(test_reload)
 
 	log = read_all(logf);
 	ck_assert_ptr_nonnull(strstr(log,
-	    " master notice: listen changed: restart needed\n"));
-	ck_assert_ptr_nonnull(strstr(log, "workers changed: restart needed\n"));
-	ck_assert_ptr_nonnull(strstr(log, "storage changed: restart needed\n"));
+	    " master notice: listen changed: upgrade or restart needed\n"));
 	ck_assert_ptr_nonnull(strstr(log,
-	    "db_pool_max changed: restart needed\n"));
+	    "workers changed: upgrade or restart needed\n"));
 	ck_assert_ptr_nonnull(strstr(log,
-	    "shm_name changed: restart needed\n"));
+	    "storage changed: upgrade or restart needed\n"));
+	ck_assert_ptr_nonnull(strstr(log,
+	    "db_pool_max changed: upgrade or restart needed\n"));
+	ck_assert_ptr_nonnull(strstr(log,
+	    "shm_name changed: upgrade or restart needed\n"));
 	ck_assert_ptr_null(strstr(log, "max_connections changed"));
 	ck_assert_ptr_null(strstr(log, "log_level changed"));
 	free(log);

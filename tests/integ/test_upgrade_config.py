@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""Configuration changes through the binary upgrade (chatd.conf(5): the
+keys marked "upgrade").
+
+A node with two workers serves UPCFG_CLIENTS (default 300) logged-in
+clients chatting, plain and acknowledged ("cmid").  While they chat,
+the configuration file is changed and `chatctl upgrade` run, three
+times in a row on the same node:
+
+1. workers 2 -> 3, websocket_listen added, metrics_listen moved: the
+   new master binds what is new before it says it is ready; the third
+   worker starts empty once the old workers have handed over, and new
+   connections reach it; the WebSocket port and the new metrics port
+   answer, the old metrics port no longer does;
+2. (UPCFG_CLIENTS / 5 more clients join, over the three workers)
+   listen moved to another port: the clients connected to the old port
+   stay, new ones connect to the new port, the old port refuses (a new
+   pid_file and control_socket path in the same file are left for a
+   restart: the running ones are kept, and the log says so);
+   then max_online changed: a new session table is made, the users online
+   are copied into it, the old one is removed once the old workers are
+   gone;
+3. workers 3 -> 2: the connections of the removed third worker join the
+   second one, with their sessions; then 2 -> 3 again, more clients, and
+   3 -> 2 with another max_online (a new table, without the removed
+   slot's entries: its users are claimed where they go).
+
+Goals, asserted after each: chatctl upgrade exits 0; 0 disconnects,
+0 acknowledged chats lost, nothing received twice, no line a client
+could not take; every client still the same user on the same socket
+(WHOAMI), now on a worker of the new master.  After step 1 there
+are clients on the new third worker, and step 2 moves them too.
+
+A second test gives the upgrade configurations it cannot apply: a
+syntax error, a websocket_listen port another socket holds, and three
+workers with a metrics port another socket holds (it fails after the new
+master grew the session table's slot bound).  Each time chatctl upgrade
+exits 1 with the reason, the log says it, and the old master goes on
+serving the same sessions; then three workers go through.
+"""
+import json
+import sys
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import chatlib
+import chatload
+from test_upgrade import ctl_tool, start_from, status, stop_master
+
+N = int(os.environ.get("UPCFG_CLIENTS", "300"))
+SANITIZERS = bool(os.environ.get("CHATD_SANITIZERS", "").strip())
+UPGRADE_SECONDS = 600       # chatctl's own bound is larger than ours
+EXTRA = max(30, N // 5)     # clients added once there are three workers
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def metrics_answer(port):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                    timeout=10) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
+
+    n_clients = N
+    chats_per_second = float(os.environ.get(
+        "CHATLOAD_RATE", "100" if SANITIZERS else "300"))
+
+    def setUp(self):
+        self.init_load()
+        self.tmp = tempfile.mkdtemp(prefix="chatd-upcfg-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.binary = os.path.join(self.tmp, "chatd")
+        shutil.copy2(chatlib.chatd_bin(), self.binary)
+        self.master = None          # the master serving now
+
+    def tearDown(self):
+        if self.master is not None and self.master != self.srv.pid and \
+                chatlib.pid_alive(self.master):
+            stop_master(self.master)
+        chatload.ChatLoad.tearDown(self)
+
+    def start_server(self, **extra):
+        keys = {"control_socket": os.path.join(self.tmp, "ctl.sock"),
+                "max_connections": N + 1000, "idle_timeout": 3600}
+        keys.update(extra)
+        self.srv = chatlib.Server(workers=2, extra=keys, start_timeout=60)
+        start_from(self.srv, self.binary)
+        self.master = self.srv.pid
+        return self.srv
+
+    def finish(self):
+        srv = self.srv
+        if self.master is not None and self.master != srv.pid:
+            self.assertTrue(stop_master(self.master),
+                            "the new master did not stop")
+        problems = srv.stop()
+        self.assertEqual(problems, [], srv.log_text()[-3000:])
+        shutil.rmtree(srv.dir, True)    # kept when something failed
+
+    def upgrade(self):
+        """chatctl upgrade while the clients chat: (status, stdout,
+        stderr)."""
+        tool = subprocess.Popen(
+            [ctl_tool(), "-s", self.srv.keys["control_socket"], "upgrade"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + UPGRADE_SECONDS
+        while tool.poll() is None and time.monotonic() < deadline:
+            self.wait(lambda: False, 0.05, chat=True)
+        if tool.poll() is None:
+            tool.kill()
+        out, err = tool.communicate(timeout=30)
+        return tool.returncode, out.decode(), err.decode()
+
+    def add_clients(self, srv, n):
+        """n more logged-in clients in the load."""
+        old, self.n_clients = self.clients, n
+        try:
+            new = self.setup_clients(srv)
+        finally:
+            self.n_clients = N
+        self.clients = old + new
+
+    def reset_config(self, keys):
+        self.srv.keys.clear()
+        self.srv.write_config(**keys)
+
+    def workers_of(self, pid, n):
+        """Wait until master pid has n workers; their pids."""
+        ok = chatlib.wait_for(lambda: len(chatlib.children_of(pid)) == n,
+                              60, interval=0.1)
+        self.assertTrue(ok, (chatlib.children_of(pid),
+                             self.srv.log_text()[-3000:]))
+        return set(chatlib.children_of(pid))
+
+    def upgrade_ok(self, what, nworkers):
+        """One upgrade under load; everything arrives, nobody leaves."""
+        old = self.master
+        rc, out, err = self.upgrade()
+        self.assertEqual(rc, 0, (what, out, err,
+                                 self.srv.log_text()[-4000:]))
+        self.assertIn("upgraded: master pid %d -> " % old, out)
+        if old == self.srv.pid:     # our child: its status
+            self.assertTrue(chatlib.wait_for(
+                lambda: self.srv.proc.poll() is not None, 60,
+                interval=0.1), "the old master still runs")
+            self.assertEqual(self.srv.proc.returncode, 0)
+        else:
+            self.assertTrue(chatlib.wait_for(
+                lambda: not chatlib.pid_alive(old), 60, interval=0.1),
+                "the old master still runs")
+        st = status(self.srv)
+        self.assertNotEqual(st["pid"], old)
+        self.master = st["pid"]
+        with open(self.srv.pid_file) as f:
+            self.assertEqual(int(f.read()), self.master)
+        workers = self.workers_of(self.master, nworkers)
+        self.wait(lambda: False, 1.0, chat=True)
+        served = self.settle()
+        figures = self.figures(0, [])
+        figures.update({"step": what, "lost": len(self.missing()),
+                        "served": len(served),
+                        "upgrade": st["upgrade"]})
+        print(json.dumps(figures), file=sys.stderr)
+        self.assertEqual(self.stats["closed"], [], figures)
+        self.assertEqual(self.missing(), [], figures)
+        self.assertEqual(self.stats["dups"], 0, figures)
+        self.assertEqual(len(served), len(self.clients), figures)
+        self.assertEqual({c.pid for c in served} - workers, set(),
+                         "a client is not served by the new master's "
+                         "workers")
+        self.assert_clean(figures)
+        return served
+
+    def test_1_workers_and_listeners(self):
+        m1, m2 = chatlib.free_port(), chatlib.free_port()
+        srv = self.start_server(metrics_listen="127.0.0.1:%d" % m1)
+        try:
+            self.acked, self.sent_acked = {}, {}
+            self.nchat = 0
+            self.clients = self.setup_clients(srv)
+            self.assertEqual({c.slot for c in self.clients}, {0, 1})
+            self.wait(lambda: False, 1.0, chat=True)
+
+            # 1. a third worker, a WebSocket listener, metrics elsewhere
+            ws = chatlib.free_port()
+            srv.write_config(workers=3,
+                             websocket_listen="127.0.0.1:%d" % ws,
+                             metrics_listen="127.0.0.1:%d" % m2)
+            self.upgrade_ok("workers 2 -> 3, websocket_listen added", 3)
+            self.assertIn("upgrade: workers 2 -> 3", srv.log_text())
+            # the new slot serves new connections; it chats with the rest
+            c = srv.client_on(2)
+            name = chatlib.unique("w")
+            uid = c.register(name, "pw")
+            c.login(uid, "pw")
+            peer = self.clients[0]
+            c.chat(uid, name, peer.uid, "from slot 2", cmid=7)
+            self.assertEqual(c.recv_msgid(103)["cmid"], 7)
+            self.assertTrue(self.wait(lambda: "from slot 2" in peer.got,
+                                      30), "slot 2 -> old client")
+            c.close()
+            self.assertFalse(refused(ws), "websocket_listen not bound")
+            self.assertTrue(metrics_answer(m2), "new metrics port")
+            self.assertTrue(chatlib.wait_for(lambda: refused(m1), 30),
+                            "the old metrics port still answers")
+            # more clients, spread over the three workers, join the load
+            self.add_clients(srv, EXTRA)
+            self.assertIn(2, {c.slot for c in self.clients})
+
+            # 2. listen moves to another port
+            # (a new pid_file and control_socket path are left for a
+            # restart: the running ones are kept, and it is logged)
+            old_port, new_port = srv.port, chatlib.free_port()
+            kept = dict(srv.keys)
+            srv.write_config(listen="127.0.0.1:%d" % new_port,
+                             pid_file=os.path.join(self.tmp, "other.pid"),
+                             control_socket=os.path.join(self.tmp,
+                                                         "other.sock"))
+            srv.keys.update(pid_file=kept["pid_file"],
+                            control_socket=kept["control_socket"])
+            self.upgrade_ok("listen moved", 3)
+            log = srv.log_text()
+            self.assertIn("pid_file changed to %s" % os.path.join(
+                self.tmp, "other.pid"), log)
+            self.assertIn("control_socket changed to %s" % os.path.join(
+                self.tmp, "other.sock"), log)
+            self.assertFalse(os.path.exists(os.path.join(self.tmp,
+                                                         "other.sock")))
+            self.assertTrue(chatlib.wait_for(lambda: refused(old_port), 30),
+                            "the old listen port still accepts")
+            srv.port = new_port
+            c = srv.client()
+            self.assertIn(c.whoami(), (0, 1, 2))
+            c.close()
+
+            # the upgrade moved slot 2's clients with the others
+            self.assertEqual({c.slot for c in self.settle()}, {0, 1, 2})
+
+            # 2b. another session table size: a new table, users copied
+            shm = "/dev/shm/" + srv.shm_name.lstrip("/")
+            srv.write_config(max_online=4096)    # and the paths as before
+            self.upgrade_ok("max_online changed", 3)
+            self.assertIn("users online copied", srv.log_text())
+            self.assertTrue(os.path.exists(shm + "~"), "no new table")
+            self.assertTrue(chatlib.wait_for(
+                lambda: not os.path.exists(shm), 30), "old table left")
+            self.assertEqual(status(srv)["online"], len(self.clients))
+
+            # 3. back to two workers: slot 2's connections join slot 1
+            on2 = {c for c in self.clients if c.slot == 2}
+            self.assertTrue(on2)
+            srv.write_config(workers=2)
+            served = self.upgrade_ok("workers 3 -> 2", 2)
+            self.assertEqual({c.slot for c in served}, {0, 1})
+            self.assertEqual({c.slot for c in on2}, {1})
+            self.assertIn("worker 2 (removed): its connections join "
+                          "worker 1", srv.log_text())
+            # and again, with another table size: a copy without slot 2
+            srv.write_config(workers=3)
+            self.upgrade_ok("workers 2 -> 3 again", 3)
+            self.add_clients(srv, EXTRA)
+            srv.write_config(workers=2, max_online=8192)
+            served = self.upgrade_ok("workers 3 -> 2, max_online", 2)
+            self.assertEqual({c.slot for c in served}, {0, 1})
+        finally:
+            self.finish()
+
+    def test_2_bad_config_keeps_serving(self):
+        srv = self.start_server()
+        try:
+            a, b = srv.users_on_two_workers("bad")
+            pids = {a.c.whoami_full()["pid"], b.c.whoami_full()["pid"]}
+            good = dict(srv.keys)
+            holder = socket.socket()
+            holder.bind(("127.0.0.1", 0))
+            holder.listen(1)
+            self.addCleanup(holder.close)
+            held = "127.0.0.1:%d" % holder.getsockname()[1]
+            cases = [
+                ("a syntax error", {}, "no_such_key = 1\n",
+                 "configuration has errors"),
+                ("a port in use", {"websocket_listen": held}, "",
+                 "Address already in use"),
+                # fails after the new master grew the table's slot bound
+                ("more workers, metrics port in use",
+                 {"workers": 3, "metrics_listen": held}, "",
+                 "Address already in use"),
+            ]
+            for n, (what, keys, extra_line, why) in enumerate(cases, 1):
+                self.reset_config(good)
+                srv.write_config(**keys)
+                with open(srv.conf, "a") as f:
+                    f.write(extra_line)
+                r = chatlib.run([ctl_tool(), "-s",
+                                 srv.keys["control_socket"], "upgrade"],
+                                timeout=UPGRADE_SECONDS)
+                err = r.stderr.decode()
+                self.assertEqual(r.returncode, 1, (what, r.stdout, err))
+                self.assertIn("upgrade failed", err, what)
+                self.assertIn(why, err, what)
+                self.assertIn(why, srv.log_text(), what)
+                # the same node, sessions and workers
+                self.assertTrue(srv.alive(), what)
+                st = status(srv)
+                self.assertEqual(st["pid"], srv.pid, what)
+                self.assertEqual(st["upgrade"]["failed"], n, what)
+                self.assertEqual({a.c.whoami_full()["pid"],
+                                  b.c.whoami_full()["pid"]}, pids, what)
+                a.chat(b.id, "still here %d" % n, cmid=n)
+                self.assertEqual(a.c.recv_msgid(103)["cmid"], n, what)
+                self.assertEqual(b.c.recv_msgid(6)["msg"],
+                                 "still here %d" % n, what)
+            # the failures left the node as it was: this one goes through
+            self.reset_config(good)
+            srv.write_config(workers=3)
+            r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
+                             "upgrade"], timeout=UPGRADE_SECONDS)
+            self.assertEqual(r.returncode, 0, (r.stdout, r.stderr,
+                                               srv.log_text()[-3000:]))
+            self.master = status(srv)["pid"]
+            self.workers_of(self.master, 3)
+            self.assertEqual(a.c.whoami_full()["id"], a.id)
+            a.chat(b.id, "after", cmid=99)
+            self.assertEqual(a.c.recv_msgid(103)["cmid"], 99)
+            self.assertEqual(b.c.recv_msgid(6)["msg"], "after")
+        finally:
+            self.reset_config(good)
+            self.finish()
+
+
+if __name__ == "__main__":
+    unittest.main()
