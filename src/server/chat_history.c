@@ -25,8 +25,8 @@
 
 #define HIST_QUEUE_MAX	4096	/* rows that make a batch due at once */
 #define HIST_FLUSH_SEC	0.25	/* the first row waits this long at most */
-#define HIST_BATCH_MIN	16	/* rows per store transaction, adapted */
-#define HIST_BATCH_START 64	/* between these to its time: */
+#define HIST_BATCH_MIN	8	/* rows per store transaction, adapted */
+#define HIST_BATCH_START 16	/* between these to its time: */
 #define HIST_BATCH_MAX	4096
 #define HIST_BATCH_FAST	0.05	/* seconds: a batch this quick doubles */
 #define HIST_BATCH_SLOW	0.2	/* one this slow halves */
