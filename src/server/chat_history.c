@@ -2,12 +2,12 @@
  * chat_history.c - conversation history (history_days, chatd-protocol(7)
  * HISTORY).  Every chat this worker accepts is kept once per
  * conversation (a group message once, not per member), keyed by its
- * smid.  Rows wait in memory and reach the store in one transaction
- * HIST_FLUSH_SEC after the first of them (a second when the worker is
+ * smid.  Rows wait in memory and reach the store in batches, the first
+ * HIST_FLUSH_SEC after the first row (a second when the worker is
  * idle), or at HIST_QUEUE_MAX rows: live delivery pays a copy, not a
  * commit (one per chat cut one-to-one throughput five-fold).  A crash
- * loses at most that much history, never a delivery.  Slot 0 prunes
- * what is older than history_days.
+ * loses at most what is held, never a delivery (back-pressure below).
+ * Slot 0 prunes what is older than history_days.
  */
 #include "config.h"
 
