@@ -324,15 +324,6 @@ history_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
 	store_test_init("check_history");
-	sr = srunner_create(history_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	store_test_cleanup();
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return store_test_run(history_suite());
 }

@@ -774,22 +774,15 @@ store_suite(void)
 int
 main(void)
 {
-	SRunner		*sr;
-	char		 path[300];
-	int		 failed;
+	char	 path[300];
+	int	 rc;
 
 	store_test_init("check_store");
-
-	sr = srunner_create(store_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);	/* CK_VERBOSITY, default normal */
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	rc = store_test_run(store_suite());
 	/* Also what a failed test left behind. */
-	store_test_cleanup();
 	snprintf(path, sizeof(path), "%s.new.db", base);
 	rmdb(path);
 	snprintf(path, sizeof(path), "%s.ver.db", base);
 	rmdb(path);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return rc;
 }

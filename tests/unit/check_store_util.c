@@ -87,9 +87,18 @@ store_test_init(const char *prog)
 	is_sqlite = strncmp(spec, "sqlite:", 7) == 0;
 }
 
-void
-store_test_cleanup(void)
+int
+store_test_run(Suite *s)
 {
+	SRunner	*sr;
+	int	 failed;
+
+	sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
 	if (dbpath[0] != '\0')
 		rmdb(dbpath);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -6,6 +6,7 @@
 #ifndef CHECK_STORE_UTIL_H
 #define CHECK_STORE_UTIL_H
 
+#include <check.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,8 +19,11 @@ extern int	 is_sqlite;
 
 /* spec, base, dbpath and is_sqlite for program prog. */
 void		 store_test_init(const char *prog);
-/* Our own SQLite file goes (also what a failed test left behind). */
-void		 store_test_cleanup(void);
+/*
+ * Runs s (CK_VERBOSITY, default normal), then removes our own SQLite
+ * file (also what a failed test left behind).  The exit status.
+ */
+int		 store_test_run(Suite *s);
 struct store	*open_spec(const char *s);
 struct store	*open_store(void);
 /* A name no other test, process or run uses. */
