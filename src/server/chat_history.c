@@ -27,9 +27,9 @@
 #define HIST_FLUSH_SEC	0.25	/* the first row waits this long at most */
 #define HIST_BATCH_MIN	8	/* rows per store transaction, adapted */
 #define HIST_BATCH_START 16	/* between these to its time: */
-#define HIST_BATCH_MAX	4096
-#define HIST_BATCH_FAST	0.05	/* seconds: a batch this quick doubles */
-#define HIST_BATCH_SLOW	0.2	/* one this slow halves */
+#define HIST_BATCH_MAX	16384
+#define HIST_BATCH_FAST	0.1	/* seconds: a batch this quick doubles */
+#define HIST_BATCH_SLOW	0.5	/* one this slow halves */
 #define HIST_HELD_ROWS	65536	/* rows held before senders are held */
 #define HIST_HELD_BYTES	(16u << 20)	/* and the texts' bytes */
 #define HIST_RATE	5.0	/* HISTORY requests per second, sustained */
