@@ -28,8 +28,8 @@
 #define HIST_BATCH_MIN	8	/* rows per store transaction, adapted */
 #define HIST_BATCH_START 16	/* between these to its time: */
 #define HIST_BATCH_MAX	16384
-#define HIST_BATCH_FAST	0.1	/* seconds: a batch this quick doubles */
-#define HIST_BATCH_SLOW	0.5	/* one this slow halves */
+#define HIST_BATCH_FAST	0.05	/* seconds: a batch this quick doubles */
+#define HIST_BATCH_SLOW	0.2	/* one this slow halves */
 #define HIST_HELD_ROWS	65536	/* rows held before senders are held */
 #define HIST_HELD_BYTES	(16u << 20)	/* and the texts' bytes */
 #define HIST_RATE	5.0	/* HISTORY requests per second, sustained */
@@ -478,28 +478,26 @@ struct prune_job {
 	struct workq_job	 sj;
 	int64_t			 cutoff;
 	int			 days;
+	int			 rounds;	/* statements run */
+	size_t			 n;		/* the last one's rows */
 	size_t			 total;
 	char			*err;
 };
 
+/* One statement a job: what senders wait for goes between two. */
 static void
 prune_run(struct workq_job *sj, void *ctx)
 {
 	struct prune_job	*j = (struct prune_job *)sj;
 	struct store		*st = ctx;
-	size_t			 n;
-	int			 i;
 
-	for (i = 0; i < PRUNE_ROUNDS; i++) {
-		if (store_history_prune(st, j->cutoff, PRUNE_ROWS, &n) !=
-		    STORE_OK) {
-			j->err = strdup(store_error(st));
-			return;
-		}
-		j->total += n;
-		if (n < PRUNE_ROWS)
-			break;
+	j->rounds++;
+	if (store_history_prune(st, j->cutoff, PRUNE_ROWS, &j->n) !=
+	    STORE_OK) {
+		j->err = strdup(store_error(st));
+		return;
 	}
+	j->total += j->n;
 }
 
 static void
@@ -507,6 +505,11 @@ prune_done(struct workq_job *sj)
 {
 	struct prune_job	*j = (struct prune_job *)sj;
 
+	if (j->err == NULL && j->n == PRUNE_ROWS &&
+	    j->rounds < PRUNE_ROUNDS && chat.storeq != NULL) {
+		storeq_submit_idle(chat.storeq, &j->sj);
+		return;
+	}
 	if (j->err != NULL)
 		log_warnx("history: prune: %s", j->err);
 	if (j->total > 0)
@@ -533,11 +536,15 @@ chat_history_tick(void)
 	j->sj.run = prune_run;
 	j->sj.done = prune_done;
 	if (chat.storeq != NULL) {
-		/* a long job: behind the ones senders wait for */
+		/* behind the jobs senders wait for */
 		storeq_submit_idle(chat.storeq, &j->sj);
 		return;
 	}
-	prune_run(&j->sj, chat.store);	/* no store thread (a tool) */
+	/* no store thread (a tool) */
+	do
+		prune_run(&j->sj, chat.store);
+	while (j->err == NULL && j->n == PRUNE_ROWS &&
+	    j->rounds < PRUNE_ROUNDS);
 	prune_done(&j->sj);
 }
 
