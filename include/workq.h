@@ -36,7 +36,16 @@ void	workq_free(struct workq *q);
 int	workq_fd(const struct workq *q);
 /* Queue job; its done() runs later in the loop thread, never inside this call. */
 void	workq_submit(struct workq *q, struct workq_job *job);
-/* In the loop thread: done() of every finished job, in submission order. */
+/*
+ * The same, but a thread takes job only when no workq_submit job
+ * waits: work that may fall behind (history rows) never delays the rest.
+ * Idle jobs run in their own submission order.
+ */
+void	workq_submit_idle(struct workq *q, struct workq_job *job);
+/*
+ * In the loop thread: done() of every finished job, in the order the
+ * jobs ran (submission order for jobs of one kind and one thread).
+ */
 void	workq_complete(struct workq *q);
 /*
  * Jobs waiting for a thread (*queued), the mean time of one job over

@@ -289,6 +289,8 @@ chat_frame(struct conn *c, const char *p, size_t n, enum frame_status st)
 		break;
 	case MSG_ONE_CHAT:
 	case MSG_GROUP_CHAT:
+		if (chat_history_park(c, &req) == 0)
+			break;		/* held: the history store is behind */
 		if (req.has_cmid)
 			handle_acked_chat(c, &req);
 		else

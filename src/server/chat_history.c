@@ -2,12 +2,12 @@
  * chat_history.c - conversation history (history_days, chatd-protocol(7)
  * HISTORY).  Every chat this worker accepts is kept once per
  * conversation (a group message once, not per member), keyed by its
- * smid.  Rows wait in memory and reach the store in one transaction
- * HIST_FLUSH_SEC after the first of them (a second when the worker is
+ * smid.  Rows wait in memory and reach the store in batches, the first
+ * HIST_FLUSH_SEC after the first row (a second when the worker is
  * idle), or at HIST_QUEUE_MAX rows: live delivery pays a copy, not a
  * commit (one per chat cut one-to-one throughput five-fold).  A crash
- * loses at most that much history, never a delivery.  Slot 0 prunes
- * what is older than history_days.
+ * loses at most what is held, never a delivery (back-pressure below).
+ * Slot 0 prunes what is older than history_days.
  */
 #include "config.h"
 
@@ -23,8 +23,15 @@
 #include "storeq.h"
 #include "util.h"
 
-#define HIST_QUEUE_MAX	4096	/* rows held before a flush is forced */
+#define HIST_QUEUE_MAX	4096	/* rows that make a batch due at once */
 #define HIST_FLUSH_SEC	0.25	/* the first row waits this long at most */
+#define HIST_BATCH_MIN	8	/* rows per store transaction, adapted */
+#define HIST_BATCH_START 16	/* between these to its time: */
+#define HIST_BATCH_MAX	16384
+#define HIST_BATCH_FAST	0.05	/* seconds: a batch this quick doubles */
+#define HIST_BATCH_SLOW	0.2	/* one this slow halves */
+#define HIST_HELD_ROWS	65536	/* rows held before senders are held */
+#define HIST_HELD_BYTES	(16u << 20)	/* and the texts' bytes */
 #define HIST_RATE	5.0	/* HISTORY requests per second, sustained */
 #define HIST_BURST	20.0	/* and at once */
 #define PRUNE_INTERVAL	3600.0	/* seconds between two prunes */
@@ -32,29 +39,57 @@
 #define PRUNE_ROUNDS	10	/* prune statements per round, at most */
 
 /*
- * Rows waiting for the next flush; their texts one after another in
- * hq_text (no allocation per chat): each row's text pointer is set
- * when the batch leaves (history_take), the buffer may move till then.
+ * Rows waiting for the write thread, hq[hq_off .. hq_n); their texts
+ * one after another in hq_text from hq_toff (no allocation per chat):
+ * each row's text pointer is set when its batch leaves (history_take),
+ * the buffer may move till then.
+ *
+ * Back-pressure.  The history shares the worker's write thread with
+ * what a sender waits for (acknowledged chats' commits, offline stores,
+ * removals), so its batches run only when none of those waits
+ * (storeq_submit_idle), one at a time, of hb_rows rows, a number that
+ * follows the batches' times so that a slow store (or a slow History
+ * table) holds the others up one short batch at most.  Rows that
+ * arrive meanwhile wait here and leave in the next batches.  When more
+ * than HIST_HELD_ROWS rows (or HIST_HELD_BYTES) wait for the store,
+ * the chats that would add to them are held instead: their senders'
+ * connections pause before the chat is handled (chat_history_park)
+ * and go on in order once the store has caught up to three quarters.
+ * Nothing is dropped: a sender waits, every chat stays kept.
  */
 static struct store_hist	*hq;
-static size_t			 hq_n, hq_cap;
+static size_t			 hq_off, hq_n, hq_cap;
 static char			*hq_text;
-static size_t			 hq_tlen, hq_tcap;
-static double			 hq_since;	/* when hq[0] was queued */
+static size_t			 hq_toff, hq_tlen, hq_tcap;
+static double			 hq_since;	/* when the oldest was queued */
+static size_t			 hb_rows = HIST_BATCH_START;
+static size_t			 hb_busy;	/* batches in the write thread */
 static double			 prune_at;	/* 0: at the first tick */
 
 /*
- * Reads that wait for the batches queued before them (HISTORY, RESUME
- * see what this worker accepted): batches queued and written so far,
- * and each waiting read with the count it waits for.  The write thread
- * completes in order, so the waits are released in order too.
+ * Rows kept and rows written (or failed) so far, and the texts' bytes
+ * of those in between.  Reads that wait for the rows kept before them
+ * (HISTORY, RESUME see what this worker accepted) wait for a count of
+ * written rows; the batches complete in order, so the waits are
+ * released in order too.
  */
-static uint64_t			 hb_queued, hb_written;
+static uint64_t			 hr_kept, hr_written;
+static size_t			 hr_bytes;
 static struct hist_wait {
 	struct chat_call	*k;
 	uint64_t		 upto;
 }				*hw;
 static size_t			 hw_n, hw_cap;
+
+/* Chats held while the store catches up, in arrival order. */
+static struct hist_park {
+	struct conn		*c;
+	int32_t			 uid;
+	struct proto_req	 req;
+}				*hp;
+static size_t			 hp_n, hp_cap;
+
+static void	history_next(int all);
 
 void
 chat_history_keep(int32_t sender, const struct proto_req *req,
@@ -87,7 +122,7 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 	}
 	memcpy(hq_text + hq_tlen, buf_head(line), len);
 	hq_tlen += len;
-	if (hq_n == 0)
+	if (hq_n == hq_off)
 		hq_since = util_mono_coarse();
 	h = &hq[hq_n++];
 	h->smid = req->smid;
@@ -97,8 +132,10 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 	h->created = created;
 	h->text = NULL;		/* set by history_take */
 	h->len = len;
-	if (hq_n >= HIST_QUEUE_MAX)
-		chat_history_flush();
+	hr_kept++;
+	hr_bytes += len;
+	if (hq_n - hq_off >= HIST_QUEUE_MAX)
+		history_next(0);
 	return;
  nomem:
 	log_warnx("history: out of memory, message %lld not kept",
@@ -108,18 +145,94 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 void
 chat_history_flush_due(void)
 {
-	if (hq_n > 0 && util_mono_coarse() - hq_since >= HIST_FLUSH_SEC)
-		chat_history_flush();
+	if (hq_n > hq_off && util_mono_coarse() - hq_since >= HIST_FLUSH_SEC)
+		history_next(0);
 }
 
-/* One more batch written (or failed): the reads behind it go. */
+static int
+history_full(void)
+{
+	return hr_kept - hr_written >= HIST_HELD_ROWS ||
+	    hr_bytes >= HIST_HELD_BYTES;
+}
+
+/* The store caught up enough: the chats held go on, in order. */
 static void
-history_written(void)
+history_unpark(void)
+{
+	struct hist_park	*v = hp;
+	struct conn		*c;
+	size_t			 i, n = hp_n;
+
+	if (hp_n == 0 || hr_kept - hr_written > HIST_HELD_ROWS / 4 * 3 ||
+	    hr_bytes > HIST_HELD_BYTES / 4 * 3)
+		return;
+	/* a chat handled below may be held again: a list of its own */
+	hp = NULL;
+	hp_n = hp_cap = 0;
+	for (i = 0; i < n; i++) {
+		c = v[i].c;
+		conn_unref(c);
+		if (c->closing) {
+			proto_req_clear(&v[i].req);
+			continue;
+		}
+		c->paused = 0;
+		if (c->sess == NULL || c->sess->uid != v[i].uid)
+			chat_error(c, MSG_ERROR, ERR_NOT_LOGGED_IN,
+			    v[i].req.msgid, "logged out meanwhile");
+		else if (v[i].req.has_cmid)
+			handle_acked_chat(c, &v[i].req);
+		else
+			handle_plain_chat(c, &v[i].req);
+		proto_req_clear(&v[i].req);
+		/* nothing paused it again: its next requests, then reading */
+		if (!c->closing && !c->paused) {
+			c->paused = 1;
+			conn_resume(c);
+		}
+	}
+	free(v);
+}
+
+int
+chat_history_park(struct conn *c, struct proto_req *req)
+{
+	struct hist_park	*nv;
+	size_t			 ncap;
+
+	if (chat.storeq == NULL || !history_full())
+		return -1;
+	if (hp_n == hp_cap) {
+		ncap = hp_cap ? hp_cap * 2 : 16;
+		/* no memory: this one is kept past the bound */
+		if ((nv = reallocarray(hp, ncap, sizeof(*nv))) == NULL)
+			return -1;
+		hp = nv;
+		hp_cap = ncap;
+	}
+	if (hp_n == 0)
+		log_notice("history: %llu messages wait for the store: "
+		    "senders wait", (unsigned long long)(hr_kept - hr_written));
+	hp[hp_n].c = c;
+	hp[hp_n].uid = c->sess->uid;
+	hp[hp_n].req = *req;
+	memset(req, 0, sizeof(*req));	/* the caller's clear frees nothing */
+	hp_n++;
+	c->jobs++;
+	conn_pause(c);
+	return 0;
+}
+
+/* n more rows written (or failed): the reads behind them go. */
+static void
+history_written(size_t n, size_t bytes)
 {
 	size_t	 i, k;
 
-	hb_written++;
-	for (i = 0; i < hw_n && hw[i].upto <= hb_written; i++)
+	hr_written += n;
+	hr_bytes -= bytes;
+	for (i = 0; i < hw_n && hw[i].upto <= hr_written; i++)
 		chat_call_go(hw[i].k);
 	for (k = 0; i < hw_n; )
 		hw[k++] = hw[i++];
@@ -133,7 +246,7 @@ chat_history_hold(struct chat_call *k)
 	size_t			 ncap;
 
 	chat_history_flush();
-	if (hb_written == hb_queued)
+	if (hr_written == hr_kept)
 		return -1;
 	if (hw_n == hw_cap) {
 		ncap = hw_cap ? hw_cap * 2 : 16;
@@ -144,7 +257,7 @@ chat_history_hold(struct chat_call *k)
 		hw_cap = ncap;
 	}
 	hw[hw_n].k = k;
-	hw[hw_n].upto = hb_queued;
+	hw[hw_n].upto = hr_kept;
 	hw_n++;
 	return 0;
 }
@@ -153,27 +266,65 @@ chat_history_hold(struct chat_call *k)
 struct hist_job {
 	struct workq_job	 sj;
 	struct store_hist	*rows;
-	size_t			 n;
+	size_t			 n, bytes;
 	char			*text;		/* the rows' texts */
 	char			*err;		/* the store's error, or NULL */
+	double			 secs;		/* the store call's time */
 };
 
-/* The rows held leave: their texts pointed at; the caller frees both. */
-static void
-history_take(struct store_hist **rows, size_t *n, char **text)
+/*
+ * The first n rows held leave (at most the rest), their texts pointed
+ * at, in memory of their own that the caller frees (*rows and *text);
+ * -1: no memory (nothing left).
+ */
+static int
+history_take(size_t n, struct store_hist **rows, char **text,
+    size_t *nrows, size_t *bytes)
 {
 	size_t	 i, off = 0;
 
-	for (i = 0; i < hq_n; i++) {
-		hq[i].text = hq_text + off;
-		off += hq[i].len;
+	if (n > hq_n - hq_off)
+		n = hq_n - hq_off;
+	for (i = 0; i < n; i++)
+		off += hq[hq_off + i].len;
+	if (hq_off == 0 && n == hq_n) {
+		/* all of it: the buffers themselves */
+		*rows = hq;
+		*text = hq_text;
+		hq = NULL;
+		hq_text = NULL;
+		hq_n = hq_cap = hq_tlen = hq_tcap = 0;
+	} else {
+		*rows = reallocarray(NULL, n, sizeof(**rows));
+		*text = malloc(off > 0 ? off : 1);
+		if (*rows == NULL || *text == NULL) {
+			free(*rows);
+			free(*text);
+			return -1;
+		}
+		memcpy(*rows, hq + hq_off, n * sizeof(**rows));
+		memcpy(*text, hq_text + hq_toff, off);
+		hq_off += n;
+		hq_toff += off;
+		if (hq_off == hq_n)
+			hq_off = hq_n = hq_toff = hq_tlen = 0;
+		else if (hq_off > hq_n / 2) {
+			/* the rest moves down, once per half: linear */
+			memmove(hq, hq + hq_off, (hq_n - hq_off) *
+			    sizeof(*hq));
+			memmove(hq_text, hq_text + hq_toff, hq_tlen - hq_toff);
+			hq_n -= hq_off;
+			hq_tlen -= hq_toff;
+			hq_off = hq_toff = 0;
+		}
 	}
-	*rows = hq;
-	*n = hq_n;
-	*text = hq_text;
-	hq = NULL;
-	hq_text = NULL;
-	hq_n = hq_cap = hq_tlen = hq_tcap = 0;
+	for (i = 0, off = 0; i < n; i++) {
+		(*rows)[i].text = *text + off;
+		off += (*rows)[i].len;
+	}
+	*nrows = n;
+	*bytes = off;
+	return 0;
 }
 
 static void
@@ -181,9 +332,11 @@ hist_run(struct workq_job *sj, void *ctx)
 {
 	struct hist_job	*j = (struct hist_job *)sj;
 	struct store	*st = ctx;
+	double		 t0 = util_mono();
 
 	if (store_history_add(st, j->rows, j->n) != STORE_OK)
 		j->err = strdup(store_error(st));
+	j->secs = util_mono() - t0;
 }
 
 static void
@@ -193,41 +346,65 @@ hist_done(struct workq_job *sj)
 
 	if (j->err != NULL)
 		log_warnx("history: %zu messages not kept: %s", j->n, j->err);
+	/* the next batch's size: a full one's time tells */
+	if (j->secs < HIST_BATCH_FAST && j->n == hb_rows &&
+	    hb_rows < HIST_BATCH_MAX)
+		hb_rows *= 2;
+	else if (j->secs > HIST_BATCH_SLOW && hb_rows > HIST_BATCH_MIN)
+		hb_rows /= 2;
+	hb_busy--;
+	history_written(j->n, j->bytes);
 	free(j->rows);
 	free(j->text);
 	free(j->err);
 	free(j);
-	history_written();
+	/* rows that came meanwhile: the next batch when full or due */
+	if (hb_busy == 0 && hq_n - hq_off >= hb_rows)
+		history_next(0);
+	else if (hb_busy == 0)
+		chat_history_flush_due();
+	history_unpark();
 }
 
 /*
- * The rows held go to the store: in a store thread when there is one
- * and the caller does not need them written on return (sync), so that
- * a slow or locked store never holds up live chats.
+ * Rows held go to the store in batches: in the write thread, behind
+ * every other job (see above), when there is one; else written here.
+ * all: every row now (a read waits, a removal or the exit follows),
+ * else the next batch only when none is under way.
  */
 static void
-history_flush(int sync)
+history_next(int all)
 {
 	struct hist_job		*j;
 	struct store_hist	*rows;
-	size_t			 n;
 	char			*text;
+	size_t			 n, bytes;
 
-	if (hq_n == 0)
-		return;
-	if (!sync && chat.storeq != NULL &&
-	    (j = calloc(1, sizeof(*j))) != NULL) {
-		history_take(&j->rows, &j->n, &j->text);
+	while (hq_n > hq_off && chat.storeq != NULL &&
+	    (all || hb_busy == 0)) {
+		if ((j = calloc(1, sizeof(*j))) == NULL ||
+		    history_take(hb_rows, &j->rows, &j->text, &j->n,
+		    &j->bytes) == -1) {
+			free(j);
+			return;		/* the next flush */
+		}
 		j->sj.run = hist_run;
 		j->sj.done = hist_done;
-		hb_queued++;
-		storeq_submit(chat.storeq, &j->sj);
+		hb_busy++;
+		storeq_submit_idle(chat.storeq, &j->sj);
+	}
+	if (hq_n == hq_off || chat.storeq != NULL)
+		return;
+	/* no store thread (a tool, the exit): here, all of it */
+	if (history_take(hq_n - hq_off, &rows, &text, &n, &bytes) == -1) {
+		log_warnx("history: out of memory, %zu messages not kept",
+		    hq_n - hq_off);
 		return;
 	}
-	history_take(&rows, &n, &text);
 	if (store_history_add(chat.store, rows, n) != STORE_OK)
 		log_warnx("history: %zu messages not kept: %s", n,
 		    store_error(chat.store));
+	history_written(n, bytes);
 	free(rows);
 	free(text);
 }
@@ -235,7 +412,7 @@ history_flush(int sync)
 void
 chat_history_flush(void)
 {
-	history_flush(0);
+	history_next(1);
 }
 
 /* A dissolved group's history, removed by a store thread. */
@@ -269,7 +446,8 @@ forget_done(struct workq_job *sj)
 
 /*
  * gid was dissolved: its history goes, behind the rows this worker
- * holds or queued (they go first, in the same store thread).  Rows kept
+ * holds or queued (they go first, in the same store thread, both
+ * behind the jobs senders wait for).  Rows kept
  * later, by any worker, are refused by the store (no such group); a
  * failure leaves them to history_days' prune.
  */
@@ -283,10 +461,9 @@ chat_history_forget(int32_t gid)
 		j->gid = gid;
 		j->sj.run = forget_run;
 		j->sj.done = forget_done;
-		storeq_submit(chat.storeq, &j->sj);
+		storeq_submit_idle(chat.storeq, &j->sj);
 		return;
 	}
-	history_flush(1);
 	if (store_history_forget(chat.store, gid) != STORE_OK)
 		log_warnx("history of dissolved group %d: %s", (int)gid,
 		    store_error(chat.store));
@@ -301,28 +478,26 @@ struct prune_job {
 	struct workq_job	 sj;
 	int64_t			 cutoff;
 	int			 days;
+	int			 rounds;	/* statements run */
+	size_t			 n;		/* the last one's rows */
 	size_t			 total;
 	char			*err;
 };
 
+/* One statement a job: what senders wait for goes between two. */
 static void
 prune_run(struct workq_job *sj, void *ctx)
 {
 	struct prune_job	*j = (struct prune_job *)sj;
 	struct store		*st = ctx;
-	size_t			 n;
-	int			 i;
 
-	for (i = 0; i < PRUNE_ROUNDS; i++) {
-		if (store_history_prune(st, j->cutoff, PRUNE_ROWS, &n) !=
-		    STORE_OK) {
-			j->err = strdup(store_error(st));
-			return;
-		}
-		j->total += n;
-		if (n < PRUNE_ROWS)
-			break;
+	j->rounds++;
+	if (store_history_prune(st, j->cutoff, PRUNE_ROWS, &j->n) !=
+	    STORE_OK) {
+		j->err = strdup(store_error(st));
+		return;
 	}
+	j->total += j->n;
 }
 
 static void
@@ -330,6 +505,11 @@ prune_done(struct workq_job *sj)
 {
 	struct prune_job	*j = (struct prune_job *)sj;
 
+	if (j->err == NULL && j->n == PRUNE_ROWS &&
+	    j->rounds < PRUNE_ROUNDS && chat.storeq != NULL) {
+		storeq_submit_idle(chat.storeq, &j->sj);
+		return;
+	}
 	if (j->err != NULL)
 		log_warnx("history: prune: %s", j->err);
 	if (j->total > 0)
@@ -356,10 +536,15 @@ chat_history_tick(void)
 	j->sj.run = prune_run;
 	j->sj.done = prune_done;
 	if (chat.storeq != NULL) {
-		storeq_submit(chat.storeq, &j->sj);
+		/* behind the jobs senders wait for */
+		storeq_submit_idle(chat.storeq, &j->sj);
 		return;
 	}
-	prune_run(&j->sj, chat.store);	/* no store thread (a tool) */
+	/* no store thread (a tool) */
+	do
+		prune_run(&j->sj, chat.store);
+	while (j->err == NULL && j->n == PRUNE_ROWS &&
+	    j->rounds < PRUNE_ROUNDS);
 	prune_done(&j->sj);
 }
 

@@ -142,6 +142,13 @@ void	handle_history(struct conn *c, struct proto_req *req);
  */
 int	chat_history_hold(struct chat_call *k);
 /*
+ * Before a chat from c is handled: 0 when the history rows waiting for
+ * the store are over the bound, and req was taken (c is paused and
+ * referenced; the chat is handled once the store catches up), -1:
+ * handle it now.
+ */
+int	chat_history_park(struct conn *c, struct proto_req *req);
+/*
  * The first *n (at most limit) texts of l (*more: l has more), to be
  * freed by the caller; NULL: no memory.
  */

@@ -80,6 +80,12 @@ storeq_submit(struct storeq *q, struct workq_job *job)
 }
 
 void
+storeq_submit_idle(struct storeq *q, struct workq_job *job)
+{
+	workq_submit_idle(q->wq, job);
+}
+
+void
 storeq_complete(struct storeq *q)
 {
 	workq_complete(q->wq);

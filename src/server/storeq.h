@@ -40,7 +40,9 @@ void	storeq_free(struct storeq *q);
 /* Readable when finished jobs wait for storeq_complete. */
 int	storeq_fd(const struct storeq *q);
 void	storeq_submit(struct storeq *q, struct workq_job *job);
-/* In the loop thread: done() of every finished job, in submission order. */
+/* Run job only when no storeq_submit job waits (workq_submit_idle). */
+void	storeq_submit_idle(struct storeq *q, struct workq_job *job);
+/* In the loop thread: done() of every finished job, in the order they ran. */
 void	storeq_complete(struct storeq *q);
 /* Jobs submitted and not yet completed (loop thread). */
 size_t	storeq_pending(const struct storeq *q);

@@ -23,6 +23,7 @@ struct workq {
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 cv;
 	struct workq_job	*todo, **todo_tail;
+	struct workq_job	*idle, **idle_tail;	/* when todo is empty */
 	struct workq_job	*finished;	/* LIFO; reversed when completed */
 	int			 stop;
 	size_t			 queued;	/* submitted, not yet started */
@@ -42,6 +43,24 @@ now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* The next job (mu held): the first of todo, else of idle; NULL: none. */
+static struct workq_job *
+take(struct workq *q)
+{
+	struct workq_job	*job;
+
+	if ((job = q->todo) != NULL) {
+		if ((q->todo = job->next) == NULL)
+			q->todo_tail = &q->todo;
+	} else if ((job = q->idle) != NULL) {
+		if ((q->idle = job->next) == NULL)
+			q->idle_tail = &q->idle;
+	} else
+		return NULL;
+	q->queued--;
+	return job;
+}
+
 static void *
 workq_main(void *arg)
 {
@@ -52,15 +71,10 @@ workq_main(void *arg)
 
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
-		while (q->todo == NULL && !q->stop)
+		while (q->todo == NULL && q->idle == NULL && !q->stop)
 			pthread_cond_wait(&q->cv, &q->mu);
-		if (q->todo == NULL && q->stop)
-			break;
-		job = q->todo;
-		q->todo = job->next;
-		if (q->todo == NULL)
-			q->todo_tail = &q->todo;
-		q->queued--;
+		if ((job = take(q)) == NULL)
+			break;		/* stopped, nothing left */
 		pthread_mutex_unlock(&q->mu);
 		t0 = now_us();
 
@@ -102,6 +116,7 @@ workq_new(int nthreads, void *const *ctx, char *err, size_t errlen)
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	q->todo_tail = &q->todo;
+	q->idle_tail = &q->idle;
 	if ((q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		free(q->threads);
@@ -140,16 +155,13 @@ workq_free(struct workq *q)
 	/* a done() may still submit: run that here, in order */
 	for (;;) {
 		workq_complete(q);
-		if (q->todo == NULL || q->nthreads == 0)
+		if ((q->todo == NULL && q->idle == NULL) || q->nthreads == 0)
 			break;
-		while ((job = q->todo) != NULL) {
-			q->todo = job->next;
+		while ((job = take(q)) != NULL) {
 			job->run(job, q->threads[0].ctx);
 			job->next = q->finished;
 			q->finished = job;
 		}
-		q->todo_tail = &q->todo;
-		q->queued = 0;
 	}
 	close(q->efd);
 	pthread_mutex_destroy(&q->mu);
@@ -164,17 +176,29 @@ workq_fd(const struct workq *q)
 	return q->efd;
 }
 
-void
-workq_submit(struct workq *q, struct workq_job *job)
+static void
+submit(struct workq *q, struct workq_job *job, struct workq_job ***tail)
 {
 	job->next = NULL;
 	q->pending++;
 	pthread_mutex_lock(&q->mu);
-	*q->todo_tail = job;
-	q->todo_tail = &job->next;
+	**tail = job;
+	*tail = &job->next;
 	q->queued++;
 	pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&q->mu);
+}
+
+void
+workq_submit(struct workq *q, struct workq_job *job)
+{
+	submit(q, job, &q->todo_tail);
+}
+
+void
+workq_submit_idle(struct workq *q, struct workq_job *job)
+{
+	submit(q, job, &q->idle_tail);
 }
 
 void

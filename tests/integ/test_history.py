@@ -273,6 +273,9 @@ class Conversations(Base):
         gid = self.group(a, b)
         a.chat(b.id, "from a")
         b.c.recv_msgid(chatlib.ONE_CHAT)
+        # a tick later: in the same millisecond the order is by smid
+        # (per worker), not by cause (test_one_to_one_pages)
+        time.sleep(0.01)
         b.chat(a.id, "from b")
         a.c.recv_msgid(chatlib.ONE_CHAT)
         a.groupchat(gid, "a in group")

@@ -3,11 +3,12 @@
 # mysql_pool_test.sh - run the store tests against a private MariaDB.
 #
 # Starts a throwaway server with scripts/mariadb-private, runs
-# check_store (the backend-neutral suite) and check_store_mysql (URL,
-# schema, pool, restarts, hangs) against it, then removes it.  Skipped
-# (77) when no MariaDB server is installed.  From the build directory:
+# check_store and check_history (the backend-neutral suites) and
+# check_store_mysql (URL, schema, pool, restarts, hangs) against it,
+# then removes it.  Skipped (77) when no MariaDB server is installed.
+# From the build directory:
 #   sh tests/unit/mysql_pool_test.sh [BINDIR]
-# BINDIR holds check_store and check_store_mysql (default tests/unit).
+# BINDIR holds the three programs (default tests/unit).
 
 srcdir=${srcdir:-$(dirname "$0")/../..}
 bindir=${1:-tests/unit}
@@ -35,5 +36,6 @@ export MDB_SCRIPT MDB_DIR
 
 rc=0
 "$bindir/check_store" || rc=1
+"$bindir/check_history" || rc=1
 "$bindir/check_store_mysql" || rc=1
 exit $rc
