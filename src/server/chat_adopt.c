@@ -63,7 +63,10 @@ chat_handover_keep(struct conn *c)
 	struct session	*s = c->sess;
 	struct buf	 b = BUF_INIT;
 
-	/* a websocket's framing state is not passed: it is not adopted */
+	/*
+	 * A websocket's framing position is known only when the worker
+	 * stops at a boundary (upgrade): a crash could not resume it.
+	 */
 	if (chat.handover_keep == NULL || c->tp != NULL || s == NULL ||
 	    s->uid == 0)
 		return;
@@ -82,14 +85,20 @@ chat_handover_final(struct conn *c, int clean, int answers)
 	uint32_t	 flags;
 	int		 rc;
 
-	if (chat.handover_keep == NULL || c->tp != NULL || s == NULL ||
-	    s->uid == 0 || !c->handed)
+	/* a websocket has no crash copy: it is passed only now */
+	if (chat.handover_keep == NULL || s == NULL || s->uid == 0 ||
+	    (!c->handed && c->tp == NULL))
 		return -1;
 	/* a partial request too large for a record: crash rules instead */
 	if (clean && sizeof(struct ho_state) + s->name_len +
 	    buf_used(&c->in) > HANDOVER_MAX_RECORD)
 		clean = 0;
+	/* a websocket moves only between two units (its client reconnects) */
+	if (c->tp != NULL && (!clean || conn_tp_movable(c) != CONN_TP_READY))
+		return -1;
 	flags = !clean ? 0 : answers ? HO_F_CLEAN | HO_F_ANSWERS : HO_F_CLEAN;
+	if (c->tp != NULL)
+		flags |= HO_F_WS;
 	rc = handover_pack(c, flags, buf_head(&c->in),
 	    clean ? buf_used(&c->in) : 0, &b);
 	if (rc == 0)
@@ -118,7 +127,8 @@ chat_answers_due(const struct conn *c)
 {
 	const struct session	*s = c->sess;
 
-	return s != NULL && s->uid != 0 && c->tp == NULL && c->handed &&
+	return s != NULL && s->uid != 0 && (c->handed || c->tp != NULL) &&
+	    conn_tp_movable(c) == CONN_TP_READY &&
 	    c->jobs > 0 && (size_t)c->jobs == s->acked_jobs &&
 	    !c->close_after_flush && buf_used(&c->out) == 0;
 }

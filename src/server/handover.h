@@ -60,6 +60,15 @@ struct online_slot_stats;
  * the connection's input until then, so its requests keep their order.
  */
 #define HO_F_ANSWERS		0x10
+/*
+ * A WebSocket connection (ws.h), open.  With HO_F_CLEAN it was handed
+ * over between two whole units of its input and with its output
+ * written: the adopter starts a fresh wslay context, and the partial
+ * request is the bytes of a unit not yet begun.  Without (the master's
+ * crash copy), where its frames stand died with the worker: the adopter
+ * closes it; the client connects again (and RESUMEs).
+ */
+#define HO_F_WS			0x20
 
 struct ho_state {
 	uint32_t		 version;

@@ -24,6 +24,7 @@
 #include "upgrade.h"
 #include "util.h"
 #include "worker_impl.h"
+#include "ws.h"
 
 /* The new worker: the old one died or ran out of time before answering. */
 static ev_timer	 answers_timer;
@@ -85,6 +86,18 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 			failed++;
 			continue;
 		}
+		if ((st.flags & HO_F_WS) != 0 && ((st.flags & HO_F_CLEAN) ==
+		    0 || ws_adopt(c) == -1)) {
+			snprintf(why, sizeof(why), "%s", (st.flags &
+			    HO_F_CLEAN) == 0 ? "a websocket's framing position "
+			    "died with the worker" : "out of memory");
+			log_notice("connection %u (user %d) not adopted, "
+			    "closed: %s", c->id, (int)st.uid, why);
+			drop(c);
+			conn_close(c, why);
+			failed++;
+			continue;
+		}
 		if (chat_adopt(c, v[i].state, v[i].len, why, sizeof(why)) ==
 		    -1) {
 			log_notice("connection %u (user %d) not adopted, "
@@ -124,11 +137,18 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 	return rc;
 }
 
-/* Answered all it read, wrote all it had: at a frame boundary. */
+/* Answered all it read, and its lines went to the transport. */
+static int
+conn_settled(const struct conn *c)
+{
+	return c->jobs == 0 && !c->paused && buf_used(&c->out) == 0;
+}
+
+/* Settled, and the transport wrote all it had: at a frame boundary. */
 static int
 conn_quiet(const struct conn *c)
 {
-	return c->jobs == 0 && !c->paused && buf_used(&c->out) == 0;
+	return conn_settled(c) && conn_tp_movable(c) == CONN_TP_READY;
 }
 
 void
@@ -144,8 +164,16 @@ handoff_one(struct conn *c, void *arg)
 	due = !quiet && chat_answers_due(c);
 	if (c->close_after_flush) {	/* going anyway: write, then close */
 		if (!n->final)
-			n->busy += !quiet;
+			n->busy += !conn_settled(c);
 		else {
+			n->closed++;
+			conn_close(c, "server upgrading");
+		}
+		return;
+	}
+	/* an HTTP request, a closing websocket: not waited for */
+	if (conn_tp_movable(c) == CONN_TP_NEVER) {
+		if (n->final) {
 			n->closed++;
 			conn_close(c, "server upgrading");
 		}
@@ -164,7 +192,7 @@ handoff_one(struct conn *c, void *arg)
 			n->unclean++;
 		return;
 	}
-	/* not logged in, or a websocket: its client connects again */
+	/* not logged in, or a websocket not at a boundary: it reconnects */
 	n->closed++;
 	conn_close(c, "server upgrading");
 }
@@ -258,11 +286,16 @@ handoff_exit(void)
 	_exit(CHATD_EXIT_HANDED);
 }
 
-/* A websocket's framing state is not handed over: it closes cleanly. */
+/*
+ * A websocket that cannot move (its handshake or a file not done, a
+ * close under way, a stream wslay judges): it closes cleanly now.  Open
+ * ones move at a frame boundary (ws_movable).
+ */
 static void
 close_ws(struct conn *c, void *arg)
 {
-	if (c->tp != NULL && !c->closing) {
+	if (c->tp != NULL && !c->closing && !c->close_after_flush &&
+	    conn_tp_movable(c) == CONN_TP_NEVER) {
 		conn_close_after_flush(c, "server upgrading");
 		(*(size_t *)arg)++;
 	}
