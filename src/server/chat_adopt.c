@@ -39,7 +39,8 @@ handover_pack(struct conn *c, uint32_t flags, const void *in, size_t inlen,
 	struct ho_state	 st;
 
 	memset(&st, 0, sizeof(st));
-	st.version = HANDOVER_STATE_VERSION;
+	st.version = (flags & HO_F_WS) != 0 ? HANDOVER_STATE_VERSION_WS :
+	    HANDOVER_STATE_VERSION;
 	st.conn = c->id;
 	st.uid = s->uid;
 	st.flags = flags | (s->ack_offline ? HO_F_ACK_OFFLINE : 0) |
@@ -99,6 +100,8 @@ chat_handover_final(struct conn *c, int clean, int answers)
 	flags = !clean ? 0 : answers ? HO_F_CLEAN | HO_F_ANSWERS : HO_F_CLEAN;
 	if (c->tp != NULL)
 		flags |= HO_F_WS;
+	if (clean && offline_settled(s))
+		flags |= HO_F_SETTLED;
 	rc = handover_pack(c, flags, buf_head(&c->in),
 	    clean ? buf_used(&c->in) : 0, &b);
 	if (rc == 0)
@@ -339,7 +342,8 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	}
 	memcpy(&st, state, sizeof(st));
 	/* HO_F_CLEAN: a partial request follows the name */
-	if (st.version != HANDOVER_STATE_VERSION || st.uid <= 0 ||
+	if ((st.version != HANDOVER_STATE_VERSION && st.version !=
+	    HANDOVER_STATE_VERSION_WS) || st.uid <= 0 ||
 	    st.name_len > len - sizeof(st) || ((st.flags & HO_F_CLEAN) == 0 &&
 	    st.name_len != len - sizeof(st)) || st.conn != c->id) {
 		snprintf(why, whylen, "bad state record");
@@ -408,7 +412,11 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	/*
 	 * What was stored for the user meanwhile, or not yet delivered: a
 	 * sender that found the user away stored before online_add above.
+	 * An upgrade's settled session had nothing (its entry stayed valid:
+	 * what was stored since came with a nudge, which follows).
 	 */
-	offline_push(c);
+	if ((st.flags & (HO_F_CLEAN | HO_F_SETTLED)) != (HO_F_CLEAN |
+	    HO_F_SETTLED))
+		offline_push(c);
 	return c->closing ? -1 : 0;
 }

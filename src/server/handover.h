@@ -36,6 +36,11 @@ struct online_slot_stats;
  */
 #define HANDOVER_STATE_VERSION	1
 /*
+ * A record with HO_F_WS: a binary that knows only version 1 refuses it
+ * (a downgrade closes websockets instead of writing plain lines to them).
+ */
+#define HANDOVER_STATE_VERSION_WS	2
+/*
  * A record's size bound: the state with a name of any configured size
  * (and, HO_F_CLEAN, a partial request; a larger one is not clean).
  */
@@ -69,6 +74,14 @@ struct online_slot_stats;
  * closes it; the client connects again (and RESUMEs).
  */
 #define HO_F_WS			0x20
+/*
+ * With HO_F_CLEAN: nothing of the user's stored messages was under way
+ * (offline_settled), so the adopter does not fetch them (a store read
+ * per user) on a single node: what is stored later comes with a
+ * CHAN_STORED nudge, which waits in the slot's channel.  A cluster
+ * fetches anyway, after its claim.
+ */
+#define HO_F_SETTLED		0x40
 
 struct ho_state {
 	uint32_t		 version;
