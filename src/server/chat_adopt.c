@@ -102,6 +102,8 @@ chat_handover_final(struct conn *c, int clean, int answers)
 		flags |= HO_F_WS;
 	if (clean && offline_settled(s))
 		flags |= HO_F_SETTLED;
+	if (clean && s->blocks_loaded && s->nblocked == 0)
+		flags |= HO_F_NOBLOCKS;
 	rc = handover_pack(c, flags, buf_head(&c->in),
 	    clean ? buf_used(&c->in) : 0, &b);
 	if (rc == 0)
@@ -381,7 +383,13 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	s->uid = st.uid;
 	user_known_add(s->uid);
 	conn_logged_in(c);
-	session_blocks_fetch(c);
+	/* an upgrade's "blocks nobody" saves a read (and one on the loop
+	 * for a chat that would arrive before it) */
+	if ((st.flags & (HO_F_CLEAN | HO_F_NOBLOCKS)) == (HO_F_CLEAN |
+	    HO_F_NOBLOCKS))
+		s->blocks_loaded = 1;
+	else
+		session_blocks_fetch(c);
 	/*
 	 * The dead worker may have written part of a line: end it, so the
 	 * client's parser drops it as one bad line instead of merging it

@@ -82,6 +82,12 @@ struct online_slot_stats;
  * fetches anyway, after its claim.
  */
 #define HO_F_SETTLED		0x40
+/*
+ * With HO_F_CLEAN: the user blocks nobody (the list was read): the
+ * adopter does not read it again.  A list with entries is read again,
+ * as after a crash (a version 1 record has no room for it).
+ */
+#define HO_F_NOBLOCKS		0x80
 
 struct ho_state {
 	uint32_t		 version;

@@ -60,7 +60,8 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 	struct ho_state		 st;
 	struct conn		*c;
 	uint64_t		 akey;
-	size_t			 n, i, ok = 0, failed = 0;
+	size_t			 n, i, ok = 0, failed = 0, ws = 0;
+	size_t			 settled = 0, noblocks = 0;
 	double			 began = util_mono();
 	char			 why[128];
 
@@ -115,6 +116,9 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 				failed++;
 				continue;
 			}
+			ws += (st.flags & HO_F_WS) != 0;
+			settled += (st.flags & HO_F_SETTLED) != 0;
+			noblocks += (st.flags & HO_F_NOBLOCKS) != 0;
 		} else
 			log_debug("connection %u (user %d) adopted: the "
 			    "request in flight, if any, is lost; input resumes "
@@ -128,9 +132,12 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 		return rc;
 	__atomic_add_fetch(&stats->adopted, ok, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&stats->handover_failed, failed, __ATOMIC_RELAXED);
+	/* settled: no read of stored messages (a cluster reads anyway) */
 	log_notice("adopted %zu connections of the previous worker of this "
-	    "slot in %.0f ms%s", ok, (util_mono() - began) * 1000,
-	    failed > 0 ? "; some closed" : "");
+	    "slot in %.0f ms%s (%zu websocket; %zu at a boundary with nothing "
+	    "stored under way, %zu blocking nobody: not read again)", ok,
+	    (util_mono() - began) * 1000, failed > 0 ? "; some closed" : "",
+	    ws, settled, noblocks);
 	if (failed > 0)
 		log_notice("%zu connections of the previous worker closed",
 		    failed);

@@ -667,6 +667,50 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         again.login(victim.id, "pw")
         self.assertEqual(again.whoami_full()["id"], victim.id)
 
+    def test_settled_sessions_not_read_again(self):
+        """A session handed over with nothing of its stored messages
+        under way is not fetched again, nor the block list of a user who
+        blocks nobody (the log counts them); a user who blocks someone
+        has the list read again and the block holds; a chat stored for
+        an adopted user afterwards still reaches it."""
+        srv = self.server()
+        start_from(srv, self.binary)
+        try:
+            x, b, k = (srv.user("settle") for _ in range(3))
+            k.c.send_obj({"msgid": 114, "userid": x.id})
+            self.assertEqual(k.c.recv_msgid(109).get("errno"), 0)
+            x.chat(b.id, "before", cmid=1)
+            self.assertEqual(x.c.recv_msgid(103)["cmid"], 1)
+            self.assertEqual(b.c.recv_msgid(6)["msg"], "before")
+            r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
+                             "upgrade"], timeout=UPGRADE_SECONDS)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(chatlib.wait_for(
+                lambda: srv.proc.poll() is not None, 60))
+            self.new_master = status(srv)["pid"]
+            log = srv.log_text()
+            settled = noblocks = 0
+            for line in log.splitlines():
+                if "connections of the previous worker of this slot" in \
+                        line and "at a boundary with nothing" in line:
+                    words = line.split("; ")[-1].split()
+                    settled += int(words[0])
+                    noblocks += int(line.split(", ")[-1].split()[0])
+            self.assertEqual((settled, noblocks), (3, 2), log[-3000:])
+            # the block holds (k's list was read again), b gets chats
+            x.chat(k.id, "blocked", cmid=2)
+            self.assertEqual(x.c.recv_msgid(103)["cmid"], 2)
+            x.chat(b.id, "after", cmid=3)
+            self.assertEqual(x.c.recv_msgid(103)["cmid"], 3)
+            self.assertEqual(b.c.recv_msgid(6)["msg"], "after")
+            k.c.expect_none(0.5)
+            self.assertEqual(k.c.whoami_full()["id"], k.id)
+        finally:
+            if self.new_master is not None:
+                self.assertTrue(stop_master(self.new_master))
+            problems = srv.stop()
+        self.assertEqual(problems, [], srv.log_text()[-3000:])
+
     def test_failed_start_keeps_serving(self):
         srv = self.server()
         start_from(srv, self.binary)
