@@ -47,6 +47,28 @@ answers_wait(void)
 }
 
 /*
+ * A websocket moves only between two units (HO_F_CLEAN): a crash copy
+ * is closed.  0, or -1 with why.
+ */
+static int
+adopt_transport(struct conn *c, const struct ho_state *st, char *why,
+    size_t whylen)
+{
+	if ((st->flags & HO_F_WS) == 0)
+		return 0;
+	if ((st->flags & HO_F_CLEAN) == 0) {
+		snprintf(why, whylen, "a websocket's framing position died "
+		    "with the worker");
+		return -1;
+	}
+	if (ws_adopt(c) == -1) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * The previous worker of this slot died: take its connections over,
  * under the same ids (messages other workers sent it find them).
  */
@@ -87,19 +109,8 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 			failed++;
 			continue;
 		}
-		if ((st.flags & HO_F_WS) != 0 && ((st.flags & HO_F_CLEAN) ==
-		    0 || ws_adopt(c) == -1)) {
-			snprintf(why, sizeof(why), "%s", (st.flags &
-			    HO_F_CLEAN) == 0 ? "a websocket's framing position "
-			    "died with the worker" : "out of memory");
-			log_notice("connection %u (user %d) not adopted, "
-			    "closed: %s", c->id, (int)st.uid, why);
-			drop(c);
-			conn_close(c, why);
-			failed++;
-			continue;
-		}
-		if (chat_adopt(c, v[i].state, v[i].len, why, sizeof(why)) ==
+		if (adopt_transport(c, &st, why, sizeof(why)) == -1 ||
+		    chat_adopt(c, v[i].state, v[i].len, why, sizeof(why)) ==
 		    -1) {
 			log_notice("connection %u (user %d) not adopted, "
 			    "closed: %s", c->id, (int)st.uid, why);

@@ -239,19 +239,35 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
 
     # ---- the tests ----------------------------------------------------
 
-    def test_upgrade_under_load(self):
-        mport = chatlib.free_port()
-        srv = self.server(metrics_listen="127.0.0.1:%d" % mport)
+    def on_node(self, run, **extra):
+        """A node started from the copy of the binary: run(srv), then
+        stop the new master (if the upgrade made one) and the node."""
+        srv = self.server(**extra)
         start_from(srv, self.binary)
         self.srv = srv
         try:
-            self.under_load(srv, mport)
+            run(srv)
         finally:
             if self.new_master is not None:
                 self.assertTrue(stop_master(self.new_master),
                                 "the new master did not stop")
             problems = srv.stop()
         self.assertEqual(problems, [], srv.log_text()[-3000:])
+
+    def upgrade_done(self, srv):
+        """chatctl upgrade succeeds, the old master exits: the new one's
+        pid in self.new_master."""
+        r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
+                         "upgrade"], timeout=UPGRADE_SECONDS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(chatlib.wait_for(
+            lambda: srv.proc.poll() is not None, 60))
+        self.new_master = status(srv)["pid"]
+
+    def test_upgrade_under_load(self):
+        mport = chatlib.free_port()
+        self.on_node(lambda srv: self.under_load(srv, mport),
+                     metrics_listen="127.0.0.1:%d" % mport)
 
     def under_load(self, srv, mport):
         self.acked, self.sent_acked = {}, {}
@@ -366,12 +382,7 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         start_from(srv, self.binary)
         try:
             a, b = srv.users_on_two_workers("crash")
-            r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
-                             "upgrade"], timeout=UPGRADE_SECONDS)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertTrue(chatlib.wait_for(
-                lambda: srv.proc.poll() is not None, 60))
-            self.new_master = status(srv)["pid"]
+            self.upgrade_done(srv)
             info = a.c.whoami_full()
             self.assertEqual(info["id"], a.id)
             # past the window in which a crash closes adopted connections
@@ -527,16 +538,8 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
 
     def test_websocket_upgrade(self):
         wsport = chatlib.free_port()
-        srv = self.server(websocket_listen="127.0.0.1:%d" % wsport)
-        start_from(srv, self.binary)
-        try:
-            self.ws_upgrade(srv, wsport)
-        finally:
-            if self.new_master is not None:
-                self.assertTrue(stop_master(self.new_master),
-                                "the new master did not stop")
-            problems = srv.stop()
-        self.assertEqual(problems, [], srv.log_text()[-3000:])
+        self.on_node(lambda srv: self.ws_upgrade(srv, wsport),
+                     websocket_listen="127.0.0.1:%d" % wsport)
 
     def ws_user(self, srv, wsport, i):
         c = wsclient.WSClient(wsport)
@@ -671,45 +674,34 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         """A session handed over with nothing of its stored messages
         under way is not fetched again, nor the block list of a user who
         blocks nobody (the log counts them); a user who blocks someone
-        has the list read again and the block holds; a chat stored for
-        an adopted user afterwards still reaches it."""
-        srv = self.server()
-        start_from(srv, self.binary)
-        try:
-            x, b, k = (srv.user("settle") for _ in range(3))
-            k.c.send_obj({"msgid": 114, "userid": x.id})
-            self.assertEqual(k.c.recv_msgid(109).get("errno"), 0)
-            x.chat(b.id, "before", cmid=1)
-            self.assertEqual(x.c.recv_msgid(103)["cmid"], 1)
-            self.assertEqual(b.c.recv_msgid(6)["msg"], "before")
-            r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
-                             "upgrade"], timeout=UPGRADE_SECONDS)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertTrue(chatlib.wait_for(
-                lambda: srv.proc.poll() is not None, 60))
-            self.new_master = status(srv)["pid"]
-            log = srv.log_text()
-            settled = noblocks = 0
-            for line in log.splitlines():
-                if "connections of the previous worker of this slot" in \
-                        line and "at a boundary with nothing" in line:
-                    words = line.split("; ")[-1].split()
-                    settled += int(words[0])
-                    noblocks += int(line.split(", ")[-1].split()[0])
-            self.assertEqual((settled, noblocks), (3, 2), log[-3000:])
-            # the block holds (k's list was read again), b gets chats
-            x.chat(k.id, "blocked", cmid=2)
-            self.assertEqual(x.c.recv_msgid(103)["cmid"], 2)
-            x.chat(b.id, "after", cmid=3)
-            self.assertEqual(x.c.recv_msgid(103)["cmid"], 3)
-            self.assertEqual(b.c.recv_msgid(6)["msg"], "after")
-            k.c.expect_none(0.5)
-            self.assertEqual(k.c.whoami_full()["id"], k.id)
-        finally:
-            if self.new_master is not None:
-                self.assertTrue(stop_master(self.new_master))
-            problems = srv.stop()
-        self.assertEqual(problems, [], srv.log_text()[-3000:])
+        has the list read again and the block holds."""
+        self.on_node(self.settled)
+
+    def settled(self, srv):
+        x, b, k = (srv.user("settle") for _ in range(3))
+        k.c.send_obj({"msgid": 114, "userid": x.id})
+        self.assertEqual(k.c.recv_msgid(109).get("errno"), 0)
+        x.chat(b.id, "before", cmid=1)
+        self.assertEqual(x.c.recv_msgid(103)["cmid"], 1)
+        self.assertEqual(b.c.recv_msgid(6)["msg"], "before")
+        self.upgrade_done(srv)
+        log = srv.log_text()
+        settled = noblocks = 0
+        for line in log.splitlines():
+            if "connections of the previous worker of this slot" in \
+                    line and "at a boundary with nothing" in line:
+                words = line.split("; ")[-1].split()
+                settled += int(words[0])
+                noblocks += int(line.split(", ")[-1].split()[0])
+        self.assertEqual((settled, noblocks), (3, 2), log[-3000:])
+        # the block holds (k's list was read again), b gets chats
+        x.chat(k.id, "blocked", cmid=2)
+        self.assertEqual(x.c.recv_msgid(103)["cmid"], 2)
+        x.chat(b.id, "after", cmid=3)
+        self.assertEqual(x.c.recv_msgid(103)["cmid"], 3)
+        self.assertEqual(b.c.recv_msgid(6)["msg"], "after")
+        k.c.expect_none(0.5)
+        self.assertEqual(k.c.whoami_full()["id"], k.id)
 
     def test_failed_start_keeps_serving(self):
         srv = self.server()

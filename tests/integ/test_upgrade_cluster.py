@@ -113,18 +113,20 @@ class ClusterUpgrade(unittest.TestCase):
                 problems.append(str(e))
             self.assertEqual(problems, [])
 
+    def acked(self, sender, to, text, cmid):
+        """An acknowledged chat: its acknowledgement, then its delivery."""
+        sender.chat(to.id, text, cmid=cmid)
+        self.assertEqual(sender.c.recv_msgid(103)["cmid"], cmid)
+        self.assertEqual(to.c.recv_msgid(6, timeout=30)["msg"], text)
+
     def held(self, A, B, db):
         a0, a1 = A.users_on_two_workers("upca")
         b = B.user("upcb")
         info = a0.c.whoami_full()
         old_pid, slot = info["pid"], info["worker"]
         # warm: both ways, so that routes and smid blocks are ready
-        a0.chat(b.id, "warm", cmid=1)
-        self.assertEqual(a0.c.recv_msgid(103)["cmid"], 1)
-        self.assertEqual(b.c.recv_msgid(6, timeout=30)["msg"], "warm")
-        b.chat(a1.id, "warm too", cmid=1)
-        self.assertEqual(b.c.recv_msgid(103)["cmid"], 1)
-        self.assertEqual(a1.c.recv_msgid(6, timeout=30)["msg"], "warm too")
+        self.acked(a0, b, "warm", 1)
+        self.acked(b, a1, "warm too", 1)
 
         lock = RowLock(db, a0.id, 2)
         try:
@@ -161,12 +163,8 @@ class ClusterUpgrade(unittest.TestCase):
             w = u.c.whoami_full()
             self.assertEqual(w["id"], u.id)
             self.assertNotEqual(w["pid"], old_pid)
-        b.chat(a0.id, "after", cmid=3)
-        self.assertEqual(b.c.recv_msgid(103)["cmid"], 3)
-        self.assertEqual(a0.c.recv_msgid(6, timeout=30)["msg"], "after")
-        a1.chat(b.id, "after too", cmid=4)
-        self.assertEqual(a1.c.recv_msgid(103)["cmid"], 4)
-        self.assertEqual(b.c.recv_msgid(6, timeout=30)["msg"], "after too")
+        self.acked(b, a0, "after", 3)
+        self.acked(a1, b, "after too", 4)
         # a resend is found by its cmid: the same smid, no second copy
         a0.chat(b.id, "held", cmid=2)
         self.assertEqual(a0.c.recv_msgid(103)["smid"], ack["smid"])
