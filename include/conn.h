@@ -37,6 +37,13 @@ struct conn_handler {
 	void	(*release)(struct conn *c);
 };
 
+/* Whether a transport's state can move to another process (handover.h). */
+enum conn_tp_move {
+	CONN_TP_READY,		/* at a frame boundary both ways: built afresh */
+	CONN_TP_WAIT,		/* output or held requests still to go */
+	CONN_TP_NEVER		/* not open, closing, or a stream it cannot vouch for */
+};
+
 /*
  * A transport between the socket and the requests (ws.c); NULL on a
  * plain TCP connection, whose bytes are JSON values split by frame_next.
@@ -55,6 +62,12 @@ struct conn_transport {
 	struct buf	*(*output)(struct conn *c);
 	/* c is being freed (outside any callback): release tp_data. */
 	void		(*free)(struct conn *c);
+	/*
+	 * Nothing half done: no part of a frame or of a fragmented message
+	 * consumed (what is left in c->in is not begun), nothing queued to
+	 * write.  NULL: never.
+	 */
+	enum conn_tp_move (*movable)(const struct conn *c);
 };
 
 /* Worker-wide settings and state of the connection layer. */
@@ -140,6 +153,15 @@ struct conn {
 };
 
 #define CONN_RATE_ABUSE	10
+
+/* Whether c's transport can move to another process (plain TCP: yes). */
+static inline enum conn_tp_move
+conn_tp_movable(const struct conn *c)
+{
+	if (c->tp == NULL)
+		return CONN_TP_READY;
+	return c->tp->movable != NULL ? c->tp->movable(c) : CONN_TP_NEVER;
+}
 
 /* Once per worker process, before accepting. */
 int	conn_env_init(const struct conn_env *env);

@@ -39,7 +39,8 @@ handover_pack(struct conn *c, uint32_t flags, const void *in, size_t inlen,
 	struct ho_state	 st;
 
 	memset(&st, 0, sizeof(st));
-	st.version = HANDOVER_STATE_VERSION;
+	st.version = (flags & HO_F_WS) != 0 ? HANDOVER_STATE_VERSION_WS :
+	    HANDOVER_STATE_VERSION;
 	st.conn = c->id;
 	st.uid = s->uid;
 	st.flags = flags | (s->ack_offline ? HO_F_ACK_OFFLINE : 0) |
@@ -63,7 +64,10 @@ chat_handover_keep(struct conn *c)
 	struct session	*s = c->sess;
 	struct buf	 b = BUF_INIT;
 
-	/* a websocket's framing state is not passed: it is not adopted */
+	/*
+	 * A websocket's framing position is known only when the worker
+	 * stops at a boundary (upgrade): a crash could not resume it.
+	 */
 	if (chat.handover_keep == NULL || c->tp != NULL || s == NULL ||
 	    s->uid == 0)
 		return;
@@ -82,14 +86,24 @@ chat_handover_final(struct conn *c, int clean, int answers)
 	uint32_t	 flags;
 	int		 rc;
 
-	if (chat.handover_keep == NULL || c->tp != NULL || s == NULL ||
-	    s->uid == 0 || !c->handed)
+	/* a websocket has no crash copy: it is passed only now */
+	if (chat.handover_keep == NULL || s == NULL || s->uid == 0 ||
+	    (!c->handed && c->tp == NULL))
 		return -1;
 	/* a partial request too large for a record: crash rules instead */
 	if (clean && sizeof(struct ho_state) + s->name_len +
 	    buf_used(&c->in) > HANDOVER_MAX_RECORD)
 		clean = 0;
+	/* a websocket moves only between two units (its client reconnects) */
+	if (c->tp != NULL && (!clean || conn_tp_movable(c) != CONN_TP_READY))
+		return -1;
 	flags = !clean ? 0 : answers ? HO_F_CLEAN | HO_F_ANSWERS : HO_F_CLEAN;
+	if (c->tp != NULL)
+		flags |= HO_F_WS;
+	if (clean && offline_settled(s))
+		flags |= HO_F_SETTLED;
+	if (clean && s->blocks_loaded && s->nblocked == 0)
+		flags |= HO_F_NOBLOCKS;
 	rc = handover_pack(c, flags, buf_head(&c->in),
 	    clean ? buf_used(&c->in) : 0, &b);
 	if (rc == 0)
@@ -118,7 +132,8 @@ chat_answers_due(const struct conn *c)
 {
 	const struct session	*s = c->sess;
 
-	return s != NULL && s->uid != 0 && c->tp == NULL && c->handed &&
+	return s != NULL && s->uid != 0 && (c->handed || c->tp != NULL) &&
+	    conn_tp_movable(c) == CONN_TP_READY &&
 	    c->jobs > 0 && (size_t)c->jobs == s->acked_jobs &&
 	    !c->close_after_flush && buf_used(&c->out) == 0;
 }
@@ -329,7 +344,8 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	}
 	memcpy(&st, state, sizeof(st));
 	/* HO_F_CLEAN: a partial request follows the name */
-	if (st.version != HANDOVER_STATE_VERSION || st.uid <= 0 ||
+	if ((st.version != HANDOVER_STATE_VERSION && st.version !=
+	    HANDOVER_STATE_VERSION_WS) || st.uid <= 0 ||
 	    st.name_len > len - sizeof(st) || ((st.flags & HO_F_CLEAN) == 0 &&
 	    st.name_len != len - sizeof(st)) || st.conn != c->id) {
 		snprintf(why, whylen, "bad state record");
@@ -367,7 +383,13 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	s->uid = st.uid;
 	user_known_add(s->uid);
 	conn_logged_in(c);
-	session_blocks_fetch(c);
+	/* an upgrade's "blocks nobody" saves a read (and one on the loop
+	 * for a chat that would arrive before it) */
+	if ((st.flags & (HO_F_CLEAN | HO_F_NOBLOCKS)) == (HO_F_CLEAN |
+	    HO_F_NOBLOCKS))
+		s->blocks_loaded = 1;
+	else
+		session_blocks_fetch(c);
 	/*
 	 * The dead worker may have written part of a line: end it, so the
 	 * client's parser drops it as one bad line instead of merging it
@@ -398,7 +420,11 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	/*
 	 * What was stored for the user meanwhile, or not yet delivered: a
 	 * sender that found the user away stored before online_add above.
+	 * An upgrade's settled session had nothing (its entry stayed valid:
+	 * what was stored since came with a nudge, which follows).
 	 */
-	offline_push(c);
+	if ((st.flags & (HO_F_CLEAN | HO_F_SETTLED)) != (HO_F_CLEAN |
+	    HO_F_SETTLED))
+		offline_push(c);
 	return c->closing ? -1 : 0;
 }

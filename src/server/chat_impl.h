@@ -267,6 +267,7 @@ int	offline_more(const struct store_msg_list *msgs, size_t n);
 void	offline_sent(struct conn *c, const struct store_msg_list *msgs,
 	    size_t n);
 void	offline_push(struct conn *c);
+int	offline_settled(const struct session *s);
 void	handle_offline_ack(struct conn *c, const struct proto_req *req);
 void	handle_received(struct conn *c, const struct proto_req *req);
 

@@ -454,3 +454,16 @@ offline_push(struct conn *c)
 	}
 	storeq_submit(offline_fetch_queue(s->uid), &j->sj);
 }
+
+/*
+ * Nothing of s's stored messages under way: no batch being fetched, in
+ * the output or waiting for its removal, none held back for the next
+ * login, no delivered copy left to remove.  What is stored for the user
+ * after this comes with a nudge to its slot (stored_nudge).
+ */
+int
+offline_settled(const struct session *s)
+{
+	return s->offline_upto == 0 && !s->offline_busy && !s->offline_more &&
+	    !s->offline_again && !s->backlog_held && s->ndelivered == 0;
+}

@@ -236,12 +236,12 @@ conn_adopt(int fd, const struct sockaddr_storage *peer, uint64_t akey,
 		return NULL;
 	}
 	c->id = id;
+	c->handed = 1;
 	if (conn_setup(c, fd, peer, akey) == NULL)
 		return NULL;
 	/* a PROXY header was read long ago; what comes is mid-stream */
 	c->seen_input = 1;
 	c->resync = 1;
-	c->handed = 1;
 	return c;
 }
 
@@ -252,9 +252,11 @@ conn_setup(struct conn *c, int fd, const struct sockaddr_storage *peer,
 	table[c->id] = c;
 	c->fd = fd;
 	c->peer = *peer;
-	conn_keepalive(fd);
+	/* an adopted socket keeps its options (5 system calls each) */
+	if (!c->handed)
+		conn_keepalive(fd);
 	/* the kernel's share of a slow reader's backlog, bounded too */
-	if (sndbuf > 0)
+	if (sndbuf > 0 && !c->handed)
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
 		    sizeof(sndbuf));
 	guard_peer_set(env.guard, env.slot, c->id, peer);

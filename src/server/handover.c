@@ -368,7 +368,8 @@ held_plain(struct held *h)
 	memcpy(&st, h->rec, sizeof(st));
 	if ((st.flags & HO_F_CLEAN) == 0 || st.name_len > h->len - sizeof(st))
 		return;
-	st.flags &= ~(uint32_t)(HO_F_CLEAN | HO_F_ANSWERS);
+	st.flags &= ~(uint32_t)(HO_F_CLEAN | HO_F_ANSWERS | HO_F_SETTLED |
+	    HO_F_NOBLOCKS);
 	memcpy(h->rec, &st, sizeof(st));
 	h->len = sizeof(st) + st.name_len;
 }

@@ -36,6 +36,11 @@ struct online_slot_stats;
  */
 #define HANDOVER_STATE_VERSION	1
 /*
+ * A record with HO_F_WS: a binary that knows only version 1 refuses it
+ * (a downgrade closes websockets instead of writing plain lines to them).
+ */
+#define HANDOVER_STATE_VERSION_WS	2
+/*
  * A record's size bound: the state with a name of any configured size
  * (and, HO_F_CLEAN, a partial request; a larger one is not clean).
  */
@@ -60,6 +65,29 @@ struct online_slot_stats;
  * the connection's input until then, so its requests keep their order.
  */
 #define HO_F_ANSWERS		0x10
+/*
+ * A WebSocket connection (ws.h), open.  With HO_F_CLEAN it was handed
+ * over between two whole units of its input and with its output
+ * written: the adopter starts a fresh wslay context, and the partial
+ * request is the bytes of a unit not yet begun.  Without (the master's
+ * crash copy), where its frames stand died with the worker: the adopter
+ * closes it; the client connects again (and RESUMEs).
+ */
+#define HO_F_WS			0x20
+/*
+ * With HO_F_CLEAN: nothing of the user's stored messages was under way
+ * (offline_settled), so the adopter does not fetch them (a store read
+ * per user) on a single node: what is stored later comes with a
+ * CHAN_STORED nudge, which waits in the slot's channel.  A cluster
+ * fetches anyway, after its claim.
+ */
+#define HO_F_SETTLED		0x40
+/*
+ * With HO_F_CLEAN: the user blocks nobody (the list was read): the
+ * adopter does not read it again.  A list with entries is read again,
+ * as after a crash (a version 1 record has no room for it).
+ */
+#define HO_F_NOBLOCKS		0x80
 
 struct ho_state {
 	uint32_t		 version;

@@ -537,8 +537,8 @@ worker_handoff(void)
 	ev_io_stop(loop, &chan_io);
 	conn_freeze();
 	if ((ws = handoff_close_ws()) > 0)
-		log_info("upgrade: %zu websocket connections closed (their "
-		    "framing state is not handed over)", ws);
+		log_info("upgrade: %zu websocket connections closed (not "
+		    "open, or not at a frame boundary)", ws);
 	chat_history_flush();
 	handoff_deadline = util_mono() + HANDOFF_SECONDS;
 	ev_timer_init(&handoff_timer, handoff_timer_cb, HANDOFF_CHECK,

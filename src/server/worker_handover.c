@@ -24,6 +24,7 @@
 #include "upgrade.h"
 #include "util.h"
 #include "worker_impl.h"
+#include "ws.h"
 
 /* The new worker: the old one died or ran out of time before answering. */
 static ev_timer	 answers_timer;
@@ -46,6 +47,28 @@ answers_wait(void)
 }
 
 /*
+ * A websocket moves only between two units (HO_F_CLEAN): a crash copy
+ * is closed.  0, or -1 with why.
+ */
+static int
+adopt_transport(struct conn *c, const struct ho_state *st, char *why,
+    size_t whylen)
+{
+	if ((st->flags & HO_F_WS) == 0)
+		return 0;
+	if ((st->flags & HO_F_CLEAN) == 0) {
+		snprintf(why, whylen, "a websocket's framing position died "
+		    "with the worker");
+		return -1;
+	}
+	if (ws_adopt(c) == -1) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * The previous worker of this slot died: take its connections over,
  * under the same ids (messages other workers sent it find them).
  */
@@ -59,7 +82,8 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 	struct ho_state		 st;
 	struct conn		*c;
 	uint64_t		 akey;
-	size_t			 n, i, ok = 0, failed = 0;
+	size_t			 n, i, ok = 0, failed = 0, ws = 0;
+	size_t			 settled = 0, noblocks = 0;
 	double			 began = util_mono();
 	char			 why[128];
 
@@ -85,7 +109,8 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 			failed++;
 			continue;
 		}
-		if (chat_adopt(c, v[i].state, v[i].len, why, sizeof(why)) ==
+		if (adopt_transport(c, &st, why, sizeof(why)) == -1 ||
+		    chat_adopt(c, v[i].state, v[i].len, why, sizeof(why)) ==
 		    -1) {
 			log_notice("connection %u (user %d) not adopted, "
 			    "closed: %s", c->id, (int)st.uid, why);
@@ -102,6 +127,9 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 				failed++;
 				continue;
 			}
+			ws += (st.flags & HO_F_WS) != 0;
+			settled += (st.flags & HO_F_SETTLED) != 0;
+			noblocks += (st.flags & HO_F_NOBLOCKS) != 0;
 		} else
 			log_debug("connection %u (user %d) adopted: the "
 			    "request in flight, if any, is lost; input resumes "
@@ -115,20 +143,30 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 		return rc;
 	__atomic_add_fetch(&stats->adopted, ok, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&stats->handover_failed, failed, __ATOMIC_RELAXED);
+	/* settled: no read of stored messages (a cluster reads anyway) */
 	log_notice("adopted %zu connections of the previous worker of this "
-	    "slot in %.0f ms%s", ok, (util_mono() - began) * 1000,
-	    failed > 0 ? "; some closed" : "");
+	    "slot in %.0f ms%s (%zu websocket; %zu at a boundary with nothing "
+	    "stored under way, %zu blocking nobody: not read again)", ok,
+	    (util_mono() - began) * 1000, failed > 0 ? "; some closed" : "",
+	    ws, settled, noblocks);
 	if (failed > 0)
 		log_notice("%zu connections of the previous worker closed",
 		    failed);
 	return rc;
 }
 
-/* Answered all it read, wrote all it had: at a frame boundary. */
+/* Answered all it read, and its lines went to the transport. */
+static int
+conn_settled(const struct conn *c)
+{
+	return c->jobs == 0 && !c->paused && buf_used(&c->out) == 0;
+}
+
+/* Settled, and the transport wrote all it had: at a frame boundary. */
 static int
 conn_quiet(const struct conn *c)
 {
-	return c->jobs == 0 && !c->paused && buf_used(&c->out) == 0;
+	return conn_settled(c) && conn_tp_movable(c) == CONN_TP_READY;
 }
 
 void
@@ -144,8 +182,16 @@ handoff_one(struct conn *c, void *arg)
 	due = !quiet && chat_answers_due(c);
 	if (c->close_after_flush) {	/* going anyway: write, then close */
 		if (!n->final)
-			n->busy += !quiet;
+			n->busy += !conn_settled(c);
 		else {
+			n->closed++;
+			conn_close(c, "server upgrading");
+		}
+		return;
+	}
+	/* an HTTP request, a closing websocket: not waited for */
+	if (conn_tp_movable(c) == CONN_TP_NEVER) {
+		if (n->final) {
 			n->closed++;
 			conn_close(c, "server upgrading");
 		}
@@ -164,7 +210,7 @@ handoff_one(struct conn *c, void *arg)
 			n->unclean++;
 		return;
 	}
-	/* not logged in, or a websocket: its client connects again */
+	/* not logged in, or a websocket not at a boundary: it reconnects */
 	n->closed++;
 	conn_close(c, "server upgrading");
 }
@@ -258,11 +304,16 @@ handoff_exit(void)
 	_exit(CHATD_EXIT_HANDED);
 }
 
-/* A websocket's framing state is not handed over: it closes cleanly. */
+/*
+ * A websocket that cannot move (its handshake or a file not done, a
+ * close under way, a stream wslay judges): it closes cleanly now.  Open
+ * ones move at a frame boundary (ws_movable).
+ */
 static void
 close_ws(struct conn *c, void *arg)
 {
-	if (c->tp != NULL && !c->closing) {
+	if (c->tp != NULL && !c->closing && !c->close_after_flush &&
+	    conn_tp_movable(c) == CONN_TP_NEVER) {
 		conn_close_after_flush(c, "server upgrading");
 		(*(size_t *)arg)++;
 	}

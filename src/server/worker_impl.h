@@ -36,7 +36,7 @@ struct handoff_count {
 };
 /* conn_foreach callback: count, or hand over, c (arg: the count). */
 void	handoff_one(struct conn *c, void *arg);
-/* Websockets close cleanly (their framing state is not handed over). */
+/* Websockets that cannot move (not open, closing) close cleanly now. */
 size_t	handoff_close_ws(void);
 /*
  * Once every pass of the loop after SIGUSR2.  First, until every

@@ -4,6 +4,11 @@
  * frames through libwslay's event API.  Plugged into conn.c as a
  * struct conn_transport: bytes in c->in -> requests (conn_request);
  * lines in c->out -> text messages in w->wire, which conn.c writes.
+ *
+ * wslay is given whole units only (wsframe.h: a control frame, or a
+ * message with all its fragments): between two units it holds nothing,
+ * so an open connection whose output is written can move to another
+ * process (binary upgrade), which starts a fresh wslay context.
  */
 #include "config.h"
 
@@ -20,6 +25,7 @@
 #include "http.h"
 #include "log.h"
 #include "ws.h"
+#include "wsframe.h"
 
 #define WS_HEAD_MAX	8192		/* request head, as nginx's default */
 #define WS_FILE_MAX	(1024 * 1024)	/* largest static file served */
@@ -37,7 +43,9 @@ struct ws {
 	struct conn		*c;
 	struct buf		 wire;	/* bytes for the socket */
 	struct buf		 held;	/* [size_t len][bytes] received while paused */
+	uint64_t		 left;	/* of the unit begun, not yet given */
 	unsigned		 close_queued:1;
+	unsigned		 raw:1;	/* a unit wsf_unit refused: wslay judges */
 };
 
 static const struct config	*cfg;
@@ -53,11 +61,14 @@ const char ws_refuse_per_ip[] =
 static void		 ws_input(struct conn *);
 static struct buf	*ws_output(struct conn *);
 static void		 ws_free(struct conn *);
+static enum conn_tp_move ws_movable(const struct conn *);
+static int		 ws_open(struct ws *);
 
 static const struct conn_transport ws_transport = {
 	.input = ws_input,
 	.output = ws_output,
 	.free = ws_free,
+	.movable = ws_movable,
 };
 
 void
@@ -68,23 +79,48 @@ ws_init(const struct config *c)
 
 /* ---- wslay callbacks ---------------------------------------------------- */
 
-/* wslay pulls from c->in; nothing while the chat layer holds input. */
+/*
+ * wslay pulls from c->in, a whole unit at a time: a unit begun is given
+ * to its end (its messages wait in w->held if the chat layer paused),
+ * none is begun while the chat layer holds input.
+ */
 static ssize_t
 ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *p, size_t len, int flags,
     void *arg)
 {
 	struct ws	*w = arg;
 	struct conn	*c = w->c;
-	size_t		 n = buf_used(&c->in);
+	size_t		 n = buf_used(&c->in), span;
 
-	if (n == 0 || c->paused || c->closing || c->close_after_flush) {
+	if (n == 0 || c->closing || c->close_after_flush ||
+	    (w->left == 0 && c->paused)) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
 	}
+	if (w->left == 0 && !w->raw) {
+		switch (wsf_unit(buf_head(&c->in), n, cfg->max_frame_bytes,
+		    &span)) {
+		case WSF_MORE:
+			wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+			return -1;
+		case WSF_WHOLE:
+			w->left = span;
+			break;
+		case WSF_BAD:
+		case WSF_TOO_BIG:
+			/* wslay refuses it with the right close code */
+			w->raw = 1;
+			break;
+		}
+	}
+	if (!w->raw && n > w->left)
+		n = (size_t)w->left;
 	if (n > len)
 		n = len;
 	memcpy(p, buf_head(&c->in), n);
 	buf_consume(&c->in, n);
+	if (!w->raw)
+		w->left -= n;
 	return (ssize_t)n;
 }
 
@@ -302,22 +338,17 @@ http_upgrade(struct conn *c, struct ws *w, const struct http_req *req)
 {
 	char	 accept[HTTP_ACCEPT_LEN + 1];
 
-	if (http_ws_accept(&req->key, accept) == -1 ||
-	    wslay_event_context_server_init(&w->ctx, &ws_callbacks, w) != 0) {
-		w->ctx = NULL;
+	if (http_ws_accept(&req->key, accept) == -1 || ws_open(w) == -1) {
 		http_answer(c, w, "500 Internal Server Error", NULL,
 		    "out of memory\n");
 		return -1;
 	}
-	wslay_event_config_set_max_recv_msg_length(w->ctx,
-	    cfg->max_frame_bytes);
 	if (buf_printf(&w->wire, "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: %s\r\n\r\n", accept) == -1) {
 		conn_close(c, "out of memory");
 		return -1;
 	}
-	w->state = WS_OPEN;
 	return conn_sent(c);
 }
 
@@ -482,6 +513,39 @@ ws_free(struct conn *c)
 	c->tp_data = NULL;
 }
 
+/*
+ * Open, nothing half read (w->left: a unit is given whole within one
+ * wslay_event_recv), no message held, nothing queued for the socket.
+ */
+static enum conn_tp_move
+ws_movable(const struct conn *c)
+{
+	const struct ws	*w = c->tp_data;
+
+	if (w->state != WS_OPEN || w->raw || w->close_queued ||
+	    w->left > 0 || !wslay_event_get_read_enabled(w->ctx))
+		return CONN_TP_NEVER;
+	if (buf_used(&w->held) > 0 || buf_used(&w->wire) > 0 ||
+	    wslay_event_want_write(w->ctx))
+		return CONN_TP_WAIT;
+	return CONN_TP_READY;
+}
+
+/* A fresh wslay context after the handshake: 0, or -1 out of memory. */
+static int
+ws_open(struct ws *w)
+{
+	if (wslay_event_context_server_init(&w->ctx, &ws_callbacks, w) !=
+	    0) {
+		w->ctx = NULL;
+		return -1;
+	}
+	wslay_event_config_set_max_recv_msg_length(w->ctx,
+	    cfg->max_frame_bytes);
+	w->state = WS_OPEN;
+	return 0;
+}
+
 int
 ws_attach(struct conn *c)
 {
@@ -493,5 +557,21 @@ ws_attach(struct conn *c)
 	w->state = WS_HTTP;
 	c->tp = &ws_transport;
 	c->tp_data = w;
+	return 0;
+}
+
+int
+ws_adopt(struct conn *c)
+{
+	struct ws	*w;
+
+	if (ws_attach(c) == -1)
+		return -1;
+	w = c->tp_data;
+	if (ws_open(w) == -1) {
+		ws_free(c);
+		c->tp = NULL;
+		return -1;
+	}
 	return 0;
 }

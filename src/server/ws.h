@@ -21,6 +21,12 @@
 void	ws_init(const struct config *cfg);
 /* Make c a WebSocket connection (just accepted): 0, or -1 out of memory. */
 int	ws_attach(struct conn *c);
+/*
+ * Make c (adopted, handover.h) a WebSocket connection in the open
+ * state, with a fresh wslay context: it was handed over between two
+ * units (ws_movable said CONN_TP_READY).  0, or -1 out of memory.
+ */
+int	ws_adopt(struct conn *c);
 /* A refusal at accept (server full, per-address limit), as HTTP 503. */
 extern const char ws_refuse_full[];
 extern const char ws_refuse_per_ip[];

@@ -2,13 +2,16 @@
  * fuzz_http.c - libFuzzer target for the WebSocket listener's HTTP
  * parser: http_parse on the input, fed whole and byte by byte growing
  * (as reads arrive), must agree; then every check runs on what parsed,
- * and every string it returns must lie inside the input.
+ * and every string it returns must lie inside the input.  The same
+ * input as a WebSocket client's stream: wsf_unit's units lie inside it,
+ * and a shorter prefix of a unit is never whole.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
+#include "wsframe.h"
 
 #define CHECK(x)	do { if (!(x)) abort(); } while (0)
 
@@ -23,6 +26,21 @@ inside(const struct http_str *s, const uint8_t *d, size_t n)
 	CHECK((const uint8_t *)s->p + s->len <= d + n);
 }
 
+static void
+ws_units(const uint8_t *d, size_t n)
+{
+	size_t		 off = 0, span, cut, s2;
+	enum wsf_status	 st;
+
+	while (off < n && (st = wsf_unit(d + off, n - off, 300, &span)) ==
+	    WSF_WHOLE) {
+		CHECK(span >= 6 && span <= n - off);
+		for (cut = 0; cut < span; cut += 1 + cut / 3)
+			CHECK(wsf_unit(d + off, cut, 300, &s2) != WSF_WHOLE);
+		off += span;
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {
@@ -30,6 +48,8 @@ LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 	enum http_status	 st, st2;
 	char			 acc[HTTP_ACCEPT_LEN + 1], name[64];
 	size_t			 max = 4096, i;
+
+	ws_units(d, n);
 
 	st = http_parse((const char *)d, n, max, &r);
 	/* a prefix never gives another verdict than NEED_MORE or the same */

@@ -18,6 +18,11 @@ acknowledged, with the same cmid.  Goals checked:
   every parsed line is a well-formed message for that client;
 - chatctl's counters (handovers, adopted) saw it.
 
+A WebSocket connection is not adopted after a crash (the rule of
+chatd(8)): where its frames stood in either direction died with the
+worker, so it is closed and its client connects again, while the plain
+TCP clients of the same worker stay (test_websocket_closed_on_crash).
+
 The figures are printed as one JSON line.  Every wait is bounded; the
 kill pace follows the node (each kill waits until the previous one was
 recovered from), so a slow (sanitizer) build takes longer, not fails.
@@ -35,6 +40,7 @@ import unittest
 
 import chatlib
 import chatload
+import wsclient
 
 N = int(os.environ.get("HANDOVER_CLIENTS", "1000"))
 KILLS = int(os.environ.get("HANDOVER_KILLS", "10"))
@@ -236,6 +242,46 @@ class Handover(chatload.ChatLoad, unittest.TestCase):
             self.assertGreaterEqual(counters["handover_failed"], 1, counters)
             self.assertIn("instead of handing them over again",
                           srv.log_text())
+
+    @log_on_failure
+    def test_websocket_closed_on_crash(self):
+        """A crash closes the worker's WebSocket connections (no frame
+        boundary is known for them); its TCP clients are adopted."""
+        wsport = chatlib.free_port()
+        with chatlib.Server(workers=2, extra={
+                "websocket_listen": "127.0.0.1:%d" % wsport}) as srv:
+            self.srv = srv
+            w = wsclient.WSClient(wsport)
+            srv._clients.append(w)
+            name = chatlib.unique("wscrash")
+            wid = w.register(name, "pw")
+            w.login(wid, "pw")
+            info = w.whoami_full()
+            t = None
+            for _ in range(60):
+                u = srv.user("tcpcrash")
+                if u.c.whoami_full()["pid"] == info["pid"]:
+                    t = u
+                    break
+            self.assertIsNotNone(t, "no TCP client on the same worker")
+            os.kill(info["pid"], signal.SIGKILL)
+            self.assertTrue(w.wait_closed(60), "the WebSocket stayed open")
+            self.assertEqual(w.lines, chatlib.collections.deque())
+            # the TCP client was adopted: the mark, then the same session
+            self.assertEqual(t.c.recv_line(timeout=60).strip(), b"")
+            t.c.send_raw(b"\0")
+            again = t.c.whoami_full()
+            self.assertEqual(again["id"], t.id)
+            self.assertNotEqual(again["pid"], info["pid"])
+            # the WebSocket client connects again, to the same account
+            w2 = wsclient.WSClient(wsport)
+            srv._clients.append(w2)
+            self.assertTrue(chatlib.wait_for(
+                lambda: w2.login_raw(wid, "pw").get("errno") == 0, 30,
+                interval=0.2))
+            t.chat(wid, "after the crash", cmid=1)
+            self.assertEqual(t.c.recv_msgid(103)["cmid"], 1)
+            self.assertEqual(w2.recv_msgid(6)["msg"], "after the crash")
 
 if __name__ == "__main__":
     unittest.main()

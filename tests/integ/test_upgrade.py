@@ -27,6 +27,13 @@ at that path again.  Goals checked:
 - the old master exits (status 0), the new one serves, owns the pid
   file and counts the upgrade and the handed connections.
 
+WebSocket clients move too (test_websocket_upgrade): each at a frame
+boundary, its input given to wslay only in whole units, with a fresh
+wslay context in the new worker; they stay connected and logged in,
+read only valid frames, chats flow, and a frame or a fragmented message
+half sent across the upgrade is read on by the new worker.  A crash
+after that closes them (their framing position died with the worker).
+
 A second test upgrades to a "binary" that fails at start (a script that
 exits 1), and to one that cannot be executed: the old node goes on
 serving the same connections and chatctl reports the failure.
@@ -52,6 +59,7 @@ import unittest
 
 import chatlib
 import chatload
+import wsclient
 
 N = int(os.environ.get("UPGRADE_CLIENTS", "1000"))
 SANITIZERS = bool(os.environ.get("CHATD_SANITIZERS", "").strip())
@@ -231,19 +239,35 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
 
     # ---- the tests ----------------------------------------------------
 
-    def test_upgrade_under_load(self):
-        mport = chatlib.free_port()
-        srv = self.server(metrics_listen="127.0.0.1:%d" % mport)
+    def on_node(self, run, **extra):
+        """A node started from the copy of the binary: run(srv), then
+        stop the new master (if the upgrade made one) and the node."""
+        srv = self.server(**extra)
         start_from(srv, self.binary)
         self.srv = srv
         try:
-            self.under_load(srv, mport)
+            run(srv)
         finally:
             if self.new_master is not None:
                 self.assertTrue(stop_master(self.new_master),
                                 "the new master did not stop")
             problems = srv.stop()
         self.assertEqual(problems, [], srv.log_text()[-3000:])
+
+    def upgrade_done(self, srv):
+        """chatctl upgrade succeeds, the old master exits: the new one's
+        pid in self.new_master."""
+        r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
+                         "upgrade"], timeout=UPGRADE_SECONDS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(chatlib.wait_for(
+            lambda: srv.proc.poll() is not None, 60))
+        self.new_master = status(srv)["pid"]
+
+    def test_upgrade_under_load(self):
+        mport = chatlib.free_port()
+        self.on_node(lambda srv: self.under_load(srv, mport),
+                     metrics_listen="127.0.0.1:%d" % mport)
 
     def under_load(self, srv, mport):
         self.acked, self.sent_acked = {}, {}
@@ -358,12 +382,7 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
         start_from(srv, self.binary)
         try:
             a, b = srv.users_on_two_workers("crash")
-            r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
-                             "upgrade"], timeout=UPGRADE_SECONDS)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertTrue(chatlib.wait_for(
-                lambda: srv.proc.poll() is not None, 60))
-            self.new_master = status(srv)["pid"]
+            self.upgrade_done(srv)
             info = a.c.whoami_full()
             self.assertEqual(info["id"], a.id)
             # past the window in which a crash closes adopted connections
@@ -516,6 +535,173 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
                 self.assertTrue(stop_master(self.new_master))
             problems = srv.stop()
         self.assertEqual(problems, [], srv.log_text()[-3000:])
+
+    def test_websocket_upgrade(self):
+        wsport = chatlib.free_port()
+        self.on_node(lambda srv: self.ws_upgrade(srv, wsport),
+                     websocket_listen="127.0.0.1:%d" % wsport)
+
+    def ws_user(self, srv, wsport, i):
+        c = wsclient.WSClient(wsport)
+        srv._clients.append(c)
+        name = chatlib.unique("wsup%d" % i)
+        uid = c.register(name, "pw")
+        c.login(uid, "pw")
+        u = chatlib.User(srv, c, uid, name, "pw")
+        info = c.whoami_full()
+        u.pid, u.slot = info["pid"], info["worker"]
+        return u
+
+    def ws_drain(self, users, got, acks):
+        """Every text message each WebSocket client received: a valid
+        chatd message (never a blank or cut one); chats and acks noted."""
+        for u in users:
+            while u.c._fill(0):
+                pass
+            while u.c.lines:
+                m = u.c.parse(u.c.lines.popleft())
+                if m["msgid"] == chatlib.ONE_CHAT:
+                    got.setdefault(u.id, set()).add(m["msg"])
+                elif m["msgid"] == chatlib.CHAT_ACK:
+                    self.assertEqual(m.get("errno", 0), 0, m)
+                    acks.setdefault(u.id, set()).add(m["cmid"])
+                else:
+                    self.assertNotEqual(m["msgid"], chatlib.ERROR, m)
+
+    def ws_upgrade(self, srv, wsport):
+        users = []
+        for i in range(60):
+            users.append(self.ws_user(srv, wsport, i))
+            slots = [u.slot for u in users]
+            if len(users) >= 8 and min(slots.count(0), slots.count(1)) >= 3:
+                break
+        slots = [u.slot for u in users]
+        self.assertGreaterEqual(min(slots.count(0), slots.count(1)), 3,
+                                "WebSocket users not on both workers")
+        old_pids = {u.pid for u in users}
+        tcp = srv.user("tcpup")
+        # two requests left half sent across the upgrade: part of a
+        # frame, and the first fragment of a message
+        part, frag = users[0], users[1]
+        f_part = wsclient.frame(wsclient.OP_TEXT,
+                                b'{"msgid":101,"seq":501}')
+        part.c.send_raw(f_part[:5])
+        j = b'{"msgid":101,"seq":502}'
+        frag.c.send_raw(wsclient.frame(wsclient.OP_TEXT, j[:9], fin=False))
+        # and a ping, answered by the old or the new worker
+        users[2].c.send_raw(wsclient.frame(wsclient.OP_PING, b"hi"))
+
+        got, acks, sent = {}, {}, {}
+        cmid = [0]
+
+        def chat_round():
+            for k, u in enumerate(users[2:]):
+                to = users[2 + (k + 1) % (len(users) - 2)]
+                cmid[0] += 1
+                text = "ws %d" % cmid[0]
+                u.chat(to.id, text, cmid=cmid[0])
+                sent[cmid[0]] = (u.id, to.id, text)
+            cmid[0] += 1
+            tcp.chat(users[2].id, "tcp %d" % cmid[0], cmid=cmid[0])
+            sent[cmid[0]] = (tcp.id, users[2].id, "tcp %d" % cmid[0])
+
+        chat_round()
+        tool = chatlib.subprocess.Popen(
+            [ctl_tool(), "-s", srv.keys["control_socket"], "upgrade"],
+            stdout=chatlib.subprocess.PIPE, stderr=chatlib.subprocess.PIPE)
+        deadline = time.monotonic() + UPGRADE_SECONDS
+        while tool.poll() is None and time.monotonic() < deadline:
+            chat_round()
+            self.ws_drain(users, got, acks)
+            time.sleep(0.05)
+        out, err = tool.communicate(timeout=60)
+        self.assertEqual(tool.returncode, 0, (out, err,
+                                              srv.log_text()[-4000:]))
+        for _ in range(5):
+            chat_round()
+            self.ws_drain(users, got, acks)
+            time.sleep(0.05)
+        # the halves arrive: the new worker reads on from them
+        part.c.send_raw(f_part[5:])
+        self.assertEqual(part.c.recv_msgid(102)["seq"], 501)
+        frag.c.send_raw(wsclient.frame(wsclient.OP_CONT, j[9:]))
+        self.assertEqual(frag.c.recv_msgid(102)["seq"], 502)
+
+        # every chat acknowledged (WebSocket senders) and delivered
+        def complete():
+            self.ws_drain(users, got, acks)
+            while tcp.c._fill(0):
+                pass
+            return all(c in acks.get(frm, ()) or frm == tcp.id
+                       for c, (frm, _, _) in sent.items()) and \
+                all(t in got.get(to, ()) for frm, to, t in sent.values())
+        self.assertTrue(chatlib.wait_for(complete, 60, interval=0.1),
+                        "chats not acknowledged or delivered: %d sent" %
+                        len(sent))
+        for u in users:
+            info = u.c.whoami_full()
+            self.assertEqual(info["id"], u.id)
+            self.assertNotIn(info["pid"], old_pids)
+            self.assertFalse(u.c.eof)
+            self.assertIsNone(u.c.close_code)
+        self.assertIn((wsclient.OP_PONG, b"hi"), users[2].c.controls)
+        log = srv.log_text()
+        self.assertNotIn("websocket connections closed", log)
+        self.assertNotIn("framing position died", log)
+        print(json.dumps({"ws_users": len(users), "chats": len(sent)}),
+              file=sys.stderr)
+
+        # the crash rule: a later crash of the new worker closes them
+        self.new_master = status(srv)["pid"]
+        victim = users[3]
+        pid = victim.c.whoami_full()["pid"]
+        others = [u for u in users if u.c.whoami_full()["pid"] != pid]
+        time.sleep(5.5)     # past HANDOVER_RETRY_SECONDS: adopted, then
+        os.kill(pid, signal.SIGKILL)
+        self.assertTrue(victim.c.wait_closed(60), "not closed")
+        self.assertTrue(chatlib.wait_for(
+            lambda: "framing position died with the worker" in
+            srv.log_text(), 60, interval=0.1))
+        for u in others:
+            self.assertEqual(u.c.whoami_full()["id"], u.id)
+        # the client connects again and logs in
+        again = wsclient.WSClient(wsport)
+        srv._clients.append(again)
+        again.login(victim.id, "pw")
+        self.assertEqual(again.whoami_full()["id"], victim.id)
+
+    def test_settled_sessions_not_read_again(self):
+        """A session handed over with nothing of its stored messages
+        under way is not fetched again, nor the block list of a user who
+        blocks nobody (the log counts them); a user who blocks someone
+        has the list read again and the block holds."""
+        self.on_node(self.settled)
+
+    def settled(self, srv):
+        x, b, k = (srv.user("settle") for _ in range(3))
+        k.c.send_obj({"msgid": 114, "userid": x.id})
+        self.assertEqual(k.c.recv_msgid(109).get("errno"), 0)
+        x.chat(b.id, "before", cmid=1)
+        self.assertEqual(x.c.recv_msgid(103)["cmid"], 1)
+        self.assertEqual(b.c.recv_msgid(6)["msg"], "before")
+        self.upgrade_done(srv)
+        log = srv.log_text()
+        settled = noblocks = 0
+        for line in log.splitlines():
+            if "connections of the previous worker of this slot" in \
+                    line and "at a boundary with nothing" in line:
+                words = line.split("; ")[-1].split()
+                settled += int(words[0])
+                noblocks += int(line.split(", ")[-1].split()[0])
+        self.assertEqual((settled, noblocks), (3, 2), log[-3000:])
+        # the block holds (k's list was read again), b gets chats
+        x.chat(k.id, "blocked", cmid=2)
+        self.assertEqual(x.c.recv_msgid(103)["cmid"], 2)
+        x.chat(b.id, "after", cmid=3)
+        self.assertEqual(x.c.recv_msgid(103)["cmid"], 3)
+        self.assertEqual(b.c.recv_msgid(6)["msg"], "after")
+        k.c.expect_none(0.5)
+        self.assertEqual(k.c.whoami_full()["id"], k.id)
 
     def test_failed_start_keeps_serving(self):
         srv = self.server()

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "wsframe.h"
 #include "check_run.h"
 
 #define HS(extra) \
@@ -204,6 +205,129 @@ START_TEST(test_request_line)
 }
 END_TEST
 
+/* A masked client frame into b: its length. */
+static size_t
+wsf_put(unsigned char *b, int fin, int op, size_t len)
+{
+	size_t	 o = 0, i;
+
+	b[o++] = (fin ? 0x80 : 0) | op;
+	if (len < 126)
+		b[o++] = 0x80 | len;
+	else if (len < 65536) {
+		b[o++] = 0x80 | 126;
+		b[o++] = len >> 8;
+		b[o++] = len & 0xff;
+	} else {
+		b[o++] = 0x80 | 127;
+		for (i = 0; i < 8; i++)
+			b[o++] = (uint64_t)len >> (56 - 8 * i) & 0xff;
+	}
+	memcpy(b + o, "\x01\x02\x03\x04", 4);
+	o += 4;
+	memset(b + o, 'x', len);
+	return o + len;
+}
+
+START_TEST(test_ws_units)
+{
+	static unsigned char	 b[200000];
+	struct wsf_head		 h;
+	size_t			 n, a, span, i;
+
+	/* one text frame: whole only with its last byte */
+	n = wsf_put(b, 1, 1, 5);
+	ck_assert_uint_eq(n, 11);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(wsf_unit(b, i, 1000, &span), WSF_MORE);
+	ck_assert_int_eq(wsf_unit(b, n, 1000, &span), WSF_WHOLE);
+	ck_assert_uint_eq(span, n);
+	/* and the next one is not part of it */
+	a = wsf_put(b + n, 1, 1, 300);
+	ck_assert_int_eq(wsf_unit(b, n + a - 1, 1000, &span), WSF_WHOLE);
+	ck_assert_uint_eq(span, n);
+	ck_assert_int_eq(wsf_head(b + n, a, &h), WSF_WHOLE);
+	ck_assert_uint_eq(h.len, 300);
+	ck_assert_uint_eq(h.head_len, 8);
+	/* 64-bit length */
+	n = wsf_put(b, 1, 1, 70000);
+	ck_assert_int_eq(wsf_head(b, n, &h), WSF_WHOLE);
+	ck_assert_uint_eq(h.len, 70000);
+	ck_assert_uint_eq(h.head_len, 14);
+	ck_assert_int_eq(wsf_unit(b, n, 100000, &span), WSF_WHOLE);
+	ck_assert_uint_eq(span, n);
+	ck_assert_int_eq(wsf_unit(b, 20, 1000, &span), WSF_TOO_BIG);
+
+	/* a fragmented message with a ping between: one unit */
+	n = wsf_put(b, 0, 1, 10);
+	n += wsf_put(b + n, 1, 9, 3);
+	n += wsf_put(b + n, 0, 0, 10);
+	n += wsf_put(b + n, 1, 0, 4);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(wsf_unit(b, i, 1000, &span), WSF_MORE);
+	ck_assert_int_eq(wsf_unit(b, n, 1000, &span), WSF_WHOLE);
+	ck_assert_uint_eq(span, n);
+	/* its payload counts whole against max */
+	ck_assert_int_eq(wsf_unit(b, n, 23, &span), WSF_TOO_BIG);
+	ck_assert_int_eq(wsf_unit(b, n, 24, &span), WSF_WHOLE);
+	/* a ping alone is a unit */
+	n = wsf_put(b, 1, 9, 0);
+	ck_assert_int_eq(wsf_unit(b, n, 1000, &span), WSF_WHOLE);
+	ck_assert_uint_eq(span, 6);
+}
+END_TEST
+
+START_TEST(test_ws_bad)
+{
+	unsigned char	 b[64];
+	struct wsf_head	 h;
+	size_t		 n, span, i;
+
+	n = wsf_put(b, 1, 0, 2);	/* continuation, nothing begun */
+	ck_assert_int_eq(wsf_unit(b, n, 1000, &span), WSF_BAD);
+	n = wsf_put(b, 0, 1, 2);	/* a new message inside one */
+	n += wsf_put(b + n, 1, 2, 2);
+	ck_assert_int_eq(wsf_unit(b, n, 1000, &span), WSF_BAD);
+	n = wsf_put(b, 0, 9, 2);	/* a fragmented ping */
+	ck_assert_int_eq(wsf_unit(b, n, 1000, &span), WSF_BAD);
+	b[0] = 0x89;			/* a ping over 125 bytes */
+	b[1] = 0x80 | 126;
+	ck_assert_int_eq(wsf_head(b, 4, &h), WSF_BAD);
+	for (i = 3; i <= 7; i++) {	/* reserved opcodes */
+		b[0] = 0x80 | i;
+		b[1] = 0x80;
+		ck_assert_int_eq(wsf_head(b, 6, &h), WSF_BAD);
+	}
+	b[0] = 0x80 | 0x0b;
+	ck_assert_int_eq(wsf_head(b, 6, &h), WSF_BAD);
+	b[0] = 0xc1;			/* RSV1: no extension agreed */
+	ck_assert_int_eq(wsf_head(b, 6, &h), WSF_BAD);
+	b[0] = 0x81;			/* not masked */
+	b[1] = 0x05;
+	ck_assert_int_eq(wsf_head(b, 7, &h), WSF_BAD);
+	b[1] = 0x80 | 126;		/* 16-bit length under 126 */
+	b[2] = 0;
+	b[3] = 125;
+	ck_assert_int_eq(wsf_head(b, 8, &h), WSF_BAD);
+	b[1] = 0x80 | 127;		/* 64-bit length, top bit set */
+	memset(b + 2, 0xff, 8);
+	ck_assert_int_eq(wsf_head(b, 14, &h), WSF_BAD);
+	ck_assert_int_eq(wsf_head(b, 5, &h), WSF_MORE);
+	/* endless empty fragments: bounded */
+	{
+		static unsigned char	 big[20000];
+		size_t			 m = 0;
+
+		m = wsf_put(big, 0, 1, 0);
+		while (m + 6 < sizeof(big))
+			m += wsf_put(big + m, 0, 0, 0);
+		ck_assert_int_eq(wsf_unit(big, m, 1000, &span),
+		    WSF_TOO_BIG);
+		ck_assert_int_eq(wsf_unit(big, 1000, 1000, &span), WSF_MORE);
+	}
+}
+END_TEST
+
 static Suite *
 http_suite(void)
 {
@@ -217,6 +341,8 @@ http_suite(void)
 	tcase_add_test(tc, test_bad_handshakes);
 	tcase_add_test(tc, test_static_names);
 	tcase_add_test(tc, test_request_line);
+	tcase_add_test(tc, test_ws_units);
+	tcase_add_test(tc, test_ws_bad);
 	suite_add_tcase(s, tc);
 	return s;
 }
