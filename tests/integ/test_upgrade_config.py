@@ -172,6 +172,9 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             self.assertEqual(int(f.read()), self.master)
         workers = self.workers_of(self.master, nworkers)
         self.wait(lambda: False, 1.0, chat=True)
+        # a slow (sanitizer) build chats less a second: go on until the
+        # load assert_clean asks for has been sent
+        self.wait(lambda: len(self.acked) > 100, 60, chat=True)
         served = self.settle()
         figures = self.figures(0, [])
         figures.update({"step": what, "lost": len(self.missing()),
