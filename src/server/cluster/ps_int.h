@@ -47,6 +47,10 @@
 #define SENTINEL_BACKOFF_MAX	0.5	/* a failover takes seconds: look often */
 #define WAIT_REPLICA_MS		500	/* WAIT 1 this long, then go on */
 #define NO_REPLICA_SECONDS	5.0	/* WAIT saw none: skip WAITs this long */
+#define ACK_PREFIX		80	/* an ack names an element by its length
+					   and these first bytes (its first
+					   item's MAC): scripts.c says it too */
+#define ACK_PLAIN_MAX		512	/* one element up to this: plain LREM */
 
 enum script {
 	SCRIPT_CLAIM,
