@@ -109,6 +109,7 @@ req_args(struct req *r, int argc, const char *const *argv,
 		*p++ = '\r';
 		*p++ = '\n';
 	}
+	*p = '\0';	/* hiredis reads the command as a C string */
 	r->cmdlen = total;
 	r->argc = argc;
 	return 0;
@@ -139,7 +140,7 @@ static int
 send_eval(redisAsyncContext *ac, struct req *r)
 {
 	const char	*text = ps_scripts[r->script];
-	size_t		 tl = strlen(text), cap = 64 + tl + r->cmdlen;
+	size_t		 tl = strlen(text), cap = 64 + tl + r->cmdlen + 1;
 	char		*buf;
 	int		 hl, rc;
 
@@ -149,7 +150,7 @@ send_eval(redisAsyncContext *ac, struct req *r)
 	    tl);
 	memcpy(buf + hl, text, tl);
 	memcpy(buf + hl + tl, "\r\n", 2);
-	memcpy(buf + hl + tl + 2, r->cmd + REQ_HEAD, r->cmdlen);
+	memcpy(buf + hl + tl + 2, r->cmd + REQ_HEAD, r->cmdlen + 1);
 	rc = redisAsyncFormattedCommand(ac, reply_cb, r, buf,
 	    (size_t)hl + tl + 2 + r->cmdlen);
 	free(buf);
