@@ -78,10 +78,28 @@
  *             A crash meanwhile leaves the batch in P: taken again,
  *             stored again if it had committed (a repeat, same smid).
  *   ack       one script per batch, on the same connection before the
- *             next take, removes the handed-off items from P (LREM of
- *             the exact item, so an ack sent twice is harmless) and
+ *             next take, removes the handed-off elements from P and
  *             replaces each RETRY item by a fresh signature of it at
  *             P's tail (so that it does not age out while it waits).
+ *             By reference: the ack names each element of the batch,
+ *             in the order taken, by its length and its first 80 bytes
+ *             (which hold its first item's MAC: an element so named is
+ *             that element, or a byte-for-byte twin of it, as a publish
+ *             sent again; twins are interchangeable); only re-signed
+ *             items travel whole.  P is this worker's alone, and
+ *             between a take and its ack only two things change it: the
+ *             take appended the batch at P's tail (a resume read P's
+ *             head), and a reaper may have cut any number of elements
+ *             from P's head.  So the script looks for the batch as P's
+ *             tail, then as its head, checking every element, and
+ *             removes that range (LTRIM); when neither matches (a
+ *             reaper took part of it) it looks each element up in P and
+ *             removes those found.  What is not found is not touched:
+ *             a reaper moved it to its own P, from where it is handed
+ *             off (again: a repeat, same smid); the ack only ever
+ *             touches this worker's P.  So an ack sent twice, or late
+ *             by a worker stalled past the reap window, removes nothing
+ *             it should not (tests/unit/check_queue.c).
  *   resume    at start, after a reconnect and 1 s after a RETRY, the
  *             worker reads P again (LRANGE) and hands off what is
  *             there.  An item it already handed off in this process

@@ -47,6 +47,11 @@
 #define SENTINEL_BACKOFF_MAX	0.5	/* a failover takes seconds: look often */
 #define WAIT_REPLICA_MS		500	/* WAIT 1 this long, then go on */
 #define NO_REPLICA_SECONDS	5.0	/* WAIT saw none: skip WAITs this long */
+#define ACK_PREFIX		80	/* an ack names an element by its length
+					   and these first bytes (its first
+					   item's MAC): scripts.c says it too */
+#define REQ_HEAD		80	/* room for "*<n>" EVALSHA <sha> */
+#define ACK_PLAIN_MAX		512	/* one element up to this: plain LREM */
 
 enum script {
 	SCRIPT_CLAIM,
@@ -126,9 +131,10 @@ struct req {
 	int		 on_pop;
 	int		 retried;	/* NOSCRIPT once: sent again with EVAL */
 	int		 sent;		/* reached a connection */
-	int		 argc;		/* argv[0..1] set when sent */
-	char		**argv;		/* owned, with argvlen, from [2] */
-	size_t		*argvlen;
+	int		 argc;		/* arguments in cmd */
+	char		*cmd;		/* REQ_HEAD bytes of room, then the
+					   arguments in Redis' protocol */
+	size_t		 cmdlen;	/* of the arguments */
 	int32_t		 uid;
 	int32_t		*uids;		/* QUERY */
 	size_t		 n;

@@ -44,7 +44,7 @@ req_free(struct req *r)
 
 	if (r == NULL)
 		return;
-	free(r->argv);
+	free(r->cmd);
 	free(r->uids);
 	for (i = 0; i < r->npubs; i++) {
 		free(r->pubs[i].item);
@@ -68,34 +68,50 @@ req_new(struct bus *ps, enum req_kind kind, enum script script)
 	return r;
 }
 
+/* Digits of n in decimal. */
+static size_t
+ndigits(size_t n)
+{
+	size_t	 d = 1;
+
+	while (n >= 10) {
+		n /= 10;
+		d++;
+	}
+	return d;
+}
+
 /*
- * r's arguments (after EVALSHA and the script for a script call): one
- * copy, so that r can be sent again as it was.  0 or -1.
+ * r's arguments (after EVALSHA and the script for a script call),
+ * formatted once as Redis' protocol, behind REQ_HEAD bytes of room for
+ * the command's head (req_send): one copy, sent as it is (and again as
+ * it was), never formatted again by hiredis.  0 or -1.
  */
 int
 req_args(struct req *r, int argc, const char *const *argv,
     const size_t *lens)
 {
-	size_t	 total = 0, n = (size_t)argc + 2;
+	size_t	 total = 0;
 	char	*p;
 	int	 i;
 
 	for (i = 0; i < argc; i++)
-		total += lens[i] + 1;
-	free(r->argv);
-	r->argv = malloc(n * (sizeof(char *) + sizeof(size_t)) + total);
-	if (r->argv == NULL)
+		total += 1 + ndigits(lens[i]) + 2 + lens[i] + 2;
+	free(r->cmd);
+	if ((r->cmd = malloc(REQ_HEAD + total + 1)) == NULL)
 		return -1;
-	r->argvlen = (size_t *)(r->argv + n);
-	p = (char *)(r->argvlen + n);
+	p = r->cmd + REQ_HEAD;
 	for (i = 0; i < argc; i++) {
+		p += snprintf(p, 1 + ndigits(lens[i]) + 2 + 1, "$%zu\r\n",
+		    lens[i]);
 		memcpy(p, argv[i], lens[i]);
-		p[lens[i]] = '\0';
-		r->argv[2 + i] = p;
-		r->argvlen[2 + i] = lens[i];
-		p += lens[i] + 1;
+		p += lens[i];
+		*p++ = '\r';
+		*p++ = '\n';
 	}
-	r->argc = argc + 2;
+	*p = '\0';	/* hiredis reads the command as a C string */
+	r->cmdlen = total;
+	r->argc = argc;
 	return 0;
 }
 
@@ -115,26 +131,60 @@ req_strs(struct req *r, int argc, const char *const *argv)
 
 static void	reply_cb(redisAsyncContext *, void *, void *);
 
+/*
+ * A script call whose script is not loaded: EVAL with its text, in a
+ * buffer of its own (rare: before SCRIPT LOAD is answered, or after
+ * NOSCRIPT).
+ */
+static int
+send_eval(redisAsyncContext *ac, struct req *r)
+{
+	const char	*text = ps_scripts[r->script];
+	size_t		 tl = strlen(text), cap = 64 + tl + r->cmdlen + 1;
+	char		*buf;
+	int		 hl, rc;
+
+	if ((buf = malloc(cap)) == NULL)
+		return -1;
+	hl = snprintf(buf, cap, "*%d\r\n$4\r\nEVAL\r\n$%zu\r\n", r->argc + 2,
+	    tl);
+	memcpy(buf + hl, text, tl);
+	memcpy(buf + hl + tl, "\r\n", 2);
+	memcpy(buf + hl + tl + 2, r->cmd + REQ_HEAD, r->cmdlen + 1);
+	rc = redisAsyncFormattedCommand(ac, reply_cb, r, buf,
+	    (size_t)hl + tl + 2 + r->cmdlen);
+	free(buf);
+	return rc;
+}
+
 /* Send r on its connection: 0, or -1 (r untouched, not sent). */
 int
 req_send(struct bus *ps, struct req *r)
 {
 	redisAsyncContext	*ac = r->on_pop ? POP(ps) : CMD(ps);
-	int			 sha, off = 2;
+	char			 head[REQ_HEAD];
+	int			 hl, rc;
 
-	if (ac == NULL || r->argv == NULL)
+	if (ac == NULL || r->cmd == NULL)
 		return -1;
-	if (r->script != SCRIPT_NONE) {
-		sha = !r->retried && ps->sha[r->script][0] != '\0';
-		r->argv[0] = (char *)(sha ? "EVALSHA" : "EVAL");
-		r->argv[1] = (char *)(sha ? ps->sha[r->script] :
-		    ps_scripts[r->script]);
-		r->argvlen[0] = strlen(r->argv[0]);
-		r->argvlen[1] = strlen(r->argv[1]);
-		off = 0;
+	if (r->script != SCRIPT_NONE && (r->retried ||
+	    ps->sha[r->script][0] == '\0'))
+		rc = send_eval(ac, r);
+	else {
+		/* the head goes in the room left in front of the arguments */
+		if (r->script != SCRIPT_NONE)
+			hl = snprintf(head, sizeof(head), "*%d\r\n$7\r\nEVALSHA"
+			    "\r\n$40\r\n%.40s\r\n", r->argc + 2,
+			    ps->sha[r->script]);
+		else
+			hl = snprintf(head, sizeof(head), "*%d\r\n", r->argc);
+		if (hl < 0 || hl >= (int)sizeof(head))
+			return -1;
+		memcpy(r->cmd + REQ_HEAD - hl, head, (size_t)hl);
+		rc = redisAsyncFormattedCommand(ac, reply_cb, r, r->cmd +
+		    REQ_HEAD - hl, (size_t)hl + r->cmdlen);
 	}
-	if (redisAsyncCommandArgv(ac, reply_cb, r, r->argc - off,
-	    (const char **)r->argv + off, r->argvlen + off) != REDIS_OK)
+	if (rc != REDIS_OK)
 		return -1;
 	r->sent = 1;
 	if (r->on_pop) {
@@ -251,7 +301,7 @@ dispatch(struct bus *ps, struct req *r, redisReply *rep)
 		break;
 	case REQ_LOAD:
 		if (rep != NULL && rep->type == REDIS_REPLY_STRING &&
-		    rep->len == 40 && r->argc == 5)
+		    rep->len == 40 && r->argc == 3)
 			memcpy(ps->sha[atoi(r->queue ? r->queue : "0")],
 			    rep->str, 41);
 		break;

@@ -25,26 +25,34 @@
 /* ---- taking and handing off --------------------------------------------- */
 
 /*
- * One batch's ack: argv "1", P, ndel, the items to delete, then the
- * (old, new) pairs of the items kept; the pairs are gathered apart, from
- * a[3 + n], and moved behind the deletions when it is sent.
+ * One batch's ack, by reference (include/pubsub.h, "ack"): argv "1", P,
+ * n, then for each element of the batch, in the order taken, its
+ * length, its first ACK_PREFIX bytes (they hold its first item's MAC)
+ * and what becomes of it: "" deleted, "=" left in P, else replaced by
+ * this (a re-signed item, at P's tail).  Only re-signed items travel
+ * whole.
  */
 struct ack {
 	const char	**a;
 	size_t		 *al;
+	char		 *lens;		/* the lengths' digits, 24 each */
 	char		**fresh;	/* re-signed items, freed after */
-	size_t		  n, ndel, nkeep;
+	size_t		  n, nfresh;
+	size_t		  ndel;		/* how many of the n are deleted */
+	const char	 *last;		/* the last element, whole */
+	size_t		  lastlen;
 };
 
 static int
 ack_init(struct ack *k, size_t n)
 {
 	memset(k, 0, sizeof(*k));
-	k->n = n;
 	k->a = calloc(3 + 3 * n, sizeof(*k->a));
 	k->al = calloc(3 + 3 * n, sizeof(*k->al));
+	k->lens = malloc(24 * n + 1);
 	k->fresh = calloc(n + 1, sizeof(*k->fresh));
-	return k->a != NULL && k->al != NULL && k->fresh != NULL ? 0 : -1;
+	return k->a != NULL && k->al != NULL && k->lens != NULL &&
+	    k->fresh != NULL ? 0 : -1;
 }
 
 static void
@@ -52,33 +60,58 @@ ack_free(struct ack *k)
 {
 	size_t	 i;
 
-	for (i = 0; i < k->nkeep && k->fresh != NULL; i++)
+	for (i = 0; i < k->nfresh && k->fresh != NULL; i++)
 		free(k->fresh[i]);
 	free(k->fresh);
+	free(k->lens);
 	free(k->a);
 	free(k->al);
+}
+
+/*
+ * The next element of the batch (item, len) and what becomes of it:
+ * "" deleted, "=" left in P, else replaced (see ack_keep).
+ */
+static void
+ack_add(struct ack *k, const char *item, size_t len, const char *what,
+    size_t wlen)
+{
+	size_t	 at = 3 + 3 * k->n;
+	char	*digits = k->lens + 24 * k->n;
+
+	k->a[at] = digits;
+	k->al[at] = (size_t)snprintf(digits, 24, "%zu", len);
+	k->a[at + 1] = item;
+	k->al[at + 1] = len < ACK_PREFIX ? len : ACK_PREFIX;
+	k->a[at + 2] = what;
+	k->al[at + 2] = wlen;
+	if (wlen == 0)
+		k->ndel++;
+	k->last = item;
+	k->lastlen = len;
+	k->n++;
 }
 
 static void
 ack_del(struct ack *k, const char *item, size_t len)
 {
-	k->a[3 + k->ndel] = item;
-	k->al[3 + k->ndel] = len;
-	k->ndel++;
+	ack_add(k, item, len, "", 0);
 }
 
-/* Keep item in P, re-signed (takes fresh). */
+/* Left in P as it is (out of memory for a re-signed copy). */
+static void
+ack_leave(struct ack *k, const char *item, size_t len)
+{
+	ack_add(k, item, len, "=", 1);
+}
+
+/* Replaced by fresh (re-signed, k takes it) at P's tail. */
 static void
 ack_keep(struct ack *k, const char *item, size_t len, char *fresh,
     size_t flen)
 {
-	size_t	 at = 3 + k->n + 2 * k->nkeep;
-
-	k->a[at] = item;
-	k->al[at] = len;
-	k->a[at + 1] = fresh;
-	k->al[at + 1] = flen;
-	k->fresh[k->nkeep++] = fresh;
+	k->fresh[k->nfresh++] = fresh;
+	ack_add(k, item, len, fresh, flen);
 }
 
 /* Send it on the pop connection, before the next fetch. */
@@ -86,18 +119,20 @@ static void
 ack_send(struct bus *ps, struct ack *k)
 {
 	struct req	*r;
-	char		 nd[16];
+	char		 n[24];
 
-	if (k->ndel + k->nkeep == 0)
-		return;
-	if (k->ndel == 1 && k->nkeep == 0) {
-		/* the common case of one item: a plain LREM, no script */
+	if (k->n == 0 || (k->ndel == 0 && k->nfresh == 0))
+		return;		/* everything stays as it is */
+	if (k->n == 1 && k->ndel == 1 && k->lastlen <= ACK_PLAIN_MAX) {
+		/* one short item: a plain LREM, no script */
 		k->a[0] = "LREM";
 		k->al[0] = 4;
 		k->a[1] = ps->plist;
 		k->al[1] = strlen(ps->plist);
 		k->a[2] = "1";
 		k->al[2] = 1;
+		k->a[3] = k->last;
+		k->al[3] = k->lastlen;
 		if ((r = req_new(ps, REQ_ACK, SCRIPT_NONE)) == NULL)
 			return;
 		r->on_pop = 1;
@@ -105,22 +140,18 @@ ack_send(struct bus *ps, struct ack *k)
 			req_free(r);
 		return;
 	}
-	memmove(k->a + 3 + k->ndel, k->a + 3 + k->n,
-	    2 * k->nkeep * sizeof(*k->a));
-	memmove(k->al + 3 + k->ndel, k->al + 3 + k->n,
-	    2 * k->nkeep * sizeof(*k->al));
 	k->a[0] = "1";
 	k->al[0] = 1;
 	k->a[1] = ps->plist;
 	k->al[1] = strlen(ps->plist);
-	k->a[2] = nd;
-	k->al[2] = snprintf(nd, sizeof(nd), "%zu", k->ndel);
+	k->a[2] = n;
+	k->al[2] = (size_t)snprintf(n, sizeof(n), "%zu", k->n);
 	if ((r = req_new(ps, REQ_ACK, SCRIPT_ACK)) == NULL)
 		return;
 	r->on_pop = 1;
 	/* unsent, the items stay in P: the next resume offers them again */
-	if (req_args(r, (int)(3 + k->ndel + 2 * k->nkeep), k->a, k->al) ==
-	    -1 || req_send(ps, r) == -1)
+	if (req_args(r, (int)(3 + 3 * k->n), k->a, k->al) == -1 ||
+	    req_send(ps, r) == -1)
 		req_free(r);
 }
 
@@ -271,7 +302,8 @@ hand_off(struct bus *ps, const struct bus_item *it, char **rebody,
 struct qelem {
 	char		*s;		/* the element (owned once held) */
 	size_t		 len;
-	int		 v;		/* its format version; 0: no string */
+	int		 str;		/* a string (else skipped) */
+	int		 v;		/* its format version; 0: malformed */
 	int		 rc;		/* 0: delete it, -1: keep it */
 	char		*fresh;		/* rc -1: as this; NULL: as it is */
 	size_t		 flen;
@@ -453,7 +485,7 @@ hold_finish(struct qhold *h, int later)
 	acked = ps != NULL && ack_init(&k, h->n) == 0;
 	for (i = 0; i < h->n && ps != NULL; i++) {
 		e = &h->el[i];
-		if (e->v == 0)
+		if (!e->str)
 			continue;
 		if (e->s == NULL || !acked) {
 			/* no copy, or no ack: it stays, read again */
@@ -473,6 +505,8 @@ hold_finish(struct qhold *h, int later)
 			kept++;
 			if (e->fresh != NULL)
 				ack_keep(&k, e->s, e->len, e->fresh, e->flen);
+			else
+				ack_leave(&k, e->s, e->len);
 			e->fresh = NULL;	/* k's now */
 		}
 	}
@@ -510,7 +544,7 @@ hold_own(struct qhold *h)
 
 	for (i = 0; i < h->n; i++) {
 		e = &h->el[i];
-		s = e->v != 0 ? malloc(e->len + 1) : NULL;
+		s = e->str ? malloc(e->len + 1) : NULL;
 		if (s != NULL)
 			memcpy(s, e->s, e->len);
 		e->s = s;
@@ -546,6 +580,7 @@ handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
 		e = &h->el[i];
 		if (el[i]->type != REDIS_REPLY_STRING)
 			continue;
+		e->str = 1;
 		e->s = el[i]->str;
 		e->len = el[i]->len;
 		e->v = bus_item_version(e->s, e->len);
@@ -561,7 +596,7 @@ handle_batch(struct bus *ps, redisReply **el, size_t n, int resumed)
 		return hold_finish(h, 0);
 	/* stores under way: the ack (and the next fetch) waits for them */
 	for (i = 0; i < n; i++)
-		if (h->el[i].v != 0 && h->el[i].rc != 0)
+		if (h->el[i].str && h->el[i].rc != 0)
 			kept++;
 	hold_own(h);
 	ps->hold = h;

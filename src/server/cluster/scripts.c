@@ -8,6 +8,10 @@
 
 #include "ps_int.h"
 
+#define STR(x)		#x
+#define XSTR(x)		STR(x)
+#define ACK_PREFIX_S	XSTR(ACK_PREFIX)
+
 /*
  * live(v): v is a presence value "<node> <boot> <slot> <gen>" whose
  * node key still holds boot and whose slot key still holds gen.  It
@@ -204,18 +208,62 @@ const char *const ps_scripts[NSCRIPTS] = {
 	"return out\n",
 
 	/*
-	 * KEYS our processing list; ARGV[1] how many to delete, then
-	 * those items, then pairs (old, new): items to keep, re-signed at
-	 * the tail.  LREM of the exact bytes: a repeated ack does nothing.
+	 * KEYS our processing list P; ARGV[1] n, then for each element of
+	 * one batch, in the order taken, (length, first bytes, what): ""
+	 * delete it, "=" leave it, else replace it by this at P's tail
+	 * (re-signed).  The batch is found by reference, never by its
+	 * bytes: a taken batch is P's tail, a resumed one P's head, each
+	 * checked element by element; else (a reaper took part of P, or
+	 * an element was left out) each element is looked up in P alone.
+	 * What is not found is left alone (a reaper moved it: its ack is
+	 * not ours), so a repeated ack does nothing.
 	 */
 	[SCRIPT_ACK] =
-	"local nd = tonumber(ARGV[1])\n"
-	"for i = 2, nd + 1 do redis.call('LREM', KEYS[1], 1, ARGV[i]) end\n"
-	"for i = nd + 2, #ARGV - 1, 2 do\n"
-	"  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then\n"
-	"    redis.call('RPUSH', KEYS[1], ARGV[i + 1])\n"
-	"  end\n"
+	"local p, n, pre = KEYS[1], tonumber(ARGV[1]), " ACK_PREFIX_S "\n"
+	"local function is(v, i)\n"
+	"  local b = 3 * i - 1\n"
+	"  return #v == tonumber(ARGV[b]) and\n"
+	"      string.sub(v, 1, #ARGV[b + 1]) == ARGV[b + 1]\n"
 	"end\n"
+	"local len = redis.call('LLEN', p)\n"
+	"local function range(from)\n"
+	"  if from < 0 or from + n > len then return nil end\n"
+	"  local r = redis.call('LRANGE', p, from, from + n - 1)\n"
+	"  for i = 1, n do if not is(r[i], i) then return nil end end\n"
+	"  return r\n"
+	"end\n"
+	"local at = len - n\n"
+	"local r = range(at)\n"
+	"if not r and at ~= 0 then at = 0; r = range(0) end\n"
+	"local back = {}\n"
+	"if r then\n"
+	"  if at == 0 then redis.call('LTRIM', p, n, -1)\n"
+	"  else redis.call('LTRIM', p, 0, at - 1) end\n"
+	"  for i = 1, n do\n"
+	"    local w = ARGV[3 * i + 1]\n"
+	"    if w == '=' then back[#back + 1] = r[i]\n"
+	"    elseif w ~= '' then back[#back + 1] = w end\n"
+	"  end\n"
+	"else\n"
+	"  local idx, mark = {}, '-chatd-ack-'\n"
+	"  for j, v in ipairs(redis.call('LRANGE', p, 0, -1)) do\n"
+	"    local k = #v .. ' ' .. string.sub(v, 1, pre)\n"
+	"    if idx[k] then table.insert(idx[k], j) else idx[k] = {j} end\n"
+	"  end\n"
+	"  local marked = false\n"
+	"  for i = 1, n do\n"
+	"    local b = 3 * i - 1\n"
+	"    local l = idx[ARGV[b] .. ' ' .. ARGV[b + 1]]\n"
+	"    local w = ARGV[b + 2]\n"
+	"    if l and #l > 0 and w ~= '=' then\n"
+	"      redis.call('LSET', p, table.remove(l, 1) - 1, mark)\n"
+	"      marked = true\n"
+	"      if w ~= '' then back[#back + 1] = w end\n"
+	"    end\n"
+	"  end\n"
+	"  if marked then redis.call('LREM', p, 0, mark) end\n"
+	"end\n"
+	"if #back > 0 then redis.call('RPUSH', p, unpack(back)) end\n"
 	"return 0\n",
 	/* KEYS presence keys: the live queue of each, or 0 (fan-out). */
 	[SCRIPT_LOCATE] = LUA_WHERE
