@@ -315,7 +315,10 @@ class CutOff(unittest.TestCase):
                 test_reliability.run_traffic(
                     self, row, fault, receivers_nodes=rn,
                     sender_node=sender, offline=True, plain_group=True,
-                    refusals=refusals, rate=RATE, settle=30.0)
+                    # the wait ends when all is in; 60 s because a
+                    # sanitizer build at load 15 took 34 s for a chat
+                    # stored through the MariaDB cut
+                    refusals=refusals, rate=RATE, settle=60.0)
             except BaseException as e:      # noqa: B902 reported below
                 errors[row] = e
             finally:
