@@ -139,6 +139,8 @@ chat_release(struct conn *c)
 	free(c->sess->name);
 	free(c->sess->delivered);
 	session_blocks_free(c->sess);
+	session_seen_free(c->sess);
+	leave_drained(c);	/* nothing more will drain */
 	free(c->sess);
 	c->sess = NULL;
 }
@@ -149,6 +151,7 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 {
 	struct conn	*c;
 	int32_t		 uid = h->uid;
+	enum seen_write	 wr;
 
 	switch (h->type) {
 	case CHAN_DELIVER:
@@ -157,8 +160,11 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		c = session_conn(h->conn, uid);
 		if (c != NULL && session_blocks(c, payload, h->len))
 			break;		/* blocked: dropped, silently */
-		if (c != NULL && conn_send(c, payload, h->len) == 0) {
-			chat_stat(&chat.stats->msgs_out, 1);
+		if (c != NULL && (wr = session_write(c, h->smid > 0 ?
+		    h->smid : -1, payload, h->len)) != SEEN_FAILED) {
+			if (wr == SEEN_WRITTEN)
+				chat_stat(&chat.stats->msgs_out, 1);
+			/* a repeat's stored copy goes as if delivered */
 			if (h->smid > 0)
 				track_delivered(c, h->smid);
 			break;
@@ -180,6 +186,9 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		/* a login still reading here looks again when it answers */
 		chat_stores_note();
 		chat_stored(NULL, uid);
+		break;
+	case CHAN_LEFT:
+		chat_left(uid);
 		break;
 	case CHAN_ANSWER:
 	case CHAN_ANSWERED:
