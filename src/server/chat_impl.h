@@ -285,6 +285,10 @@ size_t	seen_filter(struct session *s, const struct store_msg_list *msgs,
 /* A removal of uid's stored copies was submitted (held) or is done. */
 void	leave_hold(int32_t uid);
 void	leave_release(int32_t uid);
+/* Whether a removal of uid's stored copies is under way here. */
+int	leave_held(int32_t uid);
+/* Whether a session of uid that logged out here has lines to drain. */
+int	leave_draining(int32_t uid);
 /*
  * c's user logs out: its session entry goes, or becomes a leaving mark
  * while c's removals (or lines to drain) are under way.
@@ -310,7 +314,7 @@ void	chat_login_again(struct conn *c, const struct leave_login *l,
 size_t	offline_fits(const struct store_msg_list *msgs);
 /*
  * Where uid's next offline batch is fetched: the read store thread, or
- * the write one while a removal of its last batch is under way there.
+ * the write one while a removal of its stored copies is under way there.
  */
 struct storeq *offline_fetch_queue(int32_t uid);
 int	offline_more(const struct store_msg_list *msgs, size_t n);

@@ -27,7 +27,7 @@
 #include "log.h"
 #include "util.h"
 
-#define LEAVE_WAIT	2.0	/* seconds a login waits for a mark */
+#define LEAVE_WAIT	3.0	/* seconds a login waits for a mark */
 
 /* Removal jobs in flight on this worker, per user. */
 struct leave_hold {
@@ -79,6 +79,23 @@ hold_find(int32_t uid)
 		if (holds[i].uid == uid)
 			return &holds[i];
 	return NULL;
+}
+
+int
+leave_held(int32_t uid)
+{
+	return hold_find(uid) != NULL;
+}
+
+int
+leave_draining(int32_t uid)
+{
+	size_t	 i;
+
+	for (i = 0; i < nrecs; i++)
+		if (recs[i].uid == uid && recs[i].drain)
+			return 1;
+	return 0;
 }
 
 void

@@ -499,7 +499,11 @@ login_leaving(struct chat_job *j, struct online_entry *e)
 	l.token_gen = j->token_gen;
 	l.gen_checked = j->gen_checked;
 	l.deadline = j->leave_deadline;
-	if (!j->leave_expired && leave_wait(j->c, &l) == 0)
+	/* a mark of this worker's: the fetch is ordered behind its
+	 * removals in the write store thread (offline_fetch_queue) once
+	 * they are submitted, that is once its lines drained */
+	if ((e->slot != chat.slot || leave_draining(j->uid)) &&
+	    !j->leave_expired && leave_wait(j->c, &l) == 0)
 		return ONLINE_TAKEN;
 	/* the mark may go (or a session come) meanwhile: look again */
 	for (tries = 0; tries < 3; tries++) {

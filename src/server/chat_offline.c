@@ -148,49 +148,17 @@ struct offline_job {
 };
 
 /*
- * Users whose batch removal is under way: their next fetch goes to the
- * write store thread behind it, or a quick new login could be handed
- * the same batch again (the read thread does not wait for writes).
+ * While a removal of uid's stored copies is under way here (a batch, or
+ * chats delivered live: leave_held), its next fetch goes to the write
+ * store thread behind it, or a quick new login could be handed the same
+ * copies again (the read thread does not wait for writes).  A login on
+ * another worker waits for the leaving mark instead (chat_leave.c).
  */
-static int32_t	*deleting;
-static size_t	 ndeleting, deleting_cap;
-
-static int
-deleting_add(int32_t uid)
-{
-	int32_t	*v;
-
-	if (ndeleting == deleting_cap) {
-		if ((v = reallocarray(deleting, deleting_cap * 2 + 8,
-		    sizeof(*v))) == NULL)
-			return -1;
-		deleting = v;
-		deleting_cap = deleting_cap * 2 + 8;
-	}
-	deleting[ndeleting++] = uid;
-	return 0;
-}
-
-static void
-deleting_remove(int32_t uid)
-{
-	size_t	 i;
-
-	for (i = 0; i < ndeleting; i++)
-		if (deleting[i] == uid) {
-			deleting[i] = deleting[--ndeleting];
-			return;
-		}
-}
-
 struct storeq *
 offline_fetch_queue(int32_t uid)
 {
-	size_t	 i;
-
-	for (i = 0; i < ndeleting; i++)
-		if (deleting[i] == uid)
-			return chat.storeq;
+	if (leave_held(uid))
+		return chat.storeq;
 	return chat.storeq_read != NULL ? chat.storeq_read : chat.storeq;
 }
 
@@ -257,7 +225,6 @@ delete_done(struct workq_job *sj)
 	if (j->failed)
 		log_warnx("removing delivered offline messages of %d: %s",
 		    (int)j->uid, j->err != NULL ? j->err : "out of memory");
-	deleting_remove(j->uid);
 	leave_release(j->uid);
 	conn_unref(c);
 	if (c->closing)
@@ -292,12 +259,8 @@ delete_submit(struct conn *c, int refmsgid, int32_t uid, int64_t upto)
 {
 	struct offline_job	*j;
 
-	if (deleting_add(uid) == -1)
+	if ((j = offline_job_new(c, uid, delete_run, delete_done)) == NULL)
 		return -1;
-	if ((j = offline_job_new(c, uid, delete_run, delete_done)) == NULL) {
-		deleting_remove(uid);
-		return -1;
-	}
 	j->refmsgid = refmsgid;
 	j->upto = upto;
 	leave_hold(uid);
