@@ -201,6 +201,21 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 	}
 }
 
+void
+chat_to_others(uint32_t type, uint32_t uid)
+{
+	struct chan_hdr	 h;
+	int		 i;
+
+	memset(&h, 0, sizeof(h));
+	h.type = type;
+	h.uid = uid;
+	h.from_slot = chat.slot;
+	for (i = 0; i < online_nslots(chat.online); i++)
+		if (i != chat.slot)
+			(void)chat.to_slot(i, &h, "");
+}
+
 /* Redis says uid logged in elsewhere while we could not reach it. */
 void
 chat_presence_lost(void *arg, int32_t uid)

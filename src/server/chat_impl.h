@@ -93,6 +93,8 @@ int	user_online(int32_t uid);
 int	user_known(int32_t uid);
 void	user_known_add(int32_t uid);
 void	chat_str_set(struct proto_str *s, const char *p, size_t len);
+/* A channel message of type about uid to every other worker of the node. */
+void	chat_to_others(uint32_t type, uint32_t uid);
 
 /* chat_login.c */
 void	handle_login(struct conn *c, const struct proto_req *req);

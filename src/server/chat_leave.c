@@ -146,9 +146,8 @@ wake(int32_t uid, int expired)
 static void
 leave_try(int32_t uid)
 {
-	struct chan_hdr	 h;
 	size_t		 i;
-	int		 slot, marked = 0;
+	int		 marked = 0;
 
 	if (hold_find(uid) != NULL)
 		return;
@@ -167,13 +166,7 @@ leave_try(int32_t uid)
 	    ONLINE_LEAVING);
 	wake(uid, 0);
 	/* a login waiting on another worker tries again now */
-	memset(&h, 0, sizeof(h));
-	h.type = CHAN_LEFT;
-	h.uid = (uint32_t)uid;
-	h.from_slot = chat.slot;
-	for (slot = 0; slot < online_nslots(chat.online); slot++)
-		if (slot != chat.slot)
-			(void)chat.to_slot(slot, &h, "");
+	chat_to_others(CHAN_LEFT, (uint32_t)uid);
 }
 
 void

@@ -50,14 +50,6 @@ def texts(reply):
 
 
 class Repeats(unittest.TestCase):
-    def stored_for(self, srv, sender, b, text):
-        """text stored (committed) for b, who is away."""
-        b.c.loginout(b.id)
-        self.assertEqual(b.c.sync(), [])
-        sender.chat(b.id, text)
-        # a plain chat to an away user: its sender waits for the store
-        self.assertEqual(sender.c.sync(), [])
-
     def login(self, c, uid):
         """c's login answer, however long the login waits."""
         c.send_obj({"id": uid, "msgid": chatlib.LOGIN, "password": "pw"})
@@ -65,34 +57,42 @@ class Repeats(unittest.TestCase):
         self.assertEqual(r.get("errno"), 0, r)
         return chatlib.parse_login(r)
 
+    def relogin_held(self, srv, sender, b, other):
+        """A chat stored for b, who logs in (on b.c) and gets it, then
+        out; its removal held back (0.3 s), b logs in on other at once:
+        that login's answer (it must not have the chat again)."""
+        b.c.loginout(b.id)
+        self.assertEqual(b.c.sync(), [])
+        sender.chat(b.id, "once")
+        # a plain chat to an away user: its sender waits for the store
+        self.assertEqual(sender.c.sync(), [])
+        db = write_lock(srv)
+        locked = True
+        try:
+            self.assertEqual(texts(b.c.login(b.id, "pw")), ["once"])
+            # written and drained: its removal waits for the lock
+            b.c.loginout(b.id)
+            self.assertEqual(b.c.sync(), [])
+            threading.Timer(0.3, unlock, (db,)).start()
+            locked = False
+            t0 = time.monotonic()
+            r = self.login(other, b.id)
+        finally:
+            if locked:
+                unlock(db)
+        print("the login waited %.2f s" % (time.monotonic() - t0))
+        self.assertEqual(texts(r), [], "read again")
+        other.expect_none(0.5)
+
     def test_relogin_on_another_worker_waits(self):
         """The batch written on worker 0 and not yet removed there is not
         read again by a login on worker 1 right after the logout: the
-        login waits for the removal (here held 0.3 s)."""
+        login waits for the removal."""
         with chatlib.Server(workers=2) as srv:
             sender = srv.user("rep")
             b = srv.user("rep", worker=0)
-            self.stored_for(srv, sender, b, "first")
-            db = write_lock(srv)
-            locked = True
-            try:
-                r = b.c.login(b.id, "pw")
-                self.assertEqual(texts(r), ["first"])
-                # written and drained: its removal waits for the lock
-                b.c.loginout(b.id)
-                self.assertEqual(b.c.sync(), [])
-                other = srv.client_on(1)
-                threading.Timer(0.3, unlock, (db,)).start()
-                locked = False
-                t0 = time.monotonic()
-                r = self.login(other, b.id)
-                waited = time.monotonic() - t0
-            finally:
-                if locked:
-                    unlock(db)
-            print("the login on worker 1 waited %.2f s" % waited)
-            self.assertEqual(texts(r), [], "read again on worker 1")
-            other.expect_none(0.5)
+            other = srv.client_on(1)
+            self.relogin_held(srv, sender, b, other)
             sender.chat(b.id, "after")
             self.assertEqual(other.recv_msgid(chatlib.ONE_CHAT,
                                               timeout=WAIT)["msg"], "after")
@@ -104,23 +104,7 @@ class Repeats(unittest.TestCase):
         with chatlib.Server(workers=1) as srv:
             sender = srv.user("rep")
             b = srv.user("rep")
-            self.stored_for(srv, sender, b, "kept")
-            db = write_lock(srv)
-            locked = True
-            try:
-                r = b.c.login(b.id, "pw")
-                self.assertEqual(texts(r), ["kept"])
-                b.c.loginout(b.id)
-                self.assertEqual(b.c.sync(), [])
-                other = srv.client()
-                threading.Timer(0.3, unlock, (db,)).start()
-                locked = False
-                r = self.login(other, b.id)
-            finally:
-                if locked:
-                    unlock(db)
-            self.assertEqual(texts(r), [], "read again")
-            other.expect_none(0.5)
+            self.relogin_held(srv, sender, b, srv.client())
 
 
 if __name__ == "__main__":
