@@ -324,7 +324,8 @@ proto_line_smid_last(const char *line, size_t len)
 
 	/* backwards: the server's is appended after the client's keys */
 	for (at = len; at >= klen; at--)
-		if (memcmp(line + at - klen, key, klen) == 0)
+		if (line[at - 1] == ':' && line[at - 2] == '"' &&
+		    memcmp(line + at - klen, key, klen) == 0)
 			break;
 	if (at < klen)
 		return 0;

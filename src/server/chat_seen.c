@@ -41,9 +41,9 @@ session_seen(const struct session *s, int64_t smid)
 
 	if (smid <= 0 || (r = s->seen) == NULL)
 		return SEEN_NEW;
-	/* newest first: a repeat is most often a recent one */
+	/* in storage order, not age: the plainest loop */
 	for (i = 0; i < r->n; i++)
-		if (r->v[(r->next + SEEN_RING - 1 - i) % SEEN_RING] == smid)
+		if (r->v[i] == smid)
 			return SEEN_REPEAT;
 	return SEEN_NEW;
 }
