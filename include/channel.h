@@ -22,6 +22,7 @@ enum chan_type {
 	CHAN_GROUP	= 3,	/* group uid's membership changed: drop caches */
 	CHAN_CONFIG	= 4,	/* master: reloaded keys (cfg_pack_reload), gen */
 	CHAN_STORED	= 5,	/* something was stored for uid: fetch it */
+	CHAN_LEFT	= 6,	/* uid's leaving mark went: logins retry */
 	/*
 	 * Upgrade (HO_F_ANSWERS): the old worker of this slot to the new one.
 	 * ANSWER: output for (uid, conn), whole lines (acknowledgements of

@@ -108,6 +108,10 @@ size_t	chat_retry_abandon(void);
 /* History rows this worker holds go to the store: all, or when due. */
 void	chat_history_flush(void);
 void	chat_history_flush_due(void);
+/* Logins that waited too long for a leaving mark go on (chat_leave.c). */
+void	chat_leave_due(void);
+/* Another worker cleared uid's leaving mark (CHAN_LEFT). */
+void	chat_left(int32_t uid);
 /* Answer the RESUME requests whose settle time is over (chat_resume.c). */
 void	chat_resume_due(void);
 /* From the heartbeat: remove history older than history_days (slot 0). */

@@ -29,6 +29,17 @@ struct online_entry {
 };
 
 /*
+ * The connection id of a leaving mark: uid logged out of that slot's
+ * worker, which still removes stored copies of what it wrote to the
+ * session (chat_leave.c).  online_get, online_count and online_foreach
+ * do not see it (the user is away); online_add answers ONLINE_TAKEN
+ * with it, so that a new login can wait for it to go or replace it
+ * (online_replace); online_remove with it removes it.  A dead worker's
+ * marks go with its generation, like its sessions.
+ */
+#define ONLINE_LEAVING	UINT32_MAX
+
+/*
  * Per worker-slot figures in the same mapping, for the master and the
  * control tool.  Counters only grow; each field written by its worker
  * with relaxed atomics.

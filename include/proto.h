@@ -427,6 +427,13 @@ int	proto_put_offline_batch(struct buf *out, const struct proto_str *msgs,
 int	proto_req_set_smid(struct proto_req *req, int64_t smid);
 /* The top-level "smid" of a forwarded line (relayed by another node), 0 if none. */
 int64_t	proto_line_smid(const char *line, size_t len);
+/*
+ * The same without parsing the line: the value of its last "smid" key.
+ * The server appends its smid after the keys the client wrote, so in a
+ * forwarded chat (which always has one) that is the server's; not for
+ * lines that may lack it (a nested "smid" of the client's would be read).
+ */
+int64_t	proto_line_smid_last(const char *line, size_t len);
 
 /*
  * The forwarded form of a chat request: the sender's object with "id"

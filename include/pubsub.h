@@ -117,8 +117,9 @@
  * Crash cases: after take (items in P, not handed off): the successor
  * (a respawned worker has the same Q and P) or a reaper hands them off.
  * After the write or store, before the ack: they are handed off again
- * (a plain client may see a line twice; an acknowledged chat carries
- * its smid, so a client drops the repeat; a stored copy is stored
+ * (every chat carries its smid: a client that acknowledges drops the
+ * repeat, and a plain client's connection is not written a smid among
+ * the last 256 it was written, chat_seen.c; a stored copy is stored
  * twice).  After the ack: gone from Redis, held by the connection or
  * the store.  Redis itself: with appendonly yes / appendfsync everysec
  * a Redis crash loses at most the last second of queue changes (items

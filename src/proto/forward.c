@@ -313,3 +313,28 @@ proto_line_smid(const char *line, size_t len)
 	json_tokener_free(tok);
 	return smid > 0 ? smid : 0;
 }
+
+int64_t
+proto_line_smid_last(const char *line, size_t len)
+{
+	static const char	 key[] = "\"smid\":";
+	const size_t		 klen = sizeof(key) - 1;
+	size_t			 i, at;
+	int64_t			 smid = 0;
+
+	/* backwards: the server's is appended after the client's keys */
+	for (at = len; at >= klen; at--)
+		if (line[at - 1] == ':' && line[at - 2] == '"' &&
+		    memcmp(line + at - klen, key, klen) == 0)
+			break;
+	if (at < klen)
+		return 0;
+	for (i = at; i < len && line[i] == ' '; i++)
+		;
+	for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
+		if (smid > (INT64_MAX - 9) / 10)
+			return 0;
+		smid = smid * 10 + (line[i] - '0');
+	}
+	return smid;
+}

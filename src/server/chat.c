@@ -139,6 +139,8 @@ chat_release(struct conn *c)
 	free(c->sess->name);
 	free(c->sess->delivered);
 	session_blocks_free(c->sess);
+	session_seen_free(c->sess);
+	leave_drained(c);	/* nothing more will drain */
 	free(c->sess);
 	c->sess = NULL;
 }
@@ -149,6 +151,7 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 {
 	struct conn	*c;
 	int32_t		 uid = h->uid;
+	enum seen_write	 wr;
 
 	switch (h->type) {
 	case CHAN_DELIVER:
@@ -157,8 +160,11 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		c = session_conn(h->conn, uid);
 		if (c != NULL && session_blocks(c, payload, h->len))
 			break;		/* blocked: dropped, silently */
-		if (c != NULL && conn_send(c, payload, h->len) == 0) {
-			chat_stat(&chat.stats->msgs_out, 1);
+		if (c != NULL && (wr = session_write(c, h->smid > 0 ?
+		    h->smid : -1, payload, h->len)) != SEEN_FAILED) {
+			if (wr == SEEN_WRITTEN)
+				chat_stat(&chat.stats->msgs_out, 1);
+			/* a repeat's stored copy goes as if delivered */
 			if (h->smid > 0)
 				track_delivered(c, h->smid);
 			break;
@@ -181,6 +187,9 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		chat_stores_note();
 		chat_stored(NULL, uid);
 		break;
+	case CHAN_LEFT:
+		chat_left(uid);
+		break;
 	case CHAN_ANSWER:
 	case CHAN_ANSWERED:
 		chat_old_answer(h, payload);
@@ -190,6 +199,21 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		    h->type, h->from_slot);
 		break;
 	}
+}
+
+void
+chat_to_others(uint32_t type, uint32_t uid)
+{
+	struct chan_hdr	 h;
+	int		 i;
+
+	memset(&h, 0, sizeof(h));
+	h.type = type;
+	h.uid = uid;
+	h.from_slot = chat.slot;
+	for (i = 0; i < online_nslots(chat.online); i++)
+		if (i != chat.slot)
+			(void)chat.to_slot(i, &h, "");
 }
 
 /* Redis says uid logged in elsewhere while we could not reach it. */

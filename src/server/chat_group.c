@@ -54,19 +54,10 @@ gcache_drop(int32_t gid)
 void
 gcache_changed(int32_t gid)
 {
-	struct chan_hdr	 h;
-	int		 i;
-
 	if (chat.pubsub != NULL)
 		return;
 	gcache_drop(gid);
-	memset(&h, 0, sizeof(h));
-	h.type = CHAN_GROUP;
-	h.uid = (uint32_t)gid;
-	h.from_slot = chat.slot;
-	for (i = 0; i < online_nslots(chat.online); i++)
-		if (i != chat.slot)
-			(void)chat.to_slot(i, &h, "");
+	chat_to_others(CHAN_GROUP, (uint32_t)gid);
 }
 
 int

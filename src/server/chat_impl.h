@@ -66,6 +66,8 @@ struct session {
 	size_t		 acked_jobs;	/* of c->jobs: acknowledged chats */
 	unsigned	 old_answers:1;	/* upgrade: the old worker answers */
 	struct route	*route_wait;	/* waits for them (chat_route.c) */
+	struct seen_ring *seen;		/* plain: smids written (chat_seen.c) */
+	int32_t		 delivered_uid;	/* whose copies delivered[] are */
 };
 
 /* What the worker handed over (chat_init), and the request limits. */
@@ -91,6 +93,8 @@ int	user_online(int32_t uid);
 int	user_known(int32_t uid);
 void	user_known_add(int32_t uid);
 void	chat_str_set(struct proto_str *s, const char *p, size_t len);
+/* A channel message of type about uid to every other worker of the node. */
+void	chat_to_others(uint32_t type, uint32_t uid);
 
 /* chat_login.c */
 void	handle_login(struct conn *c, const struct proto_req *req);
@@ -256,16 +260,77 @@ void	handle_block_list(struct conn *c, struct proto_req *req);
 void	handle_typing(struct conn *c, struct proto_req *req);
 void	handle_read(struct conn *c, struct proto_req *req);
 
+/* chat_seen.c: a plain session's last smids written, to drop repeats */
+#define SEEN_RING	256	/* smids remembered per plain session */
+enum seen_result {
+	SEEN_NEW,		/* not written to this session lately */
+	SEEN_REPEAT		/* written already: do not write it again */
+};
+/* The smid of a chat line for s, or 0 (none, or s acknowledges). */
+int64_t	seen_smid(const struct session *s, const char *line, size_t len);
+enum seen_result session_seen(const struct session *s, int64_t smid);
+/* smid (0: nothing) was written to s. */
+void	session_seen_add(struct session *s, int64_t smid);
+void	session_seen_free(struct session *s);
+/*
+ * Of the first n of msgs, mark in skip[] those written to s already and
+ * remember the others as written; how many are left to write.
+ */
+enum seen_write {
+	SEEN_WRITTEN,		/* queued on the connection */
+	SEEN_DROPPED,		/* its plain client had it: not written */
+	SEEN_FAILED		/* conn_send refused it (c is closing) */
+};
+/*
+ * Write a chat line to c unless its plain client had it.  smid: the
+ * line's (0: none), or -1 to read it from the line.
+ */
+enum seen_write session_write(struct conn *c, int64_t smid, const char *line,
+	    size_t len);
+size_t	seen_filter(struct session *s, const struct store_msg_list *msgs,
+	    size_t n, unsigned char *skip);
+
+/* chat_leave.c: a logout's leaving mark, until its removals are done */
+/* A removal of uid's stored copies was submitted (held) or is done. */
+void	leave_hold(int32_t uid);
+void	leave_release(int32_t uid);
+/* Whether a removal of uid's stored copies is under way here. */
+int	leave_held(int32_t uid);
+/* Whether a session of uid that logged out here has lines to drain. */
+int	leave_draining(int32_t uid);
+/*
+ * c's user logs out: its session entry goes, or becomes a leaving mark
+ * while c's removals (or lines to drain) are under way.
+ */
+void	leave_or_remove(struct conn *c);
+/* c's output drained (chat_drained), or c is released. */
+void	leave_drained(struct conn *c);
+/* A login waiting for a mark: what it needs to be made again. */
+struct leave_login {
+	int32_t		 uid;
+	int		 resumed;
+	uint64_t	 token_gen;
+	int		 gen_checked;
+	double		 deadline;	/* monotonic; 0: not waited yet */
+};
+/* c waits (held) for l->uid's mark; 0, or -1 (no memory: don't). */
+int	leave_wait(struct conn *c, const struct leave_login *l);
+/* chat_login.c: the login again; expired: replace a mark found */
+void	chat_login_again(struct conn *c, const struct leave_login *l,
+	    int expired);
+
 /* chat_offline.c */
 size_t	offline_fits(const struct store_msg_list *msgs);
 /*
  * Where uid's next offline batch is fetched: the read store thread, or
- * the write one while a removal of its last batch is under way there.
+ * the write one while a removal of its stored copies is under way there.
  */
 struct storeq *offline_fetch_queue(int32_t uid);
 int	offline_more(const struct store_msg_list *msgs, size_t n);
 void	offline_sent(struct conn *c, const struct store_msg_list *msgs,
 	    size_t n);
+/* The stored copies of the chats in c->sess->delivered go (drained). */
+void	remove_delivered(struct conn *c);
 void	offline_push(struct conn *c);
 int	offline_settled(const struct session *s);
 void	handle_offline_ack(struct conn *c, const struct proto_req *req);

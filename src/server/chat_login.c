@@ -27,6 +27,8 @@ struct chat_job {
 	int		 resumed;	/* LOGIN with a token: may take over */
 	uint64_t	 token_gen;	/* resumed: the token's generation */
 	int		 gen_checked;	/* resumed: token_gen is still current */
+	int		 leave_expired;	/* waited for a leaving mark: take it */
+	double		 leave_deadline; /* when that wait ends (0: none yet) */
 };
 
 /* The error answer for a request: LOGIN and REG get their own ACK. */
@@ -83,7 +85,8 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	struct proto_group	*pg = NULL;
 	struct proto_str	*om = NULL;
 	char			 tok[TOKEN_BUF_LEN];
-	size_t			 i, nmembers = 0, k, noff, cap, fb;
+	unsigned char		*skip = NULL;
+	size_t			 i, nmembers = 0, k, noff, nom, cap, fb;
 	int			 rc = -1;
 
 	c->sess->backlog_held = 0;
@@ -125,8 +128,14 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 		k += part.n;
 	}
 	noff = offline_fits(&msgs);
-	for (i = 0; i < noff; i++)
-		chat_str_set(&om[i], msgs.v[i].text, msgs.v[i].len);
+	/* a plain client logging in again on this connection had some */
+	if ((skip = calloc(noff + 1, 1)) == NULL)
+		goto out;
+	(void)seen_filter(c->sess, &msgs, noff, skip);
+	for (i = 0, nom = 0; i < noff; i++)
+		if (!skip[i])
+			chat_str_set(&om[nom++], msgs.v[i].text,
+			    msgs.v[i].len);
 
 	memset(&l, 0, sizeof(l));
 	l.id = c->sess->uid;
@@ -136,7 +145,7 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 	l.groups = pg;
 	l.ngroups = groups->n;
 	l.offline = om;
-	l.noffline = noff;
+	l.noffline = nom;
 	if (c->sess->ack_offline) {
 		l.ackoffline = 1;
 		l.offlineupto = noff > 0 ? msgs.v[noff - 1].id : 0;
@@ -147,11 +156,12 @@ send_login_reply(struct conn *c, const struct store_user_list *friends,
 		l.token = tok;
 	if (proto_put_login_ok(&c->out, &l) == -1 || conn_sent(c) == -1)
 		goto out;
-	chat_stat(&chat.stats->msgs_out, noff);
+	chat_stat(&chat.stats->msgs_out, nom);
 	offline_sent(c, &msgs, noff);
 	rc = 0;
 out:
 	explicit_bzero(tok, sizeof(tok));
+	free(skip);
 	free(fu);
 	free(pg);
 	free(mu);
@@ -472,6 +482,49 @@ login_read(struct conn *c, struct login_data *d, void *arg)
 
 static void	take_over_checked(struct conn *, struct login_data *, void *);
 
+/*
+ * The user just logged out of worker e->slot, which still removes what
+ * it wrote to that session (chat_leave.c): wait for that (ONLINE_TAKEN:
+ * j's connection waits), or, waited long enough, take the entry.
+ */
+static enum online_add_result
+login_leaving(struct chat_job *j, struct online_entry *e)
+{
+	struct leave_login	 l;
+	int			 tries;
+
+	memset(&l, 0, sizeof(l));
+	l.uid = j->uid;
+	l.resumed = j->resumed;
+	l.token_gen = j->token_gen;
+	l.gen_checked = j->gen_checked;
+	l.deadline = j->leave_deadline;
+	/* a mark of this worker's: the fetch is ordered behind its
+	 * removals in the write store thread (offline_fetch_queue) once
+	 * they are submitted, that is once its lines drained */
+	if ((e->slot != chat.slot || leave_draining(j->uid)) &&
+	    !j->leave_expired && leave_wait(j->c, &l) == 0)
+		return ONLINE_TAKEN;
+	/* the mark may go (or a session come) meanwhile: look again */
+	for (tries = 0; tries < 3; tries++) {
+		if (e->conn == ONLINE_LEAVING && online_replace(chat.online,
+		    e, chat.slot, j->c->id) == 0)
+			return ONLINE_ADDED;
+		if (e->conn != ONLINE_LEAVING)
+			return ONLINE_TAKEN;
+		switch (online_add(chat.online, j->uid, chat.slot, j->c->id,
+		    e)) {
+		case ONLINE_ADDED:
+			return ONLINE_ADDED;
+		case ONLINE_REFUSED:
+			return ONLINE_REFUSED;
+		case ONLINE_TAKEN:
+			break;
+		}
+	}
+	return ONLINE_REFUSED;
+}
+
 static enum login_result
 login_done(struct chat_job *j)
 {
@@ -493,6 +546,9 @@ login_done(struct chat_job *j)
 		return LOGIN_ANSWERED;
 	}
 	added = online_add(chat.online, j->uid, chat.slot, c->id, &e);
+	if (added == ONLINE_TAKEN && e.conn == ONLINE_LEAVING &&
+	    (added = login_leaving(j, &e)) == ONLINE_TAKEN)
+		return LOGIN_PENDING;	/* waits for the mark */
 	if (added == ONLINE_TAKEN && j->resumed && !j->gen_checked) {
 		/* a revoked token must not displace anyone: check first */
 		memset(&w, 0, sizeof(w));
@@ -556,6 +612,25 @@ login_resumed(struct conn *c, int32_t uid, uint64_t gen, int gen_checked)
 	j.token_gen = gen;
 	j.gen_checked = gen_checked;
 	return login_done(&j);
+}
+
+void
+chat_login_again(struct conn *c, const struct leave_login *l, int expired)
+{
+	struct chat_job	 j;
+
+	memset(&j, 0, sizeof(j));
+	j.c = c;
+	j.msgid = MSG_LOGIN;
+	j.aj.result = AUTH_OK;
+	j.uid = l->uid;
+	j.resumed = l->resumed;
+	j.token_gen = l->token_gen;
+	j.gen_checked = l->gen_checked;
+	j.leave_expired = expired;
+	j.leave_deadline = l->deadline;
+	if (login_done(&j) == LOGIN_ANSWERED)
+		conn_resume(c);
 }
 
 /* The user is online already and the token's generation was read. */
@@ -868,7 +943,7 @@ chat_logout(struct conn *c)
 		return;
 	conn_logged_out(c);
 	chat_handover_drop(c);
-	online_remove(chat.online, s->uid, chat.slot, c->id);
+	leave_or_remove(c);	/* a mark while its removals are under way */
 	if (chat.pubsub != NULL)
 		pubsub_release(chat.pubsub, s->uid);
 	s->uid = 0;

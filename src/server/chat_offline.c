@@ -90,12 +90,14 @@ offline_sent(struct conn *c, const struct store_msg_list *msgs, size_t n)
 }
 
 /* Remove the stored copies of acknowledged chats that reached c's socket. */
-static void
+void
 remove_delivered(struct conn *c)
 {
 	struct session	*s = c->sess;
 
-	delivered_remove_submit(NULL, 0, s->uid, s->delivered, s->ndelivered);
+	/* whose they are: the session may have logged out since */
+	delivered_remove_submit(NULL, 0, s->delivered_uid, s->delivered,
+	    s->ndelivered);
 	s->ndelivered = 0;
 }
 
@@ -146,49 +148,17 @@ struct offline_job {
 };
 
 /*
- * Users whose batch removal is under way: their next fetch goes to the
- * write store thread behind it, or a quick new login could be handed
- * the same batch again (the read thread does not wait for writes).
+ * While a removal of uid's stored copies is under way here (a batch, or
+ * chats delivered live: leave_held), its next fetch goes to the write
+ * store thread behind it, or a quick new login could be handed the same
+ * copies again (the read thread does not wait for writes).  A login on
+ * another worker waits for the leaving mark instead (chat_leave.c).
  */
-static int32_t	*deleting;
-static size_t	 ndeleting, deleting_cap;
-
-static int
-deleting_add(int32_t uid)
-{
-	int32_t	*v;
-
-	if (ndeleting == deleting_cap) {
-		if ((v = reallocarray(deleting, deleting_cap * 2 + 8,
-		    sizeof(*v))) == NULL)
-			return -1;
-		deleting = v;
-		deleting_cap = deleting_cap * 2 + 8;
-	}
-	deleting[ndeleting++] = uid;
-	return 0;
-}
-
-static void
-deleting_remove(int32_t uid)
-{
-	size_t	 i;
-
-	for (i = 0; i < ndeleting; i++)
-		if (deleting[i] == uid) {
-			deleting[i] = deleting[--ndeleting];
-			return;
-		}
-}
-
 struct storeq *
 offline_fetch_queue(int32_t uid)
 {
-	size_t	 i;
-
-	for (i = 0; i < ndeleting; i++)
-		if (deleting[i] == uid)
-			return chat.storeq;
+	if (leave_held(uid))
+		return chat.storeq;
 	return chat.storeq_read != NULL ? chat.storeq_read : chat.storeq;
 }
 
@@ -255,7 +225,7 @@ delete_done(struct workq_job *sj)
 	if (j->failed)
 		log_warnx("removing delivered offline messages of %d: %s",
 		    (int)j->uid, j->err != NULL ? j->err : "out of memory");
-	deleting_remove(j->uid);
+	leave_release(j->uid);
 	conn_unref(c);
 	if (c->closing)
 		goto out;
@@ -289,14 +259,11 @@ delete_submit(struct conn *c, int refmsgid, int32_t uid, int64_t upto)
 {
 	struct offline_job	*j;
 
-	if (deleting_add(uid) == -1)
+	if ((j = offline_job_new(c, uid, delete_run, delete_done)) == NULL)
 		return -1;
-	if ((j = offline_job_new(c, uid, delete_run, delete_done)) == NULL) {
-		deleting_remove(uid);
-		return -1;
-	}
 	j->refmsgid = refmsgid;
 	j->upto = upto;
+	leave_hold(uid);
 	if (refmsgid != 0)
 		conn_pause(c);
 	storeq_submit(chat.storeq, &j->sj);
@@ -329,8 +296,8 @@ handle_offline_ack(struct conn *c, const struct proto_req *req)
 		chat_error(c, MSG_ERROR, ERR_UNAVAILABLE, req->msgid, NULL);
 }
 
-void
-chat_drained(struct conn *c)
+static void
+drained(struct conn *c)
 {
 	struct session	*s = c->sess;
 
@@ -349,6 +316,14 @@ chat_drained(struct conn *c)
 	offline_next(c);
 }
 
+void
+chat_drained(struct conn *c)
+{
+	drained(c);
+	/* a logout's mark waits for the removals just submitted */
+	leave_drained(c);
+}
+
 /*
  * Queue c's next batch of stored messages (msgs): as plain lines, or as
  * one OFFLINE_BATCH for a client that acknowledges them.
@@ -358,31 +333,42 @@ offline_write(struct conn *c, const struct store_msg_list *msgs)
 {
 	struct session		*s = c->sess;
 	struct proto_str	*om = NULL;
-	size_t			 i, n;
+	unsigned char		*skip;
+	size_t			 i, k = 0, n, left;
 	int			 rc = 0;
 
 	n = offline_fits(msgs);
+	/* what this plain client had already (live) is not written again;
+	 * it goes from the store with the batch */
+	if ((skip = calloc(n + 1, 1)) == NULL) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	left = seen_filter(s, msgs, n, skip);
 	if (s->ack_offline && n > 0) {
 		if ((om = calloc(n, sizeof(*om))) == NULL)
 			rc = -1;
 		for (i = 0; rc == 0 && i < n; i++)
-			chat_str_set(&om[i], msgs->v[i].text, msgs->v[i].len);
+			if (!skip[i])
+				chat_str_set(&om[k++], msgs->v[i].text,
+				    msgs->v[i].len);
 		if (rc == 0)
-			rc = proto_put_offline_batch(&c->out, om, n,
+			rc = proto_put_offline_batch(&c->out, om, k,
 			    msgs->v[n - 1].id, offline_more(msgs, n));
 	} else {
 		for (i = 0; rc == 0 && i < n; i++)
-			if (buf_append(&c->out, msgs->v[i].text,
+			if (!skip[i] && (buf_append(&c->out, msgs->v[i].text,
 			    msgs->v[i].len) == -1 ||
-			    buf_append(&c->out, "\n", 1) == -1)
+			    buf_append(&c->out, "\n", 1) == -1))
 				rc = -1;
 	}
 	if (rc == -1)
 		conn_close(c, "out of memory");
 	else if (n > 0 && conn_sent(c) == 0) {
-		chat_stat(&chat.stats->msgs_out, n);
+		chat_stat(&chat.stats->msgs_out, left);
 		offline_sent(c, msgs, n);
 	}
+	free(skip);
 	free(om);
 }
 

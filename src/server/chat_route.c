@@ -232,9 +232,15 @@ deliver_live(int32_t uid, const char *line, size_t len)
 			return DELIVER_AWAY;
 		if (session_blocks(c, line, len))
 			return DELIVER_OK;	/* blocked: dropped, silently */
-		if (conn_send(c, line, len) == -1)
+		switch (session_write(c, -1, line, len)) {
+		case SEEN_FAILED:
 			return DELIVER_REFUSED;
-		chat_stat(&chat.stats->msgs_out, 1);
+		case SEEN_WRITTEN:
+			chat_stat(&chat.stats->msgs_out, 1);
+			break;
+		case SEEN_DROPPED:	/* a repeat its plain client had */
+			break;
+		}
 		return DELIVER_OK;
 	}
 	return deliver_to_slot(&e, uid, 0, line, len) == 0 ? DELIVER_OK :
@@ -261,14 +267,17 @@ deliver_acked(int32_t uid, int64_t smid, const char *line, size_t len,
 {
 	struct online_entry	 e;
 	struct conn		*c;
+	enum seen_write		 wr;
 
 	if (online_get(chat.online, uid, &e) == 0) {
 		/* after an upgrade's hand over, ours are the next worker's */
 		if (e.slot != chat.slot || chat_slot_moved())
 			(void)deliver_to_slot(&e, uid, smid, line, len);
 		else if ((c = session_conn(e.conn, uid)) != NULL &&
-		    conn_send(c, line, len) == 0) {
-			chat_stat(&chat.stats->msgs_out, 1);
+		    (wr = session_write(c, smid, line, len)) != SEEN_FAILED) {
+			if (wr == SEEN_WRITTEN)
+				chat_stat(&chat.stats->msgs_out, 1);
+			/* a repeat's stored copy goes as if delivered */
 			track_delivered(c, smid);
 		}
 		return;
@@ -716,6 +725,11 @@ track_delivered(struct conn *c, int64_t smid)
 	 */
 	if (s->acks && s->ndelivered >= ACKS_TRACKED_MAX)
 		return;
+	/* a plain session logged in as someone else since: the earlier
+	 * user's copies go now (they were queued before) */
+	if (!s->acks && s->ndelivered > 0 && s->delivered_uid != s->uid)
+		remove_delivered(c);
+	s->delivered_uid = s->uid;
 	if (s->ndelivered == s->delivered_cap) {
 		ncap = s->delivered_cap ? s->delivered_cap * 2 : 4;
 		/* out of memory: the copy stays, the client sees it twice */

@@ -553,6 +553,7 @@ remove_done(struct workq_job *sj)
 		    "removing delivered messages", j->failed, (int)j->uid);
 	if (j->failed > 0 && j->c != NULL && !j->c->closing)
 		chat_error(j->c, MSG_ERROR, ERR_UNAVAILABLE, j->refmsgid, NULL);
+	leave_release(j->uid);
 	job_release(j->c);
 	free(j->err);
 	free(j);
@@ -581,6 +582,7 @@ delivered_remove_submit(struct conn *c, int refmsgid, int32_t uid,
 	memcpy(j->smids, smids, n * sizeof(*smids));
 	j->sj.run = remove_run;
 	j->sj.done = remove_done;
+	leave_hold(uid);
 	job_hold(c);
 	storeq_submit(chat.storeq, &j->sj);
 }

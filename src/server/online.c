@@ -147,6 +147,13 @@ bucket_live(const struct online *o, const struct bucket *b)
 	return b->gen == slot_gen(o, b->slot);
 }
 
+/* Live, and a session (not a leaving mark: online.h) */
+static inline int
+bucket_present(const struct online *o, const struct bucket *b)
+{
+	return bucket_live(o, b) && b->conn != ONLINE_LEAVING;
+}
+
 static inline void
 bucket_entry(const struct bucket *b, struct online_entry *e)
 {
@@ -693,7 +700,8 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 
 	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
-	if ((i = bucket_find(o, bk, h, uid)) != -1 && bucket_live(o, &bk[i])) {
+	if ((i = bucket_find(o, bk, h, uid)) != -1 &&
+	    bucket_present(o, &bk[i])) {
 		if (out != NULL)
 			bucket_entry(&bk[i], out);
 		rc = 0;
@@ -844,7 +852,7 @@ online_count(struct online *o)
 		if (stripe_lock(o, si) == -1)
 			continue;
 		for (i = 0; i < o->nbuckets; i++)
-			if (bucket_live(o, &bk[i]))
+			if (bucket_present(o, &bk[i]))
 				n++;
 		stripe_unlock(o, si);
 	}
@@ -865,7 +873,7 @@ online_foreach(struct online *o,
 		if (stripe_lock(o, si) == -1)
 			continue;
 		for (i = 0; i < o->nbuckets && !stop; i++) {
-			if (!bucket_live(o, &bk[i]))
+			if (!bucket_present(o, &bk[i]))
 				continue;
 			bucket_entry(&bk[i], &e);
 			stop = fn(&e, arg);

@@ -415,6 +415,7 @@ flush_cb(struct ev_loop *l, ev_prepare *w, int revents)
 {
 	chat_history_flush_due();
 	chat_resume_due();
+	chat_leave_due();
 	chanq_flush_all();
 	conn_flush_all();
 	conn_reap();

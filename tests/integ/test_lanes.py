@@ -111,9 +111,10 @@ class Lanes(unittest.TestCase):
                 if text not in got:
                     late += 1
                     got.append(nc.recv_msgid(ONE_CHAT, timeout=WAIT)["msg"])
-                # a plain client may see the previous round's chat again:
-                # its removal (write lane, old worker) and this login's
-                # read (read lane, new worker) are not ordered
+                # the previous round's chat again: its removal (write
+                # lane, old worker) not committed when this login read
+                # (read lane, new worker).  The old worker's leaving mark
+                # makes the login wait for it (chat_leave.c), up to 3 s
                 repeats += len(got) - 1
                 self.assertEqual(got.count(text), 1, "round %d" % i)
                 self.assertTrue(set(got) <= seen | {text}, got)
@@ -122,6 +123,9 @@ class Lanes(unittest.TestCase):
                 b.c = nc
             print("%d of %d chats came right after the login answer, %d "
                   "repeats" % (late, ROUNDS, repeats))
+            # 0 in every run seen (17 of 40 before the mark, under load);
+            # a removal slower than the login's wait may still repeat
+            self.assertLessEqual(repeats, 2)
             self.assertEqual(sender.c.sync(), [])
             b.c.expect_none(0.3)
 

@@ -259,7 +259,8 @@ class Flow:
 
 def run_traffic(test, name, fault, receivers_nodes=None, settle=25.0,
                 sender_node=None, group=True, offline=False,
-                refusals=False, rate=RATE, plain_group=False):
+                refusals=False, rate=RATE, plain_group=False,
+                max_dup_plain=None):
     """COUNT chats from the sender node (A) to users on the receivers'
     node (B) while fault(t) acts: plain to P, acknowledged to K, group
     chats (acknowledged) to P and K when group, seed-style group chats to
@@ -268,7 +269,9 @@ def run_traffic(test, name, fault, receivers_nodes=None, settle=25.0,
     the table row, asserting that nothing accepted was lost
     and that every acknowledged chat was answered (ack or error).  Error
     answers are failures unless refusals (a store that cannot write).
-    A lower rate spreads the chats over a longer fault."""
+    A lower rate spreads the chats over a longer fault.  max_dup_plain:
+    at most this many repeats seen by the plain clients (None: only
+    reported)."""
     A = sender_node or ENV["A"]
     rn = receivers_nodes or [ENV["B"], A]
     kinds = ["plain", "acked"] + (["group"] if group else []) + \
@@ -461,6 +464,9 @@ def run_traffic(test, name, fault, receivers_nodes=None, settle=25.0,
                      "(kind: [(receiver, text)]), %d refused" %
                      (name, sum(refused.values())))
     test.assertEqual(dup_smid, 0, "%s: a chat with two smids" % name)
+    if max_dup_plain is not None:
+        test.assertLessEqual(dup_plain, max_dup_plain, "%s: repeats shown "
+                             "by a plain client" % name)
     if not refusals:
         test.assertGreater(len(tally.acked.get(flows[1].sender.uid, ())),
                            COUNT // len(flows) - 5,

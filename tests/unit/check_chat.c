@@ -34,6 +34,7 @@
 #include "buf.h"
 #include "cfg.h"
 #include "chat.h"
+#include "chat_impl.h"
 #include "conn.h"
 #include "online.h"
 #include "proto.h"
@@ -877,6 +878,49 @@ START_TEST(smid_blocks_claimed_ahead)
 }
 END_TEST
 
+/*
+ * A plain session's ring (chat_seen.c): the last SEEN_RING smids written
+ * are repeats, older ones and 0 are not; a batch is filtered by it; an
+ * "acks" session keeps none.
+ */
+START_TEST(seen_ring)
+{
+	struct session		 s;
+	struct store_msg	 v[3];
+	struct store_msg_list	 l = { v, 3 };
+	unsigned char		 skip[3];
+	char			 t[3][64];
+	int64_t			 i;
+
+	memset(&s, 0, sizeof(s));
+	s.uid = 5;
+	ck_assert_int_eq(session_seen(&s, 77), SEEN_NEW);
+	for (i = 1; i <= 300; i++)
+		session_seen_add(&s, 1000 + i);
+	ck_assert_int_eq(session_seen(&s, 1300), SEEN_REPEAT);
+	ck_assert_int_eq(session_seen(&s, 1300 - SEEN_RING + 1), SEEN_REPEAT);
+	ck_assert_int_eq(session_seen(&s, 1300 - SEEN_RING), SEEN_NEW);
+	ck_assert_int_eq(session_seen(&s, 0), SEEN_NEW);
+	for (i = 0; i < 3; i++) {
+		snprintf(t[i], sizeof(t[i]), "{\"msgid\":6,\"msg\":\"m\","
+		    "\"smid\":%lld,\"id\":2}", (long long)(1299 + i));
+		v[i].id = i + 1;
+		v[i].text = t[i];
+		v[i].len = strlen(t[i]);
+	}
+	/* 1299 and 1300 were written, 1301 was not: now it is */
+	ck_assert_uint_eq(seen_filter(&s, &l, 3, skip), 1);
+	ck_assert(skip[0] && skip[1] && !skip[2]);
+	ck_assert_int_eq(session_seen(&s, 1301), SEEN_REPEAT);
+	session_seen_free(&s);
+	ck_assert_int_eq(session_seen(&s, 1301), SEEN_NEW);
+	s.acks = 1;
+	ck_assert_int_eq(seen_smid(&s, t[0], strlen(t[0])), 0);
+	ck_assert_uint_eq(seen_filter(&s, &l, 3, skip), 3);
+	ck_assert_ptr_null(s.seen);
+}
+END_TEST
+
 static Suite *
 chat_suite(void)
 {
@@ -898,6 +942,7 @@ chat_suite(void)
 	tcase_add_test(tc, locked_store_stalls_only_its_sender);
 	tcase_add_test(tc, sender_leaves_while_storing);
 	tcase_add_test(tc, smid_blocks_claimed_ahead);
+	tcase_add_test(tc, seen_ring);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -518,6 +518,48 @@ START_TEST(enc_forward_roundtrip)
 }
 END_TEST
 
+/*
+ * proto_line_smid_last reads the server's smid of a forwarded chat
+ * without parsing it, whatever "smid" the client put in (a made-up one
+ * at the top, one nested, one in its text): the same as the parse.
+ */
+START_TEST(enc_line_smid_last)
+{
+	static const char	*ins[] = {
+		"{\"msgid\":6,\"toid\":2,\"msg\":\"m\"}",
+		"{\"msgid\":6,\"toid\":2,\"msg\":\"m\",\"smid\":5}",
+		"{\"msgid\":6,\"toid\":2,\"x\":{\"smid\":6},\"msg\":\"m\"}",
+		"{\"msgid\":6,\"toid\":2,\"msg\":\"\\\"smid\\\":7\"}",
+		"{\"smid\":8,\"msgid\":10,\"groupid\":2,\"msg\":\"m\","
+		    "\"x\":[{\"smid\":9}]}",
+	};
+	struct buf		 b = BUF_INIT;
+	struct proto_req	 r;
+	struct proto_fail	 f;
+	size_t			 i;
+
+	for (i = 0; i < sizeof(ins) / sizeof(ins[0]); i++) {
+		ck_assert_msg(dec(ins[i], strlen(ins[i]), &r, &f) == 0, "%s",
+		    f.text);
+		ck_assert_int_eq(proto_req_set_smid(&r, 4242000 + i), 0);
+		buf_consume(&b, buf_used(&b));
+		ck_assert_int_eq(proto_put_forward_at(&b, &r, 3, "c\"smid\":1",
+		    10, T0), 0);
+		ck_assert_int_eq(buf_append(&b, "\n", 1), 0);
+		ck_assert_int_eq(proto_line_smid(buf_head(&b), buf_used(&b)),
+		    4242000 + i);
+		ck_assert_int_eq(proto_line_smid_last(buf_head(&b),
+		    buf_used(&b)), 4242000 + i);
+		proto_req_clear(&r);
+	}
+	ck_assert_int_eq(proto_line_smid_last("{\"a\":1}\n", 8), 0);
+	ck_assert_int_eq(proto_line_smid_last("\"smid\":", 7), 0);
+	ck_assert_int_eq(proto_line_smid_last("\"smid\":99999999999999999999",
+	    27), 0);
+	buf_free(&b);
+}
+END_TEST
+
 START_TEST(enc_strerror)
 {
 	int	 c;
@@ -547,6 +589,7 @@ proto_encode_tcase(void)
 	tcase_add_test(tc, dec_received_members);
 	tcase_add_test(tc, dec_resume);
 	tcase_add_test(tc, ext_acks);
+	tcase_add_test(tc, enc_line_smid_last);
 	tcase_add_test(tc, enc_strerror);
 	return tc;
 }
