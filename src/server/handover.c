@@ -77,6 +77,7 @@ static int		  my_fd = -1;
 static struct ho_inherit *inherit;
 static size_t		  ninherit, inherit_cap;
 static int		  prepared;	/* waits for HO_GO (upgrade) */
+static int		  unsettle;	/* handover_new_table */
 static int		  inherit_owned;	/* the records are our copies */
 static struct qrec	 *queue;
 static size_t		  qhead, qlen, qcap;
@@ -149,6 +150,30 @@ table_room(struct slot_table *t, uint32_t conn)
 	return 0;
 }
 
+/*
+ * HO_F_SETTLED says the user's session-table entry stayed valid, so what
+ * was stored for it came with a nudge.  In a new table (an upgrade that
+ * made one) it did not: a sender found the user away and stored without
+ * one, and only the adopter's fetch brings that.
+ */
+static void
+rec_unsettle(char *rec, size_t len)
+{
+	struct ho_state	 st;
+
+	if (len < sizeof(st))
+		return;
+	memcpy(&st, rec, sizeof(st));
+	st.flags &= ~(uint32_t)HO_F_SETTLED;
+	memcpy(rec, &st, sizeof(st));
+}
+
+void
+handover_new_table(void)
+{
+	unsettle = 1;
+}
+
 /* One datagram from slot's worker. */
 static void
 master_record(int slot, const struct ho_msg *m, const char *rec, size_t len,
@@ -192,6 +217,8 @@ master_record(int slot, const struct ho_msg *m, const char *rec, size_t len,
 		return;
 	}
 	memcpy(copy, rec, len);
+	if (unsettle)
+		rec_unsettle(copy, len);
 	h = &t->v[m->conn];
 	if (h->fd != -1)
 		held_clear(h);

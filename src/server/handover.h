@@ -165,6 +165,11 @@ int	handover_take_ready(int slot);
 /* Old master: slot's worker sent its last record (HO_HANDED): 1 once. */
 int	handover_take_handed(int slot);
 ssize_t	handover_forward(int slot, double deadline);
+/*
+ * The new master made a new session table: the records it holds from
+ * now on lose HO_F_SETTLED (the adopter fetches what was stored).
+ */
+void	handover_new_table(void);
 
 /* ---- worker ------------------------------------------------------------ */
 

@@ -362,6 +362,8 @@ master_upgrading(int sock, pid_t old_pid, int old_nslots, uint64_t upgrades,
 	up.failed = failed;
 	up.handed = handed;
 	up.state = "taking over";
+	if (upgrade_cfg_new_table())
+		handover_new_table();
 }
 
 int

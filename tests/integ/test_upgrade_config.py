@@ -107,12 +107,18 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
 
     def finish(self):
         srv = self.srv
+        failing = sys.exc_info()[0] is not None     # called in a finally
         if self.master is not None and self.master != srv.pid:
             self.assertTrue(stop_master(self.master),
                             "the new master did not stop")
         problems = srv.stop()
         self.assertEqual(problems, [], srv.log_text()[-3000:])
-        shutil.rmtree(srv.dir, True)    # kept when something failed
+        if failing:
+            sys.stderr.write("chatd test files kept in %s\n--- log "
+                             "tail ---\n%s\n" % (srv.dir,
+                                                srv.log_text()[-6000:]))
+        else:
+            shutil.rmtree(srv.dir, True)
 
     def upgrade(self):
         """chatctl upgrade while the clients chat: (status, stdout,
