@@ -18,9 +18,11 @@ import glob
 import os
 import re
 import shutil
+import signal
 import stat
 import sys
 import tempfile
+import time
 import unittest
 
 sys.dont_write_bytecode = True     # nothing written into the source tree
@@ -70,6 +72,7 @@ class Valgrind(unittest.TestCase):
         os.chmod(wrapper, stat.S_IRWXU)
         os.environ["CHATD_BIN"] = wrapper
         self.keep = False
+        self.killed = set()     # their logs end without a summary
 
     def tearDown(self):
         os.environ["CHATD_BIN"] = self.real
@@ -118,17 +121,39 @@ class Valgrind(unittest.TestCase):
         self.assertTrue(chatlib.wait_for(
             lambda: srv.client().login_raw(b.id, "pw")["errno"] == 0))
 
-    def test_memcheck(self):
-        srv = chatlib.Server(workers=1, start_timeout=120, extra={
-            "rate_limit_rps": 100, "login_fail_max": 5,
-            "max_connections_per_ip": 100})
+    def handover(self, srv):
+        """A worker SIGKILLed: its successor adopts the logged-in
+        connections (crash handover) and serves them on."""
+        a = srv.user("vha")
+        b = srv.user("vhb")
+        a.chat(b.id, "before")
+        self.assertEqual(b.c.recv_msgid(ONE_CHAT)["msg"], "before")
+        dead = a.c.whoami_full()["pid"]
+        os.kill(dead, signal.SIGKILL)
+        self.killed.add(dead)
+        # the adopter's mark, then as chatd-protocol(7) says: a lone NUL
+        # (input is skipped up to it), and the request again
+        line = a.c.recv_line(timeout=180)
+        self.assertTrue(not line.strip() or not line.startswith(b"{"),
+                        line[:200])
+        a.c.send_raw(b"\0")
+        a.c.send_obj({"msgid": chatlib.WHOAMI})
+        got = next_msg(a.c, chatlib.WHOAMI_ACK, 60)
+        self.assertNotEqual(got["pid"], dead)
+        self.assertEqual(got["id"], a.id, "the session did not survive")
+        a.chat(b.id, "after")
+        self.assertEqual(next_msg(b.c, ONE_CHAT, 60)["msg"], "after")
+
+    def run_checked(self, srv, scenario):
         try:
             with srv:
-                self.scenario(srv)
+                scenario(srv)
         except BaseException:
             self.keep = True
             raise
-        logs = sorted(glob.glob(os.path.join(self.vgdir, "memcheck.*.log")))
+        logs = [p for p in sorted(glob.glob(os.path.join(
+            self.vgdir, "memcheck.*.log"))) if int(re.search(
+                r"memcheck\.(\d+)\.log$", p).group(1)) not in self.killed]
         # the master and the worker, at least
         self.assertGreaterEqual(len(logs), 2, logs)
         bad = []
@@ -149,6 +174,27 @@ class Valgrind(unittest.TestCase):
         self.assertEqual(bad, [], "\n".join(bad))
         sys.stderr.write("  [%d memcheck logs, 0 errors, no definite "
                          "leaks] " % len(logs))
+
+    def test_memcheck(self):
+        self.run_checked(chatlib.Server(workers=1, start_timeout=120, extra={
+            "rate_limit_rps": 100, "login_fail_max": 5,
+            "max_connections_per_ip": 100}), self.scenario)
+
+    def test_memcheck_handover(self):
+        self.run_checked(chatlib.Server(workers=1, start_timeout=120),
+                         self.handover)
+
+
+def next_msg(c, msgid, seconds):
+    """The next message msgid, past the adopter's mark (a blank line)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        line = c.recv_line(timeout=max(0.1, deadline - time.monotonic()))
+        if line.strip():
+            m = c.parse(line)
+            if m["msgid"] != msgid:
+                raise AssertionError("expected msgid %d, got %r" % (msgid, m))
+            return m
 
 
 if __name__ == "__main__":
