@@ -147,6 +147,18 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
         out, err = tool.communicate(timeout=30)
         return tool.returncode, out.decode(), err.decode()
 
+    def upgrade_quiet(self, nworkers):
+        """To nworkers without load: chatctl upgrade succeeds, the new
+        master runs nworkers workers."""
+        srv = self.srv
+        srv.write_config(workers=nworkers)
+        r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
+                         "upgrade"], timeout=UPGRADE_SECONDS)
+        self.assertEqual(r.returncode, 0, (r.stdout, r.stderr,
+                                           srv.log_text()[-4000:]))
+        self.master = status(srv)["pid"]
+        self.workers_of(self.master, nworkers)
+
     def add_clients(self, srv, n):
         """n more logged-in clients in the load."""
         old, self.n_clients = self.clients, n
@@ -351,13 +363,7 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
                                  "still here %d" % n, what)
             # the failures left the node as it was: this one goes through
             self.reset_config(good)
-            srv.write_config(workers=3)
-            r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
-                             "upgrade"], timeout=UPGRADE_SECONDS)
-            self.assertEqual(r.returncode, 0, (r.stdout, r.stderr,
-                                               srv.log_text()[-3000:]))
-            self.master = status(srv)["pid"]
-            self.workers_of(self.master, 3)
+            self.upgrade_quiet(3)
             self.assertEqual(a.c.whoami_full()["id"], a.id)
             a.chat(b.id, "after", cmid=99)
             self.assertEqual(a.c.recv_msgid(103)["cmid"], 99)
@@ -366,18 +372,6 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             self.reset_config(good)
             self.finish()
 
-    def upgrade_to_two(self):
-        """workers 3 -> 2 without load: chatctl upgrade succeeds; the new
-        master's pid."""
-        srv = self.srv
-        srv.write_config(workers=2)
-        r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
-                         "upgrade"], timeout=UPGRADE_SECONDS)
-        self.assertEqual(r.returncode, 0, (r.stdout, r.stderr,
-                                           srv.log_text()[-4000:]))
-        self.master = status(srv)["pid"]
-        self.workers_of(self.master, 2)
-        return self.master
 
     def test_3_removed_slot_user_gets_what_was_stored(self):
         """3 -> 2: a chat to a settled user of the removed slot 2, sent
@@ -486,7 +480,7 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             self.assertEqual(ws.recv_msgid(103)["cmid"], 1)
             self.assertEqual(tcp.c.recv_msgid(6)["msg"], "ws before")
 
-            self.upgrade_to_two()
+            self.upgrade_quiet(2)
             log = srv.log_text()
             self.assertIn("worker 2 (removed): its connections join "
                           "worker 1", log)
