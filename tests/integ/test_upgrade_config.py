@@ -37,12 +37,23 @@ workers with a metrics port another socket holds (it fails after the new
 master grew the session table's slot bound).  Each time chatctl upgrade
 exits 1 with the reason, the log says it, and the old master goes on
 serving the same sessions; then three workers go through.
+
+Two more go from three workers to two without load.  One holds the
+removed slot 2 back (its old worker stopped) while a new worker takes a
+chat to a settled user of that slot: the new table has no entry for
+that user, so the chat is stored with no nudge, and the user's adopter
+must fetch it (the new master clears HO_F_SETTLED): it arrives on the
+live connection, no new login.  In the other a WebSocket client of slot
+2 is renumbered into slot 1: still connected, the same session, chats
+both ways.
 """
 import json
 import sys
 import os
 import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -51,6 +62,7 @@ import urllib.request
 
 import chatlib
 import chatload
+import wsclient
 from test_upgrade import ctl_tool, start_from, status, stop_master
 
 N = int(os.environ.get("UPCFG_CLIENTS", "300"))
@@ -96,11 +108,12 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             stop_master(self.master)
         chatload.ChatLoad.tearDown(self)
 
-    def start_server(self, **extra):
+    def start_server(self, workers=2, **extra):
         keys = {"control_socket": os.path.join(self.tmp, "ctl.sock"),
                 "max_connections": N + 1000, "idle_timeout": 3600}
         keys.update(extra)
-        self.srv = chatlib.Server(workers=2, extra=keys, start_timeout=60)
+        self.srv = chatlib.Server(workers=workers, extra=keys,
+                                  start_timeout=60)
         start_from(self.srv, self.binary)
         self.master = self.srv.pid
         return self.srv
@@ -133,6 +146,18 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             tool.kill()
         out, err = tool.communicate(timeout=30)
         return tool.returncode, out.decode(), err.decode()
+
+    def upgrade_quiet(self, nworkers):
+        """To nworkers without load: chatctl upgrade succeeds, the new
+        master runs nworkers workers."""
+        srv = self.srv
+        srv.write_config(workers=nworkers)
+        r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
+                         "upgrade"], timeout=UPGRADE_SECONDS)
+        self.assertEqual(r.returncode, 0, (r.stdout, r.stderr,
+                                           srv.log_text()[-4000:]))
+        self.master = status(srv)["pid"]
+        self.workers_of(self.master, nworkers)
 
     def add_clients(self, srv, n):
         """n more logged-in clients in the load."""
@@ -338,19 +363,144 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
                                  "still here %d" % n, what)
             # the failures left the node as it was: this one goes through
             self.reset_config(good)
-            srv.write_config(workers=3)
-            r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"],
-                             "upgrade"], timeout=UPGRADE_SECONDS)
-            self.assertEqual(r.returncode, 0, (r.stdout, r.stderr,
-                                               srv.log_text()[-3000:]))
-            self.master = status(srv)["pid"]
-            self.workers_of(self.master, 3)
+            self.upgrade_quiet(3)
             self.assertEqual(a.c.whoami_full()["id"], a.id)
             a.chat(b.id, "after", cmid=99)
             self.assertEqual(a.c.recv_msgid(103)["cmid"], 99)
             self.assertEqual(b.c.recv_msgid(6)["msg"], "after")
         finally:
             self.reset_config(good)
+            self.finish()
+
+
+    def test_3_removed_slot_user_gets_what_was_stored(self):
+        """3 -> 2: a chat to a settled user of the removed slot 2, sent
+        through a new worker while slot 2 is not yet handed over, is
+        stored (the new table has no entry for that user) and the adopter
+        fetches it: it arrives on the live connection, no new login.
+
+        Deterministic: slot 2's old worker is stopped (SIGSTOP) before
+        the upgrade, so the old master hands slots 0 and 1 over and then
+        waits for it (UPGRADE_SLOT_SECONDS, 60 s: it is let go well
+        before); S's chat goes once S's new worker answers it.  Without
+        the fix (HO_F_SETTLED cleared in a new table) the adopter does
+        not fetch and the chat stays stored until r logs in again."""
+        srv = self.start_server(workers=3)
+        stopped = None
+        try:
+            s = srv.users_on_one_worker(1, "ss", slot=0)[0]
+            r = srv.users_on_one_worker(1, "sr", slot=2)[0]
+            old_s = s.c.whoami_full()["pid"]
+            old_r = r.c.whoami_full()["pid"]
+            # r settled: a chat delivered, nothing stored under way
+            s.chat(r.id, "before", cmid=1)
+            self.assertEqual(s.c.recv_msgid(103)["cmid"], 1)
+            self.assertEqual(r.c.recv_msgid(6)["msg"], "before")
+
+            srv.write_config(workers=2)
+            # stopped outside a write of its store (the new binary's
+            # store check takes the write lock): the test holds the lock
+            db = sqlite3.connect(srv.keys["storage"][len("sqlite:"):],
+                                 timeout=60, isolation_level=None)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                os.kill(old_r, signal.SIGSTOP)
+                stopped = old_r
+                db.execute("ROLLBACK")
+            finally:
+                db.close()
+            tool = subprocess.Popen(
+                [ctl_tool(), "-s", srv.keys["control_socket"], "upgrade"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            # slots 0 and 1 are handed over; the old master waits for 2
+            self.assertTrue(chatlib.wait_for(
+                lambda: "worker 2 (pid %d) stops reading" % old_r in
+                srv.log_text(), 120, interval=0.05),
+                srv.log_text()[-3000:])
+            self.assertIn("held until those of worker 2 join them",
+                          srv.log_text())
+            # s is on its new worker: its chat finds r away in the new
+            # table and is stored (acknowledged), with no nudge
+            self.assertNotEqual(s.c.whoami_full()["pid"], old_s)
+            s.chat(r.id, "while slot 2 waits", cmid=2)
+            self.assertEqual(s.c.recv_msgid(103, timeout=60)["cmid"], 2)
+            self.assertFalse(chatlib.wait_for(lambda: tool.poll() is not
+                                              None, 0.5))
+            os.kill(old_r, signal.SIGCONT)
+            stopped = None
+            out, err = tool.communicate(timeout=UPGRADE_SECONDS)
+            self.assertEqual(tool.returncode, 0, (out, err,
+                                                  srv.log_text()[-4000:]))
+            self.master = status(srv)["pid"]
+            self.workers_of(self.master, 2)
+            # on its live connection, without a new login
+            got = r.c.recv_msgid(6, timeout=60)
+            self.assertEqual(got["msg"], "while slot 2 waits")
+            info = r.c.whoami_full()
+            self.assertEqual((info["id"], info["worker"]), (r.id, 1))
+            self.assertNotEqual(info["pid"], old_r)
+            self.assertFalse(r.c.eof)
+            # once, and the node goes on: both ways
+            r.c.expect_none(0.5)
+            r.chat(s.id, "after", cmid=3)
+            self.assertEqual(r.c.recv_msgid(103)["cmid"], 3)
+            self.assertEqual(s.c.recv_msgid(6)["msg"], "after")
+            s.chat(r.id, "after too", cmid=4)
+            self.assertEqual(s.c.recv_msgid(103)["cmid"], 4)
+            self.assertEqual(r.c.recv_msgid(6)["msg"], "after too")
+        finally:
+            if stopped is not None:
+                os.kill(stopped, signal.SIGCONT)
+            self.finish()
+
+    def test_4_websocket_on_removed_slot(self):
+        """3 -> 2: a WebSocket client of the removed slot 2 is renumbered
+        into slot 1 like a TCP one: connected, the same session, chats
+        both ways."""
+        wsport = chatlib.free_port()
+        srv = self.start_server(workers=3,
+                                websocket_listen="127.0.0.1:%d" % wsport)
+        try:
+            tcp = srv.users_on_one_worker(1, "wt", slot=0)[0]
+            ws = None
+            for _ in range(60):
+                c = wsclient.WSClient(wsport)
+                srv._clients.append(c)
+                if c.whoami() == 2:
+                    ws = c
+                    break
+                c.close()
+            self.assertIsNotNone(ws, "no WebSocket connection on worker 2")
+            name = chatlib.unique("wsrm")
+            uid = ws.register(name, "pw")
+            ws.login(uid, "pw")
+            u = chatlib.User(srv, ws, uid, name, "pw")
+            old_pid = ws.whoami_full()["pid"]
+            u.chat(tcp.id, "ws before", cmid=1)
+            self.assertEqual(ws.recv_msgid(103)["cmid"], 1)
+            self.assertEqual(tcp.c.recv_msgid(6)["msg"], "ws before")
+
+            self.upgrade_quiet(2)
+            log = srv.log_text()
+            self.assertIn("worker 2 (removed): its connections join "
+                          "worker 1", log)
+            self.assertNotIn("websocket connections closed", log)
+            info = ws.whoami_full()
+            self.assertEqual((info["id"], info["worker"]), (uid, 1))
+            self.assertNotEqual(info["pid"], old_pid)
+            self.assertFalse(ws.eof)
+            self.assertIsNone(ws.close_code)
+            self.assertTrue(any("1 websocket" in line for line in
+                                log.splitlines() if "worker 1 " in line
+                                and "adopted" in line), log[-3000:])
+            u.chat(tcp.id, "ws after", cmid=2)
+            self.assertEqual(ws.recv_msgid(103)["cmid"], 2)
+            self.assertEqual(tcp.c.recv_msgid(6)["msg"], "ws after")
+            tcp.chat(uid, "tcp after", cmid=3)
+            self.assertEqual(tcp.c.recv_msgid(103)["cmid"], 3)
+            self.assertEqual(ws.recv_msgid(6)["msg"], "tcp after")
+            ws.expect_none(0.3)
+        finally:
             self.finish()
 
 
