@@ -129,6 +129,19 @@ def children_of(pid):
     return sorted(kids)
 
 
+def all_stopped(pid):
+    """Every thread of pid is stopped (state T in /proc): SIGSTOP lands
+    asynchronously, thread by thread."""
+    try:
+        states = []
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+    except OSError:
+        return False
+    return all(st in ("T", "t") for st in states)
+
+
 def pid_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:

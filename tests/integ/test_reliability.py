@@ -633,12 +633,6 @@ def b_queue():
     raise AssertionError("no queue of node B in chatd:queues")
 
 
-def proc_state(pid):
-    """The state letter of /proc/pid/stat (T: stopped)."""
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
-
-
 def queue_of(uid):
     """The queue of the worker uid is logged in on, from its presence."""
     v = ENV["redis"].get("chatd:on:%d" % uid)
@@ -846,8 +840,8 @@ class Reliability(unittest.TestCase):
             # restarted by test_3m): else this case proves nothing
             with open("/proc/%d/cmdline" % pid, "rb") as f:
                 self.assertIn(b"mariadbd", f.read())
-            self.assertTrue(chatlib.wait_for(lambda: proc_state(pid) in
-                                             "Tt", 5), proc_state(pid))
+            self.assertTrue(chatlib.wait_for(
+                lambda: chatlib.all_stopped(pid), 5), "mariadbd not stopped")
             r.cmd("RPUSH", bq, sign("%d %s" % (off, chat_line(
                 off, "after-store"))))
             r.cmd("RPUSH", bq, batch([

@@ -71,19 +71,6 @@ UPGRADE_SECONDS = 600       # chatctl's own bound is larger than ours
 EXTRA = max(30, N // 5)     # clients added once there are three workers
 
 
-def all_stopped(pid):
-    """Every thread of pid is stopped (state T in /proc)."""
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-        states = []
-        for t in tids:
-            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
-                states.append(f.read().rsplit(")", 1)[1].split()[0])
-    except OSError:
-        return False
-    return all(st in ("T", "t") for st in states)
-
-
 def refused(port):
     try:
         socket.create_connection(("127.0.0.1", port), 5).close()
@@ -422,7 +409,7 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
                 # the signal is asynchronous: a store thread waiting for
                 # the lock could take it between our ROLLBACK and its stop
                 self.assertTrue(chatlib.wait_for(
-                    lambda: all_stopped(old_r), 30, interval=0.01),
+                    lambda: chatlib.all_stopped(old_r), 30, interval=0.01),
                     "worker 2 did not stop")
                 db.execute("ROLLBACK")
             finally:
