@@ -149,11 +149,8 @@ leave_try(int32_t uid)
 	size_t		 i;
 	int		 marked = 0;
 
-	if (hold_find(uid) != NULL)
+	if (hold_find(uid) != NULL || leave_draining(uid))
 		return;
-	for (i = 0; i < nrecs; i++)
-		if (recs[i].uid == uid && recs[i].drain)
-			return;
 	for (i = 0; i < nrecs; )
 		if (recs[i].uid == uid) {
 			recs[i] = recs[--nrecs];
