@@ -1,6 +1,6 @@
 /*
  * util.h - small helpers every layer shares: the monotonic clock, hex
- * digits and integer hashes.  No knowledge of chat, sockets or processes.
+ * digits, integer hashes and growing arrays.  No knowledge of chat, sockets or processes.
  */
 #ifndef CHATD_UTIL_H
 #define CHATD_UTIL_H
@@ -26,6 +26,14 @@ int		util_hexval(int c);
  * read past them (AddressSanitizer's strict_string_checks does).
  */
 char		*util_memdupz(const void *p, size_t len);
+
+/*
+ * Room for element need in the array *v of *cap elements of size bytes:
+ * the capacity doubles (from 8) until it is above need, and the new
+ * elements are zero.  0, or -1 (out of memory) with *v and *cap as they
+ * were.
+ */
+int		util_grow(void **v, size_t *cap, size_t need, size_t size);
 
 /* murmur3's 32-bit finaliser: a bijection that spreads every bit. */
 static inline uint32_t

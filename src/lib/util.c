@@ -78,3 +78,24 @@ util_memdupz(const void *p, size_t len)
 	s[len] = '\0';
 	return s;
 }
+
+int
+util_grow(void **v, size_t *cap, size_t need, size_t size)
+{
+	size_t	 ncap = *cap ? *cap : 8;
+	char	*nv;
+
+	if (need < *cap)
+		return 0;
+	while (ncap <= need) {
+		if (ncap > SIZE_MAX / 2)
+			return -1;
+		ncap *= 2;
+	}
+	if ((nv = reallocarray(*v, ncap, size)) == NULL)
+		return -1;
+	memset(nv + *cap * size, 0, (ncap - *cap) * size);
+	*v = nv;
+	*cap = ncap;
+	return 0;
+}

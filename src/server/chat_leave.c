@@ -55,21 +55,6 @@ static struct leave_rec		*recs;
 static size_t			 nrecs, recs_cap;
 static struct leave_wait	*waits;
 
-/* Grow *v (of *cap elements of size) to hold one more: 0 or -1. */
-static int
-grow(void **v, size_t *cap, size_t n, size_t size)
-{
-	void	*nv;
-
-	if (n < *cap)
-		return 0;
-	if ((nv = reallocarray(*v, *cap * 2 + 8, size)) == NULL)
-		return -1;
-	*v = nv;
-	*cap = *cap * 2 + 8;
-	return 0;
-}
-
 static struct leave_hold *
 hold_find(int32_t uid)
 {
@@ -108,7 +93,7 @@ leave_hold(int32_t uid)
 		return;
 	}
 	/* no memory: no mark for this one (a repeat is possible) */
-	if (grow((void **)&holds, &holds_cap, nholds, sizeof(*holds)) == -1)
+	if (util_grow((void **)&holds, &holds_cap, nholds, sizeof(*holds)) == -1)
 		return;
 	holds[nholds].uid = uid;
 	holds[nholds++].n = 1;
@@ -189,7 +174,7 @@ leave_or_remove(struct conn *c)
 	    s->offline_uid == s->uid) || (!s->acks && s->ndelivered > 0 &&
 	    s->delivered_uid == s->uid));
 	if ((!drain && hold_find(s->uid) == NULL) ||
-	    grow((void **)&recs, &recs_cap, nrecs, sizeof(*recs)) == -1 ||
+	    util_grow((void **)&recs, &recs_cap, nrecs, sizeof(*recs)) == -1 ||
 	    online_get(chat.online, (uint32_t)s->uid, &e) == -1 ||
 	    e.slot != chat.slot || e.conn != c->id ||
 	    online_replace(chat.online, &e, chat.slot, ONLINE_LEAVING) ==

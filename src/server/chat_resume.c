@@ -123,8 +123,6 @@ void
 handle_resume(struct conn *c, const struct proto_req *req)
 {
 	struct session		*s = c->sess;
-	struct resume_wait	*nv;
-	size_t			 ncap;
 
 	if (chat.cfg->history_days == 0) {
 		chat_error(c, MSG_ERROR, ERR_RESUME_GONE, req->msgid,
@@ -144,15 +142,10 @@ handle_resume(struct conn *c, const struct proto_req *req)
 		resume_answer(c, 1);
 		return;
 	}
-	if (rw_n == rw_cap) {
-		ncap = rw_cap ? rw_cap * 2 : 16;
-		if (ncap > RESUME_PENDING_MAX ||
-		    (nv = reallocarray(rw, ncap, sizeof(*nv))) == NULL) {
-			chat_error(c, MSG_ERROR, ERR_BUSY, req->msgid, NULL);
-			return;
-		}
-		rw = nv;
-		rw_cap = ncap;
+	if (rw_n >= RESUME_PENDING_MAX ||
+	    util_grow((void **)&rw, &rw_cap, rw_n, sizeof(*rw)) == -1) {
+		chat_error(c, MSG_ERROR, ERR_BUSY, req->msgid, NULL);
+		return;
 	}
 	rw[rw_n].conn = c->id;
 	rw[rw_n].uid = s->uid;

@@ -582,17 +582,10 @@ static int
 collect_online(const struct online_entry *e, void *arg)
 {
 	struct online_list	*l = arg;
-	struct online_entry	*nv;
-	size_t			 cap;
 
-	if (l->n == l->cap) {
-		cap = l->cap ? l->cap * 2 : 256;
-		if ((nv = reallocarray(l->v, cap, sizeof(*nv))) == NULL) {
-			l->nomem = 1;
-			return 1;
-		}
-		l->v = nv;
-		l->cap = cap;
+	if (util_grow((void **)&l->v, &l->cap, l->n, sizeof(*l->v)) == -1) {
+		l->nomem = 1;
+		return 1;
 	}
 	l->v[l->n++] = *e;
 	return 0;

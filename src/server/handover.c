@@ -130,23 +130,12 @@ held_clear(struct held *h)
 static int
 table_room(struct slot_table *t, uint32_t conn)
 {
-	struct held	*nv;
-	size_t		 ncap, i;
+	size_t		 had = t->cap, i;
 
-	if (conn < t->cap)
-		return 0;
-	ncap = t->cap ? t->cap : 1024;
-	while (ncap <= conn)
-		ncap *= 2;
-	if ((nv = reallocarray(t->v, ncap, sizeof(*nv))) == NULL)
+	if (util_grow((void **)&t->v, &t->cap, conn, sizeof(*t->v)) == -1)
 		return -1;
-	for (i = t->cap; i < ncap; i++) {
-		nv[i].fd = -1;
-		nv[i].rec = NULL;
-		nv[i].len = 0;
-	}
-	t->v = nv;
-	t->cap = ncap;
+	for (i = had; i < t->cap; i++)
+		t->v[i].fd = -1;
 	return 0;
 }
 
@@ -626,21 +615,15 @@ handover_flush(void)
 static enum ho_send
 enqueue(const struct qrec *q, int fd)
 {
-	struct qrec	*nq, r = *q;
+	struct qrec	 r = *q;
 
 	if (qhead > 0 && qlen == qcap) {
 		memmove(queue, queue + qhead, (qlen - qhead) * sizeof(*queue));
 		qlen -= qhead;
 		qhead = 0;
 	}
-	if (qlen == qcap) {
-		size_t ncap = qcap ? qcap * 2 : 64;
-
-		if ((nq = reallocarray(queue, ncap, sizeof(*nq))) == NULL)
-			return HO_FAILED;
-		queue = nq;
-		qcap = ncap;
-	}
+	if (util_grow((void **)&queue, &qcap, qlen, sizeof(*queue)) == -1)
+		return HO_FAILED;
 	r.h.fd = -1;
 	r.h.rec = NULL;
 	/* our own reference: the connection may close before it is sent */
@@ -745,17 +728,11 @@ handover_worker_handed(void)
 static int
 inherit_add(uint32_t conn, const char *rec, size_t len, int fd)
 {
-	struct ho_inherit	*nv;
-	char			*copy;
-	size_t			 ncap;
+	char	*copy;
 
-	if (ninherit == inherit_cap) {
-		ncap = inherit_cap ? inherit_cap * 2 : 256;
-		if ((nv = reallocarray(inherit, ncap, sizeof(*nv))) == NULL)
-			return -1;
-		inherit = nv;
-		inherit_cap = ncap;
-	}
+	if (util_grow((void **)&inherit, &inherit_cap, ninherit,
+	    sizeof(*inherit)) == -1)
+		return -1;
 	if ((copy = malloc(len)) == NULL)
 		return -1;
 	memcpy(copy, rec, len);

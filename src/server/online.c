@@ -40,140 +40,8 @@
 
 #include "log.h"
 #include "online.h"
-#ifdef CHATD_TEST_HOOKS
-#include "online_test.h"
-#endif
+#include "online_impl.h"
 #include "util.h"
-
-#define ONLINE_MAGIC		0x4f4e4c4eU	/* "ONLN" */
-#define ONLINE_VERSION		1
-#define ONLINE_MAX_CAPACITY	(1U << 24)
-#define ONLINE_MAX_STRIPES	64
-#define ONLINE_MIN_PER_STRIPE	64	/* fewer stripes below this */
-#define CACHELINE		64
-
-#define ROUNDUP(x, a)		(((x) + (a) - 1) / (a) * (a))
-
-struct bucket {
-	uint32_t	uid;		/* 0: empty; stored last */
-	uint32_t	conn;
-	uint32_t	gen;		/* 0: being written, never live */
-	uint16_t	slot;
-	uint16_t	pad;
-};
-
-/* Own cache lines, so workers bumping their counters do not collide. */
-struct slot_stats_line {
-	struct online_slot_stats	st;
-} __attribute__((aligned(CACHELINE)));
-
-struct online_hdr {
-	uint32_t	magic;
-	uint32_t	version;
-	uint32_t	capacity;
-	uint32_t	nslots;
-	uint32_t	nstripes;
-	uint32_t	stripe_buckets;
-	uint32_t	stripe_limit;
-	/* Read on every lookup, written only by online_slot_reset(). */
-	uint32_t	gen[ONLINE_MAX_SLOTS] __attribute__((aligned(CACHELINE)));
-	/*
-	 * Occupied buckets (stale ones too) per stripe, written under the
-	 * stripe lock.  Kept together so the capacity check reads a few
-	 * lines instead of one per stripe.
-	 */
-	uint32_t	count[ONLINE_MAX_STRIPES] __attribute__((aligned(CACHELINE)));
-	struct slot_stats_line stats[ONLINE_MAX_SLOTS];
-};
-
-struct stripe {
-	pthread_mutex_t	lock;
-};
-
-#define STRIPE_HDRSIZE		ROUNDUP(sizeof(struct stripe), CACHELINE)
-
-/* Process-private; the sizes are copies of the header's. */
-struct online {
-	struct online_hdr	*hdr;
-	char			*base;
-	size_t			 mapsize;
-	size_t			 hdrsize;
-	size_t			 stripesize;
-	uint32_t		 capacity;
-	uint32_t		 nstripes;
-	uint32_t		 shift;		/* log2(nstripes) */
-	uint32_t		 nbuckets;	/* per stripe */
-	uint32_t		 bmask;
-	uint32_t		 limit;		/* per stripe */
-	int			 nslots;
-	char			*name;
-};
-
-static inline struct stripe *
-stripe_at(const struct online *o, uint32_t si)
-{
-	return (struct stripe *)(o->base + o->hdrsize + si * o->stripesize);
-}
-
-static inline struct bucket *
-stripe_buckets(const struct online *o, uint32_t si)
-{
-	return (struct bucket *)((char *)stripe_at(o, si) + STRIPE_HDRSIZE);
-}
-
-static inline uint32_t
-stripe_of(const struct online *o, uint32_t h)
-{
-	return h & (o->nstripes - 1);
-}
-
-static inline uint32_t
-home_of(const struct online *o, uint32_t h)
-{
-	return (h >> o->shift) & o->bmask;
-}
-
-static inline uint32_t
-slot_gen(const struct online *o, uint16_t slot)
-{
-	return __atomic_load_n(&o->hdr->gen[slot], __ATOMIC_ACQUIRE);
-}
-
-static inline int
-bucket_live(const struct online *o, const struct bucket *b)
-{
-	if (b->uid == 0 || b->gen == 0 || b->slot >= o->nslots)
-		return 0;
-	return b->gen == slot_gen(o, b->slot);
-}
-
-/* Live, and a session (not a leaving mark: online.h) */
-static inline int
-bucket_present(const struct online *o, const struct bucket *b)
-{
-	return bucket_live(o, b) && b->conn != ONLINE_LEAVING;
-}
-
-static inline void
-bucket_entry(const struct bucket *b, struct online_entry *e)
-{
-	e->uid = b->uid;
-	e->slot = b->slot;
-	e->conn = b->conn;
-	e->gen = b->gen;
-}
-
-static inline void
-count_set(struct online *o, uint32_t si, uint32_t n)
-{
-	__atomic_store_n(&o->hdr->count[si], n, __ATOMIC_RELAXED);
-}
-
-static inline uint32_t
-count_get(const struct online *o, uint32_t si)
-{
-	return __atomic_load_n(&o->hdr->count[si], __ATOMIC_RELAXED);
-}
 
 /* Buckets in use, stale ones included; racy, good for a limit. */
 static size_t
@@ -185,20 +53,6 @@ online_used(const struct online *o)
 	for (si = 0; si < o->nstripes; si++)
 		n += count_get(o, si);
 	return n;
-}
-
-/*
- * Fill an empty bucket.  The uid goes last: a writer killed before it
- * leaves the bucket empty.
- */
-static void
-bucket_fill(struct bucket *b, uint32_t uid, uint16_t slot, uint32_t conn,
-    uint32_t gen)
-{
-	__atomic_store_n(&b->slot, slot, __ATOMIC_RELAXED);
-	__atomic_store_n(&b->conn, conn, __ATOMIC_RELAXED);
-	__atomic_store_n(&b->gen, gen, __ATOMIC_RELAXED);
-	__atomic_store_n(&b->uid, uid, __ATOMIC_RELEASE);
 }
 
 /*
@@ -215,12 +69,6 @@ bucket_rewrite(struct bucket *b, uint32_t uid, uint16_t slot, uint32_t conn,
 	__atomic_store_n(&b->conn, conn, __ATOMIC_RELEASE);
 	__atomic_store_n(&b->uid, uid, __ATOMIC_RELEASE);
 	__atomic_store_n(&b->gen, gen, __ATOMIC_RELEASE);
-}
-
-static inline void
-bucket_clear(struct bucket *b)
-{
-	__atomic_store_n(&b->uid, 0, __ATOMIC_RELEASE);
 }
 
 /*
@@ -315,8 +163,8 @@ stripe_repair(struct online *o, uint32_t si)
 	count_set(o, si, n);
 }
 
-static int
-stripe_lock(struct online *o, uint32_t si)
+int
+online_stripe_lock(struct online *o, uint32_t si)
 {
 	struct stripe	*s = stripe_at(o, si);
 	int		 r;
@@ -335,8 +183,8 @@ stripe_lock(struct online *o, uint32_t si)
 	return 0;
 }
 
-static inline void
-stripe_unlock(struct online *o, uint32_t si)
+void
+online_stripe_unlock(struct online *o, uint32_t si)
 {
 	pthread_mutex_unlock(&stripe_at(o, si)->lock);
 }
@@ -624,7 +472,7 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 	 */
 	full = online_used(o) >= o->capacity;
 
-	if (stripe_lock(o, si) == -1)
+	if (online_stripe_lock(o, si) == -1)
 		return ONLINE_REFUSED;
 	for (i = home_of(o, h), n = 0; n < o->nbuckets;
 	    i = (i + 1) & o->bmask, n++) {
@@ -657,7 +505,7 @@ online_add(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn,
 		rc = ONLINE_ADDED;
 	}
 out:
-	stripe_unlock(o, si);
+	online_stripe_unlock(o, si);
 	return rc;
 }
 
@@ -678,8 +526,8 @@ bucket_find(struct online *o, struct bucket *bk, uint32_t h, uint32_t uid)
 }
 
 /* Lock uid's stripe: its hash, stripe and buckets.  -1: uid 0 or no lock. */
-static int
-stripe_enter(struct online *o, uint32_t uid, uint32_t *h, uint32_t *si,
+int
+online_stripe_enter(struct online *o, uint32_t uid, uint32_t *h, uint32_t *si,
     struct bucket **bk)
 {
 	if (uid == 0)
@@ -687,7 +535,7 @@ stripe_enter(struct online *o, uint32_t uid, uint32_t *h, uint32_t *si,
 	*h = util_hash32(uid);
 	*si = stripe_of(o, *h);
 	*bk = stripe_buckets(o, *si);
-	return stripe_lock(o, *si);
+	return online_stripe_lock(o, *si);
 }
 
 int
@@ -698,7 +546,7 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 	int64_t		 i;
 	int		 rc = -1;
 
-	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
+	if (online_stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
 	if ((i = bucket_find(o, bk, h, uid)) != -1 &&
 	    bucket_present(o, &bk[i])) {
@@ -706,7 +554,7 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 			bucket_entry(&bk[i], out);
 		rc = 0;
 	}
-	stripe_unlock(o, si);
+	online_stripe_unlock(o, si);
 	return rc;
 }
 
@@ -719,7 +567,7 @@ online_replace(struct online *o, const struct online_entry *old,
 	int64_t		 i;
 	int		 rc = -1;
 
-	if (slot >= o->nslots || stripe_enter(o, old->uid, &h, &si, &bk) == -1)
+	if (slot >= o->nslots || online_stripe_enter(o, old->uid, &h, &si, &bk) == -1)
 		return -1;
 	if ((i = bucket_find(o, bk, h, old->uid)) != -1) {
 		b = &bk[i];
@@ -730,7 +578,7 @@ online_replace(struct online *o, const struct online_entry *old,
 			rc = 0;
 		}
 	}
-	stripe_unlock(o, si);
+	online_stripe_unlock(o, si);
 	return rc;
 }
 
@@ -742,7 +590,7 @@ online_remove(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn)
 	int64_t		 i;
 	int		 rc = -1;
 
-	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
+	if (online_stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
 	if ((i = bucket_find(o, bk, h, uid)) != -1) {
 		b = &bk[i];
@@ -752,13 +600,13 @@ online_remove(struct online *o, uint32_t uid, uint16_t slot, uint32_t conn)
 			rc = 0;
 		}
 	}
-	stripe_unlock(o, si);
+	online_stripe_unlock(o, si);
 	return rc;
 }
 
 /* Never 0, which marks a bucket being written. */
-static uint32_t
-gen_bump(struct online *o, uint16_t slot)
+uint32_t
+online_gen_bump(struct online *o, uint16_t slot)
 {
 	uint32_t	old, new;
 
@@ -780,7 +628,7 @@ online_slot_reset(struct online *o, uint16_t slot)
 	if (slot >= o->nslots)
 		return;
 	st = &o->hdr->stats[slot].st;
-	__atomic_store_n(&st->gen, gen_bump(o, slot), __ATOMIC_RELAXED);
+	__atomic_store_n(&st->gen, online_gen_bump(o, slot), __ATOMIC_RELAXED);
 	__atomic_store_n(&st->connections, 0, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&st->respawns, 1, __ATOMIC_RELAXED);
 
@@ -790,7 +638,7 @@ online_slot_reset(struct online *o, uint16_t slot)
 	 */
 	for (si = 0; si < o->nstripes; si++) {
 		bk = stripe_buckets(o, si);
-		if (stripe_lock(o, si) == -1)
+		if (online_stripe_lock(o, si) == -1)
 			continue;
 		n = count_get(o, si);
 		for (i = 0; i < o->nbuckets; ) {
@@ -803,7 +651,7 @@ online_slot_reset(struct online *o, uint16_t slot)
 			i++;
 		}
 		count_set(o, si, n);
-		stripe_unlock(o, si);
+		online_stripe_unlock(o, si);
 	}
 }
 
@@ -849,12 +697,12 @@ online_count(struct online *o)
 
 	for (si = 0; si < o->nstripes; si++) {
 		bk = stripe_buckets(o, si);
-		if (stripe_lock(o, si) == -1)
+		if (online_stripe_lock(o, si) == -1)
 			continue;
 		for (i = 0; i < o->nbuckets; i++)
 			if (bucket_present(o, &bk[i]))
 				n++;
-		stripe_unlock(o, si);
+		online_stripe_unlock(o, si);
 	}
 	return n;
 }
@@ -870,7 +718,7 @@ online_foreach(struct online *o,
 
 	for (si = 0; si < o->nstripes && !stop; si++) {
 		bk = stripe_buckets(o, si);
-		if (stripe_lock(o, si) == -1)
+		if (online_stripe_lock(o, si) == -1)
 			continue;
 		for (i = 0; i < o->nbuckets && !stop; i++) {
 			if (!bucket_present(o, &bk[i]))
@@ -878,129 +726,7 @@ online_foreach(struct online *o,
 			bucket_entry(&bk[i], &e);
 			stop = fn(&e, arg);
 		}
-		stripe_unlock(o, si);
+		online_stripe_unlock(o, si);
 	}
 }
 
-#ifdef CHATD_TEST_HOOKS
-/*
- * Test hooks (online_test.h).  They leave a stripe the way a process
- * killed inside its critical section would, for check_online.
- * Compiled only into check_online (-DCHATD_TEST_HOOKS), never into chatd.
- */
-
-int
-online_test_lock_stripe(struct online *o, uint32_t uid, int damage)
-{
-	struct bucket	*bk;
-	uint32_t	 h, si, i, j, k, p, home, mask = o->bmask;
-	int		 done = 0;
-
-	if (stripe_enter(o, uid, &h, &si, &bk) == -1)
-		return -1;
-	if (damage == 0)
-		return 0;
-
-	for (p = home_of(o, h); bk[p].uid != 0 && bk[p].uid != uid;
-	    p = (p + 1) & mask)
-		;
-	if ((damage & ONLINE_TEST_DUP) && bk[p].uid == uid) {
-		/* A shift killed after copying: uid twice on its run. */
-		for (i = p; bk[i].uid != 0; i = (i + 1) & mask)
-			;
-		bucket_fill(&bk[i], uid, bk[p].slot, bk[p].conn, bk[p].gen);
-		count_set(o, si, count_get(o, si) + 1);
-		done |= ONLINE_TEST_DUP;
-	}
-	if (damage & ONLINE_TEST_HALF) {
-		/* A rewrite killed after marking the bucket stale. */
-		for (i = p; bk[i].uid != 0; i = (i + 1) & mask)
-			;
-		bucket_fill(&bk[i], uid + 1 ? uid + 1 : 1, 0, 0, 0);
-		done |= ONLINE_TEST_HALF;
-	}
-	if (damage & ONLINE_TEST_HOLE) {
-		/*
-		 * Not a state our writers leave, but repair must cope: empty
-		 * a bucket on some displaced entry's path by moving its entry
-		 * past an empty bucket, where no probe finds it.
-		 */
-		for (i = 0; i < o->nbuckets; i++) {
-			if (bk[i].uid == 0)
-				continue;
-			home = home_of(o, util_hash32(bk[i].uid));
-			if (home == i)
-				continue;
-			for (j = (i + 1) & mask; bk[j].uid != 0;
-			    j = (j + 1) & mask)
-				;
-			/* An empty bucket after an empty one. */
-			for (k = (j + 1) & mask; k != i &&
-			    (bk[k].uid != 0 || bk[(k - 1) & mask].uid != 0);
-			    k = (k + 1) & mask)
-				;
-			if (k == i)
-				break;
-			bucket_fill(&bk[k], bk[home].uid, bk[home].slot,
-			    bk[home].conn, bk[home].gen);
-			bucket_clear(&bk[home]);
-			done |= ONLINE_TEST_HOLE;
-			break;
-		}
-	}
-	return done;
-}
-
-void
-online_test_gen_bump(struct online *o, uint16_t slot)
-{
-	if (slot < o->nslots)
-		gen_bump(o, slot);
-}
-
-int
-online_test_check(struct online *o, char *err, size_t errlen)
-{
-	struct bucket	*bk;
-	uint32_t	 si, i, j, n, mask = o->bmask;
-	int		 total = 0, rc = 0;
-
-	for (si = 0; si < o->nstripes && rc == 0; si++) {
-		bk = stripe_buckets(o, si);
-		if (stripe_lock(o, si) == -1) {
-			err_set(err, errlen, "stripe %u: lock lost", si);
-			return -1;
-		}
-		for (i = 0, n = 0; i < o->nbuckets && rc == 0; i++) {
-			if (bk[i].uid == 0)
-				continue;
-			n++;
-			for (j = home_of(o, util_hash32(bk[i].uid)); j != i;
-			    j = (j + 1) & mask) {
-				if (bk[j].uid == 0) {
-					err_set(err, errlen, "stripe %u: uid %u "
-					    "at %u unreachable", si, bk[i].uid,
-					    i);
-					rc = -1;
-					break;
-				}
-				if (bk[j].uid == bk[i].uid) {
-					err_set(err, errlen, "stripe %u: uid %u "
-					    "at %u and %u", si, bk[i].uid, j,
-					    i);
-					rc = -1;
-					break;
-				}
-			}
-		}
-		if (rc == 0 && n != count_get(o, si)) {
-			err_set(err, errlen, "stripe %u: count %u, %u buckets "
-			    "used", si, count_get(o, si), n);
-			rc = -1;
-		}
-		total += n;
-		stripe_unlock(o, si);
-	}
-	return rc == 0 ? total : -1;
-}
-#endif /* CHATD_TEST_HOOKS */

@@ -44,6 +44,7 @@
 #include "handover.h"
 #include "log.h"
 #include "master_impl.h"
+#include "util.h"
 
 #define NO_CONN		UINT32_MAX
 
@@ -113,27 +114,9 @@ merge_last(int j)
 }
 
 static int
-grow(void **v, size_t *cap, size_t need, size_t size, int fill)
-{
-	size_t	 ncap = *cap ? *cap : 1024;
-	char	*nv;
-
-	if (need < *cap)
-		return 0;
-	while (ncap <= need)
-		ncap *= 2;
-	if ((nv = reallocarray(*v, ncap, size)) == NULL)
-		return -1;
-	memset(nv + *cap * size, fill, (ncap - *cap) * size);
-	*v = nv;
-	*cap = ncap;
-	return 0;
-}
-
-static int
 mark(struct ids *s, uint32_t id)
 {
-	if (grow((void **)&s->used, &s->cap, id, 1, 0) == -1)
+	if (util_grow((void **)&s->used, &s->cap, id, 1) == -1)
 		return -1;
 	s->used[id] = 1;
 	return 0;
@@ -145,6 +128,7 @@ merge_conn(int slot, uint32_t conn, char *rec, size_t len)
 	struct removed	*r;
 	struct ids	*s;
 	uint32_t	 id;
+	size_t		 had;
 
 	if (slot < nnew || nold <= nnew) {
 		if (nold > nnew && mark(&ids[slot], conn) == -1)
@@ -155,10 +139,12 @@ merge_conn(int slot, uint32_t conn, char *rec, size_t len)
 	s = &ids[merge_target(slot)];
 	for (id = s->next; id < s->cap && s->used[id]; id++)
 		;
+	had = r->cap;
 	if (len < sizeof(struct ho_state) || mark(s, id) == -1 ||
-	    grow((void **)&r->map, &r->cap, conn, sizeof(*r->map),
-	    0xff) == -1)
+	    util_grow((void **)&r->map, &r->cap, conn, sizeof(*r->map)) == -1)
 		return NO_CONN;
+	/* what the removed slot never numbered maps to NO_CONN */
+	memset(r->map + had, 0xff, (r->cap - had) * sizeof(*r->map));
 	s->next = id + 1;
 	r->map[conn] = id;
 	memcpy(rec + offsetof(struct ho_state, conn), &id, sizeof(id));

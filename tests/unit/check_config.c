@@ -1,17 +1,14 @@
-/* check_config.c - the configuration parser and the logger. */
+/* check_config.c - the configuration parser and its reload rules. */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,51 +19,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "check_run.h"
-
-static char	 tdir[256];
-
-static void
-setup(void)
-{
-	const char	*t = getenv("TMPDIR");
-
-	snprintf(tdir, sizeof(tdir), "%s/check_config.XXXXXX",
-	    t != NULL && *t != '\0' ? t : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tdir));
-}
-
-/* The test directory holds plain files only. */
-static void
-teardown(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 p[PATH_MAX];
-
-	if ((d = opendir(tdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", tdir, de->d_name);
-		unlink(p);
-	}
-	closedir(d);
-	rmdir(tdir);
-}
-
-/* A file in the test directory; returns its path (static). */
-static const char *
-tpath(const char *name)
-{
-	static char	 p[4][PATH_MAX];
-	static int	 i;
-
-	i = (i + 1) % 4;
-	snprintf(p[i], sizeof(p[i]), "%s/%s", tdir, name);
-	return p[i];
-}
+#include "check_tmp.h"
 
 #define KEY64	"0123456789abcdef0123456789abcdef" \
 		"0123456789abcdef0123456789abcdef"
@@ -74,7 +27,7 @@ tpath(const char *name)
 static const char *
 write_file(const char *name, mode_t mode, const char *text)
 {
-	const char	*path = tpath(name);
+	const char	*path = tmp_path(name);
 	FILE		*fp;
 
 	fp = fopen(path, "w");
@@ -83,25 +36,6 @@ write_file(const char *name, mode_t mode, const char *text)
 	ck_assert_int_eq(fclose(fp), 0);
 	ck_assert_int_eq(chmod(path, mode), 0);
 	return path;
-}
-
-static char *
-read_all(const char *path)
-{
-	FILE	*fp;
-	char	*s;
-	long	 n;
-
-	fp = fopen(path, "r");
-	ck_assert_ptr_nonnull(fp);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	s = calloc(1, (size_t)n + 1);
-	ck_assert_ptr_nonnull(s);
-	ck_assert_int_eq(fread(s, 1, (size_t)n, fp), n);
-	fclose(fp);
-	return s;
 }
 
 /* The error buffer as a C string (the buffer is not NUL-terminated). */
@@ -122,30 +56,6 @@ load_text(const char *text, mode_t mode, struct config *cfg, struct buf *errs,
 	if (pathp != NULL)
 		*pathp = path;
 	return cfg_load(cfg, path, errs);
-}
-
-static int
-nlines(const char *s)
-{
-	int	 n = 0;
-
-	for (; *s != '\0'; s++)
-		n += *s == '\n';
-	return n;
-}
-
-static size_t
-max_line(const char *s)
-{
-	size_t	 n, max = 0;
-
-	while (*s != '\0') {
-		n = strcspn(s, "\n") + 1;
-		if (n > max)
-			max = n;
-		s += n;
-	}
-	return max;
 }
 
 static int
@@ -428,7 +338,7 @@ START_TEST(test_many_errors)
 	    "password_cost = 12\n",
 	    0600, &cfg, &errs, &path), -1);
 	e = errstr(&errs);
-	ck_assert_int_eq(nlines(e), 6);
+	ck_assert_int_eq(text_nlines(e), 6);
 	snprintf(want, sizeof(want),
 	    "%1$s:2: unknown key \"bogus\"\n"
 	    "%1$s:4: duplicate key workers (first set on line 1)\n"
@@ -451,7 +361,7 @@ START_TEST(test_unreadable)
 	struct config	 cfg;
 	struct buf	 errs = BUF_INIT;
 	char		 want[PATH_MAX + 64];
-	const char	*path = tpath("missing.conf");
+	const char	*path = tmp_path("missing.conf");
 
 	ck_assert_int_eq(cfg_load(&cfg, path, &errs), -1);
 	snprintf(want, sizeof(want), "%s: No such file or directory\n", path);
@@ -460,8 +370,8 @@ START_TEST(test_unreadable)
 	cfg_free(&cfg);
 	buf_free(&errs);
 
-	ck_assert_int_eq(cfg_load(&cfg, tdir, &errs), -1);
-	snprintf(want, sizeof(want), "%s: Is a directory\n", tdir);
+	ck_assert_int_eq(cfg_load(&cfg, tmp_dir(), &errs), -1);
+	snprintf(want, sizeof(want), "%s: Is a directory\n", tmp_dir());
 	ck_assert_str_eq(errstr(&errs), want);
 	cfg_free(&cfg);
 	buf_free(&errs);
@@ -718,7 +628,7 @@ START_TEST(test_reload)
 {
 	struct config	 cur, next;
 	struct buf	 errs = BUF_INIT;
-	const char	*logf = tpath("reload.log");
+	const char	*logf = tmp_path("reload.log");
 	char		*log, text[PATH_MAX + 512];
 	int		 n;
 
@@ -734,7 +644,7 @@ START_TEST(test_reload)
 	    "listen = 127.0.0.1:7000\n"
 	    "workers = 63\n"
 	    "storage = sqlite:/tmp/other.db\n"
-	    "db_pool_max = 9\n", tdir);
+	    "db_pool_max = 9\n", tmp_dir());
 	ck_assert_int_eq(load_text(text, 0600, &next, &errs, NULL), 0);
 
 	n = cfg_apply_reload(&cur, &next);
@@ -752,7 +662,7 @@ START_TEST(test_reload)
 	ck_assert_str_ne(cur.storage, "sqlite:/tmp/other.db");
 	ck_assert_int_eq(cur.db_pool_max, 4);
 
-	log = read_all(logf);
+	log = tmp_read_all(logf);
 	ck_assert_ptr_nonnull(strstr(log,
 	    " master notice: listen changed: upgrade or restart needed\n"));
 	ck_assert_ptr_nonnull(strstr(log,
@@ -789,7 +699,7 @@ START_TEST(test_reload_message)
 	    "per_ip_exempt = 10.0.0.0/8, ::1/128\n"
 	    "max_output_bytes = 8m\n"
 	    "idle_timeout = 77\n"
-	    "workers = 63\n", tdir);
+	    "workers = 63\n", tmp_dir());
 	ck_assert_int_eq(load_text(text, 0600, &next, &errs, NULL), 0);
 	ck_assert_int_eq(cfg_apply_reload(&master, &next), 4);
 
@@ -820,161 +730,11 @@ START_TEST(test_reload_message)
 }
 END_TEST
 
-START_TEST(test_log_format)
+static void
+config_setup(void)
 {
-	const char	*logf = tpath("chatd.log");
-	char		*log, re[512];
-	regex_t		 rx;
-
-	ck_assert_int_eq(log_init(logf, LOG_DEBUG), 0);
-	log_set_role("worker 3");
-	log_info("hello %d", 42);
-	log_set_role(NULL);
-	log_debug("tab\tand\nnewline");
-	log = read_all(logf);
-	snprintf(re, sizeof(re),
-	    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-	    "\\.[0-9]{3}Z chatd\\[%ld\\] worker 3 info: hello 42\n"
-	    "[-0-9T:.Z]+ chatd\\[%ld\\] main debug: tab\tand\\?newline\n$",
-	    (long)getpid(), (long)getpid());
-	ck_assert_int_eq(regcomp(&rx, re, REG_EXTENDED), 0);
-	ck_assert_msg(regexec(&rx, log, 0, NULL, 0) == 0, "log: %s", log);
-	regfree(&rx);
-	free(log);
+	tmpdir_setup("check_config");
 }
-END_TEST
-
-START_TEST(test_log_levels)
-{
-	const char	*logf = tpath("chatd.log");
-	char		*log;
-
-	ck_assert_int_eq(log_init(logf, LOG_NOTICE), 0);
-	log_debug("d1");
-	log_info("i1");
-	log_notice("n1");
-	log_warnx("w1");
-	log_set_level(LOG_DEBUG);
-	log_debug("d2");
-	log_set_level(LOG_ERR);
-	log_warnx("w2");
-	log = read_all(logf);
-	ck_assert_int_eq(nlines(log), 3);
-	ck_assert_ptr_null(strstr(log, "d1"));
-	ck_assert_ptr_null(strstr(log, "i1"));
-	ck_assert_ptr_nonnull(strstr(log, " notice: n1\n"));
-	ck_assert_ptr_nonnull(strstr(log, " warning: w1\n"));
-	ck_assert_ptr_nonnull(strstr(log, " debug: d2\n"));
-	ck_assert_ptr_null(strstr(log, "w2"));
-	free(log);
-
-	ck_assert_int_eq(log_level_parse("debug"), LOG_DEBUG);
-	ck_assert_int_eq(log_level_parse("INFO"), LOG_INFO);
-	ck_assert_int_eq(log_level_parse("warning"), LOG_WARNING);
-	ck_assert_int_eq(log_level_parse("warn"), LOG_WARNING);
-	ck_assert_int_eq(log_level_parse("err"), LOG_ERR);
-	ck_assert_int_eq(log_level_parse("error"), LOG_ERR);
-	ck_assert_int_eq(log_level_parse("emerg"), LOG_EMERG);
-	ck_assert_int_eq(log_level_parse("loud"), -1);
-	ck_assert_int_eq(log_level_parse(NULL), -1);
-}
-END_TEST
-
-START_TEST(test_log_warn)
-{
-	const char	*logf = tpath("chatd.log");
-	char		*log, *big;
-
-	ck_assert_int_eq(log_init(logf, LOG_INFO), 0);
-	errno = ENOENT;
-	log_warn("open %s", "x");
-	ck_assert_int_eq(errno, ENOENT);
-	errno = EACCES;
-	log_info("keeps errno");
-	ck_assert_int_eq(errno, EACCES);
-
-	/* Overlong: one truncated line, strerror kept. */
-	big = malloc(10000);
-	ck_assert_ptr_nonnull(big);
-	memset(big, 'a', 9999);
-	big[9999] = '\0';
-	errno = EPIPE;
-	log_warn("%s", big);
-	free(big);
-
-	log = read_all(logf);
-	ck_assert_int_eq(nlines(log), 3);
-	ck_assert_ptr_nonnull(strstr(log,
-	    " warning: open x: No such file or directory\n"));
-	ck_assert_ptr_nonnull(strstr(log, "aaa...: Broken pipe\n"));
-	ck_assert_uint_le(max_line(log), 4096);
-	ck_assert_uint_ge(max_line(log), 3000);
-	free(log);
-
-	ck_assert_int_eq(log_init("/nonexistent/dir/chatd.log", LOG_INFO), -1);
-	ck_assert_int_eq(errno, ENOENT);
-}
-END_TEST
-
-START_TEST(test_log_reopen)
-{
-	char		 a[PATH_MAX], b[PATH_MAX];
-	char		*log;
-
-	snprintf(a, sizeof(a), "%s", tpath("chatd.log"));
-	snprintf(b, sizeof(b), "%s", tpath("chatd.log.1"));
-	ck_assert_int_eq(log_init(a, LOG_INFO), 0);
-	log_info("one");
-	ck_assert_int_eq(rename(a, b), 0);
-	log_info("two");
-	ck_assert_int_eq(log_reopen(), 0);
-	log_info("three");
-
-	log = read_all(b);
-	ck_assert_ptr_nonnull(strstr(log, "info: one\n"));
-	ck_assert_ptr_nonnull(strstr(log, "info: two\n"));
-	ck_assert_ptr_null(strstr(log, "three"));
-	free(log);
-	log = read_all(a);
-	ck_assert_int_eq(nlines(log), 1);
-	ck_assert_ptr_nonnull(strstr(log, "info: three\n"));
-	free(log);
-
-	/* Not logging to a file: nothing to do. */
-	ck_assert_int_eq(log_init("stderr", LOG_INFO), 0);
-	ck_assert_int_eq(log_reopen(), 0);
-}
-END_TEST
-
-START_TEST(test_fatalx)
-{
-	teardown();		/* not run after exit() */
-	ck_assert_int_eq(log_init("/dev/null", LOG_ERR), 0);
-	fatalx("broken invariant %d", 1);
-}
-END_TEST
-
-START_TEST(test_fatal_logged)
-{
-	const char	*logf = tpath("chatd.log");
-	char		*log;
-	pid_t		 pid;
-	int		 status;
-
-	ck_assert_int_eq(log_init(logf, LOG_ERR), 0);
-	if ((pid = fork()) == 0) {
-		errno = ENOMEM;
-		fatal("allocating %s", "things");
-	}
-	ck_assert_int_ne(pid, -1);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
-	log = read_all(logf);
-	ck_assert_ptr_nonnull(strstr(log,
-	    " crit: allocating things: Cannot allocate memory\n"));
-	free(log);
-}
-END_TEST
 
 Suite *
 config_suite(void)
@@ -983,7 +743,7 @@ config_suite(void)
 	TCase	*tc;
 
 	tc = tcase_create("config");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, config_setup, tmpdir_teardown);
 	tcase_set_timeout(tc, 10);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_full_file);
@@ -1003,16 +763,6 @@ config_suite(void)
 	tcase_add_test(tc, test_reload);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("log");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 10);
-	tcase_add_test(tc, test_log_format);
-	tcase_add_test(tc, test_log_levels);
-	tcase_add_test(tc, test_log_warn);
-	tcase_add_test(tc, test_log_reopen);
-	tcase_add_exit_test(tc, test_fatalx, 1);
-	tcase_add_test(tc, test_fatal_logged);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

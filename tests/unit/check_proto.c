@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "proto.h"
+#include "util.h"
 #include "check_run.h"
 #include "check_proto.h"
 
@@ -257,6 +258,32 @@ START_TEST(buf_growth)
 	ck_assert_uint_eq(buf_used(&b), 102 * 300);
 	buf_free(&b);
 	ck_assert_uint_eq(b.cap, 0);
+}
+END_TEST
+
+/* util_grow: room for the index asked, new elements zero, failure harmless. */
+START_TEST(util_grow_test)
+{
+	uint32_t	*v = NULL;
+	size_t		 cap = 0, i;
+
+	ck_assert_int_eq(util_grow((void **)&v, &cap, 0, sizeof(*v)), 0);
+	ck_assert_uint_eq(cap, 8);
+	for (i = 0; i < cap; i++)
+		ck_assert_uint_eq(v[i], 0);
+	v[7] = 7;
+	ck_assert_int_eq(util_grow((void **)&v, &cap, 7, sizeof(*v)), 0);
+	ck_assert_uint_eq(cap, 8);
+	ck_assert_int_eq(util_grow((void **)&v, &cap, 100, sizeof(*v)), 0);
+	ck_assert_uint_eq(cap, 128);
+	ck_assert_uint_eq(v[7], 7);
+	for (i = 8; i < cap; i++)
+		ck_assert_uint_eq(v[i], 0);
+	ck_assert_int_eq(util_grow((void **)&v, &cap, SIZE_MAX - 1,
+	    sizeof(*v)), -1);
+	ck_assert_uint_eq(cap, 128);
+	ck_assert_uint_eq(v[7], 7);
+	free(v);
 }
 END_TEST
 
@@ -695,6 +722,7 @@ proto_suite(void)
 	tc = tcase_create("buf");
 	tcase_add_test(tc, buf_basic);
 	tcase_add_test(tc, buf_growth);
+	tcase_add_test(tc, util_grow_test);
 	tcase_add_test(tc, buf_compaction);
 	tcase_add_test(tc, buf_printf_test);
 	suite_add_tcase(s, tc);
