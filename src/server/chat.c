@@ -145,28 +145,40 @@ chat_release(struct conn *c)
 	c->sess = NULL;
 }
 
+void
+session_deliver(struct conn *c, int64_t smid, const char *line, size_t len)
+{
+	enum seen_write	 wr;
+
+	wr = session_write(c, smid > 0 ? smid : -1, line, len);
+	if (wr == SEEN_FAILED) {
+		if (smid == 0)
+			(void)chat_keep_offline_later(c->sess->uid, line,
+			    len - 1);
+		return;
+	}
+	if (wr == SEEN_WRITTEN)
+		chat_stat(&chat.stats->msgs_out, 1);
+	/* a repeat's stored copy goes as if delivered */
+	if (smid > 0)
+		track_delivered(c, smid);
+}
+
 /* A message another worker routed to one of our connections. */
 void
 chat_channel_msg(const struct chan_hdr *h, const char *payload)
 {
 	struct conn	*c;
 	int32_t		 uid = h->uid;
-	enum seen_write	 wr;
 
 	switch (h->type) {
 	case CHAN_DELIVER:
 		if (h->len == 0)
 			break;
-		c = session_conn(h->conn, uid);
-		if (c != NULL && session_blocks(c, payload, h->len))
-			break;		/* blocked: dropped, silently */
-		if (c != NULL && (wr = session_write(c, h->smid > 0 ?
-		    h->smid : -1, payload, h->len)) != SEEN_FAILED) {
-			if (wr == SEEN_WRITTEN)
-				chat_stat(&chat.stats->msgs_out, 1);
-			/* a repeat's stored copy goes as if delivered */
-			if (h->smid > 0)
-				track_delivered(c, h->smid);
+		if ((c = session_conn(h->conn, uid)) != NULL) {
+			if (session_blocks(c, h->smid, payload, h->len) ==
+			    BLOCK_PASS)
+				session_deliver(c, h->smid, payload, h->len);
 			break;
 		}
 		/* logged out meanwhile: the message must not be lost (an

@@ -31,17 +31,13 @@ session_token(struct conn *c, char *out, size_t outlen, int64_t *expires)
 	struct session		*s = c->sess;
 	struct token_claims	 cl;
 
-	if (!tokens_on() || s->uid == 0)
+	/*
+	 * An adopted session learns its generation with its block list
+	 * (session_blocks_fetch), off the loop: an answer before that
+	 * carries no new token, and the client keeps the one it has.
+	 */
+	if (!tokens_on() || s->uid == 0 || !s->has_gen)
 		return -1;
-	if (!s->has_gen) {
-		if (store_token_gen(chat.store, s->uid, &s->token_gen) !=
-		    STORE_OK) {
-			log_warnx("token for %d: %s", s->uid,
-			    store_error(chat.store));
-			return -1;
-		}
-		s->has_gen = 1;
-	}
 	cl.uid = s->uid;
 	cl.gen = s->token_gen;
 	cl.expires = (int64_t)time(NULL) + chat.cfg->token_lifetime;

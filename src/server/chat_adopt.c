@@ -389,7 +389,7 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	    HO_F_NOBLOCKS))
 		s->blocks_loaded = 1;
 	else
-		session_blocks_fetch(c);
+		(void)session_blocks_fetch(c);	/* no memory: at a chat */
 	/*
 	 * The dead worker may have written part of a line: end it, so the
 	 * client's parser drops it as one bad line instead of merging it

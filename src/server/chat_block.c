@@ -19,6 +19,7 @@
 #include "chat_impl.h"
 #include "log.h"
 #include "store.h"
+#include "util.h"
 
 #define CHAT_MAX_BLOCKS	1000	/* users one user may block */
 
@@ -40,48 +41,36 @@ session_blocks_set(struct session *s, const struct store_user_list *l)
 }
 
 /*
- * Read c's block list into its session, on the loop: only when the
- * login's read could not keep it (no memory) or an adopted session's
- * read (session_blocks_fetch) is not back yet.  -1 leaves it to be
- * read again.
+ * Chats that came before the session's block list (an adopted session
+ * whose read is not back, a login that could not keep its list, or a
+ * read that failed): they wait here, in order, while the list is read
+ * in the read store thread, never on the loop.
  */
+struct held_chat {
+	struct held_chat	*next;
+	int64_t			 smid;	/* > 0: stored already */
+	size_t			 len;
+	char			 line[];	/* with its "\n" */
+};
+
+struct blocks_wait {
+	struct held_chat	*head, **tail;
+	size_t			 n, bytes;
+	int32_t			 uid;		/* whose chats they are */
+	unsigned		 fetching:1;	/* a read is under way */
+	double			 retry_at;	/* a read failed: not before */
+};
+
+#define HELD_MAX_CHATS	1024
+#define HELD_MAX_BYTES	(1024 * 1024)
+#define BLOCKS_RETRY_SEC 2.0
+
 static int
-blocks_load(struct conn *c)
+blocked_by(const struct session *s, const char *line, size_t len)
 {
-	struct session		*s = c->sess;
-	struct store_user_list	 l = { NULL, 0 };
-	int			 rc;
-
-	if (store_blocks(chat.store, s->uid, &l) != STORE_OK) {
-		log_warnx("block list of %d: %s", (int)s->uid,
-		    store_error(chat.store));
-		return -1;
-	}
-	rc = session_blocks_set(s, &l);
-	store_user_list_free(&l);
-	return rc;
-}
-
-void
-session_blocks_free(struct session *s)
-{
-	free(s->blocked);
-	s->blocked = NULL;
-	s->nblocked = 0;
-	s->blocks_loaded = 0;
-}
-
-int
-session_blocks(struct conn *c, const char *line, size_t len)
-{
-	struct session	*s = c->sess;
 	int32_t		 sender;
 	size_t		 i;
 
-	if (s == NULL || s->uid == 0)
-		return 0;
-	if (!s->blocks_loaded && blocks_load(c) == -1)
-		return 0;
 	if (s->nblocked == 0 ||
 	    (sender = proto_line_sender(line, len, NULL)) == 0)
 		return 0;
@@ -89,6 +78,121 @@ session_blocks(struct conn *c, const char *line, size_t len)
 		if (s->blocked[i] == sender)
 			return 1;
 	return 0;
+}
+
+void
+session_blocks_free(struct session *s)
+{
+	struct blocks_wait	*bw = s->blocks_wait;
+	struct held_chat	*h;
+
+	free(s->blocked);
+	s->blocked = NULL;
+	s->nblocked = 0;
+	s->blocks_loaded = 0;
+	if (bw == NULL)
+		return;
+	/* the session ends first: what was never written is kept (those
+	 * with an smid are stored already) */
+	while ((h = bw->head) != NULL) {
+		bw->head = h->next;
+		if (h->smid == 0)
+			(void)chat_keep_offline_later(bw->uid, h->line,
+			    h->len - 1);
+		free(h);
+	}
+	free(bw);
+	s->blocks_wait = NULL;
+}
+
+/* The held chats go, in order; filter: not those s's user blocks. */
+static void
+held_flush(struct conn *c, int filter)
+{
+	struct session		*s = c->sess;
+	struct blocks_wait	*bw = s->blocks_wait;
+	struct held_chat	*h;
+
+	while ((h = bw->head) != NULL && !c->closing) {
+		bw->head = h->next;
+		bw->n--;
+		bw->bytes -= h->len;
+		if (!filter || !blocked_by(s, h->line, h->len))
+			session_deliver(c, h->smid, h->line, h->len);
+		free(h);
+	}
+	if (bw->head == NULL)
+		bw->tail = &bw->head;
+}
+
+/* Hold a chat until the list is in: BLOCK_HELD, or BLOCK_PASS (unheld). */
+static enum block_verdict
+blocks_hold(struct conn *c, int64_t smid, const char *line, size_t len)
+{
+	struct session		*s = c->sess;
+	struct blocks_wait	*bw = s->blocks_wait;
+	struct held_chat	*h;
+
+	if (bw == NULL) {
+		if ((bw = calloc(1, sizeof(*bw))) == NULL)
+			return BLOCK_PASS;
+		bw->tail = &bw->head;
+		bw->uid = s->uid;
+		s->blocks_wait = bw;
+	}
+	/*
+	 * As before the list could be read off the loop: while the store
+	 * fails (and past these bounds) a chat is delivered unfiltered
+	 * rather than delayed without end.
+	 */
+	if (bw->n == 0 && !bw->fetching && bw->retry_at > util_mono_coarse())
+		return BLOCK_PASS;
+	if (bw->n >= HELD_MAX_CHATS || bw->bytes + len > HELD_MAX_BYTES ||
+	    (h = malloc(sizeof(*h) + len)) == NULL) {
+		held_flush(c, 0);	/* in order, unfiltered */
+		return BLOCK_PASS;
+	}
+	h->next = NULL;
+	h->smid = smid;
+	h->len = len;
+	memcpy(h->line, line, len);
+	*bw->tail = h;
+	bw->tail = &h->next;
+	bw->n++;
+	bw->bytes += len;
+	/* queued first: without store threads the read answers at once */
+	if (!bw->fetching && session_blocks_fetch(c) == -1)
+		held_flush(c, 0);
+	return BLOCK_HELD;
+}
+
+enum block_verdict
+session_blocks(struct conn *c, int64_t smid, const char *line, size_t len)
+{
+	struct session	*s = c->sess;
+
+	if (s == NULL || s->uid == 0)
+		return BLOCK_PASS;
+	/* behind the held ones, even once a block request set the list */
+	if (!s->blocks_loaded || (s->blocks_wait != NULL &&
+	    s->blocks_wait->n > 0))
+		return blocks_hold(c, smid, line, len);
+	return blocked_by(s, line, len) ? BLOCK_DROP : BLOCK_PASS;
+}
+
+/* The read is back (or failed): the held chats go, in order. */
+static void
+blocks_release(struct conn *c)
+{
+	struct session		*s = c->sess;
+	struct blocks_wait	*bw = s->blocks_wait;
+
+	if (bw == NULL)
+		return;
+	bw->fetching = 0;
+	if (!s->blocks_loaded)
+		bw->retry_at = util_mono_coarse() + BLOCKS_RETRY_SEC;
+	held_flush(c, s->blocks_loaded);
 }
 
 int
@@ -129,6 +233,9 @@ struct block_call {
 	struct chat_call	 k;
 	struct store_user_list	 l;	/* the user's blocks, after */
 	int			 loaded;	/* l read */
+	int			 want_gen;	/* and the token generation */
+	int			 has_gen;
+	uint64_t		 gen;
 };
 
 static void
@@ -276,7 +383,7 @@ block_list_answer(struct conn *c, struct chat_call *k)
 	free(v);
 }
 
-/* code 0: a failure is only logged (the first delivery reads again) */
+/* code 0: a failure is only logged (the next delivery reads again) */
 static void
 blocks_fetch_run(struct chat_call *k, struct store *st)
 {
@@ -286,6 +393,8 @@ blocks_fetch_run(struct chat_call *k, struct store *st)
 		chat_call_fail(k, st, 0, "block list");
 	else
 		b->loaded = 1;
+	if (b->want_gen && store_token_gen(st, k->uid, &b->gen) == STORE_OK)
+		b->has_gen = 1;
 }
 
 /* The list read, unless a block request of c's set a newer one. */
@@ -294,23 +403,34 @@ blocks_fetched(struct conn *c, struct chat_call *k)
 {
 	struct block_call	*b = (struct block_call *)k;
 
-	if (c != NULL && b->loaded && !c->sess->blocks_loaded)
+	if (c == NULL)
+		return;
+	if (b->loaded && !c->sess->blocks_loaded)
 		(void)session_blocks_set(c->sess, &b->l);
+	if (b->has_gen && !c->sess->has_gen) {
+		c->sess->token_gen = b->gen;
+		c->sess->has_gen = 1;
+	}
+	blocks_release(c);
 }
 
-void
+int
 session_blocks_fetch(struct conn *c)
 {
 	struct block_call	*b;
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
-		return;		/* read at the first delivery */
+		return -1;
 	b->k.run = blocks_fetch_run;
 	b->k.answer = blocks_fetched;
 	b->k.release = block_call_release;
 	b->k.refmsgid = MSG_BLOCK_LIST;
+	b->want_gen = !c->sess->has_gen && chat.cfg->token_key != NULL;
+	if (c->sess->blocks_wait != NULL)
+		c->sess->blocks_wait->fetching = 1;
 	/* nobody waits: c is not paused, and a failure is only logged */
 	chat_call_submit(c, &b->k, NULL, CALL_READ, 0);
+	return 0;
 }
 
 void

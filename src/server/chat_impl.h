@@ -53,6 +53,7 @@ struct session {
 	int32_t		*blocked;	/* whom this user blocks (chat_block.c) */
 	size_t		 nblocked;
 	unsigned	 blocks_loaded:1;	/* blocked read from the store */
+	struct blocks_wait *blocks_wait;	/* chats before it (chat_block.c) */
 	double		 typing_at;	/* last typing notice relayed */
 	double		 read_at;	/* last read receipt relayed */
 	double		 hist_at;	/* last HISTORY request (chat_history.c) */
@@ -89,6 +90,13 @@ void	chat_error(struct conn *c, int reply_msgid, int code, int refmsgid,
 struct conn *session_conn(uint32_t conn, int32_t uid);
 /* uid's connection if it is logged in on this worker, else NULL. */
 struct conn *session_local(int32_t uid);
+/*
+ * Write a chat routed to c's session (smid > 0: stored already, its
+ * copy goes once delivered); one that cannot be written and has no
+ * smid is kept for later.
+ */
+void	session_deliver(struct conn *c, int64_t smid, const char *line,
+	    size_t len);
 int	user_online(int32_t uid);
 int	user_known(int32_t uid);
 void	user_known_add(int32_t uid);
@@ -235,17 +243,29 @@ void	handle_group_manage(struct conn *c, struct proto_req *req);
 void	handle_group_members(struct conn *c, struct proto_req *req);
 
 /* chat_block.c */
-/* Whether c's user blocks the sender of the forwarded chat line. */
-int	session_blocks(struct conn *c, const char *line, size_t len);
+enum block_verdict {
+	BLOCK_PASS,		/* deliver it */
+	BLOCK_DROP,		/* c's user blocks the sender: drop, silently */
+	BLOCK_HELD		/* kept until c's block list is read, then
+				 * delivered (session_deliver) or dropped */
+};
+/*
+ * Whether the forwarded chat line (smid > 0: stored already; 0: not)
+ * may reach c's user.  Never a store call on the loop: before the
+ * session's list is in, the chat waits for its read.
+ */
+enum block_verdict session_blocks(struct conn *c, int64_t smid,
+	    const char *line, size_t len);
+/* The list goes; held chats without an smid are kept for later. */
 void	session_blocks_free(struct session *s);
 /* s's block list is l's users now; -1 (no memory) leaves it as it was. */
 int	session_blocks_set(struct session *s, const struct store_user_list *l);
 /*
- * An adopted session's block list, read in the read store thread (a
- * login reads it with its lists); a delivery before it is in reads it
- * on the loop.
+ * Read c's block list (and its token generation when unknown) in the
+ * read store thread: an adopted session's, or for held chats (a login
+ * reads it with its lists).  -1: no memory.
  */
-void	session_blocks_fetch(struct conn *c);
+int	session_blocks_fetch(struct conn *c);
 /* Drop from uids[0..*n) those who block sender (order kept); 0 or -1. */
 int	block_filter(int32_t sender, int32_t *uids, size_t *n);
 /* The same with the store st, logging nothing (a store thread's). */

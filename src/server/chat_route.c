@@ -230,8 +230,9 @@ deliver_live(int32_t uid, const char *line, size_t len)
 	if (e.slot == chat.slot) {
 		if ((c = session_conn(e.conn, uid)) == NULL)
 			return DELIVER_AWAY;
-		if (session_blocks(c, line, len))
-			return DELIVER_OK;	/* blocked: dropped, silently */
+		/* blocked: dropped, silently; held: delivered later */
+		if (session_blocks(c, 0, line, len) != BLOCK_PASS)
+			return DELIVER_OK;
 		switch (session_write(c, -1, line, len)) {
 		case SEEN_FAILED:
 			return DELIVER_REFUSED;

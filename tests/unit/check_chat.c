@@ -1,8 +1,9 @@
 /*
- * check_chat.c - the chat layer without chatd: the real SQLite store in
- * a temporary directory, a real session table, the real connection
- * layer on a libev loop, and clients as socketpairs.  A test writes
- * request frames and reads the answer lines, as a client would.
+ * check_chat.c - the chat layer without chatd (the harness is in
+ * check_chat_util.c): the real SQLite store in a temporary directory, a
+ * real session table, the real connection layer on a libev loop, and
+ * clients as socketpairs.  A test writes request frames and reads the
+ * answer lines, as a client would.
  *
  * Each test runs in its own process (CK_FORK): chat, conn and the loop
  * keep process-wide state, so every test starts from chat_init.
@@ -12,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <check.h>
 #include <dirent.h>
@@ -41,352 +43,7 @@
 #include "store.h"
 #include "storeq.h"
 #include "check_run.h"
-
-#define WAIT_SECONDS	5.0	/* for an answer that must come */
-#define QUIET_SECONDS	0.2	/* for one that must not */
-
-static char		 dir[64];	/* per test case, made by the parent */
-
-static struct ev_loop	*loop;
-static struct store	*st;
-static struct online	*ol;
-static struct authpool	*ap;
-static struct storeq	*sq;
-static struct config	 cfg;
-static ev_io		 auth_io, storeq_io;
-static ev_prepare	 flush_prep;
-
-struct client {
-	int		 fd;
-	struct buf	 in;
-};
-
-static void
-auth_cb(struct ev_loop *l, ev_io *w, int revents)
-{
-	authpool_complete(ap);
-}
-
-static void
-storeq_cb(struct ev_loop *l, ev_io *w, int revents)
-{
-	storeq_complete(sq);
-}
-
-static void
-flush_cb(struct ev_loop *l, ev_prepare *w, int revents)
-{
-	conn_flush_all();
-	conn_reap();
-}
-
-/* One worker on this node: there is no other worker to hand to. */
-static int
-to_slot(int slot, const struct chan_hdr *h, const void *payload)
-{
-	return -1;
-}
-
-static void
-dir_make(void)
-{
-	snprintf(dir, sizeof(dir), "/tmp/check_chat.XXXXXX");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		exit(1);
-	}
-}
-
-static void
-dir_remove(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 path[512];
-
-	if ((d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
-static void
-setup(void)
-{
-	struct conn_env	 cenv;
-	struct chat_env	 chenv;
-	struct store_opts opts;
-	char		 spec[256], shm[64], err[256];
-
-	signal(SIGPIPE, SIG_IGN);
-	snprintf(spec, sizeof(spec), "sqlite:%s/chat-%ld.db", dir,
-	    (long)getpid());
-	/* a locked database fails fast (store_fails_then_recovers) */
-	memset(&opts, 0, sizeof(opts));
-	opts.busy_timeout_ms = 100;
-	st = store_open(spec, &opts, err, sizeof(err));
-	ck_assert_msg(st != NULL, "store_open: %s", err);
-	/* the store thread waits for a lock as long as a test holds it */
-	opts.busy_timeout_ms = 30000;
-	sq = storeq_new(spec, &opts, 1, err, sizeof(err));
-	ck_assert_msg(sq != NULL, "storeq_new: %s", err);
-	snprintf(shm, sizeof(shm), "/chatd-check-chat-%ld", (long)getpid());
-	ol = online_create(shm, 1024, 1, err, sizeof(err));
-	ck_assert_msg(ol != NULL, "online_create: %s", err);
-	shm_unlink(shm);	/* the mapping lives on; /dev/shm stays clean */
-	cfg_defaults(&cfg);
-	cfg.password_cost = 1;	/* fast hashes: the tests log in often */
-	ap = authpool_new(1, err, sizeof(err));
-	ck_assert_msg(ap != NULL, "authpool_new: %s", err);
-	loop = ev_default_loop(0);
-	ck_assert_ptr_nonnull(loop);
-
-	memset(&cenv, 0, sizeof(cenv));
-	cenv.loop = loop;
-	cenv.handler = &chat_conn_handler;
-	cenv.max_frame = cfg.max_frame_bytes;
-	cenv.max_output = cfg.max_output_bytes;
-	cenv.idle_timeout = cfg.idle_timeout;
-	cenv.login_timeout = cfg.login_timeout;
-	ck_assert_int_eq(conn_env_init(&cenv), 0);
-
-	memset(&chenv, 0, sizeof(chenv));
-	chenv.cfg = &cfg;
-	chenv.store = st;
-	chenv.storeq = sq;
-	chenv.online = ol;
-	chenv.auth = ap;
-	chenv.stats = online_slot_stats(ol, 0);
-	chenv.slot = 0;
-	chenv.node_id = "check";
-	chenv.to_slot = to_slot;
-	chat_init(&chenv);
-
-	ev_io_init(&auth_io, auth_cb, authpool_fd(ap), EV_READ);
-	ev_io_start(loop, &auth_io);
-	ev_io_init(&storeq_io, storeq_cb, storeq_fd(sq), EV_READ);
-	ev_io_start(loop, &storeq_io);
-	ev_prepare_init(&flush_prep, flush_cb);
-	ev_prepare_start(loop, &flush_prep);
-}
-
-static void
-close_now(struct conn *c, void *arg)
-{
-	conn_close(c, "test over");
-}
-
-/* Everything freed, so that a leak checker sees only the chat layer's. */
-static void
-teardown(void)
-{
-	conn_foreach(close_now, NULL);
-	conn_reap();
-	storeq_free(sq);
-	conn_reap();		/* those whose jobs just finished */
-	authpool_free(ap);
-	store_close(st);
-	online_destroy(ol, 0);
-	cfg_free(&cfg);
-}
-
-/* ---- clients ------------------------------------------------------------- */
-
-static struct client *
-cli_new(void)
-{
-	struct sockaddr_storage	 peer;
-	struct client		*cl;
-	int			 sv[2];
-
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
-	memset(&peer, 0, sizeof(peer));
-	peer.ss_family = AF_UNIX;
-	ck_assert_ptr_nonnull(conn_new(sv[1], &peer, 0));
-	ck_assert_ptr_nonnull(cl = calloc(1, sizeof(*cl)));
-	cl->fd = sv[0];
-	return cl;
-}
-
-/* A request frame: the JSON text and its NUL, as the seed client. */
-static void
-cli_send(struct client *cl, const char *fmt, ...)
-{
-	char	*text;
-	va_list	 ap2;
-	int	 n;
-
-	va_start(ap2, fmt);
-	n = vasprintf(&text, fmt, ap2);
-	va_end(ap2);
-	ck_assert_int_ge(n, 0);
-	ck_assert_int_eq(write(cl->fd, text, n + 1), n + 1);
-	free(text);
-}
-
-/* Run the loop for up to secs; stop early once cl has a whole line. */
-static void
-pump(struct client *cl, double secs)
-{
-	struct pollfd	 pfd;
-	double		 end = ev_time() + secs;
-	char		 tmp[4096];
-	ssize_t		 n;
-
-	while (ev_time() < end) {
-		if (cl != NULL && memchr(buf_head(&cl->in), '\n',
-		    buf_used(&cl->in)) != NULL)
-			return;
-		ev_run(loop, EVRUN_NOWAIT);
-		if (cl == NULL) {
-			usleep(5000);
-			continue;
-		}
-		pfd.fd = cl->fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 5) == 1 &&
-		    (n = read(cl->fd, tmp, sizeof(tmp))) > 0)
-			ck_assert_int_eq(buf_append(&cl->in, tmp, n), 0);
-	}
-}
-
-/* The next answer line, parsed; the test fails if none comes in time. */
-static struct json_object *
-cli_recv(struct client *cl)
-{
-	struct json_object	*o;
-	char			*nl, *line;
-	size_t			 len;
-
-	pump(cl, WAIT_SECONDS);
-	nl = memchr(buf_head(&cl->in), '\n', buf_used(&cl->in));
-	ck_assert_msg(nl != NULL, "no answer within %.0f s", WAIT_SECONDS);
-	len = nl - buf_head(&cl->in);
-	/* not strndup: the buffer is not NUL-terminated */
-	line = malloc(len + 1);
-	ck_assert_ptr_nonnull(line);
-	memcpy(line, buf_head(&cl->in), len);
-	line[len] = '\0';
-	buf_consume(&cl->in, len + 1);
-	o = json_tokener_parse(line);
-	ck_assert_msg(o != NULL, "not JSON: %s", line);
-	free(line);
-	return o;
-}
-
-/* Nothing arrives for cl for a while. */
-static void
-cli_quiet(struct client *cl)
-{
-	pump(cl, QUIET_SECONDS);
-	ck_assert_msg(buf_used(&cl->in) == 0, "unexpected: %.*s",
-	    (int)buf_used(&cl->in), buf_head(&cl->in));
-}
-
-static void
-cli_free(struct client *cl)
-{
-	close(cl->fd);
-	buf_free(&cl->in);
-	free(cl);
-	pump(NULL, 0.05);	/* the server sees the close */
-}
-
-static int64_t
-jint(struct json_object *o, const char *key)
-{
-	struct json_object	*v;
-
-	ck_assert_msg(json_object_object_get_ex(o, key, &v), "no \"%s\" in %s",
-	    key, json_object_to_json_string(o));
-	return json_object_get_int64(v);
-}
-
-static const char *
-jstr(struct json_object *o, const char *key)
-{
-	struct json_object	*v;
-
-	ck_assert_msg(json_object_object_get_ex(o, key, &v), "no \"%s\" in %s",
-	    key, json_object_to_json_string(o));
-	return json_object_get_string(v);
-}
-
-/* The next answer: msgid and errno as expected; the caller frees it. */
-static struct json_object *
-expect(struct client *cl, int msgid, int err)
-{
-	struct json_object	*o = cli_recv(cl);
-
-	ck_assert_msg(jint(o, "msgid") == msgid, "expected msgid %d: %s",
-	    msgid, json_object_to_json_string(o));
-	if (err >= 0)
-		ck_assert_msg(jint(o, "errno") == err, "expected errno %d: %s",
-		    err, json_object_to_json_string(o));
-	return o;
-}
-
-static void
-expect_free(struct client *cl, int msgid, int err)
-{
-	json_object_put(expect(cl, msgid, err));
-}
-
-/* A request with no answer on success went through: nothing, then pong. */
-static void
-sync_ok(struct client *cl)
-{
-	cli_send(cl, "{\"msgid\":%d,\"seq\":1}", MSG_PING);
-	expect_free(cl, MSG_PONG, -1);
-}
-
-static int32_t
-reg(struct client *cl, const char *name)
-{
-	struct json_object	*o;
-	int32_t			 id;
-
-	cli_send(cl, "{\"msgid\":%d,\"name\":\"%s\",\"password\":\"pw\"}",
-	    MSG_REG, name);
-	o = expect(cl, MSG_REG_ACK, ERR_OK);
-	id = (int32_t)jint(o, "id");
-	ck_assert_int_gt(id, 0);
-	json_object_put(o);
-	return id;
-}
-
-static struct json_object *
-login(struct client *cl, int32_t id, int err)
-{
-	cli_send(cl, "{\"id\":%d,\"msgid\":%d,\"password\":\"pw\"}", (int)id,
-	    MSG_LOGIN);
-	return expect(cl, MSG_LOGIN_ACK, err);
-}
-
-/* A new connection with a new user logged in on it. */
-static struct client *
-user_new(const char *name, int32_t *id)
-{
-	struct client	*cl = cli_new();
-
-	*id = reg(cl, name);
-	json_object_put(login(cl, *id, ERR_OK));
-	return cl;
-}
-
-static void
-chat_to(struct client *cl, int32_t from, int32_t to, const char *text)
-{
-	cli_send(cl, "{\"id\":%d,\"msg\":\"%s\",\"msgid\":%d,\"toid\":%d}",
-	    (int)from, text, MSG_ONE_CHAT, (int)to);
-}
+#include "check_chat_util.h"
 
 /* ---- tests --------------------------------------------------------------- */
 
@@ -402,7 +59,7 @@ START_TEST(register_login)
 	ck_assert_str_eq(jstr(o, "name"), "alice");
 	json_object_put(o);
 	/* the session is in the table */
-	ck_assert_uint_eq(online_count(ol), 1);
+	ck_assert_uint_eq(online_count(chk_online), 1);
 	/* the name is taken now */
 	cli_send(cl, "{\"msgid\":%d,\"name\":\"alice\",\"password\":\"x\"}",
 	    MSG_REG);
@@ -431,7 +88,7 @@ START_TEST(login_twice)
 	/* logged out, the user may log in elsewhere */
 	cli_send(a, "{\"id\":%d,\"msgid\":%d}", (int)id, MSG_LOGINOUT);
 	sync_ok(a);
-	ck_assert_uint_eq(online_count(ol), 0);
+	ck_assert_uint_eq(online_count(chk_online), 0);
 	json_object_put(login(b, id, ERR_OK));
 	cli_free(a);
 	cli_free(b);
@@ -522,7 +179,7 @@ START_TEST(store_fails_then_recovers)
 
 	b = cli_new();
 	idb = reg(b, "gina");
-	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
+	snprintf(path, sizeof(path), "%s/chat-%ld.db", chk_dir, (long)getpid());
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
 	/* a store thread may be writing (history, an smid block) */
 	sqlite3_busy_timeout(db, 5000);
@@ -538,7 +195,7 @@ START_TEST(store_fails_then_recovers)
 	h.conn = 999999;		/* no such connection: gina left */
 	h.len = (uint32_t)n;
 	chat_channel_msg(&h, line);
-	/* stored in the store thread, which waits for the lock; the loop
+	/* stored in the store thread, which waits for the lock; the chk_loop
 	 * goes on meanwhile and the chat is kept */
 	pump(NULL, 0.3);
 	chat_retry_stores();		/* one pass at a time: no second */
@@ -569,7 +226,7 @@ START_TEST(group_chat)
 	cli_send(a, "{\"groupdesc\":\"d\",\"groupname\":\"g1\",\"id\":%d,"
 	    "\"msgid\":%d}", (int)ida, MSG_CREATE_GROUP);
 	sync_ok(a);
-	ck_assert_int_eq(store_user_groups(st, ida, &groups), STORE_OK);
+	ck_assert_int_eq(store_user_groups(chk_store, ida, &groups), STORE_OK);
 	ck_assert_uint_eq(groups.n, 1);
 	gid = groups.v[0].id;
 	store_group_list_free(&groups);
@@ -612,7 +269,7 @@ START_TEST(add_friend)
 	cli_send(a, "{\"friendid\":%d,\"id\":%d,\"msgid\":%d}", (int)idb,
 	    (int)ida, MSG_ADD_FRIEND);
 	sync_ok(a);
-	ck_assert_int_eq(store_friends(st, ida, &friends), STORE_OK);
+	ck_assert_int_eq(store_friends(chk_store, ida, &friends), STORE_OK);
 	ck_assert_uint_eq(friends.n, 1);
 	ck_assert_int_eq(friends.v[0].id, idb);
 	store_user_list_free(&friends);
@@ -706,7 +363,7 @@ START_TEST(locked_store_stalls_only_its_sender)
 	chat_to(c, idc, idd, "warm");
 	json_object_put(expect(d, MSG_ONE_CHAT, -1));
 
-	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
+	snprintf(path, sizeof(path), "%s/chat-%ld.db", chk_dir, (long)getpid());
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
 	/* a store thread may be writing (history, an smid block) */
 	sqlite3_busy_timeout(db, 5000);
@@ -767,7 +424,7 @@ START_TEST(sender_leaves_while_storing)
 
 	a = user_new("tara", &ida);
 	b = user_new("ugo", &idb);
-	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
+	snprintf(path, sizeof(path), "%s/chat-%ld.db", chk_dir, (long)getpid());
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
 	/* a store thread may be writing (history, an smid block) */
 	sqlite3_busy_timeout(db, 5000);
@@ -834,7 +491,7 @@ blocks_claimed(struct client *cl, sqlite3 *db, int want)
  * Plain chats take their ids from a block the worker claims in the
  * store; the next block is claimed in a store thread while half of
  * the current one is left, so a locked store does not stop them at a
- * block's end (the loop's own claim would fail: its busy timeout is
+ * block's end (the chk_loop's own claim would fail: its busy timeout is
  * 0.1 s here).
  */
 START_TEST(smid_blocks_claimed_ahead)
@@ -854,7 +511,7 @@ START_TEST(smid_blocks_claimed_ahead)
 	}
 	ck_assert_uint_eq(count_lines(d, first % 64, WAIT_SECONDS),
 	    first % 64);
-	snprintf(path, sizeof(path), "%s/chat-%ld.db", dir, (long)getpid());
+	snprintf(path, sizeof(path), "%s/chat-%ld.db", chk_dir, (long)getpid());
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
 	/* a store thread may be writing (history, an smid block) */
 	sqlite3_busy_timeout(db, 5000);
@@ -921,6 +578,106 @@ START_TEST(seen_ring)
 }
 END_TEST
 
+/*
+ * Hold the WAL-index locks of the SQLite file db from another process
+ * (fcntl locks are per process): every reader and writer waits, as a
+ * WAL reader is not stopped by BEGIN EXCLUSIVE.  Kill the pid returned
+ * to release them.
+ */
+static pid_t
+wal_lock(const char *db)
+{
+	struct flock	 fl;
+	char		 path[512], c;
+	int		 p[2], fd, tries;
+	pid_t		 pid;
+
+	snprintf(path, sizeof(path), "%s-shm", db);
+	ck_assert_int_eq(pipe(p), 0);
+	if ((pid = fork()) == 0) {
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		fl.l_start = 120;	/* WALINDEX_LOCK_OFFSET, 8 locks */
+		fl.l_len = 8;
+		if ((fd = open(path, O_RDWR)) == -1)
+			_exit(1);
+		/* a store thread's read may hold one for an instant */
+		for (tries = 0; fcntl(fd, F_SETLK, &fl) == -1; tries++) {
+			if (tries > 1000)
+				_exit(1);
+			usleep(10000);
+		}
+		if (write(p[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	ck_assert_int_ne(pid, -1);
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &c, 1), 1);
+	close(p[0]);
+	return pid;
+}
+
+/*
+ * A session without its block list (an adopted one, before its read is
+ * back): the chats that reach it wait for the list, read in the store
+ * thread and never on the loop, which goes on answering; then the one
+ * from a user it blocks is dropped and the others come in order.
+ */
+START_TEST(block_list_read_off_the_loop)
+{
+	struct client		*a, *b, *x, *p;
+	struct json_object	*o;
+	struct conn		*c;
+	char			 path[256];
+	int32_t			 ida, idb, idx, idp;
+	pid_t			 holder;
+
+	a = user_new("ann", &ida);
+	b = user_new("ben", &idb);
+	x = user_new("xen", &idx);
+	p = user_new("pia", &idp);
+	/* a plain chat first: its block of message ids is claimed now */
+	chat_to(a, ida, idb, "warm");
+	json_object_put(expect(b, MSG_ONE_CHAT, -1));
+	cli_send(b, "{\"msgid\":%d,\"userid\":%d}", MSG_BLOCK, (int)idx);
+	json_object_put(expect(b, MSG_DONE, 0));
+	ck_assert_ptr_nonnull(c = session_local(idb));
+	session_blocks_free(c->sess);
+
+	snprintf(path, sizeof(path), "%s/chat-%ld.db", chk_dir,
+	    (long)getpid());
+	holder = wal_lock(path);
+	chat_to(a, ida, idb, "first");
+	chat_to(x, idx, idb, "blocked");
+	chat_to(a, ida, idb, "second");
+	sync_ok(p);		/* the loop is not waiting for the store */
+	cli_quiet(b);		/* the chats wait for b's list */
+	kill(holder, SIGKILL);
+	ck_assert_int_eq(waitpid(holder, NULL, 0), holder);
+
+	o = expect(b, MSG_ONE_CHAT, -1);
+	ck_assert_str_eq(jstr(o, "msg"), "first");
+	json_object_put(o);
+	o = expect(b, MSG_ONE_CHAT, -1);
+	ck_assert_str_eq(jstr(o, "msg"), "second");
+	json_object_put(o);
+	/* the list is in: a chat is checked as it comes */
+	chat_to(x, idx, idb, "blocked again");
+	chat_to(a, ida, idb, "third");
+	o = expect(b, MSG_ONE_CHAT, -1);
+	ck_assert_str_eq(jstr(o, "msg"), "third");
+	json_object_put(o);
+	cli_quiet(b);
+	cli_free(a);
+	cli_free(b);
+	cli_free(x);
+	cli_free(p);
+}
+END_TEST
+
 static Suite *
 chat_suite(void)
 {
@@ -943,6 +700,7 @@ chat_suite(void)
 	tcase_add_test(tc, sender_leaves_while_storing);
 	tcase_add_test(tc, smid_blocks_claimed_ahead);
 	tcase_add_test(tc, seen_ring);
+	tcase_add_test(tc, block_list_read_off_the_loop);
 	suite_add_tcase(s, tc);
 	return s;
 }
