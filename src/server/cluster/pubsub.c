@@ -85,7 +85,8 @@ ndigits(size_t n)
  * r's arguments (after EVALSHA and the script for a script call),
  * formatted once as Redis' protocol, behind REQ_HEAD bytes of room for
  * the command's head (req_send): one copy, sent as it is (and again as
- * it was), never formatted again by hiredis.  0 or -1.
+ * it was), never formatted again by hiredis.  A NULL argument is left
+ * for the caller to write (r->hole, lens[i] bytes).  0 or -1.
  */
 int
 req_args(struct req *r, int argc, const char *const *argv,
@@ -104,7 +105,10 @@ req_args(struct req *r, int argc, const char *const *argv,
 	for (i = 0; i < argc; i++) {
 		p += snprintf(p, 1 + ndigits(lens[i]) + 2 + 1, "$%zu\r\n",
 		    lens[i]);
-		memcpy(p, argv[i], lens[i]);
+		if (argv[i] == NULL)	/* the caller writes it: no copy */
+			r->hole = p;
+		else
+			memcpy(p, argv[i], lens[i]);
 		p += lens[i];
 		*p++ = '\r';
 		*p++ = '\n';
