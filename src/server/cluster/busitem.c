@@ -41,6 +41,23 @@ struct busauth {
 	uint64_t	*set;		/* open addressing, 0 empty */
 	char		*sources[SOURCES_MAX];
 	size_t		 nsources;
+	struct srcwin	*wins;		/* sealed items' sources */
+	size_t		 nwins, lastwin;
+};
+
+/*
+ * What was handed off of one source's sealed items (version 3): a bit
+ * per seq for its last WIN_N seqs, below top.  Seqs rise as the source
+ * publishes, so the bits touched are next to each other: no cache miss
+ * per item, as the hash set of version 1 tags costs.
+ */
+#define WIN_BITS	18
+#define WIN_N		((uint64_t)1 << WIN_BITS)
+struct srcwin {
+	uint64_t	 id;		/* busauth_open's tag of the source */
+	uint64_t	 top;		/* highest seq marked (0: none) */
+	int64_t		 last_ms;	/* last marked */
+	uint64_t	*bits;		/* bit seq % WIN_N */
 };
 
 /* A key as the SHA-256 states after its inner and outer pads. */
@@ -127,6 +144,9 @@ busauth_free(struct busauth *a)
 	free(a->set);
 	for (i = 0; i < a->nsources; i++)
 		free(a->sources[i]);
+	for (i = 0; i < a->nwins; i++)
+		free(a->wins[i].bits);
+	free(a->wins);
 	free(a);
 }
 
@@ -252,11 +272,17 @@ seen_del(struct busauth *a, uint64_t t)
 	a->set[i] = 0;
 }
 
+static void	win_mark(struct busauth *, uint64_t, uint64_t, int64_t);
+
 void
-busauth_seen(struct busauth *a, uint64_t t)
+busauth_seen(struct busauth *a, int64_t now_ms, uint64_t t, uint64_t seq)
 {
 	size_t	 i;
 
+	if (seq != 0) {
+		win_mark(a, t, seq, now_ms);
+		return;
+	}
 	if (t == 0 || seen_has(a, t))
 		return;
 	if (a->ring_n == SEEN_N) {
@@ -312,6 +338,7 @@ busauth_check(struct busauth *a, int64_t now_ms, const char *item,
 	if (ms < now_ms - a->max_age_ms || ms > now_ms + FUTURE_MS)
 		return BUS_STALE;
 	it->tag = tag_of(want);
+	it->seq = 0;
 	if (seen_has(a, it->tag))
 		return BUS_REPLAYED;
 	return BUS_OK;
@@ -542,22 +569,89 @@ source_hash(const char *src, size_t srclen, const char *id, size_t idlen)
 	return h;
 }
 
-uint64_t
-bus_item_tag(uint64_t base, uint64_t seq)
+static struct srcwin *
+win_find(struct busauth *a, uint64_t id)
 {
-	uint64_t	 z = base + seq * 0x9e3779b97f4a7c15ull;
+	size_t	 i;
 
-	/* splitmix64's finalizer: nearby seqs far apart in the set */
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	z ^= z >> 31;
-	return z != 0 ? z : 1;
+	if (a->lastwin < a->nwins && a->wins[a->lastwin].id == id)
+		return &a->wins[a->lastwin];
+	for (i = 0; i < a->nwins; i++)
+		if (a->wins[i].id == id) {
+			a->lastwin = i;
+			return &a->wins[i];
+		}
+	return NULL;
+}
+
+/*
+ * A window for a new source: one unmarked for longer than any item may
+ * live (max age, clock skew) is reused, its items being refused as too
+ * old anyway; else one more.  NULL when out of memory.
+ */
+static struct srcwin *
+win_new(struct busauth *a, uint64_t id, int64_t now_ms)
+{
+	struct srcwin	*w = NULL, *nw;
+	size_t		 i;
+
+	for (i = 0; i < a->nwins && w == NULL; i++)
+		if (a->wins[i].last_ms < now_ms - a->max_age_ms - FUTURE_MS)
+			w = &a->wins[i];
+	if (w == NULL) {
+		if ((nw = reallocarray(a->wins, a->nwins + 1,
+		    sizeof(*nw))) == NULL)
+			return NULL;
+		a->wins = nw;
+		w = &a->wins[a->nwins];
+		if ((w->bits = calloc(WIN_N / 64, sizeof(*w->bits))) == NULL)
+			return NULL;
+		a->nwins++;
+	} else
+		memset(w->bits, 0, WIN_N / 8);
+	w->id = id;
+	w->top = 0;
+	w->last_ms = now_ms;
+	a->lastwin = (size_t)(w - a->wins);
+	return w;
 }
 
 int
-busauth_has_seen(const struct busauth *a, uint64_t tag)
+busauth_has_seen(struct busauth *a, uint64_t tag, uint64_t seq)
 {
-	return tag != 0 && seen_has(a, tag);
+	struct srcwin	*w;
+
+	if (seq == 0)
+		return tag != 0 && seen_has(a, tag);
+	if ((w = win_find(a, tag)) == NULL || seq > w->top ||
+	    w->top - seq >= WIN_N)
+		return 0;	/* not handed off, or forgotten */
+	return (w->bits[(seq % WIN_N) / 64] >> (seq % 64) & 1) != 0;
+}
+
+/* A sealed item of source tag handed off. */
+static void
+win_mark(struct busauth *a, uint64_t tag, uint64_t seq, int64_t now_ms)
+{
+	struct srcwin	*w;
+	uint64_t	 s;
+
+	if ((w = win_find(a, tag)) == NULL &&
+	    (w = win_new(a, tag, now_ms)) == NULL)
+		return;		/* out of memory: a repeat is not known */
+	w->last_ms = now_ms;
+	if (seq > w->top) {
+		/* the seqs the window slides over are forgotten */
+		if (seq - w->top >= WIN_N)
+			memset(w->bits, 0, WIN_N / 8);
+		else
+			for (s = w->top + 1; s < seq; s++)
+				w->bits[(s % WIN_N) / 64] &=
+				    ~((uint64_t)1 << (s % 64));
+		w->top = seq;
+	} else if (w->top - seq >= WIN_N)
+		return;
+	w->bits[(seq % WIN_N) / 64] |= (uint64_t)1 << (seq % 64);
 }
 
 enum bus_verdict
@@ -601,6 +695,7 @@ busauth_open(struct busauth *a, int64_t now_ms, const char *el, size_t len,
 	if (ms < now_ms - a->max_age_ms || ms > now_ms + FUTURE_MS)
 		return BUS_STALE;
 	it->tag = source_hash(it->src, it->srclen, id, (size_t)(sp - id));
+	it->seq = 0;
 	return BUS_OK;
 }
 

@@ -322,12 +322,12 @@ struct qhold {
 struct pubsub_pending {
 	struct qhold	*h;
 	size_t		 elem;
-	uint64_t	 tag;
+	uint64_t	 tag, seq;
 };
 
 static struct qhold	*cur_hold;	/* the batch being handed off */
 static size_t		 cur_elem;	/* its element */
-static uint64_t		 cur_tag;	/* the item being handed off */
+static uint64_t		 cur_tag, cur_seq;	/* the item handed off */
 static size_t		 cur_pending;	/* tokens its handler took */
 static int		 resigning;	/* take_item: re-sign, hand nothing */
 
@@ -341,6 +341,7 @@ pubsub_pending(void)
 	t->h = cur_hold;
 	t->elem = cur_elem;
 	t->tag = cur_tag;
+	t->seq = cur_seq;
 	cur_hold->refs++;
 	cur_hold->el[cur_elem].pending++;
 	cur_pending++;
@@ -355,7 +356,7 @@ pubsub_pending_done(struct pubsub_pending *t, enum pubsub_result r)
 	struct qhold	*h = t->h;
 
 	if (r == PUBSUB_STORED && h->ps != NULL)
-		busauth_seen(h->ps->auth, t->tag);
+		busauth_seen(h->ps->auth, util_wall_ms(), t->tag, t->seq);
 	else if (r == PUBSUB_RETRY)
 		h->el[t->elem].failed = 1;
 	else if (r == PUBSUB_DELIVERED && h == cur_hold && cur_pending > 0)
@@ -408,12 +409,13 @@ take_good(struct bus *ps, const struct bus_item *itp, int64_t now,
 
 	rebody = NULL;
 	cur_tag = it.tag;
+	cur_seq = it.seq;
 	cur_pending = 0;
 	/* resigning: what is not handed off is kept, nothing handed off */
 	if (!resigning && hand_off(ps, &it, &rebody, &rblen) == 0) {
 		/* a store under way marks it when it committed */
 		if (!cur_pending)
-			busauth_seen(ps->auth, it.tag);
+			busauth_seen(ps->auth, now, it.tag, it.seq);
 		return 0;
 	}
 	/* a lost ack offers a whole list item again: a repeat for some */
@@ -526,8 +528,8 @@ take_sealed(struct bus *ps, const char *s, size_t len, int64_t now,
 	it = el;
 	while ((st = bus_sealed_next(el.body, el.blen, &pos, &seq, &it.body,
 	    &it.blen)) == BUS_BATCH_ITEM) {
-		it.tag = bus_item_tag(el.tag, seq);
-		if (busauth_has_seen(ps->auth, it.tag)) {
+		it.seq = seq;
+		if (busauth_has_seen(ps->auth, it.tag, seq)) {
 			if (!resumed)	/* else its ack was lost */
 				reject(ps, BUS_REPLAYED, &it);
 			continue;
