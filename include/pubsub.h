@@ -47,8 +47,9 @@
  * "v3 <64 hex MAC> <node> <ms> <boot>.<slot> " then "<seq>.<len>:<body>"
  * for each of several bodies ("<uid>[ <line>]") is a version 3 sealed
  * batch: one MAC over it all, checked (and its age) once per element;
- * each item inside is handed off and remembered on its own, by a tag of
- * (node, boot.slot, seq): the seq is drawn when the item is published
+ * each item inside is handed off and remembered on its own, by
+ * (node, boot.slot, seq) (a bit in a window of that source's last 2^18
+ * seqs, busitem.c): the seq is drawn when the item is published
  * and kept when a publish whose answer was lost is sealed again into
  * another batch, so the receiver still knows it (what must wait is
  * re-signed one by one into a version 2 batch, as above).  A
