@@ -465,6 +465,15 @@ START_TEST(test_sealed_window)
 	ck_assert_int_eq(busauth_has_seen(r, A, 100 * W + 3 + W + 1), 0);
 	/* version 1 tags (seq 0) are another memory */
 	ck_assert_int_eq(busauth_has_seen(r, 42, 0), 0);
+	/* at most 1024 sources: the least recently marked goes first */
+	for (q = 1; q <= 1024; q++)
+		busauth_seen(r, NOW + 400000 + (int64_t)q, 0x10000 + q, 1);
+	ck_assert_int_eq(busauth_has_seen(r, B, 42), 0);
+	ck_assert_int_eq(busauth_has_seen(r, 0x10000 + 1, 1), 1);
+	busauth_seen(r, NOW + 500000, 0x20000, 1);
+	ck_assert_int_eq(busauth_has_seen(r, 0x10000 + 1, 1), 0);
+	ck_assert_int_eq(busauth_has_seen(r, 0x10000 + 2, 1), 1);
+	ck_assert_int_eq(busauth_has_seen(r, 0x20000, 1), 1);
 	busauth_free(r);
 }
 END_TEST

@@ -53,6 +53,7 @@ struct busauth {
  */
 #define WIN_BITS	18
 #define WIN_N		((uint64_t)1 << WIN_BITS)
+#define WIN_MAX		1024		/* sources (32 KiB each) */
 struct srcwin {
 	uint64_t	 id;		/* busauth_open's tag of the source */
 	uint64_t	 top;		/* highest seq marked (0: none) */
@@ -297,16 +298,20 @@ busauth_seen(struct busauth *a, int64_t now_ms, uint64_t t, uint64_t seq)
 	a->set[i] = t;
 }
 
-enum bus_verdict
-busauth_check(struct busauth *a, int64_t now_ms, const char *item,
-    size_t len, struct bus_item *it)
+/*
+ * "<mac> <node> <ms> <id> <body>": parsed into it (but tag and seq),
+ * the MAC checked under either key, the age; want the MAC, id its id.
+ */
+static enum bus_verdict
+verify(struct busauth *a, int64_t now_ms, const char *item, size_t len,
+    struct bus_item *it, unsigned char want[MAC_LEN], const char **id,
+    size_t *idlen)
 {
-	unsigned char	 want[MAC_LEN], got[MAC_LEN];
+	unsigned char	 got[MAC_LEN];
 	const char	*p, *end = item + len, *sp;
 	int64_t		 ms = 0;
 	int		 ok;
 
-	/* "<mac> <node> <ms> <id> <body>" */
 	if (len < MAC_HEX + 8 || item[MAC_HEX] != ' ' ||
 	    unhex(item, want) == -1)
 		return BUS_MALFORMED;
@@ -320,13 +325,15 @@ busauth_check(struct busauth *a, int64_t now_ms, const char *item,
 		ms = ms * 10 + (*p++ - '0');
 	if (p == end || *p != ' ')
 		return BUS_MALFORMED;
-	p++;
+	*id = ++p;
 	if ((sp = memchr(p, ' ', (size_t)(end - p))) == NULL || sp == p ||
 	    sp + 1 == end)
 		return BUS_MALFORMED;
+	*idlen = (size_t)(sp - p);
 	it->body = sp + 1;
 	it->blen = (size_t)(end - it->body);
 	it->ms = ms;
+	it->seq = 0;
 	p = item + MAC_HEX + 1;
 	ok = mac(a->key, p, (size_t)(end - p), got) == 0 &&
 	    CRYPTO_memcmp(got, want, MAC_LEN) == 0;
@@ -337,8 +344,22 @@ busauth_check(struct busauth *a, int64_t now_ms, const char *item,
 		return BUS_FORGED;
 	if (ms < now_ms - a->max_age_ms || ms > now_ms + FUTURE_MS)
 		return BUS_STALE;
+	return BUS_OK;
+}
+
+enum bus_verdict
+busauth_check(struct busauth *a, int64_t now_ms, const char *item,
+    size_t len, struct bus_item *it)
+{
+	unsigned char	 want[MAC_LEN];
+	const char	*id;
+	size_t		 idlen;
+	enum bus_verdict v;
+
+	if ((v = verify(a, now_ms, item, len, it, want, &id, &idlen)) !=
+	    BUS_OK)
+		return v;
 	it->tag = tag_of(want);
-	it->seq = 0;
 	if (seen_has(a, it->tag))
 		return BUS_REPLAYED;
 	return BUS_OK;
@@ -429,19 +450,13 @@ bus_batch_pack(const char *const *items, const size_t *lens, size_t n, char **ou
 	return 0;
 }
 
-enum bus_batch_step
-bus_batch_next(const char *batch, size_t len, size_t *pos, const char **item,
+/* "<len>:<len bytes>" at *pos of batch: the bytes, *pos after them. */
+static enum bus_batch_step
+len_item(const char *batch, size_t len, size_t *pos, const char **item,
     size_t *ilen)
 {
 	size_t	 p = *pos, n = 0, start;
 
-	if (p == 0) {
-		if (bus_item_version(batch, len) != 2)
-			return BUS_BATCH_BAD;
-		p = 3;
-	}
-	if (p >= len)
-		return BUS_BATCH_END;
 	for (start = p; p < len && batch[p] >= '0' && batch[p] <= '9' &&
 	    n <= len; p++)
 		n = n * 10 + (size_t)(batch[p] - '0');
@@ -452,6 +467,20 @@ bus_batch_next(const char *batch, size_t len, size_t *pos, const char **item,
 	*ilen = n;
 	*pos = p + 1 + n;
 	return BUS_BATCH_ITEM;
+}
+
+enum bus_batch_step
+bus_batch_next(const char *batch, size_t len, size_t *pos, const char **item,
+    size_t *ilen)
+{
+	if (*pos == 0) {
+		if (bus_item_version(batch, len) != 2)
+			return BUS_BATCH_BAD;
+		*pos = 3;
+	}
+	if (*pos >= len)
+		return BUS_BATCH_END;
+	return len_item(batch, len, pos, item, ilen);
 }
 
 /*
@@ -476,18 +505,6 @@ seal_head(const struct busauth *a, int64_t now_ms, char head[SEAL_HEAD_MAX])
 	return hl < 0 || hl >= SEAL_HEAD_MAX ? -1 : hl;
 }
 
-static size_t
-ndigits64(uint64_t v)
-{
-	size_t	 d = 1;
-
-	while (v >= 10) {
-		v /= 10;
-		d++;
-	}
-	return d;
-}
-
 uint64_t
 busauth_next_seq(struct busauth *a)
 {
@@ -506,7 +523,7 @@ bus_seal_len(const struct busauth *a, int64_t now_ms, const size_t *lens,
 		return 0;
 	total = 3 + MAC_HEX + 1 + strlen(a->node) + (size_t)hl;
 	for (i = 0; i < n; i++)
-		total += ndigits64(seqs[i]) + 1 + ndigits64(lens[i]) + 1 +
+		total += util_ndigits(seqs[i]) + 1 + util_ndigits(lens[i]) + 1 +
 		    lens[i];
 	return total;
 }
@@ -587,7 +604,8 @@ win_find(struct busauth *a, uint64_t id)
 /*
  * A window for a new source: one unmarked for longer than any item may
  * live (max age, clock skew) is reused, its items being refused as too
- * old anyway; else one more.  NULL when out of memory.
+ * old anyway; else one more, up to WIN_MAX (then the least recently
+ * marked is forgotten).  NULL when out of memory.
  */
 static struct srcwin *
 win_new(struct busauth *a, uint64_t id, int64_t now_ms)
@@ -598,6 +616,12 @@ win_new(struct busauth *a, uint64_t id, int64_t now_ms)
 	for (i = 0; i < a->nwins && w == NULL; i++)
 		if (a->wins[i].last_ms < now_ms - a->max_age_ms - FUTURE_MS)
 			w = &a->wins[i];
+	if (w == NULL && a->nwins == WIN_MAX) {
+		w = &a->wins[0];
+		for (i = 1; i < a->nwins; i++)
+			if (a->wins[i].last_ms < w->last_ms)
+				w = &a->wins[i];
+	}
 	if (w == NULL) {
 		if ((nw = reallocarray(a->wins, a->nwins + 1,
 		    sizeof(*nw))) == NULL)
@@ -658,44 +682,18 @@ enum bus_verdict
 busauth_open(struct busauth *a, int64_t now_ms, const char *el, size_t len,
     struct bus_item *it)
 {
-	unsigned char	 want[MAC_LEN], got[MAC_LEN];
-	const char	*p, *end = el + len, *sp, *id;
-	int64_t		 ms = 0;
-	int		 ok;
+	unsigned char	 want[MAC_LEN];
+	const char	*id;
+	size_t		 idlen;
+	enum bus_verdict v;
 
-	/* "v3 <mac> <node> <ms> <id> <items>" */
-	if (len < 3 + MAC_HEX + 8 || memcmp(el, "v3 ", 3) != 0 ||
-	    el[3 + MAC_HEX] != ' ' || unhex(el + 3, want) == -1)
+	/* "v3 " then signed as a version 1 item, the items as its body */
+	if (len < 3 || memcmp(el, "v3 ", 3) != 0)
 		return BUS_MALFORMED;
-	p = el + 3 + MAC_HEX + 1;
-	if ((sp = memchr(p, ' ', (size_t)(end - p))) == NULL || sp == p)
-		return BUS_MALFORMED;
-	it->src = p;
-	it->srclen = (size_t)(sp - p);
-	p = sp + 1;
-	while (p < end && *p >= '0' && *p <= '9' && ms < INT64_MAX / 20)
-		ms = ms * 10 + (*p++ - '0');
-	if (p == end || *p != ' ')
-		return BUS_MALFORMED;
-	id = ++p;
-	if ((sp = memchr(p, ' ', (size_t)(end - p))) == NULL || sp == p ||
-	    sp + 1 == end)
-		return BUS_MALFORMED;
-	it->body = sp + 1;
-	it->blen = (size_t)(end - it->body);
-	it->ms = ms;
-	p = el + 3 + MAC_HEX + 1;
-	ok = mac(a->key, p, (size_t)(end - p), got) == 0 &&
-	    CRYPTO_memcmp(got, want, MAC_LEN) == 0;
-	if (!ok && a->oldkey != NULL)
-		ok = mac(a->oldkey, p, (size_t)(end - p), got) == 0 &&
-		    CRYPTO_memcmp(got, want, MAC_LEN) == 0;
-	if (!ok)
-		return BUS_FORGED;
-	if (ms < now_ms - a->max_age_ms || ms > now_ms + FUTURE_MS)
-		return BUS_STALE;
-	it->tag = source_hash(it->src, it->srclen, id, (size_t)(sp - id));
-	it->seq = 0;
+	if ((v = verify(a, now_ms, el + 3, len - 3, it, want, &id, &idlen)) !=
+	    BUS_OK)
+		return v;
+	it->tag = source_hash(it->src, it->srclen, id, idlen);
 	return BUS_OK;
 }
 
@@ -703,7 +701,7 @@ enum bus_batch_step
 bus_sealed_next(const char *items, size_t len, size_t *pos, uint64_t *seq,
     const char **item, size_t *ilen)
 {
-	size_t		 p = *pos, n = 0, start;
+	size_t		 p = *pos, start;
 	uint64_t	 s = 0;
 
 	if (p >= len)
@@ -713,15 +711,10 @@ bus_sealed_next(const char *items, size_t len, size_t *pos, uint64_t *seq,
 		s = s * 10 + (uint64_t)(items[p] - '0');
 	if (p == start || p >= len || items[p] != '.' || s == 0)
 		return BUS_BATCH_BAD;
-	for (start = ++p; p < len && items[p] >= '0' && items[p] <= '9' &&
-	    n <= len; p++)
-		n = n * 10 + (size_t)(items[p] - '0');
-	if (p == start || p >= len || items[p] != ':' || n == 0 ||
-	    n > len - p - 1)
+	p++;
+	if (len_item(items, len, &p, item, ilen) != BUS_BATCH_ITEM)
 		return BUS_BATCH_BAD;
 	*seq = s;
-	*item = items + p + 1;
-	*ilen = n;
-	*pos = p + 1 + n;
+	*pos = p;
 	return BUS_BATCH_ITEM;
 }
