@@ -43,10 +43,23 @@
  * each of several version 1 items is a version 2 batch (one list
  * element: pushed, taken and acknowledged as one; each item inside is
  * checked, handed off and remembered on its own, and when some must
- * wait, the batch is replaced in P by a batch of those, re-signed).  A
+ * wait, the batch is replaced in P by a batch of those, re-signed).
+ * "v3 <64 hex MAC> <node> <ms> <boot>.<slot> " then "<seq>.<len>:<body>"
+ * for each of several bodies ("<uid>[ <line>]") is a version 3 sealed
+ * batch: one MAC over it all, checked (and its age) once per element;
+ * each item inside is handed off and remembered on its own, by
+ * (node, boot.slot, seq) (a bit in a window of that source's last 2^18
+ * seqs, busitem.c): the seq is drawn when the item is published
+ * and kept when a publish whose answer was lost is sealed again into
+ * another batch, so the receiver still knows it (what must wait is
+ * re-signed one by one into a version 2 batch, as above).  A
  * receiver drops (counts, logs once) an item of a version newer than
  * it reads.  cluster_item_version = 1 writes neither batches nor member
- * lists, for a cluster that still has nodes of an older release.
+ * lists, for a cluster that still has nodes of an older release; 3 is
+ * written only when configured (the default is 2), once every node
+ * reads it: an older node would drop it, whether pushed to it or
+ * reaped by it from a dead node's queue, so that no per-destination
+ * choice could make it safe while older nodes live.
  *
  * The queue protocol: at-least-once, removed only after a hand-off.
  *   publish   one script looks up the presence and RPUSHes to Q of the

@@ -35,6 +35,19 @@ char		*util_memdupz(const void *p, size_t len);
  */
 int		util_grow(void **v, size_t *cap, size_t need, size_t size);
 
+/* How many decimal digits v has (1 for 0). */
+static inline size_t
+util_ndigits(uint64_t v)
+{
+	size_t	 d = 1;
+
+	while (v >= 10) {
+		v /= 10;
+		d++;
+	}
+	return d;
+}
+
 /* murmur3's 32-bit finaliser: a bijection that spreads every bit. */
 static inline uint32_t
 util_hash32(uint32_t x)

@@ -8,7 +8,8 @@
  * body, then as BUS_REPLAYED once seen.  What a good item points at lies
  * inside the item.  The input is also walked as a version 2 batch
  * (bus_batch_next): every item it yields lies inside the input, the
- * walk moves forward and ends.
+ * walk moves forward and ends.  The same for version 3 sealed batches
+ * (busauth_open, bus_sealed_next), and a body sealed here comes back.
  */
 #include "config.h"
 
@@ -90,6 +91,35 @@ walk(const char *p, size_t n)
 	CHECK(st == BUS_BATCH_END || st == BUS_BATCH_BAD);
 }
 
+/*
+ * A version 3 sealed batch: what busauth_open accepts points inside it,
+ * and the walk of its items (bus_sealed_next) stays inside and ends.
+ */
+static void
+open_sealed(const char *p, size_t n)
+{
+	struct bus_item		 el;
+	const char		*item;
+	size_t			 pos = 0, last = 0, il;
+	uint64_t		 seq;
+	enum bus_batch_step	 st;
+
+	memset(&el, 0, sizeof(el));
+	if (busauth_open(auth, NOW_MS, p, n, &el) != BUS_OK)
+		return;
+	inside(&el, p, n);
+	while ((st = bus_sealed_next(el.body, el.blen, &pos, &seq, &item,
+	    &il)) == BUS_BATCH_ITEM) {
+		CHECK(item > el.body && il > 0 && item + il <= p + n);
+		CHECK(pos > last && pos <= el.blen && seq > 0);
+		/* the window of the source, whatever the seqs */
+		if (busauth_has_seen(auth, el.tag, seq) == 0 && (seq & 1))
+			busauth_seen(auth, NOW_MS, el.tag, seq);
+		last = pos;
+	}
+	CHECK(st == BUS_BATCH_END || st == BUS_BATCH_BAD);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {
@@ -117,11 +147,45 @@ LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 			CHECK(busauth_check(auth, NOW_MS, item, len, &it) ==
 			    BUS_OK);
 			if (len & 2) {
-				busauth_seen(auth, it.tag);
+				busauth_seen(auth, NOW_MS, it.tag, it.seq);
 				CHECK(check(item, len) == BUS_REPLAYED);
 			}
 		}
 		free(item);
+	}
+
+	/* as a sealed batch's signed part, behind "v3 " and a good MAC */
+	if ((item = with_mac(n & 1 ? OLDKEY : KEY, d, n, &len)) != NULL &&
+	    (p = malloc(len + 3)) != NULL) {
+		memcpy(p, "v3 ", 3);
+		memcpy(p + 3, item, len);
+		open_sealed(p, len + 3);
+		open_sealed(p, n);
+		free(p);
+	}
+	free(item);
+
+	/* sealed here as one body: must come back whole */
+	if (n > 0) {
+		const char	*body = (const char *)d;
+		uint64_t	 seq = busauth_next_seq(auth);
+
+		len = bus_seal_len(auth, NOW_MS, &n, &seq, 1);
+		if (len > 0 && (p = malloc(len)) != NULL) {
+			const char	*got;
+			size_t		 pos = 0, il;
+			uint64_t	 s2;
+
+			CHECK(busauth_seal(auth, NOW_MS, &body, &n, &seq, 1, p,
+			    len) == 0);
+			memset(&it, 0, sizeof(it));
+			CHECK(busauth_open(auth, NOW_MS, p, len, &it) ==
+			    BUS_OK);
+			CHECK(bus_sealed_next(it.body, it.blen, &pos, &s2, &got,
+			    &il) == BUS_BATCH_ITEM);
+			CHECK(s2 == seq && il == n && memcmp(got, d, n) == 0);
+			free(p);
+		}
 	}
 
 	/* signed here: must come back whole, once */
@@ -132,7 +196,7 @@ LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 		inside(&it, item, len);
 		CHECK(it.blen == n && memcmp(it.body, d, n) == 0);
 		CHECK(it.body == item + off);
-		busauth_seen(auth, it.tag);
+		busauth_seen(auth, NOW_MS, it.tag, it.seq);
 		CHECK(check(item, len) == BUS_REPLAYED);
 		free(item);
 	}

@@ -541,6 +541,10 @@ class Node(chatlib.Server):
             keys["redis_password"] = redis.password
             keys["node_id"] = node_id
             keys.setdefault("cluster_key_file", redis.key_file)
+            # CHATD_ITEM_VERSION=3: run a cluster test in another format
+            if os.environ.get("CHATD_ITEM_VERSION"):
+                keys.setdefault("cluster_item_version",
+                                int(os.environ["CHATD_ITEM_VERSION"]))
         super().__init__(workers=workers, storage=storage, extra=keys)
         os.close(os.open(self.conf, os.O_WRONLY | os.O_CREAT, 0o600))
         os.chmod(self.conf, 0o600)

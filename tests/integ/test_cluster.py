@@ -38,7 +38,10 @@ def start_cluster():
     ENV["db"] = cluster.MariaDB()
     ENV["db"].start()
     spec = ENV["db"].spec
-    ENV["A"] = cluster.Node(spec, ENV["redis"], "nodeA-%d" % os.getpid())
+    # A writes sealed batches (version 3), B the default (2): every
+    # cross-node test runs both formats, one each way
+    ENV["A"] = cluster.Node(spec, ENV["redis"], "nodeA-%d" % os.getpid(),
+                            extra={"cluster_item_version": 3})
     ENV["A"].start()
     ENV["B"] = cluster.Node(spec, ENV["redis"], "nodeB-%d" % os.getpid())
     ENV["B"].start()

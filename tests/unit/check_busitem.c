@@ -62,7 +62,7 @@ START_TEST(test_roundtrip)
 	ck_assert_mem_eq(it.body, "42 {\"msg\":\"hi\"}\n", it.blen);
 	/* not seen until handed off; then a replay */
 	ck_assert_int_eq(busauth_check(r, NOW, item, len, &it), BUS_OK);
-	busauth_seen(r, it.tag);
+	busauth_seen(r, NOW, it.tag, it.seq);
 	ck_assert_int_eq(busauth_check(r, NOW, item, len, &it),
 	    BUS_REPLAYED);
 	free(item);
@@ -188,12 +188,12 @@ START_TEST(test_seen_bounded)
 
 	first = sign(a, NOW, "1", &flen);
 	ck_assert_int_eq(busauth_check(a, NOW, first, flen, &it), BUS_OK);
-	busauth_seen(a, it.tag);
+	busauth_seen(a, NOW, it.tag, it.seq);
 	for (i = 0; i < (1u << 18) + 10; i++) {
 		item = sign(a, NOW, "2", &len);
 		ck_assert_int_eq(busauth_check(a, NOW, item, len, &it),
 		    BUS_OK);
-		busauth_seen(a, it.tag);
+		busauth_seen(a, NOW, it.tag, it.seq);
 		free(last);
 		last = item;
 		llen = len;
@@ -287,6 +287,197 @@ START_TEST(test_batch)
 }
 END_TEST
 
+/* Seal bodies[0..n) with seqs at ms into a new string (*len). */
+static char *
+seal(struct busauth *a, int64_t ms, const char *const *bodies,
+    const uint64_t *seqs, size_t n, size_t *len)
+{
+	size_t	 lens[8], i;
+	char	*out;
+
+	for (i = 0; i < n; i++)
+		lens[i] = strlen(bodies[i]);
+	*len = bus_seal_len(a, ms, lens, seqs, n);
+	ck_assert_uint_gt(*len, 0);
+	ck_assert_ptr_nonnull(out = malloc(*len));
+	ck_assert_int_eq(busauth_seal(a, ms, bodies, lens, seqs, n, out, *len),
+	    0);
+	ck_assert_int_eq(bus_item_version(out, *len), 3);
+	return out;
+}
+
+/*
+ * Version 3, sealed batches: one MAC over all items, each item coming
+ * out as it went in; an item is known by its source and seq only, so
+ * the same item sealed again (a publish sent again, another batch,
+ * later) is still known as handed off, while another seq or source is
+ * not; a changed byte, a wrong key, an old time or a cut is refused;
+ * the old key is accepted during a rollover.
+ */
+START_TEST(test_sealed)
+{
+	struct busauth	*s = auth(KEY, NULL, "node-a"), *r = auth(KEY, NULL,
+			    "node-b"), *x = auth(KEY2, NULL, "node-a"),
+			*both = auth(KEY2, KEY, "node-b"),
+			*s2 = busauth_new(KEY, NULL, "node-a", "ab12.1", 300,
+			    err, sizeof(err));
+	struct bus_item	 el, el2;
+	const char	*bodies[3] = { "1 {\"a\":1}", "22 x:y 3.4:z", "7" };
+	const char	*again[2] = { "7", "1 {\"a\":1}" };
+	const char	*bad[] = { "99.2:a", ".1:a", "0.1:a", "1.0:", "1.3x",
+			    "1.5:abc", "12" };
+	uint64_t	 seqs[3], seqs2[2], seq;
+	const char	*p;
+	char		*b, *b2, *f;
+	size_t		 len, len2, pos = 0, il, i;
+
+	ck_assert_ptr_nonnull(s2);
+	for (i = 0; i < 3; i++)
+		seqs[i] = busauth_next_seq(s);
+	ck_assert(seqs[0] != seqs[1] && seqs[1] != seqs[2]);
+	b = seal(s, NOW, bodies, seqs, 3, &len);
+	ck_assert_int_eq(busauth_open(r, NOW + 1000, b, len, &el), BUS_OK);
+	ck_assert_int_eq(el.srclen, 6);
+	ck_assert_mem_eq(el.src, "node-a", 6);
+	ck_assert_int_eq(el.ms, NOW);
+	ck_assert_uint_eq(el.seq, 0);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(bus_sealed_next(el.body, el.blen, &pos, &seq,
+		    &p, &il), BUS_BATCH_ITEM);
+		ck_assert_uint_eq(seq, seqs[i]);
+		ck_assert_uint_eq(il, strlen(bodies[i]));
+		ck_assert_mem_eq(p, bodies[i], il);
+		ck_assert_int_eq(busauth_has_seen(r, el.tag, seq), 0);
+	}
+	ck_assert_int_eq(bus_sealed_next(el.body, el.blen, &pos, &seq, &p,
+	    &il), BUS_BATCH_END);
+	busauth_seen(r, NOW, el.tag, seqs[2]);
+	busauth_seen(r, NOW, el.tag, seqs[0]);
+	/* sent again later, in another batch, in another order */
+	seqs2[0] = seqs[2];
+	seqs2[1] = seqs[0];
+	b2 = seal(s, NOW + 5000, again, seqs2, 2, &len2);
+	ck_assert(memcmp(b, b2, 80) != 0);
+	ck_assert_int_eq(busauth_open(r, NOW + 6000, b2, len2, &el2), BUS_OK);
+	ck_assert_uint_eq(el2.tag, el.tag);
+	pos = 0;
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(bus_sealed_next(el2.body, el2.blen, &pos,
+		    &seq, &p, &il), BUS_BATCH_ITEM);
+		ck_assert_int_eq(busauth_has_seen(r, el2.tag, seq), 1);
+	}
+	ck_assert_int_eq(busauth_has_seen(r, el.tag, seqs[1]), 0);
+	/* the same seq from another worker of that node is another item */
+	free(b2);
+	b2 = seal(s2, NOW, bodies, seqs, 1, &len2);
+	ck_assert_int_eq(busauth_open(r, NOW, b2, len2, &el2), BUS_OK);
+	ck_assert_uint_ne(el2.tag, el.tag);
+	ck_assert_int_eq(busauth_has_seen(r, el2.tag, seqs[0]), 0);
+	/* another key: refused, but for a receiver holding it as old */
+	ck_assert_int_eq(busauth_open(r, NOW, f = seal(x, NOW, bodies, seqs, 1,
+	    &len2), len2, &el2), BUS_FORGED);
+	ck_assert_int_eq(busauth_open(both, NOW, f, len2, &el2), BUS_OK);
+	ck_assert_int_eq(busauth_open(both, NOW, b, len, &el2), BUS_OK);
+	free(f);
+	/* every changed byte after "v3 " and every cut is refused */
+	for (i = 3; i < len; i++) {
+		b[i] ^= 0x01;
+		ck_assert_int_ne(busauth_open(r, NOW, b, len, &el2), BUS_OK);
+		b[i] ^= 0x01;
+	}
+	for (i = 0; i < len; i++)
+		ck_assert_int_ne(busauth_open(r, NOW, b, i, &el2), BUS_OK);
+	ck_assert_int_eq(busauth_open(r, NOW + 301000, b, len, &el2),
+	    BUS_STALE);
+	ck_assert_int_eq(busauth_open(r, NOW - 61000, b, len, &el2),
+	    BUS_STALE);
+	ck_assert_int_eq(busauth_open(r, NOW, "v3 zz", 5, &el2),
+	    BUS_MALFORMED);
+	/* a version 1 item is not a sealed batch, nor the other way */
+	f = sign(s, NOW, "5 x", &len2);
+	ck_assert_int_eq(busauth_open(r, NOW, f, len2, &el2), BUS_MALFORMED);
+	ck_assert_int_ne(busauth_check(r, NOW, b, len, &el2), BUS_OK);
+	free(f);
+	/* item lists cut short or wrong: refused, never read past */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		pos = 0;
+		ck_assert_int_eq(bus_sealed_next(bad[i], strlen(bad[i]), &pos,
+		    &seq, &p, &il), BUS_BATCH_BAD);
+	}
+	for (i = 0; i < el.blen; i++) {
+		pos = 0;
+		while (bus_sealed_next(el.body, i, &pos, &seq, &p, &il) ==
+		    BUS_BATCH_ITEM)
+			ck_assert(p + il <= el.body + i);
+	}
+	/* the caller's buffer must be the size asked */
+	ck_assert_int_eq(busauth_seal(s, NOW, bodies, (size_t[]){ 1 }, seqs,
+	    1, b, 3), -1);
+	free(b);
+	free(b2);
+	busauth_free(s);
+	busauth_free(s2);
+	busauth_free(r);
+	busauth_free(x);
+	busauth_free(both);
+}
+END_TEST
+
+/*
+ * A source's window of seqs: what was marked is known, out of order
+ * too; what slid out of it (2^18 seqs behind the highest) is
+ * forgotten, like the oldest version 1 items; a jump clears it; a
+ * source idle for longer than an item may live gives its window to a
+ * new one.
+ */
+START_TEST(test_sealed_window)
+{
+	struct busauth	*r = auth(KEY, NULL, "n");
+	const uint64_t	 A = 0x1234, B = 0x5678, W = (uint64_t)1 << 18;
+	uint64_t	 q;
+
+	busauth_seen(r, NOW, A, 10);
+	busauth_seen(r, NOW, A, 5);
+	ck_assert_int_eq(busauth_has_seen(r, A, 10), 1);
+	ck_assert_int_eq(busauth_has_seen(r, A, 5), 1);
+	ck_assert_int_eq(busauth_has_seen(r, A, 7), 0);
+	ck_assert_int_eq(busauth_has_seen(r, A, 11), 0);
+	ck_assert_int_eq(busauth_has_seen(r, B, 10), 0);
+	/* sliding: every seq in turn up to a window on */
+	for (q = 11; q <= 10 + W; q++)
+		busauth_seen(r, NOW, A, q);
+	ck_assert_int_eq(busauth_has_seen(r, A, 10 + W), 1);
+	ck_assert_int_eq(busauth_has_seen(r, A, 11), 1);
+	ck_assert_int_eq(busauth_has_seen(r, A, 10), 0);	/* forgotten */
+	ck_assert_int_eq(busauth_has_seen(r, A, 5), 0);
+	/* a jump past a whole window: only the new one is known */
+	busauth_seen(r, NOW, A, 100 * W + 3);
+	ck_assert_int_eq(busauth_has_seen(r, A, 100 * W + 3), 1);
+	ck_assert_int_eq(busauth_has_seen(r, A, 100 * W + 2), 0);
+	ck_assert_int_eq(busauth_has_seen(r, A, 99 * W + 4), 0);
+	/* a short step clears what it slides over (stale bits of q - W) */
+	busauth_seen(r, NOW, A, 100 * W + 3 + W - 1);
+	busauth_seen(r, NOW, A, 100 * W + 3 + W + 1);
+	ck_assert_int_eq(busauth_has_seen(r, A, 100 * W + 3 + W), 0);
+	/* A idle for longer than max age: B takes its window afresh */
+	busauth_seen(r, NOW + 400000, B, 42);
+	ck_assert_int_eq(busauth_has_seen(r, B, 42), 1);
+	ck_assert_int_eq(busauth_has_seen(r, A, 100 * W + 3 + W + 1), 0);
+	/* version 1 tags (seq 0) are another memory */
+	ck_assert_int_eq(busauth_has_seen(r, 42, 0), 0);
+	/* at most 1024 sources: the least recently marked goes first */
+	for (q = 1; q <= 1024; q++)
+		busauth_seen(r, NOW + 400000 + (int64_t)q, 0x10000 + q, 1);
+	ck_assert_int_eq(busauth_has_seen(r, B, 42), 0);
+	ck_assert_int_eq(busauth_has_seen(r, 0x10000 + 1, 1), 1);
+	busauth_seen(r, NOW + 500000, 0x20000, 1);
+	ck_assert_int_eq(busauth_has_seen(r, 0x10000 + 1, 1), 0);
+	ck_assert_int_eq(busauth_has_seen(r, 0x10000 + 2, 1), 1);
+	ck_assert_int_eq(busauth_has_seen(r, 0x20000, 1), 1);
+	busauth_free(r);
+}
+END_TEST
+
 static Suite *
 busitem_suite(void)
 {
@@ -301,6 +492,8 @@ busitem_suite(void)
 	tcase_add_test(tc, test_seen_bounded);
 	tcase_add_test(tc, test_once_per_source);
 	tcase_add_test(tc, test_batch);
+	tcase_add_test(tc, test_sealed);
+	tcase_add_test(tc, test_sealed_window);
 	suite_add_tcase(s, tc);
 	return s;
 }

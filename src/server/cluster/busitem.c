@@ -41,6 +41,24 @@ struct busauth {
 	uint64_t	*set;		/* open addressing, 0 empty */
 	char		*sources[SOURCES_MAX];
 	size_t		 nsources;
+	struct srcwin	*wins;		/* sealed items' sources */
+	size_t		 nwins, lastwin;
+};
+
+/*
+ * What was handed off of one source's sealed items (version 3): a bit
+ * per seq for its last WIN_N seqs, below top.  Seqs rise as the source
+ * publishes, so the bits touched are next to each other: no cache miss
+ * per item, as the hash set of version 1 tags costs.
+ */
+#define WIN_BITS	18
+#define WIN_N		((uint64_t)1 << WIN_BITS)
+#define WIN_MAX		1024		/* sources (32 KiB each) */
+struct srcwin {
+	uint64_t	 id;		/* busauth_open's tag of the source */
+	uint64_t	 top;		/* highest seq marked (0: none) */
+	int64_t		 last_ms;	/* last marked */
+	uint64_t	*bits;		/* bit seq % WIN_N */
 };
 
 /* A key as the SHA-256 states after its inner and outer pads. */
@@ -127,6 +145,9 @@ busauth_free(struct busauth *a)
 	free(a->set);
 	for (i = 0; i < a->nsources; i++)
 		free(a->sources[i]);
+	for (i = 0; i < a->nwins; i++)
+		free(a->wins[i].bits);
+	free(a->wins);
 	free(a);
 }
 
@@ -252,11 +273,17 @@ seen_del(struct busauth *a, uint64_t t)
 	a->set[i] = 0;
 }
 
+static void	win_mark(struct busauth *, uint64_t, uint64_t, int64_t);
+
 void
-busauth_seen(struct busauth *a, uint64_t t)
+busauth_seen(struct busauth *a, int64_t now_ms, uint64_t t, uint64_t seq)
 {
 	size_t	 i;
 
+	if (seq != 0) {
+		win_mark(a, t, seq, now_ms);
+		return;
+	}
 	if (t == 0 || seen_has(a, t))
 		return;
 	if (a->ring_n == SEEN_N) {
@@ -271,16 +298,20 @@ busauth_seen(struct busauth *a, uint64_t t)
 	a->set[i] = t;
 }
 
-enum bus_verdict
-busauth_check(struct busauth *a, int64_t now_ms, const char *item,
-    size_t len, struct bus_item *it)
+/*
+ * "<mac> <node> <ms> <id> <body>": parsed into it (but tag and seq),
+ * the MAC checked under either key, the age; want the MAC, id its id.
+ */
+static enum bus_verdict
+verify(struct busauth *a, int64_t now_ms, const char *item, size_t len,
+    struct bus_item *it, unsigned char want[MAC_LEN], const char **id,
+    size_t *idlen)
 {
-	unsigned char	 want[MAC_LEN], got[MAC_LEN];
+	unsigned char	 got[MAC_LEN];
 	const char	*p, *end = item + len, *sp;
 	int64_t		 ms = 0;
 	int		 ok;
 
-	/* "<mac> <node> <ms> <id> <body>" */
 	if (len < MAC_HEX + 8 || item[MAC_HEX] != ' ' ||
 	    unhex(item, want) == -1)
 		return BUS_MALFORMED;
@@ -294,13 +325,15 @@ busauth_check(struct busauth *a, int64_t now_ms, const char *item,
 		ms = ms * 10 + (*p++ - '0');
 	if (p == end || *p != ' ')
 		return BUS_MALFORMED;
-	p++;
+	*id = ++p;
 	if ((sp = memchr(p, ' ', (size_t)(end - p))) == NULL || sp == p ||
 	    sp + 1 == end)
 		return BUS_MALFORMED;
+	*idlen = (size_t)(sp - p);
 	it->body = sp + 1;
 	it->blen = (size_t)(end - it->body);
 	it->ms = ms;
+	it->seq = 0;
 	p = item + MAC_HEX + 1;
 	ok = mac(a->key, p, (size_t)(end - p), got) == 0 &&
 	    CRYPTO_memcmp(got, want, MAC_LEN) == 0;
@@ -311,6 +344,21 @@ busauth_check(struct busauth *a, int64_t now_ms, const char *item,
 		return BUS_FORGED;
 	if (ms < now_ms - a->max_age_ms || ms > now_ms + FUTURE_MS)
 		return BUS_STALE;
+	return BUS_OK;
+}
+
+enum bus_verdict
+busauth_check(struct busauth *a, int64_t now_ms, const char *item,
+    size_t len, struct bus_item *it)
+{
+	unsigned char	 want[MAC_LEN];
+	const char	*id;
+	size_t		 idlen;
+	enum bus_verdict v;
+
+	if ((v = verify(a, now_ms, item, len, it, want, &id, &idlen)) !=
+	    BUS_OK)
+		return v;
 	it->tag = tag_of(want);
 	if (seen_has(a, it->tag))
 		return BUS_REPLAYED;
@@ -402,19 +450,13 @@ bus_batch_pack(const char *const *items, const size_t *lens, size_t n, char **ou
 	return 0;
 }
 
-enum bus_batch_step
-bus_batch_next(const char *batch, size_t len, size_t *pos, const char **item,
+/* "<len>:<len bytes>" at *pos of batch: the bytes, *pos after them. */
+static enum bus_batch_step
+len_item(const char *batch, size_t len, size_t *pos, const char **item,
     size_t *ilen)
 {
 	size_t	 p = *pos, n = 0, start;
 
-	if (p == 0) {
-		if (bus_item_version(batch, len) != 2)
-			return BUS_BATCH_BAD;
-		p = 3;
-	}
-	if (p >= len)
-		return BUS_BATCH_END;
 	for (start = p; p < len && batch[p] >= '0' && batch[p] <= '9' &&
 	    n <= len; p++)
 		n = n * 10 + (size_t)(batch[p] - '0');
@@ -424,5 +466,255 @@ bus_batch_next(const char *batch, size_t len, size_t *pos, const char **item,
 	*item = batch + p + 1;
 	*ilen = n;
 	*pos = p + 1 + n;
+	return BUS_BATCH_ITEM;
+}
+
+enum bus_batch_step
+bus_batch_next(const char *batch, size_t len, size_t *pos, const char **item,
+    size_t *ilen)
+{
+	if (*pos == 0) {
+		if (bus_item_version(batch, len) != 2)
+			return BUS_BATCH_BAD;
+		*pos = 3;
+	}
+	if (*pos >= len)
+		return BUS_BATCH_END;
+	return len_item(batch, len, pos, item, ilen);
+}
+
+/*
+ * Version 3, a sealed batch: one MAC for all its items.
+ *   v3 <64 hex MAC> <node> <ms> <boot>.<slot> <seq>.<len>:<body>...
+ * the MAC covering everything after its blank, as for version 1.  An
+ * item's identity is (node, boot.slot, seq): the seq is drawn when the
+ * item is published and kept when it is sealed again into another
+ * batch (a publish sent again after a lost answer), so that the
+ * receiver's memory of what it handed off still knows it.
+ */
+#define SEAL_HEAD_MAX	96
+
+/* " <ms> <id> " after the node: the part of the head that varies. */
+static int
+seal_head(const struct busauth *a, int64_t now_ms, char head[SEAL_HEAD_MAX])
+{
+	int	 hl;
+
+	hl = snprintf(head, SEAL_HEAD_MAX, " %lld %s ", (long long)now_ms,
+	    a->id);
+	return hl < 0 || hl >= SEAL_HEAD_MAX ? -1 : hl;
+}
+
+uint64_t
+busauth_next_seq(struct busauth *a)
+{
+	return ++a->seq;
+}
+
+size_t
+bus_seal_len(const struct busauth *a, int64_t now_ms, const size_t *lens,
+    const uint64_t *seqs, size_t n)
+{
+	char	 head[SEAL_HEAD_MAX];
+	int	 hl;
+	size_t	 i, total;
+
+	if ((hl = seal_head(a, now_ms, head)) == -1 || n == 0)
+		return 0;
+	total = 3 + MAC_HEX + 1 + strlen(a->node) + (size_t)hl;
+	for (i = 0; i < n; i++)
+		total += util_ndigits(seqs[i]) + 1 + util_ndigits(lens[i]) + 1 +
+		    lens[i];
+	return total;
+}
+
+int
+busauth_seal(struct busauth *a, int64_t now_ms, const char *const *bodies,
+    const size_t *lens, const uint64_t *seqs, size_t n, char *out,
+    size_t outlen)
+{
+	unsigned char	 m[MAC_LEN];
+	char		 head[SEAL_HEAD_MAX];
+	size_t		 i, at, nl = strlen(a->node);
+	int		 hl;
+
+	if (outlen == 0 || outlen != bus_seal_len(a, now_ms, lens, seqs, n) ||
+	    (hl = seal_head(a, now_ms, head)) == -1)
+		return -1;
+	memcpy(out, "v3 ", 3);
+	at = 3 + MAC_HEX;
+	out[at++] = ' ';
+	memcpy(out + at, a->node, nl);
+	at += nl;
+	memcpy(out + at, head, (size_t)hl);
+	at += (size_t)hl;
+	for (i = 0; i < n; i++) {
+		/* room counted by bus_seal_len, so the digits fit */
+		hl = snprintf(head, sizeof(head), "%llu.%zu:",
+		    (unsigned long long)seqs[i], lens[i]);
+		if (hl < 0 || (size_t)hl > outlen - at)
+			return -1;
+		memcpy(out + at, head, (size_t)hl);
+		at += (size_t)hl;
+		if (lens[i] > outlen - at)
+			return -1;
+		memcpy(out + at, bodies[i], lens[i]);
+		at += lens[i];
+	}
+	if (at != outlen || mac(a->key, out + 3 + MAC_HEX + 1,
+	    outlen - 3 - MAC_HEX - 1, m) == -1)
+		return -1;
+	for (i = 0; i < MAC_LEN; i++) {
+		out[3 + 2 * i] = hexd[m[i] >> 4];
+		out[3 + 2 * i + 1] = hexd[m[i] & 15];
+	}
+	return 0;
+}
+
+/* FNV-1a over the source's name and id: the base of its items' tags. */
+static uint64_t
+source_hash(const char *src, size_t srclen, const char *id, size_t idlen)
+{
+	uint64_t	 h = 0xcbf29ce484222325ull;
+	size_t		 i;
+
+	for (i = 0; i < srclen; i++)
+		h = (h ^ (unsigned char)src[i]) * 0x100000001b3ull;
+	h = (h ^ ' ') * 0x100000001b3ull;
+	for (i = 0; i < idlen; i++)
+		h = (h ^ (unsigned char)id[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static struct srcwin *
+win_find(struct busauth *a, uint64_t id)
+{
+	size_t	 i;
+
+	if (a->lastwin < a->nwins && a->wins[a->lastwin].id == id)
+		return &a->wins[a->lastwin];
+	for (i = 0; i < a->nwins; i++)
+		if (a->wins[i].id == id) {
+			a->lastwin = i;
+			return &a->wins[i];
+		}
+	return NULL;
+}
+
+/*
+ * A window for a new source: one unmarked for longer than any item may
+ * live (max age, clock skew) is reused, its items being refused as too
+ * old anyway; else one more, up to WIN_MAX (then the least recently
+ * marked is forgotten).  NULL when out of memory.
+ */
+static struct srcwin *
+win_new(struct busauth *a, uint64_t id, int64_t now_ms)
+{
+	struct srcwin	*w = NULL, *nw;
+	size_t		 i;
+
+	for (i = 0; i < a->nwins && w == NULL; i++)
+		if (a->wins[i].last_ms < now_ms - a->max_age_ms - FUTURE_MS)
+			w = &a->wins[i];
+	if (w == NULL && a->nwins == WIN_MAX) {
+		w = &a->wins[0];
+		for (i = 1; i < a->nwins; i++)
+			if (a->wins[i].last_ms < w->last_ms)
+				w = &a->wins[i];
+	}
+	if (w == NULL) {
+		if ((nw = reallocarray(a->wins, a->nwins + 1,
+		    sizeof(*nw))) == NULL)
+			return NULL;
+		a->wins = nw;
+		w = &a->wins[a->nwins];
+		if ((w->bits = calloc(WIN_N / 64, sizeof(*w->bits))) == NULL)
+			return NULL;
+		a->nwins++;
+	} else
+		memset(w->bits, 0, WIN_N / 8);
+	w->id = id;
+	w->top = 0;
+	w->last_ms = now_ms;
+	a->lastwin = (size_t)(w - a->wins);
+	return w;
+}
+
+int
+busauth_has_seen(struct busauth *a, uint64_t tag, uint64_t seq)
+{
+	struct srcwin	*w;
+
+	if (seq == 0)
+		return tag != 0 && seen_has(a, tag);
+	if ((w = win_find(a, tag)) == NULL || seq > w->top ||
+	    w->top - seq >= WIN_N)
+		return 0;	/* not handed off, or forgotten */
+	return (w->bits[(seq % WIN_N) / 64] >> (seq % 64) & 1) != 0;
+}
+
+/* A sealed item of source tag handed off. */
+static void
+win_mark(struct busauth *a, uint64_t tag, uint64_t seq, int64_t now_ms)
+{
+	struct srcwin	*w;
+	uint64_t	 s;
+
+	if ((w = win_find(a, tag)) == NULL &&
+	    (w = win_new(a, tag, now_ms)) == NULL)
+		return;		/* out of memory: a repeat is not known */
+	w->last_ms = now_ms;
+	if (seq > w->top) {
+		/* the seqs the window slides over are forgotten */
+		if (seq - w->top >= WIN_N)
+			memset(w->bits, 0, WIN_N / 8);
+		else
+			for (s = w->top + 1; s < seq; s++)
+				w->bits[(s % WIN_N) / 64] &=
+				    ~((uint64_t)1 << (s % 64));
+		w->top = seq;
+	} else if (w->top - seq >= WIN_N)
+		return;
+	w->bits[(seq % WIN_N) / 64] |= (uint64_t)1 << (seq % 64);
+}
+
+enum bus_verdict
+busauth_open(struct busauth *a, int64_t now_ms, const char *el, size_t len,
+    struct bus_item *it)
+{
+	unsigned char	 want[MAC_LEN];
+	const char	*id;
+	size_t		 idlen;
+	enum bus_verdict v;
+
+	/* "v3 " then signed as a version 1 item, the items as its body */
+	if (len < 3 || memcmp(el, "v3 ", 3) != 0)
+		return BUS_MALFORMED;
+	if ((v = verify(a, now_ms, el + 3, len - 3, it, want, &id, &idlen)) !=
+	    BUS_OK)
+		return v;
+	it->tag = source_hash(it->src, it->srclen, id, idlen);
+	return BUS_OK;
+}
+
+enum bus_batch_step
+bus_sealed_next(const char *items, size_t len, size_t *pos, uint64_t *seq,
+    const char **item, size_t *ilen)
+{
+	size_t		 p = *pos, start;
+	uint64_t	 s = 0;
+
+	if (p >= len)
+		return BUS_BATCH_END;
+	for (start = p; p < len && items[p] >= '0' && items[p] <= '9' &&
+	    s <= UINT64_MAX / 20; p++)
+		s = s * 10 + (uint64_t)(items[p] - '0');
+	if (p == start || p >= len || items[p] != '.' || s == 0)
+		return BUS_BATCH_BAD;
+	p++;
+	if (len_item(items, len, &p, item, ilen) != BUS_BATCH_ITEM)
+		return BUS_BATCH_BAD;
+	*seq = s;
+	*pos = p;
 	return BUS_BATCH_ITEM;
 }

@@ -12,7 +12,7 @@
 struct busauth;
 
 /* The newest item format this release writes and reads (busitem.c). */
-#define BUS_ITEM_VERSION	2
+#define BUS_ITEM_VERSION	3
 
 enum bus_verdict {
 	BUS_OK,
@@ -29,7 +29,9 @@ struct bus_item {
 	int64_t		 ms;		/* when it was signed */
 	const char	*body;		/* "<uid>[ <line>]" */
 	size_t		 blen;
-	uint64_t	 tag;		/* first bytes of the MAC */
+	uint64_t	 tag;		/* first bytes of the MAC; version 3:
+					   its source, seq the item in it */
+	uint64_t	 seq;		/* 0 but for a sealed item */
 };
 
 /*
@@ -54,7 +56,13 @@ int	busauth_sign(struct busauth *a, int64_t now_ms, const char *body,
  */
 enum bus_verdict busauth_check(struct busauth *a, int64_t now_ms,
 	    const char *item, size_t len, struct bus_item *it);
-void	busauth_seen(struct busauth *a, uint64_t tag);
+/*
+ * The item (tag, seq as in struct bus_item) was handed off at now_ms:
+ * refused from now on as replayed, within the bounds of the memory
+ * (the last 2^18 version 1 items; a source's last 2^18 seqs).
+ */
+void	busauth_seen(struct busauth *a, int64_t now_ms, uint64_t tag,
+	    uint64_t seq);
 /* 1 the first time src is reported (for a log line once per source). */
 int	busauth_first_report(struct busauth *a, const char *src,
 	    size_t srclen);
@@ -76,5 +84,32 @@ enum bus_batch_step {
 /* Walk a batch: *pos 0 at first, then as this leaves it. */
 enum bus_batch_step bus_batch_next(const char *batch, size_t len,
 	    size_t *pos, const char **item, size_t *ilen);
+
+
+/*
+ * Version 3, a sealed batch (busitem.c): one MAC for n items, each
+ * "<uid>[ <line>]" with its seq (busauth_next_seq, drawn once per item
+ * and kept when the item is sealed again).  bus_seal_len is the sealed
+ * size at now_ms (0: too long an id); busauth_seal writes exactly that
+ * many bytes into out (the caller's: a request's room): 0 or -1.
+ */
+uint64_t busauth_next_seq(struct busauth *a);
+size_t	bus_seal_len(const struct busauth *a, int64_t now_ms,
+	    const size_t *lens, const uint64_t *seqs, size_t n);
+int	busauth_seal(struct busauth *a, int64_t now_ms,
+	    const char *const *bodies, const size_t *lens,
+	    const uint64_t *seqs, size_t n, char *out, size_t outlen);
+/*
+ * Check a sealed batch's MAC and age at now_ms.  BUS_OK fills it with
+ * the source, the time, the items (body, blen: walk them with
+ * bus_sealed_next) and in tag the source.  Replays are judged per item:
+ * busauth_has_seen(tag, seq).
+ */
+enum bus_verdict busauth_open(struct busauth *a, int64_t now_ms,
+	    const char *el, size_t len, struct bus_item *it);
+enum bus_batch_step bus_sealed_next(const char *items, size_t len,
+	    size_t *pos, uint64_t *seq, const char **item, size_t *ilen);
+/* 1 when the item (tag, seq: 0 for version 1) was handed off. */
+int	busauth_has_seen(struct busauth *a, uint64_t tag, uint64_t seq);
 
 #endif

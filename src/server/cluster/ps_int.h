@@ -106,8 +106,9 @@ enum req_kind {
 /* One publish (or nudge: cb NULL) of a batch. */
 struct pubreq {
 	int32_t			 uid;
-	char			*item;		/* signed */
+	char			*item;		/* signed; unsigned when seq */
 	size_t			 ilen;
+	uint64_t		 seq;		/* sealed when pushed (version 3) */
 	size_t			 off;		/* "<uid> <line>" starts here */
 	size_t			 uidlen;	/* "<uid> " (or "<uid>,...,<uid> ") */
 	char			*queue;		/* a fan-out item: its queue (owned) */
@@ -135,6 +136,7 @@ struct req {
 	char		*cmd;		/* REQ_HEAD bytes of room, then the
 					   arguments in Redis' protocol */
 	size_t		 cmdlen;	/* of the arguments */
+	char		*hole;		/* the NULL argument's room (req_args) */
 	int32_t		 uid;
 	int32_t		*uids;		/* QUERY */
 	size_t		 n;

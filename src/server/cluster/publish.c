@@ -64,6 +64,30 @@ pub_append(struct pubreq **v, size_t *n, size_t *cap, const struct pubreq *p)
 	return 0;
 }
 
+/*
+ * p's item from body (len bytes, malloc'd: taken): signed now (version
+ * 1), or kept as it is with a seq, to be sealed with the others of its
+ * push (version 3: one MAC per push, not per item).  0 or -1.
+ */
+static int
+pub_item(struct bus *ps, struct pubreq *p, char *body, size_t len)
+{
+	if (ps->item_version >= 3) {
+		p->item = body;
+		p->ilen = len;
+		p->off = 0;
+		p->seq = busauth_next_seq(ps->auth);
+		return 0;
+	}
+	if (busauth_sign(ps->auth, util_wall_ms(), body, len, &p->item,
+	    &p->ilen, &p->off) == -1) {
+		free(body);
+		return -1;
+	}
+	free(body);
+	return 0;
+}
+
 /* Sign "<uid>[ <line>]" and add it to this round's batch. */
 static int
 pub_add(struct bus *ps, int32_t uid, const char *line, size_t len,
@@ -84,12 +108,8 @@ pub_add(struct bus *ps, int32_t uid, const char *line, size_t len,
 	p.uidlen = (size_t)n;
 	p.cb = cb;
 	p.arg = arg;
-	if (busauth_sign(ps->auth, util_wall_ms(), body, (size_t)n + len, &p.item,
-	    &p.ilen, &p.off) == -1) {
-		free(body);
+	if (pub_item(ps, &p, body, (size_t)n + len) == -1)
 		return -1;
-	}
-	free(body);
 	if (pub_append(&ps->batch, &ps->nbatch, &ps->batch_cap, &p) == -1) {
 		free(p.item);
 		return -1;
@@ -100,6 +120,16 @@ pub_add(struct bus *ps, int32_t uid, const char *line, size_t len,
 }
 
 static void	pub_send(struct bus *, struct req *);
+
+static void
+seal_each_free(char **v, size_t k)
+{
+	size_t	 i;
+
+	for (i = 0; v != NULL && i < k; i++)
+		free(v[i]);
+	free(v);
+}
 static void	wait_kick(struct bus *);
 
 /*
@@ -122,6 +152,42 @@ pack(struct bus *ps, const char **a, size_t *al, size_t *k, char **packed)
 	al[2] = len;
 	*k = 1;
 	return 0;
+}
+
+/*
+ * The k unsigned items of a push (a[2..], al[2..]; their seqs in pubs)
+ * sealed as one version 3 batch, written straight into r's arguments
+ * (RPUSH, a[1], the batch): one MAC and one copy.  Sent again after a
+ * lost answer, the items are sealed anew with the same seqs, which the
+ * receiver remembers.  0 or -1.
+ */
+static int
+seal(struct bus *ps, struct req *r, const char **a, size_t *al,
+    const struct pubreq *pubs, size_t k)
+{
+	uint64_t	*seqs;
+	int64_t		 now = util_wall_ms();
+	size_t		 i, len;
+	const char	*head[3];
+	size_t		 hl[3];
+	int		 rc = -1;
+
+	if ((seqs = calloc(k, sizeof(*seqs))) == NULL)
+		return -1;
+	for (i = 0; i < k; i++)
+		seqs[i] = pubs[i].seq;
+	len = bus_seal_len(ps->auth, now, al + 2, seqs, k);
+	head[0] = a[0];
+	head[1] = a[1];
+	head[2] = NULL;
+	hl[0] = al[0];
+	hl[1] = al[1];
+	hl[2] = len;
+	if (len > 0 && req_args(r, 3, head, hl) == 0)
+		rc = busauth_seal(ps->auth, now, a + 2, al + 2, seqs, k,
+		    r->hole, len);
+	free(seqs);
+	return rc;
 }
 
 /*
@@ -235,8 +301,9 @@ push(struct bus *ps, const char *q, struct pubreq *pubs, size_t k)
 		a[2 + i] = pubs[i].item;
 		al[2 + i] = pubs[i].ilen;
 	}
-	if (pack(ps, a, al, &k, &packed) == -1 ||
-	    req_args(r, (int)k + 2, a, al) == -1)
+	if (pubs[0].seq != 0 ? seal(ps, r, a, al, pubs, k) == -1 :
+	    (pack(ps, a, al, &k, &packed) == -1 ||
+	    req_args(r, (int)k + 2, a, al) == -1))
 		req_fail(ps, r);
 	else
 		pub_send(ps, r);
@@ -302,6 +369,37 @@ flush_cached(struct bus *ps)
 	free(g);
 }
 
+/*
+ * For the script, which may send each to another queue: each unsigned
+ * item (version 3) sealed alone, a[i] pointing at the copy.  The copies
+ * (NULL for signed items), or NULL when out of memory.
+ */
+static char **
+seal_each(struct bus *ps, const char **a, size_t *al,
+    const struct pubreq *pubs, size_t k)
+{
+	char		**v;
+	int64_t		  now = util_wall_ms();
+	size_t		  i, len;
+
+	if ((v = calloc(k + 1, sizeof(*v))) == NULL)
+		return NULL;
+	for (i = 0; i < k; i++) {
+		if (pubs[i].seq == 0)
+			continue;
+		len = bus_seal_len(ps->auth, now, &al[i], &pubs[i].seq, 1);
+		if (len == 0 || (v[i] = malloc(len)) == NULL ||
+		    busauth_seal(ps->auth, now, &a[i], &al[i], &pubs[i].seq,
+		    1, v[i], len) == -1) {
+			seal_each_free(v, k);
+			return NULL;
+		}
+		a[i] = v[i];
+		al[i] = len;
+	}
+	return v;
+}
+
 /* Send the publishes of this round, PUBLISH_BATCH_N per script call. */
 void
 queue_flush(struct bus *ps)
@@ -309,7 +407,7 @@ queue_flush(struct bus *ps)
 	struct req	 *r;
 	const char	**a;
 	size_t		 *al, i, k, done = 0;
-	char		 *kbuf, nk[16];
+	char		 *kbuf, nk[16], **sealed;
 
 	ev_prepare_stop(ps->loop, &ps->flush);
 	wait_kick(ps);
@@ -346,10 +444,12 @@ queue_flush(struct bus *ps)
 			a[1 + k + i] = r->pubs[i].item;
 			al[1 + k + i] = r->pubs[i].ilen;
 		}
-		if (req_args(r, (int)(2 * k + 1), a, al) == -1)
+		sealed = seal_each(ps, a + 1 + k, al + 1 + k, r->pubs, k);
+		if (sealed == NULL || req_args(r, (int)(2 * k + 1), a, al) == -1)
 			req_fail(ps, r);
 		else
 			pub_send(ps, r);
+		seal_each_free(sealed, k);
 		free(a);
 		free(al);
 		free(kbuf);
@@ -603,14 +703,16 @@ push_add(struct bus *ps, const char *queue, int32_t uid, const char *body,
 {
 	struct pubreq	 p;
 
+	char		*copy;
+
 	memset(&p, 0, sizeof(p));
 	p.uid = uid;
 	p.uidlen = hlen;
 	p.cb = cb;
 	p.arg = arg;
 	if ((p.queue = strdup(queue)) == NULL ||
-	    busauth_sign(ps->auth, util_wall_ms(), body, len, &p.item,
-	    &p.ilen, &p.off) == -1) {
+	    (copy = util_memdupz(body, len)) == NULL ||
+	    pub_item(ps, &p, copy, len) == -1) {
 		free(p.queue);
 		return -1;
 	}

@@ -26,6 +26,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "ps_int.h"
+#include "util.h"
 
 #define CMD(ps)	((redisAsyncContext *)(ps)->cmd)
 #define POP(ps)	((redisAsyncContext *)(ps)->pop)
@@ -68,24 +69,12 @@ req_new(struct bus *ps, enum req_kind kind, enum script script)
 	return r;
 }
 
-/* Digits of n in decimal. */
-static size_t
-ndigits(size_t n)
-{
-	size_t	 d = 1;
-
-	while (n >= 10) {
-		n /= 10;
-		d++;
-	}
-	return d;
-}
-
 /*
  * r's arguments (after EVALSHA and the script for a script call),
  * formatted once as Redis' protocol, behind REQ_HEAD bytes of room for
  * the command's head (req_send): one copy, sent as it is (and again as
- * it was), never formatted again by hiredis.  0 or -1.
+ * it was), never formatted again by hiredis.  A NULL argument is left
+ * for the caller to write (r->hole, lens[i] bytes).  0 or -1.
  */
 int
 req_args(struct req *r, int argc, const char *const *argv,
@@ -96,15 +85,18 @@ req_args(struct req *r, int argc, const char *const *argv,
 	int	 i;
 
 	for (i = 0; i < argc; i++)
-		total += 1 + ndigits(lens[i]) + 2 + lens[i] + 2;
+		total += 1 + util_ndigits(lens[i]) + 2 + lens[i] + 2;
 	free(r->cmd);
 	if ((r->cmd = malloc(REQ_HEAD + total + 1)) == NULL)
 		return -1;
 	p = r->cmd + REQ_HEAD;
 	for (i = 0; i < argc; i++) {
-		p += snprintf(p, 1 + ndigits(lens[i]) + 2 + 1, "$%zu\r\n",
+		p += snprintf(p, 1 + util_ndigits(lens[i]) + 2 + 1, "$%zu\r\n",
 		    lens[i]);
-		memcpy(p, argv[i], lens[i]);
+		if (argv[i] == NULL)	/* the caller writes it: no copy */
+			r->hole = p;
+		else
+			memcpy(p, argv[i], lens[i]);
 		p += lens[i];
 		*p++ = '\r';
 		*p++ = '\n';

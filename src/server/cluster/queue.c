@@ -322,12 +322,12 @@ struct qhold {
 struct pubsub_pending {
 	struct qhold	*h;
 	size_t		 elem;
-	uint64_t	 tag;
+	uint64_t	 tag, seq;
 };
 
 static struct qhold	*cur_hold;	/* the batch being handed off */
 static size_t		 cur_elem;	/* its element */
-static uint64_t		 cur_tag;	/* the item being handed off */
+static uint64_t		 cur_tag, cur_seq;	/* the item handed off */
 static size_t		 cur_pending;	/* tokens its handler took */
 static int		 resigning;	/* take_item: re-sign, hand nothing */
 
@@ -341,6 +341,7 @@ pubsub_pending(void)
 	t->h = cur_hold;
 	t->elem = cur_elem;
 	t->tag = cur_tag;
+	t->seq = cur_seq;
 	cur_hold->refs++;
 	cur_hold->el[cur_elem].pending++;
 	cur_pending++;
@@ -355,7 +356,7 @@ pubsub_pending_done(struct pubsub_pending *t, enum pubsub_result r)
 	struct qhold	*h = t->h;
 
 	if (r == PUBSUB_STORED && h->ps != NULL)
-		busauth_seen(h->ps->auth, t->tag);
+		busauth_seen(h->ps->auth, util_wall_ms(), t->tag, t->seq);
 	else if (r == PUBSUB_RETRY)
 		h->el[t->elem].failed = 1;
 	else if (r == PUBSUB_DELIVERED && h == cur_hold && cur_pending > 0)
@@ -373,14 +374,15 @@ pubsub_pending_done(struct pubsub_pending *t, enum pubsub_result r)
  * waiting; a list item for those not handed off yet; NULL when out of
  * memory: then it stays as it is).
  */
+static int	take_good(struct bus *, const struct bus_item *, int64_t,
+		    char **, size_t *);
+
 static int
 take_item(struct bus *ps, const char *s, size_t len, int64_t now,
     int resumed, char **fresh, size_t *flen)
 {
 	struct bus_item	 it;
 	enum bus_verdict v;
-	char		*rebody;
-	size_t		 rblen = 0, off;
 
 	*fresh = NULL;
 	v = busauth_check(ps->auth, now, s, len, &it);
@@ -390,14 +392,30 @@ take_item(struct bus *ps, const char *s, size_t len, int64_t now,
 		reject(ps, v, &it);
 		return 0;
 	}
+	return take_good(ps, &it, now, fresh, flen);
+}
+
+/*
+ * Hand off an item found good (it), as take_item says; one that is kept
+ * is re-signed alone (version 1).
+ */
+static int
+take_good(struct bus *ps, const struct bus_item *itp, int64_t now,
+    char **fresh, size_t *flen)
+{
+	struct bus_item	 it = *itp;
+	char		*rebody;
+	size_t		 rblen = 0, off;
+
 	rebody = NULL;
 	cur_tag = it.tag;
+	cur_seq = it.seq;
 	cur_pending = 0;
 	/* resigning: what is not handed off is kept, nothing handed off */
 	if (!resigning && hand_off(ps, &it, &rebody, &rblen) == 0) {
 		/* a store under way marks it when it committed */
 		if (!cur_pending)
-			busauth_seen(ps->auth, it.tag);
+			busauth_seen(ps->auth, now, it.tag, it.seq);
 		return 0;
 	}
 	/* a lost ack offers a whole list item again: a repeat for some */
@@ -409,6 +427,57 @@ take_item(struct bus *ps, const char *s, size_t len, int64_t now,
 }
 
 /*
+ * The items of a batch that are kept, each re-signed alone, for the
+ * version 2 batch that replaces it in P.
+ */
+struct keep {
+	char		**v;
+	size_t		 *len, n;
+	int		  whole;	/* out of memory: keep the batch as it is */
+};
+
+/* Keep f (re-signed, taken; NULL: out of memory). */
+static void
+keep_add(struct keep *k, char *f, size_t fl)
+{
+	char	**nv;
+	size_t	 *nl;
+
+	nv = f != NULL ? reallocarray(k->v, k->n + 1, sizeof(*k->v)) : NULL;
+	if (nv != NULL)
+		k->v = nv;
+	nl = nv != NULL ? reallocarray(k->len, k->n + 1, sizeof(*k->len)) :
+	    NULL;
+	if (nl == NULL) {
+		free(f);
+		k->whole = 1;
+		return;
+	}
+	k->len = nl;
+	k->v[k->n] = f;
+	k->len[k->n++] = fl;
+}
+
+/* -1 with *fresh the batch of those kept (or NULL: as it is), or 0. */
+static int
+keep_finish(struct keep *k, enum bus_batch_step st, struct bus *ps,
+    char **fresh, size_t *flen)
+{
+	size_t	 i;
+
+	if (st == BUS_BATCH_BAD)
+		reject(ps, BUS_MALFORMED, NULL);
+	if (!k->whole && k->n > 0 && bus_batch_pack((const char *const *)k->v,
+	    k->len, k->n, fresh, flen) == -1)
+		k->whole = 1;
+	for (i = 0; i < k->n; i++)
+		free(k->v[i]);
+	free(k->v);
+	free(k->len);
+	return k->whole || k->n > 0 ? -1 : 0;
+}
+
+/*
  * A version 2 batch: each of its items as take_item; -1 with *fresh a
  * new batch of those kept (or NULL: keep the batch as it is, and its
  * items already handed off are only acknowledged when offered again).
@@ -417,48 +486,67 @@ static int
 take_batch(struct bus *ps, const char *s, size_t len, int64_t now,
     int resumed, char **fresh, size_t *flen)
 {
-	char		**keep = NULL, **nk, *f;
-	size_t		 *klen = NULL, *nl, n = 0, pos = 0, il, fl, i;
-	const char	 *item;
+	struct keep	 k;
+	char		*f;
+	size_t		 pos = 0, il, fl;
+	const char	*item;
 	enum bus_batch_step st;
-	int		  whole = 0;
 
 	*fresh = NULL;
+	memset(&k, 0, sizeof(k));
 	while ((st = bus_batch_next(s, len, &pos, &item, &il)) ==
-	    BUS_BATCH_ITEM) {
-		if (take_item(ps, item, il, now, resumed, &f, &fl) == 0)
-			continue;
-		nk = f != NULL ? reallocarray(keep, n + 1, sizeof(*keep)) :
-		    NULL;
-		if (nk != NULL)
-			keep = nk;
-		nl = nk != NULL ? reallocarray(klen, n + 1, sizeof(*klen)) :
-		    NULL;
-		if (nl == NULL) {
-			free(f);
-			whole = 1;
-			continue;
-		}
-		klen = nl;
-		keep[n] = f;
-		klen[n++] = fl;
-	}
-	if (st == BUS_BATCH_BAD)
-		reject(ps, BUS_MALFORMED, NULL);
-	if (!whole && n > 0 && bus_batch_pack((const char *const *)keep, klen, n, fresh, flen) ==
-	    -1)
-		whole = 1;
-	for (i = 0; i < n; i++)
-		free(keep[i]);
-	free(keep);
-	free(klen);
-	return whole || n > 0 ? -1 : 0;
+	    BUS_BATCH_ITEM)
+		if (take_item(ps, item, il, now, resumed, &f, &fl) == -1)
+			keep_add(&k, f, fl);
+	return keep_finish(&k, st, ps, fresh, flen);
 }
 
-/* One element of P: a version 2 batch or a version 1 item. */
+/*
+ * A version 3 batch: one MAC and age check for the element, then each
+ * item judged on its own by its seq (seen before: acknowledged again
+ * when resumed, refused otherwise) and handed off as take_good; what is
+ * kept goes back as a version 2 batch, as in take_batch.
+ */
+static int
+take_sealed(struct bus *ps, const char *s, size_t len, int64_t now,
+    int resumed, char **fresh, size_t *flen)
+{
+	struct keep	 k;
+	struct bus_item	 el, it;
+	enum bus_verdict v;
+	enum bus_batch_step st;
+	char		*f;
+	size_t		 pos = 0, fl;
+	uint64_t	 seq;
+
+	*fresh = NULL;
+	if ((v = busauth_open(ps->auth, now, s, len, &el)) != BUS_OK) {
+		reject(ps, v, &el);
+		return 0;
+	}
+	memset(&k, 0, sizeof(k));
+	it = el;
+	while ((st = bus_sealed_next(el.body, el.blen, &pos, &seq, &it.body,
+	    &it.blen)) == BUS_BATCH_ITEM) {
+		it.seq = seq;
+		if (busauth_has_seen(ps->auth, it.tag, seq)) {
+			if (!resumed)	/* else its ack was lost */
+				reject(ps, BUS_REPLAYED, &it);
+			continue;
+		}
+		if (take_good(ps, &it, now, &f, &fl) == -1)
+			keep_add(&k, f, fl);
+	}
+	return keep_finish(&k, st, ps, fresh, flen);
+}
+
+/* One element of P: a version 3 or 2 batch or a version 1 item. */
 static int
 take_elem(struct bus *ps, struct qelem *e, int64_t now, int resumed)
 {
+	if (e->v == 3)
+		return take_sealed(ps, e->s, e->len, now, resumed, &e->fresh,
+		    &e->flen);
 	return e->v == 2 ? take_batch(ps, e->s, e->len, now, resumed,
 	    &e->fresh, &e->flen) : take_item(ps, e->s, e->len, now, resumed,
 	    &e->fresh, &e->flen);
