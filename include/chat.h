@@ -34,6 +34,11 @@ struct chat_env {
 	 * meanwhile); NULL: storeq serves them too.
 	 */
 	struct storeq		*storeq_read;
+	/*
+	 * The history thread (histprio.h): history rows, prune, group
+	 * history removal, account deletion; NULL: storeq serves them.
+	 */
+	struct storeq		*storeq_hist;
 	struct online		*online;
 	struct authpool		*auth;
 	struct online_slot_stats *stats;	/* this worker's figures */

@@ -78,6 +78,7 @@ chat_storeq_closed(void)
 {
 	chat.storeq = NULL;
 	chat.storeq_read = NULL;
+	chat.storeq_hist = NULL;
 }
 
 void

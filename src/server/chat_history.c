@@ -8,6 +8,13 @@
  * commit (one per chat cut one-to-one throughput five-fold).  A crash
  * loses at most what is held, never a delivery (back-pressure below).
  * Slot 0 prunes what is older than history_days.
+ *
+ * Every history write (batches, prune, a dissolved group's removal,
+ * account deletion) runs in the worker's history thread, at SCHED_IDLE
+ * (histprio.h): history takes only CPU that live delivery leaves.
+ * Whoever waits for it boosts it (history_boost): a HISTORY or RESUME
+ * read waiting for this worker's rows, an account deletion, senders
+ * held by back-pressure.
  */
 #include "config.h"
 
@@ -18,6 +25,7 @@
 
 #include "cfg.h"
 #include "chat_impl.h"
+#include "histprio.h"
 #include "log.h"
 #include "store.h"
 #include "storeq.h"
@@ -44,12 +52,12 @@
  * each row's text pointer is set when its batch leaves (history_take),
  * the buffer may move till then.
  *
- * Back-pressure.  The history shares the worker's write thread with
- * what a sender waits for (acknowledged chats' commits, offline stores,
- * removals), so its batches run only when none of those waits
- * (storeq_submit_idle), one at a time, of hb_rows rows, a number that
- * follows the batches' times so that a slow store (or a slow History
- * table) holds the others up one short batch at most.  Rows that
+ * Back-pressure.  The batches go to the history thread one at a time,
+ * of hb_rows rows, a number that follows the batches' times (without
+ * a history thread they share the write thread with what a sender
+ * waits for, and run only when none of that waits: storeq_submit_idle,
+ * so a slow store or History table holds the others up one short batch
+ * at most).  Rows that
  * arrive meanwhile wait here and leave in the next batches.  When more
  * than HIST_HELD_ROWS rows (or HIST_HELD_BYTES) wait for the store,
  * the chats that would add to them are held instead: their senders'
@@ -88,8 +96,39 @@ static struct hist_park {
 	struct proto_req	 req;
 }				*hp;
 static size_t			 hp_n, hp_cap;
+static int			 hk_n;	/* CALL_HISTWRITE calls under way */
 
 static void	history_next(int all);
+
+struct storeq *
+chat_history_q(void)
+{
+	return chat.storeq_hist != NULL ? chat.storeq_hist : chat.storeq;
+}
+
+/* A job for the history thread (or the write thread's idle turn). */
+static void
+history_submit(struct workq_job *sj)
+{
+	if (chat.storeq_hist != NULL)
+		storeq_submit(chat.storeq_hist, sj);
+	else
+		storeq_submit_idle(chat.storeq, sj);
+}
+
+/* The history thread runs at normal priority while anyone waits for it. */
+static void
+history_boost(void)
+{
+	histprio_boost(hw_n > 0 || hp_n > 0 || hk_n > 0);
+}
+
+void
+chat_history_calls(int delta)
+{
+	hk_n += delta;
+	history_boost();
+}
 
 void
 chat_history_keep(int32_t sender, const struct proto_req *req,
@@ -193,6 +232,7 @@ history_unpark(void)
 		}
 	}
 	free(v);
+	history_boost();
 }
 
 int
@@ -201,7 +241,7 @@ chat_history_park(struct conn *c, struct proto_req *req)
 	struct hist_park	*nv;
 	size_t			 ncap;
 
-	if (chat.storeq == NULL || !history_full())
+	if (chat_history_q() == NULL || !history_full())
 		return -1;
 	if (hp_n == hp_cap) {
 		ncap = hp_cap ? hp_cap * 2 : 16;
@@ -221,6 +261,7 @@ chat_history_park(struct conn *c, struct proto_req *req)
 	hp_n++;
 	c->jobs++;
 	conn_pause(c);
+	history_boost();
 	return 0;
 }
 
@@ -237,6 +278,7 @@ history_written(size_t n, size_t bytes)
 	for (k = 0; i < hw_n; )
 		hw[k++] = hw[i++];
 	hw_n = k;
+	history_boost();
 }
 
 int
@@ -259,6 +301,7 @@ chat_history_hold(struct chat_call *k)
 	hw[hw_n].k = k;
 	hw[hw_n].upto = hr_kept;
 	hw_n++;
+	history_boost();
 	return 0;
 }
 
@@ -380,7 +423,7 @@ history_next(int all)
 	char			*text;
 	size_t			 n, bytes;
 
-	while (hq_n > hq_off && chat.storeq != NULL &&
+	while (hq_n > hq_off && chat_history_q() != NULL &&
 	    (all || hb_busy == 0)) {
 		if ((j = calloc(1, sizeof(*j))) == NULL ||
 		    history_take(hb_rows, &j->rows, &j->text, &j->n,
@@ -391,9 +434,9 @@ history_next(int all)
 		j->sj.run = hist_run;
 		j->sj.done = hist_done;
 		hb_busy++;
-		storeq_submit_idle(chat.storeq, &j->sj);
+		history_submit(&j->sj);
 	}
-	if (hq_n == hq_off || chat.storeq != NULL)
+	if (hq_n == hq_off || chat_history_q() != NULL)
 		return;
 	/* no store thread (a tool, the exit): here, all of it */
 	if (history_take(hq_n - hq_off, &rows, &text, &n, &bytes) == -1) {
@@ -457,11 +500,11 @@ chat_history_forget(int32_t gid)
 	struct forget_job	*j;
 
 	chat_history_flush();
-	if (chat.storeq != NULL && (j = calloc(1, sizeof(*j))) != NULL) {
+	if (chat_history_q() != NULL && (j = calloc(1, sizeof(*j))) != NULL) {
 		j->gid = gid;
 		j->sj.run = forget_run;
 		j->sj.done = forget_done;
-		storeq_submit_idle(chat.storeq, &j->sj);
+		history_submit(&j->sj);
 		return;
 	}
 	if (store_history_forget(chat.store, gid) != STORE_OK)
@@ -506,8 +549,8 @@ prune_done(struct workq_job *sj)
 	struct prune_job	*j = (struct prune_job *)sj;
 
 	if (j->err == NULL && j->n == PRUNE_ROWS &&
-	    j->rounds < PRUNE_ROUNDS && chat.storeq != NULL) {
-		storeq_submit_idle(chat.storeq, &j->sj);
+	    j->rounds < PRUNE_ROUNDS && chat_history_q() != NULL) {
+		history_submit(&j->sj);
 		return;
 	}
 	if (j->err != NULL)
@@ -535,9 +578,9 @@ chat_history_tick(void)
 	    j->days * 86400000LL;
 	j->sj.run = prune_run;
 	j->sj.done = prune_done;
-	if (chat.storeq != NULL) {
+	if (chat_history_q() != NULL) {
 		/* behind the jobs senders wait for */
-		storeq_submit_idle(chat.storeq, &j->sj);
+		history_submit(&j->sj);
 		return;
 	}
 	/* no store thread (a tool) */

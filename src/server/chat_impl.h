@@ -164,6 +164,10 @@ int	chat_history_rate(struct session *s);
 /* chat_resume.c */
 void	handle_resume(struct conn *c, const struct proto_req *req);
 void	chat_history_forget(int32_t gid);
+/* The history thread's queue (chat.storeq, or NULL, without one). */
+struct storeq *chat_history_q(void);
+/* A CALL_HISTWRITE call starts (+1) or is done (-1): boosts meanwhile. */
+void	chat_history_calls(int delta);
 
 /* chat_route.c */
 /*
@@ -458,8 +462,10 @@ void	chat_stores_note(void);
 enum call_lane {
 	CALL_READ,		/* chat.storeq_read: reads only */
 	CALL_WRITE,		/* chat.storeq: behind the writes queued */
-	CALL_HISTORY		/* a read once this worker's history rows
+	CALL_HISTORY,		/* a read once this worker's history rows
 				 * held now are written (chat_history_hold) */
+	CALL_HISTWRITE		/* chat.storeq_hist, boosted: writes that
+				 * touch history (account deletion) */
 };
 /*
  * Embedded first in a request's own job.  run(k, st) in a store thread

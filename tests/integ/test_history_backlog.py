@@ -49,8 +49,8 @@ class Backlog(unittest.TestCase):
     def setUp(self):
         self.srv = chatlib.Server(workers=1)
         self.srv.start()
-        self.db = sqlite3.connect(os.path.join(self.srv.dir, "chat.db"),
-                                  timeout=60)
+        self.db = chatlib.sqlite_db(os.path.join(self.srv.dir, "chat.db"),
+                                    timeout=60)
         self.addCleanup(self.db.close)
         self.addCleanup(self.srv.__exit__, None, None, None)
         self.a, self.b = self.srv.user("bl"), self.srv.user("bl")
@@ -60,10 +60,11 @@ class Backlog(unittest.TestCase):
 
     def slow_history(self, secs=ROW_SECS):
         n = slow_rows(secs)
-        self.db.execute("CREATE TABLE Slow (x INTEGER)")
-        self.db.executemany("INSERT INTO Slow VALUES (?)",
+        # beside History: a trigger sees its own file's tables only
+        self.db.execute("CREATE TABLE hist.Slow (x INTEGER)")
+        self.db.executemany("INSERT INTO hist.Slow VALUES (?)",
                             [(i,) for i in range(n)])
-        self.db.execute("CREATE TRIGGER hist_slow AFTER INSERT ON History "
+        self.db.execute("CREATE TRIGGER hist.hist_slow AFTER INSERT ON History "
                         "BEGIN SELECT count(*) FROM Slow a, Slow b "
                         "WHERE a.x + b.x < 0; END")
         self.db.commit()
