@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "check_run.h"
+#include "crc32.h"
 #include "histspool.h"
 #include "log.h"
 #include "util.h"
@@ -144,6 +145,16 @@ take_all(struct histspool *hs, int64_t from, int done)
 	}
 	return n;
 }
+
+/* zlib's CRC-32: the check value, and pieces fed in order */
+START_TEST(test_crc32)
+{
+	ck_assert_uint_eq(crc32_update(0, "123456789", 9), 0xcbf43926U);
+	ck_assert_uint_eq(crc32_update(crc32_update(0, "1234", 4), "56789",
+	    5), 0xcbf43926U);
+	ck_assert_uint_eq(crc32_update(0, "", 0), 0);
+}
+END_TEST
 
 START_TEST(test_roundtrip)
 {
@@ -738,6 +749,7 @@ histspool_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, test_crc32);
 	tcase_add_test(tc, test_roundtrip);
 	tcase_add_test(tc, test_take_across_appends);
 	tcase_add_test(tc, test_truncate_monotonic);
