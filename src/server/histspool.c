@@ -474,37 +474,41 @@ histspool_batch_free(struct histspool_batch *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* both counters, read together */
+static void
+spool_counters(struct histspool *hs, uint64_t *appended, uint64_t *stored)
+{
+	pthread_mutex_lock(&hs->mu);
+	*appended = hs->appended;
+	*stored = hs->stored;
+	pthread_mutex_unlock(&hs->mu);
+}
+
 uint64_t
 histspool_appended(struct histspool *hs)
 {
-	uint64_t	 v;
+	uint64_t	 a, s;
 
-	pthread_mutex_lock(&hs->mu);
-	v = hs->appended;
-	pthread_mutex_unlock(&hs->mu);
-	return v;
+	spool_counters(hs, &a, &s);
+	return a;
 }
 
 uint64_t
 histspool_stored(struct histspool *hs)
 {
-	uint64_t	 v;
+	uint64_t	 a, s;
 
-	pthread_mutex_lock(&hs->mu);
-	v = hs->stored;
-	pthread_mutex_unlock(&hs->mu);
-	return v;
+	spool_counters(hs, &a, &s);
+	return s;
 }
 
 uint64_t
 histspool_pending(struct histspool *hs)
 {
-	uint64_t	 v;
+	uint64_t	 a, s;
 
-	pthread_mutex_lock(&hs->mu);
-	v = hs->appended - hs->stored;
-	pthread_mutex_unlock(&hs->mu);
-	return v;
+	spool_counters(hs, &a, &s);
+	return a - s;
 }
 
 int

@@ -456,23 +456,35 @@ START_TEST(test_damage_in_middle)
 }
 END_TEST
 
+/* a spool with rows 0..n-1 appended, then byte at of the file ^= x */
+static struct histspool *
+open_damaged(int64_t n, size_t at, char x)
+{
+	struct histspool	*hs;
+	char			 c;
+	int			 fd;
+
+	log_to_file();
+	hs = histspool_open(path, 0);
+	ck_assert_ptr_nonnull(hs);
+	append_rows(hs, 0, n);
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &c, 1, (off_t)at), 1);
+	c ^= x;
+	ck_assert_int_eq(pwrite(fd, &c, 1, (off_t)at), 1);
+	close(fd);
+	return hs;
+}
+
 /* a record the disk changes after it was appended, found by take */
 START_TEST(test_damage_at_take)
 {
 	struct histspool	*hs;
 	struct histspool_batch	 b;
 	size_t			 r2 = recsize(0) + recsize(1);
-	int			 fd;
-	char			 x = 0x55;
 
-	log_to_file();
-	hs = histspool_open(path, 0);
-	ck_assert_ptr_nonnull(hs);
-	append_rows(hs, 0, 5);
-	fd = open(path, O_WRONLY);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pwrite(fd, &x, 1, (off_t)r2 + HISTSPOOL_HDR), 1);
-	close(fd);
+	hs = open_damaged(5, r2 + HISTSPOOL_HDR, 0x55);
 	/* the rows before it; it and the rest are given up, logged */
 	ck_assert_int_eq(histspool_take(hs, 100, &b), 0);
 	ck_assert_uint_eq(b.n, 2);
@@ -496,17 +508,8 @@ START_TEST(test_damage_first_at_take)
 {
 	struct histspool	*hs;
 	struct histspool_batch	 b;
-	int			 fd;
-	char			 x = 0x20;
 
-	log_to_file();
-	hs = histspool_open(path, 0);
-	ck_assert_ptr_nonnull(hs);
-	append_rows(hs, 0, 3);
-	fd = open(path, O_WRONLY);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pwrite(fd, &x, 1, 30), 1);
-	close(fd);
+	hs = open_damaged(3, 30, 0x20);
 	ck_assert_int_eq(histspool_take(hs, 100, &b), 0);
 	ck_assert_uint_eq(b.n, 0);
 	ck_assert(logged("a damaged record at byte 0"));
