@@ -325,7 +325,8 @@ histspool_append(struct histspool *hs, const struct store_hist *v, size_t n)
 		}
 		hs->cut = 0;
 	}
-	if (hs->max_bytes > 0 &&
+	/* one call larger than the bound still goes into an empty spool */
+	if (hs->max_bytes > 0 && hs->appended > hs->stored &&
 	    hs->appended - hs->stored + total > hs->max_bytes) {
 		pthread_mutex_unlock(&hs->mu);
 		errno = EFBIG;
@@ -356,7 +357,7 @@ histspool_append(struct histspool *hs, const struct store_hist *v, size_t n)
 		hs->end = off + total;
 		hs->appended += total;
 	} else if (ftruncate(hs->fd, (off_t)off) == -1)
-		hs->cut = 1;
+		hs->cut = 1;	/* tried again first by the next append */
 	pthread_mutex_unlock(&hs->mu);
 	if (e == 0)
 		return 0;

@@ -79,7 +79,9 @@ struct histspool	*histspool_open(const char *path, uint64_t max_bytes);
  * Append v[0..n) as one write() (short writes continued).  0, or -1
  * with errno, and nothing of this call is in the file (it is cut back):
  * EFBIG when pending would pass max_bytes (the file is not touched: try
- * again once the reader has done some); ENOSPC when the disk is full or
+ * again once the reader has done some; a call alone larger than
+ * max_bytes is taken when nothing is pending, so it never waits for
+ * ever); ENOSPC when the disk is full or
  * the file reached RLIMIT_FSIZE (write's EFBIG, with SIGXFSZ ignored);
  * EIO for other write errors or when an earlier failed write could not
  * be cut back; EINVAL for a text over HISTSPOOL_MAX_TEXT; ENOMEM.

@@ -528,6 +528,16 @@ START_TEST(test_pending_bound)
 	struct histspool_batch	 b;
 	struct rowbuf		 rb;
 	uint64_t		 three = recsize(0) + recsize(1) + recsize(2);
+	struct rowbuf		 bigrow[6];
+	struct store_hist	 big[6];
+	size_t			 i, bigsize = 0;
+
+	for (i = 0; i < 6; i++) {
+		mkrow(&bigrow[i], 36 + (int64_t)i);
+		big[i] = bigrow[i].r;
+		bigsize += recsize(36 + (int64_t)i);
+	}
+	ck_assert_uint_gt(bigsize, three + 3);
 
 	/* room for row 3 (43 bytes) once row 0 (40) is done */
 	hs = histspool_open(path, three + 3);
@@ -546,6 +556,16 @@ START_TEST(test_pending_bound)
 	ck_assert_int_eq(histspool_done(hs, &b), 0);
 	ck_assert_int_eq(histspool_append(hs, &rb.r, 1), 0);
 	ck_assert_uint_eq(take_all(hs, 1, 1), 3);
+	ck_assert_int_eq(fsize(), 0);
+	/* a call larger than the bound: refused while rows are pending, */
+	append_rows(hs, 10, 11);
+	ck_assert_int_eq(histspool_append(hs, big, 6), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_uint_eq(take_all(hs, 10, 1), 1);
+	/* taken into an empty spool (else it would wait for ever) */
+	ck_assert_int_eq(histspool_append(hs, big, 6), 0);
+	ck_assert_int_eq(fsize(), (off_t)bigsize);
+	ck_assert_uint_eq(take_all(hs, 36, 1), 6);
 	ck_assert_int_eq(fsize(), 0);
 	/* a text over the bound is refused before anything is written */
 	rb.r.len = HISTSPOOL_MAX_TEXT + 1;
