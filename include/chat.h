@@ -113,6 +113,8 @@ size_t	chat_retry_abandon(void);
 /* History rows this worker holds go to the store: all, or when due. */
 void	chat_history_flush(void);
 void	chat_history_flush_due(void);
+/* The worker exits: the history spool's backlog waits for the next start. */
+void	chat_histspool_closing(void);
 /* Logins that waited too long for a leaving mark go on (chat_leave.c). */
 void	chat_leave_due(void);
 /* Another worker cleared uid's leaving mark (CHAN_LEFT). */

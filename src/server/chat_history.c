@@ -82,6 +82,7 @@ static double			 prune_at;	/* 0: at the first tick */
  * released in order too.
  */
 static uint64_t			 hr_kept, hr_written;
+static uint64_t			 hr_out;	/* left memory (kept - held) */
 static size_t			 hr_bytes;
 static struct hist_wait {
 	struct chat_call	*k;
@@ -191,8 +192,8 @@ chat_history_flush_due(void)
 static int
 history_full(void)
 {
-	return hr_kept - hr_written >= HIST_HELD_ROWS ||
-	    hr_bytes >= HIST_HELD_BYTES;
+	return hr_kept - hr_out >= HIST_HELD_ROWS ||
+	    hr_bytes >= HIST_HELD_BYTES || chat_histspool_full(1, hr_bytes);
 }
 
 /* The store caught up enough: the chats held go on, in order. */
@@ -203,8 +204,9 @@ history_unpark(void)
 	struct conn		*c;
 	size_t			 i, n = hp_n;
 
-	if (hp_n == 0 || hr_kept - hr_written > HIST_HELD_ROWS / 4 * 3 ||
-	    hr_bytes > HIST_HELD_BYTES / 4 * 3)
+	if (hp_n == 0 || hr_kept - hr_out > HIST_HELD_ROWS / 4 * 3 ||
+	    hr_bytes > HIST_HELD_BYTES / 4 * 3 ||
+	    chat_histspool_full(0, hr_bytes))
 		return;
 	/* a chat handled below may be held again: a list of its own */
 	hp = NULL;
@@ -265,20 +267,35 @@ chat_history_park(struct conn *c, struct proto_req *req)
 	return 0;
 }
 
-/* n more rows written (or failed): the reads behind them go. */
-static void
-history_written(size_t n, size_t bytes)
+void
+chat_history_out(size_t n, size_t bytes)
+{
+	hr_out += n;
+	hr_bytes -= bytes;
+	history_unpark();
+}
+
+void
+chat_history_stored(size_t n)
 {
 	size_t	 i, k;
 
 	hr_written += n;
-	hr_bytes -= bytes;
+	history_unpark();
 	for (i = 0; i < hw_n && hw[i].upto <= hr_written; i++)
 		chat_call_go(hw[i].k);
 	for (k = 0; i < hw_n; )
 		hw[k++] = hw[i++];
 	hw_n = k;
 	history_boost();
+}
+
+/* n more rows written (or failed) from memory. */
+static void
+history_written(size_t n, size_t bytes)
+{
+	chat_history_out(n, bytes);
+	chat_history_stored(n);
 }
 
 int
@@ -423,6 +440,16 @@ history_next(int all)
 	char			*text;
 	size_t			 n, bytes;
 
+	/* with a spool: everything held, in one append */
+	if (hq_n > hq_off && chat_histspool_on()) {
+		if (history_take(hq_n - hq_off, &rows, &text, &n,
+		    &bytes) == -1)
+			return;		/* the next flush */
+		if (chat_histspool_append(rows, text, n, bytes) == 0)
+			return;
+		chat_history_direct(rows, text, n, bytes);
+		return;
+	}
 	while (hq_n > hq_off && chat_history_q() != NULL &&
 	    (all || hb_busy == 0)) {
 		if ((j = calloc(1, sizeof(*j))) == NULL ||
@@ -456,6 +483,29 @@ void
 chat_history_flush(void)
 {
 	history_next(1);
+}
+
+void
+chat_history_direct(struct store_hist *rows, char *text, size_t n,
+    size_t bytes)
+{
+	struct hist_job	*j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		log_warnx("history: out of memory, %zu messages not kept", n);
+		history_written(n, bytes);
+		free(rows);
+		free(text);
+		return;
+	}
+	j->rows = rows;
+	j->text = text;
+	j->n = n;
+	j->bytes = bytes;
+	j->sj.run = hist_run;
+	j->sj.done = hist_done;
+	hb_busy++;
+	history_submit(&j->sj);
 }
 
 /* A dissolved group's history, removed by a store thread. */
@@ -568,6 +618,8 @@ chat_history_tick(void)
 	double			 now = util_mono_coarse();
 	struct prune_job	*j;
 
+	if (chat.cfg->history_days > 0)
+		chat_histspool_open();
 	if (chat.slot != 0 || (prune_at != 0 && now < prune_at))
 		return;
 	prune_at = now + PRUNE_INTERVAL;

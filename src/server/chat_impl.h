@@ -168,6 +168,22 @@ void	chat_history_forget(int32_t gid);
 struct storeq *chat_history_q(void);
 /* A CALL_HISTWRITE call starts (+1) or is done (-1): boosts meanwhile. */
 void	chat_history_calls(int delta);
+/* n rows (bytes of text) left memory: appended to the spool. */
+void	chat_history_out(size_t n, size_t bytes);
+/* n rows kept by this run are stored: the reads behind them go. */
+void	chat_history_stored(size_t n);
+/* Rows the spool refused: stored from memory (takes rows and text). */
+void	chat_history_direct(struct store_hist *rows, char *text, size_t n,
+	    size_t bytes);
+
+/* chat_histspool.c: history rows through the worker's spool file */
+void	chat_histspool_open(void);
+int	chat_histspool_on(void);
+int	chat_histspool_full(int full, size_t held);
+/* 0: rows and text are the spool's now; -1: no spool (still the caller's) */
+int	chat_histspool_append(struct store_hist *rows, char *text, size_t n,
+	    size_t bytes);
+void	chat_histspool_close(void);
 
 /* chat_route.c */
 /*

@@ -974,6 +974,7 @@ worker_main(struct node *n, int slot)
 	}
 	/* the last history rows join the history queue, whose jobs finish */
 	chat_history_flush();
+	chat_histspool_closing();
 	storeq_free(storeq_rd);
 	storeq_free(storeq);
 	chat_history_flush();	/* what their last jobs kept */

@@ -11,7 +11,11 @@ load:
   wait (before: behind all of them, 10 s and more);
 - past the bound (16 MB of texts waiting) the sender is held, not
   dropped: its chats and pings wait, and once the store catches up
-  every chat is delivered, in order, and kept."""
+  every chat is delivered, in order, and kept.
+
+Both with the rows held in memory (history_spool = none) and in the
+worker's spool file (BacklogSpool: history_spool_max 4 MB, about 500
+of these rows, is the bound)."""
 
 import os
 import sqlite3
@@ -46,8 +50,10 @@ def slow_rows(secs):
 
 
 class Backlog(unittest.TestCase):
+    extra = {"history_spool": "none"}
+
     def setUp(self):
-        self.srv = chatlib.Server(workers=1)
+        self.srv = chatlib.Server(workers=1, extra=self.extra)
         self.srv.start()
         self.db = chatlib.sqlite_db(os.path.join(self.srv.dir, "chat.db"),
                                     timeout=60)
@@ -127,6 +133,8 @@ class Backlog(unittest.TestCase):
         # 8 KB texts: the 16 MB bound at about 2,000 rows waiting
         sent, got = self.burst(4000, 8000, 6 * SLOW)
         self.assertLess(len(got), sent, "the sender was never held")
+        if self.extra.get("history_spool") != "none":
+            self.assertGreater(self.spooled(), 0)
         sys.stderr.write("sender held after %d chats (%d sent)\n" % (
             len(got), sent))
         self.assertIn("senders wait", self.srv.log_text())
@@ -142,6 +150,14 @@ class Backlog(unittest.TestCase):
         self.assertTrue(wait_for(lambda: self.rows() == sent, timeout=SLOW,
                                  interval=0.2),
                         "%d rows of %d" % (self.rows(), sent))
+
+    def spooled(self):
+        path = os.path.join(self.srv.dir, "chat.db-spool.0")
+        return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+class BacklogSpool(Backlog):
+    extra = {"history_spool_max": "4m"}
 
 
 if __name__ == "__main__":
