@@ -6,10 +6,13 @@ SCHED_IDLE, History and HistoryConv in a SQLite file of their own
 ("<db>-history", schema version 5).  Here: the thread's policy; a
 HISTORY read answered with the reader's own rows while that thread is
 starved (the worker and a CPU hog pinned to one CPU, History made slow
-by a trigger), because the read boosts it; the upgrade of a version 4
-file (its history moved to the history file, nothing lost)."""
+by a trigger), because the read boosts it; a worker SIGKILLed with a
+backlog in its spool file, whose every row is stored after the respawn;
+the upgrade of a version 4 file (its history moved to the history file,
+nothing lost)."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -81,6 +84,60 @@ class IdleThread(unittest.TestCase):
                 db.close()
 
 
+def make_slow(db, secs):
+    """History slow: a trigger beside it in the history file."""
+    n = slow_rows(secs)
+    db.execute("CREATE TABLE hist.Slow (x INTEGER)")
+    db.executemany("INSERT INTO hist.Slow VALUES (?)", [(i,) for i in range(n)])
+    db.execute("CREATE TRIGGER hist.hist_slow AFTER INSERT ON History "
+               "BEGIN SELECT count(*) FROM Slow a, Slow b "
+               "WHERE a.x + b.x < 0; END")
+    db.commit()
+
+
+class Crash(unittest.TestCase):
+    def test_spool_backlog_stored_after_sigkill(self):
+        n = 200
+        with chatlib.Server(workers=1) as srv:
+            db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                                   timeout=60)
+            self.addCleanup(db.close)
+            spool = os.path.join(srv.dir, "chat.db-spool.0")
+            rows = lambda: db.execute(  # noqa: E731
+                "SELECT count(*) FROM History").fetchone()[0]
+            a, b = srv.user("hc"), srv.user("hc")
+            make_slow(db, 0.05)         # 200 rows: 10 s of store work
+            for i in range(n):
+                a.chat(b.id, "crash %d" % i)
+            for i in range(n):
+                b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            # every row in the spool (it stops growing), few stored
+            sizes = []
+
+            def settled():
+                sizes.append(os.path.getsize(spool))
+                return len(sizes) > 2 and sizes[-1] == sizes[-3] > 0
+            self.assertTrue(wait_for(settled, timeout=SLOW, interval=0.5))
+            stored = rows()
+            self.assertLess(stored, n, "no backlog")
+            (pid,) = srv.worker_pids()
+            os.kill(pid, signal.SIGKILL)        # our worker, by its pid
+            db.execute("DROP TRIGGER hist.hist_slow")
+            db.commit()
+            self.assertTrue(wait_for(
+                lambda: srv.worker_pids() not in ([], [pid]), timeout=SLOW))
+            self.assertTrue(wait_for(lambda: rows() == n, timeout=SLOW,
+                                     interval=0.2), "%d of %d" % (rows(), n))
+            got = set(chatlib.json.loads(m)["msg"] for (m,) in db.execute(
+                "SELECT message FROM History"))
+            self.assertEqual(got, set("crash %d" % i for i in range(n)))
+            self.assertIn("left by the last run", srv.log_text())
+            self.assertTrue(wait_for(lambda: os.path.getsize(spool) == 0,
+                                     timeout=SLOW))
+            sys.stderr.write("\n%d of %d stored before the SIGKILL\n" %
+                             (stored, n))
+
+
 class Starved(unittest.TestCase):
     """The worker and a hog share one CPU: the idle thread gets nothing
     until a read waits for it."""
@@ -106,15 +163,7 @@ class Starved(unittest.TestCase):
     def test_read_boosts_the_starved_thread(self):
         cpu = max(os.sched_getaffinity(0))
         a, b = self.srv.user("hs"), self.srv.user("hs")
-        # History slow (a trigger beside it in the history file)
-        n = slow_rows(ROW_SECS)
-        self.db.execute("CREATE TABLE hist.Slow (x INTEGER)")
-        self.db.executemany("INSERT INTO hist.Slow VALUES (?)",
-                            [(i,) for i in range(n)])
-        self.db.execute("CREATE TRIGGER hist.hist_slow AFTER INSERT ON "
-                        "History BEGIN SELECT count(*) FROM Slow a, Slow b "
-                        "WHERE a.x + b.x < 0; END")
-        self.db.commit()
+        make_slow(self.db, ROW_SECS)
         # a hog on one CPU (bounded: it ends by itself), then the worker
         self.hog = subprocess.Popen([
             sys.executable, "-c",
