@@ -290,6 +290,13 @@ chat_history_stored(size_t n)
 	history_boost();
 }
 
+void
+chat_history_settle(void)
+{
+	if (hr_written < hr_out)
+		chat_history_stored(hr_out - hr_written);
+}
+
 /* n more rows written (or failed) from memory. */
 static void
 history_written(size_t n, size_t bytes)

@@ -54,6 +54,7 @@ static double		 sp_synced;	/* write thread only */
 static struct append_job *sp_wait;	/* appends waiting for room, FIFO */
 static struct append_job **sp_wait_tail = &sp_wait;
 static int		 sp_retrying;	/* sp_wait's first is in the queue */
+static size_t		 sp_appending;	/* append jobs submitted, not done */
 
 /* "<prefix>.<slot>": NULL when none is to be used (or no memory). */
 static char *
@@ -153,6 +154,7 @@ spool_retry(void)
 		return;
 	sp_retrying = 1;
 	sp_wait->err = 0;
+	sp_appending++;
 	storeq_submit(chat.storeq, &sp_wait->sj);
 }
 
@@ -180,6 +182,7 @@ append_done(struct workq_job *sj)
 {
 	struct append_job	*j = (struct append_job *)sj;
 
+	sp_appending--;
 	if (j == sp_wait && sp_retrying) {
 		sp_retrying = 0;
 		if (j->err == EFBIG && !sp_closing)
@@ -232,6 +235,7 @@ chat_histspool_append(struct store_hist *rows, char *text, size_t n,
 		sp_wait_tail = &j->next;
 		return 0;
 	}
+	sp_appending++;
 	storeq_submit(chat.storeq, &j->sj);
 	return 0;
 }
@@ -295,6 +299,12 @@ take_done(struct workq_job *sj)
 	sp_taking = 0;
 	spool_retry();
 	chat_history_stored(j->fresh);
+	/*
+	 * Nothing pending and nothing on its way: every row appended was
+	 * stored or given up (a damaged record): no read may wait for more.
+	 */
+	if (histspool_pending(sp) == 0 && sp_appending == 0 && sp_wait == NULL)
+		chat_history_settle();
 	/* a take that failed waits for the next append to try again */
 	if (j->n > 0 || j->err == 0)
 		spool_kick();

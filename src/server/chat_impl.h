@@ -172,6 +172,8 @@ void	chat_history_calls(int delta);
 void	chat_history_out(size_t n, size_t bytes);
 /* n rows kept by this run are stored: the reads behind them go. */
 void	chat_history_stored(size_t n);
+/* Every row that left memory is stored (or given up): reads go. */
+void	chat_history_settle(void);
 /* Rows the spool refused: stored from memory (takes rows and text). */
 void	chat_history_direct(struct store_hist *rows, char *text, size_t n,
 	    size_t bytes);

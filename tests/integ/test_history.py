@@ -335,6 +335,13 @@ class Prune(unittest.TestCase):
             b.c.recv_msgid(chatlib.ONE_CHAT)
             a.c.sync()
             b.c.sync()
+            # stored (a stop leaves what waits in the spool for the
+            # next start, where this test would prune it first)
+            d = chatlib.sqlite_db(path)
+            self.assertTrue(wait_for(lambda: d.execute(
+                "SELECT count(*) FROM History").fetchone()[0] == 2,
+                timeout=SLOW))
+            d.close()
         finally:
             srv.stop()
         db = chatlib.sqlite_db(path)

@@ -514,22 +514,34 @@ sq_hist_name(const char *path, int ro)
 	return s;
 }
 
-/* ATTACH name AS hist (name bound, never pasted). */
+/*
+ * ATTACH path's history file AS hist, read-only when ro (its name
+ * bound, never pasted): STORE_OK, or STORE_ERR with err set.
+ */
 static int
-sq_attach(struct sq *sq, const char *name)
+sq_attach(struct sq *sq, const char *path, int ro, char *err, size_t errlen)
 {
-	sqlite3_stmt	*s;
+	sqlite3_stmt	*s = NULL;
+	char		*name;
 	int		 rc;
 
-	if ((rc = sqlite3_prepare_v2(sq->db, "ATTACH ?1 AS hist", -1, &s,
-	    NULL)) != SQLITE_OK)
-		return sq_fail(sq, NULL, rc, "attach the history file");
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
+	if ((name = sq_hist_name(path, ro)) == NULL)
+		rc = store_set_error(&sq->st, "out of memory");
+	else if ((rc = sqlite3_prepare_v2(sq->db, "ATTACH ?1 AS hist", -1,
+	    &s, NULL)) != SQLITE_OK)
+		rc = sq_fail(sq, NULL, rc, "attach");
+	else {
+		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		rc = rc == SQLITE_DONE ? STORE_OK : sq_fail(sq, NULL, rc,
+		    "attach");
+	}
 	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return sq_fail(sq, NULL, rc, "attach the history file");
-	return STORE_OK;
+	free(name);
+	if (rc != STORE_OK)
+		snprintf(err, errlen, "sqlite: %s-history: %s", path,
+		    sq->st.err);
+	return rc;
 }
 
 /* Make the file ourselves so password hashes are not world-readable. */
@@ -591,14 +603,8 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 	}
 	sqlite3_extended_result_codes(sq->db, 1);
 	sqlite3_busy_timeout(sq->db, opts->busy_timeout_ms);
-	if ((hname = sq_hist_name(path, 0)) == NULL ||
-	    sq_attach(sq, hname) != STORE_OK) {
-		snprintf(err, errlen, "sqlite: %s-history: %s", path,
-		    hname == NULL ? "out of memory" : sq->st.err);
-		free(hname);
+	if (sq_attach(sq, path, 0, err, errlen) != STORE_OK)
 		goto fail;
-	}
-	free(hname);
 
 	/* several workers may start at once: the same retries as a call */
 	for (sq->st.attempt = 0;; sq->st.attempt++) {
@@ -614,16 +620,12 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 	}
 	/* a reader: the history file again, read-only (see the top) */
 	if (opts->hist == STORE_HIST_READER && strcmp(path, ":memory:") != 0) {
-		if (sq_exec(sq, "DETACH hist", "detach") != STORE_OK ||
-		    (hname = sq_hist_name(path, 1)) == NULL ||
-		    sq_attach(sq, hname) != STORE_OK) {
-			snprintf(err, errlen, "sqlite: %s-history: %s", path,
-			    hname == NULL ? "out of memory" : sq->st.err);
-			free(hname);
+		if (sq_exec(sq, "DETACH hist", "detach") != STORE_OK) {
+			snprintf(err, errlen, "sqlite: %s", sq->st.err);
 			goto fail;
 		}
-		free(hname);
-		sq->hist_ro = 1;
+		if (sq_attach(sq, path, 1, err, errlen) != STORE_OK)
+			goto fail;
 	}
 
 	for (i = 0; i < Q_MAX; i++) {

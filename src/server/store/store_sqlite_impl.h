@@ -11,7 +11,6 @@ struct sq {
 	sqlite3		*db;
 	sqlite3_stmt	*q[Q_MAX];	/* NULL: not a SQLite statement */
 	int		 busy;		/* last failure was a lock conflict */
-	int		 hist_ro;	/* hist attached read-only (a reader) */
 	struct hconv_seen *seen;	/* HistoryConv rows written (msg.c) */
 };
 
