@@ -93,9 +93,9 @@ rec_crc(const unsigned char *hdr, const void *text, size_t len)
 {
 	uint32_t	 c;
 
-	c = crc32_update(0, hdr, 28);
-	c = crc32_update(c, hdr + 32, 8);
-	return crc32_update(c, text, len);
+	c = crc32c_update(0, hdr, 28);
+	c = crc32c_update(c, hdr + 32, 8);
+	return crc32c_update(c, text, len);
 }
 
 static void

@@ -23,7 +23,7 @@
  *    16  i32  sender
  *    20  i32  peer
  *    24  i32  gid
- *    28  u32  CRC-32 (crc32.h) of bytes 0..27, 32..39 and the text
+ *    28  u32  CRC-32C (crc32.h) of bytes 0..27, 32..39 and the text
  *    32  i64  created (ms)
  *    40       the text, len bytes
  * A header with another magic, a nonzero reserved byte, a length over

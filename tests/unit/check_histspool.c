@@ -157,13 +157,38 @@ take_all(struct histspool *hs, int64_t from, int done)
 	return n;
 }
 
-/* zlib's CRC-32: the check value, and pieces fed in order */
+/* CRC-32C: the check value, pieces fed in order, every tail length */
 START_TEST(test_crc32)
 {
-	ck_assert_uint_eq(crc32_update(0, "123456789", 9), 0xcbf43926U);
-	ck_assert_uint_eq(crc32_update(crc32_update(0, "1234", 4), "56789",
-	    5), 0xcbf43926U);
-	ck_assert_uint_eq(crc32_update(0, "", 0), 0);
+	const char	*s = "123456789";
+	size_t		 k;
+
+	ck_assert_uint_eq(crc32c_update(0, s, 9), 0xe3069283U);
+	for (k = 0; k <= 9; k++)
+		ck_assert_uint_eq(crc32c_update(crc32c_update(0, s, k), s + k,
+		    9 - k), 0xe3069283U);
+	ck_assert_uint_eq(crc32c_update(0, "", 0), 0);
+	ck_assert_uint_eq(crc32c_table(0, s, 9), 0xe3069283U);
+	/* the instruction and the table agree: any length and alignment */
+	{
+		unsigned char	 r[300];
+		unsigned	 seed = 7;
+		size_t		 a, n;
+
+		for (k = 0; k < sizeof(r); k++)
+			r[k] = (unsigned char)rand_r(&seed);
+		for (a = 0; a < 8; a++)
+			for (n = 0; n + a <= sizeof(r); n += 1 + n / 16)
+				ck_assert_uint_eq(crc32c_update(5, r + a, n),
+				    crc32c_table(5, r + a, n));
+	}
+	/* 32 zero bytes (RFC 3720, B.4) */
+	{
+		char	 z[32];
+
+		memset(z, 0, sizeof(z));
+		ck_assert_uint_eq(crc32c_update(0, z, sizeof(z)), 0x8a9136aaU);
+	}
 }
 END_TEST
 
