@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,20 +22,31 @@
 
 /* bytes read at once by take and by the scan at open */
 #define SPOOL_CHUNK	(256u * 1024)
+/* the writer moves to the other file past this (at most) */
+#define SPOOL_SEGMENT	(64u * 1024 * 1024)
 
-struct histspool {
-	pthread_mutex_t	 mu;
+/* one of the two files */
+struct spoolfile {
 	int		 fd;
 	char		*path;		/* for log lines */
-	uint64_t	 max_bytes;
-	/* under mu */
+	/* under the spool's mu */
 	uint64_t	 end;		/* after the last whole record */
 	uint64_t	 rd;		/* the first record not taken */
 	uint64_t	 fdone;		/* bytes of this file done */
+	int		 cut;		/* a failed write left bytes past end */
+};
+
+struct histspool {
+	pthread_mutex_t	 mu;
+	struct spoolfile f[2];
+	uint64_t	 max_bytes;
+	uint64_t	 seg_max;	/* the writer moves on past this */
+	/* under mu */
+	int		 cur;		/* the file the writer appends to */
+	int		 rf;		/* the file the reader takes from */
+	int		 busy;		/* the writer is writing at f[cur].end */
 	uint64_t	 appended;
 	uint64_t	 stored;
-	int		 busy;		/* the writer is writing at end */
-	int		 cut;		/* a failed write left bytes past end */
 	/* the writer thread's own */
 	unsigned char	*wbuf;
 	size_t		 wcap;
@@ -81,9 +93,9 @@ rec_crc(const unsigned char *hdr, const void *text, size_t len)
 {
 	uint32_t	 c;
 
-	c = crc32_update(0, hdr, 28);
-	c = crc32_update(c, hdr + 32, 8);
-	return crc32_update(c, text, len);
+	c = crc32c_update(0, hdr, 28);
+	c = crc32c_update(c, hdr + 32, 8);
+	return crc32c_update(c, text, len);
 }
 
 static void
@@ -174,12 +186,15 @@ grow(unsigned char **buf, size_t *cap, size_t n)
 
 /*
  * The end of the last whole, sound record of the first size bytes, in
- * *good; *why says what stopped the scan before size (NULL: nothing).
- * 0, or -1 with errno (EIO, ENOMEM).
+ * *good; *why says what stopped the scan before size (NULL: nothing);
+ * *first: when the first row was kept.  0, or -1 with errno (EIO, ENOMEM).
  */
 static int
-spool_scan(int fd, uint64_t size, uint64_t *good, const char **why)
+spool_scan(int fd, uint64_t size, uint64_t *good, const char **why,
+    int64_t *first)
 {
+	struct store_hist r;
+
 	unsigned char	*buf = NULL;
 	size_t		 cap = 0, pos, rl = SPOOL_CHUNK, want;
 	uint64_t	 off = 0;
@@ -198,9 +213,12 @@ spool_scan(int fd, uint64_t size, uint64_t *good, const char **why)
 			goto fail;
 		}
 		pos = 0;
-		while ((st = rec_parse(buf + pos, (size_t)got - pos, NULL,
-		    &rl)) == REC_OK)
+		while ((st = rec_parse(buf + pos, (size_t)got - pos, &r,
+		    &rl)) == REC_OK) {
+			if (off == 0 && pos == 0)
+				*first = r.created;
 			pos += rl;
+		}
 		off += pos;
 		if (off == size)
 			break;
@@ -222,14 +240,66 @@ fail:
 	return -1;
 }
 
-/* the file emptied, under mu: 0 or -1 with errno */
+/* f emptied, under mu: 0 or -1 with errno */
 static int
-spool_empty(struct histspool *hs)
+file_empty(struct spoolfile *f)
 {
-	if (ftruncate(hs->fd, 0) == -1)
+	if (ftruncate(f->fd, 0) == -1)
 		return -1;
-	hs->end = hs->rd = hs->fdone = 0;
-	hs->cut = 0;
+	f->end = f->rd = f->fdone = 0;
+	f->cut = 0;
+	return 0;
+}
+
+/* f[i] emptied when every record in it is done, under mu: 0 or -1 */
+static int
+spool_settle(struct histspool *hs, int i)
+{
+	struct spoolfile	*f = &hs->f[i];
+
+	if (f->end == 0 || f->fdone != f->end || (i == hs->cur && hs->busy))
+		return 0;
+	if (file_empty(f) == -1) {
+		log_warn("history spool %s: ftruncate", f->path);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Open f (locked against other processes) and cut a damaged tail:
+ * *first is when its first row was kept (left as it is when empty).
+ */
+static int
+file_open(struct spoolfile *f, const char *path, int64_t *first)
+{
+	struct stat	 sb;
+	const char	*why;
+	uint64_t	 good;
+
+	if ((f->path = strdup(path)) == NULL)
+		return -1;
+	if ((f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
+		return -1;
+	if (flock(f->fd, LOCK_EX | LOCK_NB) == -1 || fstat(f->fd, &sb) == -1)
+		return -1;
+	if (spool_scan(f->fd, (uint64_t)sb.st_size, &good, &why, first) == -1)
+		return -1;
+	if (why != NULL) {
+		log_warnx("history spool %s: %s at byte %" PRIu64 " of %jd: "
+		    "cut there (%" PRIu64 " bytes of rows after it lost)",
+		    path, why, good, (intmax_t)sb.st_size,
+		    (uint64_t)sb.st_size - good);
+		if (ftruncate(f->fd, (off_t)good) == -1) {
+			log_warn("history spool %s: ftruncate", path);
+			errno = EIO;
+			return -1;
+		}
+	}
+	if (good > 0)
+		log_info("history spool %s: %" PRIu64 " bytes of rows left "
+		    "by a previous run", path, good);
+	f->end = good;
 	return 0;
 }
 
@@ -237,41 +307,35 @@ struct histspool *
 histspool_open(const char *path, uint64_t max_bytes)
 {
 	struct histspool	*hs;
-	struct stat		 sb;
-	const char		*why;
-	uint64_t		 good;
-	int			 e;
+	char			*path2 = NULL;
+	int64_t			 first[2] = { 0, 0 };
+	int			 e, i;
 
 	if ((hs = calloc(1, sizeof(*hs))) == NULL)
 		return NULL;
-	hs->fd = -1;
-	if ((hs->path = strdup(path)) == NULL)
+	hs->f[0].fd = hs->f[1].fd = -1;
+	if (asprintf(&path2, "%s.b", path) == -1) {
+		path2 = NULL;
 		goto fail;
-	if ((hs->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
-		goto fail;
-	if (flock(hs->fd, LOCK_EX | LOCK_NB) == -1)
-		goto fail;
-	if (fstat(hs->fd, &sb) == -1)
-		goto fail;
-	if (spool_scan(hs->fd, (uint64_t)sb.st_size, &good, &why) == -1)
-		goto fail;
-	if (why != NULL) {
-		log_warnx("history spool %s: %s at byte %" PRIu64 " of %jd: "
-		    "cut there (%" PRIu64 " bytes of rows after it lost)",
-		    path, why, good, (intmax_t)sb.st_size,
-		    (uint64_t)sb.st_size - good);
-		if (ftruncate(hs->fd, (off_t)good) == -1) {
-			log_warn("history spool %s: ftruncate", path);
-			errno = EIO;
-			goto fail;
-		}
 	}
-	if (good > 0)
-		log_info("history spool %s: %" PRIu64 " bytes of rows left "
-		    "by a previous run", path, good);
+	if (file_open(&hs->f[0], path, &first[0]) == -1 ||
+	    file_open(&hs->f[1], path2, &first[1]) == -1)
+		goto fail;
+	free(path2);
+	path2 = NULL;
+	/* both hold rows: the older first, the writer after the newer */
+	if (hs->f[1].end > 0 && (hs->f[0].end == 0 || first[1] < first[0]))
+		hs->rf = hs->cur = 1;
+	if (hs->f[0].end > 0 && hs->f[1].end > 0)
+		hs->cur = !hs->rf;
+	hs->appended = hs->f[0].end + hs->f[1].end;
 	hs->max_bytes = max_bytes;
-	hs->end = good;
-	hs->appended = good;
+	/* small enough that the files stay near it, large enough to be rare */
+	hs->seg_max = max_bytes == 0 ? SPOOL_SEGMENT : max_bytes / 4;
+	if (hs->seg_max > SPOOL_SEGMENT)
+		hs->seg_max = SPOOL_SEGMENT;
+	if (hs->seg_max < SPOOL_CHUNK / 64)
+		hs->seg_max = SPOOL_CHUNK / 64;
 	if ((e = pthread_mutex_init(&hs->mu, NULL)) != 0) {
 		errno = e;
 		goto fail;
@@ -279,9 +343,12 @@ histspool_open(const char *path, uint64_t max_bytes)
 	return hs;
 fail:
 	e = errno;
-	if (hs->fd != -1)
-		close(hs->fd);
-	free(hs->path);
+	for (i = 0; i < 2; i++) {
+		if (hs->f[i].fd != -1)
+			close(hs->f[i].fd);
+		free(hs->f[i].path);
+	}
+	free(path2);
 	free(hs);
 	errno = e;
 	return NULL;
@@ -290,10 +357,11 @@ fail:
 int
 histspool_append(struct histspool *hs, const struct store_hist *v, size_t n)
 {
+	struct spoolfile *f;
 	size_t		 i, total = 0, done = 0;
 	uint64_t	 off;
 	ssize_t		 w;
-	int		 e = 0;
+	int		 e = 0, o;
 
 	if (n == 0)
 		return 0;
@@ -317,13 +385,14 @@ histspool_append(struct histspool *hs, const struct store_hist *v, size_t n)
 	}
 
 	pthread_mutex_lock(&hs->mu);
-	if (hs->cut) {
-		if (ftruncate(hs->fd, (off_t)hs->end) == -1) {
+	f = &hs->f[hs->cur];
+	if (f->cut) {
+		if (ftruncate(f->fd, (off_t)f->end) == -1) {
 			pthread_mutex_unlock(&hs->mu);
 			errno = EIO;
 			return -1;
 		}
-		hs->cut = 0;
+		f->cut = 0;
 	}
 	/* one call larger than the bound still goes into an empty spool */
 	if (hs->max_bytes > 0 && hs->appended > hs->stored &&
@@ -333,14 +402,26 @@ histspool_append(struct histspool *hs, const struct store_hist *v, size_t n)
 		return -1;
 	}
 	/* all done, but the last done found us writing: empty it now */
-	if (hs->end > 0 && hs->fdone == hs->end && spool_empty(hs) == -1)
-		log_warn("history spool %s: ftruncate", hs->path);
-	off = hs->end;
+	spool_settle(hs, hs->cur);
+	/*
+	 * Rows are done while others arrive, so a file may never be all
+	 * done: past seg_max the writer moves to the other file once that
+	 * one is empty, and the reader empties this one behind it.
+	 */
+	o = !hs->cur;
+	if (f->end >= hs->seg_max && hs->f[o].end == 0 &&
+	    (!hs->f[o].cut || file_empty(&hs->f[o]) == 0)) {
+		if (hs->rf == o)
+			hs->rf = hs->cur;
+		hs->cur = o;
+		f = &hs->f[o];
+	}
+	off = f->end;
 	hs->busy = 1;
 	pthread_mutex_unlock(&hs->mu);
 
 	while (done < total) {
-		w = pwrite(hs->fd, hs->wbuf + done, total - done,
+		w = pwrite(f->fd, hs->wbuf + done, total - done,
 		    (off_t)(off + done));
 		if (w == -1 && errno == EINTR)
 			continue;
@@ -354,10 +435,10 @@ histspool_append(struct histspool *hs, const struct store_hist *v, size_t n)
 	pthread_mutex_lock(&hs->mu);
 	hs->busy = 0;
 	if (e == 0) {
-		hs->end = off + total;
+		f->end = off + total;
 		hs->appended += total;
-	} else if (ftruncate(hs->fd, (off_t)off) == -1)
-		hs->cut = 1;	/* tried again first by the next append */
+	} else if (ftruncate(f->fd, (off_t)off) == -1)
+		f->cut = 1;	/* tried again first by the next append */
 	pthread_mutex_unlock(&hs->mu);
 	if (e == 0)
 		return 0;
@@ -366,15 +447,18 @@ histspool_append(struct histspool *hs, const struct store_hist *v, size_t n)
 	return -1;
 }
 
-/* [from, to) of the file given up as damaged, under mu */
+/* [from, to) of f[i] given up as damaged, under mu */
 static void
-spool_give_up(struct histspool *hs, uint64_t from, uint64_t to)
+spool_give_up(struct histspool *hs, int i, uint64_t from, uint64_t to)
 {
+	struct spoolfile	*f = &hs->f[i];
+
 	log_warnx("history spool %s: a damaged record at byte %" PRIu64
-	    ": %" PRIu64 " bytes of rows given up", hs->path, from, to - from);
-	hs->rd = to;
-	hs->fdone += to - from;
+	    ": %" PRIu64 " bytes of rows given up", f->path, from, to - from);
+	f->rd = to;
+	f->fdone += to - from;
 	hs->stored += to - from;
+	spool_settle(hs, i);
 }
 
 int
@@ -387,11 +471,18 @@ histspool_take(struct histspool *hs, size_t max_rows,
 	ssize_t		 got;
 	enum rec_state	 st = REC_OK;
 	struct store_hist *v = NULL;
+	struct spoolfile *f;
+	int		 i;
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&hs->mu);
-	start = hs->rd;
-	stop = hs->end;
+	/* the older file taken to its end: the writer's is next */
+	if (hs->f[hs->rf].rd == hs->f[hs->rf].end)
+		hs->rf = hs->cur;
+	i = hs->rf;
+	f = &hs->f[i];
+	start = f->rd;
+	stop = f->end;
 	pthread_mutex_unlock(&hs->mu);
 	if (start == stop || max_rows == 0)
 		return 0;
@@ -400,7 +491,7 @@ histspool_take(struct histspool *hs, size_t max_rows,
 	for (;;) {
 		if (grow(&buf, &cap, want) == -1)
 			goto fail;
-		if ((got = pread_full(hs->fd, buf, want, start)) == -1 ||
+		if ((got = pread_full(f->fd, buf, want, start)) == -1 ||
 		    (size_t)got < want) {
 			errno = EIO;
 			goto fail;
@@ -423,10 +514,10 @@ histspool_take(struct histspool *hs, size_t max_rows,
 	}
 
 	pthread_mutex_lock(&hs->mu);
-	hs->rd = start + pos;
+	f->rd = start + pos;
 	/* a short record inside what was written whole is damage too */
 	if (st == REC_BAD || (st == REC_SHORT && n == 0))
-		spool_give_up(hs, start + pos, stop);
+		spool_give_up(hs, i, start + pos, stop);
 	pthread_mutex_unlock(&hs->mu);
 	if (n == 0) {
 		free(v);
@@ -437,6 +528,7 @@ histspool_take(struct histspool *hs, size_t max_rows,
 	out->n = n;
 	out->buf = (char *)buf;
 	out->bytes = pos;
+	out->file = i;
 	return 0;
 fail:
 	free(v);
@@ -447,21 +539,16 @@ fail:
 int
 histspool_done(struct histspool *hs, struct histspool_batch *b)
 {
-	int	 rc = 0, e = 0;
+	int	 rc, e;
 
 	pthread_mutex_lock(&hs->mu);
-	hs->fdone += b->bytes;
+	hs->f[b->file].fdone += b->bytes;
 	hs->stored += b->bytes;
-	if (hs->end > 0 && hs->fdone == hs->end && !hs->busy &&
-	    spool_empty(hs) == -1) {
-		e = errno;
-		log_warn("history spool %s: ftruncate", hs->path);
-		rc = -1;
-	}
+	rc = spool_settle(hs, b->file);
+	e = errno;
 	pthread_mutex_unlock(&hs->mu);
 	histspool_batch_free(b);
-	if (rc == -1)
-		errno = e;
+	errno = e;
 	return rc;
 }
 
@@ -515,17 +602,23 @@ histspool_pending(struct histspool *hs)
 int
 histspool_sync(struct histspool *hs)
 {
-	return fdatasync(hs->fd);
+	if (fdatasync(hs->f[0].fd) == -1 || fdatasync(hs->f[1].fd) == -1)
+		return -1;
+	return 0;
 }
 
 void
 histspool_close(struct histspool *hs)
 {
+	int	 i;
+
 	if (hs == NULL)
 		return;
-	close(hs->fd);
+	for (i = 0; i < 2; i++) {
+		close(hs->f[i].fd);
+		free(hs->f[i].path);
+	}
 	pthread_mutex_destroy(&hs->mu);
 	free(hs->wbuf);
-	free(hs->path);
 	free(hs);
 }

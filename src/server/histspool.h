@@ -1,12 +1,20 @@
 /*
- * histspool.h - a worker's durable backlog of history rows: an
- * append-only file that one writer thread appends to and one reader
- * thread takes from, stores elsewhere and marks done, both at once.  A
- * mutex guards only the offsets and counters, never held during I/O
- * (except the ftruncate that empties the file).  A pure file module:
- * no libev, no store calls.
+ * histspool.h - a worker's durable backlog of history rows: append-only
+ * files that one writer thread appends to and one reader thread takes
+ * from, stores elsewhere and marks done, both at once.  A mutex guards
+ * only the offsets and counters, never held during I/O (except the
+ * ftruncate that empties a file).  A pure file module: no libev, no
+ * store calls.
  *
- * The file is a run of records, each a 40-byte little-endian header
+ * Two files, path and path.b: a file is emptied (truncated to 0) once
+ * every record in it is done, but under steady load rows arrive while
+ * others are stored and one file might never be all done; so the
+ * writer moves to the other file, once that one is empty, when its own
+ * passes a quarter of max_bytes (at least 4 KiB, at most 64 MiB), and
+ * the reader takes the older file to its end first.  Each file stays
+ * near that size plus what is pending.
+ *
+ * Each file is a run of records, each a 40-byte little-endian header
  * and the text:
  *     0  u8   HISTSPOOL_MAGIC (0xb1: the magic and version 1)
  *     1  u8   0, 0, 0 (reserved)
@@ -15,13 +23,14 @@
  *    16  i32  sender
  *    20  i32  peer
  *    24  i32  gid
- *    28  u32  CRC-32 (crc32.h) of bytes 0..27, 32..39 and the text
+ *    28  u32  CRC-32C (crc32.h) of bytes 0..27, 32..39 and the text
  *    32  i64  created (ms)
  *    40       the text, len bytes
  * A header with another magic, a nonzero reserved byte, a length over
  * the bound or a CRC that does not match is corrupt.  Nothing else is
- * in the file: when every record appended is done it is emptied, so
- * the records in a file opened are exactly those not known done.
+ * in the files, so the records in them at open are those not known done
+ * (when both hold rows, the file whose first row is older is taken
+ * first).
  *
  * Crash cases (the process dies; the kernel keeps what write() took,
  * histspool_sync() makes it survive a power loss too):
@@ -30,8 +39,9 @@
  * - after take, or after storing elsewhere but before done: the rows
  *   are still in the file and are taken again after the open (at least
  *   once: the store must leave a row kept before as it is, as
- *   store_history_add does by smid).  Rows done while others were not
- *   are taken again too: the file is emptied only when all are done.
+ *   store_history_add does by smid).  Rows done while others in their
+ *   file were not are taken again too: a file is emptied only when all
+ *   its rows are done.
  * - torn write (crash inside write(), or a disk that kept part of it):
  *   the open cuts the file at the end of the last whole record before
  *   the first damaged one, logs it, and appends after that; nothing
@@ -63,11 +73,13 @@ struct histspool_batch {
 	size_t			 n;
 	char			*buf;
 	uint64_t		 bytes;		/* of the file the rows span */
+	int			 file;		/* which of the two */
 };
 
 /*
- * Create path (mode 0600) or open it, and take an exclusive flock(2) on
- * it; the rows a previous run left are the first taken.  A torn or
+ * Create path and path.b (mode 0600) or open them, and take an
+ * exclusive flock(2) on each; the rows a previous run left are the
+ * first taken.  A torn or
  * corrupt tail is cut (see above), with a log line.  max_bytes bounds
  * what is pending (appended, not yet done); 0: no bound.  NULL with errno: open's,
  * EWOULDBLOCK when another process holds the spool, EIO when reading
@@ -103,9 +115,9 @@ int	histspool_take(struct histspool *hs, size_t max_rows,
 
 /*
  * out's rows are stored: counts them and frees the batch.  When every
- * row appended is done the file is truncated to 0 (so it does not grow
- * without bound).  0, or -1 with errno when that truncation failed (the
- * rows still count as done; it is tried again at the next done or
+ * row of their file is done, the file is truncated to 0 (so it does not
+ * grow without bound).  0, or -1 with errno when that truncation failed
+ * (the rows still count as done; it is tried again at the writer's next
  * append).
  */
 int	histspool_done(struct histspool *hs, struct histspool_batch *b);
@@ -113,7 +125,8 @@ int	histspool_done(struct histspool *hs, struct histspool_batch *b);
 /*
  * Frees a batch taken but not stored: its rows are NOT taken again by
  * this handle, only after a reopen (a crash does the same), and until
- * then the file is not emptied and they stay pending.  Store again and
+ * then their file is not emptied (nor, for want of an empty one, can
+ * the writer move on) and they stay pending.  Store again and
  * call histspool_done instead where the rows must not wait.
  */
 void	histspool_batch_free(struct histspool_batch *b);
@@ -126,7 +139,7 @@ uint64_t	histspool_stored(struct histspool *hs);
 uint64_t	histspool_pending(struct histspool *hs);
 /* fdatasync(2), for a periodic call by the writer: 0, or -1 with errno. */
 int	histspool_sync(struct histspool *hs);
-/* Closes the file (left as it is: its rows are taken after the next open). */
+/* Closes the files (left as they are: rows are taken after the next open). */
 void	histspool_close(struct histspool *hs);
 
 #endif

@@ -29,6 +29,7 @@
 
 static char	 dir[64];
 static char	 path[128];
+static char	 path2[136];		/* the second file */
 
 static void
 setup(void)
@@ -36,6 +37,7 @@ setup(void)
 	snprintf(dir, sizeof(dir), "/tmp/check_histspool.XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/spool", dir);
+	snprintf(path2, sizeof(path2), "%s.b", path);
 }
 
 static void
@@ -44,6 +46,7 @@ teardown(void)
 	char	 p[160];
 
 	unlink(path);
+	unlink(path2);
 	snprintf(p, sizeof(p), "%s/log", dir);
 	unlink(p);
 	rmdir(dir);
@@ -116,12 +119,20 @@ append_rows(struct histspool *hs, int64_t from, int64_t to)
 }
 
 static off_t
-fsize(void)
+fsize_of(const char *p)
 {
 	struct stat	 sb;
 
-	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(stat(p, &sb), 0);
 	return sb.st_size;
+}
+
+/* the first file's size (the second stays empty unless it is said) */
+static off_t
+fsize(void)
+{
+	ck_assert_int_eq(fsize_of(path2), 0);
+	return fsize_of(path);
 }
 
 /* take everything waiting: the rows must be from, from+1, ...; how many */
@@ -146,13 +157,38 @@ take_all(struct histspool *hs, int64_t from, int done)
 	return n;
 }
 
-/* zlib's CRC-32: the check value, and pieces fed in order */
+/* CRC-32C: the check value, pieces fed in order, every tail length */
 START_TEST(test_crc32)
 {
-	ck_assert_uint_eq(crc32_update(0, "123456789", 9), 0xcbf43926U);
-	ck_assert_uint_eq(crc32_update(crc32_update(0, "1234", 4), "56789",
-	    5), 0xcbf43926U);
-	ck_assert_uint_eq(crc32_update(0, "", 0), 0);
+	const char	*s = "123456789";
+	size_t		 k;
+
+	ck_assert_uint_eq(crc32c_update(0, s, 9), 0xe3069283U);
+	for (k = 0; k <= 9; k++)
+		ck_assert_uint_eq(crc32c_update(crc32c_update(0, s, k), s + k,
+		    9 - k), 0xe3069283U);
+	ck_assert_uint_eq(crc32c_update(0, "", 0), 0);
+	ck_assert_uint_eq(crc32c_table(0, s, 9), 0xe3069283U);
+	/* the instruction and the table agree: any length and alignment */
+	{
+		unsigned char	 r[300];
+		unsigned	 seed = 7;
+		size_t		 a, n;
+
+		for (k = 0; k < sizeof(r); k++)
+			r[k] = (unsigned char)rand_r(&seed);
+		for (a = 0; a < 8; a++)
+			for (n = 0; n + a <= sizeof(r); n += 1 + n / 16)
+				ck_assert_uint_eq(crc32c_update(5, r + a, n),
+				    crc32c_table(5, r + a, n));
+	}
+	/* 32 zero bytes (RFC 3720, B.4) */
+	{
+		char	 z[32];
+
+		memset(z, 0, sizeof(z));
+		ck_assert_uint_eq(crc32c_update(0, z, sizeof(z)), 0x8a9136aaU);
+	}
 }
 END_TEST
 
@@ -357,6 +393,146 @@ START_TEST(test_reopen)
 	ck_assert_ptr_nonnull(hs);
 	ck_assert_uint_eq(histspool_pending(hs), 0);
 	ck_assert_uint_eq(take_all(hs, 0, 1), 0);
+	histspool_close(hs);
+}
+END_TEST
+
+/*
+ * Under steady load a row is always pending (the reader is one batch
+ * behind): the writer moves between the two files and each is emptied
+ * behind it, so neither grows past the segment (4 KiB here) by much.
+ */
+START_TEST(test_two_files)
+{
+	struct histspool	*hs;
+	struct histspool_batch	 b, held;
+	int64_t			 i, next = 0;
+	off_t			 s1, s2, most = 0;
+	int			 moves = 0, in2 = 0;
+	size_t			 k;
+
+	hs = histspool_open(path, 16 * 1024);
+	ck_assert_ptr_nonnull(hs);
+	memset(&held, 0, sizeof(held));
+	for (i = 0; i < 2000; i++) {
+		append_rows(hs, i, i + 1);
+		ck_assert_int_eq(histspool_take(hs, 100, &b), 0);
+		for (k = 0; k < b.n; k++)
+			check_row(&b.v[k], next++);
+		/* the batch before is done; this one waits */
+		if (held.n > 0)
+			ck_assert_int_eq(histspool_done(hs, &held), 0);
+		held = b;
+		s1 = fsize_of(path);
+		s2 = fsize_of(path2);
+		ck_assert(s1 > 0 || s2 > 0);
+		if ((s2 > 0) != in2) {
+			in2 = s2 > 0 && s1 == 0;
+			moves++;
+		}
+		if (s1 + s2 > most)
+			most = s1 + s2;
+	}
+	ck_assert_int_eq(next, 2000);
+	ck_assert_int_le(most, 4096 + 2 * recsize(36));
+	ck_assert_int_ge(moves, 10);
+	ck_assert_int_eq(histspool_done(hs, &held), 0);
+	ck_assert_uint_eq(histspool_pending(hs), 0);
+	ck_assert_int_eq(fsize_of(path) + fsize_of(path2), 0);
+	histspool_close(hs);
+}
+END_TEST
+
+/*
+ * The reader empties the older file and, before it takes again, the
+ * writer moves back into that file: the rows of the file between must
+ * still come first.
+ */
+START_TEST(test_two_files_lagging_reader)
+{
+	struct histspool	*hs;
+	struct histspool_batch	 b;
+	int64_t			 i = 0, first;
+
+	hs = histspool_open(path, 16 * 1024);
+	ck_assert_ptr_nonnull(hs);
+	for (; fsize_of(path2) == 0; i++)
+		append_rows(hs, i, i + 1);
+	first = i - 1;			/* the first row of the second file */
+	ck_assert_int_eq(histspool_take(hs, 100000, &b), 0);
+	ck_assert_int_eq((int64_t)b.n, first);
+	ck_assert_int_eq(histspool_done(hs, &b), 0);
+	ck_assert_int_eq(fsize_of(path), 0);
+	for (; fsize_of(path) == 0; i++)
+		append_rows(hs, i, i + 1);
+	ck_assert_uint_eq(take_all(hs, first, 1), (size_t)(i - first));
+	ck_assert_int_eq(fsize_of(path) + fsize_of(path2), 0);
+	histspool_close(hs);
+}
+END_TEST
+
+/* rows left in both files come back oldest first, then new ones */
+START_TEST(test_two_files_reopen)
+{
+	struct histspool	*hs;
+	int64_t			 i;
+
+	i = 0;
+	do {
+		hs = histspool_open(path, 16 * 1024);
+		ck_assert_ptr_nonnull(hs);
+		append_rows(hs, i, i + 1);
+		histspool_close(hs);
+		ck_assert_int_lt(++i, 1000);
+	} while (fsize_of(path2) == 0 || i < 5);
+	/* the first file is older: row 0 is there */
+	ck_assert_int_ge(fsize_of(path), 4096);
+	hs = histspool_open(path, 0);
+	ck_assert_ptr_nonnull(hs);
+	append_rows(hs, i, i + 3);
+	ck_assert_uint_eq(take_all(hs, 0, 1), (size_t)i + 3);
+	ck_assert_int_eq(fsize_of(path) + fsize_of(path2), 0);
+	histspool_close(hs);
+
+	/* and when the second is the older one */
+	for (i = 0; i < 3; i++) {
+		hs = histspool_open(path, 0);
+		ck_assert_ptr_nonnull(hs);
+		append_rows(hs, i, i + 1);
+		histspool_close(hs);
+	}
+	ck_assert_int_eq(rename(path, path2), 0);
+	hs = histspool_open(path, 0);
+	ck_assert_ptr_nonnull(hs);
+	ck_assert_int_eq(fsize_of(path), 0);
+	append_rows(hs, 3, 5);
+	ck_assert_int_eq(fsize_of(path), 0);	/* after the rows left */
+	histspool_close(hs);
+	/* a newer row in the first file: taken after the second's */
+	{
+		int	 fd;
+		char	*file;
+		size_t	 len;
+
+		file = slurp(path2, &len);
+		ck_assert_uint_eq(len, recsize(0) + recsize(1) + recsize(2) +
+		    recsize(3) + recsize(4));
+		fd = open(path, O_WRONLY);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(write(fd, file + len - recsize(3) -
+		    recsize(4), recsize(3) + recsize(4)), (ssize_t)(recsize(3) +
+		    recsize(4)));
+		close(fd);
+		fd = open(path2, O_WRONLY);
+		ck_assert_int_eq(ftruncate(fd, (off_t)(len - recsize(3) -
+		    recsize(4))), 0);
+		close(fd);
+		free(file);
+	}
+	hs = histspool_open(path, 0);
+	ck_assert_ptr_nonnull(hs);
+	append_rows(hs, 5, 6);
+	ck_assert_uint_eq(take_all(hs, 0, 1), 6);
 	histspool_close(hs);
 }
 END_TEST
@@ -777,6 +953,9 @@ histspool_suite(void)
 	tcase_add_test(tc, test_take_across_appends);
 	tcase_add_test(tc, test_truncate_monotonic);
 	tcase_add_test(tc, test_reopen);
+	tcase_add_test(tc, test_two_files);
+	tcase_add_test(tc, test_two_files_lagging_reader);
+	tcase_add_test(tc, test_two_files_reopen);
 	tcase_add_test(tc, test_cut_every_offset);
 	tcase_add_test(tc, test_damage_in_middle);
 	tcase_add_test(tc, test_damage_at_take);
