@@ -174,8 +174,10 @@ class Backlog(unittest.TestCase):
                         "%d rows of %d" % (self.rows(), sent))
 
     def spooled(self):
+        # the spool's two files (histspool.h)
         path = os.path.join(self.srv.dir, "chat.db-spool.0")
-        return os.path.getsize(path) if os.path.exists(path) else 0
+        return sum(os.path.getsize(p) for p in (path, path + ".b")
+                   if os.path.exists(p))
 
 
 class BacklogSpool(Backlog):
