@@ -66,6 +66,8 @@ struct config {
 	int	 max_groups_per_user;
 	int	 max_group_members;
 	int	 history_days;		/* chats kept this long; 0: none */
+	char	*history_spool;		/* backlog file prefix; NULL: derived */
+	size_t	 history_spool_max;	/* bytes per worker's backlog */
 	char	*user;			/* workers run as this user */
 	int	 allow_root;		/* workers may run as root */
 	int	 whoami_anonymous;	/* WHOAMI answered before login */

@@ -34,6 +34,11 @@ struct chat_env {
 	 * meanwhile); NULL: storeq serves them too.
 	 */
 	struct storeq		*storeq_read;
+	/*
+	 * The history thread (histprio.h): history rows, prune, group
+	 * history removal, account deletion; NULL: storeq serves them.
+	 */
+	struct storeq		*storeq_hist;
 	struct online		*online;
 	struct authpool		*auth;
 	struct online_slot_stats *stats;	/* this worker's figures */
@@ -108,6 +113,8 @@ size_t	chat_retry_abandon(void);
 /* History rows this worker holds go to the store: all, or when due. */
 void	chat_history_flush(void);
 void	chat_history_flush_due(void);
+/* The worker exits: the history spool's backlog waits for the next start. */
+void	chat_histspool_closing(void);
 /* Logins that waited too long for a leaving mark go on (chat_leave.c). */
 void	chat_leave_due(void);
 /* Another worker cleared uid's leaving mark (CHAN_LEFT). */

@@ -88,7 +88,26 @@ store_tls_mode(const char *v)
 	    STORE_TLS_REQUIRED;
 }
 
+/*
+ * A handle's part in history (chatd.conf(5) "History"): a worker's
+ * history thread alone writes History and HistoryConv, at idle
+ * priority, so the worker's other handles must never wait for a lock it
+ * holds.  SQLite keeps those tables in a file of their own ("<db>-
+ * history", attached as hist); MySQL in the same database.
+ */
+enum store_hist_role {
+	STORE_HIST_ALL,		/* one handle does everything (tools, tests) */
+	STORE_HIST_READER,	/* reads history only: SQLite attaches it
+				 * read-only, so its write transactions
+				 * never take the history file's lock */
+	STORE_HIST_WRITER	/* the history thread's: SQLite's transactions
+				 * start deferred (a history batch locks the
+				 * history file only), MySQL's READ COMMITTED
+				 * (its checks take no shared row locks) */
+};
+
 struct store_opts {
+	enum store_hist_role hist;		/* STORE_HIST_ALL unless a worker */
 	int		 pool_init;		/* connections opened at start */
 	int		 pool_max;		/* at most this many */
 	int		 pool_idle_sec;		/* close a connection idle this long */

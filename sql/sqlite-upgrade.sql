@@ -36,3 +36,28 @@ INSERT OR IGNORE INTO HistoryConv (userid, conv, last)
     SELECT CASE WHEN abs(sender) = (conv >> 32) THEN conv & 4294967295
     ELSE conv >> 32 END, conv, max(created) FROM History WHERE conv >= 0
     GROUP BY 1, 2;
+
+-- @version 5
+-- History and HistoryConv move to the history file (attached as hist):
+-- the history thread's transactions then lock that file only.  The
+-- copy is idempotent; a version 4 file runs it first in a transaction
+-- of its own (store_sqlite.c), so the main file's tables are dropped
+-- (sqlite.sql) only after the copy is committed.
+CREATE TABLE IF NOT EXISTS hist.History (
+	smid		INTEGER PRIMARY KEY,
+	conv		INTEGER NOT NULL,
+	sender		INTEGER NOT NULL,
+	created		INTEGER NOT NULL,
+	message		TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hist.HistoryConv (
+	userid		INTEGER NOT NULL,
+	conv		INTEGER NOT NULL,
+	last		INTEGER NOT NULL,
+	PRIMARY KEY (userid, conv)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO hist.History (smid, conv, sender, created, message)
+    SELECT smid, conv, sender, created, message FROM main.History;
+INSERT INTO hist.HistoryConv (userid, conv, last)
+    SELECT userid, conv, last FROM main.HistoryConv WHERE 1
+    ON CONFLICT (userid, conv) DO UPDATE SET last = max(last, excluded.last);

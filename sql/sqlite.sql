@@ -1,4 +1,4 @@
--- chatd SQLite schema, version 4.
+-- chatd SQLite schema, version 5.
 --
 -- Built into chatd (src/sqlite_schema.h) and run at every start inside
 -- one BEGIN IMMEDIATE, so everything here must be idempotent.  To
@@ -97,26 +97,26 @@ CREATE TABLE IF NOT EXISTS TokenGen (
 	gen		INTEGER NOT NULL DEFAULT 0
 );
 
--- History (version 3): every delivered chat, one row per message (a
--- group message once), kept history_days.  smid: its server message
+-- History (version 3; version 5 moved it and HistoryConv to the history
+-- file, attached as hist: store_sqlite.c): every delivered chat, one row
+-- per message (a group message once), kept history_days.  smid: its server message
 -- id; conv: the conversation, (low id << 32) | high id for two users,
 -- -groupid for a group; created: Unix time in ms (a member reads what
 -- came at or after its joinedat); pages go by it, smid breaks ties.
 -- sender < 0: a one-to-one chat sent while the recipient blocked
 -- -sender, readable by its sender only.  No foreign keys: rows outlive a group
 -- until pruned, and account deletion removes a sender's own.
-CREATE TABLE IF NOT EXISTS History (
+CREATE TABLE IF NOT EXISTS hist.History (
 	smid		INTEGER PRIMARY KEY,
 	conv		INTEGER NOT NULL,
 	sender		INTEGER NOT NULL,
 	created		INTEGER NOT NULL,
 	message		TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS History_conv ON History(conv, created, smid);
+CREATE INDEX IF NOT EXISTS hist.History_conv ON History(conv, created, smid);
 -- No index on sender: one cost every chat a third of its insert; account
 -- deletion finds a sender's rows through History_conv (store_sqlite.c).
-DROP INDEX IF EXISTS History_sender;
-CREATE INDEX IF NOT EXISTS History_created ON History(created);
+CREATE INDEX IF NOT EXISTS hist.History_created ON History(created);
 
 -- HistoryConv (version 4): the one-to-one conversations userid received
 -- chats in (conv as in History) and when the latest came (ms).  RESUME
@@ -126,11 +126,16 @@ CREATE INDEX IF NOT EXISTS History_created ON History(created);
 -- that wrote it less than a minute before only once "last" has moved a
 -- minute: RESUME reads the rows a minute before its cursor
 -- (SQ_HCONV_SLACK_MS).  Pruned with History.
-CREATE TABLE IF NOT EXISTS HistoryConv (
+CREATE TABLE IF NOT EXISTS hist.HistoryConv (
 	userid		INTEGER NOT NULL,
 	conv		INTEGER NOT NULL,
 	last		INTEGER NOT NULL,
 	PRIMARY KEY (userid, conv)
 ) WITHOUT ROWID;
 
-PRAGMA user_version = 4;
+-- Version 5: the rows of a version 4 file were copied to the history
+-- file (sqlite-upgrade.sql); the main file's tables go.
+DROP TABLE IF EXISTS main.History;
+DROP TABLE IF EXISTS main.HistoryConv;
+
+PRAGMA user_version = 5;

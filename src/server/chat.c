@@ -65,6 +65,9 @@ chat_init(const struct chat_env *e)
 {
 	chat = *e;
 	chat_reconfigure(e->cfg);
+	/* a crash's backlog first (a worker with a history thread only) */
+	if (e->cfg->history_days > 0)
+		chat_histspool_open();
 }
 
 void
@@ -78,6 +81,8 @@ chat_storeq_closed(void)
 {
 	chat.storeq = NULL;
 	chat.storeq_read = NULL;
+	chat.storeq_hist = NULL;
+	chat_histspool_close();
 }
 
 void

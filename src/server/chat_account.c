@@ -240,7 +240,7 @@ pw_job_free(struct pw_job *j)
 }
 
 /*
- * In the write store thread: groups uid created go to their
+ * In the history thread: groups uid created go to their
  * longest-standing other member, or are dissolved when uid is alone
  * (a->gone, their history removed on the loop after); a->gl keeps the
  * list (its members' caches are dropped once uid is gone).  0 or -1.
@@ -376,11 +376,16 @@ pw_job_done(struct auth_job *aj)
 			return;
 		}
 		if (j->refmsgid == MSG_DELETE_ACCOUNT) {
-			/* the rows held here go first, in the same thread */
+			/*
+			 * The rows held here go first, in the same thread:
+			 * the history thread's (it alone writes history),
+			 * boosted while this runs.
+			 */
 			chat_history_flush();
 			if ((a = acct_new(c, j->refmsgid, delete_run,
 			    delete_answer)) != NULL)
-				chat_call_submit(c, &a->k, NULL, CALL_WRITE, 1);
+				chat_call_submit(c, &a->k, NULL,
+				    CALL_HISTWRITE, 1);
 			else
 				conn_resume(c);
 			pw_job_free(j);

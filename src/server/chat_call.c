@@ -52,6 +52,8 @@ call_done(struct workq_job *sj)
 
 	if (k->err != NULL)
 		log_warnx("%s", k->err);
+	if (k->lane == CALL_HISTWRITE)
+		chat_history_calls(-1);
 	conn_unref(c);
 	here = !c->closing && c->sess != NULL && c->sess->uid == k->uid;
 	if (here && k->code != 0)
@@ -135,11 +137,13 @@ chat_call_go(struct chat_call *k)
 {
 	struct storeq	*q = chat.storeq;
 
-	if (k->lane != CALL_WRITE && k->c->closing) {
+	if (k->lane == CALL_HISTWRITE) {
+		q = chat_history_q();
+		chat_history_calls(1);
+	} else if (k->lane != CALL_WRITE && k->c->closing) {
 		call_done(&k->sj);	/* a read nobody waits for */
 		return;
-	}
-	if (k->lane != CALL_WRITE && chat.storeq_read != NULL)
+	} else if (k->lane != CALL_WRITE && chat.storeq_read != NULL)
 		q = chat.storeq_read;
 	if (q == NULL) {
 		/* no store thread (a tool, a test): on the loop, as before */

@@ -8,6 +8,13 @@
  * commit (one per chat cut one-to-one throughput five-fold).  A crash
  * loses at most what is held, never a delivery (back-pressure below).
  * Slot 0 prunes what is older than history_days.
+ *
+ * Every history write (batches, prune, a dissolved group's removal,
+ * account deletion) runs in the worker's history thread, at SCHED_IDLE
+ * (histprio.h): history takes only CPU that live delivery leaves.
+ * Whoever waits for it boosts it (history_boost): a HISTORY or RESUME
+ * read waiting for this worker's rows, an account deletion, senders
+ * held by back-pressure.
  */
 #include "config.h"
 
@@ -18,6 +25,7 @@
 
 #include "cfg.h"
 #include "chat_impl.h"
+#include "histprio.h"
 #include "log.h"
 #include "store.h"
 #include "storeq.h"
@@ -44,12 +52,12 @@
  * each row's text pointer is set when its batch leaves (history_take),
  * the buffer may move till then.
  *
- * Back-pressure.  The history shares the worker's write thread with
- * what a sender waits for (acknowledged chats' commits, offline stores,
- * removals), so its batches run only when none of those waits
- * (storeq_submit_idle), one at a time, of hb_rows rows, a number that
- * follows the batches' times so that a slow store (or a slow History
- * table) holds the others up one short batch at most.  Rows that
+ * Back-pressure.  The batches go to the history thread one at a time,
+ * of hb_rows rows, a number that follows the batches' times (without
+ * a history thread they share the write thread with what a sender
+ * waits for, and run only when none of that waits: storeq_submit_idle,
+ * so a slow store or History table holds the others up one short batch
+ * at most).  Rows that
  * arrive meanwhile wait here and leave in the next batches.  When more
  * than HIST_HELD_ROWS rows (or HIST_HELD_BYTES) wait for the store,
  * the chats that would add to them are held instead: their senders'
@@ -74,6 +82,7 @@ static double			 prune_at;	/* 0: at the first tick */
  * released in order too.
  */
 static uint64_t			 hr_kept, hr_written;
+static uint64_t			 hr_out;	/* left memory (kept - held) */
 static size_t			 hr_bytes;
 static struct hist_wait {
 	struct chat_call	*k;
@@ -88,8 +97,39 @@ static struct hist_park {
 	struct proto_req	 req;
 }				*hp;
 static size_t			 hp_n, hp_cap;
+static int			 hk_n;	/* CALL_HISTWRITE calls under way */
 
 static void	history_next(int all);
+
+struct storeq *
+chat_history_q(void)
+{
+	return chat.storeq_hist != NULL ? chat.storeq_hist : chat.storeq;
+}
+
+/* A job for the history thread (or the write thread's idle turn). */
+static void
+history_submit(struct workq_job *sj)
+{
+	if (chat.storeq_hist != NULL)
+		storeq_submit(chat.storeq_hist, sj);
+	else
+		storeq_submit_idle(chat.storeq, sj);
+}
+
+/* The history thread runs at normal priority while anyone waits for it. */
+static void
+history_boost(void)
+{
+	histprio_boost(hw_n > 0 || hp_n > 0 || hk_n > 0);
+}
+
+void
+chat_history_calls(int delta)
+{
+	hk_n += delta;
+	history_boost();
+}
 
 void
 chat_history_keep(int32_t sender, const struct proto_req *req,
@@ -152,8 +192,8 @@ chat_history_flush_due(void)
 static int
 history_full(void)
 {
-	return hr_kept - hr_written >= HIST_HELD_ROWS ||
-	    hr_bytes >= HIST_HELD_BYTES;
+	return hr_kept - hr_out >= HIST_HELD_ROWS ||
+	    hr_bytes >= HIST_HELD_BYTES || chat_histspool_full(1, hr_bytes);
 }
 
 /* The store caught up enough: the chats held go on, in order. */
@@ -164,8 +204,9 @@ history_unpark(void)
 	struct conn		*c;
 	size_t			 i, n = hp_n;
 
-	if (hp_n == 0 || hr_kept - hr_written > HIST_HELD_ROWS / 4 * 3 ||
-	    hr_bytes > HIST_HELD_BYTES / 4 * 3)
+	if (hp_n == 0 || hr_kept - hr_out > HIST_HELD_ROWS / 4 * 3 ||
+	    hr_bytes > HIST_HELD_BYTES / 4 * 3 ||
+	    chat_histspool_full(0, hr_bytes))
 		return;
 	/* a chat handled below may be held again: a list of its own */
 	hp = NULL;
@@ -193,6 +234,7 @@ history_unpark(void)
 		}
 	}
 	free(v);
+	history_boost();
 }
 
 int
@@ -201,7 +243,7 @@ chat_history_park(struct conn *c, struct proto_req *req)
 	struct hist_park	*nv;
 	size_t			 ncap;
 
-	if (chat.storeq == NULL || !history_full())
+	if (chat_history_q() == NULL || !history_full())
 		return -1;
 	if (hp_n == hp_cap) {
 		ncap = hp_cap ? hp_cap * 2 : 16;
@@ -221,22 +263,46 @@ chat_history_park(struct conn *c, struct proto_req *req)
 	hp_n++;
 	c->jobs++;
 	conn_pause(c);
+	history_boost();
 	return 0;
 }
 
-/* n more rows written (or failed): the reads behind them go. */
-static void
-history_written(size_t n, size_t bytes)
+void
+chat_history_out(size_t n, size_t bytes)
+{
+	hr_out += n;
+	hr_bytes -= bytes;
+	history_unpark();
+}
+
+void
+chat_history_stored(size_t n)
 {
 	size_t	 i, k;
 
 	hr_written += n;
-	hr_bytes -= bytes;
+	history_unpark();
 	for (i = 0; i < hw_n && hw[i].upto <= hr_written; i++)
 		chat_call_go(hw[i].k);
 	for (k = 0; i < hw_n; )
 		hw[k++] = hw[i++];
 	hw_n = k;
+	history_boost();
+}
+
+void
+chat_history_settle(void)
+{
+	if (hr_written < hr_out)
+		chat_history_stored(hr_out - hr_written);
+}
+
+/* n more rows written (or failed) from memory. */
+static void
+history_written(size_t n, size_t bytes)
+{
+	chat_history_out(n, bytes);
+	chat_history_stored(n);
 }
 
 int
@@ -259,6 +325,7 @@ chat_history_hold(struct chat_call *k)
 	hw[hw_n].k = k;
 	hw[hw_n].upto = hr_kept;
 	hw_n++;
+	history_boost();
 	return 0;
 }
 
@@ -380,7 +447,17 @@ history_next(int all)
 	char			*text;
 	size_t			 n, bytes;
 
-	while (hq_n > hq_off && chat.storeq != NULL &&
+	/* with a spool: everything held, in one append */
+	if (hq_n > hq_off && chat_histspool_on()) {
+		if (history_take(hq_n - hq_off, &rows, &text, &n,
+		    &bytes) == -1)
+			return;		/* the next flush */
+		if (chat_histspool_append(rows, text, n, bytes) == 0)
+			return;
+		chat_history_direct(rows, text, n, bytes);
+		return;
+	}
+	while (hq_n > hq_off && chat_history_q() != NULL &&
 	    (all || hb_busy == 0)) {
 		if ((j = calloc(1, sizeof(*j))) == NULL ||
 		    history_take(hb_rows, &j->rows, &j->text, &j->n,
@@ -391,9 +468,9 @@ history_next(int all)
 		j->sj.run = hist_run;
 		j->sj.done = hist_done;
 		hb_busy++;
-		storeq_submit_idle(chat.storeq, &j->sj);
+		history_submit(&j->sj);
 	}
-	if (hq_n == hq_off || chat.storeq != NULL)
+	if (hq_n == hq_off || chat_history_q() != NULL)
 		return;
 	/* no store thread (a tool, the exit): here, all of it */
 	if (history_take(hq_n - hq_off, &rows, &text, &n, &bytes) == -1) {
@@ -413,6 +490,29 @@ void
 chat_history_flush(void)
 {
 	history_next(1);
+}
+
+void
+chat_history_direct(struct store_hist *rows, char *text, size_t n,
+    size_t bytes)
+{
+	struct hist_job	*j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		log_warnx("history: out of memory, %zu messages not kept", n);
+		history_written(n, bytes);
+		free(rows);
+		free(text);
+		return;
+	}
+	j->rows = rows;
+	j->text = text;
+	j->n = n;
+	j->bytes = bytes;
+	j->sj.run = hist_run;
+	j->sj.done = hist_done;
+	hb_busy++;
+	history_submit(&j->sj);
 }
 
 /* A dissolved group's history, removed by a store thread. */
@@ -457,11 +557,11 @@ chat_history_forget(int32_t gid)
 	struct forget_job	*j;
 
 	chat_history_flush();
-	if (chat.storeq != NULL && (j = calloc(1, sizeof(*j))) != NULL) {
+	if (chat_history_q() != NULL && (j = calloc(1, sizeof(*j))) != NULL) {
 		j->gid = gid;
 		j->sj.run = forget_run;
 		j->sj.done = forget_done;
-		storeq_submit_idle(chat.storeq, &j->sj);
+		history_submit(&j->sj);
 		return;
 	}
 	if (store_history_forget(chat.store, gid) != STORE_OK)
@@ -506,8 +606,8 @@ prune_done(struct workq_job *sj)
 	struct prune_job	*j = (struct prune_job *)sj;
 
 	if (j->err == NULL && j->n == PRUNE_ROWS &&
-	    j->rounds < PRUNE_ROUNDS && chat.storeq != NULL) {
-		storeq_submit_idle(chat.storeq, &j->sj);
+	    j->rounds < PRUNE_ROUNDS && chat_history_q() != NULL) {
+		history_submit(&j->sj);
 		return;
 	}
 	if (j->err != NULL)
@@ -525,6 +625,8 @@ chat_history_tick(void)
 	double			 now = util_mono_coarse();
 	struct prune_job	*j;
 
+	if (chat.cfg->history_days > 0)
+		chat_histspool_open();
 	if (chat.slot != 0 || (prune_at != 0 && now < prune_at))
 		return;
 	prune_at = now + PRUNE_INTERVAL;
@@ -535,9 +637,9 @@ chat_history_tick(void)
 	    j->days * 86400000LL;
 	j->sj.run = prune_run;
 	j->sj.done = prune_done;
-	if (chat.storeq != NULL) {
+	if (chat_history_q() != NULL) {
 		/* behind the jobs senders wait for */
-		storeq_submit_idle(chat.storeq, &j->sj);
+		history_submit(&j->sj);
 		return;
 	}
 	/* no store thread (a tool) */

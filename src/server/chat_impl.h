@@ -172,6 +172,28 @@ int	chat_history_rate(struct session *s);
 /* chat_resume.c */
 void	handle_resume(struct conn *c, const struct proto_req *req);
 void	chat_history_forget(int32_t gid);
+/* The history thread's queue (chat.storeq, or NULL, without one). */
+struct storeq *chat_history_q(void);
+/* A CALL_HISTWRITE call starts (+1) or is done (-1): boosts meanwhile. */
+void	chat_history_calls(int delta);
+/* n rows (bytes of text) left memory: appended to the spool. */
+void	chat_history_out(size_t n, size_t bytes);
+/* n rows kept by this run are stored: the reads behind them go. */
+void	chat_history_stored(size_t n);
+/* Every row that left memory is stored (or given up): reads go. */
+void	chat_history_settle(void);
+/* Rows the spool refused: stored from memory (takes rows and text). */
+void	chat_history_direct(struct store_hist *rows, char *text, size_t n,
+	    size_t bytes);
+
+/* chat_histspool.c: history rows through the worker's spool file */
+void	chat_histspool_open(void);
+int	chat_histspool_on(void);
+int	chat_histspool_full(int full, size_t held);
+/* 0: rows and text are the spool's now; -1: no spool (still the caller's) */
+int	chat_histspool_append(struct store_hist *rows, char *text, size_t n,
+	    size_t bytes);
+void	chat_histspool_close(void);
 
 /* chat_route.c */
 /*
@@ -478,8 +500,10 @@ void	chat_stores_note(void);
 enum call_lane {
 	CALL_READ,		/* chat.storeq_read: reads only */
 	CALL_WRITE,		/* chat.storeq: behind the writes queued */
-	CALL_HISTORY		/* a read once this worker's history rows
+	CALL_HISTORY,		/* a read once this worker's history rows
 				 * held now are written (chat_history_hold) */
+	CALL_HISTWRITE		/* chat.storeq_hist, boosted: writes that
+				 * touch history (account deletion) */
 };
 /*
  * Embedded first in a request's own job.  run(k, st) in a store thread

@@ -269,6 +269,27 @@ raise_nofile(void)
 }
 
 /*
+ * RLIMIT_NICE 20, soft and hard, while still root: a worker's history
+ * thread at SCHED_IDLE may then be boosted to SCHED_OTHER when someone
+ * waits for it (histprio.h); inherited across the drop to user.
+ */
+static void
+raise_nice(void)
+{
+	struct rlimit	 rl, want;
+
+	if (getrlimit(RLIMIT_NICE, &rl) == -1 || rl.rlim_cur >= 20)
+		return;
+	want.rlim_cur = 20;
+	want.rlim_max = rl.rlim_max < 20 ? 20 : rl.rlim_max;
+	if (setrlimit(RLIMIT_NICE, &want) == 0)
+		return;
+	/* not root: as far as the hard limit goes */
+	rl.rlim_cur = rl.rlim_max < 20 ? rl.rlim_max : 20;
+	(void)setrlimit(RLIMIT_NICE, &rl);
+}
+
+/*
  * Create the schema and find configuration mistakes before the workers
  * start: in a short-lived child, as the workers' user, so that the
  * master itself never opens the store.
@@ -352,6 +373,7 @@ upgraded_main(struct node *n, struct up_inherit *up)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	raise_nice();
 	if (worker_privileges_check(&n->cfg, err, sizeof(err)) == -1) {
 		upgrade_fail(up->sock, "%s", err);
 		return 1;
@@ -499,6 +521,7 @@ main(int argc, char *argv[])
 
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	raise_nice();
 	n.nslots = n.cfg.workers;
 	if ((pidfd = pidfile_open(n.cfg.pid_file)) == -1)
 		return 1;

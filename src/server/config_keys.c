@@ -192,6 +192,14 @@ const struct cfg_key cfg_keys[] = {
 	{ "history_days", CFG_INT, OFF(history_days), "30",
 	    0, 36500, RELOAD, NULL,
 	    "days a conversation's messages are kept; 0: none" },
+	{ "history_spool", CFG_STRING, OFF(history_spool), NULL,
+	    0, 0, RESTART, NULL,
+	    "file prefix of each worker's history backlog (.N added); "
+	    "none: in memory; unset: the SQLite file's name + -spool, else "
+	    LOCALSTATEDIR "/lib/chatd/history-spool" },
+	{ "history_spool_max", CFG_SIZE, OFF(history_spool_max), "1g",
+	    1 * MiB, 1024 * GiB, RESTART, NULL,
+	    "history backlog bytes per worker before senders wait" },
 	/* privileges */
 	{ "user", CFG_STRING, OFF(user), NULL,
 	    0, 0, RESTART, check_user,

@@ -30,6 +30,7 @@
 #include "proto.h"
 #include "pubsub.h"
 #include "store.h"
+#include "histprio.h"
 #include "storeq.h"
 #include "upgrade.h"
 #include "util.h"
@@ -41,6 +42,12 @@
 #define CHANNEL_MSGS_PER_EVENT	256
 #define STOP_FLUSH_SECONDS	2.0
 #define STOREQ_THREADS		1	/* store threads (and connections) per worker */
+/* Watch a store queue's descriptor; storeq_cb completes its jobs. */
+#define WORKER_QUEUE_WATCH(io, q) do {					\
+	ev_io_init(&(io), storeq_cb, storeq_fd(q), EV_READ);		\
+	(io).data = (q);						\
+	ev_io_start(loop, &(io));					\
+} while (0)
 
 /* Messages for another worker: channel.c's queue, and when to drain it. */
 struct chanq {
@@ -58,12 +65,14 @@ static struct store	*store;
 static struct authpool	*auth;
 static struct storeq	*storeq;	/* store calls off the loop */
 static struct storeq	*storeq_rd;	/* reads that must not queue behind them */
+static struct storeq	*storeq_hist;	/* history, at idle priority (histprio.h) */
 static struct pubsub	*pubsub;	/* cluster mode only */
 /* pubsub's counters as last added to the slot's (which outlive us) */
 static uint64_t		 bus_rejected_seen, failovers_seen, unreplicated_seen;
 static struct chanq	*chanqs;
 static char		*chan_rbuf;
-static ev_io		 accept_io, chan_io, auth_io, storeq_io, storeq_rd_io;
+static ev_io		 accept_io, chan_io, auth_io, storeq_io, storeq_rd_io,
+			 storeq_hist_io;
 static ev_io		 master_io;
 static ev_io		 ws_accept_io;	/* websocket_listen, if set */
 static ev_io		 ho_io;		/* the master's socket, when full */
@@ -434,7 +443,7 @@ auth_cb(struct ev_loop *l, ev_io *w, int revents)
 static void
 storeq_cb(struct ev_loop *l, ev_io *w, int revents)
 {
-	storeq_complete(w == &storeq_rd_io ? storeq_rd : storeq);
+	storeq_complete(w->data);
 }
 
 static void
@@ -809,6 +818,7 @@ worker_main(struct node *n, int slot)
 	opts.tls_ca = n->cfg.db_tls_ca;
 	opts.tls_cert = n->cfg.db_tls_cert;
 	opts.tls_key = n->cfg.db_tls_key;
+	opts.hist = STORE_HIST_READER;
 	if ((store = store_open(n->cfg.storage, &opts, err, sizeof(err))) ==
 	    NULL) {
 		log_warnx("storage: %s", err);
@@ -817,7 +827,9 @@ worker_main(struct node *n, int slot)
 	if ((storeq = storeq_new(n->cfg.storage, &opts, STOREQ_THREADS, err,
 	    sizeof(err))) == NULL ||
 	    (storeq_rd = storeq_new(n->cfg.storage, &opts, STOREQ_THREADS,
-	    err, sizeof(err))) == NULL) {
+	    err, sizeof(err))) == NULL || (opts.hist = STORE_HIST_WRITER,
+	    storeq_hist = storeq_new(n->cfg.storage, &opts, 1, err,
+	    sizeof(err))) == NULL || histprio_start(storeq_hist) == -1) {
 		log_warnx("storage: %s", err);
 		exit(CHATD_EXIT_FATAL);
 	}
@@ -862,6 +874,7 @@ worker_main(struct node *n, int slot)
 	chenv.store = store;
 	chenv.storeq = storeq;
 	chenv.storeq_read = storeq_rd;
+	chenv.storeq_hist = storeq_hist;
 	chenv.online = n->online;
 	chenv.auth = auth;
 	chenv.stats = stats;
@@ -908,10 +921,9 @@ worker_main(struct node *n, int slot)
 	ev_io_init(&chan_io, chan_read_cb, n->chans.fds[slot][0], EV_READ);
 	ev_io_init(&auth_io, auth_cb, authpool_fd(auth), EV_READ);
 	ev_io_start(loop, &auth_io);
-	ev_io_init(&storeq_io, storeq_cb, storeq_fd(storeq), EV_READ);
-	ev_io_start(loop, &storeq_io);
-	ev_io_init(&storeq_rd_io, storeq_cb, storeq_fd(storeq_rd), EV_READ);
-	ev_io_start(loop, &storeq_rd_io);
+	WORKER_QUEUE_WATCH(storeq_io, storeq);
+	WORKER_QUEUE_WATCH(storeq_rd_io, storeq_rd);
+	WORKER_QUEUE_WATCH(storeq_hist_io, storeq_hist);
 	ev_io_init(&master_io, master_gone_cb, n->master_pipe[0], EV_READ);
 	ev_io_start(loop, &master_io);
 	ev_prepare_init(&flush_prep, flush_cb);
@@ -960,10 +972,14 @@ worker_main(struct node *n, int slot)
 		pubsub_free(ps);
 		chat_pubsub_gone();
 	}
-	/* the last history rows join the store queue, whose jobs finish */
+	/* the last history rows join the history queue, whose jobs finish */
 	chat_history_flush();
+	chat_histspool_closing();
 	storeq_free(storeq_rd);
 	storeq_free(storeq);
+	chat_history_flush();	/* what their last jobs kept */
+	histprio_boost(1);
+	storeq_free(storeq_hist);
 	chat_storeq_closed();
 	conn_reap();
 	chanq_store_all();

@@ -151,6 +151,15 @@ def pid_alive(pid):
     return st[st.rfind(")") + 2:].split()[0] != "Z"
 
 
+def sqlite_db(path, **kw):
+    """A connection to chatd's SQLite file with its history file attached
+    as hist, as chatd has it (History and HistoryConv live there)."""
+    import sqlite3
+    db = sqlite3.connect(path, **kw)
+    db.execute("ATTACH ? AS hist", (path + "-history",))
+    return db
+
+
 def wait_for(pred, timeout=TIMEOUT, interval=0.02):
     """Poll pred() until it is true; returns its last value."""
     deadline = time.monotonic() + timeout

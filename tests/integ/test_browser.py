@@ -489,7 +489,7 @@ class Browser(unittest.TestCase):
 
         def kept():
             import sqlite3
-            d = sqlite3.connect(db)
+            d = chatlib.sqlite_db(db)
             try:
                 return d.execute("SELECT count(*) FROM History WHERE sender"
                                  " IN (?, ?)", (aid, bid)).fetchone()[0]

@@ -82,7 +82,7 @@ class Upgrade(unittest.TestCase):
         with srv:
             self.check_upgraded(srv)
             db = sqlite3.connect(path)
-            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 4)
+            self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 5)
             cols = [r[1] for r in db.execute("PRAGMA table_info(GroupUser)")]
             self.assertIn("admin", cols)
             self.assertIn("joinedat", cols)

@@ -83,7 +83,7 @@ class Base(unittest.TestCase):
 
     def rows(self, where):
         """History rows matching where, straight from the store."""
-        db = sqlite3.connect(os.path.join(self.srv.dir, "chat.db"))
+        db = chatlib.sqlite_db(os.path.join(self.srv.dir, "chat.db"))
         try:
             return db.execute("SELECT count(*) FROM History WHERE " +
                               where).fetchone()[0]
@@ -316,7 +316,7 @@ class KeepsNothing(Base):
         m = history(a, toid=b.id)
         self.assertEqual((m["msgid"], m["messages"], m["more"]),
                          (HISTORY_ACK, [], False))
-        db = sqlite3.connect(os.path.join(self.srv.dir, "chat.db"))
+        db = chatlib.sqlite_db(os.path.join(self.srv.dir, "chat.db"))
         self.assertEqual(db.execute("SELECT count(*) FROM History")
                          .fetchone(), (0,))
         db.close()
@@ -335,9 +335,16 @@ class Prune(unittest.TestCase):
             b.c.recv_msgid(chatlib.ONE_CHAT)
             a.c.sync()
             b.c.sync()
+            # stored (a stop leaves what waits in the spool for the
+            # next start, where this test would prune it first)
+            d = chatlib.sqlite_db(path)
+            self.assertTrue(wait_for(lambda: d.execute(
+                "SELECT count(*) FROM History").fetchone()[0] == 2,
+                timeout=SLOW))
+            d.close()
         finally:
             srv.stop()
-        db = sqlite3.connect(path)
+        db = chatlib.sqlite_db(path)
         self.assertEqual(db.execute("SELECT count(*) FROM History")
                          .fetchone(), (2,))
         db.execute("UPDATE History SET created = created - 31 * 86400000 "
@@ -346,7 +353,7 @@ class Prune(unittest.TestCase):
         db.close()
         with srv:
             def left():
-                d = sqlite3.connect(path)
+                d = chatlib.sqlite_db(path)
                 try:
                     return d.execute("SELECT count(*) FROM History"
                                      ).fetchone()[0]
@@ -448,9 +455,13 @@ class Upgrade(unittest.TestCase):
             DATA, "schema-v2-sqlite.sql"), fill, 2)
         with srv:
             self.check(srv)
-            db = sqlite3.connect(path)
+            db = chatlib.sqlite_db(path)
             self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0],
-                             4)
+                             5)
+            # History moved to the history file (version 5)
+            self.assertEqual(db.execute(
+                "SELECT count(*) FROM main.sqlite_master WHERE name IN "
+                "('History', 'HistoryConv')").fetchone()[0], 0)
             self.assertEqual(db.execute(
                 "SELECT userid, grouprole, joined, admin, joinedat FROM "
                 "GroupUser WHERE groupid = 1 ORDER BY userid").fetchall(),
@@ -558,9 +569,13 @@ class UpgradeV3(unittest.TestCase):
             DATA, "schema-v3-sqlite.sql"), fill, 3)
         with srv:
             self.check(srv)
-            db = sqlite3.connect(path)
+            db = chatlib.sqlite_db(path)
             self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0],
-                             4)
+                             5)
+            # History moved to the history file (version 5)
+            self.assertEqual(db.execute(
+                "SELECT count(*) FROM main.sqlite_master WHERE name IN "
+                "('History', 'HistoryConv')").fetchone()[0], 0)
             self.assertEqual(db.execute("SELECT count(*) FROM History"
                                         ).fetchone()[0], len(V3_HISTORY))
             self.assertEqual(sorted(db.execute(

@@ -399,6 +399,7 @@ store_mysql_open(const char *url, const struct store_opts *opts,
 	snprintf(m->init_cmd, sizeof(m->init_cmd), "SET SESSION sql_mode = "
 	    "'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION', "
 	    "innodb_lock_wait_timeout = %u", lockwait);
+	m->read_committed = opts->hist == STORE_HIST_WRITER;
 	m->pool_max = opts->pool_max > 0 ? opts->pool_max : 1;
 	m->idle_sec = opts->pool_idle_sec > 0 ? opts->pool_idle_sec : 60;
 	if ((m->idle = calloc(m->pool_max, sizeof(*m->idle))) == NULL) {

@@ -182,6 +182,15 @@ my_conn_open(struct my *m)
 	mysql_options(c->my, MYSQL_OPT_WRITE_TIMEOUT, &m->query_sec);
 	mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	mysql_options(c->my, MYSQL_INIT_COMMAND, m->init_cmd);
+	/*
+	 * The history thread's connection (store.h STORE_HIST_WRITER):
+	 * its INSERT ... SELECT checks then read Block, User and AllGroup
+	 * without shared row locks, which a writer at normal priority
+	 * would wait for while the idle thread is not scheduled.
+	 */
+	if (m->read_committed)
+		mysql_options(c->my, MYSQL_INIT_COMMAND, "SET SESSION "
+		    "TRANSACTION ISOLATION LEVEL READ COMMITTED");
 	if (m->url.sock != NULL) {
 		proto = MYSQL_PROTOCOL_SOCKET;
 		mysql_options(c->my, MYSQL_OPT_PROTOCOL, &proto);

@@ -48,6 +48,7 @@ struct my {
 	unsigned int	 connect_sec;
 	unsigned int	 query_sec;
 	char		 init_cmd[160];
+	int		 read_committed;	/* the history thread's */
 	int		 pool_max;
 	int		 idle_sec;
 	enum store_tls	 tls;

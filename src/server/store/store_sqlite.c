@@ -7,6 +7,16 @@
  * lock conflict that outlasts the busy handler is retried as a whole
  * transaction a few times before it is reported.  Every statement is
  * prepared once at open; input is only ever bound, never pasted.
+ *
+ * History and HistoryConv live in a file of their own, "<db>-history",
+ * attached to every connection as hist (unqualified names find them:
+ * the main file has none).  A worker's history thread alone writes it,
+ * at idle priority (chat_history.c), so nothing else may wait for a
+ * lock it holds: its transactions start deferred and write the history
+ * file only (reading the main one is a WAL snapshot, which blocks no
+ * writer), and the worker's other handles attach the history file
+ * read-only, because BEGIN IMMEDIATE takes the write lock of every
+ * database attached read-write.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -29,7 +39,9 @@
 #include "sqlite_upgrade.h"	/* generated from sql/sqlite-upgrade.sql */
 
 /* The PRAGMA user_version that sql/sqlite.sql sets. */
-#define SQ_SCHEMA_VERSION	4
+#define SQ_SCHEMA_VERSION	5
+/* The first version whose History is in the history file. */
+#define SQ_HIST_FILE_VERSION	5
 
 /* Whole-transaction retries after SQLITE_BUSY: <= ~0.9 s of sleep. */
 #define SQ_TRIES		8	/* attempts of a call that finds the file locked */
@@ -379,16 +391,53 @@ static int
 schema_once(struct sq *sq)
 {
 	sqlite3_int64	 v, n;
+	const char	*p;
+	char		*sql;
+	size_t		 len;
+	int		 rc;
 
-	/* Outside a transaction: these cannot change inside one. */
+	/*
+	 * Outside a transaction: these cannot change inside one.  History
+	 * commits skip the fsync (synchronous NORMAL: a power loss may
+	 * take the last ones, the file stays whole).
+	 */
 	if (sq_exec(sq, "PRAGMA journal_mode = WAL", "journal mode") ||
 	    sq_exec(sq, "PRAGMA synchronous = FULL", "synchronous") ||
+	    sq_exec(sq, "PRAGMA hist.journal_mode = WAL", "journal mode") ||
+	    sq_exec(sq, "PRAGMA hist.synchronous = NORMAL", "synchronous") ||
 	    sq_exec(sq, "PRAGMA foreign_keys = ON", "foreign keys"))
 		return STORE_ERR;
 
+	/*
+	 * A version 4 file: its history is copied to the history file in
+	 * a transaction of its own first, committed before the one below
+	 * drops the main file's tables (a transaction over two WAL files
+	 * is not atomic across them).  The copy is idempotent.
+	 */
+	if (sq_int(sq, "PRAGMA main.user_version", &v))
+		return STORE_ERR;
+	if (v == SQ_HIST_FILE_VERSION - 1) {
+		if ((p = store_upgrade_step(sqlite_upgrade,
+		    SQ_HIST_FILE_VERSION, &len)) == NULL ||
+		    (sql = store_memdup(p, len)) == NULL)
+			return store_set_error(&sq->st, "history file: no "
+			    "upgrade step or no memory");
+		if ((rc = sq_exec(sq, "BEGIN IMMEDIATE", "begin")) ==
+		    STORE_OK && (rc = sq_exec(sq, sql, "copy history to the "
+		    "history file")) == STORE_OK)
+			rc = sq_exec(sq, "COMMIT", "commit");
+		free(sql);
+		if (rc != STORE_OK) {
+			if (!sqlite3_get_autocommit(sq->db))
+				sqlite3_exec(sq->db, "ROLLBACK", NULL, NULL,
+				    NULL);
+			return rc;
+		}
+	}
+
 	if (sq_exec(sq, "BEGIN IMMEDIATE", "begin"))
 		return STORE_ERR;
-	if (sq_int(sq, "PRAGMA user_version", &v))
+	if (sq_int(sq, "PRAGMA main.user_version", &v))
 		goto fail;
 	if (v > SQ_SCHEMA_VERSION) {
 		store_set_error(&sq->st, "schema version %lld is newer than "
@@ -398,7 +447,7 @@ schema_once(struct sq *sq)
 	}
 	if (v == 0) {
 		/* Not ours (or half made by hand): do not guess. */
-		if (sq_int(sq, "SELECT count(*) FROM sqlite_master", &n))
+		if (sq_int(sq, "SELECT count(*) FROM main.sqlite_master", &n))
 			goto fail;
 		if (n > 0) {
 			store_set_error(&sq->st, "file has tables but no "
@@ -410,7 +459,7 @@ schema_once(struct sq *sq)
 	if (v > 0 && sq_upgrade(sq, (int)v) != STORE_OK)
 		goto fail;
 	if (sq_exec(sq, sqlite_schema, "create schema") ||
-	    sq_int(sq, "PRAGMA user_version", &v))
+	    sq_int(sq, "PRAGMA main.user_version", &v))
 		goto fail;
 	if (v != SQ_SCHEMA_VERSION) {
 		store_set_error(&sq->st, "built-in schema sets version %lld, "
@@ -425,6 +474,74 @@ schema_once(struct sq *sq)
 	if (!sqlite3_get_autocommit(sq->db))
 		sqlite3_exec(sq->db, "ROLLBACK", NULL, NULL, NULL);
 	return STORE_ERR;
+}
+
+/*
+ * The history file's name beside path ("<path>-history"; ":memory:" for
+ * an in-memory store), as a URI that opens it read-only when ro (the
+ * connection takes URIs): NULL on no memory.
+ */
+static char *
+sq_hist_name(const char *path, int ro)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	const char		*sfx = "-history";
+	char			*s, *o;
+	size_t			 len = strlen(path);
+	const unsigned char	*p;
+
+	if (strcmp(path, ":memory:") == 0)
+		return strdup(path);
+	if (!ro) {
+		if ((s = malloc(len + strlen(sfx) + 1)) != NULL)
+			snprintf(s, len + strlen(sfx) + 1, "%s%s", path, sfx);
+		return s;
+	}
+	/* "file:" + each byte as %XX at worst + sfx + "?mode=ro" */
+	if ((s = malloc(5 + 3 * len + strlen(sfx) + 9)) == NULL)
+		return NULL;
+	o = s + snprintf(s, 6, "file:");
+	for (p = (const unsigned char *)path; *p != '\0'; p++)
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("/._-~", *p) != NULL)
+			*o++ = (char)*p;
+		else {
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	snprintf(o, strlen(sfx) + 9, "%s?mode=ro", sfx);
+	return s;
+}
+
+/*
+ * ATTACH path's history file AS hist, read-only when ro (its name
+ * bound, never pasted): STORE_OK, or STORE_ERR with err set.
+ */
+static int
+sq_attach(struct sq *sq, const char *path, int ro, char *err, size_t errlen)
+{
+	sqlite3_stmt	*s = NULL;
+	char		*name;
+	int		 rc;
+
+	if ((name = sq_hist_name(path, ro)) == NULL)
+		rc = store_set_error(&sq->st, "out of memory");
+	else if ((rc = sqlite3_prepare_v2(sq->db, "ATTACH ?1 AS hist", -1,
+	    &s, NULL)) != SQLITE_OK)
+		rc = sq_fail(sq, NULL, rc, "attach");
+	else {
+		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		rc = rc == SQLITE_DONE ? STORE_OK : sq_fail(sq, NULL, rc,
+		    "attach");
+	}
+	sqlite3_finalize(s);
+	free(name);
+	if (rc != STORE_OK)
+		snprintf(err, errlen, "sqlite: %s-history: %s", path,
+		    sq->st.err);
+	return rc;
 }
 
 /* Make the file ourselves so password hashes are not world-readable. */
@@ -452,6 +569,7 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 {
 	struct sq	*sq;
 	const char	*sql;
+	char		*hname = NULL;
 	int		 rc, i;
 
 	if (path[0] == '\0') {
@@ -460,6 +578,14 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 	}
 	if (sq_create_file(path, err, errlen) == -1)
 		return NULL;
+	if ((hname = sq_hist_name(path, 0)) == NULL) {
+		snprintf(err, errlen, "sqlite: out of memory");
+		return NULL;
+	}
+	rc = sq_create_file(hname, err, errlen);
+	free(hname);
+	if (rc == -1)
+		return NULL;
 	if ((sq = calloc(1, sizeof(*sq))) == NULL) {
 		snprintf(err, errlen, "sqlite: out of memory");
 		return NULL;
@@ -467,8 +593,9 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 	sq->st.ops = &sqlite_ops;
 	sq->st.seed = (unsigned int)getpid();
 
+	/* URIs for the read-only attach; path is a plain name */
 	rc = sqlite3_open_v2(path, &sq->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "sqlite: %s: %s", path, sq->db ?
 		    sqlite3_errmsg(sq->db) : sqlite3_errstr(rc));
@@ -476,6 +603,8 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 	}
 	sqlite3_extended_result_codes(sq->db, 1);
 	sqlite3_busy_timeout(sq->db, opts->busy_timeout_ms);
+	if (sq_attach(sq, path, 0, err, errlen) != STORE_OK)
+		goto fail;
 
 	/* several workers may start at once: the same retries as a call */
 	for (sq->st.attempt = 0;; sq->st.attempt++) {
@@ -489,10 +618,22 @@ store_sqlite_open(const char *path, const struct store_opts *opts,
 		snprintf(err, errlen, "%s: %s", path, sq->st.err);
 		goto fail;
 	}
+	/* a reader: the history file again, read-only (see the top) */
+	if (opts->hist == STORE_HIST_READER && strcmp(path, ":memory:") != 0) {
+		if (sq_exec(sq, "DETACH hist", "detach") != STORE_OK) {
+			snprintf(err, errlen, "sqlite: %s", sq->st.err);
+			goto fail;
+		}
+		if (sq_attach(sq, path, 1, err, errlen) != STORE_OK)
+			goto fail;
+	}
 
 	for (i = 0; i < Q_MAX; i++) {
 		if ((sql = store_sql(sq_sql, i)) == NULL)
 			continue;	/* a MySQL statement */
+		/* the history thread's: deferred (see the top) */
+		if (i == Q_BEGIN && opts->hist == STORE_HIST_WRITER)
+			sql = sq_sql[Q_BEGIN_READ];
 		rc = sqlite3_prepare_v3(sq->db, sql, -1,
 		    SQLITE_PREPARE_PERSISTENT, &sq->q[i], NULL);
 		if (rc != SQLITE_OK) {

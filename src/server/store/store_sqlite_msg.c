@@ -388,22 +388,11 @@ history_add_once(struct sq *sq, const struct store_hist *v, size_t n)
 	return sq_end(sq, rc);
 }
 
-/*
- * History is a convenience, not a delivery: its commits skip the fsync
- * (WAL, synchronous NORMAL: a power loss may take the last ones, the
- * file stays whole).  The next FULL commit of this handle syncs them.
- */
+/* History's commits skip the fsync: hist.synchronous (store_sqlite.c). */
 int
 sqlite_history_add(struct store *st, const struct store_hist *v, size_t n)
 {
-	struct sq	*sq = (struct sq *)st;
-	int		 rc;
-
-	sq->busy = 0;
-	sqlite3_exec(sq->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-	rc = sq_result(sq, history_add_once(sq, v, n));
-	sqlite3_exec(sq->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
-	return rc;
+	SQ_CALL(st, history_add_once(sq, v, n));
 }
 
 /* When the message before was kept (ms): 0, or STORE_NOTFOUND. */

@@ -1,0 +1,358 @@
+/*
+ * chat_histspool.c - a worker's history rows through its spool file
+ * (histspool.h), so that a backlog waits on disk, not in memory.
+ *
+ * On a saturated node the history thread runs at SCHED_IDLE and gets
+ * almost no CPU (histprio.h): its backlog is then the whole run (100k+
+ * chats a second).  Held in memory, back-pressure would stop senders
+ * within a second; in the spool it waits up to history_spool_max.  The
+ * write thread (normal priority, chat.storeq) appends each batch the
+ * loop hands it in one write(); the history thread takes a batch,
+ * stores it and marks it done, one take job at a time, each followed by
+ * the next while rows wait.  Rows a previous run left (a crash, an
+ * upgrade) are taken first; store_history_add leaves a row kept before
+ * as it is, so a batch taken twice is harmless.
+ *
+ * The spool opens at the first heartbeat, and again at each while it
+ * cannot (a binary upgrade's old worker holds its lock till it exits);
+ * meanwhile, and when an append fails, rows go the memory way.  An
+ * append that would pass history_spool_max (EFBIG) waits, with every
+ * batch after it, until takes have made room; senders are held before
+ * that (chat_histspool_full).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "chat_impl.h"
+#include "histspool.h"
+#include "log.h"
+#include "store.h"
+#include "storeq.h"
+#include "util.h"
+
+#define SP_ROWS_MIN	16	/* rows per take, adapted to its time */
+#define SP_ROWS_START	256
+#define SP_ROWS_MAX	16384
+#define SP_FAST		0.05	/* seconds: a full take this quick doubles */
+#define SP_SLOW		0.2	/* one this slow halves */
+#define SP_SYNC_SEC	1.0	/* fdatasync the spool this often, at most */
+
+static struct histspool	*sp;
+static int		 sp_off;	/* "none", or no place for it */
+static int		 sp_warned;	/* the open's failure was logged */
+static uint64_t		 sp_replay;	/* bytes a previous run left */
+static size_t		 sp_rows = SP_ROWS_START;
+static int		 sp_taking;	/* a take job is queued or runs */
+static int		 sp_closing;	/* the worker exits: no more takes */
+static double		 sp_synced;	/* write thread only */
+static struct append_job *sp_wait;	/* appends waiting for room, FIFO */
+static struct append_job **sp_wait_tail = &sp_wait;
+static int		 sp_retrying;	/* sp_wait's first is in the queue */
+static size_t		 sp_appending;	/* append jobs submitted, not done */
+
+/* "<prefix>.<slot>": NULL when none is to be used (or no memory). */
+static char *
+spool_path(void)
+{
+	const char	*pre = chat.cfg->history_spool, *st = chat.cfg->storage;
+	char		*p;
+	size_t		 n;
+
+	if (pre != NULL && strcmp(pre, "none") == 0)
+		return NULL;
+	if (pre == NULL && st != NULL && strncmp(st, "sqlite:", 7) == 0 &&
+	    strcmp(st + 7, ":memory:") != 0) {
+		n = strlen(st + 7) + 32;
+		if ((p = malloc(n)) != NULL)
+			snprintf(p, n, "%s-spool.%d", st + 7, chat.slot);
+		return p;
+	}
+	if (pre == NULL)
+		pre = LOCALSTATEDIR "/lib/chatd/history-spool";
+	n = strlen(pre) + 16;
+	if ((p = malloc(n)) != NULL)
+		snprintf(p, n, "%s.%d", pre, chat.slot);
+	return p;
+}
+
+/* Appends go to the spool (not once the worker exits: its queue goes). */
+int
+chat_histspool_on(void)
+{
+	return sp != NULL && !sp_closing;
+}
+
+static void	spool_kick(void);
+
+void
+chat_histspool_open(void)
+{
+	char	*path;
+
+	if (sp != NULL || sp_off || sp_closing ||
+	    chat.storeq_hist == NULL || chat.storeq == NULL)
+		return;
+	if ((path = spool_path()) == NULL) {
+		sp_off = 1;
+		return;
+	}
+	if ((sp = histspool_open(path, chat.cfg->history_spool_max)) == NULL) {
+		/* held by the worker this one succeeds: try at the next tick */
+		if (errno != EWOULDBLOCK && !sp_warned)
+			log_warn("history spool %s (history kept in memory "
+			    "meanwhile)", path);
+		sp_warned = 1;
+		free(path);
+		return;
+	}
+	sp_replay = histspool_appended(sp);
+	if (sp_replay > 0)
+		log_notice("history spool %s: %llu bytes left by the last run "
+		    "are stored first", path, (unsigned long long)sp_replay);
+	free(path);
+	spool_kick();
+}
+
+/*
+ * Whether senders are to wait for the spool (full: what it holds and
+ * held, the bytes still in memory, past 15/16 of history_spool_max),
+ * or may not go on yet (!full: past 3/4).
+ */
+int
+chat_histspool_full(int full, size_t held)
+{
+	uint64_t	 max = chat.cfg->history_spool_max;
+
+	if (sp == NULL)
+		return 0;
+	return histspool_pending(sp) + held > (full ? max / 16 * 15 :
+	    max / 4 * 3);
+}
+
+/* ---- appends, in the write thread ---- */
+
+struct append_job {
+	struct workq_job	 sj;
+	struct store_hist	*rows;
+	char			*text;
+	size_t			 n, bytes;
+	int			 err;		/* errno, or 0 */
+	struct append_job	*next;		/* in sp_wait */
+};
+
+/* The first append waiting for room tries again (after a take). */
+static void
+spool_retry(void)
+{
+	if (sp_wait == NULL || sp_retrying || !chat_histspool_on())
+		return;
+	sp_retrying = 1;
+	sp_wait->err = 0;
+	sp_appending++;
+	storeq_submit(chat.storeq, &sp_wait->sj);
+}
+
+static void
+append_run(struct workq_job *sj, void *ctx)
+{
+	struct append_job	*j = (struct append_job *)sj;
+	double			 now;
+
+	(void)ctx;
+	if (histspool_append(sp, j->rows, j->n) == -1) {
+		j->err = errno;
+		return;
+	}
+	/* a crash keeps what write() took; a power loss this much */
+	now = util_mono();
+	if (now - sp_synced >= SP_SYNC_SEC) {
+		(void)histspool_sync(sp);
+		sp_synced = now;
+	}
+}
+
+static void
+append_done(struct workq_job *sj)
+{
+	struct append_job	*j = (struct append_job *)sj;
+
+	sp_appending--;
+	if (j == sp_wait && sp_retrying) {
+		sp_retrying = 0;
+		if (j->err == EFBIG && !sp_closing)
+			return;		/* still no room: the next take */
+		if ((sp_wait = j->next) == NULL)
+			sp_wait_tail = &sp_wait;
+	} else if (j->err == EFBIG && chat_histspool_on()) {
+		/* no room: it waits (and what follows it) for takes */
+		j->next = NULL;
+		*sp_wait_tail = j;
+		sp_wait_tail = &j->next;
+		spool_kick();
+		return;
+	}
+	if (j->err != 0) {
+		/* the memory way: stored by the history thread all the same */
+		log_warnx("history spool: %zu messages go the memory way: %s",
+		    j->n, strerror(j->err));
+		chat_history_direct(j->rows, j->text, j->n, j->bytes);
+	} else {
+		chat_history_out(j->n, j->bytes);
+		free(j->rows);
+		free(j->text);
+		spool_kick();
+	}
+	free(j);
+	if (sp_closing)
+		chat_histspool_closing();	/* the rest from memory */
+	else
+		spool_retry();
+}
+
+int
+chat_histspool_append(struct store_hist *rows, char *text, size_t n,
+    size_t bytes)
+{
+	struct append_job	*j;
+
+	if (!chat_histspool_on() || (j = calloc(1, sizeof(*j))) == NULL)
+		return -1;
+	j->rows = rows;
+	j->text = text;
+	j->n = n;
+	j->bytes = bytes;
+	j->sj.run = append_run;
+	j->sj.done = append_done;
+	if (sp_wait != NULL) {
+		/* behind those waiting for room, in order */
+		*sp_wait_tail = j;
+		sp_wait_tail = &j->next;
+		return 0;
+	}
+	sp_appending++;
+	storeq_submit(chat.storeq, &j->sj);
+	return 0;
+}
+
+/* ---- takes, in the history thread ---- */
+
+struct take_job {
+	struct workq_job	 sj;
+	size_t			 max;
+	size_t			 n;		/* rows taken */
+	size_t			 fresh;		/* of them this run's */
+	int			 err;		/* the take's errno */
+	char			*serr;		/* the store's error */
+	double			 secs;
+};
+
+static void
+take_run(struct workq_job *sj, void *ctx)
+{
+	struct take_job		*j = (struct take_job *)sj;
+	struct histspool_batch	 b;
+	struct store		*st = ctx;
+	uint64_t		 at;
+	size_t			 i;
+	double			 t0 = util_mono();
+
+	memset(&b, 0, sizeof(b));
+	if (histspool_take(sp, j->max, &b) == -1) {
+		j->err = errno;
+		return;
+	}
+	/* rows that end within what the last run left are not this run's */
+	at = histspool_stored(sp);
+	for (i = 0; i < b.n; i++) {
+		at += HISTSPOOL_HDR + b.v[i].len;
+		if (at > sp_replay)
+			j->fresh++;
+	}
+	j->n = b.n;
+	if (b.n > 0 && store_history_add(st, b.v, b.n) != STORE_OK)
+		j->serr = strdup(store_error(st));
+	/* stored, or logged as not kept: either way done */
+	if (histspool_done(sp, &b) == -1)
+		j->err = errno;
+	j->secs = util_mono() - t0;
+}
+
+static void
+take_done(struct workq_job *sj)
+{
+	struct take_job	*j = (struct take_job *)sj;
+
+	if (j->err != 0)
+		log_warnx("history spool: %s", strerror(j->err));
+	if (j->serr != NULL)
+		log_warnx("history: %zu messages not kept: %s", j->n, j->serr);
+	if (j->secs < SP_FAST && j->n == sp_rows && sp_rows < SP_ROWS_MAX)
+		sp_rows *= 2;
+	else if (j->secs > SP_SLOW && sp_rows > SP_ROWS_MIN)
+		sp_rows /= 2;
+	sp_taking = 0;
+	spool_retry();
+	chat_history_stored(j->fresh);
+	/*
+	 * Nothing pending and nothing on its way: every row appended was
+	 * stored or given up (a damaged record): no read may wait for more.
+	 */
+	if (histspool_pending(sp) == 0 && sp_appending == 0 && sp_wait == NULL)
+		chat_history_settle();
+	/* a take that failed waits for the next append to try again */
+	if (j->n > 0 || j->err == 0)
+		spool_kick();
+	free(j->serr);
+	free(j);
+}
+
+/* The next take when rows wait and none is under way. */
+static void
+spool_kick(void)
+{
+	struct take_job	*j;
+
+	if (sp == NULL || sp_taking || sp_closing ||
+	    histspool_pending(sp) == 0 || (j = calloc(1, sizeof(*j))) == NULL)
+		return;
+	j->max = sp_rows;
+	j->sj.run = take_run;
+	j->sj.done = take_done;
+	sp_taking = 1;
+	storeq_submit(chat.storeq_hist, &j->sj);
+}
+
+/* The worker exits: appends waiting for room are stored from memory. */
+void
+chat_histspool_closing(void)
+{
+	struct append_job	*j;
+
+	sp_closing = 1;
+	while (!sp_retrying && (j = sp_wait) != NULL) {
+		if ((sp_wait = j->next) == NULL)
+			sp_wait_tail = &sp_wait;
+		chat_history_direct(j->rows, j->text, j->n, j->bytes);
+		free(j);
+	}
+}
+
+/* After the store queues are freed: what is pending waits in the file. */
+void
+chat_histspool_close(void)
+{
+	if (sp == NULL)
+		return;
+	if (histspool_pending(sp) > 0)
+		log_info("history spool: %llu bytes left for the next start",
+		    (unsigned long long)histspool_pending(sp));
+	(void)histspool_sync(sp);
+	histspool_close(sp);
+	sp = NULL;
+}

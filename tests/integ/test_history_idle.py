@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""History at idle priority (issue 17: history never slows live delivery).
+
+Each worker stores history in a thread of its own ("chatd-hist") at
+SCHED_IDLE, History and HistoryConv in a SQLite file of their own
+("<db>-history", schema version 5).  Here: the thread's policy; a
+HISTORY read answered with the reader's own rows while that thread is
+starved (the worker and a CPU hog pinned to one CPU, History made slow
+by a trigger), because the read boosts it; a worker SIGKILLed with a
+backlog in its spool file, whose every row is stored after the respawn;
+the upgrade of a version 4 file (its history moved to the history file,
+nothing lost)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True     # nothing written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chatlib  # noqa: E402
+import cluster  # noqa: E402
+import test_history as th  # noqa: E402
+from test_history_backlog import slow_rows  # noqa: E402
+from chatlib import ONE_CHAT, wait_for  # noqa: E402
+
+SCHED_IDLE = 5
+SLOW = 4 * chatlib.TIMEOUT      # generous: the sanitizer build is slow
+ROW_SECS = 0.005                # the trigger's CPU per History row
+CHATS = 60                      # rows the starved thread is to store
+STARVED_SECS = 3.0              # how long they must stay unstored
+
+
+def tasks(pid):
+    """{tid: (comm, policy)} of pid's threads (proc(5) stat field 41)."""
+    out = {}
+    base = "/proc/%d/task" % pid
+    for tid in os.listdir(base):
+        try:
+            with open("%s/%s/comm" % (base, tid)) as f:
+                comm = f.read().strip()
+            with open("%s/%s/stat" % (base, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue            # a thread that just ended
+        # after "(comm)" come fields 3...: field 41 is index 38
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(tid)] = (comm, int(fields[38]))
+    return out
+
+
+def hist_threads(srv):
+    return [(pid, tid, pol) for pid in srv.worker_pids()
+            for tid, (comm, pol) in tasks(pid).items()
+            if comm == "chatd-hist"]
+
+
+class IdleThread(unittest.TestCase):
+    def test_each_worker_has_one_at_sched_idle(self):
+        with chatlib.Server(workers=2) as srv:
+            got = wait_for(lambda: len(hist_threads(srv)) == 2 and all(
+                p == SCHED_IDLE for _, _, p in hist_threads(srv)),
+                timeout=SLOW)
+            self.assertTrue(got, hist_threads(srv))
+            pids = srv.worker_pids()
+            self.assertEqual(sorted(p for p, _, _ in hist_threads(srv)),
+                             sorted(pids))
+            # idle, yet it stores: a chat reaches the history file
+            a, b = srv.user("hi"), srv.user("hi")
+            a.chat(b.id, "kept at idle")
+            b.c.recv_msgid(ONE_CHAT)
+            db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"))
+            try:
+                self.assertTrue(wait_for(lambda: db.execute(
+                    "SELECT count(*) FROM hist.History").fetchone()[0] == 1,
+                    timeout=SLOW))
+                # the main file has no history table (version 5)
+                self.assertEqual(db.execute(
+                    "SELECT count(*) FROM main.sqlite_master WHERE name = "
+                    "'History'").fetchone()[0], 0)
+            finally:
+                db.close()
+
+
+def make_slow(db, secs):
+    """History slow: a trigger beside it in the history file."""
+    n = slow_rows(secs)
+    db.execute("CREATE TABLE hist.Slow (x INTEGER)")
+    db.executemany("INSERT INTO hist.Slow VALUES (?)", [(i,) for i in range(n)])
+    db.execute("CREATE TRIGGER hist.hist_slow AFTER INSERT ON History "
+               "BEGIN SELECT count(*) FROM Slow a, Slow b "
+               "WHERE a.x + b.x < 0; END")
+    db.commit()
+
+
+class Crash(unittest.TestCase):
+    def test_spool_backlog_stored_after_sigkill(self):
+        n = 200
+        with chatlib.Server(workers=1) as srv:
+            db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                                   timeout=60)
+            self.addCleanup(db.close)
+            spool = os.path.join(srv.dir, "chat.db-spool.0")
+            rows = lambda: db.execute(  # noqa: E731
+                "SELECT count(*) FROM History").fetchone()[0]
+            a, b = srv.user("hc"), srv.user("hc")
+            make_slow(db, 0.05)         # 200 rows: 10 s of store work
+            for i in range(n):
+                a.chat(b.id, "crash %d" % i)
+            for i in range(n):
+                b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            # every row in the spool (it stops growing), few stored
+            sizes = []
+
+            def size():
+                # the spool's two files (histspool.h)
+                return sum(os.path.getsize(p) for p in (spool, spool + ".b")
+                           if os.path.exists(p))
+
+            def settled():
+                sizes.append(size())
+                return len(sizes) > 2 and sizes[-1] == sizes[-3] > 0
+            self.assertTrue(wait_for(settled, timeout=SLOW, interval=0.5))
+            stored = rows()
+            self.assertLess(stored, n, "no backlog")
+            (pid,) = srv.worker_pids()
+            os.kill(pid, signal.SIGKILL)        # our worker, by its pid
+            db.execute("DROP TRIGGER hist.hist_slow")
+            db.commit()
+            self.assertTrue(wait_for(
+                lambda: srv.worker_pids() not in ([], [pid]), timeout=SLOW))
+            self.assertTrue(wait_for(lambda: rows() == n, timeout=SLOW,
+                                     interval=0.2), "%d of %d" % (rows(), n))
+            got = set(chatlib.json.loads(m)["msg"] for (m,) in db.execute(
+                "SELECT message FROM History"))
+            self.assertEqual(got, set("crash %d" % i for i in range(n)))
+            self.assertIn("left by the last run", srv.log_text())
+            self.assertTrue(wait_for(lambda: size() == 0, timeout=SLOW))
+            sys.stderr.write("\n%d of %d stored before the SIGKILL\n" %
+                             (stored, n))
+
+
+class Starved(unittest.TestCase):
+    """The worker and a hog share one CPU: the idle thread gets nothing
+    until a read waits for it."""
+
+    def setUp(self):
+        self.srv = chatlib.Server(workers=1)
+        self.srv.start()
+        self.addCleanup(self.srv.__exit__, None, None, None)
+        self.db = chatlib.sqlite_db(os.path.join(self.srv.dir, "chat.db"),
+                                    timeout=60)
+        self.addCleanup(self.db.close)
+        self.hog = None
+        self.addCleanup(self.stop_hog)
+
+    def stop_hog(self):
+        if self.hog is not None and self.hog.poll() is None:
+            self.hog.kill()             # ours, by its pid
+            self.hog.wait()
+
+    def rows(self):
+        return self.db.execute("SELECT count(*) FROM History").fetchone()[0]
+
+    def test_read_boosts_the_starved_thread(self):
+        cpu = max(os.sched_getaffinity(0))
+        a, b = self.srv.user("hs"), self.srv.user("hs")
+        make_slow(self.db, ROW_SECS)
+        # a hog on one CPU (bounded: it ends by itself), then the worker
+        self.hog = subprocess.Popen([
+            sys.executable, "-c",
+            "import os, time\n"
+            "os.sched_setaffinity(0, {%d})\n"
+            "end = time.monotonic() + %d\n"
+            "while time.monotonic() < end:\n"
+            "    pass\n" % (cpu, int(SLOW * 3))])
+        (pid,) = self.srv.worker_pids()
+        for tid in os.listdir("/proc/%d/task" % pid):
+            os.sched_setaffinity(int(tid), {cpu})
+        # live delivery goes on at normal priority
+        for i in range(CHATS):
+            a.chat(b.id, "starved %d" % i)
+        for i in range(CHATS):
+            self.assertEqual(b.c.recv_msgid(ONE_CHAT, timeout=SLOW)["msg"],
+                             "starved %d" % i)
+        # ... while history waits (normal priority would take ~2 s CPU
+        # share for them all; idle gets a few ms)
+        time.sleep(STARVED_SECS)
+        before = self.rows()
+        self.assertLess(before, CHATS // 2, "the idle thread was not starved")
+        # a read waits for this worker's rows: boosted, it gets them all
+        t0 = time.monotonic()
+        m = th.history(a, toid=b.id, limit=10)
+        took = time.monotonic() - t0
+        self.assertEqual(th.texts(m), ["starved %d" % i for i in
+                                       range(CHATS - 1, CHATS - 11, -1)], m)
+        self.assertEqual(self.rows(), CHATS)
+        sys.stderr.write("\nstored before the read %d of %d; the read took "
+                         "%.2f s\n" % (before, CHATS, took))
+
+
+V4_HCONV = "INSERT INTO HistoryConv (userid, conv, last) VALUES (?, ?, ?)"
+
+
+class UpgradeV4(unittest.TestCase):
+    check = th.UpgradeV3.check
+
+    def test_sqlite_v4(self):
+        def fill(q):
+            th.v3_rows(q)
+            q("INSERT INTO GroupUser (groupid, userid, grouprole, joined) "
+              "VALUES (1, 1, 'creator', 1), (1, 2, 'normal', 2)", ())
+            for uid, conv in th.V3_CONVS:
+                q(V4_HCONV, (uid, conv, th.T0 + 70000))
+        srv = chatlib.Server(workers=2)
+        path = cluster.sqlite_old(self, srv, os.path.join(
+            th.DATA, "schema-v4-sqlite.sql"), fill, 4)
+        with srv:
+            self.check(srv)
+            db = chatlib.sqlite_db(path)
+            try:
+                self.assertEqual(db.execute("PRAGMA user_version"
+                                            ).fetchone()[0], 5)
+                self.assertEqual(db.execute(
+                    "SELECT count(*) FROM main.sqlite_master WHERE name IN "
+                    "('History', 'HistoryConv')").fetchone()[0], 0)
+                self.assertEqual(sorted(db.execute(
+                    "SELECT smid, conv, sender, created FROM hist.History"
+                    ).fetchall()), sorted(
+                    (smid, th.conv(abs(s), to), s, th.T0 + sec * 1000)
+                    for smid, s, to, sec, _ in th.V3_HISTORY))
+                self.assertEqual(sorted(db.execute(
+                    "SELECT userid, conv FROM hist.HistoryConv").fetchall()),
+                    th.V3_CONVS)
+            finally:
+                db.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
