@@ -198,6 +198,12 @@ class Server:
         # the harness places connections on workers before login
         self.keys["whoami_anonymous"] = "yes"
         self.keys.update(allow_root="yes", rate_limit_rps=0, max_connections_per_ip=0, login_fail_max=0, login_fail_per_user_max=0, login_fail_per_ip_max=0, register_rate_per_ip=0)  # tests run as root; abuse limits off unless a test sets them (test_hostile.py)
+        # MySQL's default spool is under /var/lib/chatd (an install's):
+        # the tests' nodes spool in their own directory, as installed
+        # nodes do there
+        if not str(self.keys["storage"]).startswith("sqlite:"):
+            self.keys["history_spool"] = os.path.join(self.dir,
+                                                      "history-spool")
         for k, v in (extra or {}).items():
             self.keys[k] = v
         # CHATD_START_TIMEOUT raises it (a run under valgrind)
