@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cfg.h"
 #include "chat_impl.h"
@@ -42,6 +43,7 @@
 #define SP_FAST		0.05	/* seconds: a full take this quick doubles */
 #define SP_SLOW		0.2	/* one this slow halves */
 #define SP_SYNC_SEC	1.0	/* fdatasync the spool this often, at most */
+#define SP_RETRY_SEC	60.0	/* a batch the store refuses is tried this long */
 
 static struct histspool	*sp;
 static int		 sp_off;	/* "none", or no place for it */
@@ -49,7 +51,8 @@ static int		 sp_warned;	/* the open's failure was logged */
 static uint64_t		 sp_replay;	/* bytes a previous run left */
 static size_t		 sp_rows = SP_ROWS_START;
 static int		 sp_taking;	/* a take job is queued or runs */
-static int		 sp_closing;	/* the worker exits: no more takes */
+static int		 sp_closing;	/* the worker exits: no more takes
+					 * (read by the history thread) */
 static double		 sp_synced;	/* write thread only */
 static struct append_job *sp_wait;	/* appends waiting for room, FIFO */
 static struct append_job **sp_wait_tail = &sp_wait;
@@ -252,6 +255,34 @@ struct take_job {
 	double			 secs;
 };
 
+/*
+ * Store a taken batch.  Its rows stay in the spool until done, so while
+ * the store fails (a database restarting, a lock held past the busy
+ * timeout) the batch is tried again, for SP_RETRY_SEC.  NULL: stored
+ * (or *left: the worker exits meanwhile, and the next start takes the
+ * batch again); else the store's last error, allocated.
+ */
+static char *
+spool_store(struct store *st, const struct histspool_batch *b, int *left)
+{
+	struct timespec	 ts;
+	double		 end = util_mono() + SP_RETRY_SEC, wait = 0.1;
+
+	while (store_history_add(st, b->v, b->n) != STORE_OK) {
+		if (__atomic_load_n(&sp_closing, __ATOMIC_RELAXED)) {
+			*left = 1;
+			return NULL;
+		}
+		if (util_mono() + wait > end)
+			return strdup(store_error(st));
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)(wait * 1e9);
+		nanosleep(&ts, NULL);
+		wait = wait * 2 < 0.8 ? wait * 2 : 0.8;
+	}
+	return NULL;
+}
+
 static void
 take_run(struct workq_job *sj, void *ctx)
 {
@@ -260,6 +291,7 @@ take_run(struct workq_job *sj, void *ctx)
 	struct store		*st = ctx;
 	uint64_t		 at;
 	size_t			 i;
+	int			 left = 0;
 	double			 t0 = util_mono();
 
 	memset(&b, 0, sizeof(b));
@@ -275,9 +307,14 @@ take_run(struct workq_job *sj, void *ctx)
 			j->fresh++;
 	}
 	j->n = b.n;
-	if (b.n > 0 && store_history_add(st, b.v, b.n) != STORE_OK)
-		j->serr = strdup(store_error(st));
-	/* stored, or logged as not kept: either way done */
+	if (b.n > 0 && (j->serr = spool_store(st, &b, &left)) == NULL &&
+	    left) {
+		histspool_batch_free(&b);
+		j->n = j->fresh = 0;
+		j->secs = util_mono() - t0;
+		return;
+	}
+	/* stored, or logged as not kept after the retries: either way done */
 	if (histspool_done(sp, &b) == -1)
 		j->err = errno;
 	j->secs = util_mono() - t0;
@@ -334,7 +371,7 @@ chat_histspool_closing(void)
 {
 	struct append_job	*j;
 
-	sp_closing = 1;
+	__atomic_store_n(&sp_closing, 1, __ATOMIC_RELAXED);
 	while (!sp_retrying && (j = sp_wait) != NULL) {
 		if ((sp_wait = j->next) == NULL)
 			sp_wait_tail = &sp_wait;

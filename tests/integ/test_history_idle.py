@@ -8,6 +8,7 @@ HISTORY read answered with the reader's own rows while that thread is
 starved (the worker and a CPU hog pinned to one CPU, History made slow
 by a trigger), because the read boosts it; a worker SIGKILLed with a
 backlog in its spool file, whose every row is stored after the respawn;
+rows kept while the history file is locked past the busy timeout;
 the upgrade of a version 4 file (its history moved to the history file,
 nothing lost)."""
 
@@ -140,6 +141,42 @@ class Crash(unittest.TestCase):
             self.assertTrue(wait_for(lambda: size() == 0, timeout=SLOW))
             sys.stderr.write("\n%d of %d stored before the SIGKILL\n" %
                              (stored, n))
+
+
+class Refused(unittest.TestCase):
+    def test_rows_kept_while_the_store_refuses(self):
+        """The history file locked well past the busy timeout: the batch
+        the history thread took stays in the spool and is tried again,
+        so every row is kept once the lock goes (before, the batch was
+        logged as not kept and lost)."""
+        import sqlite3
+        n = 40
+        with chatlib.Server(workers=1, extra={
+                "sqlite_busy_timeout_ms": 200}) as srv:
+            db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                                   timeout=60)
+            self.addCleanup(db.close)
+            hist = sqlite3.connect(os.path.join(srv.dir, "chat.db-history"),
+                                   timeout=60, isolation_level=None)
+            self.addCleanup(hist.close)
+            a, b = srv.user("hr"), srv.user("hr")
+            hist.execute("BEGIN EXCLUSIVE")
+            for i in range(n):
+                a.chat(b.id, "refused %d" % i)
+            for i in range(n):
+                b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            # a read waits for these rows and boosts the history thread
+            # (so it tries, even on a busy machine): each try fails at 0.2 s
+            a.c.send_obj({"msgid": th.HISTORY, "toid": b.id, "limit": 50})
+            time.sleep(3.0)
+            hist.execute("COMMIT")
+            m = a.c.recv_msgid(th.HISTORY_ACK, timeout=SLOW)
+            self.assertEqual(len(m["messages"]), n, m)
+            rows = lambda: db.execute(  # noqa: E731
+                "SELECT count(*) FROM History").fetchone()[0]
+            self.assertTrue(wait_for(lambda: rows() == n, timeout=SLOW,
+                                     interval=0.2), "%d of %d" % (rows(), n))
+            self.assertNotIn("not kept", srv.log_text())
 
 
 class Starved(unittest.TestCase):
