@@ -124,22 +124,6 @@ store_kind(const struct store *st)
 	return st->ops->kind;
 }
 
-int
-store_grow(void **v, size_t n, size_t *cap, size_t sz)
-{
-	void	*nv;
-	size_t	 ncap;
-
-	if (n < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 8;
-	if ((nv = reallocarray(*v, ncap, sz)) == NULL)
-		return -1;
-	*v = nv;
-	*cap = ncap;
-	return 0;
-}
-
 const char *
 store_upgrade_step(const char *script, int v, size_t *len)
 {

@@ -251,12 +251,6 @@ struct store {
 int	store_backoff(struct store *st, int try);
 
 /*
- * Make room in *v (n elements used, *cap allocated, each sz bytes) for
- * one more, doubling.  0 or -1 (out of memory; *v unchanged).
- */
-int	store_grow(void **v, size_t n, size_t *cap, size_t sz);
-
-/*
  * The statements of upgrade step "-- @version v" (a line of its own) in
  * script: the text after that line up to the next marker or the end,
  * *len bytes; NULL when the script has no such step.

@@ -9,6 +9,7 @@
 
 #include "store.h"
 #include "store_impl.h"
+#include "util.h"
 #include "store_mysql_impl.h"
 
 static int
@@ -127,7 +128,7 @@ row_msg(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	struct mlist		*ml = arg;
 	struct store_msg	*msg;
 
-	if (store_grow((void **)&ml->out->v, ml->out->n, &ml->cap,
+	if (util_grow((void **)&ml->out->v, &ml->cap, ml->out->n,
 	    sizeof(*msg)) == -1)
 		return my_nomem(m);
 	msg = &ml->out->v[ml->out->n];

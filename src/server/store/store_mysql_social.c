@@ -10,6 +10,7 @@
 #include "store.h"
 #include "store_impl.h"
 #include "store_mysql_impl.h"
+#include "util.h"
 
 static int
 user_create_once(struct my *m, struct mconn *c, const char *name,
@@ -153,7 +154,7 @@ row_member(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	ul->rows++;
 	if (v[0].null)
 		return STORE_OK;
-	if (store_grow((void **)&ul->out->v, ul->out->n, &ul->cap,
+	if (util_grow((void **)&ul->out->v, &ul->cap, ul->out->n,
 	    sizeof(*u)) == -1)
 		return my_nomem(m);
 	u = &ul->out->v[ul->out->n];
@@ -469,7 +470,7 @@ row_group(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	struct glist		*gl = arg;
 	struct store_group	*g;
 
-	if (store_grow((void **)&gl->out->v, gl->out->n, &gl->cap,
+	if (util_grow((void **)&gl->out->v, &gl->cap, gl->out->n,
 	    sizeof(*g)) == -1)
 		return my_nomem(m);
 	g = &gl->out->v[gl->out->n];
@@ -499,8 +500,8 @@ row_group_member(struct my *m, void *arg, struct mcol *v, unsigned int nf)
 	if (gl->cur == gl->out->n || gl->out->v[gl->cur].id != v[0].i)
 		return STORE_OK;
 	g = &gl->out->v[gl->cur];
-	if (store_grow((void **)&g->members.v, g->members.n,
-	    &gl->ucap[gl->cur], sizeof(*u)) == -1)
+	if (util_grow((void **)&g->members.v, &gl->ucap[gl->cur],
+	    g->members.n, sizeof(*u)) == -1)
 		return my_nomem(m);
 	u = &g->members.v[g->members.n];
 	memset(u, 0, sizeof(*u));

@@ -11,6 +11,7 @@
 
 #include "store.h"
 #include "store_impl.h"
+#include "util.h"
 #include "store_sqlite_impl.h"
 
 /* ---- offline messages ---- */
@@ -81,7 +82,7 @@ msg_rows(struct sq *sq, sqlite3_stmt *s, struct store_msg_list *out,
 	int			 rc;
 
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (store_grow((void **)&out->v, out->n, &cap, sizeof(*m)) == -1)
+		if (util_grow((void **)&out->v, &cap, out->n, sizeof(*m)) == -1)
 			goto nomem;
 		m = &out->v[out->n];
 		m->id = sqlite3_column_int64(s, 0);

@@ -11,6 +11,7 @@
 
 #include "store.h"
 #include "store_impl.h"
+#include "util.h"
 #include "store_sqlite_impl.h"
 
 /* ---- users ---- */
@@ -179,7 +180,7 @@ members_read(struct sq *sq, sqlite3_stmt *s, int col, int withrole,
 		(*rows)++;
 		if (sqlite3_column_type(s, col) == SQLITE_NULL)
 			continue;
-		if (store_grow((void **)&out->v, out->n, &cap, sizeof(*u)) == -1)
+		if (util_grow((void **)&out->v, &cap, out->n, sizeof(*u)) == -1)
 			goto nomem;
 		u = &out->v[out->n];
 		memset(u, 0, sizeof(*u));
@@ -547,7 +548,7 @@ user_groups_once(struct sq *sq, int32_t uid, struct store_group_list *out)
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		id = (int32_t)sqlite3_column_int64(s, 0);
 		if (g == NULL || g->id != id) {
-			if (store_grow((void **)&out->v, out->n, &gcap,
+			if (util_grow((void **)&out->v, &gcap, out->n,
 			    sizeof(*g)) == -1)
 				goto nomem;
 			g = &out->v[out->n++];
@@ -558,7 +559,7 @@ user_groups_once(struct sq *sq, int32_t uid, struct store_group_list *out)
 			    sq_col_text(s, 2, &g->desc, &g->desc_len) == -1)
 				goto nomem;
 		}
-		if (store_grow((void **)&g->members.v, g->members.n, &ucap,
+		if (util_grow((void **)&g->members.v, &ucap, g->members.n,
 		    sizeof(*u)) == -1)
 			goto nomem;
 		u = &g->members.v[g->members.n];
