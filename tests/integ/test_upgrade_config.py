@@ -395,7 +395,8 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             # r settled: a chat delivered, nothing stored under way
             s.chat(r.id, "before", cmid=1)
             self.assertEqual(s.c.recv_msgid(103)["cmid"], 1)
-            self.assertEqual(r.c.recv_msgid(6)["msg"], "before")
+            first = r.c.recv_msgid(6)
+            self.assertEqual(first["msg"], "before")
 
             srv.write_config(workers=2)
             # stopped outside a write of its store (the new binary's
@@ -440,6 +441,12 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             self.workers_of(self.master, 2)
             # on its live connection, without a new login
             got = r.c.recv_msgid(6, timeout=60)
+            if got.get("smid") == first["smid"]:
+                # "before"'s copy: the lock held above delayed its
+                # removal past the hand over, and the adopter's fetch
+                # found it (a plain client's window, README "Delivery");
+                # same smid, dropped as a client that acknowledges would
+                got = r.c.recv_msgid(6, timeout=60)
             self.assertEqual(got["msg"], "while slot 2 waits")
             info = r.c.whoami_full()
             self.assertEqual((info["id"], info["worker"]), (r.id, 1))
