@@ -57,7 +57,6 @@ struct blocks_wait {
 	struct held_chat	*head, **tail;
 	size_t			 n, bytes;
 	int32_t			 uid;		/* whose chats they are */
-	unsigned		 fetching:1;	/* a read is under way */
 	double			 retry_at;	/* a read failed: not before */
 };
 
@@ -90,6 +89,7 @@ session_blocks_free(struct session *s)
 	s->blocked = NULL;
 	s->nblocked = 0;
 	s->blocks_loaded = 0;
+	s->blocks_fetching = 0;	/* a read for this user answers nobody */
 	if (bw == NULL)
 		return;
 	/* the session ends first: what was never written is kept (those
@@ -145,7 +145,8 @@ blocks_hold(struct conn *c, int64_t smid, const char *line, size_t len)
 	 * fails (and past these bounds) a chat is delivered unfiltered
 	 * rather than delayed without end.
 	 */
-	if (bw->n == 0 && !bw->fetching && bw->retry_at > util_mono_coarse())
+	if (bw->n == 0 && !s->blocks_fetching &&
+	    bw->retry_at > util_mono_coarse())
 		return BLOCK_PASS;
 	if (bw->n >= HELD_MAX_CHATS || bw->bytes + len > HELD_MAX_BYTES ||
 	    (h = malloc(sizeof(*h) + len)) == NULL) {
@@ -161,7 +162,7 @@ blocks_hold(struct conn *c, int64_t smid, const char *line, size_t len)
 	bw->n++;
 	bw->bytes += len;
 	/* queued first: without store threads the read answers at once */
-	if (!bw->fetching && session_blocks_fetch(c) == -1)
+	if (!s->blocks_fetching && session_blocks_fetch(c) == -1)
 		held_flush(c, 0);
 	return BLOCK_HELD;
 }
@@ -187,9 +188,9 @@ blocks_release(struct conn *c)
 	struct session		*s = c->sess;
 	struct blocks_wait	*bw = s->blocks_wait;
 
+	s->blocks_fetching = 0;
 	if (bw == NULL)
 		return;
-	bw->fetching = 0;
 	if (!s->blocks_loaded)
 		bw->retry_at = util_mono_coarse() + BLOCKS_RETRY_SEC;
 	held_flush(c, s->blocks_loaded);
@@ -426,8 +427,7 @@ session_blocks_fetch(struct conn *c)
 	b->k.release = block_call_release;
 	b->k.refmsgid = MSG_BLOCK_LIST;
 	b->want_gen = !c->sess->has_gen && chat.cfg->token_key != NULL;
-	if (c->sess->blocks_wait != NULL)
-		c->sess->blocks_wait->fetching = 1;
+	c->sess->blocks_fetching = 1;
 	/* nobody waits: c is not paused, and a failure is only logged */
 	chat_call_submit(c, &b->k, NULL, CALL_READ, 0);
 	return 0;

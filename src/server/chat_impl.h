@@ -53,6 +53,7 @@ struct session {
 	int32_t		*blocked;	/* whom this user blocks (chat_block.c) */
 	size_t		 nblocked;
 	unsigned	 blocks_loaded:1;	/* blocked read from the store */
+	unsigned	 blocks_fetching:1;	/* a read of it is under way */
 	struct blocks_wait *blocks_wait;	/* chats before it (chat_block.c) */
 	double		 typing_at;	/* last typing notice relayed */
 	double		 read_at;	/* last read receipt relayed */
