@@ -68,6 +68,7 @@ struct config {
 	int	 history_days;		/* chats kept this long; 0: none */
 	char	*history_spool;		/* backlog file prefix; NULL: derived */
 	size_t	 history_spool_max;	/* bytes per worker's backlog */
+	int	 history_defer;		/* seconds a busy loop defers it */
 	char	*user;			/* workers run as this user */
 	int	 allow_root;		/* workers may run as root */
 	int	 whoami_anonymous;	/* WHOAMI answered before login */

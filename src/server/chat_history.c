@@ -118,10 +118,20 @@ history_submit(struct workq_job *sj)
 }
 
 /* The history thread runs at normal priority while anyone waits for it. */
+int
+chat_history_awaited(void)
+{
+	return hw_n > 0 || hp_n > 0 || hk_n > 0;
+}
+
 static void
 history_boost(void)
 {
-	histprio_boost(hw_n > 0 || hp_n > 0 || hk_n > 0);
+	int	 on = chat_history_awaited();
+
+	histprio_boost(on);
+	if (on)
+		chat_histspool_kick();	/* a deferred take goes now */
 }
 
 void
@@ -625,8 +635,10 @@ chat_history_tick(void)
 	double			 now = util_mono_coarse();
 	struct prune_job	*j;
 
-	if (chat.cfg->history_days > 0)
+	if (chat.cfg->history_days > 0) {
 		chat_histspool_open();
+		chat_histspool_kick();	/* a deferral may be over */
+	}
 	if (chat.slot != 0 || (prune_at != 0 && now < prune_at))
 		return;
 	prune_at = now + PRUNE_INTERVAL;

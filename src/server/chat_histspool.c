@@ -19,15 +19,27 @@
  * append that would pass history_spool_max (EFBIG) waits, with every
  * batch after it, until takes have made room; senders are held before
  * that (chat_histspool_full).
+ *
+ * A busy worker defers its takes (spool_defer): even at SCHED_IDLE the
+ * history thread's work costs live delivery in a burst (the caches it
+ * fills, the SMT sibling or host CPU the two vCPUs share), so while the
+ * loop thread wanted more than SP_BUSY_SHARE of a CPU, rows wait
+ * in the spool for up to history_defer seconds, or half of
+ * history_spool_max, whichever comes first; then the thread takes its
+ * idle share as before until the loop is quiet again.  Nobody waits on
+ * a deferral: while a read, an account deletion or held senders wait
+ * for the thread, its takes go on.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cfg.h"
 #include "chat_impl.h"
@@ -44,6 +56,8 @@
 #define SP_SLOW		0.2	/* one this slow halves */
 #define SP_SYNC_SEC	1.0	/* fdatasync the spool this often, at most */
 #define SP_RETRY_SEC	60.0	/* a batch the store refuses is tried this long */
+#define SP_BUSY_SHARE	0.25	/* CPU the loop wants that makes a worker busy */
+#define SP_BUSY_WINDOW	0.2	/* seconds, at least, the share is taken over */
 
 static struct histspool	*sp;
 static int		 sp_off;	/* "none", or no place for it */
@@ -58,6 +72,12 @@ static struct append_job *sp_wait;	/* appends waiting for room, FIFO */
 static struct append_job **sp_wait_tail = &sp_wait;
 static int		 sp_retrying;	/* sp_wait's first is in the queue */
 static size_t		 sp_appending;	/* append jobs submitted, not done */
+static double		 sp_busy_at;	/* when the loop's CPU time was read */
+static double		 sp_busy_cpu;	/* the loop thread's CPU seconds then */
+static int		 sp_busy;	/* the loop was busy in that window */
+static double		 sp_busy_since;	/* the loop busy since; 0: quiet */
+static int		 sp_deferring;	/* takes wait for a quiet loop */
+static double		 sp_deferred_at; /* since when */
 
 /* "<prefix>.<slot>": NULL when none is to be used (or no memory). */
 static char *
@@ -349,20 +369,117 @@ take_done(struct workq_job *sj)
 	free(j);
 }
 
-/* The next take when rows wait and none is under way. */
+/*
+ * The loop thread's time on a CPU plus waiting for one (seconds): from
+ * /proc/thread-self/schedstat, so that a loop starved by other work
+ * counts as busy too; its CPU time alone where that file is missing.
+ */
+static double
+loop_wanted_cpu(void)
+{
+	static int	 fd = -2;
+	struct timespec	 ts;
+	char		 b[96];
+	unsigned long long on, wait;
+	ssize_t		 n;
+
+	if (fd == -2)
+		fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && (n = pread(fd, b, sizeof(b) - 1, 0)) > 0) {
+		b[n] = '\0';
+		if (sscanf(b, "%llu %llu", &on, &wait) == 2)
+			return (on + wait) / 1e9;
+	}
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == -1)
+		return 0;
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Whether the loop thread wanted SP_BUSY_SHARE of a CPU lately. */
+static int
+spool_busy(double now)
+{
+	double	 cpu;
+
+	if (now - sp_busy_at < SP_BUSY_WINDOW)
+		return sp_busy;
+	cpu = loop_wanted_cpu();
+	sp_busy = sp_busy_at > 0 &&
+	    cpu - sp_busy_cpu >= SP_BUSY_SHARE * (now - sp_busy_at);
+	sp_busy_at = now;
+	sp_busy_cpu = cpu;
+	return sp_busy;
+}
+
+/*
+ * Whether takes wait for now: the loop is busy, nobody waits for the
+ * history thread, and the backlog is within its bounds (the loop busy
+ * for less than history_defer seconds, half the spool).  Once a bound
+ * is passed the takes go on until the loop has been quiet again.
+ */
+static int
+spool_defer(void)
+{
+	double		 now;
+	const char	*why = NULL;
+
+	if (chat.cfg->history_defer <= 0 && !sp_deferring)
+		return 0;
+	now = util_mono();
+	if (!spool_busy(now)) {
+		sp_busy_since = 0;
+		why = "the worker is quiet";
+	} else {
+		if (sp_busy_since == 0)
+			sp_busy_since = now;
+		if (chat_history_awaited())
+			why = "a read waits";
+		else if (histspool_pending(sp) > chat.cfg->history_spool_max / 2)
+			why = "half of history_spool_max";
+		else if (now - sp_busy_since >= chat.cfg->history_defer)
+			why = "history_defer";
+	}
+	if (why == NULL) {
+		if (!sp_deferring) {
+			sp_deferred_at = now;
+			log_info("history: deferred while the worker is busy "
+			    "(history_defer %d s)", chat.cfg->history_defer);
+		}
+		sp_deferring = 1;
+		return 1;
+	}
+	if (sp_deferring) {
+		sp_deferring = 0;
+		log_info("history: stored again after %.1f s deferred while "
+		    "the worker was busy (%s), %llu bytes spooled",
+		    now - sp_deferred_at, why,
+		    (unsigned long long)histspool_pending(sp));
+	}
+	return 0;
+}
+
+/* The next take when rows wait, none is under way and none deferred. */
 static void
 spool_kick(void)
 {
 	struct take_job	*j;
 
 	if (sp == NULL || sp_taking || sp_closing ||
-	    histspool_pending(sp) == 0 || (j = calloc(1, sizeof(*j))) == NULL)
+	    histspool_pending(sp) == 0 || spool_defer() ||
+	    (j = calloc(1, sizeof(*j))) == NULL)
 		return;
 	j->max = sp_rows;
 	j->sj.run = take_run;
 	j->sj.done = take_done;
 	sp_taking = 1;
 	storeq_submit(chat.storeq_hist, &j->sj);
+}
+
+/* The heartbeat, and a boost: a deferred take may go now. */
+void
+chat_histspool_kick(void)
+{
+	spool_kick();
 }
 
 /* The worker exits: appends waiting for room are stored from memory. */

@@ -161,6 +161,8 @@ int	chat_history_hold(struct chat_call *k);
  * handle it now.
  */
 int	chat_history_park(struct conn *c, struct proto_req *req);
+/* Whether a read, an account deletion or held senders wait for it. */
+int	chat_history_awaited(void);
 /*
  * The first *n (at most limit) texts of l (*more: l has more), to be
  * freed by the caller; NULL: no memory.
@@ -189,6 +191,7 @@ void	chat_history_direct(struct store_hist *rows, char *text, size_t n,
 
 /* chat_histspool.c: history rows through the worker's spool file */
 void	chat_histspool_open(void);
+void	chat_histspool_kick(void);
 int	chat_histspool_on(void);
 int	chat_histspool_full(int full, size_t held);
 /* 0: rows and text are the spool's now; -1: no spool (still the caller's) */

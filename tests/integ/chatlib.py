@@ -78,6 +78,10 @@ def chatc_bin():
     return _find_bin("CHATC_BIN", "chatc")
 
 
+def chatbench_bin():
+    return _find_bin("CHATBENCH_BIN", "chatbench")
+
+
 def unique(prefix="u"):
     """A name no other test (or test run) uses."""
     return "%s%d_%d_%d" % (prefix, os.getpid(), next(_counter),

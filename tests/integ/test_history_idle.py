@@ -10,9 +10,11 @@ by a trigger), because the read boosts it; a worker SIGKILLed with a
 backlog in its spool file, whose every row is stored after the respawn;
 rows kept while the history file is locked past the busy timeout;
 the upgrade of a version 4 file (its history moved to the history file,
-nothing lost)."""
+nothing lost); a busy worker deferring its history (history_defer) until
+it is quiet, a read or the bound ends it, with every row stored after."""
 
 import os
+import json
 import signal
 import subprocess
 import sys
@@ -236,6 +238,99 @@ class Starved(unittest.TestCase):
         self.assertEqual(self.rows(), CHATS)
         sys.stderr.write("\nstored before the read %d of %d; the read took "
                          "%.2f s\n" % (before, CHATS, took))
+
+
+class Deferred(unittest.TestCase):
+    """chatbench keeps the worker's loop busy: its history waits in the
+    spool (history_defer), a read ends the wait at once, the load's end
+    or the bound ends it too, and every row is stored afterwards."""
+    PAIRS = 10
+
+    def bench(self, srv, *args, timeout):
+        """chatbench against srv (bounded); its JSON summary."""
+        ids = os.path.join(srv.dir, "bench.ids")
+        out = subprocess.run(
+            [chatlib.chatbench_bin(), "-q", "-t", "127.0.0.1:%d" % srv.port,
+             "-u", ids, "-m", str(srv.proc.pid)] + list(args),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            timeout=timeout, check=False)
+        self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+        return json.loads(out.stdout)
+
+    def load(self, srv, secs):
+        self.bench(srv, "register", "-n", str(2 * self.PAIRS), "-c", "4",
+                   timeout=SLOW * 6)
+        return subprocess.Popen(
+            [chatlib.chatbench_bin(), "-q", "-t", "127.0.0.1:%d" % srv.port,
+             "-u", os.path.join(srv.dir, "bench.ids"),
+             "-m", str(srv.proc.pid), "chat", "-p", str(self.PAIRS),
+             "-w", "16", "-W", "0.5", "-d", str(secs)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def finish(self, srv, bench, db, before=0):
+        """The load's end; before: rows of chats sent before it."""
+        out, err = bench.communicate(timeout=SLOW * 6)
+        self.assertEqual(bench.returncode, 0, err[-2000:])
+        r = json.loads(out)
+        rows = lambda: db.execute(  # noqa: E731
+            "SELECT count(*) FROM History").fetchone()[0]
+        # the load is over: the worker is quiet, the rows are stored
+        self.assertTrue(wait_for(
+            lambda: rows() - before >= r["delivered_total"],
+            timeout=SLOW * 3, interval=0.3),
+            "%d of %d stored" % (rows() - before, r["delivered_total"]))
+        self.assertLessEqual(rows() - before, r["sent"])
+        self.assertNotIn("not kept", srv.log_text())
+        return r
+
+    def test_read_ends_the_deferral_then_all_stored(self):
+        with chatlib.Server(workers=1, extra={"history_defer": 600}) as srv:
+            db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                                   timeout=60)
+            self.addCleanup(db.close)
+            a, b = srv.user("hd"), srv.user("hd")
+            for i in range(5):
+                a.chat(b.id, "before %d" % i)
+            for i in range(5):
+                b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            bench = self.load(srv, 6)
+            self.addCleanup(lambda: bench.poll() is None and bench.kill())
+            # deferring: the spool grows while History does not
+            self.assertTrue(wait_for(lambda: "deferred while the worker "
+                                     "is busy" in srv.log_text(),
+                                     timeout=SLOW * 3, interval=0.1))
+            time.sleep(1.0)
+            rows = db.execute("SELECT count(*) FROM History").fetchone()[0]
+            # a read waits for the deferred rows and ends the deferral (a
+            # lull in the load may have ended it first: read again)
+            took = []
+            while len(took) < 5 and bench.poll() is None:
+                t0 = time.monotonic()
+                m = th.history(a, toid=b.id, limit=10)
+                took.append(time.monotonic() - t0)
+                self.assertEqual(th.texts(m), ["before %d" % i for i in
+                                               range(4, -1, -1)], m)
+                if "(a read waits)" in srv.log_text():
+                    break
+                time.sleep(0.5)
+            self.assertIn("(a read waits)", srv.log_text(),
+                          srv.log_text()[-3000:])
+            # deferred for 600 s at most: stored as the load ends
+            r = self.finish(srv, bench, db, before=5)
+            sys.stderr.write("\n%d rows stored a second into the load, "
+                             "then reads took %s s; %d chats delivered\n"
+                             % (rows, " ".join("%.2f" % t for t in took),
+                                r["delivered_total"]))
+
+    def test_bound_ends_the_deferral(self):
+        with chatlib.Server(workers=1, extra={"history_defer": 1}) as srv:
+            db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                                   timeout=60)
+            self.addCleanup(db.close)
+            bench = self.load(srv, 5)
+            self.addCleanup(lambda: bench.poll() is None and bench.kill())
+            self.finish(srv, bench, db)
+            self.assertIn("(history_defer)", srv.log_text())
 
 
 V4_HCONV = "INSERT INTO HistoryConv (userid, conv, last) VALUES (?, ?, ?)"
