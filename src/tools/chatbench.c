@@ -305,6 +305,7 @@ parse_targets(const char *s)
 {
 	char	*dup = strdup(s), *tok, *save = NULL, *colon;
 
+	free(O.tgt_str);		/* -t replaces the default */
 	O.tgt_str = strdup(s);
 	O.ntgt = 0;
 	for (tok = strtok_r(dup, ",", &save); tok != NULL;
