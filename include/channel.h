@@ -31,6 +31,13 @@ enum chan_type {
 	 */
 	CHAN_ANSWER	= 9,
 	CHAN_ANSWERED	= 10,
+	/*
+	 * History barrier (chat_barrier.c), the barrier's number in conn:
+	 * FLUSH asks to store the history rows kept so far, FLUSHED says
+	 * they are.
+	 */
+	CHAN_HIST_FLUSH	= 11,
+	CHAN_HIST_FLUSHED = 12,
 };
 
 struct chan_hdr {

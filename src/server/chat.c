@@ -211,6 +211,10 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 	case CHAN_ANSWERED:
 		chat_old_answer(h, payload);
 		break;
+	case CHAN_HIST_FLUSH:
+	case CHAN_HIST_FLUSHED:
+		chat_barrier_msg(h);
+		break;
 	default:
 		log_warnx("channel: unknown message type %u from worker %u",
 		    h->type, h->from_slot);

@@ -12,7 +12,7 @@
  * Every history write (batches, prune, a dissolved group's removal,
  * account deletion) runs in the worker's history thread, at SCHED_IDLE
  * (histprio.h): history takes only CPU that live delivery leaves.
- * Whoever waits for it boosts it (history_boost): a HISTORY or RESUME
+ * Whoever waits for it boosts it (chat_history_boost): a HISTORY or RESUME
  * read waiting for this worker's rows, an account deletion, senders
  * held by back-pressure.
  */
@@ -121,11 +121,11 @@ history_submit(struct workq_job *sj)
 int
 chat_history_awaited(void)
 {
-	return hw_n > 0 || hp_n > 0 || hk_n > 0;
+	return hw_n > 0 || hp_n > 0 || hk_n > 0 || chat_barrier_asked();
 }
 
-static void
-history_boost(void)
+void
+chat_history_boost(void)
 {
 	int	 on = chat_history_awaited();
 
@@ -134,11 +134,23 @@ history_boost(void)
 		chat_histspool_kick();	/* a deferred take goes now */
 }
 
+uint64_t
+chat_history_kept(void)
+{
+	return hr_kept;
+}
+
+uint64_t
+chat_history_written(void)
+{
+	return hr_written;
+}
+
 void
 chat_history_calls(int delta)
 {
 	hk_n += delta;
-	history_boost();
+	chat_history_boost();
 }
 
 void
@@ -244,7 +256,7 @@ history_unpark(void)
 		}
 	}
 	free(v);
-	history_boost();
+	chat_history_boost();
 }
 
 int
@@ -273,7 +285,7 @@ chat_history_park(struct conn *c, struct proto_req *req)
 	hp_n++;
 	c->jobs++;
 	conn_pause(c);
-	history_boost();
+	chat_history_boost();
 	return 0;
 }
 
@@ -297,7 +309,8 @@ chat_history_stored(size_t n)
 	for (k = 0; i < hw_n; )
 		hw[k++] = hw[i++];
 	hw_n = k;
-	history_boost();
+	chat_barrier_stored(hr_written);
+	chat_history_boost();
 }
 
 void
@@ -335,7 +348,7 @@ chat_history_hold(struct chat_call *k)
 	hw[hw_n].k = k;
 	hw[hw_n].upto = hr_kept;
 	hw_n++;
-	history_boost();
+	chat_history_boost();
 	return 0;
 }
 

@@ -161,8 +161,31 @@ int	chat_history_hold(struct chat_call *k);
  * handle it now.
  */
 int	chat_history_park(struct conn *c, struct proto_req *req);
-/* Whether a read, an account deletion or held senders wait for it. */
+/*
+ * Whether a read, an account deletion, held senders or another worker's
+ * barrier wait for the history thread; chat_history_boost raises it
+ * while they do.
+ */
 int	chat_history_awaited(void);
+void	chat_history_boost(void);
+/* Rows kept so far, and of them written (stored or given up). */
+uint64_t chat_history_kept(void);
+uint64_t chat_history_written(void);
+
+/* chat_barrier.c: a RESUME waits for the node's other workers' history */
+/*
+ * The barrier a resume whose session logged in at login_at (mono
+ * coarse) waits for, sent now if need be; 0: none can go yet (ask
+ * again at the next round).
+ */
+uint32_t chat_barrier_for(double login_at);
+/* Whether every other worker answered barrier seq (or its time is up). */
+int	chat_barrier_done(uint32_t seq);
+/* CHAN_HIST_FLUSH or CHAN_HIST_FLUSHED from another worker. */
+void	chat_barrier_msg(const struct chan_hdr *h);
+/* The history rows written so far: answer the asks they complete. */
+void	chat_barrier_stored(uint64_t written);
+int	chat_barrier_asked(void);
 /*
  * The first *n (at most limit) texts of l (*more: l has more), to be
  * freed by the caller; NULL: no memory.

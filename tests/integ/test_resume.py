@@ -247,6 +247,62 @@ def tearDownModule():
 
 
 @cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class SlowOtherWorker(unittest.TestCase):
+    """The chats the old connection got unread were kept by another
+    worker whose history lags (a trigger makes each History row take
+    0.1 s, so they are stored well after the 2 s settle time): the
+    resume waits for that worker (chat_barrier.c) and shows them all."""
+    LATE = 40
+
+    def test_resume_waits_for_the_other_worker(self):
+        from test_history_idle import make_slow
+        with token_server() as srv:
+            db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                                   timeout=60)
+            self.addCleanup(db.close)
+            s = srv.user("rw", worker=0)
+            c = srv.client()
+            uid = c.register(unique("rw"), "pw")
+            tok = login_token(c, uid, "pw")["token"]
+            r = Reader()
+            for i in range(HAD):
+                s.chat(uid, text(i))
+            r.read_live(c, HAD, SLOW)
+            rows = lambda: db.execute(  # noqa: E731
+                "SELECT count(*) FROM History").fetchone()[0]
+            self.assertTrue(wait_for(lambda: rows() >= HAD, timeout=SLOW))
+            make_slow(db, 0.1)
+            for i in range(HAD, HAD + self.LATE):
+                s.chat(uid, text(i))
+            s.c.sync()
+            c.close()
+            # the token login on worker 1 (the closed session may be
+            # known for a moment: errno 2 until its close is seen)
+            c2, last = None, {}
+
+            def ok():
+                nonlocal c2
+                if c2 is not None:
+                    c2.close()
+                c2 = srv.client_on(1)
+                c2.send_obj({"msgid": LOGIN, "token": tok})
+                last.update(c2.recv_msgid(LOGIN_ACK, timeout=SLOW))
+                return last["errno"] != ERR_ONLINE
+            self.assertTrue(wait_for(ok, timeout=SLOW, interval=0.2), last)
+            self.addCleanup(c2.close)
+            self.assertEqual(last["errno"], 0, last)
+            t0 = time.monotonic()
+            pages = r.resume(c2, last)
+            took = time.monotonic() - t0
+            self.assertEqual(pages[-1]["msgid"], RESUME_ACK, pages[-1])
+            self.assertEqual(r.shown, [text(i) for i in
+                                       range(HAD + self.LATE)])
+            self.assertEqual(r.from_resume, self.LATE)
+            sys.stderr.write("\n%d of %d late rows stored when the "
+                             "resume was answered after %.1f s\n" %
+                             (rows() - HAD, self.LATE, took))
+
+
 class CrossNode(Base):
     """The receiver starts on node A and resumes on node B (the sender
     on B), its session on A taken over (closed by A when it hears) or
