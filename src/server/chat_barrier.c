@@ -1,25 +1,27 @@
 /*
  * chat_barrier.c - a history barrier across this node's workers, so
- * that a RESUME (chat_resume.c) reads a history that holds every chat
- * its old connection got.
+ * that a HISTORY or RESUME read (chat_history.c, chat_resume.c) sees
+ * every chat the node accepted before it.
  *
  * A chat is kept in the history by the worker that accepted it, which
- * is often not the resuming one.  The resume waits for its own worker's
- * rows (chat_history_hold); another worker's rows may wait in its
- * memory and spool far longer than the 2 s settle time: behind a
- * backlog at SCHED_IDLE on a busy node, while history_defer holds them,
- * or while its store is slow.  So before the fetch the resume's worker
- * sends CHAN_HIST_FLUSH to every other worker of the node; each answers
- * CHAN_HIST_FLUSHED once the rows it had kept when the request came are
- * stored (its history thread boosted meanwhile), and the fetch waits for
- * every answer, BARRIER_MAX_SEC at most (a worker being respawned
- * answers late or never; logged).  Rows kept on other nodes are still
- * covered by the settle time only.
+ * is often not the reading one.  A read waits for its own worker's rows
+ * (chat_history_hold); another worker's rows may wait in its memory and
+ * spool for long: behind a backlog at SCHED_IDLE on a busy node, while
+ * history_defer holds them, or while its store is slow (a RESUME's 2 s
+ * settle time did not cover that: its chats were lost for the client).
+ * So before the fetch the reader's worker sends CHAN_HIST_FLUSH to
+ * every other worker of the node; each answers CHAN_HIST_FLUSHED once
+ * the rows it had kept when the request came are stored (its history
+ * thread boosted meanwhile), and the read waits for every answer,
+ * BARRIER_MAX_SEC at most: a slot without a worker, or whose worker is
+ * of an older release during an upgrade, answers late or never, and is
+ * not waited for again until it answers (logged).  Rows kept on other
+ * nodes are not waited for.
  *
- * Barriers are shared: a resume joins the newest barrier sent after its
- * login (what its old connection got was kept before that), and a new
- * one goes out at most every BARRIER_GAP_SEC, so a reconnect storm
- * costs a few datagrams a second, not a few per resume.
+ * Barriers are shared, one under way at a time: a read joins the newest
+ * barrier sent since it came, or else waits for the next, which goes
+ * out when the one under way is done (a group commit), so many reads (a
+ * reconnect storm's resumes) cost a barrier per round trip.
  */
 #include "config.h"
 
@@ -34,18 +36,27 @@
 #include "online.h"
 #include "util.h"
 
-#define BARRIER_MAX_SEC	10.0	/* a resume waits this long for the others */
-#define BARRIER_GAP_SEC	0.25	/* between two barriers, at least */
-#define BARRIER_RING	64	/* barriers remembered (16 s of them) */
+#define BARRIER_MAX_SEC	10.0	/* a read waits this long for the others */
 
-/* Barriers this worker sent, the newest at bar[b_seq % BARRIER_RING]. */
-static struct barrier {
-	uint32_t	 seq;
-	int		 left;		/* answers still due */
-	double		 sent_at;
-	int		 warned;
-}			 bar[BARRIER_RING];
+/*
+ * The barriers this worker sent: one at a time, the newest b_seq.  Per
+ * other slot, the newest barrier it answered, and whether it missed a
+ * barrier's time limit (no worker, or one that does not know barriers):
+ * such a slot is not waited for until it answers again.
+ */
 static uint32_t		 b_seq;
+static double		 b_sent_at;
+static uint32_t		*answered;
+static unsigned char	*dead;
+static int		 nslots;
+
+/* Reads waiting for a barrier: seq 0 until one is sent after since. */
+static struct barrier_wait {
+	struct chat_call *k;
+	uint32_t	 seq;
+	double		 since;
+}			*bw;
+static size_t		 bw_n, bw_cap;
 
 /* Barriers other workers sent here, waiting for rows to be stored. */
 static struct barrier_ask {
@@ -68,56 +79,121 @@ barrier_send(int slot, uint32_t type, uint32_t seq)
 	(void)chat.to_slot(slot, &h, "");
 }
 
-uint32_t
-chat_barrier_for(double login_at)
+/* Whether slot i answered barrier seq (serial numbers: they wrap). */
+static int
+slot_answered(int i, uint32_t seq)
 {
-	struct barrier	*b = &bar[b_seq % BARRIER_RING];
-	double		 now = util_mono_coarse();
-	int		 i, n;
+	return i == chat.slot || dead[i] || (int32_t)(answered[i] - seq) >= 0;
+}
 
-	if (b_seq != 0 && b->sent_at >= login_at)
-		return b_seq;
-	if (b_seq != 0 && now - b->sent_at < BARRIER_GAP_SEC)
-		return 0;		/* the next one, in a moment */
-	b = &bar[++b_seq % BARRIER_RING];
-	if (b_seq == 0)			/* 0 means none: skip it */
-		b = &bar[++b_seq % BARRIER_RING];
-	memset(b, 0, sizeof(*b));
-	b->seq = b_seq;
-	b->sent_at = now;
-	n = online_nslots(chat.online);
-	for (i = 0; i < n; i++)
-		if (i != chat.slot) {
-			barrier_send(i, CHAN_HIST_FLUSH, b_seq);
-			b->left++;
+/* Whether every other worker answered barrier seq (or time is up). */
+static int
+barrier_done(uint32_t seq)
+{
+	int	 i, late = 0;
+
+	if (seq != b_seq)
+		return 1;	/* older: done before the next was sent */
+	for (i = 0; i < nslots; i++)
+		if (!slot_answered(i, seq))
+			late++;
+	if (late == 0)
+		return 1;
+	if (util_mono() - b_sent_at < BARRIER_MAX_SEC)
+		return 0;
+	for (i = 0; i < nslots; i++)
+		if (!slot_answered(i, seq)) {
+			log_notice("history: worker %d did not store its "
+			    "history within %.0f s of a read's request; reads "
+			    "no longer wait for it until it answers", i,
+			    BARRIER_MAX_SEC);
+			dead[i] = 1;
 		}
+	return 1;
+}
+
+/*
+ * The barrier a read that came at since waits for: the newest, when it
+ * was sent after since; else a new one, unless one is under way (the
+ * reads that wait share the next): 0.
+ */
+static uint32_t
+barrier_for(double since)
+{
+	int	 i;
+
+	if (b_seq != 0 && b_sent_at >= since)
+		return b_seq;
+	if (b_seq != 0 && !barrier_done(b_seq))
+		return 0;
+	if (++b_seq == 0)
+		b_seq++;		/* 0 means none */
+	b_sent_at = util_mono();
+	for (i = 0; i < nslots; i++)
+		if (i != chat.slot)
+			barrier_send(i, CHAN_HIST_FLUSH, b_seq);
 	return b_seq;
 }
 
 int
-chat_barrier_done(uint32_t seq)
+chat_barrier_hold(struct chat_call *k)
 {
-	struct barrier	*b = &bar[seq % BARRIER_RING];
+	double	 now = util_mono();
 
-	if (b->seq != seq || b->left <= 0)
-		return 1;		/* answered, or long gone */
-	if (util_mono_coarse() - b->sent_at < BARRIER_MAX_SEC)
-		return 0;
-	if (!b->warned)
-		log_notice("resume: %d worker(s) did not store their history "
-		    "within %.0f s; answered from what is stored",
-		    b->left, BARRIER_MAX_SEC);
-	b->warned = 1;
-	return 1;
+	if (nslots == 0) {
+		nslots = online_nslots(chat.online);
+		answered = calloc(nslots, sizeof(*answered));
+		dead = calloc(nslots, 1);
+		if (answered == NULL || dead == NULL) {
+			free(answered);
+			free(dead);
+			answered = NULL;
+			dead = NULL;
+			nslots = 0;
+			return -1;
+		}
+	}
+	if (nslots < 2 || chat.cfg->history_days == 0 ||
+	    util_grow((void **)&bw, &bw_cap, bw_n, sizeof(*bw)) == -1)
+		return -1;
+	bw[bw_n].k = k;
+	bw[bw_n].since = now;
+	bw[bw_n].seq = barrier_for(now);
+	bw_n++;
+	return 0;
+}
+
+void
+chat_barrier_due(void)
+{
+	struct barrier_wait	 w;
+	size_t			 i, k, n = bw_n;
+
+	for (i = k = 0; i < n; i++) {
+		w = bw[i];
+		if (w.seq == 0)
+			w.seq = barrier_for(w.since);
+		if (w.seq == 0 || !barrier_done(w.seq)) {
+			bw[k++] = w;
+			continue;
+		}
+		/* then this worker's own rows, as for a read on one worker */
+		if (chat_history_hold(w.k) == -1)
+			chat_call_go(w.k);
+	}
+	/* reads queued by the calls above (none: a hold never adds one) */
+	memmove(bw + k, bw + n, (bw_n - n) * sizeof(*bw));
+	bw_n = k + (bw_n - n);
 }
 
 static void
-barrier_answered(uint32_t seq)
+barrier_answered(int slot, uint32_t seq)
 {
-	struct barrier	*b = &bar[seq % BARRIER_RING];
-
-	if (b->seq == seq && b->left > 0)
-		b->left--;
+	if (slot < 0 || slot >= nslots || slot == chat.slot)
+		return;
+	if ((int32_t)(seq - answered[slot]) > 0)
+		answered[slot] = seq;
+	dead[slot] = 0;
 }
 
 /* Another worker asks: answer once what was kept so far is stored. */
@@ -166,5 +242,5 @@ chat_barrier_msg(const struct chan_hdr *h)
 	if (h->type == CHAN_HIST_FLUSH)
 		barrier_ask((int)h->from_slot, h->conn);
 	else
-		barrier_answered(h->conn);
+		barrier_answered((int)h->from_slot, h->conn);
 }

@@ -126,8 +126,9 @@ chat_call_submit(struct conn *c, struct chat_call *k, struct proto_req *req,
 	c->jobs++;
 	if (pause)
 		conn_pause(c);
-	/* a history read waits for the rows this worker holds */
-	if (lane == CALL_HISTORY && chat_history_hold(k) == 0)
+	/* a history read waits for the rows this node's workers hold */
+	if (lane == CALL_HISTORY &&
+	    (chat_barrier_hold(k) == 0 || chat_history_hold(k) == 0))
 		return;
 	chat_call_go(k);
 }

@@ -207,6 +207,7 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 void
 chat_history_flush_due(void)
 {
+	chat_barrier_due();
 	if (hq_n > hq_off && util_mono_coarse() - hq_since >= HIST_FLUSH_SEC)
 		history_next(0);
 }

@@ -172,15 +172,15 @@ void	chat_history_boost(void);
 uint64_t chat_history_kept(void);
 uint64_t chat_history_written(void);
 
-/* chat_barrier.c: a RESUME waits for the node's other workers' history */
+/* chat_barrier.c: a read waits for the node's other workers' history */
 /*
- * The barrier a resume whose session logged in at login_at (mono
- * coarse) waits for, sent now if need be; 0: none can go yet (ask
- * again at the next round).
+ * 0: k waits until the other workers of the node stored what they kept
+ * before now, then for this worker's rows (chat_history_hold), then
+ * goes (chat_call_go); -1: no other worker (or no history): go on.
  */
-uint32_t chat_barrier_for(double login_at);
-/* Whether every other worker answered barrier seq (or its time is up). */
-int	chat_barrier_done(uint32_t seq);
+int	chat_barrier_hold(struct chat_call *k);
+/* Each loop iteration: the reads whose barrier is done go on. */
+void	chat_barrier_due(void);
 /* CHAN_HIST_FLUSH or CHAN_HIST_FLUSHED from another worker. */
 void	chat_barrier_msg(const struct chan_hdr *h);
 /* The history rows written so far: answer the asks they complete. */

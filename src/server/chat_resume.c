@@ -5,11 +5,10 @@
  * connection had in flight is not lost.  The history is written a
  * little late (chat_history.c: a batch per HIST_FLUSH_SEC, a second
  * when a worker is idle, on every node), so a resume is answered no
- * sooner than RESUME_SETTLE_SEC after the login, and once the other
- * workers of the node have stored the rows they kept before it
- * (chat_barrier.c); its own worker's rows it waits for as HISTORY does.
- * Rows kept on other nodes are in the store by the settle time unless
- * their node's history lags.
+ * sooner than RESUME_SETTLE_SEC after the login (rows kept on other
+ * nodes are in their store by then unless their history lags); the
+ * fetch waits, as HISTORY's does, until every worker of this node has
+ * stored the rows it kept before it (chat_barrier.c).
  */
 #include "config.h"
 
@@ -20,18 +19,16 @@
 #include "cfg.h"
 #include "chat_impl.h"
 #include "log.h"
-#include "online.h"
 #include "store.h"
 #include "util.h"
 
 #define RESUME_SETTLE_SEC	2.0	/* after the login, at the earliest */
 #define RESUME_PENDING_MAX	4096	/* resumes waiting on one worker */
 
-/* Connections whose resume waits for the settle time or a barrier. */
+/* Connections whose resume waits for the settle time. */
 struct resume_wait {
 	uint32_t	 conn;
 	int32_t		 uid;
-	uint32_t	 barrier;	/* chat_barrier_for's, or 0: none yet */
 };
 static struct resume_wait	*rw;
 static size_t			 rw_n, rw_cap;
@@ -124,28 +121,10 @@ resume_answer(struct conn *c, int pause)
 	chat_call_submit(c, &r->k, NULL, CALL_HISTORY, pause);
 }
 
-/*
- * Whether c's resume may be fetched: the settle time is over, and the
- * other workers of the node stored what they kept before the login.
- */
-static int
-resume_ready(struct conn *c, uint32_t *barrier, double now)
-{
-	if (now < c->sess->login_at + RESUME_SETTLE_SEC)
-		return 0;
-	if (online_nslots(chat.online) < 2)
-		return 1;
-	if (*barrier == 0 &&
-	    (*barrier = chat_barrier_for(c->sess->login_at)) == 0)
-		return 0;
-	return chat_barrier_done(*barrier);
-}
-
 void
 handle_resume(struct conn *c, const struct proto_req *req)
 {
 	struct session		*s = c->sess;
-	uint32_t		 barrier = 0;
 
 	if (chat.cfg->history_days == 0) {
 		chat_error(c, MSG_ERROR, ERR_RESUME_GONE, req->msgid,
@@ -161,7 +140,7 @@ handle_resume(struct conn *c, const struct proto_req *req)
 	s->resume_exact = req->after != 0;
 	s->resume_smid = req->after != 0 ? req->after : req->since;
 	s->resume_limit = (size_t)req->limit;
-	if (resume_ready(c, &barrier, util_mono_coarse())) {
+	if (util_mono_coarse() >= s->login_at + RESUME_SETTLE_SEC) {
 		resume_answer(c, 1);
 		return;
 	}
@@ -172,7 +151,6 @@ handle_resume(struct conn *c, const struct proto_req *req)
 	}
 	rw[rw_n].conn = c->id;
 	rw[rw_n].uid = s->uid;
-	rw[rw_n].barrier = barrier;
 	rw_n++;
 	s->resume_pending = 1;
 }
@@ -192,7 +170,7 @@ chat_resume_due(void)
 		if ((c = session_conn(rw[i].conn, rw[i].uid)) == NULL ||
 		    !c->sess->resume_pending || c->closing)
 			continue;
-		if (resume_ready(c, &rw[i].barrier, now))
+		if (now >= c->sess->login_at + RESUME_SETTLE_SEC)
 			resume_answer(c, 0);
 		else
 			rw[k++] = rw[i];

@@ -240,6 +240,32 @@ class Starved(unittest.TestCase):
                          "%.2f s\n" % (before, CHATS, took))
 
 
+class OtherWorker(unittest.TestCase):
+    def test_read_waits_for_the_other_workers_rows(self):
+        """The chats were kept by the sender's worker, whose history
+        lags (0.1 s per row): a HISTORY read on the other worker waits
+        for them (chat_barrier.c) instead of answering without them."""
+        n = 20
+        with chatlib.Server(workers=2) as srv:
+            db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                                   timeout=60)
+            self.addCleanup(db.close)
+            a, b = srv.user("ho", worker=0), srv.user("ho", worker=1)
+            make_slow(db, 0.1)
+            for i in range(n):
+                a.chat(b.id, "other %d" % i)
+            for i in range(n):
+                b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            t0 = time.monotonic()
+            b.c.send_obj({"msgid": th.HISTORY, "toid": a.id, "limit": 50})
+            m = b.c.recv_msgid(th.HISTORY_ACK, timeout=SLOW)
+            took = time.monotonic() - t0
+            m["messages"] = [json.loads(t) for t in m["messages"]]
+            self.assertEqual(th.texts(m), ["other %d" % i for i in
+                                           range(n - 1, -1, -1)], m)
+            sys.stderr.write("\nthe read took %.1f s\n" % took)
+
+
 class Deferred(unittest.TestCase):
     """chatbench keeps the worker's loop busy: its history waits in the
     spool (history_defer), a read ends the wait at once, the load's end

@@ -250,9 +250,9 @@ def tearDownModule():
 class SlowOtherWorker(unittest.TestCase):
     """The chats the old connection got unread were kept by another
     worker whose history lags (a trigger makes each History row take
-    0.1 s, so they are stored well after the 2 s settle time): the
+    0.2 s, so they are stored well after the 2 s settle time): the
     resume waits for that worker (chat_barrier.c) and shows them all."""
-    LATE = 40
+    LATE = 25
 
     def test_resume_waits_for_the_other_worker(self):
         from test_history_idle import make_slow
@@ -271,7 +271,7 @@ class SlowOtherWorker(unittest.TestCase):
             rows = lambda: db.execute(  # noqa: E731
                 "SELECT count(*) FROM History").fetchone()[0]
             self.assertTrue(wait_for(lambda: rows() >= HAD, timeout=SLOW))
-            make_slow(db, 0.1)
+            make_slow(db, 0.2)
             for i in range(HAD, HAD + self.LATE):
                 s.chat(uid, text(i))
             s.c.sync()
