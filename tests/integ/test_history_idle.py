@@ -9,10 +9,12 @@ starved (the worker and a CPU hog pinned to one CPU, History made slow
 by a trigger), because the read boosts it; a worker SIGKILLed with a
 backlog in its spool file, whose every row is stored after the respawn;
 rows kept while the history file is locked past the busy timeout;
-the upgrade of a version 4 file (its history moved to the history file,
+reads that stop waiting once the thread cannot be boosted any more; the
+upgrade of a version 4 file (its history moved to the history file,
 nothing lost)."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +27,7 @@ import chatlib  # noqa: E402
 import cluster  # noqa: E402
 import test_history as th  # noqa: E402
 from test_history_backlog import slow_rows  # noqa: E402
+from test_upgrade import start_from  # noqa: E402
 from chatlib import ONE_CHAT, wait_for  # noqa: E402
 
 SCHED_IDLE = 5
@@ -236,6 +239,57 @@ class Starved(unittest.TestCase):
         self.assertEqual(self.rows(), CHATS)
         sys.stderr.write("\nstored before the read %d of %d; the read took "
                          "%.2f s\n" % (before, CHATS, took))
+
+
+class Stuck(unittest.TestCase):
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"),
+                         "needs root and setpriv")
+    def test_read_stops_waiting_once_boosts_fail(self):
+        """chatd runs as root without CAP_SYS_NICE (as in a container
+        that drops it; RLIMIT_NICE stays 0): its history thread goes to
+        SCHED_IDLE, and boosting it fails with EPERM, for good.  A
+        HISTORY read that would wait for this worker's backlog answers
+        from what is stored instead (as for other workers' rows), logged
+        once; the rows are still stored."""
+        n = 40
+        real = chatlib.chatd_bin()
+        srv = chatlib.Server(workers=1)
+        wrapper = os.path.join(srv.dir, "chatd-no-nice")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec setpriv --bounding-set -sys_nice "
+                    "'%s' \"$@\"\n" % real)
+        os.chmod(wrapper, 0o755)
+        start_from(srv, wrapper)
+        self.addCleanup(srv.__exit__, None, None, None)
+        self.assertTrue(wait_for(lambda: [p for _, _, p in hist_threads(
+            srv)] == [SCHED_IDLE], timeout=SLOW), hist_threads(srv))
+        db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                               timeout=60)
+        self.addCleanup(db.close)
+        rows = lambda: db.execute(  # noqa: E731
+            "SELECT count(*) FROM History").fetchone()[0]
+        a, b = srv.user("hk"), srv.user("hk")
+        make_slow(db, 0.25)         # 40 rows: 10 s of store work
+        for i in range(n):
+            a.chat(b.id, "stuck %d" % i)
+        for i in range(n):
+            b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+        answers = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            m = th.history(a, toid=b.id, limit=50)
+            answers.append((len(m["messages"]),
+                            round(time.monotonic() - t0, 2)))
+        sys.stderr.write("\nreads (rows, s): %r of %d\n" % (answers, n))
+        # before, each read waited for all n rows (10 s of work)
+        self.assertLess(answers[0][0], n, "the read waited")
+        self.assertLess(answers[1][0], n, "the read waited")
+        self.assertEqual(srv.log_text().count(
+            "cannot be boosted any more"), 1)
+        db.execute("DROP TRIGGER hist.hist_slow")
+        db.commit()
+        self.assertTrue(wait_for(lambda: rows() == n, timeout=SLOW,
+                                 interval=0.2), "%d of %d" % (rows(), n))
 
 
 V4_HCONV = "INSERT INTO HistoryConv (userid, conv, last) VALUES (?, ?, ?)"
