@@ -417,6 +417,11 @@ sq_upgrade_main(struct sq *sq)
 	char		 sql[48];
 	int		 rc;
 
+	/* a glance first: most starts find the file upgraded, unlocked */
+	if (sq_int(sq, "PRAGMA main.user_version", &v))
+		return STORE_ERR;
+	if (v <= 0 || v >= SQ_HIST_FILE_VERSION - 1)
+		return STORE_OK;
 	if (sq_exec(sq, "BEGIN IMMEDIATE", "begin"))
 		return STORE_ERR;
 	if ((rc = sq_int(sq, "PRAGMA main.user_version", &v)) == STORE_OK &&
