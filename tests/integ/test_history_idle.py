@@ -88,6 +88,20 @@ class IdleThread(unittest.TestCase):
                 db.close()
 
 
+def slow_backlog(srv, db, tag, n, row_secs):
+    """Users a and b of srv, History made slow (row_secs a row), and n
+    chats from a to b delivered: a backlog of history rows.  (a, b,
+    rows): rows() counts what is stored."""
+    a, b = srv.user(tag), srv.user(tag)
+    make_slow(db, row_secs)
+    for i in range(n):
+        a.chat(b.id, "%s %d" % (tag, i))
+    for i in range(n):
+        b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+    return a, b, lambda: db.execute(
+        "SELECT count(*) FROM History").fetchone()[0]
+
+
 def make_slow(db, secs):
     """History slow: a trigger beside it in the history file."""
     n = slow_rows(secs)
@@ -107,14 +121,8 @@ class Crash(unittest.TestCase):
                                    timeout=60)
             self.addCleanup(db.close)
             spool = os.path.join(srv.dir, "chat.db-spool.0")
-            rows = lambda: db.execute(  # noqa: E731
-                "SELECT count(*) FROM History").fetchone()[0]
-            a, b = srv.user("hc"), srv.user("hc")
-            make_slow(db, 0.05)         # 200 rows: 10 s of store work
-            for i in range(n):
-                a.chat(b.id, "crash %d" % i)
-            for i in range(n):
-                b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            # 200 rows: 10 s of store work
+            a, b, rows = slow_backlog(srv, db, "crash", n, 0.05)
             # every row in the spool (it stops growing), few stored
             sizes = []
 
@@ -266,14 +274,8 @@ class Stuck(unittest.TestCase):
         db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
                                timeout=60)
         self.addCleanup(db.close)
-        rows = lambda: db.execute(  # noqa: E731
-            "SELECT count(*) FROM History").fetchone()[0]
-        a, b = srv.user("hk"), srv.user("hk")
-        make_slow(db, 0.25)         # 40 rows: 10 s of store work
-        for i in range(n):
-            a.chat(b.id, "stuck %d" % i)
-        for i in range(n):
-            b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+        # 40 rows: 10 s of store work
+        a, b, rows = slow_backlog(srv, db, "stuck", n, 0.25)
         answers = []
         for _ in range(2):
             t0 = time.monotonic()
