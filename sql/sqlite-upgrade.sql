@@ -2,10 +2,14 @@
 --
 -- Built into chatd (src/sqlite_upgrade.h).  A file whose PRAGMA
 -- user_version is N < the current version runs the steps after
--- "-- @version N+1" up to the end, oldest first, in the same BEGIN
--- IMMEDIATE as sqlite.sql, which runs next and creates the new tables
--- and indexes and sets user_version.  A step changes only tables that
--- existed at the version before it.  Markers stand alone on their line.
+-- "-- @version N+1" up to the end, oldest first: those before version 5
+-- in a BEGIN IMMEDIATE of their own, which records version 4; version
+-- 5's copy in another (it writes the history file only); the later ones
+-- in the same BEGIN IMMEDIATE as sqlite.sql, which runs next and creates
+-- the new tables and indexes and sets user_version (store_sqlite.c: each
+-- commit writes one file, so a crash between two leaves a state the next
+-- start resumes from).  A step changes only tables that existed at the
+-- version before it.  Markers stand alone on their line.
 
 -- @version 2
 -- group admins, and when a member joined (history shows it what came after)
@@ -40,9 +44,9 @@ INSERT OR IGNORE INTO HistoryConv (userid, conv, last)
 -- @version 5
 -- History and HistoryConv move to the history file (attached as hist):
 -- the history thread's transactions then lock that file only.  The
--- copy is idempotent; a version 4 file runs it first in a transaction
--- of its own (store_sqlite.c), so the main file's tables are dropped
--- (sqlite.sql) only after the copy is committed.
+-- copy is idempotent and committed on its own; the main file's tables
+-- are dropped (sqlite.sql) only after it, and only when the history
+-- file holds all of their rows (else it runs again: store_sqlite.c).
 CREATE TABLE IF NOT EXISTS hist.History (
 	smid		INTEGER PRIMARY KEY,
 	conv		INTEGER NOT NULL,

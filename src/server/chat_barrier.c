@@ -32,6 +32,7 @@
 #include "cfg.h"
 #include "channel.h"
 #include "chat_impl.h"
+#include "histprio.h"
 #include "log.h"
 #include "online.h"
 #include "util.h"
@@ -202,7 +203,8 @@ barrier_ask(int slot, uint32_t seq)
 {
 	uint64_t	 upto = chat_history_kept();
 
-	if (chat_history_written() >= upto ||
+	/* a thread that cannot be boosted is not waited for (histprio.h) */
+	if (chat_history_written() >= upto || histprio_stuck() ||
 	    util_grow((void **)&ask, &ask_cap, ask_n, sizeof(*ask)) == -1) {
 		barrier_send(slot, CHAN_HIST_FLUSHED, seq);
 		return;

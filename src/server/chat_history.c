@@ -117,7 +117,12 @@ history_submit(struct workq_job *sj)
 		storeq_submit_idle(chat.storeq, sj);
 }
 
-/* The history thread runs at normal priority while anyone waits for it. */
+/*
+ * The history thread runs at normal priority while anyone waits for it.
+ * When it cannot be boosted any more, reads stop waiting for this
+ * worker's rows: they answer from what is stored, as for other
+ * workers' rows, rather than wait as long as the load lasts.
+ */
 int
 chat_history_awaited(void)
 {
@@ -128,10 +133,17 @@ void
 chat_history_boost(void)
 {
 	int	 on = chat_history_awaited();
+	size_t	 i, n;
 
 	histprio_boost(on);
 	if (on)
 		chat_histspool_kick();	/* a deferred take goes now */
+	if (!histprio_stuck() || hw_n == 0)
+		return;
+	n = hw_n;
+	hw_n = 0;
+	for (i = 0; i < n; i++)
+		chat_call_go(hw[i].k);
 }
 
 uint64_t
@@ -336,7 +348,7 @@ chat_history_hold(struct chat_call *k)
 	size_t			 ncap;
 
 	chat_history_flush();
-	if (hr_written == hr_kept)
+	if (hr_written == hr_kept || histprio_stuck())
 		return -1;
 	if (hw_n == hw_cap) {
 		ncap = hw_cap ? hw_cap * 2 : 16;

@@ -92,11 +92,16 @@ histprio_boost(int on)
 	memset(&sp, 0, sizeof(sp));
 	if (sched_setscheduler(tid, on ? SCHED_OTHER : SCHED_IDLE, &sp) ==
 	    -1) {
-		/* the thread may be gone at exit (ESRCH): nothing to undo */
-		if (errno != ESRCH)
-			log_warn("history thread: %s", on ? "boost" : "lower");
-		if (on && errno == EPERM)
+		if (on && errno == EPERM) {
+			/* RLIMIT_NICE lowered under us: once, for good */
 			stuck = 1;
+			log_warnx("history thread: cannot be boosted any more "
+			    "(%s): reads answer from what is stored, without "
+			    "waiting for this worker's backlog",
+			    strerror(EPERM));
+		} else if (errno != ESRCH)
+			/* the thread may be gone at exit (ESRCH) */
+			log_warn("history thread: %s", on ? "boost" : "lower");
 		return;
 	}
 	boosted = on;
@@ -106,4 +111,10 @@ int
 histprio_boosted(void)
 {
 	return boosted;
+}
+
+int
+histprio_stuck(void)
+{
+	return stuck;
 }

@@ -30,5 +30,11 @@ int	histprio_start(struct storeq *q);
 void	histprio_boost(int on);
 /* Whether the history thread is boosted now (loop thread). */
 int	histprio_boosted(void);
+/*
+ * Whether a boost failed for good (EPERM: RLIMIT_NICE lowered after the
+ * start), leaving the thread at SCHED_IDLE: waiting for it could last
+ * as long as the load does (loop thread).
+ */
+int	histprio_stuck(void);
 
 #endif

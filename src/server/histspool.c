@@ -1,6 +1,7 @@
 /*
  * histspool.c - the append-only spool of history rows (histspool.h):
- * the record format, the scan that cuts a torn tail at open, and the
+ * the record format, the scan that cuts a torn tail at open, the done
+ * records that let an open start after what was stored, and the
  * offsets one writer and one reader share under a mutex.
  */
 #include "config.h"
@@ -34,11 +35,23 @@ struct spoolfile {
 	uint64_t	 rd;		/* the first record not taken */
 	uint64_t	 fdone;		/* bytes of this file done */
 	int		 cut;		/* a failed write left bytes past end */
+	/* the done prefix: [0, doff) all done, as the done record says */
+	uint64_t	 doff;
+	uint32_t	 dchain;	/* CRC-32C of its records' headers */
+	int64_t		 dsmid;		/* its last record's smid */
+};
+
+/* A file's done record, as stored in the side file (histspool.h). */
+struct donerec {
+	uint64_t	 off;
+	uint32_t	 chain;
+	int64_t		 smid;
 };
 
 struct histspool {
 	pthread_mutex_t	 mu;
 	struct spoolfile f[2];
+	int		 dfd;		/* the side file of done records */
 	uint64_t	 max_bytes;
 	uint64_t	 seg_max;	/* the writer moves on past this */
 	/* under mu */
@@ -149,6 +162,58 @@ rec_parse(const unsigned char *p, size_t avail, struct store_hist *row,
 	return REC_OK;
 }
 
+static void
+done_encode(unsigned char *p, const struct donerec *d)
+{
+	memset(p, 0, HISTSPOOL_DONE_REC);
+	p[0] = HISTSPOOL_DONE_MAGIC;
+	put32(p + 4, d->chain);
+	put64(p + 8, d->off);
+	put64(p + 16, (uint64_t)d->smid);
+	put32(p + 28, crc32c_update(0, p, 28));
+}
+
+/* The done record at p, when sound: 0, else -1 (none: start at 0). */
+static int
+done_parse(const unsigned char *p, struct donerec *d)
+{
+	if (p[0] != HISTSPOOL_DONE_MAGIC || p[1] != 0 || p[2] != 0 ||
+	    p[3] != 0 || get32(p + 24) != 0 ||
+	    crc32c_update(0, p, 28) != get32(p + 28) || get64(p + 8) == 0)
+		return -1;
+	d->chain = get32(p + 4);
+	d->off = get64(p + 8);
+	d->smid = (int64_t)get64(p + 16);
+	return 0;
+}
+
+/*
+ * f[i]'s done record written (zeros when f is empty), under mu.  A
+ * failed write leaves the one before, which says less is done (or is
+ * zeros): rows are stored again, never skipped.
+ */
+static void
+done_write(struct histspool *hs, int i)
+{
+	struct spoolfile	*f = &hs->f[i];
+	struct donerec		 d;
+	unsigned char		 p[HISTSPOOL_DONE_REC];
+	ssize_t			 w;
+
+	if (f->doff == 0)
+		memset(p, 0, sizeof(p));
+	else {
+		d.off = f->doff;
+		d.chain = f->dchain;
+		d.smid = f->dsmid;
+		done_encode(p, &d);
+	}
+	do
+		w = pwrite(hs->dfd, p, sizeof(p),
+		    (off_t)i * HISTSPOOL_DONE_REC);
+	while (w == -1 && errno == EINTR);
+}
+
 /* pread until n bytes or the end of the file: how many, or -1 */
 static ssize_t
 pread_full(int fd, void *buf, size_t n, uint64_t off)
@@ -187,11 +252,13 @@ grow(unsigned char **buf, size_t *cap, size_t n)
 /*
  * The end of the last whole, sound record of the first size bytes, in
  * *good; *why says what stopped the scan before size (NULL: nothing);
- * *first: when the first row was kept.  0, or -1 with errno (EIO, ENOMEM).
+ * *first: when the first row was kept.  *done: whether a record ends
+ * at dr->off with dr's chain and smid (dr NULL: no).  0, or -1 with
+ * errno (EIO, ENOMEM).
  */
 static int
 spool_scan(int fd, uint64_t size, uint64_t *good, const char **why,
-    int64_t *first)
+    int64_t *first, const struct donerec *dr, int *done)
 {
 	struct store_hist r;
 
@@ -199,9 +266,11 @@ spool_scan(int fd, uint64_t size, uint64_t *good, const char **why,
 	size_t		 cap = 0, pos, rl = SPOOL_CHUNK, want;
 	uint64_t	 off = 0;
 	ssize_t		 got;
+	uint32_t	 chain = 0;
 	enum rec_state	 st = REC_OK;
 
 	*why = NULL;
+	*done = 0;
 	while (off < size) {
 		want = rl > SPOOL_CHUNK ? rl : SPOOL_CHUNK;
 		if (want > size - off)
@@ -217,6 +286,13 @@ spool_scan(int fd, uint64_t size, uint64_t *good, const char **why,
 		    &rl)) == REC_OK) {
 			if (off == 0 && pos == 0)
 				*first = r.created;
+			if (dr != NULL && off + pos < dr->off) {
+				chain = crc32c_update(chain, buf + pos,
+				    HISTSPOOL_HDR);
+				if (off + pos + rl == dr->off)
+					*done = chain == dr->chain &&
+					    r.smid == dr->smid;
+			}
 			pos += rl;
 		}
 		off += pos;
@@ -240,10 +316,19 @@ fail:
 	return -1;
 }
 
-/* f emptied, under mu: 0 or -1 with errno */
+/*
+ * f[i] emptied, under mu: 0 or -1 with errno.  Its done record goes
+ * first: a crash between the two leaves rows to store again.
+ */
 static int
-file_empty(struct spoolfile *f)
+file_empty(struct histspool *hs, int i)
 {
+	struct spoolfile	*f = &hs->f[i];
+
+	f->doff = 0;
+	f->dchain = 0;
+	f->dsmid = 0;
+	done_write(hs, i);
 	if (ftruncate(f->fd, 0) == -1)
 		return -1;
 	f->end = f->rd = f->fdone = 0;
@@ -259,31 +344,41 @@ spool_settle(struct histspool *hs, int i)
 
 	if (f->end == 0 || f->fdone != f->end || (i == hs->cur && hs->busy))
 		return 0;
-	if (file_empty(f) == -1) {
+	if (file_empty(hs, i) == -1) {
 		log_warn("history spool %s: ftruncate", f->path);
 		return -1;
 	}
 	return 0;
 }
 
-/*
- * Open f (locked against other processes) and cut a damaged tail:
- * *first is when its first row was kept (left as it is when empty).
- */
+/* Open f, locked against other processes: 0 or -1 with errno. */
 static int
-file_open(struct spoolfile *f, const char *path, int64_t *first)
+file_open(struct spoolfile *f, const char *path)
 {
-	struct stat	 sb;
-	const char	*why;
-	uint64_t	 good;
-
 	if ((f->path = strdup(path)) == NULL)
 		return -1;
 	if ((f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
 		return -1;
-	if (flock(f->fd, LOCK_EX | LOCK_NB) == -1 || fstat(f->fd, &sb) == -1)
+	return flock(f->fd, LOCK_EX | LOCK_NB);
+}
+
+/*
+ * Cut f's damaged tail and start after its done prefix when dr (NULL:
+ * none) is found in it: *first is when its first row was kept (left as
+ * it is when empty).
+ */
+static int
+file_scan(struct spoolfile *f, const struct donerec *dr, int64_t *first)
+{
+	struct stat	 sb;
+	const char	*why, *path = f->path;
+	uint64_t	 good;
+	int		 done;
+
+	if (fstat(f->fd, &sb) == -1)
 		return -1;
-	if (spool_scan(f->fd, (uint64_t)sb.st_size, &good, &why, first) == -1)
+	if (spool_scan(f->fd, (uint64_t)sb.st_size, &good, &why, first, dr,
+	    &done) == -1)
 		return -1;
 	if (why != NULL) {
 		log_warnx("history spool %s: %s at byte %" PRIu64 " of %jd: "
@@ -296,9 +391,15 @@ file_open(struct spoolfile *f, const char *path, int64_t *first)
 			return -1;
 		}
 	}
+	if (done && dr->off <= good) {
+		f->doff = f->rd = f->fdone = dr->off;
+		f->dchain = dr->chain;
+		f->dsmid = dr->smid;
+	}
 	if (good > 0)
 		log_info("history spool %s: %" PRIu64 " bytes of rows left "
-		    "by a previous run", path, good);
+		    "by a previous run, %" PRIu64 " of them done", path, good,
+		    f->doff);
 	f->end = good;
 	return 0;
 }
@@ -307,28 +408,54 @@ struct histspool *
 histspool_open(const char *path, uint64_t max_bytes)
 {
 	struct histspool	*hs;
-	char			*path2 = NULL;
+	struct donerec		 dr[2];
+	unsigned char		 dbuf[2 * HISTSPOOL_DONE_REC];
+	char			*path2 = NULL, *dpath = NULL;
 	int64_t			 first[2] = { 0, 0 };
-	int			 e, i;
+	ssize_t			 got;
+	int			 e, i, have[2];
 
 	if ((hs = calloc(1, sizeof(*hs))) == NULL)
 		return NULL;
-	hs->f[0].fd = hs->f[1].fd = -1;
+	hs->f[0].fd = hs->f[1].fd = hs->dfd = -1;
 	if (asprintf(&path2, "%s.b", path) == -1) {
 		path2 = NULL;
 		goto fail;
 	}
-	if (file_open(&hs->f[0], path, &first[0]) == -1 ||
-	    file_open(&hs->f[1], path2, &first[1]) == -1)
+	if (asprintf(&dpath, "%s.done", path) == -1) {
+		dpath = NULL;
+		goto fail;
+	}
+	if (file_open(&hs->f[0], path) == -1 ||
+	    file_open(&hs->f[1], path2) == -1)
+		goto fail;
+	/* the done records, read under the files' locks */
+	if ((hs->dfd = open(dpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
+		goto fail;
+	memset(dbuf, 0, sizeof(dbuf));
+	if ((got = pread_full(hs->dfd, dbuf, sizeof(dbuf), 0)) == -1) {
+		errno = EIO;
+		goto fail;
+	}
+	for (i = 0; i < 2; i++)
+		have[i] = done_parse(dbuf + i * HISTSPOOL_DONE_REC,
+		    &dr[i]) == 0;
+	if (file_scan(&hs->f[0], have[0] ? &dr[0] : NULL, &first[0]) == -1 ||
+	    file_scan(&hs->f[1], have[1] ? &dr[1] : NULL, &first[1]) == -1)
 		goto fail;
 	free(path2);
-	path2 = NULL;
+	free(dpath);
+	path2 = dpath = NULL;
+	/* a file done to its end (a crash before it was emptied) */
+	for (i = 0; i < 2; i++)
+		spool_settle(hs, i);
 	/* both hold rows: the older first, the writer after the newer */
 	if (hs->f[1].end > 0 && (hs->f[0].end == 0 || first[1] < first[0]))
 		hs->rf = hs->cur = 1;
 	if (hs->f[0].end > 0 && hs->f[1].end > 0)
 		hs->cur = !hs->rf;
 	hs->appended = hs->f[0].end + hs->f[1].end;
+	hs->stored = hs->f[0].fdone + hs->f[1].fdone;
 	hs->max_bytes = max_bytes;
 	/* small enough that the files stay near it, large enough to be rare */
 	hs->seg_max = max_bytes == 0 ? SPOOL_SEGMENT : max_bytes / 4;
@@ -348,7 +475,10 @@ fail:
 			close(hs->f[i].fd);
 		free(hs->f[i].path);
 	}
+	if (hs->dfd != -1)
+		close(hs->dfd);
 	free(path2);
+	free(dpath);
 	free(hs);
 	errno = e;
 	return NULL;
@@ -410,7 +540,7 @@ histspool_append(struct histspool *hs, const struct store_hist *v, size_t n)
 	 */
 	o = !hs->cur;
 	if (f->end >= hs->seg_max && hs->f[o].end == 0 &&
-	    (!hs->f[o].cut || file_empty(&hs->f[o]) == 0)) {
+	    (!hs->f[o].cut || file_empty(hs, o) == 0)) {
 		if (hs->rf == o)
 			hs->rf = hs->cur;
 		hs->cur = o;
@@ -528,12 +658,36 @@ histspool_take(struct histspool *hs, size_t max_rows,
 	out->n = n;
 	out->buf = (char *)buf;
 	out->bytes = pos;
+	out->start = start;
 	out->file = i;
 	return 0;
 fail:
 	free(v);
 	free(buf);
 	return -1;
+}
+
+/*
+ * b's records added to their file's done prefix when they continue it
+ * (not after a batch freed undone), and its done record written, under
+ * mu (a file then emptied has it zeroed again).
+ */
+static void
+done_advance(struct histspool *hs, const struct histspool_batch *b)
+{
+	struct spoolfile	*f = &hs->f[b->file];
+	const unsigned char	*p = (const unsigned char *)b->buf;
+	uint64_t		 pos;
+
+	if (b->bytes == 0 || b->start != f->doff)
+		return;
+	for (pos = 0; pos + HISTSPOOL_HDR <= b->bytes;
+	    pos += HISTSPOOL_HDR + get32(p + pos + 4)) {
+		f->dchain = crc32c_update(f->dchain, p + pos, HISTSPOOL_HDR);
+		f->dsmid = (int64_t)get64(p + pos + 8);
+	}
+	f->doff += b->bytes;
+	done_write(hs, b->file);
 }
 
 int
@@ -544,6 +698,7 @@ histspool_done(struct histspool *hs, struct histspool_batch *b)
 	pthread_mutex_lock(&hs->mu);
 	hs->f[b->file].fdone += b->bytes;
 	hs->stored += b->bytes;
+	done_advance(hs, b);
 	rc = spool_settle(hs, b->file);
 	e = errno;
 	pthread_mutex_unlock(&hs->mu);
@@ -618,6 +773,7 @@ histspool_close(struct histspool *hs)
 		close(hs->f[i].fd);
 		free(hs->f[i].path);
 	}
+	close(hs->dfd);
 	pthread_mutex_destroy(&hs->mu);
 	free(hs->wbuf);
 	free(hs);

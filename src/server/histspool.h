@@ -3,8 +3,8 @@
  * files that one writer thread appends to and one reader thread takes
  * from, stores elsewhere and marks done, both at once.  A mutex guards
  * only the offsets and counters, never held during I/O (except the
- * ftruncate that empties a file).  A pure file module: no libev, no
- * store calls.
+ * ftruncate that empties a file and the 32-byte write of a done
+ * record).  A pure file module: no libev, no store calls.
  *
  * Two files, path and path.b: a file is emptied (truncated to 0) once
  * every record in it is done, but under steady load rows arrive while
@@ -28,9 +28,24 @@
  *    40       the text, len bytes
  * A header with another magic, a nonzero reserved byte, a length over
  * the bound or a CRC that does not match is corrupt.  Nothing else is
- * in the files, so the records in them at open are those not known done
- * (when both hold rows, the file whose first row is older is taken
- * first).
+ * in the files (when both hold rows, the file whose first row is older
+ * is taken first).
+ *
+ * A third file, path.done, holds a done record per file (path's at byte
+ * 0, path.b's at 32), rewritten at each histspool_done that extends
+ * the file's done prefix (the records from its start all done), zeroed
+ * before the file is emptied:
+ *     0  u8   HISTSPOOL_DONE_MAGIC (0xd1), then 0, 0, 0
+ *     4  u32  chain: CRC-32C of the prefix's record headers, in order
+ *     8  u64  off: the prefix's end
+ *    16  i64  smid of its last record
+ *    24  u32  0 (reserved)
+ *    28  u32  CRC-32C of bytes 0..27
+ * An open starts taking a file at off only when the record is sound
+ * and a record of the file ends at off with that chain and smid, i.e.
+ * the file still begins with the records that were done; anything else
+ * (no record, a torn or damaged one, one left from content since
+ * emptied, a file cut before off) takes the file from its start again.
  *
  * Crash cases (the process dies; the kernel keeps what write() took,
  * histspool_sync() makes it survive a power loss too):
@@ -39,9 +54,9 @@
  * - after take, or after storing elsewhere but before done: the rows
  *   are still in the file and are taken again after the open (at least
  *   once: the store must leave a row kept before as it is, as
- *   store_history_add does by smid).  Rows done while others in their
- *   file were not are taken again too: a file is emptied only when all
- *   its rows are done.
+ *   store_history_add does by smid).  Rows done after a batch freed
+ *   undone, and the last batch when its done record did not reach the
+ *   file, are taken again too; the done prefix is not.
  * - torn write (crash inside write(), or a disk that kept part of it):
  *   the open cuts the file at the end of the last whole record before
  *   the first damaged one, logs it, and appends after that; nothing
@@ -57,6 +72,8 @@
 
 #define HISTSPOOL_MAGIC		0xb1
 #define HISTSPOOL_HDR		40
+#define HISTSPOOL_DONE_MAGIC	0xd1
+#define HISTSPOOL_DONE_REC	32
 /* the largest text a record may hold: max_frame_bytes's upper bound */
 #define HISTSPOOL_MAX_TEXT	(16u * 1024 * 1024)
 
@@ -73,13 +90,14 @@ struct histspool_batch {
 	size_t			 n;
 	char			*buf;
 	uint64_t		 bytes;		/* of the file the rows span */
+	uint64_t		 start;		/* where in it they start */
 	int			 file;		/* which of the two */
 };
 
 /*
- * Create path and path.b (mode 0600) or open them, and take an
- * exclusive flock(2) on each; the rows a previous run left are the
- * first taken.  A torn or
+ * Create path, path.b and path.done (mode 0600) or open them, and take
+ * an exclusive flock(2) on the first two; the rows a previous run left
+ * (after each file's done prefix) are the first taken.  A torn or
  * corrupt tail is cut (see above), with a log line.  max_bytes bounds
  * what is pending (appended, not yet done); 0: no bound.  NULL with errno: open's,
  * EWOULDBLOCK when another process holds the spool, EIO when reading

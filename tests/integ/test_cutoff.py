@@ -53,7 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatlib  # noqa: E402
 import cluster  # noqa: E402
 import test_ops  # noqa: E402
-import test_reliability  # noqa: E402
+import reltraffic  # noqa: E402
 from chatlib import GROUP_CHAT, ONE_CHAT  # noqa: E402
 
 NODES = 3
@@ -201,8 +201,8 @@ class ViaRelay:
 
 # ---- the cluster -------------------------------------------------------
 
-# test_reliability's peers, counted: sends, connects, per traffic thread
-_BasePeer = test_reliability.Peer
+# reltraffic's peers, counted: sends, connects, per traffic thread
+_BasePeer = reltraffic.Peer
 SENDS = {}                  # thread ident -> [monotonic time of a chat]
 PEERS = {}                  # thread ident -> [TrackedPeer]
 
@@ -226,7 +226,7 @@ class TrackedPeer(_BasePeer):
 
 def setUpModule():
     cluster.require(("redis", "mariadb"))
-    test_reliability.Peer = TrackedPeer
+    reltraffic.Peer = TrackedPeer
     try:
         ENV["redis"] = cluster.Redis().start()
         ENV["db"] = cluster.MariaDB().start()
@@ -255,9 +255,9 @@ def setUpModule():
 
 
 def tearDownModule():
-    test_reliability.Peer = _BasePeer
-    if test_reliability.ROWS:
-        test_reliability.print_table()
+    reltraffic.Peer = _BasePeer
+    if reltraffic.ROWS:
+        reltraffic.print_table()
     problems = []
     problems += cluster.stop_nodes(ENV.pop("nodes", []))
     for k in ("redis_relay", "db_relay"):
@@ -318,7 +318,7 @@ class CutOff(unittest.TestCase):
         def run(row, sender, rn):
             idents[row] = threading.get_ident()
             try:
-                test_reliability.run_traffic(
+                reltraffic.run_traffic(
                     self, row, fault, receivers_nodes=rn,
                     sender_node=sender, offline=True, plain_group=True,
                     # the wait ends when all is in; 60 s because a

@@ -9,12 +9,15 @@ starved (the worker and a CPU hog pinned to one CPU, History made slow
 by a trigger), because the read boosts it; a worker SIGKILLed with a
 backlog in its spool file, whose every row is stored after the respawn;
 rows kept while the history file is locked past the busy timeout;
-the upgrade of a version 4 file (its history moved to the history file,
-nothing lost); a busy worker deferring its history (history_defer) until
-it is quiet, a read or the bound ends it, with every row stored after."""
+reads that stop waiting once the thread cannot be boosted any more; the
+upgrade of a version 4 file (its history moved to the history file,
+nothing lost); a read on another worker than the one that kept the rows;
+a busy worker deferring its history (history_defer) until it is quiet, a
+read or the bound ends it, with every row stored after."""
 
-import os
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +30,7 @@ import chatlib  # noqa: E402
 import cluster  # noqa: E402
 import test_history as th  # noqa: E402
 from test_history_backlog import slow_rows  # noqa: E402
+from test_upgrade import start_from  # noqa: E402
 from chatlib import ONE_CHAT, wait_for  # noqa: E402
 
 SCHED_IDLE = 5
@@ -87,6 +91,20 @@ class IdleThread(unittest.TestCase):
                 db.close()
 
 
+def slow_backlog(srv, db, tag, n, row_secs):
+    """Users a and b of srv, History made slow (row_secs a row), and n
+    chats from a to b delivered: a backlog of history rows.  (a, b,
+    rows): rows() counts what is stored."""
+    a, b = srv.user(tag), srv.user(tag)
+    make_slow(db, row_secs)
+    for i in range(n):
+        a.chat(b.id, "%s %d" % (tag, i))
+    for i in range(n):
+        b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+    return a, b, lambda: db.execute(
+        "SELECT count(*) FROM History").fetchone()[0]
+
+
 def make_slow(db, secs):
     """History slow: a trigger beside it in the history file."""
     n = slow_rows(secs)
@@ -106,14 +124,8 @@ class Crash(unittest.TestCase):
                                    timeout=60)
             self.addCleanup(db.close)
             spool = os.path.join(srv.dir, "chat.db-spool.0")
-            rows = lambda: db.execute(  # noqa: E731
-                "SELECT count(*) FROM History").fetchone()[0]
-            a, b = srv.user("hc"), srv.user("hc")
-            make_slow(db, 0.05)         # 200 rows: 10 s of store work
-            for i in range(n):
-                a.chat(b.id, "crash %d" % i)
-            for i in range(n):
-                b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            # 200 rows: 10 s of store work
+            a, b, rows = slow_backlog(srv, db, "crash", n, 0.05)
             # every row in the spool (it stops growing), few stored
             sizes = []
 
@@ -357,6 +369,51 @@ class Deferred(unittest.TestCase):
             self.addCleanup(lambda: bench.poll() is None and bench.kill())
             self.finish(srv, bench, db)
             self.assertIn("(history_defer)", srv.log_text())
+
+
+class Stuck(unittest.TestCase):
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"),
+                         "needs root and setpriv")
+    def test_read_stops_waiting_once_boosts_fail(self):
+        """chatd runs as root without CAP_SYS_NICE (as in a container
+        that drops it; RLIMIT_NICE stays 0): its history thread goes to
+        SCHED_IDLE, and boosting it fails with EPERM, for good.  A
+        HISTORY read that would wait for this worker's backlog answers
+        from what is stored instead (as for other workers' rows), logged
+        once; the rows are still stored."""
+        n = 40
+        real = chatlib.chatd_bin()
+        srv = chatlib.Server(workers=1)
+        wrapper = os.path.join(srv.dir, "chatd-no-nice")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec setpriv --bounding-set -sys_nice "
+                    "'%s' \"$@\"\n" % real)
+        os.chmod(wrapper, 0o755)
+        start_from(srv, wrapper)
+        self.addCleanup(srv.__exit__, None, None, None)
+        self.assertTrue(wait_for(lambda: [p for _, _, p in hist_threads(
+            srv)] == [SCHED_IDLE], timeout=SLOW), hist_threads(srv))
+        db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                               timeout=60)
+        self.addCleanup(db.close)
+        # 40 rows: 10 s of store work
+        a, b, rows = slow_backlog(srv, db, "stuck", n, 0.25)
+        answers = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            m = th.history(a, toid=b.id, limit=50)
+            answers.append((len(m["messages"]),
+                            round(time.monotonic() - t0, 2)))
+        sys.stderr.write("\nreads (rows, s): %r of %d\n" % (answers, n))
+        # before, each read waited for all n rows (10 s of work)
+        self.assertLess(answers[0][0], n, "the read waited")
+        self.assertLess(answers[1][0], n, "the read waited")
+        self.assertEqual(srv.log_text().count(
+            "cannot be boosted any more"), 1)
+        db.execute("DROP TRIGGER hist.hist_slow")
+        db.commit()
+        self.assertTrue(wait_for(lambda: rows() == n, timeout=SLOW,
+                                 interval=0.2), "%d of %d" % (rows(), n))
 
 
 V4_HCONV = "INSERT INTO HistoryConv (userid, conv, last) VALUES (?, ?, ?)"

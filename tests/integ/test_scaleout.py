@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatlib  # noqa: E402
 import cluster  # noqa: E402
 import test_cluster  # noqa: E402
-import test_reliability  # noqa: E402
+import reltraffic  # noqa: E402
 from chatlib import GROUP_CHAT, ONE_CHAT  # noqa: E402
 
 NODES = 5
@@ -132,17 +132,17 @@ def setUpModule():
         print("cluster up in %.1f s: %d nodes, %d instances, bus %s" %
               (time.monotonic() - t0, NODES, INSTANCES, ENV["bus"].addr),
               file=sys.stderr)
-        # test_reliability's traffic runs between its ENV's A and B
-        test_reliability.ENV["A"] = ENV["nodes"][0]
-        test_reliability.ENV["B"] = ENV["nodes"][1]
+        # reltraffic's traffic runs between its ENV's A and B
+        reltraffic.ENV["A"] = ENV["nodes"][0]
+        reltraffic.ENV["B"] = ENV["nodes"][1]
     except BaseException:
         tearDownModule()
         raise
 
 
 def tearDownModule():
-    if test_reliability.ROWS:
-        test_reliability.print_table()
+    if reltraffic.ROWS:
+        reltraffic.print_table()
     problems = []
     if os.environ.get("SCALEOUT_DEBUG"):
         for n in ENV.get("nodes", []):
@@ -245,7 +245,7 @@ class ScaleOut(unittest.TestCase):
                 st["resumed"] = None
                 return None
             return True
-        test_reliability.run_traffic(self, "both redis primaries killed, "
+        reltraffic.run_traffic(self, "both redis primaries killed, "
                                      "Sentinel failover", fault,
                                      settle=10.0)
         self.assertIsNotNone(st.get("resumed"), "/health never came back")
@@ -408,7 +408,7 @@ class FanOut(unittest.TestCase):
                            "msg": "listed", "msgid": GROUP_CHAT,
                            "name": "inj", "time": chatlib.now_str()},
                           sort_keys=True, separators=(",", ":")) + "\n"
-        item = test_reliability.sign("%d,%d %s" % (here.id, gone, line),
+        item = reltraffic.sign("%d,%d %s" % (here.id, gone, line),
                                      key=bus.key)
         bus.current(0).cmd("RPUSH", q, item)
         m = here.c.recv_msgid(GROUP_CHAT, timeout=10)
@@ -455,7 +455,7 @@ class Compat(unittest.TestCase):
         q = "chatd:q:%s:%s:%s" % (node, boot, slot)
         # B's worker holds still (well within its keys' 15 s) so that
         # the items can be read where it would take them
-        pid = test_reliability.worker_pid(B)
+        pid = reltraffic.worker_pid(B)
         os.kill(pid, signal.SIGSTOP)
         try:
             sent = sender.groupchat(gid, "v1 group")

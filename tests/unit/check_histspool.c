@@ -21,15 +21,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_histspool.h"
 #include "check_run.h"
 #include "crc32.h"
 #include "histspool.h"
 #include "log.h"
 #include "util.h"
 
-static char	 dir[64];
-static char	 path[128];
-static char	 path2[136];		/* the second file */
+char	 dir[64];
+char	 path[128];
+char	 path2[136];
 
 static void
 setup(void)
@@ -47,6 +48,8 @@ teardown(void)
 
 	unlink(path);
 	unlink(path2);
+	snprintf(p, sizeof(p), "%s.done", path);
+	unlink(p);
 	snprintf(p, sizeof(p), "%s/log", dir);
 	unlink(p);
 	rmdir(dir);
@@ -74,7 +77,7 @@ mkrow(struct rowbuf *rb, int64_t i)
 	rb->r.text = rb->r.len > 0 ? rb->text : NULL;
 }
 
-static size_t
+size_t
 recsize(int64_t i)
 {
 	return HISTSPOOL_HDR + (size_t)(i % 37);
@@ -97,7 +100,7 @@ check_row(const struct store_hist *got, int64_t i)
 }
 
 /* rows [from, to) appended in one call */
-static void
+void
 append_rows(struct histspool *hs, int64_t from, int64_t to)
 {
 	struct rowbuf	*rb;
@@ -118,7 +121,7 @@ append_rows(struct histspool *hs, int64_t from, int64_t to)
 	free(rb);
 }
 
-static off_t
+off_t
 fsize_of(const char *p)
 {
 	struct stat	 sb;
@@ -136,7 +139,7 @@ fsize(void)
 }
 
 /* take everything waiting: the rows must be from, from+1, ...; how many */
-static size_t
+size_t
 take_all(struct histspool *hs, int64_t from, int done)
 {
 	struct histspool_batch	 b;
@@ -298,7 +301,7 @@ START_TEST(test_truncate_monotonic)
 }
 END_TEST
 
-static char *
+char *
 slurp(const char *p, size_t *len)
 {
 	struct stat	 sb;
@@ -329,7 +332,7 @@ spit(const char *buf, size_t len)
 }
 
 /* the log goes to a file of the test's, read back by logged() */
-static void
+void
 log_to_file(void)
 {
 	char	 p[160];
@@ -338,7 +341,7 @@ log_to_file(void)
 	ck_assert_int_eq(log_init(p, LOG_DEBUG), 0);
 }
 
-static int
+int
 logged(const char *what)
 {
 	char	 p[160], *s;
@@ -375,16 +378,20 @@ START_TEST(test_reopen)
 	    recsize(1));
 	histspool_close(hs);
 
-	/* every row again (at least once), the file as it was, unharmed */
+	/*
+	 * every row not done again (at least once), after the done ones
+	 * (0, 1: histspool.h, the done record), the file unharmed
+	 */
 	log_to_file();
 	hs = histspool_open(path, 0);
 	ck_assert_ptr_nonnull(hs);
 	ck_assert(logged("bytes of rows left by a previous run"));
 	ck_assert(!logged("record at byte"));
 	ck_assert_uint_eq(histspool_appended(hs), left);
-	ck_assert_uint_eq(histspool_pending(hs), left);
+	ck_assert_uint_eq(histspool_pending(hs), left - recsize(0) -
+	    recsize(1));
 	append_rows(hs, 5, 6);
-	ck_assert_uint_eq(take_all(hs, 0, 1), 6);
+	ck_assert_uint_eq(take_all(hs, 2, 1), 4);
 	ck_assert_int_eq(fsize(), 0);
 	histspool_close(hs);
 
@@ -964,6 +971,11 @@ histspool_suite(void)
 	tcase_add_test(tc, test_disk_full);
 	tcase_add_test(tc, test_one_process);
 	tcase_add_test(tc, test_threads);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("done");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	histspool_done_cases(tc);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -358,16 +358,16 @@ sq_exec(struct sq *sq, const char *sql, const char *what)
 	return STORE_OK;
 }
 
-/* Run the upgrade steps after version from, inside the caller's transaction. */
+/* The upgrade steps after version from up to to, in the caller's transaction. */
 static int
-sq_upgrade(struct sq *sq, int from)
+sq_upgrade(struct sq *sq, int from, int to)
 {
 	const char	*p;
 	char		*sql, what[64];
 	size_t		 len;
 	int		 v, rc;
 
-	for (v = from + 1; v <= SQ_SCHEMA_VERSION; v++) {
+	for (v = from + 1; v <= to; v++) {
 		if ((p = store_upgrade_step(sqlite_upgrade, v, &len)) == NULL)
 			return store_set_error(&sq->st, "no upgrade step to "
 			    "schema version %d", v);
@@ -382,6 +382,99 @@ sq_upgrade(struct sq *sq, int from)
 	return STORE_OK;
 }
 
+/* sq_end before the statements are prepared (schema_once's own). */
+static int
+schema_end(struct sq *sq, int rc)
+{
+	if (rc == STORE_OK)
+		rc = sq_exec(sq, "COMMIT", "commit");
+	if (rc != STORE_OK && !sqlite3_get_autocommit(sq->db))
+		sqlite3_exec(sq->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc == STORE_OK ? STORE_OK : STORE_ERR;
+}
+
+/*
+ * Upgrading a file from before the history file (version 5) writes two
+ * files, and a transaction over two WAL files commits one after the
+ * other: a crash between them would keep one half.  So each step below
+ * writes one file, in an order that the next start resumes from
+ * wherever a crash stopped it, with nothing lost and nothing doubled:
+ *  1. sq_upgrade_main: the steps before version 5, in the main file,
+ *     committed with the version they reach (4);
+ *  2. sq_upgrade_copy: History and HistoryConv copied into the history
+ *     file (idempotent), with a sync (that file runs at synchronous
+ *     NORMAL): the main file's drop must not outlast it on a power loss;
+ *  3. schema_once: the main file's tables dropped and version 5 set,
+ *     only when the history file holds all of their rows (else 2 runs
+ *     again: an older chatd still running may have written one since).
+ * What 3 writes to the history file (indexes) is made again at the next
+ * start if it is lost.
+ */
+static int
+sq_upgrade_main(struct sq *sq)
+{
+	sqlite3_int64	 v;
+	char		 sql[48];
+	int		 rc;
+
+	/* a glance first: most starts find the file upgraded, unlocked */
+	if (sq_int(sq, "PRAGMA main.user_version", &v))
+		return STORE_ERR;
+	if (v <= 0 || v >= SQ_HIST_FILE_VERSION - 1)
+		return STORE_OK;
+	if (sq_exec(sq, "BEGIN IMMEDIATE", "begin"))
+		return STORE_ERR;
+	if ((rc = sq_int(sq, "PRAGMA main.user_version", &v)) == STORE_OK &&
+	    v > 0 && v < SQ_HIST_FILE_VERSION - 1 &&
+	    (rc = sq_upgrade(sq, (int)v, SQ_HIST_FILE_VERSION - 1)) ==
+	    STORE_OK) {
+		snprintf(sql, sizeof(sql), "PRAGMA main.user_version = %d",
+		    SQ_HIST_FILE_VERSION - 1);
+		rc = sq_exec(sq, sql, "schema version");
+	}
+	return schema_end(sq, rc);
+}
+
+static int
+sq_upgrade_copy(struct sq *sq)
+{
+	sqlite3_int64	 v;
+	const char	*p;
+	char		*sql;
+	size_t		 len;
+	int		 rc;
+
+	if ((p = store_upgrade_step(sqlite_upgrade, SQ_HIST_FILE_VERSION,
+	    &len)) == NULL || (sql = store_memdup(p, len)) == NULL)
+		return store_set_error(&sq->st, "history file: no upgrade "
+		    "step or no memory");
+	if ((rc = sq_exec(sq, "PRAGMA hist.synchronous = FULL",
+	    "synchronous")) == STORE_OK &&
+	    (rc = sq_exec(sq, "BEGIN IMMEDIATE", "begin")) == STORE_OK) {
+		if ((rc = sq_int(sq, "PRAGMA main.user_version", &v)) ==
+		    STORE_OK && v == SQ_HIST_FILE_VERSION - 1)
+			rc = sq_exec(sq, sql, "copy history to the history "
+			    "file");
+		rc = schema_end(sq, rc);
+	}
+	free(sql);
+	if (rc == STORE_OK)
+		rc = sq_exec(sq, "PRAGMA hist.synchronous = NORMAL",
+		    "synchronous");
+	return rc == STORE_OK ? STORE_OK : STORE_ERR;
+}
+
+/* Rows of the main file's history tables that the history file lacks. */
+static const char sq_hist_left[] =
+    "SELECT (SELECT count(*) FROM main.History AS m WHERE NOT EXISTS "
+    "(SELECT 1 FROM hist.History AS h WHERE h.smid = m.smid)) + "
+    "(SELECT count(*) FROM main.HistoryConv AS m WHERE NOT EXISTS "
+    "(SELECT 1 FROM hist.HistoryConv AS h WHERE h.userid = m.userid "
+    "AND h.conv = m.conv AND h.last >= m.last))";
+
+/* Copies when the main file holds rows the history file lacks (3 above). */
+#define SQ_COPY_TRIES	3
+
 /*
  * Create or check the schema.  Under BEGIN IMMEDIATE so that of
  * several processes starting at once one creates it and the others
@@ -391,10 +484,7 @@ static int
 schema_once(struct sq *sq)
 {
 	sqlite3_int64	 v, n;
-	const char	*p;
-	char		*sql;
-	size_t		 len;
-	int		 rc;
+	int		 tries;
 
 	/*
 	 * Outside a transaction: these cannot change inside one.  History
@@ -408,37 +498,32 @@ schema_once(struct sq *sq)
 	    sq_exec(sq, "PRAGMA foreign_keys = ON", "foreign keys"))
 		return STORE_ERR;
 
-	/*
-	 * A version 4 file: its history is copied to the history file in
-	 * a transaction of its own first, committed before the one below
-	 * drops the main file's tables (a transaction over two WAL files
-	 * is not atomic across them).  The copy is idempotent.
-	 */
-	if (sq_int(sq, "PRAGMA main.user_version", &v))
+	/* an older file: steps 1 and 2 above, each committed on its own */
+	if (sq_upgrade_main(sq) != STORE_OK)
 		return STORE_ERR;
-	if (v == SQ_HIST_FILE_VERSION - 1) {
-		if ((p = store_upgrade_step(sqlite_upgrade,
-		    SQ_HIST_FILE_VERSION, &len)) == NULL ||
-		    (sql = store_memdup(p, len)) == NULL)
-			return store_set_error(&sq->st, "history file: no "
-			    "upgrade step or no memory");
-		if ((rc = sq_exec(sq, "BEGIN IMMEDIATE", "begin")) ==
-		    STORE_OK && (rc = sq_exec(sq, sql, "copy history to the "
-		    "history file")) == STORE_OK)
-			rc = sq_exec(sq, "COMMIT", "commit");
-		free(sql);
-		if (rc != STORE_OK) {
-			if (!sqlite3_get_autocommit(sq->db))
-				sqlite3_exec(sq->db, "ROLLBACK", NULL, NULL,
-				    NULL);
-			return rc;
+	for (tries = 1;; tries++) {
+		if (sq_int(sq, "PRAGMA main.user_version", &v) ||
+		    (v == SQ_HIST_FILE_VERSION - 1 &&
+		    sq_upgrade_copy(sq) != STORE_OK))
+			return STORE_ERR;
+		if (sq_exec(sq, "BEGIN IMMEDIATE", "begin"))
+			return STORE_ERR;
+		if (sq_int(sq, "PRAGMA main.user_version", &v))
+			goto fail;
+		if (v != SQ_HIST_FILE_VERSION - 1)
+			break;
+		if (sq_int(sq, sq_hist_left, &n))
+			goto fail;
+		if (n == 0)
+			break;
+		if (tries == SQ_COPY_TRIES) {
+			store_set_error(&sq->st, "%lld history rows of the "
+			    "main file still missing from the history file "
+			    "after %d copies", (long long)n, tries);
+			goto fail;
 		}
+		sqlite3_exec(sq->db, "ROLLBACK", NULL, NULL, NULL);
 	}
-
-	if (sq_exec(sq, "BEGIN IMMEDIATE", "begin"))
-		return STORE_ERR;
-	if (sq_int(sq, "PRAGMA main.user_version", &v))
-		goto fail;
 	if (v > SQ_SCHEMA_VERSION) {
 		store_set_error(&sq->st, "schema version %lld is newer than "
 		    "this chatd knows (%d): upgrade chatd", (long long)v,
@@ -454,9 +539,15 @@ schema_once(struct sq *sq)
 			    "chatd schema version (PRAGMA user_version is 0)");
 			goto fail;
 		}
+	} else if (v < SQ_HIST_FILE_VERSION - 1) {
+		/* versions only grow, and step 1 was committed */
+		store_set_error(&sq->st, "schema version %lld after its "
+		    "upgrade", (long long)v);
+		goto fail;
 	}
-	/* an older file: its missing steps first, then the new tables */
-	if (v > 0 && sq_upgrade(sq, (int)v) != STORE_OK)
+	/* the steps after the history file's, then the new tables */
+	if (v > 0 && sq_upgrade(sq, v < SQ_HIST_FILE_VERSION ?
+	    SQ_HIST_FILE_VERSION : (int)v, SQ_SCHEMA_VERSION) != STORE_OK)
 		goto fail;
 	if (sq_exec(sq, sqlite_schema, "create schema") ||
 	    sq_int(sq, "PRAGMA main.user_version", &v))
