@@ -148,6 +148,19 @@ int	chat_handover_final(struct conn *c, int clean, int answers);
  */
 int	chat_answers_due(const struct conn *c);
 /*
+ * Seconds a user's next session waits for the removals of stored copies
+ * written to its last one (a plain client's, under way in the write
+ * thread of the worker that wrote them): a login that finds a leaving
+ * mark (chat_leave.c), an upgrade's hand over (worker_handover.c).
+ */
+#define CHAT_REMOVAL_WAIT	3.0
+/*
+ * Removals of stored copies written to c's user are still under way in
+ * this worker: an upgrade hands c over once they are done (at most
+ * CHAT_REMOVAL_WAIT), so the adopter's fetch cannot find them.
+ */
+int	chat_removals_due(const struct conn *c);
+/*
  * The old worker of an upgrade after the hand over: its own slot's
  * users are the next worker's.  chat_forward_answers passes what the
  * moved connections' jobs answered (final: the time is up, the rest is

@@ -198,9 +198,13 @@ handoff_one(struct conn *c, void *arg)
 		return;
 	}
 	if (!n->final) {
-		n->busy += !quiet && !due;
+		/* the adopter may fetch at once: no copy it finds may be
+		 * one whose removal is still under way here */
+		n->busy += (!quiet && !due) || (n->removals &&
+		    chat_removals_due(c));
 		return;
 	}
+	n->removing += chat_removals_due(c);
 	if (chat_handover_final(c, quiet || due, due) == 0) {
 		if (due)
 			n->answers++;
@@ -255,6 +259,11 @@ hand_over(double began)
 	    "output still due), %zu closed (not logged in, or websocket), "
 	    "%.0f ms after the last read", n.clean + n.answers, n.answers,
 	    n.unclean, n.closed, (handed_at - began) * 1000);
+	if (n.removing > 0)
+		log_warnx("upgrade: %zu connection(s) handed over while stored "
+		    "copies written to them were still being removed (the "
+		    "store is slow): a plain client may see those again",
+		    n.removing);
 }
 
 enum handoff_state
@@ -265,6 +274,8 @@ handoff_step(struct storeq *q, int queued, double deadline)
 
 	if (answer_deadline == 0) {
 		memset(&n, 0, sizeof(n));
+		n.removals = util_mono() < deadline - HANDOFF_SECONDS +
+		    CHAT_REMOVAL_WAIT;
 		conn_foreach(handoff_one, &n);
 		if ((n.busy > 0 || queued) && util_mono() < deadline)
 			return HANDOFF_WAIT;	/* the loop answers, writes */

@@ -32,6 +32,8 @@ struct handoff_count {
 	size_t	 busy;		/* answers or output still due */
 	size_t	 clean, unclean, closed;
 	size_t	 answers;	/* clean, with answers to follow */
+	size_t	 removing;	/* handed over, its removals under way */
+	int	 removals;	/* 0: no longer wait for those */
 	int	 final;		/* 0: count; 1: hand over (or close) */
 };
 /* conn_foreach callback: count, or hand over, c (arg: the count). */
@@ -41,8 +43,9 @@ size_t	handoff_close_ws(void);
 /*
  * Once every pass of the loop after SIGUSR2.  First, until every
  * connection is answered and written, or waits only for acknowledged
- * chats being stored (or the deadline passed): then every session goes
- * to the master.  After that, until q's store jobs ended, their
+ * chats being stored, and the removals of what was written to its user
+ * are done (for CHAT_REMOVAL_WAIT at most), or the deadline passed: then
+ * every session goes to the master.  After that, until q's store jobs ended, their
  * answers passed on and the channel queues (queued) emptied, for at most
  * HANDOFF_SECONDS more.  HANDOFF_DONE: the caller stores what the queues
  * hold and calls handoff_exit.
