@@ -155,11 +155,12 @@ int	chat_answers_due(const struct conn *c);
  */
 #define CHAT_REMOVAL_WAIT	3.0
 /*
- * Removals of stored copies written to c's user are still under way in
- * this worker: an upgrade hands c over once they are done (at most
- * CHAT_REMOVAL_WAIT), so the adopter's fetch cannot find them.
+ * Users with a session here whose stored copies, written to them, are
+ * still being removed by this worker: an upgrade hands its sessions over
+ * once there are none (at most CHAT_REMOVAL_WAIT), so that an adopter's
+ * fetch cannot find those copies (chat_leave.c).
  */
-int	chat_removals_due(const struct conn *c);
+size_t	chat_removals_due(void);
 /*
  * The old worker of an upgrade after the hand over: its own slot's
  * users are the next worker's.  chat_forward_answers passes what the

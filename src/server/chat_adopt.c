@@ -138,21 +138,6 @@ chat_answers_due(const struct conn *c)
 	    !c->close_after_flush && buf_used(&c->out) == 0;
 }
 
-/*
- * A plain client's copies go once written, in this worker's write
- * thread, with no hold on c (chat_offline.c remove_delivered).  Handed
- * over meanwhile, c's adopter fetches what is stored at once (always
- * after a new session table, or in a cluster) and may find those copies
- * still there: the client would see them again.
- */
-int
-chat_removals_due(const struct conn *c)
-{
-	const struct session	*s = c->sess;
-
-	return s != NULL && s->uid != 0 && leave_held(s->uid);
-}
-
 static int	slot_moved;		/* old worker: handed over */
 
 void

@@ -32,8 +32,6 @@ struct handoff_count {
 	size_t	 busy;		/* answers or output still due */
 	size_t	 clean, unclean, closed;
 	size_t	 answers;	/* clean, with answers to follow */
-	size_t	 removing;	/* handed over, its removals under way */
-	int	 removals;	/* 0: no longer wait for those */
 	int	 final;		/* 0: count; 1: hand over (or close) */
 };
 /* conn_foreach callback: count, or hand over, c (arg: the count). */
