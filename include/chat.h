@@ -151,16 +151,9 @@ int	chat_answers_due(const struct conn *c);
  * Seconds a user's next session waits for the removals of stored copies
  * written to its last one (a plain client's, under way in the write
  * thread of the worker that wrote them): a login that finds a leaving
- * mark (chat_leave.c), an upgrade's hand over (worker_handover.c).
+ * mark (chat_leave.c), an upgrade's adopter (chat_adopt.c).
  */
 #define CHAT_REMOVAL_WAIT	3.0
-/*
- * Users with a session here whose stored copies, written to them, are
- * still being removed by this worker: an upgrade hands its sessions over
- * once there are none (at most CHAT_REMOVAL_WAIT), so that an adopter's
- * fetch cannot find those copies (chat_leave.c).
- */
-size_t	chat_removals_due(void);
 /*
  * The old worker of an upgrade after the hand over: its own slot's
  * users are the next worker's.  chat_forward_answers passes what the

@@ -81,22 +81,6 @@ leave_draining(int32_t uid)
 	return 0;
 }
 
-/*
- * A plain client's copies go once written, with no hold on its
- * connection (remove_delivered): an upgrade could hand it over first,
- * and the adopter, which fetches at once after a new session table or
- * in a cluster, would find them and write them again.
- */
-size_t
-chat_removals_due(void)
-{
-	size_t	 i, n = 0;
-
-	for (i = 0; i < nholds; i++)
-		n += session_local(holds[i].uid) != NULL;
-	return n;
-}
-
 void
 leave_hold(int32_t uid)
 {

@@ -239,11 +239,9 @@ static void
 hand_over(double began)
 {
 	struct handoff_count	 n;
-	size_t			 removing;
 
 	memset(&n, 0, sizeof(n));
 	n.final = 1;
-	removing = chat_removals_due();
 	conn_foreach(handoff_one, &n);
 	conn_reap();
 	chat_slot_handed();
@@ -257,11 +255,6 @@ hand_over(double began)
 	    "output still due), %zu closed (not logged in, or websocket), "
 	    "%.0f ms after the last read", n.clean + n.answers, n.answers,
 	    n.unclean, n.closed, (handed_at - began) * 1000);
-	if (removing > 0)
-		log_warnx("upgrade: %zu user(s) handed over while stored "
-		    "copies written to them were still being removed (the "
-		    "store is slow): a plain client may see those again",
-		    removing);
 }
 
 enum handoff_state
@@ -275,14 +268,6 @@ handoff_step(struct storeq *q, int queued, double deadline)
 		conn_foreach(handoff_one, &n);
 		if ((n.busy > 0 || queued) && util_mono() < deadline)
 			return HANDOFF_WAIT;	/* the loop answers, writes */
-		/*
-		 * The adopter may fetch at once: no copy it finds may be one
-		 * whose removal is still under way here (a slow store: the
-		 * wait of a login for a leaving mark, then as before).
-		 */
-		if (util_mono() < deadline - HANDOFF_SECONDS +
-		    CHAT_REMOVAL_WAIT && chat_removals_due() > 0)
-			return HANDOFF_WAIT;
 		hand_over(deadline - HANDOFF_SECONDS);
 		answer_deadline = util_mono() + HANDOFF_SECONDS;
 	}

@@ -41,9 +41,8 @@ size_t	handoff_close_ws(void);
 /*
  * Once every pass of the loop after SIGUSR2.  First, until every
  * connection is answered and written, or waits only for acknowledged
- * chats being stored, and the removals of what was written to its user
- * are done (for CHAT_REMOVAL_WAIT at most), or the deadline passed: then
- * every session goes to the master.  After that, until q's store jobs ended, their
+ * chats being stored (or the deadline passed): then every session goes
+ * to the master.  After that, until q's store jobs ended, their
  * answers passed on and the channel queues (queued) emptied, for at most
  * HANDOFF_SECONDS more.  HANDOFF_DONE: the caller stores what the queues
  * hold and calls handoff_exit.
