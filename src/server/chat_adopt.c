@@ -235,9 +235,9 @@ chat_forward_answers(int final)
 static struct conn	**awaiting;
 static size_t		  nawaiting, awaiting_cap;
 
-/* pause: answers follow (HO_F_ANSWERS), not only removals (fetch_due) */
+/* answers: they follow (HO_F_ANSWERS), not only the end of removals */
 static int
-await_answers(struct conn *c, int pause)
+await_answers(struct conn *c, int answers)
 {
 	struct conn	**v;
 
@@ -251,11 +251,10 @@ await_answers(struct conn *c, int pause)
 		awaiting = v;
 	}
 	awaiting[nawaiting++] = c;
-	if (pause)
+	if (answers)
 		c->sess->old_answers = 1;
 	c->jobs++;
-	if (pause)
-		conn_pause(c);
+	conn_pause(c);
 	return 0;
 }
 
@@ -277,10 +276,10 @@ answers_end(size_t i, int lost)
 	/* the mark of a handover, as after a crash: resend what is due */
 	if (lost && answers && conn_send(c, "\n", 1) == -1)
 		return;
+	/* its requests wait meanwhile: none logged it out or in again */
 	if (fetch)
 		offline_push(c);
-	/* only what await_answers paused: c may wait for a job of ours */
-	if (answers && !c->closing)
+	if (!c->closing)
 		conn_resume(c);
 }
 
@@ -448,7 +447,7 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	 * by the crash rules.
 	 */
 	/* its input waits for the old worker's answers (chat_old_answer),
-	 * its fetch for the old worker's removals */
+	 * or for its removals (then the fetch) */
 	if ((st.flags & HO_F_CLEAN) != 0 && (st.flags & (HO_F_ANSWERS |
 	    HO_F_REMOVING)) != 0 && await_answers(c, (st.flags &
 	    HO_F_ANSWERS) != 0) == -1) {

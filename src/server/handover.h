@@ -93,7 +93,7 @@ struct online_slot_stats;
  * removed once written) were still being removed by the old worker.  It
  * sends CHAN_ANSWERED once they are done (for CHAT_REMOVAL_WAIT at
  * most), and the adopter fetches the user's stored messages only then,
- * so that it cannot find them; its input is not held for that.
+ * so that it cannot find them; its input waits meanwhile.
  */
 #define HO_F_REMOVING		0x100
 
