@@ -148,6 +148,13 @@ int	chat_handover_final(struct conn *c, int clean, int answers);
  */
 int	chat_answers_due(const struct conn *c);
 /*
+ * Seconds a user's next session waits for the removals of stored copies
+ * written to its last one (a plain client's, under way in the write
+ * thread of the worker that wrote them): a login that finds a leaving
+ * mark (chat_leave.c), an upgrade's adopter (chat_adopt.c).
+ */
+#define CHAT_REMOVAL_WAIT	3.0
+/*
  * The old worker of an upgrade after the hand over: its own slot's
  * users are the next worker's.  chat_forward_answers passes what the
  * moved connections' jobs answered (final: the time is up, the rest is

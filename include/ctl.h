@@ -73,7 +73,11 @@ int	ctl_server_expire(struct ctl_server *s, double now);
 struct ctl_env {
 	struct node	*node;
 	time_t		 started;		/* the master's start, wall clock */
-	/* "running", "respawning", "failed" or "stopped" */
+	/*
+	 * "running", "retrying" (could not start: tried again, also while
+	 * the next try has not opened its store), "respawning", "handed
+	 * over", "taking over" or "stopped"
+	 */
 	const char	*(*slot_state)(int slot);
 	/* The SIGHUP path: 0 reloaded, -1 with the reasons in errs. */
 	int		(*reload)(struct buf *errs);

@@ -26,6 +26,7 @@
 #include "online.h"
 #include "pubsub.h"
 #include "store.h"
+#include "util.h"
 
 /*
  * conn's record: the state, the name, then (HO_F_CLEAN) in, the bytes
@@ -104,6 +105,13 @@ chat_handover_final(struct conn *c, int clean, int answers)
 		flags |= HO_F_SETTLED;
 	if (clean && s->blocks_loaded && s->nblocked == 0)
 		flags |= HO_F_NOBLOCKS;
+	/*
+	 * A plain client's copies go once written, with no hold on c
+	 * (remove_delivered): the adopter, which fetches at once after a
+	 * new session table or in a cluster, would find them still there.
+	 */
+	if (clean && leave_held(s->uid))
+		flags |= HO_F_REMOVING;
 	rc = handover_pack(c, flags, buf_head(&c->in),
 	    clean ? buf_used(&c->in) : 0, &b);
 	if (rc == 0)
@@ -112,7 +120,7 @@ chat_handover_final(struct conn *c, int clean, int answers)
 	/* from now on, nothing here touches the socket */
 	if (rc == 0) {
 		conn_move(c);
-		c->forward = (flags & HO_F_ANSWERS) != 0;
+		c->forward = (flags & (HO_F_ANSWERS | HO_F_REMOVING)) != 0;
 	}
 	return rc;
 }
@@ -139,11 +147,13 @@ chat_answers_due(const struct conn *c)
 }
 
 static int	slot_moved;		/* old worker: handed over */
+static double	moved_at;
 
 void
 chat_slot_handed(void)
 {
 	slot_moved = 1;
+	moved_at = util_mono();
 }
 
 int
@@ -177,23 +187,32 @@ static void
 forward_one(struct conn *c, void *arg)
 {
 	struct fwd_count	*n = arg;
+	int			 removing;
 
 	if (!c->forward || c->sess == NULL)
 		return;
+	/* bounded as a login's wait for a leaving mark */
+	removing = leave_held(c->sess->uid) && util_mono() < moved_at +
+	    CHAT_REMOVAL_WAIT;
 	/* whole lines: a job's answer is appended in one piece */
 	if (buf_used(&c->out) > 0 && answer_send(c, CHAN_ANSWER, 0,
 	    buf_head(&c->out), buf_used(&c->out)) == 0) {
 		buf_consume(&c->out, buf_used(&c->out));
 		(void)conn_sent(c);
 	}
-	if ((c->jobs > 0 || buf_used(&c->out) > 0) && !n->final) {
+	if ((c->jobs > 0 || buf_used(&c->out) > 0 || removing) && !n->final) {
 		n->waiting++;
 		return;
 	}
 	if (answer_send(c, CHAN_ANSWERED, c->jobs > 0 ||
-	    buf_used(&c->out) > 0, "", 0) == 0)
+	    buf_used(&c->out) > 0, "", 0) == 0) {
 		c->forward = 0;
-	else
+		if (leave_held(c->sess->uid))
+			log_warnx("upgrade: user %d's new worker fetches while "
+			    "stored copies written to it are still being "
+			    "removed here (the store is slow): a plain client "
+			    "may see those again", (int)c->sess->uid);
+	} else
 		n->waiting++;	/* the channel is full: again next pass */
 }
 
@@ -216,8 +235,9 @@ chat_forward_answers(int final)
 static struct conn	**awaiting;
 static size_t		  nawaiting, awaiting_cap;
 
+/* answers: they follow (HO_F_ANSWERS), not only the end of removals */
 static int
-await_answers(struct conn *c)
+await_answers(struct conn *c, int answers)
 {
 	struct conn	**v;
 
@@ -231,7 +251,8 @@ await_answers(struct conn *c)
 		awaiting = v;
 	}
 	awaiting[nawaiting++] = c;
-	c->sess->old_answers = 1;
+	if (answers)
+		c->sess->old_answers = 1;
 	c->jobs++;
 	conn_pause(c);
 	return 0;
@@ -242,17 +263,24 @@ static void
 answers_end(size_t i, int lost)
 {
 	struct conn	*c = awaiting[i];
+	struct session	*s = c->sess;
+	int		 answers = s != NULL && s->old_answers;
+	int		 fetch = s != NULL && s->fetch_due;
 
 	awaiting[i] = awaiting[--nawaiting];
-	if (c->sess != NULL)
-		c->sess->old_answers = 0;
+	if (s != NULL)
+		s->old_answers = s->old_removing = s->fetch_due = 0;
 	conn_unref(c);
 	if (c->closing)
 		return;
 	/* the mark of a handover, as after a crash: resend what is due */
-	if (lost && conn_send(c, "\n", 1) == -1)
+	if (lost && answers && conn_send(c, "\n", 1) == -1)
 		return;
-	conn_resume(c);
+	/* its requests wait meanwhile: none logged it out or in again */
+	if (fetch)
+		offline_push(c);
+	if (!c->closing)
+		conn_resume(c);
 }
 
 void
@@ -308,6 +336,19 @@ chat_handover_drop(struct conn *c)
 		chat.handover_drop(c);
 }
 
+/*
+ * What was stored for the user: now, or once the old worker removed
+ * what it wrote (HO_F_REMOVING, answers_end).
+ */
+static void
+adopt_fetch(struct conn *c)
+{
+	if (c->sess->old_removing)
+		c->sess->fetch_due = 1;
+	else
+		offline_push(c);
+}
+
 /* Cluster: the adopter claims the user again (presence is per worker). */
 static void
 adopt_claimed(void *arg, enum pubsub_claim_result result)
@@ -326,7 +367,7 @@ adopt_claimed(void *arg, enum pubsub_claim_result result)
 	 * Only now: a sender that found the user away (no claim) stored
 	 * before this fetch; one that stores after it nudges the claim.
 	 */
-	offline_push(c);
+	adopt_fetch(c);
 }
 
 int
@@ -405,12 +446,17 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	 * one when it passed it on (held_plain): a crash of ours is adopted
 	 * by the crash rules.
 	 */
-	/* its input waits for the old worker's answers (chat_old_answer) */
-	if ((st.flags & (HO_F_CLEAN | HO_F_ANSWERS)) == (HO_F_CLEAN |
-	    HO_F_ANSWERS) && await_answers(c) == -1) {
+	/* its input waits for the old worker's answers (chat_old_answer),
+	 * or for its removals (then the fetch) */
+	if ((st.flags & HO_F_CLEAN) != 0 && (st.flags & (HO_F_ANSWERS |
+	    HO_F_REMOVING)) != 0 && await_answers(c, (st.flags &
+	    HO_F_ANSWERS) != 0) == -1) {
 		snprintf(why, whylen, "out of memory");
 		return -1;
 	}
+	if ((st.flags & (HO_F_CLEAN | HO_F_REMOVING)) == (HO_F_CLEAN |
+	    HO_F_REMOVING))
+		s->old_removing = 1;
 	if (chat.pubsub != NULL) {
 		/* the fetch follows the claim, as at login */
 		c->jobs++;
@@ -425,6 +471,6 @@ chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	 */
 	if ((st.flags & (HO_F_CLEAN | HO_F_SETTLED)) != (HO_F_CLEAN |
 	    HO_F_SETTLED))
-		offline_push(c);
+		adopt_fetch(c);
 	return c->closing ? -1 : 0;
 }

@@ -67,6 +67,8 @@ struct session {
 	size_t		 routes_out;	/* chats sent on, unanswered (route) */
 	size_t		 acked_jobs;	/* of c->jobs: acknowledged chats */
 	unsigned	 old_answers:1;	/* upgrade: the old worker answers */
+	unsigned	 old_removing:1; /* and removes what it wrote (fetch) */
+	unsigned	 fetch_due:1;	/* the adopter's fetch waits for that */
 	struct route	*route_wait;	/* waits for them (chat_route.c) */
 	struct seen_ring *seen;		/* plain: smids written (chat_seen.c) */
 	int32_t		 delivered_uid;	/* whose copies delivered[] are */

@@ -12,8 +12,8 @@
  * way (or written lines not yet drained) leaves a leaving mark in the
  * session table (online.h, ONLINE_LEAVING) instead of nothing; it goes
  * when they are done (committed or failed), and a login that finds it
- * waits, paused and off the loop, for at most LEAVE_WAIT seconds, then
- * replaces it.  The worker that clears a mark tells the others on the
+ * waits, paused and off the loop, for at most CHAT_REMOVAL_WAIT seconds,
+ * then replaces it.  The worker that clears a mark tells the others on the
  * channel (CHAN_LEFT), which retry their waiting logins at once.  A
  * worker that dies leaves no mark behind: its generation goes, and its
  * marks with it.
@@ -26,8 +26,6 @@
 #include "chat_impl.h"
 #include "log.h"
 #include "util.h"
-
-#define LEAVE_WAIT	3.0	/* seconds a login waits for a mark */
 
 /* Removal jobs in flight on this worker, per user. */
 struct leave_hold {
@@ -212,7 +210,7 @@ leave_wait(struct conn *c, const struct leave_login *l)
 	w->l = *l;
 	/* from the first look: waking it again does not prolong it */
 	if (w->l.deadline == 0)
-		w->l.deadline = util_mono_coarse() + LEAVE_WAIT;
+		w->l.deadline = util_mono_coarse() + CHAT_REMOVAL_WAIT;
 	w->next = waits;
 	waits = w;
 	c->jobs++;

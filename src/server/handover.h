@@ -88,6 +88,14 @@ struct online_slot_stats;
  * as after a crash (a version 1 record has no room for it).
  */
 #define HO_F_NOBLOCKS		0x80
+/*
+ * With HO_F_CLEAN: stored copies written to the user (a plain client's,
+ * removed once written) were still being removed by the old worker.  It
+ * sends CHAN_ANSWERED once they are done (for CHAT_REMOVAL_WAIT at
+ * most), and the adopter fetches the user's stored messages only then,
+ * so that it cannot find them; its input waits meanwhile.
+ */
+#define HO_F_REMOVING		0x100
 
 struct ho_state {
 	uint32_t		 version;

@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "ctl.h"
@@ -55,6 +56,7 @@ ctl_health(const struct ctl_env *env, struct buf *why)
 	int				 i, bad = 0;
 	int32_t				 redis;
 	pid_t				 pid;
+	const char			*state;
 
 #define REASON(...) do {						\
 	if (why != NULL) {						\
@@ -69,9 +71,10 @@ ctl_health(const struct ctl_env *env, struct buf *why)
 		st = online_slot_stats(n->online, i);
 		pid = __atomic_load_n(&st->pid, __ATOMIC_RELAXED);
 		hb = __atomic_load_n(&st->heartbeat, __ATOMIC_RELAXED);
-		if (pid == 0) {
-			REASON("worker %d not running (%s)", i,
-			    env->slot_state(i));
+		state = env->slot_state(i);
+		/* "retrying": a process, but one that may fail again */
+		if (pid == 0 || strcmp(state, "retrying") == 0) {
+			REASON("worker %d not running (%s)", i, state);
 			continue;
 		}
 		if (hb != 0 && now > hb &&

@@ -400,8 +400,12 @@ slot_state(int i)
 {
 	if (i < 0 || i >= node->nslots)
 		return "none";
+	/* tried again after it could not start: nothing served until its
+	 * store opened (a try lasts up to the store's connect timeout) */
 	if (slots[i].pid > 0)
-		return "running";
+		return slots[i].fatal && __atomic_load_n(&online_slot_stats(
+		    node->online, i)->store_ok, __ATOMIC_RELAXED) == -1 ?
+		    "retrying" : "running";
 	if (slots[i].handed)
 		return "handed over";
 	if (slots[i].waiting)

@@ -103,6 +103,15 @@ def status(srv):
     return json.loads(r.stdout)
 
 
+def msgs_in(srv, slot):
+    """Requests slot's worker has read (chatctl stats)."""
+    r = chatlib.run([ctl_tool(), "-s", srv.keys["control_socket"], "-j",
+                     "stats"], timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("chatctl stats: %r" % r.stderr)
+    return json.loads(r.stdout)["workers"][slot]["msgs_in"]
+
+
 def log_time(line):
     """The monotonic-free time of a log line, in seconds of the day."""
     t = line.split(" ", 1)[0]          # 2026-12-07T06:02:18.120Z
@@ -451,12 +460,21 @@ class Upgrade(chatload.ChatLoad, unittest.TestCase):
             db.execute("BEGIN IMMEDIATE")
             locked = True
             try:
+                read = msgs_in(srv, slot)
                 a.chat(b.id, "held", cmid=2)
                 a.c.send_obj({"msgid": 101, "seq": 77})
-                # its store thread waits for the lock: stop it there
-                time.sleep(0.5)
+                # read, so its store job waits for the lock (a loaded
+                # machine may take its time): stop the worker there
+                self.assertTrue(chatlib.wait_for(
+                    lambda: msgs_in(srv, slot) > read, 60, interval=0.05),
+                    "worker %d did not read the chat" % slot)
                 os.kill(old_pid, signal.SIGSTOP)
                 try:
+                    # asynchronous: a store thread left running could
+                    # take the lock between our ROLLBACK and its stop
+                    self.assertTrue(chatlib.wait_for(
+                        lambda: chatlib.all_stopped(old_pid), 30,
+                        interval=0.01), "worker %d did not stop" % slot)
                     db.execute("ROLLBACK")
                     locked = False
                     tool = chatlib.subprocess.Popen(

@@ -43,7 +43,8 @@ removed slot 2 back (its old worker stopped) while a new worker takes a
 chat to a settled user of that slot: the new table has no entry for
 that user, so the chat is stored with no nudge, and the user's adopter
 must fetch it (the new master clears HO_F_SETTLED): it arrives on the
-live connection, no new login.  In the other a WebSocket client of slot
+live connection, no new login, and without a repeat of the chat before,
+whose removal the test holds up past slot 2's hand over.  In the other a WebSocket client of slot
 2 is renumbered into slot 1: still connected, the same session, chats
 both ways.
 """
@@ -384,37 +385,48 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
         waits for it (UPGRADE_SLOT_SECONDS, 60 s: it is let go well
         before); S's chat goes once S's new worker answers it.  Without
         the fix (HO_F_SETTLED cleared in a new table) the adopter does
-        not fetch and the chat stays stored until r logs in again."""
+        not fetch and the chat stays stored until r logs in again.
+
+        And once: the removal of "before"'s stored copy (r is a plain
+        client: it goes once written) is held up by the test's lock from
+        before the stop until after slot 2 goes on.  The old worker hands
+        r over only once it committed (at most 3 s), so the adopter's
+        fetch cannot find it; without that, r got "before" again."""
         srv = self.start_server(workers=3)
         stopped = None
+        db = None
         try:
             s = srv.users_on_one_worker(1, "ss", slot=0)[0]
             r = srv.users_on_one_worker(1, "sr", slot=2)[0]
             old_s = s.c.whoami_full()["pid"]
             old_r = r.c.whoami_full()["pid"]
-            # r settled: a chat delivered, nothing stored under way
-            s.chat(r.id, "before", cmid=1)
-            self.assertEqual(s.c.recv_msgid(103)["cmid"], 1)
-            first = r.c.recv_msgid(6)
-            self.assertEqual(first["msg"], "before")
-
-            srv.write_config(workers=2)
-            # stopped outside a write of its store (the new binary's
-            # store check takes the write lock): the test holds the lock
             db = sqlite3.connect(srv.keys["storage"][len("sqlite:"):],
                                  timeout=60, isolation_level=None)
-            try:
-                db.execute("BEGIN IMMEDIATE")
+
+            def stop_r():
                 os.kill(old_r, signal.SIGSTOP)
-                stopped = old_r
-                # the signal is asynchronous: a store thread waiting for
-                # the lock could take it between our ROLLBACK and its stop
+                # asynchronous: every thread, the write thread too
                 self.assertTrue(chatlib.wait_for(
-                    lambda: chatlib.all_stopped(old_r), 30, interval=0.01),
-                    "worker 2 did not stop")
-                db.execute("ROLLBACK")
-            finally:
-                db.close()
+                    lambda: chatlib.all_stopped(old_r), 30,
+                    interval=0.01), "worker 2 did not stop")
+
+            # "before" is stored (acknowledged) while slot 2 is stopped,
+            # then written to r with the write lock held by the test: its
+            # removal waits for the lock (busy timeout 5 s, then retried)
+            stop_r()
+            stopped = old_r
+            s.chat(r.id, "before", cmid=1)
+            self.assertEqual(s.c.recv_msgid(103)["cmid"], 1)
+            db.execute("BEGIN IMMEDIATE")
+            os.kill(old_r, signal.SIGCONT)
+            stopped = None
+            self.assertEqual(r.c.recv_msgid(6)["msg"], "before")
+            srv.write_config(workers=2)
+            # stopped outside a write of its store (the new binary's
+            # store check takes the write lock): the removal still waits
+            stop_r()
+            stopped = old_r
+            db.execute("ROLLBACK")
             tool = subprocess.Popen(
                 [ctl_tool(), "-s", srv.keys["control_socket"], "upgrade"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -432,22 +444,28 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
             self.assertEqual(s.c.recv_msgid(103, timeout=60)["cmid"], 2)
             self.assertFalse(chatlib.wait_for(lambda: tool.poll() is not
                                               None, 0.5))
+            # slot 2 goes on with "before"'s removal still held up: on
+            # the code before, it handed r over at once and the adopter
+            # fetched "before" again (well within this second and a half)
+            db.execute("BEGIN IMMEDIATE")
             os.kill(old_r, signal.SIGCONT)
             stopped = None
+            deadline = time.monotonic() + 1.5
+            while (not r.c.lines and not r.c.eof and
+                   time.monotonic() < deadline):
+                r.c._fill(deadline - time.monotonic())
+            got = r.c.recv_msgid(6) if r.c.lines else None
+            db.execute("ROLLBACK")
             out, err = tool.communicate(timeout=UPGRADE_SECONDS)
             self.assertEqual(tool.returncode, 0, (out, err,
                                                   srv.log_text()[-4000:]))
             self.master = status(srv)["pid"]
             self.workers_of(self.master, 2)
-            # on its live connection, without a new login
-            got = r.c.recv_msgid(6, timeout=60)
-            if got.get("smid") == first["smid"]:
-                # "before"'s copy: the lock held above delayed its
-                # removal past the hand over, and the adopter's fetch
-                # found it (a plain client's window, README "Delivery");
-                # same smid, dropped as a client that acknowledges would
+            # on its live connection, without a new login, and only that
+            if got is None:
                 got = r.c.recv_msgid(6, timeout=60)
             self.assertEqual(got["msg"], "while slot 2 waits")
+            self.assertNotIn("still being removed", srv.log_text())
             info = r.c.whoami_full()
             self.assertEqual((info["id"], info["worker"]), (r.id, 1))
             self.assertNotEqual(info["pid"], old_r)
@@ -463,6 +481,10 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
         finally:
             if stopped is not None:
                 os.kill(stopped, signal.SIGCONT)
+            if db is not None:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                db.close()
             self.finish()
 
     def test_4_websocket_on_removed_slot(self):
