@@ -51,7 +51,9 @@
 					   and these first bytes (its first
 					   item's MAC): scripts.c says it too */
 #define REQ_HEAD		80	/* room for "*<n>" EVALSHA <sha> */
-#define ACK_PLAIN_MAX		512	/* one element up to this: plain LREM */
+#define ACK_PLAIN_MAX		65536	/* a batch up to this, all handed
+					   off: plain LREMs, no script (Lua
+					   hashes every byte it reads) */
 
 enum script {
 	SCRIPT_CLAIM,
@@ -240,6 +242,8 @@ struct bus {
 	/* the queue */
 	int			 fetching;	/* a take/resume/reap is out */
 	int			 more;		/* the last take was full */
+	int			 quick;		/* BLMOVEs answered at once, in
+						   a row */
 	ev_tstamp		 wait_sent;	/* the last BLMOVE went out */
 	int			 resume;	/* read P before taking more */
 	ev_tstamp		 retry_at;	/* RETRY items wait until then */
