@@ -242,8 +242,6 @@ struct bus {
 	/* the queue */
 	int			 fetching;	/* a take/resume/reap is out */
 	int			 more;		/* the last take was full */
-	int			 quick;		/* BLMOVEs answered at once, in
-						   a row */
 	ev_tstamp		 wait_sent;	/* the last BLMOVE went out */
 	int			 resume;	/* read P before taking more */
 	ev_tstamp		 retry_at;	/* RETRY items wait until then */

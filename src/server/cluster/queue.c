@@ -911,23 +911,14 @@ queue_done(struct bus *ps, struct req *r, void *reply)
 	case REQ_WAIT:
 		/*
 		 * One item after a wait: wait again (a TAKE would cost a
-		 * script call to find nothing).  Two in a row that were
-		 * there at once look like a burst: take the rest in
-		 * batches.  After one alone, BLMOVE again: at one message
-		 * in flight the queue is then mostly empty, and a BLMOVE
-		 * that waits costs Redis no wake-up of its own, where a
-		 * TAKE finding nothing costs a round trip.
+		 * script call to find nothing).  One that was there at
+		 * once looks like a burst: take the rest in batches.
 		 */
-		if (n == 1 && ev_time() - ps->wait_sent < WAIT_BURST_SECONDS)
-			ps->quick++;
-		else
-			ps->quick = 0;
-		ps->more = ps->quick >= 2;
+		ps->more = n == 1 && ev_time() - ps->wait_sent <
+		    WAIT_BURST_SECONDS;
 		break;
 	case REQ_TAKE:
 		ps->more = n == POP_BATCH_N;
-		if (!ps->more)
-			ps->quick = 0;
 		if (ps->draining && n < POP_BATCH_N)
 			ps->drained = 1;
 		break;
