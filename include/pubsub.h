@@ -112,7 +112,13 @@
  *             off (again: a repeat, same smid); the ack only ever
  *             touches this worker's P.  So an ack sent twice, or late
  *             by a worker stalled past the reap window, removes nothing
- *             it should not (tests/unit/check_queue.c).
+ *             it should not (tests/unit/check_queue.c).  A batch whose
+ *             elements were all handed off, 64 KiB at most, is acked
+ *             instead by a plain LREM P 1 <element> per element,
+ *             pipelined: the element whole, so that it removes that
+ *             element or a twin of it, and nothing if a reaper took
+ *             it; cheaper for Redis than the script, whose LRANGE
+ *             makes a Lua string of each element (hashing every byte).
  *   resume    at start, after a reconnect and 1 s after a RETRY, the
  *             worker reads P again (LRANGE) and hands off what is
  *             there.  An item it already handed off in this process

@@ -51,7 +51,9 @@
 					   and these first bytes (its first
 					   item's MAC): scripts.c says it too */
 #define REQ_HEAD		80	/* room for "*<n>" EVALSHA <sha> */
-#define ACK_PLAIN_MAX		512	/* one element up to this: plain LREM */
+#define ACK_PLAIN_MAX		65536	/* a batch up to this, all handed
+					   off: plain LREMs, no script (Lua
+					   hashes every byte it reads) */
 
 enum script {
 	SCRIPT_CLAIM,

@@ -39,8 +39,8 @@ struct ack {
 	char		**fresh;	/* re-signed items, freed after */
 	size_t		  n, nfresh;
 	size_t		  ndel;		/* how many of the n are deleted */
-	const char	 *last;		/* the last element, whole */
-	size_t		  lastlen;
+	size_t		 *full;		/* each element's whole length */
+	size_t		  bytes;	/* of the n, together */
 };
 
 static int
@@ -51,8 +51,9 @@ ack_init(struct ack *k, size_t n)
 	k->al = calloc(3 + 3 * n, sizeof(*k->al));
 	k->lens = malloc(24 * n + 1);
 	k->fresh = calloc(n + 1, sizeof(*k->fresh));
+	k->full = calloc(n + 1, sizeof(*k->full));
 	return k->a != NULL && k->al != NULL && k->lens != NULL &&
-	    k->fresh != NULL ? 0 : -1;
+	    k->fresh != NULL && k->full != NULL ? 0 : -1;
 }
 
 static void
@@ -63,6 +64,7 @@ ack_free(struct ack *k)
 	for (i = 0; i < k->nfresh && k->fresh != NULL; i++)
 		free(k->fresh[i]);
 	free(k->fresh);
+	free(k->full);
 	free(k->lens);
 	free(k->a);
 	free(k->al);
@@ -87,8 +89,8 @@ ack_add(struct ack *k, const char *item, size_t len, const char *what,
 	k->al[at + 2] = wlen;
 	if (wlen == 0)
 		k->ndel++;
-	k->last = item;
-	k->lastlen = len;
+	k->full[k->n] = len;
+	k->bytes += len;
 	k->n++;
 }
 
@@ -119,25 +121,37 @@ static void
 ack_send(struct bus *ps, struct ack *k)
 {
 	struct req	*r;
+	const char	*a[4];
+	size_t		 al[4], i;
 	char		 n[24];
 
 	if (k->n == 0 || (k->ndel == 0 && k->nfresh == 0))
 		return;		/* everything stays as it is */
-	if (k->n == 1 && k->ndel == 1 && k->lastlen <= ACK_PLAIN_MAX) {
-		/* one short item: a plain LREM, no script */
-		k->a[0] = "LREM";
-		k->al[0] = 4;
-		k->a[1] = ps->plist;
-		k->al[1] = strlen(ps->plist);
-		k->a[2] = "1";
-		k->al[2] = 1;
-		k->a[3] = k->last;
-		k->al[3] = k->lastlen;
-		if ((r = req_new(ps, REQ_ACK, SCRIPT_NONE)) == NULL)
-			return;
-		r->on_pop = 1;
-		if (req_args(r, 4, k->a, k->al) == -1 || req_send(ps, r) == -1)
-			req_free(r);
+	if (k->ndel == k->n && k->bytes <= ACK_PLAIN_MAX) {
+		/*
+		 * All handed off, not too many bytes: a plain LREM of each
+		 * element, whole (as the script would, it removes that
+		 * element or a twin of it, and nothing if a reaper took
+		 * it), pipelined in one write.  Cheaper for Redis than the
+		 * script, whose LRANGE makes a Lua string of each element,
+		 * hashing every byte.
+		 */
+		for (i = 0; i < k->n; i++) {
+			a[0] = "LREM";
+			al[0] = 4;
+			a[1] = ps->plist;
+			al[1] = strlen(ps->plist);
+			a[2] = "1";
+			al[2] = 1;
+			a[3] = k->a[3 + 3 * i + 1];
+			al[3] = k->full[i];
+			if ((r = req_new(ps, REQ_ACK, SCRIPT_NONE)) == NULL)
+				return;
+			r->on_pop = 1;
+			if (req_args(r, 4, a, al) == -1 ||
+			    req_send(ps, r) == -1)
+				req_free(r);
+		}
 		return;
 	}
 	k->a[0] = "1";
