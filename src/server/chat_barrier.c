@@ -170,6 +170,8 @@ chat_barrier_due(void)
 	struct barrier_wait	 w;
 	size_t			 i, k, n = bw_n;
 
+	if (n == 0)
+		return;
 	for (i = k = 0; i < n; i++) {
 		w = bw[i];
 		if (w.seq == 0)
