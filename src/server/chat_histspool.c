@@ -22,13 +22,14 @@
  *
  * A busy worker defers its takes (spool_defer): even at SCHED_IDLE the
  * history thread's work costs live delivery in a burst (the caches it
- * fills, the SMT sibling or host CPU the two vCPUs share), so while the
- * loop thread wanted more than SP_BUSY_SHARE of a CPU, rows wait
+ * fills, a hyperthread sibling or the host CPUs a VM shares), so while
+ * the loop thread wanted more than SP_BUSY_SHARE of a CPU, rows wait
  * in the spool for up to history_defer seconds, or half of
  * history_spool_max, whichever comes first; then the thread takes its
  * idle share as before until the loop is quiet again.  Nobody waits on
- * a deferral: while a read, an account deletion or held senders wait
- * for the thread, its takes go on.
+ * a deferral: while a read (on any worker of the node: chat_barrier.c),
+ * an account deletion or held senders wait for the thread, its takes
+ * go on.
  */
 #include "config.h"
 
@@ -73,7 +74,7 @@ static struct append_job **sp_wait_tail = &sp_wait;
 static int		 sp_retrying;	/* sp_wait's first is in the queue */
 static size_t		 sp_appending;	/* append jobs submitted, not done */
 static double		 sp_busy_at;	/* when the loop's CPU time was read */
-static double		 sp_busy_cpu;	/* the loop thread's CPU seconds then */
+static double		 sp_busy_cpu;	/* CPU seconds the loop wanted by then */
 static int		 sp_busy;	/* the loop was busy in that window */
 static double		 sp_busy_since;	/* the loop busy since; 0: quiet */
 static int		 sp_deferring;	/* takes wait for a quiet loop */
