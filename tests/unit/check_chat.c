@@ -377,9 +377,7 @@ START_TEST(locked_store_stalls_only_its_sender)
 	cli_send(b, "{\"msgid\":%d,\"seq\":2}", MSG_PING);
 	/* live chats and pings of others go on while the lock is held */
 	chat_to(c, idc, idd, "live");
-	o = expect(d, MSG_ONE_CHAT, -1);
-	ck_assert_str_eq(jstr(o, "msg"), "live");
-	json_object_put(o);
+	expect_chat(d, "live");
 	sync_ok(c);
 	/* the waiting senders' answers (and next requests) wait */
 	cli_quiet(a);
@@ -392,9 +390,7 @@ START_TEST(locked_store_stalls_only_its_sender)
 	ck_assert_int_eq(jint(o, "cmid"), 1);
 	json_object_put(o);
 	expect_free(a, MSG_PONG, -1);	/* in order, after the ack */
-	o = expect(b, MSG_ONE_CHAT, -1);
-	ck_assert_str_eq(jstr(o, "msg"), "stored");
-	json_object_put(o);
+	expect_chat(b, "stored");
 	o = expect(b, MSG_PONG, -1);	/* stored, then answered */
 	ck_assert_int_eq(jint(o, "seq"), 2);
 	json_object_put(o);
@@ -629,7 +625,6 @@ wal_lock(const char *db)
 START_TEST(block_list_read_off_the_loop)
 {
 	struct client		*a, *b, *x, *p;
-	struct json_object	*o;
 	struct conn		*c;
 	char			 path[256];
 	int32_t			 ida, idb, idx, idp;
@@ -658,18 +653,12 @@ START_TEST(block_list_read_off_the_loop)
 	kill(holder, SIGKILL);
 	ck_assert_int_eq(waitpid(holder, NULL, 0), holder);
 
-	o = expect(b, MSG_ONE_CHAT, -1);
-	ck_assert_str_eq(jstr(o, "msg"), "first");
-	json_object_put(o);
-	o = expect(b, MSG_ONE_CHAT, -1);
-	ck_assert_str_eq(jstr(o, "msg"), "second");
-	json_object_put(o);
+	expect_chat(b, "first");
+	expect_chat(b, "second");
 	/* the list is in: a chat is checked as it comes */
 	chat_to(x, idx, idb, "blocked again");
 	chat_to(a, ida, idb, "third");
-	o = expect(b, MSG_ONE_CHAT, -1);
-	ck_assert_str_eq(jstr(o, "msg"), "third");
-	json_object_put(o);
+	expect_chat(b, "third");
 	cli_quiet(b);
 	cli_free(a);
 	cli_free(b);

@@ -324,6 +324,16 @@ expect_free(struct client *cl, int msgid, int err)
 	json_object_put(expect(cl, msgid, err));
 }
 
+/* The next answer is a one-to-one chat whose text is msg. */
+void
+expect_chat(struct client *cl, const char *msg)
+{
+	struct json_object	*o = expect(cl, MSG_ONE_CHAT, -1);
+
+	ck_assert_str_eq(jstr(o, "msg"), msg);
+	json_object_put(o);
+}
+
 /* A request with no answer on success went through: nothing, then pong. */
 void
 sync_ok(struct client *cl)

@@ -59,6 +59,7 @@ const char *jstr(struct json_object *o, const char *key);
 /* The next answer: msgid and errno as expected; the caller frees it. */
 struct json_object *expect(struct client *cl, int msgid, int err);
 void	expect_free(struct client *cl, int msgid, int err);
+void	expect_chat(struct client *cl, const char *msg);
 /* A request with no answer on success went through: nothing, then pong. */
 void	sync_ok(struct client *cl);
 int32_t	reg(struct client *cl, const char *name);
