@@ -184,7 +184,10 @@ chat_barrier_due(void)
 		if (chat_history_hold(w.k) == -1)
 			chat_call_go(w.k);
 	}
-	/* reads queued by the calls above (none: a hold never adds one) */
+	/*
+	 * reads queued meanwhile: a call that goes may end at once and
+	 * resume its connection, whose next HISTORY lands after bw[n)
+	 */
 	memmove(bw + k, bw + n, (bw_n - n) * sizeof(*bw));
 	bw_n = k + (bw_n - n);
 }
