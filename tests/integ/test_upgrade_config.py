@@ -537,6 +537,119 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
         finally:
             self.finish()
 
+    def test_5_logout_on_old_worker_login_on_new(self):
+        """A new session table, old and new workers side by side: r, a
+        plain client, logs in on an old worker and gets a stored chat in
+        its batch, logs out while that chat's removal is held up, and at
+        once logs in on a new worker.  The old worker's leaving mark is
+        in the old table only; the new worker must wait for it (at most
+        CHAT_REMOVAL_WAIT, 3 s) before it reads r's stored chats, or r
+        gets the chat again.
+
+        Deterministic: worker 1's old process is stopped before the
+        upgrade, so the old master hands slot 0 over and then waits for
+        slot 1 (60 s; let go well before): slot 0 is new (the new table),
+        slot 2 old (the old one).  The removal waits for the test's
+        write lock, held from before r's first login until 1 s after its
+        second."""
+        srv = self.start_server(workers=3)
+        stopped = None
+        db = None
+        tool = None
+        try:
+            s = srv.users_on_one_worker(1, "ls", slot=0)[0]
+            rid, rname = srv.register("lr")
+            s.chat(rid, "before", cmid=1)
+            self.assertEqual(s.c.recv_msgid(103)["cmid"], 1)
+            old = {}
+            for slot in range(3):
+                c = srv.client_on(slot)
+                old[slot] = c.whoami_full()["pid"]
+                c.close()
+            db = sqlite3.connect(srv.keys["storage"][len("sqlite:"):],
+                                 timeout=60, isolation_level=None)
+            srv.write_config(max_online=4096)   # a new session table
+            os.kill(old[1], signal.SIGSTOP)
+            stopped = old[1]
+            self.assertTrue(chatlib.wait_for(
+                lambda: chatlib.all_stopped(old[1]), 30, interval=0.01),
+                "worker 1 did not stop")
+            tool = subprocess.Popen(
+                [ctl_tool(), "-s", srv.keys["control_socket"], "upgrade"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.assertTrue(chatlib.wait_for(
+                lambda: "worker 1 (pid %d) stops reading" % old[1] in
+                srv.log_text(), 120, interval=0.05),
+                srv.log_text()[-3000:])
+            self.assertIn("a new session table", srv.log_text())
+
+            def conn_on(slot, old_pid):
+                """A connection on slot's worker: the old process
+                (old_pid) or not; one on stopped worker 1 times out."""
+                for _ in range(90):
+                    c = srv.client()
+                    try:
+                        c.send_obj({"msgid": chatlib.WHOAMI})
+                        w = c.recv_msgid(chatlib.WHOAMI_ACK, timeout=2)
+                    except (AssertionError, OSError, chatlib.Closed):
+                        c.close()
+                        continue
+                    if w["worker"] == slot and \
+                            (w["pid"] == old[slot]) == old_pid:
+                        return c
+                    c.close()
+                self.fail("no connection on worker %d" % slot)
+
+            on_old = conn_on(2, True)
+            on_new = conn_on(0, False)
+            # r's batch has "before"; its removal waits for the lock
+            db.execute("BEGIN IMMEDIATE")
+            first = on_old.login(rid, "pw")
+            self.assertEqual([m["msg"] for m in first["offlinemsg"]],
+                             ["before"])
+            on_old.loginout(rid)
+            on_old.ping()           # the logout is done: the mark is set
+            on_new.send_obj({"id": rid, "msgid": chatlib.LOGIN,
+                             "password": "pw"})
+            # answered while the removal is still held: on the code
+            # before, at once, with "before" in the batch
+            deadline = time.monotonic() + 1.0
+            while not on_new.lines and not on_new.eof and \
+                    time.monotonic() < deadline:
+                on_new._fill(deadline - time.monotonic())
+            answered = bool(on_new.lines)
+            db.execute("ROLLBACK")
+            second = chatlib.parse_login(on_new.recv_msgid(
+                chatlib.LOGIN_ACK, timeout=30))
+            self.assertEqual(second["errno"], 0, second)
+            self.assertEqual(second["offlinemsg"], [],
+                             "r got its chat again (login answered %s "
+                             "the removal ended)" % ("before" if answered
+                                                     else "after"))
+            os.kill(old[1], signal.SIGCONT)
+            stopped = None
+            out, err = tool.communicate(timeout=UPGRADE_SECONDS)
+            rc, tool = tool.returncode, None
+            self.assertEqual(rc, 0, (out, err, srv.log_text()[-4000:]))
+            self.master = status(srv)["pid"]
+            self.workers_of(self.master, 3)
+            # the node goes on: both ways, and nothing more for r
+            r = chatlib.User(srv, on_new, rid, rname, "pw")
+            r.chat(s.id, "after", cmid=2)
+            self.assertEqual(on_new.recv_msgid(103)["cmid"], 2)
+            self.assertEqual(s.c.recv_msgid(6)["msg"], "after")
+            on_new.expect_none(0.5)
+        finally:
+            if stopped is not None:
+                os.kill(stopped, signal.SIGCONT)
+            if tool is not None:
+                tool.communicate(timeout=UPGRADE_SECONDS)
+            if db is not None:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                db.close()
+            self.finish()
+
 
 if __name__ == "__main__":
     unittest.main()
