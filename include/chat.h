@@ -40,6 +40,8 @@ struct chat_env {
 	 */
 	struct storeq		*storeq_hist;
 	struct online		*online;
+	/* an upgrade's old session table (node.h), or NULL */
+	struct online		*online_old;
 	struct authpool		*auth;
 	struct online_slot_stats *stats;	/* this worker's figures */
 	int			 slot;

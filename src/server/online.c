@@ -559,6 +559,25 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 }
 
 int
+online_get_leaving(struct online *o, uint32_t uid, struct online_entry *out)
+{
+	struct bucket	*bk;
+	uint32_t	 h, si;
+	int64_t		 i;
+	int		 rc = -1;
+
+	if (online_stripe_enter(o, uid, &h, &si, &bk) == -1)
+		return -1;
+	if ((i = bucket_find(o, bk, h, uid)) != -1 &&
+	    bucket_live(o, &bk[i]) && bk[i].conn == ONLINE_LEAVING) {
+		bucket_entry(&bk[i], out);
+		rc = 0;
+	}
+	online_stripe_unlock(o, si);
+	return rc;
+}
+
+int
 online_replace(struct online *o, const struct online_entry *old,
     uint16_t slot, uint32_t conn)
 {

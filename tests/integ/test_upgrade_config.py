@@ -626,6 +626,9 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
                              "r got its chat again (login answered %s "
                              "the removal ended)" % ("before" if answered
                                                      else "after"))
+            # it waited for the old worker's mark (3 s at most)
+            self.assertFalse(answered, "r's login was answered while the "
+                             "removal was held")
             os.kill(old[1], signal.SIGCONT)
             stopped = None
             out, err = tool.communicate(timeout=UPGRADE_SECONDS)
@@ -644,6 +647,8 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
                 os.kill(stopped, signal.SIGCONT)
             if tool is not None:
                 tool.communicate(timeout=UPGRADE_SECONDS)
+                if tool.returncode == 0:    # the new master is stopped
+                    self.master = status(srv)["pid"]
             if db is not None:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
