@@ -136,6 +136,12 @@ void	chat_pubsub_gone(void);
 int	chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	    size_t whylen);
 /*
+ * After the adoptions of an upgrade that made a new session table: this
+ * slot's entries the new table still holds for sessions that ended on
+ * the old worker meanwhile go (it only wrote the old table).
+ */
+void	chat_adopt_sweep(void);
+/*
  * Binary upgrade: pass c's session to the master once more, with
  * HO_F_CLEAN and the partial request in c->in when clean (the worker
  * answered all it had read and wrote all of its output), and
