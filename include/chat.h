@@ -40,6 +40,8 @@ struct chat_env {
 	 */
 	struct storeq		*storeq_hist;
 	struct online		*online;
+	/* an upgrade's old session table (node.h), or NULL */
+	struct online		*online_old;
 	struct authpool		*auth;
 	struct online_slot_stats *stats;	/* this worker's figures */
 	int			 slot;
@@ -133,6 +135,12 @@ void	chat_pubsub_gone(void);
  */
 int	chat_adopt(struct conn *c, const char *state, size_t len, char *why,
 	    size_t whylen);
+/*
+ * After the adoptions of an upgrade that made a new session table: this
+ * slot's entries the new table still holds for sessions that ended on
+ * the old worker meanwhile go (it only wrote the old table).
+ */
+void	chat_adopt_sweep(void);
 /*
  * Binary upgrade: pass c's session to the master once more, with
  * HO_F_CLEAN and the partial request in c->in when clean (the worker

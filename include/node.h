@@ -24,6 +24,12 @@ struct node {
 	int			*listen_fds;	/* one SO_REUSEPORT socket per slot */
 	int			*ws_listen_fds;	/* the same for websocket_listen, or NULL */
 	struct online		*online;
+	/*
+	 * An upgrade that made a new session table: the old one, mapped
+	 * until every old worker has handed over (the new workers forked
+	 * meanwhile keep it: chat_leave.c); else NULL.
+	 */
+	struct online		*online_old;
 	struct guard		*guard;		/* per-address and login limits */
 	struct channel_set	 chans;
 	int			 master_pipe[2];	/* EOF on [0]: master died */

@@ -110,6 +110,13 @@ enum online_add_result {
 enum online_add_result online_add(struct online *o, uint32_t uid, uint16_t slot,
 	    uint32_t conn, struct online_entry *out);
 /*
+ * 0 and *out filled when uid's entry is a leaving mark, -1 when not
+ * (online, away, or no entry).  For an upgrade's new workers, which
+ * honour the marks the old workers leave in the old table.
+ */
+int	online_get_leaving(struct online *o, uint32_t uid,
+	    struct online_entry *out);
+/*
  * Give old->uid's entry to (slot, conn) if it is still exactly *old: a
  * resumed session takes over a stale one, whose later removal then
  * finds nothing of its own.  0, or -1 when the entry changed meanwhile.

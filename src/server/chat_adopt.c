@@ -370,6 +370,53 @@ adopt_claimed(void *arg, enum pubsub_claim_result result)
 	adopt_fetch(c);
 }
 
+/* This slot's entries of the new table that no session of ours holds. */
+struct stale {
+	struct online_entry	*v;
+	size_t			 n, cap;
+};
+
+static int
+stale_one(const struct online_entry *e, void *arg)
+{
+	struct stale	*st = arg;
+
+	if (e->slot != chat.slot || session_conn(e->conn, (int32_t)e->uid) !=
+	    NULL)
+		return 0;
+	/* no memory: left, and that user's logins are refused ("online") */
+	if (util_grow((void **)&st->v, &st->cap, st->n, sizeof(*st->v)) ==
+	    -1)
+		return 1;
+	st->v[st->n++] = *e;
+	return 0;
+}
+
+void
+chat_adopt_sweep(void)
+{
+	struct stale	 st;
+	size_t		 i, gone = 0;
+
+	/*
+	 * Only then: nothing of this slot is accepted before the adoption,
+	 * so its entries are the adopted sessions and the copies of those
+	 * that logged out of the old worker after the copy.
+	 */
+	if (chat.online_old == NULL)
+		return;
+	memset(&st, 0, sizeof(st));
+	online_foreach(chat.online, stale_one, &st);
+	for (i = 0; i < st.n; i++)
+		gone += online_remove(chat.online, st.v[i].uid, chat.slot,
+		    st.v[i].conn) == 0;
+	free(st.v);
+	if (gone > 0)
+		log_info("upgrade: %zu sessions that ended on the old worker "
+		    "after the session table was copied: their entries go",
+		    gone);
+}
+
 int
 chat_adopt(struct conn *c, const char *state, size_t len, char *why,
     size_t whylen)

@@ -370,6 +370,11 @@ int	leave_held(int32_t uid);
 /* Whether a session of uid that logged out here has lines to drain. */
 int	leave_draining(int32_t uid);
 /*
+ * Whether an upgrade's old session table holds a mark of uid (a logout
+ * on an old worker, its removals under way): a login here waits for it.
+ */
+int	leave_old_marked(int32_t uid);
+/*
  * c's user logs out: its session entry goes, or becomes a leaving mark
  * while c's removals (or lines to drain) are under way.
  */

@@ -17,9 +17,18 @@
  * channel (CHAN_LEFT), which retry their waiting logins at once.  A
  * worker that dies leaves no mark behind: its generation goes, and its
  * marks with it.
+ *
+ * An upgrade that makes a new session table runs old workers (the old
+ * table) beside new ones (the new table) until the last slot moved: an
+ * old worker's mark is in the old table only.  So a new worker honours
+ * the marks of the old table too (leave_old_marked), as long as the old
+ * worker that left it runs; its CHAN_LEFT reaches the new workers of its
+ * slots through the same channels.
  */
 #include "config.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +88,21 @@ leave_draining(int32_t uid)
 		if (recs[i].uid == uid && recs[i].drain)
 			return 1;
 	return 0;
+}
+
+int
+leave_old_marked(int32_t uid)
+{
+	struct online_entry	 e;
+	pid_t			 pid;
+
+	if (chat.online_old == NULL || online_get_leaving(chat.online_old,
+	    (uint32_t)uid, &e) == -1)
+		return 0;
+	/* a mark the old worker could not clear before it ended: void */
+	pid = __atomic_load_n(&online_slot_stats(chat.online_old,
+	    e.slot)->pid, __ATOMIC_RELAXED);
+	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
 void

@@ -482,6 +482,21 @@ login_read(struct conn *c, struct login_data *d, void *arg)
 
 static void	take_over_checked(struct conn *, struct login_data *, void *);
 
+/* j's connection waits for a leaving mark (chat_leave.c): 0, or -1. */
+static int
+login_wait(struct chat_job *j)
+{
+	struct leave_login	 l;
+
+	memset(&l, 0, sizeof(l));
+	l.uid = j->uid;
+	l.resumed = j->resumed;
+	l.token_gen = j->token_gen;
+	l.gen_checked = j->gen_checked;
+	l.deadline = j->leave_deadline;
+	return leave_wait(j->c, &l);
+}
+
 /*
  * The user just logged out of worker e->slot, which still removes what
  * it wrote to that session (chat_leave.c): wait for that (ONLINE_TAKEN:
@@ -490,20 +505,13 @@ static void	take_over_checked(struct conn *, struct login_data *, void *);
 static enum online_add_result
 login_leaving(struct chat_job *j, struct online_entry *e)
 {
-	struct leave_login	 l;
 	int			 tries;
 
-	memset(&l, 0, sizeof(l));
-	l.uid = j->uid;
-	l.resumed = j->resumed;
-	l.token_gen = j->token_gen;
-	l.gen_checked = j->gen_checked;
-	l.deadline = j->leave_deadline;
 	/* a mark of this worker's: the fetch is ordered behind its
 	 * removals in the write store thread (offline_fetch_queue) once
 	 * they are submitted, that is once its lines drained */
 	if ((e->slot != chat.slot || leave_draining(j->uid)) &&
-	    !j->leave_expired && leave_wait(j->c, &l) == 0)
+	    !j->leave_expired && login_wait(j) == 0)
 		return ONLINE_TAKEN;
 	/* the mark may go (or a session come) meanwhile: look again */
 	for (tries = 0; tries < 3; tries++) {
@@ -545,6 +553,10 @@ login_done(struct chat_job *j)
 		    NULL);
 		return LOGIN_ANSWERED;
 	}
+	/* an upgrade's old worker, where the user just logged out */
+	if (!j->leave_expired && leave_old_marked(j->uid) &&
+	    login_wait(j) == 0)
+		return LOGIN_PENDING;
 	added = online_add(chat.online, j->uid, chat.slot, c->id, &e);
 	if (added == ONLINE_TAKEN && e.conn == ONLINE_LEAVING &&
 	    (added = login_leaving(j, &e)) == ONLINE_TAKEN)

@@ -403,7 +403,7 @@ up_complete(int ok)
 	up_left = 0;
 	up_close();
 	/* a replaced session table: nobody maps it by name any more */
-	upgrade_cfg_done();
+	upgrade_cfg_done(node);
 	free(up_rbuf);
 	up_rbuf = NULL;
 	/* from now on an ordinary master, which may be upgraded in turn */

@@ -538,8 +538,10 @@ online_stripe_enter(struct online *o, uint32_t uid, uint32_t *h, uint32_t *si,
 	return online_stripe_lock(o, *si);
 }
 
-int
-online_get(struct online *o, uint32_t uid, struct online_entry *out)
+/* uid's entry if it is a session (leaving 0) or a leaving mark (1). */
+static int
+entry_get(struct online *o, uint32_t uid, struct online_entry *out,
+    int leaving)
 {
 	struct bucket	*bk;
 	uint32_t	 h, si;
@@ -548,14 +550,27 @@ online_get(struct online *o, uint32_t uid, struct online_entry *out)
 
 	if (online_stripe_enter(o, uid, &h, &si, &bk) == -1)
 		return -1;
-	if ((i = bucket_find(o, bk, h, uid)) != -1 &&
-	    bucket_present(o, &bk[i])) {
+	if ((i = bucket_find(o, bk, h, uid)) != -1 && (leaving ?
+	    bucket_live(o, &bk[i]) && bk[i].conn == ONLINE_LEAVING :
+	    bucket_present(o, &bk[i]))) {
 		if (out != NULL)
 			bucket_entry(&bk[i], out);
 		rc = 0;
 	}
 	online_stripe_unlock(o, si);
 	return rc;
+}
+
+int
+online_get(struct online *o, uint32_t uid, struct online_entry *out)
+{
+	return entry_get(o, uid, out, 0);
+}
+
+int
+online_get_leaving(struct online *o, uint32_t uid, struct online_entry *out)
+{
+	return entry_get(o, uid, out, 1);
 }
 
 int

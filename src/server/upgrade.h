@@ -113,10 +113,11 @@ int	upgrade_cfg_apply(struct node *n, struct up_inherit *up, char *err,
 /*
  * Whether upgrade_cfg_apply made a new session table (max_online or
  * shm_name changed): a failed start removes it.  upgrade_cfg_done, once
- * every old worker has handed over, removes the old table's name.
+ * every old worker has handed over, removes the old table's name and
+ * lets the master's mapping of it (n->online_old) go.
  */
 int	upgrade_cfg_new_table(void);
-void	upgrade_cfg_done(void);
+void	upgrade_cfg_done(struct node *n);
 /* One message; 0 or -1 (errno). */
 int	upgrade_send(int sock, uint32_t type, uint32_t arg, const char *text);
 /* A start-up failure of the new master, told to the old one. */

@@ -293,11 +293,13 @@ table(struct node *n, struct up_inherit *up, int nold, char *err,
 		n->online = name == NULL ? NULL : online_copy(from, name,
 		    (uint32_t)cfg->max_online, n->nslots, &copied, err,
 		    errlen);
-		online_destroy(from, 0);
 		if (n->online == NULL) {
+			online_destroy(from, 0);
 			free(name);
 			return -1;
 		}
+		/* its leaving marks hold new logins back (chat_leave.c) */
+		n->online_old = from;
 		new_table = 1;
 		if ((old_table = strdup(running)) == NULL)
 			log_warnx("upgrade: out of memory: %s stays", running);
@@ -325,8 +327,12 @@ upgrade_cfg_new_table(void)
 }
 
 void
-upgrade_cfg_done(void)
+upgrade_cfg_done(struct node *n)
 {
+	/* the workers forked so far keep their own mapping */
+	if (n->online_old != NULL)
+		online_destroy(n->online_old, 0);
+	n->online_old = NULL;
 	if (old_table == NULL)
 		return;
 	if (shm_unlink(old_table) == -1 && errno != ENOENT)

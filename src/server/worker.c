@@ -876,6 +876,7 @@ worker_main(struct node *n, int slot)
 	chenv.storeq_read = storeq_rd;
 	chenv.storeq_hist = storeq_hist;
 	chenv.online = n->online;
+	chenv.online_old = n->online_old;
 	chenv.auth = auth;
 	chenv.stats = stats;
 	chenv.slot = slot;

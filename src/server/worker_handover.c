@@ -137,6 +137,7 @@ worker_adopt(struct guard *guard, int slot, const struct guard_net *exempt,
 		ok++;
 	}
 	handover_inherited_done();
+	chat_adopt_sweep();
 	answers_wait();
 	rc = handover_flush();
 	if (n == 0)

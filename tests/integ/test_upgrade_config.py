@@ -537,6 +537,173 @@ class UpgradeConfig(chatload.ChatLoad, unittest.TestCase):
         finally:
             self.finish()
 
+    def worker_pids_by_slot(self, n):
+        """{slot: pid} of the n workers serving now."""
+        pids = {}
+        for slot in range(n):
+            c = self.srv.client_on(slot)
+            pids[slot] = c.whoami_full()["pid"]
+            c.close()
+        return pids
+
+    def upgrade_held_at_1(self, old):
+        """A new session table (max_online); worker 1's old process
+        (old[1]) stopped, so the old master hands slot 0 over and waits
+        for slot 1 (60 s): slot 0 new, slot 2 old.  chatctl's Popen."""
+        srv = self.srv
+        srv.write_config(max_online=4096)
+        os.kill(old[1], signal.SIGSTOP)
+        self.assertTrue(chatlib.wait_for(
+            lambda: chatlib.all_stopped(old[1]), 30, interval=0.01),
+            "worker 1 did not stop")
+        tool = subprocess.Popen(
+            [ctl_tool(), "-s", srv.keys["control_socket"], "upgrade"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertTrue(chatlib.wait_for(
+            lambda: "worker 1 (pid %d) stops reading" % old[1] in
+            srv.log_text(), 120, interval=0.05), srv.log_text()[-3000:])
+        self.assertIn("a new session table", srv.log_text())
+        return tool
+
+    def upgrade_held_done(self, old, tool):
+        """Worker 1 goes on: the upgrade ends well."""
+        os.kill(old[1], signal.SIGCONT)
+        out, err = tool.communicate(timeout=UPGRADE_SECONDS)
+        self.assertEqual(tool.returncode, 0, (out, err,
+                                              self.srv.log_text()[-4000:]))
+        self.master = status(self.srv)["pid"]
+        self.workers_of(self.master, 3)
+
+    def upgrade_held_cleanup(self, old, tool):
+        """In a finally: worker 1 goes on, the upgrade ends."""
+        os.kill(old[1], signal.SIGCONT)
+        if tool.returncode is None:
+            tool.communicate(timeout=UPGRADE_SECONDS)
+        if tool.returncode == 0:    # the new master is stopped
+            self.master = status(self.srv)["pid"]
+
+    def conn_on(self, old, slot, old_pid):
+        """A connection on slot's worker: its old process (old[slot]) or
+        not; one on stopped worker 1 times out."""
+        for _ in range(90):
+            c = self.srv.client()
+            try:
+                c.send_obj({"msgid": chatlib.WHOAMI})
+                w = c.recv_msgid(chatlib.WHOAMI_ACK, timeout=2)
+            except (AssertionError, OSError, chatlib.Closed):
+                c.close()
+                continue
+            if w["worker"] == slot and (w["pid"] == old[slot]) == old_pid:
+                return c
+            c.close()
+        self.fail("no connection on worker %d" % slot)
+
+    def test_5_logout_on_old_worker_login_on_new(self):
+        """A new session table, old and new workers side by side: r, a
+        plain client, logs in on an old worker and gets a stored chat in
+        its batch, logs out while that chat's removal is held up, and at
+        once logs in on a new worker.  The old worker's leaving mark is
+        in the old table only; the new worker must wait for it (at most
+        CHAT_REMOVAL_WAIT, 3 s) before it reads r's stored chats, or r
+        gets the chat again.
+
+        Deterministic: worker 1's old process is stopped before the
+        upgrade, so the old master hands slot 0 over and then waits for
+        slot 1 (60 s; let go well before): slot 0 is new (the new table),
+        slot 2 old (the old one).  The removal waits for the test's
+        write lock, held from before r's first login until 1 s after its
+        second."""
+        srv = self.start_server(workers=3)
+        db = None
+        tool = None
+        try:
+            s = srv.users_on_one_worker(1, "ls", slot=0)[0]
+            rid, rname = srv.register("lr")
+            s.chat(rid, "before", cmid=1)
+            self.assertEqual(s.c.recv_msgid(103)["cmid"], 1)
+            old = self.worker_pids_by_slot(3)
+            db = sqlite3.connect(srv.keys["storage"][len("sqlite:"):],
+                                 timeout=60, isolation_level=None)
+            tool = self.upgrade_held_at_1(old)
+            on_old = self.conn_on(old, 2, True)
+            on_new = self.conn_on(old, 0, False)
+            # r's batch has "before"; its removal waits for the lock
+            db.execute("BEGIN IMMEDIATE")
+            first = on_old.login(rid, "pw")
+            self.assertEqual([m["msg"] for m in first["offlinemsg"]],
+                             ["before"])
+            on_old.loginout(rid)
+            on_old.ping()           # the logout is done: the mark is set
+            on_new.send_obj({"id": rid, "msgid": chatlib.LOGIN,
+                             "password": "pw"})
+            # answered while the removal is still held: on the code
+            # before, at once, with "before" in the batch
+            deadline = time.monotonic() + 1.0
+            while not on_new.lines and not on_new.eof and \
+                    time.monotonic() < deadline:
+                on_new._fill(deadline - time.monotonic())
+            answered = bool(on_new.lines)
+            db.execute("ROLLBACK")
+            second = chatlib.parse_login(on_new.recv_msgid(
+                chatlib.LOGIN_ACK, timeout=30))
+            self.assertEqual(second["errno"], 0, second)
+            self.assertEqual(second["offlinemsg"], [],
+                             "r got its chat again (login answered %s "
+                             "the removal ended)" % ("before" if answered
+                                                     else "after"))
+            # it waited for the old worker's mark (3 s at most)
+            self.assertFalse(answered, "r's login was answered while the "
+                             "removal was held")
+            self.upgrade_held_done(old, tool)
+            tool = None
+            # the node goes on: both ways, and nothing more for r
+            r = chatlib.User(srv, on_new, rid, rname, "pw")
+            r.chat(s.id, "after", cmid=2)
+            self.assertEqual(on_new.recv_msgid(103)["cmid"], 2)
+            self.assertEqual(s.c.recv_msgid(6)["msg"], "after")
+            on_new.expect_none(0.5)
+        finally:
+            if tool is not None:
+                self.upgrade_held_cleanup(old, tool)
+            if db is not None:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                db.close()
+            self.finish()
+
+    def test_6_logout_on_old_worker_after_the_copy(self):
+        """A new session table: r, online on old worker 2 when the table
+        is copied, logs out there while old and new workers run side by
+        side.  The old worker removes r from the old table only; the new
+        worker of slot 2, once it adopted the old one's connections,
+        removes the entries of sessions it did not adopt, so r can log in
+        again.  On the code before, every login of r was refused ("this
+        user is already online") after the upgrade, on every worker.
+        (Until slot 2 moves, a login on a new worker is still refused so:
+        the new table cannot tell a copy from a live session.)"""
+        srv = self.start_server(workers=3)
+        tool = None
+        try:
+            r = srv.users_on_one_worker(1, "cr", slot=2)[0]
+            old = self.worker_pids_by_slot(3)
+            tool = self.upgrade_held_at_1(old)
+            r.c.loginout(r.id)
+            r.c.ping()
+            self.upgrade_held_done(old, tool)
+            tool = None
+            for slot in (0, 1, 2):
+                c = srv.client_on(slot)
+                a = c.login_raw(r.id, "pw")
+                self.assertEqual(a.get("errno"), 0, (slot, a))
+                c.loginout(r.id)
+                c.ping()
+            self.assertIn("sessions that ended on the old worker",
+                          srv.log_text())
+        finally:
+            if tool is not None:
+                self.upgrade_held_cleanup(old, tool)
+            self.finish()
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -536,9 +536,17 @@ START_TEST(test_leaving_mark)
 	o = table_new("leave", 64, 2);
 	ck_assert_int_eq(online_add(o, 7, 0, 3, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_get(o, 7, &e), 0);
+	/* a session is no mark, nor is no entry */
+	ck_assert_int_eq(online_get_leaving(o, 7, &e), -1);
+	ck_assert_int_eq(online_get_leaving(o, 8, &e), -1);
 	ck_assert_int_eq(online_replace(o, &e, 0, ONLINE_LEAVING), 0);
-	/* away for everyone who looks */
+	/* away for everyone who looks, a mark for who asks for one */
 	ck_assert_int_eq(online_get(o, 7, &e), -1);
+	memset(&e, 0, sizeof(e));
+	ck_assert_int_eq(online_get_leaving(o, 7, &e), 0);
+	ck_assert_uint_eq(e.uid, 7);
+	ck_assert_uint_eq(e.slot, 0);
+	ck_assert_uint_eq(e.conn, ONLINE_LEAVING);
 	ck_assert_uint_eq(online_count(o), 0);
 	/* the old session's late removal finds nothing of its own */
 	ck_assert_int_eq(online_remove(o, 7, 0, 3), -1);
@@ -549,6 +557,7 @@ START_TEST(test_leaving_mark)
 	ck_assert_uint_eq(e.slot, 0);
 	/* its worker clears it: the login goes in */
 	ck_assert_int_eq(online_remove(o, 7, 0, ONLINE_LEAVING), 0);
+	ck_assert_int_eq(online_get_leaving(o, 7, &e), -1);
 	ck_assert_int_eq(online_add(o, 7, 1, 9, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_get(o, 7, &e), 0);
 	ck_assert_uint_eq(e.slot, 1);
@@ -587,7 +596,9 @@ START_TEST(test_leaving_dead_worker)
 	ck_assert_int_eq(online_replace(o, &e, 0, ONLINE_LEAVING), 0);
 	online_foreach(o, count_cb, &n);
 	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(online_get_leaving(o, 11, &e), 0);
 	online_slot_reset(o, 0);
+	ck_assert_int_eq(online_get_leaving(o, 11, &e), -1);
 	ck_assert_int_eq(online_add(o, 11, 1, 5, NULL), ONLINE_ADDED);
 	ck_assert_int_eq(online_add(o, 12, 1, 6, NULL), ONLINE_ADDED);
 	ck_assert_uint_eq(online_count(o), 2);
