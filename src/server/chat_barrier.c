@@ -15,8 +15,18 @@
  * thread boosted meanwhile), and the read waits for every answer,
  * BARRIER_MAX_SEC at most: a slot without a worker, or whose worker is
  * of an older release during an upgrade, answers late or never, and is
- * not waited for again until it answers (logged).  Rows kept on other
- * nodes are not waited for.
+ * not waited for again until it answers (logged).
+ *
+ * In a cluster the same barrier is also asked of every worker of every
+ * node over the bus (pubsub_hist_ask: every worker that hears it
+ * answers, this one and this node's included), so that a read on one
+ * node sees the chats another node accepted before it (a RESUME on
+ * another node than the old connection's, HISTORY of a conversation
+ * with someone on another node).  The read waits until as many answers
+ * came as PUBLISH said workers heard it, within the same time limit;
+ * one that misses it makes the cluster's part not waited for until a
+ * barrier is answered in full again.  Redis down: nothing to wait for
+ * (rows kept elsewhere then may be missing from the read, as before).
  *
  * Barriers are shared, one under way at a time: a read joins the newest
  * barrier sent since it came, or else waits for the next, which goes
@@ -51,6 +61,13 @@ static uint32_t		*answered;
 static unsigned char	*dead;
 static int		 nslots;
 
+/*
+ * The cluster's part of barrier b_seq: how many workers heard it (-1:
+ * not known yet) and answered; lagging: one missed a time limit.
+ */
+static long		 c_heard, c_answered;
+static int		 c_lagging;
+
 /* Reads waiting for a barrier: seq 0 until one is sent after since. */
 static struct barrier_wait {
 	struct chat_call *k;
@@ -61,7 +78,8 @@ static size_t		 bw_n, bw_cap;
 
 /* Barriers other workers sent here, waiting for rows to be stored. */
 static struct barrier_ask {
-	int		 slot;
+	char		*to;		/* over the bus: the asker; else */
+	int		 slot;		/* the asking slot of this node */
 	uint32_t	 seq;
 	uint64_t	 upto;		/* chat_history_kept() at the ask */
 }			*ask;
@@ -87,6 +105,13 @@ slot_answered(int i, uint32_t seq)
 	return i == chat.slot || dead[i] || (int32_t)(answered[i] - seq) >= 0;
 }
 
+/* Whether every worker of the cluster that heard b_seq answered it. */
+static int
+cluster_answered(void)
+{
+	return c_heard >= 0 && c_answered >= c_heard;
+}
+
 /* Whether every other worker answered barrier seq (or time is up). */
 static int
 barrier_done(uint32_t seq)
@@ -98,10 +123,24 @@ barrier_done(uint32_t seq)
 	for (i = 0; i < nslots; i++)
 		if (!slot_answered(i, seq))
 			late++;
-	if (late == 0)
+	if (late == 0 && (c_lagging || cluster_answered()))
 		return 1;
 	if (util_mono() - b_sent_at < BARRIER_MAX_SEC)
 		return 0;
+	if (!c_lagging && !cluster_answered()) {
+		if (c_heard < 0)
+			log_notice("history: Redis did not say within %.0f s "
+			    "how many workers heard a read's request; reads no "
+			    "longer wait for other nodes until a request is "
+			    "answered in full", BARRIER_MAX_SEC);
+		else
+			log_notice("history: %ld of the %ld workers of the "
+			    "cluster that heard a read's request did not "
+			    "answer within %.0f s; reads no longer wait for "
+			    "other nodes until a request is answered in full",
+			    c_heard - c_answered, c_heard, BARRIER_MAX_SEC);
+		c_lagging = 1;
+	}
 	for (i = 0; i < nslots; i++)
 		if (!slot_answered(i, seq)) {
 			log_notice("history: worker %d did not store its "
@@ -133,6 +172,9 @@ barrier_for(double since)
 	for (i = 0; i < nslots; i++)
 		if (i != chat.slot)
 			barrier_send(i, CHAN_HIST_FLUSH, b_seq);
+	c_answered = 0;
+	c_heard = chat.pubsub == NULL ||
+	    pubsub_hist_ask(chat.pubsub, b_seq) == -1 ? 0 : -1;
 	return b_seq;
 }
 
@@ -154,7 +196,8 @@ chat_barrier_hold(struct chat_call *k)
 			return -1;
 		}
 	}
-	if (nslots < 2 || chat.cfg->history_days == 0 ||
+	if ((nslots < 2 && chat.pubsub == NULL) ||
+	    chat.cfg->history_days == 0 ||
 	    util_grow((void **)&bw, &bw_cap, bw_n, sizeof(*bw)) == -1)
 		return -1;
 	bw[bw_n].k = k;
@@ -202,22 +245,28 @@ barrier_answered(int slot, uint32_t seq)
 	dead[slot] = 0;
 }
 
-/* Another worker asks: answer once what was kept so far is stored. */
 static void
-barrier_ask(int slot, uint32_t seq)
+ask_answer(const struct barrier_ask *a)
 {
-	uint64_t	 upto = chat_history_kept();
+	if (a->to != NULL) {
+		pubsub_hist_answer(chat.pubsub, a->to);
+		free(a->to);
+	} else
+		barrier_send(a->slot, CHAN_HIST_FLUSHED, a->seq);
+}
 
+/* A worker asks: answer once what was kept so far is stored. */
+static void
+barrier_ask(struct barrier_ask a)
+{
+	a.upto = chat_history_kept();
 	/* a thread that cannot be boosted is not waited for (histprio.h) */
-	if (chat_history_written() >= upto || histprio_stuck() ||
+	if (chat_history_written() >= a.upto || histprio_stuck() ||
 	    util_grow((void **)&ask, &ask_cap, ask_n, sizeof(*ask)) == -1) {
-		barrier_send(slot, CHAN_HIST_FLUSHED, seq);
+		ask_answer(&a);
 		return;
 	}
-	ask[ask_n].slot = slot;
-	ask[ask_n].seq = seq;
-	ask[ask_n].upto = upto;
-	ask_n++;
+	ask[ask_n++] = a;
 	chat_history_flush();		/* what memory holds leaves now */
 	chat_history_boost();
 }
@@ -229,8 +278,7 @@ chat_barrier_stored(uint64_t written)
 
 	for (i = k = 0; i < ask_n; i++) {
 		if (ask[i].upto <= written)
-			barrier_send(ask[i].slot, CHAN_HIST_FLUSHED,
-			    ask[i].seq);
+			ask_answer(&ask[i]);
 		else
 			ask[k++] = ask[i];
 	}
@@ -246,8 +294,43 @@ chat_barrier_asked(void)
 void
 chat_barrier_msg(const struct chan_hdr *h)
 {
-	if (h->type == CHAN_HIST_FLUSH)
-		barrier_ask((int)h->from_slot, h->conn);
-	else
+	struct barrier_ask	 a;
+
+	if (h->type == CHAN_HIST_FLUSH) {
+		memset(&a, 0, sizeof(a));
+		a.slot = (int)h->from_slot;
+		a.seq = h->conn;
+		barrier_ask(a);
+	} else
 		barrier_answered((int)h->from_slot, h->conn);
+}
+
+void
+chat_hist_asked(void *arg, const char *to)
+{
+	struct barrier_ask	 a;
+
+	memset(&a, 0, sizeof(a));
+	if ((a.to = strdup(to)) != NULL)
+		barrier_ask(a);
+}
+
+void
+chat_hist_heard(void *arg, uint32_t seq, long workers)
+{
+	if (seq != b_seq)
+		return;
+	c_heard = workers < 0 ? 0 : workers;
+	if (cluster_answered())
+		c_lagging = 0;
+}
+
+void
+chat_hist_answered(void *arg, uint32_t seq)
+{
+	if (seq != b_seq)
+		return;
+	c_answered++;
+	if (cluster_answered())
+		c_lagging = 0;
 }

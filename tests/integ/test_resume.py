@@ -247,6 +247,85 @@ def tearDownModule():
 
 
 @cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class SlowOtherNode(unittest.TestCase):
+    """The chats were kept by the sender's node B, whose history lags (a
+    trigger makes each of the sender's History rows take 0.2 s): a read
+    on node A waits for B's workers (the barrier over the bus) and sees
+    them all.  Before, a RESUME on A saw what B had stored 2 s after the
+    login, and HISTORY what B had stored by then."""
+    LATE = 25
+
+    def setUp(self):
+        env = cluster_env()
+        self.a, self.b, self.db = env["A"], env["B"], env["db"]
+
+    def slow_sender(self, sid, secs):
+        name = "hist_slow_%d" % sid
+        self.db.sql("CREATE TRIGGER %s AFTER INSERT ON History FOR EACH "
+                    "ROW DO IF(NEW.sender = %d, SLEEP(%s), 0)"
+                    % (name, sid, secs))
+        self.addCleanup(self.db.sql, "DROP TRIGGER IF EXISTS %s" % name)
+
+    def rows(self, sid):
+        return int(self.db.sql("SELECT count(*) FROM History WHERE "
+                               "sender = %d" % sid)[0][0])
+
+    def test_resume_waits_for_the_other_node(self):
+        s = self.b.user("rn")
+        c = self.a.client()
+        uid = c.register(unique("rn"), "pw")
+        tok = login_token(c, uid, "pw")["token"]
+        r = Reader()
+        for i in range(HAD):
+            s.chat(uid, text(i))
+        r.read_live(c, HAD, SLOW)
+        self.assertTrue(wait_for(lambda: self.rows(s.id) >= HAD,
+                                 timeout=SLOW))
+        self.slow_sender(s.id, 0.2)
+        for i in range(HAD, HAD + self.LATE):
+            s.chat(uid, text(i))
+        s.c.sync()
+        c.close()
+        c2, last = None, {}
+
+        def ok():
+            nonlocal c2
+            if c2 is not None:
+                c2.close()
+            c2 = self.a.client()
+            c2.send_obj({"msgid": LOGIN, "token": tok})
+            last.update(c2.recv_msgid(LOGIN_ACK, timeout=SLOW))
+            return last["errno"] != ERR_ONLINE
+        self.assertTrue(wait_for(ok, timeout=SLOW, interval=0.2), last)
+        self.addCleanup(c2.close)
+        self.assertEqual(last["errno"], 0, last)
+        t0 = time.monotonic()
+        pages = r.resume(c2, last)
+        took = time.monotonic() - t0
+        self.assertEqual(pages[-1]["msgid"], RESUME_ACK, pages[-1])
+        self.assertEqual(r.shown, [text(i) for i in
+                                   range(HAD + self.LATE)])
+        self.assertEqual(r.from_resume, self.LATE)
+        sys.stderr.write("\nthe resume on A was answered after %.1f s\n"
+                         % took)
+
+    def test_history_waits_for_the_other_node(self):
+        from test_history import HISTORY, HISTORY_ACK, texts
+        n = 15
+        s, rd = self.b.user("hn"), self.a.user("hn")
+        self.slow_sender(s.id, 0.2)
+        for i in range(n):
+            s.chat(rd.id, "late %d" % i)
+        for i in range(n):
+            rd.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+        rd.c.send_obj({"msgid": HISTORY, "toid": s.id, "limit": 50})
+        m = rd.c.recv_msgid(HISTORY_ACK, timeout=SLOW)
+        m["messages"] = [json.loads(t) for t in m["messages"]]
+        self.assertEqual(texts(m), ["late %d" % i for i in
+                                    range(n - 1, -1, -1)], m)
+
+
+@cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
 class SlowOtherWorker(unittest.TestCase):
     """The chats the old connection got unread were kept by another
     worker whose history lags (a trigger makes each History row take
