@@ -217,6 +217,12 @@ struct pubsub_pending;
 struct pubsub_pending *pubsub_pending(void);
 void	pubsub_pending_done(struct pubsub_pending *, enum pubsub_result);
 
+/* An answer to a history barrier's ask (pubsub_hist_ask). */
+enum pubsub_hist_state {
+	PUBSUB_HIST_STORING,	/* rows are being stored: wait on */
+	PUBSUB_HIST_STORED	/* all it had kept when asked */
+};
+
 struct pubsub_handler {
 	/*
 	 * A line published for uid, whose presence named this worker (or
@@ -259,7 +265,8 @@ struct pubsub_handler {
 	 */
 	void	(*hist_asked)(void *arg, const char *to);
 	void	(*hist_heard)(void *arg, uint32_t seq, long workers);
-	void	(*hist_answered)(void *arg, uint32_t seq);
+	void	(*hist_answered)(void *arg, uint32_t seq,
+		    enum pubsub_hist_state state);
 	void	*arg;
 };
 
@@ -427,11 +434,13 @@ void	pubsub_login_ok(struct pubsub *ps, uint64_t key);
  * older release does not, and is not waited for).  Each answers on
  * chatd:hfa of that instance, signed too ("hfa <node> <boot>.<slot>
  * <seq> <its boot>.<slot>": a forged answer would make a read miss
- * rows), and handler->hist_answered hears each answerer once.  An ask
- * or answer lost with a connection is not sent again: the asker's time
- * limit covers it.  -1: no instance is up (nothing was sent).
+ * rows), and handler->hist_answered hears each answerer's STORED once;
+ * "hfb ..." alike says STORING, as often as the answerer sends it.  An
+ * ask or answer lost with a connection is not sent again: the asker's
+ * time limit covers it.  -1: no instance is up (nothing was sent).
  */
 int	pubsub_hist_ask(struct pubsub *ps, uint32_t seq);
-void	pubsub_hist_answer(struct pubsub *ps, const char *to);
+void	pubsub_hist_answer(struct pubsub *ps, const char *to,
+	    enum pubsub_hist_state state);
 
 #endif

@@ -12,10 +12,14 @@
  * So before the fetch the reader's worker sends CHAN_HIST_FLUSH to
  * every other worker of the node; each answers CHAN_HIST_FLUSHED once
  * the rows it had kept when the request came are stored (its history
- * thread boosted meanwhile), and the read waits for every answer,
- * BARRIER_MAX_SEC at most: a slot without a worker, or whose worker is
- * of an older release during an upgrade, answers late or never, and is
- * not waited for again until it answers (logged).
+ * thread boosted meanwhile), and says once a second while rows are
+ * being written that it is storing them.  The read waits for every
+ * answer while it hears from each worker: BARRIER_SILENCE_SEC after a
+ * worker's last word, BARRIER_MAX_SEC in all (a backlog that history_defer
+ * left takes seconds, and a read that went on without it would miss
+ * chats).  A slot without a worker, or whose worker is of an older
+ * release during an upgrade, answers late or never, and is not waited
+ * for again until it answers (logged).
  *
  * In a cluster the same barrier is also asked of every worker of every
  * node over the bus (pubsub_hist_ask: every worker that hears it
@@ -47,7 +51,10 @@
 #include "online.h"
 #include "util.h"
 
-#define BARRIER_MAX_SEC	10.0	/* a read waits this long for the others */
+#define BARRIER_SILENCE_SEC	10.0	/* a worker silent this long: not
+					   waited for */
+#define BARRIER_MAX_SEC		60.0	/* a read waits this long at most */
+#define STORING_EVERY_SEC	1.0	/* "storing" to the askers */
 
 /*
  * The barriers this worker sent: one at a time, the newest b_seq.  Per
@@ -58,6 +65,7 @@
 static uint32_t		 b_seq;
 static double		 b_sent_at;
 static uint32_t		*answered;
+static double		*storing_at;	/* its last "storing" for b_seq */
 static unsigned char	*dead;
 static int		 nslots;
 
@@ -66,6 +74,7 @@ static int		 nslots;
  * not known yet) and answered; lagging: one missed a time limit.
  */
 static long		 c_heard, c_answered;
+static double		 c_storing_at;
 static int		 c_lagging;
 
 /* Reads waiting for a barrier: seq 0 until one is sent after since. */
@@ -84,6 +93,7 @@ static struct barrier_ask {
 	uint64_t	 upto;		/* chat_history_kept() at the ask */
 }			*ask;
 static size_t		 ask_n, ask_cap;
+static double		 storing_sent;
 
 static void
 barrier_send(int slot, uint32_t type, uint32_t seq)
@@ -112,44 +122,55 @@ cluster_answered(void)
 	return c_heard >= 0 && c_answered >= c_heard;
 }
 
+/* Whether a worker last heard from at heard has had its time. */
+static int
+timed_out(double heard, double now)
+{
+	if (heard < b_sent_at)
+		heard = b_sent_at;
+	return now - heard >= BARRIER_SILENCE_SEC ||
+	    now - b_sent_at >= BARRIER_MAX_SEC;
+}
+
 /* Whether every other worker answered barrier seq (or time is up). */
 static int
 barrier_done(uint32_t seq)
 {
+	double	 now;
 	int	 i, late = 0;
 
 	if (seq != b_seq)
 		return 1;	/* older: done before the next was sent */
-	for (i = 0; i < nslots; i++)
-		if (!slot_answered(i, seq))
+	now = util_mono();
+	for (i = 0; i < nslots; i++) {
+		if (slot_answered(i, seq))
+			continue;
+		if (!timed_out(storing_at[i], now)) {
 			late++;
-	if (late == 0 && (c_lagging || cluster_answered()))
-		return 1;
-	if (util_mono() - b_sent_at < BARRIER_MAX_SEC)
-		return 0;
-	if (!c_lagging && !cluster_answered()) {
-		if (c_heard < 0)
-			log_notice("history: Redis did not say within %.0f s "
-			    "how many workers heard a read's request; reads no "
-			    "longer wait for other nodes until a request is "
-			    "answered in full", BARRIER_MAX_SEC);
-		else
-			log_notice("history: %ld of the %ld workers of the "
-			    "cluster that heard a read's request did not "
-			    "answer within %.0f s; reads no longer wait for "
-			    "other nodes until a request is answered in full",
-			    c_heard - c_answered, c_heard, BARRIER_MAX_SEC);
-		c_lagging = 1;
-	}
-	for (i = 0; i < nslots; i++)
-		if (!slot_answered(i, seq)) {
-			log_notice("history: worker %d did not store its "
-			    "history within %.0f s of a read's request; reads "
-			    "no longer wait for it until it answers", i,
-			    BARRIER_MAX_SEC);
-			dead[i] = 1;
+			continue;
 		}
-	return 1;
+		log_notice("history: worker %d did not store its history "
+		    "within %.0f s of a read's request; reads no longer wait "
+		    "for it until it answers", i, now - b_sent_at);
+		dead[i] = 1;
+	}
+	if (c_lagging || cluster_answered())
+		return late == 0;
+	if (!timed_out(c_storing_at, now))
+		return 0;
+	if (c_heard < 0)
+		log_notice("history: Redis did not say within %.0f s how many "
+		    "workers heard a read's request; reads no longer wait for "
+		    "other nodes until a request is answered in full",
+		    now - b_sent_at);
+	else
+		log_notice("history: %ld of the %ld workers of the cluster "
+		    "that heard a read's request did not answer within %.0f "
+		    "s; reads no longer wait for other nodes until a request "
+		    "is answered in full", c_heard - c_answered, c_heard,
+		    now - b_sent_at);
+	c_lagging = 1;
+	return late == 0;
 }
 
 /*
@@ -186,11 +207,14 @@ chat_barrier_hold(struct chat_call *k)
 	if (nslots == 0) {
 		nslots = online_nslots(chat.online);
 		answered = calloc(nslots, sizeof(*answered));
+		storing_at = calloc(nslots, sizeof(*storing_at));
 		dead = calloc(nslots, 1);
-		if (answered == NULL || dead == NULL) {
+		if (answered == NULL || storing_at == NULL || dead == NULL) {
 			free(answered);
+			free(storing_at);
 			free(dead);
 			answered = NULL;
+			storing_at = NULL;
 			dead = NULL;
 			nslots = 0;
 			return -1;
@@ -246,13 +270,15 @@ barrier_answered(int slot, uint32_t seq)
 }
 
 static void
-ask_answer(const struct barrier_ask *a)
+ask_answer(const struct barrier_ask *a, enum pubsub_hist_state state)
 {
-	if (a->to != NULL) {
-		pubsub_hist_answer(chat.pubsub, a->to);
+	if (a->to != NULL)
+		pubsub_hist_answer(chat.pubsub, a->to, state);
+	else
+		barrier_send(a->slot, state == PUBSUB_HIST_STORED ?
+		    CHAN_HIST_FLUSHED : CHAN_HIST_STORING, a->seq);
+	if (state == PUBSUB_HIST_STORED)
 		free(a->to);
-	} else
-		barrier_send(a->slot, CHAN_HIST_FLUSHED, a->seq);
 }
 
 /* A worker asks: answer once what was kept so far is stored. */
@@ -263,7 +289,7 @@ barrier_ask(struct barrier_ask a)
 	/* a thread that cannot be boosted is not waited for (histprio.h) */
 	if (chat_history_written() >= a.upto || histprio_stuck() ||
 	    util_grow((void **)&ask, &ask_cap, ask_n, sizeof(*ask)) == -1) {
-		ask_answer(&a);
+		ask_answer(&a, PUBSUB_HIST_STORED);
 		return;
 	}
 	ask[ask_n++] = a;
@@ -276,12 +302,20 @@ chat_barrier_stored(uint64_t written)
 {
 	size_t	 i, k;
 
+	double	 now = util_mono();
+	int	 storing = now - storing_sent >= STORING_EVERY_SEC;
+
 	for (i = k = 0; i < ask_n; i++) {
 		if (ask[i].upto <= written)
-			ask_answer(&ask[i]);
-		else
+			ask_answer(&ask[i], PUBSUB_HIST_STORED);
+		else {
+			if (storing)
+				ask_answer(&ask[i], PUBSUB_HIST_STORING);
 			ask[k++] = ask[i];
+		}
 	}
+	if (storing && k > 0)
+		storing_sent = now;
 	ask_n = k;
 }
 
@@ -301,6 +335,9 @@ chat_barrier_msg(const struct chan_hdr *h)
 		a.slot = (int)h->from_slot;
 		a.seq = h->conn;
 		barrier_ask(a);
+	} else if (h->type == CHAN_HIST_STORING) {
+		if (h->conn == b_seq && h->from_slot < (uint32_t)nslots)
+			storing_at[h->from_slot] = util_mono();
 	} else
 		barrier_answered((int)h->from_slot, h->conn);
 }
@@ -326,10 +363,14 @@ chat_hist_heard(void *arg, uint32_t seq, long workers)
 }
 
 void
-chat_hist_answered(void *arg, uint32_t seq)
+chat_hist_answered(void *arg, uint32_t seq, enum pubsub_hist_state state)
 {
 	if (seq != b_seq)
 		return;
+	if (state == PUBSUB_HIST_STORING) {
+		c_storing_at = util_mono();
+		return;
+	}
 	c_answered++;
 	if (cluster_answered())
 		c_lagging = 0;

@@ -278,6 +278,33 @@ class OtherWorker(unittest.TestCase):
             sys.stderr.write("\nthe read took %.1f s\n" % took)
 
 
+    def test_read_waits_while_the_other_worker_stores(self):
+        """A backlog that takes the other worker longer than 10 s to
+        store (0.03 s a row, in takes of a few seconds each): the read
+        waits while that worker says it is storing, past the 10 s a
+        silent worker is given (chat_barrier.c), and sees every row."""
+        n = 500
+        with chatlib.Server(workers=2) as srv:
+            db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                                   timeout=60)
+            self.addCleanup(db.close)
+            a, b = srv.user("hs", worker=0), srv.user("hs", worker=1)
+            make_slow(db, 0.03)
+            for i in range(n):
+                a.chat(b.id, "long %d" % i)
+            for i in range(n):
+                b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            t0 = time.monotonic()
+            b.c.send_obj({"msgid": th.HISTORY, "toid": a.id, "limit": 50})
+            m = b.c.recv_msgid(th.HISTORY_ACK, timeout=SLOW * 4)
+            took = time.monotonic() - t0
+            m["messages"] = [json.loads(t) for t in m["messages"]]
+            self.assertEqual(th.texts(m), ["long %d" % i for i in
+                                           range(n - 1, n - 51, -1)], m)
+            self.assertNotIn("did not store its history", srv.log_text())
+            sys.stderr.write("\nthe read took %.1f s\n" % took)
+
+
 class Deferred(unittest.TestCase):
     """chatbench keeps the worker's loop busy: its history waits in the
     spool (history_defer), a read ends the wait at once, the load's end

@@ -3,7 +3,7 @@
  * in include/pubsub.h).  A read's worker asks on chatd:hf; every worker
  * that hears it (each subscribes on every instance) answers on
  * chatd:hfa of the same instance once the history rows it kept are
- * stored.  Both are signed as items are and checked (MAC, age), never
+ * stored, and says meanwhile that it is storing them.  Both are signed as items are and checked (MAC, age), never
  * remembered as seen: a replayed ask costs a flush, and an answer
  * counts once per answerer and only for the asker's latest ask.
  */
@@ -97,7 +97,8 @@ hbar_published(struct bus *b, struct req *r, void *reply)
 
 /* to: "<instance> <node> <boot>.<slot> <seq>", as hbar_message made it. */
 void
-pubsub_hist_answer(struct pubsub *ps, const char *to)
+pubsub_hist_answer(struct pubsub *ps, const char *to,
+    enum pubsub_hist_state state)
 {
 	char		*body;
 	const char	*rest;
@@ -111,7 +112,8 @@ pubsub_hist_answer(struct pubsub *ps, const char *to)
 		return;
 	b = ps->v[inst];
 	rest = end + 1;
-	if (asprintf(&body, "hfa %s %s.%d", rest, b->boot, b->slot) == -1)
+	if (asprintf(&body, "%s %s %s.%d", state == PUBSUB_HIST_STORED ?
+	    "hfa" : "hfb", rest, b->boot, b->slot) == -1)
 		return;
 	/* lost with the connection: the asker's time limit covers it */
 	(void)hb_publish(b, REQ_HIST_ANSWER, "chatd:hfa", body, 0);
@@ -172,7 +174,7 @@ hb_heard_before(struct bus *b, char *from)
 /* After "hfa ": "<node> <boot>.<slot> <seq> <answerer's boot>.<slot>" */
 static void
 hb_answer(struct bus *b, const struct bus_item *it, const char *p,
-    const char *end)
+    const char *end, enum pubsub_hist_state state)
 {
 	char		*me, *from;
 	size_t		 mlen;
@@ -192,12 +194,18 @@ hb_answer(struct bus *b, const struct bus_item *it, const char *p,
 	p += word(p, end) + 1;
 	if (p >= end || word(p, end) != (size_t)(end - p))
 		return;
+	if (b->h.hist_answered == NULL)
+		return;
+	if (state == PUBSUB_HIST_STORING) {
+		b->h.hist_answered(b->h.arg, seq, state);
+		return;
+	}
 	/* the answerer: its node (signed) and "<boot>.<slot>" */
 	if (asprintf(&from, "%.*s %.*s", (int)it->srclen, it->src,
 	    (int)(end - p), p) == -1)
 		return;
-	if (!hb_heard_before(b, from) && b->h.hist_answered != NULL)
-		b->h.hist_answered(b->h.arg, seq);
+	if (!hb_heard_before(b, from))
+		b->h.hist_answered(b->h.arg, seq, state);
 }
 
 /* A message on chatd:hf (an ask) or chatd:hfa (an answer). */
@@ -222,7 +230,9 @@ hbar_message(struct bus *b, int inst, int answer, const char *msg,
 	end = it.body + it.blen;
 	if (answer) {
 		if (end - p > 4 && memcmp(p, "hfa ", 4) == 0)
-			hb_answer(b, &it, p + 4, end);
+			hb_answer(b, &it, p + 4, end, PUBSUB_HIST_STORED);
+		else if (end - p > 4 && memcmp(p, "hfb ", 4) == 0)
+			hb_answer(b, &it, p + 4, end, PUBSUB_HIST_STORING);
 		return;
 	}
 	/* "hf <boot>.<slot> <seq>" */
