@@ -12,8 +12,8 @@
  * So before the fetch the reader's worker sends CHAN_HIST_FLUSH to
  * every other worker of the node; each answers CHAN_HIST_FLUSHED once
  * the rows it had kept when the request came are stored (its history
- * thread boosted meanwhile), and says once a second while rows are
- * being written that it is storing them.  The read waits for every
+ * thread boosted meanwhile), and says each second until then that it
+ * is storing them.  The read waits for every
  * answer while it hears from each worker: BARRIER_SILENCE_SEC after a
  * worker's last word, BARRIER_MAX_SEC in all (a backlog that history_defer
  * left takes seconds, and a read that went on without it would miss
@@ -54,7 +54,6 @@
 #define BARRIER_SILENCE_SEC	10.0	/* a worker silent this long: not
 					   waited for */
 #define BARRIER_MAX_SEC		60.0	/* a read waits this long at most */
-#define STORING_EVERY_SEC	1.0	/* "storing" to the askers */
 
 /*
  * The barriers this worker sent: one at a time, the newest b_seq.  Per
@@ -93,7 +92,6 @@ static struct barrier_ask {
 	uint64_t	 upto;		/* chat_history_kept() at the ask */
 }			*ask;
 static size_t		 ask_n, ask_cap;
-static double		 storing_sent;
 
 static void
 barrier_send(int slot, uint32_t type, uint32_t seq)
@@ -302,21 +300,28 @@ chat_barrier_stored(uint64_t written)
 {
 	size_t	 i, k;
 
-	double	 now = util_mono();
-	int	 storing = now - storing_sent >= STORING_EVERY_SEC;
-
 	for (i = k = 0; i < ask_n; i++) {
 		if (ask[i].upto <= written)
 			ask_answer(&ask[i], PUBSUB_HIST_STORED);
-		else {
-			if (storing)
-				ask_answer(&ask[i], PUBSUB_HIST_STORING);
+		else
 			ask[k++] = ask[i];
-		}
 	}
-	if (storing && k > 0)
-		storing_sent = now;
 	ask_n = k;
+}
+
+/*
+ * Each second: tell the askers still waiting that their rows are being
+ * stored.  From a live loop whose history thread can be boosted, that
+ * is so even while one slow transaction holds them all; silence means
+ * a worker that is gone, stalled, or does not know barriers.
+ */
+void
+chat_barrier_tick(void)
+{
+	size_t	 i;
+
+	for (i = 0; i < ask_n; i++)
+		ask_answer(&ask[i], PUBSUB_HIST_STORING);
 }
 
 int

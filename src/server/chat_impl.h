@@ -188,6 +188,8 @@ void	chat_barrier_msg(const struct chan_hdr *h);
 /* The history rows written so far: answer the asks they complete. */
 void	chat_barrier_stored(uint64_t written);
 int	chat_barrier_asked(void);
+/* Each second: "storing" to the workers whose asks wait. */
+void	chat_barrier_tick(void);
 /*
  * The first *n (at most limit) texts of l (*more: l has more), to be
  * freed by the caller; NULL: no memory.
