@@ -1,7 +1,7 @@
 /*
- * chat_barrier.c - a history barrier across this node's workers, so
- * that a HISTORY or RESUME read (chat_history.c, chat_resume.c) sees
- * every chat the node accepted before it.
+ * chat_barrier.c - a history barrier across the workers of the node and
+ * of the cluster, so that a HISTORY or RESUME read (chat_history.c,
+ * chat_resume.c) sees every chat accepted anywhere before it.
  *
  * A chat is kept in the history by the worker that accepted it, which
  * is often not the reading one.  A read waits for its own worker's rows
@@ -12,14 +12,14 @@
  * So before the fetch the reader's worker sends CHAN_HIST_FLUSH to
  * every other worker of the node; each answers CHAN_HIST_FLUSHED once
  * the rows it had kept when the request came are stored (its history
- * thread boosted meanwhile), and says each second until then that it
- * is storing them.  The read waits for every
- * answer while it hears from each worker: BARRIER_SILENCE_SEC after a
- * worker's last word, BARRIER_MAX_SEC in all (a backlog that history_defer
- * left takes seconds, and a read that went on without it would miss
- * chats).  A slot without a worker, or whose worker is of an older
- * release during an upgrade, answers late or never, and is not waited
- * for again until it answers (logged).
+ * thread boosted meanwhile), and CHAN_HIST_STORING each second until
+ * then.  The read waits for every answer while it hears from each
+ * worker: BARRIER_SILENCE_SEC after a worker's last word, BARRIER_MAX_SEC
+ * in all (a backlog history_defer left takes seconds to store, and a
+ * read that went on without it would miss chats).  A slot without a
+ * worker, or whose worker is of an older release during an upgrade,
+ * answers late or never, and is not waited for again until it answers
+ * (logged).
  *
  * In a cluster the same barrier is also asked of every worker of every
  * node over the bus (pubsub_hist_ask: every worker that hears it
@@ -27,10 +27,10 @@
  * node sees the chats another node accepted before it (a RESUME on
  * another node than the old connection's, HISTORY of a conversation
  * with someone on another node).  The read waits until as many answers
- * came as PUBLISH said workers heard it, within the same time limit;
- * one that misses it makes the cluster's part not waited for until a
- * barrier is answered in full again.  Redis down: nothing to wait for
- * (rows kept elsewhere then may be missing from the read, as before).
+ * came as PUBLISH said workers heard the ask, on the same terms; when
+ * the time is up the cluster's part is not waited for until a barrier
+ * is answered in full again.  Redis down: nothing to wait for (rows
+ * kept elsewhere then may be missing from the read, as before).
  *
  * Barriers are shared, one under way at a time: a read joins the newest
  * barrier sent since it came, or else waits for the next, which goes
@@ -57,20 +57,22 @@
 
 /*
  * The barriers this worker sent: one at a time, the newest b_seq.  Per
- * other slot, the newest barrier it answered, and whether it missed a
- * barrier's time limit (no worker, or one that does not know barriers):
- * such a slot is not waited for until it answers again.
+ * other slot, the newest barrier it answered, when it last said it was
+ * storing for b_seq, and whether it missed a barrier's time limit (no
+ * worker, or one that does not know barriers): such a slot is not
+ * waited for until it answers again.
  */
 static uint32_t		 b_seq;
 static double		 b_sent_at;
 static uint32_t		*answered;
-static double		*storing_at;	/* its last "storing" for b_seq */
+static double		*storing_at;
 static unsigned char	*dead;
 static int		 nslots;
 
 /*
  * The cluster's part of barrier b_seq: how many workers heard it (-1:
- * not known yet) and answered; lagging: one missed a time limit.
+ * not known yet) and answered, the last "storing" from one of them;
+ * lagging: one missed a time limit.
  */
 static long		 c_heard, c_answered;
 static double		 c_storing_at;

@@ -490,18 +490,20 @@ class Reliability(unittest.TestCase):
 
     def test_5h_barrier_messages(self):
         """The history barrier's channels (include/pubsub.h): every
-        worker hears an ask; forged or garbled asks and answers are
-        refused and counted by each worker, and harm nobody."""
+        worker hears an ask; forged or garbled asks are refused and
+        counted by each worker, answers for nobody ignored, and none
+        of them harms anybody."""
         r, uid, c, before, q = self.straight_in()
         heard = r.cmd("PUBLISH", "chatd:hf", sign("hf ffff.0 7"))
         self.assertEqual(heard, 2, "the worker of A and of B subscribed")
         r.cmd("PUBLISH", "chatd:hf", sign("hf ffff.0 8",
                                           key="not-the-cluster-key-" +
                                           "z" * 20))
+        r.cmd("PUBLISH", "chatd:hf", "garbage")
+        # answers not addressed to a worker's latest ask: ignored
         r.cmd("PUBLISH", "chatd:hfa", "garbage")
-        # well signed, for an asker that does not exist: ignored
         r.cmd("PUBLISH", "chatd:hfa", sign("hfa nobody ffff.0 7 ffff.1"))
-        # B's metrics: its worker refused the two
+        # B's metrics: its worker refused the two asks
         self.assertTrue(chatlib.wait_for(
             lambda: rejected_total() - before == 2, 5),
             "rejected: %d" % (rejected_total() - before))

@@ -3,9 +3,12 @@
  * in include/pubsub.h).  A read's worker asks on chatd:hf; every worker
  * that hears it (each subscribes on every instance) answers on
  * chatd:hfa of the same instance once the history rows it kept are
- * stored, and says meanwhile that it is storing them.  Both are signed as items are and checked (MAC, age), never
- * remembered as seen: a replayed ask costs a flush, and an answer
- * counts once per answerer and only for the asker's latest ask.
+ * stored, and says meanwhile that it is storing them.  Both are signed
+ * as items are and checked (MAC, age), never remembered as seen: a
+ * replayed ask costs a flush, and an answer counts once per answerer
+ * and only for the asker's latest ask.  Every worker hears every
+ * answer; only the asker checks one (the others see it is not theirs
+ * by its address, before any MAC).
  */
 #include "config.h"
 
@@ -29,7 +32,7 @@ hb_clear(struct bus *b)
 		free(b->hf_from[--b->hf_n]);
 }
 
-/* Publish a signed body on channel; kind says whose answer it waits for. */
+/* Publish a signed body on channel; seq goes to the reply (r->n). */
 static int
 hb_publish(struct bus *b, enum req_kind kind, const char *channel,
     const char *body, uint32_t seq)
@@ -171,33 +174,55 @@ hb_heard_before(struct bus *b, char *from)
 	return 0;
 }
 
-/* After "hfa ": "<node> <boot>.<slot> <seq> <answerer's boot>.<slot>" */
+/* " <node> <boot>.<slot> <seq> ": how an answer names our latest ask. */
+static char *
+hb_address(const struct bus *b)
+{
+	char	*me;
+
+	if (asprintf(&me, " %s %s.%d %u ", b->node_id, b->boot, b->slot,
+	    b->hf_seq) == -1)
+		return NULL;
+	return me;
+}
+
+/* Whether an answer (not checked yet) may be for our latest ask. */
+static int
+hb_for_us(const struct bus *b, const char *msg, size_t len)
+{
+	char	*me;
+	int	 rc;
+
+	if (b->hf_seq == 0 || (me = hb_address(b)) == NULL)
+		return 0;
+	rc = memmem(msg, len, me, strlen(me)) != NULL;
+	free(me);
+	return rc;
+}
+
+/* After "hfa": " <node> <boot>.<slot> <seq> <answerer's boot>.<slot>" */
 static void
 hb_answer(struct bus *b, const struct bus_item *it, const char *p,
     const char *end, enum pubsub_hist_state state)
 {
 	char		*me, *from;
 	size_t		 mlen;
-	uint32_t	 seq;
 
-	if (asprintf(&me, "%s %s.%d ", b->node_id, b->boot, b->slot) == -1)
+	if ((me = hb_address(b)) == NULL)
 		return;
 	mlen = strlen(me);
 	if ((size_t)(end - p) <= mlen || memcmp(p, me, mlen) != 0) {
 		free(me);
-		return;		/* another worker's ask */
+		return;		/* another worker's ask, or an older one */
 	}
 	free(me);
 	p += mlen;
-	if (serial(p, end, &seq) == -1 || seq != b->hf_seq)
-		return;		/* malformed, or an older ask's */
-	p += word(p, end) + 1;
-	if (p >= end || word(p, end) != (size_t)(end - p))
+	if (word(p, end) != (size_t)(end - p))
 		return;
 	if (b->h.hist_answered == NULL)
 		return;
 	if (state == PUBSUB_HIST_STORING) {
-		b->h.hist_answered(b->h.arg, seq, state);
+		b->h.hist_answered(b->h.arg, b->hf_seq, state);
 		return;
 	}
 	/* the answerer: its node (signed) and "<boot>.<slot>" */
@@ -205,7 +230,7 @@ hb_answer(struct bus *b, const struct bus_item *it, const char *p,
 	    (int)(end - p), p) == -1)
 		return;
 	if (!hb_heard_before(b, from))
-		b->h.hist_answered(b->h.arg, seq, state);
+		b->h.hist_answered(b->h.arg, b->hf_seq, state);
 }
 
 /* A message on chatd:hf (an ask) or chatd:hfa (an answer). */
@@ -220,6 +245,8 @@ hbar_message(struct bus *b, int inst, int answer, const char *msg,
 	size_t		 n;
 	uint32_t	 seq;
 
+	if (answer && !hb_for_us(b, msg, len))
+		return;
 	/* never marked seen: see the top of the file */
 	v = busauth_check(b->auth, util_wall_ms(), msg, len, &it);
 	if (v != BUS_OK && v != BUS_REPLAYED) {
@@ -229,10 +256,10 @@ hbar_message(struct bus *b, int inst, int answer, const char *msg,
 	p = it.body;
 	end = it.body + it.blen;
 	if (answer) {
-		if (end - p > 4 && memcmp(p, "hfa ", 4) == 0)
-			hb_answer(b, &it, p + 4, end, PUBSUB_HIST_STORED);
-		else if (end - p > 4 && memcmp(p, "hfb ", 4) == 0)
-			hb_answer(b, &it, p + 4, end, PUBSUB_HIST_STORING);
+		if (end - p > 3 && memcmp(p, "hfa", 3) == 0)
+			hb_answer(b, &it, p + 3, end, PUBSUB_HIST_STORED);
+		else if (end - p > 3 && memcmp(p, "hfb", 3) == 0)
+			hb_answer(b, &it, p + 3, end, PUBSUB_HIST_STORING);
 		return;
 	}
 	/* "hf <boot>.<slot> <seq>" */
