@@ -246,6 +246,32 @@ def tearDownModule():
     cluster.stop_all(ENV)
 
 
+def resume_after_drop(test, connect, tok, r, late):
+    """A token login on connect()'s connection (again while the closed
+    session is still known: errno 2), then RESUME: r must show every
+    chat, the last `late` from the history.  The answer's time (s)."""
+    c2, last = None, {}
+
+    def ok():
+        nonlocal c2
+        if c2 is not None:
+            c2.close()
+        c2 = connect()
+        c2.send_obj({"msgid": LOGIN, "token": tok})
+        last.update(c2.recv_msgid(LOGIN_ACK, timeout=SLOW))
+        return last["errno"] != ERR_ONLINE
+    test.assertTrue(wait_for(ok, timeout=SLOW, interval=0.2), last)
+    test.addCleanup(c2.close)
+    test.assertEqual(last["errno"], 0, last)
+    t0 = time.monotonic()
+    pages = r.resume(c2, last)
+    took = time.monotonic() - t0
+    test.assertEqual(pages[-1]["msgid"], RESUME_ACK, pages[-1])
+    test.assertEqual(r.shown, [text(i) for i in range(HAD + late)])
+    test.assertEqual(r.from_resume, late)
+    return took
+
+
 @cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
 class SlowOtherNode(unittest.TestCase):
     """The chats were kept by the sender's node B, whose history lags (a
@@ -286,26 +312,7 @@ class SlowOtherNode(unittest.TestCase):
             s.chat(uid, text(i))
         s.c.sync()
         c.close()
-        c2, last = None, {}
-
-        def ok():
-            nonlocal c2
-            if c2 is not None:
-                c2.close()
-            c2 = self.a.client()
-            c2.send_obj({"msgid": LOGIN, "token": tok})
-            last.update(c2.recv_msgid(LOGIN_ACK, timeout=SLOW))
-            return last["errno"] != ERR_ONLINE
-        self.assertTrue(wait_for(ok, timeout=SLOW, interval=0.2), last)
-        self.addCleanup(c2.close)
-        self.assertEqual(last["errno"], 0, last)
-        t0 = time.monotonic()
-        pages = r.resume(c2, last)
-        took = time.monotonic() - t0
-        self.assertEqual(pages[-1]["msgid"], RESUME_ACK, pages[-1])
-        self.assertEqual(r.shown, [text(i) for i in
-                                   range(HAD + self.LATE)])
-        self.assertEqual(r.from_resume, self.LATE)
+        took = resume_after_drop(self, self.a.client, tok, r, self.LATE)
         sys.stderr.write("\nthe resume on A was answered after %.1f s\n"
                          % took)
 
@@ -355,28 +362,9 @@ class SlowOtherWorker(unittest.TestCase):
                 s.chat(uid, text(i))
             s.c.sync()
             c.close()
-            # the token login on worker 1 (the closed session may be
-            # known for a moment: errno 2 until its close is seen)
-            c2, last = None, {}
-
-            def ok():
-                nonlocal c2
-                if c2 is not None:
-                    c2.close()
-                c2 = srv.client_on(1)
-                c2.send_obj({"msgid": LOGIN, "token": tok})
-                last.update(c2.recv_msgid(LOGIN_ACK, timeout=SLOW))
-                return last["errno"] != ERR_ONLINE
-            self.assertTrue(wait_for(ok, timeout=SLOW, interval=0.2), last)
-            self.addCleanup(c2.close)
-            self.assertEqual(last["errno"], 0, last)
-            t0 = time.monotonic()
-            pages = r.resume(c2, last)
-            took = time.monotonic() - t0
-            self.assertEqual(pages[-1]["msgid"], RESUME_ACK, pages[-1])
-            self.assertEqual(r.shown, [text(i) for i in
-                                       range(HAD + self.LATE)])
-            self.assertEqual(r.from_resume, self.LATE)
+            # the token login on worker 1
+            took = resume_after_drop(self, lambda: srv.client_on(1), tok,
+                                     r, self.LATE)
             sys.stderr.write("\n%d of %d late rows stored when the "
                              "resume was answered after %.1f s\n" %
                              (rows() - HAD, self.LATE, took))
