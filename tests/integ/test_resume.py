@@ -316,6 +316,43 @@ class SlowOtherNode(unittest.TestCase):
         sys.stderr.write("\nthe resume on A was answered after %.1f s\n"
                          % took)
 
+    def test_rows_deferred_on_the_other_node(self):
+        """chatbench keeps node B busy, so that it defers its history
+        (history_defer, 30 s by default): a HISTORY read on node A ends
+        the deferral there and waits for the rows."""
+        from test_history import HISTORY, HISTORY_ACK, texts
+        from test_history_idle import Deferred
+        d = Deferred()
+        bench = d.load(self.b, 20)
+        self.addCleanup(lambda: bench.poll() is None and bench.kill())
+        self.assertTrue(wait_for(lambda: "deferred while the worker is "
+                                 "busy" in self.b.log_text(),
+                                 timeout=SLOW * 3, interval=0.1))
+        # a read that finds the rows unstored (a lull may have let them
+        # go first: try again, while the load lasts)
+        missing, took = [], []
+        while not missing and bench.poll() is None:
+            s, rd = self.b.user("dn"), self.a.user("dn")
+            for i in range(10):
+                s.chat(rd.id, "deferred %d" % i)
+            for i in range(10):
+                rd.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            stored = self.rows(s.id)
+            t0 = time.monotonic()
+            rd.c.send_obj({"msgid": HISTORY, "toid": s.id, "limit": 50})
+            m = rd.c.recv_msgid(HISTORY_ACK, timeout=SLOW * 4)
+            took.append(time.monotonic() - t0)
+            m["messages"] = [json.loads(t) for t in m["messages"]]
+            self.assertEqual(texts(m), ["deferred %d" % i for i in
+                                        range(9, -1, -1)], m)
+            if stored < 10:
+                missing.append(10 - stored)
+        self.assertTrue(missing, "never caught B deferring")
+        bench.communicate(timeout=SLOW * 6)
+        sys.stderr.write("\nthe read on A found %d of 10 rows unstored on "
+                         "B and waited for them; reads took %s s\n" % (
+                             missing[0], " ".join("%.1f" % t for t in took)))
+
     def test_history_waits_for_the_other_node(self):
         from test_history import HISTORY, HISTORY_ACK, texts
         n = 15
