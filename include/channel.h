@@ -34,10 +34,12 @@ enum chan_type {
 	/*
 	 * History barrier (chat_barrier.c), the barrier's number in conn:
 	 * FLUSH asks to store the history rows kept so far, FLUSHED says
-	 * they are.
+	 * they are, STORING (each second until then) that they are being
+	 * stored: the asker waits while it hears it.
 	 */
 	CHAN_HIST_FLUSH	= 11,
 	CHAN_HIST_FLUSHED = 12,
+	CHAN_HIST_STORING = 13,
 };
 
 struct chan_hdr {

@@ -90,6 +90,11 @@ void	chat_remote_deliver_many(void *arg, const int32_t *uids, size_t n,
 	    const char *line, size_t len, int32_t *keep, size_t *nkeep);
 /* A failed-login key blocked cluster-wide (pubsub.h login_blocked). */
 void	chat_login_blocked(void *arg, uint64_t key, int seconds);
+/* The history barrier's cluster part (chat_barrier.c). */
+void	chat_hist_asked(void *arg, const char *to);
+void	chat_hist_heard(void *arg, uint32_t seq, long workers);
+void	chat_hist_answered(void *arg, uint32_t seq,
+	    enum pubsub_hist_state state);
 void	chat_stored(void *arg, int32_t uid);
 /*
  * Keep a plain chat this worker alone holds (line without its "\n") for

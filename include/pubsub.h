@@ -23,6 +23,8 @@
  *                               handed off yet (its processing list)
  *   chatd:queues                set of the queues, for reaping
  *   chatd:presence              channel: uids whose presence changed
+ *   chatd:hf, chatd:hfa         channels: the history barrier's asks
+ *                               and answers (pubsub_hist_ask)
  * A presence entry whose node key is gone or holds another boot (node
  * died or restarted) or whose slot key holds another generation (worker
  * died and was respawned) is stale: a new login takes it over.
@@ -215,6 +217,12 @@ struct pubsub_pending;
 struct pubsub_pending *pubsub_pending(void);
 void	pubsub_pending_done(struct pubsub_pending *, enum pubsub_result);
 
+/* An answer to a history barrier's ask (pubsub_hist_ask). */
+enum pubsub_hist_state {
+	PUBSUB_HIST_STORING,	/* rows are being stored: wait on */
+	PUBSUB_HIST_STORED	/* all it had kept when asked */
+};
+
 struct pubsub_handler {
 	/*
 	 * A line published for uid, whose presence named this worker (or
@@ -248,6 +256,17 @@ struct pubsub_handler {
 	 * its limit somewhere in the cluster: blocked for seconds.
 	 */
 	void	(*login_blocked)(void *arg, uint64_t key, int seconds);
+	/*
+	 * Optional: the history barrier (pubsub_hist_ask).  A worker asks
+	 * this one to store the history rows it kept: answer with
+	 * pubsub_hist_answer(to) once they are stored (to is the module's;
+	 * copy it to keep it).  Then, for an ask of this worker's: how many
+	 * workers heard it (-1: none could be asked), and an answer.
+	 */
+	void	(*hist_asked)(void *arg, const char *to);
+	void	(*hist_heard)(void *arg, uint32_t seq, long workers);
+	void	(*hist_answered)(void *arg, uint32_t seq,
+		    enum pubsub_hist_state state);
 	void	*arg;
 };
 
@@ -403,5 +422,25 @@ void	pubsub_login_failed(struct pubsub *ps, const uint64_t *keys,
 	    const int *max, int n, int window, int block);
 /* keys[0] logged in: its counter starts afresh. */
 void	pubsub_login_ok(struct pubsub *ps, uint64_t key);
+
+/*
+ * The history barrier across the cluster (src/server/chat_barrier.c):
+ * ask every worker of every node to store the history rows it kept, so
+ * that a read sees every chat accepted anywhere before it.  The ask is
+ * published on chatd:hf of the first instance that is up, signed as an
+ * item is ("hf <boot>.<slot> <seq>" after the item head); PUBLISH's
+ * answer says how many workers heard it (handler->hist_heard: this one
+ * among them, as every worker of this release subscribes; a node of an
+ * older release does not, and is not waited for).  Each answers on
+ * chatd:hfa of that instance, signed too ("hfa <node> <boot>.<slot>
+ * <seq> <its boot>.<slot>": a forged answer would make a read miss
+ * rows), and handler->hist_answered hears each answerer's STORED once;
+ * "hfb ..." alike says STORING, as often as the answerer sends it.  An
+ * ask or answer lost with a connection is not sent again: the asker's
+ * time limit covers it.  -1: no instance is up (nothing was sent).
+ */
+int	pubsub_hist_ask(struct pubsub *ps, uint32_t seq);
+void	pubsub_hist_answer(struct pubsub *ps, const char *to,
+	    enum pubsub_hist_state state);
 
 #endif

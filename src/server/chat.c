@@ -213,6 +213,7 @@ chat_channel_msg(const struct chan_hdr *h, const char *payload)
 		break;
 	case CHAN_HIST_FLUSH:
 	case CHAN_HIST_FLUSHED:
+	case CHAN_HIST_STORING:
 		chat_barrier_msg(h);
 		break;
 	default:

@@ -665,6 +665,7 @@ chat_history_tick(void)
 		chat_histspool_open();
 		chat_histspool_kick();	/* a deferral may be over */
 	}
+	chat_barrier_tick();
 	if (chat.slot != 0 || (prune_at != 0 && now < prune_at))
 		return;
 	prune_at = now + PRUNE_INTERVAL;

@@ -174,10 +174,10 @@ void	chat_history_boost(void);
 uint64_t chat_history_kept(void);
 uint64_t chat_history_written(void);
 
-/* chat_barrier.c: a read waits for the node's other workers' history */
+/* chat_barrier.c: a read waits for the other workers' history */
 /*
- * 0: k waits until the other workers of the node stored what they kept
- * before now, then for this worker's rows (chat_history_hold), then
+ * 0: k waits until the other workers of the node (and of the cluster)
+ * stored what they kept before now, then for this worker's rows (chat_history_hold), then
  * goes (chat_call_go); -1: no other worker (or no history): go on.
  */
 int	chat_barrier_hold(struct chat_call *k);
@@ -188,6 +188,8 @@ void	chat_barrier_msg(const struct chan_hdr *h);
 /* The history rows written so far: answer the asks they complete. */
 void	chat_barrier_stored(uint64_t written);
 int	chat_barrier_asked(void);
+/* Each second: "storing" to the workers whose asks wait. */
+void	chat_barrier_tick(void);
 /*
  * The first *n (at most limit) texts of l (*more: l has more), to be
  * freed by the caller; NULL: no memory.

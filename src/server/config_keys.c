@@ -200,10 +200,10 @@ const struct cfg_key cfg_keys[] = {
 	{ "history_spool_max", CFG_SIZE, OFF(history_spool_max), "1g",
 	    1 * MiB, 1024 * GiB, RESTART, NULL,
 	    "history backlog bytes per worker before senders wait" },
-	{ "history_defer", CFG_INT, OFF(history_defer), "0",
+	{ "history_defer", CFG_INT, OFF(history_defer), "30",
 	    0, 3600, RELOAD, NULL,
-	    "seconds a busy worker leaves its spooled history unstored; "
-	    "0: stored whenever a CPU is idle" },
+	    "seconds a busy worker leaves its spooled history unstored "
+	    "(reads wait for it); 0: stored whenever a CPU is idle" },
 	/* privileges */
 	{ "user", CFG_STRING, OFF(user), NULL,
 	    0, 0, RESTART, check_user,

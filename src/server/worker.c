@@ -894,6 +894,9 @@ worker_main(struct node *n, int slot)
 		psh.stored = chat_stored;
 		psh.deliver_many = chat_remote_deliver_many;
 		psh.login_blocked = chat_login_blocked;
+		psh.hist_asked = chat_hist_asked;
+		psh.hist_heard = chat_hist_heard;
+		psh.hist_answered = chat_hist_answered;
 		/* a respawned worker has a new generation: its predecessor's
 		 * presence entries are stale at once */
 		pubsub = pubsub_new(loop, &n->cfg, n->boot_id, slot,

@@ -253,29 +253,48 @@ class Starved(unittest.TestCase):
 
 
 class OtherWorker(unittest.TestCase):
-    def test_read_waits_for_the_other_workers_rows(self):
-        """The chats were kept by the sender's worker, whose history
-        lags (0.1 s per row): a HISTORY read on the other worker waits
-        for them (chat_barrier.c) instead of answering without them."""
-        n = 20
+    def read_after(self, n, secs, prefix):
+        """n chats from worker 0 to worker 1, kept by worker 0 whose
+        history takes secs a row; worker 1 reads the conversation once
+        they arrived.  The page (newest first), the read's time, the
+        server's log."""
         with chatlib.Server(workers=2) as srv:
             db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
                                    timeout=60)
             self.addCleanup(db.close)
             a, b = srv.user("ho", worker=0), srv.user("ho", worker=1)
-            make_slow(db, 0.1)
+            make_slow(db, secs)
             for i in range(n):
-                a.chat(b.id, "other %d" % i)
+                a.chat(b.id, "%s %d" % (prefix, i))
             for i in range(n):
                 b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
             t0 = time.monotonic()
             b.c.send_obj({"msgid": th.HISTORY, "toid": a.id, "limit": 50})
-            m = b.c.recv_msgid(th.HISTORY_ACK, timeout=SLOW)
+            m = b.c.recv_msgid(th.HISTORY_ACK, timeout=SLOW * 4)
             took = time.monotonic() - t0
             m["messages"] = [json.loads(t) for t in m["messages"]]
-            self.assertEqual(th.texts(m), ["other %d" % i for i in
-                                           range(n - 1, -1, -1)], m)
             sys.stderr.write("\nthe read took %.1f s\n" % took)
+            return th.texts(m), m, srv.log_text()
+
+    def test_read_waits_for_the_other_workers_rows(self):
+        """The chats were kept by the sender's worker, whose history
+        lags (0.1 s per row): a HISTORY read on the other worker waits
+        for them (chat_barrier.c) instead of answering without them."""
+        n = 20
+        texts, m, _ = self.read_after(n, 0.1, "other")
+        self.assertEqual(texts, ["other %d" % i for i in
+                                 range(n - 1, -1, -1)], m)
+
+    def test_read_waits_while_the_other_worker_stores(self):
+        """A backlog that takes the other worker longer than 10 s to
+        store (0.03 s a row, in takes of a few seconds each): the read
+        waits while that worker says it is storing, past the 10 s a
+        silent worker is given (chat_barrier.c), and sees every row."""
+        n = 500
+        texts, m, log = self.read_after(n, 0.03, "long")
+        self.assertEqual(texts, ["long %d" % i for i in
+                                 range(n - 1, n - 51, -1)], m)
+        self.assertNotIn("did not store its history", log)
 
 
 class Deferred(unittest.TestCase):

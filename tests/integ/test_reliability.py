@@ -488,6 +488,29 @@ class Reliability(unittest.TestCase):
         self.assertEqual(r.cmd("LLEN", q + ":p"), 0)
         c.close()
 
+    def test_5h_barrier_messages(self):
+        """The history barrier's channels (include/pubsub.h): every
+        worker hears an ask; forged or garbled asks are refused and
+        counted by each worker, answers for nobody ignored, and none
+        of them harms anybody."""
+        r, uid, c, before, q = self.straight_in()
+        heard = r.cmd("PUBLISH", "chatd:hf", sign("hf ffff.0 7"))
+        self.assertEqual(heard, 2, "the worker of A and of B subscribed")
+        r.cmd("PUBLISH", "chatd:hf", sign("hf ffff.0 8",
+                                          key="not-the-cluster-key-" +
+                                          "z" * 20))
+        r.cmd("PUBLISH", "chatd:hf", "garbage")
+        # answers not addressed to a worker's latest ask: ignored
+        r.cmd("PUBLISH", "chatd:hfa", "garbage")
+        r.cmd("PUBLISH", "chatd:hfa", sign("hfa nobody ffff.0 7 ffff.1"))
+        # B's metrics: its worker refused the two asks
+        self.assertTrue(chatlib.wait_for(
+            lambda: rejected_total() - before == 2, 5),
+            "rejected: %d" % (rejected_total() - before))
+        r.cmd("RPUSH", q, sign("%d %s" % (uid, chat_line(uid, "after"))))
+        self.assertEqual(collect(c, 2.0), ["after"])
+        c.close()
+
     def test_6_node_killed(self):
         """(f) node B killed as a crashed machine; receivers go to A."""
         st = {}

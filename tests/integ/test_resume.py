@@ -246,6 +246,129 @@ def tearDownModule():
     cluster.stop_all(ENV)
 
 
+def resume_after_drop(test, connect, tok, r, late):
+    """A token login on connect()'s connection (again while the closed
+    session is still known: errno 2), then RESUME: r must show every
+    chat, the last `late` from the history.  The answer's time (s)."""
+    c2, last = None, {}
+
+    def ok():
+        nonlocal c2
+        if c2 is not None:
+            c2.close()
+        c2 = connect()
+        c2.send_obj({"msgid": LOGIN, "token": tok})
+        last.update(c2.recv_msgid(LOGIN_ACK, timeout=SLOW))
+        return last["errno"] != ERR_ONLINE
+    test.assertTrue(wait_for(ok, timeout=SLOW, interval=0.2), last)
+    test.addCleanup(c2.close)
+    test.assertEqual(last["errno"], 0, last)
+    t0 = time.monotonic()
+    pages = r.resume(c2, last)
+    took = time.monotonic() - t0
+    test.assertEqual(pages[-1]["msgid"], RESUME_ACK, pages[-1])
+    test.assertEqual(r.shown, [text(i) for i in range(HAD + late)])
+    test.assertEqual(r.from_resume, late)
+    return took
+
+
+@cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
+class SlowOtherNode(unittest.TestCase):
+    """The chats were kept by the sender's node B, whose history lags (a
+    trigger makes each of the sender's History rows take 0.2 s): a read
+    on node A waits for B's workers (the barrier over the bus) and sees
+    them all.  Before, a RESUME on A saw what B had stored 2 s after the
+    login, and HISTORY what B had stored by then."""
+    LATE = 25
+
+    def setUp(self):
+        env = cluster_env()
+        self.a, self.b, self.db = env["A"], env["B"], env["db"]
+
+    def slow_sender(self, sid, secs):
+        name = "hist_slow_%d" % sid
+        self.db.sql("CREATE TRIGGER %s AFTER INSERT ON History FOR EACH "
+                    "ROW DO IF(NEW.sender = %d, SLEEP(%s), 0)"
+                    % (name, sid, secs))
+        self.addCleanup(self.db.sql, "DROP TRIGGER IF EXISTS %s" % name)
+
+    def rows(self, sid):
+        return int(self.db.sql("SELECT count(*) FROM History WHERE "
+                               "sender = %d" % sid)[0][0])
+
+    def test_resume_waits_for_the_other_node(self):
+        s = self.b.user("rn")
+        c = self.a.client()
+        uid = c.register(unique("rn"), "pw")
+        tok = login_token(c, uid, "pw")["token"]
+        r = Reader()
+        for i in range(HAD):
+            s.chat(uid, text(i))
+        r.read_live(c, HAD, SLOW)
+        self.assertTrue(wait_for(lambda: self.rows(s.id) >= HAD,
+                                 timeout=SLOW))
+        self.slow_sender(s.id, 0.2)
+        for i in range(HAD, HAD + self.LATE):
+            s.chat(uid, text(i))
+        s.c.sync()
+        c.close()
+        took = resume_after_drop(self, self.a.client, tok, r, self.LATE)
+        sys.stderr.write("\nthe resume on A was answered after %.1f s\n"
+                         % took)
+
+    def test_rows_deferred_on_the_other_node(self):
+        """chatbench keeps node B busy, so that it defers its history
+        (history_defer, 30 s by default): a HISTORY read on node A ends
+        the deferral there and waits for the rows."""
+        from test_history import HISTORY, HISTORY_ACK, texts
+        from test_history_idle import Deferred
+        d = Deferred()
+        bench = d.load(self.b, 20)
+        self.addCleanup(lambda: bench.poll() is None and bench.kill())
+        self.assertTrue(wait_for(lambda: "deferred while the worker is "
+                                 "busy" in self.b.log_text(),
+                                 timeout=SLOW * 3, interval=0.1))
+        # a read that finds the rows unstored (a lull may have let them
+        # go first: try again, while the load lasts)
+        missing, took = [], []
+        while not missing and bench.poll() is None:
+            s, rd = self.b.user("dn"), self.a.user("dn")
+            for i in range(10):
+                s.chat(rd.id, "deferred %d" % i)
+            for i in range(10):
+                rd.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            stored = self.rows(s.id)
+            t0 = time.monotonic()
+            rd.c.send_obj({"msgid": HISTORY, "toid": s.id, "limit": 50})
+            m = rd.c.recv_msgid(HISTORY_ACK, timeout=SLOW * 4)
+            took.append(time.monotonic() - t0)
+            m["messages"] = [json.loads(t) for t in m["messages"]]
+            self.assertEqual(texts(m), ["deferred %d" % i for i in
+                                        range(9, -1, -1)], m)
+            if stored < 10:
+                missing.append(10 - stored)
+        self.assertTrue(missing, "never caught B deferring")
+        bench.communicate(timeout=SLOW * 6)
+        sys.stderr.write("\nthe read on A found %d of 10 rows unstored on "
+                         "B and waited for them; reads took %s s\n" % (
+                             missing[0], " ".join("%.1f" % t for t in took)))
+
+    def test_history_waits_for_the_other_node(self):
+        from test_history import HISTORY, HISTORY_ACK, texts
+        n = 15
+        s, rd = self.b.user("hn"), self.a.user("hn")
+        self.slow_sender(s.id, 0.2)
+        for i in range(n):
+            s.chat(rd.id, "late %d" % i)
+        for i in range(n):
+            rd.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+        rd.c.send_obj({"msgid": HISTORY, "toid": s.id, "limit": 50})
+        m = rd.c.recv_msgid(HISTORY_ACK, timeout=SLOW)
+        m["messages"] = [json.loads(t) for t in m["messages"]]
+        self.assertEqual(texts(m), ["late %d" % i for i in
+                                    range(n - 1, -1, -1)], m)
+
+
 @cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
 class SlowOtherWorker(unittest.TestCase):
     """The chats the old connection got unread were kept by another
@@ -276,28 +399,9 @@ class SlowOtherWorker(unittest.TestCase):
                 s.chat(uid, text(i))
             s.c.sync()
             c.close()
-            # the token login on worker 1 (the closed session may be
-            # known for a moment: errno 2 until its close is seen)
-            c2, last = None, {}
-
-            def ok():
-                nonlocal c2
-                if c2 is not None:
-                    c2.close()
-                c2 = srv.client_on(1)
-                c2.send_obj({"msgid": LOGIN, "token": tok})
-                last.update(c2.recv_msgid(LOGIN_ACK, timeout=SLOW))
-                return last["errno"] != ERR_ONLINE
-            self.assertTrue(wait_for(ok, timeout=SLOW, interval=0.2), last)
-            self.addCleanup(c2.close)
-            self.assertEqual(last["errno"], 0, last)
-            t0 = time.monotonic()
-            pages = r.resume(c2, last)
-            took = time.monotonic() - t0
-            self.assertEqual(pages[-1]["msgid"], RESUME_ACK, pages[-1])
-            self.assertEqual(r.shown, [text(i) for i in
-                                       range(HAD + self.LATE)])
-            self.assertEqual(r.from_resume, self.LATE)
+            # the token login on worker 1
+            took = resume_after_drop(self, lambda: srv.client_on(1), tok,
+                                     r, self.LATE)
             sys.stderr.write("\n%d of %d late rows stored when the "
                              "resume was answered after %.1f s\n" %
                              (rows() - HAD, self.LATE, took))

@@ -10,6 +10,7 @@
  *   presence.c  claims, releases, queries (local users set)
  *   queue.c     the reliable queue: publish, take, hand off, ack, reap
  *   cache.c     the presence cache (uid -> queue)
+ *   hbarrier.c  the history barrier's asks and answers
  *   scripts.c   the Lua scripts
  *   busitem.c   signatures (no Redis)
  */
@@ -21,6 +22,7 @@
 
 #include <ev.h>
 
+#include "busitem.h"
 #include "pubsub.h"
 
 #define BACKOFF_MIN		0.1	/* first reconnect after this */
@@ -95,6 +97,8 @@ enum req_kind {
 	REQ_EXIT,
 	REQ_WAKE,	/* a no-op item into our own queue: ends a BLMOVE */
 	REQ_WAITREPL,	/* WAIT 1: a publish reached a replica */
+	REQ_HIST_ASK,	/* PUBLISH chatd:hf: how many heard (hbarrier.c) */
+	REQ_HIST_ANSWER,
 	/* on the pop connection, in order */
 	REQ_POPAUTH,
 	REQ_RESUME,	/* LRANGE P: what we took and did not hand off */
@@ -273,6 +277,10 @@ struct bus {
 	char			 last_err[128];	/* rate-limit connect errors */
 	ev_tstamp		 last_err_at;
 	int			 item_version;	/* written: cluster_item_version */
+	int			 inst;		/* which instance of the config */
+	uint32_t		 hf_seq;	/* our latest history barrier ask */
+	char			**hf_from;	/* who answered it (hbarrier.c) */
+	size_t			 hf_n, hf_cap;
 	int			 exiting;
 	int			 exit_done;
 	int			 draining;
@@ -361,6 +369,13 @@ void		 pcache_clear(struct pcache *);
 
 /* fanout.c: ps goes away; fans whose pushes are held then fail them */
 void		 fanout_forget(const struct pubsub *);
+void		 bus_reject(struct bus *, enum bus_verdict,
+		    const struct bus_item *, const char *);
+
+/* hbarrier.c */
+void		 hbar_published(struct bus *, struct req *, void *);
+void		 hbar_message(struct bus *, int, int, const char *, size_t);
+void		 hbar_forget(struct bus *);
 
 /* queue.c */
 void		 queue_next(struct bus *);

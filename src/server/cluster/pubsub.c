@@ -288,6 +288,7 @@ dispatch(struct bus *ps, struct req *r, redisReply *rep)
 	case REQ_AUTH:
 	case REQ_WAKE:
 	case REQ_EXIT:
+	case REQ_HIST_ANSWER:
 		if (r->kind == REQ_EXIT)
 			ps->exit_done = 1;
 		break;
@@ -331,6 +332,9 @@ dispatch(struct bus *ps, struct req *r, redisReply *rep)
 	case REQ_WAITREPL:
 		queue_wait_done(ps, r, rep);
 		return;
+	case REQ_HIST_ASK:
+		hbar_published(ps, r, rep);
+		break;
 	default:
 		queue_done(ps, r, rep);
 		return;
@@ -573,6 +577,7 @@ ctx_open(struct bus *ps)
  * chatd:presence: the subscription confirmed (the cache may be used),
  * or a uid whose presence changed (its cached entry goes).  chatd:lf:
  * a failed-login key blocked cluster-wide ("<16 hex> <seconds>").
+ * chatd:hf, chatd:hfa: the history barrier (hbarrier.c).
  */
 static void
 login_blocked(struct bus *ps, const char *msg)
@@ -617,6 +622,9 @@ sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	    e[2]->type == REDIS_REPLY_STRING) {
 		if (strcmp(e[1]->str, "chatd:lf") == 0)
 			login_blocked(ps, e[2]->str);
+		else if (strncmp(e[1]->str, "chatd:hf", 8) == 0)
+			hbar_message(ps, ps->inst, e[1]->str[8] == 'a',
+			    e[2]->str, e[2]->len);
 		else {
 			/* "<uid>[ <new holder's value>]" */
 			uid = (int32_t)strtol(e[2]->str, &end, 10);
@@ -663,7 +671,7 @@ open_missing(struct bus *ps)
 			(void)redisAsyncCommand(SUB(ps), NULL, NULL, "AUTH %s",
 			    ps->password);
 		(void)redisAsyncCommand(SUB(ps), sub_cb, ps,
-		    "SUBSCRIBE chatd:presence chatd:lf");
+		    "SUBSCRIBE chatd:presence chatd:lf chatd:hf chatd:hfa");
 	}
 	if (ps->cmd == NULL || ps->pop == NULL || ps->sub == NULL)
 		schedule_retry(ps);
@@ -814,6 +822,7 @@ bus_new(struct ev_loop *loop, const struct config *cfg, int inst,
 	/* sentinel mode: sen_cb sets host and port */
 	ps->port = master == NULL ? cfg->redis_ports[inst] : 0;
 	ps->slot = slot;
+	ps->inst = inst;
 	ps->gen = gen;
 	snprintf(ps->boot, sizeof(ps->boot), "%s", boot);
 	snprintf(ps->gen_str, sizeof(ps->gen_str), "%u", gen);
@@ -940,6 +949,7 @@ bus_free(struct bus *ps)
 	}
 	queue_free(ps);
 	pcache_clear(&ps->cache);
+	hbar_forget(ps);
 	busauth_free(ps->auth);
 	uidset_clear(&ps->local);
 	uidset_clear(&ps->unreleased);

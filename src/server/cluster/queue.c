@@ -169,8 +169,10 @@ ack_send(struct bus *ps, struct ack *k)
 		req_free(r);
 }
 
-static void
-reject(struct bus *ps, enum bus_verdict v, const struct bus_item *it)
+/* A refused item (or barrier message: hbarrier.c) found in where. */
+void
+bus_reject(struct bus *ps, enum bus_verdict v, const struct bus_item *it,
+    const char *where)
 {
 	const char	*src = v == BUS_MALFORMED || it == NULL ? "?" : it->src;
 	size_t		 sl = v == BUS_MALFORMED || it == NULL ? 1 : it->srclen;
@@ -179,7 +181,7 @@ reject(struct bus *ps, enum bus_verdict v, const struct bus_item *it)
 	if (busauth_first_report(ps->auth, src, sl))
 		log_warnx("redis: refusing an item from \"%.*s\" in %s: %s "
 		    "(further ones from there are only counted)", (int)sl,
-		    src, ps->queue, bus_verdict_str(v));
+		    src, where, bus_verdict_str(v));
 }
 
 /*
@@ -403,7 +405,7 @@ take_item(struct bus *ps, const char *s, size_t len, int64_t now,
 	if (v == BUS_REPLAYED && resumed)
 		return 0;	/* its ack was lost */
 	if (v != BUS_OK) {
-		reject(ps, v, &it);
+		bus_reject(ps, v, &it, ps->queue);
 		return 0;
 	}
 	return take_good(ps, &it, now, fresh, flen);
@@ -480,7 +482,7 @@ keep_finish(struct keep *k, enum bus_batch_step st, struct bus *ps,
 	size_t	 i;
 
 	if (st == BUS_BATCH_BAD)
-		reject(ps, BUS_MALFORMED, NULL);
+		bus_reject(ps, BUS_MALFORMED, NULL, ps->queue);
 	if (!k->whole && k->n > 0 && bus_batch_pack((const char *const *)k->v,
 	    k->len, k->n, fresh, flen) == -1)
 		k->whole = 1;
@@ -535,7 +537,7 @@ take_sealed(struct bus *ps, const char *s, size_t len, int64_t now,
 
 	*fresh = NULL;
 	if ((v = busauth_open(ps->auth, now, s, len, &el)) != BUS_OK) {
-		reject(ps, v, &el);
+		bus_reject(ps, v, &el, ps->queue);
 		return 0;
 	}
 	memset(&k, 0, sizeof(k));
@@ -545,7 +547,7 @@ take_sealed(struct bus *ps, const char *s, size_t len, int64_t now,
 		it.seq = seq;
 		if (busauth_has_seen(ps->auth, it.tag, seq)) {
 			if (!resumed)	/* else its ack was lost */
-				reject(ps, BUS_REPLAYED, &it);
+				bus_reject(ps, BUS_REPLAYED, &it, ps->queue);
 			continue;
 		}
 		if (take_good(ps, &it, now, &f, &fl) == -1)
