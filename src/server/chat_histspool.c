@@ -27,7 +27,7 @@
  * in the spool for up to history_defer seconds, or half of
  * history_spool_max, whichever comes first; then the thread takes its
  * idle share as before until the loop is quiet again.  Nobody waits on
- * a deferral: while a read (on any worker of the node: chat_barrier.c),
+ * a deferral: while a read (on any worker of the cluster: chat_barrier.c),
  * an account deletion or held senders wait for the thread, its takes
  * go on.
  */
