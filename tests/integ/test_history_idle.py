@@ -9,6 +9,8 @@ starved (the worker and a CPU hog pinned to one CPU, History made slow
 by a trigger), because the read boosts it; a worker SIGKILLed with a
 backlog in its spool file, whose every row is stored after the respawn;
 rows kept while the history file is locked past the busy timeout;
+a thread not lowered when it could not be boosted again (no
+CAP_SYS_NICE, RLIMIT_NICE 0), whose reads still see every row;
 reads that stop waiting once the thread cannot be boosted any more; the
 upgrade of a version 4 file (its history moved to the history file,
 nothing lost); a read on another worker than the one that kept the rows;
@@ -371,14 +373,67 @@ class Deferred(unittest.TestCase):
             self.assertIn("(history_defer)", srv.log_text())
 
 
-class Stuck(unittest.TestCase):
-    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"),
-                         "needs root and setpriv")
-    def test_read_stops_waiting_once_boosts_fail(self):
+class NoNice(unittest.TestCase):
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv") and
+                         shutil.which("prlimit"),
+                         "needs root, setpriv and prlimit")
+    def test_not_lowered_when_it_could_not_be_raised(self):
         """chatd runs as root without CAP_SYS_NICE (as in a container
-        that drops it; RLIMIT_NICE stays 0): its history thread goes to
-        SCHED_IDLE, and boosting it fails with EPERM, for good.  A
-        HISTORY read that would wait for this worker's backlog answers
+        that drops it) and with RLIMIT_NICE 0 that it cannot raise (no
+        CAP_SYS_RESOURCE): a thread at SCHED_IDLE could never be boosted
+        again.  So the history thread is not lowered (logged once), and a
+        HISTORY read waits for this worker's backlog as usual: it sees
+        every row."""
+        n = 20
+        real = chatlib.chatd_bin()
+        srv = chatlib.Server(workers=1)
+        wrapper = os.path.join(srv.dir, "chatd-no-nice")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec prlimit --nice=0:0 setpriv "
+                    "--bounding-set -sys_nice,-sys_resource "
+                    "'%s' \"$@\"\n" % real)
+        os.chmod(wrapper, 0o755)
+        start_from(srv, wrapper)
+        self.addCleanup(srv.__exit__, None, None, None)
+        said = "history thread: stays at normal priority"
+        self.assertTrue(wait_for(lambda: said in srv.log_text(),
+                                 timeout=SLOW), srv.log_text()[-3000:])
+        # before, it went to SCHED_IDLE and boosts failed (EPERM)
+        self.assertEqual([p for _, _, p in hist_threads(srv)], [0])
+        db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                               timeout=60)
+        self.addCleanup(db.close)
+        # 20 rows: 2 s of store work
+        a, b, rows = slow_backlog(srv, db, "nonice", n, 0.1)
+        t0 = time.monotonic()
+        a.c.send_obj({"msgid": th.HISTORY, "toid": b.id, "limit": 50})
+        m = a.c.recv_msgid(th.HISTORY_ACK, timeout=SLOW * 3)
+        took = time.monotonic() - t0
+        m["messages"] = [json.loads(t) for t in m["messages"]]
+        sys.stderr.write("\nthe read took %.2f s\n" % took)
+        self.assertEqual(th.texts(m), ["nonice %d" % i for i in
+                                       range(n - 1, -1, -1)], m)
+        self.assertEqual(rows(), n)
+        self.assertEqual(srv.log_text().count(said), 1)
+        self.assertNotIn("cannot be boosted any more", srv.log_text())
+
+
+def nice_limit_settable():
+    """Whether RLIMIT_NICE 20 can be set here (hard limit or
+    CAP_SYS_RESOURCE; a container may allow neither)."""
+    return shutil.which("prlimit") is not None and chatlib.run(
+        ["prlimit", "--nice=20:20", "true"], timeout=60).returncode == 0
+
+
+class Stuck(unittest.TestCase):
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv") and
+                         nice_limit_settable(),
+                         "needs root, setpriv and RLIMIT_NICE 20")
+    def test_read_stops_waiting_once_boosts_fail(self):
+        """chatd runs without CAP_SYS_NICE but with RLIMIT_NICE 20: its
+        history thread goes to SCHED_IDLE.  Then someone lowers the
+        worker's RLIMIT_NICE to 0: boosting fails with EPERM, for good.
+        A HISTORY read that would wait for this worker's backlog answers
         from what is stored instead (as for other workers' rows), logged
         once; the rows are still stored."""
         n = 40
@@ -386,13 +441,18 @@ class Stuck(unittest.TestCase):
         srv = chatlib.Server(workers=1)
         wrapper = os.path.join(srv.dir, "chatd-no-nice")
         with open(wrapper, "w") as f:
-            f.write("#!/bin/sh\nexec setpriv --bounding-set -sys_nice "
+            f.write("#!/bin/sh\nexec prlimit --nice=20:20 setpriv "
+                    "--bounding-set -sys_nice,-sys_resource "
                     "'%s' \"$@\"\n" % real)
         os.chmod(wrapper, 0o755)
         start_from(srv, wrapper)
         self.addCleanup(srv.__exit__, None, None, None)
         self.assertTrue(wait_for(lambda: [p for _, _, p in hist_threads(
             srv)] == [SCHED_IDLE], timeout=SLOW), hist_threads(srv))
+        (pid,) = srv.worker_pids()
+        r = chatlib.run(["prlimit", "--pid", str(pid), "--nice=0:0"],
+                        timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
         db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
                                timeout=60)
         self.addCleanup(db.close)
