@@ -120,16 +120,6 @@ def make_slow(db, secs):
     db.commit()
 
 
-def proc_state(pid):
-    """pid's state letter (proc(5) stat field 3), None once it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2:].split()[0]
-
-
 def spool_left(spool):
     """(left, done): bytes of the spool's two files after their done
     prefixes, and in those prefixes, as path.done records them
@@ -197,8 +187,8 @@ class Crash(unittest.TestCase):
             os.kill(srv.pid, signal.SIGSTOP)
             try:
                 os.kill(pid, signal.SIGKILL)    # our worker, by its pid
-                self.assertTrue(wait_for(lambda: proc_state(pid) in
-                                         ("Z", None), timeout=SLOW))
+                self.assertTrue(wait_for(lambda: not chatlib.pid_alive(pid),
+                                         timeout=SLOW))
                 left, done = spool_left(spool)
             finally:
                 os.kill(srv.pid, signal.SIGCONT)
@@ -439,6 +429,21 @@ class Deferred(unittest.TestCase):
             self.assertIn("(history_defer)", srv.log_text())
 
 
+def start_without_nice(test, nice_limit):
+    """A server of one worker whose chatd runs without CAP_SYS_NICE and
+    CAP_SYS_RESOURCE (so it cannot raise it) at RLIMIT_NICE nice_limit."""
+    srv = chatlib.Server(workers=1)
+    wrapper = os.path.join(srv.dir, "chatd-no-nice")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec prlimit --nice=%d:%d setpriv "
+                "--bounding-set -sys_nice,-sys_resource '%s' \"$@\"\n"
+                % (nice_limit, nice_limit, chatlib.chatd_bin()))
+    os.chmod(wrapper, 0o755)
+    start_from(srv, wrapper)
+    test.addCleanup(srv.__exit__, None, None, None)
+    return srv
+
+
 class NoNice(unittest.TestCase):
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv") and
                          shutil.which("prlimit"),
@@ -451,16 +456,7 @@ class NoNice(unittest.TestCase):
         HISTORY read waits for this worker's backlog as usual: it sees
         every row."""
         n = 20
-        real = chatlib.chatd_bin()
-        srv = chatlib.Server(workers=1)
-        wrapper = os.path.join(srv.dir, "chatd-no-nice")
-        with open(wrapper, "w") as f:
-            f.write("#!/bin/sh\nexec prlimit --nice=0:0 setpriv "
-                    "--bounding-set -sys_nice,-sys_resource "
-                    "'%s' \"$@\"\n" % real)
-        os.chmod(wrapper, 0o755)
-        start_from(srv, wrapper)
-        self.addCleanup(srv.__exit__, None, None, None)
+        srv = start_without_nice(self, 0)
         said = "history thread: stays at normal priority"
         self.assertTrue(wait_for(lambda: said in srv.log_text(),
                                  timeout=SLOW), srv.log_text()[-3000:])
@@ -503,16 +499,7 @@ class Stuck(unittest.TestCase):
         from what is stored instead (as for other workers' rows), logged
         once; the rows are still stored."""
         n = 40
-        real = chatlib.chatd_bin()
-        srv = chatlib.Server(workers=1)
-        wrapper = os.path.join(srv.dir, "chatd-no-nice")
-        with open(wrapper, "w") as f:
-            f.write("#!/bin/sh\nexec prlimit --nice=20:20 setpriv "
-                    "--bounding-set -sys_nice,-sys_resource "
-                    "'%s' \"$@\"\n" % real)
-        os.chmod(wrapper, 0o755)
-        start_from(srv, wrapper)
-        self.addCleanup(srv.__exit__, None, None, None)
+        srv = start_without_nice(self, 20)
         self.assertTrue(wait_for(lambda: [p for _, _, p in hist_threads(
             srv)] == [SCHED_IDLE], timeout=SLOW), hist_threads(srv))
         (pid,) = srv.worker_pids()
