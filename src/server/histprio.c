@@ -1,7 +1,6 @@
 /* histprio.c - the history thread's priority (see histprio.h). */
 #include "config.h"
 
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 
