@@ -63,7 +63,7 @@
 static struct histspool	*sp;
 static int		 sp_off;	/* "none", or no place for it */
 static int		 sp_warned;	/* the open's failure was logged */
-static uint64_t		 sp_replay;	/* bytes a previous run left */
+static uint64_t		 sp_replay;	/* appended at open: the last run's end */
 static size_t		 sp_rows = SP_ROWS_START;
 static int		 sp_taking;	/* a take job is queued or runs */
 static int		 sp_closing;	/* the worker exits: no more takes
@@ -117,7 +117,8 @@ static void	spool_kick(void);
 void
 chat_histspool_open(void)
 {
-	char	*path;
+	char		*path;
+	uint64_t	 left;
 
 	if (sp != NULL || sp_off || sp_closing ||
 	    chat.storeq_hist == NULL || chat.storeq == NULL)
@@ -136,9 +137,10 @@ chat_histspool_open(void)
 		return;
 	}
 	sp_replay = histspool_appended(sp);
-	if (sp_replay > 0)
+	/* not the done prefix the last run left: that is not stored again */
+	if ((left = histspool_pending(sp)) > 0)
 		log_notice("history spool %s: %llu bytes left by the last run "
-		    "are stored first", path, (unsigned long long)sp_replay);
+		    "are stored first", path, (unsigned long long)left);
 	free(path);
 	spool_kick();
 }

@@ -1,7 +1,6 @@
 /* histprio.c - the history thread's priority (see histprio.h). */
 #include "config.h"
 
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 
@@ -27,15 +26,37 @@ struct prio_job {
 	struct workq_job	 sj;
 };
 
-/* May this process leave SCHED_IDLE again (sched(7): RLIMIT_NICE)? */
+/*
+ * Linux lets a thread leave SCHED_IDLE only with CAP_SYS_NICE (capable():
+ * the effective set, in the initial user namespace) or an RLIMIT_NICE of
+ * at least 20 - its nice value (sched(7)).  Root need have neither (a
+ * container drops CAP_SYS_NICE).  Rather than re-derive the rule (user
+ * namespaces, security modules), a thread of the same nice value, limits
+ * and capabilities tries the round trip: 0 when it could, else an errno.
+ */
+static void *
+probe_run(void *arg)
+{
+	struct sched_param	 sp;
+	int			*err = arg;
+
+	memset(&sp, 0, sizeof(sp));
+	if (sched_setscheduler(0, SCHED_IDLE, &sp) == -1 ||
+	    sched_setscheduler(0, SCHED_OTHER, &sp) == -1)
+		*err = errno;
+	return NULL;
+}
+
 static int
 can_raise(void)
 {
-	struct rlimit	 rl;
+	pthread_t	 t;
+	int		 err = 0, rc;
 
-	if (geteuid() == 0)
-		return 1;
-	return getrlimit(RLIMIT_NICE, &rl) == 0 && rl.rlim_cur >= 20;
+	if ((rc = pthread_create(&t, NULL, probe_run, &err)) != 0)
+		return rc;
+	(void)pthread_join(t, NULL);
+	return err;
 }
 
 /* In the history thread. */
@@ -47,10 +68,9 @@ prio_run(struct workq_job *sj, void *ctx)
 	(void)sj;
 	(void)ctx;
 	(void)pthread_setname_np(pthread_self(), HISTPRIO_NAME);
-	if (!can_raise()) {
-		why = EPERM;
+	/* never lowered for good: reads could not wait for it */
+	if ((why = can_raise()) != 0)
 		return;
-	}
 	memset(&sp, 0, sizeof(sp));
 	if (sched_setscheduler(0, SCHED_IDLE, &sp) == -1) {
 		why = errno;
@@ -63,8 +83,9 @@ static void
 prio_done(struct workq_job *sj)
 {
 	if (why != 0)
-		log_notice("history thread: stays at normal priority (SCHED_IDLE "
-		    "needs RLIMIT_NICE 20 to be boosted): %s", strerror(why));
+		log_notice("history thread: stays at normal priority (leaving "
+		    "SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE 20): %s",
+		    strerror(why));
 	free(sj);
 }
 

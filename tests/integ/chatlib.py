@@ -483,6 +483,37 @@ def fill(client, timeout, take):
     return True
 
 
+def pump(peers, on_message, timeout, on_drop=None):
+    """One round over peers' non-blocking connections (test_faults.Peer
+    and its kind: sock, read() giving messages or None once closed,
+    connect(), drops): each message goes to on_message(p, m); a closed
+    connection counts in p.drops, goes to on_drop(p) when given, and is
+    opened again.  A peer left without one (its connect found no server)
+    tries again every 0.2 s."""
+    now = time.monotonic()
+    for p in peers:
+        if p.sock is None and getattr(p, "retry_at", 0) <= now:
+            p.retry_at = now + 0.2
+            p.connect()
+    socks = {p.sock: p for p in peers if p.sock is not None}
+    if not socks:
+        time.sleep(timeout)
+        return
+    r, _, _ = select.select(list(socks), [], [], timeout)
+    for s in r:
+        p = socks[s]
+        msgs = p.read()
+        if msgs is None:
+            p.drops += 1
+            if on_drop is not None:
+                on_drop(p)
+            p.sock.close()
+            p.connect()
+            continue
+        for m in msgs:
+            on_message(p, m)
+
+
 class Client:
     """One connection.  recv() returns the next JSON object received."""
 

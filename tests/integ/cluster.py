@@ -5,6 +5,7 @@ Every server runs on a free loopback port with its files in a temporary
 directory and is stopped by the test that started it:
 
     Redis()     redis-server --save '' --appendonly no, with a password
+                (and --latency-tracking no on Redis 7)
     MariaDB()   scripts/mariadb-private start DIR / stop DIR
     Nginx()     nginx -p DIR with the stream module, round robin
     Node()      a chatlib.Server with storage, redis and node_id set
@@ -15,6 +16,7 @@ skipped and exits 77 (automake's SKIP).
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -60,6 +62,25 @@ def find_prog(name):
         if os.access(os.path.join(d, name), os.X_OK):
             return os.path.join(d, name)
     return None
+
+
+_REDIS_VERSION = {}
+
+
+def redis_version(prog):
+    """(major, minor) of the redis-server at prog; (0, 0) when unknown."""
+    if prog not in _REDIS_VERSION:
+        v = (0, 0)
+        try:
+            out = subprocess.run([prog, "--version"], capture_output=True,
+                                 text=True, timeout=60).stdout
+            m = re.search(r"\bv=(\d+)\.(\d+)", out)
+            if m:
+                v = (int(m.group(1)), int(m.group(2)))
+        except (OSError, subprocess.SubprocessError):
+            pass
+        _REDIS_VERSION[prog] = v
+    return _REDIS_VERSION[prog]
 
 
 def require(what=("redis", "mariadb", "nginx")):
@@ -215,13 +236,18 @@ class Redis(_Private):
         return "127.0.0.1:%d" % self.port
 
     def start(self):
+        prog = find_prog("redis-server")
+        # Redis 7 keeps per-command latency percentiles (1.7% of its CPU
+        # in bench-cluster's profile, BENCHMARKS.md) that nothing here reads
+        quiet = (["--latency-tracking", "no"]
+                 if redis_version(prog) >= (7, 0) else [])
         self.proc = subprocess.Popen(
-            [find_prog("redis-server"), "--port", str(self.port),
+            [prog, "--port", str(self.port),
              "--bind", "127.0.0.1", "--save", "", "--appendonly",
              "yes" if self.appendonly else "no", "--appendfsync", "everysec",
              "--dir", self.dir, "--requirepass", self.password,
              "--logfile", os.path.join(self.dir, "redis.log"),
-             "--daemonize", "no"] + self.extra,
+             "--daemonize", "no"] + quiet + self.extra,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT)
         wait_port(self.port, self.proc, what="redis-server")

@@ -15,7 +15,6 @@ import hmac
 import itertools
 import json
 import os
-import select
 import socket
 import sys
 import time
@@ -111,27 +110,9 @@ class Tally:
 
 
 def pump(peers, tally, timeout):
-    now = time.monotonic()
-    for p in peers:
-        # a connect refused (no worker for a moment): try again
-        if p.sock is None and getattr(p, "retry_at", 0) <= now:
-            p.retry_at = now + 0.2
-            p.connect()
-    socks = {p.sock: p for p in peers if p.sock is not None}
-    if not socks:
-        time.sleep(timeout)
-        return
-    r, _, _ = select.select(list(socks), [], [], timeout)
-    for s in r:
-        p = socks[s]
-        msgs = p.read()
-        if msgs is None:
-            p.drops += 1
-            time.sleep(0.05)
-            p.connect()
-            continue
-        for m in msgs:
-            tally.on(p, m)
+    # a dropped connection comes back after a moment
+    chatlib.pump(peers, tally.on, timeout,
+                 on_drop=lambda p: time.sleep(0.05))
     while tally.retry_login:
         p = tally.retry_login.pop()
         time.sleep(0.1)

@@ -170,25 +170,16 @@ class Faults(unittest.TestCase):
                 elif m.get("msgid") == 100:
                     raise AssertionError("error answer: %r" % m)
 
+            def on_drop(p):
+                # the closing may be seen after the next kill (a
+                # handover closed at the reap, or a worker that took
+                # long to die): any recent one counts
+                if p.slot is not None and time.monotonic() - \
+                        killed_at.get(p.slot, -99) > 3.0:
+                    bad_drops.append((p.uid, p.slot))
+
             def pump(timeout):
-                socks = {p.sock: p for p in peers}
-                r, _, _ = select.select(list(socks), [], [], timeout)
-                for s in r:
-                    p = socks[s]
-                    msgs = p.read()
-                    if msgs is None:
-                        p.drops += 1
-                        # the closing may be seen after the next kill
-                        # (a handover closed at the reap, or a worker
-                        # that took long to die): any recent one counts
-                        if p.slot is not None and time.monotonic() - \
-                                killed_at.get(p.slot, -99) > 3.0:
-                            bad_drops.append((p.uid, p.slot))
-                        p.sock.close()
-                        p.connect()
-                        continue
-                    for m in msgs:
-                        on_message(p, m)
+                chatlib.pump(peers, on_message, timeout, on_drop)
 
             killed_at = {}          # slot -> when it was last killed
             while time.monotonic() < t_end_faults:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The feature tests of test_features.py on other stores: against the
-MySQL backend (a private MariaDB), and on a node in cluster mode (that
-MariaDB plus a private Redis).  One node must behave as it does with
-SQLite.
+"""The feature tests of test_features.py and test_features_groups.py on
+other stores (one server for both): against the MySQL backend (a private
+MariaDB), and on a node in cluster mode (that MariaDB plus a private
+Redis).  One node must behave as it does with SQLite.
 
 Needs mariadbd and redis-server: without them this test is SKIPPED (exit
 77), except in CI (CI=true), where that is a failure."""
@@ -14,6 +14,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster  # noqa: E402
 import test_features  # noqa: E402
+import test_features_groups  # noqa: E402
 
 ENV = {}
 
@@ -40,14 +41,16 @@ def tearDownModule():
         ENV.pop("db").stop()
 
 
-class FeaturesMySQL(test_features.Features):
+class FeaturesMySQL(test_features.Features,
+                    test_features_groups.FriendsGroups):
     @classmethod
     def setUpClass(cls):
         cls.srv = cluster.Node(ENV["db"].spec, workers=2)
         cls.srv.start()
 
 
-class FeaturesClusterNode(test_features.Features):
+class FeaturesClusterNode(test_features.Features,
+                          test_features_groups.FriendsGroups):
     @classmethod
     def setUpClass(cls):
         cls.srv = cluster.Node(ENV["db"].spec, ENV["redis"],

@@ -7,8 +7,11 @@ SCHED_IDLE, History and HistoryConv in a SQLite file of their own
 HISTORY read answered with the reader's own rows while that thread is
 starved (the worker and a CPU hog pinned to one CPU, History made slow
 by a trigger), because the read boosts it; a worker SIGKILLed with a
-backlog in its spool file, whose every row is stored after the respawn;
+backlog in its spool file, whose every row is stored after the respawn
+(the start-up log counting only the rows not stored before);
 rows kept while the history file is locked past the busy timeout;
+a thread not lowered when it could not be boosted again (no
+CAP_SYS_NICE, RLIMIT_NICE 0), whose reads still see every row;
 reads that stop waiting once the thread cannot be boosted any more; the
 upgrade of a version 4 file (its history moved to the history file,
 nothing lost); a read on another worker than the one that kept the rows;
@@ -17,8 +20,10 @@ read or the bound ends it, with every row stored after."""
 
 import json
 import os
+import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -41,7 +46,8 @@ STARVED_SECS = 3.0              # how long they must stay unstored
 
 
 def tasks(pid):
-    """{tid: (comm, policy)} of pid's threads (proc(5) stat field 41)."""
+    """{tid: (comm, fields)} of pid's threads: fields are their stat
+    fields from 3 on (proc(5): policy, field 41, is fields[38])."""
     out = {}
     base = "/proc/%d/task" % pid
     for tid in os.listdir(base):
@@ -52,15 +58,13 @@ def tasks(pid):
                 stat = f.read()
         except OSError:
             continue            # a thread that just ended
-        # after "(comm)" come fields 3...: field 41 is index 38
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[int(tid)] = (comm, int(fields[38]))
+        out[int(tid)] = (comm, stat[stat.rindex(")") + 2:].split())
     return out
 
 
 def hist_threads(srv):
-    return [(pid, tid, pol) for pid in srv.worker_pids()
-            for tid, (comm, pol) in tasks(pid).items()
+    return [(pid, tid, int(fields[38])) for pid in srv.worker_pids()
+            for tid, (comm, fields) in tasks(pid).items()
             if comm == "chatd-hist"]
 
 
@@ -116,32 +120,78 @@ def make_slow(db, secs):
     db.commit()
 
 
+def spool_left(spool):
+    """(left, done): bytes of the spool's two files after their done
+    prefixes, and in those prefixes, as path.done records them
+    (histspool.h: magic at byte 0, off at 8, a record per file)."""
+    try:
+        with open(spool + ".done", "rb") as f:
+            recs = f.read(64)
+    except FileNotFoundError:
+        recs = b""
+    left = done = 0
+    for i, path in enumerate((spool, spool + ".b")):
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        rec = recs[32 * i:32 * (i + 1)]
+        off = (struct.unpack_from("<Q", rec, 8)[0]
+               if len(rec) == 32 and rec[0] == 0xd1 else 0)
+        left += size - off
+        done += off
+    return left, done
+
+
+def hist_cpu(pid):
+    """CPU seconds of pid's history thread (stat fields 14 and 15)."""
+    ticks = sum(int(f[11]) + int(f[12]) for comm, f in tasks(pid).values()
+                if comm == "chatd-hist")
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class Crash(unittest.TestCase):
     def test_spool_backlog_stored_after_sigkill(self):
-        n = 200
+        """A worker SIGKILLed while its spool holds stored rows (a done
+        prefix, path.done) and rows still to store: every row is stored
+        after the respawn, and the start-up log counts only the bytes
+        past the done prefix."""
+        n, first = 200, 30
         with chatlib.Server(workers=1) as srv:
             db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
                                    timeout=60)
             self.addCleanup(db.close)
             spool = os.path.join(srv.dir, "chat.db-spool.0")
-            # 200 rows: 10 s of store work
-            a, b, rows = slow_backlog(srv, db, "crash", n, 0.05)
-            # every row in the spool (it stops growing), few stored
-            sizes = []
-
-            def size():
-                # the spool's two files (histspool.h)
-                return sum(os.path.getsize(p) for p in (spool, spool + ".b")
-                           if os.path.exists(p))
-
-            def settled():
-                sizes.append(size())
-                return len(sizes) > 2 and sizes[-1] == sizes[-3] > 0
-            self.assertTrue(wait_for(settled, timeout=SLOW, interval=0.5))
+            (pid,) = srv.worker_pids()
+            # the first rows: 3 s of store work, sped up by a read (c's:
+            # a's connection would pause while its read waits)
+            a, b, rows = slow_backlog(srv, db, "crash", first, 0.1)
+            c = srv.user("crash")
+            c.c.send_obj({"msgid": th.HISTORY, "toid": a.id, "limit": 1})
+            # ... once the history thread stores them (they are taken),
+            # the rest: they land in the spool behind them
+            cpu = hist_cpu(pid)
+            self.assertTrue(wait_for(lambda: hist_cpu(pid) - cpu >= 0.1,
+                                     timeout=SLOW, interval=0.02))
+            for i in range(first, n):
+                a.chat(b.id, "crash %d" % i)
+            for i in range(first, n):
+                b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
+            # the first rows done, the rest (17 s of work) not yet (were
+            # they stored before the rest came, the rest is taken in more
+            # than one batch: a slow take halves the next)
+            self.assertTrue(wait_for(lambda: all(spool_left(spool)),
+                                     timeout=SLOW, interval=0.1),
+                            spool_left(spool))
             stored = rows()
             self.assertLess(stored, n, "no backlog")
-            (pid,) = srv.worker_pids()
-            os.kill(pid, signal.SIGKILL)        # our worker, by its pid
+            # the master stopped (ours, by its pid), so that no new worker
+            # opens the spool before it is read
+            os.kill(srv.pid, signal.SIGSTOP)
+            try:
+                os.kill(pid, signal.SIGKILL)    # our worker, by its pid
+                self.assertTrue(wait_for(lambda: not chatlib.pid_alive(pid),
+                                         timeout=SLOW))
+                left, done = spool_left(spool)
+            finally:
+                os.kill(srv.pid, signal.SIGCONT)
             db.execute("DROP TRIGGER hist.hist_slow")
             db.commit()
             self.assertTrue(wait_for(
@@ -151,10 +201,18 @@ class Crash(unittest.TestCase):
             got = set(chatlib.json.loads(m)["msg"] for (m,) in db.execute(
                 "SELECT message FROM History"))
             self.assertEqual(got, set("crash %d" % i for i in range(n)))
-            self.assertIn("left by the last run", srv.log_text())
-            self.assertTrue(wait_for(lambda: size() == 0, timeout=SLOW))
-            sys.stderr.write("\n%d of %d stored before the SIGKILL\n" %
-                             (stored, n))
+            # what was not done yet, not the whole files (before, the
+            # done prefix counted too)
+            said = re.search(r"history spool \S+: (\d+) bytes left by the "
+                             r"last run", srv.log_text())
+            self.assertIsNotNone(said, srv.log_text()[-3000:])
+            self.assertEqual(int(said.group(1)), left,
+                             "%d bytes done" % done)
+            self.assertTrue(wait_for(lambda: spool_left(spool) == (0, 0),
+                                     timeout=SLOW))
+            sys.stderr.write("\n%d of %d stored before the SIGKILL; %d "
+                             "bytes done, %d left\n" % (stored, n, done,
+                                                         left))
 
 
 class Refused(unittest.TestCase):
@@ -390,28 +448,83 @@ class Deferred(unittest.TestCase):
             self.assertIn("(history_defer)", srv.log_text())
 
 
-class Stuck(unittest.TestCase):
-    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"),
-                         "needs root and setpriv")
-    def test_read_stops_waiting_once_boosts_fail(self):
+def start_without_nice(test, nice_limit):
+    """A server of one worker whose chatd runs without CAP_SYS_NICE and
+    CAP_SYS_RESOURCE (so it cannot raise it) at RLIMIT_NICE nice_limit."""
+    srv = chatlib.Server(workers=1)
+    wrapper = os.path.join(srv.dir, "chatd-no-nice")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec prlimit --nice=%d:%d setpriv "
+                "--bounding-set -sys_nice,-sys_resource '%s' \"$@\"\n"
+                % (nice_limit, nice_limit, chatlib.chatd_bin()))
+    os.chmod(wrapper, 0o755)
+    start_from(srv, wrapper)
+    test.addCleanup(srv.__exit__, None, None, None)
+    return srv
+
+
+class NoNice(unittest.TestCase):
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv") and
+                         shutil.which("prlimit"),
+                         "needs root, setpriv and prlimit")
+    def test_not_lowered_when_it_could_not_be_raised(self):
         """chatd runs as root without CAP_SYS_NICE (as in a container
-        that drops it; RLIMIT_NICE stays 0): its history thread goes to
-        SCHED_IDLE, and boosting it fails with EPERM, for good.  A
-        HISTORY read that would wait for this worker's backlog answers
+        that drops it) and with RLIMIT_NICE 0 that it cannot raise (no
+        CAP_SYS_RESOURCE): a thread at SCHED_IDLE could never be boosted
+        again.  So the history thread is not lowered (logged once), and a
+        HISTORY read waits for this worker's backlog as usual: it sees
+        every row."""
+        n = 20
+        srv = start_without_nice(self, 0)
+        said = "history thread: stays at normal priority"
+        self.assertTrue(wait_for(lambda: said in srv.log_text(),
+                                 timeout=SLOW), srv.log_text()[-3000:])
+        # before, it went to SCHED_IDLE and boosts failed (EPERM)
+        self.assertEqual([p for _, _, p in hist_threads(srv)], [0])
+        db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
+                               timeout=60)
+        self.addCleanup(db.close)
+        # 20 rows: 2 s of store work
+        a, b, rows = slow_backlog(srv, db, "nonice", n, 0.1)
+        t0 = time.monotonic()
+        a.c.send_obj({"msgid": th.HISTORY, "toid": b.id, "limit": 50})
+        m = a.c.recv_msgid(th.HISTORY_ACK, timeout=SLOW * 3)
+        took = time.monotonic() - t0
+        m["messages"] = [json.loads(t) for t in m["messages"]]
+        sys.stderr.write("\nthe read took %.2f s\n" % took)
+        self.assertEqual(th.texts(m), ["nonice %d" % i for i in
+                                       range(n - 1, -1, -1)], m)
+        self.assertEqual(rows(), n)
+        self.assertEqual(srv.log_text().count(said), 1)
+        self.assertNotIn("cannot be boosted any more", srv.log_text())
+
+
+def nice_limit_settable():
+    """Whether RLIMIT_NICE 20 can be set here (hard limit or
+    CAP_SYS_RESOURCE; a container may allow neither)."""
+    return shutil.which("prlimit") is not None and chatlib.run(
+        ["prlimit", "--nice=20:20", "true"], timeout=60).returncode == 0
+
+
+class Stuck(unittest.TestCase):
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv") and
+                         nice_limit_settable(),
+                         "needs root, setpriv and RLIMIT_NICE 20")
+    def test_read_stops_waiting_once_boosts_fail(self):
+        """chatd runs without CAP_SYS_NICE but with RLIMIT_NICE 20: its
+        history thread goes to SCHED_IDLE.  Then someone lowers the
+        worker's RLIMIT_NICE to 0: boosting fails with EPERM, for good.
+        A HISTORY read that would wait for this worker's backlog answers
         from what is stored instead (as for other workers' rows), logged
         once; the rows are still stored."""
         n = 40
-        real = chatlib.chatd_bin()
-        srv = chatlib.Server(workers=1)
-        wrapper = os.path.join(srv.dir, "chatd-no-nice")
-        with open(wrapper, "w") as f:
-            f.write("#!/bin/sh\nexec setpriv --bounding-set -sys_nice "
-                    "'%s' \"$@\"\n" % real)
-        os.chmod(wrapper, 0o755)
-        start_from(srv, wrapper)
-        self.addCleanup(srv.__exit__, None, None, None)
+        srv = start_without_nice(self, 20)
         self.assertTrue(wait_for(lambda: [p for _, _, p in hist_threads(
             srv)] == [SCHED_IDLE], timeout=SLOW), hist_threads(srv))
+        (pid,) = srv.worker_pids()
+        r = chatlib.run(["prlimit", "--pid", str(pid), "--nice=0:0"],
+                        timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
         db = chatlib.sqlite_db(os.path.join(srv.dir, "chat.db"),
                                timeout=60)
         self.addCleanup(db.close)
