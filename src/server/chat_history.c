@@ -18,6 +18,7 @@
  */
 #include "config.h"
 
+#include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,31 @@ chat_history_calls(int delta)
 	chat_history_boost();
 }
 
+/*
+ * One spare pair of batch buffers: a batch's buffers come back here once
+ * it is in the spool or the store, and the next batch fills them.  A
+ * fresh pair grew by doubling (each step a copy), and a large one was
+ * mapped, faulted in and unmapped again per batch: a third of what a
+ * busy worker's history cost it while deferred (BENCHMARKS.md).
+ */
+static struct store_hist	*spare_rows;
+static char			*spare_text;
+
+void
+chat_history_recycle(struct store_hist *rows, char *text)
+{
+	if (spare_rows == NULL) {
+		spare_rows = rows;
+		rows = NULL;
+	}
+	if (spare_text == NULL) {
+		spare_text = text;
+		text = NULL;
+	}
+	free(rows);
+	free(text);
+}
+
 void
 chat_history_keep(int32_t sender, const struct proto_req *req,
     const struct buf *line, int64_t created)
@@ -178,6 +204,16 @@ chat_history_keep(int32_t sender, const struct proto_req *req,
 	len = buf_used(line);
 	if (len > 0 && buf_head(line)[len - 1] == '\n')
 		len--;
+	if (hq == NULL && spare_rows != NULL) {
+		hq = spare_rows;
+		hq_cap = malloc_usable_size(hq) / sizeof(*hq);
+		spare_rows = NULL;
+	}
+	if (hq_text == NULL && spare_text != NULL) {
+		hq_text = spare_text;
+		hq_tcap = malloc_usable_size(hq_text);
+		spare_text = NULL;
+	}
 	if (hq_n == hq_cap) {
 		ncap = hq_cap ? hq_cap * 2 : 64;
 		if ((nv = reallocarray(hq, ncap, sizeof(*nv))) == NULL)
@@ -457,8 +493,7 @@ hist_done(struct workq_job *sj)
 		hb_rows /= 2;
 	hb_busy--;
 	history_written(j->n, j->bytes);
-	free(j->rows);
-	free(j->text);
+	chat_history_recycle(j->rows, j->text);
 	free(j->err);
 	free(j);
 	/* rows that came meanwhile: the next batch when full or due */

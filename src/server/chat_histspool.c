@@ -230,8 +230,7 @@ append_done(struct workq_job *sj)
 		chat_history_direct(j->rows, j->text, j->n, j->bytes);
 	} else {
 		chat_history_out(j->n, j->bytes);
-		free(j->rows);
-		free(j->text);
+		chat_history_recycle(j->rows, j->text);
 		spool_kick();
 	}
 	free(j);

@@ -208,6 +208,8 @@ struct storeq *chat_history_q(void);
 void	chat_history_calls(int delta);
 /* n rows (bytes of text) left memory: appended to the spool. */
 void	chat_history_out(size_t n, size_t bytes);
+/* A batch's buffers, done with: kept for the next batch (or freed). */
+void	chat_history_recycle(struct store_hist *rows, char *text);
 /* n rows kept by this run are stored: the reads behind them go. */
 void	chat_history_stored(size_t n);
 /* Every row that left memory is stored (or given up): reads go. */
