@@ -59,6 +59,7 @@
 #define SP_RETRY_SEC	60.0	/* a batch the store refuses is tried this long */
 #define SP_BUSY_SHARE	0.25	/* CPU the loop wants that makes a worker busy */
 #define SP_BUSY_WINDOW	0.2	/* seconds, at least, the share is taken over */
+#define SP_QUIET_SEC	1.0	/* quiet this long ends a deferral */
 
 static struct histspool	*sp;
 static int		 sp_off;	/* "none", or no place for it */
@@ -77,6 +78,7 @@ static double		 sp_busy_at;	/* when the loop's CPU time was read */
 static double		 sp_busy_cpu;	/* CPU seconds the loop wanted by then */
 static int		 sp_busy;	/* the loop was busy in that window */
 static double		 sp_busy_since;	/* the loop busy since; 0: quiet */
+static double		 sp_quiet_since; /* the loop quiet since; 0: busy */
 static int		 sp_deferring;	/* takes wait for a quiet loop */
 static double		 sp_deferred_at; /* since when */
 
@@ -429,9 +431,20 @@ spool_defer(void)
 		return 0;
 	now = util_mono();
 	if (!spool_busy(now)) {
-		sp_busy_since = 0;
-		why = "the worker is quiet";
+		/*
+		 * a pause in the load (a client's round trip, a stall) is
+		 * not the end of it: takes started then would run on into
+		 * the load's next second
+		 */
+		if (sp_quiet_since == 0)
+			sp_quiet_since = now;
+		if (!sp_deferring || now - sp_quiet_since >= SP_QUIET_SEC) {
+			sp_busy_since = 0;
+			why = "the worker is quiet";
+		} else if (chat_history_awaited())
+			why = "a read waits";
 	} else {
+		sp_quiet_since = 0;
 		if (sp_busy_since == 0)
 			sp_busy_since = now;
 		if (chat_history_awaited())
