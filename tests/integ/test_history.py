@@ -30,6 +30,18 @@ PW_HASH = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$U4SOHmDd8SvW5vCUKSMR6N835VPwFAtgYNhQ9mF
 SLOW = 4 * chatlib.TIMEOUT     # generous: the sanitizer build is slow
 
 
+def timed_read(u, timeout, **kw):
+    """One HISTORY answer for u that may wait long (a barrier behind a
+    backlog): its texts newest first, the answer, the seconds it took."""
+    kw["msgid"] = HISTORY
+    t0 = time.monotonic()
+    u.c.send_obj(kw)
+    m = u.c.recv_msgid(HISTORY_ACK, timeout=timeout)
+    took = time.monotonic() - t0
+    m["messages"] = [chatlib.json.loads(t) for t in m["messages"]]
+    return texts(m), m, took
+
+
 def history(u, **kw):
     """One HISTORY answer (or error) for u; messages decoded."""
     kw["msgid"] = HISTORY

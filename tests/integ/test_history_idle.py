@@ -326,13 +326,10 @@ class OtherWorker(unittest.TestCase):
                 a.chat(b.id, "%s %d" % (prefix, i))
             for i in range(n):
                 b.c.recv_msgid(ONE_CHAT, timeout=SLOW)
-            t0 = time.monotonic()
-            b.c.send_obj({"msgid": th.HISTORY, "toid": a.id, "limit": 50})
-            m = b.c.recv_msgid(th.HISTORY_ACK, timeout=SLOW * 4)
-            took = time.monotonic() - t0
-            m["messages"] = [json.loads(t) for t in m["messages"]]
+            texts, m, took = th.timed_read(b, SLOW * 4, toid=a.id,
+                                           limit=50)
             sys.stderr.write("\nthe read took %.1f s\n" % took)
-            return th.texts(m), m, srv.log_text()
+            return texts, m, srv.log_text()
 
     def test_read_waits_for_the_other_workers_rows(self):
         """The chats were kept by the sender's worker, whose history
@@ -486,14 +483,10 @@ class NoNice(unittest.TestCase):
         self.addCleanup(db.close)
         # 20 rows: 2 s of store work
         a, b, rows = slow_backlog(srv, db, "nonice", n, 0.1)
-        t0 = time.monotonic()
-        a.c.send_obj({"msgid": th.HISTORY, "toid": b.id, "limit": 50})
-        m = a.c.recv_msgid(th.HISTORY_ACK, timeout=SLOW * 3)
-        took = time.monotonic() - t0
-        m["messages"] = [json.loads(t) for t in m["messages"]]
+        texts, m, took = th.timed_read(a, SLOW * 3, toid=b.id, limit=50)
         sys.stderr.write("\nthe read took %.2f s\n" % took)
-        self.assertEqual(th.texts(m), ["nonice %d" % i for i in
-                                       range(n - 1, -1, -1)], m)
+        self.assertEqual(texts, ["nonice %d" % i for i in
+                                 range(n - 1, -1, -1)], m)
         self.assertEqual(rows(), n)
         self.assertEqual(srv.log_text().count(said), 1)
         self.assertNotIn("cannot be boosted any more", srv.log_text())

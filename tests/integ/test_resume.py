@@ -320,7 +320,7 @@ class SlowOtherNode(unittest.TestCase):
         """chatbench keeps node B busy, so that it defers its history
         (history_defer, 30 s by default): a HISTORY read on node A ends
         the deferral there and waits for the rows."""
-        from test_history import HISTORY, HISTORY_ACK, texts
+        from test_history import timed_read
         from test_history_idle import Deferred
         d = Deferred()
         bench = d.load(self.b, 20)
@@ -338,13 +338,10 @@ class SlowOtherNode(unittest.TestCase):
             for i in range(10):
                 rd.c.recv_msgid(ONE_CHAT, timeout=SLOW)
             stored = self.rows(s.id)
-            t0 = time.monotonic()
-            rd.c.send_obj({"msgid": HISTORY, "toid": s.id, "limit": 50})
-            m = rd.c.recv_msgid(HISTORY_ACK, timeout=SLOW * 4)
-            took.append(time.monotonic() - t0)
-            m["messages"] = [json.loads(t) for t in m["messages"]]
-            self.assertEqual(texts(m), ["deferred %d" % i for i in
-                                        range(9, -1, -1)], m)
+            texts, m, t = timed_read(rd, SLOW * 4, toid=s.id, limit=50)
+            took.append(t)
+            self.assertEqual(texts, ["deferred %d" % i for i in
+                                     range(9, -1, -1)], m)
             if stored < 10:
                 missing.append(10 - stored)
         self.assertTrue(missing, "never caught B deferring")
@@ -354,7 +351,7 @@ class SlowOtherNode(unittest.TestCase):
                              missing[0], " ".join("%.1f" % t for t in took)))
 
     def test_history_waits_for_the_other_node(self):
-        from test_history import HISTORY, HISTORY_ACK, texts
+        from test_history import timed_read
         n = 15
         s, rd = self.b.user("hn"), self.a.user("hn")
         self.slow_sender(s.id, 0.2)
@@ -362,11 +359,9 @@ class SlowOtherNode(unittest.TestCase):
             s.chat(rd.id, "late %d" % i)
         for i in range(n):
             rd.c.recv_msgid(ONE_CHAT, timeout=SLOW)
-        rd.c.send_obj({"msgid": HISTORY, "toid": s.id, "limit": 50})
-        m = rd.c.recv_msgid(HISTORY_ACK, timeout=SLOW)
-        m["messages"] = [json.loads(t) for t in m["messages"]]
-        self.assertEqual(texts(m), ["late %d" % i for i in
-                                    range(n - 1, -1, -1)], m)
+        texts, m, _ = timed_read(rd, SLOW, toid=s.id, limit=50)
+        self.assertEqual(texts, ["late %d" % i for i in
+                                 range(n - 1, -1, -1)], m)
 
 
 @cluster.skip_unless(HAVE_CLUSTER, "no mariadbd or redis-server")
