@@ -64,9 +64,11 @@
  */
 static uint32_t		 b_seq;
 static double		 b_sent_at;
-static uint32_t		*answered;
-static double		*storing_at;
-static unsigned char	*dead;
+static struct barrier_slot {
+	uint32_t	 answered;
+	double		 storing_at;
+	int		 dead;
+}			*slots;
 static int		 nslots;
 
 /*
@@ -112,7 +114,8 @@ barrier_send(int slot, uint32_t type, uint32_t seq)
 static int
 slot_answered(int i, uint32_t seq)
 {
-	return i == chat.slot || dead[i] || (int32_t)(answered[i] - seq) >= 0;
+	return i == chat.slot || slots[i].dead ||
+	    (int32_t)(slots[i].answered - seq) >= 0;
 }
 
 /* Whether every worker of the cluster that heard b_seq answered it. */
@@ -145,14 +148,14 @@ barrier_done(uint32_t seq)
 	for (i = 0; i < nslots; i++) {
 		if (slot_answered(i, seq))
 			continue;
-		if (!timed_out(storing_at[i], now)) {
+		if (!timed_out(slots[i].storing_at, now)) {
 			late++;
 			continue;
 		}
 		log_notice("history: worker %d did not store its history "
 		    "within %.0f s of a read's request; reads no longer wait "
 		    "for it until it answers", i, now - b_sent_at);
-		dead[i] = 1;
+		slots[i].dead = 1;
 	}
 	if (c_lagging || cluster_answered())
 		return late == 0;
@@ -204,21 +207,11 @@ chat_barrier_hold(struct chat_call *k)
 {
 	double	 now = util_mono();
 
-	if (nslots == 0) {
-		nslots = online_nslots(chat.online);
-		answered = calloc(nslots, sizeof(*answered));
-		storing_at = calloc(nslots, sizeof(*storing_at));
-		dead = calloc(nslots, 1);
-		if (answered == NULL || storing_at == NULL || dead == NULL) {
-			free(answered);
-			free(storing_at);
-			free(dead);
-			answered = NULL;
-			storing_at = NULL;
-			dead = NULL;
-			nslots = 0;
+	if (slots == NULL) {
+		if ((slots = calloc(online_nslots(chat.online),
+		    sizeof(*slots))) == NULL)
 			return -1;
-		}
+		nslots = online_nslots(chat.online);
 	}
 	if ((nslots < 2 && chat.pubsub == NULL) ||
 	    chat.cfg->history_days == 0 ||
@@ -264,9 +257,9 @@ barrier_answered(int slot, uint32_t seq)
 {
 	if (slot < 0 || slot >= nslots || slot == chat.slot)
 		return;
-	if ((int32_t)(seq - answered[slot]) > 0)
-		answered[slot] = seq;
-	dead[slot] = 0;
+	if ((int32_t)(seq - slots[slot].answered) > 0)
+		slots[slot].answered = seq;
+	slots[slot].dead = 0;
 }
 
 static void
@@ -344,7 +337,7 @@ chat_barrier_msg(const struct chan_hdr *h)
 		barrier_ask(a);
 	} else if (h->type == CHAN_HIST_STORING) {
 		if (h->conn == b_seq && h->from_slot < (uint32_t)nslots)
-			storing_at[h->from_slot] = util_mono();
+			slots[h->from_slot].storing_at = util_mono();
 	} else
 		barrier_answered((int)h->from_slot, h->conn);
 }
