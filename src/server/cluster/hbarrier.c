@@ -69,7 +69,7 @@ int
 pubsub_hist_ask(struct pubsub *ps, uint32_t seq)
 {
 	struct bus	*b = NULL;
-	char		 body[64];
+	char		 body[64], *me;
 	int		 i;
 
 	for (i = 0; ps != NULL && i < ps->n && b == NULL; i++)
@@ -77,9 +77,17 @@ pubsub_hist_ask(struct pubsub *ps, uint32_t seq)
 			b = ps->v[i];
 	if (b == NULL)
 		return -1;
-	snprintf(body, sizeof(body), "hf %s.%d %u", b->boot, b->slot, seq);
-	if (hb_publish(b, REQ_HIST_ASK, "chatd:hf", body, seq) == -1)
+	/* how an answer names this ask */
+	if (asprintf(&me, " %s %s.%d %u ", b->node_id, b->boot, b->slot,
+	    seq) == -1)
 		return -1;
+	snprintf(body, sizeof(body), "hf %s.%d %u", b->boot, b->slot, seq);
+	if (hb_publish(b, REQ_HIST_ASK, "chatd:hf", body, seq) == -1) {
+		free(me);
+		return -1;
+	}
+	free(b->hf_me);
+	b->hf_me = me;
 	b->hf_seq = seq;
 	hb_clear(b);
 	return 0;
@@ -174,30 +182,12 @@ hb_heard_before(struct bus *b, char *from)
 	return 0;
 }
 
-/* " <node> <boot>.<slot> <seq> ": how an answer names our latest ask. */
-static char *
-hb_address(const struct bus *b)
-{
-	char	*me;
-
-	if (asprintf(&me, " %s %s.%d %u ", b->node_id, b->boot, b->slot,
-	    b->hf_seq) == -1)
-		return NULL;
-	return me;
-}
-
 /* Whether an answer (not checked yet) may be for our latest ask. */
 static int
 hb_for_us(const struct bus *b, const char *msg, size_t len)
 {
-	char	*me;
-	int	 rc;
-
-	if (b->hf_seq == 0 || (me = hb_address(b)) == NULL)
-		return 0;
-	rc = memmem(msg, len, me, strlen(me)) != NULL;
-	free(me);
-	return rc;
+	return b->hf_me != NULL &&
+	    memmem(msg, len, b->hf_me, strlen(b->hf_me)) != NULL;
 }
 
 /* After "hfa": " <node> <boot>.<slot> <seq> <answerer's boot>.<slot>" */
@@ -205,17 +195,11 @@ static void
 hb_answer(struct bus *b, const struct bus_item *it, const char *p,
     const char *end, enum pubsub_hist_state state)
 {
-	char		*me, *from;
-	size_t		 mlen;
+	char		*from;
+	size_t		 mlen = strlen(b->hf_me);
 
-	if ((me = hb_address(b)) == NULL)
-		return;
-	mlen = strlen(me);
-	if ((size_t)(end - p) <= mlen || memcmp(p, me, mlen) != 0) {
-		free(me);
+	if ((size_t)(end - p) <= mlen || memcmp(p, b->hf_me, mlen) != 0)
 		return;		/* another worker's ask, or an older one */
-	}
-	free(me);
 	p += mlen;
 	if (word(p, end) != (size_t)(end - p))
 		return;
@@ -281,6 +265,8 @@ void
 hbar_forget(struct bus *b)
 {
 	hb_clear(b);
+	free(b->hf_me);
+	b->hf_me = NULL;
 	free(b->hf_from);
 	b->hf_from = NULL;
 	b->hf_n = b->hf_cap = 0;

@@ -279,6 +279,8 @@ struct bus {
 	int			 item_version;	/* written: cluster_item_version */
 	int			 inst;		/* which instance of the config */
 	uint32_t		 hf_seq;	/* our latest history barrier ask */
+	char			*hf_me;		/* how answers name it: " <node>
+						   <boot>.<slot> <seq> " */
 	char			**hf_from;	/* who answered it (hbarrier.c) */
 	size_t			 hf_n, hf_cap;
 	int			 exiting;
