@@ -430,30 +430,29 @@ spool_defer(void)
 	if (chat.cfg->history_defer <= 0 && !sp_deferring)
 		return 0;
 	now = util_mono();
-	if (!spool_busy(now)) {
-		/*
-		 * a pause in the load (a client's round trip, a stall) is
-		 * not the end of it: takes started then would run on into
-		 * the load's next second
-		 */
-		if (sp_quiet_since == 0)
-			sp_quiet_since = now;
-		if (!sp_deferring || now - sp_quiet_since >= SP_QUIET_SEC) {
-			sp_busy_since = 0;
-			why = "the worker is quiet";
-		} else if (chat_history_awaited())
-			why = "a read waits";
-	} else {
+	if (spool_busy(now)) {
 		sp_quiet_since = 0;
 		if (sp_busy_since == 0)
 			sp_busy_since = now;
-		if (chat_history_awaited())
-			why = "a read waits";
-		else if (histspool_pending(sp) > chat.cfg->history_spool_max / 2)
-			why = "half of history_spool_max";
-		else if (now - sp_busy_since >= chat.cfg->history_defer)
-			why = "history_defer";
-	}
+	} else if (sp_quiet_since == 0)
+		sp_quiet_since = now;
+	/*
+	 * a pause in the load (a client's round trip, a stall) is not the
+	 * end of it: takes started then would run on into the load's next
+	 * second
+	 */
+	if (sp_quiet_since != 0 &&
+	    (!sp_deferring || now - sp_quiet_since >= SP_QUIET_SEC)) {
+		sp_busy_since = 0;
+		why = "the worker is quiet";
+	} else if (chat_history_awaited())
+		why = "a read waits";
+	else if (sp_quiet_since == 0 &&
+	    histspool_pending(sp) > chat.cfg->history_spool_max / 2)
+		why = "half of history_spool_max";
+	else if (sp_quiet_since == 0 &&
+	    now - sp_busy_since >= chat.cfg->history_defer)
+		why = "history_defer";
 	if (why == NULL) {
 		if (!sp_deferring) {
 			sp_deferred_at = now;
