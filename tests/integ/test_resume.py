@@ -246,6 +246,25 @@ def tearDownModule():
     cluster.stop_all(ENV)
 
 
+def chats_then_drop(test, s, c, prefix, rows, slow, late):
+    """A new user on c (a token kept) reads HAD chats from s live; once
+    rows() holds them, slow() slows the history and `late` more chats
+    come that c closes without reading.  The token and the Reader."""
+    uid = c.register(unique(prefix), "pw")
+    tok = login_token(c, uid, "pw")["token"]
+    r = Reader()
+    for i in range(HAD):
+        s.chat(uid, text(i))
+    r.read_live(c, HAD, SLOW)
+    test.assertTrue(wait_for(lambda: rows() >= HAD, timeout=SLOW))
+    slow()
+    for i in range(HAD, HAD + late):
+        s.chat(uid, text(i))
+    s.c.sync()
+    c.close()
+    return tok, r
+
+
 def resume_after_drop(test, connect, tok, r, late):
     """A token login on connect()'s connection (again while the closed
     session is still known: errno 2), then RESUME: r must show every
@@ -298,20 +317,10 @@ class SlowOtherNode(unittest.TestCase):
 
     def test_resume_waits_for_the_other_node(self):
         s = self.b.user("rn")
-        c = self.a.client()
-        uid = c.register(unique("rn"), "pw")
-        tok = login_token(c, uid, "pw")["token"]
-        r = Reader()
-        for i in range(HAD):
-            s.chat(uid, text(i))
-        r.read_live(c, HAD, SLOW)
-        self.assertTrue(wait_for(lambda: self.rows(s.id) >= HAD,
-                                 timeout=SLOW))
-        self.slow_sender(s.id, 0.2)
-        for i in range(HAD, HAD + self.LATE):
-            s.chat(uid, text(i))
-        s.c.sync()
-        c.close()
+        tok, r = chats_then_drop(self, s, self.a.client(), "rn",
+                                 lambda: self.rows(s.id),
+                                 lambda: self.slow_sender(s.id, 0.2),
+                                 self.LATE)
         took = resume_after_drop(self, self.a.client, tok, r, self.LATE)
         sys.stderr.write("\nthe resume on A was answered after %.1f s\n"
                          % took)
@@ -379,21 +388,10 @@ class SlowOtherWorker(unittest.TestCase):
                                    timeout=60)
             self.addCleanup(db.close)
             s = srv.user("rw", worker=0)
-            c = srv.client()
-            uid = c.register(unique("rw"), "pw")
-            tok = login_token(c, uid, "pw")["token"]
-            r = Reader()
-            for i in range(HAD):
-                s.chat(uid, text(i))
-            r.read_live(c, HAD, SLOW)
             rows = lambda: db.execute(  # noqa: E731
                 "SELECT count(*) FROM History").fetchone()[0]
-            self.assertTrue(wait_for(lambda: rows() >= HAD, timeout=SLOW))
-            make_slow(db, 0.2)
-            for i in range(HAD, HAD + self.LATE):
-                s.chat(uid, text(i))
-            s.c.sync()
-            c.close()
+            tok, r = chats_then_drop(self, s, srv.client(), "rw", rows,
+                                     lambda: make_slow(db, 0.2), self.LATE)
             # the token login on worker 1
             took = resume_after_drop(self, lambda: srv.client_on(1), tok,
                                      r, self.LATE)
