@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 
+#include "log.h"
 #include "online_impl.h"
 #include "online_test.h"
 #include "util.h"

@@ -23,36 +23,27 @@
 
 #include "check_histspool.h"
 #include "check_run.h"
+#include "check_tmp.h"
 #include "crc32.h"
 #include "histspool.h"
 #include "log.h"
 #include "util.h"
 
-char	 dir[64];
 char	 path[128];
 char	 path2[136];
 
 static void
 setup(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/check_histspool.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/spool", dir);
+	tmpdir_setup("check_histspool");
+	snprintf(path, sizeof(path), "%s", tmp_path("spool"));
 	snprintf(path2, sizeof(path2), "%s.b", path);
 }
 
 static void
 teardown(void)
 {
-	char	 p[160];
-
-	unlink(path);
-	unlink(path2);
-	snprintf(p, sizeof(p), "%s.done", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/log", dir);
-	unlink(p);
-	rmdir(dir);
+	tmpdir_teardown();
 }
 
 /* row i: fields and a text of i % 37 bytes that all derive from i */
@@ -335,21 +326,17 @@ spit(const char *buf, size_t len)
 void
 log_to_file(void)
 {
-	char	 p[160];
-
-	snprintf(p, sizeof(p), "%s/log", dir);
-	ck_assert_int_eq(log_init(p, LOG_DEBUG), 0);
+	ck_assert_int_eq(log_init(tmp_path("log"), LOG_DEBUG), 0);
 }
 
 int
 logged(const char *what)
 {
-	char	 p[160], *s;
+	char	*s;
 	size_t	 len;
 	int	 found;
 
-	snprintf(p, sizeof(p), "%s/log", dir);
-	s = slurp(p, &len);
+	s = slurp(tmp_path("log"), &len);
 	found = strstr(s, what) != NULL;
 	free(s);
 	return found;

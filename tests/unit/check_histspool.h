@@ -13,7 +13,6 @@
 
 #include "histspool.h"
 
-extern char	 dir[64];
 extern char	 path[128];
 extern char	 path2[136];		/* the second file */
 

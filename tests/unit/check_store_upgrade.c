@@ -15,6 +15,7 @@
 
 #include <check.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include <sqlite3.h>
 
 #include "check_run.h"
+#include "check_tmp.h"
 #include "store.h"
 
 #define CRASHED		77	/* a child's exit status: the staged crash */
@@ -30,10 +32,9 @@
 #define ROWS_GROUP	20	/* and of group chats */
 #define MAX_WRITES	5000	/* more than any upgrade of these files takes */
 
-static char	 dir[64];
-static char	 orig[128];	/* the old file, made once per test */
-static char	 work[128];	/* the one upgraded */
-static char	 hwork[160];	/* its history file */
+static char	 orig[PATH_MAX];	/* the old file, made once per test */
+static char	 work[PATH_MAX];	/* the one upgraded */
+static char	 hwork[PATH_MAX];	/* its history file */
 
 /* SQLite's unix VFS gives a database, a WAL and a journal other methods */
 #define IO_KINDS	4
@@ -114,7 +115,7 @@ static void
 rm_files(const char *path)
 {
 	static const char *const sfx[] = { "", "-wal", "-shm", "-journal" };
-	char	 p[256];
+	char	 p[PATH_MAX + 16];
 	size_t	 i;
 
 	for (i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
@@ -126,26 +127,16 @@ rm_files(const char *path)
 static void
 setup(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/check_store_upgrade.%d", (int)getpid());
-	ck_assert_int_eq(mkdir(dir, 0700), 0);
-	snprintf(orig, sizeof(orig), "%s/old.db", dir);
-	snprintf(work, sizeof(work), "%s/chat.db", dir);
-	snprintf(hwork, sizeof(hwork), "%s-history", work);
+	tmpdir_setup("check_store_upgrade");
+	snprintf(orig, sizeof(orig), "%s", tmp_path("old.db"));
+	snprintf(work, sizeof(work), "%s", tmp_path("chat.db"));
+	snprintf(hwork, sizeof(hwork), "%s", tmp_path("chat.db-history"));
 }
 
 static void
 teardown(void)
 {
-	char	 p[160];
-
-	rm_files(orig);
-	rm_files(work);
-	rm_files(hwork);
-	snprintf(p, sizeof(p), "%s/ref.db", dir);
-	rm_files(p);
-	snprintf(p, sizeof(p), "%s/ref.db-history", dir);
-	rm_files(p);
-	rmdir(dir);
+	tmpdir_teardown();
 }
 
 static void
@@ -349,10 +340,10 @@ dump(const char *path)
 static char *
 reference(void)
 {
-	char	 ref[160], href[176], *d;
+	char	 ref[PATH_MAX], href[PATH_MAX], *d;
 
-	snprintf(ref, sizeof(ref), "%s/ref.db", dir);
-	snprintf(href, sizeof(href), "%s-history", ref);
+	snprintf(ref, sizeof(ref), "%s", tmp_path("ref.db"));
+	snprintf(href, sizeof(href), "%s", tmp_path("ref.db-history"));
 	rm_files(href);
 	copy_file(orig, ref);
 	ck_assert_int_eq(open_close(ref), 0);
@@ -423,7 +414,7 @@ END_TEST
  */
 START_TEST(test_v4_rows_in_both)
 {
-	char	*ref, *d, sql[256];
+	char	*ref, *d, sql[PATH_MAX + 64];
 	sqlite3	*db;
 
 	make_old(4);

@@ -30,7 +30,7 @@ tmpdir_teardown(void)
 {
 	DIR		*d;
 	struct dirent	*de;
-	char		 p[PATH_MAX];
+	char		 p[sizeof(tdir) + NAME_MAX + 2];
 
 	if ((d = opendir(tdir)) == NULL)
 		return;
@@ -54,7 +54,7 @@ tmp_dir(void)
 const char *
 tmp_path(const char *name)
 {
-	static char	 p[4][PATH_MAX];
+	static char	 p[4][sizeof(tdir) + NAME_MAX + 2];
 	static int	 i;
 
 	i = (i + 1) % 4;
