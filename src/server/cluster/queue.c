@@ -136,13 +136,13 @@ ack_send(struct bus *ps, struct ack *k)
 		 * script, whose LRANGE makes a Lua string of each element,
 		 * hashing every byte.
 		 */
+		a[0] = "LREM";
+		al[0] = 4;
+		a[1] = ps->plist;
+		al[1] = strlen(ps->plist);
+		a[2] = "1";
+		al[2] = 1;
 		for (i = 0; i < k->n; i++) {
-			a[0] = "LREM";
-			al[0] = 4;
-			a[1] = ps->plist;
-			al[1] = strlen(ps->plist);
-			a[2] = "1";
-			al[2] = 1;
 			a[3] = k->a[3 + 3 * i + 1];
 			al[3] = k->full[i];
 			if ((r = req_new(ps, REQ_ACK, SCRIPT_NONE)) == NULL)
