@@ -32,7 +32,7 @@ struct prio_job {
  * at least 20 - its nice value (sched(7)).  Root need have neither (a
  * container drops CAP_SYS_NICE).  Rather than re-derive the rule (user
  * namespaces, security modules), a thread of the same nice value, limits
- * and capabilities tries the round trip: 0 when it could, else an errno.
+ * and capabilities tries the round trip.
  */
 static void *
 probe_run(void *arg)
@@ -47,8 +47,9 @@ probe_run(void *arg)
 	return NULL;
 }
 
+/* 0 when a thread may leave SCHED_IDLE again, else the errno that refused. */
 static int
-can_raise(void)
+raise_refused(void)
 {
 	pthread_t	 t;
 	int		 err = 0, rc;
@@ -69,7 +70,7 @@ prio_run(struct workq_job *sj, void *ctx)
 	(void)ctx;
 	(void)pthread_setname_np(pthread_self(), HISTPRIO_NAME);
 	/* never lowered for good: reads could not wait for it */
-	if ((why = can_raise()) != 0)
+	if ((why = raise_refused()) != 0)
 		return;
 	memset(&sp, 0, sizeof(sp));
 	if (sched_setscheduler(0, SCHED_IDLE, &sp) == -1) {
